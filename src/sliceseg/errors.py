@@ -1,10 +1,10 @@
-"""The one error hierarchy of sliceseg: every message says what was found, what was expected, what to do.
+"""The one error hierarchy: each message says what was found, what was expected, and the fix.
 
 ::
 
-    SlicesegError                 anything the user can fix; the CLI prints it on one line, exit 2
-    ├── DicomReadError            a file is not DICOM, is truncated, or its pixels cannot be decoded
-    ├── LabelError                a label map is unreadable, damaged, or inconsistent with the dataset
+    SlicesegError                 anything the user can fix: one line from the CLI, exit 2
+    ├── DicomReadError            a file is not DICOM, is truncated, or its pixels can't be decoded
+    ├── LabelError                a label map is unreadable, damaged, or inconsistent with the rest
     ├── PairingError              images and labels do not pair, or a folder holds nothing usable
     ├── BundleError               a model file is not a sliceseg model, or is incompatible
     └── ConfigError               a setting has a bad value or name

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary name beside the target, then rename, so nothing is half-written."""
+"""Atomic file writes: a temporary name beside the target, then a rename; nothing half-written."""
 
 from __future__ import annotations
 

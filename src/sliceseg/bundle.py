@@ -1,0 +1,232 @@
+"""Model files: one ``.pt`` of plain data (weights + everything prediction needs), safe to open.
+
+A model file is a dict of plain Python data and tensors, so ``torch.load(weights_only=True)``
+opens it: loading a model shared by a colleague cannot run code. Checkpoints written during
+training add a ``training_state`` entry (optimiser, random state, history) used by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sliceseg import __version__
+from sliceseg.errors import BundleError, ConfigError
+from sliceseg.io import atomic_write_bytes
+from sliceseg.models import build_model
+
+BUNDLE_FORMAT = "sliceseg-model"
+BUNDLE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything needed to rebuild a model and use it, as plain data.
+
+    Attributes:
+        arch: registry name of the architecture ("unet", "pyramid").
+        hyperparameters: the architecture's hyper-parameters, as passed to ``build_model``.
+        num_classes: output channels, ROIs plus background (K + 1).
+        input_size: side of the square model grid in pixels.
+        roi_names: names of ROIs 1..K, in label order.
+        normalisation: name of the intensity normalisation applied before the model.
+        label_values: label values as stored in the training files (0 first), so predictions
+            can be written back in the user's own convention.
+        settings: the training settings actually used (``TrainConfig.to_dict()``).
+        epoch: the number of completed training epochs.
+        sliceseg_version: the version that wrote the file.
+    """
+
+    arch: str
+    hyperparameters: dict[str, Any]
+    num_classes: int
+    input_size: int
+    roi_names: tuple[str, ...]
+    normalisation: str = "robust_zscore"
+    label_values: tuple[int, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    sliceseg_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the metadata as plain data (lists, dicts, numbers, strings)."""
+        return {
+            "arch": self.arch,
+            "hyperparameters": dict(self.hyperparameters),
+            "num_classes": int(self.num_classes),
+            "input_size": int(self.input_size),
+            "roi_names": list(self.roi_names),
+            "normalisation": self.normalisation,
+            "label_values": [int(v) for v in self.label_values],
+            "settings": dict(self.settings),
+            "epoch": int(self.epoch),
+            "sliceseg_version": self.sliceseg_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelMetadata:
+        """Rebuild metadata from :meth:`to_dict` output."""
+        return cls(
+            arch=str(data["arch"]),
+            hyperparameters=dict(data["hyperparameters"]),
+            num_classes=int(data["num_classes"]),
+            input_size=int(data["input_size"]),
+            roi_names=tuple(str(n) for n in data["roi_names"]),
+            normalisation=str(data.get("normalisation", "robust_zscore")),
+            label_values=tuple(int(v) for v in data.get("label_values", ())),
+            settings=dict(data.get("settings", {})),
+            epoch=int(data.get("epoch", 0)),
+            sliceseg_version=str(data.get("sliceseg_version", "unknown")),
+        )
+
+    @property
+    def num_labels(self) -> int:
+        """Number of ROIs, background excluded."""
+        return self.num_classes - 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded model in eval mode with its metadata.
+
+    Attributes:
+        model: the network, in eval mode, on the CPU.
+        metadata: how it was built and trained.
+        source: the file it was loaded from.
+        training_state: optimiser / random state / history for resuming, or None.
+    """
+
+    model: nn.Module
+    metadata: ModelMetadata
+    source: Path | None = None
+    training_state: dict[str, Any] | None = None
+
+    @property
+    def roi_names(self) -> tuple[str, ...]:
+        """Names of ROIs 1..K."""
+        return self.metadata.roi_names
+
+    def with_roi_names(self, roi_names: list[str] | tuple[str, ...]) -> Bundle:
+        """Return a copy whose ROI names are replaced (e.g. from ``--labels``).
+
+        Raises:
+            ConfigError: the number of names differs from the model's number of ROIs.
+        """
+        names = tuple(n.strip() for n in roi_names)
+        if len(names) != self.metadata.num_labels:
+            raise ConfigError(
+                f"--labels gives {len(names)} names but the model segments "
+                f"{self.metadata.num_labels} ROIs ({', '.join(self.metadata.roi_names)}); "
+                "give one name per ROI, in label order."
+            )
+        meta = ModelMetadata.from_dict({**self.metadata.to_dict(), "roi_names": list(names)})
+        return Bundle(self.model, meta, self.source, self.training_state)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the plain module inside a DistributedDataParallel / DataParallel wrapper."""
+    return model.module if hasattr(model, "module") else model
+
+
+def bundle_payload(
+    model: nn.Module, metadata: ModelMetadata, *, training_state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the plain-data dict that :func:`save_bundle` writes."""
+    state = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "metadata": metadata.to_dict(),
+        "state_dict": state,
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    return payload
+
+
+def save_bundle(
+    path: Path | str,
+    model: nn.Module,
+    metadata: ModelMetadata,
+    *,
+    training_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model file atomically.
+
+    Args:
+        path: where to write, usually ``<out>/<model_filename>_<epoch>.pt``.
+        model: the network (a DDP wrapper is unwrapped).
+        metadata: how to rebuild and use it.
+        training_state: optional optimiser / random state / history for ``--resume``.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> save_bundle(tmp_path / "m_1.pt", model, metadata)
+    """
+    buffer = io.BytesIO()
+    torch.save(bundle_payload(model, metadata, training_state=training_state), buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -> Bundle:
+    """Load a model file safely (``weights_only=True``) and rebuild its network.
+
+    Args:
+        path: a file written by :func:`save_bundle`.
+        map_location: where tensors are loaded; the model is returned on the CPU in eval mode.
+
+    Returns:
+        The model in eval mode with its metadata.
+
+    Raises:
+        BundleError: the file is missing, is not a sliceseg model, was written by an
+            incompatible version, or its weights do not fit its architecture.
+
+    Example:
+        >>> bundle = load_bundle("model/sliceseg_best.pt")
+        >>> bundle.roi_names
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise BundleError(f"{source}: model file not found; give the path of a .pt from training.")
+    try:
+        payload = torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as error:  # any unpickling failure means "not a safe sliceseg model"
+        raise BundleError(
+            f"{source}: not a sliceseg model file ({type(error).__name__}); "
+            "give a .pt written by `sliceseg train`."
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{source}: not a sliceseg model file (no '{BUNDLE_FORMAT}' header); "
+            "give a .pt written by `sliceseg train`."
+        )
+    if int(payload.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{source}: written by a newer sliceseg (format {payload['format_version']}); "
+            f"upgrade sliceseg (this is {__version__})."
+        )
+    metadata = ModelMetadata.from_dict(payload["metadata"])
+    model = build_model(
+        metadata.arch,
+        num_classes=metadata.num_classes,
+        input_size=metadata.input_size,
+        **metadata.hyperparameters,
+    )
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise BundleError(
+            f"{source}: weights do not fit the '{metadata.arch}' architecture recorded in the "
+            "file; the file is damaged or was edited."
+        ) from error
+    model.eval()
+    return Bundle(model, metadata, source, payload.get("training_state"))

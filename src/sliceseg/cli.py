@@ -1,0 +1,340 @@
+"""The ``sliceseg`` command: one subcommand per workflow, no logic of its own.
+
+Exit codes: 0 success; 1 ``check`` found the data unfit (a verdict); 2 a user error
+(one line on stderr, no traceback); 130 interrupted. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sliceseg import __version__
+from sliceseg.errors import SlicesegError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from sliceseg.system import system_info
+
+    info = system_info()
+    print(json.dumps(info.to_dict(), indent=2) if args.json else info.to_text())
+    return 0
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from sliceseg.phantom import generate_phantom
+
+    summary = generate_phantom(
+        Path(args.out_dir),
+        train_subjects=args.train_subjects,
+        test_subjects=args.test_subjects,
+        slices_per_subject=args.slices,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+    )
+    print(
+        f"Phantom written to {summary.out_dir}: {summary.n_train_slices} training slices in "
+        f"{summary.train_dir}, {summary.n_test_slices} test slices in {summary.test_dir}, "
+        f"true areas in {summary.truth_csv}."
+    )
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sliceseg.dataset import check_dataset
+
+    report = check_dataset(
+        Path(args.data_dir) if args.data_dir else None,
+        images_dir=Path(args.images) if args.images else None,
+        labels_dir=Path(args.labels) if args.labels else None,
+        num_labels=args.num_labels,
+        progress=sys.stderr.isatty() and not args.json,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return 0 if report.is_trainable else 1
+
+
+def _train_config(args: argparse.Namespace):
+    from sliceseg.config import load_config
+
+    return load_config(
+        args.config,
+        data_dir=args.data_dir,
+        images_dir=args.images,
+        labels_dir=args.labels,
+        out_dir=getattr(args, "out", None),
+        model_filename=getattr(args, "model_filename", None),
+        arch=getattr(args, "arch", None),
+        input_shape=args.input_shape,
+        num_labels=args.num_labels,
+        epochs=getattr(args, "epochs", None),
+        batch_size=args.batch_size,
+        num_workers=getattr(args, "num_workers", None),
+        learning_rate=getattr(args, "learning_rate", None),
+        dropout_rate=getattr(args, "dropout_rate", None),
+        loss=getattr(args, "loss", None),
+        augment=False if getattr(args, "no_augment", False) else None,
+        print_checkpoint=getattr(args, "print_checkpoint", None),
+        save_checkpoint=getattr(args, "save_checkpoint", None),
+        validation_fraction=getattr(args, "validation_fraction", None),
+        seed=args.seed,
+        max_minutes=getattr(args, "max_minutes", None),
+        device=getattr(args, "device", None),
+        overwrite=True if getattr(args, "overwrite", False) else None,
+    )
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from sliceseg.preview import preview_batch
+
+    preview_batch(_train_config(args), path=Path(args.out))
+    print(f"First augmented batch drawn in {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sliceseg.training import train
+
+    result = train(_train_config(args), resume=args.resume)
+    print(
+        f"Best model: {result.best_model} (validation Dice {result.best_val_dice:.3f}); "
+        f"history: {result.history_csv}, {result.history_png}"
+    )
+    return 0
+
+
+def _fallback(args: argparse.Namespace):
+    from sliceseg.measure import SpacingFallback
+
+    fov = None
+    if args.fov:
+        fov = (args.fov[0], args.fov[-1])
+    return SpacingFallback(
+        fov_mm=fov, matrix=tuple(args.matrix) if args.matrix else None, pixels_only=args.pixels
+    )
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from sliceseg.segment import predict_folder
+
+    run = predict_folder(
+        Path(args.model),
+        Path(args.dicom_dir),
+        Path(args.out),
+        roi_names=_names(args.roi_labels),
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        fallback=_fallback(args),
+        overwrite=args.overwrite,
+        report=not args.no_report,
+    )
+    for skipped in run.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(run.areas.to_text())
+    for warning in run.warnings:
+        print(f"warning: {warning}")
+    print(
+        f"Segmented {len(run.predictions)} slices; outputs in {run.out_dir}/"
+        + (f" (report: {run.report})" if run.report else "")
+    )
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from sliceseg.measure_folder import measure_label_folder
+
+    table, paths, notes = measure_label_folder(
+        Path(args.labels_dir),
+        Path(args.dicoms),
+        Path(args.out),
+        roi_names=_names(args.roi_labels),
+        fallback=_fallback(args),
+        overwrite=args.overwrite,
+    )
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(table.to_text())
+    print(f"Saved {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sliceseg.evaluate import evaluate_model
+
+    result = evaluate_model(
+        Path(args.model),
+        Path(args.data_dir) if args.data_dir else None,
+        Path(args.out),
+        images_dir=args.images,
+        labels_dir=args.labels,
+        device=args.device,
+        tta=args.tta,
+        overwrite=args.overwrite,
+    )
+    print(result.to_text())
+    print(f"Saved {', '.join(str(p) for p in result.files)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sliceseg.demo import run_demo
+
+    run_demo(Path(args.out), minutes=args.minutes, overwrite=args.overwrite)
+    return 0
+
+
+def _add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument(
+        "data_dir", nargs=None if required else "?", help="folder with dicoms/ and labels/"
+    )
+    parser.add_argument("--images", help="DICOM folder (default DATA_DIR/dicoms)")
+    parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
+    parser.add_argument(
+        "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+    )
+
+
+def _add_spacing_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fov",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="field of view in mm (rows [cols]) for files without PixelSpacing",
+    )
+    parser.add_argument(
+        "--matrix", type=int, nargs=2, metavar=("ROWS", "COLS"), help="acquisition matrix for --fov"
+    )
+    parser.add_argument(
+        "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
+    )
+    parser.add_argument(
+        "--labels",
+        dest="roi_labels",
+        metavar="NAMES",
+        help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
+    )
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    _add_data_args(parser)
+    parser.add_argument("--config", help="TOML file of settings (flags override it)")
+    parser.add_argument(
+        "--input-shape", type=int, help="side of the square model grid (default 128)"
+    )
+    parser.add_argument("--batch-size", type=int, help="slices per step (default 8)")
+    parser.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``sliceseg`` command."""
+    parser = argparse.ArgumentParser(prog="sliceseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sliceseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="system characteristics: RAM, GPU, device memory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("phantom", help="generate the synthetic lumbar phantom with known areas")
+    p.add_argument("out_dir")
+    p.add_argument("--train-subjects", type=int, default=8)
+    p.add_argument("--test-subjects", type=int, default=2)
+    p.add_argument("--slices", type=int, default=20, help="slices per subject")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("check", help="pair images with labels and report what is wrong")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("preview", help="draw the first augmented training batch")
+    _add_train_args(p)
+    p.add_argument("--out", default="preview.png")
+    p.set_defaults(func=_cmd_preview)
+
+    p = sub.add_parser("train", help="train a model (torchrun -m sliceseg train for many GPUs)")
+    _add_train_args(p)
+    p.add_argument("--out", help="output folder (default: model)")
+    p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
+    p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--dropout-rate", type=float)
+    p.add_argument("--loss", help="dice_ce (default) or dice")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
+    p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
+    p.add_argument("--validation-fraction", type=float)
+    p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--resume", help="continue from a <name>_<epoch>.pt checkpoint")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="segment a folder of DICOMs and measure every ROI")
+    p.add_argument("model")
+    p.add_argument("dicom_dir")
+    p.add_argument("--out", required=True)
+    _add_spacing_args(p)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("measure", help="areas in mm² from existing label maps")
+    p.add_argument("labels_dir")
+    p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
+    p.add_argument("--out", required=True)
+    _add_spacing_args(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("evaluate", help="Dice, HD95, Bland–Altman and ICC against manual labels")
+    p.add_argument("model")
+    _add_data_args(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tta", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("demo", help="phantom → train → predict → areas vs truth, in minutes")
+    p.add_argument("--out", default="demo_output")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``sliceseg`` command and return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SlicesegError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; files already written are kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

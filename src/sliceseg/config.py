@@ -1,0 +1,173 @@
+"""Training settings: one frozen ``TrainConfig`` from defaults, a TOML file and overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sliceseg.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run, named as in the user manual where it has a name.
+
+    Attributes:
+        data_dir: folder holding ``dicoms/`` and ``labels/`` (the manual's ``data/train``).
+        images_dir: DICOM folder, when not ``data_dir/dicoms``.
+        labels_dir: label folder, when not ``data_dir/labels``.
+        out_dir: where models, history and settings are written.
+        model_filename: stem of every file written (``<model_filename>_<epoch>.pt``).
+        arch: architecture name ("unet" or "pyramid").
+        input_shape: side of the square model grid in pixels (aspect of slices is kept).
+        num_labels: number of ROIs K; inferred from the data when None, checked when given.
+        roi_names: names of ROIs 1..K; from ``labels.txt`` or "ROI k" when None.
+        epochs: number of passes over the training slices.
+        batch_size: slices per optimisation step.
+        num_workers: data-loader worker processes.
+        learning_rate: initial learning rate (decays polynomially to 0).
+        dropout_rate: dropout probability inside the network.
+        loss: "dice_ce" (Dice + cross-entropy, default) or "dice" (the published soft Dice).
+        augment: whether to augment training batches.
+        augment_params: the manual's augmentation parameters (aug_prob, rot_range, ...).
+        hyperparameters: architecture hyper-parameters overriding the registry's defaults.
+        print_checkpoint: print progress and validate every this many epochs.
+        save_checkpoint: save ``<model_filename>_<epoch>.pt`` every this many epochs.
+        validation_fraction: share of series held out for validation.
+        seed: seed of every random draw (split, shuffling, augmentation, weights).
+        max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
+        device: "auto", "cpu" or "cuda".
+        overwrite: allow writing into a non-empty ``out_dir``.
+    """
+
+    data_dir: str | None = None
+    images_dir: str | None = None
+    labels_dir: str | None = None
+    out_dir: str = "model"
+    model_filename: str = "sliceseg"
+    arch: str = "unet"
+    input_shape: int = 128
+    num_labels: int | None = None
+    roi_names: tuple[str, ...] | None = None
+    epochs: int = 100
+    batch_size: int = 8
+    num_workers: int = 0
+    learning_rate: float = 3e-3
+    dropout_rate: float = 0.0
+    loss: str = "dice_ce"
+    augment: bool = True
+    augment_params: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    print_checkpoint: int = 10
+    save_checkpoint: int = 50
+    validation_fraction: float = 0.2
+    seed: int = 0
+    max_minutes: float | None = None
+    device: str = "auto"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "input_shape",
+            "epochs",
+            "batch_size",
+            "print_checkpoint",
+            "save_checkpoint",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers!r}.")
+        if self.num_labels is not None and self.num_labels < 1:
+            raise ConfigError(
+                f"num_labels must be ≥ 1 (ROIs, background excluded), got {self.num_labels!r}."
+            )
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        if not 0 <= self.dropout_rate < 1:
+            raise ConfigError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
+            )
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes!r}.")
+        if not self.model_filename or "/" in self.model_filename:
+            raise ConfigError(
+                f"model_filename must be a plain file stem, got {self.model_filename!r}."
+            )
+        if self.roi_names is not None:
+            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as plain data (saved next to the model and inside it)."""
+        data = dataclasses.asdict(self)
+        data["roi_names"] = list(self.roi_names) if self.roi_names is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from plain data, refusing unknown names.
+
+        Raises:
+            ConfigError: a name is not a setting; the message lists the valid names.
+        """
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; "
+                f"valid settings: {', '.join(sorted(valid))}."
+            )
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a copy with some settings changed (None values are ignored)."""
+        return TrainConfig.from_dict(
+            {**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        )
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig:
+    """Read settings from a TOML file (top level or a ``[train]`` table) and apply overrides.
+
+    Args:
+        path: TOML file, or None for the defaults.
+        **overrides: settings given on the command line or in a notebook; None means "not given".
+
+    Returns:
+        The frozen configuration.
+
+    Raises:
+        ConfigError: the file is missing or not valid TOML, or a setting is unknown or invalid.
+
+    Example:
+        >>> config = load_config("train.toml", epochs=50)
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        source = Path(path)
+        try:
+            parsed = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ConfigError(f"{source}: settings file not found.") from error
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(
+                f"{source}: not valid TOML ({error}); fix the line it names."
+            ) from error
+        data = dict(parsed.get("train", parsed))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(data.get("roi_names"), str):
+        data["roi_names"] = tuple(n.strip() for n in data["roi_names"].split(","))
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,71 @@
+"""Areas from existing label maps (hand-made or predicted) paired with their DICOMs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sliceseg.dataset import check_dataset
+from sliceseg.errors import PairingError
+from sliceseg.io import prepare_output_dir
+from sliceseg.measure import AreaTable, SpacingFallback, measure_areas
+
+
+def measure_label_folder(
+    labels_dir: Path | str,
+    dicom_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    roi_names: Sequence[str] | None = None,
+    fallback: SpacingFallback = SpacingFallback(),
+    overwrite: bool = False,
+) -> tuple[AreaTable, tuple[Path, Path], list[str]]:
+    """Measure every ROI of existing label maps at their DICOM's native resolution.
+
+    Label maps pair with DICOMs by relative path without suffix, exactly as for training, so
+    manual and automatic areas of the same slices can be compared.
+
+    Args:
+        labels_dir: folder of label maps (.png, .npy, .tif, .jpg).
+        dicom_dir: folder of the DICOMs they belong to.
+        out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
+        roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
+        fallback: spacing for files without PixelSpacing.
+        overwrite: allow writing into a non-empty ``out_dir``.
+
+    Returns:
+        ``(table, (csa.csv, csa_long.csv), notes)``; notes name files that were not measured.
+
+    Raises:
+        PairingError: no label map pairs with a DICOM.
+        ConfigError: missing spacing without fallback, output folder in use.
+
+    Example:
+        >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
+    """
+    report = check_dataset(
+        None,
+        images_dir=Path(dicom_dir),
+        labels_dir=Path(labels_dir),
+        num_labels=len(roi_names) if roi_names else None,
+        roi_names=roi_names,
+        progress=sys.stderr.isatty(),
+    )
+    if not report.samples:
+        raise PairingError(
+            f"{labels_dir}: no label map pairs with a DICOM in {dicom_dir} "
+            "(pairing is by relative path without suffix); run `sliceseg check` for details."
+        )
+    notes = [f"not measured: {line}" for line in report.problem_lines()]
+    names = list(roi_names) if roi_names else list(report.roi_names)
+    samples = report.samples
+    table = measure_areas(
+        [s.label for s in samples],
+        [s.image for s in samples],
+        names,
+        names=[s.key for s in samples],
+        fallback=fallback,
+    )
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    return table, table.save(out), notes

@@ -1,0 +1,118 @@
+"""Segment DICOM slices with a trained model: label maps on each slice's own grid."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from sliceseg.batches import slices_to_grid
+from sliceseg.bundle import Bundle
+from sliceseg.dicom import Slice
+from sliceseg.preprocess import probabilities_from_grid
+from sliceseg.system import select_device
+
+# Test-time augmentation: small rotations and zooms whose effect is undone on the
+# probabilities. No left/right flip: labels are sided.
+TTA_TRANSFORMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A slice and the label map predicted for it on its own grid.
+
+    Attributes:
+        image: the input slice.
+        label: (rows, cols) uint8, ROI numbers 0..K, same shape as ``image.pixels``.
+        key: the slice's path relative to the predicted folder, without suffix.
+    """
+
+    image: Slice
+    label: np.ndarray
+    key: str
+
+
+def _affine(angle_deg: float, zoom: float) -> torch.Tensor:
+    """Return a 3×3 affine (normalised coordinates) rotating by ``angle_deg`` and zooming."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a) / zoom, math.sin(a) / zoom
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _warp(batch: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    theta = matrix[:2].to(batch).expand(batch.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.no_grad()
+def _probabilities(model: torch.nn.Module, images: torch.Tensor, *, tta: bool) -> torch.Tensor:
+    """Softmax probabilities (B, C, S, S), averaged over TTA transforms when asked."""
+    device = images.device
+    amp = device.type == "cuda"
+    transforms = TTA_TRANSFORMS if tta else TTA_TRANSFORMS[:1]
+    total = None
+    for angle, zoom in transforms:
+        matrix = _affine(angle, zoom)
+        warped = images if (angle, zoom) == (0.0, 1.0) else _warp(images, matrix)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            probs = torch.softmax(model(warped)[0].float(), dim=1)
+        if (angle, zoom) != (0.0, 1.0):
+            probs = _warp(probs, torch.linalg.inv(matrix))
+        total = probs if total is None else total + probs
+    return total / len(transforms)
+
+
+def predict_slices(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    *,
+    device: str | torch.device = "auto",
+    batch_size: int = 8,
+    tta: bool = False,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Segment slices and return one label map per slice on the slice's own grid.
+
+    Probabilities are mapped back from the model grid to each slice's grid (aspect and size
+    restored) before the argmax, so a label is never resized.
+
+    Args:
+        bundle: a loaded model.
+        images: the slices, any sizes.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        batch_size: slices per forward pass.
+        tta: average over small rotations and zooms (4× slower).
+        progress: show a progress bar.
+
+    Returns:
+        uint8 label maps (rows, cols) with values 0..K.
+
+    Example:
+        >>> labels = predict_slices(load_bundle("model/sliceseg_best.pt"), read_series("scans"))
+    """
+    target = device if isinstance(device, torch.device) else select_device(device)
+    model = bundle.model
+    original_device = next(model.parameters()).device
+    was_training = model.training
+    model.to(target).eval()
+    labels: list[np.ndarray] = []
+    try:
+        bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
+        for start in range(0, len(images), batch_size):
+            chunk = list(images[start : start + batch_size])
+            grid = slices_to_grid(chunk, bundle.metadata.input_size)
+            probs = _probabilities(model, grid.images.to(target), tta=tta).cpu()
+            for prob, geometry in zip(probs, grid.geometries, strict=True):
+                native = probabilities_from_grid(prob, geometry)
+                labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
+            bar.update(len(chunk))
+        bar.close()
+    finally:
+        model.to(original_device).train(was_training)
+    return labels

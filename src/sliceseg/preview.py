@@ -1,0 +1,55 @@
+"""The first augmented training batch, drawn as the model will see it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from sliceseg.augment import AugmentParams, augment_batch
+from sliceseg.batches import samples_to_grid
+from sliceseg.config import TrainConfig
+from sliceseg.dataset import load_samples
+from sliceseg.visualize import plot_batch
+
+
+def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Figure:
+    """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
+
+    Args:
+        config: the training settings (data folders, ``input_shape``, ``batch_size``,
+            ``augment_params``, ``seed``) exactly as training would use them.
+        path: where to save the picture (PNG), or None to only return it.
+
+    Returns:
+        The matplotlib figure (shown inline in a notebook).
+
+    Raises:
+        SlicesegError: the data is unfit for training.
+
+    Example:
+        >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
+    """
+    samples = load_samples(
+        Path(config.data_dir) if config.data_dir else None,
+        images_dir=Path(config.images_dir) if config.images_dir else None,
+        labels_dir=Path(config.labels_dir) if config.labels_dir else None,
+        num_labels=config.num_labels,
+        roi_names=config.roi_names,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
+    chosen = [samples[i] for i in order]
+    grid = samples_to_grid(chosen, config.input_shape)
+    images, labels = grid.images, grid.labels
+    if config.augment:
+        params = AugmentParams.from_dict(config.augment_params)
+        images, labels = augment_batch(images, labels, params, generator=generator)
+    names = config.roi_names or _names_from(samples)
+    return plot_batch(images, labels, list(names), path=path)
+
+
+def _names_from(samples) -> tuple[str, ...]:
+    num_labels = max(int(s.label.max()) for s in samples)
+    return tuple(f"ROI {k}" for k in range(1, num_labels + 1))

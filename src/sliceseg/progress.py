@@ -1,0 +1,30 @@
+"""Progress lines in the user manual's exact form."""
+
+from __future__ import annotations
+
+
+def format_elapsed(seconds: float) -> str:
+    """Return ``"0 hrs 0 mins 35 secs"`` for 35.2 seconds.
+
+    Example:
+        >>> format_elapsed(3725)
+        '1 hrs 2 mins 5 secs'
+    """
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} hrs {minutes} mins {secs} secs"
+
+
+def progress_line(epoch: int, epochs: int, dice_loss: float, dice: float, elapsed_s: float) -> str:
+    """Return the manual's progress line.
+
+    Example:
+        >>> progress_line(10, 500, 1.2623, 0.3691, 35)  # doctest: +NORMALIZE_WHITESPACE
+        'Completed epochs: 10/500 | Dice loss: 1.262 | Mean dice score: 0.369 |
+        Time elapsed: 0 hrs 0 mins 35 secs'
+    """
+    return (
+        f"Completed epochs: {epoch}/{epochs} | Dice loss: {dice_loss:.3f} | "
+        f"Mean dice score: {dice:.3f} | Time elapsed: {format_elapsed(elapsed_s)}"
+    )

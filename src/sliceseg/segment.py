@@ -1,0 +1,205 @@
+"""Segment a folder of DICOMs and write label maps, overlays, animations, areas and the report."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from tqdm.auto import tqdm
+
+from sliceseg.bundle import Bundle, load_bundle
+from sliceseg.dicom import DICOM_SUFFIXES, SkippedFile, Slice, scan_dicom_folder
+from sliceseg.errors import PairingError
+from sliceseg.io import atomic_path, prepare_output_dir
+from sliceseg.measure import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.predict import Prediction, predict_slices
+from sliceseg.report import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.visualize import plot_areas, save_animation, save_overlay
+
+
+@dataclass(frozen=True)
+class SegmentationRun:
+    """What ``predict_folder`` produced.
+
+    Attributes:
+        out_dir: the output folder.
+        predictions: one per slice, in series order.
+        areas: the area table (also saved as ``csa.csv`` / ``csa_long.csv``).
+        skipped: files in the input folder that were not segmented, with the reason.
+        animations: one GIF per series.
+        report: the HTML report, or None when not asked for.
+        warnings: plausibility warnings on the areas.
+    """
+
+    out_dir: Path
+    predictions: list[Prediction]
+    areas: AreaTable
+    skipped: list[SkippedFile]
+    animations: list[Path]
+    report: Path | None
+    warnings: list[str]
+
+
+def slice_key(image: Slice, root: Path) -> str:
+    """Return a slice's path relative to ``root`` without its DICOM suffix ("/"-separated).
+
+    Frames of a multi-frame file get ``_f<frame>`` appended.
+    """
+    relative = image.source.resolve().relative_to(root.resolve())
+    name = relative.name
+    if relative.suffix.lower() in DICOM_SUFFIXES:
+        name = relative.stem
+    key = "/".join([*relative.parent.parts, name])
+    return f"{key}_f{image.frame:03d}" if image.num_frames > 1 else key
+
+
+def write_label_png(path: Path, label: np.ndarray) -> Path:
+    """Write a label map as a lossless 8-bit PNG, pixel value = ROI number."""
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, label.astype(np.uint8))
+    return path
+
+
+def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
+    groups: dict[str, list[Prediction]] = {}
+    for prediction in predictions:
+        groups.setdefault(prediction.image.series_uid or "series", []).append(prediction)
+    return list(groups.items())
+
+
+def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progress: bool):
+    overlays = []
+    for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
+        write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
+        overlay_path = out / "overlays" / f"{prediction.key}.jpg"
+        save_overlay(
+            overlay_path, prediction.image.pixels, prediction.label, roi_names, title=prediction.key
+        )
+        overlays.append((prediction.key, overlay_path))
+    return overlays
+
+
+def _write_animations(out: Path, predictions: Sequence[Prediction], roi_names) -> list[Path]:
+    groups = _series_groups(predictions)
+    paths = []
+    for number, (_uid, members) in enumerate(groups, 1):
+        path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
+        save_animation(
+            path,
+            [p.image.pixels for p in members],
+            [p.label for p in members],
+            roi_names,
+            titles=[p.key for p in members],
+        )
+        paths.append(path)
+    return paths
+
+
+def predict_folder(
+    model: Bundle | Path | str,
+    dicom_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    roi_names: Sequence[str] | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    tta: bool = False,
+    fallback: SpacingFallback = SpacingFallback(),
+    overwrite: bool = False,
+    report: bool = True,
+    progress: bool | None = None,
+) -> SegmentationRun:
+    """Segment every DICOM under a folder and write everything a user publishes from.
+
+    Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
+    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv`` and ``report.html``.
+
+    Args:
+        model: a loaded bundle or the path of a model file.
+        dicom_dir: folder searched recursively; files are recognised as DICOM by content.
+        out_dir: output folder; must be empty or new unless ``overwrite``.
+        roi_names: names replacing the model's (their count must match).
+        device: "auto", "cpu" or "cuda".
+        batch_size: slices per forward pass.
+        tta: test-time augmentation.
+        fallback: spacing for files without PixelSpacing.
+        overwrite: allow writing into a non-empty ``out_dir``.
+        report: write ``report.html``.
+        progress: show progress bars (default: when stderr is a terminal).
+
+    Returns:
+        The predictions, the area table and the paths written.
+
+    Raises:
+        PairingError: the folder holds no readable DICOM.
+        ConfigError: bad ``roi_names`` count, missing spacing without fallback, output in use.
+        BundleError: the model file is not a sliceseg model.
+
+    Example:
+        >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
+        >>> print(run.areas.to_text())
+    """
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    if roi_names is not None:
+        bundle = bundle.with_roi_names(list(roi_names))
+    show = sys.stderr.isatty() if progress is None else progress
+    root = Path(dicom_dir)
+    scan = scan_dicom_folder(root, progress=show)
+    if not scan.slices:
+        raise PairingError(
+            f"{root}: no readable DICOM files found"
+            + (f" ({len(scan.skipped)} other files skipped)" if scan.skipped else "")
+            + "; point to the folder holding the .dcm slices."
+        )
+    for image in scan.slices:  # fail on missing spacing before any work is done
+        resolve_spacing(image, fallback)
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    names = bundle.roi_names
+    labels = predict_slices(
+        bundle, scan.slices, device=device, batch_size=batch_size, tta=tta, progress=show
+    )
+    predictions = [
+        Prediction(image=image, label=label, key=slice_key(image, root))
+        for image, label in zip(scan.slices, labels, strict=True)
+    ]
+    keys = [p.key for p in predictions]
+    areas = measure_areas(labels, scan.slices, names, names=keys, fallback=fallback)
+    areas.save(out)
+    overlays = _write_slices(out, predictions, names, show)
+    animations = _write_animations(out, predictions, names)
+    warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
+    report_path = None
+    if report:
+        area_plot = plot_areas(areas.per_slice, path=out / "areas.png")
+        del area_plot
+        report_path = write_report(
+            out / "report.html",
+            title="sliceseg segmentation report",
+            settings=_report_settings(bundle, root, tta),
+            area_table=areas.wide,
+            overlays=overlays,
+            figures=[("Area of each ROI along the series", out / "areas.png")],
+            warnings=warnings,
+            notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+        )
+    return SegmentationRun(
+        out, predictions, areas, list(scan.skipped), animations, report_path, warnings
+    )
+
+
+def _report_settings(bundle: Bundle, root: Path, tta: bool) -> dict[str, object]:
+    meta = bundle.metadata
+    return {
+        "model file": str(bundle.source) if bundle.source else "(in memory)",
+        "architecture": meta.arch,
+        "trained epochs": meta.epoch,
+        "model grid": f"{meta.input_size}×{meta.input_size}",
+        "ROIs": ", ".join(meta.roi_names),
+        "input folder": str(root),
+        "test-time augmentation": "yes" if tta else "no",
+        "sliceseg version (model)": meta.sliceseg_version,
+    }

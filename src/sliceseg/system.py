@@ -1,0 +1,180 @@
+"""System characteristics (RAM, CPU, GPU, device memory) and the choice of the torch device."""
+
+from __future__ import annotations
+
+import platform
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+import torch
+
+from sliceseg.errors import ConfigError
+
+GIB = 1024**3
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """What this machine offers for training, as in the user manual's "System Characteristics".
+
+    Attributes:
+        ram_total_gib: installed memory in GiB.
+        ram_available_gib: memory available to new processes in GiB.
+        cpu_model: the processor's name ("unknown" when the system does not say).
+        cpu_logical_cores: logical cores (hyper-threads included).
+        torch_version: the installed PyTorch version.
+        gpu_enabled: a CUDA GPU is usable by torch.
+        gpu_count: number of CUDA GPUs.
+        device_name: name of CUDA GPU 0, or None without one.
+        device_memory_total_gib: memory of GPU 0 in GiB, or None.
+        device_memory_used_gib: memory of GPU 0 in use (by every process) in GiB, or None.
+        device_memory_free_gib: free memory of GPU 0 in GiB, or None.
+        mps_available: Apple-silicon GPU (MPS) usable by torch.
+    """
+
+    ram_total_gib: float
+    ram_available_gib: float
+    cpu_model: str
+    cpu_logical_cores: int
+    torch_version: str
+    gpu_enabled: bool
+    gpu_count: int = 0
+    device_name: str | None = None
+    device_memory_total_gib: float | None = None
+    device_memory_used_gib: float | None = None
+    device_memory_free_gib: float | None = None
+    mps_available: bool = False
+
+    def to_text(self) -> str:
+        """Return the characteristics as a few human-readable lines.
+
+        Example:
+            >>> print(system_info().to_text())
+            Available RAM: 21.3 GiB of 23.4 GiB
+            CPU: Intel(R) Xeon(R) ... (2 logical cores)
+            GPU enabled: no (training runs on the CPU)
+            PyTorch: 2.13.0+cpu
+        """
+        lines = [
+            f"Available RAM: {self.ram_available_gib:.1f} GiB of {self.ram_total_gib:.1f} GiB",
+            f"CPU: {self.cpu_model} ({self.cpu_logical_cores} logical cores)",
+            self._gpu_line(),
+            f"PyTorch: {self.torch_version}",
+        ]
+        return "\n".join(lines)
+
+    def _gpu_line(self) -> str:
+        if not self.gpu_enabled:
+            extra = "; Apple MPS GPU available, use --device mps" if self.mps_available else ""
+            return f"GPU enabled: no (training runs on the CPU{extra})"
+        count = f" (1 of {self.gpu_count} GPUs)" if self.gpu_count > 1 else ""
+        line = f"GPU enabled: yes | Device: {self.device_name}{count}"
+        if self.device_memory_total_gib is not None:
+            line += (
+                f" | Device memory: total {self.device_memory_total_gib:.1f} GiB, "
+                f"used {self.device_memory_used_gib:.1f} GiB, "
+                f"free {self.device_memory_free_gib:.1f} GiB"
+            )
+        return line
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the characteristics as JSON-able plain data."""
+        return asdict(self)
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        try:
+            text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        match = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return " ".join(match.group(1).split())
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def system_info() -> SystemInfo:
+    """Collect RAM, CPU, PyTorch and GPU characteristics of this machine.
+
+    Returns:
+        A frozen :class:`SystemInfo`; device fields are None when no CUDA GPU is usable.
+
+    Example:
+        >>> info = system_info()
+        >>> info.gpu_enabled
+        False
+    """
+    memory = psutil.virtual_memory()
+    gpu_enabled = torch.cuda.is_available()
+    fields: dict[str, object] = {}
+    if gpu_enabled:
+        fields["gpu_count"] = torch.cuda.device_count()
+        fields["device_name"] = torch.cuda.get_device_name(0)
+        try:
+            free, total = torch.cuda.mem_get_info(0)
+        except RuntimeError:  # a busy or exclusive-mode GPU may refuse a new context
+            pass
+        else:
+            fields["device_memory_total_gib"] = total / GIB
+            fields["device_memory_used_gib"] = (total - free) / GIB
+            fields["device_memory_free_gib"] = free / GIB
+    return SystemInfo(
+        ram_total_gib=memory.total / GIB,
+        ram_available_gib=memory.available / GIB,
+        cpu_model=_cpu_model(),
+        cpu_logical_cores=psutil.cpu_count(logical=True) or 1,
+        torch_version=torch.__version__,
+        gpu_enabled=gpu_enabled,
+        mps_available=_mps_available(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """Turn a device setting into a torch device, checking that the hardware is there.
+
+    Args:
+        preference: "auto" (CUDA GPU when there is one, else the CPU), "cpu", "cuda",
+            "cuda:N" (GPU number N) or "mps" (Apple silicon).
+
+    Returns:
+        The torch device to train or predict on.
+
+    Raises:
+        ConfigError: the name is unknown, or the requested GPU is not present.
+
+    Example:
+        >>> select_device("cpu")
+        device(type='cpu')
+    """
+    name = str(preference).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {preference!r}: no CUDA GPU found; use --device cpu.")
+        index = int(match.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {preference!r}: only {torch.cuda.device_count()} CUDA GPU(s) found "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); choose one of those."
+            )
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not _mps_available():
+            raise ConfigError("device 'mps': no Apple MPS GPU found; use --device cpu.")
+        return torch.device("mps")
+    raise ConfigError(f"unknown device {preference!r}; choose one of: {', '.join(DEVICE_CHOICES)}.")

@@ -1,0 +1,594 @@
+"""Pictures: one fixed colour per ROI in overlays, batch grids, GIFs and plots."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from PIL import Image, ImageDraw, ImageFont
+
+from sliceseg.errors import ConfigError
+from sliceseg.io import atomic_path
+
+# Distinct colours that stay visible on grey CT/MR (no grey, white or black); ROI k uses entry
+# (k - 1) mod 12 everywhere: overlays, batch grids, animations, plots and the report.
+ROI_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),  # red
+    (60, 180, 75),  # green
+    (255, 225, 25),  # yellow
+    (0, 130, 200),  # blue
+    (245, 130, 48),  # orange
+    (145, 30, 180),  # purple
+    (70, 240, 240),  # cyan
+    (240, 50, 230),  # magenta
+    (210, 245, 60),  # lime
+    (250, 190, 212),  # pink
+    (0, 128, 128),  # teal
+    (170, 110, 40),  # brown
+)
+BACKGROUND_RGB = (24, 24, 24)
+TEXT_RGB = (235, 235, 235)
+MAX_GIF_SIZE = 384
+
+
+def roi_colour(k: int) -> tuple[int, int, int]:
+    """Return the fixed (r, g, b) colour, 0–255, of ROI number ``k`` (1..K; cycles after 12).
+
+    Raises:
+        ValueError: ``k`` < 1 (0 is background, which is transparent).
+
+    Example:
+        >>> roi_colour(1)
+        (230, 25, 75)
+    """
+    if k < 1:
+        raise ValueError(f"ROI numbers start at 1, got {k}; 0 is background and has no colour.")
+    return ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]
+
+
+def _hex(k: int) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
+
+
+def _numpy(array: object) -> np.ndarray:
+    if hasattr(array, "detach"):  # a torch tensor, without importing torch here
+        array = array.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(array)
+
+
+def _names(roi_names: Sequence[str], num_labels: int) -> list[str]:
+    names = list(roi_names)
+    return names + [f"ROI {k}" for k in range(len(names) + 1, num_labels + 1)]
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """Window any grey image to uint8 for display: the 1st–99th percentile maps to 0–255.
+
+    Args:
+        image: (rows, cols) or (1, rows, cols) array or tensor, any numeric type; NaNs show black.
+
+    Returns:
+        (rows, cols) uint8.
+
+    Raises:
+        ConfigError: the image is not two-dimensional.
+    """
+    data = _numpy(image).astype(np.float64)
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise ConfigError(f"expected a 2D grey image (rows, cols), got shape {data.shape}.")
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.zeros(data.shape, np.uint8)
+    lo, hi = np.percentile(data[finite], [1, 99])
+    if hi <= lo:
+        lo, hi = float(data[finite].min()), float(data[finite].max())
+    if hi <= lo:
+        return np.zeros(data.shape, np.uint8)
+    scaled = np.clip((np.where(finite, data, lo) - lo) / (hi - lo), 0.0, 1.0)
+    return np.rint(scaled * 255.0).astype(np.uint8)
+
+
+def _edges(label: np.ndarray) -> np.ndarray:
+    padded = np.pad(label, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    differs = (
+        (padded[:-2, 1:-1] != centre)
+        | (padded[2:, 1:-1] != centre)
+        | (padded[1:-1, :-2] != centre)
+        | (padded[1:-1, 2:] != centre)
+    )
+    return (centre > 0) & differs
+
+
+def _paint(grey: np.ndarray, label: np.ndarray, alpha: float, outline: bool) -> np.ndarray:
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    mask = label > 0
+    if not mask.any():
+        return rgb
+    lut = np.zeros((int(label.max()) + 1, 3), np.float64)
+    lut[1:] = [roi_colour(k) for k in range(1, len(lut))]
+    colours = lut[label]
+    blended = np.rint(rgb * (1.0 - alpha) + colours * alpha).astype(np.uint8)
+    out = np.where(mask[..., None], blended, rgb)
+    if outline:
+        edge = _edges(label)
+        out[edge] = colours[edge].astype(np.uint8)
+    return out
+
+
+def _check_label(label: object, shape: tuple[int, ...]) -> np.ndarray:
+    values = _numpy(label)
+    if values.shape != shape:
+        raise ConfigError(f"label map is {values.shape} but the image is {shape}; they must match.")
+    values = values.astype(np.int64)
+    if values.size and values.min() < 0:
+        raise ConfigError(f"label map has negative values (min {values.min()}); expected 0..K.")
+    return values
+
+
+def overlay(
+    image: np.ndarray, label: np.ndarray, *, alpha: float = 0.45, outline: bool = True
+) -> np.ndarray:
+    """Colour each ROI over the grey image: filled with ``alpha`` and a 1-px contour at full colour.
+
+    Args:
+        image: (rows, cols) grey image, any numeric type (windowed with :func:`to_display`).
+        label: (rows, cols) integer label map, 0 background (left untouched), 1..K ROIs.
+        alpha: opacity of the fill, 0–1.
+        outline: draw each ROI's inner border in its full colour.
+
+    Returns:
+        (rows, cols, 3) uint8 RGB.
+
+    Raises:
+        ConfigError: shapes differ, labels are negative, or ``alpha`` is outside 0–1.
+
+    Example:
+        >>> rgb = overlay(image.pixels, label)
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be between 0 and 1, got {alpha}.")
+    grey = to_display(image)
+    return _paint(grey, _check_label(label, grey.shape), alpha, outline)
+
+
+def _legend_handles(roi_names: Sequence[str]) -> list[Patch]:
+    return [
+        Patch(facecolor=_hex(k), edgecolor="black", linewidth=0.5, label=name)
+        for k, name in enumerate(roi_names, 1)
+    ]
+
+
+def _save_figure(fig: Figure, path: Path | str) -> Path:
+    target = Path(path)
+    options = {"pil_kwargs": {"quality": 92}} if target.suffix.lower() in (".jpg", ".jpeg") else {}
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=fig.dpi, facecolor="white", **options)
+    return target
+
+
+def overlay_figure(
+    image: np.ndarray, label: np.ndarray, roi_names: Sequence[str], *, title: str | None = None
+) -> Figure:
+    """Draw the grey image beside its overlay, with a legend naming every ROI in its colour.
+
+    Args:
+        image: (rows, cols) grey image.
+        label: (rows, cols) label map, 0..K.
+        roi_names: names of ROIs 1..K.
+        title: shown above the pictures (e.g. the slice's file name).
+
+    Returns:
+        The figure (shown inline in a notebook).
+
+    Raises:
+        ConfigError: shapes differ or labels are negative.
+    """
+    grey = to_display(image)
+    labels = _check_label(label, grey.shape)
+    names = _names(roi_names, int(labels.max(initial=0)))
+    aspect = grey.shape[0] / grey.shape[1]
+    fig = Figure(figsize=(8.0, 4.0 * aspect + 0.5 + 0.22 * (1 + (len(names) - 1) // 4)), dpi=100)
+    fig.set_layout_engine("constrained")
+    left, right = fig.subplots(1, 2)
+    left.imshow(grey, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    right.imshow(_paint(grey, labels, 0.45, True), interpolation="nearest")
+    for ax, name in ((left, "image"), (right, "segmentation")):
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.legend(handles=_legend_handles(names), loc="outside lower center", ncol=min(len(names), 4))
+    return fig
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def _text_strip(text: str, width: int, size: int) -> Image.Image:
+    font = _font(size)
+    while text and font.getlength(text) > width - size:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    strip = Image.new("RGB", (width, int(size * 1.7)), BACKGROUND_RGB)
+    ImageDraw.Draw(strip).text((size // 2, size // 3), text, fill=TEXT_RGB, font=font)
+    return strip
+
+
+def _legend_strip(roi_names: Sequence[str], width: int, size: int) -> Image.Image:
+    font, pad, line = _font(size), size // 2, int(size * 1.6)
+    spots, x, y = [], pad, pad // 2
+    for k, name in enumerate(roi_names, 1):
+        item = size + pad // 2 + int(font.getlength(name)) + size
+        if x > pad and x + item > width:
+            x, y = pad, y + line
+        spots.append((k, name, x, y))
+        x += item
+    strip = Image.new("RGB", (width, y + line + pad // 2), BACKGROUND_RGB)
+    draw = ImageDraw.Draw(strip)
+    for k, name, x, y in spots:
+        draw.rectangle((x, y + 2, x + size - 2, y + size), fill=roi_colour(k))
+        draw.text((x + size + pad // 2, y), name, fill=TEXT_RGB, font=font)
+    return strip
+
+
+def _resize(grey: np.ndarray, label: np.ndarray, shape: tuple[int, int]):
+    if grey.shape == shape:
+        return grey, label
+    size = (shape[1], shape[0])
+    smooth = Image.fromarray(grey).resize(size, Image.Resampling.LANCZOS)
+    nearest = Image.fromarray(label.astype(np.int32)).resize(size, Image.Resampling.NEAREST)
+    return np.asarray(smooth), np.asarray(nearest).astype(np.int64)
+
+
+def _stack(parts: Sequence[Image.Image]) -> Image.Image:
+    canvas = Image.new("RGB", (parts[0].width, sum(p.height for p in parts)), BACKGROUND_RGB)
+    y = 0
+    for part in parts:
+        canvas.paste(part, (0, y))
+        y += part.height
+    return canvas
+
+
+def save_overlay(
+    path: Path | str,
+    image: np.ndarray,
+    label: np.ndarray,
+    roi_names: Sequence[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Save the image beside its overlay at native resolution, with a title and an ROI legend.
+
+    Small images are enlarged by a whole factor (nearest neighbour for labels) to at least
+    256 pixels, so that the picture stays faithful pixel for pixel.
+
+    Args:
+        path: output file; ``.jpg``/``.jpeg`` or ``.png`` chooses the format.
+        image: (rows, cols) grey image.
+        label: (rows, cols) label map, 0..K.
+        roi_names: names of ROIs 1..K.
+        title: written above the pictures (e.g. the slice's file name).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ConfigError: unknown suffix, shapes differ, or labels are negative.
+
+    Example:
+        >>> save_overlay("overlays/s01.png", image.pixels, label, ["vertebral body"])
+    """
+    target = Path(path)
+    if target.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise ConfigError(f"{target}: overlays are saved as .jpg or .png, got {target.suffix!r}.")
+    grey = to_display(image)
+    labels = _check_label(label, grey.shape)
+    factor = max(1, -(-256 // max(grey.shape)))
+    grey, labels = _resize(grey, labels, (grey.shape[0] * factor, grey.shape[1] * factor))
+    gap = 8
+    panel = Image.new("RGB", (2 * grey.shape[1] + gap, grey.shape[0]), BACKGROUND_RGB)
+    panel.paste(Image.fromarray(grey).convert("RGB"), (0, 0))
+    panel.paste(Image.fromarray(_paint(grey, labels, 0.45, True)), (grey.shape[1] + gap, 0))
+    size = max(12, panel.width // 45)
+    names = _names(roi_names, int(labels.max(initial=0)))
+    parts = [_text_strip(title, panel.width, size)] if title else []
+    picture = _stack([*parts, panel, _legend_strip(names, panel.width, size)])
+    with atomic_path(target) as tmp:
+        picture.save(tmp, quality=92) if target.suffix.lower() != ".png" else picture.save(tmp)
+    return target
+
+
+def plot_batch(
+    images: np.ndarray,
+    labels: np.ndarray,
+    roi_names: Sequence[str],
+    *,
+    path: Path | str | None = None,
+    max_items: int = 8,
+) -> Figure:
+    """Draw a batch as the model sees it: each image above its overlay, one legend for all.
+
+    Args:
+        images: (B, 1, H, W) or (B, H, W) array or tensor (e.g. the first augmented batch).
+        labels: (B, H, W) label maps, 0..K.
+        roi_names: names of ROIs 1..K.
+        path: save the figure here (PNG) when given.
+        max_items: draw at most this many samples.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ConfigError: the batch shapes do not match.
+    """
+    pictures, maps = _numpy(images), _numpy(labels)
+    if pictures.ndim == 4:
+        pictures = pictures[:, 0]
+    if pictures.ndim != 3 or maps.shape != pictures.shape:
+        raise ConfigError(
+            f"expected images (B, 1, H, W) and labels (B, H, W), got {_numpy(images).shape} "
+            f"and {maps.shape}."
+        )
+    count = max(1, min(len(pictures), max_items))
+    names = _names(roi_names, int(maps[:count].max(initial=0)))
+    aspect = pictures.shape[1] / pictures.shape[2]
+    rows_legend = 1 + (len(names) - 1) // 6
+    fig = Figure(figsize=(2.0 * count + 0.6, 4.0 * aspect + 0.7 + 0.3 * rows_legend), dpi=100)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(2, count, squeeze=False)
+    for i in range(count):
+        grey = to_display(pictures[i])
+        axes[0, i].imshow(grey, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes[1, i].imshow(_paint(grey, _check_label(maps[i], grey.shape), 0.45, True))
+        axes[0, i].set_title(f"sample {i + 1}", fontsize=9)
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("image", fontsize=9)
+    axes[1, 0].set_ylabel("labels", fontsize=9)
+    fig.suptitle(f"First augmented batch ({count} of {len(pictures)} samples)", fontsize=11)
+    fig.legend(handles=_legend_handles(names), loc="outside lower center", ncol=min(len(names), 6))
+    if path is not None:
+        _save_figure(fig, path)
+    return fig
+
+
+def _gif_frame(grey, label, box, title, names) -> Image.Image:
+    scale = min(box[0] / grey.shape[0], box[1] / grey.shape[1])
+    shape = (max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
+    small, small_label = _resize(grey, label, shape)
+    panel = Image.new("RGB", (box[1], box[0]), (0, 0, 0))
+    offset = ((box[1] - shape[1]) // 2, (box[0] - shape[0]) // 2)
+    panel.paste(Image.fromarray(_paint(small, small_label, 0.45, True)), offset)
+    size = max(11, box[1] // 32)
+    return _stack([_text_strip(title, box[1], size), panel, _legend_strip(names, box[1], size)])
+
+
+def save_animation(
+    path: Path | str,
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    roi_names: Sequence[str],
+    *,
+    titles: Sequence[str] | None = None,
+    fps: float = 4,
+) -> Path:
+    """Save an animated GIF that steps through the slices in order, each with its overlay.
+
+    Frames share one size: each slice is scaled (aspect kept) to fit a box of at most
+    384 pixels and centred on black. Each frame carries its title and an ROI legend.
+
+    Args:
+        path: output ``.gif``.
+        images: (rows, cols) grey images in series order; shapes may differ.
+        labels: the label maps, one per image on its grid.
+        roi_names: names of ROIs 1..K.
+        titles: one title per slice (e.g. file names); default "slice i".
+        fps: frames per second.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ConfigError: no slices, counts differ, shapes differ, or ``fps`` is not positive.
+
+    Example:
+        >>> save_animation("segmentation.gif", [s.pixels for s in slices], labels, names)
+    """
+    if not images or len(images) != len(labels):
+        raise ConfigError(f"need one label map per image, got {len(images)} and {len(labels)}.")
+    if titles is not None and len(titles) != len(images):
+        raise ConfigError(f"need one title per image, got {len(titles)} for {len(images)}.")
+    if fps <= 0:
+        raise ConfigError(f"fps must be positive, got {fps}.")
+    greys = [to_display(image) for image in images]
+    maps = [_check_label(label, grey.shape) for label, grey in zip(labels, greys, strict=True)]
+    longest = min(MAX_GIF_SIZE, max(max(grey.shape) for grey in greys))
+    fits = [
+        (g.shape[0] * longest / max(g.shape), g.shape[1] * longest / max(g.shape)) for g in greys
+    ]
+    box = (round(max(f[0] for f in fits)), round(max(f[1] for f in fits)))
+    names = _names(roi_names, max(int(m.max(initial=0)) for m in maps))
+    count = len(greys)
+    frames = []
+    for i, (grey, label) in enumerate(zip(greys, maps, strict=True)):
+        name = titles[i] if titles is not None else f"slice {i + 1}"
+        frame = _gif_frame(grey, label, box, f"{i + 1}/{count}  {name}", names)
+        frames.append(
+            frame.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        )
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        frames[0].save(
+            tmp, format="GIF", save_all=True, append_images=frames[1:],
+            duration=round(1000 / fps), loop=0,
+        )  # fmt: skip
+    return target
+
+
+def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    rows = table.drop(index=[name for name in ("mean", "std") if name in table.index])
+    names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
+    return rows.drop(columns=["file"], errors="ignore").astype(float), names
+
+
+def _finish(fig: Figure, path: Path | str | None) -> Figure:
+    if path is not None:
+        _save_figure(fig, path)
+    return fig
+
+
+def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Figure:
+    """Plot the training history: loss (left) and Dice (right) against the epoch.
+
+    Args:
+        history: one row per epoch with ``epoch`` and any of ``loss``, ``dice_loss``,
+            ``train_dice``, ``val_dice`` (mean over ROIs), ``val_dice_<roi name>`` (drawn in the
+            ROI's colour, ROIs in column order) and ``lr`` (drawn when it changes).
+            Validation columns may be NaN on epochs without validation.
+        path: save the figure here (PNG) when given.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ConfigError: the table has no ``epoch`` column.
+    """
+    if "epoch" not in history.columns:
+        raise ConfigError(f"history needs an 'epoch' column; it has {list(history.columns)}.")
+    fig = Figure(figsize=(11.0, 4.2), dpi=100)
+    fig.set_layout_engine("constrained")
+    loss_ax, dice_ax = fig.subplots(1, 2)
+
+    def draw(ax, column: str, label: str, **style) -> None:
+        points = history[["epoch", column]].dropna()
+        if len(points):
+            ax.plot(points["epoch"], points[column], label=label, **style)
+
+    for column, label, style in (("loss", "loss", "-"), ("dice_loss", "Dice loss", "--")):
+        if column in history:
+            draw(loss_ax, column, label, linestyle=style, color="black")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
+    handles, labels = loss_ax.get_legend_handles_labels()
+    if "lr" in history and history["lr"].nunique() > 1:
+        lr_ax = loss_ax.twinx()
+        draw(lr_ax, "lr", "learning rate", linestyle=":", color="tab:gray")
+        lr_ax.set(ylabel="learning rate", yscale="log")
+        lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + lr_handles, labels + lr_labels
+    if handles:
+        loss_ax.legend(handles, labels, fontsize=8)
+    if "train_dice" in history:
+        draw(dice_ax, "train_dice", "train (mean)", color="black")
+    if "val_dice" in history:
+        draw(dice_ax, "val_dice", "validation (mean)", color="black", linestyle="--", marker="o")
+    roi_columns = [c for c in history.columns if c.startswith("val_dice_")]
+    for k, column in enumerate(roi_columns, 1):
+        name = column.removeprefix("val_dice_")
+        draw(dice_ax, column, name, color=_hex(k), marker=".", linewidth=1)
+    dice_ax.set(xlabel="epoch", ylabel="Dice", title="Dice (1 = perfect overlap)", ylim=(0, 1.02))
+    if dice_ax.get_legend_handles_labels()[0]:
+        dice_ax.legend(fontsize=8, loc="lower right", ncol=1 + len(roi_columns) // 8)
+    return _finish(fig, path)
+
+
+def plot_areas(
+    area_table: pd.DataFrame, *, path: Path | str | None = None, unit: str = "mm²"
+) -> Figure:
+    """Plot each ROI's area along the series in the ROI's colour.
+
+    Args:
+        area_table: rows = slices in series order, columns = ROI names in ROI order (areas);
+            a ``file`` column labels the slices, and ``mean``/``std`` rows are left out.
+        path: save the figure here (PNG) when given.
+        unit: the unit of the areas, for the axis label.
+
+    Returns:
+        The figure.
+    """
+    values, slices = _slice_values(area_table)
+    fig = Figure(figsize=(min(14.0, max(7.0, 4.0 + 0.22 * len(values))), 4.5), dpi=100)
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    x = np.arange(1, len(values) + 1)
+    for k, name in enumerate(values.columns, 1):
+        ax.plot(x, values[name].to_numpy(), marker="o", markersize=3, color=_hex(k), label=name)
+    step = max(1, len(x) // 30)
+    ax.set_xticks(x[::step], slices[::step], rotation=60, ha="right", fontsize=7)
+    ax.set(xlabel="slice (series order)", ylabel=f"area ({unit})", title="Area of each ROI")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _finish(fig, path)
+
+
+def plot_bland_altman(
+    auto: np.ndarray,
+    manual: np.ndarray,
+    *,
+    title: str,
+    path: Path | str | None = None,
+    groups: np.ndarray | None = None,
+) -> Figure:
+    """Draw a Bland–Altman plot: difference against mean, bias and ±1.96 SD limits labelled.
+
+    Args:
+        auto: automatic measurements (e.g. areas in mm²); NaN pairs are left out.
+        manual: manual measurements, same length.
+        title: figure title (say what and in which unit).
+        path: save the figure here (PNG) when given.
+        groups: optional group name per pair (e.g. ROI name), coloured with the ROI colours
+            in order of first appearance.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ConfigError: lengths differ, or fewer than two complete pairs.
+    """
+    a, m = np.asarray(auto, float).ravel(), np.asarray(manual, float).ravel()
+    group = None if groups is None else np.asarray(groups).ravel()
+    if a.shape != m.shape or (group is not None and group.shape != a.shape):
+        raise ConfigError(f"need paired values, got {a.size} automatic and {m.size} manual.")
+    keep = np.isfinite(a) & np.isfinite(m)
+    if keep.sum() < 2:
+        raise ConfigError(f"a Bland–Altman plot needs at least 2 complete pairs, got {keep.sum()}.")
+    mean, diff = (a[keep] + m[keep]) / 2.0, a[keep] - m[keep]
+    bias, sd = float(diff.mean()), float(diff.std(ddof=1))
+    fig = Figure(figsize=(7.5, 5.0), dpi=100)
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    if group is None:
+        ax.scatter(mean, diff, s=14, color=_hex(4), alpha=0.7)
+    else:
+        kept = group[keep]
+        for k, name in enumerate(pd.unique(kept), 1):
+            chosen = kept == name
+            ax.scatter(mean[chosen], diff[chosen], s=14, color=_hex(k), alpha=0.8, label=str(name))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for value, text, style in (
+        (bias, f"bias {bias:.2f}", "-"),
+        (bias + 1.96 * sd, f"+1.96 SD {bias + 1.96 * sd:.2f}", "--"),
+        (bias - 1.96 * sd, f"−1.96 SD {bias - 1.96 * sd:.2f}", "--"),
+    ):
+        ax.axhline(value, color="black", linestyle=style, linewidth=1)
+        ax.text(
+            0.99, value, text, transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+            fontsize=8,
+        )  # fmt: skip
+    ax.set(xlabel="mean of automatic and manual", ylabel="automatic − manual", title=title)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)

@@ -1,0 +1,195 @@
+"""The command line: exit codes, one-line errors without traceback, and what each command writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+
+from sliceseg.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def broken_copy(phantom: Path, tmp_path: Path) -> Path:
+    data = tmp_path / "broken"
+    shutil.copytree(phantom / "train", data)
+    dicoms = sorted((data / "dicoms").rglob("*.dcm"))
+    labels = {
+        p.relative_to(data / "labels").with_suffix("").as_posix(): p
+        for p in (data / "labels").rglob("*.*")
+        if p.suffix in {".png", ".npy"}
+    }
+    # an unmatched image
+    orphan_key = dicoms[0].relative_to(data / "dicoms").with_suffix("").as_posix()
+    labels[orphan_key].unlink()
+    # a JPEG label
+    jpeg_key = dicoms[1].relative_to(data / "dicoms").with_suffix("").as_posix()
+    label = (
+        np.load(labels[jpeg_key])
+        if labels[jpeg_key].suffix == ".npy"
+        else iio.imread(labels[jpeg_key])
+    )
+    labels[jpeg_key].unlink()
+    iio.imwrite(
+        labels[jpeg_key].with_suffix(".jpg"), (label * 30).astype(np.uint8) // 30 * 1, quality=90
+    )
+    # a label with an extra value
+    extra_key = dicoms[2].relative_to(data / "dicoms").with_suffix("").as_posix()
+    path = labels[extra_key]
+    label = np.load(path) if path.suffix == ".npy" else iio.imread(path)
+    label[:3, :3] = 9
+    np.save(path.with_suffix(".npy"), label) if path.suffix == ".npy" else iio.imwrite(path, label)
+    # a truncated DICOM
+    truncated = dicoms[3]
+    truncated.write_bytes(truncated.read_bytes()[:600])
+    return data
+
+
+class TestCheck:
+    def test_phantom_is_trainable(self, tiny_phantom, capsys):
+        code, out, _ = run(capsys, "check", str(tiny_phantom / "train"))
+        assert code == 0
+        assert "vertebral body" in out
+
+    def test_json_report(self, tiny_phantom, capsys):
+        code, out, _ = run(capsys, "check", str(tiny_phantom / "train"), "--json")
+        assert code == 0
+        assert json.loads(out)["is_trainable"] is True
+
+    def test_broken_data_is_reported_and_unfit(self, tiny_phantom, tmp_path, capsys):
+        data = broken_copy(tiny_phantom, tmp_path)
+        code, out, err = run(capsys, "check", str(data))
+        assert code == 1
+        assert "Traceback" not in out + err
+        lowered = out.lower()
+        assert "without labels" in lowered or "without a label" in lowered
+        assert "jpeg" in lowered
+        assert "9" in out
+        assert "truncat" in lowered or "cannot" in lowered or "unreadable" in lowered
+
+    def test_empty_folder_is_unfit_with_a_message(self, tmp_path, capsys):
+        (tmp_path / "dicoms").mkdir()
+        (tmp_path / "labels").mkdir()
+        code, out, err = run(capsys, "check", str(tmp_path))
+        assert code == 1
+        assert "no" in out.lower() and "Traceback" not in out + err
+
+    def test_missing_folder_is_a_one_line_error(self, tmp_path, capsys):
+        code, _out, err = run(capsys, "check", str(tmp_path / "nowhere"))
+        assert code == 2
+        assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_info_prints_system_characteristics(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and "Available RAM" in out and "GPU enabled" in out
+
+
+class TestPredictErrors:
+    def test_model_file_that_is_not_a_model(self, tiny_phantom, tmp_path, capsys):
+        fake = tmp_path / "model.pt"
+        fake.write_bytes(b"not a model")
+        code, _, err = run(
+            capsys,
+            "predict",
+            str(fake),
+            str(tiny_phantom / "test" / "dicoms"),
+            "--out",
+            str(tmp_path / "o"),
+        )
+        assert code == 2 and "not a sliceseg model file" in err and err.count("\n") == 1
+
+    def test_empty_folder(self, tiny_model, tmp_path, capsys):
+        (tmp_path / "empty").mkdir()
+        code, _, err = run(
+            capsys,
+            "predict",
+            str(tiny_model),
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "o"),
+        )
+        assert code == 2 and "no readable DICOM files found" in err
+
+    def test_folder_without_dicom(self, tiny_model, tmp_path, capsys):
+        (tmp_path / "txt").mkdir()
+        (tmp_path / "txt" / "notes.txt").write_text("hello")
+        code, _, err = run(
+            capsys, "predict", str(tiny_model), str(tmp_path / "txt"), "--out", str(tmp_path / "o")
+        )
+        assert code == 2 and "1 other files skipped" in err
+
+    def test_label_count_mismatch(self, tiny_model, tiny_phantom, tmp_path, capsys):
+        code, _, err = run(
+            capsys,
+            "predict",
+            str(tiny_model),
+            str(tiny_phantom / "test" / "dicoms"),
+            "--out",
+            str(tmp_path / "o"),
+            "--labels",
+            "a,b",
+        )
+        assert code == 2 and "--labels gives 2 names but the model segments 6 ROIs" in err
+
+    def test_corrupt_file_among_good_ones_is_skipped(
+        self, tiny_model, tiny_phantom, tmp_path, capsys
+    ):
+        dicoms = tmp_path / "dicoms"
+        shutil.copytree(tiny_phantom / "test" / "dicoms", dicoms)
+        good = sorted(dicoms.rglob("*.dcm"))
+        (dicoms / "corrupt.dcm").write_bytes(good[0].read_bytes()[:400])
+        code, _out, err = run(
+            capsys, "predict", str(tiny_model), str(dicoms), "--out", str(tmp_path / "o")
+        )
+        assert code == 0, err
+        assert "corrupt.dcm" in err
+        areas = pd.read_csv(tmp_path / "o" / "csa.csv", index_col="slice")
+        assert len(areas) == len(good) + 2
+
+    def test_existing_outputs_are_kept_without_overwrite(
+        self, tiny_model, tiny_phantom, tmp_path, capsys
+    ):
+        out = tmp_path / "o"
+        out.mkdir()
+        (out / "csa.csv").write_text("precious")
+        code, _, err = run(
+            capsys,
+            "predict",
+            str(tiny_model),
+            str(tiny_phantom / "test" / "dicoms"),
+            "--out",
+            str(out),
+        )
+        assert code == 2 and "--overwrite" in err
+        assert (out / "csa.csv").read_text() == "precious"
+
+
+def test_measure_existing_labels_equals_hand_count(tiny_phantom, tmp_path, capsys):
+    data = tiny_phantom / "test"
+    code, _out, err = run(
+        capsys,
+        "measure",
+        str(data / "labels"),
+        "--dicoms",
+        str(data / "dicoms"),
+        "--out",
+        str(tmp_path / "m"),
+    )
+    assert code == 0, err
+    wide = pd.read_csv(tmp_path / "m" / "csa.csv", index_col="slice")
+    truth = pd.read_csv(tiny_phantom / "truth.csv")
+    truth = truth[truth["split"] == "test"]
+    first = wide.iloc[0]
+    expected = truth[(truth["key"] == first["file"]) & (truth["roi"] == 1)]["area_mm2"].iloc[0]
+    assert first["vertebral body"] == pytest.approx(expected, rel=0.03)

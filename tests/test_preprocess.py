@@ -1,0 +1,206 @@
+"""Tests for sliceseg.preprocess: normalisation and the model grid, there and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sliceseg.errors import ConfigError
+from sliceseg.preprocess import (
+    GridGeometry,
+    fit_geometry,
+    image_from_grid,
+    image_to_grid,
+    label_from_grid,
+    label_to_grid,
+    normalise_intensity,
+    normalise_intensity_batch,
+    probabilities_from_grid,
+)
+
+
+def smooth_image(rows: int, cols: int) -> torch.Tensor:
+    r = torch.linspace(0, 1, rows)[:, None]
+    c = torch.linspace(0, 1, cols)[None, :]
+    return torch.sin(3 * r) * torch.cos(2 * c) + r * c
+
+
+def blob_label(rows: int, cols: int) -> torch.Tensor:
+    """Background 0, a large ellipse 1, and a smaller disc 3 inside it (value 2 never occurs)."""
+    r = torch.arange(rows, dtype=torch.float32)[:, None]
+    c = torch.arange(cols, dtype=torch.float32)[None, :]
+    label = torch.zeros(rows, cols, dtype=torch.int64)
+    ellipse = ((r - rows / 2) / (0.4 * rows)) ** 2 + ((c - cols / 2) / (0.35 * cols)) ** 2 < 1
+    disc = (r - rows / 2) ** 2 + (c - cols / 2.5) ** 2 < (0.12 * rows) ** 2
+    label[ellipse] = 1
+    label[disc] = 3
+    return label
+
+
+class TestNormaliseIntensity:
+    def test_mean_zero_std_one_float32(self):
+        pixels = np.random.default_rng(0).normal(500.0, 80.0, (64, 48))
+        out = normalise_intensity(pixels)
+        assert out.dtype == np.float32
+        assert out.shape == (64, 48)
+        assert abs(float(out.mean())) < 1e-5
+        assert abs(float(out.std()) - 1.0) < 1e-5
+
+    def test_a_few_outliers_are_ignored(self):
+        rng = np.random.default_rng(1)
+        pixels = rng.normal(0.0, 10.0, (100, 100))
+        spoiled = pixels.copy()
+        spoiled.flat[[5, 500, 5000, 7000, 9999]] = 1e6  # 5 hot pixels, far below 0.5 %
+        clean, hot = normalise_intensity(pixels), normalise_intensity(spoiled)
+        keep = np.ones(pixels.size, dtype=bool)
+        keep[[5, 500, 5000, 7000, 9999]] = False
+        assert np.abs(clean.ravel()[keep] - hot.ravel()[keep]).max() < 0.02
+        assert hot.max() < 4.0  # the outliers are clipped, not kept at ~1e6 / std
+
+    def test_constant_slice_gives_zeros(self):
+        out = normalise_intensity(np.full((8, 8), 1234.0))
+        assert out.dtype == np.float32 and not out.any()
+
+    @pytest.mark.parametrize("shape", [(4,), (2, 3, 4), (0, 5)])
+    def test_non_2d_is_refused(self, shape):
+        with pytest.raises(ValueError, match="one \\(rows, cols\\) slice"):
+            normalise_intensity(np.zeros(shape))
+
+    def test_nan_is_refused(self):
+        pixels = np.zeros((4, 4))
+        pixels[1, 1] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            normalise_intensity(pixels)
+
+
+class TestNormaliseIntensityBatch:
+    def test_matches_numpy_version(self):
+        batch = torch.from_numpy(np.random.default_rng(2).gamma(2.0, 50.0, (3, 1, 32, 40)))
+        out = normalise_intensity_batch(batch.float())
+        for i in range(3):
+            expected = normalise_intensity(batch[i, 0].numpy())
+            np.testing.assert_allclose(out[i, 0].numpy(), expected, atol=1e-4)
+
+    def test_constant_slice_gives_zeros(self):
+        out = normalise_intensity_batch(torch.full((2, 1, 8, 8), 7.0))
+        assert not out.any()
+
+
+class TestFitGeometry:
+    def test_224_by_192_on_256(self):
+        geometry = fit_geometry((224, 192), 256)
+        # 192 * 256 / 224 = 219.43 -> 219 (round half up); margin 37 -> 18 left, 19 right
+        assert geometry.resized_shape == (256, 219)
+        assert geometry.offset == (0, 18)
+        assert geometry.scale == pytest.approx(256 / 224)
+        aspect_in = 224 / 192
+        assert abs(256 / aspect_in - geometry.resized_shape[1]) <= 1.0
+
+    def test_wide_slice_is_centred_vertically(self):
+        geometry = fit_geometry((100, 400), 128)
+        assert geometry.resized_shape == (32, 128)
+        assert geometry.offset == (48, 0)
+
+    def test_rounds_half_up(self):
+        assert fit_geometry((2, 5), 9).resized_shape == (4, 9)  # 2 * 9 / 5 = 3.6 -> 4
+        assert fit_geometry((4, 16), 10).resized_shape == (3, 10)  # 2.5 -> 3
+
+    def test_dict_round_trip_is_plain_data(self):
+        geometry = fit_geometry((224, 192), 256)
+        data = geometry.to_dict()
+        assert data == {
+            "source_shape": [224, 192],
+            "model_size": 256,
+            "resized_shape": [256, 219],
+            "offset": [0, 18],
+        }
+        assert GridGeometry.from_dict(data) == geometry
+
+    @pytest.mark.parametrize("size", [4, 0, 7, 8.5, "256"])
+    def test_bad_model_size(self, size):
+        with pytest.raises(ConfigError, match="model_size"):
+            fit_geometry((10, 10), size)
+
+    @pytest.mark.parametrize("shape", [(0, 10), (10,), (10, -2), "ab"])
+    def test_bad_shape(self, shape):
+        with pytest.raises(ValueError, match="shape"):
+            fit_geometry(shape, 16)
+
+    def test_damaged_geometry_is_refused(self):
+        data = {**fit_geometry((224, 192), 256).to_dict(), "offset": [10, 18]}
+        with pytest.raises(ConfigError, match="does not fit"):
+            GridGeometry.from_dict(data)
+        with pytest.raises(ConfigError, match="expected"):
+            GridGeometry.from_dict({"model_size": 256})
+
+
+class TestImageToGrid:
+    def test_shape_padding_and_centre(self):
+        geometry = fit_geometry((224, 192), 256)
+        grid = image_to_grid(torch.ones(224, 192), geometry)
+        assert grid.shape == (1, 256, 256)
+        assert torch.all(grid[0, :, 18:237] == 1)
+        assert not grid[0, :, :18].any() and not grid[0, :, 237:].any()
+
+    def test_round_trip_of_a_smooth_image(self):
+        image = smooth_image(224, 192)
+        geometry = fit_geometry((224, 192), 128)
+        back = image_from_grid(image_to_grid(image, geometry), geometry)[0]
+        assert back.shape == (224, 192)
+        assert (back - image).abs().max() < 0.02
+
+    def test_numpy_and_batch_input(self):
+        geometry = fit_geometry((30, 20), 16)
+        assert image_to_grid(np.zeros((30, 20), dtype=np.uint16), geometry).dtype == torch.float32
+        assert image_to_grid(torch.zeros(5, 1, 30, 20), geometry).shape == (5, 1, 16, 16)
+
+    def test_wrong_shape_is_refused(self):
+        with pytest.raises(ValueError, match="GridGeometry"):
+            image_to_grid(torch.zeros(20, 30), fit_geometry((30, 20), 16))
+
+
+class TestLabelToGrid:
+    def test_only_existing_values_survive_the_round_trip(self):
+        label = blob_label(224, 192)
+        for size in (64, 256, 512):
+            geometry = fit_geometry((224, 192), size)
+            grid = label_to_grid(label, geometry)
+            assert grid.dtype == torch.int64
+            assert set(grid.unique().tolist()) <= {0, 1, 3}
+            back = label_from_grid(grid, geometry)
+            assert back.shape == (224, 192)
+            assert set(back.unique().tolist()) <= {0, 1, 3}
+            assert (back == label).float().mean() > 0.97
+
+    def test_uint8_numpy_keeps_dtype(self):
+        geometry = fit_geometry((6, 4), 8)
+        grid = label_to_grid(np.full((6, 4), 200, dtype=np.uint8), geometry)
+        assert grid.dtype == torch.uint8
+        assert grid.unique().tolist() == [0, 200]
+
+    def test_float_labels_are_refused(self):
+        with pytest.raises(ValueError, match="integers"):
+            label_to_grid(torch.zeros(6, 4), fit_geometry((6, 4), 8))
+
+
+class TestProbabilitiesFromGrid:
+    @pytest.mark.parametrize(("shape", "size"), [((224, 192), 256), ((300, 420), 128)])
+    def test_one_hot_of_grid_label_gives_back_the_source_label(self, shape, size):
+        label = blob_label(*shape)
+        geometry = fit_geometry(shape, size)
+        grid_label = label_to_grid(label, geometry)
+        probs = torch.nn.functional.one_hot(grid_label, 4).permute(2, 0, 1).float()
+        back = probabilities_from_grid(probs, geometry)
+        assert back.shape == (4, *shape)
+        assert torch.allclose(back.sum(0), torch.ones(shape), atol=1e-5)
+        agreement = (back.argmax(0) == label).float().mean().item()
+        assert agreement >= 0.99
+
+    def test_batch_input(self):
+        geometry = fit_geometry((30, 20), 16)
+        assert probabilities_from_grid(torch.rand(2, 3, 16, 16), geometry).shape == (2, 3, 30, 20)
+
+    def test_wrong_grid_is_refused(self):
+        with pytest.raises(ValueError, match="expected"):
+            probabilities_from_grid(torch.rand(3, 32, 32), fit_geometry((30, 20), 16))

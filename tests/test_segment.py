@@ -1,0 +1,60 @@
+"""Prediction on a folder: native-grid label maps, overlays, animation, areas, report."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+from sliceseg.dicom import read_series
+from sliceseg.labels import read_label_file
+
+from sliceseg.bundle import load_bundle
+from sliceseg.predict import predict_slices
+from sliceseg.segment import predict_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def segmented(tiny_model, tiny_phantom, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg") / "results"
+    return predict_folder(tiny_model, tiny_phantom / "test" / "dicoms", out)
+
+
+def test_label_maps_are_on_each_slices_native_grid(segmented):
+    for prediction in segmented.predictions:
+        path = segmented.out_dir / "labels" / f"{prediction.key}.png"
+        stored = read_label_file(path).values
+        assert stored.shape == prediction.image.shape
+        np.testing.assert_array_equal(stored, prediction.label)
+        assert set(np.unique(stored)) <= set(range(7))
+
+
+def test_overlays_animation_tables_and_report_exist(segmented):
+    n = len(segmented.predictions)
+    assert len(list((segmented.out_dir / "overlays").rglob("*.jpg"))) == n
+    frames = iio.imread(segmented.animations[0], index=None)
+    assert frames.shape[0] == n
+    wide = pd.read_csv(segmented.out_dir / "csa.csv", index_col="slice")
+    assert list(wide.index) == [str(i) for i in range(1, n + 1)] + ["mean", "std"]
+    long = pd.read_csv(segmented.out_dir / "csa_long.csv")
+    assert len(long) == n * 6
+    html = segmented.report.read_text(encoding="utf-8")
+    assert "vertebral body" in html and "PatientName" not in html and "Phantom^" not in html
+
+
+def test_areas_equal_pixel_count_times_spacing(segmented):
+    prediction = segmented.predictions[0]
+    row, col = prediction.image.spacing_mm
+    expected = np.count_nonzero(prediction.label == 1) * row * col
+    assert segmented.areas.wide.loc["1", "vertebral body"] == pytest.approx(expected)
+
+
+def test_predict_restores_model_mode(tiny_model, tiny_phantom):
+    bundle = load_bundle(tiny_model)
+    bundle.model.train()
+    images = read_series(tiny_phantom / "test" / "dicoms")[:2]
+    labels = predict_slices(bundle, images, tta=True)
+    assert bundle.model.training
+    assert [label.shape for label in labels] == [image.shape for image in images]

@@ -1,0 +1,81 @@
+"""Tests for sliceseg.system: system characteristics and device choice."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import psutil
+import pytest
+import torch
+
+from sliceseg.errors import ConfigError
+from sliceseg.system import GIB, SystemInfo, select_device, system_info
+
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+class TestSystemInfo:
+    def test_ram_numbers_match_psutil(self):
+        text = system_info().to_text()
+        match = re.search(r"Available RAM: ([\d.]+) GiB of ([\d.]+) GiB", text)
+        assert match, text
+        available, total = (float(v) for v in match.groups())
+        memory = psutil.virtual_memory()
+        assert total == pytest.approx(memory.total / GIB, abs=0.051)
+        # available memory moves while other processes run; allow a little drift
+        assert available == pytest.approx(memory.available / GIB, abs=0.5)
+        assert available <= total
+
+    def test_cpu_line_names_cores(self):
+        text = system_info().to_text()
+        assert f"({psutil.cpu_count(logical=True)} logical cores)" in text
+
+    @needs_no_gpu
+    def test_no_gpu_says_cpu(self):
+        info = system_info()
+        assert not info.gpu_enabled
+        assert info.device_name is None
+        assert "GPU enabled: no (training runs on the CPU" in info.to_text()
+
+    def test_gpu_line_has_device_memory(self):
+        info = SystemInfo(
+            ram_total_gib=64.0,
+            ram_available_gib=60.0,
+            cpu_model="test cpu",
+            cpu_logical_cores=16,
+            torch_version="2.13.0",
+            gpu_enabled=True,
+            gpu_count=1,
+            device_name="NVIDIA H100 80GB HBM3",
+            device_memory_total_gib=79.1,
+            device_memory_used_gib=0.5,
+            device_memory_free_gib=78.6,
+        )
+        assert (
+            "GPU enabled: yes | Device: NVIDIA H100 80GB HBM3 | Device memory: total 79.1 GiB, "
+            "used 0.5 GiB, free 78.6 GiB"
+        ) in info.to_text()
+
+    def test_to_dict_is_json(self):
+        data = json.loads(json.dumps(system_info().to_dict()))
+        assert data["torch_version"] == torch.__version__
+        assert set(data) >= {"ram_total_gib", "gpu_enabled", "device_memory_free_gib"}
+
+
+class TestSelectDevice:
+    def test_cpu(self):
+        assert select_device("cpu") == torch.device("cpu")
+
+    def test_auto(self):
+        expected = "cuda" if torch.cuda.is_available() else "cpu"
+        assert select_device().type == expected
+
+    @needs_no_gpu
+    def test_cuda_without_gpu(self):
+        with pytest.raises(ConfigError, match="no CUDA GPU found; use --device cpu"):
+            select_device("cuda")
+
+    def test_unknown_name_lists_choices(self):
+        with pytest.raises(ConfigError, match=r"unknown device 'tpu'; choose one of: auto, cpu"):
+            select_device("tpu")
