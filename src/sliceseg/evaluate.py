@@ -15,8 +15,8 @@ from sliceseg.errors import ConfigError
 from sliceseg.io import atomic_path, prepare_output_dir
 from sliceseg.measure import area_mm2
 from sliceseg.metrics import bland_altman, dice_per_class, hausdorff95_mm, icc, iou_per_class
+from sliceseg.plots import plot_bland_altman
 from sliceseg.predict import predict_slices
-from sliceseg.visualize import plot_bland_altman
 
 ICC_KIND = "3,1"
 

@@ -16,9 +16,10 @@ from sliceseg.dicom import DICOM_SUFFIXES, SkippedFile, Slice, scan_dicom_folder
 from sliceseg.errors import PairingError
 from sliceseg.io import atomic_path, prepare_output_dir
 from sliceseg.measure import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.plots import plot_areas
 from sliceseg.predict import Prediction, predict_slices
 from sliceseg.report import area_warnings, sided_pairs_from_names, write_report
-from sliceseg.visualize import plot_areas, save_animation, save_overlay
+from sliceseg.visualize import save_animation, save_overlay
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io import atomic_path, atomic_write_text, prepare_output_dir
 from sliceseg.losses import MultiOutputLoss, build_loss
 from sliceseg.models import build_model, default_hyperparameters, required_divisor
+from sliceseg.plots import plot_history
 from sliceseg.progress import format_elapsed, progress_line
 from sliceseg.system import select_device
-from sliceseg.visualize import plot_history
 
 Log = Callable[[str], None]
 

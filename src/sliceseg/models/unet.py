@@ -41,7 +41,7 @@ def unet_defaults(input_size: int) -> dict[str, Any]:
     while depth > 2 and input_size // 2 ** (depth - 1) < 4:
         depth -= 1
     return {
-        "base_channels": 16,
+        "base_channels": 8,
         "depth": depth,
         "max_channels": 256,
         "deep_supervision": True,
@@ -153,7 +153,7 @@ class UNet(nn.Module):
         *,
         num_classes: int,
         input_size: int,
-        base_channels: int = 16,
+        base_channels: int = 8,
         depth: int = 5,
         max_channels: int = 256,
         deep_supervision: bool = True,

@@ -1,0 +1,393 @@
+"""The dataset check report: problems found, ROI statistics, and their text and JSON forms.
+
+`sliceseg.dataset.check_dataset` builds a `CheckReport` with the finders below; each finder turns
+one aspect of the data into `Problem`s (one line each: what was found, expected, what to do).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sliceseg.dicom import strip_dicom_suffix
+from sliceseg.labels import LabelScheme
+
+ROI_NAMES_FILE = "labels.txt"
+
+if TYPE_CHECKING:
+    import warnings
+
+    from sliceseg.dataset import Pairing, Sample
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `check_dataset`; errors make the data unfit, warnings do not.
+
+    Attributes:
+        severity: "error" or "warning".
+        kind: e.g. "unmatched_image", "shape_mismatch", "stray_value", "lossy_label".
+        message: one line: what was found, what was expected, what to do.
+        paths: the files concerned.
+    """
+
+    severity: str
+    kind: str
+    message: str
+    paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoiStat:
+    """How often an ROI appears and how large it is, over the slices that contain it.
+
+    Attributes:
+        label: class index k (1..K).
+        name: the ROI's name.
+        stored_value: the value that stands for ROI k in the label files.
+        num_slices: slices containing the ROI.
+        mean_area_mm2: mean area over those slices with pixel spacing, None if none has it.
+        mean_area_px: mean pixel count over those slices without spacing, None if none.
+        num_slices_without_spacing: slices containing the ROI but without spacing.
+    """
+
+    label: int
+    name: str
+    stored_value: int
+    num_slices: int
+    mean_area_mm2: float | None
+    mean_area_px: float | None
+    num_slices_without_spacing: int
+
+
+@dataclass(frozen=True, eq=False)
+class CheckReport:
+    """What `check_dataset` found: pairing, label scheme, ROI statistics and problems.
+
+    Attributes:
+        images_dir: the DICOM folder.
+        labels_dir: the label folder.
+        pairing: the `Pairing`.
+        samples: the normalised samples of the good pairs (labels uint8 0..K).
+        scheme: the dataset's label scheme, None when it could not be inferred.
+        roi_names: names of ROIs 1..K.
+        roi_stats: one `RoiStat` per ROI.
+        value_files: stored label value -> number of label files holding it.
+        problems: errors and warnings, in the order found.
+    """
+
+    images_dir: Path
+    labels_dir: Path
+    pairing: Pairing
+    samples: list[Sample]
+    scheme: LabelScheme | None
+    roi_names: tuple[str, ...]
+    roi_stats: list[RoiStat]
+    value_files: dict[int, int]
+    problems: list[Problem]
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of image/label pairs found."""
+        return len(self.pairing.pairs)
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems that make the data unfit for training."""
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems worth fixing that do not stop training."""
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def is_trainable(self) -> bool:
+        """True when at least one sample is good and no error was found."""
+        return bool(self.samples) and not self.errors
+
+    def problem_lines(self) -> list[str]:
+        """Return one line per problem: severity, message and (up to 3) file names."""
+        return [f"{p.severity}: {p.message}{self._names(p.paths, 3)}" for p in self.problems]
+
+    def summary_line(self) -> str:
+        """Return one line: counts, then the first errors (or warnings)."""
+        first = [p.message for p in (self.errors or self.warnings)[:2]]
+        more = len(self.errors or self.warnings) - len(first)
+        return (
+            f"{self.num_pairs} pairs, {len(self.samples)} slices, {len(self.errors)} error(s), "
+            f"{len(self.warnings)} warning(s)"
+            + (f": {' | '.join(first)}" if first else ".")
+            + (f" (and {more} more)" if more > 0 else "")
+        )
+
+    def to_text(self, *, max_names: int = 5) -> str:
+        """Return a readable multi-line report; long file lists end with "... and N more"."""
+        verdict = "FIT for training" if self.is_trainable else "NOT FIT for training"
+        lines = [
+            f"Dataset check: {self.images_dir} + {self.labels_dir}",
+            f"Verdict: {verdict} ({self.summary_line().split(':')[0]})",
+            "",
+            f"Pairs: {self.num_pairs} ({len(self.samples)} usable slices)",
+            f"Unmatched: {len(self.pairing.images_without_labels)} DICOM without label, "
+            f"{len(self.pairing.labels_without_images)} label without DICOM, "
+            f"{len(self.pairing.skipped)} skipped",
+        ]
+        if self.value_files:
+            seen = ", ".join(f"{v} ({n} files)" for v, n in sorted(self.value_files.items()))
+            lines.append(f"Label values seen: {seen}")
+        if self.scheme is not None:
+            lines.append(f"Label scheme: {self.scheme.describe()} -> {self.scheme.num_labels} ROIs")
+        if self.roi_stats:
+            lines += ["", "ROIs:  k  name                  slices  mean area"]
+            lines += [
+                f"      {s.label:>2}  {s.name:<20}  {s.num_slices:>6}  {_area(s)}"
+                for s in self.roi_stats
+            ]
+        for title, group in (("Errors", self.errors), ("Warnings", self.warnings)):
+            if group:
+                lines += ["", f"{title} ({len(group)}):"]
+                lines += [
+                    f"  - [{p.kind}] {p.message}{self._names(p.paths, max_names)}" for p in group
+                ]
+        return "\n".join(lines)
+
+    def _names(self, paths: tuple[Path, ...], limit: int) -> str:
+        """Return " -- a, b ... and N more" with paths relative to the data folder."""
+        if not paths:
+            return ""
+        shown = ", ".join(_relative(p, self.images_dir, self.labels_dir) for p in paths[:limit])
+        more = f" ... and {len(paths) - limit} more" if len(paths) > limit else ""
+        return f" -- {shown}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-serialisable data (paths as strings)."""
+        scheme = self.scheme
+        return {
+            "images_dir": str(self.images_dir),
+            "labels_dir": str(self.labels_dir),
+            "is_trainable": self.is_trainable,
+            "num_pairs": self.num_pairs,
+            "num_samples": len(self.samples),
+            "images_without_labels": [str(p) for p in self.pairing.images_without_labels],
+            "labels_without_images": [str(p) for p in self.pairing.labels_without_images],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.pairing.skipped],
+            "scheme": None
+            if scheme is None
+            else {
+                "stored_values": list(scheme.stored_values),
+                "is_display_scaled": scheme.is_display_scaled,
+                "num_labels": scheme.num_labels,
+            },
+            "roi_names": list(self.roi_names),
+            "label_values": {str(v): n for v, n in sorted(self.value_files.items())},
+            "rois": [asdict(s) for s in self.roi_stats],
+            "problems": [{**asdict(p), "paths": [str(x) for x in p.paths]} for p in self.problems],
+        }
+
+
+def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
+    """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
+    problems = [
+        Problem(
+            "error",
+            "duplicate",
+            f"{len(paths)} files share the name '{strip_dicom_suffix(paths[0].stem)}' in one "
+            "folder; expected one file per slice; delete or rename the extra.",
+            tuple(paths),
+        )
+        for paths in pairing.duplicates
+    ]
+    for kind, paths, what in (
+        ("unmatched_image", pairing.images_without_labels, "DICOM file(s) without a label map"),
+        ("unmatched_label", pairing.labels_without_images, "label map(s) without a DICOM file"),
+    ):
+        if paths:
+            message = f"{len(paths)} {what} of the same relative name (not used for training)"
+            problems.append(Problem("warning", kind, message, tuple(paths)))
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    for item in pairing.skipped:
+        by_reason[item.reason].append(item.path)
+    for reason, paths in by_reason.items():
+        problems.append(
+            Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
+        )
+    if not pairing.pairs:
+        message = (
+            f"no DICOM file in {images} pairs with a label map in {labels}; expected "
+            "DATA_DIR/dicoms/<name>.dcm beside DATA_DIR/labels/<name>.png (same relative path)."
+        )
+        problems.append(Problem("error", "empty", message))
+    return problems
+
+
+def shape_mismatch(
+    image_shape: tuple[int, int], num_frames: int, label_shape: tuple[int, ...]
+) -> str:
+    """Return why a label of ``label_shape`` does not fit the image, or "" when it does.
+
+    A single-frame image takes a (rows, cols) or (1, rows, cols) label; a multi-frame image
+    takes (frames, rows, cols).
+    """
+    rows, cols = image_shape
+    if num_frames == 1 and label_shape in ((rows, cols), (1, rows, cols)):
+        return ""
+    if label_shape == (num_frames, rows, cols):
+        return ""
+    image = f"{num_frames} frames of {rows}×{cols}" if num_frames > 1 else f"{rows}×{cols}"
+    expected = f"a ({num_frames}, {rows}, {cols}) .npy, one map per frame"
+    hint = " (it looks transposed)" if label_shape == (cols, rows) else ""
+    return (
+        f"image is {image} but the label is {'×'.join(map(str, label_shape))}{hint}; expected "
+        f"{expected if num_frames > 1 else image}; re-export the label on the DICOM's own grid."
+    )
+
+
+def scheme_problems(scheme: LabelScheme, lossy: dict[Path, int]) -> list[Problem]:
+    """Warn about JPEG labels (``lossy`` maps file -> pixels snapped) and display-scaled values."""
+    problems: list[Problem] = []
+    if lossy:
+        message = (
+            f"{len(lossy)} JPEG label map(s): {sum(lossy.values())} pixels snapped to the nearest "
+            "label value; JPEG blurs edges: save labels as PNG or NPY."
+        )
+        problems.append(Problem("warning", "lossy_label", message, tuple(lossy)))
+    if scheme.is_display_scaled:
+        mapping = ", ".join(f"{v}→{k}" for k, v in enumerate(scheme.stored_values))
+        message = (
+            f"label values {scheme.describe()} look saved for viewing; mapped in order: {mapping}."
+        )
+        problems.append(Problem("warning", "display_scaled", message))
+    return problems
+
+
+def consistency_problems(
+    class_sets: dict[Path, set[int]], scheme: LabelScheme, names: tuple[str, ...], *, stray: bool
+) -> list[Problem]:
+    """Compare the ROIs present in each label file with the rest of the dataset.
+
+    With ``stray`` (K not given by the user), an ROI above every common ROI that only a small
+    minority of files hold (at most max(1, 5 %) of them, and fewer than half) is an error: a
+    stray value such as 7 in one file when the others hold 0..6. An ROI that 90 % or more of the
+    files hold is a warning for the files lacking it; an ROI in no file is a warning.
+
+    Args:
+        class_sets: label file -> the class indices (0..K) it contains.
+        scheme: the dataset's scheme.
+        names: names of ROIs 1..K.
+        stray: look for stray values.
+    """
+    problems: list[Problem] = []
+    total = len(class_sets)
+    holders = {k: [p for p, s in class_sets.items() if k in s] for k in range(1, len(names) + 1)}
+    few = max(1, total // 20)
+    minority = {k for k, p in holders.items() if p and len(p) <= few and 2 * len(p) < total}
+    top_common = max((k for k, p in holders.items() if p and k not in minority), default=0)
+    for k, paths in holders.items():
+        value, name = scheme.stored_values[k], names[k - 1]
+        if stray and k in minority and k > top_common:
+            message = (
+                f"value {value} ({name}) appears in only {len(paths)} of {total} label files "
+                f"while the others hold at most {scheme.stored_values[top_common]}; fix those "
+                f"pixels, or pass num_labels={k} if it is a real ROI."
+            )
+            problems.append(Problem("error", "stray_value", message, tuple(paths)))
+        elif not paths:
+            message = f"{name} (value {value}) appears in no label file."
+            problems.append(Problem("warning", "absent_roi", message))
+        elif 10 * len(paths) >= 9 * total and len(paths) < total:
+            lacking = tuple(p for p, s in class_sets.items() if k not in s)
+            message = (
+                f"inconsistent labelling: {name} (value {value}) is in {len(paths)} of {total} "
+                f"label files but missing from {len(lacking)}"
+            )
+            problems.append(Problem("warning", "missing_roi", message, lacking))
+    return problems
+
+
+def spacing_problems(samples: list[Sample]) -> list[Problem]:
+    """Warn about slices without pixel spacing (their areas are counted in pixels)."""
+    without = [s for s in samples if s.image.spacing_mm is None]
+    if not without:
+        return []
+    message = (
+        f"{len(without)} of {len(samples)} slices have no pixel spacing ((0028,0030) "
+        "PixelSpacing); their areas are in pixels."
+    )
+    paths = tuple(dict.fromkeys(s.image.source for s in without))
+    return [Problem("warning", "no_spacing", message, paths)]
+
+
+def warning_problems(caught: list[warnings.WarningMessage]) -> list[Problem]:
+    """Turn the warnings raised while reading files into report warnings (duplicates dropped)."""
+    messages = dict.fromkeys(" ".join(str(w.message).split()) for w in caught)
+    return [Problem("warning", "reader", m) for m in messages]
+
+
+def roi_stats(samples: list[Sample], scheme: LabelScheme, names: tuple[str, ...]) -> list[RoiStat]:
+    """Count, per ROI, the slices containing it and its mean area (mm², or pixels without spacing).
+
+    Area = pixel count × row spacing × column spacing, on the image's own grid.
+    """
+    stats = []
+    for k, name in enumerate(names, start=1):
+        areas_mm2, areas_px = [], []
+        for sample in samples:
+            count = int(np.count_nonzero(sample.label == k))
+            spacing = sample.image.spacing_mm
+            if count and spacing is not None:
+                areas_mm2.append(count * spacing[0] * spacing[1])
+            elif count:
+                areas_px.append(count)
+        stats.append(
+            RoiStat(
+                label=k,
+                name=name,
+                stored_value=scheme.stored_values[k],
+                num_slices=len(areas_mm2) + len(areas_px),
+                mean_area_mm2=float(np.mean(areas_mm2)) if areas_mm2 else None,
+                mean_area_px=float(np.mean(areas_px)) if areas_px else None,
+                num_slices_without_spacing=len(areas_px),
+            )
+        )
+    return stats
+
+
+def find_roi_names(
+    roi_names: Sequence[str] | None, data_dir: Path | str | None, labels_dir: Path
+) -> tuple[list[str] | None, str]:
+    """Return (names, where they came from).
+
+    ``roi_names`` when given, else the non-empty lines of ``labels.txt`` in ``data_dir`` or
+    beside ``labels_dir``, else (None, "").
+    """
+    if roi_names is not None:
+        return [str(n) for n in roi_names], "roi_names"
+    folders = ([Path(data_dir)] if data_dir else []) + [labels_dir.parent]
+    for path in (folder / ROI_NAMES_FILE for folder in folders):
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return [line.strip() for line in lines if line.strip()], str(path)
+    return None, ""
+
+
+def _relative(path: Path, *folders: Path) -> str:
+    for folder in folders:
+        if path.is_relative_to(folder.parent):
+            return path.relative_to(folder.parent).as_posix()
+    return str(path)
+
+
+def _area(stat: RoiStat) -> str:
+    parts = []
+    if stat.mean_area_mm2 is not None:
+        parts.append(f"{stat.mean_area_mm2:.1f} mm²")
+    if stat.mean_area_px is not None:
+        without = stat.num_slices_without_spacing
+        parts.append(f"{stat.mean_area_px:.0f} px on {without} slices without spacing")
+    return ", ".join(parts) or "-"

@@ -1,0 +1,516 @@
+"""Reading DICOM files into `Slice`s (modality units, spacing, ids) and ordering a series.
+
+Decisions a caller relies on:
+
+- Pixels are float32 in modality units: (0028,1053) RescaleSlope and (0028,1052) RescaleIntercept,
+  or a (0028,3000) ModalityLUTSequence, are applied with pydicom's ``apply_modality_lut``. Enhanced
+  multi-frame files take them from the per-frame / shared functional groups.
+- MONOCHROME1 (low value displays white) is mirrored inside the stored range given by (0028,0101)
+  BitsStored and (0028,0103) PixelRepresentation *before* the modality LUT, so bright means high
+  signal and the values stay within the same modality range (``min + max - value``).
+- Colour images (RGB, YBR, PALETTE COLOR) are converted to grey luminance (ITU-R BT.601 weights
+  0.299, 0.587, 0.114) with a ``UserWarning``.
+- Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
+  (0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none").
+  Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.pixels.utils import get_nr_frames
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from tqdm import tqdm
+
+from sliceseg.errors import ConfigError, DicomReadError, PairingError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
+_PREAMBLE_LESS_GROUPS = (0x0000, 0x0002, 0x0008)
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_DECODER_HINT = (
+    "install the pixel data plugins (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
+    "pylibjpeg-rle), or convert the file to uncompressed DICOM (e.g. `gdcmconv --raw in out`)"
+)
+_TRUNCATED_HINT = (
+    "the file is truncated or its header (Rows, Columns, BitsAllocated) does not match the pixel "
+    "data; copy it again from the scanner or PACS"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Slice:
+    """One 2D image from a DICOM file, in modality units, with its pixel spacing and ids.
+
+    Attributes:
+        pixels: (rows, cols) float32 in modality units (rescale applied; MONOCHROME1 mirrored).
+        spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
+            when the file has no usable spacing.
+        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none".
+        source: the file the slice came from.
+        frame: frame index inside a multi-frame file (0 for single-frame files).
+        num_frames: number of frames in the file.
+        series_uid: (0020,000E) SeriesInstanceUID, "" when absent.
+        instance_number: (0020,0013) InstanceNumber, ``None`` when absent or malformed.
+        position_mm: (0020,1041) SliceLocation, else (0020,0032) ImagePositionPatient projected on
+            the slice normal from (0020,0037) ImageOrientationPatient; ``None`` when neither exists.
+    """
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    spacing_source: str
+    source: Path
+    frame: int = 0
+    num_frames: int = 1
+    series_uid: str = ""
+    instance_number: int | None = None
+    position_mm: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the pixel array."""
+        rows, cols = self.pixels.shape
+        return int(rows), int(cols)
+
+    @property
+    def name(self) -> str:
+        """File name without a DICOM suffix, plus ``_f003`` for frame 3 of a multi-frame file."""
+        stem = strip_dicom_suffix(self.source.name)
+        return f"{stem}_f{self.frame:03d}" if self.num_frames > 1 else stem
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was left out, with the reason in one line."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class DicomScan:
+    """The readable slices of a folder (ordered by `order_slices`) and the files left out."""
+
+    slices: list[Slice]
+    skipped: list[SkippedFile]
+
+
+def strip_dicom_suffix(name: str) -> str:
+    """Return ``name`` without a DICOM suffix (case-insensitive); other names are kept whole.
+
+    Example:
+        >>> strip_dicom_suffix("slice_1.DCM"), strip_dicom_suffix("1.2.840.5")
+        ('slice_1', '1.2.840.5')
+    """
+    lower = name.lower()
+    for suffix in DICOM_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders ``slice_2`` before ``slice_10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Return the files under ``folder`` (recursive), naturally sorted, hidden ones left out.
+
+    A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
+    """
+    files = [
+        p
+        for p in Path(folder).rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Tell whether ``path`` is a DICOM file, by content, whatever its suffix.
+
+    A file is DICOM when it has 'DICM' at byte 128, or, for preamble-less files that start with a
+    group 0000/0002/0008 tag, when ``dcmread(force=True)`` yields a dataset with PixelData.
+
+    Args:
+        path: any file.
+
+    Returns:
+        True for DICOM files.
+
+    Example:
+        >>> is_dicom_file(Path("dicoms/p01/slice_1"))
+        True
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    little, big = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    if little not in _PREAMBLE_LESS_GROUPS and big not in _PREAMBLE_LESS_GROUPS:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
+    except Exception:
+        return False
+    return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+
+
+def read_slices(path: Path) -> list[Slice]:
+    """Read one DICOM file into one `Slice` per frame.
+
+    Args:
+        path: a DICOM file (any suffix), uncompressed or compressed (JPEG, JPEG-LS, JPEG 2000, RLE).
+
+    Returns:
+        The slices, frame 0 first.
+
+    Raises:
+        DicomReadError: the file is not DICOM, is truncated, holds no image, or its pixel data
+            cannot be decoded (the message names the transfer syntax and what to install).
+
+    Example:
+        >>> [s.shape for s in read_slices(Path("dicoms/p01/slice_1.dcm"))]
+        [(64, 64)]
+    """
+    path = Path(path)
+    ds = _read_dataset(path)
+    frames = _decode_frames(ds, path, index=None)
+    return [_build_slice(ds, path, raw, frame, len(frames)) for frame, raw in enumerate(frames)]
+
+
+def read_slice(path: Path, *, frame: int = 0) -> Slice:
+    """Read one frame of a DICOM file into a `Slice`.
+
+    Args:
+        path: a DICOM file.
+        frame: frame index, 0 for single-frame files.
+
+    Returns:
+        The slice of that frame.
+
+    Raises:
+        DicomReadError: as for `read_slices`.
+        ConfigError: ``frame`` is outside the file's frames.
+
+    Example:
+        >>> read_slice(Path("cine.dcm"), frame=3).name
+        'cine_f003'
+    """
+    path = Path(path)
+    ds = _read_dataset(path)
+    num_frames = max(1, int(get_nr_frames(ds, warn=False)))
+    if not 0 <= frame < num_frames:
+        raise ConfigError(
+            f"{path}: frame={frame} requested, the file has {num_frames} frame(s); "
+            f"choose a frame from 0 to {num_frames - 1}."
+        )
+    raw = _decode_frames(ds, path, index=frame if num_frames > 1 else None)[0]
+    return _build_slice(ds, path, raw, frame, num_frames)
+
+
+def find_dicom_files(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
+    """Find the DICOM files under ``folder`` (recursive, by content, naturally sorted).
+
+    Hidden files and folders (name starting with '.') are ignored silently; every other
+    non-DICOM file comes back as a `SkippedFile`.
+
+    Args:
+        folder: the folder to search.
+
+    Returns:
+        (DICOM files, skipped files).
+
+    Raises:
+        PairingError: ``folder`` does not exist or is not a folder.
+
+    Example:
+        >>> files, skipped = find_dicom_files(Path("data/train/dicoms"))
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairingError(f"{folder}: folder does not exist; check the path to the DICOM folder.")
+    found: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for path in visible_files(folder):
+        if is_dicom_file(path):
+            found.append(path)
+        else:
+            skipped.append(
+                SkippedFile(path, "not a DICOM file (no 'DICM' marker and not readable as DICOM)")
+            )
+    return found, skipped
+
+
+def order_slices(slices: Iterable[Slice]) -> list[Slice]:
+    """Order slices by SeriesInstanceUID, then InstanceNumber, then position, then name.
+
+    Missing InstanceNumber or position sort after present ones; names sort naturally.
+
+    Example:
+        >>> [s.instance_number for s in order_slices(read_series(Path("scans")))][:3]
+        [1, 2, 3]
+    """
+
+    def key(s: Slice) -> tuple[Any, ...]:
+        return (
+            s.series_uid,
+            s.instance_number is None,
+            s.instance_number or 0,
+            s.position_mm is None,
+            s.position_mm or 0.0,
+            natural_key(s.name),
+            str(s.source),
+            s.frame,
+        )
+
+    return sorted(slices, key=key)
+
+
+def scan_dicom_folder(folder: Path, *, progress: bool = False) -> DicomScan:
+    """Read every DICOM file under ``folder``; unreadable files are skipped with a reason.
+
+    Args:
+        folder: the folder to read (recursive).
+        progress: show a tqdm bar (only when stderr is a terminal).
+
+    Returns:
+        The ordered slices and the skipped files (non-DICOM, corrupt, no image).
+
+    Raises:
+        PairingError: ``folder`` does not exist.
+
+    Example:
+        >>> scan = scan_dicom_folder(Path("scans"))
+        >>> len(scan.slices), [s.reason for s in scan.skipped]
+    """
+    paths, skipped = find_dicom_files(folder)
+    slices: list[Slice] = []
+    disable = not (progress and sys.stderr.isatty())
+    for path in tqdm(paths, desc="Reading DICOM", unit="file", disable=disable):
+        try:
+            slices.extend(read_slices(path))
+        except DicomReadError as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+    return DicomScan(slices=order_slices(slices), skipped=skipped)
+
+
+def read_series(folder: Path) -> list[Slice]:
+    """Read all DICOM slices under ``folder``, ordered by `order_slices`.
+
+    Args:
+        folder: a folder of DICOM files (any suffix, nested folders allowed).
+
+    Returns:
+        The slices.
+
+    Raises:
+        PairingError: the folder does not exist or holds no readable DICOM file.
+
+    Example:
+        >>> slices = read_series(Path("scans/p01"))
+    """
+    scan = scan_dicom_folder(folder)
+    if not scan.slices:
+        detail = f"; first skipped: {scan.skipped[0].path.name}: {scan.skipped[0].reason}"
+        raise PairingError(
+            f"{folder}: no DICOM files found ({len(scan.skipped)} other file(s)"
+            f"{detail if scan.skipped else ''}); expected DICOM files (.dcm or no suffix)."
+        )
+    return scan.slices
+
+
+def _read_dataset(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DicomReadError(f"{path}: file does not exist; check the path.")
+    if not is_dicom_file(path):
+        raise DicomReadError(
+            f"{path}: not a DICOM file (no 'DICM' marker at byte 128 and not readable as DICOM); "
+            "expected a DICOM image; remove it or export the image as DICOM."
+        )
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:
+        raise DicomReadError(
+            f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
+            "or corrupt; copy it again from the scanner/PACS."
+        ) from exc
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        raise DicomReadError(
+            f"{path}: DICOM file holds no image (no PixelData; Modality "
+            f"{ds.get('Modality', 'unknown')}); expected an image; move it out of the folder."
+        )
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # Preamble-less files carry no meta header; their encoding was guessed while reading.
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+    return ds
+
+
+def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
+    """Return (frames, rows, cols[, samples]) stored values, decoded by pydicom's plugins."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr = pydicom.pixels.pixel_array(ds, index=index)
+    except Exception as exc:
+        hint = _DECODER_HINT if syntax.is_compressed else _TRUNCATED_HINT
+        raise DicomReadError(
+            f"{path}: cannot decode pixel data with transfer syntax {syntax.name} ({syntax}): "
+            f"{_one_line(exc)}; {hint}."
+        ) from exc
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if arr.ndim == (3 if samples > 1 else 2):
+        arr = arr[np.newaxis]
+    return arr
+
+
+def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
+    spacing, source = _spacing(ds, path, frame)
+    return Slice(
+        pixels=_to_modality_units(ds, path, raw, frame),
+        spacing_mm=spacing,
+        spacing_source=source,
+        source=path,
+        frame=frame,
+        num_frames=num_frames,
+        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        instance_number=_as_int(ds.get("InstanceNumber")),
+        position_mm=_position(ds, frame, num_frames),
+    )
+
+
+def _to_modality_units(ds: Dataset, path: Path, raw: np.ndarray, frame: int) -> np.ndarray:
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric == "PALETTE COLOR" or raw.ndim == 3:
+        rgb = apply_color_lut(raw, ds) if photometric == "PALETTE COLOR" else raw
+        warnings.warn(
+            f"{path}: colour image ({photometric}) converted to grey luminance "
+            "(0.299 R + 0.587 G + 0.114 B); export grey images for best results.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return (rgb[..., :3].astype(np.float64) @ np.asarray(LUMINANCE_WEIGHTS)).astype(np.float32)
+    values = raw.astype(np.int64) if raw.dtype.kind in "iub" else raw
+    if photometric == "MONOCHROME1":
+        bits = int(ds.get("BitsStored", raw.dtype.itemsize * 8))
+        is_signed = int(ds.get("PixelRepresentation", 0)) == 1
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if is_signed else (0, 2**bits - 1)
+        values = (low + high) - values
+    return _apply_rescale(values, ds, frame).astype(np.float32)
+
+
+def _apply_rescale(values: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        return apply_modality_lut(values, ds)
+    slope = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+    if slope is None or intercept is None:
+        return values
+    rescale = Dataset()
+    rescale.RescaleSlope, rescale.RescaleIntercept = slope, intercept
+    return apply_modality_lut(values, rescale)
+
+
+def _frame_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
+    """Look ``keyword`` up in the frame's functional groups, then the shared ones, then the top."""
+    for groups_keyword, index in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        groups = ds.get(groups_keyword)
+        if groups is not None and index < len(groups):
+            items = groups[index].get(sequence)
+            if items and keyword in items[0]:
+                return items[0][keyword].value
+    return ds.get(keyword)
+
+
+def _spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, float] | None, str]:
+    pixel = _parse_spacing(
+        _frame_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), path, "PixelSpacing"
+    )
+    if pixel is not None:
+        return pixel, "PixelSpacing"
+    imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
+    if imager is not None:
+        warnings.warn(
+            f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing "
+            f"{imager}, measured at the detector, so areas may be magnified.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return imager, "ImagerPixelSpacing"
+    return None, "none"
+
+
+def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] | None:
+    if value is None or value == "":
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
+        return numbers[0], numbers[1]
+    warnings.warn(
+        f"{path}: {keyword} {value!r} is malformed or not > 0; expected two positive numbers "
+        "(row mm, column mm); treating the spacing as missing.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return None
+
+
+def _position(ds: Dataset, frame: int, num_frames: int) -> float | None:
+    position = _frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    orientation = _frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+    try:
+        location = float(ds.get("SliceLocation")) if num_frames == 1 else math.nan
+        if math.isfinite(location):
+            return location
+    except (TypeError, ValueError):
+        pass
+    try:
+        point = np.asarray([float(v) for v in position], dtype=np.float64)
+        cosines = np.asarray([float(v) for v in orientation], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if point.shape != (3,) or cosines.shape != (6,):
+        return None
+    normal = np.cross(cosines[:3], cosines[3:])
+    return float(point @ normal)
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,359 @@
+"""Reading label maps (.npy/.png/.tif/.jpg), detecting damage, and normalising values to 0..K.
+
+A label map holds one ROI number per pixel (0 background). Damaged maps (non-whole floats,
+negative values, coloured overlays, transparency, wrong dimensionality) raise `LabelError`; they
+are never passed on silently. `infer_label_scheme` decides, once for the whole dataset, which stored
+values mean ROI 0..K: plain maps store 0..K; maps saved for viewing store evenly spaced values
+(0, 40, 80, ... or 0/255) and are "display-scaled". JPEG maps are lossy and are snapped to the
+scheme's nearest stored value with `snap_lossy`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+from PIL import Image
+
+from sliceseg.errors import ConfigError, LabelError
+
+LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
+_SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
+
+
+@dataclass(frozen=True, eq=False)
+class RawLabel:
+    """A label map exactly as stored.
+
+    Attributes:
+        values: (rows, cols) int64, or (frames, rows, cols) for a 3D .npy / multi-page .tif.
+        source: the file it came from.
+        is_lossy: True for JPEG files, whose values near edges are blurred.
+    """
+
+    values: np.ndarray
+    source: Path
+    is_lossy: bool
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """Which stored values mean ROI 0..K, the same for every file of a dataset.
+
+    Attributes:
+        stored_values: sorted stored values, 0 first; position k holds the value of ROI k.
+        is_display_scaled: True when the maps were saved for viewing (0, 40, 80, ... or 0/255).
+    """
+
+    stored_values: tuple[int, ...]
+    is_display_scaled: bool = False
+
+    def __post_init__(self) -> None:
+        values = self.stored_values
+        if not values or values[0] != 0 or list(values) != sorted(set(values)) or len(values) > 256:
+            raise LabelError(
+                f"stored_values={values}: expected strictly increasing values starting at 0, "
+                "at most 256 of them (background + 255 ROIs)."
+            )
+
+    @property
+    def num_labels(self) -> int:
+        """K, the number of ROIs (background excluded)."""
+        return len(self.stored_values) - 1
+
+    def describe(self) -> str:
+        """Return the scheme in words, e.g. ``0..6`` or ``0, 40, 80 (display-scaled)``."""
+        values = self.stored_values
+        if values == tuple(range(len(values))):
+            return f"0..{values[-1]}"
+        shown = ", ".join(str(v) for v in values[:4]) + (f", ..., {values[-1]}" * (len(values) > 4))
+        return shown + (" (display-scaled)" if self.is_display_scaled else "")
+
+    def to_classes(self, values: np.ndarray, *, source: Path | None = None) -> np.ndarray:
+        """Map stored values to class indices 0..K.
+
+        Args:
+            values: integer array of stored values, any shape.
+            source: the file the values came from, named in the error message.
+
+        Returns:
+            uint8 array of the same shape, values 0..K.
+
+        Raises:
+            LabelError: a value is not one of ``stored_values``.
+
+        Example:
+            >>> LabelScheme((0, 40, 80), is_display_scaled=True).to_classes(np.array([0, 80]))
+            array([0, 2], dtype=uint8)
+        """
+        stored = np.asarray(self.stored_values, dtype=np.int64)
+        index = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
+        known = stored[index] == values
+        if not np.all(known):
+            unknown = np.unique(np.asarray(values)[~known])
+            raise LabelError(
+                f"{source or 'label map'}: values {_short_list(unknown)} in "
+                f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
+                f"{self.describe()}; fix those pixels, or pass num_labels if more ROIs exist."
+            )
+        return index.astype(np.uint8)
+
+
+def read_label_file(path: Path) -> RawLabel:
+    """Read one label map and check that its values can be ROI numbers.
+
+    Args:
+        path: a .npy (integer, bool, or float holding whole numbers), .png (8/16-bit grey, or
+            palette: the palette indices are the values), .tif/.tiff or .jpg/.jpeg file.
+
+    Returns:
+        The values as stored (int64), with ``is_lossy`` set for JPEG.
+
+    Raises:
+        LabelError: the file is unreadable or damaged: non-whole or non-finite floats, negative
+            values, RGB channels that differ, a transparent alpha channel, or not 2D (3D allowed
+            for .npy and multi-page .tif, one map per frame).
+
+    Example:
+        >>> read_label_file(Path("labels/p01/slice_1.png")).values.shape
+        (64, 64)
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in LABEL_SUFFIXES:
+        raise LabelError(
+            f"{path}: suffix '{path.suffix}' is not a label format; expected one of "
+            f"{', '.join(LABEL_SUFFIXES)}."
+        )
+    is_lossy = suffix in LOSSY_SUFFIXES
+    try:
+        array, has_channels, allows_frames = _load(path, suffix)
+    except LabelError:
+        raise
+    except Exception as exc:
+        raise LabelError(
+            f"{path}: cannot read the label map ({' '.join(str(exc).split())}); expected a "
+            f"readable {suffix} file; export it again."
+        ) from exc
+    if has_channels:
+        array = _merge_channels(array, path, is_lossy=is_lossy)
+    values = _whole_numbers(array, path)
+    if (values.ndim != 2 and not (allows_frames and values.ndim == 3)) or values.size == 0:
+        raise LabelError(
+            f"{path}: label array of shape {values.shape}; expected (rows, cols), or (frames, "
+            "rows, cols) in a .npy/.tif for a multi-frame DICOM; save one 2D map per slice."
+        )
+    if values.min() < 0:
+        raise LabelError(
+            f"{path}: negative values (minimum {values.min()}, in {np.count_nonzero(values < 0)} "
+            f"pixels); expected ROI numbers 0..K with 0 background; {_SAVE_HINT}."
+        )
+    return RawLabel(values=values, source=path, is_lossy=is_lossy)
+
+
+def infer_label_scheme(
+    value_sets: Sequence[set[int]], *, num_labels: int | None = None
+) -> LabelScheme:
+    """Decide, for the whole dataset, which stored values mean ROI 0..K.
+
+    Plain maps store 0..K. Maps whose non-zero values are evenly spaced with a step of 2 or more
+    (0, 40, 80, ...; rounding by 1 allowed, so 0, 42, 85, ... fits; or exactly 0/255) are
+    display-scaled and mapped to 0..K in order, with a ``UserWarning``. When ``num_labels`` is
+    given and every value is <= it, the maps are plain 0..num_labels (ROIs absent from the whole
+    dataset still count).
+
+    Args:
+        value_sets: the set of values of each lossless label file.
+        num_labels: K, the number of ROIs, when known.
+
+    Returns:
+        The scheme.
+
+    Raises:
+        LabelError: the values are not one consistent scheme (e.g. 0..6 mixed with 0, 40, 80), a
+            value is above ``num_labels``, or the maps hold only background.
+        ConfigError: ``num_labels`` < 1.
+
+    Example:
+        >>> infer_label_scheme([{0, 40, 80}, {0, 80}]).stored_values
+        (0, 40, 80)
+    """
+    if num_labels is not None and num_labels < 1:
+        raise ConfigError(f"num_labels={num_labels}: expected at least 1 ROI.")
+    values = sorted({int(v) for s in value_sets for v in s} | {0})
+    top = values[-1]
+    if values[0] < 0:
+        raise LabelError(f"label values {_short_list(values)}: negative values are not ROIs.")
+    if num_labels is not None and top <= num_labels:
+        return LabelScheme(tuple(range(num_labels + 1)))
+    if top == 0:
+        raise LabelError(
+            "the label maps hold only background (0); expected ROIs 1..K; check that the "
+            "labels were exported with their ROIs, or pass num_labels."
+        )
+    smallest_step = int(np.diff(values).min())
+    if smallest_step == 1:
+        _check_num_rois(values, top, num_labels)
+        return LabelScheme(tuple(range(top + 1)))
+    step = top / round(top / smallest_step)
+    ks = [round(v / step) for v in values]
+    if any(abs(v - k * step) > 1 for v, k in zip(values, ks, strict=True)):
+        raise _inconsistent(values)
+    _check_num_rois(values, ks[-1], num_labels)
+    num_rois = num_labels if num_labels is not None else ks[-1]
+    observed = dict(zip(ks, values, strict=True))
+    stored = tuple(observed.get(k, round(k * step)) for k in range(num_rois + 1))
+    warnings.warn(
+        f"label values {_short_list(values)} look saved for viewing (display-scaled, step "
+        f"{step:g}); mapping them to ROIs 0..{num_rois} in order.",
+        UserWarning,
+        stacklevel=2,
+    )
+    return LabelScheme(stored, is_display_scaled=True)
+
+
+def snap_lossy(values: np.ndarray, scheme: LabelScheme) -> tuple[np.ndarray, int]:
+    """Snap lossy (JPEG) values to the scheme's nearest stored value.
+
+    Args:
+        values: integer array of stored values, any shape.
+        scheme: the dataset's scheme.
+
+    Returns:
+        (snapped int64 array of stored values, number of pixels changed). Ties go to the lower
+        stored value.
+
+    Example:
+        >>> snap_lossy(np.array([0, 37, 44, 90]), LabelScheme((0, 40, 80), is_display_scaled=True))
+        (array([ 0, 40, 40, 80]), 3)
+    """
+    stored = np.asarray(scheme.stored_values, dtype=np.int64)
+    upper = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
+    lower = np.maximum(upper - 1, 0)
+    use_upper = np.abs(stored[upper] - values) < np.abs(values - stored[lower])
+    snapped = np.where(use_upper, stored[upper], stored[lower])
+    return snapped, int(np.count_nonzero(snapped != values))
+
+
+def dominant_values(
+    values: np.ndarray, *, min_fraction: float = 0.0005, min_pixels: int = 20
+) -> set[int]:
+    """Return the values of a lossy map that look like real labels rather than JPEG edge noise.
+
+    A value counts when it covers at least ``max(min_pixels, min_fraction × pixels)`` pixels and
+    is a local maximum of the histogram within ±2. A best-effort guess, used only when a dataset
+    has no lossless label map: with plain 0..K values a small ROI next to a larger one is missed,
+    so give ``num_labels`` there.
+
+    Example:
+        >>> sorted(dominant_values(read_label_file(Path("labels/s1.jpg")).values))
+        [0, 40, 80]
+    """
+    counts = np.bincount(np.asarray(values, dtype=np.int64).ravel())
+    padded = np.pad(counts, 2)
+    threshold = max(min_pixels, min_fraction * counts.sum())
+    neighbours = np.stack([padded[i : i + len(counts)] for i in (0, 1, 3, 4)])
+    is_peak = (counts >= threshold) & np.all(counts >= neighbours, axis=0)
+    return {int(v) for v in np.flatnonzero(is_peak)}
+
+
+def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
+    """Return (array, has channels last, may hold frames)."""
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False), False, True
+    if suffix in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return series.asarray(), series.axes.endswith("S"), True
+    if suffix == ".png":
+        with Image.open(path) as image:
+            if image.mode == "P":
+                return np.asarray(image), False, False
+    array = iio.imread(path)
+    return array, array.ndim == 3, False
+
+
+def _merge_channels(array: np.ndarray, path: Path, *, is_lossy: bool) -> np.ndarray:
+    """Reduce (..., channels) grey-as-RGB / LA / RGBA data to one channel; refuse colour."""
+    channels = array.shape[-1]
+    if channels in (2, 4):
+        alpha = array[..., -1]
+        opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "iu" else 1.0
+        if np.any(alpha != opaque):
+            raise LabelError(
+                f"{path}: alpha channel is not fully opaque ({np.count_nonzero(alpha != opaque)} "
+                f"transparent pixels); expected a label map without transparency; {_SAVE_HINT}."
+            )
+        array = array[..., :-1]
+    if array.shape[-1] == 1:
+        return array[..., 0]
+    spread = array.max(axis=-1).astype(np.int64) - array.min(axis=-1)
+    if not np.any(spread):
+        return array[..., 0]
+    if is_lossy and spread.max() <= MAX_LOSSY_CHANNEL_SPREAD:
+        return np.rint(array.mean(axis=-1))
+    where = tuple(int(i) for i in np.argwhere(spread > 0)[0])
+    raise LabelError(
+        f"{path}: colour label map whose R, G, B channels differ in {np.count_nonzero(spread)} "
+        f"pixels (e.g. {tuple(int(c) for c in array[where])} at row {where[-2]}, col {where[-1]}); "
+        f"expected one grey channel of ROI numbers; export the label map, not a coloured "
+        f"overlay; {_SAVE_HINT}."
+    )
+
+
+def _whole_numbers(array: np.ndarray, path: Path) -> np.ndarray:
+    kind = array.dtype.kind
+    if kind in "biu":
+        return array.astype(np.int64)
+    if kind != "f":
+        raise LabelError(
+            f"{path}: values of type {array.dtype}; expected integer ROI numbers; {_SAVE_HINT}."
+        )
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        raise LabelError(
+            f"{path}: {np.count_nonzero(~finite)} values are NaN or infinite; expected whole ROI "
+            f"numbers 0..K; {_SAVE_HINT}."
+        )
+    whole = array == np.round(array)
+    if not np.all(whole):
+        examples = np.unique(array[~whole])[:3]
+        raise LabelError(
+            f"{path}: float values that are not whole numbers ({np.count_nonzero(~whole)} pixels,"
+            f" e.g. {', '.join(f'{v:g}' for v in examples)}); expected whole ROI numbers 0..K "
+            f"(was the map resized with interpolation?); {_SAVE_HINT}."
+        )
+    return array.astype(np.int64)
+
+
+def _check_num_rois(values: list[int], top_roi: int, num_labels: int | None) -> None:
+    if num_labels is not None and top_roi > num_labels:
+        raise LabelError(
+            f"label values {_short_list(values)} reach ROI {top_roi}, above num_labels="
+            f"{num_labels}; expected values 0..{num_labels}; fix the files holding higher "
+            "values, or raise num_labels."
+        )
+    missing = top_roi + 1 - len(values)
+    if num_labels is None and 2 * missing > top_roi:
+        raise _inconsistent(values)
+
+
+def _inconsistent(values: list[int]) -> LabelError:
+    return LabelError(
+        f"label values {_short_list(values)} do not form one scheme; expected 0..K (ROI numbers) "
+        "or evenly spaced display values (0, 40, 80, ...) in every file; re-export the odd "
+        "files the same way as the rest, or pass num_labels=K if ROIs are absent."
+    )
+
+
+def _short_list(values: Sequence[int] | np.ndarray, limit: int = 12) -> str:
+    items = [int(v) for v in values]
+    shown = ", ".join(str(v) for v in items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"

@@ -1,0 +1,181 @@
+"""Plots of numbers: training history, areas along a series, Bland–Altman agreement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sliceseg.errors import ConfigError
+from sliceseg.visualize import roi_colour_hex, save_figure
+
+
+def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    rows = table.drop(index=[name for name in ("mean", "std") if name in table.index])
+    names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
+    return rows.drop(columns=["file"], errors="ignore").astype(float), names
+
+
+def _finish(fig: Figure, path: Path | str | None) -> Figure:
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Figure:
+    """Plot the training history: loss (left) and Dice (right) against the epoch.
+
+    Args:
+        history: one row per epoch with ``epoch`` and any of ``loss``, ``dice_loss``,
+            ``train_dice``, ``val_dice`` (mean over ROIs), ``val_dice_<roi name>`` (drawn in the
+            ROI's colour, ROIs in column order) and ``lr`` (drawn when it changes).
+            Validation columns may be NaN on epochs without validation.
+        path: save the figure here (PNG) when given.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ConfigError: the table has no ``epoch`` column.
+    """
+    if "epoch" not in history.columns:
+        raise ConfigError(f"history needs an 'epoch' column; it has {list(history.columns)}.")
+    fig = Figure(figsize=(11.0, 4.2), dpi=100)
+    fig.set_layout_engine("constrained")
+    loss_ax, dice_ax = fig.subplots(1, 2)
+
+    def draw(ax, column: str, label: str, **style) -> None:
+        points = history[["epoch", column]].dropna()
+        if len(points):
+            ax.plot(points["epoch"], points[column], label=label, **style)
+
+    for column, label, style in (("loss", "loss", "-"), ("dice_loss", "Dice loss", "--")):
+        if column in history:
+            draw(loss_ax, column, label, linestyle=style, color="black")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
+    handles, labels = loss_ax.get_legend_handles_labels()
+    if "lr" in history and history["lr"].nunique() > 1:
+        lr_ax = loss_ax.twinx()
+        draw(lr_ax, "lr", "learning rate", linestyle=":", color="tab:gray")
+        lr_ax.set(ylabel="learning rate", yscale="log")
+        lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + lr_handles, labels + lr_labels
+    if handles:
+        loss_ax.legend(handles, labels, fontsize=8)
+    if "train_dice" in history:
+        draw(dice_ax, "train_dice", "train (mean)", color="black")
+    if "val_dice" in history:
+        draw(dice_ax, "val_dice", "validation (mean)", color="black", linestyle="--", marker="o")
+    roi_columns = [c for c in history.columns if c.startswith("val_dice_")]
+    for k, column in enumerate(roi_columns, 1):
+        name = column.removeprefix("val_dice_")
+        draw(dice_ax, column, name, color=roi_colour_hex(k), marker=".", linewidth=1)
+    dice_ax.set(xlabel="epoch", ylabel="Dice", title="Dice (1 = perfect overlap)", ylim=(0, 1.02))
+    if dice_ax.get_legend_handles_labels()[0]:
+        dice_ax.legend(fontsize=8, loc="lower right", ncol=1 + len(roi_columns) // 8)
+    return _finish(fig, path)
+
+
+def plot_areas(
+    area_table: pd.DataFrame, *, path: Path | str | None = None, unit: str = "mm²"
+) -> Figure:
+    """Plot each ROI's area along the series in the ROI's colour.
+
+    Args:
+        area_table: rows = slices in series order, columns = ROI names in ROI order (areas);
+            a ``file`` column labels the slices, and ``mean``/``std`` rows are left out.
+        path: save the figure here (PNG) when given.
+        unit: the unit of the areas, for the axis label.
+
+    Returns:
+        The figure.
+    """
+    values, slices = _slice_values(area_table)
+    fig = Figure(figsize=(min(14.0, max(7.0, 4.0 + 0.22 * len(values))), 4.5), dpi=100)
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    x = np.arange(1, len(values) + 1)
+    for k, name in enumerate(values.columns, 1):
+        ax.plot(
+            x,
+            values[name].to_numpy(),
+            marker="o",
+            markersize=3,
+            color=roi_colour_hex(k),
+            label=name,
+        )
+    step = max(1, len(x) // 30)
+    ax.set_xticks(x[::step], slices[::step], rotation=60, ha="right", fontsize=7)
+    ax.set(xlabel="slice (series order)", ylabel=f"area ({unit})", title="Area of each ROI")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _finish(fig, path)
+
+
+def plot_bland_altman(
+    auto: np.ndarray,
+    manual: np.ndarray,
+    *,
+    title: str,
+    path: Path | str | None = None,
+    groups: np.ndarray | None = None,
+) -> Figure:
+    """Draw a Bland–Altman plot: difference against mean, bias and ±1.96 SD limits labelled.
+
+    Args:
+        auto: automatic measurements (e.g. areas in mm²); NaN pairs are left out.
+        manual: manual measurements, same length.
+        title: figure title (say what and in which unit).
+        path: save the figure here (PNG) when given.
+        groups: optional group name per pair (e.g. ROI name), coloured with the ROI colours
+            in order of first appearance.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ConfigError: lengths differ, or fewer than two complete pairs.
+    """
+    a, m = np.asarray(auto, float).ravel(), np.asarray(manual, float).ravel()
+    group = None if groups is None else np.asarray(groups).ravel()
+    if a.shape != m.shape or (group is not None and group.shape != a.shape):
+        raise ConfigError(f"need paired values, got {a.size} automatic and {m.size} manual.")
+    keep = np.isfinite(a) & np.isfinite(m)
+    if keep.sum() < 2:
+        raise ConfigError(f"a Bland–Altman plot needs at least 2 complete pairs, got {keep.sum()}.")
+    mean, diff = (a[keep] + m[keep]) / 2.0, a[keep] - m[keep]
+    bias, sd = float(diff.mean()), float(diff.std(ddof=1))
+    fig = Figure(figsize=(7.5, 5.0), dpi=100)
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    if group is None:
+        ax.scatter(mean, diff, s=14, color=roi_colour_hex(4), alpha=0.7)
+    else:
+        kept = group[keep]
+        for k, name in enumerate(pd.unique(kept), 1):
+            chosen = kept == name
+            ax.scatter(
+                mean[chosen],
+                diff[chosen],
+                s=14,
+                color=roi_colour_hex(k),
+                alpha=0.8,
+                label=str(name),
+            )
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for value, text, style in (
+        (bias, f"bias {bias:.2f}", "-"),
+        (bias + 1.96 * sd, f"+1.96 SD {bias + 1.96 * sd:.2f}", "--"),
+        (bias - 1.96 * sd, f"−1.96 SD {bias - 1.96 * sd:.2f}", "--"),
+    ):
+        ax.axhline(value, color="black", linestyle=style, linewidth=1)
+        ax.text(
+            0.99, value, text, transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+            fontsize=8,
+        )  # fmt: skip
+    ax.set(xlabel="mean of automatic and manual", ylabel="automatic − manual", title=title)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)

@@ -1,0 +1,77 @@
+"""Shared test helpers: tiny DICOM files written with pydicom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import MRImageStorage, generate_uid
+
+from sliceseg.dicom import ExplicitVRLittleEndian
+
+TEST_SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+def write_test_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    spacing: tuple[float, float] | None = (0.5, 0.8),
+    series_uid: str = TEST_SERIES_UID,
+    instance: int = 1,
+    slope: float | None = None,
+    intercept: float | None = None,
+    photometric: str = "MONOCHROME2",
+    preamble: bool = True,
+) -> Path:
+    """Write a small uncompressed MR DICOM and return its path.
+
+    Args:
+        path: where to write (parents are created); any suffix or none.
+        pixels: (rows, cols) integer stored values, or (frames, rows, cols) for a multi-frame file;
+            int16 data is written signed (PixelRepresentation 1), anything else as uint16.
+        spacing: (row, col) PixelSpacing in mm, or None to leave it out.
+        series_uid: SeriesInstanceUID.
+        instance: InstanceNumber.
+        slope: RescaleSlope (with ``intercept``), or None to leave both out.
+        intercept: RescaleIntercept.
+        photometric: PhotometricInterpretation.
+        preamble: write the 128-byte preamble and 'DICM'; False writes a bare dataset.
+    """
+    array = np.asarray(pixels)
+    is_signed = array.dtype == np.int16
+    array = array.astype(np.int16 if is_signed else np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = series_uid
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [0.0, 0.0, float(instance)]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    if spacing is not None:
+        ds.PixelSpacing = list(spacing)
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept or 0.0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = array.shape[-2:]
+    if array.ndim == 3:
+        ds.NumberOfFrames = array.shape[0]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = int(is_signed)
+    ds.PixelData = array.tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if preamble:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        pydicom.dcmwrite(path, ds, enforce_file_format=False)
+    return path

@@ -1,0 +1,307 @@
+"""Tests for sliceseg.dicom: real pydicom test files plus tiny files written by conftest."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import write_test_dicom
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from sliceseg.dicom import (
+    DicomScan,
+    Slice,
+    find_dicom_files,
+    is_dicom_file,
+    order_slices,
+    read_series,
+    read_slice,
+    read_slices,
+    scan_dicom_folder,
+    strip_dicom_suffix,
+)
+from sliceseg.errors import ConfigError, DicomReadError, PairingError
+
+
+def pydicom_file(name: str) -> Path:
+    """Path of a file shipped with pydicom / pydicom-data (never downloaded)."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install pydicom-data)")
+    return Path(path)
+
+
+def pydicom_reference(path: Path) -> np.ndarray:
+    """pydicom's own decoding with the modality LUT, as float32."""
+    ds = pydicom.dcmread(path)
+    return apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+
+
+def header_spacing(path: Path) -> tuple[float, float]:
+    row, col = pydicom.dcmread(path, stop_before_pixels=True).PixelSpacing
+    return float(row), float(col)
+
+
+class TestReadSlices:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "CT_small.dcm",  # uncompressed, signed, RescaleIntercept -1024
+            "MR_small.dcm",  # uncompressed, signed
+            "MR_small_bigendian.dcm",  # Explicit VR Big Endian
+            "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+            "MR2_J2KR.dcm",  # JPEG 2000 lossless, RescaleSlope 3.77
+            "JPEG2000.dcm",  # JPEG 2000 (lossy syntax), signed
+            "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+            "MR_small_RLE.dcm",  # RLE lossless
+            "JPEG-LL.dcm",  # JPEG lossless, process 14
+            "JPGExtended.dcm",  # JPEG extended (lossy), 12 bit
+        ],
+    )
+    def test_pixels_match_pydicom_and_spacing_matches_header(self, name):
+        path = pydicom_file(name)
+        (image,) = read_slices(path)
+        assert image.pixels.dtype == np.float32
+        np.testing.assert_allclose(image.pixels, pydicom_reference(path), rtol=1e-6)
+        assert image.spacing_mm == pytest.approx(header_spacing(path))
+        assert image.spacing_source == "PixelSpacing"
+        assert image.source == path
+
+    def test_signed_ct_is_in_hounsfield_units(self):
+        (image,) = read_slices(pydicom_file("CT_small.dcm"))
+        raw = pydicom.dcmread(pydicom_file("CT_small.dcm")).pixel_array
+        assert raw.dtype == np.int16
+        np.testing.assert_array_equal(image.pixels, raw.astype(np.float32) - 1024)
+        assert image.pixels.min() < 0
+        assert image.series_uid.startswith("1.3.6.1.4.1.5962")
+        assert image.instance_number == 1
+        assert image.position_mm == pytest.approx(-77.2040634155)
+
+    def test_compressed_files_decode_to_the_uncompressed_pixels(self):
+        reference = read_slices(pydicom_file("MR_small.dcm"))[0].pixels
+        for name in ("MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+            np.testing.assert_array_equal(read_slices(pydicom_file(name))[0].pixels, reference)
+
+    def test_multi_frame_file_gives_one_slice_per_frame(self):
+        path = pydicom_file("emri_small.dcm")
+        slices = read_slices(path)
+        frames = pydicom.dcmread(path).pixel_array
+        assert len(slices) == 10
+        assert [s.frame for s in slices] == list(range(10))
+        assert {s.num_frames for s in slices} == {10}
+        np.testing.assert_array_equal(slices[3].pixels, frames[3].astype(np.float32))
+        assert slices[3].name == "emri_small_f003"
+
+    def test_missing_spacing_is_none(self):
+        (image,) = read_slices(pydicom_file("JPGLosslessP14SV1_1s_1f_8b.dcm"))
+        assert image.spacing_mm is None
+        assert image.spacing_source == "none"
+        assert image.shape == (768, 1024)
+
+    def test_enhanced_multi_frame_takes_rescale_and_spacing_from_functional_groups(self):
+        path = pydicom_file("eCT_Supplemental.dcm")
+        slices = read_slices(path)
+        raw = pydicom.dcmread(path).pixel_array
+        np.testing.assert_array_equal(slices[1].pixels, raw[1].astype(np.float32) - 1024)
+        assert slices[0].spacing_mm == pytest.approx((0.388672, 0.388672))
+        assert slices[0].position_mm is not None
+
+    def test_monochrome1_is_mirrored_in_the_stored_range_and_zero_spacing_warns(self):
+        path = pydicom_file("RG1_UNCI.dcm")  # MONOCHROME1, BitsStored 15, PixelSpacing [0, 0]
+        with pytest.warns(UserWarning, match=r"PixelSpacing .* not > 0"):
+            (image,) = read_slices(path)
+        raw = pydicom.dcmread(path).pixel_array.astype(np.float32)
+        np.testing.assert_array_equal(image.pixels, (2**15 - 1) - raw)
+        assert image.spacing_mm is None
+
+    def test_synthetic_monochrome1_with_rescale(self, tmp_path):
+        path = write_test_dicom(
+            tmp_path / "m1.dcm",
+            np.array([[0, 10], [65535, 100]]),
+            photometric="MONOCHROME1",
+            slope=2.0,
+            intercept=-5.0,
+        )
+        (image,) = read_slices(path)
+        np.testing.assert_array_equal(
+            image.pixels, np.array([[65535, 65525], [0, 65435]]) * 2.0 - 5.0
+        )
+
+    def test_colour_dicom_becomes_grey_luminance_with_a_warning(self):
+        path = pydicom_file("SC_rgb_jpeg_dcmtk.dcm")  # JPEG baseline, YBR_FULL
+        with pytest.warns(UserWarning, match="colour image"):
+            (image,) = read_slices(path)
+        rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)
+        expected = rgb @ np.array([0.299, 0.587, 0.114])
+        np.testing.assert_allclose(image.pixels, expected, atol=1e-3)
+        assert image.shape == (100, 100)
+
+    def test_imager_pixel_spacing_is_used_with_a_warning(self, tmp_path):
+        path = write_test_dicom(tmp_path / "cr.dcm", np.zeros((4, 4)), spacing=None)
+        ds = pydicom.dcmread(path)
+        ds.ImagerPixelSpacing = [0.2, 0.3]
+        ds.save_as(path)
+        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+            (image,) = read_slices(path)
+        assert image.spacing_mm == (0.2, 0.3)
+        assert image.spacing_source == "ImagerPixelSpacing"
+
+    def test_preamble_less_file_is_read(self, tmp_path):
+        path = write_test_dicom(tmp_path / "bare", np.arange(6).reshape(2, 3), preamble=False)
+        (image,) = read_slices(path)
+        np.testing.assert_array_equal(image.pixels, np.arange(6).reshape(2, 3))
+        assert image.spacing_mm == (0.5, 0.8)
+
+    def test_undecodable_file_names_file_and_transfer_syntax(self):
+        path = pydicom_file("JPEG-lossy.dcm")
+        with pytest.raises(DicomReadError, match=r"JPEG-lossy\.dcm.*JPEG Extended.*pylibjpeg"):
+            read_slices(path)
+
+    def test_truncated_file_raises_with_file_name(self, tmp_path):
+        data = pydicom_file("CT_small.dcm").read_bytes()
+        path = tmp_path / "cut.dcm"
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(DicomReadError, match=r"cut\.dcm.*truncated"):
+            read_slices(path)
+
+    def test_non_dicom_file_raises(self, tmp_path):
+        path = tmp_path / "notes.txt"
+        path.write_text("not an image")
+        with pytest.raises(DicomReadError, match=r"notes\.txt: not a DICOM file"):
+            read_slices(path)
+
+
+class TestReadSlice:
+    def test_reads_one_frame(self):
+        image = read_slice(pydicom_file("emri_small.dcm"), frame=4)
+        assert image.frame == 4
+        assert image.name == "emri_small_f004"
+
+    def test_frame_out_of_range(self):
+        with pytest.raises(ConfigError, match=r"frame=10 requested, the file has 10 frame"):
+            read_slice(pydicom_file("emri_small.dcm"), frame=10)
+
+
+class TestIsDicomFile:
+    def test_by_content_not_suffix(self, tmp_path):
+        source = pydicom_file("MR_small.dcm")
+        for name in ("a.dcm", "b.DCM", "c", "d.txt"):
+            shutil.copy(source, tmp_path / name)
+            assert is_dicom_file(tmp_path / name)
+        (tmp_path / "e.dcm").write_text("hello")
+        assert not is_dicom_file(tmp_path / "e.dcm")
+        assert not is_dicom_file(tmp_path / "missing.dcm")
+
+
+class TestFindDicomFiles:
+    def test_recursive_sorted_hidden_ignored_others_skipped(self, tmp_path):
+        for rel in ("p1/s10.dcm", "p1/s2.dcm", "p2/noext"):
+            write_test_dicom(tmp_path / rel, np.zeros((2, 2)))
+        (tmp_path / "p1" / "readme.txt").write_text("x")
+        (tmp_path / ".hidden").write_text("x")
+        write_test_dicom(tmp_path / ".cache" / "x.dcm", np.zeros((2, 2)))
+        found, skipped = find_dicom_files(tmp_path)
+        assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+            "p1/s2.dcm",
+            "p1/s10.dcm",
+            "p2/noext",
+        ]
+        assert [s.path.name for s in skipped] == ["readme.txt"]
+        assert "not a DICOM file" in skipped[0].reason
+
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(PairingError, match="folder does not exist"):
+            find_dicom_files(tmp_path / "nope")
+
+
+class TestOrderSlices:
+    def test_series_then_instance_then_position_then_name(self, tmp_path):
+        def make(name, series, instance, position):
+            return Slice(
+                pixels=np.zeros((1, 1), np.float32),
+                spacing_mm=None,
+                spacing_source="none",
+                source=tmp_path / name,
+                series_uid=series,
+                instance_number=instance,
+                position_mm=position,
+            )
+
+        slices = [
+            make("s10", "B", 1, 0.0),
+            make("s2", "A", None, 5.0),
+            make("s3", "A", 2, 1.0),
+            make("s1", "A", 2, -1.0),
+            make("s11", "A", None, None),
+            make("s9", "A", None, None),
+        ]
+        names = [s.name for s in order_slices(slices)]
+        assert names == ["s1", "s3", "s2", "s9", "s11", "s10"]
+
+
+class TestScanDicomFolder:
+    def test_detects_by_content_and_skips_with_reasons(self, tmp_path):
+        source = pydicom_file("MR_small.dcm")
+        shutil.copy(source, tmp_path / "a.dcm")
+        shutil.copy(source, tmp_path / "b.DCM")
+        shutil.copy(source, tmp_path / "c")
+        (tmp_path / "notes.txt").write_text("hello")
+        (tmp_path / ".DS_Store").write_bytes(b"\0" * 200)
+        data = source.read_bytes()
+        (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 500])
+        scan = scan_dicom_folder(tmp_path, progress=True)
+        assert isinstance(scan, DicomScan)
+        assert sorted(s.source.name for s in scan.slices) == ["a.dcm", "b.DCM", "c"]
+        reasons = {s.path.name: s.reason for s in scan.skipped}
+        assert set(reasons) == {"notes.txt", "cut.dcm"}
+        assert "not a DICOM file" in reasons["notes.txt"]
+        assert "cut.dcm" in reasons["cut.dcm"] and "truncated" in reasons["cut.dcm"]
+
+    def test_orders_slices(self, tmp_path):
+        for instance, name in ((3, "x"), (1, "y"), (2, "z")):
+            write_test_dicom(tmp_path / f"{name}.dcm", np.zeros((2, 2)), instance=instance)
+        scan = scan_dicom_folder(tmp_path)
+        assert [s.instance_number for s in scan.slices] == [1, 2, 3]
+
+
+class TestReadSeries:
+    def test_reads_slices(self, tmp_path):
+        write_test_dicom(tmp_path / "s1.dcm", np.zeros((3, 4)))
+        (image,) = read_series(tmp_path)
+        assert image.shape == (3, 4)
+
+    def test_empty_folder(self, tmp_path):
+        (tmp_path / "readme.txt").write_text("x")
+        with pytest.raises(PairingError, match=r"no DICOM files found \(1 other file"):
+            read_series(tmp_path)
+
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(PairingError, match="folder does not exist"):
+            read_series(tmp_path / "nope")
+
+
+class TestStripDicomSuffix:
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("slice_1.dcm", "slice_1"),
+            ("slice_1.DCM", "slice_1"),
+            ("IM0001.IMA", "IM0001"),
+            ("1.2.840.113619.5", "1.2.840.113619.5"),
+            ("noext", "noext"),
+            (".dcm", ".dcm"),
+        ],
+    )
+    def test_strips_only_dicom_suffixes(self, name, expected):
+        assert strip_dicom_suffix(name) == expected
+
+
+def test_reading_real_files_emits_no_unexpected_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_slices(pydicom_file("MR_small_RLE.dcm"))

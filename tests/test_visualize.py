@@ -1,0 +1,237 @@
+"""Tests for sliceseg.visualize: ROI colours, overlays, batch grids, GIFs and plots."""
+
+from __future__ import annotations
+
+import colorsys
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.colors import to_hex
+from PIL import Image
+
+from sliceseg.errors import ConfigError
+from sliceseg.plots import plot_areas, plot_bland_altman, plot_history
+from sliceseg.visualize import (
+    ROI_COLOURS,
+    overlay,
+    overlay_figure,
+    plot_batch,
+    roi_colour,
+    save_animation,
+    save_overlay,
+    to_display,
+)
+
+NAMES = ["vertebral body", "right psoas major", "left psoas major"]
+
+
+def _phantom(rows: int = 40, cols: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A ramp image with three square ROIs at known places."""
+    image = np.tile(np.linspace(0.0, 200.0, cols, dtype=np.float32), (rows, 1))
+    label = np.zeros((rows, cols), np.uint8)
+    label[5:15, 5:15] = 1
+    label[5:15, 25:35] = 2
+    label[20:32, 10:40] = 3
+    return image, label
+
+
+def _png_size(fig) -> tuple[int, int]:
+    width, height = fig.get_size_inches() * fig.dpi
+    return round(width), round(height)
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
+
+
+def _hue(rgb) -> float:
+    return colorsys.rgb_to_hsv(*(np.asarray(rgb, float) / 255.0))[0]
+
+
+class TestRoiColour:
+    def test_stable_and_distinct_for_twelve_rois(self):
+        colours = [roi_colour(k) for k in range(1, 13)]
+        assert colours == [roi_colour(k) for k in range(1, 13)]
+        assert colours == list(ROI_COLOURS[:12])
+        assert len(set(colours)) == 12
+        assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colours)
+
+    def test_cycles_after_twelve(self):
+        assert roi_colour(13) == roi_colour(1)
+
+    def test_background_has_no_colour(self):
+        with pytest.raises(ValueError, match="0 is background"):
+            roi_colour(0)
+
+
+class TestToDisplay:
+    def test_windows_to_uint8(self):
+        out = to_display(np.linspace(-1000, 1000, 10_000).reshape(100, 100))
+        assert out.dtype == np.uint8
+        assert out.min() == 0 and out.max() == 255
+        assert int(out[50, 50]) == 129  # (10.1 + 980) / 1960 * 255: the 1st–99th percentile is ±980
+
+    def test_constant_and_channel_first(self):
+        assert to_display(np.full((1, 4, 5), 7.0)).shape == (4, 5)
+
+    def test_rejects_volumes(self):
+        with pytest.raises(ConfigError, match="expected a 2D grey image"):
+            to_display(np.zeros((2, 4, 5)))
+
+
+class TestOverlay:
+    def test_background_is_the_grey_image(self):
+        image, label = _phantom()
+        rgb, grey = overlay(image, label), to_display(image)
+        assert rgb.shape == (*label.shape, 3) and rgb.dtype == np.uint8
+        background = label == 0
+        for channel in range(3):
+            np.testing.assert_array_equal(rgb[..., channel][background], grey[background])
+
+    def test_roi_pixels_carry_their_colour(self):
+        image, label = _phantom()
+        rgb, grey = overlay(image, label, alpha=0.45), to_display(image)
+        colour = np.array(roi_colour(2), float)
+        expected = np.rint(grey[10, 30] * 0.55 + colour * 0.45)
+        np.testing.assert_array_equal(rgb[10, 30], expected)  # interior: filled
+        np.testing.assert_array_equal(rgb[5, 30], colour)  # border: full colour
+        assert _hue(rgb[10, 30]) == pytest.approx(_hue(colour), abs=0.02)
+
+    def test_no_outline(self):
+        image, label = _phantom()
+        rgb = overlay(image, label, outline=False)
+        assert tuple(rgb[5, 30]) != roi_colour(2)
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ConfigError, match="must match"):
+            overlay(np.zeros((4, 4)), np.zeros((4, 5), np.uint8))
+
+
+class TestOverlayFigure:
+    def test_legend_names_rois(self):
+        image, label = _phantom()
+        fig = overlay_figure(image, label, NAMES, title="s01")
+        assert _legend_texts(fig) == NAMES
+
+
+class TestSaveOverlay:
+    def test_png_with_roi_colour(self, tmp_path):
+        image, label = _phantom()
+        path = save_overlay(tmp_path / "s01.png", image, label, NAMES, title="s01.dcm")
+        pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+        for k in (1, 2, 3):
+            assert (pixels == roi_colour(k)).all(axis=1).any()
+
+    def test_jpeg(self, tmp_path):
+        image, label = _phantom()
+        path = save_overlay(tmp_path / "s01.jpg", image, label, NAMES)
+        assert Image.open(path).format == "JPEG"
+
+    def test_unknown_suffix(self, tmp_path):
+        image, label = _phantom()
+        with pytest.raises(ConfigError, match=r"\.jpg or \.png"):
+            save_overlay(tmp_path / "s01.bmp", image, label, NAMES)
+
+
+class TestPlotBatch:
+    def test_tensor_batch_png_and_legend(self, tmp_path):
+        image, label = _phantom()
+        images = torch.from_numpy(np.stack([image] * 3))[:, None]
+        labels = torch.from_numpy(np.stack([label] * 3).astype(np.int64))
+        fig = plot_batch(images, labels, NAMES, path=tmp_path / "batch.png", max_items=2)
+        assert Image.open(tmp_path / "batch.png").size == _png_size(fig)
+        assert _legend_texts(fig) == NAMES
+        assert len(fig.axes) == 4
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ConfigError, match=r"expected images \(B, 1, H, W\)"):
+            plot_batch(np.zeros((2, 1, 8, 8)), np.zeros((3, 8, 8)), NAMES)
+
+
+class TestSaveAnimation:
+    def test_frames_same_size_and_colours(self, tmp_path):
+        shapes = [(500, 400), (64, 80), (100, 100)]
+        images, labels = [], []
+        for k, (rows, cols) in enumerate(shapes, 1):
+            image = np.tile(np.linspace(0.0, 50.0, cols), (rows, 1))
+            label = np.zeros((rows, cols), np.uint8)
+            label[rows // 4 : 3 * rows // 4, cols // 4 : 3 * cols // 4] = k
+            image[label > 0] = 100.0
+            images.append(image)
+            labels.append(label)
+        path = save_animation(tmp_path / "a.gif", images, labels, NAMES, titles=["a", "b", "c"])
+        frames = iio.imread(path, index=None)
+        assert frames.shape[0] == 3
+        assert frames.shape[2] <= 384
+        assert iio.immeta(path)["loop"] == 0
+        for k, frame in enumerate(frames, 1):
+            rows, cols = np.nonzero((frame[..., :3] == roi_colour(k)).all(axis=2))
+            assert rows.size, f"frame {k} has no pixel in ROI {k}'s colour"
+            centre = frame[int(np.median(rows)), int(np.median(cols)), :3].astype(float)
+            expected = np.rint(255 * 0.55 + np.array(roi_colour(k)) * 0.45)
+            np.testing.assert_allclose(centre, expected, atol=6)
+
+    def test_counts_must_match(self, tmp_path):
+        with pytest.raises(ConfigError, match="one label map per image"):
+            save_animation(tmp_path / "a.gif", [np.zeros((4, 4))], [], NAMES)
+
+
+class TestPlotHistory:
+    def test_two_panels_with_roi_names(self, tmp_path):
+        history = pd.DataFrame(
+            {
+                "epoch": [1, 2, 3],
+                "loss": [1.0, 0.6, 0.4],
+                "train_dice": [0.2, 0.5, 0.7],
+                "val_dice": [np.nan, 0.4, 0.6],
+                **{f"val_dice_{n}": [np.nan, 0.4, 0.6] for n in NAMES},
+                "lr": [1e-3, 1e-3, 1e-4],
+            }
+        )
+        fig = plot_history(history, path=tmp_path / "h.png")
+        assert Image.open(tmp_path / "h.png").size == _png_size(fig)
+        assert set(NAMES) <= set(_legend_texts(fig))
+
+    def test_needs_epoch(self):
+        with pytest.raises(ConfigError, match="'epoch' column"):
+            plot_history(pd.DataFrame({"loss": [1.0]}))
+
+
+class TestPlotAreas:
+    def test_one_line_per_roi_in_its_colour(self, tmp_path):
+        table = pd.DataFrame({"file": ["a", "b", "c"], **{n: [1.0, 2.0, 3.0] for n in NAMES}})
+        table.loc["mean"] = ["", 2.0, 2.0, 2.0]
+        fig = plot_areas(table, path=tmp_path / "areas.png")
+        assert Image.open(tmp_path / "areas.png").size == _png_size(fig)
+        lines = fig.axes[0].get_lines()
+        assert [line.get_label() for line in lines] == NAMES
+        assert [to_hex(line.get_color()) for line in lines] == [
+            "#{:02x}{:02x}{:02x}".format(*roi_colour(k)) for k in (1, 2, 3)
+        ]
+        assert all(len(line.get_xdata()) == 3 for line in lines)  # the mean row is left out
+
+
+class TestPlotBlandAltman:
+    def test_bias_and_limits_are_labelled(self, tmp_path):
+        manual = np.array([100.0, 200.0, 300.0, 400.0])
+        auto = manual + np.array([1.0, 3.0, 5.0, 7.0])
+        fig = plot_bland_altman(auto, manual, title="areas (mm²)", path=tmp_path / "ba.png")
+        texts = [t.get_text() for t in fig.axes[0].texts]
+        sd = np.std([1.0, 3.0, 5.0, 7.0], ddof=1)
+        assert "bias 4.00" in texts
+        assert f"+1.96 SD {4 + 1.96 * sd:.2f}" in texts
+        assert Image.open(tmp_path / "ba.png").size == _png_size(fig)
+
+    def test_groups_in_legend(self):
+        fig = plot_bland_altman(
+            np.arange(4.0), np.arange(4.0) + 1, title="t", groups=np.array(NAMES[:2] * 2)
+        )
+        assert _legend_texts(fig) == NAMES[:2]
+
+    def test_lengths_must_match(self):
+        with pytest.raises(ConfigError, match="need paired values"):
+            plot_bland_altman(np.zeros(3), np.zeros(4), title="t")
