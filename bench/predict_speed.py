@@ -27,9 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=3)
     args = parser.parse_args(argv)
     common = {
-        "input_size": args.size, "hyper": {}, "batch": args.batch, "iters": args.iters,
-        "warmup": 1, "threads": args.threads, "device": args.device, "train": False,
-    }  # fmt: skip
+        "input_size": args.size,
+        "hyper": {},
+        "batch": args.batch,
+        "iters": args.iters,
+        "warmup": 1,
+        "threads": args.threads,
+        "device": args.device,
+        "train": False,
+    }
     print(machine_line(args.device, args.threads))
     rows = {
         arch: run_isolated({**common, "arch": arch, "label": arch}) for arch in ("pyramid", "unet")

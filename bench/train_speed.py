@@ -197,16 +197,22 @@ def converge(config: dict[str, Any]) -> dict[str, Any]:
     with torch.inference_mode():
         pred = torch.cat([model(b)[0].argmax(1) for b in val_images.split(10)])
     dice = dice_per_class(pred, val_labels, NUM_CLASSES)
-    return {**config, "epochs": epochs, "dice": [round(float(d), 3) for d in dice],
-            "mean_dice": float(np.nanmean(dice))}  # fmt: skip
+    return {
+        **config,
+        "epochs": epochs,
+        "dice": [round(float(d), 3) for d in dice],
+        "mean_dice": float(np.nanmean(dice)),
+    }
 
 
 def run_isolated(config: dict[str, Any]) -> dict[str, Any]:
     """Run ``measure(config)`` in a fresh Python process and return its row."""
     out = subprocess.run(
         [sys.executable, __file__, "--one", json.dumps(config)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark of {config['label']} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -284,10 +290,15 @@ def print_convergence(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     for base, depth in ((8, 5), (16, 5)):
         config = {
-            "arch": "unet", "input_size": size, "hyper": {"base_channels": base, "depth": depth},
-            "label": f"b{base} d{depth}", "seconds": args.converge, "batch": args.batch,
-            "threads": args.threads, "device": args.device,
-        }  # fmt: skip
+            "arch": "unet",
+            "input_size": size,
+            "hyper": {"base_channels": base, "depth": depth},
+            "label": f"b{base} d{depth}",
+            "seconds": args.converge,
+            "batch": args.batch,
+            "threads": args.threads,
+            "device": args.device,
+        }
         r = run_isolated(config)
         per_roi = " ".join(f"{d:.3f}" for d in r["dice"])
         head = f"| {r['label']} | {size} | {args.converge:.0f} | {r['epochs']} |"
@@ -307,9 +318,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--arch", default=None, help="only this architecture")
     parser.add_argument("--size", type=int, default=None, help="only this input size")
     parser.add_argument(
-        "--converge", type=float, default=None, metavar="SECONDS",
+        "--converge",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="train U-Net candidates on a 6-ROI phantom for SECONDS each; print Dice",
-    )  # fmt: skip
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -327,14 +341,18 @@ def main(argv: list[str] | None = None) -> int:
         return print_convergence(args)
     configs = sizing_configs(args) if args.sizing else default_configs(args)
     configs = [
-        c for c in configs
+        c
+        for c in configs
         if (args.arch is None or c["arch"] == args.arch)
         and (args.size is None or c["input_size"] == args.size)
-    ]  # fmt: skip
+    ]
     common = {
-        "batch": args.batch, "iters": args.iters, "warmup": args.warmup,
-        "threads": args.threads, "device": args.device,
-    }  # fmt: skip
+        "batch": args.batch,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "device": args.device,
+    }
     print(machine_line(args.device, args.threads))
     rows = []
     for config in configs:

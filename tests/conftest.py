@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import MRImageStorage, generate_uid
-
-from sliceseg.dicom import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 TEST_SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -75,3 +74,40 @@ def write_test_dicom(
     else:
         pydicom.dcmwrite(path, ds, enforce_file_format=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small phantom: 3 training subjects × 3 slices, 1 test subject × 3 slices, small grids."""
+    from sliceseg.phantom import generate_phantom
+
+    out = tmp_path_factory.mktemp("phantom") / "phantom"
+    generate_phantom(
+        out,
+        train_subjects=3,
+        test_subjects=1,
+        slices_per_subject=3,
+        seed=7,
+        matrix_sizes=[(112, 96), (96, 96)],
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained for two epochs on the tiny phantom (for prediction plumbing, not quality)."""
+    from sliceseg.config import TrainConfig
+    from sliceseg.training import train
+
+    out = tmp_path_factory.mktemp("model")
+    config = TrainConfig(
+        data_dir=str(tiny_phantom / "train"),
+        out_dir=str(out),
+        epochs=2,
+        input_shape=64,
+        batch_size=4,
+        print_checkpoint=1,
+        save_checkpoint=2,
+        overwrite=True,
+    )
+    return train(config, log=lambda _line: None).best_model

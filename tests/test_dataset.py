@@ -201,10 +201,11 @@ class TestCheckDataset:
         for key in ("p01/s1", "p02/s1"):
             add_pair(tmp_path, key, label, label_suffix=".jpg", image_shape=label.shape)
         report = check_dataset(tmp_path)
-        assert report.scheme.stored_values == (0, 40, 80), report.to_text()
-        assert report.is_trainable
+        assert report.is_trainable, report.to_text()
+        assert report.scheme.is_display_scaled and report.scheme.num_labels == 2
         assert "guessed from the JPEG files" in messages(report, "lossy_only")[0]
-        assert report.roi_stats[0].mean_area_mm2 == pytest.approx(900 * 0.4, rel=0.05)
+        assert report.roi_stats[0].mean_area_mm2 == pytest.approx(30 * 30 * 0.4, rel=0.02)
+        assert report.roi_stats[1].mean_area_mm2 == pytest.approx(12 * 18 * 0.4, rel=0.05)
 
     def test_display_scaled_labels_are_recognised(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label(40, second=80))
@@ -237,7 +238,7 @@ class TestCheckDataset:
         report = check_dataset(tmp_path, num_labels=2)
         assert not report.is_trainable
         message = messages(report, "label_scheme")[0]
-        assert "reach ROI 3, above num_labels=2" in message and "3: s2.png" in message
+        assert "reach ROI 3, above num_labels=2" in message and "3: p01/s2.png" in message
 
     def test_missing_common_roi_is_a_warning(self, tmp_path):
         for i in range(10):
@@ -278,7 +279,7 @@ class TestCheckDataset:
         report = check_dataset(tmp_path)
         assert not report.is_trainable and report.scheme is None
         assert "do not form one scheme" in messages(report, "label_scheme")[0]
-        assert "40: s2.png" in messages(report, "label_scheme")[0]
+        assert "40: p01/s2.png" in messages(report, "label_scheme")[0]
 
     def test_roi_names_from_labels_txt_set_k(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())

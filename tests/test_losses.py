@@ -26,12 +26,16 @@ def square_labels() -> torch.Tensor:
 class TestSoftDiceLoss:
     def test_perfect_prediction_is_zero(self):
         labels = square_labels()
-        assert float(SoftDiceLoss()(confident_logits(labels, 3), labels)) == pytest.approx(0, abs=1e-6)
+        assert float(SoftDiceLoss()(confident_logits(labels, 3), labels)) == pytest.approx(
+            0, abs=1e-6
+        )
 
     def test_completely_wrong_is_one(self):
         labels = square_labels()
         wrong = (labels + 1) % 3  # every pixel predicted as another class
-        assert float(SoftDiceLoss()(confident_logits(wrong, 3), labels)) == pytest.approx(1, abs=1e-4)
+        assert float(SoftDiceLoss()(confident_logits(wrong, 3), labels)) == pytest.approx(
+            1, abs=1e-4
+        )
 
     def test_hand_computed_value(self):
         # Two classes, 4 pixels; logits 0 everywhere -> p(ROI) = 0.5 at every pixel.
@@ -106,13 +110,17 @@ class TestMultiOutputLoss:
         small = resize_labels(labels, (4, 4))
         expected = 0.75 * base(outputs[0], labels) + 0.25 * base(outputs[1], small)
         assert float(loss_fn(outputs, labels)) == pytest.approx(float(expected))
-        assert float(loss_fn.final_loss(outputs, labels)) == pytest.approx(float(base(outputs[0], labels)))
+        assert float(loss_fn.final_loss(outputs, labels)) == pytest.approx(
+            float(base(outputs[0], labels))
+        )
 
     def test_single_output_equals_base(self):
         labels = torch.randint(0, 3, (1, 8, 8))
         logits = torch.randn(1, 3, 8, 8)
         loss_fn = MultiOutputLoss(SoftDiceLoss())
-        assert float(loss_fn([logits], labels)) == pytest.approx(float(SoftDiceLoss()(logits, labels)))
+        assert float(loss_fn([logits], labels)) == pytest.approx(
+            float(SoftDiceLoss()(logits, labels))
+        )
 
     def test_too_few_weights(self):
         labels = torch.zeros(1, 8, 8, dtype=torch.long)

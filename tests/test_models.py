@@ -11,7 +11,10 @@ from sliceseg.models import MODELS, build_model, default_hyperparameters, requir
 NUM_CLASSES = 3
 SIZE = 64
 # Tiny variants for speed; every other hyper-parameter keeps its default.
-TINY = {"unet": {"base_channels": 8, "depth": 4, "max_channels": 32}, "pyramid": {"base_channels": 2}}
+TINY = {
+    "unet": {"base_channels": 8, "depth": 4, "max_channels": 32},
+    "pyramid": {"base_channels": 2},
+}
 
 
 def tiny_model(arch: str) -> torch.nn.Module:
@@ -102,18 +105,28 @@ class TestUNet:
         assert shapes == [SIZE, SIZE // 2, SIZE // 4]
 
     def test_without_deep_supervision_one_output(self):
-        model = build_model("unet", num_classes=3, input_size=SIZE, deep_supervision=False, **TINY["unet"])
+        model = build_model(
+            "unet", num_classes=3, input_size=SIZE, deep_supervision=False, **TINY["unet"]
+        )
         assert len(model.train()(torch.randn(1, 1, SIZE, SIZE))) == 1
 
     def test_widths_are_capped(self):
-        model = build_model("unet", num_classes=3, input_size=SIZE, base_channels=8, depth=5, max_channels=32)
+        model = build_model(
+            "unet", num_classes=3, input_size=SIZE, base_channels=8, depth=5, max_channels=32
+        )
         assert model.widths == [8, 16, 32, 32, 32]
 
-    @pytest.mark.parametrize(("hyper", "message"), [
-        ({"base_channels": 4}, r"base_channels must be >= 8, got 4"),
-        ({"norm": "layer"}, r"norm 'layer' is unknown; use one of instance, batch, group, none"),
-        ({"dropout_rate": 1.0}, r"dropout_rate must be a number in \[0, 1\)"),
-    ])  # fmt: skip
+    @pytest.mark.parametrize(
+        ("hyper", "message"),
+        [
+            ({"base_channels": 4}, r"base_channels must be >= 8, got 4"),
+            (
+                {"norm": "layer"},
+                r"norm 'layer' is unknown; use one of instance, batch, group, none",
+            ),
+            ({"dropout_rate": 1.0}, r"dropout_rate must be a number in \[0, 1\)"),
+        ],
+    )
     def test_bad_values_are_config_errors(self, hyper, message):
         with pytest.raises(ConfigError, match=message):
             build_model("unet", num_classes=3, input_size=SIZE, **hyper)
@@ -128,7 +141,9 @@ class TestRegistry:
             build_model("resnet", num_classes=3, input_size=SIZE)
 
     def test_unknown_hyperparameter_lists_the_valid_ones(self):
-        with pytest.raises(ConfigError, match=r"widht unknown for 'unet'; valid ones: base_channels"):
+        with pytest.raises(
+            ConfigError, match=r"widht unknown for 'unet'; valid ones: base_channels"
+        ):
             build_model("unet", num_classes=3, input_size=SIZE, widht=3)
 
     def test_specs_have_descriptions(self):

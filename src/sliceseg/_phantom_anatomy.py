@@ -14,15 +14,18 @@ import numpy as np
 
 from sliceseg._phantom_shapes import (
     ANGLES,
+    COS,
+    SIN,
     Intersection,
     Layer,
-    Shape,
     Star,
     SuperEllipse,
     Tissue,
+    radius_at,
 )
 
 ROI_VERTEBRA, ROI_PSOAS_R, ROI_PSOAS_L, ROI_ERECTOR_R, ROI_ERECTOR_L, ROI_FAT = 1, 2, 3, 4, 5, 6
+NUM_ROIS = 6
 FINE, MEDIUM, COARSE = 0, 1, 2
 """Texture fields: unit-std noise smoothed at about 0.5 pixel, 1.5 mm and 4 mm."""
 
@@ -93,13 +96,14 @@ class Contrast:
 
 def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     """Draw one subject's anatomy."""
-    s = rng.uniform(0.88, 1.1)
+    s = rng.uniform(0.86, 1.06)
     adiposity = rng.uniform(0.0, 1.0)
 
     def fat(lo: float, hi: float) -> float:
         return float(lo + (hi - lo) * np.clip(adiposity + rng.normal(0, 0.15), 0, 1))
 
-    bowel = tuple(_sample_loop(rng, s) for _ in range(int(rng.integers(14, 22))))
+    loops = int(rng.integers(18, 24) + 12 * (1 - adiposity))
+    bowel = tuple(_sample_loop(rng, s) for _ in range(loops))
     spots = tuple(
         (rng.uniform(-0.7, 0.2), rng.uniform(-0.5, 0.6), rng.uniform(0.8, 2.2))
         for _ in range(int(rng.integers(2, 9)))
@@ -114,11 +118,11 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         erector_half_mm=(28 * s * rng.uniform(0.85, 1.15), 23 * s * rng.uniform(0.88, 1.12)),
         erector_growth=rng.uniform(-0.08, 0.05),
         quadratus_half_mm=(15 * s * rng.uniform(0.8, 1.2), 6.5 * s * rng.uniform(0.8, 1.2)),
-        fascia_half_width_mm=s * rng.uniform(112, 140),
-        fascia_front_mm=s * rng.uniform(78, 100) + 25 * adiposity,
+        fascia_half_width_mm=s * rng.uniform(94, 114) + 10 * adiposity,
+        fascia_front_mm=s * rng.uniform(62, 80) + 18 * adiposity,
         fascia_power=rng.uniform(2.0, 2.5),
         fascia_wobble=tuple((rng.uniform(0, 0.025), rng.uniform(0, 2 * np.pi)) for _ in range(3)),
-        fat_mm=(fat(7, 42), fat(6, 34), fat(5, 26)),
+        fat_mm=(fat(5, 32), fat(4, 26), fat(4, 22)),
         fat_growth=rng.uniform(0.0, 0.12),
         wall_mm=(rng.uniform(8, 12) * s, rng.uniform(11, 16) * s),
         skin_mm=rng.uniform(1.6, 2.4),
@@ -131,9 +135,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
 
 def _sample_loop(rng: np.random.Generator, s: float) -> BowelLoop:
     kind = rng.choice(4, p=[0.35, 0.35, 0.18, 0.12])
-    content = float(
-        [rng.uniform(110, 220), rng.uniform(260, 480), rng.uniform(560, 780), 25.0][kind]
-    )
+    contents = (rng.uniform(110, 220), rng.uniform(260, 480), rng.uniform(560, 780), 25.0)
     return BowelLoop(
         u_mm=rng.uniform(-0.8, 0.8),
         v_mm=rng.uniform(0.0, 1.0),
@@ -145,7 +147,7 @@ def _sample_loop(rng: np.random.Generator, s: float) -> BowelLoop:
         swell=rng.uniform(0, 0.35),
         swell_phase=rng.uniform(0, 2 * np.pi),
         wall_mm=rng.uniform(1.5, 3.0),
-        content=content,
+        content=float(contents[kind]),
     )
 
 
@@ -164,16 +166,21 @@ def sample_contrast(rng: np.random.Generator) -> Contrast:
 
 def _superellipse_radii(a: float, b_front: float, b_back: float, p: float, q: float) -> np.ndarray:
     """Radii of a superellipse with different front (v < 0) and back halves."""
-    sin = np.sin(ANGLES)
+    sin = SIN
     b = np.where(sin < 0, b_front, b_back)
     power = np.where(sin < 0, p, q)
-    return (np.abs(np.cos(ANGLES) / a) ** power + np.abs(sin / b) ** power) ** (-1.0 / power)
+    return (np.abs(COS / a) ** power + np.abs(sin / b) ** power) ** (-1.0 / power)
+
+
+_COS_K = {k: np.cos(k * ANGLES) for k in (2, 3, 4)}
+_SIN_K = {k: np.sin(k * ANGLES) for k in (2, 3, 4)}
 
 
 def _harmonics(wobble: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """``1 + sum(amp * cos(k * phi + phase))`` for harmonics k = 2, 3, 4."""
     out = np.ones_like(ANGLES)
     for k, (amp, phase) in enumerate(wobble, start=2):
-        out += amp * np.cos(k * ANGLES + phase)
+        out += amp * (_COS_K[k] * math.cos(phase) - _SIN_K[k] * math.sin(phase))
     return out
 
 
@@ -215,13 +222,13 @@ def _plan(a: Anatomy, t: float) -> _Plan:
     off_back = np.abs(np.angle(np.exp(1j * (ANGLES - np.pi / 2))))
     taper = np.clip((off_back - (np.pi / 2 - end)) / 0.35, 0, 1)
     front, side = a.wall_mm
-    wall = (side * np.cos(ANGLES) ** 2 + front * np.sin(ANGLES) ** 2) * taper**2 * (3 - 2 * taper)
+    wall = (side * COS**2 + front * SIN**2) * taper**2 * (3 - 2 * taper)
     return _Plan((vb_v, vb_a, vb_b), canal, psoas, erector, fascia, wall)
 
 
 def _skin_inner(a: Anatomy, p: _Plan, t: float) -> np.ndarray:
     """Radii of the inner skin surface: the muscle wall plus the subcutaneous fat thickness."""
-    sin = np.sin(ANGLES)
+    sin = SIN
     f_front, f_side, f_back = (x * (1 + a.fat_growth * t) for x in a.fat_mm)
     fat_mm = (
         f_side
@@ -244,13 +251,15 @@ def build_layers(a: Anatomy, c: Contrast, t: float) -> list[Layer]:
     cavity = Star(0.0, 0.0, p.fascia - p.wall - 0.5)
     muscle = c.muscle
     layers = [
-        Layer(Star(0.0, 0.0, skin_inner + a.skin_mm), Tissue(0.55 * c.fat, FINE, 0.05), 0),
+        Layer(Star(0.0, 0.0, skin_inner + a.skin_mm), Tissue(0.55 * c.fat, FINE, 0.05), None),
         Layer(Star(0.0, 0.0, skin_inner), Tissue(c.fat, MEDIUM, 0.035), ROI_FAT),
         Layer(fascia, Tissue(0.96 * c.fat, MEDIUM, 0.04), 0),
     ]
+    # Everything inside the muscle wall is unlabelled (0) until a ROI is painted, so the viscera,
+    # the wall muscles and the quadratus keep the label (None): the same labels, less work.
     layers += _viscera(a, c, p, t, cavity)
     wall = Star(0.0, 0.0, p.fascia, p.fascia - p.wall)
-    layers.append(Layer(wall, Tissue(muscle * c.wall, FINE, 0.05), 0))
+    layers.append(Layer(wall, Tissue(muscle * c.wall, FINE, 0.05), None))
     layers += _back_and_psoas(a, c, p, fascia)
     layers += _spine(a, c, p)
     layers += _details(a, c, p)
@@ -258,21 +267,23 @@ def build_layers(a: Anatomy, c: Contrast, t: float) -> list[Layer]:
 
 
 def _viscera(a: Anatomy, c: Contrast, p: _Plan, t: float, cavity: Star) -> list[Layer]:
-    """Bowel loops, kidneys and great vessels: unlabelled, intensities overlapping fat and muscle."""
+    """Bowel loops, kidneys and great vessels: unlabelled, their greys overlap fat and muscle."""
     s = a.size
     vb_v, vb_a, vb_b = p.vb
-    front = float(np.interp(-np.pi / 2, ANGLES, p.fascia - p.wall))
-    half_width = float(np.interp(0.0, ANGLES, p.fascia - p.wall))
+    front = radius_at(p.fascia - p.wall, -np.pi / 2)
+    half_width = radius_at(p.fascia - p.wall, 0.0)
     layers: list[Layer] = []
     for loop in a.bowel:
         scale = loop.radius_mm * (1 + loop.swell * math.sin(2 * math.pi * t + loop.swell_phase))
         u = loop.u_mm * half_width + loop.drift_mm[0] * t
         v = -front + 8 + loop.v_mm * (front + vb_v - vb_b - 14) + loop.drift_mm[1] * t
-        angle = ANGLES - math.radians(loop.angle_deg)
-        radii = scale / np.hypot(np.cos(angle), np.sin(angle) / loop.aspect)
+        turn = math.radians(loop.angle_deg)
+        along = COS * math.cos(turn) + SIN * math.sin(turn)  # cos and sin of (phi - turn)
+        across = SIN * math.cos(turn) - COS * math.sin(turn)
+        radii = scale / np.sqrt(along * along + (across / loop.aspect) ** 2)
         radii *= _harmonics(loop.wobble)
         wall = Tissue(1.1 * c.muscle, FINE, 0.06)
-        layers.append(Layer(Intersection(Star(u, v, radii), cavity), wall, 0))
+        layers.append(Layer(Intersection(Star(u, v, radii), cavity), wall, None))
         lumen = Tissue(loop.content, COARSE, 0.18)
         inner = Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
         layers.append(Layer(Intersection(inner, cavity), lumen, None))
@@ -281,34 +292,34 @@ def _viscera(a: Anatomy, c: Contrast, p: _Plan, t: float, cavity: Star) -> list[
         for side in (-1, 1):
             cu, cv = side * (vb_a + 48 * s), vb_v - 4 * s
             kidney = SuperEllipse(cu, cv, 24 * s * k, 15 * s * k, side * -65)
-            layers.append(
-                Layer(Intersection(kidney, cavity), Tissue(1.3 * c.muscle, FINE, 0.05), 0)
-            )
+            cortex = Tissue(1.3 * c.muscle, FINE, 0.05)
+            layers.append(Layer(Intersection(kidney, cavity), cortex, None))
             sinus = SuperEllipse(cu - side * 6 * s * k, cv, 9 * s * k, 5 * s * k, side * -65)
             layers.append(Layer(sinus, Tissue(0.8 * c.fat, MEDIUM, 0.05), None))
     vessel_v = vb_v - vb_b - 9 * s
     if t < a.bifurcation_at:
-        layers.append(Layer(SuperEllipse(0.35 * vb_a, vessel_v, 9 * s, 9 * s), Tissue(70.0), 0))
+        aorta = SuperEllipse(0.35 * vb_a, vessel_v, 9 * s, 9 * s)
+        layers.append(Layer(aorta, Tissue(70.0), None))
     else:
         spread = 4 * s + 40 * s * (t - a.bifurcation_at)
         for side in (-1, 1):
             iliac = SuperEllipse(side * spread, vessel_v, 6.5 * s, 6.5 * s)
-            layers.append(Layer(iliac, Tissue(70.0), 0))
+            layers.append(Layer(iliac, Tissue(70.0), None))
     ivc = SuperEllipse(-0.65 * vb_a, vessel_v + 1 * s, 11 * s, 7 * s, 10)
-    layers.append(Layer(ivc, Tissue(0.7 * c.muscle, MEDIUM, 0.1), 0))
+    layers.append(Layer(ivc, Tissue(0.7 * c.muscle, MEDIUM, 0.1), None))
     return layers
 
 
 def _back_and_psoas(a: Anatomy, c: Contrast, p: _Plan, fascia: Star) -> list[Layer]:
     """Quadratus lumborum (unlabelled), erector spinae–multifidus and psoas pairs."""
-    vb_v, vb_a, vb_b = p.vb
+    vb_v, _, vb_b = p.vb
     ps_u, ps_v, ps_a, ps_b = p.psoas
     es_u, es_v, es_a, es_b = p.erector
     layers: list[Layer] = []
     ql_a, ql_b = a.quadratus_half_mm
     for side in (-1, 1):
         ql = SuperEllipse(side * (es_u + 0.75 * es_a), vb_v + 1.0 * vb_b, ql_a, ql_b, side * 25)
-        layers.append(Layer(Intersection(ql, fascia), Tissue(c.muscle, FINE, 0.05), 0))
+        layers.append(Layer(Intersection(ql, fascia), Tissue(c.muscle, FINE, 0.05), None))
     for side, roi in ((-1, ROI_ERECTOR_R), (1, ROI_ERECTOR_L)):
         es = SuperEllipse(side * es_u, es_v, es_a, es_b, side * 6, 2.6)
         tissue = Tissue(c.muscle * c.erector, FINE, 0.05)
@@ -317,7 +328,7 @@ def _back_and_psoas(a: Anatomy, c: Contrast, p: _Plan, fascia: Star) -> list[Lay
     for side, roi in ((-1, ROI_PSOAS_R), (1, ROI_PSOAS_L)):
         psoas = SuperEllipse(side * ps_u, ps_v, ps_a, ps_b, -side * angle, 2.2)
         tissue = Tissue(c.muscle * c.psoas, FINE, 0.05)
-        layers.append(Layer(Intersection(psoas, fascia), tissue, roi))
+        layers.append(Layer(psoas, tissue, roi))  # deep: never reaches the fascia
     return layers
 
 
@@ -370,13 +381,13 @@ def _details(a: Anatomy, c: Contrast, p: _Plan) -> list[Layer]:
     s = a.size
     layers = [Layer(Star(0.0, 0.0, p.fascia, p.fascia - 1.0), Tissue(0.45 * c.muscle), None)]
     for side in (-1, 1):  # fat planes between the oblique muscles, one Star per flank
-        flank = (side * np.cos(ANGLES) > 0.45) & (p.wall > 4)
+        flank = (side * COS > 0.45) & (p.wall > 4)
         for frac in (0.33, 0.66):
             mid = np.where(flank, p.fascia - frac * p.wall, 0.0)
             half = np.where(flank, 0.45, 0.0)
             plane = Star(0.0, 0.0, mid + half, mid - half)
             layers.append(Layer(plane, Tissue(0.75 * c.fat), None))
-    front = float(np.interp(-np.pi / 2, ANGLES, p.fascia))
+    front = radius_at(p.fascia, -np.pi / 2)
     wall_front = a.wall_mm[0]
     alba = SuperEllipse(0.0, -front + wall_front / 2, 1.2, wall_front / 2 + 0.5)
     layers.append(Layer(alba, Tissue(110.0), None))
@@ -392,10 +403,10 @@ def _details(a: Anatomy, c: Contrast, p: _Plan) -> list[Layer]:
 
 
 __all__ = [
+    "NUM_ROIS",
     "Anatomy",
     "BowelLoop",
     "Contrast",
-    "Shape",
     "body_radii",
     "build_layers",
     "sample_anatomy",

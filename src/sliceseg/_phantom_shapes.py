@@ -46,6 +46,7 @@ ANGLES = _angles()
 They are evenly spaced in :func:`_pseudo_angle`, not in angle; radii in between are interpolated
 linearly in the pseudo-angle, and that interpolation defines the continuous boundary.
 """
+COS, SIN = np.cos(ANGLES), np.sin(ANGLES)
 
 BBox = tuple[float, float, float, float]
 """``(u_min, u_max, v_min, v_max)`` in mm, anatomy frame."""
@@ -65,8 +66,8 @@ class Points:
     index: np.ndarray
     frac: np.ndarray
 
-    def take(self, index: tuple[slice, slice] | np.ndarray) -> Points:
-        """The points at ``index`` (a window of a grid or indices along the first axis)."""
+    def take(self, index: tuple[slice, slice] | tuple[np.ndarray, ...] | np.ndarray) -> Points:
+        """The points at ``index`` (a window, a tuple of index arrays, or first-axis indices)."""
         return Points(
             self.u[index], self.v[index], self.r[index], self.index[index], self.frac[index]
         )
@@ -77,6 +78,13 @@ def table_position(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray
     pos = _pseudo_angle(u, v) * np.asarray(TABLE_SIZE / 4.0, u.dtype)
     index = np.minimum(pos.astype(np.intp), TABLE_SIZE - 1)
     return index, pos - index
+
+
+def radius_at(table: np.ndarray, angle: float) -> float:
+    """The radius (mm) of a table at the polar angle ``angle`` (rad, ``atan2(v, u)``)."""
+    index, frac = table_position(np.array([math.cos(angle)]), np.array([math.sin(angle)]))
+    following = table[(index + 1) % TABLE_SIZE]
+    return float((table[index] + (following - table[index]) * frac)[0])
 
 
 def make_points(u: np.ndarray, v: np.ndarray) -> Points:
@@ -96,7 +104,10 @@ class Shape(Protocol):
 
 @dataclass(frozen=True)
 class SuperEllipse:
-    """``|x/a|^p + |y/b|^p <= 1`` in a frame centred on ``(cu, cv)`` and turned by ``angle_deg``."""
+    """``|x/a|^p + |y/b|^p <= 1`` in a frame centred on ``(cu, cv)`` and turned by ``angle_deg``.
+
+    ``power`` is at least 2 (2 is an ellipse; larger is boxier).
+    """
 
     cu: float
     cv: float
@@ -118,9 +129,14 @@ class SuperEllipse:
         du, dv = pts.u - self.cu, pts.v - self.cv
         x = (c * du + s * dv) / self.a
         y = (c * dv - s * du) / self.b
+        inside = x * x + y * y <= 1.0
         if self.power == 2.0:
-            return x * x + y * y <= 1.0
-        return np.abs(x) ** self.power + np.abs(y) ** self.power <= 1.0
+            return inside
+        # With power >= 2 the ellipse lies inside and the box outside: only the rim needs powers.
+        x, y = np.abs(x), np.abs(y)
+        rim = np.nonzero(~inside & (x <= 1.0) & (y <= 1.0))
+        inside[rim] = x[rim] ** self.power + y[rim] ** self.power <= 1.0
+        return inside
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,13 +155,15 @@ class Star:
     _steps: tuple[np.ndarray, np.ndarray | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        u = self.cu + self.outer * np.cos(ANGLES)
-        v = self.cv + self.outer * np.sin(ANGLES)
+        u = self.cu + self.outer * COS
+        v = self.cv + self.outer * SIN
         # Between two tabulated angles the boundary bulges by far less than 0.5 mm.
         box = (min(u.min(), self.cu) - 0.5, max(u.max(), self.cu) + 0.5)
         box += (min(v.min(), self.cv) - 0.5, max(v.max(), self.cv) + 0.5)
         object.__setattr__(self, "bbox", tuple(float(x) for x in box))
-        steps = tuple(None if t is None else np.roll(t, -1) - t for t in (self.outer, self.inner))
+        steps = tuple(
+            None if t is None else np.append(t[1:], t[0]) - t for t in (self.outer, self.inner)
+        )
         object.__setattr__(self, "_steps", steps)
 
     def contains(self, pts: Points) -> np.ndarray:
@@ -178,7 +196,11 @@ class Intersection:
         return (max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3]))
 
     def contains(self, pts: Points) -> np.ndarray:
-        return self.first.contains(pts) & self.second.contains(pts)
+        inside = self.first.contains(pts)
+        hits = np.nonzero(inside)
+        if hits[0].size:  # test ``second`` only where ``first`` holds
+            inside[hits] = self.second.contains(pts.take(hits))
+        return inside
 
 
 @dataclass(frozen=True)
@@ -313,13 +335,15 @@ def true_pixel_areas(
         return counts
     dx = float(grid.xs[1] - grid.xs[0]) if len(grid.xs) > 1 else 1.0
     dy = float(grid.ys[1] - grid.ys[0]) if len(grid.ys) > 1 else 1.0
-    offsets = (np.arange(refine) + 0.5) / refine - 0.5
-    x = grid.xs[cols][:, None, None] + offsets[None, None, :] * dx
-    y = grid.ys[rows][:, None, None] + offsets[None, :, None] * dy
-    x, y = np.broadcast_arrays(x, y)
-    u, v = grid.frame.to_anatomy(x.reshape(rows.size, -1), y.reshape(rows.size, -1))
-    fine = make_points(u, v)
+    steps = (np.arange(refine) + 0.5) / refine - 0.5
+    off_x, off_y = np.meshgrid(steps * dx, steps * dy)
+    # The map to the anatomy frame is affine: offsets turn once, then add to each centre.
+    off_u, off_v = grid.frame.to_anatomy(off_x.ravel(), off_y.ravel())
+    origin_u, origin_v = grid.frame.to_anatomy(np.zeros(1), np.zeros(1))
     centre_u, centre_v = grid.pts.u[rows, cols], grid.pts.v[rows, cols]
+    u = centre_u[:, None] + (off_u - origin_u)[None, :]
+    v = centre_v[:, None] + (off_v - origin_v)[None, :]
+    fine = make_points(u, v)
     margin = 0.75 * max(dx, dy)
     values = np.zeros(u.shape, np.uint8)
     for layer in layers:

@@ -120,10 +120,15 @@ class CheckReport:
         first = [p.message for p in (self.errors or self.warnings)[:2]]
         more = len(self.errors or self.warnings) - len(first)
         return (
-            f"{self.num_pairs} pairs, {len(self.samples)} slices, {len(self.errors)} error(s), "
-            f"{len(self.warnings)} warning(s)"
+            self._counts()
             + (f": {' | '.join(first)}" if first else ".")
             + (f" (and {more} more)" if more > 0 else "")
+        )
+
+    def _counts(self) -> str:
+        return (
+            f"{self.num_pairs} pairs, {len(self.samples)} slices, {len(self.errors)} error(s), "
+            f"{len(self.warnings)} warning(s)"
         )
 
     def to_text(self, *, max_names: int = 5) -> str:
@@ -131,7 +136,7 @@ class CheckReport:
         verdict = "FIT for training" if self.is_trainable else "NOT FIT for training"
         lines = [
             f"Dataset check: {self.images_dir} + {self.labels_dir}",
-            f"Verdict: {verdict} ({self.summary_line().split(':')[0]})",
+            f"Verdict: {verdict} ({self._counts()})",
             "",
             f"Pairs: {self.num_pairs} ({len(self.samples)} usable slices)",
             f"Unmatched: {len(self.pairing.images_without_labels)} DICOM without label, "
@@ -144,9 +149,10 @@ class CheckReport:
         if self.scheme is not None:
             lines.append(f"Label scheme: {self.scheme.describe()} -> {self.scheme.num_labels} ROIs")
         if self.roi_stats:
-            lines += ["", "ROIs:  k  name                  slices  mean area"]
+            width = max(len(s.name) for s in self.roi_stats)
+            lines += ["", f"ROIs:  k  {'name':<{width}}  slices  mean area"]
             lines += [
-                f"      {s.label:>2}  {s.name:<20}  {s.num_slices:>6}  {_area(s)}"
+                f"      {s.label:>2}  {s.name:<{width}}  {s.num_slices:>6}  {_area(s)}"
                 for s in self.roi_stats
             ]
         for title, group in (("Errors", self.errors), ("Warnings", self.warnings)):

@@ -192,7 +192,8 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         if path.suffix.lower() in LABEL_SUFFIXES:
             labels[_key(path, labels_dir, path.stem)].append(path)
         else:
-            reason = f"not a label map: suffix '{path.suffix}' is not one of {LABEL_SUFFIXES}"
+            valid = ", ".join(LABEL_SUFFIXES)
+            reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
             skipped.append(SkippedFile(path, reason))
     duplicates = [tuple(v) for d in (images, labels) for v in d.values() if len(v) > 1]
     single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
@@ -447,6 +448,11 @@ def _infer_scheme(
             warnings.simplefilter("ignore")
             return infer_label_scheme(sets, num_labels=num_labels)
     except LabelError as exc:
+        # A few files with stray values must not hide the rest of the report: infer the scheme
+        # from the files without them; those files then fail one by one in _normalise.
+        common = _scheme_without_rare_values(sets, num_labels)
+        if common is not None:
+            return common
         by_value: dict[int, list[Path]] = defaultdict(list)
         for raw, values in zip(raws, sets, strict=True):
             for v in values:
@@ -457,8 +463,28 @@ def _infer_scheme(
         return None
 
 
+def _scheme_without_rare_values(
+    sets: list[set[int]], num_labels: int | None
+) -> LabelScheme | None:
+    counts: dict[int, int] = defaultdict(int)
+    for values in sets:
+        for v in values:
+            counts[v] += 1
+    rare = {v for v, n in counts.items() if n <= max(1, len(sets) // 10)}
+    kept = [values for values in sets if not values & rare]
+    if not rare or not kept:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return infer_label_scheme(kept, num_labels=num_labels)
+    except LabelError:
+        return None
+
+
 def _count_or_names(paths: list[Path]) -> str:
-    return ", ".join(p.name for p in paths) if len(paths) <= 3 else f"{len(paths)} files"
+    names = [f"{p.parent.name}/{p.name}" for p in paths]
+    return ", ".join(names) if len(paths) <= 3 else f"{len(paths)} files"
 
 
 def _normalise(

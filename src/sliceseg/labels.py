@@ -248,7 +248,7 @@ def dominant_values(
     """Return the values of a lossy map that look like real labels rather than JPEG edge noise.
 
     A value counts when it covers at least ``max(min_pixels, min_fraction × pixels)`` pixels and
-    is a local maximum of the histogram within ±2. A best-effort guess, used only when a dataset
+    is a local maximum of the histogram within ±3. A best-effort guess, used only when a dataset
     has no lossless label map: with plain 0..K values a small ROI next to a larger one is missed,
     so give ``num_labels`` there.
 
@@ -257,9 +257,9 @@ def dominant_values(
         [0, 40, 80]
     """
     counts = np.bincount(np.asarray(values, dtype=np.int64).ravel())
-    padded = np.pad(counts, 2)
+    padded = np.pad(counts, 3)
     threshold = max(min_pixels, min_fraction * counts.sum())
-    neighbours = np.stack([padded[i : i + len(counts)] for i in (0, 1, 3, 4)])
+    neighbours = np.stack([padded[i : i + len(counts)] for i in (0, 1, 2, 4, 5, 6)])
     is_peak = (counts >= threshold) & np.all(counts >= neighbours, axis=0)
     return {int(v) for v in np.flatnonzero(is_peak)}
 

@@ -147,9 +147,7 @@ class MultiOutputLoss(nn.Module):
             ConfigError: fewer weights than outputs, or weights summing to ≤ 0.
         """
         if self.weights is None:
-            raw = [
-                0.5 ** round(math.log2(labels.shape[-1] / out.shape[-1])) for out in outputs
-            ]
+            raw = [0.5 ** round(math.log2(labels.shape[-1] / out.shape[-1])) for out in outputs]
         elif len(self.weights) < len(outputs):
             raise ConfigError(
                 f"MultiOutputLoss got {len(outputs)} outputs but {len(self.weights)} weights; "

@@ -208,7 +208,9 @@ def bland_altman(auto: Any, manual: Any) -> BlandAltman:
     n = int(diff.size)
     bias = float(diff.mean()) if n else float("nan")
     sd = float(diff.std(ddof=1)) if n >= 2 else float("nan")
-    return BlandAltman(bias=bias, sd=sd, lower_loa=bias - 1.96 * sd, upper_loa=bias + 1.96 * sd, n=n)
+    return BlandAltman(
+        bias=bias, sd=sd, lower_loa=bias - 1.96 * sd, upper_loa=bias + 1.96 * sd, n=n
+    )
 
 
 def icc_from_ratings(ratings: Any, *, kind: str = "3,1") -> float:

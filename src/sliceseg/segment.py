@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.bundle import Bundle, load_bundle
-from sliceseg.dicom import DICOM_SUFFIXES, SkippedFile, Slice, scan_dicom_folder
+from sliceseg.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
 from sliceseg.errors import PairingError
 from sliceseg.io import atomic_path, prepare_output_dir
 from sliceseg.measure import AreaTable, SpacingFallback, measure_areas, resolve_spacing
@@ -51,10 +51,7 @@ def slice_key(image: Slice, root: Path) -> str:
     Frames of a multi-frame file get ``_f<frame>`` appended.
     """
     relative = image.source.resolve().relative_to(root.resolve())
-    name = relative.name
-    if relative.suffix.lower() in DICOM_SUFFIXES:
-        name = relative.stem
-    key = "/".join([*relative.parent.parts, name])
+    key = "/".join([*relative.parent.parts, strip_dicom_suffix(relative.name)])
     return f"{key}_f{image.frame:03d}" if image.num_frames > 1 else key
 
 

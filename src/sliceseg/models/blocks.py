@@ -50,9 +50,7 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, norm: str) -> None:
         super().__init__(
-            nn.Conv2d(
-                in_channels, out_channels, 3, stride=stride, padding=1, bias=norm == "none"
-            ),
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=norm == "none"),
             make_norm(norm, out_channels),
             nn.LeakyReLU(0.01, inplace=True),
         )

@@ -70,9 +70,13 @@ class ConvAct(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, *, kernel_size: int, dilation: int, norm: str):
         super().__init__(
             nn.Conv2d(
-                in_ch, out_ch, kernel_size, padding=dilation * (kernel_size - 1) // 2,
-                dilation=dilation, bias=norm == "none",
-            ),  # fmt: skip
+                in_ch,
+                out_ch,
+                kernel_size,
+                padding=dilation * (kernel_size - 1) // 2,
+                dilation=dilation,
+                bias=norm == "none",
+            ),
             make_norm(norm, out_ch),
             nn.PReLU(out_ch),
         )
@@ -84,9 +88,11 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, n: int, *, kernel_size: int, dilation: int, norm: str):
         super().__init__()
         self.convs = nn.Sequential(
-            *(ConvAct(channels, channels, kernel_size=kernel_size, dilation=dilation, norm=norm)
-              for _ in range(n))
-        )  # fmt: skip
+            *(
+                ConvAct(channels, channels, kernel_size=kernel_size, dilation=dilation, norm=norm)
+                for _ in range(n)
+            )
+        )
         self.act = nn.PReLU(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,9 +117,15 @@ class VNet2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, widths: list[int], *,
-        kernel_size: int, dropout_rate: float, norm: str,
-    ) -> None:  # fmt: skip
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: list[int],
+        *,
+        kernel_size: int,
+        dropout_rate: float,
+        norm: str,
+    ) -> None:
         super().__init__()
         deep = len(widths) - 2
         k = {"kernel_size": kernel_size, "norm": norm}

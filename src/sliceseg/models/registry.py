@@ -124,4 +124,3 @@ def build_model(arch: str, *, num_classes: int, input_size: int, **hyper: Any) -
             f"valid ones: {', '.join(sorted(defaults))}."
         )
     return spec.builder(num_classes=num_classes, input_size=input_size, **{**defaults, **hyper})
-

@@ -198,4 +198,3 @@ class UNet(nn.Module):
         if self.training:
             outputs += [head(decoded[i + 1]) for i, head in enumerate(self.aux_heads)]
         return outputs
-
