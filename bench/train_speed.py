@@ -251,7 +251,7 @@ def machine_line(device: str, threads: int) -> str:
     where = torch.cuda.get_device_name() if device == "cuda" else f"{cpu}, {os.cpu_count()} cores"
     return (
         f"{date.today()} · {where} · torch {torch.__version__} · "
-        f"{threads} threads · device {device}"
+        f"{threads} threads · device {device} · load average {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_isolated({**config, **common}))
         print(f"  measured {config['label']} @ {config['input_size']}", file=sys.stderr)
     print(format_table(rows))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work shares these cores)")
     return 0
 
 

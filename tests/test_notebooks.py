@@ -42,7 +42,7 @@ def test_train_then_test_notebook(tiny_phantom, tmp_path):
     assert "Completed epochs: 2/2 | Dice loss:" in text
     assert "Available RAM" in text
     assert (tmp_path / "model" / "sliceseg_2.pt").is_file()
-    assert (tmp_path / "model" / "first_batch.png").stat().st_size > 10_000
+    assert (tmp_path / "model" / "sliceseg_first_batch.png").stat().st_size > 10_000
     assert len(pd.read_csv(tmp_path / "model" / "sliceseg_history.csv")) == 2
 
     test_settings = (

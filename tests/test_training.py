@@ -57,6 +57,7 @@ class TestTrain:
             "sliceseg_history.csv",
             "sliceseg_history.png",
             "sliceseg_settings.json",
+            "sliceseg_first_batch.png",
         } <= names
         progress = [line for line in lines if line.startswith("Completed epochs:")]
         assert [p.split(" | ")[0] for p in progress] == [
@@ -198,5 +199,6 @@ def test_two_cpu_ranks_end_identical_and_write_one_set_of_files(tiny_phantom, tm
             "sliceseg_history.csv",
             "sliceseg_history.png",
             "sliceseg_settings.json",
+            "sliceseg_first_batch.png",
         ]
     )

@@ -21,6 +21,7 @@ from sliceseg._phantom_shapes import (
     Star,
     SuperEllipse,
     Tissue,
+    clip,
     radius_at,
 )
 
@@ -283,10 +284,10 @@ def _viscera(a: Anatomy, c: Contrast, p: _Plan, t: float, cavity: Star) -> list[
         radii = scale / np.sqrt(along * along + (across / loop.aspect) ** 2)
         radii *= _harmonics(loop.wobble)
         wall = Tissue(1.1 * c.muscle, FINE, 0.06)
-        layers.append(Layer(Intersection(Star(u, v, radii), cavity), wall, None))
+        layers.append(Layer(clip(Star(u, v, radii), cavity), wall, None))
         lumen = Tissue(loop.content, COARSE, 0.18)
         inner = Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
-        layers.append(Layer(Intersection(inner, cavity), lumen, None))
+        layers.append(Layer(clip(inner, cavity), lumen, None))
     if t < a.kidney_until:
         k = math.sqrt(1 - t / a.kidney_until)
         for side in (-1, 1):

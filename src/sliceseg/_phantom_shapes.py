@@ -80,6 +80,17 @@ def table_position(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return index, pos - index
 
 
+def _interpolate(
+    table: np.ndarray, step: np.ndarray | None, index: np.ndarray, frac: np.ndarray
+) -> np.ndarray:
+    """``table[index] + step[index] * frac`` in the points' precision (take beats indexing)."""
+    dtype = frac.dtype  # float32 grids stay float32: half the memory traffic
+    assert step is not None
+    values = table.astype(dtype, copy=False).take(index)
+    values += step.astype(dtype, copy=False).take(index) * frac
+    return values
+
+
 def radius_at(table: np.ndarray, angle: float) -> float:
     """The radius (mm) of a table at the polar angle ``angle`` (rad, ``atan2(v, u)``)."""
     index, frac = table_position(np.array([math.cos(angle)]), np.array([math.sin(angle)]))
@@ -173,13 +184,9 @@ class Star:
             du, dv = pts.u - self.cu, pts.v - self.cv
             r = np.sqrt(du * du + dv * dv)
             index, frac = table_position(du, dv)
-        dtype = r.dtype  # float32 grids stay float32: half the memory traffic
-        outer_step, inner_step = self._steps
-        outer = self.outer.astype(dtype, copy=False)[index]
-        inside = r < outer + outer_step.astype(dtype, copy=False)[index] * frac
-        if self.inner is not None and inner_step is not None:
-            inner = self.inner.astype(dtype, copy=False)[index]
-            inside &= r >= inner + inner_step.astype(dtype, copy=False)[index] * frac
+        inside = r < _interpolate(self.outer, self._steps[0], index, frac)
+        if self.inner is not None:
+            inside &= r >= _interpolate(self.inner, self._steps[1], index, frac)
         return inside
 
 
@@ -201,6 +208,16 @@ class Intersection:
         if hits[0].size:  # test ``second`` only where ``first`` holds
             inside[hits] = self.second.contains(pts.take(hits))
         return inside
+
+
+def clip(shape: Star, region: Star, *, margin_mm: float = 1.0) -> Shape:
+    """``shape`` inside ``region``: the shape itself when its outline, grown by ``margin_mm``,
+    already lies inside (a closed curve inside a simply connected region encloses only points
+    of it), else an :class:`Intersection`.
+    """
+    grown = shape.outer + margin_mm
+    outline = make_points(shape.cu + grown * COS, shape.cv + grown * SIN)
+    return shape if bool(region.contains(outline).all()) else Intersection(shape, region)
 
 
 @dataclass(frozen=True)
@@ -281,12 +298,15 @@ def paint_image(
         win, pts = found
         inside = layer.shape.contains(pts)
         tissue = layer.tissue
-        view = image[win]
+        # copyto(where=) beats boolean indexing here, even for sparse masks.
         if tissue.texture is None:
-            view[inside] = tissue.intensity
+            np.copyto(image[win], np.float32(tissue.intensity), where=inside)
         else:
-            texture = textures[tissue.texture][win][inside]
-            view[inside] = tissue.intensity * (1.0 + tissue.texture_amp * texture)
+            values = textures[tissue.texture][win] * np.float32(
+                tissue.intensity * tissue.texture_amp
+            )
+            values += np.float32(tissue.intensity)
+            np.copyto(image[win], values, where=inside)
     return image
 
 
@@ -299,7 +319,7 @@ def paint_labels(layers: Sequence[Layer], grid: SampleGrid) -> np.ndarray:
         found = grid.select(layer.shape.bbox)
         if found is not None:
             win, pts = found
-            labels[win][layer.shape.contains(pts)] = layer.label
+            np.copyto(labels[win], np.uint8(layer.label), where=layer.shape.contains(pts))
     return labels
 
 

@@ -37,6 +37,7 @@ from sliceseg.models import build_model, default_hyperparameters, required_divis
 from sliceseg.plots import plot_history
 from sliceseg.progress import format_elapsed, progress_line
 from sliceseg.system import select_device
+from sliceseg.visualize import plot_batch
 
 Log = Callable[[str], None]
 
@@ -208,6 +209,24 @@ def write_history(out_dir: Path, name: str, history: list[dict[str, float]]) -> 
     return csv_path, png_path
 
 
+def save_first_batch(
+    path: Path,
+    data: GridTensors,
+    params: AugmentParams | None,
+    *,
+    roi_names: tuple[str, ...],
+    batch_size: int,
+    seed: int,
+) -> Path:
+    """Draw the first augmented batch (a generator of its own, so training draws are unchanged)."""
+    images, labels = data.images[:batch_size], data.labels[:batch_size]
+    if params is not None:
+        generator = torch.Generator().manual_seed(seed)
+        images, labels = augment_batch(images, labels, params, generator=generator)
+    plot_batch(images, labels, list(roi_names), path=path)
+    return path
+
+
 def _validation_line(per_roi: np.ndarray, roi_names: tuple[str, ...]) -> str:
     parts = [f"{n} {d:.3f}" for n, d in zip(roi_names, per_roi, strict=True) if np.isfinite(d)]
     return f"Validation dice: mean {np.nanmean(per_roi):.3f} | " + " | ".join(parts)
@@ -371,6 +390,15 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     def augment(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return augment_batch(images, labels, params, generator=generators["augment"])
 
+    if context.is_main and checkpoint is None:
+        save_first_batch(
+            out_dir / f"{config.model_filename}_first_batch.png",
+            train_data,
+            params,
+            roi_names=roi_names,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
     loss_fn = MultiOutputLoss(build_loss(config.loss))
     dice_loss_fn = MultiOutputLoss(build_loss("dice"))
     name = config.model_filename
