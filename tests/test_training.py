@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sliceseg.dataset import load_samples
 
 from sliceseg.batches import samples_to_grid
 from sliceseg.bundle import load_bundle
 from sliceseg.config import TrainConfig
+from sliceseg.dataset import load_samples
 from sliceseg.errors import ConfigError
 from sliceseg.training import train
 

@@ -21,7 +21,7 @@ from sliceseg._phantom_shapes import (
     Star,
     SuperEllipse,
     Tissue,
-    clip,
+    encloses,
     radius_at,
 )
 
@@ -38,12 +38,14 @@ _ROOTS = ((-4.0, 0.1), (4.0, 0.1), (-2.0, 0.45), (2.0, 0.45), (-5.5, -0.2), (5.5
 class BowelLoop:
     """One bowel loop, drifting and swelling smoothly along the series.
 
-    ``wobble`` holds (amplitude, phase) of radial harmonics 2, 3 and 4; ``content`` is the
-    lumen intensity in modality units (fluid dark, faeces grey, fatty content bright, gas black).
+    ``u_frac`` places it across the abdominal cavity (-1 right wall, 1 left wall), ``v_frac`` from
+    the front wall (0) to just in front of the spine (1). ``wobble`` holds (amplitude, phase) of
+    radial harmonics 2, 3 and 4; ``drift_mm`` is its displacement over the series; ``content`` is
+    the lumen intensity (modality units: fluid dark, faeces grey, fatty content bright, gas black).
     """
 
-    u_mm: float
-    v_mm: float
+    u_frac: float
+    v_frac: float
     radius_mm: float
     aspect: float
     angle_deg: float
@@ -57,7 +59,17 @@ class BowelLoop:
 
 @dataclass(frozen=True)
 class Anatomy:
-    """Every size of one subject (mm unless stated); ``*_growth`` is the change over the series."""
+    """Every size of one subject, in mm unless stated.
+
+    ``size`` scales the skeleton and muscles; ``*_half_mm`` are half axes; ``*_growth`` is the
+    relative change of a size from the first to the last slice. The muscle wall (``fascia_*``:
+    half width, depth in front of the centre, superellipse power, radial harmonics) is the inner
+    border of the subcutaneous fat, ``fat_mm`` (front, side, back) thick; its depth behind the
+    centre follows from the back muscles. ``wall_mm`` is the abdominal wall muscle thickness
+    (front, side). ``bifurcation_at`` and ``kidney_until`` are series positions (0–1) where the
+    aorta divides and the lower renal poles end. ``fatty_spots`` are (u, v, radius) streaks of fat
+    in the back muscles, (u, v) relative to the muscle's half axes.
+    """
 
     size: float
     vertebra_half_mm: tuple[float, float]
@@ -84,7 +96,10 @@ class Anatomy:
 
 @dataclass(frozen=True)
 class Contrast:
-    """T1-like tissue intensities (modality units): fat bright, all muscles alike."""
+    """T1-like tissue intensities (modality units): fat bright, all muscles alike.
+
+    ``psoas``, ``erector`` and ``wall`` are factors (close to 1) on ``muscle``.
+    """
 
     fat: float
     muscle: float
@@ -138,8 +153,8 @@ def _sample_loop(rng: np.random.Generator, s: float) -> BowelLoop:
     kind = rng.choice(4, p=[0.35, 0.35, 0.18, 0.12])
     contents = (rng.uniform(110, 220), rng.uniform(260, 480), rng.uniform(560, 780), 25.0)
     return BowelLoop(
-        u_mm=rng.uniform(-0.8, 0.8),
-        v_mm=rng.uniform(0.0, 1.0),
+        u_frac=rng.uniform(-0.8, 0.8),
+        v_frac=rng.uniform(0.0, 1.0),
         radius_mm=s * rng.uniform(9, 22),
         aspect=rng.uniform(0.65, 1.0),
         angle_deg=rng.uniform(0, 180),
@@ -166,11 +181,10 @@ def sample_contrast(rng: np.random.Generator) -> Contrast:
 
 
 def _superellipse_radii(a: float, b_front: float, b_back: float, p: float, q: float) -> np.ndarray:
-    """Radii of a superellipse with different front (v < 0) and back halves."""
-    sin = SIN
-    b = np.where(sin < 0, b_front, b_back)
-    power = np.where(sin < 0, p, q)
-    return (np.abs(COS / a) ** power + np.abs(sin / b) ** power) ** (-1.0 / power)
+    """Radii of a superellipse with different front (v < 0, power p) and back (power q) halves."""
+    b = np.where(SIN < 0, b_front, b_back)
+    power = np.where(SIN < 0, p, q)
+    return (np.abs(COS / a) ** power + np.abs(SIN / b) ** power) ** (-1.0 / power)
 
 
 _COS_K = {k: np.cos(k * ANGLES) for k in (2, 3, 4)}
@@ -198,9 +212,10 @@ class _Plan:
 
 
 def _plan(a: Anatomy, t: float) -> _Plan:
+    """Place the vertebra, canal, psoas, back muscles and muscle wall at series position ``t``."""
     s = a.size
     vb_a, vb_b = a.vertebra_half_mm
-    vb_a, vb_b = vb_a * (1 + 0.03 * math.sin(math.pi * t)), vb_b
+    vb_a *= 1 + 0.03 * math.sin(math.pi * t)
     vb_v = a.vertebra_v_mm
     canal = (vb_v + vb_b + 8.5 * s, 11 * s, 7.5 * s)
     grow = 1 + a.psoas_growth * t
@@ -229,12 +244,11 @@ def _plan(a: Anatomy, t: float) -> _Plan:
 
 def _skin_inner(a: Anatomy, p: _Plan, t: float) -> np.ndarray:
     """Radii of the inner skin surface: the muscle wall plus the subcutaneous fat thickness."""
-    sin = SIN
     f_front, f_side, f_back = (x * (1 + a.fat_growth * t) for x in a.fat_mm)
     fat_mm = (
         f_side
-        + (f_front - f_side) * np.maximum(0, -sin) ** 1.5
-        + (f_back - f_side) * np.maximum(0, sin) ** 1.5
+        + (f_front - f_side) * np.maximum(0, -SIN) ** 1.5
+        + (f_back - f_side) * np.maximum(0, SIN) ** 1.5
     )
     return p.fascia + fat_mm
 
@@ -245,7 +259,13 @@ def body_radii(a: Anatomy, t: float) -> np.ndarray:
 
 
 def build_layers(a: Anatomy, c: Contrast, t: float) -> list[Layer]:
-    """Return the painted layers of the slice at series position ``t`` (0 first, 1 last)."""
+    """Return the painted layers of the slice at series position ``t`` (0 first, 1 last).
+
+    Label precedence where shapes overlap (a later layer wins, in the labels and the true areas
+    alike): subcutaneous fat (6) < everything inside the muscle wall (0) < erector spinae and
+    multifidus (4, 5; clipped to the wall) < psoas (2, 3) < posterior elements and spinal canal
+    (0) < vertebral body (1).
+    """
     p = _plan(a, t)
     skin_inner = _skin_inner(a, p, t)
     fascia = Star(0.0, 0.0, p.fascia)
@@ -276,18 +296,18 @@ def _viscera(a: Anatomy, c: Contrast, p: _Plan, t: float, cavity: Star) -> list[
     layers: list[Layer] = []
     for loop in a.bowel:
         scale = loop.radius_mm * (1 + loop.swell * math.sin(2 * math.pi * t + loop.swell_phase))
-        u = loop.u_mm * half_width + loop.drift_mm[0] * t
-        v = -front + 8 + loop.v_mm * (front + vb_v - vb_b - 14) + loop.drift_mm[1] * t
+        u = loop.u_frac * half_width + loop.drift_mm[0] * t
+        v = -front + 8 + loop.v_frac * (front + vb_v - vb_b - 14) + loop.drift_mm[1] * t
         turn = math.radians(loop.angle_deg)
         along = COS * math.cos(turn) + SIN * math.sin(turn)  # cos and sin of (phi - turn)
         across = SIN * math.cos(turn) - COS * math.sin(turn)
         radii = scale / np.sqrt(along * along + (across / loop.aspect) ** 2)
         radii *= _harmonics(loop.wobble)
-        wall = Tissue(1.1 * c.muscle, FINE, 0.06)
-        layers.append(Layer(clip(Star(u, v, radii), cavity), wall, None))
-        lumen = Tissue(loop.content, COARSE, 0.18)
-        inner = Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
-        layers.append(Layer(clip(inner, cavity), lumen, None))
+        outer, inner = Star(u, v, radii), Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
+        if not encloses(cavity, outer):  # clip only the loops that reach the muscle wall
+            outer, inner = Intersection(outer, cavity), Intersection(inner, cavity)
+        layers.append(Layer(outer, Tissue(1.1 * c.muscle, FINE, 0.06), None))
+        layers.append(Layer(inner, Tissue(loop.content, COARSE, 0.18), None))
     if t < a.kidney_until:
         k = math.sqrt(1 - t / a.kidney_until)
         for side in (-1, 1):

@@ -8,6 +8,7 @@ Labels are sampled at pixel centres; the true areas come from the continuous sha
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,9 @@ RESCALE_INTERCEPT = -50.0
 """(0028,1052) RescaleIntercept written to every file."""
 SUPERSAMPLING = 2
 """Image samples per pixel side; their mean is the pixel (partial-volume effect)."""
+TRUTH_SAMPLE_MM = 0.2
+"""Sample pitch (mm) of the true areas at ROI boundaries (6–32 samples per pixel side): the areas
+then agree with a far finer rasterisation of the shapes to within about 0.1 %."""
 
 
 @dataclass(frozen=True)
@@ -230,17 +234,20 @@ def render_slice(params: SliceParams, rng: np.random.Generator) -> PhantomSlice:
     textures = _textures(rng, (rows, cols), subject.spacing_mm)
     textures = [np.repeat(np.repeat(tex, ss, axis=0), ss, axis=1) for tex in textures]
     fine = paint_image(layers, fine_grid, textures)
-    image = fine.reshape(rows, ss, cols, ss).mean(axis=(1, 3))
+    image = sum(fine[i::ss, j::ss] for i in range(ss) for j in range(ss)) * np.float32(ss**-2)
     image = ndimage.gaussian_filter(image, subject.psf_sigma_px)
-    image *= _bias_field(subject, xs, ys)
-    sigma = subject.noise_fraction * subject.contrast.fat
-    real = image + rng.normal(0.0, sigma, image.shape)
-    imag = rng.normal(0.0, sigma, image.shape)
-    stored = to_stored(np.hypot(real, imag))
+    image *= _bias_field(subject, xs, ys).astype(np.float32)
+    # Rician noise: the magnitude of the signal plus complex Gaussian noise.
+    sigma = np.float32(subject.noise_fraction * subject.contrast.fat)
+    real = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    stored = to_stored(np.sqrt(real * real + imag * imag))
 
     grid = SampleGrid(xs, ys, frame)
     label = paint_labels(layers, grid)
-    areas = true_pixel_areas(layers, grid, label, num_labels=NUM_ROIS) * row_mm * col_mm
+    refine = min(max(math.ceil(max(row_mm, col_mm) / TRUTH_SAMPLE_MM), 6), 32)
+    areas = true_pixel_areas(layers, grid, label, num_labels=NUM_ROIS, refine=refine)
+    areas *= row_mm * col_mm
     return PhantomSlice(
         image=(stored * RESCALE_SLOPE + RESCALE_INTERCEPT).astype(np.float32),
         label=label,
@@ -255,10 +262,11 @@ def _textures(
     """Unit-std noise fields smoothed at about 0.5 pixel, 1.5 mm and 4 mm (FINE, MEDIUM, COARSE)."""
     fields = []
     for sigma_mm in (None, 1.5, 4.0):
-        noise = rng.standard_normal(shape)
+        noise = rng.standard_normal(shape, dtype=np.float32)
         sigma = (0.5, 0.5) if sigma_mm is None else tuple(sigma_mm / d for d in spacing_mm)
-        smooth = ndimage.gaussian_filter(noise, sigma)
-        fields.append((smooth / smooth.std()).astype(np.float32))
+        smooth = ndimage.gaussian_filter(noise, sigma, truncate=3.0)
+        smooth *= 1 / smooth.std()
+        fields.append(smooth)
     return fields
 
 
@@ -270,5 +278,6 @@ def _bias_field(subject: SubjectParams, xs: np.ndarray, ys: np.ndarray) -> np.nd
 
 
 def to_stored(values: np.ndarray) -> np.ndarray:
-    stored = np.rint((values - RESCALE_INTERCEPT) / RESCALE_SLOPE)
+    """Modality values to the uint16 stored values of the DICOM (rounded, clipped)."""
+    stored = np.rint((values - np.float32(RESCALE_INTERCEPT)) * np.float32(1 / RESCALE_SLOPE))
     return np.clip(stored, 0, 65535).astype(np.uint16)

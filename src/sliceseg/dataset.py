@@ -463,9 +463,7 @@ def _infer_scheme(
         return None
 
 
-def _scheme_without_rare_values(
-    sets: list[set[int]], num_labels: int | None
-) -> LabelScheme | None:
+def _scheme_without_rare_values(sets: list[set[int]], num_labels: int | None) -> LabelScheme | None:
     counts: dict[int, int] = defaultdict(int)
     for values in sets:
         for v in values:

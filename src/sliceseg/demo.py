@@ -11,6 +11,7 @@ from sliceseg.config import TrainConfig
 from sliceseg.evaluate import EvaluationResult, evaluate_model
 from sliceseg.io import atomic_path, prepare_output_dir
 from sliceseg.phantom import generate_phantom
+from sliceseg.progress import print_flush
 from sliceseg.segment import SegmentationRun, predict_folder
 from sliceseg.training import TrainResult, train
 
@@ -51,7 +52,7 @@ def compare_with_truth(run: SegmentationRun, truth_csv: Path) -> pd.DataFrame:
 
 
 def run_demo(
-    out_dir: Path | str, *, minutes: float = 5.0, overwrite: bool = False, log=print
+    out_dir: Path | str, *, minutes: float = 5.0, overwrite: bool = False, log=print_flush
 ) -> DemoResult:
     """Generate a phantom, train the default model, segment the test subjects, and compare.
 

@@ -57,87 +57,6 @@ ROI_NAMES: tuple[str, ...] = (
 DEFAULT_MATRIX_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (224, 192), (256, 256), (192, 256))
 """(rows, cols) per subject, cycled: subject ``i`` (from 1) gets entry ``(i - 1) % len``."""
 
-_MIN_SIZE, _MAX_SIZE = 64, 2048
-
-
-@dataclass(frozen=True)
-class PhantomSummary:
-    """What :func:`generate_phantom` wrote."""
-
-    out_dir: Path
-    train_dir: Path
-    test_dir: Path
-    n_train_slices: int
-    n_test_slices: int
-    truth_csv: Path
-    roi_names: tuple[str, ...]
-
-
-def _subject_rng(seed: int, index: int, slice_index: int | None = None) -> np.random.Generator:
-    key = (index,) if slice_index is None else (index, slice_index + 1)
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-
-
-def make_phantom_arrays(
-    n: int, *, size: tuple[int, int] = (256, 256), seed: int = 0, slices_per_subject: int = 5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render ``n`` phantom slices in memory, for tests and benchmarks (no files).
-
-    Args:
-        n: number of slices.
-        size: (rows, cols) of every slice.
-        seed: the same seed gives the same arrays.
-        slices_per_subject: consecutive slices drawn from one subject.
-
-    Returns:
-        ``images`` (n, rows, cols) float32 modality units, ``labels`` (n, rows, cols) uint8
-        0..6, and ``spacings`` (n, 2) float64 (row, col) mm.
-
-    Raises:
-        ConfigError: ``n``, ``size`` or ``slices_per_subject`` is out of range.
-
-    Example:
-        >>> images, labels, spacings = make_phantom_arrays(4, size=(128, 128))
-        >>> images.shape, labels.max()
-        ((4, 128, 128), 6)
-    """
-    _check_count(n, name="n", minimum=1)
-    _check_count(slices_per_subject, name="slices_per_subject", minimum=1)
-    _check_size(size)
-    images = np.zeros((n, *size), np.float32)
-    labels = np.zeros((n, *size), np.uint8)
-    spacings = np.zeros((n, 2), np.float64)
-    for i in range(n):
-        subject_index, slice_index = divmod(i, slices_per_subject)
-        subject = sample_subject(
-            _subject_rng(seed, subject_index + 1),
-            name=f"sub{subject_index + 1:02d}",
-            matrix_shape=tuple(size),
-            n_slices=slices_per_subject,
-        )
-        rendered = render_slice(
-            slice_params(subject, slice_index), _subject_rng(seed, subject_index + 1, slice_index)
-        )
-        images[i], labels[i], spacings[i] = rendered.image, rendered.label, rendered.spacing_mm
-    return images, labels, spacings
-
-
-def _check_count(value: int, *, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}={value!r}: expected a whole number >= {minimum}.")
-
-
-def _check_size(size: Sequence[int]) -> None:
-    ok = len(size) == 2 and all(
-        isinstance(v, (int, np.integer)) and _MIN_SIZE <= v <= _MAX_SIZE for v in size
-    )
-    if not ok:
-        raise ConfigError(
-            f"matrix size {tuple(size)!r}: expected (rows, cols), each a whole number from "
-            f"{_MIN_SIZE} to {_MAX_SIZE}; e.g. (256, 256) or (224, 192)."
-        )
-
-
 TRUTH_COLUMNS: tuple[str, ...] = (
     "split",
     "subject",
@@ -152,6 +71,32 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "col_spacing_mm",
 )
 """Columns of ``truth.csv``, one row per slice and ROI."""
+
+
+_MIN_SIZE, _MAX_SIZE = 64, 2048
+
+
+@dataclass(frozen=True)
+class PhantomSummary:
+    """What :func:`generate_phantom` wrote.
+
+    Attributes:
+        out_dir: the phantom folder.
+        train_dir: ``out_dir/train`` (``dicoms/``, ``labels/``, ``labels.txt``).
+        test_dir: ``out_dir/test``, the same layout, other subjects.
+        n_train_slices: slices in ``train_dir``.
+        n_test_slices: slices in ``test_dir``.
+        truth_csv: the true areas, columns :data:`TRUTH_COLUMNS`.
+        roi_names: :data:`ROI_NAMES`.
+    """
+
+    out_dir: Path
+    train_dir: Path
+    test_dir: Path
+    n_train_slices: int
+    n_test_slices: int
+    truth_csv: Path
+    roi_names: tuple[str, ...]
 
 
 def generate_phantom(
@@ -204,14 +149,11 @@ def generate_phantom(
         >>> summary.n_train_slices, summary.n_test_slices
         (6, 3)
     """
+    _check_count(seed, name="seed", minimum=0)
     _check_count(train_subjects, name="train_subjects", minimum=1)
     _check_count(test_subjects, name="test_subjects", minimum=0)
     _check_count(slices_per_subject, name="slices_per_subject", minimum=1)
-    sizes = DEFAULT_MATRIX_SIZES if matrix_sizes is None else tuple(map(tuple, matrix_sizes))
-    if not sizes:
-        raise ConfigError("matrix_sizes is empty: expected at least one (rows, cols).")
-    for size in sizes:
-        _check_size(size)
+    sizes = DEFAULT_MATRIX_SIZES if matrix_sizes is None else _parse_sizes(matrix_sizes)
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     for split in ("train", "test"):
         if (out / split).is_dir():
@@ -301,6 +243,87 @@ def _write_subject(
             )
         bar.update(1)
     return rows
+
+
+def make_phantom_arrays(
+    n: int, *, size: tuple[int, int] = (256, 256), seed: int = 0, slices_per_subject: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``n`` phantom slices in memory, for tests and benchmarks (no files).
+
+    Args:
+        n: number of slices.
+        size: (rows, cols) of every slice.
+        seed: the same seed gives the same arrays.
+        slices_per_subject: consecutive slices drawn from one subject.
+
+    Returns:
+        ``images`` (n, rows, cols) float32 modality units, ``labels`` (n, rows, cols) uint8
+        0..6, and ``spacings`` (n, 2) float64 (row, col) mm.
+
+    Raises:
+        ConfigError: ``n``, ``size``, ``seed`` or ``slices_per_subject`` is out of range.
+
+    Example:
+        >>> images, labels, spacings = make_phantom_arrays(4, size=(128, 128))
+        >>> images.shape, labels.max()
+        ((4, 128, 128), 6)
+    """
+    _check_count(n, name="n", minimum=1)
+    _check_count(seed, name="seed", minimum=0)
+    _check_count(slices_per_subject, name="slices_per_subject", minimum=1)
+    (shape,) = _parse_sizes([size])
+    images = np.zeros((n, *shape), np.float32)
+    labels = np.zeros((n, *shape), np.uint8)
+    spacings = np.zeros((n, 2), np.float64)
+    for i in range(n):
+        index, j = divmod(i, slices_per_subject)
+        if j == 0:
+            subject = sample_subject(
+                _subject_rng(seed, index + 1),
+                name=f"sub{index + 1:02d}",
+                matrix_shape=shape,
+                n_slices=slices_per_subject,
+            )
+        rendered = render_slice(slice_params(subject, j), _subject_rng(seed, index + 1, j))
+        images[i], labels[i], spacings[i] = rendered.image, rendered.label, rendered.spacing_mm
+    return images, labels, spacings
+
+
+def _subject_rng(seed: int, index: int, slice_index: int | None = None) -> np.random.Generator:
+    """The generator of subject ``index`` (its anatomy) or of one of its slices (noise, texture).
+
+    Each draws from its own stream, so a subject does not change when others are added.
+    """
+    key = (index,) if slice_index is None else (index, slice_index + 1)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _check_count(value: int, *, name: str, minimum: int) -> None:
+    """Raise ConfigError unless ``value`` is a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r}: expected a whole number >= {minimum}.")
+
+
+def _parse_sizes(sizes: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Check matrix sizes and return them as ``((rows, cols), ...)`` of plain ints.
+
+    Raises:
+        ConfigError: no sizes, or one that is not two whole numbers from 64 to 2048.
+    """
+    parsed = []
+    for size in sizes:
+        values = tuple(size) if isinstance(size, (tuple, list, np.ndarray)) else (size,)
+        if len(values) != 2 or not all(
+            isinstance(v, (int, np.integer)) and _MIN_SIZE <= v <= _MAX_SIZE for v in values
+        ):
+            raise ConfigError(
+                f"matrix size {size!r}: expected (rows, cols), each a whole number from "
+                f"{_MIN_SIZE} to {_MAX_SIZE}; e.g. (256, 256) or (224, 192)."
+            )
+        parsed.append((int(values[0]), int(values[1])))
+    if not parsed:
+        raise ConfigError("matrix_sizes is empty: expected at least one (rows, cols).")
+    return tuple(parsed)
 
 
 __all__ = [

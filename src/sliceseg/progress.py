@@ -28,3 +28,8 @@ def progress_line(epoch: int, epochs: int, dice_loss: float, dice: float, elapse
         f"Completed epochs: {epoch}/{epochs} | Dice loss: {dice_loss:.3f} | "
         f"Mean dice score: {dice:.3f} | Time elapsed: {format_elapsed(elapsed_s)}"
     )
+
+
+def print_flush(line: str) -> None:
+    """Print a line and flush at once, so progress shows up in piped logs (nohup, CI) live."""
+    print(line, flush=True)

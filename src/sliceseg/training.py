@@ -35,7 +35,7 @@ from sliceseg.io import atomic_path, atomic_write_text, prepare_output_dir
 from sliceseg.losses import MultiOutputLoss, build_loss
 from sliceseg.models import build_model, default_hyperparameters, required_divisor
 from sliceseg.plots import plot_history
-from sliceseg.progress import format_elapsed, progress_line
+from sliceseg.progress import format_elapsed, print_flush, progress_line
 from sliceseg.system import select_device
 from sliceseg.visualize import plot_batch
 
@@ -254,7 +254,7 @@ def train(
     config: TrainConfig,
     *,
     resume: Path | str | None = None,
-    log: Log = print,
+    log: Log = print_flush,
 ) -> TrainResult:
     """Train a model on a labelled DICOM dataset and write models, history and settings.
 
@@ -262,7 +262,7 @@ def train(
         config: every setting of the run.
         resume: a checkpoint ``<name>_<epoch>.pt`` to continue from (its folder receives the
             new files; its settings are used, with ``epochs`` / ``max_minutes`` from ``config``).
-        log: where progress lines go (``print`` by default).
+        log: where progress lines go (printed and flushed by default).
 
     Returns:
         Paths of the files written and the best validation Dice.

@@ -30,7 +30,7 @@ def unet_defaults(input_size: int) -> dict[str, Any]:
     """Return the default U-Net hyper-parameters, chosen by measurement (docs/benchmarks.md).
 
     Base 8, depth 5 (widths 8…128, 0.49 M parameters, 1.5 GFLOPs per 256² slice) trains
-    ≥ 10× faster than the published pyramid at 256 on 2 CPU cores and reached a mean Dice of
+    13–17× faster than the published pyramid at 256 on 2 CPU cores and reached a mean Dice of
     0.97 on a 6-ROI lumbar phantom at 128 after 75 s of training; base 16 was 3× slower and
     no better in the same time. Raise ``base_channels`` for harder data and a GPU.
 
