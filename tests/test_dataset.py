@@ -9,8 +9,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from conftest import write_test_dicom
 
+from conftest import write_test_dicom
 from sliceseg.dataset import (
     CheckReport,
     Sample,

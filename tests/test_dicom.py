@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import write_test_dicom
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
+from conftest import write_test_dicom
 from sliceseg.dicom import (
     DicomScan,
     Slice,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sliceseg.dicom import Slice
 
+from sliceseg.dicom import Slice
 from sliceseg.errors import ConfigError
 from sliceseg.measure import SpacingFallback, area_mm2, measure_areas, resolve_spacing
 

@@ -6,10 +6,10 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
-from sliceseg.dicom import read_series
-from sliceseg.labels import read_label_file
 
 from sliceseg.bundle import load_bundle
+from sliceseg.dicom import read_series
+from sliceseg.labels import read_label_file
 from sliceseg.predict import predict_slices
 from sliceseg.segment import predict_folder
 

@@ -10,6 +10,7 @@ import pandas as pd
 from sliceseg.config import TrainConfig
 from sliceseg.evaluate import EvaluationResult, evaluate_model
 from sliceseg.io import atomic_path, prepare_output_dir
+from sliceseg.measure import AreaTable
 from sliceseg.phantom import generate_phantom
 from sliceseg.progress import print_flush
 from sliceseg.segment import SegmentationRun, predict_folder
@@ -26,18 +27,18 @@ class DemoResult:
     area_errors: pd.DataFrame
 
 
-def compare_with_truth(run: SegmentationRun, truth_csv: Path) -> pd.DataFrame:
-    """Return, per ROI, the mean absolute area error (mm² and %) of a run against ``truth.csv``.
+def compare_with_truth(areas: AreaTable, truth_csv: Path) -> pd.DataFrame:
+    """Return, per ROI, the mean absolute area error (mm² and %) of measured areas against truth.
 
     Args:
-        run: a segmentation of the phantom's test DICOMs.
+        areas: areas measured on the phantom's test DICOMs (keys as in ``truth.csv``).
         truth_csv: the phantom's true areas (from its continuous shapes).
 
     Returns:
         One row per ROI: slices, mean true area, mean measured area, mean |error| mm² and %.
     """
     truth = pd.read_csv(truth_csv)
-    measured = run.areas.long[["file", "roi", "area_mm2"]].rename(columns={"file": "key"})
+    measured = areas.long[["file", "roi", "area_mm2"]].rename(columns={"file": "key"})
     merged = truth.merge(measured, on=["key", "roi"], how="inner")
     merged = merged[merged["area_mm2_x"] > 0]
     merged["abs_error_mm2"] = (merged["area_mm2_y"] - merged["area_mm2_x"]).abs()
@@ -88,7 +89,7 @@ def run_demo(
         training.best_model, phantom.test_dir / "dicoms", out / "predictions", overwrite=True
     )
     log(run.areas.to_text())
-    errors = compare_with_truth(run, phantom.truth_csv)
+    errors = compare_with_truth(run.areas, phantom.truth_csv)
     with atomic_path(out / "predictions" / "area_errors.csv") as tmp:
         errors.to_csv(tmp)
     log("4/4 Evaluating against the manual labels ...")

@@ -1,0 +1,41 @@
+"""The demo's comparison against the phantom's true areas."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from sliceseg.demo import compare_with_truth
+from sliceseg.measure_folder import measure_label_folder
+
+
+@pytest.fixture
+def measured_test_labels(tiny_phantom, tmp_path):
+    test = tiny_phantom / "test"
+    areas, _paths, _notes = measure_label_folder(test / "labels", test / "dicoms", tmp_path / "m")
+    return areas
+
+
+def test_phantom_labels_measure_close_to_truth(tiny_phantom, measured_test_labels):
+    errors = compare_with_truth(measured_test_labels, tiny_phantom / "truth.csv")
+    truth = pd.read_csv(tiny_phantom / "truth.csv")
+    assert len(errors) == 6
+    assert (errors["slices"] == (truth["split"] == "test").sum() / 6).all()
+    # The tiny phantom's 96-px grids give a psoas of ~100 pixels, so boundary quantisation
+    # alone costs up to ~3%; the default phantom's test holds the issue's 1% on average.
+    assert errors["mean_abs_error_pct"].max() < 3.0
+    assert errors.loc["vertebral body", "true_area_mm2"] == pytest.approx(
+        truth[(truth["split"] == "test") & (truth["roi"] == 1)]["area_mm2"].mean()
+    )
+
+
+def test_a_ten_percent_over_segmentation_reads_as_ten_percent(tiny_phantom, measured_test_labels):
+    truth = pd.read_csv(tiny_phantom / "truth.csv")[["key", "roi", "area_mm2"]]
+    exact = measured_test_labels.long.drop(columns="area_mm2").merge(
+        truth.rename(columns={"key": "file"}), on=["file", "roi"]
+    )
+    exact["area_mm2"] *= 1.10
+    errors = compare_with_truth(
+        dataclasses.replace(measured_test_labels, long=exact), tiny_phantom / "truth.csv"
+    )
+    assert errors["mean_abs_error_pct"].to_numpy() == pytest.approx(10.0, abs=1e-6)
