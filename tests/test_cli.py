@@ -193,3 +193,16 @@ def test_measure_existing_labels_equals_hand_count(tiny_phantom, tmp_path, capsy
     first = wide.iloc[0]
     expected = truth[(truth["key"] == first["file"]) & (truth["roi"] == 1)]["area_mm2"].iloc[0]
     assert first["vertebral body"] == pytest.approx(expected, rel=0.03)
+
+
+def test_measure_keeps_patient_info_only_when_asked(tiny_phantom, tmp_path, capsys):
+    data = tiny_phantom / "test"
+    args = ["measure", str(data / "labels"), "--dicoms", str(data / "dicoms")]
+    assert run(capsys, *args, "--out", str(tmp_path / "plain"))[0] == 0
+    assert run(capsys, *args, "--out", str(tmp_path / "kept"), "--keep-patient-info")[0] == 0
+    assert "PHANTOM-" not in (tmp_path / "plain" / "csa_long.csv").read_text()
+    assert (
+        pd.read_csv(tmp_path / "kept" / "csa_long.csv")["patient_id"]
+        .str.startswith("PHANTOM-")
+        .all()
+    )

@@ -111,3 +111,18 @@ class TestResolveSpacing:
         assert table.unit == "pixels"
         assert table.wide.loc["1", "r"] == 9.0
         assert "Area (pixels)" in table.to_text()
+
+
+def test_patient_info_only_on_request(tiny_phantom, tmp_path):
+    from sliceseg.measure_folder import measure_label_folder
+
+    test = tiny_phantom / "test"
+    plain, _, _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path / "a")
+    _, (_, long_csv), _ = measure_label_folder(
+        test / "labels", test / "dicoms", tmp_path / "b", keep_patient_info=True
+    )
+    assert "patient_id" not in plain.long.columns
+    long = pd.read_csv(long_csv)
+    subjects = long["file"].str.split("/").str[0]
+    assert (long["patient_id"] == "PHANTOM-7-" + subjects).all()
+    assert (long["patient_name"] == "Phantom^" + subjects).all()

@@ -41,7 +41,16 @@ def test_overlays_animation_tables_and_report_exist(segmented):
     long = pd.read_csv(segmented.out_dir / "csa_long.csv")
     assert len(long) == n * 6
     html = segmented.report.read_text(encoding="utf-8")
-    assert "vertebral body" in html and "PatientName" not in html and "Phantom^" not in html
+    assert "vertebral body" in html
+
+
+def test_no_output_names_the_patient_by_default(segmented):
+    assert segmented.predictions[0].image.patient_id.startswith("PHANTOM-")
+    texts = [p.read_text(encoding="utf-8") for p in segmented.out_dir.rglob("*.csv")]
+    texts.append(segmented.report.read_text(encoding="utf-8"))
+    for text in texts:
+        assert "PHANTOM-" not in text and "Phantom^" not in text
+    assert "patient_id" not in pd.read_csv(segmented.out_dir / "csa_long.csv").columns
 
 
 def test_areas_equal_pixel_count_times_spacing(segmented):

@@ -136,6 +136,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         fallback=_fallback(args),
+        keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
     )
@@ -160,6 +161,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         Path(args.out),
         roi_names=_names(args.roi_labels),
         fallback=_fallback(args),
+        keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
     )
     for note in notes:
@@ -205,7 +207,7 @@ def _add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -
     )
 
 
-def _add_spacing_args(parser: argparse.ArgumentParser) -> None:
+def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fov",
         type=float,
@@ -218,6 +220,11 @@ def _add_spacing_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
+    )
+    parser.add_argument(
+        "--keep-patient-info",
+        action="store_true",
+        help="write PatientID / PatientName into csa_long.csv (and the report); off by default",
     )
     parser.add_argument(
         "--labels",
@@ -290,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("dicom_dir")
     p.add_argument("--out", required=True)
-    _add_spacing_args(p)
+    _add_measurement_args(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
@@ -302,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels_dir")
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
     p.add_argument("--out", required=True)
-    _add_spacing_args(p)
+    _add_measurement_args(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_measure)
 

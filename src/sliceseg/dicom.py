@@ -22,7 +22,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class Slice:
         instance_number: (0020,0013) InstanceNumber, ``None`` when absent or malformed.
         position_mm: (0020,1041) SliceLocation, else (0020,0032) ImagePositionPatient projected on
             the slice normal from (0020,0037) ImageOrientationPatient; ``None`` when neither exists.
+        patient_id: (0010,0020) PatientID, "" when absent. Kept in memory only; outputs leave it
+            out unless the user asks for it (``--keep-patient-info``).
+        patient_name: (0010,0010) PatientName as text, "" when absent; same rule.
     """
 
     pixels: np.ndarray
@@ -77,6 +80,8 @@ class Slice:
     series_uid: str = ""
     instance_number: int | None = None
     position_mm: float | None = None
+    patient_id: str = field(default="", repr=False)
+    patient_name: str = field(default="", repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -400,6 +405,8 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
         instance_number=_as_int(ds.get("InstanceNumber")),
         position_mm=_position(ds, frame, num_frames),
+        patient_id=str(ds.get("PatientID", "") or ""),
+        patient_name=str(ds.get("PatientName", "") or ""),
     )
 
 

@@ -130,6 +130,7 @@ def measure_areas(
     *,
     names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
+    keep_patient_info: bool = False,
 ) -> AreaTable:
     """Measure every ROI on every slice at the slice's own resolution.
 
@@ -139,6 +140,8 @@ def measure_areas(
         roi_names: names of ROIs 1..K.
         names: file names to show per slice; defaults to each slice's name.
         fallback: spacing for files without PixelSpacing.
+        keep_patient_info: add each slice's PatientID and PatientName to the tidy table; left
+            out by default so that tables can be shared.
 
     Returns:
         The wide and tidy tables.
@@ -174,6 +177,11 @@ def measure_areas(
                 {
                     "slice": number,
                     "file": name,
+                    **(
+                        {"patient_id": image.patient_id, "patient_name": image.patient_name}
+                        if keep_patient_info
+                        else {}
+                    ),
                     "roi": roi,
                     "roi_name": roi_name,
                     "pixels": pixels,

@@ -19,6 +19,7 @@ def measure_label_folder(
     *,
     roi_names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
+    keep_patient_info: bool = False,
     overwrite: bool = False,
 ) -> tuple[AreaTable, tuple[Path, Path], list[str]]:
     """Measure every ROI of existing label maps at their DICOM's native resolution.
@@ -32,6 +33,7 @@ def measure_label_folder(
         out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
+        keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
 
     Returns:
@@ -66,6 +68,7 @@ def measure_label_folder(
         names,
         names=[s.key for s in samples],
         fallback=fallback,
+        keep_patient_info=keep_patient_info,
     )
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     return table, table.save(out), notes

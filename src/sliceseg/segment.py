@@ -107,6 +107,7 @@ def predict_folder(
     batch_size: int = 8,
     tta: bool = False,
     fallback: SpacingFallback = SpacingFallback(),
+    keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
     progress: bool | None = None,
@@ -125,6 +126,8 @@ def predict_folder(
         batch_size: slices per forward pass.
         tta: test-time augmentation.
         fallback: spacing for files without PixelSpacing.
+        keep_patient_info: write PatientID / PatientName into ``csa_long.csv`` and the report;
+            without it no output names the patient.
         overwrite: allow writing into a non-empty ``out_dir``.
         report: write ``report.html``.
         progress: show progress bars (default: when stderr is a terminal).
@@ -165,7 +168,14 @@ def predict_folder(
         for image, label in zip(scan.slices, labels, strict=True)
     ]
     keys = [p.key for p in predictions]
-    areas = measure_areas(labels, scan.slices, names, names=keys, fallback=fallback)
+    areas = measure_areas(
+        labels,
+        scan.slices,
+        names,
+        names=keys,
+        fallback=fallback,
+        keep_patient_info=keep_patient_info,
+    )
     areas.save(out)
     overlays = _write_slices(out, predictions, names, show)
     animations = _write_animations(out, predictions, names)
@@ -177,7 +187,7 @@ def predict_folder(
         report_path = write_report(
             out / "report.html",
             title="sliceseg segmentation report",
-            settings=_report_settings(bundle, root, tta),
+            settings=_report_settings(bundle, root, tta, scan.slices if keep_patient_info else []),
             area_table=areas.wide,
             overlays=overlays,
             figures=[("Area of each ROI along the series", out / "areas.png")],
@@ -189,9 +199,13 @@ def predict_folder(
     )
 
 
-def _report_settings(bundle: Bundle, root: Path, tta: bool) -> dict[str, object]:
+def _report_settings(
+    bundle: Bundle, root: Path, tta: bool, identified: Sequence[Slice]
+) -> dict[str, object]:
     meta = bundle.metadata
+    patients = sorted({f"{s.patient_name} ({s.patient_id})" for s in identified})
     return {
+        **({"patients": "; ".join(patients)} if patients else {}),
         "model file": str(bundle.source) if bundle.source else "(in memory)",
         "architecture": meta.arch,
         "trained epochs": meta.epoch,
