@@ -55,6 +55,7 @@ def _training_step(model: Any, images: Any, labels: Any, device: Any) -> Any:
     import torch
 
     from sliceseg.losses import MultiOutputLoss, build_loss
+    from sliceseg.training import optimizer_step
 
     loss_fn = MultiOutputLoss(build_loss("dice_ce"))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -65,13 +66,7 @@ def _training_step(model: Any, images: Any, labels: Any, device: Any) -> Any:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, enabled=use_amp):
             loss = loss_fn(model(images), labels)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
 
     return step
 

@@ -95,6 +95,19 @@ class DiceCounter:
         return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """Back-propagate ``loss`` and step, through the AMP gradient scaler when there is one."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float:
     """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget."""
     progress = (epoch - 1) / config.epochs
@@ -130,13 +143,7 @@ def train_one_epoch(
         with torch.autocast(device_type=device.type, enabled=scaler is not None):
             outputs = model(images)
             loss = loss_fn(outputs, labels)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
         with torch.no_grad():
             final = outputs[0].float()
             dice_losses.append(float(dice_loss_fn([o.float() for o in outputs], labels)))
