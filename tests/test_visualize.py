@@ -202,17 +202,30 @@ class TestPlotHistory:
 
 
 class TestPlotAreas:
-    def test_one_line_per_roi_in_its_colour(self, tmp_path):
+    def test_one_panel_per_roi_in_its_colour(self, tmp_path):
         table = pd.DataFrame({"file": ["a", "b", "c"], **{n: [1.0, 2.0, 3.0] for n in NAMES}})
         table.loc["mean"] = ["", 2.0, 2.0, 2.0]
         fig = plot_areas(table, path=tmp_path / "areas.png")
         assert Image.open(tmp_path / "areas.png").size == _png_size(fig)
-        lines = fig.axes[0].get_lines()
-        assert [line.get_label() for line in lines] == NAMES
-        assert [to_hex(line.get_color()) for line in lines] == [
-            "#{:02x}{:02x}{:02x}".format(*roi_colour(k)) for k in (1, 2, 3)
-        ]
-        assert all(len(line.get_xdata()) == 3 for line in lines)  # the mean row is left out
+        for k, (ax, name) in enumerate(zip(fig.axes, NAMES, strict=True), 1):
+            (line,) = ax.get_lines()
+            assert line.get_label() == name
+            assert to_hex(line.get_color()) == "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
+            assert list(line.get_ydata()) == [1.0, 2.0, 3.0]  # the mean row is left out
+            assert ax.get_title(loc="left") == f"{name}: 2 ± 1"
+
+    def test_lines_break_between_series(self):
+        table = pd.DataFrame({n: [1.0, 2.0, 3.0, 4.0] for n in NAMES})
+        fig = plot_areas(table, series=["s1", "s1", "s2", "s2"])
+        data_lines = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() != "--"]
+        assert [list(ln.get_xdata()) for ln in data_lines] == [[1, 2], [3, 4]]
+        boundaries = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+        assert [ln.get_xdata()[0] for ln in boundaries] == [2.5]
+
+    def test_series_count_must_match(self):
+        table = pd.DataFrame({n: [1.0, 2.0] for n in NAMES})
+        with pytest.raises(ConfigError, match="3 series ids for 2 slices"):
+            plot_areas(table, series=["a", "b", "c"])
 
 
 class TestPlotBlandAltman:

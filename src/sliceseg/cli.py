@@ -256,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phantom", help="generate the synthetic lumbar phantom with known areas")
     p.add_argument("out_dir")
-    p.add_argument("--train-subjects", type=int, default=8)
-    p.add_argument("--test-subjects", type=int, default=2)
-    p.add_argument("--slices", type=int, default=20, help="slices per subject")
+    # Many subjects with fewer slices each: neighbouring slices look alike, subjects do not.
+    p.add_argument("--train-subjects", type=int, default=16)
+    p.add_argument("--test-subjects", type=int, default=4)
+    p.add_argument("--slices", type=int, default=10, help="slices per subject")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_phantom)

@@ -70,7 +70,7 @@ def run_demo(
         >>> result = run_demo("demo_output", minutes=3)
     """
     out = prepare_output_dir(out_dir, overwrite=overwrite)
-    log("1/4 Generating the phantom (10 subjects × 20 slices) ...")
+    log("1/4 Generating the phantom (16 training + 4 test subjects × 10 slices) ...")
     phantom = generate_phantom(out / "phantom", seed=0, overwrite=True)
     log(f"2/4 Training the default model for up to {minutes:g} minutes ...")
     config = TrainConfig(

@@ -102,9 +102,9 @@ class PhantomSummary:
 def generate_phantom(
     out_dir: Path | str,
     *,
-    train_subjects: int = 8,
-    test_subjects: int = 2,
-    slices_per_subject: int = 20,
+    train_subjects: int = 16,
+    test_subjects: int = 4,
+    slices_per_subject: int = 10,
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = False,

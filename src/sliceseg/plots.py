@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,39 +80,76 @@ def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Fi
 
 
 def plot_areas(
-    area_table: pd.DataFrame, *, path: Path | str | None = None, unit: str = "mm²"
+    area_table: pd.DataFrame,
+    *,
+    path: Path | str | None = None,
+    unit: str = "mm²",
+    series: Sequence[str] | None = None,
 ) -> Figure:
-    """Plot each ROI's area along the series in the ROI's colour.
+    """Plot each ROI's area along the series: one panel per ROI, in the ROI's colour.
+
+    Each ROI gets its own y-axis, so a 300 mm² muscle is as readable as a 15 000 mm² fat ring.
+    When ``series`` is given, lines break between series and dashed lines mark where a new
+    series starts.
 
     Args:
         area_table: rows = slices in series order, columns = ROI names in ROI order (areas);
             a ``file`` column labels the slices, and ``mean``/``std`` rows are left out.
         path: save the figure here (PNG) when given.
         unit: the unit of the areas, for the axis label.
+        series: one series id per slice (e.g. SeriesInstanceUID), same order as the rows.
 
     Returns:
-        The figure.
+        The figure; ``fig.axes[k - 1]`` is ROI k's panel.
+
+    Raises:
+        ConfigError: ``series`` has a different length from the table.
     """
     values, slices = _slice_values(area_table)
-    fig = Figure(figsize=(min(14.0, max(7.0, 4.0 + 0.22 * len(values))), 4.5), dpi=100)
+    ids = list(series) if series is not None else [""] * len(values)
+    if len(ids) != len(values):
+        raise ConfigError(f"{len(ids)} series ids for {len(values)} slices; give one per slice.")
+    starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    segments = list(zip(starts, [*starts[1:], len(ids)], strict=True))
+    columns = min(3, max(1, values.shape[1]))
+    rows = -(-values.shape[1] // columns)
+    width = min(16.0, max(8.0, 3.0 + 0.12 * len(values) * columns))
+    fig = Figure(figsize=(width, 2.6 * rows + 0.6), dpi=100)
     fig.set_layout_engine("constrained")
-    ax = fig.subplots()
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
     x = np.arange(1, len(values) + 1)
-    for k, name in enumerate(values.columns, 1):
-        ax.plot(
-            x,
-            values[name].to_numpy(),
-            marker="o",
-            markersize=3,
+    for k, (ax, name) in enumerate(zip(axes, values.columns, strict=False), 1):
+        area = values[name].to_numpy()
+        for first, stop in segments:
+            ax.plot(
+                x[first:stop],
+                area[first:stop],
+                marker="o",
+                markersize=2.5,
+                color=roi_colour_hex(k),
+                label=name if first == 0 else "_nolegend_",
+            )
+        for first in starts[1:]:
+            ax.axvline(first + 0.5, color="#8c959f", linestyle="--", linewidth=0.8)
+        ax.set_title(
+            f"{name}: {np.nanmean(area):.0f} ± {np.nanstd(area, ddof=min(1, len(area) - 1)):.0f}",
+            fontsize=9,
             color=roi_colour_hex(k),
-            label=name,
+            loc="left",
         )
-    step = max(1, len(x) // 30)
-    ax.set_xticks(x[::step], slices[::step], rotation=60, ha="right", fontsize=7)
-    ax.set(xlabel="slice (series order)", ylabel=f"area ({unit})", title="Area of each ROI")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.margins(y=0.15)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes[values.shape[1] :]:
+        ax.set_visible(False)
+    step = max(1, len(x) // 12)
+    for index, ax in enumerate(axes[: values.shape[1]]):
+        lowest_in_column = index + columns >= values.shape[1]
+        labels = [slices[i] for i in range(0, len(x), step)] if lowest_in_column else []
+        ax.set_xticks(x[::step], labels, rotation=60, ha="right", fontsize=6)
+    fig.supxlabel("slice (series order)", fontsize=9)
+    fig.supylabel(f"area ({unit})", fontsize=9)
+    fig.suptitle("Area of each ROI along the series (mean ± SD)", fontsize=11)
     return _finish(fig, path)
 
 

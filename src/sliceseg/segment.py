@@ -182,8 +182,11 @@ def predict_folder(
     warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
     report_path = None
     if report:
-        area_plot = plot_areas(areas.per_slice, path=out / "areas.png")
-        del area_plot
+        plot_areas(
+            areas.per_slice,
+            path=out / "areas.png",
+            series=[p.image.series_uid for p in predictions],
+        )
         report_path = write_report(
             out / "report.html",
             title="sliceseg segmentation report",
