@@ -27,6 +27,8 @@ from sliceseg._phantom_shapes import (
 
 ROI_VERTEBRA, ROI_PSOAS_R, ROI_PSOAS_L, ROI_ERECTOR_R, ROI_ERECTOR_L, ROI_FAT = 1, 2, 3, 4, 5, 6
 NUM_ROIS = 6
+PSOAS_FAT_PLANE_MM = 2.5
+"""Width of the fat plane around each psoas, before the subject's size factor."""
 FINE, MEDIUM, COARSE = 0, 1, 2
 """Texture fields: unit-std noise smoothed at about 0.5 pixel, 1.5 mm and 4 mm."""
 
@@ -346,7 +348,14 @@ def _back_and_psoas(a: Anatomy, c: Contrast, p: _Plan, fascia: Star) -> list[Lay
         tissue = Tissue(c.muscle * c.erector, FINE, 0.05)
         layers.append(Layer(Intersection(es, fascia), tissue, roi))
     angle = a.psoas_angle_deg
+    # The psoas is retroperitoneal: a thin fat plane (its fascia, perirenal fat) parts it from
+    # the kidney and bowel, as on real MR. Without it those touched the psoas with no edge at
+    # all, which no reader could draw. Unlabelled, so the truth stays the psoas's own shape.
+    rim = PSOAS_FAT_PLANE_MM * a.size
+    fat_plane = Tissue(0.85 * c.fat, MEDIUM, 0.04)
     for side, roi in ((-1, ROI_PSOAS_R), (1, ROI_PSOAS_L)):
+        plane = SuperEllipse(side * ps_u, ps_v, ps_a + rim, ps_b + rim, -side * angle, 2.2)
+        layers.append(Layer(plane, fat_plane, 0))
         psoas = SuperEllipse(side * ps_u, ps_v, ps_a, ps_b, -side * angle, 2.2)
         tissue = Tissue(c.muscle * c.psoas, FINE, 0.05)
         layers.append(Layer(psoas, tissue, roi))  # deep: never reaches the fascia
