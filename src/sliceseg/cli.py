@@ -238,9 +238,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add_data_args(parser)
     parser.add_argument("--config", help="TOML file of settings (flags override it)")
     parser.add_argument(
-        "--input-shape", type=int, help="side of the square model grid (default 128)"
+        "--input-shape", type=int, help="side of the square model grid (default 160)"
     )
-    parser.add_argument("--batch-size", type=int, help="slices per step (default 8)")
+    parser.add_argument("--batch-size", type=int, help="slices per step (default 4)")
     parser.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
 
 
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="phantom → train → predict → areas vs truth, in minutes")
     p.add_argument("--out", default="demo_output")
-    p.add_argument("--minutes", type=float, default=5.0, help="training budget")
+    p.add_argument("--minutes", type=float, default=6.0, help="training budget")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_demo)
     return parser

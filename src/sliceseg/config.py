@@ -55,11 +55,11 @@ class TrainConfig:
     out_dir: str = "model"
     model_filename: str = "sliceseg"
     arch: str = "unet"
-    input_shape: int = 128
+    input_shape: int = 160
     num_labels: int | None = None
     roi_names: tuple[str, ...] | None = None
     epochs: int = 100
-    batch_size: int = 8
+    batch_size: int = 4
     num_workers: int = 0
     learning_rate: float = 3e-3
     dropout_rate: float = 0.0

@@ -53,7 +53,7 @@ def compare_with_truth(areas: AreaTable, truth_csv: Path) -> pd.DataFrame:
 
 
 def run_demo(
-    out_dir: Path | str, *, minutes: float = 5.0, overwrite: bool = False, log=print_flush
+    out_dir: Path | str, *, minutes: float = 6.0, overwrite: bool = False, log=print_flush
 ) -> DemoResult:
     """Generate a phantom, train the default model, segment the test subjects, and compare.
 
