@@ -71,18 +71,25 @@ class TestCheck:
         code, out, err = run(capsys, "check", str(data))
         assert code == 1
         assert "Traceback" not in out + err
-        lowered = out.lower()
-        assert "without labels" in lowered or "without a label" in lowered
-        assert "jpeg" in lowered
-        assert "9" in out
-        assert "truncat" in lowered or "cannot" in lowered or "unreadable" in lowered
+        lines = out.splitlines()
+
+        def line_naming(name: str) -> str:
+            (line,) = [line for line in lines if name in line and line.lstrip().startswith("- ")]
+            return line
+
+        assert "without a label map" in line_naming("sub01/sub01_s00.dcm")
+        assert "JPEG" in line_naming("sub01_s01.jpg") and "PNG or NPY" in line_naming(".jpg")
+        assert "values [9] in 9 pixels" in line_naming("sub01_s02.")
+        assert "truncated" in line_naming("sub02_s00.dcm")
+        assert "NOT FIT" in out
 
     def test_empty_folder_is_unfit_with_a_message(self, tmp_path, capsys):
         (tmp_path / "dicoms").mkdir()
         (tmp_path / "labels").mkdir()
         code, out, err = run(capsys, "check", str(tmp_path))
         assert code == 1
-        assert "no" in out.lower() and "Traceback" not in out + err
+        assert "NOT FIT" in out and "Traceback" not in out + err
+        assert f"no DICOM file in {tmp_path / 'dicoms'} pairs with a label map" in out
 
     def test_missing_folder_is_a_one_line_error(self, tmp_path, capsys):
         code, _out, err = run(capsys, "check", str(tmp_path / "nowhere"))

@@ -169,6 +169,12 @@ class TestReadSlices:
         with pytest.raises(DicomReadError, match=r"cut\.dcm.*truncated"):
             read_slices(path)
 
+    def test_file_cut_before_its_pixel_data_is_called_truncated(self, tmp_path):
+        path = tmp_path / "header_only.dcm"
+        path.write_bytes(pydicom_file("CT_small.dcm").read_bytes()[:600])
+        with pytest.raises(DicomReadError, match=r"header_only\.dcm.*CT Image Storage.*truncated"):
+            read_slices(path)
+
     def test_non_dicom_file_raises(self, tmp_path):
         path = tmp_path / "notes.txt"
         path.write_text("not an image")

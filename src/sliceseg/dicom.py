@@ -31,7 +31,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import get_nr_frames
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from tqdm import tqdm
 
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
@@ -360,6 +360,11 @@ def _read_dataset(path: Path) -> Dataset:
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS) and _declares_an_image(ds):
+        raise DicomReadError(
+            f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
+            "before its pixel data; it is probably truncated; copy it again from the scanner/PACS."
+        )
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         raise DicomReadError(
             f"{path}: DICOM file holds no image (no PixelData; Modality "
@@ -374,6 +379,16 @@ def _read_dataset(path: Path) -> Dataset:
             else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         )
     return ds
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or ""
+    return UID(str(uid)).name if uid else ""
+
+
+def _declares_an_image(ds: Dataset) -> bool:
+    """True when the SOP class is an image storage class, or image attributes are present."""
+    return "Image Storage" in _sop_class_name(ds) or "Rows" in ds
 
 
 def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
