@@ -93,21 +93,28 @@ def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained for two epochs on the tiny phantom (for prediction plumbing, not quality)."""
+def tiny_config(data: Path, out: Path, **changes):
+    """Settings that train in seconds: 2 epochs on a 64-pixel grid, checkpoint every epoch."""
     from sliceseg.config import TrainConfig
-    from sliceseg.training import train
 
-    out = tmp_path_factory.mktemp("model")
-    config = TrainConfig(
-        data_dir=str(tiny_phantom / "train"),
+    settings = dict(
+        data_dir=str(data),
         out_dir=str(out),
         epochs=2,
         input_shape=64,
         batch_size=4,
         print_checkpoint=1,
-        save_checkpoint=2,
-        overwrite=True,
+        save_checkpoint=1,
     )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained for two epochs on the tiny phantom (for prediction plumbing, not quality)."""
+    from sliceseg.training import train
+
+    out = tmp_path_factory.mktemp("model")
+    config = tiny_config(tiny_phantom / "train", out, save_checkpoint=2, overwrite=True)
     return train(config, log=lambda _line: None).best_model

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import tiny_config
 from sliceseg.batches import samples_to_grid
 from sliceseg.bundle import load_bundle
-from sliceseg.config import TrainConfig
 from sliceseg.dataset import load_samples
 from sliceseg.errors import ConfigError
 from sliceseg.training import train
@@ -25,20 +25,6 @@ from sliceseg.training import train
 pytestmark = pytest.mark.slow
 
 TINY = ["--epochs", "3", "--input-shape", "64", "--batch-size", "4", "--print-checkpoint", "1"]
-
-
-def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
-    settings = dict(
-        data_dir=str(data),
-        out_dir=str(out),
-        epochs=2,
-        input_shape=64,
-        batch_size=4,
-        print_checkpoint=1,
-        save_checkpoint=1,
-    )
-    settings.update(changes)
-    return TrainConfig(**settings)
 
 
 def sliceseg_command(*args: str) -> list[str]:

@@ -360,12 +360,13 @@ def _read_dataset(path: Path) -> Dataset:
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
-    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS) and _declares_an_image(ds):
-        raise DicomReadError(
-            f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
-            "before its pixel data; it is probably truncated; copy it again from the scanner/PACS."
-        )
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        if _declares_an_image(ds):
+            raise DicomReadError(
+                f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
+                "before its pixel data; it is probably truncated; copy it again from the "
+                "scanner/PACS."
+            )
         raise DicomReadError(
             f"{path}: DICOM file holds no image (no PixelData; Modality "
             f"{ds.get('Modality', 'unknown')}); expected an image; move it out of the folder."

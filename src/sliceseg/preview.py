@@ -31,13 +31,7 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    samples = load_samples(
-        Path(config.data_dir) if config.data_dir else None,
-        images_dir=Path(config.images_dir) if config.images_dir else None,
-        labels_dir=Path(config.labels_dir) if config.labels_dir else None,
-        num_labels=config.num_labels,
-        roi_names=config.roi_names,
-    )
+    samples = load_samples(**config.dataset_arguments())
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
     chosen = [samples[i] for i in order]

@@ -308,12 +308,7 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     torch.manual_seed(config.seed)
 
     report = check_dataset(
-        Path(config.data_dir) if config.data_dir else None,
-        images_dir=Path(config.images_dir) if config.images_dir else None,
-        labels_dir=Path(config.labels_dir) if config.labels_dir else None,
-        num_labels=config.num_labels,
-        roi_names=config.roi_names,
-        progress=context.is_main and sys.stderr.isatty(),
+        **config.dataset_arguments(), progress=context.is_main and sys.stderr.isatty()
     )
     if not report.is_trainable:
         raise LabelError(
