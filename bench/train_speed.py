@@ -54,8 +54,8 @@ def _training_step(model: Any, images: Any, labels: Any, device: Any) -> Any:
     """Return a closure running forward + Dice-CE over all outputs + backward + Adam step."""
     import torch
 
-    from sliceseg.losses import MultiOutputLoss, build_loss
-    from sliceseg.training import optimizer_step
+    from sliceseg.training.loop import optimizer_step
+    from sliceseg.training.losses import MultiOutputLoss, build_loss
 
     loss_fn = MultiOutputLoss(build_loss("dice_ce"))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -128,7 +128,7 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
 def lumbar_phantom(count: int, size: int, *, seed: int) -> tuple[Any, Any]:
     """Return ``count`` synthetic 6-ROI lumbar slices: images (N,1,S,S), labels (N,S,S).
 
-    A stand-in for ``sliceseg.phantom`` with the same ROIs: 1 vertebral body, 2/3 psoas
+    A stand-in for ``sliceseg.phantom.generate`` with the same ROIs: 1 vertebral body, 2/3 psoas
     (left/right), 4/5 erector spinae (left/right), 6 subcutaneous fat ring; random size,
     position and shape per slice; muscles differ from the surrounding tissue by 0.15 with
     noise of sd 0.1. Left and right muscles look alike: only their side tells them apart.
@@ -168,9 +168,9 @@ def converge(config: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from sliceseg.losses import MultiOutputLoss, build_loss
-    from sliceseg.metrics import dice_per_class
+    from sliceseg.measure.metrics import dice_per_class
     from sliceseg.models import build_model
+    from sliceseg.training.losses import MultiOutputLoss, build_loss
 
     torch.set_num_threads(config["threads"])
     torch.manual_seed(0)

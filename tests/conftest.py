@@ -79,7 +79,7 @@ def write_test_dicom(
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom: 3 training subjects × 3 slices, 1 test subject × 3 slices, small grids."""
-    from sliceseg.phantom import generate_phantom
+    from sliceseg.phantom.generate import generate_phantom
 
     out = tmp_path_factory.mktemp("phantom") / "phantom"
     generate_phantom(
@@ -95,7 +95,7 @@ def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_config(data: Path, out: Path, **changes):
     """Settings that train in seconds: 2 epochs on a 64-pixel grid, checkpoint every epoch."""
-    from sliceseg.config import TrainConfig
+    from sliceseg.training.config import TrainConfig
 
     settings = dict(
         data_dir=str(data),
@@ -113,7 +113,7 @@ def tiny_config(data: Path, out: Path, **changes):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained for two epochs on the tiny phantom (for prediction plumbing, not quality)."""
-    from sliceseg.training import train
+    from sliceseg.training.loop import train
 
     out = tmp_path_factory.mktemp("model")
     config = tiny_config(tiny_phantom / "train", out, save_checkpoint=2, overwrite=True)

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.augment: parameters, the draw, and the pure application."""
+"""Tests for sliceseg.augment.transforms: parameters, the draw, and the pure application."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from sliceseg.augment import (
+from sliceseg.augment.transforms import (
     AugmentationDraw,
     AugmentParams,
     affine_matrices,

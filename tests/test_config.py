@@ -2,8 +2,8 @@
 
 import pytest
 
-from sliceseg.config import TrainConfig, load_config
 from sliceseg.errors import ConfigError
+from sliceseg.training.config import TrainConfig, load_config
 
 
 def test_toml_with_train_table_and_overrides(tmp_path):

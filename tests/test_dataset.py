@@ -1,4 +1,4 @@
-"""Tests for sliceseg.dataset: pairing, the check report, load_samples and the series split."""
+"""Tests for sliceseg.data.samples: pairing, the check report, load_samples and the series split."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from conftest import write_test_dicom
-from sliceseg.dataset import (
+from sliceseg.data.samples import (
     CheckReport,
     Sample,
     check_dataset,
@@ -20,8 +20,8 @@ from sliceseg.dataset import (
     resolve_data_dirs,
     split_by_series,
 )
-from sliceseg.dicom import Slice
 from sliceseg.errors import ConfigError, LabelError, PairingError
+from sliceseg.io.dicom import Slice
 
 ROWS, COLS = 20, 24
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.dicom: real pydicom test files plus tiny files written by conftest."""
+"""Tests for sliceseg.io.dicom: real pydicom test files plus tiny files written by conftest."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from conftest import write_test_dicom
-from sliceseg.dicom import (
+from sliceseg.errors import ConfigError, DicomReadError, PairingError
+from sliceseg.io.dicom import (
     DicomScan,
     Slice,
     find_dicom_files,
@@ -25,7 +26,6 @@ from sliceseg.dicom import (
     scan_dicom_folder,
     strip_dicom_suffix,
 )
-from sliceseg.errors import ConfigError, DicomReadError, PairingError
 
 
 def pydicom_file(name: str) -> Path:

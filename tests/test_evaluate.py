@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sliceseg.evaluate import _slice_rows, evaluate_model
+from sliceseg.inference.evaluate import _slice_rows, evaluate_model
 
 pytestmark = pytest.mark.slow
 

@@ -19,4 +19,4 @@ def test_import_does_not_load_torch():
 
 def test_train_is_the_function_not_the_module():
     assert callable(sliceseg.train)
-    assert sliceseg.train.__module__ == "sliceseg.training"
+    assert sliceseg.train.__module__ == "sliceseg.training.loop"

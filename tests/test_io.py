@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_path, atomic_write_text, prepare_output_dir
+from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

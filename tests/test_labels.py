@@ -1,4 +1,4 @@
-"""Tests for sliceseg.labels: reading label maps, damage detection, the label scheme."""
+"""Tests for sliceseg.io.labels: reading label maps, damage detection, the label scheme."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tifffile
 from PIL import Image
 
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.labels import (
+from sliceseg.io.labels import (
     LabelScheme,
     dominant_values,
     infer_label_scheme,

@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from sliceseg.errors import ConfigError
-from sliceseg.losses import DiceCELoss, MultiOutputLoss, SoftDiceLoss, build_loss, resize_labels
+from sliceseg.training.losses import (
+    DiceCELoss,
+    MultiOutputLoss,
+    SoftDiceLoss,
+    build_loss,
+    resize_labels,
+)
 
 
 def confident_logits(labels: torch.Tensor, num_classes: int, scale: float = 50.0) -> torch.Tensor:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sliceseg.dicom import Slice
 from sliceseg.errors import ConfigError
-from sliceseg.measure import SpacingFallback, area_mm2, measure_areas, resolve_spacing
+from sliceseg.io.dicom import Slice
+from sliceseg.measure.areas import SpacingFallback, area_mm2, measure_areas, resolve_spacing
 
 
 def make_slice(shape, spacing, name="s1"):
@@ -114,7 +114,7 @@ class TestResolveSpacing:
 
 
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
-    from sliceseg.measure_folder import measure_label_folder
+    from sliceseg.measure.folder import measure_label_folder
 
     test = tiny_phantom / "test"
     plain, _, _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path / "a")

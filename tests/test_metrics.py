@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.metrics import (
+from sliceseg.measure.metrics import (
     bland_altman,
     dice_per_class,
     hausdorff95_mm,

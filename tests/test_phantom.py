@@ -11,11 +11,10 @@ import pytest
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
-from sliceseg import _phantom_shapes as shapes
-from sliceseg._phantom_anatomy import build_layers
-from sliceseg._phantom_render import pixel_centres_mm
 from sliceseg.errors import ConfigError
-from sliceseg.phantom import (
+from sliceseg.phantom import shapes
+from sliceseg.phantom.anatomy import build_layers
+from sliceseg.phantom.generate import (
     DEFAULT_MATRIX_SIZES,
     RESCALE_INTERCEPT,
     RESCALE_SLOPE,
@@ -27,6 +26,7 @@ from sliceseg.phantom import (
     sample_subject,
     slice_params,
 )
+from sliceseg.phantom.render import pixel_centres_mm
 
 SMALL_SIZES = [(112, 96), (96, 128)]
 SPLITS = ("train", "test")

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.preprocess: normalisation and the model grid, there and back."""
+"""Tests for sliceseg.data.grid: normalisation and the model grid, there and back."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sliceseg.errors import ConfigError
-from sliceseg.preprocess import (
+from sliceseg.data.grid import (
     GridGeometry,
     fit_geometry,
     image_from_grid,
@@ -18,6 +17,7 @@ from sliceseg.preprocess import (
     normalise_intensity_batch,
     probabilities_from_grid,
 )
+from sliceseg.errors import ConfigError
 
 
 def smooth_image(rows: int, cols: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from sliceseg.progress import format_elapsed, progress_line
+from sliceseg.training.progress import format_elapsed, progress_line
 
 MANUAL = re.compile(
     r"^Completed epochs: \d+/\d+ \| Dice loss: \d+\.\d{3} \| Mean dice score: \d\.\d{3} \| "

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.report: area plausibility checks and the self-contained HTML report."""
+"""Tests for sliceseg.report.html: area plausibility checks and the self-contained HTML report."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from sliceseg.errors import ConfigError
-from sliceseg.plots import plot_areas
-from sliceseg.report import area_warnings, sided_pairs_from_names, write_report
-from sliceseg.visualize import save_overlay
+from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.report.plots import plot_areas
+from sliceseg.report.visualize import save_overlay
 
 NAMES = ["vertebral body", "right psoas major", "left psoas major"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

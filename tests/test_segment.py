@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sliceseg.bundle import load_bundle
-from sliceseg.dicom import read_series
-from sliceseg.labels import read_label_file
-from sliceseg.predict import predict_slices
-from sliceseg.segment import predict_folder
+from sliceseg.inference.folder import predict_folder
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import read_series
+from sliceseg.io.labels import read_label_file
+from sliceseg.models.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
 

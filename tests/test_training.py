@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from sliceseg.batches import samples_to_grid
-from sliceseg.bundle import load_bundle
-from sliceseg.dataset import load_samples
+from sliceseg.data.batches import samples_to_grid
+from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
-from sliceseg.training import train
+from sliceseg.models.bundle import load_bundle
+from sliceseg.training.loop import train
 
 pytestmark = pytest.mark.slow
 

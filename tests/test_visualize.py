@@ -1,4 +1,4 @@
-"""Tests for sliceseg.visualize: ROI colours, overlays, batch grids, GIFs and plots."""
+"""Tests for sliceseg.report.visualize: ROI colours, overlays, batch grids, GIFs and plots."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from matplotlib.colors import to_hex
 from PIL import Image
 
 from sliceseg.errors import ConfigError
-from sliceseg.plots import plot_areas, plot_bland_altman, plot_history
-from sliceseg.visualize import (
+from sliceseg.report.plots import plot_areas, plot_bland_altman, plot_history
+from sliceseg.report.visualize import (
     ROI_COLOURS,
     overlay,
     overlay_figure,

@@ -15,27 +15,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from sliceseg._version import __version__
 
 _EXPORTS: dict[str, str] = {
     "SlicesegError": "sliceseg.errors",
-    "read_series": "sliceseg.dicom",
-    "read_slices": "sliceseg.dicom",
-    "check_dataset": "sliceseg.dataset",
-    "load_samples": "sliceseg.dataset",
-    "generate_phantom": "sliceseg.phantom",
+    "read_series": "sliceseg.io.dicom",
+    "read_slices": "sliceseg.io.dicom",
+    "check_dataset": "sliceseg.data.samples",
+    "load_samples": "sliceseg.data.samples",
+    "generate_phantom": "sliceseg.phantom.generate",
     "system_info": "sliceseg.system",
-    "TrainConfig": "sliceseg.config",
-    "load_config": "sliceseg.config",
-    "preview_batch": "sliceseg.preview",
-    "train": "sliceseg.training",
-    "load_bundle": "sliceseg.bundle",
-    "predict_slices": "sliceseg.predict",
-    "predict_folder": "sliceseg.segment",
-    "measure_areas": "sliceseg.measure",
-    "measure_label_folder": "sliceseg.measure_folder",
-    "SpacingFallback": "sliceseg.measure",
-    "evaluate_model": "sliceseg.evaluate",
+    "TrainConfig": "sliceseg.training.config",
+    "load_config": "sliceseg.training.config",
+    "preview_batch": "sliceseg.training.preview",
+    "train": "sliceseg.training.loop",
+    "load_bundle": "sliceseg.models.bundle",
+    "predict_slices": "sliceseg.inference.predict",
+    "predict_folder": "sliceseg.inference.folder",
+    "measure_areas": "sliceseg.measure.areas",
+    "measure_label_folder": "sliceseg.measure.folder",
+    "SpacingFallback": "sliceseg.measure.areas",
+    "evaluate_model": "sliceseg.inference.evaluate",
     "run_demo": "sliceseg.demo",
 }
 

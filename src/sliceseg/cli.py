@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sliceseg import __version__
+from sliceseg._version import __version__
 from sliceseg.errors import SlicesegError
 
 Command = Callable[[argparse.Namespace], int]
@@ -27,7 +27,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from sliceseg.phantom import generate_phantom
+    from sliceseg.phantom.generate import generate_phantom
 
     summary = generate_phantom(
         Path(args.out_dir),
@@ -47,7 +47,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from sliceseg.dataset import check_dataset
+    from sliceseg.data.samples import check_dataset
 
     report = check_dataset(
         Path(args.data_dir) if args.data_dir else None,
@@ -61,7 +61,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from sliceseg.config import load_config
+    from sliceseg.training.config import load_config
 
     return load_config(
         args.config,
@@ -91,7 +91,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from sliceseg.preview import preview_batch
+    from sliceseg.training.preview import preview_batch
 
     preview_batch(_train_config(args), path=Path(args.out))
     print(f"First augmented batch drawn in {args.out}")
@@ -99,7 +99,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sliceseg.training import train
+    from sliceseg.training.loop import train
 
     result = train(_train_config(args), resume=args.resume)
     print(
@@ -110,7 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _fallback(args: argparse.Namespace):
-    from sliceseg.measure import SpacingFallback
+    from sliceseg.measure.areas import SpacingFallback
 
     fov = None
     if args.fov:
@@ -125,7 +125,7 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from sliceseg.segment import predict_folder
+    from sliceseg.inference.folder import predict_folder
 
     run = predict_folder(
         Path(args.model),
@@ -153,7 +153,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from sliceseg.measure_folder import measure_label_folder
+    from sliceseg.measure.folder import measure_label_folder
 
     table, paths, notes = measure_label_folder(
         Path(args.labels_dir),
@@ -172,7 +172,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from sliceseg.evaluate import evaluate_model
+    from sliceseg.inference.evaluate import evaluate_model
 
     result = evaluate_model(
         Path(args.model),

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from sliceseg.config import TrainConfig
-from sliceseg.evaluate import EvaluationResult, evaluate_model
-from sliceseg.io import atomic_path, prepare_output_dir
-from sliceseg.measure import AreaTable
-from sliceseg.phantom import generate_phantom
-from sliceseg.progress import print_flush
-from sliceseg.segment import SegmentationRun, predict_folder
-from sliceseg.training import TrainResult, train
+from sliceseg.inference.evaluate import EvaluationResult, evaluate_model
+from sliceseg.inference.folder import SegmentationRun, predict_folder
+from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.measure.areas import AreaTable
+from sliceseg.phantom.generate import generate_phantom
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.loop import TrainResult, train
+from sliceseg.training.progress import print_flush
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The phantom's lumbar anatomy: per-subject numbers, and the painted layers of one slice.
 
-Coordinates are the anatomy frame of :mod:`sliceseg._phantom_shapes`: ``u`` mm towards the
+Coordinates are the anatomy frame of :mod:`sliceseg.phantom.shapes`: ``u`` mm towards the
 patient's left (image right), ``v`` mm towards posterior (image down), origin at the body centre.
 A slice is at ``position`` 0 (first, cranial, about L3) to 1 (last, caudal, about L4).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sliceseg._phantom_shapes import (
+from sliceseg.phantom.shapes import (
     ANGLES,
     COS,
     SIN,

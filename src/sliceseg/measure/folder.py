@@ -6,10 +6,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sliceseg.dataset import check_dataset
+from sliceseg.data.samples import check_dataset
 from sliceseg.errors import PairingError
-from sliceseg.io import prepare_output_dir
-from sliceseg.measure import AreaTable, SpacingFallback, measure_areas
+from sliceseg.io.files import prepare_output_dir
+from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 
 
 def measure_label_folder(

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sliceseg import __version__
+from sliceseg._version import __version__
 from sliceseg.errors import BundleError, ConfigError
-from sliceseg.io import atomic_write_bytes
+from sliceseg.io.files import atomic_write_bytes
 from sliceseg.models import build_model
 
 BUNDLE_FORMAT = "sliceseg-model"

@@ -9,14 +9,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sliceseg.bundle import Bundle, load_bundle
-from sliceseg.dataset import load_samples
+from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_path, prepare_output_dir
-from sliceseg.measure import area_mm2
-from sliceseg.metrics import bland_altman, dice_per_class, hausdorff95_mm, icc, iou_per_class
-from sliceseg.plots import plot_bland_altman
-from sliceseg.predict import predict_slices
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.measure.areas import area_mm2
+from sliceseg.measure.metrics import (
+    bland_altman,
+    dice_per_class,
+    hausdorff95_mm,
+    icc,
+    iou_per_class,
+)
+from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.report.plots import plot_bland_altman
 
 ICC_KIND = "3,1"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from sliceseg.augment import AugmentParams, augment_batch
-from sliceseg.batches import samples_to_grid
-from sliceseg.config import TrainConfig
-from sliceseg.dataset import load_samples
-from sliceseg.visualize import plot_batch
+from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.data.batches import samples_to_grid
+from sliceseg.data.samples import load_samples
+from sliceseg.report.visualize import plot_batch
+from sliceseg.training.config import TrainConfig
 
 
 def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Figure:

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sliceseg.errors import ConfigError
-from sliceseg.visualize import roi_colour_hex, save_figure
+from sliceseg.report.visualize import roi_colour_hex, save_figure
 
 
 def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_write_text
-from sliceseg.visualize import roi_colour
+from sliceseg.io.files import atomic_write_text
+from sliceseg.report.visualize import roi_colour
 
 SUMMARY_ROWS = ("mean", "std")
 _SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
@@ -306,7 +306,7 @@ def write_report(
         >>> write_report("out/report.html", title="L3 areas", settings={"model": "best.pt"},
         ...              area_table=areas.wide, overlays=overlays, figures=[], warnings=[])
     """
-    from sliceseg import __version__  # here, so that sliceseg/__init__ may import this module
+    from sliceseg._version import __version__
 
     created = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
     sections = [

@@ -1,7 +1,7 @@
 """The dataset check report: problems found, ROI statistics, and their text and JSON forms.
 
-`sliceseg.dataset.check_dataset` builds a `CheckReport` with the finders below; each finder turns
-one aspect of the data into `Problem`s (one line each: what was found, expected, what to do).
+`check_dataset` (in `sliceseg.data.samples`) builds a `CheckReport` with the finders below;
+each finder turns one aspect of the data into `Problem`s (one line each: what was found, expected, what to do).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sliceseg.dicom import strip_dicom_suffix
-from sliceseg.labels import LabelScheme
+from sliceseg.io.dicom import strip_dicom_suffix
+from sliceseg.io.labels import LabelScheme
 
 ROI_NAMES_FILE = "labels.txt"
 
 if TYPE_CHECKING:
     import warnings
 
-    from sliceseg.dataset import Pairing, Sample
+    from sliceseg.data.samples import Pairing, Sample
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sliceseg.check_report import (
+from sliceseg.data.check import (
     CheckReport,
     Problem,
     RoiStat,
@@ -31,7 +31,8 @@ from sliceseg.check_report import (
     spacing_problems,
     warning_problems,
 )
-from sliceseg.dicom import (
+from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
+from sliceseg.io.dicom import (
     SkippedFile,
     Slice,
     find_dicom_files,
@@ -40,8 +41,7 @@ from sliceseg.dicom import (
     strip_dicom_suffix,
     visible_files,
 )
-from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.labels import (
+from sliceseg.io.labels import (
     LABEL_SUFFIXES,
     LabelScheme,
     RawLabel,

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sliceseg.dataset import Sample
-from sliceseg.dicom import Slice
-from sliceseg.preprocess import (
+from sliceseg.data.grid import (
     GridGeometry,
     fit_geometry,
     image_to_grid,
     label_to_grid,
     normalise_intensity,
 )
+from sliceseg.data.samples import Sample
+from sliceseg.io.dicom import Slice
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm.auto import tqdm
 
-from sliceseg.bundle import Bundle, load_bundle
-from sliceseg.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
 from sliceseg.errors import PairingError
-from sliceseg.io import atomic_path, prepare_output_dir
-from sliceseg.measure import AreaTable, SpacingFallback, measure_areas, resolve_spacing
-from sliceseg.plots import plot_areas
-from sliceseg.predict import Prediction, predict_slices
-from sliceseg.report import area_warnings, sided_pairs_from_names, write_report
-from sliceseg.visualize import save_animation, save_overlay
+from sliceseg.inference.predict import Prediction, predict_slices
+from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
+from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.report.plots import plot_areas
+from sliceseg.report.visualize import save_animation, save_overlay
 
 
 @dataclass(frozen=True)

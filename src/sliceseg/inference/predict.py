@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sliceseg.batches import slices_to_grid
-from sliceseg.bundle import Bundle
-from sliceseg.dicom import Slice
-from sliceseg.preprocess import probabilities_from_grid
+from sliceseg.data.batches import slices_to_grid
+from sliceseg.data.grid import probabilities_from_grid
+from sliceseg.io.dicom import Slice
+from sliceseg.models.bundle import Bundle
 from sliceseg.system import select_device
 
 # Test-time augmentation: small rotations and zooms whose effect is undone on the

@@ -18,26 +18,26 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from sliceseg import __version__
-from sliceseg.augment import AugmentParams, augment_batch
-from sliceseg.batches import GridTensors, samples_to_grid
-from sliceseg.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
-from sliceseg.config import TrainConfig
-from sliceseg.dataset import check_dataset, split_by_series
-from sliceseg.distributed import (
+from sliceseg._version import __version__
+from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.data.batches import GridTensors, samples_to_grid
+from sliceseg.data.samples import check_dataset, split_by_series
+from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
+from sliceseg.models import build_model, default_hyperparameters, required_divisor
+from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
+from sliceseg.report.plots import plot_history
+from sliceseg.report.visualize import plot_batch
+from sliceseg.system import select_device
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io import atomic_path, atomic_write_text, prepare_output_dir
-from sliceseg.losses import MultiOutputLoss, build_loss
-from sliceseg.models import build_model, default_hyperparameters, required_divisor
-from sliceseg.plots import plot_history
-from sliceseg.progress import format_elapsed, print_flush, progress_line
-from sliceseg.system import select_device
-from sliceseg.visualize import plot_batch
+from sliceseg.training.losses import MultiOutputLoss, build_loss
+from sliceseg.training.progress import format_elapsed, print_flush, progress_line
 
 Log = Callable[[str], None]
 

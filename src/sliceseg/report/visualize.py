@@ -13,7 +13,7 @@ from matplotlib.patches import Patch
 from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_path
+from sliceseg.io.files import atomic_path
 
 # Distinct colours that stay visible on grey CT/MR (no grey, white or black); ROI k uses entry
 # (k - 1) mod 12 everywhere: overlays, batch grids, animations, plots and the report.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sliceseg.augment_params import AugmentParams
+from sliceseg.augment.params import AugmentParams
 
 __all__ = [
     "AugmentParams",

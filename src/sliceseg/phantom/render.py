@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sliceseg._phantom_anatomy import (
+from sliceseg.phantom.anatomy import (
     NUM_ROIS,
     Anatomy,
     Contrast,
@@ -23,7 +23,7 @@ from sliceseg._phantom_anatomy import (
     sample_anatomy,
     sample_contrast,
 )
-from sliceseg._phantom_shapes import (
+from sliceseg.phantom.shapes import (
     ANGLES,
     Frame,
     SampleGrid,
@@ -94,7 +94,7 @@ class PhantomSlice:
 
     Attributes:
         image: (rows, cols) float32 in modality units, exactly what a reader of the DICOM gets.
-        label: (rows, cols) uint8, 0 background, ROI ``k`` as in ``sliceseg.phantom.ROI_NAMES``.
+        label: (rows, cols) uint8, 0 background, ROI ``k`` as in ``ROI_NAMES``.
         spacing_mm: (row, col) pixel spacing.
         true_areas_mm2: ROI number (1..6) → area of the continuous shape in mm².
     """

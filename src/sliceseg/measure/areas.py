@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sliceseg.dicom import Slice
 from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_path
+from sliceseg.io.dicom import Slice
+from sliceseg.io.files import atomic_path
 
 SUMMARY_ROWS = ("mean", "std")
 

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sliceseg._phantom_files import dicom_bytes, label_bytes, series_ids
-from sliceseg._phantom_render import (
+from sliceseg.errors import ConfigError
+from sliceseg.io.files import atomic_write_bytes, atomic_write_text, prepare_output_dir
+from sliceseg.phantom.files import dicom_bytes, label_bytes, series_ids
+from sliceseg.phantom.render import (
     RESCALE_INTERCEPT,
     RESCALE_SLOPE,
     SUPERSAMPLING,
@@ -41,8 +43,6 @@ from sliceseg._phantom_render import (
     slice_params,
     to_stored,
 )
-from sliceseg.errors import ConfigError
-from sliceseg.io import atomic_write_bytes, atomic_write_text, prepare_output_dir
 
 ROI_NAMES: tuple[str, ...] = (
     "vertebral body",

@@ -1,0 +1,1 @@
+"""Augmentation: typed settings and batched, on-device transforms."""

@@ -1,0 +1,1 @@
+"""Datasets: pairing, the check report, samples, the split, model-grid geometry, batches."""

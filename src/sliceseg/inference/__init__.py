@@ -1,0 +1,1 @@
+"""Inference: predicting slices, a folder of DICOMs to outputs, evaluation."""

@@ -1,0 +1,1 @@
+"""Readers: DICOM into slices, label files, atomic file writes."""

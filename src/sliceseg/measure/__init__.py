@@ -1,0 +1,1 @@
+"""Measurement: areas in mm², metrics, plausibility warnings."""

@@ -1,0 +1,1 @@
+"""The synthetic phantom: anatomy, shapes, rendering and files with known geometry."""

@@ -1,0 +1,1 @@
+"""Reports: overlays, animations, plots and the HTML report."""

@@ -1,0 +1,1 @@
+"""Training: settings, the loop in named steps, losses, distributed context, progress."""
