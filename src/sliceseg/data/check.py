@@ -1,7 +1,8 @@
 """The dataset check report: problems found, ROI statistics, and their text and JSON forms.
 
 `check_dataset` (in `sliceseg.data.samples`) builds a `CheckReport` with the finders below;
-each finder turns one aspect of the data into `Problem`s (one line each: what was found, expected, what to do).
+each finder turns one aspect of the data into `Problem`s (one line each: what was found,
+expected, what to do).
 """
 
 from __future__ import annotations
