@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "predict_slices": "sliceseg.inference.predict",
     "predict_folder": "sliceseg.inference.folder",
     "measure_areas": "sliceseg.measure.areas",
-    "measure_label_folder": "sliceseg.measure.folder",
+    "measure_label_folder": "sliceseg.inference.measure_folder",
     "SpacingFallback": "sliceseg.measure.areas",
     "evaluate_model": "sliceseg.inference.evaluate",
     "run_demo": "sliceseg.demo",

@@ -153,7 +153,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from sliceseg.measure.folder import measure_label_folder
+    from sliceseg.inference.measure_folder import measure_label_folder
 
     table, paths, notes = measure_label_folder(
         Path(args.labels_dir),

@@ -1,1 +1,1 @@
-"""Inference: predicting slices, a folder of DICOMs to outputs, evaluation."""
+"""Workflows on folders: predict a folder of DICOMs, measure label maps, evaluate a model."""

@@ -1,1 +1,1 @@
-"""Measurement: areas in mm², metrics, plausibility warnings."""
+"""Measurement: areas in mm², segmentation metrics, plausibility warnings."""
