@@ -69,6 +69,12 @@ class Slice:
         patient_id: (0010,0020) PatientID, "" when absent. Kept in memory only; outputs leave it
             out unless the user asks for it (``--keep-patient-info``).
         patient_name: (0010,0010) PatientName as text, "" when absent; same rule.
+        orientation: (0020,0037) ImageOrientationPatient, the row then column direction cosines
+            (6 floats, patient LPS axes); per frame for enhanced multi-frame files; ``None``
+            when absent or malformed.
+        image_position_mm: (0020,0032) ImagePositionPatient, the centre of the first pixel in
+            patient LPS mm; ``None`` when absent or malformed.
+        modality: (0008,0060) Modality ("MR", "CT", ...), "" when absent.
     """
 
     pixels: np.ndarray
@@ -82,6 +88,9 @@ class Slice:
     position_mm: float | None = None
     patient_id: str = field(default="", repr=False)
     patient_name: str = field(default="", repr=False)
+    orientation: tuple[float, float, float, float, float, float] | None = None
+    image_position_mm: tuple[float, float, float] | None = None
+    modality: str = ""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -423,6 +432,9 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         position_mm=_position(ds, frame, num_frames),
         patient_id=str(ds.get("PatientID", "") or ""),
         patient_name=str(ds.get("PatientName", "") or ""),
+        orientation=_orientation(ds, frame),
+        image_position_mm=_image_position(ds, frame),
+        modality=str(ds.get("Modality", "") or ""),
     )
 
 
@@ -526,6 +538,27 @@ def _position(ds: Dataset, frame: int, num_frames: int) -> float | None:
         return None
     normal = np.cross(cosines[:3], cosines[3:])
     return float(point @ normal)
+
+
+def _float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != length or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers
+
+
+def _orientation(ds: Dataset, frame: int) -> tuple[float, float, float, float, float, float] | None:
+    value = _frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+    cosines = _float_tuple(value, 6)
+    return cosines  # type: ignore[return-value]  # length checked above
+
+
+def _image_position(ds: Dataset, frame: int) -> tuple[float, float, float] | None:
+    value = _frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    return _float_tuple(value, 3)  # type: ignore[return-value]  # length checked above
 
 
 def _as_int(value: Any) -> int | None:
