@@ -25,7 +25,7 @@ from sliceseg.data.orientation import (
     orient_slice,
     reorientations_for,
 )
-from sliceseg.data.samples import Sample
+from sliceseg.data.pairing import Sample
 from sliceseg.errors import BundleError
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.predict import predict_slices

@@ -158,11 +158,11 @@ def affine_matrices(
         >>> theta.round().tolist()
         [[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]]
     """
-    f64 = {"dtype": torch.float64}
-    angle = torch.deg2rad(torch.as_tensor(rotation_deg, **f64).cpu().expand(batch_size))
-    scale = torch.as_tensor(scale_xy, **f64).cpu().expand(batch_size, 2)
-    fraction = torch.as_tensor(crop_fraction, **f64).cpu().expand(batch_size)
-    centre = torch.as_tensor(crop_centre_xy, **f64).cpu().expand(batch_size, 2)
+    f64 = torch.float64
+    angle = torch.deg2rad(torch.as_tensor(rotation_deg, dtype=f64).cpu().expand(batch_size))
+    scale = torch.as_tensor(scale_xy, dtype=f64).cpu().expand(batch_size, 2)
+    fraction = torch.as_tensor(crop_fraction, dtype=f64).cpu().expand(batch_size)
+    centre = torch.as_tensor(crop_centre_xy, dtype=f64).cpu().expand(batch_size, 2)
     mirror = torch.as_tensor(flip).cpu().expand(batch_size)
     height, width = (1, 1) if image_shape is None else image_shape
     # theta = Flip · Warp⁻¹ · Rotation · Crop: an output point is first placed in the crop window,

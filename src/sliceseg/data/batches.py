@@ -14,15 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sliceseg.data.grid import (
-    GridGeometry,
-    fit_geometry,
-    image_to_grid,
-    label_to_grid,
-    normalise_intensity,
-)
+from sliceseg.data.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
+from sliceseg.data.intensity import normalise_intensity
 from sliceseg.data.orientation import Reorientation, orient_slice, reorientations_for
-from sliceseg.data.samples import Sample
+from sliceseg.data.pairing import Sample
 from sliceseg.io.dicom import Slice
 
 
