@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sliceseg.data.batches import slices_to_grid
+from sliceseg.data.batches import GridTensors, slices_to_grid
 from sliceseg.data.grid import probabilities_from_grid
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
 from sliceseg.io.dicom import Slice
@@ -116,22 +116,28 @@ def predict_slices(
     try:
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
+            end = start + batch_size
             grid = slices_to_grid(
-                chunk,
-                bundle.metadata.input_size,
-                reorientations=changes[start : start + batch_size],
+                images[start:end], bundle.metadata.input_size, reorientations=changes[start:end]
             )
-            probs = _probabilities(model, grid.images.to(target), tta=tta).cpu()
-            for prob, geometry, change in zip(
-                probs, grid.geometries, grid.reorientations, strict=True
-            ):
-                native = change.undo(probabilities_from_grid(prob, geometry))
-                labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
-            bar.update(len(chunk))
+            labels.extend(
+                _native_labels(grid, _probabilities(model, grid.images.to(target), tta=tta))
+            )
+            bar.update(len(grid))
         bar.close()
     finally:
         model.to(original_device).train(was_training)
+    return labels
+
+
+def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
+    """Argmax on each slice's own grid: probabilities off the model grid, flip/transpose undone."""
+    labels = []
+    for prob, geometry, change in zip(
+        probs.cpu(), grid.geometries, grid.reorientations, strict=True
+    ):
+        native = change.undo(probabilities_from_grid(prob, geometry))
+        labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
     return labels
 
 
