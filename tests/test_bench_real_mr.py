@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -35,7 +36,15 @@ SCANNER = data.Scanner(
 
 @pytest.fixture(scope="module")
 def template() -> data.Template:
-    return data.load_template()
+    """The template, loaded with the network cut: nilearn must read it from its own package."""
+
+    def refuse(*_args, **_kwargs):
+        raise OSError("network access during load_template")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        return data.load_template()
 
 
 @pytest.fixture(scope="module")
