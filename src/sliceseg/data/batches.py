@@ -1,9 +1,11 @@
-"""Samples and slices on the model grid as tensors, ready to batch.
+"""Samples and slices in the model's space as tensors: at the target spacing, or on the old grid.
 
 Training and prediction both pass here: each slice is first brought to the canonical in-plane
 orientation (:mod:`sliceseg.data.orientation`; image and label by the same exact flip/transpose,
-spacing permuted with them), then normalised and placed on the square model grid. The
-reorientation of every slice is kept in :class:`GridTensors` so predictions can be undone.
+spacing permuted with them), then normalised and either resampled to the model's target spacing
+in mm (:class:`SpacedTensors`, one tensor per slice, any size: models with a target spacing) or
+squeezed onto the square model grid (:class:`GridTensors`: models without a target spacing).
+The reorientation of every slice is kept so predictions can be undone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from sliceseg.data.grid import GridGeometry, fit_geometry, image_to_grid, label_
 from sliceseg.data.intensity import normalise_intensity
 from sliceseg.data.orientation import Reorientation, orient_slice, reorientations_for
 from sliceseg.data.pairing import Sample
+from sliceseg.data.resample import (
+    SpacingGeometry,
+    median_spacing,
+    resample_image,
+    resample_label,
+    spacing_geometry,
+)
 from sliceseg.io.dicom import Slice
 
 
@@ -139,6 +148,123 @@ def samples_to_grid(
         geometries=tuple(geometries),
         keys=tuple(s.key for s in samples),
         reorientations=tuple(changes),
+    )
+
+
+@dataclass(frozen=True)
+class SpacedTensors:
+    """Slices at the model's target spacing: one tensor per slice, each its own size.
+
+    Attributes:
+        images: per slice ``(1, R, C)`` float32 normalised intensities at the target spacing.
+        labels: per slice ``(R, C)`` int64 ROI numbers (nearest neighbour), or None.
+        geometries: how each slice was resampled, to map predictions back.
+        keys: the sample keys (relative paths) or slice names, in order.
+        reorientations: how each slice was brought to the canonical orientation first.
+        target_spacing_mm: the ``(row, col)`` spacing every slice was resampled to.
+    """
+
+    images: tuple[torch.Tensor, ...]
+    labels: tuple[torch.Tensor, ...] | None
+    geometries: tuple[SpacingGeometry, ...]
+    keys: tuple[str, ...]
+    reorientations: tuple[Reorientation, ...]
+    target_spacing_mm: tuple[float, float]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def slice_to_spacing(
+    image: Slice, target_spacing_mm: tuple[float, float]
+) -> tuple[torch.Tensor, SpacingGeometry]:
+    """Normalise one slice and resample it to the target spacing, as stored.
+
+    Orientation is the caller's business (see :func:`slice_to_grid`). A slice without
+    (0028,0030) PixelSpacing is taken to be at the target spacing already.
+
+    Returns:
+        ``(tensor (1, R, C), geometry)``.
+    """
+    geometry = spacing_geometry(image.shape, image.spacing_mm, target_spacing_mm)
+    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.pixels)))
+    return resample_image(pixels, geometry)[None].contiguous(), geometry
+
+
+def slices_to_spacing(
+    images: Sequence[Slice],
+    target_spacing_mm: tuple[float, float],
+    *,
+    reorientations: Sequence[Reorientation] | None = None,
+) -> SpacedTensors:
+    """Resample unlabelled slices to the target spacing (for prediction), canonical orientation.
+
+    Args:
+        images: the slices.
+        target_spacing_mm: the model's ``(row, col)`` spacing in mm.
+        reorientations: as for :func:`slices_to_grid`.
+
+    Raises:
+        ValueError: ``reorientations`` does not have one entry per slice.
+    """
+    changes = _reorientations(images, reorientations)
+    pairs = [
+        slice_to_spacing(orient_slice(s, r), target_spacing_mm)
+        for s, r in zip(images, changes, strict=True)
+    ]
+    return SpacedTensors(
+        images=tuple(p[0] for p in pairs),
+        labels=None,
+        geometries=tuple(p[1] for p in pairs),
+        keys=tuple(s.name for s in images),
+        reorientations=tuple(changes),
+        target_spacing_mm=target_spacing_mm,
+    )
+
+
+def samples_to_spacing(
+    samples: Sequence[Sample],
+    target_spacing_mm: tuple[float, float] | None,
+    *,
+    reorientations: Sequence[Reorientation] | None = None,
+) -> SpacedTensors:
+    """Resample labelled samples to the target spacing (for training and validation).
+
+    Image and label go through the same flip/transpose; the label by nearest neighbour only.
+
+    Args:
+        samples: the labelled slices.
+        target_spacing_mm: the model's ``(row, col)`` spacing in mm; None takes the per-axis
+            median of the samples' spacings in the canonical orientation (nnU-Net's rule;
+            1 mm when no sample has a PixelSpacing, and such slices are taken as they are).
+        reorientations: one per sample, as for :func:`slices_to_grid`.
+
+    Raises:
+        ValueError: ``reorientations`` does not have one entry per sample.
+
+    Example:
+        >>> spaced = samples_to_spacing(samples, (0.9, 0.9))
+        >>> spaced.images[0].shape[0], spaced.labels[0].dtype
+        (1, torch.int64)
+    """
+    changes = _reorientations([s.image for s in samples], reorientations)
+    if target_spacing_mm is None:
+        spacings = [r.spacing(s.image.spacing_mm) for s, r in zip(samples, changes, strict=True)]
+        target_spacing_mm = median_spacing(spacings) or (1.0, 1.0)
+    images, labels, geometries = [], [], []
+    for sample, change in zip(samples, changes, strict=True):
+        tensor, geometry = slice_to_spacing(orient_slice(sample.image, change), target_spacing_mm)
+        label = torch.from_numpy(change.apply(np.asarray(sample.label)).astype(np.int64))
+        images.append(tensor)
+        labels.append(resample_label(label, geometry).contiguous())
+        geometries.append(geometry)
+    return SpacedTensors(
+        images=tuple(images),
+        labels=tuple(labels),
+        geometries=tuple(geometries),
+        keys=tuple(s.key for s in samples),
+        reorientations=tuple(changes),
+        target_spacing_mm=target_spacing_mm,
     )
 
 

@@ -11,10 +11,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sliceseg.data.batches import GridTensors, slices_to_grid
+from sliceseg.data.batches import GridTensors, slices_to_grid, slices_to_spacing
 from sliceseg.data.grid import probabilities_from_grid
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
+from sliceseg.data.resample import probabilities_to_native
+from sliceseg.data.windows import spaced_probabilities
 from sliceseg.io.dicom import Slice
+from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle
 from sliceseg.system import select_device
 
@@ -51,7 +54,7 @@ def _warp(batch: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _probabilities(model: torch.nn.Module, images: torch.Tensor, *, tta: bool) -> torch.Tensor:
     """Softmax probabilities (B, C, S, S), averaged over TTA transforms when asked."""
     device = images.device
@@ -81,10 +84,14 @@ def predict_slices(
     """Segment slices and return one label map per slice on the slice's own grid.
 
     Each slice is brought to the canonical in-plane orientation the model was trained in
-    (an exact flip/transpose from (0020,0037) ImageOrientationPatient); probabilities are mapped
-    back from the model grid (aspect and size restored) and the flip/transpose undone before
-    the argmax, so a label is never resized and lies on the slice's own grid. A model file
-    without an orientation entry (older) sees the slices as stored, as it did in training.
+    (an exact flip/transpose from (0020,0037) ImageOrientationPatient) and resampled to the
+    model's target spacing (0028,0030); the network runs on windows of ``input_size`` pixels
+    (one pass when the slice fits one window, else a Gaussian-weighted sliding window); the
+    probabilities are resampled back to the slice's own grid and the flip/transpose undone
+    before the argmax, so a label is never resized; then the post-processing chosen on
+    validation (if any) is applied. A model file without a target spacing (older) squeezes
+    each slice onto its square grid instead, and one without an orientation entry sees the
+    slices as stored, each as it did in training.
 
     Args:
         bundle: a loaded model.
@@ -115,19 +122,32 @@ def predict_slices(
     labels: list[np.ndarray] = []
     try:
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
-        for start in range(0, len(images), batch_size):
-            end = start + batch_size
-            grid = slices_to_grid(
-                images[start:end], bundle.metadata.input_size, reorientations=changes[start:end]
-            )
-            labels.extend(
-                _native_labels(grid, _probabilities(model, grid.images.to(target), tta=tta))
-            )
-            bar.update(len(grid))
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                end = start + batch_size
+                labels.extend(
+                    _predict_chunk(bundle, images[start:end], changes[start:end], target, tta)
+                )
+                bar.update(len(images[start:end]))
         bar.close()
     finally:
         model.to(original_device).train(was_training)
     return labels
+
+
+def _predict_chunk(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    changes: Sequence[Reorientation],
+    device: torch.device,
+    tta: bool,
+) -> list[np.ndarray]:
+    """Labels of a few slices: through the target spacing, or the square grid of older models."""
+    spacing = bundle.metadata.target_spacing_mm
+    if spacing is not None:
+        return _spaced_labels(bundle, images, changes, spacing, device=device, tta=tta)
+    grid = slices_to_grid(images, bundle.metadata.input_size, reorientations=changes)
+    return _native_labels(grid, _probabilities(bundle.model, grid.images.to(device), tta=tta))
 
 
 def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
@@ -138,6 +158,33 @@ def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
     ):
         native = change.undo(probabilities_from_grid(prob, geometry))
         labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
+    return labels
+
+
+def _spaced_labels(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    changes: Sequence[Reorientation],
+    spacing_mm: tuple[float, float],
+    *,
+    device: torch.device,
+    tta: bool,
+) -> list[np.ndarray]:
+    """Labels of slices through the model's target spacing, windows and post-processing."""
+    meta = bundle.metadata
+    spaced = slices_to_spacing(images, spacing_mm, reorientations=changes)
+    probs = spaced_probabilities(
+        lambda batch: _probabilities(bundle.model, batch, tta=tta),
+        spaced.images,
+        window=meta.input_size,
+        device=device,
+    )
+    post = PostProcessing.from_dict(meta.postprocessing or {})
+    labels = []
+    for prob, geometry, change in zip(probs, spaced.geometries, spaced.reorientations, strict=True):
+        native = change.undo(probabilities_to_native(prob, geometry))
+        label = native.argmax(dim=0).to(torch.uint8).numpy()
+        labels.append(label if post.is_empty else post.apply(label))
     return labels
 
 

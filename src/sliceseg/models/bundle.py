@@ -52,6 +52,13 @@ class ModelMetadata:
             (:data:`ORIENTATION_CONVENTION`); ``None`` for files written before sliceseg
             canonicalised orientation: those models saw slices as stored, so prediction keeps
             slices as stored for them and predicts exactly as before.
+        target_spacing_mm: ``(row, col)`` in-plane spacing in mm the model works at (slices
+            are resampled to it; ``input_size`` is then the side of the training crops and
+            prediction windows); ``None`` for files written before sliceseg resampled to a
+            target spacing: those squeeze every slice onto the square ``input_size`` grid, and
+            prediction does the same for them, exactly as before.
+        postprocessing: per-ROI clean-up chosen on validation (plain data of
+            ``sliceseg.measure.postprocess.PostProcessing``); ``None``: none.
     """
 
     arch: str
@@ -65,6 +72,8 @@ class ModelMetadata:
     epoch: int = 0
     sliceseg_version: str = __version__
     orientation: str | None = ORIENTATION_CONVENTION
+    target_spacing_mm: tuple[float, float] | None = None
+    postprocessing: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -80,6 +89,8 @@ class ModelMetadata:
             "epoch": int(self.epoch),
             "sliceseg_version": self.sliceseg_version,
             "orientation": self.orientation,
+            "target_spacing_mm": _spacing_list(self.target_spacing_mm),
+            "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
         }
 
     @classmethod
@@ -97,12 +108,27 @@ class ModelMetadata:
             epoch=int(data.get("epoch", 0)),
             sliceseg_version=str(data.get("sliceseg_version", "unknown")),
             orientation=None if data.get("orientation") is None else str(data["orientation"]),
+            target_spacing_mm=_spacing_pair(data.get("target_spacing_mm")),
+            postprocessing=None
+            if data.get("postprocessing") is None
+            else dict(data["postprocessing"]),
         )
 
     @property
     def num_labels(self) -> int:
         """Number of ROIs, background excluded."""
         return self.num_classes - 1
+
+
+def _spacing_list(spacing: tuple[float, float] | None) -> list[float] | None:
+    return None if spacing is None else [float(spacing[0]), float(spacing[1])]
+
+
+def _spacing_pair(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    row, col = value
+    return float(row), float(col)
 
 
 @dataclass(frozen=True)

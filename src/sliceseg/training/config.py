@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sliceseg.data.pairing import DataSource
+from sliceseg.data.resample import parse_spacing
 from sliceseg.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -29,7 +30,9 @@ class TrainConfig:
         out_dir: where models, history and settings are written.
         model_filename: stem of every file written (``<model_filename>_<epoch>.pt``).
         arch: architecture name ("unet" or "pyramid").
-        input_shape: side of the square model grid in pixels (aspect of slices is kept).
+        input_shape: side in pixels of what the network sees: the square training crops and
+            prediction windows, at ``target_spacing_mm`` (it covers ``input_shape ×
+            target_spacing_mm`` mm; larger slices are seen a window at a time).
         num_labels: number of ROIs K; inferred from the data when None, checked when given.
         roi_names: names of ROIs 1..K; from ``labels.txt`` or "ROI k" when None.
         epochs: number of passes over the training slices.
@@ -48,6 +51,9 @@ class TrainConfig:
         max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
         device: "auto", "cpu" or "cuda".
         overwrite: allow writing into a non-empty ``out_dir``.
+        target_spacing_mm: in-plane spacing in mm the model works at (a number, or [row, col]);
+            None (default) takes the training slices' median (0028,0030) PixelSpacing.
+        foreground_fraction: share of training crops centred on a pixel of a random ROI.
     """
 
     data_dir: str | None = None
@@ -75,6 +81,8 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "auto"
     overwrite: bool = False
+    target_spacing_mm: float | tuple[float, float] | None = None
+    foreground_fraction: float = 1.0 / 3.0
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -110,6 +118,13 @@ class TrainConfig:
             )
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+        if self.target_spacing_mm is not None:
+            row, col = parse_spacing(self.target_spacing_mm)
+            object.__setattr__(self, "target_spacing_mm", row if row == col else (row, col))
+        if not 0 <= self.foreground_fraction <= 1:
+            raise ConfigError(
+                f"foreground_fraction must be in [0, 1], got {self.foreground_fraction!r}."
+            )
 
     def data_source(self) -> DataSource:
         """Return the training data as the `DataSource` of `check_dataset` / `load_samples`.
@@ -126,10 +141,18 @@ class TrainConfig:
             roi_names=self.roi_names,
         )
 
+    def target_spacing_pair(self) -> tuple[float, float] | None:
+        """The target spacing as ``(row, col)`` mm, or None for the training set's median."""
+        if self.target_spacing_mm is None:
+            return None
+        return parse_spacing(self.target_spacing_mm)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain data (saved next to the model and inside it)."""
         data = dataclasses.asdict(self)
         data["roi_names"] = list(self.roi_names) if self.roi_names is not None else None
+        if isinstance(self.target_spacing_mm, tuple):
+            data["target_spacing_mm"] = list(self.target_spacing_mm)
         return data
 
     @classmethod

@@ -7,24 +7,28 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams, augment_batch
-from sliceseg.data.batches import GridTensors, samples_to_grid
+from sliceseg.data.batches import GridTensors, SpacedTensors, samples_to_spacing
+from sliceseg.data.crops import CropDataset
 from sliceseg.data.samples import load_samples
 from sliceseg.data.split import split_by_patient
+from sliceseg.data.windows import spaced_labels
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
+from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
 from sliceseg.models import build_model, default_hyperparameters, required_divisor
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
 from sliceseg.report.plots import plot_history
@@ -182,6 +186,42 @@ def evaluate(
     return counter.per_roi()
 
 
+@torch.no_grad()
+def evaluate_spaced(
+    model: nn.Module,
+    data: SpacedTensors,
+    *,
+    device: torch.device,
+    num_classes: int,
+    window: int,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, PostProcessing]:
+    """Per-ROI Dice of ``model`` on slices at the target spacing, as ``predict`` sees them
+    (sliding windows), and the post-processing that raises it; the mode is restored."""
+    was_training = model.training
+    model.eval()
+
+    def predictor(images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+            return torch.softmax(model(images)[0].float(), dim=1)
+
+    try:
+        labels = spaced_labels(
+            predictor, data.images, window=window, batch_size=batch_size, device=device
+        )
+    finally:
+        model.train(was_training)
+    truth = [t.numpy() for t in data.labels or ()]
+    post = choose_postprocessing([p.numpy() for p in labels], truth, num_classes=num_classes)
+    counter = DiceCounter(num_classes)
+    for label, true in zip(labels, truth, strict=True):
+        cleaned = torch.from_numpy(post.apply(label.numpy()))
+        counter.update(
+            F.one_hot(cleaned, num_classes).permute(2, 0, 1)[None], torch.from_numpy(true)[None]
+        )
+    return counter.per_roi(), post
+
+
 def save_checkpoint(
     path: Path,
     model: nn.Module,
@@ -316,12 +356,14 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     train_samples, val_samples = split_by_patient(
         samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
-    train_data = samples_to_grid(train_samples, config.input_shape)
-    val_data = samples_to_grid(val_samples, config.input_shape)
+    train_data = samples_to_spacing(train_samples, config.target_spacing_pair())
+    val_data = samples_to_spacing(val_samples, train_data.target_spacing_mm)
+    spacing = train_data.target_spacing_mm
     log(
         f"Training on {len(train_data)} slices, validating on {len(val_data)} "
         f"({num_classes - 1} ROIs: {', '.join(roi_names)}) | arch {config.arch} | "
-        f"input {config.input_shape}×{config.input_shape} | device {device}"
+        f"input {config.input_shape}×{config.input_shape} at {spacing[0]:.3g}×{spacing[1]:.3g} mm"
+        f" | device {device}"
         + (f" × {context.world_size} processes" if context.is_distributed else "")
     )
 
@@ -338,6 +380,7 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
         label_values=tuple(report.scheme.stored_values),
         settings=config.to_dict(),
         sliceseg_version=__version__,
+        target_spacing_mm=spacing,
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -367,7 +410,12 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    dataset = TensorDataset(train_data.images, train_data.labels)
+    dataset = CropDataset(
+        train_data,
+        size=config.input_shape,
+        foreground_fraction=config.foreground_fraction,
+        generator=generators["augment"],
+    )
     sampler = (
         DistributedSampler(dataset, shuffle=True, seed=config.seed)
         if context.is_distributed
@@ -391,7 +439,7 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     if context.is_main and checkpoint is None:
         save_first_batch(
             out_dir / f"{config.model_filename}_first_batch.png",
-            train_data,
+            _first_crops(train_data, config),
             params,
             roi_names=roi_names,
             batch_size=config.batch_size,
@@ -444,7 +492,15 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
         if context.is_main and (epoch == 1 or epoch % config.print_checkpoint == 0 or is_last):
             log(progress_line(epoch, config.epochs, row["dice_loss"], row["train_dice"], elapsed))
             if len(val_data):
-                per_roi = evaluate(model, val_data, device=device, num_classes=num_classes)
+                per_roi, post = evaluate_spaced(
+                    model,
+                    val_data,
+                    device=device,
+                    num_classes=num_classes,
+                    window=config.input_shape,
+                )
+                metadata = replace(metadata, postprocessing=post.to_dict())
+                log(f"Post-processing chosen on validation: {post.describe()}")
                 row["val_dice"] = float(np.nanmean(per_roi))
                 row.update(
                     {f"val_dice_{n}": float(d) for n, d in zip(roi_names, per_roi, strict=True)}
@@ -475,6 +531,24 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     checksums = context.gather_floats(parameter_checksum(model))
     context.barrier()
     return _finish(config, model, metadata, history, epoch, best_val, checksums, context, log)
+
+
+def _first_crops(data: SpacedTensors, config: TrainConfig) -> GridTensors:
+    """The first batch of training crops (a generator of its own), for the first-batch figure."""
+    crops = CropDataset(
+        data,
+        size=config.input_shape,
+        foreground_fraction=config.foreground_fraction,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    pairs = [crops[i] for i in range(min(config.batch_size, len(crops)))]
+    return GridTensors(
+        images=torch.stack([p[0] for p in pairs]),
+        labels=torch.stack([p[1] for p in pairs]),
+        geometries=(),
+        keys=data.keys[: len(pairs)],
+        reorientations=data.reorientations[: len(pairs)],
+    )
 
 
 def _at_epoch(metadata: ModelMetadata, epoch: int) -> ModelMetadata:

@@ -1,0 +1,181 @@
+"""Training crops: ``S × S`` windows of slices at the target spacing, a share centred on an ROI.
+
+The network trains on crops of ``input_shape`` pixels a side at the model's spacing, as nnU-Net
+trains on patches: a slice larger than the crop is seen a part at a time (a different part each
+epoch), a smaller one whole, centred and padded with its own minimum (its background). A share
+of the crops (``foreground_fraction``, nnU-Net: 1/3) is centred on a pixel of a random ROI
+present in the slice, so that small ROIs are seen often; the rest lie anywhere in the slice.
+
+Every random number comes from one CPU ``torch.Generator`` (five per crop, whatever is decided),
+so a run is reproducible and a resumed run continues the same sequence.
+
+Example:
+    >>> crops = CropDataset(spaced, size=160, generator=torch.Generator().manual_seed(0))
+    >>> image, label = crops[0]
+    >>> image.shape, label.shape
+    (torch.Size([1, 160, 160]), torch.Size([160, 160]))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from sliceseg.data.batches import SpacedTensors
+from sliceseg.errors import ConfigError
+
+__all__ = ["FOREGROUND_FRACTION", "CropDataset", "crop_origin_range", "extract_crop"]
+
+FOREGROUND_FRACTION = 1.0 / 3.0
+"""Default share of crops centred on an ROI pixel (nnU-Net's oversampling of foreground)."""
+
+
+def crop_origin_range(length: int, size: int) -> tuple[int, int]:
+    """Return the lowest and highest origin of a ``size`` crop along an axis of ``length``.
+
+    A crop never leaves a slice that is larger than it; a smaller slice sits centred in it
+    (the origin is then negative: the crop is padded around the slice), as in nnU-Net.
+
+    Example:
+        >>> crop_origin_range(300, 160), crop_origin_range(100, 160)
+        ((0, 140), (-30, -30))
+    """
+    if length >= size:
+        return 0, length - size
+    centred = -((size - length) // 2)
+    return centred, centred
+
+
+def extract_crop(
+    image: torch.Tensor,
+    label: torch.Tensor,
+    origin: tuple[int, int],
+    size: int,
+    *,
+    pad_value: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut the ``size × size`` window at ``origin`` (may lie partly outside), padding around.
+
+    Args:
+        image: ``(1, H, W)`` intensities.
+        label: ``(H, W)`` integer label map.
+        origin: ``(row, col)`` of the crop's top-left pixel in slice coordinates.
+        size: side of the crop.
+        pad_value: image value outside the slice (labels are 0 there).
+
+    Returns:
+        ``(image (1, S, S), label (S, S))``.
+    """
+    out_image = image.new_full((image.shape[0], size, size), pad_value)
+    out_label = label.new_zeros((size, size))
+    spans = [_overlap(o, size, n) for o, n in zip(origin, label.shape, strict=True)]
+    (src_r, dst_r), (src_c, dst_c) = spans
+    out_image[:, dst_r, dst_c] = image[:, src_r, src_c]
+    out_label[dst_r, dst_c] = label[src_r, src_c]
+    return out_image, out_label
+
+
+class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A fresh random crop of slice ``i`` each time item ``i`` is read.
+
+    Args:
+        data: labelled slices at the target spacing.
+        size: side of the crops (``input_shape``).
+        foreground_fraction: share of crops centred on a pixel of an ROI present in the slice
+            (one ROI drawn uniformly, then one of its pixels); a slice without ROIs gets a
+            random crop.
+        generator: CPU generator of the crops (in a data-loader worker, a generator seeded from
+            the worker's seed is used instead, so workers never repeat each other).
+
+    Raises:
+        ConfigError: ``size`` < 1, ``foreground_fraction`` outside [0, 1], or no labels.
+    """
+
+    def __init__(
+        self,
+        data: SpacedTensors,
+        *,
+        size: int,
+        foreground_fraction: float = FOREGROUND_FRACTION,
+        generator: torch.Generator,
+    ) -> None:
+        if data.labels is None:
+            raise ConfigError("CropDataset needs labelled slices (samples_to_spacing).")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"crop size must be a whole number ≥ 1, got {size!r}.")
+        if not 0.0 <= foreground_fraction <= 1.0:
+            raise ConfigError(
+                f"foreground_fraction must be in [0, 1], got {foreground_fraction!r}."
+            )
+        self.images, self.labels = data.images, data.labels
+        self.size, self.foreground_fraction = size, float(foreground_fraction)
+        self.generator = generator
+        self.pad_values = [float(image.min()) if image.numel() else 0.0 for image in self.images]
+        self.present = [[int(v) for v in label.unique() if v > 0] for label in self.labels]
+        self.foreground_crops = 0
+        self.crops = 0
+        self._worker_generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.rand(5, generator=self._generator(), dtype=torch.float64).tolist()
+        label = self.labels[index]
+        centre = (
+            self._foreground_centre(index, u[1], u[2]) if u[0] < self.foreground_fraction else None
+        )
+        origin = tuple(
+            _origin(length, self.size, draw, None if centre is None else centre[axis])
+            for axis, (length, draw) in enumerate(zip(label.shape, u[3:], strict=True))
+        )
+        self.crops += 1
+        self.foreground_crops += centre is not None
+        return extract_crop(
+            self.images[index],
+            label,
+            (origin[0], origin[1]),
+            self.size,
+            pad_value=self.pad_values[index],
+        )
+
+    @property
+    def measured_foreground_share(self) -> float:
+        """Share of the crops drawn so far (in this process) that were centred on an ROI."""
+        return self.foreground_crops / self.crops if self.crops else math.nan
+
+    def _foreground_centre(
+        self, index: int, u_roi: float, u_pixel: float
+    ) -> tuple[int, int] | None:
+        present = self.present[index]
+        if not present:
+            return None
+        roi = present[min(int(u_roi * len(present)), len(present) - 1)]
+        pixels = (self.labels[index] == roi).nonzero()
+        row, col = pixels[min(int(u_pixel * len(pixels)), len(pixels) - 1)].tolist()
+        return int(row), int(col)
+
+    def _generator(self) -> torch.Generator:
+        info = get_worker_info()
+        if info is None:
+            return self.generator
+        if self._worker_generator is None:
+            self._worker_generator = torch.Generator().manual_seed(int(info.seed))
+        return self._worker_generator
+
+
+def _origin(length: int, size: int, draw: float, centre: int | None) -> int:
+    low, high = crop_origin_range(length, size)
+    if centre is not None:
+        return min(max(centre - size // 2, low), high)
+    return low + min(int(draw * (high - low + 1)), high - low)
+
+
+def _overlap(origin: int, size: int, length: int) -> tuple[slice, slice]:
+    """Source and destination index ranges of the window at ``origin`` over ``[0, length)``."""
+    start, stop = max(origin, 0), min(origin + size, length)
+    if stop <= start:
+        return slice(0, 0), slice(0, 0)
+    return slice(start, stop), slice(start - origin, stop - origin)

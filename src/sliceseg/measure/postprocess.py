@@ -1,0 +1,192 @@
+"""Post-processing of label maps, per ROI, kept only where it raised the validation Dice.
+
+Two clean-up steps, as nnU-Net decides them: keep the largest connected component of an ROI
+(8-connected; the rest becomes background), and fill the holes of an ROI (background pixels it
+encloses; other ROIs inside it are left alone). :func:`choose_postprocessing` tries every
+combination per ROI on the validation slices and keeps one only when it raises that ROI's mean
+Dice; the choice travels in the model file and ``predict`` applies it on each slice's own grid.
+
+Example:
+    >>> choice = choose_postprocessing(predicted, truth, num_classes=3)
+    >>> cleaned = choice.apply(label)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from sliceseg.errors import ConfigError
+
+__all__ = [
+    "CANDIDATES",
+    "STEPS",
+    "PostProcessing",
+    "apply_step",
+    "choose_postprocessing",
+    "roi_dice_per_slice",
+]
+
+STEPS: tuple[str, ...] = ("largest_component", "fill_holes")
+"""The known steps, in the order they are applied to an ROI."""
+
+CANDIDATES: tuple[tuple[str, ...], ...] = (
+    (),
+    ("largest_component",),
+    ("fill_holes",),
+    ("largest_component", "fill_holes"),
+)
+"""The combinations :func:`choose_postprocessing` tries per ROI (none first: ties keep none)."""
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def apply_step(label: np.ndarray, roi: int, step: str) -> np.ndarray:
+    """Return a copy of ``label`` with one post-processing step applied to ROI ``roi``.
+
+    Args:
+        label: ``(rows, cols)`` integer label map.
+        roi: the ROI value (1..K).
+        step: one of :data:`STEPS`.
+
+    Raises:
+        ConfigError: unknown ``step``.
+
+    Example:
+        >>> label = np.zeros((5, 9), np.uint8); label[1:4, 1:4] = 1; label[2, 7] = 1
+        >>> int((apply_step(label, 1, "largest_component") == 1).sum())
+        9
+    """
+    out = label.copy()
+    mask = label == roi
+    if not mask.any():
+        return out
+    if step == "largest_component":
+        components, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+        if count > 1:
+            sizes = np.bincount(components.ravel())[1:]
+            out[mask & (components != int(np.argmax(sizes)) + 1)] = 0
+    elif step == "fill_holes":
+        out[ndimage.binary_fill_holes(mask) & (label == 0)] = roi
+    else:
+        raise ConfigError(f"post-processing step {step!r} is unknown; use one of {STEPS}.")
+    return out
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """The steps applied to each ROI after the argmax, and the validation Dice behind them.
+
+    Attributes:
+        steps: ROI value → steps, in :data:`STEPS` order (ROIs absent: nothing applied).
+        dice_before: ROI value → mean validation Dice without post-processing.
+        dice_after: ROI value → mean validation Dice with the chosen steps.
+    """
+
+    steps: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    dice_before: Mapping[int, float] = field(default_factory=dict)
+    dice_after: Mapping[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for roi, steps in self.steps.items():
+            unknown = [s for s in steps if s not in STEPS]
+            if unknown:
+                raise ConfigError(
+                    f"post-processing of ROI {roi}: step(s) {unknown} unknown; use {STEPS}."
+                )
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no ROI gets any step."""
+        return not any(self.steps.values())
+
+    def apply(self, label: np.ndarray) -> np.ndarray:
+        """Return ``label`` with every ROI's steps applied (the input is not changed)."""
+        out = label
+        for roi, steps in sorted(self.steps.items()):
+            for step in steps:
+                out = apply_step(out, roi, step)
+        return out if out is not label else label.copy()
+
+    def describe(self) -> str:
+        """One line: what is applied to which ROI, e.g. ``ROI 1: largest_component``."""
+        parts = [f"ROI {roi}: {' + '.join(s)}" for roi, s in sorted(self.steps.items()) if s]
+        return "; ".join(parts) if parts else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data (string keys) for the model file."""
+        return {
+            "steps": {str(r): list(s) for r, s in sorted(self.steps.items())},
+            "dice_before": {str(r): float(d) for r, d in sorted(self.dice_before.items())},
+            "dice_after": {str(r): float(d) for r, d in sorted(self.dice_after.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PostProcessing:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: an unknown step.
+        """
+        return cls(
+            steps={int(r): tuple(str(x) for x in s) for r, s in data.get("steps", {}).items()},
+            dice_before={int(r): float(d) for r, d in data.get("dice_before", {}).items()},
+            dice_after={int(r): float(d) for r, d in data.get("dice_after", {}).items()},
+        )
+
+
+def roi_dice_per_slice(
+    predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], roi: int
+) -> float:
+    """Mean over slices of one ROI's Dice, over slices where it is predicted or true (else nan)."""
+    values = []
+    for pred, true in zip(predicted, truth, strict=True):
+        p, t = pred == roi, true == roi
+        total = int(p.sum()) + int(t.sum())
+        if total:
+            values.append(2.0 * int((p & t).sum()) / total)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def choose_postprocessing(
+    predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], *, num_classes: int
+) -> PostProcessing:
+    """Per ROI, the step combination of :data:`CANDIDATES` with the highest validation Dice.
+
+    A combination is kept only when it raises the ROI's mean per-slice Dice above no
+    post-processing (ties keep none), as nnU-Net decides. ROIs are independent: removing
+    pixels of one ROI or filling its background holes never changes another ROI's Dice.
+
+    Args:
+        predicted: validation label maps after the argmax.
+        truth: their reference label maps (same shapes).
+        num_classes: C = K + 1.
+
+    Returns:
+        The choice, with the Dice before and after per ROI.
+    """
+    steps: dict[int, tuple[str, ...]] = {}
+    before: dict[int, float] = {}
+    after: dict[int, float] = {}
+    for roi in range(1, num_classes):
+        scores = []
+        for candidate in CANDIDATES:
+            cleaned = [_apply_all(p, roi, candidate) for p in predicted]
+            scores.append(roi_dice_per_slice(cleaned, truth, roi))
+        if not np.isfinite(scores[0]):
+            continue
+        best = int(np.nanargmax(scores))
+        before[roi] = scores[0]
+        after[roi] = scores[best] if scores[best] > scores[0] else scores[0]
+        steps[roi] = CANDIDATES[best] if scores[best] > scores[0] else ()
+    return PostProcessing(steps=steps, dice_before=before, dice_after=after)
+
+
+def _apply_all(label: np.ndarray, roi: int, steps: tuple[str, ...]) -> np.ndarray:
+    for step in steps:
+        label = apply_step(label, roi, step)
+    return label
