@@ -1,10 +1,13 @@
 """Sliding-window probabilities at the target spacing; one pass when a slice fits the window.
 
 The network sees windows of ``input_shape`` pixels a side, as it saw crops in training. A slice
-that fits one window is padded around (centred, with its own minimum, as in training) and
-predicted in one pass, many slices per batch; a larger one goes through MONAI's
-``sliding_window_inference`` (overlap 0.25, Gaussian weighting: window centres count more than
-their edges) and its probabilities are blended. Either way the result covers the slice exactly.
+smaller than a window is padded around it (centred, with the slice's own minimum, as in
+training). A slice that fits one window is predicted in one pass; a larger one is covered by
+windows placed as MONAI's ``sliding_window_inference`` places them (overlap 0.25, the last
+window flush with the far edge) and their probabilities blended with MONAI's Gaussian weights
+(sigma 1/8 of the window, floored at 1e-3: window centres count more than their edges). The
+result equals MONAI's (``tests/test_windows.py`` checks it) without importing MONAI, which
+costs seconds at start-up. Windows of many slices share each network call.
 
 Example:
     >>> probs = window_probabilities(predictor, torch.rand(1, 300, 220), window=160)
@@ -14,87 +17,85 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import cast
+from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "GAUSSIAN_SIGMA_SCALE",
     "WINDOW_OVERLAP",
     "Predictor",
     "count_windows",
-    "fits_window",
+    "gaussian_weights",
     "spaced_labels",
     "spaced_probabilities",
     "window_probabilities",
+    "window_starts",
 ]
 
 WINDOW_OVERLAP = 0.25
 """Fraction of a window shared with its neighbour (MONAI's default)."""
 
+GAUSSIAN_SIGMA_SCALE = 0.125
+"""Sigma of the blending weights as a fraction of the window side (MONAI's default)."""
+
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """``(B, 1, S, S)`` images → ``(B, C, S, S)`` class probabilities."""
 
 
-def fits_window(shape: Sequence[int], window: int) -> bool:
-    """Whether a ``(rows, cols)`` slice fits one ``window × window`` pass."""
-    return int(shape[-2]) <= window and int(shape[-1]) <= window
+def window_starts(length: int, window: int, *, overlap: float = WINDOW_OVERLAP) -> list[int]:
+    """First index of each window along an axis of ``length`` (padded to ``window`` if shorter).
+
+    Windows step by ``int(window · (1 − overlap))``; the last one ends at the far edge.
+
+    Example:
+        >>> window_starts(256, 160), window_starts(100, 160)
+        ([0, 96], [0])
+    """
+    if length <= window:
+        return [0]
+    interval = max(int(window * (1.0 - overlap)), 1)
+    count = math.ceil((length - window) / interval) + 1
+    return [min(i * interval, length - window) for i in range(count)]
 
 
 def count_windows(shape: Sequence[int], window: int, *, overlap: float = WINDOW_OVERLAP) -> int:
-    """Number of windows the network runs on for a ``(rows, cols)`` slice (as MONAI places them).
+    """Number of windows the network runs on for a ``(rows, cols)`` slice.
 
     Example:
         >>> count_windows((256, 256), 160), count_windows((150, 120), 160)
         (4, 1)
     """
-    total = 1
-    for length in (int(shape[-2]), int(shape[-1])):
-        if length > window:
-            stride = max(int(window * (1.0 - overlap)), 1)
-            total *= -(-(length - window) // stride) + 1
-    return total
+    rows, cols = int(shape[-2]), int(shape[-1])
+    starts = [window_starts(n, window, overlap=overlap) for n in (rows, cols)]
+    return len(starts[0]) * len(starts[1])
 
 
-def window_probabilities(
-    predictor: Predictor,
-    image: torch.Tensor,
-    *,
-    window: int,
-    overlap: float = WINDOW_OVERLAP,
-    pad_value: float | None = None,
-    windows_per_pass: int = 8,
-) -> torch.Tensor:
-    """Class probabilities of one slice at the target spacing, by windows of ``window`` pixels.
+@lru_cache(maxsize=8)
+def gaussian_weights(window: int, sigma_scale: float = GAUSSIAN_SIGMA_SCALE) -> torch.Tensor:
+    """``(window, window)`` blending weights: MONAI's Gaussian importance map (peak 1).
 
-    Args:
-        predictor: the network's probabilities for a batch of windows.
-        image: ``(1, H, W)`` normalised intensities.
-        window: side of the windows (the model's ``input_size``).
-        overlap: shared fraction of neighbouring windows (slices larger than one window).
-        pad_value: value around a slice smaller than a window; default the slice's minimum.
-        windows_per_pass: windows per predictor call for a large slice.
-
-    Returns:
-        ``(C, H, W)`` probabilities.
+    Example:
+        >>> float(gaussian_weights(160)[80, 80]) > 0.99, float(gaussian_weights(160).min())
+        (True, 0.001)
     """
-    pad = float(image.min()) if pad_value is None else float(pad_value)
-    if fits_window(image.shape, window):
-        return _padded_pass(predictor, [image], window, [pad])[0]
-    from monai.inferers import sliding_window_inference  # MONAI imports slowly; only when needed
+    offsets = torch.arange(window, dtype=torch.float32) - (window - 1) / 2.0
+    profile = torch.exp(offsets**2 / (-2.0 * (window * sigma_scale) ** 2))
+    weights = profile[:, None] * profile[None, :]
+    return weights.clamp(min=max(float(weights.min()), 1e-3))
 
-    blended = sliding_window_inference(
-        image[None],
-        roi_size=(window, window),
-        sw_batch_size=windows_per_pass,
-        predictor=predictor,
-        overlap=overlap,
-        mode="gaussian",
-        padding_mode="constant",
-        cval=pad,
-    )
-    return cast(torch.Tensor, blended)[0]  # a tensor predictor gives a tensor
+
+@dataclass(frozen=True)
+class _Slice:
+    """One slice padded to at least a window, and where its windows are."""
+
+    padded: torch.Tensor  # (1, H', W')
+    crop: tuple[slice, slice]  # the slice inside ``padded``
+    origins: tuple[tuple[int, int], ...]
 
 
 def spaced_probabilities(
@@ -103,54 +104,57 @@ def spaced_probabilities(
     *,
     window: int,
     batch_size: int = 8,
+    overlap: float = WINDOW_OVERLAP,
     device: torch.device | None = None,
 ) -> list[torch.Tensor]:
-    """Probabilities of many slices at the target spacing, on the CPU, in input order.
-
-    Slices that fit one window are padded to it and predicted ``batch_size`` at a time (no
-    overlap, no blending); larger slices by :func:`window_probabilities`.
+    """Probabilities of slices at the target spacing, by windows of ``window`` pixels.
 
     Args:
         predictor: the network's probabilities for a batch of windows (on ``device``).
-        images: per slice ``(1, H, W)``, any sizes.
-        window: side of the windows.
-        batch_size: windows per predictor call.
+        images: per slice ``(1, H, W)`` normalised intensities, any sizes.
+        window: side of the windows (the model's ``input_size``).
+        batch_size: windows per predictor call (from one slice or several).
+        overlap: shared fraction of neighbouring windows on slices larger than a window.
         device: where the predictor runs (default: the CPU).
 
     Returns:
-        Per slice ``(C, H, W)`` float32 probabilities on the CPU.
+        Per slice ``(C, H, W)`` float32 probabilities on the CPU, in input order. A slice
+        that fits one window gets that window's probabilities exactly (nothing blended).
     """
     target = device or torch.device("cpu")
-    out: list[torch.Tensor | None] = [None] * len(images)
-    small = [i for i, image in enumerate(images) if fits_window(image.shape, window)]
-    for start in range(0, len(small), batch_size):
-        chosen = small[start : start + batch_size]
-        batch = [images[i].to(target) for i in chosen]
-        probs = _padded_pass(predictor, batch, window, [float(b.min()) for b in batch])
-        for i, prob in zip(chosen, probs, strict=True):
-            out[i] = prob.float().cpu()
-    for i, image in enumerate(images):
-        if out[i] is None:
-            prob = window_probabilities(
-                predictor, image.to(target), window=window, windows_per_pass=batch_size
-            )
-            out[i] = prob.float().cpu()
-    return [p for p in out if p is not None]
+    slices = [_place(image.to(target), window, overlap) for image in images]
+    jobs = [(i, origin) for i, s in enumerate(slices) for origin in s.origins]
+    sums: list[torch.Tensor | None] = [None] * len(slices)
+    weights = gaussian_weights(window).to(target)
+    for start in range(0, len(jobs), batch_size):
+        chosen = jobs[start : start + batch_size]
+        batch = torch.stack(
+            [slices[i].padded[:, r : r + window, c : c + window] for i, (r, c) in chosen]
+        )
+        probs = predictor(batch).float()
+        for (i, (r, c)), prob in zip(chosen, probs, strict=True):
+            sums[i] = _accumulate(sums[i], slices[i], prob, (r, c), weights)
+    out = []
+    for s, total in zip(slices, sums, strict=True):
+        assert total is not None  # every slice has at least one window
+        if len(s.origins) > 1:
+            total = total[:-1] / total[-1:]  # the last channel holds the summed weights
+        out.append(total[(slice(None), *s.crop)].cpu())
+    return out
 
 
-def _padded_pass(
-    predictor: Predictor, images: Sequence[torch.Tensor], window: int, pads: Sequence[float]
-) -> list[torch.Tensor]:
-    """Pad each ``(1, h, w)`` image (centred, as MONAI pads) to the window, one predictor call."""
-    padded, spans = [], []
-    for image, pad in zip(images, pads, strict=True):
-        rows, cols = int(image.shape[-2]), int(image.shape[-1])
-        top, left = (window - rows) // 2, (window - cols) // 2
-        widths = (left, window - cols - left, top, window - rows - top)
-        padded.append(F.pad(image, widths, mode="constant", value=pad))
-        spans.append((slice(top, top + rows), slice(left, left + cols)))
-    probs = predictor(torch.stack(padded))
-    return [p[:, rows, cols] for p, (rows, cols) in zip(probs, spans, strict=True)]
+def window_probabilities(
+    predictor: Predictor,
+    image: torch.Tensor,
+    *,
+    window: int,
+    overlap: float = WINDOW_OVERLAP,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Probabilities ``(C, H, W)`` of one ``(1, H, W)`` slice (see :func:`spaced_probabilities`)."""
+    return spaced_probabilities(
+        predictor, [image], window=window, batch_size=batch_size, overlap=overlap
+    )[0]
 
 
 def spaced_labels(
@@ -166,3 +170,34 @@ def spaced_labels(
         predictor, images, window=window, batch_size=batch_size, device=device
     )
     return [p.argmax(dim=0) for p in probs]
+
+
+def _place(image: torch.Tensor, window: int, overlap: float) -> _Slice:
+    """Pad a ``(1, h, w)`` slice to at least the window (centred, as MONAI pads) and place windows."""
+    rows, cols = int(image.shape[-2]), int(image.shape[-1])
+    top, left = max(window - rows, 0) // 2, max(window - cols, 0) // 2
+    bottom, right = max(window - rows, 0) - top, max(window - cols, 0) - left
+    pad = float(image.min()) if image.numel() else 0.0
+    padded = F.pad(image, (left, right, top, bottom), mode="constant", value=pad)
+    starts = [window_starts(n, window, overlap=overlap) for n in padded.shape[-2:]]
+    origins = tuple((r, c) for r in starts[0] for c in starts[1])
+    return _Slice(padded, (slice(top, top + rows), slice(left, left + cols)), origins)
+
+
+def _accumulate(
+    total: torch.Tensor | None,
+    placed: _Slice,
+    prob: torch.Tensor,
+    origin: tuple[int, int],
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Add one window's probabilities to its slice's sum (weighted, unless it is the only one)."""
+    if len(placed.origins) == 1:
+        return prob
+    if total is None:  # channels 0..C-1: weighted probabilities; channel C: summed weights
+        total = prob.new_zeros((prob.shape[0] + 1, *placed.padded.shape[-2:]))
+    r, c = origin
+    size = weights.shape[-1]
+    total[:-1, r : r + size, c : c + size] += prob * weights
+    total[-1, r : r + size, c : c + size] += weights
+    return total
