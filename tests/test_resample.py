@@ -104,6 +104,6 @@ def test_image_keeps_its_values_range_and_refuses_a_wrong_shape():
     geometry = spacing_geometry(SHAPE, SPACING, (0.9, 0.9))
     resampled = resample_image(image, geometry)
     assert resampled.shape == geometry.resampled_shape
-    assert 0.0 <= float(resampled.min()) and float(resampled.max()) <= 1.0
+    assert float(resampled.min()) >= 0.0 and float(resampled.max()) <= 1.0
     with pytest.raises(ValueError, match="as recorded in its SpacingGeometry"):
         resample_image(np.zeros((10, 10), np.float32), geometry)

@@ -55,6 +55,19 @@ class TestTrain:
         assert history["epoch"].tolist() == [1, 2]
         assert {"loss", "train_dice", "val_dice", "lr", "elapsed_seconds"} <= set(history.columns)
         assert any(c.startswith("val_dice_vertebral") for c in history.columns)
+        assert any(line.startswith("Post-processing chosen on validation: ") for line in lines)
+
+    def test_model_file_records_target_spacing_and_postprocessing(self, tiny_phantom, tiny_model):
+        meta = load_bundle(tiny_model).metadata
+        truth = pd.read_csv(tiny_phantom / "truth.csv")
+        train_rows = truth[truth["split"] == "train"]
+        assert meta.target_spacing_mm is not None
+        for axis, column in enumerate(("row_spacing_mm", "col_spacing_mm")):
+            spacings = train_rows[column]
+            assert spacings.min() <= meta.target_spacing_mm[axis] <= spacings.max()
+        assert meta.postprocessing is not None
+        assert set(meta.postprocessing["steps"]) <= {str(roi) for roi in range(1, 7)}
+        assert all(0.0 <= d <= 1.0 for d in meta.postprocessing["dice_before"].values())
 
     def test_checkpoint_opens_with_weights_only_and_rebuilds_the_model(
         self, tiny_phantom, tmp_path

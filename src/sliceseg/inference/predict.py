@@ -15,10 +15,12 @@ from sliceseg.data.batches import GridTensors, slices_to_grid, slices_to_spacing
 from sliceseg.data.grid import probabilities_from_grid
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
 from sliceseg.data.resample import probabilities_to_native
-from sliceseg.data.windows import spaced_probabilities
+from sliceseg.data.windows import prediction_window, spaced_probabilities
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.postprocess import PostProcessing
+from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
+from sliceseg.models.inference import inference_network, is_size_free
 from sliceseg.system import select_device
 
 # Test-time augmentation: small rotations and zooms whose effect is undone on the
@@ -120,13 +122,17 @@ def predict_slices(
     was_training = model.training
     model.to(target).eval()
     labels: list[np.ndarray] = []
+    is_spaced = bundle.metadata.target_spacing_mm is not None
+    network = inference_network(model) if is_spaced else model
     try:
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 end = start + batch_size
                 labels.extend(
-                    _predict_chunk(bundle, images[start:end], changes[start:end], target, tta)
+                    _predict_chunk(
+                        bundle, network, images[start:end], changes[start:end], target, tta
+                    )
                 )
                 bar.update(len(images[start:end]))
         bar.close()
@@ -137,6 +143,7 @@ def predict_slices(
 
 def _predict_chunk(
     bundle: Bundle,
+    network: torch.nn.Module,
     images: Sequence[Slice],
     changes: Sequence[Reorientation],
     device: torch.device,
@@ -145,9 +152,9 @@ def _predict_chunk(
     """Labels of a few slices: through the target spacing, or the square grid of older models."""
     spacing = bundle.metadata.target_spacing_mm
     if spacing is not None:
-        return _spaced_labels(bundle, images, changes, spacing, device=device, tta=tta)
+        return _spaced_labels(bundle, network, images, changes, spacing, device=device, tta=tta)
     grid = slices_to_grid(images, bundle.metadata.input_size, reorientations=changes)
-    return _native_labels(grid, _probabilities(bundle.model, grid.images.to(device), tta=tta))
+    return _native_labels(grid, _probabilities(network, grid.images.to(device), tta=tta))
 
 
 def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
@@ -163,6 +170,7 @@ def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
 
 def _spaced_labels(
     bundle: Bundle,
+    network: torch.nn.Module,
     images: Sequence[Slice],
     changes: Sequence[Reorientation],
     spacing_mm: tuple[float, float],
@@ -173,10 +181,16 @@ def _spaced_labels(
     """Labels of slices through the model's target spacing, windows and post-processing."""
     meta = bundle.metadata
     spaced = slices_to_spacing(images, spacing_mm, reorientations=changes)
+    window = prediction_window(
+        [image.shape for image in spaced.images],
+        input_size=meta.input_size,
+        divisor=required_divisor(meta.arch, meta.hyperparameters),
+        is_size_free=is_size_free(network),
+    )
     probs = spaced_probabilities(
-        lambda batch: _probabilities(bundle.model, batch, tta=tta),
+        lambda batch: _probabilities(network, batch, tta=tta),
         spaced.images,
-        window=meta.input_size,
+        window=window,
         device=device,
     )
     post = PostProcessing.from_dict(meta.postprocessing or {})

@@ -25,12 +25,13 @@ from sliceseg.data.batches import GridTensors, SpacedTensors, samples_to_spacing
 from sliceseg.data.crops import CropDataset
 from sliceseg.data.samples import load_samples
 from sliceseg.data.split import split_by_patient
-from sliceseg.data.windows import spaced_labels
+from sliceseg.data.windows import prediction_window, spaced_labels
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
 from sliceseg.models import build_model, default_hyperparameters, required_divisor
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
+from sliceseg.models.inference import inference_network, is_size_free
 from sliceseg.report.plots import plot_history
 from sliceseg.report.visualize import plot_batch
 from sliceseg.system import select_device
@@ -193,32 +194,33 @@ def evaluate_spaced(
     *,
     device: torch.device,
     num_classes: int,
-    window: int,
-    batch_size: int = 8,
+    input_size: int,
+    divisor: int,
 ) -> tuple[np.ndarray, PostProcessing]:
-    """Per-ROI Dice of ``model`` on slices at the target spacing, as ``predict`` sees them
-    (sliding windows), and the post-processing that raises it; the mode is restored."""
-    was_training = model.training
-    model.eval()
+    """Per-ROI Dice on slices at the target spacing, predicted as ``predict`` does (its
+    network form and windows), with the post-processing that raises it; ``model`` is unchanged."""
+    network = inference_network(model)
+    window = prediction_window(
+        [image.shape for image in data.images],
+        input_size=input_size,
+        divisor=divisor,
+        is_size_free=is_size_free(network),
+    )
 
     def predictor(images: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-            return torch.softmax(model(images)[0].float(), dim=1)
+            return torch.softmax(network(images)[0].float(), dim=1)
 
-    try:
-        labels = spaced_labels(
-            predictor, data.images, window=window, batch_size=batch_size, device=device
-        )
-    finally:
-        model.train(was_training)
+    labels = [
+        p.numpy() for p in spaced_labels(predictor, data.images, window=window, device=device)
+    ]
     truth = [t.numpy() for t in data.labels or ()]
-    post = choose_postprocessing([p.numpy() for p in labels], truth, num_classes=num_classes)
+    post = choose_postprocessing(labels, truth, num_classes=num_classes)
     counter = DiceCounter(num_classes)
     for label, true in zip(labels, truth, strict=True):
-        cleaned = torch.from_numpy(post.apply(label.numpy()))
-        counter.update(
-            F.one_hot(cleaned, num_classes).permute(2, 0, 1)[None], torch.from_numpy(true)[None]
-        )
+        cleaned = torch.from_numpy(post.apply(label)).long()
+        one_hot = F.one_hot(cleaned, num_classes).permute(2, 0, 1)[None]
+        counter.update(one_hot, torch.from_numpy(true)[None])
     return counter.per_roi(), post
 
 
@@ -497,7 +499,8 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
                     val_data,
                     device=device,
                     num_classes=num_classes,
-                    window=config.input_shape,
+                    input_size=config.input_shape,
+                    divisor=required_divisor(config.arch, hyper),
                 )
                 metadata = replace(metadata, postprocessing=post.to_dict())
                 log(f"Post-processing chosen on validation: {post.describe()}")

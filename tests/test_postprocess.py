@@ -1,0 +1,81 @@
+"""Tests for sliceseg.measure.postprocess: per-ROI clean-up kept only where validation gains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sliceseg.errors import ConfigError
+from sliceseg.measure.postprocess import (
+    PostProcessing,
+    apply_step,
+    choose_postprocessing,
+    roi_dice_per_slice,
+)
+
+
+def disc(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+def truth_and_prediction() -> tuple[np.ndarray, np.ndarray]:
+    """ROI 1 a disc, ROI 2 two separate discs (both true); the prediction adds a stray ROI 1 blob
+    and puts a hole in ROI 1."""
+    truth = np.zeros((60, 80), np.uint8)
+    truth[disc(truth.shape, (20, 20), 10)] = 1
+    truth[disc(truth.shape, (45, 50), 6)] = 2
+    truth[disc(truth.shape, (45, 70), 6)] = 2
+    predicted = truth.copy()
+    predicted[disc(truth.shape, (50, 10), 3)] = 1  # stray blob, 29 pixels
+    predicted[19:22, 19:22] = 0  # a 9-pixel hole
+    return truth, predicted
+
+
+class TestApplyStep:
+    def test_largest_component_removes_the_stray_blob_only(self):
+        _truth, predicted = truth_and_prediction()
+        cleaned = apply_step(predicted, 1, "largest_component")
+        assert int((cleaned == 1).sum()) == int((predicted == 1).sum()) - 29
+        assert not (cleaned[45:56, 5:16] == 1).any()
+        assert np.array_equal(cleaned == 2, predicted == 2)
+
+    def test_fill_holes_fills_background_but_never_another_roi(self):
+        label = np.zeros((30, 30), np.uint8)
+        label[disc(label.shape, (15, 15), 10)] = 1
+        label[13:16, 13:16] = 0  # background hole
+        label[8:10, 15:17] = 2  # another ROI enclosed by ROI 1
+        filled = apply_step(label, 1, "fill_holes")
+        assert (filled[13:16, 13:16] == 1).all()
+        assert (filled[8:10, 15:17] == 2).all()
+
+    def test_unknown_step_is_a_config_error(self):
+        with pytest.raises(ConfigError, match="post-processing step 'dilate' is unknown"):
+            apply_step(np.ones((3, 3), np.uint8), 1, "dilate")
+
+
+class TestChoosePostprocessing:
+    def test_keeps_the_steps_that_raise_validation_dice(self):
+        truth, predicted = truth_and_prediction()
+        choice = choose_postprocessing([predicted] * 3, [truth] * 3, num_classes=3)
+        assert choice.steps[1] == ("largest_component", "fill_holes")
+        # ROI 2 is truly two pieces: keeping the largest would lose one, so nothing is kept
+        assert choice.steps[2] == ()
+        assert choice.dice_after[1] > choice.dice_before[1]
+        assert choice.dice_after[2] == choice.dice_before[2] == 1.0
+        assert choice.describe() == "ROI 1: largest_component + fill_holes"
+
+    def test_applying_the_choice_restores_the_truth(self):
+        truth, predicted = truth_and_prediction()
+        choice = choose_postprocessing([predicted], [truth], num_classes=3)
+        assert np.array_equal(choice.apply(predicted), truth)
+        assert roi_dice_per_slice([choice.apply(predicted)], [truth], 1) == 1.0
+
+    def test_round_trips_through_plain_data(self):
+        truth, predicted = truth_and_prediction()
+        choice = choose_postprocessing([predicted], [truth], num_classes=3)
+        again = PostProcessing.from_dict(choice.to_dict())
+        assert again.steps == choice.steps and again.dice_after == choice.dice_after
+        assert PostProcessing.from_dict({}).is_empty
+        with pytest.raises(ConfigError, match="unknown"):
+            PostProcessing.from_dict({"steps": {"1": ["erode"]}})

@@ -1,0 +1,131 @@
+"""Tests for sliceseg.inference.predict: the target-spacing path, post-processing, older files."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_test_dicom
+from sliceseg.data.intensity import normalise_intensity
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import Slice, read_slice
+from sliceseg.models import build_model
+from sliceseg.models.bundle import Bundle, ModelMetadata, bundle_payload, load_bundle
+
+SPACING = (0.7, 1.1)  # non-square pixels: 112 × 96 pixels are 78.4 mm × 105.6 mm
+
+
+SEEN: list[tuple[int, ...]] = []  # the batch shapes a Threshold network was called with
+
+
+class Threshold(torch.nn.Module):
+    """A pixel-wise 'network': ROI 1 where the normalised intensity is above 0.
+
+    It records the shape of every batch in ``SEEN`` (prediction runs a copy of it). With
+    ``spatial_norm`` it holds an (unused) instance norm, so it is not size-free.
+    """
+
+    def __init__(self, *, spatial_norm: bool = False) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([0.0, 4.0]).view(2, 1, 1, 1))
+            self.conv.bias.zero_()
+        self.norm = torch.nn.InstanceNorm2d(1) if spatial_norm else torch.nn.Identity()
+        SEEN.clear()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        SEEN.append(tuple(x.shape))
+        return [self.conv(x)]
+
+
+def ellipse_slice(folder: Path, *, blob: bool = False) -> Slice:
+    """A 112 × 96 slice: a bright ellipse (300) on 100, a gentle ramp, optionally a bright blob."""
+    rows, cols = np.mgrid[0:112, 0:96]
+    pixels = np.where(((rows - 50) / 38.0) ** 2 + ((cols - 45) / 30.0) ** 2 <= 1, 300, 100)
+    pixels = pixels + rows // 8
+    if blob:
+        pixels[100:106, 85:91] = 300  # 36 pixels, apart from the ellipse
+    return read_slice(write_test_dicom(folder / "a.dcm", pixels, spacing=SPACING))
+
+
+def metadata(**changes: object) -> ModelMetadata:
+    fields: dict = dict(
+        arch="unet", hyperparameters={}, num_classes=2, input_size=64, roi_names=("a",)
+    )
+    fields.update(changes)
+    return ModelMetadata(**fields)
+
+
+class TestTargetSpacing:
+    def test_at_the_slices_own_spacing_the_labels_are_the_pixelwise_truth(self, tmp_path):
+        image = ellipse_slice(tmp_path)
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=SPACING))
+        label = predict_slices(bundle, [image], device="cpu")[0]
+        expected = (normalise_intensity(image.pixels) > 0).astype(np.uint8)
+        assert np.array_equal(label, expected)
+        # size-free: the whole slice in one pass, padded to what depth 5 divides (16)
+        assert SEEN == [(1, 1, 112, 96)]
+
+    def test_a_coarser_spacing_keeps_the_area(self, tmp_path):
+        image = ellipse_slice(tmp_path)
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=(0.5, 0.5)))
+        label = predict_slices(bundle, [image], device="cpu")[0]
+        # 78.4 × 105.6 mm at 0.5 mm: 157 × 211 pixels, in one 160 × 224 window
+        assert SEEN == [(1, 1, 160, 224)]
+        assert label.shape == (112, 96)
+        expected = int((normalise_intensity(image.pixels) > 0).sum())
+        assert int(label.sum()) == pytest.approx(expected, rel=0.01)
+
+    def test_a_network_with_instance_norms_sees_windows_of_input_size(self, tmp_path):
+        image = ellipse_slice(tmp_path)
+        model = Threshold(spatial_norm=True)
+        bundle = Bundle(model, metadata(input_size=32, target_spacing_mm=(0.5, 0.5)))
+        label = predict_slices(bundle, [image], device="cpu")[0]
+        # 157 × 211 pixels: windows of 32 at a stride of 24, 7 × 9 of them, 8 per call
+        assert {s[1:] for s in SEEN} == {(1, 32, 32)} and sum(s[0] for s in SEEN) == 63
+        expected = int((normalise_intensity(image.pixels) > 0).sum())
+        assert int(label.sum()) == pytest.approx(expected, rel=0.01)
+
+    def test_the_post_processing_in_the_model_file_is_applied(self, tmp_path):
+        image = ellipse_slice(tmp_path, blob=True)
+        plain = Bundle(Threshold(), metadata(input_size=128, target_spacing_mm=SPACING))
+        steps = {"steps": {"1": ["largest_component"]}}
+        cleaned = Bundle(
+            Threshold(), metadata(input_size=128, target_spacing_mm=SPACING, postprocessing=steps)
+        )
+        with_blob = predict_slices(plain, [image], device="cpu")[0]
+        without = predict_slices(cleaned, [image], device="cpu")[0]
+        assert with_blob[100:106, 85:91].all() and not without[100:106, 85:91].any()
+        assert int(with_blob.sum()) - int(without.sum()) == 36
+
+
+class TestOlderModelFiles:
+    """A file written before target spacings predicts on its square grid, exactly as before."""
+
+    def test_no_target_spacing_squeezes_onto_the_grid_as_before(self, tmp_path):
+        image = ellipse_slice(tmp_path)
+        label = predict_slices(Bundle(Threshold(), metadata()), [image], device="cpu")[0]
+        assert SEEN == [(1, 1, 64, 64)]
+        # pinned with the code before this change (commit eb0ce0f): same pixels, bit for bit
+        assert (int(label.sum()), zlib.crc32(label.tobytes())) == (3642, 660705761)
+
+    def test_loads_without_the_new_entries(self, tmp_path):
+        torch.manual_seed(0)
+        model = build_model("unet", num_classes=2, input_size=32, depth=3)
+        payload = bundle_payload(model, metadata(input_size=32, hyperparameters={"depth": 3}))
+        for key in ("target_spacing_mm", "postprocessing"):
+            del payload["metadata"][key]  # as files from before this change were written
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        (tmp_path / "old.pt").write_bytes(buffer.getvalue())
+        bundle = load_bundle(tmp_path / "old.pt")
+        assert bundle.metadata.target_spacing_mm is None
+        assert bundle.metadata.postprocessing is None
+        label = predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu")[0]
+        assert label.shape == (112, 96)
