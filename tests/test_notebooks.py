@@ -72,7 +72,7 @@ class TestChooseFolder:
     def test_starts_at_the_settings_path_and_uses_it_until_a_folder_is_chosen(self, tmp_path):
         picker = choose_folder(tmp_path, title="DICOM folder")
         assert Path(picker.chooser.default_path) == tmp_path
-        assert picker.selected == tmp_path and not picker.is_chosen
+        assert picker.selected == str(tmp_path) and not picker.is_chosen
         assert picker.summary() == (
             f"DICOM folder: {tmp_path} (the Settings path; choose another folder above and run "
             "this cell again)."
@@ -85,13 +85,13 @@ class TestChooseFolder:
         chooser._select.click()  # open the dialog, step into scans/, press Select
         chooser._dircontent.value = next(o for o in chooser._dircontent.options if "scans" in o)
         chooser._select.click()
-        assert picker.is_chosen and picker.selected == tmp_path / "scans"
+        assert picker.is_chosen and picker.selected == str(tmp_path / "scans")
         assert picker.summary() == f"DICOM folder: {tmp_path / 'scans'} (chosen above)."
 
     def test_a_missing_settings_path_starts_at_its_nearest_folder(self, tmp_path):
         picker = choose_folder(tmp_path / "not" / "yet", title="Training data")
         assert Path(picker.chooser.default_path) == tmp_path
-        assert picker.selected == tmp_path / "not" / "yet"
+        assert picker.selected == str(tmp_path / "not" / "yet")
         assert "it does not exist yet" in picker.summary()
 
     def test_headless_output_says_the_settings_path_is_used(self, tmp_path):
@@ -103,7 +103,7 @@ class TestChooseFolder:
     def test_without_ipyfilechooser_the_settings_path_is_used(self, tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, "ipyfilechooser", None)
         picker = choose_folder(tmp_path, title="DICOM folder")
-        assert picker.chooser is None and picker.selected == tmp_path
+        assert picker.chooser is None and picker.selected == str(tmp_path)
         assert picker._repr_mimebundle_() == {
             "text/plain": "DICOM folder: no folder chooser (ipyfilechooser is not installed); "
             f"the Settings path is used: {tmp_path}"

@@ -28,12 +28,12 @@ class FolderChoice:
     widget can be drawn, the output reads that the Settings path is used instead.
 
     Attributes:
-        default: the Settings path.
+        default: the Settings path, as written there.
         title: what the folder is for (shown above the chooser).
         chooser: the widget, or None when ``ipyfilechooser`` is not installed.
     """
 
-    default: Path
+    default: str
     title: str
     chooser: Any = field(default=None, repr=False)
 
@@ -43,15 +43,15 @@ class FolderChoice:
         return self.chooser is not None and self.chooser.selected_path is not None
 
     @property
-    def selected(self) -> Path:
-        """The folder picked in the chooser, else the Settings path."""
-        return Path(self.chooser.selected_path) if self.is_chosen else self.default
+    def selected(self) -> str:
+        """The folder picked in the chooser, else the Settings path (a string, like Settings)."""
+        return str(self.chooser.selected_path) if self.is_chosen else self.default
 
     def summary(self) -> str:
         """One line naming the folder in use and where it came from."""
         if self.is_chosen:
             return f"{self.title}: {self.selected} (chosen above)."
-        missing = "" if self.default.exists() else "; it does not exist yet"
+        missing = "" if Path(self.default).exists() else "; it does not exist yet"
         hint = (
             "choose another folder above and run this cell again"
             if self.chooser is not None
@@ -95,16 +95,16 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
     Example:
         >>> picker = choose_folder("phantom/test/dicoms", title="DICOM folder to segment")
         >>> picker.selected
-        PosixPath('phantom/test/dicoms')
+        'phantom/test/dicoms'
     """
     try:
         from ipyfilechooser import FileChooser
     except ImportError:
-        return FolderChoice(Path(default), title)
+        return FolderChoice(str(default), title)
     chooser = FileChooser(
         str(start_folder(default)), title=f"<b>{html.escape(title)}</b>", show_only_dirs=True
     )
-    return FolderChoice(Path(default), title, chooser)
+    return FolderChoice(str(default), title, chooser)
 
 
 class Checkpoint(Protocol):
