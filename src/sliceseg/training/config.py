@@ -206,8 +206,11 @@ def read_settings(path: Path | str) -> dict[str, Any]:
         ConfigError: the file is missing or not valid TOML.
 
     Example:
-        >>> read_settings("train.toml")
-        {'epochs': 50, 'arch': 'unet'}
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
+        >>> _ = path.write_text('[train]\\nepochs = 50\\nroi_names = "a, b"\\n')
+        >>> read_settings(path)
+        {'epochs': 50, 'roi_names': ('a', 'b')}
     """
     source = Path(path)
     try:
@@ -233,7 +236,11 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig
         ConfigError: the file is missing or not valid TOML, or a setting is unknown or invalid.
 
     Example:
-        >>> config = load_config("train.toml", epochs=50)
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
+        >>> _ = path.write_text('[train]\\nepochs = 5\\nbatch_size = 8\\n')
+        >>> load_config(path, epochs=50, seed=None).epochs  # seed None: not given
+        50
     """
     data = read_settings(path) if path is not None else {}
     data.update(normalise_settings({k: v for k, v in overrides.items() if v is not None}))

@@ -114,8 +114,9 @@ def train(
             resumed, or the output folder is in use.
 
     Example:
-        >>> result = train(TrainConfig(data_dir="phantom/train", epochs=20, out_dir="model"))
-        >>> again = train(resume="model/sliceseg_20.pt", overrides={"epochs": 30})
+        >>> config = TrainConfig(data_dir="phantom/train", epochs=20, out_dir="model")
+        >>> result = train(config)  # doctest: +SKIP
+        >>> more = train(resume="model/sliceseg_20.pt", overrides={"epochs": 30})  # doctest: +SKIP
     """
     config, resumption = plan_run(config, resume=resume, overrides=overrides or {})
     context = init_distributed(select_device(config.device))

@@ -164,7 +164,10 @@ def resume_config(
             (the planned epochs are done, or the budget is spent).
 
     Example:
-        >>> config, notes = resume_config(settings, state, {"epochs": 60})
+        >>> settings = TrainConfig(data_dir="data/train", epochs=40).to_dict()
+        >>> state = TrainingState(epoch=10, planned_epochs=40, max_minutes=None,
+        ...     elapsed_seconds=60.0, best_val_dice=None, history=(), optimizer={})
+        >>> config, notes = resume_config(settings, state, {"epochs": 60, "batch_size": 4})
         >>> notes[-1]
         "Overriding the checkpoint's settings as given: epochs 40 → 60."
     """
