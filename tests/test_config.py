@@ -124,3 +124,8 @@ class TestTypedSettings:
         assert code == 2
         assert "hyperparameters.depth of 'unet' must be an integer in 2..7, got 12" in err
         assert not (tmp_path / "m").exists()
+
+    def test_dropout_rate_given_as_a_hyperparameter_wins_over_the_run_setting(self):
+        assert TrainConfig(dropout_rate=0.1).model_hyperparameters()["dropout_rate"] == 0.1
+        config = TrainConfig(dropout_rate=0.1, hyperparameters={"dropout_rate": 0.3})
+        assert config.model_hyperparameters()["dropout_rate"] == 0.3
