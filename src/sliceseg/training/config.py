@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
+from sliceseg.data.pairing import DataSource
 from sliceseg.errors import ConfigError
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
 
@@ -144,15 +145,20 @@ class TrainConfig:
         """
         return self.hyperparameters.resolve(self.input_shape, dropout_rate=self.dropout_rate)
 
-    def dataset_arguments(self) -> dict[str, Any]:
-        """Return the data settings as keyword arguments of `check_dataset` / `load_samples`."""
-        return {
-            "data_dir": Path(self.data_dir) if self.data_dir else None,
-            "images_dir": Path(self.images_dir) if self.images_dir else None,
-            "labels_dir": Path(self.labels_dir) if self.labels_dir else None,
-            "num_labels": self.num_labels,
-            "roi_names": self.roi_names,
-        }
+    def data_source(self) -> DataSource:
+        """Return the training data as the `DataSource` of `check_dataset` / `load_samples`.
+
+        Raises:
+            ConfigError: no data folder is set.
+            PairingError: a data folder does not exist.
+        """
+        return DataSource.from_dirs(
+            Path(self.data_dir) if self.data_dir else None,
+            images_dir=Path(self.images_dir) if self.images_dir else None,
+            labels_dir=Path(self.labels_dir) if self.labels_dir else None,
+            num_labels=self.num_labels,
+            roi_names=self.roi_names,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain data (saved next to the model and inside it)."""

@@ -24,7 +24,8 @@ import torch
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.data.batches import samples_to_grid
-from sliceseg.data.samples import check_dataset, split_by_series
+from sliceseg.data.samples import load_samples
+from sliceseg.data.split import split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
@@ -202,17 +203,14 @@ def _run(
 
 
 def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData:
-    """Check the dataset, refuse it when unfit, split it and place it on the model grid."""
-    report = check_dataset(
-        **config.dataset_arguments(), progress=context.is_main and sys.stderr.isatty()
+    """Read and check the dataset (refused when unfit), split it by patient, grid it."""
+    samples, report = load_samples(
+        config.data_source(), progress=context.is_main and sys.stderr.isatty()
     )
-    if not report.is_trainable or report.scheme is None:
-        raise LabelError(
-            f"the training data is not fit for training: {report.summary_line()} "
-            "Run `sliceseg check` on it for the full report."
-        )
-    train_samples, val_samples = split_by_series(
-        report.samples, validation_fraction=config.validation_fraction, seed=config.seed
+    if report.scheme is None:  # load_samples refuses unfit data, which this would be
+        raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
+    train_samples, val_samples = split_by_patient(
+        samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
     return TrainingData(
         train=samples_to_grid(train_samples, config.input_shape),
