@@ -1,0 +1,249 @@
+"""Label volumes as training labels: pairing, planes per slice, renumbering, unlabelled slices."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slicer_files
+
+from sliceseg.data.volume_labels import (
+    find_label_volumes,
+    harmonise_segments,
+    load_volume_labels,
+    pair_volumes,
+    relabel,
+    series_labels,
+)
+from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.dicom import find_dicom_files, read_series
+from sliceseg.io.volumes import LabelVolume, Segment, read_label_volume
+from sliceseg.measure.areas import measure_areas
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 subjects × 4 slices, 64×64, per-slice labels and labels.txt."""
+    from sliceseg.phantom.generate import generate_phantom
+
+    out = tmp_path_factory.mktemp("volume_labels") / "phantom"
+    generate_phantom(
+        out, train_subjects=3, test_subjects=0, slices_per_subject=4, seed=3,
+        matrix_sizes=[(64, 64)],
+    )  # fmt: skip
+    return out
+
+
+def names_of(phantom: Path) -> list[str]:
+    return (phantom / "labels.txt").read_text().split("\n")[:-1]
+
+
+def dataset_with_volumes(phantom: Path, tmp_path: Path) -> Path:
+    """sub01 as labels/sub01.seg.nrrd, sub02 per-slice files, sub03 as labels/sub03/Seg..."""
+    data = tmp_path / "data"
+    shutil.copytree(phantom / "train" / "dicoms", data / "dicoms")
+    shutil.copytree(phantom / "train" / "labels" / "sub02", data / "labels" / "sub02")
+    names = names_of(phantom)
+    for subject, target in (("sub01", "sub01.seg.nrrd"), ("sub03", "sub03/Segmentation.seg.nrrd")):
+        voxels, affine, _ = slicer_files.phantom_volume(
+            data / "dicoms" / subject, phantom / "train" / "labels" / subject
+        )
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(data / "labels" / target, voxels, segments, ijk_to_lps=affine)
+    return data
+
+
+class TestPairing:
+    def test_rules_folder_parent_folder_file_and_unmatched(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        (data / "labels" / "sub09.nii.gz").write_bytes(b"")  # no such series
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        volumes = find_label_volumes(data / "labels")
+        assert [v.relative_to(data / "labels").as_posix() for v in volumes] == [
+            "sub01.seg.nrrd",
+            "sub03/Segmentation.seg.nrrd",
+            "sub09.nii.gz",
+        ]
+        pairing = pair_volumes(volumes, data / "labels", data / "dicoms", dicoms)
+        assert [(p.key, p.rule, len(p.image_paths)) for p in pairing.pairs] == [
+            ("sub01", "folder", 4),
+            ("sub03", "parent folder", 4),
+        ]
+        assert [p.name for p in pairing.unmatched] == ["sub09.nii.gz"]
+
+    def test_a_volume_per_file(self, phantom, tmp_path):
+        data = tmp_path / "d"
+        shutil.copytree(phantom / "train" / "dicoms" / "sub01", data / "dicoms" / "sub01")
+        target = data / "labels" / "sub01" / "sub01_s02.nii.gz"
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"")
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        pairing = pair_volumes([target], data / "labels", data / "dicoms", dicoms)
+        assert [(p.key, p.rule, p.image_paths[0].name) for p in pairing.pairs] == [
+            ("sub01/sub01_s02", "file", "sub01_s02.dcm")
+        ]
+
+
+class TestLoadVolumeLabels:
+    def test_volumes_give_the_per_slice_labels_and_names(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(
+            data / "labels", data / "dicoms", dicoms, roi_names=names_of(phantom)
+        )
+        assert found.names_by_value == dict(enumerate(names_of(phantom), start=1))
+        assert sorted(label.key for label in found.labels) == [
+            f"{s}/{s}_s{j:02d}" for s in ("sub01", "sub03") for j in range(4)
+        ]
+        for label in found.labels:
+            per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
+            np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
+        assert {p.parent.name for p in found.labelled_images} == {"sub01", "sub03"}
+        assert found.warnings == [] and found.unlabelled == []
+
+    def test_areas_equal_those_of_the_per_slice_labels_and_the_truth(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        names = names_of(phantom)
+        images = [label.image for label in found.labels]
+        from_volumes = measure_areas([label.values for label in found.labels], images, names)
+        per_slice = [
+            slicer_files.read_label(next((phantom / "train" / "labels").glob(f"{label.key}.*")))
+            for label in found.labels
+        ]
+        from_files = measure_areas(per_slice, images, names)
+        np.testing.assert_array_equal(from_volumes.per_slice.values, from_files.per_slice.values)
+        with open(phantom / "truth.csv") as handle:
+            truth = {(r["key"], r["roi_name"]): float(r["area_mm2"]) for r in csv.DictReader(handle)}
+        measured = from_volumes.per_slice
+        for row, label in enumerate(found.labels):
+            for name in names:
+                true = truth[(label.key, name)]
+                assert measured[name].iloc[row] == pytest.approx(true, rel=0.2, abs=40.0)
+
+    def test_unlabelled_slices_skip_or_background(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels = volume.values.copy()
+        voxels[:, :, 1] = 0  # plane 1 (the second slice from the top) left unlabelled
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        skip = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        background = load_volume_labels(
+            data / "labels", data / "dicoms", dicoms, unlabelled="background"
+        )
+        assert skip.unlabelled == [("sub01/sub01_s01", path)]
+        assert len(skip.labels) == 7 and len(background.labels) == 8
+        kept = next(label for label in background.labels if label.key == "sub01/sub01_s01")
+        assert not kept.values.any()
+        with pytest.raises(ConfigError, match=r"unlabelled_slices='none': expected one of skip"):
+            load_volume_labels(data / "labels", data / "dicoms", dicoms, unlabelled="none")
+
+    def test_a_missing_dicom_slice_is_fine(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        (data / "dicoms" / "sub01" / "sub01_s02.dcm").unlink()
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        keys = [label.key for label in found.labels if label.key.startswith("sub01")]
+        assert keys == ["sub01/sub01_s00", "sub01/sub01_s01", "sub01/sub01_s03"]
+        for label in found.labels:
+            per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
+            np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
+
+    def test_unknown_segment_names_name_the_file(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: segment name\(s\) \['vertebral"):
+            load_volume_labels(
+                data / "labels", data / "dicoms", dicoms, roi_names=["liver"], names_source="x.txt"
+            )
+
+    def test_a_volume_of_another_series_is_an_error(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        shifted = volume.ijk_to_lps.copy()
+        shifted[2, 3] += 2.0  # 2 mm along z: between the planes of the series
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, volume.values, segments, ijk_to_lps=shifted)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: .* 2 mm "):
+            load_volume_labels(data / "labels", data / "dicoms", dicoms)
+
+    def test_a_dicom_seg_pairs_by_the_series_it_references(self, phantom, tmp_path):
+        from test_volumes import _dicom_seg
+
+        seg, masks, uid = _dicom_seg(tmp_path / "made")
+        data = tmp_path / "data"
+        shutil.copytree(tmp_path / "made" / "ph" / "train" / "dicoms", data / "dicoms")
+        (data / "labels").mkdir()
+        shutil.copy(seg, data / "labels" / "anything.dcm")
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        assert [p.rule for p in found.pairing.pairs] == ["referenced series"]
+        assert found.names_by_value == {1: "left psoas", 2: "right psoas"}
+        by_position = sorted(found.labels, key=lambda s: -s.image.image_position_mm[2])
+        for label, mask in zip(by_position, masks, strict=True):
+            np.testing.assert_array_equal(label.values, mask)
+
+
+def _named(path: str, pairs: list[tuple[str, int]]) -> LabelVolume:
+    values = np.zeros((4, 4, len(pairs)), np.uint8)
+    for k, (_, value) in enumerate(pairs):
+        values[0, 0, k] = value
+    segments = tuple(Segment(name, value) for name, value in pairs)
+    return LabelVolume(values, np.eye(4), segments, Path(path), "seg.nrrd")
+
+
+class TestHarmoniseSegments:
+    def test_the_disagreeing_file_is_renumbered_with_a_warning(self):
+        volumes = [
+            _named("a.seg.nrrd", [("vertebral body", 1), ("left psoas", 2), ("right psoas", 3)]),
+            _named("b.seg.nrrd", [("Vertebral  Body", 1), ("left psoas", 2), ("right psoas", 3)]),
+            _named("c.seg.nrrd", [("vertebral body", 1), ("right psoas", 2), ("left psoas", 3)]),
+        ]
+        mapping = harmonise_segments(volumes)
+        assert mapping.values_by_name == {"vertebral body": 1, "left psoas": 2, "right psoas": 3}
+        assert mapping.remaps == {Path("c.seg.nrrd"): {2: 3, 3: 2}}
+        assert mapping.warnings == [
+            "c.seg.nrrd: segments renumbered to match the dataset: "
+            "'right psoas' 2 → 3, 'left psoas' 3 → 2"
+        ]
+
+    def test_a_name_that_loses_its_value_gets_a_free_one(self):
+        volumes = [
+            _named("a.seg.nrrd", [("bone", 1)]),
+            _named("b.seg.nrrd", [("bone", 1)]),
+            _named("c.seg.nrrd", [("fat", 1), ("muscle", 2)]),
+        ]
+        mapping = harmonise_segments(volumes)
+        assert mapping.values_by_name == {"bone": 1, "muscle": 2, "fat": 3}
+        assert mapping.remaps == {Path("c.seg.nrrd"): {1: 3}}
+
+    def test_given_names_fix_the_values(self):
+        volumes = [_named("a.seg.nrrd", [("psoas", 1), ("bone", 2)])]
+        mapping = harmonise_segments(volumes, roi_names=["bone", "psoas"])
+        assert mapping.remaps == {Path("a.seg.nrrd"): {1: 2, 2: 1}}
+        assert mapping.names_by_value == {1: "bone", 2: "psoas"}
+
+    def test_relabel_swaps_in_one_pass(self):
+        values = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+        np.testing.assert_array_equal(relabel(values, {1: 2, 2: 1}), [[0, 2, 1], [1, 2, 0]])
+
+
+class TestSeriesLabels:
+    def test_the_series_the_volume_fits_is_chosen_among_several(self, phantom):
+        slices = read_series(phantom / "train" / "dicoms")  # three series in one list
+        voxels, affine, _ = slicer_files.phantom_volume(
+            phantom / "train" / "dicoms" / "sub02", phantom / "train" / "labels" / "sub02"
+        )
+        volume = LabelVolume(voxels, affine, (), Path("sub02.nii.gz"), "nifti")
+        result = series_labels(volume, slices)
+        assert {image.source.parent.name for image, _ in result.labelled} == {"sub02"}
+        assert len(result.labelled) == 4
