@@ -69,9 +69,7 @@ def read_label(path: Path) -> np.ndarray:
     return np.load(path) if path.suffix == ".npy" else iio.imread(path)
 
 
-def phantom_volume(
-    dicom_dir: Path, label_dir: Path
-) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def phantom_volume(dicom_dir: Path, label_dir: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """The labels of one phantom series as voxels [i=column, j=row, k] with k running *down* the
     slice normal (top slice first), from ImagePositionPatient / PixelSpacing read with pydicom.
 

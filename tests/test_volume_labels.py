@@ -8,19 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import slicer_files
 
+import slicer_files
 from sliceseg.data.volume_labels import (
     find_label_volumes,
-    harmonise_segments,
     load_volume_labels,
     pair_volumes,
-    relabel,
     series_labels,
 )
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import find_dicom_files, read_series
-from sliceseg.io.volumes import LabelVolume, Segment, read_label_volume
+from sliceseg.io.volumes import LabelVolume, read_label_volume
 from sliceseg.measure.areas import measure_areas
 
 
@@ -118,7 +116,9 @@ class TestLoadVolumeLabels:
         from_files = measure_areas(per_slice, images, names)
         np.testing.assert_array_equal(from_volumes.per_slice.values, from_files.per_slice.values)
         with open(phantom / "truth.csv") as handle:
-            truth = {(r["key"], r["roi_name"]): float(r["area_mm2"]) for r in csv.DictReader(handle)}
+            truth = {
+                (r["key"], r["roi_name"]): float(r["area_mm2"]) for r in csv.DictReader(handle)
+            }
         measured = from_volumes.per_slice
         for row, label in enumerate(found.labels):
             for name in names:
@@ -179,7 +179,7 @@ class TestLoadVolumeLabels:
     def test_a_dicom_seg_pairs_by_the_series_it_references(self, phantom, tmp_path):
         from test_volumes import _dicom_seg
 
-        seg, masks, uid = _dicom_seg(tmp_path / "made")
+        seg, masks, _uid = _dicom_seg(tmp_path / "made")
         data = tmp_path / "data"
         shutil.copytree(tmp_path / "made" / "ph" / "train" / "dicoms", data / "dicoms")
         (data / "labels").mkdir()
@@ -191,50 +191,6 @@ class TestLoadVolumeLabels:
         by_position = sorted(found.labels, key=lambda s: -s.image.image_position_mm[2])
         for label, mask in zip(by_position, masks, strict=True):
             np.testing.assert_array_equal(label.values, mask)
-
-
-def _named(path: str, pairs: list[tuple[str, int]]) -> LabelVolume:
-    values = np.zeros((4, 4, len(pairs)), np.uint8)
-    for k, (_, value) in enumerate(pairs):
-        values[0, 0, k] = value
-    segments = tuple(Segment(name, value) for name, value in pairs)
-    return LabelVolume(values, np.eye(4), segments, Path(path), "seg.nrrd")
-
-
-class TestHarmoniseSegments:
-    def test_the_disagreeing_file_is_renumbered_with_a_warning(self):
-        volumes = [
-            _named("a.seg.nrrd", [("vertebral body", 1), ("left psoas", 2), ("right psoas", 3)]),
-            _named("b.seg.nrrd", [("Vertebral  Body", 1), ("left psoas", 2), ("right psoas", 3)]),
-            _named("c.seg.nrrd", [("vertebral body", 1), ("right psoas", 2), ("left psoas", 3)]),
-        ]
-        mapping = harmonise_segments(volumes)
-        assert mapping.values_by_name == {"vertebral body": 1, "left psoas": 2, "right psoas": 3}
-        assert mapping.remaps == {Path("c.seg.nrrd"): {2: 3, 3: 2}}
-        assert mapping.warnings == [
-            "c.seg.nrrd: segments renumbered to match the dataset: "
-            "'right psoas' 2 → 3, 'left psoas' 3 → 2"
-        ]
-
-    def test_a_name_that_loses_its_value_gets_a_free_one(self):
-        volumes = [
-            _named("a.seg.nrrd", [("bone", 1)]),
-            _named("b.seg.nrrd", [("bone", 1)]),
-            _named("c.seg.nrrd", [("fat", 1), ("muscle", 2)]),
-        ]
-        mapping = harmonise_segments(volumes)
-        assert mapping.values_by_name == {"bone": 1, "muscle": 2, "fat": 3}
-        assert mapping.remaps == {Path("c.seg.nrrd"): {1: 3}}
-
-    def test_given_names_fix_the_values(self):
-        volumes = [_named("a.seg.nrrd", [("psoas", 1), ("bone", 2)])]
-        mapping = harmonise_segments(volumes, roi_names=["bone", "psoas"])
-        assert mapping.remaps == {Path("a.seg.nrrd"): {1: 2, 2: 1}}
-        assert mapping.names_by_value == {1: "bone", 2: "psoas"}
-
-    def test_relabel_swaps_in_one_pass(self):
-        values = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
-        np.testing.assert_array_equal(relabel(values, {1: 2, 2: 1}), [[0, 2, 1], [1, 2, 0]])
 
 
 class TestSeriesLabels:

@@ -1,4 +1,4 @@
-"""Geometry between slices and volumes: planes by position, flips, crops, and mismatches by how much."""
+"""Geometry between slices and volumes: planes by position, flips, crops, mismatches by how much."""
 
 from __future__ import annotations
 
@@ -103,7 +103,9 @@ class TestSlicePlane:
         matrix = affine()
         matrix[0, 0] = 2 * COL_MM
         volume = volume_of([truth(0)], matrix)
-        with pytest.raises(LabelError, match=r"spacing along the image rows is 0\.8 mm, .* 1\.6 mm"):
+        with pytest.raises(
+            LabelError, match=r"spacing along the image rows is 0\.8 mm, .* 1\.6 mm"
+        ):
             slice_plane(volume, axial(0.0))
 
     def test_other_orientation_says_the_angle(self):
@@ -123,7 +125,9 @@ class TestSlicePlane:
         matrix[:3, :3] = [[0, 0, STEP_MM], [ROW_MM, 0, 0], [0, -COL_MM, 0]]
         matrix[:3, 3] = (-10.0, -20.0, 0.0)
         volume = LabelVolume(np.zeros((6, 6, 3), np.uint8), matrix, (), Path("sag.nrrd"), "nrrd")
-        with pytest.raises(LabelError, match=r"along the image rows is 0\.8 mm, .* \(k axis\) is 4 mm"):
+        with pytest.raises(
+            LabelError, match=r"along the image rows is 0\.8 mm, .* \(k axis\) is 4 mm"
+        ):
             slice_plane(volume, axial(0.0))
 
     def test_a_wider_volume_is_an_error(self):

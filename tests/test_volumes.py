@@ -8,8 +8,8 @@ import nibabel as nib
 import nrrd
 import numpy as np
 import pytest
-import slicer_files
 
+import slicer_files
 from sliceseg.errors import LabelError
 from sliceseg.io.volumes import (
     LabelVolume,
@@ -180,7 +180,7 @@ def _dicom_seg(tmp_path: Path) -> tuple[Path, np.ndarray, str]:
 
 class TestDicomSeg:
     def test_names_series_and_geometry(self, tmp_path):
-        path, masks, uid = _dicom_seg(tmp_path)
+        path, _masks, uid = _dicom_seg(tmp_path)
         volume = read_label_volume(path)
         assert volume.kind == "dicom-seg" and volume.series_uid == uid
         assert volume.names_by_value == {1: "left psoas", 2: "right psoas"}

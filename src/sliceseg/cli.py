@@ -126,6 +126,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from sliceseg.inference.folder import predict_folder
+    from sliceseg.report.exports import parse_exports
 
     run = predict_folder(
         Path(args.model),
@@ -139,7 +140,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
+        exports=parse_exports(args.export),
     )
+    for note in (n for series in run.exports for n in series.notes):
+        print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(run.areas.to_text())
@@ -303,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument(
+        "--export",
+        metavar="FORMATS",
+        help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
+        "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
 

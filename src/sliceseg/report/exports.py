@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from sliceseg.io.files import atomic_path, atomic_write_bytes
 from sliceseg.io.volume_slices import series_grid
 from sliceseg.io.volumes import LPS_FROM_RAS
 from sliceseg.report.visualize import roi_colour
+
+if TYPE_CHECKING:
+    from highdicom.seg import SegmentDescription
 
 EXPORT_FORMATS = ("seg", "nifti", "nrrd")
 """``seg``: DICOM-SEG (``<series>.seg.dcm``), ``nifti``: ``<series>.nii.gz``, ``nrrd``:
@@ -93,7 +97,10 @@ def parse_exports(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def write_dicom_seg(
-    path: Path | str, slices: Sequence[Slice], labels: Sequence[np.ndarray], roi_names: Sequence[str]
+    path: Path | str,
+    slices: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    roi_names: Sequence[str],
 ) -> Path:
     """Write a DICOM-SEG (BINARY) of one series: one segment per ROI, referencing its images.
 
@@ -120,26 +127,11 @@ def write_dicom_seg(
     """
     import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
 
     sources, order = _sources(slices)
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     _check_values(stack, roi_names, slices[0])
-    family = codes.DCM.ArtificialIntelligence
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=k,
-            segment_label=name[:64],
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=hd.AlgorithmIdentificationSequence(
-                name="sliceseg", family=family, version=__version__
-            ),
-            display_color=hd.color.CIELabColor.from_rgb(*roi_colour(k)),
-        )
-        for k, name in enumerate(roi_names, start=1)
-    ]
+    descriptions = _segment_descriptions(roi_names)
     datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sources]
     digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
     uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
@@ -172,6 +164,28 @@ def write_dicom_seg(
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return Path(path)
+
+
+def _segment_descriptions(roi_names: Sequence[str]) -> list[SegmentDescription]:
+    """One SegmentDescription per ROI: Slicer's generic Tissue codes, sliceseg as the algorithm."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="sliceseg", family=codes.DCM.ArtificialIntelligence, version=__version__
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=name[:64],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_rgb(*roi_colour(k)),
+        )
+        for k, name in enumerate(roi_names, start=1)
+    ]
 
 
 def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:
@@ -393,7 +407,7 @@ def export_predictions(
     runs = []
     for members in groups.values():
         folders = {keys[i].rsplit("/", 1)[0] if "/" in keys[i] else "" for i in members}
-        stem = (folders.pop() if len(folders) == 1 else "") or root_name
+        stem = (folders.pop() if len(folders) == 1 else "") or root_name or "series"
         stem = stem.replace("/", "_")
         used[stem] = used.get(stem, 0) + 1
         name = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
