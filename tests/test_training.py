@@ -96,7 +96,7 @@ class TestTrain:
 
 
 def test_aspect_kept_on_the_model_grid(tiny_phantom):
-    samples = load_samples(tiny_phantom / "train")
+    samples, _report = load_samples(tiny_phantom / "train")
     sample = next(s for s in samples if s.image.shape[0] != s.image.shape[1])
     grid = samples_to_grid([sample], 64)
     rows, cols = np.nonzero(grid.images[0, 0].numpy() != 0)

@@ -47,15 +47,13 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from sliceseg.data.pairing import DataSource
     from sliceseg.data.samples import check_dataset
 
-    report = check_dataset(
-        Path(args.data_dir) if args.data_dir else None,
-        images_dir=Path(args.images) if args.images else None,
-        labels_dir=Path(args.labels) if args.labels else None,
-        num_labels=args.num_labels,
-        progress=sys.stderr.isatty() and not args.json,
+    source = DataSource.from_dirs(
+        args.data_dir, images_dir=args.images, labels_dir=args.labels, num_labels=args.num_labels
     )
+    report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0 if report.is_trainable else 1
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliceseg.data.pairing import DataSource
 from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
 from sliceseg.inference.predict import predict_slices
@@ -149,10 +150,8 @@ def evaluate_model(
         >>> result.summary["dice_mean"]
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
-    samples = load_samples(
-        Path(data_dir) if data_dir is not None else None,
-        images_dir=Path(images_dir) if images_dir else None,
-        labels_dir=Path(labels_dir) if labels_dir else None,
+    samples, _report = load_samples(
+        DataSource.from_dirs(data_dir, images_dir=images_dir, labels_dir=labels_dir)
     )
     num_labels = max(int(s.label.max()) for s in samples)
     if num_labels > bundle.metadata.num_labels:

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sliceseg.data.samples import check_dataset
+from sliceseg.data.pairing import DataSource
+from sliceseg.data.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import prepare_output_dir
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
@@ -46,22 +47,20 @@ def measure_label_folder(
     Example:
         >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
     """
-    report = check_dataset(
-        None,
-        images_dir=Path(dicom_dir),
-        labels_dir=Path(labels_dir),
+    source = DataSource.from_dirs(
+        images_dir=dicom_dir,
+        labels_dir=labels_dir,
         num_labels=len(roi_names) if roi_names else None,
         roi_names=roi_names,
-        progress=sys.stderr.isatty(),
     )
-    if not report.samples:
+    samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
+    if not samples:
         raise PairingError(
             f"{labels_dir}: no label map pairs with a DICOM in {dicom_dir} "
             "(pairing is by relative path without suffix); run `sliceseg check` for details."
         )
     notes = [f"not measured: {line}" for line in report.problem_lines()]
     names = list(roi_names) if roi_names else list(report.roi_names)
-    samples = report.samples
     table = measure_areas(
         [s.label for s in samples],
         [s.image for s in samples],

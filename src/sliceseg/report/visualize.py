@@ -58,7 +58,7 @@ def roi_colour_hex(k: int) -> str:
 
 def _numpy(array: object) -> np.ndarray:
     if hasattr(array, "detach"):  # a torch tensor, without importing torch here
-        array = array.detach().cpu().numpy()  # type: ignore[union-attr]
+        array = array.detach().cpu().numpy()
     return np.asarray(array)
 
 
@@ -170,9 +170,11 @@ def _legend_handles(roi_names: Sequence[str]) -> list[Patch]:
 def save_figure(fig: Figure, path: Path | str) -> Path:
     """Save a figure atomically (JPEG quality 92 by suffix) and return the path."""
     target = Path(path)
-    options = {"pil_kwargs": {"quality": 92}} if target.suffix.lower() in (".jpg", ".jpeg") else {}
+    is_jpeg = target.suffix.lower() in (".jpg", ".jpeg")
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=fig.dpi, facecolor="white", **options)
+        fig.savefig(
+            tmp, dpi=fig.dpi, facecolor="white", pil_kwargs={"quality": 92} if is_jpeg else None
+        )
     return target
 
 

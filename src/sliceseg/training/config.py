@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sliceseg.data.pairing import DataSource
 from sliceseg.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -110,15 +111,20 @@ class TrainConfig:
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
 
-    def dataset_arguments(self) -> dict[str, Any]:
-        """Return the data settings as keyword arguments of `check_dataset` / `load_samples`."""
-        return {
-            "data_dir": Path(self.data_dir) if self.data_dir else None,
-            "images_dir": Path(self.images_dir) if self.images_dir else None,
-            "labels_dir": Path(self.labels_dir) if self.labels_dir else None,
-            "num_labels": self.num_labels,
-            "roi_names": self.roi_names,
-        }
+    def data_source(self) -> DataSource:
+        """Return the training data as the `DataSource` of `check_dataset` / `load_samples`.
+
+        Raises:
+            ConfigError: no data folder is set.
+            PairingError: a data folder does not exist.
+        """
+        return DataSource.from_dirs(
+            Path(self.data_dir) if self.data_dir else None,
+            images_dir=Path(self.images_dir) if self.images_dir else None,
+            labels_dir=Path(self.labels_dir) if self.labels_dir else None,
+            num_labels=self.num_labels,
+            roi_names=self.roi_names,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain data (saved next to the model and inside it)."""

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams, augment_batch
 from sliceseg.data.batches import GridTensors, samples_to_grid
-from sliceseg.data.samples import check_dataset, split_by_series
-from sliceseg.errors import ConfigError, LabelError
+from sliceseg.data.samples import load_samples
+from sliceseg.data.split import split_by_patient
+from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
 from sliceseg.models import build_model, default_hyperparameters, required_divisor
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
@@ -307,18 +308,13 @@ def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log)
     context.barrier()
     torch.manual_seed(config.seed)
 
-    report = check_dataset(
-        **config.dataset_arguments(), progress=context.is_main and sys.stderr.isatty()
+    samples, report = load_samples(
+        config.data_source(), progress=context.is_main and sys.stderr.isatty()
     )
-    if not report.is_trainable:
-        raise LabelError(
-            f"the training data is not fit for training: {report.summary_line()} "
-            "Run `sliceseg check` on it for the full report."
-        )
     roi_names = tuple(report.roi_names)
     num_classes = len(roi_names) + 1
-    train_samples, val_samples = split_by_series(
-        report.samples, validation_fraction=config.validation_fraction, seed=config.seed
+    train_samples, val_samples = split_by_patient(
+        samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
     train_data = samples_to_grid(train_samples, config.input_shape)
     val_data = samples_to_grid(val_samples, config.input_shape)

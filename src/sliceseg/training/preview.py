@@ -31,7 +31,7 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    samples = load_samples(**config.dataset_arguments())
+    samples, _report = load_samples(config.data_source())
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
     chosen = [samples[i] for i in order]
