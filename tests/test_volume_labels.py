@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 import slicer_files
+from sliceseg.cli import main
+from sliceseg.data.pairing import DataSource
+from sliceseg.data.samples import check_dataset, load_samples
 from sliceseg.data.volume_labels import (
     find_label_volumes,
     load_volume_labels,
@@ -20,6 +24,7 @@ from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import find_dicom_files, read_series
 from sliceseg.io.volumes import LabelVolume, read_label_volume
 from sliceseg.measure.areas import measure_areas
+from sliceseg.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +208,154 @@ class TestSeriesLabels:
         result = series_labels(volume, slices)
         assert {image.source.parent.name for image, _ in result.labelled} == {"sub02"}
         assert len(result.labelled) == 4
+
+
+def volume_dataset(phantom: Path, tmp_path: Path, *, names_file: bool = False) -> Path:
+    """Every subject as labels/<subject>.seg.nrrd with the phantom's ROI names; no labels.txt."""
+    data = tmp_path / "vols"
+    shutil.copytree(phantom / "train" / "dicoms", data / "dicoms")
+    for subject in ("sub01", "sub02", "sub03"):
+        voxels, affine, _ = slicer_files.phantom_volume(
+            data / "dicoms" / subject, phantom / "train" / "labels" / subject
+        )
+        segments = slicer_files.named_segments(names_of(phantom))
+        target = data / "labels" / f"{subject}.seg.nrrd"
+        slicer_files.write_slicer_seg(target, voxels, segments, ijk_to_lps=affine)
+    if names_file:
+        shutil.copy(phantom / "labels.txt", data / "labels.txt")
+    return data
+
+
+class TestCheckWithVolumes:
+    def test_same_rois_areas_and_names_as_the_per_slice_labels(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        samples, report = load_samples(data)
+        reference_samples, reference = load_samples(phantom / "train")
+        assert report.is_trainable and report.problems == []
+        assert report.roi_names == reference.roi_names == tuple(names_of(phantom))
+        assert report.num_pairs == reference.num_pairs == 12
+        assert report.roi_stats == reference.roi_stats
+        assert report.scheme == reference.scheme
+        by_key = {s.key: s.label for s in reference_samples}
+        assert sorted(s.key for s in samples) == sorted(by_key)
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
+    def test_renumbered_segments_are_fixed_and_reported(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub02.seg.nrrd"
+        volume = read_label_volume(path)
+        names = names_of(phantom)
+        swapped = relabel_values(volume.values, {2: 3, 3: 2})
+        values = [1, 3, 2, 4, 5, 6]  # right and left psoas saved the other way round
+        segments = slicer_files.named_segments(names, values)
+        slicer_files.write_slicer_seg(path, swapped, segments, ijk_to_lps=volume.ijk_to_lps)
+        samples, report = load_samples(data)
+        reference_samples, _ = load_samples(phantom / "train")
+        by_key = {s.key: s.label for s in reference_samples}
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+        (line,) = [p.message for p in report.problems if p.kind == "renumbered"]
+        assert line == (
+            f"sub02.seg.nrrd: segments renumbered to match the dataset: '{names[1]}' 3 → 2, "
+            f"'{names[2]}' 2 → 3"
+        )
+
+    def test_unlabelled_slices_are_reported_and_the_flag_keeps_them(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels = volume.values.copy()
+        voxels[:, :, :2] = 0
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
+        skip, report = load_samples(data)
+        (line,) = [p.message for p in report.problems if p.kind == "unlabelled_slices"]
+        assert line.startswith("sub01.seg.nrrd: 2 slice(s) the volume leaves empty, left out")
+        source = DataSource.from_dirs(data, unlabelled_slices="background")
+        background, _ = load_samples(source)
+        assert (len(skip), len(background)) == (10, 12)
+
+    def test_a_slice_labelled_twice_is_an_error(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        shutil.copytree(phantom / "train" / "labels" / "sub01", data / "labels" / "sub01")
+        report = check_dataset(data)
+        duplicates = [p for p in report.errors if p.kind == "duplicate"]
+        assert len(duplicates) == 4 and not report.is_trainable
+        assert "labelled twice, by sub01_s00" in duplicates[0].message
+
+    def test_mixed_with_per_slice_files(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        (data / "labels" / "sub03.seg.nrrd").unlink()
+        shutil.copytree(phantom / "train" / "labels" / "sub03", data / "labels" / "sub03")
+        samples, report = load_samples(data)
+        assert report.is_trainable and len(samples) == 12
+        assert report.roi_names == tuple(names_of(phantom))
+
+
+def relabel_values(values: np.ndarray, remap: dict[int, int]) -> np.ndarray:
+    out = values.copy()
+    for old, new in remap.items():
+        out[values == old] = new
+    return out
+
+
+class TestCheckCommandOnBadVolumes:
+    @pytest.mark.parametrize(
+        ("damage", "expected"),
+        [
+            ("spacing", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: pixel spacing along the image"),
+            ("orientation", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: orientation differs by 5"),
+            ("between", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: the slice plane falls 1\.5 mm"),
+            ("names", r"sub01\.seg\.nrrd: segment name\(s\) \['liver'\] not in .*labels\.txt"),
+            ("truncated", r"sub01\.seg\.nrrd: cannot read the NRRD file .* truncated"),
+            ("wider", r"sub01\.seg\.nrrd: in-plane size 64×70 voxels does not fit .* 64×64"),
+        ],
+    )
+    def test_one_line_and_exit_2(self, phantom, tmp_path, capsys, damage, expected):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels, affine = volume.values, volume.ijk_to_lps.copy()
+        names = names_of(phantom)
+        if damage == "spacing":
+            affine[:3, :3] *= np.diag([2.0, 2.0, 1.0])
+        elif damage == "orientation":
+            angle = np.radians(5.0)
+            turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0]])
+            affine[:2, :3] = turn @ affine[:3, :3]
+        elif damage == "between":
+            affine[2, 3] += 1.5
+        elif damage == "names":
+            names = [*names[:5], "liver"]
+        elif damage == "wider":
+            voxels = np.concatenate([voxels, np.zeros((6, *voxels.shape[1:]), voxels.dtype)])
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=affine)
+        if damage == "truncated":
+            path.write_bytes(path.read_bytes()[:-200])
+        code = main(["check", str(data)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.count("\n") == 1 and err.startswith("error: ")
+        assert re.search(expected, err), err
+
+
+@pytest.mark.slow
+def test_a_slicer_segmentation_trains_a_model_with_its_names(phantom, tmp_path):
+    from sliceseg.models.bundle import load_bundle
+    from sliceseg.training.loop import train
+
+    data = volume_dataset(phantom, tmp_path)
+    names = ["spine", "psoas R", "psoas L", "erector R", "erector L", "fat"]
+    for subject in ("sub01", "sub02", "sub03"):
+        path = data / "labels" / f"{subject}.seg.nrrd"
+        volume = read_label_volume(path)
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(path, volume.values, segments, ijk_to_lps=volume.ijk_to_lps)
+    config = TrainConfig(
+        data_dir=str(data), out_dir=str(tmp_path / "model"), epochs=1, input_shape=64,
+        batch_size=4, print_checkpoint=1, save_checkpoint=1,
+    )  # fmt: skip
+    result = train(config, log=lambda _line: None)
+    assert list(load_bundle(result.best_model).roi_names) == names

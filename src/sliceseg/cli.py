@@ -51,7 +51,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from sliceseg.data.samples import check_dataset
 
     source = DataSource.from_dirs(
-        args.data_dir, images_dir=args.images, labels_dir=args.labels, num_labels=args.num_labels
+        args.data_dir,
+        images_dir=args.images,
+        labels_dir=args.labels,
+        num_labels=args.num_labels,
+        unlabelled_slices=args.unlabelled_slices,
     )
     report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
@@ -85,6 +89,7 @@ def _train_config(args: argparse.Namespace):
         max_minutes=getattr(args, "max_minutes", None),
         device=getattr(args, "device", None),
         overwrite=True if getattr(args, "overwrite", False) else None,
+        unlabelled_slices=args.unlabelled_slices,
     )
 
 
@@ -165,6 +170,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         fallback=_fallback(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices,
     )
     for note in notes:
         print(note, file=sys.stderr)
@@ -185,6 +191,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices,
     )
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
@@ -206,6 +213,17 @@ def _add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -
     parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
     parser.add_argument(
         "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+    )
+    _add_unlabelled_arg(parser)
+
+
+def _add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unlabelled-slices",
+        choices=("skip", "background"),
+        default="skip",
+        help="slices a label volume (.seg.nrrd, NIfTI, DICOM-SEG) leaves empty: skip them "
+        "(default) or train on them as background",
     )
 
 
@@ -319,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
     p.add_argument("--out", required=True)
     _add_measurement_args(p)
+    _add_unlabelled_arg(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_measure)
 

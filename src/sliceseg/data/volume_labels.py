@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sliceseg.data.check import Problem
+from sliceseg.data.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
 from sliceseg.data.segment_names import harmonise_segments, relabel
 from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import (
@@ -45,9 +47,6 @@ from sliceseg.io.volumes import (
     read_label_volume,
     strip_volume_suffix,
 )
-
-UNLABELLED_CHOICES = ("skip", "background")
-"""What to do with slices a volume leaves empty: leave them out, or train on them as background."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,7 @@ class SliceLabel:
     """One DICOM slice and its labels, taken from a volume.
 
     Attributes:
-        key: the slice's key, its DICOM path relative to the DICOM folder without suffix
-            (``<key>#f<frame>`` for a frame of a multi-frame file).
+        key: the slice's `slice_key` under the DICOM folder (``p01/slice_1``).
         image: the slice.
         values: (rows, cols) label values on the slice's grid (after `harmonise_segments`).
         volume: the volume file it came from.
@@ -403,8 +401,52 @@ def load_volume_labels(
     )
 
 
-def slice_key(image: Slice, images_dir: Path) -> str:
-    """The key of a slice: DICOM path relative to ``images_dir`` without suffix (+ ``#f<n>``)."""
-    relative = image.source.relative_to(images_dir)
-    key = relative.parent.joinpath(strip_dicom_suffix(relative.name)).as_posix()
-    return key if image.num_frames == 1 else f"{key}#f{image.frame}"
+def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
+    """The per-slice pairing with the volumes' slices added as pairs (label path = the volume).
+
+    DICOM files a volume labels are no longer "without labels"; volumes without a series join
+    the labels without images; DICOM files of paired series that could not be read are skipped.
+    """
+    claimed = found.labelled_images
+    volume_pairs = [Pair(s.key, s.image.source, s.volume) for s in found.labels]
+    return Pairing(
+        pairs=[p for p in pairing.pairs if p.image_path not in claimed] + volume_pairs,
+        images_without_labels=[p for p in pairing.images_without_labels if p not in claimed],
+        labels_without_images=pairing.labels_without_images + found.pairing.unmatched,
+        skipped=pairing.skipped + found.skipped,
+        duplicates=pairing.duplicates,
+    )
+
+
+def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> list[Problem]:
+    """Check-report lines for the volumes: labelled twice (error), renumbered, unlabelled slices.
+
+    Args:
+        pairing: the per-slice pairing (before `merge_pairing`).
+        found: from `load_volume_labels`.
+        unlabelled: "skip" or "background", as given.
+    """
+    problems = []
+    by_image = {path: pair.volume for pair in found.pairing.pairs for path in pair.image_paths}
+    for pair in pairing.pairs:
+        if pair.image_path in by_image:
+            message = (
+                f"{pair.key}: labelled twice, by {pair.label_path.name} and by the volume "
+                f"{by_image[pair.image_path].name}; expected one label per slice; remove one."
+            )
+            paths = (pair.label_path, by_image[pair.image_path])
+            problems.append(Problem("error", "duplicate", message, paths))
+    for line in found.warnings:
+        problems.append(Problem("warning", "renumbered", line))
+    by_volume: dict[Path, list[str]] = defaultdict(list)
+    for key, volume in found.unlabelled:
+        by_volume[volume].append(key)
+    action = (
+        "left out (--unlabelled-slices background trains on them as background)"
+        if unlabelled == "skip"
+        else "used as background (--unlabelled-slices background)"
+    )
+    for volume, keys in by_volume.items():
+        message = f"{volume.name}: {len(keys)} slice(s) the volume leaves empty, {action}"
+        problems.append(Problem("warning", "unlabelled_slices", message, (volume,)))
+    return problems

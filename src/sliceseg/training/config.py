@@ -48,6 +48,7 @@ class TrainConfig:
         max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
         device: "auto", "cpu" or "cuda".
         overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
     """
 
     data_dir: str | None = None
@@ -75,6 +76,7 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "auto"
     overwrite: bool = False
+    unlabelled_slices: str = "skip"
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -124,6 +126,7 @@ class TrainConfig:
             labels_dir=Path(self.labels_dir) if self.labels_dir else None,
             num_labels=self.num_labels,
             roi_names=self.roi_names,
+            unlabelled_slices=self.unlabelled_slices,
         )
 
     def to_dict(self) -> dict[str, Any]:
