@@ -359,3 +359,20 @@ def test_a_slicer_segmentation_trains_a_model_with_its_names(phantom, tmp_path):
     )  # fmt: skip
     result = train(config, log=lambda _line: None)
     assert list(load_bundle(result.best_model).roi_names) == names
+
+
+def test_measure_gives_the_same_table_from_volumes(phantom, tmp_path):
+    import pandas as pd
+
+    data = volume_dataset(phantom, tmp_path, names_file=True)
+    dicoms = str(data / "dicoms")
+    out_volumes, out_files = tmp_path / "from_volumes", tmp_path / "from_files"
+    assert (
+        main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", str(out_volumes)]) == 0
+    )
+    labels = str(phantom / "train" / "labels")
+    assert main(["measure", labels, "--dicoms", dicoms, "--out", str(out_files)]) == 0
+    from_volumes = pd.read_csv(out_volumes / "csa.csv")
+    from_files = pd.read_csv(out_files / "csa.csv")
+    pd.testing.assert_frame_equal(from_volumes, from_files)
+    assert len(from_volumes) == 12 + 2  # slices, then mean and std
