@@ -39,6 +39,7 @@ from sliceseg.io.dicom import (
     strip_dicom_suffix,
     visible_files,
 )
+from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
 from sliceseg.io.volumes import (
     LabelVolume,
@@ -142,7 +143,10 @@ def find_label_volumes(labels_dir: Path | str) -> list[Path]:
     return [
         path
         for path in visible_files(Path(labels_dir))
-        if is_volume_name(path.name) or (is_dicom_file(path) and is_dicom_seg(path))
+        if is_volume_name(path.name)
+        or (
+            path.suffix.lower() not in LABEL_SUFFIXES and is_dicom_file(path) and is_dicom_seg(path)
+        )
     ]
 
 
