@@ -376,3 +376,13 @@ def test_measure_gives_the_same_table_from_volumes(phantom, tmp_path):
     from_files = pd.read_csv(out_files / "csa.csv")
     pd.testing.assert_frame_equal(from_volumes, from_files)
     assert len(from_volumes) == 12 + 2  # slices, then mean and std
+
+
+def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"unlabelled_slices must be one of skip, background"):
+        TrainConfig(data_dir="x", unlabelled_slices="all")
+    with pytest.raises(ConfigError, match=r"unlabelled_slices='all': expected one of skip"):
+        DataSource.from_dirs(phantom / "train", unlabelled_slices="all")
+    data = volume_dataset(phantom, tmp_path)
+    assert main(["check", str(data), "--unlabelled-slices", "background"]) == 0
+    assert "Verdict: FIT for training" in capsys.readouterr().out

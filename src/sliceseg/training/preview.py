@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.augment.transforms import augment_batch
 from sliceseg.data.batches import samples_to_grid
 from sliceseg.data.samples import load_samples
 from sliceseg.report.visualize import plot_batch
@@ -38,8 +38,7 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     grid = samples_to_grid(chosen, config.input_shape)
     images, labels = grid.images, grid.labels
     if config.augment:
-        params = AugmentParams.from_dict(config.augment_params)
-        images, labels = augment_batch(images, labels, params, generator=generator)
+        images, labels = augment_batch(images, labels, config.augment_params, generator=generator)
     names = config.roi_names or _names_from(samples)
     return plot_batch(images, labels, list(names), path=path)
 
