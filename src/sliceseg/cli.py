@@ -55,7 +55,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from sliceseg.data.samples import check_dataset
 
     source = DataSource.from_dirs(
-        args.data_dir, images_dir=args.images, labels_dir=args.labels, num_labels=args.num_labels
+        args.data_dir,
+        images_dir=args.images,
+        labels_dir=args.labels,
+        num_labels=args.num_labels,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
     report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
@@ -87,6 +91,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_minutes": getattr(args, "max_minutes", None),
         "device": getattr(args, "device", None),
         "overwrite": True if getattr(args, "overwrite", False) else None,
+        "unlabelled_slices": getattr(args, "unlabelled_slices", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
@@ -138,6 +143,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from sliceseg.inference.folder import predict_folder
+    from sliceseg.report.exports import parse_exports
 
     run = predict_folder(
         Path(args.model),
@@ -151,7 +157,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
+        exports=parse_exports(args.export),
     )
+    for note in (n for series in run.exports for n in series.notes):
+        print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     print(run.areas.to_text())
@@ -175,6 +184,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         fallback=_fallback(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
     for note in notes:
         print(note, file=sys.stderr)
@@ -195,6 +205,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
@@ -216,6 +227,16 @@ def _add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -
     parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
     parser.add_argument(
         "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+    )
+    _add_unlabelled_arg(parser)
+
+
+def _add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unlabelled-slices",
+        choices=("skip", "background"),
+        help="slices a label volume (.seg.nrrd, NIfTI, DICOM-SEG) leaves empty: skip them "
+        "(default) or train on them as background",
     )
 
 
@@ -319,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument(
+        "--export",
+        metavar="FORMATS",
+        help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
+        "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -327,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
     p.add_argument("--out", required=True)
     _add_measurement_args(p)
+    _add_unlabelled_arg(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_measure)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
-from sliceseg.data.pairing import DataSource
+from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource
 from sliceseg.errors import ConfigError
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
 
@@ -53,6 +53,7 @@ class TrainConfig:
         max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
         device: "auto", "cpu" or "cuda".
         overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
     """
 
     data_dir: str | None = None
@@ -81,6 +82,7 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "auto"
     overwrite: bool = False
+    unlabelled_slices: str = "skip"
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -90,6 +92,11 @@ class TrainConfig:
             )
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+        if self.unlabelled_slices not in UNLABELLED_CHOICES:
+            raise ConfigError(
+                f"unlabelled_slices must be one of {', '.join(UNLABELLED_CHOICES)}, got "
+                f"{self.unlabelled_slices!r}."
+            )
         if not isinstance(self.augment_params, AugmentParams):
             object.__setattr__(self, "augment_params", AugmentParams.from_dict(self.augment_params))
         hyper = parse_hyperparameters(self.arch, self.hyperparameters)
@@ -158,6 +165,7 @@ class TrainConfig:
             labels_dir=Path(self.labels_dir) if self.labels_dir else None,
             num_labels=self.num_labels,
             roi_names=self.roi_names,
+            unlabelled_slices=self.unlabelled_slices,
         )
 
     def to_dict(self) -> dict[str, Any]:
