@@ -8,7 +8,6 @@ import io
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import imageio.v3 as iio
 import nbformat
@@ -19,6 +18,7 @@ import pytest
 
 from sliceseg.report import notebook as helpers
 from sliceseg.report.notebook import TrainingCurves, checkpoint_row, choose_folder
+from sliceseg.training.progress import ProgressEvent
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("train.ipynb", "test.ipynb")
@@ -112,26 +112,32 @@ class TestChooseFolder:
 
 
 def progress_event(epoch: int, dice_loss: float, train: float, per_roi: dict[str, float]):
-    """An event shaped as the training loop's ProgressEvent."""
+    """The training loop's event at a checkpoint of a 5-epoch run."""
     finite = [d for d in per_roi.values() if not math.isnan(d)]
-    return SimpleNamespace(
+    return ProgressEvent(
         epoch=epoch,
         epochs=5,
         dice_loss=dice_loss,
         train_dice=train,
         val_dice=float(np.mean(finite)) if finite else math.nan,
         val_dice_per_roi=per_roi,
+        learning_rate=1e-3,
+        elapsed_seconds=10.0 * epoch,
     )
 
 
 class TestTrainingCurves:
-    def test_reads_either_checkpoint_shape(self):
-        brief = SimpleNamespace(epoch=3, dice_loss=0.5, mean_dice=0.6, validation_dice={"a": 0.8})
-        expected = {"epoch": 3, "dice_loss": 0.5, "train_dice": 0.6, "val_dice": 0.8}
-        assert checkpoint_row(brief) == {**expected, "val_dice_a": 0.8}
-        event = progress_event(3, 0.5, 0.6, {"a": 0.7, "b": 0.9})
-        assert checkpoint_row(event) == pytest.approx(
-            {**expected, "val_dice": 0.8, "val_dice_a": 0.7, "val_dice_b": 0.9}
+    def test_a_checkpoint_is_a_history_row(self):
+        row = checkpoint_row(progress_event(3, 0.5, 0.6, {"a": 0.7, "b": 0.9}))
+        assert row == pytest.approx(
+            {
+                "epoch": 3,
+                "dice_loss": 0.5,
+                "train_dice": 0.6,
+                "val_dice": 0.8,
+                "val_dice_a": 0.7,
+                "val_dice_b": 0.9,
+            }
         )
 
     def test_figure_draws_every_checkpoint_per_roi(self):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,29 +107,30 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
 
 
 class Checkpoint(Protocol):
-    """What the training loop reports at a print checkpoint (the fields the curves read).
+    """What the curves read from the training loop's ``ProgressEvent`` (sliceseg.training)."""
 
-    Validation Dice per ROI is read from ``val_dice_per_roi`` or ``validation_dice`` and the
-    training mean Dice from ``train_dice`` or ``mean_dice``, whichever the event has.
-    """
-
-    epoch: int
-    dice_loss: float
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def dice_loss(self) -> float: ...
+    @property
+    def train_dice(self) -> float: ...
+    @property
+    def val_dice(self) -> float: ...
+    @property
+    def val_dice_per_roi(self) -> Mapping[str, float]: ...
 
 
 def checkpoint_row(event: Checkpoint) -> dict[str, float]:
     """Turn a checkpoint event into one row of the history table that ``plot_history`` draws."""
-    per_roi: Mapping[str, float] = getattr(
-        event, "val_dice_per_roi", getattr(event, "validation_dice", {})
-    )
-    finite = [float(d) for d in per_roi.values() if not math.isnan(float(d))]
-    mean_val = getattr(event, "val_dice", sum(finite) / len(finite) if finite else math.nan)
     return {
         "epoch": int(event.epoch),
         "dice_loss": float(event.dice_loss),
-        "train_dice": float(getattr(event, "train_dice", getattr(event, "mean_dice", math.nan))),
-        "val_dice": float(mean_val),
-        **{f"val_dice_{name}": float(dice) for name, dice in per_roi.items()},
+        "train_dice": float(event.train_dice),
+        "val_dice": float(event.val_dice),
+        **{f"val_dice_{name}": float(dice) for name, dice in event.val_dice_per_roi.items()},
     }
 
 
@@ -194,7 +194,7 @@ class TrainingCurves:
         from IPython.display import display
 
         self.rows.append(checkpoint_row(event))
-        picture = self.picture(epochs=getattr(event, "epochs", None))
+        picture = self.picture(epochs=event.epochs)
         if self._handle is None:
             self._handle = display(picture, display_id=True)
         else:
