@@ -249,8 +249,7 @@ def samples_to_spacing(
     """
     changes = _reorientations([s.image for s in samples], reorientations)
     if target_spacing_mm is None:
-        spacings = [r.spacing(s.image.spacing_mm) for s, r in zip(samples, changes, strict=True)]
-        target_spacing_mm = median_spacing(spacings) or (1.0, 1.0)
+        target_spacing_mm = median_target_spacing(samples, reorientations=changes)
     images, labels, geometries = [], [], []
     for sample, change in zip(samples, changes, strict=True):
         tensor, geometry = slice_to_spacing(orient_slice(sample.image, change), target_spacing_mm)
@@ -266,6 +265,21 @@ def samples_to_spacing(
         reorientations=tuple(changes),
         target_spacing_mm=target_spacing_mm,
     )
+
+
+def median_target_spacing(
+    samples: Sequence[Sample], *, reorientations: Sequence[Reorientation] | None = None
+) -> tuple[float, float]:
+    """The per-axis median ``(row, col)`` spacing of samples in the canonical orientation.
+
+    nnU-Net's default target; 1 mm when no sample has a (0028,0030) PixelSpacing.
+
+    Raises:
+        ValueError: ``reorientations`` does not have one entry per sample.
+    """
+    changes = _reorientations([s.image for s in samples], reorientations)
+    spacings = [r.spacing(s.image.spacing_mm) for s, r in zip(samples, changes, strict=True)]
+    return median_spacing(spacings) or (1.0, 1.0)
 
 
 def _reorientations(

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, get_worker_info
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.errors import ConfigError
 
-__all__ = ["FOREGROUND_FRACTION", "CropDataset", "crop_origin_range", "extract_crop"]
+__all__ = ["FOREGROUND_FRACTION", "CropDataset", "crop_origin_range", "extract_crop", "first_crops"]
 
 FOREGROUND_FRACTION = 1.0 / 3.0
 """Default share of crops centred on an ROI pixel (nnU-Net's oversampling of foreground)."""
@@ -179,3 +179,31 @@ def _overlap(origin: int, size: int, length: int) -> tuple[slice, slice]:
     if stop <= start:
         return slice(0, 0), slice(0, 0)
     return slice(start, stop), slice(start - origin, stop - origin)
+
+
+def first_crops(
+    data: SpacedTensors,
+    *,
+    size: int,
+    count: int,
+    foreground_fraction: float = FOREGROUND_FRACTION,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One crop of each of the first ``count`` slices, from a generator of their own.
+
+    For pictures of what the network sees (the first batch, ``sliceseg preview``): training's
+    own random draws are left untouched.
+
+    Returns:
+        ``(images (N, 1, S, S), labels (N, S, S))``.
+    """
+    crops = CropDataset(
+        data,
+        size=size,
+        foreground_fraction=foreground_fraction,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    pairs = [crops[i] for i in range(min(count, len(crops)))]
+    if not pairs:
+        return torch.zeros(0, 1, size, size), torch.zeros(0, size, size, dtype=torch.int64)
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

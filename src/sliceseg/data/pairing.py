@@ -26,8 +26,13 @@ from sliceseg.io.dicom import (
     visible_files,
 )
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.volumes import is_dicom_seg, is_volume_name
 
 __all__ = ["DataSource", "Pair", "Pairing", "Sample", "pair_files", "slice_key"]
+
+UNLABELLED_CHOICES = ("skip", "background")
+"""What to do with slices a label volume leaves empty: leave them out, or train on them as
+background (``--unlabelled-slices``)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,12 @@ class DataSource:
             None when both folders were given on their own.
         num_labels: K, the number of ROIs, when known (checked against the data).
         roi_names: names of ROIs 1..K when given; otherwise ``labels.txt`` or "ROI k".
+        unlabelled_slices: slices a label volume leaves empty: "skip" (default) or
+            "background".
 
     Raises:
-        ConfigError: ``num_labels`` < 1, or as many ROI names as ``num_labels`` were not given.
+        ConfigError: ``num_labels`` < 1, as many ROI names as ``num_labels`` were not given, or
+            ``unlabelled_slices`` is not "skip" or "background".
     """
 
     images_dir: Path
@@ -54,6 +62,7 @@ class DataSource:
     data_dir: Path | None = None
     num_labels: int | None = None
     roi_names: tuple[str, ...] | None = None
+    unlabelled_slices: str = "skip"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "images_dir", Path(self.images_dir))
@@ -68,6 +77,11 @@ class DataSource:
             raise ConfigError(f"num_labels={self.num_labels!r}: expected a whole number ≥ 1.")
         if self.num_labels is not None and self.num_labels < 1:
             raise ConfigError(f"num_labels={self.num_labels}: expected at least 1 ROI.")
+        if self.unlabelled_slices not in UNLABELLED_CHOICES:
+            raise ConfigError(
+                f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
+                f"{', '.join(UNLABELLED_CHOICES)}."
+            )
         names = self.roi_names
         if names is not None and self.num_labels is not None and len(names) != self.num_labels:
             raise ConfigError(
@@ -84,6 +98,7 @@ class DataSource:
         labels_dir: Path | str | None = None,
         num_labels: int | None = None,
         roi_names: Sequence[str] | None = None,
+        unlabelled_slices: str = "skip",
     ) -> DataSource:
         """Resolve the folders (default ``DATA_DIR/dicoms`` and ``DATA_DIR/labels``); check them.
 
@@ -94,6 +109,7 @@ class DataSource:
             labels_dir: overrides ``DATA_DIR/labels``.
             num_labels: K, the number of ROIs, when known.
             roi_names: names of ROIs 1..K.
+            unlabelled_slices: "skip" or "background" (see the class).
 
         Returns:
             The `DataSource`.
@@ -121,6 +137,7 @@ class DataSource:
             data_dir=Path(data_dir) if data_dir is not None else None,
             num_labels=num_labels,
             roi_names=tuple(roi_names) if roi_names is not None else None,
+            unlabelled_slices=unlabelled_slices,
         )
         for folder, role in ((images, "DICOM"), (labels, "label")):
             if not folder.is_dir():
@@ -213,7 +230,9 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
 
     Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
     their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
-    other files in the label folder are skipped with a reason. Hidden files are ignored.
+    label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG) are left to
+    `sliceseg.data.volume_labels`; other files in the label folder are skipped with a reason.
+    Hidden files are ignored.
 
     Args:
         images_dir: folder of DICOM files (nested patient folders allowed).
@@ -240,6 +259,8 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     for path in visible_files(labels_dir):
         if path.suffix.lower() in LABEL_SUFFIXES:
             labels[_key(path, labels_dir, path.stem)].append(path)
+        elif is_volume_name(path.name) or is_dicom_seg(path):
+            continue  # paired per series by sliceseg.data.volume_labels
         else:
             valid = ", ".join(LABEL_SUFFIXES)
             reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"

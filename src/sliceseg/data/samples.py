@@ -29,7 +29,13 @@ from sliceseg.data.check import (
     spacing_problems,
     warning_problems,
 )
-from sliceseg.data.pairing import DataSource, Pair, Sample, pair_files, slice_key
+from sliceseg.data.pairing import DataSource, Pair, Pairing, Sample, pair_files, slice_key
+from sliceseg.data.volume_labels import (
+    VolumeLabels,
+    load_volume_labels,
+    merge_pairing,
+    volume_problems,
+)
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
 from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.labels import (
@@ -145,12 +151,20 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
             f"{names_source}: {len(names)} ROI names but num_labels={num_labels}; give one name "
             "per ROI 1..K."
         )
+    per_slice = pair_files(source.images_dir, source.labels_dir)
+    volumes = _read_volumes(source, per_slice, names, names_source)
+    if names is None and volumes.names_by_value:
+        names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
+        names_source = "the segment names of the label volumes"
     expected_k = num_labels if num_labels is not None else (len(names) if names else None)
-    pairing = pair_files(source.images_dir, source.labels_dir)
+    pairing = merge_pairing(per_slice, volumes)
     problems = pairing_problems(pairing, source.images_dir, source.labels_dir)
+    problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = _load_pairs(pairing.pairs, problems, progress=progress)
+        claimed = volumes.labelled_images
+        slice_pairs = [p for p in per_slice.pairs if p.image_path not in claimed]
+        loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
         note = (
             f" (K = {len(names)} ROI names in {names_source})"
             if names and num_labels is None
@@ -203,6 +217,37 @@ class _Loaded:
     pair: Pair
     slices: list[Slice]
     raw: RawLabel
+
+
+def _read_volumes(
+    source: DataSource, pairing: Pairing, names: list[str] | None, names_source: str
+) -> VolumeLabels:
+    """The labels of the label volumes (.seg.nrrd, NIfTI, NRRD, DICOM-SEG) in the label folder."""
+    image_paths = [p.image_path for p in pairing.pairs] + pairing.images_without_labels
+    return load_volume_labels(
+        source.labels_dir,
+        source.images_dir,
+        sorted(set(image_paths)),
+        roi_names=names,
+        names_source=names_source or "the ROI names",
+        unlabelled=source.unlabelled_slices,
+    )
+
+
+def _volume_items(volumes: VolumeLabels) -> list[_Loaded]:
+    """One item per volume and slice shape: its slices and their planes, stacked like a 3D .npy."""
+    groups: dict[tuple[Path, tuple[int, int]], list[int]] = defaultdict(list)
+    for index, label in enumerate(volumes.labels):
+        groups[(label.volume, label.image.shape)].append(index)
+    items = []
+    for (volume, _shape), members in groups.items():
+        labels = [volumes.labels[i] for i in members]
+        values = np.stack([label.values.astype(np.int64) for label in labels])
+        pair = Pair(labels[0].key, labels[0].image.source, volume)
+        items.append(
+            _Loaded(pair, [label.image for label in labels], RawLabel(values, volume, False))
+        )
+    return items
 
 
 def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -> list[_Loaded]:

@@ -131,6 +131,7 @@ def evaluate_model(
     device: str = "auto",
     tta: bool = False,
     overwrite: bool = False,
+    unlabelled_slices: str = "skip",
 ) -> EvaluationResult:
     """Compare a model's segmentations with manual labels at each slice's native resolution.
 
@@ -151,7 +152,12 @@ def evaluate_model(
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     samples, _report = load_samples(
-        DataSource.from_dirs(data_dir, images_dir=images_dir, labels_dir=labels_dir)
+        DataSource.from_dirs(
+            data_dir,
+            images_dir=images_dir,
+            labels_dir=labels_dir,
+            unlabelled_slices=unlabelled_slices,
+        )
     )
     num_labels = max(int(s.label.max()) for s in samples)
     if num_labels > bundle.metadata.num_labels:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -17,6 +17,7 @@ from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom
 from sliceseg.io.files import atomic_path, prepare_output_dir
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
 from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
 from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.visualize import save_animation, save_overlay
@@ -34,6 +35,7 @@ class SegmentationRun:
         animations: one GIF per series.
         report: the HTML report, or None when not asked for.
         warnings: plausibility warnings on the areas.
+        exports: per series, the DICOM-SEG / NIfTI / .seg.nrrd files written under ``exports/``.
     """
 
     out_dir: Path
@@ -43,6 +45,7 @@ class SegmentationRun:
     animations: list[Path]
     report: Path | None
     warnings: list[str]
+    exports: list[SeriesExport] = field(default_factory=list)
 
 
 def slice_key(image: Slice, root: Path) -> str:
@@ -110,12 +113,14 @@ def predict_folder(
     keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
+    exports: Sequence[str] = DEFAULT_EXPORTS,
     progress: bool | None = None,
 ) -> SegmentationRun:
     """Segment every DICOM under a folder and write everything a user publishes from.
 
     Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
-    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv`` and ``report.html``.
+    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv``, ``report.html`` and,
+    per series, ``exports/<series>.nii.gz`` / ``.seg.nrrd`` / ``.seg.dcm`` (see ``exports``).
 
     Args:
         model: a loaded bundle or the path of a model file.
@@ -130,6 +135,10 @@ def predict_folder(
             without it no output names the patient.
         overwrite: allow writing into a non-empty ``out_dir``.
         report: write ``report.html``.
+        exports: formats written per series under ``exports/``: "seg" (``<series>.seg.dcm``,
+            DICOM-SEG; it carries the patient module of its source images, as the standard
+            requires), "nifti" (``<series>.nii.gz``), "nrrd" (``<series>.seg.nrrd``, 3D Slicer);
+            default nifti and nrrd, which hold no patient data.
         progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
@@ -179,6 +188,9 @@ def predict_folder(
     areas.save(out)
     overlays = _write_slices(out, predictions, names, show)
     animations = _write_animations(out, predictions, names)
+    exported = export_predictions(
+        out / "exports", scan.slices, labels, keys, names, formats=exports, root_name=root.name
+    )
     warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
     report_path = None
     if report:
@@ -198,7 +210,7 @@ def predict_folder(
             notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
         )
     return SegmentationRun(
-        out, predictions, areas, list(scan.skipped), animations, report_path, warnings
+        out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
     )
 
 

@@ -22,6 +22,7 @@ def measure_label_folder(
     fallback: SpacingFallback = SpacingFallback(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
+    unlabelled_slices: str = "skip",
 ) -> tuple[AreaTable, tuple[Path, Path], list[str]]:
     """Measure every ROI of existing label maps at their DICOM's native resolution.
 
@@ -29,13 +30,15 @@ def measure_label_folder(
     manual and automatic areas of the same slices can be compared.
 
     Args:
-        labels_dir: folder of label maps (.png, .npy, .tif, .jpg).
+        labels_dir: folder of label maps (.png, .npy, .tif, .jpg) or label volumes per series
+            (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG).
         dicom_dir: folder of the DICOMs they belong to.
         out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
 
     Returns:
         ``(table, (csa.csv, csa_long.csv), notes)``; notes name files that were not measured.
@@ -52,6 +55,7 @@ def measure_label_folder(
         labels_dir=labels_dir,
         num_labels=len(roi_names) if roi_names else None,
         roi_names=roi_names,
+        unlabelled_slices=unlabelled_slices,
     )
     samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
     if not samples:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from matplotlib import font_manager
@@ -14,6 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
+
+
+class TensorLike(Protocol):
+    """A torch tensor, typed without importing torch into the report layer."""
+
+    def detach(self) -> Any: ...
+
 
 # Distinct colours that stay visible on grey CT/MR (no grey, white or black); ROI k uses entry
 # (k - 1) mod 12 everywhere: overlays, batch grids, animations, plots and the report.
@@ -317,8 +325,8 @@ def save_overlay(
 
 
 def plot_batch(
-    images: np.ndarray,
-    labels: np.ndarray,
+    images: np.ndarray | TensorLike,
+    labels: np.ndarray | TensorLike,
     roi_names: Sequence[str],
     *,
     path: Path | str | None = None,

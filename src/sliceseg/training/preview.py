@@ -1,4 +1,4 @@
-"""The first augmented training batch, drawn as the model will see it."""
+"""The first augmented training batch, drawn as the model will see it: crops at its spacing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from sliceseg.augment.transforms import AugmentParams, augment_batch
-from sliceseg.data.batches import samples_to_grid
+from sliceseg.augment.transforms import augment_batch
+from sliceseg.data.batches import median_target_spacing, samples_to_spacing
+from sliceseg.data.crops import first_crops
+from sliceseg.data.orientation import reorientations_for
 from sliceseg.data.samples import load_samples
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
@@ -31,19 +33,21 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    samples, _report = load_samples(config.data_source())
+    samples, report = load_samples(config.data_source())
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
-    chosen = [samples[i] for i in order]
-    grid = samples_to_grid(chosen, config.input_shape)
-    images, labels = grid.images, grid.labels
+    changes = reorientations_for([s.image for s in samples])
+    target = config.target_spacing_pair() or median_target_spacing(samples, reorientations=changes)
+    chosen = samples_to_spacing(
+        [samples[i] for i in order], target, reorientations=[changes[i] for i in order]
+    )
+    images, labels = first_crops(
+        chosen,
+        size=config.input_shape,
+        count=config.batch_size,
+        foreground_fraction=config.foreground_fraction,
+        seed=config.seed,
+    )
     if config.augment:
-        params = AugmentParams.from_dict(config.augment_params)
-        images, labels = augment_batch(images, labels, params, generator=generator)
-    names = config.roi_names or _names_from(samples)
-    return plot_batch(images, labels, list(names), path=path)
-
-
-def _names_from(samples) -> tuple[str, ...]:
-    num_labels = max(int(s.label.max()) for s in samples)
-    return tuple(f"ROI {k}" for k in range(1, num_labels + 1))
+        images, labels = augment_batch(images, labels, config.augment_params, generator=generator)
+    return plot_batch(images, labels, list(report.roi_names), path=path)
