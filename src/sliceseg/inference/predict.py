@@ -85,15 +85,11 @@ def predict_slices(
 ) -> list[np.ndarray]:
     """Segment slices and return one label map per slice on the slice's own grid.
 
-    Each slice is brought to the canonical in-plane orientation the model was trained in
-    (an exact flip/transpose from (0020,0037) ImageOrientationPatient) and resampled to the
-    model's target spacing (0028,0030); the network runs on windows of ``input_size`` pixels
-    (one pass when the slice fits one window, else a Gaussian-weighted sliding window); the
-    probabilities are resampled back to the slice's own grid and the flip/transpose undone
-    before the argmax, so a label is never resized; then the post-processing chosen on
-    validation (if any) is applied. A model file without a target spacing (older) squeezes
-    each slice onto its square grid instead, and one without an orientation entry sees the
-    slices as stored, each as it did in training.
+    Each slice is flipped/transposed to the model's canonical orientation (from (0020,0037)
+    ImageOrientationPatient) and resampled to its target spacing; the network sees the whole
+    slice (or ``input_size`` windows, see ``data.windows``); probabilities go back to the
+    slice's own grid before the argmax, then the model file's post-processing is applied.
+    Older model files (no target spacing / no orientation) predict as they were trained.
 
     Args:
         bundle: a loaded model.
@@ -121,23 +117,34 @@ def predict_slices(
     original_device = next(model.parameters()).device
     was_training = model.training
     model.to(target).eval()
-    labels: list[np.ndarray] = []
-    is_spaced = bundle.metadata.target_spacing_mm is not None
-    network = inference_network(model) if is_spaced else model
     try:
-        bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
+        is_spaced = bundle.metadata.target_spacing_mm is not None
+        network = inference_network(model) if is_spaced else model  # folded, channels-last
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                end = start + batch_size
-                labels.extend(
-                    _predict_chunk(
-                        bundle, network, images[start:end], changes[start:end], target, tta
-                    )
-                )
-                bar.update(len(images[start:end]))
-        bar.close()
+            return _predict_batches(
+                bundle, network, images, changes, target, batch_size, tta, progress
+            )
     finally:
         model.to(original_device).train(was_training)
+
+
+def _predict_batches(
+    bundle: Bundle,
+    network: torch.nn.Module,
+    images: Sequence[Slice],
+    changes: Sequence[Reorientation],
+    device: torch.device,
+    batch_size: int,
+    tta: bool,
+    progress: bool,
+) -> list[np.ndarray]:
+    bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
+    labels: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        chunk = slice(start, start + batch_size)
+        labels += _predict_chunk(bundle, network, images[chunk], changes[chunk], device, tta)
+        bar.update(len(images[chunk]))
+    bar.close()
     return labels
 
 
