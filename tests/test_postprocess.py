@@ -65,6 +65,14 @@ class TestChoosePostprocessing:
         assert choice.dice_after[2] == choice.dice_before[2] == 1.0
         assert choice.describe() == "ROI 1: largest_component + fill_holes"
 
+    def test_a_gain_below_the_margin_keeps_nothing(self):
+        truth, predicted = truth_and_prediction()
+        before = roi_dice_per_slice([predicted], [truth], 1)
+        gain = 1.0 - before  # the best combination restores ROI 1 exactly
+        assert gain > 0.05
+        choice = choose_postprocessing([predicted], [truth], num_classes=3, min_gain=gain + 1e-9)
+        assert choice.steps[1] == () and choice.dice_after[1] == choice.dice_before[1]
+
     def test_applying_the_choice_restores_the_truth(self):
         truth, predicted = truth_and_prediction()
         choice = choose_postprocessing([predicted], [truth], num_classes=3)

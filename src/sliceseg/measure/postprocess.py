@@ -4,7 +4,8 @@ Two clean-up steps, as nnU-Net decides them: keep the largest connected componen
 (8-connected; the rest becomes background), and fill the holes of an ROI (background pixels it
 encloses; other ROIs inside it are left alone). :func:`choose_postprocessing` tries every
 combination per ROI on the validation slices and keeps one only when it raises that ROI's mean
-Dice; the choice travels in the model file and ``predict`` applies it on each slice's own grid.
+Dice by at least :data:`MIN_GAIN`; the choice travels in the model file and ``predict`` applies
+it on each slice's own grid.
 
 Example:
     >>> choice = choose_postprocessing(predicted, truth, num_classes=3)
@@ -24,6 +25,7 @@ from sliceseg.errors import ConfigError
 
 __all__ = [
     "CANDIDATES",
+    "MIN_GAIN",
     "STEPS",
     "PostProcessing",
     "apply_step",
@@ -41,6 +43,14 @@ CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("largest_component", "fill_holes"),
 )
 """The combinations :func:`choose_postprocessing` tries per ROI (none first: ties keep none)."""
+
+MIN_GAIN = 0.005
+"""Smallest rise of an ROI's mean validation Dice for which a step is kept.
+
+On the real-MR benchmark, filling the holes of grey matter raised its validation Dice by
+0.0002–0.004 (20 validation slices) and lowered its test Dice by about 0.001: gains that small
+are noise on a few slices. A stray blob or a hole costs a lot more than that (tests).
+"""
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -153,18 +163,24 @@ def roi_dice_per_slice(
 
 
 def choose_postprocessing(
-    predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], *, num_classes: int
+    predicted: Sequence[np.ndarray],
+    truth: Sequence[np.ndarray],
+    *,
+    num_classes: int,
+    min_gain: float = MIN_GAIN,
 ) -> PostProcessing:
     """Per ROI, the step combination of :data:`CANDIDATES` with the highest validation Dice.
 
-    A combination is kept only when it raises the ROI's mean per-slice Dice above no
-    post-processing (ties keep none), as nnU-Net decides. ROIs are independent: removing
-    pixels of one ROI or filling its background holes never changes another ROI's Dice.
+    A combination is kept only when it raises the ROI's mean per-slice Dice by at least
+    ``min_gain`` over no post-processing, as nnU-Net decides (with a margin against noise).
+    ROIs are independent: removing pixels of one ROI or filling its background holes never
+    changes another ROI's Dice.
 
     Args:
         predicted: validation label maps after the argmax.
         truth: their reference label maps (same shapes).
         num_classes: C = K + 1.
+        min_gain: smallest rise of the mean Dice for which a combination is kept.
 
     Returns:
         The choice, with the Dice before and after per ROI.
@@ -180,9 +196,10 @@ def choose_postprocessing(
         if not np.isfinite(scores[0]):
             continue
         best = int(np.nanargmax(scores))
+        is_kept = scores[best] >= scores[0] + min_gain and best > 0
         before[roi] = scores[0]
-        after[roi] = scores[best] if scores[best] > scores[0] else scores[0]
-        steps[roi] = CANDIDATES[best] if scores[best] > scores[0] else ()
+        after[roi] = scores[best] if is_kept else scores[0]
+        steps[roi] = CANDIDATES[best] if is_kept else ()
     return PostProcessing(steps=steps, dice_before=before, dice_after=after)
 
 
