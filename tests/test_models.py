@@ -156,3 +156,31 @@ def test_an_unknown_pyramid_kernel_size_names_the_allowed_ones():
 
     with pytest.raises(ConfigError, match=r"kernel_size 4 is unknown; use one of 3, 5"):
         PyramidNet(num_classes=3, input_size=64, base_channels=4, kernel_size=4)
+
+
+class TestAveragingBatchNorm:
+    def test_running_statistics_average_the_first_batches_then_move_by_momentum(self):
+        from sliceseg.models.blocks import AveragingBatchNorm2d
+
+        norm = AveragingBatchNorm2d(1)
+        means = [2.0, 4.0, 9.0]
+        for mean in means:  # batches of constant value: batch mean = mean, variance 0
+            norm(torch.full((2, 1, 3, 3), mean))
+        assert float(norm.running_mean) == pytest.approx(sum(means) / 3)
+        for _ in range(20):
+            norm(torch.full((2, 1, 3, 3), 1.0))
+        before = float(norm.running_mean)
+        norm(torch.full((2, 1, 3, 3), 11.0))  # batch 24: the usual momentum, 0.1
+        assert float(norm.running_mean) == pytest.approx(0.9 * before + 0.1 * 11.0)
+
+    def test_a_loaded_state_continues_where_it_stopped(self):
+        from sliceseg.models.blocks import AveragingBatchNorm2d
+
+        trained = AveragingBatchNorm2d(1)
+        for _ in range(30):
+            trained(torch.full((2, 1, 3, 3), 3.0))
+        resumed = AveragingBatchNorm2d(1)
+        resumed(torch.full((2, 1, 3, 3), 100.0))  # used before loading: must not matter
+        resumed.load_state_dict(trained.state_dict())
+        resumed(torch.full((2, 1, 3, 3), 13.0))
+        assert float(resumed.running_mean) == pytest.approx(0.9 * 3.0 + 0.1 * 13.0)

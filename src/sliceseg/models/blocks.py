@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -15,11 +15,42 @@ Choice = TypeVar("Choice", str, int)
 NORMS: tuple[str, ...] = ("instance", "batch", "group", "none")
 
 
+class AveragingBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose running statistics start as the plain average of the first batches.
+
+    PyTorch's running mean and variance start at 0 and 1 and move by ``momentum`` (0.1) per
+    batch, so after a few steps the eval-mode network (what is validated, saved and predicts)
+    is far from the one trained: a 2-step model predicted background everywhere. Here batch
+    ``n`` counts ``max(1/n, momentum)``: the first ten batches are averaged equally, then the
+    usual exponential average takes over. Same parameters and buffers as ``nn.BatchNorm2d``
+    (model files are interchangeable; a resumed run continues from ``num_batches_tracked``).
+    """
+
+    def __init__(self, channels: int, *, momentum: float = 0.1) -> None:
+        super().__init__(channels, momentum=momentum)
+        self.base_momentum = momentum
+        self._seen: int | None = None  # batches tracked, read once from the buffer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.track_running_stats:
+            if self._seen is None:  # one device read per run, not per step
+                tracked = self.num_batches_tracked
+                self._seen = 0 if tracked is None else int(tracked)
+            self._seen += 1
+            self.momentum = max(self.base_momentum, 1.0 / self._seen)
+        return super().forward(x)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._seen = None  # re-read after loading a checkpoint
+        super()._load_from_state_dict(*args, **kwargs)
+
+
 def make_norm(kind: str, channels: int) -> nn.Module:
     """Return a 2D normalisation layer.
 
     Args:
-        kind: one of ``NORMS``: "instance" (affine InstanceNorm, nnU-Net's choice), "batch",
+        kind: one of ``NORMS``: "instance" (affine InstanceNorm, nnU-Net's choice), "batch"
+            (:class:`AveragingBatchNorm2d`),
             "group" (8 groups, or fewer when ``channels`` is not divisible by 8), "none".
         channels: number of feature channels.
 
@@ -32,7 +63,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return AveragingBatchNorm2d(channels)
     if kind == "group":
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
