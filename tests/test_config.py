@@ -139,3 +139,27 @@ def test_folders_given_as_paths_are_kept_as_text(tmp_path):
     config = TrainConfig(data_dir=tmp_path / "data", out_dir=tmp_path / "model")
     assert config.data_dir == str(tmp_path / "data")
     assert json.loads(json.dumps(config.to_dict()))["out_dir"] == str(tmp_path / "model")
+
+
+class TestTargetSpacing:
+    def test_a_number_or_a_pair_in_toml_and_on_the_command_line(self, tmp_path):
+        path = tmp_path / "train.toml"
+        path.write_text("target_spacing_mm = [0.7, 0.9]\nforeground_fraction = 0.5\n")
+        config = load_config(path)
+        assert config.target_spacing_pair() == (0.7, 0.9)
+        assert config.to_dict()["target_spacing_mm"] == [0.7, 0.9]
+        assert TrainConfig.from_dict(config.to_dict()) == config
+        assert load_config(path, target_spacing_mm=0.8).target_spacing_pair() == (0.8, 0.8)
+        assert TrainConfig().target_spacing_pair() is None  # the training slices' median
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"target_spacing_mm": -1.0}, "target_spacing_mm must be a spacing in mm"),
+            ({"target_spacing_mm": [1.0, 0.0]}, "target_spacing_mm must be a spacing in mm"),
+            ({"foreground_fraction": 1.5}, r"foreground_fraction must be in \[0, 1\]"),
+        ],
+    )
+    def test_bad_values_name_the_setting(self, change, message):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(**change)
