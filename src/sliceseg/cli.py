@@ -92,14 +92,19 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": getattr(args, "device", None),
         "overwrite": True if getattr(args, "overwrite", False) else None,
         "unlabelled_slices": getattr(args, "unlabelled_slices", None),
+        "init_from": getattr(args, "init_from", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     from sliceseg.training.config import load_config
+    from sliceseg.training.init_from import model_settings
 
-    return load_config(args.config, **_given_settings(args))
+    given = _given_settings(args)
+    if getattr(args, "init_from", None):  # the model defines the network unless flags say
+        given = {**model_settings(args.init_from), **given}
+    return load_config(args.config, **given)
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -170,6 +175,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"Segmented {len(run.predictions)} slices; outputs in {run.out_dir}/"
         + (f" (report: {run.report})" if run.report else "")
     )
+    return 0
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from sliceseg.inference.suggest import suggest_slices, suggestions_text, write_suggestions
+
+    suggestions = suggest_slices(
+        Path(args.model),
+        Path(args.dicom_dir),
+        n=args.n,
+        labels_dir=Path(args.labels) if args.labels else None,
+        spread=not args.no_spread,
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+    )
+    print(suggestions_text(suggestions))
+    if args.out:
+        print(f"Saved {write_suggestions(Path(args.out), suggestions)}")
     return 0
 
 
@@ -328,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights and network (same label scheme)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -348,6 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("suggest", help="the unlabelled slices the model is least sure of")
+    p.add_argument("model")
+    p.add_argument("dicom_dir")
+    p.add_argument("--n", type=int, default=20, help="how many slices (default 20)")
+    p.add_argument("--labels", help="label folder: slices labelled there are left out")
+    p.add_argument("--out", help="also write the list as a CSV")
+    p.add_argument(
+        "--no-spread", action="store_true", help="rank all slices together, not series in turns"
+    )
+    p.add_argument("--tta", action="store_true", help="test-time augmentation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_cmd_suggest)
 
     p = sub.add_parser("measure", help="areas in mm² from existing label maps")
     p.add_argument("labels_dir")

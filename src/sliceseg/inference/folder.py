@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.errors import PairingError
+from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
 from sliceseg.io.files import atomic_path, prepare_output_dir
@@ -20,6 +21,7 @@ from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
 from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
 from sliceseg.report.plots import plot_areas
+from sliceseg.report.thumbnails import save_thumbnail
 from sliceseg.report.visualize import save_animation, save_overlay
 
 
@@ -80,8 +82,34 @@ def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progr
         save_overlay(
             overlay_path, prediction.image.pixels, prediction.label, roi_names, title=prediction.key
         )
+        save_thumbnail(_thumbnail(out, prediction.key), prediction.image.pixels, prediction.label)
         overlays.append((prediction.key, overlay_path))
     return overlays
+
+
+def _thumbnail(out: Path, key: str) -> Path:
+    return out / "thumbnails" / f"{key}.jpg"
+
+
+def _series_figures(
+    out: Path, predictions: Sequence[Prediction], areas: AreaTable
+) -> list[tuple[str, Path]]:
+    """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
+    table = areas.per_slice
+    table.insert(0, "file", [p.key for p in predictions])
+    series = [p.image.series_uid or "series" for p in predictions]
+    groups = list(dict.fromkeys(series))
+    figures = []
+    for number, uid in enumerate(groups, 1):
+        rows = table[[s == uid for s in series]]
+        path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
+        plot_areas(rows, path=path)
+        first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
+        caption = "Area of each ROI along the series"
+        if len(groups) > 1:
+            caption += f" — series {number} ({first} … {last}, {len(rows)} slices)"
+        figures.append((caption, path))
+    return figures
 
 
 def _write_animations(out: Path, predictions: Sequence[Prediction], roi_names) -> list[Path]:
@@ -119,7 +147,9 @@ def predict_folder(
     """Segment every DICOM under a folder and write everything a user publishes from.
 
     Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
-    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv``, ``report.html`` and,
+    ``thumbnails/<key>.jpg``, ``segmentation.gif`` (one per series), ``csa.csv``,
+    ``csa_long.csv`` (both with a ``confidence`` column, see `sliceseg.inference.confidence`),
+    ``areas.png`` (``areas_<k>.png`` per series), ``report.html`` and,
     per series, ``exports/<series>.nii.gz`` / ``.seg.nrrd`` / ``.seg.dcm`` (see ``exports``).
 
     Args:
@@ -169,8 +199,15 @@ def predict_folder(
         resolve_spacing(image, fallback)
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     names = bundle.roi_names
+    confidence = ConfidenceCollector()
     labels = predict_slices(
-        bundle, scan.slices, device=device, batch_size=batch_size, tta=tta, progress=show
+        bundle,
+        scan.slices,
+        device=device,
+        batch_size=batch_size,
+        tta=tta,
+        progress=show,
+        on_probabilities=confidence,
     )
     predictions = [
         Prediction(image=image, label=label, key=slice_key(image, root))
@@ -185,6 +222,7 @@ def predict_folder(
         fallback=fallback,
         keep_patient_info=keep_patient_info,
     )
+    areas = with_confidence(areas, confidence.per_roi)
     areas.save(out)
     overlays = _write_slices(out, predictions, names, show)
     animations = _write_animations(out, predictions, names)
@@ -194,20 +232,16 @@ def predict_folder(
     warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
     report_path = None
     if report:
-        plot_areas(
-            areas.per_slice,
-            path=out / "areas.png",
-            series=[p.image.series_uid for p in predictions],
-        )
         report_path = write_report(
             out / "report.html",
             title="sliceseg segmentation report",
             settings=_report_settings(bundle, root, tta, scan.slices if keep_patient_info else []),
             area_table=areas.wide,
             overlays=overlays,
-            figures=[("Area of each ROI along the series", out / "areas.png")],
+            figures=_series_figures(out, predictions, areas),
             warnings=warnings,
             notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+            thumbnails=[_thumbnail(out, p.key) for p in predictions],
         )
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,10 @@ from sliceseg.system import select_device
 # Test-time augmentation: small rotations and zooms whose effect is undone on the
 # probabilities. No left/right flip: labels are sided.
 TTA_TRANSFORMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
+
+ProbabilitySink = Callable[[torch.Tensor, np.ndarray], None]
+"""Called once per slice, in order, with its (C, rows, cols) probabilities on its own grid and
+its label map (e.g. to score the confidence without keeping every probability map)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ def predict_slices(
     batch_size: int = 8,
     tta: bool = False,
     progress: bool = False,
+    on_probabilities: ProbabilitySink | None = None,
 ) -> list[np.ndarray]:
     """Segment slices and return one label map per slice on the slice's own grid.
 
@@ -93,6 +98,7 @@ def predict_slices(
         batch_size: slices per forward pass.
         tta: average over small rotations and zooms (4× slower).
         progress: show a progress bar.
+        on_probabilities: called per slice with its native-grid probabilities and label map.
 
     Returns:
         uint8 label maps (rows, cols) with values 0..K.
@@ -121,7 +127,9 @@ def predict_slices(
                 images[start:end], bundle.metadata.input_size, reorientations=changes[start:end]
             )
             labels.extend(
-                _native_labels(grid, _probabilities(model, grid.images.to(target), tta=tta))
+                _native_labels(
+                    grid, _probabilities(model, grid.images.to(target), tta=tta), on_probabilities
+                )
             )
             bar.update(len(grid))
         bar.close()
@@ -130,7 +138,9 @@ def predict_slices(
     return labels
 
 
-def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
+def _native_labels(
+    grid: GridTensors, probs: torch.Tensor, sink: ProbabilitySink | None = None
+) -> list[np.ndarray]:
     """Argmax on each slice's own grid: probabilities off the model grid, flip/transpose undone."""
     labels = []
     for prob, geometry, change in zip(
@@ -138,6 +148,8 @@ def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
     ):
         native = change.undo(probabilities_from_grid(prob, geometry))
         labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
+        if sink is not None:
+            sink(native, labels[-1])
     return labels
 
 

@@ -12,8 +12,10 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
+from sliceseg.measure.tissue import TissueSettings, tissue_statistics
 
 SUMMARY_ROWS = ("mean", "std")
+CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,15 @@ class AreaTable:
     @property
     def per_slice(self) -> pd.DataFrame:
         """The wide table without the summary rows, ROI columns only."""
-        return self.wide.drop(index=list(SUMMARY_ROWS)).drop(columns=["file"]).astype(float)
+        return (
+            self.wide.drop(index=list(SUMMARY_ROWS))
+            .drop(columns=["file", CONFIDENCE_COLUMN], errors="ignore")
+            .astype(float)
+        )
 
     def to_text(self) -> str:
         """Return the wide table as aligned text with one decimal."""
-        shown = self.wide.copy()
+        shown = self.wide.drop(columns=[CONFIDENCE_COLUMN], errors="ignore")
         for column in shown.columns[1:]:
             shown[column] = shown[column].map(lambda v: f"{v:.1f}")
         shown.loc[list(SUMMARY_ROWS), "file"] = ""
@@ -131,6 +137,7 @@ def measure_areas(
     names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
     keep_patient_info: bool = False,
+    tissue: TissueSettings = TissueSettings(),
 ) -> AreaTable:
     """Measure every ROI on every slice at the slice's own resolution.
 
@@ -142,6 +149,9 @@ def measure_areas(
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add each slice's PatientID and PatientName to the tidy table; left
             out by default so that tables can be shared.
+        tissue: CT thresholds of the muscle composition. The tidy table has, per slice and
+            ROI, ``mean_intensity``, ``std_intensity`` and ``median_intensity`` in modality
+            units and, for muscles on CT, the columns of `sliceseg.measure.tissue.CT_COLUMNS`.
 
     Returns:
         The wide and tidy tables.
@@ -186,7 +196,13 @@ def measure_areas(
                     "roi_name": roi_name,
                     "pixels": pixels,
                     "area_mm2": np.nan if spacing is None else area,
-                    "mean_intensity": float(image.pixels[mask].mean()) if pixels else np.nan,
+                    **tissue_statistics(
+                        image.pixels[mask],
+                        roi_name=roi_name,
+                        modality=image.modality,
+                        pixel_mm2=None if spacing is None else spacing[0] * spacing[1],
+                        settings=tissue,
+                    ),
                     "row_spacing_mm": np.nan if spacing is None else spacing[0],
                     "col_spacing_mm": np.nan if spacing is None else spacing[1],
                     "spacing_source": source,

@@ -54,6 +54,8 @@ class TrainConfig:
         device: "auto", "cpu" or "cuda".
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
+        init_from: a model file whose weights the run starts from (fine-tuning, see
+            `sliceseg.training.init_from`); None starts from random weights.
     """
 
     data_dir: str | None = None
@@ -83,6 +85,7 @@ class TrainConfig:
     device: str = "auto"
     overwrite: bool = False
     unlabelled_slices: str = "skip"
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self._check_numbers()
