@@ -129,3 +129,13 @@ class TestTypedSettings:
         assert TrainConfig(dropout_rate=0.1).model_hyperparameters()["dropout_rate"] == 0.1
         config = TrainConfig(dropout_rate=0.1, hyperparameters={"dropout_rate": 0.3})
         assert config.model_hyperparameters()["dropout_rate"] == 0.3
+
+
+def test_folders_given_as_paths_are_kept_as_text(tmp_path):
+    import json
+
+    from sliceseg.training.config import TrainConfig
+
+    config = TrainConfig(data_dir=tmp_path / "data", out_dir=tmp_path / "model")
+    assert config.data_dir == str(tmp_path / "data")
+    assert json.loads(json.dumps(config.to_dict()))["out_dir"] == str(tmp_path / "model")

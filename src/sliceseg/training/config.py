@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
@@ -100,6 +100,10 @@ class TrainConfig:
                 f"unlabelled_slices must be one of {', '.join(UNLABELLED_CHOICES)}, got "
                 f"{self.unlabelled_slices!r}."
             )
+        for name in ("data_dir", "images_dir", "labels_dir", "out_dir"):
+            value = getattr(self, name)
+            if isinstance(value, PurePath):  # a notebook's Path: stored as text, as in TOML
+                object.__setattr__(self, name, str(value))
         if not isinstance(self.augment_params, AugmentParams):
             object.__setattr__(self, "augment_params", AugmentParams.from_dict(self.augment_params))
         hyper = parse_hyperparameters(self.arch, self.hyperparameters)
