@@ -44,6 +44,10 @@ class Usefulness:
         lowest_share: share of the total absolute area error held by the least confident 10 %.
         lowest_ratio: ``lowest_share`` / the share of slices they are (×, goal ≥ 2).
         n_lowest: how many slices the lowest 10 % is.
+        best_share: the share the 10 % slices with the largest area errors hold: the most any
+            ranking can reach (``best_ratio`` the same divided by 10 %).
+        best_ratio: ``best_share`` / the share of slices.
+        spearman_area: Spearman's ρ between 1 − confidence and the absolute area error.
         mean_dice_error: mean Dice error over the slices.
         total_abs_area_error_mm2: the total absolute area error.
     """
@@ -54,6 +58,9 @@ class Usefulness:
     lowest_share: float
     lowest_ratio: float
     n_lowest: int
+    best_share: float
+    best_ratio: float
+    spearman_area: float
     mean_dice_error: float
     total_abs_area_error_mm2: float
 
@@ -122,6 +129,7 @@ def usefulness(errors: pd.DataFrame, *, share: float = 0.1) -> Usefulness:
     order = np.argsort(errors["confidence"].to_numpy(), kind="stable")[:n_lowest]
     area = errors["abs_area_error_mm2"].to_numpy()
     lowest = float(area[order].sum() / area.sum()) if area.sum() > 0 else math.nan
+    best = float(np.sort(area)[::-1][:n_lowest].sum() / area.sum()) if area.sum() > 0 else math.nan
     return Usefulness(
         n_slices=len(errors),
         spearman=float(rho),
@@ -129,6 +137,9 @@ def usefulness(errors: pd.DataFrame, *, share: float = 0.1) -> Usefulness:
         lowest_share=lowest,
         lowest_ratio=lowest / (n_lowest / len(errors)),
         n_lowest=n_lowest,
+        best_share=best,
+        best_ratio=best / (n_lowest / len(errors)),
+        spearman_area=float(stats.spearmanr(uncertainty, area).statistic),
         mean_dice_error=float(errors["dice_error"].mean()),
         total_abs_area_error_mm2=float(area.sum()),
     )
@@ -150,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(p = {result.spearman_p:.2g}; goal ≥ 0.4, {met})\n"
         f"the {result.n_lowest} least confident slices (10 %) hold {result.lowest_share:.1%} of "
         f"the total |area error| = {result.lowest_ratio:.2f}× their share "
-        f"(goal ≥ 2×, {'met' if result.lowest_ratio >= 2 else 'NOT met'})"
+        f"(goal ≥ 2×, {'met' if result.lowest_ratio >= 2 else 'NOT met'}); the 10 % with the "
+        f"largest errors hold {result.best_share:.1%} = {result.best_ratio:.2f}× (the most any "
+        f"ranking can reach); ρ(1 − confidence, |area error|) = {result.spearman_area:.3f}"
     )
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))

@@ -129,4 +129,7 @@ def test_fine_tuning_on_corrected_worst_slices_raises_test_dice(tmp_path):
     after = _test_dice(tuned, phantom.test_dir)
     print(f"test Dice before {before:.3f}, after fine-tuning {after:.3f}; "
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    # Seeded and deterministic on CPU: 0.180 → 0.340 here (25 s). The margin, under a third of
+    # that gain, leaves room for other CPUs and library versions while still failing when the
+    # weights are not carried over (4 epochs from scratch on the same 14 slices: 0.15-0.19).
     assert after >= before + 0.05

@@ -12,7 +12,7 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
-from sliceseg.measure.tissue import TissueSettings, tissue_statistics
+from sliceseg.measure.tissue import TissueSettings, roi_tissue
 
 SUMMARY_ROWS = ("mean", "std")
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
@@ -196,13 +196,7 @@ def measure_areas(
                     "roi_name": roi_name,
                     "pixels": pixels,
                     "area_mm2": np.nan if spacing is None else area,
-                    **tissue_statistics(
-                        image.pixels[mask],
-                        roi_name=roi_name,
-                        modality=image.modality,
-                        pixel_mm2=None if spacing is None else spacing[0] * spacing[1],
-                        settings=tissue,
-                    ),
+                    **roi_tissue(image, mask, roi_name, spacing, settings=tissue),
                     "row_spacing_mm": np.nan if spacing is None else spacing[0],
                     "col_spacing_mm": np.nan if spacing is None else spacing[1],
                     "spacing_source": source,

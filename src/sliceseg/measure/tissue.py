@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice
 
 MUSCLE_WORDS: tuple[str, ...] = (
     "muscle",
@@ -126,6 +127,33 @@ def tissue_statistics(
     if modality.strip().upper() == "CT" and settings.is_muscle(roi_name):
         stats.update(_muscle_composition(pixels, pixel_mm2, settings))
     return stats
+
+
+def roi_tissue(
+    image: Slice,
+    mask: np.ndarray,
+    roi_name: str,
+    spacing_mm: tuple[float, float] | None,
+    *,
+    settings: TissueSettings = TissueSettings(),
+) -> dict[str, float]:
+    """Return :func:`tissue_statistics` of the pixels of ``image`` under ``mask``.
+
+    Args:
+        image: the slice (its pixels in modality units and its (0008,0060) Modality).
+        mask: (rows, cols) boolean mask of the ROI on the slice's grid.
+        roi_name: the ROI's name.
+        spacing_mm: (row, col) spacing used for the areas, None when unknown.
+        settings: the CT thresholds and which ROIs are muscles.
+    """
+    pixel_mm2 = None if spacing_mm is None else spacing_mm[0] * spacing_mm[1]
+    return tissue_statistics(
+        image.pixels[mask],
+        roi_name=roi_name,
+        modality=image.modality,
+        pixel_mm2=pixel_mm2,
+        settings=settings,
+    )
 
 
 def _muscle_composition(
