@@ -11,13 +11,20 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm.auto import tqdm
 
-from sliceseg.errors import PairingError
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.predict import Prediction, predict_slices
-from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
-from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.io.dicom import (
+    DicomScan,
+    SkippedFile,
+    Slice,
+    scan_dicom_folder,
+    strip_dicom_suffix,
+)
+from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle, load_bundle
-from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.visualize import save_animation, save_overlay
 
@@ -69,7 +76,9 @@ def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Pr
     return list(groups.items())
 
 
-def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progress: bool):
+def _write_slices(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str], progress: bool
+) -> list[tuple[str, Path]]:
     overlays = []
     for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
@@ -81,7 +90,9 @@ def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progr
     return overlays
 
 
-def _write_animations(out: Path, predictions: Sequence[Prediction], roi_names) -> list[Path]:
+def _write_animations(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
+) -> list[Path]:
     groups = _series_groups(predictions)
     paths = []
     for number, (_uid, members) in enumerate(groups, 1):
@@ -144,6 +155,8 @@ def predict_folder(
         >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
         >>> print(run.areas.to_text())
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}.")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
@@ -158,47 +171,65 @@ def predict_folder(
         )
     for image in scan.slices:  # fail on missing spacing before any work is done
         resolve_spacing(image, fallback)
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
     names = bundle.roi_names
-    labels = predict_slices(
-        bundle, scan.slices, device=device, batch_size=batch_size, tta=tta, progress=show
-    )
-    predictions = [
-        Prediction(image=image, label=label, key=slice_key(image, root))
-        for image, label in zip(scan.slices, labels, strict=True)
-    ]
-    keys = [p.key for p in predictions]
-    areas = measure_areas(
-        labels,
-        scan.slices,
-        names,
-        names=keys,
-        fallback=fallback,
-        keep_patient_info=keep_patient_info,
-    )
-    areas.save(out)
-    overlays = _write_slices(out, predictions, names, show)
-    animations = _write_animations(out, predictions, names)
-    warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
-    report_path = None
-    if report:
-        plot_areas(
-            areas.per_slice,
-            path=out / "areas.png",
-            series=[p.image.series_uid for p in predictions],
+    with output_run(out_dir, overwrite=overwrite) as out:
+        labels = predict_slices(
+            bundle, scan.slices, device=device, batch_size=batch_size, tta=tta, progress=show
         )
-        report_path = write_report(
-            out / "report.html",
-            title="sliceseg segmentation report",
-            settings=_report_settings(bundle, root, tta, scan.slices if keep_patient_info else []),
-            area_table=areas.wide,
-            overlays=overlays,
-            figures=[("Area of each ROI along the series", out / "areas.png")],
-            warnings=warnings,
-            notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+        predictions = [
+            Prediction(image=image, label=label, key=slice_key(image, root))
+            for image, label in zip(scan.slices, labels, strict=True)
+        ]
+        areas = measure_areas(
+            labels,
+            scan.slices,
+            names,
+            names=[p.key for p in predictions],
+            fallback=fallback,
+            keep_patient_info=keep_patient_info,
         )
+        warnings = area_warnings(
+            areas.wide,
+            roi_names=names,
+            sided_pairs=sided_pairs_from_names(names),
+            series=areas.series,
+        )
+        areas.save(out)
+        overlays = _write_slices(out, predictions, names, show)
+        animations = _write_animations(out, predictions, names)
+        report_path = None
+        if report:
+            settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
+            report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, warnings
+    )
+
+
+def _write_report(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    overlays: list[tuple[str, Path]],
+    warnings: list[str],
+    scan: DicomScan,
+    settings: dict[str, object],
+) -> Path:
+    plot_areas(
+        areas.per_slice,
+        path=out / "areas.png",
+        series=[p.image.series_uid for p in predictions],
+    )
+    return write_report(
+        out / "report.html",
+        title="sliceseg segmentation report",
+        settings=settings,
+        area_table=areas.wide,
+        overlays=overlays,
+        figures=[("Area of each ROI along the series", out / "areas.png")],
+        warnings=warnings,
+        notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+        area_unit="mm²" if areas.unit == "mm2" else "pixels",
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sliceseg.data.samples import check_dataset
 from sliceseg.errors import PairingError
-from sliceseg.io.files import prepare_output_dir
+from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 
 
@@ -56,8 +56,9 @@ def measure_label_folder(
     )
     if not report.samples:
         raise PairingError(
-            f"{labels_dir}: no label map pairs with a DICOM in {dicom_dir} "
-            "(pairing is by relative path without suffix); run `sliceseg check` for details."
+            f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
+            f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
+            "details."
         )
     notes = [f"not measured: {line}" for line in report.problem_lines()]
     names = list(roi_names) if roi_names else list(report.roi_names)
@@ -70,5 +71,6 @@ def measure_label_folder(
         fallback=fallback,
         keep_patient_info=keep_patient_info,
     )
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    return table, table.save(out), notes
+    with output_run(out_dir, overwrite=overwrite) as out:
+        paths = table.save(out)
+    return table, paths, notes

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import sys
 import warnings
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import get_nr_frames
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -44,6 +46,43 @@ _DECODER_HINT = (
     "install the pixel data plugins (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
     "pylibjpeg-rle), or convert the file to uncompressed DICOM (e.g. `gdcmconv --raw in out`)"
 )
+# What pydicom raises on a damaged or non-DICOM file: these, and only these, mean "unreadable".
+# Anything else (TypeError, NameError, ...) is a bug of ours and must surface as one.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    ValueError,  # includes UnicodeDecodeError
+    NotImplementedError,  # unknown value representation
+    AttributeError,  # an ambiguous VR that pydicom cannot resolve
+    OverflowError,
+    struct.error,
+    MemoryError,
+)
+# What decoding the pixel data raises: pydicom's checks and its plugins' errors (the Rust-based
+# decoders raise pyo3's PanicException, a BaseException, on corrupt streams; see _is_panic).
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    *_READ_ERRORS,
+    RuntimeError,
+    KeyError,
+    IndexError,
+    StopIteration,  # fewer encapsulated frames than NumberOfFrames says
+)
+# Image Pixel module elements that must be one whole number for the pixel data to be decoded.
+_PIXEL_MODULE_INTS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+)
+# A header claiming more pixels than this is damaged (or a file we cannot hold in memory): refuse
+# it before a decoder allocates the output (2^28 pixels = 1 GiB as float32, e.g. 16384 × 16384).
+MAX_PIXELS_PER_FILE = 2**28
 _TRUNCATED_HINT = (
     "the file is truncated or its header (Rows, Columns, BitsAllocated) does not match the pixel "
     "data; copy it again from the scanner or PACS"
@@ -185,7 +224,7 @@ def is_dicom_file(path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
-    except Exception:
+    except _READ_ERRORS:
         return False
     return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
 
@@ -364,7 +403,9 @@ def _read_dataset(path: Path) -> Dataset:
         )
     try:
         ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:
+        _convert_elements(ds.file_meta)
+        _convert_elements(ds)
+    except _READ_ERRORS as exc:
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
@@ -388,7 +429,56 @@ def _read_dataset(path: Path) -> Dataset:
             if implicit
             else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         )
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not syntax.is_transfer_syntax:
+        raise DicomReadError(
+            f"{path}: (0002,0010) TransferSyntaxUID {syntax!r} is not a transfer syntax; the "
+            "header is damaged; copy the file again from the scanner/PACS."
+        )
+    _check_image_size(ds, path)
     return ds
+
+
+def _convert_elements(ds: Dataset) -> None:
+    """Decode every public element now, so that a damaged one fails here, inside the reader.
+
+    pydicom converts elements lazily, on first access; without this, a damaged value (an unknown
+    VR, bytes of the wrong length) would raise wherever the slice's fields happen to be read.
+    Private elements are left raw: sliceseg never reads them.
+    """
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _convert_elements(item)
+
+
+def _check_image_size(ds: Dataset, path: Path) -> None:
+    """Refuse malformed Image Pixel elements and images too large to decode, before decoding."""
+    for keyword in _PIXEL_MODULE_INTS:
+        value = ds.get(keyword)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise DicomReadError(
+                f"{path}: {keyword} is {value!r}; expected one whole number ≥ 0; the header is "
+                "damaged; copy the file again from the scanner/PACS."
+            )
+    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    try:
+        frames = max(1, int(get_nr_frames(ds, warn=False)))
+    except (TypeError, ValueError) as exc:  # a multi-valued or non-numeric NumberOfFrames
+        raise DicomReadError(
+            f"{path}: NumberOfFrames {ds.get('NumberOfFrames')!r} is not a whole number "
+            f"({_one_line(exc)}); the header is damaged; copy the file again."
+        ) from exc
+    if rows * cols * frames * samples > MAX_PIXELS_PER_FILE:
+        raise DicomReadError(
+            f"{path}: header declares {frames} frame(s) of {rows}×{cols} pixels × {samples} "
+            f"samples, more than sliceseg reads from one file ({MAX_PIXELS_PER_FILE} pixels); the "
+            "header is probably damaged; otherwise split the file into smaller ones."
+        )
 
 
 def _sop_class_name(ds: Dataset) -> str:
@@ -406,7 +496,9 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     syntax = ds.file_meta.TransferSyntaxUID
     try:
         arr = pydicom.pixels.pixel_array(ds, index=index)
-    except Exception as exc:
+    except BaseException as exc:
+        if not (isinstance(exc, _DECODE_ERRORS) or _is_panic(exc)):
+            raise
         hint = _DECODER_HINT if syntax.is_compressed else _TRUNCATED_HINT
         raise DicomReadError(
             f"{path}: cannot decode pixel data with transfer syntax {syntax.name} ({syntax}): "
@@ -418,10 +510,31 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     return arr
 
 
+def _is_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException: a Rust decoder plugin gave up on a corrupt stream."""
+    return type(exc).__name__ == "PanicException"
+
+
 def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
     spacing, source = _spacing(ds, path, frame)
+    try:
+        pixels = _to_modality_units(ds, path, raw, frame)
+    # pydicom's LUT checks; AttributeError: a palette's lookup table data is missing
+    except (ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        raise DicomReadError(
+            f"{path}: cannot apply the colour palette or modality LUT ({_one_line(exc)}); the "
+            "header is damaged; export the image again."
+        ) from exc
+    bad = np.count_nonzero(~np.isfinite(pixels))
+    if bad:
+        raise DicomReadError(
+            f"{path}: {bad} of {pixels.size} pixels are NaN or infinite after the rescale "
+            f"(RescaleSlope {ds.get('RescaleSlope', 'absent')}, RescaleIntercept "
+            f"{ds.get('RescaleIntercept', 'absent')}); expected finite values; fix the rescale "
+            "or the float pixel data, or export the image again."
+        )
     return Slice(
-        pixels=_to_modality_units(ds, path, raw, frame),
+        pixels=pixels,
         spacing_mm=spacing,
         spacing_source=source,
         source=path,
