@@ -153,7 +153,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         report=not args.no_report,
     )
     for skipped in run.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+        reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
+        print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
     print(run.areas.to_text())
     for warning in run.warnings:
         print(f"warning: {warning}")

@@ -17,12 +17,15 @@ Decisions a caller relies on:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
 import struct
 import sys
+import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,15 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
 from pydicom.pixels.utils import get_nr_frames
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
 from tqdm import tqdm
 
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
@@ -83,6 +92,10 @@ _PIXEL_MODULE_INTS = (
 # A header claiming more pixels than this is damaged (or a file we cannot hold in memory): refuse
 # it before a decoder allocates the output (2^28 pixels = 1 GiB as float32, e.g. 16384 × 16384).
 MAX_PIXELS_PER_FILE = 2**28
+_CORRUPT_HINT = (
+    "the decoder is installed, so the compressed pixel data is corrupt or truncated; export the "
+    "image again from the scanner/PACS"
+)
 _TRUNCATED_HINT = (
     "the file is truncated or its header (Rows, Columns, BitsAllocated) does not match the pixel "
     "data; copy it again from the scanner or PACS"
@@ -495,11 +508,14 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     """Return (frames, rows, cols[, samples]) stored values, decoded by pydicom's plugins."""
     syntax = ds.file_meta.TransferSyntaxUID
     try:
-        arr = pydicom.pixels.pixel_array(ds, index=index)
+        with _native_stderr_muted(syntax == RLELossless):
+            arr = pydicom.pixels.pixel_array(ds, index=index)
     except BaseException as exc:
         if not (isinstance(exc, _DECODE_ERRORS) or _is_panic(exc)):
             raise
-        hint = _DECODER_HINT if syntax.is_compressed else _TRUNCATED_HINT
+        hint = _TRUNCATED_HINT
+        if syntax.is_compressed:
+            hint = _CORRUPT_HINT if _has_decoder(syntax) else _DECODER_HINT
         raise DicomReadError(
             f"{path}: cannot decode pixel data with transfer syntax {syntax.name} ({syntax}): "
             f"{_one_line(exc)}; {hint}."
@@ -508,6 +524,44 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     if arr.ndim == (3 if samples > 1 else 2):
         arr = arr[np.newaxis]
     return arr
+
+
+@contextlib.contextmanager
+def _native_stderr_muted(is_muted: bool) -> Iterator[None]:
+    """Keep native code from writing on stderr (file descriptor 2) inside the block.
+
+    The Rust RLE plugin (pylibjpeg-rle) prints its panic message on stderr before raising;
+    the DicomReadError already says what failed, in one line. Anything else written there (not
+    a panic) is passed on afterwards.
+    """
+    if not is_muted:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        panicked = False
+        try:
+            yield
+        except BaseException as exc:
+            panicked = _is_panic(exc)
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            written = sink.read()
+            if written and not panicked:
+                sys.stderr.write(written.decode(errors="replace"))
+
+
+def _has_decoder(syntax: UID) -> bool:
+    """True when a pixel data plugin for ``syntax`` is installed."""
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder exists for this syntax at all
+        return False
 
 
 def _is_panic(exc: BaseException) -> bool:

@@ -38,8 +38,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         )
     except OSError as error:
         raise ConfigError(
-            f"{target}: cannot write here ({error.strerror or error}: {error.filename}); choose "
-            "another output path."
+            f"{target}: cannot write here ({_why(target.parent, error)}); choose another output "
+            "path."
         ) from error
     os.close(fd)
     tmp = Path(name)
@@ -91,10 +91,17 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(
-            f"{out}: cannot create the output folder ({error.strerror or error}); choose "
-            "another --out."
+            f"{out}: cannot create the output folder ({_why(out, error)}); choose another --out."
         ) from error
     return out
+
+
+def _why(folder: Path, error: OSError) -> str:
+    """Say why ``folder`` cannot be created or written: a file in its way, or the OS's reason."""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            return f"{part} is a file, not a folder"
+    return f"{error.strerror or error}: {error.filename}"
 
 
 @contextlib.contextmanager
