@@ -415,14 +415,18 @@ def _read_dataset(path: Path) -> Dataset:
             "expected a DICOM image; remove it or export the image as DICOM."
         )
     try:
-        ds = pydicom.dcmread(path, force=True)
-        _convert_elements(ds.file_meta)
-        _convert_elements(ds)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True)
+            _convert_elements(ds.file_meta)
+            _convert_elements(ds)
     except _READ_ERRORS as exc:
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
+    for message in dict.fromkeys(_one_line(w.message) for w in caught):  # pydicom's, unnamed
+        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         if _declares_an_image(ds):
             raise DicomReadError(
@@ -735,5 +739,5 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: object) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
