@@ -1,9 +1,12 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Both build .venv first.
+# Optional third: `make lab` (JupyterLab on notebooks/; PORT=8899 or TOKEN=... to choose).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PORT ?= 8888
+TOKEN ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lab lint bench clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +24,19 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# The notebooks extra (JupyterLab, widgets, papermill) and a kernel named "sliceseg".
+$(VENV)/.notebooks: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name sliceseg --display-name "Python (sliceseg)"
+	touch $@
+
+# JupyterLab on notebooks/, no browser opened: open the URL it prints (with its token).
+lab: $(VENV)/.notebooks
+	@echo "JupyterLab on notebooks/ at http://127.0.0.1:$(PORT)/lab: open the URL printed below; Ctrl-C stops it."
+	$(BIN)/python -m jupyterlab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) \
+		--ServerApp.port_retries=0 --ServerApp.root_dir=notebooks \
+		$(if $(TOKEN),--IdentityProvider.token=$(TOKEN)) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install
 	$(BIN)/ruff check .

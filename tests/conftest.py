@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ def write_test_dicom(
     intercept: float | None = None,
     photometric: str = "MONOCHROME2",
     preamble: bool = True,
+    patient_id: str | None = None,
 ) -> Path:
     """Write a small uncompressed MR DICOM and return its path.
 
@@ -38,6 +40,7 @@ def write_test_dicom(
         intercept: RescaleIntercept.
         photometric: PhotometricInterpretation.
         preamble: write the 128-byte preamble and 'DICM'; False writes a bare dataset.
+        patient_id: (0010,0020) PatientID, or None to leave it out.
     """
     array = np.asarray(pixels)
     is_signed = array.dtype == np.int16
@@ -52,6 +55,8 @@ def write_test_dicom(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "MR"
     ds.SeriesInstanceUID = series_uid
+    if patient_id is not None:
+        ds.PatientID = patient_id
     ds.InstanceNumber = instance
     ds.ImagePositionPatient = [0.0, 0.0, float(instance)]
     ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -118,3 +123,51 @@ def tiny_model(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("model")
     config = tiny_config(tiny_phantom / "train", out, save_checkpoint=2, overwrite=True)
     return train(config, log=lambda _line: None).best_model
+
+
+LABEL_ROWS, LABEL_COLS = 20, 24
+
+
+def square_label(value: int = 1, *, second: int | None = 2) -> np.ndarray:
+    """A 20×24 map: a 10×10 square of ``value`` (40 mm² at 0.5 × 0.8 mm), a 4×6 box of ``second``.
+
+    The box is 9.6 mm² at that spacing; ``second=None`` leaves it out.
+    """
+    label = np.zeros((LABEL_ROWS, LABEL_COLS), np.uint8)
+    label[2:12, 3:13] = value
+    if second is not None:
+        label[14:18, 14:20] = second
+    return label
+
+
+def add_pair(
+    root: Path,
+    key: str,
+    label: np.ndarray | None = None,
+    *,
+    label_suffix: str = ".png",
+    image_name: str | None = None,
+    spacing: tuple[float, float] | None = (0.5, 0.8),
+    series_uid: str | None = None,
+    image_shape: tuple[int, int] = (LABEL_ROWS, LABEL_COLS),
+    patient_id: str | None = None,
+) -> None:
+    """Write dicoms/<key>.dcm (or ``image_name``) and labels/<key><label_suffix> under ``root``."""
+    import imageio.v3 as iio
+    import tifffile
+
+    subject = key.split("/")[0] if "/" in key else "flat"
+    image_path = root / "dicoms" / (image_name or f"{key}.dcm")
+    pixels = np.full(image_shape, 100)
+    uid = series_uid or f"1.2.{zlib.crc32(subject.encode()) % 997}"
+    write_test_dicom(image_path, pixels, spacing=spacing, series_uid=uid, patient_id=patient_id)
+    if label is None:
+        return
+    label_path = root / "labels" / f"{key}{label_suffix}"
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    if label_suffix == ".npy":
+        np.save(label_path, label)
+    elif label_suffix in (".tif", ".tiff"):
+        tifffile.imwrite(label_path, label)
+    else:
+        iio.imwrite(label_path, label, **({"quality": 75} if label_suffix == ".jpg" else {}))

@@ -643,7 +643,7 @@ CASES = [
         "evaluate_above_k",
         2,
         _label("label_value_above_k"),
-        r"label values \[9\] are not in the label scheme of .* \(0\.\.6",
+        r"values \[9\] in 16 pixels are not in the label scheme of the model .* \(0\.\.6",
     ),
     *(
         Case(name, "evaluate_damaged", 0, _label(name), "^not evaluated: ")

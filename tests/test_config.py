@@ -1,8 +1,13 @@
 """Training settings: defaults, TOML, overrides and validation messages."""
 
+import json
+
 import pytest
 
+from sliceseg.augment.params import AugmentParams
+from sliceseg.cli import main
 from sliceseg.errors import ConfigError
+from sliceseg.models.registry import PyramidHyperparameters, UNetHyperparameters
 from sliceseg.training.config import TrainConfig, load_config
 
 
@@ -49,3 +54,88 @@ def test_bad_values_name_the_setting(change, message):
 def test_round_trip_through_plain_data():
     config = TrainConfig(epochs=3, roi_names=("a",), augment_params={"rot_range": 5.0})
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+class TestTypedSettings:
+    def test_toml_tables_become_typed_augment_params_and_hyperparameters(self, tmp_path):
+        path = tmp_path / "train.toml"
+        path.write_text(
+            '[train]\narch = "unet"\n'
+            "[train.hyperparameters]\ndepth = 4\nbase_channels = 16\n"
+            '[train.augment_params]\n"Rot range" = 5\nflip_pairs = [[2, 3]]\n',
+            encoding="utf-8",
+        )
+        config = load_config(path)
+        assert config.hyperparameters == UNetHyperparameters(depth=4, base_channels=16)
+        assert config.augment_params.rot_range == 5.0
+        assert config.augment_params.flip_pairs == ((2, 3),)
+        assert config.augment_params.aug_prob == AugmentParams().aug_prob
+        hyper = config.model_hyperparameters()
+        assert (hyper["depth"], hyper["base_channels"], hyper["max_channels"]) == (4, 16, 256)
+
+    def test_to_dict_is_plain_data_that_round_trips(self):
+        config = TrainConfig(
+            arch="pyramid", hyperparameters={"base_channels": 4}, augment_params={"aug_prob": 0.2}
+        )
+        data = json.loads(json.dumps(config.to_dict()))
+        assert data["hyperparameters"] == {"base_channels": 4}
+        assert TrainConfig.from_dict(data) == config
+        assert isinstance(config.hyperparameters, PyramidHyperparameters)
+
+    @pytest.mark.parametrize(
+        ("arch", "hyper", "message"),
+        [
+            (
+                "unet",
+                {"depth": 9},
+                r"hyperparameters\.depth of 'unet' must be an integer in 2\.\.7, got 9",
+            ),
+            ("unet", {"base_channels": 4}, r"hyperparameters\.base_channels .* >= 8, got 4"),
+            ("unet", {"norm": "layer"}, r"hyperparameters\.norm .* one of 'instance', 'batch'"),
+            ("unet", {"deep_supervision": 1}, r"deep_supervision .* true or false, got 1"),
+            ("pyramid", {"kernel_size": 4}, r"hyperparameters\.kernel_size .* one of 3, 5, got 4"),
+            (
+                "pyramid",
+                {"dropout_rate": 1.5},
+                r"dropout_rate of 'pyramid' must be a number in \[0, 1\)",
+            ),
+            ("pyramid", {"depth": 3}, r"depth unknown for 'pyramid'; valid ones: base_channels, "),
+        ],
+    )
+    def test_a_bad_hyperparameter_names_the_key_and_the_allowed_range(self, arch, hyper, message):
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(arch=arch, hyperparameters=hyper)
+
+    def test_input_shape_is_checked_against_the_given_depth(self):
+        with pytest.raises(ConfigError, match="input_shape 72 is not divisible by 16"):
+            TrainConfig(input_shape=72)
+        assert TrainConfig(input_shape=72, hyperparameters={"depth": 4}).input_shape == 72
+
+    def test_bad_augment_param_is_refused_at_construction(self):
+        with pytest.raises(ConfigError, match=r"aug_prob must be a number in \[0, 1\], got 2"):
+            TrainConfig(augment_params={"aug_prob": 2})
+
+    def test_bad_value_reported_before_any_data_is_read(self, tmp_path, capsys):
+        path = tmp_path / "train.toml"
+        path.write_text("[train.hyperparameters]\ndepth = 12\n", encoding="utf-8")
+        missing = tmp_path / "no-such-data"
+        code = main(["train", str(missing), "--config", str(path), "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "hyperparameters.depth of 'unet' must be an integer in 2..7, got 12" in err
+        assert not (tmp_path / "m").exists()
+
+    def test_dropout_rate_given_as_a_hyperparameter_wins_over_the_run_setting(self):
+        assert TrainConfig(dropout_rate=0.1).model_hyperparameters()["dropout_rate"] == 0.1
+        config = TrainConfig(dropout_rate=0.1, hyperparameters={"dropout_rate": 0.3})
+        assert config.model_hyperparameters()["dropout_rate"] == 0.3
+
+
+def test_folders_given_as_paths_are_kept_as_text(tmp_path):
+    import json
+
+    from sliceseg.training.config import TrainConfig
+
+    config = TrainConfig(data_dir=tmp_path / "data", out_dir=tmp_path / "model")
+    assert config.data_dir == str(tmp_path / "data")
+    assert json.loads(json.dumps(config.to_dict()))["out_dir"] == str(tmp_path / "model")

@@ -100,7 +100,10 @@ class TestModelLabelScheme:
         model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
         labels = [stored({2: (slice(0, 2), slice(0, 2))}), stored({3: (slice(0, 2), slice(0, 2))})]
         data = labelled_slices(tmp_path / "d", labels)
-        with pytest.raises(LabelError, match=r"labels/s1\.npy: label values \[3\] are not in the"):
+        with pytest.raises(
+            LabelError,
+            match=r"labels/s1\.npy: values \[3\] in 4 pixels are not in the label scheme of the",
+        ):
             evaluate_model(model, data, tmp_path / "ev")
         assert not (tmp_path / "ev").exists()
 

@@ -148,3 +148,11 @@ class TestRegistry:
 
     def test_specs_have_descriptions(self):
         assert all(spec.description for spec in MODELS.values())
+
+
+def test_an_unknown_pyramid_kernel_size_names_the_allowed_ones():
+    from sliceseg.errors import ConfigError
+    from sliceseg.models.pyramid import PyramidNet
+
+    with pytest.raises(ConfigError, match=r"kernel_size 4 is unknown; use one of 3, 5"):
+        PyramidNet(num_classes=3, input_size=64, base_channels=4, kernel_size=4)

@@ -1,55 +1,264 @@
-"""Both notebooks run end to end on a tiny phantom, settings injected after the parameters cell."""
+"""The notebooks: committed clean and thin, their display helpers, and headless papermill runs."""
 
 from __future__ import annotations
 
+import ast
+import base64
+import io
+import math
+import sys
 from pathlib import Path
 
+import imageio.v3 as iio
 import nbformat
+import numpy as np
 import pandas as pd
+import pydicom
 import pytest
-from nbclient import NotebookClient
+
+from sliceseg.report import notebook as helpers
+from sliceseg.report.notebook import TrainingCurves, checkpoint_row, choose_folder
+from sliceseg.training.progress import ProgressEvent
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ("train.ipynb", "test.ipynb")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
-pytestmark = pytest.mark.slow
 
-
-def run_notebook(name: str, settings: str, cwd: Path) -> nbformat.NotebookNode:
+def code_cells(name: str) -> list[nbformat.NotebookNode]:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    index = next(
-        i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])
+    return [c for c in notebook.cells if c.cell_type == "code"]
+
+
+def python_of(cell: nbformat.NotebookNode) -> str:
+    return "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+class TestCommittedNotebooks:
+    def test_committed_without_outputs(self, name):
+        assert [c.execution_count for c in code_cells(name)] == [None] * len(code_cells(name))
+        assert all(not c.outputs for c in code_cells(name))
+
+    def test_one_settings_cell_tagged_parameters_that_only_assigns(self, name):
+        tagged = [c for c in code_cells(name) if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1
+        statements = ast.parse(tagged[0].source).body
+        assert statements and all(isinstance(s, ast.Assign) for s in statements)
+
+    def test_cells_hold_no_logic_beyond_a_few_lines(self, name):
+        for cell in code_cells(name):
+            is_settings = "parameters" in cell.metadata.get("tags", [])
+            assert is_settings or len(cell.source.splitlines()) <= 10, cell.source[:60]
+            tree = ast.parse(python_of(cell))
+            defines = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+            assert not defines, cell.source[:60]
+
+    def test_kernel_is_one_every_environment_has(self, name):
+        notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+        assert notebook.metadata.kernelspec.name == "python3"
+
+
+def test_train_notebook_passes_the_live_figure_to_train():
+    sources = [c.source for c in code_cells("train.ipynb")]
+    assert any("TrainingCurves()" in s and "on_checkpoint=curves" in s for s in sources)
+
+
+class TestChooseFolder:
+    @pytest.fixture(autouse=True)
+    def _needs_ipyfilechooser(self):
+        pytest.importorskip("ipyfilechooser")
+
+    def test_starts_at_the_settings_path_and_uses_it_until_a_folder_is_chosen(self, tmp_path):
+        picker = choose_folder(tmp_path, title="DICOM folder")
+        assert Path(picker.chooser.default_path) == tmp_path
+        assert picker.selected == str(tmp_path) and not picker.is_chosen
+        assert picker.summary() == (
+            f"DICOM folder: {tmp_path} (the Settings path; choose another folder above and run "
+            "this cell again)."
+        )
+
+    def test_uses_the_folder_chosen_with_the_widget(self, tmp_path):
+        (tmp_path / "scans").mkdir()
+        picker = choose_folder(tmp_path, title="DICOM folder")
+        chooser = picker.chooser
+        chooser._select.click()  # open the dialog, step into scans/, press Select
+        chooser._dircontent.value = next(o for o in chooser._dircontent.options if "scans" in o)
+        chooser._select.click()
+        assert picker.is_chosen and picker.selected == str(tmp_path / "scans")
+        assert picker.summary() == f"DICOM folder: {tmp_path / 'scans'} (chosen above)."
+
+    def test_a_missing_settings_path_starts_at_its_nearest_folder(self, tmp_path):
+        picker = choose_folder(tmp_path / "not" / "yet", title="Training data")
+        assert Path(picker.chooser.default_path) == tmp_path
+        assert picker.selected == str(tmp_path / "not" / "yet")
+        assert "it does not exist yet" in picker.summary()
+
+    def test_headless_output_says_the_settings_path_is_used(self, tmp_path):
+        bundle = choose_folder(tmp_path, title="DICOM folder")._repr_mimebundle_()
+        assert WIDGET_VIEW in bundle
+        assert bundle["text/plain"].endswith(f"the Settings path is used: {tmp_path}")
+        assert "without a widget frontend" in bundle["text/plain"]
+
+    def test_without_ipyfilechooser_the_settings_path_is_used(self, tmp_path, monkeypatch):
+        monkeypatch.setitem(sys.modules, "ipyfilechooser", None)
+        picker = choose_folder(tmp_path, title="DICOM folder")
+        assert picker.chooser is None and picker.selected == str(tmp_path)
+        assert picker._repr_mimebundle_() == {
+            "text/plain": "DICOM folder: no folder chooser (ipyfilechooser is not installed); "
+            f"the Settings path is used: {tmp_path}"
+        }
+        assert "pip install 'sliceseg[notebooks]'" in picker.summary()
+
+
+def progress_event(epoch: int, dice_loss: float, train: float, per_roi: dict[str, float]):
+    """The training loop's event at a checkpoint of a 5-epoch run."""
+    finite = [d for d in per_roi.values() if not math.isnan(d)]
+    return ProgressEvent(
+        epoch=epoch,
+        epochs=5,
+        dice_loss=dice_loss,
+        train_dice=train,
+        val_dice=float(np.mean(finite)) if finite else math.nan,
+        val_dice_per_roi=per_roi,
+        learning_rate=1e-3,
+        elapsed_seconds=10.0 * epoch,
     )
-    notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(settings))
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
-    return notebook
 
 
-def test_notebooks_are_committed_without_outputs():
-    for path in NOTEBOOKS.glob("*.ipynb"):
-        notebook = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), path.name
+class TestTrainingCurves:
+    def test_a_checkpoint_is_a_history_row(self):
+        row = checkpoint_row(progress_event(3, 0.5, 0.6, {"a": 0.7, "b": 0.9}))
+        assert row == pytest.approx(
+            {
+                "epoch": 3,
+                "dice_loss": 0.5,
+                "train_dice": 0.6,
+                "val_dice": 0.8,
+                "val_dice_a": 0.7,
+                "val_dice_b": 0.9,
+            }
+        )
+
+    def test_figure_draws_every_checkpoint_per_roi(self):
+        curves = TrainingCurves()
+        curves(progress_event(1, 0.9, 0.2, {"left": 0.1, "right": 0.3}))
+        curves(progress_event(2, 0.6, 0.5, {"left": 0.4, "right": 0.6}))
+        loss_ax, dice_ax = curves.figure().axes[:2]
+        lines = {line.get_label(): line for line in [*loss_ax.lines, *dice_ax.lines]}
+        assert list(lines["Dice loss"].get_ydata()) == [0.9, 0.6]
+        assert list(lines["train (mean)"].get_ydata()) == [0.2, 0.5]
+        assert list(lines["validation (mean)"].get_ydata()) == pytest.approx([0.2, 0.5])
+        assert list(lines["left"].get_ydata()) == [0.1, 0.4]
+        assert list(lines["right"].get_xdata()) == [1, 2]
+
+    def test_one_display_updated_in_place(self, monkeypatch):
+        shown: list[tuple[str, object]] = []
+
+        class Handle:
+            def update(self, picture):
+                shown.append(("update", picture))
+
+        def display(picture, *, display_id):
+            shown.append(("display", picture))
+            return Handle()
+
+        monkeypatch.setattr("IPython.display.display", display)
+        curves = TrainingCurves()
+        for epoch in (1, 2, 3):
+            curves(progress_event(epoch, 1.0 / epoch, 0.2 * epoch, {"a": 0.1 * epoch}))
+        assert [kind for kind, _ in shown] == ["display", "update", "update"]
+        assert [p.caption for _, p in shown][-1] == "Training curves after epoch 3/5"
+
+    def test_picture_is_a_png_with_alt_text_and_caption(self):
+        curves = TrainingCurves()
+        curves.rows.append(checkpoint_row(progress_event(4, 0.5, 0.5, {"a": 0.5})))
+        bundle = curves.picture(epochs=9)._repr_mimebundle_()
+        png = base64.b64decode(bundle["image/png"])
+        assert iio.imread(io.BytesIO(png)).shape[1] > 600
+        assert f'<img alt="{helpers.CURVES_ALT}" src="data:image/png;base64,' in bundle["text/html"]
+        assert "Training curves after epoch 4/9" in bundle["text/html"]
 
 
-def test_train_then_test_notebook(tiny_phantom, tmp_path):
-    train_settings = (
-        f'data_dir = "{tiny_phantom / "train"}"\nout_dir = "model"\nepochs = 2\ninput_shape = 64\n'
-        "batch_size = 4\nprint_checkpoint = 1\nsave_checkpoint = 1\n"
+def run_papermill(name: str, out: Path, parameters: dict[str, object]) -> nbformat.NotebookNode:
+    """Run a notebook as the user manual's headless command does, in ``out``."""
+    papermill = pytest.importorskip("papermill")
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name),
+        str(out / name),
+        parameters=parameters,
+        cwd=str(out),
+        progress_bar=False,
+        log_output=False,
     )
-    notebook = run_notebook("train.ipynb", train_settings, tmp_path)
-    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "Completed epochs: 2/2 | Dice loss:" in text
-    assert "Available RAM" in text
+    return nbformat.read(out / name, as_version=4)
+
+
+def texts(notebook: nbformat.NotebookNode) -> str:
+    """Every printed line and plain-text result of the executed notebook."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def areas_of_label_maps(results: Path, dicom_dir: Path, roi_names: list[str]) -> pd.DataFrame:
+    """Measure results/labels/*.png by hand: pixels of value k × the DICOM's PixelSpacing."""
+    rows = {}
+    for png in sorted((results / "labels").rglob("*.png")):
+        key = png.relative_to(results / "labels").with_suffix("").as_posix()
+        spacing = pydicom.dcmread(dicom_dir / f"{key}.dcm").PixelSpacing
+        label = iio.imread(png)
+        rows[key] = [
+            np.count_nonzero(label == k) * float(spacing[0]) * float(spacing[1])
+            for k in range(1, len(roi_names) + 1)
+        ]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=roi_names)
+
+
+@pytest.mark.slow
+def test_train_notebook_headless(tiny_phantom, tmp_path):
+    settings = dict(
+        data_dir=str(tiny_phantom / "train"),
+        out_dir="model",
+        epochs=2,
+        input_shape=64,
+        batch_size=4,
+        print_checkpoint=1,
+        save_checkpoint=1,
+    )
+    notebook = run_papermill("train.ipynb", tmp_path, settings)
+    text = texts(notebook)
+    assert "(the Settings path; choose another folder above" in text
+    assert "Completed epochs: 2/2 | Dice loss:" in text and "Available RAM" in text
     assert (tmp_path / "model" / "sliceseg_2.pt").is_file()
     assert (tmp_path / "model" / "sliceseg_first_batch.png").stat().st_size > 10_000
-    assert len(pd.read_csv(tmp_path / "model" / "sliceseg_history.csv")) == 2
+    history = pd.read_csv(tmp_path / "model" / "sliceseg_history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    training = next(c for c in notebook.cells if "on_checkpoint=curves" in c.source)
+    pictures = [o for o in training.outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 1  # one figure, updated in place
+    assert pictures[0]["data"]["text/plain"] == "Training curves after epoch 2/2"
 
-    test_settings = (
-        f'model_path = "model/sliceseg_best.pt"\ndicom_dir = "{tiny_phantom / "test" / "dicoms"}"\n'
+
+@pytest.mark.slow
+def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path):
+    dicom_dir = tiny_phantom / "test" / "dicoms"
+    notebook = run_papermill(
+        "test.ipynb", tmp_path, {"dicom_dir": str(dicom_dir), "model_path": str(tiny_model)}
     )
-    run_notebook("test.ipynb", test_settings, tmp_path)
-    areas = pd.read_csv(tmp_path / "results" / "csa.csv", index_col="slice")
-    n_test = len(list((tiny_phantom / "test" / "dicoms").rglob("*.dcm")))
-    assert list(areas.index[-2:]) == ["mean", "std"] and len(areas) == n_test + 2
-    assert (tmp_path / "results" / "segmentation.gif").is_file()
+    text = texts(notebook)
+    assert f"DICOM folder to segment: {dicom_dir} (the Settings path;" in text
+    chooser = next(c for c in notebook.cells if "choose_folder(" in c.source)
+    assert WIDGET_VIEW in chooser.outputs[0]["data"]
+    results = tmp_path / "results"
+    areas = pd.read_csv(results / "csa.csv", index_col="slice")
+    rois = list(areas.columns[1:])
+    per_slice = areas.drop(index=["mean", "std"]).set_index("file")[rois].astype(float)
+    truth = areas_of_label_maps(results, dicom_dir, rois)
+    assert len(truth) == len(list(dicom_dir.rglob("*.dcm"))) == len(per_slice)
+    np.testing.assert_allclose(per_slice.loc[truth.index].to_numpy(), truth.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(areas.loc["mean", rois].astype(float), truth.mean(), rtol=1e-9)
+    assert truth.to_numpy().sum() > 0  # the tiny model segments something
+    assert len(iio.imread(results / "segmentation.gif", index=None)) == len(truth)

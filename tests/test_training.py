@@ -1,13 +1,11 @@
-"""Training: files, safe checkpoints, resume after SIGKILL, two CPU ranks, aspect kept."""
+"""Training: files, safe checkpoints, progress events, Dice counting, two CPU ranks, aspect kept."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +18,9 @@ from sliceseg.data.batches import samples_to_grid
 from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
 from sliceseg.models.bundle import load_bundle
-from sliceseg.training.loop import train
-
-pytestmark = pytest.mark.slow
+from sliceseg.training.distributed import parameter_checksum
+from sliceseg.training.loop import DiceCounter, train
+from sliceseg.training.progress import ProgressEvent
 
 TINY = ["--epochs", "3", "--input-shape", "64", "--batch-size", "4", "--print-checkpoint", "1"]
 
@@ -31,6 +29,7 @@ def sliceseg_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "sliceseg", *args]
 
 
+@pytest.mark.slow
 class TestTrain:
     def test_writes_models_history_and_prints_manual_lines(self, tiny_phantom, tmp_path):
         lines: list[str] = []
@@ -56,17 +55,38 @@ class TestTrain:
         assert {"loss", "train_dice", "val_dice", "lr", "elapsed_seconds"} <= set(history.columns)
         assert any(c.startswith("val_dice_vertebral") for c in history.columns)
 
-    def test_checkpoint_opens_with_weights_only_and_rebuilds_the_model(
+    def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path
     ):
         result = train(tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1))
         payload = torch.load(result.final_model, weights_only=True)
         assert payload["metadata"]["arch"] == "unet"
         assert payload["metadata"]["roi_names"][0] == "vertebral body"
+        assert payload["metadata"]["hyperparameters"]["depth"] == 5  # resolved, plain data
+        assert payload["metadata"]["settings"]["augment_params"]["rot_range"] == 10.0
         bundle = load_bundle(result.final_model)
-        x = torch.randn(1, 1, 64, 64)
-        assert torch.equal(bundle.model(x)[0], load_bundle(result.final_model).model(x)[0])
-        assert bundle.training_state is not None and len(bundle.training_state["history"]) == 1
+        # the checksum train() took of the model in memory, before anything was written
+        trained = json.loads(result.settings_json.read_text())["parameter_checksums"][0]
+        assert parameter_checksum(bundle.model) == pytest.approx(trained, rel=1e-12)
+        assert bundle.training_state is not None
+        assert [row["epoch"] for row in bundle.training_state["history"]] == [1]
+
+    def test_on_checkpoint_gets_every_print_checkpoint(self, tiny_phantom, tmp_path):
+        events: list[ProgressEvent] = []
+        config = tiny_config(
+            tiny_phantom / "train", tmp_path / "m", epochs=5, print_checkpoint=2, save_checkpoint=5
+        )
+        result = train(config, log=lambda _line: None, on_checkpoint=events.append)
+        assert [e.epoch for e in events] == [1, 2, 4, 5]
+        assert {e.epochs for e in events} == {5}
+        rows = result.history.set_index("epoch")
+        for event in events:
+            row = rows.loc[event.epoch]
+            assert event.dice_loss == row["dice_loss"] and event.learning_rate == row["lr"]
+            assert event.val_dice == pytest.approx(row["val_dice"])
+            assert next(iter(event.val_dice_per_roi)) == "vertebral body"
+            for name, dice in event.val_dice_per_roi.items():
+                assert dice == pytest.approx(row[f"val_dice_{name}"], nan_ok=True)
 
     def test_refuses_non_empty_output_without_overwrite(self, tiny_phantom, tmp_path):
         (tmp_path / "m").mkdir()
@@ -95,8 +115,9 @@ class TestTrain:
         assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_aspect_kept_on_the_model_grid(tiny_phantom):
-    samples = load_samples(tiny_phantom / "train")
+    samples, _report = load_samples(tiny_phantom / "train")
     sample = next(s for s in samples if s.image.shape[0] != s.image.shape[1])
     grid = samples_to_grid([sample], 64)
     rows, cols = np.nonzero(grid.images[0, 0].numpy() != 0)
@@ -105,49 +126,7 @@ def test_aspect_kept_on_the_model_grid(tiny_phantom):
     assert height / width == pytest.approx(source_ratio, abs=0.05)
 
 
-def test_resume_after_sigkill_continues_history_without_loss_or_repeat(tiny_phantom, tmp_path):
-    out = tmp_path / "run"
-    args = [
-        str(tiny_phantom / "train"),
-        "--out",
-        str(out),
-        "--epochs",
-        "500",
-        "--input-shape",
-        "64",
-        "--batch-size",
-        "4",
-        "--print-checkpoint",
-        "1",
-        "--save-checkpoint",
-        "2",
-    ]
-    process = subprocess.Popen(
-        sliceseg_command("train", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 240
-    while not (out / "sliceseg_2.pt").exists():
-        assert process.poll() is None, process.stdout.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    before = torch.load(out / "sliceseg_2.pt", weights_only=True)["training_state"]["history"]
-    done = subprocess.run(
-        sliceseg_command("train", "--resume", str(out / "sliceseg_2.pt"), "--epochs", "4"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Resuming from" in done.stdout and "after epoch 2" in done.stdout
-    history = pd.read_csv(out / "sliceseg_history.csv")
-    assert history["epoch"].tolist() == [1, 2, 3, 4]
-    assert history["loss"].iloc[:2].tolist() == pytest.approx([row["loss"] for row in before])
-    assert history["elapsed_seconds"].is_monotonic_increasing
-    assert (out / "sliceseg_4.pt").is_file()
-
-
+@pytest.mark.slow
 def test_two_cpu_ranks_end_identical_and_write_one_set_of_files(tiny_phantom, tmp_path):
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -188,3 +167,39 @@ def test_two_cpu_ranks_end_identical_and_write_one_set_of_files(tiny_phantom, tm
             "sliceseg_first_batch.png",
         ]
     )
+
+
+def one_hot_logits(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
+
+
+class TestDiceCounter:
+    def test_pools_counts_over_batches_by_hand(self):
+        truth = torch.zeros(2, 20, 20, dtype=torch.long)
+        truth[0, :10, :10] = 1  # 100 pixels of ROI 1 in the first slice
+        pred = truth.clone()
+        pred[1, :10, :2] = 1  # 20 false positives in the second slice
+        counter = DiceCounter(3)
+        counter.update(one_hot_logits(pred[:1], 3), truth[:1])
+        counter.update(one_hot_logits(pred[1:], 3), truth[1:])
+        dice = counter.per_roi()
+        assert dice[0] == pytest.approx(200 / 220)  # 2·100 / (2·100 + 20 + 0), pooled
+        assert np.isnan(dice[1])  # ROI 2 absent from both
+        assert counter.mean() == pytest.approx(200 / 220)
+
+    def test_matches_monai_dice_metric_on_random_maps(self):
+        monai_metrics = pytest.importorskip("monai.metrics")
+        generator = torch.Generator().manual_seed(0)
+        num_classes, batches = 4, []
+        counter = DiceCounter(num_classes)
+        for _ in range(3):
+            logits = torch.randn(2, num_classes, 16, 16, generator=generator)
+            labels = torch.randint(0, num_classes, (2, 16, 16), generator=generator)
+            counter.update(logits, labels)
+            batches.append((logits.argmax(1), labels))
+        # MONAI averages per image; one image of every pixel gives the pooled Dice.
+        pred = torch.cat([p.reshape(-1) for p, _ in batches])[None, :, None]
+        truth = torch.cat([t.reshape(-1) for _, t in batches])[None, :, None]
+        metric = monai_metrics.DiceMetric(include_background=False, reduction="none")
+        expected = metric(one_hot_logits(pred, num_classes), one_hot_logits(truth, num_classes))
+        np.testing.assert_allclose(counter.per_roi(), expected[0].numpy(), rtol=1e-6)

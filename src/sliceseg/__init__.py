@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "SlicesegError": "sliceseg.errors",
     "read_series": "sliceseg.io.dicom",
     "read_slices": "sliceseg.io.dicom",
+    "DataSource": "sliceseg.data.pairing",
     "check_dataset": "sliceseg.data.samples",
     "load_samples": "sliceseg.data.samples",
     "generate_phantom": "sliceseg.phantom.generate",

@@ -18,7 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sliceseg._version import __version__
 from sliceseg.errors import SlicesegError
@@ -59,47 +59,55 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from sliceseg.data.pairing import DataSource
     from sliceseg.data.samples import check_dataset
 
-    report = check_dataset(
-        Path(args.data_dir) if args.data_dir else None,
-        images_dir=Path(args.images) if args.images else None,
-        labels_dir=Path(args.labels) if args.labels else None,
+    source = DataSource.from_dirs(
+        args.data_dir,
+        images_dir=args.images,
+        labels_dir=args.labels,
         num_labels=args.num_labels,
-        progress=sys.stderr.isatty() and not args.json,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
+    report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0 if report.is_trainable else 1
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the training settings the user typed on the command line (and only those)."""
+    flags = {
+        "data_dir": args.data_dir,
+        "images_dir": args.images,
+        "labels_dir": args.labels,
+        "out_dir": getattr(args, "out", None),
+        "model_filename": getattr(args, "model_filename", None),
+        "arch": getattr(args, "arch", None),
+        "input_shape": args.input_shape,
+        "num_labels": args.num_labels,
+        "epochs": getattr(args, "epochs", None),
+        "batch_size": args.batch_size,
+        "num_workers": getattr(args, "num_workers", None),
+        "learning_rate": getattr(args, "learning_rate", None),
+        "dropout_rate": getattr(args, "dropout_rate", None),
+        "loss": getattr(args, "loss", None),
+        "augment": False if getattr(args, "no_augment", False) else None,
+        "print_checkpoint": getattr(args, "print_checkpoint", None),
+        "save_checkpoint": getattr(args, "save_checkpoint", None),
+        "validation_fraction": getattr(args, "validation_fraction", None),
+        "seed": args.seed,
+        "max_minutes": getattr(args, "max_minutes", None),
+        "device": getattr(args, "device", None),
+        "overwrite": True if getattr(args, "overwrite", False) else None,
+        "unlabelled_slices": getattr(args, "unlabelled_slices", None),
+    }
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     from sliceseg.training.config import load_config
 
-    return load_config(
-        args.config,
-        data_dir=args.data_dir,
-        images_dir=args.images,
-        labels_dir=args.labels,
-        out_dir=getattr(args, "out", None),
-        model_filename=getattr(args, "model_filename", None),
-        arch=getattr(args, "arch", None),
-        input_shape=args.input_shape,
-        num_labels=args.num_labels,
-        epochs=getattr(args, "epochs", None),
-        batch_size=args.batch_size,
-        num_workers=getattr(args, "num_workers", None),
-        learning_rate=getattr(args, "learning_rate", None),
-        dropout_rate=getattr(args, "dropout_rate", None),
-        loss=getattr(args, "loss", None),
-        augment=False if getattr(args, "no_augment", False) else None,
-        print_checkpoint=getattr(args, "print_checkpoint", None),
-        save_checkpoint=getattr(args, "save_checkpoint", None),
-        validation_fraction=getattr(args, "validation_fraction", None),
-        seed=args.seed,
-        max_minutes=getattr(args, "max_minutes", None),
-        device=getattr(args, "device", None),
-        overwrite=True if getattr(args, "overwrite", False) else None,
-    )
+    return load_config(args.config, **_given_settings(args))
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -111,9 +119,14 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from sliceseg.training.config import read_settings
     from sliceseg.training.loop import train
 
-    result = train(_train_config(args), resume=args.resume)
+    if args.resume is None:
+        result = train(_train_config(args))
+    else:  # the checkpoint's settings, changed only by what was typed (or is in --config)
+        given = {**(read_settings(args.config) if args.config else {}), **_given_settings(args)}
+        result = train(resume=args.resume, overrides=given)
     print(
         f"Best model: {result.best_model} (validation Dice {result.best_val_dice:.3f}); "
         f"history: {result.history_csv}, {result.history_png}"
@@ -138,6 +151,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from sliceseg.inference.folder import predict_folder
+    from sliceseg.report.exports import parse_exports
 
     run = predict_folder(
         Path(args.model),
@@ -151,7 +165,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
+        exports=parse_exports(args.export),
     )
+    for note in (n for series in run.exports for n in series.notes):
+        print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
         reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
         print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
@@ -176,6 +193,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         fallback=_fallback(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
     for note in notes:
         print(note, file=sys.stderr)
@@ -197,6 +215,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         tta=args.tta,
         fallback=_fallback(args),
         overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
     )
     for note in result.notes:
         print(note, file=sys.stderr)
@@ -220,6 +239,16 @@ def _add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -
     parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
     parser.add_argument(
         "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+    )
+    _add_unlabelled_arg(parser)
+
+
+def _add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unlabelled-slices",
+        choices=("skip", "background"),
+        help="slices a label volume (.seg.nrrd, NIfTI, DICOM-SEG) leaves empty: skip them "
+        "(default) or train on them as background",
     )
 
 
@@ -310,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-fraction", type=float)
     p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
     p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--resume", help="continue from a <name>_<epoch>.pt checkpoint")
+    p.add_argument(
+        "--resume",
+        help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
+        "flags given with it override them",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -323,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument(
+        "--export",
+        metavar="FORMATS",
+        help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
+        "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -331,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
     p.add_argument("--out", required=True)
     _add_measurement_args(p)
+    _add_unlabelled_arg(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_measure)
 

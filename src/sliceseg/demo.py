@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,11 @@ def compare_with_truth(areas: AreaTable, truth_csv: Path) -> pd.DataFrame:
 
 
 def run_demo(
-    out_dir: Path | str, *, minutes: float = 6.0, overwrite: bool = False, log=print_flush
+    out_dir: Path | str,
+    *,
+    minutes: float = 6.0,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print_flush,
 ) -> DemoResult:
     """Generate a phantom, train the default model, segment the test subjects, and compare.
 

@@ -158,11 +158,11 @@ def affine_matrices(
         >>> theta.round().tolist()
         [[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]]
     """
-    f64 = {"dtype": torch.float64}
-    angle = torch.deg2rad(torch.as_tensor(rotation_deg, **f64).cpu().expand(batch_size))
-    scale = torch.as_tensor(scale_xy, **f64).cpu().expand(batch_size, 2)
-    fraction = torch.as_tensor(crop_fraction, **f64).cpu().expand(batch_size)
-    centre = torch.as_tensor(crop_centre_xy, **f64).cpu().expand(batch_size, 2)
+    f64 = torch.float64
+    angle = torch.deg2rad(torch.as_tensor(rotation_deg, dtype=f64).cpu().expand(batch_size))
+    scale = torch.as_tensor(scale_xy, dtype=f64).cpu().expand(batch_size, 2)
+    fraction = torch.as_tensor(crop_fraction, dtype=f64).cpu().expand(batch_size)
+    centre = torch.as_tensor(crop_centre_xy, dtype=f64).cpu().expand(batch_size, 2)
     mirror = torch.as_tensor(flip).cpu().expand(batch_size)
     height, width = (1, 1) if image_shape is None else image_shape
     # theta = Flip · Warp⁻¹ · Rotation · Crop: an output point is first placed in the crop window,
@@ -222,24 +222,67 @@ def sample_augmentation(
             f"generator must be a CPU torch.Generator (got one on {generator.device}); "
             "draws are made on the CPU so that results match across devices."
         )
-    u = torch.rand((batch_size, 19), generator=generator, dtype=torch.float64)
+    draws = _Uniforms(
+        torch.rand((batch_size, 19), generator=generator, dtype=torch.float64), params
+    )
     noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    theta, flip = _geometry(draws, params, image_shape)
+    draw = AugmentationDraw(
+        theta=theta,
+        flip=flip,
+        gamma=draws.intensity(9, 10, "gamma_range", 1.0),
+        contrast=draws.intensity(11, 12, "contrast_range", 1.0),
+        brightness=draws.intensity(13, 14, "brightness_range", 0.0),
+        noise_std=draws.intensity(15, 16, "noise_std_range", 0.0),
+        blur_sigma_px=draws.intensity(17, 18, "blur_sigma_range", 0.0),
+        noise_seed=noise_seed,
+        flip_pairs=params.flip_pairs or (),
+        image_shape=None if image_shape is None else (int(image_shape[0]), int(image_shape[1])),
+    )
+    return draw if device is None else draw.to(device)
 
-    def on(column: int, enabled: bool) -> torch.Tensor:
-        return (u[:, column] < params.aug_prob) & enabled
 
-    def within(column: int, low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * u[:, column]
+@dataclass(frozen=True)
+class _Uniforms:
+    """One batch's uniform draws, (B, 19) in [0, 1): a fixed column per random decision."""
 
-    rotation_deg = within(1, -params.rot_range, params.rot_range) * on(0, params.rotation)
-    warp = torch.stack([within(3, params.warp_range, 1.0), within(4, params.warp_range, 1.0)], 1)
-    warp = torch.where(on(2, params.warping)[:, None], warp, torch.ones_like(warp))
-    is_cropped = on(5, params.cropping)
+    u: torch.Tensor
+    params: AugmentParams
+
+    def on(self, column: int, enabled: bool) -> torch.Tensor:
+        return (self.u[:, column] < self.params.aug_prob) & enabled
+
+    def within(self, column: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * self.u[:, column]
+
+    def intensity(self, active_col: int, value_col: int, name: str, neutral: float) -> torch.Tensor:
+        bounds = getattr(self.params, name)
+        if bounds is None or not self.params.intensity:
+            return torch.full((len(self.u),), neutral, dtype=torch.float32)
+        if name == "gamma_range":  # log-uniform, so that 0.8 and 1.25 are equally likely
+            value = torch.exp(self.within(value_col, math.log(bounds[0]), math.log(bounds[1])))
+        else:
+            value = self.within(value_col, *bounds)
+        return torch.where(self.on(active_col, True), value, neutral).to(torch.float32)
+
+
+def _geometry(
+    draws: _Uniforms, params: AugmentParams, image_shape: tuple[int, int] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's affine matrices and left/right flips from the geometric columns 0..8."""
+    rotation_deg = draws.within(1, -params.rot_range, params.rot_range) * draws.on(
+        0, params.rotation
+    )
+    warp = torch.stack(
+        [draws.within(3, params.warp_range, 1.0), draws.within(4, params.warp_range, 1.0)], 1
+    )
+    warp = torch.where(draws.on(2, params.warping)[:, None], warp, torch.ones_like(warp))
+    is_cropped = draws.on(5, params.cropping)
     fraction = torch.where(is_cropped, torch.tensor(params.crop_range, dtype=torch.float64), 1.0)
-    centre = (2.0 * u[:, 6:8] - 1.0) * (1.0 - fraction)[:, None]
-    flip = on(8, params.flip_pairs is not None)
+    centre = (2.0 * draws.u[:, 6:8] - 1.0) * (1.0 - fraction)[:, None]
+    flip = draws.on(8, params.flip_pairs is not None)
     theta = affine_matrices(
-        batch_size,
+        len(draws.u),
         rotation_deg=rotation_deg,
         scale_xy=warp,
         crop_fraction=fraction,
@@ -247,30 +290,7 @@ def sample_augmentation(
         flip=flip,
         image_shape=image_shape,
     )
-
-    def intensity(active_col: int, value_col: int, name: str, neutral: float) -> torch.Tensor:
-        bounds = getattr(params, name)
-        if bounds is None or not params.intensity:
-            return torch.full((batch_size,), neutral, dtype=torch.float32)
-        if name == "gamma_range":  # log-uniform, so that 0.8 and 1.25 are equally likely
-            value = torch.exp(within(value_col, math.log(bounds[0]), math.log(bounds[1])))
-        else:
-            value = within(value_col, *bounds)
-        return torch.where(on(active_col, True), value, neutral).to(torch.float32)
-
-    draw = AugmentationDraw(
-        theta=theta,
-        flip=flip,
-        gamma=intensity(9, 10, "gamma_range", 1.0),
-        contrast=intensity(11, 12, "contrast_range", 1.0),
-        brightness=intensity(13, 14, "brightness_range", 0.0),
-        noise_std=intensity(15, 16, "noise_std_range", 0.0),
-        blur_sigma_px=intensity(17, 18, "blur_sigma_range", 0.0),
-        noise_seed=noise_seed,
-        flip_pairs=params.flip_pairs or (),
-        image_shape=None if image_shape is None else (int(image_shape[0]), int(image_shape[1])),
-    )
-    return draw if device is None else draw.to(device)
+    return theta, flip
 
 
 def apply_augmentation(

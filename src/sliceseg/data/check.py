@@ -2,28 +2,28 @@
 
 `check_dataset` (in `sliceseg.data.samples`) builds a `CheckReport` with the finders below;
 each finder turns one aspect of the data into `Problem`s (one line each: what was found,
-expected, what to do).
+expected, what to do). This module knows pairs and samples (`sliceseg.data.pairing`), never
+how they are loaded.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sliceseg.data.pairing import DataSource, Pairing, Sample
 from sliceseg.io.dicom import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
+from sliceseg.measure.areas import area_mm2
 
 ROI_NAMES_FILE = "labels.txt"
 
 if TYPE_CHECKING:
     import warnings
-
-    from sliceseg.data.samples import Pairing, Sample
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class CheckReport:
         images_dir: the DICOM folder.
         labels_dir: the label folder.
         pairing: the `Pairing`.
-        samples: the normalised samples of the good pairs (labels uint8 0..K).
+        num_samples: usable slices (a multi-frame file counts once per frame); the samples
+            themselves come from `load_samples`, beside the report.
         scheme: the dataset's label scheme, None when it could not be inferred.
         roi_names: names of ROIs 1..K.
         roi_stats: one `RoiStat` per ROI.
@@ -85,7 +86,7 @@ class CheckReport:
     images_dir: Path
     labels_dir: Path
     pairing: Pairing
-    samples: list[Sample]
+    num_samples: int
     scheme: LabelScheme | None
     roi_names: tuple[str, ...]
     roi_stats: list[RoiStat]
@@ -110,7 +111,7 @@ class CheckReport:
     @property
     def is_trainable(self) -> bool:
         """True when at least one sample is good and no error was found."""
-        return bool(self.samples) and not self.errors
+        return self.num_samples > 0 and not self.errors
 
     def problem_lines(self) -> list[str]:
         """Return one line per problem: severity, message and (up to 3) file names."""
@@ -128,7 +129,7 @@ class CheckReport:
 
     def _counts(self) -> str:
         return (
-            f"{self.num_pairs} pairs, {len(self.samples)} slices, {len(self.errors)} error(s), "
+            f"{self.num_pairs} pairs, {self.num_samples} slices, {len(self.errors)} error(s), "
             f"{len(self.warnings)} warning(s)"
         )
 
@@ -139,7 +140,7 @@ class CheckReport:
             f"Dataset check: {self.images_dir} + {self.labels_dir}",
             f"Verdict: {verdict} ({self._counts()})",
             "",
-            f"Pairs: {self.num_pairs} ({len(self.samples)} usable slices)",
+            f"Pairs: {self.num_pairs} ({self.num_samples} usable slices)",
             f"Unmatched: {len(self.pairing.images_without_labels)} DICOM without label, "
             f"{len(self.pairing.labels_without_images)} label without DICOM, "
             f"{len(self.pairing.skipped)} skipped",
@@ -180,7 +181,7 @@ class CheckReport:
             "labels_dir": str(self.labels_dir),
             "is_trainable": self.is_trainable,
             "num_pairs": self.num_pairs,
-            "num_samples": len(self.samples),
+            "num_samples": self.num_samples,
             "images_without_labels": [str(p) for p in self.pairing.images_without_labels],
             "labels_without_images": [str(p) for p in self.pairing.labels_without_images],
             "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.pairing.skipped],
@@ -339,16 +340,17 @@ def warning_problems(caught: list[warnings.WarningMessage]) -> list[Problem]:
 def roi_stats(samples: list[Sample], scheme: LabelScheme, names: tuple[str, ...]) -> list[RoiStat]:
     """Count, per ROI, the slices containing it and its mean area (mm², or pixels without spacing).
 
-    Area = pixel count × row spacing × column spacing, on the image's own grid.
+    Areas are `sliceseg.measure.areas.area_mm2` on the image's own grid, as `measure` gives them.
     """
     stats = []
     for k, name in enumerate(names, start=1):
         areas_mm2, areas_px = [], []
         for sample in samples:
-            count = int(np.count_nonzero(sample.label == k))
+            mask = sample.label == k
+            count = int(np.count_nonzero(mask))
             spacing = sample.image.spacing_mm
             if count and spacing is not None:
-                areas_mm2.append(count * spacing[0] * spacing[1])
+                areas_mm2.append(area_mm2(mask, spacing))
             elif count:
                 areas_px.append(count)
         stats.append(
@@ -365,17 +367,15 @@ def roi_stats(samples: list[Sample], scheme: LabelScheme, names: tuple[str, ...]
     return stats
 
 
-def find_roi_names(
-    roi_names: Sequence[str] | None, data_dir: Path | str | None, labels_dir: Path
-) -> tuple[list[str] | None, str]:
+def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     """Return (names, where they came from).
 
-    ``roi_names`` when given, else the non-empty lines of ``labels.txt`` in ``data_dir`` or
-    beside ``labels_dir``, else (None, "").
+    ``source.roi_names`` when given, else the non-empty lines of ``labels.txt`` in
+    ``source.data_dir`` or beside ``source.labels_dir``, else (None, "").
     """
-    if roi_names is not None:
-        return [str(n) for n in roi_names], "roi_names"
-    folders = ([Path(data_dir)] if data_dir else []) + [labels_dir.parent]
+    if source.roi_names is not None:
+        return list(source.roi_names), "roi_names"
+    folders = ([source.data_dir] if source.data_dir else []) + [source.labels_dir.parent]
     for path in (folder / ROI_NAMES_FILE for folder in folders):
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()

@@ -1,4 +1,4 @@
-"""Intensity normalisation, and the way a slice goes onto the square model grid and back.
+"""The way a slice goes onto the square model grid and its predictions come back.
 
 A slice of ``(rows, cols)`` pixels is scaled so that its longer side fills the model grid of
 ``S × S`` pixels, its shorter side scaled by the same factor (aspect kept), and centred with
@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,107 +31,13 @@ __all__ = [
     "MIN_MODEL_SIZE",
     "GridGeometry",
     "fit_geometry",
-    "image_from_grid",
     "image_to_grid",
-    "label_from_grid",
     "label_to_grid",
-    "normalise_intensity",
-    "normalise_intensity_batch",
     "probabilities_from_grid",
 ]
 
 MIN_MODEL_SIZE = 8
 """Smallest side of the model grid accepted by :func:`fit_geometry`."""
-
-CLIP_PERCENTILES = (0.5, 99.5)
-"""Percentiles that bound the intensities before the z-score (robust to a few hot pixels)."""
-
-_FLAT_STD = 1e-6  # relative to the clipped range: below this a slice is treated as constant
-
-
-# --------------------------------------------------------------------------- intensity
-
-
-def normalise_intensity(pixels: np.ndarray) -> np.ndarray:
-    """Z-score one slice robustly: clip to the 0.5–99.5 percentiles, subtract mean, divide by std.
-
-    Args:
-        pixels: ``(rows, cols)`` intensities in modality units (any real dtype).
-
-    Returns:
-        ``(rows, cols)`` float32 with mean 0 and standard deviation 1 over the clipped slice;
-        all zeros when the slice is (nearly) constant.
-
-    Raises:
-        ValueError: ``pixels`` is not 2D, is empty, or holds NaN or infinite values.
-
-    Example:
-        >>> out = normalise_intensity(np.arange(100.0).reshape(10, 10))
-        >>> abs(float(out.mean())) < 1e-6, round(float(out.std()), 4)
-        (True, 1.0)
-    """
-    array = np.asarray(pixels)
-    if array.ndim != 2 or array.size == 0:
-        raise ValueError(
-            f"normalise_intensity expects one (rows, cols) slice, got shape {array.shape}; "
-            "normalise each slice separately."
-        )
-    values = array.astype(np.float64, copy=False)
-    if not np.isfinite(values).all():
-        raise ValueError(
-            "normalise_intensity found NaN or infinite pixels; "
-            "replace them (e.g. np.nan_to_num) first."
-        )
-    low, high = np.percentile(values, CLIP_PERCENTILES)
-    clipped = np.clip(values, low, high)
-    mean = clipped.mean()
-    std = clipped.std()
-    if std <= _FLAT_STD * max(high - low, abs(mean), 1.0):
-        return np.zeros(array.shape, dtype=np.float32)
-    return ((clipped - mean) / std).astype(np.float32)
-
-
-def normalise_intensity_batch(images: torch.Tensor) -> torch.Tensor:
-    """Z-score every slice of a batch as :func:`normalise_intensity` does, on the batch's device.
-
-    Args:
-        images: ``(B, 1, H, W)`` (or ``(B, H, W)``) floating-point intensities.
-
-    Returns:
-        A float32 tensor of the same shape, each slice clipped to its own 0.5–99.5 percentiles
-        and z-scored; constant slices become zeros.
-
-    Raises:
-        ValueError: ``images`` is not 3D or 4D, or holds NaN or infinite values.
-
-    Example:
-        >>> out = normalise_intensity_batch(torch.rand(4, 1, 32, 32))
-        >>> out.shape
-        torch.Size([4, 1, 32, 32])
-    """
-    if images.ndim not in (3, 4) or images.numel() == 0:
-        raise ValueError(
-            "normalise_intensity_batch expects (B, 1, H, W) or (B, H, W), "
-            f"got {tuple(images.shape)}."
-        )
-    flat = images.reshape(images.shape[0], -1).to(torch.float32)
-    if not torch.isfinite(flat).all():
-        raise ValueError(
-            "normalise_intensity_batch found NaN or infinite pixels; replace them first."
-        )
-    levels = torch.tensor([p / 100.0 for p in CLIP_PERCENTILES], device=flat.device)
-    bounds = torch.quantile(flat, levels, dim=1, keepdim=True)  # (2, B, 1)
-    low, high = bounds[0], bounds[1]
-    clipped = torch.maximum(torch.minimum(flat, high), low)
-    mean = clipped.mean(dim=1, keepdim=True)
-    std = clipped.std(dim=1, correction=0, keepdim=True)
-    scale = torch.maximum(high - low, mean.abs()).clamp_min(1.0)
-    is_flat = std <= _FLAT_STD * scale
-    out = torch.where(is_flat, torch.zeros_like(clipped), (clipped - mean) / std.clamp_min(1e-30))
-    return out.reshape(images.shape)
-
-
-# --------------------------------------------------------------------------- geometry
 
 
 @dataclass(frozen=True)
@@ -250,8 +156,11 @@ def fit_geometry(shape: tuple[int, int], model_size: int) -> GridGeometry:
         raise ValueError(f"shape must be two positive whole numbers (rows, cols), got {shape!r}.")
     size = int(model_size)
     scale = size / max(rows, cols)
-    resized = tuple(min(size, max(1, math.floor(n * scale + 0.5))) for n in (rows, cols))
-    offset = tuple((size - n) // 2 for n in resized)
+    resized_rows, resized_cols = (
+        min(size, max(1, math.floor(n * scale + 0.5))) for n in (rows, cols)
+    )
+    resized = (resized_rows, resized_cols)
+    offset = ((size - resized_rows) // 2, (size - resized_cols) // 2)
     return GridGeometry(
         source_shape=(rows, cols), model_size=size, resized_shape=resized, offset=offset
     )
@@ -352,56 +261,6 @@ def probabilities_from_grid(probs: torch.Tensor, geometry: GridGeometry) -> torc
     return _float_from_grid(probs, geometry, name="probs")
 
 
-def image_from_grid(image: torch.Tensor, geometry: GridGeometry) -> torch.Tensor:
-    """Crop the padding off an image on the model grid and resize it back to the source grid.
-
-    Args:
-        image: ``(S, S)``, ``(C, S, S)`` or ``(B, C, S, S)`` floating tensor.
-        geometry: the geometry the image was placed with.
-
-    Returns:
-        ``(rows, cols)``, ``(C, rows, cols)`` or ``(B, C, rows, cols)`` (bilinear).
-
-    Raises:
-        ValueError: the grid is not ``S × S``.
-
-    Example:
-        >>> geometry = fit_geometry((224, 192), 256)
-        >>> image_from_grid(torch.rand(1, 256, 256), geometry).shape
-        torch.Size([1, 224, 192])
-    """
-    if image.ndim == 2:
-        return _float_from_grid(image[None], geometry, name="image")[0]
-    return _float_from_grid(image, geometry, name="image")
-
-
-def label_from_grid(label: torch.Tensor, geometry: GridGeometry) -> torch.Tensor:
-    """Crop the padding off a label map on the model grid and resize it back by nearest neighbour.
-
-    For predictions prefer :func:`probabilities_from_grid` then argmax: it is smoother and exact
-    at the native resolution; this function is for maps that only exist as labels.
-
-    Args:
-        label: ``(S, S)`` or ``(B, S, S)`` integer tensor.
-        geometry: the geometry the slice was placed with.
-
-    Returns:
-        ``(rows, cols)`` or ``(B, rows, cols)`` with the input's dtype and device.
-
-    Raises:
-        ValueError: the grid is not ``S × S``.
-
-    Example:
-        >>> geometry = fit_geometry((6, 4), 8)
-        >>> label_from_grid(torch.zeros(8, 8, dtype=torch.int64), geometry).shape
-        torch.Size([6, 4])
-    """
-    size = geometry.model_size
-    tensor = _as_label(label, (size, size))
-    rows, cols = geometry.bounds
-    return _resize_nearest(tensor[..., rows, cols], geometry.source_shape)
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -421,7 +280,9 @@ def _int_pair(value: Any, *, name: str) -> tuple[int, int]:
     return _whole(first, name=name), _whole(second, name=name)
 
 
-def _as_float_batch(image: torch.Tensor | np.ndarray, shape: tuple[int, int], *, name: str):
+def _as_float_batch(
+    image: torch.Tensor | np.ndarray, shape: tuple[int, int], *, name: str
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Return a ``(B, C, H, W)`` floating tensor and a function restoring the caller's layout."""
     tensor = torch.as_tensor(image)
     if not tensor.is_floating_point():

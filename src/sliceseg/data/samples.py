@@ -1,9 +1,9 @@
-"""Pairing DICOM slices with label maps, checking the pairs, and splitting samples by series.
+"""Reading a labelled dataset: every pair checked, label values mapped to ROIs 0..K, samples.
 
-Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix, so
-``dicoms/p01/slice_1.dcm`` pairs with ``labels/p01/slice_1.png``. `check_dataset` reads every
-pair and returns a `CheckReport` (what is wrong, what is usable); `load_samples` raises when the
-data is unfit.
+`check_dataset` reads every pair of a `DataSource` and returns a `CheckReport` (what is wrong,
+what is usable); `load_samples` returns the samples beside the report and raises when the data
+is unfit for training. The label scheme (which stored value is which ROI) is inferred here from
+all label files together.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ from tqdm import tqdm
 from sliceseg.data.check import (
     CheckReport,
     Problem,
-    RoiStat,
     consistency_problems,
     find_roi_names,
     pairing_problems,
@@ -31,18 +29,16 @@ from sliceseg.data.check import (
     spacing_problems,
     warning_problems,
 )
-from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.io.dicom import (
-    SkippedFile,
-    Slice,
-    find_dicom_files,
-    natural_key,
-    read_slices,
-    strip_dicom_suffix,
-    visible_files,
+from sliceseg.data.pairing import DataSource, Pair, Pairing, Sample, pair_files, slice_key
+from sliceseg.data.volume_labels import (
+    VolumeLabels,
+    load_volume_labels,
+    merge_pairing,
+    volume_problems,
 )
+from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
+from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.labels import (
-    LABEL_SUFFIXES,
     LabelScheme,
     RawLabel,
     dominant_values,
@@ -51,265 +47,48 @@ from sliceseg.io.labels import (
     snap_lossy,
 )
 
-__all__ = [
-    "CheckReport",
-    "Pair",
-    "Pairing",
-    "Problem",
-    "RoiStat",
-    "Sample",
-    "check_dataset",
-    "load_samples",
-    "pair_files",
-    "resolve_data_dirs",
-    "split_by_series",
-]
+__all__ = ["check_dataset", "load_samples"]
 
 _PAIRING_KINDS = ("empty", "duplicate", "unreadable_image", "shape_mismatch")
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A DICOM file and its label map; ``key`` is the relative path without suffix, '/'-joined."""
-
-    key: str
-    image_path: Path
-    label_path: Path
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """The result of `pair_files`.
-
-    Attributes:
-        pairs: matched files, naturally sorted by key.
-        images_without_labels: DICOM files with no label map of the same key.
-        labels_without_images: label maps with no DICOM of the same key.
-        skipped: non-DICOM files in the image folder, non-label files in the label folder.
-        duplicates: files sharing one key inside a folder (``slice_1.png`` + ``slice_1.npy``);
-            they are not paired.
-    """
-
-    pairs: list[Pair]
-    images_without_labels: list[Path]
-    labels_without_images: list[Path]
-    skipped: list[SkippedFile]
-    duplicates: list[tuple[Path, ...]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, eq=False)
-class Sample:
-    """A slice and its label map on the same grid.
-
-    Attributes:
-        key: the pair's key; ``<key>#f<frame>`` for a frame of a multi-frame DICOM.
-        image: the DICOM slice.
-        label: (rows, cols) uint8 class map 0..K on the image's grid.
-    """
-
-    key: str
-    image: Slice
-    label: np.ndarray
-
-
-def resolve_data_dirs(
-    data_dir: Path | str | None,
-    *,
-    images_dir: Path | str | None = None,
-    labels_dir: Path | str | None = None,
-) -> tuple[Path, Path]:
-    """Return the (images, labels) folders: ``DATA_DIR/dicoms`` and ``DATA_DIR/labels`` by default.
-
-    Args:
-        data_dir: the folder holding ``dicoms/`` and ``labels/``; may be None when both
-            ``images_dir`` and ``labels_dir`` are given.
-        images_dir: overrides ``DATA_DIR/dicoms``.
-        labels_dir: overrides ``DATA_DIR/labels``.
-
-    Returns:
-        (images folder, labels folder).
-
-    Raises:
-        ConfigError: neither ``data_dir`` nor both overrides are given.
-        PairingError: a folder does not exist (the message lists the folders that do).
-
-    Example:
-        >>> resolve_data_dirs(Path("data/train"))
-        (PosixPath('data/train/dicoms'), PosixPath('data/train/labels'))
-    """
-    if data_dir is None and (images_dir is None or labels_dir is None):
-        raise ConfigError(
-            "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both images_dir "
-            "and labels_dir."
-        )
-    root = Path(data_dir or ".")
-    images = Path(images_dir) if images_dir is not None else root / "dicoms"
-    labels = Path(labels_dir) if labels_dir is not None else root / "labels"
-    for folder, role in ((images, "DICOM"), (labels, "label")):
-        if not folder.is_dir():
-            parent = folder.parent
-            found = (
-                sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-            )
-            raise PairingError(
-                f"{folder}: {role} folder does not exist (folders in {folder.parent}: "
-                f"{', '.join(found) or 'none'}); expected DATA_DIR/dicoms/ and DATA_DIR/labels/, "
-                "or pass images_dir / labels_dir (--images / --labels)."
-            )
-    return images, labels
-
-
-def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
-    """Pair DICOM files with label maps by relative path without suffix.
-
-    Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
-    their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
-    other files in the label folder are skipped with a reason. Hidden files are ignored.
-
-    Args:
-        images_dir: folder of DICOM files (nested patient folders allowed).
-        labels_dir: folder of label maps mirroring ``images_dir``.
-
-    Returns:
-        The `Pairing`.
-
-    Raises:
-        PairingError: a folder does not exist.
-
-    Example:
-        >>> [p.key for p in pair_files(Path("d/dicoms"), Path("d/labels")).pairs]
-        ['p01/slice_1', 'p01/slice_2']
-    """
-    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-    image_paths, skipped = find_dicom_files(images_dir)
-    if not labels_dir.is_dir():
-        raise PairingError(f"{labels_dir}: folder does not exist; check the path to the labels.")
-    images: dict[str, list[Path]] = defaultdict(list)
-    for path in image_paths:
-        images[_key(path, images_dir, strip_dicom_suffix(path.name))].append(path)
-    labels: dict[str, list[Path]] = defaultdict(list)
-    for path in visible_files(labels_dir):
-        if path.suffix.lower() in LABEL_SUFFIXES:
-            labels[_key(path, labels_dir, path.stem)].append(path)
-        else:
-            valid = ", ".join(LABEL_SUFFIXES)
-            reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
-            skipped.append(SkippedFile(path, reason))
-    duplicates = [tuple(v) for d in (images, labels) for v in d.values() if len(v) > 1]
-    single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
-    single_labels = {k: v[0] for k, v in labels.items() if len(v) == 1}
-    keys = sorted(single_images.keys() & single_labels.keys(), key=natural_key)
-    return Pairing(
-        pairs=[Pair(k, single_images[k], single_labels[k]) for k in keys],
-        images_without_labels=[p for k, p in single_images.items() if k not in labels],
-        labels_without_images=[p for k, p in single_labels.items() if k not in images],
-        skipped=skipped,
-        duplicates=duplicates,
-    )
-
-
-def check_dataset(
-    data_dir: Path | str | None = None,
-    *,
-    images_dir: Path | str | None = None,
-    labels_dir: Path | str | None = None,
-    num_labels: int | None = None,
-    roi_names: Sequence[str] | None = None,
-    progress: bool = False,
-) -> CheckReport:
+def check_dataset(source: DataSource | Path | str, *, progress: bool = False) -> CheckReport:
     """Pair, read and check a labelled dataset; report what is wrong and what is usable.
 
-    ROI names come from ``roi_names``, else a ``labels.txt`` (one name per line) in DATA_DIR or
-    beside the label folder, else "ROI 1".."ROI K". Given names also fix K when ``num_labels``
-    is None.
+    ROI names come from ``source.roi_names``, else a ``labels.txt`` (one name per line) in
+    DATA_DIR or beside the label folder, else "ROI 1".."ROI K". Given names also fix K when
+    ``source.num_labels`` is None.
 
     Args:
-        data_dir: folder holding ``dicoms/`` and ``labels/``.
-        images_dir: overrides ``DATA_DIR/dicoms``.
-        labels_dir: overrides ``DATA_DIR/labels``.
-        num_labels: K, the number of ROIs, when known (checked against the data).
-        roi_names: names of ROIs 1..K.
+        source: the dataset; a path is DATA_DIR, holding ``dicoms/`` and ``labels/``
+            (`DataSource.from_dirs`).
         progress: show a tqdm bar (only when stderr is a terminal).
 
     Returns:
         The `CheckReport`; ``report.is_trainable`` says whether training can proceed.
 
     Raises:
-        ConfigError: no folder given, or ``num_labels`` < 1.
+        ConfigError: ``labels.txt`` names disagree with ``source.num_labels``.
         PairingError: a folder does not exist.
 
     Example:
-        >>> print(check_dataset(Path("data/train")).to_text())
+        >>> print(check_dataset("data/train").to_text())
     """
-    images, labels = resolve_data_dirs(data_dir, images_dir=images_dir, labels_dir=labels_dir)
-    names, names_source = find_roi_names(roi_names, data_dir, labels)
-    if num_labels is not None and names is not None and len(names) != num_labels:
-        raise ConfigError(
-            f"{names_source}: {len(names)} ROI names but num_labels={num_labels}; give one name "
-            "per ROI 1..K."
-        )
-    expected_k = num_labels if num_labels is not None else (len(names) if names else None)
-    pairing = pair_files(images, labels)
-    problems = pairing_problems(pairing, images, labels)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        loaded = _load_pairs(pairing.pairs, problems, progress=progress)
-        note = (
-            f" (K = {len(names)} ROI names in {names_source})"
-            if names and num_labels is None
-            else ""
-        )
-        scheme = _infer_scheme(loaded, expected_k, problems, note=note)
-    problems += warning_problems(caught)
-    samples, value_files, class_sets = (
-        _normalise(loaded, scheme, problems) if scheme else ([], {}, {})
-    )
-    k = scheme.num_labels if scheme else (expected_k or 0)
-    final_names = (
-        tuple(names) if names and len(names) == k else tuple(f"ROI {i + 1}" for i in range(k))
-    )
-    if names is not None and scheme is not None and len(names) != k:
-        problems.append(
-            Problem(
-                "error",
-                "roi_names",
-                f"{names_source}: {len(names)} ROI names "
-                f"for {k} ROIs (label values {scheme.describe()}); expected one "
-                f"name per ROI 1..{k}; fix the names or the labels.",
-            )
-        )
-    if scheme is not None:
-        problems += consistency_problems(class_sets, scheme, final_names, stray=expected_k is None)
-        problems += spacing_problems(samples)
-    return CheckReport(
-        images_dir=images,
-        labels_dir=labels,
-        pairing=pairing,
-        samples=samples,
-        scheme=scheme,
-        roi_names=final_names,
-        roi_stats=roi_stats(samples, scheme, final_names) if scheme else [],
-        value_files=value_files,
-        problems=problems,
-    )
+    return _read_dataset(_as_source(source), progress=progress)[1]
 
 
 def load_samples(
-    data_dir: Path | str | None = None,
-    *,
-    images_dir: Path | str | None = None,
-    labels_dir: Path | str | None = None,
-    num_labels: int | None = None,
-    roi_names: Sequence[str] | None = None,
-    progress: bool = False,
-) -> list[Sample]:
-    """Check a dataset and return its samples, or raise when it is unfit for training.
+    source: DataSource | Path | str, *, progress: bool = False
+) -> tuple[list[Sample], CheckReport]:
+    """Check a dataset and return its samples beside the report, or raise when it is unfit.
 
     Args:
-        data_dir, images_dir, labels_dir, num_labels, roi_names, progress: as `check_dataset`.
+        source: the dataset, as `check_dataset`.
+        progress: show a tqdm bar (only when stderr is a terminal).
 
     Returns:
-        The samples of the good pairs (labels uint8 0..K on the image grid).
+        (the samples of the good pairs, labels uint8 0..K on the image grid and keyed by
+        `slice_key`; the `CheckReport`, whose warnings the caller may show).
 
     Raises:
         PairingError: no pairs, duplicates, unreadable DICOMs or shape mismatches.
@@ -317,74 +96,121 @@ def load_samples(
         ConfigError: as `check_dataset`.
 
     Example:
-        >>> samples = load_samples(Path("data/train"))
+        >>> samples, report = load_samples("data/train")
     """
-    report = check_dataset(
-        data_dir,
-        images_dir=images_dir,
-        labels_dir=labels_dir,
-        num_labels=num_labels,
-        roi_names=roi_names,
-        progress=progress,
-    )
+    source = _as_source(source)
+    samples, report = _read_dataset(source, progress=progress)
     if report.is_trainable:
-        return report.samples
+        return samples, report
     errors = report.errors
     command = (
-        f"sliceseg check {data_dir}"
-        if data_dir
-        else (f"sliceseg check --images {report.images_dir} --labels {report.labels_dir}")
+        f"sliceseg check {source.data_dir}"
+        if source.data_dir
+        else f"sliceseg check --images {source.images_dir} --labels {source.labels_dir}"
     )
     error_type = PairingError if errors and errors[0].kind in _PAIRING_KINDS else LabelError
     raise error_type(
-        f"{data_dir or report.labels_dir}: not fit for training ({len(errors)} error(s)): "
+        f"{source.data_dir or source.labels_dir}: not fit for training ({len(errors)} error(s)): "
         f"{report.summary_line()} Run `{command}` for the full report."
     )
 
 
-def split_by_series(
-    samples: Sequence[Sample], *, validation_fraction: float = 0.2, seed: int = 0
-) -> tuple[list[Sample], list[Sample]]:
-    """Split samples into training and validation by series, never by slice.
+def load_usable_samples(
+    source: DataSource | Path | str, *, progress: bool = False
+) -> tuple[list[Sample], CheckReport]:
+    """Return the samples of the good pairs beside the report, even when the data is unfit.
 
-    A group is the SeriesInstanceUID, else the sub-folder of the key (``p01`` for
-    ``p01/slice_1``). round(fraction × groups) groups go to validation, at least one when there
-    are two or more groups and the fraction is > 0, never all. With one group, validation is empty
-    and a ``UserWarning`` says so. Deterministic for a seed; sample order is kept on each side.
+    For measuring existing label maps, where one bad file must not stop the rest; the report's
+    problems name what was left out.
 
     Args:
-        samples: the samples to split.
-        validation_fraction: share of groups for validation, in [0, 1).
-        seed: seed of the group shuffle.
+        source: the dataset, as `check_dataset`.
+        progress: show a tqdm bar (only when stderr is a terminal).
 
     Returns:
-        (training samples, validation samples).
+        (samples, possibly empty; the `CheckReport`).
 
     Raises:
-        ConfigError: ``validation_fraction`` outside [0, 1).
+        ConfigError, PairingError: as `check_dataset`.
 
     Example:
-        >>> train, val = split_by_series(samples, validation_fraction=0.2, seed=0)
+        >>> samples, report = load_usable_samples("manual")
     """
-    if not 0.0 <= validation_fraction < 1.0:
+    return _read_dataset(_as_source(source), progress=progress)
+
+
+def _as_source(source: DataSource | Path | str) -> DataSource:
+    return source if isinstance(source, DataSource) else DataSource.from_dirs(source)
+
+
+def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], CheckReport]:
+    names, names_source = find_roi_names(source)
+    num_labels = source.num_labels
+    if num_labels is not None and names is not None and len(names) != num_labels:
         raise ConfigError(
-            f"validation_fraction={validation_fraction}: expected a share in [0, 1), e.g. 0.2."
+            f"{names_source}: {len(names)} ROI names but num_labels={num_labels}; give one name "
+            "per ROI 1..K."
         )
-    groups = sorted({_group(s) for s in samples}, key=natural_key)
-    if len(groups) == 1:
-        warnings.warn(
-            f"all {len(samples)} samples belong to one series ({groups[0] or 'no sub-folder'}); "
-            "the validation set is empty; put each subject in its own sub-folder to validate.",
-            UserWarning,
-            stacklevel=2,
+    per_slice = pair_files(source.images_dir, source.labels_dir)
+    volumes = _read_volumes(source, per_slice, names, names_source)
+    if names is None and volumes.names_by_value:
+        names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
+        names_source = "the segment names of the label volumes"
+    expected_k = num_labels if num_labels is not None else (len(names) if names else None)
+    expected_k = len(source.label_values) - 1 if source.label_values else expected_k
+    pairing = merge_pairing(per_slice, volumes)
+    problems = pairing_problems(pairing, source.images_dir, source.labels_dir)
+    problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        claimed = volumes.labelled_images
+        slice_pairs = [p for p in per_slice.pairs if p.image_path not in claimed]
+        loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
+        note = (
+            f" (K = {len(names)} ROI names in {names_source})"
+            if names and num_labels is None
+            else ""
         )
-    num_val = round(validation_fraction * len(groups))
-    if len(groups) >= 2 and validation_fraction > 0:
-        num_val = min(max(1, num_val), len(groups) - 1)
-    order = np.random.default_rng(seed).permutation(len(groups))
-    val_groups = {groups[i] for i in order[:num_val]} if len(groups) >= 2 else set()
-    train = [s for s in samples if _group(s) not in val_groups]
-    return train, [s for s in samples if _group(s) in val_groups]
+        scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
+    problems += warning_problems(caught)
+    samples, value_files, class_sets = (
+        _normalise(loaded, scheme, problems, images_dir=source.images_dir)
+        if scheme
+        else ([], {}, {})
+    )
+    k = scheme.num_labels if scheme else (expected_k or 0)
+    final_names = (
+        tuple(names) if names and len(names) == k else tuple(f"ROI {i + 1}" for i in range(k))
+    )
+    if scheme is not None:
+        problems += _name_count_problems(names, names_source, scheme)
+        problems += consistency_problems(class_sets, scheme, final_names, stray=expected_k is None)
+        problems += spacing_problems(samples)
+    report = CheckReport(
+        images_dir=source.images_dir,
+        labels_dir=source.labels_dir,
+        pairing=pairing,
+        num_samples=len(samples),
+        scheme=scheme,
+        roi_names=final_names,
+        roi_stats=roi_stats(samples, scheme, final_names) if scheme else [],
+        value_files=value_files,
+        problems=problems,
+    )
+    return samples, report
+
+
+def _name_count_problems(
+    names: list[str] | None, names_source: str, scheme: LabelScheme
+) -> list[Problem]:
+    k = scheme.num_labels
+    if names is None or len(names) == k:
+        return []
+    message = (
+        f"{names_source}: {len(names)} ROI names for {k} ROIs (label values "
+        f"{scheme.describe()}); expected one name per ROI 1..{k}; fix the names or the labels."
+    )
+    return [Problem("error", "roi_names", message)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -394,12 +220,35 @@ class _Loaded:
     raw: RawLabel
 
 
-def _key(path: Path, root: Path, name: str) -> str:
-    return path.parent.relative_to(root).joinpath(name).as_posix()
+def _read_volumes(
+    source: DataSource, pairing: Pairing, names: list[str] | None, names_source: str
+) -> VolumeLabels:
+    """The labels of the label volumes (.seg.nrrd, NIfTI, NRRD, DICOM-SEG) in the label folder."""
+    image_paths = [p.image_path for p in pairing.pairs] + pairing.images_without_labels
+    return load_volume_labels(
+        source.labels_dir,
+        source.images_dir,
+        sorted(set(image_paths)),
+        roi_names=names,
+        names_source=names_source or "the ROI names",
+        unlabelled=source.unlabelled_slices,
+    )
 
 
-def _group(sample: Sample) -> str:
-    return sample.image.series_uid or (sample.key.rsplit("/", 1)[0] if "/" in sample.key else "")
+def _volume_items(volumes: VolumeLabels) -> list[_Loaded]:
+    """One item per volume and slice shape: its slices and their planes, stacked like a 3D .npy."""
+    groups: dict[tuple[Path, tuple[int, int]], list[int]] = defaultdict(list)
+    for index, label in enumerate(volumes.labels):
+        groups[(label.volume, label.image.shape)].append(index)
+    items = []
+    for (volume, _shape), members in groups.items():
+        labels = [volumes.labels[i] for i in members]
+        values = np.stack([label.values.astype(np.int64) for label in labels])
+        pair = Pair(labels[0].key, labels[0].image.source, volume)
+        items.append(
+            _Loaded(pair, [label.image for label in labels], RawLabel(values, volume, False))
+        )
+    return items
 
 
 def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -> list[_Loaded]:
@@ -424,6 +273,14 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
         else:
             loaded.append(_Loaded(pair, slices, raw))
     return loaded
+
+
+def _given_scheme(source: DataSource) -> LabelScheme | None:
+    """The scheme the caller knows (a model's label values), taken as it is; None to infer."""
+    values = source.label_values
+    if not values:
+        return None
+    return LabelScheme(values, is_display_scaled=values != tuple(range(len(values))))
 
 
 def _infer_scheme(
@@ -486,7 +343,7 @@ def _count_or_names(paths: list[Path]) -> str:
 
 
 def _normalise(
-    loaded: list[_Loaded], scheme: LabelScheme, problems: list[Problem]
+    loaded: list[_Loaded], scheme: LabelScheme, problems: list[Problem], *, images_dir: Path
 ) -> tuple[list[Sample], dict[int, int], dict[Path, set[int]]]:
     samples: list[Sample] = []
     value_files: dict[int, int] = defaultdict(int)
@@ -506,7 +363,6 @@ def _normalise(
         class_sets[item.raw.source] = set(np.unique(classes).tolist())
         frames = classes if classes.ndim == 3 else classes[np.newaxis]
         for image, label in zip(item.slices, frames, strict=True):
-            key = item.pair.key if len(item.slices) == 1 else f"{item.pair.key}#f{image.frame}"
-            samples.append(Sample(key=key, image=image, label=label))
+            samples.append(Sample(key=slice_key(image, images_dir), image=image, label=label))
     problems += scheme_problems(scheme, lossy)
     return samples, dict(value_files), class_sets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sliceseg.data.check import shape_mismatch
-from sliceseg.data.samples import Pair, Sample, pair_files, resolve_data_dirs
-from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.inference.folder import slice_key
+from sliceseg.data.pairing import DataSource, Sample
+from sliceseg.data.samples import load_usable_samples
+from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import read_slices
 from sliceseg.io.files import atomic_path, output_run
-from sliceseg.io.labels import LabelScheme, read_label_file, snap_lossy
+from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import SpacingFallback, area_mm2, resolve_spacing
 from sliceseg.measure.metrics import (
     bland_altman,
@@ -88,73 +87,42 @@ def model_label_scheme(bundle: Bundle) -> LabelScheme:
 
 
 def load_test_samples(
-    images_dir: Path, labels_dir: Path, scheme: LabelScheme, *, model_name: str = "the model"
+    source: DataSource, scheme: LabelScheme, *, model_name: str = "the model"
 ) -> tuple[list[Sample], list[str]]:
-    """Pair and read a labelled test set with the model's own label scheme, never a guessed one.
+    """Read a labelled test set with the model's own label scheme, never a guessed one.
 
     Args:
-        images_dir: the test DICOMs.
-        labels_dir: their label maps (paired by relative path without suffix).
+        source: the test data (label maps or label volumes, as for training).
         scheme: the model's label values (`model_label_scheme`).
         model_name: the model file, named in messages.
 
     Returns:
-        ``(samples, notes)``: the usable slices (labels 0..K) and one line per file left out
-        (unreadable, unpaired, duplicated, or on another grid).
+        ``(samples, notes)``: the usable slices (labels 0..K) and one line per problem:
+        ``not evaluated: ...`` for a file left out (unreadable, unpaired, duplicated, on
+        another grid), ``warning: ...`` for the rest.
 
     Raises:
         LabelError: a label map holds a value outside the model's scheme (the message names
             the file and the values).
         PairingError: a folder does not exist.
     """
-    pairing = pair_files(images_dir, labels_dir)
-    notes = [
-        f"not evaluated: {path}: no label map of the same name"
-        for path in (pairing.images_without_labels)
-    ]
-    notes += [
-        f"not evaluated: {path}: no DICOM of the same name"
-        for path in (pairing.labels_without_images)
-    ]
-    notes += [f"not evaluated: {item.path}: {item.reason}" for item in pairing.skipped]
-    notes += [
-        f"not evaluated: {', '.join(map(str, paths))}: several files share one name"
-        for paths in pairing.duplicates
-    ]
-    samples: list[Sample] = []
-    for pair in pairing.pairs:
-        try:
-            samples += _pair_samples(pair, images_dir, scheme, model_name)
-        except (DicomReadError, PairingError) as error:
-            notes.append(f"not evaluated: {error}")
-    return samples, notes
-
-
-def _pair_samples(
-    pair: Pair, images_dir: Path, scheme: LabelScheme, model_name: str
-) -> list[Sample]:
-    slices = read_slices(pair.image_path)
-    try:
-        raw = read_label_file(pair.label_path)
-    except LabelError as error:
-        raise PairingError(str(error)) from error
-    mismatch = shape_mismatch(slices[0].shape, len(slices), raw.values.shape)
-    if mismatch:
-        raise PairingError(f"{pair.label_path}: {mismatch}")
-    values = snap_lossy(raw.values, scheme)[0] if raw.is_lossy else raw.values
-    unknown = sorted(set(np.unique(values).tolist()) - set(scheme.stored_values))
-    if unknown:
+    given = dataclasses.replace(source, label_values=scheme.stored_values)
+    samples, report = load_usable_samples(given, progress=sys.stderr.isatty())
+    unknown = [p for p in report.errors if p.kind == "label_values"]
+    if unknown:  # "<file>: values [9] in 16 pixels are not in the dataset's label scheme ..."
+        found = unknown[0].message.split(" are not in the dataset's label scheme")[0]
+        more = f" (and {len(unknown) - 1} more file(s))" if len(unknown) > 1 else ""
         raise LabelError(
-            f"{pair.label_path}: label values {unknown[:8]} are not in the label scheme of "
-            f"{model_name} ({scheme.describe()}, as in its training data); label the test set "
+            f"{found} are not in the label scheme of the model {model_name} "
+            f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
-    classes = scheme.to_classes(values, source=pair.label_path)
-    frames = classes if classes.ndim == 3 else classes[np.newaxis]
-    return [
-        Sample(key=slice_key(image, images_dir), image=image, label=label)
-        for image, label in zip(slices, frames, strict=True)
+    # problem_lines() reads "error: ..." / "warning: ..."; an error here leaves a file out.
+    notes = [
+        f"not evaluated: {line.removeprefix('error: ')}" if line.startswith("error: ") else line
+        for line in report.problem_lines()
     ]
+    return samples, notes
 
 
 def _slice_rows(
@@ -236,6 +204,7 @@ def evaluate_model(
     tta: bool = False,
     fallback: SpacingFallback = SpacingFallback(),
     overwrite: bool = False,
+    unlabelled_slices: str = "skip",
 ) -> EvaluationResult:
     """Compare a model's segmentations with manual labels at each slice's native resolution.
 
@@ -261,15 +230,20 @@ def evaluate_model(
         >>> result.summary["dice_mean"]
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
-    images, labels = resolve_data_dirs(data_dir, images_dir=images_dir, labels_dir=labels_dir)
+    source = DataSource.from_dirs(
+        data_dir,
+        images_dir=images_dir,
+        labels_dir=labels_dir,
+        unlabelled_slices=unlabelled_slices,
+    )
     samples, notes = load_test_samples(
-        images, labels, model_label_scheme(bundle), model_name=str(bundle.source or "the model")
+        source, model_label_scheme(bundle), model_name=str(bundle.source or "in memory")
     )
     if not samples:
         first = f"; first problem: {notes[0]}" if notes else ""
         raise PairingError(
-            f"{labels}: no labelled test slice to evaluate (pairing is by relative path without "
-            f"suffix with {images}){first}"
+            f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
+            f"without suffix with {source.images_dir}){first}"
         )
     spacings = [resolve_spacing(sample.image, fallback)[0] for sample in samples]
     unit = _unit(spacings)

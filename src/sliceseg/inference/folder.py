@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -24,6 +24,7 @@ from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
 from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.visualize import save_animation, save_overlay
@@ -41,6 +42,7 @@ class SegmentationRun:
         animations: one GIF per series.
         report: the HTML report, or None when not asked for.
         warnings: plausibility warnings on the areas.
+        exports: per series, the DICOM-SEG / NIfTI / .seg.nrrd files written under ``exports/``.
     """
 
     out_dir: Path
@@ -50,6 +52,7 @@ class SegmentationRun:
     animations: list[Path]
     report: Path | None
     warnings: list[str]
+    exports: list[SeriesExport] = field(default_factory=list)
 
 
 def slice_key(image: Slice, root: Path) -> str:
@@ -121,12 +124,14 @@ def predict_folder(
     keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
+    exports: Sequence[str] = DEFAULT_EXPORTS,
     progress: bool | None = None,
 ) -> SegmentationRun:
     """Segment every DICOM under a folder and write everything a user publishes from.
 
     Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
-    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv`` and ``report.html``.
+    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv``, ``report.html`` and,
+    per series, ``exports/<series>.nii.gz`` / ``.seg.nrrd`` / ``.seg.dcm`` (see ``exports``).
 
     Args:
         model: a loaded bundle or the path of a model file.
@@ -141,6 +146,10 @@ def predict_folder(
             without it no output names the patient.
         overwrite: allow writing into a non-empty ``out_dir``.
         report: write ``report.html``.
+        exports: formats written per series under ``exports/``: "seg" (``<series>.seg.dcm``,
+            DICOM-SEG; it carries the patient module of its source images, as the standard
+            requires), "nifti" (``<series>.nii.gz``), "nrrd" (``<series>.seg.nrrd``, 3D Slicer);
+            default nifti and nrrd, which hold no patient data.
         progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
@@ -194,16 +203,55 @@ def predict_folder(
             sided_pairs=sided_pairs_from_names(names),
             series=areas.series,
         )
-        areas.save(out)
-        overlays = _write_slices(out, predictions, names, show)
-        animations = _write_animations(out, predictions, names)
-        report_path = None
-        if report:
-            settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
-            report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
+        settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
+        animations, report_path, exported = _write_outputs(
+            out,
+            predictions,
+            areas,
+            warnings,
+            scan,
+            roi_names=names,
+            settings=settings if report else None,
+            exports=exports,
+            root_name=root.name,
+            progress=show,
+        )
     return SegmentationRun(
-        out, predictions, areas, list(scan.skipped), animations, report_path, warnings
+        out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
     )
+
+
+def _write_outputs(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    warnings: list[str],
+    scan: DicomScan,
+    *,
+    roi_names: Sequence[str],
+    settings: dict[str, object] | None,
+    exports: Sequence[str],
+    root_name: str,
+    progress: bool,
+) -> tuple[list[Path], Path | None, list[SeriesExport]]:
+    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
+    names = list(roi_names)
+    areas.save(out)
+    overlays = _write_slices(out, predictions, names, progress)
+    animations = _write_animations(out, predictions, names)
+    exported = export_predictions(
+        out / "exports",
+        [p.image for p in predictions],
+        [p.label for p in predictions],
+        [p.key for p in predictions],
+        names,
+        formats=exports,
+        root_name=root_name,
+    )
+    report_path = None
+    if settings is not None:
+        report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
+    return animations, report_path, exported
 
 
 def _write_report(

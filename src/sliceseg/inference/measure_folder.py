@@ -6,7 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sliceseg.data.samples import check_dataset
+from sliceseg.data.pairing import DataSource
+from sliceseg.data.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
@@ -21,6 +22,7 @@ def measure_label_folder(
     fallback: SpacingFallback = SpacingFallback(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
+    unlabelled_slices: str = "skip",
 ) -> tuple[AreaTable, tuple[Path, Path], list[str]]:
     """Measure every ROI of existing label maps at their DICOM's native resolution.
 
@@ -28,13 +30,15 @@ def measure_label_folder(
     manual and automatic areas of the same slices can be compared.
 
     Args:
-        labels_dir: folder of label maps (.png, .npy, .tif, .jpg).
+        labels_dir: folder of label maps (.png, .npy, .tif, .jpg) or label volumes per series
+            (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG).
         dicom_dir: folder of the DICOMs they belong to.
         out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
 
     Returns:
         ``(table, (csa.csv, csa_long.csv), notes)``; notes name files that were not measured.
@@ -46,15 +50,15 @@ def measure_label_folder(
     Example:
         >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
     """
-    report = check_dataset(
-        None,
-        images_dir=Path(dicom_dir),
-        labels_dir=Path(labels_dir),
+    source = DataSource.from_dirs(
+        images_dir=dicom_dir,
+        labels_dir=labels_dir,
         num_labels=len(roi_names) if roi_names else None,
         roi_names=roi_names,
-        progress=sys.stderr.isatty(),
+        unlabelled_slices=unlabelled_slices,
     )
-    if not report.samples:
+    samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
+    if not samples:
         raise PairingError(
             f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
             f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
@@ -62,7 +66,6 @@ def measure_label_folder(
         )
     notes = [f"not measured: {line}" for line in report.problem_lines()]
     names = list(roi_names) if roi_names else list(report.roi_names)
-    samples = report.samples
     table = measure_areas(
         [s.label for s in samples],
         [s.image for s in samples],

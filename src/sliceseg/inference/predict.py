@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sliceseg.data.batches import slices_to_grid
+from sliceseg.data.batches import GridTensors, slices_to_grid
 from sliceseg.data.grid import probabilities_from_grid
+from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
 from sliceseg.io.dicom import Slice
 from sliceseg.models.bundle import Bundle
 from sliceseg.system import select_device
@@ -56,7 +57,7 @@ def _probabilities(model: torch.nn.Module, images: torch.Tensor, *, tta: bool) -
     device = images.device
     amp = device.type == "cuda"
     transforms = TTA_TRANSFORMS if tta else TTA_TRANSFORMS[:1]
-    total = None
+    total = torch.zeros((), device=device)  # 0 + p == p exactly
     for angle, zoom in transforms:
         matrix = _affine(angle, zoom)
         warped = images if (angle, zoom) == (0.0, 1.0) else _warp(images, matrix)
@@ -64,7 +65,7 @@ def _probabilities(model: torch.nn.Module, images: torch.Tensor, *, tta: bool) -
             probs = torch.softmax(model(warped)[0].float(), dim=1)
         if (angle, zoom) != (0.0, 1.0):
             probs = _warp(probs, torch.linalg.inv(matrix))
-        total = probs if total is None else total + probs
+        total = total + probs
     return total / len(transforms)
 
 
@@ -79,8 +80,11 @@ def predict_slices(
 ) -> list[np.ndarray]:
     """Segment slices and return one label map per slice on the slice's own grid.
 
-    Probabilities are mapped back from the model grid to each slice's grid (aspect and size
-    restored) before the argmax, so a label is never resized.
+    Each slice is brought to the canonical in-plane orientation the model was trained in
+    (an exact flip/transpose from (0020,0037) ImageOrientationPatient); probabilities are mapped
+    back from the model grid (aspect and size restored) and the flip/transpose undone before
+    the argmax, so a label is never resized and lies on the slice's own grid. A model file
+    without an orientation entry (older) sees the slices as stored, as it did in training.
 
     Args:
         bundle: a loaded model.
@@ -93,10 +97,17 @@ def predict_slices(
     Returns:
         uint8 label maps (rows, cols) with values 0..K.
 
+    Raises:
+        BundleError: the model records an orientation convention this sliceseg does not know.
+
+    Warns:
+        OrientationWarning: once per series for slices without orientation or oblique ones.
+
     Example:
         >>> labels = predict_slices(load_bundle("model/sliceseg_best.pt"), read_series("scans"))
     """
     target = device if isinstance(device, torch.device) else select_device(device)
+    changes = _model_reorientations(bundle, images)
     model = bundle.model
     original_device = next(model.parameters()).device
     was_training = model.training
@@ -105,14 +116,33 @@ def predict_slices(
     try:
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
-            grid = slices_to_grid(chunk, bundle.metadata.input_size)
-            probs = _probabilities(model, grid.images.to(target), tta=tta).cpu()
-            for prob, geometry in zip(probs, grid.geometries, strict=True):
-                native = probabilities_from_grid(prob, geometry)
-                labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
-            bar.update(len(chunk))
+            end = start + batch_size
+            grid = slices_to_grid(
+                images[start:end], bundle.metadata.input_size, reorientations=changes[start:end]
+            )
+            labels.extend(
+                _native_labels(grid, _probabilities(model, grid.images.to(target), tta=tta))
+            )
+            bar.update(len(grid))
         bar.close()
     finally:
         model.to(original_device).train(was_training)
     return labels
+
+
+def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
+    """Argmax on each slice's own grid: probabilities off the model grid, flip/transpose undone."""
+    labels = []
+    for prob, geometry, change in zip(
+        probs.cpu(), grid.geometries, grid.reorientations, strict=True
+    ):
+        native = change.undo(probabilities_from_grid(prob, geometry))
+        labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
+    return labels
+
+
+def _model_reorientations(bundle: Bundle, images: Sequence[Slice]) -> list[Reorientation]:
+    """Per slice, the flip/transpose to the model's orientation (none for older model files)."""
+    if is_canonicalising(bundle.metadata.orientation, source=bundle.source or "the model"):
+        return reorientations_for(images)
+    return [IDENTITY] * len(images)

@@ -87,8 +87,26 @@ def dice_per_class(pred: Any, target: Any, num_classes: int) -> np.ndarray:
         >>> float(dice_per_class(a, b, 2)[0])  # 200 / 220
         0.9090909090909091
     """
-    tp, fp, fn = confusion_counts(pred, target, num_classes)
-    return _ratio(2.0 * tp, 2.0 * tp + fp + fn)
+    return dice_from_counts(*confusion_counts(pred, target, num_classes))
+
+
+def dice_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Return ``2 TP / (2 TP + FP + FN)`` per ROI from pixel counts (e.g. summed over batches).
+
+    Args:
+        tp: true-positive counts per ROI, as from `confusion_counts`.
+        fp: false-positive counts, same shape.
+        fn: false-negative counts, same shape.
+
+    Returns:
+        float64 Dice per ROI; nan where all three counts are 0 (ROI absent from both).
+
+    Example:
+        >>> dice_from_counts(np.array([100]), np.array([20]), np.array([0])).tolist()
+        [0.9090909090909091]
+    """
+    tp = np.asarray(tp, dtype=np.float64)
+    return _ratio(2.0 * tp, 2.0 * tp + np.asarray(fp) + np.asarray(fn))
 
 
 def iou_per_class(pred: Any, target: Any, num_classes: int) -> np.ndarray:

@@ -2,10 +2,24 @@
 
 from sliceseg.models.registry import (
     MODELS,
+    Hyperparameters,
     ModelSpec,
+    PyramidHyperparameters,
+    UNetHyperparameters,
     build_model,
     default_hyperparameters,
+    parse_hyperparameters,
     required_divisor,
 )
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "default_hyperparameters", "required_divisor"]
+__all__ = [
+    "MODELS",
+    "Hyperparameters",
+    "ModelSpec",
+    "PyramidHyperparameters",
+    "UNetHyperparameters",
+    "build_model",
+    "default_hyperparameters",
+    "parse_hyperparameters",
+    "required_divisor",
+]

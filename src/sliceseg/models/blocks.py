@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from sliceseg.errors import ConfigError
+
+Choice = TypeVar("Choice", str, int)
 
 NORMS: tuple[str, ...] = ("instance", "batch", "group", "none")
 
@@ -90,7 +93,7 @@ def check_rate(value: object, *, name: str) -> float:
     return float(value)
 
 
-def check_choice(value: object, *, name: str, choices: Iterable[str]) -> str:
+def check_choice(value: Choice, *, name: str, choices: Iterable[Choice]) -> Choice:
     """Return ``value`` when it is one of ``choices``.
 
     Raises:
@@ -98,8 +101,9 @@ def check_choice(value: object, *, name: str, choices: Iterable[str]) -> str:
     """
     options = tuple(choices)
     if value not in options:
-        raise ConfigError(f"{name} {value!r} is unknown; use one of {', '.join(options)}.")
-    return str(value)
+        known = ", ".join(str(option) for option in options)
+        raise ConfigError(f"{name} {value!r} is unknown; use one of {known}.")
+    return value
 
 
 def check_input(x: torch.Tensor, *, divisor: int, arch: str) -> None:

@@ -28,6 +28,13 @@ from sliceseg.models import build_model
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
 
+ORIENTATION_CONVENTION = "radiological-v1"
+"""The canonical in-plane orientation new models are trained in.
+
+Equal to ``sliceseg.data.orientation.ORIENTATION_CONVENTION`` (``models`` cannot import
+``data``; ``tests/test_orientation.py`` checks that the two agree).
+"""
+
 
 @dataclass(frozen=True)
 class ModelMetadata:
@@ -45,6 +52,10 @@ class ModelMetadata:
         settings: the training settings actually used (``TrainConfig.to_dict()``).
         epoch: the number of completed training epochs.
         sliceseg_version: the version that wrote the file.
+        orientation: the canonical in-plane orientation the model was trained in
+            (:data:`ORIENTATION_CONVENTION`); ``None`` for files written before sliceseg
+            canonicalised orientation: those models saw slices as stored, so prediction keeps
+            slices as stored for them and predicts exactly as before.
     """
 
     arch: str
@@ -57,6 +68,7 @@ class ModelMetadata:
     settings: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
     sliceseg_version: str = __version__
+    orientation: str | None = ORIENTATION_CONVENTION
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -71,6 +83,7 @@ class ModelMetadata:
             "settings": dict(self.settings),
             "epoch": int(self.epoch),
             "sliceseg_version": self.sliceseg_version,
+            "orientation": self.orientation,
         }
 
     @classmethod
@@ -87,6 +100,7 @@ class ModelMetadata:
             settings=dict(data.get("settings", {})),
             epoch=int(data.get("epoch", 0)),
             sliceseg_version=str(data.get("sliceseg_version", "unknown")),
+            orientation=None if data.get("orientation") is None else str(data["orientation"]),
         )
 
     @property
@@ -135,7 +149,7 @@ class Bundle:
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """Return the plain module inside a DistributedDataParallel / DataParallel wrapper."""
-    inner = getattr(model, "module", model)
+    inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
 
 

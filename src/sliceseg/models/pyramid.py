@@ -128,8 +128,9 @@ class VNet2d(nn.Module):
     ) -> None:
         super().__init__()
         deep = len(widths) - 2
-        k = {"kernel_size": kernel_size, "norm": norm}
-        self.input_conv = ConvAct(in_channels, widths[0], dilation=1, **k)
+        self.input_conv = ConvAct(
+            in_channels, widths[0], kernel_size=kernel_size, dilation=1, norm=norm
+        )
         self.input_skip = nn.Conv2d(in_channels, widths[0], 1)
         self.input_act = nn.PReLU(widths[0])
         self.downs, self.encoder = nn.ModuleList(), nn.ModuleList()
@@ -138,7 +139,15 @@ class VNet2d(nn.Module):
             down = nn.Conv2d(widths[level - 1], widths[level], 2, stride=2, bias=norm == "none")
             self.downs.append(_resample(down, widths[level], norm, drop))
             dilation = 2 if level >= max(deep, 2) else 1
-            self.encoder.append(ResidualBlock(widths[level], min(level, 3), dilation=dilation, **k))
+            self.encoder.append(
+                ResidualBlock(
+                    widths[level],
+                    min(level, 3),
+                    kernel_size=kernel_size,
+                    dilation=dilation,
+                    norm=norm,
+                )
+            )
         self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
         channels = widths[-1]
         for level in reversed(range(len(widths) - 1)):
@@ -146,7 +155,11 @@ class VNet2d(nn.Module):
             up = nn.ConvTranspose2d(channels, widths[level], 2, stride=2, bias=norm == "none")
             self.ups.append(_resample(up, widths[level], norm, drop))
             channels = 2 * widths[level]
-            self.decoder.append(ResidualBlock(channels, 2 if level >= 2 else 1, dilation=1, **k))
+            self.decoder.append(
+                ResidualBlock(
+                    channels, 2 if level >= 2 else 1, kernel_size=kernel_size, dilation=1, norm=norm
+                )
+            )
         self.head = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,9 +225,22 @@ class PyramidNet(nn.Module):
         self.divisor = 2 * 2 ** (levels - 1)
         check_input_size(input_size, divisor=self.divisor, arch=self.arch)
         self.widths = [base_channels * 2**level for level in range(levels)]
-        options = {"kernel_size": kernel_size, "dropout_rate": dropout_rate, "norm": norm}
-        self.stage1 = VNet2d(1, num_classes, self.widths, **options)
-        self.stage2 = VNet2d(1 + num_classes, num_classes, self.widths, **options)
+        self.stage1 = VNet2d(
+            1,
+            num_classes,
+            self.widths,
+            kernel_size=kernel_size,
+            dropout_rate=dropout_rate,
+            norm=norm,
+        )
+        self.stage2 = VNet2d(
+            1 + num_classes,
+            num_classes,
+            self.widths,
+            kernel_size=kernel_size,
+            dropout_rate=dropout_rate,
+            norm=norm,
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Segment a batch.

@@ -2,15 +2,179 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from torch import nn
 
 from sliceseg.errors import ConfigError
+from sliceseg.models.blocks import NORMS
 from sliceseg.models.pyramid import PyramidNet, pyramid_defaults, pyramid_divisor
-from sliceseg.models.unet import UNet, unet_defaults, unet_divisor
+from sliceseg.models.unet import UPSAMPLING, UNet, unet_defaults, unet_divisor
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one hyper-parameter may be: an integer range, one of some choices, a rate or a flag.
+
+    Attributes:
+        kind: "int" (whole number in ``low..high``), "choice" (one of ``choices``), "rate"
+            (a number in [0, 1)) or "flag" (true or false).
+        low: smallest allowed integer.
+        high: largest allowed integer, or None for no bound.
+        choices: the allowed values of a "choice".
+    """
+
+    kind: str
+    low: int = 0
+    high: int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def allowed(self) -> str:
+        """Describe the allowed values, for messages (``"an integer in 2..7"``)."""
+        if self.kind == "int":
+            bound = f"{self.low}..{self.high}" if self.high is not None else f">= {self.low}"
+            return f"an integer in {bound}"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        return "a number in [0, 1)" if self.kind == "rate" else "true or false"
+
+    def accepts(self, value: Any) -> bool:
+        """Return whether ``value`` is allowed (booleans are never numbers here)."""
+        if self.kind == "flag":
+            return isinstance(value, bool)
+        if isinstance(value, bool):
+            return False
+        if self.kind == "int":
+            is_int = isinstance(value, int)
+            return is_int and value >= self.low and (self.high is None or value <= self.high)
+        if self.kind == "rate":
+            return isinstance(value, (int, float)) and 0 <= value < 1
+        return value in self.choices
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Hyper-parameters of one architecture as the user gave them; None means its default.
+
+    Subclasses name the architecture (``arch``) and the rule of each field (``rules``); every
+    given value is checked at construction, so a bad one is reported before any data is read.
+    """
+
+    arch: ClassVar[str] = ""
+    rules: ClassVar[dict[str, Rule]] = {}
+
+    def __post_init__(self) -> None:
+        for name, value in self.to_dict().items():
+            rule = self.rules[name]
+            if not rule.accepts(value):
+                raise ConfigError(
+                    f"hyperparameters.{name} of '{self.arch}' must be {rule.allowed()}, "
+                    f"got {value!r}; fix it in the settings."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the given values as plain data (the defaults are left out)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hyperparameters:
+        """Build from plain data (a TOML table), refusing unknown names.
+
+        Raises:
+            ConfigError: a name is unknown (the message lists the valid ones) or a value bad.
+        """
+        unknown = sorted(set(data) - set(cls.rules))
+        if unknown:
+            raise ConfigError(
+                f"hyper-parameter(s) {', '.join(unknown)} unknown for '{cls.arch}'; "
+                f"valid ones: {', '.join(sorted(cls.rules))}."
+            )
+        return cls(**dict(data))
+
+    def resolve(self, input_size: int, *, dropout_rate: float | None = None) -> dict[str, Any]:
+        """Return every hyper-parameter for a grid of side ``input_size``, as ``build_model``
+        takes them and the model file stores them.
+
+        Args:
+            input_size: side of the square model grid in pixels.
+            dropout_rate: the run's dropout, used unless ``dropout_rate`` was given here.
+
+        Raises:
+            ConfigError: the combination is invalid for this grid (e.g. pyramid widths < 1).
+        """
+        values = {**default_hyperparameters(self.arch, input_size=input_size)}
+        if dropout_rate is not None and "dropout_rate" in values:
+            values["dropout_rate"] = dropout_rate
+        values.update(self.to_dict())
+        type(self)(**values)._check_combination(input_size)
+        return values
+
+    def _check_combination(self, input_size: int) -> None:
+        """Check rules between fields of fully resolved values (none by default)."""
+
+
+@dataclass(frozen=True)
+class UNetHyperparameters(Hyperparameters):
+    """U-Net hyper-parameters (see `UNet`); None takes ``unet_defaults``.
+
+    Example:
+        >>> UNetHyperparameters(depth=4).resolve(64)["depth"]
+        4
+    """
+
+    arch: ClassVar[str] = "unet"
+    rules: ClassVar[dict[str, Rule]] = {
+        "base_channels": Rule("int", low=8),
+        "depth": Rule("int", low=2, high=7),
+        "max_channels": Rule("int", low=8),
+        "deep_supervision": Rule("flag"),
+        "dropout_rate": Rule("rate"),
+        "norm": Rule("choice", choices=NORMS),
+        "upsample": Rule("choice", choices=UPSAMPLING),
+    }
+
+    base_channels: int | None = None
+    depth: int | None = None
+    max_channels: int | None = None
+    deep_supervision: bool | None = None
+    dropout_rate: float | None = None
+    norm: str | None = None
+    upsample: str | None = None
+
+    def _check_combination(self, input_size: int) -> None:
+        if (self.max_channels or 0) < (self.base_channels or 0):
+            raise ConfigError(
+                f"hyperparameters.max_channels of 'unet' must be >= base_channels "
+                f"({self.base_channels}), got {self.max_channels}; raise max_channels."
+            )
+
+
+@dataclass(frozen=True)
+class PyramidHyperparameters(Hyperparameters):
+    """Pyramid hyper-parameters (see `PyramidNet`); None takes ``pyramid_defaults``.
+
+    Example:
+        >>> PyramidHyperparameters().resolve(256)["base_channels"]
+        16
+    """
+
+    arch: ClassVar[str] = "pyramid"
+    rules: ClassVar[dict[str, Rule]] = {
+        "base_channels": Rule("int", low=1),
+        "levels": Rule("int", low=2, high=7),
+        "kernel_size": Rule("choice", choices=(3, 5)),
+        "dropout_rate": Rule("rate"),
+        "norm": Rule("choice", choices=NORMS),
+    }
+
+    base_channels: int | None = None
+    levels: int | None = None
+    kernel_size: int | None = None
+    dropout_rate: float | None = None
+    norm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -22,12 +186,14 @@ class ModelSpec:
         defaults: ``defaults(input_size) -> dict`` of plain-data hyper-parameters.
         divisor: ``divisor(hyper) -> int``, what the input side must be divisible by.
         description: one line for listings and error messages.
+        hyperparameters: the typed settings class of the architecture.
     """
 
     builder: Callable[..., nn.Module]
     defaults: Callable[[int], dict[str, Any]]
     divisor: Callable[[dict[str, Any]], int]
     description: str
+    hyperparameters: type[Hyperparameters]
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -36,12 +202,14 @@ MODELS: dict[str, ModelSpec] = {
         defaults=unet_defaults,
         divisor=unet_divisor,
         description="compact nnU-Net-style 2D U-Net (default; fast on a CPU)",
+        hyperparameters=UNetHyperparameters,
     ),
     "pyramid": ModelSpec(
         builder=PyramidNet,
         defaults=pyramid_defaults,
         divisor=pyramid_divisor,
         description="published two-stage multi-scale pyramid of 2D V-Nets (Dourthe et al. 2021)",
+        hyperparameters=PyramidHyperparameters,
     ),
 }
 
@@ -51,6 +219,37 @@ def _spec(arch: str) -> ModelSpec:
         known = ", ".join(f"'{name}'" for name in MODELS)
         raise ConfigError(f"architecture {arch!r} is unknown; use one of {known}.")
     return MODELS[arch]
+
+
+def parse_hyperparameters(
+    arch: str, data: Mapping[str, Any] | Hyperparameters | None = None
+) -> Hyperparameters:
+    """Return the typed hyper-parameters of ``arch`` from plain data (a TOML table) or as given.
+
+    Args:
+        arch: a name in ``MODELS``.
+        data: given values (missing ones take the architecture's defaults), or typed ones.
+
+    Returns:
+        The architecture's `Hyperparameters` subclass, every given value checked.
+
+    Raises:
+        ConfigError: unknown ``arch``, a name unknown for it (lists the valid ones), typed
+            values of another architecture, or a value out of range (names the allowed range).
+
+    Example:
+        >>> parse_hyperparameters("unet", {"depth": 4}).to_dict()
+        {'depth': 4}
+    """
+    kind = _spec(arch).hyperparameters
+    if isinstance(data, Hyperparameters):
+        if not isinstance(data, kind):
+            raise ConfigError(
+                f"hyperparameters are for '{data.arch}' but arch is '{arch}'; give "
+                f"{kind.__name__} or a plain table."
+            )
+        return data
+    return kind.from_dict(data or {})
 
 
 def default_hyperparameters(arch: str, *, input_size: int) -> dict[str, Any]:

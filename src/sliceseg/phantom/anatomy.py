@@ -18,6 +18,7 @@ from sliceseg.phantom.shapes import (
     SIN,
     Intersection,
     Layer,
+    Shape,
     Star,
     SuperEllipse,
     Tissue,
@@ -305,9 +306,11 @@ def _viscera(a: Anatomy, c: Contrast, p: _Plan, t: float, cavity: Star) -> list[
         across = SIN * math.cos(turn) - COS * math.sin(turn)
         radii = scale / np.sqrt(along * along + (across / loop.aspect) ** 2)
         radii *= _harmonics(loop.wobble)
-        outer, inner = Star(u, v, radii), Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
-        if not encloses(cavity, outer):  # clip only the loops that reach the muscle wall
-            outer, inner = Intersection(outer, cavity), Intersection(inner, cavity)
+        wall = Star(u, v, radii)
+        outer: Shape = wall
+        inner: Shape = Star(u, v, np.maximum(radii - loop.wall_mm, 0.0))
+        if not encloses(cavity, wall):  # clip only the loops that reach the muscle wall
+            outer, inner = Intersection(wall, cavity), Intersection(inner, cavity)
         layers.append(Layer(outer, Tissue(1.1 * c.muscle, FINE, 0.06), None))
         layers.append(Layer(inner, Tissue(loop.content, COARSE, 0.18), None))
     if t < a.kidney_until:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from sliceseg.errors import ConfigError
@@ -47,7 +49,7 @@ def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Fi
     fig.set_layout_engine("constrained")
     loss_ax, dice_ax = fig.subplots(1, 2)
 
-    def draw(ax, column: str, label: str, **style) -> None:
+    def draw(ax: Axes, column: str, label: str, **style: Any) -> None:
         points = history[["epoch", column]].dropna()
         if len(points):
             ax.plot(points["epoch"], points[column], label=label, **style)

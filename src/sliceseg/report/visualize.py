@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from matplotlib import font_manager
@@ -14,6 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
+
+
+class TensorLike(Protocol):
+    """A torch tensor, typed without importing torch into the report layer."""
+
+    def detach(self) -> Any: ...
+
 
 # Distinct colours that stay visible on grey CT/MR (no grey, white or black); ROI k uses entry
 # (k - 1) mod 12 everywhere: overlays, batch grids, animations, plots and the report.
@@ -58,7 +66,7 @@ def roi_colour_hex(k: int) -> str:
 
 def _numpy(array: object) -> np.ndarray:
     if hasattr(array, "detach"):  # a torch tensor, without importing torch here
-        array = array.detach().cpu().numpy()  # type: ignore[union-attr]
+        array = array.detach().cpu().numpy()
     return np.asarray(array)
 
 
@@ -170,9 +178,11 @@ def _legend_handles(roi_names: Sequence[str]) -> list[Patch]:
 def save_figure(fig: Figure, path: Path | str) -> Path:
     """Save a figure atomically (JPEG quality 92 by suffix) and return the path."""
     target = Path(path)
-    options = {"pil_kwargs": {"quality": 92}} if target.suffix.lower() in (".jpg", ".jpeg") else {}
+    is_jpeg = target.suffix.lower() in (".jpg", ".jpeg")
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=fig.dpi, facecolor="white", **options)
+        fig.savefig(
+            tmp, dpi=fig.dpi, facecolor="white", pil_kwargs={"quality": 92} if is_jpeg else None
+        )
     return target
 
 
@@ -315,8 +325,8 @@ def save_overlay(
 
 
 def plot_batch(
-    images: np.ndarray,
-    labels: np.ndarray,
+    images: np.ndarray | TensorLike,
+    labels: np.ndarray | TensorLike,
     roi_names: Sequence[str],
     *,
     path: Path | str | None = None,

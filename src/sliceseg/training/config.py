@@ -6,10 +6,13 @@ import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+from sliceseg.augment.params import AugmentParams
+from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource
 from sliceseg.errors import ConfigError
+from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,8 +41,11 @@ class TrainConfig:
         dropout_rate: dropout probability inside the network.
         loss: "dice_ce" (Dice + cross-entropy, default) or "dice" (the published soft Dice).
         augment: whether to augment training batches.
-        augment_params: the manual's augmentation parameters (aug_prob, rot_range, ...).
-        hyperparameters: architecture hyper-parameters overriding the registry's defaults.
+        augment_params: the manual's augmentation parameters (aug_prob, rot_range, ...); a
+            plain dict (a TOML table) is accepted and converted.
+        hyperparameters: the architecture's hyper-parameters overriding the registry's
+            defaults (`UNetHyperparameters` / `PyramidHyperparameters`); a plain dict is
+            accepted and converted.
         print_checkpoint: print progress and validate every this many epochs.
         save_checkpoint: save ``<model_filename>_<epoch>.pt`` every this many epochs.
         validation_fraction: share of series held out for validation.
@@ -47,6 +53,7 @@ class TrainConfig:
         max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
         device: "auto", "cpu" or "cuda".
         overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
     """
 
     data_dir: str | None = None
@@ -65,8 +72,9 @@ class TrainConfig:
     dropout_rate: float = 0.0
     loss: str = "dice_ce"
     augment: bool = True
-    augment_params: dict[str, Any] = field(default_factory=dict)
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # Plain dicts (TOML tables) are accepted and converted to the typed value in __post_init__.
+    augment_params: AugmentParams = field(default_factory=AugmentParams)
+    hyperparameters: Hyperparameters = field(default_factory=dict)  # type: ignore[assignment]
     print_checkpoint: int = 10
     save_checkpoint: int = 50
     validation_fraction: float = 0.2
@@ -74,8 +82,32 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "auto"
     overwrite: bool = False
+    unlabelled_slices: str = "skip"
 
     def __post_init__(self) -> None:
+        self._check_numbers()
+        if not self.model_filename or "/" in self.model_filename:
+            raise ConfigError(
+                f"model_filename must be a plain file stem, got {self.model_filename!r}."
+            )
+        if self.roi_names is not None:
+            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+        if self.unlabelled_slices not in UNLABELLED_CHOICES:
+            raise ConfigError(
+                f"unlabelled_slices must be one of {', '.join(UNLABELLED_CHOICES)}, got "
+                f"{self.unlabelled_slices!r}."
+            )
+        for name in ("data_dir", "images_dir", "labels_dir", "out_dir"):
+            value = getattr(self, name)
+            if isinstance(value, PurePath):  # a notebook's Path: stored as text, as in TOML
+                object.__setattr__(self, name, str(value))
+        if not isinstance(self.augment_params, AugmentParams):
+            object.__setattr__(self, "augment_params", AugmentParams.from_dict(self.augment_params))
+        hyper = parse_hyperparameters(self.arch, self.hyperparameters)
+        object.__setattr__(self, "hyperparameters", hyper)
+        self._check_input_shape()
+
+    def _check_numbers(self) -> None:
         positive_ints = (
             "input_shape",
             "epochs",
@@ -103,27 +135,49 @@ class TrainConfig:
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes!r}.")
-        if not self.model_filename or "/" in self.model_filename:
-            raise ConfigError(
-                f"model_filename must be a plain file stem, got {self.model_filename!r}."
-            )
-        if self.roi_names is not None:
-            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
 
-    def dataset_arguments(self) -> dict[str, Any]:
-        """Return the data settings as keyword arguments of `check_dataset` / `load_samples`."""
-        return {
-            "data_dir": Path(self.data_dir) if self.data_dir else None,
-            "images_dir": Path(self.images_dir) if self.images_dir else None,
-            "labels_dir": Path(self.labels_dir) if self.labels_dir else None,
-            "num_labels": self.num_labels,
-            "roi_names": self.roi_names,
-        }
+    def _check_input_shape(self) -> None:
+        divisor = required_divisor(self.arch, self.model_hyperparameters())
+        if self.input_shape % divisor:
+            below = (self.input_shape // divisor) * divisor
+            raise ConfigError(
+                f"input_shape {self.input_shape} is not divisible by {divisor}, which the "
+                f"'{self.arch}' network needs; use {below or divisor} or {below + divisor}."
+            )
+
+    def model_hyperparameters(self) -> dict[str, Any]:
+        """Return every hyper-parameter of the network for this grid, as the model file stores
+        them: the registry's defaults, ``dropout_rate``, then the given ``hyperparameters``.
+
+        Example:
+            >>> TrainConfig(input_shape=64, hyperparameters={"depth": 4}).model_hyperparameters()
+            ... # doctest: +ELLIPSIS
+            {'base_channels': 8, 'depth': 4, ...}
+        """
+        return self.hyperparameters.resolve(self.input_shape, dropout_rate=self.dropout_rate)
+
+    def data_source(self) -> DataSource:
+        """Return the training data as the `DataSource` of `check_dataset` / `load_samples`.
+
+        Raises:
+            ConfigError: no data folder is set.
+            PairingError: a data folder does not exist.
+        """
+        return DataSource.from_dirs(
+            Path(self.data_dir) if self.data_dir else None,
+            images_dir=Path(self.images_dir) if self.images_dir else None,
+            labels_dir=Path(self.labels_dir) if self.labels_dir else None,
+            num_labels=self.num_labels,
+            roi_names=self.roi_names,
+            unlabelled_slices=self.unlabelled_slices,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain data (saved next to the model and inside it)."""
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["roi_names"] = list(self.roi_names) if self.roi_names is not None else None
+        data["augment_params"] = self.augment_params.to_dict()
+        data["hyperparameters"] = self.hyperparameters.to_dict()
         return data
 
     @classmethod
@@ -144,9 +198,46 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with some settings changed (None values are ignored)."""
-        return TrainConfig.from_dict(
-            {**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
-        )
+        return self.with_settings({k: v for k, v in changes.items() if v is not None})
+
+    def with_settings(self, settings: Mapping[str, Any]) -> TrainConfig:
+        """Return a copy with ``settings`` applied as given (None sets a setting to None).
+
+        Raises:
+            ConfigError: a name is not a setting, or a value is invalid.
+        """
+        return TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
+
+
+def normalise_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return settings with user-friendly forms made canonical (``"a, b"`` roi_names → a tuple)."""
+    settings = dict(data)
+    if isinstance(settings.get("roi_names"), str):
+        settings["roi_names"] = tuple(n.strip() for n in settings["roi_names"].split(","))
+    return settings
+
+
+def read_settings(path: Path | str) -> dict[str, Any]:
+    """Return the settings a TOML file gives (top level or a ``[train]`` table), unvalidated.
+
+    Raises:
+        ConfigError: the file is missing or not valid TOML.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
+        >>> _ = path.write_text('[train]\\nepochs = 50\\nroi_names = "a, b"\\n')
+        >>> read_settings(path)
+        {'epochs': 50, 'roi_names': ('a', 'b')}
+    """
+    source = Path(path)
+    try:
+        parsed = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{source}: settings file not found.") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML ({error}); fix the line it names.") from error
+    return normalise_settings(parsed.get("train", parsed))
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig:
@@ -163,21 +254,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig
         ConfigError: the file is missing or not valid TOML, or a setting is unknown or invalid.
 
     Example:
-        >>> config = load_config("train.toml", epochs=50)
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
+        >>> _ = path.write_text('[train]\\nepochs = 5\\nbatch_size = 8\\n')
+        >>> load_config(path, epochs=50, seed=None).epochs  # seed None: not given
+        50
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        source = Path(path)
-        try:
-            parsed = tomllib.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise ConfigError(f"{source}: settings file not found.") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(
-                f"{source}: not valid TOML ({error}); fix the line it names."
-            ) from error
-        data = dict(parsed.get("train", parsed))
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if isinstance(data.get("roi_names"), str):
-        data["roi_names"] = tuple(n.strip() for n in data["roi_names"].split(","))
+    data = read_settings(path) if path is not None else {}
+    data.update(normalise_settings({k: v for k, v in overrides.items() if v is not None}))
     return TrainConfig.from_dict(data)

@@ -1,4 +1,10 @@
-"""The training loop: a few named steps (train an epoch, evaluate, checkpoint) and their recipe."""
+"""The training loop: named steps (set up, restore, train an epoch, validate, checkpoint) and
+the recipe that runs them.
+
+The recipe (`train`): plan the run (a fresh config, or a checkpoint's settings plus explicit
+overrides) → set up (data, model, optimiser, loader) → restore (when resuming) → for each epoch:
+train, validate when due, checkpoint when due, log → finish (best model, settings, history).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,20 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
-from tqdm.auto import tqdm
 
 from sliceseg._version import __version__
-from sliceseg.augment.transforms import AugmentParams, augment_batch
-from sliceseg.data.batches import GridTensors, samples_to_grid
-from sliceseg.data.samples import check_dataset, split_by_series
+from sliceseg.augment.transforms import augment_batch
+from sliceseg.data.batches import samples_to_grid
+from sliceseg.data.samples import load_samples
+from sliceseg.data.split import split_by_patient
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
-from sliceseg.models import build_model, default_hyperparameters, required_divisor
-from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle, unwrap_model
-from sliceseg.report.plots import plot_history
-from sliceseg.report.visualize import plot_batch
+from sliceseg.io.files import atomic_write_text, prepare_output_dir
+from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
 from sliceseg.system import select_device
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import (
@@ -36,20 +37,37 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.training.losses import MultiOutputLoss, build_loss
-from sliceseg.training.progress import format_elapsed, print_flush, progress_line
+from sliceseg.training.progress import (
+    OnCheckpoint,
+    ProgressEvent,
+    format_elapsed,
+    print_flush,
+    progress_line,
+)
+from sliceseg.training.session import (
+    Session,
+    TrainingData,
+    capture_state,
+    fresh_state,
+    restore,
+    save_checkpoint,
+    save_first_batch,
+    set_up,
+)
+from sliceseg.training.state import HistoryRow, TrainingState, resume_config
+from sliceseg.training.steps import (
+    Augment,
+    DiceCounter,
+    EpochStats,
+    evaluate,
+    learning_rate_at,
+    optimizer_step,
+    train_one_epoch,
+)
+
+__all__ = ["DiceCounter", "EpochStats", "TrainResult", "evaluate", "optimizer_step", "train"]
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """What one training epoch measured (means over its batches)."""
-
-    loss: float
-    dice_loss: float
-    dice: float
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -67,456 +85,330 @@ class TrainResult:
     history: pd.DataFrame = field(repr=False)
 
 
-class DiceCounter:
-    """Accumulate per-ROI Dice over batches from hard predictions (overlap counts, not means)."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.intersection = torch.zeros(num_classes - 1, dtype=torch.float64)
-        self.total = torch.zeros(num_classes - 1, dtype=torch.float64)
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add a batch: logits (B, C, H, W), labels (B, H, W)."""
-        pred = logits.argmax(dim=1)
-        for roi in range(1, self.num_classes):
-            p, t = pred == roi, labels == roi
-            self.intersection[roi - 1] += (p & t).sum().item()
-            self.total[roi - 1] += (p.sum() + t.sum()).item()
-
-    def per_roi(self) -> np.ndarray:
-        """Dice per ROI 1..K; nan for an ROI absent from predictions and labels alike."""
-        total = self.total.numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, 2 * self.intersection.numpy() / total, np.nan)
-
-    def mean(self) -> float:
-        """Mean Dice over the ROIs seen."""
-        values = self.per_roi()
-        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-
-
-def optimizer_step(
-    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
-) -> None:
-    """Back-propagate ``loss`` and step, through the AMP gradient scaler when there is one."""
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-
-
-def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float:
-    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget."""
-    progress = (epoch - 1) / config.epochs
-    if config.max_minutes is not None:
-        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
-    return config.learning_rate * max(1.0 - min(progress, 1.0), 0.0) ** 0.9
-
-
-def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    loss_fn: MultiOutputLoss,
-    dice_loss_fn: MultiOutputLoss,
-    optimizer: torch.optim.Optimizer,
-    *,
-    device: torch.device,
-    num_classes: int,
-    augment: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
-    scaler: torch.amp.GradScaler | None = None,
-    show_progress: bool = False,
-    description: str = "",
-) -> EpochStats:
-    """Run one pass over the training batches and return the epoch's mean loss and Dice."""
-    model.train()
-    start = time.perf_counter()
-    losses, dice_losses, counter = [], [], DiceCounter(num_classes)
-    batches = tqdm(loader, desc=description, leave=False, disable=not show_progress)
-    for images, labels in batches:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if augment is not None:
-            images, labels = augment(images, labels)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, enabled=scaler is not None):
-            outputs = model(images)
-            loss = loss_fn(outputs, labels)
-        optimizer_step(loss, optimizer, scaler)
-        with torch.no_grad():
-            final = outputs[0].float()
-            dice_losses.append(float(dice_loss_fn([o.float() for o in outputs], labels)))
-            counter.update(final.cpu(), labels.cpu())
-        losses.append(float(loss.detach()))
-    return EpochStats(
-        loss=float(np.mean(losses)),
-        dice_loss=float(np.mean(dice_losses)),
-        dice=counter.mean(),
-        seconds=time.perf_counter() - start,
-    )
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: GridTensors,
-    *,
-    device: torch.device,
-    num_classes: int,
-    batch_size: int = 8,
-) -> np.ndarray:
-    """Return the per-ROI Dice of ``model`` on labelled grid tensors; the mode is restored."""
-    was_training = model.training
-    model.eval()
-    counter = DiceCounter(num_classes)
-    try:
-        for start in range(0, len(data), batch_size):
-            images = data.images[start : start + batch_size].to(device)
-            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-                logits = model(images)[0].float()
-            counter.update(logits.cpu(), data.labels[start : start + batch_size])
-    finally:
-        model.train(was_training)
-    return counter.per_roi()
-
-
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    metadata: ModelMetadata,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    history: list[dict[str, float]],
-    generators: dict[str, torch.Generator],
-    extra: dict[str, Any],
-) -> Path:
-    """Write a resumable checkpoint: the model file plus optimiser, history and random state."""
-    training_state = {
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "history": [dict(row) for row in history],
-        "rng": {
-            "torch": torch.get_rng_state(),
-            **{name: g.get_state() for name, g in generators.items()},
-        },
-        **extra,
-    }
-    return save_bundle(path, model, metadata, training_state=training_state)
-
-
-def write_history(out_dir: Path, name: str, history: list[dict[str, float]]) -> tuple[Path, Path]:
-    """Write ``<name>_history.csv`` and its plot ``<name>_history.png``; return both paths."""
-    frame = pd.DataFrame(history)
-    csv_path, png_path = out_dir / f"{name}_history.csv", out_dir / f"{name}_history.png"
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
-    plot_history(frame, path=png_path)
-    return csv_path, png_path
-
-
-def save_first_batch(
-    path: Path,
-    data: GridTensors,
-    params: AugmentParams | None,
-    *,
-    roi_names: tuple[str, ...],
-    batch_size: int,
-    seed: int,
-) -> Path:
-    """Draw the first augmented batch (a generator of its own, so training draws are unchanged)."""
-    images, labels = data.images[:batch_size], data.labels[:batch_size]
-    if params is not None:
-        generator = torch.Generator().manual_seed(seed)
-        images, labels = augment_batch(images, labels, params, generator=generator)
-    plot_batch(images, labels, list(roi_names), path=path)
-    return path
-
-
-def _validation_line(per_roi: np.ndarray, roi_names: tuple[str, ...]) -> str:
-    parts = [f"{n} {d:.3f}" for n, d in zip(roi_names, per_roi, strict=True) if np.isfinite(d)]
-    return f"Validation dice: mean {np.nanmean(per_roi):.3f} | " + " | ".join(parts)
-
-
-def _build_model_for(config: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    hyper = {**default_hyperparameters(config.arch, input_size=config.input_shape)}
-    hyper.update(config.hyperparameters)
-    if "dropout_rate" in hyper:
-        hyper["dropout_rate"] = config.dropout_rate
-    divisor = required_divisor(config.arch, hyper)
-    if config.input_shape % divisor:
-        below = (config.input_shape // divisor) * divisor
-        raise ConfigError(
-            f"input_shape {config.input_shape} is not divisible by {divisor}, which the "
-            f"'{config.arch}' network needs; use {below or divisor} or {below + divisor}."
-        )
-    model = build_model(
-        config.arch, num_classes=num_classes, input_size=config.input_shape, **hyper
-    )
-    return model, hyper
-
-
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None = None,
     *,
     resume: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
     log: Log = print_flush,
+    on_checkpoint: OnCheckpoint | None = None,
 ) -> TrainResult:
     """Train a model on a labelled DICOM dataset and write models, history and settings.
 
     Args:
-        config: every setting of the run.
-        resume: a checkpoint ``<name>_<epoch>.pt`` to continue from (its folder receives the
-            new files; its settings are used, with ``epochs`` / ``max_minutes`` from ``config``).
+        config: every setting of a new run (None: the defaults, changed by ``overrides``).
+        resume: a checkpoint ``<name>_<epoch>.pt`` to continue: the same run, with its
+            settings, planned epochs, learning-rate schedule and what is left of its time
+            budget, writing beside the checkpoint. Do not pass ``config`` with it.
+        overrides: settings given explicitly (e.g. ``{"epochs": 60}``); on a resume each one
+            that differs from the checkpoint is applied and named in one log line. Settings
+            that define the model or the split (arch, input_shape, seed, ...) cannot change.
         log: where progress lines go (printed and flushed by default).
+        on_checkpoint: called at every print checkpoint (every ``print_checkpoint`` epochs,
+            the first and the last) with a `ProgressEvent`, e.g. to draw live curves.
 
     Returns:
         Paths of the files written and the best validation Dice.
 
     Raises:
-        SlicesegError: the data is unfit, a setting is invalid, or the output folder is in use.
+        SlicesegError: the data is unfit, a setting is invalid, the checkpoint cannot be
+            resumed, or the output folder is in use.
 
     Example:
-        >>> result = train(TrainConfig(data_dir="phantom/train", epochs=20, out_dir="model"))
-        >>> result.best_model
+        >>> config = TrainConfig(data_dir="phantom/train", epochs=20, out_dir="model")
+        >>> result = train(config)  # doctest: +SKIP
+        >>> more = train(resume="model/sliceseg_20.pt", overrides={"epochs": 30})  # doctest: +SKIP
     """
-    checkpoint = load_bundle(resume) if resume is not None else None
-    if checkpoint is not None:
-        if checkpoint.training_state is None:
-            raise ConfigError(
-                f"{resume}: holds weights only (e.g. a *_best.pt); resume from a "
-                "<name>_<epoch>.pt checkpoint."
-            )
-        config = TrainConfig.from_dict(checkpoint.metadata.settings).replace(
-            epochs=config.epochs, max_minutes=config.max_minutes, device=config.device
-        )
-        config = config.replace(out_dir=str(Path(resume).parent))
+    config, resumption = plan_run(config, resume=resume, overrides=overrides or {})
     context = init_distributed(select_device(config.device))
     try:
-        return _run(config, checkpoint, context, log if context.is_main else (lambda _m: None))
+        if not context.is_main:
+            log, on_checkpoint = (lambda _line: None), None
+        return _run(config, resumption, context, log, on_checkpoint)
     finally:
         close_distributed(context)
 
 
-def _run(config: TrainConfig, checkpoint, context: DistributedContext, log: Log) -> TrainResult:
-    device = context.device
-    out_dir = Path(config.out_dir)
-    if checkpoint is None and context.is_main:
-        prepare_output_dir(out_dir, overwrite=config.overwrite)
+def plan_run(
+    config: TrainConfig | None,
+    *,
+    resume: Path | str | None,
+    overrides: Mapping[str, Any],
+) -> tuple[TrainConfig, Resumption | None]:
+    """Return the settings of the run and, when resuming, what to continue from.
+
+    Raises:
+        ConfigError: both ``config`` and ``resume`` given, a weights-only file, or an override
+            that cannot apply to a resumed run.
+        BundleError: the checkpoint cannot be read.
+    """
+    if resume is None:
+        base = config if config is not None else TrainConfig()
+        return (base.with_settings(overrides) if overrides else base), None
+    if config is not None:
+        raise ConfigError(
+            "train(): give either config or resume=, not both; a resumed run keeps its "
+            "checkpoint's settings, so pass the ones to change as overrides={...}."
+        )
+    checkpoint = load_bundle(resume)
+    if checkpoint.training_state is None:
+        raise ConfigError(
+            f"{resume}: holds weights only (e.g. a *_best.pt); resume from a "
+            "<name>_<epoch>.pt checkpoint."
+        )
+    state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
+    settings = {**checkpoint.metadata.settings, "out_dir": str(Path(resume).parent)}
+    resumed, notes = resume_config(settings, state, overrides, source=str(resume))
+    return resumed, Resumption(checkpoint, state, notes)
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """A checkpoint to continue from: its weights, its state, and the settings changed."""
+
+    checkpoint: Bundle
+    state: TrainingState
+    notes: tuple[str, ...]
+
+
+def _run(
+    config: TrainConfig,
+    resumption: Resumption | None,
+    context: DistributedContext,
+    log: Log,
+    on_checkpoint: OnCheckpoint | None,
+) -> TrainResult:
+    if resumption is None and context.is_main:
+        prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-
-    report = check_dataset(
-        **config.dataset_arguments(), progress=context.is_main and sys.stderr.isatty()
-    )
-    if not report.is_trainable:
-        raise LabelError(
-            f"the training data is not fit for training: {report.summary_line()} "
-            "Run `sliceseg check` on it for the full report."
-        )
-    roi_names = tuple(report.roi_names)
-    num_classes = len(roi_names) + 1
-    train_samples, val_samples = split_by_series(
-        report.samples, validation_fraction=config.validation_fraction, seed=config.seed
-    )
-    train_data = samples_to_grid(train_samples, config.input_shape)
-    val_data = samples_to_grid(val_samples, config.input_shape)
-    log(
-        f"Training on {len(train_data)} slices, validating on {len(val_data)} "
-        f"({num_classes - 1} ROIs: {', '.join(roi_names)}) | arch {config.arch} | "
-        f"input {config.input_shape}×{config.input_shape} | device {device}"
-        + (f" × {context.world_size} processes" if context.is_distributed else "")
-    )
-
-    model, hyper = _build_model_for(config, num_classes)
-    model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    metadata = ModelMetadata(
-        arch=config.arch,
-        hyperparameters=hyper,
-        num_classes=num_classes,
-        input_size=config.input_shape,
-        roi_names=roi_names,
-        label_values=tuple(report.scheme.stored_values),
-        settings=config.to_dict(),
-        sliceseg_version=__version__,
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    generators = {
-        "shuffle": torch.Generator().manual_seed(config.seed),
-        "augment": torch.Generator().manual_seed(config.seed * 1000 + context.rank + 1),
-    }
-    history: list[dict[str, float]] = []
-    elapsed_before, best_val = 0.0, -1.0
-    if checkpoint is not None:
-        model.load_state_dict(unwrap_model(checkpoint.model).state_dict())
-        state = checkpoint.training_state
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history = [dict(row) for row in state["history"]]
-        elapsed_before = float(state.get("elapsed_seconds", 0.0))
-        best_val = float(state.get("best_val_dice", -1.0))
-        torch.set_rng_state(state["rng"]["torch"])
-        for name, generator in generators.items():
-            generator.set_state(state["rng"][name])
-        log(f"Resuming from {checkpoint.source} after epoch {checkpoint.metadata.epoch}.")
-    start_epoch = checkpoint.metadata.epoch + 1 if checkpoint is not None else 1
-
-    wrapped: nn.Module = model
-    if context.is_distributed:
-        wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    dataset = TensorDataset(train_data.images, train_data.labels)
-    sampler = (
-        DistributedSampler(dataset, shuffle=True, seed=config.seed)
-        if context.is_distributed
-        else None
-    )
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generators["shuffle"] if sampler is None else None,
-        num_workers=config.num_workers,
-        drop_last=len(dataset) > config.batch_size,
-        pin_memory=device.type == "cuda",
-    )
-    params = AugmentParams.from_dict(config.augment_params) if config.augment else None
-
-    def augment(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return augment_batch(images, labels, params, generator=generators["augment"])
-
-    if context.is_main and checkpoint is None:
+    session = set_up(config, context, _load_data(config, context), log)
+    state = fresh_state(config)
+    if resumption is not None:
+        state = resumption.state
+        restore(session, resumption.checkpoint, state)
+        for note in resumption.notes:
+            log(note)
+    elif context.is_main:
         save_first_batch(
-            out_dir / f"{config.model_filename}_first_batch.png",
-            train_data,
-            params,
-            roi_names=roi_names,
+            session.path("first_batch.png"),
+            session.data.train,
+            session.augment_params,
+            roi_names=session.data.roi_names,
             batch_size=config.batch_size,
             seed=config.seed,
         )
-    loss_fn = MultiOutputLoss(build_loss(config.loss))
-    dice_loss_fn = MultiOutputLoss(build_loss("dice"))
-    name = config.model_filename
-    started = time.perf_counter()
-    epoch = start_epoch - 1
-    epoch_seconds: list[float] = []
-    show_bar = context.is_main and sys.stderr.isatty()
-    stop = False
-    for epoch in range(start_epoch, config.epochs + 1):
-        elapsed = elapsed_before + time.perf_counter() - started
-        lr = learning_rate_at(config, epoch, elapsed)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        stats = train_one_epoch(
-            wrapped,
-            loader,
-            loss_fn,
-            dice_loss_fn,
-            optimizer,
-            device=device,
-            num_classes=num_classes,
-            augment=augment if params is not None else None,
-            scaler=scaler,
-            show_progress=show_bar,
-            description=f"epoch {epoch}/{config.epochs}",
-        )
+    state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint)
+    return finish(session, state, log)
+
+
+def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData:
+    """Read and check the dataset (refused when unfit), split it by patient, grid it."""
+    samples, report = load_samples(
+        config.data_source(), progress=context.is_main and sys.stderr.isatty()
+    )
+    if report.scheme is None:  # load_samples refuses unfit data, which this would be
+        raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
+    train_samples, val_samples = split_by_patient(
+        samples, validation_fraction=config.validation_fraction, seed=config.seed
+    )
+    return TrainingData(
+        train=samples_to_grid(train_samples, config.input_shape),
+        validation=samples_to_grid(val_samples, config.input_shape),
+        roi_names=tuple(report.roi_names),
+        label_values=tuple(report.scheme.stored_values),
+    )
+
+
+def run_epochs(
+    session: Session, start: TrainingState, *, log: Log, on_checkpoint: OnCheckpoint | None
+) -> TrainingState:
+    """Train from ``start`` to the planned epoch (or the budget): each epoch train, validate
+    when due, checkpoint when due, log."""
+    config, is_main = session.config, session.context.is_main
+    state, best = start, start.best_val_dice
+    clock, epoch_seconds = Clock(start.elapsed_seconds), []
+    for epoch in range(start.epoch + 1, config.epochs + 1):
+        row, stats = train_epoch(session, epoch, clock)
         epoch_seconds.append(stats.seconds)
-        elapsed = elapsed_before + time.perf_counter() - started
-        row: dict[str, float] = {
-            "epoch": epoch,
-            "loss": context.mean(stats.loss),
-            "dice_loss": context.mean(stats.dice_loss),
-            "train_dice": context.mean(stats.dice),
-            "val_dice": float("nan"),
-            **{f"val_dice_{n}": float("nan") for n in roi_names},
-            "lr": lr,
-            "elapsed_seconds": elapsed,
-        }
-        if config.max_minutes is not None:
-            budget_s = 60.0 * config.max_minutes
-            stop = context.broadcast_flag(elapsed + float(np.median(epoch_seconds[-3:])) > budget_s)
+        stop = _budget_spent(session, row["elapsed_seconds"], epoch_seconds)
         is_last = stop or epoch == config.epochs
-        if context.is_main and (epoch == 1 or epoch % config.print_checkpoint == 0 or is_last):
-            log(progress_line(epoch, config.epochs, row["dice_loss"], row["train_dice"], elapsed))
-            if len(val_data):
-                per_roi = evaluate(model, val_data, device=device, num_classes=num_classes)
-                row["val_dice"] = float(np.nanmean(per_roi))
-                row.update(
-                    {f"val_dice_{n}": float(d) for n, d in zip(roi_names, per_roi, strict=True)}
-                )
-                log(_validation_line(per_roi, roi_names))
-                if row["val_dice"] > best_val:
-                    best_val = row["val_dice"]
-                    save_bundle(out_dir / f"{name}_best.pt", model, _at_epoch(metadata, epoch))
-        history.append(row)
-        if context.is_main and (epoch % config.save_checkpoint == 0 or is_last):
-            save_checkpoint(
-                out_dir / f"{name}_{epoch}.pt",
-                model,
-                _at_epoch(metadata, epoch),
-                optimizer=optimizer,
-                scaler=scaler,
-                history=history,
-                generators=generators,
-                extra={"elapsed_seconds": elapsed, "best_val_dice": best_val},
-            )
-            write_history(out_dir, name, history)
+        if is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True):
+            row = validate(session, row)
+            best = keep_best(session, row, best)
+            report_progress(session, row, log=log, on_checkpoint=on_checkpoint)
+        state = capture_state(
+            session,
+            epoch=epoch,
+            history=(*state.history, row),
+            best_val_dice=best,
+            elapsed_seconds=row["elapsed_seconds"],
+        )
+        if is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last):
+            save_checkpoint(session, state)
         if stop:
             log(
                 f"Stopping after epoch {epoch}: the next epoch would pass the "
-                f"{config.max_minutes:g}-minute budget (elapsed {format_elapsed(elapsed)})."
+                f"{config.max_minutes:g}-minute budget "
+                f"(elapsed {format_elapsed(row['elapsed_seconds'])})."
             )
             break
-    checksums = context.gather_floats(parameter_checksum(model))
+    return state
+
+
+def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow, EpochStats]:
+    """Set the learning rate, train one epoch, and return its history row (not yet validated)."""
+    config, context = session.config, session.context
+    lr = learning_rate_at(config, epoch, clock.elapsed())
+    for group in session.optimizer.param_groups:
+        group["lr"] = lr
+    if session.sampler is not None:
+        session.sampler.set_epoch(epoch)
+    stats = train_one_epoch(
+        session.network,
+        session.loader,
+        session.loss_fn,
+        session.dice_loss_fn,
+        session.optimizer,
+        device=context.device,
+        num_classes=session.data.num_classes,
+        augment=_augmenter(session),
+        scaler=session.scaler,
+        show_progress=context.is_main and sys.stderr.isatty(),
+        description=f"epoch {epoch}/{config.epochs}",
+    )
+    row: HistoryRow = {
+        "epoch": epoch,
+        "loss": context.mean(stats.loss),
+        "dice_loss": context.mean(stats.dice_loss),
+        "train_dice": context.mean(stats.dice),
+        "val_dice": float("nan"),
+        **{f"val_dice_{n}": float("nan") for n in session.data.roi_names},
+        "lr": lr,
+        "elapsed_seconds": clock.elapsed(),
+    }
+    return row, stats
+
+
+def _augmenter(session: Session) -> Augment | None:
+    params, generator = session.augment_params, session.generators["augment"]
+    if params is None:
+        return None
+    return lambda images, labels: augment_batch(images, labels, params, generator=generator)
+
+
+def validate(session: Session, row: HistoryRow) -> HistoryRow:
+    """Return ``row`` with the validation Dice (mean and per ROI); unchanged without validation."""
+    if not len(session.data.validation):
+        return row
+    per_roi = evaluate(
+        session.model,
+        session.data.validation,
+        device=session.context.device,
+        num_classes=session.data.num_classes,
+    )
+    names = session.data.roi_names
+    return {
+        **row,
+        "val_dice": float(np.nanmean(per_roi)),
+        **{f"val_dice_{n}": float(d) for n, d in zip(names, per_roi, strict=True)},
+    }
+
+
+def keep_best(session: Session, row: HistoryRow, best: float | None) -> float | None:
+    """Save ``<name>_best.pt`` when the row's validation Dice beats ``best``; return the best."""
+    dice = row["val_dice"]
+    if not np.isfinite(dice) or (best is not None and dice <= best):
+        return best
+    epoch = int(row["epoch"])
+    save_bundle(session.path("best.pt"), session.model, session.metadata_at(epoch))
+    return dice
+
+
+def report_progress(
+    session: Session, row: HistoryRow, *, log: Log, on_checkpoint: OnCheckpoint | None
+) -> None:
+    """Log the manual's progress and validation lines and tell ``on_checkpoint``."""
+    epochs, names = session.config.epochs, session.data.roi_names
+    epoch, elapsed = int(row["epoch"]), row["elapsed_seconds"]
+    log(progress_line(epoch, epochs, row["dice_loss"], row["train_dice"], elapsed))
+    per_roi = {n: row[f"val_dice_{n}"] for n in names}
+    if len(session.data.validation):
+        parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
+        log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
+    if on_checkpoint is not None:
+        on_checkpoint(
+            ProgressEvent(
+                epoch=epoch,
+                epochs=epochs,
+                dice_loss=row["dice_loss"],
+                train_dice=row["train_dice"],
+                val_dice=row["val_dice"],
+                val_dice_per_roi=per_roi,
+                learning_rate=row["lr"],
+                elapsed_seconds=elapsed,
+            )
+        )
+
+
+def _is_due(epoch: int, every: int, *, is_last: bool, first: bool = False) -> bool:
+    return is_last or epoch % every == 0 or (first and epoch == 1)
+
+
+def _budget_spent(session: Session, elapsed: float, epoch_seconds: list[float]) -> bool:
+    """Whether the next epoch would pass the time budget (rank 0 decides for every rank)."""
+    if session.config.max_minutes is None:
+        return False
+    next_epoch_s = float(np.median(epoch_seconds[-3:]))
+    is_spent = elapsed + next_epoch_s > 60.0 * session.config.max_minutes
+    return session.context.broadcast_flag(is_spent)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Training time of the run, counting what the checkpoint had already spent."""
+
+    before_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        """Seconds trained so far, including before a resume."""
+        return self.before_s + time.perf_counter() - self.started
+
+
+def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
+    """Write the settings (and a best model when nothing was validated); return the result."""
+    context, epoch = session.context, state.epoch
+    checksums = context.gather_floats(parameter_checksum(session.model))
     context.barrier()
-    return _finish(config, model, metadata, history, epoch, best_val, checksums, context, log)
-
-
-def _at_epoch(metadata: ModelMetadata, epoch: int) -> ModelMetadata:
-    return ModelMetadata.from_dict({**metadata.to_dict(), "epoch": epoch})
-
-
-def _finish(
-    config, model, metadata, history, epoch, best_val, checksums, context, log
-) -> TrainResult:
-    out_dir, name = Path(config.out_dir), config.model_filename
-    final_path = out_dir / f"{name}_{epoch}.pt"
-    best_path = out_dir / f"{name}_best.pt"
-    csv_path, png_path = out_dir / f"{name}_history.csv", out_dir / f"{name}_history.png"
-    settings_path = out_dir / f"{name}_settings.json"
+    best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
         if not best_path.exists():  # no validation set: the last model is the best we know
-            save_bundle(best_path, model, _at_epoch(metadata, epoch))
+            save_bundle(best_path, session.model, session.metadata_at(epoch))
         settings = {
-            "settings": config.to_dict(),
-            "model": {"arch": metadata.arch, "hyperparameters": metadata.hyperparameters},
-            "roi_names": list(metadata.roi_names),
+            "settings": session.config.to_dict(),
+            "model": {
+                "arch": session.metadata.arch,
+                "hyperparameters": session.metadata.hyperparameters,
+            },
+            "roi_names": list(session.data.roi_names),
             "epochs_completed": epoch,
-            "best_val_dice": None if best_val < 0 else best_val,
+            "best_val_dice": state.best_val_dice,
             "world_size": context.world_size,
             "parameter_checksums": checksums,
             "sliceseg_version": __version__,
         }
         atomic_write_text(settings_path, json.dumps(settings, indent=2))
-        log(f"Saved models, history and settings in {out_dir}/ (best: {best_path.name}).")
-    frame = pd.DataFrame(history)
+        log(f"Saved models, history and settings in {session.out_dir}/ (best: {best_path.name}).")
+    best = state.best_val_dice
     return TrainResult(
-        out_dir=out_dir,
-        final_model=final_path,
+        out_dir=session.out_dir,
+        final_model=session.path(f"{epoch}.pt"),
         best_model=best_path,
-        history_csv=csv_path,
-        history_png=png_path,
+        history_csv=session.path("history.csv"),
+        history_png=session.path("history.png"),
         settings_json=settings_path,
         epochs_completed=epoch,
-        best_val_dice=best_val if best_val >= 0 else math.nan,
-        history=frame,
+        best_val_dice=best if best is not None else math.nan,
+        history=pd.DataFrame(list(state.history)),
     )

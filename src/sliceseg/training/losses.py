@@ -165,7 +165,10 @@ class MultiOutputLoss(nn.Module):
     ) -> list[torch.Tensor]:
         """Return the unweighted base loss of every output (labels resized to each)."""
         outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-        return [self.base(out, resize_labels(labels, tuple(out.shape[-2:]))) for out in outputs]
+        return [
+            self.base(out, resize_labels(labels, (int(out.shape[-2]), int(out.shape[-1]))))
+            for out in outputs
+        ]
 
     def final_loss(
         self, outputs: Sequence[torch.Tensor] | torch.Tensor, labels: torch.Tensor

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.augment.transforms import augment_batch
 from sliceseg.data.batches import samples_to_grid
 from sliceseg.data.samples import load_samples
 from sliceseg.report.visualize import plot_batch
@@ -31,19 +31,13 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    samples = load_samples(**config.dataset_arguments())
+    samples, report = load_samples(config.data_source())
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
     chosen = [samples[i] for i in order]
     grid = samples_to_grid(chosen, config.input_shape)
-    images, labels = grid.images, grid.labels
+    images = grid.images
+    labels = grid.labels if grid.labels is not None else torch.zeros_like(images[:, 0]).long()
     if config.augment:
-        params = AugmentParams.from_dict(config.augment_params)
-        images, labels = augment_batch(images, labels, params, generator=generator)
-    names = config.roi_names or _names_from(samples)
-    return plot_batch(images, labels, list(names), path=path)
-
-
-def _names_from(samples) -> tuple[str, ...]:
-    num_labels = max(int(s.label.max()) for s in samples)
-    return tuple(f"ROI {k}" for k in range(1, num_labels + 1))
+        images, labels = augment_batch(images, labels, config.augment_params, generator=generator)
+    return plot_batch(images, labels, list(report.roi_names), path=path)

@@ -1,6 +1,43 @@
-"""Progress lines in the user manual's exact form."""
+"""Progress reporting: the user manual's exact lines and the event a live plot receives."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a training run reports at each print checkpoint (``print_checkpoint`` epochs).
+
+    Attributes:
+        epoch: epochs completed.
+        epochs: epochs planned.
+        dice_loss: the epoch's mean soft-Dice loss on the training batches (the progress line's).
+        train_dice: the epoch's mean hard Dice on the training batches.
+        val_dice: mean validation Dice over the ROIs, nan without a validation set.
+        val_dice_per_roi: validation Dice by ROI name (nan for an ROI absent from validation).
+        learning_rate: the learning rate of the epoch.
+        elapsed_seconds: training time so far, including before a resume.
+    """
+
+    epoch: int
+    epochs: int
+    dice_loss: float
+    train_dice: float
+    val_dice: float
+    val_dice_per_roi: dict[str, float]
+    learning_rate: float
+    elapsed_seconds: float
+
+    @property
+    def has_validation(self) -> bool:
+        """True when the run has a validation set."""
+        return not math.isnan(self.val_dice)
+
+
+OnCheckpoint = Callable[[ProgressEvent], None]
 
 
 def format_elapsed(seconds: float) -> str:

@@ -1,0 +1,343 @@
+"""Real-MR benchmark: sliceseg vs a plain MONAI baseline on the MNI152 template, same CPU budget.
+
+Data (``real_mr_data``): the MNI152 2009a T1 and its grey/white-matter maps from nilearn,
+labelled 1 right WM, 2 left WM, 3 right GM, 4 left GM, seen through 6 training and 3 test
+simulated scanners (the test ones on held-out axial levels), written in the user manual's layout.
+Contenders, one after the other, each for ``--minutes`` of training on ``--threads`` cores:
+the baseline (``real_mr_baseline``) and ``sliceseg train`` + ``sliceseg predict`` with their
+defaults. Both are scored by ``real_mr_score`` on the test slices' native grids.
+
+Usage::
+
+    python bench/real_mr.py --minutes 10                  # both, 10 minutes each
+    python bench/real_mr.py --minutes 1 --out /tmp/rmr    # a quick end-to-end check
+    python bench/real_mr.py --only sliceseg               # one contender (data reused)
+
+Writes ``<out>/results.csv``, ``<out>/results.md`` and ``<out>/per_slice.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from real_mr_data import ROI_NAMES
+from real_mr_files import is_current, write_dataset
+from real_mr_score import Score, score_folder
+
+CONTENDERS = ("baseline", "sliceseg")
+ROI_SHORT = ("RWM", "LWM", "RGM", "LGM")
+
+
+@dataclass(frozen=True)
+class ContenderResult:
+    """One contender's training figures and score.
+
+    Attributes:
+        name: "baseline" or "sliceseg".
+        score: Dice and area errors on the test slices.
+        train_seconds: wall-clock time of the training loop.
+        epochs: passes over the training slices (fractional for the baseline).
+        steps: optimiser steps.
+        slices_per_second: training slices processed per second.
+        n_train_slices: slices trained on (sliceseg holds a validation series out).
+        predict_seconds: wall-clock time of predicting the test slices.
+    """
+
+    name: str
+    score: Score
+    train_seconds: float
+    epochs: float
+    steps: int
+    slices_per_second: float
+    n_train_slices: int
+    predict_seconds: float
+
+
+def prepare_data(out: Path, *, seed: int, regenerate: bool) -> float:
+    """Write the data unless ``out`` already holds it for ``seed``; check it; return seconds."""
+    seconds = 0.0
+    if regenerate or not is_current(out, seed=seed):
+        summary = write_dataset(out, seed=seed)
+        seconds = summary.seconds
+        print(
+            f"Data: {summary.n_train_slices} training slices (levels from "
+            f"{len(summary.train_levels)}), {summary.n_test_slices} test slices "
+            f"({len(summary.test_levels)} held-out levels) in {seconds:.1f} s"
+        )
+    else:
+        stamp = json.loads((out / "data.json").read_text())
+        seconds = float(stamp.get("seconds", math.nan))
+        print(f"Data: reusing {out}/train and {out}/test (seed {seed})")
+    check = subprocess.run(
+        [sys.executable, "-m", "sliceseg", "check", str(out / "train")],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode != 0:
+        raise SystemExit(f"sliceseg check {out / 'train'} failed:\n{check.stdout}{check.stderr}")
+    print(check.stdout.splitlines()[1] if len(check.stdout.splitlines()) > 1 else check.stdout)
+    return seconds
+
+
+def run_baseline(out: Path, *, minutes: float, seed: int, threads: int) -> ContenderResult:
+    """Train the MONAI baseline for ``minutes``, predict the test slices, score them."""
+    from real_mr_baseline import predict_cases, read_cases, train_baseline
+
+    torch.set_num_threads(threads)
+    work = out / "baseline"
+    shutil.rmtree(work, ignore_errors=True)
+    train_cases = read_cases(out / "train", with_labels=True)
+    print(f"baseline: training on {len(train_cases)} slices for {minutes:g} min")
+    model, stats = train_baseline(train_cases, minutes=minutes, seed=seed)
+    start = time.perf_counter()
+    labels_dir = predict_cases(model, read_cases(out / "test", with_labels=False), work / "pred")
+    predict_seconds = time.perf_counter() - start
+    torch.save(model.state_dict(), work / "baseline_last.pt")
+    return ContenderResult(
+        name="baseline",
+        score=score_folder(out / "test", labels_dir, num_rois=len(ROI_NAMES)),
+        train_seconds=stats.seconds,
+        epochs=stats.epochs,
+        steps=stats.steps,
+        slices_per_second=stats.slices_per_second,
+        n_train_slices=stats.n_train_slices,
+        predict_seconds=predict_seconds,
+    )
+
+
+def _run_logged(command: list[str], log_path: Path, env: dict[str, str], *, echo: bool) -> str:
+    """Run ``command``, saving (and with ``echo`` printing) its output; return it; fail loudly."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    with (
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as process,
+        log_path.open("w") as log,
+    ):
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            log.write(line)
+            if echo:
+                print(f"  | {line}", end="")
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {process.returncode}; see {log_path}")
+    return "".join(lines)
+
+
+def _sliceseg_training(model_dir: Path, log_text: str) -> tuple[int, int, float, int]:
+    """(epochs, steps, training seconds, training slices) from sliceseg's own files and log."""
+    settings = json.loads((model_dir / "sliceseg_settings.json").read_text())
+    epochs = int(settings["epochs_completed"])
+    batch = int(settings["settings"]["batch_size"])
+    with (model_dir / "sliceseg_history.csv").open(newline="") as handle:
+        seconds = float(list(csv.DictReader(handle))[-1]["elapsed_seconds"])
+    found = re.search(r"Training on (\d+) slices", log_text)
+    n_train = int(found.group(1)) if found else 0
+    steps = epochs * max(n_train // batch, 1) if n_train > batch else epochs
+    return epochs, steps, seconds, n_train
+
+
+def run_sliceseg(out: Path, *, minutes: float, seed: int, threads: int) -> ContenderResult:
+    """``sliceseg train`` (defaults, ``--max-minutes``) then ``sliceseg predict``; score."""
+    work = out / "sliceseg"
+    shutil.rmtree(work, ignore_errors=True)
+    model_dir = work / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cli = [sys.executable, "-m", "sliceseg"]
+    print(f"sliceseg: training for {minutes:g} min")
+    train_log = _run_logged(
+        [
+            *cli,
+            "train",
+            str(out / "train"),
+            "--out",
+            str(model_dir),
+            "--max-minutes",
+            f"{minutes:g}",
+            "--epochs",
+            "100000",  # the budget, not the epochs, ends training
+            "--seed",
+            str(seed),
+        ],
+        work / "train.log",
+        env,
+        echo=True,
+    )
+    found = re.search(r"Best model: (\S+\.pt)", train_log)
+    best = Path(found.group(1)) if found else model_dir / "sliceseg_best.pt"
+    start = time.perf_counter()
+    predict = [*cli, "predict", str(best), str(out / "test" / "dicoms"), "--out"]
+    predict_log = _run_logged(
+        [*predict, str(work / "pred"), "--no-report"], work / "predict.log", env, echo=False
+    )
+    print(f"  | {predict_log.strip().splitlines()[-1]}")
+    predict_seconds = time.perf_counter() - start
+    epochs, steps, seconds, n_train = _sliceseg_training(model_dir, train_log)
+    return ContenderResult(
+        name="sliceseg",
+        score=score_folder(out / "test", work / "pred" / "labels", num_rois=len(ROI_NAMES)),
+        train_seconds=seconds,
+        epochs=epochs,
+        steps=steps,
+        slices_per_second=n_train * epochs / seconds if n_train else math.nan,
+        n_train_slices=n_train,
+        predict_seconds=predict_seconds,
+    )
+
+
+def table_row(result: ContenderResult) -> dict[str, float | str]:
+    """One row of the results table (Dice, area errors, speed)."""
+    score = result.score
+    row: dict[str, float | str] = {"contender": result.name}
+    row.update({f"dice_{s}": d for s, d in zip(ROI_SHORT, score.dice, strict=True)})
+    row.update({"dice_mean": score.mean_dice, "dice_worst": score.worst_dice})
+    row.update(
+        {f"area_err_pct_{s}": e for s, e in zip(ROI_SHORT, score.area_error_pct, strict=True)}
+    )
+    row["area_err_pct_mean"] = score.mean_area_error_pct
+    row.update(
+        {
+            "train_slices_per_s": result.slices_per_second,
+            "epochs": result.epochs,
+            "steps": float(result.steps),
+            "train_s": result.train_seconds,
+            "train_slices": float(result.n_train_slices),
+            "predict_s": result.predict_seconds,
+        }
+    )
+    return row
+
+
+def ratio_row(rows: list[dict[str, float | str]]) -> dict[str, float | str] | None:
+    """sliceseg / baseline for every number, when both ran."""
+    by_name = {str(r["contender"]): r for r in rows}
+    if set(by_name) != set(CONTENDERS):
+        return None
+    mine, theirs = by_name["sliceseg"], by_name["baseline"]
+    ratio: dict[str, float | str] = {"contender": "sliceseg / baseline"}
+    for key, value in mine.items():
+        if key != "contender":
+            other = float(theirs[key])
+            ratio[key] = float(value) / other if other else math.nan
+    return ratio
+
+
+def verdict_line(rows: list[dict[str, float | str]]) -> str:
+    """The issue's goals on this run: mean Dice +0.03, worst ROI no worse, area error ≤ 0.6×."""
+    by_name = {str(r["contender"]): r for r in rows}
+    if not set(CONTENDERS) <= set(by_name):
+        return ""
+    mine, theirs = by_name["sliceseg"], by_name["baseline"]
+    gain = float(mine["dice_mean"]) - float(theirs["dice_mean"])
+    worst = float(mine["dice_worst"]) - float(theirs["dice_worst"])
+    area = float(mine["area_err_pct_mean"]) / float(theirs["area_err_pct_mean"])
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    return (
+        f"sliceseg − baseline: mean Dice {gain:+.3f} (goal ≥ +0.03, {met(gain >= 0.03)}); "
+        f"worst ROI {worst:+.3f} (goal ≥ 0, {met(worst >= 0)}); "
+        f"mean area error × {area:.2f} (goal ≤ 0.6, {met(area <= 0.6)})."
+    )
+
+
+def _cell(key: str, value: float | str, *, is_ratio: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if math.isnan(value):
+        return "–"
+    if is_ratio or key.startswith("area"):
+        return f"{value:.2f}"
+    if key.startswith("dice"):
+        return f"{value:.3f}"
+    return f"{value:.0f}" if key in ("steps", "train_slices") or value >= 100 else f"{value:.2f}"
+
+
+def markdown_table(rows: list[dict[str, float | str]]) -> str:
+    """The results as a markdown table, one row per contender (and the ratio row)."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        is_ratio = "/" in str(row["contender"])
+        cells = [_cell(k, row[k], is_ratio=is_ratio) for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(threads: int) -> str:
+    """Date, CPU, cores, torch and load average, for the table's header."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {threads} threads each; torch {torch.__version__}; "
+        f"1-min load {load:.2f}"
+    )
+
+
+def write_results(out: Path, results: list[ContenderResult], header: str) -> str:
+    """Write ``results.csv``, ``results.md`` and ``per_slice.csv``; return the markdown."""
+    rows = [table_row(r) for r in results]
+    ratio = ratio_row(rows)
+    all_rows = rows + ([ratio] if ratio else [])
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(all_rows[0]))
+        writer.writeheader()
+        writer.writerows(all_rows)
+    with (out / "per_slice.csv").open("w", newline="") as handle:
+        fields = ["contender", "key", "roi", "dice", "true_mm2", "pred_mm2"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for result in results:
+            writer.writerows({"contender": result.name, **r} for r in result.score.rows)
+    text = f"{header}\n\n{markdown_table(all_rows)}\n\n{verdict_line(rows)}\n"
+    (out / "results.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate (or reuse) the data, run the contenders, print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget each")
+    parser.add_argument("--out", default="real_mr_output", help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=CONTENDERS, help="run one contender")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per contender")
+    parser.add_argument("--regenerate", action="store_true", help="rewrite the data")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_seconds = prepare_data(out, seed=args.seed, regenerate=args.regenerate)
+    start_line = machine_line(args.threads)
+    runners = {"baseline": run_baseline, "sliceseg": run_sliceseg}
+    results = [
+        runners[name](out, minutes=args.minutes, seed=args.seed, threads=args.threads)
+        for name in ([args.only] if args.only else CONTENDERS)
+    ]
+    header = (
+        f"Real-MR benchmark, {args.minutes:g} min each, seed {args.seed}; start: {start_line}; "
+        f"end load {os.getloadavg()[0]:.2f}; data generated in {data_seconds:.1f} s. "
+        f"ROIs: {', '.join(f'{s} {n}' for s, n in zip(ROI_SHORT, ROI_NAMES, strict=True))}."
+    )
+    print(write_results(out, results, header))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Where a labelled dataset lives (`DataSource`), how its DICOMs pair with label maps, slice keys.
+
+Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix, so
+``dicoms/p01/slice_1.dcm`` pairs with ``labels/p01/slice_1.png``. A slice is named everywhere
+(check, training, predict, measure, evaluate) by `slice_key`: that relative path, plus
+``_f003`` for frame 3 of a multi-frame file, exactly as `Slice.name` ends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sliceseg.errors import ConfigError, PairingError
+from sliceseg.io.dicom import (
+    SkippedFile,
+    Slice,
+    find_dicom_files,
+    natural_key,
+    strip_dicom_suffix,
+    visible_files,
+)
+from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.volumes import is_dicom_seg, is_volume_name
+
+__all__ = ["DataSource", "Pair", "Pairing", "Sample", "pair_files", "slice_key"]
+
+UNLABELLED_CHOICES = ("skip", "background")
+"""What to do with slices a label volume leaves empty: leave them out, or train on them as
+background (``--unlabelled-slices``)."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A labelled dataset: its DICOM and label folders and what the user said about its ROIs.
+
+    Build it with `DataSource.from_dirs`, which fills in the default folders and checks that
+    they exist.
+
+    Attributes:
+        images_dir: folder of DICOM files (nested patient folders allowed).
+        labels_dir: folder of label maps mirroring ``images_dir``.
+        data_dir: the folder holding both by default (``dicoms/``, ``labels/``, ``labels.txt``);
+            None when both folders were given on their own.
+        num_labels: K, the number of ROIs, when known (checked against the data).
+        roi_names: names of ROIs 1..K when given; otherwise ``labels.txt`` or "ROI k".
+        unlabelled_slices: slices a label volume leaves empty: "skip" (default) or
+            "background".
+        label_values: the stored value of each ROI 0..K, 0 first, when known (a model's
+            ``label_values``, for evaluation): the label scheme is then taken as given, never
+            inferred from the files, and a value outside it is an error naming the file.
+
+    Raises:
+        ConfigError: ``num_labels`` < 1, as many ROI names as ``num_labels`` were not given, or
+            ``unlabelled_slices`` is not "skip" or "background".
+    """
+
+    images_dir: Path
+    labels_dir: Path
+    data_dir: Path | None = None
+    num_labels: int | None = None
+    roi_names: tuple[str, ...] | None = None
+    unlabelled_slices: str = "skip"
+    label_values: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images_dir", Path(self.images_dir))
+        if self.label_values is not None:
+            object.__setattr__(self, "label_values", tuple(int(v) for v in self.label_values))
+        object.__setattr__(self, "labels_dir", Path(self.labels_dir))
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.roi_names is not None:
+            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+        if self.num_labels is not None and (
+            isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
+        ):
+            raise ConfigError(f"num_labels={self.num_labels!r}: expected a whole number ≥ 1.")
+        if self.num_labels is not None and self.num_labels < 1:
+            raise ConfigError(f"num_labels={self.num_labels}: expected at least 1 ROI.")
+        if self.unlabelled_slices not in UNLABELLED_CHOICES:
+            raise ConfigError(
+                f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
+                f"{', '.join(UNLABELLED_CHOICES)}."
+            )
+        names = self.roi_names
+        if names is not None and self.num_labels is not None and len(names) != self.num_labels:
+            raise ConfigError(
+                f"roi_names: {len(names)} ROI names but num_labels={self.num_labels}; give one "
+                "name per ROI 1..K."
+            )
+
+    @classmethod
+    def from_dirs(
+        cls,
+        data_dir: Path | str | None = None,
+        *,
+        images_dir: Path | str | None = None,
+        labels_dir: Path | str | None = None,
+        num_labels: int | None = None,
+        roi_names: Sequence[str] | None = None,
+        unlabelled_slices: str = "skip",
+    ) -> DataSource:
+        """Resolve the folders (default ``DATA_DIR/dicoms`` and ``DATA_DIR/labels``); check them.
+
+        Args:
+            data_dir: the folder holding ``dicoms/`` and ``labels/``; may be None when both
+                ``images_dir`` and ``labels_dir`` are given.
+            images_dir: overrides ``DATA_DIR/dicoms``.
+            labels_dir: overrides ``DATA_DIR/labels``.
+            num_labels: K, the number of ROIs, when known.
+            roi_names: names of ROIs 1..K.
+            unlabelled_slices: "skip" or "background" (see the class).
+
+        Returns:
+            The `DataSource`.
+
+        Raises:
+            ConfigError: neither ``data_dir`` nor both overrides are given; a bad ``num_labels``
+                or ``roi_names`` (see the class).
+            PairingError: a folder does not exist (the message lists the folders that do).
+
+        Example:
+            >>> DataSource.from_dirs("data/train").images_dir
+            PosixPath('data/train/dicoms')
+        """
+        if data_dir is None and (images_dir is None or labels_dir is None):
+            raise ConfigError(
+                "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both images_dir "
+                "and labels_dir."
+            )
+        root = Path(data_dir) if data_dir is not None else Path(".")
+        images = Path(images_dir) if images_dir is not None else root / "dicoms"
+        labels = Path(labels_dir) if labels_dir is not None else root / "labels"
+        source = cls(
+            images_dir=images,
+            labels_dir=labels,
+            data_dir=Path(data_dir) if data_dir is not None else None,
+            num_labels=num_labels,
+            roi_names=tuple(roi_names) if roi_names is not None else None,
+            unlabelled_slices=unlabelled_slices,
+        )
+        for folder, role in ((images, "DICOM"), (labels, "label")):
+            if not folder.is_dir():
+                _raise_missing(folder, role)
+        return source
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A DICOM file and its label map; ``key`` is the relative path without suffix, '/'-joined."""
+
+    key: str
+    image_path: Path
+    label_path: Path
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The result of `pair_files`.
+
+    Attributes:
+        pairs: matched files, naturally sorted by key.
+        images_without_labels: DICOM files with no label map of the same key.
+        labels_without_images: label maps with no DICOM of the same key.
+        skipped: non-DICOM files in the image folder, non-label files in the label folder.
+        duplicates: files sharing one key inside a folder (``slice_1.png`` + ``slice_1.npy``);
+            they are not paired.
+    """
+
+    pairs: list[Pair]
+    images_without_labels: list[Path]
+    labels_without_images: list[Path]
+    skipped: list[SkippedFile]
+    duplicates: list[tuple[Path, ...]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """A slice and its label map on the same grid.
+
+    Attributes:
+        key: the slice's `slice_key` under the image folder (``p01/cine_f002`` for frame 2 of
+            ``dicoms/p01/cine.dcm``).
+        image: the DICOM slice.
+        label: (rows, cols) uint8 class map 0..K on the image's grid.
+    """
+
+    key: str
+    image: Slice
+    label: np.ndarray
+
+
+def slice_key(image: Slice, root: Path | str) -> str:
+    """Name a slice by its file's path under ``root``: folders, then `Slice.name`, '/'-joined.
+
+    This is the one name of a slice in every table (check, training, predict, measure,
+    evaluate), so that they join: the file's path relative to ``root`` without its DICOM suffix,
+    plus ``_f003`` for frame 3 of a multi-frame file.
+
+    Args:
+        image: the slice; ``image.source`` must lie under ``root``.
+        root: the folder the names are relative to (the DICOM folder).
+
+    Returns:
+        E.g. ``"p01/slice_1"``, or ``"p01/cine_f003"`` for a frame of a multi-frame file.
+
+    Raises:
+        ValueError: ``image.source`` is not under ``root``.
+
+    Example:
+        >>> slice_key(read_slice(Path("scans/p01/cine.dcm"), frame=3), Path("scans"))
+        'p01/cine_f003'
+    """
+    root = Path(root)
+    try:
+        folder = image.source.parent.relative_to(root)
+    except ValueError:
+        absolute = Path(os.path.abspath(image.source.parent))
+        try:
+            folder = absolute.relative_to(os.path.abspath(root))
+        except ValueError:
+            raise ValueError(
+                f"{image.source}: not inside {root}; name slices relative to their own folder."
+            ) from None
+    return folder.joinpath(image.name).as_posix()
+
+
+def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
+    """Pair DICOM files with label maps by relative path without suffix.
+
+    Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
+    their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
+    label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG) are left to
+    `sliceseg.data.volume_labels`; other files in the label folder are skipped with a reason.
+    Hidden files are ignored.
+
+    Args:
+        images_dir: folder of DICOM files (nested patient folders allowed).
+        labels_dir: folder of label maps mirroring ``images_dir``.
+
+    Returns:
+        The `Pairing`.
+
+    Raises:
+        PairingError: a folder does not exist.
+
+    Example:
+        >>> [p.key for p in pair_files(Path("d/dicoms"), Path("d/labels")).pairs]
+        ['p01/slice_1', 'p01/slice_2']
+    """
+    images_dir, labels_dir = Path(images_dir), Path(labels_dir)
+    image_paths, skipped = find_dicom_files(images_dir)
+    if not labels_dir.is_dir():
+        raise PairingError(f"{labels_dir}: folder does not exist; check the path to the labels.")
+    images: dict[str, list[Path]] = defaultdict(list)
+    for path in image_paths:
+        images[_key(path, images_dir, strip_dicom_suffix(path.name))].append(path)
+    labels: dict[str, list[Path]] = defaultdict(list)
+    for path in visible_files(labels_dir):
+        if path.suffix.lower() in LABEL_SUFFIXES:
+            labels[_key(path, labels_dir, path.stem)].append(path)
+        elif is_volume_name(path.name) or is_dicom_seg(path):
+            continue  # paired per series by sliceseg.data.volume_labels
+        else:
+            valid = ", ".join(LABEL_SUFFIXES)
+            reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
+            skipped.append(SkippedFile(path, reason))
+    duplicates = [tuple(v) for d in (images, labels) for v in d.values() if len(v) > 1]
+    single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
+    single_labels = {k: v[0] for k, v in labels.items() if len(v) == 1}
+    keys = sorted(single_images.keys() & single_labels.keys(), key=natural_key)
+    return Pairing(
+        pairs=[Pair(k, single_images[k], single_labels[k]) for k in keys],
+        images_without_labels=[p for k, p in single_images.items() if k not in labels],
+        labels_without_images=[p for k, p in single_labels.items() if k not in images],
+        skipped=skipped,
+        duplicates=duplicates,
+    )
+
+
+def _key(path: Path, root: Path, name: str) -> str:
+    return path.parent.relative_to(root).joinpath(name).as_posix()
+
+
+def _raise_missing(folder: Path, role: str) -> None:
+    parent = folder.parent
+    found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    raise PairingError(
+        f"{folder}: {role} folder does not exist (folders in {parent}: "
+        f"{', '.join(found) or 'none'}); expected DATA_DIR/dicoms/ and DATA_DIR/labels/, "
+        "or pass images_dir / labels_dir (--images / --labels)."
+    )

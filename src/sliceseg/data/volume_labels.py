@@ -1,0 +1,456 @@
+"""Label volumes as training labels: find them, pair them with series, take each slice's plane.
+
+A label folder may hold, beside (or instead of) per-slice label files, one label volume per
+series: a 3D Slicer ``.seg.nrrd``, a NIfTI / NRRD label map, or a DICOM-SEG. Pairing rules, in
+order (keys are paths relative to the label / DICOM folder, without suffix):
+
+1. a DICOM-SEG pairs with the series it references, (0008,1115) ReferencedSeriesSequence;
+2. ``labels/p01.seg.nrrd`` pairs with every DICOM file under ``dicoms/p01/``;
+3. ``labels/p01/scan_3.nii.gz`` pairs with the file ``dicoms/p01/scan_3.dcm`` (e.g. multi-frame);
+4. the only volume in ``labels/p01/`` (Slicer's ``Segmentation.seg.nrrd``) pairs with
+   ``dicoms/p01/``.
+
+Each slice then takes the volume's plane at its own position (`slice_plane`), never by order.
+Named segments (Slicer, DICOM-SEG) must mean the same value in every file; where they do not,
+`sliceseg.data.segment_names.harmonise_segments` renumbers them and says so. Slices the volume
+leaves empty are skipped or kept as background (``unlabelled="skip" | "background"``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sliceseg.data.check import Problem
+from sliceseg.data.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
+from sliceseg.data.segment_names import harmonise_segments, relabel
+from sliceseg.errors import ConfigError, DicomReadError, LabelError
+from sliceseg.io.dicom import (
+    SkippedFile,
+    Slice,
+    is_dicom_file,
+    natural_key,
+    read_slices,
+    strip_dicom_suffix,
+    visible_files,
+)
+from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
+from sliceseg.io.volumes import (
+    LabelVolume,
+    is_dicom_seg,
+    is_volume_name,
+    read_label_volume,
+    strip_volume_suffix,
+)
+
+
+@dataclass(frozen=True)
+class VolumePair:
+    """A label volume and the DICOM files of its series.
+
+    Attributes:
+        volume: the label volume file.
+        key: the series key, e.g. ``p01`` (the DICOM folder or file it paired with).
+        image_paths: the DICOM files, naturally sorted.
+        rule: how it paired: "referenced series", "folder", "file" or "parent folder".
+    """
+
+    volume: Path
+    key: str
+    image_paths: tuple[Path, ...]
+    rule: str
+
+
+@dataclass(frozen=True)
+class VolumePairing:
+    """The result of `pair_volumes`: pairs, and volumes that found no series."""
+
+    pairs: list[VolumePair]
+    unmatched: list[Path]
+
+
+@dataclass(frozen=True, eq=False)
+class SliceLabel:
+    """One DICOM slice and its labels, taken from a volume.
+
+    Attributes:
+        key: the slice's `slice_key` under the DICOM folder (``p01/slice_1``).
+        image: the slice.
+        values: (rows, cols) label values on the slice's grid (after `harmonise_segments`).
+        volume: the volume file it came from.
+    """
+
+    key: str
+    image: Slice
+    values: np.ndarray
+    volume: Path
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesLabels:
+    """What one volume gives its series: labelled slices and those it leaves empty."""
+
+    volume: LabelVolume
+    labelled: list[tuple[Slice, np.ndarray]]
+    unlabelled: list[Slice]
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeLabels:
+    """The labels that a label folder's volumes give, ready to join per-slice labels.
+
+    Attributes:
+        labels: one per labelled slice (``unlabelled="background"`` includes empty slices).
+        unlabelled: (slice key, volume) of every slice its volume leaves empty or does not reach.
+        pairing: the volume pairing.
+        names_by_value: ROI name of each label value, from named segments ({} when none).
+        warnings: renumbering lines.
+        skipped: DICOM files of paired series that could not be read.
+    """
+
+    labels: list[SliceLabel]
+    unlabelled: list[tuple[str, Path]]
+    pairing: VolumePairing
+    names_by_value: dict[int, str]
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def labelled_images(self) -> set[Path]:
+        """DICOM files whose labels come from a volume (so they are not 'without labels')."""
+        return {path for pair in self.pairing.pairs for path in pair.image_paths}
+
+
+def find_label_volumes(labels_dir: Path | str) -> list[Path]:
+    """Find the label volumes under a label folder: by suffix, and DICOM-SEG by content.
+
+    Args:
+        labels_dir: the label folder (recursive; hidden files ignored).
+
+    Returns:
+        The volume files, naturally sorted.
+
+    Example:
+        >>> find_label_volumes(Path("data/train/labels"))
+        [PosixPath('data/train/labels/p01.seg.nrrd'), PosixPath('data/train/labels/p02.nii.gz')]
+    """
+    return [
+        path
+        for path in visible_files(Path(labels_dir))
+        if is_volume_name(path.name)
+        or (
+            path.suffix.lower() not in LABEL_SUFFIXES and is_dicom_file(path) and is_dicom_seg(path)
+        )
+    ]
+
+
+def pair_volumes(
+    volume_paths: Sequence[Path],
+    labels_dir: Path | str,
+    images_dir: Path | str,
+    image_paths: Sequence[Path],
+) -> VolumePairing:
+    """Pair each label volume with the DICOM files of its series (rules in the module doc).
+
+    Args:
+        volume_paths: from `find_label_volumes`.
+        labels_dir: the label folder.
+        images_dir: the DICOM folder.
+        image_paths: its DICOM files (e.g. from ``find_dicom_files``).
+
+    Returns:
+        The pairs, and the volumes that found no series.
+
+    Example:
+        >>> pairing = pair_volumes(volumes, labels, dicoms, find_dicom_files(dicoms)[0])
+        >>> [(p.volume.name, p.key, len(p.image_paths)) for p in pairing.pairs]
+        [('p01.seg.nrrd', 'p01', 12)]
+    """
+    labels_dir, images_dir = Path(labels_dir), Path(images_dir)
+    by_folder: dict[str, list[Path]] = defaultdict(list)
+    by_file: dict[str, Path] = {}
+    for path in image_paths:
+        relative = path.relative_to(images_dir)
+        by_file[relative.parent.joinpath(strip_dicom_suffix(path.name)).as_posix()] = path
+        for depth in range(1, len(relative.parts)):
+            by_folder[Path(*relative.parts[:depth]).as_posix()].append(path)
+    per_folder = Counter(p.parent for p in volume_paths)
+    uids = (
+        _series_uids(image_paths) if any(not is_volume_name(p.name) for p in volume_paths) else {}
+    )
+    pairs, unmatched = [], []
+    for volume in volume_paths:
+        relative = volume.relative_to(labels_dir)
+        key = relative.parent.joinpath(strip_volume_suffix(volume.name)).as_posix()
+        parent = relative.parent.as_posix()
+        if not is_volume_name(volume.name):
+            uid = _referenced_series(volume)
+            files = [p for p in image_paths if uids.get(p) == uid] if uid else []
+            found = (_series_key(files, images_dir), files, "referenced series")
+        elif key in by_folder:
+            found = (key, by_folder[key], "folder")
+        elif key in by_file:
+            found = (key, [by_file[key]], "file")
+        elif parent in by_folder and per_folder[volume.parent] == 1:
+            found = (parent, by_folder[parent], "parent folder")
+        else:
+            found = (key, [], "")
+        if found[1]:
+            files = sorted(found[1], key=lambda p: natural_key(p.as_posix()))
+            pairs.append(VolumePair(volume, found[0], tuple(files), found[2]))
+        else:
+            unmatched.append(volume)
+    return VolumePairing(pairs, unmatched)
+
+
+def _series_key(files: Sequence[Path], images_dir: Path) -> str:
+    if not files:
+        return ""
+    parents = {p.parent.relative_to(images_dir).as_posix() for p in files}
+    return parents.pop() if len(parents) == 1 else ",".join(sorted(parents))
+
+
+def _series_uids(paths: Iterable[Path]) -> dict[Path, str]:
+    import pydicom
+
+    uids = {}
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            uids[path] = str(ds.get("SeriesInstanceUID", ""))
+        except Exception:
+            uids[path] = ""
+    return uids
+
+
+def _referenced_series(path: Path) -> str:
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except Exception:
+        return ""
+
+
+def series_labels(
+    volume: LabelVolume,
+    slices: Sequence[Slice],
+    *,
+    unlabelled: str = "skip",
+    tolerance_voxels: float = TOLERANCE_VOXELS,
+) -> SeriesLabels:
+    """Give every slice of a series the volume's plane at its position.
+
+    When the slices hold several series (one DICOM folder, several SeriesInstanceUIDs), the one
+    series whose grid the volume matches is used.
+
+    Args:
+        volume: the label volume.
+        slices: the DICOM slices, any order.
+        unlabelled: "skip" leaves slices with an empty (all-background) plane, or outside the
+            volume, out; "background" keeps them as all-background labels.
+        tolerance_voxels: as `slice_plane`.
+
+    Returns:
+        The labelled slices (series order kept) and the unlabelled ones.
+
+    Raises:
+        ConfigError: ``unlabelled`` is not "skip" or "background".
+        LabelError: the grids differ (see `slice_plane`), or the volume reaches no slice.
+
+    Example:
+        >>> result = series_labels(read_label_volume(Path("labels/p01.seg.nrrd")), slices)
+        >>> len(result.labelled), len(result.unlabelled)
+        (8, 4)
+    """
+    if unlabelled not in UNLABELLED_CHOICES:
+        raise ConfigError(
+            f"unlabelled_slices={unlabelled!r}: expected one of {', '.join(UNLABELLED_CHOICES)}."
+        )
+    groups: dict[str, list[Slice]] = defaultdict(list)
+    for image in slices:
+        groups[image.series_uid].append(image)
+    if volume.series_uid and volume.series_uid in groups:
+        groups = {volume.series_uid: groups[volume.series_uid]}
+    results, errors = [], []
+    for members in groups.values():
+        try:
+            results.append(_one_series(volume, members, unlabelled, tolerance_voxels))
+        except LabelError as exc:
+            errors.append(exc)
+    if len(results) == 1:
+        return results[0]
+    if results:
+        raise LabelError(
+            f"{volume.source}: the volume fits {len(results)} of the {len(groups)} series in its "
+            "DICOM folder; put each series in its own folder (one volume per series)."
+        )
+    raise errors[0]
+
+
+def _one_series(
+    volume: LabelVolume, slices: Sequence[Slice], unlabelled: str, tolerance: float
+) -> SeriesLabels:
+    labelled: list[tuple[Slice, np.ndarray]] = []
+    empty: list[Slice] = []
+    reached = 0
+    for image in slices:
+        plane = slice_plane(volume, image, tolerance_voxels=tolerance)
+        reached += plane is not None
+        if plane is not None and np.any(plane):
+            labelled.append((image, plane))
+            continue
+        empty.append(image)
+        if unlabelled == "background":
+            labelled.append((image, np.zeros(image.shape, dtype=volume.values.dtype)))
+    if not reached:
+        raise LabelError(
+            f"{volume.source}: the volume reaches none of the {len(slices)} slices of series "
+            f"{slices[0].series_uid or slices[0].source.parent} ({_extent(volume, slices)}); "
+            "expected the segmentation of this series; check the pairing of file names."
+        )
+    return SeriesLabels(volume, labelled, empty)
+
+
+def _extent(volume: LabelVolume, slices: Sequence[Slice]) -> str:
+    if slices[0].orientation is None:
+        return "no orientation"
+    cosines = np.asarray(slices[0].orientation)
+    normal = np.cross(cosines[:3], cosines[3:])
+    heights = [np.asarray(s.image_position_mm) @ normal for s in slices if s.image_position_mm]
+    corners = np.asarray(
+        [
+            volume.ijk_to_lps @ np.array([i, j, k, 1.0])
+            for i in (0, volume.shape[0] - 1)
+            for j in (0, volume.shape[1] - 1)
+            for k in (0, volume.shape[2] - 1)
+        ]
+    )[:, :3]
+    along = corners @ normal
+    return (
+        f"slices at {min(heights):.1f} to {max(heights):.1f} mm along the normal, the volume "
+        f"at {along.min():.1f} to {along.max():.1f} mm"
+    )
+
+
+def load_volume_labels(
+    labels_dir: Path | str,
+    images_dir: Path | str,
+    image_paths: Sequence[Path],
+    *,
+    roi_names: Sequence[str] | None = None,
+    names_source: str = "the ROI names",
+    unlabelled: str = "skip",
+    read: Callable[[Path], list[Slice]] = read_slices,
+) -> VolumeLabels:
+    """Read, pair, check and harmonise every label volume of a label folder.
+
+    Args:
+        labels_dir: the label folder.
+        images_dir: the DICOM folder.
+        image_paths: its DICOM files.
+        roi_names: names of ROIs 1..K, when known (``labels.txt``); segment names must be in it.
+        names_source: where ``roi_names`` came from, for messages.
+        unlabelled: "skip" or "background", as `series_labels`.
+        read: reads one DICOM file into slices (the caller's cache, or `read_slices`).
+
+    Returns:
+        One `SliceLabel` per labelled slice, the unlabelled slices, the pairing, the names.
+
+    Raises:
+        LabelError: a volume is unreadable, truncated or does not fit its series; a segment
+            name is unknown. The message names the volume.
+        ConfigError: ``unlabelled`` is not "skip" or "background".
+
+    Example:
+        >>> found = load_volume_labels(Path("d/labels"), Path("d/dicoms"), dicom_files)
+        >>> len(found.labels), found.names_by_value
+        (24, {1: 'vertebral body', 2: 'right psoas major'})
+    """
+    labels_dir, images_dir = Path(labels_dir), Path(images_dir)
+    pairing = pair_volumes(find_label_volumes(labels_dir), labels_dir, images_dir, image_paths)
+    volumes = [read_label_volume(pair.volume) for pair in pairing.pairs]
+    mapping = harmonise_segments(volumes, roi_names=roi_names, names_source=names_source)
+    labels: list[SliceLabel] = []
+    left_out: list[tuple[str, Path]] = []
+    skipped: list[SkippedFile] = []
+    for pair, volume in zip(pairing.pairs, volumes, strict=True):
+        slices = []
+        for path in pair.image_paths:
+            try:
+                slices.extend(read(path))
+            except DicomReadError as exc:
+                skipped.append(SkippedFile(path, str(exc)))
+        if not slices:
+            continue
+        result = series_labels(volume, slices, unlabelled=unlabelled)
+        remap = mapping.remaps.get(volume.source, {})
+        for image, values in result.labelled:
+            key = slice_key(image, images_dir)
+            labels.append(SliceLabel(key, image, relabel(values, remap), volume.source))
+        left_out += [(slice_key(image, images_dir), volume.source) for image in result.unlabelled]
+    return VolumeLabels(
+        labels, left_out, pairing, mapping.names_by_value, mapping.warnings, skipped
+    )
+
+
+def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
+    """The per-slice pairing with the volumes' slices added as pairs (label path = the volume).
+
+    DICOM files a volume labels are no longer "without labels"; volumes without a series join
+    the labels without images; DICOM files of paired series that could not be read are skipped.
+    """
+    claimed = found.labelled_images
+    volume_pairs = [Pair(s.key, s.image.source, s.volume) for s in found.labels]
+    return Pairing(
+        pairs=[p for p in pairing.pairs if p.image_path not in claimed] + volume_pairs,
+        images_without_labels=[p for p in pairing.images_without_labels if p not in claimed],
+        labels_without_images=pairing.labels_without_images + found.pairing.unmatched,
+        skipped=pairing.skipped + found.skipped,
+        duplicates=pairing.duplicates,
+    )
+
+
+def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> list[Problem]:
+    """Check-report lines for the volumes: labelled twice (error), renumbered, unlabelled slices.
+
+    Args:
+        pairing: the per-slice pairing (before `merge_pairing`).
+        found: from `load_volume_labels`.
+        unlabelled: "skip" or "background", as given.
+    """
+    problems = []
+    by_image = {path: pair.volume for pair in found.pairing.pairs for path in pair.image_paths}
+    for pair in pairing.pairs:
+        if pair.image_path in by_image:
+            message = (
+                f"{pair.key}: labelled twice, by {pair.label_path.name} and by the volume "
+                f"{by_image[pair.image_path].name}; expected one label per slice; remove one."
+            )
+            paths = (pair.label_path, by_image[pair.image_path])
+            problems.append(Problem("error", "duplicate", message, paths))
+    for line in found.warnings:
+        problems.append(Problem("warning", "renumbered", line))
+    by_volume: dict[Path, list[str]] = defaultdict(list)
+    for key, volume in found.unlabelled:
+        by_volume[volume].append(key)
+    action = (
+        "left out (--unlabelled-slices background trains on them as background)"
+        if unlabelled == "skip"
+        else "used as background (--unlabelled-slices background)"
+    )
+    for volume, keys in by_volume.items():
+        message = f"{volume.name}: {len(keys)} slice(s) the volume leaves empty, {action}"
+        problems.append(Problem("warning", "unlabelled_slices", message, (volume,)))
+    return problems

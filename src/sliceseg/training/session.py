@@ -1,0 +1,269 @@
+"""A training session: the objects one run trains with, and its state captured or restored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from sliceseg._version import __version__
+from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.data.batches import GridTensors
+from sliceseg.io.files import atomic_path
+from sliceseg.models import build_model
+from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
+from sliceseg.report.plots import plot_history
+from sliceseg.report.visualize import plot_batch
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.distributed import DistributedContext
+from sliceseg.training.losses import MultiOutputLoss, build_loss
+from sliceseg.training.state import HistoryRow, TrainingState
+from sliceseg.training.steps import labels_of
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The checked, split training data on the model grid."""
+
+    train: GridTensors
+    validation: GridTensors
+    roi_names: tuple[str, ...]
+    label_values: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """ROIs plus background."""
+        return len(self.roi_names) + 1
+
+
+@dataclass(frozen=True)
+class Session:
+    """The objects one run trains with; built once by `set_up`, used by every step.
+
+    Attributes:
+        config: the run's settings.
+        context: rank, world size and device.
+        data: training and validation tensors and the ROI names.
+        model: the plain network (what is saved and validated).
+        network: ``model`` or its DistributedDataParallel wrapper (what is trained).
+        metadata: the model file's metadata (epoch 0; see `_at_epoch`).
+        optimizer: AdamW.
+        scaler: the AMP gradient scaler on CUDA, else None.
+        loader: the training batches.
+        sampler: the distributed sampler, when distributed.
+        generators: "shuffle" and "augment" random generators.
+        augment_params: augmentation settings, or None when augmentation is off.
+        loss_fn: the training loss.
+        dice_loss_fn: the soft Dice loss the progress lines report.
+    """
+
+    config: TrainConfig
+    context: DistributedContext
+    data: TrainingData
+    model: nn.Module
+    network: nn.Module
+    metadata: ModelMetadata
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loader: DataLoader
+    sampler: DistributedSampler | None
+    generators: dict[str, torch.Generator]
+    augment_params: AugmentParams | None
+    loss_fn: MultiOutputLoss
+    dice_loss_fn: MultiOutputLoss
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the run writes."""
+        return Path(self.config.out_dir)
+
+    def path(self, suffix: str) -> Path:
+        """Return ``<out_dir>/<model_filename>_<suffix>``."""
+        return self.out_dir / f"{self.config.model_filename}_{suffix}"
+
+    def metadata_at(self, epoch: int) -> ModelMetadata:
+        """Return the model file's metadata after ``epoch`` epochs."""
+        return ModelMetadata.from_dict({**self.metadata.to_dict(), "epoch": epoch})
+
+
+def set_up(
+    config: TrainConfig, context: DistributedContext, data: TrainingData, log: Log
+) -> Session:
+    """Build the model (fresh weights from the global seed), optimiser and loader of a run."""
+    log(
+        f"Training on {len(data.train)} slices, validating on {len(data.validation)} "
+        f"({len(data.roi_names)} ROIs: {', '.join(data.roi_names)}) | arch {config.arch} | "
+        f"input {config.input_shape}×{config.input_shape} | device {context.device}"
+        + (f" × {context.world_size} processes" if context.is_distributed else "")
+    )
+    hyper = config.model_hyperparameters()
+    model = build_model(
+        config.arch, num_classes=data.num_classes, input_size=config.input_shape, **hyper
+    ).to(context.device)
+    if context.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    generators = {
+        "shuffle": torch.Generator().manual_seed(config.seed),
+        "augment": torch.Generator().manual_seed(config.seed * 1000 + context.rank + 1),
+    }
+    loader, sampler = _build_loader(config, context, data.train, generators["shuffle"])
+    return Session(
+        config=config,
+        context=context,
+        data=data,
+        model=model,
+        network=_wrap(model, context),
+        metadata=_metadata(config, data, hyper),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4),
+        scaler=torch.amp.GradScaler("cuda") if context.device.type == "cuda" else None,
+        loader=loader,
+        sampler=sampler,
+        generators=generators,
+        augment_params=config.augment_params if config.augment else None,
+        loss_fn=MultiOutputLoss(build_loss(config.loss)),
+        dice_loss_fn=MultiOutputLoss(build_loss("dice")),
+    )
+
+
+def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) -> ModelMetadata:
+    return ModelMetadata(
+        arch=config.arch,
+        hyperparameters=hyper,
+        num_classes=data.num_classes,
+        input_size=config.input_shape,
+        roi_names=data.roi_names,
+        label_values=data.label_values,
+        settings=config.to_dict(),
+        sliceseg_version=__version__,
+    )
+
+
+def _wrap(model: nn.Module, context: DistributedContext) -> nn.Module:
+    if not context.is_distributed:
+        return model
+    device = context.device
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _build_loader(
+    config: TrainConfig,
+    context: DistributedContext,
+    data: GridTensors,
+    generator: torch.Generator,
+) -> tuple[DataLoader, DistributedSampler | None]:
+    dataset = TensorDataset(data.images, labels_of(data))
+    sampler: DistributedSampler | None = None
+    if context.is_distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator if sampler is None else None,
+        num_workers=config.num_workers,
+        drop_last=len(dataset) > config.batch_size,
+        pin_memory=context.device.type == "cuda",
+    )
+    return loader, sampler
+
+
+def fresh_state(config: TrainConfig) -> TrainingState:
+    """Return the state of a run before its first epoch."""
+    return TrainingState(
+        epoch=0,
+        planned_epochs=config.epochs,
+        max_minutes=config.max_minutes,
+        elapsed_seconds=0.0,
+        best_val_dice=None,
+        history=(),
+        optimizer={},
+    )
+
+
+def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
+    """Put a checkpoint's weights, optimiser, scaler and random states into ``session``."""
+    session.model.load_state_dict(checkpoint.model.state_dict())
+    session.optimizer.load_state_dict(state.optimizer)
+    if session.scaler is not None and state.scaler:
+        session.scaler.load_state_dict(state.scaler)
+    torch.set_rng_state(state.rng["torch"])
+    if "cuda" in state.rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state.rng["cuda"], session.context.device)
+    for name, generator in session.generators.items():
+        generator.set_state(state.rng[name])
+
+
+def capture_state(
+    session: Session,
+    *,
+    epoch: int,
+    history: tuple[HistoryRow, ...],
+    best_val_dice: float | None,
+    elapsed_seconds: float,
+) -> TrainingState:
+    """Return the run's state now (the optimiser's tensors are shared until saved)."""
+    rng = {"torch": torch.get_rng_state()}
+    if session.context.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(session.context.device)
+    rng.update({name: g.get_state() for name, g in session.generators.items()})
+    return TrainingState(
+        epoch=epoch,
+        planned_epochs=session.config.epochs,
+        max_minutes=session.config.max_minutes,
+        elapsed_seconds=elapsed_seconds,
+        best_val_dice=best_val_dice,
+        history=history,
+        optimizer=session.optimizer.state_dict(),
+        scaler=session.scaler.state_dict() if session.scaler is not None else None,
+        rng=rng,
+    )
+
+
+def save_checkpoint(session: Session, state: TrainingState) -> Path:
+    """Write ``<name>_<epoch>.pt`` (weights + `TrainingState`) and the history so far."""
+    path = session.path(f"{state.epoch}.pt")
+    metadata = session.metadata_at(state.epoch)
+    save_bundle(path, session.model, metadata, training_state=state.to_dict())
+    write_history(session.out_dir, session.config.model_filename, state.history)
+    return path
+
+
+def write_history(
+    out_dir: Path, name: str, history: tuple[HistoryRow, ...] | list[HistoryRow]
+) -> tuple[Path, Path]:
+    """Write ``<name>_history.csv`` and its plot ``<name>_history.png``; return both paths."""
+    frame = pd.DataFrame(list(history))
+    csv_path, png_path = out_dir / f"{name}_history.csv", out_dir / f"{name}_history.png"
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    plot_history(frame, path=png_path)
+    return csv_path, png_path
+
+
+def save_first_batch(
+    path: Path,
+    data: GridTensors,
+    params: AugmentParams | None,
+    *,
+    roi_names: tuple[str, ...],
+    batch_size: int,
+    seed: int,
+) -> Path:
+    """Draw the first augmented batch (a generator of its own, so training draws are unchanged)."""
+    images, labels = data.images[:batch_size], labels_of(data)[:batch_size]
+    if params is not None:
+        generator = torch.Generator().manual_seed(seed)
+        images, labels = augment_batch(images, labels, params, generator=generator)
+    plot_batch(images.numpy(), labels.numpy(), list(roi_names), path=path)
+    return path

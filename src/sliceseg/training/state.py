@@ -1,0 +1,222 @@
+"""The resumable state of a training run: one frozen, versioned record stored in checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sliceseg.errors import BundleError, ConfigError
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.progress import format_elapsed
+
+TRAINING_STATE_VERSION = 1
+
+# Settings that define the model, the data split or where the run writes: a resumed run keeps
+# them, since changing one would make a different run, not a continued one.
+FIXED_ON_RESUME: tuple[str, ...] = (
+    "arch",
+    "input_shape",
+    "hyperparameters",
+    "num_labels",
+    "roi_names",
+    "seed",
+    "validation_fraction",
+    "model_filename",
+    "out_dir",
+)
+
+HistoryRow = dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything a checkpoint needs beyond the weights to continue the same run.
+
+    Attributes:
+        epoch: epochs completed.
+        planned_epochs: epochs the run is meant to reach (its ``epochs`` setting).
+        max_minutes: the run's wall-clock budget in minutes, or None; a resumed run gets what
+            is left of it (``max_minutes - elapsed_seconds / 60``), not a fresh budget.
+        elapsed_seconds: training time spent so far (time between a crash and the resume is
+            not counted).
+        best_val_dice: best mean validation Dice so far, or None before any validation.
+        history: one row per completed epoch (the history CSV's columns), epoch 1 first.
+        optimizer: ``optimizer.state_dict()``.
+        scaler: ``GradScaler.state_dict()`` when training with mixed precision, else None.
+        rng: random-generator states by name (``"torch"``, ``"shuffle"``, ``"augment"``, and
+            ``"cuda"`` on a GPU), as uint8 tensors.
+
+    Example:
+        >>> state = TrainingState(epoch=2, planned_epochs=40, max_minutes=None,
+        ...     elapsed_seconds=3.5, best_val_dice=0.5, history=(), optimizer={})
+        >>> TrainingState.from_dict(state.to_dict()) == state
+        True
+    """
+
+    epoch: int
+    planned_epochs: int
+    max_minutes: float | None
+    elapsed_seconds: float
+    best_val_dice: float | None
+    history: tuple[HistoryRow, ...]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any] | None = None
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        """Seconds left of the budget (never below 0), or None without a budget."""
+        if self.max_minutes is None:
+            return None
+        return max(60.0 * self.max_minutes - self.elapsed_seconds, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data (numbers, lists, dicts, tensors) that ``weights_only`` loads."""
+        return {
+            "format_version": TRAINING_STATE_VERSION,
+            "epoch": int(self.epoch),
+            "planned_epochs": int(self.planned_epochs),
+            "max_minutes": None if self.max_minutes is None else float(self.max_minutes),
+            "elapsed_seconds": float(self.elapsed_seconds),
+            "best_val_dice": None if self.best_val_dice is None else float(self.best_val_dice),
+            "history": [dict(row) for row in self.history],
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "rng": dict(self.rng),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "checkpoint") -> TrainingState:
+        """Rebuild the state from :meth:`to_dict` output.
+
+        Args:
+            data: the checkpoint's ``training_state`` entry.
+            source: the file it came from, for messages.
+
+        Raises:
+            BundleError: the state was written by a newer sliceseg, or by one before resumable
+                states were versioned, or an entry is missing.
+        """
+        version = data.get("format_version")
+        if version is None:
+            raise BundleError(
+                f"{source}: its training state predates versioned checkpoints; it cannot be "
+                "resumed, start a new run (its weights still load for prediction)."
+            )
+        if int(version) > TRAINING_STATE_VERSION:
+            raise BundleError(
+                f"{source}: training state format {version} is newer than this sliceseg reads "
+                f"({TRAINING_STATE_VERSION}); upgrade sliceseg to resume it."
+            )
+        try:
+            return cls._from_version_1(data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(
+                f"{source}: training state is incomplete ({type(error).__name__}: {error}); "
+                "resume from another checkpoint."
+            ) from error
+
+    @classmethod
+    def _from_version_1(cls, data: Mapping[str, Any]) -> TrainingState:
+        best = data["best_val_dice"]
+        budget = data["max_minutes"]
+        return cls(
+            epoch=int(data["epoch"]),
+            planned_epochs=int(data["planned_epochs"]),
+            max_minutes=None if budget is None else float(budget),
+            elapsed_seconds=float(data["elapsed_seconds"]),
+            best_val_dice=None if best is None else float(best),
+            history=tuple(dict(row) for row in data["history"]),
+            optimizer=dict(data["optimizer"]),
+            scaler=None if data.get("scaler") is None else dict(data["scaler"]),
+            rng=dict(data.get("rng", {})),
+        )
+
+
+def resume_config(
+    settings: Mapping[str, Any],
+    state: TrainingState,
+    overrides: Mapping[str, Any],
+    *,
+    source: str = "checkpoint",
+) -> tuple[TrainConfig, tuple[str, ...]]:
+    """Return the settings a resumed run continues with, and the lines to log about it.
+
+    The checkpoint's settings are kept, with its planned epochs and budget; each override that
+    differs from them is applied and named in one line.
+
+    Args:
+        settings: the checkpoint's ``TrainConfig.to_dict()`` (its ``out_dir`` set to the
+            checkpoint's folder).
+        state: the checkpoint's training state.
+        overrides: settings the user gave explicitly (command-line flags, a notebook's dict).
+        source: the checkpoint's path, for messages.
+
+    Returns:
+        The configuration, and log lines ("Resuming from ...", then the overrides if any).
+
+    Raises:
+        ConfigError: an override of a setting in ``FIXED_ON_RESUME``, or nothing left to do
+            (the planned epochs are done, or the budget is spent).
+
+    Example:
+        >>> settings = TrainConfig(data_dir="data/train", epochs=40).to_dict()
+        >>> state = TrainingState(epoch=10, planned_epochs=40, max_minutes=None,
+        ...     elapsed_seconds=60.0, best_val_dice=None, history=(), optimizer={})
+        >>> config, notes = resume_config(settings, state, {"epochs": 60, "batch_size": 4})
+        >>> notes[-1]
+        "Overriding the checkpoint's settings as given: epochs 40 → 60."
+    """
+    saved = TrainConfig.from_dict(
+        {**settings, "epochs": state.planned_epochs, "max_minutes": state.max_minutes}
+    )
+    config = saved.with_settings(overrides)
+    changed = [name for name in overrides if getattr(config, name) != getattr(saved, name)]
+    for name in changed:
+        if name in FIXED_ON_RESUME and not _same_path(name, config, saved):
+            raise ConfigError(
+                f"{name} cannot change when resuming {source} (checkpoint: "
+                f"{getattr(saved, name)!r}, given: {getattr(config, name)!r}); start a new run "
+                "in another --out folder instead."
+            )
+    _check_work_left(config, state, source=source)
+    notes = [_resume_line(config, state, source)]
+    if changed:
+        parts = [f"{n} {_shown(getattr(saved, n))} → {_shown(getattr(config, n))}" for n in changed]
+        notes.append(f"Overriding the checkpoint's settings as given: {', '.join(parts)}.")
+    return config, tuple(notes)
+
+
+def _same_path(name: str, a: TrainConfig, b: TrainConfig) -> bool:
+    if name != "out_dir":
+        return False
+    return Path(a.out_dir).resolve() == Path(b.out_dir).resolve()
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) -> None:
+    if config.epochs <= state.epoch:
+        raise ConfigError(
+            f"{source}: the run already completed {state.epoch} of {config.epochs} planned "
+            f"epochs; give --epochs above {state.epoch} to train longer."
+        )
+    if config.max_minutes is not None and state.elapsed_seconds >= 60.0 * config.max_minutes:
+        raise ConfigError(
+            f"{source}: the run already spent its {config.max_minutes:g}-minute budget "
+            f"({format_elapsed(state.elapsed_seconds)}); give a larger --max-minutes."
+        )
+
+
+def _resume_line(config: TrainConfig, state: TrainingState, source: str) -> str:
+    line = f"Resuming from {source} after epoch {state.epoch} of {config.epochs}"
+    if config.max_minutes is not None:
+        left = 60.0 * config.max_minutes - state.elapsed_seconds
+        line += f", {format_elapsed(left)} left of the {config.max_minutes:g}-minute budget"
+    return line + "."

@@ -1,0 +1,150 @@
+"""The steps of one epoch: a training pass, Dice on hard predictions, the learning rate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from sliceseg.data.batches import GridTensors
+from sliceseg.errors import LabelError
+from sliceseg.measure.metrics import confusion_counts, dice_from_counts
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.losses import MultiOutputLoss
+
+Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one training epoch measured (means over its batches)."""
+
+    loss: float
+    dice_loss: float
+    dice: float
+    seconds: float
+
+
+class DiceCounter:
+    """Accumulate per-ROI Dice over batches from hard predictions (pooled counts, not means).
+
+    The counts and the formula are `sliceseg.measure.metrics`' (`confusion_counts`,
+    `dice_from_counts`), so training, validation and evaluation report the same Dice.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.counts = np.zeros((3, num_classes - 1), dtype=np.int64)  # tp, fp, fn
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch: logits (B, C, H, W), labels (B, H, W)."""
+        pred = logits.argmax(dim=1)
+        self.counts += np.stack(confusion_counts(pred, labels, self.num_classes))
+
+    def per_roi(self) -> np.ndarray:
+        """Dice per ROI 1..K; nan for an ROI absent from predictions and labels alike."""
+        return dice_from_counts(*self.counts)
+
+    def mean(self) -> float:
+        """Mean Dice over the ROIs seen."""
+        values = self.per_roi()
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """Back-propagate ``loss`` and step, through the AMP gradient scaler when there is one."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
+def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float:
+    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget."""
+    progress = (epoch - 1) / config.epochs
+    if config.max_minutes is not None:
+        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
+    return config.learning_rate * max(1.0 - min(progress, 1.0), 0.0) ** 0.9
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: MultiOutputLoss,
+    dice_loss_fn: MultiOutputLoss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    num_classes: int,
+    augment: Augment | None,
+    scaler: torch.amp.GradScaler | None = None,
+    show_progress: bool = False,
+    description: str = "",
+) -> EpochStats:
+    """Run one pass over the training batches and return the epoch's mean loss and Dice."""
+    model.train()
+    start = time.perf_counter()
+    losses, dice_losses, counter = [], [], DiceCounter(num_classes)
+    batches = tqdm(loader, desc=description, leave=False, disable=not show_progress)
+    for images, labels in batches:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if augment is not None:
+            images, labels = augment(images, labels)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, enabled=scaler is not None):
+            outputs = model(images)
+            loss = loss_fn(outputs, labels)
+        optimizer_step(loss, optimizer, scaler)
+        with torch.no_grad():
+            dice_losses.append(float(dice_loss_fn([o.float() for o in outputs], labels)))
+            counter.update(outputs[0].float().cpu(), labels.cpu())
+        losses.append(float(loss.detach()))
+    return EpochStats(
+        loss=float(np.mean(losses)),
+        dice_loss=float(np.mean(dice_losses)),
+        dice=counter.mean(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: GridTensors,
+    *,
+    device: torch.device,
+    num_classes: int,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Return the per-ROI Dice of ``model`` on labelled grid tensors; the mode is restored."""
+    labels = labels_of(data)
+    was_training = model.training
+    model.eval()
+    counter = DiceCounter(num_classes)
+    try:
+        for start in range(0, len(data), batch_size):
+            images = data.images[start : start + batch_size].to(device)
+            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+                logits = model(images)[0].float()
+            counter.update(logits.cpu(), labels[start : start + batch_size])
+    finally:
+        model.train(was_training)
+    return counter.per_roi()
+
+
+def labels_of(data: GridTensors) -> torch.Tensor:
+    """Return the label maps of training data (refusing unlabelled slices)."""
+    if data.labels is None:
+        raise LabelError(f"{len(data)} training slices came without label maps; pair each image.")
+    return data.labels

@@ -1,0 +1,132 @@
+"""Tests for sliceseg.data.check: the report's findings, ROI statistics, text and JSON forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label
+from sliceseg.data.check import CheckReport, roi_stats
+from sliceseg.data.pairing import Sample
+from sliceseg.data.samples import check_dataset
+from sliceseg.io.dicom import Slice
+from sliceseg.io.labels import LabelScheme
+
+
+def messages(report: CheckReport, kind: str) -> list[str]:
+    return [p.message for p in report.problems if p.kind == kind]
+
+
+def sample_on(spacing_mm: tuple[float, float] | None, label: np.ndarray) -> Sample:
+    image = Slice(
+        pixels=np.zeros(label.shape, np.float32),
+        spacing_mm=spacing_mm,
+        spacing_source="PixelSpacing" if spacing_mm else "none",
+        source=Path("/data/s.dcm"),
+    )
+    return Sample(key="s", image=image, label=label)
+
+
+class TestRoiStats:
+    def test_areas_use_row_and_column_spacing(self):
+        # 10×10 square at 0.5 × 0.8 mm = 40 mm²; at 0.25 × 2.0 mm = 50 mm²; the 4×6 box is
+        # 9.6 mm² and 12 mm²: means 45 and 10.8 mm².
+        samples = [sample_on((0.5, 0.8), square_label()), sample_on((0.25, 2.0), square_label())]
+        roi1, roi2 = roi_stats(samples, LabelScheme((0, 1, 2)), ("a", "b"))
+        assert (roi1.num_slices, roi1.mean_area_mm2) == (2, pytest.approx(45.0))
+        assert roi2.mean_area_mm2 == pytest.approx(10.8)
+        assert roi1.mean_area_px is None and roi1.num_slices_without_spacing == 0
+
+    def test_slices_without_spacing_count_pixels(self):
+        samples = [sample_on(None, square_label()), sample_on((1.0, 1.0), square_label())]
+        roi1, _ = roi_stats(samples, LabelScheme((0, 1, 2)), ("a", "b"))
+        assert (roi1.mean_area_mm2, roi1.mean_area_px) == (pytest.approx(100.0), 100.0)
+        assert roi1.num_slices == 2 and roi1.num_slices_without_spacing == 1
+
+
+class TestCheckReport:
+    def test_fit_dataset_with_area_worked_out_by_hand(self, tmp_path):
+        for key in ("p01/s1", "p01/s2", "p02/s1"):
+            add_pair(tmp_path, key, square_label())
+        report = check_dataset(tmp_path)
+        assert report.is_trainable, report.to_text()
+        assert report.num_pairs == 3 and report.num_samples == 3
+        assert not hasattr(report, "samples")  # the pixels travel beside the report
+        assert report.scheme.stored_values == (0, 1, 2)
+        assert report.roi_names == ("ROI 1", "ROI 2")
+        roi1, roi2 = report.roi_stats
+        assert roi1.num_slices == 3
+        assert roi1.mean_area_mm2 == pytest.approx(10 * 10 * 0.5 * 0.8)  # 40 mm²
+        assert roi2.mean_area_mm2 == pytest.approx(4 * 6 * 0.5 * 0.8)  # 9.6 mm²
+        assert report.value_files == {0: 3, 1: 3, 2: 3}
+        text = report.to_text()
+        assert "FIT for training" in text and "40.0 mm²" in text
+        data = json.loads(json.dumps(report.to_dict()))
+        assert data["num_samples"] == 3 and data["rois"][0]["mean_area_mm2"] == pytest.approx(40)
+
+    def test_unmatched_files_are_named_warnings(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/lonely")
+        np.save(tmp_path / "labels" / "p01" / "orphan.npy", square_label())
+        report = check_dataset(tmp_path)
+        assert report.is_trainable
+        text = report.to_text()
+        assert "1 DICOM file(s) without a label map" in text and "dicoms/p01/lonely.dcm" in text
+        assert "1 label map(s) without a DICOM" in text and "labels/p01/orphan.npy" in text
+
+    def test_long_name_lists_are_truncated(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        for i in range(8):
+            add_pair(tmp_path, f"p01/x{i}")
+        assert "... and 3 more" in check_dataset(tmp_path).to_text(max_names=5)
+
+    def test_shape_mismatch_is_named(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", np.zeros((LABEL_ROWS, LABEL_COLS + 1), np.uint8))
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable
+        (message,) = messages(report, "shape_mismatch")
+        assert message.startswith("p01/s2: image is 20×24 but the label is 20×25")
+
+    def test_extra_value_in_one_file_is_an_error(self, tmp_path):
+        six_rois = np.repeat(np.arange(7, dtype=np.uint8), 4)[: LABEL_ROWS * LABEL_COLS // 4]
+        six_rois = np.resize(six_rois, (LABEL_ROWS, LABEL_COLS))
+        for i in range(5):
+            add_pair(tmp_path, f"p01/s{i}", six_rois)
+        stray = six_rois.copy()
+        stray[0, 0] = 7
+        add_pair(tmp_path, "p01/s9", stray)
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable
+        (message,) = messages(report, "stray_value")
+        assert "value 7 (ROI 7) appears in only 1 of 6 label files" in message
+        assert "while the others hold at most 6" in message
+        assert "labels/p01/s9.png" in report.to_text()
+
+    def test_missing_common_roi_is_a_warning(self, tmp_path):
+        for i in range(10):
+            add_pair(tmp_path, f"p01/s{i}", square_label())
+        add_pair(tmp_path, "p01/t", square_label(second=None))
+        report = check_dataset(tmp_path)
+        assert report.is_trainable
+        (message,) = messages(report, "missing_roi")
+        assert message.startswith("inconsistent labelling: ROI 2 (value 2) is in 10 of 11")
+
+    def test_empty_folder_is_not_trainable(self, tmp_path):
+        (tmp_path / "dicoms").mkdir()
+        (tmp_path / "labels").mkdir()
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable and report.num_samples == 0
+        assert "no DICOM file in" in messages(report, "empty")[0]
+        assert "NOT FIT for training" in report.to_text()
+
+    def test_slices_without_spacing_are_counted_in_pixels(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label(), spacing=None)
+        report = check_dataset(tmp_path)
+        assert report.roi_stats[0].mean_area_mm2 is None
+        assert report.roi_stats[0].mean_area_px == 100
+        assert "100 px on 1 slices without spacing" in report.to_text()
+        assert "1 of 1 slices have no pixel spacing" in messages(report, "no_spacing")[0]

@@ -1,0 +1,210 @@
+"""Resume: the TrainingState record, explicit overrides, and a SIGKILLed run continued."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_config
+from sliceseg.cli import main
+from sliceseg.errors import BundleError, ConfigError
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.loop import train
+from sliceseg.training.state import TRAINING_STATE_VERSION, TrainingState, resume_config
+
+EPOCHS = 20
+RUN = [
+    "--epochs",
+    str(EPOCHS),
+    "--input-shape",
+    "64",
+    "--batch-size",
+    "4",
+    "--print-checkpoint",
+    "3",
+    "--save-checkpoint",
+    "3",
+    "--device",
+    "cpu",
+    "--seed",
+    "3",
+]
+# One thread per process: the two runs below train side by side, and the sums inside each
+# convolution are then done in one fixed order, so the runs can be compared bit for bit.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def a_state(**changes) -> TrainingState:
+    values = dict(
+        epoch=4,
+        planned_epochs=40,
+        max_minutes=None,
+        elapsed_seconds=90.0,
+        best_val_dice=0.5,
+        history=({"epoch": 1.0, "loss": 2.0},),
+        optimizer={},
+    )
+    values.update(changes)
+    return TrainingState(**values)
+
+
+class TestTrainingState:
+    def test_round_trips_through_a_weights_only_file(self, tmp_path):
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+        model(torch.randn(4, 3)).sum().backward()
+        optimizer.step()
+        generator = torch.Generator().manual_seed(5)
+        state = a_state(
+            optimizer=optimizer.state_dict(),
+            rng={"torch": torch.get_rng_state(), "augment": generator.get_state()},
+            max_minutes=3.0,
+        )
+        torch.save({"training_state": state.to_dict()}, tmp_path / "s.pt")
+        data = torch.load(tmp_path / "s.pt", weights_only=True)["training_state"]
+        back = TrainingState.from_dict(data)
+        assert data["format_version"] == TRAINING_STATE_VERSION
+        assert (back.epoch, back.planned_epochs, back.max_minutes) == (4, 40, 3.0)
+        assert (back.elapsed_seconds, back.best_val_dice) == (90.0, 0.5)
+        assert back.history == ({"epoch": 1.0, "loss": 2.0},)
+        assert torch.equal(back.rng["augment"], generator.get_state())
+        saved = optimizer.state_dict()["state"][0]["exp_avg"]
+        assert torch.equal(back.optimizer["state"][0]["exp_avg"], saved)
+        assert back.remaining_seconds == pytest.approx(90.0)
+
+    def test_a_newer_format_is_refused_in_one_line(self):
+        data = {**a_state().to_dict(), "format_version": TRAINING_STATE_VERSION + 1}
+        with pytest.raises(BundleError, match=r"^ckpt\.pt: training state format 2 is newer"):
+            TrainingState.from_dict(data, source="ckpt.pt")
+
+    def test_an_unversioned_state_is_refused(self):
+        data = a_state().to_dict()
+        del data["format_version"]
+        with pytest.raises(BundleError, match="predates versioned checkpoints"):
+            TrainingState.from_dict(data)
+
+
+class TestResumeConfig:
+    SETTINGS = TrainConfig(data_dir="d", epochs=40, max_minutes=5.0).to_dict()
+
+    def test_keeps_the_checkpoint_settings_and_says_what_is_left_of_the_budget(self):
+        config, notes = resume_config(self.SETTINGS, a_state(max_minutes=5.0), {})
+        assert (config.epochs, config.max_minutes, config.data_dir) == (40, 5.0, "d")
+        assert notes == (
+            "Resuming from checkpoint after epoch 4 of 40, 0 hrs 3 mins 30 secs left of the "
+            "5-minute budget.",
+        )
+
+    def test_an_explicit_override_is_applied_and_named_once(self):
+        config, notes = resume_config(
+            self.SETTINGS, a_state(max_minutes=5.0), {"epochs": 60, "batch_size": 4}
+        )
+        assert config.epochs == 60
+        assert notes[-1] == "Overriding the checkpoint's settings as given: epochs 40 → 60."
+
+    @pytest.mark.parametrize(
+        ("override", "message"),
+        [
+            ({"arch": "pyramid"}, "arch cannot change when resuming"),
+            ({"seed": 9}, "seed cannot change when resuming"),
+            ({"epochs": 4}, "already completed 4 of 4 planned epochs; give --epochs above 4"),
+        ],
+    )
+    def test_refuses_what_would_not_continue_the_run(self, override, message):
+        with pytest.raises(ConfigError, match=message):
+            resume_config(self.SETTINGS, a_state(), override)
+
+    def test_a_spent_budget_is_refused(self):
+        with pytest.raises(ConfigError, match="already spent its 1-minute budget"):
+            resume_config(self.SETTINGS, a_state(max_minutes=1.0), {})
+
+
+def test_both_config_and_resume_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="give either config or resume="):
+        train(TrainConfig(data_dir=str(tmp_path)), resume=tmp_path / "x.pt")
+
+
+@pytest.mark.slow
+class TestResumeInProcess:
+    def test_cli_passes_only_typed_flags_and_logs_the_override(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        out = tmp_path / "m"
+        train(tiny_config(tiny_phantom / "train", out, epochs=2), log=lambda _line: None)
+        code = main(["train", "--resume", str(out / "sliceseg_2.pt"), "--epochs", "3"])
+        printed = capsys.readouterr().out
+        assert code == 0
+        overrides = [line for line in printed.splitlines() if line.startswith("Overriding")]
+        assert overrides == ["Overriding the checkpoint's settings as given: epochs 2 → 3."]
+        assert f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3." in printed
+        history = pd.read_csv(out / "sliceseg_history.csv")
+        assert history["epoch"].tolist() == [1, 2, 3]
+
+
+def sliceseg_train(*args: str, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "sliceseg", "train", *args]
+    with log.open("w") as stream:
+        return subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, env=ENV)
+
+
+def checkpoints(folder: Path) -> dict[int, Path]:
+    found = (re.fullmatch(r"sliceseg_(\d+)\.pt", p.name) for p in folder.glob("*.pt"))
+    return {int(m.group(1)): folder / m.group(0) for m in found if m}
+
+
+def kill_after_second_checkpoint(process: subprocess.Popen, out: Path, log: Path) -> Path:
+    deadline = time.monotonic() + 120
+    while len(checkpoints(out)) < 2:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no second checkpoint within 120 s"
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return checkpoints(out)[max(checkpoints(out))]
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumed_matches_the_uninterrupted_run(tiny_phantom, tmp_path):
+    data = str(tiny_phantom / "train")
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    uninterrupted = sliceseg_train(data, "--out", str(whole), *RUN, log=tmp_path / "whole.log")
+    killed = sliceseg_train(data, "--out", str(broken), *RUN, log=tmp_path / "killed.log")
+    last = kill_after_second_checkpoint(killed, broken, tmp_path / "killed.log")
+    resumed_at = int(last.stem.split("_")[1])
+    assert 6 <= resumed_at < EPOCHS  # killed mid-run, after its second checkpoint
+    done = subprocess.run(
+        [sys.executable, "-m", "sliceseg", "train", "--resume", str(last)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"after epoch {resumed_at} of {EPOCHS}." in done.stdout
+    assert "Overriding" not in done.stdout
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.log").read_text()
+
+    resumed = pd.read_csv(broken / "sliceseg_history.csv")
+    reference = pd.read_csv(whole / "sliceseg_history.csv")
+    assert resumed["epoch"].tolist() == list(range(1, EPOCHS + 1))  # each epoch exactly once
+    assert (broken / f"sliceseg_{EPOCHS}.pt").is_file()
+    lr = resumed["lr"].to_numpy()
+    assert lr == pytest.approx(reference["lr"].to_numpy(), rel=1e-12)
+    assert lr[resumed_at] > 0 and np.all(np.diff(lr) < 0)  # the schedule goes on decaying
+    assert resumed["elapsed_seconds"].is_monotonic_increasing
+    final, expected = resumed["val_dice"].iloc[-1], reference["val_dice"].iloc[-1]
+    assert abs(final - expected) < 0.02
+    # On the CPU the continued run is the same computation: every loss agrees bit for bit.
+    assert resumed["loss"].tolist() == reference["loss"].tolist()
+    assert final == expected

@@ -1,0 +1,183 @@
+"""Tests for sliceseg.data.samples: check_dataset, load_samples and the label scheme they infer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sliceseg
+from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
+from sliceseg.data.check import CheckReport
+from sliceseg.data.pairing import DataSource
+from sliceseg.data.samples import check_dataset, load_samples, load_usable_samples
+from sliceseg.errors import ConfigError, LabelError, PairingError
+
+
+def messages(report: CheckReport, kind: str) -> list[str]:
+    return [p.message for p in report.problems if p.kind == kind]
+
+
+class TestCheckDataset:
+    def test_source_may_be_a_data_source_a_path_or_a_string(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p02/s1", square_label(second=None))
+        by_path = check_dataset(tmp_path)
+        by_text = sliceseg.check_dataset(str(tmp_path))
+        source = DataSource.from_dirs(
+            images_dir=tmp_path / "dicoms", labels_dir=tmp_path / "labels", num_labels=3
+        )
+        given = check_dataset(source)
+        assert by_path.num_samples == by_text.num_samples == given.num_samples == 2
+        assert by_path.roi_names == by_text.roi_names == ("ROI 1", "ROI 2")
+        assert given.roi_names == ("ROI 1", "ROI 2", "ROI 3")  # num_labels fixed K
+
+    def test_jpeg_label_is_snapped_with_a_warning(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label(40, second=80))
+        add_pair(tmp_path, "p01/s2", square_label(40, second=80), label_suffix=".jpg")
+        samples, report = load_samples(tmp_path)
+        (lossy,) = messages(report, "lossy_label")
+        changed = int(lossy.split(": ")[1].split(" pixels")[0])
+        assert changed > 0 and "save labels as PNG or NPY" in lossy
+        np.testing.assert_array_equal(samples[1].label, samples[0].label)
+
+    def test_jpeg_only_dataset_guesses_the_values_with_a_warning(self, tmp_path):
+        label = np.kron(square_label(40, second=80), np.ones((3, 3), np.uint8))
+        for key in ("p01/s1", "p02/s1"):
+            add_pair(tmp_path, key, label, label_suffix=".jpg", image_shape=label.shape)
+        report = check_dataset(tmp_path)
+        assert report.is_trainable, report.to_text()
+        assert report.scheme.is_display_scaled and report.scheme.num_labels == 2
+        assert "guessed from the JPEG files" in messages(report, "lossy_only")[0]
+        assert report.roi_stats[0].mean_area_mm2 == pytest.approx(30 * 30 * 0.4, rel=0.02)
+        assert report.roi_stats[1].mean_area_mm2 == pytest.approx(12 * 18 * 0.4, rel=0.05)
+
+    def test_display_scaled_labels_are_recognised(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label(40, second=80))
+        add_pair(tmp_path, "p02/s1", square_label(40, second=None))
+        samples, report = load_samples(tmp_path)
+        assert report.scheme.is_display_scaled and report.scheme.num_labels == 2
+        assert "mapped in order: 0→0, 40→1, 80→2" in messages(report, "display_scaled")[0]
+        assert set(np.unique(samples[0].label)) == {0, 1, 2}
+
+    def test_given_num_labels_accepts_a_rare_value(self, tmp_path):
+        six_rois = np.resize(np.arange(7, dtype=np.uint8), (LABEL_ROWS, LABEL_COLS))
+        for i in range(5):
+            add_pair(tmp_path, f"p01/s{i}", six_rois)
+        stray = six_rois.copy()
+        stray[0, 0] = 7
+        add_pair(tmp_path, "p01/s9", stray)
+        assert not check_dataset(tmp_path).is_trainable
+        source = DataSource.from_dirs(tmp_path, num_labels=7)
+        assert check_dataset(source).is_trainable
+
+    def test_extra_value_above_num_labels_is_an_error(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label(second=3))
+        report = check_dataset(DataSource.from_dirs(tmp_path, num_labels=2))
+        assert not report.is_trainable
+        message = messages(report, "label_scheme")[0]
+        assert "reach ROI 3, above num_labels=2" in message and "3: p01/s2.png" in message
+
+    def test_float_label_with_non_whole_values(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label().astype(np.float32) * 0.5, label_suffix=".npy")
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable
+        (message,) = messages(report, "unreadable_label")
+        assert "s2.npy: float values that are not whole numbers" in message
+
+    def test_rgb_label_with_different_channels(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        label = square_label()
+        add_pair(tmp_path, "p01/s2", np.stack([label * 100, label, label], axis=-1))
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable
+        assert "channels differ" in messages(report, "unreadable_label")[0]
+
+    def test_mixed_label_schemes_are_explained(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label(1, second=2))
+        add_pair(tmp_path, "p01/s2", square_label(40, second=80))
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable and report.scheme is None
+        assert "do not form one scheme" in messages(report, "label_scheme")[0]
+        assert "40: p01/s2.png" in messages(report, "label_scheme")[0]
+
+    def test_roi_names_from_labels_txt_set_k(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("psoas left\npsoas right\n")
+        assert check_dataset(tmp_path).roi_names == ("psoas left", "psoas right")
+        (tmp_path / "labels.txt").write_text("one\ntwo\nthree\n")
+        report = check_dataset(tmp_path)
+        assert report.is_trainable and report.roi_names == ("one", "two", "three")
+        assert messages(report, "absent_roi") == ["three (value 3) appears in no label file."]
+
+    def test_too_few_roi_names_is_an_error(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("only one\n")
+        report = check_dataset(tmp_path)
+        assert not report.is_trainable
+        message = messages(report, "label_scheme")[0]
+        assert "above num_labels=1" in message and "(K = 1 ROI names in " in message
+        with pytest.raises(ConfigError, match=r"labels\.txt: 1 ROI names but num_labels=2"):
+            check_dataset(DataSource.from_dirs(tmp_path, num_labels=2))
+
+    def test_multi_frame_dicom_with_2d_label_is_a_mismatch(self, tmp_path):
+        write_test_dicom(tmp_path / "dicoms" / "cine.dcm", np.zeros((3, LABEL_ROWS, LABEL_COLS)))
+        (tmp_path / "labels").mkdir()
+        np.save(tmp_path / "labels" / "cine.npy", square_label())
+        (message,) = messages(check_dataset(tmp_path), "shape_mismatch")
+        assert "3 frames of 20×24" in message and "(3, 20, 24) .npy" in message
+
+
+class TestLoadSamples:
+    def test_returns_samples_beside_the_report(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels" / "notes.txt").write_text("x")
+        (sample,), report = load_samples(tmp_path)
+        assert sample.key == "p01/s1"
+        assert sample.label.dtype == np.uint8 and sample.label.shape == sample.image.shape
+        assert report.num_samples == 1 and messages(report, "skipped")
+
+    def test_multi_frame_keys_are_slice_names(self, tmp_path):
+        frames = np.zeros((3, LABEL_ROWS, LABEL_COLS))
+        write_test_dicom(tmp_path / "dicoms" / "cine.dcm", frames)
+        write_test_dicom(tmp_path / "dicoms" / "p01" / "cine.dcm", frames)
+        for key in ("cine", "p01/cine"):
+            (tmp_path / "labels" / key).parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp_path / "labels" / f"{key}.npy", np.stack([square_label()] * 3))
+        samples, report = load_samples(tmp_path)
+        assert report.num_samples == 6
+        expected = [f"{d}cine_f00{i}" for d in ("", "p01/") for i in range(3)]
+        assert [s.key for s in samples] == expected
+        assert [s.key.rsplit("/", 1)[-1] for s in samples] == [s.image.name for s in samples]
+
+    def test_raises_one_line_when_unfit(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label().astype(np.float32) / 3, label_suffix=".npy")
+        with pytest.raises(
+            LabelError, match=r"not fit for training .*not whole numbers.*sliceseg check"
+        ) as info:
+            load_samples(tmp_path)
+        assert "\n" not in str(info.value)
+
+    def test_empty_raises_pairing_error(self, tmp_path):
+        (tmp_path / "dicoms").mkdir()
+        (tmp_path / "labels").mkdir()
+        with pytest.raises(PairingError, match="no DICOM file in"):
+            load_samples(tmp_path)
+
+    def test_separate_folders_name_both_in_the_hint(self, tmp_path):
+        (tmp_path / "scans").mkdir()
+        (tmp_path / "manual").mkdir()
+        source = DataSource.from_dirs(images_dir=tmp_path / "scans", labels_dir=tmp_path / "manual")
+        with pytest.raises(PairingError, match=r"--images .*scans --labels .*manual"):
+            load_samples(source)
+
+
+class TestLoadUsableSamples:
+    def test_good_pairs_survive_a_bad_one(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label().astype(np.float32) / 3, label_suffix=".npy")
+        samples, report = load_usable_samples(tmp_path)
+        assert [s.key for s in samples] == ["p01/s1"]
+        assert not report.is_trainable and messages(report, "unreadable_label")

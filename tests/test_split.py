@@ -1,0 +1,102 @@
+"""Tests for sliceseg.data.split: the training / validation split by patient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import add_pair, square_label
+from sliceseg.data.pairing import Sample
+from sliceseg.data.samples import load_samples
+from sliceseg.data.split import patient_group, split_by_patient
+from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice
+
+
+def make_sample(key: str, series_uid: str = "", patient_id: str = "") -> Sample:
+    image = Slice(
+        pixels=np.zeros((2, 2), np.float32),
+        spacing_mm=(1.0, 1.0),
+        spacing_source="PixelSpacing",
+        source=Path(f"/data/{key}.dcm"),
+        series_uid=series_uid,
+        patient_id=patient_id,
+    )
+    return Sample(key=key, image=image, label=np.zeros((2, 2), np.uint8))
+
+
+class TestPatientGroup:
+    @pytest.mark.parametrize(
+        ("key", "series_uid", "patient_id", "group"),
+        [
+            ("p01/ct/s1", "1.2.3", "PAT7", "patient:PAT7"),
+            ("p01/ct/s1", "1.2.3", "", "folder:p01"),
+            ("s1", "1.2.3", "", "series:1.2.3"),
+            ("s1", "", "", ""),
+        ],
+    )
+    def test_patient_then_subject_folder_then_series(self, key, series_uid, patient_id, group):
+        assert patient_group(make_sample(key, series_uid, patient_id)) == group
+
+
+class TestSplitByPatient:
+    def test_two_series_of_one_patient_stay_on_one_side(self, tmp_path):
+        # Patient "A" has two series in two folders; five other patients have one each.
+        add_pair(tmp_path, "a_mr/s1", square_label(), series_uid="1.2.10", patient_id="A")
+        add_pair(tmp_path, "a_ct/s1", square_label(), series_uid="1.2.11", patient_id="A")
+        for i in range(5):
+            add_pair(
+                tmp_path, f"b{i}/s1", square_label(), series_uid=f"1.2.2{i}", patient_id=f"B{i}"
+            )
+        samples, _ = load_samples(tmp_path)
+        assert {s.image.patient_id for s in samples} == {"A", "B0", "B1", "B2", "B3", "B4"}
+        sides_of_a = set()
+        for seed in range(12):
+            train, val = split_by_patient(samples, validation_fraction=0.3, seed=seed)
+            assert len(train) + len(val) == 7 and len({patient_group(s) for s in val}) == 2
+            a_keys = {s.key for s in val if s.image.patient_id == "A"}
+            assert a_keys in (set(), {"a_mr/s1", "a_ct/s1"}), f"seed {seed}: {a_keys}"
+            sides_of_a.add(bool(a_keys))
+        assert sides_of_a == {True, False}  # the seeds did put patient A on either side
+
+    def test_series_stay_on_one_side_and_split_is_deterministic(self):
+        samples = [make_sample(f"s{s}_{i}", f"1.2.{s}") for s in range(6) for i in range(4)]
+        train, val = split_by_patient(samples, validation_fraction=0.3, seed=1)
+        train_series = {s.image.series_uid for s in train}
+        val_series = {s.image.series_uid for s in val}
+        assert len(val_series) == 2 and not train_series & val_series
+        assert len(train) + len(val) == 24
+        again = split_by_patient(samples, validation_fraction=0.3, seed=1)[1]
+        assert [s.key for s in again] == [s.key for s in val]
+
+    def test_subject_folder_groups_series_without_patient_id(self):
+        samples = [
+            make_sample(f"p{p}/{series}/s{i}", f"1.2.{p}.{series}")
+            for p in range(2)
+            for series in ("mr", "ct")
+            for i in range(3)
+        ]
+        train, val = split_by_patient(samples, validation_fraction=0.1)
+        assert len(train) == len(val) == 6 and len({s.key.split("/")[0] for s in val}) == 1
+
+    def test_single_group_gives_empty_validation_with_warning(self):
+        samples = [make_sample(f"s{i}", patient_id="P") for i in range(3)]
+        with pytest.warns(
+            UserWarning, match=r"one patient \(one PatientID\).*validation set is empty"
+        ):
+            train, val = split_by_patient(samples)
+        assert len(train) == 3 and val == []
+
+    def test_warning_never_names_the_patient(self):
+        samples = [make_sample(f"s{i}", patient_id="DOE^JOHN-123") for i in range(2)]
+        with pytest.warns(UserWarning) as caught:
+            split_by_patient(samples)
+        assert "DOE" not in str(caught[0].message)
+
+    def test_bad_fraction(self):
+        with pytest.raises(
+            ConfigError, match=r"validation_fraction=1.0: expected a share in \[0, 1\)"
+        ):
+            split_by_patient([make_sample("a")], validation_fraction=1.0)

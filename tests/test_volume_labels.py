@@ -1,0 +1,388 @@
+"""Label volumes as training labels: pairing, planes per slice, renumbering, unlabelled slices."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slicer_files
+from sliceseg.cli import main
+from sliceseg.data.pairing import DataSource
+from sliceseg.data.samples import check_dataset, load_samples
+from sliceseg.data.volume_labels import (
+    find_label_volumes,
+    load_volume_labels,
+    pair_volumes,
+    series_labels,
+)
+from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.dicom import find_dicom_files, read_series
+from sliceseg.io.volumes import LabelVolume, read_label_volume
+from sliceseg.measure.areas import measure_areas
+from sliceseg.training.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 subjects × 4 slices, 64×64, per-slice labels and labels.txt."""
+    from sliceseg.phantom.generate import generate_phantom
+
+    out = tmp_path_factory.mktemp("volume_labels") / "phantom"
+    generate_phantom(
+        out, train_subjects=3, test_subjects=0, slices_per_subject=4, seed=3,
+        matrix_sizes=[(64, 64)],
+    )  # fmt: skip
+    return out
+
+
+def names_of(phantom: Path) -> list[str]:
+    return (phantom / "labels.txt").read_text().split("\n")[:-1]
+
+
+def dataset_with_volumes(phantom: Path, tmp_path: Path) -> Path:
+    """sub01 as labels/sub01.seg.nrrd, sub02 per-slice files, sub03 as labels/sub03/Seg..."""
+    data = tmp_path / "data"
+    shutil.copytree(phantom / "train" / "dicoms", data / "dicoms")
+    shutil.copytree(phantom / "train" / "labels" / "sub02", data / "labels" / "sub02")
+    names = names_of(phantom)
+    for subject, target in (("sub01", "sub01.seg.nrrd"), ("sub03", "sub03/Segmentation.seg.nrrd")):
+        voxels, affine, _ = slicer_files.phantom_volume(
+            data / "dicoms" / subject, phantom / "train" / "labels" / subject
+        )
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(data / "labels" / target, voxels, segments, ijk_to_lps=affine)
+    return data
+
+
+class TestPairing:
+    def test_rules_folder_parent_folder_file_and_unmatched(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        (data / "labels" / "sub09.nii.gz").write_bytes(b"")  # no such series
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        volumes = find_label_volumes(data / "labels")
+        assert [v.relative_to(data / "labels").as_posix() for v in volumes] == [
+            "sub01.seg.nrrd",
+            "sub03/Segmentation.seg.nrrd",
+            "sub09.nii.gz",
+        ]
+        pairing = pair_volumes(volumes, data / "labels", data / "dicoms", dicoms)
+        assert [(p.key, p.rule, len(p.image_paths)) for p in pairing.pairs] == [
+            ("sub01", "folder", 4),
+            ("sub03", "parent folder", 4),
+        ]
+        assert [p.name for p in pairing.unmatched] == ["sub09.nii.gz"]
+
+    def test_a_volume_per_file(self, phantom, tmp_path):
+        data = tmp_path / "d"
+        shutil.copytree(phantom / "train" / "dicoms" / "sub01", data / "dicoms" / "sub01")
+        target = data / "labels" / "sub01" / "sub01_s02.nii.gz"
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"")
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        pairing = pair_volumes([target], data / "labels", data / "dicoms", dicoms)
+        assert [(p.key, p.rule, p.image_paths[0].name) for p in pairing.pairs] == [
+            ("sub01/sub01_s02", "file", "sub01_s02.dcm")
+        ]
+
+
+class TestLoadVolumeLabels:
+    def test_volumes_give_the_per_slice_labels_and_names(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(
+            data / "labels", data / "dicoms", dicoms, roi_names=names_of(phantom)
+        )
+        assert found.names_by_value == dict(enumerate(names_of(phantom), start=1))
+        assert sorted(label.key for label in found.labels) == [
+            f"{s}/{s}_s{j:02d}" for s in ("sub01", "sub03") for j in range(4)
+        ]
+        for label in found.labels:
+            per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
+            np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
+        assert {p.parent.name for p in found.labelled_images} == {"sub01", "sub03"}
+        assert found.warnings == [] and found.unlabelled == []
+
+    def test_areas_equal_those_of_the_per_slice_labels_and_the_truth(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        names = names_of(phantom)
+        images = [label.image for label in found.labels]
+        from_volumes = measure_areas([label.values for label in found.labels], images, names)
+        per_slice = [
+            slicer_files.read_label(next((phantom / "train" / "labels").glob(f"{label.key}.*")))
+            for label in found.labels
+        ]
+        from_files = measure_areas(per_slice, images, names)
+        np.testing.assert_array_equal(from_volumes.per_slice.values, from_files.per_slice.values)
+        with open(phantom / "truth.csv") as handle:
+            truth = {
+                (r["key"], r["roi_name"]): float(r["area_mm2"]) for r in csv.DictReader(handle)
+            }
+        measured = from_volumes.per_slice
+        for row, label in enumerate(found.labels):
+            for name in names:
+                true = truth[(label.key, name)]
+                assert measured[name].iloc[row] == pytest.approx(true, rel=0.2, abs=40.0)
+
+    def test_unlabelled_slices_skip_or_background(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels = volume.values.copy()
+        voxels[:, :, 1] = 0  # plane 1 (the second slice from the top) left unlabelled
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        skip = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        background = load_volume_labels(
+            data / "labels", data / "dicoms", dicoms, unlabelled="background"
+        )
+        assert skip.unlabelled == [("sub01/sub01_s01", path)]
+        assert len(skip.labels) == 7 and len(background.labels) == 8
+        kept = next(label for label in background.labels if label.key == "sub01/sub01_s01")
+        assert not kept.values.any()
+        with pytest.raises(ConfigError, match=r"unlabelled_slices='none': expected one of skip"):
+            load_volume_labels(data / "labels", data / "dicoms", dicoms, unlabelled="none")
+
+    def test_a_missing_dicom_slice_is_fine(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        (data / "dicoms" / "sub01" / "sub01_s02.dcm").unlink()
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        keys = [label.key for label in found.labels if label.key.startswith("sub01")]
+        assert keys == ["sub01/sub01_s00", "sub01/sub01_s01", "sub01/sub01_s03"]
+        for label in found.labels:
+            per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
+            np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
+
+    def test_unknown_segment_names_name_the_file(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: segment name\(s\) \['vertebral"):
+            load_volume_labels(
+                data / "labels", data / "dicoms", dicoms, roi_names=["liver"], names_source="x.txt"
+            )
+
+    def test_a_volume_of_another_series_is_an_error(self, phantom, tmp_path):
+        data = dataset_with_volumes(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        shifted = volume.ijk_to_lps.copy()
+        shifted[2, 3] += 2.0  # 2 mm along z: between the planes of the series
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, volume.values, segments, ijk_to_lps=shifted)
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: .* 2 mm "):
+            load_volume_labels(data / "labels", data / "dicoms", dicoms)
+
+    def test_a_dicom_seg_pairs_by_the_series_it_references(self, phantom, tmp_path):
+        from test_volumes import _dicom_seg
+
+        seg, masks, _uid = _dicom_seg(tmp_path / "made")
+        data = tmp_path / "data"
+        shutil.copytree(tmp_path / "made" / "ph" / "train" / "dicoms", data / "dicoms")
+        (data / "labels").mkdir()
+        shutil.copy(seg, data / "labels" / "anything.dcm")
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
+        assert [p.rule for p in found.pairing.pairs] == ["referenced series"]
+        assert found.names_by_value == {1: "left psoas", 2: "right psoas"}
+        by_position = sorted(found.labels, key=lambda s: -s.image.image_position_mm[2])
+        for label, mask in zip(by_position, masks, strict=True):
+            np.testing.assert_array_equal(label.values, mask)
+
+
+class TestSeriesLabels:
+    def test_the_series_the_volume_fits_is_chosen_among_several(self, phantom):
+        slices = read_series(phantom / "train" / "dicoms")  # three series in one list
+        voxels, affine, _ = slicer_files.phantom_volume(
+            phantom / "train" / "dicoms" / "sub02", phantom / "train" / "labels" / "sub02"
+        )
+        volume = LabelVolume(voxels, affine, (), Path("sub02.nii.gz"), "nifti")
+        result = series_labels(volume, slices)
+        assert {image.source.parent.name for image, _ in result.labelled} == {"sub02"}
+        assert len(result.labelled) == 4
+
+
+def volume_dataset(phantom: Path, tmp_path: Path, *, names_file: bool = False) -> Path:
+    """Every subject as labels/<subject>.seg.nrrd with the phantom's ROI names; no labels.txt."""
+    data = tmp_path / "vols"
+    shutil.copytree(phantom / "train" / "dicoms", data / "dicoms")
+    for subject in ("sub01", "sub02", "sub03"):
+        voxels, affine, _ = slicer_files.phantom_volume(
+            data / "dicoms" / subject, phantom / "train" / "labels" / subject
+        )
+        segments = slicer_files.named_segments(names_of(phantom))
+        target = data / "labels" / f"{subject}.seg.nrrd"
+        slicer_files.write_slicer_seg(target, voxels, segments, ijk_to_lps=affine)
+    if names_file:
+        shutil.copy(phantom / "labels.txt", data / "labels.txt")
+    return data
+
+
+class TestCheckWithVolumes:
+    def test_same_rois_areas_and_names_as_the_per_slice_labels(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        samples, report = load_samples(data)
+        reference_samples, reference = load_samples(phantom / "train")
+        assert report.is_trainable and report.problems == []
+        assert report.roi_names == reference.roi_names == tuple(names_of(phantom))
+        assert report.num_pairs == reference.num_pairs == 12
+        assert report.roi_stats == reference.roi_stats
+        assert report.scheme == reference.scheme
+        by_key = {s.key: s.label for s in reference_samples}
+        assert sorted(s.key for s in samples) == sorted(by_key)
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
+    def test_renumbered_segments_are_fixed_and_reported(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub02.seg.nrrd"
+        volume = read_label_volume(path)
+        names = names_of(phantom)
+        swapped = relabel_values(volume.values, {2: 3, 3: 2})
+        values = [1, 3, 2, 4, 5, 6]  # right and left psoas saved the other way round
+        segments = slicer_files.named_segments(names, values)
+        slicer_files.write_slicer_seg(path, swapped, segments, ijk_to_lps=volume.ijk_to_lps)
+        samples, report = load_samples(data)
+        reference_samples, _ = load_samples(phantom / "train")
+        by_key = {s.key: s.label for s in reference_samples}
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+        (line,) = [p.message for p in report.problems if p.kind == "renumbered"]
+        assert line == (
+            f"sub02.seg.nrrd: segments renumbered to match the dataset: '{names[1]}' 3 → 2, "
+            f"'{names[2]}' 2 → 3"
+        )
+
+    def test_unlabelled_slices_are_reported_and_the_flag_keeps_them(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels = volume.values.copy()
+        voxels[:, :, :2] = 0
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
+        skip, report = load_samples(data)
+        (line,) = [p.message for p in report.problems if p.kind == "unlabelled_slices"]
+        assert line.startswith("sub01.seg.nrrd: 2 slice(s) the volume leaves empty, left out")
+        source = DataSource.from_dirs(data, unlabelled_slices="background")
+        background, _ = load_samples(source)
+        assert (len(skip), len(background)) == (10, 12)
+
+    def test_a_slice_labelled_twice_is_an_error(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path)
+        shutil.copytree(phantom / "train" / "labels" / "sub01", data / "labels" / "sub01")
+        report = check_dataset(data)
+        duplicates = [p for p in report.errors if p.kind == "duplicate"]
+        assert len(duplicates) == 4 and not report.is_trainable
+        assert "labelled twice, by sub01_s00" in duplicates[0].message
+
+    def test_mixed_with_per_slice_files(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        (data / "labels" / "sub03.seg.nrrd").unlink()
+        shutil.copytree(phantom / "train" / "labels" / "sub03", data / "labels" / "sub03")
+        samples, report = load_samples(data)
+        assert report.is_trainable and len(samples) == 12
+        assert report.roi_names == tuple(names_of(phantom))
+
+
+def relabel_values(values: np.ndarray, remap: dict[int, int]) -> np.ndarray:
+    out = values.copy()
+    for old, new in remap.items():
+        out[values == old] = new
+    return out
+
+
+class TestCheckCommandOnBadVolumes:
+    @pytest.mark.parametrize(
+        ("damage", "expected"),
+        [
+            ("spacing", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: pixel spacing along the image"),
+            ("orientation", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: orientation differs by 5"),
+            ("between", r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: the slice plane falls 1\.5 mm"),
+            ("names", r"sub01\.seg\.nrrd: segment name\(s\) \['liver'\] not in .*labels\.txt"),
+            ("truncated", r"sub01\.seg\.nrrd: cannot read the NRRD file .* truncated"),
+            ("wider", r"sub01\.seg\.nrrd: in-plane size 64×70 voxels does not fit .* 64×64"),
+        ],
+    )
+    def test_one_line_and_exit_2(self, phantom, tmp_path, capsys, damage, expected):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels, affine = volume.values, volume.ijk_to_lps.copy()
+        names = names_of(phantom)
+        if damage == "spacing":
+            affine[:3, :3] *= np.diag([2.0, 2.0, 1.0])
+        elif damage == "orientation":
+            angle = np.radians(5.0)
+            turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0]])
+            affine[:2, :3] = turn @ affine[:3, :3]
+        elif damage == "between":
+            affine[2, 3] += 1.5
+        elif damage == "names":
+            names = [*names[:5], "liver"]
+        elif damage == "wider":
+            voxels = np.concatenate([voxels, np.zeros((6, *voxels.shape[1:]), voxels.dtype)])
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=affine)
+        if damage == "truncated":
+            path.write_bytes(path.read_bytes()[:-200])
+        code = main(["check", str(data)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.count("\n") == 1 and err.startswith("error: ")
+        assert re.search(expected, err), err
+
+
+@pytest.mark.slow
+def test_a_slicer_segmentation_trains_a_model_with_its_names(phantom, tmp_path):
+    from sliceseg.models.bundle import load_bundle
+    from sliceseg.training.loop import train
+
+    data = volume_dataset(phantom, tmp_path)
+    names = ["spine", "psoas R", "psoas L", "erector R", "erector L", "fat"]
+    for subject in ("sub01", "sub02", "sub03"):
+        path = data / "labels" / f"{subject}.seg.nrrd"
+        volume = read_label_volume(path)
+        segments = slicer_files.named_segments(names)
+        slicer_files.write_slicer_seg(path, volume.values, segments, ijk_to_lps=volume.ijk_to_lps)
+    config = TrainConfig(
+        data_dir=str(data), out_dir=str(tmp_path / "model"), epochs=1, input_shape=64,
+        batch_size=4, print_checkpoint=1, save_checkpoint=1,
+    )  # fmt: skip
+    result = train(config, log=lambda _line: None)
+    assert list(load_bundle(result.best_model).roi_names) == names
+
+
+def test_measure_gives_the_same_table_from_volumes(phantom, tmp_path):
+    import pandas as pd
+
+    data = volume_dataset(phantom, tmp_path, names_file=True)
+    dicoms = str(data / "dicoms")
+    out_volumes, out_files = tmp_path / "from_volumes", tmp_path / "from_files"
+    assert (
+        main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", str(out_volumes)]) == 0
+    )
+    labels = str(phantom / "train" / "labels")
+    assert main(["measure", labels, "--dicoms", dicoms, "--out", str(out_files)]) == 0
+    from_volumes = pd.read_csv(out_volumes / "csa.csv")
+    from_files = pd.read_csv(out_files / "csa.csv")
+    pd.testing.assert_frame_equal(from_volumes, from_files)
+    assert len(from_volumes) == 12 + 3 * 2 + 2  # slices, mean / std of each series, overall
+
+
+def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"unlabelled_slices must be one of skip, background"):
+        TrainConfig(data_dir="x", unlabelled_slices="all")
+    with pytest.raises(ConfigError, match=r"unlabelled_slices='all': expected one of skip"):
+        DataSource.from_dirs(phantom / "train", unlabelled_slices="all")
+    data = volume_dataset(phantom, tmp_path)
+    assert main(["check", str(data), "--unlabelled-slices", "background"]) == 0
+    assert "Verdict: FIT for training" in capsys.readouterr().out

@@ -1,0 +1,243 @@
+"""Reading label volumes: Slicer .seg.nrrd header fields, NIfTI RAS → LPS, DICOM-SEG, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import nrrd
+import numpy as np
+import pytest
+
+import slicer_files
+from sliceseg.errors import LabelError
+from sliceseg.io.volumes import (
+    LabelVolume,
+    is_volume_name,
+    read_label_volume,
+    strip_volume_suffix,
+)
+
+SPACE_DIRECTIONS = np.array([[0.8, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, -5.0]])
+ORIGIN = np.array([-100.0, -80.0, 40.0])
+
+
+AFFINE = np.eye(4)
+AFFINE[:3, :3] = SPACE_DIRECTIONS.T
+AFFINE[:3, 3] = ORIGIN
+
+
+def write_slicer_seg(path: Path, voxels: np.ndarray, segments: list[dict[str, str]]) -> Path:
+    return slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=AFFINE)
+
+
+def _blocks(shape: tuple[int, int, int]) -> np.ndarray:
+    voxels = np.zeros(shape, np.uint8)
+    voxels[1:4, 2:5, 0] = 1
+    voxels[5:7, 1:3, 1] = 2
+    voxels[0:2, 0:2, 2] = 5
+    return voxels
+
+
+class TestSlicerSegNrrd:
+    def test_names_values_colours_and_geometry_from_the_header(self, tmp_path):
+        voxels = _blocks((8, 6, 3))
+        path = write_slicer_seg(
+            tmp_path / "p01.seg.nrrd",
+            voxels,
+            [
+                {"Name": "vertebral body", "LabelValue": "1", "Layer": "0", "Color": "1 0 0"},
+                {"Name": "right psoas", "LabelValue": "2", "Layer": "0", "Color": "0 1 0"},
+                {"Name": "left psoas", "LabelValue": "5", "Layer": "0", "Color": "0 0 1"},
+            ],
+        )
+        volume = read_label_volume(path)
+        assert volume.kind == "seg.nrrd"
+        assert volume.names_by_value == {1: "vertebral body", 2: "right psoas", 5: "left psoas"}
+        assert volume.segments[2].colour_rgb == (0.0, 0.0, 1.0)
+        np.testing.assert_array_equal(volume.values, voxels)
+        np.testing.assert_allclose(volume.origin_mm, ORIGIN)
+        np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0))
+        np.testing.assert_allclose(volume.directions, np.diag([1.0, 1.0, -1.0]))
+
+    def test_two_layers_are_merged_and_reused_values_renumbered(self, tmp_path):
+        layers = np.zeros((2, 4, 4, 2), np.uint8)
+        layers[0, 0:2, 0:2, 0] = 1  # "bone", layer 0, value 1
+        layers[1, 2:4, 2:4, 1] = 1  # "muscle", layer 1, value 1
+        path = write_slicer_seg(
+            tmp_path / "two.seg.nrrd",
+            layers,
+            [
+                {"Name": "bone", "LabelValue": "1", "Layer": "0"},
+                {"Name": "muscle", "LabelValue": "1", "Layer": "1"},
+            ],
+        )
+        volume = read_label_volume(path)
+        assert volume.names_by_value == {1: "bone", 2: "muscle"}
+        assert volume.values.shape == (4, 4, 2)
+        assert int(np.count_nonzero(volume.values == 1)) == 4
+        assert volume.values[3, 3, 1] == 2 and volume.values[0, 0, 0] == 1
+
+    def test_overlapping_segments_are_an_error(self, tmp_path):
+        layers = np.zeros((2, 4, 4, 1), np.uint8)
+        layers[0, 0:2, 0:2, 0] = 1
+        layers[1, 1:3, 1:2, 0] = 1  # overlaps "bone" in voxels (1, 1) only
+        path = write_slicer_seg(
+            tmp_path / "overlap.seg.nrrd",
+            layers,
+            [
+                {"Name": "bone", "LabelValue": "1", "Layer": "0"},
+                {"Name": "muscle", "LabelValue": "1", "Layer": "1"},
+            ],
+        )
+        with pytest.raises(LabelError, match=r"overlap\.seg\.nrrd: segments 'muscle' and 'bone' "):
+            read_label_volume(path)
+
+    def test_a_value_without_segment_is_an_error(self, tmp_path):
+        path = write_slicer_seg(
+            tmp_path / "stray.seg.nrrd",
+            _blocks((8, 6, 3)),
+            [{"Name": "vertebral body", "LabelValue": "1", "Layer": "0"}],
+        )
+        with pytest.raises(LabelError, match=r"stray\.seg\.nrrd: voxel values \[2, 5\]"):
+            read_label_volume(path)
+
+
+class TestNrrdAndNifti:
+    def test_plain_nrrd_label_map_has_no_names(self, tmp_path):
+        header = {"space": "right-anterior-superior", "space directions": np.eye(3)}
+        header["space origin"] = np.array([10.0, 20.0, 30.0])
+        nrrd.write(str(tmp_path / "p01.nrrd"), _blocks((8, 6, 3)), header)
+        volume = read_label_volume(tmp_path / "p01.nrrd")
+        assert volume.kind == "nrrd" and volume.segments == ()
+        np.testing.assert_allclose(volume.origin_mm, (-10.0, -20.0, 30.0))  # RAS → LPS
+        np.testing.assert_allclose(volume.directions, np.diag([-1.0, -1.0, 1.0]))
+
+    def test_nrrd_without_geometry_is_an_error(self, tmp_path):
+        nrrd.write(str(tmp_path / "bare.nrrd"), _blocks((8, 6, 3)))
+        with pytest.raises(LabelError, match=r"bare\.nrrd: NRRD without 'space directions'"):
+            read_label_volume(tmp_path / "bare.nrrd")
+
+    def test_nifti_affine_is_turned_from_ras_to_lps(self, tmp_path):
+        affine = np.array(
+            [[-0.8, 0, 0, 100.0], [0, -0.6, 0, 80.0], [0, 0, 5.0, -20.0], [0, 0, 0, 1]]
+        )
+        voxels = _blocks((8, 6, 3))
+        nib.save(nib.Nifti1Image(voxels, affine), tmp_path / "p01.nii.gz")
+        volume = read_label_volume(tmp_path / "p01.nii.gz")
+        np.testing.assert_array_equal(volume.values, voxels)
+        np.testing.assert_allclose(volume.origin_mm, (-100.0, -80.0, -20.0))
+        np.testing.assert_allclose(volume.directions, np.eye(3), atol=1e-7)
+        np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0), rtol=1e-6)
+
+    def test_nifti_with_fractions_is_an_error(self, tmp_path):
+        data = np.zeros((4, 4, 2), np.float32)
+        data[1, 1, 0] = 0.5
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "prob.nii")
+        with pytest.raises(LabelError, match=r"prob\.nii: label values are not whole .* 0\.5"):
+            read_label_volume(tmp_path / "prob.nii")
+
+    def test_2d_nifti_is_one_plane(self, tmp_path):
+        nib.save(nib.Nifti1Image(np.ones((5, 4), np.uint8), np.eye(4)), tmp_path / "one.nii")
+        assert read_label_volume(tmp_path / "one.nii").shape == (5, 4, 1)
+
+
+def _dicom_seg(tmp_path: Path) -> tuple[Path, np.ndarray, str]:
+    """A DICOM-SEG made with highdicom directly from phantom DICOMs; returns path, masks, uid."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from sliceseg.phantom.generate import generate_phantom
+
+    summary = generate_phantom(
+        tmp_path / "ph", train_subjects=1, test_subjects=0, slices_per_subject=2,
+        matrix_sizes=[(64, 64)],
+    )  # fmt: skip
+    files = sorted((summary.train_dir / "dicoms").rglob("*.dcm"))
+    sources = [pydicom.dcmread(f) for f in files]
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[0, 10:20, 10:30] = 1
+    masks[1, 30:40, 5:15] = 2
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=name,
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Muscle,
+            algorithm_type="MANUAL",
+        )
+        for k, name in ((1, "left psoas"), (2, "right psoas"))
+    ]
+    seg = hd.seg.Segmentation(
+        sources, masks, "BINARY", descriptions, hd.UID(), 2, hd.UID(), 1,
+        "test", "test", "1", "1",
+    )  # fmt: skip
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path)
+    return path, masks, str(sources[0].SeriesInstanceUID)
+
+
+class TestDicomSeg:
+    def test_names_series_and_geometry(self, tmp_path):
+        path, _masks, uid = _dicom_seg(tmp_path)
+        volume = read_label_volume(path)
+        assert volume.kind == "dicom-seg" and volume.series_uid == uid
+        assert volume.names_by_value == {1: "left psoas", 2: "right psoas"}
+        assert sorted(np.unique(volume.values).tolist()) == [0, 1, 2]
+        assert int(np.count_nonzero(volume.values == 1)) == 200
+        assert int(np.count_nonzero(volume.values == 2)) == 100
+
+
+class TestTruncated:
+    @pytest.mark.parametrize("name", ["p01.seg.nrrd", "p01.nii.gz", "seg.dcm"])
+    def test_a_truncated_file_is_one_line_naming_it(self, tmp_path, name):
+        if name == "seg.dcm":
+            full, _, _ = _dicom_seg(tmp_path)
+        elif name.endswith(".nrrd"):
+            full = write_slicer_seg(
+                tmp_path / name,
+                _blocks((8, 6, 3)),
+                [{"Name": n, "LabelValue": str(v), "Layer": "0"} for n, v in (("a", 1), ("b", 2))]
+                + [{"Name": "c", "LabelValue": "5", "Layer": "0"}],
+            )
+        else:
+            full = tmp_path / name
+            nib.save(nib.Nifti1Image(_blocks((40, 40, 20)), np.eye(4)), full)
+        data = full.read_bytes()
+        cut = tmp_path / "cut" / name
+        cut.parent.mkdir()
+        cut.write_bytes(data[: len(data) * 2 // 3])
+        with pytest.raises(LabelError, match=rf"cut/{name}: .*truncated") as caught:
+            read_label_volume(cut)
+        assert "\n" not in str(caught.value)
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(LabelError, match=r"nope\.nii\.gz: label volume does not exist"):
+            read_label_volume(tmp_path / "nope.nii.gz")
+
+
+class TestNames:
+    @pytest.mark.parametrize(
+        ("name", "stem", "is_volume"),
+        [
+            ("p01.seg.nrrd", "p01", True),
+            ("P01.NII.GZ", "P01", True),
+            ("p01.nii", "p01", True),
+            ("p01.nrrd", "p01", True),
+            ("p01.seg.dcm", "p01", False),
+            ("slice_1.png", "slice_1.png", False),
+        ],
+    )
+    def test_suffixes(self, name, stem, is_volume):
+        assert strip_volume_suffix(name) == stem
+        assert is_volume_name(name) is is_volume
+
+
+def test_label_volume_properties():
+    affine = np.array([[0, 0, 2.0, 1], [0, 3.0, 0, 2], [-4.0, 0, 0, 3], [0, 0, 0, 1]])
+    volume = LabelVolume(np.zeros((2, 3, 4), np.uint8), affine, (), Path("x.nii"), "nifti")
+    assert volume.shape == (2, 3, 4)
+    assert volume.origin_mm == (1.0, 2.0, 3.0)
+    assert volume.spacing_mm == (4.0, 3.0, 2.0)
+    np.testing.assert_allclose(volume.directions[:, 0], (0, 0, -1))
