@@ -1,14 +1,21 @@
 """The ``sliceseg`` command: one subcommand per workflow, no logic of its own.
 
 Exit codes: 0 success; 1 ``check`` found the data unfit (a verdict); 2 a user error
-(one line on stderr, no traceback); 130 interrupted. Anything else is a bug.
+(one line on stderr, no traceback); 3 a bug in sliceseg (one line on stderr naming the log file
+that holds the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import sys
+import tempfile
+import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +24,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import SlicesegError
 
 if TYPE_CHECKING:
+    from sliceseg.measure.areas import SpacingFallback
     from sliceseg.training.config import TrainConfig
 
 Command = Callable[[argparse.Namespace], int]
@@ -131,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fallback(args: argparse.Namespace):
+def _fallback(args: argparse.Namespace) -> SpacingFallback:
     from sliceseg.measure.areas import SpacingFallback
 
     fov = None
@@ -167,7 +175,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for note in (n for series in run.exports for n in series.notes):
         print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+        reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
+        print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
     print(run.areas.to_text())
     for warning in run.warnings:
         print(f"warning: {warning}")
@@ -228,9 +237,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         labels_dir=args.labels,
         device=args.device,
         tta=args.tta,
+        fallback=_fallback(args),
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
     )
+    for note in result.notes:
+        print(note, file=sys.stderr)
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
     return 0
@@ -264,7 +276,7 @@ def _add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
+def _add_spacing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fov",
         type=float,
@@ -278,6 +290,10 @@ def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
     )
+
+
+def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
+    _add_spacing_args(parser)
     parser.add_argument(
         "--keep-patient-info",
         action="store_true",
@@ -405,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _add_data_args(p)
     p.add_argument("--out", required=True)
+    _add_spacing_args(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--overwrite", action="store_true")
@@ -421,14 +438,77 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sliceseg`` command and return its exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except SlicesegError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; files already written are kept.", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except SlicesegError as error:
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; files already written are kept.", file=sys.stderr)
+            return 130
+        except OSError as error:
+            if error.filename is None:
+                return _report_bug(error, args, argv)
+            # The file system refused (permissions, a file where a folder should be, disk full).
+            print(
+                f"error: {error.filename}: {error.strerror or _one_line(error)}; check the path, "
+                "its permissions and the free disk space.",
+                file=sys.stderr,
+            )
+            return 2
+        except Exception as error:  # the last resort: a bug of ours, never a raw traceback
+            return _report_bug(error, args, argv)
+
+
+REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
+
+
+def _report_bug(error: BaseException, args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Write the traceback to a log file and print one line saying where; return 3."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"sliceseg-error-{stamp}-{os.getpid()}.log"
+    command = " ".join(["sliceseg", *(sys.argv[1:] if argv is None else argv)])
+    text = (
+        f"command: {command}\nsliceseg {__version__}, Python {platform.python_version()}, "
+        f"{platform.platform()}\n\n"
+        + "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    )
+    log = None
+    out = getattr(args, "out", None) or getattr(args, "out_dir", None)
+    folders = [Path(out)] if out and Path(out).is_dir() else []
+    for folder in [*folders, Path(tempfile.gettempdir())]:
+        try:
+            (folder / name).write_text(text, encoding="utf-8")
+        except OSError:
+            continue
+        log = folder / name
+        break
+    where = f"the full traceback is in {log}" if log else "the traceback could not be written"
+    print(
+        f"internal error: `{args.command}` failed with {type(error).__name__}: "
+        f"{_one_line(error)[:300]}. This is a bug in sliceseg {__version__}, not in your data; "
+        f"{where}; please report it with that file ({REPORT_HINT}).",
+        file=sys.stderr,
+    )
+    return 3
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one line, without the source line Python shows by default."""
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) or type(value).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

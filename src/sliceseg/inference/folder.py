@@ -11,15 +11,22 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm.auto import tqdm
 
-from sliceseg.errors import PairingError
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.predict import Prediction, predict_slices
-from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
-from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.io.dicom import (
+    DicomScan,
+    SkippedFile,
+    Slice,
+    scan_dicom_folder,
+    strip_dicom_suffix,
+)
+from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
-from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.thumbnails import save_thumbnail
 from sliceseg.report.visualize import save_animation, save_overlay
@@ -74,7 +81,9 @@ def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Pr
     return list(groups.items())
 
 
-def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progress: bool):
+def _write_slices(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str], progress: bool
+) -> list[tuple[str, Path]]:
     overlays = []
     for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
@@ -97,11 +106,11 @@ def _series_figures(
     """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
     table = areas.per_slice
     table.insert(0, "file", [p.key for p in predictions])
-    series = [p.image.series_uid or "series" for p in predictions]
+    series = list(areas.series) or [1] * len(predictions)
     groups = list(dict.fromkeys(series))
     figures = []
     for number, uid in enumerate(groups, 1):
-        rows = table[[s == uid for s in series]]
+        rows = table[[k == uid for k in series]]
         path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
         plot_areas(rows, path=path)
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
@@ -112,7 +121,9 @@ def _series_figures(
     return figures
 
 
-def _write_animations(out: Path, predictions: Sequence[Prediction], roi_names) -> list[Path]:
+def _write_animations(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
+) -> list[Path]:
     groups = _series_groups(predictions)
     paths = []
     for number, (_uid, members) in enumerate(groups, 1):
@@ -183,6 +194,8 @@ def predict_folder(
         >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
         >>> print(run.areas.to_text())
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}.")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
@@ -197,54 +210,108 @@ def predict_folder(
         )
     for image in scan.slices:  # fail on missing spacing before any work is done
         resolve_spacing(image, fallback)
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
     names = bundle.roi_names
-    confidence = ConfidenceCollector()
-    labels = predict_slices(
-        bundle,
-        scan.slices,
-        device=device,
-        batch_size=batch_size,
-        tta=tta,
-        progress=show,
-        on_probabilities=confidence,
-    )
-    predictions = [
-        Prediction(image=image, label=label, key=slice_key(image, root))
-        for image, label in zip(scan.slices, labels, strict=True)
-    ]
-    keys = [p.key for p in predictions]
-    areas = measure_areas(
-        labels,
-        scan.slices,
-        names,
-        names=keys,
-        fallback=fallback,
-        keep_patient_info=keep_patient_info,
-    )
-    areas = with_confidence(areas, confidence.per_roi)
-    areas.save(out)
-    overlays = _write_slices(out, predictions, names, show)
-    animations = _write_animations(out, predictions, names)
-    exported = export_predictions(
-        out / "exports", scan.slices, labels, keys, names, formats=exports, root_name=root.name
-    )
-    warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
-    report_path = None
-    if report:
-        report_path = write_report(
-            out / "report.html",
-            title="sliceseg segmentation report",
-            settings=_report_settings(bundle, root, tta, scan.slices if keep_patient_info else []),
-            area_table=areas.wide,
-            overlays=overlays,
-            figures=_series_figures(out, predictions, areas),
-            warnings=warnings,
-            notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
-            thumbnails=[_thumbnail(out, p.key) for p in predictions],
+    with output_run(out_dir, overwrite=overwrite) as out:
+        confidence = ConfidenceCollector()
+        labels = predict_slices(
+            bundle,
+            scan.slices,
+            device=device,
+            batch_size=batch_size,
+            tta=tta,
+            progress=show,
+            on_probabilities=confidence,
+        )
+        predictions = [
+            Prediction(image=image, label=label, key=slice_key(image, root))
+            for image, label in zip(scan.slices, labels, strict=True)
+        ]
+        areas = measure_areas(
+            labels,
+            scan.slices,
+            names,
+            names=[p.key for p in predictions],
+            fallback=fallback,
+            keep_patient_info=keep_patient_info,
+        )
+        areas = with_confidence(areas, confidence.per_roi)
+        warnings = area_warnings(
+            areas.wide,
+            roi_names=names,
+            sided_pairs=sided_pairs_from_names(names),
+            series=areas.series,
+        )
+        settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
+        animations, report_path, exported = _write_outputs(
+            out,
+            predictions,
+            areas,
+            warnings,
+            scan,
+            roi_names=names,
+            settings=settings if report else None,
+            exports=exports,
+            root_name=root.name,
+            progress=show,
         )
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
+    )
+
+
+def _write_outputs(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    warnings: list[str],
+    scan: DicomScan,
+    *,
+    roi_names: Sequence[str],
+    settings: dict[str, object] | None,
+    exports: Sequence[str],
+    root_name: str,
+    progress: bool,
+) -> tuple[list[Path], Path | None, list[SeriesExport]]:
+    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
+    names = list(roi_names)
+    areas.save(out)
+    overlays = _write_slices(out, predictions, names, progress)
+    animations = _write_animations(out, predictions, names)
+    exported = export_predictions(
+        out / "exports",
+        [p.image for p in predictions],
+        [p.label for p in predictions],
+        [p.key for p in predictions],
+        names,
+        formats=exports,
+        root_name=root_name,
+    )
+    report_path = None
+    if settings is not None:
+        report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
+    return animations, report_path, exported
+
+
+def _write_report(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    overlays: list[tuple[str, Path]],
+    warnings: list[str],
+    scan: DicomScan,
+    settings: dict[str, object],
+) -> Path:
+    return write_report(
+        out / "report.html",
+        title="sliceseg segmentation report",
+        settings=settings,
+        area_table=areas.wide,
+        overlays=overlays,
+        figures=_series_figures(out, predictions, areas),
+        warnings=warnings,
+        notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+        area_unit="mm²" if areas.unit == "mm2" else "pixels",
+        thumbnails=[_thumbnail(out, p.key) for p in predictions],
     )
 
 

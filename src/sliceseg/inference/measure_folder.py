@@ -9,7 +9,7 @@ from pathlib import Path
 from sliceseg.data.pairing import DataSource
 from sliceseg.data.samples import load_usable_samples
 from sliceseg.errors import PairingError
-from sliceseg.io.files import prepare_output_dir
+from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 
 
@@ -60,8 +60,9 @@ def measure_label_folder(
     samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
     if not samples:
         raise PairingError(
-            f"{labels_dir}: no label map pairs with a DICOM in {dicom_dir} "
-            "(pairing is by relative path without suffix); run `sliceseg check` for details."
+            f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
+            f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
+            "details."
         )
     notes = [f"not measured: {line}" for line in report.problem_lines()]
     names = list(roi_names) if roi_names else list(report.roi_names)
@@ -73,5 +74,6 @@ def measure_label_folder(
         fallback=fallback,
         keep_patient_info=keep_patient_info,
     )
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    return table, table.save(out), notes
+    with output_run(out_dir, overwrite=overwrite) as out:
+        paths = table.save(out)
+    return table, paths, notes

@@ -1,4 +1,4 @@
-"""The HTML report of a run (scaled to a study), and the plausibility checks on its area table."""
+"""The HTML report of a run, at study size; its area checks live in ``measure.plausibility``."""
 
 from __future__ import annotations
 
@@ -6,133 +6,23 @@ import base64
 import html
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.areas import CONFIDENCE_COLUMN
+from sliceseg.measure.areas import CONFIDENCE_COLUMN, is_summary_row
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
 from sliceseg.report.visualize import roi_colour
 
-SUMMARY_ROWS = ("mean", "std")
-_SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
+__all__ = ["area_warnings", "sided_pairs_from_names", "write_report"]
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
-
-
-def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    rows = table.drop(index=[name for name in SUMMARY_ROWS if name in table.index])
-    names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
-    return rows.drop(columns=["file"], errors="ignore").astype(float), names
-
-
-def _side_and_stem(name: str) -> tuple[str, tuple[str, ...]] | None:
-    tokens = [token for token in re.split(r"[^0-9a-z]+", name.lower()) if token]
-    sided = [i for i, token in enumerate(tokens) if token in _SIDES]
-    if len(sided) != 1 or len(tokens) < 2:
-        return None
-    i = sided[0]
-    return _SIDES[tokens[i]], tuple(tokens[:i] + tokens[i + 1 :])
-
-
-def sided_pairs_from_names(roi_names: Sequence[str]) -> list[tuple[str, str]]:
-    """Find left/right pairs among ROI names, in the order the left ROIs come.
-
-    A pair is two names that differ only in a side word: "left"/"right", "L"/"R" or "lt"/"rt",
-    anywhere in the name and in any case ("left psoas major", "R psoas major", "psoas_left").
-
-    Args:
-        roi_names: names of ROIs 1..K.
-
-    Returns:
-        ``(left name, right name)`` pairs.
-
-    Example:
-        >>> sided_pairs_from_names(["right psoas major", "left psoas major", "vertebral body"])
-        [('left psoas major', 'right psoas major')]
-    """
-    by_stem: dict[tuple[str, ...], dict[str, str]] = {}
-    for name in roi_names:
-        parsed = _side_and_stem(name)
-        if parsed is not None:
-            by_stem.setdefault(parsed[1], {}).setdefault(parsed[0], name)
-    pairs = [(sides["left"], sides["right"]) for sides in by_stem.values() if len(sides) == 2]
-    order = {name: i for i, name in enumerate(roi_names)}
-    return sorted(pairs, key=lambda pair: order[pair[0]])
-
-
-def area_warnings(
-    area_table: pd.DataFrame,
-    *,
-    roi_names: Sequence[str],
-    sided_pairs: Sequence[tuple[str, str]] = (),
-    ratio_tolerance: float = 0.5,
-) -> list[str]:
-    """List implausible areas: an ROI lost between two slices that have it, or a skewed L/R ratio.
-
-    Args:
-        area_table: rows = slices in series order (a ``file`` column names them; ``mean`` and
-            ``std`` rows are ignored), one column of areas per ROI name.
-        roi_names: the ROI columns to check for gaps.
-        sided_pairs: ``(left, right)`` column pairs whose area ratio should stay steady
-            (see :func:`sided_pairs_from_names`); checked where both areas are above 0 on
-            at least 3 slices.
-        ratio_tolerance: flag a slice whose left/right ratio is more than this fraction away
-            from the series median ratio, i.e. ``|log(ratio / median)| > log(1 + tolerance)``.
-
-    Returns:
-        One line per finding, naming the slice and the ROI, in slice order.
-
-    Raises:
-        ConfigError: a named ROI is not a column, or ``ratio_tolerance`` is not positive.
-
-    Example:
-        >>> area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
-        ['s07.dcm: left psoas major is missing (area 0) although ...']
-    """
-    if not ratio_tolerance > 0:
-        raise ConfigError(f"ratio_tolerance must be above 0, got {ratio_tolerance}.")
-    wanted = [*roi_names, *(name for pair in sided_pairs for name in pair)]
-    unknown = sorted({name for name in wanted if name not in area_table.columns})
-    if unknown:
-        raise ConfigError(
-            f"ROI(s) {unknown} are not columns of the area table; "
-            f"its columns are {[str(c) for c in area_table.columns]}."
-        )
-    values, slices = _slice_values(area_table)
-    found: list[tuple[int, str]] = []
-    for name in roi_names:
-        area = values[name].to_numpy()
-        for i in range(1, len(area) - 1):
-            if area[i] == 0 and area[i - 1] > 0 and area[i + 1] > 0:
-                message = (
-                    f"{slices[i]}: {name} is missing (area 0) although both neighbouring "
-                    f"slices ({slices[i - 1]}, {slices[i + 1]}) have it; check this slice."
-                )
-                found.append((i, message))
-    for left, right in sided_pairs:
-        left_area, right_area = values[left].to_numpy(), values[right].to_numpy()
-        both = np.flatnonzero((left_area > 0) & (right_area > 0))
-        if len(both) < 3:
-            continue
-        ratios = left_area[both] / right_area[both]
-        median = float(np.median(ratios))
-        for i, ratio in zip(both, ratios, strict=True):
-            if abs(math.log(ratio / median)) > math.log1p(ratio_tolerance):
-                message = (
-                    f"{slices[i]}: {left} / {right} area ratio is {ratio:.2f}, far from the "
-                    f"series median {median:.2f} (more than {ratio_tolerance:.0%} off); check "
-                    "that left and right are not swapped, merged or cut."
-                )
-                found.append((int(i), message))
-    return [message for _, message in sorted(found, key=lambda item: item[0])]
 
 
 _CSS = """
@@ -206,8 +96,7 @@ class _Slices:
     def of(
         cls, table: pd.DataFrame, warnings: Sequence[str], low_share: float, *, target: str
     ) -> _Slices:
-        labels = [str(label) for label in table.index if str(label) not in SUMMARY_ROWS]
-        labels = [label for label in labels if label.isdigit()]
+        labels = [str(label) for label in table.index if not is_summary_row(label)]
         files = [str(table.loc[label, "file"]) if "file" in table else label for label in labels]
         if CONFIDENCE_COLUMN in table:
             confidence = [float(table.loc[label, CONFIDENCE_COLUMN]) for label in labels]
