@@ -70,8 +70,12 @@ def build_study(out: Path, *, slices: int, size: int, series: int, unique: int) 
         plot_areas(rows, path=out / f"areas_{k + 1}.png")
         figures.append((f"Area of each ROI along series {k + 1}", out / f"areas_{k + 1}.png"))
     names = list(ROI_NAMES)
-    warnings = area_warnings(areas.wide.drop(columns=["confidence"]), roi_names=names,
-                             sided_pairs=sided_pairs_from_names(names))  # fmt: skip
+    warnings = area_warnings(
+        areas.wide.drop(columns=["confidence"]),
+        roi_names=names,
+        sided_pairs=sided_pairs_from_names(names),
+        series=areas.series,
+    )
     return write_report(
         out / "report.html", title=f"{slices}-slice study", settings={"slices": slices},
         area_table=areas.wide, overlays=overlays, warnings=warnings, thumbnails=thumbnails,
