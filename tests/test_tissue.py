@@ -134,3 +134,30 @@ class TestMeasureAreasTissueColumns:
         assert psoas["mean_intensity"] == pytest.approx(20.0)
         assert psoas["imat_fraction"] == pytest.approx(0.2)
         assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
+
+
+def test_cli_measure_takes_the_thresholds(tmp_path):
+    """``sliceseg measure --adipose-hu -90 -30 --muscle-hu -120 100``: the −100 HU pixels are
+    no longer fat (IMAT 0) and count as muscle (radiodensity (20·−100 + 80·50) / 100 = 20)."""
+    import imageio.v3 as iio
+    import pandas as pd
+
+    from sliceseg.cli import main
+
+    hu, label = _known_hu()
+    dicoms, labels = tmp_path / "d" / "dicoms", tmp_path / "d" / "labels"
+    path = write_test_dicom(dicoms / "s01.dcm", (hu + 1024).astype(np.uint16), slope=1.0,
+                            intercept=-1024.0)  # fmt: skip
+    ds = pydicom.dcmread(path)
+    ds.Modality = "CT"
+    ds.save_as(path)
+    labels.mkdir(parents=True)
+    iio.imwrite(labels / "s01.png", label)
+    code = main(["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "o"),
+                 "--labels", ",".join(NAMES), "--adipose-hu", "-90", "-30",
+                 "--muscle-hu", "-120", "100"])  # fmt: skip
+    assert code == 0
+    long = pd.read_csv(tmp_path / "o" / "csa_long.csv").set_index("roi_name")
+    assert long.loc["left psoas major", "imat_fraction"] == pytest.approx(0.0)
+    assert long.loc["left psoas major", "muscle_radiodensity_hu"] == pytest.approx(20.0)
+    assert long.loc["left psoas major", "std_intensity"] == pytest.approx(60.0)

@@ -25,6 +25,7 @@ from sliceseg.errors import SlicesegError
 
 if TYPE_CHECKING:
     from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.tissue import TissueSettings
     from sliceseg.training.config import TrainConfig
 
 Command = Callable[[argparse.Namespace], int]
@@ -150,6 +151,17 @@ def _fallback(args: argparse.Namespace) -> SpacingFallback:
     )
 
 
+def _tissue(args: argparse.Namespace) -> TissueSettings:
+    from sliceseg.measure.tissue import TissueSettings
+
+    defaults = TissueSettings()
+    return TissueSettings(
+        adipose_hu=tuple(args.adipose_hu) if args.adipose_hu else defaults.adipose_hu,
+        muscle_hu=tuple(args.muscle_hu) if args.muscle_hu else defaults.muscle_hu,
+        muscle_rois=tuple(_names(args.muscle_rois) or ()) if args.muscle_rois else None,
+    )
+
+
 def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",")] if text else None
 
@@ -167,6 +179,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         fallback=_fallback(args),
+        tissue=_tissue(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
@@ -215,6 +228,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         Path(args.out),
         roi_names=_names(args.roi_labels),
         fallback=_fallback(args),
+        tissue=_tissue(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
@@ -304,6 +318,25 @@ def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
         dest="roi_labels",
         metavar="NAMES",
         help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
+    )
+    parser.add_argument(
+        "--adipose-hu",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="CT: intramuscular adipose tissue range in HU (default -190 -30)",
+    )
+    parser.add_argument(
+        "--muscle-hu",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="CT: muscle range in HU for the radiodensity (default -29 150)",
+    )
+    parser.add_argument(
+        "--muscle-rois",
+        metavar="NAMES",
+        help="CT: the muscle ROIs, comma-separated (default: names with psoas, multifidus, ...)",
     )
 
 

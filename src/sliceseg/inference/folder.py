@@ -24,6 +24,7 @@ from sliceseg.io.dicom import (
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
 from sliceseg.report.html import write_report
@@ -149,6 +150,7 @@ def predict_folder(
     batch_size: int = 8,
     tta: bool = False,
     fallback: SpacingFallback = SpacingFallback(),
+    tissue: TissueSettings = TissueSettings(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
@@ -172,6 +174,7 @@ def predict_folder(
         batch_size: slices per forward pass.
         tta: test-time augmentation.
         fallback: spacing for files without PixelSpacing.
+        tissue: CT thresholds of the muscle composition in ``csa_long.csv``.
         keep_patient_info: write PatientID / PatientName into ``csa_long.csv`` and the report;
             without it no output names the patient.
         overwrite: allow writing into a non-empty ``out_dir``.
@@ -233,6 +236,7 @@ def predict_folder(
             names=[p.key for p in predictions],
             fallback=fallback,
             keep_patient_info=keep_patient_info,
+            tissue=tissue,
         )
         areas = with_confidence(areas, confidence.per_roi)
         warnings = area_warnings(

@@ -11,6 +11,7 @@ from sliceseg.data.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
+from sliceseg.measure.tissue import TissueSettings
 
 
 def measure_label_folder(
@@ -20,6 +21,7 @@ def measure_label_folder(
     *,
     roi_names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
+    tissue: TissueSettings = TissueSettings(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
     unlabelled_slices: str = "skip",
@@ -36,6 +38,7 @@ def measure_label_folder(
         out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
+        tissue: CT thresholds of the muscle composition in ``csa_long.csv``.
         keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
@@ -73,6 +76,7 @@ def measure_label_folder(
         names=[s.key for s in samples],
         fallback=fallback,
         keep_patient_info=keep_patient_info,
+        tissue=tissue,
     )
     with output_run(out_dir, overwrite=overwrite) as out:
         paths = table.save(out)
