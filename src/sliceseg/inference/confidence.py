@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
 from sliceseg.errors import ConfigError
@@ -240,8 +239,3 @@ def _review_items(areas: AreaTable) -> list[ReviewItem]:
             )
         )
     return items
-
-
-def confidence_frame(items: Sequence[ReviewItem]) -> pd.DataFrame:
-    """Return review items as a table (for a CSV or a notebook)."""
-    return pd.DataFrame([vars(item) for item in items])

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -215,30 +216,17 @@ def predict_folder(
         resolve_spacing(image, fallback)
     names = bundle.roi_names
     with output_run(out_dir, overwrite=overwrite) as out:
-        confidence = ConfidenceCollector()
-        labels = predict_slices(
+        predictions, areas = _predict_and_measure(
             bundle,
             scan.slices,
-            device=device,
-            batch_size=batch_size,
-            tta=tta,
-            progress=show,
-            on_probabilities=confidence,
+            root,
+            predicting={"device": device, "batch_size": batch_size, "tta": tta, "progress": show},
+            measuring={
+                "fallback": fallback,
+                "keep_patient_info": keep_patient_info,
+                "tissue": tissue,
+            },
         )
-        predictions = [
-            Prediction(image=image, label=label, key=slice_key(image, root))
-            for image, label in zip(scan.slices, labels, strict=True)
-        ]
-        areas = measure_areas(
-            labels,
-            scan.slices,
-            names,
-            names=[p.key for p in predictions],
-            fallback=fallback,
-            keep_patient_info=keep_patient_info,
-            tissue=tissue,
-        )
-        areas = with_confidence(areas, confidence.per_roi)
         warnings = area_warnings(
             areas.wide,
             roi_names=names,
@@ -261,6 +249,26 @@ def predict_folder(
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
     )
+
+
+def _predict_and_measure(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    root: Path,
+    *,
+    predicting: dict[str, Any],
+    measuring: dict[str, Any],
+) -> tuple[list[Prediction], AreaTable]:
+    """Segment the slices and measure them; the table carries each slice's confidence."""
+    confidence = ConfidenceCollector()
+    labels = predict_slices(bundle, images, on_probabilities=confidence, **predicting)
+    predictions = [
+        Prediction(image=image, label=label, key=slice_key(image, root))
+        for image, label in zip(images, labels, strict=True)
+    ]
+    keys = [p.key for p in predictions]
+    areas = measure_areas(labels, images, bundle.roi_names, names=keys, **measuring)
+    return predictions, with_confidence(areas, confidence.per_roi)
 
 
 def _write_outputs(
