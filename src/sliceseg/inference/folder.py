@@ -205,15 +205,7 @@ def predict_folder(
         bundle = bundle.with_roi_names(list(roi_names))
     show = sys.stderr.isatty() if progress is None else progress
     root = Path(dicom_dir)
-    scan = scan_dicom_folder(root, progress=show)
-    if not scan.slices:
-        raise PairingError(
-            f"{root}: no readable DICOM files found"
-            + (f" ({len(scan.skipped)} other files skipped)" if scan.skipped else "")
-            + "; point to the folder holding the .dcm slices."
-        )
-    for image in scan.slices:  # fail on missing spacing before any work is done
-        resolve_spacing(image, fallback)
+    scan = _scan_inputs(root, fallback, progress=show)
     names = bundle.roi_names
     with output_run(out_dir, overwrite=overwrite) as out:
         predictions, areas = _predict_and_measure(
@@ -249,6 +241,20 @@ def predict_folder(
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
     )
+
+
+def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
+    """Read the folder; fail on no DICOM or on missing spacing before any work is done."""
+    scan = scan_dicom_folder(root, progress=progress)
+    if not scan.slices:
+        raise PairingError(
+            f"{root}: no readable DICOM files found"
+            + (f" ({len(scan.skipped)} other files skipped)" if scan.skipped else "")
+            + "; point to the folder holding the .dcm slices."
+        )
+    for image in scan.slices:
+        resolve_spacing(image, fallback)
+    return scan
 
 
 def _predict_and_measure(
