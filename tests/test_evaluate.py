@@ -36,3 +36,129 @@ def test_evaluate_model_writes_consistent_tables(tiny_model, tiny_phantom, tmp_p
     assert summary.loc["vertebral body", "ba_bias_mm2"] == pytest.approx(diff.mean())
     assert summary.loc["vertebral body", "dice_mean"] == pytest.approx(part["dice"].mean())
     assert "Evaluation per ROI" in result.to_text()
+
+
+def model_with_values(path, label_values, roi_names=("a", "b")):
+    """An untrained U-Net whose file says its training labels were stored as ``label_values``."""
+    from sliceseg.models import build_model
+    from sliceseg.models.bundle import ModelMetadata, save_bundle
+
+    hyper = {"base_channels": 8, "depth": 2}
+    model = build_model("unet", num_classes=len(roi_names) + 1, input_size=32, **hyper)
+    meta = ModelMetadata(
+        arch="unet",
+        hyperparameters=hyper,
+        num_classes=len(roi_names) + 1,
+        input_size=32,
+        roi_names=tuple(roi_names),
+        label_values=tuple(label_values),
+    )
+    return save_bundle(path, model, meta)
+
+
+def labelled_slices(root, labels, *, spacing=(0.5, 0.8)):
+    """Write one 20×20 DICOM per label map under root/dicoms and the maps under root/labels."""
+    from conftest import write_test_dicom
+
+    for i, label in enumerate(labels):
+        write_test_dicom(root / "dicoms" / f"s{i}.dcm", np.full((20, 20), 100), spacing=spacing)
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        np.save(root / "labels" / f"s{i}.npy", label.astype(np.uint8))
+    return root
+
+
+def stored(values_at: dict[int, tuple[slice, slice]]) -> np.ndarray:
+    label = np.zeros((20, 20), np.uint8)
+    for value, (rows, cols) in values_at.items():
+        label[rows, cols] = value
+    return label
+
+
+class TestModelLabelScheme:
+    """Test labels are read with the model's own label values, never re-guessed."""
+
+    def test_values_0_2_4_are_rois_1_and_2(self, tmp_path):
+        model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
+        label = stored({2: (slice(0, 5), slice(0, 4)), 4: (slice(10, 20), slice(0, 10))})
+        data = labelled_slices(tmp_path / "d", [label])
+        result = evaluate_model(model, data, tmp_path / "ev")
+        manual = result.per_slice.set_index("roi_name")["area_manual_mm2"]
+        assert manual["a"] == pytest.approx(20 * 0.4) and manual["b"] == pytest.approx(100 * 0.4)
+
+    def test_a_test_set_without_roi_1_is_not_renumbered(self, tmp_path):
+        # Guessing from these labels alone ({0, 4}) would make 4 the first ROI.
+        model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
+        label = stored({4: (slice(0, 10), slice(0, 3))})
+        data = labelled_slices(tmp_path / "d", [label, label])
+        result = evaluate_model(model, data, tmp_path / "ev")
+        manual = result.per_slice.groupby("roi_name")["area_manual_mm2"].sum()
+        assert manual["a"] == 0.0 and manual["b"] == pytest.approx(2 * 30 * 0.4)
+
+    def test_value_outside_the_scheme_names_the_file(self, tmp_path):
+        from sliceseg.errors import LabelError
+
+        model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
+        labels = [stored({2: (slice(0, 2), slice(0, 2))}), stored({3: (slice(0, 2), slice(0, 2))})]
+        data = labelled_slices(tmp_path / "d", labels)
+        with pytest.raises(
+            LabelError,
+            match=r"labels/s1\.npy: values \[3\] in 4 pixels are not in the label scheme of the",
+        ):
+            evaluate_model(model, data, tmp_path / "ev")
+        assert not (tmp_path / "ev").exists()
+
+    def test_model_without_label_values_means_0_to_k(self, tmp_path):
+        from sliceseg.inference.evaluate import model_label_scheme
+        from sliceseg.models.bundle import load_bundle
+
+        bundle = load_bundle(model_with_values(tmp_path / "m.pt", ()))
+        assert model_label_scheme(bundle).stored_values == (0, 1, 2)
+
+
+class TestSpacing:
+    """Spacing is resolved as by predict and measure: never a silent 1 mm."""
+
+    def test_missing_spacing_is_an_error_naming_the_file(self, tmp_path):
+        from sliceseg.errors import ConfigError
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(
+            tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})], spacing=None
+        )
+        with pytest.raises(ConfigError, match=r"dicoms/s0\.dcm: no PixelSpacing .* --pixels"):
+            evaluate_model(model, data, tmp_path / "ev")
+
+    def test_field_of_view_fallback_gives_mm(self, tmp_path):
+        from sliceseg.measure.areas import SpacingFallback
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(
+            tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 5))})], spacing=None
+        )
+        fallback = SpacingFallback(fov_mm=(40.0, 30.0))  # 2.0 × 1.5 mm pixels on 20×20
+        result = evaluate_model(model, data, tmp_path / "ev", fallback=fallback)
+        manual = result.per_slice.set_index("roi_name")["area_manual_mm2"]
+        assert manual["a"] == pytest.approx(20 * 2.0 * 1.5)
+
+    def test_pixels_fallback_names_the_unit(self, tmp_path):
+        from sliceseg.measure.areas import SpacingFallback
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(
+            tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 5))})], spacing=None
+        )
+        result = evaluate_model(
+            model, data, tmp_path / "ev", fallback=SpacingFallback(pixels_only=True)
+        )
+        assert result.unit == "pixels"
+        assert result.per_slice.set_index("roi_name")["area_manual_px2"]["a"] == 20.0
+        assert "hd95_px_median" in result.to_text()
+        written = pd.read_csv(tmp_path / "ev" / "evaluation_summary.csv")
+        assert "ba_bias_px2" in written.columns and "ba_bias_mm2" not in written.columns
+
+    def test_spacing_is_the_files_own(self, tmp_path):
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        label = stored({1: (slice(0, 4), slice(0, 5))})
+        data = labelled_slices(tmp_path / "d", [label], spacing=(0.25, 2.0))
+        result = evaluate_model(model, data, tmp_path / "ev")
+        assert result.per_slice.set_index("roi_name")["area_manual_mm2"]["a"] == pytest.approx(10.0)

@@ -126,3 +126,115 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     subjects = long["file"].str.split("/").str[0]
     assert (long["patient_id"] == "PHANTOM-7-" + subjects).all()
     assert (long["patient_name"] == "Phantom^" + subjects).all()
+
+
+def series_slice(name: str, series: str, spacing=(1.0, 1.0)) -> Slice:
+    return Slice(
+        pixels=np.zeros((10, 10), np.float32),
+        spacing_mm=spacing,
+        spacing_source="PixelSpacing",
+        source=Path(f"/data/{series}/{name}.dcm"),
+        series_uid=series,
+    )
+
+
+def square(pixels: int) -> np.ndarray:
+    label = np.zeros((10, 10), np.uint8)
+    label.flat[:pixels] = 1
+    return label
+
+
+class TestSummaryRows:
+    def test_mean_and_std_per_series_and_overall(self):
+        images = [series_slice("a1", "A"), series_slice("a2", "A"), series_slice("b1", "B")]
+        table = measure_areas([square(20), square(5), square(8)], images, ["roi"])
+        assert list(table.wide.index) == [
+            *("1", "2", "3"),
+            *("mean series 1", "std series 1", "mean series 2", "std series 2"),
+            *("mean", "std"),
+        ]
+        roi = table.wide["roi"]
+        assert roi["mean series 1"] == pytest.approx(12.5)
+        assert roi["std series 1"] == pytest.approx(np.std([20.0, 5.0], ddof=1))
+        assert roi["mean series 2"] == pytest.approx(8.0)
+        assert np.isnan(roi["std series 2"])  # one slice: no spread, and not 0
+        assert roi["mean"] == pytest.approx(11.0)
+        assert roi["std"] == pytest.approx(np.std([20.0, 5.0, 8.0], ddof=1))
+        assert table.wide.loc["mean series 2", "file"] == "b1 (1 slice)"
+        assert table.wide.loc["mean series 1", "file"] == "a1 … a2 (2 slices)"
+        assert table.series == (1, 1, 2)
+        assert table.long["series"].tolist() == [1, 1, 2]
+        assert table.per_slice["roi"].tolist() == [20.0, 5.0, 8.0]
+
+    def test_single_slice_std_is_an_empty_cell(self, tmp_path):
+        table = measure_areas([square(4)], [series_slice("a1", "A", (0.5, 0.5))], ["roi"])
+        assert list(table.wide.index) == ["1", "mean", "std"]
+        assert table.wide.loc["mean", "roi"] == pytest.approx(1.0)
+        assert np.isnan(table.wide.loc["std", "roi"])
+        wide_csv, _ = table.save(tmp_path)
+        assert wide_csv.read_text().splitlines()[-1] == "std,,"
+        assert "–" in table.to_text().splitlines()[-1]
+
+    def test_slices_without_series_uid_group_by_folder(self):
+        images = [make_slice((10, 10), (1.0, 1.0), f"p{i // 2}/s{i}") for i in range(3)]
+        table = measure_areas([square(1), square(2), square(3)], images, ["roi"])
+        assert table.series == (1, 1, 2)  # /data/p0/ and /data/p1/
+
+
+class TestPlausibility:
+    """Gap and left/right warnings compare slices of one series, never across patients."""
+
+    def test_gap_between_series_is_not_a_missing_roi(self):
+        from sliceseg.measure.plausibility import area_warnings
+
+        wide = pd.DataFrame(
+            {"file": ["a1", "a2", "b1", "b2"], "roi": [10.0, 10.0, 0.0, 10.0]},
+            index=["1", "2", "3", "4"],
+        )
+        assert area_warnings(wide, roi_names=["roi"], series=[1, 1, 2, 2]) == []
+        (pooled,) = area_warnings(wide, roi_names=["roi"])  # one series: b1 sits between two
+        assert pooled.startswith("b1: roi is missing (area 0)")
+
+    def test_gap_inside_a_series_is_found(self):
+        from sliceseg.measure.plausibility import area_warnings
+
+        wide = pd.DataFrame(
+            {"file": ["a1", "a2", "a3", "b1"], "roi": [10.0, 0.0, 12.0, 0.0]},
+            index=["1", "2", "3", "4"],
+        )
+        (warning,) = area_warnings(wide, roi_names=["roi"], series=["A", "A", "A", "B"])
+        assert warning.startswith("a2: roi is missing (area 0) although both neighbouring slices")
+        assert "(a1, a3)" in warning
+
+    def test_left_right_ratio_against_its_own_series_median(self):
+        from sliceseg.measure.plausibility import area_warnings
+
+        # Patient A: left ≈ right. Patient B: left ≈ 2 × right, except b4 (ratio 6).
+        left = [10.0, 11.0, 10.0, 20.0, 22.0, 20.0, 60.0]
+        right = [10.0, 10.0, 10.0, 10.0, 11.0, 10.0, 10.0]
+        wide = pd.DataFrame(
+            {"file": ["a1", "a2", "a3", "b1", "b2", "b3", "b4"], "left x": left, "right x": right},
+            index=[str(i) for i in range(1, 8)],
+        )
+        pair = [("left x", "right x")]
+        found = area_warnings(wide, roi_names=[], sided_pairs=pair, series=[1, 1, 1, 2, 2, 2, 2])
+        assert len(found) == 1
+        assert found[0].startswith("b4: left x / right x area ratio is 6.00, far from the series")
+        assert "median 2.00" in found[0]
+        pooled = area_warnings(wide, roi_names=[], sided_pairs=pair)
+        assert len(pooled) > 1  # one pooled median flags a whole patient
+
+    def test_series_must_match_the_slices(self):
+        from sliceseg.measure.plausibility import area_warnings
+
+        wide = pd.DataFrame({"file": ["a"], "roi": [1.0]}, index=["1"])
+        with pytest.raises(ConfigError, match="series gives 2 entries for 1 slices"):
+            area_warnings(wide, roi_names=["roi"], series=[1, 2])
+
+    def test_summary_rows_of_every_series_are_ignored(self):
+        from sliceseg.measure.plausibility import area_warnings
+
+        images = [series_slice(f"a{i}", "A") for i in range(3)] + [series_slice("b", "B")]
+        table = measure_areas([square(5), square(0), square(5), square(0)], images, ["roi"])
+        (warning,) = area_warnings(table.wide, roi_names=["roi"], series=table.series)
+        assert warning.startswith("a1: roi is missing")

@@ -1,14 +1,21 @@
 """The ``sliceseg`` command: one subcommand per workflow, no logic of its own.
 
 Exit codes: 0 success; 1 ``check`` found the data unfit (a verdict); 2 a user error
-(one line on stderr, no traceback); 130 interrupted. Anything else is a bug.
+(one line on stderr, no traceback); 3 a bug in sliceseg (one line on stderr naming the log file
+that holds the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import sys
+import tempfile
+import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +24,8 @@ from sliceseg._version import __version__
 from sliceseg.errors import SlicesegError
 
 if TYPE_CHECKING:
+    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.tissue import TissueSettings
     from sliceseg.training.config import TrainConfig
 
 Command = Callable[[argparse.Namespace], int]
@@ -93,14 +102,19 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": getattr(args, "device", None),
         "overwrite": True if getattr(args, "overwrite", False) else None,
         "unlabelled_slices": getattr(args, "unlabelled_slices", None),
+        "init_from": getattr(args, "init_from", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     from sliceseg.training.config import load_config
+    from sliceseg.training.init_from import model_settings
 
-    return load_config(args.config, **_given_settings(args))
+    given = _given_settings(args)
+    if getattr(args, "init_from", None):  # the model defines the network unless flags say
+        given = {**model_settings(args.init_from), **given}
+    return load_config(args.config, **given)
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -127,7 +141,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fallback(args: argparse.Namespace):
+def _fallback(args: argparse.Namespace) -> SpacingFallback:
     from sliceseg.measure.areas import SpacingFallback
 
     fov = None
@@ -135,6 +149,17 @@ def _fallback(args: argparse.Namespace):
         fov = (args.fov[0], args.fov[-1])
     return SpacingFallback(
         fov_mm=fov, matrix=tuple(args.matrix) if args.matrix else None, pixels_only=args.pixels
+    )
+
+
+def _tissue(args: argparse.Namespace) -> TissueSettings:
+    from sliceseg.measure.tissue import TissueSettings
+
+    defaults = TissueSettings()
+    return TissueSettings(
+        adipose_hu=tuple(args.adipose_hu) if args.adipose_hu else defaults.adipose_hu,
+        muscle_hu=tuple(args.muscle_hu) if args.muscle_hu else defaults.muscle_hu,
+        muscle_rois=tuple(_names(args.muscle_rois) or ()) if args.muscle_rois else None,
     )
 
 
@@ -155,6 +180,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         fallback=_fallback(args),
+        tissue=_tissue(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         report=not args.no_report,
@@ -163,7 +189,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for note in (n for series in run.exports for n in series.notes):
         print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+        reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
+        print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
     print(run.areas.to_text())
     for warning in run.warnings:
         print(f"warning: {warning}")
@@ -171,6 +198,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"Segmented {len(run.predictions)} slices; outputs in {run.out_dir}/"
         + (f" (report: {run.report})" if run.report else "")
     )
+    return 0
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from sliceseg.inference.suggest import suggest_slices, suggestions_text, write_suggestions
+
+    suggestions = suggest_slices(
+        Path(args.model),
+        Path(args.dicom_dir),
+        n=args.n,
+        labels_dir=Path(args.labels) if args.labels else None,
+        spread=not args.no_spread,
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+    )
+    print(suggestions_text(suggestions))
+    if args.out:
+        print(f"Saved {write_suggestions(Path(args.out), suggestions)}")
     return 0
 
 
@@ -183,6 +229,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         Path(args.out),
         roi_names=_names(args.roi_labels),
         fallback=_fallback(args),
+        tissue=_tissue(args),
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
@@ -205,9 +252,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         labels_dir=args.labels,
         device=args.device,
         tta=args.tta,
+        fallback=_fallback(args),
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
     )
+    for note in result.notes:
+        print(note, file=sys.stderr)
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
     return 0
@@ -241,7 +291,7 @@ def _add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
+def _add_spacing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fov",
         type=float,
@@ -255,6 +305,10 @@ def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
     )
+
+
+def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
+    _add_spacing_args(parser)
     parser.add_argument(
         "--keep-patient-info",
         action="store_true",
@@ -265,6 +319,25 @@ def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
         dest="roi_labels",
         metavar="NAMES",
         help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
+    )
+    parser.add_argument(
+        "--adipose-hu",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="CT: intramuscular adipose tissue range in HU (default -190 -30)",
+    )
+    parser.add_argument(
+        "--muscle-hu",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="CT: muscle range in HU for the radiodensity (default -29 150)",
+    )
+    parser.add_argument(
+        "--muscle-rois",
+        metavar="NAMES",
+        help="CT: the muscle ROIs, comma-separated (default: names with psoas, multifidus, ...)",
     )
 
 
@@ -337,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights and network (same label scheme)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -358,6 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser("suggest", help="the unlabelled slices the model is least sure of")
+    p.add_argument("model")
+    p.add_argument("dicom_dir")
+    p.add_argument("--n", type=int, default=20, help="how many slices (default 20)")
+    p.add_argument("--labels", help="label folder: slices labelled there are left out")
+    p.add_argument("--out", help="also write the list as a CSV")
+    p.add_argument(
+        "--no-spread", action="store_true", help="rank all slices together, not series in turns"
+    )
+    p.add_argument("--tta", action="store_true", help="test-time augmentation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_cmd_suggest)
+
     p = sub.add_parser("measure", help="areas in mm² from existing label maps")
     p.add_argument("labels_dir")
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
@@ -371,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _add_data_args(p)
     p.add_argument("--out", required=True)
+    _add_spacing_args(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--overwrite", action="store_true")
@@ -387,14 +480,77 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sliceseg`` command and return its exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except SlicesegError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; files already written are kept.", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except SlicesegError as error:
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; files already written are kept.", file=sys.stderr)
+            return 130
+        except OSError as error:
+            if error.filename is None:
+                return _report_bug(error, args, argv)
+            # The file system refused (permissions, a file where a folder should be, disk full).
+            print(
+                f"error: {error.filename}: {error.strerror or _one_line(error)}; check the path, "
+                "its permissions and the free disk space.",
+                file=sys.stderr,
+            )
+            return 2
+        except Exception as error:  # the last resort: a bug of ours, never a raw traceback
+            return _report_bug(error, args, argv)
+
+
+REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
+
+
+def _report_bug(error: BaseException, args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Write the traceback to a log file and print one line saying where; return 3."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"sliceseg-error-{stamp}-{os.getpid()}.log"
+    command = " ".join(["sliceseg", *(sys.argv[1:] if argv is None else argv)])
+    text = (
+        f"command: {command}\nsliceseg {__version__}, Python {platform.python_version()}, "
+        f"{platform.platform()}\n\n"
+        + "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    )
+    log = None
+    out = getattr(args, "out", None) or getattr(args, "out_dir", None)
+    folders = [Path(out)] if out and Path(out).is_dir() else []
+    for folder in [*folders, Path(tempfile.gettempdir())]:
+        try:
+            (folder / name).write_text(text, encoding="utf-8")
+        except OSError:
+            continue
+        log = folder / name
+        break
+    where = f"the full traceback is in {log}" if log else "the traceback could not be written"
+    print(
+        f"internal error: `{args.command}` failed with {type(error).__name__}: "
+        f"{_one_line(error)[:300]}. This is a bug in sliceseg {__version__}, not in your data; "
+        f"{where}; please report it with that file ({REPORT_HINT}).",
+        file=sys.stderr,
+    )
+    return 3
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one line, without the source line Python shows by default."""
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) or type(value).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,6 +51,9 @@ class DataSource:
         roi_names: names of ROIs 1..K when given; otherwise ``labels.txt`` or "ROI k".
         unlabelled_slices: slices a label volume leaves empty: "skip" (default) or
             "background".
+        label_values: the stored value of each ROI 0..K, 0 first, when known (a model's
+            ``label_values``, for evaluation): the label scheme is then taken as given, never
+            inferred from the files, and a value outside it is an error naming the file.
 
     Raises:
         ConfigError: ``num_labels`` < 1, as many ROI names as ``num_labels`` were not given, or
@@ -63,9 +66,12 @@ class DataSource:
     num_labels: int | None = None
     roi_names: tuple[str, ...] | None = None
     unlabelled_slices: str = "skip"
+    label_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "images_dir", Path(self.images_dir))
+        if self.label_values is not None:
+            object.__setattr__(self, "label_values", tuple(int(v) for v in self.label_values))
         object.__setattr__(self, "labels_dir", Path(self.labels_dir))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))

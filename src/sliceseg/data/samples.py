@@ -157,6 +157,7 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
         names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
         names_source = "the segment names of the label volumes"
     expected_k = num_labels if num_labels is not None else (len(names) if names else None)
+    expected_k = len(source.label_values) - 1 if source.label_values else expected_k
     pairing = merge_pairing(per_slice, volumes)
     problems = pairing_problems(pairing, source.images_dir, source.labels_dir)
     problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
@@ -170,7 +171,7 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
             if names and num_labels is None
             else ""
         )
-        scheme = _infer_scheme(loaded, expected_k, problems, note=note)
+        scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
     problems += warning_problems(caught)
     samples, value_files, class_sets = (
         _normalise(loaded, scheme, problems, images_dir=source.images_dir)
@@ -272,6 +273,14 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
         else:
             loaded.append(_Loaded(pair, slices, raw))
     return loaded
+
+
+def _given_scheme(source: DataSource) -> LabelScheme | None:
+    """The scheme the caller knows (a model's label values), taken as it is; None to infer."""
+    values = source.label_values
+    if not values:
+        return None
+    return LabelScheme(values, is_display_scaled=values != tuple(range(len(values))))
 
 
 def _infer_scheme(

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sliceseg.data.pairing import DataSource
-from sliceseg.data.samples import load_samples
-from sliceseg.errors import ConfigError
+from sliceseg.data.pairing import DataSource, Sample
+from sliceseg.data.samples import load_usable_samples
+from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.files import atomic_path, prepare_output_dir
-from sliceseg.measure.areas import area_mm2
+from sliceseg.io.files import atomic_path, output_run
+from sliceseg.io.labels import LabelScheme
+from sliceseg.measure.areas import SpacingFallback, area_mm2, resolve_spacing
 from sliceseg.measure.metrics import (
     bland_altman,
     dice_per_class,
@@ -36,11 +39,16 @@ class EvaluationResult:
         per_slice: one row per slice and ROI (dice, iou, hd95_mm, areas and their error).
         summary: one row per ROI: mean Dice / IoU, HD95, area error, Bland–Altman, ICC(3,1).
         files: the CSV and PNG files written.
+        notes: one line per test file left out (unreadable, unpaired, wrong shape).
+        unit: "mm", or "pixels" with ``--pixels`` (then the ``_mm`` / ``_mm2`` columns are
+            named ``_px`` / ``_px2``).
     """
 
     per_slice: pd.DataFrame
     summary: pd.DataFrame
     files: list[Path]
+    notes: list[str] = field(default_factory=list)
+    unit: str = "mm"
 
     def to_text(self) -> str:
         """Return the summary as aligned text."""
@@ -55,11 +63,75 @@ class EvaluationResult:
             "icc_3_1",
             "missed",
         ]
-        shown = self.summary[columns].copy()
+        shown = self.summary[[_in_unit(c, self.unit) for c in columns]].copy()
         return "Evaluation per ROI\n" + shown.to_string(float_format=lambda v: f"{v:.3f}")
 
 
-def _slice_rows(key, label, truth, spacing, roi_names) -> list[dict[str, object]]:
+def _in_unit(column: str, unit: str) -> str:
+    """The column's name for the unit: ``hd95_mm`` → ``hd95_px`` in pixels."""
+    return column if unit == "mm" else column.replace("_mm2", "_px2").replace("_mm", "_px")
+
+
+def model_label_scheme(bundle: Bundle) -> LabelScheme:
+    """Return the label values the model was trained with (``label_values`` in its file).
+
+    A model file from before ``label_values`` was recorded means plain ROI numbers 0..K.
+
+    Example:
+        >>> model_label_scheme(load_bundle("model/sliceseg_best.pt")).stored_values
+        (0, 1, 2, 3, 4, 5, 6)
+    """
+    meta = bundle.metadata
+    values = tuple(meta.label_values) or tuple(range(meta.num_classes))
+    return LabelScheme(values, is_display_scaled=values != tuple(range(len(values))))
+
+
+def load_test_samples(
+    source: DataSource, scheme: LabelScheme, *, model_name: str = "the model"
+) -> tuple[list[Sample], list[str]]:
+    """Read a labelled test set with the model's own label scheme, never a guessed one.
+
+    Args:
+        source: the test data (label maps or label volumes, as for training).
+        scheme: the model's label values (`model_label_scheme`).
+        model_name: the model file, named in messages.
+
+    Returns:
+        ``(samples, notes)``: the usable slices (labels 0..K) and one line per problem:
+        ``not evaluated: ...`` for a file left out (unreadable, unpaired, duplicated, on
+        another grid), ``warning: ...`` for the rest.
+
+    Raises:
+        LabelError: a label map holds a value outside the model's scheme (the message names
+            the file and the values).
+        PairingError: a folder does not exist.
+    """
+    given = dataclasses.replace(source, label_values=scheme.stored_values)
+    samples, report = load_usable_samples(given, progress=sys.stderr.isatty())
+    unknown = [p for p in report.errors if p.kind == "label_values"]
+    if unknown:  # "<file>: values [9] in 16 pixels are not in the dataset's label scheme ..."
+        found = unknown[0].message.split(" are not in the dataset's label scheme")[0]
+        more = f" (and {len(unknown) - 1} more file(s))" if len(unknown) > 1 else ""
+        raise LabelError(
+            f"{found} are not in the label scheme of the model {model_name} "
+            f"({scheme.describe()}, the values of its training data){more}; label the test set "
+            "the same way as the training set."
+        )
+    # problem_lines() reads "error: ..." / "warning: ..."; an error here leaves a file out.
+    notes = [
+        f"not evaluated: {line.removeprefix('error: ')}" if line.startswith("error: ") else line
+        for line in report.problem_lines()
+    ]
+    return samples, notes
+
+
+def _slice_rows(
+    key: str,
+    label: np.ndarray,
+    truth: np.ndarray,
+    spacing: tuple[float, float],
+    roi_names: Sequence[str],
+) -> list[dict[str, object]]:
     num_classes = len(roi_names) + 1
     dice = dice_per_class(label, truth, num_classes)
     iou = iou_per_class(label, truth, num_classes)
@@ -85,7 +157,7 @@ def _slice_rows(key, label, truth, spacing, roi_names) -> list[dict[str, object]
     return rows
 
 
-def _summarise(per_slice: pd.DataFrame, roi_names) -> pd.DataFrame:
+def _summarise(per_slice: pd.DataFrame, roi_names: Sequence[str]) -> pd.DataFrame:
     rows = []
     for name in roi_names:
         part = per_slice[per_slice["roi_name"] == name]
@@ -130,10 +202,16 @@ def evaluate_model(
     labels_dir: Path | str | None = None,
     device: str = "auto",
     tta: bool = False,
+    fallback: SpacingFallback = SpacingFallback(),
     overwrite: bool = False,
     unlabelled_slices: str = "skip",
 ) -> EvaluationResult:
     """Compare a model's segmentations with manual labels at each slice's native resolution.
+
+    The manual labels are read with the model's own label values (``label_values`` in the
+    model file), never re-guessed from the test labels. Spacing is resolved as by ``predict``
+    and ``measure``: each file's PixelSpacing, else ``fallback`` (``--fov`` / ``--matrix``, or
+    ``--pixels``), else an error naming the file.
 
     Dice and IoU per slice and ROI; the 95% Hausdorff distance in mm (an ROI missed entirely
     gives an infinite distance and is counted in ``missed``, not dropped); area error in mm²
@@ -143,53 +221,80 @@ def evaluate_model(
     Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv`` and ``bland_altman.png``.
 
     Raises:
-        ConfigError: the data's number of ROIs differs from the model's, or the output is in use.
-        SlicesegError: the data is unfit (see ``sliceseg check``).
+        LabelError: a test label holds a value outside the model's label scheme.
+        ConfigError: a slice has no spacing and no fallback was given, or the output is in use.
+        PairingError: a folder is missing, or no test slice pairs with a readable label map.
 
     Example:
         >>> result = evaluate_model("model/sliceseg_best.pt", "phantom/test", "evaluation/")
         >>> result.summary["dice_mean"]
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
-    samples, _report = load_samples(
-        DataSource.from_dirs(
-            data_dir,
-            images_dir=images_dir,
-            labels_dir=labels_dir,
-            unlabelled_slices=unlabelled_slices,
-        )
+    source = DataSource.from_dirs(
+        data_dir,
+        images_dir=images_dir,
+        labels_dir=labels_dir,
+        unlabelled_slices=unlabelled_slices,
     )
-    num_labels = max(int(s.label.max()) for s in samples)
-    if num_labels > bundle.metadata.num_labels:
+    samples, notes = load_test_samples(
+        source, model_label_scheme(bundle), model_name=str(bundle.source or "in memory")
+    )
+    if not samples:
+        first = f"; first problem: {notes[0]}" if notes else ""
+        raise PairingError(
+            f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
+            f"without suffix with {source.images_dir}){first}"
+        )
+    spacings = [resolve_spacing(sample.image, fallback)[0] for sample in samples]
+    unit = _unit(spacings)
+    with output_run(out_dir, overwrite=overwrite) as out:
+        predicted = predict_slices(
+            bundle, [s.image for s in samples], device=device, tta=tta, progress=sys.stderr.isatty()
+        )
+        rows = []
+        for sample, label, spacing in zip(samples, predicted, spacings, strict=True):
+            rows += _slice_rows(
+                sample.key, label, sample.label, spacing or (1.0, 1.0), bundle.roi_names
+            )
+        per_slice = pd.DataFrame(rows)
+        summary = _summarise(per_slice, bundle.roi_names)
+        files = _write(out, per_slice, summary, unit)
+    rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
+    return EvaluationResult(
+        per_slice=per_slice.rename(columns=rename),
+        summary=summary.rename(columns=rename),
+        files=files,
+        notes=notes,
+        unit=unit,
+    )
+
+
+def _unit(spacings: Sequence[tuple[float, float] | None]) -> str:
+    kinds = {spacing is None for spacing in spacings}
+    if len(kinds) > 1:
         raise ConfigError(
-            f"the labels hold ROI values up to {num_labels} but the model segments "
-            f"{bundle.metadata.num_labels} ROIs; evaluate on data labelled like the training data."
+            "some test slices have a pixel spacing and others do not; give --fov / --matrix so "
+            "every slice is measured in mm."
         )
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    show = sys.stderr.isatty()
-    predicted = predict_slices(
-        bundle, [s.image for s in samples], device=device, tta=tta, progress=show
-    )
-    rows = []
-    for sample, label in zip(samples, predicted, strict=True):
-        spacing = sample.image.spacing_mm or (1.0, 1.0)
-        rows.extend(_slice_rows(sample.key, label, sample.label, spacing, bundle.roi_names))
-    per_slice = pd.DataFrame(rows)
-    summary = _summarise(per_slice, bundle.roi_names)
+    return "pixels" if kinds == {True} else "mm"
+
+
+def _write(out: Path, per_slice: pd.DataFrame, summary: pd.DataFrame, unit: str) -> list[Path]:
     files = [
         out / "evaluation_per_slice.csv",
         out / "evaluation_summary.csv",
         out / "bland_altman.png",
     ]
+    rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
     with atomic_path(files[0]) as tmp:
-        per_slice.to_csv(tmp, index=False)
+        per_slice.rename(columns=rename).to_csv(tmp, index=False)
     with atomic_path(files[1]) as tmp:
-        summary.to_csv(tmp)
+        summary.rename(columns=rename).to_csv(tmp)
     plot_bland_altman(
         per_slice["area_auto_mm2"].to_numpy(),
         per_slice["area_manual_mm2"].to_numpy(),
-        title="Automatic vs manual area (mm²), all ROIs",
+        title=f"Automatic vs manual area ({'mm²' if unit == 'mm' else 'pixels'}), all ROIs",
         path=files[2],
         groups=per_slice["roi_name"].to_numpy(),
     )
-    return EvaluationResult(per_slice=per_slice, summary=summary, files=files)
+    return files

@@ -6,20 +6,31 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
 from tqdm.auto import tqdm
 
-from sliceseg.errors import PairingError
+from sliceseg.errors import ConfigError, PairingError
+from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.predict import Prediction, predict_slices
-from sliceseg.io.dicom import SkippedFile, Slice, scan_dicom_folder, strip_dicom_suffix
-from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.io.dicom import (
+    DicomScan,
+    SkippedFile,
+    Slice,
+    scan_dicom_folder,
+    strip_dicom_suffix,
+)
+from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
-from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
+from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
+from sliceseg.report.thumbnails import save_thumbnail
 from sliceseg.report.visualize import save_animation, save_overlay
 
 
@@ -72,7 +83,9 @@ def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Pr
     return list(groups.items())
 
 
-def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progress: bool):
+def _write_slices(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str], progress: bool
+) -> list[tuple[str, Path]]:
     overlays = []
     for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
@@ -80,11 +93,39 @@ def _write_slices(out: Path, predictions: Sequence[Prediction], roi_names, progr
         save_overlay(
             overlay_path, prediction.image.pixels, prediction.label, roi_names, title=prediction.key
         )
+        save_thumbnail(_thumbnail(out, prediction.key), prediction.image.pixels, prediction.label)
         overlays.append((prediction.key, overlay_path))
     return overlays
 
 
-def _write_animations(out: Path, predictions: Sequence[Prediction], roi_names) -> list[Path]:
+def _thumbnail(out: Path, key: str) -> Path:
+    return out / "thumbnails" / f"{key}.jpg"
+
+
+def _series_figures(
+    out: Path, predictions: Sequence[Prediction], areas: AreaTable
+) -> list[tuple[str, Path]]:
+    """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
+    table = areas.per_slice
+    table.insert(0, "file", [p.key for p in predictions])
+    series = list(areas.series) or [1] * len(predictions)
+    groups = list(dict.fromkeys(series))
+    figures = []
+    for number, uid in enumerate(groups, 1):
+        rows = table[[k == uid for k in series]]
+        path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
+        plot_areas(rows, path=path)
+        first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
+        caption = "Area of each ROI along the series"
+        if len(groups) > 1:
+            caption += f" — series {number} ({first} … {last}, {len(rows)} slices)"
+        figures.append((caption, path))
+    return figures
+
+
+def _write_animations(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
+) -> list[Path]:
     groups = _series_groups(predictions)
     paths = []
     for number, (_uid, members) in enumerate(groups, 1):
@@ -110,6 +151,7 @@ def predict_folder(
     batch_size: int = 8,
     tta: bool = False,
     fallback: SpacingFallback = SpacingFallback(),
+    tissue: TissueSettings = TissueSettings(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
@@ -119,7 +161,9 @@ def predict_folder(
     """Segment every DICOM under a folder and write everything a user publishes from.
 
     Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
-    ``segmentation.gif`` (one per series), ``csa.csv``, ``csa_long.csv``, ``report.html`` and,
+    ``thumbnails/<key>.jpg``, ``segmentation.gif`` (one per series), ``csa.csv``,
+    ``csa_long.csv`` (both with a ``confidence`` column, see `sliceseg.inference.confidence`),
+    ``areas.png`` (``areas_<k>.png`` per series), ``report.html`` and,
     per series, ``exports/<series>.nii.gz`` / ``.seg.nrrd`` / ``.seg.dcm`` (see ``exports``).
 
     Args:
@@ -131,6 +175,7 @@ def predict_folder(
         batch_size: slices per forward pass.
         tta: test-time augmentation.
         fallback: spacing for files without PixelSpacing.
+        tissue: CT thresholds of the muscle composition in ``csa_long.csv``.
         keep_patient_info: write PatientID / PatientName into ``csa_long.csv`` and the report;
             without it no output names the patient.
         overwrite: allow writing into a non-empty ``out_dir``.
@@ -153,64 +198,138 @@ def predict_folder(
         >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
         >>> print(run.areas.to_text())
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}.")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
     show = sys.stderr.isatty() if progress is None else progress
     root = Path(dicom_dir)
-    scan = scan_dicom_folder(root, progress=show)
+    scan = _scan_inputs(root, fallback, progress=show)
+    names = bundle.roi_names
+    with output_run(out_dir, overwrite=overwrite) as out:
+        predictions, areas = _predict_and_measure(
+            bundle,
+            scan.slices,
+            root,
+            predicting={"device": device, "batch_size": batch_size, "tta": tta, "progress": show},
+            measuring={
+                "fallback": fallback,
+                "keep_patient_info": keep_patient_info,
+                "tissue": tissue,
+            },
+        )
+        warnings = area_warnings(
+            areas.wide,
+            roi_names=names,
+            sided_pairs=sided_pairs_from_names(names),
+            series=areas.series,
+        )
+        settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
+        animations, report_path, exported = _write_outputs(
+            out,
+            predictions,
+            areas,
+            warnings,
+            scan,
+            roi_names=names,
+            settings=settings if report else None,
+            exports=exports,
+            root_name=root.name,
+            progress=show,
+        )
+    return SegmentationRun(
+        out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
+    )
+
+
+def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
+    """Read the folder; fail on no DICOM or on missing spacing before any work is done."""
+    scan = scan_dicom_folder(root, progress=progress)
     if not scan.slices:
         raise PairingError(
             f"{root}: no readable DICOM files found"
             + (f" ({len(scan.skipped)} other files skipped)" if scan.skipped else "")
             + "; point to the folder holding the .dcm slices."
         )
-    for image in scan.slices:  # fail on missing spacing before any work is done
+    for image in scan.slices:
         resolve_spacing(image, fallback)
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    names = bundle.roi_names
-    labels = predict_slices(
-        bundle, scan.slices, device=device, batch_size=batch_size, tta=tta, progress=show
-    )
+    return scan
+
+
+def _predict_and_measure(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    root: Path,
+    *,
+    predicting: dict[str, Any],
+    measuring: dict[str, Any],
+) -> tuple[list[Prediction], AreaTable]:
+    """Segment the slices and measure them; the table carries each slice's confidence."""
+    confidence = ConfidenceCollector()
+    labels = predict_slices(bundle, images, on_probabilities=confidence, **predicting)
     predictions = [
         Prediction(image=image, label=label, key=slice_key(image, root))
-        for image, label in zip(scan.slices, labels, strict=True)
+        for image, label in zip(images, labels, strict=True)
     ]
     keys = [p.key for p in predictions]
-    areas = measure_areas(
-        labels,
-        scan.slices,
-        names,
-        names=keys,
-        fallback=fallback,
-        keep_patient_info=keep_patient_info,
-    )
+    areas = measure_areas(labels, images, bundle.roi_names, names=keys, **measuring)
+    return predictions, with_confidence(areas, confidence.per_roi)
+
+
+def _write_outputs(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    warnings: list[str],
+    scan: DicomScan,
+    *,
+    roi_names: Sequence[str],
+    settings: dict[str, object] | None,
+    exports: Sequence[str],
+    root_name: str,
+    progress: bool,
+) -> tuple[list[Path], Path | None, list[SeriesExport]]:
+    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
+    names = list(roi_names)
     areas.save(out)
-    overlays = _write_slices(out, predictions, names, show)
+    overlays = _write_slices(out, predictions, names, progress)
     animations = _write_animations(out, predictions, names)
     exported = export_predictions(
-        out / "exports", scan.slices, labels, keys, names, formats=exports, root_name=root.name
+        out / "exports",
+        [p.image for p in predictions],
+        [p.label for p in predictions],
+        [p.key for p in predictions],
+        names,
+        formats=exports,
+        root_name=root_name,
     )
-    warnings = area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
     report_path = None
-    if report:
-        plot_areas(
-            areas.per_slice,
-            path=out / "areas.png",
-            series=[p.image.series_uid for p in predictions],
-        )
-        report_path = write_report(
-            out / "report.html",
-            title="sliceseg segmentation report",
-            settings=_report_settings(bundle, root, tta, scan.slices if keep_patient_info else []),
-            area_table=areas.wide,
-            overlays=overlays,
-            figures=[("Area of each ROI along the series", out / "areas.png")],
-            warnings=warnings,
-            notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
-        )
-    return SegmentationRun(
-        out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
+    if settings is not None:
+        report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
+    return animations, report_path, exported
+
+
+def _write_report(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    overlays: list[tuple[str, Path]],
+    warnings: list[str],
+    scan: DicomScan,
+    settings: dict[str, object],
+) -> Path:
+    return write_report(
+        out / "report.html",
+        title="sliceseg segmentation report",
+        settings=settings,
+        area_table=areas.wide,
+        overlays=overlays,
+        figures=_series_figures(out, predictions, areas),
+        warnings=warnings,
+        notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
+        area_unit="mm²" if areas.unit == "mm2" else "pixels",
+        thumbnails=[_thumbnail(out, p.key) for p in predictions],
     )
 
 

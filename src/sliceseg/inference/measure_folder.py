@@ -9,8 +9,9 @@ from pathlib import Path
 from sliceseg.data.pairing import DataSource
 from sliceseg.data.samples import load_usable_samples
 from sliceseg.errors import PairingError
-from sliceseg.io.files import prepare_output_dir
+from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
+from sliceseg.measure.tissue import TissueSettings
 
 
 def measure_label_folder(
@@ -20,6 +21,7 @@ def measure_label_folder(
     *,
     roi_names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
+    tissue: TissueSettings = TissueSettings(),
     keep_patient_info: bool = False,
     overwrite: bool = False,
     unlabelled_slices: str = "skip",
@@ -36,6 +38,7 @@ def measure_label_folder(
         out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
+        tissue: CT thresholds of the muscle composition in ``csa_long.csv``.
         keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
@@ -60,8 +63,9 @@ def measure_label_folder(
     samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
     if not samples:
         raise PairingError(
-            f"{labels_dir}: no label map pairs with a DICOM in {dicom_dir} "
-            "(pairing is by relative path without suffix); run `sliceseg check` for details."
+            f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
+            f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
+            "details."
         )
     notes = [f"not measured: {line}" for line in report.problem_lines()]
     names = list(roi_names) if roi_names else list(report.roi_names)
@@ -72,6 +76,8 @@ def measure_label_folder(
         names=[s.key for s in samples],
         fallback=fallback,
         keep_patient_info=keep_patient_info,
+        tissue=tissue,
     )
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
-    return table, table.save(out), notes
+    with output_run(out_dir, overwrite=overwrite) as out:
+        paths = table.save(out)
+    return table, paths, notes

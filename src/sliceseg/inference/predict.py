@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,10 @@ from sliceseg.system import select_device
 # Test-time augmentation: small rotations and zooms whose effect is undone on the
 # probabilities. No left/right flip: labels are sided.
 TTA_TRANSFORMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
+
+ProbabilitySink = Callable[[torch.Tensor, np.ndarray], None]
+"""Called once per slice, in order, with its (C, rows, cols) probabilities on its own grid and
+its label map (e.g. to score the confidence without keeping every probability map)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def predict_slices(
     batch_size: int = 8,
     tta: bool = False,
     progress: bool = False,
+    on_probabilities: ProbabilitySink | None = None,
 ) -> list[np.ndarray]:
     """Segment slices and return one label map per slice on the slice's own grid.
 
@@ -98,6 +103,7 @@ def predict_slices(
         batch_size: slices per forward pass.
         tta: average over small rotations and zooms (4× slower).
         progress: show a progress bar.
+        on_probabilities: called per slice with its native-grid probabilities and label map.
 
     Returns:
         uint8 label maps (rows, cols) with values 0..K.
@@ -122,7 +128,15 @@ def predict_slices(
         network = inference_network(model) if is_spaced else model  # folded, channels-last
         with torch.inference_mode():
             return _predict_batches(
-                bundle, network, images, changes, target, batch_size, tta, progress
+                bundle,
+                network,
+                images,
+                changes,
+                target,
+                batch_size,
+                tta,
+                progress,
+                on_probabilities,
             )
     finally:
         model.to(original_device).train(was_training)
@@ -137,12 +151,13 @@ def _predict_batches(
     batch_size: int,
     tta: bool,
     progress: bool,
+    sink: ProbabilitySink | None,
 ) -> list[np.ndarray]:
     bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
     labels: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = slice(start, start + batch_size)
-        labels += _predict_chunk(bundle, network, images[chunk], changes[chunk], device, tta)
+        labels += _predict_chunk(bundle, network, images[chunk], changes[chunk], device, tta, sink)
         bar.update(len(images[chunk]))
     bar.close()
     return labels
@@ -155,16 +170,21 @@ def _predict_chunk(
     changes: Sequence[Reorientation],
     device: torch.device,
     tta: bool,
+    sink: ProbabilitySink | None,
 ) -> list[np.ndarray]:
     """Labels of a few slices: through the target spacing, or the square grid of older models."""
     spacing = bundle.metadata.target_spacing_mm
     if spacing is not None:
-        return _spaced_labels(bundle, network, images, changes, spacing, device=device, tta=tta)
+        return _spaced_labels(
+            bundle, network, images, changes, spacing, device=device, tta=tta, sink=sink
+        )
     grid = slices_to_grid(images, bundle.metadata.input_size, reorientations=changes)
-    return _native_labels(grid, _probabilities(network, grid.images.to(device), tta=tta))
+    return _native_labels(grid, _probabilities(network, grid.images.to(device), tta=tta), sink)
 
 
-def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
+def _native_labels(
+    grid: GridTensors, probs: torch.Tensor, sink: ProbabilitySink | None = None
+) -> list[np.ndarray]:
     """Argmax on each slice's own grid: probabilities off the model grid, flip/transpose undone."""
     labels = []
     for prob, geometry, change in zip(
@@ -172,6 +192,8 @@ def _native_labels(grid: GridTensors, probs: torch.Tensor) -> list[np.ndarray]:
     ):
         native = change.undo(probabilities_from_grid(prob, geometry))
         labels.append(native.argmax(dim=0).to(torch.uint8).numpy())
+        if sink is not None:
+            sink(native, labels[-1])
     return labels
 
 
@@ -184,6 +206,7 @@ def _spaced_labels(
     *,
     device: torch.device,
     tta: bool,
+    sink: ProbabilitySink | None = None,
 ) -> list[np.ndarray]:
     """Labels of slices through the model's target spacing, windows and post-processing."""
     meta = bundle.metadata
@@ -206,6 +229,8 @@ def _spaced_labels(
         native = change.undo(probabilities_to_native(prob, geometry))
         label = native.argmax(dim=0).to(torch.uint8).numpy()
         labels.append(label if post.is_empty else post.apply(label))
+        if sink is not None:
+            sink(native, labels[-1])
     return labels
 
 

@@ -17,11 +17,15 @@ Decisions a caller relies on:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import struct
 import sys
+import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,16 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
 from pydicom.pixels.utils import get_nr_frames
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
 from tqdm import tqdm
 
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
@@ -43,6 +54,47 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _DECODER_HINT = (
     "install the pixel data plugins (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
     "pylibjpeg-rle), or convert the file to uncompressed DICOM (e.g. `gdcmconv --raw in out`)"
+)
+# What pydicom raises on a damaged or non-DICOM file: these, and only these, mean "unreadable".
+# Anything else (TypeError, NameError, ...) is a bug of ours and must surface as one.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    ValueError,  # includes UnicodeDecodeError
+    NotImplementedError,  # unknown value representation
+    AttributeError,  # an ambiguous VR that pydicom cannot resolve
+    OverflowError,
+    struct.error,
+    MemoryError,
+)
+# What decoding the pixel data raises: pydicom's checks and its plugins' errors (the Rust-based
+# decoders raise pyo3's PanicException, a BaseException, on corrupt streams; see _is_panic).
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    *_READ_ERRORS,
+    RuntimeError,
+    KeyError,
+    IndexError,
+    StopIteration,  # fewer encapsulated frames than NumberOfFrames says
+)
+# Image Pixel module elements that must be one whole number for the pixel data to be decoded.
+_PIXEL_MODULE_INTS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+)
+# A header claiming more pixels than this is damaged (or a file we cannot hold in memory): refuse
+# it before a decoder allocates the output (2^28 pixels = 1 GiB as float32, e.g. 16384 × 16384).
+MAX_PIXELS_PER_FILE = 2**28
+_CORRUPT_HINT = (
+    "the decoder is installed, so the compressed pixel data is corrupt or truncated; export the "
+    "image again from the scanner/PACS"
 )
 _TRUNCATED_HINT = (
     "the file is truncated or its header (Rows, Columns, BitsAllocated) does not match the pixel "
@@ -185,7 +237,7 @@ def is_dicom_file(path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
-    except Exception:
+    except _READ_ERRORS:
         return False
     return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
 
@@ -363,12 +415,18 @@ def _read_dataset(path: Path) -> Dataset:
             "expected a DICOM image; remove it or export the image as DICOM."
         )
     try:
-        ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True)
+            _convert_elements(ds.file_meta)
+            _convert_elements(ds)
+    except _READ_ERRORS as exc:
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
+    for message in dict.fromkeys(_one_line(w.message) for w in caught):  # pydicom's, unnamed
+        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         if _declares_an_image(ds):
             raise DicomReadError(
@@ -388,7 +446,56 @@ def _read_dataset(path: Path) -> Dataset:
             if implicit
             else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         )
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not syntax.is_transfer_syntax:
+        raise DicomReadError(
+            f"{path}: (0002,0010) TransferSyntaxUID {syntax!r} is not a transfer syntax; the "
+            "header is damaged; copy the file again from the scanner/PACS."
+        )
+    _check_image_size(ds, path)
     return ds
+
+
+def _convert_elements(ds: Dataset) -> None:
+    """Decode every public element now, so that a damaged one fails here, inside the reader.
+
+    pydicom converts elements lazily, on first access; without this, a damaged value (an unknown
+    VR, bytes of the wrong length) would raise wherever the slice's fields happen to be read.
+    Private elements are left raw: sliceseg never reads them.
+    """
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _convert_elements(item)
+
+
+def _check_image_size(ds: Dataset, path: Path) -> None:
+    """Refuse malformed Image Pixel elements and images too large to decode, before decoding."""
+    for keyword in _PIXEL_MODULE_INTS:
+        value = ds.get(keyword)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise DicomReadError(
+                f"{path}: {keyword} is {value!r}; expected one whole number ≥ 0; the header is "
+                "damaged; copy the file again from the scanner/PACS."
+            )
+    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    try:
+        frames = max(1, int(get_nr_frames(ds, warn=False)))
+    except (TypeError, ValueError) as exc:  # a multi-valued or non-numeric NumberOfFrames
+        raise DicomReadError(
+            f"{path}: NumberOfFrames {ds.get('NumberOfFrames')!r} is not a whole number "
+            f"({_one_line(exc)}); the header is damaged; copy the file again."
+        ) from exc
+    if rows * cols * frames * samples > MAX_PIXELS_PER_FILE:
+        raise DicomReadError(
+            f"{path}: header declares {frames} frame(s) of {rows}×{cols} pixels × {samples} "
+            f"samples, more than sliceseg reads from one file ({MAX_PIXELS_PER_FILE} pixels); the "
+            "header is probably damaged; otherwise split the file into smaller ones."
+        )
 
 
 def _sop_class_name(ds: Dataset) -> str:
@@ -405,9 +512,14 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     """Return (frames, rows, cols[, samples]) stored values, decoded by pydicom's plugins."""
     syntax = ds.file_meta.TransferSyntaxUID
     try:
-        arr = pydicom.pixels.pixel_array(ds, index=index)
-    except Exception as exc:
-        hint = _DECODER_HINT if syntax.is_compressed else _TRUNCATED_HINT
+        with _native_stderr_muted(syntax == RLELossless):
+            arr = pydicom.pixels.pixel_array(ds, index=index)
+    except BaseException as exc:
+        if not (isinstance(exc, _DECODE_ERRORS) or _is_panic(exc)):
+            raise
+        hint = _TRUNCATED_HINT
+        if syntax.is_compressed:
+            hint = _CORRUPT_HINT if _has_decoder(syntax) else _DECODER_HINT
         raise DicomReadError(
             f"{path}: cannot decode pixel data with transfer syntax {syntax.name} ({syntax}): "
             f"{_one_line(exc)}; {hint}."
@@ -418,10 +530,69 @@ def _decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     return arr
 
 
+@contextlib.contextmanager
+def _native_stderr_muted(is_muted: bool) -> Iterator[None]:
+    """Keep native code from writing on stderr (file descriptor 2) inside the block.
+
+    The Rust RLE plugin (pylibjpeg-rle) prints its panic message on stderr before raising;
+    the DicomReadError already says what failed, in one line. Anything else written there (not
+    a panic) is passed on afterwards.
+    """
+    if not is_muted:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        panicked = False
+        try:
+            yield
+        except BaseException as exc:
+            panicked = _is_panic(exc)
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            written = sink.read()
+            if written and not panicked:
+                sys.stderr.write(written.decode(errors="replace"))
+
+
+def _has_decoder(syntax: UID) -> bool:
+    """True when a pixel data plugin for ``syntax`` is installed."""
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # no decoder exists for this syntax at all
+        return False
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException: a Rust decoder plugin gave up on a corrupt stream."""
+    return type(exc).__name__ == "PanicException"
+
+
 def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
     spacing, source = _spacing(ds, path, frame)
+    try:
+        pixels = _to_modality_units(ds, path, raw, frame)
+    # pydicom's LUT checks; AttributeError: a palette's lookup table data is missing
+    except (ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        raise DicomReadError(
+            f"{path}: cannot apply the colour palette or modality LUT ({_one_line(exc)}); the "
+            "header is damaged; export the image again."
+        ) from exc
+    bad = np.count_nonzero(~np.isfinite(pixels))
+    if bad:
+        raise DicomReadError(
+            f"{path}: {bad} of {pixels.size} pixels are NaN or infinite after the rescale "
+            f"(RescaleSlope {ds.get('RescaleSlope', 'absent')}, RescaleIntercept "
+            f"{ds.get('RescaleIntercept', 'absent')}); expected finite values; fix the rescale "
+            "or the float pixel data, or export the image again."
+        )
     return Slice(
-        pixels=_to_modality_units(ds, path, raw, frame),
+        pixels=pixels,
         spacing_mm=spacing,
         spacing_source=source,
         source=path,
@@ -568,5 +739,5 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: object) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__

@@ -10,6 +10,13 @@ from pathlib import Path
 
 from sliceseg.errors import ConfigError
 
+# Temporary files of atomic writes start with this (hidden, so readers skip them); a run that was
+# killed may leave some behind, and a rerun in the same folder removes them.
+TEMP_PREFIX = ".sliceseg-tmp."
+# Present in an output folder while a run writes into it; a folder still marked after the run was
+# killed may be reused by a rerun without --overwrite.
+INCOMPLETE_MARKER = ".sliceseg-incomplete"
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
@@ -24,8 +31,16 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         ...     table.to_csv(tmp)
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
+        )
+    except OSError as error:
+        raise ConfigError(
+            f"{target}: cannot write here ({_why(target.parent, error)}); choose another output "
+            "path."
+        ) from error
     os.close(fd)
     tmp = Path(name)
     try:
@@ -67,9 +82,53 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    is_interrupted = (out / INCOMPLETE_MARKER).is_file()
+    if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
         )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"{out}: cannot create the output folder ({_why(out, error)}); choose another --out."
+        ) from error
     return out
+
+
+def _why(folder: Path, error: OSError) -> str:
+    """Say why ``folder`` cannot be created or written: a file in its way, or the OS's reason."""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            return f"{part} is a file, not a folder"
+    return f"{error.strerror or error}: {error.filename}"
+
+
+@contextlib.contextmanager
+def output_run(path: Path | str, *, overwrite: bool) -> Iterator[Path]:
+    """Prepare an output folder (see `prepare_output_dir`) and mark it incomplete until done.
+
+    The marker file ``.sliceseg-incomplete`` stays when the run fails or is killed, so that the
+    same command can be run again into that folder without ``--overwrite``; the rerun first
+    removes the temporary files the killed run left behind. Every output is written atomically,
+    so no final file is ever half-written; the marker says that some may be missing.
+
+    Raises:
+        ConfigError: as `prepare_output_dir`.
+
+    Example:
+        >>> with output_run("results/", overwrite=False) as out:
+        ...     table.save(out)
+    """
+    out = prepare_output_dir(path, overwrite=overwrite)
+    marker = out / INCOMPLETE_MARKER
+    if marker.is_file():
+        for stale in out.rglob(f"{TEMP_PREFIX}*"):
+            if stale.is_file():
+                stale.unlink()
+    marker.write_text(
+        "sliceseg is writing into this folder, or a run was interrupted; run it again.\n",
+        encoding="utf-8",
+    )
+    yield out
+    marker.unlink()

@@ -10,8 +10,13 @@ scheme's nearest stored value with `snap_lossy`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import struct
+import tokenize
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,25 @@ LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
+# What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
+# SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes PIL.UnidentifiedImageError
+    EOFError,
+    ValueError,  # includes tifffile.TiffFileError, a pickled .npy refused by allow_pickle=False
+    SyntaxError,
+    zlib.error,
+    struct.error,
+    MemoryError,
+    OverflowError,
+    IndexError,
+    KeyError,
+    Image.DecompressionBombError,
+)
+# np.load parses a damaged .npy header with tokenize; tifffile raises TypeError / ZeroDivisionError
+# on corrupt tag values. Caught only around those libraries' own calls.
+_NPY_ERRORS: tuple[type[BaseException], ...] = (*_READ_ERRORS, tokenize.TokenError)  # header
+_TIFF_ERRORS: tuple[type[BaseException], ...] = (*_READ_ERRORS, TypeError, ArithmeticError)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,15 +157,7 @@ def read_label_file(path: Path) -> RawLabel:
             f"{', '.join(LABEL_SUFFIXES)}."
         )
     is_lossy = suffix in LOSSY_SUFFIXES
-    try:
-        array, has_channels, allows_frames = _load(path, suffix)
-    except LabelError:
-        raise
-    except Exception as exc:
-        raise LabelError(
-            f"{path}: cannot read the label map ({' '.join(str(exc).split())}); expected a "
-            f"readable {suffix} file; export it again."
-        ) from exc
+    array, has_channels, allows_frames = _load(path, suffix)
     if has_channels:
         array = _merge_channels(array, path, is_lossy=is_lossy)
     values = _whole_numbers(array, path)
@@ -178,7 +194,7 @@ def infer_label_scheme(
 
     Raises:
         LabelError: the values are not one consistent scheme (e.g. 0..6 mixed with 0, 40, 80), a
-            value is above ``num_labels``, or the maps hold only background.
+            value is above ``num_labels``, or no map holds any ROI (only background).
         ConfigError: ``num_labels`` < 1.
 
     Example:
@@ -191,13 +207,13 @@ def infer_label_scheme(
     top = values[-1]
     if values[0] < 0:
         raise LabelError(f"label values {_short_list(values)}: negative values are not ROIs.")
+    if top == 0:  # even with num_labels given: nothing to learn from or to measure
+        raise LabelError(
+            "no label map contains any ROI: the label maps hold only background (0); "
+            "expected ROIs 1..K; check that the labels were exported with their ROIs."
+        )
     if num_labels is not None and top <= num_labels:
         return LabelScheme(tuple(range(num_labels + 1)))
-    if top == 0:
-        raise LabelError(
-            "the label maps hold only background (0); expected ROIs 1..K; check that the "
-            "labels were exported with their ROIs, or pass num_labels."
-        )
     smallest_step = int(np.diff(values).min())
     if smallest_step == 1:
         _check_num_rois(values, top, num_labels)
@@ -265,19 +281,48 @@ def dominant_values(
 
 
 def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
-    """Return (array, has channels last, may hold frames)."""
+    """Return (array, has channels last, may hold frames); LabelError when the file is damaged."""
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False), False, True
+        try:
+            return np.load(path, allow_pickle=False), False, True
+        except _NPY_ERRORS as exc:
+            raise _unreadable(path, exc) from exc
     if suffix in (".tif", ".tiff"):
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return series.asarray(), series.axes.endswith("S"), True
-    if suffix == ".png":
-        with Image.open(path) as image:
-            if image.mode == "P":
-                return np.asarray(image), False, False
-    array = iio.imread(path)
+        try:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return series.asarray(), series.axes.endswith("S"), True
+        except _TIFF_ERRORS as exc:
+            raise _unreadable(path, exc) from exc
+    try:
+        if suffix == ".png":
+            with Image.open(path) as image:
+                if image.mode == "P":
+                    return np.asarray(image), False, False
+        array = iio.imread(path)
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     return array, array.ndim == 3, False
+
+
+def _unreadable(path: Path, exc: BaseException) -> LabelError:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return LabelError(
+        f"{path}: cannot read the label map ({detail}); expected a readable "
+        f"{path.suffix.lower()} file; export it again."
+    )
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's log lines about a damaged file: the LabelError says it in one line."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _merge_channels(array: np.ndarray, path: Path, *, is_lossy: bool) -> np.ndarray:

@@ -12,8 +12,26 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
+from sliceseg.measure.tissue import TissueSettings, roi_tissue
 
-SUMMARY_ROWS = ("mean", "std")
+SUMMARY_ROWS = ("mean", "std")  # the overall rows, last in the wide table
+CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
+
+
+def is_summary_row(label: object) -> bool:
+    """True for a wide table's summary rows: ``mean`` / ``std`` and ``mean series 2`` / ...
+
+    Example:
+        >>> [is_summary_row(label) for label in ("3", "mean series 1", "std")]
+        [False, True, True]
+    """
+    words = str(label).split()
+    return bool(words) and words[0] in SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
+
+
+def series_key(image: Slice) -> str:
+    """The series a slice belongs to: (0020,000E) SeriesInstanceUID, else its folder."""
+    return image.series_uid or str(image.source.parent)
 
 
 @dataclass(frozen=True)
@@ -87,28 +105,39 @@ class AreaTable:
     """Cross-sectional areas of every ROI on every slice.
 
     Attributes:
-        wide: one row per slice (index "1".."N", columns ``file`` then one per ROI name), then
-            the ``mean`` and ``std`` rows, as in the user manual.
-        long: tidy table (slice, file, roi, roi_name, pixels, area_mm2, mean_intensity,
-            spacing_source) for statistics tools.
+        wide: one row per slice (index "1".."N", columns ``file`` then one per ROI name), then,
+            when the slices come from two or more series, ``mean series k`` and ``std series k``
+            for each series k (its ``file`` cell names its first and last slice), then the
+            overall ``mean`` and ``std`` rows, as in the user manual. ``std`` is NaN (an empty
+            cell in the CSV) over a single slice.
+        long: tidy table (slice, series, file, roi, roi_name, pixels, area_mm2, mean_intensity,
+            spacing) for statistics tools; ``series`` numbers the series 1, 2, ... in order.
         unit: "mm2", or "pixels" when no slice had a spacing.
+        series: the series number of each slice row of ``wide``, in order.
     """
 
     wide: pd.DataFrame
     long: pd.DataFrame
     unit: str = "mm2"
+    series: tuple[int, ...] = ()
 
     @property
     def per_slice(self) -> pd.DataFrame:
         """The wide table without the summary rows, ROI columns only."""
-        return self.wide.drop(index=list(SUMMARY_ROWS)).drop(columns=["file"]).astype(float)
+        rows = [label for label in self.wide.index if not is_summary_row(label)]
+        return (
+            self.wide.loc[rows]
+            .drop(columns=["file", CONFIDENCE_COLUMN], errors="ignore")
+            .astype(float)
+        )
 
     def to_text(self) -> str:
-        """Return the wide table as aligned text with one decimal."""
-        shown = self.wide.copy()
+        """Return the wide table as aligned text with one decimal (an empty std as "–")."""
+        shown = self.wide.drop(columns=[CONFIDENCE_COLUMN], errors="ignore")
         for column in shown.columns[1:]:
-            shown[column] = shown[column].map(lambda v: f"{v:.1f}")
-        shown.loc[list(SUMMARY_ROWS), "file"] = ""
+            shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
+        overall = list(SUMMARY_ROWS)
+        shown.loc[overall, "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
         return f"{header}\n{shown.to_string()}"
 
@@ -131,6 +160,7 @@ def measure_areas(
     names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
     keep_patient_info: bool = False,
+    tissue: TissueSettings = TissueSettings(),
 ) -> AreaTable:
     """Measure every ROI on every slice at the slice's own resolution.
 
@@ -142,6 +172,9 @@ def measure_areas(
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add each slice's PatientID and PatientName to the tidy table; left
             out by default so that tables can be shared.
+        tissue: CT thresholds of the muscle composition. The tidy table has, per slice and
+            ROI, ``mean_intensity``, ``std_intensity`` and ``median_intensity`` in modality
+            units and, for muscles on CT, the columns of `sliceseg.measure.tissue.CT_COLUMNS`.
 
     Returns:
         The wide and tidy tables.
@@ -186,7 +219,7 @@ def measure_areas(
                     "roi_name": roi_name,
                     "pixels": pixels,
                     "area_mm2": np.nan if spacing is None else area,
-                    "mean_intensity": float(image.pixels[mask].mean()) if pixels else np.nan,
+                    **roi_tissue(image, mask, roi_name, spacing, settings=tissue),
                     "row_spacing_mm": np.nan if spacing is None else spacing[0],
                     "col_spacing_mm": np.nan if spacing is None else spacing[1],
                     "spacing_source": source,
@@ -198,10 +231,40 @@ def measure_areas(
             "some slices have a pixel spacing and others do not; give --fov / --matrix so every "
             "slice is measured in mm²."
         )
-    wide = pd.DataFrame(wide_rows, columns=["file", *roi_names])
-    wide.index = [str(i) for i in range(1, len(wide) + 1)]
-    values = wide[list(roi_names)].astype(float)
-    wide.loc["mean"] = ["", *values.mean(axis=0).tolist()]
-    wide.loc["std"] = ["", *values.std(axis=0, ddof=1).fillna(0.0).tolist()]
+    numbers = _series_numbers(images)
     long = pd.DataFrame(long_rows)
-    return AreaTable(wide=wide, long=long, unit=units.pop() if units else "mm2")
+    if len(long):
+        long.insert(1, "series", [numbers[row - 1] for row in long["slice"]])
+    wide = _with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
+    return AreaTable(wide=wide, long=long, unit=units.pop() if units else "mm2", series=numbers)
+
+
+def _series_numbers(images: Sequence[Slice]) -> tuple[int, ...]:
+    """Number each slice's series 1, 2, ... in order of first appearance."""
+    numbers: dict[str, int] = {}
+    return tuple(numbers.setdefault(series_key(image), len(numbers) + 1) for image in images)
+
+
+def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
+    """Index the slice rows "1".."N"; add mean / std per series (two or more) and overall.
+
+    The standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice.
+    """
+    rois = [column for column in slices.columns if column != "file"]
+    values = slices[rois].astype(float)
+    summary: dict[str, list[object]] = {}
+    groups = sorted(set(series))
+    for number in groups if len(groups) > 1 else []:
+        members = [i for i, k in enumerate(series) if k == number]
+        files = slices["file"].iloc[members].astype(str).tolist()
+        span = files[0] if len(files) == 1 else f"{files[0]} … {files[-1]}"
+        label = f"{span} ({len(files)} slice{'s' * (len(files) != 1)})"
+        part = values.iloc[members]
+        summary[f"mean series {number}"] = [label, *part.mean(axis=0).tolist()]
+        summary[f"std series {number}"] = [label, *part.std(axis=0, ddof=1).tolist()]
+    summary["mean"] = ["", *values.mean(axis=0).tolist()]
+    summary["std"] = ["", *values.std(axis=0, ddof=1).tolist()]
+    wide = slices.copy()
+    wide.index = [str(i) for i in range(1, len(wide) + 1)]
+    extra = pd.DataFrame.from_dict(summary, orient="index", columns=["file", *rois])
+    return pd.concat([wide, extra]) if len(wide) else extra

@@ -8,6 +8,10 @@ training add a ``training_state`` entry (optimiser, random state, history) used 
 from __future__ import annotations
 
 import io
+import itertools
+import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,36 +242,112 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
     source = Path(path)
     if not source.is_file():
         raise BundleError(f"{source}: model file not found; give the path of a .pt from training.")
+    payload = _read_payload(source, map_location)
+    metadata = _checked_metadata(source, payload)
+    model = _rebuilt_model(source, metadata, payload["state_dict"])
+    return Bundle(model, metadata, source, payload.get("training_state"))
+
+
+_NOT_A_MODEL = "give a .pt written by `sliceseg train`"
+
+
+def _read_payload(source: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Unpickle with ``weights_only=True``: plain data and tensors only, never code."""
     try:
-        payload = torch.load(source, map_location=map_location, weights_only=True)
-    except Exception as error:  # any unpickling failure means "not a safe sliceseg model"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on odd pickle protocols
+            payload = torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
         raise BundleError(
-            f"{source}: not a sliceseg model file ({type(error).__name__}); "
-            "give a .pt written by `sliceseg train`."
+            f"{source}: refused to open: the file holds Python objects other than plain data and "
+            "tensors (opening it could run code), so it is not a sliceseg model file; "
+            f"{_NOT_A_MODEL}."
+        ) from error
+    except Exception as error:  # torch.load's many ways to fail on a damaged or foreign file
+        raise BundleError(
+            f"{source}: not a sliceseg model file, or damaged / truncated ({type(error).__name__}:"
+            f" {' '.join(str(error).split())[:120]}); {_NOT_A_MODEL}."
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         raise BundleError(
-            f"{source}: not a sliceseg model file (no '{BUNDLE_FORMAT}' header); "
-            "give a .pt written by `sliceseg train`."
+            f"{source}: not a sliceseg model file (no '{BUNDLE_FORMAT}' header); {_NOT_A_MODEL}."
         )
-    if int(payload.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int):
+        raise BundleError(f"{source}: format_version {version!r} is not a number; damaged file.")
+    if version > BUNDLE_FORMAT_VERSION:
         raise BundleError(
-            f"{source}: written by a newer sliceseg (format {payload['format_version']}); "
+            f"{source}: written by a newer sliceseg (format {version}); "
             f"upgrade sliceseg (this is {__version__})."
         )
-    metadata = ModelMetadata.from_dict(payload["metadata"])
-    model = build_model(
-        metadata.arch,
-        num_classes=metadata.num_classes,
-        input_size=metadata.input_size,
-        **metadata.hyperparameters,
-    )
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BundleError(f"{source}: no weights (state_dict) in the file; the file is damaged.")
+    return payload
+
+
+def _checked_metadata(source: Path, payload: Mapping[str, Any]) -> ModelMetadata:
+    """Rebuild the metadata and check that it is whole, consistent and not from the future."""
+    data = payload.get("metadata")
     try:
-        model.load_state_dict(payload["state_dict"])
+        if not isinstance(data, Mapping):
+            raise TypeError(f"metadata is {type(data).__name__}, not a table")
+        metadata = ModelMetadata.from_dict(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(
+            f"{source}: the model's metadata is incomplete or malformed "
+            f"({type(error).__name__}: {error}); the file is damaged or was edited."
+        ) from error
+    written, ours = _version_tuple(metadata.sliceseg_version), _version_tuple(__version__)
+    if written is not None and ours is not None and written > ours:
+        raise BundleError(
+            f"{source}: written by sliceseg {metadata.sliceseg_version}, newer than this sliceseg "
+            f"{__version__}; upgrade sliceseg (pip install -U sliceseg) to use it."
+        )
+    values = metadata.label_values
+    problems = [
+        f"num_classes {metadata.num_classes} < 2" * (metadata.num_classes < 2),
+        f"{len(metadata.roi_names)} ROI names for {metadata.num_labels} ROIs"
+        * (len(metadata.roi_names) != metadata.num_labels),
+        f"label_values {list(values)} for {metadata.num_classes} classes"
+        * bool(values and (len(values) != metadata.num_classes or not _is_scheme(values))),
+        f"input_size {metadata.input_size} < 1" * (metadata.input_size < 1),
+    ]
+    found = "; ".join(problem for problem in problems if problem)
+    if found:
+        raise BundleError(f"{source}: inconsistent model metadata ({found}); the file was edited.")
+    return metadata
+
+
+def _rebuilt_model(source: Path, metadata: ModelMetadata, state: dict[str, Any]) -> nn.Module:
+    try:
+        model = build_model(
+            metadata.arch,
+            num_classes=metadata.num_classes,
+            input_size=metadata.input_size,
+            **metadata.hyperparameters,
+        )
+    except (ConfigError, TypeError, ValueError) as error:
+        raise BundleError(
+            f"{source}: the architecture recorded in the file cannot be built ({error}); the "
+            "file was edited, or needs another sliceseg version."
+        ) from error
+    try:
+        model.load_state_dict(state)
     except RuntimeError as error:
         raise BundleError(
             f"{source}: weights do not fit the '{metadata.arch}' architecture recorded in the "
             "file; the file is damaged or was edited."
         ) from error
     model.eval()
-    return Bundle(model, metadata, source, payload.get("training_state"))
+    return model
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    """(major, minor, patch) of a version string; None when it is not one ("unknown")."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    return tuple(int(part or 0) for part in match.groups()) if match else None
+
+
+def _is_scheme(values: tuple[int, ...]) -> bool:
+    return values[0] == 0 and all(a < b for a, b in itertools.pairwise(values))

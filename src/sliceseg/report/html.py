@@ -1,133 +1,28 @@
-"""The self-contained HTML report of a run, and the plausibility checks on its area table."""
+"""The HTML report of a run, at study size; its area checks live in ``measure.plausibility``."""
 
 from __future__ import annotations
 
 import base64
 import html
 import math
-import re
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text
+from sliceseg.measure.areas import CONFIDENCE_COLUMN, is_summary_row
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.report.html_script import CSS as SCRIPT_CSS
+from sliceseg.report.html_script import SCRIPT
 from sliceseg.report.visualize import roi_colour
 
-SUMMARY_ROWS = ("mean", "std")
-_SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
+__all__ = ["area_warnings", "sided_pairs_from_names", "write_report"]
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
-
-
-def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    rows = table.drop(index=[name for name in SUMMARY_ROWS if name in table.index])
-    names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
-    return rows.drop(columns=["file"], errors="ignore").astype(float), names
-
-
-def _side_and_stem(name: str) -> tuple[str, tuple[str, ...]] | None:
-    tokens = [token for token in re.split(r"[^0-9a-z]+", name.lower()) if token]
-    sided = [i for i, token in enumerate(tokens) if token in _SIDES]
-    if len(sided) != 1 or len(tokens) < 2:
-        return None
-    i = sided[0]
-    return _SIDES[tokens[i]], tuple(tokens[:i] + tokens[i + 1 :])
-
-
-def sided_pairs_from_names(roi_names: Sequence[str]) -> list[tuple[str, str]]:
-    """Find left/right pairs among ROI names, in the order the left ROIs come.
-
-    A pair is two names that differ only in a side word: "left"/"right", "L"/"R" or "lt"/"rt",
-    anywhere in the name and in any case ("left psoas major", "R psoas major", "psoas_left").
-
-    Args:
-        roi_names: names of ROIs 1..K.
-
-    Returns:
-        ``(left name, right name)`` pairs.
-
-    Example:
-        >>> sided_pairs_from_names(["right psoas major", "left psoas major", "vertebral body"])
-        [('left psoas major', 'right psoas major')]
-    """
-    by_stem: dict[tuple[str, ...], dict[str, str]] = {}
-    for name in roi_names:
-        parsed = _side_and_stem(name)
-        if parsed is not None:
-            by_stem.setdefault(parsed[1], {}).setdefault(parsed[0], name)
-    pairs = [(sides["left"], sides["right"]) for sides in by_stem.values() if len(sides) == 2]
-    order = {name: i for i, name in enumerate(roi_names)}
-    return sorted(pairs, key=lambda pair: order[pair[0]])
-
-
-def area_warnings(
-    area_table: pd.DataFrame,
-    *,
-    roi_names: Sequence[str],
-    sided_pairs: Sequence[tuple[str, str]] = (),
-    ratio_tolerance: float = 0.5,
-) -> list[str]:
-    """List implausible areas: an ROI lost between two slices that have it, or a skewed L/R ratio.
-
-    Args:
-        area_table: rows = slices in series order (a ``file`` column names them; ``mean`` and
-            ``std`` rows are ignored), one column of areas per ROI name.
-        roi_names: the ROI columns to check for gaps.
-        sided_pairs: ``(left, right)`` column pairs whose area ratio should stay steady
-            (see :func:`sided_pairs_from_names`); checked where both areas are above 0 on
-            at least 3 slices.
-        ratio_tolerance: flag a slice whose left/right ratio is more than this fraction away
-            from the series median ratio, i.e. ``|log(ratio / median)| > log(1 + tolerance)``.
-
-    Returns:
-        One line per finding, naming the slice and the ROI, in slice order.
-
-    Raises:
-        ConfigError: a named ROI is not a column, or ``ratio_tolerance`` is not positive.
-
-    Example:
-        >>> area_warnings(areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names))
-        ['s07.dcm: left psoas major is missing (area 0) although ...']
-    """
-    if not ratio_tolerance > 0:
-        raise ConfigError(f"ratio_tolerance must be above 0, got {ratio_tolerance}.")
-    wanted = [*roi_names, *(name for pair in sided_pairs for name in pair)]
-    unknown = sorted({name for name in wanted if name not in area_table.columns})
-    if unknown:
-        raise ConfigError(
-            f"ROI(s) {unknown} are not columns of the area table; "
-            f"its columns are {[str(c) for c in area_table.columns]}."
-        )
-    values, slices = _slice_values(area_table)
-    found: list[tuple[int, str]] = []
-    for name in roi_names:
-        area = values[name].to_numpy()
-        for i in range(1, len(area) - 1):
-            if area[i] == 0 and area[i - 1] > 0 and area[i + 1] > 0:
-                message = (
-                    f"{slices[i]}: {name} is missing (area 0) although both neighbouring "
-                    f"slices ({slices[i - 1]}, {slices[i + 1]}) have it; check this slice."
-                )
-                found.append((i, message))
-    for left, right in sided_pairs:
-        left_area, right_area = values[left].to_numpy(), values[right].to_numpy()
-        both = np.flatnonzero((left_area > 0) & (right_area > 0))
-        if len(both) < 3:
-            continue
-        ratios = left_area[both] / right_area[both]
-        median = float(np.median(ratios))
-        for i, ratio in zip(both, ratios, strict=True):
-            if abs(math.log(ratio / median)) > math.log1p(ratio_tolerance):
-                message = (
-                    f"{slices[i]}: {left} / {right} area ratio is {ratio:.2f}, far from the "
-                    f"series median {median:.2f} (more than {ratio_tolerance:.0%} off); check "
-                    "that left and right are not swapped, merged or cut."
-                )
-                found.append((int(i), message))
-    return [message for _, message in sorted(found, key=lambda item: item[0])]
 
 
 _CSS = """
@@ -186,9 +81,64 @@ def _data_uri(path: Path | str, *, what: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _messages(warnings: Sequence[str], notes: Sequence[str]) -> str:
+@dataclass(frozen=True)
+class _Slices:
+    """What the report knows of each slice row: its anchor, flags and confidence."""
+
+    labels: list[str]  # row labels "1".."N", in series order
+    files: list[str]
+    confidence: list[float]  # NaN when unknown
+    flagged: set[str]  # row labels named by a warning
+    low: set[str]  # row labels in the lowest-confidence share
+    target: str = "slice"  # links go to "#slice-N" (the picture) or "#row-N" (no pictures)
+
+    @classmethod
+    def of(
+        cls, table: pd.DataFrame, warnings: Sequence[str], low_share: float, *, target: str
+    ) -> _Slices:
+        labels = [str(label) for label in table.index if not is_summary_row(label)]
+        files = [str(table.loc[label, "file"]) if "file" in table else label for label in labels]
+        if CONFIDENCE_COLUMN in table:
+            confidence = [float(table.loc[label, CONFIDENCE_COLUMN]) for label in labels]
+        else:
+            confidence = [math.nan] * len(labels)
+        by_file = {file: label for label, file in zip(labels, files, strict=True)}
+        flagged = {label for w in warnings if (label := _warned_slice(w, by_file)) is not None}
+        known = [(c, label) for c, label in zip(confidence, labels, strict=True) if c == c]
+        count = max(1, math.ceil(low_share * len(known))) if known else 0
+        low = {label for _, label in sorted(known)[:count]}
+        return cls(labels, files, confidence, flagged, low, target)
+
+    def link(self, label: str, text: str) -> str:
+        """A link to the slice's picture (or row)."""
+        return f'<a href="#{self.target}-{_e(label)}">{_e(text)}</a>'
+
+    def css(self, label: str) -> str:
+        return " ".join(
+            name
+            for name, on in (("flagged", label in self.flagged), ("low", label in self.low))
+            if on
+        )
+
+
+def _warned_slice(warning: str, by_file: Mapping[str, str]) -> str | None:
+    """The row label of the slice a warning starts with (``"<file>: ..."``), or None."""
+    head = warning.split(": ", 1)[0]
+    return by_file.get(head)
+
+
+def _warning_item(warning: str, slices: _Slices) -> str:
+    by_file = dict(zip(slices.files, slices.labels, strict=True))
+    label = _warned_slice(warning, by_file)
+    if label is None:
+        return f"<li>{_e(warning)}</li>"
+    head, rest = warning.split(": ", 1)
+    return f"<li>{slices.link(label, head)}: {_e(rest)}</li>"
+
+
+def _messages(warnings: Sequence[str], notes: Sequence[str], slices: _Slices) -> str:
     if warnings:
-        items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+        items = "".join(_warning_item(w, slices) for w in warnings)
         count = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
         parts = [f'<section class="box warn" id="warnings"><h2>⚠ {count}</h2><ul>{items}</ul>']
     else:
@@ -201,6 +151,27 @@ def _messages(warnings: Sequence[str], notes: Sequence[str]) -> str:
         items = "".join(f"<li>{_e(n)}</li>" for n in notes)
         parts.append(f'<section class="box note"><h2>Notes</h2><ul>{items}</ul></section>')
     return "".join(parts)
+
+
+def _review(slices: _Slices) -> str:
+    """The "review first" list: the lowest-confidence slices, least confident first."""
+    if not slices.low:
+        return ""
+    ranked = sorted(
+        (c, label, file)
+        for c, label, file in zip(slices.confidence, slices.labels, slices.files, strict=True)
+        if label in slices.low
+    )
+    items = "".join(
+        f"<li>{slices.link(label, file)} · confidence {c:.3f}</li>" for c, label, file in ranked
+    )
+    return (
+        f'<section class="box note review" id="review"><h2>Review first: the {len(ranked)} '
+        'least confident slices</h2><p class="hint">Confidence is the Dice the model expects '
+        "between its label map and its own probabilities (1 = sure of every pixel); low "
+        "scores are where its errors concentrate. Correct these first.</p>"
+        f"<ol>{items}</ol></section>"
+    )
 
 
 def _settings(settings: Mapping[str, object]) -> str:
@@ -218,29 +189,73 @@ def _number_cell(value: object, *, mark_zero: bool) -> str:
     return f'<td class="{css}" data-value="{number!r}">{shown}</td>'
 
 
-def _area_table(table: pd.DataFrame, unit: str) -> str:
-    rois = [c for c in table.columns if c != "file"]
+def _confidence_cell(value: object, *, is_low: bool) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    shown = "–" if math.isnan(number) else f"{number:.3f}"
+    return f'<td class="num conf{" low" if is_low else ""}" data-value="{number!r}">{shown}</td>'
+
+
+def _table_row(
+    label: str, row: pd.Series, rois: Sequence[str], *, css: str, is_slice: bool, link: bool
+) -> str:
+    """One row of the area table; a slice's row number links to its picture."""
+    head = f'<a href="#slice-{_e(label)}">{_e(label)}</a>' if link else _e(label)
+    cells = [f"<th>{head}</th>"]
+    if "file" in row:
+        cells.append(f"<td>{_e(row['file'])}</td>")
+    cells.extend(_number_cell(row[name], mark_zero=is_slice) for name in rois)
+    if CONFIDENCE_COLUMN in row:
+        cells.append(_confidence_cell(row[CONFIDENCE_COLUMN], is_low="low" in css.split()))
+    row_id = f' id="row-{_e(label)}"' if is_slice else ""
+    return f"<tr{row_id}{_class(css)}>{''.join(cells)}</tr>"
+
+
+def _class(css: str) -> str:
+    return f' class="{css}"' if css else ""
+
+
+def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
+    rois = [c for c in table.columns if c not in ("file", CONFIDENCE_COLUMN)]
     head = ["<th>slice</th>"] + (["<th>file</th>"] if "file" in table.columns else [])
     for k, name in enumerate(rois, 1):
         colour = "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
         head.append(f'<th><span class="swatch" style="background:{colour}"></span>{_e(name)}</th>')
-    body = []
-    for position, (label, row) in enumerate(table.iterrows()):
-        is_summary = str(label) in SUMMARY_ROWS
-        first = is_summary and (position == 0 or str(table.index[position - 1]) not in SUMMARY_ROWS)
-        css = ' class="summary first"' if first else ' class="summary"' if is_summary else ""
-        cells = [f"<th>{_e(label)}</th>"]
-        if "file" in table.columns:
-            cells.append(f"<td>{_e(row['file'])}</td>")
-        cells.extend(_number_cell(row[name], mark_zero=not is_summary) for name in rois)
-        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    if CONFIDENCE_COLUMN in table.columns:
+        head.append("<th>confidence</th>")
+    body: list[str] = []
+    summary: list[str] = []
+    for label, row in table.iterrows():
+        if str(label) in slices.labels:
+            css = slices.css(str(label))
+            link = slices.target == "slice"
+            body.append(_table_row(str(label), row, rois, css=css, is_slice=True, link=link))
+        else:
+            css = "summary first" if not summary else "summary"
+            summary.append(_table_row(str(label), row, rois, css=css, is_slice=False, link=False))
     return (
         f'<h2 id="areas">Cross-sectional areas ({_e(unit)})</h2>'
         f'<p class="hint">One row per slice in series order; mean and standard deviation over '
         f"the slices at the bottom; an ROI not found on a slice shows 0.0 in red. Numbers are "
-        "rounded to 0.1 here; the CSV has them in full."
-        f'</p><div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
+        "rounded to 0.1 here; the CSV has them in full. Click a column to sort by it."
+        f"</p>{_filter(slices)}"
+        f'<div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody><tbody class="summary-rows">{"".join(summary)}</tbody>'
+        "</table></div>"
+    )
+
+
+def _filter(slices: _Slices) -> str:
+    options = [("all", f"all {len(slices.labels)} slices")]
+    options.append(("flagged", f"flagged by a warning ({len(slices.flagged)})"))
+    if slices.low:
+        options.append(("low", f"lowest confidence ({len(slices.low)})"))
+        options.append(
+            ("review", f"flagged or lowest confidence ({len(slices.flagged | slices.low)})")
+        )
+    choices = "".join(f'<option value="{v}">{_e(text)}</option>' for v, text in options)
+    return (
+        '<p class="controls"><label for="row-filter">Show</label>'
+        f'<select id="row-filter">{choices}</select><span id="rows-shown" class="hint"></span></p>'
     )
 
 
@@ -255,15 +270,43 @@ def _figures(figures: Sequence[tuple[str, Path]]) -> str:
     return f'<h2 id="figures">Figures</h2><div class="plots">{items}</div>'
 
 
-def _overlays(overlays: Sequence[tuple[str, Path]]) -> str:
+def _overlays(
+    overlays: Sequence[tuple[str, Path]],
+    thumbnails: Sequence[Path] | None,
+    slices: _Slices,
+    report_dir: Path,
+) -> str:
+    """The grid of slice pictures; a click opens the full overlay in a dialog."""
     if not overlays:
         return ""
-    items = "".join(
-        f'<figure><img src="{_data_uri(path, what="overlay")}" alt="{_e(name)}">'
-        f"<figcaption><b>{number}</b> · {_e(name)}</figcaption></figure>"
-        for number, (name, path) in enumerate(overlays, 1)
+    if thumbnails is not None and len(thumbnails) != len(overlays):
+        raise ConfigError(
+            f"{len(thumbnails)} thumbnails for {len(overlays)} overlays; give one per slice."
+        )
+    known = len(slices.labels) == len(overlays)
+    items = []
+    for i, (name, path) in enumerate(overlays):
+        label = slices.labels[i] if known else str(i + 1)
+        confidence = slices.confidence[i] if known else math.nan
+        if thumbnails is None:  # the embedded picture is the full one
+            link, small = f'href="#slice-{_e(label)}"', path
+        else:
+            full = _e(Path(os.path.relpath(Path(path).resolve(), report_dir.resolve())).as_posix())
+            link, small = f'href="{full}" data-full="{full}"', thumbnails[i]
+        note = "" if math.isnan(confidence) else f" · {confidence:.3f}"
+        items.append(
+            f'<figure id="slice-{_e(label)}"{_class(slices.css(label) if known else "")}>'
+            f'<a class="thumb" {link} data-caption="{_e(label)} · {_e(name)}">'
+            f'<img src="{_data_uri(small, what="overlay")}" alt="{_e(name)}" loading="lazy">'
+            f"</a><figcaption><b>{_e(label)}</b> · {_e(name)}{note}</figcaption></figure>"
+        )
+    return (
+        '<h2 id="slices">Segmentation of every slice</h2><p class="hint">Click a picture to '
+        "see the slice and its overlay at full size.</p>"
+        f'<div class="thumbs{" large" if thumbnails is None else ""}">{"".join(items)}</div>'
+        '<dialog id="viewer"><button id="viewer-close" type="button">close</button>'
+        '<img id="viewer-img" alt="full overlay"><p id="viewer-caption"></p></dialog>'
     )
-    return f'<h2 id="slices">Segmentation of every slice</h2><div class="grid">{items}</div>'
 
 
 def write_report(
@@ -277,59 +320,90 @@ def write_report(
     warnings: Sequence[str],
     notes: Sequence[str] = (),
     area_unit: str = "mm²",
+    thumbnails: Sequence[Path] | None = None,
+    low_confidence_share: float = 0.1,
 ) -> Path:
-    """Write one self-contained HTML report a colleague can open offline in any browser.
+    """Write one HTML report a colleague can open offline in any browser, at any study size.
 
-    Every image is embedded as a base64 data URI; the page has inline CSS and no scripts.
-    The area table has ``id="area-table"``; each number cell shows one decimal and carries the
-    exact value in its ``data-value`` attribute.
+    Images are embedded as base64 data URIs; with ``thumbnails`` only those small pictures
+    are, and a click on one opens its full overlay from the file beside the report (so a
+    500-slice study stays a few megabytes). The page has inline CSS and a small inline script
+    (no library, no network) that sorts the area table by any column, filters it to the slices
+    a warning flags or the least confident ones, and opens the full overlays. The area table
+    has ``id="area-table"``; each number cell shows one decimal and carries the exact value in
+    its ``data-value`` attribute. Warnings that name a slice link to it; with a
+    ``confidence`` column a "review first" box lists the least confident slices.
 
     Args:
         path: output ``.html``; written atomically.
         title: the page title.
         settings: model and run settings shown as a two-column table (values shown as text).
-        area_table: rows = slices (index = slice number, ``file`` column) followed by the
-            ``mean`` and ``std`` rows; one column per ROI name in ROI order.
+        area_table: rows = slices (index "1".."N", ``file`` column) followed by the summary
+            rows; one column per ROI name in ROI order, and optionally ``confidence``.
         overlays: ``(slice name, image file)`` per slice in series order (PNG/JPEG/GIF).
         figures: ``(caption, image file)`` for each plot.
-        warnings: findings to show in the warnings box (e.g. from :func:`area_warnings`).
+        warnings: findings to show (``"<file>: ..."`` links to that slice).
         notes: further remarks (e.g. skipped files).
         area_unit: the unit of the areas, for the table heading.
+        thumbnails: one small picture per overlay (e.g. from `save_thumbnail`), embedded in
+            place of the overlays, which are then linked, not embedded.
+        low_confidence_share: the share of slices (lowest confidence first) listed under
+            "review first" and marked as low confidence.
 
     Returns:
         ``path``.
 
     Raises:
-        ConfigError: an image file is missing, unreadable, or not PNG/JPEG/GIF.
+        ConfigError: an image file is missing, unreadable, or not PNG/JPEG/GIF, or the
+            thumbnails do not match the overlays.
 
     Example:
         >>> write_report("out/report.html", title="L3 areas", settings={"model": "best.pt"},
         ...              area_table=areas.wide, overlays=overlays, figures=[], warnings=[])
     """
+    if not 0 < low_confidence_share <= 1:
+        raise ConfigError(f"low_confidence_share must be in (0, 1], got {low_confidence_share}.")
+    target = "slice" if overlays else "row"
+    slices = _Slices.of(area_table, warnings, low_confidence_share, target=target)
+    body = [
+        _header(title, figures=bool(figures), overlays=bool(overlays), review=bool(slices.low)),
+        _messages(warnings, notes, slices),
+        _review(slices),
+        _settings(settings),
+        _area_table(area_table, area_unit, slices),
+        _figures(figures),
+        _overlays(overlays, thumbnails, slices, Path(path).parent),
+    ]
+    return atomic_write_text(path, _page(title, body))
+
+
+def _header(title: str, *, figures: bool, overlays: bool, review: bool) -> str:
     from sliceseg._version import __version__
 
     created = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-    sections = [
+    return (
         f"<header><h1>{_e(title)}</h1>"
         f'<p class="meta">Created {_e(created)} · sliceseg {_e(__version__)}</p><nav>'
-        '<a href="#warnings">Warnings</a><a href="#settings">Settings</a>'
-        '<a href="#areas">Areas</a>'
+        '<a href="#warnings">Warnings</a>'
+        + ('<a href="#review">Review first</a>' if review else "")
+        + '<a href="#settings">Settings</a><a href="#areas">Areas</a>'
         + ('<a href="#figures">Figures</a>' if figures else "")
         + ('<a href="#slices">Slices</a>' if overlays else "")
-        + "</nav></header>",
-        _messages(warnings, notes),
-        _settings(settings),
-        _area_table(area_table, area_unit),
-        _figures(figures),
-        _overlays(overlays),
+        + "</nav></header>"
+    )
+
+
+def _page(title: str, sections: Sequence[str]) -> str:
+    from sliceseg._version import __version__
+
+    footer = (
         f"<footer>Written by sliceseg {_e(__version__)}. Areas are pixel counts × the row and "
-        "column pixel spacing of each slice's own DICOM grid.</footer>",
-    ]
-    page = (
+        "column pixel spacing of each slice's own DICOM grid.</footer>"
+    )
+    return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body><main>\n"
-        + "\n".join(section for section in sections if section)
-        + "\n</main></body></html>\n"
+        f"<title>{_e(title)}</title><style>{_CSS}{SCRIPT_CSS}</style></head>\n<body><main>\n"
+        + "\n".join(section for section in [*sections, footer] if section)
+        + f"\n</main><script>{SCRIPT}</script></body></html>\n"
     )
-    return atomic_write_text(path, page)

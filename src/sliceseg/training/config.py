@@ -58,6 +58,8 @@ class TrainConfig:
         target_spacing_mm: in-plane spacing in mm the model works at (a number, or [row, col]);
             None (default) takes the training slices' median (0028,0030) PixelSpacing.
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
+        init_from: a model file whose weights the run starts from (fine-tuning, see
+            `sliceseg.training.init_from`); None starts from random weights.
     """
 
     data_dir: str | None = None
@@ -89,6 +91,7 @@ class TrainConfig:
     unlabelled_slices: str = "skip"
     target_spacing_mm: float | tuple[float, float] | None = None
     foreground_fraction: float = 1.0 / 3.0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self._check_numbers()

@@ -38,6 +38,7 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
+from sliceseg.training.init_from import initial_state
 from sliceseg.training.progress import (
     OnCheckpoint,
     ProgressEvent,
@@ -185,6 +186,9 @@ def _run(
     context.barrier()
     torch.manual_seed(config.seed)
     session = set_up(config, context, _load_data(config, context), log)
+    if resumption is None and config.init_from is not None:  # fine-tuning
+        session.model.load_state_dict(initial_state(config.init_from, session.metadata))
+        log(f"Starting from the weights of {config.init_from}.")
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state

@@ -1,0 +1,241 @@
+"""Confidence per slice and ROI from the predicted probabilities: which slices to review first.
+
+The score of ROI k on a slice is the Dice the model expects between its own label map and its
+probabilities (a soft Dice, 2·Σ pₖ·mₖ / (Σ pₖ + Σ mₖ), with mₖ the predicted mask and pₖ the
+probability of k at every pixel of the slice's own grid). It is 1 where the model is sure of
+every pixel and falls with the probability mass that disagrees with the label: a blurred
+boundary, a second candidate region, an ROI half-believed. An ROI neither predicted nor
+believed anywhere (less than one pixel's worth of probability) scores 1. The slice's score is
+the mean over its ROIs. `bench/confidence.py` measured this choice against the margin and the
+entropy in a band around each boundary (``docs/benchmarks.md``, "Confidence").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sliceseg.errors import ConfigError
+from sliceseg.measure.areas import CONFIDENCE_COLUMN, AreaTable
+
+__all__ = [
+    "CONFIDENCE_COLUMN",
+    "ConfidenceCollector",
+    "ReviewItem",
+    "least_confident",
+    "review_first",
+    "roi_confidence",
+    "slice_confidence",
+    "with_confidence",
+]
+
+
+def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Return the confidence of each ROI 1..K on one slice, each in [0, 1].
+
+    Args:
+        probabilities: (K + 1, rows, cols) softmax probabilities on the label's grid,
+            background first.
+        label: (rows, cols) predicted label map, values 0..K.
+
+    Returns:
+        (K,) float64: per ROI, the soft Dice between its predicted mask and its probability.
+
+    Raises:
+        ConfigError: the shapes do not match.
+
+    Example:
+        >>> probs = np.zeros((2, 4, 4)); probs[0] = 1.0
+        >>> roi_confidence(probs, np.zeros((4, 4), np.uint8))  # nothing there, surely
+        array([1.])
+    """
+    probs = probabilities.numpy() if isinstance(probabilities, torch.Tensor) else probabilities
+    if probs.ndim != 3 or probs.shape[1:] != label.shape:
+        raise ConfigError(
+            f"probabilities of shape {tuple(probs.shape)} for a label map of shape "
+            f"{label.shape}; give (classes, rows, cols) on the label's own grid."
+        )
+    scores = np.ones(probs.shape[0] - 1)
+    for k in range(1, probs.shape[0]):
+        mask = label == k
+        believed = float(probs[k].sum(dtype=np.float64))
+        predicted = int(np.count_nonzero(mask))
+        if believed + predicted >= 1.0:
+            overlap = float(probs[k][mask].sum(dtype=np.float64))
+            scores[k - 1] = 2.0 * overlap / (believed + predicted)
+    return scores
+
+
+def slice_confidence(per_roi: np.ndarray) -> np.ndarray:
+    """Return each slice's confidence from its ROIs' (the mean over ROIs).
+
+    Args:
+        per_roi: (slices, K) scores from :func:`roi_confidence`.
+
+    Returns:
+        (slices,) scores in [0, 1].
+
+    Example:
+        >>> slice_confidence(np.array([[1.0, 0.5], [0.9, 0.9]]))
+        array([0.75, 0.9 ])
+    """
+    scores = np.asarray(per_roi, dtype=np.float64)
+    return scores.mean(axis=1) if scores.size else np.zeros(len(scores))
+
+
+class ConfidenceCollector:
+    """A probability sink for `predict_slices`: keeps each slice's ROI scores, not the maps.
+
+    Example:
+        >>> collector = ConfidenceCollector()
+        >>> labels = predict_slices(bundle, slices, on_probabilities=collector)
+        >>> collector.per_roi.shape  # (slices, K)
+    """
+
+    def __init__(self) -> None:
+        self._scores: list[np.ndarray] = []
+
+    def __call__(self, probabilities: torch.Tensor, label: np.ndarray) -> None:
+        """Score one slice (called by `predict_slices`, in slice order)."""
+        self._scores.append(roi_confidence(probabilities, label))
+
+    @property
+    def per_roi(self) -> np.ndarray:
+        """(slices, K) scores so far."""
+        return np.stack(self._scores) if self._scores else np.zeros((0, 0))
+
+
+def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
+    """Return ``areas`` with a ``confidence`` column: per slice and ROI in the tidy table, per
+    slice (the mean over ROIs) in the wide one, empty on its summary rows.
+
+    Args:
+        areas: the table of the predicted slices, in prediction order.
+        per_roi: (slices, K) scores from :func:`roi_confidence`, same order.
+
+    Raises:
+        ConfigError: the number of slices or ROIs differs from the table's.
+    """
+    scores = np.asarray(per_roi, dtype=np.float64)
+    slice_rows = [label for label in areas.wide.index if str(label).isdigit()]  # "1".."N"
+    rois = sorted(set(areas.long["roi"])) if len(areas.long) else []
+    if scores.shape != (len(slice_rows), len(rois)):
+        raise ConfigError(
+            f"confidence for {scores.shape[0]} slices × {scores.shape[1] if scores.ndim > 1 else 0}"
+            f" ROIs, but the table has {len(slice_rows)} slices × {len(rois)} ROIs; score every "
+            "predicted slice."
+        )
+    long = areas.long.copy()
+    position = {roi: j for j, roi in enumerate(rois)}
+    long[CONFIDENCE_COLUMN] = [
+        scores[int(s) - 1, position[r]] for s, r in zip(long["slice"], long["roi"], strict=True)
+    ]
+    wide = areas.wide.copy()
+    wide[CONFIDENCE_COLUMN] = np.nan
+    wide.loc[slice_rows, CONFIDENCE_COLUMN] = slice_confidence(scores)
+    return AreaTable(**{**vars(areas), "wide": wide, "long": long})
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A slice worth looking at first.
+
+    Attributes:
+        slice: the slice's row label in the wide table ("1".."N").
+        file: the slice's name.
+        series: the series number (1, 2, ...), 1 when the table has no series.
+        confidence: the slice's confidence.
+        weakest_roi: the name of its least confident ROI.
+        weakest_confidence: that ROI's score.
+    """
+
+    slice: str
+    file: str
+    series: int
+    confidence: float
+    weakest_roi: str
+    weakest_confidence: float
+
+
+def review_first(
+    areas: AreaTable, *, n: int = 20, below: float | None = None, spread: bool = False
+) -> list[ReviewItem]:
+    """Return the least confident slices of a table with a confidence column, least first.
+
+    Args:
+        areas: a table from :func:`with_confidence`.
+        n: at most this many slices.
+        below: only slices whose confidence is below this.
+        spread: take the series in turns (see :func:`least_confident`).
+
+    Raises:
+        ConfigError: ``n`` is below 1, or the table has no confidence column.
+    """
+    items = [item for item in _review_items(areas) if below is None or item.confidence < below]
+    chosen = least_confident(
+        [item.confidence for item in items], [item.series for item in items], n=n, spread=spread
+    )
+    return [items[i] for i in chosen]
+
+
+def least_confident(
+    confidence: Sequence[float], series: Sequence[object], *, n: int, spread: bool = True
+) -> list[int]:
+    """Return the positions of the ``n`` least confident slices, least confident first.
+
+    With ``spread`` the series take turns: first the least confident slice of every series
+    (those in confidence order), then the second of every series, and so on; so one poor
+    series cannot fill the list, and every series is looked at before any is looked at twice.
+
+    Args:
+        confidence: one score per slice.
+        series: one series id per slice (any hashable).
+        n: at most this many positions.
+        spread: take the series in turns; False ranks all slices together.
+
+    Raises:
+        ConfigError: ``n`` is below 1 or the lengths differ.
+
+    Example:
+        >>> least_confident([0.9, 0.2, 0.3, 0.8], ["a", "a", "a", "b"], n=3)
+        [1, 3, 2]
+    """
+    if n < 1:
+        raise ConfigError(f"n must be at least 1, got {n}.")
+    if len(confidence) != len(series):
+        raise ConfigError(f"{len(confidence)} scores for {len(series)} series ids; give one each.")
+    order = sorted(range(len(confidence)), key=lambda i: (confidence[i], i))
+    if spread:
+        seen: dict[object, int] = {}
+        turn = {}
+        for i in order:  # the k-th least confident of its series is in turn k
+            turn[i] = seen.get(series[i], 0)
+            seen[series[i]] = turn[i] + 1
+        order.sort(key=lambda i: (turn[i], confidence[i], i))
+    return order[:n]
+
+
+def _review_items(areas: AreaTable) -> list[ReviewItem]:
+    if CONFIDENCE_COLUMN not in areas.long.columns:
+        raise ConfigError(
+            "the area table has no confidence column; predict with sliceseg ≥ this version."
+        )
+    long = areas.long
+    items = []
+    for slice_number, rows in long.groupby("slice", sort=True):
+        weakest = rows.loc[rows[CONFIDENCE_COLUMN].idxmin()]
+        series = int(rows["series"].iloc[0]) if "series" in rows else 1
+        items.append(
+            ReviewItem(
+                slice=str(slice_number),
+                file=str(rows["file"].iloc[0]),
+                series=series,
+                confidence=float(rows[CONFIDENCE_COLUMN].mean()),
+                weakest_roi=str(weakest["roi_name"]),
+                weakest_confidence=float(weakest[CONFIDENCE_COLUMN]),
+            )
+        )
+    return items

@@ -1,0 +1,160 @@
+"""Which slices to label next: the unlabelled slices a model is least sure of, over all series."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sliceseg.errors import ConfigError, PairingError
+from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
+from sliceseg.inference.folder import slice_key
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import Slice, scan_dicom_folder
+from sliceseg.io.files import atomic_path
+from sliceseg.models.bundle import Bundle, load_bundle
+
+LABEL_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One slice to label next.
+
+    Attributes:
+        rank: 1 = label this first.
+        key: the slice's path below the DICOM folder, without suffix (a label's name).
+        path: the DICOM file.
+        series: the series' number, 1, 2, ... in folder order.
+        confidence: the slice's confidence (mean over ROIs; 1 = sure).
+        weakest_roi: the name of the ROI the model is least sure of there.
+        weakest_confidence: that ROI's confidence.
+    """
+
+    rank: int
+    key: str
+    path: Path
+    series: int
+    confidence: float
+    weakest_roi: str
+    weakest_confidence: float
+
+
+def suggest_slices(
+    model: Bundle | Path | str,
+    dicom_dir: Path | str,
+    *,
+    n: int = 20,
+    labels_dir: Path | str | None = None,
+    spread: bool = True,
+    device: str = "auto",
+    batch_size: int = 8,
+    tta: bool = False,
+) -> list[Suggestion]:
+    """Return the ``n`` unlabelled slices under a folder the model is least confident on.
+
+    The series take turns (see `least_confident`): the least confident slice of every series
+    comes before the second least confident of any, so the list covers the study instead of
+    one poor series. Labelling these, adding them to the training data and fine-tuning
+    (``sliceseg train --init-from``) is the correction loop of ``docs/usage.md``.
+
+    Args:
+        model: a loaded bundle or a model file.
+        dicom_dir: folder of DICOMs, searched recursively.
+        n: how many slices to suggest.
+        labels_dir: a label folder; slices that already have a label file there (same key,
+            any label suffix) are left out.
+        spread: take the series in turns; False ranks every slice together.
+        device: "auto", "cpu" or "cuda".
+        batch_size: slices per forward pass.
+        tta: test-time augmentation.
+
+    Returns:
+        Up to ``n`` suggestions, rank 1 first.
+
+    Raises:
+        PairingError: the folder holds no readable DICOM, or every slice is labelled.
+        ConfigError: ``n`` is below 1.
+        BundleError: the model file is not a sliceseg model.
+
+    Example:
+        >>> for s in suggest_slices("model/sliceseg_best.pt", "new_scans/", n=20):
+        ...     print(s.rank, s.key, f"{s.confidence:.3f}")
+    """
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}.")
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    root = Path(dicom_dir)
+    images = _unlabelled(root, labels_dir)
+    collector = ConfidenceCollector()
+    predict_slices(
+        bundle,
+        images,
+        device=device,
+        batch_size=batch_size,
+        tta=tta,
+        on_probabilities=collector,
+        progress=sys.stderr.isatty(),
+    )
+    per_roi = collector.per_roi
+    scores = slice_confidence(per_roi)
+    uids = [image.series_uid or str(image.source.parent) for image in images]
+    numbers = {uid: k for k, uid in enumerate(dict.fromkeys(uids), 1)}
+    chosen = least_confident(scores.tolist(), uids, n=n, spread=spread)
+    return [
+        Suggestion(
+            rank=rank,
+            key=slice_key(images[i], root),
+            path=images[i].source,
+            series=numbers[uids[i]],
+            confidence=float(scores[i]),
+            weakest_roi=bundle.roi_names[int(per_roi[i].argmin())],
+            weakest_confidence=float(per_roi[i].min()),
+        )
+        for rank, i in enumerate(chosen, 1)
+    ]
+
+
+def _unlabelled(root: Path, labels_dir: Path | str | None) -> list[Slice]:
+    scan = scan_dicom_folder(root, progress=sys.stderr.isatty())
+    if not scan.slices:
+        raise PairingError(f"{root}: no readable DICOM files found; point to the .dcm slices.")
+    if labels_dir is None:
+        return scan.slices
+    labels = Path(labels_dir)
+    if not labels.is_dir():
+        raise PairingError(f"{labels}: label folder not found; give the folder of label files.")
+    images = [
+        image
+        for image in scan.slices
+        if not any((labels / f"{slice_key(image, root)}{s}").exists() for s in LABEL_SUFFIXES)
+    ]
+    if not images:
+        raise PairingError(
+            f"every one of the {len(scan.slices)} slices in {root} has a label in {labels}; "
+            "nothing is left to suggest."
+        )
+    return images
+
+
+def suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
+    """Return the suggestions as a table (rank, key, path, series, confidence, weakest ROI)."""
+    return pd.DataFrame([{**vars(s), "path": str(s.path)} for s in suggestions])
+
+
+def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
+    """Write the suggestions as a CSV atomically; return ``path``."""
+    with atomic_path(Path(path)) as tmp:
+        suggestions_frame(suggestions).to_csv(tmp, index=False)
+    return Path(path)
+
+
+def suggestions_text(suggestions: list[Suggestion]) -> str:
+    """Return the suggestions as aligned text, one line per slice."""
+    lines = [f"{'rank':>4}  {'series':>6}  {'confidence':>10}  {'weakest ROI':<32}  slice"]
+    for s in suggestions:
+        weakest = f"{s.weakest_roi} ({s.weakest_confidence:.3f})"
+        lines.append(f"{s.rank:>4}  {s.series:>6}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Fine-tuning: start a run from an existing model's weights, once its scheme and grid match.
+
+``sliceseg train DATA --init-from MODEL`` is the last step of the correction loop (predict →
+review the least confident slices → correct their labels → add them to the data → fine-tune →
+predict again): the new run takes the model's network (architecture, hyper-parameters, grid)
+and weights instead of random ones, and trains them further on the enlarged data with a fresh
+optimiser and schedule. The data must have the model's label scheme (ROI names and stored
+label values) and the run the model's network and geometry; anything else is refused in one
+line before training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sliceseg.errors import ConfigError
+from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle
+
+MATCHED: tuple[tuple[str, str], ...] = (
+    ("roi_names", "label scheme (ROI names)"),
+    ("label_values", "label scheme (stored label values)"),
+    ("num_classes", "number of classes"),
+    ("arch", "architecture"),
+    ("hyperparameters", "network hyper-parameters"),
+    ("input_size", "model grid (input_shape)"),
+    ("orientation", "orientation convention"),
+    ("normalisation", "intensity normalisation"),
+    ("target_spacing_mm", "target spacing"),
+)
+"""Metadata entries a fine-tuned run must share with its starting model, with their names."""
+
+
+def model_settings(path: Path | str) -> dict[str, Any]:
+    """Return the settings that define a model's network, to start a run from it.
+
+    The training settings recorded in the model file where present (``arch``,
+    ``input_shape``, ``hyperparameters``, ``dropout_rate``), else what its metadata says, and
+    its target spacing.
+
+    Raises:
+        BundleError: the file is not a sliceseg model.
+    """
+    bundle = load_bundle(path)
+    meta, recorded = bundle.metadata, bundle.metadata.settings
+    settings: dict[str, Any] = {
+        "arch": meta.arch,
+        "input_shape": meta.input_size,
+        "hyperparameters": recorded.get("hyperparameters", meta.hyperparameters),
+    }
+    if "dropout_rate" in recorded:
+        settings["dropout_rate"] = recorded["dropout_rate"]
+    if meta.target_spacing_mm is not None:  # the model's scale, not the new data's median
+        settings["target_spacing_mm"] = list(meta.target_spacing_mm)
+    return settings
+
+
+def initial_state(path: Path | str, run: ModelMetadata) -> dict[str, torch.Tensor]:
+    """Return a model's weights for a run whose model file would have metadata ``run``.
+
+    Args:
+        path: the model to start from (``--init-from``).
+        run: the metadata of the new run (its data's label scheme, its network and grid).
+
+    Returns:
+        The state dict to load into the run's fresh network.
+
+    Raises:
+        ConfigError: the label scheme, network or geometry differs (one line naming both).
+        BundleError: the file is not a sliceseg model.
+
+    Example:
+        >>> model.load_state_dict(initial_state("model/sliceseg_best.pt", session.metadata))
+    """
+    bundle: Bundle = load_bundle(path)
+    check_same_model(bundle.metadata, run, source=str(path))
+    return bundle.model.state_dict()
+
+
+def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -> None:
+    """Refuse to fine-tune ``start`` into a run of another label scheme, network or grid.
+
+    Entries one of the two files does not record (older files) are not compared.
+
+    Raises:
+        ConfigError: the first entry of :data:`MATCHED` that differs.
+    """
+    mine, theirs = start.to_dict(), run.to_dict()
+    for key, what in MATCHED:
+        if key in mine and key in theirs and _plain(mine[key]) != _plain(theirs[key]):
+            raise ConfigError(
+                f"--init-from {source}: the model's {what} is {mine[key]!r} but this run's is "
+                f"{theirs[key]!r}; fine-tune on data and settings with the model's {what}, or "
+                "train a new model without --init-from."
+            )
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare alike (a model file stores lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

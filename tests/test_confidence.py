@@ -1,0 +1,154 @@
+"""Tests for sliceseg.inference.confidence: scores per slice and ROI, tables, review order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sliceseg.errors import ConfigError
+from sliceseg.inference.confidence import (
+    ConfidenceCollector,
+    least_confident,
+    review_first,
+    roi_confidence,
+    slice_confidence,
+    with_confidence,
+)
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import Slice, scan_dicom_folder
+from sliceseg.measure.areas import measure_areas
+from sliceseg.models.bundle import load_bundle
+
+
+def _probabilities(inside: float, outside: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes on 4×4: ROI 1 predicted on a 2×2 block, p(ROI) ``inside`` there, else
+    ``outside``."""
+    label = np.zeros((4, 4), np.uint8)
+    label[:2, :2] = 1
+    roi = np.where(label == 1, inside, outside)
+    return np.stack([1.0 - roi, roi]), label
+
+
+class TestRoiConfidence:
+    def test_sure_of_every_pixel_is_one(self):
+        probs, label = _probabilities(1.0, 0.0)
+        assert roi_confidence(probs, label) == pytest.approx([1.0])
+
+    def test_soft_dice_by_hand(self):
+        """Σp = 4·0.75 + 12·0.25 = 6, 4 pixels predicted, overlap 3: 2·3 / (6 + 4) = 0.6."""
+        probs, label = _probabilities(0.75, 0.25)
+        assert roi_confidence(probs, label) == pytest.approx([0.6])
+        assert roi_confidence(torch.from_numpy(probs), label) == pytest.approx([0.6])
+
+    def test_absent_and_unbelieved_is_one_absent_but_believed_is_low(self):
+        label = np.zeros((4, 4), np.uint8)
+        nothing = np.stack([np.ones((4, 4)), np.full((4, 4), 0.05)])  # Σp = 0.8 < 1 pixel
+        assert roi_confidence(nothing, label) == pytest.approx([1.0])
+        believed = np.stack([np.full((4, 4), 0.6), np.full((4, 4), 0.4)])  # Σp = 6.4, none
+        assert roi_confidence(believed, label) == pytest.approx([0.0])
+
+    def test_shape_mismatch(self):
+        with pytest.raises(
+            ConfigError, match=r"shape \(2, 4, 4\) for a label map of shape \(3, 3\)"
+        ):
+            roi_confidence(np.zeros((2, 4, 4)), np.zeros((3, 3), np.uint8))
+
+
+def test_slice_confidence_is_the_mean_over_rois():
+    assert slice_confidence(np.array([[1.0, 0.5], [0.2, 0.4]])) == pytest.approx([0.75, 0.3])
+
+
+def _table() -> tuple[object, np.ndarray]:
+    images = [
+        Slice(np.zeros((4, 4), np.float32), (1.0, 1.0), "PixelSpacing", Path(f"s{i}.dcm"))
+        for i in range(3)
+    ]
+    labels = [np.zeros((4, 4), np.uint8) for _ in images]
+    per_roi = np.array([[0.9, 0.8], [0.5, 0.1], [0.7, 0.7]])
+    return measure_areas(labels, images, ["a", "b"]), per_roi
+
+
+class TestWithConfidence:
+    def test_columns_hold_the_scores(self):
+        areas, per_roi = _table()
+        scored = with_confidence(areas, per_roi)
+        assert scored.long["confidence"].tolist() == pytest.approx(per_roi.ravel().tolist())
+        wide = scored.wide["confidence"]
+        assert wide.loc[["1", "2", "3"]].tolist() == pytest.approx([0.85, 0.3, 0.7])
+        assert wide.loc[["mean", "std"]].isna().all()
+
+    def test_areas_views_leave_the_confidence_out(self):
+        areas, per_roi = _table()
+        scored = with_confidence(areas, per_roi)
+        assert list(scored.per_slice.columns) == ["a", "b"]
+        assert "confidence" not in scored.to_text()
+
+    def test_wrong_count(self):
+        areas, per_roi = _table()
+        with pytest.raises(ConfigError, match=r"confidence for 2 slices × 2 ROIs, but the table "
+                                              r"has 3 slices × 2 ROIs"):  # fmt: skip
+            with_confidence(areas, per_roi[:2])
+
+    def test_review_first_lists_least_confident(self):
+        areas, per_roi = _table()
+        items = review_first(with_confidence(areas, per_roi), n=2)
+        assert [(i.file, i.weakest_roi) for i in items] == [("s1", "b"), ("s2", "a")]
+        assert [i.confidence for i in items] == pytest.approx([0.3, 0.7])
+        assert items[0].weakest_confidence == pytest.approx(0.1)
+
+
+class TestLeastConfident:
+    SCORES = (0.9, 0.2, 0.5, 0.8, 0.7, 0.95, 0.3, 0.1, 0.6)
+    SERIES = ("a",) * 3 + ("b",) * 3 + ("c",) * 3
+
+    def test_series_take_turns(self):
+        """Turn 1: c 0.1, a 0.2, b 0.7; turn 2 starts with c's 0.3."""
+        assert least_confident(self.SCORES, self.SERIES, n=4) == [7, 1, 4, 6]
+
+    def test_without_spread_the_global_order(self):
+        assert least_confident(self.SCORES, self.SERIES, n=4, spread=False) == [7, 1, 6, 2]
+
+    def test_bad_n(self):
+        with pytest.raises(ConfigError, match="n must be at least 1, got 0"):
+            least_confident(self.SCORES, self.SERIES, n=0)
+
+
+@pytest.mark.slow
+def test_predict_hook_gives_native_probabilities(tiny_model: Path, tiny_phantom: Path):
+    """The sink sees each slice's own grid, probabilities summing to 1, label = argmax."""
+    images = scan_dicom_folder(tiny_phantom / "test" / "dicoms").slices
+    seen: list[tuple[torch.Tensor, np.ndarray]] = []
+    collector = ConfidenceCollector()
+
+    def sink(probs: torch.Tensor, label: np.ndarray) -> None:
+        seen.append((probs, label))
+        collector(probs, label)
+
+    labels = predict_slices(load_bundle(tiny_model), images, device="cpu", on_probabilities=sink)
+    assert len(seen) == len(images) == len(labels)
+    for (probs, label), image, returned in zip(seen, images, labels, strict=True):
+        assert probs.shape == (7, *image.shape)
+        np.testing.assert_allclose(probs.sum(dim=0).numpy(), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(label, returned)
+        np.testing.assert_array_equal(probs.argmax(dim=0).numpy(), returned)
+    assert collector.per_roi.shape == (len(images), 6)
+    assert ((collector.per_roi >= 0) & (collector.per_roi <= 1)).all()
+
+
+@pytest.mark.slow
+def test_predict_folder_writes_confidence(tiny_model: Path, tiny_phantom: Path, tmp_path: Path):
+    from sliceseg.inference.folder import predict_folder
+
+    run = predict_folder(tiny_model, tiny_phantom / "test" / "dicoms", tmp_path / "out")
+    wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
+    long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
+    per_slice = long.groupby("slice")["confidence"].mean().to_numpy()
+    np.testing.assert_allclose(wide.loc[["1", "2", "3"], "confidence"], per_slice, atol=1e-12)
+    assert long["confidence"].between(0, 1).all()
+    page = run.report.read_text(encoding="utf-8")
+    assert "Review first: the 1 least confident slices" in page
+    assert len(list((tmp_path / "out" / "thumbnails").rglob("*.jpg"))) == 3

@@ -1,0 +1,135 @@
+"""Tests for sliceseg.training.init_from and ``train --init-from``: the correction loop."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from sliceseg.cli import main
+from sliceseg.errors import ConfigError
+from sliceseg.inference.predict import predict_slices
+from sliceseg.inference.suggest import suggest_slices
+from sliceseg.io.dicom import scan_dicom_folder
+from sliceseg.io.labels import read_label_file
+from sliceseg.measure.metrics import dice_per_class
+from sliceseg.models.bundle import load_bundle
+from sliceseg.training.init_from import check_same_model, model_settings
+from sliceseg.training.loop import train
+
+QUIET = {"log": lambda _line: None}
+
+
+def _conv_weights(path: Path) -> dict[str, torch.Tensor]:
+    state = load_bundle(path).model.state_dict()
+    return {k: v for k, v in state.items() if k.endswith("weight") and v.ndim == 4}
+
+
+class TestInitFrom:
+    def test_starts_from_the_model_weights(self, tiny_model, tiny_phantom, tmp_path):
+        """One epoch at a learning rate of 1e-12 leaves the starting weights as they were."""
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", epochs=1,
+                             learning_rate=1e-12, init_from=str(tiny_model))  # fmt: skip
+        result = train(config, **QUIET)
+        start, tuned = _conv_weights(tiny_model), _conv_weights(result.final_model)
+        assert start.keys() == tuned.keys() and len(start) > 5
+        for name, weights in start.items():
+            torch.testing.assert_close(tuned[name], weights, atol=1e-6, rtol=0)
+        fresh = train(tiny_config(tiny_phantom / "train", tmp_path / "fresh", epochs=1,
+                                  learning_rate=1e-12, seed=5), **QUIET)  # fmt: skip
+        other = _conv_weights(fresh.final_model)
+        assert any((other[n] - w).abs().max() > 1e-3 for n, w in start.items())
+
+    def test_other_grid_is_refused_in_one_line(self, tiny_model, tiny_phantom, tmp_path):
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", input_shape=96,
+                             init_from=str(tiny_model))  # fmt: skip
+        expected = (
+            r"^--init-from .*: the model's model grid \(input_shape\) is 64 but this run's is 96"
+        )
+        with pytest.raises(ConfigError, match=expected) as error:
+            train(config, **QUIET)
+        assert "\n" not in str(error.value)
+
+    def test_other_label_scheme_is_refused(self, tiny_model):
+        start = load_bundle(tiny_model).metadata
+        run = type(start).from_dict(
+            {**start.to_dict(), "roi_names": ["a", "b", "c", "d", "e", "f"]}
+        )
+        with pytest.raises(ConfigError, match=r"label scheme \(ROI names\) is \['vertebral body'"):
+            check_same_model(start, run, source="m.pt")
+
+    def test_cli_takes_the_network_from_the_model(self, tiny_model, tiny_phantom, tmp_path):
+        assert model_settings(tiny_model)["input_shape"] == 64
+        code = main(["train", str(tiny_phantom / "train"), "--init-from", str(tiny_model),
+                     "--out", str(tmp_path / "ft"), "--epochs", "1"])  # fmt: skip
+        assert code == 0  # no --input-shape: the model's 64, not the default 160
+        assert load_bundle(tmp_path / "ft" / "sliceseg_best.pt").metadata.input_size == 64
+
+    def test_missing_model_file(self, tiny_phantom, tmp_path, capsys):
+        code = main(["train", str(tiny_phantom / "train"), "--init-from", str(tmp_path / "no.pt"),
+                     "--out", str(tmp_path / "ft")])  # fmt: skip
+        assert code == 2
+        assert "no.pt" in capsys.readouterr().err
+
+
+def _copy_subjects(source: Path, target: Path, subjects: list[str]) -> None:
+    for folder in ("dicoms", "labels"):
+        for subject in subjects:
+            shutil.copytree(source / folder / subject, target / folder / subject)
+    shutil.copy(source / "labels.txt", target / "labels.txt")
+
+
+def _test_dice(model: Path, test_dir: Path) -> float:
+    """Mean Dice over ROIs of the test subjects, pooled over their slices."""
+    images = scan_dicom_folder(test_dir / "dicoms").slices
+    predicted = predict_slices(load_bundle(model), images, device="cpu")
+    truth = [
+        read_label_file(next((test_dir / "labels").glob(f"{image.source.parent.name}/"
+                                                        f"{image.source.stem}.*"))).values
+        for image in images
+    ]  # fmt: skip
+    pred = np.concatenate([p.ravel() for p in predicted])
+    true = np.concatenate([t.ravel() for t in truth])
+    return float(np.nanmean(dice_per_class(pred, true, 7)[1:]))
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_corrected_worst_slices_raises_test_dice(tmp_path):
+    """The loop: train on 2 subjects → the 6 least confident slices of 2 unlabelled subjects get
+    their true labels (the correction) → fine-tune on the enlarged set → the test Dice rises."""
+    from sliceseg.phantom.generate import generate_phantom
+
+    started = time.perf_counter()
+    phantom = generate_phantom(tmp_path / "phantom", train_subjects=4, test_subjects=1,
+                               slices_per_subject=4, seed=3, matrix_sizes=[(96, 96)])  # fmt: skip
+    first = tmp_path / "first"
+    _copy_subjects(phantom.train_dir, first, ["sub01", "sub02"])
+    settings = dict(input_shape=64, validation_fraction=0.0, print_checkpoint=100,
+                    save_checkpoint=100, learning_rate=3e-3)  # fmt: skip
+    base = train(tiny_config(first, tmp_path / "m0", epochs=8, **settings), **QUIET).best_model
+    before = _test_dice(base, phantom.test_dir)
+    pool = tmp_path / "pool"
+    _copy_subjects(phantom.train_dir, pool, ["sub03", "sub04"])
+    worst = suggest_slices(base, pool / "dicoms", n=6, device="cpu")
+    enlarged = tmp_path / "enlarged"
+    shutil.copytree(first, enlarged)
+    for suggestion in worst:  # the correction: the true label of each suggested slice
+        key = Path(suggestion.key)
+        for folder in ("dicoms", "labels"):
+            for path in (pool / folder / key.parent).glob(f"{key.name}.*"):
+                (enlarged / folder / key.parent).mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, enlarged / folder / key.parent / path.name)
+    tuned = train(tiny_config(enlarged, tmp_path / "m1", epochs=4, init_from=str(base),
+                              **settings), **QUIET).best_model  # fmt: skip
+    after = _test_dice(tuned, phantom.test_dir)
+    print(f"test Dice before {before:.3f}, after fine-tuning {after:.3f}; "
+          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    # Seeded and deterministic on CPU: 0.180 → 0.340 here (25 s). The margin, under a third of
+    # that gain, leaves room for other CPUs and library versions while still failing when the
+    # weights are not carried over (4 epochs from scratch on the same 14 slices: 0.15-0.19).
+    assert after >= before + 0.05

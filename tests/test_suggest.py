@@ -1,0 +1,110 @@
+"""Tests for sliceseg.inference.suggest and ``sliceseg suggest``: what to label next."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sliceseg.cli import main
+from sliceseg.errors import PairingError
+from sliceseg.inference import suggest
+from sliceseg.inference.folder import slice_key
+from sliceseg.inference.suggest import suggest_slices
+from sliceseg.models.bundle import load_bundle
+
+# p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is
+# (2a / (1 + a) + 5) / 6 (the other five ROIs are absent and unbelieved: 1 each).
+INSIDE = {
+    "sub01/sub01_s00": 0.9, "sub01/sub01_s01": 0.2, "sub01/sub01_s02": 0.5,
+    "sub02/sub02_s00": 0.8, "sub02/sub02_s01": 0.7, "sub02/sub02_s02": 0.95,
+    "sub03/sub03_s00": 0.3, "sub03/sub03_s01": 0.1, "sub03/sub03_s02": 0.6,
+}  # fmt: skip
+
+
+def _confidence(a: float) -> float:
+    return (2 * a / (1 + a) + 5) / 6
+
+
+@pytest.fixture
+def known_probabilities(monkeypatch: pytest.MonkeyPatch, tiny_phantom: Path):
+    """Replace the network: each slice gets the probabilities that give it INSIDE's score."""
+    root = tiny_phantom / "train" / "dicoms"
+
+    def fake_predict(bundle, images, *, on_probabilities, **_options):
+        for image in images:
+            label = np.zeros(image.shape, np.uint8)
+            label[:2, :2] = 1
+            probs = torch.zeros((7, *image.shape))
+            probs[0] = 1.0
+            probs[1, :2, :2] = INSIDE[slice_key(image, root)]
+            probs[0, :2, :2] -= probs[1, :2, :2]
+            on_probabilities(probs, label)
+        return []
+
+    monkeypatch.setattr(suggest, "predict_slices", fake_predict)
+    return root
+
+
+class TestSuggestSlices:
+    def test_lowest_confidence_with_series_in_turns(self, known_probabilities, tiny_model):
+        found = suggest_slices(tiny_model, known_probabilities, n=4)
+        # turn 1: sub03 0.1, sub01 0.2, sub02 0.7 (each series' least sure); turn 2: sub03 0.3
+        expected = ["sub03/sub03_s01", "sub01/sub01_s01", "sub02/sub02_s01", "sub03/sub03_s00"]
+        assert [s.key for s in found] == expected
+        assert [s.rank for s in found] == [1, 2, 3, 4]
+        series = [s.series for s in found]  # numbered in scan order
+        assert sorted(series[:3]) == [1, 2, 3] and series[3] == series[0]
+        assert [s.confidence for s in found] == pytest.approx(
+            [_confidence(INSIDE[k]) for k in expected]
+        )
+        assert {s.weakest_roi for s in found} == {"vertebral body"}
+        assert found[0].weakest_confidence == pytest.approx(2 * 0.1 / 1.1)
+
+    def test_without_spread_the_global_order(self, known_probabilities, tiny_model):
+        found = suggest_slices(tiny_model, known_probabilities, n=4, spread=False)
+        assert [s.key for s in found] == [
+            "sub03/sub03_s01", "sub01/sub01_s01", "sub03/sub03_s00", "sub01/sub01_s02",
+        ]  # fmt: skip
+
+    def test_labelled_slices_are_left_out(self, known_probabilities, tiny_model, tmp_path):
+        labels = tmp_path / "labels" / "sub03"
+        labels.mkdir(parents=True)
+        (labels / "sub03_s01.png").write_bytes(b"")  # already labelled: not suggested
+        (labels / "sub03_s00.npy").write_bytes(b"")
+        found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=tmp_path / "labels")
+        assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
+
+    def test_everything_labelled(self, tiny_model, tiny_phantom):
+        with pytest.raises(PairingError, match=r"every one of the 9 slices .* has a label"):
+            suggest_slices(
+                tiny_model, tiny_phantom / "train" / "dicoms",
+                labels_dir=tiny_phantom / "train" / "labels",
+            )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_suggest_lists_and_saves(tiny_model, tiny_phantom, tmp_path, capsys):
+    """The real network: 3 series, --n 3 gives one slice of each, the least sure of its series."""
+    dicoms = tmp_path / "dicoms"
+    shutil.copytree(tiny_phantom / "train" / "dicoms", dicoms)
+    out = tmp_path / "s.csv"
+    code = main(["suggest", str(tiny_model), str(dicoms), "--n", "3", "--out", str(out)])
+    assert code == 0
+    table = pd.read_csv(out)
+    assert sorted(table["series"]) == [1, 2, 3]
+    assert table["confidence"].is_monotonic_increasing
+    printed = capsys.readouterr().out
+    assert all(key in printed for key in table["key"])
+    # each listed slice is its series' least confident: compare with a plain prediction
+    from sliceseg.inference.folder import predict_folder
+
+    run = predict_folder(load_bundle(tiny_model), dicoms, tmp_path / "pred", device="cpu",
+                         report=False)  # fmt: skip
+    wide = run.areas.wide.loc[[str(i) for i in range(1, 10)]]
+    least = wide.groupby(wide["file"].str.split("/").str[0])["confidence"].min()
+    assert sorted(table["confidence"]) == pytest.approx(sorted(least), abs=1e-9)

@@ -1,0 +1,163 @@
+"""Tests for sliceseg.measure.tissue: intensity statistics and CT muscle composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import write_test_dicom
+from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice, read_slice
+from sliceseg.measure.areas import measure_areas
+from sliceseg.measure.tissue import CT_COLUMNS, TissueSettings, tissue_statistics
+
+NAMES = ["vertebral body", "left psoas major"]
+
+
+def _ct_slice(pixels: np.ndarray, *, modality: str = "CT") -> Slice:
+    return Slice(
+        pixels=pixels.astype(np.float32),
+        spacing_mm=(0.5, 0.8),
+        spacing_source="PixelSpacing",
+        source=Path("ct/s01.dcm"),
+        modality=modality,
+    )
+
+
+def _known_hu() -> tuple[np.ndarray, np.ndarray]:
+    """A psoas of 100 pixels: 20 at −100 HU (fat), 80 at +50 HU; a vertebra of 12 at 300 HU.
+
+    Psoas: mean (20·−100 + 80·50) / 100 = 20 HU, median 50, deviations −120 / +30 →
+    variance (20·14400 + 80·900) / 100 = 3600, SD 60; IMAT 20 / 100 = 0.2, 20 × 0.4 = 8 mm²;
+    radiodensity over −29..150 HU = 50.
+    """
+    hu = np.full((20, 24), -1000.0)  # air around
+    label = np.zeros((20, 24), np.uint8)
+    label[2:12, 3:13] = 2
+    hu[2:12, 3:13] = 50.0
+    hu[2:4, 3:13] = -100.0  # 2 rows × 10 = 20 fat pixels
+    label[14:17, 14:18] = 1
+    hu[14:17, 14:18] = 300.0
+    return hu, label
+
+
+class TestTissueStatistics:
+    def test_known_hu_values(self):
+        hu, label = _known_hu()
+        stats = tissue_statistics(
+            hu[label == 2], roi_name="left psoas major", modality="CT", pixel_mm2=0.4
+        )
+        assert stats == pytest.approx(
+            {
+                "mean_intensity": 20.0,
+                "std_intensity": 60.0,
+                "median_intensity": 50.0,
+                "imat_fraction": 0.2,
+                "imat_mm2": 8.0,
+                "muscle_radiodensity_hu": 50.0,
+            },
+            abs=1e-9,
+        )
+
+    def test_thresholds_are_inclusive_and_configurable(self):
+        values = np.array([-190.0, -30.0, -29.0, 150.0, 151.0, -191.0])
+        stats = tissue_statistics(values, roi_name="psoas", modality="CT", pixel_mm2=1.0)
+        assert stats["imat_fraction"] == pytest.approx(2 / 6)
+        assert stats["muscle_radiodensity_hu"] == pytest.approx((-29.0 + 150.0) / 2)
+        wider = TissueSettings(adipose_hu=(-200.0, -29.0), muscle_hu=(-28.0, 160.0))
+        stats = tissue_statistics(values, roi_name="psoas", modality="CT", pixel_mm2=1.0,
+                                  settings=wider)  # fmt: skip
+        assert stats["imat_fraction"] == pytest.approx(4 / 6)
+        assert stats["muscle_radiodensity_hu"] == pytest.approx((150.0 + 151.0) / 2)
+
+    def test_not_a_muscle_or_not_ct_has_no_composition(self):
+        values = np.array([-100.0, 50.0])
+        assert not set(CT_COLUMNS) & set(
+            tissue_statistics(values, roi_name="vertebral body", modality="CT", pixel_mm2=1.0)
+        )
+        assert not set(CT_COLUMNS) & set(
+            tissue_statistics(values, roi_name="psoas", modality="MR", pixel_mm2=1.0)
+        )
+
+    def test_named_muscles_override_the_words(self):
+        settings = TissueSettings(muscle_rois=("ROI 3",))
+        assert settings.is_muscle("ROI 3") and not settings.is_muscle("left psoas major")
+
+    def test_empty_roi_is_nan_with_no_fat_area(self):
+        stats = tissue_statistics(np.array([]), roi_name="psoas", modality="CT", pixel_mm2=1.0)
+        assert stats.pop("imat_mm2") == 0.0
+        assert all(np.isnan(v) for v in stats.values())
+
+    def test_bad_thresholds(self):
+        with pytest.raises(ConfigError, match=r"adipose_hu must be \(low, high\).*\(-30, -190\)"):
+            TissueSettings(adipose_hu=(-30.0, -190.0))
+
+
+class TestMeasureAreasTissueColumns:
+    def test_long_table_has_the_known_numbers(self):
+        hu, label = _known_hu()
+        table = measure_areas([label], [_ct_slice(hu)], NAMES)
+        rows = table.long.set_index("roi_name")
+        psoas, vertebra = rows.loc["left psoas major"], rows.loc["vertebral body"]
+        assert psoas["area_mm2"] == pytest.approx(100 * 0.4)
+        assert (psoas["mean_intensity"], psoas["std_intensity"], psoas["median_intensity"]) == (
+            pytest.approx(20.0),
+            pytest.approx(60.0),
+            pytest.approx(50.0),
+        )
+        assert psoas["imat_fraction"] == pytest.approx(0.2)
+        assert psoas["imat_mm2"] == pytest.approx(8.0)
+        assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
+        assert vertebra["mean_intensity"] == pytest.approx(300.0)
+        assert vertebra["std_intensity"] == pytest.approx(0.0)
+        assert np.isnan(vertebra["imat_fraction"])
+
+    def test_mr_has_statistics_but_no_ct_columns(self):
+        hu, label = _known_hu()
+        table = measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES)
+        assert not set(CT_COLUMNS) & set(table.long.columns)
+        assert table.long["median_intensity"].tolist() == pytest.approx([300.0, 50.0])
+
+    def test_hu_from_a_ct_file_rescale(self, tmp_path):
+        """Stored values + (0028,1052) RescaleIntercept −1024 give the HU the numbers use."""
+        hu, label = _known_hu()
+        path = write_test_dicom(tmp_path / "ct.dcm", (hu + 1024).astype(np.uint16),
+                                slope=1.0, intercept=-1024.0)  # fmt: skip
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT"
+        ds.save_as(path)
+        table = measure_areas([label], [read_slice(path)], NAMES)
+        psoas = table.long.set_index("roi_name").loc["left psoas major"]
+        assert psoas["mean_intensity"] == pytest.approx(20.0)
+        assert psoas["imat_fraction"] == pytest.approx(0.2)
+        assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
+
+
+def test_cli_measure_takes_the_thresholds(tmp_path):
+    """``sliceseg measure --adipose-hu -90 -30 --muscle-hu -120 100``: the −100 HU pixels are
+    no longer fat (IMAT 0) and count as muscle (radiodensity (20·−100 + 80·50) / 100 = 20)."""
+    import imageio.v3 as iio
+    import pandas as pd
+
+    from sliceseg.cli import main
+
+    hu, label = _known_hu()
+    dicoms, labels = tmp_path / "d" / "dicoms", tmp_path / "d" / "labels"
+    path = write_test_dicom(dicoms / "s01.dcm", (hu + 1024).astype(np.uint16), slope=1.0,
+                            intercept=-1024.0)  # fmt: skip
+    ds = pydicom.dcmread(path)
+    ds.Modality = "CT"
+    ds.save_as(path)
+    labels.mkdir(parents=True)
+    iio.imwrite(labels / "s01.png", label)
+    code = main(["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "o"),
+                 "--labels", ",".join(NAMES), "--adipose-hu", "-90", "-30",
+                 "--muscle-hu", "-120", "100"])  # fmt: skip
+    assert code == 0
+    long = pd.read_csv(tmp_path / "o" / "csa_long.csv").set_index("roi_name")
+    assert long.loc["left psoas major", "imat_fraction"] == pytest.approx(0.0)
+    assert long.loc["left psoas major", "muscle_radiodensity_hu"] == pytest.approx(20.0)
+    assert long.loc["left psoas major", "std_intensity"] == pytest.approx(60.0)
