@@ -21,6 +21,7 @@ from sliceseg.inference.confidence import (
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.measure.areas import measure_areas
+from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import load_bundle
 
 
@@ -119,7 +120,8 @@ class TestLeastConfident:
 
 @pytest.mark.slow
 def test_predict_hook_gives_native_probabilities(tiny_model: Path, tiny_phantom: Path):
-    """The sink sees each slice's own grid, probabilities summing to 1, label = argmax."""
+    """The sink sees each slice's own grid, probabilities summing to 1, label = the argmax
+    (with the model file's post-processing)."""
     images = scan_dicom_folder(tiny_phantom / "test" / "dicoms").slices
     seen: list[tuple[torch.Tensor, np.ndarray]] = []
     collector = ConfidenceCollector()
@@ -128,13 +130,16 @@ def test_predict_hook_gives_native_probabilities(tiny_model: Path, tiny_phantom:
         seen.append((probs, label))
         collector(probs, label)
 
-    labels = predict_slices(load_bundle(tiny_model), images, device="cpu", on_probabilities=sink)
+    bundle = load_bundle(tiny_model)
+    labels = predict_slices(bundle, images, device="cpu", on_probabilities=sink)
+    post = PostProcessing.from_dict(bundle.metadata.postprocessing or {})  # chosen on validation
     assert len(seen) == len(images) == len(labels)
     for (probs, label), image, returned in zip(seen, images, labels, strict=True):
         assert probs.shape == (7, *image.shape)
         np.testing.assert_allclose(probs.sum(dim=0).numpy(), 1.0, atol=1e-4)
         np.testing.assert_array_equal(label, returned)
-        np.testing.assert_array_equal(probs.argmax(dim=0).numpy(), returned)
+        argmax = probs.argmax(dim=0).numpy().astype(np.uint8)
+        np.testing.assert_array_equal(post.apply(argmax), returned)
     assert collector.per_roi.shape == (len(images), 6)
     assert ((collector.per_roi >= 0) & (collector.per_roi <= 1)).all()
 

@@ -57,6 +57,15 @@ def model_settings(path: Path | str) -> dict[str, Any]:
     return settings
 
 
+def model_target_spacing(path: Path | str) -> tuple[float, float] | None:
+    """The target spacing a model works at (None for older files): a fine-tuned run keeps it.
+
+    Raises:
+        BundleError: the file is not a sliceseg model.
+    """
+    return load_bundle(path).metadata.target_spacing_mm
+
+
 def initial_state(path: Path | str, run: ModelMetadata) -> dict[str, torch.Tensor]:
     """Return a model's weights for a run whose model file would have metadata ``run``.
 
