@@ -57,6 +57,16 @@ def model_settings(path: Path | str) -> dict[str, Any]:
     return settings
 
 
+def model_target_spacing(path: Path | str) -> tuple[float, float] | None:
+    """Return the (row, col) mm a model works at; None for fixed-grid (older) models.
+
+    Raises:
+        BundleError: the file is not a sliceseg model.
+    """
+    spacing = load_bundle(path).metadata.target_spacing_mm
+    return None if spacing is None else (float(spacing[0]), float(spacing[1]))
+
+
 def initial_state(path: Path | str, run: ModelMetadata) -> dict[str, torch.Tensor]:
     """Return a model's weights for a run whose model file would have metadata ``run``.
 

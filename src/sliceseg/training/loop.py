@@ -38,7 +38,7 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.training.init_from import initial_state
+from sliceseg.training.init_from import initial_state, model_target_spacing
 from sliceseg.training.progress import (
     OnCheckpoint,
     ProgressEvent,
@@ -221,7 +221,10 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     train_samples, val_samples = split_by_patient(
         samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
-    train = samples_to_spacing(train_samples, config.target_spacing_pair())
+    spacing = config.target_spacing_pair()
+    if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
+        spacing = model_target_spacing(config.init_from)
+    train = samples_to_spacing(train_samples, spacing)
     return TrainingData(
         train=train,
         validation=samples_to_spacing(val_samples, train.target_spacing_mm),
