@@ -58,12 +58,13 @@ def model_settings(path: Path | str) -> dict[str, Any]:
 
 
 def model_target_spacing(path: Path | str) -> tuple[float, float] | None:
-    """The target spacing a model works at (None for older files): a fine-tuned run keeps it.
+    """Return the (row, col) mm a model works at; None for fixed-grid (older) models.
 
     Raises:
         BundleError: the file is not a sliceseg model.
     """
-    return load_bundle(path).metadata.target_spacing_mm
+    spacing = load_bundle(path).metadata.target_spacing_mm
+    return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
 
 def initial_state(path: Path | str, run: ModelMetadata) -> dict[str, torch.Tensor]:

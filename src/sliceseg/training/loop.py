@@ -221,10 +221,10 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     train_samples, val_samples = split_by_patient(
         samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
-    target = config.target_spacing_pair()
-    if target is None and config.init_from is not None:  # fine-tuning keeps the model's scale
-        target = model_target_spacing(config.init_from)
-    train = samples_to_spacing(train_samples, target)
+    spacing = config.target_spacing_pair()
+    if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
+        spacing = model_target_spacing(config.init_from)
+    train = samples_to_spacing(train_samples, spacing)
     return TrainingData(
         train=train,
         validation=samples_to_spacing(val_samples, train.target_spacing_mm),
