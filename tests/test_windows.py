@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 
 from sliceseg.data.windows import (
     count_windows,
@@ -50,7 +49,7 @@ def test_windows_are_placed_as_monai_places_them():
 
 
 def test_gaussian_weights_equal_monais_importance_map():
-    from monai.data.utils import compute_importance_map
+    compute_importance_map = pytest.importorskip("monai.data.utils").compute_importance_map
 
     expected = compute_importance_map((64, 64), mode="gaussian", sigma_scale=0.125)
     assert torch.allclose(gaussian_weights(64), expected, rtol=1e-6, atol=1e-7)
@@ -66,6 +65,7 @@ class TestWindowProbabilities:
         expected = predictor(padded[None])[0, :, 12:52, 6:58]
         assert result.shape == (NUM_CLASSES, 40, 52)
         assert torch.allclose(result, expected, atol=1e-6)
+        sliding_window_inference = pytest.importorskip("monai.inferers").sliding_window_inference
         monai = sliding_window_inference(
             image[None], (64, 64), 4, predictor, mode="gaussian", cval=float(image.min())
         )
@@ -75,6 +75,7 @@ class TestWindowProbabilities:
         image = torch.randn(1, 150, 200)
         predictor = probabilities_of(network)
         result = window_probabilities(predictor, image, window=64)
+        sliding_window_inference = pytest.importorskip("monai.inferers").sliding_window_inference
         monai = sliding_window_inference(
             image[None],
             (64, 64),
