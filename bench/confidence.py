@@ -48,6 +48,8 @@ class Usefulness:
             ranking can reach (``best_ratio`` the same divided by 10 %).
         best_ratio: ``best_share`` / the share of slices.
         spearman_area: Spearman's ρ between 1 − confidence and the absolute area error.
+        lowest_ratio_pct: as ``lowest_ratio`` for the relative area error (%), NaN without it.
+        best_ratio_pct: as ``best_ratio`` for the relative area error.
         mean_dice_error: mean Dice error over the slices.
         total_abs_area_error_mm2: the total absolute area error.
     """
@@ -63,10 +65,17 @@ class Usefulness:
     spearman_area: float
     mean_dice_error: float
     total_abs_area_error_mm2: float
+    lowest_ratio_pct: float = math.nan
+    best_ratio_pct: float = math.nan
+
+
+MIN_TRUE_AREA_MM2 = 20.0  # as bench/real_mr.py: relative errors of tinier areas are noise
 
 
 def slice_errors(pred_dir: Path, truth_dir: Path) -> pd.DataFrame:
-    """Per slice: key, confidence, Dice error and absolute area error (mm²) against the truth.
+    """Per slice: key, confidence, Dice error and absolute area error against the truth, in mm²
+    (summed over ROIs) and relative (Σ over ROIs with a true area ≥ 20 mm² of |predicted − true|
+    / true, in %, as ``bench/real_mr.py`` scores its area error).
 
     Raises:
         SystemExit: a file is missing or a label map has another shape than its truth.
@@ -83,19 +92,23 @@ def slice_errors(pred_dir: Path, truth_dir: Path) -> pd.DataFrame:
         pred = read_label_file(pred_dir / "labels" / f"{file}.png").values
         truth = _truth(truth_dir, file, pred.shape)
         pixel_mm2 = float(spacing.loc[file].prod())
-        dice, area_error = [], 0.0
+        dice, area_error, relative_error = [], 0.0, 0.0
         for roi in rois:
             p, t = pred == roi, truth == roi
             total = int(p.sum()) + int(t.sum())
             if total:
                 dice.append(2.0 * int((p & t).sum()) / total)
             area_error += abs(int(p.sum()) - int(t.sum())) * pixel_mm2
+            true_mm2 = int(t.sum()) * pixel_mm2
+            if true_mm2 >= MIN_TRUE_AREA_MM2:
+                relative_error += 100.0 * abs(int(p.sum()) - int(t.sum())) * pixel_mm2 / true_mm2
         rows.append(
             {
                 "key": file,
                 "confidence": float(confidence),
                 "dice_error": 1.0 - float(np.mean(dice)) if dice else 0.0,
                 "abs_area_error_mm2": area_error,
+                "abs_area_error_pct": relative_error,
             }
         )
     return pd.DataFrame(rows)
@@ -128,21 +141,35 @@ def usefulness(errors: pd.DataFrame, *, share: float = 0.1) -> Usefulness:
     n_lowest = max(1, math.ceil(share * len(errors)))
     order = np.argsort(errors["confidence"].to_numpy(), kind="stable")[:n_lowest]
     area = errors["abs_area_error_mm2"].to_numpy()
-    lowest = float(area[order].sum() / area.sum()) if area.sum() > 0 else math.nan
-    best = float(np.sort(area)[::-1][:n_lowest].sum() / area.sum()) if area.sum() > 0 else math.nan
+    lowest, best = _shares(area, order)
+    fraction = n_lowest / len(errors)
+    relative = (math.nan, math.nan)
+    if "abs_area_error_pct" in errors:
+        relative = _shares(errors["abs_area_error_pct"].to_numpy(), order)
     return Usefulness(
         n_slices=len(errors),
         spearman=float(rho),
         spearman_p=float(p_value),
         lowest_share=lowest,
-        lowest_ratio=lowest / (n_lowest / len(errors)),
+        lowest_ratio=lowest / fraction,
         n_lowest=n_lowest,
         best_share=best,
-        best_ratio=best / (n_lowest / len(errors)),
+        best_ratio=best / fraction,
         spearman_area=float(stats.spearmanr(uncertainty, area).statistic),
         mean_dice_error=float(errors["dice_error"].mean()),
         total_abs_area_error_mm2=float(area.sum()),
+        lowest_ratio_pct=relative[0] / fraction,
+        best_ratio_pct=relative[1] / fraction,
     )
+
+
+def _shares(errors: np.ndarray, chosen: np.ndarray) -> tuple[float, float]:
+    """The share of the total error the chosen slices hold, and the most as many slices can."""
+    total = float(errors.sum())
+    if total <= 0:
+        return math.nan, math.nan
+    best = float(np.sort(errors)[::-1][: len(chosen)].sum())
+    return float(errors[chosen].sum()) / total, best / total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         f"the total |area error| = {result.lowest_ratio:.2f}× their share "
         f"(goal ≥ 2×, {'met' if result.lowest_ratio >= 2 else 'NOT met'}); the 10 % with the "
         f"largest errors hold {result.best_share:.1%} = {result.best_ratio:.2f}× (the most any "
-        f"ranking can reach); ρ(1 − confidence, |area error|) = {result.spearman_area:.3f}"
+        f"ranking can reach); ρ(1 − confidence, |area error|) = {result.spearman_area:.3f}\n"
+        f"relative area error (|predicted − true| / true, true ≥ 20 mm²): the least confident "
+        f"10 % hold {result.lowest_ratio_pct:.2f}× their share "
+        f"({'met' if result.lowest_ratio_pct >= 2 else 'NOT met'}; best ranking "
+        f"{result.best_ratio_pct:.2f}×)"
     )
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from train_speed import machine_line, run_isolated
+from isolated import run_isolated
+from train_speed import machine_line, measure_isolated
 
 NUM_CLASSES = 5  # the real-MR benchmark's 4 ROIs + background
 PIPELINES: dict[str, dict[str, Any]] = {
@@ -162,15 +162,7 @@ def pipeline_table(args: argparse.Namespace) -> str:
 
 
 def _isolated_pipeline(config: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--one-pipeline", json.dumps(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"pipeline benchmark {config} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_isolated(__file__, "--one-pipeline", config, f"pipeline {config}")
 
 
 def networks_table(args: argparse.Namespace) -> str:
@@ -186,7 +178,8 @@ def networks_table(args: argparse.Namespace) -> str:
         "train": False,
     }
     rows = {
-        arch: run_isolated({**common, "arch": arch, "label": arch}) for arch in ("pyramid", "unet")
+        arch: measure_isolated({**common, "arch": arch, "label": arch})
+        for arch in ("pyramid", "unet")
     }
     lines = [
         "| model | input | batch | fwd GFLOPs/slice | infer slices/s | × pyramid |",

@@ -43,40 +43,20 @@ from real_mr_data import (
     split_levels,
     valid_levels,
 )
-
-
-@dataclass(frozen=True)
-class SeriesIds:
-    """The identifiers shared by every slice of one subject's series."""
-
-    patient_name: str
-    patient_id: str
-    study_uid: str
-    series_uid: str
-    frame_of_reference_uid: str
-    series_number: int
+from sliceseg.phantom.files import SeriesIds
+from sliceseg.phantom.files import decimal_string as _ds
+from sliceseg.phantom.files import series_ids as phantom_series_ids
 
 
 def series_ids(subject: str, *, seed: int, series_number: int) -> SeriesIds:
     """Derive one subject's identifiers deterministically from the seed and the subject."""
-
-    def uid(*parts: str) -> str:
-        return generate_uid(entropy_srcs=["sliceseg-real-mr", str(seed), subject, *parts])
-
-    return SeriesIds(
-        patient_name=f"MNI152^{subject}",
-        patient_id=f"MNI152-{seed}-{subject}",
-        study_uid=uid("study"),
-        series_uid=uid("series"),
-        frame_of_reference_uid=uid("frame"),
+    return phantom_series_ids(
+        subject,
+        seed=seed,
         series_number=series_number,
+        namespace="sliceseg-real-mr",
+        patient=("MNI152", "MNI152"),
     )
-
-
-def _ds(value: float) -> str:
-    """A decimal string (VR DS, at most 16 characters)."""
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return text if len(text) <= 16 else f"{value:.8g}"
 
 
 def to_stored(image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -27,6 +27,8 @@ import time
 from datetime import date
 from typing import Any
 
+from isolated import run_isolated
+
 NUM_CLASSES = 7  # 6 ROIs of the lumbar phantom + background
 
 
@@ -200,17 +202,9 @@ def converge(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_isolated(config: dict[str, Any]) -> dict[str, Any]:
+def measure_isolated(config: dict[str, Any]) -> dict[str, Any]:
     """Run ``measure(config)`` in a fresh Python process and return its row."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark of {config['label']} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_isolated(__file__, "--one", config, config["label"])
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -294,7 +288,7 @@ def print_convergence(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "device": args.device,
         }
-        r = run_isolated(config)
+        r = measure_isolated(config)
         per_roi = " ".join(f"{d:.3f}" for d in r["dice"])
         head = f"| {r['label']} | {size} | {args.converge:.0f} | {r['epochs']} |"
         print(f"{head} {r['mean_dice']:.3f} | {per_roi} |", flush=True)
@@ -351,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(args.device, args.threads))
     rows = []
     for config in configs:
-        rows.append(run_isolated({**config, **common}))
+        rows.append(measure_isolated({**config, **common}))
         print(f"  measured {config['label']} @ {config['input_size']}", file=sys.stderr)
     print(format_table(rows))
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work shares these cores)")

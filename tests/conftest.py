@@ -81,6 +81,30 @@ def write_test_dicom(
     return path
 
 
+def small_phantom(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    train_subjects: int,
+    seed: int,
+    matrix: tuple[int, int],
+    slices_per_subject: int = 4,
+) -> Path:
+    """Generate a training-only phantom of one matrix size under a fresh temporary folder."""
+    from sliceseg.phantom.generate import generate_phantom
+
+    out = tmp_path_factory.mktemp(name) / "phantom"
+    generate_phantom(
+        out,
+        train_subjects=train_subjects,
+        test_subjects=0,
+        slices_per_subject=slices_per_subject,
+        seed=seed,
+        matrix_sizes=[matrix],
+    )
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom: 3 training subjects × 3 slices, 1 test subject × 3 slices, small grids."""

@@ -26,8 +26,21 @@ def test_toml_with_train_table_and_overrides(tmp_path):
 def test_unknown_setting_lists_valid_names(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text("epoch = 5\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"unknown setting\(s\) epoch; valid settings: .*epochs"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train\.toml: unknown setting\(s\) epoch; fix or remove them there "
+        r"\(valid settings: .*epochs",
+    ):
         load_config(path)
+
+
+def test_a_folder_or_binary_file_as_settings_names_it_and_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"is a folder; give the TOML settings file in it"):
+        load_config(tmp_path)
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"\x80\x02\xff\xfe")
+    with pytest.raises(ConfigError, match=r"model\.pt: not a UTF-8 text file"):
+        load_config(binary)
 
 
 def test_invalid_toml_names_the_file(tmp_path):

@@ -21,6 +21,7 @@ import slicerio
 from pydicom.data import get_testdata_file
 
 import slicer_files
+from conftest import small_phantom
 from sliceseg._version import __version__
 from sliceseg.cli import main
 from sliceseg.data.volume_labels import load_volume_labels
@@ -40,14 +41,7 @@ DICOMDIR = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sliceseg.phantom.generate import generate_phantom
-
-    out = tmp_path_factory.mktemp("exports") / "phantom"
-    generate_phantom(
-        out, train_subjects=2, test_subjects=0, slices_per_subject=4, seed=5,
-        matrix_sizes=[(64, 80)],
-    )  # fmt: skip
-    return out
+    return small_phantom(tmp_path_factory, "exports", train_subjects=2, seed=5, matrix=(64, 80))
 
 
 def headers(files: list[Path]) -> dict[Path, pydicom.Dataset]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import slicer_files
+from conftest import small_phantom
 from sliceseg.cli import main
 from sliceseg.data.pairing import DataSource
 from sliceseg.data.samples import check_dataset, load_samples
@@ -30,14 +31,9 @@ from sliceseg.training.config import TrainConfig
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 subjects × 4 slices, 64×64, per-slice labels and labels.txt."""
-    from sliceseg.phantom.generate import generate_phantom
-
-    out = tmp_path_factory.mktemp("volume_labels") / "phantom"
-    generate_phantom(
-        out, train_subjects=3, test_subjects=0, slices_per_subject=4, seed=3,
-        matrix_sizes=[(64, 64)],
-    )  # fmt: skip
-    return out
+    return small_phantom(
+        tmp_path_factory, "volume_labels", train_subjects=3, seed=3, matrix=(64, 64)
+    )
 
 
 def names_of(phantom: Path) -> list[str]:

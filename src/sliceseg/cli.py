@@ -320,25 +320,18 @@ def _add_measurement_args(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
     )
-    parser.add_argument(
-        "--adipose-hu",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="CT: intramuscular adipose tissue range in HU (default -190 -30)",
-    )
-    parser.add_argument(
-        "--muscle-hu",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="CT: muscle range in HU for the radiodensity (default -29 150)",
-    )
+    _add_hu_range(parser, "--adipose-hu", "intramuscular adipose tissue range", "-190 -30")
+    _add_hu_range(parser, "--muscle-hu", "muscle range for the radiodensity", "-29 150")
     parser.add_argument(
         "--muscle-rois",
         metavar="NAMES",
         help="CT: the muscle ROIs, comma-separated (default: names with psoas, multifidus, ...)",
     )
+
+
+def _add_hu_range(parser: argparse.ArgumentParser, flag: str, what: str, default: str) -> None:
+    help_text = f"CT: {what} in HU (default {default})"
+    parser.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"), help=help_text)
 
 
 def _add_train_args(parser: argparse.ArgumentParser) -> None:

@@ -32,23 +32,39 @@ class SeriesIds:
     series_number: int
 
 
-def series_ids(subject: str, *, seed: int, series_number: int) -> SeriesIds:
-    """Derive one subject's UIDs deterministically from the seed and the subject id."""
+def series_ids(
+    subject: str,
+    *,
+    seed: int,
+    series_number: int,
+    namespace: str = "sliceseg-phantom",
+    patient: tuple[str, str] = ("Phantom", "PHANTOM"),
+) -> SeriesIds:
+    """Derive one subject's identifiers deterministically from the seed and the subject id.
+
+    Args:
+        subject: the subject id ("sub01").
+        seed: the generator's seed.
+        series_number: (0020,0011) SeriesNumber.
+        namespace: the UIDs' entropy source, so that other generators (the real-MR
+            benchmark) never share a UID with the phantom.
+        patient: the prefixes of PatientName and PatientID.
+    """
     return SeriesIds(
-        patient_name=f"Phantom^{subject}",
-        patient_id=f"PHANTOM-{seed}-{subject}",
-        study_uid=_uid(seed, subject, "study"),
-        series_uid=_uid(seed, subject, "series"),
-        frame_of_reference_uid=_uid(seed, subject, "frame"),
+        patient_name=f"{patient[0]}^{subject}",
+        patient_id=f"{patient[1]}-{seed}-{subject}",
+        study_uid=_uid(seed, subject, "study", namespace=namespace),
+        series_uid=_uid(seed, subject, "series", namespace=namespace),
+        frame_of_reference_uid=_uid(seed, subject, "frame", namespace=namespace),
         series_number=series_number,
     )
 
 
-def _uid(seed: int, *parts: str) -> str:
-    return generate_uid(entropy_srcs=["sliceseg-phantom", str(seed), *parts])
+def _uid(seed: int, *parts: str, namespace: str = "sliceseg-phantom") -> str:
+    return generate_uid(entropy_srcs=[namespace, str(seed), *parts])
 
 
-def _ds(value: float) -> str:
+def decimal_string(value: float) -> str:
     """A decimal string (VR DS, at most 16 characters)."""
     text = f"{value:.6f}".rstrip("0").rstrip(".")
     return text if len(text) <= 16 else f"{value:.8g}"
@@ -112,34 +128,38 @@ def dicom_bytes(
     ds.SequenceVariant = "NONE"
     ds.ScanOptions = ""
     ds.MRAcquisitionType = "2D"
-    ds.SliceThickness = _ds(thickness_mm)
+    ds.SliceThickness = decimal_string(thickness_mm)
     ds.RepetitionTime = "500"
     ds.EchoTime = "10"
     ds.MagneticFieldStrength = "1.5"
-    ds.SpacingBetweenSlices = _ds(step_mm)
+    ds.SpacingBetweenSlices = decimal_string(step_mm)
     ds.PatientPosition = "HFS"
     ds.StudyInstanceUID = ids.study_uid
     ds.SeriesInstanceUID = ids.series_uid
     ds.StudyID = "1"
     ds.SeriesNumber = ids.series_number
     ds.InstanceNumber = instance_number
-    ds.ImagePositionPatient = [_ds(first_pixel_mm[0]), _ds(first_pixel_mm[1]), _ds(location_mm)]
+    ds.ImagePositionPatient = [
+        decimal_string(first_pixel_mm[0]),
+        decimal_string(first_pixel_mm[1]),
+        decimal_string(location_mm),
+    ]
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
     ds.FrameOfReferenceUID = ids.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
-    ds.SliceLocation = _ds(location_mm)
+    ds.SliceLocation = decimal_string(location_mm)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = (int(n) for n in stored.shape)
-    ds.PixelSpacing = [_ds(spacing_mm[0]), _ds(spacing_mm[1])]
+    ds.PixelSpacing = [decimal_string(spacing_mm[0]), decimal_string(spacing_mm[1])]
     ds.BitsAllocated = 16
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
     ds.WindowCenter = "450"
     ds.WindowWidth = "1000"
-    ds.RescaleIntercept = _ds(rescale[1])
-    ds.RescaleSlope = _ds(rescale[0])
+    ds.RescaleIntercept = decimal_string(rescale[1])
+    ds.RescaleSlope = decimal_string(rescale[0])
     ds.RescaleType = "US"
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
     buffer = io.BytesIO()

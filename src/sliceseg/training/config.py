@@ -262,9 +262,25 @@ def read_settings(path: Path | str) -> dict[str, Any]:
         parsed = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise ConfigError(f"{source}: settings file not found.") from error
+    except IsADirectoryError as error:
+        raise ConfigError(
+            f"{source}: is a folder; give the TOML settings file in it (e.g. train.toml)."
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not a UTF-8 text file; give a TOML settings file.") from error
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot be read ({error.strerror}).") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML ({error}); fix the line it names.") from error
-    return normalise_settings(parsed.get("train", parsed))
+    settings = normalise_settings(parsed.get("train", parsed))
+    valid = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}; fix or remove them there "
+            f"(valid settings: {', '.join(valid)})."
+        )
+    return settings
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig:
