@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -153,8 +154,11 @@ def _sliceseg_training(model_dir: Path, log_text: str) -> tuple[int, int, float,
     return epochs, steps, seconds, n_train
 
 
-def run_sliceseg(out: Path, *, minutes: float, seed: int, threads: int) -> ContenderResult:
-    """``sliceseg train`` (defaults, ``--max-minutes``) then ``sliceseg predict``; score."""
+def run_sliceseg(
+    out: Path, *, minutes: float, seed: int, threads: int, config: Path | None = None
+) -> ContenderResult:
+    """``sliceseg train`` (defaults, or ``config``'s settings; ``--max-minutes``) then
+    ``sliceseg predict``; score."""
     work = out / "sliceseg"
     shutil.rmtree(work, ignore_errors=True)
     model_dir = work / "model"
@@ -174,6 +178,7 @@ def run_sliceseg(out: Path, *, minutes: float, seed: int, threads: int) -> Conte
             "100000",  # the budget, not the epochs, ends training
             "--seed",
             str(seed),
+            *(["--config", str(config)] if config else []),
         ],
         work / "train.log",
         env,
@@ -320,12 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=CONTENDERS, help="run one contender")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per contender")
     parser.add_argument("--regenerate", action="store_true", help="rewrite the data")
+    parser.add_argument(
+        "--train-config",
+        type=Path,
+        help="a TOML settings file for sliceseg train (a variant to measure against the defaults)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data_seconds = prepare_data(out, seed=args.seed, regenerate=args.regenerate)
     start_line = machine_line(args.threads)
-    runners = {"baseline": run_baseline, "sliceseg": run_sliceseg}
+    runners = {
+        "baseline": run_baseline,
+        "sliceseg": functools.partial(run_sliceseg, config=args.train_config),
+    }
     results = [
         runners[name](out, minutes=args.minutes, seed=args.seed, threads=args.threads)
         for name in ([args.only] if args.only else CONTENDERS)

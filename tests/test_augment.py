@@ -51,10 +51,12 @@ class TestAugmentParams:
         assert AugmentParams().flip_pairs is None
 
     def test_dict_round_trip_is_plain_data(self):
-        params = AugmentParams(aug_prob=0.3, flip_pairs=((2, 3), (4, 5)), blur_sigma_range=None)
+        params = AugmentParams(
+            aug_prob=0.3, flip_pairs=((2, 3), (4, 5)), blur_sigma_range=None, gamma_range=(0.8, 1.2)
+        )
         data = params.to_dict()
         assert data["flip_pairs"] == [[2, 3], [4, 5]]
-        assert data["gamma_range"] == [0.8, 1.25]
+        assert data["gamma_range"] == [0.8, 1.2]
         assert AugmentParams.from_dict(data) == params
 
     def test_manual_style_keys_and_values(self):

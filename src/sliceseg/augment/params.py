@@ -65,7 +65,8 @@ class AugmentParams:
     cropping: bool = True
     crop_range: float = 0.85
     intensity: bool = True
-    gamma_range: Range | None = (0.8, 1.25)
+    # nnU-Net's range; on real MR it beat (0.8, 1.25) across scanners' contrasts (benchmarks.md)
+    gamma_range: Range | None = (0.7, 1.5)
     contrast_range: Range | None = (0.75, 1.25)
     brightness_range: Range | None = (-0.1, 0.1)
     noise_std_range: Range | None = (0.0, 0.1)

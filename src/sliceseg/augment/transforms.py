@@ -259,7 +259,7 @@ class _Uniforms:
         bounds = getattr(self.params, name)
         if bounds is None or not self.params.intensity:
             return torch.full((len(self.u),), neutral, dtype=torch.float32)
-        if name == "gamma_range":  # log-uniform, so that 0.8 and 1.25 are equally likely
+        if name == "gamma_range":  # log-uniform: γ and 1/γ equally likely
             value = torch.exp(self.within(value_col, math.log(bounds[0]), math.log(bounds[1])))
         else:
             value = self.within(value_col, *bounds)
