@@ -160,7 +160,9 @@ class TestSampleAugmentation:
         draw = sample_augmentation(200, params, generator=torch.Generator().manual_seed(1))
         scales = draw.theta[:, [0, 1], [0, 1]]  # 1 / scale on the diagonal, no rotation
         assert scales.min() >= 1.0 - 1e-6 and scales.max() <= 2.0 + 1e-6
-        assert draw.gamma.min() >= 0.8 - 1e-6 and draw.gamma.max() <= 1.25 + 1e-6
+        low, high = params.gamma_range or (1.0, 1.0)
+        assert draw.gamma.min() >= low - 1e-6 and draw.gamma.max() <= high + 1e-6
+        assert draw.gamma.min() < 0.8 < 1.25 < draw.gamma.max()  # the whole default range is used
         assert draw.blur_sigma_px.min() >= 0.5 - 1e-6
 
     def test_gpu_generator_is_refused(self):

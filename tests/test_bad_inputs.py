@@ -658,7 +658,7 @@ CASES = [
     Case("malformed TOML", "toml_malformed", 2, "bad.toml", "not valid TOML"),
     Case("unknown TOML key", "toml_unknown_key", 2, "epochz", "unknown setting"),
     Case("TOML value of the wrong type", "toml_wrong_type", 2, "epochs", "'ten'"),
-    Case("TOML path is a folder", "toml_is_a_folder", 2, "settings", "Is a directory"),
+    Case("TOML path is a folder", "toml_is_a_folder", 2, "settings", "is a folder; give the TOML"),
     Case("negative epochs", "negative_epochs", 2, "epochs", "got -3"),
     Case("zero batch", "zero_batch", 2, "batch_size", "got 0"),
     Case("NaN learning rate", "nan_learning_rate", 2, "learning_rate", "got nan"),
