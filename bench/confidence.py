@@ -95,13 +95,13 @@ def slice_errors(pred_dir: Path, truth_dir: Path) -> pd.DataFrame:
         dice, area_error, relative_error = [], 0.0, 0.0
         for roi in rois:
             p, t = pred == roi, truth == roi
-            total = int(p.sum()) + int(t.sum())
-            if total:
-                dice.append(2.0 * int((p & t).sum()) / total)
-            area_error += abs(int(p.sum()) - int(t.sum())) * pixel_mm2
-            true_mm2 = int(t.sum()) * pixel_mm2
-            if true_mm2 >= MIN_TRUE_AREA_MM2:
-                relative_error += 100.0 * abs(int(p.sum()) - int(t.sum())) * pixel_mm2 / true_mm2
+            n_pred, n_true = int(p.sum()), int(t.sum())
+            if n_pred + n_true:
+                dice.append(2.0 * int((p & t).sum()) / (n_pred + n_true))
+            error_mm2 = abs(n_pred - n_true) * pixel_mm2
+            area_error += error_mm2
+            if n_true * pixel_mm2 >= MIN_TRUE_AREA_MM2:
+                relative_error += 100.0 * error_mm2 / (n_true * pixel_mm2)
         rows.append(
             {
                 "key": file,

@@ -20,6 +20,9 @@ from pydicom.uid import (
 _DATE, _TIME = "20240101", "120000"
 
 
+PHANTOM_NAMESPACE = "sliceseg-phantom"  # the entropy source of every phantom UID
+
+
 @dataclass(frozen=True)
 class SeriesIds:
     """The identifiers shared by every slice of one subject's series."""
@@ -37,7 +40,7 @@ def series_ids(
     *,
     seed: int,
     series_number: int,
-    namespace: str = "sliceseg-phantom",
+    namespace: str = PHANTOM_NAMESPACE,
     patient: tuple[str, str] = ("Phantom", "PHANTOM"),
 ) -> SeriesIds:
     """Derive one subject's identifiers deterministically from the seed and the subject id.
@@ -60,7 +63,7 @@ def series_ids(
     )
 
 
-def _uid(seed: int, *parts: str, namespace: str = "sliceseg-phantom") -> str:
+def _uid(seed: int, *parts: str, namespace: str = PHANTOM_NAMESPACE) -> str:
     return generate_uid(entropy_srcs=[namespace, str(seed), *parts])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -214,13 +214,7 @@ class TrainConfig:
         Raises:
             ConfigError: a name is not a setting; the message lists the valid names.
         """
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting(s) {', '.join(unknown)}; "
-                f"valid settings: {', '.join(sorted(valid))}."
-            )
+        refuse_unknown_settings(data)
         return cls(**dict(data))
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -234,6 +228,28 @@ class TrainConfig:
             ConfigError: a name is not a setting, or a value is invalid.
         """
         return TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
+
+
+def refuse_unknown_settings(names: Iterable[str], *, source: Path | None = None) -> None:
+    """Raise when a name is not a `TrainConfig` setting; the message lists the valid ones.
+
+    Args:
+        names: the setting names given.
+        source: the settings file they came from, named in the message with the fix.
+
+    Raises:
+        ConfigError: a name is unknown.
+    """
+    valid = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    unknown = ", ".join(sorted(set(names) - set(valid)))
+    if not unknown:
+        return
+    if source is None:
+        raise ConfigError(f"unknown setting(s) {unknown}; valid settings: {', '.join(valid)}.")
+    raise ConfigError(
+        f"{source}: unknown setting(s) {unknown}; fix or remove them there "
+        f"(valid settings: {', '.join(valid)})."
+    )
 
 
 def normalise_settings(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,13 +289,7 @@ def read_settings(path: Path | str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML ({error}); fix the line it names.") from error
     settings = normalise_settings(parsed.get("train", parsed))
-    valid = sorted(f.name for f in dataclasses.fields(TrainConfig))
-    unknown = sorted(set(settings) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}; fix or remove them there "
-            f"(valid settings: {', '.join(valid)})."
-        )
+    refuse_unknown_settings(settings, source=source)
     return settings
 
 
