@@ -17,6 +17,7 @@ from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising
 from sliceseg.data.resample import probabilities_to_native
 from sliceseg.data.windows import prediction_window, spaced_probabilities
 from sliceseg.io.dicom import Slice
+from sliceseg.measure.calibration import AreaCalibration, foreground_margin
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
@@ -227,11 +228,21 @@ def _spaced_labels(
     labels = []
     for prob, geometry, change in zip(probs, spaced.geometries, spaced.reorientations, strict=True):
         native = change.undo(probabilities_to_native(prob, geometry))
-        label = native.argmax(dim=0).to(torch.uint8).numpy()
+        label = calibrated_argmax(native, post.calibration)
         labels.append(label if post.is_empty else post.apply(label))
         if sink is not None:
             sink(native, labels[-1])
     return labels
+
+
+def calibrated_argmax(probs: torch.Tensor, calibration: AreaCalibration) -> np.ndarray:
+    """Label map ``(H, W)`` uint8 of ``(C, H, W)`` probabilities with the model's background weight.
+
+    Without a weight (older model files, or none chosen) this is the plain argmax.
+    """
+    if calibration.log_weight == 0.0:
+        return probs.argmax(dim=0).to(torch.uint8).numpy()
+    return calibration.labels(*foreground_margin(probs.numpy()))
 
 
 def _model_reorientations(bundle: Bundle, images: Sequence[Slice]) -> list[Reorientation]:

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from sliceseg.errors import ConfigError
+from sliceseg.measure.calibration import AreaCalibration
 
 __all__ = [
     "CANDIDATES",
@@ -89,17 +90,23 @@ def apply_step(label: np.ndarray, roi: int, step: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PostProcessing:
-    """The steps applied to each ROI after the argmax, and the validation Dice behind them.
+    """What ``predict`` does after the network, as chosen on validation.
+
+    The background weight of the area calibration before the argmax, then the steps applied
+    to each ROI after it.
 
     Attributes:
         steps: ROI value → steps, in :data:`STEPS` order (ROIs absent: nothing applied).
         dice_before: ROI value → mean validation Dice without post-processing.
         dice_after: ROI value → mean validation Dice with the chosen steps.
+        calibration: the background weight (``sliceseg.measure.calibration``); none in model
+            files from before it.
     """
 
     steps: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     dice_before: Mapping[int, float] = field(default_factory=dict)
     dice_after: Mapping[int, float] = field(default_factory=dict)
+    calibration: AreaCalibration = field(default_factory=AreaCalibration)
 
     def __post_init__(self) -> None:
         for roi, steps in self.steps.items():
@@ -133,6 +140,7 @@ class PostProcessing:
             "steps": {str(r): list(s) for r, s in sorted(self.steps.items())},
             "dice_before": {str(r): float(d) for r, d in sorted(self.dice_before.items())},
             "dice_after": {str(r): float(d) for r, d in sorted(self.dice_after.items())},
+            "area_calibration": self.calibration.to_dict(),
         }
 
     @classmethod
@@ -146,6 +154,7 @@ class PostProcessing:
             steps={int(r): tuple(str(x) for x in s) for r, s in data.get("steps", {}).items()},
             dice_before={int(r): float(d) for r, d in data.get("dice_before", {}).items()},
             dice_after={int(r): float(d) for r, d in data.get("dice_after", {}).items()},
+            calibration=AreaCalibration.from_dict(data.get("area_calibration")),
         )
 
 
@@ -168,6 +177,7 @@ def choose_postprocessing(
     *,
     num_classes: int,
     min_gain: float = MIN_GAIN,
+    calibration: AreaCalibration | None = None,
 ) -> PostProcessing:
     """Per ROI, the step combination of :data:`CANDIDATES` with the highest validation Dice.
 
@@ -181,6 +191,7 @@ def choose_postprocessing(
         truth: their reference label maps (same shapes).
         num_classes: C = K + 1.
         min_gain: smallest rise of the mean Dice for which a combination is kept.
+        calibration: the area calibration ``predicted`` was made with, recorded in the result.
 
     Returns:
         The choice, with the Dice before and after per ROI.
@@ -200,7 +211,12 @@ def choose_postprocessing(
         before[roi] = scores[0]
         after[roi] = scores[best] if is_kept else scores[0]
         steps[roi] = CANDIDATES[best] if is_kept else ()
-    return PostProcessing(steps=steps, dice_before=before, dice_after=after)
+    return PostProcessing(
+        steps=steps,
+        dice_before=before,
+        dice_after=after,
+        calibration=calibration or AreaCalibration(),
+    )
 
 
 def _apply_all(label: np.ndarray, roi: int, steps: tuple[str, ...]) -> np.ndarray:

@@ -354,7 +354,10 @@ def report_progress(
         parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
         log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
         post = PostProcessing.from_dict(session.postprocessing)
-        log(f"Post-processing chosen on validation: {post.describe()}")
+        log(
+            f"Post-processing chosen on validation: {post.describe()} | "
+            f"area calibration: {post.calibration.describe()}"
+        )
     if on_checkpoint is not None:
         on_checkpoint(
             ProgressEvent(

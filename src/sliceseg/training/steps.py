@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sliceseg.data.batches import GridTensors, SpacedTensors
-from sliceseg.data.windows import prediction_window, spaced_labels
+from sliceseg.data.windows import prediction_window, spaced_probabilities
 from sliceseg.errors import LabelError
 from sliceseg.measure.metrics import confusion_counts, dice_from_counts
+from sliceseg.measure.calibration import choose_area_calibration, foreground_margin
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
 from sliceseg.models.inference import inference_network, is_size_free
 from sliceseg.training.config import TrainConfig
@@ -157,7 +158,8 @@ def evaluate_spaced(
     divisor: int,
 ) -> tuple[np.ndarray, PostProcessing]:
     """Per-ROI Dice on slices at the target spacing, predicted as ``predict`` does (its network
-    form and windows), after the post-processing chosen on them; ``model`` is left as it is.
+    form and windows), after the area calibration and post-processing chosen on them;
+    ``model`` is left as it is.
 
     Returns:
         The pooled Dice per ROI 1..K after post-processing, and the post-processing.
@@ -174,11 +176,19 @@ def evaluate_spaced(
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             return torch.softmax(network(images)[0].float(), dim=1)
 
-    labels = [
-        p.numpy() for p in spaced_labels(predictor, data.images, window=window, device=device)
+    margins = [
+        foreground_margin(p.numpy())
+        for p in spaced_probabilities(predictor, data.images, window=window, device=device)
     ]
     truth = [t.numpy() for t in data.labels or ()]
-    post = choose_postprocessing(labels, truth, num_classes=num_classes)
+    calibration = choose_area_calibration(
+        margins,
+        truth,
+        num_classes=num_classes,
+        pixel_area_mm2=float(np.prod(data.target_spacing_mm)),
+    )
+    labels = [calibration.labels(*margin) for margin in margins]
+    post = choose_postprocessing(labels, truth, num_classes=num_classes, calibration=calibration)
     counts = np.zeros((3, num_classes - 1), dtype=np.int64)
     for label, true in zip(labels, truth, strict=True):
         counts += np.stack(confusion_counts(post.apply(label), true, num_classes))
