@@ -143,7 +143,7 @@ def choose_area_calibration(
     bias, error, dice = table
     plain = LOG_WEIGHTS.index(0.0)
     allowed = [i for i in range(len(LOG_WEIGHTS)) if dice[i] >= dice[plain] - MAX_DICE_LOSS]
-    best = min(allowed, key=lambda i: (round(abs(bias[i]), 6), abs(LOG_WEIGHTS[i])))
+    best = min(allowed, key=lambda i: (round(float(abs(bias[i])), 6), abs(LOG_WEIGHTS[i])))
     if abs(bias[plain]) - abs(bias[best]) < MIN_BIAS_GAIN:
         best = plain
     return AreaCalibration(

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from sliceseg.data.batches import GridTensors, SpacedTensors
 from sliceseg.data.windows import prediction_window, spaced_probabilities
 from sliceseg.errors import LabelError
-from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.measure.calibration import choose_area_calibration, foreground_margin
+from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
 from sliceseg.models.inference import inference_network, is_size_free
 from sliceseg.training.config import TrainConfig
