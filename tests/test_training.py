@@ -17,6 +17,7 @@ from conftest import tiny_config
 from sliceseg.data.batches import samples_to_grid
 from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
+from sliceseg.measure.calibration import LOG_WEIGHTS
 from sliceseg.models.bundle import load_bundle
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.loop import DiceCounter, train
@@ -54,7 +55,9 @@ class TestTrain:
         assert history["epoch"].tolist() == [1, 2]
         assert {"loss", "train_dice", "val_dice", "lr", "elapsed_seconds"} <= set(history.columns)
         assert any(c.startswith("val_dice_vertebral") for c in history.columns)
-        assert any(line.startswith("Post-processing chosen on validation: ") for line in lines)
+        prefix = "Post-processing chosen on validation: "
+        chosen = [line for line in lines if line.startswith(prefix)]
+        assert chosen and all(" | area calibration: " in line for line in chosen)
 
     def test_model_file_records_target_spacing_and_postprocessing(self, tiny_phantom, tiny_model):
         meta = load_bundle(tiny_model).metadata
@@ -67,6 +70,9 @@ class TestTrain:
         assert meta.postprocessing is not None
         assert set(meta.postprocessing["steps"]) <= {str(roi) for roi in range(1, 7)}
         assert all(0.0 <= d <= 1.0 for d in meta.postprocessing["dice_before"].values())
+        calibration = meta.postprocessing["area_calibration"]
+        assert calibration["log_weight"] in LOG_WEIGHTS
+        assert np.isfinite(calibration["bias_before_pct"])  # validation ROIs were measured
 
     def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path
