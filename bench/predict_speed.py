@@ -66,7 +66,10 @@ def _bundle(config: dict[str, Any], spacing: tuple[float, float], path: Path) ->
 
     torch.manual_seed(0)
     model = build_model("unet", num_classes=NUM_CLASSES, input_size=160, norm=config["norm"])
-    steps = {"steps": {"1": ["largest_component"], "3": ["largest_component", "fill_holes"]}}
+    steps = {
+        "steps": {"1": ["largest_component"], "3": ["largest_component", "fill_holes"]},
+        "area_calibration": {"log_weight": 1.0},  # the weighted argmax, as trained models have
+    }
     metadata = ModelMetadata(
         arch="unet",
         hyperparameters={"norm": config["norm"]},

@@ -61,8 +61,8 @@ class ModelMetadata:
             prediction windows); ``None`` for files written before sliceseg resampled to a
             target spacing: those squeeze every slice onto the square ``input_size`` grid, and
             prediction does the same for them, exactly as before.
-        postprocessing: per-ROI clean-up chosen on validation (plain data of
-            ``sliceseg.measure.postprocess.PostProcessing``); ``None``: none.
+        postprocessing: the area calibration and per-ROI clean-up chosen on validation
+            (plain data of ``sliceseg.measure.postprocess.PostProcessing``); ``None``: none.
     """
 
     arch: str
