@@ -133,3 +133,20 @@ class TestModelFile:
         label = predict_slices(weighted, [image], device="cpu")[0]
         assert np.array_equal(label, (4 * normalised > 2.0).astype(np.uint8))
         assert label.sum() < predict_slices(plain, [image], device="cpu")[0].sum()
+
+    def test_the_report_names_the_weight(self, tmp_path):
+        from sliceseg.inference.folder import predict_folder
+
+        rows, cols = np.mgrid[0:40, 0:40]
+        pixels = 1000.0 * np.exp(-((rows - 20.0) ** 2 + (cols - 20.0) ** 2) / (2 * 8.0**2))
+        write_test_dicom(tmp_path / "in" / "a.dcm", pixels.astype(np.int16))
+        calibration = AreaCalibration(2.0, 3.0, 0.2, 4.0, 2.5)
+        post = PostProcessing(calibration=calibration).to_dict()
+        bundle = Bundle(
+            Threshold(), metadata(input_size=32, target_spacing_mm=(0.5, 0.8), postprocessing=post)
+        )
+        run = predict_folder(bundle, tmp_path / "in", tmp_path / "out")
+        assert run.report is not None
+        html = run.report.read_text(encoding="utf-8")
+        assert "background ×7.39 (validation area bias +3.0 → +0.2 %)" in html
+        assert "0.5 × 0.8 mm (row × column)" in html

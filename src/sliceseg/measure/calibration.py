@@ -83,6 +83,8 @@ class AreaCalibration:
         """One line for the training log, e.g. ``background ×2.12 (area bias +1.7 → +0.1 %)``."""
         if self.log_weight == 0.0:
             return "none"
+        if not (math.isfinite(self.bias_before_pct) and math.isfinite(self.bias_after_pct)):
+            return f"background ×{self.background_weight:.2f}"
         return (
             f"background ×{self.background_weight:.2f} (validation area bias "
             f"{self.bias_before_pct:+.1f} → {self.bias_after_pct:+.1f} %)"
