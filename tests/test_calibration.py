@@ -150,3 +150,51 @@ class TestModelFile:
         html = run.report.read_text(encoding="utf-8")
         assert "background ×7.39 (validation area bias +3.0 → +0.2 %)" in html
         assert "0.5 × 0.8 mm (row × column)" in html
+
+
+class TestValidation:
+    """Validation chooses the weight ``predict`` will use; ``area_calibration`` turns it off."""
+
+    @pytest.mark.parametrize("calibrate, expected", [(True, 2.0), (False, 0.0)])
+    def test_a_network_that_draws_too_wide_gets_its_weight(self, tmp_path, calibrate, expected):
+        import dataclasses
+
+        from sliceseg.data.batches import slices_to_spacing
+        from sliceseg.training.steps import evaluate_spaced
+
+        rows, cols = np.mgrid[0:64, 0:64]
+        pixels = 1000.0 * np.exp(-((rows - 32.0) ** 2 + (cols - 32.0) ** 2) / (2 * 12.0**2))
+        image = read_slice(write_test_dicom(tmp_path / "a.dcm", pixels.astype(np.int16)))
+        data = slices_to_spacing([image], image.spacing_mm)
+        # the truth is where the Threshold network's log-odds 4x exceed 2, its argmax where x > 0
+        truth = (4 * data.images[0][0] > 2.0).long()
+        data = dataclasses.replace(data, labels=(truth,))
+        _, post = evaluate_spaced(
+            Threshold(),
+            data,
+            device=torch.device("cpu"),
+            num_classes=2,
+            input_size=32,
+            divisor=16,
+            calibrate=calibrate,
+        )
+        assert post.calibration.log_weight == expected
+        if calibrate:
+            assert post.calibration.bias_before_pct > 20 and post.calibration.bias_after_pct == 0
+
+
+def test_the_setting_must_be_a_boolean():
+    from sliceseg.errors import ConfigError
+    from sliceseg.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^area_calibration must be true or false, got 'no'\.$"):
+        TrainConfig(area_calibration="no")  # type: ignore[arg-type]
+    assert TrainConfig().area_calibration is True
+
+
+def test_the_cli_flag_turns_it_off():
+    from sliceseg.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "data", "--no-area-calibration"])
+    assert _train_config(args).area_calibration is False
+    assert _train_config(build_parser().parse_args(["train", "data"])).area_calibration is True

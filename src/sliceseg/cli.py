@@ -103,6 +103,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": True if getattr(args, "overwrite", False) else None,
         "unlabelled_slices": getattr(args, "unlabelled_slices", None),
         "init_from": getattr(args, "init_from", None),
+        "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
     }
     return {name: value for name, value in flags.items() if value is not None}
 
@@ -393,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", help="dice_ce (default) or dice")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--no-area-calibration",
+        action="store_true",
+        help="keep the plain argmax (no background weight chosen on validation)",
+    )
     p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
     p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
     p.add_argument("--validation-fraction", type=float)

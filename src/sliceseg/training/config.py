@@ -60,6 +60,8 @@ class TrainConfig:
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
+        area_calibration: choose the background weight that makes the validation areas
+            unbiased (`sliceseg.measure.calibration`); False keeps the plain argmax.
     """
 
     data_dir: str | None = None
@@ -92,9 +94,14 @@ class TrainConfig:
     target_spacing_mm: float | tuple[float, float] | None = None
     foreground_fraction: float = 1.0 / 3.0
     init_from: str | None = None
+    area_calibration: bool = True
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        if not isinstance(self.area_calibration, bool):
+            raise ConfigError(
+                f"area_calibration must be true or false, got {self.area_calibration!r}."
+            )
         if not self.model_filename or "/" in self.model_filename:
             raise ConfigError(
                 f"model_filename must be a plain file stem, got {self.model_filename!r}."

@@ -321,6 +321,7 @@ def validate(session: Session, row: HistoryRow) -> HistoryRow:
         num_classes=session.data.num_classes,
         input_size=session.config.input_shape,
         divisor=session.divisor,
+        calibrate=session.config.area_calibration,
     )
     session.postprocessing.clear()
     session.postprocessing.update(post.to_dict())

@@ -15,7 +15,11 @@ from tqdm.auto import tqdm
 from sliceseg.data.batches import GridTensors, SpacedTensors
 from sliceseg.data.windows import prediction_window, spaced_probabilities
 from sliceseg.errors import LabelError
-from sliceseg.measure.calibration import choose_area_calibration, foreground_margin
+from sliceseg.measure.calibration import (
+    AreaCalibration,
+    choose_area_calibration,
+    foreground_margin,
+)
 from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
 from sliceseg.models.inference import inference_network, is_size_free
@@ -156,10 +160,11 @@ def evaluate_spaced(
     num_classes: int,
     input_size: int,
     divisor: int,
+    calibrate: bool = True,
 ) -> tuple[np.ndarray, PostProcessing]:
     """Per-ROI Dice on slices at the target spacing, predicted as ``predict`` does (its network
-    form and windows), after the area calibration and post-processing chosen on them;
-    ``model`` is left as it is.
+    form and windows), after the area calibration (unless ``calibrate`` is False) and the
+    post-processing chosen on them; ``model`` is left as it is.
 
     Returns:
         The pooled Dice per ROI 1..K after post-processing, and the post-processing.
@@ -181,11 +186,15 @@ def evaluate_spaced(
         for p in spaced_probabilities(predictor, data.images, window=window, device=device)
     ]
     truth = [t.numpy() for t in data.labels or ()]
-    calibration = choose_area_calibration(
-        margins,
-        truth,
-        num_classes=num_classes,
-        pixel_area_mm2=float(np.prod(data.target_spacing_mm)),
+    calibration = (
+        choose_area_calibration(
+            margins,
+            truth,
+            num_classes=num_classes,
+            pixel_area_mm2=float(np.prod(data.target_spacing_mm)),
+        )
+        if calibrate
+        else AreaCalibration()
     )
     labels = [calibration.labels(*margin) for margin in margins]
     post = choose_postprocessing(labels, truth, num_classes=num_classes, calibration=calibration)
