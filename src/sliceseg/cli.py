@@ -32,6 +32,13 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        from sliceseg.inference.model_info import model_summary
+
+        rows = model_summary(args.model)
+        text = "\n".join(f"{name}: {value}" for name, value in rows.items())
+        print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else text)
+        return 0
     from sliceseg.system import system_info
 
     info = system_info()
@@ -359,7 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sliceseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="system characteristics: RAM, GPU, device memory")
+    p = sub.add_parser(
+        "info", help="system characteristics (RAM, GPU, device memory), or what a model file holds"
+    )
+    p.add_argument(
+        "model", nargs="?", help="a model file: its network, spacing, post-processing, calibration"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_info)
 

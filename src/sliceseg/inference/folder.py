@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
+from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.io.dicom import (
     DicomScan,
@@ -25,7 +26,6 @@ from sliceseg.io.dicom import (
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
@@ -337,26 +337,10 @@ def _write_report(
 def _report_settings(
     bundle: Bundle, root: Path, tta: bool, identified: Sequence[Slice]
 ) -> dict[str, object]:
-    meta = bundle.metadata
-    post = PostProcessing.from_dict(meta.postprocessing or {})
     patients = sorted({f"{s.patient_name} ({s.patient_id})" for s in identified})
     return {
         **({"patients": "; ".join(patients)} if patients else {}),
-        "model file": str(bundle.source) if bundle.source else "(in memory)",
-        "architecture": meta.arch,
-        "trained epochs": meta.epoch,
-        "model grid": f"{meta.input_size}×{meta.input_size}",
-        "target spacing": _spacing_text(meta.target_spacing_mm),
-        "post-processing (chosen on validation)": post.describe(),
-        "area calibration (chosen on validation)": post.calibration.describe(),
-        "ROIs": ", ".join(meta.roi_names),
+        **model_summary(bundle),
         "input folder": str(root),
         "test-time augmentation": "yes" if tta else "no",
-        "sliceseg version (model)": meta.sliceseg_version,
     }
-
-
-def _spacing_text(spacing_mm: tuple[float, float] | None) -> str:
-    if spacing_mm is None:
-        return "none: slices squeezed onto the square model grid (an older model file)"
-    return f"{spacing_mm[0]:.3g} × {spacing_mm[1]:.3g} mm (row × column)"

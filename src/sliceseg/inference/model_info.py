@@ -1,0 +1,50 @@
+"""What a model file holds, in words: for the report, ``sliceseg info MODEL`` and methods sections.
+
+A researcher who publishes areas needs to say how they were made: the network, its training,
+the spacing it works at, and what ``predict`` does after the network (the area calibration and
+the per-ROI clean-up chosen on validation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sliceseg.measure.postprocess import PostProcessing
+from sliceseg.models.bundle import Bundle, load_bundle
+
+__all__ = ["model_summary"]
+
+
+def model_summary(model: Bundle | Path | str) -> dict[str, str]:
+    """Return the model's description as ordered ``name → text`` rows.
+
+    Args:
+        model: a loaded model or the path of a model file.
+
+    Raises:
+        BundleError: the file is missing or not a sliceseg model.
+
+    Example:
+        >>> model_summary("model/sliceseg_best.pt")["area calibration (chosen on validation)"]
+        'background ×2.12 (validation area bias +0.8 → -0.1 %)'
+    """
+    bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
+    meta = bundle.metadata
+    post = PostProcessing.from_dict(meta.postprocessing or {})
+    return {
+        "model file": str(bundle.source) if bundle.source else "(in memory)",
+        "architecture": meta.arch,
+        "trained epochs": str(meta.epoch),
+        "model grid": f"{meta.input_size}×{meta.input_size}",
+        "target spacing": _spacing_text(meta.target_spacing_mm),
+        "post-processing (chosen on validation)": post.describe(),
+        "area calibration (chosen on validation)": post.calibration.describe(),
+        "ROIs": ", ".join(meta.roi_names),
+        "sliceseg version (model)": str(meta.sliceseg_version),
+    }
+
+
+def _spacing_text(spacing_mm: tuple[float, float] | None) -> str:
+    if spacing_mm is None:
+        return "none: slices squeezed onto the square model grid (an older model file)"
+    return f"{spacing_mm[0]:.3g} × {spacing_mm[1]:.3g} mm (row × column)"

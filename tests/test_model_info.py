@@ -1,0 +1,65 @@
+"""Tests for sliceseg.inference.model_info and ``sliceseg info MODEL``: what a model file holds."""
+
+from __future__ import annotations
+
+import json
+
+from sliceseg.cli import main
+from sliceseg.measure.calibration import AreaCalibration
+from sliceseg.measure.postprocess import PostProcessing
+from sliceseg.models import build_model
+from sliceseg.models.bundle import save_bundle
+from test_predict import metadata
+
+
+def small_unet():
+    return build_model("unet", num_classes=2, input_size=32, depth=3)
+
+
+def saved_model(tmp_path):
+    post = PostProcessing(
+        steps={1: ("largest_component",)}, calibration=AreaCalibration(2.0, 3.0, 0.2, 4.0, 2.5)
+    )
+    meta = metadata(
+        input_size=96,
+        hyperparameters={"depth": 3},
+        target_spacing_mm=(0.5, 0.8),
+        postprocessing=post.to_dict(),
+        epoch=42,
+    )
+    return save_bundle(tmp_path / "m.pt", small_unet(), meta)
+
+
+def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
+    path = saved_model(tmp_path)
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model file: {path}"
+    assert "trained epochs: 42" in lines
+    assert "model grid: 96×96" in lines
+    assert "target spacing: 0.5 × 0.8 mm (row × column)" in lines
+    assert "post-processing (chosen on validation): ROI 1: largest_component" in lines
+    expected = "background ×7.39 (validation area bias +3.0 → +0.2 %)"
+    assert f"area calibration (chosen on validation): {expected}" in lines
+    assert main(["info", str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["area calibration (chosen on validation)"] == expected
+    assert rows["ROIs"] == "a"
+
+
+def test_an_older_model_file_says_it_has_no_spacing_or_calibration(tmp_path, capsys):
+    old = metadata(hyperparameters={"depth": 3})
+    path = save_bundle(tmp_path / "old.pt", small_unet(), old)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "target spacing: none: slices squeezed onto the square model grid" in out
+    assert "area calibration (chosen on validation): none" in out
+
+
+def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {tmp_path / 'nope.pt'}: model file not found; give the path of a .pt "
+        "from training."
+    ]
