@@ -39,7 +39,6 @@ __all__ = [
     "count_windows",
     "gaussian_weights",
     "prediction_window",
-    "spaced_labels",
     "spaced_probabilities",
     "window_probabilities",
     "window_starts",
@@ -199,21 +198,6 @@ def window_probabilities(
     return spaced_probabilities(
         predictor, [image], window=window, batch_size=batch_size, overlap=overlap
     )[0]
-
-
-def spaced_labels(
-    predictor: Predictor,
-    images: Sequence[torch.Tensor],
-    *,
-    window: Window,
-    batch_size: int = 8,
-    device: torch.device | None = None,
-) -> list[torch.Tensor]:
-    """Argmax label maps ``(H, W)`` int64 of slices at the target spacing (no post-processing)."""
-    probs = spaced_probabilities(
-        predictor, images, window=window, batch_size=batch_size, device=device
-    )
-    return [p.argmax(dim=0) for p in probs]
 
 
 def _pair(window: Window) -> tuple[int, int]:

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from sliceseg.measure.metrics import dice_from_counts
+
 __all__ = [
     "LOG_WEIGHTS",
     "MAX_DICE_LOSS",
@@ -195,11 +197,11 @@ def _score_weights(
         return None
     relative = np.stack([100.0 * (c.predicted - c.true_pixels) / c.true_pixels for c in measured])
     dice = []
-    for roi in range(1, num_classes):
+    for roi in range(1, num_classes):  # every slice has a curve per ROI
         mine = [c for c in curves if c.roi == roi]
-        total = sum(c.predicted + c.true_pixels for c in mine)
-        if np.any(np.asarray(total) > 0):
-            overlap = sum(c.overlap for c in mine)
-            dice.append(np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), np.nan))
-    mean_dice = np.nanmean(np.stack(dice), axis=0) if dice else np.zeros(len(LOG_WEIGHTS))
-    return relative.mean(axis=0), np.abs(relative).mean(axis=0), mean_dice
+        overlap = np.sum([c.overlap for c in mine], axis=0)
+        predicted = np.sum([c.predicted for c in mine], axis=0)
+        true = sum(c.true_pixels for c in mine)
+        dice.append(dice_from_counts(overlap, predicted - overlap, true - overlap))
+    # an ROI absent everywhere is nan and left out; a measured ROI is never absent
+    return relative.mean(axis=0), np.abs(relative).mean(axis=0), np.nanmean(dice, axis=0)

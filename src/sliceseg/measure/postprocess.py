@@ -177,7 +177,6 @@ def choose_postprocessing(
     *,
     num_classes: int,
     min_gain: float = MIN_GAIN,
-    calibration: AreaCalibration | None = None,
 ) -> PostProcessing:
     """Per ROI, the step combination of :data:`CANDIDATES` with the highest validation Dice.
 
@@ -191,7 +190,6 @@ def choose_postprocessing(
         truth: their reference label maps (same shapes).
         num_classes: C = K + 1.
         min_gain: smallest rise of the mean Dice for which a combination is kept.
-        calibration: the area calibration ``predicted`` was made with, recorded in the result.
 
     Returns:
         The choice, with the Dice before and after per ROI.
@@ -211,12 +209,7 @@ def choose_postprocessing(
         before[roi] = scores[0]
         after[roi] = scores[best] if is_kept else scores[0]
         steps[roi] = CANDIDATES[best] if is_kept else ()
-    return PostProcessing(
-        steps=steps,
-        dice_before=before,
-        dice_after=after,
-        calibration=calibration or AreaCalibration(),
-    )
+    return PostProcessing(steps=steps, dice_before=before, dice_after=after)
 
 
 def _apply_all(label: np.ndarray, roi: int, steps: tuple[str, ...]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,7 +198,8 @@ def evaluate_spaced(
         else AreaCalibration()
     )
     labels = [calibration.labels(*margin) for margin in margins]
-    post = choose_postprocessing(labels, truth, num_classes=num_classes, calibration=calibration)
+    steps = choose_postprocessing(labels, truth, num_classes=num_classes)
+    post = dataclasses.replace(steps, calibration=calibration)
     counts = np.zeros((3, num_classes - 1), dtype=np.int64)
     for label, true in zip(labels, truth, strict=True):
         counts += np.stack(confusion_counts(post.apply(label), true, num_classes))
