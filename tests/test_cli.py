@@ -213,3 +213,35 @@ def test_measure_keeps_patient_info_only_when_asked(tiny_phantom, tmp_path, caps
         .str.startswith("PHANTOM-")
         .all()
     )
+
+
+def _options_without_help(parser, path: str) -> list[str]:
+    """Every argument of ``parser`` and its subcommands that has no help string."""
+    import argparse
+
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += _options_without_help(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction) and not action.help:
+            missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    from sliceseg.cli import build_parser
+
+    assert _options_without_help(build_parser(), "sliceseg") == []
+
+
+def test_help_walk_finds_an_option_without_help():
+    """The walk itself can fail: an option added without help is named with its command."""
+    from sliceseg.cli import build_parser
+
+    parser = build_parser()
+    predict = next(
+        a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"
+    ).choices["predict"]
+    predict.add_argument("--undocumented")
+    assert _options_without_help(parser, "sliceseg") == ["sliceseg predict --undocumented"]

@@ -360,6 +360,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
 
 
+_OVERWRITE_HELP = "write into a folder that already holds outputs"
+_MODEL_HELP = "a model file (<name>_best.pt)"
+_DEVICE_HELP = "auto (default: CUDA when present), cpu or cuda"
+_BATCH_HELP = "slices per forward pass (default 8)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``sliceseg`` command."""
     parser = argparse.ArgumentParser(prog="sliceseg", description=__doc__.splitlines()[0])
@@ -372,17 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model", nargs="?", help="a model file: its network, spacing, post-processing, calibration"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("phantom", help="generate the synthetic lumbar phantom with known areas")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder to write train/, test/ and truth.csv into")
     # Many subjects with fewer slices each: neighbouring slices look alike, subjects do not.
-    p.add_argument("--train-subjects", type=int, default=16)
-    p.add_argument("--test-subjects", type=int, default=4)
+    p.add_argument("--train-subjects", type=int, default=16, help="subjects in train/ (default 16)")
+    p.add_argument("--test-subjects", type=int, default=4, help="subjects in test/ (default 4)")
     p.add_argument("--slices", type=int, default=10, help="slices per subject")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random subjects (default 0)")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("check", help="pair images with labels and report what is wrong")
@@ -392,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preview", help="draw the first augmented training batch")
     _add_train_args(p)
-    p.add_argument("--out", default="preview.png")
+    p.add_argument("--out", default="preview.png", help="PNG to draw (default preview.png)")
     p.set_defaults(func=_cmd_preview)
 
     p = sub.add_parser("train", help="train a model (torchrun -m sliceseg train for many GPUs)")
@@ -400,12 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: model)")
     p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
     p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--dropout-rate", type=float)
+    p.add_argument("--epochs", type=int, help="passes over the training slices (default 100)")
+    p.add_argument(
+        "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
+    )
+    p.add_argument("--dropout-rate", type=float, help="dropout inside the network (default 0)")
     p.add_argument("--loss", help="dice_ce (default) or dice")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
         "--no-area-calibration",
         action="store_true",
@@ -413,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
     p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
-    p.add_argument("--validation-fraction", type=float)
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of patients held out for validation (default 0.2)",
+    )
     p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument(
@@ -426,30 +438,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="fine-tune: start from this model's weights and network (same label scheme)",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="segment a folder of DICOMs and measure every ROI")
-    p.add_argument("model")
-    p.add_argument("dicom_dir")
-    p.add_argument("--out", required=True)
+    p.add_argument("model", help=_MODEL_HELP)
+    p.add_argument("dicom_dir", help="folder of DICOM slices (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
     _add_measurement_args(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--batch-size", type=int, default=8, help=_BATCH_HELP)
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument(
         "--export",
         metavar="FORMATS",
         help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
         "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("suggest", help="the unlabelled slices the model is least sure of")
-    p.add_argument("model")
-    p.add_argument("dicom_dir")
+    p.add_argument("model", help=_MODEL_HELP)
+    p.add_argument("dicom_dir", help="folder of unlabelled DICOM slices (searched recursively)")
     p.add_argument("--n", type=int, default=20, help="how many slices (default 20)")
     p.add_argument("--labels", help="label folder: slices labelled there are left out")
     p.add_argument("--out", help="also write the list as a CSV")
@@ -457,33 +469,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-spread", action="store_true", help="rank all slices together, not series in turns"
     )
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--batch-size", type=int, default=8, help=_BATCH_HELP)
     p.set_defaults(func=_cmd_suggest)
 
     p = sub.add_parser("measure", help="areas in mm² from existing label maps")
-    p.add_argument("labels_dir")
+    p.add_argument("labels_dir", help="folder of label maps (or label volumes)")
     p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
     _add_measurement_args(p)
     _add_unlabelled_arg(p)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("evaluate", help="Dice, HD95, Bland–Altman and ICC against manual labels")
-    p.add_argument("model")
+    p.add_argument("model", help=_MODEL_HELP)
     _add_data_args(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
     _add_spacing_args(p)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tta", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="phantom → train → predict → areas vs truth, in minutes")
-    p.add_argument("--out", default="demo_output")
+    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_demo)
     return parser
 
