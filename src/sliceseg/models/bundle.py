@@ -63,6 +63,9 @@ class ModelMetadata:
             prediction does the same for them, exactly as before.
         postprocessing: the area calibration and per-ROI clean-up chosen on validation
             (plain data of ``sliceseg.measure.postprocess.PostProcessing``); ``None``: none.
+        familiarity: what the training data looked like to the model (plain data of
+            ``sliceseg.measure.familiarity.TrainingProfile``), which ``predict`` compares each
+            series with; ``None`` (files from before, or checkpoints): no familiarity check.
     """
 
     arch: str
@@ -78,6 +81,7 @@ class ModelMetadata:
     orientation: str | None = ORIENTATION_CONVENTION
     target_spacing_mm: tuple[float, float] | None = None
     postprocessing: dict[str, Any] | None = None
+    familiarity: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -95,6 +99,7 @@ class ModelMetadata:
             "orientation": self.orientation,
             "target_spacing_mm": _spacing_list(self.target_spacing_mm),
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
+            "familiarity": None if self.familiarity is None else dict(self.familiarity),
         }
 
     @classmethod
@@ -116,6 +121,7 @@ class ModelMetadata:
             postprocessing=None
             if data.get("postprocessing") is None
             else dict(data["postprocessing"]),
+            familiarity=None if data.get("familiarity") is None else dict(data["familiarity"]),
         )
 
     @property
