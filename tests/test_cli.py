@@ -245,3 +245,16 @@ def test_help_walk_finds_an_option_without_help():
     ).choices["predict"]
     predict.add_argument("--undocumented")
     assert _options_without_help(parser, "sliceseg") == ["sliceseg predict --undocumented"]
+
+
+def test_fov_with_three_numbers_is_a_one_line_error(tmp_path, capsys):
+    """Before, ``--fov 90 90 80`` silently took the first and the last number."""
+    code, _out, err = run(
+        capsys, "measure", str(tmp_path), "--dicoms", str(tmp_path), "--out",
+        str(tmp_path / "o"), "--fov", "90", "90", "80",
+    )  # fmt: skip
+    assert code == 2
+    assert err == (
+        "error: --fov takes one or two numbers (rows mm [cols mm]), got 3: 90 90 80; give e.g. "
+        "--fov 240 or --fov 240 180.\n"
+    )

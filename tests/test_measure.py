@@ -9,9 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sliceseg.data.resample import spacing_geometry
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.areas import SpacingFallback, area_mm2, measure_areas, resolve_spacing
+from sliceseg.measure.areas import (
+    SpacingFallback,
+    area_mm2,
+    measure_areas,
+    resolve_spacing,
+    with_fallback_spacing,
+)
 
 
 def make_slice(shape, spacing, name="s1"):
@@ -95,6 +102,30 @@ class TestResolveSpacing:
         )
         assert spacing == pytest.approx((1.0, 1.25))
         assert source == "fov/matrix"
+
+    def test_fov_becomes_the_slices_own_spacing(self):
+        """200 × 200 pixels over a 90 mm FOV: 90 / 200 = 0.45 mm, for the slice itself."""
+        image = with_fallback_spacing(
+            make_slice((200, 200), None), SpacingFallback.from_flags([90.0])
+        )
+        assert image.spacing_mm == pytest.approx((0.45, 0.45))
+        assert image.spacing_source == "fov/matrix"
+        # resampled to a 0.9 mm model: 200 · 0.45 / 0.9 = 100 pixels a side
+        assert spacing_geometry(image.shape, image.spacing_mm, (0.9, 0.9)).resampled_shape == (
+            100,
+            100,
+        )
+        own = make_slice((200, 200), (0.3, 0.3))
+        assert with_fallback_spacing(own, SpacingFallback(fov_mm=(90.0, 90.0))) is own
+        pixels = SpacingFallback(pixels_only=True)
+        assert with_fallback_spacing(make_slice((4, 4), None), pixels).spacing_mm is None
+
+    def test_fov_flags_take_one_or_two_numbers(self):
+        assert SpacingFallback.from_flags([240.0, 180.0], [256, 192]) == SpacingFallback(
+            fov_mm=(240.0, 180.0), matrix=(256, 192)
+        )
+        with pytest.raises(ConfigError, match=r"--fov takes one or two numbers .* got 3: 90 90 80"):
+            SpacingFallback.from_flags([90.0, 90.0, 80.0])
 
     def test_matrix_that_disagrees_with_image_is_refused(self):
         with pytest.raises(ConfigError, match="--matrix says 512×512"):

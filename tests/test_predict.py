@@ -129,3 +129,35 @@ class TestOlderModelFiles:
         assert bundle.metadata.postprocessing is None
         label = predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu")[0]
         assert label.shape == (112, 96)
+
+
+class TestFieldOfViewSpacing:
+    """``--fov`` for a file without PixelSpacing is the slice's spacing everywhere (issue 17)."""
+
+    def test_network_input_is_at_the_models_spacing(self, tmp_path):
+        """200 × 200 pixels, --fov 90: 0.45 mm pixels; at the model's 0.9 mm that is
+        200 · 0.45 / 0.9 = 100 pixels a side, padded to what depth 5 divides (16): 112.
+        Before, the slice was taken to be at 0.9 mm already and reached the network at 208."""
+        from sliceseg.inference.folder import predict_folder
+        from sliceseg.measure.areas import SpacingFallback
+
+        rows, cols = np.mgrid[0:200, 0:200]
+        pixels = np.where((rows - 100) ** 2 + (cols - 100) ** 2 <= 60**2, 300, 100)
+        write_test_dicom(tmp_path / "in" / "a.dcm", pixels, spacing=None)
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=(0.9, 0.9)))
+        run = predict_folder(
+            bundle,
+            tmp_path / "in",
+            tmp_path / "out",
+            device="cpu",
+            fallback=SpacingFallback(fov_mm=(90.0, 90.0)),
+            report=False,
+            exports=(),
+        )
+        assert SEEN == [(1, 1, 112, 112)]
+        (prediction,) = run.predictions
+        assert prediction.image.spacing_mm == pytest.approx((0.45, 0.45))
+        assert prediction.image.spacing_source == "fov/matrix"
+        row = run.areas.long.iloc[0]
+        assert row["spacing_source"] == "fov/matrix"
+        assert row["area_mm2"] == pytest.approx(row["pixels"] * 0.45 * 0.45)

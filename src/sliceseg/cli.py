@@ -152,12 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _fallback(args: argparse.Namespace) -> SpacingFallback:
     from sliceseg.measure.areas import SpacingFallback
 
-    fov = None
-    if args.fov:
-        fov = (args.fov[0], args.fov[-1])
-    return SpacingFallback(
-        fov_mm=fov, matrix=tuple(args.matrix) if args.matrix else None, pixels_only=args.pixels
-    )
+    return SpacingFallback.from_flags(args.fov, args.matrix, pixels_only=args.pixels)
 
 
 def _tissue(args: argparse.Namespace) -> TissueSettings:

@@ -17,7 +17,7 @@ from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
-from sliceseg.measure.areas import SpacingFallback, area_mm2, resolve_spacing
+from sliceseg.measure.areas import SpacingFallback, area_mm2, with_fallback_spacing
 from sliceseg.measure.metrics import (
     bland_altman,
     dice_per_class,
@@ -245,11 +245,12 @@ def evaluate_model(
             f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
             f"without suffix with {source.images_dir}){first}"
         )
-    spacings = [resolve_spacing(sample.image, fallback)[0] for sample in samples]
+    images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
+    spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(spacings)
     with output_run(out_dir, overwrite=overwrite) as out:
         predicted = predict_slices(
-            bundle, [s.image for s in samples], device=device, tta=tta, progress=sys.stderr.isatty()
+            bundle, images, device=device, tta=tta, progress=sys.stderr.isatty()
         )
         rows = []
         for sample, label, spacing in zip(samples, predicted, spacings, strict=True):

@@ -24,7 +24,12 @@ from sliceseg.io.dicom import (
     strip_dicom_suffix,
 )
 from sliceseg.io.files import atomic_path, output_run
-from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas, resolve_spacing
+from sliceseg.measure.areas import (
+    AreaTable,
+    SpacingFallback,
+    measure_areas,
+    with_fallback_spacing,
+)
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
@@ -245,7 +250,11 @@ def predict_folder(
 
 
 def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
-    """Read the folder; fail on no DICOM or on missing spacing before any work is done."""
+    """Read the folder; fail on no DICOM or on missing spacing before any work is done.
+
+    A slice without PixelSpacing takes the user's ``--fov`` / ``--matrix`` spacing as its own,
+    so that resampling to the model's spacing, areas and exports all use it.
+    """
     scan = scan_dicom_folder(root, progress=progress)
     if not scan.slices:
         raise PairingError(
@@ -253,9 +262,8 @@ def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> Di
             + (f" ({len(scan.skipped)} other files skipped)" if scan.skipped else "")
             + "; point to the folder holding the .dcm slices."
         )
-    for image in scan.slices:
-        resolve_spacing(image, fallback)
-    return scan
+    slices = [with_fallback_spacing(image, fallback) for image in scan.slices]
+    return DicomScan(slices=slices, skipped=scan.skipped)
 
 
 def _predict_and_measure(

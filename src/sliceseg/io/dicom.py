@@ -48,6 +48,9 @@ from tqdm import tqdm
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+USER_SPACING_SOURCE = "fov/matrix"
+"""``Slice.spacing_source`` of a spacing the user gave (``--fov`` / ``--matrix``) for a file
+without one; set by `sliceseg.measure.areas.with_fallback_spacing`."""
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
 _PREAMBLE_LESS_GROUPS = (0x0000, 0x0002, 0x0008)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -110,7 +113,8 @@ class Slice:
         pixels: (rows, cols) float32 in modality units (rescale applied; MONOCHROME1 mirrored).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
-        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none".
+        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read; "fov/matrix"
+            (:data:`USER_SPACING_SOURCE`) once the user's ``--fov`` / ``--matrix`` gave it.
         source: the file the slice came from.
         frame: frame index inside a multi-frame file (0 for single-frame files).
         num_frames: number of frames in the file.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.volumes import LabelVolume
 
 TOLERANCE_VOXELS = 0.2
@@ -77,6 +77,9 @@ class SeriesGrid:
         return out
 
 
+_PLANE_SOURCES = ("PixelSpacing", USER_SPACING_SOURCE)  # spacing in the patient's plane
+
+
 def slice_geometry(image: Slice) -> SliceGeometry:
     """Return a slice's pixel grid in LPS, or raise when its header lacks the geometry.
 
@@ -88,7 +91,7 @@ def slice_geometry(image: Slice) -> SliceGeometry:
         for keyword, value in (
             ("ImagePositionPatient", image.image_position_mm),
             ("ImageOrientationPatient", image.orientation),
-            ("PixelSpacing", image.spacing_mm if image.spacing_source == "PixelSpacing" else None),
+            ("PixelSpacing", image.spacing_mm if image.spacing_source in _PLANE_SOURCES else None),
         )
         if value is None
     ]

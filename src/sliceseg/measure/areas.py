@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.measure.tissue import TissueSettings, roi_tissue
 
@@ -54,6 +55,35 @@ class SpacingFallback:
         if self.matrix is not None and any(v <= 0 for v in self.matrix):
             raise ConfigError(f"--matrix must be positive pixel counts, got {self.matrix}.")
 
+    @classmethod
+    def from_flags(
+        cls,
+        fov_mm: Sequence[float] | None = None,
+        matrix: Sequence[int] | None = None,
+        *,
+        pixels_only: bool = False,
+    ) -> SpacingFallback:
+        """Build the fallback from ``--fov MM [MM]``, ``--matrix ROWS COLS`` and ``--pixels``.
+
+        Raises:
+            ConfigError: ``--fov`` has more than two values, or a value is not positive.
+
+        Example:
+            >>> SpacingFallback.from_flags([90.0]).fov_mm
+            (90.0, 90.0)
+        """
+        fov = tuple(float(v) for v in fov_mm) if fov_mm else None
+        if fov is not None and len(fov) > 2:
+            raise ConfigError(
+                f"--fov takes one or two numbers (rows mm [cols mm]), got {len(fov)}: "
+                f"{' '.join(f'{v:g}' for v in fov)}; give e.g. --fov 240 or --fov 240 180."
+            )
+        return cls(
+            fov_mm=None if fov is None else (fov[0], fov[-1]),
+            matrix=(int(matrix[0]), int(matrix[1])) if matrix else None,
+            pixels_only=pixels_only,
+        )
+
 
 def resolve_spacing(
     image: Slice, fallback: SpacingFallback = SpacingFallback()
@@ -81,13 +111,35 @@ def resolve_spacing(
                 f"{image.source}: image is {image.shape[0]}×{image.shape[1]} pixels but --matrix "
                 f"says {matrix[0]}×{matrix[1]}; give the matrix the image was stored with."
             )
-        return (fallback.fov_mm[0] / matrix[0], fallback.fov_mm[1] / matrix[1]), "fov/matrix"
+        spacing = (fallback.fov_mm[0] / matrix[0], fallback.fov_mm[1] / matrix[1])
+        return spacing, USER_SPACING_SOURCE
     if fallback.pixels_only:
         return None, "pixels"
     raise ConfigError(
         f"{image.source}: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; "
         "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
     )
+
+
+def with_fallback_spacing(image: Slice, fallback: SpacingFallback) -> Slice:
+    """Return the slice with the spacing the user gave when its file has none.
+
+    From then on it is THE spacing of the slice: resampling to the model's target spacing,
+    areas and exports all use it, and ``spacing_source`` says ``"fov/matrix"``. A slice with
+    its own spacing, or one measured in pixels (``--pixels``), comes back unchanged.
+
+    Raises:
+        ConfigError: as for :func:`resolve_spacing`.
+
+    Example:
+        >>> image = with_fallback_spacing(image, SpacingFallback(fov_mm=(90.0, 90.0)))
+        >>> image.spacing_mm, image.spacing_source    # a 200 × 200 slice
+        ((0.45, 0.45), 'fov/matrix')
+    """
+    spacing, source = resolve_spacing(image, fallback)
+    if image.spacing_mm is not None or spacing is None:
+        return image
+    return dataclasses.replace(image, spacing_mm=spacing, spacing_source=source)
 
 
 def area_mm2(mask: np.ndarray, spacing_mm: tuple[float, float]) -> float:
