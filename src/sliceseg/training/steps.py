@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sliceseg.data.batches import GridTensors, SpacedTensors
-from sliceseg.data.windows import prediction_window, spaced_probabilities
+from sliceseg.engine.predictor import spaced_window_probabilities
 from sliceseg.errors import LabelError
 from sliceseg.measure.calibration import (
     AreaCalibration,
@@ -23,7 +23,7 @@ from sliceseg.measure.calibration import (
 )
 from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
-from sliceseg.models.inference import inference_network, is_size_free
+from sliceseg.models.inference import inference_network
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.losses import MultiOutputLoss
 
@@ -170,22 +170,14 @@ def evaluate_spaced(
     Returns:
         The pooled Dice per ROI 1..K after post-processing, and the post-processing.
     """
-    network = inference_network(model)
-    window = prediction_window(
-        [image.shape for image in data.images],
+    probabilities = spaced_window_probabilities(
+        inference_network(model),
+        data.images,
         input_size=input_size,
         divisor=divisor,
-        is_size_free=is_size_free(network),
+        device=device,
     )
-
-    def predictor(images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-            return torch.softmax(network(images)[0].float(), dim=1)
-
-    margins = [
-        foreground_margin(p.numpy())
-        for p in spaced_probabilities(predictor, data.images, window=window, device=device)
-    ]
+    margins = [foreground_margin(p.numpy()) for p in probabilities]
     truth = [t.numpy() for t in data.labels or ()]
     calibration = (
         choose_area_calibration(

@@ -1,0 +1,1 @@
+"""The one prediction engine: network → probabilities → native grid → argmax → clean-up."""

@@ -1,0 +1,247 @@
+"""The one path from a network to label maps, shared by validation and ``predict``.
+
+Probabilities come from the network's inference form (batch norms folded, channels-last) over
+the windows of `sliceseg.data.windows`, optionally averaged over test-time augmentation; on
+each slice's own grid (orientation undone, resampled back) the model's area calibration picks
+the label (`calibrated_argmax`) and its post-processing cleans it (`finish_label`). Validation
+calls `spaced_window_probabilities` and `finish_label` at the target spacing; ``predict`` calls
+`Engine.labels` on native slices. Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sliceseg.data.batches import slices_to_grid, slices_to_spacing
+from sliceseg.data.grid import probabilities_from_grid
+from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
+from sliceseg.data.resample import probabilities_to_native
+from sliceseg.data.windows import prediction_window, spaced_probabilities
+from sliceseg.io.dicom import Slice
+from sliceseg.measure.calibration import AreaCalibration, foreground_margin
+from sliceseg.measure.postprocess import PostProcessing
+from sliceseg.models import required_divisor
+from sliceseg.models.bundle import Bundle
+from sliceseg.models.inference import inference_network, is_size_free
+
+__all__ = [
+    "TTA_TRANSFORMS",
+    "Engine",
+    "PredictOptions",
+    "ProbabilitySink",
+    "calibrated_argmax",
+    "finish_label",
+    "network_probabilities",
+    "spaced_window_probabilities",
+]
+
+# Test-time augmentation: small rotations and zooms whose effect is undone on the
+# probabilities. No left/right flip: labels are sided.
+TTA_TRANSFORMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
+
+ProbabilitySink = Callable[[torch.Tensor, np.ndarray], None]
+"""Called once per slice, in order, with its (C, rows, cols) probabilities on its own grid and
+its label map (e.g. to score the confidence without keeping every probability map)."""
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How the network runs: where, how many slices per pass, with or without TTA.
+
+    Attributes:
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
+        batch_size: slices (or windows) per forward pass, ≥ 1.
+        tta: average over small rotations and zooms (4× slower).
+        progress: show a progress bar.
+    """
+
+    device: str = "auto"
+    batch_size: int = 8
+    tta: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        from sliceseg.errors import ConfigError
+
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {size!r}.")
+
+
+def _affine(angle_deg: float, zoom: float) -> torch.Tensor:
+    """Return a 3×3 affine (normalised coordinates) rotating by ``angle_deg`` and zooming."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a) / zoom, math.sin(a) / zoom
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _warp(batch: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    theta = matrix[:2].to(batch).expand(batch.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.inference_mode()
+def network_probabilities(
+    model: torch.nn.Module, images: torch.Tensor, *, tta: bool = False
+) -> torch.Tensor:
+    """Softmax probabilities (B, C, S, S) of a batch, averaged over TTA transforms when asked.
+
+    Runs under autocast on CUDA; the probabilities are float32 on the batch's device.
+    """
+    device = images.device
+    amp = device.type == "cuda"
+    transforms = TTA_TRANSFORMS if tta else TTA_TRANSFORMS[:1]
+    total = torch.zeros((), device=device)  # 0 + p == p exactly
+    for angle, zoom in transforms:
+        matrix = _affine(angle, zoom)
+        warped = images if (angle, zoom) == (0.0, 1.0) else _warp(images, matrix)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            probs = torch.softmax(model(warped)[0].float(), dim=1)
+        if (angle, zoom) != (0.0, 1.0):
+            probs = _warp(probs, torch.linalg.inv(matrix))
+        total = total + probs
+    return total / len(transforms)
+
+
+def spaced_window_probabilities(
+    network: torch.nn.Module,
+    images: Sequence[torch.Tensor],
+    *,
+    input_size: int,
+    divisor: int,
+    device: torch.device,
+    tta: bool = False,
+    batch_size: int = 8,
+) -> list[torch.Tensor]:
+    """Per slice ``(C, H, W)`` probabilities at the target spacing, as ``predict`` computes them.
+
+    Args:
+        network: the network in its inference form (`inference_network`), on ``device``.
+        images: per slice ``(1, H, W)`` normalised intensities at the target spacing.
+        input_size: the model's training crop side (the window of size-bound networks).
+        divisor: what window sides must divide by (`required_divisor`).
+        device: where the network runs.
+        tta: test-time augmentation.
+        batch_size: windows per forward pass.
+
+    Returns:
+        One float32 tensor per slice on the CPU, in input order.
+    """
+    window = prediction_window(
+        [tuple(image.shape[-2:]) for image in images],
+        input_size=input_size,
+        divisor=divisor,
+        is_size_free=is_size_free(network),
+    )
+    return spaced_probabilities(
+        lambda batch: network_probabilities(network, batch, tta=tta),
+        images,
+        window=window,
+        device=device,
+        batch_size=batch_size,
+    )
+
+
+def calibrated_argmax(probs: torch.Tensor, calibration: AreaCalibration) -> np.ndarray:
+    """Label map ``(H, W)`` uint8 of ``(C, H, W)`` probabilities with the model's area calibration.
+
+    Without a calibration (older model files, or none chosen) this is the plain argmax.
+    """
+    if calibration.log_weight == 0.0:
+        return probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
+    return calibration.labels(*foreground_margin(probs.cpu().numpy()))
+
+
+def finish_label(probs: torch.Tensor, post: PostProcessing) -> np.ndarray:
+    """The label map of one slice's probabilities: calibrated argmax, then post-processing."""
+    label = calibrated_argmax(probs, post.calibration)
+    return label if post.is_empty else post.apply(label)
+
+
+class Engine:
+    """A model ready to predict slices on their own grids: network, device, options.
+
+    Build it once per run (the network is folded once) and call `labels` per batch of slices.
+
+    Example:
+        >>> engine = Engine(load_bundle("model/sliceseg_best.pt"), torch.device("cpu"))
+        >>> labels = engine.labels(read_series(Path("scans/p01")))
+    """
+
+    def __init__(self, bundle: Bundle, device: torch.device, *, tta: bool = False) -> None:
+        self.bundle = bundle
+        self.device = device
+        self.tta = tta
+        meta = bundle.metadata
+        self.is_spaced = meta.target_spacing_mm is not None
+        model = bundle.model.to(device).eval()
+        self.network = inference_network(model) if self.is_spaced else model
+        self.post = PostProcessing.from_dict(meta.postprocessing or {})
+        self.divisor = required_divisor(meta.arch, meta.hyperparameters)
+
+    def reorientations(self, images: Sequence[Slice]) -> list[Reorientation]:
+        """Per slice, the flip/transpose to the model's orientation (none for older files)."""
+        meta = self.bundle.metadata
+        if is_canonicalising(meta.orientation, source=self.bundle.source or "the model"):
+            return reorientations_for(images)
+        return [IDENTITY] * len(images)
+
+    @torch.inference_mode()
+    def labels(
+        self,
+        images: Sequence[Slice],
+        *,
+        changes: Sequence[Reorientation] | None = None,
+        sink: ProbabilitySink | None = None,
+        batch_size: int = 8,
+    ) -> list[np.ndarray]:
+        """Label maps of a few slices, each on its own grid (uint8, values 0..K)."""
+        changes = list(changes) if changes is not None else self.reorientations(images)
+        meta = self.bundle.metadata
+        if meta.target_spacing_mm is None:  # older files: the square grid they trained on
+            return self._grid_labels(images, changes, sink)
+        spaced = slices_to_spacing(images, meta.target_spacing_mm, reorientations=changes)
+        probs = spaced_window_probabilities(
+            self.network,
+            spaced.images,
+            input_size=meta.input_size,
+            divisor=self.divisor,
+            device=self.device,
+            tta=self.tta,
+            batch_size=batch_size,
+        )
+        labels = []
+        for prob, geometry, change in zip(
+            probs, spaced.geometries, spaced.reorientations, strict=True
+        ):
+            native = change.undo(probabilities_to_native(prob, geometry))
+            labels.append(self._emit(native, finish_label(native, self.post), sink))
+        return labels
+
+    def _grid_labels(
+        self,
+        images: Sequence[Slice],
+        changes: Sequence[Reorientation],
+        sink: ProbabilitySink | None,
+    ) -> list[np.ndarray]:
+        """Plain argmax of older model files on the square grid they were trained with."""
+        grid = slices_to_grid(images, self.bundle.metadata.input_size, reorientations=changes)
+        probs = network_probabilities(self.network, grid.images.to(self.device), tta=self.tta)
+        places = zip(probs.cpu(), grid.geometries, grid.reorientations, strict=True)
+        natives = [
+            change.undo(probabilities_from_grid(p, geometry)) for p, geometry, change in places
+        ]
+        return [self._emit(p, p.argmax(dim=0).to(torch.uint8).numpy(), sink) for p in natives]
+
+    @staticmethod
+    def _emit(probs: torch.Tensor, label: np.ndarray, sink: ProbabilitySink | None) -> np.ndarray:
+        if sink is not None:
+            sink(probs, label)
+        return label
