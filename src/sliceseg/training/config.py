@@ -21,6 +21,10 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+DEFAULT_EPOCHS = 100
+"""Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of one training run, named as in the user manual where it has a name.
@@ -35,7 +39,9 @@ class TrainConfig:
         input_shape: side of the square model grid in pixels (aspect of slices is kept).
         num_labels: number of ROIs K; inferred from the data when None, checked when given.
         roi_names: names of ROIs 1..K; from ``labels.txt`` or "ROI k" when None.
-        epochs: number of passes over the training slices.
+        epochs: number of passes over the training slices; None (default): with
+            ``max_minutes``, train until the budget with the learning rate decaying over the
+            elapsed share of it, else `DEFAULT_EPOCHS`.
         batch_size: slices per optimisation step.
         num_workers: data-loader worker processes.
         learning_rate: initial learning rate (decays polynomially to 0).
@@ -73,7 +79,7 @@ class TrainConfig:
     input_shape: int = 160
     num_labels: int | None = None
     roi_names: tuple[str, ...] | None = None
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int = 4
     num_workers: int = 0
     learning_rate: float = 3e-3
@@ -134,6 +140,8 @@ class TrainConfig:
         )
         for name in positive_ints:
             value = getattr(self, name)
+            if value is None and name == "epochs":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
         if self.num_workers < 0:
@@ -170,6 +178,19 @@ class TrainConfig:
             raise ConfigError(
                 f"foreground_fraction must be in [0, 1], got {self.foreground_fraction!r}."
             )
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epochs the run stops after: ``epochs`` when given, else None with a time budget
+        (train until ``max_minutes``), else `DEFAULT_EPOCHS`.
+
+        Example:
+            >>> TrainConfig(max_minutes=10).planned_epochs is None, TrainConfig().planned_epochs
+            (True, 100)
+        """
+        if self.epochs is not None:
+            return self.epochs
+        return None if self.max_minutes is not None else DEFAULT_EPOCHS
 
     def target_spacing_pair(self) -> tuple[float, float] | None:
         """The target spacing as ``(row, col)`` mm, or None for the training set's median."""

@@ -8,6 +8,7 @@ train, validate when due, checkpoint when due, log → finish (best model, setti
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -95,6 +96,7 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     log: Log = print_flush,
     on_checkpoint: OnCheckpoint | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train a model on a labelled DICOM dataset and write models, history and settings.
 
@@ -109,6 +111,7 @@ def train(
         log: where progress lines go (printed and flushed by default).
         on_checkpoint: called at every print checkpoint (every ``print_checkpoint`` epochs,
             the first and the last) with a `ProgressEvent`, e.g. to draw live curves.
+        clock: the clock (seconds) of the time budget and the learning rate's decay.
 
     Returns:
         Paths of the files written and the best validation Dice.
@@ -127,7 +130,7 @@ def train(
     try:
         if not context.is_main:
             log, on_checkpoint = (lambda _line: None), None
-        return _run(config, resumption, context, log, on_checkpoint)
+        return _run(config, resumption, context, log, on_checkpoint, clock)
     finally:
         close_distributed(context)
 
@@ -180,6 +183,7 @@ def _run(
     context: DistributedContext,
     log: Log,
     on_checkpoint: OnCheckpoint | None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     if resumption is None and context.is_main:
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
@@ -206,7 +210,7 @@ def _run(
             crop_size=config.input_shape,
             foreground_fraction=config.foreground_fraction,
         )
-    state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint)
+    state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
     return finish(session, state, log)
 
 
@@ -234,18 +238,29 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
 
 
 def run_epochs(
-    session: Session, start: TrainingState, *, log: Log, on_checkpoint: OnCheckpoint | None
+    session: Session,
+    start: TrainingState,
+    *,
+    log: Log,
+    on_checkpoint: OnCheckpoint | None,
+    now: Callable[[], float] = time.perf_counter,
 ) -> TrainingState:
-    """Train from ``start`` to the planned epoch (or the budget): each epoch train, validate
-    when due, checkpoint when due, log."""
+    """Train from ``start`` to the planned epoch or until the budget: each epoch train,
+    validate when due, checkpoint when due, log. ``now`` is the clock (seconds) the budget and
+    the learning rate's decay are measured with."""
     config, is_main = session.config, session.context.is_main
     state, best = start, start.best_val_dice
-    clock, epoch_seconds = Clock(start.elapsed_seconds), []
-    for epoch in range(start.epoch + 1, config.epochs + 1):
-        row, stats = train_epoch(session, epoch, clock)
-        epoch_seconds.append(stats.seconds)
+    clock = Clock(start.elapsed_seconds, now=now)
+    planned, epoch_seconds = config.planned_epochs, []
+    epochs = (
+        itertools.count(start.epoch + 1) if planned is None else range(start.epoch + 1, planned + 1)
+    )
+    for epoch in epochs:
+        began = clock.elapsed()
+        row, _stats = train_epoch(session, epoch, clock)
+        epoch_seconds.append(row["elapsed_seconds"] - began)
         stop = _budget_spent(session, row["elapsed_seconds"], epoch_seconds)
-        is_last = stop or epoch == config.epochs
+        is_last = stop or epoch == planned
         if is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True):
             row = validate(session, row)
             best = keep_best(session, row, best)
@@ -288,7 +303,7 @@ def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow,
         augment=_augmenter(session),
         scaler=session.scaler,
         show_progress=context.is_main and sys.stderr.isatty(),
-        description=f"epoch {epoch}/{config.epochs}",
+        description=f"epoch {epoch}/{config.planned_epochs or '…'}",
     )
     row: HistoryRow = {
         "epoch": epoch,
@@ -347,7 +362,7 @@ def report_progress(
     session: Session, row: HistoryRow, *, log: Log, on_checkpoint: OnCheckpoint | None
 ) -> None:
     """Log the manual's progress and validation lines and tell ``on_checkpoint``."""
-    epochs, names = session.config.epochs, session.data.roi_names
+    epochs, names = session.config.planned_epochs, session.data.roi_names
     epoch, elapsed = int(row["epoch"]), row["elapsed_seconds"]
     log(progress_line(epoch, epochs, row["dice_loss"], row["train_dice"], elapsed))
     per_roi = {n: row[f"val_dice_{n}"] for n in names}
@@ -387,16 +402,21 @@ def _budget_spent(session: Session, elapsed: float, epoch_seconds: list[float]) 
     return session.context.broadcast_flag(is_spent)
 
 
-@dataclass(frozen=True)
 class Clock:
-    """Training time of the run, counting what the checkpoint had already spent."""
+    """Training time of the run, counting what the checkpoint had already spent.
 
-    before_s: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
+    Args:
+        before_s: seconds spent before this process (a resumed run's).
+        now: the clock read, in seconds (``time.perf_counter``; tests pass a fake one).
+    """
+
+    def __init__(self, before_s: float = 0.0, *, now: Callable[[], float] = time.perf_counter):
+        self.before_s, self.now = before_s, now
+        self.started = now()
 
     def elapsed(self) -> float:
         """Seconds trained so far, including before a resume."""
-        return self.before_s + time.perf_counter() - self.started
+        return self.before_s + self.now() - self.started
 
 
 def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:

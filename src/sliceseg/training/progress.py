@@ -13,7 +13,7 @@ class ProgressEvent:
 
     Attributes:
         epoch: epochs completed.
-        epochs: epochs planned.
+        epochs: epochs planned; None when the run trains until its time budget.
         dice_loss: the epoch's mean soft-Dice loss on the training batches (the progress line's).
         train_dice: the epoch's mean hard Dice on the training batches.
         val_dice: mean validation Dice over the ROIs, nan without a validation set.
@@ -23,7 +23,7 @@ class ProgressEvent:
     """
 
     epoch: int
-    epochs: int
+    epochs: int | None
     dice_loss: float
     train_dice: float
     val_dice: float
@@ -53,16 +53,20 @@ def format_elapsed(seconds: float) -> str:
     return f"{hours} hrs {minutes} mins {secs} secs"
 
 
-def progress_line(epoch: int, epochs: int, dice_loss: float, dice: float, elapsed_s: float) -> str:
-    """Return the manual's progress line.
+def progress_line(
+    epoch: int, epochs: int | None, dice_loss: float, dice: float, elapsed_s: float
+) -> str:
+    """Return the manual's progress line (``Completed epochs: 10`` when ``epochs`` is None: the
+    run trains until its time budget).
 
     Example:
         >>> progress_line(10, 500, 1.2623, 0.3691, 35)  # doctest: +NORMALIZE_WHITESPACE
         'Completed epochs: 10/500 | Dice loss: 1.262 | Mean dice score: 0.369 |
         Time elapsed: 0 hrs 0 mins 35 secs'
     """
+    done = f"{epoch}" if epochs is None else f"{epoch}/{epochs}"
     return (
-        f"Completed epochs: {epoch}/{epochs} | Dice loss: {dice_loss:.3f} | "
+        f"Completed epochs: {done} | Dice loss: {dice_loss:.3f} | "
         f"Mean dice score: {dice:.3f} | Time elapsed: {format_elapsed(elapsed_s)}"
     )
 

@@ -199,7 +199,7 @@ def fresh_state(config: TrainConfig) -> TrainingState:
     """Return the state of a run before its first epoch."""
     return TrainingState(
         epoch=0,
-        planned_epochs=config.epochs,
+        planned_epochs=config.planned_epochs,
         max_minutes=config.max_minutes,
         elapsed_seconds=0.0,
         best_val_dice=None,
@@ -236,7 +236,7 @@ def capture_state(
     rng.update({name: g.get_state() for name, g in session.generators.items()})
     return TrainingState(
         epoch=epoch,
-        planned_epochs=session.config.epochs,
+        planned_epochs=session.config.planned_epochs,
         max_minutes=session.config.max_minutes,
         elapsed_seconds=elapsed_seconds,
         best_val_dice=best_val_dice,

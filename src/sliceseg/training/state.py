@@ -39,7 +39,8 @@ class TrainingState:
 
     Attributes:
         epoch: epochs completed.
-        planned_epochs: epochs the run is meant to reach (its ``epochs`` setting).
+        planned_epochs: epochs the run is meant to reach (its ``epochs`` setting); None: the
+            run trains until its time budget.
         max_minutes: the run's wall-clock budget in minutes, or None; a resumed run gets what
             is left of it (``max_minutes - elapsed_seconds / 60``), not a fresh budget.
         elapsed_seconds: training time spent so far (time between a crash and the resume is
@@ -59,7 +60,7 @@ class TrainingState:
     """
 
     epoch: int
-    planned_epochs: int
+    planned_epochs: int | None
     max_minutes: float | None
     elapsed_seconds: float
     best_val_dice: float | None
@@ -80,7 +81,7 @@ class TrainingState:
         return {
             "format_version": TRAINING_STATE_VERSION,
             "epoch": int(self.epoch),
-            "planned_epochs": int(self.planned_epochs),
+            "planned_epochs": None if self.planned_epochs is None else int(self.planned_epochs),
             "max_minutes": None if self.max_minutes is None else float(self.max_minutes),
             "elapsed_seconds": float(self.elapsed_seconds),
             "best_val_dice": None if self.best_val_dice is None else float(self.best_val_dice),
@@ -127,7 +128,7 @@ class TrainingState:
         budget = data["max_minutes"]
         return cls(
             epoch=int(data["epoch"]),
-            planned_epochs=int(data["planned_epochs"]),
+            planned_epochs=None if data["planned_epochs"] is None else int(data["planned_epochs"]),
             max_minutes=None if budget is None else float(budget),
             elapsed_seconds=float(data["elapsed_seconds"]),
             best_val_dice=None if best is None else float(best),
@@ -203,9 +204,10 @@ def _shown(value: Any) -> str:
 
 
 def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) -> None:
-    if config.epochs <= state.epoch:
+    planned = config.planned_epochs
+    if planned is not None and planned <= state.epoch:
         raise ConfigError(
-            f"{source}: the run already completed {state.epoch} of {config.epochs} planned "
+            f"{source}: the run already completed {state.epoch} of {planned} planned "
             f"epochs; give --epochs above {state.epoch} to train longer."
         )
     if config.max_minutes is not None and state.elapsed_seconds >= 60.0 * config.max_minutes:
@@ -216,7 +218,10 @@ def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) 
 
 
 def _resume_line(config: TrainConfig, state: TrainingState, source: str) -> str:
-    line = f"Resuming from {source} after epoch {state.epoch} of {config.epochs}"
+    planned = config.planned_epochs
+    line = f"Resuming from {source} after epoch {state.epoch}" + (
+        "" if planned is None else f" of {planned}"
+    )
     if config.max_minutes is not None:
         left = 60.0 * config.max_minutes - state.elapsed_seconds
         line += f", {format_elapsed(left)} left of the {config.max_minutes:g}-minute budget"

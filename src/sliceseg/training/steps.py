@@ -80,8 +80,18 @@ def optimizer_step(
 
 
 def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float:
-    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget."""
-    progress = (epoch - 1) / config.epochs
+    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget.
+
+    Without ``epochs`` and with ``max_minutes`` (`TrainConfig.planned_epochs` None) the decay
+    follows the elapsed share of the budget alone ("poly on time").
+
+    Example:
+        >>> config = TrainConfig(learning_rate=1.0, max_minutes=10)
+        >>> round(learning_rate_at(config, epoch=7, elapsed_s=300.0), 4)  # 0.5 ** 0.9
+        0.5359
+    """
+    planned = config.planned_epochs
+    progress = (epoch - 1) / planned if planned is not None else 0.0
     if config.max_minutes is not None:
         progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
     return config.learning_rate * max(1.0 - min(progress, 1.0), 0.0) ** 0.9

@@ -1,0 +1,139 @@
+"""The schedule: epochs or a time budget, the learning rate's decay, with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import tiny_config
+from sliceseg.errors import ConfigError
+from sliceseg.training import loop
+from sliceseg.training.config import DEFAULT_EPOCHS, TrainConfig
+from sliceseg.training.state import TrainingState, resume_config
+from sliceseg.training.steps import learning_rate_at
+
+LR = 3e-3
+
+
+class TestPlannedEpochs:
+    def test_given_epochs_are_kept_with_or_without_a_budget(self):
+        assert TrainConfig(epochs=7).planned_epochs == 7
+        assert TrainConfig(epochs=7, max_minutes=3).planned_epochs == 7
+
+    def test_a_budget_without_epochs_trains_until_the_budget(self):
+        assert TrainConfig(max_minutes=10).planned_epochs is None
+
+    def test_neither_gives_the_default_epochs(self):
+        assert DEFAULT_EPOCHS == 100
+        assert TrainConfig().planned_epochs == 100
+
+    def test_zero_epochs_is_refused(self):
+        with pytest.raises(ConfigError, match="epochs must be a whole number ≥ 1"):
+            TrainConfig(epochs=0)
+
+
+class TestLearningRate:
+    def test_poly_on_time_without_epochs(self):
+        config = TrainConfig(learning_rate=1.0, max_minutes=10)
+        # 0.9 power of the share of the budget left: 1, 0.75 ** 0.9, 0.25 ** 0.9, 0
+        assert learning_rate_at(config, 1, 0.0) == 1.0
+        assert learning_rate_at(config, 50, 150.0) == pytest.approx(0.771890, abs=1e-6)
+        assert learning_rate_at(config, 2, 450.0) == pytest.approx(0.287175, abs=1e-6)
+        assert learning_rate_at(config, 9, 600.0) == 0.0
+
+    def test_with_epochs_the_earlier_end_decides(self):
+        config = TrainConfig(learning_rate=1.0, epochs=4, max_minutes=10)
+        assert learning_rate_at(config, 3, 60.0) == pytest.approx(0.5**0.9)  # epochs: 2/4
+        assert learning_rate_at(config, 2, 480.0) == pytest.approx(0.2**0.9)  # time: 8/10
+
+    def test_default_epochs_without_budget(self):
+        config = TrainConfig(learning_rate=1.0)
+        assert learning_rate_at(config, 51, 1e6) == pytest.approx(0.5**0.9)
+
+
+class FakeClock:
+    """A clock that moves only when an epoch ends: each training epoch takes ``step_s``."""
+
+    def __init__(self, step_s: float) -> None:
+        self.t, self.step_s = 1000.0, step_s
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def slow_epochs(monkeypatch):
+    """Make every training epoch take 60 s on a fake clock (the real epoch runs)."""
+    clock = FakeClock(60.0)
+    real = loop.train_one_epoch
+
+    def timed(*args, **kwargs):
+        stats = real(*args, **kwargs)
+        clock.t += clock.step_s
+        return stats
+
+    monkeypatch.setattr(loop, "train_one_epoch", timed)
+    return clock
+
+
+@pytest.mark.slow
+class TestTimeBudget:
+    def test_trains_until_the_budget_with_the_rate_decaying_over_it(
+        self, tiny_phantom, tmp_path, slow_epochs
+    ):
+        config = tiny_config(
+            tiny_phantom / "train",
+            tmp_path / "m",
+            epochs=None,
+            max_minutes=5,
+            print_checkpoint=10,
+            save_checkpoint=10,
+        )
+        lines: list[str] = []
+        result = loop.train(config, log=lines.append, clock=slow_epochs)
+        # epoch k ends at 60 k s; after epoch 5 a sixth would end at 360 s > 300 s
+        assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+        assert result.history["elapsed_seconds"].tolist() == [60.0, 120.0, 180.0, 240.0, 300.0]
+        expected = [LR * (1.0 - share) ** 0.9 for share in (0.0, 0.2, 0.4, 0.6, 0.8)]
+        assert result.history["lr"].tolist() == pytest.approx(expected, rel=1e-9)
+        progress = [line.split(" | ")[0] for line in lines if line.startswith("Completed")]
+        assert progress == ["Completed epochs: 1", "Completed epochs: 5"]  # first and last
+        assert any(line.startswith("Stopping after epoch 5: ") for line in lines)
+        assert (tmp_path / "m" / "sliceseg_5.pt").exists()  # the last epoch is saved
+
+    def test_explicit_epochs_end_first_and_decide_the_rate(
+        self, tiny_phantom, tmp_path, slow_epochs
+    ):
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=3, max_minutes=5)
+        result = loop.train(config, log=lambda _line: None, clock=slow_epochs)
+        assert result.history["epoch"].tolist() == [1, 2, 3]
+        expected = [LR * (1.0 - done / 3) ** 0.9 for done in (0, 1, 2)]
+        assert result.history["lr"].tolist() == pytest.approx(expected, rel=1e-9)
+
+
+class TestResumeATimeRun:
+    SETTINGS = TrainConfig(data_dir="d", max_minutes=5.0).to_dict()
+
+    def state(self, elapsed_s: float) -> TrainingState:
+        return TrainingState(
+            epoch=4,
+            planned_epochs=None,
+            max_minutes=5.0,
+            elapsed_seconds=elapsed_s,
+            best_val_dice=None,
+            history=(),
+            optimizer={},
+        )
+
+    def test_round_trips_and_continues_until_the_budget(self):
+        state = TrainingState.from_dict(self.state(120.0).to_dict())
+        assert state.planned_epochs is None
+        config, notes = resume_config(self.SETTINGS, state, {})
+        assert config.planned_epochs is None
+        assert notes[0] == (
+            "Resuming from checkpoint after epoch 4, 0 hrs 3 mins 0 secs left of the "
+            "5-minute budget."
+        )
+
+    def test_a_spent_budget_is_refused(self):
+        with pytest.raises(ConfigError, match="already spent its 5-minute budget"):
+            resume_config(self.SETTINGS, self.state(300.0), {})
