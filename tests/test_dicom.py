@@ -111,12 +111,14 @@ class TestReadSlices:
         assert slices[0].spacing_mm == pytest.approx((0.388672, 0.388672))
         assert slices[0].position_mm is not None
 
-    def test_monochrome1_is_mirrored_in_the_stored_range_and_zero_spacing_warns(self):
+    def test_monochrome1_keeps_its_values_and_zero_spacing_warns(self):
         path = pydicom_file("RG1_UNCI.dcm")  # MONOCHROME1, BitsStored 15, PixelSpacing [0, 0]
         with pytest.warns(UserWarning, match=r"PixelSpacing .* not > 0"):
             (image,) = read_slices(path)
         raw = pydicom.dcmread(path).pixel_array.astype(np.float32)
-        np.testing.assert_array_equal(image.pixels, (2**15 - 1) - raw)
+        np.testing.assert_array_equal(image.pixels, raw)  # no rescale in the file
+        np.testing.assert_array_equal(image.display_pixels, -raw)
+        assert (image.photometric, image.modality_lut) == ("MONOCHROME1", "none")
         assert image.spacing_mm is None
 
     def test_synthetic_monochrome1_with_rescale(self, tmp_path):
@@ -128,9 +130,9 @@ class TestReadSlices:
             intercept=-5.0,
         )
         (image,) = read_slices(path)
-        np.testing.assert_array_equal(
-            image.pixels, np.array([[65535, 65525], [0, 65435]]) * 2.0 - 5.0
-        )
+        # the rescale of the stored values, as on MONOCHROME2: 2 · stored − 5
+        np.testing.assert_array_equal(image.pixels, [[-5.0, 15.0], [131065.0, 195.0]])
+        np.testing.assert_array_equal(image.display_pixels, -image.pixels)
 
     def test_colour_dicom_becomes_grey_luminance_with_a_warning(self):
         path = pydicom_file("SC_rgb_jpeg_dcmtk.dcm")  # JPEG baseline, YBR_FULL
@@ -311,3 +313,70 @@ def test_reading_real_files_emits_no_unexpected_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_slices(pydicom_file("MR_small_RLE.dcm"))
+
+
+def ct_file(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    slope: float | None = None,
+    intercept: float | None = None,
+    photometric: str = "MONOCHROME2",
+) -> Path:
+    """A CT file of 12-bit unsigned stored values with only the rescale elements given."""
+    write_test_dicom(path, stored, photometric=photometric)
+    ds = pydicom.dcmread(path)
+    ds.Modality = "CT"
+    ds.BitsStored, ds.HighBit = 12, 11
+    if slope is not None:
+        ds.RescaleSlope = slope
+    if intercept is not None:
+        ds.RescaleIntercept = intercept
+    ds.save_as(path)
+    return path
+
+
+class TestModalityUnits:
+    """HU from stored values by the standard's order (issue 17, item 4)."""
+
+    STORED = np.array([[924, 1064]])  # −100 HU (fat) and 40 HU (muscle) at intercept −1024
+
+    def test_intercept_without_slope_takes_slope_1(self, tmp_path):
+        """Before: 924 / 1064 reported as they are stored."""
+        image = read_slice(ct_file(tmp_path / "a.dcm", self.STORED, intercept=-1024.0))
+        np.testing.assert_array_equal(image.pixels, [[-100.0, 40.0]])
+        assert image.modality_lut == "rescale"
+
+    def test_slope_without_intercept_takes_intercept_0(self, tmp_path):
+        image = read_slice(ct_file(tmp_path / "a.dcm", self.STORED, slope=0.5))
+        np.testing.assert_array_equal(image.pixels, [[462.0, 532.0]])
+
+    def test_no_rescale_keeps_the_stored_values_and_says_so(self, tmp_path):
+        image = read_slice(ct_file(tmp_path / "a.dcm", self.STORED))
+        np.testing.assert_array_equal(image.pixels, [[924.0, 1064.0]])
+        assert image.modality_lut == "none"
+
+    def test_monochrome1_ct_is_in_hu(self, tmp_path):
+        """Before: mirrored in the 12-bit range first, 4095 − 924 − 1024 = 2147 and
+        4095 − 1064 − 1024 = 2007 "HU"."""
+        path = ct_file(
+            tmp_path / "a.dcm", self.STORED, slope=1.0, intercept=-1024.0, photometric="MONOCHROME1"
+        )
+        image = read_slice(path)
+        np.testing.assert_array_equal(image.pixels, [[-100.0, 40.0]])
+        np.testing.assert_array_equal(image.display_pixels, [[100.0, -40.0]])
+
+    def test_the_network_sees_a_monochrome1_slice_as_before(self, tmp_path):
+        """The z-score of the negated HU equals that of the values sliceseg 0.1 computed
+        (stored values mirrored in the 12-bit range, then rescaled), so old models agree."""
+        from sliceseg.data.batches import slice_to_spacing
+        from sliceseg.data.intensity import normalise_intensity
+
+        stored = np.random.default_rng(0).integers(0, 4096, size=(24, 20))
+        path = ct_file(
+            tmp_path / "a.dcm", stored, slope=1.0, intercept=-1024.0, photometric="MONOCHROME1"
+        )
+        image = read_slice(path)
+        old_values = (4095 - stored) * 1.0 - 1024.0
+        seen, _ = slice_to_spacing(image, (0.5, 0.8))  # at its own spacing: no resampling
+        np.testing.assert_allclose(seen[0].numpy(), normalise_intensity(old_values), atol=1e-5)

@@ -63,7 +63,7 @@ def slice_to_grid(image: Slice, input_size: int) -> tuple[torch.Tensor, GridGeom
         ``(tensor (1, S, S), geometry)``.
     """
     geometry = fit_geometry(image.shape, input_size)
-    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.pixels)))
+    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.display_pixels)))
     return image_to_grid(pixels, geometry).reshape(1, input_size, input_size), geometry
 
 
@@ -187,7 +187,7 @@ def slice_to_spacing(
         ``(tensor (1, R, C), geometry)``.
     """
     geometry = spacing_geometry(image.shape, image.spacing_mm, target_spacing_mm)
-    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.pixels)))
+    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.display_pixels)))
     return resample_image(pixels, geometry)[None].contiguous(), geometry
 
 

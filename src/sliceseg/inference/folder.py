@@ -21,9 +21,9 @@ from sliceseg.io.dicom import (
     SkippedFile,
     Slice,
     scan_dicom_folder,
-    strip_dicom_suffix,
 )
 from sliceseg.io.files import atomic_path, output_run
+from sliceseg.io.identity import series_key, slice_key
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -65,16 +65,6 @@ class SegmentationRun:
     exports: list[SeriesExport] = field(default_factory=list)
 
 
-def slice_key(image: Slice, root: Path) -> str:
-    """Return a slice's path relative to ``root`` without its DICOM suffix ("/"-separated).
-
-    Frames of a multi-frame file get ``_f<frame>`` appended.
-    """
-    relative = image.source.resolve().relative_to(root.resolve())
-    key = "/".join([*relative.parent.parts, strip_dicom_suffix(relative.name)])
-    return f"{key}_f{image.frame:03d}" if image.num_frames > 1 else key
-
-
 def write_label_png(path: Path, label: np.ndarray) -> Path:
     """Write a label map as a lossless 8-bit PNG, pixel value = ROI number."""
     with atomic_path(path) as tmp:
@@ -85,7 +75,7 @@ def write_label_png(path: Path, label: np.ndarray) -> Path:
 def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
     groups: dict[str, list[Prediction]] = {}
     for prediction in predictions:
-        groups.setdefault(prediction.image.series_uid or "series", []).append(prediction)
+        groups.setdefault(series_key(prediction.image), []).append(prediction)
     return list(groups.items())
 
 
@@ -97,9 +87,15 @@ def _write_slices(
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
         overlay_path = out / "overlays" / f"{prediction.key}.jpg"
         save_overlay(
-            overlay_path, prediction.image.pixels, prediction.label, roi_names, title=prediction.key
+            overlay_path,
+            prediction.image.display_pixels,
+            prediction.label,
+            roi_names,
+            title=prediction.key,
         )
-        save_thumbnail(_thumbnail(out, prediction.key), prediction.image.pixels, prediction.label)
+        save_thumbnail(
+            _thumbnail(out, prediction.key), prediction.image.display_pixels, prediction.label
+        )
         overlays.append((prediction.key, overlay_path))
     return overlays
 
@@ -138,7 +134,7 @@ def _write_animations(
         path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
         save_animation(
             path,
-            [p.image.pixels for p in members],
+            [p.image.display_pixels for p in members],
             [p.label for p in members],
             roi_names,
             titles=[p.key for p in members],

@@ -2,12 +2,15 @@
 
 Decisions a caller relies on:
 
-- Pixels are float32 in modality units: (0028,1053) RescaleSlope and (0028,1052) RescaleIntercept,
-  or a (0028,3000) ModalityLUTSequence, are applied with pydicom's ``apply_modality_lut``. Enhanced
-  multi-frame files take them from the per-frame / shared functional groups.
-- MONOCHROME1 (low value displays white) is mirrored inside the stored range given by (0028,0101)
-  BitsStored and (0028,0103) PixelRepresentation *before* the modality LUT, so bright means high
-  signal and the values stay within the same modality range (``min + max - value``).
+- Pixels are float32 in modality units, from the stored values by the standard's order: the
+  (0028,3000) ModalityLUTSequence, else (0028,1053) RescaleSlope and (0028,1052) RescaleIntercept,
+  applied with pydicom's ``apply_modality_lut``; a file with only one of the two takes the
+  other's identity value (slope 1, intercept 0). Enhanced multi-frame files take them from the
+  per-frame / shared functional groups. ``Slice.modality_lut`` records which applied.
+- MONOCHROME1 (low value displays white) changes the display, not the values: the pixels stay in
+  modality units (Hounsfield units on CT), ``Slice.photometric`` records it, and
+  ``Slice.display_pixels`` (what the network and the pictures see) is negated, so that bright
+  means what a viewer shows bright.
 - Colour images (RGB, YBR, PALETTE COLOR) are converted to grey luminance (ITU-R BT.601 weights
   0.299, 0.587, 0.114) with a ``UserWarning``.
 - Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
@@ -131,6 +134,12 @@ class Slice:
         image_position_mm: (0020,0032) ImagePositionPatient, the centre of the first pixel in
             patient LPS mm; ``None`` when absent or malformed.
         modality: (0008,0060) Modality ("MR", "CT", ...), "" when absent.
+        photometric: (0028,0004) PhotometricInterpretation; "MONOCHROME1" makes
+            :attr:`display_pixels` the negated pixels.
+        modality_lut: how the stored values became ``pixels``: "rescale" ((0028,1053)
+            RescaleSlope / (0028,1052) RescaleIntercept), "lut" ((0028,3000)
+            ModalityLUTSequence), "none" (the file has neither: the stored values as they are),
+            "colour" (grey luminance of a colour image); "" for a slice not read from a file.
     """
 
     pixels: np.ndarray
@@ -147,6 +156,18 @@ class Slice:
     orientation: tuple[float, float, float, float, float, float] | None = None
     image_position_mm: tuple[float, float, float] | None = None
     modality: str = ""
+    photometric: str = "MONOCHROME2"
+    modality_lut: str = ""
+
+    @property
+    def display_pixels(self) -> np.ndarray:
+        """The pixels as brightness, what the network and the pictures see.
+
+        Modality units, negated for MONOCHROME1 (where low values display white). Its robust
+        z-score (what the network sees) equals that of sliceseg 0.1's values, the stored range
+        mirrored before the rescale, so models trained then predict as they did.
+        """
+        return -self.pixels if self.photometric == "MONOCHROME1" else self.pixels
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -580,7 +601,7 @@ def _is_panic(exc: BaseException) -> bool:
 def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
     spacing, source = _spacing(ds, path, frame)
     try:
-        pixels = _to_modality_units(ds, path, raw, frame)
+        pixels, modality_lut = _to_modality_units(ds, path, raw, frame)
     # pydicom's LUT checks; AttributeError: a palette's lookup table data is missing
     except (ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise DicomReadError(
@@ -610,11 +631,20 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         orientation=_orientation(ds, frame),
         image_position_mm=_image_position(ds, frame),
         modality=str(ds.get("Modality", "") or ""),
+        photometric=_photometric(ds),
+        modality_lut=modality_lut,
     )
 
 
-def _to_modality_units(ds: Dataset, path: Path, raw: np.ndarray, frame: int) -> np.ndarray:
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip()
+
+
+def _to_modality_units(
+    ds: Dataset, path: Path, raw: np.ndarray, frame: int
+) -> tuple[np.ndarray, str]:
+    """Return the frame in modality units and which transform gave them (Slice.modality_lut)."""
+    photometric = _photometric(ds)
     if photometric == "PALETTE COLOR" or raw.ndim == 3:
         rgb = apply_color_lut(raw, ds) if photometric == "PALETTE COLOR" else raw
         warnings.warn(
@@ -623,26 +653,25 @@ def _to_modality_units(ds: Dataset, path: Path, raw: np.ndarray, frame: int) -> 
             UserWarning,
             stacklevel=4,
         )
-        return (rgb[..., :3].astype(np.float64) @ np.asarray(LUMINANCE_WEIGHTS)).astype(np.float32)
+        grey = rgb[..., :3].astype(np.float64) @ np.asarray(LUMINANCE_WEIGHTS)
+        return grey.astype(np.float32), "colour"
     values = raw.astype(np.int64) if raw.dtype.kind in "iub" else raw
-    if photometric == "MONOCHROME1":
-        bits = int(ds.get("BitsStored", raw.dtype.itemsize * 8))
-        is_signed = int(ds.get("PixelRepresentation", 0)) == 1
-        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if is_signed else (0, 2**bits - 1)
-        values = (low + high) - values
-    return _apply_rescale(values, ds, frame).astype(np.float32)
+    modality, how = _apply_rescale(values, ds, frame)
+    return modality.astype(np.float32), how
 
 
-def _apply_rescale(values: np.ndarray, ds: Dataset, frame: int) -> np.ndarray:
-    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
-        return apply_modality_lut(values, ds)
+def _apply_rescale(values: np.ndarray, ds: Dataset, frame: int) -> tuple[np.ndarray, str]:
+    """Apply the modality LUT or the rescale; one of RescaleSlope / Intercept alone is enough."""
+    if ds.get("ModalityLUTSequence"):
+        return apply_modality_lut(values, ds), "lut"
     slope = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
     intercept = _frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
-    if slope is None or intercept is None:
-        return values
-    rescale = Dataset()
-    rescale.RescaleSlope, rescale.RescaleIntercept = slope, intercept
-    return apply_modality_lut(values, rescale)
+    if slope is None and intercept is None:
+        return values, "none"
+    rescale = Dataset()  # the other's identity value: slope 1, intercept 0
+    rescale.RescaleSlope = 1.0 if slope is None else slope
+    rescale.RescaleIntercept = 0.0 if intercept is None else intercept
+    return apply_modality_lut(values, rescale), "rescale"
 
 
 def _frame_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
