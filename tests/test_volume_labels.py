@@ -101,7 +101,7 @@ class TestLoadVolumeLabels:
             per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
             np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
         assert {p.parent.name for p in found.labelled_images} == {"sub01", "sub03"}
-        assert found.warnings == [] and found.unlabelled == []
+        assert found.segments.problems == [] and found.unlabelled == []
 
     def test_areas_equal_those_of_the_per_slice_labels_and_the_truth(self, phantom, tmp_path):
         data = dataset_with_volumes(phantom, tmp_path)
@@ -382,3 +382,185 @@ def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
     data = volume_dataset(phantom, tmp_path)
     assert main(["check", str(data), "--unlabelled-slices", "background"]) == 0
     assert "Verdict: FIT for training" in capsys.readouterr().out
+
+
+# Four series labelled in 3D Slicer with the phantom's six segment names in shuffled values:
+# SHUFFLED[subject][i] is the value that file gives the phantom's ROI i + 1. Each name's usual
+# value (most common over the files, a tie: sub01's) is worked out by hand:
+#   vertebral body 2 4 6 3 -> 2 (tie)   right psoas 3 1 5 6 -> 3 (tie)   left psoas 4 6 4 1 -> 4
+#   right erector  5 2 3 5 -> 5         left erector 6 3 2 4 -> 6 (tie)   fat        1 5 1 2 -> 1
+# so the ROI values are 1 = fat, 2 = vertebral body, ..., 6 = left erector: phantom value v
+# becomes SHUFFLED_ROI[v].
+SHUFFLED = {
+    "sub01": [2, 3, 4, 5, 6, 1],
+    "sub02": [4, 1, 6, 2, 3, 5],
+    "sub03": [6, 5, 4, 3, 2, 1],
+    "sub04": [3, 6, 1, 5, 4, 2],
+}
+SHUFFLED_ROI = np.array([0, 2, 3, 4, 5, 6, 1], np.uint8)
+SHUFFLED_ORDER = [5, 0, 1, 2, 3, 4]  # phantom ROI indices in the documented order
+
+
+@pytest.fixture(scope="module")
+def phantom4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 subjects × 3 slices, 64×64, per-slice labels and labels.txt."""
+    return small_phantom(
+        tmp_path_factory, "shuffled", train_subjects=4, seed=5, matrix=(64, 64),
+        slices_per_subject=3,
+    )  # fmt: skip
+
+
+def shuffled_dataset(phantom: Path, tmp_path: Path, *, dicom_seg: str = "") -> Path:
+    """Every subject as labels/<subject>.seg.nrrd with its SHUFFLED values; no labels.txt.
+
+    ``dicom_seg`` names one subject saved as a DICOM-SEG (segment numbers shuffled alike).
+    """
+    data = tmp_path / "shuffled"
+    shutil.copytree(phantom / "train" / "dicoms", data / "dicoms")
+    names = names_of(phantom)
+    for subject, values in SHUFFLED.items():
+        table = np.array([0, *values], np.uint8)
+        if subject == dicom_seg:
+            numbered = dict(zip(values, names, strict=True))
+            write_dicom_seg(data, phantom / "train" / "labels" / subject, subject, table, numbered)
+            continue
+        voxels, affine, _ = slicer_files.phantom_volume(
+            data / "dicoms" / subject, phantom / "train" / "labels" / subject
+        )
+        segments = slicer_files.named_segments(names, values)
+        target = data / "labels" / f"{subject}.seg.nrrd"
+        slicer_files.write_slicer_seg(target, table[voxels], segments, ijk_to_lps=affine)
+    return data
+
+
+def write_dicom_seg(
+    data: Path, label_dir: Path, subject: str, table: np.ndarray, names: dict[int, str]
+) -> None:
+    """labels/<subject>.seg.dcm made with highdicom: segment number n is named ``names[n]``."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    files = sorted((data / "dicoms" / subject).glob("*.dcm"))
+    sources = [pydicom.dcmread(f) for f in files]
+    masks = np.stack([table[slicer_files.read_label(label_dir / f"{f.stem}.png")] for f in files])
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=names[number],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Muscle,
+            algorithm_type="MANUAL",
+        )
+        for number in sorted(names)
+    ]
+    seg = hd.seg.Segmentation(
+        sources, masks, "BINARY", descriptions, hd.UID(), 2, hd.UID(), 1,
+        "test", "test", "1", "1",
+    )  # fmt: skip
+    seg.save_as(data / "labels" / f"{subject}.seg.dcm")
+
+
+class TestShuffledSegmentValues:
+    @pytest.mark.parametrize("dicom_seg", ["", "sub03"])
+    def test_check_gives_values_1_to_6_in_the_documented_order(self, phantom4, tmp_path, dicom_seg):
+        data = shuffled_dataset(phantom4, tmp_path, dicom_seg=dicom_seg)
+        samples, report = load_samples(data)
+        reference, _ = load_samples(phantom4 / "train")
+        names = names_of(phantom4)
+        assert report.is_trainable and report.errors == []
+        assert report.roi_names == tuple(names[i] for i in SHUFFLED_ORDER)
+        assert report.scheme is not None and report.scheme.stored_values == tuple(range(7))
+        by_key = {s.key: s.label for s in reference}
+        assert sorted(s.key for s in samples) == sorted(by_key) and len(samples) == 12
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, SHUFFLED_ROI[by_key[sample.key]])
+        renumbered = [p.paths[0].name for p in report.problems if p.kind == "renumbered"]
+        seg3 = "sub03.seg.dcm" if dicom_seg else "sub03.seg.nrrd"
+        assert renumbered == ["sub02.seg.nrrd", seg3, "sub04.seg.nrrd"]
+
+    def test_the_check_report_states_the_values_and_the_order(self, phantom4, tmp_path, capsys):
+        data = shuffled_dataset(phantom4, tmp_path)
+        assert main(["check", str(data)]) == 0
+        out = capsys.readouterr().out
+        names = names_of(phantom4)
+        listed = ", ".join(f"{k} = {names[i]}" for k, i in enumerate(SHUFFLED_ORDER, start=1))
+        assert "Verdict: FIT for training" in out
+        assert (
+            f"\nROI values from segment names: {listed}; order: each name's most common value "
+            "over the files (a tie: the first file's, files in path order), then first "
+            "appearance; add labels.txt (one name per line) to choose the order\n"
+        ) in out
+
+    def test_labels_txt_order_wins(self, phantom4, tmp_path):
+        data = shuffled_dataset(phantom4, tmp_path)
+        shutil.copy(phantom4 / "labels.txt", data / "labels.txt")
+        samples, report = load_samples(data)
+        reference, _ = load_samples(phantom4 / "train")
+        names = names_of(phantom4)
+        assert report.is_trainable and report.roi_names == tuple(names)
+        by_key = {s.key: s.label for s in reference}
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+        listed = ", ".join(f"{k} = {name}" for k, name in enumerate(names, start=1))
+        path = data / "labels.txt"
+        assert report.roi_values_line == (
+            f"ROI values from {path}: {listed}; order: as listed in {path}"
+        )
+        assert report.roi_values_line in report.to_text().split("\n")
+
+    def test_a_segment_missing_from_some_files_is_still_an_roi(self, phantom4, tmp_path):
+        data = shuffled_dataset(phantom4, tmp_path)
+        names = names_of(phantom4)
+        for subject in ("sub01", "sub02"):  # their fat (phantom ROI 6) was never segmented
+            path = data / "labels" / f"{subject}.seg.nrrd"
+            volume = read_label_volume(path)
+            fat = SHUFFLED[subject][5]
+            voxels = np.where(volume.values == fat, 0, volume.values).astype(np.uint8)
+            kept = [(n, v) for n, v in zip(names, SHUFFLED[subject], strict=True) if v != fat]
+            segments = slicer_files.named_segments([n for n, _ in kept], [v for _, v in kept])
+            slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
+        # Usual values now: fat 1 (sub03) / 2 (sub04) -> 1 (tie, the first file's); the others
+        # as before, so the order is unchanged.
+        report = check_dataset(data)
+        assert report.is_trainable
+        assert report.roi_names == tuple(names[i] for i in SHUFFLED_ORDER)
+        (problem,) = [p for p in report.problems if p.kind == "missing_segment"]
+        assert problem.message.startswith(
+            f"segment '{names[5]}' is in 2 of 4 segmentation files; in the 2 without it the ROI "
+            "counts as background"
+        )
+        assert [p.name for p in problem.paths] == ["sub01.seg.nrrd", "sub02.seg.nrrd"]
+
+    def test_unnamed_label_files_beside_renumbered_segments_are_flagged(self, phantom4, tmp_path):
+        data = shuffled_dataset(phantom4, tmp_path)
+        (data / "labels" / "sub04.seg.nrrd").unlink()
+        shutil.copytree(phantom4 / "train" / "labels" / "sub04", data / "labels" / "sub04")
+        report = check_dataset(data)
+        (problem,) = [p for p in report.problems if p.kind == "unnamed_labels"]
+        assert problem.message.startswith(
+            "3 label file(s) without segment names are read with the ROI values of the segment "
+            "names (renumbered)"
+        )
+
+
+@pytest.mark.slow
+def test_shuffled_segments_train_and_predict_with_names_in_order(phantom4, tmp_path):
+    import pandas as pd
+
+    from conftest import tiny_config
+    from sliceseg.inference.folder import predict_folder
+    from sliceseg.models.bundle import load_bundle
+    from sliceseg.training.loop import train
+
+    data = shuffled_dataset(phantom4, tmp_path)
+    names = names_of(phantom4)
+    expected = [names[i] for i in SHUFFLED_ORDER]
+    result = train(tiny_config(data, tmp_path / "model", epochs=1), log=lambda _line: None)
+    bundle = load_bundle(result.best_model)
+    assert list(bundle.roi_names) == expected
+    assert tuple(bundle.metadata.label_values) == tuple(range(7))
+    out = tmp_path / "predicted"
+    predict_folder(bundle, data / "dicoms" / "sub01", out, report=False, exports=())
+    columns = list(pd.read_csv(out / "csa.csv").columns)  # file, then one column per ROI
+    assert [c for c in columns if c in names] == expected

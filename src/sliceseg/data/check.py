@@ -81,6 +81,9 @@ class CheckReport:
         roi_stats: one `RoiStat` per ROI.
         value_files: stored label value -> number of label files holding it.
         problems: errors and warnings, in the order found.
+        roi_values_line: where the ROI values of named segments came from and in which order
+            (``ROI values from segment names: 1 = ..., 2 = ...; order: ...``); "" when the
+            labels name no segment.
     """
 
     images_dir: Path
@@ -92,6 +95,7 @@ class CheckReport:
     roi_stats: list[RoiStat]
     value_files: dict[int, int]
     problems: list[Problem]
+    roi_values_line: str = ""
 
     @property
     def num_pairs(self) -> int:
@@ -150,6 +154,8 @@ class CheckReport:
             lines.append(f"Label values seen: {seen}")
         if self.scheme is not None:
             lines.append(f"Label scheme: {self.scheme.describe()} -> {self.scheme.num_labels} ROIs")
+        if self.roi_values_line:
+            lines.append(self.roi_values_line)
         if self.roi_stats:
             width = max(len(s.name) for s in self.roi_stats)
             lines += ["", f"ROIs:  k  {'name':<{width}}  slices  mean area"]
@@ -193,6 +199,7 @@ class CheckReport:
                 "num_labels": scheme.num_labels,
             },
             "roi_names": list(self.roi_names),
+            "roi_values_line": self.roi_values_line,
             "label_values": {str(v): n for v, n in sorted(self.value_files.items())},
             "rois": [asdict(s) for s in self.roi_stats],
             "problems": [{**asdict(p), "paths": [str(x) for x in p.paths]} for p in self.problems],

@@ -196,6 +196,7 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
         roi_stats=roi_stats(samples, scheme, final_names) if scheme else [],
         value_files=value_files,
         problems=problems,
+        roi_values_line=volumes.segments.values_line,
     )
     return samples, report
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from sliceseg.data.check import Problem
 from sliceseg.data.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
-from sliceseg.data.segment_names import harmonise_segments, relabel
+from sliceseg.data.segment_names import SegmentMapping, harmonise_segments, relabel
 from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import (
     SkippedFile,
@@ -109,17 +109,22 @@ class VolumeLabels:
         labels: one per labelled slice (``unlabelled="background"`` includes empty slices).
         unlabelled: (slice key, volume) of every slice its volume leaves empty or does not reach.
         pairing: the volume pairing.
-        names_by_value: ROI name of each label value, from named segments ({} when none).
-        warnings: renumbering lines.
+        segments: the value of each segment name, the renumbering, its report lines.
         skipped: DICOM files of paired series that could not be read.
+        unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
     """
 
     labels: list[SliceLabel]
     unlabelled: list[tuple[str, Path]]
     pairing: VolumePairing
-    names_by_value: dict[int, str]
-    warnings: list[str] = field(default_factory=list)
+    segments: SegmentMapping = field(default_factory=lambda: SegmentMapping({}, {}))
     skipped: list[SkippedFile] = field(default_factory=list)
+    unnamed: list[Path] = field(default_factory=list)
+
+    @property
+    def names_by_value(self) -> dict[int, str]:
+        """ROI name of each label value, from named segments ({} when none)."""
+        return self.segments.names_by_value
 
     @property
     def labelled_images(self) -> set[Path]:
@@ -400,9 +405,8 @@ def load_volume_labels(
             key = slice_key(image, images_dir)
             labels.append(SliceLabel(key, image, relabel(values, remap), volume.source))
         left_out += [(slice_key(image, images_dir), volume.source) for image in result.unlabelled]
-    return VolumeLabels(
-        labels, left_out, pairing, mapping.names_by_value, mapping.warnings, skipped
-    )
+    unnamed = [volume.source for volume in volumes if not volume.segments]
+    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed)
 
 
 def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
@@ -420,6 +424,25 @@ def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
         skipped=pairing.skipped + found.skipped,
         duplicates=pairing.duplicates,
     )
+
+
+def _unnamed_problems(pairing: Pairing, found: VolumeLabels) -> list[Problem]:
+    """Warn when named segments were renumbered but other label files carry no names."""
+    renumbered = any(p.kind == "renumbered" for p in found.segments.problems)
+    if not (renumbered and found.segments.is_from_segment_names):
+        return []
+    claimed = found.labelled_images
+    paths = tuple(
+        dict.fromkeys([p.label_path for p in pairing.pairs if p.image_path not in claimed])
+    ) + tuple(found.unnamed)
+    if not paths:
+        return []
+    message = (
+        f"{len(paths)} label file(s) without segment names are read with the ROI values of the "
+        "segment names (renumbered); check that their values follow that order, or add "
+        "labels.txt (one name per line)"
+    )
+    return [Problem("warning", "unnamed_labels", message, paths)]
 
 
 def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> list[Problem]:
@@ -440,8 +463,7 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
             )
             paths = (pair.label_path, by_image[pair.image_path])
             problems.append(Problem("error", "duplicate", message, paths))
-    for line in found.warnings:
-        problems.append(Problem("warning", "renumbered", line))
+    problems += found.segments.problems + _unnamed_problems(pairing, found)
     by_volume: dict[Path, list[str]] = defaultdict(list)
     for key, volume in found.unlabelled:
         by_volume[volume].append(key)
