@@ -387,18 +387,19 @@ def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
 # Four series labelled in 3D Slicer with the phantom's six segment names in shuffled values:
 # SHUFFLED[subject][i] is the value that file gives the phantom's ROI i + 1. Each name's usual
 # value (most common over the files, a tie: sub01's) is worked out by hand:
-#   vertebral body 2 4 6 3 -> 2 (tie)   right psoas 3 1 5 6 -> 3 (tie)   left psoas 4 6 4 1 -> 4
-#   right erector  5 2 3 5 -> 5         left erector 6 3 2 4 -> 6 (tie)   fat        1 5 1 2 -> 1
-# so the ROI values are 1 = fat, 2 = vertebral body, ..., 6 = left erector: phantom value v
-# becomes SHUFFLED_ROI[v].
+#   vertebral body 1 1 2 3 -> 1   right psoas 2 5 4 2 -> 2   left psoas   3 2 3 5 -> 3
+#   right erector  4 3 6 4 -> 4   left erector 5 6 5 6 -> 5 (tie)   fat 6 4 1 1 -> 1
+# Vertebral body and fat share 1; vertebral body appears first (sub01's value 1, fat's is 6),
+# so the ROI values are 1 = vertebral body, 2 = fat, 3 = right psoas, ..., 6 = left erector:
+# phantom value v becomes SHUFFLED_ROI[v]. (Before, fat got value 7: "reach ROI 7".)
 SHUFFLED = {
-    "sub01": [2, 3, 4, 5, 6, 1],
-    "sub02": [4, 1, 6, 2, 3, 5],
-    "sub03": [6, 5, 4, 3, 2, 1],
-    "sub04": [3, 6, 1, 5, 4, 2],
+    "sub01": [1, 2, 3, 4, 5, 6],
+    "sub02": [1, 5, 2, 3, 6, 4],
+    "sub03": [2, 4, 3, 6, 5, 1],
+    "sub04": [3, 2, 5, 4, 6, 1],
 }
-SHUFFLED_ROI = np.array([0, 2, 3, 4, 5, 6, 1], np.uint8)
-SHUFFLED_ORDER = [5, 0, 1, 2, 3, 4]  # phantom ROI indices in the documented order
+SHUFFLED_ROI = np.array([0, 1, 3, 4, 5, 6, 2], np.uint8)
+SHUFFLED_ORDER = [0, 5, 1, 2, 3, 4]  # phantom ROI indices in the documented order
 
 
 @pytest.fixture(scope="module")
@@ -477,7 +478,7 @@ class TestShuffledSegmentValues:
             np.testing.assert_array_equal(sample.label, SHUFFLED_ROI[by_key[sample.key]])
         renumbered = [p.paths[0].name for p in report.problems if p.kind == "renumbered"]
         seg3 = "sub03.seg.dcm" if dicom_seg else "sub03.seg.nrrd"
-        assert renumbered == ["sub02.seg.nrrd", seg3, "sub04.seg.nrrd"]
+        assert renumbered == ["sub01.seg.nrrd", "sub02.seg.nrrd", seg3, "sub04.seg.nrrd"]
 
     def test_the_check_report_states_the_values_and_the_order(self, phantom4, tmp_path, capsys):
         data = shuffled_dataset(phantom4, tmp_path)
@@ -520,8 +521,8 @@ class TestShuffledSegmentValues:
             kept = [(n, v) for n, v in zip(names, SHUFFLED[subject], strict=True) if v != fat]
             segments = slicer_files.named_segments([n for n, _ in kept], [v for _, v in kept])
             slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=volume.ijk_to_lps)
-        # Usual values now: fat 1 (sub03) / 2 (sub04) -> 1 (tie, the first file's); the others
-        # as before, so the order is unchanged.
+        # fat is now 1 in sub03 and sub04 only: usual value 1, first seen after vertebral body;
+        # the others as before, so the order is unchanged and K is still 6.
         report = check_dataset(data)
         assert report.is_trainable
         assert report.roi_names == tuple(names[i] for i in SHUFFLED_ORDER)
