@@ -87,7 +87,8 @@ class TestMeasureAreas:
         wide_path, long_path = table.save(tmp_path)
         wide = pd.read_csv(wide_path, index_col="slice")
         assert wide.loc["1", "roi"] == pytest.approx(4.0)
-        assert list(wide.index) == ["1", "mean", "std"]
+        assert list(wide.index) == ["1", "mean", "std", "n"]
+        assert wide.loc["n", "roi"] == 1
         assert pd.read_csv(long_path)["area_mm2"].tolist() == [4.0]
 
 
@@ -181,8 +182,9 @@ class TestSummaryRows:
         table = measure_areas([square(20), square(5), square(8)], images, ["roi"])
         assert list(table.wide.index) == [
             *("1", "2", "3"),
-            *("mean series 1", "std series 1", "mean series 2", "std series 2"),
-            *("mean", "std"),
+            *("mean series 1", "std series 1", "n series 1"),
+            *("mean series 2", "std series 2", "n series 2"),
+            *("mean", "std", "n"),
         ]
         roi = table.wide["roi"]
         assert roi["mean series 1"] == pytest.approx(12.5)
@@ -191,6 +193,7 @@ class TestSummaryRows:
         assert np.isnan(roi["std series 2"])  # one slice: no spread, and not 0
         assert roi["mean"] == pytest.approx(11.0)
         assert roi["std"] == pytest.approx(np.std([20.0, 5.0, 8.0], ddof=1))
+        assert (roi["n series 1"], roi["n series 2"], roi["n"]) == (2, 1, 3)
         assert table.wide.loc["mean series 2", "file"] == "b1 (1 slice)"
         assert table.wide.loc["mean series 1", "file"] == "a1 … a2 (2 slices)"
         assert table.series == (1, 1, 2)
@@ -199,12 +202,33 @@ class TestSummaryRows:
 
     def test_single_slice_std_is_an_empty_cell(self, tmp_path):
         table = measure_areas([square(4)], [series_slice("a1", "A", (0.5, 0.5))], ["roi"])
-        assert list(table.wide.index) == ["1", "mean", "std"]
+        assert list(table.wide.index) == ["1", "mean", "std", "n"]
         assert table.wide.loc["mean", "roi"] == pytest.approx(1.0)
         assert np.isnan(table.wide.loc["std", "roi"])
         wide_csv, _ = table.save(tmp_path)
-        assert wide_csv.read_text().splitlines()[-1] == "std,,"
-        assert "–" in table.to_text().splitlines()[-1]
+        assert wide_csv.read_text().splitlines()[-2] == "std,slices with the ROI (area > 0),"
+        assert "–" in table.to_text().splitlines()[-3]
+
+    def test_mean_and_std_are_over_the_slices_where_the_roi_is_present(self, tmp_path):
+        """Areas 20, 0 (absent), 8, 0 mm²: mean (20 + 8) / 2 = 14, std √((6² + 6²) / 1) =
+        8.485, n 2 (with the zeros: mean 7, n 4); an ROI on no slice: mean NaN, n 0."""
+        images = [series_slice(f"a{i}", "A") for i in range(4)]
+        none = np.zeros((10, 10), np.uint8)
+        labels = [square(20), none, square(8), none]
+        table = measure_areas(labels, images, ["roi", "absent"])
+        roi, absent = table.wide["roi"], table.wide["absent"]
+        assert roi["mean"] == pytest.approx(14.0)
+        assert roi["std"] == pytest.approx(math.sqrt(72.0))
+        assert roi["n"] == 2
+        assert np.isnan(absent["mean"]) and np.isnan(absent["std"]) and absent["n"] == 0
+        text = table.to_text().splitlines()
+        assert text[-2].split() == ["n", "2", "0"]
+        assert text[-1] == (
+            "mean, std: over the slices where the ROI is present (area > 0); n: how many"
+        )
+        wide = pd.read_csv(table.save(tmp_path)[0], index_col="slice")
+        assert wide.loc["mean", "file"] == "slices with the ROI (area > 0)"
+        assert wide.loc["n", "roi"] == 2 and wide.loc["mean", "roi"] == pytest.approx(14.0)
 
     def test_slices_without_series_uid_group_by_folder(self):
         images = [make_slice((10, 10), (1.0, 1.0), f"p{i // 2}/s{i}") for i in range(3)]

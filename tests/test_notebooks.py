@@ -255,10 +255,12 @@ def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path):
     results = tmp_path / "results"
     areas = pd.read_csv(results / "csa.csv", index_col="slice")
     rois = [c for c in areas.columns[1:] if c != "confidence"]
-    per_slice = areas.drop(index=["mean", "std"]).set_index("file")[rois].astype(float)
+    per_slice = areas.drop(index=["mean", "std", "n"]).set_index("file")[rois].astype(float)
     truth = areas_of_label_maps(results, dicom_dir, rois)
     assert len(truth) == len(list(dicom_dir.rglob("*.dcm"))) == len(per_slice)
     np.testing.assert_allclose(per_slice.loc[truth.index].to_numpy(), truth.to_numpy(), rtol=1e-9)
-    np.testing.assert_allclose(areas.loc["mean", rois].astype(float), truth.mean(), rtol=1e-9)
+    present = truth.where(truth > 0)  # the mean is over the slices where the ROI is present
+    np.testing.assert_allclose(areas.loc["mean", rois].astype(float), present.mean(), rtol=1e-9)
+    np.testing.assert_array_equal(areas.loc["n", rois].astype(float), present.count())
     assert truth.to_numpy().sum() > 0  # the tiny model segments something
     assert len(iio.imread(results / "segmentation.gif", index=None)) == len(truth)

@@ -37,7 +37,7 @@ def test_overlays_animation_tables_and_report_exist(segmented):
     frames = iio.imread(segmented.animations[0], index=None)
     assert frames.shape[0] == n
     wide = pd.read_csv(segmented.out_dir / "csa.csv", index_col="slice")
-    assert list(wide.index) == [str(i) for i in range(1, n + 1)] + ["mean", "std"]
+    assert list(wide.index) == [str(i) for i in range(1, n + 1)] + ["mean", "std", "n"]
     long = pd.read_csv(segmented.out_dir / "csa_long.csv")
     assert len(long) == n * 6
     html = segmented.report.read_text(encoding="utf-8")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 
@@ -161,3 +163,100 @@ def test_cli_measure_takes_the_thresholds(tmp_path):
     assert long.loc["left psoas major", "imat_fraction"] == pytest.approx(0.0)
     assert long.loc["left psoas major", "muscle_radiodensity_hu"] == pytest.approx(20.0)
     assert long.loc["left psoas major", "std_intensity"] == pytest.approx(60.0)
+
+
+def _ct_file(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    slope: float | None = None,
+    intercept: float | None = None,
+    photometric: str = "MONOCHROME2",
+    modality: str | None = "CT",
+    series_uid: str = "1.2.3.17",
+) -> Path:
+    """A CT file with only the rescale elements given (conftest writes both or neither)."""
+    write_test_dicom(path, stored, photometric=photometric, series_uid=series_uid)
+    ds = pydicom.dcmread(path)
+    if modality is None:
+        del ds.Modality
+    else:
+        ds.Modality = modality
+    if slope is not None:
+        ds.RescaleSlope = slope
+    if intercept is not None:
+        ds.RescaleIntercept = intercept
+    ds.save_as(path)
+    return path
+
+
+def _psoas(table) -> pd.Series:
+    return table.long.set_index("roi_name").loc["left psoas major"]
+
+
+class TestHounsfieldUnits:
+    """Issue 17, item 4: the numbers of `_known_hu` from files that used to read wrong."""
+
+    def test_intercept_without_slope(self, tmp_path):
+        """Before: stored 924 / 1074 read as they are: mean 1044, IMAT 0.0, radiodensity NaN."""
+        hu, label = _known_hu()
+        path = _ct_file(tmp_path / "ct.dcm", (hu + 1024).astype(np.uint16), intercept=-1024.0)
+        psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
+        assert psoas["mean_intensity"] == pytest.approx(20.0)
+        assert psoas["imat_fraction"] == pytest.approx(0.2)
+        assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
+
+    def test_monochrome1_ct(self, tmp_path):
+        """Before: mirrored in the 16-bit range first, the psoas read 63 467 "HU", IMAT 0."""
+        hu, label = _known_hu()
+        path = _ct_file(tmp_path / "ct.dcm", (hu + 1024).astype(np.uint16), slope=1.0,
+                        intercept=-1024.0, photometric="MONOCHROME1")  # fmt: skip
+        psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
+        assert psoas["mean_intensity"] == pytest.approx(20.0)
+        assert psoas["imat_fraction"] == pytest.approx(0.2)
+        assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
+
+    def test_values_that_cannot_be_hu_leave_the_ct_columns_empty(self, tmp_path):
+        """No rescale and a lowest value of 24 (air stored as 24): a warning naming the
+        series, the area kept, the CT columns NaN rather than IMAT 0 / radiodensity NaN."""
+        hu, label = _known_hu()
+        stored = (hu + 1024).astype(np.uint16)
+        images = [read_slice(_ct_file(tmp_path / f"s{i}.dcm", stored)) for i in (1, 2)]
+        with pytest.warns(UserWarning) as caught:
+            table = measure_areas([label, label], images, NAMES)
+        (warning,) = [str(w.message) for w in caught]  # once for the series, not per slice
+        assert warning.startswith(f"series 1.2.3.17 ({tmp_path / 's1.dcm'}, ...): CT without")
+        assert "lowest value is 24 (air is -1000 HU)" in warning
+        assert "not Hounsfield units" in warning
+        psoas = table.long[table.long["roi_name"] == "left psoas major"]
+        assert psoas["area_mm2"].tolist() == pytest.approx([40.0, 40.0])
+        assert psoas[list(CT_COLUMNS)].isna().all().all()
+
+    def test_signed_hu_stored_without_a_rescale_are_hu(self, tmp_path):
+        hu, label = _known_hu()  # air at −1000: below −500, so these are HU as stored
+        path = _ct_file(tmp_path / "ct.dcm", hu.astype(np.int16))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
+        assert psoas["imat_fraction"] == pytest.approx(0.2)
+
+    def test_missing_modality_is_said_once_per_series(self, tmp_path):
+        hu, label = _known_hu()
+        stored = (hu + 1024).astype(np.uint16)
+        images = [
+            read_slice(_ct_file(tmp_path / f"s{i}.dcm", stored, slope=1.0, intercept=-1024.0,
+                                modality=None))
+            for i in (1, 2)
+        ]  # fmt: skip
+        with pytest.warns(UserWarning) as caught:
+            table = measure_areas([label, label], images, NAMES)
+        (warning,) = [str(w.message) for w in caught]
+        assert warning == (
+            f"series 1.2.3.17 ({tmp_path / 's1.dcm'}, ...): no (0008,0060) Modality in its "
+            "files, so its muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
+            "muscle_radiodensity_hu); if it is CT, set Modality to CT in the files."
+        )
+        assert not set(CT_COLUMNS) & set(table.long.columns)
+        with warnings.catch_warnings():  # no muscle ROI: no CT columns to miss, no warning
+            warnings.simplefilter("error")
+            measure_areas([label, label], images, ["vertebral body", "disc"])

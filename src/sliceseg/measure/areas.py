@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,21 +14,33 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
-from sliceseg.measure.tissue import TissueSettings, roi_tissue
+from sliceseg.measure.tissue import TissueSettings, hu_problem, roi_tissue, series_notes
 
-SUMMARY_ROWS = ("mean", "std")  # the overall rows, last in the wide table
+SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
+SUMMARY_NOTE = "mean, std: over the slices where the ROI is present (area > 0); n: how many"
+PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 
 
 def is_summary_row(label: object) -> bool:
-    """True for a wide table's summary rows: ``mean`` / ``std`` and ``mean series 2`` / ...
+    """True for a wide table's summary rows: ``mean`` / ``std`` / ``n``, ``mean series 2`` / ...
 
     Example:
-        >>> [is_summary_row(label) for label in ("3", "mean series 1", "std")]
-        [False, True, True]
+        >>> [is_summary_row(label) for label in ("3", "mean series 1", "std", "n series 2")]
+        [False, True, True, True]
     """
     words = str(label).split()
     return bool(words) and words[0] in SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
+
+
+def is_count_row(label: object) -> bool:
+    """True for the summary rows that count slices: ``n`` and ``n series 2`` / ...
+
+    Example:
+        >>> [is_count_row(label) for label in ("n", "n series 2", "mean", "7")]
+        [True, True, False, False]
+    """
+    return is_summary_row(label) and str(label).split()[0] == "n"
 
 
 def series_key(image: Slice) -> str:
@@ -158,10 +171,12 @@ class AreaTable:
 
     Attributes:
         wide: one row per slice (index "1".."N", columns ``file`` then one per ROI name), then,
-            when the slices come from two or more series, ``mean series k`` and ``std series k``
-            for each series k (its ``file`` cell names its first and last slice), then the
-            overall ``mean`` and ``std`` rows, as in the user manual. ``std`` is NaN (an empty
-            cell in the CSV) over a single slice.
+            when the slices come from two or more series, ``mean series k``, ``std series k``
+            and ``n series k`` for each series k (its ``file`` cell names its first and last
+            slice), then the overall ``mean``, ``std`` and ``n`` rows, as in the user manual.
+            Mean and std are over the slices where the ROI is present (area > 0), the number a
+            paper reports; ``n`` counts those slices. ``std`` is NaN (an empty cell in the CSV)
+            over a single slice, mean and std are NaN where an ROI is on no slice (``n`` 0).
         long: tidy table (slice, series, file, roi, roi_name, pixels, area_mm2, mean_intensity,
             spacing) for statistics tools; ``series`` numbers the series 1, 2, ... in order.
         unit: "mm2", or "pixels" when no slice had a spacing.
@@ -187,11 +202,10 @@ class AreaTable:
         """Return the wide table as aligned text with one decimal (an empty std as "–")."""
         shown = self.wide.drop(columns=[CONFIDENCE_COLUMN], errors="ignore")
         for column in shown.columns[1:]:
-            shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
-        overall = list(SUMMARY_ROWS)
-        shown.loc[overall, "file"] = ""
+            shown[column] = [_shown(v, label) for label, v in shown[column].items()]
+        shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
-        return f"{header}\n{shown.to_string()}"
+        return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
         """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""
@@ -244,6 +258,7 @@ def measure_areas(
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
     units = set()
+    not_hu = _tissue_warnings(images, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
         if label.shape != image.shape:
             raise ConfigError(
@@ -271,7 +286,14 @@ def measure_areas(
                     "roi_name": roi_name,
                     "pixels": pixels,
                     "area_mm2": np.nan if spacing is None else area,
-                    **roi_tissue(image, mask, roi_name, spacing, settings=tissue),
+                    **roi_tissue(
+                        image,
+                        mask,
+                        roi_name,
+                        spacing,
+                        settings=tissue,
+                        is_hu=series_key(image) not in not_hu,
+                    ),
                     "row_spacing_mm": np.nan if spacing is None else spacing[0],
                     "col_spacing_mm": np.nan if spacing is None else spacing[1],
                     "spacing_source": source,
@@ -297,13 +319,37 @@ def _series_numbers(images: Sequence[Slice]) -> tuple[int, ...]:
     return tuple(numbers.setdefault(series_key(image), len(numbers) + 1) for image in images)
 
 
-def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
-    """Index the slice rows "1".."N"; add mean / std per series (two or more) and overall.
+def _shown(value: float, label: object) -> str:
+    """A wide table's cell as text: a count whole, an area to 0.1, an empty one as "–"."""
+    if pd.isna(value):
+        return "–"
+    return f"{float(value):.0f}" if is_count_row(label) else f"{float(value):.1f}"
 
-    The standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice.
+
+def _tissue_warnings(
+    images: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings
+) -> set[str]:
+    """Warn once per series about tissue columns it lacks; return the series not in HU."""
+    groups: dict[str, list[Slice]] = {}
+    for image in images:
+        groups.setdefault(series_key(image), []).append(image)
+    for members in groups.values():
+        first = members[0]
+        name = f"series {first.series_uid}" if first.series_uid else "series"
+        for note in series_notes(members, roi_names, settings):
+            warnings.warn(f"{name} ({first.source}, ...): {note}", UserWarning, stacklevel=3)
+    return {key for key, members in groups.items() if hu_problem(members) is not None}
+
+
+def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
+    """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
+
+    Mean and std are over the slices where the ROI is present (area > 0), n counts them; the
+    standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice.
     """
     rois = [column for column in slices.columns if column != "file"]
     values = slices[rois].astype(float)
+    values = values.where(values > 0)  # absent: NaN, left out of mean, std and n
     summary: dict[str, list[object]] = {}
     groups = sorted(set(series))
     for number in groups if len(groups) > 1 else []:
@@ -314,8 +360,10 @@ def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.Data
         part = values.iloc[members]
         summary[f"mean series {number}"] = [label, *part.mean(axis=0).tolist()]
         summary[f"std series {number}"] = [label, *part.std(axis=0, ddof=1).tolist()]
-    summary["mean"] = ["", *values.mean(axis=0).tolist()]
-    summary["std"] = ["", *values.std(axis=0, ddof=1).tolist()]
+        summary[f"n series {number}"] = [label, *part.count(axis=0).astype(float).tolist()]
+    summary["mean"] = [PRESENT, *values.mean(axis=0).tolist()]
+    summary["std"] = [PRESENT, *values.std(axis=0, ddof=1).tolist()]
+    summary["n"] = [PRESENT, *values.count(axis=0).astype(float).tolist()]
     wide = slices.copy()
     wide.index = [str(i) for i in range(1, len(wide) + 1)]
     extra = pd.DataFrame.from_dict(summary, orient="index", columns=["file", *rois])

@@ -12,11 +12,17 @@ body-composition literature (Mitsiopoulos et al. 1998; Aubrey et al. 2014; Comp2
 
 An ROI is a muscle when its name holds a muscle word (:data:`MUSCLE_WORDS`: "psoas",
 "multifidus", "erector", ...) unless `TissueSettings.muscle_rois` names them.
+
+Two cases are said once per series rather than passed over (`series_notes`): a CT series whose
+files have no rescale and whose lowest value is above :data:`HU_AIR_CEILING` holds stored
+values, not HU, so its CT columns are left empty (NaN); a series without (0008,0060) Modality
+gets no CT columns at all.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +58,10 @@ MUSCLE_WORDS: tuple[str, ...] = (
 
 CT_COLUMNS: tuple[str, ...] = ("imat_fraction", "imat_mm2", "muscle_radiodensity_hu")
 """Columns added for muscle ROIs on CT slices (NaN elsewhere)."""
+
+HU_AIR_CEILING = -500.0
+"""A CT series in HU has air (−1000 HU) or at least fat (about −100 HU) below this; a series of
+stored values without a rescale whose lowest value is above it is not in HU."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ def tissue_statistics(
     modality: str,
     pixel_mm2: float | None,
     settings: TissueSettings = TissueSettings(),
+    is_hu: bool = True,
 ) -> dict[str, float]:
     """Return the intensity statistics of one ROI on one slice.
 
@@ -107,6 +118,8 @@ def tissue_statistics(
         modality: (0008,0060) Modality of the slice; "CT" adds the muscle composition.
         pixel_mm2: area of one pixel (row × column spacing), None when unknown.
         settings: the CT thresholds and which ROIs are muscles.
+        is_hu: False when a CT slice's values are not HU (see `hu_problem`): its
+            :data:`CT_COLUMNS` are NaN rather than wrong.
 
     Returns:
         ``mean_intensity``, ``std_intensity`` (of the pixels, ddof 0), ``median_intensity``
@@ -124,8 +137,11 @@ def tissue_statistics(
         "std_intensity": np.nan if empty else float(pixels.std()),
         "median_intensity": np.nan if empty else float(np.median(pixels)),
     }
-    if modality.strip().upper() == "CT" and settings.is_muscle(roi_name):
-        stats.update(_muscle_composition(pixels, pixel_mm2, settings))
+    if _is_ct(modality) and settings.is_muscle(roi_name):
+        if is_hu:
+            stats.update(_muscle_composition(pixels, pixel_mm2, settings))
+        else:
+            stats.update(dict.fromkeys(CT_COLUMNS, np.nan))
     return stats
 
 
@@ -136,6 +152,7 @@ def roi_tissue(
     spacing_mm: tuple[float, float] | None,
     *,
     settings: TissueSettings = TissueSettings(),
+    is_hu: bool = True,
 ) -> dict[str, float]:
     """Return :func:`tissue_statistics` of the pixels of ``image`` under ``mask``.
 
@@ -145,6 +162,7 @@ def roi_tissue(
         roi_name: the ROI's name.
         spacing_mm: (row, col) spacing used for the areas, None when unknown.
         settings: the CT thresholds and which ROIs are muscles.
+        is_hu: as for :func:`tissue_statistics`.
     """
     pixel_mm2 = None if spacing_mm is None else spacing_mm[0] * spacing_mm[1]
     return tissue_statistics(
@@ -153,7 +171,65 @@ def roi_tissue(
         modality=image.modality,
         pixel_mm2=pixel_mm2,
         settings=settings,
+        is_hu=is_hu,
     )
+
+
+def hu_problem(series: Sequence[Slice]) -> str | None:
+    """Say why a CT series' values cannot be Hounsfield units; None when they can.
+
+    They cannot when its CT files have neither (0028,1052) RescaleIntercept / (0028,1053)
+    RescaleSlope nor a (0028,3000) ModalityLUTSequence (stored values as they are) and their
+    lowest value is above :data:`HU_AIR_CEILING`: no air, no fat, so an unsigned offset.
+
+    Args:
+        series: the slices of one series.
+
+    Example:
+        >>> hu_problem(read_series(Path("ct_without_rescale")))
+        'CT without a rescale ... lowest value is 0 ...'
+    """
+    stored = [s for s in series if _is_ct(s.modality) and s.modality_lut == "none"]
+    if not stored:
+        return None
+    lowest = min(float(s.pixels.min()) for s in stored)
+    if lowest <= HU_AIR_CEILING:
+        return None  # signed values that reach air: HU stored as they are
+    return (
+        "CT without (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope whose lowest value "
+        f"is {lowest:g} (air is -1000 HU), so its values are not Hounsfield units; its CT "
+        f"columns ({', '.join(CT_COLUMNS)}) are left empty; export the series again with its "
+        "rescale."
+    )
+
+
+def series_notes(
+    series: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings = TissueSettings()
+) -> list[str]:
+    """The tissue columns one series will not have, in words (empty when it has them all).
+
+    Args:
+        series: the slices of one series.
+        roi_names: the ROIs measured.
+        settings: which ROIs are muscles.
+
+    Returns:
+        `hu_problem`'s sentence, or one saying that the series has no (0008,0060) Modality
+        and so no CT columns (when an ROI is a muscle); the caller names the series.
+    """
+    if not any(settings.is_muscle(name) for name in roi_names):
+        return []
+    if not any(s.modality.strip() for s in series):
+        return [
+            "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
+            f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
+        ]
+    problem = hu_problem(series)
+    return [] if problem is None else [problem]
+
+
+def _is_ct(modality: str) -> bool:
+    return modality.strip().upper() == "CT"
 
 
 def _muscle_composition(

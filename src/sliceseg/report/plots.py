@@ -12,11 +12,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from sliceseg.errors import ConfigError
+from sliceseg.measure.areas import is_summary_row
 from sliceseg.report.visualize import roi_colour_hex, save_figure
 
 
 def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    rows = table.drop(index=[name for name in ("mean", "std") if name in table.index])
+    rows = table.drop(index=[label for label in table.index if is_summary_row(label)])
     names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
     return rows.drop(columns=["file"], errors="ignore").astype(float), names
 
@@ -96,7 +97,8 @@ def plot_areas(
 
     Args:
         area_table: rows = slices in series order, columns = ROI names in ROI order (areas);
-            a ``file`` column labels the slices, and ``mean``/``std`` rows are left out.
+            a ``file`` column labels the slices, and the summary rows (``mean``, ``std``,
+            ``n``, per series too) are left out.
         path: save the figure here (PNG) when given.
         unit: the unit of the areas, for the axis label.
         series: one series id per slice (e.g. SeriesInstanceUID), same order as the rows.
