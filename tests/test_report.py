@@ -206,6 +206,18 @@ class TestWriteReport:
         )  # fmt: skip
         assert 'data-value="1234.5678">1234.6</td>' in path.read_text(encoding="utf-8")
 
+    def test_count_row_is_whole_and_the_summary_is_explained(self, tmp_path):
+        table = _area_table()
+        table.loc["n"] = ["slices with the ROI (area > 0)", 6.0, 5.0, 6.0]
+        page = write_report(
+            tmp_path / "r.html", title="t", settings={}, area_table=table,
+            overlays=[], figures=[], warnings=[],
+        ).read_text(encoding="utf-8")  # fmt: skip
+        assert '<th>n</th><td>slices with the ROI (area &gt; 0)</td><td class="num" data-value' \
+            '="6.0">6</td><td class="num" data-value="5.0">5</td>' in page  # fmt: skip
+        assert "the mean and standard deviation over the slices where each ROI is present " \
+            "(area &gt; 0), and n, how many" in page  # fmt: skip
+
     def test_missing_image(self, tmp_path):
         with pytest.raises(ConfigError, match=r"gone\.png: cannot read the overlay"):
             write_report(

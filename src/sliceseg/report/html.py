@@ -15,7 +15,7 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.areas import CONFIDENCE_COLUMN, is_summary_row
+from sliceseg.measure.areas import CONFIDENCE_COLUMN, is_count_row, is_summary_row
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
@@ -179,12 +179,12 @@ def _settings(settings: Mapping[str, object]) -> str:
     return f'<h2 id="settings">Model and settings</h2><table class="settings">{rows}</table>'
 
 
-def _number_cell(value: object, *, mark_zero: bool) -> str:
+def _number_cell(value: object, *, mark_zero: bool, is_count: bool = False) -> str:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return f"<td>{_e(value)}</td>"
-    shown = "–" if math.isnan(number) else f"{number:.1f}"
+    shown = "–" if math.isnan(number) else f"{number:.0f}" if is_count else f"{number:.1f}"
     css = "num zero" if mark_zero and number == 0 else "num"
     return f'<td class="{css}" data-value="{number!r}">{shown}</td>'
 
@@ -203,7 +203,8 @@ def _table_row(
     cells = [f"<th>{head}</th>"]
     if "file" in row:
         cells.append(f"<td>{_e(row['file'])}</td>")
-    cells.extend(_number_cell(row[name], mark_zero=is_slice) for name in rois)
+    count = is_count_row(label)
+    cells.extend(_number_cell(row[name], mark_zero=is_slice, is_count=count) for name in rois)
     if CONFIDENCE_COLUMN in row:
         cells.append(_confidence_cell(row[CONFIDENCE_COLUMN], is_low="low" in css.split()))
     row_id = f' id="row-{_e(label)}"' if is_slice else ""
@@ -234,8 +235,9 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
             summary.append(_table_row(str(label), row, rois, css=css, is_slice=False, link=False))
     return (
         f'<h2 id="areas">Cross-sectional areas ({_e(unit)})</h2>'
-        f'<p class="hint">One row per slice in series order; mean and standard deviation over '
-        f"the slices at the bottom; an ROI not found on a slice shows 0.0 in red. Numbers are "
+        f'<p class="hint">One row per slice in series order; at the bottom, the mean and '
+        "standard deviation over the slices where each ROI is present (area &gt; 0), and n, how "
+        f"many; an ROI not found on a slice shows 0.0 in red. Numbers are "
         "rounded to 0.1 here; the CSV has them in full. Click a column to sort by it."
         f"</p>{_filter(slices)}"
         f'<div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
