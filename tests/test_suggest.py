@@ -13,8 +13,8 @@ import torch
 from sliceseg.cli import main
 from sliceseg.errors import PairingError
 from sliceseg.inference import suggest
-from sliceseg.inference.folder import slice_key
 from sliceseg.inference.suggest import suggest_slices
+from sliceseg.io.identity import slice_key
 from sliceseg.models.bundle import load_bundle
 
 # p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is

@@ -8,7 +8,6 @@ Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix,
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from sliceseg.io.dicom import (
     strip_dicom_suffix,
     visible_files,
 )
+from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.volumes import is_dicom_seg, is_volume_name
 
@@ -194,41 +194,6 @@ class Sample:
     key: str
     image: Slice
     label: np.ndarray
-
-
-def slice_key(image: Slice, root: Path | str) -> str:
-    """Name a slice by its file's path under ``root``: folders, then `Slice.name`, '/'-joined.
-
-    This is the one name of a slice in every table (check, training, predict, measure,
-    evaluate), so that they join: the file's path relative to ``root`` without its DICOM suffix,
-    plus ``_f003`` for frame 3 of a multi-frame file.
-
-    Args:
-        image: the slice; ``image.source`` must lie under ``root``.
-        root: the folder the names are relative to (the DICOM folder).
-
-    Returns:
-        E.g. ``"p01/slice_1"``, or ``"p01/cine_f003"`` for a frame of a multi-frame file.
-
-    Raises:
-        ValueError: ``image.source`` is not under ``root``.
-
-    Example:
-        >>> slice_key(read_slice(Path("scans/p01/cine.dcm"), frame=3), Path("scans"))
-        'p01/cine_f003'
-    """
-    root = Path(root)
-    try:
-        folder = image.source.parent.relative_to(root)
-    except ValueError:
-        absolute = Path(os.path.abspath(image.source.parent))
-        try:
-            folder = absolute.relative_to(os.path.abspath(root))
-        except ValueError:
-            raise ValueError(
-                f"{image.source}: not inside {root}; name slices relative to their own folder."
-            ) from None
-    return folder.joinpath(image.name).as_posix()
 
 
 def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:

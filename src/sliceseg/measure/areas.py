@@ -14,6 +14,7 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
+from sliceseg.io.identity import series_key
 from sliceseg.measure.tissue import TissueSettings, hu_problem, roi_tissue, series_notes
 
 SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
@@ -41,11 +42,6 @@ def is_count_row(label: object) -> bool:
         [True, True, False, False]
     """
     return is_summary_row(label) and str(label).split()[0] == "n"
-
-
-def series_key(image: Slice) -> str:
-    """The series a slice belongs to: (0020,000E) SeriesInstanceUID, else its folder."""
-    return image.series_uid or str(image.source.parent)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError, LabelError, SlicesegError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, atomic_write_bytes
+from sliceseg.io.identity import series_key, series_names
 from sliceseg.io.volume_slices import series_grid
 from sliceseg.io.volumes import LPS_FROM_RAS
 from sliceseg.report.visualize import roi_colour
@@ -402,15 +403,13 @@ def export_predictions(
         return []
     groups: dict[str, list[int]] = {}
     for index, image in enumerate(slices):
-        groups.setdefault(image.series_uid, []).append(index)
-    used: dict[str, int] = {}
+        groups.setdefault(series_key(image), []).append(index)
+    names = series_names(
+        {key: [keys[i] for i in members] for key, members in groups.items()}, root_name=root_name
+    )
     runs = []
-    for members in groups.values():
-        folders = {keys[i].rsplit("/", 1)[0] if "/" in keys[i] else "" for i in members}
-        stem = (folders.pop() if len(folders) == 1 else "") or root_name or "series"
-        stem = stem.replace("/", "_")
-        used[stem] = used.get(stem, 0) + 1
-        name = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
+    for key, members in groups.items():
+        name = names[key]
         runs.append(
             export_series(
                 out_dir,

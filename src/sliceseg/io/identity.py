@@ -1,0 +1,114 @@
+"""One name for a slice and one identity for a series, used by every table, picture and export.
+
+A slice's key is its file's path under the DICOM folder without the DICOM suffix (plus
+``_f003`` for frame 3 of a multi-frame file): ``p01/slice_1``. A series is its (0020,000E)
+SeriesInstanceUID; files without one form one series per folder. Areas, plots, GIFs, exports,
+``suggest`` and the cohort records all group slices with `series_key`, so a folder without UIDs
+gets the same series everywhere. A series' name on disk (`series_names`) is the folder of its
+slices' keys, else the name of the DICOM folder; names shared by several series get ``_2``,
+``_3`` in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["Identified", "series_key", "series_name", "series_names", "slice_key"]
+
+
+class Identified(Protocol):
+    """What naming needs of a slice: a decoded `Slice` or a header-only planned one."""
+
+    @property
+    def source(self) -> Path: ...
+
+    @property
+    def series_uid(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def slice_key(image: Identified, root: Path | str) -> str:
+    """Name a slice by its file's path under ``root``: folders, then its name, '/'-joined.
+
+    This is the one name of a slice in every table (check, training, predict, measure,
+    evaluate), so that they join: the file's path relative to ``root`` without its DICOM suffix,
+    plus ``_f003`` for frame 3 of a multi-frame file.
+
+    Args:
+        image: the slice; ``image.source`` must lie under ``root``.
+        root: the folder the names are relative to (the DICOM folder).
+
+    Returns:
+        E.g. ``"p01/slice_1"``, or ``"p01/cine_f003"`` for a frame of a multi-frame file.
+
+    Raises:
+        ValueError: ``image.source`` is not under ``root``.
+
+    Example:
+        >>> slice_key(read_slice(Path("scans/p01/cine.dcm"), frame=3), Path("scans"))
+        'p01/cine_f003'
+    """
+    root = Path(root)
+    try:
+        folder = image.source.parent.relative_to(root)
+    except ValueError:
+        absolute = Path(os.path.abspath(image.source.parent))
+        try:
+            folder = absolute.relative_to(os.path.abspath(root))
+        except ValueError:
+            raise ValueError(
+                f"{image.source}: not inside {root}; name slices relative to their own folder."
+            ) from None
+    return folder.joinpath(image.name).as_posix()
+
+
+def series_key(image: Identified) -> str:
+    """The series a slice belongs to: (0020,000E) SeriesInstanceUID, else its folder.
+
+    Example:
+        >>> series_key(read_slice(Path("scans/p01/slice_1.dcm")))  # a file without a UID
+        'scans/p01'
+    """
+    return image.series_uid or str(image.source.parent)
+
+
+def series_name(keys: Sequence[str], *, root_name: str = "series") -> str:
+    """A series' name on disk: the folder of its slices' keys ("/" → "_"), else ``root_name``.
+
+    Example:
+        >>> series_name(["p01/slice_1", "p01/slice_2"]), series_name(["a", "b"], root_name="scans")
+        ('p01', 'scans')
+    """
+    folders = {key.rsplit("/", 1)[0] if "/" in key else "" for key in keys}
+    stem = (folders.pop() if len(folders) == 1 else "") or root_name or "series"
+    return stem.replace("/", "_")
+
+
+def series_names(
+    groups: Mapping[str, Sequence[str]], *, root_name: str = "series"
+) -> dict[str, str]:
+    """Name every series (`series_name`); a name already taken gets ``_2``, ``_3``, ... in order.
+
+    Args:
+        groups: per `series_key`, in order, its slices' keys.
+        root_name: the name of a series lying at the top of the DICOM folder.
+
+    Returns:
+        Per series key, its unique name.
+
+    Example:
+        >>> series_names({"1.2.3": ["p01/a"], "1.2.4": ["p01/b"]})
+        {'1.2.3': 'p01', '1.2.4': 'p01_2'}
+    """
+    used: dict[str, int] = {}
+    names = {}
+    for key, keys in groups.items():
+        stem = series_name(keys, root_name=root_name)
+        used[stem] = used.get(stem, 0) + 1
+        names[key] = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
+    return names

@@ -1,0 +1,72 @@
+"""Tests for sliceseg.io.identity: one slice key and one series identity everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from sliceseg.io.identity import series_key, series_name, series_names, slice_key
+
+
+class _Planned:
+    """A header-only slice: what naming needs, nothing else."""
+
+    def __init__(self, source: Path, series_uid: str = "", name: str | None = None) -> None:
+        self.source = source
+        self.series_uid = series_uid
+        self.name = name or source.stem
+
+
+def test_slice_key_is_the_path_under_the_root_without_suffix(tmp_path: Path):
+    image = _Planned(tmp_path / "scans" / "p01" / "slice_1.dcm", name="slice_1")
+    assert slice_key(image, tmp_path / "scans") == "p01/slice_1"
+    with pytest.raises(ValueError, match="not inside"):
+        slice_key(image, tmp_path / "elsewhere")
+
+
+def test_series_key_is_the_uid_else_the_folder(tmp_path: Path):
+    assert series_key(_Planned(tmp_path / "a" / "x.dcm", "1.2.3")) == "1.2.3"
+    assert series_key(_Planned(tmp_path / "a" / "x.dcm")) == str(tmp_path / "a")
+    assert series_key(_Planned(tmp_path / "a" / "x.dcm")) != series_key(
+        _Planned(tmp_path / "b" / "x.dcm")
+    )
+
+
+def test_series_names_are_folders_made_unique_in_order():
+    assert series_name(["p01/a", "p01/b"]) == "p01"
+    assert series_name(["a", "b"], root_name="scans") == "scans"
+    assert series_name(["site/p01/a"]) == "site_p01"
+    names = series_names({"u1": ["p01/a"], "u2": ["p01/b"], "u3": ["p02/a"], "u4": ["p01/c"]})
+    assert names == {"u1": "p01", "u2": "p01_2", "u3": "p02", "u4": "p01_3"}
+
+
+def uidless_folder(tiny_phantom: Path, out: Path) -> Path:
+    """Two patients' files without (0020,000E) SeriesInstanceUID, one folder each."""
+    source = sorted((tiny_phantom / "train" / "dicoms").iterdir())[:2]
+    for folder in source:
+        (out / folder.name).mkdir(parents=True)
+        for path in sorted(folder.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            del ds.SeriesInstanceUID
+            ds.save_as(out / folder.name / path.name)
+    return out
+
+
+@pytest.mark.slow
+def test_a_uidless_folder_has_one_series_identity_everywhere(tiny_model, tiny_phantom, tmp_path):
+    """Two UID-less patient folders: two series in the areas, the GIFs, the exports, suggest."""
+    from sliceseg.inference.folder import predict_folder
+    from sliceseg.inference.suggest import suggest_slices
+
+    dicoms = uidless_folder(tiny_phantom, tmp_path / "in")
+    folders = sorted(p.name for p in dicoms.iterdir())
+    run = predict_folder(tiny_model, dicoms, tmp_path / "out", device="cpu", report=False)
+    assert all(p.image.series_uid == "" for p in run.predictions)
+    assert sorted(set(run.areas.series)) == [1, 2]
+    assert sorted(p.name for p in run.animations) == ["segmentation_1.gif", "segmentation_2.gif"]
+    assert sorted(e.name for e in run.exports) == folders
+    found = suggest_slices(tiny_model, dicoms, n=6, device="cpu")
+    by_folder = {s.key.split("/")[0]: s.series for s in found}
+    assert sorted(by_folder) == folders and sorted(by_folder.values()) == [1, 2]
