@@ -195,3 +195,15 @@ def add_pair(
         tifffile.imwrite(label_path, label)
     else:
         iio.imwrite(label_path, label, **({"quality": 75} if label_suffix == ".jpg" else {}))
+
+
+def with_postprocessing(model: Path, out: Path, postprocessing: dict) -> Path:
+    """Copy a model file with the post-processing and area calibration given (plain data of
+    `PostProcessing`), so that a test does not depend on what a short training chose."""
+    import dataclasses
+
+    from sliceseg.models.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(model)
+    metadata = dataclasses.replace(bundle.metadata, postprocessing=postprocessing)
+    return save_bundle(out, bundle.model, metadata)

@@ -1,6 +1,8 @@
-"""Tests for sliceseg.measure.calibration: the background weight that makes areas unbiased."""
+"""Tests for sliceseg.measure.calibration: per ROI, the background weight that unbiases areas."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -13,8 +15,11 @@ from sliceseg.io.dicom import read_slice
 from sliceseg.measure.calibration import (
     LOG_WEIGHTS,
     AreaCalibration,
+    RoiCalibration,
     choose_area_calibration,
     foreground_margin,
+    held_out_area_bias,
+    split_in_halves,
 )
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle
@@ -61,18 +66,20 @@ class TestChoice:
         choice = choose_area_calibration(
             [m for m, _ in slices], [t for _, t in slices], num_classes=2
         )
-        assert choice.log_weight == 1.0
-        assert choice.bias_before_pct > 10.0  # (r+1)²/r² − 1: +11 to +17 %
-        assert abs(choice.bias_after_pct) < 1.0
-        assert choice.error_after_pct < choice.error_before_pct
+        roi = choice.per_roi[1]
+        assert roi.log_weight == 1.0 and choice.log_weight_of(1) == 1.0
+        assert roi.bias_before_pct > 10.0  # (r+1)²/r² − 1: +11 to +17 %
+        assert abs(roi.bias_after_pct) < 1.0
+        assert roi.error_after_pct < roi.error_before_pct
+        assert choice.bias_before_pct == roi.bias_before_pct  # one ROI: overall = its own
 
     def test_unbiased_areas_keep_the_plain_argmax(self):
         slices = [disk_slice(r, r + 0.05) for r in (12.0, 16.0, 20.0)]
         choice = choose_area_calibration(
             [m for m, _ in slices], [t for _, t in slices], num_classes=2
         )
-        assert choice.log_weight == 0.0
-        assert choice.bias_after_pct == choice.bias_before_pct
+        assert choice.log_weight_of(1) == 0.0 and choice.is_plain
+        assert choice.per_roi[1].bias_after_pct == choice.per_roi[1].bias_before_pct
 
     def test_a_weight_that_costs_dice_is_refused(self):
         # a large ROI drawn exactly but with low confidence (log-odds 0.3), and a small one
@@ -87,8 +94,8 @@ class TestChoice:
         odds_small[truth_small == 1] = 3.0
         margins = [(np.ones_like(truth_large), odds_large), (np.ones_like(truth_small), odds_small)]
         choice = choose_area_calibration(margins, [truth_large, truth_small], num_classes=2)
-        assert choice.bias_before_pct == pytest.approx(100 * (81 - 25) / 25 / 2)
-        assert choice.log_weight == 0.0
+        assert choice.per_roi[1].bias_before_pct == pytest.approx(100 * (81 - 25) / 25 / 2)
+        assert choice.log_weight_of(1) == 0.0
 
     def test_the_area_floor_in_mm2_leaves_small_rois_out(self):
         tiny = disk_slice(2.0, 4.0, size=20)  # 12 true pixels, drawn ~4× too large
@@ -97,7 +104,7 @@ class TestChoice:
         counted = choose_area_calibration(margins, truth, num_classes=2, pixel_area_mm2=2.0)
         left_out = choose_area_calibration(margins, truth, num_classes=2, pixel_area_mm2=1.0)
         assert counted.bias_before_pct > 50.0  # 12 px × 2 mm² = 24 mm² ≥ 20 mm²
-        assert abs(left_out.bias_before_pct) < 1.0 and left_out.log_weight == 0.0
+        assert abs(left_out.bias_before_pct) < 1.0 and left_out.log_weight_of(1) == 0.0
 
     def test_nothing_to_measure_gives_no_weight(self):
         empty = np.zeros((10, 10), np.uint8)
@@ -106,6 +113,134 @@ class TestChoice:
 
     def test_the_grid_is_symmetric_and_holds_the_plain_argmax(self):
         assert 0.0 in LOG_WEIGHTS and tuple(-w for w in reversed(LOG_WEIGHTS)) == LOG_WEIGHTS
+
+
+def two_roi_slice(small_radius: float, size: int = 96):
+    """The issue's case: ROI 1 a disk of radius 18 drawn exactly, ROI 2 a disk of
+    ``small_radius`` drawn 2 px too wide (log-odds fall by 1 per pixel, centres on pixels)."""
+    rows, cols = np.mgrid[0:size, 0:size]
+    r1, r2 = np.hypot(rows - 30, cols - 30), np.hypot(rows - 70, cols - 70)
+    truth = np.zeros((size, size), np.uint8)
+    truth[r1 <= 18] = 1
+    truth[r2 <= small_radius] = 2
+    odds1, odds2 = 18.0 - r1, small_radius + 2.0 - r2
+    roi = np.where(odds1 >= odds2, 1, 2).astype(np.uint8)
+    return (roi, np.maximum(odds1, odds2).astype(np.float32)), truth
+
+
+def signed_errors(labels, truth, roi):
+    """Mean signed area error (%) of one ROI over slices, by counting pixels."""
+    errors = [
+        100 * ((p == roi).sum() - (t == roi).sum()) / (t == roi).sum()
+        for p, t in zip(labels, truth, strict=True)
+    ]
+    return float(np.mean(errors))
+
+
+class TestPerRoi:
+    """One weight per ROI: an accurate ROI is never made wrong by another ROI's bias."""
+
+    def test_the_issue_s_two_roi_case_makes_no_roi_worse(self):
+        # One weight for both (before): e^1.5, per-ROI errors −0.4 / +46.7 % → −14.7 / +13.4 %.
+        # Per ROI: ROI 1 keeps −0.4 % (the 4 pixels at exactly 18 px, log-odds 0, go to the
+        # background) and ROI 2 goes +46.7 → −2.5 % with e^2, the grid's largest weight.
+        slices = [two_roi_slice(r) for r in (8.0, 9.0, 10.0)]
+        margins, truth = [m for m, _ in slices], [t for _, t in slices]
+        choice = choose_area_calibration(margins, truth, num_classes=3)
+        plain = [np.where(odds > 0, roi, 0) for roi, odds in margins]
+        calibrated = [choice.labels(*m) for m in margins]
+        true_1 = int((truth[0] == 1).sum())  # 1009 pixels within 18 px, 4 of them at exactly 18
+        assert signed_errors(plain, truth, 1) == pytest.approx(-100 * 4 / true_1)  # −0.40 %
+        assert signed_errors(calibrated, truth, 1) == pytest.approx(-100 * 4 / true_1)
+        assert signed_errors(plain, truth, 2) == pytest.approx(46.70, abs=0.01)
+        assert signed_errors(calibrated, truth, 2) == pytest.approx(-2.47, abs=0.01)
+        assert choice.log_weight_of(1) == 0.0 and choice.log_weight_of(2) == 2.0
+        for roi in (1, 2):
+            assert abs(signed_errors(calibrated, truth, roi)) <= abs(
+                signed_errors(plain, truth, roi)
+            )
+            entry = choice.per_roi[roi]
+            assert entry.bias_before_pct == pytest.approx(signed_errors(plain, truth, roi))
+            assert entry.bias_after_pct == pytest.approx(signed_errors(calibrated, truth, roi))
+
+    def test_an_exact_roi_keeps_weight_zero_and_its_pixels(self):
+        slices = [two_roi_slice(r) for r in (8.0, 9.0, 10.0)]
+        choice = choose_area_calibration([m for m, _ in slices], [t for _, t in slices],
+                                         num_classes=3)  # fmt: skip
+        assert choice.per_roi[1].log_weight == 0.0
+        assert choice.per_roi[1].describe("exact").endswith("(unchanged)")
+        for (roi, odds), _ in slices:
+            assert np.array_equal(choice.labels(roi, odds) == 1, (roi == 1) & (odds > 0))
+
+    @pytest.mark.parametrize("weights", [{1: 0.5, 2: -1.0, 3: 1.5}, {2: 2.0}])
+    def test_labels_follow_the_rule_written_out(self, weights):
+        # the most likely ROI r is kept where p_r > p_background × w_r (float64, by hand)
+        probs = random_probabilities(seed=5).astype(np.float64)
+        per_roi = {r: RoiCalibration(log_weight=w) for r, w in weights.items()}
+        label = AreaCalibration(per_roi=per_roi).labels(
+            *foreground_margin(probs.astype(np.float32))
+        )
+        best = probs[1:].argmax(axis=0) + 1
+        w = np.array([0.0] + [weights.get(r, 0.0) for r in (1, 2, 3)])[best]
+        p_best = np.take_along_axis(probs, best[None], axis=0)[0]
+        expected = np.where(p_best > probs[0] * np.exp(w), best, 0)
+        near_tie = np.abs(np.log(p_best / probs[0]) - w) < 1e-5
+        assert np.array_equal(label[~near_tie], expected[~near_tie]) and near_tie.sum() < 3
+
+    def test_log_line_names_every_roi_with_its_bias(self):
+        choice = AreaCalibration(
+            per_roi={
+                1: RoiCalibration(
+                    0.0, -0.4, -0.4, held_out_before_pct=-0.5, held_out_after_pct=-0.5
+                ),
+                2: RoiCalibration(2.0, 46.7, -2.5),
+                3: RoiCalibration(),
+            }
+        )
+        assert choice.describe(["disc", "psoas", "tiny"]) == (
+            "disc: area bias -0.4 → -0.4 % (unchanged; held-out half -0.5 → -0.5 %); "
+            "psoas: area bias +46.7 → -2.5 % (background ×7.39); tiny: not measured (unchanged)"
+        )
+        assert choice.describe().startswith("ROI 1: area bias -0.4 → -0.4 %")
+
+
+class TestHeldOut:
+    def test_halves_keep_each_series_whole_and_balance_slices(self):
+        assert split_in_halves(["a", "a", "a", "b", "b", "c"]) == ((0, 1, 2), (3, 4, 5))
+        assert split_in_halves(["b", "a", "b", "a"]) == ((1, 3), (0, 2))  # ties: by name
+        assert split_in_halves(["s"] * 5) == ((0, 2, 4), (1, 3))  # one series: alternate
+
+    def test_bias_is_measured_with_the_weight_chosen_on_the_other_half(self):
+        # series A draws its disks 1 px too wide, series B exactly: chosen on A (e^1) and
+        # measured on B, B's disks come out too small; chosen on B (none), A stays too wide
+        wide = [disk_slice(r, r + 1.0) for r in (12.0, 16.0)]
+        exact = [disk_slice(r, r) for r in (14.0, 18.0)]
+        slices = wide + exact
+        held = held_out_area_bias([m for m, _ in slices], [t for _, t in slices],
+                                  ["A", "A", "B", "B"], num_classes=2)[1]  # fmt: skip
+        size, rows, cols = 80, *np.mgrid[0:80, 0:80]
+        radius = np.hypot(rows - size / 2 + 0.5, cols - size / 2 + 0.5)
+
+        def error(true_r: float, drawn_r: float) -> float:  # pixels strictly inside drawn_r
+            return 100 * ((radius < drawn_r).sum() / (radius <= true_r).sum() - 1)
+
+        plain = [error(12, 13), error(16, 17), error(14, 14), error(18, 18)]
+        calibrated = [error(12, 13), error(16, 17), error(14, 13), error(18, 17)]
+        assert held.slices == 4
+        assert held.bias_plain_pct == pytest.approx(np.mean(plain))
+        assert held.bias_calibrated_pct == pytest.approx(np.mean(calibrated))
+        assert calibrated[2] < 0 and calibrated[3] < 0  # B shrunk by the weight chosen on A
+
+    def test_validation_stores_it_beside_the_choice(self):
+        slices = [disk_slice(r, r + 1.0) for r in (12.0, 14.0, 16.0, 18.0)]
+        margins, truth = [m for m, _ in slices], [t for _, t in slices]
+        choice = choose_area_calibration(margins, truth, num_classes=2, groups=["A", "A", "B", "B"])
+        entry = choice.per_roi[1]
+        assert entry.held_out_slices == 4 and entry.held_out_before_pct > 10.0
+        assert abs(entry.held_out_after_pct) < 2.0  # both halves choose e^1
+        assert "held-out half +" in choice.describe(["disk"])
+        restored = AreaCalibration.from_dict(choice.to_dict())
+        assert restored == choice
 
 
 class TestModelFile:
@@ -118,12 +253,37 @@ class TestModelFile:
         post = PostProcessing.from_dict({"steps": {"1": []}, "dice_before": {"1": 0.9}})
         assert post.calibration.log_weight == 0.0 and post.calibration.background_weight == 1.0
 
-    def test_predict_applies_the_weight_on_the_slice_s_grid(self, tmp_path):
+    OLDER: ClassVar[
+        dict[str, float]
+    ] = {  # a model file's entry from before the per-ROI weights: one weight for all
+        "log_weight": 2.0,
+        "bias_before_pct": 3.0,
+        "bias_after_pct": 0.2,
+        "error_before_pct": 4.0,
+        "error_after_pct": 2.5,
+    }
+
+    def test_an_older_single_weight_applies_to_every_roi_as_before(self):
+        calibration = AreaCalibration.from_dict(self.OLDER)
+        assert calibration.per_roi == {} and calibration.to_dict() == self.OLDER
+        assert (
+            calibration.describe(["a"]) == "background ×7.39 (validation area bias +3.0 → +0.2 %)"
+        )
+        probs = random_probabilities(seed=6)
+        weighted = probs.copy()
+        weighted[0] *= np.exp(2.0)  # the argmax of the weighted probabilities, as 0.1.0 did
+        label = calibration.labels(*foreground_margin(probs))
+        assert np.array_equal(label, weighted.argmax(axis=0))
+        assert all(calibration.log_weight_of(roi) == 2.0 for roi in (1, 2, 3))
+
+    @pytest.mark.parametrize("form", ["older", "per_roi"])
+    def test_predict_applies_the_weight_on_the_slice_s_grid(self, tmp_path, form):
         rows, cols = np.mgrid[0:112, 0:96]
         pixels = 1000.0 * np.exp(-((rows - 56.0) ** 2 + (cols - 48.0) ** 2) / (2 * 25.0**2))
         image = read_slice(write_test_dicom(tmp_path / "a.dcm", pixels.astype(np.int16)))
         spacing = image.spacing_mm
-        post = PostProcessing(calibration=AreaCalibration(log_weight=2.0)).to_dict()
+        per_roi = AreaCalibration(per_roi={1: RoiCalibration(log_weight=2.0)}).to_dict()
+        post = {"area_calibration": self.OLDER if form == "older" else per_roi}
         plain = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=spacing))
         weighted = Bundle(
             Threshold(), metadata(input_size=32, target_spacing_mm=spacing, postprocessing=post)
@@ -133,6 +293,19 @@ class TestModelFile:
         label = predict_slices(weighted, [image], device="cpu")[0]
         assert np.array_equal(label, (4 * normalised > 2.0).astype(np.uint8))
         assert label.sum() < predict_slices(plain, [image], device="cpu")[0].sum()
+
+    def test_the_report_names_each_roi_s_bias(self, tmp_path):
+        from sliceseg.inference.folder import predict_folder
+
+        write_test_dicom(tmp_path / "in" / "a.dcm", np.full((40, 40), 100, np.int16))
+        roi = RoiCalibration(2.0, 46.7, -2.5, held_out_before_pct=40.0, held_out_after_pct=1.0)
+        post = PostProcessing(calibration=AreaCalibration(per_roi={1: roi})).to_dict()
+        meta = metadata(input_size=32, target_spacing_mm=(0.5, 0.8), postprocessing=post)
+        run = predict_folder(Bundle(Threshold(), meta), tmp_path / "in", tmp_path / "out")
+        assert run.report is not None
+        html = run.report.read_text(encoding="utf-8")
+        expected = "a: area bias +46.7 → -2.5 % (background ×7.39; held-out half +40.0 → +1.0 %)"
+        assert expected in html
 
     def test_the_report_names_the_weight(self, tmp_path):
         from sliceseg.inference.folder import predict_folder
@@ -178,9 +351,10 @@ class TestValidation:
             divisor=16,
             calibrate=calibrate,
         )
-        assert post.calibration.log_weight == expected
+        assert post.calibration.log_weight_of(1) == expected
         if calibrate:
-            assert post.calibration.bias_before_pct > 20 and post.calibration.bias_after_pct == 0
+            roi = post.calibration.per_roi[1]
+            assert roi.bias_before_pct > 20 and roi.bias_after_pct == 0
 
 
 def test_the_setting_must_be_a_boolean():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from sliceseg.cli import main
-from sliceseg.measure.calibration import AreaCalibration
+from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model
 from sliceseg.models.bundle import save_bundle
@@ -45,6 +45,29 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows["area calibration (chosen on validation)"] == expected
     assert rows["ROIs"] == "a"
+
+
+def test_info_prints_each_roi_s_bias_before_and_after(tmp_path, capsys):
+    calibration = AreaCalibration(
+        per_roi={
+            1: RoiCalibration(0.0, -0.4, -0.4),
+            2: RoiCalibration(2.0, 46.7, -2.5, held_out_before_pct=40.0, held_out_after_pct=1.0),
+        }
+    )
+    meta = metadata(
+        num_classes=3,
+        roi_names=("disc", "psoas"),
+        hyperparameters={"depth": 3},
+        postprocessing=PostProcessing(calibration=calibration).to_dict(),
+    )
+    model = build_model("unet", num_classes=3, input_size=32, depth=3)
+    path = save_bundle(tmp_path / "m.pt", model, meta)
+    assert main(["info", str(path)]) == 0
+    expected = (
+        "area calibration (chosen on validation): disc: area bias -0.4 → -0.4 % (unchanged); "
+        "psoas: area bias +46.7 → -2.5 % (background ×7.39; held-out half +40.0 → +1.0 %)"
+    )
+    assert expected in capsys.readouterr().out.splitlines()
 
 
 def test_an_older_model_file_says_it_has_no_spacing_or_calibration(tmp_path, capsys):

@@ -85,5 +85,14 @@ class TestChoosePostprocessing:
         again = PostProcessing.from_dict(choice.to_dict())
         assert again.steps == choice.steps and again.dice_after == choice.dice_after
         assert PostProcessing.from_dict({}).is_empty
+
+    def test_an_area_calibration_alone_is_not_empty(self):
+        from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
+
+        older = PostProcessing(calibration=AreaCalibration(log_weight=1.0))
+        per_roi = PostProcessing(calibration=AreaCalibration(per_roi={2: RoiCalibration(-0.5)}))
+        unchanged = PostProcessing(calibration=AreaCalibration(per_roi={2: RoiCalibration(0.0)}))
+        assert not older.is_empty and not per_roi.is_empty and unchanged.is_empty
+        assert not older.has_steps and PostProcessing(steps={1: ("fill_holes",)}).has_steps
         with pytest.raises(ConfigError, match="unknown"):
             PostProcessing.from_dict({"steps": {"1": ["erode"]}})

@@ -71,8 +71,62 @@ class TestTrain:
         assert set(meta.postprocessing["steps"]) <= {str(roi) for roi in range(1, 7)}
         assert all(0.0 <= d <= 1.0 for d in meta.postprocessing["dice_before"].values())
         calibration = meta.postprocessing["area_calibration"]
-        assert calibration["log_weight"] in LOG_WEIGHTS
+        assert set(calibration["per_roi"]) == {str(roi) for roi in range(1, 7)}  # one per ROI
+        assert all(c["log_weight"] in LOG_WEIGHTS for c in calibration["per_roi"].values())
         assert np.isfinite(calibration["bias_before_pct"])  # validation ROIs were measured
+
+    def test_a_checkpoint_at_an_unvalidated_epoch_carries_its_own_post_processing(
+        self, tiny_phantom, tmp_path
+    ):
+        # progress (and validation) due at epochs 1 and 3, a checkpoint at 2: before issue 17
+        # sliceseg_2.pt carried the post-processing and calibration chosen for epoch 1's weights
+        from sliceseg.models import required_divisor
+        from sliceseg.training.distributed import init_distributed
+        from sliceseg.training.loop import _load_data
+        from sliceseg.training.steps import evaluate_spaced
+
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=3, print_checkpoint=3,
+                             save_checkpoint=2, device="cpu")  # fmt: skip
+        result = train(config, log=lambda _line: None)
+        assert np.isfinite(result.history.set_index("epoch").loc[2, "val_dice"])
+        checkpoint = load_bundle(tmp_path / "m" / "sliceseg_2.pt")
+        meta = checkpoint.metadata
+        data = _load_data(config, init_distributed(torch.device("cpu")))
+        _, own = evaluate_spaced(
+            checkpoint.model,
+            data.validation,
+            device=torch.device("cpu"),
+            num_classes=meta.num_classes,
+            input_size=meta.input_size,
+            divisor=required_divisor(meta.arch, meta.hyperparameters),
+        )
+        stored = json.dumps(meta.postprocessing, sort_keys=True)
+        assert stored == json.dumps(own.to_dict(), sort_keys=True)
+
+    def test_the_log_line_gives_each_roi_s_area_bias(self):
+        from types import SimpleNamespace
+
+        from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
+        from sliceseg.measure.postprocess import PostProcessing
+        from sliceseg.training.loop import report_progress
+
+        names = ("disc", "psoas")
+        session = SimpleNamespace(
+            config=SimpleNamespace(planned_epochs=5, epochs=5),
+            data=SimpleNamespace(roi_names=names, validation=[object()]),
+        )
+        row = {"epoch": 1, "dice_loss": 0.5, "train_dice": 0.5, "val_dice": 0.5, "lr": 1e-3,
+               "elapsed_seconds": 1.0, "val_dice_disc": 0.4, "val_dice_psoas": 0.6}  # fmt: skip
+        calibration = AreaCalibration(
+            per_roi={1: RoiCalibration(0.0, -0.4, -0.4), 2: RoiCalibration(2.0, 46.7, -2.5)}
+        )
+        lines: list[str] = []
+        report_progress(session, row, PostProcessing(calibration=calibration),
+                        log=lines.append, on_checkpoint=None)  # fmt: skip
+        assert lines[-1] == (
+            "Post-processing chosen on validation: none | area calibration: disc: area bias "
+            "-0.4 → -0.4 % (unchanged); psoas: area bias +46.7 → -2.5 % (background ×7.39)"
+        )
 
     def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path

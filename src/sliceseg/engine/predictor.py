@@ -152,9 +152,11 @@ def spaced_window_probabilities(
 def calibrated_argmax(probs: torch.Tensor, calibration: AreaCalibration) -> np.ndarray:
     """Label map ``(H, W)`` uint8 of ``(C, H, W)`` probabilities with the model's area calibration.
 
-    Without a calibration (older model files, or none chosen) this is the plain argmax.
+    Each ROI's background weight applies where that ROI is the most likely one
+    (`AreaCalibration.labels`); without a calibration (older model files, or none chosen)
+    this is the plain argmax.
     """
-    if calibration.log_weight == 0.0:
+    if calibration.is_plain:
         return probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
     return calibration.labels(*foreground_margin(probs.cpu().numpy()))
 

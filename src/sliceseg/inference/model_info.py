@@ -26,7 +26,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
 
     Example:
         >>> model_summary("model/sliceseg_best.pt")["area calibration (chosen on validation)"]
-        'background ×2.12 (validation area bias +0.8 → -0.1 %)'
+        'disc: area bias +0.8 → -0.1 % (background ×1.28; held-out half +0.9 → +0.2 %); ...'
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
     meta = bundle.metadata
@@ -38,7 +38,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
         "post-processing (chosen on validation)": post.describe(),
-        "area calibration (chosen on validation)": post.calibration.describe(),
+        "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
     }

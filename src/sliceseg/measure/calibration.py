@@ -1,16 +1,21 @@
-"""Area calibration: a background weight, chosen on validation, so that ROI areas are unbiased.
+"""Area calibration: per ROI, a background weight that makes its validation areas unbiased.
 
 A network trained with soft Dice + cross-entropy on foreground-oversampled crops draws ROIs a
 little too large where it is unsure (soft Dice's volumetric bias, Bertels et al. 2019): on the
 real-MR benchmark every ROI came out 2–5 % too large on unseen scanners, a bias that does not
-average out over a study. The probability of the background is multiplied by a weight before
-the argmax; the weight is the one of :data:`LOG_WEIGHTS` that brings the validation slices' mean
-signed area error closest to zero, kept only when that moves the bias by at least
-:data:`MIN_BIAS_GAIN` points and costs at most :data:`MAX_DICE_LOSS` of validation Dice. It
-travels in the model file and ``predict`` applies it on each slice's own grid.
+average out over a study. Per pixel, the most likely ROI ``r`` is kept only where its log-odds
+against the background exceed ``log w_r`` (:meth:`AreaCalibration.labels`); ``w_r`` is the one
+of ``exp(LOG_WEIGHTS)`` that brings ROI ``r``'s mean signed area error over the validation
+slices closest to zero, kept only when that lowers its |bias| by at least
+:data:`MIN_BIAS_GAIN` points and costs at most :data:`MAX_DICE_LOSS` of its validation Dice.
+ROI ``r``'s weight moves only pixels where ``r`` is the most likely ROI, between ``r`` and the
+background, so no ROI's choice changes another ROI's area: each is chosen on its own, and no
+ROI's validation |bias| ever grows. One weight for all ROIs (older model files) is the same
+rule with every ``w_r`` equal, and such files predict as before.
 
 The choice needs no second pass over the network: per pixel, the most likely ROI and its
 log-odds against the background (:func:`foreground_margin`) decide the label for every weight.
+:func:`held_out_area_bias` measures the choice on slices it was not made on.
 
 Example:
     >>> margins = [foreground_margin(p) for p in validation_probabilities]
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,54 +40,141 @@ __all__ = [
     "MIN_AREA_MM2",
     "MIN_BIAS_GAIN",
     "AreaCalibration",
+    "HeldOutBias",
+    "RoiCalibration",
+    "area_bias_per_roi",
     "choose_area_calibration",
     "foreground_margin",
+    "held_out_area_bias",
+    "split_in_halves",
 ]
 
 LOG_WEIGHTS: tuple[float, ...] = tuple(float(v) for v in np.arange(-2.0, 2.01, 0.25))
-"""Candidate natural logs of the background weight (0 = the plain argmax), e^±2 at most."""
+"""Candidate natural logs of an ROI's background weight (0 = the plain argmax), e^±2 at most."""
 
 MIN_BIAS_GAIN = 0.5
-"""Smallest fall of the validation |mean signed area error| (percentage points) that is kept."""
+"""Smallest fall of an ROI's validation |mean signed area error| (percentage points) kept."""
 
 MAX_DICE_LOSS = 0.005
-"""Largest fall of the mean validation Dice a weight may cost."""
+"""Largest fall of an ROI's pooled validation Dice its weight may cost."""
 
 MIN_AREA_MM2 = 20.0
 """ROIs with a smaller true area on a slice are left out of the relative area error."""
 
 _MIN_AREA_PIXELS = 20  # the same floor in pixels where the spacing is unknown
+_NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class RoiCalibration:
+    """One ROI's background weight ``exp(log_weight)`` and the validation numbers behind it.
+
+    Attributes:
+        log_weight: natural log of the weight on the background against this ROI (0 = none).
+        bias_before_pct: mean signed area error of this ROI on the validation slices (%),
+            plain argmax; nan when no slice holds it above :data:`MIN_AREA_MM2`.
+        bias_after_pct: the same with the chosen weight.
+        error_before_pct: mean absolute area error without the weight (%).
+        error_after_pct: the same with the chosen weight.
+        dice_before: pooled validation Dice of this ROI without the weight.
+        dice_after: the same with the chosen weight.
+        slices: validation slices its area errors are measured on.
+        held_out_before_pct: mean signed area error on validation slices the weight was not
+            chosen on (:func:`held_out_area_bias`), plain argmax; nan when not measured.
+        held_out_after_pct: the same with the weight chosen on the other half.
+        held_out_slices: the slices those two are measured on.
+    """
+
+    log_weight: float = 0.0
+    bias_before_pct: float = _NAN
+    bias_after_pct: float = _NAN
+    error_before_pct: float = _NAN
+    error_after_pct: float = _NAN
+    dice_before: float = _NAN
+    dice_after: float = _NAN
+    slices: int = 0
+    held_out_before_pct: float = _NAN
+    held_out_after_pct: float = _NAN
+    held_out_slices: int = 0
+
+    def describe(self, name: str) -> str:
+        """``name: area bias +46.7 → +13.4 % (background ×4.48)`` or ``… (unchanged)``."""
+        change = f"background ×{math.exp(self.log_weight):.2f}" if self.log_weight else "unchanged"
+        if not math.isfinite(self.bias_before_pct):
+            return f"{name}: not measured ({change})"
+        held_out = (
+            f"; held-out half {self.held_out_before_pct:+.1f} → {self.held_out_after_pct:+.1f} %"
+            if math.isfinite(self.held_out_before_pct) and math.isfinite(self.held_out_after_pct)
+            else ""
+        )
+        return (
+            f"{name}: area bias {self.bias_before_pct:+.1f} → {self.bias_after_pct:+.1f} % "
+            f"({change}{held_out})"
+        )
 
 
 @dataclass(frozen=True)
 class AreaCalibration:
-    """The background weight ``exp(log_weight)`` and the validation numbers behind it.
+    """Per ROI, the background weight and the validation numbers behind it.
 
     Attributes:
-        log_weight: natural log of the weight on the background probability (0 = none).
-        bias_before_pct: validation mean signed area error without calibration (%).
-        bias_after_pct: the same with the chosen weight.
+        log_weight: the one weight of model files from before the per-ROI choice; it applies
+            to every ROI without an entry in ``per_roi`` (0 = none).
+        bias_before_pct: validation mean signed area error over every (ROI, slice) pair (%),
+            plain argmax.
+        bias_after_pct: the same with the chosen weights.
         error_before_pct: validation mean absolute area error without calibration (%).
-        error_after_pct: the same with the chosen weight.
+        error_after_pct: the same with the chosen weights.
+        per_roi: ROI value → its weight and numbers (empty in older model files).
     """
 
     log_weight: float = 0.0
-    bias_before_pct: float = float("nan")
-    bias_after_pct: float = float("nan")
-    error_before_pct: float = float("nan")
-    error_after_pct: float = float("nan")
+    bias_before_pct: float = _NAN
+    bias_after_pct: float = _NAN
+    error_before_pct: float = _NAN
+    error_after_pct: float = _NAN
+    per_roi: Mapping[int, RoiCalibration] = field(default_factory=dict)
 
     @property
     def background_weight(self) -> float:
-        """The factor on the background probability before the argmax."""
+        """The factor on the background probability of ROIs without their own weight."""
         return math.exp(self.log_weight)
 
-    def labels(self, roi: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
-        """Label map from :func:`foreground_margin`'s arrays with this weight."""
-        return np.where(log_odds > self.log_weight, roi, 0).astype(np.uint8)
+    def log_weight_of(self, roi: int) -> float:
+        """The natural log of ROI ``roi``'s background weight."""
+        entry = self.per_roi.get(roi)
+        return self.log_weight if entry is None else entry.log_weight
 
-    def describe(self) -> str:
-        """One line for the training log, e.g. ``background ×2.12 (area bias +1.7 → +0.1 %)``."""
+    @property
+    def is_plain(self) -> bool:
+        """True when every weight is 1: the labels are the plain argmax."""
+        return self.log_weight == 0.0 and not any(c.log_weight for c in self.per_roi.values())
+
+    def labels(self, roi: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
+        """Label map from :func:`foreground_margin`'s arrays: ``roi`` where its log-odds
+        exceed its ROI's log-weight, else 0."""
+        if not self.per_roi:  # one weight for every ROI, exactly as older versions computed it
+            return np.where(log_odds > self.log_weight, roi, 0).astype(np.uint8)
+        size = max(int(roi.max(initial=0)), *self.per_roi) + 1
+        table = np.full(size, self.log_weight, dtype=np.float64)
+        for value, entry in self.per_roi.items():
+            table[value] = entry.log_weight
+        return np.where(log_odds > table[roi], roi, 0).astype(np.uint8)
+
+    def describe(self, roi_names: Sequence[str] | None = None) -> str:
+        """One line for the log, ``info`` and the report.
+
+        Per ROI (``roi_names`` in ROI order, else ``ROI 1``, …), e.g.
+        ``fat: area bias +46.7 → +13.4 % (background ×4.48); muscle: area bias −0.4 → −0.4 %
+        (unchanged)``; an older file's single weight as ``background ×2.12 (validation area
+        bias +1.7 → +0.1 %)``.
+        """
+        if self.per_roi:
+            names = list(roi_names or ())
+            return "; ".join(
+                entry.describe(names[r - 1] if 0 < r <= len(names) else f"ROI {r}")
+                for r, entry in sorted(self.per_roi.items())
+            )
         if self.log_weight == 0.0:
             return "none"
         if not (math.isfinite(self.bias_before_pct) and math.isfinite(self.bias_after_pct)):
@@ -92,14 +184,39 @@ class AreaCalibration:
             f"{self.bias_before_pct:+.1f} → {self.bias_after_pct:+.1f} %)"
         )
 
-    def to_dict(self) -> dict[str, float]:
-        """Return plain data for the model file."""
-        return {k: float(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data for the model file (``per_roi`` keyed by the ROI as a string)."""
+        data: dict[str, Any] = {k: float(v) for k, v in asdict(self).items() if k != "per_roi"}
+        if self.per_roi:
+            data["per_roi"] = {
+                str(r): {k: _plain(v) for k, v in asdict(entry).items()}
+                for r, entry in sorted(self.per_roi.items())
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> AreaCalibration:
-        """Rebuild from :meth:`to_dict` output; ``None`` or ``{}`` (older files): no weight."""
-        return cls(**{k: float(v) for k, v in (data or {}).items() if k in cls.__annotations__})
+        """Rebuild from :meth:`to_dict` output; ``None`` or ``{}`` (older files): no weight; an
+        older file's single ``log_weight`` applies to every ROI."""
+        data = data or {}
+        per_roi = {
+            int(r): _roi_from_dict(entry) for r, entry in (data.get("per_roi") or {}).items()
+        }
+        scalars = {
+            k: float(v) for k, v in data.items() if k in cls.__annotations__ and k != "per_roi"
+        }
+        return cls(**scalars, per_roi=per_roi)
+
+
+def _plain(value: float | int) -> float | int:
+    return int(value) if isinstance(value, int) else float(value)
+
+
+def _roi_from_dict(data: Mapping[str, Any]) -> RoiCalibration:
+    numbers = {k: float(v) for k, v in data.items() if k in RoiCalibration.__annotations__}
+    slices = int(numbers.pop("slices", 0))
+    held_out_slices = int(numbers.pop("held_out_slices", 0))
+    return RoiCalibration(**numbers, slices=slices, held_out_slices=held_out_slices)
 
 
 def foreground_margin(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +243,9 @@ def choose_area_calibration(
     *,
     num_classes: int,
     pixel_area_mm2: float | None = None,
+    groups: Sequence[str] | None = None,
 ) -> AreaCalibration:
-    """The weight of :data:`LOG_WEIGHTS` whose validation areas are least biased.
+    """Per ROI, the weight of :data:`LOG_WEIGHTS` whose validation areas are least biased.
 
     Args:
         margins: per validation slice, :func:`foreground_margin` of its probabilities.
@@ -135,27 +253,40 @@ def choose_area_calibration(
         num_classes: C = K + 1.
         pixel_area_mm2: area of one pixel, to leave out ROIs under :data:`MIN_AREA_MM2`;
             ``None``: ROIs under 20 pixels are left out.
+        groups: per slice, its series: when given, each ROI also carries its bias on slices
+            its weight was not chosen on (:func:`held_out_area_bias`).
 
     Returns:
-        The choice (``log_weight`` 0 when no weight helps, or there is nothing to measure).
+        The choice: every ROI 1..K with its weight (0 when no weight helps it, or it is never
+        measured) and numbers; no entries when nothing at all can be measured.
     """
-    floor = _MIN_AREA_PIXELS if pixel_area_mm2 is None else MIN_AREA_MM2 / pixel_area_mm2
-    curves = [_roi_curves(m, t, num_classes, floor) for m, t in zip(margins, truth, strict=True)]
-    table = _score_weights([c for per_slice in curves for c in per_slice], num_classes)
-    if table is None:
+    curves = _all_curves(margins, truth, num_classes, pixel_area_mm2)
+    if not any(c.is_measured for c in curves):
         return AreaCalibration()
-    bias, error, dice = table
-    plain = LOG_WEIGHTS.index(0.0)
-    allowed = [i for i in range(len(LOG_WEIGHTS)) if dice[i] >= dice[plain] - MAX_DICE_LOSS]
-    best = min(allowed, key=lambda i: (round(float(abs(bias[i])), 6), abs(LOG_WEIGHTS[i])))
-    if abs(bias[plain]) - abs(bias[best]) < MIN_BIAS_GAIN:
-        best = plain
+    per_roi = {
+        roi: _choose_roi([c for c in curves if c.roi == roi]) for roi in range(1, num_classes)
+    }
+    before = _relative_errors(curves, {roi: 0.0 for roi in per_roi})
+    after = _relative_errors(curves, {r: e.log_weight for r, e in per_roi.items()})
+    if groups is not None:
+        held = held_out_area_bias(
+            margins, truth, groups, num_classes=num_classes, pixel_area_mm2=pixel_area_mm2
+        )
+        per_roi = {
+            r: replace(
+                entry,
+                held_out_before_pct=held[r].bias_plain_pct,
+                held_out_after_pct=held[r].bias_calibrated_pct,
+                held_out_slices=held[r].slices,
+            )
+            for r, entry in per_roi.items()
+        }
     return AreaCalibration(
-        log_weight=LOG_WEIGHTS[best],
-        bias_before_pct=float(bias[plain]),
-        bias_after_pct=float(bias[best]),
-        error_before_pct=float(error[plain]),
-        error_after_pct=float(error[best]),
+        bias_before_pct=float(before.mean()),
+        bias_after_pct=float(after.mean()),
+        error_before_pct=float(np.abs(before).mean()),
+        error_after_pct=float(np.abs(after).mean()),
+        per_roi=per_roi,
     )
 
 
@@ -168,6 +299,24 @@ class _Curve:
     predicted: np.ndarray  # (len(LOG_WEIGHTS),)
     overlap: np.ndarray
     is_measured: bool  # true area over the floor: counts in the relative area error
+
+    def relative_error(self) -> np.ndarray:
+        """Signed area error (%) for every weight."""
+        return 100.0 * (self.predicted - self.true_pixels) / self.true_pixels
+
+
+def _all_curves(
+    margins: Sequence[tuple[np.ndarray, np.ndarray]],
+    truth: Sequence[np.ndarray],
+    num_classes: int,
+    pixel_area_mm2: float | None,
+) -> list[_Curve]:
+    floor = _MIN_AREA_PIXELS if pixel_area_mm2 is None else MIN_AREA_MM2 / pixel_area_mm2
+    return [
+        curve
+        for margin, true in zip(margins, truth, strict=True)
+        for curve in _roi_curves(margin, true, num_classes, floor)
+    ]
 
 
 def _roi_curves(
@@ -188,20 +337,166 @@ def _roi_curves(
     return curves
 
 
-def _score_weights(
-    curves: Sequence[_Curve], num_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per weight: mean signed and absolute relative area error (%), and mean pooled Dice."""
+def _choose_roi(curves: Sequence[_Curve]) -> RoiCalibration:
+    """One ROI's weight from its curves over the validation slices."""
     measured = [c for c in curves if c.is_measured]
     if not measured:
-        return None
-    relative = np.stack([100.0 * (c.predicted - c.true_pixels) / c.true_pixels for c in measured])
-    dice = []
-    for roi in range(1, num_classes):  # every slice has a curve per ROI
-        mine = [c for c in curves if c.roi == roi]
-        overlap = np.sum([c.overlap for c in mine], axis=0)
-        predicted = np.sum([c.predicted for c in mine], axis=0)
-        true = sum(c.true_pixels for c in mine)
-        dice.append(dice_from_counts(overlap, predicted - overlap, true - overlap))
-    # an ROI absent everywhere is nan and left out; a measured ROI is never absent
-    return relative.mean(axis=0), np.abs(relative).mean(axis=0), np.nanmean(dice, axis=0)
+        return RoiCalibration()
+    relative = np.stack([c.relative_error() for c in measured])
+    bias, error = relative.mean(axis=0), np.abs(relative).mean(axis=0)
+    overlap = np.sum([c.overlap for c in curves], axis=0)
+    predicted = np.sum([c.predicted for c in curves], axis=0)
+    true = sum(c.true_pixels for c in curves)
+    dice = dice_from_counts(overlap, predicted - overlap, true - overlap)
+    plain = LOG_WEIGHTS.index(0.0)
+    allowed = [i for i in range(len(LOG_WEIGHTS)) if dice[i] >= dice[plain] - MAX_DICE_LOSS]
+    best = min(allowed, key=lambda i: (round(float(abs(bias[i])), 6), abs(LOG_WEIGHTS[i])))
+    if abs(bias[plain]) - abs(bias[best]) < MIN_BIAS_GAIN:
+        best = plain
+    return RoiCalibration(
+        log_weight=LOG_WEIGHTS[best],
+        bias_before_pct=float(bias[plain]),
+        bias_after_pct=float(bias[best]),
+        error_before_pct=float(error[plain]),
+        error_after_pct=float(error[best]),
+        dice_before=float(dice[plain]),
+        dice_after=float(dice[best]),
+        slices=len(measured),
+    )
+
+
+def _relative_errors(curves: Sequence[_Curve], log_weights: Mapping[int, float]) -> np.ndarray:
+    """Signed area errors (%) of the measured (ROI, slice) pairs at each ROI's weight."""
+    values = []
+    for c in curves:
+        if c.is_measured:
+            values.append(float(c.relative_error()[_grid_index(log_weights[c.roi])]))
+    return np.asarray(values)
+
+
+def _grid_index(log_weight: float) -> int:
+    """The position of a weight on :data:`LOG_WEIGHTS` (weights are chosen from it)."""
+    return int(np.argmin(np.abs(np.asarray(LOG_WEIGHTS) - log_weight)))
+
+
+@dataclass(frozen=True)
+class HeldOutBias:
+    """One ROI's mean signed area error on slices its weight was not chosen on.
+
+    Attributes:
+        roi: the ROI value.
+        slices: held-out slices holding it above :data:`MIN_AREA_MM2`.
+        bias_plain_pct: mean signed area error of the plain argmax (%).
+        bias_calibrated_pct: the same with the weight chosen on the other half.
+    """
+
+    roi: int
+    slices: int
+    bias_plain_pct: float
+    bias_calibrated_pct: float
+
+
+def split_in_halves(groups: Sequence[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split slices in two halves, each group (a series) whole in one half.
+
+    Groups go, largest first, to the half with fewer slices so far; with a single group the
+    slices alternate (neighbouring slices of one series are alike: a weaker test).
+
+    Args:
+        groups: per slice, the key of its series.
+
+    Returns:
+        The slice indices of each half, in order.
+
+    Example:
+        >>> split_in_halves(["a", "a", "b", "c"])
+        ((0, 1), (2, 3))
+    """
+    indices = range(len(groups))
+    if len(set(groups)) < 2:
+        return tuple(indices[0::2]), tuple(indices[1::2])
+    sizes = {g: list(groups).count(g) for g in set(groups)}
+    halves: tuple[list[int], list[int]] = ([], [])
+    for group in sorted(sizes, key=lambda g: (-sizes[g], g)):
+        smaller = halves[0] if len(halves[0]) <= len(halves[1]) else halves[1]
+        smaller.extend(i for i in indices if groups[i] == group)
+    return tuple(sorted(halves[0])), tuple(sorted(halves[1]))
+
+
+def area_bias_per_roi(
+    margins: Sequence[tuple[np.ndarray, np.ndarray]],
+    truth: Sequence[np.ndarray],
+    calibration: AreaCalibration,
+    *,
+    num_classes: int,
+    pixel_area_mm2: float | None = None,
+) -> dict[int, list[float]]:
+    """Per ROI 1..K, the signed area errors (%) of ``calibration``'s labels, one per slice
+    where the ROI's true area reaches :data:`MIN_AREA_MM2` (20 pixels without a spacing)."""
+    floor = _MIN_AREA_PIXELS if pixel_area_mm2 is None else MIN_AREA_MM2 / pixel_area_mm2
+    errors: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
+    for margin, true in zip(margins, truth, strict=True):
+        label = calibration.labels(*margin)
+        for roi, found in errors.items():
+            true_pixels = int((true == roi).sum())
+            if true_pixels >= floor:
+                found.append(100.0 * (int((label == roi).sum()) - true_pixels) / true_pixels)
+    return errors
+
+
+def held_out_area_bias(
+    margins: Sequence[tuple[np.ndarray, np.ndarray]],
+    truth: Sequence[np.ndarray],
+    groups: Sequence[str],
+    *,
+    num_classes: int,
+    pixel_area_mm2: float | None = None,
+) -> dict[int, HeldOutBias]:
+    """Per ROI, the area bias on slices the calibration was not chosen on.
+
+    The slices are split in two halves by series (:func:`split_in_halves`); the weights are
+    chosen on one half and measured on the other, then the other way round, so every slice
+    is measured once by weights chosen without it.
+
+    Args:
+        margins, truth, num_classes, pixel_area_mm2: as :func:`choose_area_calibration`.
+        groups: per slice, its series (e.g. the folder of its file).
+
+    Returns:
+        ROI value → its held-out bias, plain and calibrated (nan where never measured).
+
+    Example:
+        >>> bias = held_out_area_bias(margins, truth, series, num_classes=3)
+        >>> bias[1].bias_plain_pct, bias[1].bias_calibrated_pct
+        (4.1, 0.6)
+    """
+    plain: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
+    calibrated: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
+    first, second = split_in_halves(groups)
+    for chosen_on, measured_on in ((first, second), (second, first)):
+        if not chosen_on or not measured_on:
+            continue
+        choice = choose_area_calibration(
+            [margins[i] for i in chosen_on],
+            [truth[i] for i in chosen_on],
+            num_classes=num_classes,
+            pixel_area_mm2=pixel_area_mm2,
+        )
+        for store, calibration in ((plain, AreaCalibration()), (calibrated, choice)):
+            found = area_bias_per_roi(
+                [margins[i] for i in measured_on],
+                [truth[i] for i in measured_on],
+                calibration,
+                num_classes=num_classes,
+                pixel_area_mm2=pixel_area_mm2,
+            )
+            for roi, values in found.items():
+                store[roi].extend(values)
+    return {
+        roi: HeldOutBias(roi, len(plain[roi]), _mean(plain[roi]), _mean(calibrated[roi]))
+        for roi in plain
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else _NAN

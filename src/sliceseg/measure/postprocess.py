@@ -92,15 +92,15 @@ def apply_step(label: np.ndarray, roi: int, step: str) -> np.ndarray:
 class PostProcessing:
     """What ``predict`` does after the network, as chosen on validation.
 
-    The background weight of the area calibration before the argmax, then the steps applied
+    The area calibration's per-ROI background weights in the argmax, then the steps applied
     to each ROI after it.
 
     Attributes:
         steps: ROI value → steps, in :data:`STEPS` order (ROIs absent: nothing applied).
         dice_before: ROI value → mean validation Dice without post-processing.
         dice_after: ROI value → mean validation Dice with the chosen steps.
-        calibration: the background weight (``sliceseg.measure.calibration``); none in model
-            files from before it.
+        calibration: the per-ROI background weights (``sliceseg.measure.calibration``); none
+            in model files from before it.
     """
 
     steps: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
@@ -118,8 +118,14 @@ class PostProcessing:
 
     @property
     def is_empty(self) -> bool:
-        """True when no ROI gets any step."""
-        return not any(self.steps.values())
+        """True when ``predict`` does nothing after the plain argmax: no area calibration and no
+        ROI gets any step."""
+        return self.calibration.is_plain and not self.has_steps
+
+    @property
+    def has_steps(self) -> bool:
+        """True when some ROI gets a clean-up step (what :meth:`apply` does)."""
+        return any(self.steps.values())
 
     def apply(self, label: np.ndarray) -> np.ndarray:
         """Return ``label`` with every ROI's steps applied (the input is not changed)."""

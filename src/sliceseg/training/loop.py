@@ -261,10 +261,14 @@ def run_epochs(
         epoch_seconds.append(row["elapsed_seconds"] - began)
         stop = _budget_spent(session, row["elapsed_seconds"], epoch_seconds)
         is_last = stop or epoch == planned
-        if is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True):
-            row = validate(session, row)
-            best = keep_best(session, row, best)
-            report_progress(session, row, log=log, on_checkpoint=on_checkpoint)
+        is_print = is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True)
+        is_save = is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last)
+        post: PostProcessing | None = None
+        if is_print or is_save:  # a checkpoint carries what validation chose for its weights
+            row, post = validate(session, row)
+            best = keep_best(session, row, best, post)
+        if is_print:
+            report_progress(session, row, post, log=log, on_checkpoint=on_checkpoint)
         state = capture_state(
             session,
             epoch=epoch,
@@ -272,8 +276,8 @@ def run_epochs(
             best_val_dice=best,
             elapsed_seconds=row["elapsed_seconds"],
         )
-        if is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last):
-            save_checkpoint(session, state)
+        if is_save:
+            save_checkpoint(session, state, post)
         if stop:
             log(
                 f"Stopping after epoch {epoch}: the next epoch would pass the "
@@ -325,10 +329,12 @@ def _augmenter(session: Session) -> Augment | None:
     return lambda images, labels: augment_batch(images, labels, params, generator=generator)
 
 
-def validate(session: Session, row: HistoryRow) -> HistoryRow:
-    """Return ``row`` with the validation Dice (mean and per ROI); unchanged without validation."""
+def validate(session: Session, row: HistoryRow) -> tuple[HistoryRow, PostProcessing | None]:
+    """Return ``row`` with the validation Dice (mean and per ROI) and the post-processing and
+    area calibration chosen for the model's current weights; ``(row, None)`` without
+    validation slices."""
     if not len(session.data.validation):
-        return row
+        return row, None
     per_roi, post = evaluate_spaced(
         session.model,
         session.data.validation,
@@ -338,30 +344,37 @@ def validate(session: Session, row: HistoryRow) -> HistoryRow:
         divisor=session.divisor,
         calibrate=session.config.area_calibration,
     )
-    session.postprocessing.clear()
-    session.postprocessing.update(post.to_dict())
     names = session.data.roi_names
     return {
         **row,
         "val_dice": float(np.nanmean(per_roi)),
         **{f"val_dice_{n}": float(d) for n, d in zip(names, per_roi, strict=True)},
-    }
+    }, post
 
 
-def keep_best(session: Session, row: HistoryRow, best: float | None) -> float | None:
-    """Save ``<name>_best.pt`` when the row's validation Dice beats ``best``; return the best."""
+def keep_best(
+    session: Session, row: HistoryRow, best: float | None, post: PostProcessing | None = None
+) -> float | None:
+    """Save ``<name>_best.pt`` (with ``post``, chosen for these weights) when the row's
+    validation Dice beats ``best``; return the best."""
     dice = row["val_dice"]
     if not np.isfinite(dice) or (best is not None and dice <= best):
         return best
     epoch = int(row["epoch"])
-    save_bundle(session.path("best.pt"), session.model, session.metadata_at(epoch))
+    save_bundle(session.path("best.pt"), session.model, session.metadata_at(epoch, post))
     return dice
 
 
 def report_progress(
-    session: Session, row: HistoryRow, *, log: Log, on_checkpoint: OnCheckpoint | None
+    session: Session,
+    row: HistoryRow,
+    post: PostProcessing | None = None,
+    *,
+    log: Log,
+    on_checkpoint: OnCheckpoint | None,
 ) -> None:
-    """Log the manual's progress and validation lines and tell ``on_checkpoint``."""
+    """Log the manual's progress and validation lines (with ``post``, what validation chose)
+    and tell ``on_checkpoint``."""
     epochs, names = session.config.planned_epochs, session.data.roi_names
     epoch, elapsed = int(row["epoch"]), row["elapsed_seconds"]
     log(progress_line(epoch, epochs, row["dice_loss"], row["train_dice"], elapsed))
@@ -369,10 +382,10 @@ def report_progress(
     if len(session.data.validation):
         parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
         log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
-        post = PostProcessing.from_dict(session.postprocessing)
+    if post is not None:
         log(
             f"Post-processing chosen on validation: {post.describe()} | "
-            f"area calibration: {post.calibration.describe()}"
+            f"area calibration: {post.calibration.describe(names)}"
         )
     if on_checkpoint is not None:
         on_checkpoint(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sliceseg.augment.transforms import AugmentParams, augment_batch
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.data.crops import CropDataset, first_crops
 from sliceseg.io.files import atomic_path
+from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
 from sliceseg.report.plots import plot_history
@@ -63,8 +64,6 @@ class Session:
         augment_params: augmentation settings, or None when augmentation is off.
         loss_fn: the training loss.
         dice_loss_fn: the soft Dice loss the progress lines report.
-        postprocessing: the post-processing chosen at the last validation (plain data of
-            ``PostProcessing``; empty before), written into every model file from then on.
     """
 
     config: TrainConfig
@@ -81,7 +80,6 @@ class Session:
     augment_params: AugmentParams | None
     loss_fn: MultiOutputLoss
     dice_loss_fn: MultiOutputLoss
-    postprocessing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
@@ -97,9 +95,12 @@ class Session:
         """What the network needs the sides of its input to be divisible by."""
         return required_divisor(self.config.arch, self.metadata.hyperparameters)
 
-    def metadata_at(self, epoch: int) -> ModelMetadata:
-        """Return the model file's metadata after ``epoch`` epochs."""
-        post = {"postprocessing": dict(self.postprocessing)} if self.postprocessing else {}
+    def metadata_at(
+        self, epoch: int, postprocessing: PostProcessing | None = None
+    ) -> ModelMetadata:
+        """Return the model file's metadata after ``epoch`` epochs, with the post-processing
+        (and area calibration) validation chose for these weights, if any."""
+        post = {} if postprocessing is None else {"postprocessing": postprocessing.to_dict()}
         return ModelMetadata.from_dict({**self.metadata.to_dict(), "epoch": epoch, **post})
 
 
@@ -247,10 +248,13 @@ def capture_state(
     )
 
 
-def save_checkpoint(session: Session, state: TrainingState) -> Path:
-    """Write ``<name>_<epoch>.pt`` (weights + `TrainingState`) and the history so far."""
+def save_checkpoint(
+    session: Session, state: TrainingState, postprocessing: PostProcessing | None = None
+) -> Path:
+    """Write ``<name>_<epoch>.pt`` (weights + `TrainingState` + the post-processing chosen on
+    validation for these weights) and the history so far."""
     path = session.path(f"{state.epoch}.pt")
-    metadata = session.metadata_at(state.epoch)
+    metadata = session.metadata_at(state.epoch, postprocessing)
     save_bundle(path, session.model, metadata, training_state=state.to_dict())
     write_history(session.out_dir, session.config.model_filename, state.history)
     return path
