@@ -162,7 +162,7 @@ class TestPredictErrors:
         assert code == 0, err
         assert "corrupt.dcm" in err
         areas = pd.read_csv(tmp_path / "o" / "csa.csv", index_col="slice")
-        assert len(areas) == len(good) + 2
+        assert len(areas) == len(good) + 3  # the slices, mean, std, n
 
     def test_existing_outputs_are_kept_without_overwrite(
         self, tiny_model, tiny_phantom, tmp_path, capsys

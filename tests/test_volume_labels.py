@@ -371,7 +371,7 @@ def test_measure_gives_the_same_table_from_volumes(phantom, tmp_path):
     from_volumes = pd.read_csv(out_volumes / "csa.csv")
     from_files = pd.read_csv(out_files / "csa.csv")
     pd.testing.assert_frame_equal(from_volumes, from_files)
-    assert len(from_volumes) == 12 + 3 * 2 + 2  # slices, mean / std of each series, overall
+    assert len(from_volumes) == 12 + 3 * 3 + 3  # slices, mean / std / n per series, overall
 
 
 def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
