@@ -113,7 +113,8 @@ class Slice:
     """One 2D image from a DICOM file, in modality units, with its pixel spacing and ids.
 
     Attributes:
-        pixels: (rows, cols) float32 in modality units (rescale applied; MONOCHROME1 mirrored).
+        pixels: (rows, cols) float32 in modality units (modality LUT or rescale applied; never
+            inverted for MONOCHROME1, see `display_pixels`).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
         spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read; "fov/matrix"
