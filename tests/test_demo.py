@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,3 +40,33 @@ def test_a_ten_percent_over_segmentation_reads_as_ten_percent(tiny_phantom, meas
         dataclasses.replace(measured_test_labels, long=exact), tiny_phantom / "truth.csv"
     )
     assert errors["mean_abs_error_pct"].to_numpy() == pytest.approx(10.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_area_bias_table_compares_plain_and_calibrated_on_the_test_subjects(
+    tiny_model, tiny_phantom, tmp_path
+):
+    """A weight on ROI 1 alone: the other ROIs' plain and calibrated biases are equal, and ROI
+    1's calibrated area can only be smaller (e² on its background keeps a subset of its pixels)."""
+    from conftest import with_postprocessing
+    from sliceseg.demo import area_bias_on_test
+    from sliceseg.inference.folder import predict_folder
+    from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
+    from sliceseg.measure.postprocess import PostProcessing
+
+    calibration = AreaCalibration(per_roi={1: RoiCalibration(2.0)})
+    post = PostProcessing(calibration=calibration).to_dict()
+    model = with_postprocessing(tiny_model, tmp_path / "pinned.pt", post)
+    run = predict_folder(model, tiny_phantom / "test" / "dicoms", tmp_path / "out", report=False)
+    bias = area_bias_on_test(run, model, tiny_phantom / "truth.csv")
+    truth = pd.read_csv(tiny_phantom / "truth.csv")
+    test = truth[(truth["split"] == "test") & (truth["area_mm2"] >= 20.0)]
+    assert bias["slices"].tolist() == [int((test["roi"] == r).sum()) for r in range(1, 7)]
+    assert (
+        bias.loc["vertebral body", "calibrated_bias_pct"]
+        <= bias.loc["vertebral body", "plain_bias_pct"]
+    )
+    assert bias.loc["vertebral body", "background_weight"] == pytest.approx(np.exp(2.0))
+    others = bias.iloc[1:]
+    assert (others["plain_bias_pct"] == others["calibrated_bias_pct"]).all()
+    assert (others["background_weight"] == 1.0).all()

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from sliceseg.inference.area_bias import area_bias_table, format_area_bias, without_area_calibration
 from sliceseg.inference.evaluate import EvaluationResult, evaluate_model
 from sliceseg.inference.folder import SegmentationRun, predict_folder
+from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, prepare_output_dir
-from sliceseg.measure.areas import AreaTable
+from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.postprocess import PostProcessing
+from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.phantom.generate import generate_phantom
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.loop import TrainResult, train
@@ -26,6 +30,7 @@ class DemoResult:
     segmentation: SegmentationRun
     evaluation: EvaluationResult
     area_errors: pd.DataFrame
+    area_bias: pd.DataFrame | None = None
 
 
 def compare_with_truth(areas: AreaTable, truth_csv: Path) -> pd.DataFrame:
@@ -51,6 +56,43 @@ def compare_with_truth(areas: AreaTable, truth_csv: Path) -> pd.DataFrame:
         mean_abs_error_mm2=("abs_error_mm2", "mean"),
         mean_abs_error_pct=("abs_error_pct", "mean"),
     )
+
+
+def area_bias_on_test(
+    run: SegmentationRun, model: Bundle | Path | str, truth_csv: Path
+) -> pd.DataFrame:
+    """Per ROI, the mean signed area error (%) of the segmented slices against the phantom's
+    true areas: with the plain argmax and with the model's area calibration (chosen on
+    validation, never on these slices), both with its clean-up steps.
+
+    Args:
+        run: ``predict_folder``'s result with ``model`` (the calibrated areas).
+        model: the model it ran.
+        truth_csv: the phantom's true areas (``truth.csv``; keys as the run's slice keys).
+
+    Returns:
+        One row per ROI (`sliceseg.inference.area_bias.AREA_BIAS_COLUMNS`).
+    """
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    images, keys = [p.image for p in run.predictions], [p.key for p in run.predictions]
+    plain = measure_areas(
+        predict_slices(without_area_calibration(bundle), images), images, bundle.roi_names,
+        names=keys,
+    )  # fmt: skip
+    truth = pd.read_csv(truth_csv)
+    truth = truth[truth["key"].isin(keys)]
+    return area_bias_table(
+        {(str(k), int(r)): float(a) for k, r, a in truth[["key", "roi", "area_mm2"]].values},
+        _areas_by_key(plain),
+        _areas_by_key(run.areas),
+        roi_names=bundle.roi_names,
+        calibration=PostProcessing.from_dict(bundle.metadata.postprocessing or {}).calibration,
+    )
+
+
+def _areas_by_key(areas: AreaTable) -> dict[tuple[str, int], float]:
+    long = areas.long[["file", "roi", "area_mm2"]]
+    return {(str(k), int(r)): float(a) for k, r, a in long.values}
 
 
 def run_demo(
@@ -103,8 +145,14 @@ def run_demo(
     )
     log("\nArea error against the phantom's true areas (test subjects):")
     log(errors.to_string(float_format=lambda v: f"{v:.2f}"))
+    bias = area_bias_on_test(run, training.best_model, phantom.truth_csv)
+    with atomic_path(out / "predictions" / "area_bias.csv") as tmp:
+        bias.to_csv(tmp)
+    log("\nArea bias per ROI on the test subjects (mean signed error against the true areas):")
+    log("plain argmax vs the area calibration chosen on validation (never on these slices)")
+    log(format_area_bias(bias))
     dice = evaluation.summary["dice_mean"]
     per_roi = ", ".join(f"{name} {value:.3f}" for name, value in dice.items())
     log(f"\nMean Dice on test subjects: {dice.mean():.3f} (per ROI: {per_roi})")
     log(f"Report: {run.report}")
-    return DemoResult(training, run, evaluation, errors)
+    return DemoResult(training, run, evaluation, errors, bias)
