@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from real_mr_calibration import check_calibration
 from real_mr_data import ROI_NAMES
 from real_mr_files import is_current, write_dataset
 from real_mr_score import Score, score_folder
@@ -193,6 +194,8 @@ def run_sliceseg(
     )
     print(f"  | {predict_log.strip().splitlines()[-1]}")
     predict_seconds = time.perf_counter() - start
+    labels = work / "pred" / "labels"  # the calibration on held-out slices (issue 17)
+    print(check_calibration(best, out / "test", labels, work, roi_names=ROI_NAMES, env=env))
     epochs, steps, seconds, n_train = _sliceseg_training(model_dir, train_log)
     return ContenderResult(
         name="sliceseg",
