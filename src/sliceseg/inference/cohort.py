@@ -1,0 +1,571 @@
+"""Segment a cohort as a stream of series: planned from headers, resumable, sharded, pipelined.
+
+The run plans from headers (`plan_cohort`), keeps this shard's series (`Shard.take`), skips the
+series already finished with the same model, settings and inputs (`records.is_done`), and
+streams the rest: worker processes decode series ahead (`decode_series`), the main process
+runs the network on batches of slices that may span several small series (`Engine.labels`),
+and a small pool of threads measures and writes each series into a temporary folder that is
+renamed to ``OUT/series/<name>`` last, its ``record.json`` inside. A series that fails is
+recorded in ``OUT/failed/<name>.json`` and the run goes on. Memory holds the series in flight,
+never the cohort. An unsharded run then merges (`sliceseg.inference.merge.merge_cohort`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sliceseg.engine.predictor import Engine, PredictOptions
+from sliceseg.errors import SlicesegError
+from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence, with_confidence
+from sliceseg.inference.merge import MergeResult, merge_cohort
+from sliceseg.inference.model_info import model_summary
+from sliceseg.inference.outputs import Visuals, write_outputs
+from sliceseg.inference.predict import Prediction
+from sliceseg.inference.records import (
+    RunRecord,
+    RunSettings,
+    check_out_dir,
+    failure_path,
+    file_sha256,
+    is_done,
+    series_dir,
+    series_record,
+    write_failure,
+)
+from sliceseg.inference.shards import Shard, shard_device
+from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
+from sliceseg.io.identity import slice_key
+from sliceseg.io.series_plan import CohortPlan, PlannedSeries, decode_series, plan_cohort
+from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.system import select_device
+
+__all__ = [
+    "VISUALS",
+    "VISUALS_ALL_UP_TO",
+    "CohortOptions",
+    "CohortRun",
+    "default_workers",
+    "predict_cohort",
+]
+
+VISUALS = ("auto", "all", "none")
+"""``--visuals``: auto (every slice up to `VISUALS_ALL_UP_TO`, else flagged ones), all, none."""
+
+VISUALS_ALL_UP_TO = 500
+"""Planned slices up to which ``--visuals auto`` draws every slice, GIFs and area plots; past it,
+only each series' least confident slice and the slices named by a warning are drawn, and no
+GIF or plot (a 100,000-slice run would otherwise spend most of its time drawing)."""
+
+WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
+DECODE_AHEAD = 2  # series decoded ahead per worker
+
+
+def default_workers() -> int:
+    """Decoding processes: the CPUs this process may use (affinity), less one for the network."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+@dataclass(frozen=True)
+class CohortOptions:
+    """How a cohort run is executed (nothing here changes its results).
+
+    Attributes:
+        predict: device, batch size, progress (``tta`` lives in `RunSettings`).
+        shard: which series this process takes.
+        workers: decoding processes; 0 decodes in the main process; None: `default_workers`.
+        overwrite: redo series made by another model or settings instead of refusing.
+        merge: build the cohort tables at the end; None: when the shard is the whole run.
+    """
+
+    predict: PredictOptions = field(default_factory=PredictOptions)
+    shard: Shard = field(default_factory=Shard)
+    workers: int | None = None
+    overwrite: bool = False
+    merge: bool | None = None
+
+
+@dataclass(frozen=True)
+class CohortRun:
+    """What `predict_cohort` did.
+
+    Attributes:
+        out_dir: the output folder.
+        shard: the shard this process ran.
+        planned: series in this shard.
+        already_done: series skipped because a previous run finished them.
+        finished: names of the series finished now.
+        failed: (name, reason) of the series that failed now.
+        skipped: input files left out (not DICOM, no image, unreadable), with the reason.
+        merged: the cohort tables, when this run merged.
+        seconds: wall time of the whole run.
+        slices: slices segmented now.
+        warnings: plausibility warnings of the series finished now.
+        notes: exports not written, files of a series that could not be decoded.
+    """
+
+    out_dir: Path
+    shard: Shard
+    planned: int
+    already_done: int
+    finished: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    merged: MergeResult | None = None
+    seconds: float = 0.0
+    slices: int = 0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line: what was done, what failed, where the outputs are."""
+        text = (
+            f"Segmented {self.slices} slices in {len(self.finished)} series"
+            f" ({self.already_done} already done, {len(self.failed)} failed"
+            + (f", listed in {self.out_dir / 'failed.csv'}" if self.failed and self.merged else "")
+            + f") in {self.seconds:.1f} s; outputs in {self.out_dir}/"
+        )
+        if self.merged is not None:
+            return f"{text} (report: {self.merged.report})"
+        merge = f"run `sliceseg merge {self.out_dir}` after every shard"
+        return f"{text}; {self.shard.describe()}: {merge}"
+
+
+@dataclass
+class _Decoded:
+    """One series between decoding and writing."""
+
+    series: PlannedSeries
+    slices: list[Slice]
+    skipped: list[SkippedFile]
+    labels: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray] = field(default_factory=list)
+
+
+def predict_cohort(
+    model: Bundle | Path | str,
+    dicom_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    settings: RunSettings | None = None,
+    options: CohortOptions = CohortOptions(),
+    log: Callable[[str], None] = print,
+) -> CohortRun:
+    """Segment every series under ``dicom_dir`` (this shard's share), resumably, into ``out_dir``.
+
+    Writes ``OUT/series/<name>/`` per series (the layout of `sliceseg.inference.outputs`, plus
+    ``record.json``), ``OUT/failed/<name>.json`` per failed series and ``OUT/cohort.json``; an
+    unsharded run then writes ``csa.csv``, ``csa_long.csv``, ``series.csv``, ``failed.csv`` and
+    ``report.html`` (`merge_cohort`).
+
+    Args:
+        model: a loaded bundle or a model file (its SHA-256 goes into the records).
+        dicom_dir: the cohort's DICOM folder (recursive).
+        out_dir: the output folder; a rerun into it resumes.
+        settings: what shapes the results; ``roi_names`` empty means the model's.
+        options: device, shard, workers, overwrite, merge.
+        log: where progress lines go (one per event).
+
+    Returns:
+        What was done, skipped and failed.
+
+    Raises:
+        PairingError: the folder holds no DICOM image.
+        ConfigError: ``out_dir`` was made by another model or settings (without overwrite),
+            or holds other files; or every series failed on the same user error.
+        BundleError: the model file is not a sliceseg model.
+
+    Example:
+        >>> run = predict_cohort("model/sliceseg_best.pt", "cohort/", "results/")
+        >>> run.finished[:2], run.failed
+    """
+    start = time.perf_counter()
+    bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
+    plan = plan_cohort(Path(dicom_dir))
+    out = Path(out_dir)
+    check_out_dir(out, record, overwrite=options.overwrite)
+    mine = options.shard.take(plan.series)
+    todo = [s for s in mine if not is_done(out, s, record, plan.root)]
+    log(
+        f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
+        f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
+    )
+    _remove_stale_temporaries(out, todo)
+    finished, failed = _stream(bundle, plan, todo, out, record, options, log)
+    _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+    merged = None
+    if options.merge if options.merge is not None else options.shard.is_whole:
+        merged = merge_cohort(out, skipped=plan.skipped)
+    summaries = [summary for _, summary in finished]
+    return CohortRun(
+        out,
+        options.shard,
+        len(mine),
+        len(mine) - len(todo),
+        [name for name, _ in finished],
+        [(name, _reason(error)) for name, error in failed],
+        list(plan.skipped),
+        merged,
+        time.perf_counter() - start,
+        slices=sum(int(s["slices"]) for s in summaries),
+        warnings=[w for s in summaries for w in s["warnings"]],
+        notes=[n for s in summaries for n in (*s["skipped_files"], *s["export_notes"])],
+    )
+
+
+def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bundle, RunRecord]:
+    """Load the model (with the settings' ROI names) and describe it for the records."""
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    if settings.roi_names:
+        bundle = bundle.with_roi_names(list(settings.roi_names))
+    settings = replace(settings, roi_names=tuple(bundle.roi_names))
+    source = Path(bundle.source) if bundle.source else None
+    digest = file_sha256(source) if source is not None and source.is_file() else "in-memory"
+    return bundle, RunRecord(source.name if source else "in-memory", digest, settings)
+
+
+def _remove_stale_temporaries(out: Path, todo: Sequence[PlannedSeries]) -> None:
+    """Remove what a killed run left of this shard's unfinished series (never another's)."""
+    names = {s.name for s in todo}
+    for stale in (out / "series").glob(f"{TEMP_PREFIX}*"):
+        if stale.name.removeprefix(TEMP_PREFIX).rsplit(".", 1)[0] in names:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _raise_if_nothing_worked(
+    finished: Sequence[tuple[str, dict[str, Any]]],
+    failed: Sequence[tuple[str, Exception]],
+    done: int,
+) -> None:
+    """A run whose every series failed on the same user error says it as one (exit 2)."""
+    if finished or done or not failed:
+        return
+    errors = [error for _, error in failed]
+    if all(isinstance(e, SlicesegError) for e in errors) and len({str(e) for e in errors}) == 1:
+        raise errors[0]
+
+
+def _stream(
+    bundle: Bundle,
+    plan: CohortPlan,
+    todo: Sequence[PlannedSeries],
+    out: Path,
+    record: RunRecord,
+    options: CohortOptions,
+    log: Callable[[str], None],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]]]:
+    """Decode ahead in workers, predict in batches here, write behind in threads."""
+    finished: list[tuple[str, dict[str, Any]]] = []
+    failed: list[tuple[str, Exception]] = []
+    if not todo:
+        return finished, failed
+    device = select_device(shard_device(options.predict.device))
+    engine = Engine(bundle, device, tta=record.settings.tta)
+    visuals = _visual_mode(record.settings.visuals, plan.num_slices)
+    writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
+    context = _Context(out, plan.root, record, visuals, bundle)
+    batch: list[_Decoded] = []
+
+    def collect(block: bool) -> None:
+        while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
+            series, job = writing.popleft()
+            _settle(series, job, out, finished, failed, log)
+
+    with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
+        for series, result in _decoded(todo, options.workers):
+            if isinstance(result, Exception):
+                _fail(series, result, out, failed, log)
+                continue
+            batch.append(result)
+            if sum(len(d.slices) for d in batch) >= options.predict.batch_size:
+                for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
+                    writing.append((done.series, writer.submit(_write_series, context, done)))
+                batch = []
+            collect(block=False)
+        for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
+            writing.append((done.series, writer.submit(_write_series, context, done)))
+        collect(block=True)
+    return finished, failed
+
+
+def _visual_mode(visuals: str, planned_slices: int) -> str:
+    """``auto`` becomes ``all`` for small runs and ``flagged`` for large ones."""
+    if visuals != "auto":
+        return visuals
+    return "all" if planned_slices <= VISUALS_ALL_UP_TO else "flagged"
+
+
+def _decoded(
+    todo: Sequence[PlannedSeries], workers: int | None
+) -> Iterator[tuple[PlannedSeries, _Decoded | Exception]]:
+    """Each series decoded, in order; worker processes read ahead a bounded number of series."""
+    count = default_workers() if workers is None else workers
+    if count < 1 or len(todo) == 1:
+        for series in todo:
+            yield series, _decode_here(series)
+        return
+    context = multiprocessing.get_context("spawn")  # safe beside CUDA and threads
+    with futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+        ahead: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
+        queue = iter(todo)
+        for series in queue:
+            ahead.append((series, pool.submit(decode_series, [f.source for f in series.files])))
+            if len(ahead) >= count * DECODE_AHEAD:
+                break
+        while ahead:
+            series, job = ahead.popleft()
+            following = next(queue, None)
+            if following is not None:
+                files = [f.source for f in following.files]
+                ahead.append((following, pool.submit(decode_series, files)))
+            try:
+                slices, skipped = job.result()
+            except Exception as error:  # a worker died or raised: this series only
+                yield series, error
+                continue
+            yield series, _checked(series, slices, skipped)
+
+
+def _decode_here(series: PlannedSeries) -> _Decoded | Exception:
+    try:
+        slices, skipped = decode_series([f.source for f in series.files])
+    except Exception as error:
+        return error
+    return _checked(series, slices, skipped)
+
+
+def _checked(
+    series: PlannedSeries, slices: list[Slice], skipped: list[SkippedFile]
+) -> _Decoded | Exception:
+    if not slices:
+        reason = skipped[0].reason if skipped else "no file"
+        return SlicesegError(f"series {series.name}: no slice could be decoded ({reason})")
+    return _Decoded(series, slices, skipped)
+
+
+def _predict(
+    engine: Engine,
+    batch: list[_Decoded],
+    batch_size: int,
+    out: Path,
+    failed: list[tuple[str, Exception]],
+    log: Callable[[str], None],
+) -> list[_Decoded]:
+    """Label maps and confidences for a batch of series; a failing batch is retried per series."""
+    if not batch:
+        return []
+    try:
+        _label(engine, batch, batch_size)
+        return batch
+    except Exception as error:
+        if len(batch) == 1:
+            _fail(batch[0].series, error, out, failed, log)
+            return []
+    kept = []
+    for one in batch:
+        kept += _predict(engine, [one], batch_size, out, failed, log)
+    return kept
+
+
+def _label(engine: Engine, batch: list[_Decoded], batch_size: int) -> None:
+    """Run the network over every slice of the batch, slices of small series together.
+
+    Only slices of one shape, spacing and orientation share a forward pass: the window of a
+    size-free network is the largest slice of its pass, so a slice's labels then never depend
+    on the other slices of its batch, shard or run.
+    """
+    images = [image for decoded in batch for image in decoded.slices]
+    labels: list[np.ndarray] = [np.zeros(0)] * len(images)
+    scores: list[np.ndarray] = [np.zeros(0)] * len(images)
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        key = (image.shape, image.spacing_mm, image.orientation)
+        groups.setdefault(key, []).append(index)
+    for members in groups.values():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            collector = ConfidenceCollector()
+            found = engine.labels([images[i] for i in chunk], sink=collector)
+            for i, label, score in zip(chunk, found, collector.per_roi, strict=True):
+                labels[i], scores[i] = label, score
+    position = 0
+    for decoded in batch:
+        end = position + len(decoded.slices)
+        decoded.labels, decoded.confidence = labels[position:end], scores[position:end]
+        position = end
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every series' writer needs."""
+
+    out: Path
+    root: Path
+    record: RunRecord
+    visuals: str
+    bundle: Bundle
+
+
+def _write_series(context: _Context, decoded: _Decoded) -> dict[str, Any]:
+    """Measure one series and write it whole: a temporary folder, renamed last."""
+    settings = context.record.settings
+    names = list(settings.roi_names)
+    keys = [slice_key(image, context.root) for image in decoded.slices]
+    areas = measure_areas(
+        decoded.labels,
+        decoded.slices,
+        names,
+        names=keys,
+        fallback=settings.fallback,
+        keep_patient_info=settings.keep_patient_info,
+        tissue=settings.tissue,
+    )
+    areas = with_confidence(areas, np.asarray(decoded.confidence))
+    warnings = area_warnings(
+        areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
+    )
+    predictions = [
+        Prediction(image=image, label=label, key=key)
+        for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
+    ]
+    series = decoded.series
+    final = series_dir(context.out, series.name)
+    temporary = final.parent / f"{TEMP_PREFIX}{series.name}.{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    _animations, _report, exported = write_outputs(
+        temporary,
+        predictions,
+        areas,
+        warnings,
+        decoded.skipped,
+        roi_names=names,
+        settings=_report_settings(context, series) if _has_report(context) else None,
+        exports=settings.exports,
+        root_name=context.root.resolve().name,
+        progress=False,
+        visuals=_visuals(context.visuals, keys, decoded.confidence, warnings),
+    )
+    summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
+    summary["export_notes"] = [note for e in exported for note in e.notes]
+    data = series_record(context.record, series, context.root, summary)
+    atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
+    _replace_folder(temporary, final)
+    failure_path(context.out, series.name).unlink(missing_ok=True)
+    return summary
+
+
+def _has_report(context: _Context) -> bool:
+    return context.record.settings.report and context.visuals != "none"
+
+
+def _report_settings(context: _Context, series: PlannedSeries) -> dict[str, object]:
+    return {
+        **model_summary(context.bundle),
+        "series": series.name,
+        "test-time augmentation": "yes" if context.record.settings.tta else "no",
+    }
+
+
+def _visuals(
+    mode: str, keys: Sequence[str], confidence: Sequence[np.ndarray], warnings: Sequence[str]
+) -> Visuals:
+    """The pictures of one series for ``--visuals`` (after ``auto`` is resolved)."""
+    if mode == "all":
+        return Visuals()
+    if mode == "none":
+        return Visuals(keys=frozenset(), animations=False, figures=False)
+    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
+    chosen = (
+        {keys[int(np.nanargmin(scores))]} if len(scores) and np.isfinite(scores).any() else set()
+    )
+    chosen |= {key for key in keys if any(key in warning for warning in warnings)}
+    return Visuals(keys=frozenset(chosen), animations=False, figures=False)
+
+
+def _summary(
+    areas: AreaTable,
+    confidence: Sequence[np.ndarray],
+    warnings: Sequence[str],
+    skipped: Sequence[SkippedFile],
+) -> dict[str, Any]:
+    """The series' row of ``series.csv``: slices, per ROI mean/std, lowest confidence, warnings."""
+    rois = list(areas.per_slice.columns)
+    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
+    return {  # the series' own summary rows: one definition of its mean and std
+        "slices": len(areas.per_slice),
+        "unit": areas.unit,
+        "mean": {name: _number(areas.wide.loc["mean", name]) for name in rois},
+        "std": {name: _number(areas.wide.loc["std", name]) for name in rois},
+        "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
+        "warnings": list(warnings),
+        "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
+    }
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _replace_folder(temporary: Path, final: Path) -> None:
+    """Put a finished series in place: an older folder is moved aside first, then removed."""
+    if final.exists():
+        aside = final.parent / f"{TEMP_PREFIX}{final.name}.old.{os.getpid()}"
+        os.replace(final, aside)
+        os.replace(temporary, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
+
+
+def _settle(
+    series: PlannedSeries,
+    job: futures.Future[Any],
+    out: Path,
+    finished: list[tuple[str, dict[str, Any]]],
+    failed: list[tuple[str, Exception]],
+    log: Callable[[str], None],
+) -> None:
+    try:
+        finished.append((series.name, job.result()))
+    except Exception as error:
+        _fail(series, error, out, failed, log)
+
+
+def _reason(error: Exception) -> str:
+    """An error in one line; not ours: its type first."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return reason if isinstance(error, SlicesegError) else f"{type(error).__name__}: {reason}"
+
+
+def _fail(
+    series: PlannedSeries,
+    error: Exception,
+    out: Path,
+    failed: list[tuple[str, Exception]],
+    log: Callable[[str], None],
+) -> None:
+    """Record a failed series (its reason in one line) and go on."""
+    reason = _reason(error)
+    write_failure(out, series, reason)
+    failed.append((series.name, error))
+    log(f"series {series.name} failed: {reason}")

@@ -1,0 +1,212 @@
+"""What a prediction writes: label maps, overlays, thumbnails, GIFs, area plots, tables, report.
+
+`write_outputs` lays out one folder the same way for a whole ``predict_folder`` run and for
+each series of a cohort (``OUT/series/<name>/``): ``labels/<key>.png``, ``overlays/<key>.jpg``,
+``thumbnails/<key>.jpg``, ``segmentation.gif``, ``areas.png``, ``csa.csv``, ``csa_long.csv``,
+``exports/`` and ``report.html``. Series are grouped by `sliceseg.io.identity.series_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from tqdm.auto import tqdm
+
+from sliceseg.inference.predict import Prediction
+from sliceseg.io.dicom import SkippedFile
+from sliceseg.io.files import atomic_path
+from sliceseg.io.identity import series_key
+from sliceseg.measure.areas import AreaTable
+from sliceseg.report.exports import SeriesExport, export_predictions
+from sliceseg.report.html import write_report
+from sliceseg.report.plots import plot_areas
+from sliceseg.report.thumbnails import save_thumbnail
+from sliceseg.report.visualize import save_animation, save_overlay
+
+
+def write_label_png(path: Path, label: np.ndarray) -> Path:
+    """Write a label map as a lossless 8-bit PNG, pixel value = ROI number."""
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, label.astype(np.uint8))
+    return path
+
+
+@dataclass(frozen=True)
+class Visuals:
+    """Which pictures a run draws; label maps, tables and exports are always written.
+
+    Attributes:
+        keys: the slices that get an overlay and a thumbnail; None means every slice.
+        animations: one GIF per series.
+        figures: one area plot per series.
+    """
+
+    keys: frozenset[str] | None = None
+    animations: bool = True
+    figures: bool = True
+
+    def draws(self, key: str) -> bool:
+        """True when slice ``key`` gets an overlay and a thumbnail."""
+        return self.keys is None or key in self.keys
+
+
+def series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
+    """The predictions grouped by `series_key`, series in order of first appearance."""
+    groups: dict[str, list[Prediction]] = {}
+    for prediction in predictions:
+        groups.setdefault(series_key(prediction.image), []).append(prediction)
+    return list(groups.items())
+
+
+def write_slice_outputs(
+    out: Path,
+    predictions: Sequence[Prediction],
+    roi_names: Sequence[str],
+    progress: bool,
+    visuals: Visuals = Visuals(),
+) -> list[tuple[str, Path]]:
+    """Write every slice's label map and, for the slices ``visuals`` draws, overlay and thumbnail.
+
+    Returns:
+        (key, overlay path) of the slices drawn.
+    """
+    overlays = []
+    for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
+        write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
+        if not visuals.draws(prediction.key):
+            continue
+        overlay_path = out / "overlays" / f"{prediction.key}.jpg"
+        save_overlay(
+            overlay_path,
+            prediction.image.display_pixels,
+            prediction.label,
+            roi_names,
+            title=prediction.key,
+        )
+        save_thumbnail(
+            thumbnail_path(out, prediction.key), prediction.image.display_pixels, prediction.label
+        )
+        overlays.append((prediction.key, overlay_path))
+    return overlays
+
+
+def thumbnail_path(out: Path, key: str) -> Path:
+    """Where slice ``key``'s thumbnail lies under ``out``."""
+    return out / "thumbnails" / f"{key}.jpg"
+
+
+def series_figures(
+    out: Path, predictions: Sequence[Prediction], areas: AreaTable
+) -> list[tuple[str, Path]]:
+    """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
+    table = areas.per_slice
+    table.insert(0, "file", [p.key for p in predictions])
+    series = list(areas.series) or [1] * len(predictions)
+    groups = list(dict.fromkeys(series))
+    figures = []
+    for number, uid in enumerate(groups, 1):
+        rows = table[[k == uid for k in series]]
+        path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
+        plot_areas(rows, path=path)
+        first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
+        caption = "Area of each ROI along the series"
+        if len(groups) > 1:
+            caption += f" — series {number} ({first} … {last}, {len(rows)} slices)"
+        figures.append((caption, path))
+    return figures
+
+
+def write_animations(
+    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
+) -> list[Path]:
+    """One GIF per series: ``segmentation.gif``, or ``segmentation_<k>.gif`` for several."""
+    groups = series_groups(predictions)
+    paths = []
+    for number, (_uid, members) in enumerate(groups, 1):
+        path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
+        save_animation(
+            path,
+            [p.image.display_pixels for p in members],
+            [p.label for p in members],
+            roi_names,
+            titles=[p.key for p in members],
+        )
+        paths.append(path)
+    return paths
+
+
+def write_outputs(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    warnings: list[str],
+    skipped: Sequence[SkippedFile],
+    *,
+    roi_names: Sequence[str],
+    settings: dict[str, object] | None,
+    exports: Sequence[str],
+    root_name: str,
+    progress: bool,
+    unlike_training: Sequence[str] = (),
+    visuals: Visuals = Visuals(),
+) -> tuple[list[Path], Path | None, list[SeriesExport]]:
+    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
+    names = list(roi_names)
+    areas.save(out)
+    overlays = write_slice_outputs(out, predictions, names, progress, visuals)
+    animations = write_animations(out, predictions, names) if visuals.animations else []
+    exported = export_predictions(
+        out / "exports",
+        [p.image for p in predictions],
+        [p.label for p in predictions],
+        [p.key for p in predictions],
+        names,
+        formats=exports,
+        root_name=root_name,
+    )
+    report_path = None
+    if settings is not None:
+        report_path = write_run_report(
+            out,
+            predictions,
+            areas,
+            overlays,
+            warnings,
+            skipped,
+            settings,
+            unlike_training,
+            figures=visuals.figures,
+        )
+    return animations, report_path, exported
+
+
+def write_run_report(
+    out: Path,
+    predictions: Sequence[Prediction],
+    areas: AreaTable,
+    overlays: list[tuple[str, Path]],
+    warnings: list[str],
+    skipped: Sequence[SkippedFile],
+    settings: dict[str, object],
+    unlike_training: Sequence[str] = (),
+    *,
+    figures: bool = True,
+) -> Path:
+    """Write ``out/report.html``: settings, areas, the drawn slices, area plots, warnings."""
+    return write_report(
+        out / "report.html",
+        title="sliceseg segmentation report",
+        settings=settings,
+        area_table=areas.wide,
+        overlays=overlays,
+        figures=series_figures(out, predictions, areas) if figures else [],
+        warnings=warnings,
+        notes=[f"Skipped {s.path.name}: {s.reason}" for s in skipped],
+        area_unit="mm²" if areas.unit == "mm2" else "pixels",
+        thumbnails=[thumbnail_path(out, key) for key, _path in overlays],
+        unlike_training=unlike_training,
+    )

@@ -1,0 +1,225 @@
+"""The records that make a cohort run resumable: what made an output folder, and each series.
+
+``OUT/cohort.json`` names the model file (its SHA-256) and the settings that shape the
+results; a later run into the same folder with another model or other settings is refused with
+one line naming the difference, unless ``--overwrite``. Each finished series has
+``OUT/series/<name>/record.json``: the same model and settings, its input files (relative
+path, size, mtime) and a summary for ``series.csv``. The series folder is written under a
+temporary name and renamed last, so a series folder with its record is complete; a series
+whose record names other inputs, another model or other settings is redone. A series that
+failed has ``OUT/failed/<name>.json`` with the reason until a later run finishes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sliceseg._version import __version__
+from sliceseg.errors import ConfigError
+from sliceseg.io.files import atomic_write_text
+from sliceseg.io.series_plan import PlannedSeries
+from sliceseg.measure.areas import SpacingFallback
+from sliceseg.measure.tissue import TissueSettings
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RunRecord",
+    "RunSettings",
+    "check_out_dir",
+    "file_sha256",
+    "is_done",
+    "read_series_record",
+    "series_dir",
+    "write_failure",
+]
+
+FORMAT_VERSION = 1
+RUN_RECORD = "cohort.json"
+SERIES_RECORD = "record.json"
+SERIES_DIR = "series"
+FAILED_DIR = "failed"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings that shape a cohort's results (not where or how fast it runs).
+
+    Attributes:
+        roi_names: the ROI names written into the tables.
+        tta: test-time augmentation.
+        fallback: spacing for files without PixelSpacing.
+        tissue: CT thresholds of the muscle composition.
+        keep_patient_info: patient columns in the tables.
+        exports: formats written per series under ``exports/``.
+        visuals: "auto", "all" or "none" (see `sliceseg.inference.cohort.VISUALS`).
+        report: write each series' ``report.html``.
+    """
+
+    roi_names: tuple[str, ...]
+    tta: bool = False
+    fallback: SpacingFallback = SpacingFallback()
+    tissue: TissueSettings = TissueSettings()
+    keep_patient_info: bool = False
+    exports: tuple[str, ...] = ()
+    visuals: str = "auto"
+    report: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (tuples as lists), compared field by field between runs."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What made an output folder: the model file (name, SHA-256) and the settings."""
+
+    model_name: str
+    model_sha256: str
+    settings: RunSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``cohort.json`` and each series' ``record.json``."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "sliceseg": __version__,
+            "model": {"file": self.model_name, "sha256": self.model_sha256},
+            "settings": self.settings.to_dict(),
+        }
+
+    def difference(self, data: Mapping[str, Any]) -> str | None:
+        """Say in words how a stored record differs from this one (None: they agree)."""
+        model = data.get("model") or {}
+        if model.get("sha256") != self.model_sha256:
+            return (
+                f"it was made with model {model.get('file')} (sha256 "
+                f"{str(model.get('sha256'))[:12]}…), this run uses {self.model_name} (sha256 "
+                f"{self.model_sha256[:12]}…)"
+            )
+        stored, current = data.get("settings") or {}, self.settings.to_dict()
+        for name in sorted(set(stored) | set(current)):
+            if stored.get(name) != current.get(name):
+                return (
+                    f"it was made with {name}={json.dumps(stored.get(name))}, this run asks "
+                    f"{name}={json.dumps(current.get(name))}"
+                )
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> None:
+    """Refuse an output folder made by another model or settings, or not by a cohort run.
+
+    Then write ``cohort.json`` (same content from every shard).
+
+    Raises:
+        ConfigError: the folder holds other files, or another model / other settings made it,
+            and ``overwrite`` is False.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
+    stored = _read_json(out / RUN_RECORD)
+    if not overwrite:
+        if stored is None and out.is_dir() and _has_visible_files(out):
+            raise ConfigError(
+                f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
+            )
+        why = None if stored is None else record.difference(stored)
+        if why is not None:
+            raise ConfigError(
+                f"{out}: {why}; use another --out, or pass --overwrite to redo every series."
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"{out}: cannot create the output folder ({error.strerror}); choose another --out."
+        ) from error
+    if stored is None or record.difference(stored) is not None:
+        atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
+
+
+def _has_visible_files(folder: Path) -> bool:
+    return any(not p.name.startswith(".") for p in folder.iterdir())
+
+
+def series_dir(out: Path, name: str) -> Path:
+    """The finished folder of series ``name``: ``OUT/series/<name>``."""
+    return out / SERIES_DIR / name
+
+
+def failure_path(out: Path, name: str) -> Path:
+    """Where a failed series' reason is kept: ``OUT/failed/<name>.json``."""
+    return out / FAILED_DIR / f"{name}.json"
+
+
+def read_series_record(out: Path, name: str) -> dict[str, Any] | None:
+    """The record of a finished series, or None (not finished, or unreadable)."""
+    return _read_json(series_dir(out, name) / SERIES_RECORD)
+
+
+def is_done(out: Path, series: PlannedSeries, record: RunRecord, root: Path) -> bool:
+    """True when the series' folder holds a record of this model, settings and input files."""
+    stored = read_series_record(out, series.name)
+    return (
+        stored is not None
+        and record.difference(stored) is None
+        and stored.get("inputs") == series.inputs(root)
+    )
+
+
+def series_record(
+    record: RunRecord, series: PlannedSeries, root: Path, summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A finished series' ``record.json`` content."""
+    return {
+        **record.to_dict(),
+        "series": {"name": series.name, "slices": series.num_slices},
+        "inputs": series.inputs(root),
+        "summary": dict(summary),
+    }
+
+
+def write_failure(out: Path, series: PlannedSeries, reason: str) -> Path:
+    """Keep why a series failed (one line), for ``failed.csv``; a later success removes it."""
+    data = {"series": series.name, "slices": series.num_slices, "reason": reason}
+    return atomic_write_text(failure_path(out, series.name), json.dumps(data) + "\n")
+
+
+def read_failures(out: Path) -> list[dict[str, Any]]:
+    """Every failed series' record, by name."""
+    found = [_read_json(p) for p in sorted((out / FAILED_DIR).glob("*.json"))]
+    return [f for f in found if f is not None]
+
+
+def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every finished series folder with its record, by name."""
+    folders = sorted(p for p in (out / SERIES_DIR).glob("*") if not p.name.startswith("."))
+    found = [(p.name, _read_json(p / SERIES_RECORD)) for p in folders]
+    return [(name, data) for name, data in found if data is not None]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def names_of(series: Sequence[PlannedSeries]) -> list[str]:
+    """The names of planned series, in order."""
+    return [s.name for s in series]

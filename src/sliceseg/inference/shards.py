@@ -1,0 +1,138 @@
+"""Which series a process takes: ``--shard K/N`` (1-based), or ``auto`` from SLURM or torchrun.
+
+Series are taken in order of their unique names (`sliceseg.io.series_plan`): shard K of N takes
+the series at positions K-1, K-1+N, K-1+2N, ... of that sorted list, so every series is in
+exactly one shard, the shards differ by at most one series, and N may exceed the number of
+series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
+(``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_MAX`` or
+``SLURM_ARRAY_TASK_COUNT``), else torchrun's ``RANK`` and ``WORLD_SIZE`` (``LOCAL_RANK`` picks
+the GPU), else runs everything as one shard.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sliceseg.errors import ConfigError
+
+__all__ = ["Shard", "parse_shard", "shard_device"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (1-based) of ``count``.
+
+    Attributes:
+        index: 1..count.
+        count: number of shards, ≥ 1.
+        source: where it came from ("--shard", "SLURM", "torchrun" or "single").
+    """
+
+    index: int = 1
+    count: int = 1
+    source: str = "single"
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 1 <= self.index <= self.count:
+            raise ConfigError(
+                f"--shard {self.index}/{self.count}: expected K/N with 1 ≤ K ≤ N (K counts from "
+                "1); e.g. --shard 1/4 ... --shard 4/4."
+            )
+
+    @property
+    def is_whole(self) -> bool:
+        """True when this one process runs every series."""
+        return self.count == 1
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        """This shard's share of ``items`` (already in their sorted order).
+
+        Example:
+            >>> Shard(2, 3).take(["a", "b", "c", "d", "e"])
+            ['b', 'e']
+        """
+        return list(items[self.index - 1 :: self.count])
+
+    def describe(self) -> str:
+        """E.g. ``"shard 2/4 (SLURM)"``."""
+        return f"shard {self.index}/{self.count} ({self.source})"
+
+
+def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> Shard:
+    """Read ``--shard``: ``K/N`` (1-based), ``auto`` (SLURM array, torchrun) or None (one shard).
+
+    Raises:
+        ConfigError: a malformed value, or SLURM / torchrun variables that are not numbers.
+
+    Example:
+        >>> parse_shard("2/4"), parse_shard("auto", {"RANK": "1", "WORLD_SIZE": "2"}).index
+        (Shard(index=2, count=4, source='--shard'), 2)
+    """
+    env = os.environ if environ is None else environ
+    if text is None:
+        return Shard()
+    if text == "auto":
+        return _from_slurm(env) or _from_torchrun(env) or Shard()
+    found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if found is None:
+        raise ConfigError(
+            f"--shard {text!r}: expected K/N (e.g. 1/4, K counting from 1) or 'auto' "
+            "(from SLURM_ARRAY_TASK_ID or torchrun's RANK)."
+        )
+    return Shard(int(found[1]), int(found[2]), "--shard")
+
+
+def _number(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--shard auto: {name}={value!r} is not a whole number; run it inside a SLURM job "
+            "array or torchrun, or give --shard K/N."
+        ) from None
+
+
+def _from_slurm(env: Mapping[str, str]) -> Shard | None:
+    task = _number(env, "SLURM_ARRAY_TASK_ID")
+    if task is None:
+        return None
+    low = _number(env, "SLURM_ARRAY_TASK_MIN") or 0
+    high = _number(env, "SLURM_ARRAY_TASK_MAX")
+    count = _number(env, "SLURM_ARRAY_TASK_COUNT")
+    if count is None:
+        count = (high - low + 1) if high is not None else None
+    if count is None:
+        raise ConfigError(
+            "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
+            "SLURM_ARRAY_TASK_MAX; give --shard K/N."
+        )
+    return Shard(task - low + 1, count, "SLURM")
+
+
+def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
+    rank, world = _number(env, "RANK"), _number(env, "WORLD_SIZE")
+    if rank is None or world is None:
+        return None
+    return Shard(rank + 1, world, "torchrun")
+
+
+def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:
+    """Under torchrun with CUDA, ``"auto"`` becomes ``cuda:LOCAL_RANK``; otherwise unchanged."""
+    env = os.environ if environ is None else environ
+    local = env.get("LOCAL_RANK")
+    if device != "auto" or local is None or not local.isdigit():
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return device
+    return f"cuda:{int(local) % max(torch.cuda.device_count(), 1)}"

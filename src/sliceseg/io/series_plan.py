@@ -1,0 +1,193 @@
+"""A cohort's plan from headers alone: which files form which series, and which are not images.
+
+Planning reads no pixels ((0020,000E) SeriesInstanceUID, (0028,0010) Rows and (0028,0008)
+NumberOfFrames, read with ``stop_before_pixels``), so it costs about a millisecond per file and
+no memory per slice. Each series is then decoded on its own (`decode_series`, which orders its
+slices with `order_slices`), so that a run holds one series' pixels at a time. Series are
+grouped by `sliceseg.io.identity.series_key` and named by `series_names`; the plan lists them
+by name, which is also the order in which shards take them (`sliceseg.inference.shards`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from sliceseg.errors import DicomReadError, PairingError
+from sliceseg.io.dicom import (
+    SkippedFile,
+    Slice,
+    find_dicom_files,
+    order_slices,
+    read_slices,
+    strip_dicom_suffix,
+)
+from sliceseg.io.identity import series_key, series_names, slice_key
+
+__all__ = ["CohortPlan", "PlannedFile", "PlannedSeries", "decode_series", "plan_cohort"]
+
+_HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID"]
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One DICOM file of the plan, from its header: where it is, its series, its frame count.
+
+    Attributes:
+        source: the file.
+        series_uid: (0020,000E) SeriesInstanceUID, "" when absent.
+        num_frames: (0028,0008) NumberOfFrames, 1 when absent.
+        size_bytes: the file's size when planned.
+        mtime_ns: its modification time when planned (ns since the epoch).
+    """
+
+    source: Path
+    series_uid: str
+    num_frames: int
+    size_bytes: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        """File name without a DICOM suffix (frames are not told apart here)."""
+        return strip_dicom_suffix(self.source.name)
+
+
+@dataclass(frozen=True)
+class PlannedSeries:
+    """One series of the plan: its identity, its unique name on disk and its files.
+
+    Attributes:
+        key: its `series_key` (SeriesInstanceUID, else its folder).
+        name: its unique name (`series_names`): the folder of its files, ``_2`` when shared.
+        files: its files, in natural order of their paths.
+    """
+
+    key: str
+    name: str
+    files: tuple[PlannedFile, ...]
+
+    @property
+    def num_slices(self) -> int:
+        """Slices the series will give: frames summed over its files."""
+        return sum(f.num_frames for f in self.files)
+
+    def inputs(self, root: Path) -> list[dict[str, object]]:
+        """Its input files as plain data (relative path, size, mtime): a record's ``inputs``."""
+        return [
+            {
+                "file": f.source.relative_to(root).as_posix(),
+                "size_bytes": f.size_bytes,
+                "mtime_ns": f.mtime_ns,
+            }
+            for f in self.files
+        ]
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """Every series under a folder, by name, and the files left out with the reason.
+
+    Attributes:
+        root: the DICOM folder.
+        series: the series, sorted by name.
+        skipped: non-DICOM files, DICOM files without an image, unreadable headers.
+    """
+
+    root: Path
+    series: tuple[PlannedSeries, ...]
+    skipped: tuple[SkippedFile, ...]
+
+    @property
+    def num_slices(self) -> int:
+        """Slices over every series."""
+        return sum(s.num_slices for s in self.series)
+
+
+def plan_cohort(root: Path | str) -> CohortPlan:
+    """Plan a run from headers: group the DICOM files under ``root`` into named series.
+
+    Args:
+        root: the DICOM folder (searched recursively; files recognised by content).
+
+    Returns:
+        The series sorted by name, and the skipped files.
+
+    Raises:
+        PairingError: ``root`` does not exist, or holds no DICOM image.
+
+    Example:
+        >>> plan = plan_cohort(Path("scans"))
+        >>> [(s.name, s.num_slices) for s in plan.series]
+        [('p01', 10), ('p02', 10)]
+    """
+    root = Path(root)
+    paths, skipped = find_dicom_files(root)
+    planned: list[PlannedFile] = []
+    for path in paths:
+        try:
+            planned.append(_plan_file(path))
+        except DicomReadError as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+    if not planned:
+        raise PairingError(
+            f"{root}: no readable DICOM files found"
+            + (f" ({len(skipped)} other files skipped)" if skipped else "")
+            + "; point to the folder holding the .dcm slices."
+        )
+    groups: dict[str, list[PlannedFile]] = {}
+    for item in planned:
+        groups.setdefault(series_key(item), []).append(item)
+    names = series_names(
+        {key: [slice_key(f, root) for f in files] for key, files in groups.items()},
+        root_name=root.resolve().name,
+    )
+    series = [PlannedSeries(key, names[key], tuple(files)) for key, files in groups.items()]
+    return CohortPlan(root, tuple(sorted(series, key=lambda s: s.name)), tuple(skipped))
+
+
+def _plan_file(path: Path) -> PlannedFile:
+    """Read one file's header (no pixels) into a `PlannedFile`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(
+                path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS
+            )
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except Exception as exc:  # pydicom raises many kinds on damaged headers
+        raise DicomReadError(
+            f"{path}: cannot read the DICOM header ({' '.join(str(exc).split())}); the file may "
+            "be truncated or corrupt; copy it again from the scanner/PACS."
+        ) from exc
+    if "Rows" not in ds:
+        raise DicomReadError(
+            f"{path}: DICOM file holds no image (no Rows); expected an image; move it out of "
+            "the folder."
+        )
+    stat = os.stat(path)
+    uid = str(ds.get("SeriesInstanceUID") or "")
+    return PlannedFile(path, uid, max(1, frames), stat.st_size, stat.st_mtime_ns)
+
+
+def decode_series(files: Sequence[Path]) -> tuple[list[Slice], list[SkippedFile]]:
+    """Decode one series' files into ordered slices; a file that cannot be decoded is skipped.
+
+    A top-level function, so that worker processes can run it.
+
+    Example:
+        >>> slices, skipped = decode_series([f.source for f in plan.series[0].files])
+    """
+    slices: list[Slice] = []
+    skipped: list[SkippedFile] = []
+    for path in files:
+        try:
+            slices.extend(read_slices(path))
+        except DicomReadError as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+    return order_slices(slices), skipped

@@ -1,0 +1,157 @@
+"""The cohort report: small and fast at 100,000 slices (distributions, review first, failures).
+
+It embeds no pictures: one histogram per ROI of the series' mean areas (inline SVG), the series
+to review first (lowest confidence, then warnings) with links to their own reports, the failed
+series with the reason, and counts. Every series' own ``report.html`` is linked from
+``series.csv`` (column ``report``) and from the rows shown here.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sliceseg.io.files import atomic_write_text
+
+__all__ = ["REVIEW_FIRST", "CohortSummary", "review_order", "write_cohort_report"]
+
+REVIEW_FIRST = 30
+"""Series listed under "Review first"."""
+
+_BINS = 20
+_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; color: #1f2328; margin: 0; }
+main { max-width: 1100px; margin: 0 auto; padding: 20px 28px 40px; }
+h1 { font-size: 25px; border-bottom: 3px solid #0b5cad; padding-bottom: 6px; }
+h2 { font-size: 19px; margin-top: 26px; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { border-bottom: 1px solid #d1d9e0; padding: 3px 9px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.grid { display: flex; flex-wrap: wrap; gap: 18px; }
+figure { margin: 0; } figcaption { font-size: 13px; color: #59636e; }
+.fail { background: #fdecea; }
+"""
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What the cohort report shows.
+
+    Attributes:
+        series: ``series.csv``'s table (series, slices, mean/std per ROI, lowest_confidence,
+            warnings, warning_text, report).
+        failed: ``failed.csv``'s table (series, slices, reason).
+        unit: "mm2" or "pixels".
+        roi_names: the ROIs, in order.
+        notes: one line per input file left out.
+    """
+
+    series: pd.DataFrame
+    failed: pd.DataFrame
+    unit: str
+    roi_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
+    """Write the cohort's ``report.html`` (a few hundred kB at most, whatever the cohort's size).
+
+    Example:
+        >>> write_cohort_report(out / "report.html", CohortSummary(table, failed, "mm2", names))
+    """
+    table = summary.series
+    slices = int(pd.to_numeric(table["slices"], errors="coerce").fillna(0).sum())
+    unit = "mm²" if summary.unit == "mm2" else "pixels"
+    parts = [
+        f"<h1>sliceseg cohort report</h1><p>{len(table)} series, {slices} slices, "
+        f"{len(summary.failed)} failed series; written {datetime.now():%Y-%m-%d %H:%M}. "
+        'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
+        '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>',
+        _failed(summary.failed),
+        _review(table),
+        f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
+        + "".join(_histogram(table, roi, unit) for roi in summary.roi_names)
+        + "</div>",
+    ]
+    if summary.notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in summary.notes[:200])
+        more = f"<li>… {len(summary.notes) - 200} more</li>" if len(summary.notes) > 200 else ""
+        parts.append(f"<h2>Files left out</h2><ul>{items}{more}</ul>")
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>sliceseg cohort report</title><style>{_STYLE}</style></head>"
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )
+    return atomic_write_text(path, page)
+
+
+def _link(name: str, report: object) -> str:
+    text = html.escape(name)
+    return f'<a href="{html.escape(str(report))}">{text}</a>' if report else text
+
+
+def _failed(failed: pd.DataFrame) -> str:
+    if not len(failed):
+        return "<h2>Failed series</h2><p>None.</p>"
+    rows = "".join(
+        f"<tr class='fail'><td>{html.escape(str(r.series))}</td><td class='num'>{r.slices}</td>"
+        f"<td>{html.escape(str(r.reason))}</td></tr>"
+        for r in failed.head(200).itertuples()
+    )
+    return (
+        "<h2>Failed series</h2><p>Run the same command again to retry them.</p>"
+        f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>"
+    )
+
+
+def review_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Series to review first: lowest confidence first, then those with the most warnings."""
+    confidence = pd.to_numeric(table["lowest_confidence"], errors="coerce").fillna(np.inf)
+    order = np.lexsort((-table["warnings"].to_numpy(dtype=float), confidence.to_numpy()))
+    return table.iloc[order]
+
+
+def _review(table: pd.DataFrame) -> str:
+    rows = []
+    for r in review_order(table).head(REVIEW_FIRST).itertuples():
+        confidence = "–" if pd.isna(r.lowest_confidence) else f"{float(r.lowest_confidence):.3f}"
+        rows.append(
+            f"<tr><td>{_link(str(r.series), r.report)}</td><td class='num'>{r.slices}</td>"
+            f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
+            f"<td>{html.escape(str(r.warning_text or ''))[:300]}</td></tr>"
+        )
+    return (
+        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, len(table))} series with the lowest "
+        "slice confidence (then the most warnings); every series is in series.csv.</p><table>"
+        "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
+        f"<th>first warnings</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _histogram(table: pd.DataFrame, roi: str, unit: str) -> str:
+    """An inline SVG histogram of the series' mean area of one ROI."""
+    column = f"mean {roi}"
+    values = pd.to_numeric(table.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
+    if not len(values):
+        return ""
+    counts, edges = np.histogram(values.to_numpy(), bins=_BINS)
+    width, height = 240, 90
+    top = max(int(counts.max()), 1)
+    bars = "".join(
+        f"<rect x='{i * width / _BINS:.1f}' y='{height - c * height / top:.1f}' "
+        f"width='{width / _BINS - 1:.1f}' height='{c * height / top:.1f}' fill='#0b5cad'/>"
+        for i, c in enumerate(counts)
+    )
+    caption = (
+        f"{html.escape(roi)}: {len(values)} series, median {np.median(values):.1f} {unit}, "
+        f"range {edges[0]:.1f}–{edges[-1]:.1f}"
+    )
+    return (
+        f"<figure><svg width='{width}' height='{height}' role='img'>{bars}</svg>"
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
