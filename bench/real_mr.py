@@ -30,15 +30,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from real_mr_calibration import check_calibration
-from real_mr_data import ROI_NAMES
+from real_mr_data import ROI_NAMES, Anatomy, Plan, load_template
 from real_mr_files import is_current, write_dataset
 from real_mr_score import Score, score_folder
+from real_mr_small import SMALL_NAMES, SMALL_SHORT
+from spine_mr_data import ROI_NAMES as SPINE_NAMES
+from spine_mr_data import ROI_SHORT as SPINE_SHORT
 
 CONTENDERS = ("baseline", "sliceseg")
 ROI_SHORT = ("RWM", "LWM", "RGM", "LGM")
@@ -69,11 +73,59 @@ class ContenderResult:
     predict_seconds: float
 
 
-def prepare_data(out: Path, *, seed: int, regenerate: bool) -> float:
+@dataclass(frozen=True)
+class BenchSet:
+    """One benchmark set: its ROIs, where it writes, and how its anatomy is built.
+
+    Attributes:
+        key: ``mni`` (hemispheric white and grey matter), ``small`` or ``spine``.
+        title: the first words of the results' header.
+        roi_names: ROI ``k`` is ``roi_names[k - 1]``.
+        shorts: the ROIs' column names in the tables.
+        default_out: the output folder when ``--out`` is not given.
+        build: loads (anatomy, plan); None for the MNI set (``write_dataset``'s default).
+    """
+
+    key: str
+    title: str
+    roi_names: tuple[str, ...]
+    shorts: tuple[str, ...]
+    default_out: str
+    build: Callable[[], tuple[Anatomy, Plan]] | None = None
+
+
+def _small() -> tuple[Anatomy, Plan]:
+    import real_mr_small
+
+    return real_mr_small.small_set(load_template())
+
+
+def _spine() -> tuple[Anatomy, Plan]:
+    import spine_mr_data
+
+    volume = spine_mr_data.load_volume()
+    return spine_mr_data.spine_anatomy(volume), functools.partial(spine_mr_data.spine_plan, volume)
+
+
+SETS: dict[str, BenchSet] = {
+    "mni": BenchSet("mni", "Real-MR benchmark", ROI_NAMES, ROI_SHORT, "real_mr_output"),
+    "small": BenchSet(
+        "small", "Real-MR small structures", SMALL_NAMES, SMALL_SHORT, "real_mr_small", _small
+    ),
+    "spine": BenchSet(
+        "spine", "Spine-MR benchmark", SPINE_NAMES, SPINE_SHORT, "spine_mr_output", _spine
+    ),
+}
+
+
+def prepare_data(
+    out: Path, *, seed: int, regenerate: bool, bench_set: BenchSet = SETS["mni"]
+) -> float:
     """Write the data unless ``out`` already holds it for ``seed``; check it; return seconds."""
     seconds = 0.0
-    if regenerate or not is_current(out, seed=seed):
-        summary = write_dataset(out, seed=seed)
+    if regenerate or not is_current(out, seed=seed, key=bench_set.key):
+        anatomy, plan = bench_set.build() if bench_set.build else (None, None)
+        summary = write_dataset(out, seed=seed, anatomy=anatomy, plan=plan)
         seconds = summary.seconds
         print(
             f"Data: {summary.n_train_slices} training slices (levels from "
@@ -95,7 +147,9 @@ def prepare_data(out: Path, *, seed: int, regenerate: bool) -> float:
     return seconds
 
 
-def run_baseline(out: Path, *, minutes: float, seed: int, threads: int) -> ContenderResult:
+def run_baseline(
+    out: Path, *, minutes: float, seed: int, threads: int, roi_names: Sequence[str] = ROI_NAMES
+) -> ContenderResult:
     """Train the MONAI baseline for ``minutes``, predict the test slices, score them."""
     from real_mr_baseline import predict_cases, read_cases, train_baseline
 
@@ -104,14 +158,16 @@ def run_baseline(out: Path, *, minutes: float, seed: int, threads: int) -> Conte
     shutil.rmtree(work, ignore_errors=True)
     train_cases = read_cases(out / "train", with_labels=True)
     print(f"baseline: training on {len(train_cases)} slices for {minutes:g} min")
-    model, stats = train_baseline(train_cases, minutes=minutes, seed=seed)
+    model, stats = train_baseline(
+        train_cases, minutes=minutes, seed=seed, num_classes=len(roi_names) + 1
+    )
     start = time.perf_counter()
     labels_dir = predict_cases(model, read_cases(out / "test", with_labels=False), work / "pred")
     predict_seconds = time.perf_counter() - start
     torch.save(model.state_dict(), work / "baseline_last.pt")
     return ContenderResult(
         name="baseline",
-        score=score_folder(out / "test", labels_dir, num_rois=len(ROI_NAMES)),
+        score=score_folder(out / "test", labels_dir, num_rois=len(roi_names)),
         train_seconds=stats.seconds,
         epochs=stats.epochs,
         steps=stats.steps,
@@ -156,7 +212,13 @@ def _sliceseg_training(model_dir: Path, log_text: str) -> tuple[int, int, float,
 
 
 def run_sliceseg(
-    out: Path, *, minutes: float, seed: int, threads: int, config: Path | None = None
+    out: Path,
+    *,
+    minutes: float,
+    seed: int,
+    threads: int,
+    config: Path | None = None,
+    roi_names: Sequence[str] = ROI_NAMES,
 ) -> ContenderResult:
     """``sliceseg train`` (defaults, or ``config``'s settings; ``--max-minutes``) then
     ``sliceseg predict``; score."""
@@ -195,11 +257,11 @@ def run_sliceseg(
     print(f"  | {predict_log.strip().splitlines()[-1]}")
     predict_seconds = time.perf_counter() - start
     labels = work / "pred" / "labels"  # the calibration on held-out slices (issue 17)
-    print(check_calibration(best, out / "test", labels, work, roi_names=ROI_NAMES, env=env))
+    print(check_calibration(best, out / "test", labels, work, roi_names=roi_names, env=env))
     epochs, steps, seconds, n_train = _sliceseg_training(model_dir, train_log)
     return ContenderResult(
         name="sliceseg",
-        score=score_folder(out / "test", work / "pred" / "labels", num_rois=len(ROI_NAMES)),
+        score=score_folder(out / "test", work / "pred" / "labels", num_rois=len(roi_names)),
         train_seconds=seconds,
         epochs=epochs,
         steps=steps,
@@ -209,15 +271,13 @@ def run_sliceseg(
     )
 
 
-def table_row(result: ContenderResult) -> dict[str, float | str]:
-    """One row of the results table (Dice, area errors, speed)."""
+def table_row(result: ContenderResult, shorts: Sequence[str] = ROI_SHORT) -> dict[str, float | str]:
+    """One row of the results table (Dice, area errors, speed); ``shorts`` name the ROIs."""
     score = result.score
     row: dict[str, float | str] = {"contender": result.name}
-    row.update({f"dice_{s}": d for s, d in zip(ROI_SHORT, score.dice, strict=True)})
+    row.update({f"dice_{s}": d for s, d in zip(shorts, score.dice, strict=True)})
     row.update({"dice_mean": score.mean_dice, "dice_worst": score.worst_dice})
-    row.update(
-        {f"area_err_pct_{s}": e for s, e in zip(ROI_SHORT, score.area_error_pct, strict=True)}
-    )
+    row.update({f"area_err_pct_{s}": e for s, e in zip(shorts, score.area_error_pct, strict=True)})
     row["area_err_pct_mean"] = score.mean_area_error_pct
     row.update(
         {
@@ -299,9 +359,11 @@ def machine_line(threads: int) -> str:
     )
 
 
-def write_results(out: Path, results: list[ContenderResult], header: str) -> str:
+def write_results(
+    out: Path, results: list[ContenderResult], header: str, shorts: Sequence[str] = ROI_SHORT
+) -> str:
     """Write ``results.csv``, ``results.md`` and ``per_slice.csv``; return the markdown."""
-    rows = [table_row(r) for r in results]
+    rows = [table_row(r, shorts) for r in results]
     ratio = ratio_row(rows)
     all_rows = rows + ([ratio] if ratio else [])
     with (out / "results.csv").open("w", newline="") as handle:
@@ -323,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     """Generate (or reuse) the data, run the contenders, print and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget each")
-    parser.add_argument("--out", default="real_mr_output", help="output folder")
+    parser.add_argument("--set", choices=sorted(SETS), default="mni", help="benchmark set")
+    parser.add_argument("--out", help="output folder (default: the set's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=CONTENDERS, help="run one contender")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per contender")
@@ -334,24 +397,34 @@ def main(argv: list[str] | None = None) -> int:
         help="a TOML settings file for sliceseg train (a variant to measure against the defaults)",
     )
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    bench_set = SETS[args.set]
+    out = Path(args.out or bench_set.default_out)
     out.mkdir(parents=True, exist_ok=True)
-    data_seconds = prepare_data(out, seed=args.seed, regenerate=args.regenerate)
+    data_seconds = prepare_data(
+        out, seed=args.seed, regenerate=args.regenerate, bench_set=bench_set
+    )
     start_line = machine_line(args.threads)
     runners = {
         "baseline": run_baseline,
         "sliceseg": functools.partial(run_sliceseg, config=args.train_config),
     }
     results = [
-        runners[name](out, minutes=args.minutes, seed=args.seed, threads=args.threads)
+        runners[name](  # type: ignore[operator]
+            out,
+            minutes=args.minutes,
+            seed=args.seed,
+            threads=args.threads,
+            roi_names=bench_set.roi_names,
+        )
         for name in ([args.only] if args.only else CONTENDERS)
     ]
+    names = zip(bench_set.shorts, bench_set.roi_names, strict=True)
     header = (
-        f"Real-MR benchmark, {args.minutes:g} min each, seed {args.seed}; start: {start_line}; "
+        f"{bench_set.title}, {args.minutes:g} min each, seed {args.seed}; start: {start_line}; "
         f"end load {os.getloadavg()[0]:.2f}; data generated in {data_seconds:.1f} s. "
-        f"ROIs: {', '.join(f'{s} {n}' for s, n in zip(ROI_SHORT, ROI_NAMES, strict=True))}."
+        f"ROIs: {', '.join(f'{s} {n}' for s, n in names)}."
     )
-    print(write_results(out, results, header))
+    print(write_results(out, results, header, bench_set.shorts))
     return 0
 
 

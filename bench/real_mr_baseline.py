@@ -93,9 +93,9 @@ def crop_padding(padded: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return padded[..., top : top + shape[0], left : left + shape[1]]
 
 
-def build_model() -> torch.nn.Module:
-    """The baseline network: MONAI BasicUNet, 2D, 1 channel in, 5 classes out."""
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=NUM_CLASSES, features=FEATURES)
+def build_model(num_classes: int = NUM_CLASSES) -> torch.nn.Module:
+    """The baseline network: MONAI BasicUNet, 2D, 1 channel in, background + ROIs out."""
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=num_classes, features=FEATURES)
 
 
 def _augmenter(seed: int) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
@@ -119,7 +119,12 @@ def _augmenter(seed: int) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.
 
 
 def train_baseline(
-    cases: list[Case], *, minutes: float, seed: int, log: Callable[[str], None] = print
+    cases: list[Case],
+    *,
+    minutes: float,
+    seed: int,
+    log: Callable[[str], None] = print,
+    num_classes: int = NUM_CLASSES,
 ) -> tuple[torch.nn.Module, TrainStats]:
     """Train the baseline until the wall-clock budget runs out (checked every step).
 
@@ -128,6 +133,7 @@ def train_baseline(
         minutes: the budget, counted from the first step (data already in memory).
         seed: seeds the weights, the batch order and the augmentation.
         log: where progress lines go.
+        num_classes: background + the ROIs (5 on the MNI set).
 
     Returns:
         The trained model (last weights) and its statistics.
@@ -135,7 +141,7 @@ def train_baseline(
     torch.manual_seed(seed)
     images = torch.stack([image_to_grid(c.pixels) for c in cases])
     labels = torch.stack([label_to_grid(c.label) for c in cases if c.label is not None])
-    model, augment = build_model(), _augmenter(seed)
+    model, augment = build_model(num_classes), _augmenter(seed)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     order = torch.Generator().manual_seed(seed)

@@ -19,7 +19,8 @@ posterior, so anterior is up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -137,14 +138,21 @@ def load_template() -> Template:
     return Template(t1=t1, gm=gm, wm=wm, affine=np.asarray(images[0].affine, dtype=np.float64))
 
 
-def draw_scanner(subject: str, rng: np.random.Generator) -> Scanner:
+def draw_scanner(
+    subject: str,
+    rng: np.random.Generator,
+    *,
+    spacing_mm: tuple[float, float] = (0.7, 1.2),
+    fov_mm: tuple[tuple[float, float], tuple[float, float]] = ((215.0, 256.0), (190.0, 256.0)),
+) -> Scanner:
     """Draw one subject's scanner: rotation ±10°, scale ±8 %, spacing 0.7–1.2 mm, FOV, bias...
 
     The field of view (rows: anterior–posterior 215–256 mm, columns: left–right 190–256 mm)
-    always holds the whole brain; the matrix is the field of view over the spacing.
+    always holds the whole brain; the matrix is the field of view over the spacing. Other
+    anatomy passes its own ``spacing_mm`` and ``fov_mm`` ranges (the draws are the same).
     """
-    spacing = (float(rng.uniform(0.7, 1.2)), float(rng.uniform(0.7, 1.2)))
-    fov = (float(rng.uniform(215.0, 256.0)), float(rng.uniform(190.0, 256.0)))
+    spacing = (float(rng.uniform(*spacing_mm)), float(rng.uniform(*spacing_mm)))
+    fov = (float(rng.uniform(*fov_mm[0])), float(rng.uniform(*fov_mm[1])))
     return Scanner(
         subject=subject,
         rotation_deg=float(rng.uniform(-10.0, 10.0)),
@@ -167,11 +175,16 @@ def first_pixel_lps(scanner: Scanner) -> tuple[float, float]:
 
 
 def pixel_to_mni(
-    scanner: Scanner, rows: np.ndarray, cols: np.ndarray
+    scanner: Scanner,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    centre_mm: tuple[float, float] = BRAIN_CENTRE_MNI_MM,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map (fractional) pixel indices to MNI (x, y) mm through the subject's anatomy transform.
 
-    Patient LPS = scale · R(rotation) · (MNI as LPS − brain centre) + shift, inverted here.
+    Patient LPS = scale · R(rotation) · (MNI as LPS − centre) + shift, inverted here. Any
+    RAS world (a NIfTI affine's) works the same way with its own ``centre_mm``.
     """
     x0, y0 = first_pixel_lps(scanner)
     px = x0 + cols * scanner.spacing_mm[1] - scanner.shift_mm[0]
@@ -180,7 +193,7 @@ def pixel_to_mni(
     cos, sin = np.cos(angle), np.sin(angle)
     lx = (cos * px + sin * py) / scanner.scale  # R(-angle) · p / scale
     ly = (-sin * px + cos * py) / scanner.scale
-    cx, cy = BRAIN_CENTRE_MNI_MM
+    cx, cy = centre_mm
     return -(lx - cx), -(ly - cy)  # LPS back to RAS (x and y change sign)
 
 
@@ -213,20 +226,15 @@ def labels_on_grid(
     template: Template, scanner: Scanner, z_mm: float, *, supersampling: int = 1
 ) -> np.ndarray:
     """Label map of one level on the scanner's grid (``supersampling``× finer per axis)."""
-    rows, cols = scanner.shape
-    n = supersampling
-    r = (np.arange(rows * n) + 0.5) / n - 0.5
-    c = (np.arange(cols * n) + 0.5) / n - 0.5
-    x_mni, y_mni = pixel_to_mni(scanner, *np.meshgrid(r, c, indexing="ij"))
-    gm = sample_plane(template.gm, template.affine, z_mm, x_mni, y_mni)
-    wm = sample_plane(template.wm, template.affine, z_mm, x_mni, y_mni)
-    return label_rule(gm, wm, x_mni)
+    return anatomy_labels(mni_anatomy(template), scanner, z_mm, supersampling=supersampling)
 
 
-def roi_areas_mm2(label: np.ndarray, pixel_area_mm2: float) -> tuple[float, ...]:
-    """Area of ROI 1..4 in a label map whose pixels each cover ``pixel_area_mm2``."""
-    counts = np.bincount(label.ravel(), minlength=len(ROI_NAMES) + 1)
-    return tuple(float(n) * pixel_area_mm2 for n in counts[1 : len(ROI_NAMES) + 1])
+def roi_areas_mm2(
+    label: np.ndarray, pixel_area_mm2: float, num_rois: int = len(ROI_NAMES)
+) -> tuple[float, ...]:
+    """Area of ROI 1..K in a label map whose pixels each cover ``pixel_area_mm2``."""
+    counts = np.bincount(label.ravel(), minlength=num_rois + 1)
+    return tuple(float(n) * pixel_area_mm2 for n in counts[1 : num_rois + 1])
 
 
 def bias_field(scanner: Scanner) -> np.ndarray:
@@ -254,21 +262,7 @@ def render_slice(
         rng: draws the noise.
         continuous: also compute the areas on a ``SUPERSAMPLING``× finer grid (else NaN).
     """
-    rows, cols = scanner.shape
-    r, c = np.meshgrid(np.arange(rows, dtype=float), np.arange(cols, dtype=float), indexing="ij")
-    x_mni, y_mni = pixel_to_mni(scanner, r, c)
-    t1 = np.clip(sample_plane(template.t1, template.affine, z_mm, x_mni, y_mni), 0.0, None)
-    signal = scanner.gain * bias_field(scanner) * t1**scanner.gamma
-    sd = scanner.noise_fraction * scanner.gain
-    image = np.hypot(signal + rng.normal(0, sd, signal.shape), rng.normal(0, sd, signal.shape))
-    label = labels_on_grid(template, scanner, z_mm)
-    pixel_mm2 = scanner.spacing_mm[0] * scanner.spacing_mm[1]
-    if continuous:
-        fine = labels_on_grid(template, scanner, z_mm, supersampling=SUPERSAMPLING)
-        areas_fine = roi_areas_mm2(fine, pixel_mm2 / SUPERSAMPLING**2)
-    else:
-        areas_fine = (float("nan"),) * len(ROI_NAMES)
-    return RenderedSlice(image, label, roi_areas_mm2(label, pixel_mm2), areas_fine)
+    return render(mni_anatomy(template), scanner, z_mm, rng, continuous=continuous)
 
 
 def valid_levels(template: Template) -> list[int]:
@@ -325,3 +319,95 @@ def draw_subjects(
         rng = np.random.default_rng([seed, 1, index])
         test.append((draw_scanner(f"t{index + 1:02d}", rng), list(test_levels), rng))
     return train, test
+
+
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """What one benchmark set images: the volume the scanners see and its label rule.
+
+    Attributes:
+        key: the set's name, stamped into ``data.json`` (``mni``, ``small``, ``spine``).
+        roi_names: ROI ``k`` is ``roi_names[k - 1]``.
+        t1: the image volume (non-negative, about 0..1), indexed like ``affine``.
+        affine: voxel to world mm (RAS+).
+        labels: (z_mm, world x, world y) → uint8 label map (0 background, 1..K), the set's rule.
+        centre_mm: world (x, y) put at the centre of each scanner's anatomy transform.
+        namespace: UID namespace of the set's files.
+        dicom_fields: DICOM keywords → values that describe the set (study, body part...).
+    """
+
+    key: str
+    roi_names: tuple[str, ...]
+    t1: np.ndarray
+    affine: np.ndarray
+    labels: Callable[[float, np.ndarray, np.ndarray], np.ndarray]
+    centre_mm: tuple[float, float] = BRAIN_CENTRE_MNI_MM
+    namespace: str = "sliceseg-real-mr"
+    dicom_fields: Mapping[str, object] = field(default_factory=dict)
+
+
+def mni_anatomy(template: Template) -> Anatomy:
+    """The MNI set: hemispheric white and grey matter by ``label_rule``."""
+
+    def labels(z_mm: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        gm = sample_plane(template.gm, template.affine, z_mm, x, y)
+        wm = sample_plane(template.wm, template.affine, z_mm, x, y)
+        return label_rule(gm, wm, x)
+
+    return Anatomy("mni", ROI_NAMES, template.t1, template.affine, labels)
+
+
+def anatomy_labels(
+    anatomy: Anatomy, scanner: Scanner, z_mm: float, *, supersampling: int = 1
+) -> np.ndarray:
+    """The anatomy's label map of one level on the scanner's grid (``supersampling``× finer)."""
+    rows, cols = scanner.shape
+    n = supersampling
+    r = (np.arange(rows * n) + 0.5) / n - 0.5
+    c = (np.arange(cols * n) + 0.5) / n - 0.5
+    grid = np.meshgrid(r, c, indexing="ij")
+    x, y = pixel_to_mni(scanner, *grid, centre_mm=anatomy.centre_mm)
+    return anatomy.labels(z_mm, x, y)
+
+
+def render(
+    anatomy: Anatomy,
+    scanner: Scanner,
+    z_mm: float,
+    rng: np.random.Generator,
+    *,
+    continuous: bool = False,
+) -> RenderedSlice:
+    """Render one level of ``anatomy`` (see :func:`render_slice`)."""
+    rows, cols = scanner.shape
+    r, c = np.meshgrid(np.arange(rows, dtype=float), np.arange(cols, dtype=float), indexing="ij")
+    x, y = pixel_to_mni(scanner, r, c, centre_mm=anatomy.centre_mm)
+    t1 = np.clip(sample_plane(anatomy.t1, anatomy.affine, z_mm, x, y), 0.0, None)
+    signal = scanner.gain * bias_field(scanner) * t1**scanner.gamma
+    sd = scanner.noise_fraction * scanner.gain
+    image = np.hypot(signal + rng.normal(0, sd, signal.shape), rng.normal(0, sd, signal.shape))
+    label = anatomy_labels(anatomy, scanner, z_mm)
+    pixel_mm2 = scanner.spacing_mm[0] * scanner.spacing_mm[1]
+    k = len(anatomy.roi_names)
+    if continuous:
+        fine = anatomy_labels(anatomy, scanner, z_mm, supersampling=SUPERSAMPLING)
+        areas_fine = roi_areas_mm2(fine, pixel_mm2 / SUPERSAMPLING**2, k)
+    else:
+        areas_fine = (float("nan"),) * k
+    return RenderedSlice(image, label, roi_areas_mm2(label, pixel_mm2, k), areas_fine)
+
+
+Subject = tuple[Scanner, Sequence[float], np.random.Generator]
+"""One subject: its scanner, the levels it shows, and the generator that draws its noise."""
+
+Plan = Callable[[int], tuple[Sequence[float], Sequence[float], list[Subject], list[Subject]]]
+"""seed → (training levels, test levels, training subjects, test subjects)."""
+
+
+def mni_plan(
+    template: Template, seed: int
+) -> tuple[Sequence[float], Sequence[float], list[Subject], list[Subject]]:
+    """The MNI set: levels by ``valid_levels`` and ``split_levels``, ``draw_subjects``."""
+    train_levels, test_levels = split_levels(valid_levels(template))
+    train, test = draw_subjects(seed, train_levels, test_levels)
+    return train_levels, test_levels, list(train), list(test)

@@ -11,10 +11,12 @@ Layout written by :func:`write_dataset`::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,29 +35,34 @@ from real_mr_data import (
     DATA_VERSION,
     ROI_NAMES,
     TRUTH_COLUMNS,
+    Anatomy,
+    Plan,
     RenderedSlice,
     Scanner,
+    Subject,
     Template,
-    draw_subjects,
     first_pixel_lps,
     load_template,
-    render_slice,
-    split_levels,
-    valid_levels,
+    mni_anatomy,
+    mni_plan,
+    render,
 )
 from sliceseg.phantom.files import SeriesIds
 from sliceseg.phantom.files import decimal_string as _ds
 from sliceseg.phantom.files import series_ids as phantom_series_ids
 
 
-def series_ids(subject: str, *, seed: int, series_number: int) -> SeriesIds:
+def series_ids(
+    subject: str, *, seed: int, series_number: int, namespace: str = "sliceseg-real-mr"
+) -> SeriesIds:
     """Derive one subject's identifiers deterministically from the seed and the subject."""
+    patient = ("MNI152", "MNI152") if namespace == "sliceseg-real-mr" else (namespace, namespace)
     return phantom_series_ids(
         subject,
         seed=seed,
         series_number=series_number,
-        namespace="sliceseg-real-mr",
-        patient=("MNI152", "MNI152"),
+        namespace=namespace,
+        patient=patient,
     )
 
 
@@ -84,15 +91,18 @@ def dicom_bytes(
     instance_number: int,
     z_mm: float,
     seed: int,
+    namespace: str = "sliceseg-real-mr",
+    fields: Mapping[str, object] | None = None,
 ) -> bytes:
     """Encode one MR Image Storage slice (Explicit VR Little Endian, preamble, file meta).
 
     (0020,0037) ImageOrientationPatient is the standard axial 1\\0\\0\\0\\1\\0 (rows run toward
     the patient's left, columns toward posterior: radiological display); (0020,0032)
     ImagePositionPatient is the first pixel's centre; pixels are stored = signal / slope.
+    ``fields`` (keyword → value) replace the brain's descriptive attributes for other anatomy.
     """
     sop_uid = generate_uid(
-        entropy_srcs=["sliceseg-real-mr", str(seed), ids.patient_id, str(instance_number)]
+        entropy_srcs=[namespace, str(seed), ids.patient_id, str(instance_number)]
     )
     ds = _file_dataset(sop_uid)
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -121,6 +131,8 @@ def dicom_bytes(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", _ds(slope), "US"
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+    for keyword, value in (fields or {}).items():
+        setattr(ds, keyword, value)
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
@@ -134,7 +146,11 @@ def label_png_bytes(label: np.ndarray) -> bytes:
 
 
 def truth_rows(
-    scanner: Scanner, key: str, z_mm: float, rendered: RenderedSlice
+    scanner: Scanner,
+    key: str,
+    z_mm: float,
+    rendered: RenderedSlice,
+    roi_names: Sequence[str] = ROI_NAMES,
 ) -> list[dict[str, object]]:
     """The truth.csv rows of one slice: per ROI its pixels and areas on the slice's own grid."""
     return [
@@ -150,15 +166,15 @@ def truth_rows(
             "row_spacing_mm": scanner.spacing_mm[0],
             "col_spacing_mm": scanner.spacing_mm[1],
         }
-        for roi, roi_name in enumerate(ROI_NAMES, 1)
+        for roi, roi_name in enumerate(roi_names, 1)
     ]
 
 
 def write_subject(
     split_dir: Path,
-    template: Template,
+    template: Template | Anatomy,
     scanner: Scanner,
-    levels: list[int],
+    levels: Sequence[float],
     *,
     ids: SeriesIds,
     seed: int,
@@ -170,9 +186,10 @@ def write_subject(
     Returns:
         truth.csv rows, one per slice and ROI.
     """
+    anatomy = template if isinstance(template, Anatomy) else mni_anatomy(template)
     rows: list[dict[str, object]] = []
     for instance, z_mm in enumerate(sorted(levels), 1):
-        rendered = render_slice(template, scanner, z_mm, rng, continuous=continuous)
+        rendered = render(anatomy, scanner, z_mm, rng, continuous=continuous)
         stored, slope = to_stored(rendered.image)
         name = f"slice_{instance:03d}"
         dicom_path = split_dir / "dicoms" / scanner.subject / f"{name}.dcm"
@@ -187,10 +204,13 @@ def write_subject(
             instance_number=instance,
             z_mm=z_mm,
             seed=seed,
+            namespace=anatomy.namespace,
+            fields=anatomy.dicom_fields,
         )
         dicom_path.write_bytes(blob)
         label_path.write_bytes(label_png_bytes(rendered.label))
-        rows += truth_rows(scanner, f"{scanner.subject}/{name}", z_mm, rendered)
+        key = f"{scanner.subject}/{name}"
+        rows += truth_rows(scanner, key, z_mm, rendered, anatomy.roi_names)
     return rows
 
 
@@ -212,15 +232,15 @@ class DatasetSummary:
     test_dir: Path
     n_train_slices: int
     n_test_slices: int
-    train_levels: tuple[int, ...]
-    test_levels: tuple[int, ...]
+    train_levels: tuple[float, ...]
+    test_levels: tuple[float, ...]
     seconds: float
 
 
 def _write_split(
     split_dir: Path,
-    template: Template,
-    subjects: list[tuple[Scanner, list[int], np.random.Generator]],
+    anatomy: Anatomy,
+    subjects: Sequence[Subject],
     *,
     seed: int,
     first_series: int,
@@ -229,17 +249,26 @@ def _write_split(
     if split_dir.exists():
         shutil.rmtree(split_dir)
     split_dir.mkdir(parents=True)
-    (split_dir / "labels.txt").write_text("\n".join(ROI_NAMES) + "\n")
+    (split_dir / "labels.txt").write_text("\n".join(anatomy.roi_names) + "\n")
     rows: list[dict[str, object]] = []
     for number, (scanner, levels, rng) in enumerate(subjects, first_series):
-        ids = series_ids(scanner.subject, seed=seed, series_number=number)
+        ids = series_ids(
+            scanner.subject, seed=seed, series_number=number, namespace=anatomy.namespace
+        )
         rows += write_subject(
-            split_dir, template, scanner, levels, ids=ids, seed=seed, rng=rng, continuous=continuous
+            split_dir, anatomy, scanner, levels, ids=ids, seed=seed, rng=rng, continuous=continuous
         )
     return rows
 
 
-def write_dataset(out_dir: Path, *, seed: int, template: Template | None = None) -> DatasetSummary:
+def write_dataset(
+    out_dir: Path,
+    *,
+    seed: int,
+    template: Template | None = None,
+    anatomy: Anatomy | None = None,
+    plan: Plan | None = None,
+) -> DatasetSummary:
     """Write ``out_dir/train`` and ``out_dir/test`` (with ``truth.csv``) and ``data.json``.
 
     Existing ``train/`` and ``test/`` folders inside ``out_dir`` are replaced.
@@ -247,19 +276,22 @@ def write_dataset(out_dir: Path, *, seed: int, template: Template | None = None)
     Args:
         out_dir: the benchmark's output folder.
         seed: makes every draw (scanners, levels, noise) and every UID deterministic.
-        template: the loaded template (loaded here when None).
+        template: the loaded template (loaded here when None) for the MNI set.
+        anatomy: another set's anatomy (with its ``plan``); None: the MNI set.
+        plan: seed → (training levels, test levels, training subjects, test subjects).
 
     Returns:
         Where the data went, the levels and how long it took.
     """
     start = time.perf_counter()
-    template = template if template is not None else load_template()
-    train_levels, test_levels = split_levels(valid_levels(template))
-    train, test = draw_subjects(seed, train_levels, test_levels)
+    if anatomy is None or plan is None:
+        template = template if template is not None else load_template()
+        anatomy, plan = mni_anatomy(template), functools.partial(mni_plan, template)
+    train_levels, test_levels, train, test = plan(seed)
     out_dir = Path(out_dir)
-    _write_split(out_dir / "train", template, train, seed=seed, first_series=1, continuous=False)
+    _write_split(out_dir / "train", anatomy, train, seed=seed, first_series=1, continuous=False)
     truth = _write_split(
-        out_dir / "test", template, test, seed=seed, first_series=101, continuous=True
+        out_dir / "test", anatomy, test, seed=seed, first_series=101, continuous=True
     )
     with (out_dir / "test" / "truth.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS)
@@ -276,6 +308,7 @@ def write_dataset(out_dir: Path, *, seed: int, template: Template | None = None)
     )
     stamp = {
         "data_version": DATA_VERSION,
+        "set": anatomy.key,
         "seed": seed,
         "train_levels_mm": train_levels,
         "test_levels_mm": test_levels,
@@ -286,10 +319,11 @@ def write_dataset(out_dir: Path, *, seed: int, template: Template | None = None)
     return summary
 
 
-def is_current(out_dir: Path, *, seed: int) -> bool:
-    """True when ``out_dir`` already holds this generator's data for ``seed``."""
+def is_current(out_dir: Path, *, seed: int, key: str = "mni") -> bool:
+    """True when ``out_dir`` already holds this generator's data for ``seed`` and set ``key``."""
     path = Path(out_dir) / "data.json"
     if not (path.exists() and (Path(out_dir) / "test" / "truth.csv").exists()):
         return False
     stamp = json.loads(path.read_text())
-    return stamp.get("data_version") == DATA_VERSION and stamp.get("seed") == seed
+    same_set = stamp.get("set", "mni") == key
+    return same_set and stamp.get("data_version") == DATA_VERSION and stamp.get("seed") == seed
