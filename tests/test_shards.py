@@ -56,11 +56,6 @@ class TestParseShardAuto:
         assert [s.index for s in shards] == [1, 2, 3, 4, 5, 6]
         assert {s.count for s in shards} == {6}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="stepped arrays (--array=0-10:2) are read as task - MIN + 1; tasks 6, 8, 10 then "
-        "exceed COUNT=6 and shards 2, 4, 6 are never run (SLURM_ARRAY_TASK_STEP is ignored)",
-    )
     def test_slurm_stepped_array(self):
         env = {
             "SLURM_ARRAY_TASK_ID": "4",  # --array=0-10:2 runs 0, 2, 4, 6, 8, 10: task 4 is the 3rd

@@ -5,8 +5,9 @@ the series at positions K-1, K-1+N, K-1+2N, ... of that sorted list, so every se
 exactly one shard, the shards differ by at most one series, and N may exceed the number of
 series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
 (``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_MAX`` or
-``SLURM_ARRAY_TASK_COUNT``), else torchrun's ``RANK`` and ``WORLD_SIZE`` (``LOCAL_RANK`` picks
-the GPU), else runs everything as one shard.
+``SLURM_ARRAY_TASK_COUNT``; ``SLURM_ARRAY_TASK_STEP`` for ``--array=0-10:2``), else
+torchrun's ``RANK`` and ``WORLD_SIZE`` (``LOCAL_RANK`` picks the GPU), else runs everything as
+one shard.
 """
 
 from __future__ import annotations
@@ -107,15 +108,16 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
         return None
     low = _number(env, "SLURM_ARRAY_TASK_MIN") or 0
     high = _number(env, "SLURM_ARRAY_TASK_MAX")
+    step = max(_number(env, "SLURM_ARRAY_TASK_STEP") or 1, 1)  # --array=0-10:2
     count = _number(env, "SLURM_ARRAY_TASK_COUNT")
     if count is None:
-        count = (high - low + 1) if high is not None else None
+        count = (high - low) // step + 1 if high is not None else None
     if count is None:
         raise ConfigError(
             "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
             "SLURM_ARRAY_TASK_MAX; give --shard K/N."
         )
-    return Shard(task - low + 1, count, "SLURM")
+    return Shard((task - low) // step + 1, count, "SLURM")
 
 
 def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
