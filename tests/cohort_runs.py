@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,33 @@ def assert_same_tables(merged: Path, single: Path) -> None:
         left, right = sorted_table(merged / name), sorted_table(single / name)
         assert len(left) > 0, f"{merged / name} is empty"
         pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-5, obj=name)
+
+
+def shares(output: str, source: str) -> dict[int, tuple[int, int, int]]:
+    """Per shard K, from the lines of ``predict`` runs: (N, series of this shard, all series).
+
+    ``predict`` logs e.g. "shard 1/2 (SLURM): 2 of 4 series; 0 series already done, ...".
+    """
+    found = re.findall(rf"shard (\d+)/(\d+) \({source}\): (\d+) of (\d+) series", output)
+    return {int(k): (int(n), int(mine), int(total)) for k, n, mine, total in found}
+
+
+def segmented(output: str) -> tuple[int, int]:
+    """Slices and series segmented, summed over the "Segmented S slices in M series" lines."""
+    found = re.findall(r"Segmented (\d+) slices in (\d+) series", output)
+    return sum(int(s) for s, _ in found), sum(int(m) for _, m in found)
+
+
+def assert_split_once(output: str, source: str, cohort: Path) -> None:
+    """Two shards from ``source`` each took a part, and together every series exactly once.
+
+    The truth is counted from the files: one series per subject folder, one slice per file.
+    """
+    series = sorted({p.parent for p in cohort.rglob("*.dcm")})
+    slices = len(list(cohort.rglob("*.dcm")))
+    parts = shares(output, source)
+    assert sorted(parts) == [1, 2], f"expected shards 1/2 and 2/2 from {source}:\n{output}"
+    assert all(n == 2 and total == len(series) for n, _, total in parts.values()), parts
+    assert all(mine > 0 for _, mine, _ in parts.values()), parts
+    assert sum(mine for _, mine, _ in parts.values()) == len(series), parts
+    assert segmented(output) == (slices, len(series)), output
