@@ -264,6 +264,8 @@ def measure_areas(
         spacing, source = resolve_spacing(image, fallback)
         units.add("pixels" if spacing is None else "mm2")
         row: dict[str, object] = {"file": name}
+        ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
+        is_hu = series_key(image) not in not_hu
         for roi, roi_name in enumerate(roi_names, 1):
             mask = label == roi
             pixels = int(np.count_nonzero(mask))
@@ -271,25 +273,12 @@ def measure_areas(
             row[roi_name] = area
             long_rows.append(
                 {
-                    "slice": number,
-                    "file": name,
-                    **(
-                        {"patient_id": image.patient_id, "patient_name": image.patient_name}
-                        if keep_patient_info
-                        else {}
-                    ),
+                    **ids,
                     "roi": roi,
                     "roi_name": roi_name,
                     "pixels": pixels,
                     "area_mm2": np.nan if spacing is None else area,
-                    **roi_tissue(
-                        image,
-                        mask,
-                        roi_name,
-                        spacing,
-                        settings=tissue,
-                        is_hu=series_key(image) not in not_hu,
-                    ),
+                    **roi_tissue(image, mask, roi_name, spacing, settings=tissue, is_hu=is_hu),
                     "row_spacing_mm": np.nan if spacing is None else spacing[0],
                     "col_spacing_mm": np.nan if spacing is None else spacing[1],
                     "spacing_source": source,
@@ -313,6 +302,11 @@ def _series_numbers(images: Sequence[Slice]) -> tuple[int, ...]:
     """Number each slice's series 1, 2, ... in order of first appearance."""
     numbers: dict[str, int] = {}
     return tuple(numbers.setdefault(series_key(image), len(numbers) + 1) for image in images)
+
+
+def _patient(image: Slice) -> dict[str, str]:
+    """The tidy table's patient columns, only with ``keep_patient_info``."""
+    return {"patient_id": image.patient_id, "patient_name": image.patient_name}
 
 
 def _shown(value: float, label: object) -> str:
