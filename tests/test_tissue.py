@@ -228,9 +228,12 @@ class TestHounsfieldUnits:
         assert warning.startswith(f"series 1.2.3.17 ({tmp_path / 's1.dcm'}, ...): CT without")
         assert "lowest value is 24 (air is -1000 HU)" in warning
         assert "not Hounsfield units" in warning
+        assert "intensity columns hold stored values" in warning
         psoas = table.long[table.long["roi_name"] == "left psoas major"]
         assert psoas["area_mm2"].tolist() == pytest.approx([40.0, 40.0])
         assert psoas[list(CT_COLUMNS)].isna().all().all()
+        with pytest.warns(UserWarning, match="not Hounsfield units"):  # said without muscles too
+            measure_areas([label], images[:1], ["vertebral body", "disc"])
 
     def test_signed_hu_stored_without_a_rescale_are_hu(self, tmp_path):
         hu, label = _known_hu()  # air at −1000: below −500, so these are HU as stored

@@ -197,9 +197,9 @@ def hu_problem(series: Sequence[Slice]) -> str | None:
         return None  # signed values that reach air: HU stored as they are
     return (
         "CT without (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope whose lowest value "
-        f"is {lowest:g} (air is -1000 HU), so its values are not Hounsfield units; its CT "
-        f"columns ({', '.join(CT_COLUMNS)}) are left empty; export the series again with its "
-        "rescale."
+        f"is {lowest:g} (air is -1000 HU), so its values are not Hounsfield units: its "
+        f"intensity columns hold stored values and its CT columns ({', '.join(CT_COLUMNS)}) are "
+        "left empty; export the series again with its rescale."
     )
 
 
@@ -214,18 +214,18 @@ def series_notes(
         settings: which ROIs are muscles.
 
     Returns:
-        `hu_problem`'s sentence, or one saying that the series has no (0008,0060) Modality
-        and so no CT columns (when an ROI is a muscle); the caller names the series.
+        `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
+        no (0008,0060) Modality and so no CT columns; the caller names the series.
     """
-    if not any(settings.is_muscle(name) for name in roi_names):
-        return []
-    if not any(s.modality.strip() for s in series):
-        return [
-            "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
-            f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
-        ]
     problem = hu_problem(series)
-    return [] if problem is None else [problem]
+    if problem is not None:
+        return [problem]
+    if any(s.modality.strip() for s in series) or not any(map(settings.is_muscle, roi_names)):
+        return []
+    return [
+        "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
+        f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
+    ]
 
 
 def _is_ct(modality: str) -> bool:
