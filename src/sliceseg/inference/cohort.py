@@ -13,7 +13,6 @@ never the cohort. An unsharded run then merges (`sliceseg.inference.merge.merge_
 from __future__ import annotations
 
 import concurrent.futures as futures
-import json
 import multiprocessing
 import os
 import shutil
@@ -28,29 +27,28 @@ import numpy as np
 
 from sliceseg.engine.predictor import Engine, PredictOptions
 from sliceseg.errors import SlicesegError
-from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence, with_confidence
+from sliceseg.inference.cohort_series import (
+    VISUALS,
+    VISUALS_ALL_UP_TO,
+    DecodedSeries,
+    SeriesContext,
+    visual_mode,
+    write_series,
+)
+from sliceseg.inference.confidence import ConfidenceCollector
 from sliceseg.inference.merge import MergeResult, merge_cohort
-from sliceseg.inference.model_info import model_summary
-from sliceseg.inference.outputs import Visuals, write_outputs
-from sliceseg.inference.predict import Prediction
 from sliceseg.inference.records import (
     RunRecord,
     RunSettings,
     check_out_dir,
-    failure_path,
     file_sha256,
     is_done,
-    series_dir,
-    series_record,
     write_failure,
 )
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
-from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
-from sliceseg.io.identity import slice_key
+from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, decode_series, plan_cohort
-from sliceseg.measure.areas import AreaTable, measure_areas
-from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.system import select_device
 
@@ -62,14 +60,6 @@ __all__ = [
     "default_workers",
     "predict_cohort",
 ]
-
-VISUALS = ("auto", "all", "none")
-"""``--visuals``: auto (every slice up to `VISUALS_ALL_UP_TO`, else flagged ones), all, none."""
-
-VISUALS_ALL_UP_TO = 500
-"""Planned slices up to which ``--visuals auto`` draws every slice, GIFs and area plots; past it,
-only each series' least confident slice and the slices named by a warning are drawn, and no
-GIF or plot (a 100,000-slice run would otherwise spend most of its time drawing)."""
 
 WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
 DECODE_AHEAD = 2  # series decoded ahead per worker
@@ -147,17 +137,6 @@ class CohortRun:
             return f"{text} (report: {self.merged.report})"
         merge = f"run `sliceseg merge {self.out_dir}` after every shard"
         return f"{text}; {self.shard.describe()}: {merge}"
-
-
-@dataclass
-class _Decoded:
-    """One series between decoding and writing."""
-
-    series: PlannedSeries
-    slices: list[Slice]
-    skipped: list[SkippedFile]
-    labels: list[np.ndarray] = field(default_factory=list)
-    confidence: list[np.ndarray] = field(default_factory=list)
 
 
 def predict_cohort(
@@ -279,10 +258,10 @@ def _stream(
         return finished, failed
     device = select_device(shard_device(options.predict.device))
     engine = Engine(bundle, device, tta=record.settings.tta)
-    visuals = _visual_mode(record.settings.visuals, plan.num_slices)
+    visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-    context = _Context(out, plan.root, record, visuals, bundle)
-    batch: list[_Decoded] = []
+    context = SeriesContext(out, plan.root, record, visuals, bundle)
+    batch: list[DecodedSeries] = []
 
     def collect(block: bool) -> None:
         while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
@@ -297,25 +276,18 @@ def _stream(
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= options.predict.batch_size:
                 for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
-                    writing.append((done.series, writer.submit(_write_series, context, done)))
+                    writing.append((done.series, writer.submit(write_series, context, done)))
                 batch = []
             collect(block=False)
         for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
-            writing.append((done.series, writer.submit(_write_series, context, done)))
+            writing.append((done.series, writer.submit(write_series, context, done)))
         collect(block=True)
     return finished, failed
 
 
-def _visual_mode(visuals: str, planned_slices: int) -> str:
-    """``auto`` becomes ``all`` for small runs and ``flagged`` for large ones."""
-    if visuals != "auto":
-        return visuals
-    return "all" if planned_slices <= VISUALS_ALL_UP_TO else "flagged"
-
-
 def _decoded(
     todo: Sequence[PlannedSeries], workers: int | None
-) -> Iterator[tuple[PlannedSeries, _Decoded | Exception]]:
+) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
     """Each series decoded, in order; worker processes read ahead a bounded number of series."""
     count = default_workers() if workers is None else workers
     if count < 1 or len(todo) == 1:
@@ -344,7 +316,7 @@ def _decoded(
             yield series, _checked(series, slices, skipped)
 
 
-def _decode_here(series: PlannedSeries) -> _Decoded | Exception:
+def _decode_here(series: PlannedSeries) -> DecodedSeries | Exception:
     try:
         slices, skipped = decode_series([f.source for f in series.files])
     except Exception as error:
@@ -354,21 +326,21 @@ def _decode_here(series: PlannedSeries) -> _Decoded | Exception:
 
 def _checked(
     series: PlannedSeries, slices: list[Slice], skipped: list[SkippedFile]
-) -> _Decoded | Exception:
+) -> DecodedSeries | Exception:
     if not slices:
         reason = skipped[0].reason if skipped else "no file"
         return SlicesegError(f"series {series.name}: no slice could be decoded ({reason})")
-    return _Decoded(series, slices, skipped)
+    return DecodedSeries(series, slices, skipped)
 
 
 def _predict(
     engine: Engine,
-    batch: list[_Decoded],
+    batch: list[DecodedSeries],
     batch_size: int,
     out: Path,
     failed: list[tuple[str, Exception]],
     log: Callable[[str], None],
-) -> list[_Decoded]:
+) -> list[DecodedSeries]:
     """Label maps and confidences for a batch of series; a failing batch is retried per series."""
     if not batch:
         return []
@@ -385,7 +357,7 @@ def _predict(
     return kept
 
 
-def _label(engine: Engine, batch: list[_Decoded], batch_size: int) -> None:
+def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
     """Run the network over every slice of the batch, slices of small series together.
 
     Only slices of one shape, spacing and orientation share a forward pass: the window of a
@@ -411,130 +383,6 @@ def _label(engine: Engine, batch: list[_Decoded], batch_size: int) -> None:
         end = position + len(decoded.slices)
         decoded.labels, decoded.confidence = labels[position:end], scores[position:end]
         position = end
-
-
-@dataclass(frozen=True)
-class _Context:
-    """What every series' writer needs."""
-
-    out: Path
-    root: Path
-    record: RunRecord
-    visuals: str
-    bundle: Bundle
-
-
-def _write_series(context: _Context, decoded: _Decoded) -> dict[str, Any]:
-    """Measure one series and write it whole: a temporary folder, renamed last."""
-    settings = context.record.settings
-    names = list(settings.roi_names)
-    keys = [slice_key(image, context.root) for image in decoded.slices]
-    areas = measure_areas(
-        decoded.labels,
-        decoded.slices,
-        names,
-        names=keys,
-        fallback=settings.fallback,
-        keep_patient_info=settings.keep_patient_info,
-        tissue=settings.tissue,
-    )
-    areas = with_confidence(areas, np.asarray(decoded.confidence))
-    warnings = area_warnings(
-        areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
-    )
-    predictions = [
-        Prediction(image=image, label=label, key=key)
-        for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
-    ]
-    series = decoded.series
-    final = series_dir(context.out, series.name)
-    temporary = final.parent / f"{TEMP_PREFIX}{series.name}.{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    _animations, _report, exported = write_outputs(
-        temporary,
-        predictions,
-        areas,
-        warnings,
-        decoded.skipped,
-        roi_names=names,
-        settings=_report_settings(context, series) if _has_report(context) else None,
-        exports=settings.exports,
-        root_name=context.root.resolve().name,
-        progress=False,
-        visuals=_visuals(context.visuals, keys, decoded.confidence, warnings),
-    )
-    summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
-    summary["export_notes"] = [note for e in exported for note in e.notes]
-    data = series_record(context.record, series, context.root, summary)
-    atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
-    _replace_folder(temporary, final)
-    failure_path(context.out, series.name).unlink(missing_ok=True)
-    return summary
-
-
-def _has_report(context: _Context) -> bool:
-    return context.record.settings.report and context.visuals != "none"
-
-
-def _report_settings(context: _Context, series: PlannedSeries) -> dict[str, object]:
-    return {
-        **model_summary(context.bundle),
-        "series": series.name,
-        "test-time augmentation": "yes" if context.record.settings.tta else "no",
-    }
-
-
-def _visuals(
-    mode: str, keys: Sequence[str], confidence: Sequence[np.ndarray], warnings: Sequence[str]
-) -> Visuals:
-    """The pictures of one series for ``--visuals`` (after ``auto`` is resolved)."""
-    if mode == "all":
-        return Visuals()
-    if mode == "none":
-        return Visuals(keys=frozenset(), animations=False, figures=False)
-    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
-    chosen = (
-        {keys[int(np.nanargmin(scores))]} if len(scores) and np.isfinite(scores).any() else set()
-    )
-    chosen |= {key for key in keys if any(key in warning for warning in warnings)}
-    return Visuals(keys=frozenset(chosen), animations=False, figures=False)
-
-
-def _summary(
-    areas: AreaTable,
-    confidence: Sequence[np.ndarray],
-    warnings: Sequence[str],
-    skipped: Sequence[SkippedFile],
-) -> dict[str, Any]:
-    """The series' row of ``series.csv``: slices, per ROI mean/std, lowest confidence, warnings."""
-    rois = list(areas.per_slice.columns)
-    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
-    return {  # the series' own summary rows: one definition of its mean and std
-        "slices": len(areas.per_slice),
-        "unit": areas.unit,
-        "mean": {name: _number(areas.wide.loc["mean", name]) for name in rois},
-        "std": {name: _number(areas.wide.loc["std", name]) for name in rois},
-        "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
-        "warnings": list(warnings),
-        "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
-    }
-
-
-def _number(value: Any) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def _replace_folder(temporary: Path, final: Path) -> None:
-    """Put a finished series in place: an older folder is moved aside first, then removed."""
-    if final.exists():
-        aside = final.parent / f"{TEMP_PREFIX}{final.name}.old.{os.getpid()}"
-        os.replace(final, aside)
-        os.replace(temporary, final)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(temporary, final)
 
 
 def _settle(

@@ -1,0 +1,197 @@
+"""One series of a cohort, from its label maps to its finished folder: measured, drawn, renamed.
+
+`write_series` measures the series (`measure_areas`, confidence, plausibility warnings), writes
+its folder with `sliceseg.inference.outputs.write_outputs` under a temporary name beside
+``OUT/series/<name>``, puts ``record.json`` in it and renames it last, so that a series folder
+is whole or absent. ``--visuals`` decides its pictures (`visual_mode`, `choose_visuals`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sliceseg.inference.confidence import slice_confidence, with_confidence
+from sliceseg.inference.model_info import model_summary
+from sliceseg.inference.outputs import Visuals, write_outputs
+from sliceseg.inference.predict import Prediction
+from sliceseg.inference.records import (
+    RunRecord,
+    failure_path,
+    series_dir,
+    series_record,
+)
+from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
+from sliceseg.io.identity import slice_key
+from sliceseg.io.series_plan import PlannedSeries
+from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.models.bundle import Bundle
+
+__all__ = [
+    "VISUALS",
+    "VISUALS_ALL_UP_TO",
+    "DecodedSeries",
+    "SeriesContext",
+    "choose_visuals",
+    "visual_mode",
+    "write_series",
+]
+
+VISUALS = ("auto", "all", "none")
+"""``--visuals``: auto (every slice up to `VISUALS_ALL_UP_TO`, else flagged ones), all, none."""
+
+VISUALS_ALL_UP_TO = 500
+"""Planned slices up to which ``--visuals auto`` draws every slice, GIFs and area plots; past it,
+only each series' least confident slice and the slices named by a warning are drawn, and no
+GIF or plot (a 100,000-slice run would otherwise spend most of its time drawing)."""
+
+
+@dataclass
+class DecodedSeries:
+    """One series between decoding and writing."""
+
+    series: PlannedSeries
+    slices: list[Slice]
+    skipped: list[SkippedFile]
+    labels: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray] = field(default_factory=list)
+
+
+def visual_mode(visuals: str, planned_slices: int) -> str:
+    """``auto`` becomes ``all`` for small runs and ``flagged`` for large ones."""
+    if visuals != "auto":
+        return visuals
+    return "all" if planned_slices <= VISUALS_ALL_UP_TO else "flagged"
+
+
+@dataclass(frozen=True)
+class SeriesContext:
+    """What every series' writer needs."""
+
+    out: Path
+    root: Path
+    record: RunRecord
+    visuals: str
+    bundle: Bundle
+
+
+def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, Any]:
+    """Measure one series and write it whole: a temporary folder, renamed last."""
+    settings = context.record.settings
+    names = list(settings.roi_names)
+    keys = [slice_key(image, context.root) for image in decoded.slices]
+    areas = measure_areas(
+        decoded.labels,
+        decoded.slices,
+        names,
+        names=keys,
+        fallback=settings.fallback,
+        keep_patient_info=settings.keep_patient_info,
+        tissue=settings.tissue,
+    )
+    areas = with_confidence(areas, np.asarray(decoded.confidence))
+    warnings = area_warnings(
+        areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
+    )
+    predictions = [
+        Prediction(image=image, label=label, key=key)
+        for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
+    ]
+    series = decoded.series
+    final = series_dir(context.out, series.name)
+    temporary = final.parent / f"{TEMP_PREFIX}{series.name}.{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    _animations, _report, exported = write_outputs(
+        temporary,
+        predictions,
+        areas,
+        warnings,
+        decoded.skipped,
+        roi_names=names,
+        settings=_report_settings(context, series) if _has_report(context) else None,
+        exports=settings.exports,
+        root_name=context.root.resolve().name,
+        progress=False,
+        visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings),
+    )
+    summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
+    summary["export_notes"] = [note for e in exported for note in e.notes]
+    data = series_record(context.record, series, context.root, summary)
+    atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
+    _replace_folder(temporary, final)
+    failure_path(context.out, series.name).unlink(missing_ok=True)
+    return summary
+
+
+def _has_report(context: SeriesContext) -> bool:
+    return context.record.settings.report and context.visuals != "none"
+
+
+def _report_settings(context: SeriesContext, series: PlannedSeries) -> dict[str, object]:
+    return {
+        **model_summary(context.bundle),
+        "series": series.name,
+        "test-time augmentation": "yes" if context.record.settings.tta else "no",
+    }
+
+
+def choose_visuals(
+    mode: str, keys: Sequence[str], confidence: Sequence[np.ndarray], warnings: Sequence[str]
+) -> Visuals:
+    """The pictures of one series for ``--visuals`` (after ``auto`` is resolved)."""
+    if mode == "all":
+        return Visuals()
+    if mode == "none":
+        return Visuals(keys=frozenset(), animations=False, figures=False)
+    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
+    chosen = (
+        {keys[int(np.nanargmin(scores))]} if len(scores) and np.isfinite(scores).any() else set()
+    )
+    chosen |= {key for key in keys if any(key in warning for warning in warnings)}
+    return Visuals(keys=frozenset(chosen), animations=False, figures=False)
+
+
+def _summary(
+    areas: AreaTable,
+    confidence: Sequence[np.ndarray],
+    warnings: Sequence[str],
+    skipped: Sequence[SkippedFile],
+) -> dict[str, Any]:
+    """The series' row of ``series.csv``: slices, per ROI mean/std, lowest confidence, warnings."""
+    rois = list(areas.per_slice.columns)
+    scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
+    return {  # the series' own summary rows: one definition of its mean and std
+        "slices": len(areas.per_slice),
+        "unit": areas.unit,
+        "mean": {name: _number(areas.wide.loc["mean", name]) for name in rois},
+        "std": {name: _number(areas.wide.loc["std", name]) for name in rois},
+        "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
+        "warnings": list(warnings),
+        "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
+    }
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _replace_folder(temporary: Path, final: Path) -> None:
+    """Put a finished series in place: an older folder is moved aside first, then removed."""
+    if final.exists():
+        aside = final.parent / f"{TEMP_PREFIX}{final.name}.old.{os.getpid()}"
+        os.replace(final, aside)
+        os.replace(temporary, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(temporary, final)

@@ -1,0 +1,225 @@
+"""Tests for sliceseg.inference.cohort: shards, resume, failures, records, merge, identity."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from sliceseg.cli import main
+from sliceseg.errors import ConfigError
+from sliceseg.inference import cohort, cohort_series
+from sliceseg.inference.cohort import CohortOptions, predict_cohort
+from sliceseg.inference.records import RunSettings
+from sliceseg.inference.shards import Shard
+from sliceseg.io.series_plan import plan_cohort
+
+LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
+HERE = CohortOptions(workers=0)
+
+
+@pytest.fixture
+def cohort_dir(tiny_phantom: Path, tmp_path: Path) -> Path:
+    """Four series (sub01..sub04), three slices each, copied so that their mtimes are ours."""
+    out = tmp_path / "cohort"
+    for split in ("train", "test"):
+        for folder in sorted((tiny_phantom / split / "dicoms").iterdir()):
+            shutil.copytree(folder, out / folder.name)
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and its mtime (ns)."""
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_csv(out / name) for name in ("csa.csv", "csa_long.csv", "series.csv")}
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    for name, table in tables(a).items():
+        pd.testing.assert_frame_equal(table, tables(b)[name], check_exact=True, obj=name)
+
+
+class TestShards:
+    @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 50])
+    def test_disjoint_and_covering(self, count):
+        names = [f"p{i:03d}" for i in range(23)]
+        parts = [Shard(k, count).take(names) for k in range(1, count + 1)]
+        taken = [name for part in parts for name in part]
+        assert sorted(taken) == names and len(taken) == len(set(taken))
+        sizes = [len(part) for part in parts]
+        assert max(sizes) - min(sizes) <= 1  # balanced to one series
+        if count > len(names):
+            assert sizes.count(0) == count - len(names)
+
+    def test_the_plan_is_sorted_by_name(self, cohort_dir):
+        plan = plan_cohort(cohort_dir)
+        assert [s.name for s in plan.series] == ["sub01", "sub02", "sub03", "sub04"]
+        assert [s.num_slices for s in plan.series] == [3, 3, 3, 3]
+        assert Shard(2, 3).take([s.name for s in plan.series]) == ["sub02"]
+
+
+@pytest.mark.slow
+def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
+    whole = predict_cohort(tiny_model, cohort_dir, tmp_path / "one", settings=LEAN, options=HERE)
+    assert whole.merged is not None and len(whole.finished) == 4
+    for k in (1, 2, 3):  # three shards of four series: 2 + 1 + 1
+        part = predict_cohort(
+            tiny_model,
+            cohort_dir,
+            tmp_path / "three",
+            settings=LEAN,
+            options=CohortOptions(workers=0, shard=Shard(k, 3)),
+        )
+        assert part.merged is None and len(part.finished) == (2 if k == 1 else 1)
+    assert main(["merge", str(tmp_path / "three")]) == 0
+    assert_same_tables(tmp_path / "one", tmp_path / "three")
+    wide = pd.read_csv(tmp_path / "one" / "csa.csv", index_col="slice")
+    assert [str(i) for i in range(1, 13)] == [i for i in wide.index if i.isdigit()]
+    series = pd.read_csv(tmp_path / "one" / "series.csv")
+    assert list(series["series"]) == ["sub01", "sub02", "sub03", "sub04"]
+    assert list(series["slices"]) == [3, 3, 3, 3]
+
+
+@pytest.mark.slow
+def test_resume_after_a_failure_keeps_finished_series_untouched(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    real = cohort.write_series
+
+    def broken(context, decoded):
+        if decoded.series.name == "sub03":
+            raise RuntimeError("disk hiccup")
+        return real(context, decoded)
+
+    monkeypatch.setattr(cohort, "write_series", broken)
+    first = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    assert first.failed == [("sub03", "RuntimeError: disk hiccup")]
+    assert sorted(first.finished) == ["sub01", "sub02", "sub04"]
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub03"] and "disk hiccup" in failed["reason"][0]
+    assert not (out / "series" / "sub03").exists()  # nothing half-written under the final name
+    before = {name: snapshot(out / "series" / name) for name in ("sub01", "sub02", "sub04")}
+
+    monkeypatch.setattr(cohort, "write_series", real)
+    lines: list[str] = []
+    second = predict_cohort(
+        tiny_model, cohort_dir, out, settings=LEAN, options=HERE, log=lines.append
+    )
+    assert second.finished == ["sub03"] and second.already_done == 3 and not second.failed
+    assert "3 series already done, skipped" in lines[0]
+    for name, files in before.items():
+        assert snapshot(out / "series" / name) == files  # same bytes, same mtimes
+    assert list(pd.read_csv(out / "failed.csv")["series"]) == []  # header only
+    assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
+    predict_cohort(tiny_model, cohort_dir, tmp_path / "clean", settings=LEAN, options=HERE)
+    assert_same_tables(out, tmp_path / "clean")
+
+
+@pytest.mark.slow
+def test_a_half_written_series_is_redone(tiny_model, cohort_dir, tmp_path):
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    keep = snapshot(out / "series" / "sub01")
+    # A run killed while writing sub02: its temporary folder, no final folder.
+    partial = out / "series" / ".sliceseg-tmp.sub02.12345"
+    shutil.move(out / "series" / "sub02", partial)
+    (partial / "record.json").unlink()
+    # And sub04's record names other input files (one was replaced since).
+    src = next((cohort_dir / "sub04").glob("*.dcm"))
+    src.write_bytes(src.read_bytes())
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    assert sorted(again.finished) == ["sub02", "sub04"] and again.already_done == 2
+    assert not partial.exists()
+    assert (out / "series" / "sub02" / "record.json").is_file()
+    assert snapshot(out / "series" / "sub01") == keep
+
+
+@pytest.mark.slow
+def test_another_model_into_the_same_out_is_refused(tiny_model, cohort_dir, tmp_path):
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    other = tmp_path / "other.pt"
+    data = bytearray(Path(tiny_model).read_bytes())
+    other.write_bytes(bytes(data))
+    with open(other, "ab") as handle:  # same weights, another file: another checksum
+        handle.write(b"\0")
+    with pytest.raises(ConfigError) as refused:
+        predict_cohort(other, cohort_dir, out, settings=LEAN, options=HERE)
+    message = str(refused.value)
+    assert "sliceseg_best.pt" in message and "other.pt" in message and "--overwrite" in message
+    assert "\n" not in message
+    tta = RunSettings(roi_names=(), visuals="none", exports=(), report=False, tta=True)
+    with pytest.raises(ConfigError, match=r"it was made with tta=false, this run asks tta=true"):
+        predict_cohort(tiny_model, cohort_dir, out, settings=tta, options=HERE)
+
+
+def corrupt_series(folder: Path) -> None:
+    """Cut the pixel data of every file of a series: the headers stay readable."""
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PixelData = ds.PixelData[:10]
+        ds.save_as(path)
+
+
+@pytest.mark.slow
+def test_a_bad_series_lands_in_failed_csv_and_the_others_are_complete(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    corrupt_series(cohort_dir / "sub02")
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "1"]
+    assert main([*argv, "--visuals", "none"]) == 3
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"] and failed["slices"][0] == 3
+    assert "sub02" in capsys.readouterr().err
+    series = pd.read_csv(out / "series.csv")
+    assert list(series["series"]) == ["sub01", "sub03", "sub04"]
+    for name in series["series"]:
+        labels = list((out / "series" / name / "labels").rglob("*.png"))
+        assert len(labels) == 3 and (out / "series" / name / "record.json").is_file()
+    assert main(["merge", str(out)]) == 3  # still failed
+
+
+@pytest.mark.slow
+def test_a_uidless_folder_is_one_series_per_folder_everywhere(tiny_model, cohort_dir, tmp_path):
+    for path in cohort_dir.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.SeriesInstanceUID
+        ds.save_as(path)
+    out = tmp_path / "out"
+    settings = RunSettings(roi_names=(), visuals="all", exports=("nifti",), report=True)
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    names = ["sub01", "sub02", "sub03", "sub04"]
+    assert sorted(run.finished) == names
+    for name in names:
+        folder = out / "series" / name
+        assert (folder / "segmentation.gif").is_file() and (folder / "areas.png").is_file()
+        assert [p.name for p in (folder / "exports").iterdir()] == [f"{name}.nii.gz"]
+    long = pd.read_csv(out / "csa_long.csv")
+    assert sorted(set(long["series"])) == [1, 2, 3, 4]
+    wide = pd.read_csv(out / "csa.csv", index_col="slice")
+    assert {f"mean series {k}" for k in range(1, 5)} <= set(wide.index)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert all(f"series/{name}/report.html" in html for name in names)
+
+
+def test_visuals_auto_draws_every_slice_of_a_small_run_only():
+    assert cohort_series.visual_mode("auto", cohort_series.VISUALS_ALL_UP_TO) == "all"
+    assert cohort_series.visual_mode("auto", cohort_series.VISUALS_ALL_UP_TO + 1) == "flagged"
+    scores = [np.array([0.9, 0.8]), np.array([0.2, 0.3]), np.array([0.7, 0.9])]
+    chosen = cohort_series.choose_visuals(
+        "flagged", ["a/1", "a/2", "a/3"], scores, ["a/3: ROI lost"]
+    )
+    assert chosen.keys == frozenset({"a/2", "a/3"}) and not chosen.animations
