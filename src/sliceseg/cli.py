@@ -1,8 +1,9 @@
 """The ``sliceseg`` command: one subcommand per workflow, no logic of its own.
 
 Exit codes: 0 success; 1 ``check`` found the data unfit (a verdict); 2 a user error
-(one line on stderr, no traceback); 3 a bug in sliceseg (one line on stderr naming the log file
-that holds the traceback); 130 interrupted.
+(one line on stderr, no traceback); 3 ``predict`` / ``merge``: some series failed (listed in
+``OUT/failed.csv``; the same command again retries them); 4 a bug in sliceseg (one line on
+stderr naming the log file that holds the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sliceseg._version import __version__
-from sliceseg.errors import SlicesegError
+from sliceseg.errors import ConfigError, SlicesegError
+
+SOME_SERIES_FAILED = 3  # predict / merge: some series failed, the others are complete
+BUG = 4  # an unexpected exception: a bug of ours, the traceback in a log file
+_PRINTED_SLICES = 200  # predict prints the area table up to this many slices
 
 if TYPE_CHECKING:
     from sliceseg.measure.areas import SpacingFallback
@@ -171,37 +176,60 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from sliceseg.inference.folder import predict_folder
+    from sliceseg.engine.predictor import PredictOptions
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+    from sliceseg.inference.records import RunSettings
+    from sliceseg.inference.shards import parse_shard
     from sliceseg.report.exports import parse_exports
 
-    run = predict_folder(
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {args.workers}.")
+    show = sys.stderr.isatty()
+    run = predict_cohort(
         Path(args.model),
         Path(args.dicom_dir),
         Path(args.out),
-        roi_names=_names(args.roi_labels),
-        device=args.device,
-        batch_size=args.batch_size,
-        tta=args.tta,
-        fallback=_fallback(args),
-        tissue=_tissue(args),
-        keep_patient_info=args.keep_patient_info,
-        overwrite=args.overwrite,
-        report=not args.no_report,
-        exports=parse_exports(args.export),
+        settings=RunSettings(
+            roi_names=tuple(_names(args.roi_labels) or ()),
+            tta=args.tta,
+            fallback=_fallback(args),
+            tissue=_tissue(args),
+            keep_patient_info=args.keep_patient_info,
+            exports=tuple(parse_exports(args.export)),
+            visuals=args.visuals,
+            report=not args.no_report,
+        ),
+        options=CohortOptions(
+            predict=PredictOptions(device=args.device, batch_size=args.batch_size, progress=show),
+            shard=parse_shard(args.shard),
+            workers=args.workers,
+            overwrite=args.overwrite,
+        ),
+        log=lambda line: print(line, file=sys.stderr),
     )
-    for note in (n for series in run.exports for n in series.notes):
+    for note in run.notes:
         print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
         reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
         print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
-    print(run.areas.to_text())
+    if run.merged is not None and len(run.merged.areas.series) <= _PRINTED_SLICES:
+        print(run.merged.areas.to_text())
     for warning in run.warnings:
         print(f"warning: {warning}")
+    print(run.describe())
+    return SOME_SERIES_FAILED if run.failed else 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from sliceseg.inference.merge import merge_cohort
+
+    merged = merge_cohort(Path(args.out))
+    slices = int(merged.series["slices"].sum())
     print(
-        f"Segmented {len(run.predictions)} slices; outputs in {run.out_dir}/"
-        + (f" (report: {run.report})" if run.report else "")
+        f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
+        f"tables and report in {merged.out_dir}/ (report: {merged.report})"
     )
-    return 0
+    return SOME_SERIES_FAILED if len(merged.failed) else 0
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
@@ -436,7 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("predict", help="segment a folder of DICOMs and measure every ROI")
+    p = sub.add_parser(
+        "predict",
+        help="segment a folder of DICOMs (a cohort: resumable, shardable) and measure every ROI",
+        description="Exit codes: 0 every series done; 2 a user error; 3 some series failed "
+        "(listed in OUT/failed.csv; run the same command again to retry them).",
+    )
     p.add_argument("model", help=_MODEL_HELP)
     p.add_argument("dicom_dir", help="folder of DICOM slices (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
@@ -451,8 +484,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
         "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
     )
-    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    p.add_argument(
+        "--shard",
+        metavar="K/N|auto",
+        help="process shard K of N (K from 1) of the series, sorted by name; 'auto' reads a "
+        "SLURM job array (SLURM_ARRAY_TASK_ID) or torchrun (RANK, WORLD_SIZE; LOCAL_RANK picks "
+        "the GPU); then `sliceseg merge OUT` (default: every series, merged at the end)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes decoding DICOM ahead of the network (default: the CPUs this process "
+        "may use, less one; 0 decodes in the main process)",
+    )
+    p.add_argument(
+        "--visuals",
+        choices=("auto", "all", "none"),
+        default="auto",
+        help="overlays, thumbnails, GIFs and area plots: all, none, or auto (default: all up "
+        "to 500 slices; past that only each series' least confident and flagged slices)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty OUT, and redo series made by another model or settings "
+        "(without it a rerun resumes: finished series are skipped)",
+    )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "merge", help="build OUT's cohort tables and report from its finished series (shards)"
+    )
+    p.add_argument("out", help="the --out of `sliceseg predict` (every shard's)")
+    p.set_defaults(func=_cmd_merge)
 
     p = sub.add_parser("suggest", help="the unlabelled slices the model is least sure of")
     p.add_argument("model", help=_MODEL_HELP)
@@ -526,7 +590,7 @@ REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
 
 
 def _report_bug(error: BaseException, args: argparse.Namespace, argv: list[str] | None) -> int:
-    """Write the traceback to a log file and print one line saying where; return 3."""
+    """Write the traceback to a log file and print one line saying where; return `BUG`."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = f"sliceseg-error-{stamp}-{os.getpid()}.log"
     command = " ".join(["sliceseg", *(sys.argv[1:] if argv is None else argv)])
@@ -552,7 +616,7 @@ def _report_bug(error: BaseException, args: argparse.Namespace, argv: list[str] 
         f"{where}; please report it with that file ({REPORT_HINT}).",
         file=sys.stderr,
     )
-    return 3
+    return BUG
 
 
 def _show_warning(

@@ -358,3 +358,15 @@ def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.Data
     wide.index = [str(i) for i in range(1, len(wide) + 1)]
     extra = pd.DataFrame.from_dict(summary, orient="index", columns=["file", *rois])
     return pd.concat([wide, extra]) if len(wide) else extra
+
+
+def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
+    """The wide table of per-slice rows (columns ``file`` then ROIs) with its summary rows.
+
+    The rows `measure_areas` adds (per series when several, then overall), for tables put
+    together from parts, e.g. the series of a cohort (`sliceseg.inference.merge`).
+
+    Example:
+        >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
+    """
+    return _with_summary_rows(slices.reset_index(drop=True), tuple(series))
