@@ -116,6 +116,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "unlabelled_slices": getattr(args, "unlabelled_slices", None),
         "init_from": getattr(args, "init_from", None),
         "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
+        "normalisation": getattr(args, "normalisation", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
@@ -429,7 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: model)")
     p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
     p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
-    p.add_argument("--epochs", type=int, help="passes over the training slices (default 100)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training slices (default: until --max-minutes, the learning "
+        "rate decaying over the budget; without a budget 100)",
+    )
+    p.add_argument(
+        "--normalisation",
+        choices=("auto", "slice", "ct"),
+        help="intensities: auto (default: CT's HU clipped and z-scored with the training "
+        "set's numbers when every slice is CT, else each slice z-scored), slice or ct",
+    )
     p.add_argument(
         "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
     )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sliceseg.data.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
-from sliceseg.data.intensity import normalise_intensity
+from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation, normalise_intensity
 from sliceseg.data.orientation import Reorientation, orient_slice, reorientations_for
 from sliceseg.data.pairing import Sample
 from sliceseg.data.resample import (
@@ -176,9 +176,13 @@ class SpacedTensors:
 
 
 def slice_to_spacing(
-    image: Slice, target_spacing_mm: tuple[float, float]
+    image: Slice,
+    target_spacing_mm: tuple[float, float],
+    *,
+    normalisation: IntensityNormalisation = PER_SLICE,
 ) -> tuple[torch.Tensor, SpacingGeometry]:
-    """Normalise one slice and resample it to the target spacing, as stored.
+    """Normalise one slice (``normalisation``: per slice by default, or a model's CT numbers)
+    and resample it to the target spacing, as stored.
 
     Orientation is the caller's business (see :func:`slice_to_grid`). A slice without
     (0028,0030) PixelSpacing is taken to be at the target spacing already.
@@ -187,7 +191,7 @@ def slice_to_spacing(
         ``(tensor (1, R, C), geometry)``.
     """
     geometry = spacing_geometry(image.shape, image.spacing_mm, target_spacing_mm)
-    pixels = torch.from_numpy(np.ascontiguousarray(normalise_intensity(image.display_pixels)))
+    pixels = torch.from_numpy(np.ascontiguousarray(normalisation.of_slice(image)))
     return resample_image(pixels, geometry)[None].contiguous(), geometry
 
 
@@ -196,6 +200,7 @@ def slices_to_spacing(
     target_spacing_mm: tuple[float, float],
     *,
     reorientations: Sequence[Reorientation] | None = None,
+    normalisation: IntensityNormalisation = PER_SLICE,
 ) -> SpacedTensors:
     """Resample unlabelled slices to the target spacing (for prediction), canonical orientation.
 
@@ -203,13 +208,14 @@ def slices_to_spacing(
         images: the slices.
         target_spacing_mm: the model's ``(row, col)`` spacing in mm.
         reorientations: as for :func:`slices_to_grid`.
+        normalisation: the model's intensity normalisation (per slice by default).
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per slice.
     """
     changes = _reorientations(images, reorientations)
     pairs = [
-        slice_to_spacing(orient_slice(s, r), target_spacing_mm)
+        slice_to_spacing(orient_slice(s, r), target_spacing_mm, normalisation=normalisation)
         for s, r in zip(images, changes, strict=True)
     ]
     return SpacedTensors(
@@ -227,6 +233,7 @@ def samples_to_spacing(
     target_spacing_mm: tuple[float, float] | None,
     *,
     reorientations: Sequence[Reorientation] | None = None,
+    normalisation: IntensityNormalisation = PER_SLICE,
 ) -> SpacedTensors:
     """Resample labelled samples to the target spacing (for training and validation).
 
@@ -238,6 +245,7 @@ def samples_to_spacing(
             median of the samples' spacings in the canonical orientation (nnU-Net's rule;
             1 mm when no sample has a PixelSpacing, and such slices are taken as they are).
         reorientations: one per sample, as for :func:`slices_to_grid`.
+        normalisation: the intensity normalisation (per slice by default; a run's CT numbers).
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per sample.
@@ -252,7 +260,9 @@ def samples_to_spacing(
         target_spacing_mm = median_target_spacing(samples, reorientations=changes)
     images, labels, geometries = [], [], []
     for sample, change in zip(samples, changes, strict=True):
-        tensor, geometry = slice_to_spacing(orient_slice(sample.image, change), target_spacing_mm)
+        tensor, geometry = slice_to_spacing(
+            orient_slice(sample.image, change), target_spacing_mm, normalisation=normalisation
+        )
         label = torch.from_numpy(change.apply(np.asarray(sample.label)).astype(np.int64))
         images.append(tensor)
         labels.append(resample_label(label, geometry).contiguous())

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from sliceseg.data.batches import slices_to_grid, slices_to_spacing
 from sliceseg.data.grid import probabilities_from_grid
+from sliceseg.data.intensity import IntensityNormalisation
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
 from sliceseg.data.resample import probabilities_to_native
 from sliceseg.data.windows import prediction_window, spaced_probabilities
@@ -209,7 +210,14 @@ class Engine:
         meta = self.bundle.metadata
         if meta.target_spacing_mm is None:  # older files: the square grid they trained on
             return self._grid_labels(images, changes, sink)
-        spaced = slices_to_spacing(images, meta.target_spacing_mm, reorientations=changes)
+        spaced = slices_to_spacing(
+            images,
+            meta.target_spacing_mm,
+            reorientations=changes,
+            normalisation=IntensityNormalisation.from_metadata(
+                meta.normalisation, meta.intensity, source=self.bundle.source or "the model"
+            ),
+        )
         probs = spaced_window_probabilities(
             self.network,
             spaced.images,

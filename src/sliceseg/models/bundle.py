@@ -46,7 +46,12 @@ class ModelMetadata:
         num_classes: output channels, ROIs plus background (K + 1).
         input_size: side of the square model grid in pixels.
         roi_names: names of ROIs 1..K, in label order.
-        normalisation: name of the intensity normalisation applied before the model.
+        normalisation: name of the intensity normalisation applied before the model:
+            "robust_zscore" (each slice z-scored on its own; every file before CT's) or
+            "ct_dataset" (HU clipped and z-scored with ``intensity``'s numbers).
+        intensity: the numbers of a dataset-level normalisation, chosen on the training
+            slices (plain data of ``sliceseg.data.intensity.IntensityNormalisation``: ``clip``
+            HU pair, ``mean``, ``std``); ``None`` for the per-slice z-score.
         label_values: label values as stored in the training files (0 first), so predictions
             can be written back in the user's own convention.
         settings: the training settings actually used (``TrainConfig.to_dict()``).
@@ -82,6 +87,7 @@ class ModelMetadata:
     target_spacing_mm: tuple[float, float] | None = None
     postprocessing: dict[str, Any] | None = None
     familiarity: dict[str, Any] | None = None
+    intensity: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -100,6 +106,7 @@ class ModelMetadata:
             "target_spacing_mm": _spacing_list(self.target_spacing_mm),
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
             "familiarity": None if self.familiarity is None else dict(self.familiarity),
+            "intensity": None if self.intensity is None else dict(self.intensity),
         }
 
     @classmethod
@@ -122,6 +129,7 @@ class ModelMetadata:
             if data.get("postprocessing") is None
             else dict(data["postprocessing"]),
             familiarity=None if data.get("familiarity") is None else dict(data["familiarity"]),
+            intensity=None if data.get("intensity") is None else dict(data["intensity"]),
         )
 
     @property

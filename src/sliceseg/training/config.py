@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
+from sliceseg.data.intensity import NORMALISATION_CHOICES
 from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource
 from sliceseg.data.resample import parse_spacing
 from sliceseg.errors import ConfigError
@@ -66,6 +67,9 @@ class TrainConfig:
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
+        normalisation: intensity normalisation: "auto" (default: CT's dataset-level HU clip
+            and z-score when every training slice's (0008,0060) Modality is CT, else each
+            slice z-scored on its own), "slice" or "ct" (`sliceseg.data.intensity`).
         area_calibration: choose the background weight that makes the validation areas
             unbiased (`sliceseg.measure.calibration`); False keeps the plain argmax.
     """
@@ -101,9 +105,15 @@ class TrainConfig:
     foreground_fraction: float = 1.0 / 3.0
     init_from: str | None = None
     area_calibration: bool = True
+    normalisation: str = "auto"
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        if self.normalisation not in NORMALISATION_CHOICES:
+            raise ConfigError(
+                f"normalisation must be one of {', '.join(NORMALISATION_CHOICES)}, got "
+                f"{self.normalisation!r}."
+            )
         if not isinstance(self.area_calibration, bool):
             raise ConfigError(
                 f"area_calibration must be true or false, got {self.area_calibration!r}."

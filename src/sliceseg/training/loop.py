@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,13 @@ import torch
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.data.batches import samples_to_spacing
+from sliceseg.data.intensity import (
+    PER_SLICE,
+    IntensityNormalisation,
+    choose_normalisation,
+    ct_normalisation,
+)
+from sliceseg.data.pairing import Sample
 from sliceseg.data.samples import load_samples
 from sliceseg.data.split import split_by_patient
 from sliceseg.errors import ConfigError, LabelError
@@ -228,13 +235,31 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     spacing = config.target_spacing_pair()
     if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
         spacing = model_target_spacing(config.init_from)
-    train = samples_to_spacing(train_samples, spacing)
+    normalisation = run_normalisation(config, train_samples)
+    train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
     return TrainingData(
         train=train,
-        validation=samples_to_spacing(val_samples, train.target_spacing_mm),
+        validation=samples_to_spacing(
+            val_samples, train.target_spacing_mm, normalisation=normalisation
+        ),
         roi_names=tuple(report.roi_names),
         label_values=tuple(report.scheme.stored_values),
+        normalisation=normalisation,
     )
+
+
+def run_normalisation(config: TrainConfig, train: Sequence[Sample]) -> IntensityNormalisation:
+    """The run's intensity normalisation: a fine-tuned model's own; else by the setting and the
+    training slices' Modality, CT's numbers from the training slices' foreground."""
+    if config.init_from is not None:
+        meta = load_bundle(config.init_from).metadata
+        return IntensityNormalisation.from_metadata(
+            meta.normalisation, meta.intensity, source=config.init_from
+        )
+    name = choose_normalisation(config.normalisation, [s.image.modality for s in train])
+    if name == PER_SLICE.name:
+        return PER_SLICE
+    return ct_normalisation([s.image.pixels for s in train], [s.label for s in train])
 
 
 def run_epochs(

@@ -16,6 +16,7 @@ from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams, augment_batch
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.data.crops import CropDataset, first_crops
+from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.io.files import atomic_path
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model, required_divisor
@@ -38,6 +39,7 @@ class TrainingData:
     validation: SpacedTensors
     roi_names: tuple[str, ...]
     label_values: tuple[int, ...]
+    normalisation: IntensityNormalisation = PER_SLICE
 
     @property
     def num_classes(self) -> int:
@@ -116,6 +118,8 @@ def set_up(
         f"device {context.device}"
         + (f" × {context.world_size} processes" if context.is_distributed else "")
     )
+    if data.normalisation.name != PER_SLICE.name:
+        log(f"Intensity normalisation: {data.normalisation.describe()}.")
     hyper = config.model_hyperparameters()
     model = build_model(
         config.arch, num_classes=data.num_classes, input_size=config.input_shape, **hyper
@@ -156,6 +160,8 @@ def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) ->
         settings=config.to_dict(),
         sliceseg_version=__version__,
         target_spacing_mm=data.train.target_spacing_mm,
+        normalisation=data.normalisation.name,
+        intensity=data.normalisation.to_dict(),
     )
 
 
