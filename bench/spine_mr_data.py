@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import functools
 import gzip
+import math
 import subprocess
 import sys
 import tarfile
@@ -152,12 +153,17 @@ def plane_z_mm(volume: SpineVolume, plane: int) -> float:
 
 
 def block_levels(volume: SpineVolume, blocks: Sequence[tuple[int, int]]) -> list[float]:
-    """Levels every 1 mm from the first to the last plane of each block (world z, 0.01 mm)."""
+    """Levels every 1 mm from the first to the last plane of each block (world z, 0.01 mm).
+
+    Rounding never takes a level past the volume's end planes (a level outside samples nothing).
+    """
+    low = math.ceil(plane_z_mm(volume, 0) * 100) / 100
+    high = math.floor(plane_z_mm(volume, volume.indicators.shape[-1] - 1) * 100) / 100
     levels = []
     for first, last in blocks:
         z0 = plane_z_mm(volume, first)
         steps = round((last - first) * PLANE_MM)
-        levels += [round(z0 + step, 2) for step in range(steps + 1)]
+        levels += [min(max(round(z0 + step, 2), low), high) for step in range(steps + 1)]
     return levels
 
 

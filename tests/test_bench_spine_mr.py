@@ -58,16 +58,12 @@ def _volume(indicators: np.ndarray) -> spine.SpineVolume:
 
 def test_levels_are_every_mm_inside_each_block_and_test_planes_are_never_shared():
     volume = _volume(np.zeros((5, 4, 4, spine.N_PLANES), dtype=np.float32))
-    assert spine.block_levels(volume, [(0, 1), (3, 4)]) == [
-        10.0,
-        11.0,
-        12.0,
-        13.0,
-        19.0,
-        20.0,
-        21.0,
-        22.0,
-    ]
+    expected = [10.0, 11.0, 12.0, 13.0, 19.0, 20.0, 21.0, 22.0]
+    assert spine.block_levels(volume, [(0, 1), (3, 4)]) == expected
+    top = spine.N_PLANES - 1  # planes 18, 19 at z = 63.996, 66.996: 67.00 would be outside
+    shifted = _volume(volume.indicators)
+    shifted.affine[2, 3] = 10.0 - 0.004
+    assert spine.block_levels(shifted, [(top - 1, top)]) == [64.0, 65.0, 66.0, 66.99]
 
     def planes(levels: list[float]) -> set[int]:
         k = [(z - 10.0) / 3.0 for z in levels]
