@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sliceseg.errors import ConfigError
-from sliceseg.measure.areas import CONFIDENCE_COLUMN, AreaTable
+from sliceseg.measure.areas import CONFIDENCE_COLUMN, FAMILIARITY_COLUMN, AreaTable
 
 __all__ = [
     "CONFIDENCE_COLUMN",
@@ -150,6 +150,7 @@ class ReviewItem:
         confidence: the slice's confidence.
         weakest_roi: the name of its least confident ROI.
         weakest_confidence: that ROI's score.
+        unlike_training: its series is unlike the training data (listed first).
     """
 
     slice: str
@@ -158,6 +159,7 @@ class ReviewItem:
     confidence: float
     weakest_roi: str
     weakest_confidence: float
+    unlike_training: bool = False
 
 
 def review_first(
@@ -171,30 +173,44 @@ def review_first(
         below: only slices whose confidence is below this.
         spread: take the series in turns (see :func:`least_confident`).
 
+    Slices of series unlike the training data (the ``unlike_training`` column) come first.
+
     Raises:
         ConfigError: ``n`` is below 1, or the table has no confidence column.
     """
     items = [item for item in _review_items(areas) if below is None or item.confidence < below]
     chosen = least_confident(
-        [item.confidence for item in items], [item.series for item in items], n=n, spread=spread
+        [item.confidence for item in items],
+        [item.series for item in items],
+        n=n,
+        spread=spread,
+        flagged=[item.unlike_training for item in items],
     )
     return [items[i] for i in chosen]
 
 
 def least_confident(
-    confidence: Sequence[float], series: Sequence[object], *, n: int, spread: bool = True
+    confidence: Sequence[float],
+    series: Sequence[object],
+    *,
+    n: int,
+    spread: bool = True,
+    flagged: Sequence[bool] | None = None,
 ) -> list[int]:
     """Return the positions of the ``n`` least confident slices, least confident first.
 
     With ``spread`` the series take turns: first the least confident slice of every series
     (those in confidence order), then the second of every series, and so on; so one poor
     series cannot fill the list, and every series is looked at before any is looked at twice.
+    Slices of series unlike the training data (``flagged``) come before all others, in the
+    same order among themselves.
 
     Args:
         confidence: one score per slice.
         series: one series id per slice (any hashable).
         n: at most this many positions.
         spread: take the series in turns; False ranks all slices together.
+        flagged: per slice, True when its series is unlike the training data.
 
     Raises:
         ConfigError: ``n`` is below 1 or the lengths differ.
@@ -207,14 +223,19 @@ def least_confident(
         raise ConfigError(f"n must be at least 1, got {n}.")
     if len(confidence) != len(series):
         raise ConfigError(f"{len(confidence)} scores for {len(series)} series ids; give one each.")
-    order = sorted(range(len(confidence)), key=lambda i: (confidence[i], i))
+    later = [not is_flagged for is_flagged in flagged] if flagged else [False] * len(confidence)
+    if len(later) != len(confidence):
+        raise ConfigError(
+            f"{len(flagged or ())} flags for {len(confidence)} scores; give one each."
+        )
+    order = sorted(range(len(confidence)), key=lambda i: (later[i], confidence[i], i))
     if spread:
         seen: dict[object, int] = {}
         turn = {}
         for i in order:  # the k-th least confident of its series is in turn k
             turn[i] = seen.get(series[i], 0)
             seen[series[i]] = turn[i] + 1
-        order.sort(key=lambda i: (turn[i], confidence[i], i))
+        order.sort(key=lambda i: (later[i], turn[i], confidence[i], i))
     return order[:n]
 
 
@@ -236,6 +257,9 @@ def _review_items(areas: AreaTable) -> list[ReviewItem]:
                 confidence=float(rows[CONFIDENCE_COLUMN].mean()),
                 weakest_roi=str(weakest["roi_name"]),
                 weakest_confidence=float(weakest[CONFIDENCE_COLUMN]),
+                unlike_training=bool(rows[FAMILIARITY_COLUMN].max() > 0)
+                if FAMILIARITY_COLUMN in rows
+                else False,
             )
         )
     return items

@@ -6,14 +6,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
-from sliceseg.inference.folder import slice_key
+from sliceseg.inference.familiarity import check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.io.files import atomic_path
+from sliceseg.io.identity import series_key, slice_key
 from sliceseg.models.bundle import Bundle, load_bundle
 
 LABEL_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -31,6 +33,7 @@ class Suggestion:
         confidence: the slice's confidence (mean over ROIs; 1 = sure).
         weakest_roi: the name of the ROI the model is least sure of there.
         weakest_confidence: that ROI's confidence.
+        unlike_training: its series is unlike the training data (such slices come first).
     """
 
     rank: int
@@ -40,6 +43,7 @@ class Suggestion:
     confidence: float
     weakest_roi: str
     weakest_confidence: float
+    unlike_training: bool = False
 
 
 def suggest_slices(
@@ -57,8 +61,10 @@ def suggest_slices(
 
     The series take turns (see `least_confident`): the least confident slice of every series
     comes before the second least confident of any, so the list covers the study instead of
-    one poor series. Labelling these, adding them to the training data and fine-tuning
-    (``sliceseg train --init-from``) is the correction loop of ``docs/usage.md``.
+    one poor series. Slices of a series unlike the training data (the model file's profile,
+    `sliceseg.inference.familiarity`) come before all others. Labelling these, adding them to
+    the training data and fine-tuning (``sliceseg train --init-from``) is the correction loop
+    of ``docs/usage.md``.
 
     Args:
         model: a loaded bundle or a model file.
@@ -89,7 +95,7 @@ def suggest_slices(
     root = Path(dicom_dir)
     images = _unlabelled(root, labels_dir)
     collector = ConfidenceCollector()
-    predict_slices(
+    labels = predict_slices(
         bundle,
         images,
         device=device,
@@ -100,9 +106,10 @@ def suggest_slices(
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
-    uids = [image.series_uid or str(image.source.parent) for image in images]
+    uids = [series_key(image) for image in images]
     numbers = {uid: k for k, uid in enumerate(dict.fromkeys(uids), 1)}
-    chosen = least_confident(scores.tolist(), uids, n=n, spread=spread)
+    flagged = _unfamiliar(bundle, images, labels, [numbers[uid] for uid in uids])
+    chosen = least_confident(scores.tolist(), uids, n=n, spread=spread, flagged=flagged)
     return [
         Suggestion(
             rank=rank,
@@ -112,9 +119,22 @@ def suggest_slices(
             confidence=float(scores[i]),
             weakest_roi=bundle.roi_names[int(per_roi[i].argmin())],
             weakest_confidence=float(per_roi[i].min()),
+            unlike_training=flagged[i],
         )
         for rank, i in enumerate(chosen, 1)
     ]
+
+
+def _unfamiliar(
+    bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[int]
+) -> list[bool]:
+    """Per slice, whether its series is unlike the training data (all False without a profile)."""
+    verdicts = check_run(bundle, images, labels, [image.name for image in images], series)
+    if verdicts is None:
+        warn_no_profile()
+        return [False] * len(images)
+    flagged = {v.series for v in verdicts if v.is_flagged}
+    return [k in flagged for k in series]
 
 
 def _unlabelled(root: Path, labels_dir: Path | str | None) -> list[Slice]:
@@ -156,5 +176,8 @@ def suggestions_text(suggestions: list[Suggestion]) -> str:
     lines = [f"{'rank':>4}  {'series':>6}  {'confidence':>10}  {'weakest ROI':<32}  slice"]
     for s in suggestions:
         weakest = f"{s.weakest_roi} ({s.weakest_confidence:.3f})"
-        lines.append(f"{s.rank:>4}  {s.series:>6}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}")
+        note = "  (series unlike the training data)" if s.unlike_training else ""
+        lines.append(
+            f"{s.rank:>4}  {s.series:>6}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}{note}"
+        )
     return "\n".join(lines)

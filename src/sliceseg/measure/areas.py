@@ -21,6 +21,7 @@ SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
 SUMMARY_NOTE = "mean, std: over the slices where the ROI is present (area > 0); n: how many"
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
+FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
 
 def is_summary_row(label: object) -> bool:
@@ -190,13 +191,13 @@ class AreaTable:
         rows = [label for label in self.wide.index if not is_summary_row(label)]
         return (
             self.wide.loc[rows]
-            .drop(columns=["file", CONFIDENCE_COLUMN], errors="ignore")
+            .drop(columns=["file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN], errors="ignore")
             .astype(float)
         )
 
     def to_text(self) -> str:
         """Return the wide table as aligned text with one decimal (an empty std as "–")."""
-        shown = self.wide.drop(columns=[CONFIDENCE_COLUMN], errors="ignore")
+        shown = self.wide.drop(columns=[CONFIDENCE_COLUMN, FAMILIARITY_COLUMN], errors="ignore")
         for column in shown.columns[1:]:
             shown[column] = [_shown(v, label) for label, v in shown[column].items()]
         shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""

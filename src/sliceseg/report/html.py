@@ -15,7 +15,12 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.areas import CONFIDENCE_COLUMN, is_count_row, is_summary_row
+from sliceseg.measure.areas import (
+    CONFIDENCE_COLUMN,
+    FAMILIARITY_COLUMN,
+    is_count_row,
+    is_summary_row,
+)
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
@@ -40,6 +45,7 @@ nav a { color: var(--accent); margin-right: 14px; font-size: 14px; }
 .box h2 { margin: 2px 0 6px; font-size: 17px; }
 .box ul { margin: 4px 0; padding-left: 20px; }
 .warn { background: #fff8e5; border-color: #e3b341; }
+.unlike { background: #fdecea; border-color: #b42318; border-width: 2px; }
 .ok { background: #edf9f0; border-color: #4ac26b; }
 .note { background: var(--soft); border-color: var(--line); }
 table { border-collapse: collapse; font-size: 14px; }
@@ -89,8 +95,9 @@ class _Slices:
     files: list[str]
     confidence: list[float]  # NaN when unknown
     flagged: set[str]  # row labels named by a warning
-    low: set[str]  # row labels in the lowest-confidence share
+    low: set[str]  # row labels in "review first": unlike training first, then least confident
     target: str = "slice"  # links go to "#slice-N" (the picture) or "#row-N" (no pictures)
+    unfamiliar: frozenset[str] = frozenset()  # row labels of series unlike the training data
 
     @classmethod
     def of(
@@ -104,10 +111,19 @@ class _Slices:
             confidence = [math.nan] * len(labels)
         by_file = {file: label for label, file in zip(labels, files, strict=True)}
         flagged = {label for w in warnings if (label := _warned_slice(w, by_file)) is not None}
-        known = [(c, label) for c, label in zip(confidence, labels, strict=True) if c == c]
+        unfamiliar = frozenset(
+            label
+            for label in labels
+            if FAMILIARITY_COLUMN in table and table.loc[label, FAMILIARITY_COLUMN] == 1
+        )
+        known = [
+            (label not in unfamiliar, c, label)
+            for c, label in zip(confidence, labels, strict=True)
+            if c == c
+        ]
         count = max(1, math.ceil(low_share * len(known))) if known else 0
-        low = {label for _, label in sorted(known)[:count]}
-        return cls(labels, files, confidence, flagged, low, target)
+        low = {label for _, _, label in sorted(known, key=_review_key)[:count]}
+        return cls(labels, files, confidence, flagged, low, target, unfamiliar)
 
     def link(self, label: str, text: str) -> str:
         """A link to the slice's picture (or row)."""
@@ -119,6 +135,11 @@ class _Slices:
             for name, on in (("flagged", label in self.flagged), ("low", label in self.low))
             if on
         )
+
+
+def _review_key(item: tuple[bool, float, str]) -> tuple[bool, float, int]:
+    """Unlike training first, then least confident, then in table order."""
+    return item[0], item[1], int(item[2]) if item[2].isdigit() else 0
 
 
 def _warned_slice(warning: str, by_file: Mapping[str, str]) -> str | None:
@@ -134,6 +155,21 @@ def _warning_item(warning: str, slices: _Slices) -> str:
         return f"<li>{_e(warning)}</li>"
     head, rest = warning.split(": ", 1)
     return f"<li>{slices.link(label, head)}: {_e(rest)}</li>"
+
+
+def _banner(unlike_training: Sequence[str]) -> str:
+    """The box above everything else: the series unlike the training data, one line each."""
+    if not unlike_training:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in unlike_training)
+    count = len(unlike_training)
+    return (
+        f'<section class="box unlike" id="unlike-training"><h2>⚠ {count} series unlike the '
+        f"training data</h2><p>The model was not trained on data like this: its areas there "
+        f"may be wrong however confident it looks. They are left out of the overall mean and "
+        f"standard deviation, and their slices come first under Review first.</p>"
+        f"<ul>{items}</ul></section>"
+    )
 
 
 def _messages(warnings: Sequence[str], notes: Sequence[str], slices: _Slices) -> str:
@@ -158,18 +194,23 @@ def _review(slices: _Slices) -> str:
     if not slices.low:
         return ""
     ranked = sorted(
-        (c, label, file)
-        for c, label, file in zip(slices.confidence, slices.labels, slices.files, strict=True)
+        (label not in slices.unfamiliar, c, label)
+        for c, label in zip(slices.confidence, slices.labels, strict=True)
         if label in slices.low
     )
+    by_label = dict(zip(slices.labels, slices.files, strict=True))
     items = "".join(
-        f"<li>{slices.link(label, file)} · confidence {c:.3f}</li>" for c, label, file in ranked
+        f"<li>{slices.link(label, by_label[label])} · confidence {c:.3f}"
+        + ("" if later else " · <b>series unlike the training data</b>")
+        + "</li>"
+        for later, c, label in sorted(ranked, key=_review_key)
     )
     return (
         f'<section class="box note review" id="review"><h2>Review first: the {len(ranked)} '
         'least confident slices</h2><p class="hint">Confidence is the Dice the model expects '
         "between its label map and its own probabilities (1 = sure of every pixel); low "
-        "scores are where its errors concentrate. Correct these first.</p>"
+        "scores are where its errors concentrate. Slices of a series unlike the training data "
+        "come first. Correct these first.</p>"
         f"<ol>{items}</ol></section>"
     )
 
@@ -216,7 +257,7 @@ def _class(css: str) -> str:
 
 
 def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
-    rois = [c for c in table.columns if c not in ("file", CONFIDENCE_COLUMN)]
+    rois = [c for c in table.columns if c not in ("file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
     head = ["<th>slice</th>"] + (["<th>file</th>"] if "file" in table.columns else [])
     for k, name in enumerate(rois, 1):
         colour = "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
@@ -324,6 +365,7 @@ def write_report(
     area_unit: str = "mm²",
     thumbnails: Sequence[Path] | None = None,
     low_confidence_share: float = 0.1,
+    unlike_training: Sequence[str] = (),
 ) -> Path:
     """Write one HTML report a colleague can open offline in any browser, at any study size.
 
@@ -351,6 +393,9 @@ def write_report(
             place of the overlays, which are then linked, not embedded.
         low_confidence_share: the share of slices (lowest confidence first) listed under
             "review first" and marked as low confidence.
+        unlike_training: one line per series unlike the training data, shown in a banner
+            above everything else (the table's ``unlike_training`` column marks its slices,
+            which come first under "review first").
 
     Returns:
         ``path``.
@@ -369,6 +414,7 @@ def write_report(
     slices = _Slices.of(area_table, warnings, low_confidence_share, target=target)
     body = [
         _header(title, figures=bool(figures), overlays=bool(overlays), review=bool(slices.low)),
+        _banner(unlike_training),
         _messages(warnings, notes, slices),
         _review(slices),
         _settings(settings),

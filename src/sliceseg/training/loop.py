@@ -47,6 +47,7 @@ from sliceseg.training.distributed import (
     parameter_checksum,
 )
 from sliceseg.training.init_from import initial_state, model_target_spacing
+from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
     OnCheckpoint,
     ProgressEvent,
@@ -466,6 +467,13 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     if context.is_main:
         if not best_path.exists():  # no validation set: the last model is the best we know
             save_bundle(best_path, session.model, session.metadata_at(epoch))
+        profile = add_profile(
+            best_path, session.data.train, session.data.validation, divisor=session.divisor
+        )
+        log(
+            f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
+            "slices): predict warns when a series is unlike it."
+        )
         settings = {
             "settings": session.config.to_dict(),
             "model": {

@@ -1,0 +1,259 @@
+"""Which predicted series are unlike the training data: the model file's profile against each.
+
+A model file written by ``sliceseg train`` carries a profile of its training slices
+(`sliceseg.measure.familiarity`). After prediction, each series is compared with it: the
+network's deepest features and the normalised intensities of up to :data:`MAX_SLICES` of its
+slices (evenly spread; one extra look at part of the network, not a second prediction), and
+the areas and positions of its predicted ROIs on every slice. A model file without a profile
+(older files) gets no check, said once by :data:`NO_PROFILE_NOTE`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sliceseg.data.batches import slices_to_spacing
+from sliceseg.data.orientation import IDENTITY, is_canonicalising, reorientations_for
+from sliceseg.errors import BundleError
+from sliceseg.io.dicom import Slice
+from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, is_summary_row
+from sliceseg.measure.familiarity import (
+    SliceTraits,
+    TrainingProfile,
+    Verdict,
+    judge_series,
+    slice_traits,
+)
+from sliceseg.models import required_divisor
+from sliceseg.models.bundle import Bundle
+from sliceseg.models.features import deepest_features
+
+__all__ = [
+    "MAX_SLICES",
+    "NO_PROFILE_NOTE",
+    "FamiliarityWarning",
+    "SeriesVerdict",
+    "check_run",
+    "check_series",
+    "model_profile",
+    "series_traits",
+    "verdict_line",
+    "warn_no_profile",
+    "with_familiarity",
+]
+
+MAX_SLICES = 16
+"""Slices per series whose features and intensities are measured (all slices' ROIs are)."""
+NO_PROFILE_NOTE = (
+    "no familiarity check in this model file (written before sliceseg stored the training "
+    "data's profile): series are not compared with the training data; retrain to get it."
+)
+
+
+class FamiliarityWarning(UserWarning):
+    """The model file has no training profile, so no series is checked (said once)."""
+
+
+def warn_no_profile() -> None:
+    """Say once that the model file has no familiarity check."""
+    warnings.warn(NO_PROFILE_NOTE, FamiliarityWarning, stacklevel=2)
+
+
+@dataclass(frozen=True)
+class SeriesVerdict:
+    """The verdict on one series of a run.
+
+    Attributes:
+        series: the series' number in the area tables (1, 2, ...).
+        first: the first slice's name; ``last`` the last's.
+        slices: how many slices it has.
+        verdict: flagged or not, and why.
+    """
+
+    series: int
+    first: str
+    last: str
+    slices: int
+    verdict: Verdict
+
+    @property
+    def is_flagged(self) -> bool:
+        """True when the series is unlike the training data."""
+        return self.verdict.is_flagged
+
+
+def verdict_line(item: SeriesVerdict) -> str:
+    """One line naming a flagged series and why.
+
+    Example:
+        >>> verdict_line(SeriesVerdict(2, "a/s00", "a/s09", 10, Verdict(True, ("odd",))))[:40]
+        'series 2 (a/s00 … a/s09, 10 slices) is u'
+    """
+    span = item.first if item.slices == 1 else f"{item.first} … {item.last}"
+    return (
+        f"series {item.series} ({span}, {item.slices} slice{'s' * (item.slices != 1)}) is "
+        f"unlike the training data: {item.verdict.describe()}; its areas are left out of the "
+        "overall mean and std."
+    )
+
+
+def model_profile(bundle: Bundle) -> TrainingProfile | None:
+    """The model file's training profile, or None when it has none.
+
+    Raises:
+        BundleError: the section is there but malformed.
+    """
+    data = bundle.metadata.familiarity
+    if data is None:
+        return None
+    try:
+        return TrainingProfile.from_dict(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(
+            f"{bundle.source or 'the model'}: its familiarity section is malformed "
+            f"({type(error).__name__}: {error}); the file was edited; retrain or restore it."
+        ) from error
+
+
+def series_traits(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    *,
+    max_slices: int | None = MAX_SLICES,
+) -> list[SliceTraits]:
+    """Measure one series' slices for the check.
+
+    Args:
+        bundle: the model that predicted ``labels``.
+        images: the series' slices, in order.
+        labels: their predicted label maps, each on its slice's own grid.
+        max_slices: measure features and intensities on at most this many slices, evenly
+            spread (None: all).
+
+    Returns:
+        One `SliceTraits` per slice (features / intensity empty where not measured).
+    """
+    count = len(images)
+    chosen = list(range(count))
+    if max_slices is not None and count > max_slices:
+        chosen = sorted({round(i) for i in np.linspace(0, count - 1, max_slices)})
+    spacing = bundle.metadata.target_spacing_mm
+    features: np.ndarray | None = None
+    normalised: list[np.ndarray | None] = [None] * count
+    if spacing is not None and chosen:
+        subset = [images[i] for i in chosen]
+        with warnings.catch_warnings():  # predict already warned about these slices
+            warnings.simplefilter("ignore")
+            canonical = is_canonicalising(bundle.metadata.orientation, source="the model")
+            changes = reorientations_for(subset) if canonical else [IDENTITY] * len(subset)
+        spaced = slices_to_spacing(subset, spacing, reorientations=changes)
+        meta = bundle.metadata
+        divisor = required_divisor(meta.arch, meta.hyperparameters)
+        measured = deepest_features(bundle.model.eval(), spaced.images, divisor=divisor)
+        features = np.full((count, measured.shape[1]), np.nan)
+        features[chosen] = measured
+        for i, image in zip(chosen, spaced.images, strict=True):
+            normalised[i] = image[0].numpy()
+    spacings = [image.spacing_mm for image in images]
+    return slice_traits(features, normalised, labels, spacings, bundle.metadata.num_labels)
+
+
+def check_series(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    *,
+    profile: TrainingProfile | None = None,
+) -> Verdict | None:
+    """Judge one series against the model's training profile (None: the model has none).
+
+    Example:
+        >>> verdict = check_series(bundle, slices, labels)
+        >>> verdict.is_flagged, verdict.describe()  # doctest: +SKIP
+        (True, 'intensity quantiles far outside training (inverted contrast?)')
+    """
+    profile = profile if profile is not None else model_profile(bundle)
+    if profile is None:
+        return None
+    return judge_series(profile, series_traits(bundle, images, labels), bundle.roi_names)
+
+
+def check_run(
+    bundle: Bundle,
+    images: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    names: Sequence[str],
+    series: Sequence[int],
+) -> list[SeriesVerdict] | None:
+    """Judge every series of a run (None: the model has no profile).
+
+    Args:
+        bundle: the model that predicted ``labels``.
+        images: the slices, grouped by series.
+        labels: their predicted label maps.
+        names: the slices' names in the tables.
+        series: each slice's series number (1, 2, ...), as ``AreaTable.series``.
+
+    Returns:
+        One verdict per series, in series order.
+    """
+    profile = model_profile(bundle)
+    if profile is None:
+        return None
+    verdicts = []
+    for number in dict.fromkeys(series):
+        members = [i for i, k in enumerate(series) if k == number]
+        verdict = check_series(
+            bundle, [images[i] for i in members], [labels[i] for i in members], profile=profile
+        )
+        assert verdict is not None  # the profile is given
+        first, last = names[members[0]], names[members[-1]]
+        verdicts.append(SeriesVerdict(int(number), first, last, len(members), verdict))
+    return verdicts
+
+
+def with_familiarity(areas: AreaTable, verdicts: Sequence[SeriesVerdict]) -> AreaTable:
+    """Return ``areas`` with the ``unlike_training`` column (1 on the slices of a flagged
+    series, 0 on the others; empty on the summary rows) and the overall ``mean`` / ``std`` /
+    ``n`` rows over the other series only (each series' own rows stay); their file cells say
+    how many series and slices were left out. Unchanged when nothing is flagged, but for the
+    column.
+
+    Example:
+        >>> table = with_familiarity(run.areas, verdicts)  # doctest: +SKIP
+        >>> table.wide.loc["mean", "file"]  # doctest: +SKIP
+        'slices with the ROI (area > 0); without 1 series unlike the training data (10 slices)'
+    """
+    flagged = {v.series for v in verdicts if v.is_flagged}
+    series = list(areas.series) or [1] * len(areas.per_slice)
+    slice_rows = [label for label in areas.wide.index if not is_summary_row(label)]
+    marks = [int(k in flagged) for k in series]
+    wide = areas.wide.copy()
+    wide[FAMILIARITY_COLUMN] = np.nan
+    wide.loc[slice_rows, FAMILIARITY_COLUMN] = marks
+    long = areas.long.copy()
+    if len(long):
+        long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
+    if flagged:
+        kept = [label for label, mark in zip(slice_rows, marks, strict=True) if not mark]
+        values = areas.per_slice.loc[kept]
+        values = values.where(values > 0)  # as measure_areas: over the slices with the ROI
+        rois = list(values.columns)
+        wide.loc["mean", rois] = values.mean(axis=0).to_numpy()
+        wide.loc["std", rois] = values.std(axis=0, ddof=1).to_numpy()
+        if "n" in wide.index:
+            wide.loc["n", rois] = values.count(axis=0).astype(float).to_numpy()
+        left_out = len(slice_rows) - len(kept)
+        note = (
+            f"without {len(flagged)} series unlike the training data ({left_out} slice"
+            f"{'s' * (left_out != 1)})"
+        )
+        for row in ("mean", "std", "n"):
+            if row in wide.index:
+                wide.loc[row, "file"] = f"{wide.loc[row, 'file']}; {note}".lstrip("; ")
+    return AreaTable(**{**vars(areas), "wide": wide, "long": long})

@@ -1,0 +1,374 @@
+"""Is a series like the training data? A compact profile of the training slices, and a verdict.
+
+The profile (:class:`TrainingProfile`, plain data in the model file) holds what the training
+slices looked like to the model: the quantiles of their normalised intensities, each ROI's
+area (mm²) and its distance from the centre of all ROIs (mm, orientation-free), how often each
+ROI is present, and the statistics of the network's deepest features (mean and a covariance
+shrunk towards its diagonal, so that the Mahalanobis distance of a slice measures how unlike
+the training slices the network found it, as distance-based out-of-distribution detectors do).
+The feature distance's threshold is a high quantile of the distances of slices the model did
+not train on (the validation slices), with a margin.
+
+:func:`judge_series` compares one series with the profile and returns a :class:`Verdict`:
+flagged or not, and the reasons in words. A series is judged as a whole (medians and shares
+over its slices), so one odd slice does not flag it; :func:`slice_oddness` scores single
+slices for ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "INTENSITY_QUANTILES",
+    "PROFILE_VERSION",
+    "SliceTraits",
+    "TrainingProfile",
+    "Verdict",
+    "build_profile",
+    "intensity_quantiles",
+    "judge_series",
+    "roi_geometry",
+    "slice_oddness",
+    "slice_traits",
+]
+
+PROFILE_VERSION = 1
+INTENSITY_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+"""Quantiles of a slice's normalised intensities (the model's input) kept per slice."""
+FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
+"""The feature threshold: ``FEATURE_MARGIN`` × this quantile of the reference distances."""
+INTENSITY_MARGIN = 3.0
+"""A series' median quantile may pass the training range by this many training std."""
+AREA_FACTOR = 1.5
+"""An ROI's area is out of range below min / factor or above max × factor of training."""
+DISTANCE_MARGIN_MM = 15.0
+"""An ROI's distance from the centre of all ROIs may pass the training range by this much."""
+SHAPE_SHARE = 0.5
+"""A series is flagged for areas / positions when more than this share of slices is off."""
+PRESENT_PIXELS = 1
+
+
+@dataclass(frozen=True)
+class SliceTraits:
+    """One slice as the check sees it (arrays may be empty when not measured).
+
+    Attributes:
+        features: ``(channels,)`` deepest features (empty: not measured).
+        intensity: ``(len(INTENSITY_QUANTILES),)`` normalised intensity quantiles (or empty).
+        areas_mm2: ``(K,)`` each ROI's area.
+        distances_mm: ``(K,)`` each ROI's centroid distance from the centroid of all ROIs,
+            NaN where the ROI is absent.
+    """
+
+    features: np.ndarray
+    intensity: np.ndarray
+    areas_mm2: np.ndarray
+    distances_mm: np.ndarray
+
+
+def intensity_quantiles(image: np.ndarray) -> np.ndarray:
+    """Return the :data:`INTENSITY_QUANTILES` of one normalised image.
+
+    Example:
+        >>> intensity_quantiles(np.arange(101.0))[3]
+        50.0
+    """
+    return np.quantile(np.asarray(image, dtype=np.float64).ravel(), INTENSITY_QUANTILES)
+
+
+def roi_geometry(
+    label: np.ndarray, spacing_mm: tuple[float, float], num_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each ROI's area (mm²) and centroid distance (mm) from the centroid of all ROIs.
+
+    Distances do not depend on flips, transposes or in-plane rotation, so a label map on the
+    DICOM's own grid and one in the canonical orientation give the same numbers.
+
+    Example:
+        >>> label = np.zeros((10, 10), np.uint8); label[0, 0] = 1; label[0, 4] = 2
+        >>> roi_geometry(label, (1.0, 0.5), 2)
+        (array([0.5, 0.5]), array([1., 1.]))
+    """
+    rows, cols = np.nonzero(label)
+    areas, distances = np.zeros(num_labels), np.full(num_labels, np.nan)
+    if not len(rows):
+        return areas, distances
+    pixel_mm2 = float(spacing_mm[0]) * float(spacing_mm[1])
+    values = label[rows, cols]
+    centre = np.array([rows.mean() * spacing_mm[0], cols.mean() * spacing_mm[1]])
+    for k in range(1, num_labels + 1):
+        mine = values == k
+        count = int(np.count_nonzero(mine))
+        areas[k - 1] = count * pixel_mm2
+        if count >= PRESENT_PIXELS:
+            at = np.array([rows[mine].mean() * spacing_mm[0], cols[mine].mean() * spacing_mm[1]])
+            distances[k - 1] = float(np.linalg.norm(at - centre))
+    return areas, distances
+
+
+def slice_traits(
+    features: np.ndarray | None,
+    images: Sequence[np.ndarray | None],
+    labels: Sequence[np.ndarray],
+    spacings_mm: Sequence[tuple[float, float] | None],
+    num_labels: int,
+) -> list[SliceTraits]:
+    """Return each slice's traits from what was measured (one entry per label map).
+
+    Args:
+        features: ``(slices, channels)`` deepest features, rows of NaN (or None) where not
+            measured.
+        images: per slice the normalised model input (or None: not measured).
+        labels: per slice its label map (true in training, predicted otherwise).
+        spacings_mm: per slice the label map's ``(row, col)`` spacing (None: no geometry).
+        num_labels: K.
+    """
+    empty = np.zeros(0)
+    traits = []
+    for i, label in enumerate(labels):
+        row = empty if features is None or not np.isfinite(features[i]).all() else features[i]
+        image = images[i]
+        spacing = spacings_mm[i]
+        if spacing is None:
+            areas, distances = np.full(num_labels, np.nan), np.full(num_labels, np.nan)
+        else:
+            areas, distances = roi_geometry(label, spacing, num_labels)
+        quantiles = empty if image is None else intensity_quantiles(image)
+        traits.append(SliceTraits(row, quantiles, areas, distances))
+    return traits
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """What the training slices looked like to the model (see the module's docstring)."""
+
+    feature_mean: np.ndarray
+    feature_precision: np.ndarray
+    feature_threshold: float
+    intensity_low: np.ndarray
+    intensity_high: np.ndarray
+    intensity_std: np.ndarray
+    intensity_skew: float
+    area_low_mm2: np.ndarray
+    area_high_mm2: np.ndarray
+    presence: np.ndarray
+    distance_low_mm: np.ndarray
+    distance_high_mm: np.ndarray
+    num_slices: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists and numbers) for the model file."""
+        data: dict[str, Any] = {"version": PROFILE_VERSION}
+        for name, value in vars(self).items():
+            data[name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingProfile:
+        """Rebuild from :meth:`to_dict`; KeyError / ValueError when malformed."""
+        scalars = {"feature_threshold": float, "intensity_skew": float, "num_slices": int}
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            kind = scalars.get(name)
+            values[name] = kind(data[name]) if kind else np.asarray(data[name], dtype=np.float64)
+        return cls(**values)
+
+    def feature_distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distances of ``(slices, channels)`` features from the training mean."""
+        centred = np.atleast_2d(features) - self.feature_mean
+        return np.sqrt(
+            np.maximum(np.einsum("ij,jk,ik->i", centred, self.feature_precision, centred), 0)
+        )
+
+
+def build_profile(
+    train: Sequence[SliceTraits], reference_features: np.ndarray | None = None
+) -> TrainingProfile:
+    """Describe the training slices.
+
+    Args:
+        train: the training slices' traits (features, intensities, true-label geometry).
+        reference_features: ``(n, channels)`` features of slices the model did not train on
+            (validation); their distances set the threshold (default: the training slices').
+
+    Returns:
+        The profile.
+
+    Raises:
+        ValueError: fewer than two training slices.
+    """
+    if len(train) < 2:
+        raise ValueError(f"a profile needs at least two training slices, got {len(train)}")
+    features = np.stack([t.features for t in train])
+    mean, precision = _shrunk_gaussian(features)
+    reference = (
+        features
+        if reference_features is None or len(reference_features) < 5
+        else reference_features
+    )
+    centred = np.atleast_2d(reference) - mean
+    distances = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0))
+    intensity = np.stack([t.intensity for t in train])
+    areas = np.stack([t.areas_mm2 for t in train])
+    present = areas > 0
+    distance = np.stack([t.distances_mm for t in train])
+    return TrainingProfile(
+        feature_mean=mean,
+        feature_precision=precision,
+        feature_threshold=float(FEATURE_MARGIN * np.quantile(distances, FEATURE_QUANTILE)),
+        intensity_low=intensity.min(axis=0),
+        intensity_high=intensity.max(axis=0),
+        intensity_std=np.maximum(intensity.std(axis=0), 1e-3),
+        intensity_skew=float(np.median(_skew(intensity))),
+        area_low_mm2=np.array([_min_present(areas[:, k]) for k in range(areas.shape[1])]),
+        area_high_mm2=areas.max(axis=0),
+        presence=present.mean(axis=0),
+        distance_low_mm=np.nanmin(np.where(present, distance, np.inf), axis=0),
+        distance_high_mm=np.nanmax(np.where(present, distance, -np.inf), axis=0),
+        num_slices=len(train),
+    )
+
+
+def _shrunk_gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of a covariance shrunk towards its diagonal by C / (C + n)."""
+    n, channels = features.shape
+    mean = features.mean(axis=0)
+    covariance = np.cov(features, rowvar=False).reshape(channels, channels)
+    diagonal = np.diag(np.maximum(np.diag(covariance), 1e-8 + 1e-6 * np.diag(covariance).mean()))
+    weight = channels / (channels + n)
+    shrunk = (1 - weight) * covariance + weight * diagonal
+    return mean, np.linalg.pinv(shrunk, hermitian=True)
+
+
+def _mahalanobis(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    centred = np.atleast_2d(features) - mean
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0.0))
+
+
+def _skew(intensity: np.ndarray) -> np.ndarray:
+    """Per slice, (q95 − q50) − (q50 − q5): positive when bright tails are longer than dark."""
+    q5, q50, q95 = (INTENSITY_QUANTILES.index(q) for q in (0.05, 0.5, 0.95))
+    return (intensity[:, q95] - intensity[:, q50]) - (intensity[:, q50] - intensity[:, q5])
+
+
+def _min_present(areas: np.ndarray) -> float:
+    present = areas[areas > 0]
+    return float(present.min()) if len(present) else 0.0
+
+
+@dataclass(frozen=True)
+class SliceOddness:
+    """Per slice, how unlike the training slices it is (0 = within training).
+
+    Attributes:
+        feature_ratio: feature distance / the profile's threshold (NaN: not measured).
+        intensity_excess: the most any intensity quantile passes the training range, in
+            training standard deviations (0 inside; NaN: not measured).
+        area_off: per ROI, True where the area is outside the trained range (or the ROI is
+            missing though training always had it).
+        distance_off: per ROI, True where the position is outside the trained range.
+    """
+
+    feature_ratio: np.ndarray
+    intensity_excess: np.ndarray
+    area_off: np.ndarray
+    distance_off: np.ndarray
+
+    @property
+    def shape_score(self) -> np.ndarray:
+        """Per slice, the share of ROIs whose area or position is off (0..1)."""
+        return (self.area_off | self.distance_off).mean(axis=1)
+
+
+def slice_oddness(profile: TrainingProfile, traits: Sequence[SliceTraits]) -> SliceOddness:
+    """Score each slice against the profile (see :class:`SliceOddness`)."""
+    n = len(traits)
+    ratio, excess = np.full(n, np.nan), np.full(n, np.nan)
+    measured = [i for i, t in enumerate(traits) if t.features.size]
+    if measured:
+        features = np.stack([traits[i].features for i in measured])
+        ratio[measured] = profile.feature_distance(features) / profile.feature_threshold
+    with_intensity = [i for i, t in enumerate(traits) if t.intensity.size]
+    if with_intensity:
+        excess[with_intensity] = _intensity_excess(
+            profile, np.stack([traits[i].intensity for i in with_intensity])
+        ).max(axis=1)
+    areas = np.stack([t.areas_mm2 for t in traits]) if n else np.zeros((0, len(profile.presence)))
+    distances = np.stack([t.distances_mm for t in traits]) if n else areas.copy()
+    missing = (areas <= 0) & (profile.presence >= 0.95)
+    outside = (areas > 0) & (
+        (areas < profile.area_low_mm2 / AREA_FACTOR) | (areas > profile.area_high_mm2 * AREA_FACTOR)
+    )
+    far = np.nan_to_num(distances, nan=0.0)
+    astray = (areas > 0) & (
+        (far < profile.distance_low_mm - DISTANCE_MARGIN_MM)
+        | (far > profile.distance_high_mm + DISTANCE_MARGIN_MM)
+    )
+    return SliceOddness(ratio, excess, missing | outside, astray)
+
+
+def _intensity_excess(profile: TrainingProfile, intensity: np.ndarray) -> np.ndarray:
+    below = (profile.intensity_low - intensity) / profile.intensity_std
+    above = (intensity - profile.intensity_high) / profile.intensity_std
+    return np.maximum(np.maximum(below, above), 0.0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a series is unlike the training data, and why.
+
+    Attributes:
+        is_flagged: True when any check failed.
+        reasons: one phrase per failed check, e.g. "ROI areas outside the trained range
+            (left psoas major)".
+    """
+
+    is_flagged: bool
+    reasons: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The reasons joined into one line ("" when not flagged)."""
+        return "; ".join(self.reasons)
+
+
+def judge_series(
+    profile: TrainingProfile, traits: Sequence[SliceTraits], roi_names: Sequence[str]
+) -> Verdict:
+    """Judge one series: unlike the training data when its median feature distance passes the
+    threshold, its median intensity quantiles leave the training range by more than
+    :data:`INTENSITY_MARGIN` std, or more than :data:`SHAPE_SHARE` of its slices have an ROI
+    whose area or position is outside the trained range.
+
+    Example:
+        >>> judge_series(profile, traits, ["vertebral body"]).describe()  # doctest: +SKIP
+        'intensity quantiles far outside training (inverted contrast?)'
+    """
+    if not traits:
+        return Verdict(False)
+    odd = slice_oddness(profile, traits)
+    reasons = []
+    if np.isfinite(odd.feature_ratio).any() and np.nanmedian(odd.feature_ratio) > 1:
+        distance = np.nanmedian(odd.feature_ratio) * profile.feature_threshold
+        reasons.append(
+            f"the network's deepest features are far from training (distance {distance:.0f}, "
+            f"training ≤ {profile.feature_threshold:.0f})"
+        )
+    intensity = [t.intensity for t in traits if t.intensity.size]
+    if intensity:
+        median = np.median(np.stack(intensity), axis=0)
+        if _intensity_excess(profile, median[None]).max() > INTENSITY_MARGIN:
+            skew = float(_skew(median[None])[0])
+            inverted = skew * profile.intensity_skew < 0 and abs(skew) > 0.2
+            reasons.append(
+                "intensity quantiles far outside training" + (" (inverted contrast?)" * inverted)
+            )
+    for what, off in (("areas", odd.area_off), ("positions", odd.distance_off)):
+        rois = [name for k, name in enumerate(roi_names) if off[:, k].mean() > SHAPE_SHARE]
+        if rois:
+            reasons.append(f"ROI {what} outside the trained range ({', '.join(rois)})")
+    return Verdict(bool(reasons), tuple(reasons))

@@ -1,0 +1,115 @@
+"""A network's deepest features: per channel, the mean of its coarsest activation map.
+
+Distance-based out-of-distribution detectors (Mahalanobis distance on a classifier's
+penultimate features, Lee et al. 2018; for segmentation networks the bottleneck, as in
+González et al. 2022) describe what a network "saw" in training by the statistics of its
+deepest features. For any of our networks the deepest features are the output of the module
+that finishes last among those whose output has the smallest spatial size (the U-Net's last
+encoder stage; the pyramid's first-stage bottleneck). Each slice gives one vector: that map
+averaged over space (global average pooling), so slices of any size compare.
+
+The network runs only until that module: the rest of the forward pass is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["deepest_features", "deepest_module"]
+
+
+class _Reached(Exception):
+    """Raised by the hook to stop the forward pass once the deepest features are taken."""
+
+
+def deepest_module(network: nn.Module, *, side: int = 64) -> nn.Module:
+    """Return the module whose output is the network's deepest feature map.
+
+    A probe pass on a ``side × side`` zero image records, in order of completion, every
+    module's output shape; the last to finish among the smallest spatial outputs wins.
+
+    Args:
+        network: any model taking ``(B, 1, S, S)`` (in eval mode).
+        side: the probe's side in pixels (a multiple of the network's divisor).
+
+    Example:
+        >>> layer = deepest_module(build_model("unet", num_classes=3, input_size=64).eval())
+    """
+    finished: list[tuple[int, nn.Module]] = []
+
+    def record(module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            finished.append((int(output.shape[2] * output.shape[3]), module))
+
+    handles = [m.register_forward_hook(record) for m in network.modules() if m is not network]
+    try:
+        with torch.inference_mode():
+            network(torch.zeros(1, 1, side, side, device=_device_of(network)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    smallest = min(area for area, _ in finished)
+    return [module for area, module in finished if area == smallest][-1]
+
+
+def deepest_features(
+    network: nn.Module,
+    images: Sequence[torch.Tensor],
+    *,
+    divisor: int,
+    layer: nn.Module | None = None,
+) -> np.ndarray:
+    """Return each image's deepest features, averaged over space.
+
+    Args:
+        network: the model, in eval mode.
+        images: per slice ``(1, R, C)`` normalised intensities at the model's spacing.
+        divisor: the sides are padded (with the slice's minimum) up to a multiple of this.
+        layer: the module to read (default :func:`deepest_module`).
+
+    Returns:
+        ``(slices, channels)`` float64.
+
+    Example:
+        >>> feats = deepest_features(model.eval(), [torch.zeros(1, 64, 64)], divisor=16)
+    """
+    target = layer if layer is not None else deepest_module(network, side=4 * divisor)
+    taken: list[torch.Tensor] = []
+
+    def take(_module: nn.Module, _inputs: object, output: object) -> None:
+        assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
+        taken.append(output.float().mean(dim=(2, 3)).cpu())
+        raise _Reached
+
+    handle = target.register_forward_hook(take)
+    device = _device_of(network)
+    try:
+        with torch.inference_mode():
+            for image in images:
+                with contextlib.suppress(_Reached):
+                    network(_padded(image, divisor).unsqueeze(0).to(device))
+    finally:
+        handle.remove()
+    if not taken:
+        return np.zeros((0, 0))
+    return torch.cat(taken).double().numpy()
+
+
+def _padded(image: torch.Tensor, divisor: int) -> torch.Tensor:
+    rows, cols = image.shape[-2:]
+    pad_r, pad_c = (-rows) % divisor, (-cols) % divisor
+    if not (pad_r or pad_c):
+        return image
+    low = float(image.min())
+    return F.pad(image, (pad_c // 2, pad_c - pad_c // 2, pad_r // 2, pad_r - pad_r // 2), value=low)
+
+
+def _device_of(network: nn.Module) -> torch.device:
+    parameter = next(network.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")

@@ -1,0 +1,279 @@
+"""Tests of the "unlike the training data" check: the profile, the verdict, the features, and
+what `predict` and `suggest` do with a flagged series (sliceseg.measure.familiarity,
+sliceseg.models.features, sliceseg.training.profile, sliceseg.inference.familiarity)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import torch
+
+from sliceseg.inference.confidence import least_confident
+from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
+from sliceseg.inference.folder import predict_folder
+from sliceseg.inference.suggest import suggest_slices
+from sliceseg.measure.familiarity import (
+    INTENSITY_QUANTILES,
+    SliceTraits,
+    TrainingProfile,
+    build_profile,
+    intensity_quantiles,
+    judge_series,
+    roi_geometry,
+    slice_oddness,
+)
+from sliceseg.models import build_model
+from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.models.features import deepest_features, deepest_module
+
+NAMES = ("disc", "muscle")
+
+
+def _traits(rng: np.random.Generator, n: int, *, shift: float = 0.0, flip: bool = False):
+    """Slices whose features are N(shift, 1) in 8 channels, intensities of a skewed image."""
+    out = []
+    for _ in range(n):
+        image = rng.exponential(1.0, 400) - 1.0  # long bright tail: positive skew
+        image = -image if flip else image
+        areas = np.array([400.0, 900.0]) * rng.uniform(0.9, 1.1, 2)
+        distances = np.array([20.0, 40.0]) + rng.uniform(-2, 2, 2)
+        features = rng.normal(shift, 1.0, 8)
+        out.append(SliceTraits(features, intensity_quantiles(image), areas, distances))
+    return out
+
+
+@pytest.fixture(scope="module")
+def profile() -> TrainingProfile:
+    rng = np.random.default_rng(0)
+    reference = np.stack([t.features for t in _traits(rng, 40)])
+    return build_profile(_traits(rng, 200), reference)
+
+
+class TestGeometry:
+    def test_areas_and_distances_by_hand(self):
+        label = np.zeros((20, 20), np.uint8)
+        label[0:2, 0:2] = 1  # centroid (0.5, 0.5) px
+        label[0:2, 10:12] = 2  # centroid (0.5, 10.5) px; all ROIs: (0.5, 5.5)
+        areas, distances = roi_geometry(label, (2.0, 0.5), 3)
+        assert areas.tolist() == [4.0, 4.0, 0.0]  # 4 px × 1 mm²
+        assert distances[:2].tolist() == [2.5, 2.5]  # 5 columns × 0.5 mm
+        assert np.isnan(distances[2])  # absent
+
+    def test_distances_ignore_flips_and_transposes(self):
+        label = np.zeros((12, 9), np.uint8)
+        label[1:4, 1:3], label[6:11, 4:8] = 1, 2
+        base = roi_geometry(label, (1.0, 1.0), 2)[1]
+        for changed in (label[::-1], label[:, ::-1], label.T):
+            assert np.allclose(roi_geometry(changed, (1.0, 1.0), 2)[1], base)
+
+    def test_intensity_quantiles(self):
+        quantiles = intensity_quantiles(np.arange(101.0))
+        assert np.allclose(quantiles, [100 * q for q in INTENSITY_QUANTILES])
+
+
+class TestVerdict:
+    def test_like_the_training_data_is_not_flagged(self, profile: TrainingProfile):
+        traits = _traits(np.random.default_rng(1), 10)
+        verdict = judge_series(profile, traits, NAMES)
+        assert not verdict.is_flagged and verdict.describe() == ""
+
+    def test_far_features_are_flagged(self, profile: TrainingProfile):
+        # 8 channels shifted by 4 std: distance ≈ 11, far beyond the reference's ≈ 3–5
+        verdict = judge_series(profile, _traits(np.random.default_rng(1), 10, shift=4), NAMES)
+        assert verdict.is_flagged
+        assert verdict.reasons == (verdict.reasons[0],)
+        assert verdict.reasons[0].startswith("the network's deepest features are far")
+
+    def test_inverted_intensities_name_the_contrast(self, profile: TrainingProfile):
+        verdict = judge_series(profile, _traits(np.random.default_rng(1), 10, flip=True), NAMES)
+        assert "intensity quantiles far outside training (inverted contrast?)" in verdict.reasons
+
+    def test_areas_outside_the_trained_range_name_the_roi(self, profile: TrainingProfile):
+        traits = _traits(np.random.default_rng(1), 10)
+        # muscle at a third of its trained minimum (≈ 810 mm²) on 6 of 10 slices
+        small = [
+            SliceTraits(t.features, t.intensity, t.areas_mm2 * [1, 0.3], t.distances_mm)
+            if i < 6
+            else t
+            for i, t in enumerate(traits)
+        ]
+        verdict = judge_series(profile, small, NAMES)
+        assert verdict.reasons == ("ROI areas outside the trained range (muscle)",)
+        # 4 of 10 slices is not a series unlike the training data
+        assert not judge_series(profile, small[4:] + traits[:6], NAMES).is_flagged
+
+    def test_a_missing_roi_is_off_and_a_far_one_astray(self, profile: TrainingProfile):
+        t = _traits(np.random.default_rng(2), 1)[0]
+        missing = SliceTraits(t.features, t.intensity, np.array([0.0, 900.0]), t.distances_mm)
+        astray = SliceTraits(t.features, t.intensity, t.areas_mm2, np.array([20.0, 90.0]))
+        odd = slice_oddness(profile, [t, missing, astray])
+        assert odd.area_off.tolist() == [[False, False], [True, False], [False, False]]
+        assert odd.distance_off.tolist() == [[False, False], [False, False], [False, True]]
+        assert odd.shape_score.tolist() == [0.0, 0.5, 0.5]
+
+    def test_profile_round_trips_as_plain_data(self, profile: TrainingProfile):
+        data = profile.to_dict()
+        assert data["version"] == 1 and isinstance(data["feature_mean"], list)
+        again = TrainingProfile.from_dict(data)
+        assert np.allclose(again.feature_precision, profile.feature_precision)
+        assert again.num_slices == 200
+
+
+class TestFeatures:
+    def test_unet_bottleneck_and_the_decoder_skipped(self):
+        torch.manual_seed(0)
+        model = build_model("unet", num_classes=3, input_size=64, base_channels=8, depth=4).eval()
+        layer = deepest_module(model, side=64)
+        assert layer is model.encoder.stages[-1]  # the last encoder stage: S / 8
+        calls = []
+        model.head.register_forward_hook(lambda *_: calls.append(1))
+        features = deepest_features(model, [torch.rand(1, 50, 70)], divisor=8, layer=layer)
+        assert features.shape == (1, 64)  # widths 8, 16, 32, 64
+        assert calls == []  # stopped at the bottleneck
+
+    def test_features_are_the_spatial_mean(self):
+        torch.manual_seed(0)
+        model = build_model("unet", num_classes=3, input_size=64, base_channels=8, depth=4).eval()
+        image = torch.rand(1, 64, 64)
+        taken = {}
+        stage = model.encoder.stages[-1]
+        stage.register_forward_hook(lambda _m, _i, out: taken.setdefault("map", out))
+        features = deepest_features(model, [image], divisor=8)
+        assert np.allclose(features[0], taken["map"].mean(dim=(2, 3))[0].numpy(), atol=1e-6)
+
+
+# --- with a trained model: the profile in the model file, predict, suggest -----------------
+
+
+def _invert_series(source: Path, target: Path) -> None:
+    """Copy a DICOM series with its stored values inverted and a new series UID."""
+    target.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+        ds.PixelData = (int(pixels.max()) - pixels).astype(pixels.dtype).tobytes()
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(target / path.name)
+
+
+def _shape_checks_off(model: Path, out: Path) -> Path:
+    """The model with its profile's feature, area and position checks opened wide.
+
+    A two-epoch network predicts areas and features no trained model would; opening those
+    checks leaves the intensity check, which does not depend on the network, to decide."""
+    bundle = load_bundle(model)
+    data = dict(bundle.metadata.familiarity or {})
+    k = bundle.metadata.num_labels
+    data |= {
+        "feature_threshold": 1e12,
+        "area_low_mm2": [0.0] * k,
+        "area_high_mm2": [1e12] * k,
+        "presence": [0.0] * k,
+        "distance_low_mm": [-1e12] * k,
+        "distance_high_mm": [1e12] * k,
+    }
+    metadata = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    return save_bundle(out, bundle.model, metadata)
+
+
+@pytest.fixture(scope="module")
+def two_series(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The phantom's test subject, and an inverted-contrast copy of it (folder ``inverted``)."""
+    root = tmp_path_factory.mktemp("two") / "scans"
+    (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
+    shutil.copytree(subject, root / "original")
+    _invert_series(subject, root / "inverted")
+    return root
+
+
+def test_training_stores_the_profile(tiny_model: Path):
+    profile = model_profile(load_bundle(tiny_model))
+    assert profile is not None
+    assert profile.num_slices == 6  # 3 subjects × 3 slices, one subject for validation
+    assert profile.area_low_mm2.shape == (6,) and (profile.area_high_mm2 > 0).all()
+
+
+def test_inverted_copy_is_flagged_named_and_left_out(
+    tiny_model: Path, two_series: Path, tmp_path: Path
+):
+    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    run = predict_folder(model, two_series, tmp_path / "out")
+    flagged = [v for v in run.familiarity if v.is_flagged]
+    assert len(run.familiarity) == 2 and len(flagged) == 1
+    (line,) = [w for w in run.warnings if "unlike the training data" in w]
+    assert line.startswith(f"series {flagged[0].series} (inverted/")
+    assert "intensity quantiles far outside training (inverted contrast?)" in line
+    wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
+    long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
+    slices = wide.loc[[label for label in wide.index if label.isdigit()]]
+    is_inverted = slices["file"].str.startswith("inverted/")
+    assert slices["unlike_training"].tolist() == is_inverted.astype(int).tolist()
+    assert (long["unlike_training"] == long["file"].str.startswith("inverted/")).all()
+    # the overall mean is over the original series' slices with the ROI, worked out here
+    for roi in run.areas.per_slice.columns:
+        kept = slices.loc[~is_inverted, roi]
+        assert wide.loc["mean", roi] == pytest.approx(kept[kept > 0].mean())
+    assert "without 1 series unlike the training data (3 slices)" in wide.loc["mean", "file"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "1 series unlike the training data</h2>" in html
+    assert "inverted contrast?" in html
+
+
+def test_review_first_agrees_with_csa_long(tiny_model: Path, two_series: Path, tmp_path: Path):
+    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    predict_folder(model, two_series, tmp_path / "out")
+    long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
+    per_slice = long.groupby("file").agg(c=("confidence", "mean"), u=("unlike_training", "max"))
+    expected = per_slice.sort_values(["u", "c"], ascending=[False, True]).index.tolist()
+    html = (tmp_path / "out" / "report.html").read_text()
+    review = html.split('id="review"')[1].split("</ol>")[0]
+    shown = [item.split("</a>")[0].rsplit(">", 1)[1] for item in review.split("<li>")[1:]]
+    assert shown == expected[: len(shown)] and len(shown) == 1  # 10 % of 6 slices, at least 1
+    suggested = suggest_slices(model, two_series, n=6, spread=False)
+    assert [s.key for s in suggested] == expected
+    assert [s.unlike_training for s in suggested] == [True] * 3 + [False] * 3
+
+
+def test_original_alone_is_not_flagged(tiny_model: Path, two_series: Path, tmp_path: Path):
+    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    run = predict_folder(model, two_series / "original", tmp_path / "out")
+    assert [v.is_flagged for v in run.familiarity] == [False]
+    assert not any("unlike the training data" in w for w in run.warnings)
+
+
+def test_old_model_file_predicts_as_before_and_says_so_once(
+    tiny_model: Path, two_series: Path, tmp_path: Path
+):
+    bundle = load_bundle(tiny_model)
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+    path = save_bundle(tmp_path / "old.pt", bundle.model, old)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        run = predict_folder(path, two_series, tmp_path / "out")
+    said = [w for w in caught if issubclass(w.category, FamiliarityWarning)]
+    assert len(said) == 1 and "no familiarity check in this model file" in str(said[0].message)
+    wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert "unlike_training" not in wide and run.familiarity == []
+    slices = wide.loc[[label for label in wide.index if label.isdigit()]]
+    for roi in run.areas.per_slice.columns:  # every slice counts, as before
+        assert wide.loc["mean", roi] == pytest.approx(slices[roi][slices[roi] > 0].mean())
+
+
+def test_flagged_slices_come_first_with_their_turns():
+    confidence = [0.9, 0.2, 0.95, 0.3, 0.5]
+    series = ["a", "a", "b", "b", "c"]
+    flagged = [False, False, True, True, False]
+    assert least_confident(confidence, series, n=5, spread=False, flagged=flagged) == [
+        3, 2, 1, 4, 0
+    ]  # fmt: skip
+    assert least_confident(confidence, series, n=5, spread=True, flagged=flagged) == [
+        3, 2, 1, 4, 0
+    ]  # fmt: skip
