@@ -801,13 +801,13 @@ def test_killed_predict_reruns_to_completion(corpus: Corpus, tmp_path: Path):
         [*argv, str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
-    while not list((out / "labels").glob("*.png")) and time.monotonic() < deadline:
+    while not list((out / "series").glob("*/record.json")) and time.monotonic() < deadline:
         assert proc.poll() is None, "predict ended before it was killed"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert ".sliceseg-incomplete" in written and "report.html" not in written
+    assert "cohort.json" in written and "report.html" not in written  # not merged yet
     for path in out.rglob("*.png"):  # every final file is whole (temporary ones are hidden)
         if not path.name.startswith("."):
             assert iio.imread(path).ndim == 2
@@ -819,14 +819,14 @@ def test_killed_predict_reruns_to_completion(corpus: Corpus, tmp_path: Path):
     wide = pd.read_csv(out / "csa.csv", index_col="slice")
     slices = wide[wide.index.str.isdigit()]
     assert len(slices) == 60 and not slices.isna().any().any()
-    assert len(list((out / "labels").glob("*.png"))) == 60
+    assert len(list((out / "series").glob("*/labels/*.png"))) == 60
 
 
 # ------------------------------------------------------------ the last resort, in-process
 
 
 class TestLastResort:
-    """An unexpected exception: one line naming the log that holds the traceback, exit 3."""
+    """An unexpected exception: one line naming the log that holds the traceback, exit 4."""
 
     def test_bug_prints_one_line_and_writes_the_traceback(self, monkeypatch, tmp_path, capsys):
         from sliceseg.cli import main
@@ -836,7 +836,7 @@ class TestLastResort:
 
         monkeypatch.setattr("sliceseg.system.system_info", broken)
         monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-        assert main(["info"]) == 3
+        assert main(["info"]) == 4
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
         assert re.match(
@@ -860,7 +860,7 @@ class TestLastResort:
         monkeypatch.setattr("sliceseg.inference.measure_folder.measure_label_folder", broken)
         (tmp_path / "out").mkdir()
         argv = ["measure", str(tmp_path), "--dicoms", str(tmp_path), "--out", str(tmp_path / "out")]
-        assert main(argv) == 3
+        assert main(argv) == 4
         (log,) = (tmp_path / "out").glob("sliceseg-error-*.log")
         assert str(log) in capsys.readouterr().err
 
@@ -950,4 +950,4 @@ class TestBugsAreNotBadFiles:
         images, labels = str(tmp_path / "scans"), str(tmp_path / "labels")
         code = main(["check", "--images", images, "--labels", labels])
         err = capsys.readouterr().err
-        assert code == 3 and "TypeError: a bug of ours" in err and "not a DICOM" not in err
+        assert code == 4 and "TypeError: a bug of ours" in err and "not a DICOM" not in err

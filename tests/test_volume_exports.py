@@ -311,8 +311,9 @@ def test_predict_exports_match_the_pngs(tiny_model, tiny_phantom, tmp_path):
     assert code == 0
     (series,) = [p.name for p in (tiny_phantom / "test" / "dicoms").iterdir()]
     files = sorted((dicoms / series).glob("*.dcm"))
-    labels = {f: iio.imread(out / "labels" / series / f"{f.stem}.png") for f in files}
-    names = slicerio.read_segmentation(str(out / "exports" / f"{series}.seg.nrrd"), True)
+    folder = out / "series" / series  # each series' outputs in its own folder
+    labels = {f: iio.imread(folder / "labels" / series / f"{f.stem}.png") for f in files}
+    names = slicerio.read_segmentation(str(folder / "exports" / f"{series}.seg.nrrd"), True)
     names = [s["name"] for s in names["segments"]]
     assert len(names) == 6
-    check_all(out / "exports", series, files, labels, names)
+    check_all(folder / "exports", series, files, labels, names)

@@ -49,6 +49,7 @@ from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, decode_series, plan_cohort
+from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.system import select_device
 
@@ -234,11 +235,14 @@ def _raise_if_nothing_worked(
     failed: Sequence[tuple[str, Exception]],
     done: int,
 ) -> None:
-    """A run whose every series failed on the same user error says it as one (exit 2)."""
+    """A run whose every series failed on one kind of user error says it as one (exit 2).
+
+    The error of the first series by name is raised (e.g. no PixelSpacing and no ``--fov``).
+    """
     if finished or done or not failed:
         return
-    errors = [error for _, error in failed]
-    if all(isinstance(e, SlicesegError) for e in errors) and len({str(e) for e in errors}) == 1:
+    errors = [error for _, error in sorted(failed, key=lambda item: item[0])]
+    if all(isinstance(e, SlicesegError) for e in errors) and len({type(e) for e in errors}) == 1:
         raise errors[0]
 
 
@@ -270,6 +274,8 @@ def _stream(
 
     with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
         for series, result in _decoded(todo, options.workers):
+            if not isinstance(result, Exception):
+                result = _with_spacing(result, record.settings.fallback)
             if isinstance(result, Exception):
                 _fail(series, result, out, failed, log)
                 continue
@@ -314,6 +320,16 @@ def _decoded(
                 yield series, error
                 continue
             yield series, _checked(series, slices, skipped)
+
+
+def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedSeries | Exception:
+    """Give slices without PixelSpacing the user's ``--fov`` / ``--matrix`` spacing as their
+    own, so that the network sees them at the model's spacing (not only the areas)."""
+    try:
+        decoded.slices = [with_fallback_spacing(image, fallback) for image in decoded.slices]
+    except SlicesegError as error:  # no spacing and no --fov: this series fails, as in measuring
+        return error
+    return decoded
 
 
 def _decode_here(series: PlannedSeries) -> DecodedSeries | Exception:
