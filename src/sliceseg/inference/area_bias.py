@@ -76,12 +76,13 @@ def area_bias_table(
 
 def format_area_bias(table: pd.DataFrame) -> str:
     """The table as aligned text: ROI, slices, plain → calibrated bias, background weight."""
+    width = max([3, *(len(str(name)) for name in table.index)])
     lines = [
-        f"{'ROI':<24} {'slices':>6} {'plain argmax':>13} {'calibrated':>11} {'weight':>7}",
+        f"{'ROI':<{width}} {'slices':>6} {'plain argmax':>13} {'calibrated':>11} {'weight':>7}"
     ]
     for name, row in table.iterrows():
         lines.append(
-            f"{str(name)[:24]:<24} {int(row['slices']):>6} {row['plain_bias_pct']:>+12.1f}% "
+            f"{name!s:<{width}} {int(row['slices']):>6} {row['plain_bias_pct']:>+12.1f}% "
             f"{row['calibrated_bias_pct']:>+10.1f}% {row['background_weight']:>6.2f}×"
         )
     return "\n".join(lines)
