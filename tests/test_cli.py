@@ -258,3 +258,41 @@ def test_fov_with_three_numbers_is_a_one_line_error(tmp_path, capsys):
         "error: --fov takes one or two numbers (rows mm [cols mm]), got 3: 90 90 80; give e.g. "
         "--fov 240 or --fov 240 180.\n"
     )
+
+
+def test_predict_resamples_a_slice_without_spacing_at_the_fov_spacing(tiny_model, tmp_path, capsys):
+    """``sliceseg predict --fov``: the user's spacing is the slice's for the network too.
+
+    A 200 × 200 slice over a field of view of 64 model pixels (64 × the model's spacing)
+    reaches the network at 200 · (64 t / 200) / t = 64 pixels a side (a multiple of 16: no
+    padding); taken to be at the model's spacing already, it reached it at 208.
+    """
+    import torch
+
+    from conftest import write_test_dicom
+    from sliceseg.models.bundle import load_bundle
+
+    row_mm, col_mm = load_bundle(tiny_model).metadata.target_spacing_mm
+    rows, cols = np.mgrid[0:200, 0:200]
+    pixels = np.where((rows - 100) ** 2 + (cols - 90) ** 2 <= 50**2, 300, 100)
+    write_test_dicom(tmp_path / "in" / "a.dcm", pixels, spacing=None)
+    seen: set[tuple[int, ...]] = set()
+
+    def record(module, args):
+        first = args[0] if args else None
+        if isinstance(first, torch.Tensor) and first.ndim == 4 and first.shape[1] == 1:
+            seen.add(tuple(first.shape[2:]))  # the network's input: one channel of intensities
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        code, _out, err = run(
+            capsys, "predict", str(tiny_model), str(tmp_path / "in"), "--out",
+            str(tmp_path / "o"), "--fov", str(64 * row_mm), str(64 * col_mm),
+        )  # fmt: skip
+    finally:
+        hook.remove()
+    assert code == 0, err
+    assert seen == {(64, 64)}
+    long = pd.read_csv(next((tmp_path / "o").rglob("csa_long.csv")))
+    assert set(long["spacing_source"]) == {"fov/matrix"}
+    assert long["row_spacing_mm"].iloc[0] == pytest.approx(64 * row_mm / 200)
