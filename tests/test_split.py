@@ -10,9 +10,10 @@ import pytest
 from conftest import add_pair, square_label
 from sliceseg.data.pairing import Sample
 from sliceseg.data.samples import load_samples
-from sliceseg.data.split import patient_group, split_by_patient
+from sliceseg.data.split import hold_out_levels, patient_group, relative_levels, split_by_patient
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
+from sliceseg.training.config import TrainConfig
 
 
 def make_sample(key: str, series_uid: str = "", patient_id: str = "") -> Sample:
@@ -100,3 +101,59 @@ class TestSplitByPatient:
             ConfigError, match=r"validation_fraction=1.0: expected a share in \[0, 1\)"
         ):
             split_by_patient([make_sample("a")], validation_fraction=1.0)
+
+
+def level_sample(patient: str, z_mm: float | None) -> Sample:
+    image = Slice(
+        pixels=np.zeros((2, 2), np.float32),
+        spacing_mm=(1.0, 1.0),
+        spacing_source="PixelSpacing",
+        source=Path(f"/data/{patient}/{z_mm}.dcm"),
+        patient_id=patient,
+        position_mm=z_mm,
+    )
+    return Sample(key=f"{patient}/z{z_mm}", image=image, label=np.zeros((2, 2), np.uint8))
+
+
+def keys(samples: list[Sample]) -> list[str]:
+    return [s.key for s in samples]
+
+
+class TestRelativeLevels:
+    def test_zero_at_a_patients_lowest_position_one_at_its_highest(self):
+        samples = [level_sample("A", 10.0), level_sample("A", 20.0), level_sample("A", 50.0)]
+        assert relative_levels(samples) == [0.0, 0.25, 1.0]
+
+    def test_per_patient(self):
+        samples = [level_sample(p, z) for p in ("A", "B") for z in (0.0, 5.0, 10.0)]
+        samples.append(level_sample("B", 20.0))
+        assert relative_levels(samples) == [0.0, 0.5, 1.0, 0.0, 0.25, 0.5, 1.0]
+
+    def test_unknown_without_a_position_or_with_too_few_levels(self):
+        samples = [level_sample("A", 1.0), level_sample("A", 2.0), level_sample("B", None)]
+        assert relative_levels(samples) == [None, None, None]
+
+
+class TestHoldOutLevels:
+    # 21 slices 1 mm apart: levels k/20; the bands hold k = 3, 4 (0.15, 0.2), 10 (0.5),
+    # 16, 17 (0.8, 0.85)
+    HELD = frozenset({3, 4, 10, 16, 17})
+
+    def test_validation_only_at_levels_training_does_not_show(self):
+        train = [level_sample("A", float(k)) for k in range(21)] + [level_sample("C", 7.0)]
+        val = [level_sample("B", float(k)) for k in range(21)] + [level_sample("D", 3.0)]
+        kept_train, kept_val = hold_out_levels(train, val)
+        assert keys(kept_val) == [f"B/z{float(k)}" for k in sorted(self.HELD)] + ["D/z3.0"]
+        expected_train = [f"A/z{float(k)}" for k in range(21) if k not in self.HELD]
+        assert keys(kept_train) == [*expected_train, "C/z7.0"]  # C: one level, kept whole
+        patients = {s.image.patient_id for s in kept_train}
+        assert patients.isdisjoint({s.image.patient_id for s in kept_val})
+
+    def test_without_validation_levels_in_a_band_the_patient_split_stays(self):
+        train = [level_sample("A", float(k)) for k in range(21)]
+        val = [level_sample("B", z) for z in (0.0, 1.0, 100.0)]  # levels 0, 0.01, 1
+        assert hold_out_levels(train, val) == (train, val)
+
+    def test_the_setting_is_checked(self):
+        with pytest.raises(ConfigError, match="validation_split must be one of patient, levels"):
+            TrainConfig(validation_split="slices")

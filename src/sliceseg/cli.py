@@ -117,6 +117,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "init_from": getattr(args, "init_from", None),
         "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
         "normalisation": getattr(args, "normalisation", None),
+        "validation_split": getattr(args, "validation_split", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
@@ -435,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="passes over the training slices (default: until --max-minutes, the learning "
         "rate decaying over the budget; without a budget 100)",
+    )
+    p.add_argument(
+        "--validation-split",
+        choices=("patient", "levels"),
+        help="patient (default: whole patients held out) or levels (those patients' slices "
+        "at levels no training slice shows, as a test on new levels)",
     )
     p.add_argument(
         "--normalisation",

@@ -11,7 +11,27 @@ from sliceseg.data.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import natural_key
 
-__all__ = ["patient_group", "split_by_patient"]
+__all__ = [
+    "LEVEL_BANDS",
+    "SPLIT_CHOICES",
+    "hold_out_levels",
+    "patient_group",
+    "relative_levels",
+    "split_by_patient",
+]
+
+SPLIT_CHOICES = ("patient", "levels")
+"""The ``validation_split`` setting: "patient" (whole patients held out) or "levels" (whole
+patients held out, and on them only levels that no training slice shows; `hold_out_levels`)."""
+
+LEVEL_BANDS = ((0.1267, 0.2067), (0.46, 0.54), (0.7933, 0.8733))
+"""Held-out bands of the relative level (0 = a patient's lowest slice position, 1 = highest):
+three bands 0.08 wide centred at 1/6, 1/2 and 5/6 (a quarter of the range together), spread
+over it as a benchmark's held-out test levels are (between training levels, not at the ends)."""
+
+MIN_LEVELS = 3
+"""A patient with fewer distinct slice positions is kept whole on its side (one L3 slice per
+patient has no levels to hold out)."""
 
 _ONE_GROUP = {
     "patient": "one PatientID",
@@ -87,3 +107,63 @@ def split_by_patient(
     val_groups = {groups[i] for i in order[:num_val]} if len(groups) >= 2 else set()
     train = [s for s, g in zip(samples, group_of, strict=True) if g not in val_groups]
     return train, [s for s, g in zip(samples, group_of, strict=True) if g in val_groups]
+
+
+def relative_levels(samples: Sequence[Sample]) -> list[float | None]:
+    """Each sample's level within its patient: 0 at the patient's lowest (0020,1041)
+    SliceLocation / projected (0020,0032) ImagePositionPatient, 1 at the highest.
+
+    None for a slice without a position, or of a patient with fewer than `MIN_LEVELS`
+    distinct positions.
+
+    Example:
+        >>> relative_levels(samples)  # one patient at 10, 20 and 50 mm
+        [0.0, 0.25, 1.0]
+    """
+    groups = [patient_group(s) for s in samples]
+    spans: dict[str, list[float]] = {}
+    for sample, group in zip(samples, groups, strict=True):
+        if sample.image.position_mm is not None:
+            spans.setdefault(group, []).append(float(sample.image.position_mm))
+    levels: list[float | None] = []
+    for sample, group in zip(samples, groups, strict=True):
+        positions = spans.get(group, [])
+        z = sample.image.position_mm
+        if z is None or len(set(positions)) < MIN_LEVELS:
+            levels.append(None)
+            continue
+        low, high = min(positions), max(positions)
+        levels.append((float(z) - low) / (high - low))
+    return levels
+
+
+def hold_out_levels(
+    train: Sequence[Sample], validation: Sequence[Sample]
+) -> tuple[list[Sample], list[Sample]]:
+    """Make validation look like a test on unseen levels: keep the validation patients' slices
+    in the `LEVEL_BANDS` and drop the training patients' slices there.
+
+    Patients stay on their side (no patient on both); one whose levels are unknown or too few
+    (`relative_levels` None) is kept whole. When no validation slice lies in a band, the
+    patient split is returned unchanged.
+
+    Args:
+        train: the training patients' samples (`split_by_patient`).
+        validation: the validation patients' samples.
+
+    Returns:
+        (training samples, validation samples), each in the order given.
+    """
+
+    def in_band(level: float | None) -> bool:
+        return level is not None and any(low <= level <= high for low, high in LEVEL_BANDS)
+
+    val_levels = relative_levels(validation)
+    kept_val = [
+        s for s, lev in zip(validation, val_levels, strict=True) if lev is None or in_band(lev)
+    ]
+    if not any(in_band(lev) for lev in val_levels):
+        return list(train), list(validation)
+    train_levels = relative_levels(train)
+    kept_train = [s for s, lev in zip(train, train_levels, strict=True) if not in_band(lev)]
+    return kept_train, kept_val

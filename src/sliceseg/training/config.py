@@ -13,6 +13,7 @@ from sliceseg.augment.params import AugmentParams
 from sliceseg.data.intensity import NORMALISATION_CHOICES
 from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource
 from sliceseg.data.resample import parse_spacing
+from sliceseg.data.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
 
@@ -67,6 +68,9 @@ class TrainConfig:
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
+        validation_split: "patient" (default: ``validation_fraction`` of the patients held
+            out) or "levels" (the same patients, only their slices at levels no training slice
+            shows; `sliceseg.data.split.hold_out_levels`).
         normalisation: intensity normalisation: "auto" (default: CT's dataset-level HU clip
             and z-score when every training slice's (0008,0060) Modality is CT, else each
             slice z-scored on its own), "slice" or "ct" (`sliceseg.data.intensity`).
@@ -106,9 +110,15 @@ class TrainConfig:
     init_from: str | None = None
     area_calibration: bool = True
     normalisation: str = "auto"
+    validation_split: str = "patient"
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        if self.validation_split not in SPLIT_CHOICES:
+            raise ConfigError(
+                f"validation_split must be one of {', '.join(SPLIT_CHOICES)}, got "
+                f"{self.validation_split!r}."
+            )
         if self.normalisation not in NORMALISATION_CHOICES:
             raise ConfigError(
                 f"normalisation must be one of {', '.join(NORMALISATION_CHOICES)}, got "

@@ -33,7 +33,7 @@ from sliceseg.data.intensity import (
 )
 from sliceseg.data.pairing import Sample
 from sliceseg.data.samples import load_samples
-from sliceseg.data.split import split_by_patient
+from sliceseg.data.split import hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.measure.postprocess import PostProcessing
@@ -233,6 +233,8 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     train_samples, val_samples = split_by_patient(
         samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
+    if config.validation_split == "levels":
+        train_samples, val_samples = hold_out_levels(train_samples, val_samples)
     spacing = config.target_spacing_pair()
     if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
         spacing = model_target_spacing(config.init_from)

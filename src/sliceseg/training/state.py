@@ -26,6 +26,7 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "roi_names",
     "seed",
     "validation_fraction",
+    "validation_split",
     "model_filename",
     "out_dir",
 )
