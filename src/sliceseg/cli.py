@@ -118,6 +118,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
         "normalisation": getattr(args, "normalisation", None),
         "validation_split": getattr(args, "validation_split", None),
+        "view": getattr(args, "view", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 
@@ -436,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="passes over the training slices (default: until --max-minutes, the learning "
         "rate decaying over the budget; without a budget 100)",
+    )
+    p.add_argument(
+        "--view",
+        choices=("native", "whole"),
+        help="native (default: crops at the median spacing) or whole (a coarser spacing when "
+        "needed, so that one crop shows a whole slice); ignored with --target-spacing",
     )
     p.add_argument(
         "--validation-split",

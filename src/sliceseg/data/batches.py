@@ -292,6 +292,40 @@ def median_target_spacing(
     return median_spacing(spacings) or (1.0, 1.0)
 
 
+def whole_slice_spacing(
+    samples: Sequence[Sample],
+    input_size: int,
+    *,
+    reorientations: Sequence[Reorientation] | None = None,
+) -> tuple[float, float]:
+    """The spacing at which the median slice is seen whole by an ``input_size`` crop.
+
+    Per axis the coarser of the median spacing (`median_target_spacing`) and the median
+    extent in mm (the longer side of each slice: rows × row spacing or columns × column
+    spacing) divided by ``input_size``: a slice of the median extent fits the crop, as the
+    whole slice resized to a square does in a plain recipe, while slices already coarse enough
+    keep their own resolution.
+
+    Raises:
+        ValueError: ``reorientations`` does not have one entry per sample.
+
+    Example:
+        >>> whole_slice_spacing(samples, 160)  # 512² at 0.8 mm: 409.6 mm / 160
+        (2.56, 2.56)
+    """
+    changes = _reorientations([s.image for s in samples], reorientations)
+    median = median_target_spacing(samples, reorientations=changes)
+    extents = [
+        max(n * mm for n, mm in zip(s.image.shape, s.image.spacing_mm, strict=True))
+        for s in samples
+        if s.image.spacing_mm is not None
+    ]
+    if not extents:
+        return median
+    fit = float(np.median(extents)) / input_size
+    return max(median[0], fit), max(median[1], fit)
+
+
 def _reorientations(
     images: Sequence[Slice], given: Sequence[Reorientation] | None
 ) -> list[Reorientation]:

@@ -23,6 +23,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+VIEW_CHOICES = ("native", "whole")
+"""The ``view`` setting: crops at the median spacing, or at a spacing that shows the whole slice."""
+
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
 
@@ -68,6 +71,10 @@ class TrainConfig:
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
+        view: how much of a slice one crop shows when ``target_spacing_mm`` is unset:
+            "native" (default: the training slices' median spacing; a large slice is seen a
+            part at a time) or "whole" (coarser when needed, so that a slice of the median
+            extent fits the ``input_shape`` crop; `sliceseg.data.batches.whole_slice_spacing`).
         validation_split: "patient" (default: ``validation_fraction`` of the patients held
             out) or "levels" (the same patients, only their slices at levels no training slice
             shows; `sliceseg.data.split.hold_out_levels`).
@@ -111,9 +118,12 @@ class TrainConfig:
     area_calibration: bool = True
     normalisation: str = "auto"
     validation_split: str = "patient"
+    view: str = "native"
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        if self.view not in VIEW_CHOICES:
+            raise ConfigError(f"view must be one of {', '.join(VIEW_CHOICES)}, got {self.view!r}.")
         if self.validation_split not in SPLIT_CHOICES:
             raise ConfigError(
                 f"validation_split must be one of {', '.join(SPLIT_CHOICES)}, got "

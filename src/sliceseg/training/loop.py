@@ -24,7 +24,7 @@ import torch
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import samples_to_spacing
+from sliceseg.data.batches import samples_to_spacing, whole_slice_spacing
 from sliceseg.data.intensity import (
     PER_SLICE,
     IntensityNormalisation,
@@ -238,6 +238,8 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     spacing = config.target_spacing_pair()
     if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
         spacing = model_target_spacing(config.init_from)
+    if spacing is None and config.view == "whole":
+        spacing = whole_slice_spacing(train_samples, config.input_shape)
     normalisation = run_normalisation(config, train_samples)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
     return TrainingData(

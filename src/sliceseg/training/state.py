@@ -27,6 +27,7 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "seed",
     "validation_fraction",
     "validation_split",
+    "view",
     "model_filename",
     "out_dir",
 )
