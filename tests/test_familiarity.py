@@ -277,3 +277,35 @@ def test_flagged_slices_come_first_with_their_turns():
     assert least_confident(confidence, series, n=5, spread=True, flagged=flagged) == [
         3, 2, 1, 4, 0
     ]  # fmt: skip
+
+
+def test_cohort_run_flags_marks_and_leaves_out(
+    tiny_model: Path, two_series: Path, tmp_path: Path
+):
+    from sliceseg.inference.cohort import predict_cohort
+
+    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    run = predict_cohort(model, two_series, tmp_path / "out", log=lambda _line: None)
+    (line,) = [w for w in run.warnings if "unlike the training data" in w]
+    assert line.startswith("series inverted") and "(inverted contrast?)" in line
+    out = tmp_path / "out"
+    wide = pd.read_csv(out / "csa.csv", index_col="slice", dtype={"slice": str})
+    slices = wide.loc[[label for label in wide.index if label.isdigit()]]
+    is_inverted = slices["file"].str.startswith("inverted/")
+    assert slices["unlike_training"].tolist() == is_inverted.astype(int).tolist()
+    long = pd.read_csv(out / "csa_long.csv")
+    assert (long["unlike_training"] == long["file"].str.startswith("inverted/")).all()
+    for roi in run.merged.areas.per_slice.columns:
+        kept = slices.loc[~is_inverted, roi]
+        assert wide.loc["mean", roi] == pytest.approx(kept[kept > 0].mean())
+        assert wide.loc["n", roi] == (kept > 0).sum()
+    assert "without 1 series unlike the training data (3 slices)" in wide.loc["mean", "file"]
+    series = pd.read_csv(out / "series.csv").fillna("")
+    flagged = series.set_index("series")["unlike_training"]
+    assert flagged.str.contains("inverted contrast").tolist() == [
+        name.startswith("inverted") for name in flagged.index
+    ]
+    report = (out / "report.html").read_text()
+    assert "1 series unlike the training data</h2>" in report
+    review = report.split("<h2>Review first</h2>")[1]
+    assert review.index("inverted") < review.index("original")

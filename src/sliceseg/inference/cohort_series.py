@@ -19,6 +19,13 @@ from typing import Any
 import numpy as np
 
 from sliceseg.inference.confidence import slice_confidence, with_confidence
+from sliceseg.inference.familiarity import (
+    SeriesVerdict,
+    check_series,
+    unlike_line,
+    warn_no_profile,
+    with_familiarity,
+)
 from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.outputs import Visuals, write_outputs
 from sliceseg.inference.predict import Prediction
@@ -33,6 +40,7 @@ from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
 from sliceseg.io.identity import slice_key
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle
 
@@ -99,6 +107,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         tissue=settings.tissue,
     )
     areas = with_confidence(areas, np.asarray(decoded.confidence))
+    areas, unlike = _familiarity(context.bundle, decoded, keys, areas)
     warnings = area_warnings(
         areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
     )
@@ -119,18 +128,35 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         decoded.skipped,
         roi_names=names,
         settings=_report_settings(context, series) if _has_report(context) else None,
+        unlike_training=[unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else [],
         exports=settings.exports,
         root_name=context.root.resolve().name,
         progress=False,
         visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings),
     )
+    if unlike is not None and unlike.is_flagged:  # first among the series' warnings
+        warnings = [unlike_line(series.name, unlike), *warnings]
     summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
+    summary["unlike_training"] = None if unlike is None else unlike.describe()
     summary["export_notes"] = [note for e in exported for note in e.notes]
     data = series_record(context.record, series, context.root, summary)
     atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
     _replace_folder(temporary, final)
     failure_path(context.out, series.name).unlink(missing_ok=True)
     return summary
+
+
+def _familiarity(
+    bundle: Bundle, decoded: DecodedSeries, keys: Sequence[str], areas: AreaTable
+) -> tuple[AreaTable, Verdict | None]:
+    """The series judged against the model's training profile (None, said once, without one),
+    and its tables with the ``unlike_training`` column."""
+    verdict = check_series(bundle, decoded.slices, decoded.labels)
+    if verdict is None:
+        warn_no_profile()
+        return areas, None
+    item = SeriesVerdict(1, keys[0], keys[-1], len(keys), verdict)
+    return with_familiarity(areas, [item], leave_out=False), verdict
 
 
 def _has_report(context: SeriesContext) -> bool:

@@ -41,6 +41,7 @@ __all__ = [
     "check_series",
     "model_profile",
     "series_traits",
+    "unlike_line",
     "verdict_line",
     "warn_no_profile",
     "with_familiarity",
@@ -94,10 +95,19 @@ def verdict_line(item: SeriesVerdict) -> str:
         'series 2 (a/s00 … a/s09, 10 slices) is u'
     """
     span = item.first if item.slices == 1 else f"{item.first} … {item.last}"
+    return unlike_line(f"{item.series} ({span}, {item.slices} slices)", item.verdict)
+
+
+def unlike_line(name: str, verdict: Verdict) -> str:
+    """One line naming a series (``name``: how to call it) unlike the training data and why.
+
+    Example:
+        >>> unlike_line("p01/t1", Verdict(True, ("ROI areas outside the trained range (disc)",)))
+        'series p01/t1 is unlike the training data: ROI areas outside the trained range (disc); its areas are left out of the overall mean and std.'
+    """  # noqa: E501
     return (
-        f"series {item.series} ({span}, {item.slices} slice{'s' * (item.slices != 1)}) is "
-        f"unlike the training data: {item.verdict.describe()}; its areas are left out of the "
-        "overall mean and std."
+        f"series {name} is unlike the training data: {verdict.describe()}; its areas are left "
+        "out of the overall mean and std."
     )
 
 
@@ -217,12 +227,14 @@ def check_run(
     return verdicts
 
 
-def with_familiarity(areas: AreaTable, verdicts: Sequence[SeriesVerdict]) -> AreaTable:
+def with_familiarity(
+    areas: AreaTable, verdicts: Sequence[SeriesVerdict], *, leave_out: bool = True
+) -> AreaTable:
     """Return ``areas`` with the ``unlike_training`` column (1 on the slices of a flagged
     series, 0 on the others; empty on the summary rows) and the overall ``mean`` / ``std`` /
     ``n`` rows over the other series only (each series' own rows stay); their file cells say
     how many series and slices were left out. Unchanged when nothing is flagged, but for the
-    column.
+    column; ``leave_out=False`` only adds the column (a series' own table keeps its rows).
 
     Example:
         >>> table = with_familiarity(run.areas, verdicts)  # doctest: +SKIP
@@ -239,7 +251,7 @@ def with_familiarity(areas: AreaTable, verdicts: Sequence[SeriesVerdict]) -> Are
     long = areas.long.copy()
     if len(long):
         long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
-    if flagged:
+    if flagged and leave_out:
         kept = [label for label, mark in zip(slice_rows, marks, strict=True) if not mark]
         values = areas.per_slice.loc[kept]
         values = values.where(values > 0)  # as measure_areas: over the slices with the ROI

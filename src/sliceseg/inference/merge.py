@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from sliceseg.errors import ConfigError
+from sliceseg.inference.familiarity import SeriesVerdict, unlike_line, with_familiarity
 from sliceseg.inference.records import (
     RUN_RECORD,
     finished_series,
@@ -26,7 +27,14 @@ from sliceseg.inference.records import (
 )
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
-from sliceseg.measure.areas import CONFIDENCE_COLUMN, AreaTable, is_summary_row, summarised
+from sliceseg.measure.areas import (
+    CONFIDENCE_COLUMN,
+    FAMILIARITY_COLUMN,
+    AreaTable,
+    is_summary_row,
+    summarised,
+)
+from sliceseg.measure.familiarity import Verdict
 from sliceseg.report.cohort import CohortSummary, write_cohort_report
 
 __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
@@ -89,6 +97,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             "`sliceseg predict` into this folder first."
         )
     areas = _areas(out, [name for name, _ in finished], finished[0][1])
+    areas, unlike = _left_out(areas, finished)
     areas.save(out)
     table = _series_table(out, finished)
     _save(table, out / "series.csv")
@@ -100,6 +109,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             unit=areas.unit,
             roi_names=list(finished[0][1]["settings"]["roi_names"]),
             notes=[f"Skipped {s.path.name}: {s.reason}" for s in skipped],
+            unlike_training=unlike,
         ),
     )
     return MergeResult(out, areas, table, failed, report)
@@ -126,6 +136,7 @@ def _areas(out: Path, names: Sequence[str], first: dict[str, Any]) -> AreaTable:
         numbers += [number] * len(rows)
         offset += len(rows)
     slices = pd.concat(wide_parts)
+    slices = slices.drop(columns=[FAMILIARITY_COLUMN], errors="ignore")  # set by _left_out
     confidence = slices.pop(CONFIDENCE_COLUMN) if CONFIDENCE_COLUMN in slices else None
     wide = summarised(slices, numbers)
     if confidence is not None:
@@ -133,6 +144,26 @@ def _areas(out: Path, names: Sequence[str], first: dict[str, Any]) -> AreaTable:
         wide.loc[[str(i) for i in range(1, offset + 1)], CONFIDENCE_COLUMN] = confidence.to_numpy()
     unit = first.get("summary", {}).get("unit", "mm2")
     return AreaTable(wide=wide, long=pd.concat(long_parts), unit=unit, series=tuple(numbers))
+
+
+def _left_out(
+    areas: AreaTable, finished: Sequence[tuple[str, dict[str, Any]]]
+) -> tuple[AreaTable, list[str]]:
+    """Series unlike the training data: marked, and left out of the overall rows; one line each.
+
+    Tables of a model file without a training profile stay as they are."""
+    reasons = [record.get("summary", {}).get("unlike_training") for _, record in finished]
+    if all(reason is None for reason in reasons):
+        return areas, []
+    verdicts, lines = [], []
+    for number, ((name, _), reason) in enumerate(zip(finished, reasons, strict=True), 1):
+        members = [i for i, k in enumerate(areas.series) if k == number]
+        files = areas.wide["file"].iloc[members].astype(str).tolist()
+        verdict = Verdict(bool(reason), (reason,) if reason else ())
+        verdicts.append(SeriesVerdict(number, files[0], files[-1], len(files), verdict))
+        if verdict.is_flagged:
+            lines.append(unlike_line(name, verdict))
+    return with_familiarity(areas, verdicts), lines
 
 
 def _series_table(out: Path, finished: Sequence[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
@@ -147,6 +178,7 @@ def _series_table(out: Path, finished: Sequence[tuple[str, dict[str, Any]]]) -> 
             row[f"std {roi}"] = value
         warnings = summary.get("warnings", [])
         row["lowest_confidence"] = summary.get("lowest_confidence")
+        row["unlike_training"] = summary.get("unlike_training") or ""
         row["warnings"] = len(warnings)
         row["warning_text"] = " | ".join(warnings)
         report = series_dir(out, name) / "report.html"

@@ -8,12 +8,14 @@ that finishes last among those whose output has the smallest spatial size (the U
 encoder stage; the pyramid's first-stage bottleneck). Each slice gives one vector: that map
 averaged over space (global average pooling), so slices of any size compare.
 
-The network runs only until that module: the rest of the forward pass is skipped.
+The network runs only until that module: the rest of the forward pass is skipped. The hooks
+act only in the thread that placed them, so threads may share one network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,8 +44,11 @@ def deepest_module(network: nn.Module, *, side: int = 64) -> nn.Module:
         >>> layer = deepest_module(build_model("unet", num_classes=3, input_size=64).eval())
     """
     finished: list[tuple[int, nn.Module]] = []
+    mine = threading.get_ident()  # another thread may run the same network meanwhile
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
+        if threading.get_ident() != mine:
+            return
         if isinstance(output, torch.Tensor) and output.ndim == 4:
             finished.append((int(output.shape[2] * output.shape[3]), module))
 
@@ -81,8 +86,11 @@ def deepest_features(
     """
     target = layer if layer is not None else deepest_module(network, side=4 * divisor)
     taken: list[torch.Tensor] = []
+    mine = threading.get_ident()
 
     def take(_module: nn.Module, _inputs: object, output: object) -> None:
+        if threading.get_ident() != mine:
+            return
         assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
         taken.append(output.float().mean(dim=(2, 3)).cpu())
         raise _Reached

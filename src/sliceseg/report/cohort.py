@@ -26,6 +26,7 @@ REVIEW_FIRST = 30
 _BINS = 20
 _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; color: #1f2328; margin: 0; }
+.unlike { background: #fdecea; border: 2px solid #b42318; border-radius: 8px; padding: 6px 16px; }
 main { max-width: 1100px; margin: 0 auto; padding: 20px 28px 40px; }
 h1 { font-size: 25px; border-bottom: 3px solid #0b5cad; padding-bottom: 6px; }
 h2 { font-size: 19px; margin-top: 26px; }
@@ -49,6 +50,7 @@ class CohortSummary:
         unit: "mm2" or "pixels".
         roi_names: the ROIs, in order.
         notes: one line per input file left out.
+        unlike_training: one line per series unlike the training data (a banner on top).
     """
 
     series: pd.DataFrame
@@ -56,6 +58,7 @@ class CohortSummary:
     unit: str
     roi_names: list[str]
     notes: list[str] = field(default_factory=list)
+    unlike_training: list[str] = field(default_factory=list)
 
 
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
@@ -72,6 +75,7 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
         f"{len(summary.failed)} failed series; written {datetime.now():%Y-%m-%d %H:%M}. "
         'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
         '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>',
+        _unlike(summary.unlike_training),
         _failed(summary.failed),
         _review(table),
         f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
@@ -95,6 +99,18 @@ def _link(name: str, report: object) -> str:
     return f'<a href="{html.escape(str(report))}">{text}</a>' if report else text
 
 
+def _unlike(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[:200])
+    return (
+        f"<section class='unlike'><h2>⚠ {len(lines)} series unlike the training data</h2><p>"
+        "The model was not trained on data like these: their areas may be wrong however "
+        "confident it looks. They are left out of the overall mean and std of csa.csv and "
+        f"come first under Review first.</p><ul>{items}</ul></section>"
+    )
+
+
 def _failed(failed: pd.DataFrame) -> str:
     if not len(failed):
         return "<h2>Failed series</h2><p>None.</p>"
@@ -110,9 +126,12 @@ def _failed(failed: pd.DataFrame) -> str:
 
 
 def review_order(table: pd.DataFrame) -> pd.DataFrame:
-    """Series to review first: lowest confidence first, then those with the most warnings."""
+    """Series to review first: those unlike the training data, then lowest confidence first,
+    then those with the most warnings."""
     confidence = pd.to_numeric(table["lowest_confidence"], errors="coerce").fillna(np.inf)
-    order = np.lexsort((-table["warnings"].to_numpy(dtype=float), confidence.to_numpy()))
+    unlike = table.get("unlike_training", pd.Series([""] * len(table), index=table.index))
+    later = (unlike.fillna("").astype(str) == "").to_numpy()
+    order = np.lexsort((-table["warnings"].to_numpy(dtype=float), confidence.to_numpy(), later))
     return table.iloc[order]
 
 
