@@ -254,7 +254,7 @@ def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path):
     assert WIDGET_VIEW in chooser.outputs[0]["data"]
     results = tmp_path / "results"
     areas = pd.read_csv(results / "csa.csv", index_col="slice")
-    rois = [c for c in areas.columns[1:] if c != "confidence"]
+    rois = [c for c in areas.columns[1:] if c not in ("confidence", "unlike_training")]
     per_slice = areas.drop(index=["mean", "std", "n"]).set_index("file")[rois].astype(float)
     truth = areas_of_label_maps(results, dicom_dir, rois)
     assert len(truth) == len(list(dicom_dir.rglob("*.dcm"))) == len(per_slice)
