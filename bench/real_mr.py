@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,8 @@ class ContenderResult:
         slices_per_second: training slices processed per second.
         n_train_slices: slices trained on (sliceseg holds a validation series out).
         predict_seconds: wall-clock time of predicting the test slices.
+        train_cpu_seconds: CPU time (user + system, all threads) the training used: under load
+            the wall-clock budget buys less of it.
     """
 
     name: str
@@ -70,6 +73,7 @@ class ContenderResult:
     slices_per_second: float
     n_train_slices: int
     predict_seconds: float
+    train_cpu_seconds: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,11 @@ def run_baseline(
     shutil.rmtree(work, ignore_errors=True)
     train_cases = read_cases(out / "train", with_labels=True)
     print(f"baseline: training on {len(train_cases)} slices for {minutes:g} min")
+    cpu = time.process_time()
     model, stats = train_baseline(
         train_cases, minutes=minutes, seed=seed, num_classes=len(roi_names) + 1
     )
+    cpu = time.process_time() - cpu
     start = time.perf_counter()
     labels_dir = predict_cases(model, read_cases(out / "test", with_labels=False), work / "pred")
     predict_seconds = time.perf_counter() - start
@@ -173,7 +179,14 @@ def run_baseline(
         slices_per_second=stats.slices_per_second,
         n_train_slices=stats.n_train_slices,
         predict_seconds=predict_seconds,
+        train_cpu_seconds=cpu,
     )
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run_logged(command: list[str], log_path: Path, env: dict[str, str], *, echo: bool) -> str:
@@ -229,6 +242,7 @@ def run_sliceseg(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cli = [sys.executable, "-m", "sliceseg"]
     print(f"sliceseg: training for {minutes:g} min")
+    cpu = _children_cpu_seconds()
     train_log = _run_logged(
         [
             *cli,
@@ -247,6 +261,7 @@ def run_sliceseg(
         env,
         echo=True,
     )
+    cpu = _children_cpu_seconds() - cpu
     found = re.search(r"Best model: (\S+\.pt)", train_log)
     best = Path(found.group(1)) if found else model_dir / "sliceseg_best.pt"
     start = time.perf_counter()
@@ -273,6 +288,7 @@ def run_sliceseg(
         slices_per_second=n_train * epochs / seconds if n_train else math.nan,
         n_train_slices=n_train,
         predict_seconds=predict_seconds,
+        train_cpu_seconds=cpu,
     )
 
 
@@ -290,6 +306,7 @@ def table_row(result: ContenderResult, shorts: Sequence[str] = ROI_SHORT) -> dic
             "epochs": result.epochs,
             "steps": float(result.steps),
             "train_s": result.train_seconds,
+            "train_cpu_s": result.train_cpu_seconds,
             "train_slices": float(result.n_train_slices),
             "predict_s": result.predict_seconds,
         }
