@@ -17,9 +17,12 @@ from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.records import RunSettings
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
+from sliceseg.measure.areas import is_summary_row, summarised
+from sliceseg.phantom.generate import ROI_NAMES
 
 LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
 HERE = CohortOptions(workers=0)
+ROIS = list(ROI_NAMES)
 
 
 @pytest.fixture
@@ -89,6 +92,16 @@ def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
     series = pd.read_csv(tmp_path / "one" / "series.csv")
     assert list(series["series"]) == ["sub01", "sub02", "sub03", "sub04"]
     assert list(series["slices"]) == [3, 3, 3, 3]
+    # The merged rows equal measure.areas' summary of the series' slice rows, computed whole.
+    parts = []
+    for name in series["series"]:
+        own = pd.read_csv(tmp_path / "one" / "series" / name / "csa.csv", index_col="slice")
+        parts.append(own.loc[[i for i in own.index if not is_summary_row(i)], ["file", *ROIS]])
+    expected = summarised(pd.concat(parts), [k for k in range(1, 5) for _ in range(3)])
+    rows = [i for i in expected.index if i.isdigit() or "series" in i]  # overall rows aside
+    pd.testing.assert_frame_equal(
+        wide.loc[rows, ["file", *ROIS]], expected.loc[rows], check_dtype=False, check_names=False
+    )
 
 
 @pytest.mark.slow

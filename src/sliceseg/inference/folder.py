@@ -8,13 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import imageio.v3 as iio
-import numpy as np
-from tqdm.auto import tqdm
-
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
+from sliceseg.inference.familiarity import (
+    SeriesVerdict,
+    check_run,
+    verdict_line,
+    warn_no_profile,
+    with_familiarity,
+)
 from sliceseg.inference.model_info import model_summary
+from sliceseg.inference.outputs import write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.io.dicom import (
     DicomScan,
@@ -22,8 +26,8 @@ from sliceseg.io.dicom import (
     Slice,
     scan_dicom_folder,
 )
-from sliceseg.io.files import atomic_path, output_run
-from sliceseg.io.identity import series_key, slice_key
+from sliceseg.io.files import output_run
+from sliceseg.io.identity import slice_key
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -33,11 +37,7 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
-from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, export_predictions
-from sliceseg.report.html import write_report
-from sliceseg.report.plots import plot_areas
-from sliceseg.report.thumbnails import save_thumbnail
-from sliceseg.report.visualize import save_animation, save_overlay
+from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class SegmentationRun:
         report: the HTML report, or None when not asked for.
         warnings: plausibility warnings on the areas.
         exports: per series, the DICOM-SEG / NIfTI / .seg.nrrd files written under ``exports/``.
+        familiarity: per series, whether it is unlike the training data (empty when the model
+            file has no training profile); flagged series lead ``warnings``.
     """
 
     out_dir: Path
@@ -63,84 +65,7 @@ class SegmentationRun:
     report: Path | None
     warnings: list[str]
     exports: list[SeriesExport] = field(default_factory=list)
-
-
-def write_label_png(path: Path, label: np.ndarray) -> Path:
-    """Write a label map as a lossless 8-bit PNG, pixel value = ROI number."""
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, label.astype(np.uint8))
-    return path
-
-
-def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
-    groups: dict[str, list[Prediction]] = {}
-    for prediction in predictions:
-        groups.setdefault(series_key(prediction.image), []).append(prediction)
-    return list(groups.items())
-
-
-def _write_slices(
-    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str], progress: bool
-) -> list[tuple[str, Path]]:
-    overlays = []
-    for prediction in tqdm(predictions, desc="writing", unit="slice", disable=not progress):
-        write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
-        overlay_path = out / "overlays" / f"{prediction.key}.jpg"
-        save_overlay(
-            overlay_path,
-            prediction.image.display_pixels,
-            prediction.label,
-            roi_names,
-            title=prediction.key,
-        )
-        save_thumbnail(
-            _thumbnail(out, prediction.key), prediction.image.display_pixels, prediction.label
-        )
-        overlays.append((prediction.key, overlay_path))
-    return overlays
-
-
-def _thumbnail(out: Path, key: str) -> Path:
-    return out / "thumbnails" / f"{key}.jpg"
-
-
-def _series_figures(
-    out: Path, predictions: Sequence[Prediction], areas: AreaTable
-) -> list[tuple[str, Path]]:
-    """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
-    table = areas.per_slice
-    table.insert(0, "file", [p.key for p in predictions])
-    series = list(areas.series) or [1] * len(predictions)
-    groups = list(dict.fromkeys(series))
-    figures = []
-    for number, uid in enumerate(groups, 1):
-        rows = table[[k == uid for k in series]]
-        path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
-        plot_areas(rows, path=path)
-        first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
-        caption = "Area of each ROI along the series"
-        if len(groups) > 1:
-            caption += f" — series {number} ({first} … {last}, {len(rows)} slices)"
-        figures.append((caption, path))
-    return figures
-
-
-def _write_animations(
-    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
-) -> list[Path]:
-    groups = _series_groups(predictions)
-    paths = []
-    for number, (_uid, members) in enumerate(groups, 1):
-        path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
-        save_animation(
-            path,
-            [p.image.display_pixels for p in members],
-            [p.label for p in members],
-            roi_names,
-            titles=[p.key for p in members],
-        )
-        paths.append(path)
-    return paths
+    familiarity: list[SeriesVerdict] = field(default_factory=list)
 
 
 def predict_folder(
@@ -221,28 +146,51 @@ def predict_folder(
                 "tissue": tissue,
             },
         )
-        warnings = area_warnings(
-            areas.wide,
-            roi_names=names,
-            sided_pairs=sided_pairs_from_names(names),
-            series=areas.series,
-        )
+        areas, verdicts = _check_familiarity(bundle, predictions, areas)
+        unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
+        warnings = _area_warnings(areas, names)
         settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
-        animations, report_path, exported = _write_outputs(
+        animations, report_path, exported = write_outputs(
             out,
             predictions,
             areas,
             warnings,
-            scan,
+            scan.skipped,
             roi_names=names,
             settings=settings if report else None,
+            unlike_training=unlike,
             exports=exports,
             root_name=root.name,
             progress=show,
         )
+    found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
     return SegmentationRun(
-        out, predictions, areas, list(scan.skipped), animations, report_path, warnings, exported
+        out, predictions, areas, list(scan.skipped), animations, report_path, *found
     )
+
+
+def _area_warnings(areas: AreaTable, names: Sequence[str]) -> list[str]:
+    pairs = sided_pairs_from_names(names)
+    return area_warnings(areas.wide, roi_names=names, sided_pairs=pairs, series=areas.series)
+
+
+def _check_familiarity(
+    bundle: Bundle, predictions: Sequence[Prediction], areas: AreaTable
+) -> tuple[AreaTable, list[SeriesVerdict]]:
+    """Judge each series against the model's training profile; mark the tables (unchanged,
+    and said once, for a model file without a profile)."""
+    series = list(areas.series) or [1] * len(predictions)
+    verdicts = check_run(
+        bundle,
+        [p.image for p in predictions],
+        [p.label for p in predictions],
+        [p.key for p in predictions],
+        series,
+    )
+    if verdicts is None:
+        warn_no_profile()
+        return areas, []
+    return with_familiarity(areas, verdicts), verdicts
 
 
 def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
@@ -280,62 +228,6 @@ def _predict_and_measure(
     keys = [p.key for p in predictions]
     areas = measure_areas(labels, images, bundle.roi_names, names=keys, **measuring)
     return predictions, with_confidence(areas, confidence.per_roi)
-
-
-def _write_outputs(
-    out: Path,
-    predictions: Sequence[Prediction],
-    areas: AreaTable,
-    warnings: list[str],
-    scan: DicomScan,
-    *,
-    roi_names: Sequence[str],
-    settings: dict[str, object] | None,
-    exports: Sequence[str],
-    root_name: str,
-    progress: bool,
-) -> tuple[list[Path], Path | None, list[SeriesExport]]:
-    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
-    names = list(roi_names)
-    areas.save(out)
-    overlays = _write_slices(out, predictions, names, progress)
-    animations = _write_animations(out, predictions, names)
-    exported = export_predictions(
-        out / "exports",
-        [p.image for p in predictions],
-        [p.label for p in predictions],
-        [p.key for p in predictions],
-        names,
-        formats=exports,
-        root_name=root_name,
-    )
-    report_path = None
-    if settings is not None:
-        report_path = _write_report(out, predictions, areas, overlays, warnings, scan, settings)
-    return animations, report_path, exported
-
-
-def _write_report(
-    out: Path,
-    predictions: Sequence[Prediction],
-    areas: AreaTable,
-    overlays: list[tuple[str, Path]],
-    warnings: list[str],
-    scan: DicomScan,
-    settings: dict[str, object],
-) -> Path:
-    return write_report(
-        out / "report.html",
-        title="sliceseg segmentation report",
-        settings=settings,
-        area_table=areas.wide,
-        overlays=overlays,
-        figures=_series_figures(out, predictions, areas),
-        warnings=warnings,
-        notes=[f"Skipped {s.path.name}: {s.reason}" for s in scan.skipped],
-        area_unit="mm²" if areas.unit == "mm2" else "pixels",
-        thumbnails=[_thumbnail(out, p.key) for p in predictions],
-    )
 
 
 def _report_settings(

@@ -32,6 +32,7 @@ from sliceseg.measure.areas import (
     FAMILIARITY_COLUMN,
     AreaTable,
     is_summary_row,
+    series_label,
     summarised,
 )
 from sliceseg.measure.familiarity import Verdict
@@ -121,13 +122,19 @@ def _save(table: pd.DataFrame, path: Path) -> None:
 
 
 def _areas(out: Path, names: Sequence[str], first: dict[str, Any]) -> AreaTable:
-    """The cohort's wide and tidy tables: series after series, numbered over the cohort."""
-    wide_parts, long_parts, numbers = [], [], []
+    """The cohort's wide and tidy tables: series after series, numbered over the cohort.
+
+    Each series' ``mean/std/n series k`` rows are its own table's summary rows (the same
+    numbers `measure_areas` gives a series among others), so merging stays linear in the
+    number of slices; the overall rows are computed over every slice.
+    """
+    wide_parts, long_parts, series_rows, numbers = [], [], [], []
     offset = 0
     for number, name in enumerate(names, 1):
         folder = series_dir(out, name)
         wide = pd.read_csv(folder / "csa.csv", index_col="slice", dtype={"slice": str})
         rows = wide.loc[[label for label in wide.index if not is_summary_row(label)]]
+        series_rows.append(_series_rows(wide, rows, number))
         long = pd.read_csv(folder / "csa_long.csv")
         long["slice"] = long["slice"] + offset
         long["series"] = number
@@ -138,12 +145,22 @@ def _areas(out: Path, names: Sequence[str], first: dict[str, Any]) -> AreaTable:
     slices = pd.concat(wide_parts)
     slices = slices.drop(columns=[FAMILIARITY_COLUMN], errors="ignore")  # set by _left_out
     confidence = slices.pop(CONFIDENCE_COLUMN) if CONFIDENCE_COLUMN in slices else None
-    wide = summarised(slices, numbers)
+    whole = summarised(slices, [1] * len(slices))  # slice rows, then the overall rows
+    parts = [whole.iloc[:offset], *(series_rows if len(names) > 1 else []), whole.iloc[offset:]]
+    wide = pd.concat(parts)[list(slices.columns)]
     if confidence is not None:
         wide[CONFIDENCE_COLUMN] = float("nan")
         wide.loc[[str(i) for i in range(1, offset + 1)], CONFIDENCE_COLUMN] = confidence.to_numpy()
     unit = first.get("summary", {}).get("unit", "mm2")
     return AreaTable(wide=wide, long=pd.concat(long_parts), unit=unit, series=tuple(numbers))
+
+
+def _series_rows(wide: pd.DataFrame, rows: pd.DataFrame, number: int) -> pd.DataFrame:
+    """A series' own summary rows, named ``mean series k`` ... and labelled with its span."""
+    summary = wide.loc[[label for label in wide.index if is_summary_row(label)]].copy()
+    summary["file"] = series_label(rows["file"].astype(str).tolist())
+    summary.index = [f"{label} series {number}" for label in summary.index]
+    return summary
 
 
 def _left_out(

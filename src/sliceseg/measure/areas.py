@@ -332,6 +332,17 @@ def _tissue_warnings(
     return {key for key, members in groups.items() if hu_problem(members) is not None}
 
 
+def series_label(files: Sequence[str]) -> str:
+    """The ``file`` cell of a series' summary rows: its first and last slice and their count.
+
+    Example:
+        >>> series_label(["p01/s1", "p01/s2", "p01/s3"])
+        'p01/s1 … p01/s3 (3 slices)'
+    """
+    span = files[0] if len(files) == 1 else f"{files[0]} … {files[-1]}"
+    return f"{span} ({len(files)} slice{'s' * (len(files) != 1)})"
+
+
 def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
     """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
 
@@ -342,12 +353,13 @@ def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.Data
     values = slices[rois].astype(float)
     values = values.where(values > 0)  # absent: NaN, left out of mean, std and n
     summary: dict[str, list[object]] = {}
-    groups = sorted(set(series))
+    rows_of: dict[int, list[int]] = {}  # one pass: a cohort has 100,000 series
+    for i, k in enumerate(series):
+        rows_of.setdefault(k, []).append(i)
+    groups = sorted(rows_of)
     for number in groups if len(groups) > 1 else []:
-        members = [i for i, k in enumerate(series) if k == number]
-        files = slices["file"].iloc[members].astype(str).tolist()
-        span = files[0] if len(files) == 1 else f"{files[0]} … {files[-1]}"
-        label = f"{span} ({len(files)} slice{'s' * (len(files) != 1)})"
+        members = rows_of[number]
+        label = series_label(slices["file"].iloc[members].astype(str).tolist())
         part = values.iloc[members]
         summary[f"mean series {number}"] = [label, *part.mean(axis=0).tolist()]
         summary[f"std series {number}"] = [label, *part.std(axis=0, ddof=1).tolist()]
