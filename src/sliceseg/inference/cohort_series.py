@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle
+
+_MODEL_LOCK = threading.Lock()
 
 __all__ = [
     "VISUALS",
@@ -151,7 +154,8 @@ def _familiarity(
 ) -> tuple[AreaTable, Verdict | None]:
     """The series judged against the model's training profile (None, said once, without one),
     and its tables with the ``unlike_training`` column."""
-    verdict = check_series(bundle, decoded.slices, decoded.labels)
+    with _MODEL_LOCK:  # a forward hook on the shared model: one writer thread at a time
+        verdict = check_series(bundle, decoded.slices, decoded.labels)
     if verdict is None:
         warn_no_profile()
         return areas, None
