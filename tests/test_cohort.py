@@ -236,3 +236,21 @@ def test_visuals_auto_draws_every_slice_of_a_small_run_only():
         "flagged", ["a/1", "a/2", "a/3"], scores, ["a/3: ROI lost"]
     )
     assert chosen.keys == frozenset({"a/2", "a/3"}) and not chosen.animations
+
+
+def test_confidence_where_the_probabilities_lie_equals_the_host_formula():
+    """The GPU path of roi_confidence (torch sums) gives the numpy path's scores."""
+    import torch
+
+    from sliceseg.inference.confidence import _roi_confidence_on_device, roi_confidence
+
+    rng = np.random.default_rng(0)
+    probs = torch.softmax(torch.from_numpy(rng.normal(size=(7, 40, 50))).float() * 3, dim=0)
+    label = probs.argmax(dim=0).numpy().astype(np.uint8)
+    label[:, :10] = 0  # some of each ROI believed but not predicted
+    label[label == 6] = 0  # ROI 6 believed, never predicted
+    expected = roi_confidence(probs.numpy(), label)
+    np.testing.assert_allclose(_roi_confidence_on_device(probs, label), expected, atol=1e-9)
+    empty = torch.zeros((3, 4, 4))
+    empty[0] = 1.0  # nothing believed, nothing predicted: sure
+    assert list(_roi_confidence_on_device(empty, np.zeros((4, 4), np.uint8))) == [1.0, 1.0]

@@ -148,6 +148,7 @@ def spaced_probabilities(
     batch_size: int = 8,
     overlap: float = WINDOW_OVERLAP,
     device: torch.device | None = None,
+    keep_on_device: bool = False,
 ) -> list[torch.Tensor]:
     """Probabilities of slices at the target spacing, by windows of ``window`` pixels.
 
@@ -158,10 +159,13 @@ def spaced_probabilities(
         batch_size: windows per predictor call (from one slice or several).
         overlap: shared fraction of neighbouring windows on slices larger than a window.
         device: where the predictor runs (default: the CPU).
+        keep_on_device: return the probabilities on ``device`` (for an argmax there, so that
+            only label maps travel back), not on the CPU.
 
     Returns:
-        Per slice ``(C, H, W)`` float32 probabilities on the CPU, in input order. A slice
-        that fits one window gets that window's probabilities exactly (nothing blended).
+        Per slice ``(C, H, W)`` float32 probabilities on the CPU (or ``device``), in input
+        order. A slice that fits one window gets that window's probabilities exactly (nothing
+        blended).
     """
     target = device or torch.device("cpu")
     rows, cols = _pair(window)
@@ -182,7 +186,8 @@ def spaced_probabilities(
         total = cast(torch.Tensor, total)  # every slice has at least one window
         if len(s.origins) > 1:
             total = total[:-1] / total[-1:]  # the last channel holds the summed weights
-        out.append(total[:, s.crop[0], s.crop[1]].cpu())
+        found = total[:, s.crop[0], s.crop[1]]
+        out.append(found if keep_on_device else found.cpu())
     return out
 
 

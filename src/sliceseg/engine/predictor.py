@@ -120,6 +120,7 @@ def spaced_window_probabilities(
     device: torch.device,
     tta: bool = False,
     batch_size: int = 8,
+    keep_on_device: bool = False,
 ) -> list[torch.Tensor]:
     """Per slice ``(C, H, W)`` probabilities at the target spacing, as ``predict`` computes them.
 
@@ -131,9 +132,11 @@ def spaced_window_probabilities(
         device: where the network runs.
         tta: test-time augmentation.
         batch_size: windows per forward pass.
+        keep_on_device: leave the probabilities on ``device`` (``Engine`` takes the argmax
+            and the confidence there; only label maps and scores come back).
 
     Returns:
-        One float32 tensor per slice on the CPU, in input order.
+        One float32 tensor per slice on the CPU (or ``device``), in input order.
     """
     window = prediction_window(
         [tuple(image.shape[-2:]) for image in images],
@@ -147,6 +150,7 @@ def spaced_window_probabilities(
         window=window,
         device=device,
         batch_size=batch_size,
+        keep_on_device=keep_on_device,
     )
 
 
@@ -226,6 +230,7 @@ class Engine:
             device=self.device,
             tta=self.tta,
             batch_size=batch_size,
+            keep_on_device=True,  # native grid, argmax and confidence on the device
         )
         labels = []
         for prob, geometry, change in zip(

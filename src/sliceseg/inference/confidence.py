@@ -52,6 +52,8 @@ def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) 
         >>> roi_confidence(probs, np.zeros((4, 4), np.uint8))  # nothing there, surely
         array([1.])
     """
+    if isinstance(probabilities, torch.Tensor) and probabilities.device.type != "cpu":
+        return _roi_confidence_on_device(probabilities, label)
     probs = probabilities.numpy() if isinstance(probabilities, torch.Tensor) else probabilities
     if probs.ndim != 3 or probs.shape[1:] != label.shape:
         raise ConfigError(
@@ -67,6 +69,23 @@ def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) 
             overlap = float(probs[k][mask].sum(dtype=np.float64))
             scores[k - 1] = 2.0 * overlap / (believed + predicted)
     return scores
+
+
+def _roi_confidence_on_device(probs: torch.Tensor, label: np.ndarray) -> np.ndarray:
+    """`roi_confidence` where the probabilities lie (a GPU): only K numbers come back."""
+    if probs.ndim != 3 or tuple(probs.shape[1:]) != label.shape:
+        raise ConfigError(
+            f"probabilities of shape {tuple(probs.shape)} for a label map of shape "
+            f"{label.shape}; give (classes, rows, cols) on the label's own grid."
+        )
+    classes = torch.arange(1, probs.shape[0], device=probs.device).view(-1, 1, 1)
+    masks = torch.from_numpy(label).to(probs.device).unsqueeze(0) == classes  # (K, H, W)
+    believed = probs[1:].sum(dim=(1, 2), dtype=torch.float64)
+    predicted = masks.sum(dim=(1, 2)).to(torch.float64)
+    overlap = (probs[1:] * masks).sum(dim=(1, 2), dtype=torch.float64)
+    total = believed + predicted
+    scores = torch.where(total >= 1.0, 2.0 * overlap / total.clamp(min=1.0), torch.ones_like(total))
+    return scores.cpu().numpy()
 
 
 def slice_confidence(per_roi: np.ndarray) -> np.ndarray:
