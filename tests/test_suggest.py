@@ -36,6 +36,7 @@ def known_probabilities(monkeypatch: pytest.MonkeyPatch, tiny_phantom: Path):
     root = tiny_phantom / "train" / "dicoms"
 
     def fake_predict(bundle, images, *, on_probabilities, **_options):
+        labels = []
         for image in images:
             label = np.zeros(image.shape, np.uint8)
             label[:2, :2] = 1
@@ -44,7 +45,8 @@ def known_probabilities(monkeypatch: pytest.MonkeyPatch, tiny_phantom: Path):
             probs[1, :2, :2] = INSIDE[slice_key(image, root)]
             probs[0, :2, :2] -= probs[1, :2, :2]
             on_probabilities(probs, label)
-        return []
+            labels.append(label)
+        return labels
 
     monkeypatch.setattr(suggest, "predict_slices", fake_predict)
     return root
