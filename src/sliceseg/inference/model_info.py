@@ -8,6 +8,7 @@ the per-ROI clean-up chosen on validation).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle, load_bundle
@@ -40,8 +41,18 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "post-processing (chosen on validation)": post.describe(),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
+        "training data profile": _profile_text(meta.familiarity),
         "sliceseg version (model)": str(meta.sliceseg_version),
     }
+
+
+def _profile_text(familiarity: dict[str, Any] | None) -> str:
+    if familiarity is None:
+        return "none: series are not checked against the training data (an older model file)"
+    return (
+        f"{int(familiarity.get('num_slices', 0))} training slices: a series unlike them is "
+        "flagged and left out of the overall mean"
+    )
 
 
 def _spacing_text(spacing_mm: tuple[float, float] | None) -> str:
