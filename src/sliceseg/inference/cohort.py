@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,8 @@ __all__ = [
 
 WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
 DECODE_AHEAD = 2  # series decoded ahead per worker
+BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
+# so that each size among them fills its passes
 
 
 def default_workers() -> int:
@@ -280,7 +283,7 @@ def _stream(
                 _fail(series, result, out, failed, log)
                 continue
             batch.append(result)
-            if sum(len(d.slices) for d in batch) >= options.predict.batch_size:
+            if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
                 for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
                     writing.append((done.series, writer.submit(write_series, context, done)))
                 batch = []
@@ -300,25 +303,47 @@ def _decoded(
         for series in todo:
             yield series, _decode_here(series)
         return
+    pending: deque[PlannedSeries] = deque(todo)  # not yet handed to the network
+    try:
+        yield from _decoded_in_workers(pending, count)
+    except futures.process.BrokenProcessPool:
+        # The workers could not start (e.g. a script without ``if __name__ == "__main__":``
+        # under spawn) or died: decode what is left here, and say so once.
+        warnings.warn(
+            "sliceseg: the decoding worker processes stopped; decoding in the main process "
+            "(guard a script's code with `if __name__ == '__main__':`, or pass workers=0).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        while pending:
+            series = pending.popleft()
+            yield series, _decode_here(series)
+
+
+def _decoded_in_workers(
+    pending: deque[PlannedSeries], count: int
+) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
+    """Decode in ``count`` spawned processes, at most ``count × DECODE_AHEAD`` series ahead.
+
+    A series leaves ``pending`` only when it is yielded, so that after a `BrokenProcessPool`
+    the caller still has every series not yet decoded.
+    """
     context = multiprocessing.get_context("spawn")  # safe beside CUDA and threads
     with futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-        ahead: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-        queue = iter(todo)
-        for series in queue:
-            ahead.append((series, pool.submit(decode_series, [f.source for f in series.files])))
-            if len(ahead) >= count * DECODE_AHEAD:
-                break
-        while ahead:
-            series, job = ahead.popleft()
-            following = next(queue, None)
-            if following is not None:
-                files = [f.source for f in following.files]
-                ahead.append((following, pool.submit(decode_series, files)))
+        jobs: deque[futures.Future[Any]] = deque()
+        while pending:
+            while len(jobs) < min(len(pending), count * DECODE_AHEAD):
+                files = [f.source for f in pending[len(jobs)].files]
+                jobs.append(pool.submit(decode_series, files))
+            job = jobs.popleft()
             try:
                 slices, skipped = job.result()
-            except Exception as error:  # a worker died or raised: this series only
-                yield series, error
+            except futures.process.BrokenProcessPool:
+                raise
+            except Exception as error:  # a worker raised: this series only
+                yield pending.popleft(), error
                 continue
+            series = pending.popleft()
             yield series, _checked(series, slices, skipped)
 
 
