@@ -17,6 +17,7 @@ import torch
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
+from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
     INTENSITY_QUANTILES,
@@ -199,6 +200,16 @@ def test_training_stores_the_profile(tiny_model: Path):
     assert profile is not None
     assert profile.num_slices == 6  # 3 subjects × 3 slices, one subject for validation
     assert profile.area_low_mm2.shape == (6,) and (profile.area_high_mm2 > 0).all()
+    row = model_summary(tiny_model)["training data profile"]
+    assert row.startswith("6 training slices: a series unlike them is flagged")
+
+
+def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path):
+    bundle = load_bundle(tiny_model)
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+    path = save_bundle(tmp_path / "old.pt", bundle.model, old)
+    assert model_profile(load_bundle(path)) is None
+    assert model_summary(path)["training data profile"].startswith("none: series are not")
 
 
 def test_inverted_copy_is_flagged_named_and_left_out(
@@ -279,9 +290,7 @@ def test_flagged_slices_come_first_with_their_turns():
     ]  # fmt: skip
 
 
-def test_cohort_run_flags_marks_and_leaves_out(
-    tiny_model: Path, two_series: Path, tmp_path: Path
-):
+def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Path, tmp_path: Path):
     from sliceseg.inference.cohort import predict_cohort
 
     model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
