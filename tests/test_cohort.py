@@ -186,23 +186,50 @@ def corrupt_series(folder: Path) -> None:
         ds.save_as(path)
 
 
+def drop_spacing(folder: Path) -> None:
+    """Remove (0028,0030) PixelSpacing from every file of a series: areas cannot be in mm²."""
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+
+
 @pytest.mark.slow
 def test_a_bad_series_lands_in_failed_csv_and_the_others_are_complete(
     tiny_model, cohort_dir, tmp_path, capsys
 ):
-    corrupt_series(cohort_dir / "sub02")
+    drop_spacing(cohort_dir / "sub02")
     out = tmp_path / "out"
     argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "1"]
     assert main([*argv, "--visuals", "none"]) == 3
     failed = pd.read_csv(out / "failed.csv")
     assert list(failed["series"]) == ["sub02"] and failed["slices"][0] == 3
-    assert "sub02" in capsys.readouterr().err
+    assert "no PixelSpacing" in failed["reason"][0] and "--fov" in failed["reason"][0]
+    assert "series sub02 failed" in capsys.readouterr().err
     series = pd.read_csv(out / "series.csv")
     assert list(series["series"]) == ["sub01", "sub03", "sub04"]
     for name in series["series"]:
         labels = list((out / "series" / name / "labels").rglob("*.png"))
         assert len(labels) == 3 and (out / "series" / name / "record.json").is_file()
+    assert not (out / "series" / "sub02").exists()
     assert main(["merge", str(out)]) == 3  # still failed
+    assert main([*argv, "--visuals", "none", "--fov", "200"]) == 2  # another setting: refused
+
+
+@pytest.mark.slow
+def test_a_series_of_damaged_files_is_skipped_file_by_file(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Damaged files are left out and named, as always, even when they are a whole series."""
+    corrupt_series(cohort_dir / "sub03")
+    out = tmp_path / "out"
+    code = main(["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped ") == 3 and "sub03_s00.dcm" in err
+    assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub02", "sub04"]
+    assert "sub03_s00.dcm" in (out / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -192,11 +192,12 @@ def predict_cohort(
         f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
     )
     _remove_stale_temporaries(out, todo)
-    finished, failed = _stream(bundle, plan, todo, out, record, options, log)
+    finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
     _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+    skipped = [*plan.skipped, *unreadable]
     merged = None
     if options.merge if options.merge is not None else options.shard.is_whole:
-        merged = merge_cohort(out, skipped=plan.skipped)
+        merged = merge_cohort(out, skipped=skipped)
     summaries = [summary for _, summary in finished]
     return CohortRun(
         out,
@@ -205,7 +206,7 @@ def predict_cohort(
         len(mine) - len(todo),
         [name for name, _ in finished],
         [(name, _reason(error)) for name, error in failed],
-        list(plan.skipped),
+        skipped,
         merged,
         time.perf_counter() - start,
         slices=sum(int(s["slices"]) for s in summaries),
@@ -257,12 +258,18 @@ def _stream(
     record: RunRecord,
     options: CohortOptions,
     log: Callable[[str], None],
-) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]]]:
-    """Decode ahead in workers, predict in batches here, write behind in threads."""
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]], list[SkippedFile]]:
+    """Decode ahead in workers, predict in batches here, write behind in threads.
+
+    Returns:
+        The finished series (name, summary), the failed ones (name, error), and the files of
+        series of which no file could be decoded (skipped, as damaged files always were).
+    """
     finished: list[tuple[str, dict[str, Any]]] = []
     failed: list[tuple[str, Exception]] = []
+    unreadable: list[SkippedFile] = []
     if not todo:
-        return finished, failed
+        return finished, failed, unreadable
     device = select_device(shard_device(options.predict.device))
     engine = Engine(bundle, device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
@@ -282,6 +289,10 @@ def _stream(
             if isinstance(result, Exception):
                 _fail(series, result, out, failed, log)
                 continue
+            if not result.slices:  # every file damaged: skipped with its reason, not a failure
+                unreadable += result.skipped
+                log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")
+                continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
                 for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
@@ -291,7 +302,7 @@ def _stream(
         for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
             writing.append((done.series, writer.submit(write_series, context, done)))
         collect(block=True)
-    return finished, failed
+    return finished, failed, unreadable
 
 
 def _decoded(
@@ -367,10 +378,7 @@ def _decode_here(series: PlannedSeries) -> DecodedSeries | Exception:
 
 def _checked(
     series: PlannedSeries, slices: list[Slice], skipped: list[SkippedFile]
-) -> DecodedSeries | Exception:
-    if not slices:
-        reason = skipped[0].reason if skipped else "no file"
-        return SlicesegError(f"series {series.name}: no slice could be decoded ({reason})")
+) -> DecodedSeries:
     return DecodedSeries(series, slices, skipped)
 
 
