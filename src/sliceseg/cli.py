@@ -215,10 +215,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for skipped in run.skipped:
         reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
         print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
-    if run.merged is not None and len(run.merged.areas.series) <= _PRINTED_SLICES:
+    is_small = run.merged is not None and len(run.merged.areas.series) <= _PRINTED_SLICES
+    if is_small and run.merged is not None:
         print(run.merged.areas.to_text())
-    for warning in run.warnings:
+    for warning in run.warnings if is_small else []:
         print(f"warning: {warning}")
+    if run.warnings and not is_small:
+        print(f"{len(run.warnings)} warnings: see series.csv and report.html in {run.out_dir}/")
     print(run.describe())
     return SOME_SERIES_FAILED if run.failed else 0
 

@@ -65,6 +65,7 @@ __all__ = [
 
 WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
 DECODE_AHEAD = 2  # series decoded ahead per worker
+MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
 
@@ -443,9 +444,15 @@ def _settle(
     log: Callable[[str], None],
 ) -> None:
     try:
-        finished.append((series.name, job.result()))
+        finished.append((series.name, _brief(job.result())))
     except Exception as error:
         _fail(series, error, out, failed, log)
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a run keeps of a finished series (its record holds the rest): memory stays flat."""
+    kept = ("warnings", "skipped_files", "export_notes")
+    return {"slices": summary["slices"], **{key: summary[key][:MAX_LINES] for key in kept}}
 
 
 def _reason(error: Exception) -> str:

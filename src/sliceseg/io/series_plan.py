@@ -34,7 +34,7 @@ __all__ = ["CohortPlan", "PlannedFile", "PlannedSeries", "decode_series", "plan_
 _HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of a cohort: kept small
 class PlannedFile:
     """One DICOM file of the plan, from its header: where it is, its series, its frame count.
 
