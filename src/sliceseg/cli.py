@@ -208,7 +208,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
         ),
-        log=lambda line: print(line, file=sys.stderr),
+        log=_progress,
     )
     for note in run.notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -224,6 +224,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"{len(run.warnings)} warnings: see series.csv and report.html in {run.out_dir}/")
     print(run.describe())
     return SOME_SERIES_FAILED if run.failed else 0
+
+
+def _progress(line: str) -> None:
+    """A cohort's progress on stdout; its warnings (a failed series) on stderr."""
+    print(line, file=sys.stderr if line.startswith("warning: ") else sys.stdout, flush=True)
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:

@@ -472,4 +472,4 @@ def _fail(
     reason = _reason(error)
     write_failure(out, series, reason)
     failed.append((series.name, error))
-    log(f"series {series.name} failed: {reason}")
+    log(f"warning: series {series.name} failed: {reason}")
