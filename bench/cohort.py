@@ -59,6 +59,7 @@ class Run:
     tree_pss_mib: float
     returncode: int
     output: str
+    cpu_seconds: float = 0.0  # user + system of the process and the children it reaped
 
 
 def _tree_pss(process: psutil.Process) -> int:
@@ -101,7 +102,8 @@ def run_child(command: list[str], *, kill_when=None, env: dict[str, str] | None 
     output = log.read_text(errors="replace")
     log.unlink()
     maxrss = usage.ru_maxrss * 1024 / MiB  # kilobytes on Linux
-    return Run(seconds, maxrss, peak[0] / MiB, child.returncode, output)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, maxrss, peak[0] / MiB, child.returncode, output, cpu)
 
 
 def _watch(child: subprocess.Popen, peak: list[int], stop: threading.Event, kill_when) -> None:
@@ -114,12 +116,16 @@ def _watch(child: subprocess.Popen, peak: list[int], stop: threading.Event, kill
             return
 
 
-def network_rate(model: Path, template_dir: Path, *, batch_size: int, repeats: int = 2) -> float:
-    """Slices/s of the network alone on the template's slices: windows in, probabilities out.
+def network_rate(
+    model: Path, template_dir: Path, *, batch_size: int, repeats: int = 2
+) -> tuple[float, float]:
+    """Slices/s of the network alone on the template's slices, and its CPU seconds per slice.
 
-    The slices are read, oriented and resampled to the target spacing beforehand; only
-    `spaced_window_probabilities` (the forward passes, softmax included) is timed, best of
-    ``repeats`` after a warm-up, with torch's default threads (all cores: the network's best).
+    Windows in, probabilities out: the slices are read, oriented and resampled to the target
+    spacing beforehand; only `spaced_window_probabilities` (the forward passes, softmax
+    included) is timed, best of ``repeats`` after a warm-up, with torch's default threads (all
+    cores: the network's best). CPU time is this process's (every thread), which a loaded
+    machine does not inflate as it does wall time.
     """
     import torch
 
@@ -131,12 +137,11 @@ def network_rate(model: Path, template_dir: Path, *, batch_size: int, repeats: i
     engine = Engine(load_bundle(model), torch.device("cpu"))
     slices = read_series(template_dir)
     meta = engine.bundle.metadata
-    spaced = slices_to_spacing(
-        slices, meta.target_spacing_mm, reorientations=engine.reorientations(slices)
-    )
+    changes = engine.reorientations(slices)
+    spaced = slices_to_spacing(slices, meta.target_spacing_mm, reorientations=changes)
 
-    def once() -> float:
-        start = time.perf_counter()
+    def once() -> tuple[float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         spaced_window_probabilities(
             engine.network,
             spaced.images,
@@ -145,15 +150,16 @@ def network_rate(model: Path, template_dir: Path, *, batch_size: int, repeats: i
             device=engine.device,
             batch_size=batch_size,
         )
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     once()
-    return len(slices) / min(once() for _ in range(repeats))
+    wall, cpu = min(once() for _ in range(repeats))
+    return len(slices) / wall, cpu / len(slices)
 
 
 def _network_child(config: dict[str, Any]) -> dict[str, Any]:
-    rate = network_rate(Path(config["model"]), Path(config["template"]), batch_size=8)
-    return {"slices_per_s": rate}
+    rate, cpu = network_rate(Path(config["model"]), Path(config["template"]), batch_size=8)
+    return {"slices_per_s": rate, "cpu_s_per_slice": cpu}
 
 
 def finished_records(out: Path) -> dict[str, int]:
@@ -182,10 +188,11 @@ class Bench:
             raise RuntimeError(f"predict {cohort} exited {run.returncode}:\n{run.output[-3000:]}")
         return run
 
-    def network(self) -> float:
-        """Slices/s of the network alone, measured now in a fresh process."""
+    def network(self) -> tuple[float, float]:
+        """Slices/s of the network alone and its CPU s/slice, measured now in a fresh process."""
         config = {"model": str(self.model), "template": str(self.template)}
-        return float(run_isolated(__file__, "--network", config, "the network")["slices_per_s"])
+        found = run_isolated(__file__, "--network", config, "the network")
+        return float(found["slices_per_s"]), float(found["cpu_s_per_slice"])
 
 
 LEAN = ("--visuals", "none", "--export", "none")
@@ -269,7 +276,8 @@ def _rss_row(shape: str, cohort: Path, run: Run) -> str:
     slices = len(list(cohort.rglob("*.dcm")))
     return (
         f"| {shape} | {slices:,} | {_series_count(cohort):,} | {run.seconds:.0f} | "
-        f"{slices / run.seconds:.1f} | {run.maxrss_mib:.0f} | {run.tree_pss_mib:.0f} |"
+        f"{slices / run.seconds:.1f} | {1000 * run.cpu_seconds / slices:.0f} | "
+        f"{run.maxrss_mib:.0f} | {run.tree_pss_mib:.0f} |"
     )
 
 
@@ -294,8 +302,8 @@ def run_folder(bench: Bench, shape: str, size: int, outputs: str) -> Path:
 def memory_table(bench: Bench, templates: list[Any], shapes: list[str], sizes: list[int]) -> str:
     """Peak memory and speed of default ``predict`` runs at each size, per shape."""
     lines = [
-        "| shape | slices | series | s | slices/s | ru_maxrss MiB | tree PSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| shape | slices | series | s | slices/s | CPU ms/slice | ru_maxrss MiB | tree PSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ratios = []
     for shape in shapes:
@@ -319,21 +327,27 @@ def speed_table(
 ) -> str:
     """Whole-pipeline slices/s for each choice of outputs against the network alone.
 
-    The network's rate is measured just before and just after each run and averaged, so that
-    both see the same machine (its load average is in the header line).
+    Wall clock: the network's rate is measured just before and just after each run and
+    averaged, so that both see the same machine (load averages are printed at the end). CPU:
+    seconds per slice of the whole process tree against the network's own, which a loaded
+    machine does not inflate; their ratio is what the wall ratio becomes on an idle machine
+    whose cores the pipeline keeps busy.
     """
     lines = [
-        "| shape | outputs | slices/s | network alone, slices/s | pipeline / network |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| shape | outputs | slices/s | network alone | wall ratio | CPU ms/slice | "
+        "network CPU ms/slice | CPU ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for shape in shapes:
         for choice in outputs:
             before = bench.network()
             run = cached_run(bench, templates, shape, size, choice)
-            network = (before + bench.network()) / 2
-            rate = size / run.seconds
+            after = bench.network()
+            network, network_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+            rate, cpu = size / run.seconds, run.cpu_seconds / size
             lines.append(
-                f"| {shape} | {choice} | {rate:.1f} | {network:.1f} | {rate / network:.2f} |"
+                f"| {shape} | {choice} | {rate:.1f} | {network:.1f} | {rate / network:.2f} | "
+                f"{1000 * cpu:.0f} | {1000 * network_cpu:.0f} | {network_cpu / cpu:.2f} |"
             )
             print(lines[-1], flush=True)
     return "\n".join(lines)
