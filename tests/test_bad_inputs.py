@@ -743,12 +743,10 @@ def test_good_slices_are_segmented_beside_damaged_ones(corpus: Corpus, outcomes)
     assert good <= files
     assert not any(f"sub04/{p.stem}" in files for p in corpus.bad.values())
     assert f"Segmented {len(good)} slices" in ran.out
-    labels = list((corpus.root / "p_mix" / "labels" / "sub04").glob("*.png"))
+    labels = list((corpus.root / "p_mix" / "series").glob("*/labels/sub04/*.png"))  # per series
     assert len(labels) == len(good)
-    assert iio.imread(corpus.root / "p_mix" / "labels" / "sub04" / "large.png").shape == (
-        2048,
-        2048,
-    )
+    (large,) = [p for p in labels if p.name == "large.png"]
+    assert iio.imread(large).shape == (2048, 2048)
 
 
 def test_good_labels_are_measured_beside_damaged_ones(corpus: Corpus, outcomes):
@@ -808,7 +806,7 @@ def test_killed_predict_reruns_to_completion(corpus: Corpus, tmp_path: Path):
     proc.wait()
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert "cohort.json" in written and "report.html" not in written  # not merged yet
-    for path in out.rglob("*.png"):  # every final file is whole (temporary ones are hidden)
+    for path in out.glob("series/*/labels/*.png"):  # every final label map is whole
         if not path.name.startswith("."):
             assert iio.imread(path).ndim == 2
     rerun = sliceseg_cli("predict", corpus.model, scans, "--out", out)

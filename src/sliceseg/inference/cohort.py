@@ -44,12 +44,19 @@ from sliceseg.inference.records import (
     check_out_dir,
     file_sha256,
     is_done,
+    undo_run_record,
     write_failure,
 )
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.files import TEMP_PREFIX
-from sliceseg.io.series_plan import CohortPlan, PlannedSeries, decode_series, plan_cohort
+from sliceseg.io.series_plan import (
+    CohortPlan,
+    PlannedSeries,
+    decode_series,
+    decode_series_with_warnings,
+    plan_cohort,
+)
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.system import select_device
@@ -185,7 +192,7 @@ def predict_cohort(
     bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
     plan = plan_cohort(Path(dicom_dir))
     out = Path(out_dir)
-    check_out_dir(out, record, overwrite=options.overwrite)
+    wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)
     todo = [s for s in mine if not is_done(out, s, record, plan.root)]
     log(
@@ -194,7 +201,11 @@ def predict_cohort(
     )
     _remove_stale_temporaries(out, todo)
     finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
-    _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+    try:
+        _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+    except SlicesegError:
+        undo_run_record(out, [name for name, _ in failed], wrote_record=wrote_record)
+        raise
     skipped = [*plan.skipped, *unreadable]
     merged = None
     if options.merge if options.merge is not None else options.shard.is_whole:
@@ -346,15 +357,17 @@ def _decoded_in_workers(
         while pending:
             while len(jobs) < min(len(pending), count * DECODE_AHEAD):
                 files = [f.source for f in pending[len(jobs)].files]
-                jobs.append(pool.submit(decode_series, files))
+                jobs.append(pool.submit(decode_series_with_warnings, files))
             job = jobs.popleft()
             try:
-                slices, skipped = job.result()
+                slices, skipped, said = job.result()
             except futures.process.BrokenProcessPool:
                 raise
             except Exception as error:  # a worker raised: this series only
                 yield pending.popleft(), error
                 continue
+            for message, category in said:  # the worker's warnings, said here
+                warnings.warn(message, category, stacklevel=1)
             series = pending.popleft()
             yield series, _checked(series, slices, skipped)
 

@@ -120,10 +120,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> None:
+def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
     """Refuse an output folder made by another model or settings, or not by a cohort run.
 
     Then write ``cohort.json`` (same content from every shard).
+
+    Returns:
+        True when this call wrote ``cohort.json`` (see `undo_run_record`).
 
     Raises:
         ConfigError: the folder holds other files, or another model / other settings made it,
@@ -150,6 +153,22 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> None:
         ) from error
     if stored is None or record.difference(stored) is not None:
         atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
+        return True
+    return False
+
+
+def undo_run_record(out: Path, failed: Sequence[str], *, wrote_record: bool) -> None:
+    """Take back what a run that did nothing wrote: its failure records, a new ``cohort.json``.
+
+    So that a user error (exit 2) leaves an earlier run's outputs as they were.
+    """
+    for name in failed:
+        failure_path(out, name).unlink(missing_ok=True)
+    if wrote_record:
+        (out / RUN_RECORD).unlink(missing_ok=True)
+    for folder in (out / FAILED_DIR, out / SERIES_DIR):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _has_visible_files(folder: Path) -> bool:

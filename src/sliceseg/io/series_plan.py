@@ -29,7 +29,14 @@ from sliceseg.io.dicom import (
 )
 from sliceseg.io.identity import series_key, series_names, slice_key
 
-__all__ = ["CohortPlan", "PlannedFile", "PlannedSeries", "decode_series", "plan_cohort"]
+__all__ = [
+    "CohortPlan",
+    "PlannedFile",
+    "PlannedSeries",
+    "decode_series",
+    "decode_series_with_warnings",
+    "plan_cohort",
+]
 
 _HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID"]
 
@@ -132,8 +139,12 @@ def plan_cohort(root: Path | str) -> CohortPlan:
     for path in paths:
         try:
             planned.append(_plan_file(path))
-        except DicomReadError as exc:
-            skipped.append(SkippedFile(path, str(exc)))
+        except DicomReadError:  # the full reader gives the one canonical reason
+            found = _plan_by_reading(path)
+            if isinstance(found, SkippedFile):
+                skipped.append(found)
+            else:
+                planned.append(found)
     if not planned:
         raise PairingError(
             f"{root}: no readable DICOM files found"
@@ -173,6 +184,33 @@ def _plan_file(path: Path) -> PlannedFile:
     stat = os.stat(path)
     uid = str(ds.get("SeriesInstanceUID") or "")
     return PlannedFile(path, uid, max(1, frames), stat.st_size, stat.st_mtime_ns)
+
+
+def _plan_by_reading(path: Path) -> PlannedFile | SkippedFile:
+    """Plan a file whose header alone looks wrong by reading it whole (rare, so affordable)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # said again when the series is decoded
+            slices = read_slices(path)
+    except DicomReadError as exc:
+        return SkippedFile(path, str(exc))
+    stat = os.stat(path)
+    return PlannedFile(path, slices[0].series_uid, len(slices), stat.st_size, stat.st_mtime_ns)
+
+
+def decode_series_with_warnings(
+    files: Sequence[Path],
+) -> tuple[list[Slice], list[SkippedFile], list[tuple[str, type[Warning]]]]:
+    """`decode_series` in a worker process: its warnings come back to be said by the caller.
+
+    Example:
+        >>> slices, skipped, said = decode_series_with_warnings(paths)
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        slices, skipped = decode_series(files)
+    said = list(dict.fromkeys((str(w.message), w.category) for w in caught))
+    return slices, skipped, said
 
 
 def decode_series(files: Sequence[Path]) -> tuple[list[Slice], list[SkippedFile]]:
