@@ -31,6 +31,7 @@ from sliceseg.measure.familiarity import (
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import deepest_features
+from sliceseg.models.inference import inference_network
 
 __all__ = [
     "MAX_SLICES",
@@ -164,7 +165,8 @@ def series_traits(
         spaced = slices_to_spacing(subset, spacing, reorientations=changes)
         meta = bundle.metadata
         divisor = required_divisor(meta.arch, meta.hyperparameters)
-        measured = deepest_features(bundle.model.eval(), spaced.images, divisor=divisor)
+        network = inference_network(bundle.model)  # a folded copy: faster, the same features
+        measured = deepest_features(network, spaced.images, divisor=divisor)
         features = np.full((count, measured.shape[1]), np.nan)
         features[chosen] = measured
         for i, image in zip(chosen, spaced.images, strict=True):

@@ -16,6 +16,7 @@ from sliceseg.data.batches import SpacedTensors
 from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_traits
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
+from sliceseg.models.inference import inference_network
 
 __all__ = ["add_profile", "training_profile"]
 
@@ -52,7 +53,7 @@ def training_profile(
     """Describe the training slices as the (trained) ``model`` sees them.
 
     Args:
-        model: the network whose features the profile describes (put in eval mode here).
+        model: the network whose features the profile describes (left as it is).
         train: the labelled training slices at the target spacing.
         validation: slices not trained on (their distances set the threshold), or None.
         num_labels: K.
@@ -70,15 +71,11 @@ def training_profile(
     """
     if train.labels is None:
         raise ValueError("the training slices carry no labels")
-    was_training = model.training
-    model.eval()
-    try:
-        features = deepest_features(model, train.images, divisor=divisor)
-        reference = None
-        if validation is not None and len(validation):
-            reference = deepest_features(model, validation.images, divisor=divisor)
-    finally:
-        model.train(was_training)
+    network = inference_network(model)  # an eval-mode copy, as predict's check uses
+    features = deepest_features(network, train.images, divisor=divisor)
+    reference = None
+    if validation is not None and len(validation):
+        reference = deepest_features(network, validation.images, divisor=divisor)
     traits = slice_traits(
         features,
         [image[0].numpy() for image in train.images],
