@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "load_bundle": "sliceseg.models.bundle",
     "predict_slices": "sliceseg.inference.predict",
     "predict_folder": "sliceseg.inference.folder",
+    "predict_cohort": "sliceseg.inference.cohort",
+    "merge_cohort": "sliceseg.inference.merge",
     "measure_areas": "sliceseg.measure.areas",
     "measure_label_folder": "sliceseg.inference.measure_folder",
     "SpacingFallback": "sliceseg.measure.areas",
