@@ -26,6 +26,7 @@ from sliceseg.io.files import atomic_write_text
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
 from sliceseg.measure.tissue import TissueSettings
+from sliceseg.report.exports import DEFAULT_EXPORTS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,7 +57,7 @@ class RunSettings:
         fallback: spacing for files without PixelSpacing.
         tissue: CT thresholds of the muscle composition.
         keep_patient_info: patient columns in the tables.
-        exports: formats written per series under ``exports/``.
+        exports: formats written per series under ``exports/`` (default nifti and nrrd).
         visuals: "auto", "all" or "none" (see `sliceseg.inference.cohort.VISUALS`).
         report: write each series' ``report.html``.
     """
@@ -66,7 +67,7 @@ class RunSettings:
     fallback: SpacingFallback = SpacingFallback()
     tissue: TissueSettings = TissueSettings()
     keep_patient_info: bool = False
-    exports: tuple[str, ...] = ()
+    exports: tuple[str, ...] = tuple(DEFAULT_EXPORTS)
     visuals: str = "auto"
     report: bool = True
 
