@@ -6,9 +6,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sliceseg.errors import ConfigError, PairingError
+from sliceseg.engine.predictor import PredictOptions
+from sliceseg.errors import PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
@@ -20,6 +20,7 @@ from sliceseg.inference.familiarity import (
 from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.outputs import write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
+from sliceseg.inference.records import RunSettings
 from sliceseg.io.dicom import (
     DicomScan,
     SkippedFile,
@@ -125,12 +126,11 @@ def predict_folder(
         >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
         >>> print(run.areas.to_text())
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}.")
+    show = sys.stderr.isatty() if progress is None else progress
+    predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
-    show = sys.stderr.isatty() if progress is None else progress
     root = Path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)
     names = bundle.roi_names
@@ -139,12 +139,10 @@ def predict_folder(
             bundle,
             scan.slices,
             root,
-            predicting={"device": device, "batch_size": batch_size, "tta": tta, "progress": show},
-            measuring={
-                "fallback": fallback,
-                "keep_patient_info": keep_patient_info,
-                "tissue": tissue,
-            },
+            predicting=predicting,
+            measuring=RunSettings(
+                tuple(names), fallback=fallback, tissue=tissue, keep_patient_info=keep_patient_info
+            ),
         )
         areas, verdicts = _check_familiarity(bundle, predictions, areas)
         unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
@@ -215,18 +213,34 @@ def _predict_and_measure(
     images: Sequence[Slice],
     root: Path,
     *,
-    predicting: dict[str, Any],
-    measuring: dict[str, Any],
+    predicting: PredictOptions,
+    measuring: RunSettings,
 ) -> tuple[list[Prediction], AreaTable]:
     """Segment the slices and measure them; the table carries each slice's confidence."""
     confidence = ConfidenceCollector()
-    labels = predict_slices(bundle, images, on_probabilities=confidence, **predicting)
+    labels = predict_slices(
+        bundle,
+        images,
+        on_probabilities=confidence,
+        device=predicting.device,
+        batch_size=predicting.batch_size,
+        tta=predicting.tta,
+        progress=predicting.progress,
+    )
     predictions = [
         Prediction(image=image, label=label, key=slice_key(image, root))
         for image, label in zip(images, labels, strict=True)
     ]
     keys = [p.key for p in predictions]
-    areas = measure_areas(labels, images, bundle.roi_names, names=keys, **measuring)
+    areas = measure_areas(
+        labels,
+        images,
+        bundle.roi_names,
+        names=keys,
+        fallback=measuring.fallback,
+        keep_patient_info=measuring.keep_patient_info,
+        tissue=measuring.tissue,
+    )
     return predictions, with_confidence(areas, confidence.per_roi)
 
 
