@@ -281,3 +281,22 @@ def test_confidence_where_the_probabilities_lie_equals_the_host_formula():
     empty = torch.zeros((3, 4, 4))
     empty[0] = 1.0  # nothing believed, nothing predicted: sure
     assert list(_roi_confidence_on_device(empty, np.zeros((4, 4), np.uint8))) == [1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """The pool breaks after one series: the rest are decoded here, each exactly once."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    def breaks_after_one(pending, count):
+        series = pending.popleft()
+        yield series, cohort._decode_here(series)
+        raise BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(cohort, "_decoded_in_workers", breaks_after_one)
+    options = CohortOptions(workers=2)
+    with pytest.warns(RuntimeWarning, match="decoding in the main process"):
+        run = predict_cohort(tiny_model, cohort_dir, tmp_path / "o", settings=LEAN, options=options)
+    assert sorted(run.finished) == ["sub01", "sub02", "sub03", "sub04"] and not run.failed
