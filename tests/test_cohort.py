@@ -12,7 +12,7 @@ import pytest
 
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError
-from sliceseg.inference import cohort, cohort_series
+from sliceseg.inference import cohort, cohort_decode, cohort_series
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.records import RunSettings
 from sliceseg.inference.shards import Shard
@@ -290,12 +290,12 @@ def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
     """The pool breaks after one series: the rest are decoded here, each exactly once."""
     from concurrent.futures.process import BrokenProcessPool
 
-    def breaks_after_one(pending, count):
+    def breaks_after_one(pending, count, job):
         series = pending.popleft()
-        yield series, cohort._decode_here(series)
+        yield series, cohort_decode.decode_here(series)
         raise BrokenProcessPool("a worker died")
 
-    monkeypatch.setattr(cohort, "_decoded_in_workers", breaks_after_one)
+    monkeypatch.setattr(cohort_decode, "decoded_in_workers", breaks_after_one)
     options = CohortOptions(workers=2)
     with pytest.warns(RuntimeWarning, match="decoding in the main process"):
         run = predict_cohort(tiny_model, cohort_dir, tmp_path / "o", settings=LEAN, options=options)

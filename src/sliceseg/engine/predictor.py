@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sliceseg.data.batches import slices_to_grid, slices_to_spacing
+from sliceseg.data.batches import SpacedTensors, slices_to_grid, slices_to_spacing
 from sliceseg.data.grid import probabilities_from_grid
 from sliceseg.data.intensity import IntensityNormalisation
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
@@ -35,10 +35,12 @@ __all__ = [
     "TTA_TRANSFORMS",
     "Engine",
     "PredictOptions",
+    "Preparation",
     "ProbabilitySink",
     "calibrated_argmax",
     "finish_label",
     "network_probabilities",
+    "spaced_subset",
     "spaced_window_probabilities",
 ]
 
@@ -172,6 +174,47 @@ def finish_label(probs: torch.Tensor, post: PostProcessing) -> np.ndarray:
     return label if post.is_empty else post.apply(label)
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """What turns native slices into the network's input, without the weights (picklable).
+
+    Worker processes call `prepare` (flip/transpose to the model's orientation, resampling to
+    its spacing, its intensity normalisation) so that the main process only runs the network.
+
+    Attributes:
+        target_spacing_mm: the model's ``(row, col)`` spacing.
+        normalisation: the model's intensity normalisation.
+        is_canonicalising: whether slices are brought to the canonical orientation.
+    """
+
+    target_spacing_mm: tuple[float, float]
+    normalisation: IntensityNormalisation
+    is_canonicalising: bool
+
+    def prepare(self, images: Sequence[Slice]) -> SpacedTensors:
+        """The slices at the model's spacing, oriented and normalised (see `slices_to_spacing`)."""
+        changes = reorientations_for(images) if self.is_canonicalising else [IDENTITY] * len(images)
+        return slices_to_spacing(
+            images,
+            self.target_spacing_mm,
+            reorientations=changes,
+            normalisation=self.normalisation,
+        )
+
+
+def spaced_subset(parts: Sequence[tuple[SpacedTensors, int]]) -> SpacedTensors:
+    """One `SpacedTensors` of slices picked from several (each ``(tensors, index)``)."""
+    first = parts[0][0]
+    return SpacedTensors(
+        images=tuple(t.images[i] for t, i in parts),
+        labels=None,
+        geometries=tuple(t.geometries[i] for t, i in parts),
+        keys=tuple(t.keys[i] for t, i in parts),
+        reorientations=tuple(t.reorientations[i] for t, i in parts),
+        target_spacing_mm=first.target_spacing_mm,
+    )
+
+
 class Engine:
     """A model ready to predict slices on their own grids: network, device, options.
 
@@ -193,6 +236,19 @@ class Engine:
         self.post = PostProcessing.from_dict(meta.postprocessing or {})
         self.divisor = required_divisor(meta.arch, meta.hyperparameters)
 
+    @property
+    def preparation(self) -> Preparation | None:
+        """The model's input preparation for worker processes (None: an older square-grid file)."""
+        meta = self.bundle.metadata
+        if meta.target_spacing_mm is None:
+            return None
+        source = self.bundle.source or "the model"
+        return Preparation(
+            meta.target_spacing_mm,
+            IntensityNormalisation.from_metadata(meta.normalisation, meta.intensity, source=source),
+            is_canonicalising(meta.orientation, source=source),
+        )
+
     def reorientations(self, images: Sequence[Slice]) -> list[Reorientation]:
         """Per slice, the flip/transpose to the model's orientation (none for older files)."""
         meta = self.bundle.metadata
@@ -208,20 +264,26 @@ class Engine:
         changes: Sequence[Reorientation] | None = None,
         sink: ProbabilitySink | None = None,
         batch_size: int = 8,
+        spaced: SpacedTensors | None = None,
     ) -> list[np.ndarray]:
-        """Label maps of a few slices, each on its own grid (uint8, values 0..K)."""
-        changes = list(changes) if changes is not None else self.reorientations(images)
+        """Label maps of a few slices, each on its own grid (uint8, values 0..K).
+
+        ``spaced``: the slices already prepared (`Preparation.prepare`, e.g. in a worker).
+        """
         meta = self.bundle.metadata
         if meta.target_spacing_mm is None:  # older files: the square grid they trained on
+            changes = list(changes) if changes is not None else self.reorientations(images)
             return self._grid_labels(images, changes, sink)
-        spaced = slices_to_spacing(
-            images,
-            meta.target_spacing_mm,
-            reorientations=changes,
-            normalisation=IntensityNormalisation.from_metadata(
-                meta.normalisation, meta.intensity, source=self.bundle.source or "the model"
-            ),
-        )
+        if spaced is None:
+            changes = list(changes) if changes is not None else self.reorientations(images)
+            spaced = slices_to_spacing(
+                images,
+                meta.target_spacing_mm,
+                reorientations=changes,
+                normalisation=IntensityNormalisation.from_metadata(
+                    meta.normalisation, meta.intensity, source=self.bundle.source or "the model"
+                ),
+            )
         probs = spaced_window_probabilities(
             self.network,
             spaced.images,

@@ -13,21 +13,20 @@ never the cohort. An unsharded run then merges (`sliceseg.inference.merge.merge_
 from __future__ import annotations
 
 import concurrent.futures as futures
-import multiprocessing
-import os
+import functools
 import shutil
 import time
-import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sliceseg.engine.predictor import Engine, PredictOptions
+from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
+from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
 from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
@@ -48,13 +47,11 @@ from sliceseg.inference.records import (
     write_failure,
 )
 from sliceseg.inference.shards import Shard, shard_device
-from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.io.series_plan import (
     CohortPlan,
     PlannedSeries,
-    decode_series,
-    decode_series_with_warnings,
     plan_cohort,
 )
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
@@ -71,19 +68,9 @@ __all__ = [
 ]
 
 WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
-DECODE_AHEAD = 2  # series decoded ahead per worker
 MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
-
-
-def default_workers() -> int:
-    """Decoding processes: the CPUs this process may use (affinity), less one for the network."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
 
 
 @dataclass(frozen=True)
@@ -295,7 +282,10 @@ def _stream(
             _settle(series, job, out, finished, failed, log)
 
     with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
-        for series, result in _decoded(todo, options.workers):
+        job = functools.partial(
+            decode_and_prepare, fallback=record.settings.fallback, preparation=engine.preparation
+        )
+        for series, result in decoded_series(todo, options.workers, job):
             if not isinstance(result, Exception):
                 result = _with_spacing(result, record.settings.fallback)
             if isinstance(result, Exception):
@@ -317,61 +307,6 @@ def _stream(
     return finished, failed, unreadable
 
 
-def _decoded(
-    todo: Sequence[PlannedSeries], workers: int | None
-) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
-    """Each series decoded, in order; worker processes read ahead a bounded number of series."""
-    count = default_workers() if workers is None else workers
-    if count < 1 or len(todo) == 1:
-        for series in todo:
-            yield series, _decode_here(series)
-        return
-    pending: deque[PlannedSeries] = deque(todo)  # not yet handed to the network
-    try:
-        yield from _decoded_in_workers(pending, count)
-    except futures.process.BrokenProcessPool:
-        # The workers could not start (e.g. a script without ``if __name__ == "__main__":``
-        # under spawn) or died: decode what is left here, and say so once.
-        warnings.warn(
-            "sliceseg: the decoding worker processes stopped; decoding in the main process "
-            "(guard a script's code with `if __name__ == '__main__':`, or pass workers=0).",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        while pending:
-            series = pending.popleft()
-            yield series, _decode_here(series)
-
-
-def _decoded_in_workers(
-    pending: deque[PlannedSeries], count: int
-) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
-    """Decode in ``count`` spawned processes, at most ``count × DECODE_AHEAD`` series ahead.
-
-    A series leaves ``pending`` only when it is yielded, so that after a `BrokenProcessPool`
-    the caller still has every series not yet decoded.
-    """
-    context = multiprocessing.get_context("spawn")  # safe beside CUDA and threads
-    with futures.ProcessPoolExecutor(count, mp_context=context) as pool:
-        jobs: deque[futures.Future[Any]] = deque()
-        while pending:
-            while len(jobs) < min(len(pending), count * DECODE_AHEAD):
-                files = [f.source for f in pending[len(jobs)].files]
-                jobs.append(pool.submit(decode_series_with_warnings, files))
-            job = jobs.popleft()
-            try:
-                slices, skipped, said = job.result()
-            except futures.process.BrokenProcessPool:
-                raise
-            except Exception as error:  # a worker raised: this series only
-                yield pending.popleft(), error
-                continue
-            for message, category in said:  # the worker's warnings, said here
-                warnings.warn(message, category, stacklevel=1)
-            series = pending.popleft()
-            yield series, _checked(series, slices, skipped)
-
-
 def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedSeries | Exception:
     """Give slices without PixelSpacing the user's ``--fov`` / ``--matrix`` spacing as their
     own, so that the network sees them at the model's spacing (not only the areas)."""
@@ -380,20 +315,6 @@ def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedS
     except SlicesegError as error:  # no spacing and no --fov: this series fails, as in measuring
         return error
     return decoded
-
-
-def _decode_here(series: PlannedSeries) -> DecodedSeries | Exception:
-    try:
-        slices, skipped = decode_series([f.source for f in series.files])
-    except Exception as error:
-        return error
-    return _checked(series, slices, skipped)
-
-
-def _checked(
-    series: PlannedSeries, slices: list[Slice], skipped: list[SkippedFile]
-) -> DecodedSeries:
-    return DecodedSeries(series, slices, skipped)
 
 
 def _predict(
@@ -434,11 +355,15 @@ def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
     for index, image in enumerate(images):
         key = (image.shape, image.spacing_mm, image.orientation)
         groups.setdefault(key, []).append(index)
+    prepared = [(d.spaced, j) for d in batch if d.spaced is not None for j in range(len(d.spaced))]
+    if len(prepared) != len(images):  # some series were not prepared by a worker: here, all
+        prepared = []
     for members in groups.values():
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
             collector = ConfidenceCollector()
-            found = engine.labels([images[i] for i in chunk], sink=collector)
+            spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
+            found = engine.labels([images[i] for i in chunk], sink=collector, spaced=spaced)
             for i, label, score in zip(chunk, found, collector.per_roi, strict=True):
                 labels[i], scores[i] = label, score
     position = 0

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sliceseg.data.batches import SpacedTensors
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
@@ -75,6 +76,7 @@ class DecodedSeries:
     skipped: list[SkippedFile]
     labels: list[np.ndarray] = field(default_factory=list)
     confidence: list[np.ndarray] = field(default_factory=list)
+    spaced: SpacedTensors | None = None  # prepared for the network by a worker
 
 
 def visual_mode(visuals: str, planned_slices: int) -> str:

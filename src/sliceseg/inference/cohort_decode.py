@@ -1,0 +1,145 @@
+"""Decoding a cohort's series ahead of the network: worker processes, bounded, with a fallback.
+
+`decoded_series` hands the series to the network in plan order. Spawned worker processes
+(safe beside CUDA and threads) run `decode_and_prepare` at most ``workers × DECODE_AHEAD``
+series ahead: decode the files, give slices without PixelSpacing the user's spacing, and
+prepare them for the network (orientation, target spacing, intensities; the engine's
+`Preparation`), so that the main process only runs the network. Their warnings are said by the
+main process. A pool that cannot start (a script without ``if __name__ == "__main__":``) or
+dies falls back to decoding in the main process, without losing a series.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sliceseg.data.batches import SpacedTensors
+from sliceseg.engine.predictor import Preparation
+from sliceseg.errors import SlicesegError
+from sliceseg.inference.cohort_series import DecodedSeries
+from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.series_plan import PlannedSeries, decode_series
+from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+
+__all__ = ["DECODE_AHEAD", "decode_and_prepare", "decode_here", "decoded_series", "default_workers"]
+
+DECODE_AHEAD = 2  # series decoded ahead per worker
+
+
+def default_workers() -> int:
+    """Decoding processes: the CPUs this process may use (affinity), less one for the network."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+def decoded_series(
+    todo: Sequence[PlannedSeries], workers: int | None, job: Callable[[list[Path]], Any]
+) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
+    """Each series decoded, in order; worker processes read ahead a bounded number of series.
+
+    ``job`` is what a worker runs on a series' files (`decode_and_prepare`, bound to the
+    settings); the main process only decodes (the engine then prepares).
+    """
+    count = default_workers() if workers is None else workers
+    if count < 1 or len(todo) == 1:
+        for series in todo:
+            yield series, decode_here(series)
+        return
+    pending: deque[PlannedSeries] = deque(todo)  # not yet handed to the network
+    try:
+        yield from decoded_in_workers(pending, count, job)
+    except futures.process.BrokenProcessPool:
+        # The workers could not start (e.g. a script without ``if __name__ == "__main__":``
+        # under spawn) or died: decode what is left here, and say so once.
+        warnings.warn(
+            "sliceseg: the decoding worker processes stopped; decoding in the main process "
+            "(guard a script's code with `if __name__ == '__main__':`, or pass workers=0).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        while pending:
+            series = pending.popleft()
+            yield series, decode_here(series)
+
+
+def decoded_in_workers(
+    pending: deque[PlannedSeries], count: int, job: Callable[[list[Path]], Any]
+) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
+    """Decode in ``count`` spawned processes, at most ``count × DECODE_AHEAD`` series ahead.
+
+    A series leaves ``pending`` only when it is yielded, so that after a `BrokenProcessPool`
+    the caller still has every series not yet decoded.
+    """
+    context = multiprocessing.get_context("spawn")  # safe beside CUDA and threads
+    with futures.ProcessPoolExecutor(count, mp_context=context, initializer=_one_thread) as pool:
+        jobs: deque[futures.Future[Any]] = deque()
+        while pending:
+            while len(jobs) < min(len(pending), count * DECODE_AHEAD):
+                files = [f.source for f in pending[len(jobs)].files]
+                jobs.append(pool.submit(job, files))
+            done = jobs.popleft()
+            try:
+                slices, skipped, said, spaced = done.result()
+            except futures.process.BrokenProcessPool:
+                raise
+            except Exception as error:  # a worker raised: this series only
+                yield pending.popleft(), error
+                continue
+            for message, category in said:  # the worker's warnings, said here
+                warnings.warn(message, category, stacklevel=1)
+            series = pending.popleft()
+            decoded = _checked(series, slices, skipped)
+            decoded.spaced = spaced
+            yield series, decoded
+
+
+def _one_thread() -> None:
+    """A decoding worker uses one CPU thread for torch (the network has the others)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def decode_and_prepare(
+    files: list[Path], *, fallback: SpacingFallback, preparation: Preparation | None
+) -> tuple[list[Slice], list[SkippedFile], list[tuple[str, type[Warning]]], SpacedTensors | None]:
+    """A worker's job: decode one series and prepare it for the network (orientation, spacing,
+    intensities), so that the main process only runs the network. Warnings come back to be
+    said by the main process; a series that cannot be prepared goes back unprepared (the main
+    process then says why)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        slices, skipped = decode_series(files)
+        spaced = None
+        if preparation is not None and slices:
+            try:
+                slices = [with_fallback_spacing(image, fallback) for image in slices]
+                spaced = preparation.prepare(slices)
+            except SlicesegError:
+                spaced = None
+    said = list(dict.fromkeys((str(w.message), w.category) for w in caught))
+    return slices, skipped, said, spaced
+
+
+def decode_here(series: PlannedSeries) -> DecodedSeries | Exception:
+    try:
+        slices, skipped = decode_series([f.source for f in series.files])
+    except Exception as error:
+        return error
+    return _checked(series, slices, skipped)
+
+
+def _checked(
+    series: PlannedSeries, slices: list[Slice], skipped: list[SkippedFile]
+) -> DecodedSeries:
+    return DecodedSeries(series, slices, skipped)
