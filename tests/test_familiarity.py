@@ -318,3 +318,19 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
     assert "1 series unlike the training data</h2>" in report
     review = report.split("<h2>Review first</h2>")[1]
     assert review.index("inverted") < review.index("original")
+
+
+def test_a_study_of_one_odd_series_keeps_its_overall_rows(
+    tiny_model: Path, two_series: Path, tmp_path: Path
+):
+    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    run = predict_folder(model, two_series / "inverted", tmp_path / "out")
+    assert [v.is_flagged for v in run.familiarity] == [True]
+    wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
+    slices = wide.loc[[label for label in wide.index if label.isdigit()]]
+    assert slices["unlike_training"].tolist() == [1, 1, 1]
+    for roi in run.areas.per_slice.columns:  # nothing left to average otherwise
+        column = slices[roi]
+        assert wide.loc["mean", roi] == pytest.approx(column[column > 0].mean())
+    note = "every series is unlike the training data (3 slices): over all of them"
+    assert note in wide.loc["mean", "file"]

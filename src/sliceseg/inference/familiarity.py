@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from sliceseg.data.batches import slices_to_spacing
 from sliceseg.data.orientation import IDENTITY, is_canonicalising, reorientations_for
@@ -229,14 +230,39 @@ def check_run(
     return verdicts
 
 
+def _leave_out(
+    wide: pd.DataFrame, per_slice: pd.DataFrame, rows: list[str], marks: list[int], series: int
+) -> None:
+    """Recompute the overall rows of ``wide`` in place without the marked slices (kept over
+    every slice when every series is marked, so a study of one odd series still has numbers)."""
+    kept = [label for label, mark in zip(rows, marks, strict=True) if not mark]
+    left_out = len(rows) - len(kept)
+    count = f"{left_out} slice{'s' * (left_out != 1)}"
+    if kept:
+        values = per_slice.loc[kept]
+        values = values.where(values > 0)  # as measure_areas: over the slices with the ROI
+        rois = list(values.columns)
+        wide.loc["mean", rois] = values.mean(axis=0).to_numpy()
+        wide.loc["std", rois] = values.std(axis=0, ddof=1).to_numpy()
+        if "n" in wide.index:
+            wide.loc["n", rois] = values.count(axis=0).astype(float).to_numpy()
+        note = f"without {series} series unlike the training data ({count})"
+    else:
+        note = f"every series is unlike the training data ({count}): over all of them"
+    for row in ("mean", "std", "n"):
+        if row in wide.index:
+            wide.loc[row, "file"] = f"{wide.loc[row, 'file']}; {note}".lstrip("; ")
+
+
 def with_familiarity(
     areas: AreaTable, verdicts: Sequence[SeriesVerdict], *, leave_out: bool = True
 ) -> AreaTable:
     """Return ``areas`` with the ``unlike_training`` column (1 on the slices of a flagged
     series, 0 on the others; empty on the summary rows) and the overall ``mean`` / ``std`` /
     ``n`` rows over the other series only (each series' own rows stay); their file cells say
-    how many series and slices were left out. Unchanged when nothing is flagged, but for the
-    column; ``leave_out=False`` only adds the column (a series' own table keeps its rows).
+    how many series and slices were left out. When every series is flagged the overall rows
+    stay over all slices and say so. Unchanged when nothing is flagged, but for the column;
+    ``leave_out=False`` only adds the column (a series' own table keeps its rows).
 
     Example:
         >>> table = with_familiarity(run.areas, verdicts)  # doctest: +SKIP
@@ -254,20 +280,5 @@ def with_familiarity(
     if len(long):
         long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
     if flagged and leave_out:
-        kept = [label for label, mark in zip(slice_rows, marks, strict=True) if not mark]
-        values = areas.per_slice.loc[kept]
-        values = values.where(values > 0)  # as measure_areas: over the slices with the ROI
-        rois = list(values.columns)
-        wide.loc["mean", rois] = values.mean(axis=0).to_numpy()
-        wide.loc["std", rois] = values.std(axis=0, ddof=1).to_numpy()
-        if "n" in wide.index:
-            wide.loc["n", rois] = values.count(axis=0).astype(float).to_numpy()
-        left_out = len(slice_rows) - len(kept)
-        note = (
-            f"without {len(flagged)} series unlike the training data ({left_out} slice"
-            f"{'s' * (left_out != 1)})"
-        )
-        for row in ("mean", "std", "n"):
-            if row in wide.index:
-                wide.loc[row, "file"] = f"{wide.loc[row, 'file']}; {note}".lstrip("; ")
+        _leave_out(wide, areas.per_slice, slice_rows, marks, len(flagged))
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})
