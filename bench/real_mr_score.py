@@ -129,12 +129,19 @@ def read_truth(test_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, tuple[f
     return labels, spacing
 
 
+def prediction_path(pred_labels_dir: Path, key: str) -> Path:
+    """A contender's label map of ``key``: ``<pred>/labels/<key>.png``, or in sliceseg's
+    per-series layout ``<pred>/series/<series>/labels/<key>.png`` (the one match)."""
+    flat = Path(pred_labels_dir) / f"{key}.png"
+    if flat.exists():
+        return flat
+    found = sorted(Path(pred_labels_dir).parent.glob(f"series/*/labels/{key}.png"))
+    return found[0] if len(found) == 1 else flat
+
+
 def score_folder(test_dir: Path, pred_labels_dir: Path, *, num_rois: int) -> Score:
     """Score the label maps under ``pred_labels_dir`` (``<key>.png``) against ``test_dir``."""
     truth, spacing = read_truth(test_dir)
-    pred = {
-        key: read_label_file(Path(pred_labels_dir) / f"{key}.png").values
-        for key in truth
-        if (Path(pred_labels_dir) / f"{key}.png").exists()
-    }
+    paths = {key: prediction_path(pred_labels_dir, key) for key in truth}
+    pred = {key: read_label_file(path).values for key, path in paths.items() if path.exists()}
     return score_slices(truth, pred, spacing, num_rois=num_rois)
