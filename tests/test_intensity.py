@@ -210,3 +210,36 @@ def test_an_mr_run_keeps_the_per_slice_z_score(tiny_phantom, tmp_path):
     config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1)
     meta = load_bundle(train(config, log=lambda _line: None).best_model).metadata
     assert (meta.normalisation, meta.intensity) == ("robust_zscore", None)
+
+
+def test_the_familiarity_check_sees_a_ct_models_own_input(monkeypatch):
+    """The series check measures the network's features on the input the network gets: for a
+    CT model the stored HU numbers, not a per-slice z-score."""
+    from sliceseg.inference import familiarity
+    from sliceseg.models import build_model
+    from sliceseg.models.bundle import Bundle, ModelMetadata
+
+    hu = np.array([[-1000.0, 40.0, 60.0, 80.0]] * 4, dtype=np.float32)
+    image = Slice(hu, (0.8, 0.8), "PixelSpacing", Path("ct.dcm"), modality="CT")
+    meta = ModelMetadata(
+        arch="unet",
+        hyperparameters={"depth": 3},
+        num_classes=2,
+        input_size=32,
+        roi_names=("a",),
+        orientation=None,  # slices as stored
+        target_spacing_mm=(0.8, 0.8),
+        normalisation="ct_dataset",
+        intensity={"clip": [-200.0, 200.0], "mean": 40.0, "std": 20.0},
+    )
+    bundle = Bundle(build_model("unet", num_classes=2, input_size=32, depth=3).eval(), meta)
+    seen: list[torch.Tensor] = []
+
+    def spy(network, images, *, divisor):
+        seen.extend(images)
+        return np.zeros((len(images), 4))
+
+    monkeypatch.setattr(familiarity, "deepest_features", spy)
+    familiarity.series_traits(bundle, [image], [np.zeros((4, 4), np.uint8)])
+    expected = [[-12.0, 0.0, 1.0, 2.0]] * 4  # (clip(HU, -200, 200) - 40) / 20
+    np.testing.assert_allclose(seen[0][0].numpy(), expected, atol=1e-6)

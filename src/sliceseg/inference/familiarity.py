@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.data.batches import slices_to_spacing
+from sliceseg.data.intensity import IntensityNormalisation
 from sliceseg.data.orientation import IDENTITY, is_canonicalising, reorientations_for
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
@@ -163,8 +164,13 @@ def series_traits(
             warnings.simplefilter("ignore")
             canonical = is_canonicalising(bundle.metadata.orientation, source="the model")
             changes = reorientations_for(subset) if canonical else [IDENTITY] * len(subset)
-        spaced = slices_to_spacing(subset, spacing, reorientations=changes)
         meta = bundle.metadata
+        normalisation = IntensityNormalisation.from_metadata(
+            meta.normalisation, meta.intensity, source=bundle.source or "the model"
+        )  # the network's own input: CT models see their stored HU numbers
+        spaced = slices_to_spacing(
+            subset, spacing, reorientations=changes, normalisation=normalisation
+        )
         divisor = required_divisor(meta.arch, meta.hyperparameters)
         network = inference_network(bundle.model)  # a folded copy: faster, the same features
         measured = deepest_features(network, spaced.images, divisor=divisor)
