@@ -243,3 +243,22 @@ def test_the_familiarity_check_sees_a_ct_models_own_input(monkeypatch):
     familiarity.series_traits(bundle, [image], [np.zeros((4, 4), np.uint8)])
     expected = [[-12.0, 0.0, 1.0, 2.0]] * 4  # (clip(HU, -200, 200) - 40) / 20
     np.testing.assert_allclose(seen[0][0].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_preview_shows_what_a_ct_run_feeds_the_network(ct_phantom, monkeypatch):
+    from sliceseg.training import preview
+
+    seen = []
+    real = preview.first_crops
+
+    def spy(data, **kwargs):
+        seen.append(data)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(preview, "first_crops", spy)
+    preview.preview_batch(tiny_config(ct_phantom, Path("unused"), augment=False))
+    values = foreground_hu(ct_phantom)  # preview takes every slice's numbers
+    low = (np.percentile(values, 0.5) - values.mean()) / values.std()
+    lowest = min(float(image.min()) for image in seen[0].images)
+    assert lowest == pytest.approx(low, abs=1e-4)  # the air, clipped to the stored bound

@@ -8,12 +8,13 @@ import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import median_target_spacing, samples_to_spacing
+from sliceseg.data.batches import median_target_spacing, samples_to_spacing, whole_slice_spacing
 from sliceseg.data.crops import first_crops
 from sliceseg.data.orientation import reorientations_for
 from sliceseg.data.samples import load_samples
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
+from sliceseg.training.loop import run_normalisation
 
 
 def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Figure:
@@ -37,9 +38,14 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
     changes = reorientations_for([s.image for s in samples])
-    target = config.target_spacing_pair() or median_target_spacing(samples, reorientations=changes)
+    target = config.target_spacing_pair()
+    if target is None and config.view == "whole":
+        target = whole_slice_spacing(samples, config.input_shape, reorientations=changes)
     chosen = samples_to_spacing(
-        [samples[i] for i in order], target, reorientations=[changes[i] for i in order]
+        [samples[i] for i in order],
+        target or median_target_spacing(samples, reorientations=changes),
+        reorientations=[changes[i] for i in order],
+        normalisation=run_normalisation(config, samples),  # what training would feed
     )
     images, labels = first_crops(
         chosen,
