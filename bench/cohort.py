@@ -199,6 +199,7 @@ LEAN = ("--visuals", "none", "--export", "none")
 STAGES = {  # (module, attribute) → stage name; summed over every call in any thread
     ("sliceseg.inference.cohort", "plan_cohort"): "plan from headers",
     ("sliceseg.inference.cohort", "decode_series"): "decode (read pixels, order)",
+    ("sliceseg.inference.cohort_decode", "decode_series"): "decode (read pixels, order)",
     ("sliceseg.inference.cohort", "_label"): "engine: network, native grid, argmax, confidence",
     ("sliceseg.engine.predictor", "spaced_window_probabilities"): "  of which the network",
     ("sliceseg.inference.cohort", "write_series"): "write series (2 threads), all of:",
