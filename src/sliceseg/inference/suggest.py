@@ -16,9 +16,8 @@ from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, slice_key
+from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.models.bundle import Bundle, load_bundle
-
-LABEL_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass(frozen=True)
