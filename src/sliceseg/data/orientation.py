@@ -50,6 +50,7 @@ import torch
 
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
+from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 
 __all__ = [
     "IDENTITY",
@@ -63,9 +64,6 @@ __all__ = [
     "orient_slice",
     "reorientations_for",
 ]
-
-ORIENTATION_CONVENTION = "radiological-v1"
-"""Name of the canonical orientation in this module's docstring, stored in model files."""
 
 OBLIQUE_TOLERANCE_DEG = 30.0
 """Largest angle (degrees) between an in-plane axis and its patient axis taken without warning."""

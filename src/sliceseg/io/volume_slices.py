@@ -24,6 +24,12 @@ from sliceseg.errors import LabelError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.volumes import LabelVolume
 
+ORIENTATION_CONVENTION = "radiological-v1"
+"""The canonical in-plane orientation (``sliceseg.data.orientation``), stored in model files.
+
+Defined here, below ``data`` and ``models``, so that both use this one definition.
+"""
+
 TOLERANCE_VOXELS = 0.2
 """Largest mismatch, in voxels, between a slice's pixel centres and the volume's voxel centres."""
 

@@ -23,17 +23,11 @@ from torch import nn
 from sliceseg._version import __version__
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import build_model
 
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
-
-ORIENTATION_CONVENTION = "radiological-v1"
-"""The canonical in-plane orientation new models are trained in.
-
-Equal to ``sliceseg.data.orientation.ORIENTATION_CONVENTION`` (``models`` cannot import
-``data``; ``tests/test_orientation.py`` checks that the two agree).
-"""
 
 
 @dataclass(frozen=True)
