@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from sliceseg.data.resample import resize_bilinear, resize_nearest
 from sliceseg.errors import ConfigError
 
 __all__ = [
@@ -192,7 +192,7 @@ def image_to_grid(
         torch.Size([1, 256, 256])
     """
     batch, restore = _as_float_batch(image, geometry.source_shape, name="image")
-    resized = _resize_bilinear(batch, geometry.resized_shape)
+    resized = resize_bilinear(batch, geometry.resized_shape)
     grid = resized.new_full(
         (*resized.shape[:2], geometry.model_size, geometry.model_size), pad_value
     )
@@ -224,7 +224,7 @@ def label_to_grid(label: torch.Tensor | np.ndarray, geometry: GridGeometry) -> t
         [0, 1]
     """
     tensor = _as_label(label, geometry.source_shape)
-    resized = _resize_nearest(tensor, geometry.resized_shape)
+    resized = resize_nearest(tensor, geometry.resized_shape)
     grid = resized.new_zeros((*resized.shape[:-2], geometry.model_size, geometry.model_size))
     rows, cols = geometry.bounds
     grid[..., rows, cols] = resized
@@ -313,30 +313,6 @@ def _as_label(label: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> torch
     return tensor
 
 
-def _resize_bilinear(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(batch.shape[-2:]) == tuple(size):
-        return batch
-    is_shrinking = size[0] < batch.shape[-2] or size[1] < batch.shape[-1]
-    return F.interpolate(
-        batch, size=size, mode="bilinear", align_corners=False, antialias=is_shrinking
-    )
-
-
-def _resize_nearest(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-exact resize by gathering: ``src = floor((dst + 0.5) * in / out)``."""
-    rows_in, cols_in = label.shape[-2:]
-    if (rows_in, cols_in) == tuple(size):
-        return label
-    rows = _nearest_index(rows_in, size[0], label.device)
-    cols = _nearest_index(cols_in, size[1], label.device)
-    return label[..., rows[:, None], cols[None, :]]
-
-
-def _nearest_index(size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
-    centres = (torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out)
-    return centres.floor().to(torch.int64).clamp_(0, size_in - 1).to(device)
-
-
 def _float_from_grid(maps: torch.Tensor, geometry: GridGeometry, *, name: str) -> torch.Tensor:
     size = geometry.model_size
     if maps.ndim not in (3, 4) or tuple(maps.shape[-2:]) != (size, size):
@@ -348,5 +324,5 @@ def _float_from_grid(maps: torch.Tensor, geometry: GridGeometry, *, name: str) -
         raise ValueError(f"{name} must be floating point, got dtype {maps.dtype}.")
     rows, cols = geometry.bounds
     batch = maps[None] if maps.ndim == 3 else maps
-    out = _resize_bilinear(batch[..., rows, cols], geometry.source_shape)
+    out = resize_bilinear(batch[..., rows, cols], geometry.source_shape)
     return out[0] if maps.ndim == 3 else out
