@@ -20,6 +20,7 @@ from sliceseg.measure.areas import (
     FAMILIARITY_COLUMN,
     is_count_row,
     is_summary_row,
+    least_confident,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
@@ -98,6 +99,7 @@ class _Slices:
     low: set[str]  # row labels in "review first": unlike training first, then least confident
     target: str = "slice"  # links go to "#slice-N" (the picture) or "#row-N" (no pictures)
     unfamiliar: frozenset[str] = frozenset()  # row labels of series unlike the training data
+    review: tuple[str, ...] = ()  # the labels of ``low`` in ``least_confident``'s order
 
     @classmethod
     def of(
@@ -116,14 +118,8 @@ class _Slices:
             for label in labels
             if FAMILIARITY_COLUMN in table and table.loc[label, FAMILIARITY_COLUMN] == 1
         )
-        known = [
-            (label not in unfamiliar, c, label)
-            for c, label in zip(confidence, labels, strict=True)
-            if c == c
-        ]
-        count = max(1, math.ceil(low_share * len(known))) if known else 0
-        low = {label for _, _, label in sorted(known, key=_review_key)[:count]}
-        return cls(labels, files, confidence, flagged, low, target, unfamiliar)
+        review = _review_order(labels, confidence, unfamiliar, low_share)
+        return cls(labels, files, confidence, flagged, set(review), target, unfamiliar, review)
 
     def link(self, label: str, text: str) -> str:
         """A link to the slice's picture (or row)."""
@@ -137,9 +133,21 @@ class _Slices:
         )
 
 
-def _review_key(item: tuple[bool, float, str]) -> tuple[bool, float, int]:
-    """Unlike training first, then least confident, then in table order."""
-    return item[0], item[1], int(item[2]) if item[2].isdigit() else 0
+def _review_order(
+    labels: list[str], confidence: list[float], unfamiliar: frozenset[str], low_share: float
+) -> tuple[str, ...]:
+    """The slices to review first, in order: ``least_confident`` over the scored slices."""
+    known = [i for i, c in enumerate(confidence) if c == c]
+    if not known:
+        return ()
+    chosen = least_confident(
+        [confidence[i] for i in known],
+        [0] * len(known),
+        n=max(1, math.ceil(low_share * len(known))),
+        spread=False,
+        flagged=[labels[i] in unfamiliar for i in known],
+    )
+    return tuple(labels[known[k]] for k in chosen)
 
 
 def _warned_slice(warning: str, by_file: Mapping[str, str]) -> str | None:
@@ -193,20 +201,16 @@ def _review(slices: _Slices) -> str:
     """The "review first" list: the lowest-confidence slices, least confident first."""
     if not slices.low:
         return ""
-    ranked = sorted(
-        (label not in slices.unfamiliar, c, label)
-        for c, label in zip(slices.confidence, slices.labels, strict=True)
-        if label in slices.low
-    )
     by_label = dict(zip(slices.labels, slices.files, strict=True))
+    score = dict(zip(slices.labels, slices.confidence, strict=True))
     items = "".join(
-        f"<li>{slices.link(label, by_label[label])} · confidence {c:.3f}"
-        + ("" if later else " · <b>series unlike the training data</b>")
+        f"<li>{slices.link(label, by_label[label])} · confidence {score[label]:.3f}"
+        + (" · <b>series unlike the training data</b>" if label in slices.unfamiliar else "")
         + "</li>"
-        for later, c, label in sorted(ranked, key=_review_key)
+        for label in slices.review
     )
     return (
-        f'<section class="box note review" id="review"><h2>Review first: the {len(ranked)} '
+        f'<section class="box note review" id="review"><h2>Review first: the {len(slices.low)} '
         'least confident slices</h2><p class="hint">Confidence is the Dice the model expects '
         "between its label map and its own probabilities (1 = sure of every pixel); low "
         "scores are where its errors concentrate. Slices of a series unlike the training data "
