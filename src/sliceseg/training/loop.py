@@ -70,14 +70,13 @@ from sliceseg.training.steps import (
     Augment,
     DiceCounter,
     EpochStats,
-    evaluate,
     evaluate_spaced,
     learning_rate_at,
     optimizer_step,
     train_one_epoch,
 )
 
-__all__ = ["DiceCounter", "EpochStats", "TrainResult", "evaluate", "optimizer_step", "train"]
+__all__ = ["DiceCounter", "EpochStats", "TrainResult", "optimizer_step", "train"]
 
 Log = Callable[[str], None]
 

@@ -13,9 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sliceseg.data.batches import GridTensors, SpacedTensors
+from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import spaced_window_probabilities
-from sliceseg.errors import LabelError
 from sliceseg.measure.calibration import (
     AreaCalibration,
     choose_area_calibration,
@@ -138,31 +137,6 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: GridTensors,
-    *,
-    device: torch.device,
-    num_classes: int,
-    batch_size: int = 8,
-) -> np.ndarray:
-    """Return the per-ROI Dice of ``model`` on labelled grid tensors; the mode is restored."""
-    labels = labels_of(data)
-    was_training = model.training
-    model.eval()
-    counter = DiceCounter(num_classes)
-    try:
-        for start in range(0, len(data), batch_size):
-            images = data.images[start : start + batch_size].to(device)
-            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-                logits = model(images)[0].float()
-            counter.update(logits.cpu(), labels[start : start + batch_size])
-    finally:
-        model.train(was_training)
-    return counter.per_roi()
-
-
-@torch.no_grad()
 def evaluate_spaced(
     model: nn.Module,
     data: SpacedTensors,
@@ -207,10 +181,3 @@ def evaluate_spaced(
     for label, true in zip(labels, truth, strict=True):
         counts += np.stack(confusion_counts(post.apply(label), true, num_classes))
     return dice_from_counts(*counts), post
-
-
-def labels_of(data: GridTensors) -> torch.Tensor:
-    """Return the label maps of training data (refusing unlabelled slices)."""
-    if data.labels is None:
-        raise LabelError(f"{len(data)} training slices came without label maps; pair each image.")
-    return data.labels
