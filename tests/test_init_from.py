@@ -45,6 +45,22 @@ class TestInitFrom:
         other = _conv_weights(fresh.final_model)
         assert any((other[n] - w).abs().max() > 1e-3 for n, w in start.items())
 
+    def test_the_starting_model_is_opened_once(self, tiny_model, tiny_phantom, tmp_path,
+                                               monkeypatch):  # fmt: skip
+        import sliceseg.training.init_from as init_from_module
+
+        opened = []
+
+        def counting_load(path, *args, **kwargs):
+            opened.append(Path(path))
+            return load_bundle(path, *args, **kwargs)
+
+        monkeypatch.setattr(init_from_module, "load_bundle", counting_load)
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", epochs=1,
+                             init_from=str(tiny_model))  # fmt: skip
+        train(config, **QUIET)
+        assert opened == [Path(tiny_model)]
+
     def test_other_grid_is_refused_in_one_line(self, tiny_model, tiny_phantom, tmp_path):
         config = tiny_config(tiny_phantom / "train", tmp_path / "ft", input_shape=96,
                              init_from=str(tiny_model))  # fmt: skip

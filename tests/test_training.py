@@ -91,7 +91,7 @@ class TestTrain:
         assert np.isfinite(result.history.set_index("epoch").loc[2, "val_dice"])
         checkpoint = load_bundle(tmp_path / "m" / "sliceseg_2.pt")
         meta = checkpoint.metadata
-        data = _load_data(config, init_distributed(torch.device("cpu")))
+        data = _load_data(config, init_distributed(torch.device("cpu")), None)
         _, own = evaluate_spaced(
             checkpoint.model,
             data.validation,

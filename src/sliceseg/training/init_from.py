@@ -57,36 +57,43 @@ def model_settings(path: Path | str) -> dict[str, Any]:
     return settings
 
 
-def model_target_spacing(path: Path | str) -> tuple[float, float] | None:
-    """Return the (row, col) mm a model works at; None for fixed-grid (older) models.
+def starting_model(path: Path | str | None) -> Bundle | None:
+    """Open the ``--init-from`` model once (None without one); the run passes it along.
 
     Raises:
         BundleError: the file is not a sliceseg model.
     """
-    spacing = load_bundle(path).metadata.target_spacing_mm
+    return None if path is None else load_bundle(path)
+
+
+def model_target_spacing(start: Bundle) -> tuple[float, float] | None:
+    """Return the (row, col) mm a model works at; None for fixed-grid (older) models."""
+    spacing = start.metadata.target_spacing_mm
     return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
 
-def initial_state(path: Path | str, run: ModelMetadata) -> dict[str, torch.Tensor]:
+def initial_state(
+    start: Bundle, run: ModelMetadata, *, source: Path | str
+) -> dict[str, torch.Tensor]:
     """Return a model's weights for a run whose model file would have metadata ``run``.
 
     Args:
-        path: the model to start from (``--init-from``).
+        start: the model to start from (``--init-from``, opened by :func:`starting_model`).
         run: the metadata of the new run (its data's label scheme, its network and grid).
+        source: the model's file, for the messages.
 
     Returns:
         The state dict to load into the run's fresh network.
 
     Raises:
         ConfigError: the label scheme, network or geometry differs (one line naming both).
-        BundleError: the file is not a sliceseg model.
 
     Example:
-        >>> model.load_state_dict(initial_state("model/sliceseg_best.pt", session.metadata))
+        >>> start = starting_model("model/sliceseg_best.pt")
+        >>> model.load_state_dict(initial_state(start, session.metadata, source=path))
     """
-    bundle: Bundle = load_bundle(path)
-    check_same_model(bundle.metadata, run, source=str(path))
-    return bundle.model.state_dict()
+    check_same_model(start.metadata, run, source=str(source))
+    return start.model.state_dict()
 
 
 def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -> None:

@@ -46,7 +46,7 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.training.init_from import initial_state, model_target_spacing
+from sliceseg.training.init_from import initial_state, model_target_spacing, starting_model
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
     OnCheckpoint,
@@ -196,9 +196,12 @@ def _run(
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-    session = set_up(config, context, _load_data(config, context), log)
-    if resumption is None and config.init_from is not None:  # fine-tuning
-        session.model.load_state_dict(initial_state(config.init_from, session.metadata))
+    start = starting_model(config.init_from)  # the one load of an --init-from model
+    session = set_up(config, context, _load_data(config, context, start), log)
+    if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
+        session.model.load_state_dict(
+            initial_state(start, session.metadata, source=config.init_from)
+        )
         log(f"Starting from the weights of {config.init_from}.")
     state = fresh_state(config)
     if resumption is not None:
@@ -221,9 +224,12 @@ def _run(
     return finish(session, state, log)
 
 
-def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData:
+def _load_data(
+    config: TrainConfig, context: DistributedContext, start: Bundle | None
+) -> TrainingData:
     """Read and check the dataset (refused when unfit), split it by patient, resample it to the
-    target spacing (by default the training slices' median)."""
+    target spacing (by default the training slices' median; ``start``'s, the ``--init-from``
+    model's, when fine-tuning)."""
     samples, report = load_samples(
         config.data_source(), progress=context.is_main and sys.stderr.isatty()
     )
@@ -235,11 +241,11 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     if config.validation_split == "levels":
         train_samples, val_samples = hold_out_levels(train_samples, val_samples)
     spacing = config.target_spacing_pair()
-    if spacing is None and config.init_from is not None:  # fine-tune at the model's own scale
-        spacing = model_target_spacing(config.init_from)
+    if spacing is None and start is not None:  # fine-tune at the model's own scale
+        spacing = model_target_spacing(start)
     if spacing is None and config.view == "whole":
         spacing = whole_slice_spacing(train_samples, config.input_shape)
-    normalisation = run_normalisation(config, train_samples)
+    normalisation = run_normalisation(config, train_samples, start)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
     return TrainingData(
         train=train,
@@ -252,13 +258,16 @@ def _load_data(config: TrainConfig, context: DistributedContext) -> TrainingData
     )
 
 
-def run_normalisation(config: TrainConfig, train: Sequence[Sample]) -> IntensityNormalisation:
-    """The run's intensity normalisation: a fine-tuned model's own; else by the setting and the
-    training slices' Modality, CT's numbers from the training slices' foreground."""
-    if config.init_from is not None:
-        meta = load_bundle(config.init_from).metadata
+def run_normalisation(
+    config: TrainConfig, train: Sequence[Sample], start: Bundle | None
+) -> IntensityNormalisation:
+    """The run's intensity normalisation: the ``--init-from`` model's (``start``) own; else by
+    the setting and the training slices' Modality, CT's numbers from the training slices'
+    foreground."""
+    if start is not None:
+        meta = start.metadata
         return IntensityNormalisation.from_metadata(
-            meta.normalisation, meta.intensity, source=config.init_from
+            meta.normalisation, meta.intensity, source=config.init_from or "the model"
         )
     name = choose_normalisation(config.normalisation, [s.image.modality for s in train])
     if name == PER_SLICE.name:

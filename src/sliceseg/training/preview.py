@@ -14,6 +14,7 @@ from sliceseg.data.orientation import reorientations_for
 from sliceseg.data.samples import load_samples
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
+from sliceseg.training.init_from import starting_model
 from sliceseg.training.loop import run_normalisation
 
 
@@ -45,7 +46,7 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
         [samples[i] for i in order],
         target or median_target_spacing(samples, reorientations=changes),
         reorientations=[changes[i] for i in order],
-        normalisation=run_normalisation(config, samples),  # what training would feed
+        normalisation=run_normalisation(config, samples, starting_model(config.init_from)),
     )
     images, labels = first_crops(
         chosen,
