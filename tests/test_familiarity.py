@@ -14,6 +14,7 @@ import pydicom
 import pytest
 import torch
 
+from conftest import with_network_checks_open
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
@@ -165,26 +166,6 @@ def _invert_series(source: Path, target: Path) -> None:
         ds.save_as(target / path.name)
 
 
-def _shape_checks_off(model: Path, out: Path) -> Path:
-    """The model with its profile's feature, area and position checks opened wide.
-
-    A two-epoch network predicts areas and features no trained model would; opening those
-    checks leaves the intensity check, which does not depend on the network, to decide."""
-    bundle = load_bundle(model)
-    data = dict(bundle.metadata.familiarity or {})
-    k = bundle.metadata.num_labels
-    data |= {
-        "feature_threshold": 1e12,
-        "area_low_mm2": [0.0] * k,
-        "area_high_mm2": [1e12] * k,
-        "presence": [0.0] * k,
-        "distance_low_mm": [-1e12] * k,
-        "distance_high_mm": [1e12] * k,
-    }
-    metadata = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
-    return save_bundle(out, bundle.model, metadata)
-
-
 @pytest.fixture(scope="module")
 def two_series(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The phantom's test subject, and an inverted-contrast copy of it (folder ``inverted``)."""
@@ -215,7 +196,7 @@ def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path)
 def test_inverted_copy_is_flagged_named_and_left_out(
     tiny_model: Path, two_series: Path, tmp_path: Path
 ):
-    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     run = predict_folder(model, two_series, tmp_path / "out")
     flagged = [v for v in run.familiarity if v.is_flagged]
     assert len(run.familiarity) == 2 and len(flagged) == 1
@@ -239,7 +220,7 @@ def test_inverted_copy_is_flagged_named_and_left_out(
 
 
 def test_review_first_agrees_with_csa_long(tiny_model: Path, two_series: Path, tmp_path: Path):
-    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     predict_folder(model, two_series, tmp_path / "out")
     long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
     per_slice = long.groupby("file").agg(c=("confidence", "mean"), u=("unlike_training", "max"))
@@ -254,7 +235,7 @@ def test_review_first_agrees_with_csa_long(tiny_model: Path, two_series: Path, t
 
 
 def test_original_alone_is_not_flagged(tiny_model: Path, two_series: Path, tmp_path: Path):
-    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     run = predict_folder(model, two_series / "original", tmp_path / "out")
     assert [v.is_flagged for v in run.familiarity] == [False]
     assert not any("unlike the training data" in w for w in run.warnings)
@@ -293,7 +274,7 @@ def test_flagged_slices_come_first_with_their_turns():
 def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Path, tmp_path: Path):
     from sliceseg.inference.cohort import predict_cohort
 
-    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     run = predict_cohort(model, two_series, tmp_path / "out", log=lambda _line: None)
     (line,) = [w for w in run.warnings if "unlike the training data" in w]
     assert line.startswith("series inverted") and "(inverted contrast?)" in line
@@ -323,7 +304,7 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
 def test_a_study_of_one_odd_series_keeps_its_overall_rows(
     tiny_model: Path, two_series: Path, tmp_path: Path
 ):
-    model = _shape_checks_off(tiny_model, tmp_path / "open.pt")
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     run = predict_folder(model, two_series / "inverted", tmp_path / "out")
     assert [v.is_flagged for v in run.familiarity] == [True]
     wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
