@@ -18,7 +18,6 @@ leaves empty are skipped or kept as background (``unlabelled="skip" | "backgroun
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +39,14 @@ from sliceseg.io.dicom import (
     visible_files,
 )
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.series_plan import read_series_uid
 from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
 from sliceseg.io.volumes import (
     LabelVolume,
     is_dicom_seg,
     is_volume_name,
     read_label_volume,
+    referenced_series_uid,
     strip_volume_suffix,
 )
 
@@ -222,29 +223,19 @@ def _series_key(files: Sequence[Path], images_dir: Path) -> str:
 
 
 def _series_uids(paths: Iterable[Path]) -> dict[Path, str]:
-    import pydicom
-
     uids = {}
     for path in paths:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-            uids[path] = str(ds.get("SeriesInstanceUID", ""))
-        except Exception:
+            uids[path] = read_series_uid(path)
+        except DicomReadError:  # an unreadable image belongs to no referenced series
             uids[path] = ""
     return uids
 
 
 def _referenced_series(path: Path) -> str:
-    import pydicom
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
-    except Exception:
+        return referenced_series_uid(path)
+    except LabelError:  # an unreadable DICOM-SEG references nothing: left unmatched
         return ""
 
 

@@ -63,7 +63,7 @@ _DECODER_HINT = (
 )
 # What pydicom raises on a damaged or non-DICOM file: these, and only these, mean "unreadable".
 # Anything else (TypeError, NameError, ...) is a bug of ours and must surface as one.
-_READ_ERRORS: tuple[type[BaseException], ...] = (
+READ_ERRORS: tuple[type[BaseException], ...] = (
     InvalidDicomError,
     BytesLengthException,
     OSError,
@@ -78,7 +78,7 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 # What decoding the pixel data raises: pydicom's checks and its plugins' errors (the Rust-based
 # decoders raise pyo3's PanicException, a BaseException, on corrupt streams; see _is_panic).
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    *_READ_ERRORS,
+    *READ_ERRORS,
     RuntimeError,
     KeyError,
     IndexError,
@@ -263,7 +263,7 @@ def is_dicom_file(path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return False
     return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
 
@@ -446,7 +446,7 @@ def _read_dataset(path: Path) -> Dataset:
             ds = pydicom.dcmread(path, force=True)
             _convert_elements(ds.file_meta)
             _convert_elements(ds)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({_one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."

@@ -20,6 +20,7 @@ import pydicom
 
 from sliceseg.errors import DicomReadError, PairingError
 from sliceseg.io.dicom import (
+    READ_ERRORS,
     SkippedFile,
     Slice,
     find_dicom_files,
@@ -36,6 +37,7 @@ __all__ = [
     "decode_series",
     "decode_series_with_warnings",
     "plan_cohort",
+    "read_series_uid",
 ]
 
 _HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID"]
@@ -160,6 +162,26 @@ def plan_cohort(root: Path | str) -> CohortPlan:
     )
     series = [PlannedSeries(key, names[key], tuple(files)) for key, files in groups.items()]
     return CohortPlan(root, tuple(sorted(series, key=lambda s: s.name)), tuple(skipped))
+
+
+def read_series_uid(path: Path) -> str:
+    """Return a DICOM file's (0020,000E) SeriesInstanceUID from its header ("" when it has none).
+
+    Raises:
+        DicomReadError: the header cannot be read (names the file).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(
+                path, force=True, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
+            )
+    except READ_ERRORS as exc:
+        raise DicomReadError(
+            f"{path}: cannot read the DICOM header ({' '.join(str(exc).split())}); the file may "
+            "be truncated or corrupt; copy it again from the scanner/PACS."
+        ) from exc
+    return str(ds.get("SeriesInstanceUID") or "")
 
 
 def _plan_file(path: Path) -> PlannedFile:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.errors import LabelError
+from sliceseg.io.dicom import READ_ERRORS
 
 VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
 """Suffixes (case-insensitive) of label volumes; a DICOM-SEG is recognised by content."""
@@ -121,9 +122,28 @@ def is_dicom_seg(path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except Exception:
+    except READ_ERRORS:
         return False
     return str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+
+
+def referenced_series_uid(path: Path) -> str:
+    """Return the series a DICOM-SEG segments: its first ReferencedSeriesSequence item's
+    SeriesInstanceUID ("" when it names none).
+
+    Raises:
+        LabelError: the header cannot be read (names the file).
+    """
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except READ_ERRORS as exc:
+        raise _unreadable(path, exc, "DICOM-SEG header") from exc
+    references = ds.get("ReferencedSeriesSequence") or []
+    return str(references[0].get("SeriesInstanceUID", "")) if len(references) else ""
 
 
 def read_label_volume(path: Path | str) -> LabelVolume:
