@@ -300,3 +300,13 @@ def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
     with pytest.warns(RuntimeWarning, match="decoding in the main process"):
         run = predict_cohort(tiny_model, cohort_dir, tmp_path / "o", settings=LEAN, options=options)
     assert sorted(run.finished) == ["sub01", "sub02", "sub03", "sub04"] and not run.failed
+
+
+def test_cohort_histogram_of_means_equal_but_for_rounding():
+    # np.histogram(bins=20) refuses [1234.5, 1234.5000000000002]: "Too many bins for data range"
+    from sliceseg.report.cohort import _histogram
+
+    table = pd.DataFrame({"mean psoas": [1234.5, 1234.5000000000002, 1234.5]})
+    svg = _histogram(table, "psoas", "mm²")
+    assert svg.count("<rect") == 20
+    assert "psoas: 3 series, median 1234.5 mm²" in svg

@@ -80,6 +80,18 @@ class TestParseShardAuto:
         env |= {"SLURM_ARRAY_TASK_MAX": "1", "RANK": "0", "WORLD_SIZE": "1"}
         assert parse_shard("auto", env) == Shard(2, 2, "SLURM")
 
+    def test_an_array_of_torchrun_nodes_gives_every_rank_its_own_shard(self):
+        # --array=0-2 of 2-rank torchrun jobs: 6 shards, task t rank r -> t·2 + r + 1
+        seen = []
+        for task in range(3):
+            for rank in range(2):
+                env = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "0"}
+                env |= {"SLURM_ARRAY_TASK_MAX": "2", "RANK": str(rank), "WORLD_SIZE": "2"}
+                seen.append(parse_shard("auto", env))
+        assert [s.index for s in seen] == [1, 2, 3, 4, 5, 6]
+        assert {s.count for s in seen} == {6}
+        assert seen[3].describe() == "shard 4/6 (SLURM × torchrun)"
+
     def test_a_slurm_job_that_is_not_an_array_leaves_torchrun_in_charge(self):
         env = {"SLURM_JOB_ID": "123", "SLURM_PROCID": "0", "RANK": "1", "WORLD_SIZE": "4"}
         assert parse_shard("auto", env) == Shard(2, 4, "torchrun")

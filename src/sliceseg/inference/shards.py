@@ -79,7 +79,7 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     if text is None:
         return Shard()
     if text == "auto":
-        return _from_slurm(env) or _from_torchrun(env) or Shard()
+        return _combined(_from_slurm(env), _from_torchrun(env))
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if found is None:
         raise ConfigError(
@@ -118,6 +118,15 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
             "SLURM_ARRAY_TASK_MAX; give --shard K/N."
         )
     return Shard((task - low) // step + 1, count, "SLURM")
+
+
+def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
+    """One shard per (array task, rank): an array of multi-GPU nodes runs torchrun in each task,
+    and every rank of a task must take its own series, not the task's all over again."""
+    if slurm is None or ranks is None or ranks.is_whole:
+        return slurm or ranks or Shard()
+    index = (slurm.index - 1) * ranks.count + ranks.index
+    return Shard(index, slurm.count * ranks.count, "SLURM × torchrun")
 
 
 def _from_torchrun(env: Mapping[str, str]) -> Shard | None:

@@ -158,7 +158,11 @@ def _histogram(table: pd.DataFrame, roi: str, unit: str) -> str:
     values = pd.to_numeric(table.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
     if not len(values):
         return ""
-    counts, edges = np.histogram(values.to_numpy(), bins=_BINS)
+    low, high = float(values.min()), float(values.max())
+    # means that differ only by rounding make a range numpy cannot split into bins
+    scale = max(abs(low), 1.0)
+    pad = 1e-6 * scale if high - low < 1e-9 * scale else 0.0
+    counts, edges = np.histogram(values.to_numpy(), bins=_BINS, range=(low - pad, high + pad))
     width, height = 240, 90
     top = max(int(counts.max()), 1)
     bars = "".join(
