@@ -15,6 +15,7 @@ from sliceseg.io.volumes import (
     LabelVolume,
     is_volume_name,
     read_label_volume,
+    referenced_series_uid,
     strip_volume_suffix,
 )
 
@@ -241,3 +242,87 @@ def test_label_volume_properties():
     assert volume.origin_mm == (1.0, 2.0, 3.0)
     assert volume.spacing_mm == (4.0, 3.0, 2.0)
     np.testing.assert_allclose(volume.directions[:, 0], (0, 0, -1))
+
+
+def _good_volumes(folder: Path) -> dict[str, Path]:
+    """One good file of each kind the readers take, small."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = {"space": "left-posterior-superior", "space directions": np.eye(3)}
+    header["space origin"] = np.array([10.0, 20.0, 30.0])
+    segments = [{"Name": n, "LabelValue": str(v), "Layer": "0"} for n, v in (("a", 1), ("b", 2))]
+    good = {
+        "seg.nrrd": write_slicer_seg(
+            folder / "g.seg.nrrd", _blocks((8, 6, 3)), [*segments, {"Name": "c", "LabelValue": "5"}]
+        ),
+        "nrrd": folder / "g.nrrd",
+        "nii.gz": folder / "g.nii.gz",
+        "nii": folder / "g.nii",
+        "seg.dcm": _dicom_seg(folder / "dicom_seg")[0],
+    }
+    nrrd.write(str(good["nrrd"]), _blocks((8, 6, 3)), header)
+    for kind in ("nii.gz", "nii"):
+        nib.save(nib.Nifti1Image(_blocks((8, 6, 3)), np.eye(4)), good[kind])
+    return good
+
+
+def _bad_volumes(folder: Path, good: dict[str, Path]) -> dict[str, str]:
+    """Damaged and wrong files beside the good ones; name → what the message must say."""
+    for kind, path in good.items():
+        data = path.read_bytes()
+        for damage, cut in (("zero", b""), ("text", b"not a label volume\n" * 20),
+                            ("header", data[:40]), ("data", data[: len(data) // 2]),
+                            ("end", data[:-40])):  # fmt: skip
+            (folder / f"{damage}.{kind}").write_bytes(cut)
+    expected = {f"{damage}.{kind}": "" for damage in ("zero", "text", "header", "data", "end")
+                for kind in good}  # fmt: skip
+    for kind in ("seg.dcm",):  # not a DICOM-SEG by content: the suffix is not a volume's
+        for damage in ("zero", "text", "header"):
+            expected[f"{damage}.{kind}"] = "not a label volume"
+    header = {"space": "left-posterior-superior", "space directions": np.eye(3)}
+    header["space origin"] = np.array([10.0, 20.0, 30.0])
+    not_whole = np.zeros((8, 6, 3), np.float32)
+    not_whole[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(not_whole, np.eye(4)), folder / "nan.nii.gz")
+    nrrd.write(str(folder / "nan.nrrd"), not_whole, header)
+    nrrd.write(str(folder / "inf.nrrd"), np.full((8, 6, 3), np.inf, np.float32), header)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 2), np.uint8), np.eye(4)), folder / "4d.nii.gz")
+    for name in ("nan.nii.gz", "nan.nrrd", "inf.nrrd"):
+        expected[name] = "not whole numbers"
+    expected["4d.nii.gz"] = "expected a 3D label map"
+    for kind in ("nrrd", "seg.nrrd"):  # a header that promises 10^15 voxels
+        text = good[kind].read_bytes()
+        start = text.index(b"sizes: ")
+        end = text.index(b"\n", start)
+        (folder / f"huge.{kind}").write_bytes(
+            text[:start] + b"sizes: 100000 100000 100000" + text[end:]
+        )
+        expected[f"huge.{kind}"] = "cannot read the NRRD file"
+    huge = bytearray(good["nii"].read_bytes())
+    huge[40:56] = np.array([3, 30000, 30000, 30000, 1, 1, 1, 1], "<i2").tobytes()  # dim[0..7]
+    (folder / "huge.nii").write_bytes(bytes(huge))
+    expected["huge.nii"] = "cannot read the NIfTI file"
+    return expected
+
+
+class TestBadInputs:
+    """Every damaged or wrong volume is one LabelError line naming it; the good ones still read."""
+
+    def test_each_bad_file_is_one_line_naming_it(self, tmp_path):
+        good = _good_volumes(tmp_path / "good")
+        expected = _bad_volumes(tmp_path, good)
+        assert len(expected) == 5 * 5 + 4 + 3  # 5 damages × 5 kinds, values, sizes
+        for name, says in expected.items():
+            with pytest.raises(LabelError) as caught:
+                read_label_volume(tmp_path / name)
+            message = str(caught.value)
+            assert str(tmp_path / name) in message and "\n" not in message, message
+            assert says in message, message
+        for path in good.values():
+            assert read_label_volume(path).values.max() in (2, 5)
+
+    def test_the_referenced_series_of_a_dicom_seg_and_of_a_damaged_one(self, tmp_path):
+        path, _masks, uid = _dicom_seg(tmp_path)
+        assert referenced_series_uid(path) == uid
+        (tmp_path / "zero.seg.dcm").write_bytes(b"")
+        with pytest.raises(LabelError, match=r"zero\.seg\.dcm: cannot read the DICOM-SEG header"):
+            referenced_series_uid(tmp_path / "zero.seg.dcm")
