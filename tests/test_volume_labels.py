@@ -565,3 +565,26 @@ def test_shuffled_segments_train_and_predict_with_names_in_order(phantom4, tmp_p
     predict_folder(bundle, data / "dicoms" / "sub01", out, report=False, exports=())
     columns = list(pd.read_csv(out / "csa.csv").columns)  # file, then one column per ROI
     assert [c for c in columns if c in names] == expected
+
+
+class TestCheckCommandOnDamagedVolumeFiles:
+    """Through ``sliceseg check``: one line naming the damaged file, exit 2, no traceback."""
+
+    @pytest.mark.parametrize("kind", ["seg.nrrd", "nrrd", "nii.gz"])
+    @pytest.mark.parametrize("damage", ["zero", "text", "header", "data"])
+    def test_one_line_and_exit_2(self, phantom, tmp_path, capsys, kind, damage):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        good = data / "labels" / "sub01.seg.nrrd"
+        whole = good.read_bytes()
+        bad = data / "labels" / f"sub01.{kind}"
+        good.unlink()
+        cut = {"zero": b"", "text": b"not a volume\n" * 9, "header": whole[:40]}
+        bad.write_bytes(cut.get(damage, whole[: len(whole) // 2]))
+        code = main(["check", str(data)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+        assert f"sub01.{kind}: " in err and "Traceback" not in err
+        bad.unlink()
+        good.write_bytes(whole)  # the good file in its place: the check passes again
+        assert main(["check", str(data)]) == 0
