@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib.colors import to_hex
+from matplotlib.text import Text
 from PIL import Image
 
 from sliceseg.errors import ConfigError
@@ -213,6 +214,21 @@ class TestPlotAreas:
             assert to_hex(line.get_color()) == "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
             assert list(line.get_ydata()) == [1.0, 2.0, 3.0]  # the mean row is left out
             assert ax.get_title(loc="left") == f"{name}: 2 ± 1"
+
+    def test_long_names_wrap_in_dark_text_and_the_colour_is_a_swatch(self):
+        names = ["right quadratus lumborum muscle", "right erector spinae", "left multifidus"]
+        table = pd.DataFrame({n: [1.0, 2.0, 3.0] for n in names})
+        fig = plot_areas(table)  # 8 inches, 3 panels: about 32 characters per title line
+        titles = [ax.get_title(loc="left") for ax in fig.axes]
+        assert titles == [
+            "right quadratus lumborum muscle\n2 ± 1",
+            "right erector spinae: 2 ± 1",
+            "left multifidus: 2 ± 1",
+        ]
+        for k, (ax, title) in enumerate(zip(fig.axes, titles, strict=True), 1):
+            (text,) = [t for t in ax.findobj(Text) if t.get_text() == title]
+            assert to_hex(text.get_color()) == "#000000"  # dark text, not the ROI's colour
+            assert to_hex(ax.spines["top"].get_edgecolor()) == to_hex(np.array(roi_colour(k)) / 255)
 
     def test_lines_break_between_series(self):
         table = pd.DataFrame({n: [1.0, 2.0, 3.0, 4.0] for n in NAMES})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -135,12 +136,9 @@ def plot_areas(
             )
         for first in starts[1:]:
             ax.axvline(first + 0.5, color="#8c959f", linestyle="--", linewidth=0.8)
-        ax.set_title(
-            f"{name}: {np.nanmean(area):.0f} ± {np.nanstd(area, ddof=min(1, len(area) - 1)):.0f}",
-            fontsize=9,
-            color=roi_colour_hex(k),
-            loc="left",
-        )
+        stats = f"{np.nanmean(area):.0f} ± {np.nanstd(area, ddof=min(1, len(area) - 1)):.0f}"
+        ax.set_title(_panel_title(str(name), stats, width / columns), fontsize=9, loc="left")
+        ax.spines["top"].set(color=roi_colour_hex(k), linewidth=3)  # the ROI's colour swatch
         ax.margins(y=0.15)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -155,6 +153,16 @@ def plot_areas(
     fig.supylabel(f"area ({unit})", fontsize=9)
     fig.suptitle("Area of each ROI along the series (mean ± SD)", fontsize=11)
     return _finish(fig, path)
+
+
+def _panel_title(name: str, stats: str, panel_inches: float) -> str:
+    """``name: mean ± SD`` in dark text, wrapped to the panel's width (about 12 characters of
+    9-point text per inch), so neighbouring titles never run into each other."""
+    chars = max(10, int(panel_inches * 12))
+    line = f"{name}: {stats}"
+    if len(line) <= chars:
+        return line
+    return "\n".join([*textwrap.wrap(name, chars, break_long_words=True), stats])
 
 
 def plot_bland_altman(
