@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
+import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -102,3 +106,83 @@ def test_every_module_has_its_line_in_the_architecture_page():
         if f"`{path.relative_to(SRC).as_posix()}`" not in page
     ]
     assert missing == []
+
+
+PAGE = SRC.parents[1] / "docs" / "architecture.md"
+_DOTTED = re.compile(r"(?:sliceseg\.)?([a-z_]+(?:[./][a-z_0-9]+)*)\.([A-Za-z_][A-Za-z_0-9]*)")
+
+
+def _defined_names() -> set[str]:
+    """Every function, class and assigned name anywhere in the package (any depth)."""
+    names = set()
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+    return names
+
+
+def _resolves(module_path: str, name: str) -> bool:
+    """``pkg.module`` + ``name``: an attribute, a submodule, or ``Class.attribute``."""
+    try:
+        module = importlib.import_module(f"sliceseg.{module_path}")
+    except ModuleNotFoundError:
+        owner_path, _, owner_name = module_path.rpartition(".")
+        try:
+            owner = getattr(importlib.import_module(f"sliceseg.{owner_path}"), owner_name)
+        except (ModuleNotFoundError, AttributeError, ValueError):
+            return False
+        return hasattr(owner, name) or name in getattr(owner, "__dataclass_fields__", {})
+    if hasattr(module, name):
+        return True
+    if not hasattr(module, "__path__"):  # a module, not a package: no submodules
+        return False
+    return importlib.util.find_spec(f"sliceseg.{module_path}.{name}") is not None
+
+
+def _cited_names(page: str) -> tuple[list[str], list[str]]:
+    """Dotted names (``measure.areas.is_summary_row``, ``io/files.atomic_path``) and called
+    names (``read_series(...)``, ``def read_slice(``) the page cites."""
+    packages = {p.name for p in SRC.iterdir() if p.is_dir()} | {p.stem for p in SRC.glob("*.py")}
+    dotted, called = [], []
+    for token in re.findall(r"`([^`\n]+)`", page):
+        found = _DOTTED.match(token)
+        if found and not token.endswith(".py") and found[1].split("/")[0].split(".")[0] in packages:
+            dotted.append(f"{found[1].replace('/', '.')}:{found[2]}")
+        called += re.findall(r"(?<![.\w])([A-Za-z_]\w*)\(", token)
+    for block in re.findall(r"```python\n(.*?)```", page, re.S):
+        called += re.findall(r"^(?:def|class) ([A-Za-z_]\w*)", block, re.M)
+    return dotted, called
+
+
+def test_every_name_the_architecture_page_cites_exists():
+    dotted, called = _cited_names(PAGE.read_text(encoding="utf-8"))
+    assert len(dotted) > 10 and len(called) > 100  # the page is read, not skipped
+    missing = [name for name in dotted if not _resolves(*name.split(":"))]
+    defined = _defined_names()
+    missing += sorted({name for name in called if name not in defined})
+    assert missing == []
+
+
+def test_the_citation_check_catches_a_missing_name():
+    dotted, called = _cited_names(
+        "`io/files.atomic_write`, `measure.areas.no_such(x)` and `no_such_helper(x)`"
+    )
+    assert [name for name in dotted if not _resolves(*name.split(":"))] == [
+        "io.files:atomic_write",
+        "measure.areas:no_such",
+    ]
+    assert called == ["no_such_helper"] and "no_such_helper" not in _defined_names()
+
+
+def test_the_slice_fields_on_the_page_are_the_code_s():
+    from sliceseg.io.dicom import Slice
+
+    page = PAGE.read_text(encoding="utf-8")
+    block = page.split("class Slice:\n", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^    ([a-z_]+):", block, re.M)
+    assert listed == [field.name for field in dataclasses.fields(Slice)]
