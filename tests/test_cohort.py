@@ -310,3 +310,14 @@ def test_cohort_histogram_of_means_equal_but_for_rounding():
     svg = _histogram(table, "psoas", "mm²")
     assert svg.count("<rect") == 20
     assert "psoas: 3 series, median 1234.5 mm²" in svg
+
+
+@pytest.mark.slow
+def test_no_report_writes_no_report_at_all(tiny_model, cohort_dir, tmp_path):
+    out = tmp_path / "quiet"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none", "--no-report"]) == 0
+    assert (out / "csa.csv").is_file() and (out / "series.csv").is_file()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("report.html")) == []
+    assert main(["merge", str(out)]) == 0
+    assert not (out / "report.html").exists()

@@ -238,7 +238,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     slices = int(merged.series["slices"].sum())
     print(
         f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
-        f"tables and report in {merged.out_dir}/ (report: {merged.report})"
+        f"tables in {merged.out_dir}/" + (f" (report: {merged.report})" if merged.report else "")
     )
     return SOME_SERIES_FAILED if len(merged.failed) else 0
 

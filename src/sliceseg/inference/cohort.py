@@ -133,7 +133,8 @@ class CohortRun:
             + f") in {self.seconds:.1f} s; outputs in {self.out_dir}/"
         )
         if self.merged is not None:
-            return f"{text} (report: {self.merged.report})"
+            report = self.merged.report
+            return f"{text} (report: {report})" if report else text
         merge = f"run `sliceseg merge {self.out_dir}` after every shard"
         return f"{text}; {self.shard.describe()}: {merge}"
 

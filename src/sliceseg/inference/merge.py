@@ -54,14 +54,14 @@ class MergeResult:
         areas: the cohort's area table (``csa.csv``, ``csa_long.csv``).
         series: one row per finished series (``series.csv``).
         failed: one row per failed series (``failed.csv``).
-        report: ``report.html``.
+        report: ``report.html`` (None after ``predict --no-report``).
     """
 
     out_dir: Path
     areas: AreaTable
     series: pd.DataFrame
     failed: pd.DataFrame
-    report: Path
+    report: Path | None
 
 
 def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
@@ -104,17 +104,18 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     areas.save(out)
     table = _series_table(out, finished)
     _save(table, out / "series.csv")
-    report = write_cohort_report(
-        out / "report.html",
-        CohortSummary(
-            series=table,
-            failed=failed,
-            unit=areas.unit,
-            roi_names=list(finished[0][1]["settings"]["roi_names"]),
-            notes=[f"Skipped {s.path.name}: {s.reason}" for s in skipped],
-            unlike_training=unlike,
-        ),
+    settings = finished[0][1]["settings"]
+    summary = CohortSummary(
+        series=table,
+        failed=failed,
+        unit=areas.unit,
+        roi_names=list(settings["roi_names"]),
+        notes=[f"Skipped {s.path.name}: {s.reason}" for s in skipped],
+        unlike_training=unlike,
     )
+    # `predict --no-report` asked for no report.html, the cohort's included
+    wants_report = settings.get("report", True)
+    report = write_cohort_report(out / "report.html", summary) if wants_report else None
     return MergeResult(out, areas, table, failed, report)
 
 
