@@ -288,12 +288,15 @@ def valid_levels(template: Template) -> list[int]:
     return max(runs, key=len)
 
 
-def split_levels(levels: list[int]) -> tuple[list[int], list[int]]:
-    """Interleave blocks of training and test levels with gaps (``LEVEL_BLOCKS``).
+def split_levels(
+    levels: Sequence[int], blocks: tuple[int, int, int, int] = LEVEL_BLOCKS
+) -> tuple[list[int], list[int]]:
+    """Interleave blocks of training and test levels with gaps (``blocks``: train, gap, test,
+    gap, repeated; ``LEVEL_BLOCKS`` by default).
 
-    No test level is within 2 mm of a training level (never adjacent), by construction.
+    No test level is adjacent to a training level, by construction.
     """
-    n_train, gap_1, n_test, gap_2 = LEVEL_BLOCKS
+    n_train, gap_1, n_test, gap_2 = blocks
     pattern = ["train"] * n_train + ["gap"] * gap_1 + ["test"] * n_test + ["gap"] * gap_2
     roles = [pattern[i % len(pattern)] for i in range(len(levels))]
     train = [z for z, role in zip(levels, roles, strict=True) if role == "train"]

@@ -23,7 +23,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from real_mr_data import Anatomy, Plan, Subject, Template, draw_scanner, sample_plane
+from real_mr_data import (
+    Anatomy,
+    Plan,
+    Subject,
+    Template,
+    draw_scanner,
+    sample_plane,
+    split_levels,
+)
 
 SMALL_NAMES: tuple[str, ...] = (
     "right lateral ventricle",
@@ -80,12 +88,7 @@ def load_brain_mask() -> np.ndarray:
 
 def split_small_levels() -> tuple[list[int], list[int]]:
     """``LEVELS_MM`` cut into ``LEVEL_BLOCKS``: (training levels, test levels)."""
-    n_train, gap_1, n_test, gap_2 = LEVEL_BLOCKS
-    pattern = ["train"] * n_train + ["gap"] * gap_1 + ["test"] * n_test + ["gap"] * gap_2
-    roles = [pattern[i % len(pattern)] for i in range(len(LEVELS_MM))]
-    train = [z for z, role in zip(LEVELS_MM, roles, strict=True) if role == "train"]
-    test = [z for z, role in zip(LEVELS_MM, roles, strict=True) if role == "test"]
-    return train, test
+    return split_levels(LEVELS_MM, LEVEL_BLOCKS)
 
 
 def small_plan(

@@ -81,6 +81,36 @@ def write_test_dicom(
     return path
 
 
+def write_ct_dicom(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    slope: float | None = None,
+    intercept: float | None = None,
+    photometric: str = "MONOCHROME2",
+    modality: str | None = "CT",
+    series_uid: str = TEST_SERIES_UID,
+    bits_stored: int | None = None,
+) -> Path:
+    """A CT file with only the rescale elements given (`write_test_dicom` writes both or
+    neither); ``modality`` None leaves (0008,0060) out, ``bits_stored`` narrows the stored bits.
+    """
+    write_test_dicom(path, stored, photometric=photometric, series_uid=series_uid)
+    ds = pydicom.dcmread(path)
+    if modality is None:
+        del ds.Modality
+    else:
+        ds.Modality = modality
+    if bits_stored is not None:
+        ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+    if slope is not None:
+        ds.RescaleSlope = slope
+    if intercept is not None:
+        ds.RescaleIntercept = intercept
+    ds.save_as(path)
+    return path
+
+
 def small_phantom(
     tmp_path_factory: pytest.TempPathFactory,
     name: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -12,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from conftest import write_test_dicom
+from conftest import write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom import (
     DicomScan,
@@ -315,25 +316,9 @@ def test_reading_real_files_emits_no_unexpected_warnings():
         read_slices(pydicom_file("MR_small_RLE.dcm"))
 
 
-def ct_file(
-    path: Path,
-    stored: np.ndarray,
-    *,
-    slope: float | None = None,
-    intercept: float | None = None,
-    photometric: str = "MONOCHROME2",
-) -> Path:
+def ct_file(path: Path, stored: np.ndarray, **rescale: Any) -> Path:
     """A CT file of 12-bit unsigned stored values with only the rescale elements given."""
-    write_test_dicom(path, stored, photometric=photometric)
-    ds = pydicom.dcmread(path)
-    ds.Modality = "CT"
-    ds.BitsStored, ds.HighBit = 12, 11
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    ds.save_as(path)
-    return path
+    return write_ct_dicom(path, stored, bits_stored=12, **rescale)
 
 
 class TestModalityUnits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from conftest import write_test_dicom
+from conftest import write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice, read_slice
 from sliceseg.measure.areas import measure_areas
@@ -165,29 +166,7 @@ def test_cli_measure_takes_the_thresholds(tmp_path):
     assert long.loc["left psoas major", "std_intensity"] == pytest.approx(60.0)
 
 
-def _ct_file(
-    path: Path,
-    stored: np.ndarray,
-    *,
-    slope: float | None = None,
-    intercept: float | None = None,
-    photometric: str = "MONOCHROME2",
-    modality: str | None = "CT",
-    series_uid: str = "1.2.3.17",
-) -> Path:
-    """A CT file with only the rescale elements given (conftest writes both or neither)."""
-    write_test_dicom(path, stored, photometric=photometric, series_uid=series_uid)
-    ds = pydicom.dcmread(path)
-    if modality is None:
-        del ds.Modality
-    else:
-        ds.Modality = modality
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    ds.save_as(path)
-    return path
+_ct_file = functools.partial(write_ct_dicom, series_uid="1.2.3.17")
 
 
 def _psoas(table) -> pd.Series:

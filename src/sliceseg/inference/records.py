@@ -22,7 +22,7 @@ from typing import Any
 
 from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
-from sliceseg.io.files import atomic_write_text
+from sliceseg.io.files import atomic_write_text, create_output_dir
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
 from sliceseg.measure.tissue import TissueSettings
@@ -136,23 +136,17 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
     stored = _read_json(out / RUN_RECORD)
-    if not overwrite:
-        if stored is None and out.is_dir() and _has_visible_files(out):
-            raise ConfigError(
-                f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
-            )
-        why = None if stored is None else record.difference(stored)
-        if why is not None:
-            raise ConfigError(
-                f"{out}: {why}; use another --out, or pass --overwrite to redo every series."
-            )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
+    if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
         raise ConfigError(
-            f"{out}: cannot create the output folder ({error.strerror}); choose another --out."
-        ) from error
-    if stored is None or record.difference(stored) is not None:
+            f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
+        )
+    why = None if stored is None else record.difference(stored)
+    if why is not None and not overwrite:
+        raise ConfigError(
+            f"{out}: {why}; use another --out, or pass --overwrite to redo every series."
+        )
+    create_output_dir(out)
+    if stored is None or why is not None:
         atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
         return True
     return False

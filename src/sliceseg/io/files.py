@@ -87,6 +87,15 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
         )
+    return create_output_dir(out)
+
+
+def create_output_dir(out: Path) -> Path:
+    """Create ``out`` (and its parents) or say in one line why it cannot be.
+
+    Raises:
+        ConfigError: a file stands in the way, or the OS refuses (permissions, disk).
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
