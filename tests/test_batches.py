@@ -38,11 +38,24 @@ class TestWholeSliceSpacing:
         # 100 × 2 mm = 200 mm fits 160 pixels at 1.25 mm: the median 2 mm stays
         assert spacing([sample(100, 100, (2.0, 2.0))], 160) == (2.0, 2.0)
 
+    def test_a_share_of_the_extent_fits_the_crop(self):
+        # 512 × 0.8 = 409.6 mm; 70 % of it is 286.72 mm over 160 pixels = 1.792 mm
+        samples = [sample(512, 512, (0.8, 0.8))]
+        got = whole_slice_spacing(samples, 160, share=0.7, reorientations=[IDENTITY])
+        assert got == pytest.approx((1.792, 1.792))
+
     def test_without_any_spacing_the_median_rule_applies(self):
         assert spacing([sample(300, 300, None)], 160) == (1.0, 1.0)
 
 
 def test_the_view_setting_is_checked():
     assert TrainConfig().view == "native"
-    with pytest.raises(ConfigError, match="view must be one of native, whole"):
+    with pytest.raises(ConfigError, match="view must be one of native, whole, wide"):
         TrainConfig(view="all")
+
+
+def test_the_wide_view_shows_seventy_percent_of_the_median_slice():
+    samples = [sample(400, 400, (1.0, 1.0))]  # 400 mm: 0.7 × 400 / 160 = 1.75 mm
+    assert TrainConfig(view="wide").view_spacing(samples) == pytest.approx((1.75, 1.75))
+    assert TrainConfig(view="whole").view_spacing(samples) == pytest.approx((2.5, 2.5))
+    assert TrainConfig(view="native").view_spacing(samples) is None

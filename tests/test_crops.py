@@ -116,3 +116,62 @@ class TestCropDataset:
         with pytest.raises(ConfigError, match="needs labelled slices"):
             data = SpacedTensors((image,), None, (), ("a",), (), (1.0, 1.0))
             CropDataset(data, size=48, generator=torch.Generator())
+
+
+class TestForegroundBalance:
+    """Eight slices: ROI 1 on every one, ROI 2 (small) on slice 7 only."""
+
+    @staticmethod
+    def rare_roi_set() -> SpacedTensors:
+        images, labels = [], []
+        for index in range(8):
+            label = torch.zeros(120, 120, dtype=torch.int64)
+            label[10:60, 10:60] = 1
+            if index == 7:
+                label[100:104, 100:104] = 2
+            images.append(torch.full((1, 120, 120), float(index)))  # the image names its slice
+            labels.append(label)
+        return spaced(images, labels)
+
+    def share_on_roi_2(self, balance: str, draws: int = 800) -> float:
+        crops = CropDataset(
+            self.rare_roi_set(),
+            size=32,
+            foreground_fraction=1.0,
+            foreground_balance=balance,
+            generator=torch.Generator().manual_seed(0),
+        )
+        hits = sum(bool((crops[i % 8][1] == 2).any()) for i in range(draws))
+        return hits / draws
+
+    def test_roi_balance_centres_half_the_crops_on_the_rare_roi(self):
+        # "roi": ROI 2 is drawn with probability 1/2 whatever slice was asked for.
+        assert self.share_on_roi_2("roi") == pytest.approx(0.5, abs=0.06)
+
+    def test_slice_balance_sees_the_rare_roi_only_on_its_slice(self):
+        # "slice": slice 7 is asked 1/8 of the time, and then ROI 2 is one of its two ROIs.
+        assert self.share_on_roi_2("slice") == pytest.approx(1 / 16, abs=0.03)
+
+    def test_a_moved_crop_comes_from_the_slice_that_holds_the_roi(self):
+        crops = CropDataset(
+            self.rare_roi_set(),
+            size=32,
+            foreground_fraction=1.0,
+            foreground_balance="roi",
+            generator=torch.Generator().manual_seed(1),
+        )
+        for _ in range(200):
+            image, label = crops[0]
+            if (label == 2).any():
+                assert float(image.max()) == 7.0  # slice 7's pixels, not slice 0's
+            else:
+                assert float(image.max()) == 0.0
+
+    def test_an_unknown_balance_is_refused(self):
+        with pytest.raises(ConfigError, match="foreground_balance must be one of slice, roi"):
+            CropDataset(
+                self.rare_roi_set(),
+                size=32,
+                foreground_balance="class",
+                generator=torch.Generator().manual_seed(0),
+            )

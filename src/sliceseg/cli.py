@@ -448,9 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--view",
-        choices=("native", "whole"),
-        help="native (default: crops at the median spacing) or whole (a coarser spacing when "
-        "needed, so that one crop shows a whole slice); ignored with --target-spacing",
+        choices=("native", "whole", "wide"),
+        help="native (default: crops at the median spacing), whole (a coarser spacing when "
+        "needed, so that one crop shows a whole slice) or wide (70 %% of it); ignored with "
+        "--target-spacing",
     )
     p.add_argument(
         "--validation-split",

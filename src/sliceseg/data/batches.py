@@ -296,15 +296,16 @@ def whole_slice_spacing(
     samples: Sequence[Sample],
     input_size: int,
     *,
+    share: float = 1.0,
     reorientations: Sequence[Reorientation] | None = None,
 ) -> tuple[float, float]:
-    """The spacing at which the median slice is seen whole by an ``input_size`` crop.
+    """The spacing at which an ``input_size`` crop shows ``share`` of the median slice.
 
-    Per axis the coarser of the median spacing (`median_target_spacing`) and the median
-    extent in mm (the longer side of each slice: rows × row spacing or columns × column
-    spacing) divided by ``input_size``: a slice of the median extent fits the crop, as the
-    whole slice resized to a square does in a plain recipe, while slices already coarse enough
-    keep their own resolution.
+    Per axis the coarser of the median spacing (`median_target_spacing`) and ``share`` of the
+    median extent in mm (the longer side of each slice: rows × row spacing or columns × column
+    spacing) divided by ``input_size``: with ``share`` 1 a slice of the median extent fits the
+    crop, as the whole slice resized to a square does in a plain recipe, while slices already
+    coarse enough keep their own resolution.
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per sample.
@@ -322,7 +323,7 @@ def whole_slice_spacing(
     ]
     if not extents:
         return median
-    fit = float(np.median(extents)) / input_size
+    fit = share * float(np.median(extents)) / input_size
     return max(median[0], fit), max(median[1], fit)
 
 

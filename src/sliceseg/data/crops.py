@@ -3,11 +3,15 @@
 The network trains on crops of ``input_shape`` pixels a side at the model's spacing, as nnU-Net
 trains on patches: a slice larger than the crop is seen a part at a time (a different part each
 epoch), a smaller one whole, centred and padded with its own minimum (its background). A share
-of the crops (``foreground_fraction``, nnU-Net: 1/3) is centred on a pixel of a random ROI
-present in the slice, so that small ROIs are seen often; the rest lie anywhere in the slice.
+of the crops (``foreground_fraction``, nnU-Net: 1/3) is centred on a pixel of an ROI, so that
+small ROIs are seen often; the rest lie anywhere in the slice. Which ROI (``foreground_balance``):
+"slice" draws one of the ROIs present in the crop's own slice; "roi" draws one of the training
+set's ROIs, each equally often, and moves the crop to a slice that holds it, so an ROI present on
+a quarter of the slices is seen as often as one on every slice (2D slices hold few of a volume's
+ROIs, unlike nnU-Net's 3D cases).
 
-Every random number comes from one CPU ``torch.Generator`` (five per crop, whatever is decided),
-so a run is reproducible and a resumed run continues the same sequence.
+Every random number comes from one CPU ``torch.Generator`` (five per crop with "slice", six with
+"roi", whatever is decided), so a run is reproducible and a resumed run continues the sequence.
 
 Example:
     >>> crops = CropDataset(spaced, size=160, generator=torch.Generator().manual_seed(0))
@@ -26,10 +30,20 @@ from torch.utils.data import Dataset, get_worker_info
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.errors import ConfigError
 
-__all__ = ["FOREGROUND_FRACTION", "CropDataset", "crop_origin_range", "extract_crop", "first_crops"]
+__all__ = [
+    "FOREGROUND_BALANCES",
+    "FOREGROUND_FRACTION",
+    "CropDataset",
+    "crop_origin_range",
+    "extract_crop",
+    "first_crops",
+]
 
 FOREGROUND_FRACTION = 1.0 / 3.0
 """Default share of crops centred on an ROI pixel (nnU-Net's oversampling of foreground)."""
+
+FOREGROUND_BALANCES = ("slice", "roi")
+"""How a foreground crop picks its ROI: among its slice's ROIs, or every ROI equally often."""
 
 
 def crop_origin_range(length: int, size: int) -> tuple[int, int]:
@@ -83,14 +97,16 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     Args:
         data: labelled slices at the target spacing.
         size: side of the crops (``input_shape``).
-        foreground_fraction: share of crops centred on a pixel of an ROI present in the slice
-            (one ROI drawn uniformly, then one of its pixels); a slice without ROIs gets a
-            random crop.
+        foreground_fraction: share of crops centred on a pixel of an ROI (one ROI drawn, then
+            one of its pixels); a slice without ROIs gets a random crop ("slice" balance).
+        foreground_balance: "slice" (the ROI drawn among those present in slice ``i``) or
+            "roi" (drawn among every ROI of ``data``, then a slice holding it replaces ``i``).
         generator: CPU generator of the crops (in a data-loader worker, a generator seeded from
             the worker's seed is used instead, so workers never repeat each other).
 
     Raises:
-        ConfigError: ``size`` < 1, ``foreground_fraction`` outside [0, 1], or no labels.
+        ConfigError: ``size`` < 1, ``foreground_fraction`` outside [0, 1], an unknown
+            ``foreground_balance``, or no labels.
     """
 
     def __init__(
@@ -99,6 +115,7 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         *,
         size: int,
         foreground_fraction: float = FOREGROUND_FRACTION,
+        foreground_balance: str = "slice",
         generator: torch.Generator,
     ) -> None:
         if data.labels is None:
@@ -109,11 +126,18 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise ConfigError(
                 f"foreground_fraction must be in [0, 1], got {foreground_fraction!r}."
             )
+        if foreground_balance not in FOREGROUND_BALANCES:
+            raise ConfigError(
+                f"foreground_balance must be one of {', '.join(FOREGROUND_BALANCES)}, got "
+                f"{foreground_balance!r}."
+            )
         self.images, self.labels = data.images, data.labels
+        self.balance = foreground_balance
         self.size, self.foreground_fraction = size, float(foreground_fraction)
         self.generator = generator
         self.pad_values = [float(image.min()) if image.numel() else 0.0 for image in self.images]
         self.present = [[int(v) for v in label.unique() if v > 0] for label in self.labels]
+        self.holders = _slices_holding(self.present)
         self.foreground_crops = 0
         self.crops = 0
         self._worker_generator: torch.Generator | None = None
@@ -122,14 +146,16 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        u = torch.rand(5, generator=self._generator(), dtype=torch.float64).tolist()
+        draws = 6 if self.balance == "roi" else 5
+        u = torch.rand(draws, generator=self._generator(), dtype=torch.float64).tolist()
+        centre = None
+        if u[0] < self.foreground_fraction:
+            index, roi = self._foreground_roi(index, u[1], u[-1])
+            centre = None if roi is None else self._pixel_of(index, roi, u[2])
         label = self.labels[index]
-        centre = (
-            self._foreground_centre(index, u[1], u[2]) if u[0] < self.foreground_fraction else None
-        )
         origin = tuple(
             _origin(length, self.size, draw, None if centre is None else centre[axis])
-            for axis, (length, draw) in enumerate(zip(label.shape, u[3:], strict=True))
+            for axis, (length, draw) in enumerate(zip(label.shape, u[3:5], strict=True))
         )
         self.crops += 1
         self.foreground_crops += centre is not None
@@ -146,15 +172,20 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         """Share of the crops drawn so far (in this process) that were centred on an ROI."""
         return self.foreground_crops / self.crops if self.crops else math.nan
 
-    def _foreground_centre(
-        self, index: int, u_roi: float, u_pixel: float
-    ) -> tuple[int, int] | None:
+    def _foreground_roi(self, index: int, u_roi: float, u_slice: float) -> tuple[int, int | None]:
+        """The slice and ROI a foreground crop centres on (None: the slice holds no ROI)."""
+        if self.balance == "roi" and self.holders:
+            rois = sorted(self.holders)
+            roi = rois[_pick(u_roi, len(rois))]
+            if roi not in self.present[index]:
+                index = self.holders[roi][_pick(u_slice, len(self.holders[roi]))]
+            return index, roi
         present = self.present[index]
-        if not present:
-            return None
-        roi = present[min(int(u_roi * len(present)), len(present) - 1)]
+        return index, present[_pick(u_roi, len(present))] if present else None
+
+    def _pixel_of(self, index: int, roi: int, u_pixel: float) -> tuple[int, int]:
         pixels = (self.labels[index] == roi).nonzero()
-        row, col = pixels[min(int(u_pixel * len(pixels)), len(pixels) - 1)].tolist()
+        row, col = pixels[_pick(u_pixel, len(pixels))].tolist()
         return int(row), int(col)
 
     def _generator(self) -> torch.Generator:
@@ -164,6 +195,20 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self._worker_generator is None:
             self._worker_generator = torch.Generator().manual_seed(int(info.seed))
         return self._worker_generator
+
+
+def _pick(draw: float, count: int) -> int:
+    """Index in ``[0, count)`` from a uniform draw in ``[0, 1)``."""
+    return min(int(draw * count), count - 1)
+
+
+def _slices_holding(present: list[list[int]]) -> dict[int, list[int]]:
+    """Per ROI value, the indices of the slices whose label map holds it."""
+    holders: dict[int, list[int]] = {}
+    for index, rois in enumerate(present):
+        for roi in rois:
+            holders.setdefault(roi, []).append(index)
+    return holders
 
 
 def _origin(length: int, size: int, draw: float, centre: int | None) -> int:
@@ -187,6 +232,7 @@ def first_crops(
     size: int,
     count: int,
     foreground_fraction: float = FOREGROUND_FRACTION,
+    foreground_balance: str = "slice",
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One crop of each of the first ``count`` slices, from a generator of their own.
@@ -201,6 +247,7 @@ def first_crops(
         data,
         size=size,
         foreground_fraction=foreground_fraction,
+        foreground_balance=foreground_balance,
         generator=torch.Generator().manual_seed(seed),
     )
     pairs = [crops[i] for i in range(min(count, len(crops)))]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
+from sliceseg.data.batches import whole_slice_spacing
+from sliceseg.data.crops import FOREGROUND_BALANCES
 from sliceseg.data.intensity import NORMALISATION_CHOICES
-from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource
+from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource, Sample
 from sliceseg.data.resample import parse_spacing
 from sliceseg.data.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
@@ -23,8 +25,11 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-VIEW_CHOICES = ("native", "whole")
-"""The ``view`` setting: crops at the median spacing, or at a spacing that shows the whole slice."""
+VIEW_SHARES = {"whole": 1.0, "wide": 0.7}
+"""Share of the median slice extent a crop shows, per ``view`` coarser than "native"."""
+
+VIEW_CHOICES = ("native", *VIEW_SHARES)
+"""The ``view`` setting: crops at the median spacing, or at a spacing that shows that share."""
 
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
@@ -69,12 +74,15 @@ class TrainConfig:
         target_spacing_mm: in-plane spacing in mm the model works at (a number, or [row, col]);
             None (default) takes the training slices' median (0028,0030) PixelSpacing.
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
+        foreground_balance: which ROI such a crop centres on: "slice" (one of its slice's ROIs)
+            or "roi" (every ROI of the training set equally often; `sliceseg.data.crops`).
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
         view: how much of a slice one crop shows when ``target_spacing_mm`` is unset:
             "native" (default: the training slices' median spacing; a large slice is seen a
-            part at a time) or "whole" (coarser when needed, so that a slice of the median
-            extent fits the ``input_shape`` crop; `sliceseg.data.batches.whole_slice_spacing`).
+            part at a time), "whole" (coarser when needed, so that a slice of the median
+            extent fits the ``input_shape`` crop; `sliceseg.data.batches.whole_slice_spacing`)
+            or "wide" (coarser when needed, so that the crop shows 70 % of that extent).
         validation_split: "patient" (default: ``validation_fraction`` of the patients held
             out) or "levels" (the same patients, only their slices at levels no training slice
             shows; `sliceseg.data.split.hold_out_levels`).
@@ -114,6 +122,7 @@ class TrainConfig:
     unlabelled_slices: str = "skip"
     target_spacing_mm: float | tuple[float, float] | None = None
     foreground_fraction: float = 1.0 / 3.0
+    foreground_balance: str = "slice"
     init_from: str | None = None
     area_calibration: bool = True
     normalisation: str = "auto"
@@ -208,6 +217,17 @@ class TrainConfig:
             raise ConfigError(
                 f"foreground_fraction must be in [0, 1], got {self.foreground_fraction!r}."
             )
+        if self.foreground_balance not in FOREGROUND_BALANCES:
+            raise ConfigError(
+                f"foreground_balance must be one of {', '.join(FOREGROUND_BALANCES)}, got "
+                f"{self.foreground_balance!r}."
+            )
+
+    def view_spacing(self, samples: Sequence[Sample]) -> tuple[float, float] | None:
+        """The spacing ``view`` asks for on these training samples; None for "native"."""
+        if self.view not in VIEW_SHARES:
+            return None
+        return whole_slice_spacing(samples, self.input_shape, share=VIEW_SHARES[self.view])
 
     @property
     def planned_epochs(self) -> int | None:

@@ -24,7 +24,7 @@ import torch
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import samples_to_spacing, whole_slice_spacing
+from sliceseg.data.batches import samples_to_spacing
 from sliceseg.data.intensity import (
     PER_SLICE,
     IntensityNormalisation,
@@ -219,6 +219,7 @@ def _run(
             seed=config.seed,
             crop_size=config.input_shape,
             foreground_fraction=config.foreground_fraction,
+            foreground_balance=config.foreground_balance,
         )
     state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
     return finish(session, state, log)
@@ -243,8 +244,8 @@ def _load_data(
     spacing = config.target_spacing_pair()
     if spacing is None and start is not None:  # fine-tune at the model's own scale
         spacing = model_target_spacing(start)
-    if spacing is None and config.view == "whole":
-        spacing = whole_slice_spacing(train_samples, config.input_shape)
+    if spacing is None:
+        spacing = config.view_spacing(train_samples)
     normalisation = run_normalisation(config, train_samples, start)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
     return TrainingData(

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import median_target_spacing, samples_to_spacing, whole_slice_spacing
+from sliceseg.data.batches import median_target_spacing, samples_to_spacing
 from sliceseg.data.crops import first_crops
 from sliceseg.data.orientation import reorientations_for
 from sliceseg.data.samples import load_samples
@@ -40,8 +40,8 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
     order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
     changes = reorientations_for([s.image for s in samples])
     target = config.target_spacing_pair()
-    if target is None and config.view == "whole":
-        target = whole_slice_spacing(samples, config.input_shape, reorientations=changes)
+    if target is None:
+        target = config.view_spacing(samples)
     chosen = samples_to_spacing(
         [samples[i] for i in order],
         target or median_target_spacing(samples, reorientations=changes),
@@ -53,6 +53,7 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
         size=config.input_shape,
         count=config.batch_size,
         foreground_fraction=config.foreground_fraction,
+        foreground_balance=config.foreground_balance,
         seed=config.seed,
     )
     if config.augment:

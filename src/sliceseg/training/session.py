@@ -184,6 +184,7 @@ def _build_loader(
         data,
         size=config.input_shape,
         foreground_fraction=config.foreground_fraction,
+        foreground_balance=config.foreground_balance,
         generator=generators["augment"],
     )
     sampler: DistributedSampler | None = None
@@ -288,11 +289,17 @@ def save_first_batch(
     seed: int,
     crop_size: int,
     foreground_fraction: float,
+    foreground_balance: str = "slice",
 ) -> Path:
     """Draw the first augmented batch of crops (generators of its own: training's draws are
     unchanged)."""
     images, labels = first_crops(
-        data, size=crop_size, count=batch_size, foreground_fraction=foreground_fraction, seed=seed
+        data,
+        size=crop_size,
+        count=batch_size,
+        foreground_fraction=foreground_fraction,
+        foreground_balance=foreground_balance,
+        seed=seed,
     )
     if params is not None:
         generator = torch.Generator().manual_seed(seed)
