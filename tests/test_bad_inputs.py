@@ -899,29 +899,29 @@ class TestBugsAreNotBadFiles:
     """A TypeError inside the readers is a bug and propagates; it never reads "not DICOM"."""
 
     def test_is_dicom_file_lets_a_bug_through(self, monkeypatch, tmp_path):
-        from sliceseg.io import dicom
+        from sliceseg.io import dicom_files
 
         bare = write_test_dicom(tmp_path / "bare", np.ones((4, 4)), preamble=False)
-        assert dicom.is_dicom_file(bare)
-        monkeypatch.setattr(dicom.pydicom, "dcmread", _raise_type_error)
+        assert dicom_files.is_dicom_file(bare)
+        monkeypatch.setattr(dicom_files.pydicom, "dcmread", _raise_type_error)
         with pytest.raises(TypeError, match="a bug of ours"):
-            dicom.is_dicom_file(bare)
+            dicom_files.is_dicom_file(bare)
 
     def test_read_slices_and_scan_let_a_bug_through(self, monkeypatch, tmp_path):
-        from sliceseg.io import dicom
+        from sliceseg.io import dicom, dicom_pixels
 
         write_test_dicom(tmp_path / "scans" / "a.dcm", np.ones((4, 4)))
-        monkeypatch.setattr(dicom, "_to_modality_units", _raise_type_error)
+        monkeypatch.setattr(dicom_pixels, "to_modality_units", _raise_type_error)
         with pytest.raises(TypeError, match="a bug of ours"):
             dicom.read_slices(tmp_path / "scans" / "a.dcm")
         with pytest.raises(TypeError, match="a bug of ours"):
             dicom.scan_dicom_folder(tmp_path / "scans")
 
     def test_decoder_bug_is_not_reported_as_corrupt_pixels(self, monkeypatch, tmp_path):
-        from sliceseg.io import dicom
+        from sliceseg.io import dicom, dicom_pixels
 
         path = write_test_dicom(tmp_path / "a.dcm", np.ones((4, 4)))
-        monkeypatch.setattr(dicom.pydicom.pixels, "pixel_array", _raise_type_error)
+        monkeypatch.setattr(dicom_pixels.pydicom.pixels, "pixel_array", _raise_type_error)
         with pytest.raises(TypeError, match="a bug of ours"):
             dicom.read_slices(path)
 
@@ -938,12 +938,12 @@ class TestBugsAreNotBadFiles:
 
     def test_cli_reports_the_bug_not_a_bad_file(self, monkeypatch, tmp_path, capsys):
         from sliceseg.cli import main
-        from sliceseg.io import dicom
+        from sliceseg.io import dicom_pixels
 
         write_test_dicom(tmp_path / "scans" / "a.dcm", np.ones((4, 4)))
         (tmp_path / "labels").mkdir()
         np.save(tmp_path / "labels" / "a.npy", np.ones((4, 4), np.uint8))
-        monkeypatch.setattr(dicom, "_to_modality_units", _raise_type_error)
+        monkeypatch.setattr(dicom_pixels, "to_modality_units", _raise_type_error)
         monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
         images, labels = str(tmp_path / "scans"), str(tmp_path / "labels")
         code = main(["check", "--images", images, "--labels", labels])

@@ -18,15 +18,13 @@ from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom import (
     DicomScan,
     Slice,
-    find_dicom_files,
-    is_dicom_file,
     order_slices,
     read_series,
     read_slice,
     read_slices,
     scan_dicom_folder,
-    strip_dicom_suffix,
 )
+from sliceseg.io.dicom_files import find_dicom_files, is_dicom_file, strip_dicom_suffix
 
 
 def pydicom_file(name: str) -> Path:

@@ -26,7 +26,8 @@ from sliceseg._version import __version__
 from sliceseg.cli import main
 from sliceseg.data.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import find_dicom_files, read_series
+from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.report.exports import (
     EXPORT_FORMATS,
     export_predictions,

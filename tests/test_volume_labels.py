@@ -22,7 +22,8 @@ from sliceseg.data.volume_labels import (
     series_labels,
 )
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.dicom import find_dicom_files, read_series
+from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.io.volumes import LabelVolume, read_label_volume
 from sliceseg.measure.areas import measure_areas
 from sliceseg.training.config import TrainConfig

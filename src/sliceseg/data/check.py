@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sliceseg.data.pairing import DataSource, Pairing, Sample
-from sliceseg.io.dicom import strip_dicom_suffix
+from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
 

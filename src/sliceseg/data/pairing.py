@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from sliceseg.errors import ConfigError, PairingError
-from sliceseg.io.dicom import (
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_files import (
     SkippedFile,
-    Slice,
     find_dicom_files,
     natural_key,
     strip_dicom_suffix,

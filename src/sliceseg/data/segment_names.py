@@ -35,7 +35,7 @@ import numpy as np
 
 from sliceseg.data.check import Problem
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import natural_key
+from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.volumes import LabelVolume
 
 SEGMENT_ORDER = (

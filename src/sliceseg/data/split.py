@@ -9,7 +9,7 @@ import numpy as np
 
 from sliceseg.data.pairing import Sample
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import natural_key
+from sliceseg.io.dicom_files import natural_key
 
 __all__ = [
     "LEVEL_BANDS",

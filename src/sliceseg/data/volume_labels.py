@@ -29,12 +29,11 @@ from sliceseg.data.check import Problem
 from sliceseg.data.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
 from sliceseg.data.segment_names import SegmentMapping, harmonise_segments, relabel
 from sliceseg.errors import ConfigError, DicomReadError, LabelError
-from sliceseg.io.dicom import (
+from sliceseg.io.dicom import Slice, read_slices
+from sliceseg.io.dicom_files import (
     SkippedFile,
-    Slice,
     is_dicom_file,
     natural_key,
-    read_slices,
     strip_dicom_suffix,
     visible_files,
 )

@@ -19,15 +19,8 @@ from pathlib import Path
 import pydicom
 
 from sliceseg.errors import DicomReadError, PairingError
-from sliceseg.io.dicom import (
-    READ_ERRORS,
-    SkippedFile,
-    Slice,
-    find_dicom_files,
-    order_slices,
-    read_slices,
-    strip_dicom_suffix,
-)
+from sliceseg.io.dicom import Slice, order_slices, read_slices
+from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.identity import series_key, series_names, slice_key
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import READ_ERRORS
+from sliceseg.io.dicom_files import READ_ERRORS
 
 VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
 """Suffixes (case-insensitive) of label volumes; a DICOM-SEG is recognised by content."""

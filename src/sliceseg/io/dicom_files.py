@@ -1,0 +1,156 @@
+"""Finding DICOM files by content, whatever their suffix, in natural order, hidden ones left out."""
+
+from __future__ import annotations
+
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import BytesLengthException, InvalidDicomError
+
+from sliceseg.errors import PairingError
+
+__all__ = [
+    "DICOM_SUFFIXES",
+    "PIXEL_KEYWORDS",
+    "READ_ERRORS",
+    "SkippedFile",
+    "find_dicom_files",
+    "is_dicom_file",
+    "natural_key",
+    "strip_dicom_suffix",
+    "visible_files",
+]
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+_PREAMBLE_LESS_GROUPS = (0x0000, 0x0002, 0x0008)
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# What pydicom raises on a damaged or non-DICOM file: these, and only these, mean "unreadable".
+# Anything else (TypeError, NameError, ...) is a bug of ours and must surface as one.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    ValueError,  # includes UnicodeDecodeError
+    NotImplementedError,  # unknown value representation
+    AttributeError,  # an ambiguous VR that pydicom cannot resolve
+    OverflowError,
+    struct.error,
+    MemoryError,
+)
+# What decoding the pixel data raises: pydicom's checks and its plugins' errors (the Rust-based
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was left out, with the reason in one line."""
+
+    path: Path
+    reason: str
+
+
+def strip_dicom_suffix(name: str) -> str:
+    """Return ``name`` without a DICOM suffix (case-insensitive); other names are kept whole.
+
+    Example:
+        >>> strip_dicom_suffix("slice_1.DCM"), strip_dicom_suffix("1.2.840.5")
+        ('slice_1', '1.2.840.5')
+    """
+    lower = name.lower()
+    for suffix in DICOM_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders ``slice_2`` before ``slice_10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Return the files under ``folder`` (recursive), naturally sorted, hidden ones left out.
+
+    A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
+    """
+    files = [
+        p
+        for p in Path(folder).rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Tell whether ``path`` is a DICOM file, by content, whatever its suffix.
+
+    A file is DICOM when it has 'DICM' at byte 128, or, for preamble-less files that start with a
+    group 0000/0002/0008 tag, when ``dcmread(force=True)`` yields a dataset with PixelData.
+
+    Args:
+        path: any file.
+
+    Returns:
+        True for DICOM files.
+
+    Example:
+        >>> is_dicom_file(Path("dicoms/p01/slice_1"))
+        True
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    little, big = int.from_bytes(head[:2], "little"), int.from_bytes(head[:2], "big")
+    if little not in _PREAMBLE_LESS_GROUPS and big not in _PREAMBLE_LESS_GROUPS:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
+    except READ_ERRORS:
+        return False
+    return any(keyword in ds for keyword in PIXEL_KEYWORDS)
+
+
+def find_dicom_files(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
+    """Find the DICOM files under ``folder`` (recursive, by content, naturally sorted).
+
+    Hidden files and folders (name starting with '.') are ignored silently; every other
+    non-DICOM file comes back as a `SkippedFile`.
+
+    Args:
+        folder: the folder to search.
+
+    Returns:
+        (DICOM files, skipped files).
+
+    Raises:
+        PairingError: ``folder`` does not exist or is not a folder.
+
+    Example:
+        >>> files, skipped = find_dicom_files(Path("data/train/dicoms"))
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairingError(f"{folder}: folder does not exist; check the path to the DICOM folder.")
+    found: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for path in visible_files(folder):
+        if is_dicom_file(path):
+            found.append(path)
+        else:
+            skipped.append(
+                SkippedFile(path, "not a DICOM file (no 'DICM' marker and not readable as DICOM)")
+            )
+    return found, skipped

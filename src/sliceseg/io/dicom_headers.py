@@ -1,0 +1,261 @@
+"""Parsing a DICOM header: the dataset read and checked before decoding, and the fields of a
+`Slice` it gives (spacing, position, orientation, ids), per frame for enhanced multi-frame files.
+
+Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
+(0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none").
+Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels.utils import get_nr_frames
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from sliceseg.errors import DicomReadError
+from sliceseg.io.dicom_files import PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
+
+__all__ = [
+    "MAX_PIXELS_PER_FILE",
+    "as_int",
+    "frame_value",
+    "image_position",
+    "one_line",
+    "orientation_cosines",
+    "photometric_interpretation",
+    "pixel_spacing",
+    "read_dataset",
+    "slice_position",
+]
+
+# Image Pixel module elements that must be one whole number for the pixel data to be decoded.
+_PIXEL_MODULE_INTS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+)
+# A header claiming more pixels than this is damaged (or a file we cannot hold in memory): refuse
+# it before a decoder allocates the output (2^28 pixels = 1 GiB as float32, e.g. 16384 × 16384).
+MAX_PIXELS_PER_FILE = 2**28
+
+
+def read_dataset(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DicomReadError(f"{path}: file does not exist; check the path.")
+    if not is_dicom_file(path):
+        raise DicomReadError(
+            f"{path}: not a DICOM file (no 'DICM' marker at byte 128 and not readable as DICOM); "
+            "expected a DICOM image; remove it or export the image as DICOM."
+        )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True)
+            _convert_elements(ds.file_meta)
+            _convert_elements(ds)
+    except READ_ERRORS as exc:
+        raise DicomReadError(
+            f"{path}: cannot read the DICOM header ({one_line(exc)}); the file may be truncated "
+            "or corrupt; copy it again from the scanner/PACS."
+        ) from exc
+    for message in dict.fromkeys(one_line(w.message) for w in caught):  # pydicom's, unnamed
+        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)
+    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
+        if _declares_an_image(ds):
+            raise DicomReadError(
+                f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
+                "before its pixel data; it is probably truncated; copy it again from the "
+                "scanner/PACS."
+            )
+        raise DicomReadError(
+            f"{path}: DICOM file holds no image (no PixelData; Modality "
+            f"{ds.get('Modality', 'unknown')}); expected an image; move it out of the folder."
+        )
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # Preamble-less files carry no meta header; their encoding was guessed while reading.
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not syntax.is_transfer_syntax:
+        raise DicomReadError(
+            f"{path}: (0002,0010) TransferSyntaxUID {syntax!r} is not a transfer syntax; the "
+            "header is damaged; copy the file again from the scanner/PACS."
+        )
+    _check_image_size(ds, path)
+    return ds
+
+
+def _convert_elements(ds: Dataset) -> None:
+    """Decode every public element now, so that a damaged one fails here, inside the reader.
+
+    pydicom converts elements lazily, on first access; without this, a damaged value (an unknown
+    VR, bytes of the wrong length) would raise wherever the slice's fields happen to be read.
+    Private elements are left raw: sliceseg never reads them.
+    """
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _convert_elements(item)
+
+
+def _check_image_size(ds: Dataset, path: Path) -> None:
+    """Refuse malformed Image Pixel elements and images too large to decode, before decoding."""
+    for keyword in _PIXEL_MODULE_INTS:
+        value = ds.get(keyword)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise DicomReadError(
+                f"{path}: {keyword} is {value!r}; expected one whole number ≥ 0; the header is "
+                "damaged; copy the file again from the scanner/PACS."
+            )
+    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    try:
+        frames = max(1, int(get_nr_frames(ds, warn=False)))
+    except (TypeError, ValueError) as exc:  # a multi-valued or non-numeric NumberOfFrames
+        raise DicomReadError(
+            f"{path}: NumberOfFrames {ds.get('NumberOfFrames')!r} is not a whole number "
+            f"({one_line(exc)}); the header is damaged; copy the file again."
+        ) from exc
+    if rows * cols * frames * samples > MAX_PIXELS_PER_FILE:
+        raise DicomReadError(
+            f"{path}: header declares {frames} frame(s) of {rows}×{cols} pixels × {samples} "
+            f"samples, more than sliceseg reads from one file ({MAX_PIXELS_PER_FILE} pixels); the "
+            "header is probably damaged; otherwise split the file into smaller ones."
+        )
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or ""
+    return UID(str(uid)).name if uid else ""
+
+
+def _declares_an_image(ds: Dataset) -> bool:
+    """True when the SOP class is an image storage class, or image attributes are present."""
+    return "Image Storage" in _sop_class_name(ds) or "Rows" in ds
+
+
+def photometric_interpretation(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2").strip()
+
+
+def frame_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
+    """Look ``keyword`` up in the frame's functional groups, then the shared ones, then the top."""
+    for groups_keyword, index in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        groups = ds.get(groups_keyword)
+        if groups is not None and index < len(groups):
+            items = groups[index].get(sequence)
+            if items and keyword in items[0]:
+                return items[0][keyword].value
+    return ds.get(keyword)
+
+
+def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, float] | None, str]:
+    pixel = _parse_spacing(
+        frame_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), path, "PixelSpacing"
+    )
+    if pixel is not None:
+        return pixel, "PixelSpacing"
+    imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
+    if imager is not None:
+        warnings.warn(
+            f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing "
+            f"{imager}, measured at the detector, so areas may be magnified.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return imager, "ImagerPixelSpacing"
+    return None, "none"
+
+
+def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] | None:
+    if value is None or value == "":
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
+        return numbers[0], numbers[1]
+    warnings.warn(
+        f"{path}: {keyword} {value!r} is malformed or not > 0; expected two positive numbers "
+        "(row mm, column mm); treating the spacing as missing.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return None
+
+
+def slice_position(ds: Dataset, frame: int, num_frames: int) -> float | None:
+    position = frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    orientation = frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+    try:
+        location = float(ds.get("SliceLocation")) if num_frames == 1 else math.nan
+        if math.isfinite(location):
+            return location
+    except (TypeError, ValueError):
+        pass
+    try:
+        point = np.asarray([float(v) for v in position], dtype=np.float64)
+        cosines = np.asarray([float(v) for v in orientation], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if point.shape != (3,) or cosines.shape != (6,):
+        return None
+    normal = np.cross(cosines[:3], cosines[3:])
+    return float(point @ normal)
+
+
+def _float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != length or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers
+
+
+def orientation_cosines(
+    ds: Dataset, frame: int
+) -> tuple[float, float, float, float, float, float] | None:
+    value = frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+    cosines = _float_tuple(value, 6)
+    return cosines  # type: ignore[return-value]  # length checked above
+
+
+def image_position(ds: Dataset, frame: int) -> tuple[float, float, float] | None:
+    value = frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+    return _float_tuple(value, 3)  # type: ignore[return-value]  # length checked above
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def one_line(exc: object) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
