@@ -315,3 +315,76 @@ def test_a_study_of_one_odd_series_keeps_its_overall_rows(
         assert wide.loc["mean", roi] == pytest.approx(column[column > 0].mean())
     note = "every series is unlike the training data (3 slices): over all of them"
     assert note in wide.loc["mean", "file"]
+
+
+# --- the features from the prediction's own passes (one pass, not two) ----------------------
+
+
+def test_slice_features_keep_only_slices_run_as_the_separate_look_runs_them():
+    from sliceseg.engine.predictor import slice_features
+
+    images = [
+        torch.zeros(1, 50, 70),  # padded to (64, 80) = the window: the separate look's input
+        torch.zeros(1, 30, 30),  # padded to (32, 32), run in a (64, 80) window: not the same
+        torch.zeros(1, 130, 70),  # three windows (rows 0, 48, 66): no single pass
+        torch.zeros(1, 64, 80),  # exactly the window
+    ]
+    passes = [torch.arange(6.0)[:, None] * torch.ones(1, 3)]  # windows: 1 + 1 + 3 + 1
+    found = slice_features(images, (64, 80), passes, 16)
+    assert found[1] is None and found[2] is None
+    assert found[0].tolist() == [0.0] * 3 and found[0].dtype == np.float64
+    assert found[3].tolist() == [5.0] * 3  # after the third slice's three windows
+
+
+def _engine_look(model: Path, folder: Path, batch_size: int):
+    from sliceseg.engine.predictor import Engine
+    from sliceseg.io.dicom import read_series
+
+    bundle = load_bundle(model)
+    engine = Engine(bundle, torch.device("cpu"))
+    slices = read_series(folder)
+    spaced = engine.preparation.prepare(slices)
+    features: list = []
+    labels = engine.labels(slices, spaced=spaced, batch_size=batch_size, features=features)
+    return bundle, engine, slices, spaced, labels, features
+
+
+def test_prediction_features_equal_the_separate_look(tiny_model: Path, two_series: Path):
+    from sliceseg.inference.familiarity import PredictionLook, series_traits
+    from sliceseg.models.inference import inference_network
+
+    folder = two_series / "original"
+    bundle, engine, slices, spaced, labels, features = _engine_look(tiny_model, folder, 1)
+    separate = deepest_features(
+        inference_network(bundle.model), spaced.images, divisor=engine.divisor
+    )
+    assert len(features) == len(slices) == 3
+    assert np.array_equal(np.stack(features), separate)  # one slice per pass: bit for bit
+    looked = series_traits(bundle, slices, labels)  # the check as it was: its own look
+    given = series_traits(bundle, slices, labels, seen=PredictionLook(spaced.images, features))
+    for old, new in zip(looked, given, strict=True):
+        assert np.array_equal(old.features, new.features)
+        assert np.array_equal(old.intensity, new.intensity)
+        assert np.array_equal(old.areas_mm2, new.areas_mm2)
+    # several slices per pass: the same up to float rounding of the batch's size
+    *_, batched = _engine_look(tiny_model, folder, 8)
+    np.testing.assert_allclose(np.stack(batched), separate, rtol=1e-5, atol=1e-6)
+
+
+def test_cohort_check_takes_the_prediction_features(
+    tiny_model: Path, two_series: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from sliceseg.inference import familiarity
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+
+    def no_second_look(*_args, **_kwargs):
+        raise AssertionError("the familiarity check ran the network again")
+
+    monkeypatch.setattr(familiarity, "deepest_features", no_second_look)
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
+    run = predict_cohort(
+        model, two_series, tmp_path / "out", options=CohortOptions(workers=0), log=lambda _: 0
+    )
+    assert sorted(run.finished) == ["inverted", "original"] and run.failed == []
+    (line,) = [w for w in run.warnings if "unlike the training data" in w]
+    assert line.startswith("series inverted") and "(inverted contrast?)" in line

@@ -189,13 +189,13 @@ def test_a_ct_run_stores_its_foreground_numbers_and_predict_applies_them(
     assert any(line.startswith("Intensity normalisation: CT: HU clipped to [") for line in lines)
 
     seen: list[torch.Tensor] = []
-    real = predictor.spaced_window_probabilities
+    real = predictor.spaced_probabilities  # the engine's windows: what the network is fed
 
     def spy(network, images, **kwargs):
         seen.extend(images)
         return real(network, images, **kwargs)
 
-    monkeypatch.setattr(predictor, "spaced_window_probabilities", spy)
+    monkeypatch.setattr(predictor, "spaced_probabilities", spy)
     image = read_slice(next((ct_phantom / "dicoms").rglob("*.dcm")))
     predict_slices(load_bundle(tmp_path / "m" / "sliceseg_best.pt"), [image], device="cpu")
     (network_input,) = seen

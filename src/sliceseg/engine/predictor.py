@@ -5,7 +5,9 @@ the windows of `sliceseg.data.windows`, optionally averaged over test-time augme
 each slice's own grid (orientation undone, resampled back) the model's area calibration picks
 the label (`calibrated_argmax`) and its post-processing cleans it (`finish_label`). Validation
 calls `spaced_window_probabilities` and `finish_label` at the target spacing; ``predict`` calls
-`Engine.labels` on native slices. Nothing here reads or writes files.
+`Engine.labels` on native slices. The same passes give each slice's deepest features
+(`sliceseg.models.features`) for the familiarity check, at no extra cost. Nothing here reads
+or writes files.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from sliceseg.data.grid import probabilities_from_grid
 from sliceseg.data.intensity import IntensityNormalisation
 from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
 from sliceseg.data.resample import probabilities_to_native
-from sliceseg.data.windows import prediction_window, spaced_probabilities
+from sliceseg.data.windows import count_windows, prediction_window, spaced_probabilities
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.calibration import AreaCalibration, foreground_margin
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
+from sliceseg.models.features import FeatureTap, deepest_module, padded_shape
 from sliceseg.models.inference import inference_network, is_size_free
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "calibrated_argmax",
     "finish_label",
     "network_probabilities",
+    "network_window",
+    "slice_features",
     "spaced_subset",
     "spaced_window_probabilities",
 ]
@@ -99,7 +104,7 @@ def network_probabilities(
     Runs under autocast on CUDA; the probabilities are float32 on the batch's device.
     """
     device = images.device
-    amp = device.type == "cuda"
+    amp = _autocasts(device)
     transforms = TTA_TRANSFORMS if tta else TTA_TRANSFORMS[:1]
     total = torch.zeros((), device=device)  # 0 + p == p exactly
     for angle, zoom in transforms:
@@ -111,6 +116,54 @@ def network_probabilities(
             probs = _warp(probs, torch.linalg.inv(matrix))
         total = total + probs
     return total / len(transforms)
+
+
+def _autocasts(device: torch.device) -> bool:
+    """The network runs under autocast (half precision) on CUDA, in float32 elsewhere."""
+    return device.type == "cuda"
+
+
+def network_window(
+    network: torch.nn.Module, images: Sequence[torch.Tensor], *, input_size: int, divisor: int
+) -> tuple[int, int]:
+    """The window ``network`` predicts these ``(1, H, W)`` slices with (`prediction_window`)."""
+    return prediction_window(
+        [tuple(image.shape[-2:]) for image in images],
+        input_size=input_size,
+        divisor=divisor,
+        is_size_free=is_size_free(network),
+    )
+
+
+def slice_features(
+    images: Sequence[torch.Tensor],
+    window: tuple[int, int],
+    passes: Sequence[torch.Tensor],
+    divisor: int,
+) -> list[np.ndarray | None]:
+    """Per slice its deepest features from the prediction's own passes, where they are those of
+    `sliceseg.models.features.deepest_features`: a slice in one window that is the slice
+    padded up to ``divisor`` (the same network input); None elsewhere.
+
+    Args:
+        images: the slices as predicted, ``(1, H, W)`` each.
+        window: their window (`network_window`).
+        passes: per network call the ``(windows, C)`` pooled features, in the order
+            `spaced_probabilities` runs the windows (slice by slice).
+        divisor: what the network needs sides to divide by.
+
+    Returns:
+        Per slice ``(C,)`` float64, or None.
+    """
+    rows = torch.cat(list(passes)) if passes else torch.zeros(0, 0)
+    found: list[np.ndarray | None] = []
+    at = 0
+    for image in images:
+        count = count_windows(tuple(image.shape[-2:]), window)
+        same = count == 1 and padded_shape(image.shape, divisor) == tuple(window)
+        found.append(rows[at].double().numpy() if same and at < len(rows) else None)
+        at += count
+    return found
 
 
 def spaced_window_probabilities(
@@ -140,12 +193,7 @@ def spaced_window_probabilities(
     Returns:
         One float32 tensor per slice on the CPU (or ``device``), in input order.
     """
-    window = prediction_window(
-        [tuple(image.shape[-2:]) for image in images],
-        input_size=input_size,
-        divisor=divisor,
-        is_size_free=is_size_free(network),
-    )
+    window = network_window(network, images, input_size=input_size, divisor=divisor)
     return spaced_probabilities(
         lambda batch: network_probabilities(network, batch, tta=tta),
         images,
@@ -235,6 +283,14 @@ class Engine:
         self.network = inference_network(model) if self.is_spaced else model
         self.post = PostProcessing.from_dict(meta.postprocessing or {})
         self.divisor = required_divisor(meta.arch, meta.hyperparameters)
+        self._feature_layer: torch.nn.Module | None = None
+
+    @property
+    def feature_layer(self) -> torch.nn.Module:
+        """The network's deepest module (`deepest_module`, found once by a probe pass)."""
+        if self._feature_layer is None:
+            self._feature_layer = deepest_module(self.network, side=4 * self.divisor)
+        return self._feature_layer
 
     @property
     def preparation(self) -> Preparation | None:
@@ -265,14 +321,20 @@ class Engine:
         sink: ProbabilitySink | None = None,
         batch_size: int = 8,
         spaced: SpacedTensors | None = None,
+        features: list[np.ndarray | None] | None = None,
     ) -> list[np.ndarray]:
         """Label maps of a few slices, each on its own grid (uint8, values 0..K).
 
         ``spaced``: the slices already prepared (`Preparation.prepare`, e.g. in a worker).
+        ``features``: when given, gets per slice its deepest features from the same passes
+        (`slice_features`; None where they would differ from a separate look: several
+        windows, a window larger than the slice needs, autocast on CUDA, older model files).
         """
         meta = self.bundle.metadata
         if meta.target_spacing_mm is None:  # older files: the square grid they trained on
             changes = list(changes) if changes is not None else self.reorientations(images)
+            if features is not None:
+                features.extend([None] * len(images))
             return self._grid_labels(images, changes, sink)
         if spaced is None:
             changes = list(changes) if changes is not None else self.reorientations(images)
@@ -284,16 +346,7 @@ class Engine:
                     meta.normalisation, meta.intensity, source=self.bundle.source or "the model"
                 ),
             )
-        probs = spaced_window_probabilities(
-            self.network,
-            spaced.images,
-            input_size=meta.input_size,
-            divisor=self.divisor,
-            device=self.device,
-            tta=self.tta,
-            batch_size=batch_size,
-            keep_on_device=True,  # native grid, argmax and confidence on the device
-        )
+        probs = self._probabilities(spaced.images, batch_size, features)
         labels = []
         for prob, geometry, change in zip(
             probs, spaced.geometries, spaced.reorientations, strict=True
@@ -301,6 +354,44 @@ class Engine:
             native = change.undo(probabilities_to_native(prob, geometry))
             labels.append(self._emit(native, finish_label(native, self.post), sink))
         return labels
+
+    def _probabilities(
+        self,
+        images: Sequence[torch.Tensor],
+        batch_size: int,
+        features: list[np.ndarray | None] | None,
+    ) -> list[torch.Tensor]:
+        """Probabilities at the target spacing, left on the device (native grid, argmax and
+        confidence are taken there); per slice its deepest features into ``features``."""
+        meta = self.bundle.metadata
+        window = network_window(
+            self.network, images, input_size=meta.input_size, divisor=self.divisor
+        )
+        tapping = features is not None and not _autocasts(self.device)
+        tap = FeatureTap(self.feature_layer) if tapping else None
+        passes: list[torch.Tensor] = []
+
+        def predictor(batch: torch.Tensor) -> torch.Tensor:
+            if tap is None:
+                return network_probabilities(self.network, batch, tta=self.tta)
+            with tap:
+                probs = network_probabilities(self.network, batch, tta=self.tta)
+            passes.append(tap.taken[0])  # the untransformed pass runs first (TTA_TRANSFORMS)
+            tap.taken.clear()
+            return probs
+
+        probs = spaced_probabilities(
+            predictor,
+            images,
+            window=window,
+            device=self.device,
+            batch_size=batch_size,
+            keep_on_device=True,
+        )
+        if features is not None:
+            found = slice_features(images, window, passes, self.divisor) if tap else None
+            features.extend(found or [None] * len(images))
+        return probs
 
     def _grid_labels(
         self,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
@@ -36,6 +37,7 @@ from sliceseg.inference.cohort_series import (
     write_series,
 )
 from sliceseg.inference.confidence import ConfidenceCollector
+from sliceseg.inference.familiarity import model_profile
 from sliceseg.inference.merge import MergeResult, merge_cohort
 from sliceseg.inference.records import (
     RunRecord,
@@ -274,7 +276,7 @@ def _stream(
     engine = Engine(bundle, device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-    context = SeriesContext(out, plan.root, record, visuals, bundle)
+    context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
     batch: list[DecodedSeries] = []
 
     def collect(block: bool) -> None:
@@ -343,35 +345,62 @@ def _predict(
 
 
 def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
-    """Run the network over every slice of the batch, slices of small series together.
-
-    Only slices of one shape, spacing and orientation share a forward pass: the window of a
-    size-free network is the largest slice of its pass, so a slice's labels then never depend
-    on the other slices of its batch, shard or run.
+    """Run the network over every slice of the batch, slices of small series together; each
+    series gets its label maps, confidences and deepest features (for the familiarity check).
     """
+    preparation = engine.preparation
+    for decoded in batch:  # what no worker prepared is prepared here, once
+        if decoded.spaced is None and preparation is not None:
+            decoded.spaced = preparation.prepare(decoded.slices)
     images = [image for decoded in batch for image in decoded.slices]
-    labels: list[np.ndarray] = [np.zeros(0)] * len(images)
-    scores: list[np.ndarray] = [np.zeros(0)] * len(images)
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for index, image in enumerate(images):
-        key = (image.shape, image.spacing_mm, image.orientation)
-        groups.setdefault(key, []).append(index)
     prepared = [(d.spaced, j) for d in batch if d.spaced is not None for j in range(len(d.spaced))]
-    if len(prepared) != len(images):  # some series were not prepared by a worker: here, all
+    if len(prepared) != len(images):  # an older model file: the engine's square grid
         prepared = []
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            chunk = members[start : start + batch_size]
-            collector = ConfidenceCollector()
-            spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
-            found = engine.labels([images[i] for i in chunk], sink=collector, spaced=spaced)
-            for i, label, score in zip(chunk, found, collector.per_roi, strict=True):
-                labels[i], scores[i] = label, score
+    found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    for chunk in _passes(batch, prepared, batch_size):
+        collector = ConfidenceCollector()
+        features: list[np.ndarray | None] = []
+        spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
+        labels = engine.labels(
+            [images[i] for i in chunk], sink=collector, spaced=spaced, features=features
+        )
+        for i, *each in zip(chunk, labels, collector.per_roi, features, strict=True):
+            found[i] = (each[0], each[1], each[2])
     position = 0
     for decoded in batch:
-        end = position + len(decoded.slices)
-        decoded.labels, decoded.confidence = labels[position:end], scores[position:end]
-        position = end
+        mine = [found[i] for i in range(position, position + len(decoded.slices))]
+        decoded.labels = [label for label, _, _ in mine]
+        decoded.confidence = [score for _, score, _ in mine]
+        decoded.features = [feature for _, _, feature in mine]
+        position += len(decoded.slices)
+
+
+def _passes(
+    batch: Sequence[DecodedSeries],
+    prepared: Sequence[tuple[SpacedTensors, int]],
+    batch_size: int,
+) -> list[list[int]]:
+    """The slices (indices over the batch) of each forward pass, at most ``batch_size``.
+
+    Only slices of one size at the model's spacing (older model files: of one native shape,
+    spacing and orientation) share a pass: the window of a size-free network is the largest
+    slice of its pass, so a slice's labels and features then never depend on the other slices
+    of its batch, shard or run (up to float rounding of the batch's size).
+    """
+    images = [image for decoded in batch for image in decoded.slices]
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        if prepared:
+            spaced, j = prepared[index]
+            key: tuple[object, ...] = tuple(spaced.images[j].shape)
+        else:
+            key = (image.shape, image.spacing_mm, image.orientation)
+        groups.setdefault(key, []).append(index)
+    return [
+        members[start : start + batch_size]
+        for members in groups.values()
+        for start in range(0, len(members), batch_size)
+    ]
 
 
 def _settle(

@@ -22,6 +22,7 @@ import numpy as np
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
+    PredictionLook,
     SeriesVerdict,
     check_series,
     unlike_line,
@@ -42,7 +43,7 @@ from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
 from sliceseg.io.identity import slice_key
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
-from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.models.bundle import Bundle
 
@@ -76,7 +77,8 @@ class DecodedSeries:
     skipped: list[SkippedFile]
     labels: list[np.ndarray] = field(default_factory=list)
     confidence: list[np.ndarray] = field(default_factory=list)
-    spaced: SpacedTensors | None = None  # prepared for the network by a worker
+    spaced: SpacedTensors | None = None  # prepared for the network (by a worker)
+    features: list[np.ndarray | None] = field(default_factory=list)  # from the network's passes
 
 
 def visual_mode(visuals: str, planned_slices: int) -> str:
@@ -88,13 +90,15 @@ def visual_mode(visuals: str, planned_slices: int) -> str:
 
 @dataclass(frozen=True)
 class SeriesContext:
-    """What every series' writer needs."""
+    """What every series' writer needs (``profile``: the model's training profile, read once;
+    None: the model file has none)."""
 
     out: Path
     root: Path
     record: RunRecord
     visuals: str
     bundle: Bundle
+    profile: TrainingProfile | None = None
 
 
 def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, Any]:
@@ -112,7 +116,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         tissue=settings.tissue,
     )
     areas = with_confidence(areas, np.asarray(decoded.confidence))
-    areas, unlike = _familiarity(context.bundle, decoded, keys, areas)
+    areas, unlike = _familiarity(context, decoded, keys, areas)
     warnings = area_warnings(
         areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
     )
@@ -152,15 +156,21 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
 
 
 def _familiarity(
-    bundle: Bundle, decoded: DecodedSeries, keys: Sequence[str], areas: AreaTable
+    context: SeriesContext, decoded: DecodedSeries, keys: Sequence[str], areas: AreaTable
 ) -> tuple[AreaTable, Verdict | None]:
     """The series judged against the model's training profile (None, said once, without one),
-    and its tables with the ``unlike_training`` column."""
-    with _MODEL_LOCK:  # a forward hook on the shared model: one writer thread at a time
-        verdict = check_series(bundle, decoded.slices, decoded.labels)
-    if verdict is None:
+    and its tables with the ``unlike_training`` column. The network's inputs and features come
+    from the prediction (`PredictionLook`); only slices it has no features of are looked at."""
+    if context.profile is None:
         warn_no_profile()
         return areas, None
+    inputs = decoded.spaced.images if decoded.spaced is not None else ()
+    seen = PredictionLook(inputs, decoded.features)
+    with _MODEL_LOCK:  # a look at the network: one writer thread at a time
+        verdict = check_series(
+            context.bundle, decoded.slices, decoded.labels, profile=context.profile, seen=seen
+        )
+    assert verdict is not None  # the profile is given
     item = SeriesVerdict(1, keys[0], keys[-1], len(keys), verdict)
     return with_familiarity(areas, [item], leave_out=False), verdict
 

@@ -3,9 +3,11 @@
 A model file written by ``sliceseg train`` carries a profile of its training slices
 (`sliceseg.measure.familiarity`). After prediction, each series is compared with it: the
 network's deepest features and the normalised intensities of up to :data:`MAX_SLICES` of its
-slices (evenly spread; one extra look at part of the network, not a second prediction), and
-the areas and positions of its predicted ROIs on every slice. A model file without a profile
-(older files) gets no check, said once by :data:`NO_PROFILE_NOTE`.
+slices (evenly spread), and the areas and positions of its predicted ROIs on every slice. The
+features come from the prediction's own forward passes where it hands them over
+(`PredictionLook`, from `sliceseg.engine.predictor.Engine.labels`: the same numbers), else
+from one extra look at part of the network. A model file without a profile (older files) gets
+no check, said once by :data:`NO_PROFILE_NOTE`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from sliceseg.data.batches import slices_to_spacing
 from sliceseg.data.intensity import IntensityNormalisation
@@ -39,6 +42,7 @@ __all__ = [
     "MAX_SLICES",
     "NO_PROFILE_NOTE",
     "FamiliarityWarning",
+    "PredictionLook",
     "SeriesVerdict",
     "check_run",
     "check_series",
@@ -132,12 +136,28 @@ def model_profile(bundle: Bundle) -> TrainingProfile | None:
         ) from error
 
 
+@dataclass(frozen=True)
+class PredictionLook:
+    """What the prediction already computed of a series' slices (one entry per slice, or
+    empty: computed here).
+
+    Attributes:
+        inputs: the network's ``(1, H, W)`` inputs at the model's spacing (prepared for it).
+        features: the deepest features from the prediction's passes (`Engine.labels`), None
+            where it could not take them.
+    """
+
+    inputs: Sequence[torch.Tensor] = ()
+    features: Sequence[np.ndarray | None] = ()
+
+
 def series_traits(
     bundle: Bundle,
     images: Sequence[Slice],
     labels: Sequence[np.ndarray],
     *,
     max_slices: int | None = MAX_SLICES,
+    seen: PredictionLook = PredictionLook(),
 ) -> list[SliceTraits]:
     """Measure one series' slices for the check.
 
@@ -147,6 +167,7 @@ def series_traits(
         labels: their predicted label maps, each on its slice's own grid.
         max_slices: measure features and intensities on at most this many slices, evenly
             spread (None: all).
+        seen: what the prediction already computed (its network inputs and features).
 
     Returns:
         One `SliceTraits` per slice (features / intensity empty where not measured).
@@ -155,31 +176,58 @@ def series_traits(
     chosen = list(range(count))
     if max_slices is not None and count > max_slices:
         chosen = sorted({round(i) for i in np.linspace(0, count - 1, max_slices)})
-    spacing = bundle.metadata.target_spacing_mm
     features: np.ndarray | None = None
     normalised: list[np.ndarray | None] = [None] * count
-    if spacing is not None and chosen:
-        subset = [images[i] for i in chosen]
-        with warnings.catch_warnings():  # predict already warned about these slices
-            warnings.simplefilter("ignore")
-            canonical = is_canonicalising(bundle.metadata.orientation, source="the model")
-            changes = reorientations_for(subset) if canonical else [IDENTITY] * len(subset)
-        meta = bundle.metadata
-        normalisation = IntensityNormalisation.from_metadata(
-            meta.normalisation, meta.intensity, source=bundle.source or "the model"
-        )  # the network's own input: CT models see their stored HU numbers
-        spaced = slices_to_spacing(
-            subset, spacing, reorientations=changes, normalisation=normalisation
-        )
-        divisor = required_divisor(meta.arch, meta.hyperparameters)
-        network = inference_network(bundle.model)  # a folded copy: faster, the same features
-        measured = deepest_features(network, spaced.images, divisor=divisor)
+    if bundle.metadata.target_spacing_mm is not None and chosen:
+        inputs = _network_inputs(bundle, images, chosen, seen)
+        given = len(seen.features) == count
+        measured = _features(bundle, inputs, [seen.features[i] if given else None for i in chosen])
         features = np.full((count, measured.shape[1]), np.nan)
         features[chosen] = measured
-        for i, image in zip(chosen, spaced.images, strict=True):
+        for i, image in zip(chosen, inputs, strict=True):
             normalised[i] = image[0].numpy()
     spacings = [image.spacing_mm for image in images]
     return slice_traits(features, normalised, labels, spacings, bundle.metadata.num_labels)
+
+
+def _network_inputs(
+    bundle: Bundle, images: Sequence[Slice], chosen: Sequence[int], seen: PredictionLook
+) -> list[torch.Tensor]:
+    """The chosen slices as the network sees them: oriented, at its spacing, normalised."""
+    if len(seen.inputs) == len(images):
+        return [seen.inputs[i] for i in chosen]
+    meta = bundle.metadata
+    assert meta.target_spacing_mm is not None  # series_traits checked
+    subset = [images[i] for i in chosen]
+    with warnings.catch_warnings():  # predict already warned about these slices
+        warnings.simplefilter("ignore")
+        canonical = is_canonicalising(meta.orientation, source="the model")
+        changes = reorientations_for(subset) if canonical else [IDENTITY] * len(subset)
+    normalisation = IntensityNormalisation.from_metadata(
+        meta.normalisation, meta.intensity, source=bundle.source or "the model"
+    )  # the network's own input: CT models see their stored HU numbers
+    spaced = slices_to_spacing(
+        subset, meta.target_spacing_mm, reorientations=changes, normalisation=normalisation
+    )
+    return list(spaced.images)
+
+
+def _features(
+    bundle: Bundle, inputs: Sequence[torch.Tensor], taken: Sequence[np.ndarray | None]
+) -> np.ndarray:
+    """``(slices, channels)`` deepest features of ``inputs``: ``taken`` from the prediction
+    where it has them, the others by a look at the network (a folded copy, as the
+    prediction's: the same numbers)."""
+    taken = list(taken)
+    missing = [k for k, row in enumerate(taken) if row is None]
+    if missing:
+        meta = bundle.metadata
+        network = inference_network(bundle.model)
+        divisor = required_divisor(meta.arch, meta.hyperparameters)
+        looked = deepest_features(network, [inputs[k] for k in missing], divisor=divisor)
+        for k, row in zip(missing, looked, strict=True):
+            taken[k] = row
+    return np.stack([np.asarray(row, dtype=np.float64) for row in taken])
 
 
 def check_series(
@@ -188,8 +236,11 @@ def check_series(
     labels: Sequence[np.ndarray],
     *,
     profile: TrainingProfile | None = None,
+    seen: PredictionLook = PredictionLook(),
 ) -> Verdict | None:
     """Judge one series against the model's training profile (None: the model has none).
+
+    ``seen``: what the prediction already computed (see `series_traits`).
 
     Example:
         >>> verdict = check_series(bundle, slices, labels)
@@ -199,7 +250,8 @@ def check_series(
     profile = profile if profile is not None else model_profile(bundle)
     if profile is None:
         return None
-    return judge_series(profile, series_traits(bundle, images, labels), bundle.roi_names)
+    traits = series_traits(bundle, images, labels, seen=seen)
+    return judge_series(profile, traits, bundle.roi_names)
 
 
 def check_run(

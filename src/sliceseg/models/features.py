@@ -8,8 +8,10 @@ that finishes last among those whose output has the smallest spatial size (the U
 encoder stage; the pyramid's first-stage bottleneck). Each slice gives one vector: that map
 averaged over space (global average pooling), so slices of any size compare.
 
-The network runs only until that module: the rest of the forward pass is skipped. The hooks
-act only in the thread that placed them, so threads may share one network.
+`deepest_features` runs the network only until that module: the rest of the forward pass is
+skipped. `FeatureTap` instead takes the same features from passes that run anyway (the
+prediction's own), so that they cost nothing. The hooks act only in the thread that placed
+them, so threads may share one network.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["deepest_features", "deepest_module"]
+__all__ = ["FeatureTap", "deepest_features", "deepest_module", "padded_shape", "pooled"]
 
 
 class _Reached(Exception):
@@ -92,7 +94,7 @@ def deepest_features(
         if threading.get_ident() != mine:
             return
         assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
-        taken.append(output.float().mean(dim=(2, 3)).cpu())
+        taken.append(pooled(output))
         raise _Reached
 
     handle = target.register_forward_hook(take)
@@ -107,6 +109,52 @@ def deepest_features(
     if not taken:
         return np.zeros((0, 0))
     return torch.cat(taken).double().numpy()
+
+
+def pooled(output: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` float32 on the CPU: a ``(B, C, H, W)`` feature map averaged over space."""
+    return output.float().mean(dim=(2, 3)).cpu()
+
+
+def padded_shape(shape: Sequence[int], divisor: int) -> tuple[int, int]:
+    """The ``(rows, cols)`` `deepest_features` runs a slice of this ``(…, rows, cols)`` shape at.
+
+    Example:
+        >>> padded_shape((1, 50, 70), 16)
+        (64, 80)
+    """
+    return (-(-int(shape[-2]) // divisor) * divisor, -(-int(shape[-1]) // divisor) * divisor)
+
+
+class FeatureTap:
+    """While open, the pooled deepest features (`pooled`) of every forward pass of a network
+    in the opening thread, one ``(B, C)`` tensor per pass in ``taken``; passes run in full.
+
+    Example:
+        >>> with FeatureTap(deepest_module(network)) as tap:
+        ...     network(images)
+        >>> tap.taken[0].shape  # (batch, channels)
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+        self.taken: list[torch.Tensor] = []
+        self._thread = threading.get_ident()
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def __enter__(self) -> FeatureTap:
+        self._thread = threading.get_ident()
+        self._handle = self.layer.register_forward_hook(self._take)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _take(self, _module: nn.Module, _inputs: object, output: object) -> None:
+        if threading.get_ident() == self._thread and isinstance(output, torch.Tensor):
+            self.taken.append(pooled(output))
 
 
 def _padded(image: torch.Tensor, divisor: int) -> torch.Tensor:
