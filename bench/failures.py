@@ -49,12 +49,15 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage, stats
 
+from failures_real import level_renderer, read_test_series
 from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
 from sliceseg.inference.familiarity import model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
@@ -279,34 +282,52 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def run(bundle: Bundle, subjects: list[int], *, tta: bool, log=print) -> dict:
-    """Everything: per strength the slice table, per kind the series verdicts."""
-    clean = {index: render_subject(index) for index in subjects}
-    result: dict = {"subjects": subjects, "clean_series": {}, "strengths": {}}
+def phantom_series(subjects: list[int]) -> dict[str, list[Rendered]]:
+    """The phantom's clean test subjects, by name."""
+    return {f"sub{index:02d}": render_subject(index) for index in subjects}
+
+
+def phantom_levels(name: str, strength: str, clean: list[Rendered]) -> list[Rendered]:
+    """The ``level`` twin of a phantom series (rendered at positions outside training)."""
+    return level_twins(int(name.removeprefix("sub")), strength)
+
+
+Levels = Callable[[str, str, list[Rendered]], list[Rendered]]
+"""(series name, strength, its clean slices) → the series at levels outside training."""
+
+
+def run(
+    bundle: Bundle, clean: dict[str, list[Rendered]], *, levels: Levels | None, tta: bool, log=print
+) -> dict:
+    """Everything: per strength the slice table, per kind the series verdicts (the ``level``
+    kind only when ``levels`` renders it)."""
+    kinds = KINDS if levels is not None else tuple(k for k in KINDS if k != "level")
+    result: dict = {"series": list(clean), "kinds": list(kinds), "clean_series": {}}
+    result["strengths"] = {}
     clean_rows = {}
-    for index, items in clean.items():
+    for name, items in clean.items():
         rows, verdict, numbers = score_series(bundle, items)
-        clean_rows[index] = rows
-        result["clean_series"][f"sub{index:02d}"] = _verdict_data(verdict, numbers)
+        clean_rows[name] = rows
+        result["clean_series"][name] = _verdict_data(verdict, numbers)
     for strength in STRENGTHS:
         log(f"{strength} …")
-        table, series = [], {kind: {} for kind in KINDS}
-        for s, (index, items) in enumerate(clean.items()):
+        table, series = [], {kind: {} for kind in kinds}
+        for s, (name, items) in enumerate(clean.items()):
             rng = np.random.default_rng(1000 * s + len(strength))
-            for kind in KINDS:
+            for kind in kinds:
                 if kind == "level":
-                    degraded = level_twins(index, strength)
+                    degraded = levels(name, strength, items)  # type: ignore[misc]
                 else:
                     degraded = [degrade(kind, strength, item, rng) for item in items]
                 rows, verdict, numbers = score_series(bundle, degraded)
-                series[kind][f"sub{index:02d}"] = _verdict_data(verdict, numbers)
+                series[kind][name] = _verdict_data(verdict, numbers)
                 for j, row in enumerate(rows):
-                    if KINDS[(s + j) % len(KINDS)] == kind:  # this slice's degraded twin
+                    if kinds[(s + j) % len(kinds)] == kind:  # this slice's degraded twin
                         table.append({**row, "kind": kind, "degraded": True})
-            table += [{**row, "kind": "clean", "degraded": False} for row in clean_rows[index]]
+            table += [{**row, "kind": "clean", "degraded": False} for row in clean_rows[name]]
         if tta:
             add_tta(bundle, table)
-        result["strengths"][strength] = {"slices": _slice_summary(table), "series": series}
+        result["strengths"][strength] = {"slices": _slice_summary(table, kinds), "series": series}
     return result
 
 
@@ -317,7 +338,7 @@ def _verdict_data(verdict: object, numbers: dict) -> dict:
     return {"flagged": flagged, "reasons": list(verdict.reasons), **numbers}  # type: ignore[attr-defined]
 
 
-def _slice_summary(table: list[dict]) -> dict:
+def _slice_summary(table: list[dict], kinds: tuple[str, ...]) -> dict:
     failed = np.array([row["failed"] for row in table])
     degraded = np.array([row["degraded"] for row in table])
     names = list(table[0]["scores"])
@@ -330,7 +351,7 @@ def _slice_summary(table: list[dict]) -> dict:
         "failed_by_kind": {
             kind: [int(sum(r["failed"] for r in table if r["kind"] == kind)),
                    sum(1 for r in table if r["kind"] == kind)]
-            for kind in ("clean", *KINDS)
+            for kind in ("clean", *kinds)
         },
         "scores": {},
         "rows": [
@@ -352,21 +373,50 @@ def _slice_summary(table: list[dict]) -> dict:
     return summary
 
 
+def real_series(out_dir: Path) -> tuple[dict[str, list[Rendered]], Levels | None]:
+    """A real-MR benchmark folder's clean test series and its ``level`` renderer."""
+    clean = {
+        name: [Rendered(image, truth) for image, truth in items]
+        for name, items in read_test_series(out_dir / "test").items()
+    }
+    render = level_renderer(out_dir)
+    if render is None:
+        return clean, None
+
+    def levels(name: str, strength: str, items: list[Rendered]) -> list[Rendered]:
+        twins = render(name, strength, [item.image for item in items])
+        return [Rendered(image, truth) for image, truth in twins]
+
+    return clean, levels
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print (and with ``--json`` write) its numbers."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a model trained on the phantom's train split")
+    parser.add_argument("model", type=Path, help="a model trained on the data's training split")
+    parser.add_argument(
+        "--data", type=Path, help="a real-MR benchmark folder (real_mr.py --out); default: phantom"
+    )
     parser.add_argument("--train-subjects", type=int, default=16)
     parser.add_argument("--test-subjects", type=int, default=8)
     parser.add_argument("--no-tta", action="store_true", help="skip the TTA disagreement")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bundle = load_bundle(args.model)
     if bundle.metadata.familiarity is None:
         raise SystemExit(f"{args.model}: no training profile; add one (training.profile).")
-    first = args.train_subjects + 1
     started = time.perf_counter()
-    result = run(bundle, list(range(first, first + args.test_subjects)), tta=not args.no_tta)
+    if args.data is not None:
+        clean, levels = real_series(args.data)
+    else:
+        first = args.train_subjects + 1
+        clean = phantom_series(list(range(first, first + args.test_subjects)))
+        levels = phantom_levels
+    result = run(bundle, clean, levels=levels, tta=not args.no_tta)
+    result["data"] = str(args.data or "phantom")
     result["seconds"] = time.perf_counter() - started
     print(json.dumps(result, indent=1))
     if args.json:
