@@ -367,8 +367,9 @@ def test_the_setting_must_be_a_boolean():
 
 
 def test_the_cli_flag_turns_it_off():
-    from sliceseg.cli import _train_config, build_parser
+    from sliceseg.cli import build_parser
+    from sliceseg.cli.training import train_config
 
     args = build_parser().parse_args(["train", "data", "--no-area-calibration"])
-    assert _train_config(args).area_calibration is False
-    assert _train_config(build_parser().parse_args(["train", "data"])).area_calibration is True
+    assert train_config(args)[0].area_calibration is False
+    assert train_config(build_parser().parse_args(["train", "data"]))[0].area_calibration is True

@@ -79,11 +79,22 @@ class TestInitFrom:
         with pytest.raises(ConfigError, match=r"label scheme \(ROI names\) is \['vertebral body'"):
             check_same_model(start, run, source="m.pt")
 
-    def test_cli_takes_the_network_from_the_model(self, tiny_model, tiny_phantom, tmp_path):
-        assert model_settings(tiny_model)["input_shape"] == 64
+    def test_cli_takes_the_network_from_the_model_opened_once(self, tiny_model, tiny_phantom,
+                                                              tmp_path, monkeypatch):  # fmt: skip
+        import sliceseg.training.init_from as init_from_module
+
+        assert model_settings(load_bundle(tiny_model))["input_shape"] == 64
+        opened = []
+
+        def counting_load(path, *args, **kwargs):
+            opened.append(Path(path))
+            return load_bundle(path, *args, **kwargs)
+
+        monkeypatch.setattr(init_from_module, "load_bundle", counting_load)
         code = main(["train", str(tiny_phantom / "train"), "--init-from", str(tiny_model),
                      "--out", str(tmp_path / "ft"), "--epochs", "1"])  # fmt: skip
         assert code == 0  # no --input-shape: the model's 64, not the default 160
+        assert opened == [Path(tiny_model)]  # its settings, spacing, normalisation and weights
         assert load_bundle(tmp_path / "ft" / "sliceseg_best.pt").metadata.input_size == 64
 
     def test_missing_model_file(self, tiny_phantom, tmp_path, capsys):

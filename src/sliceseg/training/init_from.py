@@ -33,18 +33,21 @@ MATCHED: tuple[tuple[str, str], ...] = (
 """Metadata entries a fine-tuned run must share with its starting model, with their names."""
 
 
-def model_settings(path: Path | str) -> dict[str, Any]:
+def model_settings(start: Bundle) -> dict[str, Any]:
     """Return the settings that define a model's network, to start a run from it.
 
     The training settings recorded in the model file where present (``arch``,
     ``input_shape``, ``hyperparameters``, ``dropout_rate``), else what its metadata says, and
     its target spacing.
 
-    Raises:
-        BundleError: the file is not a sliceseg model.
+    Args:
+        start: the ``--init-from`` model, opened by :func:`starting_model`.
+
+    Example:
+        >>> model_settings(starting_model("model/sliceseg_best.pt"))["input_shape"]
+        160
     """
-    bundle = load_bundle(path)
-    meta, recorded = bundle.metadata, bundle.metadata.settings
+    meta, recorded = start.metadata, start.metadata.settings
     settings: dict[str, Any] = {
         "arch": meta.arch,
         "input_shape": meta.input_size,

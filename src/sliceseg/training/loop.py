@@ -101,6 +101,7 @@ def train(
     *,
     resume: Path | str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    start: Bundle | None = None,
     log: Log = print_flush,
     on_checkpoint: OnCheckpoint | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -115,6 +116,9 @@ def train(
         overrides: settings given explicitly (e.g. ``{"epochs": 60}``); on a resume each one
             that differs from the checkpoint is applied and named in one log line. Settings
             that define the model or the split (arch, input_shape, seed, ...) cannot change.
+        start: the ``config.init_from`` model when the caller has opened it already (with
+            `sliceseg.training.init_from.starting_model`), so that it is read once; None opens
+            it here.
         log: where progress lines go (printed and flushed by default).
         on_checkpoint: called at every print checkpoint (every ``print_checkpoint`` epochs,
             the first and the last) with a `ProgressEvent`, e.g. to draw live curves.
@@ -133,11 +137,16 @@ def train(
         >>> more = train(resume="model/sliceseg_20.pt", overrides={"epochs": 30})  # doctest: +SKIP
     """
     config, resumption = plan_run(config, resume=resume, overrides=overrides or {})
+    if start is not None and config.init_from is None:
+        raise ConfigError(
+            "train(start=...) without config.init_from: set init_from to the file the model "
+            "was opened from, or leave start out."
+        )
     context = init_distributed(select_device(config.device))
     try:
         if not context.is_main:
             log, on_checkpoint = (lambda _line: None), None
-        return _run(config, resumption, context, log, on_checkpoint, clock)
+        return _run(config, resumption, context, log, on_checkpoint, clock, start=start)
     finally:
         close_distributed(context)
 
@@ -191,12 +200,15 @@ def _run(
     log: Log,
     on_checkpoint: OnCheckpoint | None,
     clock: Callable[[], float] = time.perf_counter,
+    *,
+    start: Bundle | None = None,
 ) -> TrainResult:
     if resumption is None and context.is_main:
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-    start = starting_model(config.init_from)  # the one load of an --init-from model
+    if start is None:
+        start = starting_model(config.init_from)  # the one load of an --init-from model
     session = set_up(config, context, _load_data(config, context, start), log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
         session.model.load_state_dict(

@@ -12,19 +12,24 @@ from sliceseg.data.batches import median_target_spacing, samples_to_spacing
 from sliceseg.data.crops import first_crops
 from sliceseg.data.orientation import reorientations_for
 from sliceseg.data.samples import load_samples
+from sliceseg.models.bundle import Bundle
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import starting_model
 from sliceseg.training.loop import run_normalisation
 
 
-def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Figure:
+def preview_batch(
+    config: TrainConfig, *, path: Path | str | None = None, start: Bundle | None = None
+) -> Figure:
     """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
 
     Args:
         config: the training settings (data folders, ``input_shape``, ``batch_size``,
             ``augment_params``, ``seed``) exactly as training would use them.
         path: where to save the picture (PNG), or None to only return it.
+        start: the ``config.init_from`` model when the caller has opened it already; None
+            opens it here.
 
     Returns:
         The matplotlib figure (shown inline in a notebook).
@@ -46,7 +51,9 @@ def preview_batch(config: TrainConfig, *, path: Path | str | None = None) -> Fig
         [samples[i] for i in order],
         target or median_target_spacing(samples, reorientations=changes),
         reorientations=[changes[i] for i in order],
-        normalisation=run_normalisation(config, samples, starting_model(config.init_from)),
+        normalisation=run_normalisation(
+            config, samples, start if start is not None else starting_model(config.init_from)
+        ),
     )
     images, labels = first_crops(
         chosen,

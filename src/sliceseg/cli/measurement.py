@@ -1,0 +1,94 @@
+"""``sliceseg measure`` and ``evaluate``: areas from existing labels, a model against them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sliceseg.cli.options import (
+    DEVICE_HELP,
+    MODEL_HELP,
+    OVERWRITE_HELP,
+    add_data_args,
+    add_measurement_args,
+    add_spacing_args,
+    add_unlabelled_arg,
+    names,
+    spacing_fallback,
+    tissue_settings,
+)
+
+if TYPE_CHECKING:
+    from sliceseg.cli.options import Subcommands
+
+__all__ = ["add_evaluate", "add_measure"]
+
+
+def add_measure(sub: Subcommands) -> None:
+    """Add ``sliceseg measure LABELS_DIR --dicoms DIR --out OUT``."""
+    p = sub.add_parser("measure", help="areas in mm² from existing label maps")
+    p.add_argument("labels_dir", help="folder of label maps (or label volumes)")
+    p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    add_measurement_args(p)
+    add_unlabelled_arg(p)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.set_defaults(func=_cmd_measure)
+
+
+def add_evaluate(sub: Subcommands) -> None:
+    """Add ``sliceseg evaluate MODEL DATA_DIR --out OUT``."""
+    p = sub.add_parser("evaluate", help="Dice, HD95, Bland–Altman and ICC against manual labels")
+    p.add_argument("model", help=MODEL_HELP)
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    add_spacing_args(p)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from sliceseg.inference.measure_folder import measure_label_folder
+
+    table, paths, notes = measure_label_folder(
+        Path(args.labels_dir),
+        Path(args.dicoms),
+        Path(args.out),
+        roi_names=names(args.roi_labels),
+        fallback=spacing_fallback(args),
+        tissue=tissue_settings(args),
+        keep_patient_info=args.keep_patient_info,
+        overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
+    )
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(table.to_text())
+    print(f"Saved {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sliceseg.inference.evaluate import evaluate_model
+
+    result = evaluate_model(
+        Path(args.model),
+        Path(args.data_dir) if args.data_dir else None,
+        Path(args.out),
+        images_dir=args.images,
+        labels_dir=args.labels,
+        device=args.device,
+        tta=args.tta,
+        fallback=spacing_fallback(args),
+        overwrite=args.overwrite,
+        unlabelled_slices=args.unlabelled_slices or "skip",
+    )
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(result.to_text())
+    print(f"Saved {', '.join(str(p) for p in result.files)}")
+    return 0

@@ -1,0 +1,126 @@
+"""Options several commands share (data folders, spacing fallback, measurement), read once."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.tissue import TissueSettings
+
+    Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+    """The sub-command table of ``build_parser``, which each command module adds to."""
+
+__all__ = [
+    "BATCH_HELP",
+    "DEVICE_HELP",
+    "MODEL_HELP",
+    "OVERWRITE_HELP",
+    "add_data_args",
+    "add_measurement_args",
+    "add_spacing_args",
+    "add_unlabelled_arg",
+    "names",
+    "spacing_fallback",
+    "tissue_settings",
+]
+
+OVERWRITE_HELP = "write into a folder that already holds outputs"
+MODEL_HELP = "a model file (<name>_best.pt)"
+DEVICE_HELP = "auto (default: CUDA when present), cpu or cuda"
+BATCH_HELP = "slices per forward pass (default 8)"
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add DATA_DIR, ``--images``, ``--labels``, ``--num-labels`` and ``--unlabelled-slices``."""
+    parser.add_argument(
+        "data_dir", nargs=None if required else "?", help="folder with dicoms/ and labels/"
+    )
+    parser.add_argument("--images", help="DICOM folder (default DATA_DIR/dicoms)")
+    parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
+    parser.add_argument(
+        "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+    )
+    add_unlabelled_arg(parser)
+
+
+def add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--unlabelled-slices``: what a label volume's empty slices are."""
+    parser.add_argument(
+        "--unlabelled-slices",
+        choices=("skip", "background"),
+        help="slices a label volume (.seg.nrrd, NIfTI, DICOM-SEG) leaves empty: skip them "
+        "(default) or train on them as background",
+    )
+
+
+def add_spacing_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--fov``, ``--matrix`` and ``--pixels``: the spacing of files without one."""
+    parser.add_argument(
+        "--fov",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="field of view in mm (rows [cols]) for files without PixelSpacing",
+    )
+    parser.add_argument(
+        "--matrix", type=int, nargs=2, metavar=("ROWS", "COLS"), help="acquisition matrix for --fov"
+    )
+    parser.add_argument(
+        "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
+    )
+
+
+def add_measurement_args(parser: argparse.ArgumentParser) -> None:
+    """Add the spacing fallback, patient info, ROI names and the CT tissue ranges."""
+    add_spacing_args(parser)
+    parser.add_argument(
+        "--keep-patient-info",
+        action="store_true",
+        help="write PatientID / PatientName into csa_long.csv (and the report); off by default",
+    )
+    parser.add_argument(
+        "--labels",
+        dest="roi_labels",
+        metavar="NAMES",
+        help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
+    )
+    _add_hu_range(parser, "--adipose-hu", "intramuscular adipose tissue range", "-190 -30")
+    _add_hu_range(parser, "--muscle-hu", "muscle range for the radiodensity", "-29 150")
+    parser.add_argument(
+        "--muscle-rois",
+        metavar="NAMES",
+        help="CT: the muscle ROIs, comma-separated (default: names with psoas, multifidus, ...)",
+    )
+
+
+def _add_hu_range(parser: argparse.ArgumentParser, flag: str, what: str, default: str) -> None:
+    help_text = f"CT: {what} in HU (default {default})"
+    parser.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"), help=help_text)
+
+
+def spacing_fallback(args: argparse.Namespace) -> SpacingFallback:
+    """Return the spacing of files without one, from ``--fov``, ``--matrix`` and ``--pixels``."""
+    from sliceseg.measure.areas import SpacingFallback
+
+    return SpacingFallback.from_flags(args.fov, args.matrix, pixels_only=args.pixels)
+
+
+def tissue_settings(args: argparse.Namespace) -> TissueSettings:
+    """Return the CT tissue settings, the defaults changed by the flags given."""
+    from sliceseg.measure.tissue import TissueSettings
+
+    defaults = TissueSettings()
+    return TissueSettings(
+        adipose_hu=tuple(args.adipose_hu) if args.adipose_hu else defaults.adipose_hu,
+        muscle_hu=tuple(args.muscle_hu) if args.muscle_hu else defaults.muscle_hu,
+        muscle_rois=tuple(names(args.muscle_rois) or ()) if args.muscle_rois else None,
+    )
+
+
+def names(text: str | None) -> list[str] | None:
+    """Split a comma-separated list of names (None when not given)."""
+    return [n.strip() for n in text.split(",")] if text else None

@@ -1,0 +1,224 @@
+"""``sliceseg check``, ``preview`` and ``train``: a labelled dataset checked, its first batch
+drawn, a model trained on it (``torchrun -m sliceseg train`` for many GPUs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sliceseg.cli.options import OVERWRITE_HELP, add_data_args
+
+if TYPE_CHECKING:
+    from sliceseg.cli.options import Subcommands
+    from sliceseg.models.bundle import Bundle
+    from sliceseg.training.config import TrainConfig
+
+__all__ = ["add_check", "add_preview", "add_train", "given_settings", "train_config"]
+
+
+def add_check(sub: Subcommands) -> None:
+    """Add ``sliceseg check DATA_DIR [--json]``."""
+    p = sub.add_parser("check", help="pair images with labels and report what is wrong")
+    add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_check)
+
+
+def add_preview(sub: Subcommands) -> None:
+    """Add ``sliceseg preview DATA_DIR --out PNG``."""
+    p = sub.add_parser("preview", help="draw the first augmented training batch")
+    _add_train_args(p)
+    p.add_argument("--out", default="preview.png", help="PNG to draw (default preview.png)")
+    p.set_defaults(func=_cmd_preview)
+
+
+def add_train(sub: Subcommands) -> None:
+    """Add ``sliceseg train DATA_DIR``: what to train, then how."""
+    p = sub.add_parser("train", help="train a model (torchrun -m sliceseg train for many GPUs)")
+    _add_train_args(p)
+    _add_what_to_train(p)
+    _add_how_to_train(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    """The options ``preview`` and ``train`` share."""
+    add_data_args(parser)
+    parser.add_argument("--config", help="TOML file of settings (flags override it)")
+    parser.add_argument(
+        "--input-shape",
+        type=int,
+        help="side in pixels of the crops the network sees, at the target spacing (default 160)",
+    )
+    parser.add_argument(
+        "--target-spacing",
+        type=float,
+        metavar="MM",
+        help="pixel spacing the model works at (default: the training slices' median)",
+    )
+    parser.add_argument("--batch-size", type=int, help="slices per step (default 4)")
+    parser.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
+
+
+def _add_what_to_train(p: argparse.ArgumentParser) -> None:
+    """Output, network, length, view, validation split and intensities."""
+    p.add_argument("--out", help="output folder (default: model)")
+    p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
+    p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training slices (default: until --max-minutes, the learning "
+        "rate decaying over the budget; without a budget 100)",
+    )
+    p.add_argument(
+        "--view",
+        choices=("native", "whole", "wide"),
+        help="native (default: crops at the median spacing), whole (a coarser spacing when "
+        "needed, so that one crop shows a whole slice) or wide (70 %% of it); ignored with "
+        "--target-spacing",
+    )
+    p.add_argument(
+        "--validation-split",
+        choices=("patient", "levels"),
+        help="patient (default: whole patients held out) or levels (those patients' slices "
+        "at levels no training slice shows, as a test on new levels)",
+    )
+    p.add_argument(
+        "--normalisation",
+        choices=("auto", "slice", "ct"),
+        help="intensities: auto (default: CT's HU clipped and z-scored with the training "
+        "set's numbers when every slice is CT, else each slice z-scored), slice or ct",
+    )
+
+
+def _add_how_to_train(p: argparse.ArgumentParser) -> None:
+    """Optimisation, checkpoints, budget, device, and where the weights start from."""
+    p.add_argument(
+        "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
+    )
+    p.add_argument("--dropout-rate", type=float, help="dropout inside the network (default 0)")
+    p.add_argument("--loss", help="dice_ce (default) or dice")
+    p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument(
+        "--no-area-calibration",
+        action="store_true",
+        help="keep the plain argmax (no background weight chosen on validation)",
+    )
+    p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
+    p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of patients held out for validation (default 0.2)",
+    )
+    p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument(
+        "--resume",
+        help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
+        "flags given with it override them",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights and network (same label scheme)",
+    )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the training settings the user typed on the command line (and only those)."""
+    flags = {
+        "data_dir": args.data_dir,
+        "images_dir": args.images,
+        "labels_dir": args.labels,
+        "out_dir": getattr(args, "out", None),
+        "model_filename": getattr(args, "model_filename", None),
+        "arch": getattr(args, "arch", None),
+        "input_shape": args.input_shape,
+        "target_spacing_mm": getattr(args, "target_spacing", None),
+        "num_labels": args.num_labels,
+        "epochs": getattr(args, "epochs", None),
+        "batch_size": args.batch_size,
+        "num_workers": getattr(args, "num_workers", None),
+        "learning_rate": getattr(args, "learning_rate", None),
+        "dropout_rate": getattr(args, "dropout_rate", None),
+        "loss": getattr(args, "loss", None),
+        "augment": False if getattr(args, "no_augment", False) else None,
+        "print_checkpoint": getattr(args, "print_checkpoint", None),
+        "save_checkpoint": getattr(args, "save_checkpoint", None),
+        "validation_fraction": getattr(args, "validation_fraction", None),
+        "seed": args.seed,
+        "max_minutes": getattr(args, "max_minutes", None),
+        "device": getattr(args, "device", None),
+        "overwrite": True if getattr(args, "overwrite", False) else None,
+        "unlabelled_slices": getattr(args, "unlabelled_slices", None),
+        "init_from": getattr(args, "init_from", None),
+        "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
+        "normalisation": getattr(args, "normalisation", None),
+        "validation_split": getattr(args, "validation_split", None),
+        "view": getattr(args, "view", None),
+    }
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def train_config(args: argparse.Namespace) -> tuple[TrainConfig, Bundle | None]:
+    """Return the run's settings and its ``--init-from`` model, opened once (None without one).
+
+    The model defines the network unless flags say otherwise.
+    """
+    from sliceseg.training.config import load_config
+    from sliceseg.training.init_from import model_settings, starting_model
+
+    given = given_settings(args)
+    start = starting_model(getattr(args, "init_from", None) or None)
+    if start is not None:
+        given = {**model_settings(start), **given}
+    return load_config(args.config, **given), start
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sliceseg.data.pairing import DataSource
+    from sliceseg.data.samples import check_dataset
+
+    source = DataSource.from_dirs(
+        args.data_dir,
+        images_dir=args.images,
+        labels_dir=args.labels,
+        num_labels=args.num_labels,
+        unlabelled_slices=args.unlabelled_slices or "skip",
+    )
+    report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return 0 if report.is_trainable else 1
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from sliceseg.training.preview import preview_batch
+
+    config, start = train_config(args)
+    preview_batch(config, path=Path(args.out), start=start)
+    print(f"First augmented batch drawn in {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sliceseg.training.config import read_settings
+    from sliceseg.training.loop import train
+
+    if args.resume is None:
+        config, start = train_config(args)
+        result = train(config, start=start)
+    else:  # the checkpoint's settings, changed only by what was typed (or is in --config)
+        given = {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
+        result = train(resume=args.resume, overrides=given)
+    print(
+        f"Best model: {result.best_model} (validation Dice {result.best_val_dice:.3f}); "
+        f"history: {result.history_csv}, {result.history_png}"
+    )
+    return 0
