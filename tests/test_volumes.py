@@ -304,8 +304,73 @@ def _bad_volumes(folder: Path, good: dict[str, Path]) -> dict[str, str]:
     return expected
 
 
+def _irregular_dicom_seg(folder: Path) -> Path:
+    """A DICOM-SEG of three slices 4 and 6 mm apart: not a regularly spaced volume."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from sliceseg.phantom.generate import generate_phantom
+
+    summary = generate_phantom(folder / "ph", train_subjects=1, test_subjects=0,
+                               slices_per_subject=3, matrix_sizes=[(64, 64)])  # fmt: skip
+    sources = [pydicom.dcmread(f) for f in sorted((summary.train_dir / "dicoms").rglob("*.dcm"))]
+    for source, offset_mm in zip(sources, (0.0, 4.0, 10.0), strict=True):
+        x, y, _z = (float(v) for v in source.ImagePositionPatient)
+        source.ImagePositionPatient = [x, y, 50.0 + offset_mm]
+    masks = np.zeros((3, 64, 64), np.uint8)
+    masks[:, 5:10, 5:10] = 1
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="a", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Muscle, algorithm_type="MANUAL",
+    )  # fmt: skip
+    seg = hd.seg.Segmentation(sources, masks, "BINARY", [description], hd.UID(), 2, hd.UID(), 1,
+                              "test", "test", "1", "1")  # fmt: skip
+    seg.save_as(folder / "irregular.seg.dcm")
+    return folder / "irregular.seg.dcm"
+
+
+def _library_error_files(folder: Path, good: dict[str, Path]) -> dict[str, str]:
+    """One damaged file per kind of error the readers' libraries raise; name → the error's type
+    (the ``__cause__`` of the LabelError), so that each kind is known to be caught."""
+
+    def flipped(data: bytes, start: int) -> bytes:
+        return data[:start] + bytes(b ^ 0xFF for b in data[start : start + 16]) + data[start + 16 :]
+
+    nii_gz, nii, plain = (good[k].read_bytes() for k in ("nii.gz", "nii", "nrrd"))
+    seg = good["seg.dcm"].read_bytes()
+    at = seg.index(b"\x62\x00\x05\x00LO") + 4  # (0062,0005) SegmentLabel, explicit VR "LO"
+    big = folder / "big.nii.gz"
+    nib.save(nib.Nifti1Image((np.arange(32000).reshape(40, 40, 20) % 7).astype(np.uint8),
+                             np.eye(4)), big)  # fmt: skip
+    files = {
+        "deflate.nii.gz": (flipped(nii_gz, len(nii_gz) // 2), "error"),  # zlib.error
+        "cut_stream.nii.gz": (big.read_bytes()[: big.stat().st_size * 2 // 3], "EOFError"),
+        "datatype.nii": (nii[:70] + np.int16(190).tobytes() + nii[72:], "HeaderDataError"),
+        "type.nrrd": (plain.replace(b"type: uint8", b"type: uin'8"), "KeyError"),
+        "deflate.nrrd": (flipped(plain, plain.index(b"\n\n") + 14), "error"),
+        "vr.seg.dcm": (seg[:at] + b"U7" + seg[at + 2 :], "NotImplementedError"),
+    }
+    for name, (data, _kind) in files.items():
+        (folder / name).write_bytes(data)
+    _irregular_dicom_seg(folder)
+    return {name: kind for name, (_data, kind) in files.items()} | {
+        "irregular.seg.dcm": "RuntimeError"
+    }
+
+
 class TestBadInputs:
     """Every damaged or wrong volume is one LabelError line naming it; the good ones still read."""
+
+    def test_each_library_error_kind_is_one_line_naming_the_file(self, tmp_path):
+        kinds = _library_error_files(tmp_path, _good_volumes(tmp_path / "good"))
+        assert len(kinds) == 7
+        for name, kind in kinds.items():
+            with pytest.raises(LabelError, match="cannot read the") as caught:
+                read_label_volume(tmp_path / name)
+            message = str(caught.value)
+            assert message.startswith(f"{tmp_path / name}: ") and "\n" not in message, message
+            assert type(caught.value.__cause__).__name__ == kind, (name, caught.value.__cause__)
 
     def test_each_bad_file_is_one_line_naming_it(self, tmp_path):
         good = _good_volumes(tmp_path / "good")

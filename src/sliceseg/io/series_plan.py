@@ -177,6 +177,10 @@ def read_series_uid(path: Path) -> str:
     return str(ds.get("SeriesInstanceUID") or "")
 
 
+# pydicom's errors on a damaged header, and int() on a multi-valued NumberOfFrames.
+_HEADER_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, TypeError)
+
+
 def _plan_file(path: Path) -> PlannedFile:
     """Read one file's header (no pixels) into a `PlannedFile`."""
     try:
@@ -186,7 +190,7 @@ def _plan_file(path: Path) -> PlannedFile:
                 path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS
             )
         frames = int(ds.get("NumberOfFrames") or 1)
-    except Exception as exc:  # pydicom raises many kinds on damaged headers
+    except _HEADER_ERRORS as exc:  # the caller asks the full reader for the one canonical reason
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({' '.join(str(exc).split())}); the file may "
             "be truncated or corrupt; copy it again from the scanner/PACS."

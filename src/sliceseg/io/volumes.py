@@ -16,7 +16,9 @@ Decisions a caller relies on:
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,32 @@ SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """Turns a RAS affine into an LPS one (and back: it is its own inverse)."""
+
+# What reading a damaged or wrong file raises, per reader: these, and only these, mean
+# "unreadable" (one LabelError line); anything else (TypeError, NameError, ...) is a bug of ours
+# and surfaces as one. The libraries' own classes are added where they are imported.
+_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # missing bytes, gzip.BadGzipFile; slicerio turns pynrrd's NRRDError into OSError
+    EOFError,  # a gzip stream cut short
+    zlib.error,  # a corrupt gzip stream
+    ValueError,  # numbers that do not parse, data that does not fit the header's shape
+    MemoryError,  # a header promising more voxels than memory holds
+    OverflowError,
+)
+_NRRD_ERRORS: tuple[type[BaseException], ...] = (
+    *_FILE_ERRORS,
+    KeyError,  # pynrrd: an unknown 'type' or 'encoding'
+    IndexError,
+    StopIteration,  # pynrrd: an empty file
+)
+_DICOM_SEG_ERRORS: tuple[type[BaseException], ...] = (
+    *READ_ERRORS,  # pydicom's, as for DICOM images
+    zlib.error,  # deflated transfer syntax
+    struct.error,
+    KeyError,  # a required attribute missing
+    IndexError,
+    RuntimeError,  # highdicom: frames that do not form a regularly spaced volume
+)
 
 
 @dataclass(frozen=True)
@@ -191,12 +219,21 @@ def _unreadable(path: Path, exc: BaseException, what: str) -> LabelError:
 
 def _read_nifti(path: Path) -> LabelVolume:
     import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError, HeaderTypeError, ImageDataError
 
+    nifti_errors: tuple[type[BaseException], ...] = (
+        *_FILE_ERRORS,
+        ImageFileError,  # not a NIfTI file (empty, text, a cut header)
+        HeaderDataError,  # an unknown datatype code, a damaged header field
+        HeaderTypeError,
+        ImageDataError,
+    )
     try:
         image: Any = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=np.float64)
-    except Exception as exc:
+    except nifti_errors as exc:
         raise _unreadable(path, exc, "NIfTI file") from exc
     values = _as_labels(_as_3d(data, path), path)
     return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
@@ -204,12 +241,13 @@ def _read_nifti(path: Path) -> LabelVolume:
 
 def _read_nrrd(path: Path) -> LabelVolume:
     import slicerio
+    from nrrd.errors import NRRDError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             segmentation = slicerio.read_segmentation(str(path))
-    except Exception as exc:
+    except (*_NRRD_ERRORS, NRRDError) as exc:
         raise _unreadable(path, exc, "NRRD file") from exc
     affine = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
     header_segments = segmentation.get("segments") or []
@@ -291,7 +329,7 @@ def _read_dicom_seg(path: Path) -> LabelVolume:
             warnings.simplefilter("ignore")
             seg = hd.seg.segread(path)
             volume = seg.get_volume(combine_segments=True, relabel=False)
-    except Exception as exc:
+    except _DICOM_SEG_ERRORS as exc:
         raise _unreadable(path, exc, "DICOM-SEG (or its frames are not on a regular grid)") from exc
     segments = tuple(
         Segment(str(item.SegmentLabel), int(item.SegmentNumber)) for item in seg.SegmentSequence
