@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import tiny_config
 from sliceseg.phantom.generate import ROI_NAMES
 from sliceseg.report.visualize import roi_colour
+from sliceseg.training.loop import train
 from sliceseg.training.preview import preview_batch
 
 
@@ -20,3 +22,53 @@ def test_preview_names_rois_from_labels_txt_and_draws_their_colours(tiny_phantom
     colours = {tuple(int(c) for c in p) for p in pixels[:: max(1, len(pixels) // 200_000)]}
     # Overlays blend, but the legend patches are drawn in each ROI's exact colour.
     assert all(tuple(roi_colour(k)) in colours for k in range(1, len(ROI_NAMES) + 1))
+
+
+QUIET = {"log": lambda _line: None}
+
+
+def _drawn_batches(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every (images, labels) batch drawn from now on, by training or by the preview."""
+    from sliceseg.training import preview
+
+    drawn = []
+    real = preview.plot_batch
+
+    def spy(images, labels, roi_names, *, path=None):
+        drawn.append((np.array(images), np.array(labels)))
+        return real(images, labels, roi_names, path=path)
+
+    monkeypatch.setattr(preview, "plot_batch", spy)
+    return drawn
+
+
+class TestPreviewIsTrainingsFirstBatch:
+    """``sliceseg preview`` draws exactly the batch training saves as <name>_first_batch.png."""
+
+    @pytest.mark.parametrize("split", ["patient", "levels"])
+    def test_with_a_validation_split(self, tiny_phantom, tmp_path, monkeypatch, split):
+        drawn = _drawn_batches(monkeypatch)
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1,
+                             validation_fraction=0.34, validation_split=split)  # fmt: skip
+        train(config, **QUIET)
+        preview_batch(config)
+        (trained_images, trained_labels), (images, labels) = drawn
+        assert (tmp_path / "m" / "sliceseg_first_batch.png").is_file()
+        assert images.shape == (4, 1, 64, 64) and labels.shape == (4, 64, 64)
+        np.testing.assert_array_equal(images, trained_images)
+        np.testing.assert_array_equal(labels, trained_labels)
+
+    def test_with_init_from_at_the_model_s_spacing(self, tiny_phantom, tmp_path, monkeypatch):
+        data = tiny_phantom / "train"
+        start = train(tiny_config(data, tmp_path / "m0", epochs=1, target_spacing_mm=1.5),
+                      **QUIET).best_model  # fmt: skip
+        drawn = _drawn_batches(monkeypatch)
+        config = tiny_config(data, tmp_path / "m1", epochs=1, init_from=str(start))
+        train(config, **QUIET)
+        preview_batch(config)
+        preview_batch(tiny_config(data, tmp_path / "m2"))  # a new model: the median spacing
+        (trained_images, trained_labels), (images, labels), (_, at_median) = drawn
+        np.testing.assert_array_equal(images, trained_images)
+        np.testing.assert_array_equal(labels, trained_labels)
+        # 1.5 mm pixels, not the median's: the same crops hold more of each ROI
+        assert np.count_nonzero(labels) != np.count_nonzero(at_median)

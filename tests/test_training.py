@@ -81,8 +81,7 @@ class TestTrain:
         # progress (and validation) due at epochs 1 and 3, a checkpoint at 2: before issue 17
         # sliceseg_2.pt carried the post-processing and calibration chosen for epoch 1's weights
         from sliceseg.models import required_divisor
-        from sliceseg.training.distributed import init_distributed
-        from sliceseg.training.loop import _load_data
+        from sliceseg.training.run_data import load_training_data
         from sliceseg.training.steps import evaluate_spaced
 
         config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=3, print_checkpoint=3,
@@ -91,7 +90,7 @@ class TestTrain:
         assert np.isfinite(result.history.set_index("epoch").loc[2, "val_dice"])
         checkpoint = load_bundle(tmp_path / "m" / "sliceseg_2.pt")
         meta = checkpoint.metadata
-        data = _load_data(config, init_distributed(torch.device("cpu")), None)
+        data = load_training_data(config, None)
         _, own = evaluate_spaced(
             checkpoint.model,
             data.validation,

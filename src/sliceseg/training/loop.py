@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,7 @@ import torch
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import samples_to_spacing
-from sliceseg.data.intensity import (
-    PER_SLICE,
-    IntensityNormalisation,
-    choose_normalisation,
-    ct_normalisation,
-)
-from sliceseg.data.pairing import Sample
-from sliceseg.data.samples import load_samples
-from sliceseg.data.split import hold_out_levels, split_by_patient
-from sliceseg.errors import ConfigError, LabelError
+from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
@@ -46,7 +36,8 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.training.init_from import initial_state, model_target_spacing, starting_model
+from sliceseg.training.init_from import initial_state, starting_model
+from sliceseg.training.preview import draw_first_batch
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
     OnCheckpoint,
@@ -55,14 +46,13 @@ from sliceseg.training.progress import (
     print_flush,
     progress_line,
 )
+from sliceseg.training.run_data import load_training_data
 from sliceseg.training.session import (
     Session,
-    TrainingData,
     capture_state,
     fresh_state,
     restore,
     save_checkpoint,
-    save_first_batch,
     set_up,
 )
 from sliceseg.training.state import HistoryRow, TrainingState, resume_config
@@ -209,7 +199,8 @@ def _run(
     torch.manual_seed(config.seed)
     if start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
-    session = set_up(config, context, _load_data(config, context, start), log)
+    data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
+    session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
         session.model.load_state_dict(
             initial_state(start, session.metadata, source=config.init_from)
@@ -221,71 +212,10 @@ def _run(
         restore(session, resumption.checkpoint, state)
         for note in resumption.notes:
             log(note)
-    elif context.is_main:
-        save_first_batch(
-            session.path("first_batch.png"),
-            session.data.train,
-            session.augment_params,
-            roi_names=session.data.roi_names,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            crop_size=config.input_shape,
-            foreground_fraction=config.foreground_fraction,
-            foreground_balance=config.foreground_balance,
-        )
+    elif context.is_main:  # the picture `sliceseg preview` draws
+        draw_first_batch(session.data, config, path=session.path("first_batch.png"))
     state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
     return finish(session, state, log)
-
-
-def _load_data(
-    config: TrainConfig, context: DistributedContext, start: Bundle | None
-) -> TrainingData:
-    """Read and check the dataset (refused when unfit), split it by patient, resample it to the
-    target spacing (by default the training slices' median; ``start``'s, the ``--init-from``
-    model's, when fine-tuning)."""
-    samples, report = load_samples(
-        config.data_source(), progress=context.is_main and sys.stderr.isatty()
-    )
-    if report.scheme is None:  # load_samples refuses unfit data, which this would be
-        raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
-    train_samples, val_samples = split_by_patient(
-        samples, validation_fraction=config.validation_fraction, seed=config.seed
-    )
-    if config.validation_split == "levels":
-        train_samples, val_samples = hold_out_levels(train_samples, val_samples)
-    spacing = config.target_spacing_pair()
-    if spacing is None and start is not None:  # fine-tune at the model's own scale
-        spacing = model_target_spacing(start)
-    if spacing is None:
-        spacing = config.view_spacing(train_samples)
-    normalisation = run_normalisation(config, train_samples, start)
-    train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
-    return TrainingData(
-        train=train,
-        validation=samples_to_spacing(
-            val_samples, train.target_spacing_mm, normalisation=normalisation
-        ),
-        roi_names=tuple(report.roi_names),
-        label_values=tuple(report.scheme.stored_values),
-        normalisation=normalisation,
-    )
-
-
-def run_normalisation(
-    config: TrainConfig, train: Sequence[Sample], start: Bundle | None
-) -> IntensityNormalisation:
-    """The run's intensity normalisation: the ``--init-from`` model's (``start``) own; else by
-    the setting and the training slices' Modality, CT's numbers from the training slices'
-    foreground."""
-    if start is not None:
-        meta = start.metadata
-        return IntensityNormalisation.from_metadata(
-            meta.normalisation, meta.intensity, source=config.init_from or "the model"
-        )
-    name = choose_normalisation(config.normalisation, [s.image.modality for s in train])
-    if name == PER_SLICE.name:
-        return PER_SLICE
-    return ct_normalisation([s.image.pixels for s in train], [s.label for s in train])
 
 
 def run_epochs(

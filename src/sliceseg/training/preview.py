@@ -1,22 +1,29 @@
-"""The first augmented training batch, drawn as the model will see it: crops at its spacing."""
+"""The first augmented training batch, drawn as the model will see it: crops at its spacing.
+
+`sliceseg preview` and training's ``<name>_first_batch.png`` are one picture: both take the
+run's data from `sliceseg.training.run_data.load_training_data` (patient split, target
+spacing, the ``--init-from`` model's spacing and normalisation) and draw it with
+`draw_first_batch`.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.batches import median_target_spacing, samples_to_spacing
 from sliceseg.data.crops import first_crops
-from sliceseg.data.orientation import reorientations_for
-from sliceseg.data.samples import load_samples
 from sliceseg.models.bundle import Bundle
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import starting_model
-from sliceseg.training.loop import run_normalisation
+from sliceseg.training.run_data import load_training_data
+from sliceseg.training.session import TrainingData
+
+__all__ = ["draw_first_batch", "first_batch", "preview_batch"]
 
 
 def preview_batch(
@@ -25,8 +32,8 @@ def preview_batch(
     """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
 
     Args:
-        config: the training settings (data folders, ``input_shape``, ``batch_size``,
-            ``augment_params``, ``seed``) exactly as training would use them.
+        config: the training settings (data folders, split, spacing, ``input_shape``,
+            ``batch_size``, ``augment_params``, ``seed``) exactly as training would use them.
         path: where to save the picture (PNG), or None to only return it.
         start: the ``config.init_from`` model when the caller has opened it already; None
             opens it here.
@@ -40,23 +47,31 @@ def preview_batch(
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    samples, report = load_samples(config.data_source())
-    generator = torch.Generator().manual_seed(config.seed)
-    order = torch.randperm(len(samples), generator=generator)[: config.batch_size].tolist()
-    changes = reorientations_for([s.image for s in samples])
-    target = config.target_spacing_pair()
-    if target is None:
-        target = config.view_spacing(samples)
-    chosen = samples_to_spacing(
-        [samples[i] for i in order],
-        target or median_target_spacing(samples, reorientations=changes),
-        reorientations=[changes[i] for i in order],
-        normalisation=run_normalisation(
-            config, samples, start if start is not None else starting_model(config.init_from)
-        ),
-    )
+    if start is None:
+        start = starting_model(config.init_from)
+    data = load_training_data(config, start, progress=sys.stderr.isatty())
+    return draw_first_batch(data, config, path=path)
+
+
+def draw_first_batch(
+    data: TrainingData, config: TrainConfig, *, path: Path | str | None = None
+) -> Figure:
+    """Draw `first_batch` with the run's ROI names (and save it at ``path`` when given)."""
+    images, labels = first_batch(data, config)
+    return plot_batch(images.numpy(), labels.numpy(), list(data.roi_names), path=path)
+
+
+def first_batch(data: TrainingData, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the first batch of training crops, augmented when ``config.augment``.
+
+    Generators of its own, seeded by ``config.seed``: drawing it leaves training's draws as
+    they were.
+
+    Returns:
+        images (B, 1, S, S) float32 and labels (B, S, S) int64, ``S = config.input_shape``.
+    """
     images, labels = first_crops(
-        chosen,
+        data.train,
         size=config.input_shape,
         count=config.batch_size,
         foreground_fraction=config.foreground_fraction,
@@ -64,5 +79,6 @@ def preview_batch(
         seed=config.seed,
     )
     if config.augment:
+        generator = torch.Generator().manual_seed(config.seed)
         images, labels = augment_batch(images, labels, config.augment_params, generator=generator)
-    return plot_batch(images, labels, list(report.roi_names), path=path)
+    return images, labels

@@ -1,0 +1,88 @@
+"""The data of one run, as training and its preview both see it: the dataset read and checked,
+split by patient, resampled to the target spacing and normalised."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sliceseg.data.batches import samples_to_spacing
+from sliceseg.data.intensity import (
+    PER_SLICE,
+    IntensityNormalisation,
+    choose_normalisation,
+    ct_normalisation,
+)
+from sliceseg.data.pairing import Sample
+from sliceseg.data.samples import load_samples
+from sliceseg.data.split import hold_out_levels, split_by_patient
+from sliceseg.errors import LabelError
+from sliceseg.models.bundle import Bundle
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.init_from import model_target_spacing
+from sliceseg.training.session import TrainingData
+
+__all__ = ["load_training_data", "run_normalisation"]
+
+
+def load_training_data(
+    config: TrainConfig, start: Bundle | None, *, progress: bool = False
+) -> TrainingData:
+    """Read and check the dataset, split it by patient, resample it to the target spacing.
+
+    Args:
+        config: the run's settings (data folders, split, spacing, view, normalisation, seed).
+        start: the ``--init-from`` model (`sliceseg.training.init_from.starting_model`), whose
+            target spacing and normalisation a fine-tuning run takes; None for a new model.
+        progress: show a progress bar while reading.
+
+    Returns:
+        The training and validation slices at the target spacing (by default the training
+        slices' median, or what ``config.view`` asks; ``start``'s when fine-tuning), normalised.
+
+    Raises:
+        SlicesegError: the data is unfit for training (the check report's reasons).
+
+    Example:
+        >>> data = load_training_data(TrainConfig(data_dir="phantom/train"), None)
+    """
+    samples, report = load_samples(config.data_source(), progress=progress)
+    if report.scheme is None:  # load_samples refuses unfit data, which this would be
+        raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
+    train_samples, val_samples = split_by_patient(
+        samples, validation_fraction=config.validation_fraction, seed=config.seed
+    )
+    if config.validation_split == "levels":
+        train_samples, val_samples = hold_out_levels(train_samples, val_samples)
+    spacing = config.target_spacing_pair()
+    if spacing is None and start is not None:  # fine-tune at the model's own scale
+        spacing = model_target_spacing(start)
+    if spacing is None:
+        spacing = config.view_spacing(train_samples)
+    normalisation = run_normalisation(config, train_samples, start)
+    train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
+    return TrainingData(
+        train=train,
+        validation=samples_to_spacing(
+            val_samples, train.target_spacing_mm, normalisation=normalisation
+        ),
+        roi_names=tuple(report.roi_names),
+        label_values=tuple(report.scheme.stored_values),
+        normalisation=normalisation,
+    )
+
+
+def run_normalisation(
+    config: TrainConfig, train: Sequence[Sample], start: Bundle | None
+) -> IntensityNormalisation:
+    """The run's intensity normalisation: the ``--init-from`` model's (``start``) own; else by
+    the setting and the training slices' Modality, CT's numbers from the training slices'
+    foreground."""
+    if start is not None:
+        meta = start.metadata
+        return IntensityNormalisation.from_metadata(
+            meta.normalisation, meta.intensity, source=config.init_from or "the model"
+        )
+    name = choose_normalisation(config.normalisation, [s.image.modality for s in train])
+    if name == PER_SLICE.name:
+        return PER_SLICE
+    return ct_normalisation([s.image.pixels for s in train], [s.label for s in train])
