@@ -153,7 +153,7 @@ def _print_run(run: CohortRun) -> None:
     for skipped in run.skipped:
         reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
         print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
-    is_small = run.merged is not None and len(run.merged.areas.series) <= PRINTED_SLICES
+    is_small = run.merged is not None and run.merged.slices <= PRINTED_SLICES
     if is_small and run.merged is not None:
         print(run.merged.areas.to_text())
     for warning in run.warnings if is_small else []:

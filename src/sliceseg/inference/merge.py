@@ -2,43 +2,42 @@
 
 Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
 `sliceseg.inference.records`), in name order, and writes ``csa.csv`` and ``csa_long.csv``
-(the columns of a single run: slices numbered 1..N over the cohort, series 1..S),
-``series.csv`` (one row per series), ``failed.csv`` (the series whose last attempt failed;
-only a header when none did) and a small ``report.html`` (`sliceseg.report.cohort`).
-Any number of shards may have written the series; merging twice gives the same files.
+(the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
+`sliceseg.inference.merge_tables`), ``series.csv`` (one row per series), ``failed.csv`` (the
+series whose last attempt failed; only a header when none did) and a small ``report.html``
+(`sliceseg.report.cohort`). Everything streams: series after series, the rows are written as
+they are read, and what the report needs is kept in bounded form (the series to review first,
+the first lines unlike the training data, each series' mean areas as numbers), so memory does
+not grow with the cohort but for a few numbers per series. Any number of shards may have
+written the series; merging twice gives the same files.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.inference.familiarity import SeriesVerdict, unlike_line, with_familiarity
-from sliceseg.inference.records import (
-    RUN_RECORD,
-    finished_series,
-    read_failures,
-    series_dir,
-)
+from sliceseg.inference.familiarity import unlike_line
+from sliceseg.inference.merge_tables import CHUNK_SERIES, write_area_tables
+from sliceseg.inference.records import RUN_RECORD, finished_records, read_failures, series_dir
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
-from sliceseg.measure.areas import (
-    CONFIDENCE_COLUMN,
-    FAMILIARITY_COLUMN,
-    AreaTable,
-    is_summary_row,
-    series_label,
-    summarised,
-)
+from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
-from sliceseg.report.cohort import CohortSummary, write_cohort_report
+from sliceseg.report.cohort import (
+    REVIEW_FIRST,
+    SHOWN_LINES,
+    CohortSummary,
+    review_order,
+    write_cohort_report,
+)
 
 __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
 
@@ -47,21 +46,39 @@ FAILED_COLUMNS = ("series", "slices", "reason")
 
 @dataclass(frozen=True)
 class MergeResult:
-    """The cohort outputs.
+    """The cohort outputs (the tables are on disk; ``areas`` and ``series`` read them back).
 
     Attributes:
         out_dir: the output folder.
-        areas: the cohort's area table (``csa.csv``, ``csa_long.csv``).
-        series: one row per finished series (``series.csv``).
         failed: one row per failed series (``failed.csv``).
         report: ``report.html`` (None after ``predict --no-report``).
+        counts: the number of slices of each finished series, in order.
+        unit: "mm2" or "pixels".
     """
 
     out_dir: Path
-    areas: AreaTable
-    series: pd.DataFrame
     failed: pd.DataFrame
     report: Path | None
+    counts: tuple[int, ...] = ()
+    unit: str = "mm2"
+
+    @property
+    def slices(self) -> int:
+        """Slices over every finished series."""
+        return sum(self.counts)
+
+    @cached_property
+    def areas(self) -> AreaTable:
+        """The cohort's area table, read from ``csa.csv`` and ``csa_long.csv``."""
+        wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype={"slice": str})
+        long = pd.read_csv(self.out_dir / "csa_long.csv")
+        numbers = tuple(k for k, count in enumerate(self.counts, 1) for _ in range(count))
+        return AreaTable(wide=wide, long=long, unit=self.unit, series=numbers)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:
+        """One row per finished series, read from ``series.csv``."""
+        return pd.read_csv(self.out_dir / "series.csv")
 
 
 def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
@@ -87,163 +104,140 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             f"{out}: no {RUN_RECORD}, so not a `sliceseg predict` output folder; give the --out "
             "of a predict run."
         )
-    finished = finished_series(out)
-    done = {name for name, _ in finished}
-    failures = [f for f in read_failures(out) if f.get("series") not in done]
-    failed = pd.DataFrame(
-        [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
-    )
-    _save(failed, out / "failed.csv")
-    if not finished:
-        raise ConfigError(
-            f"{out}: no finished series to merge ({len(failures)} failed; see failed.csv); run "
-            "`sliceseg predict` into this folder first."
-        )
-    areas = _areas(out, [name for name, _ in finished], finished[0][1])
-    areas, unlike = _left_out(areas, finished)
-    areas.save(out)
-    table = _series_table(out, finished)
-    _save(table, out / "series.csv")
-    settings = finished[0][1]["settings"]
+    seen = _SeriesPass()
+    with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
+        seen.write(out, finished_records(out), f)
+        failed = _failed_table(out, set(seen.names))
+        if not seen.names:  # series.csv stays as it was
+            raise ConfigError(
+                f"{out}: no finished series to merge ({len(failed)} failed; see failed.csv); run "
+                "`sliceseg predict` into this folder first."
+            )
+    flagged = None if all(r is None for r in seen.reasons) else [bool(r) for r in seen.reasons]
+    counts = write_area_tables(out, seen.names, flagged)
+    settings = seen.first["settings"]
+    unit = seen.first.get("summary", {}).get("unit", "mm2")
     summary = CohortSummary(
-        series=table,
+        series=seen.review_table(),
         failed=failed,
-        unit=areas.unit,
+        unit=unit,
         roi_names=list(settings["roi_names"]),
         notes=[f"Skipped {s.path.name}: {s.reason}" for s in skipped],
-        unlike_training=unlike,
+        unlike_training=seen.unlike,
+        series_count=len(seen.names),
+        slices=seen.slices,
+        unlike_count=seen.unlike_count,
+        means={roi: np.asarray(values) for roi, values in seen.means.items()},
     )
     # `predict --no-report` asked for no report.html, the cohort's included
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
-    return MergeResult(out, areas, table, failed, report)
+    return MergeResult(out, failed, report, counts, unit)
 
 
-def _save(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+def _failed_table(out: Path, done: set[str]) -> pd.DataFrame:
+    """``failed.csv``: the series whose last attempt failed (not those finished since)."""
+    failures = [f for f in read_failures(out) if f.get("series") not in done]
+    failed = pd.DataFrame(
+        [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
+    )
+    with atomic_path(out / "failed.csv") as tmp:
+        failed.to_csv(tmp, index=False)
+    return failed
 
 
-def _areas(out: Path, names: Sequence[str], first: dict[str, Any]) -> AreaTable:
-    """The cohort's wide and tidy tables: series after series, numbered over the cohort.
+@dataclass
+class _SeriesPass:
+    """One pass over the series' records: ``series.csv`` written, the rest kept bounded."""
 
-    Each series' ``mean/std/n series k`` rows are its own table's summary rows (the same
-    numbers `measure_areas` gives a series among others), so merging stays linear in the
-    number of slices; the overall rows are computed over every slice. The series' CSV lines
-    are joined and parsed once (a cohort has 100,000 small files).
-    """
-    slice_lines, summary_lines, long_lines = _SeriesLines(), _SeriesLines(), _SeriesLines()
-    for name in names:
-        folder = series_dir(out, name)
-        header, *lines = (folder / "csa.csv").read_text(encoding="utf-8").splitlines()
-        is_summary = [is_summary_row(line.split(",", 1)[0]) for line in lines]
-        slice_lines.add(
-            header, [ln for ln, flag in zip(lines, is_summary, strict=True) if not flag]
+    names: list[str] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)  # unlike_training per series
+    first: dict[str, Any] = field(default_factory=dict)  # the first record (settings, unit)
+    slices: int = 0
+    means: dict[str, list[float]] = field(default_factory=dict)  # per ROI, per series
+    review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
+    unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
+    unlike_count: int = 0
+    columns: list[str] = field(default_factory=list)
+
+    def write(self, out: Path, records: Iterator[tuple[str, dict[str, Any]]], f: IO[str]) -> None:
+        """Read every record once; write ``series.csv`` chunk by chunk."""
+        rows: list[dict[str, object]] = []
+        for name, record in records:
+            self.first = self.first or record
+            rows.append(self._keep(out, name, record))
+            if len(rows) == CHUNK_SERIES:
+                self._flush(rows, f)
+        if rows:
+            self._flush(rows, f)
+
+    def _flush(self, rows: list[dict[str, object]], f: IO[str]) -> None:
+        table = pd.DataFrame(rows)
+        if not self.columns:
+            self.columns = list(table.columns)
+        table.reindex(columns=self.columns).to_csv(f, header=f.tell() == 0, index=False)
+        rows.clear()
+
+    def _keep(self, out: Path, name: str, record: dict[str, Any]) -> dict[str, object]:
+        """The series' row of ``series.csv``; what the report and the area tables need."""
+        row = _series_row(out, name, record.get("summary", {}))
+        reason = record.get("summary", {}).get("unlike_training")
+        self.names.append(name)
+        self.reasons.append(reason)
+        self.slices += int(_number(row["slices"], 0.0))
+        for key, value in row.items():
+            if key.startswith("mean "):
+                self.means.setdefault(key.removeprefix("mean "), []).append(_number(value, np.nan))
+        if reason:
+            self.unlike_count += 1
+            if len(self.unlike) < SHOWN_LINES:
+                self.unlike.append(unlike_line(name, Verdict(True, (reason,))))
+        self._consider(row)
+        return row
+
+    def _consider(self, row: dict[str, object]) -> None:
+        """Keep the row if it is among the `REVIEW_FIRST` to review first so far."""
+        key = (  # as `review_order`: unlike the training data, confidence, warnings
+            float(row["unlike_training"] == ""),
+            _number(row["lowest_confidence"], np.inf),
+            -_number(row["warnings"], 0.0),
+            float(len(self.names)),  # ties: series order
         )
-        summary_lines.add(header, [ln for ln, flag in zip(lines, is_summary, strict=True) if flag])
-        long_header, *rows = (folder / "csa_long.csv").read_text(encoding="utf-8").splitlines()
-        long_lines.add(long_header, rows)
-    slices = slice_lines.table(index_col="slice", dtype={"slice": str})
-    counts = slice_lines.counts
-    numbers = [k for k, count in enumerate(counts, 1) for _ in range(count)]
-    long = long_lines.table()
-    long["slice"] = _renumbered(long_lines.counts, counts, long)
-    long["series"] = [k for k, count in enumerate(long_lines.counts, 1) for _ in range(count)]
-    slices = slices.drop(columns=[FAMILIARITY_COLUMN], errors="ignore")  # set by _left_out
-    confidence = slices.pop(CONFIDENCE_COLUMN) if CONFIDENCE_COLUMN in slices else None
-    whole = summarised(slices, [1] * len(slices))  # slice rows, then the overall rows
-    series_rows = _series_rows(summary_lines, slices["file"].astype(str).tolist(), counts)
-    parts = [whole.iloc[: len(slices)], *([series_rows] if len(names) > 1 else [])]
-    wide = pd.concat([*parts, whole.iloc[len(slices) :]])[list(slices.columns)]
-    if confidence is not None:
-        wide[CONFIDENCE_COLUMN] = float("nan")
-        wide.iloc[: len(slices), wide.columns.get_loc(CONFIDENCE_COLUMN)] = confidence.to_numpy()
-    unit = first.get("summary", {}).get("unit", "mm2")
-    return AreaTable(wide=wide, long=long, unit=unit, series=tuple(numbers))
+        shown = {k: row[k] for k in ("series", "slices", "lowest_confidence", "unlike_training")}
+        shown |= {"warnings": row["warnings"], "warning_text": str(row["warning_text"])[:300]}
+        shown["report"] = row["report"]
+        self.review.append((key, shown))
+        if len(self.review) > 4 * REVIEW_FIRST:
+            self.review = sorted(self.review, key=lambda item: item[0])[:REVIEW_FIRST]
+
+    def review_table(self) -> pd.DataFrame:
+        """The series to review first, in series order (`review_order` sorts them)."""
+        chosen = sorted(self.review, key=lambda item: item[0])[:REVIEW_FIRST]
+        table = pd.DataFrame([shown for _, shown in sorted(chosen, key=lambda item: item[0][-1])])
+        return review_order(table).reset_index(drop=True) if len(table) else table
 
 
-class _SeriesLines:
-    """CSV lines of many series' tables with one header, parsed together once."""
-
-    def __init__(self) -> None:
-        self.header: str | None = None
-        self.lines: list[str] = []
-        self.counts: list[int] = []
-
-    def add(self, header: str, lines: list[str]) -> None:
-        if self.header is not None and header != self.header:
-            raise ConfigError(
-                f"series tables with different columns ({header[:80]} … vs {self.header[:80]} …); "
-                "merge only the series of one predict run (one model and settings)."
-            )
-        self.header = header
-        self.lines += lines
-        self.counts.append(len(lines))
-
-    def table(self, **options: Any) -> pd.DataFrame:
-        text = "\n".join([self.header or "", *self.lines]) + "\n"
-        return pd.read_csv(io.StringIO(text), **options)
+def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, object]:
+    """One row of ``series.csv``: slices, mean and std per ROI, lowest confidence, warnings."""
+    row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
+    for roi, value in summary.get("mean", {}).items():
+        row[f"mean {roi}"] = value
+    for roi, value in summary.get("std", {}).items():
+        row[f"std {roi}"] = value
+    warnings = summary.get("warnings", [])
+    row["lowest_confidence"] = summary.get("lowest_confidence")
+    row["unlike_training"] = summary.get("unlike_training") or ""
+    row["warnings"] = len(warnings)
+    row["warning_text"] = " | ".join(warnings)
+    report = series_dir(out, name) / "report.html"
+    row["report"] = report.relative_to(out).as_posix() if report.is_file() else ""
+    return row
 
 
-def _renumbered(long_counts: list[int], slice_counts: list[int], long: pd.DataFrame) -> np.ndarray:
-    """The tidy table's slice numbers over the cohort: each series' own, shifted by its offset."""
-    offsets = np.cumsum([0, *slice_counts[:-1]])
-    return long["slice"].to_numpy() + np.repeat(offsets, long_counts)
-
-
-def _series_rows(lines: _SeriesLines, files: list[str], counts: list[int]) -> pd.DataFrame:
-    """Each series' own summary rows, named ``mean series k`` ... and labelled with its span."""
-    table = lines.table(index_col="slice", dtype={"slice": str})
-    table = table.drop(columns=[FAMILIARITY_COLUMN, CONFIDENCE_COLUMN], errors="ignore")
-    starts = np.cumsum([0, *counts[:-1]])
-    labels = [
-        series_label(files[start : start + n]) for start, n in zip(starts, counts, strict=True)
-    ]
-    numbers = [k for k, n in enumerate(lines.counts, 1) for _ in range(n)]
-    table["file"] = [labels[k - 1] for k in numbers]
-    table.index = [f"{label} series {k}" for label, k in zip(table.index, numbers, strict=True)]
-    return table
-
-
-def _left_out(
-    areas: AreaTable, finished: Sequence[tuple[str, dict[str, Any]]]
-) -> tuple[AreaTable, list[str]]:
-    """Series unlike the training data: marked, and left out of the overall rows; one line each.
-
-    Tables of a model file without a training profile stay as they are."""
-    reasons = [record.get("summary", {}).get("unlike_training") for _, record in finished]
-    if all(reason is None for reason in reasons):
-        return areas, []
-    verdicts, lines = [], []
-    rows_of: dict[int, list[int]] = {}  # one pass over the slices, not one per series
-    for i, k in enumerate(areas.series):
-        rows_of.setdefault(k, []).append(i)
-    for number, ((name, _), reason) in enumerate(zip(finished, reasons, strict=True), 1):
-        members = rows_of.get(number, [])
-        files = areas.wide["file"].iloc[members].astype(str).tolist()
-        verdict = Verdict(bool(reason), (reason,) if reason else ())
-        verdicts.append(SeriesVerdict(number, files[0], files[-1], len(files), verdict))
-        if verdict.is_flagged:
-            lines.append(unlike_line(name, verdict))
-    return with_familiarity(areas, verdicts), lines
-
-
-def _series_table(out: Path, finished: Sequence[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
-    """One row per series: slices, mean and std per ROI, lowest confidence, warnings, report."""
-    rows = []
-    for name, record in finished:
-        summary = record.get("summary", {})
-        row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
-        for roi, value in summary.get("mean", {}).items():
-            row[f"mean {roi}"] = value
-        for roi, value in summary.get("std", {}).items():
-            row[f"std {roi}"] = value
-        warnings = summary.get("warnings", [])
-        row["lowest_confidence"] = summary.get("lowest_confidence")
-        row["unlike_training"] = summary.get("unlike_training") or ""
-        row["warnings"] = len(warnings)
-        row["warning_text"] = " | ".join(warnings)
-        report = series_dir(out, name) / "report.html"
-        row["report"] = report.relative_to(out).as_posix() if report.is_file() else ""
-        rows.append(row)
-    return pd.DataFrame(rows)
+def _number(value: object, missing: float) -> float:
+    """A table cell as a number (``missing`` when empty or not a number, as pandas coerces)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return missing
+    return missing if np.isnan(number) else number

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,9 +221,16 @@ def read_failures(out: Path) -> list[dict[str, Any]]:
 
 def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name."""
-    folders = sorted(p for p in (out / SERIES_DIR).glob("*") if not p.name.startswith("."))
-    found = [(p.name, _read_json(p / SERIES_RECORD)) for p in folders]
-    return [(name, data) for name, data in found if data is not None]
+    return list(finished_records(out))
+
+
+def finished_records(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every finished series folder with its record, by name, read one at a time."""
+    folders = sorted(p.name for p in (out / SERIES_DIR).glob("*") if not p.name.startswith("."))
+    for name in folders:
+        data = _read_json(out / SERIES_DIR / name / SERIES_RECORD)
+        if data is not None:
+            yield name, data
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

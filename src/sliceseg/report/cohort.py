@@ -9,6 +9,7 @@ series with the reason, and counts. Every series' own ``report.html`` is linked 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,10 +19,12 @@ import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
 
-__all__ = ["REVIEW_FIRST", "CohortSummary", "review_order", "write_cohort_report"]
+__all__ = ["REVIEW_FIRST", "SHOWN_LINES", "CohortSummary", "review_order", "write_cohort_report"]
 
 REVIEW_FIRST = 30
 """Series listed under "Review first"."""
+SHOWN_LINES = 200
+"""Lines shown per list (series unlike the training data, files left out, failed series)."""
 
 _BINS = 20
 _STYLE = """
@@ -50,7 +53,14 @@ class CohortSummary:
         unit: "mm2" or "pixels".
         roi_names: the ROIs, in order.
         notes: one line per input file left out.
-        unlike_training: one line per series unlike the training data (a banner on top).
+        unlike_training: one line per series unlike the training data (a banner on top; the
+            first `SHOWN_LINES` are shown).
+        series_count: how many series there are (None: ``len(series)``); with it, ``series``
+            may hold only the series to review first (`review_order`), so that a merge keeps
+            no table of the whole cohort.
+        slices: slices over all series (None: the sum of ``series``' column).
+        unlike_count: series unlike the training data (None: ``len(unlike_training)``).
+        means: per ROI, every series' mean area (None: ``series``' ``mean <roi>`` columns).
     """
 
     series: pd.DataFrame
@@ -59,6 +69,10 @@ class CohortSummary:
     roi_names: list[str]
     notes: list[str] = field(default_factory=list)
     unlike_training: list[str] = field(default_factory=list)
+    series_count: int | None = None
+    slices: int | None = None
+    unlike_count: int | None = None
+    means: Mapping[str, np.ndarray] | None = None
 
 
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
@@ -68,18 +82,25 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
         >>> write_cohort_report(out / "report.html", CohortSummary(table, failed, "mm2", names))
     """
     table = summary.series
-    slices = int(pd.to_numeric(table["slices"], errors="coerce").fillna(0).sum())
+    slices = summary.slices
+    if slices is None:
+        slices = int(pd.to_numeric(table["slices"], errors="coerce").fillna(0).sum())
+    count = len(table) if summary.series_count is None else summary.series_count
     unit = "mm²" if summary.unit == "mm2" else "pixels"
+    unlike = len(summary.unlike_training)
     parts = [
-        f"<h1>sliceseg cohort report</h1><p>{len(table)} series, {slices} slices, "
+        f"<h1>sliceseg cohort report</h1><p>{count} series, {slices} slices, "
         f"{len(summary.failed)} failed series; written {datetime.now():%Y-%m-%d %H:%M}. "
         'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
         '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>',
-        _unlike(summary.unlike_training),
+        _unlike(
+            summary.unlike_training,
+            unlike if summary.unlike_count is None else summary.unlike_count,
+        ),
         _failed(summary.failed),
-        _review(table),
+        _review(table, count),
         f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
-        + "".join(_histogram(table, roi, unit) for roi in summary.roi_names)
+        + "".join(_histogram(_means(summary, roi), roi, unit) for roi in summary.roi_names)
         + "</div>",
     ]
     if summary.notes:
@@ -99,12 +120,22 @@ def _link(name: str, report: object) -> str:
     return f'<a href="{html.escape(str(report))}">{text}</a>' if report else text
 
 
-def _unlike(lines: list[str]) -> str:
-    if not lines:
+def _means(summary: CohortSummary, roi: str) -> pd.Series:
+    """Every series' mean area of one ROI (those with a number)."""
+    if summary.means is not None:
+        values = pd.Series(summary.means.get(roi, np.zeros(0)), dtype=float)
+    else:
+        column = summary.series.get(f"mean {roi}", pd.Series(dtype=float))
+        values = pd.to_numeric(column, errors="coerce")
+    return values.dropna()
+
+
+def _unlike(lines: list[str], count: int) -> str:
+    if not count:
         return ""
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[:200])
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[:SHOWN_LINES])
     return (
-        f"<section class='unlike'><h2>⚠ {len(lines)} series unlike the training data</h2><p>"
+        f"<section class='unlike'><h2>⚠ {count} series unlike the training data</h2><p>"
         "The model was not trained on data like these: their areas may be wrong however "
         "confident it looks. They are left out of the overall mean and std of csa.csv and "
         f"come first under Review first.</p><ul>{items}</ul></section>"
@@ -135,7 +166,7 @@ def review_order(table: pd.DataFrame) -> pd.DataFrame:
     return table.iloc[order]
 
 
-def _review(table: pd.DataFrame) -> str:
+def _review(table: pd.DataFrame, count: int) -> str:
     rows = []
     for r in review_order(table).head(REVIEW_FIRST).itertuples():
         confidence = "–" if pd.isna(r.lowest_confidence) else f"{float(r.lowest_confidence):.3f}"
@@ -145,17 +176,15 @@ def _review(table: pd.DataFrame) -> str:
             f"<td>{html.escape(str(r.warning_text or ''))[:300]}</td></tr>"
         )
     return (
-        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, len(table))} series with the lowest "
+        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series with the lowest "
         "slice confidence (then the most warnings); every series is in series.csv.</p><table>"
         "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
         f"<th>first warnings</th></tr>{''.join(rows)}</table>"
     )
 
 
-def _histogram(table: pd.DataFrame, roi: str, unit: str) -> str:
+def _histogram(values: pd.Series, roi: str, unit: str) -> str:
     """An inline SVG histogram of the series' mean area of one ROI."""
-    column = f"mean {roi}"
-    values = pd.to_numeric(table.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
     if not len(values):
         return ""
     low, high = float(values.min()), float(values.max())

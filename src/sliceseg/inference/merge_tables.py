@@ -1,0 +1,237 @@
+"""The cohort's area tables (``csa.csv``, ``csa_long.csv``) written series by series.
+
+`write_area_tables` reads the finished series' own tables :data:`CHUNK_SERIES` series at a
+time, numbers their rows over the cohort and appends them to the files; each series' own
+summary rows go to a temporary file that follows the slice rows, and the overall rows come
+last. Memory holds one chunk's lines and each slice's ROI areas (K floats, for the overall
+rows), never the cohort's tables, and the files are byte for byte those of parsing every
+series' table at once: the same pandas parsing, columns, dtypes and reductions (the wide
+table's layout is `sliceseg.measure.areas.AreaTable`'s).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from sliceseg.errors import ConfigError
+from sliceseg.inference.records import series_dir
+from sliceseg.io.files import atomic_path
+from sliceseg.measure.areas import (
+    CONFIDENCE_COLUMN,
+    FAMILIARITY_COLUMN,
+    PRESENT,
+    is_summary_row,
+    series_label,
+)
+
+__all__ = ["CHUNK_SERIES", "write_area_tables"]
+
+CHUNK_SERIES = 256
+"""Series whose tables are read and written together."""
+
+_TEXT = {"slice": str, "file": str}  # kept as written (a file named 0001 stays "0001")
+
+
+def write_area_tables(
+    out: Path, names: Sequence[str], flagged: Sequence[bool] | None
+) -> tuple[int, ...]:
+    """Write ``OUT/csa.csv`` and ``OUT/csa_long.csv`` of the finished series ``names``.
+
+    Args:
+        out: the cohort's output folder.
+        names: the finished series, in order (series 1, 2, ...).
+        flagged: per series, unlike the training data (None: the model file has no training
+            profile, so the tables have no ``unlike_training`` column); flagged series are
+            left out of the overall mean, std and n (`with_familiarity`).
+
+    Returns:
+        The number of slices of each series.
+
+    Raises:
+        ConfigError: the series' tables have different columns (another run's series).
+    """
+    tables = _Tables(several=len(names) > 1, flagged=flagged)
+    with (
+        atomic_path(out / "csa.csv") as wide_path,
+        atomic_path(out / "csa_long.csv") as long_path,
+        wide_path.open("w", encoding="utf-8", newline="") as wide,
+        long_path.open("w", encoding="utf-8", newline="") as long,
+        tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out) as rows,
+    ):
+        for start in range(0, len(names), CHUNK_SERIES):
+            tables.add(out, names[start : start + CHUNK_SERIES], wide, long, rows)
+        rows.seek(0)
+        shutil.copyfileobj(rows, wide)
+        tables.finish(wide)
+    return tuple(tables.counts)
+
+
+class _Lines:
+    """CSV lines of some series' tables with one header, parsed together."""
+
+    def __init__(self, header: str | None) -> None:
+        self.header = header
+        self.lines: list[str] = []
+        self.counts: list[int] = []
+
+    def add(self, header: str, lines: list[str]) -> None:
+        if self.header is not None and header != self.header:
+            raise ConfigError(
+                f"series tables with different columns ({header[:80]} … vs {self.header[:80]} …); "
+                "merge only the series of one predict run (one model and settings)."
+            )
+        self.header = header
+        self.lines += lines
+        self.counts.append(len(lines))
+
+    def table(self, **options: Any) -> pd.DataFrame:
+        text = "\n".join([self.header or "", *self.lines]) + "\n"
+        return pd.read_csv(io.StringIO(text), **options)
+
+
+class _Tables:
+    """The cohort's tables while they are written: headers, counts, each slice's areas."""
+
+    def __init__(self, *, several: bool, flagged: Sequence[bool] | None) -> None:
+        self.several = several
+        self.flagged = flagged
+        self.wide_header: str | None = None
+        self.long_header: str | None = None
+        self.columns: list[str] = []  # of the wide table, after its index
+        self.rois: list[str] = []
+        self.counts: list[int] = []
+        self.total = 0  # slices before the chunk being written
+        self.areas: list[np.ndarray] = []  # per chunk (slices, K) ROI areas
+
+    def add(
+        self, out: Path, names: Sequence[str], wide: IO[str], long: IO[str], rows: IO[str]
+    ) -> None:
+        """Append one chunk of series: slice rows, tidy rows, and (for later) summary rows."""
+        slices, summaries, tidy = self._read(out, names)
+        first = len(self.counts)  # series before this chunk
+        table = slices.table(index_col="slice", dtype=_TEXT)
+        part = self._slice_rows(table, slices.counts, first, wide)
+        if self.several:
+            self._series_rows(summaries, part["file"].tolist(), slices.counts, first, rows)
+        self._tidy_rows(tidy, slices.counts, first, long)
+        self.counts += slices.counts
+        self.total += len(table)
+
+    def _read(self, out: Path, names: Sequence[str]) -> tuple[_Lines, _Lines, _Lines]:
+        slices, summaries = _Lines(self.wide_header), _Lines(self.wide_header)
+        tidy = _Lines(self.long_header)
+        for name in names:
+            folder = series_dir(out, name)
+            header, *lines = (folder / "csa.csv").read_text(encoding="utf-8").splitlines()
+            is_summary = [is_summary_row(line.split(",", 1)[0]) for line in lines]
+            slices.add(header, [ln for ln, flag in zip(lines, is_summary, strict=True) if not flag])
+            summaries.add(header, [ln for ln, flag in zip(lines, is_summary, strict=True) if flag])
+            long_header, *rows = (folder / "csa_long.csv").read_text(encoding="utf-8").splitlines()
+            tidy.add(long_header, rows)
+        self.wide_header, self.long_header = slices.header, tidy.header
+        return slices, summaries, tidy
+
+    def _slice_rows(
+        self, table: pd.DataFrame, counts: list[int], first: int, wide: IO[str]
+    ) -> pd.DataFrame:
+        """The chunk's slice rows, numbered over the cohort, with confidence and familiarity."""
+        table = table.drop(columns=[FAMILIARITY_COLUMN], errors="ignore")
+        confidence = table.pop(CONFIDENCE_COLUMN) if CONFIDENCE_COLUMN in table else None
+        if not self.columns:  # the header, once
+            self.rois = [column for column in table.columns if column != "file"]
+            extra = [CONFIDENCE_COLUMN] * (confidence is not None)
+            extra += [FAMILIARITY_COLUMN] * (self.flagged is not None)
+            self.columns = ["file", *self.rois, *extra]
+            pd.DataFrame(columns=self.columns).to_csv(wide, index_label="slice")
+        part = table[["file"]].copy()
+        for roi in self.rois:
+            part[roi] = table[roi].astype(float)
+        done = self.total
+        part.index = [str(i) for i in range(done + 1, done + len(table) + 1)]
+        if confidence is not None:
+            part[CONFIDENCE_COLUMN] = confidence.to_numpy(dtype=float)
+        if self.flagged is not None:
+            marks = [self.flagged[first + j] for j, n in enumerate(counts) for _ in range(n)]
+            part[FAMILIARITY_COLUMN] = np.asarray(marks, dtype=float)
+        part.to_csv(wide, header=False)
+        self.areas.append(part[self.rois].to_numpy(dtype=float))
+        return part
+
+    def _series_rows(
+        self, lines: _Lines, files: list[str], counts: list[int], first: int, rows: IO[str]
+    ) -> None:
+        """Each series' own summary rows, named ``mean series k`` ... with its span."""
+        table = lines.table(index_col="slice", dtype=_TEXT)
+        starts = np.cumsum([0, *counts[:-1]])
+        labels = [
+            series_label(files[start : start + n]) for start, n in zip(starts, counts, strict=True)
+        ]
+        numbers = [j for j, n in enumerate(lines.counts) for _ in range(n)]
+        part = table[["file"]].copy()
+        part["file"] = [labels[j] for j in numbers]
+        for roi in self.rois:
+            part[roi] = table[roi].astype(float)
+        part.index = [
+            f"{label} series {first + j + 1}" for label, j in zip(table.index, numbers, strict=True)
+        ]
+        part.reindex(columns=self.columns).to_csv(rows, header=False)
+
+    def _tidy_rows(self, lines: _Lines, counts: list[int], first: int, long: IO[str]) -> None:
+        """The chunk's tidy rows: slices and series numbered over the cohort."""
+        table = lines.table(dtype={"file": str})
+        done = self.total
+        offsets = done + np.cumsum([0, *counts[:-1]])
+        table["slice"] = table["slice"].to_numpy() + np.repeat(offsets, lines.counts)
+        numbers = [first + j + 1 for j, n in enumerate(lines.counts) for _ in range(n)]
+        table["series"] = numbers
+        if self.flagged is not None and len(table):
+            table[FAMILIARITY_COLUMN] = [int(self.flagged[k - 1]) for k in numbers]
+        table.to_csv(long, header=first == 0, index=False)
+
+    def finish(self, wide: IO[str]) -> None:
+        """The overall mean, std and n rows (without the flagged series' slices)."""
+        values = pd.DataFrame(
+            {roi: np.concatenate([a[:, k] for a in self.areas]) for k, roi in enumerate(self.rois)}
+        )
+        rows = pd.DataFrame(
+            _overall(values.where(values > 0)), index=["mean", "std", "n"], columns=self.rois
+        )
+        rows.insert(0, "file", PRESENT)
+        if self.flagged is not None and any(self.flagged):
+            _leave_out(rows, values, self.flagged, self.counts)
+        rows.reindex(columns=self.columns).to_csv(wide, header=False)
+
+
+def _overall(values: pd.DataFrame) -> list[list[float]]:
+    """Mean, std (ddof 1) and n of each column (over the slices with the ROI: NaN elsewhere)."""
+    return [
+        values.mean(axis=0).tolist(),
+        values.std(axis=0, ddof=1).tolist(),
+        values.count(axis=0).astype(float).tolist(),
+    ]
+
+
+def _leave_out(
+    rows: pd.DataFrame, values: pd.DataFrame, flagged: Sequence[bool], counts: Sequence[int]
+) -> None:
+    """The overall rows without the flagged series' slices (all of them when all are flagged),
+    their file cells saying so (as `sliceseg.inference.familiarity.with_familiarity`)."""
+    marks = np.repeat(np.asarray(flagged, dtype=bool), counts)
+    kept = np.flatnonzero(~marks)
+    left_out = len(marks) - len(kept)
+    count = f"{left_out} slice{'s' * (left_out != 1)}"
+    if len(kept):
+        part = values.iloc[kept]
+        rows.loc[:, list(values.columns)] = _overall(part.where(part > 0))
+        note = f"without {sum(flagged)} series unlike the training data ({count})"
+    else:
+        note = f"every series is unlike the training data ({count}): over all of them"
+    rows["file"] = [f"{cell}; {note}".lstrip("; ") for cell in rows["file"]]

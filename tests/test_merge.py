@@ -1,0 +1,155 @@
+"""Tests for sliceseg.inference.merge and merge_tables: the streamed merge writes the tables
+the whole-table merge wrote (kept below as the reference), whatever the chunk size."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from conftest import with_network_checks_open
+from sliceseg.inference import merge, merge_tables
+from sliceseg.inference.cohort import CohortOptions, predict_cohort
+from sliceseg.inference.familiarity import SeriesVerdict, with_familiarity
+from sliceseg.inference.records import RunSettings, finished_series, series_dir
+from sliceseg.measure.areas import (
+    CONFIDENCE_COLUMN,
+    FAMILIARITY_COLUMN,
+    AreaTable,
+    is_summary_row,
+    series_label,
+    summarised,
+)
+from sliceseg.measure.familiarity import Verdict
+from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.report.cohort import review_order
+
+TABLES = ("csa.csv", "csa_long.csv", "series.csv", "failed.csv")
+
+
+def _inverted_copy(source: Path, target: Path) -> None:
+    """A series with its stored values inverted (unlike the training data) and its own UID."""
+    target.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.PixelData = (int(ds.pixel_array.max()) - ds.pixel_array).astype("<u2").tobytes()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+        ds.save_as(target / path.name)
+
+
+@pytest.fixture(scope="module", params=["profile", "no profile"])
+def predicted(request, tiny_model, tiny_phantom, tmp_path_factory) -> Path:
+    """A cohort output: five series of three slices, one of them inverted (flagged when the
+    model has its training profile; the other model file has none)."""
+    root = tmp_path_factory.mktemp("merge")
+    cohort = root / "cohort"
+    for split in ("train", "test"):
+        for folder in sorted((tiny_phantom / split / "dicoms").iterdir()):
+            shutil.copytree(folder, cohort / folder.name)
+    _inverted_copy(cohort / "sub02", cohort / "sub02x")
+    model = with_network_checks_open(tiny_model, root / "open.pt")
+    if request.param == "no profile":
+        bundle = load_bundle(model)
+        old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+        model = save_bundle(root / "old.pt", bundle.model, old)
+    settings = RunSettings(roi_names=(), visuals="none", exports=())
+    out = root / "out"
+    predict_cohort(model, cohort, out, settings=settings, options=CohortOptions(workers=0))
+    return out
+
+
+def _whole_merge(out: Path, into: Path) -> None:
+    """The merge as it was: every series' tables parsed at once, summarised whole."""
+    finished = finished_series(out)
+    slices, summaries, longs, counts = [], [], [], []
+    for name, _ in finished:
+        wide = pd.read_csv(series_dir(out, name) / "csa.csv", index_col="slice", dtype=str)
+        is_summary = [is_summary_row(i) for i in wide.index]
+        text = (series_dir(out, name) / "csa.csv").read_text().splitlines()
+        slices += [ln for ln, s in zip(text[1:], is_summary, strict=True) if not s]
+        summaries += [
+            (ln, len(counts) + 1) for ln, s in zip(text[1:], is_summary, strict=True) if s
+        ]
+        counts.append(is_summary.count(False))
+        longs.append(pd.read_csv(series_dir(out, name) / "csa_long.csv"))
+    header = text[0]
+    table = pd.read_csv(
+        io.StringIO("\n".join([header, *slices])), index_col="slice", dtype={"slice": str}
+    )
+    table = table.drop(columns=[FAMILIARITY_COLUMN], errors="ignore")
+    confidence = table.pop(CONFIDENCE_COLUMN)
+    numbers = [k for k, n in enumerate(counts, 1) for _ in range(n)]
+    whole = summarised(table, [1] * len(table))
+    own = pd.read_csv(
+        io.StringIO("\n".join([header, *(ln for ln, _ in summaries)])),
+        index_col="slice",
+        dtype={"slice": str},
+    )
+    own = own.drop(columns=[FAMILIARITY_COLUMN, CONFIDENCE_COLUMN], errors="ignore")
+    files = table["file"].astype(str).tolist()
+    starts = np.cumsum([0, *counts[:-1]])
+    labels = [series_label(files[s : s + n]) for s, n in zip(starts, counts, strict=True)]
+    own["file"] = [labels[k - 1] for _, k in summaries]
+    own.index = [f"{i} series {k}" for i, (_, k) in zip(own.index, summaries, strict=True)]
+    wide = pd.concat([whole.iloc[: len(table)], own, whole.iloc[len(table) :]])[list(table.columns)]
+    wide[CONFIDENCE_COLUMN] = float("nan")
+    wide.iloc[: len(table), wide.columns.get_loc(CONFIDENCE_COLUMN)] = confidence.to_numpy()
+    long = pd.concat(longs, ignore_index=True)
+    long["slice"] += np.repeat(starts, [len(x) for x in longs])
+    long["series"] = np.repeat(np.arange(1, len(longs) + 1), [len(x) for x in longs])
+    areas = AreaTable(wide=wide, long=long, series=tuple(numbers))
+    reasons = [record["summary"]["unlike_training"] for _, record in finished]
+    if any(reason is not None for reason in reasons):
+        verdicts = [
+            SeriesVerdict(k, "", "", n, Verdict(bool(r), (r,) if r else ()))
+            for k, (n, r) in enumerate(zip(counts, reasons, strict=True), 1)
+        ]
+        areas = with_familiarity(areas, verdicts)
+    areas.save(into)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk", [1, 2, 256])
+def test_streamed_merge_writes_the_whole_table_merge_bytes(predicted, tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(merge_tables, "CHUNK_SERIES", chunk)
+    monkeypatch.setattr(merge, "CHUNK_SERIES", chunk)
+    merged = merge.merge_cohort(predicted)
+    _whole_merge(predicted, tmp_path)
+    for name in ("csa.csv", "csa_long.csv"):
+        assert (predicted / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    wide = pd.read_csv(predicted / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert "mean series 5" in wide.index and len(merged.counts) == 5 and merged.slices == 15
+    series = pd.read_csv(predicted / "series.csv")
+    assert series["series"].tolist() == ["sub01", "sub02", "sub02x", "sub03", "sub04"]
+    assert series["slices"].tolist() == [3] * 5
+    assert merged.areas.wide.shape == wide.shape  # read back from the files
+
+
+@pytest.mark.slow
+def test_the_series_table_and_report_equal_those_of_every_row_at_once(predicted, monkeypatch):
+    monkeypatch.setattr(merge, "CHUNK_SERIES", 2)
+    monkeypatch.setattr(merge, "REVIEW_FIRST", 2)  # the bounded list keeps only the first two
+    merged = merge.merge_cohort(predicted)
+    text = (predicted / "series.csv").read_text()
+    rows = [merge._series_row(predicted, n, r["summary"]) for n, r in finished_series(predicted)]
+    whole = pd.DataFrame(rows)
+    buffer = io.StringIO()
+    whole.to_csv(buffer, index=False)
+    assert text == buffer.getvalue()
+    report = merged.report.read_text()
+    assert "5 series, 15 slices" in report
+    expected = review_order(whole).head(30)["series"].tolist()
+    review = report.split("<h2>Review first</h2>")[1]
+    shown = [cell.split("</")[0].rsplit(">", 1)[-1] for cell in review.split("<tr><td>")[1:]]
+    assert shown == expected[:2]
+    flagged = whole["unlike_training"].astype(bool).sum()
+    has_profile = FAMILIARITY_COLUMN in pd.read_csv(predicted / "csa.csv")
+    assert flagged == has_profile  # the inverted copy, when the model can tell
+    assert (whole.loc[whole["unlike_training"] != "", "series"] == "sub02x").all()
+    assert (f"⚠ {flagged} series unlike the training data" in report) == bool(flagged)
