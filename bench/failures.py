@@ -48,6 +48,7 @@ import dataclasses
 import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
-from failures_real import level_renderer, read_test_series
+from failures_real import level_renderer, read_test_series, reprofile
 from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
 from sliceseg.inference.familiarity import model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
@@ -213,6 +214,8 @@ def _series_numbers(profile, traits, odd) -> dict:
     return {
         "feature_ratio": float(np.nanmedian(odd.feature_ratio)),
         "intensity_excess": float(np.max(excess / profile.intensity_std)),
+        "intensity_distance": profile.intensity_distance(np.stack([t.intensity for t in traits])),
+        "intensity_threshold": profile.intensity_series_threshold,
         "area_off": float(odd.area_off.mean(axis=0).max()),
         "distance_off": float(odd.distance_off.mean(axis=0).max()),
     }
@@ -401,11 +404,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-subjects", type=int, default=8)
     parser.add_argument("--no-tta", action="store_true", help="skip the TTA disagreement")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--reprofile",
+        type=Path,
+        metavar="TRAIN_DIR",
+        help="rebuild the model's profile with today's code from its training folder first",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    bundle = load_bundle(args.model)
+    model = args.model
+    if args.reprofile is not None:
+        model = reprofile(model, args.reprofile, Path(tempfile.mkdtemp()) / model.name)
+    bundle = load_bundle(model)
     if bundle.metadata.familiarity is None:
         raise SystemExit(f"{args.model}: no training profile; add one (training.profile).")
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,41 @@ TestSlice = tuple[Slice, np.ndarray]
 """One test slice: the image as sliceseg reads it, its true label map on the same grid."""
 LevelRenderer = Callable[[str, str, list[Slice]], list[TestSlice]]
 """(subject, strength, its clean slices) → the subject at levels outside the trained range."""
+
+
+def reprofile(model: Path, train_dir: Path, out: Path) -> Path:
+    """Copy ``model`` to ``out`` with its training profile rebuilt by today's code, from
+    ``train_dir`` split as its training split it (the settings file beside it: validation
+    fraction, seed, split kind): to measure a changed check on a model trained before it.
+    """
+    from sliceseg.data.batches import samples_to_spacing
+    from sliceseg.data.intensity import IntensityNormalisation
+    from sliceseg.data.samples import load_samples
+    from sliceseg.data.split import hold_out_levels, split_by_patient
+    from sliceseg.models import required_divisor
+    from sliceseg.models.bundle import load_bundle
+    from sliceseg.training.profile import add_profile
+
+    settings = json.loads(next(Path(model).parent.glob("*_settings.json")).read_text())
+    config = settings["settings"]
+    shutil.copy(model, out)
+    meta = load_bundle(out).metadata
+    samples, _ = load_samples(Path(train_dir))
+    train, validation = split_by_patient(
+        samples, validation_fraction=config["validation_fraction"], seed=config["seed"]
+    )
+    if config.get("validation_split") == "levels":
+        train, validation = hold_out_levels(train, validation)
+    normalisation = IntensityNormalisation.from_metadata(
+        meta.normalisation, meta.intensity, source=str(model)
+    )
+    spaced = [
+        samples_to_spacing(part, meta.target_spacing_mm, normalisation=normalisation)
+        for part in (train, validation)
+    ]
+    divisor = required_divisor(meta.arch, meta.hyperparameters)
+    add_profile(out, spaced[0], spaced[1], divisor=divisor)
+    return out
 
 
 def read_test_series(test_dir: Path) -> dict[str, list[TestSlice]]:

@@ -121,10 +121,98 @@ class TestVerdict:
 
     def test_profile_round_trips_as_plain_data(self, profile: TrainingProfile):
         data = profile.to_dict()
-        assert data["version"] == 1 and isinstance(data["feature_mean"], list)
+        assert data["version"] == 2 and isinstance(data["feature_mean"], list)
+        assert data["intensity_series_threshold"] is None  # not learnt (no series): no NaN
         again = TrainingProfile.from_dict(data)
         assert np.allclose(again.feature_precision, profile.feature_precision)
-        assert again.num_slices == 200
+        assert again.num_slices == 200 and np.isnan(again.intensity_series_threshold)
+
+    def test_a_version_1_profile_still_judges(self, profile: TrainingProfile):
+        new = {"intensity_mean", "intensity_precision", "intensity_series_threshold"}
+        new |= {"intensity_slice_threshold", "shape_off_validation"}
+        old = {k: v for k, v in profile.to_dict().items() if k not in new} | {"version": 1}
+        again = TrainingProfile.from_dict(old)
+        assert again.intensity_mean.size == 0 and again.shape_off_validation.size == 0
+        rng = np.random.default_rng(1)
+        assert not judge_series(again, _traits(rng, 10), NAMES).is_flagged
+        assert judge_series(again, _traits(rng, 10, flip=True), NAMES).is_flagged
+
+
+def _gamma_traits(rng: np.random.Generator, n: int, gamma: float) -> list[SliceTraits]:
+    """Like `_traits`, the image's histogram bent by a gamma (then z-scored, as the model's
+    input is): a contrast change the range check does not see."""
+    out = []
+    for t in _traits(rng, n):
+        image = (rng.exponential(1.0, 400) + 0.05) ** gamma
+        image = (image - image.mean()) / image.std()
+        out.append(SliceTraits(t.features, intensity_quantiles(image), t.areas_mm2, t.distances_mm))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grouped() -> TrainingProfile:
+    """A profile of 5 training series × 40 slices (their intensity threshold is learnt)."""
+    train = _gamma_traits(np.random.default_rng(0), 200, 1.0)
+    return build_profile(train, series=[f"s{i // 40}" for i in range(200)])
+
+
+class TestLearntThresholds:
+    """Thresholds the profile learns from the training series and the validation slices."""
+
+    def test_a_series_unlike_every_training_series_is_flagged(self, grouped: TrainingProfile):
+        rng = np.random.default_rng(3)
+        assert not judge_series(grouped, _gamma_traits(rng, 10, 1.0), NAMES).is_flagged
+        bent = _gamma_traits(rng, 10, 1.3)  # inside the slices' range ± 3 std
+        verdict = judge_series(grouped, bent, NAMES)
+        assert len(verdict.reasons) == 1
+        assert verdict.reasons[0].startswith("intensities unlike every training series (distance")
+        # the range check alone (a profile without series) lets it pass
+        plain = build_profile(_gamma_traits(np.random.default_rng(0), 200, 1.0))
+        assert np.isnan(plain.intensity_series_threshold)
+        assert not judge_series(plain, bent, NAMES).is_flagged
+
+    def test_short_series_meet_the_single_slice_threshold(self, grouped: TrainingProfile):
+        assert grouped.intensity_slice_threshold > grouped.intensity_series_threshold > 0
+        # two slices between the series and the slice threshold: flagged only as a series
+        target = (grouped.intensity_series_threshold + grouped.intensity_slice_threshold) / 2
+        base = _gamma_traits(np.random.default_rng(4), 1, 1.0)[0]
+        step = np.linspace(0.0, 1.0, 7)  # a monotone change of the histogram's shape
+        low, high = 0.0, 50.0
+        for _ in range(60):  # bisection: the shifted quantiles at distance `target`
+            middle = (low + high) / 2
+            quantiles = grouped.intensity_mean + middle * step
+            below = grouped.intensity_distance(quantiles[None]) < target
+            low, high = (middle, high) if below else (low, middle)
+        odd = SliceTraits(base.features, quantiles, base.areas_mm2, base.distances_mm)
+        assert not judge_series(grouped, [odd, odd], NAMES).is_flagged
+        assert (
+            judge_series(grouped, [odd] * 3, NAMES)
+            .reasons[0]
+            .startswith("intensities unlike every training series")
+        )
+
+    def test_an_roi_the_model_misses_on_validation_does_not_flag(self, profile: TrainingProfile):
+        rng = np.random.default_rng(5)
+        train = _traits(rng, 100)
+
+        def without_muscle(traits: list[SliceTraits], count: int) -> list[SliceTraits]:
+            return [
+                SliceTraits(t.features, t.intensity, t.areas_mm2 * [1, 0], t.distances_mm)
+                if i < count
+                else t
+                for i, t in enumerate(traits)
+            ]
+
+        checked = without_muscle(_traits(rng, 4), 3)  # the model missed it on 3 of 4
+        learnt = build_profile(train, checked=checked)
+        assert learnt.shape_off_validation.tolist() == [0.0, 0.75]
+        series = _traits(rng, 10)
+        # 7 of 10 slices without muscle: more than half, fewer than on validation
+        assert not judge_series(learnt, without_muscle(series, 7), NAMES).is_flagged
+        assert judge_series(learnt, without_muscle(series, 8), NAMES).reasons == (
+            "ROI areas outside the trained range (muscle)",
+        )
+        assert judge_series(build_profile(train), without_muscle(series, 7), NAMES).is_flagged
 
 
 class TestFeatures:

@@ -9,6 +9,20 @@ the training slices the network found it, as distance-based out-of-distribution 
 The feature distance's threshold is a high quantile of the distances of slices the model did
 not train on (the validation slices), with a margin.
 
+Two thresholds are learnt from the training data itself rather than fixed:
+
+- the intensity histogram's: a slice's quantiles have a Mahalanobis distance from those of the
+  training slices; a series' distance is the median over its slices. Each training series in
+  turn is left out of the fit and measured like a new one; the largest of those distances is
+  the threshold (a series is flagged when it is further from training than every training
+  series was from the others). Needs three training series (their folders). A median of one
+  or two slices is no series' median: such short series are held to the largest distance of
+  any single left-out training slice instead;
+- the area and position check's, per ROI: the share of the validation slices on which the
+  model's *own* predicted ROI was off. A series is flagged for an ROI only when more of its
+  slices are off than :data:`SHAPE_SHARE` and than on the validation slices, so an ROI the
+  model gets wrong on data like its training data does not flag every series.
+
 :func:`judge_series` compares one series with the profile and returns a :class:`Verdict`:
 flagged or not, and the reasons in words. A series is judged as a whole (medians and shares
 over its slices), so one odd slice does not flag it; :func:`slice_oddness` scores single
@@ -18,7 +32,7 @@ slices for ranking.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +51,7 @@ __all__ = [
     "slice_traits",
 ]
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 INTENSITY_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles of a slice's normalised intensities (the model's input) kept per slice."""
 FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
@@ -51,6 +65,10 @@ DISTANCE_MARGIN_MM = 15.0
 SHAPE_SHARE = 0.5
 """A series is flagged for areas / positions when more than this share of slices is off."""
 PRESENT_PIXELS = 1
+MIN_SERIES = 3
+"""Training series needed to learn the intensity distance's threshold (leaving each out)."""
+MIN_SERIES_SLICES = 3
+"""Slices a series needs for its median intensity distance to meet the series threshold."""
 
 
 @dataclass(frozen=True)
@@ -160,34 +178,62 @@ class TrainingProfile:
     distance_low_mm: np.ndarray
     distance_high_mm: np.ndarray
     num_slices: int
+    intensity_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    intensity_precision: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    intensity_series_threshold: float = float("nan")
+    intensity_slice_threshold: float = float("nan")
+    shape_off_validation: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and numbers) for the model file."""
         data: dict[str, Any] = {"version": PROFILE_VERSION}
         for name, value in vars(self).items():
+            if isinstance(value, float) and np.isnan(value):
+                value = None  # not learnt; plain data has no NaN
             data[name] = value.tolist() if isinstance(value, np.ndarray) else value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingProfile:
-        """Rebuild from :meth:`to_dict`; KeyError / ValueError when malformed."""
-        scalars = {"feature_threshold": float, "intensity_skew": float, "num_slices": int}
+        """Rebuild from :meth:`to_dict` (a version-1 profile lacks the learnt thresholds: those
+        checks are off); KeyError / ValueError when malformed."""
+        scalars = {
+            "feature_threshold": float,
+            "intensity_skew": float,
+            "num_slices": int,
+            "intensity_series_threshold": float,
+            "intensity_slice_threshold": float,
+        }
         values: dict[str, Any] = {}
-        for name in cls.__dataclass_fields__:
+        for name, spec in cls.__dataclass_fields__.items():
+            has_default = spec.default is not MISSING or spec.default_factory is not MISSING
+            if name not in data and has_default:
+                continue  # an older profile: the check it would serve is off
             kind = scalars.get(name)
-            values[name] = kind(data[name]) if kind else np.asarray(data[name], dtype=np.float64)
+            value = float("nan") if data[name] is None and kind is float else data[name]
+            values[name] = kind(value) if kind else np.asarray(value, dtype=np.float64)
         return cls(**values)
 
     def feature_distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distances of ``(slices, channels)`` features from the training mean."""
-        centred = np.atleast_2d(features) - self.feature_mean
-        return np.sqrt(
-            np.maximum(np.einsum("ij,jk,ik->i", centred, self.feature_precision, centred), 0)
+        return _mahalanobis(features, self.feature_mean, self.feature_precision)
+
+    def intensity_distance(self, intensity: np.ndarray) -> float:
+        """A series' intensity distance: the median over its ``(slices, quantiles)`` of each
+        slice's Mahalanobis distance from the training slices' quantiles (NaN: not learnt)."""
+        if not self.intensity_mean.size or not len(intensity):
+            return float("nan")
+        return float(
+            np.median(_mahalanobis(intensity, self.intensity_mean, self.intensity_precision))
         )
 
 
 def build_profile(
-    train: Sequence[SliceTraits], reference_features: np.ndarray | None = None
+    train: Sequence[SliceTraits],
+    reference_features: np.ndarray | None = None,
+    *,
+    series: Sequence[str] | None = None,
+    checked: Sequence[SliceTraits] = (),
 ) -> TrainingProfile:
     """Describe the training slices.
 
@@ -195,6 +241,11 @@ def build_profile(
         train: the training slices' traits (features, intensities, true-label geometry).
         reference_features: ``(n, channels)`` features of slices the model did not train on
             (validation); their distances set the threshold (default: the training slices').
+        series: per training slice its series (e.g. its folder); with three or more series
+            the intensity distance's threshold is learnt by leaving each out (else not
+            learnt: only the intensity range is checked).
+        checked: the validation slices' traits with the model's *predicted* label maps: the
+            share of them on which each ROI is off sets that ROI's share threshold.
 
     Returns:
         The profile.
@@ -211,13 +262,14 @@ def build_profile(
         if reference_features is None or len(reference_features) < 5
         else reference_features
     )
-    centred = np.atleast_2d(reference) - mean
-    distances = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0))
+    distances = _mahalanobis(reference, mean, precision)
     intensity = np.stack([t.intensity for t in train])
     areas = np.stack([t.areas_mm2 for t in train])
     present = areas > 0
     distance = np.stack([t.distances_mm for t in train])
-    return TrainingProfile(
+    intensity_mean, intensity_precision = _shrunk_gaussian(intensity)
+    left_out = _left_out_thresholds(intensity, series)
+    profile = TrainingProfile(
         feature_mean=mean,
         feature_precision=precision,
         feature_threshold=float(FEATURE_MARGIN * np.quantile(distances, FEATURE_QUANTILE)),
@@ -231,7 +283,35 @@ def build_profile(
         distance_low_mm=np.nanmin(np.where(present, distance, np.inf), axis=0),
         distance_high_mm=np.nanmax(np.where(present, distance, -np.inf), axis=0),
         num_slices=len(train),
+        intensity_mean=intensity_mean,
+        intensity_precision=intensity_precision,
+        intensity_series_threshold=left_out[0],
+        intensity_slice_threshold=left_out[1],
     )
+    if checked:
+        odd = slice_oddness(profile, checked)
+        shares = (odd.area_off | odd.distance_off).mean(axis=0)
+        profile = replace(profile, shape_off_validation=shares.astype(np.float64))
+    return profile
+
+
+def _left_out_thresholds(
+    intensity: np.ndarray, series: Sequence[str] | None
+) -> tuple[float, float]:
+    """The largest intensity distance of a training series (the median over its slices) from
+    a fit on the other series, and the largest of a single slice (NaN, NaN with fewer than
+    :data:`MIN_SERIES` series)."""
+    if series is None or len(set(series)) < MIN_SERIES:
+        return float("nan"), float("nan")
+    names = np.asarray(list(series))
+    medians, largest = [], []
+    for name in dict.fromkeys(names):
+        mine = names == name
+        mean, precision = _shrunk_gaussian(intensity[~mine])
+        distances = _mahalanobis(intensity[mine], mean, precision)
+        medians.append(float(np.median(distances)))
+        largest.append(float(distances.max()))
+    return max(medians), max(largest)
 
 
 def _shrunk_gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -340,9 +420,10 @@ def judge_series(
     profile: TrainingProfile, traits: Sequence[SliceTraits], roi_names: Sequence[str]
 ) -> Verdict:
     """Judge one series: unlike the training data when its median feature distance passes the
-    threshold, its median intensity quantiles leave the training range by more than
-    :data:`INTENSITY_MARGIN` std, or more than :data:`SHAPE_SHARE` of its slices have an ROI
-    whose area or position is outside the trained range.
+    threshold, its intensities are further from training than every training series was from
+    the others (or its median intensity quantiles leave the training range by more than
+    :data:`INTENSITY_MARGIN` std), or more of its slices than :data:`SHAPE_SHARE` (and than
+    on the validation slices) have an ROI whose area or position is outside the trained range.
 
     Example:
         >>> judge_series(profile, traits, ["vertebral body"]).describe()  # doctest: +SKIP
@@ -360,15 +441,36 @@ def judge_series(
         )
     intensity = [t.intensity for t in traits if t.intensity.size]
     if intensity:
-        median = np.median(np.stack(intensity), axis=0)
-        if _intensity_excess(profile, median[None]).max() > INTENSITY_MARGIN:
-            skew = float(_skew(median[None])[0])
-            inverted = skew * profile.intensity_skew < 0 and abs(skew) > 0.2
-            reasons.append(
-                "intensity quantiles far outside training" + (" (inverted contrast?)" * inverted)
-            )
+        reasons += _intensity_reasons(profile, np.stack(intensity))
+    limits = np.maximum(SHAPE_SHARE, _validation_shares(profile))
     for what, off in (("areas", odd.area_off), ("positions", odd.distance_off)):
-        rois = [name for k, name in enumerate(roi_names) if off[:, k].mean() > SHAPE_SHARE]
+        shares = off.mean(axis=0)
+        rois = [name for k, name in enumerate(roi_names) if shares[k] > limits[k]]
         if rois:
             reasons.append(f"ROI {what} outside the trained range ({', '.join(rois)})")
     return Verdict(bool(reasons), tuple(reasons))
+
+
+def _validation_shares(profile: TrainingProfile) -> np.ndarray:
+    """Per ROI the share of validation slices the model's own prediction had off (0: unknown)."""
+    k = len(profile.presence)
+    shares = profile.shape_off_validation
+    return shares if shares.shape == (k,) else np.zeros(k)
+
+
+def _intensity_reasons(profile: TrainingProfile, intensity: np.ndarray) -> list[str]:
+    """The intensity check of a series' ``(slices, quantiles)``: its range, then its distance."""
+    median = np.median(intensity, axis=0)
+    skew = float(_skew(median[None])[0])
+    inverted = " (inverted contrast?)" * (skew * profile.intensity_skew < 0 and abs(skew) > 0.2)
+    if _intensity_excess(profile, median[None]).max() > INTENSITY_MARGIN:
+        return ["intensity quantiles far outside training" + inverted]
+    distance = profile.intensity_distance(intensity)
+    is_series = len(intensity) >= MIN_SERIES_SLICES
+    limit = profile.intensity_series_threshold if is_series else profile.intensity_slice_threshold
+    if distance > limit:  # False when not learnt (NaN)
+        return [
+            f"intensities unlike every training {'series' if is_series else 'slice'} "
+            f"(distance {distance:.1f}, training ≤ {limit:.1f}){inverted}"
+        ]
+    return []

@@ -1,19 +1,25 @@
 """The training data's profile for the model file: what `predict` compares each series with.
 
 At the end of training the best network looks once more at every training slice (features,
-normalised intensities) and its true label (ROI areas and positions), and at the validation
-slices (whose feature distances set the threshold); the result is stored in the model file's
-``familiarity`` section (see `sliceseg.measure.familiarity`).
+normalised intensities) and its true label (ROI areas and positions), grouped by series (the
+slice's folder: the intensity threshold leaves each out), and predicts the validation slices
+(whose feature distances set the feature threshold, and whose predicted ROIs say how often the
+model's own prediction is off on data like its training data); the result is stored in the
+model file's ``familiarity`` section (see `sliceseg.measure.familiarity`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch import nn
 
 from sliceseg.data.batches import SpacedTensors
+from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_traits
+from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
 from sliceseg.models.inference import inference_network
@@ -32,8 +38,15 @@ def add_profile(
         ValueError: the training set has no labels or fewer than two slices.
     """
     bundle = load_bundle(path)
+    meta = bundle.metadata
     profile = training_profile(
-        bundle.model, train, validation, num_labels=bundle.metadata.num_labels, divisor=divisor
+        bundle.model,
+        train,
+        validation,
+        num_labels=meta.num_labels,
+        divisor=divisor,
+        input_size=meta.input_size,
+        post=PostProcessing.from_dict(meta.postprocessing or {}),
     )
     data = {**bundle.metadata.to_dict(), "familiarity": profile.to_dict()}
     save_bundle(
@@ -49,6 +62,8 @@ def training_profile(
     *,
     num_labels: int,
     divisor: int,
+    input_size: int | None = None,
+    post: PostProcessing | None = None,
 ) -> TrainingProfile:
     """Describe the training slices as the (trained) ``model`` sees them.
 
@@ -58,6 +73,10 @@ def training_profile(
         validation: slices not trained on (their distances set the threshold), or None.
         num_labels: K.
         divisor: what the network's input sides must divide by.
+        input_size: the model's training crop side: given, the validation slices are
+            predicted (with ``post``, the model's calibration and post-processing) to learn
+            how often each ROI's prediction is off on them.
+        post: the model file's calibration and post-processing (None: the plain argmax).
 
     Returns:
         The profile (``.to_dict()`` goes into ``ModelMetadata.familiarity``).
@@ -74,8 +93,13 @@ def training_profile(
     network = inference_network(model)  # an eval-mode copy, as predict's check uses
     features = deepest_features(network, train.images, divisor=divisor)
     reference = None
+    checked = []
     if validation is not None and len(validation):
         reference = deepest_features(network, validation.images, divisor=divisor)
+        if input_size is not None:
+            labels = _predicted(network, validation, input_size, divisor, post)
+            spacings = [validation.target_spacing_mm] * len(validation)
+            checked = slice_traits(None, [None] * len(labels), labels, spacings, num_labels)
     traits = slice_traits(
         features,
         [image[0].numpy() for image in train.images],
@@ -83,4 +107,21 @@ def training_profile(
         [train.target_spacing_mm] * len(train),
         num_labels,
     )
-    return build_profile(traits, reference)
+    series = [key.rpartition("/")[0] for key in train.keys]  # the slice's folder
+    return build_profile(traits, reference, series=series, checked=checked)
+
+
+def _predicted(
+    network: nn.Module,
+    data: SpacedTensors,
+    input_size: int,
+    divisor: int,
+    post: PostProcessing | None,
+) -> list[np.ndarray]:
+    """The label maps ``network`` predicts for ``data`` at the target spacing, as predict's."""
+    device = next(network.parameters(), torch.zeros(0)).device
+    probabilities = spaced_window_probabilities(
+        network, data.images, input_size=input_size, divisor=divisor, device=device
+    )
+    finish = post if post is not None else PostProcessing()
+    return [finish_label(p, finish) for p in probabilities]
