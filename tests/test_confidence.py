@@ -14,7 +14,6 @@ from sliceseg.errors import ConfigError
 from sliceseg.inference.confidence import (
     ConfidenceCollector,
     least_confident,
-    review_first,
     roi_confidence,
     slice_confidence,
     with_confidence,
@@ -96,12 +95,11 @@ class TestWithConfidence:
                                               r"has 3 slices × 2 ROIs"):  # fmt: skip
             with_confidence(areas, per_roi[:2])
 
-    def test_review_first_lists_least_confident(self):
+    def test_the_one_ranking_over_the_table_s_slice_scores(self):
+        """What the report's "review first" and ``suggest`` rank: slice 2 (0.3), then 3 (0.7)."""
         areas, per_roi = _table()
-        items = review_first(with_confidence(areas, per_roi), n=2)
-        assert [(i.file, i.weakest_roi) for i in items] == [("s1", "b"), ("s2", "a")]
-        assert [i.confidence for i in items] == pytest.approx([0.3, 0.7])
-        assert items[0].weakest_confidence == pytest.approx(0.1)
+        scores = with_confidence(areas, per_roi).wide["confidence"].loc[["1", "2", "3"]]
+        assert least_confident(scores.tolist(), ["s"] * 3, n=2) == [1, 2]
 
 
 class TestLeastConfident:

@@ -12,15 +12,12 @@ entropy in a band around each boundary (``docs/benchmarks.md``, "Confidence").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
-    FAMILIARITY_COLUMN,
     AreaTable,
     least_confident,
 )
@@ -28,9 +25,7 @@ from sliceseg.measure.areas import (
 __all__ = [
     "CONFIDENCE_COLUMN",
     "ConfidenceCollector",
-    "ReviewItem",
     "least_confident",
-    "review_first",
     "roi_confidence",
     "slice_confidence",
     "with_confidence",
@@ -160,79 +155,3 @@ def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
     wide[CONFIDENCE_COLUMN] = np.nan
     wide.loc[slice_rows, CONFIDENCE_COLUMN] = slice_confidence(scores)
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """A slice worth looking at first.
-
-    Attributes:
-        slice: the slice's row label in the wide table ("1".."N").
-        file: the slice's name.
-        series: the series number (1, 2, ...), 1 when the table has no series.
-        confidence: the slice's confidence.
-        weakest_roi: the name of its least confident ROI.
-        weakest_confidence: that ROI's score.
-        unlike_training: its series is unlike the training data (listed first).
-    """
-
-    slice: str
-    file: str
-    series: int
-    confidence: float
-    weakest_roi: str
-    weakest_confidence: float
-    unlike_training: bool = False
-
-
-def review_first(
-    areas: AreaTable, *, n: int = 20, below: float | None = None, spread: bool = False
-) -> list[ReviewItem]:
-    """Return the least confident slices of a table with a confidence column, least first.
-
-    Args:
-        areas: a table from :func:`with_confidence`.
-        n: at most this many slices.
-        below: only slices whose confidence is below this.
-        spread: take the series in turns (see :func:`least_confident`).
-
-    Slices of series unlike the training data (the ``unlike_training`` column) come first.
-
-    Raises:
-        ConfigError: ``n`` is below 1, or the table has no confidence column.
-    """
-    items = [item for item in _review_items(areas) if below is None or item.confidence < below]
-    chosen = least_confident(
-        [item.confidence for item in items],
-        [item.series for item in items],
-        n=n,
-        spread=spread,
-        flagged=[item.unlike_training for item in items],
-    )
-    return [items[i] for i in chosen]
-
-
-def _review_items(areas: AreaTable) -> list[ReviewItem]:
-    if CONFIDENCE_COLUMN not in areas.long.columns:
-        raise ConfigError(
-            "the area table has no confidence column; predict with sliceseg ≥ this version."
-        )
-    long = areas.long
-    items = []
-    for slice_number, rows in long.groupby("slice", sort=True):
-        weakest = rows.loc[rows[CONFIDENCE_COLUMN].idxmin()]
-        series = int(rows["series"].iloc[0]) if "series" in rows else 1
-        items.append(
-            ReviewItem(
-                slice=str(slice_number),
-                file=str(rows["file"].iloc[0]),
-                series=series,
-                confidence=float(rows[CONFIDENCE_COLUMN].mean()),
-                weakest_roi=str(weakest["roi_name"]),
-                weakest_confidence=float(weakest[CONFIDENCE_COLUMN]),
-                unlike_training=bool(rows[FAMILIARITY_COLUMN].max() > 0)
-                if FAMILIARITY_COLUMN in rows
-                else False,
-            )
-        )
-    return items
