@@ -143,7 +143,8 @@ class TestPerRoi:
     def test_the_issue_s_two_roi_case_makes_no_roi_worse(self):
         # One weight for both (before): e^1.5, per-ROI errors −0.4 / +46.7 % → −14.7 / +13.4 %.
         # Per ROI: ROI 1 keeps −0.4 % (the 4 pixels at exactly 18 px, log-odds 0, go to the
-        # background) and ROI 2 goes +46.7 → −2.5 % with e^2, the grid's largest weight.
+        # background) and ROI 2 takes e^1, the grid's largest weight: it keeps the pixels whose
+        # log-odds R + 2 − r exceed 1, the disks of radius < R + 1 (still 1 px too wide).
         slices = [two_roi_slice(r) for r in (8.0, 9.0, 10.0)]
         margins, truth = [m for m, _ in slices], [t for _, t in slices]
         choice = choose_area_calibration(margins, truth, num_classes=3)
@@ -153,8 +154,15 @@ class TestPerRoi:
         assert signed_errors(plain, truth, 1) == pytest.approx(-100 * 4 / true_1)  # −0.40 %
         assert signed_errors(calibrated, truth, 1) == pytest.approx(-100 * 4 / true_1)
         assert signed_errors(plain, truth, 2) == pytest.approx(46.70, abs=0.01)
-        assert signed_errors(calibrated, truth, 2) == pytest.approx(-2.47, abs=0.01)
-        assert choice.log_weight_of(1) == 0.0 and choice.log_weight_of(2) == 2.0
+        rows, cols = np.mgrid[0:96, 0:96]
+        one_px_wide = [
+            np.where(np.hypot(rows - 70, cols - 70) < r + 1.0, 2, 0) for r in (8.0, 9.0, 10.0)
+        ]
+        assert signed_errors(calibrated, truth, 2) == pytest.approx(
+            signed_errors(one_px_wide, truth, 2)
+        )
+        assert 0 < signed_errors(calibrated, truth, 2) < signed_errors(plain, truth, 2)
+        assert choice.log_weight_of(1) == 0.0 and choice.log_weight_of(2) == 1.0
         for roi in (1, 2):
             assert abs(signed_errors(calibrated, truth, roi)) <= abs(
                 signed_errors(plain, truth, roi)
@@ -328,20 +336,26 @@ class TestModelFile:
 class TestValidation:
     """Validation chooses the weight ``predict`` will use; ``area_calibration`` turns it off."""
 
-    @pytest.mark.parametrize("calibrate, expected", [(True, 2.0), (False, 0.0)])
-    def test_a_network_that_draws_too_wide_gets_its_weight(self, tmp_path, calibrate, expected):
+    @staticmethod
+    def too_wide(tmp_path, series: tuple[str, ...]):
+        """Gaussian blobs whose truth is where the Threshold network's log-odds 4x exceed 1
+        (its argmax: x > 0), one slice per entry of ``series`` (the key's folder)."""
         import dataclasses
 
         from sliceseg.data.batches import slices_to_spacing
-        from sliceseg.training.steps import evaluate_spaced
 
         rows, cols = np.mgrid[0:64, 0:64]
         pixels = 1000.0 * np.exp(-((rows - 32.0) ** 2 + (cols - 32.0) ** 2) / (2 * 12.0**2))
         image = read_slice(write_test_dicom(tmp_path / "a.dcm", pixels.astype(np.int16)))
-        data = slices_to_spacing([image], image.spacing_mm)
-        # the truth is where the Threshold network's log-odds 4x exceed 2, its argmax where x > 0
-        truth = (4 * data.images[0][0] > 2.0).long()
-        data = dataclasses.replace(data, labels=(truth,))
+        data = slices_to_spacing([image] * len(series), image.spacing_mm)
+        truth = tuple((4 * im[0] > 1.0).long() for im in data.images)
+        keys = tuple(f"{folder}/a" for folder in series)
+        return dataclasses.replace(data, labels=truth, keys=keys)
+
+    @staticmethod
+    def chosen(data, calibrate: bool = True):
+        from sliceseg.training.steps import evaluate_spaced
+
         _, post = evaluate_spaced(
             Threshold(),
             data,
@@ -351,10 +365,51 @@ class TestValidation:
             divisor=16,
             calibrate=calibrate,
         )
-        assert post.calibration.log_weight_of(1) == expected
+        return post.calibration
+
+    @pytest.mark.parametrize("calibrate, expected", [(True, 1.0), (False, 0.0)])
+    def test_a_network_that_draws_too_wide_gets_its_weight(self, tmp_path, calibrate, expected):
+        calibration = self.chosen(self.too_wide(tmp_path, ("p1", "p2")), calibrate)
+        assert calibration.log_weight_of(1) == expected
         if calibrate:
-            roi = post.calibration.per_roi[1]
-            assert roi.bias_before_pct > 20 and roi.bias_after_pct == 0
+            roi = calibration.per_roi[1]
+            assert roi.bias_before_pct > 10 and roi.bias_after_pct == 0
+            assert roi.held_out_before_pct > 10 and roi.held_out_after_pct == 0
+
+    def test_one_validation_series_cannot_confirm_a_weight(self, tmp_path):
+        # the same bias on a single series: no held-out series shows the weight carries over
+        roi = self.chosen(self.too_wide(tmp_path, ("p1", "p1"))).per_roi[1]
+        assert roi.log_weight == 0.0 and roi.bias_before_pct > 10
+        assert roi.bias_after_pct == roi.bias_before_pct
+        assert roi.describe("blob").endswith(
+            "(unchanged; held-out half "
+            f"{roi.held_out_before_pct:+.1f} → "
+            f"{roi.held_out_before_pct:+.1f} %)"
+        )
+
+
+class TestSeriesConfirmation:
+    """A weight is kept only when the validation series it was not chosen on confirm it."""
+
+    def test_a_bias_of_one_series_only_is_not_carried_to_the_others(self):
+        # series a: ROI 2 drawn 2 px too wide; series b: drawn exactly. Pooled, a weight lowers
+        # the bias, but chosen on a it makes b too small, and chosen on b it leaves a unchanged.
+        wide = [two_roi_slice(r) for r in (8.0, 9.0)]
+        exact = []
+        for r in (8.0, 9.0):
+            (roi, odds), truth = two_roi_slice(r)
+            rows, cols = np.mgrid[0:96, 0:96]
+            odds2 = r - np.hypot(rows - 70, cols - 70)  # the small disk drawn exactly
+            exact.append(((roi, np.where(roi == 2, odds2, odds).astype(np.float32)), truth))
+        slices = wide + exact
+        margins, truth = [m for m, _ in slices], [t for _, t in slices]
+        pooled = choose_area_calibration(margins, truth, num_classes=3)
+        assert pooled.log_weight_of(2) > 0  # without series, the pooled bias wins
+        grouped = choose_area_calibration(
+            margins, truth, num_classes=3, groups=["a", "a", "b", "b"]
+        )
+        assert grouped.log_weight_of(2) == 0.0
+        assert grouped.per_roi[2].bias_after_pct == grouped.per_roi[2].bias_before_pct
 
 
 def test_the_setting_must_be_a_boolean():
