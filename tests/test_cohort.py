@@ -320,3 +320,29 @@ def test_no_report_writes_no_report_at_all(tiny_model, cohort_dir, tmp_path):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("report.html")) == []
     assert main(["merge", str(out)]) == 0
     assert not (out / "report.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replaced", [False, True])
+def test_a_run_killed_between_the_two_renames_is_mended(tiny_model, cohort_dir, tmp_path, replaced):
+    """kill -9 while a finished series is replaced: its older folder lies aside (hidden), the
+    new one under its temporary name, and (``replaced``) perhaps already in place."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    series = out / "series"
+    before = snapshot(series / "sub02")
+    aside = series / ".sliceseg-tmp.sub02.old.4242"
+    temporary = series / ".sliceseg-tmp.sub02.4242"
+    shutil.copytree(series / "sub02", temporary)
+    (temporary / "record.json").unlink()  # killed while writing it
+    if replaced:
+        shutil.copytree(series / "sub02", aside)
+    else:
+        (series / "sub02").rename(aside)
+    lines: list[str] = []
+    again = predict_cohort(
+        tiny_model, cohort_dir, out, settings=LEAN, options=HERE, log=lines.append
+    )
+    assert "4 series already done, skipped" in lines[0] and again.finished == []
+    assert snapshot(series / "sub02") == before  # the finished folder back, bytes and mtimes
+    assert sorted(p.name for p in series.iterdir()) == ["sub01", "sub02", "sub03", "sub04"]

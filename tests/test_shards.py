@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sliceseg.errors import ConfigError
-from sliceseg.inference.shards import Shard, parse_shard, shard_device
+from sliceseg.inference.shards import Shard, parse_shard, rank_cpus, rank_threads, shard_device
 
 
 class TestParseShardAuto:
@@ -166,3 +166,22 @@ class TestShardDevice:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         assert shard_device("auto", {"LOCAL_RANK": "1"}) == "auto"
         assert shard_device("auto", {}) == "auto"
+
+
+class TestRankThreads:
+    def test_torchrun_ranks_share_the_cpus(self):
+        # torchrun sets OMP_NUM_THREADS=1 for every rank when the user did not set it
+        env = {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "RANK": "0"}
+        assert rank_threads("cpu", env, cpus=16) == 8
+        assert rank_threads("cpu", {"LOCAL_WORLD_SIZE": "3"}, cpus=16) == 5  # 16 // 3
+        assert rank_threads("cpu", {"LOCAL_WORLD_SIZE": "4"}, cpus=2) == 1  # at least one
+
+    def test_the_users_threads_a_gpu_and_no_torchrun_are_left_alone(self):
+        assert rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "3"}, 16) is None
+        assert rank_threads("cuda", {"LOCAL_WORLD_SIZE": "2"}, cpus=16) is None
+        assert rank_threads("cpu", {}, cpus=16) is None
+
+    def test_decoding_workers_share_the_same_cpus(self):
+        assert rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16) == 4
+        assert rank_cpus({}, cpus=16) == 16
+        assert rank_cpus({"LOCAL_WORLD_SIZE": "x"}, cpus=6) == 6  # not torchrun's: ignored

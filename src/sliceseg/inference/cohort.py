@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import functools
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
@@ -33,6 +33,7 @@ from sliceseg.inference.cohort_series import (
     VISUALS_ALL_UP_TO,
     DecodedSeries,
     SeriesContext,
+    recover_folders,
     visual_mode,
     write_series,
 )
@@ -48,9 +49,8 @@ from sliceseg.inference.records import (
     undo_run_record,
     write_failure,
 )
-from sliceseg.inference.shards import Shard, shard_device
+from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.io.series_plan import (
     CohortPlan,
     PlannedSeries,
@@ -184,12 +184,12 @@ def predict_cohort(
     out = Path(out_dir)
     wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)
+    recover_folders(out, {s.name for s in mine})  # what a killed run left
     todo = [s for s in mine if not is_done(out, s, record, plan.root)]
     log(
         f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
         f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
     )
-    _remove_stale_temporaries(out, todo)
     finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
     try:
         _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
@@ -226,14 +226,6 @@ def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bu
     source = Path(bundle.source) if bundle.source else None
     digest = file_sha256(source) if source is not None and source.is_file() else "in-memory"
     return bundle, RunRecord(source.name if source else "in-memory", digest, settings)
-
-
-def _remove_stale_temporaries(out: Path, todo: Sequence[PlannedSeries]) -> None:
-    """Remove what a killed run left of this shard's unfinished series (never another's)."""
-    names = {s.name for s in todo}
-    for stale in (out / "series").glob(f"{TEMP_PREFIX}*"):
-        if stale.name.removeprefix(TEMP_PREFIX).rsplit(".", 1)[0] in names:
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _raise_if_nothing_worked(
@@ -273,6 +265,9 @@ def _stream(
     if not todo:
         return finished, failed, unreadable
     device = select_device(shard_device(options.predict.device))
+    threads = rank_threads(device.type)
+    if threads is not None:  # torchrun ranks on one machine share its CPUs
+        torch.set_num_threads(threads)
     engine = Engine(bundle, device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()

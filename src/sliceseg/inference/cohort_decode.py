@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
-import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,7 @@ from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import Preparation
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.cohort_series import DecodedSeries
+from sliceseg.inference.shards import rank_cpus
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
@@ -34,12 +34,9 @@ DECODE_AHEAD = 2  # series decoded ahead per worker
 
 
 def default_workers() -> int:
-    """Decoding processes: the CPUs this process may use (affinity), less one for the network."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+    """Decoding processes: the CPUs this process may use (affinity; under torchrun its rank's
+    share, `rank_cpus`), less one for the network."""
+    return max(1, rank_cpus() - 1)
 
 
 def decoded_series(

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ __all__ = [
     "DecodedSeries",
     "SeriesContext",
     "choose_visuals",
+    "recover_folders",
     "visual_mode",
     "write_series",
 ]
@@ -228,12 +229,36 @@ def _number(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
+_ASIDE = ".old"  # an older series folder moved aside: TEMP_PREFIX + name + _ASIDE + .pid
+
+
 def _replace_folder(temporary: Path, final: Path) -> None:
-    """Put a finished series in place: an older folder is moved aside first, then removed."""
+    """Put a finished series in place: an older folder is moved aside first, then removed
+    (`recover_folders` mends a run killed in between)."""
     if final.exists():
-        aside = final.parent / f"{TEMP_PREFIX}{final.name}.old.{os.getpid()}"
+        aside = final.parent / f"{TEMP_PREFIX}{final.name}{_ASIDE}.{os.getpid()}"
         os.replace(final, aside)
         os.replace(temporary, final)
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(temporary, final)
+
+
+def recover_folders(out: Path, names: Collection[str]) -> None:
+    """Mend what a killed run left of these series' folders (never another shard's).
+
+    A folder moved aside whose replacement never arrived goes back in place (whole: it was a
+    finished series; resuming then judges it as any other), one whose replacement arrived is
+    removed, and so are unfinished temporary folders.
+    """
+    for stale in sorted(series_dir(out, "").glob(f"{TEMP_PREFIX}*")):
+        stem = stale.name.removeprefix(TEMP_PREFIX).rsplit(".", 1)[0]
+        name = stem.removesuffix(_ASIDE)
+        if stem.endswith(_ASIDE) and name in names:
+            final = series_dir(out, name)
+            if final.exists():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.replace(stale, final)
+        elif stem in names:
+            shutil.rmtree(stale, ignore_errors=True)

@@ -7,7 +7,8 @@ series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
 (``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_MAX`` or
 ``SLURM_ARRAY_TASK_COUNT``; ``SLURM_ARRAY_TASK_STEP`` for ``--array=0-10:2``), else
 torchrun's ``RANK`` and ``WORLD_SIZE`` (``LOCAL_RANK`` picks the GPU), else runs everything as
-one shard.
+one shard. The processes torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs
+evenly (`rank_cpus`, `rank_threads`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 from sliceseg.errors import ConfigError
 
-__all__ = ["Shard", "parse_shard", "shard_device"]
+__all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
 
 T = TypeVar("T")
 
@@ -147,3 +148,42 @@ def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:
     if not torch.cuda.is_available():
         return device
     return f"cuda:{int(local) % max(torch.cuda.device_count(), 1)}"
+
+
+def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
+    """The CPUs of this process (its affinity, or ``cpus``), shared evenly among the processes
+    torchrun started on this machine (``LOCAL_WORLD_SIZE``); at least one.
+
+    Example:
+        >>> rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16)
+        4
+    """
+    env = os.environ if environ is None else environ
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+    local = env.get("LOCAL_WORLD_SIZE", "1")
+    ranks = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, cpus // ranks)
+
+
+def rank_threads(
+    device: str, environ: Mapping[str, str] | None = None, cpus: int | None = None
+) -> int | None:
+    """Torch threads for a torchrun rank predicting on the CPU: its share (`rank_cpus`).
+
+    None (torch's own choice stands) outside torchrun, on a GPU, or when the user set
+    ``OMP_NUM_THREADS``: to anything but 1, since torchrun itself sets 1 when it is unset.
+
+    Example:
+        >>> rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}, cpus=16)
+        8
+    """
+    env = os.environ if environ is None else environ
+    if device != "cpu" or "LOCAL_WORLD_SIZE" not in env:
+        return None
+    if env.get("OMP_NUM_THREADS", "1") != "1":
+        return None
+    return rank_cpus(env, cpus)
