@@ -144,13 +144,8 @@ def _as_source(source: DataSource | Path | str) -> DataSource:
 
 
 def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], CheckReport]:
-    names, names_source = find_roi_names(source)
+    names, names_source = _given_names(source)
     num_labels = source.num_labels
-    if num_labels is not None and names is not None and len(names) != num_labels:
-        raise ConfigError(
-            f"{names_source}: {len(names)} ROI names but num_labels={num_labels}; give one name "
-            "per ROI 1..K."
-        )
     per_slice = pair_files(source.images_dir, source.labels_dir)
     volumes = _read_volumes(source, per_slice, names, names_source)
     if names is None and volumes.names_by_value:
@@ -178,10 +173,7 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
         if scheme
         else ([], {}, {})
     )
-    k = scheme.num_labels if scheme else (expected_k or 0)
-    final_names = (
-        tuple(names) if names and len(names) == k else tuple(f"ROI {i + 1}" for i in range(k))
-    )
+    final_names = _final_names(names, scheme.num_labels if scheme else (expected_k or 0))
     if scheme is not None:
         problems += _name_count_problems(names, names_source, scheme)
         problems += consistency_problems(class_sets, scheme, final_names, stray=expected_k is None)
@@ -199,6 +191,23 @@ def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], 
         roi_values_line=volumes.segments.values_line,
     )
     return samples, report
+
+
+def _given_names(source: DataSource) -> tuple[list[str] | None, str]:
+    """The ROI names of ``labels.txt`` (or the source's), refused when they miscount K."""
+    names, names_source = find_roi_names(source)
+    num_labels = source.num_labels
+    if num_labels is not None and names is not None and len(names) != num_labels:
+        raise ConfigError(
+            f"{names_source}: {len(names)} ROI names but num_labels={num_labels}; give one name "
+            "per ROI 1..K."
+        )
+    return names, names_source
+
+
+def _final_names(names: list[str] | None, k: int) -> tuple[str, ...]:
+    """The given names when there is one per ROI, else ``ROI 1`` .. ``ROI K``."""
+    return tuple(names) if names and len(names) == k else tuple(f"ROI {i + 1}" for i in range(k))
 
 
 def _name_count_problems(

@@ -314,28 +314,13 @@ def measure_areas(
             )
         spacing, source = resolve_spacing(image, fallback)
         units.add("pixels" if spacing is None else "mm2")
-        row: dict[str, object] = {"file": name}
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
-        is_hu = series_key(image) not in not_hu
-        for roi, roi_name in enumerate(roi_names, 1):
-            mask = label == roi
-            pixels = int(np.count_nonzero(mask))
-            area = float(pixels) if spacing is None else area_mm2(mask, spacing)
-            row[roi_name] = area
-            long_rows.append(
-                {
-                    **ids,
-                    "roi": roi,
-                    "roi_name": roi_name,
-                    "pixels": pixels,
-                    "area_mm2": np.nan if spacing is None else area,
-                    **roi_tissue(image, mask, roi_name, spacing, settings=tissue, is_hu=is_hu),
-                    "row_spacing_mm": np.nan if spacing is None else spacing[0],
-                    "col_spacing_mm": np.nan if spacing is None else spacing[1],
-                    "spacing_source": source,
-                }
-            )
-        wide_rows.append(row)
+        areas, rows = _roi_rows(
+            label, image, roi_names, ids, spacing=(spacing, source), tissue=tissue,
+            is_hu=series_key(image) not in not_hu,
+        )  # fmt: skip
+        wide_rows.append({"file": name, **areas})
+        long_rows.extend(rows)
     if len(units) > 1:
         raise ConfigError(
             "some slices have a pixel spacing and others do not; give --fov / --matrix so every "
@@ -347,6 +332,44 @@ def measure_areas(
         long.insert(1, "series", [numbers[row - 1] for row in long["slice"]])
     wide = _with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
     return AreaTable(wide=wide, long=long, unit=units.pop() if units else "mm2", series=numbers)
+
+
+def _roi_rows(
+    label: np.ndarray,
+    image: Slice,
+    roi_names: Sequence[str],
+    ids: dict[str, object],
+    *,
+    spacing: tuple[tuple[float, float] | None, str],
+    tissue: TissueSettings,
+    is_hu: bool,
+) -> tuple[dict[str, float], list[dict[str, object]]]:
+    """One slice's area per ROI (its wide row) and its tidy rows, tissue statistics included.
+
+    ``spacing`` is `resolve_spacing`'s (spacing or None for pixel counts, its source).
+    """
+    row_col, source = spacing
+    areas: dict[str, float] = {}
+    rows: list[dict[str, object]] = []
+    for roi, roi_name in enumerate(roi_names, 1):
+        mask = label == roi
+        pixels = int(np.count_nonzero(mask))
+        area = float(pixels) if row_col is None else area_mm2(mask, row_col)
+        areas[roi_name] = area
+        rows.append(
+            {
+                **ids,
+                "roi": roi,
+                "roi_name": roi_name,
+                "pixels": pixels,
+                "area_mm2": np.nan if row_col is None else area,
+                **roi_tissue(image, mask, roi_name, row_col, settings=tissue, is_hu=is_hu),
+                "row_spacing_mm": np.nan if row_col is None else row_col[0],
+                "col_spacing_mm": np.nan if row_col is None else row_col[1],
+                "spacing_source": source,
+            }
+        )
+    return areas, rows
 
 
 def _series_numbers(images: Sequence[Slice]) -> tuple[int, ...]:

@@ -177,15 +177,7 @@ def generate_phantom(
             )
             split = "train" if index <= train_subjects else "test"
             rows += _write_subject(out, split, subject, index=index, seed=seed, bar=bar)
-    truth_csv = out / "truth.csv"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(truth_csv, buffer.getvalue())
-    names = "".join(f"{name}\n" for name in ROI_NAMES)
-    for folder in (out, out / "train", out / "test"):
-        atomic_write_text(folder / "labels.txt", names)
+    truth_csv = _write_truth_and_names(out, rows)
     return PhantomSummary(
         out_dir=out,
         train_dir=out / "train",
@@ -195,6 +187,20 @@ def generate_phantom(
         truth_csv=truth_csv,
         roi_names=ROI_NAMES,
     )
+
+
+def _write_truth_and_names(out: Path, rows: list[dict[str, object]]) -> Path:
+    """Write ``truth.csv`` and the ``labels.txt`` files; return the path of ``truth.csv``."""
+    truth_csv = out / "truth.csv"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(truth_csv, buffer.getvalue())
+    names = "".join(f"{name}\n" for name in ROI_NAMES)
+    for folder in (out, out / "train", out / "test"):
+        atomic_write_text(folder / "labels.txt", names)
+    return truth_csv
 
 
 def _write_subject(
