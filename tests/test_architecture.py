@@ -1,4 +1,5 @@
-"""The house rules that keep the code readable: layers, no facade imports, short functions."""
+"""The house rules that keep the code readable: layers, no facade imports, short functions and
+modules."""
 
 from __future__ import annotations
 
@@ -16,12 +17,25 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "sliceseg"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-MAX_FUNCTION_LINES = 60
+MAX_FUNCTION_LINES = 50  # a function fits on a screen (docstring not counted)
+MAX_MODULE_LINES = 500  # past that, a module holds two ideas: split it
 
-# Declarative tables, not logic: one entry per option / DICOM attribute.
+# Declarative tables, not logic: one entry per DICOM attribute / option / table row. Each says why.
 LONG_BY_DESIGN = {
     ("phantom/files.py", "dicom_bytes"): "the DICOM attribute list of one phantom file",
 }
+LONG_MODULES_BY_DESIGN: dict[str, str] = {}  # "path": "the table it holds"
+
+# issue 20: being reworked by issue 19 work (engine/, inference/, models/features.py,
+# measure/familiarity.py, report/cohort.py); temporary: split each and remove its entry (the
+# test below fails on an entry that is no longer needed).
+BEING_REWORKED = {
+    ("inference/cohort.py", "_stream"),
+    ("inference/cohort_series.py", "write_series"),
+    ("inference/evaluate.py", "evaluate_model"),
+    ("inference/folder.py", "predict_folder"),
+}
+BEING_REWORKED_MODULES: set[str] = set()
 
 
 def _modules() -> list[Path]:
@@ -41,16 +55,63 @@ def _code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return node.end_lineno - node.lineno + 1 - doc_lines
 
 
-def test_no_function_is_longer_than_a_screen():
-    too_long = []
+def _function_lengths() -> dict[tuple[str, str], int]:
+    """(module path, function name) → code lines, the longest of a name in a module."""
+    lengths: dict[tuple[str, str], int] = {}
     for path in _modules():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            where = (path.relative_to(SRC).as_posix(), node.name)
-            if _code_lines(node) > MAX_FUNCTION_LINES and where not in LONG_BY_DESIGN:
-                too_long.append(f"{where[0]}:{node.lineno} {node.name} ({_code_lines(node)})")
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                where = (path.relative_to(SRC).as_posix(), node.name)
+                lengths[where] = max(lengths.get(where, 0), _code_lines(node))
+    return lengths
+
+
+def _module_lengths() -> dict[str, int]:
+    return {
+        path.relative_to(SRC).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in _modules()
+    }
+
+
+def test_no_function_is_longer_than_a_screen():
+    allowed = LONG_BY_DESIGN.keys() | BEING_REWORKED
+    too_long = [
+        f"{module} {name} ({lines})"
+        for (module, name), lines in _function_lengths().items()
+        if lines > MAX_FUNCTION_LINES and (module, name) not in allowed
+    ]
     assert too_long == []
+
+
+def test_no_module_is_longer_than_its_limit():
+    allowed = LONG_MODULES_BY_DESIGN.keys() | BEING_REWORKED_MODULES
+    too_long = [
+        f"{module} ({lines})"
+        for module, lines in _module_lengths().items()
+        if lines > MAX_MODULE_LINES and module not in allowed
+    ]
+    assert too_long == []
+
+
+def test_every_exception_to_the_limits_is_still_needed():
+    """An entry whose function or module got short (or went away) must leave the lists."""
+    functions, modules = _function_lengths(), _module_lengths()
+    stale = [
+        f"{module} {name}"
+        for module, name in LONG_BY_DESIGN.keys() | BEING_REWORKED
+        if functions.get((module, name), 0) <= MAX_FUNCTION_LINES
+    ] + [
+        module
+        for module in LONG_MODULES_BY_DESIGN.keys() | BEING_REWORKED_MODULES
+        if modules.get(module, 0) <= MAX_MODULE_LINES
+    ]
+    assert stale == []
+
+
+def test_the_length_check_counts_code_not_the_docstring():
+    source = 'def f():\n    """One.\n\n    Two.\n    """\n    a = 1\n    return a\n'
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.FunctionDef) and _code_lines(node) == 3  # def, a = 1, return
 
 
 def test_nothing_inside_imports_the_package_facade():

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from sliceseg.errors import ConfigError
-from sliceseg.measure.calibration import AreaCalibration
+from sliceseg.measure.calibration_weights import AreaCalibration
 
 __all__ = [
     "CANDIDATES",
