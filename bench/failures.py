@@ -37,8 +37,18 @@ Usage::
     python bench/failures.py MODEL/sliceseg_best.pt --train-subjects 16 --test-subjects 8 \\
         --json failures.json
 
-A model file without a profile gets one first (``--phantom`` training data, written to a
-copy beside it) by `sliceseg.training.profile.add_profile`, as training does.
+Real MR (``--data``): the clean test subjects of a real-MR benchmark folder written by
+``bench/real_mr.py --set mni|small|spine --out OUT`` (``OUT/test/dicoms`` with the labels
+beside them), degraded the same ways; ``level`` renders each test subject's own scanner below
+the trained range (mni, small; none for spine: see ``failures_real``)::
+
+    python bench/failures.py OUT/sliceseg/model/sliceseg_best.pt --data OUT --threads 1 \
+        --json spine.json
+    python bench/failures_tables.py spine.json      # the tables of docs/benchmarks.md
+
+``--reprofile TRAIN_DIR`` first rebuilds the model's profile with today's code from the folder
+it was trained on (split as its settings file says), in a temporary copy: to measure a changed
+check on a model trained before it.
 """
 
 from __future__ import annotations
