@@ -264,11 +264,7 @@ def _stream(
     unreadable: list[SkippedFile] = []
     if not todo:
         return finished, failed, unreadable
-    device = select_device(shard_device(options.predict.device))
-    threads = rank_threads(device.type)
-    if threads is not None:  # torchrun ranks on one machine share its CPUs
-        torch.set_num_threads(threads)
-    engine = Engine(bundle, device, tta=record.settings.tta)
+    engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
     context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
@@ -303,6 +299,15 @@ def _stream(
             writing.append((done.series, writer.submit(write_series, context, done)))
         collect(block=True)
     return finished, failed, unreadable
+
+
+def _engine(bundle: Bundle, device: str, *, tta: bool) -> Engine:
+    """The run's engine on its device (torchrun ranks on one machine share its CPUs)."""
+    chosen = select_device(shard_device(device))
+    threads = rank_threads(chosen.type)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return Engine(bundle, chosen, tta=tta)
 
 
 def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedSeries | Exception:

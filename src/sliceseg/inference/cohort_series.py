@@ -127,9 +127,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     ]
     series = decoded.series
     final = series_dir(context.out, series.name)
-    temporary = final.parent / f"{TEMP_PREFIX}{series.name}.{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
+    temporary = _temporary_folder(final)
     _animations, _report, exported = write_outputs(
         temporary,
         predictions,
@@ -227,6 +225,14 @@ def _summary(
 def _number(value: Any) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def _temporary_folder(final: Path) -> Path:
+    """An empty folder beside ``final`` (hidden: TEMP_PREFIX + name + .pid) to write it in."""
+    temporary = final.parent / f"{TEMP_PREFIX}{final.name}.{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    return temporary
 
 
 _ASIDE = ".old"  # an older series folder moved aside: TEMP_PREFIX + name + _ASIDE + .pid
