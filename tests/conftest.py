@@ -164,6 +164,7 @@ def tiny_config(data: Path, out: Path, **changes):
         batch_size=4,
         print_checkpoint=1,
         save_checkpoint=1,
+        area_calibration=True,  # the tests of the calibration's plumbing need one chosen
     )
     settings.update(changes)
     return TrainConfig(**settings)

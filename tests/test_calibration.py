@@ -418,13 +418,21 @@ def test_the_setting_must_be_a_boolean():
 
     with pytest.raises(ConfigError, match=r"^area_calibration must be true or false, got 'no'\.$"):
         TrainConfig(area_calibration="no")  # type: ignore[arg-type]
-    assert TrainConfig().area_calibration is True
+    assert TrainConfig().area_calibration is False  # off by default since issue 18
 
 
-def test_the_cli_flag_turns_it_off():
+def test_the_cli_flags_turn_it_on_and_off(tmp_path):
     from sliceseg.cli import build_parser
     from sliceseg.cli.training import train_config
 
-    args = build_parser().parse_args(["train", "data", "--no-area-calibration"])
-    assert train_config(args)[0].area_calibration is False
-    assert train_config(build_parser().parse_args(["train", "data"]))[0].area_calibration is True
+    def chosen(*flags: str) -> bool:
+        config = train_config(build_parser().parse_args(["train", "data", *flags]))[0]
+        return config.area_calibration
+
+    assert chosen() is False
+    assert chosen("--area-calibration") is True
+    assert chosen("--no-area-calibration") is False
+    settings = tmp_path / "on.toml"
+    settings.write_text("area_calibration = true\n")
+    assert chosen("--config", str(settings)) is True
+    assert chosen("--config", str(settings), "--no-area-calibration") is False

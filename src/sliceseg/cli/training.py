@@ -105,9 +105,14 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
+        "--area-calibration",
+        action="store_true",
+        help="choose, per ROI, a background weight on validation that makes its areas unbiased",
+    )
+    p.add_argument(
         "--no-area-calibration",
         action="store_true",
-        help="keep the plain argmax (no background weight chosen on validation)",
+        help="keep the plain argmax (the default; overrides a settings file's true)",
     )
     p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
     p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
@@ -159,7 +164,7 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": True if getattr(args, "overwrite", False) else None,
         "unlabelled_slices": getattr(args, "unlabelled_slices", None),
         "init_from": getattr(args, "init_from", None),
-        "area_calibration": False if getattr(args, "no_area_calibration", False) else None,
+        "area_calibration": _area_calibration(args),
         "normalisation": getattr(args, "normalisation", None),
         "validation_split": getattr(args, "validation_split", None),
         "view": getattr(args, "view", None),
@@ -222,3 +227,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"history: {result.history_csv}, {result.history_png}"
     )
     return 0
+
+
+def _area_calibration(args: argparse.Namespace) -> bool | None:
+    """``--area-calibration`` / ``--no-area-calibration`` (the latter wins), else None."""
+    if getattr(args, "no_area_calibration", False):
+        return False
+    return True if getattr(args, "area_calibration", False) else None

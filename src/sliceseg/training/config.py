@@ -89,8 +89,10 @@ class TrainConfig:
         normalisation: intensity normalisation: "auto" (default: CT's dataset-level HU clip
             and z-score when every training slice's (0008,0060) Modality is CT, else each
             slice z-scored on its own), "slice" or "ct" (`sliceseg.data.intensity`).
-        area_calibration: choose the background weight that makes the validation areas
-            unbiased (`sliceseg.measure.calibration`); False keeps the plain argmax.
+        area_calibration: choose, per ROI, the background weight that makes the validation
+            areas unbiased (`sliceseg.measure.calibration`); False (default) keeps the plain
+            argmax: on the real-MR benchmarks weights chosen on a few validation subjects made
+            the test areas worse more often than better (docs/benchmarks.md).
     """
 
     data_dir: str | None = None
@@ -124,7 +126,7 @@ class TrainConfig:
     foreground_fraction: float = 1.0 / 3.0
     foreground_balance: str = "slice"
     init_from: str | None = None
-    area_calibration: bool = True
+    area_calibration: bool = False
     normalisation: str = "auto"
     validation_split: str = "patient"
     view: str = "native"
