@@ -13,16 +13,15 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from sliceseg._version import __version__
-from sliceseg.augment.transforms import AugmentParams, augment_batch
+from sliceseg.augment.transforms import AugmentParams
 from sliceseg.data.batches import SpacedTensors
-from sliceseg.data.crops import CropDataset, first_crops
+from sliceseg.data.crops import CropDataset
 from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.io.files import atomic_path
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
 from sliceseg.report.plots import plot_history
-from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext
 from sliceseg.training.losses import MultiOutputLoss, build_loss
@@ -277,32 +276,3 @@ def write_history(
         frame.to_csv(tmp, index=False)
     plot_history(frame, path=png_path)
     return csv_path, png_path
-
-
-def save_first_batch(
-    path: Path,
-    data: SpacedTensors,
-    params: AugmentParams | None,
-    *,
-    roi_names: tuple[str, ...],
-    batch_size: int,
-    seed: int,
-    crop_size: int,
-    foreground_fraction: float,
-    foreground_balance: str = "slice",
-) -> Path:
-    """Draw the first augmented batch of crops (generators of its own: training's draws are
-    unchanged)."""
-    images, labels = first_crops(
-        data,
-        size=crop_size,
-        count=batch_size,
-        foreground_fraction=foreground_fraction,
-        foreground_balance=foreground_balance,
-        seed=seed,
-    )
-    if params is not None:
-        generator = torch.Generator().manual_seed(seed)
-        images, labels = augment_batch(images, labels, params, generator=generator)
-    plot_batch(images.numpy(), labels.numpy(), list(roi_names), path=path)
-    return path
