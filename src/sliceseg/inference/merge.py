@@ -14,6 +14,7 @@ written the series; merging twice gives the same files.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -151,10 +152,10 @@ class _SeriesPass:
     """One pass over the series' records: ``series.csv`` written, the rest kept bounded."""
 
     names: list[str] = field(default_factory=list)
-    reasons: list[str | None] = field(default_factory=list)  # unlike_training per series
+    reasons: list[bool | None] = field(default_factory=list)  # flagged (None: no profile)
     first: dict[str, Any] = field(default_factory=dict)  # the first record (settings, unit)
     slices: int = 0
-    means: dict[str, list[float]] = field(default_factory=dict)  # per ROI, per series
+    means: dict[str, array[float]] = field(default_factory=dict)  # per ROI, per series
     review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
     unlike_count: int = 0
@@ -183,11 +184,13 @@ class _SeriesPass:
         row = _series_row(out, name, record.get("summary", {}))
         reason = record.get("summary", {}).get("unlike_training")
         self.names.append(name)
-        self.reasons.append(reason)
+        self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))
         for key, value in row.items():
             if key.startswith("mean "):
-                self.means.setdefault(key.removeprefix("mean "), []).append(_number(value, np.nan))
+                self.means.setdefault(key.removeprefix("mean "), array("d")).append(
+                    _number(value, np.nan)
+                )
         if reason:
             self.unlike_count += 1
             if len(self.unlike) < SHOWN_LINES:
