@@ -88,7 +88,7 @@ def _network_seconds(bundle: Any, slices: list[Any], config: dict[str, Any]) -> 
 
     from sliceseg.data.batches import slices_to_grid, slices_to_spacing
     from sliceseg.data.windows import count_windows, prediction_window, spaced_probabilities
-    from sliceseg.models.inference import inference_network, is_size_free
+    from sliceseg.models.folding import inference_network, is_size_free
 
     meta = bundle.metadata
     if not config["spaced"]:

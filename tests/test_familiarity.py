@@ -439,7 +439,7 @@ def _engine_look(model: Path, folder: Path, batch_size: int):
 
 def test_prediction_features_equal_the_separate_look(tiny_model: Path, two_series: Path):
     from sliceseg.inference.familiarity import PredictionLook, series_traits
-    from sliceseg.models.inference import inference_network
+    from sliceseg.models.folding import inference_network
 
     folder = two_series / "original"
     bundle, engine, slices, spaced, labels, features = _engine_look(tiny_model, folder, 1)

@@ -10,7 +10,7 @@ Windows of many slices share each network call.
 
 Which window (:func:`prediction_window`): a network with instance norms normalises by
 statistics over what it sees, so it sees windows of ``input_shape`` pixels, as it saw crops in
-training. A *size-free* network (batch norms, folded: see ``sliceseg.models.inference``) gives
+training. A *size-free* network (batch norms, folded: see ``sliceseg.models.folding``) gives
 the same output whatever the size of the input around a pixel, so its window is the whole slice
 (padded to what the network's depth divides), up to :data:`MAX_WINDOW_SIDE` pixels a side.
 

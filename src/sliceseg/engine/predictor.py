@@ -32,7 +32,7 @@ from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import FeatureTap, deepest_module, padded_shape
-from sliceseg.models.inference import inference_network, is_size_free
+from sliceseg.models.folding import inference_network, is_size_free
 
 __all__ = [
     "TTA_TRANSFORMS",

@@ -36,7 +36,7 @@ from sliceseg.measure.familiarity import (
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import deepest_features
-from sliceseg.models.inference import inference_network
+from sliceseg.models.folding import inference_network
 
 __all__ = [
     "MAX_SLICES",

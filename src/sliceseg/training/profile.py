@@ -22,7 +22,7 @@ from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_t
 from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
-from sliceseg.models.inference import inference_network
+from sliceseg.models.folding import inference_network
 
 __all__ = ["add_profile", "training_profile"]
 

@@ -22,7 +22,7 @@ from sliceseg.measure.calibration import (
 )
 from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
-from sliceseg.models.inference import inference_network
+from sliceseg.models.folding import inference_network
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.losses import MultiOutputLoss
 

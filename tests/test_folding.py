@@ -1,4 +1,4 @@
-"""Tests for sliceseg.models.inference: folded batch norms, size-free networks."""
+"""Tests for sliceseg.models.folding: folded batch norms, size-free networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sliceseg.models import build_model
-from sliceseg.models.inference import fold_batch_norms, inference_network, is_size_free
+from sliceseg.models.folding import fold_batch_norms, inference_network, is_size_free
 
 
 def trained_batch_norm_unet() -> nn.Module:
