@@ -16,8 +16,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from sliceseg.report import notebook as helpers
-from sliceseg.report.notebook import TrainingCurves, checkpoint_row, choose_folder
+from sliceseg import notebook as helpers
+from sliceseg.notebook import TrainingCurves, checkpoint_row, choose_folder
 from sliceseg.training.progress import ProgressEvent
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
