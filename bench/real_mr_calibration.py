@@ -17,8 +17,8 @@ import pandas as pd
 
 from real_mr_score import Score, score_folder
 from sliceseg.inference.area_bias import area_bias_table, without_area_calibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import load_bundle, save_bundle
+from sliceseg.postprocess.cleanup import PostProcessing
 
 
 def plain_model_copy(model: Path, out: Path) -> Path:

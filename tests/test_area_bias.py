@@ -11,9 +11,9 @@ from sliceseg.inference.area_bias import (
     format_area_bias,
     without_area_calibration,
 )
-from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle
+from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import Threshold, metadata
 
 

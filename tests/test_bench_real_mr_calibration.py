@@ -11,10 +11,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from real_mr_calibration import bias_table, markdown, plain_model_copy
 from real_mr_score import Score
-from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model
 from sliceseg.models.bundle import load_bundle, save_bundle
+from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import metadata
 
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.measure.calibration: per ROI, the background weight that unbiases areas."""
+"""Tests for sliceseg.postprocess.calibration: per-ROI area calibration chosen on validation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from conftest import write_test_dicom
 from sliceseg.data.intensity import normalise_intensity
 from sliceseg.inference.predict import calibrated_argmax, predict_slices
 from sliceseg.io.dicom import read_slice
-from sliceseg.measure.calibration import (
+from sliceseg.models.bundle import Bundle
+from sliceseg.postprocess.calibration import (
     LOG_WEIGHTS,
     AreaCalibration,
     RoiCalibration,
@@ -21,8 +22,7 @@ from sliceseg.measure.calibration import (
     held_out_area_bias,
     split_in_halves,
 )
-from sliceseg.measure.postprocess import PostProcessing
-from sliceseg.models.bundle import Bundle
+from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import Threshold, metadata
 
 

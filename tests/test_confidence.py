@@ -21,9 +21,9 @@ from sliceseg.inference.confidence import (
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.measure.areas import measure_areas
-from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import load_bundle
+from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+from sliceseg.postprocess.cleanup import PostProcessing
 
 
 def _probabilities(inside: float, outside: float) -> tuple[np.ndarray, np.ndarray]:

@@ -51,8 +51,8 @@ def test_area_bias_table_compares_plain_and_calibrated_on_the_test_subjects(
     from conftest import with_postprocessing
     from sliceseg.demo import area_bias_on_test
     from sliceseg.inference.folder import predict_folder
-    from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-    from sliceseg.measure.postprocess import PostProcessing
+    from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+    from sliceseg.postprocess.cleanup import PostProcessing
 
     calibration = AreaCalibration(per_roi={1: RoiCalibration(2.0)})
     post = PostProcessing(calibration=calibration).to_dict()

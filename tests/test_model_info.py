@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from sliceseg.cli import main
-from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model
 from sliceseg.models.bundle import save_bundle
+from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import metadata
 
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.measure.postprocess: per-ROI clean-up kept only where validation gains."""
+"""Tests for sliceseg.postprocess.cleanup: per-ROI clean-up kept only where validation gains."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sliceseg.errors import ConfigError
-from sliceseg.measure.postprocess import (
+from sliceseg.postprocess.cleanup import (
     PostProcessing,
     apply_step,
     choose_postprocessing,
@@ -87,7 +87,7 @@ class TestChoosePostprocessing:
         assert PostProcessing.from_dict({}).is_empty
 
     def test_an_area_calibration_alone_is_not_empty(self):
-        from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
+        from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
 
         older = PostProcessing(calibration=AreaCalibration(log_weight=1.0))
         per_roi = PostProcessing(calibration=AreaCalibration(per_roi={2: RoiCalibration(-0.5)}))

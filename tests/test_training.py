@@ -17,8 +17,8 @@ from conftest import tiny_config
 from sliceseg.data.batches import samples_to_grid
 from sliceseg.data.samples import load_samples
 from sliceseg.errors import ConfigError
-from sliceseg.measure.calibration import LOG_WEIGHTS
 from sliceseg.models.bundle import load_bundle
+from sliceseg.postprocess.calibration import LOG_WEIGHTS
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.loop import DiceCounter, train
 from sliceseg.training.progress import ProgressEvent
@@ -105,8 +105,8 @@ class TestTrain:
     def test_the_log_line_gives_each_roi_s_area_bias(self):
         from types import SimpleNamespace
 
-        from sliceseg.measure.calibration import AreaCalibration, RoiCalibration
-        from sliceseg.measure.postprocess import PostProcessing
+        from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
+        from sliceseg.postprocess.cleanup import PostProcessing
         from sliceseg.training.loop import report_progress
 
         names = ("disc", "psoas")

@@ -14,9 +14,9 @@ from sliceseg.inference.folder import SegmentationRun, predict_folder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, prepare_output_dir
 from sliceseg.measure.areas import AreaTable, measure_areas
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.phantom.generate import generate_phantom
+from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.loop import TrainResult, train
 from sliceseg.training.progress import print_flush

@@ -27,12 +27,12 @@ from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising
 from sliceseg.data.resample import probabilities_to_native
 from sliceseg.data.windows import count_windows, prediction_window, spaced_probabilities
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.calibration import AreaCalibration, foreground_margin
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import FeatureTap, deepest_module, padded_shape
 from sliceseg.models.folding import inference_network, is_size_free
+from sliceseg.postprocess.calibration import AreaCalibration, foreground_margin
+from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = [
     "TTA_TRANSFORMS",

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sliceseg.measure.calibration import MIN_AREA_MM2, AreaCalibration
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle
+from sliceseg.postprocess.calibration import MIN_AREA_MM2, AreaCalibration
+from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = ["AREA_BIAS_COLUMNS", "area_bias_table", "format_area_bias", "without_area_calibration"]
 
@@ -49,7 +49,7 @@ def area_bias_table(
 
     Args:
         true_mm2: (slice key, ROI value) → true area; slices and ROIs under
-            :data:`~sliceseg.measure.calibration.MIN_AREA_MM2` are left out, as in the choice.
+            :data:`~sliceseg.postprocess.calibration.MIN_AREA_MM2` are left out, as in the choice.
         plain_mm2: the same keys → area predicted with the plain argmax (0 when missing).
         calibrated_mm2: the same keys → area predicted with the model's calibration.
         roi_names: names of ROIs 1..K (the table's index).

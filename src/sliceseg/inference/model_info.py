@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = ["model_summary"]
 

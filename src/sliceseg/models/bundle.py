@@ -61,7 +61,7 @@ class ModelMetadata:
             target spacing: those squeeze every slice onto the square ``input_size`` grid, and
             prediction does the same for them, exactly as before.
         postprocessing: the area calibration and per-ROI clean-up chosen on validation
-            (plain data of ``sliceseg.measure.postprocess.PostProcessing``); ``None``: none.
+            (plain data of ``sliceseg.postprocess.cleanup.PostProcessing``); ``None``: none.
         familiarity: what the training data looked like to the model (plain data of
             ``sliceseg.measure.familiarity.TrainingProfile``), which ``predict`` compares each
             series with; ``None`` (files from before, or checkpoints): no familiarity check.

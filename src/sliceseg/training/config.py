@@ -90,7 +90,7 @@ class TrainConfig:
             and z-score when every training slice's (0008,0060) Modality is CT, else each
             slice z-scored on its own), "slice" or "ct" (`sliceseg.data.intensity`).
         area_calibration: choose, per ROI, the background weight that makes the validation
-            areas unbiased (`sliceseg.measure.calibration`); False (default) keeps the plain
+            areas unbiased (`sliceseg.postprocess.calibration`); False (default) keeps the plain
             argmax: on the real-MR benchmarks weights chosen on a few validation subjects made
             the test areas worse more often than better (docs/benchmarks.md).
     """

@@ -26,8 +26,8 @@ from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
+from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.system import select_device
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import (

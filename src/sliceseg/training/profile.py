@@ -19,10 +19,10 @@ from torch import nn
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_traits
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
 from sliceseg.models.folding import inference_network
+from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = ["add_profile", "training_profile"]
 

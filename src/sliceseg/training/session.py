@@ -18,9 +18,9 @@ from sliceseg.data.batches import SpacedTensors
 from sliceseg.data.crops import CropDataset
 from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.io.files import atomic_path
-from sliceseg.measure.postprocess import PostProcessing
 from sliceseg.models import build_model, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
+from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.report.plots import plot_history
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext

@@ -15,14 +15,14 @@ from tqdm.auto import tqdm
 
 from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import spaced_window_probabilities
-from sliceseg.measure.calibration import (
+from sliceseg.measure.metrics import confusion_counts, dice_from_counts
+from sliceseg.models.folding import inference_network
+from sliceseg.postprocess.calibration import (
     AreaCalibration,
     choose_area_calibration,
     foreground_margin,
 )
-from sliceseg.measure.metrics import confusion_counts, dice_from_counts
-from sliceseg.measure.postprocess import PostProcessing, choose_postprocessing
-from sliceseg.models.folding import inference_network
+from sliceseg.postprocess.cleanup import PostProcessing, choose_postprocessing
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.losses import MultiOutputLoss
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from sliceseg.errors import ConfigError
-from sliceseg.measure.calibration_weights import AreaCalibration
+from sliceseg.postprocess.calibration_weights import AreaCalibration
 
 __all__ = [
     "CANDIDATES",
@@ -99,7 +99,7 @@ class PostProcessing:
         steps: ROI value → steps, in :data:`STEPS` order (ROIs absent: nothing applied).
         dice_before: ROI value → mean validation Dice without post-processing.
         dice_after: ROI value → mean validation Dice with the chosen steps.
-        calibration: the per-ROI background weights (``sliceseg.measure.calibration``); none
+        calibration: the per-ROI background weights (``sliceseg.postprocess.calibration``); none
             in model files from before it.
     """
 

@@ -3,7 +3,7 @@
 `AreaCalibration.labels` turns :func:`foreground_margin`'s per-pixel most likely ROI and its
 log-odds against the background into a label map; `to_dict` / `from_dict` are the model file's
 ``postprocessing["area_calibration"]``. How the weights are chosen on validation, and measured
-on the slices they were not chosen on, is `sliceseg.measure.calibration`'s.
+on the slices they were not chosen on, is `sliceseg.postprocess.calibration`'s.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class RoiCalibration:
         log_weight: natural log of the weight on the background against this ROI (0 = none).
         bias_before_pct: mean signed area error of this ROI on the validation slices (%),
             plain argmax; nan when no slice holds it above
-            :data:`~sliceseg.measure.calibration.MIN_AREA_MM2`.
+            :data:`~sliceseg.postprocess.calibration.MIN_AREA_MM2`.
         bias_after_pct: the same with the chosen weight.
         error_before_pct: mean absolute area error without the weight (%).
         error_after_pct: the same with the chosen weight.
@@ -36,7 +36,7 @@ class RoiCalibration:
         dice_after: the same with the chosen weight.
         slices: validation slices its area errors are measured on.
         held_out_before_pct: mean signed area error on validation slices the weight was not
-            chosen on (:func:`~sliceseg.measure.calibration.held_out_area_bias`), plain
+            chosen on (:func:`~sliceseg.postprocess.calibration.held_out_area_bias`), plain
             argmax; nan when not measured.
         held_out_after_pct: the same with the weight chosen on the other half.
         held_out_slices: the slices those two are measured on.

@@ -35,8 +35,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sliceseg.measure.calibration_weights import AreaCalibration, RoiCalibration, foreground_margin
 from sliceseg.measure.metrics import dice_from_counts
+from sliceseg.postprocess.calibration_weights import (
+    AreaCalibration,
+    RoiCalibration,
+    foreground_margin,
+)
 
 __all__ = [
     "LOG_WEIGHTS",
