@@ -129,9 +129,9 @@ def network_rate(
     """
     import torch
 
-    from sliceseg.data.batches import slices_to_spacing
     from sliceseg.engine.predictor import Engine, spaced_window_probabilities
     from sliceseg.io.dicom import read_series
+    from sliceseg.model_space.batches import slices_to_spacing
     from sliceseg.models.bundle import load_bundle
 
     engine = Engine(load_bundle(model), torch.device("cpu"))

@@ -42,10 +42,10 @@ def reprofile(model: Path, train_dir: Path, out: Path) -> Path:
     ``train_dir`` split as its training split it (the settings file beside it: validation
     fraction, seed, split kind): to measure a changed check on a model trained before it.
     """
-    from sliceseg.data.batches import samples_to_spacing
-    from sliceseg.data.intensity import IntensityNormalisation
-    from sliceseg.data.samples import load_samples
-    from sliceseg.data.split import hold_out_levels, split_by_patient
+    from sliceseg.dataset.samples import load_samples
+    from sliceseg.dataset.split import hold_out_levels, split_by_patient
+    from sliceseg.model_space.batches import samples_to_spacing
+    from sliceseg.model_space.intensity import IntensityNormalisation
     from sliceseg.models import required_divisor
     from sliceseg.models.bundle import load_bundle
     from sliceseg.training.profile import add_profile

@@ -86,8 +86,8 @@ def _network_seconds(bundle: Any, slices: list[Any], config: dict[str, Any]) -> 
     """Seconds of the network part alone over ``slices`` (best of 2), and windows per slice."""
     import torch
 
-    from sliceseg.data.batches import slices_to_grid, slices_to_spacing
-    from sliceseg.data.windows import count_windows, prediction_window, spaced_probabilities
+    from sliceseg.model_space.batches import slices_to_grid, slices_to_spacing
+    from sliceseg.model_space.windows import count_windows, prediction_window, spaced_probabilities
     from sliceseg.models.folding import inference_network, is_size_free
 
     meta = bundle.metadata

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.batches: the spacing that shows a whole slice (the ``view`` setting)."""
+"""Tests for sliceseg.model_space.batches: the spacing that shows a whole slice (``view``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sliceseg.data.batches import whole_slice_spacing
-from sliceseg.data.orientation import IDENTITY
-from sliceseg.data.pairing import Sample
+from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
+from sliceseg.model_space.batches import whole_slice_spacing
+from sliceseg.model_space.orientation import IDENTITY
 from sliceseg.training.config import TrainConfig
 
 

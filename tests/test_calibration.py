@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import write_test_dicom
-from sliceseg.data.intensity import normalise_intensity
 from sliceseg.inference.predict import calibrated_argmax, predict_slices
 from sliceseg.io.dicom import read_slice
+from sliceseg.model_space.intensity import normalise_intensity
 from sliceseg.models.bundle import Bundle
 from sliceseg.postprocess.calibration import (
     LOG_WEIGHTS,
@@ -342,7 +342,7 @@ class TestValidation:
         (its argmax: x > 0), one slice per entry of ``series`` (the key's folder)."""
         import dataclasses
 
-        from sliceseg.data.batches import slices_to_spacing
+        from sliceseg.model_space.batches import slices_to_spacing
 
         rows, cols = np.mgrid[0:64, 0:64]
         pixels = 1000.0 * np.exp(-((rows - 32.0) ** 2 + (cols - 32.0) ** 2) / (2 * 12.0**2))

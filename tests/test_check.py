@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.check: the report's findings, ROI statistics, text and JSON forms."""
+"""Tests for sliceseg.dataset.check: the report's findings, ROI statistics, text and JSON forms."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label
-from sliceseg.data.check import CheckReport, roi_stats
-from sliceseg.data.pairing import Sample
-from sliceseg.data.samples import check_dataset
+from sliceseg.dataset.check import CheckReport, roi_stats
+from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.samples import check_dataset
 from sliceseg.io.dicom import Slice
 from sliceseg.io.labels import LabelScheme
 

@@ -1,13 +1,13 @@
-"""Tests for sliceseg.data.crops: training crops at the target spacing, some on an ROI."""
+"""Tests for sliceseg.model_space.crops: training crops at the target spacing, some on an ROI."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sliceseg.data.batches import SpacedTensors
-from sliceseg.data.crops import CropDataset, crop_origin_range, extract_crop
 from sliceseg.errors import ConfigError
+from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.model_space.crops import CropDataset, crop_origin_range, extract_crop
 
 
 def spaced(images: list[torch.Tensor], labels: list[torch.Tensor]) -> SpacedTensors:

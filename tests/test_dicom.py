@@ -352,8 +352,8 @@ class TestModalityUnits:
     def test_the_network_sees_a_monochrome1_slice_as_before(self, tmp_path):
         """The z-score of the negated HU equals that of the values sliceseg 0.1 computed
         (stored values mirrored in the 12-bit range, then rescaled), so old models agree."""
-        from sliceseg.data.batches import slice_to_spacing
-        from sliceseg.data.intensity import normalise_intensity
+        from sliceseg.model_space.batches import slice_to_spacing
+        from sliceseg.model_space.intensity import normalise_intensity
 
         stored = np.random.default_rng(0).integers(0, 4096, size=(24, 20))
         path = ct_file(

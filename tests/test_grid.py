@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.grid: the model grid, there and back."""
+"""Tests for sliceseg.model_space.grid: the model grid, there and back."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sliceseg.data.grid import (
+from sliceseg.errors import ConfigError
+from sliceseg.model_space.grid import (
     GridGeometry,
     fit_geometry,
     image_to_grid,
     label_to_grid,
     probabilities_from_grid,
 )
-from sliceseg.errors import ConfigError
 
 
 def smooth_image(rows: int, cols: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.intensity: the robust per-slice z-score and CT's dataset numbers."""
+"""Tests for sliceseg.model_space.intensity: per-slice z-score and CT's dataset numbers."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
-from sliceseg.data.batches import slices_to_spacing
-from sliceseg.data.intensity import (
+from sliceseg.engine import predictor
+from sliceseg.errors import BundleError, ConfigError
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import Slice, read_slice
+from sliceseg.model_space.batches import slices_to_spacing
+from sliceseg.model_space.intensity import (
     PER_SLICE,
     IntensityNormalisation,
     choose_normalisation,
     ct_normalisation,
     normalise_intensity,
 )
-from sliceseg.data.orientation import IDENTITY
-from sliceseg.engine import predictor
-from sliceseg.errors import BundleError, ConfigError
-from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import Slice, read_slice
+from sliceseg.model_space.orientation import IDENTITY
 from sliceseg.models.bundle import load_bundle
 from sliceseg.training.loop import train
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sliceseg.data.resample import spacing_geometry
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
@@ -19,6 +18,7 @@ from sliceseg.measure.areas import (
     resolve_spacing,
     with_fallback_spacing,
 )
+from sliceseg.model_space.resample import spacing_geometry
 
 
 def make_slice(shape, spacing, name="s1"):

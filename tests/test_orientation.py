@@ -13,8 +13,13 @@ import torch
 from torch import nn
 
 from conftest import write_test_dicom
-from sliceseg.data.batches import samples_to_grid, slices_to_grid
-from sliceseg.data.orientation import (
+from sliceseg.dataset.pairing import Sample
+from sliceseg.errors import BundleError
+from sliceseg.inference.folder import predict_folder
+from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import read_series
+from sliceseg.model_space.batches import samples_to_grid, slices_to_grid
+from sliceseg.model_space.orientation import (
     IDENTITY,
     OBLIQUE_TOLERANCE_DEG,
     ORIENTATION_CONVENTION,
@@ -25,11 +30,6 @@ from sliceseg.data.orientation import (
     orient_slice,
     reorientations_for,
 )
-from sliceseg.data.pairing import Sample
-from sliceseg.errors import BundleError
-from sliceseg.inference.folder import predict_folder
-from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import read_series
 from sliceseg.models import bundle as bundle_module
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.pairing: DataSource, pairing by relative path, and slice keys."""
+"""Tests for sliceseg.dataset.pairing: DataSource, pairing by relative path, and slice keys."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
-from sliceseg.data.pairing import DataSource, pair_files, slice_key
+from sliceseg.dataset.pairing import DataSource, pair_files, slice_key
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.io.dicom import read_slice, read_slices
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import write_test_dicom
-from sliceseg.data.intensity import normalise_intensity
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, read_slice
+from sliceseg.model_space.intensity import normalise_intensity
 from sliceseg.models import build_model
 from sliceseg.models.bundle import Bundle, ModelMetadata, bundle_payload, load_bundle
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.resample: slices to the model's target spacing and back."""
+"""Tests for sliceseg.model_space.resample: slices to the model's target spacing and back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sliceseg.data.resample import (
+from sliceseg.errors import ConfigError
+from sliceseg.model_space.resample import (
     median_spacing,
     parse_spacing,
     probabilities_to_native,
@@ -17,7 +18,6 @@ from sliceseg.data.resample import (
     resample_label,
     spacing_geometry,
 )
-from sliceseg.errors import ConfigError
 
 # A non-square, anisotropic grid: 0.55 mm rows, 1.15 mm columns, 180 × 130 pixels
 # (99 mm × 149.5 mm), and an ellipse of semi-axes 40 mm (rows) and 60 mm (columns) inside it.

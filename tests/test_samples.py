@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.samples: check_dataset, load_samples and the label scheme they infer."""
+"""Tests for sliceseg.dataset.samples: check_dataset, load_samples and their label scheme."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 import sliceseg
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
-from sliceseg.data.check import CheckReport
-from sliceseg.data.pairing import DataSource
-from sliceseg.data.samples import check_dataset, load_samples, load_usable_samples
+from sliceseg.dataset.check import CheckReport
+from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.samples import check_dataset, load_samples, load_usable_samples
 from sliceseg.errors import ConfigError, LabelError, PairingError
 
 

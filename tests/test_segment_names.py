@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sliceseg.data.segment_names import SEGMENT_ORDER, harmonise_segments, relabel
+from sliceseg.dataset.segment_names import SEGMENT_ORDER, harmonise_segments, relabel
 from sliceseg.errors import LabelError
 from sliceseg.io.volumes import LabelVolume, Segment
 

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.split: the training / validation split by patient."""
+"""Tests for sliceseg.dataset.split: the training / validation split by patient."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import add_pair, square_label
-from sliceseg.data.pairing import Sample
-from sliceseg.data.samples import load_samples
-from sliceseg.data.split import hold_out_levels, patient_group, relative_levels, split_by_patient
+from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.samples import load_samples
+from sliceseg.dataset.split import hold_out_levels, patient_group, relative_levels, split_by_patient
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.training.config import TrainConfig

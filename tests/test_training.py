@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from sliceseg.data.batches import samples_to_grid
-from sliceseg.data.samples import load_samples
+from sliceseg.dataset.samples import load_samples
 from sliceseg.errors import ConfigError
+from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
 from sliceseg.training.distributed import parameter_checksum

@@ -24,7 +24,7 @@ import slicer_files
 from conftest import small_phantom
 from sliceseg._version import __version__
 from sliceseg.cli import main
-from sliceseg.data.volume_labels import load_volume_labels
+from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files

@@ -13,9 +13,9 @@ import pytest
 import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
-from sliceseg.data.pairing import DataSource
-from sliceseg.data.samples import check_dataset, load_samples
-from sliceseg.data.volume_labels import (
+from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.samples import check_dataset, load_samples
+from sliceseg.dataset.volume_labels import (
     find_label_volumes,
     load_volume_labels,
     pair_volumes,

@@ -1,4 +1,4 @@
-"""Tests for sliceseg.data.windows: one pass when a slice fits, MONAI's sliding window else."""
+"""Tests for sliceseg.model_space.windows: one pass when a slice fits, else a sliding window."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sliceseg.data.windows import (
+from sliceseg.model_space.windows import (
     count_windows,
     gaussian_weights,
     spaced_probabilities,

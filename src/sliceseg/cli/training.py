@@ -188,8 +188,8 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, Bundle | None]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from sliceseg.data.pairing import DataSource
-    from sliceseg.data.samples import check_dataset
+    from sliceseg.dataset.pairing import DataSource
+    from sliceseg.dataset.samples import check_dataset
 
     source = DataSource.from_dirs(
         args.data_dir,

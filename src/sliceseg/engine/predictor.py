@@ -1,7 +1,7 @@
 """The one path from a network to label maps, shared by validation and ``predict``.
 
 Probabilities come from the network's inference form (batch norms folded, channels-last) over
-the windows of `sliceseg.data.windows`, optionally averaged over test-time augmentation; on
+the windows of `sliceseg.model_space.windows`, optionally averaged over test-time augmentation; on
 each slice's own grid (orientation undone, resampled back) the model's area calibration picks
 the label (`calibrated_argmax`) and its post-processing cleans it (`finish_label`). Validation
 calls `spaced_window_probabilities` and `finish_label` at the target spacing; ``predict`` calls
@@ -20,13 +20,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sliceseg.data.batches import SpacedTensors, slices_to_grid, slices_to_spacing
-from sliceseg.data.grid import probabilities_from_grid
-from sliceseg.data.intensity import IntensityNormalisation
-from sliceseg.data.orientation import IDENTITY, Reorientation, is_canonicalising, reorientations_for
-from sliceseg.data.resample import probabilities_to_native
-from sliceseg.data.windows import count_windows, prediction_window, spaced_probabilities
 from sliceseg.io.dicom import Slice
+from sliceseg.model_space.batches import SpacedTensors, slices_to_grid, slices_to_spacing
+from sliceseg.model_space.grid import probabilities_from_grid
+from sliceseg.model_space.intensity import IntensityNormalisation
+from sliceseg.model_space.orientation import (
+    IDENTITY,
+    Reorientation,
+    is_canonicalising,
+    reorientations_for,
+)
+from sliceseg.model_space.resample import probabilities_to_native
+from sliceseg.model_space.windows import count_windows, prediction_window, spaced_probabilities
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import FeatureTap, deepest_module, padded_shape

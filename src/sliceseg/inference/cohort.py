@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
@@ -57,6 +56,7 @@ from sliceseg.io.series_plan import (
     plan_cohort,
 )
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.system import select_device
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import Preparation
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.cohort_series import DecodedSeries
@@ -27,6 +26,7 @@ from sliceseg.inference.shards import rank_cpus
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.model_space.batches import SpacedTensors
 
 __all__ = ["DECODE_AHEAD", "decode_and_prepare", "decode_here", "decoded_series", "default_workers"]
 

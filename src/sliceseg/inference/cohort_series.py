@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from sliceseg.data.batches import SpacedTensors
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
     PredictionLook,
@@ -45,6 +44,7 @@ from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 
 _MODEL_LOCK = threading.Lock()

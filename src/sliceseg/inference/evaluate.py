@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sliceseg.data.pairing import DataSource, Sample
-from sliceseg.data.samples import load_usable_samples
+from sliceseg.dataset.pairing import DataSource, Sample
+from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, output_run

@@ -20,9 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sliceseg.data.batches import slices_to_spacing
-from sliceseg.data.intensity import IntensityNormalisation
-from sliceseg.data.orientation import IDENTITY, is_canonicalising, reorientations_for
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, is_summary_row
@@ -33,6 +30,9 @@ from sliceseg.measure.familiarity import (
     judge_series,
     slice_traits,
 )
+from sliceseg.model_space.batches import slices_to_spacing
+from sliceseg.model_space.intensity import IntensityNormalisation
+from sliceseg.model_space.orientation import IDENTITY, is_canonicalising, reorientations_for
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle
 from sliceseg.models.features import deepest_features

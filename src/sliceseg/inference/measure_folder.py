@@ -6,8 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sliceseg.data.pairing import DataSource
-from sliceseg.data.samples import load_usable_samples
+from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas

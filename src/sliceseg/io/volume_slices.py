@@ -25,7 +25,7 @@ from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.volumes import LabelVolume
 
 ORIENTATION_CONVENTION = "radiological-v1"
-"""The canonical in-plane orientation (``sliceseg.data.orientation``), stored in model files.
+"""The canonical in-plane orientation (``sliceseg.model_space.orientation``), stored in model files.
 
 Defined here, below ``data`` and ``models``, so that both use this one definition.
 """

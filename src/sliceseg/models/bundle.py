@@ -44,7 +44,8 @@ class ModelMetadata:
             "robust_zscore" (each slice z-scored on its own; every file before CT's) or
             "ct_dataset" (HU clipped and z-scored with ``intensity``'s numbers).
         intensity: the numbers of a dataset-level normalisation, chosen on the training
-            slices (plain data of ``sliceseg.data.intensity.IntensityNormalisation``: ``clip``
+            slices (plain data of
+            ``sliceseg.model_space.intensity.IntensityNormalisation``: ``clip``
             HU pair, ``mean``, ``std``); ``None`` for the per-slice z-score.
         label_values: label values as stored in the training files (0 first), so predictions
             can be written back in the user's own convention.

@@ -10,13 +10,13 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from sliceseg.augment.params import AugmentParams
-from sliceseg.data.batches import whole_slice_spacing
-from sliceseg.data.crops import FOREGROUND_BALANCES
-from sliceseg.data.intensity import NORMALISATION_CHOICES
-from sliceseg.data.pairing import UNLABELLED_CHOICES, DataSource, Sample
-from sliceseg.data.resample import parse_spacing
-from sliceseg.data.split import SPLIT_CHOICES
+from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
+from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
+from sliceseg.model_space.batches import whole_slice_spacing
+from sliceseg.model_space.crops import FOREGROUND_BALANCES
+from sliceseg.model_space.intensity import NORMALISATION_CHOICES
+from sliceseg.model_space.resample import parse_spacing
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
 
 if sys.version_info >= (3, 11):
@@ -75,20 +75,21 @@ class TrainConfig:
             None (default) takes the training slices' median (0028,0030) PixelSpacing.
         foreground_fraction: share of training crops centred on a pixel of a random ROI.
         foreground_balance: which ROI such a crop centres on: "slice" (one of its slice's ROIs)
-            or "roi" (every ROI of the training set equally often; `sliceseg.data.crops`).
+            or "roi" (every ROI of the training set equally often; `sliceseg.model_space.crops`).
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
         view: how much of a slice one crop shows when ``target_spacing_mm`` is unset:
             "native" (default: the training slices' median spacing; a large slice is seen a
             part at a time), "whole" (coarser when needed, so that a slice of the median
-            extent fits the ``input_shape`` crop; `sliceseg.data.batches.whole_slice_spacing`)
+            extent fits the ``input_shape`` crop;
+            `sliceseg.model_space.batches.whole_slice_spacing`)
             or "wide" (coarser when needed, so that the crop shows 70 % of that extent).
         validation_split: "patient" (default: ``validation_fraction`` of the patients held
             out) or "levels" (the same patients, only their slices at levels no training slice
-            shows; `sliceseg.data.split.hold_out_levels`).
+            shows; `sliceseg.dataset.split.hold_out_levels`).
         normalisation: intensity normalisation: "auto" (default: CT's dataset-level HU clip
             and z-score when every training slice's (0008,0060) Modality is CT, else each
-            slice z-scored on its own), "slice" or "ct" (`sliceseg.data.intensity`).
+            slice z-scored on its own), "slice" or "ct" (`sliceseg.model_space.intensity`).
         area_calibration: choose, per ROI, the background weight that makes the validation
             areas unbiased (`sliceseg.postprocess.calibration`); False (default) keeps the plain
             argmax: on the real-MR benchmarks weights chosen on a few validation subjects made

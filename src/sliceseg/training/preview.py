@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.data.crops import first_crops
+from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig

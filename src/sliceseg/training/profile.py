@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sliceseg.data.batches import SpacedTensors
 from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_traits
+from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
 from sliceseg.models.folding import inference_network

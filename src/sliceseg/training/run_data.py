@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sliceseg.data.batches import samples_to_spacing
-from sliceseg.data.intensity import (
+from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.samples import load_samples
+from sliceseg.dataset.split import hold_out_levels, split_by_patient
+from sliceseg.errors import LabelError
+from sliceseg.model_space.batches import samples_to_spacing
+from sliceseg.model_space.intensity import (
     PER_SLICE,
     IntensityNormalisation,
     choose_normalisation,
     ct_normalisation,
 )
-from sliceseg.data.pairing import Sample
-from sliceseg.data.samples import load_samples
-from sliceseg.data.split import hold_out_levels, split_by_patient
-from sliceseg.errors import LabelError
 from sliceseg.models.bundle import Bundle
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import model_target_spacing

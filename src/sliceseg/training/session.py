@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
-from sliceseg.data.batches import SpacedTensors
-from sliceseg.data.crops import CropDataset
-from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.io.files import atomic_path
+from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.model_space.crops import CropDataset
+from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.models import build_model, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing

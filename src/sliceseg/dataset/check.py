@@ -1,8 +1,8 @@
 """The dataset check report: problems found, ROI statistics, and their text and JSON forms.
 
-`check_dataset` (in `sliceseg.data.samples`) builds a `CheckReport` with the finders below;
+`check_dataset` (in `sliceseg.dataset.samples`) builds a `CheckReport` with the finders below;
 each finder turns one aspect of the data into `Problem`s (one line each: what was found,
-expected, what to do). This module knows pairs and samples (`sliceseg.data.pairing`), never
+expected, what to do). This module knows pairs and samples (`sliceseg.dataset.pairing`), never
 how they are loaded.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sliceseg.data.pairing import DataSource, Pairing, Sample
+from sliceseg.dataset.pairing import DataSource, Pairing, Sample
 from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2

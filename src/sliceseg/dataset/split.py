@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sliceseg.data.pairing import Sample
+from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import natural_key
 

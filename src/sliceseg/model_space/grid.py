@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sliceseg.data.resample import resize_bilinear, resize_nearest
 from sliceseg.errors import ConfigError
+from sliceseg.model_space.resample import resize_bilinear, resize_nearest
 
 __all__ = [
     "MIN_MODEL_SIZE",

@@ -27,8 +27,8 @@ import math
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from sliceseg.data.batches import SpacedTensors
 from sliceseg.errors import ConfigError
+from sliceseg.model_space.batches import SpacedTensors
 
 __all__ = [
     "FOREGROUND_BALANCES",

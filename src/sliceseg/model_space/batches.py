@@ -1,7 +1,8 @@
 """Samples and slices in the model's space as tensors: at the target spacing, or on the old grid.
 
 Training and prediction both pass here: each slice is first brought to the canonical in-plane
-orientation (:mod:`sliceseg.data.orientation`; image and label by the same exact flip/transpose,
+orientation (:mod:`sliceseg.model_space.orientation`; image and label by the same exact
+flip/transpose,
 spacing permuted with them), then normalised and either resampled to the model's target spacing
 in mm (:class:`SpacedTensors`, one tensor per slice, any size: models with a target spacing) or
 squeezed onto the square model grid (:class:`GridTensors`: models without a target spacing).
@@ -16,18 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sliceseg.data.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
-from sliceseg.data.intensity import PER_SLICE, IntensityNormalisation, normalise_intensity
-from sliceseg.data.orientation import Reorientation, orient_slice, reorientations_for
-from sliceseg.data.pairing import Sample
-from sliceseg.data.resample import (
+from sliceseg.dataset.pairing import Sample
+from sliceseg.io.dicom import Slice
+from sliceseg.model_space.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
+from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation, normalise_intensity
+from sliceseg.model_space.orientation import Reorientation, orient_slice, reorientations_for
+from sliceseg.model_space.resample import (
     SpacingGeometry,
     median_spacing,
     resample_image,
     resample_label,
     spacing_geometry,
 )
-from sliceseg.io.dicom import Slice
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def slice_to_grid(image: Slice, input_size: int) -> tuple[torch.Tensor, GridGeom
     """Normalise one slice and place it on the square model grid, aspect kept, as stored.
 
     Orientation is the caller's business: pass a slice from
-    :func:`~sliceseg.data.orientation.orient_slice` to work in the canonical orientation.
+    :func:`~sliceseg.model_space.orientation.orient_slice` to work in the canonical orientation.
 
     Returns:
         ``(tensor (1, S, S), geometry)``.
@@ -79,7 +80,7 @@ def slices_to_grid(
         images: the slices.
         input_size: side ``S`` of the model grid.
         reorientations: one per slice; by default chosen by
-            :func:`~sliceseg.data.orientation.reorientations_for` (which warns once per
+            :func:`~sliceseg.model_space.orientation.reorientations_for` (which warns once per
             series); pass ``[IDENTITY] * n`` to keep the slices as stored.
 
     Returns:

@@ -202,7 +202,7 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
     their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
     label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG) are left to
-    `sliceseg.data.volume_labels`; other files in the label folder are skipped with a reason.
+    `sliceseg.dataset.volume_labels`; other files in the label folder are skipped with a reason.
     Hidden files are ignored.
 
     Args:
@@ -231,7 +231,7 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         if path.suffix.lower() in LABEL_SUFFIXES:
             labels[_key(path, labels_dir, path.stem)].append(path)
         elif is_volume_name(path.name) or is_dicom_seg(path):
-            continue  # paired per series by sliceseg.data.volume_labels
+            continue  # paired per series by sliceseg.dataset.volume_labels
         else:
             valid = ", ".join(LABEL_SUFFIXES)
             reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sliceseg.data.check import (
+from sliceseg.dataset.check import (
     CheckReport,
     Problem,
     consistency_problems,
@@ -29,8 +29,8 @@ from sliceseg.data.check import (
     spacing_problems,
     warning_problems,
 )
-from sliceseg.data.pairing import DataSource, Pair, Pairing, Sample, pair_files, slice_key
-from sliceseg.data.volume_labels import (
+from sliceseg.dataset.pairing import DataSource, Pair, Pairing, Sample, pair_files, slice_key
+from sliceseg.dataset.volume_labels import (
     VolumeLabels,
     load_volume_labels,
     merge_pairing,

@@ -12,7 +12,7 @@ order (keys are paths relative to the label / DICOM folder, without suffix):
 
 Each slice then takes the volume's plane at its own position (`slice_plane`), never by order.
 Named segments (Slicer, DICOM-SEG) must mean the same value in every file; where they do not,
-`sliceseg.data.segment_names.harmonise_segments` renumbers them and says so. Slices the volume
+`sliceseg.dataset.segment_names.harmonise_segments` renumbers them and says so. Slices the volume
 leaves empty are skipped or kept as background (``unlabelled="skip" | "background"``).
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.data.check import Problem
-from sliceseg.data.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
-from sliceseg.data.segment_names import SegmentMapping, harmonise_segments, relabel
+from sliceseg.dataset.check import Problem
+from sliceseg.dataset.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
+from sliceseg.dataset.segment_names import SegmentMapping, harmonise_segments, relabel
 from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.dicom_files import (

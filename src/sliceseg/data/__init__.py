@@ -1,1 +1,0 @@
-"""Datasets: pairing, the check report, samples, the split, model-grid geometry, batches."""
