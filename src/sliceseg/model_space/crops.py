@@ -138,6 +138,7 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.pad_values = [float(image.min()) if image.numel() else 0.0 for image in self.images]
         self.present = [[int(v) for v in label.unique() if v > 0] for label in self.labels]
         self.holders = _slices_holding(self.present)
+        self.rois = sorted(self.holders)
         self.foreground_crops = 0
         self.crops = 0
         self._worker_generator: torch.Generator | None = None
@@ -174,9 +175,8 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def _foreground_roi(self, index: int, u_roi: float, u_slice: float) -> tuple[int, int | None]:
         """The slice and ROI a foreground crop centres on (None: the slice holds no ROI)."""
-        if self.balance == "roi" and self.holders:
-            rois = sorted(self.holders)
-            roi = rois[_pick(u_roi, len(rois))]
+        if self.balance == "roi" and self.rois:
+            roi = self.rois[_pick(u_roi, len(self.rois))]
             if roi not in self.present[index]:
                 index = self.holders[roi][_pick(u_slice, len(self.holders[roi]))]
             return index, roi

@@ -103,13 +103,10 @@ def choose_area_calibration(
     per_roi = {
         roi: _choose_roi([c for c in curves if c.roi == roi]) for roi in range(1, num_classes)
     }
-    before = _relative_errors(curves, {roi: 0.0 for roi in per_roi})
-    after = _relative_errors(curves, {r: e.log_weight for r, e in per_roi.items()})
     if groups is not None:
         held = held_out_area_bias(
             margins, truth, groups, num_classes=num_classes, pixel_area_mm2=pixel_area_mm2
         )
-        several = len(set(groups)) >= 2
         per_roi = {
             r: _confirmed(
                 replace(
@@ -118,11 +115,12 @@ def choose_area_calibration(
                     held_out_after_pct=held[r].bias_calibrated_pct,
                     held_out_slices=held[r].slices,
                 ),
-                confirmed=several and held[r].confirmed,
+                confirmed=held[r].confirmed,
             )
             for r, entry in per_roi.items()
         }
-        after = _relative_errors(curves, {r: e.log_weight for r, e in per_roi.items()})
+    before = _relative_errors(curves, {roi: 0.0 for roi in per_roi})
+    after = _relative_errors(curves, {r: e.log_weight for r, e in per_roi.items()})
     return AreaCalibration(
         bias_before_pct=float(before.mean()),
         bias_after_pct=float(after.mean()),
@@ -245,7 +243,8 @@ class HeldOutBias:
         bias_plain_pct: mean signed area error of the plain argmax (%).
         bias_calibrated_pct: the same with the weight chosen on the other half.
         confirmed: each half's weight lowered the |mean signed area error| of the other half
-            by at least :data:`MIN_BIAS_GAIN` points (both halves measured).
+            by at least :data:`MIN_BIAS_GAIN` points (both halves measured, and the halves are
+            made of whole series: two series at least).
     """
 
     roi: int
@@ -333,6 +332,7 @@ def held_out_area_bias(
     calibrated: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
     gains: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
     first, second = split_in_halves(groups)
+    by_series = len(set(groups)) >= 2  # alternate slices of one series confirm nothing
     for chosen_on, measured_on in ((first, second), (second, first)):
         if not chosen_on or not measured_on:
             continue
@@ -363,7 +363,7 @@ def held_out_area_bias(
             len(plain[roi]),
             _mean(plain[roi]),
             _mean(calibrated[roi]),
-            confirmed=len(gains[roi]) == 2 and min(gains[roi]) >= MIN_BIAS_GAIN,
+            confirmed=by_series and len(gains[roi]) == 2 and min(gains[roi]) >= MIN_BIAS_GAIN,
         )
         for roi in plain
     }
