@@ -855,7 +855,7 @@ class TestLastResort:
         def broken(*_args, **_kwargs) -> None:
             raise RuntimeError("boom in measure")
 
-        monkeypatch.setattr("sliceseg.inference.measure_folder.measure_label_folder", broken)
+        monkeypatch.setattr("sliceseg.label_areas.measure_label_folder", broken)
         (tmp_path / "out").mkdir()
         argv = ["measure", str(tmp_path), "--dicoms", str(tmp_path), "--out", str(tmp_path / "out")]
         assert main(argv) == 4

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sliceseg.demo import compare_with_truth
-from sliceseg.inference.measure_folder import measure_label_folder
+from sliceseg.label_areas import measure_label_folder
 
 
 @pytest.fixture

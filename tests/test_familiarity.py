@@ -18,7 +18,6 @@ from conftest import with_network_checks_open
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
-from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
     INTENSITY_QUANTILES,
@@ -33,6 +32,7 @@ from sliceseg.measure.familiarity import (
 from sliceseg.models import build_model
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features, deepest_module
+from sliceseg.models.model_info import model_summary
 
 NAMES = ("disc", "muscle")
 

@@ -146,7 +146,7 @@ class TestResolveSpacing:
 
 
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
-    from sliceseg.inference.measure_folder import measure_label_folder
+    from sliceseg.label_areas import measure_label_folder
 
     test = tiny_phantom / "test"
     plain, _, _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path / "a")

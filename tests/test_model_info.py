@@ -1,4 +1,4 @@
-"""Tests for sliceseg.inference.model_info and ``sliceseg info MODEL``: what a model file holds."""
+"""Tests for sliceseg.models.model_info and ``sliceseg info MODEL``: what a model file holds."""
 
 from __future__ import annotations
 

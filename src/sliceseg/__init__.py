@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "predict_cohort": "sliceseg.inference.cohort",
     "merge_cohort": "sliceseg.inference.merge",
     "measure_areas": "sliceseg.measure.areas",
-    "measure_label_folder": "sliceseg.inference.measure_folder",
+    "measure_label_folder": "sliceseg.label_areas",
     "SpacingFallback": "sliceseg.measure.areas",
     "evaluate_model": "sliceseg.inference.evaluate",
     "run_demo": "sliceseg.demo",

@@ -26,7 +26,7 @@ def add_info(sub: Subcommands) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     if args.model is not None:
-        from sliceseg.inference.model_info import model_summary
+        from sliceseg.models.model_info import model_summary
 
         rows = model_summary(args.model)
         text = "\n".join(f"{name}: {value}" for name, value in rows.items())

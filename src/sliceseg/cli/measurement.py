@@ -52,7 +52,7 @@ def add_evaluate(sub: Subcommands) -> None:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from sliceseg.inference.measure_folder import measure_label_folder
+    from sliceseg.label_areas import measure_label_folder
 
     table, paths, notes = measure_label_folder(
         Path(args.labels_dir),

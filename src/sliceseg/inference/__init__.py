@@ -1,1 +1,2 @@
-"""Workflows on folders: predict a folder of DICOMs, measure label maps, evaluate a model."""
+"""Predicting with a model: a folder of DICOMs, a cohort (shards, records, merge), evaluation
+against labels, the slices to label next."""

@@ -28,7 +28,6 @@ from sliceseg.inference.familiarity import (
     warn_no_profile,
     with_familiarity,
 )
-from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.outputs import Visuals, write_outputs
 from sliceseg.inference.predict import Prediction
 from sliceseg.inference.records import (
@@ -46,6 +45,7 @@ from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
+from sliceseg.models.model_info import model_summary
 
 _MODEL_LOCK = threading.Lock()
 

@@ -17,7 +17,6 @@ from sliceseg.inference.familiarity import (
     warn_no_profile,
     with_familiarity,
 )
-from sliceseg.inference.model_info import model_summary
 from sliceseg.inference.outputs import write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
@@ -38,6 +37,7 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.model_info import model_summary
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport
 
 

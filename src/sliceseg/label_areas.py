@@ -1,4 +1,5 @@
-"""Areas from existing label maps (hand-made or predicted) paired with their DICOMs."""
+"""The ``sliceseg measure`` workflow: areas of existing label maps (hand-made or predicted) with
+their DICOMs; no model."""
 
 from __future__ import annotations
 
