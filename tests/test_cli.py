@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -296,3 +297,69 @@ def test_predict_resamples_a_slice_without_spacing_at_the_fov_spacing(tiny_model
     long = pd.read_csv(next((tmp_path / "o").rglob("csa_long.csv")))
     assert set(long["spacing_source"]) == {"fov/matrix"}
     assert long["row_spacing_mm"].iloc[0] == pytest.approx(64 * row_mm / 200)
+
+
+def _options(parser, command: str = "") -> dict[tuple[str, str], object]:
+    """Every option of ``parser`` and its subcommands, by (command, flag)."""
+    import argparse
+
+    found: dict[tuple[str, str], object] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= _options(sub, f"{command} {name}".strip())
+        elif action.option_strings:
+            found[(command, action.option_strings[-1])] = action
+    return found
+
+
+def _library_choices() -> dict[str, tuple[str, ...]]:
+    """The library's own lists, which the CLI copies so that ``--help`` stays free of torch."""
+    from sliceseg.dataset.pairing import UNLABELLED_CHOICES
+    from sliceseg.dataset.split import SPLIT_CHOICES
+    from sliceseg.inference.cohort_series import VISUALS
+    from sliceseg.model_space.intensity import NORMALISATION_CHOICES
+    from sliceseg.training.config import VIEW_CHOICES
+
+    return {
+        "--view": VIEW_CHOICES,
+        "--validation-split": SPLIT_CHOICES,
+        "--normalisation": NORMALISATION_CHOICES,
+        "--unlabelled-slices": UNLABELLED_CHOICES,
+        "--visuals": VISUALS,
+    }
+
+
+def test_cli_choices_equal_the_library_constants():
+    """A choice list copied into the CLI cannot drift from the library's (nor one be added
+    to the CLI without a library constant to compare it with)."""
+    from sliceseg.cli import build_parser
+
+    library = _library_choices()
+    with_choices = {k: a for k, a in _options(build_parser()).items() if a.choices is not None}
+    assert {flag for _command, flag in with_choices} == set(library)
+    for (command, flag), action in with_choices.items():
+        assert tuple(action.choices) == library[flag], f"sliceseg {command} {flag}"
+
+
+def test_help_texts_name_every_library_choice():
+    """Options without ``choices`` list the valid names in their help: every name is there."""
+    from sliceseg.cli import build_parser
+    from sliceseg.models.registry import MODELS
+    from sliceseg.report.exports import EXPORT_FORMATS
+    from sliceseg.system import DEVICE_CHOICES
+    from sliceseg.training.losses import LOSSES
+
+    names_by_flag = {
+        "--arch": tuple(MODELS),
+        "--loss": tuple(LOSSES),
+        "--export": (*EXPORT_FORMATS, "all", "none"),
+        "--device": DEVICE_CHOICES,
+    }
+    options = _options(build_parser())
+    assert {flag for _command, flag in options if flag in names_by_flag} == set(names_by_flag)
+    for (command, flag), action in options.items():
+        for name in names_by_flag.get(flag, ()):
+            assert re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", action.help), (
+                f"sliceseg {command} {flag}: {name!r} missing from {action.help!r}"
+            )

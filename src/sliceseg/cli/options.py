@@ -30,7 +30,7 @@ __all__ = [
 
 OVERWRITE_HELP = "write into a folder that already holds outputs"
 MODEL_HELP = "a model file (<name>_best.pt)"
-DEVICE_HELP = "auto (default: CUDA when present), cpu or cuda"
+DEVICE_HELP = "auto (default: CUDA when present), cpu, cuda, cuda:N (GPU number N) or mps (Apple)"
 BATCH_HELP = "slices per forward pass (default 8)"
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sliceseg.cli.options import OVERWRITE_HELP, add_data_args
+from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -122,7 +122,7 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         help="share of patients held out for validation (default 0.2)",
     )
     p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument(
         "--resume",
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "

@@ -68,7 +68,7 @@ class TrainConfig:
         validation_fraction: share of series held out for validation.
         seed: seed of every random draw (split, shuffling, augmentation, weights).
         max_minutes: wall-clock budget; training stops at an epoch boundary before it runs out.
-        device: "auto", "cpu" or "cuda".
+        device: one of `sliceseg.system.DEVICE_CHOICES` ("auto", "cpu", "cuda", "cuda:N", "mps").
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
         target_spacing_mm: in-plane spacing in mm the model works at (a number, or [row, col]);
