@@ -15,6 +15,7 @@ from sliceseg.io.labels import (
     infer_label_scheme,
     read_label_file,
     snap_lossy,
+    write_label_png,
 )
 
 LABEL = np.zeros((12, 16), np.uint8)
@@ -75,6 +76,13 @@ class TestReadLabelFile:
         np.testing.assert_array_equal(
             read_label_file(tmp_path / "b.png").values, LABEL.astype(np.int64) * 300
         )
+
+    def test_written_png_reads_back_as_8_bit_roi_numbers(self, tmp_path):
+        path = write_label_png(tmp_path / "deep" / "a.png", LABEL.astype(np.int64))
+        assert path == tmp_path / "deep" / "a.png" and path.exists()
+        assert iio.imread(path).dtype == np.uint8
+        np.testing.assert_array_equal(read_label_file(path).values, LABEL)
+        assert [p.name for p in path.parent.iterdir()] == ["a.png"]  # no temporary left
 
     def test_palette_png_gives_indices(self, tmp_path):
         image = Image.fromarray(LABEL).convert("P")

@@ -12,27 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
+from sliceseg.io.labels import write_label_png
 from sliceseg.measure.areas import AreaTable
 from sliceseg.report.exports import SeriesExport, export_predictions
 from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.thumbnails import save_thumbnail
 from sliceseg.report.visualize import save_animation, save_overlay
-
-
-def write_label_png(path: Path, label: np.ndarray) -> Path:
-    """Write a label map as a lossless 8-bit PNG, pixel value = ROI number."""
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, label.astype(np.uint8))
-    return path
 
 
 @dataclass(frozen=True)

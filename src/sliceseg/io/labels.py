@@ -1,4 +1,5 @@
-"""Reading label maps (.npy/.png/.tif/.jpg), detecting damage, and normalising values to 0..K.
+"""Label maps: reading (.npy/.png/.tif/.jpg), detecting damage, normalising values to 0..K;
+writing the PNGs `predict` saves.
 
 A label map holds one ROI number per pixel (0 background). Damaged maps (non-whole floats,
 negative values, coloured overlays, transparency, wrong dimensionality) raise `LabelError`; they
@@ -26,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
@@ -172,6 +174,20 @@ def read_label_file(path: Path) -> RawLabel:
             f"pixels); expected ROI numbers 0..K with 0 background; {_SAVE_HINT}."
         )
     return RawLabel(values=values, source=path, is_lossy=is_lossy)
+
+
+def write_label_png(path: Path, label: np.ndarray) -> Path:
+    """Write a label map as a lossless 8-bit PNG, pixel value = ROI number (0 background).
+
+    The file reads back unchanged with `read_label_file`: ``predict``'s label maps can be
+    measured (``sliceseg measure``) or used as training labels.
+
+    Example:
+        >>> write_label_png(Path("out/labels/p01/slice_1.png"), label)
+    """
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, label.astype(np.uint8))
+    return path
 
 
 def infer_label_scheme(
