@@ -9,7 +9,7 @@ import pytest
 
 from sliceseg.dataset.segment_names import SEGMENT_ORDER, harmonise_segments, relabel
 from sliceseg.errors import LabelError
-from sliceseg.io.volumes import LabelVolume, Segment
+from sliceseg.io.label_volume import LabelVolume, Segment
 
 
 def _named(path: str, pairs: list[tuple[str, int]]) -> LabelVolume:

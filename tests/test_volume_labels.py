@@ -24,7 +24,8 @@ from sliceseg.dataset.volume_labels import (
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
-from sliceseg.io.volumes import LabelVolume, read_label_volume
+from sliceseg.io.label_volume import LabelVolume
+from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import measure_areas
 from sliceseg.training.config import TrainConfig
 

@@ -11,13 +11,9 @@ import pytest
 
 import slicer_files
 from sliceseg.errors import LabelError
-from sliceseg.io.volumes import (
-    LabelVolume,
-    is_volume_name,
-    read_label_volume,
-    referenced_series_uid,
-    strip_volume_suffix,
-)
+from sliceseg.io.dicom_seg import referenced_series_uid
+from sliceseg.io.label_volume import LabelVolume
+from sliceseg.io.volumes import is_volume_name, read_label_volume, strip_volume_suffix
 
 SPACE_DIRECTIONS = np.array([[0.8, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, -5.0]])
 ORIGIN = np.array([-100.0, -80.0, 40.0])

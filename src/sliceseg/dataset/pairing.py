@@ -24,9 +24,10 @@ from sliceseg.io.dicom_files import (
     strip_dicom_suffix,
     visible_files,
 )
+from sliceseg.io.dicom_seg import is_dicom_seg
 from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
-from sliceseg.io.volumes import is_dicom_seg, is_volume_name
+from sliceseg.io.volumes import is_volume_name
 
 __all__ = ["DataSource", "Pair", "Pairing", "Sample", "pair_files", "slice_key"]
 

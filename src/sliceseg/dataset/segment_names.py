@@ -36,7 +36,7 @@ import numpy as np
 from sliceseg.dataset.check import Problem
 from sliceseg.errors import LabelError
 from sliceseg.io.dicom_files import natural_key
-from sliceseg.io.volumes import LabelVolume
+from sliceseg.io.label_volume import LabelVolume
 
 SEGMENT_ORDER = (
     "each name's most common value over the files (a tie: the first file's, files in path "

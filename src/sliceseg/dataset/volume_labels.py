@@ -37,17 +37,12 @@ from sliceseg.io.dicom_files import (
     strip_dicom_suffix,
     visible_files,
 )
+from sliceseg.io.dicom_seg import is_dicom_seg, referenced_series_uid
+from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.series_plan import read_series_uid
 from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
-from sliceseg.io.volumes import (
-    LabelVolume,
-    is_dicom_seg,
-    is_volume_name,
-    read_label_volume,
-    referenced_series_uid,
-    strip_volume_suffix,
-)
+from sliceseg.io.volumes import is_volume_name, read_label_volume, strip_volume_suffix
 
 
 @dataclass(frozen=True)

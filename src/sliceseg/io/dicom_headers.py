@@ -33,6 +33,7 @@ __all__ = [
     "pixel_spacing",
     "read_dataset",
     "slice_position",
+    "slice_step_mm",
 ]
 
 # Image Pixel module elements that must be one whole number for the pixel data to be decoded.
@@ -248,6 +249,27 @@ def orientation_cosines(
 def image_position(ds: Dataset, frame: int) -> tuple[float, float, float] | None:
     value = frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
     return _float_tuple(value, 3)  # type: ignore[return-value]  # length checked above
+
+
+# An unreadable header or a multi-valued thickness (TypeError): no step, the grid takes 1 mm.
+_STEP_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, TypeError)
+
+
+def slice_step_mm(path: Path) -> float | None:
+    """Return a file's slice step: (0018,0088) SpacingBetweenSlices, else (0018,0050)
+    SliceThickness; None when neither is a positive number or the header cannot be read.
+
+    The plane spacing of a volume made of a single slice (its neighbours give it otherwise).
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+            value = float(ds.get(keyword) or 0.0)
+            if value > 0:
+                return value
+    except _STEP_ERRORS:
+        return None
+    return None
 
 
 def as_int(value: Any) -> int | None:

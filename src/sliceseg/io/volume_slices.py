@@ -22,7 +22,7 @@ import numpy as np
 
 from sliceseg.errors import LabelError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
-from sliceseg.io.volumes import LabelVolume
+from sliceseg.io.label_volume import LabelVolume
 
 ORIENTATION_CONVENTION = "radiological-v1"
 """The canonical in-plane orientation (``sliceseg.model_space.orientation``), stored in model files.

@@ -1,0 +1,220 @@
+"""DICOM-SEG (highdicom): recognised by content and read as a label volume, a series' labels
+written as a BINARY segmentation that references its images (PACS, OHIF, 3D Slicer).
+
+A DICOM-SEG written here must copy the patient and study modules of its source images (the
+standard requires it, so that a PACS files it with them); nothing else about the patient is
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sliceseg._version import __version__
+from sliceseg.errors import LabelError
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_files import READ_ERRORS
+from sliceseg.io.files import atomic_path
+from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
+
+if TYPE_CHECKING:
+    from highdicom.seg import SegmentDescription
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+"""(0008,0016) SOPClassUID of Segmentation Storage (DICOM-SEG)."""
+
+_DICOM_SEG_ERRORS: tuple[type[BaseException], ...] = (
+    *READ_ERRORS,  # pydicom's, as for DICOM images
+    zlib.error,  # deflated transfer syntax
+    struct.error,
+    KeyError,  # a required attribute missing
+    IndexError,
+    RuntimeError,  # highdicom: frames that do not form a regularly spaced volume
+)
+_UID_ROOT = "sliceseg-export"
+
+
+def is_dicom_seg(path: Path) -> bool:
+    """Tell whether ``path`` is a DICOM Segmentation Storage object (reads the header only)."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except READ_ERRORS:
+        return False
+    return str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+
+
+def referenced_series_uid(path: Path) -> str:
+    """Return the series a DICOM-SEG segments: its first ReferencedSeriesSequence item's
+    SeriesInstanceUID ("" when it names none).
+
+    Raises:
+        LabelError: the header cannot be read (names the file).
+    """
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except READ_ERRORS as exc:
+        raise unreadable(path, exc, "DICOM-SEG header") from exc
+    references = ds.get("ReferencedSeriesSequence") or []
+    return str(references[0].get("SeriesInstanceUID", "")) if len(references) else ""
+
+
+def read_dicom_seg(path: Path) -> LabelVolume:
+    """Read a DICOM-SEG as one label map: segment numbers as values, SegmentLabel as names.
+
+    Raises:
+        LabelError: the file is damaged, or its frames do not form a regularly spaced volume.
+
+    Example:
+        >>> read_dicom_seg(Path("labels/p01.seg.dcm")).series_uid
+        '1.2.826.0.1.3680043.8.498.1'
+    """
+    import highdicom as hd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seg = hd.seg.segread(path)
+            volume = seg.get_volume(combine_segments=True, relabel=False)
+    except _DICOM_SEG_ERRORS as exc:
+        raise unreadable(path, exc, "DICOM-SEG (or its frames are not on a regular grid)") from exc
+    segments = tuple(
+        Segment(str(item.SegmentLabel), int(item.SegmentNumber)) for item in seg.SegmentSequence
+    )
+    references = seg.get("ReferencedSeriesSequence") or []
+    series_uid = str(references[0].SeriesInstanceUID) if references else ""
+    values = as_labels(np.asarray(volume.array), path)
+    return LabelVolume(
+        values, np.asarray(volume.affine, np.float64), segments, path, "dicom-seg", series_uid
+    )
+
+
+def write_dicom_seg(
+    path: Path | str,
+    slices: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    roi_names: Sequence[str],
+    *,
+    colours_rgb: Sequence[tuple[int, int, int]],
+) -> Path:
+    """Write a DICOM-SEG (BINARY) of one series: one segment per ROI, referencing its images.
+
+    Segment ``k`` is ROI ``k`` (label value ``k``) with its name as (0062,0005) SegmentLabel, its
+    colour as (0062,000D) RecommendedDisplayCIELabValue, (0062,0008) SegmentAlgorithmType
+    AUTOMATIC and the algorithm "sliceseg" at this version. Every slice gets its frames, empty
+    ones too: "no ROI here" is a result.
+
+    Args:
+        path: the file to write (atomically).
+        slices: the series' slices: single-frame files, or the frames of one multi-frame file.
+        labels: (rows, cols) label maps 0..K, one per slice.
+        roi_names: names of ROIs 1..K.
+        colours_rgb: the (r, g, b) colour, 0–255, of ROIs 1..K.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        LabelError: the slices mix several series or several multi-frame files, a label value
+            exceeds K, or highdicom refuses the source images (the message says why).
+
+    Example:
+        >>> write_dicom_seg(out / "p01.seg.dcm", slices, labels, names, colours_rgb=colours)
+    """
+    import highdicom as hd
+    import pydicom
+
+    sources, order = _sources(slices)
+    stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
+    check_roi_values(stack, roi_names, slices[0])
+    descriptions = _segment_descriptions(roi_names, colours_rgb)
+    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sources]
+    digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
+    uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seg = hd.seg.Segmentation(
+                source_images=datasets,
+                pixel_array=stack,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=pydicom.uid.generate_uid(entropy_srcs=[uid, "series"]),
+                series_number=int(datasets[0].get("SeriesNumber") or 0) + 1000,
+                sop_instance_uid=uid,
+                instance_number=1,
+                manufacturer="sliceseg",
+                manufacturer_model_name="sliceseg",
+                software_versions=__version__,
+                device_serial_number="0",
+                content_label="SLICESEG",
+                content_description="sliceseg automatic segmentation",
+                series_description="sliceseg segmentation",
+                omit_empty_frames=False,
+            )
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise LabelError(
+            f"{path}: DICOM-SEG not written: highdicom refused the source images of series "
+            f"{slices[0].series_uid} ({' '.join(str(exc).split())}); use --export nifti,nrrd."
+        ) from exc
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp)
+    return Path(path)
+
+
+def _segment_descriptions(
+    roi_names: Sequence[str], colours_rgb: Sequence[tuple[int, int, int]]
+) -> list[SegmentDescription]:
+    """One SegmentDescription per ROI: Slicer's generic Tissue codes, sliceseg as the algorithm."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="sliceseg", family=codes.DCM.ArtificialIntelligence, version=__version__
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=name[:64],
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_rgb(*colour),
+        )
+        for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
+    ]
+
+
+def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:
+    """The source files, and the slice order that matches their frames (highdicom's rule)."""
+    files = list(dict.fromkeys(s.source for s in slices))
+    if len({s.series_uid for s in slices}) > 1:
+        raise LabelError(
+            f"{slices[0].source.parent}: slices of {len({s.series_uid for s in slices})} series; "
+            "a DICOM-SEG belongs to one series; export each series on its own."
+        )
+    if all(s.num_frames == 1 for s in slices):
+        by_file = {s.source: i for i, s in enumerate(slices)}
+        return files, [by_file[f] for f in files]
+    if len(files) == 1 and len(slices) == slices[0].num_frames:
+        return files, sorted(range(len(slices)), key=lambda i: slices[i].frame)
+    raise LabelError(
+        f"{slices[0].source}: a DICOM-SEG of a multi-frame image needs all its frames and no "
+        f"other file (got {len(slices)} slices from {len(files)} files); use --export nifti,nrrd."
+    )

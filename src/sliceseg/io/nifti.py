@@ -1,0 +1,89 @@
+"""NIfTI label volumes (nibabel): read from .nii / .nii.gz, and a series' labels written as .nii.gz.
+
+NIfTI stores its affine in RAS; sliceseg works in LPS (`sliceseg.io.label_volume`), so both
+directions go through `LPS_FROM_RAS`. A NIfTI label map carries no segment names.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sliceseg._version import __version__
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_headers import slice_step_mm
+from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.label_volume import FILE_ERRORS, LabelVolume, as_3d, as_labels, unreadable
+from sliceseg.io.volume_slices import series_grid
+
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""Turns a RAS affine into an LPS one (and back: it is its own inverse)."""
+
+
+def read_nifti(path: Path) -> LabelVolume:
+    """Read a NIfTI label map (.nii, .nii.gz) with its affine turned to LPS.
+
+    Raises:
+        LabelError: the file is not NIfTI, is truncated or damaged, is not 3D, or holds
+            negative or non-whole values (names the file).
+
+    Example:
+        >>> read_nifti(Path("labels/p01.nii.gz")).spacing_mm
+        (0.8, 0.8, 5.0)
+    """
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError, HeaderTypeError, ImageDataError
+
+    nifti_errors: tuple[type[BaseException], ...] = (
+        *FILE_ERRORS,
+        ImageFileError,  # not a NIfTI file (empty, text, a cut header)
+        HeaderDataError,  # an unknown datatype code, a damaged header field
+        HeaderTypeError,
+        ImageDataError,
+    )
+    try:
+        image: Any = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except nifti_errors as exc:
+        raise unreadable(path, exc, "NIfTI file") from exc
+    values = as_labels(as_3d(data, path), path)
+    return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
+
+
+def write_nifti(path: Path | str, slices: Sequence[Slice], labels: Sequence[np.ndarray]) -> Path:
+    """Write the series' labels as a NIfTI-1 label volume (uint8, gzip) with its affine.
+
+    The affine is the series' grid (`series_grid`) in RAS, as NIfTI requires (sform and qform,
+    code 1 "scanner"); voxel ``[i, j, k]`` is column ``i``, row ``j`` of the slice on plane ``k``.
+
+    Args:
+        path: the ``.nii.gz`` to write (atomically).
+        slices: the series' slices, any order.
+        labels: (rows, cols) label maps, one per slice.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        LabelError: the slices do not form one regular grid (see `series_grid`).
+
+    Example:
+        >>> write_nifti(out / "p01.nii.gz", slices, labels)
+    """
+    import nibabel as nib
+
+    step_mm = slice_step_mm(slices[0].source) if len(slices) == 1 else None  # else unused
+    grid = series_grid(slices, step_mm=step_mm)
+    affine = LPS_FROM_RAS @ grid.ijk_to_lps
+    image = nib.Nifti1Image(grid.volume(labels), affine)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = f"sliceseg {__version__} labels".encode()
+    return atomic_write_bytes(path, gzip.compress(image.to_bytes(), compresslevel=6, mtime=0))

@@ -1,0 +1,191 @@
+"""3D Slicer segmentations (slicerio): .seg.nrrd and plain .nrrd label maps read, a series' labels
+written as .seg.nrrd with ROI names and colours.
+
+Slicer segmentations with several layers (overlapping segments stored as 4D) are merged into one
+label map when the segments do not overlap; each segment keeps its value unless two layers reuse
+a value, then segment ``n`` (header order) gets value ``n + 1``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sliceseg.errors import LabelError
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_headers import slice_step_mm
+from sliceseg.io.files import atomic_path
+from sliceseg.io.label_volume import (
+    FILE_ERRORS,
+    LabelVolume,
+    Segment,
+    as_3d,
+    as_labels,
+    check_roi_values,
+    unreadable,
+)
+from sliceseg.io.volume_slices import series_grid
+
+_NRRD_ERRORS: tuple[type[BaseException], ...] = (
+    *FILE_ERRORS,
+    KeyError,  # pynrrd: an unknown 'type' or 'encoding'
+    IndexError,
+    StopIteration,  # pynrrd: an empty file
+)
+
+
+def read_nrrd(path: Path) -> LabelVolume:
+    """Read a 3D Slicer segmentation (.seg.nrrd: named segments, layers merged) or a plain NRRD
+    label map (no names), geometry in LPS.
+
+    Raises:
+        LabelError: the file is truncated or damaged, has no geometry, is not 3D, holds negative
+            or non-whole values, overlapping segments, or values without a segment in its header.
+
+    Example:
+        >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
+        {1: 'vertebral body', 2: 'right psoas major'}
+    """
+    import slicerio
+    from nrrd.errors import NRRDError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            segmentation = slicerio.read_segmentation(str(path))
+    except (*_NRRD_ERRORS, NRRDError) as exc:
+        raise unreadable(path, exc, "NRRD file") from exc
+    affine = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
+    header_segments = segmentation.get("segments") or []
+    voxels = segmentation["voxels"]
+    if not _has_geometry(segmentation):
+        raise LabelError(
+            f"{path}: NRRD without 'space directions' / 'space origin'; its voxels cannot be "
+            "placed on the DICOM slices; save it from 3D Slicer, which writes the geometry."
+        )
+    if not header_segments:
+        return LabelVolume(as_labels(as_3d(voxels, path), path), affine, (), path, "nrrd")
+    values, segments = _merge_layers(np.asarray(voxels), header_segments, path)
+    return LabelVolume(values, affine, segments, path, "seg.nrrd")
+
+
+def _has_geometry(segmentation: dict[str, Any]) -> bool:
+    return "space" in segmentation or not np.allclose(segmentation["ijkToLPS"], np.eye(4))
+
+
+def _merge_layers(
+    voxels: np.ndarray, header: list[dict[str, Any]], path: Path
+) -> tuple[np.ndarray, tuple[Segment, ...]]:
+    """One label map from a Slicer segmentation's layers; check every value has a segment."""
+    layers = as_labels(voxels if voxels.ndim == 4 else voxels[np.newaxis], path, ndim=4)
+    values = [int(s.get("labelValue", 1)) for s in header]
+    # Slicer < 4.11 wrote one segment per layer without a Layer field.
+    in_layer = [int(s.get("layer", i if voxels.ndim == 4 else 0)) for i, s in enumerate(header)]
+    renumber = len(set(values)) < len(values)
+    merged = np.zeros(layers.shape[1:], dtype=np.uint16)
+    segments: list[Segment] = []
+    for index, info in enumerate(header):
+        name = str(info.get("name", f"Segment_{index + 1}"))
+        if not 0 <= in_layer[index] < layers.shape[0]:
+            raise LabelError(
+                f"{path}: segment '{name}' is in layer {in_layer[index]}, the file has "
+                f"{layers.shape[0]}; save the segmentation again from 3D Slicer."
+            )
+        mask = layers[in_layer[index]] == values[index]
+        value = index + 1 if renumber else values[index]
+        clash = merged[mask]
+        if np.any(clash):
+            other = next(s.name for s in segments if s.label_value == int(clash[clash > 0][0]))
+            raise LabelError(
+                f"{path}: segments '{name}' and '{other}' overlap in "
+                f"{int(np.count_nonzero(clash))} voxels; sliceseg needs one label per pixel; "
+                "remove the overlap in Slicer (Segment Editor, masking: 'Allow overlap' off)."
+            )
+        merged[mask] = value
+        segments.append(Segment(name, value, _colour(info)))
+    _check_declared(layers, values, in_layer, path)
+    return merged.astype(np.uint8) if merged.max() <= 255 else merged, tuple(segments)
+
+
+def _check_declared(layers: np.ndarray, values: list[int], in_layer: list[int], path: Path) -> None:
+    for layer in range(layers.shape[0]):
+        declared = {v for v, n in zip(values, in_layer, strict=True) if n == layer}
+        stray = sorted(set(np.unique(layers[layer]).tolist()) - declared - {0})
+        if stray:
+            raise LabelError(
+                f"{path}: voxel values {stray} (layer {layer}) have no Segment<N>_LabelValue in "
+                f"the header (declared: {sorted(declared)}); save the segmentation again from "
+                "3D Slicer."
+            )
+
+
+def _colour(info: dict[str, Any]) -> tuple[float, float, float] | None:
+    colour = info.get("color")
+    if colour is None or len(colour) != 3:
+        return None
+    r, g, b = (float(c) for c in colour)
+    return r, g, b
+
+
+def write_seg_nrrd(
+    path: Path | str,
+    slices: Sequence[Slice],
+    labels: Sequence[np.ndarray],
+    roi_names: Sequence[str],
+    *,
+    colours_rgb: Sequence[tuple[int, int, int]],
+) -> Path:
+    """Write the series' labels as a 3D Slicer segmentation (.seg.nrrd) with names and colours.
+
+    Written with slicerio, the 3D Slicer team's library: one layer, ``Segment<k-1>_Name`` = ROI
+    name, ``_LabelValue`` = ``k``, ``_Color`` = the ROI's colour, geometry in LPS.
+
+    Args:
+        path: the ``.seg.nrrd`` to write (atomically).
+        slices: the series' slices, any order.
+        labels: (rows, cols) label maps, one per slice.
+        roi_names: names of ROIs 1..K.
+        colours_rgb: the (r, g, b) colour, 0–255, of ROIs 1..K.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        LabelError: the slices do not form one regular grid, or a value exceeds K.
+
+    Example:
+        >>> write_seg_nrrd(out / "p01.seg.nrrd", slices, labels, names, colours_rgb=colours)
+    """
+    import slicerio
+
+    step_mm = slice_step_mm(slices[0].source) if len(slices) == 1 else None  # else unused
+    grid = series_grid(slices, step_mm=step_mm)
+    voxels = grid.volume(labels)
+    check_roi_values(voxels, roi_names, slices[0])
+    segments = [
+        {
+            "id": f"Segment_{k}",
+            "name": name,
+            "labelValue": k,
+            "layer": 0,
+            "color": [round(c / 255, 6) for c in colour],
+            "colorAutoGenerated": False,
+            "nameAutoGenerated": False,
+        }
+        for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
+    ]
+    segmentation = {
+        "voxels": voxels,
+        "ijkToLPS": grid.ijk_to_lps,
+        "encoding": "gzip",
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+        "segments": segments,
+    }
+    with atomic_path(path) as tmp:
+        slicerio.write_segmentation(str(tmp), segmentation, compression_level=6)
+    return Path(path)
