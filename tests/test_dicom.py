@@ -25,6 +25,7 @@ from sliceseg.io.dicom import (
     scan_dicom_folder,
 )
 from sliceseg.io.dicom_files import find_dicom_files, is_dicom_file, strip_dicom_suffix
+from sliceseg.io.dicom_headers import slice_step_mm
 
 
 def pydicom_file(name: str) -> Path:
@@ -363,3 +364,26 @@ class TestModalityUnits:
         old_values = (4095 - stored) * 1.0 - 1024.0
         seen, _ = slice_to_spacing(image, (0.5, 0.8))  # at its own spacing: no resampling
         np.testing.assert_allclose(seen[0].numpy(), normalise_intensity(old_values), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"SpacingBetweenSlices": "3.5", "SliceThickness": "2"}, 3.5),
+        ({"SliceThickness": "2"}, 2.0),
+        ({"SpacingBetweenSlices": "0", "SliceThickness": "2.5"}, 2.5),
+        ({}, None),
+    ],
+)
+def test_slice_step_is_spacing_between_slices_else_thickness(tmp_path, attributes, expected):
+    path = write_test_dicom(tmp_path / "a.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(path)
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    assert slice_step_mm(path) == expected
+
+
+def test_slice_step_of_an_unreadable_file_is_none(tmp_path):
+    (tmp_path / "a.dcm").write_bytes(b"not a dicom")
+    assert slice_step_mm(tmp_path / "a.dcm") is None
