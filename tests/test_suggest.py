@@ -110,3 +110,36 @@ def test_cli_suggest_lists_and_saves(tiny_model, tiny_phantom, tmp_path, capsys)
     wide = run.areas.wide.loc[[str(i) for i in range(1, 10)]]
     least = wide.groupby(wide["file"].str.split("/").str[0])["confidence"].min()
     assert sorted(table["confidence"]) == pytest.approx(sorted(least), abs=1e-9)
+
+
+def test_cli_suggest_fov_scales_the_network_input_as_predict_does(tiny_model, tmp_path, capsys):
+    """``suggest --fov`` gives a slice without PixelSpacing predict's spacing.
+
+    A 200 × 200 slice over a field of view of 64 model pixels reaches the network at
+    200 · (64 t / 200) / t = 64 pixels a side (as in ``predict --fov``); without ``--fov`` it
+    is taken to be at the model's spacing: 200 pixels, padded to 208 (a multiple of 16).
+    """
+    from conftest import write_test_dicom
+
+    row_mm, col_mm = load_bundle(tiny_model).metadata.target_spacing_mm
+    rows, cols = np.mgrid[0:200, 0:200]
+    pixels = np.where((rows - 100) ** 2 + (cols - 90) ** 2 <= 50**2, 300, 100)
+    write_test_dicom(tmp_path / "in" / "a.dcm", pixels, spacing=None)
+    fov = ["--fov", str(64 * row_mm), str(64 * col_mm)]
+    seen: dict[str, set[tuple[int, ...]]] = {"with": set(), "without": set()}
+    for case, extra in (("with", fov), ("without", [])):
+
+        def record(module, args, into=seen[case]):
+            first = args[0] if args else None
+            if isinstance(first, torch.Tensor) and first.ndim == 4 and first.shape[1] == 1:
+                into.add(tuple(first.shape[2:]))  # the network's input: one channel
+
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+        try:
+            argv = ["suggest", str(tiny_model), str(tmp_path / "in"), "--n", "1", *extra]
+            assert main(argv) == 0, capsys.readouterr().err
+        finally:
+            hook.remove()
+    # (the familiarity check also probes the network once with a 64 × 64 input)
+    assert seen["with"] == {(64, 64)}
+    assert max(seen["without"]) == (208, 208)

@@ -57,8 +57,9 @@ def add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_spacing_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--fov``, ``--matrix`` and ``--pixels``: the spacing of files without one."""
+def add_spacing_args(parser: argparse.ArgumentParser, *, with_pixels: bool = True) -> None:
+    """Add ``--fov``, ``--matrix`` and (``with_pixels``) ``--pixels``: the spacing of files
+    without one."""
     parser.add_argument(
         "--fov",
         type=float,
@@ -69,9 +70,10 @@ def add_spacing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--matrix", type=int, nargs=2, metavar=("ROWS", "COLS"), help="acquisition matrix for --fov"
     )
-    parser.add_argument(
-        "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
-    )
+    if with_pixels:
+        parser.add_argument(
+            "--pixels", action="store_true", help="report pixel counts when a file has no spacing"
+        )
 
 
 def add_measurement_args(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +108,9 @@ def spacing_fallback(args: argparse.Namespace) -> SpacingFallback:
     """Return the spacing of files without one, from ``--fov``, ``--matrix`` and ``--pixels``."""
     from sliceseg.measure.areas import SpacingFallback
 
-    return SpacingFallback.from_flags(args.fov, args.matrix, pixels_only=args.pixels)
+    # a command without --pixels measures nothing: a slice without spacing stays as it is
+    pixels_only = getattr(args, "pixels", True)
+    return SpacingFallback.from_flags(args.fov, args.matrix, pixels_only=pixels_only)
 
 
 def tissue_settings(args: argparse.Namespace) -> TissueSettings:

@@ -14,6 +14,7 @@ from sliceseg.cli.options import (
     DEVICE_HELP,
     MODEL_HELP,
     add_measurement_args,
+    add_spacing_args,
     names,
     spacing_fallback,
     tissue_settings,
@@ -95,7 +96,13 @@ def add_merge(sub: Subcommands) -> None:
 
 def add_suggest(sub: Subcommands) -> None:
     """Add ``sliceseg suggest MODEL DICOM_DIR``."""
-    p = sub.add_parser("suggest", help="the unlabelled slices the model is least sure of")
+    p = sub.add_parser(
+        "suggest",
+        help="the unlabelled slices the model is least sure of",
+        description="Files without PixelSpacing: give the --fov (and --matrix) given to "
+        "`sliceseg predict`, so that the network sees them at the same scale and the "
+        "confidences agree; without it they are taken to be at the model's spacing.",
+    )
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("dicom_dir", help="folder of unlabelled DICOM slices (searched recursively)")
     p.add_argument("--n", type=int, default=20, help="how many slices (default 20)")
@@ -107,6 +114,7 @@ def add_suggest(sub: Subcommands) -> None:
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=8, help=BATCH_HELP)
+    add_spacing_args(p, with_pixels=False)
     p.set_defaults(func=_cmd_suggest)
 
 
@@ -192,6 +200,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         tta=args.tta,
+        fallback=spacing_fallback(args),
     )
     print(suggestions_text(suggestions))
     if args.out:

@@ -17,6 +17,7 @@ from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, load_bundle
 
 
@@ -55,6 +56,7 @@ def suggest_slices(
     device: str = "auto",
     batch_size: int = 8,
     tta: bool = False,
+    fallback: SpacingFallback = SpacingFallback(pixels_only=True),
 ) -> list[Suggestion]:
     """Return the ``n`` unlabelled slices under a folder the model is least confident on.
 
@@ -72,16 +74,21 @@ def suggest_slices(
         labels_dir: a label folder; slices that already have a label file there (same key,
             any label suffix) are left out.
         spread: take the series in turns; False ranks every slice together.
-        device: "auto", "cpu" or "cuda".
+        device: one of `sliceseg.system.DEVICE_CHOICES` ("auto", "cpu", "cuda", ...).
         batch_size: slices per forward pass.
         tta: test-time augmentation.
+        fallback: the spacing of files without (0028,0030) PixelSpacing (``--fov`` /
+            ``--matrix``): give ``predict``'s, so that the network sees such a slice at the
+            same scale as there and the confidences agree. The default leaves those slices
+            as they are: taken to be at the model's spacing already.
 
     Returns:
         Up to ``n`` suggestions, rank 1 first.
 
     Raises:
         PairingError: the folder holds no readable DICOM, or every slice is labelled.
-        ConfigError: ``n`` is below 1.
+        ConfigError: ``n`` is below 1, or ``fallback`` gives no spacing to a slice without
+            one or a ``--matrix`` that is not its shape.
         BundleError: the model file is not a sliceseg model.
 
     Example:
@@ -92,7 +99,7 @@ def suggest_slices(
         raise ConfigError(f"--n must be at least 1, got {n}.")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     root = Path(dicom_dir)
-    images = _unlabelled(root, labels_dir)
+    images = [with_fallback_spacing(i, fallback) for i in _unlabelled(root, labels_dir)]
     collector = ConfidenceCollector()
     labels = predict_slices(
         bundle,
