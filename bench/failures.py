@@ -60,9 +60,10 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -73,14 +74,36 @@ from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
 from sliceseg.inference.familiarity import model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.familiarity import judge_series, slice_oddness
+from sliceseg.measure.familiarity import (
+    SliceOddness,
+    SliceTraits,
+    TrainingProfile,
+    Verdict,
+    judge_series,
+    slice_oddness,
+)
 from sliceseg.measure.metrics import dice_per_class
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.phantom.generate import DEFAULT_MATRIX_SIZES, _subject_rng
 from sliceseg.phantom.render import SliceParams, render_slice, sample_subject
 
 KINDS = ("ghosting", "noise", "bias", "contrast", "fov", "level", "streak")
-STRENGTHS = {
+
+
+class Strength(TypedDict):
+    """How strongly each degradation is applied (``level``: subject positions outside training;
+    ``gamma`` None: the contrast inverted instead of a gamma)."""
+
+    ghost: float
+    noise: float
+    bias: float
+    fov: float
+    level: tuple[float, float]
+    streak: float
+    gamma: float | None
+
+
+STRENGTHS: dict[str, Strength] = {
     "strong": {"ghost": 1.2, "noise": 0.22, "bias": 1.0, "fov": 0.55, "level": (-3.0, -2.6),
                "streak": 1.0, "gamma": None},
     "mild": {"ghost": 0.6, "noise": 0.12, "bias": 0.6, "fov": 0.68, "level": (-1.6, -1.2),
@@ -132,29 +155,29 @@ def degrade(kind: str, strength: str, item: Rendered, rng: np.random.Generator) 
     top = float(np.percentile(pixels, 99))
     if kind == "ghosting":
         spectrum = np.fft.fft(pixels, axis=0)
-        spectrum[1::2] *= np.exp(1j * float(s["ghost"]))  # type: ignore[arg-type]
+        spectrum[1::2] *= np.exp(1j * float(s["ghost"]))
         pixels = np.abs(np.fft.ifft(spectrum, axis=0))
     elif kind == "noise":
-        sigma = float(s["noise"]) * top  # type: ignore[arg-type]
+        sigma = float(s["noise"]) * top
         real = pixels + sigma * rng.standard_normal(pixels.shape)
         pixels = np.hypot(real, sigma * rng.standard_normal(pixels.shape))
     elif kind == "bias":
         rows, cols = np.meshgrid(*(np.linspace(-1, 1, n) for n in pixels.shape), indexing="ij")
         a, b = rng.uniform(0.6, 1.0, 2) * rng.choice([-1, 1], 2)
-        pixels = pixels * np.exp(float(s["bias"]) * (a * rows + b * cols) / 2)  # type: ignore[arg-type]
+        pixels = pixels * np.exp(float(s["bias"]) * (a * rows + b * cols) / 2)
     elif kind == "contrast":
         low = float(pixels.min())
         if s["gamma"] is None:
             pixels = top + low - pixels
         else:
-            gamma = float(s["gamma"])  # type: ignore[arg-type]
+            gamma = float(s["gamma"])
             pixels = low + (top - low) * (np.clip(pixels - low, 0, None) / (top - low)) ** gamma
     elif kind == "fov":
-        keep = round(pixels.shape[1] * float(s["fov"]))  # type: ignore[arg-type]
+        keep = round(pixels.shape[1] * float(s["fov"]))
         start = pixels.shape[1] - keep if rng.random() < 0.5 else 0
         pixels, truth = pixels[:, start : start + keep], truth[:, start : start + keep]
     elif kind == "streak":
-        pixels = pixels + float(s["streak"]) * top * _streaks(item.truth, rng)  # type: ignore[arg-type]
+        pixels = pixels + float(s["streak"]) * top * _streaks(item.truth, rng)
     image = dataclasses.replace(item.image, pixels=np.ascontiguousarray(pixels, np.float32))
     return Rendered(image, np.ascontiguousarray(truth))
 
@@ -173,7 +196,7 @@ def _streaks(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def level_twins(index: int, strength: str) -> list[Rendered]:
     """The subject at positions outside the trained range (the ``level`` degradation)."""
-    low, high = STRENGTHS[strength]["level"]  # type: ignore[misc]
+    low, high = STRENGTHS[strength]["level"]
     return render_subject(index, positions=list(np.linspace(low, high, SLICES_PER_SUBJECT)))
 
 
@@ -188,7 +211,7 @@ class Scored:
     scores: dict[str, float]
 
 
-def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], object, dict]:
+def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], Verdict | None, dict]:
     """Predict one series; return per slice the uncertainties and truth numbers, the verdict and
     the series' raw check numbers."""
     images = [item.image for item in items]
@@ -215,9 +238,11 @@ def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], obj
     return rows, verdict, _series_numbers(profile, traits, odd)
 
 
-def _series_numbers(profile, traits, odd) -> dict:
+def _series_numbers(
+    profile: TrainingProfile | None, traits: Sequence[SliceTraits], odd: SliceOddness | None
+) -> dict:
     """What the series verdict is made of, to study other thresholds offline."""
-    if odd is None:
+    if odd is None or profile is None:
         return {}
     median = np.median(np.stack([t.intensity for t in traits]), axis=0)
     excess = np.maximum(profile.intensity_low - median, median - profile.intensity_high)
@@ -310,7 +335,12 @@ Levels = Callable[[str, str, list[Rendered]], list[Rendered]]
 
 
 def run(
-    bundle: Bundle, clean: dict[str, list[Rendered]], *, levels: Levels | None, tta: bool, log=print
+    bundle: Bundle,
+    clean: dict[str, list[Rendered]],
+    *,
+    levels: Levels | None,
+    tta: bool,
+    log: Callable[[str], object] = print,
 ) -> dict:
     """Everything: per strength the slice table, per kind the series verdicts (the ``level``
     kind only when ``levels`` renders it)."""
@@ -324,12 +354,14 @@ def run(
         result["clean_series"][name] = _verdict_data(verdict, numbers)
     for strength in STRENGTHS:
         log(f"{strength} …")
-        table, series = [], {kind: {} for kind in kinds}
+        table: list[dict] = []
+        series: dict[str, dict[str, dict]] = {kind: {} for kind in kinds}
         for s, (name, items) in enumerate(clean.items()):
             rng = np.random.default_rng(1000 * s + len(strength))
             for kind in kinds:
                 if kind == "level":
-                    degraded = levels(name, strength, items)  # type: ignore[misc]
+                    assert levels is not None  # the kind is there only with a renderer
+                    degraded = levels(name, strength, items)
                 else:
                     degraded = [degrade(kind, strength, item, rng) for item in items]
                 rows, verdict, numbers = score_series(bundle, degraded)
@@ -344,18 +376,17 @@ def run(
     return result
 
 
-def _verdict_data(verdict: object, numbers: dict) -> dict:
+def _verdict_data(verdict: Verdict | None, numbers: dict) -> dict:
     if verdict is None:
         return {"flagged": None, "reasons": [], **numbers}
-    flagged = bool(verdict.is_flagged)  # type: ignore[attr-defined]
-    return {"flagged": flagged, "reasons": list(verdict.reasons), **numbers}  # type: ignore[attr-defined]
+    return {"flagged": bool(verdict.is_flagged), "reasons": list(verdict.reasons), **numbers}
 
 
 def _slice_summary(table: list[dict], kinds: tuple[str, ...]) -> dict:
     failed = np.array([row["failed"] for row in table])
     degraded = np.array([row["degraded"] for row in table])
     names = list(table[0]["scores"])
-    summary = {
+    summary: dict[str, Any] = {
         "n": len(table),
         "n_degraded": int(degraded.sum()),
         "n_failed": int(failed.sum()),

@@ -93,7 +93,11 @@ def _network_seconds(bundle: Any, slices: list[Any], config: dict[str, Any]) -> 
     meta = bundle.metadata
     if not config["spaced"]:
         images = slices_to_grid(slices, meta.input_size).images
-        run = lambda: [bundle.model(images[i : i + 8]) for i in range(0, len(images), 8)]  # noqa: E731
+
+        def run() -> None:
+            for i in range(0, len(images), 8):
+                bundle.model(images[i : i + 8])
+
         windows = 1
     else:
         spaced = slices_to_spacing(slices, meta.target_spacing_mm).images

@@ -74,7 +74,9 @@ def padded_side(shape: tuple[int, ...]) -> int:
 
 def image_to_grid(pixels: np.ndarray) -> torch.Tensor:
     """Z-score the whole slice, pad it to a square (with its minimum), resize to GRID² (area)."""
-    image = NormalizeIntensity()(torch.as_tensor(pixels[None], dtype=torch.float32))
+    image = torch.as_tensor(
+        NormalizeIntensity()(torch.as_tensor(pixels[None], dtype=torch.float32))
+    )
     side = padded_side(pixels.shape)
     image = SpatialPad((side, side), mode="minimum")(image)
     return torch.as_tensor(Resize((GRID, GRID))(image)).float()

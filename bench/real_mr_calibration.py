@@ -29,8 +29,8 @@ def plain_model_copy(model: Path, out: Path) -> Path:
 
 def areas_by_key(score: Score) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
     """(true, predicted) area in mm² per (slice key, ROI) from a score's rows."""
-    true = {(str(r["key"]), int(r["roi"])): float(r["true_mm2"]) for r in score.rows}
-    pred = {(str(r["key"]), int(r["roi"])): float(r["pred_mm2"]) for r in score.rows}
+    true = {(r["key"], r["roi"]): r["true_mm2"] for r in score.rows}
+    pred = {(r["key"], r["roi"]): r["pred_mm2"] for r in score.rows}
     return true, pred
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
@@ -72,7 +73,7 @@ def to_stored(image: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(np.rint(image / slope), 0, 65535).astype(np.uint16), slope
 
 
-def _file_dataset(sop_uid: str) -> FileDataset:
+def _file_dataset(sop_uid: UID) -> FileDataset:
     """An empty MR Image Storage dataset with its file meta (Explicit VR Little Endian)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage

@@ -16,12 +16,23 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from sliceseg.io.labels import read_label_file
 
 MIN_AREA_MM2 = 20.0
+
+
+class ScoreRow(TypedDict):
+    """One test slice and ROI: its key, the ROI, the Dice, the true and predicted areas."""
+
+    key: str
+    roi: int
+    dice: float
+    true_mm2: float
+    pred_mm2: float
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class Score:
     dice: tuple[float, ...]
     area_error_pct: tuple[float, ...]
     n_slices: int
-    rows: tuple[dict[str, object], ...]
+    rows: tuple[ScoreRow, ...]
 
     @property
     def mean_dice(self) -> float:
@@ -81,7 +92,7 @@ def score_slices(
     Raises:
         ValueError: a prediction is missing or has another shape than its truth.
     """
-    rows: list[dict[str, object]] = []
+    rows: list[ScoreRow] = []
     for key, true_label in truth.items():
         if key not in pred or pred[key].shape != true_label.shape:
             found = "missing" if key not in pred else f"shape {pred[key].shape}"
@@ -103,16 +114,13 @@ def score_slices(
     return _summarise(rows, num_rois, len(truth))
 
 
-def _summarise(rows: Sequence[dict[str, object]], num_rois: int, n_slices: int) -> Score:
+def _summarise(rows: Sequence[ScoreRow], num_rois: int, n_slices: int) -> Score:
     dice, errors = [], []
     for roi in range(1, num_rois + 1):
         mine = [r for r in rows if r["roi"] == roi]
-        dice.append(float(np.nanmean([float(r["dice"]) for r in mine])))  # type: ignore[arg-type]
-        big = [r for r in mine if float(r["true_mm2"]) >= MIN_AREA_MM2]  # type: ignore[arg-type]
-        relative = [
-            abs(float(r["pred_mm2"]) - float(r["true_mm2"])) / float(r["true_mm2"]) * 100  # type: ignore[arg-type]
-            for r in big
-        ]
+        dice.append(float(np.nanmean([r["dice"] for r in mine])))
+        big = [r for r in mine if r["true_mm2"] >= MIN_AREA_MM2]
+        relative = [abs(r["pred_mm2"] - r["true_mm2"]) / r["true_mm2"] * 100 for r in big]
         errors.append(float(np.mean(relative)) if relative else float("nan"))
     return Score(tuple(dice), tuple(errors), n_slices, tuple(rows))
 

@@ -257,11 +257,11 @@ def default_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
 def sizing_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Return the U-Net sizing grid: base 8/16/32 × depth 4/5 × input 128/256, and norms."""
     sizes = (64,) if args.quick else (128, 256)
-    configs = []
+    configs: list[dict[str, Any]] = []
     for size in sizes:
         for base in (8, 16, 32):
             for depth in (4, 5):
-                hyper = {"base_channels": base, "depth": depth}
+                hyper: dict[str, int | str] = {"base_channels": base, "depth": depth}
                 label = f"unet b{base} d{depth}"
                 configs.append({"arch": "unet", "input_size": size, "hyper": hyper, "label": label})
         for norm in ("batch", "group"):
