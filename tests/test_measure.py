@@ -12,11 +12,15 @@ import pytest
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
+    CONFIDENCE_COLUMN,
+    FAMILIARITY_COLUMN,
+    PRESENT,
     SpacingFallback,
     area_mm2,
     measure_areas,
     resolve_spacing,
     with_fallback_spacing,
+    with_whole_counts,
 )
 from sliceseg.model_space.resample import spacing_geometry
 
@@ -229,6 +233,30 @@ class TestSummaryRows:
         wide = pd.read_csv(table.save(tmp_path)[0], index_col="slice")
         assert wide.loc["mean", "file"] == "slices with the ROI (area > 0)"
         assert wide.loc["n", "roi"] == 2 and wide.loc["mean", "roi"] == pytest.approx(14.0)
+
+    def test_counts_are_whole_numbers_in_the_csv(self, tmp_path):
+        """Areas 20, 5 (series 1) and 8 mm² (series 2): the n rows read 2, 1 and 3, not 2.0;
+        the areas stay as they are (20.0)."""
+        images = [series_slice("a1", "A"), series_slice("a2", "A"), series_slice("b1", "B")]
+        table = measure_areas([square(20), square(5), square(8)], images, ["roi"])
+        lines = table.save(tmp_path)[0].read_text().splitlines()
+        assert lines[1] == "1,a1,20.0"
+        assert lines[6] == "n series 1,a1 … a2 (2 slices),2"
+        assert lines[9] == "n series 2,b1 (1 slice),1"
+        assert lines[-1] == "n,slices with the ROI (area > 0),3"
+
+    def test_unlike_training_marks_are_whole_numbers(self):
+        wide = pd.DataFrame(
+            {
+                "file": ["a", "b", PRESENT],
+                "roi": [2.5, 1.0, 2.0],
+                CONFIDENCE_COLUMN: [0.5, 1.0, np.nan],
+                FAMILIARITY_COLUMN: [0.0, 1.0, np.nan],
+            },
+            index=["1", "2", "n"],
+        )
+        text = with_whole_counts(wide).to_csv(index_label="slice").splitlines()
+        assert text[1:] == ["1,a,2.5,0.5,0", "2,b,1.0,1.0,1", f"n,{PRESENT},2,,"]
 
     def test_slices_without_series_uid_group_by_folder(self):
         images = [make_slice((10, 10), (1.0, 1.0), f"p{i // 2}/s{i}") for i in range(3)]

@@ -21,6 +21,7 @@ from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
     AreaTable,
+    is_count_row,
     is_summary_row,
     series_label,
     summarised,
@@ -153,3 +154,44 @@ def test_the_series_table_and_report_equal_those_of_every_row_at_once(predicted,
     assert flagged == has_profile  # the inverted copy, when the model can tell
     assert (whole.loc[whole["unlike_training"] != "", "series"] == "sub02x").all()
     assert (f"⚠ {flagged} series unlike the training data" in report) == bool(flagged)
+
+
+@pytest.mark.slow
+def test_series_table_counts_the_slices_each_mean_is_over(predicted):
+    """series.csv's ``n <roi>``: the slices of the series where the ROI has an area (> 0),
+    counted from the series' own csa_long.csv, which its ``mean <roi>`` is the mean over."""
+    merge.merge_cohort(predicted)
+    series = pd.read_csv(predicted / "series.csv", dtype=str, keep_default_na=False)
+    checked = 0
+    for _, row in series.iterrows():
+        long = pd.read_csv(series_dir(predicted, row["series"]) / "csa_long.csv")
+        for roi, areas in long.groupby("roi_name")["area_mm2"]:
+            present = areas[areas > 0]
+            assert row[f"n {roi}"] == str(len(present)), (row["series"], roi)
+            if len(present):
+                assert float(row[f"mean {roi}"]) == pytest.approx(present.mean())
+            checked += 1
+    assert checked == 5 * 6  # five series, six ROIs
+
+
+@pytest.mark.slow
+def test_counts_are_whole_numbers_in_every_table(predicted):
+    """The n rows of csa.csv, the unlike_training marks, and the counts of csa_long.csv and
+    series.csv read 3, not 3.0."""
+    merge.merge_cohort(predicted)
+    wide = pd.read_csv(predicted / "csa.csv", dtype=str, keep_default_na=False)
+    counts = wide[[is_count_row(s) for s in wide["slice"]]]
+    assert len(counts) == 5 + 1  # n series 1..5, n
+    rois = [c for c in wide.columns[2:] if c not in (CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
+    assert counts[rois].map(str.isdigit).all().all(), counts[rois]
+    if FAMILIARITY_COLUMN in wide:
+        assert set(wide[FAMILIARITY_COLUMN]) == {"0", "1", ""}
+    long = pd.read_csv(predicted / "csa_long.csv", dtype=str)
+    whole = ["slice", "series", "roi", "pixels"] + [FAMILIARITY_COLUMN] * (
+        FAMILIARITY_COLUMN in long
+    )
+    assert long[whole].map(str.isdigit).all().all()
+    series = pd.read_csv(predicted / "series.csv", dtype=str)
+    whole = ["slices", "warnings", *(c for c in series.columns if c.startswith("n "))]
+    assert len(whole) == 2 + 6
+    assert series[whole].map(str.isdigit).all().all()

@@ -208,7 +208,8 @@ def _summary(
     warnings: Sequence[str],
     skipped: Sequence[SkippedFile],
 ) -> dict[str, Any]:
-    """The series' row of ``series.csv``: slices, per ROI mean/std, lowest confidence, warnings."""
+    """The series' row of ``series.csv``: slices, per ROI mean/std/n, lowest confidence,
+    warnings."""
     rois = list(areas.per_slice.columns)
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     return {  # the series' own summary rows: one definition of its mean and std
@@ -216,6 +217,7 @@ def _summary(
         "unit": areas.unit,
         "mean": {name: _number(areas.wide.loc["mean", name]) for name in rois},
         "std": {name: _number(areas.wide.loc["std", name]) for name in rois},
+        "n": {name: int(areas.wide.loc["n", name]) for name in rois},  # slices with the ROI
         "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
         "warnings": list(warnings),
         "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],

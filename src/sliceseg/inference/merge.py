@@ -176,7 +176,10 @@ class _SeriesPass:
         table = pd.DataFrame(rows)
         if not self.columns:
             self.columns = list(table.columns)
-        table.reindex(columns=self.columns).to_csv(f, header=f.tell() == 0, index=False)
+        table = table.reindex(columns=self.columns)
+        counts = [c for c in self.columns if c in ("slices", "warnings") or c.startswith("n ")]
+        table[counts] = table[counts].astype("Int64")  # whole numbers; an older record's gap
+        table.to_csv(f, header=f.tell() == 0, index=False)
         rows.clear()
 
     def _keep(self, out: Path, name: str, record: dict[str, Any]) -> dict[str, object]:
@@ -221,12 +224,12 @@ class _SeriesPass:
 
 
 def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, object]:
-    """One row of ``series.csv``: slices, mean and std per ROI, lowest confidence, warnings."""
+    """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings
+    (n: the slices of the series that show the ROI, which its mean and std are over)."""
     row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
-    for roi, value in summary.get("mean", {}).items():
-        row[f"mean {roi}"] = value
-    for roi, value in summary.get("std", {}).items():
-        row[f"std {roi}"] = value
+    for statistic in ("mean", "std", "n"):
+        for roi, value in summary.get(statistic, {}).items():
+            row[f"{statistic} {roi}"] = value
     warnings = summary.get("warnings", [])
     row["lowest_confidence"] = summary.get("lowest_confidence")
     row["unlike_training"] = summary.get("unlike_training") or ""

@@ -30,6 +30,7 @@ from sliceseg.measure.areas import (
     PRESENT,
     is_summary_row,
     series_label,
+    with_whole_counts,
 )
 
 __all__ = ["CHUNK_SERIES", "write_area_tables"]
@@ -161,7 +162,7 @@ class _Tables:
         if self.flagged is not None:
             marks = [self.flagged[first + j] for j, n in enumerate(counts) for _ in range(n)]
             part[FAMILIARITY_COLUMN] = np.asarray(marks, dtype=float)
-        part.to_csv(wide, header=False)
+        with_whole_counts(part).to_csv(wide, header=False)
         self.areas.append(part[self.rois].to_numpy(dtype=float))
         return part
 
@@ -182,7 +183,7 @@ class _Tables:
         part.index = [
             f"{label} series {first + j + 1}" for label, j in zip(table.index, numbers, strict=True)
         ]
-        part.reindex(columns=self.columns).to_csv(rows, header=False)
+        with_whole_counts(part.reindex(columns=self.columns)).to_csv(rows, header=False)
 
     def _tidy_rows(self, lines: _Lines, counts: list[int], first: int, long: IO[str]) -> None:
         """The chunk's tidy rows: slices and series numbered over the cohort."""
@@ -207,7 +208,7 @@ class _Tables:
         rows.insert(0, "file", PRESENT)
         if self.flagged is not None and any(self.flagged):
             _leave_out(rows, values, self.flagged, self.counts)
-        rows.reindex(columns=self.columns).to_csv(wide, header=False)
+        with_whole_counts(rows.reindex(columns=self.columns)).to_csv(wide, header=False)
 
 
 def _overall(values: pd.DataFrame) -> list[list[float]]:

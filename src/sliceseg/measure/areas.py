@@ -45,6 +45,32 @@ def is_count_row(label: object) -> bool:
     return is_summary_row(label) and str(label).split()[0] == "n"
 
 
+def with_whole_counts(wide: pd.DataFrame) -> pd.DataFrame:
+    """Return a wide table as its CSV holds it: the ``n`` rows' counts and the
+    ``unlike_training`` marks as whole numbers (``12``, not ``12.0``); areas as they are.
+
+    Example:
+        >>> table = pd.DataFrame({"file": ["a", ""], "disc": [2.5, 1.0]}, index=["1", "n"])
+        >>> with_whole_counts(table)["disc"].tolist()
+        [2.5, 1]
+    """
+    areas = [c for c in wide.columns if c not in ("file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
+    counts = [label for label in wide.index if is_count_row(label)]
+    whole = [*areas, FAMILIARITY_COLUMN] if FAMILIARITY_COLUMN in wide.columns else areas
+    table = wide.astype({column: object for column in whole})  # floats write as before
+    if counts:
+        table.loc[counts, areas] = wide.loc[counts, areas].map(_whole)
+    if FAMILIARITY_COLUMN in wide.columns:
+        marks = [_whole(v) for v in wide[FAMILIARITY_COLUMN]]
+        table[FAMILIARITY_COLUMN] = pd.Series(marks, index=wide.index, dtype=object)
+    return table
+
+
+def _whole(value: object) -> object:
+    """A count or a mark as an int (an empty cell stays empty)."""
+    return value if pd.isna(value) else int(float(value))  # type: ignore[arg-type]
+
+
 def least_confident(
     confidence: Sequence[float],
     series: Sequence[object],
@@ -259,7 +285,7 @@ class AreaTable:
         out = Path(out_dir)
         wide_path, long_path = out / "csa.csv", out / "csa_long.csv"
         with atomic_path(wide_path) as tmp:
-            self.wide.to_csv(tmp, index_label="slice")
+            with_whole_counts(self.wide).to_csv(tmp, index_label="slice")
         with atomic_path(long_path) as tmp:
             self.long.to_csv(tmp, index=False)
         return wide_path, long_path
