@@ -64,6 +64,34 @@ def test_train_notebook_passes_the_live_figure_to_train():
     assert any("TrainingCurves()" in s and "on_checkpoint=curves" in s for s in sources)
 
 
+def test_the_area_cell_names_the_summary_rows_in_the_table_s_order():
+    """The markdown above the area table names its rows as a two-series table holds them."""
+    from sliceseg.io.dicom import Slice
+    from sliceseg.measure.areas import measure_areas
+
+    images = [
+        Slice(
+            pixels=np.zeros((4, 4), np.float32),
+            spacing_mm=(1.0, 1.0),
+            spacing_source="PixelSpacing",
+            source=Path(f"/d/{series}/{series}1.dcm"),
+        )
+        for series in ("a", "b")
+    ]
+    labels = [np.ones((4, 4), np.uint8)] * 2
+    rows = measure_areas(labels, images, ["roi"]).wide.index[2:]  # after the two slice rows
+    expected = [row.replace(" 1", " k") for row in rows if not row.endswith(" 2")]
+    assert expected == ["mean series k", "std series k", "n series k", "mean", "std", "n"]
+    notebook = nbformat.read(NOTEBOOKS / "test.ipynb", as_version=4)
+    text = next(c.source for c in notebook.cells if "Cross-Sectional Area" in c.source)
+    named = [name for name in (f"`{row}`" for row in expected) if name in text]
+    assert [text.index(name) for name in named] == sorted(text.index(n) for n in named)
+    assert len(named) == len(expected)
+    for column in ("file", "confidence", "unlike_training"):
+        assert f"`{column}`" in text
+    assert "left out of the overall `mean`, `std` and `n`" in text
+
+
 class TestChooseFolder:
     @pytest.fixture(autouse=True)
     def _needs_ipyfilechooser(self):
