@@ -177,6 +177,7 @@ class Bench:
     workers: int | None
     load: list[float]
     runs: dict[tuple[str, int, str], Run] = field(default_factory=dict)
+    matrix: int = 128  # of the phantom (speed table rows name it)
 
     def predict(self, cohort: Path, out: Path, *flags: str, kill_when=None) -> Run:
         """``sliceseg predict`` of ``cohort`` into ``out`` (a child; see `run_child`)."""
@@ -355,7 +356,8 @@ def speed_table(
             network, network_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
             rate, cpu = size / run.seconds, run.cpu_seconds / size
             lines.append(
-                f"| {shape} | {choice} | {rate:.1f} | {network:.1f} | {rate / network:.2f} | "
+                f"| {shape} {bench.matrix}² | {choice} | {rate:.1f} | {network:.1f} | "
+                f"{rate / network:.2f} | "
                 f"{1000 * cpu:.0f} | {1000 * network_cpu:.0f} | {network_cpu / cpu:.2f} |"
             )
             print(lines[-1], flush=True)
@@ -445,10 +447,13 @@ def stages_table(bench: Bench, templates: list[Any], shape: str, size: int, outp
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/sliceseg-cohort-bench"))
+    parser.add_argument("--work", type=Path, default=None, help="default: by matrix, spacing")
     parser.add_argument("--sizes", default="1000,10000", help="slices, smallest first")
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--matrix", type=int, default=128, help="phantom matrix side (pixels)")
+    parser.add_argument(
+        "--spacing-mm", type=float, default=None, help="restamped pixel spacing (default: own)"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="of the quick model")
     parser.add_argument("--workers", type=int, default=None, help="predict --workers")
     parser.add_argument("--only", default="speed,resume,shards,stages,memory")
@@ -460,21 +465,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def default_work(matrix: int, spacing_mm: float | None) -> Path:
+    """``/tmp/sliceseg-cohort-bench`` for the 128² phantom, else named by matrix and spacing."""
+    name = "sliceseg-cohort-bench" + ("" if matrix == 128 else f"-{matrix}")
+    return Path("/tmp") / (name + ("" if spacing_mm is None else f"-{spacing_mm:g}mm"))
+
+
+def _target_spacing(model: Path) -> str:
+    from sliceseg.models.bundle import load_bundle
+
+    spacing = load_bundle(model).metadata.target_spacing_mm
+    return "none" if spacing is None else " × ".join(f"{v:.3f}" for v in spacing)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for flag, child in (("network", _network_child), ("stages", _stages_child)):
         if getattr(args, flag):
             print(json.dumps(child(json.loads(getattr(args, flag)))))
             return
+    args.work = args.work or default_work(args.matrix, args.spacing_mm)
     args.work.mkdir(parents=True, exist_ok=True)
     sizes = [int(n) for n in args.sizes.split(",")]
     shapes = args.shapes.split(",")
-    model = train_quick_model(args.work, matrix=args.matrix, epochs=args.epochs)
-    templates = template_series(args.work, matrix=args.matrix)
+    spacing = args.spacing_mm
+    model = train_quick_model(args.work, matrix=args.matrix, epochs=args.epochs, spacing_mm=spacing)
+    templates = template_series(args.work, matrix=args.matrix, spacing_mm=spacing)
     template_dir = args.work / "template_phantom" / "test" / "dicoms"
-    bench = Bench(args.work, model, template_dir, args.workers, [])
+    bench = Bench(args.work, model, template_dir, args.workers, [], matrix=args.matrix)
     print(machine_line("cpu", int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
-    print(f"phantom {args.matrix}², model {model}, predict --workers {args.workers or 'default'}")
+    print(
+        f"phantom {args.matrix}² at {float(templates[0].PixelSpacing[1]):.3f} mm (columns), "
+        f"model {model} (target spacing {_target_spacing(model)} mm), "
+        f"predict --workers {args.workers or 'default'}"
+    )
     only = args.only.split(",")
     sections = {
         "speed": lambda: speed_table(bench, templates, shapes, sizes[0], args.outputs.split(",")),

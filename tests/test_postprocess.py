@@ -53,6 +53,37 @@ class TestApplyStep:
         with pytest.raises(ConfigError, match="post-processing step 'dilate' is unknown"):
             apply_step(np.ones((3, 3), np.uint8), 1, "dilate")
 
+    def test_a_hole_open_to_the_image_edge_is_not_filled(self):
+        """ROI 1 a ring cut by the left edge: its inside reaches the border, so it stays."""
+        label = np.zeros((20, 20), np.uint8)
+        label[disc(label.shape, (10, 3), 7) & ~disc(label.shape, (10, 3), 4)] = 1
+        assert np.array_equal(apply_step(label, 1, "fill_holes"), label)
+        label[:, 0] = 1  # the edge closes the ring: now its inside is a hole
+        inside = disc(label.shape, (10, 3), 4) & (label == 0)
+        filled = apply_step(label, 1, "fill_holes")
+        assert (filled[inside] == 1).all() and int((filled != label).sum()) == int(inside.sum())
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_equal_to_the_steps_on_the_whole_slice(self, seed):
+        """Both steps on the ROI's box give what the textbook definitions give on the whole
+        slice (blobs, holes and other ROIs at random, ROIs touching the edges)."""
+        from scipy import ndimage
+
+        rng = np.random.default_rng(seed)
+        noise = ndimage.gaussian_filter(rng.normal(size=(70, 90)), 2.5)
+        label = np.digitize(noise, np.quantile(noise, [0.5, 0.7, 0.85])).astype(np.uint8)
+        for roi in (1, 2, 3):
+            mask = label == roi
+            components, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
+            sizes = np.bincount(components.ravel())[1:]
+            largest = label.copy()
+            largest[mask & (components != int(np.argmax(sizes)) + 1)] = 0
+            filled = label.copy()
+            filled[ndimage.binary_fill_holes(mask) & (label == 0)] = roi
+            assert np.array_equal(apply_step(label, roi, "largest_component"), largest)
+            assert np.array_equal(apply_step(label, roi, "fill_holes"), filled)
+        assert np.array_equal(apply_step(label, 4, "fill_holes"), label)  # absent ROI
+
 
 class TestChoosePostprocessing:
     def test_keeps_the_steps_that_raise_validation_dice(self):

@@ -72,20 +72,38 @@ def apply_step(label: np.ndarray, roi: int, step: str) -> np.ndarray:
         >>> int((apply_step(label, 1, "largest_component") == 1).sum())
         9
     """
+    if step not in STEPS:
+        raise ConfigError(f"post-processing step {step!r} is unknown; use one of {STEPS}.")
     out = label.copy()
-    mask = label == roi
-    if not mask.any():
+    box = _roi_box(label == roi)
+    if box is None:
         return out
+    part, mask = out[box], label[box] == roi  # a view: writing ``part`` writes ``out``
     if step == "largest_component":
         components, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
         if count > 1:
             sizes = np.bincount(components.ravel())[1:]
-            out[mask & (components != int(np.argmax(sizes)) + 1)] = 0
-    elif step == "fill_holes":
-        out[ndimage.binary_fill_holes(mask) & (label == 0)] = roi
+            part[mask & (components != int(np.argmax(sizes)) + 1)] = 0
     else:
-        raise ConfigError(f"post-processing step {step!r} is unknown; use one of {STEPS}.")
+        part[ndimage.binary_fill_holes(mask) & (label[box] == 0)] = roi
     return out
+
+
+def _roi_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The ROI's bounding box grown by one pixel (within the image); None for an empty ROI.
+
+    Both steps give on it what they give on the whole slice, only faster (on a 512² slice an
+    ROI is a few percent of it): the one-pixel ring is background connected to the image's
+    border (every pixel outside the box reaches it in a straight line), so a hole in the box
+    is a hole in the slice and the reverse; components, numbered in raster order, keep their
+    order (and the largest its tie-break).
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    top, bottom = max(int(rows[0]) - 1, 0), int(rows[-1]) + 2
+    left, right = max(int(cols[0]) - 1, 0), int(cols[-1]) + 2
+    return slice(top, bottom), slice(left, right)
 
 
 @dataclass(frozen=True)
