@@ -59,6 +59,19 @@ class TestLabels:
         label = calibrated_argmax(probs, AreaCalibration())
         assert np.array_equal(label, probs.argmax(dim=0).numpy())
 
+    def test_plain_argmax_keeps_torch_s_ties_and_nans_on_views(self):
+        """Ties go to the first class, a NaN wins (the first NaN), as torch.argmax decides;
+        also on a transposed view (what undoing a reorientation gives)."""
+        rng = np.random.default_rng(5)
+        probs = torch.from_numpy(rng.integers(0, 3, size=(4, 9, 7)).astype(np.float32) / 4)
+        probs[2, 0, 0] = probs[3, 0, 0] = probs[1, 1, 1] = float("nan")
+        view = probs.transpose(1, 2)
+        for tensor in (probs, view):
+            label = calibrated_argmax(tensor, AreaCalibration())
+            assert label.dtype == np.uint8 and label.shape == tensor.shape[1:]
+            assert np.array_equal(label, tensor.argmax(dim=0).numpy())
+        assert calibrated_argmax(probs, AreaCalibration())[0, 0] == 2
+
 
 class TestChoice:
     def test_a_disk_drawn_one_pixel_too_wide_gets_the_weight_that_undoes_it(self):
