@@ -55,11 +55,13 @@ def with_whole_counts(wide: pd.DataFrame) -> pd.DataFrame:
         [2.5, 1]
     """
     areas = [c for c in wide.columns if c not in ("file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
-    counts = [label for label in wide.index if is_count_row(label)]
-    whole = [*areas, FAMILIARITY_COLUMN] if FAMILIARITY_COLUMN in wide.columns else areas
-    table = wide.astype({column: object for column in whole})  # floats write as before
-    if counts:
-        table.loc[counts, areas] = wide.loc[counts, areas].map(_whole)
+    counts = [row for row, label in enumerate(wide.index) if is_count_row(label)]
+    table = wide.copy()
+    for column in areas:  # object columns of the same floats: they write as before
+        values = wide[column].to_numpy(dtype=object)
+        for row in counts:
+            values[row] = _whole(values[row])
+        table[column] = values
     if FAMILIARITY_COLUMN in wide.columns:
         marks = [_whole(v) for v in wide[FAMILIARITY_COLUMN]]
         table[FAMILIARITY_COLUMN] = pd.Series(marks, index=wide.index, dtype=object)
