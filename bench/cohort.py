@@ -21,6 +21,13 @@ Usage::
     python bench/cohort.py                       # everything, 1,000 and 10,000 slices
     python bench/cohort.py --sizes 200,1000 --quick   # a smoke run
     python bench/cohort.py --work /tmp/cohort    # reuse cohorts and the model between runs
+
+At the shapes users have (``--spacing-mm`` restamps both phantoms, so the model's target spacing
+is the cohort's and the network works on a grid of about the slices' own size):
+
+    python bench/cohort.py --matrix 512 --spacing-mm 0.78 --shapes l3 --sizes 300 --only speed
+    python bench/cohort.py --matrix 256 --spacing-mm 1.2 --shapes long --sizes 500 --only speed
+    python bench/cohort.py --matrix 512 --spacing-mm 0.78 --sizes 300 --only stages --outputs lean
 """
 
 from __future__ import annotations
