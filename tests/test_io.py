@@ -27,6 +27,39 @@ def test_outputs_are_readable_by_others(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def test_writer_threads_leave_the_umask_as_it_was(tmp_path, monkeypatch):
+    """Reading the umask sets it for a moment; threads writing at once (a cohort's writers)
+    must not leave it at 0. A slow os.umask widens the moment so that a race shows."""
+    import threading
+    import time
+
+    real_umask = os.umask
+
+    def slow_umask(mask: int) -> int:
+        time.sleep(0.001)
+        return real_umask(mask)
+
+    old = real_umask(0o022)
+    monkeypatch.setattr(os, "umask", slow_umask)
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda n=n: [
+                    atomic_write_text(tmp_path / f"{n}_{i}.txt", "x") for i in range(20)
+                ]
+            )
+            for n in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        left = real_umask(old)
+    assert left == 0o022
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {0o644}
+
+
 def test_non_empty_output_folder_needs_overwrite(tmp_path):
     (tmp_path / "f.txt").write_text("keep")
     with pytest.raises(ConfigError, match="not empty; choose another --out or pass --overwrite"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,9 +54,15 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
             tmp.unlink()
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask. Reading it means setting it: one thread at a time, or two writer
+    threads could leave it at 0 (every later file world-writable)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 
