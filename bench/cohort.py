@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ from train_speed import machine_line
 
 SLICESEG = [sys.executable, "-m", "sliceseg"]
 MiB = 2**20
+KillWhen = Callable[[], bool]  # polled while a child runs: True kills its process group
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def _tree_pss(process: psutil.Process) -> int:
     return total
 
 
-def run_child(command: list[str], *, kill_when=None, env: dict[str, str] | None = None) -> Run:
+def run_child(
+    command: list[str], *, kill_when: KillWhen | None = None, env: dict[str, str] | None = None
+) -> Run:
     """Run ``command`` in its own process group, sampling the tree's PSS every 0.5 s.
 
     Args:
@@ -113,7 +117,9 @@ def run_child(command: list[str], *, kill_when=None, env: dict[str, str] | None 
     return Run(seconds, maxrss, peak[0] / MiB, child.returncode, output, cpu)
 
 
-def _watch(child: subprocess.Popen, peak: list[int], stop: threading.Event, kill_when) -> None:
+def _watch(
+    child: subprocess.Popen, peak: list[int], stop: threading.Event, kill_when: KillWhen | None
+) -> None:
     process = psutil.Process(child.pid)
     while not stop.wait(0.5):
         peak[0] = max(peak[0], _tree_pss(process))
@@ -186,7 +192,9 @@ class Bench:
     runs: dict[tuple[str, int, str], Run] = field(default_factory=dict)
     matrix: int = 128  # of the phantom (speed table rows name it)
 
-    def predict(self, cohort: Path, out: Path, *flags: str, kill_when=None) -> Run:
+    def predict(
+        self, cohort: Path, out: Path, *flags: str, kill_when: KillWhen | None = None
+    ) -> Run:
         """``sliceseg predict`` of ``cohort`` into ``out`` (a child; see `run_child`)."""
         workers = () if self.workers is None else ("--workers", str(self.workers))
         command = [*SLICESEG, "predict", str(self.model), str(cohort), "--out", str(out)]
