@@ -150,8 +150,11 @@ def network_rate(
     engine = Engine(load_bundle(model), torch.device("cpu"))
     slices = read_series(template_dir)
     meta = engine.bundle.metadata
+    target = meta.target_spacing_mm
+    if target is None:  # a model file older than the physical scale: not what this times
+        raise SystemExit(f"{model}: no target spacing; train the model with this version.")
     changes = engine.reorientations(slices)
-    spaced = slices_to_spacing(slices, meta.target_spacing_mm, reorientations=changes)
+    spaced = slices_to_spacing(slices, target, reorientations=changes)
 
     def once() -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()
