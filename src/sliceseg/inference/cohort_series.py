@@ -210,14 +210,16 @@ def _summary(
 ) -> dict[str, Any]:
     """The series' row of ``series.csv``: slices, per ROI mean/std/n, lowest confidence,
     warnings."""
-    rois = list(areas.per_slice.columns)
+    per_slice = areas.per_slice
+    rois = list(per_slice.columns)
+    mean, std, n = (areas.wide.loc[row, rois] for row in ("mean", "std", "n"))
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     return {  # the series' own summary rows: one definition of its mean and std
-        "slices": len(areas.per_slice),
+        "slices": len(per_slice),
         "unit": areas.unit,
-        "mean": {name: _number(areas.wide.loc["mean", name]) for name in rois},
-        "std": {name: _number(areas.wide.loc["std", name]) for name in rois},
-        "n": {name: int(areas.wide.loc["n", name]) for name in rois},  # slices with the ROI
+        "mean": {name: _number(mean[name]) for name in rois},
+        "std": {name: _number(std[name]) for name in rois},
+        "n": {name: int(n[name]) for name in rois},  # slices with the ROI
         "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
         "warnings": list(warnings),
         "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
