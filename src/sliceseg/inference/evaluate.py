@@ -236,15 +236,7 @@ def evaluate_model(
         labels_dir=labels_dir,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, notes = load_test_samples(
-        source, model_label_scheme(bundle), model_name=str(bundle.source or "in memory")
-    )
-    if not samples:
-        first = f"; first problem: {notes[0]}" if notes else ""
-        raise PairingError(
-            f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
-            f"without suffix with {source.images_dir}){first}"
-        )
+    samples, notes = _labelled_test_set(bundle, source)
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(spacings)
@@ -252,12 +244,7 @@ def evaluate_model(
         predicted = predict_slices(
             bundle, images, device=device, tta=tta, progress=sys.stderr.isatty()
         )
-        rows = []
-        for sample, label, spacing in zip(samples, predicted, spacings, strict=True):
-            rows += _slice_rows(
-                sample.key, label, sample.label, spacing or (1.0, 1.0), bundle.roi_names
-            )
-        per_slice = pd.DataFrame(rows)
+        per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)
         summary = _summarise(per_slice, bundle.roi_names)
         files = _write(out, per_slice, summary, unit)
     rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
@@ -268,6 +255,37 @@ def evaluate_model(
         notes=notes,
         unit=unit,
     )
+
+
+def _labelled_test_set(bundle: Bundle, source: DataSource) -> tuple[list[Sample], list[str]]:
+    """The test slices read with the model's label scheme, and the notes on files left out.
+
+    Raises:
+        PairingError: no slice is usable (the message gives the first problem, if any).
+    """
+    samples, notes = load_test_samples(
+        source, model_label_scheme(bundle), model_name=str(bundle.source or "in memory")
+    )
+    if not samples:
+        first = f"; first problem: {notes[0]}" if notes else ""
+        raise PairingError(
+            f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
+            f"without suffix with {source.images_dir}){first}"
+        )
+    return samples, notes
+
+
+def _per_slice_table(
+    samples: Sequence[Sample],
+    predicted: Sequence[np.ndarray],
+    spacings: Sequence[tuple[float, float] | None],
+    roi_names: Sequence[str],
+) -> pd.DataFrame:
+    """One row per slice and ROI; a slice without spacing (``--pixels``) is measured in pixels."""
+    rows = []
+    for sample, label, spacing in zip(samples, predicted, spacings, strict=True):
+        rows += _slice_rows(sample.key, label, sample.label, spacing or (1.0, 1.0), roi_names)
+    return pd.DataFrame(rows)
 
 
 def _unit(spacings: Sequence[tuple[float, float] | None]) -> str:

@@ -133,34 +133,59 @@ def predict_folder(
         bundle = bundle.with_roi_names(list(roi_names))
     root = Path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)
-    names = bundle.roi_names
+    measuring = RunSettings(
+        tuple(bundle.roi_names),
+        fallback=fallback,
+        tissue=tissue,
+        keep_patient_info=keep_patient_info,
+    )
     with output_run(out_dir, overwrite=overwrite) as out:
-        predictions, areas = _predict_and_measure(
+        return _segment_into(
+            out,
             bundle,
-            scan.slices,
+            scan,
             root,
             predicting=predicting,
-            measuring=RunSettings(
-                tuple(names), fallback=fallback, tissue=tissue, keep_patient_info=keep_patient_info
-            ),
-        )
-        areas, verdicts = _check_familiarity(bundle, predictions, areas)
-        unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
-        warnings = _area_warnings(areas, names)
-        settings = _report_settings(bundle, root, tta, scan.slices if keep_patient_info else [])
-        animations, report_path, exported = write_outputs(
-            out,
-            predictions,
-            areas,
-            warnings,
-            scan.skipped,
-            roi_names=names,
-            settings=settings if report else None,
-            unlike_training=unlike,
+            measuring=measuring,
+            report=report,
             exports=exports,
-            root_name=root.name,
-            progress=show,
         )
+
+
+def _segment_into(
+    out: Path,
+    bundle: Bundle,
+    scan: DicomScan,
+    root: Path,
+    *,
+    predicting: PredictOptions,
+    measuring: RunSettings,
+    report: bool,
+    exports: Sequence[str],
+) -> SegmentationRun:
+    """Everything after the inputs are read: segment, measure, judge, write into ``out``."""
+    names = bundle.roi_names
+    predictions, areas = _predict_and_measure(
+        bundle, scan.slices, root, predicting=predicting, measuring=measuring
+    )
+    areas, verdicts = _check_familiarity(bundle, predictions, areas)
+    unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
+    warnings = _area_warnings(areas, names)
+    identified = scan.slices if measuring.keep_patient_info else []
+    settings = _report_settings(bundle, root, predicting.tta, identified)
+    animations, report_path, exported = write_outputs(
+        out,
+        predictions,
+        areas,
+        warnings,
+        scan.skipped,
+        roi_names=names,
+        settings=settings if report else None,
+        unlike_training=unlike,
+        exports=exports,
+        root_name=root.name,
+        progress=predicting.progress,
+    )
     found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, *found
