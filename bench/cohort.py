@@ -219,12 +219,22 @@ STAGES = {  # (module, attribute) → stage name; summed over every call in any 
     ("sliceseg.inference.cohort", "plan_cohort"): "plan from headers",
     ("sliceseg.inference.cohort", "decode_series"): "decode (read pixels, order)",
     ("sliceseg.inference.cohort_decode", "decode_series"): "decode (read pixels, order)",
+    ("sliceseg.engine.predictor", "slices_to_spacing"): "network input (resample, normalise)",
     ("sliceseg.inference.cohort", "_label"): "engine: network, native grid, argmax, confidence",
-    ("sliceseg.engine.predictor", "spaced_window_probabilities"): "  of which the network",
+    ("sliceseg.engine.predictor", "spaced_probabilities"): "  of which the network",
+    ("sliceseg.engine.predictor", "probabilities_to_native"): "  of which back to the native grid",
+    ("sliceseg.engine.predictor", "finish_label"): "  of which argmax + post-processing",
+    ("sliceseg.inference.confidence", "roi_confidence"): "  of which confidence",
     ("sliceseg.inference.cohort", "write_series"): "write series (2 threads), all of:",
     ("sliceseg.inference.cohort_series", "measure_areas"): "  areas",
+    ("sliceseg.inference.cohort_series", "with_confidence"): "  confidence columns",
     ("sliceseg.inference.cohort_series", "check_series"): "  familiarity check",
+    ("sliceseg.inference.cohort_series", "area_warnings"): "  plausibility warnings",
+    ("sliceseg.inference.cohort_series", "_summary"): "  series summary",
+    ("sliceseg.measure.areas", "AreaTable.save"): "  area tables (csa.csv, csa_long.csv)",
     ("sliceseg.inference.outputs", "write_label_png"): "  label maps (PNG)",
+    ("sliceseg.inference.cohort_series", "atomic_write_text"): "  record.json",
+    ("sliceseg.inference.cohort_series", "_replace_folder"): "  rename into place",
     ("sliceseg.inference.outputs", "save_overlay"): "  overlays",
     ("sliceseg.inference.outputs", "save_thumbnail"): "  thumbnails",
     ("sliceseg.inference.outputs", "save_animation"): "  GIFs",
@@ -259,7 +269,10 @@ def _stages_child(config: dict[str, Any]) -> dict[str, Any]:
         return wrapper
 
     for (module, attribute), name in STAGES.items():
-        owner = importlib.import_module(module)
+        owner: Any = importlib.import_module(module)
+        *path, attribute = attribute.split(".")  # "Class.method": a method of a class
+        for part in path:
+            owner = getattr(owner, part, None)
         if hasattr(owner, attribute):  # stages this version does not have are left out
             setattr(owner, attribute, timed(name, getattr(owner, attribute)))
     start, process_start = time.perf_counter(), time.process_time()
