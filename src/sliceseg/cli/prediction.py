@@ -68,7 +68,7 @@ def _add_cohort_args(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         help="processes decoding DICOM ahead of the network (default: the CPUs this process "
-        "may use, less one; 0 decodes in the main process)",
+        "may use, less one, and none on 2 CPUs or fewer; 0 decodes in the main process)",
     )
     parser.add_argument(
         "--visuals",
