@@ -75,7 +75,9 @@ def _add_cohort_args(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "all", "none"),
         default="auto",
         help="overlays, thumbnails, GIFs and area plots: all, none, or auto (default: all up "
-        "to 500 slices; past that only each series' least confident and flagged slices)",
+        "to 500 slices; past that only the slices a warning names and the least confident "
+        "slice of each series of 2+ slices or unlike the training data: a one-slice series "
+        "is drawn only when flagged)",
     )
     parser.add_argument(
         "--overwrite",

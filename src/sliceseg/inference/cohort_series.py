@@ -65,8 +65,9 @@ VISUALS = ("auto", "all", "none")
 
 VISUALS_ALL_UP_TO = 500
 """Planned slices up to which ``--visuals auto`` draws every slice, GIFs and area plots; past it,
-only each series' least confident slice and the slices named by a warning are drawn, and no
-GIF or plot (a 100,000-slice run would otherwise spend most of its time drawing)."""
+only the slices named by a warning and the least confident slice of each series of 2+ slices
+(of a one-slice series only when it is unlike the training data) are drawn, and no GIF or plot
+(a 100,000-slice run would otherwise spend most of its time drawing)."""
 
 
 @dataclass
@@ -126,6 +127,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
     ]
     series = decoded.series
+    unlike_lines = [unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else []
     final = series_dir(context.out, series.name)
     temporary = _temporary_folder(final)
     _animations, _report, exported = write_outputs(
@@ -136,14 +138,13 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         decoded.skipped,
         roi_names=names,
         settings=_report_settings(context, series) if _has_report(context) else None,
-        unlike_training=[unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else [],
+        unlike_training=unlike_lines,
         exports=settings.exports,
         root_name=context.root.resolve().name,
         progress=False,
-        visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings),
+        visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings, unlike_lines),
     )
-    if unlike is not None and unlike.is_flagged:  # first among the series' warnings
-        warnings = [unlike_line(series.name, unlike), *warnings]
+    warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
     summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
     summary["unlike_training"] = None if unlike is None else unlike.describe()
     summary["export_notes"] = [note for e in exported for note in e.notes]
@@ -187,18 +188,27 @@ def _report_settings(context: SeriesContext, series: PlannedSeries) -> dict[str,
 
 
 def choose_visuals(
-    mode: str, keys: Sequence[str], confidence: Sequence[np.ndarray], warnings: Sequence[str]
+    mode: str,
+    keys: Sequence[str],
+    confidence: Sequence[np.ndarray],
+    warnings: Sequence[str],
+    unlike: Sequence[str] = (),
 ) -> Visuals:
-    """The pictures of one series for ``--visuals`` (after ``auto`` is resolved)."""
+    """The pictures of one series for ``--visuals`` (after ``auto`` is resolved).
+
+    ``flagged`` draws the slices a warning names and the least confident slice of a series of
+    2+ slices or of one unlike the training data (``unlike``: its lines, empty when it is not).
+    A one-slice series (an L3-like cohort) is thus drawn only when something flags it: else a
+    cohort would draw every slice.
+    """
     if mode == "all":
         return Visuals()
     if mode == "none":
         return Visuals(keys=frozenset(), animations=False, figures=False)
+    chosen = {key for key in keys if any(key in warning for warning in warnings)}
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
-    chosen = (
-        {keys[int(np.nanargmin(scores))]} if len(scores) and np.isfinite(scores).any() else set()
-    )
-    chosen |= {key for key in keys if any(key in warning for warning in warnings)}
+    if (len(keys) > 1 or unlike) and len(scores) and np.isfinite(scores).any():
+        chosen.add(keys[int(np.nanargmin(scores))])
     return Visuals(keys=frozenset(chosen), animations=False, figures=False)
 
 
