@@ -18,6 +18,7 @@ from sliceseg.inference.records import RunSettings
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import is_summary_row, summarised
+from sliceseg.measure.familiarity import Verdict
 from sliceseg.phantom.generate import ROI_NAMES
 
 LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
@@ -263,6 +264,53 @@ def test_visuals_auto_draws_every_slice_of_a_small_run_only():
         "flagged", ["a/1", "a/2", "a/3"], scores, ["a/3: ROI lost"]
     )
     assert chosen.keys == frozenset({"a/2", "a/3"}) and not chosen.animations
+
+
+def test_flagged_visuals_draw_a_one_slice_series_only_when_something_names_it():
+    """An L3-like cohort (one slice per series): only the flagged series is drawn, whatever its
+    confidence; a series of 2+ slices still gets its least confident slice."""
+    drawn = set()
+    for k in range(20):  # one-slice series; p07 the least confident and unflagged
+        key, score = f"p{k:02d}/l3", 0.05 if k == 7 else 0.5 + k / 100
+        unlike = [f"series p{k:02d} is unlike the training data: odd"] if k == 12 else []
+        chosen = cohort_series.choose_visuals("flagged", [key], [np.array([score])], [], unlike)
+        drawn |= chosen.keys or set()
+    assert drawn == {"p12/l3"}
+    warned = cohort_series.choose_visuals(
+        "flagged", ["p20/l3"], [np.array([0.9])], ["p20/l3: odd L/R ratio"]
+    )
+    assert warned.keys == frozenset({"p20/l3"})
+    multi = [np.array([0.9, 0.8]), np.array([0.6, 0.7]), np.array([0.95, 0.9])]
+    chosen = cohort_series.choose_visuals("flagged", ["q/1", "q/2", "q/3"], multi, [])
+    assert chosen.keys == frozenset({"q/2"})
+
+
+@pytest.mark.slow
+def test_a_large_run_draws_a_one_slice_series_only_when_it_is_flagged(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """Past `VISUALS_ALL_UP_TO` (lowered here), sub01..sub03 keep one slice each and only
+    sub02, unlike the training data, gets an overlay; sub04 (three slices) gets one."""
+    for name in ("sub01", "sub02", "sub03"):
+        for path in sorted((cohort_dir / name).rglob("*.dcm"))[1:]:
+            path.unlink()
+    monkeypatch.setattr(cohort_series, "VISUALS_ALL_UP_TO", 2)
+
+    def judged(bundle, slices, labels, **kwargs):
+        return Verdict(any("sub02" in str(image.source) for image in slices), ("odd contrast",))
+
+    monkeypatch.setattr(cohort_series, "check_series", judged)
+    # no plausibility warning (the short training's would name slices of sub04)
+    monkeypatch.setattr(cohort_series, "area_warnings", lambda table, **kwargs: [])
+    settings = RunSettings(roi_names=(), visuals="auto", exports=(), report=True)
+    out = tmp_path / "out"
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert sorted(run.finished) == ["sub01", "sub02", "sub03", "sub04"]
+    drawn = {
+        name: len(list((out / "series" / name).rglob("overlays/**/*.jpg"))) for name in run.finished
+    }
+    assert drawn == {"sub01": 0, "sub02": 1, "sub03": 0, "sub04": 1}
+    assert not list(out.rglob("*.gif"))
 
 
 def test_confidence_where_the_probabilities_lie_equals_the_host_formula():
