@@ -285,6 +285,13 @@ def test_flagged_visuals_draw_a_one_slice_series_only_when_something_names_it():
     assert chosen.keys == frozenset({"q/2"})
 
 
+def test_all_visuals_draw_no_gif_or_plot_for_a_one_slice_series():
+    lone = cohort_series.choose_visuals("all", ["p01/l3"], [np.array([0.4])], [])
+    assert lone.keys is None and not lone.animations and not lone.figures
+    series = cohort_series.choose_visuals("all", ["q/1", "q/2"], [np.array([0.4, 0.5])], [])
+    assert series.keys is None and series.animations and series.figures
+
+
 @pytest.mark.slow
 def test_a_large_run_draws_a_one_slice_series_only_when_it_is_flagged(
     tiny_model, cohort_dir, tmp_path, monkeypatch

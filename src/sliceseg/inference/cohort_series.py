@@ -199,10 +199,11 @@ def choose_visuals(
     ``flagged`` draws the slices a warning names and the least confident slice of a series of
     2+ slices or of one unlike the training data (``unlike``: its lines, empty when it is not).
     A one-slice series (an L3-like cohort) is thus drawn only when something flags it: else a
-    cohort would draw every slice.
+    cohort would draw every slice. ``all`` draws every slice, and a GIF and an area plot only for
+    a series of 2+ slices (one frame and one point show nothing the overlay does not).
     """
     if mode == "all":
-        return Visuals()
+        return Visuals(animations=len(keys) > 1, figures=len(keys) > 1)
     if mode == "none":
         return Visuals(keys=frozenset(), animations=False, figures=False)
     chosen = {key for key in keys if any(key in warning for warning in warnings)}
