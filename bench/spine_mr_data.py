@@ -16,9 +16,10 @@ Label rule, fixed here: each class's indicator is resampled trilinearly onto the
 pixel takes the class whose indicator is largest, when that exceeds 0.5.
 
 Levels: the volume's 20 axial planes, 3 mm apart, cut into blocks (``TRAIN_PLANES``,
-``TEST_PLANES``, one unused plane between): a training level lies between two training planes and
-a test level between two test planes, every 1 mm, so no test slice is interpolated from a plane
-a training slice uses. Scanners as on the MNI set (``real_mr_data.draw_scanner``) with the body's
+``TEST_PLANES``): a training level lies between two training planes and a test level between two
+test planes, every 1 mm, so no test slice is interpolated from a plane a training slice uses; and
+every test block lies between two training blocks, so no test level is outside the trained range
+(a level beyond it is one of issue 21's degradations, not a test of the recipe). Scanners as on the MNI set (``real_mr_data.draw_scanner``) with the body's
 field of view and an abdominal MR's spacing.
 """
 
@@ -61,8 +62,8 @@ ROI_NAMES: tuple[str, ...] = tuple(name for name, _ in ROI_CLASSES)
 ROI_SHORT: tuple[str, ...] = ("VB", "RIP", "LIP", "RES", "LES")
 
 N_PLANES, PLANE_MM = 20, 3.0
-TRAIN_PLANES = ((0, 1), (6, 9), (14, 16))  # inclusive plane blocks (0 = most caudal)
-TEST_PLANES = ((3, 4), (11, 12), (18, 19))  # planes 2, 5, 10, 13, 17 are never used
+TRAIN_PLANES = ((0, 1), (4, 5), (8, 9), (12, 13), (16, 19))  # inclusive, 0 = most caudal
+TEST_PLANES = ((2, 3), (10, 11), (14, 15))  # planes 6 and 7 are never used
 TRAIN_SUBJECTS, TEST_SUBJECTS, TRAIN_SLICES = 6, 4, 20
 SPACING_MM = (0.9, 1.5)  # row and column each
 FOV_MM = ((290.0, 330.0), (350.0, 400.0))  # rows (anterior–posterior), columns (left–right)
@@ -191,10 +192,33 @@ def spine_anatomy(volume: SpineVolume) -> Anatomy:
     )
 
 
+def unbracketed_rois(volume: SpineVolume) -> list[str]:
+    """ROIs on a test plane that no training plane below it, or none above it, shows.
+
+    A test level of such an ROI would ask the network to extrapolate past its trained range.
+    """
+    shown = volume.indicators.sum(axis=(1, 2)) > 0  # (ROI, plane)
+    train = [p for first, last in TRAIN_PLANES for p in range(first, last + 1)]
+    test = [p for first, last in TEST_PLANES for p in range(first, last + 1)]
+    return [
+        f"{ROI_NAMES[roi]} on plane {plane}"
+        for roi in range(len(ROI_NAMES))
+        for plane in test
+        if shown[roi, plane]
+        and not (
+            any(shown[roi, p] for p in train if p < plane)
+            and any(shown[roi, p] for p in train if p > plane)
+        )
+    ]
+
+
 def spine_plan(
     volume: SpineVolume, seed: int
 ) -> tuple[list[float], list[float], list[Subject], list[Subject]]:
     """Levels and subjects: training subjects show ``TRAIN_SLICES`` of the training levels."""
+    outside = unbracketed_rois(volume)
+    if outside:
+        raise ValueError(f"test levels outside the trained range: {', '.join(outside)}")
     train_levels = block_levels(volume, TRAIN_PLANES)
     test_levels = block_levels(volume, TEST_PLANES)
     train: list[Subject] = []

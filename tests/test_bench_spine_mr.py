@@ -75,6 +75,23 @@ def test_levels_are_every_mm_inside_each_block_and_test_planes_are_never_shared(
     assert train | test <= set(range(spine.N_PLANES))
 
 
+def test_every_test_block_lies_between_two_training_blocks():
+    for first, last in spine.TEST_PLANES:
+        assert any(end < first for _, end in spine.TRAIN_PLANES), (first, last)
+        assert any(start > last for start, _ in spine.TRAIN_PLANES), (first, last)
+
+
+def test_an_roi_that_ends_between_a_test_block_and_the_next_training_block_is_named():
+    indicators = np.zeros((5, 4, 4, spine.N_PLANES), dtype=np.float32)
+    indicators[:, 1, 1, :] = 1.0  # every ROI on every plane: all bracketed
+    assert spine.unbracketed_rois(_volume(indicators)) == []
+    indicators[1, :, :, 4:] = 0.0  # the right iliopsoas ends after plane 3, inside a test block
+    assert spine.unbracketed_rois(_volume(indicators)) == [
+        "right iliopsoas on plane 2",
+        "right iliopsoas on plane 3",
+    ]
+
+
 def test_spine_rule_takes_the_largest_indicator_above_one_half():
     indicators = np.zeros((5, 10, 10, spine.N_PLANES), dtype=np.float32)
     indicators[0, 2:5, 2:5, :] = 1.0  # vertebra in voxels i, j = 2..4 on every plane
