@@ -19,8 +19,9 @@ Levels: the volume's 20 axial planes, 3 mm apart, cut into blocks (``TRAIN_PLANE
 ``TEST_PLANES``): a training level lies between two training planes and a test level between two
 test planes, every 1 mm, so no test slice is interpolated from a plane a training slice uses; and
 every test block lies between two training blocks, so no test level is outside the trained range
-(a level beyond it is one of issue 21's degradations, not a test of the recipe). Scanners as on the MNI set (``real_mr_data.draw_scanner``) with the body's
-field of view and an abdominal MR's spacing.
+(a level beyond it is one of issue 21's degradations, not a test of the recipe). Scanners as on
+the MNI set (``real_mr_data.draw_scanner``) with the body's field of view and an abdominal MR's
+spacing.
 """
 
 from __future__ import annotations
