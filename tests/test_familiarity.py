@@ -23,6 +23,7 @@ from sliceseg.measure.familiarity import (
     INTENSITY_QUANTILES,
     SliceTraits,
     TrainingProfile,
+    body_at_edges,
     build_profile,
     intensity_quantiles,
     judge_series,
@@ -121,11 +122,20 @@ class TestVerdict:
 
     def test_profile_round_trips_as_plain_data(self, profile: TrainingProfile):
         data = profile.to_dict()
-        assert data["version"] == 2 and isinstance(data["feature_mean"], list)
+        assert data["version"] == 3 and isinstance(data["feature_mean"], list)
         assert data["intensity_series_threshold"] is None  # not learnt (no series): no NaN
         again = TrainingProfile.from_dict(data)
         assert np.allclose(again.feature_precision, profile.feature_precision)
         assert again.num_slices == 200 and np.isnan(again.intensity_series_threshold)
+
+    def test_a_version_2_profile_has_no_edge_check(self, grouped: TrainingProfile):
+        new = {"edge_series_threshold", "edge_slice_threshold"}
+        old = {k: v for k, v in grouped.to_dict().items() if k not in new} | {"version": 2}
+        again = TrainingProfile.from_dict(old)
+        assert np.isnan(again.edge_series_threshold) and np.isnan(again.edge_slice_threshold)
+        cut = _edge_traits(np.random.default_rng(7), 5, cut=0.4)
+        assert not judge_series(again, cut, NAMES).is_flagged
+        assert judge_series(grouped, cut, NAMES).is_flagged
 
     def test_a_version_1_profile_still_judges(self, profile: TrainingProfile):
         new = {"intensity_mean", "intensity_precision", "intensity_series_threshold"}
@@ -149,10 +159,30 @@ def _gamma_traits(rng: np.random.Generator, n: int, gamma: float) -> list[SliceT
     return out
 
 
+def _body(rng: np.random.Generator, *, cut: float = 0.0, side: int = 64) -> np.ndarray:
+    """A noisy dark image with a bright ellipse (the body) inside it; ``cut``: that share of
+    the columns removed from the left, so the body reaches the left edge."""
+    rows, cols = np.indices((side, side), dtype=np.float64)
+    a, b = side * rng.uniform(0.34, 0.4), side * rng.uniform(0.28, 0.34)
+    inside = ((rows - side / 2) / b) ** 2 + ((cols - side / 2) / a) ** 2 <= 1
+    image = np.where(inside, 1.0, 0.0) + rng.normal(0, 0.03, (side, side))
+    return image[:, round(cut * side) :]
+
+
+def _edge_traits(rng: np.random.Generator, n: int, *, cut: float = 0.0) -> list[SliceTraits]:
+    """Like `_gamma_traits` (gamma 1), each with the `body_at_edges` of a `_body` image."""
+    return [
+        SliceTraits(
+            t.features, t.intensity, t.areas_mm2, t.distances_mm, body_at_edges(_body(rng, cut=cut))
+        )
+        for t in _gamma_traits(rng, n, 1.0)
+    ]
+
+
 @pytest.fixture(scope="module")
 def grouped() -> TrainingProfile:
     """A profile of 5 training series × 40 slices (their intensity threshold is learnt)."""
-    train = _gamma_traits(np.random.default_rng(0), 200, 1.0)
+    train = _edge_traits(np.random.default_rng(0), 200)
     return build_profile(train, series=[f"s{i // 40}" for i in range(200)])
 
 
@@ -190,6 +220,34 @@ class TestLearntThresholds:
             .reasons[0]
             .startswith("intensities unlike every training series")
         )
+
+    def test_a_field_of_view_that_cuts_the_body_is_flagged(self, grouped: TrainingProfile):
+        rng = np.random.default_rng(8)
+        assert body_at_edges(_body(rng)) == 0.0  # the body inside the field of view
+        assert grouped.edge_series_threshold == pytest.approx(0.1)  # no training edge: margin
+        assert not judge_series(grouped, _edge_traits(rng, 5), NAMES).is_flagged
+        assert not judge_series(grouped, _edge_traits(rng, 5, cut=0.1), NAMES).is_flagged
+        (reason,) = judge_series(grouped, _edge_traits(rng, 5, cut=0.35), NAMES).reasons
+        assert reason.startswith("the body reaches the image's edge (field of view cut? ")
+        assert reason.endswith(" of a side, training ≤ 0%)")
+        share = float(reason.split("? ")[1].split("%")[0]) / 100
+        assert 0.35 < share < 0.6  # the ellipse's chord at the cut, as a share of the side
+
+    def test_one_slice_meets_the_slice_threshold(self):
+        rng = np.random.default_rng(9)
+        train = _edge_traits(rng, 40)
+        touching = SliceTraits(
+            *[getattr(train[0], f) for f in ("features", "intensity")],
+            train[0].areas_mm2,
+            train[0].distances_mm,
+            0.3,
+        )
+        train[0] = touching  # one training slice touches an edge, its series' median does not
+        learnt = build_profile(train, series=[f"s{i // 10}" for i in range(40)])
+        assert learnt.edge_slice_threshold == pytest.approx(0.4)
+        assert learnt.edge_series_threshold == pytest.approx(0.1)
+        assert not judge_series(learnt, [touching], NAMES).is_flagged
+        assert judge_series(learnt, [touching] * 3, NAMES).is_flagged
 
     def test_an_roi_the_model_misses_on_validation_does_not_flag(self, profile: TrainingProfile):
         rng = np.random.default_rng(5)
@@ -305,6 +363,32 @@ def test_inverted_copy_is_flagged_named_and_left_out(
     html = (tmp_path / "out" / "report.html").read_text()
     assert "1 series unlike the training data</h2>" in html
     assert "inverted contrast?" in html
+
+
+def _cut_series(source: Path, target: Path, keep: float) -> None:
+    """Copy a DICOM series keeping only the left ``keep`` of its columns (a narrower field of
+    view that cuts the body), with a new series UID."""
+    target.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        pixels = np.ascontiguousarray(ds.pixel_array[:, : round(keep * ds.Columns)])
+        ds.PixelData, ds.Columns = pixels.tobytes(), pixels.shape[1]
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+        ds.save_as(target / path.name)
+
+
+def test_a_cut_field_of_view_is_flagged_and_named(
+    tiny_model: Path, two_series: Path, tmp_path: Path
+):
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
+    scans = tmp_path / "scans"
+    shutil.copytree(two_series / "original", scans / "original")
+    _cut_series(two_series / "original", scans / "cut", keep=0.6)
+    run = predict_folder(model, scans, tmp_path / "out")
+    (line,) = [w for w in run.warnings if "unlike the training data" in w]
+    assert line.startswith("series ") and "(cut/" in line
+    assert "the body reaches the image's edge (field of view cut? " in line
 
 
 def test_review_first_agrees_with_csa_long(tiny_model: Path, two_series: Path, tmp_path: Path):

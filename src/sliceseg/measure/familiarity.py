@@ -18,6 +18,10 @@ Two thresholds are learnt from the training data itself rather than fixed:
   series was from the others). Needs three training series (their folders). A median of one
   or two slices is no series' median: such short series are held to the largest distance of
   any single left-out training slice instead;
+- the field of view's: a slice's share of body along its most covered image edge
+  (:func:`body_at_edges`); the threshold is the largest median of a training series (one or two
+  slices: of a training slice), plus :data:`EDGE_MARGIN`, so a series whose field of view cuts
+  the body more than any training series' did is flagged;
 - the area and position check's, per ROI: the share of the validation slices on which the
   model's *own* predicted ROI was off. A series is flagged for an ROI only when more of its
   slices are off than :data:`SHAPE_SHARE` and than on the validation slices, so an ROI the
@@ -43,6 +47,7 @@ __all__ = [
     "SliceTraits",
     "TrainingProfile",
     "Verdict",
+    "body_at_edges",
     "build_profile",
     "intensity_quantiles",
     "judge_series",
@@ -51,7 +56,7 @@ __all__ = [
     "slice_traits",
 ]
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 INTENSITY_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles of a slice's normalised intensities (the model's input) kept per slice."""
 FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
@@ -69,6 +74,9 @@ MIN_SERIES = 3
 """Training series needed to learn the intensity distance's threshold (leaving each out)."""
 MIN_SERIES_SLICES = 3
 """Slices a series needs for its median intensity distance to meet the series threshold."""
+EDGE_BAND, EDGE_BODY_LEVEL, EDGE_MARGIN = 0.02, 0.2, 0.1
+"""The edge check: a band of this share of each side; body is above this share of the 1–99th
+percentile range; a series may cover an edge by this much more than any training series."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,14 @@ class SliceTraits:
         areas_mm2: ``(K,)`` each ROI's area.
         distances_mm: ``(K,)`` each ROI's centroid distance from the centroid of all ROIs,
             NaN where the ROI is absent.
+        edge: the slice's `body_at_edges` (NaN: not measured).
     """
 
     features: np.ndarray
     intensity: np.ndarray
     areas_mm2: np.ndarray
     distances_mm: np.ndarray
+    edge: float = float("nan")
 
 
 def intensity_quantiles(image: np.ndarray) -> np.ndarray:
@@ -97,6 +107,31 @@ def intensity_quantiles(image: np.ndarray) -> np.ndarray:
         50.0
     """
     return np.quantile(np.asarray(image, dtype=np.float64).ravel(), INTENSITY_QUANTILES)
+
+
+def body_at_edges(image: np.ndarray, quantiles: np.ndarray | None = None) -> float:
+    """Return the share of body along the image's most covered edge (0: no edge touches it).
+
+    Body is what is brighter than :data:`EDGE_BODY_LEVEL` of the way from the 1st to the 99th
+    percentile; each edge is a band of :data:`EDGE_BAND` of the side (at least a pixel). A
+    field of view that cuts the body shows as a side full of it. ``quantiles``: the image's
+    `intensity_quantiles`, when already computed.
+
+    Example:
+        >>> image = np.zeros((50, 50)); image[10:40, 0:30] = 1.0  # cut on the left
+        >>> round(body_at_edges(image), 2)
+        0.6
+    """
+    image = np.asarray(image, dtype=np.float64)
+    q = intensity_quantiles(image) if quantiles is None else quantiles
+    low, high = q[INTENSITY_QUANTILES.index(0.01)], q[INTENSITY_QUANTILES.index(0.99)]
+    if not high > low:
+        return 0.0
+    body = image > low + EDGE_BODY_LEVEL * (high - low)
+    rows = max(1, round(EDGE_BAND * body.shape[0]))
+    cols = max(1, round(EDGE_BAND * body.shape[1]))
+    sides = (body[:rows], body[-rows:], body[:, :cols], body[:, -cols:])
+    return float(max(side.mean() for side in sides))
 
 
 def roi_geometry(
@@ -157,7 +192,8 @@ def slice_traits(
         else:
             areas, distances = roi_geometry(label, spacing, num_labels)
         quantiles = empty if image is None else intensity_quantiles(image)
-        traits.append(SliceTraits(row, quantiles, areas, distances))
+        edge = float("nan") if image is None else body_at_edges(image, quantiles)
+        traits.append(SliceTraits(row, quantiles, areas, distances, edge))
     return traits
 
 
@@ -183,6 +219,8 @@ class TrainingProfile:
     intensity_series_threshold: float = float("nan")
     intensity_slice_threshold: float = float("nan")
     shape_off_validation: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    edge_series_threshold: float = float("nan")
+    edge_slice_threshold: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and numbers) for the model file."""
@@ -195,14 +233,17 @@ class TrainingProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingProfile:
-        """Rebuild from :meth:`to_dict` (a version-1 profile lacks the learnt thresholds: those
-        checks are off); KeyError / ValueError when malformed."""
+        """Rebuild from :meth:`to_dict` (a version-1 profile lacks the learnt thresholds, a
+        version-2 one the edge check's: those checks are off); KeyError / ValueError when
+        malformed."""
         scalars = {
             "feature_threshold": float,
             "intensity_skew": float,
             "num_slices": int,
             "intensity_series_threshold": float,
             "intensity_slice_threshold": float,
+            "edge_series_threshold": float,
+            "edge_slice_threshold": float,
         }
         values: dict[str, Any] = {}
         for name, spec in cls.__dataclass_fields__.items():
@@ -269,6 +310,7 @@ def build_profile(
     distance = np.stack([t.distances_mm for t in train])
     intensity_mean, intensity_precision = _shrunk_gaussian(intensity)
     left_out = _left_out_thresholds(intensity, series)
+    edges = _edge_thresholds(np.array([t.edge for t in train]), series)
     profile = TrainingProfile(
         feature_mean=mean,
         feature_precision=precision,
@@ -287,6 +329,8 @@ def build_profile(
         intensity_precision=intensity_precision,
         intensity_series_threshold=left_out[0],
         intensity_slice_threshold=left_out[1],
+        edge_series_threshold=edges[0],
+        edge_slice_threshold=edges[1],
     )
     if checked:
         odd = slice_oddness(profile, checked)
@@ -312,6 +356,17 @@ def _left_out_thresholds(
         medians.append(float(np.median(distances)))
         largest.append(float(distances.max()))
     return max(medians), max(largest)
+
+
+def _edge_thresholds(edge: np.ndarray, series: Sequence[str] | None) -> tuple[float, float]:
+    """The largest median `body_at_edges` of a training series (each slice its own series when
+    they are not given) and the largest of a slice, plus :data:`EDGE_MARGIN` (NaN: not
+    measured)."""
+    if not len(edge) or not np.isfinite(edge).all():
+        return float("nan"), float("nan")
+    names = np.asarray(list(series)) if series is not None else np.arange(len(edge))
+    medians = [float(np.median(edge[names == name])) for name in dict.fromkeys(names)]
+    return max(medians) + EDGE_MARGIN, float(edge.max()) + EDGE_MARGIN
 
 
 def _shrunk_gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -442,6 +497,7 @@ def judge_series(
     intensity = [t.intensity for t in traits if t.intensity.size]
     if intensity:
         reasons += _intensity_reasons(profile, np.stack(intensity))
+    reasons += _edge_reasons(profile, np.array([t.edge for t in traits]))
     limits = np.maximum(SHAPE_SHARE, _validation_shares(profile))
     for what, off in (("areas", odd.area_off), ("positions", odd.distance_off)):
         shares = off.mean(axis=0)
@@ -449,6 +505,22 @@ def judge_series(
         if rois:
             reasons.append(f"ROI {what} outside the trained range ({', '.join(rois)})")
     return Verdict(bool(reasons), tuple(reasons))
+
+
+def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
+    """The field-of-view check: the series' median `body_at_edges` against training's."""
+    edge = edge[np.isfinite(edge)]
+    if not len(edge):
+        return []
+    is_series = len(edge) >= MIN_SERIES_SLICES
+    limit = profile.edge_series_threshold if is_series else profile.edge_slice_threshold
+    median = float(np.median(edge))
+    if median > limit:  # False when not learnt (NaN)
+        return [
+            f"the body reaches the image's edge (field of view cut? {median:.0%} of a side, "
+            f"training ≤ {limit - EDGE_MARGIN:.0%})"
+        ]
+    return []
 
 
 def _validation_shares(profile: TrainingProfile) -> np.ndarray:
