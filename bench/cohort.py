@@ -480,7 +480,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="default: by matrix, spacing")
     parser.add_argument("--sizes", default="1000,10000", help="slices, smallest first")
-    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="the stages table: the first")
     parser.add_argument("--matrix", type=int, default=128, help="phantom matrix side (pixels)")
     parser.add_argument(
         "--spacing-mm", type=float, default=None, help="restamped pixel spacing (default: own)"
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     sections = {
         "speed": lambda: speed_table(bench, templates, shapes, sizes[0], args.outputs.split(",")),
         "stages": lambda: "\n\n".join(
-            stages_table(bench, templates, "l3", args.stages_size or sizes[0], choice)
+            stages_table(bench, templates, shapes[0], args.stages_size or sizes[0], choice)
             for choice in args.outputs.split(",")
         ),
         "resume": lambda: resume_check(bench, templates, "l3", sizes[0]),

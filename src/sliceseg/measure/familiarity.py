@@ -127,11 +127,11 @@ def body_at_edges(image: np.ndarray, quantiles: np.ndarray | None = None) -> flo
     low, high = q[INTENSITY_QUANTILES.index(0.01)], q[INTENSITY_QUANTILES.index(0.99)]
     if not high > low:
         return 0.0
-    body = image > low + EDGE_BODY_LEVEL * (high - low)
-    rows = max(1, round(EDGE_BAND * body.shape[0]))
-    cols = max(1, round(EDGE_BAND * body.shape[1]))
-    sides = (body[:rows], body[-rows:], body[:, :cols], body[:, -cols:])
-    return float(max(side.mean() for side in sides))
+    level = low + EDGE_BODY_LEVEL * (high - low)
+    rows = max(1, round(EDGE_BAND * image.shape[0]))
+    cols = max(1, round(EDGE_BAND * image.shape[1]))
+    sides = (image[:rows], image[-rows:], image[:, :cols], image[:, -cols:])
+    return float(max(np.count_nonzero(side > level) / side.size for side in sides))
 
 
 def roi_geometry(
