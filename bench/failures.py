@@ -76,13 +76,13 @@ from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.familiarity import (
     SliceOddness,
-    SliceTraits,
     TrainingProfile,
     Verdict,
     judge_series,
     slice_oddness,
 )
 from sliceseg.measure.metrics import dice_per_class
+from sliceseg.measure.slice_traits import SliceTraits
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.phantom.generate import DEFAULT_MATRIX_SIZES, _subject_rng
 from sliceseg.phantom.render import SliceParams, render_slice, sample_subject

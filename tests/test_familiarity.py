@@ -20,15 +20,17 @@ from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
+    TrainingProfile,
+    build_profile,
+    judge_series,
+    slice_oddness,
+)
+from sliceseg.measure.slice_traits import (
     INTENSITY_QUANTILES,
     SliceTraits,
-    TrainingProfile,
     body_at_edges,
-    build_profile,
     intensity_quantiles,
-    judge_series,
     roi_geometry,
-    slice_oddness,
 )
 from sliceseg.models import build_model
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle

@@ -23,13 +23,8 @@ import torch
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, is_summary_row
-from sliceseg.measure.familiarity import (
-    SliceTraits,
-    TrainingProfile,
-    Verdict,
-    judge_series,
-    slice_traits,
-)
+from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
+from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.model_space.batches import slices_to_spacing
 from sliceseg.model_space.intensity import IntensityNormalisation
 from sliceseg.model_space.orientation import IDENTITY, is_canonicalising, reorientations_for

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
-from sliceseg.measure.familiarity import TrainingProfile, build_profile, slice_traits
+from sliceseg.measure.familiarity import TrainingProfile, build_profile
+from sliceseg.measure.slice_traits import slice_traits
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
