@@ -330,7 +330,21 @@ def test_training_stores_the_profile(tiny_model: Path):
     assert profile.num_slices == 6  # 3 subjects × 3 slices, one subject for validation
     assert profile.area_low_mm2.shape == (6,) and (profile.area_high_mm2 > 0).all()
     row = model_summary(tiny_model)["training data profile"]
-    assert row.startswith("6 training slices: a series unlike them is flagged")
+    assert (
+        row == "6 training slices: a series unlike them is flagged and left out of the overall mean"
+    )
+    assert profile.edge_series_threshold >= 0.1  # learnt: the margin over training's edges
+
+
+def test_an_older_profile_says_it_has_no_field_of_view_check(tiny_model: Path, tmp_path: Path):
+    bundle = load_bundle(tiny_model)
+    data = dict(bundle.metadata.familiarity or {})
+    data = {k: v for k, v in data.items() if not k.startswith("edge_")} | {"version": 2}
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    path = save_bundle(tmp_path / "v2.pt", bundle.model, old)
+    assert model_summary(path)["training data profile"].endswith(
+        "(no field-of-view check: a profile from before version 3, or not measured)"
+    )
 
 
 def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path):

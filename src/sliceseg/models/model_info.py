@@ -49,10 +49,13 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
 def _profile_text(familiarity: dict[str, Any] | None) -> str:
     if familiarity is None:
         return "none: series are not checked against the training data (an older model file)"
-    return (
+    text = (
         f"{int(familiarity.get('num_slices', 0))} training slices: a series unlike them is "
         "flagged and left out of the overall mean"
     )
+    if familiarity.get("edge_series_threshold") is None:  # not learnt, or before version 3
+        text += " (no field-of-view check: a profile from before version 3, or not measured)"
+    return text
 
 
 def _spacing_text(spacing_mm: tuple[float, float] | None) -> str:
