@@ -4,6 +4,7 @@ the whole-table merge wrote (kept below as the reference), whatever the chunk si
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -172,6 +173,26 @@ def test_series_table_counts_the_slices_each_mean_is_over(predicted):
                 assert float(row[f"mean {roi}"]) == pytest.approx(present.mean())
             checked += 1
     assert checked == 5 * 6  # five series, six ROIs
+
+
+@pytest.mark.slow
+def test_an_older_first_record_keeps_the_count_columns(predicted, tmp_path):
+    """A record written before ``n <roi>`` existed, first in merge order, leaves its own count
+    cells empty and every other series' counts in place (columns come from the run's ROIs)."""
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    merge.merge_cohort(out)
+    reference = pd.read_csv(out / "series.csv", dtype=str, keep_default_na=False)
+    first_name, record = finished_series(out)[0]
+    record["summary"].pop("n")
+    (series_dir(out, first_name) / "record.json").write_text(json.dumps(record))
+    merge.merge_cohort(out)
+    series = pd.read_csv(out / "series.csv", dtype=str, keep_default_na=False)
+    counts = [c for c in series.columns if c.startswith("n ")]
+    assert list(series.columns) == list(reference.columns) and len(counts) == 6
+    assert (series.loc[0, counts] == "").all()
+    assert series.loc[1:, counts].equals(reference.loc[1:, counts])
+    assert series.drop(columns=counts).equals(reference.drop(columns=counts))
 
 
 @pytest.mark.slow

@@ -174,8 +174,9 @@ class _SeriesPass:
 
     def _flush(self, rows: list[dict[str, object]], f: IO[str]) -> None:
         table = pd.DataFrame(rows)
-        if not self.columns:
-            self.columns = list(table.columns)
+        if not self.columns:  # from the run's ROIs: an older first record drops no column
+            names = self.first.get("settings", {}).get("roi_names") or ()
+            self.columns = series_columns(names) if names else list(table.columns)
         table = table.reindex(columns=self.columns)
         counts = [c for c in self.columns if c in ("slices", "warnings") or c.startswith("n ")]
         table[counts] = table[counts].astype("Int64")  # whole numbers; an older record's gap
@@ -221,6 +222,13 @@ class _SeriesPass:
         chosen = sorted(self.review, key=lambda item: item[0])[:REVIEW_FIRST]
         table = pd.DataFrame([shown for _, shown in sorted(chosen, key=lambda item: item[0][-1])])
         return review_order(table).reset_index(drop=True) if len(table) else table
+
+
+def series_columns(roi_names: Sequence[str]) -> list[str]:
+    """The columns of ``series.csv``, in order (`_series_row` fills them)."""
+    per_roi = [f"{statistic} {roi}" for statistic in ("mean", "std", "n") for roi in roi_names]
+    tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report"]
+    return ["series", "slices", *per_roi, *tail]
 
 
 def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, object]:
