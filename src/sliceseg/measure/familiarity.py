@@ -387,8 +387,7 @@ def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
     edge = edge[np.isfinite(edge)]
     if not len(edge):
         return []
-    is_series = len(edge) >= MIN_SERIES_SLICES
-    limit = profile.edge_series_threshold if is_series else profile.edge_slice_threshold
+    limit = _limit(len(edge), profile.edge_series_threshold, profile.edge_slice_threshold)
     median = float(np.median(edge))
     if median > limit:  # False when not learnt (NaN)
         return [
@@ -396,6 +395,12 @@ def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
             f"training ≤ {limit - EDGE_MARGIN:.0%})"
         ]
     return []
+
+
+def _limit(slices: int, series_threshold: float, slice_threshold: float) -> float:
+    """A learnt threshold for a series of ``slices``: its median is a series' from
+    :data:`MIN_SERIES_SLICES` slices on, below that it is held to the single-slice one."""
+    return series_threshold if slices >= MIN_SERIES_SLICES else slice_threshold
 
 
 def _validation_shares(profile: TrainingProfile) -> np.ndarray:
@@ -414,7 +419,9 @@ def _intensity_reasons(profile: TrainingProfile, intensity: np.ndarray) -> list[
         return ["intensity quantiles far outside training" + inverted]
     distance = profile.intensity_distance(intensity)
     is_series = len(intensity) >= MIN_SERIES_SLICES
-    limit = profile.intensity_series_threshold if is_series else profile.intensity_slice_threshold
+    limit = _limit(
+        len(intensity), profile.intensity_series_threshold, profile.intensity_slice_threshold
+    )
     if distance > limit:  # False when not learnt (NaN)
         return [
             f"intensities unlike every training {'series' if is_series else 'slice'} "
