@@ -175,6 +175,15 @@ def test_series_table_counts_the_slices_each_mean_is_over(predicted):
     assert checked == 5 * 6  # five series, six ROIs
 
 
+def test_series_columns_are_the_keys_of_a_series_row(tmp_path):
+    """series.csv is reindexed to `series_columns`: a key `_series_row` adds and the column list
+    lacks would be dropped without a word."""
+    summary = {"slices": 2, "mean": {"a": 1.0, "b": 2.0}, "std": {"a": 0.1, "b": 0.2}}
+    summary |= {"n": {"a": 2, "b": 1}, "warnings": ["w"], "lowest_confidence": 0.9}
+    row = merge._series_row(tmp_path, "s1", summary)
+    assert list(row) == merge.series_columns(["a", "b"])
+
+
 @pytest.mark.slow
 def test_an_older_first_record_keeps_the_count_columns(predicted, tmp_path):
     """A record written before ``n <roi>`` existed, first in merge order, leaves its own count
