@@ -90,8 +90,15 @@ class TestBuildLoss:
         assert isinstance(build_loss("dice"), SoftDiceLoss)
         assert isinstance(build_loss("dice_ce"), DiceCELoss)
 
+    def test_ce_is_the_cross_entropy_of_every_class(self):
+        logits = torch.tensor([[[[2.0]], [[0.0]], [[-1.0]]]])  # one pixel, three classes
+        labels = torch.tensor([[[1]]])
+        expected = -math.log(math.exp(0.0) / (math.exp(2.0) + 1.0 + math.exp(-1.0)))
+        assert float(build_loss("ce")(logits, labels)) == pytest.approx(expected, rel=1e-6)
+
     def test_unknown_name_lists_known(self):
-        with pytest.raises(ConfigError, match=r"loss 'focal' is unknown; use one of dice, dice_ce"):
+        known = r"use one of dice, dice_ce, ce"
+        with pytest.raises(ConfigError, match=rf"loss 'focal' is unknown; {known}"):
             build_loss("focal")
 
 

@@ -101,7 +101,7 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
     )
     p.add_argument("--dropout-rate", type=float, help="dropout inside the network (default 0)")
-    p.add_argument("--loss", help="dice_ce (default) or dice")
+    p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(

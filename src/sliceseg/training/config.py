@@ -56,7 +56,8 @@ class TrainConfig:
         num_workers: data-loader worker processes.
         learning_rate: initial learning rate (decays polynomially to 0).
         dropout_rate: dropout probability inside the network.
-        loss: "dice_ce" (Dice + cross-entropy, default) or "dice" (the published soft Dice).
+        loss: "dice_ce" (Dice + cross-entropy, default), "dice" (the published soft Dice) or
+            "ce" (cross-entropy alone).
         augment: whether to augment training batches.
         augment_params: the manual's augmentation parameters (aug_prob, rot_range, ...); a
             plain dict (a TOML table) is accepted and converted.
