@@ -87,6 +87,9 @@ class TestAugmentParams:
             ({"flip_pairs": ((2, 2),)}, "flip_pairs"),
             ({"flip_pairs": ((0, 1),)}, "flip_pairs"),
             ({"flip_pairs": ((1, 2), (2, 3))}, "flip_pairs"),
+            ({"elastic_spacing": 2}, r"elastic_spacing must be a number in \[4, 256\], got 2"),
+            ({"elastic_magnitude": -1}, "elastic_magnitude .*-1"),
+            ({"elastic": "sometimes"}, "elastic must be true or false"),
         ],
     )
     def test_bad_values_name_the_setting(self, kwargs, match):
@@ -276,3 +279,59 @@ class TestAugmentBatch:
         assert torch.equal(out_labels, labels)
         assert not torch.allclose(out_images, images)
         assert torch.isfinite(out_images).all()
+
+
+ELASTIC_ONLY = {**NOTHING, "elastic": True}
+
+
+class TestElastic:
+    def test_off_by_default_and_the_other_draws_do_not_move(self):
+        assert AugmentParams().elastic is False
+        off = sample_augmentation(8, AugmentParams(), generator=torch.Generator().manual_seed(3))
+        on = sample_augmentation(
+            8, AugmentParams(elastic=True), generator=torch.Generator().manual_seed(3)
+        )
+        assert off.elastic is None and on.elastic is not None
+        for name in ("theta", "flip", "gamma", "contrast", "brightness", "blur_sigma_px"):
+            assert torch.equal(getattr(off, name), getattr(on, name)), name
+        assert off.noise_seed == on.noise_seed
+
+    def test_zero_magnitude_is_the_identity(self):
+        images, labels = square_batch(batch=4, side=24)
+        params = AugmentParams(aug_prob=1.0, elastic_magnitude=0.0, **ELASTIC_ONLY)
+        out_images, out_labels = augment_batch(
+            images, labels, params, generator=torch.Generator().manual_seed(1)
+        )
+        assert torch.equal(out_images, images) and torch.equal(out_labels, labels)
+
+    def test_deforms_image_and_label_together_by_a_few_pixels(self):
+        images, labels = square_batch(batch=8, size=96, side=48)
+        params = AugmentParams(
+            aug_prob=1.0, elastic_spacing=16.0, elastic_magnitude=2.0, **ELASTIC_ONLY
+        )
+        draw = sample_augmentation(
+            8, params, generator=torch.Generator().manual_seed(7), image_shape=(96, 96)
+        )
+        out_images, out_labels = apply_augmentation(images, labels, draw)
+        assert bool(draw.active()["elastic"].all())
+        assert set(out_labels.unique().tolist()) <= {0, 1}
+        changed = (out_labels != labels).sum(dim=(1, 2))
+        assert (changed > 20).all()  # every sample's square edge moved
+        rows, cols = zip(*(extent(label == 1) for label in out_labels), strict=True)
+        assert all(abs(side - 48) <= 12 for side in rows + cols)  # a few pixels, not a new shape
+        bright, square = out_images[:, 0] > 0.5, out_labels == 1
+        disagree = (bright != square).sum(dim=(1, 2)).float()
+        assert (disagree <= 0.05 * square.sum(dim=(1, 2))).all()
+
+    def test_same_seed_same_field_and_samples_left_off_are_untouched(self):
+        images, labels = square_batch(batch=16, size=64, side=32)
+        params = AugmentParams(aug_prob=0.5, **ELASTIC_ONLY)
+        first = augment_batch(images, labels, params, generator=torch.Generator().manual_seed(4))
+        again = augment_batch(images, labels, params, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+        draw = sample_augmentation(
+            16, params, generator=torch.Generator().manual_seed(4), image_shape=(64, 64)
+        )
+        assert draw.elastic is not None and 0 < int(draw.elastic.sum()) < 16
+        kept = ~draw.elastic
+        assert torch.equal(first[1][kept], labels[kept])

@@ -36,6 +36,12 @@ class AugmentParams:
         warp_range: smallest scale factor; each axis scale is uniform in ``[warp_range, 1]``.
         cropping: crop a square window at a random position and resize it to full size (zoom in).
         crop_range: side of the crop window as a fraction of the image side, in (0, 1].
+        elastic: deform smoothly: a random displacement at control points ``elastic_spacing``
+            pixels apart, interpolated bicubically over the image (new shapes of the same
+            anatomy, for sets with few subjects).
+        elastic_spacing: distance between the control points in pixels, in [4, 256].
+        elastic_magnitude: standard deviation of a control point's displacement along each
+            axis in pixels, in [0, 20].
         intensity: apply the intensity transforms below (each with ``aug_prob``).
         gamma_range: gamma, log-uniform in the range, applied on each image's min–max range.
         contrast_range: factor on the deviation from each image's mean.
@@ -64,6 +70,9 @@ class AugmentParams:
     warp_range: float = 0.9
     cropping: bool = True
     crop_range: float = 0.85
+    elastic: bool = False
+    elastic_spacing: float = 24.0
+    elastic_magnitude: float = 2.0
     intensity: bool = True
     # nnU-Net's range; on real MR it beat (0.8, 1.25) across scanners' contrasts (benchmarks.md)
     gamma_range: Range | None = (0.7, 1.5)
@@ -75,7 +84,7 @@ class AugmentParams:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        for name in ("rotation", "warping", "cropping", "intensity"):
+        for name in ("rotation", "warping", "cropping", "elastic", "intensity"):
             set_(self, name, _parse_bool(getattr(self, name), name=name))
         set_(self, "aug_prob", _parse_number(self.aug_prob, name="aug_prob", low=0.0, high=1.0))
         set_(
@@ -86,6 +95,8 @@ class AugmentParams:
             if value == 0.0:
                 raise ConfigError(f"{name} must be in (0, 1], got 0; 1 means unchanged.")
             set_(self, name, value)
+        for name, low, high in (("elastic_spacing", 4.0, 256.0), ("elastic_magnitude", 0.0, 20.0)):
+            set_(self, name, _parse_number(getattr(self, name), name=name, low=low, high=high))
         for name, (low, high, hint) in _RANGE_LIMITS.items():
             set_(
                 self,

@@ -10,7 +10,8 @@ Conventions:
       ``align_corners=False``). A positive rotation turns the image counter-clockwise as
       displayed (row 0 at the top): +90° equals ``torch.rot90(x, k=1, dims=(-2, -1))``.
     - Image content is flipped left/right first, then warped (shrunk per axis about the centre),
-      rotated about the centre, and finally cropped (zoomed in).
+      rotated about the centre, and finally cropped (zoomed in); a smooth elastic displacement,
+      when drawn, is added to the sampling grid in output pixels.
     - Images are padded with each image's own minimum (its background); labels with 0.
     - Labels are resampled by nearest neighbour only: a value absent from the input never appears
       (0 may appear through padding).
@@ -51,10 +52,14 @@ class AugmentationDraw:
         brightness: ``(B,)`` added shift; 0 = off.
         noise_std: ``(B,)`` standard deviation of added Gaussian noise; 0 = off.
         blur_sigma_px: ``(B,)`` Gaussian blur sigma in pixels; 0 = off.
-        noise_seed: seed of the CPU generator that makes the noise field.
+        noise_seed: seed of the CPU generator that makes the noise field (and, salted, the
+            elastic displacements).
         flip_pairs: label pairs swapped in flipped samples.
         image_shape: ``(H, W)`` the matrices were built for (rotation depends on the aspect);
             None means square.
+        elastic: ``(B,)`` bool, samples deformed smoothly; None = none.
+        elastic_spacing_px: control points' distance in pixels.
+        elastic_magnitude_px: standard deviation of a control point's displacement in pixels.
 
     Example:
         >>> draw = AugmentationDraw.identity(4)
@@ -71,6 +76,9 @@ class AugmentationDraw:
     noise_seed: int = 0
     flip_pairs: tuple[tuple[int, int], ...] = ()
     image_shape: tuple[int, int] | None = None
+    elastic: torch.Tensor | None = None
+    elastic_spacing_px: float = 24.0
+    elastic_magnitude_px: float = 0.0
 
     @property
     def batch_size(self) -> int:
@@ -80,8 +88,12 @@ class AugmentationDraw:
     def active(self) -> dict[str, torch.Tensor]:
         """Return, per transform name, a ``(B,)`` bool tensor of the samples it changes."""
         identity = torch.eye(2, 3, dtype=self.theta.dtype, device=self.theta.device)
+        is_elastic = torch.zeros_like(self.flip)
+        if self.elastic is not None and self.elastic_magnitude_px > 0:
+            is_elastic = self.elastic.to(torch.bool)
         return {
-            "geometry": (self.theta != identity).any(dim=(1, 2)),
+            "geometry": (self.theta != identity).any(dim=(1, 2)) | is_elastic,
+            "elastic": is_elastic,
             "flip": self.flip,
             "gamma": self.gamma != 1,
             "contrast": self.contrast != 1,
@@ -227,6 +239,10 @@ def sample_augmentation(
     )
     noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     theta, flip = _geometry(draws, params, image_shape)
+    elastic = None
+    if params.elastic:  # from the noise seed, salted: the other draws stay as they were
+        salted = torch.Generator().manual_seed(noise_seed ^ _ELASTIC_SALT)
+        elastic = torch.rand(batch_size, generator=salted, dtype=torch.float64) < params.aug_prob
     draw = AugmentationDraw(
         theta=theta,
         flip=flip,
@@ -238,6 +254,9 @@ def sample_augmentation(
         noise_seed=noise_seed,
         flip_pairs=params.flip_pairs or (),
         image_shape=None if image_shape is None else (int(image_shape[0]), int(image_shape[1])),
+        elastic=elastic,
+        elastic_spacing_px=params.elastic_spacing,
+        elastic_magnitude_px=params.elastic_magnitude,
     )
     return draw if device is None else draw.to(device)
 
@@ -321,7 +340,8 @@ def apply_augmentation(
     flags = torch.stack(list(active.values())).any(dim=1).tolist()  # one device sync
     is_any = dict(zip(active, flags, strict=True))
     if is_any["geometry"]:
-        images, labels = _warp(images, labels, draw.theta, active["geometry"])
+        offsets = _elastic_offsets(draw, images) if is_any["elastic"] else None
+        images, labels = _warp(images, labels, draw.theta, active["geometry"], offsets)
     if is_any["flip"] and draw.flip_pairs:
         labels = _swap_labels(labels, draw.flip, draw.flip_pairs)
     per_sample = (-1,) + (1,) * (images.ndim - 1)
@@ -419,12 +439,39 @@ def _check_batch(images: torch.Tensor, labels: torch.Tensor, draw: AugmentationD
         )
 
 
+_ELASTIC_SALT = 0x5EED_E1A5
+"""XORed into the noise seed for the elastic draws (which samples: the salt; their
+displacements: the salt + 1), so that they are independent of the noise and of each other."""
+
+
+def _elastic_offsets(draw: AugmentationDraw, images: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, 2)`` displacements in normalised grid units (0 where a sample is not deformed):
+    Gaussian displacements at control points, bicubically interpolated over the image."""
+    batch, _, height, width = images.shape
+    spacing = draw.elastic_spacing_px
+    rows, cols = (max(2, round(side / spacing) + 1) for side in (height, width))
+    salted = torch.Generator().manual_seed(draw.noise_seed ^ (_ELASTIC_SALT + 1))
+    control = torch.randn((batch, 2, rows, cols), generator=salted) * draw.elastic_magnitude_px
+    assert draw.elastic is not None  # is_any["elastic"]
+    control = control * draw.elastic.cpu().view(-1, 1, 1, 1)
+    pixels = F.interpolate(control, size=(height, width), mode="bicubic", align_corners=True)
+    to_unit = torch.tensor([2.0 / width, 2.0 / height]).view(1, 2, 1, 1)  # grid is (x, y)
+    return (pixels * to_unit).permute(0, 2, 3, 1).to(images.device, images.dtype)
+
+
 def _warp(
-    images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, moved: torch.Tensor
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    theta: torch.Tensor,
+    moved: torch.Tensor,
+    offsets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample images (bilinear, padded with each image's minimum) and labels (nearest, 0)."""
+    """Resample images (bilinear, padded with each image's minimum) and labels (nearest, 0);
+    ``offsets`` (normalised, per output pixel) are added to the affine grid."""
     batch, _, height, width = images.shape
     grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
+    if offsets is not None:
+        grid = grid + offsets.to(grid.dtype)
     low = images.amin(dim=(-2, -1), keepdim=True)
     warped = F.grid_sample(
         images - low,
