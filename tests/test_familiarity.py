@@ -343,7 +343,8 @@ def test_an_older_profile_says_it_has_no_field_of_view_check(tiny_model: Path, t
     old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
     path = save_bundle(tmp_path / "v2.pt", bundle.model, old)
     assert model_summary(path)["training data profile"].endswith(
-        "(no field-of-view check: a profile from before version 3, or not measured)"
+        "(no field-of-view check: a profile from before version 3, or not measured; "
+        "'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
     )
 
 

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "sliceseg.training.config",
     "preview_batch": "sliceseg.training.preview",
     "train": "sliceseg.training.loop",
+    "reprofile": "sliceseg.training.reprofile",
     "load_bundle": "sliceseg.models.bundle",
     "predict_slices": "sliceseg.inference.predict",
     "predict_folder": "sliceseg.inference.folder",

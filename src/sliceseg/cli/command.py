@@ -14,7 +14,7 @@ from sliceseg.cli.info import add_info
 from sliceseg.cli.measurement import add_evaluate, add_measure
 from sliceseg.cli.phantom import add_demo, add_phantom
 from sliceseg.cli.prediction import add_merge, add_predict, add_suggest
-from sliceseg.cli.training import add_check, add_preview, add_train
+from sliceseg.cli.training import add_check, add_preview, add_reprofile, add_train
 from sliceseg.errors import SlicesegError
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     add_check,
     add_preview,
     add_train,
+    add_reprofile,
     add_predict,
     add_merge,
     add_suggest,

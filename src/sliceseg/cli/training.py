@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from sliceseg.models.bundle import Bundle
     from sliceseg.training.config import TrainConfig
 
-__all__ = ["add_check", "add_preview", "add_train", "given_settings", "train_config"]
+__all__ = [
+    "add_check",
+    "add_preview",
+    "add_reprofile",
+    "add_train",
+    "given_settings",
+    "train_config",
+]
 
 
 def add_check(sub: Subcommands) -> None:
@@ -42,6 +49,21 @@ def add_train(sub: Subcommands) -> None:
     _add_what_to_train(p)
     _add_how_to_train(p)
     p.set_defaults(func=_cmd_train)
+
+
+def add_reprofile(sub: Subcommands) -> None:
+    """Add ``sliceseg reprofile MODEL DATA_DIR [--out PATH]``."""
+    p = sub.add_parser(
+        "reprofile",
+        help="give a model trained by an older sliceseg today's 'unlike the training data' checks",
+    )
+    p.add_argument("model", help="the model file (sliceseg_best.pt)")
+    p.add_argument("data_dir", help="the training folder it was trained on (dicoms/, labels/)")
+    p.add_argument("--images", help="DICOM folder (default DATA_DIR/dicoms)")
+    p.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
+    p.add_argument("--out", help="the new model file (default MODEL_reprofiled.pt beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    p.set_defaults(func=_cmd_reprofile)
 
 
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -225,6 +247,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(
         f"Best model: {result.best_model} (validation Dice {result.best_val_dice:.3f}); "
         f"history: {result.history_csv}, {result.history_png}"
+    )
+    return 0
+
+
+def _cmd_reprofile(args: argparse.Namespace) -> int:
+    from sliceseg.training.reprofile import reprofile
+
+    done = reprofile(
+        args.model,
+        args.data_dir,
+        args.out,
+        images_dir=args.images,
+        labels_dir=args.labels,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+    )
+    print(
+        f"Stored the training data's profile (version {done.profile.to_dict()['version']}, "
+        f"{done.profile.num_slices} training and {done.validation_slices} validation slices) "
+        f"in {done.path}; {args.model} is unchanged. Predict with the new file to get every "
+        "check of 'unlike the training data'."
     )
     return 0
 

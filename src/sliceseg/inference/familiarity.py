@@ -53,7 +53,8 @@ MAX_SLICES = 16
 """Slices per series whose features and intensities are measured (all slices' ROIs are)."""
 NO_PROFILE_NOTE = (
     "no familiarity check in this model file (written before sliceseg stored the training "
-    "data's profile): series are not compared with the training data; retrain to get it."
+    "data's profile): series are not compared with the training data; 'sliceseg reprofile "
+    "MODEL TRAIN_DIR' adds it without retraining."
 )
 
 

@@ -48,13 +48,19 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
 
 def _profile_text(familiarity: dict[str, Any] | None) -> str:
     if familiarity is None:
-        return "none: series are not checked against the training data (an older model file)"
+        return (
+            "none: series are not checked against the training data (an older model file; "
+            "'sliceseg reprofile MODEL TRAIN_DIR' adds it)"
+        )
     text = (
         f"{int(familiarity.get('num_slices', 0))} training slices: a series unlike them is "
         "flagged and left out of the overall mean"
     )
     if familiarity.get("edge_series_threshold") is None:  # not learnt, or before version 3
-        text += " (no field-of-view check: a profile from before version 3, or not measured)"
+        text += (
+            " (no field-of-view check: a profile from before version 3, or not measured; "
+            "'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
+        )
     return text
 
 
