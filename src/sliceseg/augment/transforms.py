@@ -24,9 +24,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from sliceseg.augment.params import AugmentParams
+from sliceseg.augment.pixels import ELASTIC_SALT, blur, elastic_offsets, swap_labels, warp
 
 __all__ = [
     "AugmentParams",
@@ -241,7 +241,7 @@ def sample_augmentation(
     theta, flip = _geometry(draws, params, image_shape)
     elastic = None
     if params.elastic:  # from the noise seed, salted: the other draws stay as they were
-        salted = torch.Generator().manual_seed(noise_seed ^ _ELASTIC_SALT)
+        salted = torch.Generator().manual_seed(noise_seed ^ ELASTIC_SALT)
         elastic = torch.rand(batch_size, generator=salted, dtype=torch.float64) < params.aug_prob
     draw = AugmentationDraw(
         theta=theta,
@@ -340,10 +340,19 @@ def apply_augmentation(
     flags = torch.stack(list(active.values())).any(dim=1).tolist()  # one device sync
     is_any = dict(zip(active, flags, strict=True))
     if is_any["geometry"]:
-        offsets = _elastic_offsets(draw, images) if is_any["elastic"] else None
-        images, labels = _warp(images, labels, draw.theta, active["geometry"], offsets)
+        offsets = None
+        if is_any["elastic"]:
+            assert draw.elastic is not None  # is_any says so
+            offsets = elastic_offsets(
+                images,
+                draw.elastic,
+                seed=draw.noise_seed,
+                spacing_px=draw.elastic_spacing_px,
+                magnitude_px=draw.elastic_magnitude_px,
+            )
+        images, labels = warp(images, labels, draw.theta, active["geometry"], offsets)
     if is_any["flip"] and draw.flip_pairs:
-        labels = _swap_labels(labels, draw.flip, draw.flip_pairs)
+        labels = swap_labels(labels, draw.flip, draw.flip_pairs)
     per_sample = (-1,) + (1,) * (images.ndim - 1)
     if is_any["gamma"]:
         low = images.amin(dim=(-2, -1), keepdim=True)
@@ -360,7 +369,7 @@ def apply_augmentation(
     if is_any["brightness"]:
         images = images + draw.brightness.to(images.dtype).view(per_sample)
     if is_any["blur"]:
-        blurred = _blur(images, draw.blur_sigma_px)
+        blurred = blur(images, draw.blur_sigma_px)
         images = torch.where(active["blur"].view(per_sample), blurred, images)
     if is_any["noise"]:
         cpu = torch.Generator().manual_seed(draw.noise_seed)
@@ -406,9 +415,6 @@ def augment_batch(
     return apply_augmentation(images, labels, draw)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _check_batch(images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw) -> None:
     if images.ndim != 4 or not images.is_floating_point():
         raise ValueError(
@@ -437,92 +443,3 @@ def _check_batch(images: torch.Tensor, labels: torch.Tensor, draw: AugmentationD
             f"the draw was made for images of {draw.image_shape}, the batch is "
             f"{tuple(images.shape[-2:])}; pass image_shape to sample_augmentation."
         )
-
-
-_ELASTIC_SALT = 0x5EED_E1A5
-"""XORed into the noise seed for the elastic draws (which samples: the salt; their
-displacements: the salt + 1), so that they are independent of the noise and of each other."""
-
-
-def _elastic_offsets(draw: AugmentationDraw, images: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, 2)`` displacements in normalised grid units (0 where a sample is not deformed):
-    Gaussian displacements at control points, bicubically interpolated over the image."""
-    batch, _, height, width = images.shape
-    spacing = draw.elastic_spacing_px
-    rows, cols = (max(2, round(side / spacing) + 1) for side in (height, width))
-    salted = torch.Generator().manual_seed(draw.noise_seed ^ (_ELASTIC_SALT + 1))
-    control = torch.randn((batch, 2, rows, cols), generator=salted) * draw.elastic_magnitude_px
-    assert draw.elastic is not None  # is_any["elastic"]
-    control = control * draw.elastic.cpu().view(-1, 1, 1, 1)
-    pixels = F.interpolate(control, size=(height, width), mode="bicubic", align_corners=True)
-    to_unit = torch.tensor([2.0 / width, 2.0 / height]).view(1, 2, 1, 1)  # grid is (x, y)
-    return (pixels * to_unit).permute(0, 2, 3, 1).to(images.device, images.dtype)
-
-
-def _warp(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    theta: torch.Tensor,
-    moved: torch.Tensor,
-    offsets: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample images (bilinear, padded with each image's minimum) and labels (nearest, 0);
-    ``offsets`` (normalised, per output pixel) are added to the affine grid."""
-    batch, _, height, width = images.shape
-    grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
-    if offsets is not None:
-        grid = grid + offsets.to(grid.dtype)
-    low = images.amin(dim=(-2, -1), keepdim=True)
-    warped = F.grid_sample(
-        images - low,
-        grid.to(images.dtype),
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    images = torch.where(moved.view(-1, 1, 1, 1), warped + low, images)
-    # float32 holds every label value below 2**24 exactly; nearest never mixes values
-    sampled = F.grid_sample(
-        labels[:, None].to(torch.float32),
-        grid,
-        mode="nearest",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    sampled = sampled[:, 0].round().to(labels.dtype)
-    return images, torch.where(moved.view(-1, 1, 1), sampled, labels)
-
-
-def _swap_labels(
-    labels: torch.Tensor, flip: torch.Tensor, pairs: tuple[tuple[int, int], ...]
-) -> torch.Tensor:
-    size = max(max(pair) for pair in pairs) + 1
-    lookup = torch.arange(size, dtype=labels.dtype, device=labels.device)
-    for left, right in pairs:
-        lookup[left], lookup[right] = right, left
-    inside = (labels >= 0) & (labels < size)
-    swapped = torch.where(inside, lookup[labels.clamp(0, size - 1)], labels)
-    return torch.where(flip.view(-1, 1, 1), swapped, labels)
-
-
-def _blur(images: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per sample (replicate padding); sigma 0 = identity."""
-    batch, channels, height, width = images.shape
-    radius = max(1, math.ceil(3.0 * float(sigma_px.max())))
-    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
-    sigma = sigma_px.to(torch.float32).clamp_min(1e-6)[:, None]
-    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(images.dtype)
-    kernel = kernel.repeat_interleave(channels, dim=0)  # (B*C, k)
-    flat = images.reshape(1, batch * channels, height, width)
-    flat = F.conv2d(
-        F.pad(flat, (radius, radius, 0, 0), mode="replicate"),
-        kernel[:, None, None, :],
-        groups=batch * channels,
-    )
-    flat = F.conv2d(
-        F.pad(flat, (0, 0, radius, radius), mode="replicate"),
-        kernel[:, None, :, None],
-        groups=batch * channels,
-    )
-    return flat.reshape(batch, channels, height, width)
