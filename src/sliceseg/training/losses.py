@@ -77,16 +77,16 @@ class DiceCELoss(nn.Module):
     ) -> None:
         super().__init__()
         self.dice = SoftDiceLoss(smooth=smooth)
-        self.cross_entropy = nn.CrossEntropyLoss()
+        self.cross_entropy = CrossEntropyLoss()
         self.dice_weight, self.ce_weight = dice_weight, ce_weight
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return ``dice_weight * Dice + ce_weight * CE`` (see ``SoftDiceLoss.forward``)."""
         dice = self.dice(logits, labels)
-        return self.dice_weight * dice + self.ce_weight * self.cross_entropy(logits.float(), labels)
+        return self.dice_weight * dice + self.ce_weight * self.cross_entropy(logits, labels)
 
 
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(nn.CrossEntropyLoss):
     """Pixel-wise cross-entropy over all classes, computed in float32.
 
     Soft Dice is known to bias volumes where the boundary is uncertain (Bertels et al.,
@@ -97,7 +97,7 @@ class CrossEntropyLoss(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return the mean cross-entropy (see ``SoftDiceLoss.forward`` for the shapes)."""
         _check_pair(logits, labels)
-        return F.cross_entropy(logits.float(), labels)
+        return super().forward(logits.float(), labels)
 
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
