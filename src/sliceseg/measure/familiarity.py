@@ -397,10 +397,15 @@ def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
     return []
 
 
+def _is_series(slices: int) -> bool:
+    """Whether the median over ``slices`` is a series' median (:data:`MIN_SERIES_SLICES` on)."""
+    return slices >= MIN_SERIES_SLICES
+
+
 def _limit(slices: int, series_threshold: float, slice_threshold: float) -> float:
-    """A learnt threshold for a series of ``slices``: its median is a series' from
-    :data:`MIN_SERIES_SLICES` slices on, below that it is held to the single-slice one."""
-    return series_threshold if slices >= MIN_SERIES_SLICES else slice_threshold
+    """A learnt threshold for a series of ``slices``: the series one when its median is a
+    series' (`_is_series`), else the single-slice one."""
+    return series_threshold if _is_series(slices) else slice_threshold
 
 
 def _validation_shares(profile: TrainingProfile) -> np.ndarray:
@@ -418,7 +423,7 @@ def _intensity_reasons(profile: TrainingProfile, intensity: np.ndarray) -> list[
     if _intensity_excess(profile, median[None]).max() > INTENSITY_MARGIN:
         return ["intensity quantiles far outside training" + inverted]
     distance = profile.intensity_distance(intensity)
-    is_series = len(intensity) >= MIN_SERIES_SLICES
+    is_series = _is_series(len(intensity))
     limit = _limit(
         len(intensity), profile.intensity_series_threshold, profile.intensity_slice_threshold
     )
