@@ -89,6 +89,18 @@ def test_refusals_name_the_problem(tiny_model, tiny_phantom, tmp_path):
     assert not (tmp_path / "b.pt").exists() and not list(tmp_path.glob(".*partial"))
 
 
+def test_a_failed_profile_leaves_no_file(tiny_model, tiny_phantom, tmp_path, monkeypatch):
+    import sliceseg.training.reprofile as module
+
+    def refuse(*_args, **_kwargs):
+        raise ValueError("the training set has no labels")
+
+    monkeypatch.setattr(module, "add_profile", refuse)
+    with pytest.raises(ValueError, match="no labels"):
+        reprofile(tiny_model, tiny_phantom / "train", tmp_path / "c.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_says_what_it_wrote_and_refuses_in_one_line(tiny_model, tiny_phantom, tmp_path, capsys):
     out = tmp_path / "new.pt"
     assert main(["reprofile", str(tiny_model), str(tiny_phantom / "train"), "--out", str(out)]) == 0

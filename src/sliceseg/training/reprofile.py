@@ -101,10 +101,13 @@ def reprofile(
             f"({', '.join(meta.roi_names)}); give the folder {source.name} was trained on."
         )
     temporary = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, temporary)
     divisor = required_divisor(meta.arch, meta.hyperparameters)
-    profile = add_profile(temporary, data.train, data.validation, divisor=divisor)
-    os.replace(temporary, target)  # whole or not at all
+    try:
+        shutil.copyfile(source, temporary)
+        profile = add_profile(temporary, data.train, data.validation, divisor=divisor)
+        os.replace(temporary, target)  # whole or not at all
+    finally:
+        temporary.unlink(missing_ok=True)  # a failed profile leaves no half file
     return Reprofiled(path=target, profile=profile, validation_slices=len(data.validation))
 
 
