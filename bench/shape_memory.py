@@ -5,19 +5,21 @@ window whose sides are multiples of 16 (the largest slice of the pass at the mod
 spacing). A cohort whose patients have different pixel spacings therefore meets many
 distinct (batch, height, width) shapes. This bench runs the default inference network
 (random weights, folded and channels-last as ``predict`` runs it) over a set of distinct
-shapes, twice, in a fresh process per configuration, and prints the process's peak memory
-(``ru_maxrss``) as the number of distinct shapes seen grows, and after a second round over
-the same shapes (no new shape: no growth means the memory is a cache per shape, bounded by
-the number of shapes, not a leak per slice or per series).
+shapes, several times, in a fresh process per configuration, and prints the process's peak memory
+(``ru_maxrss``) as the number of distinct shapes seen grows (the largest first, so that later
+growth is memory kept, not a larger pass), and after each further round over the same shapes
+(no new shape: what still grows is fragmentation, not a cache per shape).
 
 Configurations: PyTorch's defaults; oneDNN's primitive cache capped at 16 entries
 (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=16``, default 1024); oneDNN off
-(``torch.backends.mkldnn.enabled = False``).
+(``torch.backends.mkldnn.enabled = False``); glibc's mmap threshold fixed at 1 MiB
+(``MALLOC_MMAP_THRESHOLD_``: larger buffers are mapped and given back when freed, instead of
+the threshold rising after each free and later buffers fragmenting the heap); both.
 
 Usage::
 
-    python bench/shape_memory.py                       # 64–144 px sides (the cohort bench's 64² and 128²)
-    python bench/shape_memory.py --sides 448,640       # 512² CT-like windows (slow on a CPU)
+    python bench/shape_memory.py                   # 64–144 px sides (64² and 128² cohorts)
+    python bench/shape_memory.py --sides 448,640   # 512² CT-like windows (slow on a CPU)
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ import random
 import resource
 import subprocess
 import sys
+import time
 from typing import Any
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "PyTorch defaults": {"env": {}, "mkldnn": True},
     "oneDNN cache 16 entries": {"env": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16"}, "mkldnn": True},
     "oneDNN off": {"env": {}, "mkldnn": False},
+    "glibc mmap threshold 1 MiB": {"env": {"MALLOC_MMAP_THRESHOLD_": "1048576"}, "mkldnn": True},
+    "glibc mmap threshold 8 MiB": {"env": {"MALLOC_MMAP_THRESHOLD_": "8388608"}, "mkldnn": True},
+    "both": {
+        "env": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "MALLOC_MMAP_THRESHOLD_": "1048576"},
+        "mkldnn": True,
+    },
 }
 
 
@@ -62,14 +71,18 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
     network = inference_network(build_model("unet", num_classes=7, input_size=160).eval())
     todo = shapes(config["low"], config["high"], config["batch_size"], config["count"])
     marks = {1, 10, 25, 50, 100, 200, 400, len(todo)}
-    peak = []
+    peak, again = [], []
+    start = time.perf_counter()
     with torch.inference_mode():
-        for round_ in (1, 2):
+        for round_ in range(1, config["rounds"] + 1):
             for index, (batch, height, width) in enumerate(todo, start=1):
                 network(torch.randn(batch, 1, height, width))
                 if round_ == 1 and index in marks:
                     peak.append((index, _rss_mib()))
-    return {"peaks": peak, "second_round": _rss_mib(), "shapes": len(todo)}
+            if round_ > 1:
+                again.append(_rss_mib())
+    seconds = time.perf_counter() - start
+    return {"peaks": peak, "again": again, "shapes": len(todo), "seconds": seconds}
 
 
 def _rss_mib() -> float:
@@ -81,7 +94,10 @@ def _run(name: str, config: dict[str, Any]) -> dict[str, Any]:
     child = {**config, "mkldnn": CONFIGS[name]["mkldnn"]}
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(child)],
-        capture_output=True, text=True, check=False, env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr}")
@@ -94,23 +110,40 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="predict's --batch-size")
     parser.add_argument("--shapes", type=int, default=400, help="distinct shapes to run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the same shapes")
+    parser.add_argument("--configs", default=None, help="names, comma-separated (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(json.loads(args.child))))
         return
     low, high = (int(side) for side in args.sides.split(","))
-    config = {"low": low, "high": high, "batch_size": args.batch_size, "count": args.shapes,
-              "threads": args.threads}
-    results = {name: _run(name, config) for name in CONFIGS}
+    config = {
+        "low": low,
+        "high": high,
+        "batch_size": args.batch_size,
+        "count": args.shapes,
+        "threads": args.threads,
+        "rounds": args.rounds,
+    }
+    names = args.configs.split(",") if args.configs else list(CONFIGS)
+    results = {name: _run(name, config) for name in names}
     marks = [index for index, _ in next(iter(results.values()))["peaks"]]
-    print(f"\nwindow sides {low}–{high} px (multiples of 16), batches 1–{args.batch_size}, "
-          f"U-Net (7 classes) folded + channels-last, {args.threads} threads: ru_maxrss MiB\n")
-    print("| configuration | " + " | ".join(f"{m} shapes" for m in marks) + " | same shapes again |")
-    print("| --- |" + " ---: |" * (len(marks) + 1))
+    print(
+        f"\nwindow sides {low}–{high} px (multiples of 16), batches 1–{args.batch_size}, "
+        f"U-Net (7 classes) folded + channels-last, {args.threads} threads: ru_maxrss MiB\n"
+    )
+    print(
+        "| configuration | "
+        + " | ".join(f"{m} shapes" for m in marks)
+        + "".join(f" | round {r}" for r in range(2, args.rounds + 1))
+        + " | s (all rounds) |"
+    )
+    print("| --- |" + " ---: |" * (len(marks) + args.rounds))
     for name, result in results.items():
         cells = [f"{mib:.0f}" for _, mib in result["peaks"]]
-        print(f"| {name} | " + " | ".join(cells) + f" | {result['second_round']:.0f} |")
+        cells += [f"{mib:.0f}" for mib in result["again"]] + [f"{result['seconds']:.1f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
