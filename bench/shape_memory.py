@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import resource
-import subprocess
-import sys
 import time
 from typing import Any
+
+from isolated import run_isolated
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "PyTorch defaults": {"env": {}, "mkldnn": True},
@@ -82,7 +81,7 @@ def measure(config: dict[str, Any]) -> dict[str, Any]:
             if round_ > 1:
                 again.append(_rss_mib())
     seconds = time.perf_counter() - start
-    return {"peaks": peak, "again": again, "shapes": len(todo), "seconds": seconds}
+    return {"peaks": peak, "again": again, "seconds": seconds}
 
 
 def _rss_mib() -> float:
@@ -90,18 +89,8 @@ def _rss_mib() -> float:
 
 
 def _run(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, **CONFIGS[name]["env"]}
     child = {**config, "mkldnn": CONFIGS[name]["mkldnn"]}
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(child)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_isolated(__file__, "--child", child, name, env=CONFIGS[name]["env"])
 
 
 def main() -> None:
