@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.files import atomic_path, atomic_write_text, prepare_output_dir
+from sliceseg.io.files import TEMP_PREFIX, atomic_path, atomic_write_text, prepare_output_dir
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
@@ -16,6 +16,29 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+
+
+def test_inside_a_temporary_folder_the_target_is_written_directly(tmp_path, monkeypatch):
+    """A cohort series' folder is renamed into place whole: its files need no temporary file
+    of their own (which costs a one-slice series several file-system operations), and a failed
+    write leaves nothing behind."""
+    import tempfile
+
+    def no_temporary_file(*args, **kwargs):
+        raise AssertionError("a temporary file inside a temporary folder")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_temporary_file)
+    folder = tmp_path / f"{TEMP_PREFIX}p01.123" / "exports"
+    with atomic_path(folder / "csa.csv") as path:
+        assert path == folder / "csa.csv"
+        path.write_text("a,b\n")
+    assert (folder / "csa.csv").read_text() == "a,b\n"
+    with pytest.raises(RuntimeError), atomic_path(folder / "half.csv") as path:
+        path.write_text("half")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in folder.iterdir()) == ["csa.csv"]
+    with pytest.raises(AssertionError, match="temporary file"):
+        atomic_write_text(tmp_path / "final.csv", "x")  # elsewhere: atomic as before
 
 
 def test_outputs_are_readable_by_others(tmp_path):

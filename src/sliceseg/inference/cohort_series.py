@@ -223,7 +223,8 @@ def _summary(
     warnings."""
     per_slice = areas.per_slice
     rois = list(per_slice.columns)
-    mean, std, n = (areas.wide.loc[row, rois] for row in ("mean", "std", "n"))
+    rows = areas.wide.index.get_indexer(["mean", "std", "n"])
+    mean, std, n = (dict(zip(rois, values, strict=True)) for values in _values(areas, rows, rois))
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     return {  # the series' own summary rows: one definition of its mean and std
         "slices": len(per_slice),
@@ -235,6 +236,12 @@ def _summary(
         "warnings": list(warnings),
         "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
     }
+
+
+def _values(areas: AreaTable, rows: np.ndarray, rois: list[str]) -> np.ndarray:
+    """The ROI columns of the wide table's rows at positions ``rows``, as floats."""
+    columns = areas.wide.columns.get_indexer(rois)
+    return areas.wide.iloc[rows, columns].to_numpy(dtype=float)
 
 
 def _number(value: Any) -> float | None:

@@ -20,6 +20,7 @@ from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     AreaTable,
     least_confident,
+    slice_positions,
 )
 
 __all__ = [
@@ -138,7 +139,7 @@ def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
         ConfigError: the number of slices or ROIs differs from the table's.
     """
     scores = np.asarray(per_roi, dtype=np.float64)
-    slice_rows = [label for label in areas.wide.index if str(label).isdigit()]  # "1".."N"
+    slice_rows = slice_positions(areas.wide)
     rois = sorted(set(areas.long["roi"])) if len(areas.long) else []
     if scores.shape != (len(slice_rows), len(rois)):
         raise ConfigError(
@@ -151,7 +152,8 @@ def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
     long[CONFIDENCE_COLUMN] = [
         scores[int(s) - 1, position[r]] for s, r in zip(long["slice"], long["roi"], strict=True)
     ]
+    column = np.full(len(areas.wide), np.nan)
+    column[slice_rows] = slice_confidence(scores)
     wide = areas.wide.copy()
-    wide[CONFIDENCE_COLUMN] = np.nan
-    wide.loc[slice_rows, CONFIDENCE_COLUMN] = slice_confidence(scores)
+    wide[CONFIDENCE_COLUMN] = column
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})

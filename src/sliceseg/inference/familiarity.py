@@ -22,7 +22,7 @@ import torch
 
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, is_summary_row
+from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, slice_positions
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.model_space.batches import slices_to_spacing
@@ -284,16 +284,14 @@ def check_run(
     return verdicts
 
 
-def _leave_out(
-    wide: pd.DataFrame, per_slice: pd.DataFrame, rows: list[str], marks: list[int], series: int
-) -> None:
+def _leave_out(wide: pd.DataFrame, per_slice: pd.DataFrame, marks: list[int], series: int) -> None:
     """Recompute the overall rows of ``wide`` in place without the marked slices (kept over
     every slice when every series is marked, so a study of one odd series still has numbers)."""
-    kept = [label for label, mark in zip(rows, marks, strict=True) if not mark]
-    left_out = len(rows) - len(kept)
+    kept = [row for row, mark in enumerate(marks) if not mark]  # per_slice's rows are marks'
+    left_out = len(marks) - len(kept)
     count = f"{left_out} slice{'s' * (left_out != 1)}"
     if kept:
-        values = per_slice.loc[kept]
+        values = per_slice.iloc[kept]
         values = values.where(values > 0)  # as measure_areas: over the slices with the ROI
         rois = list(values.columns)
         wide.loc["mean", rois] = values.mean(axis=0).to_numpy()
@@ -325,14 +323,15 @@ def with_familiarity(
     """
     flagged = {v.series for v in verdicts if v.is_flagged}
     series = list(areas.series) or [1] * len(areas.per_slice)
-    slice_rows = [label for label in areas.wide.index if not is_summary_row(label)]
+    slice_rows = slice_positions(areas.wide)
     marks = [int(k in flagged) for k in series]
+    column = np.full(len(areas.wide), np.nan)
+    column[slice_rows] = marks
     wide = areas.wide.copy()
-    wide[FAMILIARITY_COLUMN] = np.nan
-    wide.loc[slice_rows, FAMILIARITY_COLUMN] = marks
+    wide[FAMILIARITY_COLUMN] = column
     long = areas.long.copy()
     if len(long):
         long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
     if flagged and leave_out:
-        _leave_out(wide, areas.per_slice, slice_rows, marks, len(flagged))
+        _leave_out(wide, areas.per_slice, marks, len(flagged))
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})

@@ -27,11 +27,19 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     (imageio, matplotlib, pandas) work unchanged. On error the temporary file is removed and the
     target, if it existed, is left as it was.
 
+    Inside a folder that is itself temporary (a name starting with `TEMP_PREFIX`, such as a
+    cohort series being written, which is renamed into place whole) the target is written
+    directly: no reader sees it before the folder's rename, and a file of its own would cost
+    a one-slice series several file-system operations (removed on error all the same).
+
     Example:
         >>> with atomic_path(tmp_path / "areas.csv") as tmp:
         ...     table.to_csv(tmp)
     """
     target = Path(path)
+    if in_temporary_folder(target):
+        yield from _direct_path(target)
+        return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(
@@ -52,6 +60,26 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def in_temporary_folder(path: Path) -> bool:
+    """True when a folder above ``path`` is a temporary one (named ``TEMP_PREFIX...``).
+
+    Example:
+        >>> in_temporary_folder(Path("out/series/.sliceseg-tmp.p01.123/csa.csv"))
+        True
+    """
+    return any(part.startswith(TEMP_PREFIX) for part in path.parent.parts)
+
+
+def _direct_path(target: Path) -> Iterator[Path]:
+    """`atomic_path` inside a temporary folder: the target itself, removed if the block fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield target
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 _UMASK_LOCK = threading.Lock()

@@ -45,6 +45,17 @@ def is_count_row(label: object) -> bool:
     return is_summary_row(label) and str(label).split()[0] == "n"
 
 
+def slice_positions(wide: pd.DataFrame) -> list[int]:
+    """Positions of a wide table's slice rows (not its summary rows), in order: for ``iloc``,
+    which on a one-slice series' table costs a fraction of ``loc`` with the row labels.
+
+    Example:
+        >>> slice_positions(pd.DataFrame({"disc": [1.0, 1.0, 0.0]}, index=["1", "2", "mean"]))
+        [0, 1]
+    """
+    return [i for i, label in enumerate(wide.index) if not is_summary_row(label)]
+
+
 def with_whole_counts(wide: pd.DataFrame) -> pd.DataFrame:
     """Return a wide table as its CSV holds it: the ``n`` rows' counts and the
     ``unlike_training`` marks as whole numbers (``12``, not ``12.0``); areas as they are.
@@ -266,9 +277,8 @@ class AreaTable:
     @property
     def per_slice(self) -> pd.DataFrame:
         """The wide table without the summary rows, ROI columns only."""
-        rows = [label for label in self.wide.index if not is_summary_row(label)]
         return (
-            self.wide.loc[rows]
+            self.wide.iloc[slice_positions(self.wide)]
             .drop(columns=["file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN], errors="ignore")
             .astype(float)
         )

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.measure.areas import is_summary_row
+from sliceseg.measure.areas import slice_positions
 
 _SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
 
 
 def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    rows = table.loc[[label for label in table.index if not is_summary_row(label)]]
+    rows = table.iloc[slice_positions(table)]
     names = rows["file"].astype(str).tolist() if "file" in rows else [str(i) for i in rows.index]
     return rows.drop(columns=["file"], errors="ignore").astype(float), names
 
