@@ -1,0 +1,91 @@
+"""Print the rows of a recipe A/B (`bench/recipe_ab.sh`) as docs/benchmarks.md shows them.
+
+    python bench/recipe_ab_table.py WORK default flip [--sets spine,mni,small] [--seeds 0,1]
+
+One row per set, seed and variant found under WORK (``SET-sSEED-NAME/results.md``): the mean
+1-minute load of that set and seed's last A/B, the training CPU seconds, epochs and steps, Dice
+and area error per ROI, and their means; then each variant's means over the rows found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+HEADER = (
+    "| set | seed | variant | load | CPU s | epochs | steps | Dice per ROI | mean | worst "
+    "| area error % per ROI | mean |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def sliceseg_row(results: Path) -> dict[str, str] | None:
+    """The contender row of a ``results.md`` as {column: cell}, or None when it has none."""
+    lines = [line for line in results.read_text().splitlines() if line.startswith("|")]
+    header = next((line for line in lines if line.startswith("| contender")), None)
+    row = next(
+        (line for line in lines if line.split("|")[1].strip() in ("sliceseg", "baseline")), None
+    )
+    if header is None or row is None:
+        return None
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    return dict(zip(names, (cell.strip() for cell in row.strip("|").split("|")), strict=True))
+
+
+def table_row(bench_set: str, seed: str, name: str, cells: dict[str, str], load: float) -> str:
+    """One markdown row of the A/B table."""
+    dice = [
+        v
+        for k, v in cells.items()
+        if k.startswith("dice_") and k not in ("dice_mean", "dice_worst")
+    ]
+    area = [
+        f"{float(v):.1f}"
+        for k, v in cells.items()
+        if k.startswith("area_err_pct_") and k != "area_err_pct_mean"
+    ]
+    return (
+        f"| {bench_set} | {seed} | {name} | {load:.1f} | {float(cells['train_cpu_s']):.0f} "
+        f"| {float(cells['epochs']):.0f} | {cells['steps']} | {' / '.join(dice)} "
+        f"| {cells['dice_mean']} | {cells['dice_worst']} | {' / '.join(area)} "
+        f"| {float(cells['area_err_pct_mean']):.2f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table and the means; 1 when no run was found."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path, help="the WORK folder given to recipe_ab.sh")
+    parser.add_argument("names", nargs="+", help="variant names (TOML file names without .toml)")
+    parser.add_argument("--sets", default="spine,small,mni")
+    parser.add_argument("--seeds", default="0,1")
+    args = parser.parse_args(argv)
+    rows: list[str] = []
+    means: dict[str, list[tuple[float, float]]] = {name: [] for name in args.names}
+    for bench_set in args.sets.split(","):
+        for seed in args.seeds.split(","):
+            base = args.work / f"{bench_set}-s{seed}"
+            loads = base.with_name(base.name + "-load.txt")
+            samples = [float(x) for x in loads.read_text().split()] if loads.is_file() else []
+            load = statistics.mean(samples) if samples else float("nan")
+            for name in args.names:
+                results = base.with_name(f"{base.name}-{name}") / "results.md"
+                cells = sliceseg_row(results) if results.is_file() else None
+                if cells is None:
+                    continue
+                rows.append(table_row(bench_set, seed, name, cells, load))
+                means[name].append((float(cells["dice_mean"]), float(cells["area_err_pct_mean"])))
+    if not rows:
+        print(f"no A/B results under {args.work} for {', '.join(args.names)}", file=sys.stderr)
+        return 1
+    print("\n".join([HEADER, *rows]))
+    for name, values in means.items():
+        if values:
+            dice, area = (statistics.mean(v) for v in zip(*values, strict=True))
+            print(f"{name}: mean Dice {dice:.3f}, area error {area:.2f} % over {len(values)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
