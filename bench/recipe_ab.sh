@@ -27,8 +27,9 @@ if [ ! -f "$base-data/data.json" ]; then
 prepare_data(Path(sys.argv[1]), seed=int(sys.argv[2]), regenerate=False, bench_set=SETS[sys.argv[3]])" \
     "$base-data" "$SEED" "$SET")
 fi
+variants=("$@")
 names=()
-for variant in "$@"; do
+for variant in "${variants[@]}"; do
   name=$(basename "$variant" .toml)
   names+=("$name")
   rm -rf "$base-$name"; mkdir -p "$base-$name"
@@ -40,7 +41,7 @@ sampler=$!
 trap 'kill $sampler 2>/dev/null || true' EXIT
 pids=()
 for i in "${!names[@]}"; do
-  variant=${*:i+1:1}; name=${names[$i]}
+  variant=${variants[$i]}; name=${names[$i]}
   case $variant in
     baseline) who=(--only baseline) ;;
     default) who=(--only sliceseg) ;;

@@ -20,7 +20,7 @@ HEADER = (
 )
 
 
-def sliceseg_row(results: Path) -> dict[str, str] | None:
+def contender_row(results: Path) -> dict[str, str] | None:
     """The contender row of a ``results.md`` as {column: cell}, or None when it has none."""
     lines = [line for line in results.read_text().splitlines() if line.startswith("|")]
     header = next((line for line in lines if line.startswith("| contender")), None)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             load = statistics.mean(samples) if samples else float("nan")
             for name in args.names:
                 results = base.with_name(f"{base.name}-{name}") / "results.md"
-                cells = sliceseg_row(results) if results.is_file() else None
+                cells = contender_row(results) if results.is_file() else None
                 if cells is None:
                     continue
                 rows.append(table_row(bench_set, seed, name, cells, load))

@@ -223,8 +223,8 @@ def _summary(
     warnings."""
     per_slice = areas.per_slice
     rois = list(per_slice.columns)
-    rows = areas.wide.index.get_indexer(["mean", "std", "n"])
-    mean, std, n = (dict(zip(rois, values, strict=True)) for values in _values(areas, rows, rois))
+    summary_rows = areas.wide.loc[["mean", "std", "n"], rois].to_numpy(dtype=float)
+    mean, std, n = (dict(zip(rois, values, strict=True)) for values in summary_rows)
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     return {  # the series' own summary rows: one definition of its mean and std
         "slices": len(per_slice),
@@ -236,12 +236,6 @@ def _summary(
         "warnings": list(warnings),
         "skipped_files": [f"{s.path.name}: {s.reason}" for s in skipped],
     }
-
-
-def _values(areas: AreaTable, rows: np.ndarray, rois: list[str]) -> np.ndarray:
-    """The ROI columns of the wide table's rows at positions ``rows``, as floats."""
-    columns = areas.wide.columns.get_indexer(rois)
-    return areas.wide.iloc[rows, columns].to_numpy(dtype=float)
 
 
 def _number(value: Any) -> float | None:

@@ -12,7 +12,10 @@ entropy in a band around each boundary (``docs/benchmarks.md``, "Confidence").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 import torch
 
 from sliceseg.errors import ConfigError
@@ -30,6 +33,7 @@ __all__ = [
     "roi_confidence",
     "slice_confidence",
     "with_confidence",
+    "with_slice_column",
 ]
 
 
@@ -152,8 +156,23 @@ def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
     long[CONFIDENCE_COLUMN] = [
         scores[int(s) - 1, position[r]] for s, r in zip(long["slice"], long["roi"], strict=True)
     ]
-    column = np.full(len(areas.wide), np.nan)
-    column[slice_rows] = slice_confidence(scores)
-    wide = areas.wide.copy()
-    wide[CONFIDENCE_COLUMN] = column
+    wide = with_slice_column(areas.wide, CONFIDENCE_COLUMN, slice_confidence(scores))
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})
+
+
+def with_slice_column(
+    wide: pd.DataFrame, column: str, values: Sequence[float] | np.ndarray
+) -> pd.DataFrame:
+    """A copy of ``wide`` with ``column`` holding ``values`` on its slice rows (in order) and
+    empty cells on its summary rows (the confidence and familiarity columns a prediction adds).
+
+    Example:
+        >>> table = pd.DataFrame({"disc": [1.0, 2.0]}, index=["1", "mean"])
+        >>> with_slice_column(table, "confidence", [0.9])["confidence"].tolist()
+        [0.9, nan]
+    """
+    cells = np.full(len(wide), np.nan)
+    cells[slice_positions(wide)] = values
+    table = wide.copy()
+    table[column] = cells
+    return table

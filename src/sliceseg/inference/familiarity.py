@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 
 from sliceseg.errors import BundleError
+from sliceseg.inference.confidence import with_slice_column
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable, slice_positions
+from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.model_space.batches import slices_to_spacing
@@ -287,7 +288,7 @@ def check_run(
 def _leave_out(wide: pd.DataFrame, per_slice: pd.DataFrame, marks: list[int], series: int) -> None:
     """Recompute the overall rows of ``wide`` in place without the marked slices (kept over
     every slice when every series is marked, so a study of one odd series still has numbers)."""
-    kept = [row for row, mark in enumerate(marks) if not mark]  # per_slice's rows are marks'
+    kept = [row for row, mark in enumerate(marks) if not mark]  # marks[i]: per_slice's row i
     left_out = len(marks) - len(kept)
     count = f"{left_out} slice{'s' * (left_out != 1)}"
     if kept:
@@ -323,12 +324,8 @@ def with_familiarity(
     """
     flagged = {v.series for v in verdicts if v.is_flagged}
     series = list(areas.series) or [1] * len(areas.per_slice)
-    slice_rows = slice_positions(areas.wide)
     marks = [int(k in flagged) for k in series]
-    column = np.full(len(areas.wide), np.nan)
-    column[slice_rows] = marks
-    wide = areas.wide.copy()
-    wide[FAMILIARITY_COLUMN] = column
+    wide = with_slice_column(areas.wide, FAMILIARITY_COLUMN, marks)
     long = areas.long.copy()
     if len(long):
         long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
