@@ -122,13 +122,24 @@ SETS: dict[str, BenchSet] = {
 
 
 def prepare_data(
-    out: Path, *, seed: int, regenerate: bool, bench_set: BenchSet = SETS["mni"]
+    out: Path,
+    *,
+    seed: int,
+    regenerate: bool,
+    bench_set: BenchSet = SETS["mni"],
+    neighbour_mm: float = 0.0,
 ) -> float:
-    """Write the data unless ``out`` already holds it for ``seed``; check it; return seconds."""
+    """Write the data unless ``out`` already holds it for ``seed``; check it; return seconds.
+
+    ``neighbour_mm`` > 0 also writes unlabelled slices that far on either side of each
+    labelled one (`real_mr_files.neighbour_levels`), for 2.5D runs.
+    """
     seconds = 0.0
-    if regenerate or not is_current(out, seed=seed, key=bench_set.key):
+    if regenerate or not is_current(out, seed=seed, key=bench_set.key, neighbour_mm=neighbour_mm):
         anatomy, plan = bench_set.build() if bench_set.build else (None, None)
-        summary = write_dataset(out, seed=seed, anatomy=anatomy, plan=plan)
+        summary = write_dataset(
+            out, seed=seed, anatomy=anatomy, plan=plan, neighbour_mm=neighbour_mm
+        )
         seconds = summary.seconds
         print(
             f"Data: {summary.n_train_slices} training slices (levels from "
@@ -414,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per contender")
     parser.add_argument("--regenerate", action="store_true", help="rewrite the data")
     parser.add_argument(
+        "--neighbour-mm",
+        type=float,
+        default=0.0,
+        help="also write unlabelled slices this far on either side of each labelled one (the "
+        "neighbours a --context-slices model reads; default 0: none)",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         help="pass sliceseg train --epochs N (default: none, the budget alone, as a user runs it)",
@@ -428,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or bench_set.default_out)
     out.mkdir(parents=True, exist_ok=True)
     data_seconds = prepare_data(
-        out, seed=args.seed, regenerate=args.regenerate, bench_set=bench_set
+        out,
+        seed=args.seed,
+        regenerate=args.regenerate,
+        bench_set=bench_set,
+        neighbour_mm=args.neighbour_mm,
     )
     start_line = machine_line(args.threads)
     runners = {

@@ -54,14 +54,20 @@ class TrainStats:
 
 
 def read_cases(split_dir: Path, *, with_labels: bool) -> list[Case]:
-    """Read ``split_dir/dicoms/**/*.dcm`` (and the matching ``labels/**/*.png``)."""
+    """Read ``split_dir/dicoms/**/*.dcm`` that have a ``labels/**/*.png`` (and the labels).
+
+    A set written with unlabelled neighbours (`real_mr_files.write_dataset`'s ``neighbour_mm``,
+    for 2.5D sliceseg runs) leaves them out: this plain recipe sees each labelled slice alone.
+    """
     root = Path(split_dir) / "dicoms"
     cases = []
     for path in sorted(root.rglob("*.dcm")):
         key = path.relative_to(root).with_suffix("").as_posix()
+        label_path = Path(split_dir) / "labels" / f"{key}.png"
+        if not label_path.exists():
+            continue
         label = None
         if with_labels:
-            label_path = Path(split_dir) / "labels" / f"{key}.png"
             label = read_label_file(label_path).values.astype(np.int64)
         cases.append(Case(key=key, pixels=read_slice(path).pixels, label=label))
     return cases

@@ -171,6 +171,23 @@ def truth_rows(
     ]
 
 
+def neighbour_levels(
+    levels: Sequence[float], step_mm: float, bounds: tuple[float, float], count: int = 1
+) -> list[float]:
+    """The unlabelled levels ``step_mm`` apart on either side of each labelled level (``count``
+    a side) that are not labelled levels themselves, inside ``bounds`` (the set's level range)."""
+    if step_mm <= 0:
+        return []
+    labelled = {round(z, 2) for z in levels}
+    found = {
+        round(z + side * n * step_mm, 2)
+        for z in levels
+        for side in (-1, 1)
+        for n in range(1, count + 1)
+    }
+    return sorted(z for z in found - labelled if bounds[0] <= z <= bounds[1])
+
+
 def write_subject(
     split_dir: Path,
     template: Template | Anatomy,
@@ -181,22 +198,25 @@ def write_subject(
     seed: int,
     rng: np.random.Generator,
     continuous: bool,
+    neighbours: Sequence[float] = (),
 ) -> list[dict[str, object]]:
     """Write one subject's slices (``dicoms/<subject>/`` and ``labels/<subject>/``).
 
+    ``neighbours``: further levels written as DICOMs without a label map (the unlabelled
+    slices of a series that a 2.5D model reads beside the labelled ones).
+
     Returns:
-        truth.csv rows, one per slice and ROI.
+        truth.csv rows, one per labelled slice and ROI.
     """
     anatomy = template if isinstance(template, Anatomy) else mni_anatomy(template)
+    labelled = {round(z, 2) for z in levels}
     rows: list[dict[str, object]] = []
-    for instance, z_mm in enumerate(sorted(levels), 1):
+    for instance, z_mm in enumerate(sorted({*levels, *neighbours}), 1):
         rendered = render(anatomy, scanner, z_mm, rng, continuous=continuous)
         stored, slope = to_stored(rendered.image)
         name = f"slice_{instance:03d}"
         dicom_path = split_dir / "dicoms" / scanner.subject / f"{name}.dcm"
-        label_path = split_dir / "labels" / scanner.subject / f"{name}.png"
         dicom_path.parent.mkdir(parents=True, exist_ok=True)
-        label_path.parent.mkdir(parents=True, exist_ok=True)
         blob = dicom_bytes(
             stored,
             slope=slope,
@@ -209,6 +229,10 @@ def write_subject(
             fields=anatomy.dicom_fields,
         )
         dicom_path.write_bytes(blob)
+        if round(z_mm, 2) not in labelled:
+            continue
+        label_path = split_dir / "labels" / scanner.subject / f"{name}.png"
+        label_path.parent.mkdir(parents=True, exist_ok=True)
         label_path.write_bytes(label_png_bytes(rendered.label))
         key = f"{scanner.subject}/{name}"
         rows += truth_rows(scanner, key, z_mm, rendered, anatomy.roi_names)
@@ -246,6 +270,8 @@ def _write_split(
     seed: int,
     first_series: int,
     continuous: bool,
+    neighbour_mm: float = 0.0,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> list[dict[str, object]]:
     if split_dir.exists():
         shutil.rmtree(split_dir)
@@ -257,7 +283,15 @@ def _write_split(
             scanner.subject, seed=seed, series_number=number, namespace=anatomy.namespace
         )
         rows += write_subject(
-            split_dir, anatomy, scanner, levels, ids=ids, seed=seed, rng=rng, continuous=continuous
+            split_dir,
+            anatomy,
+            scanner,
+            levels,
+            ids=ids,
+            seed=seed,
+            rng=rng,
+            continuous=continuous,
+            neighbours=neighbour_levels(levels, neighbour_mm, bounds),
         )
     return rows
 
@@ -269,6 +303,7 @@ def write_dataset(
     template: Template | None = None,
     anatomy: Anatomy | None = None,
     plan: Plan | None = None,
+    neighbour_mm: float = 0.0,
 ) -> DatasetSummary:
     """Write ``out_dir/train`` and ``out_dir/test`` (with ``truth.csv``) and ``data.json``.
 
@@ -280,6 +315,9 @@ def write_dataset(
         template: the loaded template (loaded here when None) for the MNI set.
         anatomy: another set's anatomy (with its ``plan``); None: the MNI set.
         plan: seed → (training levels, test levels, training subjects, test subjects).
+        neighbour_mm: also write, this far on either side of every labelled level (inside
+            the set's level range), a DICOM without a label map: the neighbours a 2.5D
+            model reads (`sliceseg train --context-slices 1`). 0 (default): none.
 
     Returns:
         Where the data went, the levels and how long it took.
@@ -290,10 +328,12 @@ def write_dataset(
         anatomy, plan = mni_anatomy(template), functools.partial(mni_plan, template)
     train_levels, test_levels, train, test = plan(seed)
     out_dir = Path(out_dir)
-    _write_split(out_dir / "train", anatomy, train, seed=seed, first_series=1, continuous=False)
-    truth = _write_split(
-        out_dir / "test", anatomy, test, seed=seed, first_series=101, continuous=True
+    every = [*train_levels, *test_levels]
+    write = functools.partial(
+        _write_split, seed=seed, neighbour_mm=neighbour_mm, bounds=(min(every), max(every))
     )
+    write(out_dir / "train", anatomy, train, first_series=1, continuous=False)
+    truth = write(out_dir / "test", anatomy, test, first_series=101, continuous=True)
     with (out_dir / "test" / "truth.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS)
         writer.writeheader()
@@ -311,6 +351,7 @@ def write_dataset(
         "data_version": DATA_VERSION,
         "set": anatomy.key,
         "seed": seed,
+        "neighbour_mm": neighbour_mm,
         "train_levels_mm": train_levels,
         "test_levels_mm": test_levels,
         "scanners": [asdict(s) for s, _, _ in train + test],
@@ -320,11 +361,14 @@ def write_dataset(
     return summary
 
 
-def is_current(out_dir: Path, *, seed: int, key: str = "mni") -> bool:
-    """True when ``out_dir`` already holds this generator's data for ``seed`` and set ``key``."""
+def is_current(out_dir: Path, *, seed: int, key: str = "mni", neighbour_mm: float = 0.0) -> bool:
+    """True when ``out_dir`` already holds this generator's data for ``seed``, set ``key`` and
+    ``neighbour_mm``."""
     path = Path(out_dir) / "data.json"
     if not (path.exists() and (Path(out_dir) / "test" / "truth.csv").exists()):
         return False
     stamp = json.loads(path.read_text())
     same_set = stamp.get("set", "mni") == key
+    same_neighbours = float(stamp.get("neighbour_mm", 0.0)) == neighbour_mm
+    same_set = same_set and same_neighbours
     return same_set and stamp.get("data_version") == DATA_VERSION and stamp.get("seed") == seed

@@ -149,7 +149,7 @@ class TestPlotBatch:
         assert len(fig.axes) == 4
 
     def test_shape_mismatch(self):
-        with pytest.raises(ConfigError, match=r"expected images \(B, 1, H, W\)"):
+        with pytest.raises(ConfigError, match=r"expected images \(B, I, H, W\)"):
             plot_batch(np.zeros((2, 1, 8, 8)), np.zeros((3, 8, 8)), NAMES)
 
 

@@ -104,6 +104,13 @@ def _add_what_to_train(p: argparse.ArgumentParser) -> None:
         "--target-spacing",
     )
     p.add_argument(
+        "--context-slices",
+        type=int,
+        metavar="K",
+        help="2.5D: the network also sees the K slices on either side of each slice in its "
+        "series (0..3, default 0; put the series' unlabelled DICOMs beside the labelled ones)",
+    )
+    p.add_argument(
         "--validation-split",
         choices=("patient", "levels"),
         help="patient (default: whole patients held out) or levels (those patients' slices "
@@ -190,6 +197,7 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "normalisation": getattr(args, "normalisation", None),
         "validation_split": getattr(args, "validation_split", None),
         "view": getattr(args, "view", None),
+        "context_slices": getattr(args, "context_slices", None),
     }
     return {name: value for name, value in flags.items() if value is not None}
 

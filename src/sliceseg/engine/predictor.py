@@ -242,20 +242,28 @@ class Preparation:
         target_spacing_mm: the model's ``(row, col)`` spacing.
         normalisation: the model's intensity normalisation.
         is_canonicalising: whether slices are brought to the canonical orientation.
+        context_slices: neighbours on each side a 2.5D model sees (0: the slice alone).
     """
 
     target_spacing_mm: tuple[float, float]
     normalisation: IntensityNormalisation
     is_canonicalising: bool
+    context_slices: int = 0
 
-    def prepare(self, images: Sequence[Slice]) -> SpacedTensors:
-        """The slices at the model's spacing, oriented and normalised (see `slices_to_spacing`)."""
-        changes = reorientations_for(images) if self.is_canonicalising else [IDENTITY] * len(images)
+    def prepare(
+        self, images: Sequence[Slice], changes: Sequence[Reorientation] | None = None
+    ) -> SpacedTensors:
+        """The slices at the model's spacing, oriented and normalised (see `slices_to_spacing`);
+        a 2.5D model's neighbours are found among ``images`` (give it whole series)."""
+        if changes is None:
+            canonical = self.is_canonicalising
+            changes = reorientations_for(images) if canonical else [IDENTITY] * len(images)
         return slices_to_spacing(
             images,
             self.target_spacing_mm,
             reorientations=changes,
             normalisation=self.normalisation,
+            context_slices=self.context_slices,
         )
 
 
@@ -312,7 +320,19 @@ class Engine:
             meta.target_spacing_mm,
             IntensityNormalisation.from_metadata(meta.normalisation, meta.intensity, source=source),
             is_canonicalising(meta.orientation, source=source),
+            meta.context_slices,
         )
+
+    def prepare(
+        self, images: Sequence[Slice], changes: Sequence[Reorientation] | None = None
+    ) -> SpacedTensors:
+        """The slices as a model with a target spacing takes them (`Preparation.prepare`;
+        ``changes`` default to `reorientations`)."""
+        preparation = self.preparation
+        if preparation is None:
+            raise ValueError("prepare: an older square-grid model file has no target spacing.")
+        changes = list(changes) if changes is not None else self.reorientations(images)
+        return preparation.prepare(images, changes)
 
     def reorientations(self, images: Sequence[Slice]) -> list[Reorientation]:
         """Per slice, the flip/transpose to the model's orientation (none for older files)."""
@@ -346,15 +366,7 @@ class Engine:
                 features.extend([None] * len(images))
             return self._grid_labels(images, changes, sink)
         if spaced is None:
-            changes = list(changes) if changes is not None else self.reorientations(images)
-            spaced = slices_to_spacing(
-                images,
-                meta.target_spacing_mm,
-                reorientations=changes,
-                normalisation=IntensityNormalisation.from_metadata(
-                    meta.normalisation, meta.intensity, source=self.bundle.source or "the model"
-                ),
-            )
+            spaced = self.prepare(images, changes)
         probs = self._probabilities(spaced.images, batch_size, features)
         labels = []
         for prob, geometry, change in zip(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliceseg.dataset.context import context_pool
 from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import ConfigError, LabelError, PairingError
@@ -240,10 +241,13 @@ def evaluate_model(
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(spacings)
+    k = bundle.metadata.context_slices  # a 2.5D model also reads the unlabelled neighbours
+    pool = context_pool(samples, source.images_dir, k) if k else []
+    neighbours = [with_fallback_spacing(image, fallback) for image in pool]
     with output_run(out_dir, overwrite=overwrite) as out:
         predicted = predict_slices(
-            bundle, images, device=device, tta=tta, progress=sys.stderr.isatty()
-        )
+            bundle, [*images, *neighbours], device=device, tta=tta, progress=sys.stderr.isatty()
+        )[: len(images)]
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)
         summary = _summarise(per_slice, bundle.roi_names)
         files = _write(out, per_slice, summary, unit)

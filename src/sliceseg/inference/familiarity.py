@@ -26,7 +26,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
-from sliceseg.model_space.batches import slices_to_spacing
+from sliceseg.model_space.batches import centre_channel, slices_to_spacing
 from sliceseg.model_space.intensity import IntensityNormalisation
 from sliceseg.model_space.orientation import IDENTITY, is_canonicalising, reorientations_for
 from sliceseg.models import required_divisor
@@ -182,7 +182,7 @@ def series_traits(
         features = np.full((count, measured.shape[1]), np.nan)
         features[chosen] = measured
         for i, image in zip(chosen, inputs, strict=True):
-            normalised[i] = image[0].numpy()
+            normalised[i] = centre_channel(image).numpy()
     spacings = [image.spacing_mm for image in images]
     return slice_traits(features, normalised, labels, spacings, bundle.metadata.num_labels)
 
@@ -195,18 +195,23 @@ def _network_inputs(
         return [seen.inputs[i] for i in chosen]
     meta = bundle.metadata
     assert meta.target_spacing_mm is not None  # series_traits checked
-    subset = [images[i] for i in chosen]
+    whole = meta.context_slices > 0  # a 2.5D model's slices find their neighbours in the series
+    members = list(images) if whole else [images[i] for i in chosen]
     with warnings.catch_warnings():  # predict already warned about these slices
         warnings.simplefilter("ignore")
         canonical = is_canonicalising(meta.orientation, source="the model")
-        changes = reorientations_for(subset) if canonical else [IDENTITY] * len(subset)
+        changes = reorientations_for(members) if canonical else [IDENTITY] * len(members)
     normalisation = IntensityNormalisation.from_metadata(
         meta.normalisation, meta.intensity, source=bundle.source or "the model"
     )  # the network's own input: CT models see their stored HU numbers
     spaced = slices_to_spacing(
-        subset, meta.target_spacing_mm, reorientations=changes, normalisation=normalisation
+        members,
+        meta.target_spacing_mm,
+        reorientations=changes,
+        normalisation=normalisation,
+        context_slices=meta.context_slices,
     )
-    return list(spaced.images)
+    return [spaced.images[i] for i in chosen] if whole else list(spaced.images)
 
 
 def _features(

@@ -14,6 +14,7 @@ from sliceseg.engine.predictor import (
     Engine,
     ProbabilitySink,
     calibrated_argmax,
+    spaced_subset,
 )
 from sliceseg.io.dicom import Slice
 from sliceseg.models.bundle import Bundle
@@ -90,12 +91,19 @@ def predict_slices(
     try:
         engine = Engine(bundle, target, tta=tta)
         changes = engine.reorientations(images)
+        # a 2.5D model's slices are prepared together, so that each finds its neighbours
+        spaced = engine.prepare(images, changes) if bundle.metadata.context_slices else None
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         labels: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
-            chunk = slice(start, start + batch_size)
-            labels += engine.labels(images[chunk], changes=changes[chunk], sink=on_probabilities)
-            bar.update(len(images[chunk]))
+            chunk = range(start, min(start + batch_size, len(images)))
+            labels += engine.labels(
+                [images[i] for i in chunk],
+                changes=[changes[i] for i in chunk],
+                sink=on_probabilities,
+                spaced=None if spaced is None else spaced_subset([(spaced, i) for i in chunk]),
+            )
+            bar.update(len(chunk))
         bar.close()
         return labels
     finally:

@@ -19,6 +19,7 @@ import torch
 
 from sliceseg.dataset.pairing import Sample
 from sliceseg.io.dicom import Slice
+from sliceseg.io.neighbours import slice_neighbours
 from sliceseg.model_space.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation, normalise_intensity
 from sliceseg.model_space.orientation import Reorientation, orient_slice, reorientations_for
@@ -157,7 +158,8 @@ class SpacedTensors:
     """Slices at the model's target spacing: one tensor per slice, each its own size.
 
     Attributes:
-        images: per slice ``(1, R, C)`` float32 normalised intensities at the target spacing.
+        images: per slice ``(1 + 2k, R, C)`` float32 normalised intensities at the target
+            spacing (``k`` neighbours on each side for a 2.5D model, the slice in the middle).
         labels: per slice ``(R, C)`` int64 ROI numbers (nearest neighbour), or None.
         geometries: how each slice was resampled, to map predictions back.
         keys: the sample keys (relative paths) or slice names, in order.
@@ -176,11 +178,17 @@ class SpacedTensors:
         return len(self.images)
 
 
+def centre_channel(image: torch.Tensor) -> torch.Tensor:
+    """The slice itself of a network input ``(1 + 2k, R, C)`` (its neighbours on either side)."""
+    return image[image.shape[0] // 2]
+
+
 def slice_to_spacing(
     image: Slice,
     target_spacing_mm: tuple[float, float],
     *,
     normalisation: IntensityNormalisation = PER_SLICE,
+    context: Sequence[Slice] = (),
 ) -> tuple[torch.Tensor, SpacingGeometry]:
     """Normalise one slice (``normalisation``: per slice by default, or a model's CT numbers)
     and resample it to the target spacing, as stored.
@@ -188,12 +196,26 @@ def slice_to_spacing(
     Orientation is the caller's business (see :func:`slice_to_grid`). A slice without
     (0028,0030) PixelSpacing is taken to be at the target spacing already.
 
+    Args:
+        image: the slice.
+        target_spacing_mm: the model's ``(row, col)`` spacing.
+        normalisation: the intensity normalisation.
+        context: its ``2k`` neighbours (`sliceseg.io.neighbours.slice_neighbours`, oriented
+            like it), each normalised on its own and resampled on the slice's geometry; one
+            on another grid (shape) is replaced by the slice itself.
+
     Returns:
-        ``(tensor (1, R, C), geometry)``.
+        ``(tensor (1 + 2k, R, C), geometry)``: channels ``-k..-1``, the slice, ``+1..+k``.
     """
     geometry = spacing_geometry(image.shape, image.spacing_mm, target_spacing_mm)
-    pixels = torch.from_numpy(np.ascontiguousarray(normalisation.of_slice(image)))
-    return resample_image(pixels, geometry)[None].contiguous(), geometry
+    half = len(context) // 2
+    stack = [*context[:half], image, *context[half:]]
+    channels = [
+        normalisation.of_slice(member if member.shape == image.shape else image) for member in stack
+    ]
+    stacked = channels[0][None] if len(channels) == 1 else np.stack(channels)
+    pixels = torch.from_numpy(np.ascontiguousarray(stacked))
+    return resample_image(pixels, geometry).contiguous(), geometry
 
 
 def slices_to_spacing(
@@ -202,22 +224,31 @@ def slices_to_spacing(
     *,
     reorientations: Sequence[Reorientation] | None = None,
     normalisation: IntensityNormalisation = PER_SLICE,
+    context_slices: int = 0,
 ) -> SpacedTensors:
     """Resample unlabelled slices to the target spacing (for prediction), canonical orientation.
 
     Args:
-        images: the slices.
+        images: the slices (a 2.5D model's: whole series, so that each has its neighbours).
         target_spacing_mm: the model's ``(row, col)`` spacing in mm.
         reorientations: as for :func:`slices_to_grid`.
         normalisation: the model's intensity normalisation (per slice by default).
+        context_slices: neighbours on each side as extra channels (`slice_neighbours`,
+            among ``images``).
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per slice.
     """
     changes = _reorientations(images, reorientations)
+    contexts = slice_neighbours(images, context_slices)
     pairs = [
-        slice_to_spacing(orient_slice(s, r), target_spacing_mm, normalisation=normalisation)
-        for s, r in zip(images, changes, strict=True)
+        slice_to_spacing(
+            orient_slice(s, r),
+            target_spacing_mm,
+            normalisation=normalisation,
+            context=[orient_slice(n, r) for n in near],
+        )
+        for s, r, near in zip(images, changes, contexts, strict=True)
     ]
     return SpacedTensors(
         images=tuple(p[0] for p in pairs),
@@ -235,6 +266,8 @@ def samples_to_spacing(
     *,
     reorientations: Sequence[Reorientation] | None = None,
     normalisation: IntensityNormalisation = PER_SLICE,
+    context_slices: int = 0,
+    context_pool: Sequence[Slice] = (),
 ) -> SpacedTensors:
     """Resample labelled samples to the target spacing (for training and validation).
 
@@ -247,6 +280,8 @@ def samples_to_spacing(
             1 mm when no sample has a PixelSpacing, and such slices are taken as they are).
         reorientations: one per sample, as for :func:`slices_to_grid`.
         normalisation: the intensity normalisation (per slice by default; a run's CT numbers).
+        context_slices: neighbours on each side as extra channels (`slice_neighbours`).
+        context_pool: unlabelled slices that may be the samples' neighbours.
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per sample.
@@ -259,10 +294,14 @@ def samples_to_spacing(
     changes = _reorientations([s.image for s in samples], reorientations)
     if target_spacing_mm is None:
         target_spacing_mm = median_target_spacing(samples, reorientations=changes)
+    contexts = slice_neighbours([s.image for s in samples], context_slices, pool=context_pool)
     images, labels, geometries = [], [], []
-    for sample, change in zip(samples, changes, strict=True):
+    for sample, change, near in zip(samples, changes, contexts, strict=True):
         tensor, geometry = slice_to_spacing(
-            orient_slice(sample.image, change), target_spacing_mm, normalisation=normalisation
+            orient_slice(sample.image, change),
+            target_spacing_mm,
+            normalisation=normalisation,
+            context=[orient_slice(n, change) for n in near],
         )
         label = torch.from_numpy(change.apply(np.asarray(sample.label)).astype(np.int64))
         images.append(tensor)

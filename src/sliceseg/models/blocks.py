@@ -137,21 +137,27 @@ def check_choice(value: Choice, *, name: str, choices: Iterable[Choice]) -> Choi
     return value
 
 
-def check_input(x: torch.Tensor, *, divisor: int, arch: str) -> None:
-    """Check a batch is ``(B, 1, H, W)`` with ``H`` and ``W`` divisible by ``divisor``.
+def check_input(x: torch.Tensor, *, divisor: int, arch: str, in_channels: int = 1) -> None:
+    """Check a batch is ``(B, in_channels, H, W)`` with ``H`` and ``W`` divisible by ``divisor``.
 
     Args:
         x: the model's input batch.
         divisor: what the network's downsampling needs the sides to be divisible by.
         arch: the architecture's name, for the message.
+        in_channels: the channels the network takes (1, or ``1 + 2k`` for a 2.5D model).
 
     Raises:
         ConfigError: wrong rank, channel count, or side length.
     """
-    if x.ndim != 4 or x.shape[1] != 1:
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        hint = (
+            "add the channel axis with x[:, None]"
+            if in_channels == 1
+            else (f"give each slice with its {in_channels // 2} neighbours on either side")
+        )
         raise ConfigError(
-            f"'{arch}' expects images of shape (B, 1, H, W), got {tuple(x.shape)}; "
-            "add the channel axis with x[:, None]."
+            f"'{arch}' expects images of shape (B, {in_channels}, H, W), got "
+            f"{tuple(x.shape)}; {hint}."
         )
     height, width = x.shape[-2:]
     if height % divisor or width % divisor:

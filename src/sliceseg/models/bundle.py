@@ -24,7 +24,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
-from sliceseg.models import build_model
+from sliceseg.models import build_model, context_channels
 
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
@@ -66,6 +66,9 @@ class ModelMetadata:
         familiarity: what the training data looked like to the model (plain data of
             ``sliceseg.measure.familiarity.TrainingProfile``), which ``predict`` compares each
             series with; ``None`` (files from before, or checkpoints): no familiarity check.
+        context_slices: neighbours on each side of a slice that the network sees as extra
+            input channels (2.5D, `sliceseg.io.neighbours`); 0 (and files from before): the
+            slice alone.
     """
 
     arch: str
@@ -83,6 +86,7 @@ class ModelMetadata:
     postprocessing: dict[str, Any] | None = None
     familiarity: dict[str, Any] | None = None
     intensity: dict[str, Any] | None = None
+    context_slices: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -102,6 +106,7 @@ class ModelMetadata:
             "postprocessing": None if self.postprocessing is None else dict(self.postprocessing),
             "familiarity": None if self.familiarity is None else dict(self.familiarity),
             "intensity": None if self.intensity is None else dict(self.intensity),
+            "context_slices": int(self.context_slices),
         }
 
     @classmethod
@@ -125,6 +130,7 @@ class ModelMetadata:
             else dict(data["postprocessing"]),
             familiarity=None if data.get("familiarity") is None else dict(data["familiarity"]),
             intensity=None if data.get("intensity") is None else dict(data["intensity"]),
+            context_slices=int(data.get("context_slices", 0)),
         )
 
     @property
@@ -321,6 +327,7 @@ def _checked_metadata(source: Path, payload: Mapping[str, Any]) -> ModelMetadata
         f"label_values {list(values)} for {metadata.num_classes} classes"
         * bool(values and (len(values) != metadata.num_classes or not _is_scheme(values))),
         f"input_size {metadata.input_size} < 1" * (metadata.input_size < 1),
+        f"context_slices {metadata.context_slices} < 0" * (metadata.context_slices < 0),
     ]
     found = "; ".join(problem for problem in problems if problem)
     if found:
@@ -334,6 +341,7 @@ def _rebuilt_model(source: Path, metadata: ModelMetadata, state: dict[str, Any])
             metadata.arch,
             num_classes=metadata.num_classes,
             input_size=metadata.input_size,
+            in_channels=context_channels(metadata.context_slices),
             **metadata.hyperparameters,
         )
     except (ConfigError, TypeError, ValueError) as error:

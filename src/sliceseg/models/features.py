@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FeatureTap", "deepest_features", "deepest_module", "padded_shape", "pooled"]
+__all__ = [
+    "FeatureTap",
+    "deepest_features",
+    "deepest_module",
+    "input_channels",
+    "padded_shape",
+    "pooled",
+]
 
 
 class _Reached(Exception):
@@ -39,7 +46,8 @@ def deepest_module(network: nn.Module, *, side: int = 64) -> nn.Module:
     module's output shape; the last to finish among the smallest spatial outputs wins.
 
     Args:
-        network: any model taking ``(B, 1, S, S)`` (in eval mode).
+        network: any model taking ``(B, I, S, S)`` (in eval mode; I from its first
+            convolution, `input_channels`).
         side: the probe's side in pixels (a multiple of the network's divisor).
 
     Example:
@@ -57,12 +65,19 @@ def deepest_module(network: nn.Module, *, side: int = 64) -> nn.Module:
     handles = [m.register_forward_hook(record) for m in network.modules() if m is not network]
     try:
         with torch.inference_mode():
-            network(torch.zeros(1, 1, side, side, device=_device_of(network)))
+            probe = torch.zeros(1, input_channels(network), side, side)
+            network(probe.to(_device_of(network)))
     finally:
         for handle in handles:
             handle.remove()
     smallest = min(area for area, _ in finished)
     return [module for area, module in finished if area == smallest][-1]
+
+
+def input_channels(network: nn.Module) -> int:
+    """The channels a network takes: its first convolution's (1 when it has none)."""
+    first = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
+    return 1 if first is None else int(first.in_channels)
 
 
 def deepest_features(

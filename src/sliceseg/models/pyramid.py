@@ -185,6 +185,7 @@ class PyramidNet(nn.Module):
         kernel_size: 5 (V-Net) or 3.
         dropout_rate: channel dropout in the deep levels.
         norm: "batch" (default), "instance", "group" or "none".
+        in_channels: input channels: 1, or ``1 + 2k`` for a 2.5D model (k neighbours a side).
 
     Raises:
         ConfigError: widths < 1, a bad hyper-parameter, or ``input_size`` not divisible by
@@ -208,9 +209,11 @@ class PyramidNet(nn.Module):
         kernel_size: int = 5,
         dropout_rate: float = 0.2,
         norm: str = "batch",
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         check_int(num_classes, name="num_classes", minimum=2)
+        check_int(in_channels, name="in_channels", minimum=1)
         if isinstance(base_channels, int) and base_channels < 1:
             raise ConfigError(
                 f"pyramid channel widths would be < 1 (base_channels {base_channels}, published "
@@ -223,10 +226,11 @@ class PyramidNet(nn.Module):
         check_choice(norm, name="norm", choices=NORMS)
         dropout_rate = check_rate(dropout_rate, name="dropout_rate")
         self.divisor = 2 * 2 ** (levels - 1)
+        self.in_channels = in_channels
         check_input_size(input_size, divisor=self.divisor, arch=self.arch)
         self.widths = [base_channels * 2**level for level in range(levels)]
         self.stage1 = VNet2d(
-            1,
+            in_channels,
             num_classes,
             self.widths,
             kernel_size=kernel_size,
@@ -234,7 +238,7 @@ class PyramidNet(nn.Module):
             norm=norm,
         )
         self.stage2 = VNet2d(
-            1 + num_classes,
+            in_channels + num_classes,
             num_classes,
             self.widths,
             kernel_size=kernel_size,
@@ -255,7 +259,7 @@ class PyramidNet(nn.Module):
         Raises:
             ConfigError: the batch has the wrong shape.
         """
-        check_input(x, divisor=self.divisor, arch=self.arch)
+        check_input(x, divisor=self.divisor, arch=self.arch, in_channels=self.in_channels)
         coarse = self.stage1(F.avg_pool2d(x, 2))
         probs = F.interpolate(
             torch.softmax(coarse, dim=1), scale_factor=2, mode="bilinear", align_corners=False

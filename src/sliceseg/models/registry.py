@@ -293,13 +293,22 @@ def required_divisor(arch: str, hyper: dict[str, Any] | None = None) -> int:
     return int(_spec(arch).divisor(dict(hyper or {})))
 
 
-def build_model(arch: str, *, num_classes: int, input_size: int, **hyper: Any) -> nn.Module:
-    """Build a network: ``forward(x (B,1,S,S)) -> list[Tensor]``, element 0 the final logits.
+def context_channels(context_slices: int) -> int:
+    """Input channels of a network that sees ``context_slices`` neighbours on each side."""
+    return 1 + 2 * int(context_slices)
+
+
+def build_model(
+    arch: str, *, num_classes: int, input_size: int, in_channels: int = 1, **hyper: Any
+) -> nn.Module:
+    """Build a network: ``forward(x (B,I,S,S)) -> list[Tensor]``, element 0 the final logits.
 
     Args:
         arch: a name in ``MODELS``.
         num_classes: output classes C = K + 1 (background included).
         input_size: side S of the square model grid.
+        in_channels: input channels I: 1, or ``1 + 2k`` for a 2.5D model
+            (`context_channels`).
         **hyper: hyper-parameters overriding ``default_hyperparameters(arch, input_size=S)``.
 
     Returns:
@@ -322,4 +331,9 @@ def build_model(arch: str, *, num_classes: int, input_size: int, **hyper: Any) -
             f"hyper-parameter(s) {', '.join(unknown)} unknown for '{arch}'; "
             f"valid ones: {', '.join(sorted(defaults))}."
         )
-    return spec.builder(num_classes=num_classes, input_size=input_size, **{**defaults, **hyper})
+    return spec.builder(
+        num_classes=num_classes,
+        input_size=input_size,
+        in_channels=in_channels,
+        **{**defaults, **hyper},
+    )

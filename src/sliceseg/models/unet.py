@@ -69,11 +69,13 @@ def unet_divisor(hyper: dict[str, Any]) -> int:
 class UNetEncoder(nn.Module):
     """The contracting path: returns the features of every level, finest first."""
 
-    def __init__(self, widths: list[int], *, norm: str, dropout_rate: float) -> None:
+    def __init__(
+        self, widths: list[int], *, norm: str, dropout_rate: float, in_channels: int = 1
+    ) -> None:
         super().__init__()
         stages = []
         for level, width in enumerate(widths):
-            previous = 1 if level == 0 else widths[level - 1]
+            previous = in_channels if level == 0 else widths[level - 1]
             stride = 1 if level == 0 else 2
             layers: list[nn.Module] = [
                 ConvNormAct(previous, width, stride=stride, norm=norm),
@@ -146,6 +148,7 @@ class UNet(nn.Module):
         dropout_rate: channel dropout after the bottleneck (0 disables it).
         norm: "instance", "batch", "group" or "none".
         upsample: "transpose" (2×2 transposed conv) or "bilinear" (bilinear + 1×1 conv).
+        in_channels: input channels: 1, or ``1 + 2k`` for a 2.5D model (k neighbours a side).
 
     Raises:
         ConfigError: a hyper-parameter is out of range, or ``input_size`` does not suit ``depth``.
@@ -170,9 +173,11 @@ class UNet(nn.Module):
         dropout_rate: float = 0.0,
         norm: str = "batch",
         upsample: str = "transpose",
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         check_int(num_classes, name="num_classes", minimum=2)
+        check_int(in_channels, name="in_channels", minimum=1)
         check_int(base_channels, name="base_channels", minimum=8)
         check_int(depth, name="depth", minimum=2, maximum=7)
         check_int(max_channels, name="max_channels", minimum=base_channels)
@@ -180,10 +185,13 @@ class UNet(nn.Module):
         check_choice(upsample, name="upsample", choices=UPSAMPLING)
         dropout_rate = check_rate(dropout_rate, name="dropout_rate")
         self.divisor = 2 ** (depth - 1)
+        self.in_channels = in_channels
         check_input_size(input_size, divisor=self.divisor, arch=self.arch)
         widths = [min(base_channels * 2**level, max_channels) for level in range(depth)]
         self.widths = widths
-        self.encoder = UNetEncoder(widths, norm=norm, dropout_rate=dropout_rate)
+        self.encoder = UNetEncoder(
+            widths, norm=norm, dropout_rate=dropout_rate, in_channels=in_channels
+        )
         self.decoder = UNetDecoder(widths, norm=norm, upsample=upsample)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         levels = range(1, min(3, depth - 1)) if deep_supervision else range(0)
@@ -202,7 +210,7 @@ class UNet(nn.Module):
         Raises:
             ConfigError: the batch has the wrong shape.
         """
-        check_input(x, divisor=self.divisor, arch=self.arch)
+        check_input(x, divisor=self.divisor, arch=self.arch, in_channels=self.in_channels)
         decoded = self.decoder(self.encoder(x))
         outputs = [self.head(decoded[0])]
         if self.training:

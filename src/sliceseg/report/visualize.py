@@ -348,11 +348,11 @@ def plot_batch(
         ConfigError: the batch shapes do not match.
     """
     pictures, maps = _numpy(images), _numpy(labels)
-    if pictures.ndim == 4:
-        pictures = pictures[:, 0]
+    if pictures.ndim == 4:  # a 2.5D batch's slices sit between their neighbours
+        pictures = pictures[:, pictures.shape[1] // 2]
     if pictures.ndim != 3 or maps.shape != pictures.shape:
         raise ConfigError(
-            f"expected images (B, 1, H, W) and labels (B, H, W), got {_numpy(images).shape} "
+            f"expected images (B, I, H, W) and labels (B, H, W), got {_numpy(images).shape} "
             f"and {maps.shape}."
         )
     count = max(1, min(len(pictures), max_items))

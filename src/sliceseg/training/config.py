@@ -91,6 +91,10 @@ class TrainConfig:
         normalisation: intensity normalisation: "auto" (default: CT's dataset-level HU clip
             and z-score when every training slice's (0008,0060) Modality is CT, else each
             slice z-scored on its own), "slice" or "ct" (`sliceseg.model_space.intensity`).
+        context_slices: neighbours on each side of a slice that the network sees beside it
+            (2.5D: ``1 + 2k`` input channels, the series' adjacent slices along its normal,
+            `sliceseg.io.neighbours`); the unlabelled DICOMs of a labelled slice's series are
+            read for it. 0 (default): the slice alone.
         area_calibration: choose, per ROI, the background weight that makes the validation
             areas unbiased (`sliceseg.postprocess.calibration`); False (default) keeps the plain
             argmax: on the real-MR benchmarks weights chosen on a few validation subjects made
@@ -132,6 +136,7 @@ class TrainConfig:
     normalisation: str = "auto"
     validation_split: str = "patient"
     view: str = "native"
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -187,6 +192,10 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
+        if not isinstance(self.context_slices, int) or not 0 <= self.context_slices <= 3:
+            raise ConfigError(
+                f"context_slices must be a whole number from 0 to 3, got {self.context_slices!r}."
+            )
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers!r}.")
         if self.num_labels is not None and self.num_labels < 1:

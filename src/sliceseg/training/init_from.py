@@ -29,6 +29,7 @@ MATCHED: tuple[tuple[str, str], ...] = (
     ("orientation", "orientation convention"),
     ("normalisation", "intensity normalisation"),
     ("target_spacing_mm", "target spacing"),
+    ("context_slices", "neighbouring slices (context_slices)"),
 )
 """Metadata entries a fine-tuned run must share with its starting model, with their names."""
 
@@ -37,8 +38,8 @@ def model_settings(start: Bundle) -> dict[str, Any]:
     """Return the settings that define a model's network, to start a run from it.
 
     The training settings recorded in the model file where present (``arch``,
-    ``input_shape``, ``hyperparameters``, ``dropout_rate``), else what its metadata says, and
-    its target spacing.
+    ``input_shape``, ``hyperparameters``, ``dropout_rate``), else what its metadata says, its
+    neighbouring slices and its target spacing.
 
     Args:
         start: the ``--init-from`` model, opened by :func:`starting_model`.
@@ -52,6 +53,7 @@ def model_settings(start: Bundle) -> dict[str, Any]:
         "arch": meta.arch,
         "input_shape": meta.input_size,
         "hyperparameters": recorded.get("hyperparameters", meta.hyperparameters),
+        "context_slices": meta.context_slices,
     }
     if "dropout_rate" in recorded:
         settings["dropout_rate"] = recorded["dropout_rate"]

@@ -19,7 +19,7 @@ from torch import nn
 from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile
 from sliceseg.measure.slice_traits import slice_traits
-from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.model_space.batches import SpacedTensors, centre_channel
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
 from sliceseg.models.folding import inference_network
@@ -103,7 +103,7 @@ def training_profile(
             checked = slice_traits(None, [None] * len(labels), labels, spacings, num_labels)
     traits = slice_traits(
         features,
-        [image[0].numpy() for image in train.images],
+        [centre_channel(image).numpy() for image in train.images],
         [label.cpu().numpy() for label in train.labels],
         [train.target_spacing_mm] * len(train),
         num_labels,

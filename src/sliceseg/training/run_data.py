@@ -4,7 +4,9 @@ split by patient, resampled to the target spacing and normalised."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from sliceseg.dataset.context import context_pool
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
@@ -59,16 +61,30 @@ def load_training_data(
     if spacing is None:
         spacing = config.view_spacing(train_samples)
     normalisation = run_normalisation(config, train_samples, start)
-    train = samples_to_spacing(train_samples, spacing, normalisation=normalisation)
+    neighbours = _neighbour_pool(config, samples, progress=progress)
+    train = samples_to_spacing(train_samples, spacing, normalisation=normalisation, **neighbours)
     return TrainingData(
         train=train,
         validation=samples_to_spacing(
-            val_samples, train.target_spacing_mm, normalisation=normalisation
+            val_samples, train.target_spacing_mm, normalisation=normalisation, **neighbours
         ),
         roi_names=tuple(report.roi_names),
         label_values=tuple(report.scheme.stored_values),
         normalisation=normalisation,
     )
+
+
+def _neighbour_pool(
+    config: TrainConfig, samples: Sequence[Sample], *, progress: bool
+) -> dict[str, Any]:
+    """What a 2.5D run's slices take their neighbours from: every labelled slice (on either
+    side of the split) and the unlabelled ones beside them."""
+    k = config.context_slices
+    if k == 0:
+        return {}
+    images_dir = config.data_source().images_dir
+    pool = context_pool(samples, images_dir, k, progress=progress)
+    return {"context_slices": k, "context_pool": [*pool, *(s.image for s in samples)]}
 
 
 def run_normalisation(

@@ -18,7 +18,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation
-from sliceseg.models import build_model, required_divisor
+from sliceseg.models import build_model, context_channels, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.report.plots import plot_history
@@ -121,7 +121,11 @@ def set_up(
         log(f"Intensity normalisation: {data.normalisation.describe()}.")
     hyper = config.model_hyperparameters()
     model = build_model(
-        config.arch, num_classes=data.num_classes, input_size=config.input_shape, **hyper
+        config.arch,
+        num_classes=data.num_classes,
+        input_size=config.input_shape,
+        in_channels=context_channels(config.context_slices),
+        **hyper,
     ).to(context.device)
     if context.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -161,6 +165,7 @@ def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) ->
         target_spacing_mm=data.train.target_spacing_mm,
         normalisation=data.normalisation.name,
         intensity=data.normalisation.to_dict(),
+        context_slices=config.context_slices,
     )
 
 

@@ -1,0 +1,245 @@
+"""2.5D input: each slice with its neighbours in its series, the same in training and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import small_phantom, tiny_config
+from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice, read_series, read_slices
+from sliceseg.io.neighbours import slice_neighbours
+from sliceseg.model_space.batches import centre_channel, slices_to_spacing
+
+
+def _slice(
+    name: str,
+    position: float | None,
+    *,
+    uid: str = "1.2.3",
+    instance: int = 1,
+    shape: tuple[int, int] = (6, 5),
+    value: float | None = None,
+) -> Slice:
+    fill = float(position or 0.0) if value is None else value
+    pixels = np.random.default_rng(round(10 * fill) + 1).random(shape).astype(np.float32)
+    return Slice(
+        pixels=pixels,
+        spacing_mm=(1.0, 1.0),
+        spacing_source="PixelSpacing",
+        source=Path(f"/scans/{uid}/{name}.dcm"),
+        series_uid=uid,
+        instance_number=instance,
+        position_mm=position,
+    )
+
+
+def _names(near: tuple[Slice, ...]) -> list[str]:
+    return [s.name for s in near]
+
+
+def test_neighbours_follow_the_position_not_the_file_or_instance_order():
+    # instance numbers run against the positions, and the files come shuffled
+    series = [_slice(f"s{p}", p, instance=10 - i) for i, p in enumerate([3.0, 1.0, 4.0, 2.0, 0.0])]
+    found = dict(zip([s.name for s in series], slice_neighbours(series, 1), strict=True))
+    assert _names(found["s2.0"]) == ["s1.0", "s3.0"]
+    assert _names(found["s0.0"]) == ["s0.0", "s1.0"]  # the series' end: the slice itself
+    assert _names(found["s4.0"]) == ["s3.0", "s4.0"]
+    two = dict(zip([s.name for s in series], slice_neighbours(series, 2), strict=True))
+    assert _names(two["s1.0"]) == ["s0.0", "s0.0", "s2.0", "s3.0"]  # the nearest that exists
+
+
+def test_a_lone_slice_is_its_own_neighbour_and_series_do_not_mix():
+    lone = _slice("l3", 10.0, uid="9.9")
+    a = [_slice(f"a{p}", p, uid="1.1") for p in (0.0, 2.0, 4.0)]
+    b = [_slice(f"b{p}", p + 1.0, uid="2.2") for p in (0.0, 2.0, 4.0)]
+    found = slice_neighbours([a[0], b[0], a[1], b[1], lone, a[2], b[2]], 1)
+    assert _names(found[4]) == ["l3", "l3"]
+    assert _names(found[2]) == ["a0.0", "a4.0"]
+    assert _names(found[3]) == ["b0.0", "b4.0"]
+    assert slice_neighbours(a, 0) == [(), (), ()]
+
+
+def test_the_pool_fills_in_the_unlabelled_slices_between():
+    labelled = [_slice("s0", 0.0), _slice("s3", 3.0)]
+    pool = [_slice("s1", 1.0), _slice("s2", 2.0), _slice("s9", 9.0, uid="other")]
+    found = slice_neighbours(labelled, 1, pool=pool)
+    assert _names(found[0]) == ["s0", "s1"]
+    assert _names(found[1]) == ["s2", "s3"]
+
+
+def test_the_input_stacks_the_neighbours_around_the_slice_as_each_is_seen_alone():
+    series = [_slice(f"s{p}", float(p), shape=(20, 16), value=float(7 * p)) for p in range(4)]
+    flat = slices_to_spacing(series, (0.7, 0.8))
+    stacked = slices_to_spacing(series, (0.7, 0.8), context_slices=1)
+    assert [tuple(t.shape) for t in flat.images] == [(1, 29, 20)] * 4
+    assert [tuple(t.shape) for t in stacked.images] == [(3, 29, 20)] * 4
+    for i, image in enumerate(stacked.images):
+        assert torch.equal(centre_channel(image), flat.images[i][0])
+    assert torch.equal(stacked.images[1][0], flat.images[0][0])
+    assert torch.equal(stacked.images[1][2], flat.images[2][0])
+    assert torch.equal(stacked.images[3][2], flat.images[3][0])  # the end: itself
+
+
+def test_a_neighbour_on_another_grid_is_replaced_by_the_slice():
+    series = [
+        _slice("s0", 0.0, shape=(20, 16)),
+        _slice("s1", 1.0, shape=(20, 16), value=3.0),
+        _slice("s2", 2.0, shape=(18, 16)),
+    ]
+    stacked = slices_to_spacing(series, (1.0, 1.0), context_slices=1)
+    middle = stacked.images[1]
+    assert torch.equal(middle[2], middle[1])
+    assert not torch.equal(middle[0], middle[1])
+
+
+def test_context_slices_out_of_range_is_refused_with_the_setting_named(tmp_path: Path):
+    with pytest.raises(
+        ConfigError, match="context_slices must be a whole number from 0 to 3, got 4"
+    ):
+        tiny_config(tmp_path, tmp_path / "m", context_slices=4)
+
+
+def test_fine_tuning_across_neighbour_counts_is_refused():
+    from sliceseg.models.bundle import ModelMetadata
+    from sliceseg.training.init_from import check_same_model
+
+    start = ModelMetadata(
+        arch="unet", hyperparameters={}, num_classes=3, input_size=64, roi_names=("a", "b")
+    )
+    run = ModelMetadata(
+        arch="unet",
+        hyperparameters={},
+        num_classes=3,
+        input_size=64,
+        roi_names=("a", "b"),
+        context_slices=1,
+    )
+    with pytest.raises(ConfigError, match=r"neighbouring slices .* is 0 but this run's is 1"):
+        check_same_model(start, run, source="old.pt")
+
+
+def test_an_older_model_file_has_no_neighbours():
+    from sliceseg.models.bundle import ModelMetadata
+
+    data = ModelMetadata(
+        arch="unet",
+        hyperparameters={},
+        num_classes=3,
+        input_size=64,
+        roi_names=("a", "b"),
+        context_slices=2,
+    ).to_dict()
+    del data["context_slices"]
+    assert ModelMetadata.from_dict(data).context_slices == 0
+
+
+@pytest.fixture(scope="module")
+def sparse_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A phantom whose every other slice has no label map: the unlabelled neighbours."""
+    data = small_phantom(
+        tmp_path_factory, "sparse", train_subjects=3, seed=3, matrix=(80, 72), slices_per_subject=5
+    )
+    for label in sorted((data / "train" / "labels").rglob("*_s0[13].*")):
+        label.unlink()
+    return data / "train"
+
+
+def test_training_reads_the_unlabelled_neighbours_of_the_labelled_slices(sparse_phantom, tmp_path):
+    from sliceseg.training.run_data import load_training_data
+
+    flat = load_training_data(tiny_config(sparse_phantom, tmp_path / "a"), None)
+    data = load_training_data(tiny_config(sparse_phantom, tmp_path / "b", context_slices=1), None)
+    assert len(data.train) + len(data.validation) == 9  # 3 labelled of 5 per subject
+    assert {tuple(t.shape[:1]) for t in data.train.images} == {(3,)}
+    assert {tuple(t.shape[:1]) for t in flat.train.images} == {(1,)}
+    index = next(i for i, key in enumerate(data.train.keys) if key.endswith("_s02"))
+    key = data.train.keys[index]  # e.g. sub01/sub01_s02, between the unlabelled s01 and s03
+    files = [sparse_phantom / "dicoms" / f"{key[:-1]}{n}.dcm" for n in (1, 3)]
+    alone = slices_to_spacing([read_slices(p)[0] for p in files], data.train.target_spacing_mm)
+    channels = data.train.images[index]
+    assert torch.equal(centre_channel(channels), flat.train.images[flat.train.keys.index(key)][0])
+    outer = {channels[0].numpy().tobytes(), channels[2].numpy().tobytes()}
+    assert outer == {t[0].numpy().tobytes() for t in alone.images}
+
+
+@pytest.fixture(scope="module")
+def context_model(sparse_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sliceseg.cli import main
+
+    out = tmp_path_factory.mktemp("context_model")
+    code = main(
+        [
+            "train",
+            str(sparse_phantom),
+            "--out",
+            str(out),
+            "--context-slices",
+            "1",
+            "--epochs",
+            "1",
+            "--input-shape",
+            "64",
+            "--overwrite",
+        ]
+    )
+    assert code == 0
+    return out / "sliceseg_best.pt"
+
+
+def test_a_2_5d_model_records_its_neighbours_and_takes_three_channels(context_model: Path):
+    from sliceseg.models.bundle import load_bundle
+    from sliceseg.models.features import input_channels
+
+    bundle = load_bundle(context_model)
+    assert bundle.metadata.context_slices == 1
+    assert input_channels(bundle.model) == 3
+
+
+def test_prediction_finds_the_neighbours_whatever_the_batch(context_model, sparse_phantom):
+    from sliceseg.inference.predict import predict_slices
+    from sliceseg.models.bundle import load_bundle
+
+    bundle = load_bundle(context_model)
+    series = read_series(sparse_phantom / "dicoms" / "sub01")
+    runs = []
+    for batch_size in (1, 2, 8):
+        probs: list[np.ndarray] = []
+        predict_slices(
+            bundle,
+            series,
+            batch_size=batch_size,
+            device="cpu",
+            on_probabilities=lambda p, _label, into=probs: into.append(p.numpy().copy()),
+        )
+        runs.append(probs)
+    for probs in runs[1:]:
+        assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(runs[0], probs, strict=True))
+    alone: list[np.ndarray] = []  # the middle slice without its neighbours is seen otherwise
+    predict_slices(
+        bundle,
+        [series[2]],
+        device="cpu",
+        on_probabilities=lambda p, _label: alone.append(p.numpy().copy()),
+    )
+    assert not np.allclose(alone[0], runs[0][2], atol=1e-4)
+
+
+def test_the_cohort_engine_and_the_folder_path_agree_for_a_2_5d_model(
+    context_model, sparse_phantom
+):
+    from sliceseg.engine.predictor import Engine
+    from sliceseg.inference.predict import predict_slices
+    from sliceseg.models.bundle import load_bundle
+
+    bundle = load_bundle(context_model)
+    series = read_series(sparse_phantom / "dicoms" / "sub02")
+    engine = Engine(bundle, torch.device("cpu"))
+    assert engine.preparation is not None and engine.preparation.context_slices == 1
+    prepared = engine.preparation.prepare(series)  # what a cohort worker does, per series
+    by_engine = engine.labels(series, spaced=prepared)
+    by_folder = predict_slices(bundle, series, device="cpu", batch_size=2)
+    assert all(np.array_equal(a, b) for a, b in zip(by_engine, by_folder, strict=True))
