@@ -135,3 +135,35 @@ def test_baseline_crop_undoes_monai_padding():
         x = torch.arange(float(np.prod(shape))).reshape(1, *shape)
         side = max(shape)
         assert torch.equal(crop_padding(SpatialPad((side, side))(x), shape), x)
+
+
+def test_neighbour_levels_lie_beside_the_labelled_ones_inside_the_set():
+    found = files.neighbour_levels([10.0, 13.0, 20.0], 3.0, (8.0, 22.0))
+    assert found == [16.0, 17.0]  # 7 and 23 fall outside; 10 and 13 are labelled themselves
+    assert files.neighbour_levels([10.0], 0.0, (0.0, 99.0)) == []
+
+
+@pytest.mark.slow  # loads the 1 mm MNI152 volumes (a few seconds)
+def test_unlabelled_neighbours_are_written_between_and_left_out_of_truth_and_baseline(
+    template, tmp_path
+):
+    from real_mr_baseline import read_cases
+
+    split = tmp_path / "test"
+    rows = files.write_subject(
+        split,
+        template,
+        SCANNER,
+        [MID_BRAIN_MM],
+        ids=files.series_ids("s99", seed=0, series_number=1),
+        seed=0,
+        rng=np.random.default_rng(0),
+        continuous=False,
+        neighbours=[MID_BRAIN_MM - 3.0, MID_BRAIN_MM + 3.0],
+    )
+    dicoms = sorted((split / "dicoms" / "s99").glob("*.dcm"))
+    positions = [read_slice(p).position_mm for p in dicoms]
+    assert positions == [MID_BRAIN_MM - 3.0, MID_BRAIN_MM, MID_BRAIN_MM + 3.0]
+    assert [p.name for p in (split / "labels" / "s99").glob("*.png")] == ["slice_002.png"]
+    assert {row["key"] for row in rows} == {"s99/slice_002"}
+    assert [case.key for case in read_cases(split, with_labels=True)] == ["s99/slice_002"]

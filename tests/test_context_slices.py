@@ -193,10 +193,13 @@ def context_model(sparse_phantom: Path, tmp_path_factory: pytest.TempPathFactory
 def test_a_2_5d_model_records_its_neighbours_and_takes_three_channels(context_model: Path):
     from sliceseg.models.bundle import load_bundle
     from sliceseg.models.features import input_channels
+    from sliceseg.models.model_info import model_summary
 
     bundle = load_bundle(context_model)
     assert bundle.metadata.context_slices == 1
     assert input_channels(bundle.model) == 3
+    summary = model_summary(bundle)["neighbouring slices"]
+    assert summary.startswith("1 on either side of each slice in its series")
 
 
 def test_prediction_finds_the_neighbours_whatever_the_batch(context_model, sparse_phantom):

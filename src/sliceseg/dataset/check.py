@@ -218,12 +218,22 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         )
         for paths in pairing.duplicates
     ]
-    for kind, paths, what in (
-        ("unmatched_image", pairing.images_without_labels, "DICOM file(s) without a label map"),
-        ("unmatched_label", pairing.labels_without_images, "label map(s) without a DICOM file"),
+    for kind, paths, what, use in (
+        (
+            "unmatched_image",
+            pairing.images_without_labels,
+            "DICOM file(s) without a label map",
+            "not trained on; a --context-slices run reads them as neighbours",
+        ),
+        (
+            "unmatched_label",
+            pairing.labels_without_images,
+            "label map(s) without a DICOM file",
+            "not used for training",
+        ),
     ):
         if paths:
-            message = f"{len(paths)} {what} of the same relative name (not used for training)"
+            message = f"{len(paths)} {what} of the same relative name ({use})"
             problems.append(Problem("warning", kind, message, tuple(paths)))
     by_reason: dict[str, list[Path]] = defaultdict(list)
     for item in pairing.skipped:

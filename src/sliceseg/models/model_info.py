@@ -38,6 +38,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "trained epochs": str(meta.epoch),
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
+        "neighbouring slices": _context_text(meta.context_slices),
         "post-processing (chosen on validation)": post.describe(),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
@@ -62,6 +63,15 @@ def _profile_text(familiarity: dict[str, Any] | None) -> str:
             "'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
         )
     return text
+
+
+def _context_text(context_slices: int) -> str:
+    if context_slices == 0:
+        return "none: each slice alone (2D)"
+    return (
+        f"{context_slices} on either side of each slice in its series (2.5D: give predict "
+        "whole series)"
+    )
 
 
 def _spacing_text(spacing_mm: tuple[float, float] | None) -> str:
