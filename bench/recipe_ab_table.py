@@ -1,6 +1,7 @@
 """Print the rows of a recipe A/B (`bench/recipe_ab.sh`) as docs/benchmarks.md shows them.
 
     python bench/recipe_ab_table.py WORK default flip [--sets spine,mni,small] [--seeds 0,1]
+        [--neighbour-mm 3]   # an A/B run with NEIGHBOUR_MM=3
 
 One row per set, seed and variant found under WORK (``SET-sSEED-NAME/results.md``): the mean
 1-minute load of that set and seed's last A/B, the training CPU seconds, epochs and steps, Dice
@@ -60,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="+", help="variant names (TOML file names without .toml)")
     parser.add_argument("--sets", default="spine,small,mni")
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument(
+        "--neighbour-mm", default="0", help="the NEIGHBOUR_MM the A/B ran with (its folders)"
+    )
     args = parser.parse_args(argv)
+    tail = "" if args.neighbour_mm == "0" else f"-n{args.neighbour_mm}"
     rows: list[str] = []
     means: dict[str, list[tuple[float, float]]] = {name: [] for name in args.names}
     for bench_set in args.sets.split(","):
         for seed in args.seeds.split(","):
-            base = args.work / f"{bench_set}-s{seed}"
+            base = args.work / f"{bench_set}-s{seed}{tail}"
             loads = base.with_name(base.name + "-load.txt")
             samples = [float(x) for x in loads.read_text().split()] if loads.is_file() else []
             load = statistics.mean(samples) if samples else float("nan")

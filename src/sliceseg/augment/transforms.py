@@ -389,7 +389,7 @@ def augment_batch(
     """Draw and apply one augmentation to a batch, on the batch's device.
 
     Args:
-        images: ``(B, 1, H, W)`` float images (normalised intensities).
+        images: ``(B, I, H, W)`` float images (normalised intensities).
         labels: ``(B, H, W)`` int64 label maps.
         params: the settings.
         generator: a CPU ``torch.Generator`` (seeded once per run).

@@ -131,7 +131,7 @@ def _autocasts(device: torch.device) -> bool:
 def network_window(
     network: torch.nn.Module, images: Sequence[torch.Tensor], *, input_size: int, divisor: int
 ) -> tuple[int, int]:
-    """The window ``network`` predicts these ``(1, H, W)`` slices with (`prediction_window`)."""
+    """The window ``network`` predicts these ``(I, H, W)`` slices with (`prediction_window`)."""
     return prediction_window(
         [tuple(image.shape[-2:]) for image in images],
         input_size=input_size,
@@ -151,7 +151,7 @@ def slice_features(
     padded up to ``divisor`` (the same network input); None elsewhere.
 
     Args:
-        images: the slices as predicted, ``(1, H, W)`` each.
+        images: the slices as predicted, ``(I, H, W)`` each.
         window: their window (`network_window`).
         passes: per network call the ``(windows, C)`` pooled features, in the order
             `spaced_probabilities` runs the windows (slice by slice).
@@ -186,7 +186,7 @@ def spaced_window_probabilities(
 
     Args:
         network: the network in its inference form (`inference_network`), on ``device``.
-        images: per slice ``(1, H, W)`` normalised intensities at the target spacing.
+        images: per slice ``(I, H, W)`` normalised intensities at the target spacing.
         input_size: the model's training crop side (the window of size-bound networks).
         divisor: what window sides must divide by (`required_divisor`).
         device: where the network runs.

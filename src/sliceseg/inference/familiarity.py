@@ -139,7 +139,7 @@ class PredictionLook:
     empty: computed here).
 
     Attributes:
-        inputs: the network's ``(1, H, W)`` inputs at the model's spacing (prepared for it).
+        inputs: the network's ``(I, H, W)`` inputs at the model's spacing (prepared for it).
         features: the deepest features from the prediction's passes (`Engine.labels`), None
             where it could not take them.
     """

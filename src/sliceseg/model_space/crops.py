@@ -73,7 +73,7 @@ def extract_crop(
     """Cut the ``size × size`` window at ``origin`` (may lie partly outside), padding around.
 
     Args:
-        image: ``(1, H, W)`` intensities.
+        image: ``(I, H, W)`` intensities.
         label: ``(H, W)`` integer label map.
         origin: ``(row, col)`` of the crop's top-left pixel in slice coordinates.
         size: side of the crop.

@@ -54,7 +54,7 @@ MAX_WINDOW_SIDE = 1024
 """Largest window side (pixels) of a size-free network; larger slices are slid over."""
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
-"""``(B, 1, H, W)`` windows → ``(B, C, H, W)`` class probabilities."""
+"""``(B, I, H, W)`` windows → ``(B, C, H, W)`` class probabilities."""
 
 Window = int | tuple[int, int]
 """A square window side, or ``(rows, cols)``."""
@@ -154,7 +154,7 @@ def spaced_probabilities(
 
     Args:
         predictor: the network's probabilities for a batch of windows (on ``device``).
-        images: per slice ``(1, H, W)`` normalised intensities, any sizes.
+        images: per slice ``(I, H, W)`` normalised intensities, any sizes.
         window: side of the windows, or ``(rows, cols)`` (see :func:`prediction_window`).
         batch_size: windows per predictor call (from one slice or several).
         overlap: shared fraction of neighbouring windows on slices larger than a window.
@@ -199,7 +199,7 @@ def window_probabilities(
     overlap: float = WINDOW_OVERLAP,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """Probabilities ``(C, H, W)`` of one ``(1, H, W)`` slice (see :func:`spaced_probabilities`)."""
+    """Probabilities ``(C, H, W)`` of one ``(I, H, W)`` slice (see :func:`spaced_probabilities`)."""
     return spaced_probabilities(
         predictor, [image], window=window, batch_size=batch_size, overlap=overlap
     )[0]

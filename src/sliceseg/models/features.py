@@ -91,7 +91,7 @@ def deepest_features(
 
     Args:
         network: the model, in eval mode.
-        images: per slice ``(1, R, C)`` normalised intensities at the model's spacing.
+        images: per slice ``(I, R, C)`` normalised intensities at the model's spacing.
         divisor: the sides are padded (with the slice's minimum) up to a multiple of this.
         layer: the module to read (default :func:`deepest_module`).
 

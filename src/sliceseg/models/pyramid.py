@@ -250,7 +250,7 @@ class PyramidNet(nn.Module):
         """Segment a batch.
 
         Args:
-            x: images (B, 1, H, W), H and W divisible by ``2 * 2 ** (levels - 1)``.
+            x: images (B, I, H, W), H and W divisible by ``2 * 2 ** (levels - 1)``.
 
         Returns:
             ``[stage-2 logits (B, C, H, W)]`` in eval mode; in training mode followed by the

@@ -201,7 +201,7 @@ class UNet(nn.Module):
         """Segment a batch.
 
         Args:
-            x: images (B, 1, H, W), H and W divisible by ``2 ** (depth - 1)``.
+            x: images (B, I, H, W), H and W divisible by ``2 ** (depth - 1)``.
 
         Returns:
             ``[logits (B, C, H, W)]`` in eval mode; in training mode followed by the deep

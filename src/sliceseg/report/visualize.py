@@ -335,7 +335,7 @@ def plot_batch(
     """Draw a batch as the model sees it: each image above its overlay, one legend for all.
 
     Args:
-        images: (B, 1, H, W) or (B, H, W) array or tensor (e.g. the first augmented batch).
+        images: (B, I, H, W) or (B, H, W) array or tensor (e.g. the first augmented batch).
         labels: (B, H, W) label maps, 0..K.
         roi_names: names of ROIs 1..K.
         path: save the figure here (PNG) when given.

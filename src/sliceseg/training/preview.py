@@ -68,7 +68,7 @@ def first_batch(data: TrainingData, config: TrainConfig) -> tuple[torch.Tensor, 
     they were.
 
     Returns:
-        images (B, 1, S, S) float32 and labels (B, S, S) int64, ``S = config.input_shape``.
+        images (B, I, S, S) float32 and labels (B, S, S) int64, ``S = config.input_shape``.
     """
     images, labels = first_crops(
         data.train,
