@@ -28,6 +28,7 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "validation_fraction",
     "validation_split",
     "view",
+    "context_slices",
     "model_filename",
     "out_dir",
 )
