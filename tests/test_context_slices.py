@@ -103,36 +103,30 @@ def test_context_slices_out_of_range_is_refused_with_the_setting_named(tmp_path:
         tiny_config(tmp_path, tmp_path / "m", context_slices=4)
 
 
-def test_fine_tuning_across_neighbour_counts_is_refused():
+def _metadata(context_slices: int):
     from sliceseg.models.bundle import ModelMetadata
-    from sliceseg.training.init_from import check_same_model
 
-    start = ModelMetadata(
-        arch="unet", hyperparameters={}, num_classes=3, input_size=64, roi_names=("a", "b")
-    )
-    run = ModelMetadata(
+    return ModelMetadata(
         arch="unet",
         hyperparameters={},
         num_classes=3,
         input_size=64,
         roi_names=("a", "b"),
-        context_slices=1,
+        context_slices=context_slices,
     )
+
+
+def test_fine_tuning_across_neighbour_counts_is_refused():
+    from sliceseg.training.init_from import check_same_model
+
     with pytest.raises(ConfigError, match=r"neighbouring slices .* is 0 but this run's is 1"):
-        check_same_model(start, run, source="old.pt")
+        check_same_model(_metadata(0), _metadata(1), source="old.pt")
 
 
 def test_an_older_model_file_has_no_neighbours():
     from sliceseg.models.bundle import ModelMetadata
 
-    data = ModelMetadata(
-        arch="unet",
-        hyperparameters={},
-        num_classes=3,
-        input_size=64,
-        roi_names=("a", "b"),
-        context_slices=2,
-    ).to_dict()
+    data = _metadata(2).to_dict()
     del data["context_slices"]
     assert ModelMetadata.from_dict(data).context_slices == 0
 
