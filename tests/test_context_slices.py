@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,61 @@ def test_the_cohort_engine_and_the_folder_path_agree_for_a_2_5d_model(
     by_engine = engine.labels(series, spaced=prepared)
     by_folder = predict_slices(bundle, series, device="cpu", batch_size=2)
     assert all(np.array_equal(a, b) for a, b in zip(by_engine, by_folder, strict=True))
+
+
+def test_the_neighbour_step_is_the_distance_to_the_slices_beside():
+    from sliceseg.io.neighbours import neighbour_step_mm
+
+    series = [_slice(f"s{p}", float(p)) for p in (0, 3, 6, 9)]
+    assert neighbour_step_mm(series) == 3.0
+    labelled = [series[0], series[2]]
+    assert neighbour_step_mm(labelled, pool=series[1::2]) == 3.0  # not the 6 mm between them
+    assert neighbour_step_mm([series[0]]) is None
+    assert neighbour_step_mm([_slice("x", None)]) is None
+
+
+def test_a_series_at_another_spacing_or_alone_is_told():
+    from sliceseg.inference.familiarity import neighbour_spacing_line
+
+    meta = dataclasses.replace(_metadata(1), context_step_mm=3.0)
+    at_1mm = [_slice(f"s{p}", float(p)) for p in range(4)]
+    line = neighbour_spacing_line("p01/t2", at_1mm, meta)
+    assert line is not None and line.startswith(
+        "series p01/t2: slices 1 mm apart, but this 2.5D model saw its neighbours 3 mm apart"
+    )
+    at_4mm = [_slice(f"s{p}", 4.0 * p) for p in range(4)]
+    assert neighbour_spacing_line("p01/t1", at_4mm, meta) is None  # within 1.5×
+    lone = neighbour_spacing_line("l3", at_1mm[:1], meta)
+    assert lone is not None and "one slice, so this 2.5D model (context_slices 1)" in lone
+    assert neighbour_spacing_line("l3", at_1mm[:1], _metadata(0)) is None
+
+
+def test_the_model_records_its_neighbours_distance(context_model, sparse_phantom):
+    from sliceseg.models.bundle import load_bundle
+
+    distances = []  # each subject's slices are evenly spaced: every labelled slice (s00, s02,
+    for folder in sorted((sparse_phantom / "dicoms").iterdir()):  # s04) sees them 4 times
+        first, second = (read_slices(folder / f"{folder.name}_s0{n}.dcm")[0] for n in (0, 1))
+        distances += [abs(float(first.position_mm or 0) - float(second.position_mm or 0))] * 4
+    recorded = load_bundle(context_model).metadata.context_step_mm
+    assert recorded == pytest.approx(float(np.median(distances)))
+
+
+def test_predict_says_a_lone_slice_has_no_neighbours(
+    context_model, sparse_phantom, tmp_path, capsys
+):
+    import shutil
+
+    from sliceseg.cli import main
+    from sliceseg.inference.folder import predict_folder
+
+    lone = tmp_path / "l3" / "p01"
+    lone.mkdir(parents=True)
+    shutil.copy(sparse_phantom / "dicoms" / "sub02" / "sub02_s02.dcm", lone / "slice.dcm")
+    assert (
+        main(["predict", str(context_model), str(lone.parent), "--out", str(tmp_path / "o")]) == 0
+    )
+    said = capsys.readouterr()
+    assert "one slice, so this 2.5D model (context_slices 1)" in said.out + said.err
+    run = predict_folder(context_model, lone.parent, tmp_path / "f", report=False)
+    assert any("one slice, so this 2.5D model" in line for line in run.warnings)

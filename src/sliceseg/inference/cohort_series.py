@@ -24,6 +24,7 @@ from sliceseg.inference.familiarity import (
     PredictionLook,
     SeriesVerdict,
     check_series,
+    neighbour_spacing_line,
     unlike_line,
     warn_no_profile,
     with_familiarity,
@@ -122,11 +123,13 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     warnings = area_warnings(
         areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
     )
+    series = decoded.series
+    spacing = neighbour_spacing_line(series.name, decoded.slices, context.bundle.metadata)
+    warnings = [spacing, *warnings] if spacing else warnings
     predictions = [
         Prediction(image=image, label=label, key=key)
         for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
     ]
-    series = decoded.series
     unlike_lines = [unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else []
     final = series_dir(context.out, series.name)
     temporary = _temporary_folder(final)

@@ -23,6 +23,7 @@ import torch
 from sliceseg.errors import BundleError
 from sliceseg.inference.confidence import with_slice_column
 from sliceseg.io.dicom import Slice
+from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
@@ -30,7 +31,7 @@ from sliceseg.model_space.batches import centre_channel, slices_to_spacing
 from sliceseg.model_space.intensity import IntensityNormalisation
 from sliceseg.model_space.orientation import IDENTITY, is_canonicalising, reorientations_for
 from sliceseg.models import required_divisor
-from sliceseg.models.bundle import Bundle
+from sliceseg.models.bundle import Bundle, ModelMetadata
 from sliceseg.models.features import deepest_features
 from sliceseg.models.folding import inference_network
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_run",
     "check_series",
     "model_profile",
+    "neighbour_spacing_line",
     "series_traits",
     "unlike_line",
     "verdict_line",
@@ -100,6 +102,33 @@ def verdict_line(item: SeriesVerdict) -> str:
     """
     span = item.first if item.slices == 1 else f"{item.first} … {item.last}"
     return unlike_line(f"{item.series} ({span}, {item.slices} slices)", item.verdict)
+
+
+def neighbour_spacing_line(name: str, slices: Sequence[Slice], meta: ModelMetadata) -> str | None:
+    """A warning when a 2.5D model sees a series whose neighbours are not as in training: a
+    slice step more than `SPACING_TOLERANCE` times off the training one, or a lone slice.
+
+    Example:
+        >>> neighbour_spacing_line("p01/t2", series_at_1mm, model_at_3mm.metadata)[:52]
+        'series p01/t2: slices 1 mm apart, but this 2.5D model'
+    """
+    trained, k = meta.context_step_mm, meta.context_slices
+    if k == 0 or trained is None:
+        return None
+    if len(slices) == 1:
+        return (
+            f"series {name}: one slice, so this 2.5D model (context_slices {k}) sees it in place "
+            "of its neighbours; check its areas, or predict it with a model trained without "
+            "--context-slices."
+        )
+    step = neighbour_step_mm(slices)
+    if step is None or 1 / SPACING_TOLERANCE <= step / trained <= SPACING_TOLERANCE:
+        return None
+    return (
+        f"series {name}: slices {step:.3g} mm apart, but this 2.5D model saw its neighbours "
+        f"{trained:.3g} mm apart in training (context_slices {k}); its input is unlike "
+        "training: check its areas, or predict series of the model's slice spacing."
+    )
 
 
 def unlike_line(name: str, verdict: Verdict) -> str:

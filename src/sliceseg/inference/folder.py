@@ -13,6 +13,7 @@ from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
     check_run,
+    neighbour_spacing_line,
     verdict_line,
     warn_no_profile,
     with_familiarity,
@@ -170,7 +171,7 @@ def _segment_into(
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
     unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
-    warnings = _area_warnings(areas, names)
+    warnings = _neighbour_lines(bundle, predictions, areas) + _area_warnings(areas, names)
     identified = scan.slices if measuring.keep_patient_info else []
     settings = _report_settings(bundle, root, predicting.tta, identified)
     animations, report_path, exported = write_outputs(
@@ -190,6 +191,23 @@ def _segment_into(
     return SegmentationRun(
         out, predictions, areas, list(scan.skipped), animations, report_path, *found
     )
+
+
+def _neighbour_lines(
+    bundle: Bundle, predictions: Sequence[Prediction], areas: AreaTable
+) -> list[str]:
+    """A 2.5D model's warnings on series whose slice spacing is not its training one."""
+    numbers = list(areas.series) or [1] * len(predictions)  # as _check_familiarity groups
+    groups: dict[object, list[Prediction]] = {}
+    for prediction, number in zip(predictions, numbers, strict=True):
+        groups.setdefault(number, []).append(prediction)
+    lines = []
+    for series, members in groups.items():
+        name = f"{series} ({members[0].key} … {members[-1].key})"
+        slices = [p.image for p in members]
+        line = neighbour_spacing_line(name, slices, bundle.metadata)
+        lines += [line] if line else []
+    return lines
 
 
 def _area_warnings(areas: AreaTable, names: Sequence[str]) -> list[str]:

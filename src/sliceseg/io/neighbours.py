@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from sliceseg.io.dicom import Slice, order_slices
 from sliceseg.io.identity import series_key
 
-__all__ = ["series_order", "slice_neighbours"]
+__all__ = ["SPACING_TOLERANCE", "neighbour_step_mm", "series_order", "slice_neighbours"]
+
+SPACING_TOLERANCE = 1.5
+"""A series whose slice step is more than this factor off a 2.5D model's training step is told."""
 
 
 def series_order(slices: Sequence[Slice]) -> list[Slice]:
@@ -65,6 +70,27 @@ def slice_neighbours(
         steps = [*range(-k, 0), *range(1, k + 1)]
         result.append(tuple(ordered[min(max(at + step, 0), last)] for step in steps))
     return result
+
+
+def neighbour_step_mm(centres: Sequence[Slice], *, pool: Sequence[Slice] = ()) -> float | None:
+    """How far apart a 2.5D model's neighbours are: the median distance in mm between each
+    centre and the slices right beside it in its series (`slice_neighbours` with k = 1).
+
+    Returns:
+        None when no centre has a neighbour with a position (lone slices, no positions).
+
+    Example:
+        >>> neighbour_step_mm(read_series(Path("scans/p01")))
+        3.0
+    """
+    distances = [
+        abs(float(near.position_mm) - float(centre.position_mm))
+        for centre, beside in zip(centres, slice_neighbours(centres, 1, pool=pool), strict=True)
+        for near in beside
+        if centre.position_mm is not None and near.position_mm is not None
+    ]
+    steps = [d for d in distances if d > 0]
+    return float(np.median(steps)) if steps else None
 
 
 def _identity(image: Slice) -> tuple[str, int]:

@@ -69,6 +69,8 @@ class ModelMetadata:
         context_slices: neighbours on each side of a slice that the network sees as extra
             input channels (2.5D, `sliceseg.io.neighbours`); 0 (and files from before): the
             slice alone.
+        context_step_mm: the median distance between a training slice and its neighbours
+            (`sliceseg.io.neighbours.neighbour_step_mm`); ``None`` when not 2.5D or unknown.
     """
 
     arch: str
@@ -87,6 +89,7 @@ class ModelMetadata:
     familiarity: dict[str, Any] | None = None
     intensity: dict[str, Any] | None = None
     context_slices: int = 0
+    context_step_mm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -107,6 +110,7 @@ class ModelMetadata:
             "familiarity": None if self.familiarity is None else dict(self.familiarity),
             "intensity": None if self.intensity is None else dict(self.intensity),
             "context_slices": int(self.context_slices),
+            "context_step_mm": self.context_step_mm,
         }
 
     @classmethod
@@ -131,6 +135,9 @@ class ModelMetadata:
             familiarity=None if data.get("familiarity") is None else dict(data["familiarity"]),
             intensity=None if data.get("intensity") is None else dict(data["intensity"]),
             context_slices=int(data.get("context_slices", 0)),
+            context_step_mm=None
+            if data.get("context_step_mm") is None
+            else float(data["context_step_mm"]),
         )
 
     @property

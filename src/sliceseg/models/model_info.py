@@ -38,7 +38,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "trained epochs": str(meta.epoch),
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
-        "neighbouring slices": _context_text(meta.context_slices),
+        "neighbouring slices": _context_text(meta.context_slices, meta.context_step_mm),
         "post-processing (chosen on validation)": post.describe(),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
@@ -65,12 +65,13 @@ def _profile_text(familiarity: dict[str, Any] | None) -> str:
     return text
 
 
-def _context_text(context_slices: int) -> str:
+def _context_text(context_slices: int, step_mm: float | None) -> str:
     if context_slices == 0:
         return "none: each slice alone (2D)"
+    apart = "" if step_mm is None else f", {step_mm:.3g} mm apart in training"
     return (
-        f"{context_slices} on either side of each slice in its series (2.5D: give predict "
-        "whole series)"
+        f"{context_slices} on either side of each slice in its series (2.5D{apart}: give "
+        "predict whole series of that spacing)"
     )
 
 

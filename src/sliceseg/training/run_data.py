@@ -11,6 +11,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
 from sliceseg.errors import LabelError
+from sliceseg.io.neighbours import neighbour_step_mm
 from sliceseg.model_space.batches import samples_to_spacing
 from sliceseg.model_space.intensity import (
     PER_SLICE,
@@ -71,6 +72,7 @@ def load_training_data(
         roi_names=tuple(report.roi_names),
         label_values=tuple(report.scheme.stored_values),
         normalisation=normalisation,
+        context_step_mm=_step(samples, neighbours),
     )
 
 
@@ -85,6 +87,13 @@ def _neighbour_pool(
     images_dir = config.data_source().images_dir
     pool = context_pool(samples, images_dir, k, progress=progress)
     return {"context_slices": k, "context_pool": [*pool, *(s.image for s in samples)]}
+
+
+def _step(samples: Sequence[Sample], neighbours: dict[str, Any]) -> float | None:
+    """A 2.5D run's neighbour distance, recorded so that predict can tell another spacing."""
+    if not neighbours:
+        return None
+    return neighbour_step_mm([s.image for s in samples], pool=neighbours["context_pool"])
 
 
 def run_normalisation(

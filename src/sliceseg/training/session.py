@@ -39,6 +39,7 @@ class TrainingData:
     roi_names: tuple[str, ...]
     label_values: tuple[int, ...]
     normalisation: IntensityNormalisation = PER_SLICE
+    context_step_mm: float | None = None  # a 2.5D run's neighbour distance (neighbour_step_mm)
 
     @property
     def num_classes(self) -> int:
@@ -166,6 +167,7 @@ def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) ->
         normalisation=data.normalisation.name,
         intensity=data.normalisation.to_dict(),
         context_slices=config.context_slices,
+        context_step_mm=data.context_step_mm,
     )
 
 
