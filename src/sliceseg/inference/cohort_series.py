@@ -120,12 +120,8 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     )
     areas = with_confidence(areas, np.asarray(decoded.confidence))
     areas, unlike = _familiarity(context, decoded, keys, areas)
-    warnings = area_warnings(
-        areas.wide, roi_names=names, sided_pairs=sided_pairs_from_names(names), series=areas.series
-    )
+    warnings = _warnings(context, decoded, areas, names)
     series = decoded.series
-    spacing = neighbour_spacing_line(series.name, decoded.slices, context.bundle.metadata)
-    warnings = [spacing, *warnings] if spacing else warnings
     predictions = [
         Prediction(image=image, label=label, key=key)
         for image, label, key in zip(decoded.slices, decoded.labels, keys, strict=True)
@@ -156,6 +152,17 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     _replace_folder(temporary, final)
     failure_path(context.out, series.name).unlink(missing_ok=True)
     return summary
+
+
+def _warnings(
+    context: SeriesContext, decoded: DecodedSeries, areas: AreaTable, names: list[str]
+) -> list[str]:
+    """A 2.5D model's line on the series' slice spacing (if any), then the areas' warnings."""
+    pairs = sided_pairs_from_names(names)
+    found = area_warnings(areas.wide, roi_names=names, sided_pairs=pairs, series=areas.series)
+    meta = context.bundle.metadata
+    spacing = neighbour_spacing_line(decoded.series.name, decoded.slices, meta)
+    return [spacing, *found] if spacing else found
 
 
 def _familiarity(
