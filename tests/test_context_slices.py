@@ -299,3 +299,24 @@ def test_predict_says_a_lone_slice_has_no_neighbours(
     assert "one slice, so this 2.5D model (context_slices 1)" in said.out + said.err
     run = predict_folder(context_model, lone.parent, tmp_path / "f", report=False)
     assert any("one slice, so this 2.5D model" in line for line in run.warnings)
+
+
+def test_evaluate_reads_the_unlabelled_neighbours_and_predicts_the_labelled_slices(
+    context_model, sparse_phantom, tmp_path
+):
+    from sliceseg.inference.evaluate import evaluate_model
+    from sliceseg.inference.predict import predict_slices
+    from sliceseg.models.bundle import load_bundle
+
+    result = evaluate_model(context_model, sparse_phantom, out_dir=tmp_path / "e")
+    table = result.per_slice
+    series = read_series(sparse_phantom / "dicoms" / "sub03")  # all five, neighbours included
+    labels = predict_slices(load_bundle(context_model), series, device="cpu")
+    for image, label in zip(series, labels, strict=True):
+        mine = table[table["key"] == f"sub03/{image.name}"]
+        if image.name.endswith(("s01", "s03")):
+            assert mine.empty  # unlabelled: read as a neighbour, not evaluated
+            continue
+        pixel_mm2 = float(image.spacing_mm[0] * image.spacing_mm[1])  # type: ignore[index]
+        expected = [np.count_nonzero(label == roi) * pixel_mm2 for roi in mine["roi"]]
+        assert mine["area_auto_mm2"].to_numpy() == pytest.approx(expected)

@@ -52,9 +52,7 @@ def context_pool(
     chosen = [series for series in plan.series if series.key in by_series]
     pool: list[Slice] = []
     for series in tqdm(chosen, desc="neighbours", unit="series", disable=not progress):
-        files = [
-            f.source for f in series.files if f.num_frames > 1 or str(f.source) not in labelled
-        ]
+        files = [f.source for f in series.files if _may_hold_neighbours(f, labelled)]
         with warnings.catch_warnings():  # `check` reports these files; training only looks
             warnings.simplefilter("ignore")
             found, _ = decode_series(files)

@@ -47,6 +47,7 @@ __all__ = [
     "ProbabilitySink",
     "calibrated_argmax",
     "finish_label",
+    "model_preparation",
     "network_probabilities",
     "network_window",
     "slice_features",
@@ -251,10 +252,15 @@ class Preparation:
     context_slices: int = 0
 
     def prepare(
-        self, images: Sequence[Slice], changes: Sequence[Reorientation] | None = None
+        self,
+        images: Sequence[Slice],
+        changes: Sequence[Reorientation] | None = None,
+        *,
+        pool: Sequence[Slice] = (),
     ) -> SpacedTensors:
         """The slices at the model's spacing, oriented and normalised (see `slices_to_spacing`);
-        a 2.5D model's neighbours are found among ``images`` (give it whole series)."""
+        a 2.5D model's neighbours are found among ``images`` (give it whole series) and
+        ``pool`` (slices only read as neighbours)."""
         if changes is None:
             canonical = self.is_canonicalising
             changes = reorientations_for(images) if canonical else [IDENTITY] * len(images)
@@ -264,7 +270,22 @@ class Preparation:
             reorientations=changes,
             normalisation=self.normalisation,
             context_slices=self.context_slices,
+            context_pool=pool,
         )
+
+
+def model_preparation(bundle: Bundle) -> Preparation | None:
+    """A model's `Preparation`, from its file's metadata (None: an older square-grid file)."""
+    meta = bundle.metadata
+    if meta.target_spacing_mm is None:
+        return None
+    source = bundle.source or "the model"
+    return Preparation(
+        meta.target_spacing_mm,
+        IntensityNormalisation.from_metadata(meta.normalisation, meta.intensity, source=source),
+        is_canonicalising(meta.orientation, source=source),
+        meta.context_slices,
+    )
 
 
 def spaced_subset(parts: Sequence[tuple[SpacedTensors, int]]) -> SpacedTensors:
@@ -312,27 +333,20 @@ class Engine:
     @property
     def preparation(self) -> Preparation | None:
         """The model's input preparation for worker processes (None: an older square-grid file)."""
-        meta = self.bundle.metadata
-        if meta.target_spacing_mm is None:
-            return None
-        source = self.bundle.source or "the model"
-        return Preparation(
-            meta.target_spacing_mm,
-            IntensityNormalisation.from_metadata(meta.normalisation, meta.intensity, source=source),
-            is_canonicalising(meta.orientation, source=source),
-            meta.context_slices,
-        )
+        return model_preparation(self.bundle)
 
     def prepare(
-        self, images: Sequence[Slice], changes: Sequence[Reorientation] | None = None
+        self,
+        images: Sequence[Slice],
+        changes: Sequence[Reorientation] | None = None,
+        *,
+        pool: Sequence[Slice] = (),
     ) -> SpacedTensors:
-        """The slices as a model with a target spacing takes them (`Preparation.prepare`;
-        ``changes`` default to `reorientations`)."""
+        """The slices as a model with a target spacing takes them (`Preparation.prepare`)."""
         preparation = self.preparation
         if preparation is None:
             raise ValueError("prepare: an older square-grid model file has no target spacing.")
-        changes = list(changes) if changes is not None else self.reorientations(images)
-        return preparation.prepare(images, changes)
+        return preparation.prepare(images, changes, pool=pool)
 
     def reorientations(self, images: Sequence[Slice]) -> list[Reorientation]:
         """Per slice, the flip/transpose to the model's orientation (none for older files)."""

@@ -243,11 +243,15 @@ def evaluate_model(
     unit = _unit(spacings)
     k = bundle.metadata.context_slices  # a 2.5D model also reads the unlabelled neighbours
     pool = context_pool(samples, source.images_dir, k) if k else []
-    neighbours = [with_fallback_spacing(image, fallback) for image in pool]
     with output_run(out_dir, overwrite=overwrite) as out:
         predicted = predict_slices(
-            bundle, [*images, *neighbours], device=device, tta=tta, progress=sys.stderr.isatty()
-        )[: len(images)]
+            bundle,
+            images,
+            device=device,
+            tta=tta,
+            progress=sys.stderr.isatty(),
+            context_pool=pool,
+        )
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)
         summary = _summarise(per_slice, bundle.roi_names)
         files = _write(out, per_slice, summary, unit)

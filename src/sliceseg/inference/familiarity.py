@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sliceseg.engine.predictor import model_preparation
 from sliceseg.errors import BundleError
 from sliceseg.inference.confidence import with_slice_column
 from sliceseg.io.dicom import Slice
@@ -27,9 +28,7 @@ from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
-from sliceseg.model_space.batches import centre_channel, slices_to_spacing
-from sliceseg.model_space.intensity import IntensityNormalisation
-from sliceseg.model_space.orientation import IDENTITY, is_canonicalising, reorientations_for
+from sliceseg.model_space.batches import centre_channel
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata
 from sliceseg.models.features import deepest_features
@@ -222,24 +221,13 @@ def _network_inputs(
     """The chosen slices as the network sees them: oriented, at its spacing, normalised."""
     if len(seen.inputs) == len(images):
         return [seen.inputs[i] for i in chosen]
-    meta = bundle.metadata
-    assert meta.target_spacing_mm is not None  # series_traits checked
-    whole = meta.context_slices > 0  # a 2.5D model's slices find their neighbours in the series
+    preparation = model_preparation(bundle)
+    assert preparation is not None  # series_traits checked: a model with a target spacing
+    whole = preparation.context_slices > 0  # a 2.5D model's slices find neighbours in the series
     members = list(images) if whole else [images[i] for i in chosen]
     with warnings.catch_warnings():  # predict already warned about these slices
         warnings.simplefilter("ignore")
-        canonical = is_canonicalising(meta.orientation, source="the model")
-        changes = reorientations_for(members) if canonical else [IDENTITY] * len(members)
-    normalisation = IntensityNormalisation.from_metadata(
-        meta.normalisation, meta.intensity, source=bundle.source or "the model"
-    )  # the network's own input: CT models see their stored HU numbers
-    spaced = slices_to_spacing(
-        members,
-        meta.target_spacing_mm,
-        reorientations=changes,
-        normalisation=normalisation,
-        context_slices=meta.context_slices,
-    )
+        spaced = preparation.prepare(members)  # the network's own input (CT: its HU numbers)
     return [spaced.images[i] for i in chosen] if whole else list(spaced.images)
 
 

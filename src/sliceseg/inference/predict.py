@@ -53,6 +53,7 @@ def predict_slices(
     tta: bool = False,
     progress: bool = False,
     on_probabilities: ProbabilitySink | None = None,
+    context_pool: Sequence[Slice] = (),
 ) -> list[np.ndarray]:
     """Segment slices and return one label map per slice on the slice's own grid.
 
@@ -71,6 +72,8 @@ def predict_slices(
         tta: average over small rotations and zooms (4× slower).
         progress: show a progress bar.
         on_probabilities: called per slice with its native-grid probabilities and label map.
+        context_pool: slices a 2.5D model may read as the slices' neighbours without
+            predicting them (a labelled test set's unlabelled DICOMs).
 
     Returns:
         uint8 label maps (rows, cols) with values 0..K.
@@ -92,7 +95,8 @@ def predict_slices(
         engine = Engine(bundle, target, tta=tta)
         changes = engine.reorientations(images)
         # a 2.5D model's slices are prepared together, so that each finds its neighbours
-        spaced = engine.prepare(images, changes) if bundle.metadata.context_slices else None
+        context = bundle.metadata.context_slices
+        spaced = engine.prepare(images, changes, pool=context_pool) if context else None
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         labels: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):

@@ -62,12 +62,12 @@ def slice_neighbours(
     places = {
         key: {_identity(s): i for i, s in enumerate(ordered)} for key, ordered in orders.items()
     }
+    steps = [*range(-k, 0), *range(1, k + 1)]
     result = []
     for image in centres:
         key = series_key(image)
         ordered, at = orders[key], places[key][_identity(image)]
         last = len(ordered) - 1
-        steps = [*range(-k, 0), *range(1, k + 1)]
         result.append(tuple(ordered[min(max(at + step, 0), last)] for step in steps))
     return result
 

@@ -225,6 +225,7 @@ def slices_to_spacing(
     reorientations: Sequence[Reorientation] | None = None,
     normalisation: IntensityNormalisation = PER_SLICE,
     context_slices: int = 0,
+    context_pool: Sequence[Slice] = (),
 ) -> SpacedTensors:
     """Resample unlabelled slices to the target spacing (for prediction), canonical orientation.
 
@@ -234,13 +235,14 @@ def slices_to_spacing(
         reorientations: as for :func:`slices_to_grid`.
         normalisation: the model's intensity normalisation (per slice by default).
         context_slices: neighbours on each side as extra channels (`slice_neighbours`,
-            among ``images``).
+            among ``images`` and ``context_pool``).
+        context_pool: further slices that may be neighbours, not predicted themselves.
 
     Raises:
         ValueError: ``reorientations`` does not have one entry per slice.
     """
     changes = _reorientations(images, reorientations)
-    contexts = slice_neighbours(images, context_slices)
+    contexts = slice_neighbours(images, context_slices, pool=context_pool)
     pairs = [
         slice_to_spacing(
             orient_slice(s, r),
