@@ -95,6 +95,9 @@ class TrainConfig:
             (2.5D: ``1 + 2k`` input channels, the series' adjacent slices along its normal,
             `sliceseg.io.neighbours`); the unlabelled DICOMs of a labelled slice's series are
             read for it. 0 (default): the slice alone.
+        ema_decay: average the weights over the training steps with this decay per step
+            (`sliceseg.training.averaging`): validation, checkpoints and the model files use
+            the average. 0 (default): the weights as trained.
         area_calibration: choose, per ROI, the background weight that makes the validation
             areas unbiased (`sliceseg.postprocess.calibration`); False (default) keeps the plain
             argmax: on the real-MR benchmarks weights chosen on a few validation subjects made
@@ -137,6 +140,7 @@ class TrainConfig:
     validation_split: str = "patient"
     view: str = "native"
     context_slices: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -195,6 +199,10 @@ class TrainConfig:
         if not isinstance(self.context_slices, int) or not 0 <= self.context_slices <= 3:
             raise ConfigError(
                 f"context_slices must be a whole number from 0 to 3, got {self.context_slices!r}."
+            )
+        if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(
+                f"ema_decay must be in [0, 1) (0 = off; e.g. 0.999), got {self.ema_decay!r}."
             )
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers!r}.")

@@ -205,6 +205,8 @@ def _run(
         session.model.load_state_dict(
             initial_state(start, session.metadata, source=config.init_from)
         )
+        if session.averaged is not None:  # the average starts from the loaded weights
+            session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
     state = fresh_state(config)
     if resumption is not None:
@@ -289,6 +291,7 @@ def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow,
         scaler=session.scaler,
         show_progress=context.is_main and sys.stderr.isatty(),
         description=f"epoch {epoch}/{config.planned_epochs or '…'}",
+        after_step=session.after_step,
     )
     row: HistoryRow = {
         "epoch": epoch,
@@ -317,7 +320,7 @@ def validate(session: Session, row: HistoryRow) -> tuple[HistoryRow, PostProcess
     if not len(session.data.validation):
         return row, None
     per_roi, post = evaluate_spaced(
-        session.model,
+        session.evaluated,
         session.data.validation,
         device=session.context.device,
         num_classes=session.data.num_classes,
@@ -342,7 +345,7 @@ def keep_best(
     if not np.isfinite(dice) or (best is not None and dice <= best):
         return best
     epoch = int(row["epoch"])
-    save_bundle(session.path("best.pt"), session.model, session.metadata_at(epoch, post))
+    save_bundle(session.path("best.pt"), session.evaluated, session.metadata_at(epoch, post))
     return dice
 
 
@@ -421,7 +424,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
         if not best_path.exists():  # no validation set: the last model is the best we know
-            save_bundle(best_path, session.model, session.metadata_at(epoch))
+            save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
         profile = add_profile(
             best_path, session.data.train, session.data.validation, divisor=session.divisor
         )

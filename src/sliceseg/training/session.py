@@ -22,6 +22,7 @@ from sliceseg.models import build_model, context_channels, required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.report.plots import plot_history
+from sliceseg.training.averaging import WeightAverage
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext
 from sliceseg.training.losses import MultiOutputLoss, build_loss
@@ -55,7 +56,7 @@ class Session:
         config: the run's settings.
         context: rank, world size and device.
         data: training and validation tensors and the ROI names.
-        model: the plain network (what is saved and validated).
+        model: the plain network as trained (saved and validated unless ``averaged``).
         network: ``model`` or its DistributedDataParallel wrapper (what is trained).
         metadata: the model file's metadata (epoch 0; see `_at_epoch`).
         optimizer: AdamW.
@@ -66,6 +67,7 @@ class Session:
         augment_params: augmentation settings, or None when augmentation is off.
         loss_fn: the training loss.
         dice_loss_fn: the soft Dice loss the progress lines report.
+        averaged: the weights' running average with ``ema_decay``, else None.
     """
 
     config: TrainConfig
@@ -82,6 +84,17 @@ class Session:
     augment_params: AugmentParams | None
     loss_fn: MultiOutputLoss
     dice_loss_fn: MultiOutputLoss
+    averaged: WeightAverage | None = None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validation judges and the model files hold: the average, if any."""
+        return self.model if self.averaged is None else self.averaged.model
+
+    def after_step(self) -> None:
+        """Fold the weights just trained into the average (nothing without one)."""
+        if self.averaged is not None:
+            self.averaged.update(self.model)
 
     @property
     def out_dir(self) -> Path:
@@ -150,6 +163,7 @@ def set_up(
         augment_params=config.augment_params if config.augment else None,
         loss_fn=MultiOutputLoss(build_loss(config.loss)),
         dice_loss_fn=MultiOutputLoss(build_loss("dice")),
+        averaged=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None,
     )
 
 
@@ -225,6 +239,11 @@ def fresh_state(config: TrainConfig) -> TrainingState:
 def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
     """Put a checkpoint's weights, optimiser, scaler and random states into ``session``."""
     session.model.load_state_dict(checkpoint.model.state_dict())
+    if session.averaged is not None and state.averaging is not None:
+        session.averaged.load_state_dict(
+            {"weights": checkpoint.model.state_dict(), "updates": state.averaging["updates"]}
+        )
+        session.model.load_state_dict(state.averaging["trained"])
     session.optimizer.load_state_dict(state.optimizer)
     if session.scaler is not None and state.scaler:
         session.scaler.load_state_dict(state.scaler)
@@ -258,6 +277,9 @@ def capture_state(
         optimizer=session.optimizer.state_dict(),
         scaler=session.scaler.state_dict() if session.scaler is not None else None,
         rng=rng,
+        averaging=None
+        if session.averaged is None
+        else {"trained": session.model.state_dict(), "updates": session.averaged.updates},
     )
 
 
@@ -268,7 +290,7 @@ def save_checkpoint(
     validation for these weights) and the history so far."""
     path = session.path(f"{state.epoch}.pt")
     metadata = session.metadata_at(state.epoch, postprocessing)
-    save_bundle(path, session.model, metadata, training_state=state.to_dict())
+    save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
     write_history(session.out_dir, session.config.model_filename, state.history)
     return path
 

@@ -29,6 +29,7 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "validation_split",
     "view",
     "context_slices",
+    "ema_decay",
     "model_filename",
     "out_dir",
 )
@@ -54,6 +55,8 @@ class TrainingState:
         scaler: ``GradScaler.state_dict()`` when training with mixed precision, else None.
         rng: random-generator states by name (``"torch"``, ``"shuffle"``, ``"augment"``, and
             ``"cuda"`` on a GPU), as uint8 tensors.
+        averaging: with ``ema_decay``, the weights as trained (``"trained"``: the checkpoint's
+            model holds their average) and the average's ``"updates"``; else None.
 
     Example:
         >>> state = TrainingState(epoch=2, planned_epochs=40, max_minutes=None,
@@ -71,6 +74,7 @@ class TrainingState:
     optimizer: dict[str, Any]
     scaler: dict[str, Any] | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    averaging: dict[str, Any] | None = None
 
     @property
     def remaining_seconds(self) -> float | None:
@@ -92,6 +96,7 @@ class TrainingState:
             "optimizer": self.optimizer,
             "scaler": self.scaler,
             "rng": dict(self.rng),
+            "averaging": self.averaging,
         }
 
     @classmethod
@@ -139,6 +144,7 @@ class TrainingState:
             optimizer=dict(data["optimizer"]),
             scaler=None if data.get("scaler") is None else dict(data["scaler"]),
             rng=dict(data.get("rng", {})),
+            averaging=None if data.get("averaging") is None else dict(data["averaging"]),
         )
 
 

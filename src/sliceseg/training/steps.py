@@ -109,8 +109,10 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     show_progress: bool = False,
     description: str = "",
+    after_step: Callable[[], None] | None = None,
 ) -> EpochStats:
-    """Run one pass over the training batches and return the epoch's mean loss and Dice."""
+    """Run one pass over the training batches and return the epoch's mean loss and Dice;
+    ``after_step`` is called after each optimiser step (the weight average's update)."""
     model.train()
     start = time.perf_counter()
     losses, dice_losses, counter = [], [], DiceCounter(num_classes)
@@ -124,6 +126,8 @@ def train_one_epoch(
             outputs = model(images)
             loss = loss_fn(outputs, labels)
         optimizer_step(loss, optimizer, scaler)
+        if after_step is not None:
+            after_step()
         with torch.no_grad():
             dice_losses.append(float(dice_loss_fn([o.float() for o in outputs], labels)))
             counter.update(outputs[0].float().cpu(), labels.cpu())
