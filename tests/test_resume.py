@@ -118,6 +118,7 @@ class TestResumeConfig:
             ({"arch": "pyramid"}, "arch cannot change when resuming"),
             ({"seed": 9}, "seed cannot change when resuming"),
             ({"context_slices": 1}, "context_slices cannot change when resuming"),
+            ({"ema_decay": 0.99}, "ema_decay cannot change when resuming"),
             ({"epochs": 4}, "already completed 4 of 4 planned epochs; give --epochs above 4"),
         ],
     )

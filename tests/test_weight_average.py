@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from conftest import tiny_config
+from sliceseg.cli import main
 from sliceseg.errors import ConfigError
 from sliceseg.models.bundle import load_bundle
 from sliceseg.training.averaging import WeightAverage
@@ -81,7 +83,27 @@ def test_the_files_hold_the_average_and_a_resumed_run_equals_the_whole_one(
     part.mkdir()
     shutil.copy(whole.out_dir / "sliceseg_2.pt", part / "sliceseg_2.pt")
     resumed = train(resume=part / "sliceseg_2.pt", log=lambda _line: None)
-    for name in ("3.pt",):  # best.pt: the part run has not got the earlier epochs' best
-        a = load_bundle(whole.out_dir / f"sliceseg_{name}").model.state_dict()
-        b = load_bundle(resumed.out_dir / f"sliceseg_{name}").model.state_dict()
-        assert all(torch.equal(a[key], b[key]) for key in a), name
+    a = load_bundle(whole.out_dir / "sliceseg_3.pt").model.state_dict()
+    b = load_bundle(resumed.out_dir / "sliceseg_3.pt").model.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_the_flag_reaches_the_settings(tiny_phantom, tmp_path):
+    out = tmp_path / "m"
+    code = main(
+        [
+            "train",
+            str(tiny_phantom / "train"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--input-shape",
+            "64",
+            "--ema-decay",
+            "0.95",
+        ]
+    )
+    assert code == 0
+    assert json.loads((out / "sliceseg_settings.json").read_text())["settings"]["ema_decay"] == 0.95
+    assert load_bundle(out / "sliceseg_best.pt").metadata.settings["ema_decay"] == 0.95

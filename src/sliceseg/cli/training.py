@@ -130,6 +130,13 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
     )
     p.add_argument("--dropout-rate", type=float, help="dropout inside the network (default 0)")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        metavar="D",
+        help="validate and save a moving average of the weights, D per step (e.g. 0.998; "
+        "default 0: the weights as trained)",
+    )
     p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -182,6 +189,7 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": getattr(args, "num_workers", None),
         "learning_rate": getattr(args, "learning_rate", None),
         "dropout_rate": getattr(args, "dropout_rate", None),
+        "ema_decay": getattr(args, "ema_decay", None),
         "loss": getattr(args, "loss", None),
         "augment": False if getattr(args, "no_augment", False) else None,
         "print_checkpoint": getattr(args, "print_checkpoint", None),
