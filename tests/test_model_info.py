@@ -39,6 +39,7 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     assert "model grid: 96×96" in lines
     assert "target spacing: 0.5 × 0.8 mm (row × column)" in lines
     assert "neighbouring slices: none: each slice alone (2D)" in lines
+    assert "weights: as trained at the epoch saved" in lines
     assert "post-processing (chosen on validation): ROI 1: largest_component" in lines
     expected = "background ×7.39 (validation area bias +3.0 → +0.2 %)"
     assert f"area calibration (chosen on validation): {expected}" in lines
@@ -87,3 +88,11 @@ def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path, capsys):
         f"error: {tmp_path / 'nope.pt'}: model file not found; give the path of a .pt "
         "from training."
     ]
+
+
+def test_info_names_a_moving_average_of_the_weights(tmp_path, capsys):
+    meta = metadata(hyperparameters={"depth": 3}, settings={"ema_decay": 0.998})
+    path = save_bundle(tmp_path / "m.pt", small_unet(), meta)
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "weights: moving average over the training steps (decay 0.998 per step)" in lines

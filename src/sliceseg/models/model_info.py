@@ -39,6 +39,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
         "neighbouring slices": _context_text(meta.context_slices, meta.context_step_mm),
+        "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
         "post-processing (chosen on validation)": post.describe(),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
@@ -63,6 +64,12 @@ def _profile_text(familiarity: dict[str, Any] | None) -> str:
             "'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
         )
     return text
+
+
+def _weights_text(ema_decay: float) -> str:
+    if ema_decay <= 0:
+        return "as trained at the epoch saved"
+    return f"moving average over the training steps (decay {ema_decay:g} per step)"
 
 
 def _context_text(context_slices: int, step_mm: float | None) -> str:
