@@ -126,6 +126,12 @@ class TestResumeConfig:
         with pytest.raises(ConfigError, match=message):
             resume_config(self.SETTINGS, a_state(), override)
 
+    def test_a_checkpoint_from_before_the_weight_average_resumes_without_one(self):
+        older = {k: v for k, v in self.SETTINGS.items() if k != "ema_decay"}
+        config, _notes = resume_config(older, a_state(max_minutes=5.0), {})
+        assert config.ema_decay == 0.0
+        assert TrainConfig().ema_decay == 0.998
+
     def test_a_spent_budget_is_refused(self):
         with pytest.raises(ConfigError, match="already spent its 1-minute budget"):
             resume_config(self.SETTINGS, a_state(max_minutes=1.0), {})

@@ -134,8 +134,8 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         "--ema-decay",
         type=float,
         metavar="D",
-        help="validate and save a moving average of the weights, D per step (e.g. 0.998; "
-        "default 0: the weights as trained)",
+        help="validate and save a moving average of the weights, D per step (default "
+        "0.998; 0: the weights as trained)",
     )
     p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")

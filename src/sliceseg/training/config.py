@@ -96,8 +96,9 @@ class TrainConfig:
             `sliceseg.io.neighbours`); the unlabelled DICOMs of a labelled slice's series are
             read for it. 0 (default): the slice alone.
         ema_decay: average the weights over the training steps with this decay per step
-            (`sliceseg.training.averaging`): validation, checkpoints and the model files use
-            the average. 0 (default): the weights as trained.
+            (default 0.998: about the last 500 steps; `sliceseg.training.averaging`):
+            validation, checkpoints and the model files use the average. 0: the weights as
+            trained (a checkpoint from before this setting resumes with 0).
         area_calibration: choose, per ROI, the background weight that makes the validation
             areas unbiased (`sliceseg.postprocess.calibration`); False (default) keeps the plain
             argmax: on the real-MR benchmarks weights chosen on a few validation subjects made
@@ -140,7 +141,7 @@ class TrainConfig:
     validation_split: str = "patient"
     view: str = "native"
     context_slices: int = 0
-    ema_decay: float = 0.0
+    ema_decay: float = 0.998
 
     def __post_init__(self) -> None:
         self._check_numbers()

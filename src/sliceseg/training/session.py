@@ -244,6 +244,8 @@ def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
             {"weights": checkpoint.model.state_dict(), "updates": state.averaging["updates"]}
         )
         session.model.load_state_dict(state.averaging["trained"])
+    elif session.averaged is not None:
+        session.averaged.restart(session.model)
     session.optimizer.load_state_dict(state.optimizer)
     if session.scaler is not None and state.scaler:
         session.scaler.load_state_dict(state.scaler)

@@ -183,7 +183,12 @@ def resume_config(
         "Overriding the checkpoint's settings as given: epochs 40 → 60."
     """
     saved = TrainConfig.from_dict(
-        {**settings, "epochs": state.planned_epochs, "max_minutes": state.max_minutes}
+        {
+            "ema_decay": 0.0,  # a checkpoint from before the setting trained without an average
+            **settings,
+            "epochs": state.planned_epochs,
+            "max_minutes": state.max_minutes,
+        }
     )
     config = saved.with_settings(overrides)
     changed = [name for name in overrides if getattr(config, name) != getattr(saved, name)]
