@@ -97,11 +97,14 @@ def test_a_neighbour_on_another_grid_is_replaced_by_the_slice():
     assert not torch.equal(middle[0], middle[1])
 
 
-def test_context_slices_out_of_range_is_refused_with_the_setting_named(tmp_path: Path):
+@pytest.mark.parametrize(("value", "shown"), [(4, "4"), (True, "True")])
+def test_context_slices_out_of_range_is_refused_with_the_setting_named(
+    tmp_path: Path, value: object, shown: str
+):
     with pytest.raises(
-        ConfigError, match="context_slices must be a whole number from 0 to 3, got 4"
+        ConfigError, match=f"context_slices must be a whole number from 0 to 3, got {shown}"
     ):
-        tiny_config(tmp_path, tmp_path / "m", context_slices=4)
+        tiny_config(tmp_path, tmp_path / "m", context_slices=value)
 
 
 def _metadata(context_slices: int):

@@ -197,7 +197,8 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
-        if not isinstance(self.context_slices, int) or not 0 <= self.context_slices <= 3:
+        k = self.context_slices
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
             raise ConfigError(
                 f"context_slices must be a whole number from 0 to 3, got {self.context_slices!r}."
             )

@@ -148,6 +148,8 @@ def set_up(
         "augment": torch.Generator().manual_seed(config.seed * 1000 + context.rank + 1),
     }
     loader, sampler = _build_loader(config, context, data.train, generators)
+    # copied before DistributedDataParallel hooks into the model's parameters
+    averaged = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     return Session(
         config=config,
         context=context,
@@ -163,7 +165,7 @@ def set_up(
         augment_params=config.augment_params if config.augment else None,
         loss_fn=MultiOutputLoss(build_loss(config.loss)),
         dice_loss_fn=MultiOutputLoss(build_loss("dice")),
-        averaged=WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None,
+        averaged=averaged,
     )
 
 
