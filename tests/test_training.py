@@ -129,7 +129,7 @@ class TestTrain:
 
     def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path
-    ):
+    ):  # the model is their moving average (ema_decay); the state carries them as trained
         result = train(tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1))
         payload = torch.load(result.final_model, weights_only=True)
         assert payload["metadata"]["arch"] == "unet"
@@ -139,8 +139,11 @@ class TestTrain:
         bundle = load_bundle(result.final_model)
         # the checksum train() took of the model in memory, before anything was written
         trained = json.loads(result.settings_json.read_text())["parameter_checksums"][0]
-        assert parameter_checksum(bundle.model) == pytest.approx(trained, rel=1e-12)
         assert bundle.training_state is not None
+        average = parameter_checksum(bundle.model)
+        bundle.model.load_state_dict(bundle.training_state["averaging"]["trained"])
+        assert parameter_checksum(bundle.model) == pytest.approx(trained, rel=1e-12)
+        assert average != pytest.approx(trained, rel=1e-6)
         assert [row["epoch"] for row in bundle.training_state["history"]] == [1]
 
     def test_on_checkpoint_gets_every_print_checkpoint(self, tiny_phantom, tmp_path):
