@@ -41,9 +41,9 @@ def start_training(variant: str, train_dir: Path, out: Path, minutes: float) -> 
     command += ["--max-minutes", str(minutes), "--overwrite"]
     if variant != "default":
         command += ["--config", str(Path(variant).resolve())]
-    log = out.with_suffix(".log").open("w")
     env = {**os.environ, **ONE_THREAD}
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with out.with_suffix(".log").open("w") as log:  # the child keeps its own copy of the file
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def cpu_seconds(process: subprocess.Popen) -> float:

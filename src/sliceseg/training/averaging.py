@@ -63,11 +63,7 @@ class WeightAverage:
                 target.copy_(value)
         self.updates += 1
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data for a checkpoint: the averaged weights and the number of updates."""
-        return {"weights": self.model.state_dict(), "updates": self.updates}
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore the average from a checkpoint: ``{"weights": ..., "updates": n}``."""
         self.model.load_state_dict(state["weights"])
         self.updates = int(state["updates"])

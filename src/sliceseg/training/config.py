@@ -199,12 +199,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
         k = self.context_slices
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
-            raise ConfigError(
-                f"context_slices must be a whole number from 0 to 3, got {self.context_slices!r}."
-            )
+            raise ConfigError(f"context_slices must be a whole number from 0 to 3, got {k!r}.")
         if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(
-                f"ema_decay must be in [0, 1) (0 = off; e.g. 0.999), got {self.ema_decay!r}."
+                f"ema_decay must be in [0, 1) (0 = off; default 0.998), got {self.ema_decay!r}."
             )
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers!r}.")

@@ -240,14 +240,16 @@ def fresh_state(config: TrainConfig) -> TrainingState:
 
 def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
     """Put a checkpoint's weights, optimiser, scaler and random states into ``session``."""
-    session.model.load_state_dict(checkpoint.model.state_dict())
     if session.averaged is not None and state.averaging is not None:
+        # the checkpoint's model is the average; its state carries the weights as trained
         session.averaged.load_state_dict(
             {"weights": checkpoint.model.state_dict(), "updates": state.averaging["updates"]}
         )
         session.model.load_state_dict(state.averaging["trained"])
-    elif session.averaged is not None:
-        session.averaged.restart(session.model)
+    else:
+        session.model.load_state_dict(checkpoint.model.state_dict())
+        if session.averaged is not None:
+            session.averaged.restart(session.model)
     session.optimizer.load_state_dict(state.optimizer)
     if session.scaler is not None and state.scaler:
         session.scaler.load_state_dict(state.scaler)
