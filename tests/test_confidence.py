@@ -12,7 +12,9 @@ import torch
 from conftest import with_postprocessing
 from sliceseg.errors import ConfigError
 from sliceseg.inference.confidence import (
+    BELIEF_FLOOR,
     ConfidenceCollector,
+    _roi_confidence_on_device,
     least_confident,
     roi_confidence,
     slice_confidence,
@@ -52,6 +54,20 @@ class TestRoiConfidence:
         assert roi_confidence(nothing, label) == pytest.approx([1.0])
         believed = np.stack([np.full((4, 4), 0.6), np.full((4, 4), 0.4)])  # Σp = 6.4, none
         assert roi_confidence(believed, label) == pytest.approx([0.0])
+
+    def test_leakage_below_the_floor_is_no_belief(self):
+        """A softmax's leak (10⁻⁴ on every pixel of a 512² slice: 26 pixels' worth) does not make
+        an absent ROI doubtful; beside a predicted ROI it is left out of Σp: 2·3 / (3 + 4)."""
+        label = np.zeros((512, 512), np.uint8)
+        leak = np.full((512, 512), 1e-4)
+        absent = np.stack([1.0 - leak, leak])
+        assert roi_confidence(absent, label) == pytest.approx([1.0])
+        probs, label = _probabilities(0.75, BELIEF_FLOOR / 2)
+        assert roi_confidence(probs, label) == pytest.approx([6 / 7])
+        expected = [1.0, 6 / 7]
+        both = np.stack([probs[0], np.zeros((4, 4)), probs[1]])
+        label2 = np.where(label == 1, 2, 0).astype(np.uint8)
+        assert _roi_confidence_on_device(torch.from_numpy(both), label2) == pytest.approx(expected)
 
     def test_shape_mismatch(self):
         with pytest.raises(

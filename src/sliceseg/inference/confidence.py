@@ -4,10 +4,14 @@ The score of ROI k on a slice is the Dice the model expects between its own labe
 probabilities (a soft Dice, 2·Σ pₖ·mₖ / (Σ pₖ + Σ mₖ), with mₖ the predicted mask and pₖ the
 probability of k at every pixel of the slice's own grid). It is 1 where the model is sure of
 every pixel and falls with the probability mass that disagrees with the label: a blurred
-boundary, a second candidate region, an ROI half-believed. An ROI neither predicted nor
-believed anywhere (less than one pixel's worth of probability) scores 1. The slice's score is
-the mean over its ROIs. `bench/confidence.py` measured this choice against the margin and the
-entropy in a band around each boundary (``docs/benchmarks.md``, "Confidence").
+boundary, a second candidate region, an ROI half-believed. Probabilities below
+`BELIEF_FLOOR` count as none: a softmax leaks 10⁻⁵–10⁻² of every class over every pixel, which
+on a 512² slice sums to a pixel or two of an ROI that is nowhere, and would score such an absent
+ROI 0 (on the spine benchmark that made every slice without an iliopsoas look like a failure).
+An ROI neither predicted nor believed anywhere (less than one pixel's worth of probability above
+the floor) scores 1. The slice's score is the mean over its ROIs. `bench/confidence.py`
+measured this choice against the margin and the entropy in a band around each boundary
+(``docs/benchmarks.md``, "Confidence").
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from sliceseg.measure.areas import (
     slice_positions,
 )
 
+# Below this a pixel's probability of an ROI is leakage, not belief (see the module's docstring).
+BELIEF_FLOOR = 0.05
+
 __all__ = [
+    "BELIEF_FLOOR",
     "CONFIDENCE_COLUMN",
     "ConfidenceCollector",
     "least_confident",
@@ -67,10 +75,11 @@ def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) 
     scores = np.ones(probs.shape[0] - 1)
     for k in range(1, probs.shape[0]):
         mask = label == k
-        believed = float(probs[k].sum(dtype=np.float64))
+        belief = np.where(probs[k] >= BELIEF_FLOOR, probs[k], 0)
+        believed = float(belief.sum(dtype=np.float64))
         predicted = int(np.count_nonzero(mask))
         if believed + predicted >= 1.0:
-            overlap = float(probs[k][mask].sum(dtype=np.float64))
+            overlap = float(belief[mask].sum(dtype=np.float64))
             scores[k - 1] = 2.0 * overlap / (believed + predicted)
     return scores
 
@@ -84,9 +93,10 @@ def _roi_confidence_on_device(probs: torch.Tensor, label: np.ndarray) -> np.ndar
         )
     classes = torch.arange(1, probs.shape[0], device=probs.device).view(-1, 1, 1)
     masks = torch.from_numpy(label).to(probs.device).unsqueeze(0) == classes  # (K, H, W)
-    believed = probs[1:].sum(dim=(1, 2), dtype=torch.float64)
+    belief = torch.where(probs[1:] >= BELIEF_FLOOR, probs[1:], 0)
+    believed = belief.sum(dim=(1, 2), dtype=torch.float64)
     predicted = masks.sum(dim=(1, 2)).to(torch.float64)
-    overlap = (probs[1:] * masks).sum(dim=(1, 2), dtype=torch.float64)
+    overlap = (belief * masks).sum(dim=(1, 2), dtype=torch.float64)
     total = believed + predicted
     scores = torch.where(total >= 1.0, 2.0 * overlap / total.clamp(min=1.0), torch.ones_like(total))
     return scores.cpu().numpy()
