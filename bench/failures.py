@@ -71,7 +71,7 @@ from scipy import ndimage, stats
 
 from failures_real import level_renderer, read_test_series, reprofile
 from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
-from sliceseg.inference.familiarity import model_profile, series_traits
+from sliceseg.inference.familiarity import always_present_rois, model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.familiarity import (
@@ -215,7 +215,7 @@ def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], Ver
     """Predict one series; return per slice the uncertainties and truth numbers, the verdict and
     the series' raw check numbers."""
     images = [item.image for item in items]
-    collector = ConfidenceCollector()
+    collector = ConfidenceCollector(always_present_rois(bundle))
     labels = predict_slices(bundle, images, on_probabilities=collector)
     per_roi = collector.per_roi
     today = slice_confidence(per_roi)

@@ -69,6 +69,26 @@ class TestRoiConfidence:
         label2 = np.where(label == 1, 2, 0).astype(np.uint8)
         assert _roi_confidence_on_device(torch.from_numpy(both), label2) == pytest.approx(expected)
 
+    def test_an_roi_training_always_showed_scores_zero_when_missing(self):
+        """Missing though expected: 0 however sure the network is of its absence; an ROI not
+        always there keeps 1; a predicted one keeps its soft Dice."""
+        probs, label = _probabilities(0.75, 0.25)  # ROI 2's block: 2·3 / (6 + 4) = 0.6
+        three = np.stack([probs[0], np.zeros((4, 4)), probs[1]])
+        label3 = np.where(label == 1, 2, 0).astype(np.uint8)
+        expected = np.array([True, True])
+        assert roi_confidence(three, label3, expected) == pytest.approx([0.0, 0.6])
+        assert roi_confidence(three, label3, np.array([False, True])) == pytest.approx([1.0, 0.6])
+        on_device = _roi_confidence_on_device(torch.from_numpy(three), label3, expected)
+        assert on_device == pytest.approx([0.0, 0.6])
+        collector = ConfidenceCollector(expected)
+        collector(torch.from_numpy(three), label3)
+        assert collector.per_roi[0] == pytest.approx([0.0, 0.6])
+
+    def test_always_present_needs_one_flag_per_roi(self):
+        probs, label = _probabilities(1.0, 0.0)
+        with pytest.raises(ConfigError, match=r"2 ROIs marked always present for 1 ROIs"):
+            roi_confidence(probs, label, np.array([True, True]))
+
     def test_shape_mismatch(self):
         with pytest.raises(
             ConfigError, match=r"shape \(2, 4, 4\) for a label map of shape \(3, 3\)"

@@ -37,7 +37,7 @@ from sliceseg.inference.cohort_series import (
     write_series,
 )
 from sliceseg.inference.confidence import ConfidenceCollector
-from sliceseg.inference.familiarity import model_profile
+from sliceseg.inference.familiarity import always_present_rois, model_profile
 from sliceseg.inference.merge import MergeResult, merge_cohort
 from sliceseg.inference.records import (
     RunRecord,
@@ -357,8 +357,9 @@ def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
     if len(prepared) != len(images):  # an older model file: the engine's square grid
         prepared = []
     found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    expected = always_present_rois(engine.bundle)
     for chunk in _passes(batch, prepared, batch_size):
-        collector = ConfidenceCollector()
+        collector = ConfidenceCollector(expected)
         features: list[np.ndarray | None] = []
         spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
         labels = engine.labels(

@@ -9,7 +9,9 @@ boundary, a second candidate region, an ROI half-believed. Probabilities below
 on a 512² slice sums to a pixel or two of an ROI that is nowhere, and would score such an absent
 ROI 0 (on the spine benchmark that made every slice without an iliopsoas look like a failure).
 An ROI neither predicted nor believed anywhere (less than one pixel's worth of probability above
-the floor) scores 1. The slice's score is the mean over its ROIs. `bench/confidence.py`
+the floor) scores 1 — unless the training slices always showed it (the model file's profile,
+`TrainingProfile.always_present`): then its absence is an error the model is sure of, and it
+scores 0. The slice's score is the mean over its ROIs. `bench/confidence.py`
 measured this choice against the margin and the entropy in a band around each boundary
 (``docs/benchmarks.md``, "Confidence").
 """
@@ -45,13 +47,19 @@ __all__ = [
 ]
 
 
-def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) -> np.ndarray:
+def roi_confidence(
+    probabilities: torch.Tensor | np.ndarray,
+    label: np.ndarray,
+    always_present: np.ndarray | None = None,
+) -> np.ndarray:
     """Return the confidence of each ROI 1..K on one slice, each in [0, 1].
 
     Args:
         probabilities: (K + 1, rows, cols) softmax probabilities on the label's grid,
             background first.
         label: (rows, cols) predicted label map, values 0..K.
+        always_present: (K,) bool, True for an ROI the training slices always showed (the
+            model's profile); missing from ``label``, such an ROI scores 0. None: no such ROI.
 
     Returns:
         (K,) float64: per ROI, the soft Dice between its predicted mask and its probability.
@@ -64,33 +72,44 @@ def roi_confidence(probabilities: torch.Tensor | np.ndarray, label: np.ndarray) 
         >>> roi_confidence(probs, np.zeros((4, 4), np.uint8))  # nothing there, surely
         array([1.])
     """
+    _check_shapes(tuple(probabilities.shape), label, always_present)
     if isinstance(probabilities, torch.Tensor) and probabilities.device.type != "cpu":
-        return _roi_confidence_on_device(probabilities, label)
+        return _roi_confidence_on_device(probabilities, label, always_present)
     probs = probabilities.numpy() if isinstance(probabilities, torch.Tensor) else probabilities
-    if probs.ndim != 3 or probs.shape[1:] != label.shape:
-        raise ConfigError(
-            f"probabilities of shape {tuple(probs.shape)} for a label map of shape "
-            f"{label.shape}; give (classes, rows, cols) on the label's own grid."
-        )
     scores = np.ones(probs.shape[0] - 1)
     for k in range(1, probs.shape[0]):
         mask = label == k
         belief = np.where(probs[k] >= BELIEF_FLOOR, probs[k], 0)
         believed = float(belief.sum(dtype=np.float64))
         predicted = int(np.count_nonzero(mask))
-        if believed + predicted >= 1.0:
+        if predicted == 0 and always_present is not None and always_present[k - 1]:
+            scores[k - 1] = 0.0
+        elif believed + predicted >= 1.0:
             overlap = float(belief[mask].sum(dtype=np.float64))
             scores[k - 1] = 2.0 * overlap / (believed + predicted)
     return scores
 
 
-def _roi_confidence_on_device(probs: torch.Tensor, label: np.ndarray) -> np.ndarray:
-    """`roi_confidence` where the probabilities lie (a GPU): only K numbers come back."""
-    if probs.ndim != 3 or tuple(probs.shape[1:]) != label.shape:
+def _check_shapes(
+    shape: tuple[int, ...], label: np.ndarray, always_present: np.ndarray | None
+) -> None:
+    if len(shape) != 3 or shape[1:] != label.shape:
         raise ConfigError(
-            f"probabilities of shape {tuple(probs.shape)} for a label map of shape "
+            f"probabilities of shape {shape} for a label map of shape "
             f"{label.shape}; give (classes, rows, cols) on the label's own grid."
         )
+    if always_present is not None and len(always_present) != shape[0] - 1:
+        raise ConfigError(
+            f"{len(always_present)} ROIs marked always present for {shape[0] - 1} ROIs; give "
+            "one flag per ROI (the model's own profile)."
+        )
+
+
+def _roi_confidence_on_device(
+    probs: torch.Tensor, label: np.ndarray, always_present: np.ndarray | None = None
+) -> np.ndarray:
+    """`roi_confidence` where the probabilities lie (a GPU): only K numbers come back."""
+    _check_shapes(tuple(probs.shape), label, always_present)
     classes = torch.arange(1, probs.shape[0], device=probs.device).view(-1, 1, 1)
     masks = torch.from_numpy(label).to(probs.device).unsqueeze(0) == classes  # (K, H, W)
     belief = torch.where(probs[1:] >= BELIEF_FLOOR, probs[1:], 0)
@@ -99,7 +118,10 @@ def _roi_confidence_on_device(probs: torch.Tensor, label: np.ndarray) -> np.ndar
     overlap = (belief * masks).sum(dim=(1, 2), dtype=torch.float64)
     total = believed + predicted
     scores = torch.where(total >= 1.0, 2.0 * overlap / total.clamp(min=1.0), torch.ones_like(total))
-    return scores.cpu().numpy()
+    result = scores.cpu().numpy()
+    if always_present is not None:
+        result[np.asarray(always_present, bool) & (predicted.cpu().numpy() == 0)] = 0.0
+    return result
 
 
 def slice_confidence(per_roi: np.ndarray) -> np.ndarray:
@@ -123,17 +145,20 @@ class ConfidenceCollector:
     """A probability sink for `predict_slices`: keeps each slice's ROI scores, not the maps.
 
     Example:
-        >>> collector = ConfidenceCollector()
+        >>> collector = ConfidenceCollector(always_present_rois(bundle))
         >>> labels = predict_slices(bundle, slices, on_probabilities=collector)
         >>> collector.per_roi.shape  # (slices, K)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, always_present: np.ndarray | None = None) -> None:
+        """``always_present``: per ROI, True where the model's training slices always showed
+        it (`inference.familiarity.always_present_rois`); None: no ROI is expected."""
         self._scores: list[np.ndarray] = []
+        self._always_present = always_present
 
     def __call__(self, probabilities: torch.Tensor, label: np.ndarray) -> None:
         """Score one slice (called by `predict_slices`, in slice order)."""
-        self._scores.append(roi_confidence(probabilities, label))
+        self._scores.append(roi_confidence(probabilities, label, self._always_present))
 
     @property
     def per_roi(self) -> np.ndarray:

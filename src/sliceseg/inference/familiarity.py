@@ -40,6 +40,7 @@ __all__ = [
     "FamiliarityWarning",
     "PredictionLook",
     "SeriesVerdict",
+    "always_present_rois",
     "check_run",
     "check_series",
     "model_profile",
@@ -159,6 +160,13 @@ def model_profile(bundle: Bundle) -> TrainingProfile | None:
             f"{bundle.source or 'the model'}: its familiarity section is malformed "
             f"({type(error).__name__}: {error}); the file was edited; retrain or restore it."
         ) from error
+
+
+def always_present_rois(bundle: Bundle) -> np.ndarray | None:
+    """Per ROI, True where the model's training slices always showed it (its confidence is 0
+    where it is missing; `inference.confidence`); None for a model file without a profile."""
+    profile = model_profile(bundle)
+    return None if profile is None else profile.always_present
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sliceseg.errors import PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
+    always_present_rois,
     check_run,
     neighbour_spacing_line,
     verdict_line,
@@ -260,7 +261,7 @@ def _predict_and_measure(
     measuring: RunSettings,
 ) -> tuple[list[Prediction], AreaTable]:
     """Segment the slices and measure them; the table carries each slice's confidence."""
-    confidence = ConfidenceCollector()
+    confidence = ConfidenceCollector(always_present_rois(bundle))
     labels = predict_slices(
         bundle,
         images,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
-from sliceseg.inference.familiarity import check_run, warn_no_profile
+from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
 from sliceseg.io.files import atomic_path
@@ -100,7 +100,7 @@ def suggest_slices(
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     root = Path(dicom_dir)
     images = [with_fallback_spacing(i, fallback) for i in _unlabelled(root, labels_dir)]
-    collector = ConfidenceCollector()
+    collector = ConfidenceCollector(always_present_rois(bundle))
     labels = predict_slices(
         bundle,
         images,

@@ -70,6 +70,9 @@ MIN_SERIES_SLICES = 3
 EDGE_MARGIN = 0.1
 """A series may cover an image edge with body by this share of a side more than any training
 series (`body_at_edges`)."""
+ALWAYS_PRESENT = 0.95
+"""An ROI on at least this share of the training slices is expected on every slice: missing, it
+is off (`slice_oddness`) and its confidence is 0 (`inference.confidence`)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,11 @@ class TrainingProfile:
     shape_off_validation: np.ndarray = field(default_factory=lambda: np.zeros(0))
     edge_series_threshold: float = float("nan")
     edge_slice_threshold: float = float("nan")
+
+    @property
+    def always_present(self) -> np.ndarray:
+        """Per ROI, True where the training slices (nearly) always showed it."""
+        return np.asarray(self.presence) >= ALWAYS_PRESENT
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and numbers) for the model file."""
@@ -310,7 +318,7 @@ def slice_oddness(profile: TrainingProfile, traits: Sequence[SliceTraits]) -> Sl
         ).max(axis=1)
     areas = np.stack([t.areas_mm2 for t in traits]) if n else np.zeros((0, len(profile.presence)))
     distances = np.stack([t.distances_mm for t in traits]) if n else areas.copy()
-    missing = (areas <= 0) & (profile.presence >= 0.95)
+    missing = (areas <= 0) & profile.always_present
     outside = (areas > 0) & (
         (areas < profile.area_low_mm2 / AREA_FACTOR) | (areas > profile.area_high_mm2 * AREA_FACTOR)
     )
