@@ -111,6 +111,9 @@ STRENGTHS: dict[str, Strength] = {
 }  # fmt: skip
 FAIL_AREA, FAIL_DICE, MIN_AREA_MM2 = 0.20, 0.7, 100.0
 SLICES_PER_SUBJECT = 10
+CONFIDENCE = "confidence (1 − least confident ROI's)"
+"""The uncertainty `predict` reports (its slice confidence); JSON files before session 10 call
+it "today (1 − mean soft Dice)", the mean over ROIs then used."""
 TTA_VIEWS = ((6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
 
 
@@ -227,12 +230,12 @@ def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], Ver
     for i, item in enumerate(items):
         spacing = item.image.spacing_mm
         failed, dice_error = _failure(labels[i], item.truth, spacing, per_roi.shape[1])
-        scores = {"today (1 − mean soft Dice)": 1 - today[i], "min over ROIs": 1 - per_roi[i].min()}
+        scores = {CONFIDENCE: 1 - today[i], "mean over ROIs (before)": 1 - per_roi[i].mean()}
         if odd is not None:
             plausible = (1 - odd.shape_score[i]) / max(1.0, float(odd.feature_ratio[i]))
             scores["shape plausibility"] = float(odd.shape_score[i])
             scores["feature distance"] = float(odd.feature_ratio[i])
-            scores["today × plausibility"] = 1 - today[i] * plausible
+            scores["confidence × plausibility"] = 1 - today[i] * plausible
         row = {"failed": failed, "dice_error": dice_error, "scores": scores}
         rows.append({**row, "image": images[i], "label": labels[i], "plausible": plausible})
     return rows, verdict, _series_numbers(profile, traits, odd)
@@ -257,16 +260,14 @@ def _series_numbers(
 
 
 def add_tta(bundle: Bundle, table: list[dict]) -> None:
-    """Add the TTA disagreement (and today × plausibility × agreement) to the table's rows."""
+    """Add the TTA disagreement (and confidence × plausibility × agreement) to the rows."""
     disagreement = _tta_disagreement(
         bundle, [row["image"] for row in table], [row["label"] for row in table]
     )
     for row, value in zip(table, disagreement, strict=True):
         row["scores"]["TTA disagreement"] = float(value)
-        today = 1 - row["scores"]["today (1 − mean soft Dice)"]
-        row["scores"]["today × plausibility × TTA agreement"] = 1 - today * row["plausible"] * (
-            1 - float(value)
-        )
+        sure = (1 - row["scores"][CONFIDENCE]) * row["plausible"] * (1 - float(value))
+        row["scores"]["confidence × plausibility × TTA agreement"] = 1 - sure
 
 
 def _failure(

@@ -4,9 +4,9 @@ Usage::
 
     python bench/failures_tables.py spine.json [more.json ...]
 
-Per file, per strength: the slices that failed, the AUROC of today's uncertainty for "failed"
-and "degraded", the series warning's hits per kind and its false alarms on the clean series,
-and the clean-set Spearman ρ; then the other uncertainties' AUROCs.
+Per file, per strength: the slices that failed, the AUROC of the reported confidence (`TODAY`)
+for "failed" and "degraded", the series warning's hits per kind and its false alarms on the
+clean series, and the clean-set Spearman ρ; then the other uncertainties' AUROCs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import math
 import sys
 from pathlib import Path
 
-TODAY = "today (1 − mean soft Dice)"
+TODAY = ("confidence (1 − least confident ROI's)", "today (1 − mean soft Dice)")
+"""The reported confidence's name in the JSON files (since session 10; before)."""
 WRONG = ("contrast", "fov", "level")
 """The kinds the goal asks the warning to catch: degraded contrast and wrong region."""
 
@@ -44,7 +45,7 @@ def summary_table(result: dict) -> str:
     lines = [head, "|" + "---|" * (len(kinds) + 7)]
     for strength, data in result["strengths"].items():
         slices, series = data["slices"], data["series"]
-        score = slices["scores"][TODAY]
+        score = next(slices["scores"][name] for name in TODAY if name in slices["scores"])
         hits = [_hits(series[k]) for k in kinds]
         wrong = [_hits(series[k]) for k in WRONG if k in series]
         caught, total = sum(h for h, _ in wrong), sum(n for _, n in wrong)

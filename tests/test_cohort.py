@@ -333,9 +333,35 @@ def test_confidence_where_the_probabilities_lie_equals_the_host_formula():
     label[label == 6] = 0  # ROI 6 believed, never predicted
     expected = roi_confidence(probs.numpy(), label)
     np.testing.assert_allclose(_roi_confidence_on_device(probs, label), expected, atol=1e-9)
+    always = np.array([False, True, False, False, False, True])  # ROI 6 expected, missing: 0
+    expected = roi_confidence(probs.numpy(), label, always)
+    assert expected[5] == 0.0 and expected[1] > 0
+    np.testing.assert_allclose(_roi_confidence_on_device(probs, label, always), expected, atol=1e-9)
     empty = torch.zeros((3, 4, 4))
     empty[0] = 1.0  # nothing believed, nothing predicted: sure
     assert list(_roi_confidence_on_device(empty, np.zeros((4, 4), np.uint8))) == [1.0, 1.0]
+
+
+def test_predict_scores_with_the_model_s_always_present_rois(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """The run's confidence knows which ROIs the model's training slices always showed."""
+    from sliceseg.inference.familiarity import always_present_rois
+    from sliceseg.models.bundle import load_bundle
+
+    given: list[object] = []
+
+    class Recording(cohort.ConfidenceCollector):
+        def __init__(self, always_present=None):
+            given.append(always_present)
+            super().__init__(always_present)
+
+    monkeypatch.setattr(cohort, "ConfidenceCollector", Recording)
+    predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
+    expected = always_present_rois(load_bundle(tiny_model))
+    assert expected is not None and given
+    for flags in given:
+        np.testing.assert_array_equal(flags, expected)
 
 
 @pytest.mark.slow

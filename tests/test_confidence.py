@@ -96,8 +96,8 @@ class TestRoiConfidence:
             roi_confidence(np.zeros((2, 4, 4)), np.zeros((3, 3), np.uint8))
 
 
-def test_slice_confidence_is_the_mean_over_rois():
-    assert slice_confidence(np.array([[1.0, 0.5], [0.2, 0.4]])) == pytest.approx([0.75, 0.3])
+def test_slice_confidence_is_the_least_confident_rois():
+    assert slice_confidence(np.array([[1.0, 0.5], [0.2, 0.4]])) == pytest.approx([0.5, 0.2])
 
 
 def _table() -> tuple[object, np.ndarray]:
@@ -116,7 +116,7 @@ class TestWithConfidence:
         scored = with_confidence(areas, per_roi)
         assert scored.long["confidence"].tolist() == pytest.approx(per_roi.ravel().tolist())
         wide = scored.wide["confidence"]
-        assert wide.loc[["1", "2", "3"]].tolist() == pytest.approx([0.85, 0.3, 0.7])
+        assert wide.loc[["1", "2", "3"]].tolist() == pytest.approx([0.8, 0.1, 0.7])
         assert wide.loc[["mean", "std"]].isna().all()
 
     def test_areas_views_leave_the_confidence_out(self):
@@ -132,7 +132,7 @@ class TestWithConfidence:
             with_confidence(areas, per_roi[:2])
 
     def test_the_one_ranking_over_the_table_s_slice_scores(self):
-        """What the report's "review first" and ``suggest`` rank: slice 2 (0.3), then 3 (0.7)."""
+        """What the report's "review first" and ``suggest`` rank: slice 2 (0.1), then 3 (0.7)."""
         areas, per_roi = _table()
         scores = with_confidence(areas, per_roi).wide["confidence"].loc[["1", "2", "3"]]
         assert least_confident(scores.tolist(), ["s"] * 3, n=2) == [1, 2]
@@ -208,7 +208,7 @@ def test_predict_folder_writes_confidence(tiny_model: Path, tiny_phantom: Path, 
     run = predict_folder(tiny_model, tiny_phantom / "test" / "dicoms", tmp_path / "out")
     wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
     long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
-    per_slice = long.groupby("slice")["confidence"].mean().to_numpy()
+    per_slice = long.groupby("slice")["confidence"].min().to_numpy()
     np.testing.assert_allclose(wide.loc[["1", "2", "3"], "confidence"], per_slice, atol=1e-12)
     assert long["confidence"].between(0, 1).all()
     page = run.report.read_text(encoding="utf-8")

@@ -17,8 +17,8 @@ from sliceseg.inference.suggest import suggest_slices
 from sliceseg.io.identity import slice_key
 from sliceseg.models.bundle import load_bundle
 
-# p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is
-# (2a / (1 + a) + 5) / 6 (the other five ROIs are absent and unbelieved: 1 each).
+# p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is 2a / (1 + a), the
+# slice's too (the other five ROIs are absent and unbelieved: 1 each; the least counts).
 INSIDE = {
     "sub01/sub01_s00": 0.9, "sub01/sub01_s01": 0.2, "sub01/sub01_s02": 0.5,
     "sub02/sub02_s00": 0.8, "sub02/sub02_s01": 0.7, "sub02/sub02_s02": 0.95,
@@ -27,7 +27,7 @@ INSIDE = {
 
 
 def _confidence(a: float) -> float:
-    return (2 * a / (1 + a) + 5) / 6
+    return 2 * a / (1 + a)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ ROI 0 (on the spine benchmark that made every slice without an iliopsoas look li
 An ROI neither predicted nor believed anywhere (less than one pixel's worth of probability above
 the floor) scores 1 — unless the training slices always showed it (the model file's profile,
 `TrainingProfile.always_present`): then its absence is an error the model is sure of, and it
-scores 0. The slice's score is the mean over its ROIs. `bench/confidence.py`
+scores 0. The slice's score is its least confident ROI's: a slice is wrong when any of its ROIs
+is (the mean over ROIs, used before, let one lost ROI hide among sure ones). `bench/confidence.py`
 measured this choice against the margin and the entropy in a band around each boundary
 (``docs/benchmarks.md``, "Confidence").
 """
@@ -125,7 +126,7 @@ def _roi_confidence_on_device(
 
 
 def slice_confidence(per_roi: np.ndarray) -> np.ndarray:
-    """Return each slice's confidence from its ROIs' (the mean over ROIs).
+    """Return each slice's confidence from its ROIs' (the least confident ROI's).
 
     Args:
         per_roi: (slices, K) scores from :func:`roi_confidence`.
@@ -135,10 +136,10 @@ def slice_confidence(per_roi: np.ndarray) -> np.ndarray:
 
     Example:
         >>> slice_confidence(np.array([[1.0, 0.5], [0.9, 0.9]]))
-        array([0.75, 0.9 ])
+        array([0.5, 0.9])
     """
     scores = np.asarray(per_roi, dtype=np.float64)
-    return scores.mean(axis=1) if scores.size else np.zeros(len(scores))
+    return scores.min(axis=1) if scores.size else np.zeros(len(scores))
 
 
 class ConfidenceCollector:
@@ -168,7 +169,7 @@ class ConfidenceCollector:
 
 def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:
     """Return ``areas`` with a ``confidence`` column: per slice and ROI in the tidy table, per
-    slice (the mean over ROIs) in the wide one, empty on its summary rows.
+    slice (its least confident ROI's) in the wide one, empty on its summary rows.
 
     Args:
         areas: the table of the predicted slices, in prediction order.

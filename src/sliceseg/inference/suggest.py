@@ -30,7 +30,7 @@ class Suggestion:
         key: the slice's path below the DICOM folder, without suffix (a label's name).
         path: the DICOM file.
         series: the series' number, 1, 2, ... in folder order.
-        confidence: the slice's confidence (mean over ROIs; 1 = sure).
+        confidence: the slice's confidence (its least confident ROI's; 1 = sure).
         weakest_roi: the name of the ROI the model is least sure of there.
         weakest_confidence: that ROI's confidence.
         unlike_training: its series is unlike the training data (such slices come first).
