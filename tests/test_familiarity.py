@@ -412,7 +412,7 @@ def test_review_first_agrees_with_csa_long(tiny_model: Path, two_series: Path, t
     model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     predict_folder(model, two_series, tmp_path / "out")
     long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
-    per_slice = long.groupby("file").agg(c=("confidence", "mean"), u=("unlike_training", "max"))
+    per_slice = long.groupby("file").agg(c=("confidence", "min"), u=("unlike_training", "max"))
     expected = per_slice.sort_values(["u", "c"], ascending=[False, True]).index.tolist()
     html = (tmp_path / "out" / "report.html").read_text()
     review = html.split('id="review"')[1].split("</ol>")[0]
