@@ -212,7 +212,8 @@ def _review(slices: _Slices) -> str:
     return (
         f'<section class="box note review" id="review"><h2>Review first: the {len(slices.low)} '
         'least confident slices</h2><p class="hint">Confidence is the Dice the model expects '
-        "between its label map and its own probabilities (1 = sure of every pixel); low "
+        "between its label map and its own probabilities, for the slice's least sure ROI (1 = "
+        "sure of every pixel; 0 = an ROI every training slice showed is missing); low "
         "scores are where its errors concentrate. Slices of a series unlike the training data "
         "come first. Correct these first.</p>"
         f"<ol>{items}</ol></section>"
