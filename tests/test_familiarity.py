@@ -348,12 +348,31 @@ def test_an_older_profile_says_it_has_no_field_of_view_check(tiny_model: Path, t
     )
 
 
+def test_info_names_the_rois_expected_on_every_slice(tiny_model: Path, tmp_path: Path):
+    """ROIs on ≥ 95 % of the training slices (those whose absence scores confidence 0)."""
+    bundle = load_bundle(tiny_model)
+    data = dict(bundle.metadata.familiarity or {})
+    data["presence"] = [1.0, 0.96, 0.5, 0.94, 0.95, 0.0]
+    names = bundle.metadata.roi_names
+    meta = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    row = model_summary(save_bundle(tmp_path / "p.pt", bundle.model, meta))
+    expected = ", ".join([names[0], names[1], names[4]])
+    assert row["ROIs expected on every slice"] == (
+        f"{expected} (on ≥ 95 % of the training slices): a slice missing one has confidence 0"
+    )
+    data["presence"] = [0.5] * 6
+    meta = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    row = model_summary(save_bundle(tmp_path / "q.pt", bundle.model, meta))
+    assert row["ROIs expected on every slice"].startswith("none (on ≥ 95 %")
+
+
 def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path):
     bundle = load_bundle(tiny_model)
     old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
     path = save_bundle(tmp_path / "old.pt", bundle.model, old)
     assert model_profile(load_bundle(path)) is None
     assert model_summary(path)["training data profile"].startswith("none: series are not")
+    assert model_summary(path)["ROIs expected on every slice"].startswith("not known (no training")
 
 
 def test_inverted_copy_is_flagged_named_and_left_out(

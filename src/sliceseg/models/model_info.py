@@ -7,9 +7,11 @@ the per-ROI clean-up chosen on validation).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sliceseg.measure.familiarity import ALWAYS_PRESENT, TrainingProfile
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 
@@ -44,8 +46,24 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
         "training data profile": _profile_text(meta.familiarity),
+        "ROIs expected on every slice": _expected_text(meta.familiarity, meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
     }
+
+
+def _expected_text(familiarity: dict[str, Any] | None, roi_names: Sequence[str]) -> str:
+    """Which ROIs score confidence 0 where a prediction misses them (`inference.confidence`)."""
+    if familiarity is None:
+        return "not known (no training data profile): a missing ROI is not marked"
+    try:
+        expected = TrainingProfile.from_dict(familiarity).always_present
+    except (KeyError, TypeError, ValueError):
+        return "not known (the training data profile is unreadable)"
+    names = [name for name, on in zip(roi_names, expected, strict=False) if on]
+    share = f"on ≥ {ALWAYS_PRESENT * 100:g} % of the training slices"
+    if not names:
+        return f"none ({share}): a slice without an ROI is not marked for it"
+    return f"{', '.join(names)} ({share}): a slice missing one has confidence 0"
 
 
 def _profile_text(familiarity: dict[str, Any] | None) -> str:
