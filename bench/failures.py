@@ -70,8 +70,9 @@ import torch
 from scipy import ndimage, stats
 
 from failures_real import level_renderer, read_test_series, reprofile
+from failures_tables import CONFIDENCE
 from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
-from sliceseg.inference.familiarity import always_present_rois, model_profile, series_traits
+from sliceseg.inference.familiarity import model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.familiarity import (
@@ -111,9 +112,6 @@ STRENGTHS: dict[str, Strength] = {
 }  # fmt: skip
 FAIL_AREA, FAIL_DICE, MIN_AREA_MM2 = 0.20, 0.7, 100.0
 SLICES_PER_SUBJECT = 10
-CONFIDENCE = "confidence (1 − least confident ROI's)"
-"""The uncertainty `predict` reports (its slice confidence); JSON files before session 10 call
-it "today (1 − mean soft Dice)", the mean over ROIs then used."""
 TTA_VIEWS = ((6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
 
 
@@ -218,11 +216,11 @@ def score_series(bundle: Bundle, items: list[Rendered]) -> tuple[list[dict], Ver
     """Predict one series; return per slice the uncertainties and truth numbers, the verdict and
     the series' raw check numbers."""
     images = [item.image for item in items]
-    collector = ConfidenceCollector(always_present_rois(bundle))
+    profile = model_profile(bundle)
+    collector = ConfidenceCollector(None if profile is None else profile.always_present)
     labels = predict_slices(bundle, images, on_probabilities=collector)
     per_roi = collector.per_roi
     today = slice_confidence(per_roi)
-    profile = model_profile(bundle)
     traits = series_traits(bundle, images, labels, max_slices=None)
     odd = slice_oddness(profile, traits) if profile is not None else None
     verdict = judge_series(profile, traits, bundle.roi_names) if profile is not None else None

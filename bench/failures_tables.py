@@ -16,8 +16,10 @@ import math
 import sys
 from pathlib import Path
 
-TODAY = ("confidence (1 − least confident ROI's)", "today (1 − mean soft Dice)")
-"""The reported confidence's name in the JSON files (since session 10; before)."""
+CONFIDENCE = "confidence (1 − least confident ROI's)"
+"""The uncertainty `predict` reports (its slice confidence), as `failures.py` names it."""
+TODAY = (CONFIDENCE, "today (1 − mean soft Dice)")
+"""Its name in the JSON files: since session 10, and before (the mean over ROIs then used)."""
 WRONG = ("contrast", "fov", "level")
 """The kinds the goal asks the warning to catch: degraded contrast and wrong region."""
 

@@ -73,19 +73,20 @@ def roi_confidence(
         >>> roi_confidence(probs, np.zeros((4, 4), np.uint8))  # nothing there, surely
         array([1.])
     """
-    _check_shapes(tuple(probabilities.shape), label, always_present)
     if isinstance(probabilities, torch.Tensor) and probabilities.device.type != "cpu":
         return _roi_confidence_on_device(probabilities, label, always_present)
+    _check_shapes(tuple(probabilities.shape), label, always_present)
     probs = probabilities.numpy() if isinstance(probabilities, torch.Tensor) else probabilities
     scores = np.ones(probs.shape[0] - 1)
     for k in range(1, probs.shape[0]):
         mask = label == k
-        belief = np.where(probs[k] >= BELIEF_FLOOR, probs[k], 0)
-        believed = float(belief.sum(dtype=np.float64))
         predicted = int(np.count_nonzero(mask))
         if predicted == 0 and always_present is not None and always_present[k - 1]:
             scores[k - 1] = 0.0
-        elif believed + predicted >= 1.0:
+            continue
+        belief = np.where(probs[k] >= BELIEF_FLOOR, probs[k], 0)
+        believed = float(belief.sum(dtype=np.float64))
+        if believed + predicted >= 1.0:
             overlap = float(belief[mask].sum(dtype=np.float64))
             scores[k - 1] = 2.0 * overlap / (believed + predicted)
     return scores
