@@ -234,6 +234,23 @@ def test_a_series_of_damaged_files_is_skipped_file_by_file(
 
 
 @pytest.mark.slow
+def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tmp_path, capsys):
+    """Its series is measured without it; the note says the file's name once, then why (the
+    reason used to repeat it: "sub03_s01.dcm: /…/sub03_s01.dcm: cannot decode …")."""
+    damaged = sorted((cohort_dir / "sub03").glob("*.dcm"))[1]
+    ds = pydicom.dcmread(damaged)
+    ds.PixelData = ds.PixelData[:10]
+    ds.save_as(damaged)
+    out = tmp_path / "out"
+    code = main(["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"])
+    assert code == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if damaged.name in line]
+    assert len(notes) == 1 and notes[0].count(damaged.name) == 1, notes
+    assert notes[0].startswith(f"warning: {damaged.name}: cannot decode pixel data")
+    assert pd.read_csv(out / "series.csv").set_index("series").loc["sub03", "slices"] == 2
+
+
+@pytest.mark.slow
 def test_a_uidless_folder_is_one_series_per_folder_everywhere(tiny_model, cohort_dir, tmp_path):
     for path in cohort_dir.rglob("*.dcm"):
         ds = pydicom.dcmread(path)

@@ -26,6 +26,7 @@ from sliceseg.io.dicom import (
 )
 from sliceseg.io.dicom_files import find_dicom_files, is_dicom_file, strip_dicom_suffix
 from sliceseg.io.dicom_headers import slice_step_mm
+from sliceseg.io.series_plan import decode_series, plan_cohort
 
 
 def pydicom_file(name: str) -> Path:
@@ -313,6 +314,27 @@ def test_reading_real_files_emits_no_unexpected_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_slices(pydicom_file("MR_small_RLE.dcm"))
+
+
+@pytest.mark.parametrize(("name", "warned"), [("MR_small_padded.dcm", True), ("badVR.dcm", False)])
+def test_pydicom_s_own_warnings_name_the_file(name, warned, tmp_path):
+    """pydicom warns about padded pixel data or a bad value without saying which file; among
+    thousands a user must be told. Planning a folder and reading its slices name it (a file
+    skipped while planning is named with its reason instead)."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(pydicom_file(name), folder / name)
+    shutil.copy(pydicom_file("MR_small.dcm"), folder / "good.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = plan_cohort(folder)
+        for series in plan.series:
+            decode_series([f.source for f in series.files])
+    said = [str(w.message) for w in caught]
+    assert all(message.startswith(f"{folder / name}: ") for message in said), said
+    assert bool(said) == warned
+    skipped = [s.path.name for s in plan.skipped]
+    assert skipped == ([] if warned else [name])
 
 
 def ct_file(path: Path, stored: np.ndarray, **rescale: Any) -> Path:

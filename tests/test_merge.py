@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from conftest import with_network_checks_open
+from sliceseg.errors import ConfigError
 from sliceseg.inference import merge, merge_tables
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.familiarity import SeriesVerdict, with_familiarity
@@ -28,6 +29,7 @@ from sliceseg.measure.areas import (
     summarised,
 )
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.tissue import CT_COLUMNS
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.report.cohort import review_order
 
@@ -225,3 +227,70 @@ def test_counts_are_whole_numbers_in_every_table(predicted):
     whole = ["slices", "warnings", *(c for c in series.columns if c.startswith("n "))]
     assert len(whole) == 2 + 6
     assert series[whole].map(str.isdigit).all().all()
+
+
+def _ct_copy(source: Path, target: Path) -> None:
+    """A series relabelled CT (stored values − 1024 as HU) with its own UID."""
+    target.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.Modality, ds.RescaleIntercept, ds.RescaleSlope = "CT", -1024, 1
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+        ds.save_as(target / path.name)
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_model, tiny_phantom, tmp_path_factory) -> Path:
+    """A cohort output of two MR series and one CT series (whose muscles get the CT columns)."""
+    root = tmp_path_factory.mktemp("mixed")
+    cohort = root / "cohort"
+    for name in ("sub01", "sub02"):
+        shutil.copytree(tiny_phantom / "train" / "dicoms" / name, cohort / name)
+    _ct_copy(cohort / "sub01", cohort / "sub01ct")
+    settings = RunSettings(roi_names=(), visuals="none", exports=())
+    predict_cohort(
+        tiny_model, cohort, root / "out", settings=settings, options=CohortOptions(workers=0)
+    )
+    return root / "out"
+
+
+@pytest.mark.slow
+def test_a_folder_of_ct_and_mr_series_merges_with_the_ct_columns_where_they_apply(mixed):
+    """Issue found by running predict on pydicom's own test files: a CT series' tidy table has
+    the muscle columns and an MR one's not, and the merge refused them as another run's."""
+    own = {name: pd.read_csv(series_dir(mixed, name) / "csa_long.csv") for name in
+           ("sub01", "sub01ct", "sub02")}  # fmt: skip
+    assert set(CT_COLUMNS) <= set(own["sub01ct"].columns)
+    assert not set(CT_COLUMNS) & set(own["sub01"].columns)
+    long = pd.read_csv(mixed / "csa_long.csv")
+    assert list(long.columns) == list(own["sub01ct"].columns)  # where the CT series has them
+    for number, (name, table) in enumerate(own.items(), 1):
+        merged = long[long["series"] == number].reset_index(drop=True)
+        expected = table.reindex(columns=long.columns).drop(columns=["slice", "series"])
+        pd.testing.assert_frame_equal(
+            merged.drop(columns=["slice", "series"]), expected, check_dtype=False, obj=name
+        )
+    ct_rows = long[long["series"] == 2]
+    assert ct_rows["muscle_radiodensity_hu"].notna().any()  # measured, not left empty
+    assert long.loc[long["series"] != 2, list(CT_COLUMNS)].isna().all().all()
+    wide = pd.read_csv(mixed / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert wide.loc["n"].drop("file").astype(float).max() <= 9  # three series of three slices
+
+
+def test_another_runs_series_is_refused_naming_the_column(mixed, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(mixed, out)
+    table = series_dir(out, "sub02") / "csa_long.csv"
+    pd.read_csv(table).assign(PatientID="p2").to_csv(table, index=False)
+    with pytest.raises(
+        ConfigError, match=r"sub02/csa_long.csv: its columns differ .*\(PatientID\)"
+    ):
+        merge.merge_cohort(out)
+
+
+def test_merge_order_puts_a_new_column_after_its_neighbour():
+    columns = merge_tables.merge_order(["a", "b", "c"], ["a", "imat_mm2", "b", "c"], "x")
+    assert columns == ["a", "imat_mm2", "b", "c"]
+    assert merge_tables.merge_order(["a", "imat_mm2", "b"], ["a", "b"], "x") == columns[:3]
+    assert merge_tables.merge_order([], ["imat_mm2", "a"], "x") == ["imat_mm2", "a"]

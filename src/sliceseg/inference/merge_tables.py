@@ -32,6 +32,7 @@ from sliceseg.measure.areas import (
     series_label,
     with_whole_counts,
 )
+from sliceseg.measure.tissue import CT_COLUMNS
 
 __all__ = ["CHUNK_SERIES", "write_area_tables"]
 
@@ -57,9 +58,10 @@ def write_area_tables(
         The number of slices of each series.
 
     Raises:
-        ConfigError: the series' tables have different columns (another run's series).
+        ConfigError: the series' tables have different columns (another run's series); only
+            the CT columns may differ (a CT series' muscles have them, an MR series' do not).
     """
-    tables = _Tables(several=len(names) > 1, flagged=flagged)
+    tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=tidy_columns(out, names))
     with (
         atomic_path(out / "csa.csv") as wide_path,
         atomic_path(out / "csa_long.csv") as long_path,
@@ -75,37 +77,100 @@ def write_area_tables(
     return tuple(tables.counts)
 
 
-class _Lines:
-    """CSV lines of some series' tables with one header, parsed together."""
+def tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
+    """The columns of the cohort's ``csa_long.csv``: every series' own, in their order.
 
-    def __init__(self, header: str | None) -> None:
+    A CT series' muscles have the CT columns and an MR series' do not, so a folder of both
+    gives tables of two shapes; the cohort's has them all (empty where a series has none).
+    Any other difference is another run's series (`merge_order`).
+    """
+    merged: list[str] = []
+    for name in names:
+        with (series_dir(out, name) / "csa_long.csv").open(encoding="utf-8") as table:
+            header = table.readline().rstrip("\r\n").split(",")
+        merged = merge_order(merged, header, f"{name}/csa_long.csv")
+    return merged
+
+
+def merge_order(columns: Sequence[str], header: Sequence[str], source: str) -> list[str]:
+    """Columns so far with those of ``header`` (a table named ``source``), each new column after
+    its neighbour in ``header``; only :data:`CT_COLUMNS` may be in one and not the other.
+
+    Example:
+        >>> merge_order(["roi", "area_mm2", "confidence"], ["roi", "area_mm2", "imat_mm2",
+        ...             "confidence"], "s2/csa_long.csv")
+        ['roi', 'area_mm2', 'imat_mm2', 'confidence']
+    """
+    if not columns:
+        return list(header)
+    odd = sorted(set(columns).symmetric_difference(header) - set(CT_COLUMNS))
+    if odd:
+        raise ConfigError(
+            f"{source}: its columns differ from the other series' ({', '.join(odd)}); merge only "
+            "the series of one predict run (one model and settings)."
+        )
+    merged = list(columns)
+    for i, column in enumerate(header):
+        if column not in merged:
+            merged.insert(merged.index(header[i - 1]) + 1 if i else 0, column)
+    return merged
+
+
+class _Lines:
+    """CSV lines of some series' tables, parsed together: ``one_header`` refuses a series whose
+    header differs, else the lines of each header are parsed apart (`table` aligns them)."""
+
+    def __init__(self, header: str | None, *, one_header: bool = True) -> None:
         self.header = header
-        self.lines: list[str] = []
+        self.one_header = one_header
+        self.groups: dict[str, list[tuple[int, str]]] = {}  # header → (position, line)
         self.counts: list[int] = []
 
-    def add(self, header: str, lines: list[str]) -> None:
-        if self.header is not None and header != self.header:
+    def add(self, header: str, lines: list[str], source: str = "") -> None:
+        if self.one_header and self.header is not None and header != self.header:
+            old, new = self.header.split(","), header.split(",")
+            odd = [c for c in new if c not in old] + [c for c in old if c not in new]
             raise ConfigError(
-                f"series tables with different columns ({header[:80]} … vs {self.header[:80]} …); "
-                "merge only the series of one predict run (one model and settings)."
+                f"{source or 'a series table'}: its columns differ from the other series' "
+                f"({', '.join(odd) or 'their order'}); merge only the series of one predict run "
+                "(one model and settings)."
             )
-        self.header = header
-        self.lines += lines
+        self.header = self.header or header
+        start = sum(self.counts)
+        self.groups.setdefault(header, []).extend(enumerate(lines, start))
         self.counts.append(len(lines))
 
-    def table(self, **options: Any) -> pd.DataFrame:
-        text = "\n".join([self.header or "", *self.lines]) + "\n"
-        return pd.read_csv(io.StringIO(text), **options)
+    @property
+    def lines(self) -> list[str]:
+        return [
+            line for _, line in sorted(pair for pairs in self.groups.values() for pair in pairs)
+        ]
+
+    def table(self, columns: Sequence[str] | None = None, **options: Any) -> pd.DataFrame:
+        """The lines as one table in their order (``columns``: aligned to these)."""
+        if len(self.groups) <= 1:
+            text = "\n".join([self.header or "", *self.lines]) + "\n"
+            table = pd.read_csv(io.StringIO(text), **options)
+            return table if columns is None else table.reindex(columns=list(columns))
+        parts, order = [], []
+        for header, pairs in self.groups.items():
+            text = "\n".join([header, *(line for _, line in pairs)]) + "\n"
+            parts.append(pd.read_csv(io.StringIO(text), **options))
+            order += [position for position, _ in pairs]
+        table = pd.concat(parts, ignore_index=True).iloc[np.argsort(order, kind="stable")]
+        return table.reset_index(drop=True).reindex(columns=list(columns or parts[0].columns))
 
 
 class _Tables:
     """The cohort's tables while they are written: headers, counts, each slice's areas."""
 
-    def __init__(self, *, several: bool, flagged: Sequence[bool] | None) -> None:
+    def __init__(
+        self, *, several: bool, flagged: Sequence[bool] | None, tidy: Sequence[str]
+    ) -> None:
         self.several = several
         self.flagged = flagged
+        self.tidy = list(tidy)  # csa_long.csv's columns (`tidy_columns`)
         self.wide_header: str | None = None
-        self.long_header: str | None = None
         self.columns: list[str] = []  # of the wide table, after its index
         self.rois: list[str] = []
         self.counts: list[int] = []
@@ -128,16 +193,18 @@ class _Tables:
 
     def _read(self, out: Path, names: Sequence[str]) -> tuple[_Lines, _Lines, _Lines]:
         slices, summaries = _Lines(self.wide_header), _Lines(self.wide_header)
-        tidy = _Lines(self.long_header)
+        tidy = _Lines(None, one_header=False)
         for name in names:
             folder = series_dir(out, name)
             header, *lines = (folder / "csa.csv").read_text(encoding="utf-8").splitlines()
             is_summary = [is_summary_row(line.split(",", 1)[0]) for line in lines]
-            slices.add(header, [ln for ln, flag in zip(lines, is_summary, strict=True) if not flag])
+            source = f"{name}/csa.csv"
+            kept = [ln for ln, flag in zip(lines, is_summary, strict=True) if not flag]
+            slices.add(header, kept, source)
             summaries.add(header, [ln for ln, flag in zip(lines, is_summary, strict=True) if flag])
             long_header, *rows = (folder / "csa_long.csv").read_text(encoding="utf-8").splitlines()
             tidy.add(long_header, rows)
-        self.wide_header, self.long_header = slices.header, tidy.header
+        self.wide_header = slices.header
         return slices, summaries, tidy
 
     def _slice_rows(
@@ -187,7 +254,7 @@ class _Tables:
 
     def _tidy_rows(self, lines: _Lines, counts: list[int], first: int, long: IO[str]) -> None:
         """The chunk's tidy rows: slices and series numbered over the cohort."""
-        table = lines.table(dtype={"file": str})
+        table = lines.table(self.tidy, dtype={"file": str})
         done = self.total
         offsets = done + np.cumsum([0, *counts[:-1]])
         table["slice"] = table["slice"].to_numpy() + np.repeat(offsets, lines.counts)

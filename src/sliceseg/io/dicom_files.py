@@ -53,6 +53,15 @@ class SkippedFile:
     path: Path
     reason: str
 
+    def named(self) -> str:
+        """``name: reason``, the file named once (read errors begin with the file's path).
+
+        Example:
+            >>> SkippedFile(Path("a/x.dcm"), "a/x.dcm: not DICOM").named()
+            'x.dcm: not DICOM'
+        """
+        return f"{self.path.name}: {self.reason.removeprefix(f'{self.path}: ')}"
+
 
 def strip_dicom_suffix(name: str) -> str:
     """Return ``name`` without a DICOM suffix (case-insensitive); other names are kept whole.

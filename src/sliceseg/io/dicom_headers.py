@@ -8,8 +8,10 @@ Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ __all__ = [
     "as_int",
     "frame_value",
     "image_position",
+    "named_warnings",
     "one_line",
     "orientation_cosines",
     "photometric_interpretation",
@@ -61,8 +64,7 @@ def read_dataset(path: Path) -> Dataset:
             "expected a DICOM image; remove it or export the image as DICOM."
         )
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with named_warnings(path):
             ds = pydicom.dcmread(path, force=True)
             _convert_elements(ds.file_meta)
             _convert_elements(ds)
@@ -71,8 +73,6 @@ def read_dataset(path: Path) -> Dataset:
             f"{path}: cannot read the DICOM header ({one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
-    for message in dict.fromkeys(one_line(w.message) for w in caught):  # pydicom's, unnamed
-        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
         if _declares_an_image(ds):
             raise DicomReadError(
@@ -277,6 +277,17 @@ def as_int(value: Any) -> int | None:
         return None if value is None or value == "" else int(value)
     except (TypeError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def named_warnings(path: Path) -> Iterator[None]:
+    """Say pydicom's warnings inside the block once each, one line, named by the file (pydicom
+    names none: "Invalid value for VR IS" alone does not tell a user which of 40,000 files)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(one_line(w.message) for w in caught):
+        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=4)
 
 
 def one_line(exc: object) -> str:

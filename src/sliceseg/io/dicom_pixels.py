@@ -28,7 +28,12 @@ from pydicom.uid import UID, RLELossless
 
 from sliceseg.errors import DicomReadError
 from sliceseg.io.dicom_files import READ_ERRORS
-from sliceseg.io.dicom_headers import frame_value, one_line, photometric_interpretation
+from sliceseg.io.dicom_headers import (
+    frame_value,
+    named_warnings,
+    one_line,
+    photometric_interpretation,
+)
 
 __all__ = ["LUMINANCE_WEIGHTS", "decode_frames", "modality_pixels", "to_modality_units"]
 
@@ -59,7 +64,7 @@ def decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
     """Return (frames, rows, cols[, samples]) stored values, decoded by pydicom's plugins."""
     syntax = ds.file_meta.TransferSyntaxUID
     try:
-        with _native_stderr_muted(syntax == RLELossless):
+        with _native_stderr_muted(syntax == RLELossless), named_warnings(path):
             arr = pydicom.pixels.pixel_array(ds, index=index)
     except BaseException as exc:
         if not (isinstance(exc, _DECODE_ERRORS) or _is_panic(exc)):

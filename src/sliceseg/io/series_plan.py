@@ -189,7 +189,7 @@ def _plan_file(path: Path) -> PlannedFile:
             ds = pydicom.dcmread(
                 path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS
             )
-        frames = int(ds.get("NumberOfFrames") or 1)
+            frames = int(ds.get("NumberOfFrames") or 1)  # converted here: said when decoded
     except _HEADER_ERRORS as exc:  # the caller asks the full reader for the one canonical reason
         raise DicomReadError(
             f"{path}: cannot read the DICOM header ({' '.join(str(exc).split())}); the file may "
