@@ -625,7 +625,7 @@ CASES = [
     ),
     Case("label_is_a_folder", "check_labels", 1, "sub01/sub01_s02.dcm", "without a label map"),
     *(
-        Case(name, "measure_labels", 0, _label(name), "^not measured: error: ")
+        Case(name, "measure_labels", 3, _label(name), "^not measured: ")
         for name in (
             "label_zero_bytes",
             "label_truncated",
@@ -646,7 +646,7 @@ CASES = [
         r"values \[9\] in 16 pixels are not in the label scheme of the model .* \(0\.\.6",
     ),
     *(
-        Case(name, "evaluate_damaged", 0, _label(name), "^not evaluated: ")
+        Case(name, "evaluate_damaged", 3, _label(name), "^not evaluated: ")
         for name in ("label_zero_bytes", "label_rgb_channels_differ", "label_nan")
     ),
     Case("all background", "check_background", 1, "no label map contains", r"\[label_scheme\]"),
@@ -750,7 +750,7 @@ def test_good_slices_are_segmented_beside_damaged_ones(corpus: Corpus, outcomes)
 
 
 def test_good_labels_are_measured_beside_damaged_ones(corpus: Corpus, outcomes):
-    assert outcomes["measure_labels"].ran.code == 0
+    assert outcomes["measure_labels"].ran.code == 3  # some label maps left out, named
     wide = pd.read_csv(corpus.root / "m_lab" / "csa.csv", index_col="slice")
     measured = set(wide["file"].dropna())
     assert {"sub03/sub03_s01", "sub03/sub03_s02", "sub04/sub04_s01", "sub04/sub04_s02"} <= measured
@@ -763,7 +763,7 @@ def test_good_labels_are_measured_beside_damaged_ones(corpus: Corpus, outcomes):
 
 def test_evaluation_keeps_the_good_slices(corpus: Corpus, outcomes):
     ran = outcomes["evaluate_damaged"].ran
-    assert ran.code == 0, ran.text[-2000:]
+    assert ran.code == 3, ran.text[-2000:]  # some test files left out, named
     per_slice = pd.read_csv(corpus.root / "e_dmg" / "evaluation_per_slice.csv")
     assert "sub03/sub03_s01" in set(per_slice["key"])
     assert "sub01/sub01_s00" not in set(per_slice["key"])

@@ -246,7 +246,7 @@ def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tm
     assert code == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if damaged.name in line]
     assert len(notes) == 1 and notes[0].count(damaged.name) == 1, notes
-    assert notes[0].startswith(f"warning: {damaged.name}: cannot decode pixel data")
+    assert notes[0].startswith(f"warning: {damaged}: cannot decode pixel data")
     assert pd.read_csv(out / "series.csv").set_index("series").loc["sub03", "slices"] == 2
 
 

@@ -7,12 +7,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sliceseg.dataset.check import count_left_out
 from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
+
+NOT_MEASURED = "not measured"  # how a note on a label map left out begins
+
+
+def left_out(notes: Sequence[str]) -> int:
+    """Label maps the notes of `measure_label_folder` say were not measured.
+
+    Example:
+        >>> left_out(["not measured: CT_small: image is 128×128 but the label is 100×100 ..."])
+        1
+    """
+    return count_left_out(notes, NOT_MEASURED)
 
 
 def measure_label_folder(
@@ -45,7 +58,8 @@ def measure_label_folder(
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
 
     Returns:
-        ``(table, (csa.csv, csa_long.csv), notes)``; notes name files that were not measured.
+        ``(table, (csa.csv, csa_long.csv), notes)``: one note per problem, ``not measured:
+        ...`` for label maps left out (`left_out` counts them), ``warning: ...`` for the rest.
 
     Raises:
         PairingError: no label map pairs with a DICOM.
@@ -68,7 +82,7 @@ def measure_label_folder(
             f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
             "details."
         )
-    notes = [f"not measured: {line}" for line in report.problem_lines()]
+    notes = report.problem_lines(NOT_MEASURED)
     names = list(roi_names) if roi_names else list(report.roi_names)
     table = measure_areas(
         [s.label for s in samples],

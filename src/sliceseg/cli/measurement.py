@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sliceseg.cli.exits import SOME_INPUTS_FAILED
 from sliceseg.cli.options import (
     DEVICE_HELP,
     MODEL_HELP,
@@ -52,7 +53,7 @@ def add_evaluate(sub: Subcommands) -> None:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from sliceseg.label_areas import measure_label_folder
+    from sliceseg.label_areas import left_out, measure_label_folder
 
     table, paths, notes = measure_label_folder(
         Path(args.labels_dir),
@@ -69,7 +70,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     print(table.to_text())
     print(f"Saved {', '.join(str(p) for p in paths)}")
-    return 0
+    return SOME_INPUTS_FAILED if left_out(notes) else 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -91,4 +92,4 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
-    return 0
+    return SOME_INPUTS_FAILED if result.left_out else 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sliceseg.cli.exits import SOME_SERIES_FAILED
+from sliceseg.cli.exits import SOME_INPUTS_FAILED
 from sliceseg.cli.options import (
     BATCH_HELP,
     DEVICE_HELP,
@@ -153,7 +153,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         log=_progress,
     )
     _print_run(run)
-    return SOME_SERIES_FAILED if run.failed else 0
+    return SOME_INPUTS_FAILED if run.failed else 0
 
 
 def _print_run(run: CohortRun) -> None:
@@ -161,8 +161,7 @@ def _print_run(run: CohortRun) -> None:
     for note in run.notes:
         print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
-        reason = skipped.reason.removeprefix(f"{skipped.path}: ")  # read errors name the file
-        print(f"skipped {skipped.path}: {reason}", file=sys.stderr)
+        print(f"skipped {skipped.describe()}", file=sys.stderr)
     is_small = run.merged is not None and run.merged.slices <= PRINTED_SLICES
     if is_small and run.merged is not None:
         print(run.merged.areas.to_text())
@@ -187,7 +186,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
         f"tables in {merged.out_dir}/" + (f" (report: {merged.report})" if merged.report else "")
     )
-    return SOME_SERIES_FAILED if len(merged.failed) else 0
+    return SOME_INPUTS_FAILED if len(merged.failed) else 0
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:

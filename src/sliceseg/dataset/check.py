@@ -9,6 +9,7 @@ how they are loaded.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,9 +118,18 @@ class CheckReport:
         """True when at least one sample is good and no error was found."""
         return self.num_samples > 0 and not self.errors
 
-    def problem_lines(self) -> list[str]:
-        """Return one line per problem: severity, message and (up to 3) file names."""
-        return [f"{p.severity}: {p.message}{self._names(p.paths, 3)}" for p in self.problems]
+    def problem_lines(self, left_out: str = "error") -> list[str]:
+        """Return one line per problem: severity, message and (up to 3) file names.
+
+        ``left_out``: what an error line starts with instead of "error" (``measure`` says "not
+        measured", ``evaluate`` "not evaluated": an error leaves its files out; see
+        `count_left_out`).
+        """
+        return [
+            f"{left_out if p.severity == 'error' else p.severity}: {p.message}"
+            f"{self._names(p.paths, 3)}"
+            for p in self.problems
+        ]
 
     def summary_line(self) -> str:
         """Return one line: counts, then the first errors (or warnings)."""
@@ -415,3 +425,13 @@ def _area(stat: RoiStat) -> str:
         without = stat.num_slices_without_spacing
         parts.append(f"{stat.mean_area_px:.0f} px on {without} slices without spacing")
     return ", ".join(parts) or "-"
+
+
+def count_left_out(lines: Sequence[str], left_out: str) -> int:
+    """How many of `CheckReport.problem_lines` (given ``left_out``) left files out.
+
+    Example:
+        >>> count_left_out(["not measured: a.png: 3×3 ...", "warning: ..."], "not measured")
+        1
+    """
+    return sum(line.startswith(f"{left_out}: ") for line in lines)

@@ -244,7 +244,7 @@ def _summary(
         "n": {name: int(n[name]) for name in rois},  # slices with the ROI
         "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
         "warnings": list(warnings),
-        "skipped_files": [s.named() for s in skipped],
+        "skipped_files": [s.describe() for s in skipped],
     }
 
 

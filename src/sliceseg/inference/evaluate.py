@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliceseg.dataset.check import count_left_out
 from sliceseg.dataset.context import context_pool
 from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_usable_samples
@@ -30,6 +31,7 @@ from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.report.plots import plot_bland_altman
 
 ICC_KIND = "3,1"
+NOT_EVALUATED = "not evaluated"  # how a note on a test file left out begins
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class EvaluationResult:
     files: list[Path]
     notes: list[str] = field(default_factory=list)
     unit: str = "mm"
+
+    @property
+    def left_out(self) -> int:
+        """Test files the notes say were left out (``not evaluated: ...``)."""
+        return count_left_out(self.notes, NOT_EVALUATED)
 
     def to_text(self) -> str:
         """Return the summary as aligned text."""
@@ -118,12 +125,7 @@ def load_test_samples(
             f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
-    # problem_lines() reads "error: ..." / "warning: ..."; an error here leaves a file out.
-    notes = [
-        f"not evaluated: {line.removeprefix('error: ')}" if line.startswith("error: ") else line
-        for line in report.problem_lines()
-    ]
-    return samples, notes
+    return samples, report.problem_lines(NOT_EVALUATED)
 
 
 def _slice_rows(

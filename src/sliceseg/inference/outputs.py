@@ -196,7 +196,7 @@ def write_run_report(
         overlays=overlays,
         figures=series_figures(out, predictions, areas) if figures else [],
         warnings=warnings,
-        notes=[f"Skipped {s.named()}" for s in skipped],
+        notes=[f"Skipped {s.describe()}" for s in skipped],
         area_unit="mm²" if areas.unit == "mm2" else "pixels",
         thumbnails=[thumbnail_path(out, key) for key, _path in overlays],
         unlike_training=unlike_training,

@@ -263,7 +263,7 @@ def read_series(folder: Path) -> list[Slice]:
     """
     scan = scan_dicom_folder(folder)
     if not scan.slices:
-        detail = f"; first skipped: {scan.skipped[0].named()}"
+        detail = f"; first skipped: {scan.skipped[0].describe()}"
         raise PairingError(
             f"{folder}: no DICOM files found ({len(scan.skipped)} other file(s)"
             f"{detail if scan.skipped else ''}); expected DICOM files (.dcm or no suffix)."

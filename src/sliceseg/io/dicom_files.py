@@ -53,14 +53,14 @@ class SkippedFile:
     path: Path
     reason: str
 
-    def named(self) -> str:
-        """``name: reason``, the file named once (read errors begin with the file's path).
+    def describe(self) -> str:
+        """``path: reason``, the file named once (read errors already begin with its path).
 
         Example:
-            >>> SkippedFile(Path("a/x.dcm"), "a/x.dcm: not DICOM").named()
-            'x.dcm: not DICOM'
+            >>> SkippedFile(Path("a/x.dcm"), "a/x.dcm: not DICOM").describe()
+            'a/x.dcm: not DICOM'
         """
-        return f"{self.path.name}: {self.reason.removeprefix(f'{self.path}: ')}"
+        return f"{self.path}: {self.reason.removeprefix(f'{self.path}: ')}"
 
 
 def strip_dicom_suffix(name: str) -> str:
