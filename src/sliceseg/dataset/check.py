@@ -239,7 +239,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             "unmatched_label",
             pairing.labels_without_images,
             "label map(s) without a DICOM file",
-            "not used for training",
+            "left out; name each as its DICOM is named",
         ),
     ):
         if paths:
