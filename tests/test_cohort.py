@@ -234,6 +234,25 @@ def test_a_series_of_damaged_files_is_skipped_file_by_file(
 
 
 @pytest.mark.slow
+def test_a_copied_file_is_measured_once(tiny_model, cohort_dir, tmp_path):
+    """A slice exported twice into its series is read once (its copy named) and the tables
+    equal those of the folder without the copy: its mean and std do not count it twice."""
+    plain = predict_cohort(tiny_model, cohort_dir, tmp_path / "plain", settings=LEAN, options=HERE)
+    original = sorted((cohort_dir / "sub02").glob("*.dcm"))[1]
+    shutil.copy(original, original.with_name("zz_copy.dcm"))
+    run = predict_cohort(tiny_model, cohort_dir, tmp_path / "copied", settings=LEAN, options=HERE)
+    assert run.slices == plain.slices == 12
+    assert run.notes == [
+        f"{original.with_name('zz_copy.dcm')}: the same image as {original} (same series, "
+        "number, position and pixels); measured once, from that file; remove the copy."
+    ]
+    for name in ("csa.csv", "csa_long.csv"):
+        pd.testing.assert_frame_equal(
+            tables(tmp_path / "copied")[name], tables(tmp_path / "plain")[name]
+        )
+
+
+@pytest.mark.slow
 def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tmp_path, capsys):
     """Its series is measured without it; the note says the file's name once, then why (the
     reason used to repeat it: "sub03_s01.dcm: /…/sub03_s01.dcm: cannot decode …")."""

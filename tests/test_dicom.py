@@ -19,6 +19,7 @@ from sliceseg.io.dicom import (
     DicomScan,
     Slice,
     order_slices,
+    read_files,
     read_series,
     read_slice,
     read_slices,
@@ -265,11 +266,31 @@ class TestScanDicomFolder:
         (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 500])
         scan = scan_dicom_folder(tmp_path, progress=True)
         assert isinstance(scan, DicomScan)
-        assert sorted(s.source.name for s in scan.slices) == ["a.dcm", "b.DCM", "c"]
+        assert [s.source.name for s in scan.slices] == ["a.dcm"]  # b.DCM and c: read, copies
         reasons = {s.path.name: s.reason for s in scan.skipped}
-        assert set(reasons) == {"notes.txt", "cut.dcm"}
+        assert set(reasons) == {"notes.txt", "cut.dcm", "b.DCM", "c"}
         assert "not a DICOM file" in reasons["notes.txt"]
         assert "cut.dcm" in reasons["cut.dcm"] and "truncated" in reasons["cut.dcm"]
+        assert reasons["c"] == (
+            f"{tmp_path / 'c'}: the same image as {tmp_path / 'a.dcm'} (same series, number, "
+            "position and pixels); measured once, from that file; remove the copy."
+        )
+
+    def test_a_copy_counts_once_and_another_image_at_its_position_twice(self, tmp_path):
+        """A file exported twice would weigh twice in its series' mean; a second acquisition at
+        the same position (other pixels) is a slice of its own."""
+        pixels = np.arange(16.0).reshape(4, 4)
+        write_test_dicom(tmp_path / "s1.dcm", pixels, instance=1)
+        write_test_dicom(tmp_path / "s2.dcm", pixels + 1, instance=2)
+        shutil.copy(tmp_path / "s1.dcm", tmp_path / "s1_again.dcm")
+        changed = pydicom.dcmread(tmp_path / "s1.dcm")
+        changed.SOPInstanceUID = pydicom.uid.generate_uid()  # a re-export: new UID, same image
+        changed.save_as(tmp_path / "s1_reexport.dcm")
+        write_test_dicom(tmp_path / "s3.dcm", pixels + 5, instance=1)  # at s1's position
+        slices, skipped = read_files(sorted(tmp_path.glob("*.dcm")))
+        assert [s.source.name for s in slices] == ["s1.dcm", "s3.dcm", "s2.dcm"]
+        assert {s.path.name for s in skipped} == {"s1_again.dcm", "s1_reexport.dcm"}
+        assert all(f"the same image as {tmp_path / 's1.dcm'}" in s.reason for s in skipped)
 
     def test_orders_slices(self, tmp_path):
         for instance, name in ((3, "x"), (1, "y"), (2, "z")):

@@ -17,7 +17,8 @@ caller relies on:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
     "order_slices",
+    "read_files",
     "read_series",
     "read_slice",
     "read_slices",
@@ -236,14 +238,60 @@ def scan_dicom_folder(folder: Path, *, progress: bool = False) -> DicomScan:
         >>> len(scan.slices), [s.reason for s in scan.skipped]
     """
     paths, skipped = find_dicom_files(folder)
-    slices: list[Slice] = []
     disable = not (progress and sys.stderr.isatty())
-    for path in tqdm(paths, desc="Reading DICOM", unit="file", disable=disable):
+    slices, unread = read_files(tqdm(paths, desc="Reading DICOM", unit="file", disable=disable))
+    return DicomScan(slices=slices, skipped=[*skipped, *unread])
+
+
+def read_files(paths: Iterable[Path]) -> tuple[list[Slice], list[SkippedFile]]:
+    """Read DICOM files into slices ordered by `order_slices`; skip, with the reason, a file that
+    cannot be read and one whose images the earlier files already hold (`drop_copies`).
+
+    Example:
+        >>> slices, skipped = read_files(sorted(Path("scans/p01").glob("*.dcm")))
+    """
+    slices: list[Slice] = []
+    skipped: list[SkippedFile] = []
+    for path in paths:
         try:
             slices.extend(read_slices(path))
         except DicomReadError as exc:
             skipped.append(SkippedFile(path, str(exc)))
-    return DicomScan(slices=order_slices(slices), skipped=skipped)
+    kept, copies = drop_copies(slices)
+    return order_slices(kept), [*skipped, *copies]
+
+
+def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]]:
+    """Keep one slice of each image: a slice of the same series, InstanceNumber and position
+    with the same pixels as an earlier one is a copy (a file exported twice, or under two
+    transfer syntaxes) and would count twice in the series' mean; its file is named with the
+    original. Equal pixels in slices of other numbers or positions (blank slices) are kept.
+
+    Example:
+        >>> kept, copies = drop_copies(read_slices(a) + read_slices(copy_of_a))
+        >>> copies[0].reason
+        '.../copy_of_a.dcm: the same image as .../a.dcm (same series, position and pixels); ...'
+    """
+    first: dict[tuple[object, ...], Slice] = {}
+    kept: list[Slice] = []
+    copies: dict[Path, Path] = {}
+    for image in slices:
+        checksum = zlib.crc32(np.ascontiguousarray(image.pixels).data)  # then compared whole
+        key = (image.series_uid, image.instance_number, image.position_mm, checksum)
+        seen = first.setdefault(key, image)
+        is_copy = seen is not image and seen.source != image.source
+        if is_copy and np.array_equal(seen.pixels, image.pixels):
+            copies.setdefault(image.source, seen.source)
+            continue
+        kept.append(image)
+    return kept, [
+        SkippedFile(
+            path,
+            f"{path}: the same image as {original} (same series, number, position and pixels); "
+            "measured once, from that file; remove the copy.",
+        )
+        for path, original in copies.items()
+    ]
 
 
 def read_series(folder: Path) -> list[Slice]:

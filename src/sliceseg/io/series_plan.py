@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 
 from sliceseg.errors import DicomReadError, PairingError
-from sliceseg.io.dicom import Slice, order_slices, read_slices
+from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.identity import series_key, series_names, slice_key
 
@@ -233,18 +233,12 @@ def decode_series_with_warnings(
 
 
 def decode_series(files: Sequence[Path]) -> tuple[list[Slice], list[SkippedFile]]:
-    """Decode one series' files into ordered slices; a file that cannot be decoded is skipped.
+    """Decode one series' files into ordered slices (`read_files`: a file that cannot be
+    decoded, or a copy of another, is skipped with the reason).
 
     A top-level function, so that worker processes can run it.
 
     Example:
         >>> slices, skipped = decode_series([f.source for f in plan.series[0].files])
     """
-    slices: list[Slice] = []
-    skipped: list[SkippedFile] = []
-    for path in files:
-        try:
-            slices.extend(read_slices(path))
-        except DicomReadError as exc:
-            skipped.append(SkippedFile(path, str(exc)))
-    return order_slices(slices), skipped
+    return read_files(files)
