@@ -253,6 +253,29 @@ def test_a_copied_file_is_measured_once(tiny_model, cohort_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_out_folder_inside_the_inputs_is_not_read_and_a_seg_among_them_is_skipped(
+    tiny_model, cohort_dir, tmp_path
+):
+    """`--out` inside the DICOM folder: a rerun read its own DICOM-SEG exports as images (and
+    measured their frames); a DICOM-SEG (or an RT dose grid) among the images is not one."""
+    settings = RunSettings(roi_names=(), visuals="none", exports=("seg",), report=False)
+    out = cohort_dir / "results"
+    first = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert first.slices == 12 and (out / "series" / "sub01" / "exports" / "sub01.seg.dcm").is_file()
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert (again.planned, again.already_done, again.slices, again.skipped) == (4, 4, 0, [])
+    seg = cohort_dir / "sub02" / "labels.seg.dcm"
+    shutil.copy(out / "series" / "sub01" / "exports" / "sub01.seg.dcm", seg)
+    shutil.rmtree(out)
+    run = predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
+    assert run.slices == 12 and [s.path for s in run.skipped] == [seg]
+    assert run.skipped[0].reason == (
+        f"{seg}: a segmentation (DICOM-SEG), not an image to segment; move it out of the folder "
+        "(labels go in the labels folder)."
+    )
+
+
+@pytest.mark.slow
 def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tmp_path, capsys):
     """Its series is measured without it; the note says the file's name once, then why (the
     reason used to repeat it: "sub03_s01.dcm: /…/sub03_s01.dcm: cannot decode …")."""

@@ -358,6 +358,12 @@ def test_pydicom_s_own_warnings_name_the_file(name, warned, tmp_path):
     assert skipped == ([] if warned else [name])
 
 
+def test_a_dose_grid_is_not_an_image_to_segment():
+    path = pydicom_file("rtdose.dcm")
+    with pytest.raises(DicomReadError, match=r"rtdose.dcm: a radiotherapy dose grid, not an image"):
+        read_slices(path)
+
+
 def ct_file(path: Path, stored: np.ndarray, **rescale: Any) -> Path:
     """A CT file of 12-bit unsigned stored values with only the rescale elements given."""
     return write_ct_dicom(path, stored, bits_stored=12, **rescale)

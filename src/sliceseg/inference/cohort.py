@@ -180,8 +180,8 @@ def predict_cohort(
     """
     start = time.perf_counter()
     bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
-    plan = plan_cohort(Path(dicom_dir))
     out = Path(out_dir)
+    plan = plan_cohort(Path(dicom_dir), exclude=out)
     wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)
     recover_folders(out, {s.name for s in mine})  # what a killed run left

@@ -82,17 +82,31 @@ def natural_key(text: str) -> tuple[Any, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
-def visible_files(folder: Path) -> list[Path]:
+def visible_files(folder: Path, exclude: Path | None = None) -> list[Path]:
     """Return the files under ``folder`` (recursive), naturally sorted, hidden ones left out.
 
     A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
+    ``exclude``: a folder whose files are left out too (an output folder inside the inputs).
     """
+    left_out = _inside(Path(folder), exclude)
     files = [
         p
         for p in Path(folder).rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and (left_out is None or p.relative_to(folder).parts[: len(left_out)] != left_out)
     ]
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def _inside(folder: Path, other: Path | None) -> tuple[str, ...] | None:
+    """``other``'s path relative to ``folder`` as parts, or None when it is not inside it."""
+    if other is None:
+        return None
+    try:
+        return Path(other).resolve().relative_to(folder.resolve()).parts or None
+    except ValueError:
+        return None
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -132,7 +146,9 @@ def is_dicom_file(path: Path) -> bool:
     return any(keyword in ds for keyword in PIXEL_KEYWORDS)
 
 
-def find_dicom_files(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
+def find_dicom_files(
+    folder: Path, *, exclude: Path | None = None
+) -> tuple[list[Path], list[SkippedFile]]:
     """Find the DICOM files under ``folder`` (recursive, by content, naturally sorted).
 
     Hidden files and folders (name starting with '.') are ignored silently; every other
@@ -140,6 +156,7 @@ def find_dicom_files(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
 
     Args:
         folder: the folder to search.
+        exclude: a folder inside it to leave out silently (the run's own output folder).
 
     Returns:
         (DICOM files, skipped files).
@@ -155,7 +172,7 @@ def find_dicom_files(folder: Path) -> tuple[list[Path], list[SkippedFile]]:
         raise PairingError(f"{folder}: folder does not exist; check the path to the DICOM folder.")
     found: list[Path] = []
     skipped: list[SkippedFile] = []
-    for path in visible_files(folder):
+    for path in visible_files(folder, exclude):
         if is_dicom_file(path):
             found.append(path)
         else:

@@ -26,10 +26,12 @@ from sliceseg.io.dicom_files import PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
 
 __all__ = [
     "MAX_PIXELS_PER_FILE",
+    "NOT_IMAGES",
     "as_int",
     "frame_value",
     "image_position",
     "named_warnings",
+    "not_an_image",
     "one_line",
     "orientation_cosines",
     "photometric_interpretation",
@@ -73,17 +75,7 @@ def read_dataset(path: Path) -> Dataset:
             f"{path}: cannot read the DICOM header ({one_line(exc)}); the file may be truncated "
             "or corrupt; copy it again from the scanner/PACS."
         ) from exc
-    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
-        if _declares_an_image(ds):
-            raise DicomReadError(
-                f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
-                "before its pixel data; it is probably truncated; copy it again from the "
-                "scanner/PACS."
-            )
-        raise DicomReadError(
-            f"{path}: DICOM file holds no image (no PixelData; Modality "
-            f"{ds.get('Modality', 'unknown')}); expected an image; move it out of the folder."
-        )
+    _check_is_an_image(ds, path)
     if "TransferSyntaxUID" not in ds.file_meta:
         # Preamble-less files carry no meta header; their encoding was guessed while reading.
         implicit, little = ds.original_encoding
@@ -100,6 +92,28 @@ def read_dataset(path: Path) -> Dataset:
         )
     _check_image_size(ds, path)
     return ds
+
+
+def _check_is_an_image(ds: Dataset, path: Path) -> None:
+    """Raise `DicomReadError` for a file without pixel data, or whose pixel data is not an image
+    of the body (`not_an_image`)."""
+    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
+        if _declares_an_image(ds):
+            raise DicomReadError(
+                f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
+                "before its pixel data; it is probably truncated; copy it again from the "
+                "scanner/PACS."
+            )
+        raise DicomReadError(
+            f"{path}: DICOM file holds no image (no PixelData; Modality "
+            f"{ds.get('Modality', 'unknown')}); expected an image; move it out of the folder."
+        )
+    what = not_an_image(ds)
+    if what:
+        raise DicomReadError(
+            f"{path}: {what}, not an image to segment; move it out of the folder (labels go in "
+            "the labels folder)."
+        )
 
 
 def _convert_elements(ds: Dataset) -> None:
@@ -142,6 +156,23 @@ def _check_image_size(ds: Dataset, path: Path) -> None:
             f"samples, more than sliceseg reads from one file ({MAX_PIXELS_PER_FILE} pixels); the "
             "header is probably damaged; otherwise split the file into smaller ones."
         )
+
+
+NOT_IMAGES = {"SEG": "a segmentation (DICOM-SEG)", "RTDOSE": "a radiotherapy dose grid"}
+"""Modalities whose pixel data is not an image of the body (a study's export holds them too)."""
+
+
+def not_an_image(ds: Dataset) -> str | None:
+    """What a DICOM object with pixel data is when it is not an image to segment, else None.
+
+    Example:
+        >>> not_an_image(pydicom.Dataset(Modality="SEG"))
+        'a segmentation (DICOM-SEG)'
+    """
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if "Segmentation Storage" in _sop_class_name(ds):
+        return NOT_IMAGES["SEG"]
+    return NOT_IMAGES.get(modality)
 
 
 def _sop_class_name(ds: Dataset) -> str:

@@ -21,6 +21,7 @@ import pydicom
 from sliceseg.errors import DicomReadError, PairingError
 from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
+from sliceseg.io.dicom_headers import not_an_image
 from sliceseg.io.identity import series_key, series_names, slice_key
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "read_series_uid",
 ]
 
-_HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID"]
+_HEADER_TAGS = ["SeriesInstanceUID", "Rows", "NumberOfFrames", "SOPClassUID", "Modality"]
 
 
 @dataclass(frozen=True, slots=True)  # one per file of a cohort: kept small
@@ -111,11 +112,13 @@ class CohortPlan:
         return sum(s.num_slices for s in self.series)
 
 
-def plan_cohort(root: Path | str) -> CohortPlan:
+def plan_cohort(root: Path | str, *, exclude: Path | None = None) -> CohortPlan:
     """Plan a run from headers: group the DICOM files under ``root`` into named series.
 
     Args:
         root: the DICOM folder (searched recursively; files recognised by content).
+        exclude: a folder under ``root`` left out (the run's output folder: its DICOM-SEG
+            exports are not inputs).
 
     Returns:
         The series sorted by name, and the skipped files.
@@ -129,7 +132,7 @@ def plan_cohort(root: Path | str) -> CohortPlan:
         [('p01', 10), ('p02', 10)]
     """
     root = Path(root)
-    paths, skipped = find_dicom_files(root)
+    paths, skipped = find_dicom_files(root, exclude=exclude)
     planned: list[PlannedFile] = []
     for path in paths:
         try:
@@ -195,7 +198,7 @@ def _plan_file(path: Path) -> PlannedFile:
             f"{path}: cannot read the DICOM header ({' '.join(str(exc).split())}); the file may "
             "be truncated or corrupt; copy it again from the scanner/PACS."
         ) from exc
-    if "Rows" not in ds:
+    if "Rows" not in ds or not_an_image(ds):  # the full reader says why
         raise DicomReadError(
             f"{path}: DICOM file holds no image (no Rows); expected an image; move it out of "
             "the folder."
