@@ -228,6 +228,11 @@ class TestFindDicomFiles:
         with pytest.raises(PairingError, match="folder does not exist"):
             find_dicom_files(tmp_path / "nope")
 
+    def test_a_file_given_for_the_folder_names_its_folder(self, tmp_path):
+        path = write_test_dicom(tmp_path / "s1.dcm", np.zeros((2, 2)))
+        with pytest.raises(PairingError, match=rf"s1.dcm: a file, not a folder; .* \({tmp_path}\)"):
+            find_dicom_files(path)
+
 
 class TestOrderSlices:
     def test_series_then_instance_then_position_then_name(self, tmp_path):

@@ -168,6 +168,11 @@ def find_dicom_files(
         >>> files, skipped = find_dicom_files(Path("data/train/dicoms"))
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise PairingError(
+            f"{folder}: a file, not a folder; give the folder that holds the DICOM files "
+            f"({folder.parent})."
+        )
     if not folder.is_dir():
         raise PairingError(f"{folder}: folder does not exist; check the path to the DICOM folder.")
     found: list[Path] = []
