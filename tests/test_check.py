@@ -47,6 +47,22 @@ class TestRoiStats:
         assert roi1.num_slices == 2 and roi1.num_slices_without_spacing == 1
 
 
+def test_a_label_named_but_for_case_or_a_mask_ending_gets_the_fix(tmp_path):
+    """On Windows `S1.PNG` pairs with `s1.dcm`; here it does not: say so, with the rename."""
+    add_pair(tmp_path, "p01/s1", square_label())
+    add_pair(tmp_path, "p01/s2", square_label(), image_name="p01/S2.dcm")  # label p01/s2.png
+    add_pair(tmp_path, "p01/s3_mask", square_label(), image_name="p01/s3.dcm")
+    add_pair(tmp_path, "p01/s4", square_label(), image_name="p01/other.dcm")  # no near name
+    report = check_dataset(tmp_path)
+    (near,) = [p for p in report.problems if p.kind == "near_miss"]
+    assert [p.name for p in near.paths] == ["s2.png", "s3_mask.png"]
+    assert near.message == (
+        "2 label map(s) would pair with a DICOM but for their name's letter case or an ending "
+        "such as _mask; name each as its DICOM is named (e.g. s2.png → S2.png)"
+    )
+    assert report.num_pairs == 1  # told, not guessed
+
+
 class TestCheckReport:
     def test_fit_dataset_with_area_worked_out_by_hand(self, tmp_path):
         for key in ("p01/s1", "p01/s2", "p02/s1"):

@@ -216,6 +216,45 @@ class CheckReport:
         }
 
 
+LABEL_ENDINGS = ("_label", "_labels", "_mask", "_seg", "_gt", "-label", "-mask", "-seg", "_roi")
+"""Endings label tools add to a slice's name (``s01_mask.png`` for ``s01.dcm``)."""
+
+
+def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
+    """Unmatched label maps that would pair with an unmatched DICOM but for the letter case of
+    their name or an ending such as ``_mask`` (`LABEL_ENDINGS`): one warning with the fix.
+
+    Example:
+        >>> near_misses(pairing, Path("dicoms"), Path("labels"))[0].message
+        '1 label map(s) would pair with a DICOM but for ... (e.g. S01_mask.png → s01.png)'
+    """
+
+    def loose(key: str) -> str:
+        key = key.lower()
+        ending = next((e for e in LABEL_ENDINGS if key.endswith(e)), "")
+        return key.removesuffix(ending) if ending else key
+
+    unmatched = {
+        loose(Path(p.parent.relative_to(images), strip_dicom_suffix(p.name)).as_posix()): p
+        for p in pairing.images_without_labels
+    }
+    found = [
+        (label, unmatched[key])
+        for label in pairing.labels_without_images
+        if (key := loose(label.parent.relative_to(labels).joinpath(label.stem).as_posix()))
+        in unmatched
+    ]
+    if not found:
+        return []
+    label, image = found[0]
+    example = f"{label.name} → {strip_dicom_suffix(image.name)}{label.suffix}"
+    message = (
+        f"{len(found)} label map(s) would pair with a DICOM but for their name's letter case or "
+        f"an ending such as _mask; name each as its DICOM is named (e.g. {example})"
+    )
+    return [Problem("warning", "near_miss", message, tuple(label for label, _ in found))]
+
+
 def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
     """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
     problems = [
@@ -252,6 +291,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         problems.append(
             Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
         )
+    problems += near_misses(pairing, images, labels)
     if not pairing.pairs:
         message = (
             f"no DICOM file in {images} pairs with a label map in {labels}; expected "
