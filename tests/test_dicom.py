@@ -363,6 +363,12 @@ def test_pydicom_s_own_warnings_name_the_file(name, warned, tmp_path):
     assert skipped == ([] if warned else [name])
 
 
+def test_a_dicomdir_is_left_out_as_the_index_it_is():
+    path = pydicom_file("DICOMDIR")
+    with pytest.raises(DicomReadError, match=r"DICOMDIR: a DICOMDIR, the index of a CD/DVD export"):
+        read_slices(path)
+
+
 def test_a_dose_grid_is_not_an_image_to_segment():
     path = pydicom_file("rtdose.dcm")
     with pytest.raises(DicomReadError, match=r"rtdose.dcm: a radiotherapy dose grid, not an image"):

@@ -98,6 +98,11 @@ def _check_is_an_image(ds: Dataset, path: Path) -> None:
     """Raise `DicomReadError` for a file without pixel data, or whose pixel data is not an image
     of the body (`not_an_image`)."""
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
+        if "Directory" in _sop_class_name(ds):
+            raise DicomReadError(
+                f"{path}: a DICOMDIR, the index of a CD/DVD export, not an image; left out (the "
+                "images it lists are read from their own files)."
+            )
         if _declares_an_image(ds):
             raise DicomReadError(
                 f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "
