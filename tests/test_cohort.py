@@ -17,8 +17,9 @@ from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.records import RunSettings
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
-from sliceseg.measure.areas import is_summary_row, summarised
+from sliceseg.measure.areas import is_summary_row
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.summary_rows import summarised
 from sliceseg.phantom.generate import ROI_NAMES
 
 LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)

@@ -14,7 +14,6 @@ from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
-    PRESENT,
     SpacingFallback,
     area_mm2,
     measure_areas,
@@ -22,6 +21,7 @@ from sliceseg.measure.areas import (
     with_fallback_spacing,
     with_whole_counts,
 )
+from sliceseg.measure.summary_rows import PRESENT
 from sliceseg.model_space.resample import spacing_geometry
 
 

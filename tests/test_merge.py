@@ -25,10 +25,9 @@ from sliceseg.measure.areas import (
     AreaTable,
     is_count_row,
     is_summary_row,
-    series_label,
-    summarised,
 )
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.summary_rows import series_label, summarised
 from sliceseg.measure.tissue import CT_COLUMNS
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.report.cohort import review_order

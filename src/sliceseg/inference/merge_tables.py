@@ -27,11 +27,10 @@ from sliceseg.io.files import atomic_path
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
-    PRESENT,
     is_summary_row,
-    series_label,
     with_whole_counts,
 )
+from sliceseg.measure.summary_rows import PRESENT, series_label, summary_stats
 from sliceseg.measure.tissue import CT_COLUMNS
 
 __all__ = ["CHUNK_SERIES", "write_area_tables"]
@@ -270,21 +269,12 @@ class _Tables:
             {roi: np.concatenate([a[:, k] for a in self.areas]) for k, roi in enumerate(self.rois)}
         )
         rows = pd.DataFrame(
-            _overall(values.where(values > 0)), index=["mean", "std", "n"], columns=self.rois
+            summary_stats(values.to_numpy()), index=["mean", "std", "n"], columns=self.rois
         )
         rows.insert(0, "file", PRESENT)
         if self.flagged is not None and any(self.flagged):
             _leave_out(rows, values, self.flagged, self.counts)
         with_whole_counts(rows.reindex(columns=self.columns)).to_csv(wide, header=False)
-
-
-def _overall(values: pd.DataFrame) -> list[list[float]]:
-    """Mean, std (ddof 1) and n of each column (over the slices with the ROI: NaN elsewhere)."""
-    return [
-        values.mean(axis=0).tolist(),
-        values.std(axis=0, ddof=1).tolist(),
-        values.count(axis=0).astype(float).tolist(),
-    ]
 
 
 def _leave_out(
@@ -298,7 +288,7 @@ def _leave_out(
     count = f"{left_out} slice{'s' * (left_out != 1)}"
     if len(kept):
         part = values.iloc[kept]
-        rows.loc[:, list(values.columns)] = _overall(part.where(part > 0))
+        rows.loc[:, list(values.columns)] = summary_stats(part.to_numpy())
         note = f"without {sum(flagged)} series unlike the training data ({count})"
     else:
         note = f"every series is unlike the training data ({count}): over all of them"

@@ -15,11 +15,11 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
+from sliceseg.measure.summary_rows import with_summary_rows
 from sliceseg.measure.tissue import TissueSettings, hu_problem, roi_tissue, series_notes
 
 SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
 SUMMARY_NOTE = "mean, std: over the slices where the ROI is present (area > 0); n: how many"
-PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
@@ -368,7 +368,7 @@ def measure_areas(
     long = pd.DataFrame(long_rows)
     if len(long):
         long.insert(1, "series", [numbers[row - 1] for row in long["slice"]])
-    wide = _with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
+    wide = with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
     return AreaTable(wide=wide, long=long, unit=units.pop() if units else "mm2", series=numbers)
 
 
@@ -441,56 +441,3 @@ def _tissue_warnings(
         for note in series_notes(members, roi_names, settings):
             warnings.warn(f"{name} ({first.source}, ...): {note}", UserWarning, stacklevel=3)
     return {key for key, members in groups.items() if hu_problem(members) is not None}
-
-
-def series_label(files: Sequence[str]) -> str:
-    """The ``file`` cell of a series' summary rows: its first and last slice and their count.
-
-    Example:
-        >>> series_label(["p01/s1", "p01/s2", "p01/s3"])
-        'p01/s1 … p01/s3 (3 slices)'
-    """
-    span = files[0] if len(files) == 1 else f"{files[0]} … {files[-1]}"
-    return f"{span} ({len(files)} slice{'s' * (len(files) != 1)})"
-
-
-def _with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
-    """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
-
-    Mean and std are over the slices where the ROI is present (area > 0), n counts them; the
-    standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice.
-    """
-    rois = [column for column in slices.columns if column != "file"]
-    values = slices[rois].astype(float)
-    values = values.where(values > 0)  # absent: NaN, left out of mean, std and n
-    summary: dict[str, list[object]] = {}
-    rows_of: dict[int, list[int]] = {}  # one pass: a cohort has 100,000 series
-    for i, k in enumerate(series):
-        rows_of.setdefault(k, []).append(i)
-    groups = sorted(rows_of)
-    for number in groups if len(groups) > 1 else []:
-        members = rows_of[number]
-        label = series_label(slices["file"].iloc[members].astype(str).tolist())
-        part = values.iloc[members]
-        summary[f"mean series {number}"] = [label, *part.mean(axis=0).tolist()]
-        summary[f"std series {number}"] = [label, *part.std(axis=0, ddof=1).tolist()]
-        summary[f"n series {number}"] = [label, *part.count(axis=0).astype(float).tolist()]
-    summary["mean"] = [PRESENT, *values.mean(axis=0).tolist()]
-    summary["std"] = [PRESENT, *values.std(axis=0, ddof=1).tolist()]
-    summary["n"] = [PRESENT, *values.count(axis=0).astype(float).tolist()]
-    wide = slices.copy()
-    wide.index = [str(i) for i in range(1, len(wide) + 1)]
-    extra = pd.DataFrame.from_dict(summary, orient="index", columns=["file", *rois])
-    return pd.concat([wide, extra]) if len(wide) else extra
-
-
-def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
-    """The wide table of per-slice rows (columns ``file`` then ROIs) with its summary rows.
-
-    The rows `measure_areas` adds (per series when several, then overall), for tables put
-    together from parts, e.g. the series of a cohort (`sliceseg.inference.merge`).
-
-    Example:
-        >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
-    """
-    return _with_summary_rows(slices.reset_index(drop=True), tuple(series))

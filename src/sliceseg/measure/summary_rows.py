@@ -1,0 +1,94 @@
+"""The summary rows of an area table: per series (two or more) and overall mean, std and n.
+
+One definition of the numbers (`summary_stats`) for a series' own table (`with_summary_rows`,
+called by `sliceseg.measure.areas.measure_areas`), for tables put together from parts
+(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PRESENT", "series_label", "summarised", "summary_stats", "with_summary_rows"]
+
+PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+
+
+def series_label(files: Sequence[str]) -> str:
+    """The ``file`` cell of a series' summary rows: its first and last slice and their count.
+
+    Example:
+        >>> series_label(["p01/s1", "p01/s2", "p01/s3"])
+        'p01/s1 … p01/s3 (3 slices)'
+    """
+    span = files[0] if len(files) == 1 else f"{files[0]} … {files[-1]}"
+    return f"{span} ({len(files)} slice{'s' * (len(files) != 1)})"
+
+
+def summary_stats(values: np.ndarray) -> np.ndarray:
+    """Mean, std (ddof 1) and n of each column of ``(slices, ROIs)`` areas, as three rows.
+
+    Over the slices where the ROI is present (area > 0; NaN is absent): the mean is NaN without
+    any, the std NaN (not 0) below two. Each column is summed as pandas sums a frame's column
+    (pairwise, along a contiguous row of the transposed values), so the numbers are those of
+    ``frame.where(frame > 0).mean() / .std() / .count()`` bit for bit, without a frame.
+
+    Example:
+        >>> summary_stats(np.array([[2.0, 0.0], [4.0, 5.0]]))
+        array([[3.        , 5.        ],
+               [1.41421356,        nan],
+               [2.        , 1.        ]])
+    """
+    columns = np.ascontiguousarray(np.asarray(values, dtype=float).T)
+    present = columns > 0
+    n = present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(present, columns, 0.0).sum(axis=1) / n
+        deviation = np.where(present, columns - mean[:, None], 0.0)
+        std = np.sqrt((deviation * deviation).sum(axis=1) / (n - 1))
+    mean[n == 0] = np.nan
+    std[n < 2] = np.nan
+    return np.vstack([mean, std, n.astype(float)])
+
+
+def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
+    """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
+
+    Mean and std are over the slices where the ROI is present (area > 0), n counts them; the
+    standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice
+    (`summary_stats`). Built in one piece: a cohort writes this table for every series.
+    """
+    rois = [column for column in slices.columns if column != "file"]
+    values = slices[rois].to_numpy(dtype=float)
+    files = slices["file"].tolist()
+    rows_of: dict[int, list[int]] = {}  # one pass: a cohort has 100,000 series
+    for i, k in enumerate(series):
+        rows_of.setdefault(k, []).append(i)
+    groups = sorted(rows_of)
+    blocks, names, labels = [values], [str(i) for i in range(1, len(files) + 1)], list(files)
+    for number in groups if len(groups) > 1 else []:
+        members = rows_of[number]
+        blocks.append(summary_stats(values[members]))
+        names += [f"{row} series {number}" for row in ("mean", "std", "n")]
+        labels += [series_label([str(files[i]) for i in members])] * 3
+    blocks.append(summary_stats(values))
+    names += ["mean", "std", "n"]
+    labels += [PRESENT] * 3
+    wide = pd.DataFrame(np.vstack(blocks), index=names, columns=rois)
+    wide.insert(0, "file", pd.Series(labels, index=names, dtype=object))
+    return wide
+
+
+def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
+    """The wide table of per-slice rows (columns ``file`` then ROIs) with its summary rows.
+
+    The rows `measure_areas` adds (per series when several, then overall), for tables put
+    together from parts, e.g. the series of a cohort (`sliceseg.inference.merge`).
+
+    Example:
+        >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
+    """
+    return with_summary_rows(slices.reset_index(drop=True), tuple(series))
