@@ -276,6 +276,19 @@ def test_an_out_folder_inside_the_inputs_is_not_read_and_a_seg_among_them_is_ski
     )
 
 
+def test_the_dicom_folder_itself_is_refused_as_out(tiny_model, cohort_dir, capsys):
+    """Its outputs would mix with the DICOMs and be read by the next run; refused before a
+    header is read, whatever --overwrite says, and nothing is written."""
+    before = snapshot(cohort_dir)
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", f"{cohort_dir}/", "--overwrite"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {cohort_dir}: --out is the DICOM folder itself, so the outputs would be read as "
+        f"inputs by the next run; choose a folder of its own (e.g. {cohort_dir / 'results'})."
+    )
+    assert snapshot(cohort_dir) == before
+
+
 @pytest.mark.slow
 def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tmp_path, capsys):
     """Its series is measured without it; the note says the file's name once, then why (the

@@ -42,6 +42,7 @@ from sliceseg.inference.merge import MergeResult, merge_cohort
 from sliceseg.inference.records import (
     RunRecord,
     RunSettings,
+    check_not_inputs,
     check_out_dir,
     file_sha256,
     is_done,
@@ -181,6 +182,7 @@ def predict_cohort(
     start = time.perf_counter()
     bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
     out = Path(out_dir)
+    check_not_inputs(out, Path(dicom_dir))
     plan = plan_cohort(Path(dicom_dir), exclude=out)
     wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)

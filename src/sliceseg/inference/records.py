@@ -32,6 +32,7 @@ __all__ = [
     "FORMAT_VERSION",
     "RunRecord",
     "RunSettings",
+    "check_not_inputs",
     "check_out_dir",
     "file_sha256",
     "is_done",
@@ -121,6 +122,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_not_inputs(out: Path, inputs: Path) -> None:
+    """Refuse an output folder that is the input folder itself (one inside it is fine: it is
+    not read as input), before a single header is read.
+
+    Raises:
+        ConfigError: ``out`` is ``inputs``.
+    """
+    if Path(out).resolve() == Path(inputs).resolve():
+        raise ConfigError(
+            f"{out}: --out is the DICOM folder itself, so the outputs would be read as inputs by "
+            f"the next run; choose a folder of its own (e.g. {Path(out) / 'results'})."
+        )
+
+
 def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
     """Refuse an output folder made by another model or settings, or not by a cohort run.
 
@@ -135,6 +150,7 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
+
     stored = _read_json(out / RUN_RECORD)
     if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
         raise ConfigError(
