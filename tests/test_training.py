@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -126,6 +127,35 @@ class TestTrain:
             "Post-processing chosen on validation: none | area calibration: disc: area bias "
             "-0.4 → -0.4 % (unchanged); psoas: area bias +46.7 → -2.5 % (background ×7.39)"
         )
+
+    def test_a_new_run_into_a_used_folder_removes_the_earlier_runs_checkpoints(
+        self, tiny_phantom, tmp_path
+    ):
+        """Yesterday's sliceseg_94.pt beside today's sliceseg_2.pt read as today's latest."""
+        out = tmp_path / "m"
+        out.mkdir()
+        for name in ("sliceseg_94.pt", "sliceseg_3.pt", "sliceseg_notes.pt", "other_5.pt"):
+            (out / name).write_bytes(b"an earlier run")
+        lines: list[str] = []
+        train(tiny_config(tiny_phantom / "train", out, epochs=2, overwrite=True), log=lines.append)
+        assert (
+            f"Removed 2 checkpoint(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
+            in lines
+        )
+        kept = sorted(p.name for p in out.glob("*.pt"))
+        assert kept == [
+            "other_5.pt",
+            "sliceseg_1.pt",
+            "sliceseg_2.pt",
+            "sliceseg_best.pt",
+            "sliceseg_notes.pt",
+        ]
+        assert (out / "sliceseg_notes.pt").read_bytes() == b"an earlier run"  # not a checkpoint
+        # fine-tuning from a checkpoint of that folder keeps it (and starts from it)
+        again = tiny_config(tiny_phantom / "train", out, epochs=1, overwrite=True)
+        train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
+        assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
+        assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
 
     def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path

@@ -183,6 +183,28 @@ class Resumption:
     notes: tuple[str, ...]
 
 
+def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
+    """A new run into a used folder (``--overwrite``) removes the epoch checkpoints an earlier
+    run left there (``<name>_<epoch>.pt``; never its ``--init-from`` model), saying so: a
+    ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads as today's
+    latest epoch."""
+    name = config.model_filename
+    start = Path(config.init_from).resolve() if config.init_from else None
+    earlier = sorted(
+        (
+            p
+            for p in out.glob(f"{name}_*.pt")
+            if p.stem.removeprefix(f"{name}_").isdigit() and p.resolve() != start
+        ),
+        key=lambda p: int(p.stem.removeprefix(f"{name}_")),
+    )
+    for path in earlier:
+        path.unlink()
+    if earlier:
+        names = ", ".join(p.name for p in earlier)
+        log(f"Removed {len(earlier)} checkpoint(s) an earlier run left in {out}: {names}.")
+
+
 def _run(
     config: TrainConfig,
     resumption: Resumption | None,
@@ -199,6 +221,8 @@ def _run(
     torch.manual_seed(config.seed)
     if start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
+    if resumption is None and context.is_main:
+        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
