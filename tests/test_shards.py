@@ -56,6 +56,18 @@ class TestParseShardAuto:
         assert [s.index for s in shards] == [1, 2, 3, 4, 5, 6]
         assert {s.count for s in shards} == {6}
 
+    def test_a_task_outside_the_array_says_how_to_retry(self):
+        """`--array=3,7` (retrying two tasks) gives MIN 3, MAX 7, COUNT 2: no shard layout fits."""
+        env = {"SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "7"}
+        env |= {"SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_ID": "7"}
+        with pytest.raises(ConfigError) as error:
+            parse_shard("auto", env)
+        assert str(error.value) == (
+            "--shard auto: SLURM_ARRAY_TASK_ID=7 is not one of the 2 tasks of --array=3-4 (a list "
+            "such as --array=3,7 cannot say which shards they were); to retry, run the whole "
+            "array again (finished series are skipped), or give --shard K/N."
+        )
+
     def test_slurm_stepped_array(self):
         env = {
             "SLURM_ARRAY_TASK_ID": "4",  # --array=0-10:2 runs 0, 2, 4, 6, 8, 10: task 4 is the 3rd
@@ -111,7 +123,8 @@ class TestParseShardAuto:
               "SLURM_ARRAY_TASK_MAX": "x"}, r"SLURM_ARRAY_TASK_MAX='x'"),
             ({"SLURM_ARRAY_TASK_ID": "2"},
              r"neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX; give --shard K/N"),
-            ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "2"}, r"--shard 6/2"),
+            ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "2"},
+             r"SLURM_ARRAY_TASK_ID=5 is not one of the 2 tasks"),
             ({"RANK": "2", "WORLD_SIZE": "2"}, r"--shard 3/2"),
         ],
     )  # fmt: skip

@@ -118,7 +118,15 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
             "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
             "SLURM_ARRAY_TASK_MAX; give --shard K/N."
         )
-    return Shard((task - low) // step + 1, count, "SLURM")
+    index = (task - low) // step + 1
+    if not 1 <= index <= count or (task - low) % step:
+        raise ConfigError(
+            f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the {count} tasks of "
+            f"--array={low}-{low + (count - 1) * step}{f':{step}' if step > 1 else ''} (a list "
+            "such as --array=3,7 cannot say which shards they were); to retry, run the whole "
+            "array again (finished series are skipped), or give --shard K/N."
+        )
+    return Shard(index, count, "SLURM")
 
 
 def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
