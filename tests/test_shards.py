@@ -59,14 +59,16 @@ class TestParseShardAuto:
     def test_a_task_outside_the_array_says_how_to_retry(self):
         """`--array=3,7` (retrying two tasks) gives MIN 3, MAX 7, COUNT 2: no shard layout fits."""
         env = {"SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "7"}
-        env |= {"SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_ID": "7"}
-        with pytest.raises(ConfigError) as error:
-            parse_shard("auto", env)
-        assert str(error.value) == (
-            "--shard auto: SLURM_ARRAY_TASK_ID=7 is not one of the 2 tasks of --array=3-4 (a list "
-            "such as --array=3,7 cannot say which shards they were); to retry, run the whole "
-            "array again (finished series are skipped), or give --shard K/N."
-        )
+        env |= {"SLURM_ARRAY_TASK_COUNT": "2"}
+        for task in ("3", "7"):  # 3 would otherwise take shard 1/2: half of every series
+            with pytest.raises(ConfigError) as error:
+                parse_shard("auto", {**env, "SLURM_ARRAY_TASK_ID": task})
+            assert str(error.value) == (
+                f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the 2 tasks of "
+                "--array=3-4 (a list such as --array=3,7 cannot say which shards they were); to "
+                "retry, run the whole array again (finished series are skipped), or give "
+                "--shard K/N."
+            )
 
     def test_slurm_stepped_array(self):
         env = {

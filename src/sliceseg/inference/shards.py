@@ -119,7 +119,8 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
             "SLURM_ARRAY_TASK_MAX; give --shard K/N."
         )
     index = (task - low) // step + 1
-    if not 1 <= index <= count or (task - low) % step:
+    is_list = high is not None and (high - low) // step + 1 != count  # --array=3,7: MIN..MAX
+    if is_list or not 1 <= index <= count or (task - low) % step:
         raise ConfigError(
             f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the {count} tasks of "
             f"--array={low}-{low + (count - 1) * step}{f':{step}' if step > 1 else ''} (a list "
