@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sliceseg.dataset.pairing import DataSource, Pairing, Sample
+from sliceseg.dataset.pairing import DataSource, Pairing, Sample, image_key, label_key
 from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
@@ -234,15 +234,11 @@ def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
         ending = next((e for e in LABEL_ENDINGS if key.endswith(e)), "")
         return key.removesuffix(ending) if ending else key
 
-    unmatched = {
-        loose(Path(p.parent.relative_to(images), strip_dicom_suffix(p.name)).as_posix()): p
-        for p in pairing.images_without_labels
-    }
+    unmatched = {loose(image_key(p, images)): p for p in pairing.images_without_labels}
     found = [
         (label, unmatched[key])
         for label in pairing.labels_without_images
-        if (key := loose(label.parent.relative_to(labels).joinpath(label.stem).as_posix()))
-        in unmatched
+        if (key := loose(label_key(label, labels))) in unmatched
     ]
     if not found:
         return []

@@ -29,7 +29,16 @@ from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.volumes import is_volume_name
 
-__all__ = ["DataSource", "Pair", "Pairing", "Sample", "pair_files", "slice_key"]
+__all__ = [
+    "DataSource",
+    "Pair",
+    "Pairing",
+    "Sample",
+    "image_key",
+    "label_key",
+    "pair_files",
+    "slice_key",
+]
 
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
@@ -226,11 +235,11 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         raise PairingError(f"{labels_dir}: folder does not exist; check the path to the labels.")
     images: dict[str, list[Path]] = defaultdict(list)
     for path in image_paths:
-        images[_key(path, images_dir, strip_dicom_suffix(path.name))].append(path)
+        images[image_key(path, images_dir)].append(path)
     labels: dict[str, list[Path]] = defaultdict(list)
     for path in visible_files(labels_dir):
         if path.suffix.lower() in LABEL_SUFFIXES:
-            labels[_key(path, labels_dir, path.stem)].append(path)
+            labels[label_key(path, labels_dir)].append(path)
         elif is_volume_name(path.name) or is_dicom_seg(path):
             continue  # paired per series by sliceseg.dataset.volume_labels
         else:
@@ -250,8 +259,24 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     )
 
 
-def _key(path: Path, root: Path, name: str) -> str:
-    return path.parent.relative_to(root).joinpath(name).as_posix()
+def image_key(path: Path, root: Path) -> str:
+    """A DICOM file's pairing key: its path below ``root`` without a DICOM suffix.
+
+    Example:
+        >>> image_key(Path("d/dicoms/p01/s1.dcm"), Path("d/dicoms"))
+        'p01/s1'
+    """
+    return path.parent.relative_to(root).joinpath(strip_dicom_suffix(path.name)).as_posix()
+
+
+def label_key(path: Path, root: Path) -> str:
+    """A label map's pairing key: its path below ``root`` without its suffix.
+
+    Example:
+        >>> label_key(Path("d/labels/p01/s1.png"), Path("d/labels"))
+        'p01/s1'
+    """
+    return path.parent.relative_to(root).joinpath(path.stem).as_posix()
 
 
 def _raise_missing(folder: Path, role: str) -> None:

@@ -271,6 +271,7 @@ def _stream(
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
     context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
     batch: list[DecodedSeries] = []
+    predict = _bound_predict(engine, options.predict.batch_size, out, failed, log)
 
     def collect(block: bool) -> None:
         while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
@@ -293,11 +294,11 @@ def _stream(
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
-                for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
+                for done in predict(batch):
                     writing.append((done.series, writer.submit(write_series, context, done)))
                 batch = []
             collect(block=False)
-        for done in _predict(engine, batch, options.predict.batch_size, out, failed, log):
+        for done in predict(batch):
             writing.append((done.series, writer.submit(write_series, context, done)))
         collect(block=True)
     return finished, failed, unreadable
@@ -322,19 +323,38 @@ def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedS
     return decoded
 
 
-def _predict(
+def _bound_predict(
     engine: Engine,
-    batch: list[DecodedSeries],
     batch_size: int,
     out: Path,
     failed: list[tuple[str, Exception]],
     log: Callable[[str], None],
+) -> Callable[[list[DecodedSeries]], list[DecodedSeries]]:
+    """`_predict` for this run, the ROIs expected on every slice read from the profile once."""
+    expected = always_present_rois(engine.bundle)
+    return functools.partial(
+        _predict, engine, batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
+    )
+
+
+def _predict(
+    engine: Engine,
+    batch: list[DecodedSeries],
+    *,
+    batch_size: int,
+    out: Path,
+    failed: list[tuple[str, Exception]],
+    log: Callable[[str], None],
+    expected: np.ndarray | None,
 ) -> list[DecodedSeries]:
-    """Label maps and confidences for a batch of series; a failing batch is retried per series."""
+    """Label maps and confidences for a batch of series; a failing batch is retried per series.
+
+    ``expected``: the ROIs the model's training slices always showed (`always_present_rois`).
+    """
     if not batch:
         return []
     try:
-        _label(engine, batch, batch_size)
+        _label(engine, batch, batch_size, expected)
         return batch
     except Exception as error:
         if len(batch) == 1:
@@ -342,11 +362,15 @@ def _predict(
             return []
     kept = []
     for one in batch:
-        kept += _predict(engine, [one], batch_size, out, failed, log)
+        kept += _predict(
+            engine, [one], batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
+        )
     return kept
 
 
-def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
+def _label(
+    engine: Engine, batch: list[DecodedSeries], batch_size: int, expected: np.ndarray | None
+) -> None:
     """Run the network over every slice of the batch, slices of small series together; each
     series gets its label maps, confidences and deepest features (for the familiarity check).
     """
@@ -359,7 +383,6 @@ def _label(engine: Engine, batch: list[DecodedSeries], batch_size: int) -> None:
     if len(prepared) != len(images):  # an older model file: the engine's square grid
         prepared = []
     found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-    expected = always_present_rois(engine.bundle)
     for chunk in _passes(batch, prepared, batch_size):
         collector = ConfidenceCollector(expected)
         features: list[np.ndarray | None] = []

@@ -150,7 +150,6 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-
     stored = _read_json(out / RUN_RECORD)
     if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
         raise ConfigError(

@@ -270,7 +270,7 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
     Example:
         >>> kept, copies = drop_copies(read_slices(a) + read_slices(copy_of_a))
         >>> copies[0].reason
-        '.../copy_of_a.dcm: the same image as .../a.dcm (same series, position and pixels); ...'
+        '.../copy_of_a.dcm: the same image as .../a.dcm (same series, number, position and ...'
     """
     first: dict[tuple[object, ...], Slice] = {}
     kept: list[Slice] = []
