@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 import json
 import math
@@ -110,6 +111,20 @@ def _spine() -> tuple[Anatomy, Plan]:
     return spine_mr_data.spine_anatomy(volume), functools.partial(spine_mr_data.spine_plan, volume)
 
 
+def _spine512() -> tuple[Anatomy, Plan]:
+    """The spine set on an abdominal CT's grid: 0.7–0.95 mm, 360–480 mm fields (≈ 512²)."""
+    import spine_mr_data
+
+    volume = spine_mr_data.load_volume()
+    plan = functools.partial(
+        spine_mr_data.spine_plan,
+        volume,
+        spacing_mm=spine_mr_data.WIDE_SPACING_MM,
+        fov_mm=spine_mr_data.WIDE_FOV_MM,
+    )
+    return dataclasses.replace(spine_mr_data.spine_anatomy(volume), key="spine512"), plan
+
+
 SETS: dict[str, BenchSet] = {
     "mni": BenchSet("mni", "Real-MR benchmark", ROI_NAMES, ROI_SHORT, "real_mr_output"),
     "small": BenchSet(
@@ -117,6 +132,14 @@ SETS: dict[str, BenchSet] = {
     ),
     "spine": BenchSet(
         "spine", "Spine-MR benchmark", SPINE_NAMES, SPINE_SHORT, "spine_mr_output", _spine
+    ),
+    "spine512": BenchSet(
+        "spine512",
+        "Spine-MR benchmark on a CT-sized grid",
+        SPINE_NAMES,
+        SPINE_SHORT,
+        "spine512_output",
+        _spine512,
     ),
 }
 

@@ -68,6 +68,8 @@ TEST_PLANES = ((2, 3), (10, 11), (14, 15))  # planes 6 and 7 are never used
 TRAIN_SUBJECTS, TEST_SUBJECTS, TRAIN_SLICES = 6, 4, 20
 SPACING_MM = (0.9, 1.5)  # row and column each
 FOV_MM = ((290.0, 330.0), (350.0, 400.0))  # rows (anterior–posterior), columns (left–right)
+WIDE_SPACING_MM = (0.7, 0.95)  # the `spine512` set: an abdominal CT's grid (512² at 0.7–0.95 mm)
+WIDE_FOV_MM = ((360.0, 480.0), (360.0, 480.0))
 DICOM_FIELDS = {
     "Manufacturer": "sliceseg spine-MR benchmark (TotalSegmentator 2.18.0 example MR)",
     "StudyDescription": "Abdomen",
@@ -214,9 +216,15 @@ def unbracketed_rois(volume: SpineVolume) -> list[str]:
 
 
 def spine_plan(
-    volume: SpineVolume, seed: int
+    volume: SpineVolume,
+    seed: int,
+    *,
+    spacing_mm: tuple[float, float] = SPACING_MM,
+    fov_mm: tuple[tuple[float, float], tuple[float, float]] = FOV_MM,
 ) -> tuple[list[float], list[float], list[Subject], list[Subject]]:
-    """Levels and subjects: training subjects show ``TRAIN_SLICES`` of the training levels."""
+    """Levels and subjects: training subjects show ``TRAIN_SLICES`` of the training levels.
+    ``spacing_mm`` / ``fov_mm``: the scanners' grids (an abdominal MR's by default; the
+    ``spine512`` set passes an abdominal CT's, `WIDE_SPACING_MM`, `WIDE_FOV_MM`)."""
     outside = unbracketed_rois(volume)
     if outside:
         raise ValueError(f"test levels outside the trained range: {', '.join(outside)}")
@@ -226,11 +234,11 @@ def spine_plan(
     test: list[Subject] = []
     for index in range(TRAIN_SUBJECTS):
         rng = np.random.default_rng([seed, 10, index])
-        scanner = draw_scanner(f"s{index + 1:02d}", rng, spacing_mm=SPACING_MM, fov_mm=FOV_MM)
+        scanner = draw_scanner(f"s{index + 1:02d}", rng, spacing_mm=spacing_mm, fov_mm=fov_mm)
         chosen = rng.choice(len(train_levels), size=TRAIN_SLICES, replace=False)
         train.append((scanner, [train_levels[i] for i in sorted(chosen)], rng))
     for index in range(TEST_SUBJECTS):
         rng = np.random.default_rng([seed, 11, index])
-        scanner = draw_scanner(f"t{index + 1:02d}", rng, spacing_mm=SPACING_MM, fov_mm=FOV_MM)
+        scanner = draw_scanner(f"t{index + 1:02d}", rng, spacing_mm=spacing_mm, fov_mm=fov_mm)
         test.append((scanner, list(test_levels), rng))
     return train_levels, test_levels, train, test

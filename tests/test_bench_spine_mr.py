@@ -124,3 +124,16 @@ def test_small_levels_keep_two_mm_between_training_and_test():
     assert train == [0, 1, 2, 7, 8, 9, 14, 15, 16, 21, 22]
     assert test == [4, 5, 11, 12, 18, 19]
     assert min(abs(a - b) for a in train for b in test) == 2
+
+
+def test_the_ct_sized_set_draws_ct_grids_at_the_same_levels():
+    indicators = np.ones((5, 4, 4, spine.N_PLANES), dtype=np.float32)
+    volume = _volume(indicators)
+    default = spine.spine_plan(volume, 0)
+    wide = spine.spine_plan(volume, 0, spacing_mm=spine.WIDE_SPACING_MM, fov_mm=spine.WIDE_FOV_MM)
+    assert wide[:2] == default[:2]  # the same training and test levels
+    scanners = [scanner for scanner, _, _ in (*wide[2], *wide[3])]
+    assert all(0.7 <= mm <= 0.95 for s in scanners for mm in s.spacing_mm)
+    assert all(360 / 0.95 - 1 <= n <= 480 / 0.7 + 1 for s in scanners for n in s.shape)
+    assert max(max(s.shape) for s in scanners) > 512 > min(min(s.shape) for s in scanners)
+    assert [len(levels) for _, levels, _ in wide[2]] == [spine.TRAIN_SLICES] * spine.TRAIN_SUBJECTS
