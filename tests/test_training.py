@@ -139,7 +139,7 @@ class TestTrain:
         lines: list[str] = []
         train(tiny_config(tiny_phantom / "train", out, epochs=2, overwrite=True), log=lines.append)
         assert (
-            f"Removed 2 checkpoint(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
+            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
             in lines
         )
         kept = sorted(p.name for p in out.glob("*.pt"))
@@ -156,6 +156,22 @@ class TestTrain:
         train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
         assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
         assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
+
+    def test_without_validation_the_best_model_is_this_runs_not_an_earlier_ones(
+        self, tiny_phantom, tmp_path
+    ):
+        """No validation set: the best model is the last; an earlier run's was kept instead."""
+        out = tmp_path / "m"
+        lines: list[str] = []
+        for shape in (32, 64):
+            config = tiny_config(tiny_phantom / "train", out, epochs=1, input_shape=shape)
+            config = dataclasses.replace(config, validation_fraction=0.0, overwrite=True)
+            train(config, log=lines.append)
+        assert (
+            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_1.pt, "
+            "sliceseg_best.pt." in lines
+        )
+        assert load_bundle(out / "sliceseg_best.pt").metadata.settings["input_shape"] == 64
 
     def test_checkpoint_opens_with_weights_only_and_holds_the_trained_weights(
         self, tiny_phantom, tmp_path

@@ -184,25 +184,21 @@ class Resumption:
 
 
 def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
-    """A new run into a used folder (``--overwrite``) removes the epoch checkpoints an earlier
-    run left there (``<name>_<epoch>.pt``; never its ``--init-from`` model), saying so: a
-    ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads as today's
-    latest epoch."""
+    """A new run into a used folder (``--overwrite``) removes the model files an earlier run
+    left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model),
+    saying so: a ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads
+    as today's latest epoch, and yesterday's best would stand for today's run."""
     name = config.model_filename
     start = Path(config.init_from).resolve() if config.init_from else None
-    earlier = sorted(
-        (
-            p
-            for p in out.glob(f"{name}_*.pt")
-            if p.stem.removeprefix(f"{name}_").isdigit() and p.resolve() != start
-        ),
-        key=lambda p: int(p.stem.removeprefix(f"{name}_")),
-    )
+    epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
+    epochs.sort(key=lambda p: int(p.stem.removeprefix(f"{name}_")))
+    best = [p for p in (out / f"{name}_best.pt",) if p.exists()]
+    earlier = [p for p in (*epochs, *best) if p.resolve() != start]
     for path in earlier:
         path.unlink()
     if earlier:
         names = ", ".join(p.name for p in earlier)
-        log(f"Removed {len(earlier)} checkpoint(s) an earlier run left in {out}: {names}.")
+        log(f"Removed {len(earlier)} model file(s) an earlier run left in {out}: {names}.")
 
 
 def _run(
@@ -447,7 +443,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     context.barrier()
     best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
-        if not best_path.exists():  # no validation set: the last model is the best we know
+        if state.best_val_dice is None:  # nothing validated: the last model is the best we know
             save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
         profile = add_profile(
             best_path, session.data.train, session.data.validation, divisor=session.divisor
