@@ -98,10 +98,11 @@ def _add_what_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--view",
-        choices=("native", "whole", "wide"),
-        help="native (default: crops at the median spacing), whole (a coarser spacing when "
-        "needed, so that one crop shows a whole slice) or wide (70 %% of it); ignored with "
-        "--target-spacing",
+        choices=("auto", "native", "whole", "wide"),
+        help="auto (default: wide when a crop at the median spacing would show under 40 %% of "
+        "a slice, as on a 512² CT, else native), native (crops at the median spacing), whole "
+        "(a coarser spacing when needed, so that one crop shows a whole slice) or wide (70 %% "
+        "of it); ignored with --target-spacing",
     )
     p.add_argument(
         "--context-slices",

@@ -356,6 +356,36 @@ def whole_slice_spacing(
         >>> whole_slice_spacing(samples, 160)  # 512² at 0.8 mm: 409.6 mm / 160
         (2.56, 2.56)
     """
+    median, extent = _median_spacing_and_extent(samples, reorientations)
+    if extent is None:
+        return median
+    fit = share * extent / input_size
+    return max(median[0], fit), max(median[1], fit)
+
+
+def native_crop_share(
+    samples: Sequence[Sample],
+    input_size: int,
+    *,
+    reorientations: Sequence[Reorientation] | None = None,
+) -> float | None:
+    """The share of the median slice extent an ``input_size`` crop shows at the median
+    spacing (the mean of its row and column spacing); None without any spacing.
+
+    Example:
+        >>> native_crop_share(samples, 160)  # 512² at 0.8 mm: 128 mm of 409.6 mm
+        0.3125
+    """
+    median, extent = _median_spacing_and_extent(samples, reorientations)
+    if extent is None:
+        return None
+    return input_size * (median[0] + median[1]) / 2 / extent
+
+
+def _median_spacing_and_extent(
+    samples: Sequence[Sample], reorientations: Sequence[Reorientation] | None
+) -> tuple[tuple[float, float], float | None]:
+    """The median target spacing and the median of the slices' longer sides in mm."""
     changes = _reorientations([s.image for s in samples], reorientations)
     median = median_target_spacing(samples, reorientations=changes)
     extents = [
@@ -363,10 +393,7 @@ def whole_slice_spacing(
         for s in samples
         if s.image.spacing_mm is not None
     ]
-    if not extents:
-        return median
-    fit = share * float(np.median(extents)) / input_size
-    return max(median[0], fit), max(median[1], fit)
+    return median, (float(np.median(extents)) if extents else None)
 
 
 def _reorientations(

@@ -13,7 +13,7 @@ from sliceseg.augment.params import AugmentParams
 from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
-from sliceseg.model_space.batches import whole_slice_spacing
+from sliceseg.model_space.batches import native_crop_share, whole_slice_spacing
 from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
 from sliceseg.model_space.resample import parse_spacing
@@ -28,8 +28,14 @@ else:  # pragma: no cover - Python 3.10
 VIEW_SHARES = {"whole": 1.0, "wide": 0.7}
 """Share of the median slice extent a crop shows, per ``view`` coarser than "native"."""
 
-VIEW_CHOICES = ("native", *VIEW_SHARES)
-"""The ``view`` setting: crops at the median spacing, or at a spacing that shows that share."""
+VIEW_CHOICES = ("auto", "native", *VIEW_SHARES)
+"""The ``view`` setting: crops at the median spacing, or at a spacing that shows that share;
+"auto" chooses between "native" and "wide" by `AUTO_MIN_SHARE`."""
+
+AUTO_MIN_SHARE = 0.4
+"""``view = "auto"`` trains as "wide" when a crop at the median spacing would show less than
+this share of the median slice (a 512² CT at 0.8 mm: 31 %), else as "native" (MR of 256–384
+pixels a side at 0.9–1.4 mm: 45–65 %). docs/benchmarks.md, the spine512 set."""
 
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
@@ -79,9 +85,11 @@ class TrainConfig:
             or "roi" (every ROI of the training set equally often; `sliceseg.model_space.crops`).
         init_from: a model file whose weights the run starts from (fine-tuning, see
             `sliceseg.training.init_from`); None starts from random weights.
-        view: how much of a slice one crop shows when ``target_spacing_mm`` is unset:
-            "native" (default: the training slices' median spacing; a large slice is seen a
-            part at a time), "whole" (coarser when needed, so that a slice of the median
+        view: how much of a slice one crop shows when ``target_spacing_mm`` is unset: "auto"
+            (default: "wide" when a crop at the median spacing would show less than
+            `AUTO_MIN_SHARE` of the median slice, as on a 512² CT, else "native"), "native"
+            (the training slices' median spacing; a large slice is seen a part at a time),
+            "whole" (coarser when needed, so that a slice of the median
             extent fits the ``input_shape`` crop;
             `sliceseg.model_space.batches.whole_slice_spacing`)
             or "wide" (coarser when needed, so that the crop shows 70 % of that extent).
@@ -139,7 +147,7 @@ class TrainConfig:
     area_calibration: bool = False
     normalisation: str = "auto"
     validation_split: str = "patient"
-    view: str = "native"
+    view: str = "auto"
     context_slices: int = 0
     ema_decay: float = 0.998
 
@@ -246,9 +254,17 @@ class TrainConfig:
 
     def view_spacing(self, samples: Sequence[Sample]) -> tuple[float, float] | None:
         """The spacing ``view`` asks for on these training samples; None for "native"."""
-        if self.view not in VIEW_SHARES:
+        view = self.chosen_view(samples)
+        if view not in VIEW_SHARES:
             return None
-        return whole_slice_spacing(samples, self.input_shape, share=VIEW_SHARES[self.view])
+        return whole_slice_spacing(samples, self.input_shape, share=VIEW_SHARES[view])
+
+    def chosen_view(self, samples: Sequence[Sample]) -> str:
+        """``view``, with "auto" resolved on these training samples (`AUTO_MIN_SHARE`)."""
+        if self.view != "auto":
+            return self.view
+        share = native_crop_share(samples, self.input_shape)
+        return "wide" if share is not None and share < AUTO_MIN_SHARE else "native"
 
     @property
     def planned_epochs(self) -> int | None:

@@ -12,7 +12,7 @@ from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
 from sliceseg.errors import LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
-from sliceseg.model_space.batches import samples_to_spacing
+from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
     PER_SLICE,
     IntensityNormalisation,
@@ -20,7 +20,7 @@ from sliceseg.model_space.intensity import (
     ct_normalisation,
 )
 from sliceseg.models.bundle import Bundle
-from sliceseg.training.config import TrainConfig
+from sliceseg.training.config import AUTO_MIN_SHARE, VIEW_SHARES, TrainConfig
 from sliceseg.training.init_from import model_target_spacing
 from sliceseg.training.session import TrainingData
 
@@ -59,8 +59,10 @@ def load_training_data(
     spacing = config.target_spacing_pair()
     if spacing is None and start is not None:  # fine-tune at the model's own scale
         spacing = model_target_spacing(start)
+    view_note = ""
     if spacing is None:
         spacing = config.view_spacing(train_samples)
+        view_note = _auto_view_note(config, train_samples, spacing)
     normalisation = run_normalisation(config, train_samples, start)
     neighbours = _neighbour_pool(config, samples, progress=progress)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation, **neighbours)
@@ -73,6 +75,24 @@ def load_training_data(
         label_values=tuple(report.scheme.stored_values),
         normalisation=normalisation,
         context_step_mm=_step(samples, neighbours),
+        view_note=view_note,
+    )
+
+
+def _auto_view_note(
+    config: TrainConfig, samples: Sequence[Sample], spacing: tuple[float, float] | None
+) -> str:
+    """What ``view = "auto"`` chose, when it coarsened the grid ("" otherwise)."""
+    share = native_crop_share(samples, config.input_shape)
+    if config.view != "auto" or spacing is None or share is None:
+        return ""
+    row_mm, col_mm = spacing
+    shown, floor, wide = 100 * share, 100 * AUTO_MIN_SHARE, 100 * VIEW_SHARES["wide"]
+    return (
+        f"View auto: a {config.input_shape}-pixel crop at the training slices' median spacing "
+        f"would show {shown:.0f} % of a slice (under {floor:.0f} %), so training is at "
+        f"{row_mm:.3g} × {col_mm:.3g} mm, where it shows {wide:.0f} % (view wide; --view "
+        "native keeps the median spacing)."
     )
 
 

@@ -41,6 +41,7 @@ class TrainingData:
     label_values: tuple[int, ...]
     normalisation: IntensityNormalisation = PER_SLICE
     context_step_mm: float | None = None  # a 2.5D run's neighbour distance (neighbour_step_mm)
+    view_note: str = ""  # what view "auto" chose, when it coarsened the grid
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +132,8 @@ def set_up(
         f"device {context.device}"
         + (f" × {context.world_size} processes" if context.is_distributed else "")
     )
+    if data.view_note:
+        log(data.view_note)
     if data.normalisation.name != PER_SLICE.name:
         log(f"Intensity normalisation: {data.normalisation.describe()}.")
     hyper = config.model_hyperparameters()
