@@ -443,7 +443,9 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     context.barrier()
     best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
-        if state.best_val_dice is None:  # nothing validated: the last model is the best we know
+        # nothing validated (or a resumed run's folder without its best file): the last model
+        # is the best we know; an earlier run's best was removed when this run began
+        if state.best_val_dice is None or not best_path.exists():
             save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
         profile = add_profile(
             best_path, session.data.train, session.data.validation, divisor=session.divisor
