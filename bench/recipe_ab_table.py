@@ -1,6 +1,6 @@
 """Print the rows of a recipe A/B (`bench/recipe_ab.sh`) as docs/benchmarks.md shows them.
 
-    python bench/recipe_ab_table.py WORK default flip [--sets spine,mni,small] [--seeds 0,1]
+    python bench/recipe_ab_table.py WORK default flip [--sets spine,mni] [--seeds 0,1]
         [--neighbour-mm 3]   # an A/B run with NEIGHBOUR_MM=3
     python bench/recipe_ab_table.py WORK default baseline --goals   # issue 18's goal table
 
@@ -9,7 +9,7 @@ One row per set, seed and variant found under WORK (``SET-sSEED-NAME/results.md`
 and area error per ROI, and their means; then each variant's means over the rows found. With
 ``--goals``, each variant's run against the ``baseline`` variant of the same set and seed, by
 issue 18's goals (Dice ≥ baseline + 0.03, worst ROI ≥ the baseline's worst, area error ≤ 0.6×
-the baseline's and ≤ 5 %).
+the baseline's and ≤ 5 %). Default sets: spine, small, mni and spine512 (those found).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path, help="the WORK folder given to recipe_ab.sh")
     parser.add_argument("names", nargs="+", help="variant names (TOML file names without .toml)")
-    parser.add_argument("--sets", default="spine,small,mni")
+    parser.add_argument("--sets", default="spine,small,mni,spine512")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument(
         "--neighbour-mm", default="0", help="the NEIGHBOUR_MM the A/B ran with (its folders)"
