@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -104,25 +105,23 @@ def _small() -> tuple[Anatomy, Plan]:
     return real_mr_small.small_set(load_template())
 
 
-def _spine() -> tuple[Anatomy, Plan]:
+def _spine(**grid: Any) -> tuple[Anatomy, Plan]:
+    """The spine set; ``grid``: the scanners' ``spacing_mm`` / ``fov_mm`` (`spine_plan`'s)."""
     import spine_mr_data
 
     volume = spine_mr_data.load_volume()
-    return spine_mr_data.spine_anatomy(volume), functools.partial(spine_mr_data.spine_plan, volume)
+    plan = functools.partial(spine_mr_data.spine_plan, volume, **grid)
+    return spine_mr_data.spine_anatomy(volume), plan
 
 
 def _spine512() -> tuple[Anatomy, Plan]:
     """The spine set on an abdominal CT's grid: 0.7–0.95 mm, 360–480 mm fields (≈ 512²)."""
     import spine_mr_data
 
-    volume = spine_mr_data.load_volume()
-    plan = functools.partial(
-        spine_mr_data.spine_plan,
-        volume,
-        spacing_mm=spine_mr_data.WIDE_SPACING_MM,
-        fov_mm=spine_mr_data.WIDE_FOV_MM,
+    anatomy, plan = _spine(
+        spacing_mm=spine_mr_data.WIDE_SPACING_MM, fov_mm=spine_mr_data.WIDE_FOV_MM
     )
-    return dataclasses.replace(spine_mr_data.spine_anatomy(volume), key="spine512"), plan
+    return dataclasses.replace(anatomy, key="spine512"), plan
 
 
 SETS: dict[str, BenchSet] = {

@@ -192,8 +192,8 @@ def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> Non
     start = Path(config.init_from).resolve() if config.init_from else None
     epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
     epochs.sort(key=lambda p: int(p.stem.removeprefix(f"{name}_")))
-    best = [p for p in (out / f"{name}_best.pt",) if p.exists()]
-    earlier = [p for p in (*epochs, *best) if p.resolve() != start]
+    best = out / f"{name}_best.pt"
+    earlier = [p for p in (*epochs, best) if p.exists() and p.resolve() != start]
     for path in earlier:
         path.unlink()
     if earlier:

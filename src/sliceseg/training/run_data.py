@@ -83,8 +83,10 @@ def _auto_view_note(
     config: TrainConfig, samples: Sequence[Sample], spacing: tuple[float, float] | None
 ) -> str:
     """What ``view = "auto"`` chose, when it coarsened the grid ("" otherwise)."""
+    if config.view != "auto" or spacing is None:  # auto kept the median spacing, or not auto
+        return ""
     share = native_crop_share(samples, config.input_shape)
-    if config.view != "auto" or spacing is None or share is None:
+    if share is None:
         return ""
     row_mm, col_mm = spacing
     shown, floor, wide = 100 * share, 100 * AUTO_MIN_SHARE, 100 * VIEW_SHARES["wide"]
