@@ -486,6 +486,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--spacing-mm", type=float, default=None, help="restamped pixel spacing (default: own)"
     )
     parser.add_argument("--epochs", type=int, default=3, help="of the quick model")
+    parser.add_argument(
+        "--input-shape", type=int, default=None, help="the quick model's crop (default: by matrix)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="predict --workers")
     parser.add_argument("--only", default="speed,resume,shards,stages,memory")
     parser.add_argument("--outputs", default=",".join(OUTPUTS), help="of the speed table")
@@ -520,7 +523,13 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     shapes = args.shapes.split(",")
     spacing = args.spacing_mm
-    model = train_quick_model(args.work, matrix=args.matrix, epochs=args.epochs, spacing_mm=spacing)
+    model = train_quick_model(
+        args.work,
+        matrix=args.matrix,
+        epochs=args.epochs,
+        spacing_mm=spacing,
+        input_shape=args.input_shape,
+    )
     templates = template_series(args.work, matrix=args.matrix, spacing_mm=spacing)
     template_dir = args.work / "template_phantom" / "test" / "dicoms"
     bench = Bench(args.work, model, template_dir, args.workers, [], matrix=args.matrix)

@@ -33,12 +33,19 @@ NAMESPACE = "sliceseg-bench-cohort"
 
 
 def train_quick_model(
-    work: Path, *, matrix: int, epochs: int, spacing_mm: float | None = None
+    work: Path,
+    *,
+    matrix: int,
+    epochs: int,
+    spacing_mm: float | None = None,
+    input_shape: int | None = None,
 ) -> Path:
     """Train a U-Net for a few epochs on a small phantom at ``matrix``²; return the model file.
 
-    Crops of 160 pixels up to a 128² matrix (as the bench always trained), 256 above (a 512² CT
-    at 0.8 mm: a 20 cm crop). The U-Net is size-free in eval: ``predict`` runs whole slices.
+    Crops of ``input_shape`` pixels; by default 160 up to a 128² matrix (as the bench always
+    trained), 256 above (a 512² CT at 0.8 mm: a 20 cm crop, where `view` auto keeps the native
+    spacing). ``input_shape`` 160 at 512² trains as a user's defaults do: `view` auto coarsens
+    to about 1.8 mm. The U-Net is size-free in eval: ``predict`` runs whole slices.
     """
     from sliceseg.phantom.generate import generate_phantom
     from sliceseg.training.config import TrainConfig
@@ -59,7 +66,7 @@ def train_quick_model(
     config = TrainConfig(
         data_dir=str(phantom.train_dir),
         out_dir=str(work / "model"),
-        input_shape=160 if matrix <= 128 else 256,
+        input_shape=input_shape or (160 if matrix <= 128 else 256),
         epochs=epochs,
         batch_size=4,
         print_checkpoint=epochs,
