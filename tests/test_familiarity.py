@@ -525,6 +525,9 @@ def test_a_study_of_one_odd_series_keeps_its_overall_rows(
         assert wide.loc["mean", roi] == pytest.approx(column[column > 0].mean(), nan_ok=True)
     note = "every series is unlike the training data (3 slices): over all of them"
     assert note in wide.loc["mean", "file"]
+    line = run.warnings[0]  # what predict prints must not contradict the table
+    assert line.startswith("series 1 (sub04_s00 … sub04_s02, 3 slices) is unlike the training")
+    assert "(unless every series is unlike the training data: then those are over all" in line
 
 
 # --- the features from the prediction's own passes (one pass, not two) ----------------------

@@ -136,11 +136,12 @@ def unlike_line(name: str, verdict: Verdict) -> str:
 
     Example:
         >>> unlike_line("p01/t1", Verdict(True, ("ROI areas outside the trained range (disc)",)))
-        'series p01/t1 is unlike the training data: ROI areas outside the trained range (disc); its areas are left out of the overall mean and std.'
+        'series p01/t1 is unlike the training data: ROI areas outside the trained range (disc); its areas are left out of the overall mean and std (unless every series is unlike the training data: then those are over all of them).'
     """  # noqa: E501
     return (
         f"series {name} is unlike the training data: {verdict.describe()}; its areas are left "
-        "out of the overall mean and std."
+        "out of the overall mean and std (unless every series is unlike the training data: then "
+        "those are over all of them)."
     )
 
 
