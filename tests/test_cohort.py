@@ -329,6 +329,22 @@ def test_a_uidless_folder_is_one_series_per_folder_everywhere(tiny_model, cohort
     assert all(f"series/{name}/report.html" in html for name in names)
 
 
+@pytest.mark.slow
+def test_two_series_in_one_folder_export_under_their_own_names(tiny_model, cohort_dir, tmp_path):
+    """sub02's files moved into sub01/: two series named sub01 and sub01_2 (docs/usage.md);
+    each series folder's exports carry its own name, not both sub01.nii.gz."""
+    for path in sorted((cohort_dir / "sub02").iterdir()):
+        path.rename(cohort_dir / "sub01" / path.name)
+    (cohort_dir / "sub02").rmdir()
+    out = tmp_path / "out"
+    settings = RunSettings(roi_names=(), visuals="none", exports=("nifti",), report=False)
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert sorted(run.finished) == ["sub01", "sub01_2", "sub03", "sub04"]
+    for name in run.finished:
+        exports = out / "series" / name / "exports"
+        assert [p.name for p in exports.iterdir()] == [f"{name}.nii.gz"]
+
+
 def test_visuals_auto_draws_every_slice_of_a_small_run_only():
     assert cohort_series.visual_mode("auto", cohort_series.VISUALS_ALL_UP_TO) == "all"
     assert cohort_series.visual_mode("auto", cohort_series.VISUALS_ALL_UP_TO + 1) == "flagged"

@@ -13,8 +13,10 @@ import torch
 from sliceseg.cli import main
 from sliceseg.errors import PairingError
 from sliceseg.inference import suggest
+from sliceseg.inference.familiarity import SeriesVerdict
 from sliceseg.inference.suggest import suggest_slices
-from sliceseg.io.identity import slice_key
+from sliceseg.io.identity import series_key, slice_key
+from sliceseg.measure.familiarity import Verdict
 from sliceseg.models.bundle import load_bundle
 
 # p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is 2a / (1 + a), the
@@ -80,6 +82,67 @@ class TestSuggestSlices:
         (labels / "sub03_s00.npy").write_bytes(b"")
         found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=tmp_path / "labels")
         assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
+
+    def test_series_numbered_as_predicts_tables(self, known_probabilities, tiny_model):
+        """``series`` is csa.csv's number of the slice's series: series sorted by name (sub01
+        is 1, sub03 is 3), not by SeriesInstanceUID (the phantom's sub03 UID sorts first)."""
+        found = suggest_slices(tiny_model, known_probabilities, n=9)
+        assert {s.key.split("/")[0]: s.series for s in found} == {
+            "sub01": 1, "sub02": 2, "sub03": 3,
+        }  # fmt: skip
+
+    def test_labelled_neighbours_still_seen(self, monkeypatch, tiny_phantom, tiny_model, tmp_path):
+        """A slice's confidence is predict's, whose (2.5D) network sees each series whole: the
+        labelled slices beside it are still its neighbours, though they are not suggested."""
+        root = tiny_phantom / "train" / "dicoms"
+
+        def fake_predict(bundle, images, *, on_probabilities, context_pool=(), **_options):
+            seen = [series_key(image) for image in [*images, *context_pool]]
+            labels = []
+            for image in images:  # p(ROI 1) = a tenth of the slices the network sees there
+                label = np.zeros(image.shape, np.uint8)
+                label[:2, :2] = 1
+                probs = torch.zeros((7, *image.shape))
+                probs[0] = 1.0
+                probs[1, :2, :2] = seen.count(series_key(image)) / 10
+                probs[0, :2, :2] -= probs[1, :2, :2]
+                on_probabilities(probs, label)
+                labels.append(label)
+            return labels
+
+        monkeypatch.setattr(suggest, "predict_slices", fake_predict)
+        labels = tmp_path / "labels" / "sub03"
+        labels.mkdir(parents=True)
+        for name in ("sub03_s00.png", "sub03_s01.png"):
+            (labels / name).write_bytes(b"")
+        found = suggest_slices(tiny_model, root, n=9, labels_dir=tmp_path / "labels")
+        lone = [s for s in found if s.key == "sub03/sub03_s02"]
+        assert [s.confidence for s in lone] == pytest.approx([_confidence(0.3)])  # 3 slices
+
+    def test_unlike_training_judged_on_whole_series(
+        self, monkeypatch, known_probabilities, tiny_model, tmp_path
+    ):
+        """predict flags sub03 (2 of its 3 slices odd: more than half); its third slice,
+        the one left to label, is flagged in ``suggest`` too."""
+        odd = {"sub03/sub03_s00", "sub03/sub03_s01"}
+
+        def fake_check(bundle, images, labels, names, series):
+            verdicts = []
+            for number in dict.fromkeys(series):
+                members = [i for i, k in enumerate(series) if k == number]
+                share = sum(slice_key(images[i], known_probabilities) in odd for i in members)
+                is_odd = share / len(members) > 0.5
+                verdict = Verdict(is_odd, ("ROI areas outside the trained range",) * is_odd)
+                verdicts.append(SeriesVerdict(number, "", "", len(members), verdict))
+            return verdicts
+
+        monkeypatch.setattr(suggest, "check_run", fake_check)
+        labels = tmp_path / "labels" / "sub03"
+        labels.mkdir(parents=True)
+        for name in ("sub03_s00.png", "sub03_s01.png"):
+            (labels / name).write_bytes(b"")
+        found = suggest_slices(tiny_model, known_probabilities, n=1, labels_dir=labels.parent)
+        assert [(s.key, s.unlike_training) for s in found] == [("sub03/sub03_s02", True)]
 
     def test_everything_labelled(self, tiny_model, tiny_phantom):
         with pytest.raises(PairingError, match=r"every one of the 9 slices .* has a label"):

@@ -138,6 +138,15 @@ class TestMeasureAreasTissueColumns:
         assert psoas["imat_fraction"] == pytest.approx(0.2)
         assert psoas["muscle_radiodensity_hu"] == pytest.approx(50.0)
 
+    def test_muscle_rois_naming_no_roi_is_refused(self):
+        """``--muscle-rois "Left Psoas"`` for an ROI named "left psoas major" matched nothing,
+        and the CT columns were silently missing; the message lists the ROI names."""
+        hu, label = _known_hu()
+        settings = TissueSettings(muscle_rois=("Left Psoas",))
+        match = r"--muscle-rois: 'Left Psoas' is not an ROI.*'vertebral body', 'left psoas major'"
+        with pytest.raises(ConfigError, match=match):
+            measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)
+
 
 def test_cli_measure_takes_the_thresholds(tmp_path):
     """``sliceseg measure --adipose-hu -90 -30 --muscle-hu -120 100``: the −100 HU pixels are

@@ -57,6 +57,7 @@ from sliceseg.io.series_plan import (
     plan_cohort,
 )
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.system import select_device
@@ -225,6 +226,7 @@ def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bu
     if settings.roi_names:
         bundle = bundle.with_roi_names(list(settings.roi_names))
     settings = replace(settings, roi_names=tuple(bundle.roi_names))
+    check_muscle_rois(settings.tissue, settings.roi_names)  # before any series is predicted
     source = Path(bundle.source) if bundle.source else None
     digest = file_sha256(source) if source is not None and source.is_file() else "in-memory"
     return bundle, RunRecord(source.name if source else "in-memory", digest, settings)

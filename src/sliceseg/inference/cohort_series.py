@@ -142,6 +142,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         root_name=context.root.resolve().name,
         progress=False,
         visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings, unlike_lines),
+        series_name=series.name,
     )
     warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
     summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)

@@ -144,8 +144,12 @@ def write_outputs(
     progress: bool,
     unlike_training: Sequence[str] = (),
     visuals: Visuals = Visuals(),
+    series_name: str | None = None,
 ) -> tuple[list[Path], Path | None, list[SeriesExport]]:
-    """Write tables, label maps, overlays, animations, exports and (with settings) the report."""
+    """Write tables, label maps, overlays, animations, exports and (with settings) the report.
+
+    ``series_name``: the cohort's name of the one series given (its exports take it).
+    """
     names = list(roi_names)
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)
@@ -158,6 +162,7 @@ def write_outputs(
         names,
         formats=exports,
         root_name=root_name,
+        series_name=series_name,
     )
     report_path = None
     if settings is not None:

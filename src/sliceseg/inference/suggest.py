@@ -14,8 +14,9 @@ from sliceseg.inference.confidence import ConfidenceCollector, least_confident, 
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
+from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import series_key, slice_key
+from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, load_bundle
@@ -29,7 +30,7 @@ class Suggestion:
         rank: 1 = label this first.
         key: the slice's path below the DICOM folder, without suffix (a label's name).
         path: the DICOM file.
-        series: the series' number, 1, 2, ... in folder order.
+        series: the series' number in predict's tables (``csa.csv``): 1, 2, ... by name.
         confidence: the slice's confidence (its least confident ROI's; 1 = sure).
         weakest_roi: the name of the ROI the model is least sure of there.
         weakest_confidence: that ROI's confidence.
@@ -72,7 +73,8 @@ def suggest_slices(
         dicom_dir: folder of DICOMs, searched recursively.
         n: how many slices to suggest.
         labels_dir: a label folder; slices that already have a label file there (same key,
-            any label suffix) are left out.
+            any label suffix) are left out of the list, not of the prediction: every series is
+            predicted and judged whole, as ``predict`` does (a 2.5D model's neighbours).
         spread: take the series in turns; False ranks every slice together.
         device: one of `sliceseg.system.DEVICE_CHOICES` ("auto", "cpu", "cuda", ...).
         batch_size: slices per forward pass.
@@ -99,9 +101,10 @@ def suggest_slices(
         raise ConfigError(f"--n must be at least 1, got {n}.")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     root = Path(dicom_dir)
-    images = [with_fallback_spacing(i, fallback) for i in _unlabelled(root, labels_dir)]
+    images = [with_fallback_spacing(i, fallback) for i in _scan(root)]
+    wanted = _unlabelled(root, labels_dir, images)
     collector = ConfidenceCollector(always_present_rois(bundle))
-    labels = predict_slices(
+    labels = predict_slices(  # every slice: each series whole, as predict sees it
         bundle,
         images,
         device=device,
@@ -112,23 +115,34 @@ def suggest_slices(
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
-    uids = [series_key(image) for image in images]
-    numbers = {uid: k for k, uid in enumerate(dict.fromkeys(uids), 1)}
-    flagged = _unfamiliar(bundle, images, labels, [numbers[uid] for uid in uids])
-    chosen = least_confident(scores.tolist(), uids, n=n, spread=spread, flagged=flagged)
+    numbers = _series_numbers(images, root)
+    flagged = _unfamiliar(bundle, images, labels, numbers)
+    ranked = ([float(scores[i]) for i in wanted], [numbers[i] for i in wanted])
+    chosen = least_confident(*ranked, n=n, spread=spread, flagged=[flagged[i] for i in wanted])
     return [
         Suggestion(
             rank=rank,
             key=slice_key(images[i], root),
             path=images[i].source,
-            series=numbers[uids[i]],
+            series=numbers[i],
             confidence=float(scores[i]),
             weakest_roi=bundle.roi_names[int(per_roi[i].argmin())],
             weakest_confidence=float(per_roi[i].min()),
             unlike_training=flagged[i],
         )
-        for rank, i in enumerate(chosen, 1)
+        for rank, i in enumerate((wanted[j] for j in chosen), 1)
     ]
+
+
+def _series_numbers(images: list[Slice], root: Path) -> list[int]:
+    """Each slice's series number as in predict's tables: series 1..S sorted by their name
+    (`series_names`, taken in the files' natural order, as `plan_cohort` does)."""
+    groups: dict[str, list[str]] = {}
+    for image in sorted(images, key=lambda image: natural_key(str(image.source))):
+        groups.setdefault(series_key(image), []).append(slice_key(image, root))
+    names = series_names(groups, root_name=root.resolve().name)
+    order = {key: k for k, key in enumerate(sorted(groups, key=names.__getitem__), 1)}
+    return [order[series_key(image)] for image in images]
 
 
 def _unfamiliar(
@@ -143,26 +157,31 @@ def _unfamiliar(
     return [k in flagged for k in series]
 
 
-def _unlabelled(root: Path, labels_dir: Path | str | None) -> list[Slice]:
+def _scan(root: Path) -> list[Slice]:
     scan = scan_dicom_folder(root, progress=sys.stderr.isatty())
     if not scan.slices:
         raise PairingError(f"{root}: no readable DICOM files found; point to the .dcm slices.")
+    return scan.slices
+
+
+def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) -> list[int]:
+    """The positions of the slices without a label file in ``labels_dir`` (all without one)."""
     if labels_dir is None:
-        return scan.slices
+        return list(range(len(images)))
     labels = Path(labels_dir)
     if not labels.is_dir():
         raise PairingError(f"{labels}: label folder not found; give the folder of label files.")
-    images = [
-        image
-        for image in scan.slices
+    wanted = [
+        i
+        for i, image in enumerate(images)
         if not any((labels / f"{slice_key(image, root)}{s}").exists() for s in LABEL_SUFFIXES)
     ]
-    if not images:
+    if not wanted:
         raise PairingError(
-            f"every one of the {len(scan.slices)} slices in {root} has a label in {labels}; "
+            f"every one of the {len(images)} slices in {root} has a label in {labels}; "
             "nothing is left to suggest."
         )
-    return images
+    return wanted
 
 
 def suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:

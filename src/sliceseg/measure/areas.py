@@ -16,7 +16,13 @@ from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.measure.summary_rows import with_summary_rows
-from sliceseg.measure.tissue import TissueSettings, hu_problem, roi_tissue, series_notes
+from sliceseg.measure.tissue import (
+    TissueSettings,
+    check_muscle_rois,
+    hu_problem,
+    roi_tissue,
+    series_notes,
+)
 
 SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
 SUMMARY_NOTE = "mean, std: over the slices where the ROI is present (area > 0); n: how many"
@@ -331,8 +337,8 @@ def measure_areas(
         The wide and tidy tables.
 
     Raises:
-        ConfigError: a label map's shape differs from its slice, or a slice has no spacing
-            and no fallback was given.
+        ConfigError: a label map's shape differs from its slice, a slice has no spacing
+            and no fallback was given, or ``tissue.muscle_rois`` names an ROI not measured.
 
     Example:
         >>> table = measure_areas([label], [image], ["vertebral body"])
@@ -340,6 +346,7 @@ def measure_areas(
     """
     if len(labels) != len(images):
         raise ConfigError(f"{len(labels)} label maps for {len(images)} slices; give one per slice.")
+    check_muscle_rois(tissue, roi_names)
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
     units = set()

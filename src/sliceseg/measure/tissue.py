@@ -101,6 +101,26 @@ class TissueSettings:
         return any(token in MUSCLE_WORDS for token in tokens)
 
 
+def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> None:
+    """Refuse `TissueSettings.muscle_rois` that name no measured ROI (``--muscle-rois``).
+
+    Such a name would match nothing, and the muscle's CT columns would be missing unsaid.
+
+    Raises:
+        ConfigError: a name is not one of ``roi_names``; the message lists them.
+
+    Example:
+        >>> check_muscle_rois(TissueSettings(muscle_rois=("psoas",)), ["psoas", "disc"])
+    """
+    unknown = [name for name in settings.muscle_rois or () if name not in roi_names]
+    if unknown:
+        raise ConfigError(
+            f"--muscle-rois: {', '.join(map(repr, unknown))} "
+            f"{'is not an ROI' if len(unknown) == 1 else 'are not ROIs'} of this run; its ROIs "
+            f"are {', '.join(map(repr, roi_names))}: give their names exactly."
+        )
+
+
 def tissue_statistics(
     values: np.ndarray,
     *,

@@ -148,6 +148,7 @@ def export_predictions(
     *,
     formats: Sequence[str] = DEFAULT_EXPORTS,
     root_name: str = "series",
+    series_name: str | None = None,
 ) -> list[SeriesExport]:
     """Group predictions by series and write each series' exports into ``out_dir``.
 
@@ -162,6 +163,8 @@ def export_predictions(
         roi_names: names of ROIs 1..K.
         formats: a subset of `EXPORT_FORMATS`; empty writes nothing.
         root_name: the name of a series at the top of the DICOM folder.
+        series_name: the name of the one series given (a cohort's series folder, named with
+            every series of the folder in view: ``p01_2``); None names them here.
 
     Returns:
         One `SeriesExport` per series, in the order the series first appear.
@@ -179,6 +182,8 @@ def export_predictions(
     names = series_names(
         {key: [keys[i] for i in members] for key, members in groups.items()}, root_name=root_name
     )
+    if series_name is not None and len(groups) == 1:
+        names = dict.fromkeys(groups, series_name)
     runs = []
     for key, members in groups.items():
         name = names[key]
