@@ -16,7 +16,7 @@ import torch
 
 from conftest import tiny_config
 from sliceseg.dataset.samples import load_samples
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
@@ -156,6 +156,20 @@ class TestTrain:
         train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
         assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
         assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
+
+    def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
+        self, tiny_phantom, tmp_path
+    ):
+        """--overwrite with a mistyped data folder: the run stops before training, and the
+        models of the earlier run are still there."""
+        out = tmp_path / "m"
+        out.mkdir()
+        for name in ("sliceseg_50.pt", "sliceseg_best.pt"):
+            (out / name).write_bytes(b"an earlier run")
+        config = tiny_config(tmp_path / "trian", out, overwrite=True)
+        with pytest.raises(PairingError, match="DICOM folder does not exist"):
+            train(config, log=lambda _line: None)
+        assert sorted(p.name for p in out.glob("*.pt")) == ["sliceseg_50.pt", "sliceseg_best.pt"]
 
     def test_without_validation_the_best_model_is_this_runs_not_an_earlier_ones(
         self, tiny_phantom, tmp_path

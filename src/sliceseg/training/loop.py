@@ -217,8 +217,6 @@ def _run(
     torch.manual_seed(config.seed)
     if start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
-    if resumption is None and context.is_main:
-        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
@@ -228,6 +226,8 @@ def _run(
         if session.averaged is not None:  # the average starts from the loaded weights
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
+    if resumption is None and context.is_main:  # only once the data and start are accepted
+        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state
