@@ -215,7 +215,9 @@ def _run(
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-    if start is None:
+    if resumption is not None:  # the run's own spacing and normalisation, not re-derived
+        start = resumption.checkpoint
+    elif start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
