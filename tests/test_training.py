@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,26 @@ class TestTrain:
         with pytest.raises(PairingError, match="DICOM folder does not exist"):
             train(config, log=lambda _line: None)
         assert sorted(p.name for p in out.glob("*.pt")) == ["sliceseg_50.pt", "sliceseg_best.pt"]
+
+    def test_one_training_slice_trains_and_says_the_profile_needs_two(self, tiny_phantom, tmp_path):
+        """Two patients of one L3 slice each: one trains, one validates; the run used to end
+        in an internal error after training, in the profile of the training data."""
+        data = tmp_path / "l3"
+        for subject in ("sub01", "sub02"):
+            for kind in ("dicoms", "labels"):
+                (source,) = (tiny_phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
+                (data / kind / subject).mkdir(parents=True)
+                shutil.copyfile(source, data / kind / subject / source.name)
+        shutil.copyfile(tiny_phantom / "train" / "labels.txt", data / "labels.txt")
+        lines: list[str] = []
+        result = train(tiny_config(data, tmp_path / "m", epochs=1), log=lines.append)
+        assert lines[0].startswith("Training on 1 slices, validating on 1 ")
+        assert (
+            "No training data profile in sliceseg_best.pt: it needs at least 2 training slices, "
+            "this run has 1; predict will not say which series are unlike the training data."
+        ) in lines
+        assert result.epochs_completed == 1
+        assert load_bundle(result.best_model).metadata.familiarity is None
 
     def test_without_validation_the_best_model_is_this_runs_not_an_earlier_ones(
         self, tiny_phantom, tmp_path

@@ -438,6 +438,24 @@ class Clock:
         return self.before_s + self.now() - self.started
 
 
+def _store_profile(session: Session, best_path: Path, log: Log) -> None:
+    """Add the training data's profile to the best model; a run of one training slice (two
+    patients of one slice each) has none to learn, and says so."""
+    train = session.data.train
+    if len(train) < 2:
+        log(
+            f"No training data profile in {best_path.name}: it needs at least 2 training "
+            f"slices, this run has {len(train)}; predict will not say which series are unlike "
+            "the training data."
+        )
+        return
+    profile = add_profile(best_path, train, session.data.validation, divisor=session.divisor)
+    log(
+        f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
+        "slices): predict warns when a series is unlike it."
+    )
+
+
 def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     """Write the settings (and a best model when nothing was validated); return the result."""
     context, epoch = session.context, state.epoch
@@ -449,13 +467,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         # is the best we know; an earlier run's best was removed when this run began
         if state.best_val_dice is None or not best_path.exists():
             save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
-        profile = add_profile(
-            best_path, session.data.train, session.data.validation, divisor=session.divisor
-        )
-        log(
-            f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
-            "slices): predict warns when a series is unlike it."
-        )
+        _store_profile(session, best_path, log)
         settings = {
             "settings": session.config.to_dict(),
             "model": {
