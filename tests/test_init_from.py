@@ -97,6 +97,41 @@ class TestInitFrom:
         assert opened == [Path(tiny_model)]  # its settings, spacing, normalisation and weights
         assert load_bundle(tmp_path / "ft" / "sliceseg_best.pt").metadata.input_size == 64
 
+    def test_another_normalisation_asked_for_is_refused_not_ignored(
+        self, tiny_model, tiny_phantom, tmp_path
+    ):
+        """The phantom model z-scores each slice; asking for CT's numbers trained with the
+        model's own and recorded "ct" in the settings."""
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", normalisation="ct",
+                             init_from=str(tiny_model))  # fmt: skip
+        expected = (
+            r"^--init-from .*: the model's intensity normalisation is 'robust_zscore' but this "
+            r"run's is 'ct_dataset' \(normalisation = ct\); "
+        )
+        with pytest.raises(ConfigError, match=expected):
+            train(config, **QUIET)
+        same = tiny_config(tiny_phantom / "train", tmp_path / "ok", epochs=1,
+                           normalisation="slice", init_from=str(tiny_model))  # fmt: skip
+        assert train(same, **QUIET).epochs_completed == 1
+
+    def test_a_fine_tuned_run_resumes_without_its_starting_model(
+        self, tiny_model, tiny_phantom, tmp_path
+    ):
+        """The checkpoint holds the weights, spacing and normalisation: resuming needs neither
+        the --init-from file (moved, deleted, retrained since) nor its numbers."""
+        start = tmp_path / "start.pt"
+        shutil.copyfile(tiny_model, start)
+        out = tmp_path / "ft"
+        train(tiny_config(tiny_phantom / "train", out, init_from=str(start)), **QUIET)
+        start.unlink()
+        lines: list[str] = []
+        result = train(resume=out / "sliceseg_2.pt", overrides={"epochs": 3}, log=lines.append)
+        assert lines[1] == f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3."
+        assert result.history["epoch"].tolist() == [1, 2, 3]
+        before, after = load_bundle(out / "sliceseg_2.pt"), load_bundle(result.final_model)
+        assert after.metadata.target_spacing_mm == before.metadata.target_spacing_mm
+        assert after.metadata.intensity == before.metadata.intensity
+
     def test_missing_model_file(self, tiny_phantom, tmp_path, capsys):
         code = main(["train", str(tiny_phantom / "train"), "--init-from", str(tmp_path / "no.pt"),
                      "--out", str(tmp_path / "ft")])  # fmt: skip

@@ -119,6 +119,8 @@ class TestResumeConfig:
             ({"seed": 9}, "seed cannot change when resuming"),
             ({"context_slices": 1}, "context_slices cannot change when resuming"),
             ({"ema_decay": 0.99}, "ema_decay cannot change when resuming"),
+            ({"normalisation": "ct"}, "normalisation cannot change when resuming"),
+            ({"init_from": "other.pt"}, "init_from cannot change when resuming"),
             ({"epochs": 4}, "already completed 4 of 4 planned epochs; give --epochs above 4"),
         ],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from conftest import tiny_config
 from sliceseg.dataset.samples import load_samples
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
@@ -156,6 +157,40 @@ class TestTrain:
         train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
         assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
         assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
+
+    def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
+        self, tiny_phantom, tmp_path
+    ):
+        """--overwrite with a mistyped data folder: the run stops before training, and the
+        models of the earlier run are still there."""
+        out = tmp_path / "m"
+        out.mkdir()
+        for name in ("sliceseg_50.pt", "sliceseg_best.pt"):
+            (out / name).write_bytes(b"an earlier run")
+        config = tiny_config(tmp_path / "trian", out, overwrite=True)
+        with pytest.raises(PairingError, match="DICOM folder does not exist"):
+            train(config, log=lambda _line: None)
+        assert sorted(p.name for p in out.glob("*.pt")) == ["sliceseg_50.pt", "sliceseg_best.pt"]
+
+    def test_one_training_slice_trains_and_says_the_profile_needs_two(self, tiny_phantom, tmp_path):
+        """Two patients of one L3 slice each: one trains, one validates; the run used to end
+        in an internal error after training, in the profile of the training data."""
+        data = tmp_path / "l3"
+        for subject in ("sub01", "sub02"):
+            for kind in ("dicoms", "labels"):
+                (source,) = (tiny_phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
+                (data / kind / subject).mkdir(parents=True)
+                shutil.copyfile(source, data / kind / subject / source.name)
+        shutil.copyfile(tiny_phantom / "train" / "labels.txt", data / "labels.txt")
+        lines: list[str] = []
+        result = train(tiny_config(data, tmp_path / "m", epochs=1), log=lines.append)
+        assert lines[0].startswith("Training on 1 slices, validating on 1 ")
+        assert (
+            "No training data profile in sliceseg_best.pt: it needs at least 2 training slices, "
+            "this run has 1; predict will not say which series are unlike the training data."
+        ) in lines
+        assert result.epochs_completed == 1
+        assert load_bundle(result.best_model).metadata.familiarity is None
 
     def test_without_validation_the_best_model_is_this_runs_not_an_earlier_ones(
         self, tiny_phantom, tmp_path

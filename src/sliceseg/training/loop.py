@@ -215,10 +215,10 @@ def _run(
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-    if start is None:
+    if resumption is not None:  # the run's own spacing and normalisation, not re-derived
+        start = resumption.checkpoint
+    elif start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
-    if resumption is None and context.is_main:
-        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
@@ -228,6 +228,8 @@ def _run(
         if session.averaged is not None:  # the average starts from the loaded weights
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
+    if resumption is None and context.is_main:  # only once the data and start are accepted
+        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state
@@ -436,6 +438,24 @@ class Clock:
         return self.before_s + self.now() - self.started
 
 
+def _store_profile(session: Session, best_path: Path, log: Log) -> None:
+    """Add the training data's profile to the best model; a run of one training slice (two
+    patients of one slice each) has none to learn, and says so."""
+    train = session.data.train
+    if len(train) < 2:
+        log(
+            f"No training data profile in {best_path.name}: it needs at least 2 training "
+            f"slices, this run has {len(train)}; predict will not say which series are unlike "
+            "the training data."
+        )
+        return
+    profile = add_profile(best_path, train, session.data.validation, divisor=session.divisor)
+    log(
+        f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
+        "slices): predict warns when a series is unlike it."
+    )
+
+
 def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     """Write the settings (and a best model when nothing was validated); return the result."""
     context, epoch = session.context, state.epoch
@@ -447,13 +467,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         # is the best we know; an earlier run's best was removed when this run began
         if state.best_val_dice is None or not best_path.exists():
             save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
-        profile = add_profile(
-            best_path, session.data.train, session.data.validation, divisor=session.divisor
-        )
-        log(
-            f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
-            "slices): predict warns when a series is unlike it."
-        )
+        _store_profile(session, best_path, log)
         settings = {
             "settings": session.config.to_dict(),
             "model": {

@@ -10,7 +10,7 @@ from sliceseg.dataset.context import context_pool
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
-from sliceseg.errors import LabelError
+from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
 from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
@@ -123,9 +123,21 @@ def run_normalisation(
 ) -> IntensityNormalisation:
     """The run's intensity normalisation: the ``--init-from`` model's (``start``) own; else by
     the setting and the training slices' Modality, CT's numbers from the training slices'
-    foreground."""
+    foreground.
+
+    Raises:
+        ConfigError: ``start`` given and a ``normalisation`` other than "auto" that is not its.
+    """
     if start is not None:
         meta = start.metadata
+        asked = choose_normalisation(config.normalisation, [])  # "auto": the model's, below
+        if config.normalisation != "auto" and asked != meta.normalisation:
+            raise ConfigError(
+                f"--init-from {config.init_from or 'the model'}: the model's intensity "
+                f"normalisation is {meta.normalisation!r} but this run's is {asked!r} "
+                f"(normalisation = {config.normalisation}); leave normalisation at auto to "
+                "fine-tune with the model's, or train a new model without --init-from."
+            )
         return IntensityNormalisation.from_metadata(
             meta.normalisation, meta.intensity, source=config.init_from or "the model"
         )

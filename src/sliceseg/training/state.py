@@ -28,6 +28,8 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "validation_fraction",
     "validation_split",
     "view",
+    "normalisation",
+    "init_from",
     "context_slices",
     "ema_decay",
     "model_filename",
