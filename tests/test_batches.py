@@ -117,3 +117,30 @@ def test_training_says_when_auto_view_coarsens_and_the_model_keeps_that_grid(
     assert main([*args, "--input-shape", "32", "--view", "native", "--overwrite"]) == 0
     assert "View auto" not in capsys.readouterr().out
     assert load_bundle(out / "sliceseg_best.pt").metadata.target_spacing_mm[0] < wide_mm / 2
+
+
+def test_a_view_that_a_set_spacing_overrides_is_said_not_silently_ignored(
+    fine_phantom, tmp_path, capsys
+):
+    from sliceseg.cli import main
+    from sliceseg.models.bundle import load_bundle
+
+    args = ["train", str(fine_phantom / "train"), "--epochs", "1", "--input-shape", "32"]
+    args += ["--validation-fraction", "0"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--target-spacing", "2.5"]) == 0
+    assert "View" not in capsys.readouterr().out  # auto, with a spacing given: nothing to say
+    first = tmp_path / "a" / "sliceseg_best.pt"
+    tuned = [*args, "--out", str(tmp_path / "b"), "--init-from", str(first), "--view", "whole"]
+    assert main(tuned) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "View whole has no effect: the target spacing is set (2.5 × 2.5 mm, the --init-from "
+        "model's grid)" in printed
+    )
+    assert load_bundle(tmp_path / "b" / "sliceseg_best.pt").metadata.target_spacing_mm == (2.5, 2.5)
+    given = [*args, "--out", str(tmp_path / "c"), "--target-spacing", "3", "--view", "wide"]
+    assert main(given) == 0
+    assert (
+        "View wide has no effect: the target spacing is set (3 × 3 mm, target_spacing_mm)"
+        in capsys.readouterr().out
+    )

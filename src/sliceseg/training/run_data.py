@@ -56,13 +56,7 @@ def load_training_data(
     )
     if config.validation_split == "levels":
         train_samples, val_samples = hold_out_levels(train_samples, val_samples)
-    spacing = config.target_spacing_pair()
-    if spacing is None and start is not None:  # fine-tune at the model's own scale
-        spacing = model_target_spacing(start)
-    view_note = ""
-    if spacing is None:
-        spacing = config.view_spacing(train_samples)
-        view_note = _auto_view_note(config, train_samples, spacing)
+    spacing, view_note = _grid(config, train_samples, start)
     normalisation = run_normalisation(config, train_samples, start)
     neighbours = _neighbour_pool(config, samples, progress=progress)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation, **neighbours)
@@ -77,6 +71,29 @@ def load_training_data(
         context_step_mm=_step(samples, neighbours),
         view_note=view_note,
     )
+
+
+def _grid(
+    config: TrainConfig, samples: Sequence[Sample], start: Bundle | None
+) -> tuple[tuple[float, float] | None, str]:
+    """The run's target spacing (None: each slice's own, older square grids) and the line
+    that says how it was chosen, when that needs saying: what view auto coarsened to, or a
+    ``view`` that a set spacing overrides."""
+    spacing, source = config.target_spacing_pair(), "target_spacing_mm"
+    if spacing is None and start is not None:  # fine-tuning (or resuming): the model's scale
+        spacing, source = model_target_spacing(start), ""
+    if config.init_from and start is not None and spacing == model_target_spacing(start):
+        source = "the --init-from model's grid"  # the CLI passes it on as target_spacing_mm
+    if spacing is None:
+        spacing = config.view_spacing(samples)
+        return spacing, _auto_view_note(config, samples, spacing)
+    if config.view in VIEW_SHARES and source:  # wide / whole choose a spacing: set here
+        return spacing, (
+            f"View {config.view} has no effect: the target spacing is set "
+            f"({spacing[0]:.3g} × {spacing[1]:.3g} mm, {source}); leave out target_spacing_mm "
+            "(or, fine-tuning, train a new model) to let the view choose it."
+        )
+    return spacing, ""
 
 
 def _auto_view_note(
