@@ -73,6 +73,18 @@ class TestShards:
         assert [s.num_slices for s in plan.series] == [3, 3, 3, 3]
         assert Shard(2, 3).take([s.name for s in plan.series]) == ["sub02"]
 
+    def test_a_folder_named_like_a_suffix_keeps_every_series_apart(self, cohort_dir):
+        """sub02's files moved into sub01/ (two series there) and sub03/ renamed sub01_2/:
+        the second series of sub01/ was also named sub01_2, and both wrote one folder."""
+        for path in (cohort_dir / "sub02").glob("*.dcm"):
+            path.rename(cohort_dir / "sub01" / path.name)
+        (cohort_dir / "sub03").rename(cohort_dir / "sub01_2")
+        plan = plan_cohort(cohort_dir)
+        names = [s.name for s in plan.series]
+        assert len(names) == len(set(names)) == 4
+        own = next(s for s in plan.series if s.name == "sub01_2")
+        assert {f.source.parent.name for f in own.files} == {"sub01_2"}
+
 
 @pytest.mark.slow
 def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
