@@ -231,6 +231,25 @@ def test_a_bad_series_lands_in_failed_csv_and_the_others_are_complete(
 
 
 @pytest.mark.slow
+def test_a_finished_series_that_fails_when_redone_is_failed_not_merged(
+    tiny_model, cohort_dir, tmp_path
+):
+    """sub02 finished, then was exported again without PixelSpacing: its redo fails. The older
+    folder (of other inputs) stayed and its failure was dropped from failed.csv, so the
+    tables kept the old areas and `merge` said every series was done (exit 0)."""
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 0
+    drop_spacing(cohort_dir / "sub02")
+    assert main([*argv, "--visuals", "none"]) == 3
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"] and "no PixelSpacing" in failed["reason"][0]
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03", "sub04"]
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2, 3}
+    assert main(["merge", str(out)]) == 3
+
+
+@pytest.mark.slow
 def test_a_series_of_damaged_files_is_skipped_file_by_file(
     tiny_model, cohort_dir, tmp_path, capsys
 ):

@@ -27,7 +27,13 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_tables import CHUNK_SERIES, write_area_tables
-from sliceseg.inference.records import RUN_RECORD, finished_records, read_failures, series_dir
+from sliceseg.inference.records import (
+    RUN_RECORD,
+    failed_since_finished,
+    finished_records,
+    read_failures,
+    series_dir,
+)
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
 from sliceseg.measure.areas import AreaTable
@@ -106,8 +112,9 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             "of a predict run."
         )
     seen = _SeriesPass()
+    stale = failed_since_finished(out)  # redone since it finished, and failed: failed
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
-        seen.write(out, finished_records(out), f)
+        seen.write(out, ((n, r) for n, r in finished_records(out) if n not in stale), f)
         failed = _failed_table(out, set(seen.names))
         if not seen.names:  # series.csv stays as it was
             raise ConfigError(

@@ -234,6 +234,22 @@ def read_failures(out: Path) -> list[dict[str, Any]]:
     return [f for f in found if f is not None]
 
 
+def failed_since_finished(out: Path) -> set[str]:
+    """The series whose failure record is newer than their finished folder's record: an older
+    result (other inputs, another model or settings) whose redo failed; it is not merged."""
+    found = set()
+    for failure in (out / FAILED_DIR).glob("*.json"):
+        name = failure.name.removesuffix(".json")
+        try:
+            failed_ns = failure.stat().st_mtime_ns
+            finished_ns = (series_dir(out, name) / SERIES_RECORD).stat().st_mtime_ns
+        except OSError:  # no finished folder (or no failure any more): nothing to hide
+            continue
+        if failed_ns >= finished_ns:
+            found.add(name)
+    return found
+
+
 def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name."""
     return list(finished_records(out))
