@@ -250,6 +250,25 @@ def test_a_finished_series_that_fails_when_redone_is_failed_not_merged(
 
 
 @pytest.mark.slow
+def test_a_shard_whose_every_series_fails_keeps_them_in_failed_csv(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Four shards of four series, sub02 without PixelSpacing: shard 2 failed on its only
+    series, took it for a run where everything failed (exit 2) and removed its failure record
+    (and the cohort.json the other shards share), so the merge said all done without sub02."""
+    drop_spacing(cohort_dir / "sub02")
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    codes = [main([*argv, "--visuals", "none", "--shard", f"{k}/4"]) for k in (2, 1, 3, 4)]
+    assert codes == [3, 0, 0, 0]
+    assert "series sub02 failed" in capsys.readouterr().err
+    assert main(["merge", str(out)]) == 3
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"] and "no PixelSpacing" in failed["reason"][0]
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03", "sub04"]
+
+
+@pytest.mark.slow
 def test_a_series_of_damaged_files_is_skipped_file_by_file(
     tiny_model, cohort_dir, tmp_path, capsys
 ):
