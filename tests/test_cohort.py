@@ -269,6 +269,29 @@ def test_a_shard_whose_every_series_fails_keeps_them_in_failed_csv(
 
 
 @pytest.mark.slow
+def test_an_overwrite_that_fails_on_a_user_error_keeps_the_earlier_run(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Files without PixelSpacing done with --fov; then --overwrite --tta without --fov: every
+    series fails, exit 2. That run took back the cohort.json it had written over the earlier
+    one, so the earlier run's folder was no predict folder any more (merge refused it, the
+    original command was refused as a non-empty folder)."""
+    for name in ("sub01", "sub02", "sub03", "sub04"):
+        drop_spacing(cohort_dir / name)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    first = [*argv, "--visuals", "none", "--fov", "200"]
+    assert main(first) == 0
+    before = (out / "cohort.json").read_bytes()
+    assert main([*argv, "--visuals", "none", "--tta", "--overwrite"]) == 2
+    assert "no PixelSpacing" in capsys.readouterr().err
+    assert (out / "cohort.json").read_bytes() == before
+    assert main(["merge", str(out)]) == 0
+    assert main(first) == 0
+    assert "4 series already done, skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_a_series_of_damaged_files_is_skipped_file_by_file(
     tiny_model, cohort_dir, tmp_path, capsys
 ):

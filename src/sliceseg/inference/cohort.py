@@ -184,7 +184,7 @@ def predict_cohort(
     out = Path(out_dir)
     check_not_inputs(out, Path(dicom_dir))
     plan = plan_cohort(Path(dicom_dir), exclude=out)
-    wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
+    previous = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)
     recover_folders(out, {s.name for s in mine})  # what a killed run left
     todo = [s for s in mine if not is_done(out, s, record, plan.root)]
@@ -197,7 +197,7 @@ def predict_cohort(
         if options.shard.is_whole:
             _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
     except SlicesegError:
-        undo_run_record(out, [name for name, _ in failed], wrote_record=wrote_record)
+        undo_run_record(out, [name for name, _ in failed], previous=previous)
         raise
     skipped = [*plan.skipped, *unreadable]
     merged = None

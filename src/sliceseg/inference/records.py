@@ -136,13 +136,14 @@ def check_not_inputs(out: Path, inputs: Path) -> None:
         )
 
 
-def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
+def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | None:
     """Refuse an output folder made by another model or settings, or not by a cohort run.
 
     Then write ``cohort.json`` (same content from every shard).
 
     Returns:
-        True when this call wrote ``cohort.json`` (see `undo_run_record`).
+        None when this call left ``cohort.json`` as it was; else what it held before ("" when
+        there was none), for `undo_run_record`.
 
     Raises:
         ConfigError: the folder holds other files, or another model / other settings made it,
@@ -162,19 +163,23 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
         )
     create_output_dir(out)
     if stored is None or why is not None:
+        previous = "" if stored is None else (out / RUN_RECORD).read_text(encoding="utf-8")
         atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
-        return True
-    return False
+        return previous
+    return None
 
 
-def undo_run_record(out: Path, failed: Sequence[str], *, wrote_record: bool) -> None:
-    """Take back what a run that did nothing wrote: its failure records, a new ``cohort.json``.
+def undo_run_record(out: Path, failed: Sequence[str], *, previous: str | None) -> None:
+    """Take back what a run that did nothing wrote: its failure records, its ``cohort.json``
+    (``previous``, from `check_out_dir`: the earlier one put back, or none).
 
     So that a user error (exit 2) leaves an earlier run's outputs as they were.
     """
     for name in failed:
         failure_path(out, name).unlink(missing_ok=True)
-    if wrote_record:
+    if previous:
+        atomic_write_text(out / RUN_RECORD, previous)
+    elif previous is not None:
         (out / RUN_RECORD).unlink(missing_ok=True)
     for folder in (out / FAILED_DIR, out / SERIES_DIR):
         if folder.is_dir() and not any(folder.iterdir()):
