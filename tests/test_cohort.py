@@ -192,6 +192,28 @@ def test_another_model_into_the_same_out_is_refused(tiny_model, cohort_dir, tmp_
         predict_cohort(tiny_model, cohort_dir, out, settings=tta, options=HERE)
 
 
+@pytest.mark.slow
+def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, tmp_path, capsys):
+    """A new model into the same --out with --overwrite, one shard of two done so far: the
+    merge mixed both models' areas in csa.csv without a word. The earlier model's series are
+    left out now, and named."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(tiny_model).read_bytes() + b"\0")  # another checksum
+    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
+    assert predict_cohort(other, cohort_dir, out, settings=LEAN, options=half).finished == [
+        "sub01",
+        "sub03",
+    ]
+    assert main(["merge", str(out)]) == 0
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2}
+    assert "2 series made by another model or settings left out (sub02, sub04)" in (
+        capsys.readouterr().err
+    )
+
+
 def corrupt_series(folder: Path) -> None:
     """Cut the pixel data of every file of a series: the headers stay readable."""
     for path in folder.glob("*.dcm"):

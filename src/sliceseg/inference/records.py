@@ -255,6 +255,19 @@ def failed_since_finished(out: Path) -> set[str]:
     return found
 
 
+def read_run_record(out: Path) -> dict[str, Any] | None:
+    """``OUT/cohort.json``: the model and settings of the folder's latest run (None: absent)."""
+    return _read_json(out / RUN_RECORD)
+
+
+def same_run(record: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
+    """True when a series' record names the model (SHA-256) and settings of ``run``."""
+    model, current = record.get("model") or {}, run.get("model") or {}
+    return model.get("sha256") == current.get("sha256") and record.get("settings") == run.get(
+        "settings"
+    )
+
+
 def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name."""
     return list(finished_records(out))
