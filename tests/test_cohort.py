@@ -73,6 +73,18 @@ class TestShards:
         assert [s.num_slices for s in plan.series] == [3, 3, 3, 3]
         assert Shard(2, 3).take([s.name for s in plan.series]) == ["sub02"]
 
+    def test_a_folder_named_like_a_suffix_keeps_every_series_apart(self, cohort_dir):
+        """sub02's files moved into sub01/ (two series there) and sub03/ renamed sub01_2/:
+        the second series of sub01/ was also named sub01_2, and both wrote one folder."""
+        for path in (cohort_dir / "sub02").glob("*.dcm"):
+            path.rename(cohort_dir / "sub01" / path.name)
+        (cohort_dir / "sub03").rename(cohort_dir / "sub01_2")
+        plan = plan_cohort(cohort_dir)
+        names = [s.name for s in plan.series]
+        assert len(names) == len(set(names)) == 4
+        own = next(s for s in plan.series if s.name == "sub01_2")
+        assert {f.source.parent.name for f in own.files} == {"sub01_2"}
+
 
 @pytest.mark.slow
 def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
@@ -180,6 +192,28 @@ def test_another_model_into_the_same_out_is_refused(tiny_model, cohort_dir, tmp_
         predict_cohort(tiny_model, cohort_dir, out, settings=tta, options=HERE)
 
 
+@pytest.mark.slow
+def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, tmp_path, capsys):
+    """A new model into the same --out with --overwrite, one shard of two done so far: the
+    merge mixed both models' areas in csa.csv without a word. The earlier model's series are
+    left out now, and named."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(tiny_model).read_bytes() + b"\0")  # another checksum
+    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
+    assert predict_cohort(other, cohort_dir, out, settings=LEAN, options=half).finished == [
+        "sub01",
+        "sub03",
+    ]
+    assert main(["merge", str(out)]) == 0
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2}
+    assert "2 series made by another model or settings left out (sub02, sub04)" in (
+        capsys.readouterr().err
+    )
+
+
 def corrupt_series(folder: Path) -> None:
     """Cut the pixel data of every file of a series: the headers stay readable."""
     for path in folder.glob("*.dcm"):
@@ -216,6 +250,67 @@ def test_a_bad_series_lands_in_failed_csv_and_the_others_are_complete(
     assert not (out / "series" / "sub02").exists()
     assert main(["merge", str(out)]) == 3  # still failed
     assert main([*argv, "--visuals", "none", "--fov", "200"]) == 2  # another setting: refused
+
+
+@pytest.mark.slow
+def test_a_finished_series_that_fails_when_redone_is_failed_not_merged(
+    tiny_model, cohort_dir, tmp_path
+):
+    """sub02 finished, then was exported again without PixelSpacing: its redo fails. The older
+    folder (of other inputs) stayed and its failure was dropped from failed.csv, so the
+    tables kept the old areas and `merge` said every series was done (exit 0)."""
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 0
+    drop_spacing(cohort_dir / "sub02")
+    assert main([*argv, "--visuals", "none"]) == 3
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"] and "no PixelSpacing" in failed["reason"][0]
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03", "sub04"]
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2, 3}
+    assert main(["merge", str(out)]) == 3
+
+
+@pytest.mark.slow
+def test_a_shard_whose_every_series_fails_keeps_them_in_failed_csv(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Four shards of four series, sub02 without PixelSpacing: shard 2 failed on its only
+    series, took it for a run where everything failed (exit 2) and removed its failure record
+    (and the cohort.json the other shards share), so the merge said all done without sub02."""
+    drop_spacing(cohort_dir / "sub02")
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    codes = [main([*argv, "--visuals", "none", "--shard", f"{k}/4"]) for k in (2, 1, 3, 4)]
+    assert codes == [3, 0, 0, 0]
+    assert "series sub02 failed" in capsys.readouterr().err
+    assert main(["merge", str(out)]) == 3
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"] and "no PixelSpacing" in failed["reason"][0]
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03", "sub04"]
+
+
+@pytest.mark.slow
+def test_an_overwrite_that_fails_on_a_user_error_keeps_the_earlier_run(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Files without PixelSpacing done with --fov; then --overwrite --tta without --fov: every
+    series fails, exit 2. That run took back the cohort.json it had written over the earlier
+    one, so the earlier run's folder was no predict folder any more (merge refused it, the
+    original command was refused as a non-empty folder)."""
+    for name in ("sub01", "sub02", "sub03", "sub04"):
+        drop_spacing(cohort_dir / name)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    first = [*argv, "--visuals", "none", "--fov", "200"]
+    assert main(first) == 0
+    before = (out / "cohort.json").read_bytes()
+    assert main([*argv, "--visuals", "none", "--tta", "--overwrite"]) == 2
+    assert "no PixelSpacing" in capsys.readouterr().err
+    assert (out / "cohort.json").read_bytes() == before
+    assert main(["merge", str(out)]) == 0
+    assert main(first) == 0
+    assert "4 series already done, skipped" in capsys.readouterr().out
 
 
 @pytest.mark.slow

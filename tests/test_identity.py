@@ -42,6 +42,16 @@ def test_series_names_are_folders_made_unique_in_order():
     assert names == {"u1": "p01", "u2": "p01_2", "u3": "p02", "u4": "p01_3"}
 
 
+def test_series_names_never_give_a_folder_s_name_to_another_series():
+    """Two series in p01/ beside a folder p01_2/: the second of p01/ was also named p01_2, so a
+    cohort wrote both into OUT/series/p01_2 (one lost, both redone on every resume)."""
+    groups = {"u1": ["p01/a"], "u2": ["p01/b"], "u3": ["p01_2/a"], "u4": ["p01/c"]}
+    names = series_names(groups)
+    assert names == {"u1": "p01", "u2": "p01_3", "u3": "p01_2", "u4": "p01_4"}
+    twice = series_names({"u1": ["p01_2/a"], "u2": ["p01_2/b"], "u3": ["p01/a"], "u4": ["p01/b"]})
+    assert len(set(twice.values())) == 4 and twice["u1"] == "p01_2" and twice["u3"] == "p01"
+
+
 def uidless_folder(tiny_phantom: Path, out: Path) -> Path:
     """Two patients' files without (0020,000E) SeriesInstanceUID, one folder each."""
     source = sorted((tiny_phantom / "train" / "dicoms").iterdir())[:2]

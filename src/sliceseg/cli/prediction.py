@@ -178,7 +178,7 @@ def _progress(line: str) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from sliceseg.inference.merge import merge_cohort
+    from sliceseg.inference.merge import merge_cohort, outdated_notes
 
     merged = merge_cohort(Path(args.out))
     slices = int(merged.series["slices"].sum())
@@ -186,6 +186,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
         f"tables in {merged.out_dir}/" + (f" (report: {merged.report})" if merged.report else "")
     )
+    for note in outdated_notes(merged.outdated):
+        print(f"warning: {note}", file=sys.stderr)
     return SOME_INPUTS_FAILED if len(merged.failed) else 0
 
 

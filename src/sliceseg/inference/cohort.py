@@ -185,7 +185,7 @@ def predict_cohort(
     out = Path(out_dir)
     check_not_inputs(out, Path(dicom_dir))
     plan = plan_cohort(Path(dicom_dir), exclude=out)
-    wrote_record = check_out_dir(out, record, overwrite=options.overwrite)
+    previous = check_out_dir(out, record, overwrite=options.overwrite)
     mine = options.shard.take(plan.series)
     recover_folders(out, {s.name for s in mine})  # what a killed run left
     todo = [s for s in mine if not is_done(out, s, record, plan.root)]
@@ -194,10 +194,11 @@ def predict_cohort(
         f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
     )
     finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
-    try:
-        _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+    try:  # a shard's series are not the cohort: its failures stay for the merge
+        if options.shard.is_whole:
+            _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
     except SlicesegError:
-        undo_run_record(out, [name for name, _ in failed], wrote_record=wrote_record)
+        undo_run_record(out, [name for name, _ in failed], previous=previous)
         raise
     skipped = [*plan.skipped, *unreadable]
     merged = None
@@ -237,7 +238,7 @@ def _raise_if_nothing_worked(
     failed: Sequence[tuple[str, Exception]],
     done: int,
 ) -> None:
-    """A run whose every series failed on one kind of user error says it as one (exit 2).
+    """A whole run whose every series failed on one kind of user error says it as one (exit 2).
 
     The error of the first series by name is raised (e.g. no PixelSpacing and no ``--fov``).
     """

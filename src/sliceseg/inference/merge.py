@@ -27,7 +27,15 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_tables import CHUNK_SERIES, write_area_tables
-from sliceseg.inference.records import RUN_RECORD, finished_records, read_failures, series_dir
+from sliceseg.inference.records import (
+    RUN_RECORD,
+    failed_since_finished,
+    finished_records,
+    read_failures,
+    read_run_record,
+    same_run,
+    series_dir,
+)
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
 from sliceseg.measure.areas import AreaTable
@@ -40,7 +48,7 @@ from sliceseg.report.cohort import (
     write_cohort_report,
 )
 
-__all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
+__all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort", "outdated_notes"]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
 
@@ -55,6 +63,8 @@ class MergeResult:
         report: ``report.html`` (None after ``predict --no-report``).
         counts: the number of slices of each finished series, in order.
         unit: "mm2" or "pixels".
+        outdated: finished series of another model or settings than ``cohort.json``'s (an
+            ``--overwrite`` run not done yet), left out of the tables.
     """
 
     out_dir: Path
@@ -62,6 +72,7 @@ class MergeResult:
     report: Path | None
     counts: tuple[int, ...] = ()
     unit: str = "mm2"
+    outdated: tuple[str, ...] = ()
 
     @property
     def slices(self) -> int:
@@ -106,8 +117,9 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             "of a predict run."
         )
     seen = _SeriesPass()
+    outdated: list[str] = []  # another model's or settings' series, left out
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
-        seen.write(out, finished_records(out), f)
+        seen.write(out, _current_records(out, outdated), f)
         failed = _failed_table(out, set(seen.names))
         if not seen.names:  # series.csv stays as it was
             raise ConfigError(
@@ -123,7 +135,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
         failed=failed,
         unit=unit,
         roi_names=list(settings["roi_names"]),
-        notes=[f"Skipped {s.describe()}" for s in skipped],
+        notes=[*outdated_notes(outdated), *(f"Skipped {s.describe()}" for s in skipped)],
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,
@@ -133,7 +145,33 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     # `predict --no-report` asked for no report.html, the cohort's included
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
-    return MergeResult(out, failed, report, counts, unit)
+    return MergeResult(out, failed, report, counts, unit, tuple(outdated))
+
+
+def _current_records(out: Path, outdated: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The finished series of the run ``cohort.json`` names (its model and settings) that did
+    not fail since (`failed_since_finished`: failed.csv lists them); the names of those made
+    by another model or settings go to ``outdated``."""
+    run, stale = read_run_record(out) or {}, failed_since_finished(out)
+    for name, record in finished_records(out):
+        if name in stale:
+            continue
+        if same_run(record, run):
+            yield name, record
+        else:
+            outdated.append(name)
+
+
+def outdated_notes(outdated: Sequence[str]) -> list[str]:
+    """One line naming the finished series left out as another model's or settings' (an
+    ``--overwrite`` run not done yet); none when there are none."""
+    if not outdated:
+        return []
+    names = ", ".join(outdated[:10]) + (", …" if len(outdated) > 10 else "")
+    return [
+        f"{len(outdated)} series made by another model or settings left out ({names}); run "
+        "the predict command again to redo them."
+    ]
 
 
 def _failed_table(out: Path, done: set[str]) -> pd.DataFrame:

@@ -136,13 +136,14 @@ def check_not_inputs(out: Path, inputs: Path) -> None:
         )
 
 
-def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
+def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | None:
     """Refuse an output folder made by another model or settings, or not by a cohort run.
 
     Then write ``cohort.json`` (same content from every shard).
 
     Returns:
-        True when this call wrote ``cohort.json`` (see `undo_run_record`).
+        None when this call left ``cohort.json`` as it was; else what it held before ("" when
+        there was none), for `undo_run_record`.
 
     Raises:
         ConfigError: the folder holds other files, or another model / other settings made it,
@@ -162,19 +163,23 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> bool:
         )
     create_output_dir(out)
     if stored is None or why is not None:
+        previous = "" if stored is None else (out / RUN_RECORD).read_text(encoding="utf-8")
         atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
-        return True
-    return False
+        return previous
+    return None
 
 
-def undo_run_record(out: Path, failed: Sequence[str], *, wrote_record: bool) -> None:
-    """Take back what a run that did nothing wrote: its failure records, a new ``cohort.json``.
+def undo_run_record(out: Path, failed: Sequence[str], *, previous: str | None) -> None:
+    """Take back what a run that did nothing wrote: its failure records, its ``cohort.json``
+    (``previous``, from `check_out_dir`: the earlier one put back, or none).
 
     So that a user error (exit 2) leaves an earlier run's outputs as they were.
     """
     for name in failed:
         failure_path(out, name).unlink(missing_ok=True)
-    if wrote_record:
+    if previous:
+        atomic_write_text(out / RUN_RECORD, previous)
+    elif previous is not None:
         (out / RUN_RECORD).unlink(missing_ok=True)
     for folder in (out / FAILED_DIR, out / SERIES_DIR):
         if folder.is_dir() and not any(folder.iterdir()):
@@ -232,6 +237,35 @@ def read_failures(out: Path) -> list[dict[str, Any]]:
     """Every failed series' record, by name."""
     found = [_read_json(p) for p in sorted((out / FAILED_DIR).glob("*.json"))]
     return [f for f in found if f is not None]
+
+
+def failed_since_finished(out: Path) -> set[str]:
+    """The series whose failure record is newer than their finished folder's record: an older
+    result (other inputs, another model or settings) whose redo failed; it is not merged."""
+    found = set()
+    for failure in (out / FAILED_DIR).glob("*.json"):
+        name = failure.name.removesuffix(".json")
+        try:
+            failed_ns = failure.stat().st_mtime_ns
+            finished_ns = (series_dir(out, name) / SERIES_RECORD).stat().st_mtime_ns
+        except OSError:  # no finished folder (or no failure any more): nothing to hide
+            continue
+        if failed_ns >= finished_ns:
+            found.add(name)
+    return found
+
+
+def read_run_record(out: Path) -> dict[str, Any] | None:
+    """``OUT/cohort.json``: the model and settings of the folder's latest run (None: absent)."""
+    return _read_json(out / RUN_RECORD)
+
+
+def same_run(record: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
+    """True when a series' record names the model (SHA-256) and settings of ``run``."""
+    model, current = record.get("model") or {}, run.get("model") or {}
+    return model.get("sha256") == current.get("sha256") and record.get("settings") == run.get(
+        "settings"
+    )
 
 
 def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -92,7 +92,8 @@ def series_name(keys: Sequence[str], *, root_name: str = "series") -> str:
 def series_names(
     groups: Mapping[str, Sequence[str]], *, root_name: str = "series"
 ) -> dict[str, str]:
-    """Name every series (`series_name`); a name already taken gets ``_2``, ``_3``, ... in order.
+    """Name every series (`series_name`); a name already taken gets ``_2``, ``_3``, ... in order,
+    skipping a suffixed name that another series' folder already has (``p01_2/``).
 
     Args:
         groups: per `series_key`, in order, its slices' keys.
@@ -105,10 +106,17 @@ def series_names(
         >>> series_names({"1.2.3": ["p01/a"], "1.2.4": ["p01/b"]})
         {'1.2.3': 'p01', '1.2.4': 'p01_2'}
     """
-    used: dict[str, int] = {}
+    stems = {key: series_name(keys, root_name=root_name) for key, keys in groups.items()}
+    taken = set(stems.values())  # a folder's own name is never given to another series
+    counts: dict[str, int] = {}
     names = {}
-    for key, keys in groups.items():
-        stem = series_name(keys, root_name=root_name)
-        used[stem] = used.get(stem, 0) + 1
-        names[key] = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
+    for key, stem in stems.items():
+        counts[stem] = counts.get(stem, 0) + 1
+        if counts[stem] == 1:
+            names[key] = stem
+            continue
+        while f"{stem}_{counts[stem]}" in taken:
+            counts[stem] += 1
+        names[key] = f"{stem}_{counts[stem]}"
+        taken.add(names[key])
     return names
