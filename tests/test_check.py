@@ -12,6 +12,7 @@ from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label
 from sliceseg.dataset.check import CheckReport, roi_stats
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import check_dataset
+from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.labels import LabelScheme
 
@@ -146,3 +147,23 @@ class TestCheckReport:
         assert report.roi_stats[0].mean_area_px == 100
         assert "100 px on 1 slices without spacing" in report.to_text()
         assert "1 of 1 slices have no pixel spacing" in messages(report, "no_spacing")[0]
+
+
+class TestRoiNamesFile:
+    """labels.txt as Windows editors save it: names read as written, or one line naming it."""
+
+    def test_a_byte_order_mark_is_not_part_of_the_first_name(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_bytes("\ufeffpsoas\r\nfat\r\n".encode())
+        assert check_dataset(tmp_path).roi_names == ("psoas", "fat")
+
+    def test_a_file_that_is_not_utf8_is_one_line_naming_it(self, tmp_path, capsys):
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_bytes("Wirbelkörper\nfat\n".encode("cp1252"))
+        with pytest.raises(ConfigError, match=r"labels\.txt: not UTF-8 text .*save it as UTF-8"):
+            check_dataset(tmp_path)
+        assert main(["check", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "labels.txt: not UTF-8" in err

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sliceseg.dataset.pairing import DataSource, Pairing, Sample, image_key, label_key
+from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
@@ -434,14 +435,25 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     """Return (names, where they came from).
 
     ``source.roi_names`` when given, else the non-empty lines of ``labels.txt`` in
-    ``source.data_dir`` or beside ``source.labels_dir``, else (None, "").
+    ``source.data_dir`` or beside ``source.labels_dir``, else (None, ""). The file is UTF-8,
+    with or without the byte order mark Windows editors put first.
+
+    Raises:
+        ConfigError: ``labels.txt`` is not UTF-8 text (names the file and the fix).
     """
     if source.roi_names is not None:
         return list(source.roi_names), "roi_names"
     folders = ([source.data_dir] if source.data_dir else []) + [source.labels_dir.parent]
     for path in (folder / ROI_NAMES_FILE for folder in folders):
         if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
+            try:
+                lines = path.read_text(encoding="utf-8-sig").splitlines()
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                    f"{exc.start}); expected one ROI name per line; save it as UTF-8 (e.g. "
+                    "Notepad: Save as, Encoding UTF-8)."
+                ) from exc
             return [line.strip() for line in lines if line.strip()], str(path)
     return None, ""
 

@@ -68,7 +68,7 @@ def check_dataset(source: DataSource | Path | str, *, progress: bool = False) ->
         The `CheckReport`; ``report.is_trainable`` says whether training can proceed.
 
     Raises:
-        ConfigError: ``labels.txt`` names disagree with ``source.num_labels``.
+        ConfigError: ``labels.txt`` names disagree with ``source.num_labels``, or it is not UTF-8.
         PairingError: a folder does not exist.
 
     Example:
