@@ -181,3 +181,33 @@ class TestLoadUsableSamples:
         samples, report = load_usable_samples(tmp_path)
         assert [s.key for s in samples] == ["p01/s1"]
         assert not report.is_trainable and messages(report, "unreadable_label")
+
+
+class TestPerFrameLabelMaps:
+    """Label maps of a multi-frame file's frames, named as ``predict`` writes them."""
+
+    def test_each_pairs_with_its_own_frame(self, tmp_path):
+        from sliceseg.io.labels import write_label_png
+
+        stored = np.stack([np.full((LABEL_ROWS, LABEL_COLS), 10 * (f + 1)) for f in range(3)])
+        write_test_dicom(tmp_path / "dicoms" / "p01" / "cine.dcm", stored)
+        for frame in range(3):  # frame f: a square of f + 1 rows × 2 columns of ROI 1
+            label = np.zeros((LABEL_ROWS, LABEL_COLS), np.uint8)
+            label[: frame + 1, :2] = 1
+            write_label_png(tmp_path / "labels" / "p01" / f"cine_f{frame:03d}.png", label)
+        samples, report = load_samples(tmp_path)
+        assert report.num_pairs == 3 and not messages(report, "unmatched_label")
+        assert not messages(report, "unmatched_image")
+        assert [s.key for s in samples] == [f"p01/cine_f00{f}" for f in range(3)]
+        assert [int(s.image.pixels[0, 0]) for s in samples] == [10, 20, 30]
+        assert [int(np.count_nonzero(s.label == 1)) for s in samples] == [2, 4, 6]
+
+    def test_a_frame_the_file_lacks_is_named(self, tmp_path):
+        write_test_dicom(tmp_path / "dicoms" / "cine.dcm", np.zeros((2, LABEL_ROWS, LABEL_COLS)))
+        (tmp_path / "labels").mkdir()
+        for frame in (0, 5):
+            np.save(tmp_path / "labels" / f"cine_f00{frame}.npy", square_label())
+        samples, report = load_usable_samples(tmp_path)
+        assert [s.key for s in samples] == ["cine_f000"]
+        (message,) = messages(report, "shape_mismatch")
+        assert message.startswith("cine_f005: frame 5 of cine.dcm, which has 2 frames (0 to 1)")

@@ -8,6 +8,7 @@ Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix,
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -163,11 +164,17 @@ class DataSource:
 
 @dataclass(frozen=True)
 class Pair:
-    """A DICOM file and its label map; ``key`` is the relative path without suffix, '/'-joined."""
+    """A DICOM file and its label map; ``key`` is the relative path without suffix, '/'-joined.
+
+    ``frame``: the one frame of a multi-frame file the label map holds, when it is named as
+    `slice_key` names that frame (``cine_f003.png`` for frame 3 of ``cine.dcm``, as ``predict``
+    writes them); None when it labels the whole file.
+    """
 
     key: str
     image_path: Path
     label_path: Path
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,7 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
 
     Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
     their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
+    ``cine_f003.png`` pairs with frame 3 of ``cine.dcm`` when no label map is named ``cine``;
     label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG) are left to
     `sliceseg.dataset.volume_labels`; other files in the label folder are skipped with a reason.
     Hidden files are ignored.
@@ -249,14 +257,44 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     duplicates = [tuple(v) for d in (images, labels) for v in d.values() if len(v) > 1]
     single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
     single_labels = {k: v[0] for k, v in labels.items() if len(v) == 1}
-    keys = sorted(single_images.keys() & single_labels.keys(), key=natural_key)
+    keys = single_images.keys() & single_labels.keys()
+    framed = _frame_pairs(single_images, single_labels, set(labels))
+    framed_images, framed_keys = {p.image_path for p in framed}, {p.key for p in framed}
     return Pairing(
-        pairs=[Pair(k, single_images[k], single_labels[k]) for k in keys],
-        images_without_labels=[p for k, p in single_images.items() if k not in labels],
-        labels_without_images=[p for k, p in single_labels.items() if k not in images],
+        pairs=sorted(
+            [Pair(k, single_images[k], single_labels[k]) for k in keys] + framed,
+            key=lambda pair: natural_key(pair.key),
+        ),
+        images_without_labels=[
+            p for k, p in single_images.items() if k not in labels and p not in framed_images
+        ],
+        labels_without_images=[
+            p for k, p in single_labels.items() if k not in images and k not in framed_keys
+        ],
         skipped=skipped,
         duplicates=duplicates,
     )
+
+
+_FRAME_KEY = re.compile(r"(.+)_f(\d{3,})")
+"""A frame's slice key: the file's key, ``_f`` and the frame number (``p01/cine_f003``)."""
+
+
+def _frame_pairs(
+    images: dict[str, Path], labels: dict[str, Path], label_keys: set[str]
+) -> list[Pair]:
+    """Label maps named for one frame of a DICOM file (``cine_f003`` → ``cine``, frame 3).
+
+    Only where no DICOM file has the label map's own name and no label map (``label_keys``:
+    every label key) labels the file whole.
+    """
+    pairs = []
+    for key, label in labels.items():
+        match = _FRAME_KEY.fullmatch(key)
+        if key in images or match is None or match[1] not in images or match[1] in label_keys:
+            continue
+        pairs.append(Pair(key, images[match[1]], label, frame=int(match[2])))
+    return pairs
 
 
 def image_key(path: Path, root: Path) -> str:

@@ -37,7 +37,8 @@ from sliceseg.dataset.volume_labels import (
     volume_problems,
 )
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.io.dicom import Slice, read_slices
+from sliceseg.io.dicom import Slice, read_slice, read_slices
+from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import (
     LabelScheme,
     RawLabel,
@@ -267,9 +268,12 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
     for pair in tqdm(pairs, desc="Checking pairs", unit="pair", disable=disable):
         slices = raw = None
         try:
-            slices = read_slices(pair.image_path)
+            slices = _pair_slices(pair)
         except DicomReadError as exc:
             problems.append(Problem("error", "unreadable_image", str(exc), (pair.image_path,)))
+        except _MissingFrame as exc:
+            paths = (pair.image_path, pair.label_path)
+            problems.append(Problem("error", "shape_mismatch", str(exc), paths))
         try:
             raw = read_label_file(pair.label_path)
         except LabelError as exc:
@@ -283,6 +287,31 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
         else:
             loaded.append(_Loaded(pair, slices, raw))
     return loaded
+
+
+class _MissingFrame(Exception):
+    """A per-frame label map names a frame its DICOM file does not have."""
+
+
+def _pair_slices(pair: Pair) -> list[Slice]:
+    """The slices a pair's label map covers: the file's, or the one frame it is named for.
+
+    Raises:
+        DicomReadError: the file cannot be read.
+        _MissingFrame: the label map is named for a frame the file lacks (names both).
+    """
+    if pair.frame is None:
+        return read_slices(pair.image_path)
+    try:
+        return [read_slice(pair.image_path, frame=pair.frame)]
+    except ConfigError as exc:  # a frame outside the file's
+        frames = len(read_slices(pair.image_path))
+        raise _MissingFrame(
+            f"{pair.key}: frame {pair.frame} of {pair.image_path.name}, which has {frames} "
+            f"frame{'s' if frames > 1 else ''} (0 to {frames - 1}); expected one label map per "
+            f"frame named {strip_dicom_suffix(pair.image_path.name)}_f000 .. _f{frames - 1:03d}; "
+            f"rename or remove {pair.label_path.name}."
+        ) from exc
 
 
 def _given_scheme(source: DataSource) -> LabelScheme | None:
