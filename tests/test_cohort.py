@@ -469,6 +469,19 @@ def test_flagged_visuals_draw_a_one_slice_series_only_when_something_names_it():
     assert chosen.keys == frozenset({"q/2"})
 
 
+def test_flagged_visuals_draw_only_the_slice_a_warning_names():
+    """A key was matched as a substring of the warnings: one about p01/s10 or p01/s11 also
+    drew p01/s1, which no warning names."""
+    keys = ["p01/s1", "p01/s10", "p01/s11", "p01/s12"]
+    scores = [np.array([0.9]), np.array([0.95]), np.array([0.85]), np.array([0.8])]
+    warnings = [
+        "p01/s10: left / right area ratio is 2.10, far from the series median 1.00",
+        "p01/s11: psoas is missing (area 0) although both neighbouring slices have it",
+    ]
+    chosen = cohort_series.choose_visuals("flagged", keys, scores, warnings)
+    assert chosen.keys == frozenset({"p01/s10", "p01/s11", "p01/s12"})  # + the least confident
+
+
 def test_all_visuals_draw_no_gif_or_plot_for_a_one_slice_series():
     lone = cohort_series.choose_visuals("all", ["p01/l3"], [np.array([0.4])], [])
     assert lone.keys is None and not lone.animations and not lone.figures
