@@ -624,3 +624,23 @@ def test_a_run_killed_between_the_two_renames_is_mended(tiny_model, cohort_dir, 
     assert "4 series already done, skipped" in lines[0] and again.finished == []
     assert snapshot(series / "sub02") == before  # the finished folder back, bytes and mtimes
     assert sorted(p.name for p in series.iterdir()) == ["sub01", "sub02", "sub03", "sub04"]
+
+
+@pytest.mark.slow
+def test_a_series_in_deeply_nested_long_folders_is_predicted_under_a_shortened_name(
+    tiny_model, cohort_dir, tmp_path
+):
+    """Folders of 120 + 120 characters: the series' name (241 bytes) made its temporary
+    folder and OUT/failed/<name>.json longer than a file name may be, and the run stopped."""
+    deep = cohort_dir / ("a" * 120) / ("b" * 120)
+    deep.parent.mkdir()
+    (cohort_dir / "sub02").rename(deep)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 0
+    series = pd.read_csv(out / "series.csv")
+    long = [name for name in series["series"] if name.startswith("a" * 100)]
+    assert len(series) == 4 and len(long) == 1
+    assert len(long[0].encode()) <= 200 and (out / "series" / long[0] / "record.json").is_file()
+    assert main([*argv, "--visuals", "none"]) == 0  # the same name again: resumed, not redone
+    assert sorted(p.name for p in (out / "series").iterdir()) == sorted(series["series"])
