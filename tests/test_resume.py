@@ -138,6 +138,17 @@ class TestResumeConfig:
         with pytest.raises(ConfigError, match="already spent its 1-minute budget"):
             resume_config(self.SETTINGS, a_state(max_minutes=1.0), {})
 
+    def test_a_run_that_stopped_at_its_budget_is_refused_unless_it_grows(self):
+        """The run stopped because its next epoch would pass the budget, before spending it:
+        a resume trained one epoch more, past the budget, at a learning rate near 0."""
+        stopped = a_state(max_minutes=5.0, elapsed_seconds=280.0, budget_spent=True)
+        with pytest.raises(
+            ConfigError, match=r"^checkpoint: the run already stopped at its 5-minute budget"
+        ):
+            resume_config(self.SETTINGS, stopped, {})
+        config, _notes = resume_config(self.SETTINGS, stopped, {"max_minutes": 8.0})
+        assert config.max_minutes == 8.0
+
 
 def test_both_config_and_resume_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="give either config or resume="):
@@ -159,6 +170,24 @@ class TestResumeInProcess:
         assert f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3." in printed
         history = pd.read_csv(out / "sliceseg_history.csv")
         assert history["epoch"].tolist() == [1, 2, 3]
+
+    def test_resuming_a_run_that_stopped_at_its_budget_trains_nothing(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        out, ticks = tmp_path / "m", iter(range(0, 10_000, 8))  # 8 s per reading of the clock
+        config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=1.0)
+        result = train(config, log=lambda _line: None, clock=lambda: float(next(ticks)))
+        assert result.epochs_completed == 2  # at 48 s, an epoch of 16 s would pass 60 s
+        last = out / "sliceseg_2.pt"
+        before = snapshot_files(out)
+        assert main(["train", "--resume", str(last)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {last}: the run already stopped at its 1-minute budget" in err
+        assert "Traceback" not in err and snapshot_files(out) == before
+
+
+def snapshot_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def sliceseg_train(*args: str, log: Path) -> subprocess.Popen:

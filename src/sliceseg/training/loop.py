@@ -280,6 +280,7 @@ def run_epochs(
             history=(*state.history, row),
             best_val_dice=best,
             elapsed_seconds=row["elapsed_seconds"],
+            budget_spent=stop,
         )
         if is_save:
             save_checkpoint(session, state, post)

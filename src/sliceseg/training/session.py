@@ -270,8 +270,10 @@ def capture_state(
     history: tuple[HistoryRow, ...],
     best_val_dice: float | None,
     elapsed_seconds: float,
+    budget_spent: bool = False,
 ) -> TrainingState:
-    """Return the run's state now (the optimiser's tensors are shared until saved)."""
+    """Return the run's state now (the optimiser's tensors are shared until saved);
+    ``budget_spent``: the run stops here, its next epoch would pass the time budget."""
     rng = {"torch": torch.get_rng_state()}
     if session.context.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(session.context.device)
@@ -289,6 +291,7 @@ def capture_state(
         averaging=None
         if session.averaged is None
         else {"trained": session.model.state_dict(), "updates": session.averaged.updates},
+        budget_spent=budget_spent,
     )
 
 
