@@ -469,6 +469,19 @@ def test_flagged_visuals_draw_a_one_slice_series_only_when_something_names_it():
     assert chosen.keys == frozenset({"q/2"})
 
 
+def test_flagged_visuals_draw_only_the_slice_a_warning_names():
+    """A key was matched as a substring of the warnings: one about p01/s10 or p01/s11 also
+    drew p01/s1, which no warning names."""
+    keys = ["p01/s1", "p01/s10", "p01/s11", "p01/s12"]
+    scores = [np.array([0.9]), np.array([0.95]), np.array([0.85]), np.array([0.8])]
+    warnings = [
+        "p01/s10: left / right area ratio is 2.10, far from the series median 1.00",
+        "p01/s11: psoas is missing (area 0) although both neighbouring slices have it",
+    ]
+    chosen = cohort_series.choose_visuals("flagged", keys, scores, warnings)
+    assert chosen.keys == frozenset({"p01/s10", "p01/s11", "p01/s12"})  # + the least confident
+
+
 def test_all_visuals_draw_no_gif_or_plot_for_a_one_slice_series():
     lone = cohort_series.choose_visuals("all", ["p01/l3"], [np.array([0.4])], [])
     assert lone.keys is None and not lone.animations and not lone.figures
@@ -611,3 +624,23 @@ def test_a_run_killed_between_the_two_renames_is_mended(tiny_model, cohort_dir, 
     assert "4 series already done, skipped" in lines[0] and again.finished == []
     assert snapshot(series / "sub02") == before  # the finished folder back, bytes and mtimes
     assert sorted(p.name for p in series.iterdir()) == ["sub01", "sub02", "sub03", "sub04"]
+
+
+@pytest.mark.slow
+def test_a_series_in_deeply_nested_long_folders_is_predicted_under_a_shortened_name(
+    tiny_model, cohort_dir, tmp_path
+):
+    """Folders of 120 + 120 characters: the series' name (241 bytes) made its temporary
+    folder and OUT/failed/<name>.json longer than a file name may be, and the run stopped."""
+    deep = cohort_dir / ("a" * 120) / ("b" * 120)
+    deep.parent.mkdir()
+    (cohort_dir / "sub02").rename(deep)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 0
+    series = pd.read_csv(out / "series.csv")
+    long = [name for name in series["series"] if name.startswith("a" * 100)]
+    assert len(series) == 4 and len(long) == 1
+    assert len(long[0].encode()) <= 200 and (out / "series" / long[0] / "record.json").is_file()
+    assert main([*argv, "--visuals", "none"]) == 0  # the same name again: resumed, not redone
+    assert sorted(p.name for p in (out / "series").iterdir()) == sorted(series["series"])

@@ -7,7 +7,13 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from sliceseg.io.identity import series_key, series_name, series_names, slice_key
+from sliceseg.io.identity import (
+    MAX_NAME_BYTES,
+    series_key,
+    series_name,
+    series_names,
+    slice_key,
+)
 
 
 class _Planned:
@@ -62,6 +68,19 @@ def uidless_folder(tiny_phantom: Path, out: Path) -> Path:
             del ds.SeriesInstanceUID
             ds.save_as(out / folder.name / path.name)
     return out
+
+
+def test_a_name_of_nested_long_folders_is_shortened_to_a_valid_file_name():
+    """Each folder ≤ 255 bytes, but joined with "_" a series' name was longer than a file name
+    may be (241 bytes here, before OUT's temporary prefixes), and its series could not be
+    written nor recorded as failed."""
+    first, second = "ä" * 60 + "/" + "b" * 120, "ä" * 60 + "/" + "c" * 120
+    names = series_names({"1": [f"{first}/s1"], "2": [f"{second}/s1"], "3": ["p01/s1"]})
+    assert names["3"] == "p01" and len(set(names.values())) == 3
+    for key in ("1", "2"):
+        assert len(names[key].encode()) <= MAX_NAME_BYTES == 200
+        assert names[key].startswith("ä" * 60 + "_" + "b" * 20 if key == "1" else "ä" * 60)
+    assert series_name([f"{first}/s2"]) == names["1"]  # the same folder, the same name
 
 
 @pytest.mark.slow

@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_config
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError, LabelError
+from sliceseg.inference.familiarity import NO_PROFILE_NOTE
 from sliceseg.measure.familiarity import PROFILE_VERSION
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.models.model_info import model_summary
+from sliceseg.training.loop import train
 from sliceseg.training.reprofile import reprofile, reprofiled_path
 
 OPENED = {  # what conftest.with_network_checks_open set on the tiny model's profile
@@ -109,3 +113,28 @@ def test_cli_says_what_it_wrote_and_refuses_in_one_line(tiny_model, tiny_phantom
     assert main(["reprofile", str(tiny_model), str(tiny_phantom / "train"), "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "already exists" in error and error.count("\n") == 1
+
+
+def test_a_model_trained_on_one_slice_is_not_sent_to_reprofile(tiny_phantom, tmp_path, capsys):
+    """Two patients of one slice each: the model has no profile, and predict and info told the
+    user to run reprofile, which then ended in an internal error (a profile needs 2 slices)."""
+    data = tmp_path / "l3"
+    for subject in ("sub01", "sub02"):
+        for kind in ("dicoms", "labels"):
+            (source,) = (tiny_phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
+            (data / kind / subject).mkdir(parents=True)
+            shutil.copyfile(source, data / kind / subject / source.name)
+    shutil.copyfile(tiny_phantom / "train" / "labels.txt", data / "labels.txt")
+    model = train(tiny_config(data, tmp_path / "m", epochs=1), log=lambda _line: None).best_model
+    assert main(["reprofile", str(model), str(data)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {data}: its split leaves 1 training slice; a training data ")
+    assert "profile needs at least 2" in error and error.count("\n") == 1
+    assert not reprofiled_path(model).exists()
+    assert "or trained on a single slice, which gives none" in NO_PROFILE_NOTE
+    assert "for an older file, 'sliceseg reprofile MODEL TRAIN_DIR' adds it" in NO_PROFILE_NOTE
+    assert model_summary(model)["training data profile"] == (
+        "none: series are not checked against the training data (an older model file: "
+        "'sliceseg reprofile MODEL TRAIN_DIR' adds it; or one trained on a single slice, "
+        "which gives none)"
+    )

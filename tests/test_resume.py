@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,6 +19,8 @@ import torch
 from conftest import tiny_config
 from sliceseg.cli import main
 from sliceseg.errors import BundleError, ConfigError
+from sliceseg.models.bundle import load_bundle
+from sliceseg.training import loop
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.loop import train
 from sliceseg.training.state import TRAINING_STATE_VERSION, TrainingState, resume_config
@@ -138,6 +141,17 @@ class TestResumeConfig:
         with pytest.raises(ConfigError, match="already spent its 1-minute budget"):
             resume_config(self.SETTINGS, a_state(max_minutes=1.0), {})
 
+    def test_a_run_that_stopped_at_its_budget_is_refused_unless_it_grows(self):
+        """The run stopped because its next epoch would pass the budget, before spending it:
+        a resume trained one epoch more, past the budget, at a learning rate near 0."""
+        stopped = a_state(max_minutes=5.0, elapsed_seconds=280.0, budget_spent=True)
+        with pytest.raises(
+            ConfigError, match=r"^checkpoint: the run already stopped at its 5-minute budget"
+        ):
+            resume_config(self.SETTINGS, stopped, {})
+        config, _notes = resume_config(self.SETTINGS, stopped, {"max_minutes": 8.0})
+        assert config.max_minutes == 8.0
+
 
 def test_both_config_and_resume_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="give either config or resume="):
@@ -159,6 +173,59 @@ class TestResumeInProcess:
         assert f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3." in printed
         history = pd.read_csv(out / "sliceseg_history.csv")
         assert history["epoch"].tolist() == [1, 2, 3]
+
+    def test_resuming_a_run_that_stopped_at_its_budget_trains_nothing(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        out, ticks = tmp_path / "m", iter(range(0, 10_000, 8))  # 8 s per reading of the clock
+        config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=1.0)
+        result = train(config, log=lambda _line: None, clock=lambda: float(next(ticks)))
+        assert result.epochs_completed == 2  # at 48 s, an epoch of 16 s would pass 60 s
+        last = out / "sliceseg_2.pt"
+        before = snapshot_files(out)
+        assert main(["train", "--resume", str(last)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {last}: the run already stopped at its 1-minute budget" in err
+        assert "Traceback" not in err and snapshot_files(out) == before
+
+    @pytest.mark.parametrize(
+        ("dice", "removed", "best_epoch"),
+        [
+            ((0.5, 0.6, 0.55, 0.9), None, 2),  # the checkpoint's best: the checkpoint itself
+            ((0.7, 0.6, 0.55, 0.9), None, 1),  # an earlier epoch's checkpoint file
+            ((0.7, 0.6, 0.55, 0.9), "sliceseg_1.pt", 2),  # ... gone: the checkpoint's own
+        ],
+    )
+    def test_resuming_an_earlier_checkpoint_drops_the_abandoned_epochs_best(
+        self, tiny_phantom, tmp_path, monkeypatch, dice, removed, best_epoch
+    ):
+        """Epochs 1-4 validated at ``dice``: the best model is epoch 4's. A resume from epoch 2
+        kept that best model of the epochs it abandons, though it was never this run's."""
+
+        def validate(session, row):
+            return {**row, "val_dice": dice[int(row["epoch"]) - 1]}, None
+
+        monkeypatch.setattr(loop, "validate", validate)
+        out = tmp_path / "m"
+        train(tiny_config(tiny_phantom / "train", out, epochs=4), log=lambda _line: None)
+        assert load_bundle(out / "sliceseg_best.pt").metadata.epoch == 4
+        if removed:
+            (out / removed).unlink()
+        kept = load_bundle(out / f"sliceseg_{best_epoch}.pt").model.state_dict()
+        lines: list[str] = []
+        result = train(resume=out / "sliceseg_2.pt", overrides={"epochs": 3}, log=lines.append)
+        best = load_bundle(out / "sliceseg_best.pt")
+        assert best.metadata.epoch == best_epoch
+        assert all(torch.equal(v, best.model.state_dict()[k]) for k, v in kept.items())
+        assert result.best_val_dice == dice[best_epoch - 1]
+        settings = json.loads((out / "sliceseg_settings.json").read_text())
+        assert settings["best_val_dice"] == dice[best_epoch - 1]
+        replaced = [line for line in lines if line.startswith("Replaced sliceseg_best.pt")]
+        assert len(replaced) == 1 and f"with epoch {best_epoch}'s model" in replaced[0]
+
+
+def snapshot_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def sliceseg_train(*args: str, log: Path) -> subprocess.Popen:

@@ -207,8 +207,9 @@ def choose_visuals(
 ) -> Visuals:
     """The pictures of one series for ``--visuals`` (after ``auto`` is resolved).
 
-    ``flagged`` draws the slices a warning names and the least confident slice of a series of
-    2+ slices or of one unlike the training data (``unlike``: its lines, empty when it is not).
+    ``flagged`` draws the slices a warning is about (its ``"<key>: "``, exactly) and the least
+    confident slice of a series of 2+ slices or of one unlike the training data (``unlike``: its
+    lines, empty when it is not).
     A one-slice series (an L3-like cohort) is thus drawn only when something flags it: else a
     cohort would draw every slice. ``all`` draws every slice, and a GIF and an area plot only for
     a series of 2+ slices (one frame and one point show nothing the overlay does not).
@@ -217,7 +218,8 @@ def choose_visuals(
         return Visuals(animations=len(keys) > 1, figures=len(keys) > 1)
     if mode == "none":
         return Visuals(keys=frozenset(), animations=False, figures=False)
-    chosen = {key for key in keys if any(key in warning for warning in warnings)}
+    warned = {warning.split(": ", 1)[0] for warning in warnings}  # "<key>: ...", as the report
+    chosen = {key for key in keys if key in warned}
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     if (len(keys) > 1 or unlike) and len(scores) and np.isfinite(scores).any():
         chosen.add(keys[int(np.nanargmin(scores))])

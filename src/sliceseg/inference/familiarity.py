@@ -55,9 +55,10 @@ __all__ = [
 MAX_SLICES = 16
 """Slices per series whose features and intensities are measured (all slices' ROIs are)."""
 NO_PROFILE_NOTE = (
-    "no familiarity check in this model file (written before sliceseg stored the training "
-    "data's profile): series are not compared with the training data; 'sliceseg reprofile "
-    "MODEL TRAIN_DIR' adds it without retraining."
+    "no familiarity check in this model file (no training data profile: written before "
+    "sliceseg stored one, or trained on a single slice, which gives none): series are not "
+    "compared with the training data; for an older file, 'sliceseg reprofile MODEL TRAIN_DIR' "
+    "adds it without retraining."
 )
 
 

@@ -11,12 +11,24 @@ slices' keys, else the name of the DICOM folder; names shared by several series 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Identified", "series_key", "series_name", "series_names", "slice_key"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "Identified",
+    "series_key",
+    "series_name",
+    "series_names",
+    "slice_key",
+]
+
+MAX_NAME_BYTES = 200
+"""The longest series name (UTF-8 bytes): with ``_2``, the temporary folder's prefix and pid and
+``OUT/failed/``'s temporary file name around it, a name still fits a file system's 255 bytes."""
 
 
 class Identified(Protocol):
@@ -80,13 +92,25 @@ def series_key(image: Identified) -> str:
 def series_name(keys: Sequence[str], *, root_name: str = "series") -> str:
     """A series' name on disk: the folder of its slices' keys ("/" → "_"), else ``root_name``.
 
+    A name longer than `MAX_NAME_BYTES` (nested long folders) keeps its start and ends in 12
+    hex digits of its SHA-256, so that it is still one name per folder and a valid file name.
+
     Example:
         >>> series_name(["p01/slice_1", "p01/slice_2"]), series_name(["a", "b"], root_name="scans")
         ('p01', 'scans')
     """
     folders = {key.rsplit("/", 1)[0] if "/" in key else "" for key in keys}
     stem = (folders.pop() if len(folders) == 1 else "") or root_name or "series"
-    return stem.replace("/", "_")
+    return _shortened(stem.replace("/", "_"))
+
+
+def _shortened(name: str) -> str:
+    data = name.encode()
+    if len(data) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    head = data[: MAX_NAME_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}_{digest}"
 
 
 def series_names(

@@ -69,8 +69,9 @@ def _expected_text(familiarity: dict[str, Any] | None, roi_names: Sequence[str])
 def _profile_text(familiarity: dict[str, Any] | None) -> str:
     if familiarity is None:
         return (
-            "none: series are not checked against the training data (an older model file; "
-            "'sliceseg reprofile MODEL TRAIN_DIR' adds it)"
+            "none: series are not checked against the training data (an older model file: "
+            "'sliceseg reprofile MODEL TRAIN_DIR' adds it; or one trained on a single slice, "
+            "which gives none)"
         )
     text = (
         f"{int(familiarity.get('num_slices', 0))} training slices: a series unlike them is "

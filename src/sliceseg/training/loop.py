@@ -50,6 +50,7 @@ from sliceseg.training.run_data import load_training_data
 from sliceseg.training.session import (
     Session,
     capture_state,
+    drop_abandoned_best,
     fresh_state,
     restore,
     save_checkpoint,
@@ -236,6 +237,7 @@ def _run(
         restore(session, resumption.checkpoint, state)
         for note in resumption.notes:
             log(note)
+        state = drop_abandoned_best(session, state, resumption.checkpoint, log)
     elif context.is_main:  # the picture `sliceseg preview` draws
         draw_first_batch(session.data, config, path=session.path("first_batch.png"))
     state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
@@ -280,6 +282,7 @@ def run_epochs(
             history=(*state.history, row),
             best_val_dice=best,
             elapsed_seconds=row["elapsed_seconds"],
+            budget_spent=stop,
         )
         if is_save:
             save_checkpoint(session, state, post)

@@ -76,8 +76,9 @@ def reprofile(
         The new file, its profile and the number of validation slices.
 
     Raises:
-        ConfigError: ``out`` is the model itself or exists (without ``overwrite``), or the
-            model file does not say how it was trained.
+        ConfigError: ``out`` is the model itself or exists (without ``overwrite``), the
+            model file does not say how it was trained, or its split leaves fewer than two
+            training slices (no profile can be made).
         LabelError: the folder's ROIs are not the model's.
         BundleError: the model file cannot be read.
     """
@@ -99,6 +100,12 @@ def reprofile(
         raise LabelError(
             f"{config.data_dir}: its ROIs ({', '.join(data.roi_names)}) are not the model's "
             f"({', '.join(meta.roi_names)}); give the folder {source.name} was trained on."
+        )
+    if len(data.train) < 2:  # as training: it stored no profile either
+        raise ConfigError(
+            f"{config.data_dir}: its split leaves {len(data.train)} training slice; a training "
+            f"data profile needs at least 2, so {source.name} cannot have one (predict runs "
+            "without the check); train on more slices to get one."
         )
     temporary = target.with_name(f".{target.name}.partial")
     divisor = required_divisor(meta.arch, meta.hyperparameters)

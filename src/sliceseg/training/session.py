@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +17,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
+from sliceseg.errors import BundleError
 from sliceseg.io.files import atomic_path
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation
 from sliceseg.models import build_model, context_channels, required_divisor
-from sliceseg.models.bundle import Bundle, ModelMetadata, save_bundle
+from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.report.plots import plot_history
 from sliceseg.training.averaging import WeightAverage
@@ -263,6 +267,44 @@ def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
         generator.set_state(state.rng[name])
 
 
+def drop_abandoned_best(
+    session: Session, state: TrainingState, checkpoint: Bundle, log: Log
+) -> TrainingState:
+    """Put the resumed checkpoint's best model back as ``<name>_best.pt`` when the file is of a
+    later epoch (a resume from an earlier checkpoint than the last abandons those epochs, and
+    their best model was never this run's); return ``state`` with the best it then holds.
+
+    The best is the file of the checkpoint's best epoch (``<name>_<epoch>.pt``) when it is
+    still there, else the checkpoint itself, with its own validation Dice. One line says so.
+    Only the main process writes the best model (`keep_best`), so only it looks.
+    """
+    best_path = session.path("best.pt")
+    if not session.context.is_main or state.best_val_dice is None or not best_path.exists():
+        return state
+    try:
+        written: int | None = load_bundle(best_path).metadata.epoch
+    except BundleError:
+        written = None  # unreadable: not a best model to keep
+    if written is not None and written <= state.epoch:
+        return state
+    rows = [r for r in state.history if math.isfinite(r.get("val_dice", math.nan))]
+    top = max(rows, key=lambda r: r["val_dice"])  # the first of equals, as `keep_best`
+    source, epoch = checkpoint, state.epoch
+    candidate = session.path(f"{int(top['epoch'])}.pt")
+    if int(top["epoch"]) != state.epoch and candidate.exists():
+        with contextlib.suppress(BundleError):  # unreadable: the checkpoint stands in for it
+            source, epoch = load_bundle(candidate), int(top["epoch"])
+    dice = next(r["val_dice"] for r in rows if int(r["epoch"]) == epoch)
+    save_bundle(best_path, source.model, source.metadata)
+    log(
+        f"Replaced {best_path.name} (epoch {written if written is not None else '?'}, after the "
+        f"resumed epoch {state.epoch}: a best model of the epochs this resume abandons) with "
+        f"epoch {epoch}'s model, the best up to epoch {state.epoch} that is still there "
+        f"(validation Dice {dice:.3f})."
+    )
+    return dataclasses.replace(state, best_val_dice=dice)
+
+
 def capture_state(
     session: Session,
     *,
@@ -270,8 +312,10 @@ def capture_state(
     history: tuple[HistoryRow, ...],
     best_val_dice: float | None,
     elapsed_seconds: float,
+    budget_spent: bool = False,
 ) -> TrainingState:
-    """Return the run's state now (the optimiser's tensors are shared until saved)."""
+    """Return the run's state now (the optimiser's tensors are shared until saved);
+    ``budget_spent``: the run stops here, its next epoch would pass the time budget."""
     rng = {"torch": torch.get_rng_state()}
     if session.context.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(session.context.device)
@@ -289,6 +333,7 @@ def capture_state(
         averaging=None
         if session.averaged is None
         else {"trained": session.model.state_dict(), "updates": session.averaged.updates},
+        budget_spent=budget_spent,
     )
 
 

@@ -59,6 +59,8 @@ class TrainingState:
             ``"cuda"`` on a GPU), as uint8 tensors.
         averaging: with ``ema_decay``, the weights as trained (``"trained"``: the checkpoint's
             model holds their average) and the average's ``"updates"``; else None.
+        budget_spent: the run stopped after this epoch because the next one would pass its
+            time budget (False in checkpoints from before it was kept).
 
     Example:
         >>> state = TrainingState(epoch=2, planned_epochs=40, max_minutes=None,
@@ -77,6 +79,7 @@ class TrainingState:
     scaler: dict[str, Any] | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     averaging: dict[str, Any] | None = None
+    budget_spent: bool = False
 
     @property
     def remaining_seconds(self) -> float | None:
@@ -99,6 +102,7 @@ class TrainingState:
             "scaler": self.scaler,
             "rng": dict(self.rng),
             "averaging": self.averaging,
+            "budget_spent": bool(self.budget_spent),
         }
 
     @classmethod
@@ -147,6 +151,7 @@ class TrainingState:
             scaler=None if data.get("scaler") is None else dict(data["scaler"]),
             rng=dict(data.get("rng", {})),
             averaging=None if data.get("averaging") is None else dict(data["averaging"]),
+            budget_spent=bool(data.get("budget_spent", False)),
         )
 
 
@@ -230,6 +235,14 @@ def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) 
         raise ConfigError(
             f"{source}: the run already spent its {config.max_minutes:g}-minute budget "
             f"({format_elapsed(state.elapsed_seconds)}); give a larger --max-minutes."
+        )
+    budget = config.max_minutes
+    is_same_budget = budget is not None and budget <= (state.max_minutes or 0.0)
+    if state.budget_spent and is_same_budget:
+        raise ConfigError(
+            f"{source}: the run already stopped at its {budget:g}-minute budget after epoch "
+            f"{state.epoch} ({format_elapsed(state.elapsed_seconds)}: the next epoch would have "
+            "passed it), so it is finished; give a larger --max-minutes to train longer."
         )
 
 
