@@ -323,3 +323,75 @@ def test_evaluate_reads_the_unlabelled_neighbours_and_predicts_the_labelled_slic
         pixel_mm2 = float(image.spacing_mm[0] * image.spacing_mm[1])  # type: ignore[index]
         expected = [np.count_nonzero(label == roi) * pixel_mm2 for roi in mine["roi"]]
         assert mine["area_auto_mm2"].to_numpy() == pytest.approx(expected)
+
+
+class _Below(torch.nn.Module):
+    """A 2.5D 'network': ROI 1 where the neighbour before the slice (channel 0) is bright."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[1, 0] = 4.0
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.conv(x)]
+
+
+_ROWS, _COLS = np.mgrid[0:64, 0:64]
+
+
+def _disc(level: int) -> np.ndarray:
+    """Level 0, 1, 2 (z = 0, 3, 6 mm): a disc of radius 10 px centred on column 16 + 16·level."""
+    return (_ROWS - 32) ** 2 + (_COLS - 16 - 16 * level) ** 2 < 100
+
+
+def _axial_series(*, mirrored: bool, location_sign: float = 1.0) -> list[Slice]:
+    """Three axial slices 3 mm apart, stored as scanners do or with columns reversed (patient
+    right on image right); ``position_mm`` as read: SliceLocation times ``location_sign``, or
+    for the mirrored series (no SliceLocation) ImagePositionPatient on the stored normal, −z."""
+    series = []
+    for level, z in enumerate((0.0, 3.0, 6.0)):
+        pixels = np.where(_disc(level), 300.0, 100.0).astype(np.float32)
+        series.append(
+            Slice(
+                pixels=np.ascontiguousarray(pixels[:, ::-1]) if mirrored else pixels,
+                spacing_mm=(1.0, 1.0),
+                spacing_source="PixelSpacing",
+                source=Path(f"/scans/ax/s{level}.dcm"),
+                series_uid="1.2.9",
+                instance_number=level + 1,
+                position_mm=-z if mirrored else location_sign * z,
+                orientation=(-1, 0, 0, 0, 1, 0) if mirrored else (1, 0, 0, 0, 1, 0),
+                image_position_mm=(63.0 if mirrored else 0.0, 0.0, z),
+            )
+        )
+    return series
+
+
+@pytest.mark.parametrize(("mirrored", "location_sign"), [(False, 1.0), (True, 1.0), (False, -1.0)])
+def test_the_neighbour_before_is_the_one_below_however_the_series_is_stored(
+    mirrored, location_sign
+):
+    """The middle slice's label is the disc of the slice below it (z = 0), on the DICOM's own
+    grid. Before, a series stored mirrored (its stored normal pointing to the feet) or one
+    whose SliceLocation runs from head to feet gave the network the slice above as the one
+    before: the label was the disc of z = 6 mm."""
+    from sliceseg.inference.predict import predict_slices
+    from sliceseg.models.bundle import Bundle, ModelMetadata
+
+    metadata = ModelMetadata(
+        arch="unet",
+        hyperparameters={},
+        num_classes=2,
+        input_size=64,
+        roi_names=("a",),
+        target_spacing_mm=(1.0, 1.0),
+        context_slices=1,
+    )
+    series = _axial_series(mirrored=mirrored, location_sign=location_sign)
+    label = predict_slices(Bundle(_Below(), metadata), series, device="cpu")[1]
+    expected = _disc(0)[:, ::-1] if mirrored else _disc(0)
+    assert np.array_equal(label, expected.astype(np.uint8))

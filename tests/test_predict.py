@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zlib
 from pathlib import Path
@@ -103,6 +104,41 @@ class TestTargetSpacing:
         without = predict_slices(cleaned, [image], device="cpu")[0]
         assert with_blob[100:106, 85:91].all() and not without[100:106, 85:91].any()
         assert int(with_blob.sum()) - int(without.sum()) == 36
+
+
+class Blocks(torch.nn.Module):
+    """A size-free 'network' with the stride of a depth-5 U-Net: ROI 1 where the mean of the
+    normalised intensities over a 16 × 16 block of its input is above 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([0.0, 4.0]).view(2, 1, 1, 1))
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        logits = self.conv(torch.nn.functional.avg_pool2d(x, 16))
+        return [torch.nn.functional.interpolate(logits, scale_factor=16.0, mode="nearest")]
+
+
+class TestPasses:
+    def test_a_slices_labels_do_not_depend_on_the_slices_predicted_with_it(self, tmp_path):
+        """112 × 96 at the model's spacing is its own window: blocks start at its first pixel.
+        Beside a 130 × 130 slice, the pass's window was 144 × 144 and the slice sat 24 columns
+        from its left edge: the network saw it shifted by half a block, and its labels
+        (and areas) changed with the other slices of its batch."""
+        image = ellipse_slice(tmp_path)
+        bigger = dataclasses.replace(image, pixels=np.full((130, 130), 100.0, np.float32))
+        bundle = Bundle(Blocks(), metadata(input_size=32, target_spacing_mm=SPACING))
+        blocks = normalise_intensity(image.pixels).reshape(7, 16, 6, 16).mean(axis=(1, 3))
+        expected = np.repeat(np.repeat(blocks > 0, 16, axis=0), 16, axis=1).astype(np.uint8)
+        alone = predict_slices(bundle, [image], device="cpu")[0]
+        beside = predict_slices(bundle, [image, bigger], device="cpu")[0]
+        after = predict_slices(bundle, [bigger, image], device="cpu", batch_size=2)[1]
+        assert np.array_equal(alone, expected)
+        assert np.array_equal(beside, expected)
+        assert np.array_equal(after, expected)
 
 
 class TestOlderModelFiles:

@@ -248,7 +248,7 @@ def slices_to_spacing(
             orient_slice(s, r),
             target_spacing_mm,
             normalisation=normalisation,
-            context=[orient_slice(n, r) for n in near],
+            context=[orient_slice(n, r) for n in _along_normal(s, r, near)],
         )
         for s, r, near in zip(images, changes, contexts, strict=True)
     ]
@@ -303,7 +303,7 @@ def samples_to_spacing(
             orient_slice(sample.image, change),
             target_spacing_mm,
             normalisation=normalisation,
-            context=[orient_slice(n, change) for n in near],
+            context=[orient_slice(n, change) for n in _along_normal(sample.image, change, near)],
         )
         label = torch.from_numpy(change.apply(np.asarray(sample.label)).astype(np.int64))
         images.append(tensor)
@@ -394,6 +394,28 @@ def _median_spacing_and_extent(
         if s.image.spacing_mm is not None
     ]
     return median, (float(np.median(extents)) if extents else None)
+
+
+def _along_normal(image: Slice, change: Reorientation, near: Sequence[Slice]) -> Sequence[Slice]:
+    """A slice's neighbours ``(-k, ..., -1, +1, ..., +k)`` in the order of its canonical
+    normal, as a 2.5D network takes them whatever the series' storage.
+
+    `slice_neighbours` orders them by SliceLocation (whose sign DICOM leaves open) or by
+    ImagePositionPatient along the stored normal, which an odd number of flips and transposes
+    to the canonical orientation turns round. Where (0020,0032) ImagePositionPatient and
+    (0020,0037) ImageOrientationPatient say that the ``+k`` side lies behind the ``-k`` side
+    along the canonical normal, the order is reversed; without them it is kept.
+    """
+    if not near or image.orientation is None:
+        return near
+    first, last = near[0].image_position_mm, near[-1].image_position_mm
+    if first is None or last is None:
+        return near
+    cosines = np.asarray(image.orientation, dtype=np.float64)
+    turns = int(change.transpose) + int(change.flip_rows) + int(change.flip_cols)
+    normal = np.cross(cosines[:3], cosines[3:]) * (-1.0) ** turns  # each turns it round
+    step = float(np.dot(np.subtract(last, first), normal))
+    return near[::-1] if step < 0 else near
 
 
 def _reorientations(
