@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 LOG_WEIGHTS: tuple[float, ...] = tuple(float(v) for v in np.arange(-1.0, 1.01, 0.25))
-"""Candidate natural logs of an ROI's background weight (0 = the plain argmax), e^±2 at most."""
+"""Candidate natural logs of an ROI's background weight (0 = the plain argmax), e^±1 at most."""
 
 MIN_BIAS_GAIN = 0.5
 """Smallest fall of an ROI's validation |mean signed area error| (percentage points) kept."""
