@@ -167,7 +167,7 @@ class TestSpacing:
 class TestBlandAltmanPlot:
     """bland_altman.png draws the pairs the summary's bias and limits are computed on."""
 
-    def _run(self, tmp_path, monkeypatch, manual, auto, roi_names=("a", "b")):
+    def _run(self, tmp_path, monkeypatch, manual, auto, roi_names=("a", "b"), **options):
         from sliceseg.inference import evaluate
 
         drawn = []
@@ -182,7 +182,7 @@ class TestBlandAltmanPlot:
         values = tuple(range(len(roi_names) + 1))
         model = model_with_values(tmp_path / "m.pt", values, roi_names=roi_names)
         data = labelled_slices(tmp_path / "d", manual)
-        return evaluate_model(model, data, tmp_path / "ev"), drawn
+        return evaluate_model(model, data, tmp_path / "ev", **options), drawn
 
     def test_an_roi_absent_from_both_maps_is_not_a_pair(self, tmp_path, monkeypatch):
         """ROI a: 10×10, 8×8, 6×6 pixels of 0.4 mm², the model one column wider: differences
@@ -197,10 +197,15 @@ class TestBlandAltmanPlot:
         assert {"bias 3.20", "+1.96 SD 4.77", "−1.96 SD 1.63"} <= texts
 
     def test_a_single_pair_writes_the_tables_without_the_plot(self, tmp_path, monkeypatch):
-        """One slice of a one-ROI model: no Bland–Altman spread, but the evaluation stands."""
+        """One slice of a one-ROI model: no Bland–Altman spread, but the evaluation stands;
+        an earlier run's plot in the folder (``--overwrite``) is not left as if it were this."""
         manual = [stored({1: (slice(0, 10), slice(0, 10))})]
         auto = [stored({1: (slice(0, 10), slice(0, 11))})]
-        result, drawn = self._run(tmp_path, monkeypatch, manual, auto, roi_names=("a",))
+        (tmp_path / "ev").mkdir()
+        (tmp_path / "ev" / "bland_altman.png").write_bytes(b"an earlier run's plot")
+        result, drawn = self._run(
+            tmp_path, monkeypatch, manual, auto, roi_names=("a",), overwrite=True
+        )
         written = sorted(p.name for p in (tmp_path / "ev").iterdir())
         assert written == ["evaluation_per_slice.csv", "evaluation_summary.csv"]
         assert result.summary.loc["a", "ba_bias_mm2"] == pytest.approx(4.0) and not drawn

@@ -331,6 +331,7 @@ def _write(
         summary.rename(columns=rename).to_csv(tmp)
     pairs = per_slice[per_slice["area_manual_mm2"] > 0]
     if len(pairs) < 2:
+        files[2].unlink(missing_ok=True)  # an earlier run's (--overwrite) is not this one's
         return files[:2], [
             f"warning: {files[2].name} not drawn: a Bland–Altman plot needs at least 2 slices × "
             f"ROIs with a manual area, the test set has {len(pairs)}."
