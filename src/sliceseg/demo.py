@@ -121,10 +121,7 @@ def run_demo(
         >>> result = run_demo("demo_output", minutes=3)
     """
     if not minutes > 0:  # NaN too; said before the phantom is generated
-        raise ConfigError(
-            f"--minutes must be more than 0, got {minutes:g}; it is the training budget "
-            "(default 6)."
-        )
+        raise ConfigError(f"--minutes must be more than 0, got {minutes:g} (default 6).")
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     log("1/4 Generating the phantom (16 training + 4 test subjects × 10 slices) ...")
     phantom = generate_phantom(out / "phantom", seed=0, overwrite=True)
