@@ -70,3 +70,14 @@ def test_area_bias_table_compares_plain_and_calibrated_on_the_test_subjects(
     others = bias.iloc[1:]
     assert (others["plain_bias_pct"] == others["calibrated_bias_pct"]).all()
     assert (others["background_weight"] == 1.0).all()
+
+
+@pytest.mark.parametrize("minutes", ["0", "-1", "nan"])
+def test_demo_minutes_not_above_zero_is_refused_before_any_work(tmp_path, capsys, minutes):
+    """One line naming ``--minutes`` (exit 2), before the phantom is generated."""
+    from sliceseg.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--minutes", minutes]) == 2
+    assert f"--minutes must be more than 0, got {minutes}" in capsys.readouterr().err
+    assert not out.exists()

@@ -162,3 +162,51 @@ class TestSpacing:
         data = labelled_slices(tmp_path / "d", [label], spacing=(0.25, 2.0))
         result = evaluate_model(model, data, tmp_path / "ev")
         assert result.per_slice.set_index("roi_name")["area_manual_mm2"]["a"] == pytest.approx(10.0)
+
+
+class TestBlandAltmanPlot:
+    """bland_altman.png draws the pairs the summary's bias and limits are computed on."""
+
+    def _run(self, tmp_path, monkeypatch, manual, auto, roi_names=("a", "b"), **options):
+        from sliceseg.inference import evaluate
+
+        drawn = []
+
+        def keep(*args, **kwargs):
+            drawn.append(real(*args, **kwargs))
+            return drawn[-1]
+
+        real = evaluate.plot_bland_altman
+        monkeypatch.setattr(evaluate, "plot_bland_altman", keep)
+        monkeypatch.setattr(evaluate, "predict_slices", lambda bundle, images, **_: list(auto))
+        values = tuple(range(len(roi_names) + 1))
+        model = model_with_values(tmp_path / "m.pt", values, roi_names=roi_names)
+        data = labelled_slices(tmp_path / "d", manual)
+        return evaluate_model(model, data, tmp_path / "ev", **options), drawn
+
+    def test_an_roi_absent_from_both_maps_is_not_a_pair(self, tmp_path, monkeypatch):
+        """ROI a: 10×10, 8×8, 6×6 pixels of 0.4 mm², the model one column wider: differences
+        4.0, 3.2, 2.4 mm², bias 3.2, SD 0.8, limits 3.2 ∓ 1.568. ROI b is on no slice."""
+        manual = [stored({1: (slice(0, s), slice(0, s))}) for s in (10, 8, 6)]
+        auto = [stored({1: (slice(0, s), slice(0, s + 1))}) for s in (10, 8, 6)]
+        result, drawn = self._run(tmp_path, monkeypatch, manual, auto)
+        row = result.summary.loc["a"]
+        assert row["ba_bias_mm2"] == pytest.approx(3.2)
+        assert (row["ba_loa_low_mm2"], row["ba_loa_high_mm2"]) == pytest.approx((1.632, 4.768))
+        texts = {t.get_text() for t in drawn[0].axes[0].texts}
+        assert {"bias 3.20", "+1.96 SD 4.77", "−1.96 SD 1.63"} <= texts
+
+    def test_a_single_pair_writes_the_tables_without_the_plot(self, tmp_path, monkeypatch):
+        """One slice of a one-ROI model: no Bland–Altman spread, but the evaluation stands;
+        an earlier run's plot in the folder (``--overwrite``) is not left as if it were this."""
+        manual = [stored({1: (slice(0, 10), slice(0, 10))})]
+        auto = [stored({1: (slice(0, 10), slice(0, 11))})]
+        (tmp_path / "ev").mkdir()
+        (tmp_path / "ev" / "bland_altman.png").write_bytes(b"an earlier run's plot")
+        result, drawn = self._run(
+            tmp_path, monkeypatch, manual, auto, roi_names=("a",), overwrite=True
+        )
+        written = sorted(p.name for p in (tmp_path / "ev").iterdir())
+        assert written == ["evaluation_per_slice.csv", "evaluation_summary.csv"]
+        assert result.summary.loc["a", "ba_bias_mm2"] == pytest.approx(4.0) and not drawn
+        assert any("bland_altman.png" in note and "2 slices" in note for note in result.notes)

@@ -72,3 +72,33 @@ class TestPreviewIsTrainingsFirstBatch:
         np.testing.assert_array_equal(labels, trained_labels)
         # 1.5 mm pixels, not the median's: the same crops hold more of each ROI
         assert np.count_nonzero(labels) != np.count_nonzero(at_median)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("preview", "no picture format"), ("preview.txt", "'.txt' is not a picture format")],
+)
+def test_cli_preview_out_without_a_picture_suffix_is_one_line(
+    tiny_phantom, tmp_path, capsys, name, said
+):
+    """``--out preview`` (no suffix) or ``.txt``: exit 2 naming the file, before any work."""
+    from sliceseg.cli import main
+
+    out = tmp_path / name
+    code = main(["preview", str(tiny_phantom / "train"), "--input-shape", "64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{out}: {said}" in err and ".png" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_preview_out_that_is_a_folder_is_one_line(tiny_phantom, tmp_path, capsys):
+    """An existing folder as ``--out``: exit 2 naming it, nothing written into it."""
+    from sliceseg.cli import main
+
+    folder = tmp_path / "pictures.png"
+    folder.mkdir()
+    data = str(tiny_phantom / "train")
+    code = main(["preview", data, "--input-shape", "64", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{folder}: a folder" in err
+    assert list(folder.iterdir()) == []

@@ -261,3 +261,25 @@ def test_report_renders_in_chromium(tmp_path):
         np.array(list(rows.values())), expected[NAMES].to_numpy(float), rtol=0, atol=1e-9
     )
     assert time.perf_counter() - started < 60
+
+
+def test_a_report_of_some_slices_numbers_and_links_each_picture_as_its_own_slice(tmp_path):
+    """`--visuals auto` past 500 slices draws only some slices: slice 5's picture is slice 5.
+
+    Its figure is ``#slice-5`` with slice 5's confidence; the table rows and the review list
+    of slices without a picture link to their table row, never to another slice's picture.
+    """
+    table = _area_table()
+    table["confidence"] = [0.9, 0.8, 0.95, 0.85, 0.2, 0.7, np.nan, np.nan]  # + mean, std
+    label = np.zeros((48, 64), np.uint8)
+    label[10:30, 8:20] = 1
+    overlay = save_overlay(tmp_path / "s05.jpg", np.ones((48, 64)), label, NAMES)
+    page = write_report(
+        tmp_path / "r.html", title="t", settings={}, area_table=table,
+        overlays=[("s05.dcm", overlay)], figures=[], warnings=[], low_confidence_share=0.3,
+    ).read_text(encoding="utf-8")  # fmt: skip
+    assert '<figure id="slice-5" class="low">' in page and "<b>5</b> · s05.dcm · 0.200" in page
+    assert 'id="slice-1"' not in page
+    assert '<th><a href="#slice-5">5</a></th>' in page  # the drawn slice's row opens its picture
+    assert '<th><a href="#slice-1">' not in page and "<th>1</th>" in page
+    assert '<a href="#row-6">s06.dcm</a> · confidence 0.700' in page  # review: no picture

@@ -206,3 +206,23 @@ def test_cli_suggest_fov_scales_the_network_input_as_predict_does(tiny_model, tm
     # (the familiarity check also probes the network once with a 64 × 64 input)
     assert seen["with"] == {(64, 64)}
     assert max(seen["without"]) == (208, 208)
+
+
+@pytest.mark.parametrize("size", ["0", "-2"])
+def test_cli_suggest_batch_size_below_one_is_one_line(tiny_model, tiny_phantom, size, capsys):
+    """As for ``predict``: exit 2 naming the flag, not a bug report (exit 4)."""
+    dicoms = tiny_phantom / "test" / "dicoms"
+    code = main(["suggest", str(tiny_model), str(dicoms), "--batch-size", size])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--batch-size must be a whole number ≥ 1, got {size}" in err
+
+
+def test_cli_suggest_out_that_is_a_folder_names_it(tiny_model, tiny_phantom, tmp_path, capsys):
+    """``--out`` an existing folder: one line naming that folder (not a temporary file)."""
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    dicoms = tiny_phantom / "test" / "dicoms"
+    code = main(["suggest", str(tiny_model), str(dicoms), "--n", "1", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: {folder}: a folder" in err and ".sliceseg-tmp" not in err
+    assert list(folder.iterdir()) == []

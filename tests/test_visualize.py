@@ -215,6 +215,18 @@ class TestPlotAreas:
             assert list(line.get_ydata()) == [1.0, 2.0, 3.0]  # the mean row is left out
             assert ax.get_title(loc="left") == f"{name}: 2 ± 1"
 
+    def test_mean_and_sd_are_over_the_slices_with_the_roi_as_in_csa_csv(self):
+        """csa.csv's mean and std leave out the slices without the ROI (area 0): so does the
+        panel's title. 100 and 200 mm²: 150 ± 70.7; one slice has no SD; none, no mean."""
+        areas = [[0.0, 100.0, 200.0, 0.0], [0.0, 50.0, 0.0, 0.0], [0.0] * 4]
+        table = pd.DataFrame(dict(zip(NAMES, areas, strict=True)))
+        titles = [ax.get_title(loc="left") for ax in plot_areas(table).axes[: len(NAMES)]]
+        assert titles == [
+            f"{NAMES[0]}: 150 ± 71",
+            f"{NAMES[1]}: 50 (1 slice)",
+            f"{NAMES[2]}: on no slice",
+        ]
+
     def test_long_names_wrap_in_dark_text_and_the_colour_is_a_swatch(self):
         names = ["right quadratus lumborum muscle", "right erector spinae", "left multifidus"]
         table = pd.DataFrame({n: [1.0, 2.0, 3.0] for n in names})

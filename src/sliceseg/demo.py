@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sliceseg.errors import ConfigError
 from sliceseg.inference.area_bias import area_bias_table, format_area_bias, without_area_calibration
 from sliceseg.inference.evaluate import EvaluationResult, evaluate_model
 from sliceseg.inference.folder import SegmentationRun, predict_folder
@@ -113,9 +114,14 @@ def run_demo(
     Returns:
         The training, segmentation and evaluation results and the area errors per ROI.
 
+    Raises:
+        ConfigError: ``minutes`` is not more than 0, or ``out_dir`` is in use.
+
     Example:
         >>> result = run_demo("demo_output", minutes=3)
     """
+    if not minutes > 0:  # NaN too; said before the phantom is generated
+        raise ConfigError(f"--minutes must be more than 0, got {minutes:g} (default 6).")
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     log("1/4 Generating the phantom (16 training + 4 test subjects × 10 slices) ...")
     phantom = generate_phantom(out / "phantom", seed=0, overwrite=True)

@@ -42,7 +42,8 @@ class EvaluationResult:
         per_slice: one row per slice and ROI (dice, iou, hd95_mm, areas and their error).
         summary: one row per ROI: mean Dice / IoU, HD95, area error, Bland–Altman, ICC(3,1).
         files: the CSV and PNG files written.
-        notes: one line per test file left out (unreadable, unpaired, wrong shape).
+        notes: one line per test file left out (unreadable, unpaired, wrong shape), and
+            warnings (e.g. too few areas for the Bland–Altman plot).
         unit: "mm", or "pixels" with ``--pixels`` (then the ``_mm`` / ``_mm2`` columns are
             named ``_px`` / ``_px2``).
     """
@@ -221,7 +222,9 @@ def evaluate_model(
     and %; per ROI the Bland–Altman bias and 95% limits of agreement (auto − manual) and the
     intraclass correlation ICC(3,1) (two-way mixed, consistency, single measures).
 
-    Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv`` and ``bland_altman.png``.
+    Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv`` and ``bland_altman.png``
+    (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note
+    says it is not drawn).
 
     Raises:
         LabelError: a test label holds a value outside the model's label scheme.
@@ -256,13 +259,13 @@ def evaluate_model(
         )
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)
         summary = _summarise(per_slice, bundle.roi_names)
-        files = _write(out, per_slice, summary, unit)
+        files, plot_notes = _write(out, per_slice, summary, unit)
     rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
     return EvaluationResult(
         per_slice=per_slice.rename(columns=rename),
         summary=summary.rename(columns=rename),
         files=files,
-        notes=notes,
+        notes=[*notes, *plot_notes],
         unit=unit,
     )
 
@@ -308,7 +311,14 @@ def _unit(spacings: Sequence[tuple[float, float] | None]) -> str:
     return "pixels" if kinds == {True} else "mm"
 
 
-def _write(out: Path, per_slice: pd.DataFrame, summary: pd.DataFrame, unit: str) -> list[Path]:
+def _write(
+    out: Path, per_slice: pd.DataFrame, summary: pd.DataFrame, unit: str
+) -> tuple[list[Path], list[str]]:
+    """Write the tables and the Bland–Altman plot; return the files and a note on the plot.
+
+    The plot draws the pairs of the summary's bias and limits: each slice and ROI with a
+    manual area (an ROI absent from both maps is no measurement).
+    """
     files = [
         out / "evaluation_per_slice.csv",
         out / "evaluation_summary.csv",
@@ -319,11 +329,18 @@ def _write(out: Path, per_slice: pd.DataFrame, summary: pd.DataFrame, unit: str)
         per_slice.rename(columns=rename).to_csv(tmp, index=False)
     with atomic_path(files[1]) as tmp:
         summary.rename(columns=rename).to_csv(tmp)
+    pairs = per_slice[per_slice["area_manual_mm2"] > 0]
+    if len(pairs) < 2:
+        files[2].unlink(missing_ok=True)  # an earlier run's (--overwrite) is not this one's
+        return files[:2], [
+            f"warning: {files[2].name} not drawn: a Bland–Altman plot needs at least 2 slices × "
+            f"ROIs with a manual area, the test set has {len(pairs)}."
+        ]
     plot_bland_altman(
-        per_slice["area_auto_mm2"].to_numpy(),
-        per_slice["area_manual_mm2"].to_numpy(),
+        pairs["area_auto_mm2"].to_numpy(),
+        pairs["area_manual_mm2"].to_numpy(),
         title=f"Automatic vs manual area ({'mm²' if unit == 'mm' else 'pixels'}), all ROIs",
         path=files[2],
-        groups=per_slice["roi_name"].to_numpy(),
+        groups=pairs["roi_name"].to_numpy(),
     )
-    return files
+    return files, []

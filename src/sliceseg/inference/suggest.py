@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
@@ -89,8 +90,8 @@ def suggest_slices(
 
     Raises:
         PairingError: the folder holds no readable DICOM, or every slice is labelled.
-        ConfigError: ``n`` is below 1, or ``fallback`` gives no spacing to a slice without
-            one or a ``--matrix`` that is not its shape.
+        ConfigError: ``n`` or ``batch_size`` is below 1, or ``fallback`` gives no spacing to a
+            slice without one or a ``--matrix`` that is not its shape.
         BundleError: the model file is not a sliceseg model.
 
     Example:
@@ -99,6 +100,7 @@ def suggest_slices(
     """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}.")
+    PredictOptions(batch_size=batch_size)  # checks --batch-size as predict does
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     root = Path(dicom_dir)
     images = [with_fallback_spacing(i, fallback) for i in _scan(root)]

@@ -37,6 +37,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         ...     table.to_csv(tmp)
     """
     target = Path(path)
+    if target.is_dir():  # else the rename fails naming the temporary file, not the user's path
+        raise ConfigError(f"{target}: a folder, not a file; give the path of the file to write.")
     if in_temporary_folder(target):
         yield from _direct_path(target)
         return

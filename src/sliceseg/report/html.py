@@ -97,13 +97,18 @@ class _Slices:
     confidence: list[float]  # NaN when unknown
     flagged: set[str]  # row labels named by a warning
     low: set[str]  # row labels in "review first": unlike training first, then least confident
-    target: str = "slice"  # links go to "#slice-N" (the picture) or "#row-N" (no pictures)
+    drawn: frozenset[str] = frozenset()  # row labels with a picture: links go to "#slice-N"
     unfamiliar: frozenset[str] = frozenset()  # row labels of series unlike the training data
     review: tuple[str, ...] = ()  # the labels of ``low`` in ``least_confident``'s order
 
     @classmethod
     def of(
-        cls, table: pd.DataFrame, warnings: Sequence[str], low_share: float, *, target: str
+        cls,
+        table: pd.DataFrame,
+        warnings: Sequence[str],
+        low_share: float,
+        *,
+        drawn: Sequence[str] = (),
     ) -> _Slices:
         labels = [str(label) for label in table.index if not is_summary_row(label)]
         files = [str(table.loc[label, "file"]) if "file" in table else label for label in labels]
@@ -119,11 +124,13 @@ class _Slices:
             if FAMILIARITY_COLUMN in table and table.loc[label, FAMILIARITY_COLUMN] == 1
         )
         review = _review_order(labels, confidence, unfamiliar, low_share)
-        return cls(labels, files, confidence, flagged, set(review), target, unfamiliar, review)
+        pictures = frozenset(by_file[name] for name in drawn if name in by_file)
+        return cls(labels, files, confidence, flagged, set(review), pictures, unfamiliar, review)
 
     def link(self, label: str, text: str) -> str:
-        """A link to the slice's picture (or row)."""
-        return f'<a href="#{self.target}-{_e(label)}">{_e(text)}</a>'
+        """A link to the slice's picture (or, when it has none, its row)."""
+        target = "slice" if label in self.drawn else "row"
+        return f'<a href="#{target}-{_e(label)}">{_e(text)}</a>'
 
     def css(self, label: str) -> str:
         return " ".join(
@@ -274,7 +281,7 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
     for label, row in table.iterrows():
         if str(label) in slices.labels:
             css = slices.css(str(label))
-            link = slices.target == "slice"
+            link = str(label) in slices.drawn
             body.append(_table_row(str(label), row, rois, css=css, is_slice=True, link=link))
         else:
             css = "summary first" if not summary else "summary"
@@ -331,11 +338,13 @@ def _overlays(
         raise ConfigError(
             f"{len(thumbnails)} thumbnails for {len(overlays)} overlays; give one per slice."
         )
-    known = len(slices.labels) == len(overlays)
+    by_file = dict(zip(slices.files, range(len(slices.files)), strict=True))
     items = []
     for i, (name, path) in enumerate(overlays):
-        label = slices.labels[i] if known else str(i + 1)
-        confidence = slices.confidence[i] if known else math.nan
+        row = by_file.get(name)  # the drawn slices may be some of the table's (--visuals auto)
+        known = row is not None
+        label = slices.labels[row] if row is not None else str(i + 1)
+        confidence = slices.confidence[row] if row is not None else math.nan
         if thumbnails is None:  # the embedded picture is the full one
             link, small = f'href="#slice-{_e(label)}"', path
         else:
@@ -389,7 +398,8 @@ def write_report(
         settings: model and run settings shown as a two-column table (values shown as text).
         area_table: rows = slices (index "1".."N", ``file`` column) followed by the summary
             rows; one column per ROI name in ROI order, and optionally ``confidence``.
-        overlays: ``(slice name, image file)`` per slice in series order (PNG/JPEG/GIF).
+        overlays: ``(slice name, image file)`` per slice drawn, in series order (PNG/JPEG/GIF);
+            the name is the slice's ``file`` in ``area_table`` (some slices may have none).
         figures: ``(caption, image file)`` for each plot.
         warnings: findings to show (``"<file>: ..."`` links to that slice).
         notes: further remarks (e.g. skipped files).
@@ -415,8 +425,8 @@ def write_report(
     """
     if not 0 < low_confidence_share <= 1:
         raise ConfigError(f"low_confidence_share must be in (0, 1], got {low_confidence_share}.")
-    target = "slice" if overlays else "row"
-    slices = _Slices.of(area_table, warnings, low_confidence_share, target=target)
+    drawn = [name for name, _path in overlays]
+    slices = _Slices.of(area_table, warnings, low_confidence_share, drawn=drawn)
     body = [
         _header(title, figures=bool(figures), overlays=bool(overlays), review=bool(slices.low)),
         _banner(unlike_training),

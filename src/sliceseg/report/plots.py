@@ -93,6 +93,8 @@ def plot_areas(
     """Plot each ROI's area along the series: one panel per ROI, in the ROI's colour.
 
     Each ROI gets its own y-axis, so a 300 mm² muscle is as readable as a 15 000 mm² fat ring.
+    Each panel's title gives the ROI's mean ± SD over the slices where it is present (area >
+    0), as the ``mean`` and ``std`` rows of ``csa.csv``.
     When ``series`` is given, lines break between series and dashed lines mark where a new
     series starts.
 
@@ -136,7 +138,7 @@ def plot_areas(
             )
         for first in starts[1:]:
             ax.axvline(first + 0.5, color="#8c959f", linestyle="--", linewidth=0.8)
-        stats = f"{np.nanmean(area):.0f} ± {np.nanstd(area, ddof=min(1, len(area) - 1)):.0f}"
+        stats = _present_stats(area)
         ax.set_title(_panel_title(str(name), stats, width / columns), fontsize=9, loc="left")
         ax.spines["top"].set(color=roi_colour_hex(k), linewidth=3)  # the ROI's colour swatch
         ax.margins(y=0.15)
@@ -151,8 +153,18 @@ def plot_areas(
         ax.set_xticks(x[::step], labels, rotation=60, ha="right", fontsize=6)
     fig.supxlabel("slice (series order)", fontsize=9)
     fig.supylabel(f"area ({unit})", fontsize=9)
-    fig.suptitle("Area of each ROI along the series (mean ± SD)", fontsize=11)
+    fig.suptitle("Area of each ROI along the series (mean ± SD where present)", fontsize=11)
     return _finish(fig, path)
+
+
+def _present_stats(area: np.ndarray) -> str:
+    """``mean ± SD`` over the slices where the ROI is present (area > 0), as csa.csv's rows."""
+    present = area[np.isfinite(area) & (area > 0)]
+    if len(present) == 0:
+        return "on no slice"
+    if len(present) == 1:
+        return f"{present[0]:.0f} (1 slice)"
+    return f"{present.mean():.0f} ± {present.std(ddof=1):.0f}"
 
 
 def _panel_title(name: str, stats: str, panel_inches: float) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from matplotlib import font_manager
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image, ImageDraw, ImageFont
@@ -175,9 +176,36 @@ def _legend_handles(roi_names: Sequence[str]) -> list[Patch]:
     ]
 
 
-def save_figure(fig: Figure, path: Path | str) -> Path:
-    """Save a figure atomically (JPEG quality 92 by suffix) and return the path."""
+def figure_path(path: Path | str) -> Path:
+    """Return ``path`` as a picture's path, checked before any work is done for it.
+
+    Raises:
+        ConfigError: the path is a folder, or its suffix is not a format matplotlib writes.
+
+    Example:
+        >>> figure_path("preview.png")
+        PosixPath('preview.png')
+    """
     target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{target}: a folder, not a file; give the path of the picture to write.")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = target.suffix.lower()
+    if suffix.removeprefix(".") not in formats:
+        found = f"{suffix!r} is not a picture format" if suffix else "no picture format"
+        raise ConfigError(
+            f"{target}: {found}; give a name ending in .png (or .jpg, .pdf, .svg, ...)."
+        )
+    return target
+
+
+def save_figure(fig: Figure, path: Path | str) -> Path:
+    """Save a figure atomically (JPEG quality 92 by suffix) and return the path.
+
+    Raises:
+        ConfigError: as `figure_path`.
+    """
+    target = figure_path(path)
     is_jpeg = target.suffix.lower() in (".jpg", ".jpeg")
     with atomic_path(target) as tmp:
         fig.savefig(

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
-from sliceseg.report.visualize import plot_batch
+from sliceseg.report.visualize import figure_path, plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import starting_model
 from sliceseg.training.run_data import load_training_data
@@ -43,10 +43,13 @@ def preview_batch(
 
     Raises:
         SlicesegError: the data is unfit for training.
+        ConfigError: ``path`` is a folder or has no picture suffix (.png, .jpg, ...).
 
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
+    if path is not None:
+        figure_path(path)  # a bad --out is said before the data is read
     if start is None:
         start = starting_model(config.init_from)
     data = load_training_data(config, start, progress=sys.stderr.isatty())
