@@ -502,6 +502,10 @@ def define_runs(c: Corpus) -> dict[str, Run]:
         "measure_out_is_a_file": Run(
             ["measure", test / "labels", "--dicoms", dicoms, "--out", c.a_file]
         ),
+        "measure_too_few_names": Run(
+            ["measure", test / "labels", "--dicoms", dicoms, "--out", r / "m_few"]
+            + ["--labels", "a,b"]
+        ),
         "evaluate_out_is_a_file": Run(["evaluate", c.model, test, "--out", c.a_file]),
         "train_out_is_a_file": Run(["train", train, "--out", c.a_file]),
         "preview_out_under_a_file": Run(["preview", train, "--out", c.a_file / "p.png"]),
@@ -668,6 +672,13 @@ CASES = [
     Case("unknown option", "info_unknown_option", 2, "--bogus", "unrecognized arguments"),
     Case("--out is a file", "predict_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out is a file", "measure_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
+    Case(
+        "fewer --labels names than ROIs",
+        "measure_too_few_names",
+        2,
+        "above num_labels=2",
+        r"raise num_labels \(--num-labels, or one --labels name per ROI\)",
+    ),
     Case("--out is a file", "evaluate_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out is a file", "train_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out under a file", "preview_out_under_a_file", 2, "a_file is a file", "p.png"),
