@@ -590,3 +590,132 @@ class TestCheckCommandOnDamagedVolumeFiles:
         bad.unlink()
         good.write_bytes(whole)  # the good file in its place: the check passes again
         assert main(["check", str(data)]) == 0
+
+
+def damage_volume(data: Path, damage: str) -> Path:
+    """Damage sub01's label volume, or make it unfit for its series; return the file."""
+    path = data / "labels" / "sub01.seg.nrrd"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-200])
+        return path
+    if damage == "text":
+        path.unlink()
+        path = data / "labels" / "sub01.nii.gz"
+        path.write_text("not a volume\n" * 9)
+        return path
+    volume = read_label_volume(path)
+    voxels, affine = volume.values, volume.ijk_to_lps.copy()
+    if damage == "wider":
+        voxels = np.concatenate([voxels, np.zeros((6, *voxels.shape[1:]), voxels.dtype)])
+    elif damage == "between":
+        affine[2, 3] += 1.5
+    names = names_of(data)
+    segments = slicer_files.named_segments([*names[:5], "liver"] if damage == "names" else names)
+    slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=affine)
+    return path
+
+
+def good_areas(csv_path: Path) -> dict[str, list[float]]:
+    """The rows of csa.csv of sub02 and sub03 slices: file → the row's numbers (the areas)."""
+    import pandas as pd
+
+    table = pd.read_csv(csv_path)
+    rows = table[table["file"].astype(str).str.match(r"sub0[23]/sub0[23]_s\d\d$")]
+    numbers = rows.select_dtypes("number")
+    return {str(k): list(v) for k, v in zip(rows["file"], numbers.to_numpy(), strict=True)}
+
+
+BAD_VOLUME_LINES = {
+    "truncated": r"sub01\.seg\.nrrd: cannot read the NRRD file .* truncated",
+    "text": r"sub01\.nii\.gz: cannot read the NIfTI file .* save it again",
+    "wider": r"sub01\.seg\.nrrd: in-plane size 64×70 voxels does not fit .* 64×64",
+    "between": r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: the slice plane falls 1\.5 mm",
+    "names": r"sub01\.seg\.nrrd: segment name\(s\) \['liver'\] not in .*labels\.txt",
+}
+
+
+class TestMeasureAndEvaluateLeaveOutBadVolumes:
+    """A damaged or unfitting label volume among good ones: named, left out, the rest measured."""
+
+    @pytest.mark.parametrize("damage", list(BAD_VOLUME_LINES))
+    def test_measure_names_the_volume_and_measures_the_others(
+        self, phantom, tmp_path, capsys, damage
+    ):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        bad = damage_volume(data, damage)
+        dicoms, out = str(data / "dicoms"), tmp_path / "out"
+        code = main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert "Traceback" not in err
+        (line,) = [line for line in err.splitlines() if line.startswith("not measured: ")]
+        assert re.search(BAD_VOLUME_LINES[damage], line), line
+        assert bad.name in line
+        reference = tmp_path / "reference"
+        labels = str(phantom / "train" / "labels")
+        assert main(["measure", labels, "--dicoms", dicoms, "--out", str(reference)]) == 0
+        measured = good_areas(out / "csa.csv")
+        assert len(measured) == 8
+        assert measured == good_areas(reference / "csa.csv")
+        files = set(pd_column(out / "csa.csv", "file"))
+        assert not any(name.startswith("sub01/") for name in files)
+
+    def test_measure_with_every_volume_damaged_is_one_line(self, phantom, tmp_path, capsys):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        for subject in ("sub01", "sub02", "sub03"):
+            path = data / "labels" / f"{subject}.seg.nrrd"
+            path.write_bytes(path.read_bytes()[:-200])
+        dicoms, out = str(data / "dicoms"), str(tmp_path / "out")
+        code = main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", out])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+        assert "sub01.seg.nrrd: cannot read the NRRD file" in err and "Traceback" not in err
+
+    @pytest.mark.parametrize("damage", ["text", "wider"])
+    def test_evaluate_names_the_volume_and_evaluates_the_others(
+        self, phantom, tmp_path, capsys, damage
+    ):
+        from test_evaluate import model_with_values
+
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        bad = damage_volume(data, damage)
+        model = model_with_values(tmp_path / "m.pt", range(7), names_of(phantom))
+        code = main(["evaluate", str(model), str(data), "--out", str(tmp_path / "ev")])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert "Traceback" not in err
+        (line,) = [line for line in err.splitlines() if line.startswith("not evaluated: ")]
+        assert re.search(BAD_VOLUME_LINES[damage], line) and bad.name in line, line
+        keys = set(pd_column(tmp_path / "ev" / "evaluation_per_slice.csv", "key"))
+        assert keys == {f"{s}/{s}_s{j:02d}" for s in ("sub02", "sub03") for j in range(4)}
+        reference = tmp_path / "reference"
+        assert main(["evaluate", str(model), str(phantom / "train"), "--out", str(reference)]) == 0
+        manual = manual_areas(tmp_path / "ev" / "evaluation_per_slice.csv")
+        expected = manual_areas(reference / "evaluation_per_slice.csv")
+        assert manual == {k: v for k, v in expected.items() if k[0] in keys}
+
+    def test_check_and_training_still_refuse_the_data(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        damage_volume(data, "truncated")
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: cannot read the NRRD file"):
+            load_samples(data)
+        with pytest.raises(LabelError, match=r"sub01\.seg\.nrrd: cannot read the NRRD file"):
+            check_dataset(data)
+
+
+def manual_areas(path: Path) -> dict[tuple[str, str], float]:
+    """(slice key, ROI name) → the manual area of an evaluation's per-slice table."""
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    return {
+        (str(k), str(n)): float(a)
+        for k, n, a in zip(table["key"], table["roi_name"], table["area_manual_mm2"], strict=True)
+    }
+
+
+def pd_column(csv_path: Path, column: str) -> list[str]:
+    import pandas as pd
+
+    return [str(v) for v in pd.read_csv(csv_path)[column].dropna()]

@@ -121,8 +121,9 @@ def load_usable_samples(
 ) -> tuple[list[Sample], CheckReport]:
     """Return the samples of the good pairs beside the report, even when the data is unfit.
 
-    For measuring existing label maps, where one bad file must not stop the rest; the report's
-    problems name what was left out.
+    For measuring existing label maps, where one bad file must not stop the rest (a damaged label
+    volume, or one unfit for its series, leaves its series out); the report's problems name what
+    was left out.
 
     Args:
         source: the dataset, as `check_dataset`.
@@ -137,25 +138,29 @@ def load_usable_samples(
     Example:
         >>> samples, report = load_usable_samples("manual")
     """
-    return _read_dataset(_as_source(source), progress=progress)
+    return _read_dataset(_as_source(source), progress=progress, leave_out=True)
 
 
 def _as_source(source: DataSource | Path | str) -> DataSource:
     return source if isinstance(source, DataSource) else DataSource.from_dirs(source)
 
 
-def _read_dataset(source: DataSource, *, progress: bool) -> tuple[list[Sample], CheckReport]:
+def _read_dataset(
+    source: DataSource, *, progress: bool, leave_out: bool = False
+) -> tuple[list[Sample], CheckReport]:
+    """Pair, read and check; ``leave_out``: a damaged or unfit label volume is an error line
+    (its series left out), not a LabelError."""
     names, names_source = _given_names(source)
     num_labels = source.num_labels
     per_slice = pair_files(source.images_dir, source.labels_dir)
-    volumes = _read_volumes(source, per_slice, names, names_source)
+    volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
     if names is None and volumes.names_by_value:
         names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
         names_source = "the segment names of the label volumes"
     expected_k = num_labels if num_labels is not None else (len(names) if names else None)
     expected_k = len(source.label_values) - 1 if source.label_values else expected_k
     pairing = merge_pairing(per_slice, volumes)
-    problems = pairing_problems(pairing, source.images_dir, source.labels_dir)
+    problems = volumes.unfit + pairing_problems(pairing, source.images_dir, source.labels_dir)
     problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -232,9 +237,17 @@ class _Loaded:
 
 
 def _read_volumes(
-    source: DataSource, pairing: Pairing, names: list[str] | None, names_source: str
+    source: DataSource,
+    pairing: Pairing,
+    names: list[str] | None,
+    names_source: str,
+    *,
+    leave_out: bool,
 ) -> VolumeLabels:
-    """The labels of the label volumes (.seg.nrrd, NIfTI, NRRD, DICOM-SEG) in the label folder."""
+    """The labels of the label volumes (.seg.nrrd, NIfTI, NRRD, DICOM-SEG) in the label folder.
+
+    ``leave_out``: as `load_volume_labels`'s ``leave_out_unfit``.
+    """
     image_paths = [p.image_path for p in pairing.pairs] + pairing.images_without_labels
     return load_volume_labels(
         source.labels_dir,
@@ -243,6 +256,7 @@ def _read_volumes(
         roi_names=names,
         names_source=names_source or "the ROI names",
         unlabelled=source.unlabelled_slices,
+        leave_out_unfit=leave_out,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,7 @@ class VolumeLabels:
         segments: the value of each segment name, the renumbering, its report lines.
         skipped: DICOM files of paired series that could not be read.
         unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
+        unfit: an error per volume left out (``leave_out_unfit``), naming the file.
     """
 
     labels: list[SliceLabel]
@@ -115,6 +117,7 @@ class VolumeLabels:
     segments: SegmentMapping = field(default_factory=lambda: SegmentMapping({}, {}))
     skipped: list[SkippedFile] = field(default_factory=list)
     unnamed: list[Path] = field(default_factory=list)
+    unfit: list[Problem] = field(default_factory=list)
 
     @property
     def names_by_value(self) -> dict[int, str]:
@@ -343,6 +346,7 @@ def load_volume_labels(
     names_source: str = "the ROI names",
     unlabelled: str = "skip",
     read: Callable[[Path], list[Slice]] = read_slices,
+    leave_out_unfit: bool = False,
 ) -> VolumeLabels:
     """Read, pair, check and harmonise every label volume of a label folder.
 
@@ -354,13 +358,16 @@ def load_volume_labels(
         names_source: where ``roi_names`` came from, for messages.
         unlabelled: "skip" or "background", as `series_labels`.
         read: reads one DICOM file into slices (the caller's cache, or `read_slices`).
+        leave_out_unfit: leave out, with an error in ``unfit``, a volume that would raise the
+            LabelError below (``measure``, ``evaluate``: one bad file must not stop the rest).
 
     Returns:
-        One `SliceLabel` per labelled slice, the unlabelled slices, the pairing, the names.
+        One `SliceLabel` per labelled slice, the unlabelled slices, the pairing, the names,
+        the volumes left out.
 
     Raises:
         LabelError: a volume is unreadable, truncated or does not fit its series; a segment
-            name is unknown. The message names the volume.
+            name is unknown (not with ``leave_out_unfit``). The message names the volume.
         ConfigError: ``unlabelled`` is not "skip" or "background".
 
     Example:
@@ -370,28 +377,56 @@ def load_volume_labels(
     """
     labels_dir, images_dir = Path(labels_dir), Path(images_dir)
     pairing = pair_volumes(find_label_volumes(labels_dir), labels_dir, images_dir, image_paths)
-    volumes = [read_label_volume(pair.volume) for pair in pairing.pairs]
-    mapping = harmonise_segments(volumes, roi_names=roi_names, names_source=names_source)
+    unfit: list[Problem] | None = [] if leave_out_unfit else None
+    skipped: list[SkippedFile] = []
+    names = partial(harmonise_segments, roi_names=roi_names, names_source=names_source)
+    series = _fitting_series(pairing.pairs, read, unlabelled, names, unfit, skipped)
+    volumes = [volume for volume, _ in series]
+    mapping = names(volumes)
     labels: list[SliceLabel] = []
     left_out: list[tuple[str, Path]] = []
-    skipped: list[SkippedFile] = []
-    for pair, volume in zip(pairing.pairs, volumes, strict=True):
-        slices = []
-        for path in pair.image_paths:
-            try:
-                slices.extend(read(path))
-            except DicomReadError as exc:
-                skipped.append(SkippedFile(path, str(exc)))
-        if not slices:
-            continue
-        result = series_labels(volume, slices, unlabelled=unlabelled)
+    for volume, result in series:
         remap = mapping.remaps.get(volume.source, {})
-        for image, values in result.labelled:
+        for image, values in result.labelled if result else []:
             key = slice_key(image, images_dir)
             labels.append(SliceLabel(key, image, relabel(values, remap), volume.source))
-        left_out += [(slice_key(image, images_dir), volume.source) for image in result.unlabelled]
+        empty = result.unlabelled if result else []
+        left_out += [(slice_key(image, images_dir), volume.source) for image in empty]
     unnamed = [volume.source for volume in volumes if not volume.segments]
-    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed)
+    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed, unfit or [])
+
+
+def _fitting_series(
+    pairs: Sequence[VolumePair],
+    read: Callable[[Path], list[Slice]],
+    unlabelled: str,
+    names: Callable[[list[LabelVolume]], SegmentMapping],
+    unfit: list[Problem] | None,
+    skipped: list[SkippedFile],
+) -> list[tuple[LabelVolume, SeriesLabels | None]]:
+    """Each volume, its names checked, and its series' labels (None: no slice readable).
+
+    A volume that raises a LabelError goes to ``unfit`` as an error (raised when it is None).
+    """
+    fitting: list[tuple[LabelVolume, SeriesLabels | None]] = []
+    for pair in pairs:
+        try:
+            volume = read_label_volume(pair.volume)
+            names([volume])  # a segment name that is not in labels.txt
+            slices = []
+            for path in pair.image_paths:
+                try:
+                    slices.extend(read(path))
+                except DicomReadError as exc:
+                    skipped.append(SkippedFile(path, str(exc)))
+            result = series_labels(volume, slices, unlabelled=unlabelled) if slices else None
+        except LabelError as exc:
+            if unfit is None:
+                raise
+            unfit.append(Problem("error", "unfit_volume", str(exc), (pair.volume,)))
+            continue
+        fitting.append((volume, result))
+    return fitting
 
 
 def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
