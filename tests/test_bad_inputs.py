@@ -503,8 +503,10 @@ def define_runs(c: Corpus) -> dict[str, Run]:
             ["measure", test / "labels", "--dicoms", dicoms, "--out", c.a_file]
         ),
         "measure_too_few_names": Run(
-            ["measure", test / "labels", "--dicoms", dicoms, "--out", r / "m_few"]
-            + ["--labels", "a,b"]
+            [
+                *("measure", test / "labels", "--dicoms", dicoms),
+                *("--out", r / "m_few", "--labels", "a,b"),
+            ]
         ),
         "evaluate_out_is_a_file": Run(["evaluate", c.model, test, "--out", c.a_file]),
         "train_out_is_a_file": Run(["train", train, "--out", c.a_file]),
