@@ -140,6 +140,31 @@ class TestPasses:
         assert np.array_equal(beside, expected)
         assert np.array_equal(after, expected)
 
+    def test_validation_sees_a_slice_as_predict_does_whatever_slices_are_beside_it(self):
+        """Validation and the training profile run every validation slice in one call of the
+        engine's `spaced_window_probabilities`: a slice there must get the probabilities it
+        gets alone (as predict's passes of one shape give it), not those of a window padded
+        to the largest slice of the set."""
+        from sliceseg.engine.predictor import spaced_window_probabilities
+
+        generator = torch.Generator().manual_seed(0)
+        small = torch.randn((1, 112, 96), generator=generator)
+        big = torch.randn((1, 130, 130), generator=generator)
+        network, cpu = Blocks(), torch.device("cpu")
+
+        def run(images: list[torch.Tensor]) -> list[torch.Tensor]:
+            return spaced_window_probabilities(
+                network, images, input_size=32, divisor=16, device=cpu
+            )
+
+        alone = run([small])[0]
+        together = run([small, big, small])
+        assert torch.equal(together[0], alone) and torch.equal(together[2], alone)
+        assert torch.equal(together[1], run([big])[0])
+        labels = alone.argmax(dim=0).numpy()  # the block pattern from the slice's own corner
+        blocks = small[0].numpy().reshape(7, 16, 6, 16).mean(axis=(1, 3)) > 0
+        assert np.array_equal(labels, np.repeat(np.repeat(blocks, 16, 0), 16, 1))
+
 
 class TestOlderModelFiles:
     """A file written before target spacings predicts on its square grid, exactly as before."""

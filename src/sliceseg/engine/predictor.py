@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -197,17 +198,28 @@ def spaced_window_probabilities(
             and the confidence there; only label maps and scores come back).
 
     Returns:
-        One float32 tensor per slice on the CPU (or ``device``), in input order.
+        One float32 tensor per slice on the CPU (or ``device``), in input order. Slices of one
+        shape share passes, as in ``predict`` (a size-free network's window is the largest
+        slice of its pass, so a slice's probabilities never depend on the other slices given).
     """
-    window = network_window(network, images, input_size=input_size, divisor=divisor)
-    return spaced_probabilities(
-        lambda batch: network_probabilities(network, batch, tta=tta),
-        images,
-        window=window,
-        device=device,
-        batch_size=batch_size,
-        keep_on_device=keep_on_device,
-    )
+    out: list[torch.Tensor | None] = [None] * len(images)
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        shapes.setdefault(tuple(image.shape), []).append(index)
+    for members in shapes.values():
+        group = [images[i] for i in members]
+        window = network_window(network, group, input_size=input_size, divisor=divisor)
+        found = spaced_probabilities(
+            lambda batch: network_probabilities(network, batch, tta=tta),
+            group,
+            window=window,
+            device=device,
+            batch_size=batch_size,
+            keep_on_device=keep_on_device,
+        )
+        for i, probabilities in zip(members, found, strict=True):
+            out[i] = probabilities
+    return [cast(torch.Tensor, p) for p in out]
 
 
 def calibrated_argmax(probs: torch.Tensor, calibration: AreaCalibration) -> np.ndarray:
