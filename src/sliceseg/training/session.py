@@ -218,7 +218,14 @@ def _build_loader(
     )
     sampler: DistributedSampler | None = None
     if context.is_distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=context.world_size,
+            rank=context.rank,
+            shuffle=True,
+            seed=config.seed,
+        )
+    share = len(sampler) if sampler is not None else len(dataset)  # this rank's slices
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -226,7 +233,7 @@ def _build_loader(
         sampler=sampler,
         generator=generators["shuffle"] if sampler is None else None,
         num_workers=config.num_workers,
-        drop_last=len(dataset) > config.batch_size,
+        drop_last=share > config.batch_size,
         pin_memory=context.device.type == "cuda",
     )
     return loader, sampler
