@@ -253,7 +253,8 @@ def fresh_state(config: TrainConfig) -> TrainingState:
 
 
 def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
-    """Put a checkpoint's weights, optimiser, scaler and random states into ``session``."""
+    """Put a checkpoint's weights, optimiser, scaler and random states into ``session``;
+    only rank 0's are saved, so another rank reseeds its crop and augmentation generator."""
     if session.averaged is not None and state.averaging is not None:
         # the checkpoint's model is the average; its state carries the weights as trained
         session.averaged.load_state_dict(
@@ -272,6 +273,10 @@ def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
         torch.cuda.set_rng_state(state.rng["cuda"], session.context.device)
     for name, generator in session.generators.items():
         generator.set_state(state.rng[name])
+    rank = session.context.rank
+    if rank:  # the checkpoint holds rank 0's crop and augmentation draws: others need their own
+        augment = session.generators["augment"]
+        augment.manual_seed(int(torch.randint(0, 2**62, (1,), generator=augment)) + rank)
 
 
 def drop_abandoned_best(
