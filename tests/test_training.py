@@ -368,24 +368,31 @@ class TestDistributedLoader:
     """The loader of one rank of a torchrun run (built without a process group)."""
 
     @staticmethod
-    def loader_of(rank: int, world_size: int, slices: int, batch_size: int):
+    def loader_of(rank: int, world_size: int, slices: int, batch_size: int, **settings):
         from sliceseg.model_space.batches import SpacedTensors
         from sliceseg.training.config import TrainConfig
         from sliceseg.training.distributed import DistributedContext
         from sliceseg.training.session import _build_loader
 
-        labels = tuple(torch.ones(8, 8, dtype=torch.int64) for _ in range(slices))
+        # every slice alike: what a crop shows depends only on the draws that cut it
+        image = torch.arange(16 * 16.0).reshape(1, 16, 16)
+        label = torch.zeros(16, 16, dtype=torch.int64)
+        label[2:5, 9:13] = 1
+        labels = tuple(label.clone() for _ in range(slices))
         data = SpacedTensors(
-            images=tuple(torch.zeros(1, 8, 8) for _ in range(slices)),
+            images=tuple(image.clone() for _ in range(slices)),
             labels=labels,
             geometries=(),
             keys=tuple(f"p{i}/s" for i in range(slices)),
             reorientations=(),
             target_spacing_mm=(1.0, 1.0),
         )
-        config = TrainConfig(input_shape=8, batch_size=batch_size)
+        config = TrainConfig(input_shape=8, batch_size=batch_size, **settings)
         context = DistributedContext(rank=rank, world_size=world_size)
-        generators = {name: torch.Generator().manual_seed(0) for name in ("shuffle", "augment")}
+        generators = {  # as set_up seeds them
+            "shuffle": torch.Generator().manual_seed(config.seed),
+            "augment": torch.Generator().manual_seed(config.seed * 1000 + rank + 1),
+        }
         return _build_loader(config, context, data, generators)
 
     def test_each_rank_trains_when_its_share_is_smaller_than_a_batch(self):
@@ -398,3 +405,11 @@ class TestDistributedLoader:
     def test_ranks_drop_their_last_partial_batch_when_they_have_a_whole_one(self):
         loader, _sampler = self.loader_of(1, 2, slices=10, batch_size=4)
         assert [len(labels) for _images, labels in loader] == [4]  # 5 for this rank
+
+    def test_ranks_with_loader_workers_cut_crops_of_their_own(self):
+        crops = []
+        for rank in (0, 1):
+            torch.manual_seed(0)  # every rank's global generator is seeded alike (`_run`)
+            loader, _sampler = self.loader_of(rank, 2, slices=16, batch_size=8, num_workers=1)
+            crops.append(next(iter(loader))[0])
+        assert not torch.equal(crops[0], crops[1])

@@ -226,12 +226,14 @@ def _build_loader(
             seed=config.seed,
         )
     share = len(sampler) if sampler is not None else len(dataset)  # this rank's slices
+    # workers seed their crops from a draw of this generator: under torchrun the rank's own
+    seeds = generators["augment"] if config.num_workers else None
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
-        generator=generators["shuffle"] if sampler is None else None,
+        generator=generators["shuffle"] if sampler is None else seeds,
         num_workers=config.num_workers,
         drop_last=share > config.batch_size,
         pin_memory=context.device.type == "cuda",
