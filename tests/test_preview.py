@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
+from sliceseg.errors import ConfigError
 from sliceseg.phantom.generate import ROI_NAMES
 from sliceseg.report.visualize import roi_colour
 from sliceseg.training.loop import train
@@ -102,3 +103,16 @@ def test_cli_preview_out_that_is_a_folder_is_one_line(tiny_phantom, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and f"{folder}: a folder" in err
     assert list(folder.iterdir()) == []
+
+
+def test_a_flip_pair_beyond_the_datasets_rois_is_refused_before_a_batch(tiny_phantom, tmp_path):
+    # a flip would turn ROI k into k + 1, a label the network has no output for
+    k = len(ROI_NAMES)
+    config = tiny_config(
+        tiny_phantom / "train",
+        tmp_path / "model",
+        augment_params={"flip_pairs": [[k, k + 1]]},
+    )
+    with pytest.raises(ConfigError, match=rf"flip_pairs names ROI {k + 1}.* {k} ROIs"):
+        preview_batch(config, path=tmp_path / "preview.png")
+    assert not (tmp_path / "preview.png").exists()

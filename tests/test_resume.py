@@ -285,3 +285,46 @@ def test_sigkilled_run_resumed_matches_the_uninterrupted_run(tiny_phantom, tmp_p
     # On the CPU the continued run is the same computation: every loss agrees bit for bit.
     assert resumed["loss"].tolist() == reference["loss"].tolist()
     assert final == expected
+
+
+class TestRestoreOnEveryRank:
+    """A torchrun checkpoint holds rank 0's random states; every rank restores from it."""
+
+    @staticmethod
+    def restored(rank: int, state: TrainingState):
+        from types import SimpleNamespace
+
+        from sliceseg.training.distributed import DistributedContext
+        from sliceseg.training.session import restore
+
+        model = torch.nn.Linear(2, 2)
+        session = SimpleNamespace(
+            averaged=None,
+            model=model,
+            optimizer=torch.optim.AdamW(model.parameters()),
+            scaler=None,
+            context=DistributedContext(rank=rank, world_size=3),
+            generators={"shuffle": torch.Generator(), "augment": torch.Generator()},
+        )
+        checkpoint = SimpleNamespace(model=torch.nn.Linear(2, 2))
+        restore(session, checkpoint, state)  # type: ignore[arg-type]
+        return session.generators
+
+    def test_rank_0_continues_and_the_other_ranks_draw_crops_of_their_own(self):
+        augment = torch.Generator().manual_seed(1001)
+        torch.rand(5, generator=augment)
+        optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters()).state_dict()
+        state = a_state(
+            optimizer=optimizer,
+            rng={
+                "torch": torch.get_rng_state(),
+                "shuffle": torch.Generator().manual_seed(1).get_state(),
+                "augment": augment.get_state(),
+            },
+        )
+        expected = torch.rand(8, generator=augment)  # what rank 0 drew next before the stop
+        draws = [torch.rand(8, generator=self.restored(r, state)["augment"]) for r in range(3)]
+        assert torch.equal(draws[0], expected)
+        assert not torch.equal(draws[1], draws[0])
+        assert not torch.equal(draws[2], draws[0])
+        assert not torch.equal(draws[2], draws[1])

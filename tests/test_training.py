@@ -313,6 +313,9 @@ def test_two_cpu_ranks_end_identical_and_write_one_set_of_files(tiny_phantom, tm
     first, second = settings["parameter_checksums"]
     assert first == second
     assert done.stdout.count("Completed epochs: 3/3") == 1
+    # each rank holds 3 of the 6 training slices, fewer than a batch: it trains on them
+    history = pd.read_csv(out / "sliceseg_history.csv")
+    assert np.isfinite(history["loss"]).all(), history
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
             "sliceseg_3.pt",
@@ -359,3 +362,54 @@ class TestDiceCounter:
         metric = monai_metrics.DiceMetric(include_background=False, reduction="none")
         expected = metric(one_hot_logits(pred, num_classes), one_hot_logits(truth, num_classes))
         np.testing.assert_allclose(counter.per_roi(), expected[0].numpy(), rtol=1e-6)
+
+
+class TestDistributedLoader:
+    """The loader of one rank of a torchrun run (built without a process group)."""
+
+    @staticmethod
+    def loader_of(rank: int, world_size: int, slices: int, batch_size: int, **settings):
+        from sliceseg.model_space.batches import SpacedTensors
+        from sliceseg.training.config import TrainConfig
+        from sliceseg.training.distributed import DistributedContext
+        from sliceseg.training.session import _build_loader
+
+        # every slice alike: what a crop shows depends only on the draws that cut it
+        image = torch.arange(16 * 16.0).reshape(1, 16, 16)
+        label = torch.zeros(16, 16, dtype=torch.int64)
+        label[2:5, 9:13] = 1
+        labels = tuple(label.clone() for _ in range(slices))
+        data = SpacedTensors(
+            images=tuple(image.clone() for _ in range(slices)),
+            labels=labels,
+            geometries=(),
+            keys=tuple(f"p{i}/s" for i in range(slices)),
+            reorientations=(),
+            target_spacing_mm=(1.0, 1.0),
+        )
+        config = TrainConfig(input_shape=8, batch_size=batch_size, **settings)
+        context = DistributedContext(rank=rank, world_size=world_size)
+        generators = {  # as set_up seeds them
+            "shuffle": torch.Generator().manual_seed(config.seed),
+            "augment": torch.Generator().manual_seed(config.seed * 1000 + rank + 1),
+        }
+        return _build_loader(config, context, data, generators)
+
+    def test_each_rank_trains_when_its_share_is_smaller_than_a_batch(self):
+        # 6 slices on 2 ranks: 3 each, fewer than a batch of 4; a batch of 3 per rank, not none
+        for rank in (0, 1):
+            loader, sampler = self.loader_of(rank, 2, slices=6, batch_size=4)
+            assert sampler is not None and len(sampler) == 3
+            assert [len(labels) for _images, labels in loader] == [3]
+
+    def test_ranks_drop_their_last_partial_batch_when_they_have_a_whole_one(self):
+        loader, _sampler = self.loader_of(1, 2, slices=10, batch_size=4)
+        assert [len(labels) for _images, labels in loader] == [4]  # 5 for this rank
+
+    def test_ranks_with_loader_workers_cut_crops_of_their_own(self):
+        crops = []
+        for rank in (0, 1):
+            torch.manual_seed(0)  # every rank's global generator is seeded alike (`_run`)
+            loader, _sampler = self.loader_of(rank, 2, slices=16, batch_size=8, num_workers=1)
+            crops.append(next(iter(loader))[0])
+        assert not torch.equal(crops[0], crops[1])

@@ -51,6 +51,7 @@ def load_training_data(
     samples, report = load_samples(config.data_source(), progress=progress)
     if report.scheme is None:  # load_samples refuses unfit data, which this would be
         raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
+    _check_flip_pairs(config, report.roi_names)
     train_samples, val_samples = split_by_patient(
         samples, validation_fraction=config.validation_fraction, seed=config.seed
     )
@@ -71,6 +72,20 @@ def load_training_data(
         context_step_mm=_step(samples, neighbours),
         view_note=view_note,
     )
+
+
+def _check_flip_pairs(config: TrainConfig, roi_names: Sequence[str]) -> None:
+    """Refuse flip pairs naming an ROI the data does not have: a flip would turn its partner
+    into that label, which the network has no output for."""
+    pairs = config.augment_params.flip_pairs if config.augment else None
+    beyond = sorted({roi for pair in pairs or () for roi in pair if roi > len(roi_names)})
+    if beyond:
+        named = ", ".join(f"{k} {name}" for k, name in enumerate(roi_names, 1))
+        raise ConfigError(
+            f"augment_params.flip_pairs names ROI {', '.join(map(str, beyond))}, but the data "
+            f"has {len(roi_names)} ROIs ({named}); pair only these numbers, e.g. the "
+            "right/left ones."
+        )
 
 
 def _grid(

@@ -218,15 +218,24 @@ def _build_loader(
     )
     sampler: DistributedSampler | None = None
     if context.is_distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=context.world_size,
+            rank=context.rank,
+            shuffle=True,
+            seed=config.seed,
+        )
+    share = len(sampler) if sampler is not None else len(dataset)  # this rank's slices
+    # workers seed their crops from a draw of this generator: under torchrun the rank's own
+    seeds = generators["augment"] if config.num_workers else None
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
-        generator=generators["shuffle"] if sampler is None else None,
+        generator=generators["shuffle"] if sampler is None else seeds,
         num_workers=config.num_workers,
-        drop_last=len(dataset) > config.batch_size,
+        drop_last=share > config.batch_size,
         pin_memory=context.device.type == "cuda",
     )
     return loader, sampler
@@ -246,7 +255,8 @@ def fresh_state(config: TrainConfig) -> TrainingState:
 
 
 def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
-    """Put a checkpoint's weights, optimiser, scaler and random states into ``session``."""
+    """Put a checkpoint's weights, optimiser, scaler and random states into ``session``;
+    only rank 0's are saved, so another rank reseeds its crop and augmentation generator."""
     if session.averaged is not None and state.averaging is not None:
         # the checkpoint's model is the average; its state carries the weights as trained
         session.averaged.load_state_dict(
@@ -265,6 +275,10 @@ def restore(session: Session, checkpoint: Bundle, state: TrainingState) -> None:
         torch.cuda.set_rng_state(state.rng["cuda"], session.context.device)
     for name, generator in session.generators.items():
         generator.set_state(state.rng[name])
+    rank = session.context.rank
+    if rank:  # the checkpoint holds rank 0's crop and augmentation draws: others need their own
+        augment = session.generators["augment"]
+        augment.manual_seed(int(torch.randint(0, 2**62, (1,), generator=augment)) + rank)
 
 
 def drop_abandoned_best(
