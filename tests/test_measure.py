@@ -139,6 +139,16 @@ class TestResolveSpacing:
                 SpacingFallback(fov_mm=(200.0, 200.0), matrix=(512, 512)),
             )
 
+    def test_pixels_with_some_slices_spaced_names_a_file_without_spacing(self):
+        # it said "some slices have a pixel spacing and others do not", naming none of them
+        label = np.ones((3, 3), np.uint8)
+        images = [make_slice((3, 3), (0.5, 0.5), "a"), make_slice((3, 3), None, "b")]
+        with pytest.raises(
+            ConfigError,
+            match=r"^/data/b\.dcm: no PixelSpacing .* \(e\.g\. /data/a\.dcm\); give --fov",
+        ):
+            measure_areas([label, label], images, ["r"], fallback=SpacingFallback(pixels_only=True))
+
     def test_pixels_only_reports_pixel_counts(self):
         label = np.ones((3, 3), np.uint8)
         table = measure_areas(
