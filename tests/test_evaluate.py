@@ -139,6 +139,9 @@ class TestSpacing:
         result = evaluate_model(model, data, tmp_path / "ev", fallback=fallback)
         manual = result.per_slice.set_index("roi_name")["area_manual_mm2"]
         assert manual["a"] == pytest.approx(20 * 2.0 * 1.5)
+        # the note on the files without PixelSpacing said "their areas are in pixels"
+        (note,) = [n for n in result.notes if "no pixel spacing" in n]
+        assert "in pixels" not in note and "(--fov, --matrix): their areas are in mm²" in note
 
     def test_pixels_fallback_names_the_unit(self, tmp_path):
         from sliceseg.measure.areas import SpacingFallback
@@ -152,6 +155,7 @@ class TestSpacing:
         )
         assert result.unit == "pixels"
         assert result.per_slice.set_index("roi_name")["area_manual_px2"]["a"] == 20.0
+        assert any("their areas are in pixels" in note for note in result.notes)
         assert "hd95_px_median" in result.to_text()
         written = pd.read_csv(tmp_path / "ev" / "evaluation_summary.csv")
         assert "ba_bias_px2" in written.columns and "ba_bias_mm2" not in written.columns

@@ -139,6 +139,16 @@ class TestResolveSpacing:
                 SpacingFallback(fov_mm=(200.0, 200.0), matrix=(512, 512)),
             )
 
+    def test_pixels_with_some_slices_spaced_names_a_file_without_spacing(self):
+        # it said "some slices have a pixel spacing and others do not", naming none of them
+        label = np.ones((3, 3), np.uint8)
+        images = [make_slice((3, 3), (0.5, 0.5), "a"), make_slice((3, 3), None, "b")]
+        with pytest.raises(
+            ConfigError,
+            match=r"^/data/b\.dcm: no PixelSpacing .* \(e\.g\. /data/a\.dcm\); give --fov",
+        ):
+            measure_areas([label, label], images, ["r"], fallback=SpacingFallback(pixels_only=True))
+
     def test_pixels_only_reports_pixel_counts(self):
         label = np.ones((3, 3), np.uint8)
         table = measure_areas(
@@ -162,6 +172,39 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     subjects = long["file"].str.split("/").str[0]
     assert (long["patient_id"] == "PHANTOM-7-" + subjects).all()
     assert (long["patient_name"] == "Phantom^" + subjects).all()
+
+
+def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):
+    """`measure --fov` measured the files without PixelSpacing in mm² but said "their areas
+    are in pixels"; the note now says where their spacing came from, and the areas agree."""
+    import shutil
+
+    import pydicom
+
+    from sliceseg.label_areas import measure_label_folder
+
+    test = tmp_path / "test"
+    shutil.copytree(tiny_phantom / "test", test)
+    fov: dict[str, tuple[float, float]] = {}
+    for path in sorted((test / "dicoms").rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+        fov[path.stem] = (ds.Rows * row_mm, ds.Columns * col_mm)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    (given,) = set(fov.values())  # one test subject: one FOV
+    table, _, notes = measure_label_folder(
+        test / "labels",
+        test / "dicoms",
+        tmp_path / "m",
+        fallback=SpacingFallback.from_flags(list(given)),
+    )
+    assert not any("in pixels" in note for note in notes), notes
+    assert any("--fov" in note and "mm²" in note for note in notes), notes
+    truth = pd.read_csv(tiny_phantom / "truth.csv")
+    truth = truth[truth["split"] == "test"].set_index(["key", "roi"])["area_mm2"]
+    measured = table.long.set_index(["file", "roi"])["area_mm2"]
+    assert measured.to_numpy() == pytest.approx(truth.loc[measured.index].to_numpy(), rel=0.05)
 
 
 def series_slice(name: str, series: str, spacing=(1.0, 1.0)) -> Slice:

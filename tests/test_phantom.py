@@ -139,7 +139,7 @@ class TestGeneratePhantom:
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [
-            ({"train_subjects": 0}, r"train_subjects=0: expected a whole number >= 1"),
+            ({"train_subjects": 0}, r"train_subjects=0 \(--train-subjects\): expected a whole"),
             ({"slices_per_subject": 2.5}, r"slices_per_subject=2.5"),
             ({"matrix_sizes": [(32, 256)]}, r"matrix size \(32, 256\).*from 64 to 2048"),
             ({"matrix_sizes": []}, r"matrix_sizes is empty"),
@@ -148,6 +148,14 @@ class TestGeneratePhantom:
     def test_bad_settings_are_explained(self, tmp_path, kwargs, message):
         with pytest.raises(ConfigError, match=message):
             generate_phantom(tmp_path / "p", **kwargs)
+        assert not (tmp_path / "p").exists()
+
+    def test_the_command_line_hears_its_own_option_names(self, tmp_path, capsys):
+        # `sliceseg phantom --slices 0` said "slices_per_subject=0", a name it has no option for
+        from sliceseg.cli import main
+
+        assert main(["phantom", str(tmp_path / "p"), "--slices", "0"]) == 2
+        assert "(--slices): expected a whole number >= 1." in capsys.readouterr().err
         assert not (tmp_path / "p").exists()
 
 

@@ -119,18 +119,25 @@ class CheckReport:
         """True when at least one sample is good and no error was found."""
         return self.num_samples > 0 and not self.errors
 
-    def problem_lines(self, left_out: str = "error") -> list[str]:
+    def problem_lines(self, left_out: str = "error", *, fov_given: bool = False) -> list[str]:
         """Return one line per problem: severity, message and (up to 3) file names.
 
         ``left_out``: what an error line starts with instead of "error" (``measure`` says "not
         measured", ``evaluate`` "not evaluated": an error leaves its files out; see
-        `count_left_out`).
+        `count_left_out`). ``fov_given``: ``--fov`` gives the slices without PixelSpacing
+        their spacing, so their areas are in mm², not in pixels.
         """
         return [
-            f"{left_out if p.severity == 'error' else p.severity}: {p.message}"
+            f"{left_out if p.severity == 'error' else p.severity}: {self._message(p, fov_given)}"
             f"{self._names(p.paths, 3)}"
             for p in self.problems
         ]
+
+    @staticmethod
+    def _message(problem: Problem, fov_given: bool) -> str:
+        if fov_given and problem.kind == "no_spacing":
+            return problem.message.replace(IN_PIXELS, FROM_FOV)
+        return problem.message
 
     def summary_line(self) -> str:
         """Return one line: counts, then the first errors (or warnings)."""
@@ -382,6 +389,10 @@ def consistency_problems(
     return problems
 
 
+IN_PIXELS = "their areas are in pixels."
+FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their areas are in mm²."
+
+
 def spacing_problems(samples: list[Sample]) -> list[Problem]:
     """Warn about slices without pixel spacing (their areas are counted in pixels)."""
     without = [s for s in samples if s.image.spacing_mm is None]
@@ -389,7 +400,7 @@ def spacing_problems(samples: list[Sample]) -> list[Problem]:
         return []
     message = (
         f"{len(without)} of {len(samples)} slices have no pixel spacing ((0028,0030) "
-        "PixelSpacing); their areas are in pixels."
+        f"PixelSpacing); {IN_PIXELS}"
     )
     paths = tuple(dict.fromkeys(s.image.source for s in without))
     return [Problem("warning", "no_spacing", message, paths)]

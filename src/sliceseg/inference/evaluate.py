@@ -96,7 +96,11 @@ def model_label_scheme(bundle: Bundle) -> LabelScheme:
 
 
 def load_test_samples(
-    source: DataSource, scheme: LabelScheme, *, model_name: str = "the model"
+    source: DataSource,
+    scheme: LabelScheme,
+    *,
+    model_name: str = "the model",
+    fov_given: bool = False,
 ) -> tuple[list[Sample], list[str]]:
     """Read a labelled test set with the model's own label scheme, never a guessed one.
 
@@ -104,6 +108,8 @@ def load_test_samples(
         source: the test data (label maps or label volumes, as for training).
         scheme: the model's label values (`model_label_scheme`).
         model_name: the model file, named in messages.
+        fov_given: ``--fov`` gives the files without PixelSpacing their spacing (the notes
+            say their areas are in mm², not in pixels).
 
     Returns:
         ``(samples, notes)``: the usable slices (labels 0..K) and one line per problem:
@@ -126,7 +132,7 @@ def load_test_samples(
             f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
-    return samples, report.problem_lines(NOT_EVALUATED)
+    return samples, report.problem_lines(NOT_EVALUATED, fov_given=fov_given)
 
 
 def _slice_rows(
@@ -242,7 +248,7 @@ def evaluate_model(
         labels_dir=labels_dir,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, notes = _labelled_test_set(bundle, source)
+    samples, notes = _labelled_test_set(bundle, source, fov_given=fallback.fov_mm is not None)
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(spacings)
@@ -270,14 +276,19 @@ def evaluate_model(
     )
 
 
-def _labelled_test_set(bundle: Bundle, source: DataSource) -> tuple[list[Sample], list[str]]:
+def _labelled_test_set(
+    bundle: Bundle, source: DataSource, *, fov_given: bool
+) -> tuple[list[Sample], list[str]]:
     """The test slices read with the model's label scheme, and the notes on files left out.
 
     Raises:
         PairingError: no slice is usable (the message gives the first problem, if any).
     """
     samples, notes = load_test_samples(
-        source, model_label_scheme(bundle), model_name=str(bundle.source or "in memory")
+        source,
+        model_label_scheme(bundle),
+        model_name=str(bundle.source or "in memory"),
+        fov_given=fov_given,
     )
     if not samples:
         first = f"; first problem: {notes[0]}" if notes else ""

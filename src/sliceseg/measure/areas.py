@@ -349,7 +349,7 @@ def measure_areas(
     check_muscle_rois(tissue, roi_names)
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
-    units = set()
+    units: dict[str, str] = {}  # unit -> the first slice measured in it
     not_hu = _tissue_warnings(images, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
         if label.shape != image.shape:
@@ -358,7 +358,7 @@ def measure_areas(
                 f"{image.shape[0]}×{image.shape[1]}; a label must be on its image's own grid."
             )
         spacing, source = resolve_spacing(image, fallback)
-        units.add("pixels" if spacing is None else "mm2")
+        units.setdefault("pixels" if spacing is None else "mm2", str(image.source))
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
         areas, rows = _roi_rows(
             label, image, roi_names, ids, spacing=(spacing, source), tissue=tissue,
@@ -368,15 +368,16 @@ def measure_areas(
         long_rows.extend(rows)
     if len(units) > 1:
         raise ConfigError(
-            "some slices have a pixel spacing and others do not; give --fov / --matrix so every "
-            "slice is measured in mm²."
+            f"{units['pixels']}: no PixelSpacing (0028,0030), while other slices have one (e.g. "
+            f"{units['mm2']}); give --fov MM (and --matrix ROWS COLS) so every slice is measured "
+            "in mm²."
         )
     numbers = _series_numbers(images)
     long = pd.DataFrame(long_rows)
     if len(long):
         long.insert(1, "series", [numbers[row - 1] for row in long["slice"]])
     wide = with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
-    return AreaTable(wide=wide, long=long, unit=units.pop() if units else "mm2", series=numbers)
+    return AreaTable(wide=wide, long=long, unit=next(iter(units), "mm2"), series=numbers)
 
 
 def _roi_rows(

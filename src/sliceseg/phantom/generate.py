@@ -149,10 +149,10 @@ def generate_phantom(
         >>> summary.n_train_slices, summary.n_test_slices
         (6, 3)
     """
-    _check_count(seed, name="seed", minimum=0)
-    _check_count(train_subjects, name="train_subjects", minimum=1)
-    _check_count(test_subjects, name="test_subjects", minimum=0)
-    _check_count(slices_per_subject, name="slices_per_subject", minimum=1)
+    _check_count(seed, name="seed", minimum=0, flag="--seed")
+    _check_count(train_subjects, name="train_subjects", minimum=1, flag="--train-subjects")
+    _check_count(test_subjects, name="test_subjects", minimum=0, flag="--test-subjects")
+    _check_count(slices_per_subject, name="slices_per_subject", minimum=1, flag="--slices")
     sizes = DEFAULT_MATRIX_SIZES if matrix_sizes is None else _parse_sizes(matrix_sizes)
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     for split in ("train", "test"):
@@ -304,10 +304,12 @@ def _subject_rng(seed: int, index: int, slice_index: int | None = None) -> np.ra
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def _check_count(value: int, *, name: str, minimum: int) -> None:
-    """Raise ConfigError unless ``value`` is a whole number >= ``minimum``."""
+def _check_count(value: int, *, name: str, minimum: int, flag: str = "") -> None:
+    """Raise ConfigError unless ``value`` is a whole number >= ``minimum`` (``flag``: the
+    ``sliceseg phantom`` option that sets it, named too)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}={value!r}: expected a whole number >= {minimum}.")
+        option = f" ({flag})" if flag else ""
+        raise ConfigError(f"{name}={value!r}{option}: expected a whole number >= {minimum}.")
 
 
 def _parse_sizes(sizes: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
