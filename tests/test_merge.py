@@ -293,3 +293,20 @@ def test_merge_order_puts_a_new_column_after_its_neighbour():
     assert columns == ["a", "imat_mm2", "b", "c"]
     assert merge_tables.merge_order(["a", "imat_mm2", "b"], ["a", "b"], "x") == columns[:3]
     assert merge_tables.merge_order([], ["imat_mm2", "a"], "x") == ["imat_mm2", "a"]
+
+
+def test_a_merged_run_reads_back_names_that_look_like_numbers_as_names(tmp_path):
+    """Slice keys, file names and series folders such as "00012" are names: read back as the
+    numbers 12 they would no longer match the files or series.csv."""
+    from sliceseg.inference.merge import MergeResult
+
+    (tmp_path / "csa.csv").write_text("slice,file,VB\n1,00012,10.5\nmean,,10.5\n")
+    (tmp_path / "csa_long.csv").write_text(
+        "slice,series,file,roi,roi_name,area_mm2\n1,1,00012,1,007,10.5\n"
+    )
+    (tmp_path / "series.csv").write_text("series,slices\n0001,1\n")
+    run = MergeResult(tmp_path, pd.DataFrame(), None, (1,))
+    assert run.areas.wide["file"].tolist()[0] == "00012"
+    assert run.areas.long["file"].tolist() == ["00012"]
+    assert run.areas.long["roi_name"].tolist() == ["007"]
+    assert run.series["series"].tolist() == ["0001"]

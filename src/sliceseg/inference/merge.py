@@ -82,15 +82,16 @@ class MergeResult:
     @cached_property
     def areas(self) -> AreaTable:
         """The cohort's area table, read from ``csa.csv`` and ``csa_long.csv``."""
-        wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype={"slice": str})
-        long = pd.read_csv(self.out_dir / "csa_long.csv")
+        names = {"slice": str, "file": str}  # a key "00012" is a name, not the number 12
+        wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype=names)
+        long = pd.read_csv(self.out_dir / "csa_long.csv", dtype={"file": str, "roi_name": str})
         numbers = tuple(k for k, count in enumerate(self.counts, 1) for _ in range(count))
         return AreaTable(wide=wide, long=long, unit=self.unit, series=numbers)
 
     @cached_property
     def series(self) -> pd.DataFrame:
         """One row per finished series, read from ``series.csv``."""
-        return pd.read_csv(self.out_dir / "series.csv")
+        return pd.read_csv(self.out_dir / "series.csv", dtype={"series": str})
 
 
 def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
