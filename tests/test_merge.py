@@ -310,3 +310,26 @@ def test_a_merged_run_reads_back_names_that_look_like_numbers_as_names(tmp_path)
     assert run.areas.long["file"].tolist() == ["00012"]
     assert run.areas.long["roi_name"].tolist() == ["007"]
     assert run.series["series"].tolist() == ["0001"]
+
+
+def test_patient_ids_with_leading_zeros_reach_the_cohort_table_as_written(
+    tiny_model, tiny_phantom, tmp_path
+):
+    """`--keep-patient-info`: a PatientID 00123 (and a PatientName 007) must be the cohort
+    csa_long.csv's, as in the series' own table — a number 123 links to no patient."""
+    cohort = tmp_path / "cohort"
+    folders = sorted((tiny_phantom / "train" / "dicoms").iterdir())[:2]
+    for k, folder in enumerate(folders):
+        (cohort / folder.name).mkdir(parents=True)
+        for path in sorted(folder.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            ds.PatientID, ds.PatientName = f"0012{k}", f"00{k}"
+            ds.save_as(cohort / folder.name / path.name)
+    settings = RunSettings(roi_names=(), visuals="none", exports=(), keep_patient_info=True)
+    out = tmp_path / "out"
+    run = predict_cohort(tiny_model, cohort, out, settings=settings, options=CohortOptions())
+    written = pd.read_csv(out / "csa_long.csv", dtype=str)
+    assert sorted(set(written["patient_id"])) == ["00120", "00121"]
+    assert sorted(set(written["patient_name"])) == ["000", "001"]
+    assert run.merged is not None
+    assert sorted(set(run.merged.areas.long["patient_id"])) == ["00120", "00121"]

@@ -33,12 +33,20 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.summary_rows import PRESENT, series_label, summary_stats
 from sliceseg.measure.tissue import CT_COLUMNS
 
-__all__ = ["CHUNK_SERIES", "write_area_tables"]
+__all__ = ["CHUNK_SERIES", "TIDY_TEXT", "write_area_tables"]
 
 CHUNK_SERIES = 256
 """Series whose tables are read and written together."""
 
 _TEXT = {"slice": str, "file": str}  # kept as written (a file named 0001 stays "0001")
+TIDY_TEXT = {
+    "file": str,
+    "patient_id": str,
+    "patient_name": str,
+    "roi_name": str,
+    "spacing_source": str,
+}
+"""The tidy table's columns of names, read back as written (a PatientID 00123 stays "00123")."""
 
 
 def write_area_tables(
@@ -253,7 +261,7 @@ class _Tables:
 
     def _tidy_rows(self, lines: _Lines, counts: list[int], first: int, long: IO[str]) -> None:
         """The chunk's tidy rows: slices and series numbered over the cohort."""
-        table = lines.table(self.tidy, dtype={"file": str})
+        table = lines.table(self.tidy, dtype=TIDY_TEXT)
         done = self.total
         offsets = done + np.cumsum([0, *counts[:-1]])
         table["slice"] = table["slice"].to_numpy() + np.repeat(offsets, lines.counts)
