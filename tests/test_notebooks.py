@@ -138,6 +138,22 @@ class TestChooseFolder:
         }
         assert "pip install 'sliceseg[notebooks]'" in picker.summary()
 
+    @pytest.mark.parametrize("has_chooser", [True, False])
+    def test_a_settings_path_in_the_home_folder_is_the_folder_shown(
+        self, tmp_path, monkeypatch, has_chooser
+    ):
+        """``data_dir = "~/ct/train"``: the chooser opened the user's folder, but the next cell
+        was given the literal "~/ct/train", which said "it does not exist yet" and made the
+        train notebook generate the phantom into ./~/ct and train on it."""
+        monkeypatch.setenv("HOME", str(tmp_path))
+        if not has_chooser:
+            monkeypatch.setitem(sys.modules, "ipyfilechooser", None)
+        (tmp_path / "ct" / "train").mkdir(parents=True)
+        picker = choose_folder("~/ct/train", title="Training data")
+        assert picker.selected == str(tmp_path / "ct" / "train")
+        assert "does not exist" not in picker.summary()
+        assert picker.summary().startswith(f"Training data: {tmp_path / 'ct' / 'train'} (")
+
 
 def progress_event(epoch: int, dice_loss: float, train: float, per_roi: dict[str, float]):
     """The training loop's event at a checkpoint of a 5-epoch run."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ class FolderChoice:
     widget can be drawn, the output reads that the Settings path is used instead.
 
     Attributes:
-        default: the Settings path, as written there.
+        default: the Settings path, as written there but for a leading ``~`` (the home folder).
         title: what the folder is for (shown above the chooser).
         chooser: the widget, or None when ``ipyfilechooser`` is not installed.
     """
@@ -85,7 +86,8 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
     """Make a folder chooser that starts at the Settings path (display it in a notebook cell).
 
     Args:
-        default: the Settings path; used when nothing is chosen, e.g. in a headless run.
+        default: the Settings path; used when nothing is chosen, e.g. in a headless run. A
+            leading ``~`` is the home folder, as in the chooser (Python would not expand it).
         title: what the folder is for, e.g. "DICOM folder to segment".
 
     Returns:
@@ -96,6 +98,7 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
         >>> picker.selected
         'phantom/test/dicoms'
     """
+    default = os.path.expanduser(default)
     try:
         from ipyfilechooser import FileChooser
     except ImportError:
