@@ -132,6 +132,18 @@ class TestResolveSpacing:
         with pytest.raises(ConfigError, match=r"--fov takes one or two numbers .* got 3: 90 90 80"):
             SpacingFallback.from_flags([90.0, 90.0, 80.0])
 
+    @pytest.mark.parametrize("fov", [240, 240.0, (240,), [240.0]])
+    def test_one_fov_number_in_python_is_a_square_fov(self, fov):
+        """The test notebook's ``fov_mm = 240`` (documented: one number, a square FOV) gave a
+        TypeError traceback, and ``(240,)`` an IndexError; 240 mm over 64 × 48 pixels is 3.75 ×
+        5 mm."""
+        fallback = SpacingFallback(fov_mm=fov)
+        assert fallback.fov_mm == (240.0, 240.0)
+        spacing, source = resolve_spacing(make_slice((64, 48), None), fallback)
+        assert spacing == pytest.approx((3.75, 5.0)) and source == "fov/matrix"
+        with pytest.raises(ConfigError, match=r"fov_mm takes one or two numbers .* got 3"):
+            SpacingFallback(fov_mm=(240.0, 240.0, 80.0))  # type: ignore[arg-type]
+
     def test_matrix_that_disagrees_with_image_is_refused(self):
         with pytest.raises(ConfigError, match="--matrix says 512×512"):
             resolve_spacing(

@@ -155,6 +155,14 @@ class SpacingFallback:
     pixels_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.fov_mm is not None:  # one number (or a 1-tuple): a square FOV, as --fov MM
+            fov = (self.fov_mm,) if isinstance(self.fov_mm, int | float) else tuple(self.fov_mm)
+            if len(fov) not in (1, 2):
+                raise ConfigError(
+                    f"fov_mm takes one or two numbers (rows mm [cols mm]), got {len(fov)}: "
+                    f"{' '.join(f'{v:g}' for v in fov)}; give e.g. 240 or (240, 180)."
+                )
+            object.__setattr__(self, "fov_mm", (float(fov[0]), float(fov[-1])))
         if self.fov_mm is not None and any(v <= 0 for v in self.fov_mm):
             raise ConfigError(f"--fov must be positive millimetres, got {self.fov_mm}.")
         if self.matrix is not None and any(v <= 0 for v in self.matrix):
