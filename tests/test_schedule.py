@@ -137,3 +137,31 @@ class TestResumeATimeRun:
     def test_a_spent_budget_is_refused(self):
         with pytest.raises(ConfigError, match="already spent its 5-minute budget"):
             resume_config(self.SETTINGS, self.state(300.0), {})
+
+
+@pytest.mark.slow
+def test_a_resumed_run_counts_the_time_its_checkpoint_spent_validating(
+    tiny_phantom, tmp_path, slow_epochs, monkeypatch
+):
+    """Each epoch trains 60 s and validates 30 s: uninterrupted, epoch 3 ends at 60 + 30 + 60 +
+    30 + 60 = 240 s. Resumed after epoch 2, it ended at 210 s: the checkpoint kept the time at
+    the end of epoch 2's training, so its validation was lost from the clock, the budget and
+    the learning rate's decay."""
+    real = loop.validate
+
+    def validating_30_s(session, row):
+        result = real(session, row)
+        slow_epochs.t += 30.0
+        return result
+
+    monkeypatch.setattr(loop, "validate", validating_30_s)
+    out = tmp_path / "m"
+    # 4.5 minutes: after epoch 3 (240 s) a fourth would pass 270 s
+    config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=4.5)
+    whole = loop.train(config, log=lambda _line: None, clock=slow_epochs)
+    assert whole.history["elapsed_seconds"].tolist() == [60.0, 150.0, 240.0]
+    resumed = loop.train(resume=out / "sliceseg_2.pt", log=lambda _line: None, clock=slow_epochs)
+    assert resumed.history["elapsed_seconds"].tolist() == [60.0, 150.0, 240.0]
+    # the rate of epoch 3 follows the 180 s spent before it, of 270
+    assert resumed.history["lr"].iloc[-1] == pytest.approx(LR * (1 - 180.0 / 270.0) ** 0.9)
+    assert resumed.history["lr"].tolist() == pytest.approx(whole.history["lr"].tolist())

@@ -281,7 +281,7 @@ def run_epochs(
             epoch=epoch,
             history=(*state.history, row),
             best_val_dice=best,
-            elapsed_seconds=row["elapsed_seconds"],
+            elapsed_seconds=clock.elapsed(),  # with this epoch's validation: a resume goes on
             budget_spent=stop,
         )
         if is_save:

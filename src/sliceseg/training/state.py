@@ -231,11 +231,6 @@ def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) 
             f"{source}: the run already completed {state.epoch} of {planned} planned "
             f"epochs; give --epochs above {state.epoch} to train longer."
         )
-    if config.max_minutes is not None and state.elapsed_seconds >= 60.0 * config.max_minutes:
-        raise ConfigError(
-            f"{source}: the run already spent its {config.max_minutes:g}-minute budget "
-            f"({format_elapsed(state.elapsed_seconds)}); give a larger --max-minutes."
-        )
     budget = config.max_minutes
     is_same_budget = budget is not None and budget <= (state.max_minutes or 0.0)
     if state.budget_spent and is_same_budget:
@@ -243,6 +238,11 @@ def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) 
             f"{source}: the run already stopped at its {budget:g}-minute budget after epoch "
             f"{state.epoch} ({format_elapsed(state.elapsed_seconds)}: the next epoch would have "
             "passed it), so it is finished; give a larger --max-minutes to train longer."
+        )
+    if config.max_minutes is not None and state.elapsed_seconds >= 60.0 * config.max_minutes:
+        raise ConfigError(
+            f"{source}: the run already spent its {config.max_minutes:g}-minute budget "
+            f"({format_elapsed(state.elapsed_seconds)}); give a larger --max-minutes."
         )
 
 
