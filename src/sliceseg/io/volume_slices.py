@@ -387,6 +387,8 @@ def _plane_step(
     multiples = np.rint(gaps / gaps[smallest])
     step = float(gaps.sum() / multiples.sum())
     misfit = np.abs(gaps / step - multiples)
+    # and each slice's distance from its plane: small misfits of the gaps add up along a series
+    misfit = np.maximum(misfit, np.abs(np.cumsum(gaps) / step - np.cumsum(multiples)))
     if misfit.max() > tolerance:
         raise LabelError(
             f"{where}: slice positions are not on a regular grid (gaps "
