@@ -9,6 +9,7 @@ and pydicom (per-frame positions of the DICOM-SEG) put the exported marker.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +18,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.phantom.files import dicom_bytes, series_ids
 from sliceseg.report.exports import EXPORT_FORMATS, export_series
 
@@ -170,3 +173,21 @@ def test_slices_off_a_regular_grid_are_not_written_to_a_volume(tmp_path):
                 for note in result.notes
             )
     np.testing.assert_allclose(seg_marker(tmp_path / "out" / "geo.seg.dcm"), target, atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_an_export_reads_back_as_the_training_labels(tmp_path, fmt):
+    """An oblique series whose (0018,0088) SpacingBetweenSlices (3 mm) is not its step (2.5 mm)."""
+    case = dict(SERIES["oblique"], step_header_mm=3.0)
+    write_series(tmp_path / "data" / "dicoms" / "geo", **case)
+    slices, labels, _, _ = export_marker(tmp_path / "data" / "dicoms" / "geo",
+                                              tmp_path / "out", 2)  # fmt: skip
+    (tmp_path / "data" / "labels").mkdir()
+    shutil.copy(tmp_path / "out" / f"geo{SUFFIXES[fmt]}", tmp_path / "data" / "labels")
+    dicoms, _ = find_dicom_files(tmp_path / "data" / "dicoms")
+    found = load_volume_labels(tmp_path / "data" / "labels", tmp_path / "data" / "dicoms", dicoms)
+    by_name = {label.image.source.name: label.values for label in found.labels}
+    assert sorted(by_name) == sorted(s.source.name for s in slices)
+    for image, label in zip(slices, labels, strict=True):
+        np.testing.assert_array_equal(by_name[image.source.name], label)
+    assert found.names_by_value == ({} if fmt == "nifti" else {1: "left", 2: "right"})

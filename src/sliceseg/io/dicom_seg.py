@@ -27,6 +27,7 @@ from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_
 
 if TYPE_CHECKING:
     from highdicom.seg import SegmentDescription
+    from pydicom import Dataset
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 """(0008,0016) SOPClassUID of Segmentation Storage (DICOM-SEG)."""
@@ -143,7 +144,7 @@ def write_dicom_seg(
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     check_roi_values(stack, roi_names, slices[0])
     descriptions = _segment_descriptions(roi_names, colours_rgb)
-    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sources]
+    datasets = _without_step([pydicom.dcmread(p, stop_before_pixels=True) for p in sources])
     digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
     uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
     try:
@@ -199,6 +200,22 @@ def _segment_descriptions(
         )
         for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
     ]
+
+
+def _without_step(datasets: list[Dataset]) -> list[Dataset]:
+    """The source headers, in memory, without (0018,0088) SpacingBetweenSlices when there are
+    several: highdicom then takes the DICOM-SEG's step from the frames' positions.
+
+    A header's SpacingBetweenSlices often disagrees with its series' positions (a vendor's gap
+    between slices, a thinned-out series); copied into the DICOM-SEG, readers (highdicom's
+    ``get_volume``, sliceseg's own training labels) refuse the file as "not regularly spaced".
+    A single image keeps it: its position tells no step.
+    """
+    if len(datasets) > 1:
+        for ds in datasets:
+            if "SpacingBetweenSlices" in ds:
+                del ds.SpacingBetweenSlices
+    return datasets
 
 
 def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:
