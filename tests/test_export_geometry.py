@@ -191,3 +191,35 @@ def test_an_export_reads_back_as_the_training_labels(tmp_path, fmt):
     for image, label in zip(slices, labels, strict=True):
         np.testing.assert_array_equal(by_name[image.source.name], label)
     assert found.names_by_value == ({} if fmt == "nifti" else {1: "left", 2: "right"})
+
+
+def test_a_slice_with_another_pixel_spacing_is_not_misplaced_in_the_dicom_seg(tmp_path):
+    """One slice of four has 0.6 mm rows where the others have 0.5 mm: the DICOM-SEG's one
+    PixelSpacing put its marker at row 5 0.5 mm off (its last row 4.7 mm)."""
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6, 9])
+    odd = next(p for p in (tmp_path / "in").iterdir() if pydicom.dcmread(p).InstanceNumber == 2)
+    ds = pydicom.dcmread(odd)
+    ds.PixelSpacing = ["0.6", "0.8"]
+    ds.save_as(odd)
+    _, _, target, result = export_marker(tmp_path / "in", tmp_path / "out", 2)
+    path = tmp_path / "out" / "geo.seg.dcm"
+    if path.exists():
+        np.testing.assert_allclose(seg_marker(path), target, atol=1e-3)
+    else:
+        (note,) = [n for n in result.notes if n.startswith("geo: seg not written: ")]
+        assert f"slice {odd.name} has 48×64 pixels of (0.6, 0.8) mm" in note
+        assert "one pixel grid per series" in note
+
+
+def test_a_slice_of_another_size_gives_a_note_not_a_traceback(tmp_path):
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6])
+    write_series(tmp_path / "other", heights_mm=[9], shape=(32, 64))
+    shutil.copy(next((tmp_path / "other").iterdir()), tmp_path / "in" / "z.dcm")
+    slices = read_series(tmp_path / "in")
+    labels = [np.zeros(s.shape, np.uint8) for s in slices]
+    result = export_series(tmp_path / "out", "geo", slices, labels, NAMES, formats=["seg"])
+    assert result.files == ()
+    (note,) = result.notes
+    assert "\n" not in note
+    assert note.startswith("geo: seg not written: ")
+    assert "slice z.dcm has 32×64 pixels" in note

@@ -131,8 +131,9 @@ def write_dicom_seg(
         ``path``.
 
     Raises:
-        LabelError: the slices mix several series or several multi-frame files, a label value
-            exceeds K, or highdicom refuses the source images (the message says why).
+        LabelError: the slices mix several series or several multi-frame files, sizes or
+            pixel spacings, a label value exceeds K, or highdicom refuses the source images
+            (the message says why).
 
     Example:
         >>> write_dicom_seg(out / "p01.seg.dcm", slices, labels, names, colours_rgb=colours)
@@ -141,6 +142,7 @@ def write_dicom_seg(
     import pydicom
 
     sources, order = _sources(slices)
+    _check_one_grid(path, slices)
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     check_roi_values(stack, roi_names, slices[0])
     descriptions = _segment_descriptions(roi_names, colours_rgb)
@@ -200,6 +202,30 @@ def _segment_descriptions(
         )
         for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
     ]
+
+
+def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
+    """Refuse slices of several sizes or pixel spacings: a DICOM-SEG's frames share one
+    (0028,0030) PixelSpacing (highdicom copies the first image's), so another slice's labels
+    would lie at the wrong place in the patient; several sizes do not stack into its frames.
+
+    Raises:
+        LabelError: a slice's size or PixelSpacing differs from the first's (names both).
+    """
+    first = slices[0]
+    for image in slices[1:]:
+        mm, first_mm = image.spacing_mm, first.spacing_mm
+        same_spacing = mm == first_mm or (
+            mm is not None and first_mm is not None and np.allclose(mm, first_mm, rtol=1e-4)
+        )
+        if image.shape != first.shape or not same_spacing:
+            raise LabelError(
+                f"{path}: DICOM-SEG not written: slice {image.source.name} has "
+                f"{image.shape[0]}×{image.shape[1]} pixels of {image.spacing_mm} mm, the first "
+                f"({first.source.name}) {first.shape[0]}×{first.shape[1]} of {first.spacing_mm} "
+                "mm; a DICOM-SEG holds one pixel grid per series; this series' label maps "
+                "(labels/) hold its predictions."
+            )
 
 
 def _without_step(datasets: list[Dataset]) -> list[Dataset]:
