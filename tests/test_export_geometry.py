@@ -223,3 +223,21 @@ def test_a_slice_of_another_size_gives_a_note_not_a_traceback(tmp_path):
     assert "\n" not in note
     assert note.startswith("geo: seg not written: ")
     assert "slice z.dcm has 32×64 pixels" in note
+
+
+def test_a_tilted_slice_is_named_with_its_angle_and_a_fix_that_works(tmp_path):
+    """A slice tilted 3° about the x axis: no format can hold the series, so the notes must
+    not send the user from one to the other, and must say what differs."""
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6])
+    tilted = next(p for p in (tmp_path / "in").iterdir() if pydicom.dcmread(p).InstanceNumber == 2)
+    ds = pydicom.dcmread(tilted)
+    turn = rotation((1, 0, 0), 3)
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*turn @ [1, 0, 0], *turn @ [0, 1, 0])]
+    ds.save_as(tilted)
+    _, _, _, result = export_marker(tmp_path / "in", tmp_path / "out", 1)
+    assert result.files == ()
+    by_format = {note.split(" ")[1]: note for note in result.notes}
+    for fmt in ("nifti", "nrrd"):
+        assert f"slice {tilted.name} has another orientation" in by_format[fmt]
+        assert "3.00° from the first" in by_format[fmt]
+        assert "--export seg" not in by_format[fmt]
