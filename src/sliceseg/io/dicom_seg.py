@@ -27,6 +27,7 @@ from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_
 
 if TYPE_CHECKING:
     from highdicom.seg import SegmentDescription
+    from pydicom import Dataset
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 """(0008,0016) SOPClassUID of Segmentation Storage (DICOM-SEG)."""
@@ -130,8 +131,9 @@ def write_dicom_seg(
         ``path``.
 
     Raises:
-        LabelError: the slices mix several series or several multi-frame files, a label value
-            exceeds K, or highdicom refuses the source images (the message says why).
+        LabelError: the slices mix several series or several multi-frame files, sizes or
+            pixel spacings, a label value exceeds K, or highdicom refuses the source images
+            (the message says why).
 
     Example:
         >>> write_dicom_seg(out / "p01.seg.dcm", slices, labels, names, colours_rgb=colours)
@@ -140,10 +142,11 @@ def write_dicom_seg(
     import pydicom
 
     sources, order = _sources(slices)
+    _check_one_grid(path, slices)
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     check_roi_values(stack, roi_names, slices[0])
     descriptions = _segment_descriptions(roi_names, colours_rgb)
-    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in sources]
+    datasets = _without_step([pydicom.dcmread(p, stop_before_pixels=True) for p in sources])
     digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
     uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
     try:
@@ -199,6 +202,46 @@ def _segment_descriptions(
         )
         for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
     ]
+
+
+def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
+    """Refuse slices of several sizes or pixel spacings: a DICOM-SEG's frames share one
+    (0028,0030) PixelSpacing (highdicom copies the first image's), so another slice's labels
+    would lie at the wrong place in the patient; several sizes do not stack into its frames.
+
+    Raises:
+        LabelError: a slice's size or PixelSpacing differs from the first's (names both).
+    """
+    first = slices[0]
+    for image in slices[1:]:
+        mm, first_mm = image.spacing_mm, first.spacing_mm
+        same_spacing = mm == first_mm or (
+            mm is not None and first_mm is not None and np.allclose(mm, first_mm, rtol=1e-4)
+        )
+        if image.shape != first.shape or not same_spacing:
+            raise LabelError(
+                f"{path}: DICOM-SEG not written: slice {image.source.name} has "
+                f"{image.shape[0]}×{image.shape[1]} pixels of {image.spacing_mm} mm, the first "
+                f"({first.source.name}) {first.shape[0]}×{first.shape[1]} of {first.spacing_mm} "
+                "mm; a DICOM-SEG holds one pixel grid per series; this series' label maps "
+                "(labels/) hold its predictions."
+            )
+
+
+def _without_step(datasets: list[Dataset]) -> list[Dataset]:
+    """The source headers, in memory, without (0018,0088) SpacingBetweenSlices when there are
+    several: highdicom then takes the DICOM-SEG's step from the frames' positions.
+
+    A header's SpacingBetweenSlices often disagrees with its series' positions (a vendor's gap
+    between slices, a thinned-out series); copied into the DICOM-SEG, readers (highdicom's
+    ``get_volume``, sliceseg's own training labels) refuse the file as "not regularly spaced".
+    A single image keeps it: its position tells no step.
+    """
+    if len(datasets) > 1:
+        for ds in datasets:
+            if "SpacingBetweenSlices" in ds:
+                del ds.SpacingBetweenSlices
+    return datasets
 
 
 def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:

@@ -357,11 +357,17 @@ def _check_same_grid(
     )
     same_spacing = np.allclose(reference.spacing_mm, geometry.spacing_mm, rtol=1e-4)
     if not (same_orientation and same_spacing and reference.shape == geometry.shape):
+        cosines = [
+            reference.row_direction @ geometry.row_direction,
+            reference.column_direction @ geometry.column_direction,
+        ]
+        angle_deg = float(np.degrees(np.arccos(np.clip(min(cosines), -1.0, 1.0))))
         raise LabelError(
             f"{where}: slice {image.source.name} has another orientation, size or spacing "
-            f"({geometry.shape}, {geometry.spacing_mm} mm) than the first "
-            f"({reference.shape}, {reference.spacing_mm} mm); a volume needs one grid; "
-            "export DICOM-SEG only (--export seg) or split the series."
+            f"({geometry.shape}, {geometry.spacing_mm} mm, {angle_deg:.2f}° from the first's "
+            f"orientation) than the first ({reference.shape}, {reference.spacing_mm} mm); a "
+            "volume (or a DICOM-SEG) needs one grid; this series' label maps (labels/) hold "
+            "its predictions."
         )
 
 
@@ -387,6 +393,8 @@ def _plane_step(
     multiples = np.rint(gaps / gaps[smallest])
     step = float(gaps.sum() / multiples.sum())
     misfit = np.abs(gaps / step - multiples)
+    # and each slice's distance from its plane: small misfits of the gaps add up along a series
+    misfit = np.maximum(misfit, np.abs(np.cumsum(gaps) / step - np.cumsum(multiples)))
     if misfit.max() > tolerance:
         raise LabelError(
             f"{where}: slice positions are not on a regular grid (gaps "

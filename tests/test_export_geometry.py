@@ -1,0 +1,243 @@
+"""Exports in patient space: a one-pixel marker lands where the DICOM standard puts its pixel.
+
+Each series is built with pydicom from known (0020,0032) ImagePositionPatient, (0020,0037)
+ImageOrientationPatient and (0028,0030) PixelSpacing. The marker's world position is computed
+with the standard's formula (C.7.6.2.1.1): ``IPP + column · Δcolumn · IOP[:3] + row · Δrow ·
+IOP[3:]``, and compared with where nibabel (RAS affine), pynrrd (LPS space directions / origin)
+and pydicom (per-frame positions of the DICOM-SEG) put the exported marker.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import nrrd
+import numpy as np
+import pydicom
+import pytest
+
+from sliceseg.dataset.volume_labels import load_volume_labels
+from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.phantom.files import dicom_bytes, series_ids
+from sliceseg.report.exports import EXPORT_FORMATS, export_series
+
+NAMES = ["left", "right"]
+MARKER = (5, 7)  # (row, column) of the marker pixel, value 2
+
+
+def rotation(axis: tuple[float, float, float], angle_deg: float) -> np.ndarray:
+    """Rodrigues' rotation matrix about ``axis``."""
+    x, y, z = np.asarray(axis) / np.linalg.norm(axis)
+    a = np.radians(angle_deg)
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+def write_series(
+    folder: Path,
+    *,
+    heights_mm: list[float],
+    row_direction: tuple[float, ...] = (1, 0, 0),
+    column_direction: tuple[float, ...] = (0, 1, 0),
+    origin_mm: tuple[float, float, float] = (-100.0, -80.0, 20.0),
+    spacing_mm: tuple[float, float] = (0.5, 0.8),
+    shape: tuple[int, int] = (48, 64),
+    step_header_mm: float = 3.0,
+) -> None:
+    """One file per height along the normal, written in reverse order (never sorted by name)."""
+    folder.mkdir(parents=True)
+    ids = series_ids("geo", seed=1, series_number=1)
+    row, column = np.asarray(row_direction, float), np.asarray(column_direction, float)
+    normal = np.cross(row, column)
+    for n, height in reversed(list(enumerate(heights_mm))):
+        path = folder / f"f{len(heights_mm) - n:02d}.dcm"
+        path.write_bytes(
+            dicom_bytes(
+                np.zeros(shape, np.uint16), ids=ids, seed=1, instance_number=n + 1,
+                spacing_mm=spacing_mm, first_pixel_mm=(0, 0), location_mm=height,
+                thickness_mm=step_header_mm, step_mm=step_header_mm, rescale=(1, 0),
+            )
+        )  # fmt: skip
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(origin_mm) + height * normal]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *column)]
+        ds.save_as(path)
+
+
+def pixel_lps(position, orientation, spacing, row: int, column: int) -> np.ndarray:
+    """The DICOM standard's pixel centre: IPP + column·Δc·IOP[:3] + row·Δr·IOP[3:]."""
+    ipp = np.array([float(v) for v in position])
+    iop = np.array([float(v) for v in orientation])
+    row_mm, column_mm = (float(v) for v in spacing)
+    return ipp + column * column_mm * iop[:3] + row * row_mm * iop[3:]
+
+
+def export_marker(folder: Path, out: Path, marked_instance: int):
+    """Export a series whose ``marked_instance`` holds the marker; every slice has a 1 at (0, 0)."""
+    slices = read_series(folder)
+    labels, target = [], None
+    for image in slices:
+        label = np.zeros(image.shape, np.uint8)
+        label[0, 0] = 1
+        ds = pydicom.dcmread(image.source, stop_before_pixels=True)
+        if int(ds.InstanceNumber) == marked_instance:
+            label[MARKER] = 2
+            target = pixel_lps(ds.ImagePositionPatient, ds.ImageOrientationPatient,
+                               ds.PixelSpacing, *MARKER)  # fmt: skip
+        labels.append(label)
+    result = export_series(out, "geo", slices, labels, NAMES, formats=EXPORT_FORMATS)
+    return slices, labels, target, result
+
+
+def nifti_marker(path: Path) -> np.ndarray:
+    image = nib.load(path)
+    (ijk,) = np.argwhere(np.asanyarray(image.dataobj) == 2)
+    x, y, z, _ = image.affine @ [*ijk, 1.0]
+    return np.array([-x, -y, z])  # RAS → LPS
+
+
+def nrrd_marker(path: Path) -> np.ndarray:
+    data, header = nrrd.read(str(path), index_order="F")
+    assert header["space"] == "left-posterior-superior"
+    (ijk,) = np.argwhere(data == 2)
+    return header["space origin"] + ijk @ np.asarray(header["space directions"])
+
+
+def seg_marker(path: Path) -> np.ndarray:
+    seg = pydicom.dcmread(path)
+    frames = seg.pixel_array.reshape(-1, int(seg.Rows), int(seg.Columns))
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    found = []
+    for pixels, frame in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        if frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber != 2:
+            continue
+        for row, column in np.argwhere(pixels):
+            found.append(
+                pixel_lps(
+                    frame.PlanePositionSequence[0].ImagePositionPatient,
+                    shared.PlaneOrientationSequence[0].ImageOrientationPatient,
+                    shared.PixelMeasuresSequence[0].PixelSpacing, row, column,
+                )
+            )  # fmt: skip
+    (position,) = found
+    return position
+
+
+READERS = {"seg": seg_marker, "nifti": nifti_marker, "nrrd": nrrd_marker}
+SUFFIXES = {"seg": ".seg.dcm", "nifti": ".nii.gz", "nrrd": ".seg.nrrd"}
+TILTED = rotation((1, 1, 0), 25)
+SERIES = {
+    "head first supine": {"heights_mm": [0, 3, 6, 9]},
+    "feet first supine": {"heights_mm": [0, 3, 6, 9], "row_direction": (-1, 0, 0)},
+    "head first prone": {
+        "heights_mm": [0, 3, 6, 9], "row_direction": (-1, 0, 0), "column_direction": (0, -1, 0),
+        "spacing_mm": (0.7, 0.6), "shape": (50, 40),
+    },
+    "oblique": {
+        "heights_mm": [0, 2.5, 5, 7.5], "row_direction": tuple(TILTED @ [1, 0, 0]),
+        "column_direction": tuple(TILTED @ [0, 1, 0]), "spacing_mm": (0.9, 0.6),
+        "step_header_mm": 2.5,
+    },
+    "descending positions": {"heights_mm": [0, -3, -6, -9]},
+    "a missing slice": {"heights_mm": [0, 3, 9, 12]},
+    "one slice": {"heights_mm": [0]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SERIES))
+def test_the_marker_is_at_its_pixel_s_position_in_every_format(tmp_path, case):
+    write_series(tmp_path / "in", **SERIES[case])
+    marked = 2 if len(SERIES[case]["heights_mm"]) > 1 else 1
+    _, _, target, result = export_marker(tmp_path / "in", tmp_path / "out", marked)
+    assert result.notes == ()
+    for fmt, reader in READERS.items():
+        got = reader(tmp_path / "out" / f"geo{SUFFIXES[fmt]}")
+        np.testing.assert_allclose(got, target, atol=1e-3, err_msg=fmt)
+
+
+def test_slices_off_a_regular_grid_are_not_written_to_a_volume(tmp_path):
+    """Gaps of 4.4 mm then 5.6 mm: each gap is within 12% of 5 mm, but the fourth slice lies
+    1.8 mm (0.36 of a plane) from the plane a 5 mm grid gives it. A volume must not move it."""
+    write_series(tmp_path / "in", heights_mm=[0, 4.4, 8.8, 13.2, 18.8, 24.4, 30.0])
+    _, _, target, result = export_marker(tmp_path / "in", tmp_path / "out", 4)
+    for fmt in ("nifti", "nrrd"):
+        path = tmp_path / "out" / f"geo{SUFFIXES[fmt]}"
+        if path.exists():
+            np.testing.assert_allclose(READERS[fmt](path), target, atol=0.5, err_msg=fmt)
+        else:
+            assert any(
+                note.startswith(f"geo: {fmt} not written: ") and "regular grid" in note
+                for note in result.notes
+            )
+    np.testing.assert_allclose(seg_marker(tmp_path / "out" / "geo.seg.dcm"), target, atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_an_export_reads_back_as_the_training_labels(tmp_path, fmt):
+    """An oblique series whose (0018,0088) SpacingBetweenSlices (3 mm) is not its step (2.5 mm)."""
+    case = dict(SERIES["oblique"], step_header_mm=3.0)
+    write_series(tmp_path / "data" / "dicoms" / "geo", **case)
+    slices, labels, _, _ = export_marker(tmp_path / "data" / "dicoms" / "geo",
+                                              tmp_path / "out", 2)  # fmt: skip
+    (tmp_path / "data" / "labels").mkdir()
+    shutil.copy(tmp_path / "out" / f"geo{SUFFIXES[fmt]}", tmp_path / "data" / "labels")
+    dicoms, _ = find_dicom_files(tmp_path / "data" / "dicoms")
+    found = load_volume_labels(tmp_path / "data" / "labels", tmp_path / "data" / "dicoms", dicoms)
+    by_name = {label.image.source.name: label.values for label in found.labels}
+    assert sorted(by_name) == sorted(s.source.name for s in slices)
+    for image, label in zip(slices, labels, strict=True):
+        np.testing.assert_array_equal(by_name[image.source.name], label)
+    assert found.names_by_value == ({} if fmt == "nifti" else {1: "left", 2: "right"})
+
+
+def test_a_slice_with_another_pixel_spacing_is_not_misplaced_in_the_dicom_seg(tmp_path):
+    """One slice of four has 0.6 mm rows where the others have 0.5 mm: the DICOM-SEG's one
+    PixelSpacing put its marker at row 5 0.5 mm off (its last row 4.7 mm)."""
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6, 9])
+    odd = next(p for p in (tmp_path / "in").iterdir() if pydicom.dcmread(p).InstanceNumber == 2)
+    ds = pydicom.dcmread(odd)
+    ds.PixelSpacing = ["0.6", "0.8"]
+    ds.save_as(odd)
+    _, _, target, result = export_marker(tmp_path / "in", tmp_path / "out", 2)
+    path = tmp_path / "out" / "geo.seg.dcm"
+    if path.exists():
+        np.testing.assert_allclose(seg_marker(path), target, atol=1e-3)
+    else:
+        (note,) = [n for n in result.notes if n.startswith("geo: seg not written: ")]
+        assert f"slice {odd.name} has 48×64 pixels of (0.6, 0.8) mm" in note
+        assert "one pixel grid per series" in note
+
+
+def test_a_slice_of_another_size_gives_a_note_not_a_traceback(tmp_path):
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6])
+    write_series(tmp_path / "other", heights_mm=[9], shape=(32, 64))
+    shutil.copy(next((tmp_path / "other").iterdir()), tmp_path / "in" / "z.dcm")
+    slices = read_series(tmp_path / "in")
+    labels = [np.zeros(s.shape, np.uint8) for s in slices]
+    result = export_series(tmp_path / "out", "geo", slices, labels, NAMES, formats=["seg"])
+    assert result.files == ()
+    (note,) = result.notes
+    assert "\n" not in note
+    assert note.startswith("geo: seg not written: ")
+    assert "slice z.dcm has 32×64 pixels" in note
+
+
+def test_a_tilted_slice_is_named_with_its_angle_and_a_fix_that_works(tmp_path):
+    """A slice tilted 3° about the x axis: no format can hold the series, so the notes must
+    not send the user from one to the other, and must say what differs."""
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6])
+    tilted = next(p for p in (tmp_path / "in").iterdir() if pydicom.dcmread(p).InstanceNumber == 2)
+    ds = pydicom.dcmread(tilted)
+    turn = rotation((1, 0, 0), 3)
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*turn @ [1, 0, 0], *turn @ [0, 1, 0])]
+    ds.save_as(tilted)
+    _, _, _, result = export_marker(tmp_path / "in", tmp_path / "out", 1)
+    assert result.files == ()
+    by_format = {note.split(" ")[1]: note for note in result.notes}
+    for fmt in ("nifti", "nrrd"):
+        assert f"slice {tilted.name} has another orientation" in by_format[fmt]
+        assert "3.00° from the first" in by_format[fmt]
+        assert "--export seg" not in by_format[fmt]
