@@ -214,3 +214,31 @@ class TestBlandAltmanPlot:
         assert written == ["evaluation_per_slice.csv", "evaluation_summary.csv"]
         assert result.summary.loc["a", "ba_bias_mm2"] == pytest.approx(4.0) and not drawn
         assert any("bland_altman.png" in note and "2 slices" in note for note in result.notes)
+
+
+class TestFalsePositives:
+    """An ROI drawn on a slice whose manual labels have none is counted, as `missed` is."""
+
+    def test_an_roi_predicted_where_the_labels_have_none_is_counted(self, tmp_path, monkeypatch):
+        """Three slices with ROI a (4×4) in both maps; on slices 2 and 3 the model also draws
+        ROI b, which the manual labels lack: HD95 inf there, so the median drops them, and the
+        summary says 2 false positives for b, none for a, and no miss."""
+        manual = [stored({1: (slice(0, 4), slice(0, 4))}) for _ in range(3)]
+        extra = {2: (slice(10, 13), slice(10, 13))}
+        auto = [
+            stored({1: (slice(0, 4), slice(0, 4))}),
+            stored({1: (slice(0, 4), slice(0, 4)), **extra}),
+            stored({1: (slice(0, 4), slice(0, 4)), **extra}),
+        ]
+        monkeypatch.setattr(
+            "sliceseg.inference.evaluate.predict_slices", lambda bundle, images, **_: list(auto)
+        )
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        result = evaluate_model(model, labelled_slices(tmp_path / "d", manual), tmp_path / "ev")
+        written = pd.read_csv(tmp_path / "ev" / "evaluation_summary.csv", index_col="roi_name")
+        assert written.loc["b", "false_positive"] == 2 and written.loc["a", "false_positive"] == 0
+        assert written.loc["b", "missed"] == 0
+        per_slice = pd.read_csv(tmp_path / "ev" / "evaluation_per_slice.csv")
+        flags = per_slice[per_slice["roi_name"] == "b"]["false_positive"].tolist()
+        assert flags == [False, True, True]
+        assert "false_positive" in result.to_text()

@@ -39,8 +39,11 @@ class EvaluationResult:
     """Per-slice metrics, the per-ROI summary and the files written.
 
     Attributes:
-        per_slice: one row per slice and ROI (dice, iou, hd95_mm, areas and their error).
-        summary: one row per ROI: mean Dice / IoU, HD95, area error, Bland–Altman, ICC(3,1).
+        per_slice: one row per slice and ROI (dice, iou, hd95_mm, areas and their error,
+            ``missed`` and ``false_positive``).
+        summary: one row per ROI: mean Dice / IoU, median finite HD95, area error,
+            Bland–Altman, ICC(3,1), and the counts of slices ``missed`` (manual ROI, none
+            predicted) and ``false_positive`` (ROI predicted, none in the manual labels).
         files: the CSV and PNG files written.
         notes: one line per test file left out (unreadable, unpaired, wrong shape), and
             warnings (e.g. too few areas for the Bland–Altman plot).
@@ -71,6 +74,7 @@ class EvaluationResult:
             "ba_loa_high_mm2",
             "icc_3_1",
             "missed",
+            "false_positive",
         ]
         shown = self.summary[[_in_unit(c, self.unit) for c in columns]].copy()
         return "Evaluation per ROI\n" + shown.to_string(float_format=lambda v: f"{v:.3f}")
@@ -162,6 +166,7 @@ def _slice_rows(
                 "area_error_mm2": auto - manual,
                 "area_error_pct": 100.0 * (auto - manual) / manual if manual > 0 else np.nan,
                 "missed": bool(true_mask.any() and not pred_mask.any()),
+                "false_positive": bool(pred_mask.any() and not true_mask.any()),
             }
         )
     return rows
@@ -198,6 +203,7 @@ def _summarise(per_slice: pd.DataFrame, roi_names: Sequence[str]) -> pd.DataFram
                 if len(present) >= 2
                 else np.nan,
                 "missed": int(part["missed"].sum()),
+                "false_positive": int(part["false_positive"].sum()),
             }
         )
     return pd.DataFrame(rows).set_index("roi_name")
@@ -224,7 +230,8 @@ def evaluate_model(
     ``--pixels``), else an error naming the file.
 
     Dice and IoU per slice and ROI; the 95% Hausdorff distance in mm (an ROI missed entirely
-    gives an infinite distance and is counted in ``missed``, not dropped); area error in mm²
+    gives an infinite distance and is counted in ``missed``, not dropped; an ROI drawn on a
+    slice whose manual labels lack it likewise, in ``false_positive``); area error in mm²
     and %; per ROI the Bland–Altman bias and 95% limits of agreement (auto − manual) and the
     intraclass correlation ICC(3,1) (two-way mixed, consistency, single measures).
 
