@@ -129,8 +129,10 @@ def hausdorff95_mm(
     """Return the 95th-percentile symmetric Hausdorff distance between two masks' boundaries.
 
     Distances are Euclidean in mm using the pixel spacing (``distance_transform_edt`` with
-    ``sampling=spacing_mm``) between boundary pixels. As in MedPy's ``hd95`` and MONAI, the
-    result is the larger of the two directed 95th percentiles.
+    ``sampling=spacing_mm``) between boundary pixels. As in MONAI's
+    ``compute_hausdorff_distance(percentile=95)``, the result is the larger of the two
+    directed 95th percentiles (MedPy's ``hd95`` takes the 95th percentile of both directions
+    pooled, which can be smaller).
 
     An ROI missed entirely is counted, not dropped: when exactly one mask is empty the
     distance is ``inf``; when both are empty it is nan (nothing to compare).
