@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -116,8 +117,9 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
 
 
 def _link(name: str, report: object) -> str:
+    """A link to a series' report; its path URL-encoded (a ``#``, ``%`` or ``?`` in a name)."""
     text = html.escape(name)
-    return f'<a href="{html.escape(str(report))}">{text}</a>' if report else text
+    return f'<a href="{html.escape(quote(str(report)))}">{text}</a>' if report else text
 
 
 def _means(summary: CohortSummary, roi: str) -> pd.Series:

@@ -1,0 +1,65 @@
+"""Tests for sliceseg.report.cohort: the cohort's report.html."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pandas as pd
+
+from sliceseg.report.cohort import CohortSummary, write_cohort_report
+
+FAILED = pd.DataFrame(columns=["series", "slices", "reason"])
+
+
+def _row(name: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "series": name,
+        "slices": 3,
+        "mean psoas": 1000.0,
+        "std psoas": 10.0,
+        "n psoas": 3,
+        "lowest_confidence": 0.5,
+        "unlike_training": "",
+        "warnings": 0,
+        "warning_text": "",
+        "report": f"series/{name}/report.html",
+    }
+    return row | values
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: dict[str, str] = {}  # link text -> href
+        self._href: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self.links[data] = self._href
+            self._href = None
+
+
+def _page(tmp_path: Path, rows: list[dict[str, object]], rois=("psoas",)) -> str:
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", list(rois))
+    return write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+
+
+def test_a_series_link_opens_its_own_report_whatever_its_name(tmp_path):
+    """A browser reads ``#`` as the start of a fragment, ``?`` of a query and ``%20`` as a
+    space: the names must be URL-encoded, not only HTML-escaped, to reach the folder."""
+    names = ["p 01", "p#2", "p%203", "p&4?x", "Müller é", "<script>alert(1)</script>"]
+    page = _page(tmp_path, [_row(name) for name in names])
+    parser = _Links()
+    parser.feed(page)
+    base = (tmp_path / "report.html").as_uri()
+    for name in names:
+        target = urlparse(urljoin(base, parser.links[name]))
+        assert not target.fragment and not target.query, (name, parser.links[name])
+        assert Path(unquote(target.path)) == tmp_path / "series" / name / "report.html"
+    assert "<script>alert" not in page
