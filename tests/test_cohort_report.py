@@ -63,3 +63,32 @@ def test_a_series_link_opens_its_own_report_whatever_its_name(tmp_path):
         assert not target.fragment and not target.query, (name, parser.links[name])
         assert Path(unquote(target.path)) == tmp_path / "series" / name / "report.html"
     assert "<script>alert" not in page
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []  # the text of every <td>
+        self._open = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self._open = True
+            self.cells.append("")
+
+    def handle_endtag(self, tag):
+        self._open = self._open and tag != "td"
+
+    def handle_data(self, data):
+        if self._open:
+            self.cells[-1] += data
+
+
+def test_the_first_warnings_are_the_warning_text_cut_not_its_html(tmp_path):
+    """The 300 characters shown are the warning's, not those of its escaped HTML, where one
+    ``&`` is five: the cell showed 180 characters, or ended in a broken ``&am``."""
+    text = "s01.dcm: left/right psoas ratio 0.41 & <0.5 of the series median | " * 6
+    page = _page(tmp_path, [_row("p01", warnings=6, warning_text=text)])
+    parser = _Cells()
+    parser.feed(page)
+    assert text[:300] in parser.cells

@@ -175,7 +175,7 @@ def _review(table: pd.DataFrame, count: int) -> str:
         rows.append(
             f"<tr><td>{_link(str(r.series), r.report)}</td><td class='num'>{r.slices}</td>"
             f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
-            f"<td>{html.escape(str(r.warning_text or ''))[:300]}</td></tr>"
+            f"<td>{html.escape(str(r.warning_text or '')[:300])}</td></tr>"
         )
     return (
         f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series with the lowest "
