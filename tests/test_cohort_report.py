@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
+import numpy as np
 import pandas as pd
 
 from sliceseg.report.cohort import CohortSummary, write_cohort_report
@@ -92,3 +93,19 @@ def test_the_first_warnings_are_the_warning_text_cut_not_its_html(tmp_path):
     parser = _Cells()
     parser.feed(page)
     assert text[:300] in parser.cells
+
+
+def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):
+    """Every series without the ROI (its mean an empty cell): the histogram section showed
+    the other ROIs only, or nothing under its heading, without a word."""
+    rows = [
+        _row(name, **{"mean psoas": np.nan, "std psoas": np.nan, "n psoas": 0}) for name in "ab"
+    ]
+    rows = [row | {"mean iliacus": 500.0 + k} for k, row in enumerate(rows)]
+    section = _page(tmp_path, rows, rois=("psoas", "iliacus")).split("<h2>Mean area per series")[1]
+    parser = _Cells()
+    parser.feed(section.replace("figcaption", "td"))  # the captions' text
+    assert parser.cells == [
+        "psoas: in no series",
+        "iliacus: 2 series, median 500.5 mm², range 500.0–501.0",
+    ]

@@ -187,8 +187,8 @@ def _review(table: pd.DataFrame, count: int) -> str:
 
 def _histogram(values: pd.Series, roi: str, unit: str) -> str:
     """An inline SVG histogram of the series' mean area of one ROI."""
-    if not len(values):
-        return ""
+    if not len(values):  # said, not left out: the model found this ROI nowhere
+        return f"<figure><figcaption>{html.escape(roi)}: in no series</figcaption></figure>"
     low, high = float(values.min()), float(values.max())
     # means that differ only by rounding make a range numpy cannot split into bins
     scale = max(abs(low), 1.0)
