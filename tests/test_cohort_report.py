@@ -109,3 +109,16 @@ def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):
         "psoas: in no series",
         "iliacus: 2 series, median 500.5 mm², range 500.0–501.0",
     ]
+
+
+def test_a_series_unlike_the_training_data_is_marked_where_it_comes_first(tmp_path):
+    """It is listed above less confident series, under a heading that said the list was by
+    confidence, with nothing saying why: it now says so in its row and in the heading."""
+    rows = [_row("sure but unlike", lowest_confidence=0.9, unlike_training="contrast"), _row("p2")]
+    page = _page(tmp_path, rows)
+    review = page.split("<h2>Review first</h2>")[1].split("<h2>")[0]
+    parser = _Cells()
+    parser.feed(review)
+    assert parser.cells[0] == "sure but unlike ⚠ unlike the training data"
+    assert parser.cells[5] == "p2"
+    assert "unlike the training data first, then" in review

@@ -172,14 +172,17 @@ def _review(table: pd.DataFrame, count: int) -> str:
     rows = []
     for r in review_order(table).head(REVIEW_FIRST).itertuples():
         confidence = "–" if pd.isna(r.lowest_confidence) else f"{float(r.lowest_confidence):.3f}"
+        unlike = getattr(r, "unlike_training", "")
+        mark = " <b>⚠ unlike the training data</b>" if isinstance(unlike, str) and unlike else ""
         rows.append(
-            f"<tr><td>{_link(str(r.series), r.report)}</td><td class='num'>{r.slices}</td>"
+            f"<tr><td>{_link(str(r.series), r.report)}{mark}</td><td class='num'>{r.slices}</td>"
             f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
             f"<td>{html.escape(str(r.warning_text or '')[:300])}</td></tr>"
         )
     return (
-        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series with the lowest "
-        "slice confidence (then the most warnings); every series is in series.csv.</p><table>"
+        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series to review first: "
+        "those unlike the training data first, then the lowest slice confidence (then the "
+        "most warnings); every series is in series.csv.</p><table>"
         "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
         f"<th>first warnings</th></tr>{''.join(rows)}</table>"
     )
