@@ -122,3 +122,14 @@ def test_a_series_unlike_the_training_data_is_marked_where_it_comes_first(tmp_pa
     assert parser.cells[0] == "sure but unlike ⚠ unlike the training data"
     assert parser.cells[5] == "p2"
     assert "unlike the training data first, then" in review
+
+
+def test_failed_series_past_the_shown_lines_are_counted(tmp_path):
+    """250 failed series: 200 rows, and nothing said that 50 more were in failed.csv."""
+    failed = pd.DataFrame(
+        [[f"s{k:03d}", 3, "no PixelSpacing"] for k in range(250)], columns=FAILED.columns
+    )
+    summary = CohortSummary(pd.DataFrame([_row("p01")]), failed, "mm2", ["psoas"])
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    assert page.count("<tr class='fail'>") == 200
+    assert "… 50 more failed series in failed.csv" in page

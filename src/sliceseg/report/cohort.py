@@ -150,11 +150,13 @@ def _failed(failed: pd.DataFrame) -> str:
     rows = "".join(
         f"<tr class='fail'><td>{html.escape(str(r.series))}</td><td class='num'>{r.slices}</td>"
         f"<td>{html.escape(str(r.reason))}</td></tr>"
-        for r in failed.head(200).itertuples()
+        for r in failed.head(SHOWN_LINES).itertuples()
     )
+    more = len(failed) - SHOWN_LINES
+    rest = f"<p>… {more} more failed series in failed.csv.</p>" if more > 0 else ""
     return (
         "<h2>Failed series</h2><p>Run the same command again to retry them.</p>"
-        f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>"
+        f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>{rest}"
     )
 
 
