@@ -149,7 +149,8 @@ def test_the_series_table_and_report_equal_those_of_every_row_at_once(predicted,
     assert "5 series, 15 slices" in report
     expected = review_order(whole).head(30)["series"].tolist()
     review = report.split("<h2>Review first</h2>")[1]
-    shown = [cell.split("</")[0].rsplit(">", 1)[-1] for cell in review.split("<tr><td>")[1:]]
+    cells = [cell.split(" <b>⚠")[0] for cell in review.split("<tr><td>")[1:]]  # the name
+    shown = [cell.split("</")[0].rsplit(">", 1)[-1] for cell in cells]
     assert shown == expected[:2]
     flagged = whole["unlike_training"].astype(bool).sum()
     has_profile = FAMILIARITY_COLUMN in pd.read_csv(predicted / "csa.csv")

@@ -8,6 +8,7 @@ import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
 
 import numpy as np
 import pandas as pd
@@ -283,3 +284,40 @@ def test_a_report_of_some_slices_numbers_and_links_each_picture_as_its_own_slice
     assert '<th><a href="#slice-5">5</a></th>' in page  # the drawn slice's row opens its picture
     assert '<th><a href="#slice-1">' not in page and "<th>1</th>" in page
     assert '<a href="#row-6">s06.dcm</a> · confidence 0.700' in page  # review: no picture
+
+
+class _Thumbs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []  # (href, data-full) of each thumbnail
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "a" and attributes.get("class") == "thumb":
+            self.links.append((attributes["href"] or "", attributes["data-full"] or ""))
+
+
+def test_a_picture_whose_file_name_holds_a_hash_or_percent_opens_its_own_overlay(tmp_path):
+    """A slice key keeps its DICOM file's name: ``IM#1`` and ``IM%201`` (not ``IM 1``) must
+    reach ``overlays/IM#1.jpg`` and ``overlays/IM%201.jpg`` from the thumbnail's link."""
+    table = _area_table(rows=3)
+    table["file"] = ["IM#1", "IM%201", "Bild ü?", "", ""]
+    label = np.zeros((48, 64), np.uint8)
+    label[10:30, 8:20] = 1
+    (tmp_path / "overlays").mkdir()
+    overlays = [
+        (name, save_overlay(tmp_path / "overlays" / f"{name}.jpg", np.ones((48, 64)), label, NAMES))
+        for name in table["file"][:3]
+    ]
+    page = write_report(
+        tmp_path / "report.html", title="t", settings={}, area_table=table, overlays=overlays,
+        figures=[], warnings=[], thumbnails=[path for _, path in overlays],
+    ).read_text(encoding="utf-8")  # fmt: skip
+    parser = _Thumbs()
+    parser.feed(page)
+    base = (tmp_path / "report.html").as_uri()
+    for (_name, path), links in zip(overlays, parser.links, strict=True):
+        for link in links:
+            target = urlparse(urljoin(base, link))
+            assert not target.fragment and not target.query, link
+            assert Path(unquote(target.path)) == path

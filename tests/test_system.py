@@ -29,7 +29,16 @@ class TestSystemInfo:
 
     def test_cpu_line_names_cores(self):
         text = system_info().to_text()
-        assert f"({psutil.cpu_count(logical=True)} logical cores)" in text
+        assert f"{psutil.cpu_count(logical=True)} logical cores" in text  # of the machine
+
+    def test_cpu_line_names_the_cores_this_process_may_use(self, monkeypatch):
+        """A SLURM job of 4 CPUs on a 64-core node: `info` said 64 cores, which `--workers` and
+        torch threads cannot use."""
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 64)
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: {8, 9, 10, 11}, raising=False)
+        info = system_info()
+        assert "(4 of 64 logical cores usable by this process)" in info.to_text()
+        assert info.to_dict()["cpu_usable_cores"] == 4 and info.cpu_logical_cores == 64
 
     @needs_no_gpu
     def test_no_gpu_says_cpu(self):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from dataclasses import asdict, dataclass
@@ -24,7 +25,9 @@ class SystemInfo:
         ram_total_gib: installed memory in GiB.
         ram_available_gib: memory available to new processes in GiB.
         cpu_model: the processor's name ("unknown" when the system does not say).
-        cpu_logical_cores: logical cores (hyper-threads included).
+        cpu_logical_cores: logical cores of the machine (hyper-threads included).
+        cpu_usable_cores: the logical cores this process may run on (its CPU affinity, as a
+            SLURM job or ``taskset`` sets it), or None where the system does not say.
         torch_version: the installed PyTorch version.
         gpu_enabled: a CUDA GPU is usable by torch.
         gpu_count: number of CUDA GPUs.
@@ -47,6 +50,7 @@ class SystemInfo:
     device_memory_used_gib: float | None = None
     device_memory_free_gib: float | None = None
     mps_available: bool = False
+    cpu_usable_cores: int | None = None
 
     def to_text(self) -> str:
         """Return the characteristics as a few human-readable lines.
@@ -60,11 +64,17 @@ class SystemInfo:
         """
         lines = [
             f"Available RAM: {self.ram_available_gib:.1f} GiB of {self.ram_total_gib:.1f} GiB",
-            f"CPU: {self.cpu_model} ({self.cpu_logical_cores} logical cores)",
+            f"CPU: {self.cpu_model} ({self._cores()})",
             self._gpu_line(),
             f"PyTorch: {self.torch_version}",
         ]
         return "\n".join(lines)
+
+    def _cores(self) -> str:
+        usable = self.cpu_usable_cores
+        if usable is None or usable == self.cpu_logical_cores:
+            return f"{self.cpu_logical_cores} logical cores"
+        return f"{usable} of {self.cpu_logical_cores} logical cores usable by this process"
 
     def _gpu_line(self) -> str:
         if not self.gpu_enabled:
@@ -96,6 +106,13 @@ def _cpu_model() -> str:
         if match:
             return " ".join(match.group(1).split())
     return platform.processor() or platform.machine() or "unknown"
+
+
+def _usable_cores() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return None
 
 
 def _mps_available() -> bool:
@@ -133,6 +150,7 @@ def system_info() -> SystemInfo:
         ram_available_gib=memory.available / GIB,
         cpu_model=_cpu_model(),
         cpu_logical_cores=psutil.cpu_count(logical=True) or 1,
+        cpu_usable_cores=_usable_cores(),
         torch_version=torch.__version__,
         gpu_enabled=gpu_enabled,
         mps_available=_mps_available(),

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -116,8 +117,9 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
 
 
 def _link(name: str, report: object) -> str:
+    """A link to a series' report; its path URL-encoded (a ``#``, ``%`` or ``?`` in a name)."""
     text = html.escape(name)
-    return f'<a href="{html.escape(str(report))}">{text}</a>' if report else text
+    return f'<a href="{html.escape(quote(str(report)))}">{text}</a>' if report else text
 
 
 def _means(summary: CohortSummary, roi: str) -> pd.Series:
@@ -148,11 +150,13 @@ def _failed(failed: pd.DataFrame) -> str:
     rows = "".join(
         f"<tr class='fail'><td>{html.escape(str(r.series))}</td><td class='num'>{r.slices}</td>"
         f"<td>{html.escape(str(r.reason))}</td></tr>"
-        for r in failed.head(200).itertuples()
+        for r in failed.head(SHOWN_LINES).itertuples()
     )
+    more = len(failed) - SHOWN_LINES
+    rest = f"<p>… {more} more failed series in failed.csv.</p>" if more > 0 else ""
     return (
         "<h2>Failed series</h2><p>Run the same command again to retry them.</p>"
-        f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>"
+        f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>{rest}"
     )
 
 
@@ -170,14 +174,17 @@ def _review(table: pd.DataFrame, count: int) -> str:
     rows = []
     for r in review_order(table).head(REVIEW_FIRST).itertuples():
         confidence = "–" if pd.isna(r.lowest_confidence) else f"{float(r.lowest_confidence):.3f}"
+        unlike = getattr(r, "unlike_training", "")
+        mark = " <b>⚠ unlike the training data</b>" if isinstance(unlike, str) and unlike else ""
         rows.append(
-            f"<tr><td>{_link(str(r.series), r.report)}</td><td class='num'>{r.slices}</td>"
+            f"<tr><td>{_link(str(r.series), r.report)}{mark}</td><td class='num'>{r.slices}</td>"
             f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
-            f"<td>{html.escape(str(r.warning_text or ''))[:300]}</td></tr>"
+            f"<td>{html.escape(str(r.warning_text or '')[:300])}</td></tr>"
         )
     return (
-        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series with the lowest "
-        "slice confidence (then the most warnings); every series is in series.csv.</p><table>"
+        f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series to review first: "
+        "those unlike the training data first, then the lowest slice confidence (then the "
+        "most warnings); every series is in series.csv.</p><table>"
         "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
         f"<th>first warnings</th></tr>{''.join(rows)}</table>"
     )
@@ -185,8 +192,8 @@ def _review(table: pd.DataFrame, count: int) -> str:
 
 def _histogram(values: pd.Series, roi: str, unit: str) -> str:
     """An inline SVG histogram of the series' mean area of one ROI."""
-    if not len(values):
-        return ""
+    if not len(values):  # said, not left out: the model found this ROI nowhere
+        return f"<figure><figcaption>{html.escape(roi)}: in no series</figcaption></figure>"
     low, high = float(values.min()), float(values.max())
     # means that differ only by rounding make a range numpy cannot split into bins
     scale = max(abs(low), 1.0)

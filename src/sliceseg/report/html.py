@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -348,7 +349,8 @@ def _overlays(
         if thumbnails is None:  # the embedded picture is the full one
             link, small = f'href="#slice-{_e(label)}"', path
         else:
-            full = _e(Path(os.path.relpath(Path(path).resolve(), report_dir.resolve())).as_posix())
+            full = Path(os.path.relpath(Path(path).resolve(), report_dir.resolve())).as_posix()
+            full = _e(quote(full))  # a URL: a '#' or '%' in a file name is not a fragment
             link, small = f'href="{full}" data-full="{full}"', thumbnails[i]
         note = "" if math.isnan(confidence) else f" · {confidence:.3f}"
         items.append(

@@ -1,0 +1,135 @@
+"""Tests for sliceseg.report.cohort: the cohort's report.html."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import numpy as np
+import pandas as pd
+
+from sliceseg.report.cohort import CohortSummary, write_cohort_report
+
+FAILED = pd.DataFrame(columns=["series", "slices", "reason"])
+
+
+def _row(name: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "series": name,
+        "slices": 3,
+        "mean psoas": 1000.0,
+        "std psoas": 10.0,
+        "n psoas": 3,
+        "lowest_confidence": 0.5,
+        "unlike_training": "",
+        "warnings": 0,
+        "warning_text": "",
+        "report": f"series/{name}/report.html",
+    }
+    return row | values
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: dict[str, str] = {}  # link text -> href
+        self._href: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self.links[data] = self._href
+            self._href = None
+
+
+def _page(tmp_path: Path, rows: list[dict[str, object]], rois=("psoas",)) -> str:
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", list(rois))
+    return write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+
+
+def test_a_series_link_opens_its_own_report_whatever_its_name(tmp_path):
+    """A browser reads ``#`` as the start of a fragment, ``?`` of a query and ``%20`` as a
+    space: the names must be URL-encoded, not only HTML-escaped, to reach the folder."""
+    names = ["p 01", "p#2", "p%203", "p&4?x", "Müller é", "<script>alert(1)</script>"]
+    page = _page(tmp_path, [_row(name) for name in names])
+    parser = _Links()
+    parser.feed(page)
+    base = (tmp_path / "report.html").as_uri()
+    for name in names:
+        target = urlparse(urljoin(base, parser.links[name]))
+        assert not target.fragment and not target.query, (name, parser.links[name])
+        assert Path(unquote(target.path)) == tmp_path / "series" / name / "report.html"
+    assert "<script>alert" not in page
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []  # the text of every <td>
+        self._open = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self._open = True
+            self.cells.append("")
+
+    def handle_endtag(self, tag):
+        self._open = self._open and tag != "td"
+
+    def handle_data(self, data):
+        if self._open:
+            self.cells[-1] += data
+
+
+def test_the_first_warnings_are_the_warning_text_cut_not_its_html(tmp_path):
+    """The 300 characters shown are the warning's, not those of its escaped HTML, where one
+    ``&`` is five: the cell showed 180 characters, or ended in a broken ``&am``."""
+    text = "s01.dcm: left/right psoas ratio 0.41 & <0.5 of the series median | " * 6
+    page = _page(tmp_path, [_row("p01", warnings=6, warning_text=text)])
+    parser = _Cells()
+    parser.feed(page)
+    assert text[:300] in parser.cells
+
+
+def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):
+    """Every series without the ROI (its mean an empty cell): the histogram section showed
+    the other ROIs only, or nothing under its heading, without a word."""
+    rows = [
+        _row(name, **{"mean psoas": np.nan, "std psoas": np.nan, "n psoas": 0}) for name in "ab"
+    ]
+    rows = [row | {"mean iliacus": 500.0 + k} for k, row in enumerate(rows)]
+    section = _page(tmp_path, rows, rois=("psoas", "iliacus")).split("<h2>Mean area per series")[1]
+    parser = _Cells()
+    parser.feed(section.replace("figcaption", "td"))  # the captions' text
+    assert parser.cells == [
+        "psoas: in no series",
+        "iliacus: 2 series, median 500.5 mm², range 500.0–501.0",
+    ]
+
+
+def test_a_series_unlike_the_training_data_is_marked_where_it_comes_first(tmp_path):
+    """It is listed above less confident series, under a heading that said the list was by
+    confidence, with nothing saying why: it now says so in its row and in the heading."""
+    rows = [_row("sure but unlike", lowest_confidence=0.9, unlike_training="contrast"), _row("p2")]
+    page = _page(tmp_path, rows)
+    review = page.split("<h2>Review first</h2>")[1].split("<h2>")[0]
+    parser = _Cells()
+    parser.feed(review)
+    assert parser.cells[0] == "sure but unlike ⚠ unlike the training data"
+    assert parser.cells[5] == "p2"
+    assert "unlike the training data first, then" in review
+
+
+def test_failed_series_past_the_shown_lines_are_counted(tmp_path):
+    """250 failed series: 200 rows, and nothing said that 50 more were in failed.csv."""
+    failed = pd.DataFrame(
+        [[f"s{k:03d}", 3, "no PixelSpacing"] for k in range(250)], columns=FAILED.columns
+    )
+    summary = CohortSummary(pd.DataFrame([_row("p01")]), failed, "mm2", ["psoas"])
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    assert page.count("<tr class='fail'>") == 200
+    assert "… 50 more failed series in failed.csv" in page
