@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +274,24 @@ class TestLearntThresholds:
             "ROI areas outside the trained range (muscle)",
         )
         assert judge_series(build_profile(train), without_muscle(series, 7), NAMES).is_flagged
+
+
+def test_few_validation_slices_do_not_flag_slices_like_training():
+    """Under five validation slices, the feature threshold came from the training slices'
+    distances from a fit that held them: far nearer its mean than any new slice, so a series
+    just like training was flagged ("deepest features are far from training")."""
+    rng = np.random.default_rng(11)
+
+    def slices(n: int, shift: float = 0.0) -> list[SliceTraits]:  # 64 channels, as a network's
+        return [replace(t, features=rng.normal(shift, 1.0, 64)) for t in _traits(rng, n)]
+
+    train = slices(8)
+    for reference in (np.stack([t.features for t in slices(3)]), None):
+        learnt = build_profile(train, reference)
+        alike = [judge_series(learnt, slices(10), NAMES) for _ in range(10)]
+        assert sum(v.is_flagged for v in alike) <= 1, [v.describe() for v in alike]
+        (reason,) = judge_series(learnt, slices(10, shift=4.0), NAMES).reasons
+        assert reason.startswith("the network's deepest features are far from training")
 
 
 class TestFeatures:

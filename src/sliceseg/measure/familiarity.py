@@ -63,6 +63,9 @@ DISTANCE_MARGIN_MM = 15.0
 """An ROI's distance from the centre of all ROIs may pass the training range by this much."""
 SHAPE_SHARE = 0.5
 """A series is flagged for areas / positions when more than this share of slices is off."""
+MIN_REFERENCE, MAX_LEFT_OUT = 5, 64
+"""Validation slices the feature threshold needs; fewer: training slices are left out of the
+fit in turn (at most this many, evenly spread) and measured like new ones."""
 MIN_SERIES = 3
 """Training series needed to learn the intensity distance's threshold (leaving each out)."""
 MIN_SERIES_SLICES = 3
@@ -164,7 +167,8 @@ def build_profile(
     Args:
         train: the training slices' traits (features, intensities, true-label geometry).
         reference_features: ``(n, channels)`` features of slices the model did not train on
-            (validation); their distances set the threshold (default: the training slices').
+            (validation); their distances set the threshold (with fewer than five, those of
+            training slices each left out of the fit join them).
         series: per training slice its series (e.g. its folder); with three or more series
             the intensity distance's threshold is learnt by leaving each out (else not
             learnt: only the intensity range is checked).
@@ -181,12 +185,7 @@ def build_profile(
         raise ValueError(f"a profile needs at least two training slices, got {len(train)}")
     features = np.stack([t.features for t in train])
     mean, precision = _shrunk_gaussian(features)
-    reference = (
-        features
-        if reference_features is None or len(reference_features) < 5
-        else reference_features
-    )
-    distances = _mahalanobis(reference, mean, precision)
+    distances = _reference_distances(features, reference_features, mean, precision)
     intensity = np.stack([t.intensity for t in train])
     areas = np.stack([t.areas_mm2 for t in train])
     present = areas > 0
@@ -220,6 +219,29 @@ def build_profile(
         shares = (odd.area_off | odd.distance_off).mean(axis=0)
         profile = replace(profile, shape_off_validation=shares.astype(np.float64))
     return profile
+
+
+def _reference_distances(
+    features: np.ndarray,
+    reference: np.ndarray | None,
+    mean: np.ndarray,
+    precision: np.ndarray,
+) -> np.ndarray:
+    """Feature distances of slices the fit did not see: the reference (validation) slices'; with
+    fewer than :data:`MIN_REFERENCE` of them, also each of up to :data:`MAX_LEFT_OUT` training
+    slices' from a fit without it (a slice inside the fit is much nearer its mean than a new
+    one: a threshold from those would flag every series)."""
+    given = np.zeros((0, features.shape[1])) if reference is None else np.atleast_2d(reference)
+    if len(given) >= MIN_REFERENCE:
+        return _mahalanobis(given, mean, precision)
+    if len(features) < 3:  # a fit on one slice has no spread: the training slices' own
+        return _mahalanobis(np.concatenate([features, given]), mean, precision)
+    left_out = []
+    for i in sorted({round(i) for i in np.linspace(0, len(features) - 1, MAX_LEFT_OUT)}):
+        others_mean, others_precision = _shrunk_gaussian(np.delete(features, i, axis=0))
+        left_out.append(_mahalanobis(features[i], others_mean, others_precision)[0])
+    reached = _mahalanobis(given, mean, precision) if len(given) else np.zeros(0)
+    return np.concatenate([np.asarray(left_out), reached])
 
 
 def _left_out_thresholds(
