@@ -222,3 +222,28 @@ class TestFieldOfViewSpacing:
         row = run.areas.long.iloc[0]
         assert row["spacing_source"] == "fov/matrix"
         assert row["area_mm2"] == pytest.approx(row["pixels"] * 0.45 * 0.45)
+
+
+class TestPredictFolderExports:
+    """``predict_folder(exports=...)`` takes what the CLI's ``--export`` takes, checked first."""
+
+    def _run(self, tmp_path: Path, exports: object):
+        from sliceseg.inference.folder import predict_folder
+
+        ellipse_slice(tmp_path / "in")
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=SPACING))
+        return predict_folder(
+            bundle, tmp_path / "in", tmp_path / "out", device="cpu", report=False, exports=exports
+        )
+
+    def test_one_format_as_a_string_is_that_format(self, tmp_path):
+        run = self._run(tmp_path, "nifti")
+        (exported,) = run.exports
+        assert [f.name for f in exported.files] == ["in.nii.gz"]
+
+    def test_an_unknown_format_fails_before_any_output_is_written(self, tmp_path):
+        from sliceseg.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=r"unknown format.*nii; expected"):
+            self._run(tmp_path, ["nii"])
+        assert not (tmp_path / "out").exists()

@@ -40,7 +40,7 @@ from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.models.model_info import model_summary
-from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport
+from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def predict_folder(
     keep_patient_info: bool = False,
     overwrite: bool = False,
     report: bool = True,
-    exports: Sequence[str] = DEFAULT_EXPORTS,
+    exports: str | Sequence[str] = DEFAULT_EXPORTS,
     progress: bool | None = None,
 ) -> SegmentationRun:
     """Segment every DICOM under a folder and write everything a user publishes from.
@@ -113,7 +113,8 @@ def predict_folder(
         exports: formats written per series under ``exports/``: "seg" (``<series>.seg.dcm``,
             DICOM-SEG; it carries the patient module of its source images, as the standard
             requires), "nifti" (``<series>.nii.gz``), "nrrd" (``<series>.seg.nrrd``, 3D Slicer);
-            default nifti and nrrd, which hold no patient data.
+            default nifti and nrrd, which hold no patient data. A string is read as ``--export``
+            reads it: ``"seg,nifti"``, ``"all"``, ``"none"``.
         progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
@@ -121,13 +122,15 @@ def predict_folder(
 
     Raises:
         PairingError: the folder holds no readable DICOM.
-        ConfigError: bad ``roi_names`` count, missing spacing without fallback, output in use.
+        ConfigError: bad ``roi_names`` count, an unknown export format, missing spacing without
+            fallback, output in use.
         BundleError: the model file is not a sliceseg model.
 
     Example:
         >>> run = predict_folder("model/sliceseg_best.pt", "scans/", "results/")
         >>> print(run.areas.to_text())
     """
+    formats = parse_exports(exports)  # a bad name fails before any work, not after predicting
     show = sys.stderr.isatty() if progress is None else progress
     predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
@@ -150,7 +153,7 @@ def predict_folder(
             predicting=predicting,
             measuring=measuring,
             report=report,
-            exports=exports,
+            exports=formats,
         )
 
 
