@@ -224,8 +224,8 @@ class TestFieldOfViewSpacing:
         assert row["area_mm2"] == pytest.approx(row["pixels"] * 0.45 * 0.45)
 
 
-class TestPredictFolderExports:
-    """``predict_folder(exports=...)`` takes what the CLI's ``--export`` takes, checked first."""
+class TestPredictFolderArguments:
+    """``predict_folder`` reads its options as the CLI does and checks them before it predicts."""
 
     def _run(self, tmp_path: Path, exports: object):
         from sliceseg.inference.folder import predict_folder
@@ -247,3 +247,22 @@ class TestPredictFolderExports:
         with pytest.raises(ConfigError, match=r"unknown format.*nii; expected"):
             self._run(tmp_path, ["nii"])
         assert not (tmp_path / "out").exists()
+
+    def test_an_unknown_muscle_roi_fails_before_any_output_is_written(self, tmp_path):
+        from sliceseg.errors import ConfigError
+        from sliceseg.inference.folder import predict_folder
+        from sliceseg.measure.tissue import TissueSettings
+
+        ellipse_slice(tmp_path / "in")
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=SPACING))
+        expected = "'psoas' is not an ROI of this run; its ROIs are 'a'"
+        with pytest.raises(ConfigError, match=expected):
+            predict_folder(
+                bundle,
+                tmp_path / "in",
+                tmp_path / "out",
+                device="cpu",
+                tissue=TissueSettings(muscle_rois=("psoas",)),
+            )
+        assert not (tmp_path / "out").exists()
+        assert SEEN == []  # nothing was predicted

@@ -37,7 +37,7 @@ from sliceseg.measure.areas import (
     with_fallback_spacing,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
-from sliceseg.measure.tissue import TissueSettings
+from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.models.model_info import model_summary
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
@@ -122,8 +122,8 @@ def predict_folder(
 
     Raises:
         PairingError: the folder holds no readable DICOM.
-        ConfigError: bad ``roi_names`` count, an unknown export format, missing spacing without
-            fallback, output in use.
+        ConfigError: bad ``roi_names`` count, an unknown export format or
+            ``tissue.muscle_rois`` name, missing spacing without fallback, output in use.
         BundleError: the model file is not a sliceseg model.
 
     Example:
@@ -136,6 +136,7 @@ def predict_folder(
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
+    check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted
     root = Path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)
     measuring = RunSettings(
