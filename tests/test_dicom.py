@@ -185,6 +185,11 @@ class TestReadSlices:
         with pytest.raises(DicomReadError, match=r"notes\.txt: not a DICOM file"):
             read_slices(path)
 
+    def test_a_folder_is_named_as_a_folder_with_the_function_that_reads_one(self, tmp_path):
+        write_test_dicom(tmp_path / "p01" / "a.dcm", np.zeros((4, 4)))
+        with pytest.raises(DicomReadError, match=r"p01: a folder, not a file; .*read_series"):
+            read_slices(tmp_path / "p01")
+
 
 class TestReadSlice:
     def test_reads_one_frame(self):

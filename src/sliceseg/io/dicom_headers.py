@@ -58,6 +58,10 @@ MAX_PIXELS_PER_FILE = 2**28
 
 
 def read_dataset(path: Path) -> Dataset:
+    if path.is_dir():
+        raise DicomReadError(
+            f"{path}: a folder, not a file; give one DICOM file, or read a folder with read_series."
+        )
     if not path.is_file():
         raise DicomReadError(f"{path}: file does not exist; check the path.")
     if not is_dicom_file(path):
