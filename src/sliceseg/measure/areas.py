@@ -165,6 +165,13 @@ class SpacingFallback:
             object.__setattr__(self, "fov_mm", (float(fov[0]), float(fov[-1])))
         if self.fov_mm is not None and any(v <= 0 for v in self.fov_mm):
             raise ConfigError(f"--fov must be positive millimetres, got {self.fov_mm}.")
+        if self.matrix is not None and (
+            isinstance(self.matrix, int | float | str) or len(self.matrix) != 2
+        ):
+            raise ConfigError(
+                f"matrix takes two whole numbers (rows, cols), got {self.matrix!r}; give e.g. "
+                "(256, 256), the matrix the images were stored with."
+            )
         if self.matrix is not None and any(v <= 0 for v in self.matrix):
             raise ConfigError(f"--matrix must be positive pixel counts, got {self.matrix}.")
 
