@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,29 @@ class TestSplitByPatient:
         ]
         train, val = split_by_patient(samples, validation_fraction=0.1)
         assert len(train) == len(val) == 6 and len({s.key.split("/")[0] for s in val}) == 1
+
+    def test_names_equal_under_natural_sort_split_the_same_in_every_process(self):
+        # "p1" and "p01" sort as equals; their order must not come from the set's hash order,
+        # which differs per process (each torchrun rank, each --resume).
+        script = (
+            "from test_split import make_sample\n"
+            "from sliceseg.dataset.split import split_by_patient\n"
+            "samples = [make_sample(f'{p}/s1') for p in ('p1', 'p01', 'p2', 'p02', 'p3', 'p03')]\n"
+            "print(sorted(s.key for s in split_by_patient(samples, validation_fraction=0.5)[1]))"
+        )
+        tests_dir = Path(__file__).parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), *sys.path])}
+        outputs = {
+            subprocess.run(
+                [sys.executable, "-c", script],
+                env={**env, "PYTHONHASHSEED": str(hash_seed)},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for hash_seed in range(6)
+        }
+        assert outputs == {"['p02/s1', 'p2/s1', 'p3/s1']\n"}  # p01 p1 p02 p2 p03 p3
 
     def test_single_group_gives_empty_validation_with_warning(self):
         samples = [make_sample(f"s{i}", patient_id="P") for i in range(3)]

@@ -91,7 +91,7 @@ def split_by_patient(
             f"validation_fraction={validation_fraction}: expected a share in [0, 1), e.g. 0.2."
         )
     group_of = [patient_group(s) for s in samples]
-    groups = sorted(set(group_of), key=natural_key)
+    groups = sorted(set(group_of), key=lambda g: (natural_key(g), g))  # p1 / p01: one order
     if len(groups) == 1:
         why = _ONE_GROUP[groups[0].split(":", 1)[0]]
         warnings.warn(
