@@ -85,6 +85,17 @@ class TestSplitByPatient:
         train, val = split_by_patient(samples, validation_fraction=0.1)
         assert len(train) == len(val) == 6 and len({s.key.split("/")[0] for s in val}) == 1
 
+    def test_a_folders_slices_without_patient_id_stay_with_its_patient(self):
+        # p0's first series keeps PatientID P0, its second lost it (an export that strips it);
+        # five other patients. p0 used to be two groups, "patient:P0" and "folder:p0".
+        samples = [make_sample("p0/ct/s1", "1.2.0", "P0"), make_sample("p0/mr/s1", "1.2.9")]
+        samples += [make_sample(f"p{i}/ct/s1", f"1.2.{i}", f"P{i}") for i in range(1, 6)]
+        for seed in range(20):
+            train, val = split_by_patient(samples, validation_fraction=0.2, seed=seed)
+            sides = {s.key: side for side, part in (("t", train), ("v", val)) for s in part}
+            assert sides["p0/ct/s1"] == sides["p0/mr/s1"], f"seed {seed}"
+            assert len({s.key.split("/")[0] for s in val}) == 1
+
     def test_names_equal_under_natural_sort_split_the_same_in_every_process(self):
         # "p1" and "p01" sort as equals; their order must not come from the set's hash order,
         # which differs per process (each torchrun rank, each --resume).
