@@ -186,6 +186,16 @@ class TestHoldOutLevels:
         patients = {s.image.patient_id for s in kept_train}
         assert patients.isdisjoint({s.image.patient_id for s in kept_val})
 
+    def test_a_slice_without_position_of_a_patient_with_levels_leaves_validation(self):
+        # B's slice without a position may show any level, one training saw among them; E has
+        # no positions at all and stays whole
+        train = [level_sample("A", float(k)) for k in range(21)]
+        val = [level_sample("B", float(k)) for k in range(21)] + [level_sample("B", None)]
+        val += [level_sample("E", None), level_sample("E", None)]
+        _, kept_val = hold_out_levels(train, val)
+        expected = [f"B/z{float(k)}" for k in sorted(self.HELD)] + ["E/zNone", "E/zNone"]
+        assert keys(kept_val) == expected
+
     def test_without_validation_levels_in_a_band_the_patient_split_stays(self):
         train = [level_sample("A", float(k)) for k in range(21)]
         val = [level_sample("B", z) for z in (0.0, 1.0, 100.0)]  # levels 0, 0.01, 1

@@ -171,8 +171,9 @@ def hold_out_levels(
     in the `LEVEL_BANDS` and drop the training patients' slices there.
 
     Patients stay on their side (no patient on both); one whose levels are unknown or too few
-    (`relative_levels` None) is kept whole. When no validation slice lies in a band, the
-    patient split is returned unchanged.
+    (`relative_levels` None) is kept whole, and a validation slice without a position of a
+    patient with levels is left out. When no validation slice lies in a band, the patient split
+    is returned unchanged.
 
     Args:
         train: the training patients' samples (`split_by_patient`).
@@ -186,8 +187,12 @@ def hold_out_levels(
         return level is not None and any(low <= level <= high for low, high in LEVEL_BANDS)
 
     val_levels = relative_levels(validation)
-    kept_val = [
-        s for s, lev in zip(validation, val_levels, strict=True) if lev is None or in_band(lev)
+    groups = patient_groups(validation)
+    has_levels = {g for g, lev in zip(groups, val_levels, strict=True) if lev is not None}
+    kept_val = [  # a slice without position of a patient with levels may show any level
+        s
+        for s, g, lev in zip(validation, groups, val_levels, strict=True)
+        if in_band(lev) or (lev is None and g not in has_levels)
     ]
     if not any(in_band(lev) for lev in val_levels):
         return list(train), list(validation)
