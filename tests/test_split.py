@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,40 @@ class TestSplitByPatient:
         train, val = split_by_patient(samples, validation_fraction=0.1)
         assert len(train) == len(val) == 6 and len({s.key.split("/")[0] for s in val}) == 1
 
+    def test_a_folders_slices_without_patient_id_stay_with_its_patient(self):
+        # p0's first series keeps PatientID P0, its second lost it (an export that strips it);
+        # five other patients. p0 used to be two groups, "patient:P0" and "folder:p0".
+        samples = [make_sample("p0/ct/s1", "1.2.0", "P0"), make_sample("p0/mr/s1", "1.2.9")]
+        samples += [make_sample(f"p{i}/ct/s1", f"1.2.{i}", f"P{i}") for i in range(1, 6)]
+        for seed in range(20):
+            train, val = split_by_patient(samples, validation_fraction=0.2, seed=seed)
+            sides = {s.key: side for side, part in (("t", train), ("v", val)) for s in part}
+            assert sides["p0/ct/s1"] == sides["p0/mr/s1"], f"seed {seed}"
+            assert len({s.key.split("/")[0] for s in val}) == 1
+
+    def test_names_equal_under_natural_sort_split_the_same_in_every_process(self):
+        # "p1" and "p01" sort as equals; their order must not come from the set's hash order,
+        # which differs per process (each torchrun rank, each --resume).
+        script = (
+            "from test_split import make_sample\n"
+            "from sliceseg.dataset.split import split_by_patient\n"
+            "samples = [make_sample(f'{p}/s1') for p in ('p1', 'p01', 'p2', 'p02', 'p3', 'p03')]\n"
+            "print(sorted(s.key for s in split_by_patient(samples, validation_fraction=0.5)[1]))"
+        )
+        tests_dir = Path(__file__).parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), *sys.path])}
+        outputs = {
+            subprocess.run(
+                [sys.executable, "-c", script],
+                env={**env, "PYTHONHASHSEED": str(hash_seed)},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for hash_seed in range(6)
+        }
+        assert outputs == {"['p02/s1', 'p2/s1', 'p3/s1']\n"}  # p01 p1 p02 p2 p03 p3
+
     def test_single_group_gives_empty_validation_with_warning(self):
         samples = [make_sample(f"s{i}", patient_id="P") for i in range(3)]
         with pytest.warns(
@@ -148,6 +185,16 @@ class TestHoldOutLevels:
         assert keys(kept_train) == [*expected_train, "C/z7.0"]  # C: one level, kept whole
         patients = {s.image.patient_id for s in kept_train}
         assert patients.isdisjoint({s.image.patient_id for s in kept_val})
+
+    def test_a_slice_without_position_of_a_patient_with_levels_leaves_validation(self):
+        # B's slice without a position may show any level, one training saw among them; E has
+        # no positions at all and stays whole
+        train = [level_sample("A", float(k)) for k in range(21)]
+        val = [level_sample("B", float(k)) for k in range(21)] + [level_sample("B", None)]
+        val += [level_sample("E", None), level_sample("E", None)]
+        _, kept_val = hold_out_levels(train, val)
+        expected = [f"B/z{float(k)}" for k in sorted(self.HELD)] + ["E/zNone", "E/zNone"]
+        assert keys(kept_val) == expected
 
     def test_without_validation_levels_in_a_band_the_patient_split_stays(self):
         train = [level_sample("A", float(k)) for k in range(21)]

@@ -16,6 +16,7 @@ __all__ = [
     "SPLIT_CHOICES",
     "hold_out_levels",
     "patient_group",
+    "patient_groups",
     "relative_levels",
     "split_by_patient",
 ]
@@ -55,6 +56,11 @@ def patient_group(sample: Sample) -> str:
     """
     if sample.image.patient_id:
         return f"patient:{sample.image.patient_id}"
+    return _place(sample)
+
+
+def _place(sample: Sample) -> str:
+    """The group a sample would have without its PatientID: its folder, series, or ""."""
     if "/" in sample.key:
         return f"folder:{sample.key.split('/', 1)[0]}"
     if sample.image.series_uid:
@@ -62,12 +68,33 @@ def patient_group(sample: Sample) -> str:
     return ""
 
 
+def patient_groups(samples: Sequence[Sample]) -> list[str]:
+    """Each sample's `patient_group`, where a slice without PatientID joins the one PatientID
+    the other slices of its folder (else its series) carry, so that a patient some of whose
+    files lost the PatientID stays one group.
+
+    Example:
+        >>> patient_groups([sample_with_id_p7, sample_without_id_in_the_same_folder])
+        ['patient:P7', 'patient:P7']
+    """
+    own = [patient_group(s) for s in samples]
+    ids_at: dict[str, set[str]] = {}
+    for sample, group in zip(samples, own, strict=True):
+        if sample.image.patient_id:
+            ids_at.setdefault(_place(sample), set()).add(group)
+    joined = []
+    for sample, group in zip(samples, own, strict=True):
+        ids = ids_at.get(group, set()) if group and not sample.image.patient_id else set()
+        joined.append(next(iter(ids)) if len(ids) == 1 else group)
+    return joined
+
+
 def split_by_patient(
     samples: Sequence[Sample], *, validation_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:
     """Split samples into training and validation by patient, never by slice or series.
 
-    Groups are `patient_group`: two series of one patient are always on the same side.
+    Groups are `patient_groups`: two series of one patient are always on the same side.
     round(fraction × groups) groups go to validation, at least one when there are two or more
     groups and the fraction is > 0, never all. With one group, validation is empty and a
     ``UserWarning`` says so. Deterministic for a seed; sample order is kept on each side.
@@ -90,8 +117,8 @@ def split_by_patient(
         raise ConfigError(
             f"validation_fraction={validation_fraction}: expected a share in [0, 1), e.g. 0.2."
         )
-    group_of = [patient_group(s) for s in samples]
-    groups = sorted(set(group_of), key=natural_key)
+    group_of = patient_groups(samples)
+    groups = sorted(set(group_of), key=lambda g: (natural_key(g), g))  # p1 / p01: one order
     if len(groups) == 1:
         why = _ONE_GROUP[groups[0].split(":", 1)[0]]
         warnings.warn(
@@ -120,7 +147,7 @@ def relative_levels(samples: Sequence[Sample]) -> list[float | None]:
         >>> relative_levels(samples)  # one patient at 10, 20 and 50 mm
         [0.0, 0.25, 1.0]
     """
-    groups = [patient_group(s) for s in samples]
+    groups = patient_groups(samples)
     spans: dict[str, list[float]] = {}
     for sample, group in zip(samples, groups, strict=True):
         if sample.image.position_mm is not None:
@@ -144,8 +171,9 @@ def hold_out_levels(
     in the `LEVEL_BANDS` and drop the training patients' slices there.
 
     Patients stay on their side (no patient on both); one whose levels are unknown or too few
-    (`relative_levels` None) is kept whole. When no validation slice lies in a band, the
-    patient split is returned unchanged.
+    (`relative_levels` None) is kept whole, and a validation slice without a position of a
+    patient with levels is left out. When no validation slice lies in a band, the patient split
+    is returned unchanged.
 
     Args:
         train: the training patients' samples (`split_by_patient`).
@@ -159,8 +187,12 @@ def hold_out_levels(
         return level is not None and any(low <= level <= high for low, high in LEVEL_BANDS)
 
     val_levels = relative_levels(validation)
-    kept_val = [
-        s for s, lev in zip(validation, val_levels, strict=True) if lev is None or in_band(lev)
+    groups = patient_groups(validation)
+    has_levels = {g for g, lev in zip(groups, val_levels, strict=True) if lev is not None}
+    kept_val = [  # a slice without position of a patient with levels may show any level
+        s
+        for s, g, lev in zip(validation, groups, val_levels, strict=True)
+        if in_band(lev) or (lev is None and g not in has_levels)
     ]
     if not any(in_band(lev) for lev in val_levels):
         return list(train), list(validation)

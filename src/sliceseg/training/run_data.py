@@ -58,7 +58,7 @@ def load_training_data(
     if config.validation_split == "levels":
         train_samples, val_samples = hold_out_levels(train_samples, val_samples)
     spacing, view_note = _grid(config, train_samples, start)
-    normalisation = run_normalisation(config, train_samples, start)
+    normalisation = run_normalisation(config, train_samples, start, dataset=samples)
     neighbours = _neighbour_pool(config, samples, progress=progress)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation, **neighbours)
     return TrainingData(
@@ -151,11 +151,15 @@ def _step(samples: Sequence[Sample], neighbours: dict[str, Any]) -> float | None
 
 
 def run_normalisation(
-    config: TrainConfig, train: Sequence[Sample], start: Bundle | None
+    config: TrainConfig,
+    train: Sequence[Sample],
+    start: Bundle | None,
+    *,
+    dataset: Sequence[Sample] | None = None,
 ) -> IntensityNormalisation:
     """The run's intensity normalisation: the ``--init-from`` model's (``start``) own; else by
-    the setting and the training slices' Modality, CT's numbers from the training slices'
-    foreground.
+    the setting and the Modality of every slice of ``dataset`` (both sides of the split;
+    default ``train``), CT's numbers from the training slices' foreground.
 
     Raises:
         ConfigError: ``start`` given and a ``normalisation`` other than "auto" that is not its.
@@ -173,7 +177,8 @@ def run_normalisation(
         return IntensityNormalisation.from_metadata(
             meta.normalisation, meta.intensity, source=config.init_from or "the model"
         )
-    name = choose_normalisation(config.normalisation, [s.image.modality for s in train])
+    every = train if dataset is None else dataset  # an MR patient held out: not a CT set
+    name = choose_normalisation(config.normalisation, [s.image.modality for s in every])
     if name == PER_SLICE.name:
         return PER_SLICE
     return ct_normalisation([s.image.pixels for s in train], [s.label for s in train])
