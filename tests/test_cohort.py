@@ -565,7 +565,8 @@ def test_predict_scores_with_the_model_s_always_present_rois(
 def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
     tiny_model, cohort_dir, tmp_path, monkeypatch
 ):
-    """The pool breaks after one series: the rest are decoded here, each exactly once."""
+    """The pool breaks after one series and no worker process starts again: the rest are
+    decoded here, each exactly once."""
     from concurrent.futures.process import BrokenProcessPool
 
     def breaks_after_one(pending, count, job):
@@ -574,6 +575,7 @@ def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
         raise BrokenProcessPool("a worker died")
 
     monkeypatch.setattr(cohort_decode, "decoded_in_workers", breaks_after_one)
+    monkeypatch.setattr(cohort_decode, "_started_pool", lambda: None)
     options = CohortOptions(workers=2)
     with pytest.warns(RuntimeWarning, match="decoding in the main process"):
         run = predict_cohort(tiny_model, cohort_dir, tmp_path / "o", settings=LEAN, options=options)
