@@ -565,7 +565,8 @@ def test_predict_scores_with_the_model_s_always_present_rois(
 def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
     tiny_model, cohort_dir, tmp_path, monkeypatch
 ):
-    """The pool breaks after one series: the rest are decoded here, each exactly once."""
+    """The pool breaks after one series and no worker process starts again: the rest are
+    decoded here, each exactly once."""
     from concurrent.futures.process import BrokenProcessPool
 
     def breaks_after_one(pending, count, job):
@@ -574,6 +575,7 @@ def test_decoding_falls_back_to_the_main_process_when_the_workers_die(
         raise BrokenProcessPool("a worker died")
 
     monkeypatch.setattr(cohort_decode, "decoded_in_workers", breaks_after_one)
+    monkeypatch.setattr(cohort_decode, "_started_pool", lambda: None)
     options = CohortOptions(workers=2)
     with pytest.warns(RuntimeWarning, match="decoding in the main process"):
         run = predict_cohort(tiny_model, cohort_dir, tmp_path / "o", settings=LEAN, options=options)
@@ -644,3 +646,26 @@ def test_a_series_in_deeply_nested_long_folders_is_predicted_under_a_shortened_n
     assert len(long[0].encode()) <= 200 and (out / "series" / long[0] / "record.json").is_file()
     assert main([*argv, "--visuals", "none"]) == 0  # the same name again: resumed, not redone
     assert sorted(p.name for p in (out / "series").iterdir()) == sorted(series["series"])
+
+
+@pytest.mark.slow
+def test_a_second_run_into_an_out_being_written_is_refused(tiny_model, cohort_dir, tmp_path):
+    """Two runs without --shard into one --out at once: the second removed the first's
+    temporary folders as a killed run's (its series then failed), and both wrote every series;
+    shards of one run still run together."""
+    from sliceseg.inference.records import run_lock
+
+    out = tmp_path / "out"
+    writing = out / "series" / ".sliceseg-tmp.sub02.4242"  # the first run's series in progress
+    writing.mkdir(parents=True)
+    (out / "cohort.json").write_text("{}")  # let a second run through check_out_dir (overwrite)
+    options = CohortOptions(workers=0, overwrite=True)
+    with run_lock(out, whole=True):
+        with pytest.raises(ConfigError, match=r"another `sliceseg predict` is writing into"):
+            predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=options)
+        assert writing.is_dir() and (out / "cohort.json").read_text() == "{}"
+        assert sorted(p.name for p in (out / "series").iterdir()) == [writing.name]
+    shard = CohortOptions(workers=0, overwrite=True, shard=Shard(1, 2), merge=False)
+    with run_lock(out, whole=False):  # shard 2/2 running: shard 1/2 goes on beside it
+        run = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)
+    assert run.finished == ["sub01", "sub03"]

@@ -13,3 +13,65 @@ def test_default_workers_leave_small_machines_to_the_main_process(monkeypatch, c
     kept for the network and the rest decode."""
     monkeypatch.setattr(cohort_decode, "rank_cpus", lambda: cpus)
     assert cohort_decode.default_workers() == workers
+
+
+CRASHING_JOB = """
+import os
+from sliceseg.inference.cohort_decode import decode_and_prepare
+
+def job(files, **options):
+    if any("sub02" in str(path) for path in files):
+        os._exit(7)  # as a pixel decoder that segfaults on these files
+    return decode_and_prepare(files, **options)
+"""
+
+CRASHING_RUN = """
+import os, sys
+sys.path.insert(0, {helpers!r})
+import crashing
+from sliceseg.inference import cohort, cohort_decode
+
+cohort.decode_and_prepare = crashing.job
+in_main = cohort_decode.decode_here
+
+def decode_here(series):  # the same decoder in this process: it would crash here too
+    if series.name == "sub02":
+        os._exit(7)
+    return in_main(series)
+
+cohort_decode.decode_here = decode_here
+if __name__ == "__main__":
+    from sliceseg.cli import main
+    sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.slow
+def test_a_series_that_kills_its_decoding_worker_fails_alone(tiny_model, tiny_phantom, tmp_path):
+    """A worker died on sub02's files (a crash in a pixel decoder, memory): the run decoded the
+    rest in the main process, sub02 first, and died there too; sub03, sub04 were never done,
+    and every resume died at the same series."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from cohort_runs import clean_env, cohort_input
+
+    source = cohort_input(tiny_phantom, tmp_path / "cohort")
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "crashing.py").write_text(CRASHING_JOB)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(source), "--out", str(out), "--workers", "2"]
+    script = helpers / "run.py"
+    script.write_text(CRASHING_RUN.format(helpers=str(helpers), argv=[*argv, "--visuals", "none"]))
+    done = subprocess.run(
+        [sys.executable, str(script)], env=clean_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    finished = sorted(p.parent.name for p in (out / "series").glob("*/record.json"))
+    assert finished == ["sub01", "sub03", "sub04"]
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub02"]
+    assert "the process decoding its files died" in failed["reason"][0]

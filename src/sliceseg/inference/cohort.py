@@ -46,6 +46,7 @@ from sliceseg.inference.records import (
     check_out_dir,
     file_sha256,
     is_done,
+    run_lock,
     undo_run_record,
     write_failure,
 )
@@ -185,40 +186,41 @@ def predict_cohort(
     out = Path(out_dir)
     check_not_inputs(out, Path(dicom_dir))
     plan = plan_cohort(Path(dicom_dir), exclude=out)
-    previous = check_out_dir(out, record, overwrite=options.overwrite)
-    mine = options.shard.take(plan.series)
-    recover_folders(out, {s.name for s in mine})  # what a killed run left
-    todo = [s for s in mine if not is_done(out, s, record, plan.root)]
-    log(
-        f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
-        f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
-    )
-    finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
-    try:  # a shard's series are not the cohort: its failures stay for the merge
-        if options.shard.is_whole:
-            _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
-    except SlicesegError:
-        undo_run_record(out, [name for name, _ in failed], previous=previous)
-        raise
-    skipped = [*plan.skipped, *unreadable]
-    merged = None
-    if options.merge if options.merge is not None else options.shard.is_whole:
-        merged = merge_cohort(out, skipped=skipped)
-    summaries = [summary for _, summary in finished]
-    return CohortRun(
-        out,
-        options.shard,
-        len(mine),
-        len(mine) - len(todo),
-        [name for name, _ in finished],
-        [(name, _reason(error)) for name, error in failed],
-        skipped,
-        merged,
-        time.perf_counter() - start,
-        slices=sum(int(s["slices"]) for s in summaries),
-        warnings=[w for s in summaries for w in s["warnings"]],
-        notes=[n for s in summaries for n in (*s["skipped_files"], *s["export_notes"])],
-    )
+    with run_lock(out, whole=options.shard.is_whole):  # two runs would undo each other's
+        previous = check_out_dir(out, record, overwrite=options.overwrite)
+        mine = options.shard.take(plan.series)
+        recover_folders(out, {s.name for s in mine})  # what a killed run left
+        todo = [s for s in mine if not is_done(out, s, record, plan.root)]
+        log(
+            f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
+            f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
+        )
+        finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
+        try:  # a shard's series are not the cohort: its failures stay for the merge
+            if options.shard.is_whole:
+                _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
+        except SlicesegError:
+            undo_run_record(out, [name for name, _ in failed], previous=previous)
+            raise
+        skipped = [*plan.skipped, *unreadable]
+        merged = None
+        if options.merge if options.merge is not None else options.shard.is_whole:
+            merged = merge_cohort(out, skipped=skipped)
+        summaries = [summary for _, summary in finished]
+        return CohortRun(
+            out,
+            options.shard,
+            len(mine),
+            len(mine) - len(todo),
+            [name for name, _ in finished],
+            [(name, _reason(error)) for name, error in failed],
+            skipped,
+            merged,
+            time.perf_counter() - start,
+            slices=sum(int(s["slices"]) for s in summaries),
+            warnings=[w for s in summaries for w in s["warnings"]],
+            notes=[n for s in summaries for n in (*s["skipped_files"], *s["export_notes"])],
+        )
 
 
 def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bundle, RunRecord]:

@@ -5,8 +5,11 @@
 series ahead: decode the files, give slices without PixelSpacing the user's spacing, and
 prepare them for the network (orientation, target spacing, intensities; the engine's
 `Preparation`), so that the main process only runs the network. Their warnings are said by the
-main process. A pool that cannot start (a script without ``if __name__ == "__main__":``) or
-dies falls back to decoding in the main process, without losing a series.
+main process. A pool that dies has the series it was decoding decoded again one at a time,
+each in a fresh process, so that a series whose files kill their decoder (a crash in a pixel
+decoder, memory) fails alone and the run goes on; a pool that cannot start at all (a script
+without ``if __name__ == "__main__":``) falls back to decoding in the main process, without
+losing a series.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import concurrent.futures as futures
 import multiprocessing
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from sliceseg.engine.predictor import Preparation
-from sliceseg.errors import SlicesegError
+from sliceseg.errors import DicomReadError, SlicesegError
 from sliceseg.inference.cohort_series import DecodedSeries
 from sliceseg.inference.shards import rank_cpus
 from sliceseg.io.dicom import SkippedFile, Slice
@@ -61,11 +64,17 @@ def decoded_series(
             yield series, decode_here(series)
         return
     pending: deque[PlannedSeries] = deque(todo)  # not yet handed to the network
-    try:
-        yield from decoded_in_workers(pending, count, job)
-    except futures.process.BrokenProcessPool:
+    while pending:
+        try:
+            yield from decoded_in_workers(pending, count, job)
+        except futures.process.BrokenProcessPool:  # a worker died: find the series that did it
+            in_flight = min(len(pending), count * DECODE_AHEAD)
+            if (yield from decoded_alone(pending, in_flight, job)):
+                continue
+        else:
+            return
         # The workers could not start (e.g. a script without ``if __name__ == "__main__":``
-        # under spawn) or died: decode what is left here, and say so once.
+        # under spawn): decode what is left here, and say so once.
         warnings.warn(
             "sliceseg: the decoding worker processes stopped; decoding in the main process "
             "(guard a script's code with `if __name__ == '__main__':`, or pass workers=0).",
@@ -75,6 +84,61 @@ def decoded_series(
         while pending:
             series = pending.popleft()
             yield series, decode_here(series)
+        return
+
+
+def decoded_alone(
+    pending: deque[PlannedSeries], count: int, job: Callable[[list[Path]], Any]
+) -> Generator[tuple[PlannedSeries, DecodedSeries | Exception], None, bool]:
+    """Decode the first ``count`` pending series one at a time, each alone in a worker process,
+    a fresh one after each that dies: the series whose files killed it fails alone.
+
+    Returns:
+        False when no worker process starts at all (the caller decodes the rest itself).
+    """
+    pool = None
+    try:
+        for _ in range(count):
+            pool = pool or _started_pool()
+            if pool is None:
+                return False
+            series = pending[0]
+            try:
+                result = pool.submit(job, [f.source for f in series.files]).result()
+            except futures.process.BrokenProcessPool:
+                pool.shutdown()
+                pool = None
+                yield pending.popleft(), _died(series)
+                continue
+            except Exception as error:  # a worker raised: this series only
+                yield pending.popleft(), error
+                continue
+            yield pending.popleft(), _unpacked(series, result)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return True
+
+
+def _started_pool() -> futures.ProcessPoolExecutor | None:
+    """One spawned worker process that has started (None: it cannot start)."""
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(1, mp_context=context, initializer=_one_thread)
+    try:
+        pool.submit(int).result()
+    except futures.process.BrokenProcessPool:
+        pool.shutdown()
+        return None
+    return pool
+
+
+def _died(series: PlannedSeries) -> DicomReadError:
+    first = series.files[0].source if series.files else "?"
+    return DicomReadError(
+        f"series {series.name}: the process decoding its files died (a crash in a pixel decoder, "
+        f"or out of memory) while reading its {len(series.files)} file(s) ({first}, ...); the "
+        "other series went on; check or remove these files."
+    )
 
 
 def decoded_in_workers(
@@ -94,18 +158,24 @@ def decoded_in_workers(
                 jobs.append(pool.submit(job, files))
             done = jobs.popleft()
             try:
-                slices, skipped, said, spaced = done.result()
+                result = done.result()
             except futures.process.BrokenProcessPool:
                 raise
             except Exception as error:  # a worker raised: this series only
                 yield pending.popleft(), error
                 continue
-            for message, category in said:  # the worker's warnings, said here
-                warnings.warn(message, category, stacklevel=1)
             series = pending.popleft()
-            decoded = _checked(series, slices, skipped)
-            decoded.spaced = spaced
-            yield series, decoded
+            yield series, _unpacked(series, result)
+
+
+def _unpacked(series: PlannedSeries, result: Any) -> DecodedSeries:
+    """A worker's `decode_and_prepare` result as a series; its warnings said here."""
+    slices, skipped, said, spaced = result
+    for message, category in said:
+        warnings.warn(message, category, stacklevel=1)
+    decoded = _checked(series, slices, skipped)
+    decoded.spaced = spaced
+    return decoded
 
 
 def _one_thread() -> None:

@@ -12,9 +12,11 @@ failed has ``OUT/failed/<name>.json`` with the reason until a later run finishes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
     "file_sha256",
     "is_done",
     "read_series_record",
+    "run_lock",
     "series_dir",
     "write_failure",
 ]
@@ -134,6 +137,42 @@ def check_not_inputs(out: Path, inputs: Path) -> None:
             f"{out}: --out is the DICOM folder itself, so the outputs would be read as inputs by "
             f"the next run; choose a folder of its own (e.g. {Path(out) / 'results'})."
         )
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, *, whole: bool) -> Iterator[None]:
+    """Hold a lock on the folder ``out`` while a run writes into it: a run of every series
+    (``whole``) alone, the shards of a run together. No file is written for it, and the system
+    releases it when the process ends (``kill -9`` too); where the file system has no such
+    locks (some network file systems), runs are not guarded.
+
+    Raises:
+        ConfigError: another run holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    if out.exists() and not out.is_dir():  # `check_out_dir` says why
+        yield
+        return
+    folder = os.open(create_output_dir(out), os.O_RDONLY)
+    try:
+        fcntl.flock(folder, (fcntl.LOCK_EX if whole else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise ConfigError(
+            f"{out}: another `sliceseg predict` is writing into this folder now (two runs would "
+            "do the same series and undo each other's); wait for it to end and run again "
+            "(finished series are skipped), or split the work with --shard K/N."
+        ) from None
+    except OSError:  # the file system has no such locks
+        pass
+    try:
+        yield
+    finally:
+        os.close(folder)
 
 
 def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | None:
