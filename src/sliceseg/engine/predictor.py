@@ -51,6 +51,7 @@ __all__ = [
     "model_preparation",
     "network_probabilities",
     "network_window",
+    "shape_groups",
     "slice_features",
     "spaced_subset",
     "spaced_window_probabilities",
@@ -173,6 +174,21 @@ def slice_features(
     return found
 
 
+def shape_groups(images: Sequence[torch.Tensor]) -> list[list[int]]:
+    """The indices of the slices of each shape, in first-seen order: the slices that share
+    passes. A size-free network's window is the largest slice of its pass, so a slice's
+    probabilities (and labels, and features) never depend on slices of other sizes beside it.
+
+    Example:
+        >>> shape_groups([torch.zeros(1, 4, 4), torch.zeros(1, 8, 8), torch.zeros(1, 4, 4)])
+        [[0, 2], [1]]
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(tuple(image.shape), []).append(index)
+    return list(groups.values())
+
+
 def spaced_window_probabilities(
     network: torch.nn.Module,
     images: Sequence[torch.Tensor],
@@ -203,10 +219,7 @@ def spaced_window_probabilities(
         slice of its pass, so a slice's probabilities never depend on the other slices given).
     """
     out: list[torch.Tensor | None] = [None] * len(images)
-    shapes: dict[tuple[int, ...], list[int]] = {}
-    for index, image in enumerate(images):
-        shapes.setdefault(tuple(image.shape), []).append(index)
-    for members in shapes.values():
+    for members in shape_groups(images):
         group = [images[i] for i in members]
         window = network_window(network, group, input_size=input_size, divisor=divisor)
         found = spaced_probabilities(
@@ -409,12 +422,29 @@ class Engine:
         features: list[np.ndarray | None] | None,
     ) -> list[torch.Tensor]:
         """Probabilities at the target spacing, left on the device (native grid, argmax and
-        confidence are taken there); per slice its deepest features into ``features``."""
+        confidence are taken there); per slice its deepest features into ``features``. Slices
+        of one shape share passes (`shape_groups`), whatever else the call holds."""
+        probs: list[torch.Tensor | None] = [None] * len(images)
+        found: list[np.ndarray | None] = [None] * len(images)
+        for members in shape_groups(images):
+            group = [images[i] for i in members]
+            answers = self._group_probabilities(group, batch_size, features is not None)
+            for i, each, feature in zip(members, *answers, strict=True):
+                probs[i], found[i] = each, feature
+        if features is not None:
+            features.extend(found)
+        return [cast(torch.Tensor, p) for p in probs]
+
+    def _group_probabilities(
+        self, images: Sequence[torch.Tensor], batch_size: int, wants_features: bool
+    ) -> tuple[list[torch.Tensor], list[np.ndarray | None]]:
+        """`_probabilities` of slices of one shape, in one window, and their features (None
+        where they are not the separate look's, or not asked for)."""
         meta = self.bundle.metadata
         window = network_window(
             self.network, images, input_size=meta.input_size, divisor=self.divisor
         )
-        tapping = features is not None and not _autocasts(self.device)
+        tapping = wants_features and not _autocasts(self.device)
         tap = FeatureTap(self.feature_layer) if tapping else None
         passes: list[torch.Tensor] = []
 
@@ -435,10 +465,8 @@ class Engine:
             batch_size=batch_size,
             keep_on_device=True,
         )
-        if features is not None:
-            found = slice_features(images, window, passes, self.divisor) if tap else None
-            features.extend(found or [None] * len(images))
-        return probs
+        found = slice_features(images, window, passes, self.divisor) if tap else None
+        return probs, found or [None] * len(images)
 
     def _grid_labels(
         self,

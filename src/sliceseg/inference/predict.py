@@ -17,7 +17,6 @@ from sliceseg.engine.predictor import (
     spaced_subset,
 )
 from sliceseg.io.dicom import Slice
-from sliceseg.model_space.orientation import Reorientation
 from sliceseg.models.bundle import Bundle
 from sliceseg.system import select_device
 
@@ -100,7 +99,8 @@ def predict_slices(
         spaced = engine.prepare(images, changes, pool=context_pool) if context else None
         bar = tqdm(total=len(images), desc="segmenting", unit="slice", disable=not progress)
         labels: list[np.ndarray] = []
-        for chunk in _passes(images, changes, batch_size):
+        for start in range(0, len(images), batch_size):  # slices of one shape share passes
+            chunk = range(start, min(start + batch_size, len(images)))
             labels += engine.labels(
                 [images[i] for i in chunk],
                 changes=[changes[i] for i in chunk],
@@ -112,21 +112,3 @@ def predict_slices(
         return labels
     finally:
         model.to(original_device).train(was_training)
-
-
-def _passes(
-    images: Sequence[Slice], changes: Sequence[Reorientation], batch_size: int
-) -> list[range]:
-    """The slices of each forward pass, in order: runs of consecutive slices of one shape,
-    spacing and orientation (so one shape at the model's spacing), at most ``batch_size``
-    each. A size-free network's window is the largest slice of its pass, so a slice's labels
-    never depend on the slices predicted with it, as in the cohort's passes."""
-    pairs = zip(images, changes, strict=True)
-    grids = [(image.shape, image.spacing_mm, change) for image, change in pairs]
-    passes: list[range] = []
-    start = 0
-    for end in range(1, len(images) + 1):
-        if end == len(images) or end - start == batch_size or grids[end] != grids[start]:
-            passes.append(range(start, end))
-            start = end
-    return passes
