@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zlib
 from pathlib import Path
 
@@ -150,6 +151,18 @@ def tiny_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
         matrix_sizes=[(112, 96), (96, 96)],
     )
     return out
+
+
+def one_slice_patients(phantom: Path, data: Path) -> Path:
+    """Two patients of one L3-like slice each (``sub01``, ``sub02``: their ``_s01``), copied from
+    a phantom's training data into ``data`` with its ``labels.txt``: one trains, one validates."""
+    for subject in ("sub01", "sub02"):
+        for kind in ("dicoms", "labels"):
+            (source,) = (phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
+            (data / kind / subject).mkdir(parents=True)
+            shutil.copyfile(source, data / kind / subject / source.name)
+    shutil.copyfile(phantom / "train" / "labels.txt", data / "labels.txt")
+    return data
 
 
 def tiny_config(data: Path, out: Path, **changes):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import one_slice_patients, tiny_config
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.inference.familiarity import NO_PROFILE_NOTE
@@ -118,13 +118,7 @@ def test_cli_says_what_it_wrote_and_refuses_in_one_line(tiny_model, tiny_phantom
 def test_a_model_trained_on_one_slice_is_not_sent_to_reprofile(tiny_phantom, tmp_path, capsys):
     """Two patients of one slice each: the model has no profile, and predict and info told the
     user to run reprofile, which then ended in an internal error (a profile needs 2 slices)."""
-    data = tmp_path / "l3"
-    for subject in ("sub01", "sub02"):
-        for kind in ("dicoms", "labels"):
-            (source,) = (tiny_phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
-            (data / kind / subject).mkdir(parents=True)
-            shutil.copyfile(source, data / kind / subject / source.name)
-    shutil.copyfile(tiny_phantom / "train" / "labels.txt", data / "labels.txt")
+    data = one_slice_patients(tiny_phantom, tmp_path / "l3")
     model = train(tiny_config(data, tmp_path / "m", epochs=1), log=lambda _line: None).best_model
     assert main(["reprofile", str(model), str(data)]) == 2
     error = capsys.readouterr().err

@@ -28,6 +28,16 @@ INSIDE = {
 }  # fmt: skip
 
 
+def _labelled(root: Path, *names: str) -> Path:
+    """A label folder holding (empty) label files of sub03's slices ``names``: those slices
+    count as labelled; returns the folder to give as ``labels_dir``."""
+    folder = root / "labels" / "sub03"
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+    return folder.parent
+
+
 def _confidence(a: float) -> float:
     return 2 * a / (1 + a)
 
@@ -76,11 +86,8 @@ class TestSuggestSlices:
         ]  # fmt: skip
 
     def test_labelled_slices_are_left_out(self, known_probabilities, tiny_model, tmp_path):
-        labels = tmp_path / "labels" / "sub03"
-        labels.mkdir(parents=True)
-        (labels / "sub03_s01.png").write_bytes(b"")  # already labelled: not suggested
-        (labels / "sub03_s00.npy").write_bytes(b"")
-        found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=tmp_path / "labels")
+        labels = _labelled(tmp_path, "sub03_s01.png", "sub03_s00.npy")  # not suggested
+        found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=labels)
         assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
 
     def test_series_numbered_as_predicts_tables(self, known_probabilities, tiny_model):
@@ -111,11 +118,8 @@ class TestSuggestSlices:
             return labels
 
         monkeypatch.setattr(suggest, "predict_slices", fake_predict)
-        labels = tmp_path / "labels" / "sub03"
-        labels.mkdir(parents=True)
-        for name in ("sub03_s00.png", "sub03_s01.png"):
-            (labels / name).write_bytes(b"")
-        found = suggest_slices(tiny_model, root, n=9, labels_dir=tmp_path / "labels")
+        labels = _labelled(tmp_path, "sub03_s00.png", "sub03_s01.png")
+        found = suggest_slices(tiny_model, root, n=9, labels_dir=labels)
         lone = [s for s in found if s.key == "sub03/sub03_s02"]
         assert [s.confidence for s in lone] == pytest.approx([_confidence(0.3)])  # 3 slices
 
@@ -137,11 +141,8 @@ class TestSuggestSlices:
             return verdicts
 
         monkeypatch.setattr(suggest, "check_run", fake_check)
-        labels = tmp_path / "labels" / "sub03"
-        labels.mkdir(parents=True)
-        for name in ("sub03_s00.png", "sub03_s01.png"):
-            (labels / name).write_bytes(b"")
-        found = suggest_slices(tiny_model, known_probabilities, n=1, labels_dir=labels.parent)
+        labels = _labelled(tmp_path, "sub03_s00.png", "sub03_s01.png")
+        found = suggest_slices(tiny_model, known_probabilities, n=1, labels_dir=labels)
         assert [(s.key, s.unlike_training) for s in found] == [("sub03/sub03_s02", True)]
 
     def test_everything_labelled(self, tiny_model, tiny_phantom):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import one_slice_patients, tiny_config
 from sliceseg.dataset.samples import load_samples
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
@@ -175,13 +174,7 @@ class TestTrain:
     def test_one_training_slice_trains_and_says_the_profile_needs_two(self, tiny_phantom, tmp_path):
         """Two patients of one L3 slice each: one trains, one validates; the run used to end
         in an internal error after training, in the profile of the training data."""
-        data = tmp_path / "l3"
-        for subject in ("sub01", "sub02"):
-            for kind in ("dicoms", "labels"):
-                (source,) = (tiny_phantom / "train" / kind / subject).glob(f"{subject}_s01.*")
-                (data / kind / subject).mkdir(parents=True)
-                shutil.copyfile(source, data / kind / subject / source.name)
-        shutil.copyfile(tiny_phantom / "train" / "labels.txt", data / "labels.txt")
+        data = one_slice_patients(tiny_phantom, tmp_path / "l3")
         lines: list[str] = []
         result = train(tiny_config(data, tmp_path / "m", epochs=1), log=lines.append)
         assert lines[0].startswith("Training on 1 slices, validating on 1 ")
