@@ -26,7 +26,12 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.familiarity import unlike_line
-from sliceseg.inference.merge_tables import CHUNK_SERIES, TIDY_TEXT, write_area_tables
+from sliceseg.inference.merge_tables import (
+    CHUNK_SERIES,
+    TIDY_TEXT,
+    WIDE_TEXT,
+    write_area_tables,
+)
 from sliceseg.inference.records import (
     RUN_RECORD,
     failed_since_finished,
@@ -82,8 +87,7 @@ class MergeResult:
     @cached_property
     def areas(self) -> AreaTable:
         """The cohort's area table, read from ``csa.csv`` and ``csa_long.csv``."""
-        names = {"slice": str, "file": str}  # a key "00012" is a name, not the number 12
-        wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype=names)
+        wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype=WIDE_TEXT)
         long = pd.read_csv(self.out_dir / "csa_long.csv", dtype=TIDY_TEXT)
         numbers = tuple(k for k, count in enumerate(self.counts, 1) for _ in range(count))
         return AreaTable(wide=wide, long=long, unit=self.unit, series=numbers)

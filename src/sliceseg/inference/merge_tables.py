@@ -33,12 +33,13 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.summary_rows import PRESENT, series_label, summary_stats
 from sliceseg.measure.tissue import CT_COLUMNS
 
-__all__ = ["CHUNK_SERIES", "TIDY_TEXT", "write_area_tables"]
+__all__ = ["CHUNK_SERIES", "TIDY_TEXT", "WIDE_TEXT", "write_area_tables"]
 
 CHUNK_SERIES = 256
 """Series whose tables are read and written together."""
 
-_TEXT = {"slice": str, "file": str}  # kept as written (a file named 0001 stays "0001")
+WIDE_TEXT = {"slice": str, "file": str}
+"""The wide table's columns of names, read back as written (a file named 0001 stays "0001")."""
 TIDY_TEXT = {
     "file": str,
     "patient_id": str,
@@ -190,7 +191,7 @@ class _Tables:
         """Append one chunk of series: slice rows, tidy rows, and (for later) summary rows."""
         slices, summaries, tidy = self._read(out, names)
         first = len(self.counts)  # series before this chunk
-        table = slices.table(index_col="slice", dtype=_TEXT)
+        table = slices.table(index_col="slice", dtype=WIDE_TEXT)
         part = self._slice_rows(table, slices.counts, first, wide)
         if self.several:
             self._series_rows(summaries, part["file"].tolist(), slices.counts, first, rows)
@@ -244,7 +245,7 @@ class _Tables:
         self, lines: _Lines, files: list[str], counts: list[int], first: int, rows: IO[str]
     ) -> None:
         """Each series' own summary rows, named ``mean series k`` ... with its span."""
-        table = lines.table(index_col="slice", dtype=_TEXT)
+        table = lines.table(index_col="slice", dtype=WIDE_TEXT)
         starts = np.cumsum([0, *counts[:-1]])
         labels = [
             series_label(files[start : start + n]) for start, n in zip(starts, counts, strict=True)
