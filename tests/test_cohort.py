@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from sliceseg.cli import main
 from sliceseg.errors import ConfigError
 from sliceseg.inference import cohort, cohort_decode, cohort_series
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
-from sliceseg.inference.records import RunSettings
+from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
-from sliceseg.measure.areas import is_summary_row
+from sliceseg.measure.areas import SpacingFallback, is_summary_row
 from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.summary_rows import summarised
+from sliceseg.measure.tissue import TissueSettings
 from sliceseg.phantom.generate import ROI_NAMES
 
 LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
@@ -190,6 +192,34 @@ def test_another_model_into_the_same_out_is_refused(tiny_model, cohort_dir, tmp_
     tta = RunSettings(roi_names=(), visuals="none", exports=(), report=False, tta=True)
     with pytest.raises(ConfigError, match=r"it was made with tta=false, this run asks tta=true"):
         predict_cohort(tiny_model, cohort_dir, out, settings=tta, options=HERE)
+
+
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        (
+            {"tissue": TissueSettings(adipose_hu=(-200.0, -40.0))},
+            "its settings differ in --adipose-hu: it was made with "
+            "tissue.adipose_hu=[-190.0, -30.0], this run asks tissue.adipose_hu=[-200.0, -40.0]",
+        ),
+        (
+            {"fallback": SpacingFallback(fov_mm=(240.0, 240.0))},
+            "its settings differ in --fov: it was made with fallback.fov_mm=null, this run asks "
+            "fallback.fov_mm=[240.0, 240.0]",
+        ),
+    ],
+)
+def test_other_settings_into_the_same_out_name_the_flag(tmp_path, changed, expected):
+    """A rerun of `predict` with another --adipose-hu was refused with
+    'it was made with tissue={"adipose_hu": [-190.0, -30.0], ...}': a whole dict, no flag."""
+    first = RunRecord("m.pt", "0" * 64, LEAN)
+    assert check_out_dir(tmp_path, first, overwrite=False) == ""
+    again = RunRecord("m.pt", "0" * 64, dataclasses.replace(LEAN, **changed))
+    with pytest.raises(ConfigError) as refused:
+        check_out_dir(tmp_path, again, overwrite=False)
+    assert str(refused.value) == (
+        f"{tmp_path}: {expected}; use another --out, or pass --overwrite to redo every series."
+    )
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice, read_slice
 from sliceseg.measure.areas import measure_areas
-from sliceseg.measure.tissue import CT_COLUMNS, TissueSettings, tissue_statistics
+from sliceseg.measure.tissue import CT_COLUMNS, TissueSettings, hu_problem, tissue_statistics
 
 NAMES = ["vertebral body", "left psoas major"]
 
@@ -94,9 +95,47 @@ class TestTissueStatistics:
         assert stats.pop("imat_mm2") == 0.0
         assert all(np.isnan(v) for v in stats.values())
 
-    def test_bad_thresholds(self):
-        with pytest.raises(ConfigError, match=r"adipose_hu must be \(low, high\).*\(-30, -190\)"):
+
+class TestTissueSettings:
+    def test_one_name_as_a_string_is_one_roi(self):
+        """``muscle_rois="psoas"`` from a notebook was split into 'p', 's', 'o', ...: no ROI
+        was a muscle, and `check_muscle_rois` refused 'p' as an unknown ROI."""
+        settings = TissueSettings(muscle_rois="left psoas major")
+        assert settings.muscle_rois == ("left psoas major",)
+        assert settings.is_muscle("left psoas major") and not settings.is_muscle("l")
+
+    def test_low_above_high_names_the_flag(self):
+        match = r"^--adipose-hu \(adipose_hu\) must be LOW HIGH with LOW < HIGH, got -30 -190; "
+        with pytest.raises(ConfigError, match=match):
             TissueSettings(adipose_hu=(-30.0, -190.0))
+
+    @pytest.mark.parametrize(
+        ("adipose", "muscle", "shared"),
+        [((-90.0, -30.0), (-120.0, 100.0), "-90 to -30"), ((-190.0, -30.0), (-30.0, 150.0), "-30")],
+    )
+    def test_overlapping_ranges_are_refused(self, adipose, muscle, shared):
+        """Both ranges include their ends, so even -30 in both made a pixel fat and muscle."""
+        with pytest.raises(ConfigError) as refused:
+            TissueSettings(adipose_hu=adipose, muscle_hu=muscle)
+        message = str(refused.value)
+        assert message.startswith(
+            f"--adipose-hu (adipose_hu) {adipose[0]:g} {adipose[1]:g} and --muscle-hu "
+            f"(muscle_hu) {muscle[0]:g} {muscle[1]:g} overlap ({shared} HU), so a pixel there "
+            "would count as both fat and muscle; "
+        )
+        assert "\n" not in message
+
+    def test_cli_refuses_overlapping_ranges_in_one_line(self, tmp_path, capsys):
+        from sliceseg.cli import main
+
+        code = main(["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "d"),
+                     "--out", str(tmp_path / "o"), "--adipose-hu", "-90", "-30",
+                     "--muscle-hu", "-120", "100"])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.startswith("error: --adipose-hu (adipose_hu) -90 -30 and --muscle-hu ")
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert not (tmp_path / "o").exists()
 
 
 class TestMeasureAreasTissueColumns:
@@ -143,14 +182,17 @@ class TestMeasureAreasTissueColumns:
         and the CT columns were silently missing; the message lists the ROI names."""
         hu, label = _known_hu()
         settings = TissueSettings(muscle_rois=("Left Psoas",))
-        match = r"--muscle-rois: 'Left Psoas' is not an ROI.*'vertebral body', 'left psoas major'"
+        match = (
+            r"--muscle-rois \(muscle_rois\): 'Left Psoas' is not an ROI"
+            r".*'vertebral body', 'left psoas major'"
+        )
         with pytest.raises(ConfigError, match=match):
             measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)
 
 
 def test_cli_measure_takes_the_thresholds(tmp_path):
-    """``sliceseg measure --adipose-hu -90 -30 --muscle-hu -120 100``: the −100 HU pixels are
-    no longer fat (IMAT 0) and count as muscle (radiodensity (20·−100 + 80·50) / 100 = 20)."""
+    """``sliceseg measure --adipose-hu -300 -150 --muscle-hu -120 100``: the −100 HU pixels
+    are no longer fat (IMAT 0) and count as muscle (radiodensity (20·−100 + 80·50) / 100 = 20)."""
     import imageio.v3 as iio
     import pandas as pd
 
@@ -166,7 +208,7 @@ def test_cli_measure_takes_the_thresholds(tmp_path):
     labels.mkdir(parents=True)
     iio.imwrite(labels / "s01.png", label)
     code = main(["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "o"),
-                 "--labels", ",".join(NAMES), "--adipose-hu", "-90", "-30",
+                 "--labels", ",".join(NAMES), "--adipose-hu", "-300", "-150",
                  "--muscle-hu", "-120", "100"])  # fmt: skip
     assert code == 0
     long = pd.read_csv(tmp_path / "o" / "csa_long.csv").set_index("roi_name")
@@ -222,6 +264,42 @@ class TestHounsfieldUnits:
         assert psoas[list(CT_COLUMNS)].isna().all().all()
         with pytest.warns(UserWarning, match="not Hounsfield units"):  # said without muscles too
             measure_areas([label], images[:1], ["vertebral body", "disc"])
+
+    @pytest.mark.parametrize(
+        "rescale",
+        [{"slope": 1.0, "intercept": 0.0}, {"intercept": 0.0}, {"slope": 1.0, "intercept": ""}],
+        ids=["intercept 0 and slope 1", "intercept 0 alone", "empty intercept"],
+    )
+    def test_a_rescale_that_leaves_stored_values_is_not_hu(self, tmp_path, rescale):
+        """Stored values (air 24, fat 924) with an intercept of 0 or an empty one: before, the
+        psoas got IMAT 0 and radiodensity NaN without a word, as its fat read 924 "HU"."""
+        hu, label = _known_hu()
+        path = _ct_file(tmp_path / "ct.dcm", (hu + 1024).astype(np.uint16), **rescale)
+        with pytest.warns(UserWarning) as caught:
+            psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
+        (warning,) = [str(w.message) for w in caught]
+        assert warning == (
+            f"series 1.2.3.17 ({path}, ...): CT whose lowest value after (0028,1052) "
+            "RescaleIntercept / (0028,1053) RescaleSlope is 24 (air is -1000 HU, fat about -100 "
+            "HU), so its values are not Hounsfield units: its intensity columns hold these "
+            "values and its CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu) are "
+            "left empty; export the series again with its scanner's rescale (stored values "
+            "from 0 usually take RescaleIntercept -1024)."
+        )
+        assert psoas["mean_intensity"] == pytest.approx(1044.0)
+        assert psoas[list(CT_COLUMNS)].isna().all()
+
+    @pytest.mark.parametrize("modality_lut", ["rescale", "none", "lut", ""])
+    def test_a_crop_inside_the_body_is_hu(self, modality_lut):
+        """No air in the field of view, but fat (-100 HU) below the ceiling: HU however they
+        came; the old ceiling of -500 took such a crop without a rescale for stored values."""
+        hu, _ = _known_hu()
+        crop = dataclasses.replace(_ct_slice(hu[2:12, 3:13]), modality_lut=modality_lut)
+        assert float(crop.pixels.min()) == -100.0
+        assert hu_problem([crop]) is None
+        not_hu = dataclasses.replace(crop, pixels=crop.pixels + 1024)  # fat at 924
+        assert "lowest value" in (hu_problem([not_hu]) or "")
+        assert hu_problem([dataclasses.replace(not_hu, modality="MR")]) is None
 
     def test_signed_hu_stored_without_a_rescale_are_hu(self, tmp_path):
         hu, label = _known_hu()  # air at −1000: below −500, so these are HU as stored

@@ -27,6 +27,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text, create_output_dir
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
+from sliceseg.measure.tissue import FLAGS as TISSUE_FLAGS
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.report.exports import DEFAULT_EXPORTS
 
@@ -49,6 +50,21 @@ RUN_RECORD = "cohort.json"
 SERIES_RECORD = "record.json"
 SERIES_DIR = "series"
 FAILED_DIR = "failed"
+
+_SETTING_FLAGS: dict[str, str] = {
+    "roi_names": "--labels",
+    "tta": "--tta",
+    "fallback.fov_mm": "--fov",
+    "fallback.matrix": "--matrix",
+    "fallback.pixels_only": "--pixels",
+    **{f"tissue.{name}": flag for name, flag in TISSUE_FLAGS.items()},
+    "keep_patient_info": "--keep-patient-info",
+    "exports": "--export",
+    "visuals": "--visuals",
+    "report": "--no-report",
+}
+"""The `sliceseg predict` flag of each `RunSettings` field (dotted inside ``fallback`` and
+``tissue``), so that a refusal names what a CLI user typed beside the Python name."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +122,29 @@ class RunRecord:
                 f"{str(model.get('sha256'))[:12]}…), this run uses {self.model_name} (sha256 "
                 f"{self.model_sha256[:12]}…)"
             )
-        stored, current = data.get("settings") or {}, self.settings.to_dict()
-        for name in sorted(set(stored) | set(current)):
-            if stored.get(name) != current.get(name):
-                return (
-                    f"it was made with {name}={json.dumps(stored.get(name))}, this run asks "
-                    f"{name}={json.dumps(current.get(name))}"
-                )
-        return None
+        found = _first_difference(data.get("settings") or {}, self.settings.to_dict())
+        if found is None:
+            return None
+        name, before, now = found
+        flag = f"its settings differ in {_SETTING_FLAGS[name]}: " if name in _SETTING_FLAGS else ""
+        return (
+            f"{flag}it was made with {name}={json.dumps(before)}, this run asks "
+            f"{name}={json.dumps(now)}"
+        )
+
+
+def _first_difference(
+    stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = ""
+) -> tuple[str, Any, Any] | None:
+    """The first setting (dotted name, stored value, current value) that differs, or None."""
+    for name in sorted(set(stored) | set(current)):
+        before, now = stored.get(name), current.get(name)
+        if before == now:
+            continue
+        if isinstance(before, Mapping) and isinstance(now, Mapping):
+            return _first_difference(before, now, f"{prefix}{name}.")
+        return f"{prefix}{name}", before, now
+    return None
 
 
 def file_sha256(path: Path) -> str:

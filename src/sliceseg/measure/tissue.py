@@ -14,9 +14,9 @@ An ROI is a muscle when its name holds a muscle word (:data:`MUSCLE_WORDS`: "pso
 "multifidus", "erector", ...) unless `TissueSettings.muscle_rois` names them.
 
 Two cases are said once per series rather than passed over (`series_notes`): a CT series whose
-files have no rescale and whose lowest value is above :data:`HU_AIR_CEILING` holds stored
-values, not HU, so its CT columns are left empty (NaN); a series without (0008,0060) Modality
-gets no CT columns at all.
+lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left the stored values,
+such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN); a series
+without (0008,0060) Modality gets no CT columns at all.
 """
 
 from __future__ import annotations
@@ -59,19 +59,34 @@ MUSCLE_WORDS: tuple[str, ...] = (
 CT_COLUMNS: tuple[str, ...] = ("imat_fraction", "imat_mm2", "muscle_radiodensity_hu")
 """Columns added for muscle ROIs on CT slices (NaN elsewhere)."""
 
-HU_AIR_CEILING = -500.0
-"""A CT series in HU has air (−1000 HU) or at least fat (about −100 HU) below this; a series of
-stored values without a rescale whose lowest value is above it is not in HU."""
+HU_FAT_CEILING = -50.0
+"""A CT series in HU has air (−1000 HU) or at least fat (about −100 HU, lower with noise) below
+this, even one cropped inside the body; stored values (air 0 or 24) never are."""
+
+FLAGS: dict[str, str] = {
+    "adipose_hu": "--adipose-hu",
+    "muscle_hu": "--muscle-hu",
+    "muscle_rois": "--muscle-rois",
+}
+"""The flag of `measure` and `predict` that sets each `TissueSettings` field."""
 
 
 @dataclass(frozen=True)
 class TissueSettings:
     """Thresholds of the CT muscle composition.
 
+    Messages name a field by its flag and its name (``--adipose-hu (adipose_hu)``): the CLI and
+    Python build it alike.
+
     Attributes:
         adipose_hu: (low, high) HU of intramuscular adipose tissue, both included.
-        muscle_hu: (low, high) HU of muscle for the radiodensity, both included.
-        muscle_rois: names of the ROIs that are muscles; None finds them by name.
+        muscle_hu: (low, high) HU of muscle for the radiodensity, both included; it may not
+            share a value with ``adipose_hu``, or a pixel would be fat and muscle at once.
+        muscle_rois: names of the ROIs that are muscles (one string is one name); None finds
+            them by name.
+
+    Raises:
+        ConfigError: a range has low ≥ high, or the two ranges overlap.
     """
 
     adipose_hu: tuple[float, float] = (-190.0, -30.0)
@@ -83,9 +98,22 @@ class TissueSettings:
             low, high = getattr(self, name)
             if not low < high:
                 raise ConfigError(
-                    f"{name} must be (low, high) HU with low < high, got ({low:g}, {high:g})."
+                    f"{_named(name)} must be LOW HIGH with LOW < HIGH, got {low:g} {high:g}; "
+                    f"give e.g. {FLAGS[name]} {_range(getattr(TissueSettings, name))}."
                 )
-        if self.muscle_rois is not None:
+        (fat_low, fat_high), (muscle_low, muscle_high) = self.adipose_hu, self.muscle_hu
+        shared = (max(fat_low, muscle_low), min(fat_high, muscle_high))
+        if shared[0] <= shared[1]:  # both ranges include their ends
+            raise ConfigError(
+                f"{_named('adipose_hu')} {_range(self.adipose_hu)} and {_named('muscle_hu')} "
+                f"{_range(self.muscle_hu)} overlap ({_range(shared, ' to ')} HU), so a pixel "
+                "there would count as both fat and muscle; give ranges that do not overlap "
+                f"(default {_range(TissueSettings.adipose_hu)} and "
+                f"{_range(TissueSettings.muscle_hu)})."
+            )
+        if isinstance(self.muscle_rois, str):  # a notebook's "psoas" is one name, not letters
+            object.__setattr__(self, "muscle_rois", (self.muscle_rois,))
+        elif self.muscle_rois is not None:
             object.__setattr__(self, "muscle_rois", tuple(str(n) for n in self.muscle_rois))
 
     def is_muscle(self, roi_name: str) -> bool:
@@ -115,7 +143,7 @@ def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> Non
     unknown = [name for name in settings.muscle_rois or () if name not in roi_names]
     if unknown:
         raise ConfigError(
-            f"--muscle-rois: {', '.join(map(repr, unknown))} "
+            f"{_named('muscle_rois')}: {', '.join(map(repr, unknown))} "
             f"{'is not an ROI' if len(unknown) == 1 else 'are not ROIs'} of this run; its ROIs "
             f"are {', '.join(map(repr, roi_names))}: give their names exactly."
         )
@@ -198,9 +226,9 @@ def roi_tissue(
 def hu_problem(series: Sequence[Slice]) -> str | None:
     """Say why a CT series' values cannot be Hounsfield units; None when they can.
 
-    They cannot when its CT files have neither (0028,1052) RescaleIntercept / (0028,1053)
-    RescaleSlope nor a (0028,3000) ModalityLUTSequence (stored values as they are) and their
-    lowest value is above :data:`HU_AIR_CEILING`: no air, no fat, so an unsigned offset.
+    They cannot when its lowest value is above :data:`HU_FAT_CEILING`: no air and no fat, so
+    stored values, whether the files have no (0028,1052) RescaleIntercept / (0028,1053)
+    RescaleSlope or one that leaves them as they are (an intercept of 0, or an empty one).
 
     Args:
         series: the slices of one series.
@@ -209,17 +237,27 @@ def hu_problem(series: Sequence[Slice]) -> str | None:
         >>> hu_problem(read_series(Path("ct_without_rescale")))
         'CT without a rescale ... lowest value is 0 ...'
     """
-    stored = [s for s in series if _is_ct(s.modality) and s.modality_lut == "none"]
-    if not stored:
+    ct = [s for s in series if _is_ct(s.modality)]
+    if not ct:
         return None
-    lowest = min(float(s.pixels.min()) for s in stored)
-    if lowest <= HU_AIR_CEILING:
-        return None  # signed values that reach air: HU stored as they are
+    lowest = min(float(s.pixels.min()) for s in ct)
+    if lowest <= HU_FAT_CEILING:
+        return None
+    columns = f"its CT columns ({', '.join(CT_COLUMNS)}) are left empty"
+    if all(s.modality_lut == "none" for s in ct):
+        return (
+            "CT without (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope whose lowest "
+            f"value is {lowest:g} (air is -1000 HU), so its values are not Hounsfield units: "
+            f"its intensity columns hold stored values and {columns}; export the series again "
+            "with its rescale."
+        )
+    applied = sorted({_APPLIED[s.modality_lut] for s in ct if s.modality_lut in _APPLIED})
     return (
-        "CT without (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope whose lowest value "
-        f"is {lowest:g} (air is -1000 HU), so its values are not Hounsfield units: its "
-        f"intensity columns hold stored values and its CT columns ({', '.join(CT_COLUMNS)}) are "
-        "left empty; export the series again with its rescale."
+        f"CT whose lowest value{' after ' if applied else ''}{' and '.join(applied)} is "
+        f"{lowest:g} (air is -1000 HU, fat about -100 HU), so its values are not Hounsfield "
+        f"units: its intensity columns hold these values and {columns}; export the series "
+        "again with its scanner's rescale (stored values from 0 usually take RescaleIntercept "
+        "-1024)."
     )
 
 
@@ -248,8 +286,26 @@ def series_notes(
     ]
 
 
+_APPLIED = {
+    "rescale": "(0028,1052) RescaleIntercept / (0028,1053) RescaleSlope",
+    "lut": "(0028,3000) ModalityLUTSequence",
+}
+"""`Slice.modality_lut` kinds that turn stored values into HU, as `hu_problem` names them."""
+
+
 def _is_ct(modality: str) -> bool:
     return modality.strip().upper() == "CT"
+
+
+def _named(field: str) -> str:
+    """A `TissueSettings` field as a message names it: ``--adipose-hu (adipose_hu)``."""
+    return f"{FLAGS[field]} ({field})"
+
+
+def _range(values: tuple[float, float], between: str = " ") -> str:
+    """``-190 -30`` as the flag takes it (or ``-30`` when both ends are one value)."""
+    low, high = values
+    return f"{low:g}" if low == high else f"{low:g}{between}{high:g}"
 
 
 def _muscle_composition(
