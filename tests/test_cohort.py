@@ -321,6 +321,35 @@ def test_a_shard_whose_every_series_fails_keeps_them_in_failed_csv(
 
 
 @pytest.mark.slow
+def test_a_run_whose_every_series_fails_for_different_reasons_exits_3_with_a_report(
+    tiny_model, cohort_dir, tmp_path, monkeypatch, capsys
+):
+    """Three series without PixelSpacing, sub03 failing to write: not one kind of user error,
+    so the merge refused the folder as a user error (exit 2, no report) where failures give 3."""
+    for name in ("sub01", "sub02", "sub04"):
+        drop_spacing(cohort_dir / name)
+    real = cohort.write_series
+
+    def broken(context, decoded):
+        if decoded.series.name == "sub03":
+            raise RuntimeError("disk hiccup")
+        return real(context, decoded)
+
+    monkeypatch.setattr(cohort, "write_series", broken)
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 3
+    printed = capsys.readouterr().out
+    assert f"0 series (0 already done, 4 failed, listed in {out / 'failed.csv'})" in printed
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["sub01", "sub02", "sub03", "sub04"]
+    assert failed["reason"][2] == "RuntimeError: disk hiccup"
+    assert "no PixelSpacing" in failed["reason"][0]
+    assert "No series finished: all 4 failed" in (out / "report.html").read_text(encoding="utf-8")
+    assert main(["merge", str(out)]) == 3
+
+
+@pytest.mark.slow
 def test_an_overwrite_that_fails_on_a_user_error_keeps_the_earlier_run(
     tiny_model, cohort_dir, tmp_path, capsys
 ):

@@ -75,3 +75,18 @@ def test_a_series_that_kills_its_decoding_worker_fails_alone(tiny_model, tiny_ph
     failed = pd.read_csv(out / "failed.csv")
     assert list(failed["series"]) == ["sub02"]
     assert "the process decoding its files died" in failed["reason"][0]
+
+
+def test_the_workers_help_says_that_only_a_worker_contains_a_decoder_crash(capsys):
+    """`--workers 0` (the default on 2 CPUs) decodes in the main process, where a crashing
+    decoder ends the whole run (a worker keeps it to its series: the test above); the help
+    did not say so, nor which setting contains it."""
+    from sliceseg.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "0 decodes in the main process, which is faster on small machines but does not contain "
+        "a crash of a pixel decoder: it ends the run, where with 1 or more only that series fails"
+    ) in shown

@@ -334,3 +334,62 @@ def test_patient_ids_with_leading_zeros_reach_the_cohort_table_as_written(
     assert sorted(set(written["patient_name"])) == ["000", "001"]
     assert run.merged is not None
     assert sorted(set(run.merged.areas.long["patient_id"])) == ["00120", "00121"]
+
+
+def _all_failed(out: Path) -> Path:
+    """A shards' folder whose every series failed, each for its own reason, after an earlier
+    merge had written area tables (of series since redone and failed)."""
+    from sliceseg.inference.records import RunRecord, check_out_dir, failure_path
+
+    check_out_dir(
+        out, RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",))), overwrite=False
+    )
+    reasons = {"p01": "p01.dcm: no PixelSpacing; give --fov", "p02": "RuntimeError: disk full"}
+    for name, reason in reasons.items():
+        failure_path(out, name).parent.mkdir(exist_ok=True)
+        failure = {"series": name, "slices": 3, "reason": reason}
+        failure_path(out, name).write_text(json.dumps(failure) + "\n")
+    for name in ("csa.csv", "csa_long.csv"):
+        (out / name).write_text("slice,file,psoas\n1,old.dcm,10.0\n")
+    return out
+
+
+def test_a_merge_where_every_series_failed_lists_them_and_exits_3(tmp_path, capsys):
+    """Every series failed, for different reasons: the merge refused the folder as a user
+    error (exit 2) with no report, while failures give exit 3."""
+    from sliceseg.cli import main
+
+    out = _all_failed(tmp_path / "out")
+    assert main(["merge", str(out)]) == 3
+    assert capsys.readouterr().out.startswith(
+        f"Merged 0 series (0 slices), 2 failed; tables in {out}/"
+    )
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["series"]) == ["p01", "p02"]
+    assert list(failed["reason"]) == [
+        "p01.dcm: no PixelSpacing; give --fov",
+        "RuntimeError: disk full",
+    ]
+    assert (out / "series.csv").read_text() == ",".join(merge.series_columns(["psoas"])) + "\n"
+    assert not (out / "csa.csv").exists() and not (out / "csa_long.csv").exists()  # not old areas
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "No series finished: all 2 failed" in page and "RuntimeError: disk full" in page
+    assert 'href="csa.csv"' not in page
+    with pytest.raises(ConfigError, match=r"no series finished \(2 failed, see failed.csv\)"):
+        _ = merge.merge_cohort(out).areas
+
+
+def test_a_merge_with_no_series_at_all_is_a_user_error(tmp_path, capsys):
+    from sliceseg.cli import main
+    from sliceseg.inference.records import RunRecord, check_out_dir
+
+    out = tmp_path / "out"
+    check_out_dir(
+        out, RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",))), overwrite=False
+    )
+    assert main(["merge", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out}: no finished or failed series to merge; run `sliceseg predict` into this "
+        "folder first."
+    )
+    assert not (out / "series.csv").exists() and not (out / "report.html").exists()

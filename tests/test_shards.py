@@ -1,7 +1,8 @@
 """Tests for sliceseg.inference.shards: ``--shard K/N`` and ``--shard auto`` from SLURM or torchrun.
 
 The expected shards are worked out by hand from what SLURM and torchrun set: an array
-``--array=0-3`` runs tasks 0..3 with MIN=0, MAX=3, COUNT=4; torchrun numbers ranks 0..N-1.
+``--array=0-3`` runs tasks 0..3 with MIN=0, MAX=3, COUNT=4, STEP=1; torchrun numbers ranks
+0..N-1.
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ import pytest
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard, parse_shard, rank_cpus, rank_threads, shard_device
+
+
+def array_task(task: int, low: int, high: int, step: int = 1, **count: int) -> dict[str, str]:
+    """What sbatch sets in task ``task`` of ``--array=low-high:step`` (``count``: a list's)."""
+    numbers = {"ID": task, "MIN": low, "MAX": high, "STEP": step}
+    numbers["COUNT"] = count.get("count", (high - low) // step + 1)
+    return {f"SLURM_ARRAY_TASK_{name}": str(value) for name, value in numbers.items()}
 
 
 class TestParseShardAuto:
@@ -24,45 +32,47 @@ class TestParseShardAuto:
             ("7", "7", "7", Shard(1, 1, "SLURM")),  # an array of one task
         ],
     )
-    def test_slurm_array_min_max(self, task, low, high, expected):
-        env = {
-            "SLURM_ARRAY_TASK_ID": task,
-            "SLURM_ARRAY_TASK_MIN": low,
-            "SLURM_ARRAY_TASK_MAX": high,
-        }
-        assert parse_shard("auto", env) == expected
+    def test_slurm_array(self, task, low, high, expected):
+        assert parse_shard("auto", array_task(int(task), int(low), int(high))) == expected
 
     def test_slurm_array_count(self):
-        env = {"SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_MIN": "10"}
-        assert parse_shard("auto", {**env, "SLURM_ARRAY_TASK_COUNT": "5"}) == Shard(2, 5, "SLURM")
+        assert parse_shard("auto", array_task(11, 10, 14)) == Shard(2, 5, "SLURM")
 
-    def test_slurm_array_count_without_min_counts_from_zero(self):
-        env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3"}
-        assert parse_shard("auto", env) == Shard(3, 3, "SLURM")
+    @pytest.mark.parametrize(
+        ("left_out", "given", "missing"),
+        [(["SLURM_ARRAY_TASK_MIN"], "SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MAX, "
+          "SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_STEP are", "SLURM_ARRAY_TASK_MIN is"),
+         (["SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP"],
+          "SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are",
+          "SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_MAX and SLURM_ARRAY_TASK_STEP are"),
+         (["SLURM_ARRAY_TASK_ID"], "SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_MAX, "
+          "SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_STEP are", "SLURM_ARRAY_TASK_ID is")],
+    )  # fmt: skip
+    def test_a_part_of_an_arrays_variables_is_refused_naming_the_rest(
+        self, left_out, given, missing
+    ):
+        """COUNT without MIN was counted from 0: task 2 of --array=2-4 took shard 3 of 3, and
+        tasks 3 and 4 were refused, so the series of shards 1 and 2 were never done."""
+        env = {k: v for k, v in array_task(2, 2, 4).items() if k not in left_out}
+        with pytest.raises(ConfigError) as caught:
+            parse_shard("auto", env)
+        assert str(caught.value) == (
+            f"--shard auto: {given} set but {missing} not: run it as a task of an sbatch "
+            "--array job, which sets SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN, "
+            "SLURM_ARRAY_TASK_MAX, SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_STEP, or give "
+            "--shard K/N."
+        )
 
     def test_every_task_of_an_array_gets_a_different_shard(self):
-        shards = [
-            parse_shard(
-                "auto",
-                {
-                    "SLURM_ARRAY_TASK_ID": str(task),
-                    "SLURM_ARRAY_TASK_MIN": "1",
-                    "SLURM_ARRAY_TASK_MAX": "6",
-                    "SLURM_ARRAY_TASK_COUNT": "6",
-                },
-            )
-            for task in range(1, 7)
-        ]
+        shards = [parse_shard("auto", array_task(task, 1, 6)) for task in range(1, 7)]
         assert [s.index for s in shards] == [1, 2, 3, 4, 5, 6]
         assert {s.count for s in shards} == {6}
 
     def test_a_task_outside_the_array_says_how_to_retry(self):
         """`--array=3,7` (retrying two tasks) gives MIN 3, MAX 7, COUNT 2: no shard layout fits."""
-        env = {"SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "7"}
-        env |= {"SLURM_ARRAY_TASK_COUNT": "2"}
-        for task in ("3", "7"):  # 3 would otherwise take shard 1/2: half of every series
+        for task in (3, 7):  # 3 would otherwise take shard 1/2: half of every series
             with pytest.raises(ConfigError) as error:
-                parse_shard("auto", {**env, "SLURM_ARRAY_TASK_ID": task})
+                parse_shard("auto", array_task(task, 3, 7, count=2))
             assert str(error.value) == (
                 f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the 2 tasks of "
                 "--array=3-4 (a list such as --array=3,7 cannot say which shards they were); to "
@@ -71,14 +81,8 @@ class TestParseShardAuto:
             )
 
     def test_slurm_stepped_array(self):
-        env = {
-            "SLURM_ARRAY_TASK_ID": "4",  # --array=0-10:2 runs 0, 2, 4, 6, 8, 10: task 4 is the 3rd
-            "SLURM_ARRAY_TASK_MIN": "0",
-            "SLURM_ARRAY_TASK_MAX": "10",
-            "SLURM_ARRAY_TASK_STEP": "2",
-            "SLURM_ARRAY_TASK_COUNT": "6",
-        }
-        assert parse_shard("auto", env) == Shard(3, 6, "SLURM")
+        # --array=0-10:2 runs 0, 2, 4, 6, 8, 10: task 4 is the 3rd
+        assert parse_shard("auto", array_task(4, 0, 10, 2)) == Shard(3, 6, "SLURM")
 
     @pytest.mark.parametrize(
         ("rank", "world", "expected"),
@@ -90,8 +94,7 @@ class TestParseShardAuto:
         assert parse_shard("auto", env) == expected
 
     def test_slurm_array_wins_over_a_single_process_torchrun(self):
-        env = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0"}
-        env |= {"SLURM_ARRAY_TASK_MAX": "1", "RANK": "0", "WORLD_SIZE": "1"}
+        env = array_task(1, 0, 1) | {"RANK": "0", "WORLD_SIZE": "1"}
         assert parse_shard("auto", env) == Shard(2, 2, "SLURM")
 
     def test_an_array_of_torchrun_nodes_gives_every_rank_its_own_shard(self):
@@ -99,8 +102,7 @@ class TestParseShardAuto:
         seen = []
         for task in range(3):
             for rank in range(2):
-                env = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "0"}
-                env |= {"SLURM_ARRAY_TASK_MAX": "2", "RANK": str(rank), "WORLD_SIZE": "2"}
+                env = array_task(task, 0, 2) | {"RANK": str(rank), "WORLD_SIZE": "2"}
                 seen.append(parse_shard("auto", env))
         assert [s.index for s in seen] == [1, 2, 3, 4, 5, 6]
         assert {s.count for s in seen} == {6}
@@ -114,19 +116,28 @@ class TestParseShardAuto:
         shard = parse_shard("auto", {"HOME": "/root"})
         assert (shard.index, shard.count, shard.is_whole) == (1, 1, True)
 
-    def test_rank_without_world_size_is_not_torchrun(self):
-        assert parse_shard("auto", {"RANK": "1"}).is_whole
+    @pytest.mark.parametrize(
+        ("env", "given", "missing"),
+        [({"RANK": "1"}, "RANK", "WORLD_SIZE"), ({"WORLD_SIZE": "4"}, "WORLD_SIZE", "RANK"),
+         ({"RANK": "1", "LOCAL_RANK": "1"} | array_task(0, 0, 1), "RANK", "WORLD_SIZE")],
+    )  # fmt: skip
+    def test_rank_without_world_size_is_refused(self, env, given, missing):
+        """RANK without WORLD_SIZE ran every series as one shard: on every rank, N times."""
+        with pytest.raises(ConfigError) as caught:
+            parse_shard("auto", env)
+        assert str(caught.value) == (
+            f"--shard auto: {given} is set but {missing} is not: run it under torchrun, which "
+            "sets RANK and WORLD_SIZE, or give --shard K/N."
+        )
 
     @pytest.mark.parametrize(
         ("env", "message"),
         [
             ({"RANK": "one", "WORLD_SIZE": "2"}, r"RANK='one' is not a whole number"),
-            ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0",
-              "SLURM_ARRAY_TASK_MAX": "x"}, r"SLURM_ARRAY_TASK_MAX='x'"),
+            (array_task(2, 0, 3) | {"SLURM_ARRAY_TASK_MAX": "x"}, r"SLURM_ARRAY_TASK_MAX='x'"),
             ({"SLURM_ARRAY_TASK_ID": "2"},
-             r"neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX; give --shard K/N"),
-            ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "2"},
-             r"SLURM_ARRAY_TASK_ID=5 is not one of the 2 tasks"),
+             r"SLURM_ARRAY_TASK_ID is set but .* are not: .*, or give --shard K/N\.$"),
+            (array_task(5, 0, 1), r"SLURM_ARRAY_TASK_ID=5 is not one of the 2 tasks"),
             ({"RANK": "2", "WORLD_SIZE": "2"}, r"--shard 3/2"),
         ],
     )  # fmt: skip

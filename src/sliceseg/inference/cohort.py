@@ -85,7 +85,9 @@ class CohortOptions:
     Attributes:
         predict: device, batch size, progress (``tta`` lives in `RunSettings`).
         shard: which series this process takes.
-        workers: decoding processes; 0 decodes in the main process; None: `default_workers`.
+        workers: decoding processes; 0 decodes in the main process (no process start, no
+            copies; but a crash of a pixel decoder there ends the run, where a worker's fails
+            only its series); None: `default_workers`.
         overwrite: redo series made by another model or settings instead of refusing.
         merge: build the cohort tables at the end; None: when the shard is the whole run.
     """

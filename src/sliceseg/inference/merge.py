@@ -5,7 +5,9 @@ Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
 (the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
 `sliceseg.inference.merge_tables`), ``series.csv`` (one row per series), ``failed.csv`` (the
 series whose last attempt failed; only a header when none did) and a small ``report.html``
-(`sliceseg.report.cohort`). Everything streams: series after series, the rows are written as
+(`sliceseg.report.cohort`); when every series failed there are no areas: ``series.csv`` is a
+header, the area tables are not written (nor left from an earlier merge) and the report says
+so. Everything streams: series after series, the rows are written as
 they are read, and what the report needs is kept in bounded form (the series to review first,
 the first lines unlike the training data, each series' mean areas as numbers), so memory does
 not grow with the cohort but for a few numbers per series. Any number of shards may have
@@ -56,6 +58,7 @@ from sliceseg.report.cohort import (
 __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort", "outdated_notes"]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
+AREA_TABLES = ("csa.csv", "csa_long.csv")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,16 @@ class MergeResult:
 
     @cached_property
     def areas(self) -> AreaTable:
-        """The cohort's area table, read from ``csa.csv`` and ``csa_long.csv``."""
+        """The cohort's area table, read from ``csa.csv`` and ``csa_long.csv``.
+
+        Raises:
+            ConfigError: no series finished (every one failed), so there is no area table.
+        """
+        if not self.counts:
+            raise ConfigError(
+                f"{self.out_dir}: no series finished ({len(self.failed)} failed, see failed.csv), "
+                "so there is no area table."
+            )
         wide = pd.read_csv(self.out_dir / "csa.csv", index_col="slice", dtype=WIDE_TEXT)
         long = pd.read_csv(self.out_dir / "csa_long.csv", dtype=TIDY_TEXT)
         numbers = tuple(k for k, count in enumerate(self.counts, 1) for _ in range(count))
@@ -106,10 +118,11 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
         skipped: input files the run left out, named in the report.
 
     Returns:
-        The tables written.
+        The tables written (when every series failed: ``failed`` and the report, no areas).
 
     Raises:
-        ConfigError: ``out_dir`` is not a cohort output folder, or holds no finished series.
+        ConfigError: ``out_dir`` is not a cohort output folder, or holds neither a finished
+            nor a failed series.
 
     Example:
         >>> merged = merge_cohort("results/")
@@ -126,14 +139,15 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
         seen.write(out, _current_records(out, outdated), f)
         failed = _failed_table(out, set(seen.names))
-        if not seen.names:  # series.csv stays as it was
+        if not seen.names and not len(failed):  # series.csv stays as it was
             raise ConfigError(
-                f"{out}: no finished series to merge ({len(failed)} failed; see failed.csv); run "
-                "`sliceseg predict` into this folder first."
+                f"{out}: no finished or failed series to merge; run `sliceseg predict` into "
+                "this folder first."
             )
-    flagged = None if all(r is None for r in seen.reasons) else [bool(r) for r in seen.reasons]
-    counts = write_area_tables(out, seen.names, flagged)
-    settings = seen.first["settings"]
+        settings = (seen.first or read_run_record(out) or {}).get("settings", {})
+        if not seen.names:  # every series failed: a header and no row
+            f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
+    counts = _area_tables(out, seen)
     unit = seen.first.get("summary", {}).get("unit", "mm2")
     summary = CohortSummary(
         series=seen.review_table(),
@@ -151,6 +165,17 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
     return MergeResult(out, failed, report, counts, unit, tuple(outdated))
+
+
+def _area_tables(out: Path, seen: _SeriesPass) -> tuple[int, ...]:
+    """``csa.csv`` and ``csa_long.csv`` of the finished series (`write_area_tables`); when none
+    finished, none, and an earlier merge's removed: its areas are not this run's."""
+    if not seen.names:
+        for name in AREA_TABLES:
+            (out / name).unlink(missing_ok=True)
+        return ()
+    flagged = None if all(r is None for r in seen.reasons) else [bool(r) for r in seen.reasons]
+    return write_area_tables(out, seen.names, flagged)
 
 
 def _current_records(out: Path, outdated: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -4,11 +4,12 @@ Series are taken in order of their unique names (`sliceseg.io.series_plan`): sha
 the series at positions K-1, K-1+N, K-1+2N, ... of that sorted list, so every series is in
 exactly one shard, the shards differ by at most one series, and N may exceed the number of
 series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
-(``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_MAX`` or
-``SLURM_ARRAY_TASK_COUNT``; ``SLURM_ARRAY_TASK_STEP`` for ``--array=0-10:2``), else
-torchrun's ``RANK`` and ``WORLD_SIZE`` (``LOCAL_RANK`` picks the GPU), else runs everything as
-one shard. The processes torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs
-evenly (`rank_cpus`, `rank_threads`).
+(``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN``, ``_MAX``, ``_COUNT`` and ``_STEP``,
+which Slurm sets in every array task), else torchrun's ``RANK`` and ``WORLD_SIZE``
+(``LOCAL_RANK`` picks the GPU), else runs everything as one shard. A launcher's variables are
+taken all or none: a part of them is refused, since guessing the rest would run series twice
+or not at all (every rank would take every series). The processes torchrun starts on one
+machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly (`rank_cpus`, `rank_threads`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from sliceseg.errors import ConfigError
 __all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
 
 T = TypeVar("T")
+
+# What sbatch --array sets in every task of the array, and what torchrun sets in every rank
+_SLURM_ARRAY = tuple(f"SLURM_ARRAY_TASK_{name}" for name in ("ID", "MIN", "MAX", "COUNT", "STEP"))
+_TORCHRUN = ("RANK", "WORLD_SIZE")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     """Read ``--shard``: ``K/N`` (1-based), ``auto`` (SLURM array, torchrun) or None (one shard).
 
     Raises:
-        ConfigError: a malformed value, or SLURM / torchrun variables that are not numbers.
+        ConfigError: a malformed value, or SLURM / torchrun variables that are not numbers
+            or only a part of those the launcher sets.
 
     Example:
         >>> parse_shard("2/4"), parse_shard("auto", {"RANK": "1", "WORLD_SIZE": "2"}).index
@@ -104,22 +110,13 @@ def _number(env: Mapping[str, str], name: str) -> int | None:
 
 
 def _from_slurm(env: Mapping[str, str]) -> Shard | None:
-    task = _number(env, "SLURM_ARRAY_TASK_ID")
-    if task is None:
+    found = _launcher(env, _SLURM_ARRAY, "run it as a task of an sbatch --array job")
+    if found is None:
         return None
-    low = _number(env, "SLURM_ARRAY_TASK_MIN") or 0
-    high = _number(env, "SLURM_ARRAY_TASK_MAX")
-    step = max(_number(env, "SLURM_ARRAY_TASK_STEP") or 1, 1)  # --array=0-10:2
-    count = _number(env, "SLURM_ARRAY_TASK_COUNT")
-    if count is None:
-        count = (high - low) // step + 1 if high is not None else None
-    if count is None:
-        raise ConfigError(
-            "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
-            "SLURM_ARRAY_TASK_MAX; give --shard K/N."
-        )
+    task, low, high, count, step = found
+    step = max(step, 1)  # --array=0-10:2 runs 0, 2, ..., 10
     index = (task - low) // step + 1
-    is_list = high is not None and (high - low) // step + 1 != count  # --array=3,7: MIN..MAX
+    is_list = (high - low) // step + 1 != count  # --array=3,7: MIN..MAX
     if is_list or not 1 <= index <= count or (task - low) % step:
         raise ConfigError(
             f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the {count} tasks of "
@@ -128,6 +125,31 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
             "array again (finished series are skipped), or give --shard K/N."
         )
     return Shard(index, count, "SLURM")
+
+
+def _launcher(env: Mapping[str, str], names: Sequence[str], how: str) -> list[int] | None:
+    """The launcher's variables ``names`` as numbers, in order; None when none is set.
+
+    Raises:
+        ConfigError: some are set and others not (a launcher sets them all).
+    """
+    found = {name: _number(env, name) for name in names}
+    given = [name for name, value in found.items() if value is not None]
+    missing = [name for name, value in found.items() if value is None]
+    if not given:
+        return None
+    if missing:
+        raise ConfigError(
+            f"--shard auto: {_listed(given)} set but {_listed(missing)} not: {how}, which "
+            f"sets {_listed(names, verb=False)}, or give --shard K/N."
+        )
+    return [value for value in found.values() if value is not None]
+
+
+def _listed(names: Sequence[str], *, verb: bool = True) -> str:
+    """E.g. ``"RANK is"``, ``"A and B are"`` (``verb``: with is/are)."""
+    text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{text} {'is' if len(names) == 1 else 'are'}" if verb else text
 
 
 def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
@@ -140,9 +162,10 @@ def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
 
 
 def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
-    rank, world = _number(env, "RANK"), _number(env, "WORLD_SIZE")
-    if rank is None or world is None:
+    found = _launcher(env, _TORCHRUN, "run it under torchrun")
+    if found is None:
         return None
+    rank, world = found
     return Shard(rank + 1, world, "torchrun")
 
 

@@ -79,31 +79,31 @@ class CohortSummary:
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
     """Write the cohort's ``report.html`` (a few hundred kB at most, whatever the cohort's size).
 
+    A cohort whose every series failed gets a report that says so, with the failed series and
+    no area tables (there are none).
+
     Example:
         >>> write_cohort_report(out / "report.html", CohortSummary(table, failed, "mm2", names))
     """
     table = summary.series
-    slices = summary.slices
-    if slices is None:
-        slices = int(pd.to_numeric(table["slices"], errors="coerce").fillna(0).sum())
     count = len(table) if summary.series_count is None else summary.series_count
     unit = "mm²" if summary.unit == "mm2" else "pixels"
     unlike = len(summary.unlike_training)
-    parts = [
-        f"<h1>sliceseg cohort report</h1><p>{count} series, {slices} slices, "
-        f"{len(summary.failed)} failed series; written {datetime.now():%Y-%m-%d %H:%M}. "
-        'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
-        '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>',
-        _unlike(
-            summary.unlike_training,
-            unlike if summary.unlike_count is None else summary.unlike_count,
-        ),
-        _failed(summary.failed),
-        _review(table, count),
-        f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
-        + "".join(_histogram(_means(summary, roi), roi, unit) for roi in summary.roi_names)
-        + "</div>",
-    ]
+    parts = [_heading(summary, count)]
+    if count:
+        parts += [
+            _unlike(
+                summary.unlike_training,
+                unlike if summary.unlike_count is None else summary.unlike_count,
+            ),
+            _failed(summary.failed),
+            _review(table, count),
+            f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
+            + "".join(_histogram(_means(summary, roi), roi, unit) for roi in summary.roi_names)
+            + "</div>",
+        ]
+    else:
+        parts.append(_failed(summary.failed))
     if summary.notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in summary.notes[:200])
         more = f"<li>… {len(summary.notes) - 200} more</li>" if len(summary.notes) > 200 else ""
@@ -114,6 +114,26 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
         f"<body><main>{''.join(parts)}</main></body></html>\n"
     )
     return atomic_write_text(path, page)
+
+
+def _heading(summary: CohortSummary, count: int) -> str:
+    """The title, the counts and the tables; when no series finished, that said first."""
+    slices = summary.slices
+    if slices is None:
+        slices = int(pd.to_numeric(summary.series["slices"], errors="coerce").fillna(0).sum())
+    written = f"written {datetime.now():%Y-%m-%d %H:%M}"
+    if not count:  # no areas: csa.csv and csa_long.csv are not written
+        return (
+            f"<h1>sliceseg cohort report</h1><p class='fail'><b>No series finished: all "
+            f"{len(summary.failed)} failed</b>, so there are no areas; {written}. Their reasons "
+            'are below and in <a href="failed.csv">failed.csv</a>.</p>'
+        )
+    return (
+        f"<h1>sliceseg cohort report</h1><p>{count} series, {slices} slices, "
+        f"{len(summary.failed)} failed series; {written}. "
+        'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
+        '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>'
+    )
 
 
 def _link(name: str, report: object) -> str:
