@@ -352,18 +352,22 @@ class TestValidation:
     @staticmethod
     def too_wide(tmp_path, series: tuple[str, ...]):
         """Gaussian blobs whose truth is where the Threshold network's log-odds 4x exceed 1
-        (its argmax: x > 0), one slice per entry of ``series`` (the key's folder)."""
+        (its argmax: x > 0), one slice per entry of ``series``: its SeriesInstanceUID, each
+        file in one flat folder (``s0.dcm``, ``s1.dcm``, ...)."""
         import dataclasses
 
         from sliceseg.model_space.batches import slices_to_spacing
 
         rows, cols = np.mgrid[0:64, 0:64]
         pixels = 1000.0 * np.exp(-((rows - 32.0) ** 2 + (cols - 32.0) ** 2) / (2 * 12.0**2))
-        image = read_slice(write_test_dicom(tmp_path / "a.dcm", pixels.astype(np.int16)))
-        data = slices_to_spacing([image] * len(series), image.spacing_mm)
+        images = [
+            read_slice(write_test_dicom(tmp_path / f"s{i}.dcm", pixels.astype(np.int16),
+                                        series_uid=f"1.2.826.0.1.99.{uid}"))
+            for i, uid in enumerate(series)
+        ]  # fmt: skip
+        data = slices_to_spacing(images, images[0].spacing_mm)
         truth = tuple((4 * im[0] > 1.0).long() for im in data.images)
-        keys = tuple(f"{folder}/a" for folder in series)
-        return dataclasses.replace(data, labels=truth, keys=keys)
+        return dataclasses.replace(data, labels=truth)
 
     @staticmethod
     def chosen(data, calibrate: bool = True):
@@ -382,16 +386,32 @@ class TestValidation:
 
     @pytest.mark.parametrize("calibrate, expected", [(True, 1.0), (False, 0.0)])
     def test_a_network_that_draws_too_wide_gets_its_weight(self, tmp_path, calibrate, expected):
-        calibration = self.chosen(self.too_wide(tmp_path, ("p1", "p2")), calibrate)
+        calibration = self.chosen(self.too_wide(tmp_path, ("1", "2")), calibrate)
         assert calibration.log_weight_of(1) == expected
         if calibrate:
             roi = calibration.per_roi[1]
             assert roi.bias_before_pct > 10 and roi.bias_after_pct == 0
             assert roi.held_out_before_pct > 10 and roi.held_out_after_pct == 0
 
+    def test_a_flat_folder_is_split_in_halves_by_series(self, tmp_path):
+        """Held-out halves were made by folder: a flat validation folder was one group, so no
+        calibration was ever kept; its series (SeriesInstanceUID) are the halves now."""
+        data = self.too_wide(tmp_path, ("1", "2", "2", "3"))
+        assert data.keys == ("s0", "s1", "s2", "s3")  # one folder: the keys tell nothing
+        roi = self.chosen(data).per_roi[1]
+        assert roi.log_weight == 1.0 and roi.held_out_slices == 4
+        assert roi.held_out_before_pct > 10 and roi.held_out_after_pct == 0
+        assert split_in_halves(data.series) == ((1, 2), (0, 3))  # series 2 whole, then 1 and 3
+
+    def test_the_halves_need_one_series_per_slice(self):
+        slices = [disk_slice(r, r + 1.0) for r in (12.0, 14.0)]
+        with pytest.raises(ValueError, match=r"^1 series keys for 2 slices: give one each$"):
+            held_out_area_bias([m for m, _ in slices], [t for _, t in slices], ["A"],
+                               num_classes=2)  # fmt: skip
+
     def test_one_validation_series_cannot_confirm_a_weight(self, tmp_path):
         # the same bias on a single series: no held-out series shows the weight carries over
-        roi = self.chosen(self.too_wide(tmp_path, ("p1", "p1"))).per_roi[1]
+        roi = self.chosen(self.too_wide(tmp_path, ("1", "1"))).per_roi[1]
         assert roi.log_weight == 0.0 and roi.bias_before_pct > 10
         assert roi.bias_after_pct == roi.bias_before_pct
         assert roi.describe("blob").endswith(

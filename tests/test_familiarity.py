@@ -15,12 +15,14 @@ import pydicom
 import pytest
 import torch
 
-from conftest import with_network_checks_open
+from conftest import tiny_config, with_network_checks_open
+from sliceseg.cli import main
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
+    PROFILE_VERSION,
     TrainingProfile,
     build_profile,
     judge_series,
@@ -125,11 +127,13 @@ class TestVerdict:
 
     def test_profile_round_trips_as_plain_data(self, profile: TrainingProfile):
         data = profile.to_dict()
-        assert data["version"] == 3 and isinstance(data["feature_mean"], list)
+        assert data["version"] == PROFILE_VERSION and isinstance(data["feature_mean"], list)
         assert data["intensity_series_threshold"] is None  # not learnt (no series): no NaN
         again = TrainingProfile.from_dict(data)
         assert np.allclose(again.feature_precision, profile.feature_precision)
         assert again.num_slices == 200 and np.isnan(again.intensity_series_threshold)
+        version_3 = {k: v for k, v in data.items() if k != "num_series"} | {"version": 3}
+        assert TrainingProfile.from_dict(version_3).num_series == 0  # not known: loads as before
 
     def test_a_version_2_profile_has_no_edge_check(self, grouped: TrainingProfile):
         new = {"edge_series_threshold", "edge_slice_threshold"}
@@ -294,6 +298,68 @@ def test_few_validation_slices_do_not_flag_slices_like_training():
         assert reason.startswith("the network's deepest features are far from training")
 
 
+def test_two_training_slices_are_not_held_to_their_own_feature_distances():
+    """Two training slices cannot be left out of a fit (one slice has no spread): their own
+    distances from the fit that held them set the threshold, and every series like them was
+    flagged ("deepest features are far from training"). Only slices outside the fit set it now;
+    without a validation slice there is none, and the feature check is off (info says so)."""
+    rng = np.random.default_rng(12)
+
+    def slices(n: int) -> list[SliceTraits]:  # 64 channels, as a network's
+        return [replace(t, features=rng.normal(0.0, 1.0, 64)) for t in _traits(rng, n)]
+
+    train = slices(2)
+    alone = build_profile(train)
+    assert np.isnan(alone.feature_threshold)
+    assert alone.to_dict()["feature_threshold"] is None  # plain data: not learnt
+    assert np.isnan(TrainingProfile.from_dict(alone.to_dict()).feature_threshold)
+    for _ in range(10):
+        reasons = judge_series(alone, slices(10), NAMES).reasons
+        assert not any(r.startswith("the network's deepest features") for r in reasons)
+    reference = np.stack([t.features for t in slices(3)])
+    learnt = build_profile(train, reference)
+    expected = 1.5 * np.quantile(learnt.feature_distance(reference), 0.99)
+    assert learnt.feature_threshold == pytest.approx(expected)  # the validation slices' alone
+
+
+def _flat(phantom: Path, data: Path) -> Path:
+    """The phantom's training subjects in one flat folder (``dicoms/sub01_s01.dcm``, ...): their
+    series told apart only by their headers (SeriesInstanceUID, PatientID)."""
+    for kind in ("dicoms", "labels"):
+        (data / kind).mkdir(parents=True)
+        for source in sorted((phantom / "train" / kind).glob("*/*")):
+            shutil.copyfile(source, data / kind / source.name)
+    shutil.copyfile(phantom / "train" / "labels.txt", data / "labels.txt")
+    return data
+
+
+def test_a_flat_folder_of_several_series_learns_the_intensity_threshold(
+    tiny_phantom: Path, tmp_path: Path
+):
+    """The profile grouped training slices by folder: a flat folder of three patients was one
+    series, so the intensity threshold (three series at least) was never learnt. It groups by
+    series now, the same key as areas and the split: flat or in sub-folders, one profile."""
+    from sliceseg.training.profile import training_profile
+    from sliceseg.training.run_data import load_training_data
+
+    torch.manual_seed(0)
+    network = build_model("unet", num_classes=7, input_size=64, base_channels=8, depth=3)
+    runs = []
+    for data_dir in (tiny_phantom / "train", _flat(tiny_phantom, tmp_path / "flat")):
+        config = tiny_config(data_dir, tmp_path / "m", validation_fraction=0.0)
+        data = load_training_data(config, None)
+        runs.append((data.train, training_profile(network, data.train, None, num_labels=6,
+                                                  divisor=4)))  # fmt: skip
+    (nested_train, nested), (flat_train, flat) = runs
+    assert np.isfinite(flat.intensity_series_threshold)
+    assert flat.intensity_series_threshold == pytest.approx(nested.intensity_series_threshold)
+    assert flat.intensity_slice_threshold == pytest.approx(nested.intensity_slice_threshold)
+    assert flat.num_series == nested.num_series == 3
+    uids = {pydicom.dcmread(p).SeriesInstanceUID for p in (tmp_path / "flat" / "dicoms").iterdir()}
+    assert len(uids) == 3 and set(flat_train.series) == uids
+    assert flat_train.series == nested_train.series
+
+
 class TestFeatures:
     def test_unet_bottleneck_and_the_decoder_skipped(self):
         torch.manual_seed(0)
@@ -385,6 +451,40 @@ def test_info_names_the_rois_expected_on_every_slice(tiny_model: Path, tmp_path:
     assert row["ROIs expected on every slice"].startswith("none (on ≥ 95 %")
 
 
+def test_info_says_when_the_intensity_check_was_not_learnt_and_why(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Two training patients: the intensity distance's threshold (three series) is not learnt,
+    which info did not say; a profile from before version 4 counted series by folder."""
+    assert main(["info", str(tiny_model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "intensity check: not learnt (needs 3 training series, had 2): only the intensity "
+        "range is checked"
+    ) in lines
+    bundle = load_bundle(tiny_model)
+    data = dict(bundle.metadata.familiarity or {})
+
+    def row(familiarity: dict) -> str:
+        meta = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": familiarity})
+        return model_summary(save_bundle(tmp_path / "p.pt", bundle.model, meta))["intensity check"]
+
+    learnt = data | {"intensity_series_threshold": 2.5, "num_series": 4}
+    assert row(learnt) == "learnt by leaving each of the 4 training series out"
+    older = {k: v for k, v in data.items() if k != "num_series"} | {"version": 3}
+    assert row(older) == (
+        "not learnt (fewer than 3 training series, counted by folder before profile version 4; "
+        "'sliceseg reprofile MODEL TRAIN_DIR' counts them by SeriesInstanceUID)"
+    )
+    no_features = data | {"feature_threshold": None}
+    meta = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": no_features})
+    profile_row = model_summary(save_bundle(tmp_path / "f.pt", bundle.model, meta))
+    assert profile_row["training data profile"].endswith(
+        "(no feature check: 2 training slices and no validation slice leave no slice outside "
+        "the fit to set its threshold; train on 3 or more)"
+    )
+
+
 def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path):
     bundle = load_bundle(tiny_model)
     old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
@@ -392,6 +492,7 @@ def test_old_model_file_says_it_has_no_profile(tiny_model: Path, tmp_path: Path)
     assert model_profile(load_bundle(path)) is None
     assert model_summary(path)["training data profile"].startswith("none: series are not")
     assert model_summary(path)["ROIs expected on every slice"].startswith("not known (no training")
+    assert model_summary(path)["intensity check"] == "none (no training data profile)"
 
 
 def test_inverted_copy_is_flagged_named_and_left_out(

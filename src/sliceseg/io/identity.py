@@ -3,8 +3,9 @@
 A slice's key is its file's path under the DICOM folder without the DICOM suffix (plus
 ``_f003`` for frame 3 of a multi-frame file): ``p01/slice_1``. A series is its (0020,000E)
 SeriesInstanceUID; files without one form one series per folder. Areas, plots, GIFs, exports,
-``suggest`` and the cohort records all group slices with `series_key`, so a folder without UIDs
-gets the same series everywhere. A series' name on disk (`series_names`) is the folder of its
+``suggest``, the cohort records, the training profile and the area calibration's held-out
+halves all group slices with `series_key`, so a folder without UIDs gets the same series
+everywhere. A series' name on disk (`series_names`) is the folder of its
 slices' keys, else the name of the DICOM folder; names shared by several series get ``_2``,
 ``_3`` in order.
 """

@@ -6,8 +6,11 @@ area (mm²) and its distance from the centre of all ROIs (mm, orientation-free),
 ROI is present, and the statistics of the network's deepest features (mean and a covariance
 shrunk towards its diagonal, so that the Mahalanobis distance of a slice measures how unlike
 the training slices the network found it, as distance-based out-of-distribution detectors do).
-The feature distance's threshold is a high quantile of the distances of slices the model did
-not train on (the validation slices), with a margin.
+The feature distance's threshold is a high quantile of the distances of slices the fit did
+not see (the validation slices, and training slices each left out of it), with a margin; two
+training slices and no validation slice leave none (one slice left out is no fit), so the
+feature check is off rather than held to the training slices' own distances (which flagged
+every series).
 
 Two thresholds are learnt from the training data itself rather than fixed:
 
@@ -15,7 +18,8 @@ Two thresholds are learnt from the training data itself rather than fixed:
   training slices; a series' distance is the median over its slices. Each training series in
   turn is left out of the fit and measured like a new one; the largest of those distances is
   the threshold (a series is flagged when it is further from training than every training
-  series was from the others). Needs three training series (their folders). A median of one
+  series was from the others). Needs three training series (`series_key`: SeriesInstanceUID,
+  else the folder, so a flat folder of several series counts them all). A median of one
   or two slices is no series' median: such short series are held to the largest distance of
   any single left-out training slice instead;
 - the field of view's: a slice's share of body along its most covered image edge
@@ -52,7 +56,7 @@ __all__ = [
     "slice_oddness",
 ]
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
 """The feature threshold: ``FEATURE_MARGIN`` × this quantile of the reference distances."""
 INTENSITY_MARGIN = 3.0
@@ -102,6 +106,7 @@ class TrainingProfile:
     shape_off_validation: np.ndarray = field(default_factory=lambda: np.zeros(0))
     edge_series_threshold: float = float("nan")
     edge_slice_threshold: float = float("nan")
+    num_series: int = 0  # training series (`series_key`); 0: not known (before version 4)
 
     @property
     def always_present(self) -> np.ndarray:
@@ -120,8 +125,8 @@ class TrainingProfile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingProfile:
         """Rebuild from :meth:`to_dict` (a version-1 profile lacks the learnt thresholds, a
-        version-2 one the edge check's: those checks are off); KeyError / ValueError when
-        malformed."""
+        version-2 one the edge check's: those checks are off; before version 4 the number of
+        series is not known: 0); KeyError / ValueError when malformed."""
         scalars = {
             "feature_threshold": float,
             "intensity_skew": float,
@@ -130,6 +135,7 @@ class TrainingProfile:
             "intensity_slice_threshold": float,
             "edge_series_threshold": float,
             "edge_slice_threshold": float,
+            "num_series": int,
         }
         values: dict[str, Any] = {}
         for name, spec in cls.__dataclass_fields__.items():
@@ -169,7 +175,7 @@ def build_profile(
         reference_features: ``(n, channels)`` features of slices the model did not train on
             (validation); their distances set the threshold (with fewer than five, those of
             training slices each left out of the fit join them).
-        series: per training slice its series (e.g. its folder); with three or more series
+        series: per training slice its series (`series_key`); with three or more series
             the intensity distance's threshold is learnt by leaving each out (else not
             learnt: only the intensity range is checked).
         checked: the validation slices' traits with the model's *predicted* label maps: the
@@ -213,6 +219,7 @@ def build_profile(
         intensity_slice_threshold=left_out[1],
         edge_series_threshold=edges[0],
         edge_slice_threshold=edges[1],
+        num_series=len(set(series)) if series is not None else 0,
     )
     if checked:
         odd = slice_oddness(profile, checked)
@@ -230,12 +237,12 @@ def _reference_distances(
     """Feature distances of slices the fit did not see: the reference (validation) slices'; with
     fewer than :data:`MIN_REFERENCE` of them, also each of up to :data:`MAX_LEFT_OUT` training
     slices' from a fit without it (a slice inside the fit is much nearer its mean than a new
-    one: a threshold from those would flag every series)."""
+    one: a threshold from those would flag every series). Two training slices cannot be left
+    out (a fit on one has no spread): the reference slices' alone, none without them (NaN: the
+    feature check is not learnt)."""
     given = np.zeros((0, features.shape[1])) if reference is None else np.atleast_2d(reference)
-    if len(given) >= MIN_REFERENCE:
-        return _mahalanobis(given, mean, precision)
-    if len(features) < 3:  # a fit on one slice has no spread: the training slices' own
-        return _mahalanobis(np.concatenate([features, given]), mean, precision)
+    if len(given) >= MIN_REFERENCE or len(features) < 3:
+        return _mahalanobis(given, mean, precision) if len(given) else np.full(1, np.nan)
     left_out = []
     for i in sorted({round(i) for i in np.linspace(0, len(features) - 1, MAX_LEFT_OUT)}):
         others_mean, others_precision = _shrunk_gaussian(np.delete(features, i, axis=0))

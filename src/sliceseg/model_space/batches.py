@@ -19,6 +19,7 @@ import torch
 
 from sliceseg.dataset.pairing import Sample
 from sliceseg.io.dicom import Slice
+from sliceseg.io.identity import series_key
 from sliceseg.io.neighbours import slice_neighbours
 from sliceseg.model_space.grid import GridGeometry, fit_geometry, image_to_grid, label_to_grid
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation, normalise_intensity
@@ -165,6 +166,9 @@ class SpacedTensors:
         keys: the sample keys (relative paths) or slice names, in order.
         reorientations: how each slice was brought to the canonical orientation first.
         target_spacing_mm: the ``(row, col)`` spacing every slice was resampled to.
+        series: per slice its series (`series_key`: SeriesInstanceUID, else its folder), what
+            the training profile and the area calibration leave out whole (empty where not
+            known: a subset picked for prediction).
     """
 
     images: tuple[torch.Tensor, ...]
@@ -173,6 +177,7 @@ class SpacedTensors:
     keys: tuple[str, ...]
     reorientations: tuple[Reorientation, ...]
     target_spacing_mm: tuple[float, float]
+    series: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -259,6 +264,7 @@ def slices_to_spacing(
         keys=tuple(s.name for s in images),
         reorientations=tuple(changes),
         target_spacing_mm=target_spacing_mm,
+        series=tuple(series_key(s) for s in images),
     )
 
 
@@ -316,6 +322,7 @@ def samples_to_spacing(
         keys=tuple(s.key for s in samples),
         reorientations=tuple(changes),
         target_spacing_mm=target_spacing_mm,
+        series=tuple(series_key(s.image) for s in samples),
     )
 
 

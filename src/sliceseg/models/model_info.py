@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sliceseg.measure.familiarity import ALWAYS_PRESENT, TrainingProfile
+from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 
@@ -46,6 +46,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
         "training data profile": _profile_text(meta.familiarity),
+        "intensity check": _intensity_text(meta.familiarity),
         "ROIs expected on every slice": _expected_text(meta.familiarity, meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
     }
@@ -82,7 +83,37 @@ def _profile_text(familiarity: dict[str, Any] | None) -> str:
             " (no field-of-view check: a profile from before version 3, or not measured; "
             "'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
         )
+    if familiarity.get("feature_threshold") is None:  # two training slices, no validation
+        text += (
+            " (no feature check: 2 training slices and no validation slice leave no slice "
+            "outside the fit to set its threshold; train on 3 or more)"
+        )
     return text
+
+
+def _intensity_text(familiarity: dict[str, Any] | None) -> str:
+    """Whether the intensity distance's threshold was learnt, and from how many series."""
+    if familiarity is None:
+        return "none (no training data profile)"
+    if "intensity_series_threshold" not in familiarity:
+        return (
+            "not learnt (a profile from before version 2: only the intensity range is "
+            "checked; 'sliceseg reprofile MODEL TRAIN_DIR' learns it)"
+        )
+    series = int(familiarity.get("num_series") or 0)  # 0: a profile from before version 4
+    if familiarity["intensity_series_threshold"] is not None:
+        each = f"each of the {series}" if series else "each"
+        return f"learnt by leaving {each} training series out"
+    if not series:
+        return (
+            f"not learnt (fewer than {MIN_SERIES} training series, counted by folder before "
+            "profile version 4; 'sliceseg reprofile MODEL TRAIN_DIR' counts them by "
+            "SeriesInstanceUID)"
+        )
+    return (
+        f"not learnt (needs {MIN_SERIES} training series, had {series}): only the intensity "
+        "range is checked"
+    )
 
 
 def _weights_text(ema_decay: float) -> str:

@@ -89,9 +89,10 @@ def choose_area_calibration(
         num_classes: C = K + 1.
         pixel_area_mm2: area of one pixel, to leave out ROIs under :data:`MIN_AREA_MM2`;
             ``None``: ROIs under 20 pixels are left out.
-        groups: per slice, its series: when given, each ROI also carries its bias on slices
-            its weight was not chosen on (:func:`held_out_area_bias`), and keeps its weight
-            only when that held-out bias confirms it (two series at least).
+        groups: per slice, its series (`series_key`: SeriesInstanceUID, else its folder, so
+            a flat folder of several series is several): when given, each ROI also carries its
+            bias on slices its weight was not chosen on (:func:`held_out_area_bias`), and keeps
+            its weight only when that held-out bias confirms it (two series at least).
 
     Returns:
         The choice: every ROI 1..K with its weight (0 when no weight helps it, or it is never
@@ -318,7 +319,7 @@ def held_out_area_bias(
 
     Args:
         margins, truth, num_classes, pixel_area_mm2: as :func:`choose_area_calibration`.
-        groups: per slice, its series (e.g. the folder of its file).
+        groups: per slice, its series (`series_key`).
 
     Returns:
         ROI value → its held-out bias, plain and calibrated (nan where never measured).
@@ -327,7 +328,12 @@ def held_out_area_bias(
         >>> bias = held_out_area_bias(margins, truth, series, num_classes=3)
         >>> bias[1].bias_plain_pct, bias[1].bias_calibrated_pct
         (4.1, 0.6)
+
+    Raises:
+        ValueError: ``groups`` does not give one series per slice.
     """
+    if len(groups) != len(margins):
+        raise ValueError(f"{len(groups)} series keys for {len(margins)} slices: give one each")
     plain: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
     calibrated: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}
     gains: dict[int, list[float]] = {roi: [] for roi in range(1, num_classes)}

@@ -2,10 +2,11 @@
 
 At the end of training the best network looks once more at every training slice (features,
 normalised intensities) and its true label (ROI areas and positions), grouped by series (the
-slice's folder: the intensity threshold leaves each out), and predicts the validation slices
-(whose feature distances set the feature threshold, and whose predicted ROIs say how often the
-model's own prediction is off on data like its training data); the result is stored in the
-model file's ``familiarity`` section (see `sliceseg.measure.familiarity`).
+one definition of a series, `series_key`: SeriesInstanceUID, else the folder, so a flat folder
+of several series is several; the intensity threshold leaves each out), and predicts the
+validation slices (whose feature distances set the feature threshold, and whose predicted ROIs
+say how often the model's own prediction is off on data like its training data); the result is
+stored in the model file's ``familiarity`` section (see `sliceseg.measure.familiarity`).
 """
 
 from __future__ import annotations
@@ -108,8 +109,7 @@ def training_profile(
         [train.target_spacing_mm] * len(train),
         num_labels,
     )
-    series = [key.rpartition("/")[0] for key in train.keys]  # the slice's folder
-    return build_profile(traits, reference, series=series, checked=checked)
+    return build_profile(traits, reference, series=train.series or None, checked=checked)
 
 
 def _predicted(

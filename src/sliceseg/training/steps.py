@@ -173,7 +173,7 @@ def evaluate_spaced(
             truth,
             num_classes=num_classes,
             pixel_area_mm2=float(np.prod(data.target_spacing_mm)),
-            groups=[key.rpartition("/")[0] for key in data.keys],  # series folder: held-out check
+            groups=data.series,  # series_key: the held-out halves keep each series whole
         )
         if calibrate
         else AreaCalibration()
