@@ -20,7 +20,7 @@ from conftest import tiny_config
 from sliceseg.cli import main
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.models.bundle import load_bundle
-from sliceseg.training import loop
+from sliceseg.training import validation
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.loop import train
 from sliceseg.training.state import TRAINING_STATE_VERSION, TrainingState, resume_config
@@ -178,14 +178,16 @@ class TestResumeInProcess:
         self, tiny_phantom, tmp_path, capsys
     ):
         out, ticks = tmp_path / "m", iter(range(0, 10_000, 8))  # 8 s per reading of the clock
-        config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=1.0)
+        config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=2.0)
         result = train(config, log=lambda _line: None, clock=lambda: float(next(ticks)))
-        assert result.epochs_completed == 2  # at 48 s, an epoch of 16 s would pass 60 s
+        # at 120 s, after epoch 2's validation, its checkpoint (8 s) and an epoch of 16 s with
+        # its validation and checkpoint (8 s each) would pass 120 s
+        assert result.epochs_completed == 2
         last = out / "sliceseg_2.pt"
         before = snapshot_files(out)
         assert main(["train", "--resume", str(last)]) == 2
         err = capsys.readouterr().err
-        assert f"error: {last}: the run already stopped at its 1-minute budget" in err
+        assert f"error: {last}: the run already stopped at its 2-minute budget" in err
         assert "Traceback" not in err and snapshot_files(out) == before
 
     @pytest.mark.parametrize(
@@ -205,7 +207,7 @@ class TestResumeInProcess:
         def validate(session, row):
             return {**row, "val_dice": dice[int(row["epoch"]) - 1]}, None
 
-        monkeypatch.setattr(loop, "validate", validate)
+        monkeypatch.setattr(validation, "validate", validate)
         out = tmp_path / "m"
         train(tiny_config(tiny_phantom / "train", out, epochs=4), log=lambda _line: None)
         assert load_bundle(out / "sliceseg_best.pt").metadata.epoch == 4

@@ -6,7 +6,9 @@ import pytest
 
 from conftest import tiny_config
 from sliceseg.errors import ConfigError
-from sliceseg.training import loop
+from sliceseg.models.bundle import load_bundle
+from sliceseg.training import loop, validation
+from sliceseg.training.budget import Budget
 from sliceseg.training.config import DEFAULT_EPOCHS, TrainConfig
 from sliceseg.training.state import TrainingState, resume_config
 from sliceseg.training.steps import learning_rate_at
@@ -75,6 +77,18 @@ def slow_epochs(monkeypatch):
     return clock
 
 
+def validating_for(seconds: float, clock: FakeClock, monkeypatch) -> None:
+    """Make every validation take ``seconds`` on ``clock`` (the real validation runs)."""
+    real = validation.validate
+
+    def timed(session, row):
+        result = real(session, row)
+        clock.t += seconds
+        return result
+
+    monkeypatch.setattr(validation, "validate", timed)
+
+
 @pytest.mark.slow
 class TestTimeBudget:
     def test_trains_until_the_budget_with_the_rate_decaying_over_it(
@@ -99,6 +113,31 @@ class TestTimeBudget:
         assert progress == ["Completed epochs: 1", "Completed epochs: 5"]  # first and last
         assert any(line.startswith("Stopping after epoch 5: ") for line in lines)
         assert (tmp_path / "m" / "sliceseg_5.pt").exists()  # the last epoch is saved
+
+    def test_a_slow_validation_is_counted_so_the_run_ends_within_the_budget(
+        self, tiny_phantom, tmp_path, slow_epochs, monkeypatch
+    ):
+        """Training 60 s and validating 90 s an epoch, 5 minutes: after epoch 2's validation
+        (300 s) a third epoch would end at 450 s. Counting training alone, epoch 3 started at
+        300 s (300 + 60 > 300 was only checked before epoch 2's validation) and the run ended,
+        its last validation done, at 450 s: a SLURM job killed before its last checkpoint."""
+        validating_for(90.0, slow_epochs, monkeypatch)
+        out = tmp_path / "m"
+        config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=5)
+        lines: list[str] = []
+        result = loop.train(config, log=lines.append, clock=slow_epochs)
+        assert result.history["epoch"].tolist() == [1, 2]
+        assert result.history["elapsed_seconds"].tolist() == [60.0, 210.0]
+        assert slow_epochs.t - 1000.0 == 300.0  # the run's end, its last validation included
+        state = load_bundle(out / "sliceseg_2.pt").training_state
+        assert state is not None and state["elapsed_seconds"] == 300.0
+        assert state["budget_spent"] is True
+        # the rate decays over the same clock: epoch 2 began 150 s into the 300
+        assert result.history["lr"].tolist() == pytest.approx([LR, LR * 0.5**0.9], rel=1e-9)
+        assert (
+            "Stopping after epoch 2: the next epoch, with its validation and checkpoint, would "
+            "pass the 5-minute budget (elapsed 0 hrs 5 mins 0 secs)." in lines
+        )
 
     def test_explicit_epochs_end_first_and_decide_the_rate(
         self, tiny_phantom, tmp_path, slow_epochs
@@ -147,14 +186,7 @@ def test_a_resumed_run_counts_the_time_its_checkpoint_spent_validating(
     30 + 60 = 240 s. Resumed after epoch 2, it ended at 210 s: the checkpoint kept the time at
     the end of epoch 2's training, so its validation was lost from the clock, the budget and
     the learning rate's decay."""
-    real = loop.validate
-
-    def validating_30_s(session, row):
-        result = real(session, row)
-        slow_epochs.t += 30.0
-        return result
-
-    monkeypatch.setattr(loop, "validate", validating_30_s)
+    validating_for(30.0, slow_epochs, monkeypatch)
     out = tmp_path / "m"
     # 4.5 minutes: after epoch 3 (240 s) a fourth would pass 270 s
     config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=4.5)
@@ -165,3 +197,31 @@ def test_a_resumed_run_counts_the_time_its_checkpoint_spent_validating(
     # the rate of epoch 3 follows the 180 s spent before it, of 270
     assert resumed.history["lr"].iloc[-1] == pytest.approx(LR * (1 - 180.0 / 270.0) ** 0.9)
     assert resumed.history["lr"].tolist() == pytest.approx(whole.history["lr"].tolist())
+
+
+class TestBudget:
+    def test_another_epoch_fits_with_its_validation_and_checkpoint(self):
+        budget = Budget(5.0, training_s=[60.0], validation_s=[90.0], checkpoint_s=[10.0])
+        assert budget.next_epoch_fits(140.0, saves_now=False)  # 140 + 60 + 90 + 10 = 300
+        assert not budget.next_epoch_fits(140.0, saves_now=True)  # + this checkpoint: 310
+        assert not budget.next_epoch_fits(141.0, saves_now=False)
+
+    def test_estimates_are_the_median_of_the_last_three(self):
+        budget = Budget(10.0, training_s=[500.0, 60.0, 62.0, 58.0])  # a slow first epoch
+        assert budget.next_epoch_fits(540.0, saves_now=False)  # 540 + 60 = 600
+        assert not budget.next_epoch_fits(541.0, saves_now=False)
+
+    def test_without_a_budget_every_epoch_fits(self):
+        assert Budget(None, training_s=[1e9]).next_epoch_fits(1e9, saves_now=True)
+
+    def test_timings_travel_in_the_checkpoint_so_a_resume_still_counts_validation(self):
+        budget = Budget(5.0, training_s=[1.0, 60.0, 60.0, 60.0], validation_s=[90.0])
+        state = TrainingState(epoch=1, planned_epochs=None, max_minutes=5.0,
+                              elapsed_seconds=150.0, best_val_dice=None, history=(),
+                              optimizer={}, timings=budget.to_dict())  # fmt: skip
+        timings = TrainingState.from_dict(state.to_dict()).timings
+        assert timings == {"training_s": [60.0] * 3, "validation_s": [90.0], "checkpoint_s": []}
+        resumed = Budget.from_dict(5.0, timings)
+        assert resumed.next_epoch_fits(150.0, saves_now=False)
+        assert not resumed.next_epoch_fits(151.0, saves_now=False)
+        assert Budget.from_dict(5.0, {}).next_epoch_fits(299.0, saves_now=False)  # older file

@@ -29,6 +29,7 @@ from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.system import select_device
+from sliceseg.training.budget import Budget, Clock
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import (
     DistributedContext,
@@ -42,7 +43,6 @@ from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
     OnCheckpoint,
     ProgressEvent,
-    format_elapsed,
     print_flush,
     progress_line,
 )
@@ -61,11 +61,11 @@ from sliceseg.training.steps import (
     Augment,
     DiceCounter,
     EpochStats,
-    evaluate_spaced,
     learning_rate_at,
     optimizer_step,
     train_one_epoch,
 )
+from sliceseg.training.validation import no_roi_line, validate_timed
 
 __all__ = ["DiceCounter", "EpochStats", "TrainResult", "optimizer_step", "train"]
 
@@ -254,26 +254,30 @@ def run_epochs(
 ) -> TrainingState:
     """Train from ``start`` to the planned epoch or until the budget: each epoch train,
     validate when due, checkpoint when due, log. ``now`` is the clock (seconds) the budget and
-    the learning rate's decay are measured with."""
-    config, is_main = session.config, session.context.is_main
-    state, best = start, start.best_val_dice
-    clock = Clock(start.elapsed_seconds, now=now)
-    planned, epoch_seconds = config.planned_epochs, []
+    the learning rate's decay are measured with; the budget counts validation and checkpoints."""
+    config, state, best = session.config, start, start.best_val_dice
+    clock, budget = (
+        Clock(start.elapsed_seconds, now=now),
+        Budget.from_dict(config.max_minutes, start.timings),
+    )
+    planned = config.planned_epochs
     epochs = (
         itertools.count(start.epoch + 1) if planned is None else range(start.epoch + 1, planned + 1)
     )
     for epoch in epochs:
         began = clock.elapsed()
         row, _stats = train_epoch(session, epoch, clock)
-        epoch_seconds.append(row["elapsed_seconds"] - began)
-        stop = _budget_spent(session, row["elapsed_seconds"], epoch_seconds)
-        is_last = stop or epoch == planned
-        is_print = is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True)
-        is_save = is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last)
+        budget.training_s.append(row["elapsed_seconds"] - began)
+        is_print, is_save = _due(session, epoch, is_last=epoch == planned)
         post: PostProcessing | None = None
-        if is_print or is_save:  # a checkpoint carries what validation chose for its weights
-            row, post = validate(session, row)
-            best = keep_best(session, row, best, post)
+        # validated before the stop decision, which then knows the validation's time
+        if is_validated := is_print or is_save:  # a checkpoint carries what validation chose
+            row, post, best = validate_timed(session, row, best, budget, clock)
+        fits = budget.next_epoch_fits(clock.elapsed(), saves_now=is_save)
+        stop = session.context.broadcast_flag(not fits)  # rank 0 decides for every rank
+        is_print, is_save = _due(session, epoch, is_last=stop or epoch == planned)
+        if is_save and not is_validated:  # the last epoch is always validated
+            row, post, best = validate_timed(session, row, best, budget, clock)
         if is_print:
             report_progress(session, row, post, log=log, on_checkpoint=on_checkpoint)
         state = capture_state(
@@ -283,17 +287,23 @@ def run_epochs(
             best_val_dice=best,
             elapsed_seconds=clock.elapsed(),  # with this epoch's validation: a resume goes on
             budget_spent=stop,
+            timings=budget.to_dict(),
         )
         if is_save:
+            saving = clock.elapsed()
             save_checkpoint(session, state, post)
+            budget.checkpoint_s.append(clock.elapsed() - saving)
         if stop:
-            log(
-                f"Stopping after epoch {epoch}: the next epoch would pass the "
-                f"{config.max_minutes:g}-minute budget "
-                f"(elapsed {format_elapsed(row['elapsed_seconds'])})."
-            )
+            log(budget.stop_line(epoch, clock.elapsed()))
             break
     return state
+
+
+def _due(session: Session, epoch: int, *, is_last: bool) -> tuple[bool, bool]:
+    """Whether this epoch prints progress, and whether it saves a checkpoint (rank 0 only)."""
+    config, is_main = session.config, session.context.is_main
+    is_print = is_main and _is_due(epoch, config.print_checkpoint, is_last=is_last, first=True)
+    return is_print, is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last)
 
 
 def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow, EpochStats]:
@@ -338,42 +348,6 @@ def _augmenter(session: Session) -> Augment | None:
     return lambda images, labels: augment_batch(images, labels, params, generator=generator)
 
 
-def validate(session: Session, row: HistoryRow) -> tuple[HistoryRow, PostProcessing | None]:
-    """Return ``row`` with the validation Dice (mean and per ROI) and the post-processing and
-    area calibration chosen for the model's current weights; ``(row, None)`` without
-    validation slices."""
-    if not len(session.data.validation):
-        return row, None
-    per_roi, post = evaluate_spaced(
-        session.evaluated,
-        session.data.validation,
-        device=session.context.device,
-        num_classes=session.data.num_classes,
-        input_size=session.config.input_shape,
-        divisor=session.divisor,
-        calibrate=session.config.area_calibration,
-    )
-    names = session.data.roi_names
-    return {
-        **row,
-        "val_dice": float(np.nanmean(per_roi)),
-        **{f"val_dice_{n}": float(d) for n, d in zip(names, per_roi, strict=True)},
-    }, post
-
-
-def keep_best(
-    session: Session, row: HistoryRow, best: float | None, post: PostProcessing | None = None
-) -> float | None:
-    """Save ``<name>_best.pt`` (with ``post``, chosen for these weights) when the row's
-    validation Dice beats ``best``; return the best."""
-    dice = row["val_dice"]
-    if not np.isfinite(dice) or (best is not None and dice <= best):
-        return best
-    epoch = int(row["epoch"])
-    save_bundle(session.path("best.pt"), session.evaluated, session.metadata_at(epoch, post))
-    return dice
-
-
 def report_progress(
     session: Session,
     row: HistoryRow,
@@ -388,9 +362,11 @@ def report_progress(
     epoch, elapsed = int(row["epoch"]), row["elapsed_seconds"]
     log(progress_line(epoch, epochs, row["dice_loss"], row["train_dice"], elapsed))
     per_roi = {n: row[f"val_dice_{n}"] for n in names}
-    if len(session.data.validation):
+    if len(session.data.validation) and np.isfinite(row["val_dice"]):
         parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
         log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
+    elif len(session.data.validation):
+        log("Validation dice: none, the validation slices hold no ROI.")
     if post is not None:
         log(
             f"Post-processing chosen on validation: {post.describe()} | "
@@ -413,32 +389,6 @@ def report_progress(
 
 def _is_due(epoch: int, every: int, *, is_last: bool, first: bool = False) -> bool:
     return is_last or epoch % every == 0 or (first and epoch == 1)
-
-
-def _budget_spent(session: Session, elapsed: float, epoch_seconds: list[float]) -> bool:
-    """Whether the next epoch would pass the time budget (rank 0 decides for every rank)."""
-    if session.config.max_minutes is None:
-        return False
-    next_epoch_s = float(np.median(epoch_seconds[-3:]))
-    is_spent = elapsed + next_epoch_s > 60.0 * session.config.max_minutes
-    return session.context.broadcast_flag(is_spent)
-
-
-class Clock:
-    """Training time of the run, counting what the checkpoint had already spent.
-
-    Args:
-        before_s: seconds spent before this process (a resumed run's).
-        now: the clock read, in seconds (``time.perf_counter``; tests pass a fake one).
-    """
-
-    def __init__(self, before_s: float = 0.0, *, now: Callable[[], float] = time.perf_counter):
-        self.before_s, self.now = before_s, now
-        self.started = now()
-
-    def elapsed(self) -> float:
-        """Seconds trained so far, including before a resume."""
-        return self.before_s + self.now() - self.started
 
 
 def _store_profile(session: Session, best_path: Path, log: Log) -> None:
@@ -470,6 +420,8 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         # is the best we know; an earlier run's best was removed when this run began
         if state.best_val_dice is None or not best_path.exists():
             save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
+        if state.best_val_dice is None and len(session.data.validation):
+            log(no_roi_line(best_path.name, epoch))
         _store_profile(session, best_path, log)
         settings = {
             "settings": session.config.to_dict(),

@@ -327,9 +327,11 @@ def capture_state(
     best_val_dice: float | None,
     elapsed_seconds: float,
     budget_spent: bool = False,
+    timings: dict[str, list[float]] | None = None,
 ) -> TrainingState:
     """Return the run's state now (the optimiser's tensors are shared until saved);
-    ``budget_spent``: the run stops here, its next epoch would pass the time budget."""
+    ``budget_spent``: the run stops here, its next epoch would pass the time budget;
+    ``timings``: the budget's recent step timings (`Budget.to_dict`)."""
     rng = {"torch": torch.get_rng_state()}
     if session.context.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(session.context.device)
@@ -348,6 +350,7 @@ def capture_state(
         if session.averaged is None
         else {"trained": session.model.state_dict(), "updates": session.averaged.updates},
         budget_spent=budget_spent,
+        timings=dict(timings or {}),
     )
 
 

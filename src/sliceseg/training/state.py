@@ -61,6 +61,8 @@ class TrainingState:
             model holds their average) and the average's ``"updates"``; else None.
         budget_spent: the run stopped after this epoch because the next one would pass its
             time budget (False in checkpoints from before it was kept).
+        timings: recent seconds of each step of an epoch (`Budget.to_dict`), so that a
+            resumed run's budget still counts its validation; empty in older checkpoints.
 
     Example:
         >>> state = TrainingState(epoch=2, planned_epochs=40, max_minutes=None,
@@ -80,6 +82,7 @@ class TrainingState:
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     averaging: dict[str, Any] | None = None
     budget_spent: bool = False
+    timings: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def remaining_seconds(self) -> float | None:
@@ -103,6 +106,9 @@ class TrainingState:
             "rng": dict(self.rng),
             "averaging": self.averaging,
             "budget_spent": bool(self.budget_spent),
+            "timings": {
+                name: [float(s) for s in seconds] for name, seconds in self.timings.items()
+            },
         }
 
     @classmethod
@@ -152,6 +158,7 @@ class TrainingState:
             rng=dict(data.get("rng", {})),
             averaging=None if data.get("averaging") is None else dict(data["averaging"]),
             budget_spent=bool(data.get("budget_spent", False)),
+            timings={name: list(seconds) for name, seconds in data.get("timings", {}).items()},
         )
 
 

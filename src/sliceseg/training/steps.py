@@ -61,8 +61,18 @@ class DiceCounter:
 
     def mean(self) -> float:
         """Mean Dice over the ROIs seen."""
-        values = self.per_roi()
-        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        return mean_dice(self.per_roi())
+
+
+def mean_dice(per_roi: np.ndarray) -> float:
+    """Mean of the finite Dice values (ROIs without one left out); nan when none is finite.
+
+    Example:
+        >>> mean_dice(np.array([0.8, np.nan, 0.6]))
+        0.7
+    """
+    finite = per_roi[np.isfinite(per_roi)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def optimizer_step(
@@ -156,7 +166,10 @@ def evaluate_spaced(
     post-processing chosen on them; ``model`` is left as it is.
 
     Returns:
-        The pooled Dice per ROI 1..K after post-processing, and the post-processing.
+        The pooled Dice per ROI 1..K after post-processing (nan for an ROI the labels of
+        ``data`` do not hold, as MONAI's ``DiceMetric(ignore_empty=True)``: a false positive
+        there would score 0 and make epochs' means average different ROIs), and the
+        post-processing.
     """
     probabilities = spaced_window_probabilities(
         inference_network(model),
@@ -184,4 +197,6 @@ def evaluate_spaced(
     counts = np.zeros((3, num_classes - 1), dtype=np.int64)
     for label, true in zip(labels, truth, strict=True):
         counts += np.stack(confusion_counts(post.apply(label), true, num_classes))
-    return dice_from_counts(*counts), post
+    dice = dice_from_counts(*counts)
+    dice[counts[0] + counts[2] == 0] = np.nan  # tp + fn: the ROI's pixels in the labels
+    return dice, post
