@@ -363,3 +363,32 @@ def test_help_texts_name_every_library_choice():
             assert re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", action.help), (
                 f"sliceseg {command} {flag}: {name!r} missing from {action.help!r}"
             )
+
+
+@pytest.mark.parametrize(
+    ("dice", "said"),
+    [
+        (0.9234, "(validation Dice 0.923)"),
+        (float("nan"), "(no validation Dice to choose by: the last epoch's weights)"),
+    ],
+)
+def test_train_says_how_its_best_model_was_chosen(
+    tiny_phantom, tmp_path, capsys, monkeypatch, dice, said
+):
+    import pandas as pd
+
+    from sliceseg.training import loop
+
+    out = tmp_path / "m"
+
+    def trained(config, **_kwargs):
+        return loop.TrainResult(
+            out, out / "final.pt", out / "best.pt", out / "h.csv", out / "h.png", out / "s.json",
+            1, dice, pd.DataFrame(),
+        )  # fmt: skip
+
+    monkeypatch.setattr(loop, "train", trained)
+    assert main(["train", str(tiny_phantom / "train"), "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"Best model: {out / 'best.pt'} {said}; history: ")
+    assert "Dice nan" not in line

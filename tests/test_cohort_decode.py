@@ -75,6 +75,12 @@ def test_a_series_that_kills_its_decoding_worker_fails_alone(tiny_model, tiny_ph
     failed = pd.read_csv(out / "failed.csv")
     assert list(failed["series"]) == ["sub02"]
     assert "the process decoding its files died" in failed["reason"][0]
+    # the resume has sub02 alone to do: a worker still decodes it, so it fails alone again
+    again = subprocess.run(
+        [sys.executable, str(script)], env=clean_env(), capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert list(pd.read_csv(out / "failed.csv")["series"]) == ["sub02"]
 
 
 def test_the_workers_help_says_that_only_a_worker_contains_a_decoder_crash(capsys):

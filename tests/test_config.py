@@ -3,11 +3,12 @@
 import json
 
 import pytest
+import torch
 
 from sliceseg.augment.params import AugmentParams
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError
-from sliceseg.models.registry import PyramidHyperparameters, UNetHyperparameters
+from sliceseg.models.registry import PyramidHyperparameters, UNetHyperparameters, build_model
 from sliceseg.training.config import TrainConfig, load_config
 
 
@@ -142,6 +143,22 @@ class TestTypedSettings:
         assert TrainConfig(dropout_rate=0.1).model_hyperparameters()["dropout_rate"] == 0.1
         config = TrainConfig(dropout_rate=0.1, hyperparameters={"dropout_rate": 0.3})
         assert config.model_hyperparameters()["dropout_rate"] == 0.3
+
+    def test_without_a_dropout_rate_each_architecture_keeps_its_own(self):
+        """The pyramid trains with its published channel dropout, the U-Net without."""
+        assert TrainConfig(arch="pyramid").model_hyperparameters()["dropout_rate"] == 0.2
+        assert TrainConfig(arch="unet").model_hyperparameters()["dropout_rate"] == 0.0
+        assert (
+            TrainConfig(arch="pyramid", dropout_rate=0.0).model_hyperparameters()["dropout_rate"]
+            == 0.0
+        )
+        recorded = TrainConfig(arch="pyramid", dropout_rate=0.0).to_dict()  # an older run
+        assert TrainConfig.from_dict(recorded).model_hyperparameters()["dropout_rate"] == 0.0
+        config = TrainConfig(arch="pyramid", input_shape=64)
+        network = build_model(
+            "pyramid", num_classes=3, input_size=64, **config.model_hyperparameters()
+        )
+        assert any(isinstance(m, torch.nn.Dropout2d) and m.p == 0.2 for m in network.modules())
 
 
 def test_folders_given_as_paths_are_kept_as_text(tmp_path):

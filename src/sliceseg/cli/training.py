@@ -130,7 +130,12 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
     )
-    p.add_argument("--dropout-rate", type=float, help="dropout inside the network (default 0)")
+    p.add_argument(
+        "--dropout-rate",
+        type=float,
+        help="dropout inside the network (default: the architecture's own, the pyramid's "
+        "published 0.2, none in the U-Net)",
+    )
     p.add_argument(
         "--ema-decay",
         type=float,
@@ -261,9 +266,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:  # the checkpoint's settings, changed only by what was typed (or is in --config)
         given = {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
         result = train(resume=args.resume, overrides=given)
+    dice = result.best_val_dice
+    chosen = (
+        f"validation Dice {dice:.3f}"
+        if dice == dice  # NaN: no validation slice held an ROI, or none were kept
+        else "no validation Dice to choose by: the last epoch's weights"
+    )
     print(
-        f"Best model: {result.best_model} (validation Dice {result.best_val_dice:.3f}); "
-        f"history: {result.history_csv}, {result.history_png}"
+        f"Best model: {result.best_model} ({chosen}); history: {result.history_csv}, "
+        f"{result.history_png}"
     )
     return 0
 

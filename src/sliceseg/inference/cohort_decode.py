@@ -9,8 +9,9 @@ main process. A pool that dies has the series it was decoding decoded again one 
 each in a fresh process, so that a series whose files kill their decoder (a crash in a pixel
 decoder, memory) fails alone and the run goes on; a pool that cannot start at all (a script
 without ``if __name__ == "__main__":``) falls back to decoding in the main process, without
-losing a series. Decoding in the main process (``workers`` 0, the default on 2 CPUs, or a
-run with one series to do) cannot contain such a crash: a segfault in C code ends the process
+losing a series. With workers, even a run with one series to do (a resume whose last series
+crashed its decoder before) decodes it in one. Decoding in the main process (``workers`` 0,
+the default on 2 CPUs) cannot contain such a crash: a segfault in C code ends the process
 whatever Python does, so only a worker process keeps it to its series.
 """
 
@@ -61,7 +62,7 @@ def decoded_series(
     settings); the main process only decodes (the engine then prepares).
     """
     count = default_workers() if workers is None else workers
-    if count < 1 or len(todo) == 1:
+    if count < 1:
         for series in todo:
             yield series, decode_here(series)
         return

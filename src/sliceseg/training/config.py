@@ -61,7 +61,8 @@ class TrainConfig:
         batch_size: slices per optimisation step.
         num_workers: data-loader worker processes.
         learning_rate: initial learning rate (decays polynomially to 0).
-        dropout_rate: dropout probability inside the network.
+        dropout_rate: dropout probability inside the network; None: the architecture's own
+            (the pyramid's published 0.2 in its deep levels, none in the U-Net).
         loss: "dice_ce" (Dice + cross-entropy, default), "dice" (the published soft Dice) or
             "ce" (cross-entropy alone).
         augment: whether to augment training batches.
@@ -126,7 +127,7 @@ class TrainConfig:
     batch_size: int = 4
     num_workers: int = 0
     learning_rate: float = 3e-3
-    dropout_rate: float = 0.0
+    dropout_rate: float | None = None
     loss: str = "dice_ce"
     augment: bool = True
     # Plain dicts (TOML tables) are accepted and converted to the typed value in __post_init__.
@@ -220,7 +221,7 @@ class TrainConfig:
             )
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
-        if not 0 <= self.dropout_rate < 1:
+        if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
             raise ConfigError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(
