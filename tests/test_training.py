@@ -406,3 +406,20 @@ class TestDistributedLoader:
             loader, _sampler = self.loader_of(rank, 2, slices=16, batch_size=8, num_workers=1)
             crops.append(next(iter(loader))[0])
         assert not torch.equal(crops[0], crops[1])
+
+
+@pytest.mark.parametrize(("given", "missing"), [("RANK", "WORLD_SIZE"), ("WORLD_SIZE", "RANK")])
+def test_half_of_torchruns_variables_is_refused(monkeypatch, given, missing):
+    """With RANK alone every process trained the whole run into the same folder; with
+    WORLD_SIZE alone (above 1) the process group could not start: a KeyError's traceback."""
+    from sliceseg.errors import ConfigError
+    from sliceseg.training.distributed import init_distributed
+
+    monkeypatch.delenv(missing, raising=False)
+    monkeypatch.setenv(given, "1")
+    with pytest.raises(ConfigError) as raised:
+        init_distributed(torch.device("cpu"))
+    assert str(raised.value) == (
+        f"{given} is set but {missing} is not: start several training processes with torchrun "
+        "(it sets both), or unset it for one process."
+    )

@@ -91,7 +91,7 @@ class TissueSettings:
 
     adipose_hu: tuple[float, float] = (-190.0, -30.0)
     muscle_hu: tuple[float, float] = (-29.0, 150.0)
-    muscle_rois: tuple[str, ...] | None = None
+    muscle_rois: tuple[str, ...] | str | None = None  # a str becomes a one-name tuple
 
     def __post_init__(self) -> None:
         for name in ("adipose_hu", "muscle_hu"):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from sliceseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -70,11 +72,23 @@ def init_distributed(device: torch.device) -> DistributedContext:
     """Join the process group when launched by torchrun; else return a single-process context.
 
     NCCL is used on CUDA, gloo on the CPU. Each CUDA rank takes the GPU of its LOCAL_RANK.
+
+    Raises:
+        ConfigError: only one of RANK and WORLD_SIZE is set (torchrun sets both): each
+            process would train the whole run into the same folder.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    given = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE")}
+    if None in given.values() and any(v is not None for v in given.values()):
+        (set_name,) = [name for name, value in given.items() if value is not None]
+        (unset,) = [name for name, value in given.items() if value is None]
+        raise ConfigError(
+            f"{set_name} is set but {unset} is not: start several training processes with "
+            "torchrun (it sets both), or unset it for one process."
+        )
+    world_size = int(given["WORLD_SIZE"] or "1")
     if world_size <= 1:
         return DistributedContext(device=device)
-    rank = int(os.environ["RANK"])
+    rank = int(given["RANK"] or "0")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
