@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from sliceseg.errors import ConfigError
-from sliceseg.system import GIB, SystemInfo, select_device, system_info
+from sliceseg.system import GIB, SystemInfo, cgroup_memory_limit, select_device, system_info
+
+
+class _Memory:
+    def __init__(self, total: int, available: int) -> None:
+        self.total, self.available = total, available
+
 
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 
@@ -39,6 +45,40 @@ class TestSystemInfo:
         info = system_info()
         assert "(4 of 64 logical cores usable by this process)" in info.to_text()
         assert info.to_dict()["cpu_usable_cores"] == 4 and info.cpu_logical_cores == 64
+
+    @pytest.mark.parametrize(
+        ("cgroup", "files", "limit"),
+        [
+            ("0::/slurm/job_7\n", {"slurm/job_7/memory.max": "8589934592\n"}, 8 * GIB),
+            ("0::/\n", {"memory.max": "max\n"}, None),
+            (
+                "12:cpu,cpuacct:/x\n9:memory:/slurm/uid_0/job_7\n",
+                {"memory/slurm/uid_0/job_7/memory.limit_in_bytes": "4294967296\n"},
+                4 * GIB,
+            ),
+            ("9:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
+            ("9:memory:/gone\n", {}, None),
+        ],
+    )
+    def test_the_cgroups_memory_limit_is_read(self, tmp_path, cgroup, files, limit):
+        """cgroup v2 (a SLURM job's --mem), none ("max"), v1, v1's "no limit" number, none."""
+        (tmp_path / "cgroup").write_text(cgroup)
+        for name, text in files.items():
+            (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "fs" / name).write_text(text)
+        assert cgroup_memory_limit(tmp_path / "cgroup", tmp_path / "fs") == limit
+
+    def test_info_says_the_jobs_memory_limit(self, monkeypatch):
+        """A SLURM job given 8 GiB on a 512 GiB node: `info` showed only the node's memory."""
+        monkeypatch.setattr("sliceseg.system.cgroup_memory_limit", lambda: 8 * GIB)
+        monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory(512 * GIB, 400 * GIB))
+        text = system_info().to_text()
+        assert text.splitlines()[0] == (
+            "Available RAM: 400.0 GiB of 512.0 GiB (this process may use 8.0 GiB: its "
+            "cgroup's limit)"
+        )
+        monkeypatch.setattr("sliceseg.system.cgroup_memory_limit", lambda: 1024 * GIB)
+        assert system_info().ram_limit_gib is None  # above the installed memory: no limit
 
     @needs_no_gpu
     def test_no_gpu_says_cpu(self):

@@ -36,6 +36,8 @@ class SystemInfo:
         device_memory_used_gib: memory of GPU 0 in use (by every process) in GiB, or None.
         device_memory_free_gib: free memory of GPU 0 in GiB, or None.
         mps_available: Apple-silicon GPU (MPS) usable by torch.
+        ram_limit_gib: the memory limit of this process's control group (a SLURM job's
+            ``--mem``, a container's), when it is below the installed memory; else None.
     """
 
     ram_total_gib: float
@@ -51,6 +53,7 @@ class SystemInfo:
     device_memory_free_gib: float | None = None
     mps_available: bool = False
     cpu_usable_cores: int | None = None
+    ram_limit_gib: float | None = None
 
     def to_text(self) -> str:
         """Return the characteristics as a few human-readable lines.
@@ -62,8 +65,11 @@ class SystemInfo:
             GPU enabled: no (training runs on the CPU)
             PyTorch: 2.13.0+cpu
         """
+        ram = f"Available RAM: {self.ram_available_gib:.1f} GiB of {self.ram_total_gib:.1f} GiB"
+        if self.ram_limit_gib is not None:
+            ram += f" (this process may use {self.ram_limit_gib:.1f} GiB: its cgroup's limit)"
         lines = [
-            f"Available RAM: {self.ram_available_gib:.1f} GiB of {self.ram_total_gib:.1f} GiB",
+            ram,
             f"CPU: {self.cpu_model} ({self._cores()})",
             self._gpu_line(),
             f"PyTorch: {self.torch_version}",
@@ -115,6 +121,50 @@ def _usable_cores() -> int | None:
         return None
 
 
+def cgroup_memory_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """The memory limit in bytes of this process's control group (v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``), or None: no limit, or not on Linux.
+
+    Example:
+        >>> cgroup_memory_limit(Path("/proc/self/cgroup"))  # doctest: +SKIP
+        17179869184
+    """
+    try:
+        lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        place = path.strip().lstrip("/")
+        if hierarchy == "0" and not controllers:  # v2: one unified hierarchy
+            found = _limit_file(root / place / "memory.max")
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own
+            found = _limit_file(root / "memory" / place / "memory.limit_in_bytes")
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _limit_file(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not text.isdigit():  # "max": no limit
+        return None
+    value = int(text)
+    return value if value < 2**60 else None  # v1 says "no limit" with a huge number
+
+
+def _limit_below(limit: int | None, total: int) -> float | None:
+    """The limit in GiB when it is below the installed memory (else it limits nothing)."""
+    return limit / GIB if limit is not None and limit < total else None
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
@@ -154,6 +204,7 @@ def system_info() -> SystemInfo:
         torch_version=torch.__version__,
         gpu_enabled=gpu_enabled,
         mps_available=_mps_available(),
+        ram_limit_gib=_limit_below(cgroup_memory_limit(), memory.total),
         **fields,  # type: ignore[arg-type]
     )
 
