@@ -141,14 +141,18 @@ class TestResolveSpacing:
         assert fallback.fov_mm == (240.0, 240.0)
         spacing, source = resolve_spacing(make_slice((64, 48), None), fallback)
         assert spacing == pytest.approx((3.75, 5.0)) and source == "fov/matrix"
-        with pytest.raises(ConfigError, match=r"fov_mm takes one or two numbers .* got 3"):
+        with pytest.raises(
+            ConfigError, match=r"^--fov \(fov_mm\) takes one or two numbers .* got 3"
+        ):
             SpacingFallback(fov_mm=(240.0, 240.0, 80.0))  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("matrix", [256, (256,), (256, 256, 3)])
     def test_a_matrix_not_of_two_numbers_is_refused_naming_it(self, matrix):
         """``matrix=256`` beside a one-number ``fov_mm`` gave a TypeError traceback, and
         ``(256,)`` an IndexError while the mismatch message was written."""
-        with pytest.raises(ConfigError, match=r"matrix takes two whole numbers \(rows, cols\)"):
+        with pytest.raises(
+            ConfigError, match=r"^--matrix \(matrix\) takes two whole numbers \(rows, cols\)"
+        ):
             fallback = SpacingFallback(fov_mm=240, matrix=matrix)  # type: ignore[arg-type]
             resolve_spacing(make_slice((256, 256), None), fallback)
 

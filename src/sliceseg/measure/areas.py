@@ -159,21 +159,23 @@ class SpacingFallback:
             fov = (self.fov_mm,) if isinstance(self.fov_mm, int | float) else tuple(self.fov_mm)
             if len(fov) not in (1, 2):
                 raise ConfigError(
-                    f"fov_mm takes one or two numbers (rows mm [cols mm]), got {len(fov)}: "
+                    f"--fov (fov_mm) takes one or two numbers (rows mm [cols mm]), got {len(fov)}: "
                     f"{' '.join(f'{v:g}' for v in fov)}; give e.g. 240 or (240, 180)."
                 )
             object.__setattr__(self, "fov_mm", (float(fov[0]), float(fov[-1])))
         if self.fov_mm is not None and any(v <= 0 for v in self.fov_mm):
-            raise ConfigError(f"--fov must be positive millimetres, got {self.fov_mm}.")
+            raise ConfigError(f"--fov (fov_mm) must be positive millimetres, got {self.fov_mm}.")
         if self.matrix is not None and (
             isinstance(self.matrix, int | float | str) or len(self.matrix) != 2
         ):
             raise ConfigError(
-                f"matrix takes two whole numbers (rows, cols), got {self.matrix!r}; give e.g. "
-                "(256, 256), the matrix the images were stored with."
+                f"--matrix (matrix) takes two whole numbers (rows, cols), got "
+                f"{self.matrix!r}; give e.g. (256, 256), the matrix the images were stored with."
             )
         if self.matrix is not None and any(v <= 0 for v in self.matrix):
-            raise ConfigError(f"--matrix must be positive pixel counts, got {self.matrix}.")
+            raise ConfigError(
+                f"--matrix (matrix) must be positive pixel counts, got {self.matrix}."
+            )
 
     @classmethod
     def from_flags(
