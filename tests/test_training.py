@@ -423,3 +423,38 @@ def test_half_of_torchruns_variables_is_refused(monkeypatch, given, missing):
         f"{given} is set but {missing} is not: start several training processes with torchrun "
         "(it sets both), or unset it for one process."
     )
+
+
+def test_every_rank_returns_the_best_validation_dice_of_rank_0(tmp_path):
+    """Only rank 0 validates: the other ranks of a torchrun run returned nan, so `sliceseg
+    train` printed on each "no validation Dice to choose by: the last epoch's weights"."""
+    from types import SimpleNamespace
+
+    from sliceseg.training.distributed import DistributedContext
+    from sliceseg.training.loop import finish
+    from sliceseg.training.state import TrainingState
+
+    class SecondRank(DistributedContext):
+        def barrier(self) -> None:
+            pass
+
+        def gather_floats(self, value: float) -> list[float]:
+            return [0.8125, value]  # rank 0's value first, as all_gather gives it
+
+    session = SimpleNamespace(
+        context=SecondRank(rank=1, world_size=2),
+        model=torch.nn.Linear(2, 2),
+        out_dir=tmp_path,
+        path=lambda suffix: tmp_path / f"sliceseg_{suffix}",
+    )
+    state = TrainingState(
+        epoch=3,
+        planned_epochs=3,
+        max_minutes=None,
+        elapsed_seconds=1.0,
+        best_val_dice=None,  # this rank never validated
+        history=(),
+        optimizer={},
+    )
+    result = finish(session, state, log=print)  # type: ignore[arg-type]
+    assert result.best_val_dice == 0.8125

@@ -413,6 +413,9 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     """Write the settings (and a best model when nothing was validated); return the result."""
     context, epoch = session.context, state.epoch
     checksums = context.gather_floats(parameter_checksum(session.model))
+    # only rank 0 validates and keeps the best; every rank returns (and the CLI prints) its Dice
+    best = math.nan if state.best_val_dice is None else state.best_val_dice
+    best = context.gather_floats(best)[0]
     context.barrier()
     best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
@@ -438,7 +441,6 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         }
         atomic_write_text(settings_path, json.dumps(settings, indent=2))
         log(f"Saved models, history and settings in {session.out_dir}/ (best: {best_path.name}).")
-    best = state.best_val_dice
     return TrainResult(
         out_dir=session.out_dir,
         final_model=session.path(f"{epoch}.pt"),
@@ -447,6 +449,6 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         history_png=session.path("history.png"),
         settings_json=settings_path,
         epochs_completed=epoch,
-        best_val_dice=best if best is not None else math.nan,
+        best_val_dice=best,
         history=pd.DataFrame(list(state.history)),
     )
