@@ -139,6 +139,18 @@ class TestTimeBudget:
             "pass the 5-minute budget (elapsed 0 hrs 5 mins 0 secs)." in lines
         )
 
+    def test_the_plans_last_epoch_says_no_budget_stop(
+        self, tiny_phantom, tmp_path, slow_epochs, monkeypatch
+    ):
+        """``--epochs 2 --max-minutes 5``: epoch 2 ends the plan at 300 s, where no third
+        epoch would fit either; the run said it stopped for the budget, with no epoch left."""
+        validating_for(90.0, slow_epochs, monkeypatch)
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=2, max_minutes=5)
+        lines: list[str] = []
+        result = loop.train(config, log=lines.append, clock=slow_epochs)
+        assert result.history["epoch"].tolist() == [1, 2]
+        assert not [line for line in lines if line.startswith("Stopping after")]
+
     def test_explicit_epochs_end_first_and_decide_the_rate(
         self, tiny_phantom, tmp_path, slow_epochs
     ):

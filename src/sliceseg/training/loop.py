@@ -294,7 +294,8 @@ def run_epochs(
             save_checkpoint(session, state, post)
             budget.checkpoint_s.append(clock.elapsed() - saving)
         if stop:
-            log(budget.stop_line(epoch, clock.elapsed()))
+            if epoch != planned:  # the plan's last epoch ends the run anyway: no stop to say
+                log(budget.stop_line(epoch, clock.elapsed()))
             break
     return state
 
