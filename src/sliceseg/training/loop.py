@@ -256,10 +256,8 @@ def run_epochs(
     validate when due, checkpoint when due, log. ``now`` is the clock (seconds) the budget and
     the learning rate's decay are measured with; the budget counts validation and checkpoints."""
     config, state, best = session.config, start, start.best_val_dice
-    clock, budget = (
-        Clock(start.elapsed_seconds, now=now),
-        Budget.from_dict(config.max_minutes, start.timings),
-    )
+    clock = Clock(start.elapsed_seconds, now=now)
+    budget = Budget.from_dict(config.max_minutes, start.timings)
     planned = config.planned_epochs
     epochs = (
         itertools.count(start.epoch + 1) if planned is None else range(start.epoch + 1, planned + 1)
