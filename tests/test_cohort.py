@@ -120,19 +120,26 @@ def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
     )
 
 
+def fail_writing(monkeypatch, name: str):
+    """Make writing series ``name`` fail with "RuntimeError: disk hiccup"; return the real
+    `write_series` (to put back)."""
+    real = cohort.write_series
+
+    def broken(context, decoded):
+        if decoded.series.name == name:
+            raise RuntimeError("disk hiccup")
+        return real(context, decoded)
+
+    monkeypatch.setattr(cohort, "write_series", broken)
+    return real
+
+
 @pytest.mark.slow
 def test_resume_after_a_failure_keeps_finished_series_untouched(
     tiny_model, cohort_dir, tmp_path, monkeypatch
 ):
     out = tmp_path / "out"
-    real = cohort.write_series
-
-    def broken(context, decoded):
-        if decoded.series.name == "sub03":
-            raise RuntimeError("disk hiccup")
-        return real(context, decoded)
-
-    monkeypatch.setattr(cohort, "write_series", broken)
+    real = fail_writing(monkeypatch, "sub03")
     first = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
     assert first.failed == [("sub03", "RuntimeError: disk hiccup")]
     assert sorted(first.finished) == ["sub01", "sub02", "sub04"]
@@ -328,14 +335,7 @@ def test_a_run_whose_every_series_fails_for_different_reasons_exits_3_with_a_rep
     so the merge refused the folder as a user error (exit 2, no report) where failures give 3."""
     for name in ("sub01", "sub02", "sub04"):
         drop_spacing(cohort_dir / name)
-    real = cohort.write_series
-
-    def broken(context, decoded):
-        if decoded.series.name == "sub03":
-            raise RuntimeError("disk hiccup")
-        return real(context, decoded)
-
-    monkeypatch.setattr(cohort, "write_series", broken)
+    fail_writing(monkeypatch, "sub03")
     out = tmp_path / "out"
     argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
     assert main([*argv, "--visuals", "none"]) == 3
