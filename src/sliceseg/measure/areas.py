@@ -460,9 +460,12 @@ def _tissue_warnings(
     groups: dict[str, list[Slice]] = {}
     for image in images:
         groups.setdefault(series_key(image), []).append(image)
-    for members in groups.values():
-        first = members[0]
+    not_hu = set()
+    for key, members in groups.items():
+        first, problem = members[0], hu_problem(members)
+        if problem is not None:
+            not_hu.add(key)
         name = f"series {first.series_uid}" if first.series_uid else "series"
-        for note in series_notes(members, roi_names, settings):
+        for note in series_notes(members, roi_names, settings, problem):
             warnings.warn(f"{name} ({first.source}, ...): {note}", UserWarning, stacklevel=3)
-    return {key for key, members in groups.items() if hu_problem(members) is not None}
+    return not_hu

@@ -262,7 +262,10 @@ def hu_problem(series: Sequence[Slice]) -> str | None:
 
 
 def series_notes(
-    series: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings = TissueSettings()
+    series: Sequence[Slice],
+    roi_names: Sequence[str],
+    settings: TissueSettings,
+    hu_note: str | None,
 ) -> list[str]:
     """The tissue columns one series will not have, in words (empty when it has them all).
 
@@ -270,14 +273,14 @@ def series_notes(
         series: the slices of one series.
         roi_names: the ROIs measured.
         settings: which ROIs are muscles.
+        hu_note: `hu_problem` of the series (the caller needs it too: one pass over its pixels).
 
     Returns:
         `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
         no (0008,0060) Modality and so no CT columns; the caller names the series.
     """
-    problem = hu_problem(series)
-    if problem is not None:
-        return [problem]
+    if hu_note is not None:
+        return [hu_note]
     if any(s.modality.strip() for s in series) or not any(map(settings.is_muscle, roi_names)):
         return []
     return [
