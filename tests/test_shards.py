@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, LauncherError
 from sliceseg.inference.shards import Shard, parse_shard, rank_cpus, rank_threads, shard_device
 
 
@@ -170,28 +170,50 @@ class TestParseShardText:
         assert "\n" not in str(caught.value)
 
 
+def torchrun_rank(rank: int, world: int = 4) -> dict[str, str]:
+    """What torchrun sets in rank ``rank`` of ``world`` on one machine."""
+    return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)}
+
+
 class TestShardDevice:
     def test_local_rank_picks_the_gpu(self, monkeypatch):
         import torch
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-        assert shard_device("auto", {"LOCAL_RANK": "1"}) == "cuda:1"
-        assert shard_device("auto", {"LOCAL_RANK": "3"}) == "cuda:1"  # 4 ranks on 2 GPUs
+        assert shard_device("auto", torchrun_rank(1)) == "cuda:1"
+        assert shard_device("auto", torchrun_rank(3)) == "cuda:1"  # 4 ranks on 2 GPUs
 
     def test_an_explicit_device_is_kept(self, monkeypatch):
         import torch
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert shard_device("cpu", {"LOCAL_RANK": "1"}) == "cpu"
-        assert shard_device("cuda:0", {"LOCAL_RANK": "1"}) == "cuda:0"
+        assert shard_device("cpu", torchrun_rank(1)) == "cpu"
+        assert shard_device("cuda:0", torchrun_rank(1)) == "cuda:0"
 
-    def test_without_cuda_or_local_rank_auto_stays(self, monkeypatch):
+    def test_without_cuda_or_torchrun_auto_stays(self, monkeypatch):
         import torch
 
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        assert shard_device("auto", {"LOCAL_RANK": "1"}) == "auto"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         assert shard_device("auto", {}) == "auto"
+        assert shard_device("auto", {"LOCAL_RANK": "1"}) == "auto"  # torchrun sets RANK too
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert shard_device("auto", torchrun_rank(1)) == "auto"
+
+    def test_half_of_torchruns_variables_is_refused_as_by_shard_auto(self, monkeypatch):
+        """RANK without WORLD_SIZE was ignored here (and LOCAL_RANK='x' too) though
+        ``--shard auto`` and ``train`` refuse it: one reading of torchrun's variables now."""
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        with pytest.raises(LauncherError) as caught:
+            shard_device("auto", {"RANK": "1", "LOCAL_RANK": "1"})
+        assert str(caught.value) == (
+            "RANK is set but WORLD_SIZE is not: torchrun sets RANK and WORLD_SIZE together; "
+            "launch with torchrun, or unset RANK."
+        )
+        with pytest.raises(LauncherError, match=r"^LOCAL_RANK='x' is not a whole number: "):
+            shard_device("auto", torchrun_rank(1) | {"LOCAL_RANK": "x"})
 
 
 class TestRankThreads:

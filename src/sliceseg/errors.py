@@ -8,6 +8,7 @@
     ├── PairingError              images and labels do not pair, or a folder holds nothing usable
     ├── BundleError               a model file is not a sliceseg model, or is incompatible
     └── ConfigError               a setting has a bad value or name
+        └── LauncherError         a part of torchrun's or a SLURM array's variables, or not numbers
 
 Third-party exceptions are caught at our boundary and re-raised ``from`` the original.
 """
@@ -37,3 +38,28 @@ class BundleError(SlicesegError):
 
 class ConfigError(SlicesegError):
     """A setting has a bad value or an unknown name."""
+
+
+class LauncherError(ConfigError):
+    """A launcher's environment variables are set in part, or one is not a whole number.
+
+    Raised by `sliceseg.launchers`; each command words the remedy for itself from ``found``.
+
+    Attributes:
+        found: what was found, e.g. ``"RANK is set but WORLD_SIZE is not"``.
+        names: every variable the launcher sets together, in order.
+        given: those of ``names`` that are set.
+        missing: those of ``names`` that are not (empty when one is not a number).
+    """
+
+    def __init__(
+        self,
+        found: str,
+        remedy: str,
+        *,
+        names: tuple[str, ...],
+        given: tuple[str, ...],
+        missing: tuple[str, ...],
+    ) -> None:
+        super().__init__(f"{found}: {remedy}")
+        self.found, self.names, self.given, self.missing = found, names, given, missing

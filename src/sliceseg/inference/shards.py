@@ -7,9 +7,10 @@ series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
 (``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN``, ``_MAX``, ``_COUNT`` and ``_STEP``,
 which Slurm sets in every array task), else torchrun's ``RANK`` and ``WORLD_SIZE``
 (``LOCAL_RANK`` picks the GPU), else runs everything as one shard. A launcher's variables are
-taken all or none: a part of them is refused, since guessing the rest would run series twice
-or not at all (every rank would take every series). The processes torchrun starts on one
-machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly (`rank_cpus`, `rank_threads`).
+read all or none by `sliceseg.launchers`: a part of them is refused, since guessing the rest
+would run series twice or not at all (every rank would take every series). The processes
+torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly (`rank_cpus`,
+`rank_threads`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, LauncherError
+from sliceseg.launchers import SLURM_ARRAY, launcher_numbers, listed, torchrun_ranks
 
 __all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
 
 T = TypeVar("T")
-
-# What sbatch --array sets in every task of the array, and what torchrun sets in every rank
-_SLURM_ARRAY = tuple(f"SLURM_ARRAY_TASK_{name}" for name in ("ID", "MIN", "MAX", "COUNT", "STEP"))
-_TORCHRUN = ("RANK", "WORLD_SIZE")
 
 
 @dataclass(frozen=True)
@@ -96,21 +94,11 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     return Shard(int(found[1]), int(found[2]), "--shard")
 
 
-def _number(env: Mapping[str, str], name: str) -> int | None:
-    value = env.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"--shard auto: {name}={value!r} is not a whole number; run it inside a SLURM job "
-            "array or torchrun, or give --shard K/N."
-        ) from None
-
-
 def _from_slurm(env: Mapping[str, str]) -> Shard | None:
-    found = _launcher(env, _SLURM_ARRAY, "run it as a task of an sbatch --array job")
+    try:
+        found = launcher_numbers(SLURM_ARRAY, env, launcher="sbatch --array")
+    except LauncherError as error:
+        raise _refused(error, "run it as a task of an sbatch --array job") from None
     if found is None:
         return None
     task, low, high, count, step = found
@@ -127,29 +115,17 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
     return Shard(index, count, "SLURM")
 
 
-def _launcher(env: Mapping[str, str], names: Sequence[str], how: str) -> list[int] | None:
-    """The launcher's variables ``names`` as numbers, in order; None when none is set.
-
-    Raises:
-        ConfigError: some are set and others not (a launcher sets them all).
-    """
-    found = {name: _number(env, name) for name in names}
-    given = [name for name, value in found.items() if value is not None]
-    missing = [name for name, value in found.items() if value is None]
-    if not given:
-        return None
-    if missing:
-        raise ConfigError(
-            f"--shard auto: {_listed(given)} set but {_listed(missing)} not: {how}, which "
-            f"sets {_listed(names, verb=False)}, or give --shard K/N."
+def _refused(error: LauncherError, how: str) -> ConfigError:
+    """``--shard auto``'s words for a launcher's variables in part, or not numbers."""
+    if not error.missing:
+        return ConfigError(
+            f"--shard auto: {error.found}; run it inside a SLURM job array or torchrun, or give "
+            "--shard K/N."
         )
-    return [value for value in found.values() if value is not None]
-
-
-def _listed(names: Sequence[str], *, verb: bool = True) -> str:
-    """E.g. ``"RANK is"``, ``"A and B are"`` (``verb``: with is/are)."""
-    text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return f"{text} {'is' if len(names) == 1 else 'are'}" if verb else text
+    return ConfigError(
+        f"--shard auto: {error.found}: {how}, which sets {listed(error.names, verb=False)}, or "
+        "give --shard K/N."
+    )
 
 
 def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
@@ -162,24 +138,28 @@ def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
 
 
 def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
-    found = _launcher(env, _TORCHRUN, "run it under torchrun")
-    if found is None:
-        return None
-    rank, world = found
-    return Shard(rank + 1, world, "torchrun")
+    try:
+        ranks = torchrun_ranks(env)
+    except LauncherError as error:
+        raise _refused(error, "run it under torchrun") from None
+    return None if ranks is None else Shard(ranks.rank + 1, ranks.world_size, "torchrun")
 
 
 def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:
-    """Under torchrun with CUDA, ``"auto"`` becomes ``cuda:LOCAL_RANK``; otherwise unchanged."""
-    env = os.environ if environ is None else environ
-    local = env.get("LOCAL_RANK")
-    if device != "auto" or local is None or not local.isdigit():
+    """Under torchrun with CUDA, ``"auto"`` becomes ``cuda:LOCAL_RANK``; otherwise unchanged.
+
+    Raises:
+        LauncherError: with ``"auto"``, only one of torchrun's RANK and WORLD_SIZE is set, or
+            one of them or LOCAL_RANK is not a whole number.
+    """
+    ranks = torchrun_ranks(environ) if device == "auto" else None
+    if ranks is None:
         return device
     import torch
 
     if not torch.cuda.is_available():
         return device
-    return f"cuda:{int(local) % max(torch.cuda.device_count(), 1)}"
+    return f"cuda:{ranks.local_rank % max(torch.cuda.device_count(), 1)}"
 
 
 def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, LauncherError
+from sliceseg.launchers import torchrun_ranks
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ class DistributedContext:
 
     def mean(self, value: float) -> float:
         """Return the mean of ``value`` over all ranks."""
+        return float(self.summed(np.array([value], dtype=np.float64))[0]) / self.world_size
+
+    def summed(self, values: np.ndarray) -> np.ndarray:
+        """Return the element-wise sum of ``values`` over all ranks, in their shape and dtype
+        (int64 pixel counts sum exactly); ``values`` itself is left as it is."""
         if not self.is_distributed:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+            return values
+        tensor = torch.tensor(values, device=self.device)  # a copy: all_reduce works in place
         dist.all_reduce(tensor)
-        return float(tensor.item()) / self.world_size
+        return tensor.cpu().numpy()
 
     def gather_floats(self, value: float) -> list[float]:
         """Return every rank's ``value``, in rank order."""
@@ -75,28 +81,24 @@ def init_distributed(device: torch.device) -> DistributedContext:
 
     Raises:
         ConfigError: only one of RANK and WORLD_SIZE is set (torchrun sets both): each
-            process would train the whole run into the same folder.
+            process would train the whole run into the same folder; or one is not a number.
     """
-    given = {name: os.environ.get(name) for name in ("RANK", "WORLD_SIZE")}
-    if None in given.values() and any(v is not None for v in given.values()):
-        (set_name,) = [name for name, value in given.items() if value is not None]
-        (unset,) = [name for name, value in given.items() if value is None]
+    try:
+        ranks = torchrun_ranks()
+    except LauncherError as error:
         raise ConfigError(
-            f"{set_name} is set but {unset} is not: start several training processes with "
-            "torchrun (it sets both), or unset it for one process."
-        )
-    world_size = int(given["WORLD_SIZE"] or "1")
-    if world_size <= 1:
+            f"{error.found}: start several training processes with torchrun (it sets both), or "
+            "unset it for one process."
+        ) from None
+    if ranks is None or ranks.world_size <= 1:
         return DistributedContext(device=device)
-    rank = int(given["RANK"] or "0")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistributedContext(
-        rank=rank, world_size=world_size, local_rank=local_rank, device=device
+        rank=ranks.rank, world_size=ranks.world_size, local_rank=ranks.local_rank, device=device
     )
 
 

@@ -63,6 +63,7 @@ from sliceseg.training.steps import (
     EpochStats,
     learning_rate_at,
     optimizer_step,
+    pooled_dice,
     train_one_epoch,
 )
 from sliceseg.training.validation import no_roi_line, validate_timed
@@ -331,7 +332,7 @@ def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow,
         "epoch": epoch,
         "loss": context.mean(stats.loss),
         "dice_loss": context.mean(stats.dice_loss),
-        "train_dice": context.mean(stats.dice),
+        "train_dice": pooled_dice(context.summed(stats.counts)),  # every rank's pixels
         "val_dice": float("nan"),
         **{f"val_dice_{n}": float("nan") for n in session.data.roi_names},
         "lr": lr,

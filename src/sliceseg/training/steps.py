@@ -31,12 +31,25 @@ Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 
 @dataclass(frozen=True)
 class EpochStats:
-    """What one training epoch measured (means over its batches)."""
+    """What one training epoch measured on this process.
+
+    Attributes:
+        loss: mean training loss over its batches.
+        dice_loss: mean Dice loss over its batches.
+        counts: (3, K) int64 tp, fp and fn pixels of ROIs 1..K, pooled over its batches (the
+            processes of a torchrun run sum them for the epoch's Dice: `pooled_dice`).
+        seconds: how long it took.
+    """
 
     loss: float
     dice_loss: float
-    dice: float
+    counts: np.ndarray
     seconds: float
+
+    @property
+    def dice(self) -> float:
+        """Mean Dice over the ROIs seen, from this process's counts."""
+        return pooled_dice(self.counts)
 
 
 class DiceCounter:
@@ -61,7 +74,18 @@ class DiceCounter:
 
     def mean(self) -> float:
         """Mean Dice over the ROIs seen."""
-        return mean_dice(self.per_roi())
+        return pooled_dice(self.counts)
+
+
+def pooled_dice(counts: np.ndarray) -> float:
+    """Mean Dice over the ROIs seen from pooled (3, K) tp, fp, fn counts (`DiceCounter.counts`,
+    summed over batches or processes): the Dice of all their pixels, not a mean of means.
+
+    Example:
+        >>> pooled_dice(np.array([[100], [0], [10]]))  # 200 / (200 + 0 + 10)
+        0.9523809523809523
+    """
+    return mean_dice(dice_from_counts(*counts))
 
 
 def mean_dice(per_roi: np.ndarray) -> float:
@@ -145,7 +169,7 @@ def train_one_epoch(
     return EpochStats(
         loss=float(np.mean(losses)),
         dice_loss=float(np.mean(dice_losses)),
-        dice=counter.mean(),
+        counts=counter.counts,
         seconds=time.perf_counter() - start,
     )
 

@@ -1,0 +1,125 @@
+"""What a launcher tells each process it starts: torchrun's ranks, a SLURM job array's task.
+
+A launcher sets its variables together, so they are read all or none: a part of them is refused
+(`LauncherError`, naming those set and those missing), since guessing the rest would run the
+work twice or not at all. An empty variable counts as unset. Each command words the remedy for
+itself (``train``, ``predict --shard auto``) from the error's ``found``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sliceseg.errors import LauncherError
+
+__all__ = [
+    "SLURM_ARRAY",
+    "TORCHRUN",
+    "TorchrunRanks",
+    "launcher_numbers",
+    "listed",
+    "torchrun_ranks",
+]
+
+# What torchrun sets in every rank (LOCAL_RANK too), and sbatch --array in every task
+TORCHRUN = ("RANK", "WORLD_SIZE")
+SLURM_ARRAY = tuple(f"SLURM_ARRAY_TASK_{name}" for name in ("ID", "MIN", "MAX", "COUNT", "STEP"))
+
+
+@dataclass(frozen=True)
+class TorchrunRanks:
+    """Where torchrun put this process.
+
+    Attributes:
+        rank: global rank (RANK), 0 for the process that prints and writes.
+        world_size: number of processes (WORLD_SIZE).
+        local_rank: rank on this machine (LOCAL_RANK), which picks its GPU; 0 when unset, as
+            when RANK and WORLD_SIZE are set by hand.
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int = 0
+
+
+def torchrun_ranks(environ: Mapping[str, str] | None = None) -> TorchrunRanks | None:
+    """This process's ranks from torchrun's variables; None when not launched by torchrun.
+
+    Args:
+        environ: the environment to read (default ``os.environ``).
+
+    Raises:
+        LauncherError: only one of RANK and WORLD_SIZE is set, or a value is not a whole number.
+
+    Example:
+        >>> torchrun_ranks({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+        TorchrunRanks(rank=1, world_size=2, local_rank=1)
+    """
+    env = os.environ if environ is None else environ
+    found = launcher_numbers(TORCHRUN, env, launcher="torchrun")
+    if found is None:
+        return None
+    rank, world_size = found
+    local = launcher_numbers(("LOCAL_RANK",), env, launcher="torchrun")
+    return TorchrunRanks(rank, world_size, local[0] if local else 0)
+
+
+def launcher_numbers(
+    names: Sequence[str], environ: Mapping[str, str] | None = None, *, launcher: str
+) -> tuple[int, ...] | None:
+    """The variables ``names`` a launcher sets together, as whole numbers in their order.
+
+    Args:
+        names: the variables, e.g. `SLURM_ARRAY` or `TORCHRUN`.
+        environ: the environment to read (default ``os.environ``).
+        launcher: the launcher's name for the error's remedy ("torchrun", "sbatch --array").
+
+    Returns:
+        Their values, or None when none of them is set.
+
+    Raises:
+        LauncherError: some are set and others not, or one is not a whole number.
+
+    Example:
+        >>> launcher_numbers(TORCHRUN, {"RANK": "0", "WORLD_SIZE": "2"}, launcher="torchrun")
+        (0, 2)
+    """
+    env = os.environ if environ is None else environ
+    texts = {name: env.get(name) or None for name in names}
+    given = tuple(name for name, text in texts.items() if text is not None)
+    missing = tuple(name for name, text in texts.items() if text is None)
+    numbers = []
+    for name in given:
+        try:
+            numbers.append(int(texts[name] or ""))
+        except ValueError:
+            raise LauncherError(
+                f"{name}={texts[name]!r} is not a whole number",
+                f"{launcher} sets it to one; launch with {launcher}, or unset it.",
+                names=tuple(names),
+                given=given,
+                missing=(),
+            ) from None
+    if given and missing:
+        raise LauncherError(
+            f"{listed(given)} set but {listed(missing)} not",
+            f"{launcher} sets {listed(names, verb=False)} together; launch with {launcher}, or "
+            f"unset {listed(given, verb=False)}.",
+            names=tuple(names),
+            given=given,
+            missing=missing,
+        )
+    return tuple(numbers) if given else None
+
+
+def listed(names: Sequence[str], *, verb: bool = True) -> str:
+    """Names in a sentence: ``"RANK is"``, ``"A and B are"``, ``"A, B and C"`` (``verb`` False).
+
+    Example:
+        >>> listed(["A", "B", "C"], verb=False), listed(["RANK"])
+        ('A, B and C', 'RANK is')
+    """
+    text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{text} {'is' if len(names) == 1 else 'are'}" if verb else text
