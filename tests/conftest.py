@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
+import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +281,29 @@ def with_postprocessing(model: Path, out: Path, postprocessing: dict) -> Path:
     bundle = load_bundle(model)
     metadata = dataclasses.replace(bundle.metadata, postprocessing=postprocessing)
     return save_bundle(out, bundle.model, metadata)
+
+
+@contextlib.contextmanager
+def warning_from_another_thread(message: str) -> Iterator[Callable[[], None]]:
+    """A thread that warns ``message`` (a UserWarning) when the block calls the ``pause`` it
+    gets, which returns once it has: the warning then falls inside whatever the block is doing
+    (as a cohort's writer threads warn while the main thread decodes), with no timing luck."""
+    inside, said = threading.Event(), threading.Event()
+
+    def warn() -> None:
+        inside.wait(10)
+        warnings.warn(message, UserWarning, stacklevel=1)
+        said.set()
+
+    def pause() -> None:
+        if not inside.is_set():
+            inside.set()
+            assert said.wait(10), "the other thread did not warn"
+
+    thread = threading.Thread(target=warn)
+    thread.start()
+    try:
+        yield pause
+    finally:
+        inside.set()
+        thread.join()

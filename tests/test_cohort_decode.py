@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import pytest
 
+from conftest import warning_from_another_thread
 from sliceseg.inference import cohort_decode
 
 
@@ -13,6 +17,36 @@ def test_default_workers_leave_small_machines_to_the_main_process(monkeypatch, c
     kept for the network and the rest decode."""
     monkeypatch.setattr(cohort_decode, "rank_cpus", lambda: cpus)
     assert cohort_decode.default_workers() == workers
+
+
+def test_a_series_decoding_notes_are_its_own_while_another_thread_warns(tmp_path, monkeypatch):
+    """The notes a decode brings back for its series (said again by the main process) were
+    recorded with `catch_warnings`, process-wide: run beside writer threads (``workers`` 0, a
+    notebook) they took another thread's warning as this series' note and lost it there."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from sliceseg.measure.areas import SpacingFallback
+
+    path = tmp_path / "padded.dcm"
+    shutil.copy(get_testdata_file("MR_small_padded.dcm", download=False), path)
+    pixel_array = pydicom.pixels.pixel_array
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with warning_from_another_thread("series 7: psoas area varies") as pause:
+
+            def decoded_while_the_other_thread_warns(*args, **kwargs):
+                pause()
+                return pixel_array(*args, **kwargs)
+
+            monkeypatch.setattr(pydicom.pixels, "pixel_array", decoded_while_the_other_thread_warns)
+            slices, _, notes, _ = cohort_decode.decode_and_prepare(
+                [path], fallback=SpacingFallback(), preparation=None
+            )
+    assert len(slices) == 1
+    ((note, category),) = notes
+    assert note.startswith(f"{path}: The pixel data is 8320 bytes long") and category is UserWarning
+    assert [str(w.message) for w in caught] == ["series 7: psoas area varies"]  # not lost
 
 
 CRASHING_JOB = """

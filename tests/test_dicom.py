@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from conftest import write_ct_dicom, write_test_dicom
+from conftest import warning_from_another_thread, write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom import (
     DicomScan,
@@ -366,6 +366,29 @@ def test_pydicom_s_own_warnings_name_the_file(name, warned, tmp_path):
     assert bool(said) == warned
     skipped = [s.path.name for s in plan.skipped]
     assert skipped == ([] if warned else [name])
+
+
+def test_a_file_s_warnings_are_its_own_while_another_thread_warns(tmp_path, monkeypatch):
+    """A cohort decodes in the main thread while writer threads warn: recording pydicom's
+    warnings with `catch_warnings` (process-wide) took the other thread's warning as the
+    file's ("<file>: series 7: ...") and never showed it as itself."""
+    path = tmp_path / "padded.dcm"
+    shutil.copy(pydicom_file("MR_small_padded.dcm"), path)
+    pixel_array = pydicom.pixels.pixel_array
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with warning_from_another_thread("series 7: psoas area varies") as pause:
+
+            def decoded_while_the_other_thread_warns(*args: Any, **kwargs: Any) -> np.ndarray:
+                pause()
+                return pixel_array(*args, **kwargs)
+
+            monkeypatch.setattr(pydicom.pixels, "pixel_array", decoded_while_the_other_thread_warns)
+            slices, _ = decode_series([path])
+    said = [str(w.message) for w in caught]
+    assert len(slices) == 1 and len(said) == 2, said
+    assert said[0] == "series 7: psoas area varies"  # shown as itself, once
+    assert said[1].startswith(f"{path}: The pixel data is 8320 bytes long")  # the file's own
 
 
 def test_a_dicomdir_is_left_out_as_the_index_it_is():

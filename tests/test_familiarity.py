@@ -15,7 +15,7 @@ import pydicom
 import pytest
 import torch
 
-from conftest import tiny_config, with_network_checks_open
+from conftest import tiny_config, warning_from_another_thread, with_network_checks_open
 from sliceseg.cli import main
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
@@ -702,6 +702,37 @@ def test_prediction_features_equal_the_separate_look(tiny_model: Path, two_serie
     # several slices per pass: the same up to float rounding of the batch's size
     *_, batched = _engine_look(tiny_model, folder, 8)
     np.testing.assert_allclose(np.stack(batched), separate, rtol=1e-5, atol=1e-6)
+
+
+def test_the_check_drops_its_orientation_notes_but_no_other_thread_s_warning(
+    tiny_model: Path, two_series: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A cohort checks series in writer threads while the main thread decodes: the check's own
+    look at slices without orientation drops the notes predict already said, but dropping
+    them with a warning filter (process-wide) dropped the other threads' warnings too."""
+    from sliceseg.engine.predictor import Preparation, model_preparation
+    from sliceseg.inference.familiarity import series_traits
+    from sliceseg.io.dicom import read_series
+
+    bundle = load_bundle(tiny_model)
+    slices = [replace(image, orientation=None) for image in read_series(two_series / "original")]
+    labels = [np.zeros(image.shape, np.uint8) for image in slices]
+    prepare = Preparation.prepare
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with warning_from_another_thread("p02/t1.dcm: odd header") as pause:
+
+            def prepared_while_the_other_thread_warns(*args, **kwargs):
+                pause()
+                return prepare(*args, **kwargs)
+
+            monkeypatch.setattr(Preparation, "prepare", prepared_while_the_other_thread_warns)
+            traits = series_traits(bundle, slices, labels)
+    assert len(traits) == len(slices) == 3
+    assert [str(w.message) for w in caught] == ["p02/t1.dcm: odd header"]
+    notes: list[str] = []  # what was dropped: the notes, given back instead of warned
+    prepare(model_preparation(bundle), slices, notes=notes)
+    assert len(notes) == 1 and "no usable (0020,0037) ImageOrientationPatient in 3" in notes[0]
 
 
 def test_cohort_check_takes_the_prediction_features(

@@ -9,7 +9,6 @@ slice's neighbour are kept.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.identity import series_key
 from sliceseg.io.neighbours import slice_neighbours
 from sliceseg.io.series_plan import PlannedFile, decode_series, plan_cohort
+from sliceseg.thread_warnings import silenced
 
 __all__ = ["context_pool"]
 
@@ -53,8 +53,7 @@ def context_pool(
     pool: list[Slice] = []
     for series in tqdm(chosen, desc="neighbours", unit="series", disable=not progress):
         files = [f.source for f in series.files if _may_hold_neighbours(f, labelled)]
-        with warnings.catch_warnings():  # `check` reports these files; training only looks
-            warnings.simplefilter("ignore")
+        with silenced():  # `check` reports these files; training only looks
             found, _ = decode_series(files)
         pool += _neighbours_among(by_series[series.key], found, k)
     return pool

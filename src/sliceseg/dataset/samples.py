@@ -9,7 +9,6 @@ all label files together.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from sliceseg.io.labels import (
     read_label_file,
     snap_lossy,
 )
+from sliceseg.thread_warnings import recorded, silenced
 
 __all__ = ["check_dataset", "load_samples"]
 
@@ -162,8 +162,7 @@ def _read_dataset(
     pairing = merge_pairing(per_slice, volumes)
     problems = volumes.unfit + pairing_problems(pairing, source.images_dir, source.labels_dir)
     problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded() as caught:
         claimed = volumes.labelled_images
         slice_pairs = [p for p in per_slice.pairs if p.image_path not in claimed]
         loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
@@ -354,8 +353,7 @@ def _infer_scheme(
         )
         problems.append(Problem("warning", "lossy_only", message, tuple(r.source for r in raws)))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             return infer_label_scheme(sets, num_labels=num_labels)
     except LabelError as exc:
         # A few files with stray values must not hide the rest of the report: infer the scheme
@@ -383,8 +381,7 @@ def _scheme_without_rare_values(sets: list[set[int]], num_labels: int | None) ->
     if not rare or not kept:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             return infer_label_scheme(kept, num_labels=num_labels)
     except LabelError:
         return None

@@ -282,13 +282,17 @@ class Preparation:
         changes: Sequence[Reorientation] | None = None,
         *,
         pool: Sequence[Slice] = (),
+        notes: list[str] | None = None,
     ) -> SpacedTensors:
         """The slices at the model's spacing, oriented and normalised (see `slices_to_spacing`);
         a 2.5D model's neighbours are found among ``images`` (give it whole series) and
-        ``pool`` (slices only read as neighbours)."""
+        ``pool`` (slices only read as neighbours). ``notes``: when given, gets the orientation
+        warnings' messages instead of their being warned (`reorientations_for`)."""
         if changes is None:
             canonical = self.is_canonicalising
-            changes = reorientations_for(images) if canonical else [IDENTITY] * len(images)
+            changes = (
+                reorientations_for(images, notes=notes) if canonical else [IDENTITY] * len(images)
+            )
         return slices_to_spacing(
             images,
             self.target_spacing_mm,

@@ -33,6 +33,7 @@ from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.thread_warnings import recorded
 
 __all__ = ["DECODE_AHEAD", "decode_and_prepare", "decode_here", "decoded_series", "default_workers"]
 
@@ -195,8 +196,7 @@ def decode_and_prepare(
     intensities), so that the main process only runs the network. Warnings come back to be
     said by the main process; a series that cannot be prepared goes back unprepared (the main
     process then says why)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded() as caught:
         slices, skipped = decode_series(files)
         spaced = None
         if preparation is not None and slices:

@@ -235,9 +235,9 @@ def _network_inputs(
     assert preparation is not None  # series_traits checked: a model with a target spacing
     whole = preparation.context_slices > 0  # a 2.5D model's slices find neighbours in the series
     members = list(images) if whole else [images[i] for i in chosen]
-    with warnings.catch_warnings():  # predict already warned about these slices
-        warnings.simplefilter("ignore")
-        spaced = preparation.prepare(members)  # the network's own input (CT: its HU numbers)
+    # Predict already warned about these slices: their orientation notes are dropped here,
+    # not silenced by a warning filter (global: it would silence the other threads' warnings).
+    spaced = preparation.prepare(members, notes=[])  # the network's own input (CT: HU numbers)
     return [spaced.images[i] for i in chosen] if whole else list(spaced.images)
 
 

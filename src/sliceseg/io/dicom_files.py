@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from sliceseg.errors import PairingError
+from sliceseg.thread_warnings import silenced
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -138,8 +138,7 @@ def is_dicom_file(path: Path) -> bool:
     if little not in _PREAMBLE_LESS_GROUPS and big not in _PREAMBLE_LESS_GROUPS:
         return False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=False, defer_size="1 KB")
     except READ_ERRORS:
         return False

@@ -23,6 +23,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from sliceseg.errors import DicomReadError
 from sliceseg.io.dicom_files import PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
+from sliceseg.thread_warnings import recorded
 
 __all__ = [
     "MAX_PIXELS_PER_FILE",
@@ -323,8 +324,7 @@ def as_int(value: Any) -> int | None:
 def named_warnings(path: Path) -> Iterator[None]:
     """Say pydicom's warnings inside the block once each, one line, named by the file (pydicom
     names none: "Invalid value for VR IS" alone does not tell a user which of 40,000 files)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded() as caught:
         yield
     for message in dict.fromkeys(one_line(w.message) for w in caught):
         warnings.warn(f"{path}: {message}", UserWarning, stacklevel=4)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
+from sliceseg.thread_warnings import silenced
 
 if TYPE_CHECKING:
     from highdicom.seg import SegmentDescription
@@ -48,8 +48,7 @@ def is_dicom_seg(path: Path) -> bool:
     import pydicom
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
     except READ_ERRORS:
         return False
@@ -66,8 +65,7 @@ def referenced_series_uid(path: Path) -> str:
     import pydicom
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             ds = pydicom.dcmread(path, stop_before_pixels=True)
     except READ_ERRORS as exc:
         raise unreadable(path, exc, "DICOM-SEG header") from exc
@@ -88,8 +86,7 @@ def read_dicom_seg(path: Path) -> LabelVolume:
     import highdicom as hd
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             seg = hd.seg.segread(path)
             volume = seg.get_volume(combine_segments=True, relabel=False)
     except _DICOM_SEG_ERRORS as exc:
@@ -150,8 +147,7 @@ def write_dicom_seg(
     digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
     uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             seg = hd.seg.Segmentation(
                 source_images=datasets,
                 pixel_array=stack,

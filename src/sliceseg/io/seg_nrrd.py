@@ -8,7 +8,6 @@ a value, then segment ``n`` (header order) gets value ``n + 1``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from sliceseg.io.label_volume import (
     unreadable,
 )
 from sliceseg.io.volume_slices import series_grid
+from sliceseg.thread_warnings import silenced
 
 _NRRD_ERRORS: tuple[type[BaseException], ...] = (
     *FILE_ERRORS,
@@ -54,8 +54,7 @@ def read_nrrd(path: Path) -> LabelVolume:
     from nrrd.errors import NRRDError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             segmentation = slicerio.read_segmentation(str(path))
     except (*_NRRD_ERRORS, NRRDError) as exc:
         raise unreadable(path, exc, "NRRD file") from exc

@@ -11,7 +11,6 @@ by name, which is also the order in which shards take them (`sliceseg.inference.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,13 @@ from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import not_an_image
 from sliceseg.io.identity import series_key, series_names, slice_key
+from sliceseg.thread_warnings import silenced
 
 __all__ = [
     "CohortPlan",
     "PlannedFile",
     "PlannedSeries",
     "decode_series",
-    "decode_series_with_warnings",
     "plan_cohort",
     "read_series_uid",
 ]
@@ -167,8 +166,7 @@ def read_series_uid(path: Path) -> str:
         DicomReadError: the header cannot be read (names the file).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             ds = pydicom.dcmread(
                 path, force=True, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
             )
@@ -187,8 +185,7 @@ _HEADER_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, TypeError)
 def _plan_file(path: Path) -> PlannedFile:
     """Read one file's header (no pixels) into a `PlannedFile`."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             ds = pydicom.dcmread(
                 path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS
             )
@@ -211,28 +208,12 @@ def _plan_file(path: Path) -> PlannedFile:
 def _plan_by_reading(path: Path) -> PlannedFile | SkippedFile:
     """Plan a file whose header alone looks wrong by reading it whole (rare, so affordable)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # said again when the series is decoded
+        with silenced():  # said again when the series is decoded
             slices = read_slices(path)
     except DicomReadError as exc:
         return SkippedFile(path, str(exc))
     stat = os.stat(path)
     return PlannedFile(path, slices[0].series_uid, len(slices), stat.st_size, stat.st_mtime_ns)
-
-
-def decode_series_with_warnings(
-    files: Sequence[Path],
-) -> tuple[list[Slice], list[SkippedFile], list[tuple[str, type[Warning]]]]:
-    """`decode_series` in a worker process: its warnings come back to be said by the caller.
-
-    Example:
-        >>> slices, skipped, said = decode_series_with_warnings(paths)
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        slices, skipped = decode_series(files)
-    said = list(dict.fromkeys((str(w.message), w.category) for w in caught))
-    return slices, skipped, said
 
 
 def decode_series(files: Sequence[Path]) -> tuple[list[Slice], list[SkippedFile]]:

@@ -222,13 +222,18 @@ def choose_reorientation(cosines: Sequence[float]) -> OrientationChoice | None:
 
 
 def reorientations_for(
-    slices: Sequence[Slice], *, tolerance_deg: float = OBLIQUE_TOLERANCE_DEG
+    slices: Sequence[Slice],
+    *,
+    tolerance_deg: float = OBLIQUE_TOLERANCE_DEG,
+    notes: list[str] | None = None,
 ) -> list[Reorientation]:
     """Choose each slice's reorientation, warning once per series about what cannot be exact.
 
     Args:
         slices: the slices, any series.
         tolerance_deg: obliquity above which a slice gets an :class:`OrientationWarning`.
+        notes: when given, the warnings' messages are appended to it instead of warned (a
+            caller that already said them, or says them itself: no global warning filter).
 
     Returns:
         One :class:`Reorientation` per slice, in order; :data:`IDENTITY` for slices without
@@ -254,8 +259,9 @@ def reorientations_for(
         if choice.oblique_deg > tolerance_deg:
             oblique[_series_name(image)].append((image, choice))
         chosen.append(choice.reorientation)
+    said = notes.append if notes is not None else _warn
     for series, images in missing.items():
-        _warn(
+        said(
             f"{_files(images)}: no usable (0020,0037) ImageOrientationPatient in {len(images)} "
             f"slice(s) of series {series}; taking them as stored, assumed {ORIENTATION_CONVENTION} "
             "(patient right on image left, anterior up) - if the series is flipped or "
@@ -264,7 +270,7 @@ def reorientations_for(
     for series, items in oblique.items():
         worst = max(choice.oblique_deg for _, choice in items)
         steps = sorted({choice.reorientation.describe() for _, choice in items})
-        _warn(
+        said(
             f"{_files([image for image, _ in items])}: {len(items)} slice(s) of series {series} "
             f"are oblique by up to {worst:.1f}° (tolerance {tolerance_deg:g}°); no flip or "
             f"transpose makes them {ORIENTATION_CONVENTION}, using the nearest "

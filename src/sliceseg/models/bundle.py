@@ -11,7 +11,6 @@ import io
 import itertools
 import pickle
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import build_model, context_channels
+from sliceseg.thread_warnings import silenced
 
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
@@ -276,8 +276,7 @@ _NOT_A_MODEL = "give a .pt written by `sliceseg train`"
 def _read_payload(source: Path, map_location: str | torch.device) -> dict[str, Any]:
     """Unpickle with ``weights_only=True``: plain data and tensors only, never code."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on odd pickle protocols
+        with silenced():  # torch's notes on odd pickle protocols
             payload = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise BundleError(
