@@ -403,6 +403,40 @@ class TestValidation:
         assert roi.held_out_before_pct > 10 and roi.held_out_after_pct == 0
         assert split_in_halves(data.series) == ((1, 2), (0, 3))  # series 2 whole, then 1 and 3
 
+    def test_the_halves_keep_each_patient_whole(self, tmp_path, monkeypatch):
+        """Two validation patients of two series each (two sequences or visits): by series,
+        patient P1's series A and B went to opposite halves, so a weight was "confirmed" on
+        the patient it was chosen on; the halves are the split's patients now."""
+        from sliceseg.dataset.pairing import Sample
+        from sliceseg.model_space.batches import samples_to_spacing
+        from sliceseg.training import steps
+
+        rows, cols = np.mgrid[0:64, 0:64]
+        pixels = 1000.0 * np.exp(-((rows - 32.0) ** 2 + (cols - 32.0) ** 2) / (2 * 12.0**2))
+        samples = []
+        for i, (patient, uid) in enumerate(
+            [("P1", "1")] * 2 + [("P1", "2")] * 2 + [("P2", "3")] * 2 + [("P2", "4")] * 2
+        ):
+            path = write_test_dicom(
+                tmp_path / f"s{i}.dcm",
+                pixels.astype(np.int16),
+                series_uid=f"1.2.826.0.1.99.{uid}",
+                patient_id=patient,
+            )
+            samples.append(Sample(f"s{i}", read_slice(path), (pixels > 500).astype(np.uint8)))
+        data = samples_to_spacing(samples, (0.5, 0.8))
+        assert split_in_halves(data.series) == ((0, 1, 4, 5), (2, 3, 6, 7))  # P1 in both
+        received = []
+
+        def spy(*args, **kwargs):
+            received.append(tuple(kwargs["groups"]))
+            return choose_area_calibration(*args, **kwargs)
+
+        monkeypatch.setattr(steps, "choose_area_calibration", spy)
+        self.chosen(data)
+        assert received == [("patient:P1",) * 4 + ("patient:P2",) * 4]
+        assert split_in_halves(received[0]) == ((0, 1, 2, 3), (4, 5, 6, 7))
+
     def test_the_halves_need_one_series_per_slice(self):
         slices = [disk_slice(r, r + 1.0) for r in (12.0, 14.0)]
         with pytest.raises(ValueError, match=r"^1 series keys for 2 slices: give one each$"):

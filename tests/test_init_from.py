@@ -139,6 +139,61 @@ class TestInitFrom:
         assert "no.pt" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def old_pyramid(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pyramid checkpoint of the kind trained before its published dropout (session 14):
+    dropout_rate 0, so its file has no dropout layers."""
+    out = tmp_path_factory.mktemp("old_pyramid")
+    config = tiny_config(tiny_phantom / "train", out, arch="pyramid", dropout_rate=0.0,
+                         epochs=1, area_calibration=False)  # fmt: skip
+    return train(config, **QUIET).final_model
+
+
+class TestDropoutOfTheModelFile:
+    """A run that goes on from a model file keeps its dropout unless told otherwise."""
+
+    def test_a_default_config_fine_tunes_an_older_pyramid_without_dropout(
+        self, old_pyramid, tiny_phantom, tmp_path
+    ):
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", arch="pyramid", epochs=1,
+                             area_calibration=False, init_from=str(old_pyramid))  # fmt: skip
+        assert config.dropout_rate is None  # the pyramid's own would be 0.2
+        tuned = load_bundle(train(config, **QUIET).final_model)
+        assert tuned.metadata.hyperparameters["dropout_rate"] == 0.0
+        assert tuned.metadata.settings["dropout_rate"] == 0.0
+        assert not any(isinstance(m, torch.nn.Dropout2d) for m in tuned.model.modules())
+
+    @pytest.mark.parametrize("how", ["--init-from", "--resume"])
+    def test_a_rate_its_weights_do_not_fit_is_refused_in_one_line(
+        self, old_pyramid, tiny_phantom, tmp_path, capsys, how
+    ):
+        start = Path(shutil.copy(old_pyramid, tmp_path / "old_1.pt"))
+        flags = (
+            ["train", str(tiny_phantom / "train"), "--init-from", str(start), "--out",
+             str(tmp_path / "ft")]
+            if how == "--init-from"
+            else ["train", "--resume", str(start)]
+        )  # fmt: skip
+        assert main([*flags, "--epochs", "2", "--dropout-rate", "0.2"]) == 2
+        err = capsys.readouterr().err.strip()
+        source = f"--init-from {start}" if how == "--init-from" else str(start)
+        assert err.endswith(
+            f"{source}: the model was trained with dropout_rate 0 but this run asks for 0.2, "
+            "a network its weights do not fit (a pyramid has dropout layers only above 0); "
+            "leave out --dropout-rate (dropout_rate) to keep the model's 0."
+        )
+        assert "\n" not in err
+
+    def test_another_rate_that_keeps_the_layout_fine_tunes(self, tiny_model, tiny_phantom,
+                                                            tmp_path):  # fmt: skip
+        """The U-Net's dropout holds no weights and shifts none: its rate may change."""
+        config = tiny_config(tiny_phantom / "train", tmp_path / "ft", epochs=1,
+                             dropout_rate=0.1, init_from=str(tiny_model))  # fmt: skip
+        tuned = load_bundle(train(config, **QUIET).final_model)
+        assert load_bundle(tiny_model).metadata.hyperparameters["dropout_rate"] == 0.0
+        assert tuned.metadata.hyperparameters["dropout_rate"] == 0.1
+
+
 def _copy_subjects(source: Path, target: Path, subjects: list[str]) -> None:
     for folder in ("dicoms", "labels"):
         for subject in subjects:

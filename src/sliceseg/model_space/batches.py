@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.split import patient_groups
 from sliceseg.io.dicom import Slice
 from sliceseg.io.identity import series_key
 from sliceseg.io.neighbours import slice_neighbours
@@ -167,8 +168,11 @@ class SpacedTensors:
         reorientations: how each slice was brought to the canonical orientation first.
         target_spacing_mm: the ``(row, col)`` spacing every slice was resampled to.
         series: per slice its series (`series_key`: SeriesInstanceUID, else its folder), what
-            the training profile and the area calibration leave out whole (empty where not
-            known: a subset picked for prediction).
+            the training profile leaves out whole (empty where not known: a subset picked for
+            prediction).
+        patients: per labelled slice its patient as the validation split groups it
+            (`patient_groups`: PatientID, else subject folder, else series), what the area
+            calibration's held-out halves keep whole (empty for unlabelled slices).
     """
 
     images: tuple[torch.Tensor, ...]
@@ -178,6 +182,7 @@ class SpacedTensors:
     reorientations: tuple[Reorientation, ...]
     target_spacing_mm: tuple[float, float]
     series: tuple[str, ...] = ()
+    patients: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -323,6 +328,7 @@ def samples_to_spacing(
         reorientations=tuple(changes),
         target_spacing_mm=target_spacing_mm,
         series=tuple(series_key(s.image) for s in samples),
+        patients=tuple(patient_groups(samples)),
     )
 
 

@@ -8,11 +8,12 @@ against the background exceed ``log w_r`` (:meth:`AreaCalibration.labels`); ``w_
 of ``exp(LOG_WEIGHTS)`` that brings ROI ``r``'s mean signed area error over the validation
 slices closest to zero, kept only when that lowers its |bias| by at least
 :data:`MIN_BIAS_GAIN` points and costs at most :data:`MAX_DICE_LOSS` of its validation Dice,
-and, when the slices' series are known, only when the weight chosen on either half of the
-validation series also lowers the other half's |bias| by that much (fewer than two series
-cannot show it, so they keep the plain argmax). Weights chosen on one subject's slices
-carried that subject's noise to the test scanners: on the spine-MR benchmark they moved an
-unbiased vertebral body to +13 % (docs/benchmarks.md); the grid also stops at ×e^±1.
+and, when the slices' patients (else series) are known, only when the weight chosen on either
+half of the validation patients also lowers the other half's |bias| by that much (fewer than
+two cannot show it, so they keep the plain argmax; a patient's two series are not two).
+Weights chosen on one subject's slices carried that subject's noise to the test scanners: on
+the spine-MR benchmark they moved an unbiased vertebral body to +13 % (docs/benchmarks.md);
+the grid also stops at ×e^±1.
 ROI ``r``'s weight moves only pixels where ``r`` is the most likely ROI, between ``r`` and the
 background, so no ROI's choice changes another ROI's area: each is chosen on its own, and no
 ROI's validation |bias| ever grows. One weight for all ROIs (older model files) is the same
@@ -89,10 +90,11 @@ def choose_area_calibration(
         num_classes: C = K + 1.
         pixel_area_mm2: area of one pixel, to leave out ROIs under :data:`MIN_AREA_MM2`;
             ``None``: ROIs under 20 pixels are left out.
-        groups: per slice, its series (`series_key`: SeriesInstanceUID, else its folder, so
-            a flat folder of several series is several): when given, each ROI also carries its
-            bias on slices its weight was not chosen on (:func:`held_out_area_bias`), and keeps
-            its weight only when that held-out bias confirms it (two series at least).
+        groups: per slice, its patient as the validation split groups it
+            (`sliceseg.dataset.split.patient_groups`), else its series (`series_key`): when
+            given, each ROI also carries its bias on slices its weight was not chosen on
+            (:func:`held_out_area_bias`), and keeps its weight only when that held-out bias
+            confirms it (two groups at least).
 
     Returns:
         The choice: every ROI 1..K with its weight (0 when no weight helps it, or it is never
@@ -245,7 +247,7 @@ class HeldOutBias:
         bias_calibrated_pct: the same with the weight chosen on the other half.
         confirmed: each half's weight lowered the |mean signed area error| of the other half
             by at least :data:`MIN_BIAS_GAIN` points (both halves measured, and the halves are
-            made of whole series: two series at least).
+            made of whole groups, patients or series: two at least).
     """
 
     roi: int
@@ -256,13 +258,13 @@ class HeldOutBias:
 
 
 def split_in_halves(groups: Sequence[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Split slices in two halves, each group (a series) whole in one half.
+    """Split slices in two halves, each group (a patient, or a series) whole in one half.
 
     Groups go, largest first, to the half with fewer slices so far; with a single group the
-    slices alternate (neighbouring slices of one series are alike: a weaker test).
+    slices alternate (neighbouring slices of one patient are alike: a weaker test).
 
     Args:
-        groups: per slice, the key of its series.
+        groups: per slice, the key of its group.
 
     Returns:
         The slice indices of each half, in order.
@@ -313,13 +315,13 @@ def held_out_area_bias(
 ) -> dict[int, HeldOutBias]:
     """Per ROI, the area bias on slices the calibration was not chosen on.
 
-    The slices are split in two halves by series (:func:`split_in_halves`); the weights are
+    The slices are split in two halves by group (:func:`split_in_halves`); the weights are
     chosen on one half and measured on the other, then the other way round, so every slice
     is measured once by weights chosen without it.
 
     Args:
         margins, truth, num_classes, pixel_area_mm2: as :func:`choose_area_calibration`.
-        groups: per slice, its series (`series_key`).
+        groups: per slice, its patient or series (as :func:`choose_area_calibration`).
 
     Returns:
         ROI value → its held-out bias, plain and calibrated (nan where never measured).

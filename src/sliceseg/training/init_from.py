@@ -6,7 +6,8 @@ predict again): the new run takes the model's network (architecture, hyper-param
 and weights instead of random ones, and trains them further on the enlarged data with a fresh
 optimiser and schedule. The data must have the model's label scheme (ROI names and stored
 label values) and the run the model's network and geometry; anything else is refused in one
-line before training starts.
+line before training starts. Its dropout rate too, unless the run sets one its weights fit
+(`with_model_dropout`, `check_dropout_fits`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from sliceseg.errors import ConfigError
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle
+from sliceseg.training.config import TrainConfig
 
 MATCHED: tuple[tuple[str, str], ...] = (
     ("roi_names", "label scheme (ROI names)"),
@@ -78,7 +81,7 @@ def model_target_spacing(start: Bundle) -> tuple[float, float] | None:
 
 
 def initial_state(
-    start: Bundle, run: ModelMetadata, *, source: Path | str
+    start: Bundle, run: ModelMetadata, *, source: Path | str, network: nn.Module
 ) -> dict[str, torch.Tensor]:
     """Return a model's weights for a run whose model file would have metadata ``run``.
 
@@ -86,19 +89,70 @@ def initial_state(
         start: the model to start from (``--init-from``, opened by :func:`starting_model`).
         run: the metadata of the new run (its data's label scheme, its network and grid).
         source: the model's file, for the messages.
+        network: the run's fresh network, which the weights must fit.
 
     Returns:
-        The state dict to load into the run's fresh network.
+        The state dict to load into ``network``.
 
     Raises:
-        ConfigError: the label scheme, network or geometry differs (one line naming both).
+        ConfigError: the label scheme, network or geometry differs, or a dropout rate the
+            weights do not fit (one line naming both).
 
     Example:
         >>> start = starting_model("model/sliceseg_best.pt")
-        >>> model.load_state_dict(initial_state(start, session.metadata, source=path))
+        >>> state = initial_state(start, session.metadata, source=path, network=session.model)
     """
     check_same_model(start.metadata, run, source=str(source))
+    check_dropout_fits(network, start, run, source=f"--init-from {source}")
     return start.model.state_dict()
+
+
+def model_dropout(model: Bundle) -> float:
+    """Return the dropout rate a model file's network was built with: its hyper-parameters'
+    ``dropout_rate``, 0 where the file records none (it predates dropout)."""
+    return float(model.metadata.hyperparameters.get("dropout_rate", 0.0))
+
+
+def with_model_dropout(config: TrainConfig, model: Bundle) -> TrainConfig:
+    """Return ``config`` with the dropout rate of the model file a run goes on from
+    (``--init-from``, ``--resume``) where the run sets none.
+
+    Without one each architecture takes its own (the pyramid's published 0.2), but a pyramid
+    trained before sliceseg kept it had none: its file has no dropout layers to load into.
+
+    Example:
+        >>> with_model_dropout(TrainConfig(arch="pyramid"), old_pyramid).dropout_rate
+        0.0
+    """
+    if config.dropout_rate is not None or "dropout_rate" in config.hyperparameters.to_dict():
+        return config
+    return config.with_settings({"dropout_rate": model_dropout(model)})
+
+
+def check_dropout_fits(
+    network: nn.Module, model: Bundle, run: ModelMetadata, *, source: str
+) -> None:
+    """Refuse a run's dropout rate when the model file's weights do not fit its network.
+
+    Another rate is fine where the layout stays (the U-Net's dropout holds no weights and
+    shifts none; a pyramid's between two rates above 0); a pyramid has dropout layers only
+    at a rate above 0, so its weights do not cross 0.
+
+    Raises:
+        ConfigError: the rates differ and so do the networks' weight names or shapes.
+    """
+    theirs, mine = model_dropout(model), float(run.hyperparameters.get("dropout_rate", 0.0))
+    if mine == theirs or _layout(network) == _layout(model.model):
+        return
+    raise ConfigError(
+        f"{source}: the model was trained with dropout_rate {theirs:g} but this run asks "
+        f"for {mine:g}, a network its weights do not fit (a pyramid has dropout layers only "
+        f"above 0); leave out --dropout-rate (dropout_rate) to keep the model's {theirs:g}."
+    )
+
+
+def _layout(network: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(value.shape) for name, value in network.state_dict().items()}
 
 
 def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -> None:
@@ -109,7 +163,7 @@ def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -
     Raises:
         ConfigError: the first entry of :data:`MATCHED` that differs.
     """
-    mine, theirs = start.to_dict(), run.to_dict()
+    mine, theirs = _compared(start), _compared(run)
     for key, what in MATCHED:
         if key in mine and key in theirs and _plain(mine[key]) != _plain(theirs[key]):
             raise ConfigError(
@@ -117,6 +171,14 @@ def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -
                 f"{theirs[key]!r}; fine-tune on data and settings with the model's {what}, or "
                 "train a new model without --init-from."
             )
+
+
+def _compared(meta: ModelMetadata) -> dict[str, Any]:
+    """The metadata a fine-tuned run must share, less the dropout rate: a training setting
+    whose change `check_dropout_fits` allows where the weights still fit."""
+    data = meta.to_dict()
+    hyper = {k: v for k, v in data.get("hyperparameters", {}).items() if k != "dropout_rate"}
+    return {**data, "hyperparameters": hyper}
 
 
 def _plain(value: Any) -> Any:

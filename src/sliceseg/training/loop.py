@@ -37,7 +37,12 @@ from sliceseg.training.distributed import (
     init_distributed,
     parameter_checksum,
 )
-from sliceseg.training.init_from import initial_state, starting_model
+from sliceseg.training.init_from import (
+    check_dropout_fits,
+    initial_state,
+    starting_model,
+    with_model_dropout,
+)
 from sliceseg.training.preview import draw_first_batch
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
@@ -221,11 +226,13 @@ def _run(
         start = resumption.checkpoint
     elif start is None:
         start = starting_model(config.init_from)  # the one load of an --init-from model
+    if start is not None:  # go on from the file's network: a pyramid older than its dropout
+        config = with_model_dropout(config, start)
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
         session.model.load_state_dict(
-            initial_state(start, session.metadata, source=config.init_from)
+            initial_state(start, session.metadata, source=config.init_from, network=session.model)
         )
         if session.averaged is not None:  # the average starts from the loaded weights
             session.averaged.restart(session.model)
@@ -235,7 +242,11 @@ def _run(
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state
-        restore(session, resumption.checkpoint, state)
+        checkpoint = resumption.checkpoint
+        check_dropout_fits(
+            session.model, checkpoint, session.metadata, source=str(checkpoint.source)
+        )
+        restore(session, checkpoint, state)
         for note in resumption.notes:
             log(note)
         state = drop_abandoned_best(session, state, resumption.checkpoint, log)

@@ -210,7 +210,8 @@ def evaluate_spaced(
             truth,
             num_classes=num_classes,
             pixel_area_mm2=float(np.prod(data.target_spacing_mm)),
-            groups=data.series,  # series_key: the held-out halves keep each series whole
+            # the split's patients: two series of one patient are not independent halves
+            groups=data.patients or data.series,
         )
         if calibrate
         else AreaCalibration()
