@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pydicom
 import pytest
 
 from sliceseg.cli import main
-from sliceseg.errors import ConfigError
-from sliceseg.inference import cohort, cohort_decode, cohort_series
+from sliceseg.errors import ConfigError, SlicesegError
+from sliceseg.inference import cohort, cohort_decode, cohort_series, merge
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir
 from sliceseg.inference.shards import Shard
@@ -249,6 +250,126 @@ def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, 
     assert "2 series made by another model or settings left out (sub02, sub04)" in (
         capsys.readouterr().err
     )
+
+
+GONE = "1 series not in the input of the latest predict run left out (sub02); to merge them, run "
+
+
+def three_series(cohort_dir: Path) -> list[str]:
+    """Remove sub04 from the cohort: sub01, sub02 and sub03 are left (their names)."""
+    shutil.rmtree(cohort_dir / "sub04")
+    return sorted(p.name for p in cohort_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_a_series_removed_from_the_input_is_left_out_of_the_merge(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """sub02 predicted, then its files removed from the input (a wrong patient) and the same
+    command run again: its folder stayed in OUT/series and the merge put its areas into csa.csv,
+    csa_long.csv and series.csv as if it were part of the input, without a word."""
+    assert three_series(cohort_dir) == ["sub01", "sub02", "sub03"]
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 0
+    capsys.readouterr()
+    shutil.rmtree(cohort_dir / "sub02")
+    assert main([*argv, "--visuals", "none"]) == 0
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
+    wide = pd.read_csv(out / "csa.csv", index_col="slice")
+    assert not wide["file"].astype(str).str.startswith("sub02").any()
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2}
+    printed = capsys.readouterr()
+    assert "2 series already done, skipped; 0 to do" in printed.out
+    assert f"warning: {GONE}" in printed.err
+    assert f"or delete {out / 'series'}/<name>" in printed.err
+    assert (out / "series" / "sub02" / "record.json").is_file()  # nothing deleted
+    assert GONE in (out / "report.html").read_text(encoding="utf-8")
+    assert main(["merge", str(out)]) == 0
+    assert GONE in capsys.readouterr().err
+    clean = ["predict", str(tiny_model), str(cohort_dir), "--out", str(tmp_path / "clean")]
+    assert main([*clean, "--workers", "0", "--visuals", "none"]) == 0
+    assert_same_tables(out, tmp_path / "clean")
+    # Two shards of the same input, then merge: the same tables, the same line.
+    for k in (1, 2):
+        main([*argv, "--visuals", "none", "--shard", f"{k}/2"])
+    assert main(["merge", str(out)]) == 0
+    assert GONE in capsys.readouterr().err
+    assert_same_tables(out, tmp_path / "clean")
+
+
+@pytest.mark.slow
+def test_an_overwrite_names_a_removed_series_as_gone_not_outdated(tiny_model, cohort_dir, tmp_path):
+    """A new model with --overwrite, one shard of two done, sub04 removed from the input: the
+    merge said "run the predict command again to redo" sub04, which no run would redo."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    shutil.rmtree(cohort_dir / "sub04")
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(tiny_model).read_bytes() + b"\0")  # another checksum
+    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
+    assert predict_cohort(other, cohort_dir, out, settings=LEAN, options=half).finished == [
+        "sub01",
+        "sub03",
+    ]
+    merged = merge.merge_cohort(out)
+    assert (merged.outdated, merged.gone) == (("sub02",), ("sub04",))
+    assert merged.notes[0].startswith("1 series made by another model or settings left out")
+    assert merged.notes[1].startswith("1 series not in the input of the latest predict run")
+    assert list(merged.series["series"]) == ["sub01", "sub03"]
+
+
+@pytest.mark.slow
+def test_a_failed_series_removed_from_the_input_leaves_failed_csv(tiny_model, cohort_dir, tmp_path):
+    """sub02 failed (no PixelSpacing), so the user removed the bad scan: failed.csv still listed
+    it and every merge exited 3. It is named in the line instead; its failure record stays."""
+    three_series(cohort_dir)
+    drop_spacing(cohort_dir / "sub02")
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 3
+    shutil.rmtree(cohort_dir / "sub02")
+    assert main([*argv, "--visuals", "none"]) == 0
+    assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
+    assert (out / "failed" / "sub02.json").is_file()
+    merged = merge.merge_cohort(out)
+    assert merged.gone == ("sub02",) and GONE in merged.notes[0] and len(merged.failed) == 0
+
+
+@pytest.mark.slow
+def test_an_out_folder_without_the_input_list_merges_as_before(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """A folder written before OUT/input_series.json existed merges every finished series; the
+    next predict run writes the list."""
+    three_series(cohort_dir)
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    (out / "input_series.json").unlink(missing_ok=True)
+    shutil.rmtree(cohort_dir / "sub02")
+    assert main(["merge", str(out)]) == 0
+    assert "not in the input" not in capsys.readouterr().err
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub02", "sub03"]
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    assert run.merged is not None and run.merged.gone == ("sub02",)
+    assert json.loads((out / "input_series.json").read_text())["series"] == ["sub01", "sub03"]
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
+
+
+@pytest.mark.slow
+def test_a_run_refused_on_a_user_error_puts_the_input_list_back(tiny_model, cohort_dir, tmp_path):
+    """Another folder whose every series lacks PixelSpacing into the same --out (exit 2): the
+    earlier run's outputs stay as they were, its input list included."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    before = (out / "input_series.json").read_bytes()
+    other = tmp_path / "other"
+    shutil.copytree(cohort_dir / "sub01", other / "new01")
+    drop_spacing(other / "new01")
+    with pytest.raises(SlicesegError, match="no PixelSpacing"):
+        predict_cohort(tiny_model, other, out, settings=LEAN, options=HERE)
+    assert (out / "input_series.json").read_bytes() == before
+    assert merge.merge_cohort(out).gone == ()
 
 
 def corrupt_series(folder: Path) -> None:

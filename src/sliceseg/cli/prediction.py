@@ -160,7 +160,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _print_run(run: CohortRun) -> None:
     """Print the run's notes, skipped files, areas and warnings (a small run's in full)."""
-    for note in run.notes:
+    for note in [*run.notes, *(run.merged.notes if run.merged is not None else ())]:
         print(f"warning: {note}", file=sys.stderr)
     for skipped in run.skipped:
         print(f"skipped {skipped.describe()}", file=sys.stderr)
@@ -180,7 +180,7 @@ def _progress(line: str) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from sliceseg.inference.merge import merge_cohort, outdated_notes
+    from sliceseg.inference.merge import merge_cohort
 
     merged = merge_cohort(Path(args.out))
     slices = int(merged.series["slices"].sum())
@@ -188,7 +188,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
         f"tables in {merged.out_dir}/" + (f" (report: {merged.report})" if merged.report else "")
     )
-    for note in outdated_notes(merged.outdated):
+    for note in merged.notes:
         print(f"warning: {note}", file=sys.stderr)
     return SOME_INPUTS_FAILED if len(merged.failed) else 0
 

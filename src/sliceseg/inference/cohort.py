@@ -46,9 +46,11 @@ from sliceseg.inference.records import (
     check_out_dir,
     file_sha256,
     is_done,
+    names_of,
     run_lock,
     undo_run_record,
     write_failure,
+    write_input_series,
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
@@ -158,9 +160,11 @@ def predict_cohort(
     """Segment every series under ``dicom_dir`` (this shard's share), resumably, into ``out_dir``.
 
     Writes ``OUT/series/<name>/`` per series (the layout of `sliceseg.inference.outputs`, plus
-    ``record.json``), ``OUT/failed/<name>.json`` per failed series and ``OUT/cohort.json``; an
-    unsharded run then writes ``csa.csv``, ``csa_long.csv``, ``series.csv``, ``failed.csv`` and
-    ``report.html`` (`merge_cohort`).
+    ``record.json``), ``OUT/failed/<name>.json`` per failed series, ``OUT/cohort.json`` and
+    ``OUT/input_series.json`` (the names of every series of the input: the merge leaves out
+    finished series whose inputs were removed since); an unsharded run then writes
+    ``csa.csv``, ``csa_long.csv``, ``series.csv``, ``failed.csv`` and ``report.html``
+    (`merge_cohort`).
 
     Args:
         model: a loaded bundle or a model file (its SHA-256 goes into the records).
@@ -190,6 +194,7 @@ def predict_cohort(
     plan = plan_cohort(Path(dicom_dir), exclude=out)
     with run_lock(out, whole=options.shard.is_whole):  # two runs would undo each other's
         previous = check_out_dir(out, record, overwrite=options.overwrite)
+        inputs = write_input_series(out, names_of(plan.series))  # the merge's cohort
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
         todo = [s for s in mine if not is_done(out, s, record, plan.root)]
@@ -202,7 +207,7 @@ def predict_cohort(
             if options.shard.is_whole:
                 _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
         except SlicesegError:
-            undo_run_record(out, [name for name, _ in failed], previous=previous)
+            undo_run_record(out, [n for n, _ in failed], previous=previous, previous_inputs=inputs)
             raise
         skipped = [*plan.skipped, *unreadable]
         merged = None

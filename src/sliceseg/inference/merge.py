@@ -1,10 +1,12 @@
 """The cohort's tables and report, built from its finished series (``sliceseg merge OUT``).
 
 Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
-`sliceseg.inference.records`), in name order, and writes ``csa.csv`` and ``csa_long.csv``
-(the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
-`sliceseg.inference.merge_tables`), ``series.csv`` (one row per series), ``failed.csv`` (the
-series whose last attempt failed; only a header when none did) and a small ``report.html``
+`sliceseg.inference.records`), in name order, but those not in the latest run's input
+(``input_series.json``: their inputs were removed since; named in one line, as are another
+model's), and writes ``csa.csv`` and ``csa_long.csv`` (the columns of a single run: slices
+numbered 1..N over the cohort, series 1..S; `sliceseg.inference.merge_tables`),
+``series.csv`` (one row per series), ``failed.csv`` (the series of the input whose last
+attempt failed; only a header when none did) and a small ``report.html``
 (`sliceseg.report.cohort`); when every series failed there are no areas: ``series.csv`` is a
 header, the area tables are not written (nor left from an earlier merge) and the report says
 so. Everything streams: series after series, the rows are written as
@@ -39,6 +41,7 @@ from sliceseg.inference.records import (
     failed_since_finished,
     finished_records,
     read_failures,
+    read_input_series,
     read_run_record,
     same_run,
     series_dir,
@@ -55,7 +58,14 @@ from sliceseg.report.cohort import (
     write_cohort_report,
 )
 
-__all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort", "outdated_notes"]
+__all__ = [
+    "FAILED_COLUMNS",
+    "MergeResult",
+    "gone_notes",
+    "left_out_notes",
+    "merge_cohort",
+    "outdated_notes",
+]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
 AREA_TABLES = ("csa.csv", "csa_long.csv")
@@ -73,6 +83,8 @@ class MergeResult:
         unit: "mm2" or "pixels".
         outdated: finished series of another model or settings than ``cohort.json``'s (an
             ``--overwrite`` run not done yet), left out of the tables.
+        gone: finished or failed series not in the latest run's input (``input_series.json``),
+            left out of every table; their folders stay.
     """
 
     out_dir: Path
@@ -81,6 +93,12 @@ class MergeResult:
     counts: tuple[int, ...] = ()
     unit: str = "mm2"
     outdated: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per kind of series left out (`left_out_notes`)."""
+        return left_out_notes(self.out_dir, self.outdated, self.gone)
 
     @property
     def slices(self) -> int:
@@ -135,10 +153,10 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             "of a predict run."
         )
     seen = _SeriesPass()
-    outdated: list[str] = []  # another model's or settings' series, left out
+    left = _LeftOut(read_input_series(out))
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
-        seen.write(out, _current_records(out, outdated), f)
-        failed = _failed_table(out, set(seen.names))
+        seen.write(out, _current_records(out, left), f)
+        failed = _failed_table(out, set(seen.names), left)
         if not seen.names and not len(failed):  # series.csv stays as it was
             raise ConfigError(
                 f"{out}: no finished or failed series to merge; run `sliceseg predict` into "
@@ -154,7 +172,10 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
         failed=failed,
         unit=unit,
         roi_names=list(settings["roi_names"]),
-        notes=[*outdated_notes(outdated), *(f"Skipped {s.describe()}" for s in skipped)],
+        notes=[
+            *left_out_notes(out, left.outdated, left.gone_names),
+            *(f"Skipped {s.describe()}" for s in skipped),
+        ],
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,
@@ -164,7 +185,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     # `predict --no-report` asked for no report.html, the cohort's included
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
-    return MergeResult(out, failed, report, counts, unit, tuple(outdated))
+    return MergeResult(out, failed, report, counts, unit, tuple(left.outdated), left.gone_names)
 
 
 def _area_tables(out: Path, seen: _SeriesPass) -> tuple[int, ...]:
@@ -178,18 +199,39 @@ def _area_tables(out: Path, seen: _SeriesPass) -> tuple[int, ...]:
     return write_area_tables(out, seen.names, flagged)
 
 
-def _current_records(out: Path, outdated: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The finished series of the run ``cohort.json`` names (its model and settings) that did
-    not fail since (`failed_since_finished`: failed.csv lists them); the names of those made
-    by another model or settings go to ``outdated``."""
+@dataclass
+class _LeftOut:
+    """The series a merge leaves out, by why: not in the input, or another run's."""
+
+    inputs: frozenset[str] | None  # `read_input_series`; None: an older folder, all count
+    gone: set[str] = field(default_factory=set)  # their inputs were removed since
+    outdated: list[str] = field(default_factory=list)  # another model's or settings'
+
+    def is_gone(self, name: str) -> bool:
+        """True (and kept) when ``name`` is not in the input of the latest run."""
+        if self.inputs is None or name in self.inputs:
+            return False
+        self.gone.add(name)
+        return True
+
+    @property
+    def gone_names(self) -> tuple[str, ...]:
+        """The series not in the input, by name (a finished one may have failed since too)."""
+        return tuple(sorted(self.gone))
+
+
+def _current_records(out: Path, left: _LeftOut) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The finished series of the latest run's input, of the run ``cohort.json`` names (its
+    model and settings), that did not fail since (`failed_since_finished`: failed.csv lists
+    them); the others' names go to ``left``."""
     run, stale = read_run_record(out) or {}, failed_since_finished(out)
     for name, record in finished_records(out):
-        if name in stale:
+        if left.is_gone(name) or name in stale:
             continue
         if same_run(record, run):
             yield name, record
         else:
-            outdated.append(name)
+            left.outdated.append(name)
 
 
 def outdated_notes(outdated: Sequence[str]) -> list[str]:
@@ -204,9 +246,34 @@ def outdated_notes(outdated: Sequence[str]) -> list[str]:
     ]
 
 
-def _failed_table(out: Path, done: set[str]) -> pd.DataFrame:
-    """``failed.csv``: the series whose last attempt failed (not those finished since)."""
-    failures = [f for f in read_failures(out) if f.get("series") not in done]
+def left_out_notes(out: Path, outdated: Sequence[str], gone: Sequence[str]) -> list[str]:
+    """The lines naming the series a merge left out: another model's or settings'
+    (`outdated_notes`), not in the latest run's input (`gone_notes`)."""
+    return [*outdated_notes(outdated), *gone_notes(out, gone)]
+
+
+def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:
+    """One line naming the series left out because the latest run's input no longer holds
+    them (removed from the input folder since they were predicted); none when there are none.
+    """
+    if not gone:
+        return []
+    names = ", ".join(gone[:10]) + (", …" if len(gone) > 10 else "")
+    return [
+        f"{len(gone)} series not in the input of the latest predict run left out ({names}); "
+        "to merge them, run predict on a folder that holds their inputs too, or delete "
+        f"{out / 'series'}/<name> (and {out / 'failed'}/<name>.json)."
+    ]
+
+
+def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
+    """``failed.csv``: the series of the input whose last attempt failed (not those finished
+    since; one no longer in the input goes to ``left``, as a finished one does)."""
+    failures = [
+        f
+        for f in read_failures(out)
+        if f.get("series") not in done and not left.is_gone(str(f.get("series")))
+    ]
     failed = pd.DataFrame(
         [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
     )

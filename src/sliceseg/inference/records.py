@@ -8,6 +8,9 @@ path, size, mtime) and a summary for ``series.csv``. The series folder is writte
 temporary name and renamed last, so a series folder with its record is complete; a series
 whose record names other inputs, another model or other settings is redone. A series that
 failed has ``OUT/failed/<name>.json`` with the reason until a later run finishes it.
+``OUT/input_series.json`` names the series of the latest run's input (every shard plans the
+same), so that the merge leaves out the series whose inputs were removed since; it is kept
+apart from ``cohort.json``, which is compared between runs: a changed input is no refusal.
 """
 
 from __future__ import annotations
@@ -39,14 +42,17 @@ __all__ = [
     "check_out_dir",
     "file_sha256",
     "is_done",
+    "read_input_series",
     "read_series_record",
     "run_lock",
     "series_dir",
     "write_failure",
+    "write_input_series",
 ]
 
 FORMAT_VERSION = 1
 RUN_RECORD = "cohort.json"
+INPUT_SERIES = "input_series.json"
 SERIES_RECORD = "record.json"
 SERIES_DIR = "series"
 FAILED_DIR = "failed"
@@ -239,21 +245,61 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
     return None
 
 
-def undo_run_record(out: Path, failed: Sequence[str], *, previous: str | None) -> None:
+def undo_run_record(
+    out: Path, failed: Sequence[str], *, previous: str | None, previous_inputs: str | None = None
+) -> None:
     """Take back what a run that did nothing wrote: its failure records, its ``cohort.json``
-    (``previous``, from `check_out_dir`: the earlier one put back, or none).
+    (``previous``, from `check_out_dir`: the earlier one put back, or none) and its
+    ``input_series.json`` (``previous_inputs``, from `write_input_series`, alike).
 
     So that a user error (exit 2) leaves an earlier run's outputs as they were.
     """
     for name in failed:
         failure_path(out, name).unlink(missing_ok=True)
-    if previous:
-        atomic_write_text(out / RUN_RECORD, previous)
-    elif previous is not None:
-        (out / RUN_RECORD).unlink(missing_ok=True)
+    _put_back(out / RUN_RECORD, previous)
+    _put_back(out / INPUT_SERIES, previous_inputs)
     for folder in (out / FAILED_DIR, out / SERIES_DIR):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+
+
+def _put_back(path: Path, previous: str | None) -> None:
+    """Restore a file's earlier text ("": there was none, so remove it; None: untouched)."""
+    if previous:
+        atomic_write_text(path, previous)
+    elif previous is not None:
+        path.unlink(missing_ok=True)
+
+
+def write_input_series(out: Path, names: Sequence[str]) -> str | None:
+    """Keep the names of the series the run's input holds: ``OUT/input_series.json``.
+
+    Every shard plans the whole input, so every shard writes the same text (atomically; one
+    line of JSON: each name and 4 bytes). The merge leaves out the finished series not named
+    (`read_input_series`).
+
+    Returns:
+        None when the file already held these names; else what it held before ("" when there
+        was none), for `undo_run_record`.
+    """
+    text = json.dumps({"format_version": FORMAT_VERSION, "series": list(names)}) + "\n"
+    path = out / INPUT_SERIES
+    try:
+        previous = path.read_text(encoding="utf-8")
+    except OSError:
+        previous = ""
+    if previous == text:
+        return None
+    atomic_write_text(path, text)
+    return previous
+
+
+def read_input_series(out: Path) -> frozenset[str] | None:
+    """The names in ``OUT/input_series.json``; None when absent or unreadable (a folder written
+    before sliceseg kept it: every finished series counts, as then)."""
+    data = _read_json(out / INPUT_SERIES)
+    names = None if data is None else data.get("series")
+    return frozenset(map(str, names)) if isinstance(names, list) else None
 
 
 def _has_visible_files(folder: Path) -> bool:
