@@ -58,10 +58,31 @@ def test_a_label_named_but_for_case_or_a_mask_ending_gets_the_fix(tmp_path):
     (near,) = [p for p in report.problems if p.kind == "near_miss"]
     assert [p.name for p in near.paths] == ["s2.png", "s3_mask.png"]
     assert near.message == (
-        "2 label map(s) would pair with a DICOM but for their name's letter case or an ending "
-        "such as _mask; name each as its DICOM is named (e.g. s2.png → S2.png)"
+        "2 label map(s) would pair with a DICOM but for their path's letter case, an ending such "
+        "as _mask, or one folder more; name each as its DICOM is named, at the same path below "
+        "the label folder (e.g. p01/s2.png → p01/S2.png)"
     )
     assert report.num_pairs == 1  # told, not guessed
+
+
+@pytest.mark.parametrize("folder", ["P01", "export/p01"])  # letter case; one level deeper
+def test_a_label_folder_named_otherwise_gets_the_rename_of_its_path(tmp_path, folder):
+    """The example rename names the folder that differs (not 's1.png → s1.png')."""
+    for key in ("p01/s1", "p01/s2"):
+        add_pair(tmp_path, key, square_label())
+    labels = tmp_path / "labels"
+    (labels / folder).parent.mkdir(parents=True, exist_ok=True)
+    (labels / "p01").rename(labels / folder)
+    (message,) = messages(check_dataset(tmp_path), "near_miss")
+    assert message.startswith("2 label map(s) would pair with a DICOM")
+    assert message.endswith(f"(e.g. {folder}/s1.png → p01/s1.png)")
+
+
+def test_a_label_of_another_patient_is_not_offered_as_a_rename(tmp_path):
+    add_pair(tmp_path, "p01/s1", square_label())
+    add_pair(tmp_path, "p02/s2", image_name="p02/s2.dcm")  # no label
+    add_pair(tmp_path, "p03/s2", square_label(), image_name="p04/x.dcm")  # labels/p03/s2.png
+    assert messages(check_dataset(tmp_path), "near_miss") == []
 
 
 class TestCheckReport:
@@ -151,6 +172,31 @@ class TestCheckReport:
 
 class TestRoiNamesFile:
     """labels.txt as Windows editors save it: names read as written, or one line naming it."""
+
+    def test_a_name_given_twice_is_one_line_naming_the_file(self, tmp_path, capsys):
+        """Each ROI is a column found by its name: ROI 2's areas would fill both columns."""
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("psoas\npsoas\n")
+        with pytest.raises(ConfigError, match=r"labels\.txt: ROI name 'psoas' \(ROIs 1, 2\) given"):
+            check_dataset(tmp_path)
+        for command in (
+            ["check", str(tmp_path)],
+            [
+                "measure",
+                str(tmp_path / "labels"),
+                "--dicoms",
+                str(tmp_path / "dicoms"),
+                "--out",
+                str(tmp_path / "out"),
+            ],
+        ):
+            assert main(command) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "labels.txt: ROI name 'psoas' (ROIs 1, 2)" in err
+            assert "rename one" in err
+        assert not (tmp_path / "out").exists()
 
     def test_a_byte_order_mark_is_not_part_of_the_first_name(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())

@@ -48,6 +48,10 @@ class TestDataSourceFromDirs:
         with pytest.raises(ConfigError, match=rf"num_labels={num_labels}: expected at least 1"):
             DataSource(tmp_path / "dicoms", tmp_path / "labels", num_labels=num_labels)
 
+    def test_a_name_given_twice_is_refused(self, tmp_path):
+        with pytest.raises(ConfigError, match=r"roi_names: ROI name 'a' \(ROIs 1, 3\) given more"):
+            DataSource(tmp_path / "d", tmp_path / "l", roi_names=("a", "b", "a"))
+
     def test_names_must_match_num_labels(self, tmp_path):
         with pytest.raises(ConfigError, match="roi_names: 1 ROI names but num_labels=2"):
             DataSource(tmp_path / "d", tmp_path / "l", num_labels=2, roi_names=("only",))

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sliceseg.dataset.pairing import DataSource, Pairing, Sample, image_key, label_key
+from sliceseg.dataset.pairing import (
+    DataSource,
+    Pairing,
+    Sample,
+    near_misses,
+    refuse_repeated_names,
+)
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
@@ -224,37 +230,22 @@ class CheckReport:
         }
 
 
-LABEL_ENDINGS = ("_label", "_labels", "_mask", "_seg", "_gt", "-label", "-mask", "-seg", "_roi")
-"""Endings label tools add to a slice's name (``s01_mask.png`` for ``s01.dcm``)."""
-
-
-def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
-    """Unmatched label maps that would pair with an unmatched DICOM but for the letter case of
-    their name or an ending such as ``_mask`` (`LABEL_ENDINGS`): one warning with the fix.
+def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
+    """One warning naming the label maps `near_misses` finds, with the first one's rename.
 
     Example:
-        >>> near_misses(pairing, Path("dicoms"), Path("labels"))[0].message
+        >>> near_miss_problems(pairing, Path("dicoms"), Path("labels"))[0].message
         '1 label map(s) would pair with a DICOM but for ... (e.g. S01_mask.png → s01.png)'
     """
-
-    def loose(key: str) -> str:
-        key = key.lower()
-        ending = next((e for e in LABEL_ENDINGS if key.endswith(e)), "")
-        return key.removesuffix(ending) if ending else key
-
-    unmatched = {loose(image_key(p, images)): p for p in pairing.images_without_labels}
-    found = [
-        (label, unmatched[key])
-        for label in pairing.labels_without_images
-        if (key := loose(label_key(label, labels))) in unmatched
-    ]
+    found = near_misses(pairing, images, labels)
     if not found:
         return []
-    label, image = found[0]
-    example = f"{label.name} → {strip_dicom_suffix(image.name)}{label.suffix}"
+    label, key = found[0]
+    example = f"{label.relative_to(labels).as_posix()} → {key}{label.suffix}"
     message = (
-        f"{len(found)} label map(s) would pair with a DICOM but for their name's letter case or "
-        f"an ending such as _mask; name each as its DICOM is named (e.g. {example})"
+        f"{len(found)} label map(s) would pair with a DICOM but for their path's letter case, "
+        "an ending such as _mask, or one folder more; name each as its DICOM is named, at the "
+        f"same path below the label folder (e.g. {example})"
     )
     return [Problem("warning", "near_miss", message, tuple(label for label, _ in found))]
 
@@ -295,7 +286,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         problems.append(
             Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
         )
-    problems += near_misses(pairing, images, labels)
+    problems += near_miss_problems(pairing, images, labels)
     if not pairing.pairs:
         message = (
             f"no DICOM file in {images} pairs with a label map in {labels}; expected "
@@ -450,7 +441,8 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     with or without the byte order mark Windows editors put first.
 
     Raises:
-        ConfigError: ``labels.txt`` is not UTF-8 text (names the file and the fix).
+        ConfigError: ``labels.txt`` is not UTF-8 text, or names an ROI twice (names the file and
+            the fix).
     """
     if source.roi_names is not None:
         return list(source.roi_names), "roi_names"
@@ -465,7 +457,9 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
                     f"{exc.start}); expected one ROI name per line; save it as UTF-8 (e.g. "
                     "Notepad: Save as, Encoding UTF-8)."
                 ) from exc
-            return [line.strip() for line in lines if line.strip()], str(path)
+            names = [line.strip() for line in lines if line.strip()]
+            refuse_repeated_names(names, source=str(path))
+            return names, str(path)
     return None, ""
 
 

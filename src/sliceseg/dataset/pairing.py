@@ -37,7 +37,9 @@ __all__ = [
     "Sample",
     "image_key",
     "label_key",
+    "near_misses",
     "pair_files",
+    "refuse_repeated_names",
     "slice_key",
 ]
 
@@ -100,6 +102,8 @@ class DataSource:
                 f"{', '.join(UNLABELLED_CHOICES)}."
             )
         names = self.roi_names
+        if names is not None:
+            refuse_repeated_names(names, source="roi_names")
         if names is not None and self.num_labels is not None and len(names) != self.num_labels:
             raise ConfigError(
                 f"roi_names: {len(names)} ROI names but num_labels={self.num_labels}; give one "
@@ -160,6 +164,33 @@ class DataSource:
             if not folder.is_dir():
                 _raise_missing(folder, role)
         return source
+
+
+def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:
+    """Refuse ROI names given twice: each ROI is a column of the area tables, found by its name,
+    so two ROIs of one name would both show one ROI's areas.
+
+    Args:
+        names: the names of ROIs 1..K.
+        source: where they came from (``labels.txt``'s path, ``roi_names``, ``--labels``).
+
+    Raises:
+        ConfigError: a name is given more than once (names the ROIs sharing it and the fix).
+
+    Example:
+        >>> refuse_repeated_names(["psoas", "disc"], source="labels.txt")
+    """
+    rois: dict[str, list[int]] = defaultdict(list)
+    for roi, name in enumerate(names, 1):
+        rois[name].append(roi)
+    repeated = [
+        f"'{name}' (ROIs {', '.join(map(str, r))})" for name, r in rois.items() if len(r) > 1
+    ]
+    if repeated:
+        raise ConfigError(
+            f"{source}: ROI name {'; '.join(repeated)} given more than once; expected a name of "
+            "its own for each ROI 1..K (the area tables have one column per name); rename one."
+        )
 
 
 @dataclass(frozen=True)
@@ -295,6 +326,47 @@ def _frame_pairs(
             continue
         pairs.append(Pair(key, images[match[1]], label, frame=int(match[2])))
     return pairs
+
+
+LABEL_ENDINGS = ("_label", "_labels", "_mask", "_seg", "_gt", "-label", "-mask", "-seg", "_roi")
+"""Endings label tools add to a slice's name (``s01_mask.png`` for ``s01.dcm``)."""
+
+
+def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[tuple[Path, str]]:
+    """Unmatched label maps that would pair with an unmatched DICOM but for the letter case of
+    their path, an ending such as ``_mask`` (`LABEL_ENDINGS`), or one folder more on either side
+    (``labels/export/p01/s01.png`` for ``dicoms/p01/s01.dcm``).
+
+    Returns:
+        (label map, the key it should have: the DICOM's `image_key`) per near miss.
+
+    Example:
+        >>> near_misses(pairing, Path("dicoms"), Path("labels"))
+        [(PosixPath('labels/S01_mask.png'), 's01')]
+    """
+
+    def loose(key: str) -> str:
+        key = key.lower()
+        ending = next((e for e in LABEL_ENDINGS if key.endswith(e)), "")
+        return key.removesuffix(ending) if ending else key
+
+    def deeper(key: str) -> str:
+        return key.split("/", 1)[-1]
+
+    # Only one side one folder deeper: p01/s0.png must not be offered p02/s0.dcm.
+    same: dict[str, str] = {}
+    shallower: dict[str, str] = {}
+    for image in pairing.images_without_labels:
+        key = image_key(image, images)
+        same.setdefault(loose(key), key)
+        shallower.setdefault(loose(deeper(key)), key)
+    found = []
+    for label in pairing.labels_without_images:
+        key = loose(label_key(label, labels))
+        match = same.get(key) or same.get(deeper(key)) or shallower.get(key)
+        if match is not None:
+            found.append((label, match))
+    return found
 
 
 def image_key(path: Path, root: Path) -> str:

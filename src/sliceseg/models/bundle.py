@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sliceseg._version import __version__
+from sliceseg.dataset.pairing import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
@@ -182,9 +183,11 @@ class Bundle:
         """Return a copy whose ROI names are replaced (e.g. from ``--labels``).
 
         Raises:
-            ConfigError: the number of names differs from the model's number of ROIs.
+            ConfigError: the number of names differs from the model's number of ROIs, or a
+                name is given twice.
         """
         names = tuple(n.strip() for n in roi_names)
+        refuse_repeated_names(names, source="--labels")
         if len(names) != self.metadata.num_labels:
             raise ConfigError(
                 f"--labels gives {len(names)} names but the model segments "
