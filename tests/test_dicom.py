@@ -423,6 +423,13 @@ class TestModalityUnits:
         image = read_slice(ct_file(tmp_path / "a.dcm", self.STORED, slope=0.5))
         np.testing.assert_array_equal(image.pixels, [[462.0, 532.0]])
 
+    def test_a_slope_of_0_is_refused_naming_the_file(self, tmp_path):
+        """Issue found by review: RescaleSlope 0 made every pixel the intercept (-1024 "HU"),
+        read without a word: a blank image to segment and a muscle with no muscle in it."""
+        path = ct_file(tmp_path / "a.dcm", self.STORED, slope=0.0, intercept=-1024.0)
+        with pytest.raises(DicomReadError, match=r"a.dcm: .*RescaleSlope is 0.*damaged"):
+            read_slice(path)
+
     def test_no_rescale_keeps_the_stored_values_and_says_so(self, tmp_path):
         image = read_slice(ct_file(tmp_path / "a.dcm", self.STORED))
         np.testing.assert_array_equal(image.pixels, [[924.0, 1064.0]])

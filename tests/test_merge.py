@@ -393,3 +393,19 @@ def test_a_merge_with_no_series_at_all_is_a_user_error(tmp_path, capsys):
         "folder first."
     )
     assert not (out / "series.csv").exists() and not (out / "report.html").exists()
+
+
+def test_series_in_pixels_beside_series_in_mm2_are_refused_naming_both(mixed, tmp_path):
+    """Issue found by review: ``predict --pixels`` on a folder where one series has no
+    PixelSpacing wrote its pixel counts into ``csa.csv`` under "mm²", in one mean with the
+    other series' mm²."""
+    out = tmp_path / "out"
+    shutil.copytree(mixed, out)
+    record = series_dir(out, "sub02") / "record.json"
+    data = json.loads(record.read_text())
+    data["summary"]["unit"] = "pixels"
+    record.write_text(json.dumps(data))
+    with pytest.raises(
+        ConfigError, match=r"series sub02 is measured in pixels .* series sub01 is in mm².*--fov"
+    ):
+        merge.merge_cohort(out)

@@ -156,6 +156,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     left = _LeftOut(read_input_series(out))
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
         seen.write(out, _current_records(out, left), f)
+        _check_one_unit(out, seen.units)
         failed = _failed_table(out, set(seen.names), left)
         if not seen.names and not len(failed):  # series.csv stays as it was
             raise ConfigError(
@@ -166,7 +167,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
         if not seen.names:  # every series failed: a header and no row
             f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
     counts = _area_tables(out, seen)
-    unit = seen.first.get("summary", {}).get("unit", "mm2")
+    unit = next(iter(seen.units), "mm2")
     summary = CohortSummary(
         series=seen.review_table(),
         failed=failed,
@@ -186,6 +187,22 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
     return MergeResult(out, failed, report, counts, unit, tuple(left.outdated), left.gone_names)
+
+
+def _check_one_unit(out: Path, units: dict[str, str]) -> None:
+    """Refuse series measured in pixels (``--pixels``, no PixelSpacing) beside series in mm²:
+    one table, one mean and one report over both would mix the units without a word.
+
+    Raises:
+        ConfigError: both units occur; the message names a series of each and the fix.
+    """
+    if len(units) > 1:
+        raise ConfigError(
+            f"{out}: series {units['pixels']} is measured in pixels (no PixelSpacing (0028,0030), "
+            f"--pixels) while series {units['mm2']} is in mm², so the cohort's areas and means "
+            "would mix the two; give --fov MM (and --matrix ROWS COLS) and run again with "
+            "--overwrite, or predict the series without a spacing into another --out."
+        )
 
 
 def _area_tables(out: Path, seen: _SeriesPass) -> tuple[int, ...]:
@@ -288,7 +305,8 @@ class _SeriesPass:
 
     names: list[str] = field(default_factory=list)
     reasons: list[bool | None] = field(default_factory=list)  # flagged (None: no profile)
-    first: dict[str, Any] = field(default_factory=dict)  # the first record (settings, unit)
+    first: dict[str, Any] = field(default_factory=dict)  # the first record (settings)
+    units: dict[str, str] = field(default_factory=dict)  # "mm2" / "pixels" → its first series
     slices: int = 0
     means: dict[str, array[float]] = field(default_factory=dict)  # per ROI, per series
     review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
@@ -322,6 +340,7 @@ class _SeriesPass:
         """The series' row of ``series.csv``; what the report and the area tables need."""
         row = _series_row(out, name, record.get("summary", {}))
         reason = record.get("summary", {}).get("unlike_training")
+        self.units.setdefault(record.get("summary", {}).get("unit", "mm2"), name)
         self.names.append(name)
         self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))

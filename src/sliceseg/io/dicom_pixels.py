@@ -187,6 +187,11 @@ def _apply_rescale(values: np.ndarray, ds: Dataset, frame: int) -> tuple[np.ndar
     intercept = frame_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
     if slope is None and intercept is None:
         return values, "none"
+    if isinstance(slope, int | float) and slope == 0:  # ValueError: the caller names the file
+        raise ValueError(
+            f"(0028,1053) RescaleSlope is {slope}, which would make every pixel "
+            f"RescaleIntercept {intercept}"
+        )
     rescale = Dataset()  # the other's identity value: slope 1, intercept 0
     rescale.RescaleSlope = 1.0 if slope is None else slope
     rescale.RescaleIntercept = 0.0 if intercept is None else intercept
