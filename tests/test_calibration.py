@@ -490,11 +490,12 @@ def test_the_setting_must_be_a_boolean():
 
 def test_the_cli_flags_turn_it_on_and_off(tmp_path):
     from sliceseg.cli import build_parser
-    from sliceseg.cli.training import train_config
+    from sliceseg.cli.training import user_settings
+    from sliceseg.training.config import TrainConfig
 
     def chosen(*flags: str) -> bool:
-        config = train_config(build_parser().parse_args(["train", "data", *flags]))[0]
-        return config.area_calibration
+        given = user_settings(build_parser().parse_args(["train", "data", *flags]))
+        return TrainConfig().with_settings(given).area_calibration
 
     assert chosen() is False
     assert chosen("--area-calibration") is True

@@ -392,7 +392,7 @@ def test_train_says_how_its_best_model_was_chosen(
 
     out = tmp_path / "m"
 
-    def trained(config, **_kwargs):
+    def trained(config=None, **_kwargs):
         return loop.TrainResult(
             out, out / "final.pt", out / "best.pt", out / "h.csv", out / "h.png", out / "s.json",
             1, dice, pd.DataFrame(),

@@ -18,7 +18,8 @@ from sliceseg.inference.suggest import suggest_slices
 from sliceseg.io.dicom import scan_dicom_folder
 from sliceseg.io.labels import read_label_file
 from sliceseg.measure.metrics import dice_per_class
-from sliceseg.models.bundle import load_bundle
+from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import check_same_model, model_settings
 from sliceseg.training.loop import train
 
@@ -183,6 +184,38 @@ class TestDropoutOfTheModelFile:
             "leave out --dropout-rate (dropout_rate) to keep the model's 0."
         )
         assert "\n" not in err
+
+    def test_a_plain_python_config_takes_the_files_network_and_settings(
+        self, old_pyramid, tiny_phantom, tmp_path
+    ):
+        """`TrainConfig(init_from=...)` with no arch, input_shape or dropout: the file's pyramid,
+        its 64-pixel grid and its dropout 0 (not the pyramid's 0.2), as from the CLI."""
+        config = TrainConfig(data_dir=str(tiny_phantom / "train"), out_dir=str(tmp_path / "ft"),
+                             epochs=1, area_calibration=False,
+                             init_from=str(old_pyramid))  # fmt: skip
+        assert (config.arch, config.input_shape) == ("unet", 160)  # the defaults, not given
+        tuned = load_bundle(train(config, **QUIET).final_model).metadata
+        start = load_bundle(old_pyramid).metadata
+        assert (tuned.arch, tuned.input_size) == ("pyramid", 64)
+        assert tuned.hyperparameters == start.hyperparameters
+        assert tuned.hyperparameters["dropout_rate"] == 0.0
+        assert tuned.target_spacing_mm == start.target_spacing_mm
+
+    def test_a_dropout_rate_given_wins_over_the_files_hyperparameters(
+        self, tiny_model, tiny_phantom, tmp_path
+    ):
+        """A file whose recorded settings lack ``hyperparameters`` (its full ones are taken,
+        dropout 0 among them): ``--dropout-rate 0.1`` is still the run's rate."""
+        start = load_bundle(tiny_model)
+        settings = {k: v for k, v in start.metadata.settings.items() if k != "hyperparameters"}
+        meta = ModelMetadata.from_dict({**start.metadata.to_dict(), "settings": settings})
+        path = save_bundle(tmp_path / "start.pt", start.model, meta)
+        code = main(["train", str(tiny_phantom / "train"), "--init-from", str(path), "--out",
+                     str(tmp_path / "ft"), "--epochs", "1", "--dropout-rate", "0.1"])  # fmt: skip
+        assert code == 0
+        tuned = load_bundle(tmp_path / "ft" / "sliceseg_best.pt").metadata
+        assert tuned.hyperparameters["dropout_rate"] == 0.1
+        assert tuned.settings["dropout_rate"] == 0.1
 
     def test_another_rate_that_keeps_the_layout_fine_tunes(self, tiny_model, tiny_phantom,
                                                             tmp_path):  # fmt: skip

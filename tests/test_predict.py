@@ -15,7 +15,7 @@ from conftest import write_test_dicom
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, read_slice
 from sliceseg.model_space.intensity import normalise_intensity
-from sliceseg.models import build_model
+from sliceseg.models import build_model, default_hyperparameters
 from sliceseg.models.bundle import Bundle, ModelMetadata, bundle_payload, load_bundle
 
 SPACING = (0.7, 1.1)  # non-square pixels: 112 × 96 pixels are 78.4 mm × 105.6 mm
@@ -190,6 +190,42 @@ class TestOlderModelFiles:
         assert bundle.metadata.postprocessing is None
         label = predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu")[0]
         assert label.shape == (112, 96)
+
+    @staticmethod
+    def _pyramid_file(path: Path, dropout_rate: float, *, recorded: bool) -> Path:
+        """A tiny pyramid's file; ``recorded=False`` leaves its rate out, as an old file."""
+        torch.manual_seed(0)
+        hyper = default_hyperparameters("pyramid", input_size=32) | {"dropout_rate": dropout_rate}
+        model = build_model("pyramid", num_classes=2, input_size=32, **hyper)
+        if not recorded:
+            del hyper["dropout_rate"]
+        payload = bundle_payload(model, metadata(arch="pyramid", input_size=32,
+                                                 hyperparameters=hyper))  # fmt: skip
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        path.write_bytes(buffer.getvalue())
+        return path
+
+    def test_a_pyramid_without_a_recorded_dropout_rate_predicts_as_built_without(self, tmp_path):
+        """Its missing rate means what it meant when it was written (no dropout), not today's
+        default of 0.2, whose dropout layers its weights do not fit."""
+        path = self._pyramid_file(tmp_path / "old.pt", 0.0, recorded=False)
+        bundle = load_bundle(path)
+        assert bundle.metadata.hyperparameters["dropout_rate"] == 0.0
+        assert not any(isinstance(m, torch.nn.Dropout2d) for m in bundle.model.modules())
+        torch.manual_seed(0)
+        hyper = default_hyperparameters("pyramid", input_size=32) | {"dropout_rate": 0.0}
+        built = build_model("pyramid", num_classes=2, input_size=32, **hyper).eval()
+        image = ellipse_slice(tmp_path)
+        label = predict_slices(bundle, [image], device="cpu")[0]
+        same = predict_slices(Bundle(built, bundle.metadata), [image], device="cpu")[0]
+        assert label.shape == (112, 96) and np.array_equal(label, same)
+
+    def test_a_recorded_dropout_rate_is_kept(self, tmp_path):
+        bundle = load_bundle(self._pyramid_file(tmp_path / "new.pt", 0.2, recorded=True))
+        assert bundle.metadata.hyperparameters["dropout_rate"] == 0.2
+        rates = {m.p for m in bundle.model.modules() if isinstance(m, torch.nn.Dropout2d)}
+        assert rates == {0.2}
 
 
 class TestFieldOfViewSpacing:

@@ -13,8 +13,6 @@ from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
-    from sliceseg.models.bundle import Bundle
-    from sliceseg.training.config import TrainConfig
 
 __all__ = [
     "add_check",
@@ -22,7 +20,7 @@ __all__ = [
     "add_reprofile",
     "add_train",
     "given_settings",
-    "train_config",
+    "user_settings",
 ]
 
 
@@ -216,19 +214,15 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in flags.items() if value is not None}
 
 
-def train_config(args: argparse.Namespace) -> tuple[TrainConfig, Bundle | None]:
-    """Return the run's settings and its ``--init-from`` model, opened once (None without one).
+def user_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the training settings the user gave: the ``--config`` file's, then the flags'.
 
-    The model defines the network unless flags say otherwise.
+    A run with ``--init-from`` takes the rest of its network from the model file, a resumed
+    one from its checkpoint: the training layer does both (`train`, `preview_batch`).
     """
-    from sliceseg.training.config import load_config
-    from sliceseg.training.init_from import model_settings, starting_model
+    from sliceseg.training.config import read_settings
 
-    given = given_settings(args)
-    start = starting_model(getattr(args, "init_from", None) or None)
-    if start is not None:
-        given = {**model_settings(start), **given}
-    return load_config(args.config, **given), start
+    return {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -250,22 +244,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     from sliceseg.training.preview import preview_batch
 
-    config, start = train_config(args)
-    preview_batch(config, path=Path(args.out), start=start)
+    preview_batch(overrides=user_settings(args), path=Path(args.out))
     print(f"First augmented batch drawn in {args.out}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sliceseg.training.config import read_settings
     from sliceseg.training.loop import train
 
-    if args.resume is None:
-        config, start = train_config(args)
-        result = train(config, start=start)
-    else:  # the checkpoint's settings, changed only by what was typed (or is in --config)
-        given = {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
-        result = train(resume=args.resume, overrides=given)
+    # a resumed run: the checkpoint's settings, changed only by what was given
+    result = train(resume=args.resume, overrides=user_settings(args))
     dice = result.best_val_dice
     chosen = (
         f"validation Dice {dice:.3f}"

@@ -24,11 +24,16 @@ from sliceseg.dataset.pairing import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
-from sliceseg.models import build_model, context_channels
+from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
 
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
+
+UNRECORDED_HYPERPARAMETERS: dict[str, Any] = {"dropout_rate": 0.0}
+"""What a hyper-parameter a model file does not record meant in the version that wrote it, for
+the architectures that have it: no dropout. A pyramid without a recorded rate was built without
+dropout layers; rebuilt at today's default (0.2, session 14) its weights would not fit."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ class ModelMetadata:
         """Rebuild metadata from :meth:`to_dict` output."""
         return cls(
             arch=str(data["arch"]),
-            hyperparameters=dict(data["hyperparameters"]),
+            hyperparameters=recorded_hyperparameters(str(data["arch"]), data["hyperparameters"]),
             num_classes=int(data["num_classes"]),
             input_size=int(data["input_size"]),
             roi_names=tuple(str(n) for n in data["roi_names"]),
@@ -145,6 +150,19 @@ class ModelMetadata:
     def num_labels(self) -> int:
         """Number of ROIs, background excluded."""
         return self.num_classes - 1
+
+
+def recorded_hyperparameters(arch: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a model file's hyper-parameters, each one it does not record at the value it had
+    when the file was written (`UNRECORDED_HYPERPARAMETERS`), where ``arch`` has it.
+
+    Example:
+        >>> recorded_hyperparameters("pyramid", {"levels": 3})
+        {'dropout_rate': 0.0, 'levels': 3}
+    """
+    rules = MODELS[arch].hyperparameters.rules if arch in MODELS else {}
+    unrecorded = {k: v for k, v in UNRECORDED_HYPERPARAMETERS.items() if k in rules}
+    return {**unrecorded, **recorded}
 
 
 def _spacing_list(spacing: tuple[float, float] | None) -> list[float] | None:

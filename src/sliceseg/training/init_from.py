@@ -4,14 +4,17 @@
 review the least confident slices → correct their labels → add them to the data → fine-tune →
 predict again): the new run takes the model's network (architecture, hyper-parameters, grid)
 and weights instead of random ones, and trains them further on the enlarged data with a fresh
-optimiser and schedule. The data must have the model's label scheme (ROI names and stored
-label values) and the run the model's network and geometry; anything else is refused in one
-line before training starts. Its dropout rate too, unless the run sets one its weights fit
-(`with_model_dropout`, `check_dropout_fits`).
+optimiser and schedule. The run takes the model's network and settings wherever the user
+gives none, from the CLI and from Python alike (`plan_new_run`). The data must have the
+model's label scheme (ROI names and stored label values) and the run the model's network and
+geometry; anything else is refused in one line before training starts. Its dropout rate too,
+unless the run sets one its weights fit (`model_settings`, `with_model_dropout` for a resumed
+run, `check_dropout_fits`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import torch
 from torch import nn
 
 from sliceseg.errors import ConfigError
-from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle
+from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, recorded_hyperparameters
 from sliceseg.training.config import TrainConfig
 
 MATCHED: tuple[tuple[str, str], ...] = (
@@ -41,28 +44,73 @@ def model_settings(start: Bundle) -> dict[str, Any]:
     """Return the settings that define a model's network, to start a run from it.
 
     The training settings recorded in the model file where present (``arch``,
-    ``input_shape``, ``hyperparameters``, ``dropout_rate``), else what its metadata says, its
-    neighbouring slices and its target spacing.
+    ``input_shape``, ``hyperparameters``), else what its metadata says, its neighbouring
+    slices, its target spacing and the dropout rate its network was built with
+    (`model_dropout`). The rate travels as ``dropout_rate`` only, never inside
+    ``hyperparameters``, where it would win over a ``dropout_rate`` the run is given.
 
     Args:
-        start: the ``--init-from`` model, opened by :func:`starting_model`.
+        start: the ``init_from`` model, opened by :func:`plan_new_run`.
 
     Example:
         >>> model_settings(starting_model("model/sliceseg_best.pt"))["input_shape"]
         160
     """
     meta, recorded = start.metadata, start.metadata.settings
+    hyper = recorded.get("hyperparameters", meta.hyperparameters)
     settings: dict[str, Any] = {
         "arch": meta.arch,
         "input_shape": meta.input_size,
-        "hyperparameters": recorded.get("hyperparameters", meta.hyperparameters),
+        "hyperparameters": {k: v for k, v in hyper.items() if k != "dropout_rate"},
         "context_slices": meta.context_slices,
+        "dropout_rate": model_dropout(start),
     }
-    if "dropout_rate" in recorded:
-        settings["dropout_rate"] = recorded["dropout_rate"]
     if meta.target_spacing_mm is not None:  # the model's scale, not the new data's median
         settings["target_spacing_mm"] = list(meta.target_spacing_mm)
     return settings
+
+
+def plan_new_run(
+    config: TrainConfig | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    start: Bundle | None = None,
+) -> tuple[TrainConfig, Bundle | None]:
+    """Return a new run's settings and the ``init_from`` model it starts from (None without).
+
+    A run from a model file takes the file's network and settings (`model_settings`: arch,
+    input_shape, hyperparameters, context_slices, target spacing, dropout rate) except those
+    the user gives: a setting in ``overrides``, or one ``config`` holds at other than its
+    default. The CLI passes what was typed (and its ``--config`` file) as ``overrides``; a
+    notebook's ``TrainConfig(init_from=...)`` needs no ``arch`` or ``input_shape``.
+
+    Args:
+        config: the settings of the run (None: the defaults).
+        overrides: settings given explicitly, applied over ``config``.
+        start: the ``init_from`` model when the caller has opened it already; None opens it
+            here, once.
+
+    Raises:
+        ConfigError: a setting is invalid.
+        BundleError: the ``init_from`` file is not a sliceseg model.
+
+    Example:
+        >>> config, start = plan_new_run(TrainConfig(init_from="model/sliceseg_best.pt"))
+        >>> config.arch == start.metadata.arch
+        True
+    """
+    base, given = config if config is not None else TrainConfig(), dict(overrides or {})
+    init_from = given.get("init_from", base.init_from)
+    if init_from is None:
+        return base.with_settings(given) if given else base, None
+    start = start if start is not None else load_bundle(init_from)  # the one load
+    defaults, held = TrainConfig().to_dict(), base.to_dict()
+    taken = {
+        name: value
+        for name, value in model_settings(start).items()
+        if name not in given and held[name] == defaults[name]
+    }
+    return base.with_settings({**taken, **given}), start
 
 
 def starting_model(path: Path | str | None) -> Bundle | None:
@@ -109,13 +157,20 @@ def initial_state(
 
 def model_dropout(model: Bundle) -> float:
     """Return the dropout rate a model file's network was built with: its hyper-parameters'
-    ``dropout_rate``, 0 where the file records none (it predates dropout)."""
-    return float(model.metadata.hyperparameters.get("dropout_rate", 0.0))
+    ``dropout_rate``, a file's missing one as its writer meant it (`recorded_hyperparameters`:
+    0, no dropout)."""
+    return _dropout_rate(model.metadata)
+
+
+def _dropout_rate(meta: ModelMetadata) -> float:
+    hyper = recorded_hyperparameters(meta.arch, meta.hyperparameters)
+    return float(hyper.get("dropout_rate", 0.0))  # 0: an architecture without dropout
 
 
 def with_model_dropout(config: TrainConfig, model: Bundle) -> TrainConfig:
-    """Return ``config`` with the dropout rate of the model file a run goes on from
-    (``--init-from``, ``--resume``) where the run sets none.
+    """Return ``config`` with the dropout rate of the checkpoint a run goes on from
+    (``--resume``; ``--init-from`` takes it with the network, `model_settings`) where the run
+    sets none.
 
     Without one each architecture takes its own (the pyramid's published 0.2), but a pyramid
     trained before sliceseg kept it had none: its file has no dropout layers to load into.
@@ -141,7 +196,7 @@ def check_dropout_fits(
     Raises:
         ConfigError: the rates differ and so do the networks' weight names or shapes.
     """
-    theirs, mine = model_dropout(model), float(run.hyperparameters.get("dropout_rate", 0.0))
+    theirs, mine = model_dropout(model), _dropout_rate(run)
     if mine == theirs or _layout(network) == _layout(model.model):
         return
     raise ConfigError(

@@ -40,7 +40,7 @@ from sliceseg.training.distributed import (
 from sliceseg.training.init_from import (
     check_dropout_fits,
     initial_state,
-    starting_model,
+    plan_new_run,
     with_model_dropout,
 )
 from sliceseg.training.preview import draw_first_batch
@@ -106,7 +106,9 @@ def train(
     """Train a model on a labelled DICOM dataset and write models, history and settings.
 
     Args:
-        config: every setting of a new run (None: the defaults, changed by ``overrides``).
+        config: every setting of a new run (None: the defaults, changed by ``overrides``);
+            one from a model file (``init_from``) takes the file's network and settings
+            where neither sets them (`sliceseg.training.init_from.plan_new_run`).
         resume: a checkpoint ``<name>_<epoch>.pt`` to continue: the same run, with its
             settings, planned epochs, learning-rate schedule and what is left of its time
             budget, writing beside the checkpoint. Do not pass ``config`` with it.
@@ -133,7 +135,9 @@ def train(
         >>> result = train(config)  # doctest: +SKIP
         >>> more = train(resume="model/sliceseg_20.pt", overrides={"epochs": 30})  # doctest: +SKIP
     """
-    config, resumption = plan_run(config, resume=resume, overrides=overrides or {})
+    config, resumption, opened = plan_run(
+        config, resume=resume, overrides=overrides or {}, start=start
+    )
     if start is not None and config.init_from is None:
         raise ConfigError(
             "train(start=...) without config.init_from: set init_from to the file the model "
@@ -143,7 +147,7 @@ def train(
     try:
         if not context.is_main:
             log, on_checkpoint = (lambda _line: None), None
-        return _run(config, resumption, context, log, on_checkpoint, clock, start=start)
+        return _run(config, resumption, context, log, on_checkpoint, clock, start=opened)
     finally:
         close_distributed(context)
 
@@ -153,17 +157,22 @@ def plan_run(
     *,
     resume: Path | str | None,
     overrides: Mapping[str, Any],
-) -> tuple[TrainConfig, Resumption | None]:
-    """Return the settings of the run and, when resuming, what to continue from.
+    start: Bundle | None = None,
+) -> tuple[TrainConfig, Resumption | None, Bundle | None]:
+    """Return the settings of the run, when resuming what to continue from, and the model file
+    it goes on from (``init_from``, opened once, or the checkpoint; None for a fresh run).
+
+    A run from a model file takes the file's network and settings unless given
+    (`plan_new_run`; a resumed one its dropout rate, `with_model_dropout`).
 
     Raises:
         ConfigError: both ``config`` and ``resume`` given, a weights-only file, or an override
             that cannot apply to a resumed run.
-        BundleError: the checkpoint cannot be read.
+        BundleError: the checkpoint or the ``init_from`` model cannot be read.
     """
     if resume is None:
-        base = config if config is not None else TrainConfig()
-        return (base.with_settings(overrides) if overrides else base), None
+        planned, start = plan_new_run(config, overrides, start=start)
+        return planned, None, start
     if config is not None:
         raise ConfigError(
             "train(): give either config or resume=, not both; a resumed run keeps its "
@@ -178,7 +187,9 @@ def plan_run(
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
     settings = {**checkpoint.metadata.settings, "out_dir": str(Path(resume).parent)}
     resumed, notes = resume_config(settings, state, overrides, source=str(resume))
-    return resumed, Resumption(checkpoint, state, notes)
+    # a pyramid older than its dropout goes on without it
+    resumed = with_model_dropout(resumed, checkpoint)
+    return resumed, Resumption(checkpoint, state, notes), checkpoint
 
 
 @dataclass(frozen=True)
@@ -222,12 +233,8 @@ def _run(
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
-    if resumption is not None:  # the run's own spacing and normalisation, not re-derived
-        start = resumption.checkpoint
-    elif start is None:
-        start = starting_model(config.init_from)  # the one load of an --init-from model
-    if start is not None:  # go on from the file's network: a pyramid older than its dropout
-        config = with_model_dropout(config, start)
+    # start: the checkpoint (the run's own spacing and normalisation, not re-derived) or the
+    # init_from model, opened once by plan_run
     data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning

@@ -9,7 +9,9 @@ spacing, the ``--init-from`` model's spacing and normalisation) and draw it with
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -19,7 +21,7 @@ from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
 from sliceseg.report.visualize import figure_path, plot_batch
 from sliceseg.training.config import TrainConfig
-from sliceseg.training.init_from import starting_model
+from sliceseg.training.init_from import plan_new_run
 from sliceseg.training.run_data import load_training_data
 from sliceseg.training.session import TrainingData
 
@@ -27,13 +29,20 @@ __all__ = ["draw_first_batch", "first_batch", "preview_batch"]
 
 
 def preview_batch(
-    config: TrainConfig, *, path: Path | str | None = None, start: Bundle | None = None
+    config: TrainConfig | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    path: Path | str | None = None,
+    start: Bundle | None = None,
 ) -> Figure:
     """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
 
     Args:
         config: the training settings (data folders, split, spacing, ``input_shape``,
-            ``batch_size``, ``augment_params``, ``seed``) exactly as training would use them.
+            ``batch_size``, ``augment_params``, ``seed``) exactly as training would use them:
+            with ``init_from``, the model file's network and settings where not given
+            (`sliceseg.training.init_from.plan_new_run`).
+        overrides: settings given explicitly, applied over ``config`` (as `train` takes them).
         path: where to save the picture (PNG), or None to only return it.
         start: the ``config.init_from`` model when the caller has opened it already; None
             opens it here.
@@ -50,10 +59,9 @@ def preview_batch(
     """
     if path is not None:
         figure_path(path)  # a bad --out is said before the data is read
-    if start is None:
-        start = starting_model(config.init_from)
-    data = load_training_data(config, start, progress=sys.stderr.isatty())
-    return draw_first_batch(data, config, path=path)
+    planned, start = plan_new_run(config, overrides, start=start)
+    data = load_training_data(planned, start, progress=sys.stderr.isatty())
+    return draw_first_batch(data, planned, path=path)
 
 
 def draw_first_batch(

@@ -98,7 +98,7 @@ def _grid(
     if spacing is None and start is not None:  # fine-tuning (or resuming): the model's scale
         spacing, source = model_target_spacing(start), ""
     if config.init_from and start is not None and spacing == model_target_spacing(start):
-        source = "the --init-from model's grid"  # the CLI passes it on as target_spacing_mm
+        source = "the --init-from model's grid"  # plan_new_run passes it on
     if spacing is None:
         spacing = config.view_spacing(samples)
         return spacing, _auto_view_note(config, samples, spacing)
