@@ -115,6 +115,29 @@ class TestCheckReport:
         assert "1 DICOM file(s) without a label map" in text and "dicoms/p01/lonely.dcm" in text
         assert "1 label map(s) without a DICOM" in text and "labels/p01/orphan.npy" in text
 
+    def test_a_dicomdir_is_skipped_as_an_index_not_unpaired(self, tmp_path):
+        """A DICOMDIR (a CD export's index) has the DICM marker, so check listed it as a "DICOM
+        file without a label map"; it is skipped as the index it is, by its name or, renamed,
+        by its (0002,0002) MediaStorageSOPClassUID."""
+        import shutil
+
+        from pydicom.data import get_testdata_file
+
+        dicomdir = get_testdata_file("DICOMDIR", download=False)
+        if dicomdir is None:
+            pytest.skip("DICOMDIR is not installed (pip install pydicom-data)")
+        add_pair(tmp_path, "p01/s1", square_label())
+        shutil.copy(dicomdir, tmp_path / "dicoms" / "DICOMDIR")
+        shutil.copy(dicomdir, tmp_path / "dicoms" / "p01" / "index.dcm")
+        report = check_dataset(tmp_path)
+        assert report.is_trainable and report.pairing.images_without_labels == []
+        assert not messages(report, "unmatched_image")
+        assert messages(report, "skipped") == [
+            "2 file(s) skipped: a DICOMDIR, the index of a CD/DVD export, not an image; left out "
+            "(the images it lists are read from their own files)"
+        ]
+        assert "without a label map" not in report.to_text()
+
     def test_long_name_lists_are_truncated(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())
         for i in range(8):

@@ -242,3 +242,48 @@ class TestFalsePositives:
         flags = per_slice[per_slice["roi_name"] == "b"]["false_positive"].tolist()
         assert flags == [False, True, True]
         assert "false_positive" in result.to_text()
+
+
+class TestSummaryCounts:
+    """The summary says over which slices each mean is taken."""
+
+    def test_dice_mean_counts_the_false_positive_slices(self, tmp_path, monkeypatch):
+        """ROI a: manual and automatic alike (4×4) on slices 1 and 2; on slice 3 only the model
+        draws it (Dice 0). Two slices have a manual area (`slices` 2, area error over them),
+        three a Dice (`dice_slices` 3, Dice mean (1 + 1 + 0) / 3). ROI b is on no slice."""
+        a = {1: (slice(0, 4), slice(0, 4))}
+        manual = [stored(a), stored(a), stored({})]
+        auto = [stored(a), stored(a), stored(a)]
+        monkeypatch.setattr(
+            "sliceseg.inference.evaluate.predict_slices", lambda bundle, images, **_: list(auto)
+        )
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        result = evaluate_model(model, labelled_slices(tmp_path / "d", manual), tmp_path / "ev")
+        written = pd.read_csv(tmp_path / "ev" / "evaluation_summary.csv", index_col="roi_name")
+        assert written.loc["a", ["slices", "dice_slices"]].tolist() == [2, 3]
+        assert written.loc["a", "dice_mean"] == pytest.approx(2 / 3)
+        assert written.loc["a", "iou_mean"] == pytest.approx(2 / 3)
+        assert written.loc["a", "false_positive"] == 1
+        assert written.loc["b", ["slices", "dice_slices"]].tolist() == [0, 0]
+        assert np.isnan(written.loc["b", "dice_mean"])
+        header = result.to_text().splitlines()[1].split()
+        assert header[:3] == ["slices", "dice_slices", "dice_mean"]
+
+
+def test_dicoms_without_a_label_map_are_said_not_evaluated(tmp_path, monkeypatch):
+    """The note on a test DICOM without a label map said "not trained on", training's wording."""
+    from conftest import write_test_dicom
+
+    a = {1: (slice(0, 4), slice(0, 4))}
+    monkeypatch.setattr(
+        "sliceseg.inference.evaluate.predict_slices", lambda bundle, images, **_: [stored(a)] * 2
+    )
+    data = labelled_slices(tmp_path / "d", [stored(a), stored(a)])
+    write_test_dicom(data / "dicoms" / "lonely.dcm", np.full((20, 20), 100), spacing=(0.5, 0.8))
+    model = model_with_values(tmp_path / "m.pt", (0, 1), roi_names=("a",))
+    result = evaluate_model(model, data, tmp_path / "ev")
+    assert result.notes[0] == (
+        "warning: 1 DICOM file(s) without a label map of the same relative name (not evaluated; "
+        "a model trained with --context-slices reads them as neighbours) -- dicoms/lonely.dcm"
+    )
+    assert result.left_out == 0

@@ -231,6 +231,25 @@ def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phanto
     assert measured.to_numpy() == pytest.approx(truth.loc[measured.index].to_numpy(), rel=0.05)
 
 
+def test_measure_says_dicoms_without_a_label_map_are_not_measured(tmp_path):
+    """`measure` warned with the training wording ("not trained on; a --context-slices run
+    reads them as neighbours"); it says what it means for measuring, `check` keeps its own."""
+    from conftest import add_pair, square_label
+    from sliceseg.dataset.samples import check_dataset
+    from sliceseg.label_areas import measure_label_folder
+
+    add_pair(tmp_path, "p01/s1", square_label())
+    add_pair(tmp_path, "p01/lonely")
+    _, _, notes = measure_label_folder(tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m")
+    assert notes == [
+        "warning: 1 DICOM file(s) without a label map of the same relative name (not measured)"
+        " -- dicoms/p01/lonely.dcm"
+    ]
+    assert "(not trained on; a --context-slices run reads them as neighbours)" in (
+        check_dataset(tmp_path).to_text()
+    )
+
+
 def series_slice(name: str, series: str, spacing=(1.0, 1.0)) -> Slice:
     return Slice(
         pixels=np.zeros((10, 10), np.float32),

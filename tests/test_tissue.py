@@ -298,8 +298,60 @@ class TestHounsfieldUnits:
         assert float(crop.pixels.min()) == -100.0
         assert hu_problem([crop]) is None
         not_hu = dataclasses.replace(crop, pixels=crop.pixels + 1024)  # fat at 924
-        assert "lowest value" in (hu_problem([not_hu]) or "")
+        problem = hu_problem([not_hu])
+        assert problem is not None and "lowest value" in problem.note and problem.slices == (0,)
         assert hu_problem([dataclasses.replace(not_hu, modality="MR")]) is None
+
+    def test_one_slice_without_its_rescale_among_rescaled_ones(self, tmp_path):
+        """Slice 2 lost its rescale (stored 24..1324 beside -1000..300 HU): the series' lowest
+        value is -1000, so it passed and that slice got IMAT 0 and radiodensity NaN from stored
+        values. Now its CT columns are empty and the note names it; the others keep theirs."""
+        hu, label = _known_hu()
+        stored = (hu + 1024).astype(np.uint16)
+        paths = [
+            _ct_file(tmp_path / "s1.dcm", stored, slope=1.0, intercept=-1024.0),
+            _ct_file(tmp_path / "s2.dcm", stored),
+            _ct_file(tmp_path / "s3.dcm", stored, slope=1.0, intercept=-1024.0),
+        ]
+        with pytest.warns(UserWarning) as caught:
+            table = measure_areas([label] * 3, [read_slice(p) for p in paths], NAMES)
+        (warning,) = [str(w.message) for w in caught]
+        assert warning == (
+            f"series 1.2.3.17 ({paths[0]}, ...): 1 of its 3 CT slices (s2.dcm) has no "
+            "(0028,1052) RescaleIntercept / (0028,1053) RescaleSlope and a lowest value of 24 "
+            "(air is -1000 HU, fat about -100 HU) while the others reach air or fat, so its "
+            "values are not Hounsfield units: its intensity columns hold these values and its "
+            "CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu) are left empty; "
+            "export that file again with the rescale of the other slices."
+        )
+        psoas = table.long[table.long["roi_name"] == "left psoas major"].set_index("slice")
+        assert psoas.loc[2, list(CT_COLUMNS)].isna().all()
+        assert psoas.loc[2, "mean_intensity"] == pytest.approx(1044.0)
+        for number in (1, 3):
+            assert psoas.loc[number, "imat_fraction"] == pytest.approx(0.2)
+            assert psoas.loc[number, "imat_mm2"] == pytest.approx(8.0)
+            assert psoas.loc[number, "muscle_radiodensity_hu"] == pytest.approx(50.0)
+        assert psoas["area_mm2"].tolist() == pytest.approx([40.0] * 3)
+
+    def test_slices_not_in_hu_are_named_up_to_five(self):
+        hu, _ = _known_hu()
+        good = _ct_slice(hu)
+        bad = [
+            dataclasses.replace(good, pixels=good.pixels + 1024, source=Path(f"ct/b{i}.dcm"),
+                                modality_lut="rescale")
+            for i in range(7)
+        ]  # fmt: skip
+        problem = hu_problem([good, *bad])
+        assert problem is not None and problem.slices == tuple(range(1, 8))
+        assert problem.note.startswith(
+            "7 of its 8 CT slices (b0.dcm, b1.dcm, b2.dcm, b3.dcm, b4.dcm and 2 more) have a "
+            "lowest value of 24 after (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope "
+            "(air is -1000 HU"
+        )
+        assert problem.note.endswith(
+            "their CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu) are left empty; "
+            "export those files again with the rescale of the other slices."
+        )
 
     def test_signed_hu_stored_without_a_rescale_are_hu(self, tmp_path):
         hu, label = _known_hu()  # air at −1000: below −500, so these are HU as stored

@@ -82,7 +82,9 @@ def measure_label_folder(
             f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
             "details."
         )
-    notes = report.problem_lines(NOT_MEASURED, fov_given=fallback.fov_mm is not None)
+    notes = report.problem_lines(
+        NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=NOT_MEASURED
+    )
     names = list(roi_names) if roi_names else list(report.roi_names)
     table = measure_areas(
         [s.label for s in samples],

@@ -125,24 +125,30 @@ class CheckReport:
         """True when at least one sample is good and no error was found."""
         return self.num_samples > 0 and not self.errors
 
-    def problem_lines(self, left_out: str = "error", *, fov_given: bool = False) -> list[str]:
+    def problem_lines(
+        self, left_out: str = "error", *, fov_given: bool = False, unlabelled_use: str = ""
+    ) -> list[str]:
         """Return one line per problem: severity, message and (up to 3) file names.
 
         ``left_out``: what an error line starts with instead of "error" (``measure`` says "not
         measured", ``evaluate`` "not evaluated": an error leaves its files out; see
         `count_left_out`). ``fov_given``: ``--fov`` gives the slices without PixelSpacing
-        their spacing, so their areas are in mm², not in pixels.
+        their spacing, so their areas are in mm², not in pixels. ``unlabelled_use``: what the
+        caller does with the DICOM files without a label map (``measure``: "not measured"),
+        in place of the training wording :data:`NOT_TRAINED_ON`; "" keeps that.
         """
         return [
-            f"{left_out if p.severity == 'error' else p.severity}: {self._message(p, fov_given)}"
-            f"{self._names(p.paths, 3)}"
+            f"{left_out if p.severity == 'error' else p.severity}: "
+            f"{self._message(p, fov_given, unlabelled_use)}{self._names(p.paths, 3)}"
             for p in self.problems
         ]
 
     @staticmethod
-    def _message(problem: Problem, fov_given: bool) -> str:
+    def _message(problem: Problem, fov_given: bool, unlabelled_use: str) -> str:
         if fov_given and problem.kind == "no_spacing":
             return problem.message.replace(IN_PIXELS, FROM_FOV)
+        if unlabelled_use and problem.kind == "unmatched_image":
+            return problem.message.replace(NOT_TRAINED_ON, unlabelled_use)
         return problem.message
 
     def summary_line(self) -> str:
@@ -267,7 +273,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             "unmatched_image",
             pairing.images_without_labels,
             "DICOM file(s) without a label map",
-            "not trained on; a --context-slices run reads them as neighbours",
+            NOT_TRAINED_ON,
         ),
         (
             "unmatched_label",
@@ -380,6 +386,8 @@ def consistency_problems(
     return problems
 
 
+NOT_TRAINED_ON = "not trained on; a --context-slices run reads them as neighbours"
+"""What `check` / `train` say of DICOMs without a label map (`problem_lines` rewords it)."""
 IN_PIXELS = "their areas are in pixels."
 FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their areas are in mm²."
 

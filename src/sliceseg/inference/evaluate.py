@@ -44,6 +44,9 @@ class EvaluationResult:
         summary: one row per ROI: mean Dice / IoU, median finite HD95, area error,
             Bland–Altman, ICC(3,1), and the counts of slices ``missed`` (manual ROI, none
             predicted) and ``false_positive`` (ROI predicted, none in the manual labels).
+            Two counts say what the means are over: ``slices``, those with a manual area (the
+            area error, Bland–Altman and ICC), and ``dice_slices``, those with the ROI in
+            either map (Dice and IoU: a false positive's 0 included).
         files: the CSV and PNG files written.
         notes: one line per test file left out (unreadable, unpaired, wrong shape), and
             warnings (e.g. too few areas for the Bland–Altman plot).
@@ -65,6 +68,8 @@ class EvaluationResult:
     def to_text(self) -> str:
         """Return the summary as aligned text."""
         columns = [
+            "slices",
+            "dice_slices",
             "dice_mean",
             "iou_mean",
             "hd95_mm_median",
@@ -136,7 +141,10 @@ def load_test_samples(
             f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
-    return samples, report.problem_lines(NOT_EVALUATED, fov_given=fov_given)
+    unlabelled = f"{NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
+    return samples, report.problem_lines(
+        NOT_EVALUATED, fov_given=fov_given, unlabelled_use=unlabelled
+    )
 
 
 def _slice_rows(
@@ -185,6 +193,7 @@ def _summarise(per_slice: pd.DataFrame, roi_names: Sequence[str]) -> pd.DataFram
             {
                 "roi_name": name,
                 "slices": len(present),
+                "dice_slices": int(part["dice"].notna().sum()),  # absent from both: no Dice
                 "dice_mean": part["dice"].mean(),
                 "dice_std": part["dice"].std(),
                 "iou_mean": part["iou"].mean(),
@@ -234,6 +243,10 @@ def evaluate_model(
     slice whose manual labels lack it likewise, in ``false_positive``); area error in mm²
     and %; per ROI the Bland–Altman bias and 95% limits of agreement (auto − manual) and the
     intraclass correlation ICC(3,1) (two-way mixed, consistency, single measures).
+
+    The summary's ``slices`` counts the slices with a manual area (what the area error,
+    Bland–Altman and ICC are over); ``dice_slices`` those with the ROI in either map (what
+    ``dice_mean``, ``dice_std`` and ``iou_mean`` are over, false positives' Dice 0 included).
 
     Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv`` and ``bland_altman.png``
     (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note

@@ -15,6 +15,7 @@ from sliceseg.errors import PairingError
 from sliceseg.thread_warnings import silenced
 
 __all__ = [
+    "DICOMDIR_REASON",
     "DICOM_SUFFIXES",
     "PIXEL_KEYWORDS",
     "READ_ERRORS",
@@ -29,6 +30,14 @@ __all__ = [
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _PREAMBLE_LESS_GROUPS = (0x0000, 0x0002, 0x0008)
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+DICOMDIR_REASON = (
+    "a DICOMDIR, the index of a CD/DVD export, not an image; left out (the images it lists are "
+    "read from their own files)"
+)
+# (0002,0002) MediaStorageSOPClassUID, explicit VR little endian as the file meta always is, and
+# the Media Storage Directory Storage class of a DICOMDIR (PS3.10 7.1, PS3.3 F.3).
+_MEDIA_STORAGE_CLASS = b"\x02\x00\x02\x00UI"
+_DIRECTORY_CLASS = "1.2.840.10008.1.3.10"
 # What pydicom raises on a damaged or non-DICOM file: these, and only these, mean "unreadable".
 # Anything else (TypeError, NameError, ...) is a bug of ours and must surface as one.
 READ_ERRORS: tuple[type[BaseException], ...] = (
@@ -125,11 +134,22 @@ def is_dicom_file(path: Path) -> bool:
         >>> is_dicom_file(Path("dicoms/p01/slice_1"))
         True
     """
+    head = _read_head(path)
+    return head is not None and _is_dicom(path, head)
+
+
+def _read_head(path: Path) -> bytes | None:
+    """The file's first bytes: the preamble, and the file meta that follows it; None when the
+    file cannot be read."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(132)
+            return handle.read(512)
     except OSError:
-        return False
+        return None
+
+
+def _is_dicom(path: Path, head: bytes) -> bool:
+    """`is_dicom_file` on the file's first bytes (read once with `_read_head`)."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -145,13 +165,26 @@ def is_dicom_file(path: Path) -> bool:
     return any(keyword in ds for keyword in PIXEL_KEYWORDS)
 
 
+def _is_dicomdir(path: Path, head: bytes) -> bool:
+    """A DICOM file that is a media index: named DICOMDIR, as the standard names it, or of the
+    Media Storage Directory class by its (0002,0002) MediaStorageSOPClassUID."""
+    if path.name.upper() == "DICOMDIR":
+        return True
+    at = head.find(_MEDIA_STORAGE_CLASS, 132)
+    if at < 0 or len(head) < at + 8:
+        return False
+    length = int.from_bytes(head[at + 6 : at + 8], "little")
+    return head[at + 8 : at + 8 + length].rstrip(b"\x00 ") == _DIRECTORY_CLASS.encode()
+
+
 def find_dicom_files(
     folder: Path, *, exclude: Path | None = None
 ) -> tuple[list[Path], list[SkippedFile]]:
     """Find the DICOM files under ``folder`` (recursive, by content, naturally sorted).
 
     Hidden files and folders (name starting with '.') are ignored silently; every other
-    non-DICOM file comes back as a `SkippedFile`.
+    non-DICOM file, and a DICOMDIR (an index of the files, no image), comes back as a
+    `SkippedFile`.
 
     Args:
         folder: the folder to search.
@@ -177,10 +210,12 @@ def find_dicom_files(
     found: list[Path] = []
     skipped: list[SkippedFile] = []
     for path in visible_files(folder, exclude):
-        if is_dicom_file(path):
-            found.append(path)
+        head = _read_head(path)
+        if head is None or not _is_dicom(path, head):
+            reason = "not a DICOM file (no 'DICM' marker and not readable as DICOM)"
+            skipped.append(SkippedFile(path, reason))
+        elif _is_dicomdir(path, head):
+            skipped.append(SkippedFile(path, DICOMDIR_REASON))
         else:
-            skipped.append(
-                SkippedFile(path, "not a DICOM file (no 'DICM' marker and not readable as DICOM)")
-            )
+            found.append(path)
     return found, skipped

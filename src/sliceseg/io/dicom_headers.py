@@ -22,7 +22,7 @@ from pydicom.pixels.utils import get_nr_frames
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from sliceseg.errors import DicomReadError
-from sliceseg.io.dicom_files import PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
+from sliceseg.io.dicom_files import DICOMDIR_REASON, PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
 from sliceseg.thread_warnings import recorded
 
 __all__ = [
@@ -104,10 +104,7 @@ def _check_is_an_image(ds: Dataset, path: Path) -> None:
     of the body (`not_an_image`)."""
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
         if "Directory" in _sop_class_name(ds):
-            raise DicomReadError(
-                f"{path}: a DICOMDIR, the index of a CD/DVD export, not an image; left out (the "
-                "images it lists are read from their own files)."
-            )
+            raise DicomReadError(f"{path}: {DICOMDIR_REASON}.")
         if _declares_an_image(ds):
             raise DicomReadError(
                 f"{path}: the header declares an image ({_sop_class_name(ds)}) but the file ends "

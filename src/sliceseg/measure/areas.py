@@ -379,7 +379,7 @@ def measure_areas(
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
         areas, rows = _roi_rows(
             label, image, roi_names, ids, spacing=(spacing, source), tissue=tissue,
-            is_hu=series_key(image) not in not_hu,
+            is_hu=number - 1 not in not_hu,
         )  # fmt: skip
         wide_rows.append({"file": name, **areas})
         long_rows.extend(rows)
@@ -455,16 +455,18 @@ def _shown(value: float, label: object) -> str:
 
 def _tissue_warnings(
     images: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings
-) -> set[str]:
-    """Warn once per series about tissue columns it lacks; return the series not in HU."""
-    groups: dict[str, list[Slice]] = {}
-    for image in images:
-        groups.setdefault(series_key(image), []).append(image)
-    not_hu = set()
-    for key, members in groups.items():
+) -> set[int]:
+    """Warn once per series about tissue columns it lacks; return the positions in ``images``
+    of the slices not in HU."""
+    groups: dict[str, list[int]] = {}
+    for position, image in enumerate(images):
+        groups.setdefault(series_key(image), []).append(position)
+    not_hu: set[int] = set()
+    for positions in groups.values():
+        members = [images[i] for i in positions]
         first, problem = members[0], hu_problem(members)
         if problem is not None:
-            not_hu.add(key)
+            not_hu.update(positions[i] for i in problem.slices)
         name = f"series {first.series_uid}" if first.series_uid else "series"
         for note in series_notes(members, roi_names, settings, problem):
             warnings.warn(f"{name} ({first.source}, ...): {note}", UserWarning, stacklevel=3)

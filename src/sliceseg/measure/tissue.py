@@ -13,10 +13,11 @@ body-composition literature (Mitsiopoulos et al. 1998; Aubrey et al. 2014; Comp2
 An ROI is a muscle when its name holds a muscle word (:data:`MUSCLE_WORDS`: "psoas",
 "multifidus", "erector", ...) unless `TissueSettings.muscle_rois` names them.
 
-Two cases are said once per series rather than passed over (`series_notes`): a CT series whose
+Two cases are said once per series rather than passed over (`series_notes`): a CT slice whose
 lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left the stored values,
-such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN); a series
-without (0008,0060) Modality gets no CT columns at all.
+such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN), and the note
+names the series when every slice is such, else those slices; a series without (0008,0060)
+Modality gets no CT columns at all.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ CT_COLUMNS: tuple[str, ...] = ("imat_fraction", "imat_mm2", "muscle_radiodensity
 """Columns added for muscle ROIs on CT slices (NaN elsewhere)."""
 
 HU_FAT_CEILING = -50.0
-"""A CT series in HU has air (−1000 HU) or at least fat (about −100 HU, lower with noise) below
+"""A CT slice in HU has air (−1000 HU) or at least fat (about −100 HU, lower with noise) below
 this, even one cropped inside the body; stored values (air 0 or 24) never are."""
 
 FLAGS: dict[str, str] = {
@@ -223,26 +224,47 @@ def roi_tissue(
     )
 
 
-def hu_problem(series: Sequence[Slice]) -> str | None:
-    """Say why a CT series' values cannot be Hounsfield units; None when they can.
+@dataclass(frozen=True)
+class HuProblem:
+    """The CT slices of one series whose values cannot be Hounsfield units (`hu_problem`).
 
-    They cannot when its lowest value is above :data:`HU_FAT_CEILING`: no air and no fat, so
-    stored values, whether the files have no (0028,1052) RescaleIntercept / (0028,1053)
-    RescaleSlope or one that leaves them as they are (an intercept of 0, or an empty one).
+    Attributes:
+        note: the sentence that says which, why and what to do.
+        slices: their positions in the series given to `hu_problem`, in order.
+    """
+
+    note: str
+    slices: tuple[int, ...]
+
+
+def hu_problem(series: Sequence[Slice]) -> HuProblem | None:
+    """Say which CT slices of a series cannot be in Hounsfield units, and why; None when all can.
+
+    A slice cannot when its own lowest value is above :data:`HU_FAT_CEILING`: no air and no
+    fat, so stored values, whether its file has no (0028,1052) RescaleIntercept / (0028,1053)
+    RescaleSlope or one that leaves them as they are (an intercept of 0, or an empty one). The
+    rule is per slice, so one file that lost its rescale among rescaled ones is found too; the
+    note speaks of the series when every CT slice is such. Each slice's pixels are read once.
 
     Args:
         series: the slices of one series.
 
     Example:
-        >>> hu_problem(read_series(Path("ct_without_rescale")))
+        >>> hu_problem(read_series(Path("ct_without_rescale"))).note
         'CT without a rescale ... lowest value is 0 ...'
     """
-    ct = [s for s in series if _is_ct(s.modality)]
-    if not ct:
+    lowest = {i: float(s.pixels.min()) for i, s in enumerate(series) if _is_ct(s.modality)}
+    stored = [i for i, low in lowest.items() if low > HU_FAT_CEILING]
+    if not stored:
         return None
-    lowest = min(float(s.pixels.min()) for s in ct)
-    if lowest <= HU_FAT_CEILING:
-        return None
+    slices, low = [series[i] for i in stored], min(lowest[i] for i in stored)
+    if len(stored) == len(lowest):
+        return HuProblem(note=_series_not_hu(slices, low), slices=tuple(stored))
+    return HuProblem(note=_slices_not_hu(slices, low, len(lowest)), slices=tuple(stored))
+
+
+def _series_not_hu(ct: Sequence[Slice], lowest: float) -> str:
+    """`hu_problem`'s sentence when no CT slice of the series is in HU."""
     columns = f"its CT columns ({', '.join(CT_COLUMNS)}) are left empty"
     if all(s.modality_lut == "none" for s in ct):
         return (
@@ -261,11 +283,33 @@ def hu_problem(series: Sequence[Slice]) -> str | None:
     )
 
 
+def _slices_not_hu(bad: Sequence[Slice], lowest: float, ct_count: int) -> str:
+    """`hu_problem`'s sentence when some CT slices of the series are in HU and ``bad`` are not."""
+    one = len(bad) == 1
+    shown = [s.source.name + (f" frame {s.frame}" if s.num_frames > 1 else "") for s in bad[:5]]
+    names = ", ".join(shown) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    applied = sorted({_APPLIED[s.modality_lut] for s in bad if s.modality_lut in _APPLIED})
+    how = (
+        f"a lowest value of {lowest:g} after {' and '.join(applied)}"
+        if applied
+        else f"no (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope and a lowest value of "
+        f"{lowest:g}"
+    )
+    its = "its" if one else "their"
+    return (
+        f"{len(bad)} of its {ct_count} CT slices ({names}) {'has' if one else 'have'} {how} "
+        "(air is -1000 HU, fat about -100 HU) while the others reach air or fat, so "
+        f"{its} values are not Hounsfield units: {its} intensity columns hold these values and "
+        f"{its} CT columns ({', '.join(CT_COLUMNS)}) are left empty; export "
+        f"{'that file' if one else 'those files'} again with the rescale of the other slices."
+    )
+
+
 def series_notes(
     series: Sequence[Slice],
     roi_names: Sequence[str],
     settings: TissueSettings,
-    hu_note: str | None,
+    hu: HuProblem | None,
 ) -> list[str]:
     """The tissue columns one series will not have, in words (empty when it has them all).
 
@@ -273,14 +317,14 @@ def series_notes(
         series: the slices of one series.
         roi_names: the ROIs measured.
         settings: which ROIs are muscles.
-        hu_note: `hu_problem` of the series (the caller needs it too: one pass over its pixels).
+        hu: `hu_problem` of the series (the caller needs it too: one pass over its pixels).
 
     Returns:
         `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
         no (0008,0060) Modality and so no CT columns; the caller names the series.
     """
-    if hu_note is not None:
-        return [hu_note]
+    if hu is not None:
+        return [hu.note]
     if any(s.modality.strip() for s in series) or not any(map(settings.is_muscle, roi_names)):
         return []
     return [
