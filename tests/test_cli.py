@@ -376,6 +376,22 @@ def test_help_texts_name_every_library_choice():
             )
 
 
+def test_predict_help_and_manual_name_the_folder_it_writes_per_series_files_into():
+    """`sliceseg predict` writes each series' label maps and exports into its own folder
+    (`series_dir`); the help and the manual's walk-throughs sent users to OUT/exports/ and
+    results/labels/, folders it never writes."""
+    from sliceseg.cli import build_parser
+    from sliceseg.inference.records import series_dir
+
+    folder = series_dir(Path("OUT"), "<series>").as_posix()
+    help_text = _options(build_parser())[("predict", "--export")].help
+    assert f"{folder}/exports/" in help_text
+    usage = (Path(__file__).parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    named = re.findall(r"\bresults/[\w<>/.-]*?(?:labels|exports|overlays|thumbnails)/", usage)
+    assert named, "the manual names no per-series output folder"
+    assert {path for path in named if not path.startswith("results/series/<series>/")} == set()
+
+
 @pytest.mark.parametrize(
     ("dice", "said"),
     [

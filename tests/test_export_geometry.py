@@ -17,6 +17,7 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 
 from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.io.dicom import read_series
@@ -241,3 +242,70 @@ def test_a_tilted_slice_is_named_with_its_angle_and_a_fix_that_works(tmp_path):
         assert f"slice {tilted.name} has another orientation" in by_format[fmt]
         assert "3.00° from the first" in by_format[fmt]
         assert "--export seg" not in by_format[fmt]
+
+
+def write_enhanced(path: Path, heights_mm: list[float], *, thickness_mm: float = 3.0) -> None:
+    """One enhanced MR file, coronal (rows toward the feet), its frames stored highest first;
+    position, orientation, spacing and thickness only in the functional groups."""
+    write_series(path.parent.parent / "single", heights_mm=[0.0], shape=(20, 30))
+    ds = pydicom.dcmread(next((path.parent.parent / "single").iterdir()))
+    row, column = np.array([1.0, 0, 0]), np.array([0, 0, -1.0])
+    origin, normal = np.array([-10.0, 20.0, 50.0]), np.cross(row, column)
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                    "SliceThickness", "SpacingBetweenSlices", "SliceLocation"):  # fmt: skip
+        delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
+    ds.NumberOfFrames = len(heights_mm)
+    ds.PixelData = np.zeros((len(heights_mm), 20, 30), np.uint16).tobytes()
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = ["0.5", "0.8"], str(thickness_mm)
+    plane = Dataset()
+    plane.ImageOrientationPatient = [f"{v:g}" for v in (*row, *column)]
+    shared = Dataset()
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [measures], [plane]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for height in sorted(heights_mm, reverse=True):
+        position = Dataset()
+        position.ImagePositionPatient = [f"{v:g}" for v in origin + height * normal]
+        frames.append(Dataset())
+        frames[-1].PlanePositionSequence = [position]
+    ds.PerFrameFunctionalGroupsSequence = frames
+    path.parent.mkdir(parents=True)
+    ds.save_as(path)
+
+
+def test_an_enhanced_multi_frame_file_places_each_frame_at_its_position(tmp_path):
+    write_enhanced(tmp_path / "in" / "mf.dcm", [0, 3, 6, 9])
+    slices = read_series(tmp_path / "in")
+    labels = [np.zeros(image.shape, np.uint8) for image in slices]
+    (marked,) = [n for n, image in enumerate(slices) if image.frame == 1]
+    labels[marked][MARKER] = 2
+    row, column = np.array([1.0, 0, 0]), np.array([0, 0, -1.0])
+    target = np.array([-10.0, 26.0, 50.0]) + MARKER[1] * 0.8 * row + MARKER[0] * 0.5 * column
+    result = export_series(tmp_path / "out", "geo", slices, labels, NAMES, formats=EXPORT_FORMATS)
+    assert result.notes == ()
+    for fmt, reader in READERS.items():
+        got = reader(tmp_path / "out" / f"geo{SUFFIXES[fmt]}")
+        np.testing.assert_allclose(got, target, atol=1e-3, err_msg=fmt)
+    seg = pydicom.dcmread(tmp_path / "out" / "geo.seg.dcm")
+    sources = {
+        float(frame.PlanePositionSequence[0].ImagePositionPatient[1]): int(
+            frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber
+        )
+        for frame in seg.PerFrameFunctionalGroupsSequence
+    }
+    assert sources == {29.0: 1, 26.0: 2, 23.0: 3, 20.0: 4}  # frames stored highest first
+
+
+def test_a_one_frame_enhanced_file_keeps_its_slice_thickness(tmp_path):
+    """Its (0018,0050) SliceThickness lies in the PixelMeasuresSequence: the volumes took 1 mm."""
+    write_enhanced(tmp_path / "in" / "mf.dcm", [0], thickness_mm=3.0)
+    slices = read_series(tmp_path / "in")
+    labels = [np.ones(slices[0].shape, np.uint8)]
+    export_series(tmp_path / "out", "geo", slices, labels, NAMES, formats=("nifti", "nrrd"))
+    assert nib.load(tmp_path / "out" / "geo.nii.gz").header.get_zooms() == pytest.approx(
+        (0.8, 0.5, 3.0)
+    )
+    header = nrrd.read_header(str(tmp_path / "out" / "geo.seg.nrrd"))
+    np.testing.assert_allclose(header["space directions"][2], [0.0, 3.0, 0.0], atol=1e-9)

@@ -49,8 +49,9 @@ def add_predict(sub: Subcommands) -> None:
     p.add_argument(
         "--export",
         metavar="FORMATS",
-        help="per-series files in OUT/exports/: seg (DICOM-SEG, carries the patient module), "
-        "nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: nifti,nrrd)",
+        help="per-series files in OUT/series/<series>/exports/: seg (DICOM-SEG, carries the "
+        "patient module), nifti, nrrd (3D Slicer .seg.nrrd), 'all' or 'none' (default: "
+        "nifti,nrrd)",
     )
     _add_cohort_args(p)
     p.set_defaults(func=_cmd_predict)

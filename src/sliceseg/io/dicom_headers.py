@@ -293,16 +293,17 @@ def image_position(ds: Dataset, frame: int) -> tuple[float, float, float] | None
 _STEP_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, TypeError)
 
 
-def slice_step_mm(path: Path) -> float | None:
-    """Return a file's slice step: (0018,0088) SpacingBetweenSlices, else (0018,0050)
-    SliceThickness; None when neither is a positive number or the header cannot be read.
+def slice_step_mm(path: Path, *, frame: int = 0) -> float | None:
+    """Return a file's (or frame's) slice step: (0018,0088) SpacingBetweenSlices, else
+    (0018,0050) SliceThickness; None when neither is a positive number or the header cannot be
+    read. An enhanced multi-frame file holds them in its PixelMeasuresSequence.
 
     The plane spacing of a volume made of a single slice (its neighbours give it otherwise).
     """
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-            value = float(ds.get(keyword) or 0.0)
+            value = float(frame_value(ds, frame, "PixelMeasuresSequence", keyword) or 0.0)
             if value > 0:
                 return value
     except _STEP_ERRORS:

@@ -78,7 +78,7 @@ def write_nifti(path: Path | str, slices: Sequence[Slice], labels: Sequence[np.n
     """
     import nibabel as nib
 
-    step_mm = slice_step_mm(slices[0].source) if len(slices) == 1 else None  # else unused
+    step_mm = slice_step_mm(slices[0].source, frame=slices[0].frame) if len(slices) == 1 else None
     grid = series_grid(slices, step_mm=step_mm)
     affine = LPS_FROM_RAS @ grid.ijk_to_lps
     image = nib.Nifti1Image(grid.volume(labels), affine)

@@ -161,7 +161,7 @@ def write_seg_nrrd(
     """
     import slicerio
 
-    step_mm = slice_step_mm(slices[0].source) if len(slices) == 1 else None  # else unused
+    step_mm = slice_step_mm(slices[0].source, frame=slices[0].frame) if len(slices) == 1 else None
     grid = series_grid(slices, step_mm=step_mm)
     voxels = grid.volume(labels)
     check_roi_values(voxels, roi_names, slices[0])
