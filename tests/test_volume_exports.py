@@ -28,6 +28,7 @@ from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
     EXPORT_FORMATS,
     export_predictions,
@@ -274,6 +275,29 @@ class TestSeriesNotes:
         assert len(result.notes) == 2
         assert result.notes[0].startswith("sub01: nifti not written: ")
         assert "not on a regular grid" in result.notes[0]
+
+    def test_a_series_measured_with_the_users_fov_gets_no_seg_and_a_plain_note(
+        self, phantom, tmp_path
+    ):
+        files, labels = phantom_labels(phantom, "sub01")
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for f in files:
+            ds = pydicom.dcmread(f)
+            del ds.PixelSpacing
+            ds.save_as(folder / f.name)
+        fallback = SpacingFallback(fov_mm=(100.0, 100.0))
+        slices = [with_fallback_spacing(s, fallback) for s in read_series(folder)]
+        by_name = {f.name: labels[f] for f in files}
+        result = export_series(
+            tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=EXPORT_FORMATS,
+        )  # fmt: skip
+        assert "sub01.seg.dcm" not in [p.name for p in result.files]
+        (note,) = [n for n in result.notes if "DICOM-SEG" in n]
+        assert "has no PixelSpacing (its spacing came from --fov / --matrix)" in note
+        assert note.endswith("use --export nifti,nrrd.")
+        assert "attribute" not in note  # not highdicom's own words
 
     def test_no_patient_data_in_nifti_and_nrrd(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")

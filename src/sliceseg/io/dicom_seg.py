@@ -19,7 +19,7 @@ import numpy as np
 
 from sliceseg._version import __version__
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
@@ -140,6 +140,7 @@ def write_dicom_seg(
 
     sources, order = _sources(slices)
     _check_one_grid(path, slices)
+    _check_own_spacing(path, slices)
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     check_roi_values(stack, roi_names, slices[0])
     descriptions = _segment_descriptions(roi_names, colours_rgb)
@@ -174,6 +175,18 @@ def write_dicom_seg(
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return Path(path)
+
+
+def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
+    """A DICOM-SEG takes its pixel spacing from its source files: one without (0028,0030)
+    PixelSpacing, measured with the user's ``--fov`` / ``--matrix``, cannot be referenced."""
+    given = [image for image in slices if image.spacing_source == USER_SPACING_SOURCE]
+    if given:
+        raise LabelError(
+            f"{path}: DICOM-SEG not written: {given[0].source} has no PixelSpacing (its spacing "
+            "came from --fov / --matrix), which a DICOM-SEG takes from its source images; use "
+            "--export nifti,nrrd."
+        )
 
 
 def _segment_descriptions(
