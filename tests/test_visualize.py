@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.text import Text
 from PIL import Image
@@ -17,6 +18,8 @@ from sliceseg.errors import ConfigError
 from sliceseg.report.plots import plot_areas, plot_bland_altman, plot_history
 from sliceseg.report.visualize import (
     ROI_COLOURS,
+    _fitted,
+    _font,
     overlay,
     overlay_figure,
     plot_batch,
@@ -119,6 +122,16 @@ class TestOverlayFigure:
         assert _legend_texts(fig) == NAMES
 
 
+class TestTitles:
+    def test_a_long_title_keeps_its_slice_number_and_file_name(self):
+        title = "12/40  " + "a_very_long_series_name_" * 6 + "/IM-0001-0042"
+        font = _font(11)
+        shown = _fitted(title, font, 240)
+        assert font.getlength(shown) <= 240 and "…" in shown
+        assert shown.startswith("12/40") and shown.endswith("0042")
+        assert _fitted("s01", font, 240) == "s01"
+
+
 class TestSaveOverlay:
     def test_png_with_roi_colour(self, tmp_path):
         image, label = _phantom()
@@ -151,6 +164,19 @@ class TestPlotBatch:
     def test_shape_mismatch(self):
         with pytest.raises(ConfigError, match=r"expected images \(B, I, H, W\)"):
             plot_batch(np.zeros((2, 1, 8, 8)), np.zeros((3, 8, 8)), NAMES)
+
+    def test_the_legend_of_six_long_names_fits_a_batch_of_four(self, tmp_path):
+        """The phantom's six ROIs under `sliceseg preview`'s default batch: no name cut off."""
+        names = [*NAMES, "right multifidus-erector spinae", "left multifidus-erector spinae",
+                 "subcutaneous fat"]  # fmt: skip
+        labels = np.zeros((4, 64, 64), np.int64)
+        for k in range(1, 7):
+            labels[:, 8 * k : 8 * k + 6, 10:50] = k
+        fig = plot_batch(np.zeros((4, 1, 64, 64)), labels, names, path=tmp_path / "b.png")
+        (legend,) = fig.legends
+        box = legend.get_window_extent(FigureCanvasAgg(fig).get_renderer())  # as in the PNG
+        assert [t.get_text() for t in legend.get_texts()] == names
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0
 
 
 class TestSaveAnimation:

@@ -18,7 +18,9 @@ from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import write_label_png
+from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
+from sliceseg.report.display import display_window
 from sliceseg.report.exports import SeriesExport, export_predictions
 from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
@@ -70,16 +72,15 @@ def write_slice_outputs(
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
         if not visuals.draws(prediction.key):
             continue
+        image = prediction.image
+        shown = {"window": display_window(image), "spacing_mm": image.spacing_mm}
         overlay_path = out / "overlays" / f"{prediction.key}.jpg"
         save_overlay(
-            overlay_path,
-            prediction.image.display_pixels,
-            prediction.label,
-            roi_names,
-            title=prediction.key,
-        )
+            overlay_path, image.display_pixels, prediction.label, roi_names,
+            title=prediction.key, **shown,
+        )  # fmt: skip
         save_thumbnail(
-            thumbnail_path(out, prediction.key), prediction.image.display_pixels, prediction.label
+            thumbnail_path(out, prediction.key), image.display_pixels, prediction.label, **shown
         )
         overlays.append((prediction.key, overlay_path))
     return overlays
@@ -102,7 +103,7 @@ def series_figures(
     for number, uid in enumerate(groups, 1):
         rows = table[[k == uid for k in series]]
         path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
-        plot_areas(rows, path=path)
+        plot_areas(rows, path=path, unit="mm²" if areas.unit == "mm2" else "pixels")
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
         caption = "Area of each ROI along the series"
         if len(groups) > 1:
@@ -114,17 +115,25 @@ def series_figures(
 def write_animations(
     out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
 ) -> list[Path]:
-    """One GIF per series: ``segmentation.gif``, or ``segmentation_<k>.gif`` for several."""
+    """One GIF per series: ``segmentation.gif``, or ``segmentation_<k>.gif`` for several.
+
+    Its frames step along the slice normal (`series_order`: by position where the headers
+    give one), whatever order the InstanceNumbers or file names put the slices in.
+    """
     groups = series_groups(predictions)
     paths = []
     for number, (_uid, members) in enumerate(groups, 1):
+        by_image = {id(p.image): p for p in members}
+        ordered = [by_image[id(image)] for image in series_order([p.image for p in members])]
         path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
         save_animation(
             path,
-            [p.image.display_pixels for p in members],
-            [p.label for p in members],
+            [p.image.display_pixels for p in ordered],
+            [p.label for p in ordered],
             roi_names,
-            titles=[p.key for p in members],
+            titles=[p.key for p in ordered],
+            window=display_window(ordered[0].image),
+            spacings_mm=[p.image.spacing_mm for p in ordered],
         )
         paths.append(path)
     return paths

@@ -9,6 +9,7 @@ from PIL import Image
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
+from sliceseg.report.display import display_shape
 from sliceseg.report.visualize import overlay
 
 THUMBNAIL_SIDE = 180
@@ -22,11 +23,14 @@ def save_thumbnail(
     *,
     max_side: int = THUMBNAIL_SIDE,
     quality: int = 70,
+    window: tuple[float, float] | None = None,
+    spacing_mm: tuple[float, float] | None = None,
 ) -> Path:
     """Save the slice with its ROIs coloured in, shrunk to ``max_side`` pixels, as a JPEG.
 
-    Only the overlay is drawn (no title, no legend: the report shows them); the aspect of the
-    slice's grid is kept, and a slice smaller than ``max_side`` is not enlarged.
+    Only the overlay is drawn (no title, no legend: the report shows them); the slice keeps
+    its true aspect (its grid's, stretched along the coarser ``spacing_mm``), and a slice
+    smaller than ``max_side`` is not enlarged.
 
     Args:
         path: output ``.jpg``; written atomically.
@@ -34,6 +38,9 @@ def save_thumbnail(
         label: (rows, cols) label map 0..K.
         max_side: longest side of the thumbnail in pixels.
         quality: JPEG quality 1..95.
+        window: the (low, high) values shown black and white (`display_window`); None takes
+            the image's percentiles.
+        spacing_mm: the (row, col) pixel spacing; None shows the grid as it is.
 
     Returns:
         ``path``.
@@ -52,8 +59,12 @@ def save_thumbnail(
         raise ConfigError(
             f"thumbnail max_side must be ≥ 16 and quality 1..95, got {max_side} and {quality}."
         )
-    picture = Image.fromarray(overlay(image, label))
-    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    picture = Image.fromarray(overlay(image, label, window=window))
+    rows, cols = display_shape((picture.height, picture.width), spacing_mm)
+    scale = min(1.0, max_side / max(rows, cols))
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    if size != picture.size:
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
     with atomic_path(target) as tmp:
         picture.save(tmp, format="JPEG", quality=quality, optimize=True)
     return target

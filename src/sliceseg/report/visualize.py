@@ -10,12 +10,14 @@ from typing import Any, Protocol
 import numpy as np
 from matplotlib import font_manager
 from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
+from sliceseg.report.display import as_array, display_shape, resize_pair, to_display
 
 
 class TensorLike(Protocol):
@@ -65,44 +67,9 @@ def roi_colour_hex(k: int) -> str:
     return "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
 
 
-def _numpy(array: object) -> np.ndarray:
-    if hasattr(array, "detach"):  # a torch tensor, without importing torch here
-        array = array.detach().cpu().numpy()
-    return np.asarray(array)
-
-
 def _names(roi_names: Sequence[str], num_labels: int) -> list[str]:
     names = list(roi_names)
     return names + [f"ROI {k}" for k in range(len(names) + 1, num_labels + 1)]
-
-
-def to_display(image: np.ndarray) -> np.ndarray:
-    """Window any grey image to uint8 for display: the 1st–99th percentile maps to 0–255.
-
-    Args:
-        image: (rows, cols) or (1, rows, cols) array or tensor, any numeric type; NaNs show black.
-
-    Returns:
-        (rows, cols) uint8.
-
-    Raises:
-        ConfigError: the image is not two-dimensional.
-    """
-    data = _numpy(image).astype(np.float64)
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim != 2:
-        raise ConfigError(f"expected a 2D grey image (rows, cols), got shape {data.shape}.")
-    finite = np.isfinite(data)
-    if not finite.any():
-        return np.zeros(data.shape, np.uint8)
-    lo, hi = np.percentile(data[finite], [1, 99])
-    if hi <= lo:
-        lo, hi = float(data[finite].min()), float(data[finite].max())
-    if hi <= lo:
-        return np.zeros(data.shape, np.uint8)
-    scaled = np.clip((np.where(finite, data, lo) - lo) / (hi - lo), 0.0, 1.0)
-    return np.rint(scaled * 255.0).astype(np.uint8)
 
 
 def _edges(label: np.ndarray) -> np.ndarray:
@@ -134,7 +101,7 @@ def _paint(grey: np.ndarray, label: np.ndarray, alpha: float, outline: bool) -> 
 
 
 def _check_label(label: object, shape: tuple[int, ...]) -> np.ndarray:
-    values = _numpy(label)
+    values = as_array(label)
     if values.shape != shape:
         raise ConfigError(f"label map is {values.shape} but the image is {shape}; they must match.")
     values = values.astype(np.int64)
@@ -144,7 +111,12 @@ def _check_label(label: object, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def overlay(
-    image: np.ndarray, label: np.ndarray, *, alpha: float = 0.45, outline: bool = True
+    image: np.ndarray,
+    label: np.ndarray,
+    *,
+    alpha: float = 0.45,
+    outline: bool = True,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Colour each ROI over the grey image: filled with ``alpha`` and a 1-px contour at full colour.
 
@@ -153,6 +125,8 @@ def overlay(
         label: (rows, cols) integer label map, 0 background (left untouched), 1..K ROIs.
         alpha: opacity of the fill, 0–1.
         outline: draw each ROI's inner border in its full colour.
+        window: the (low, high) values shown black and white (`display_window`); None takes
+            the image's percentiles.
 
     Returns:
         (rows, cols, 3) uint8 RGB.
@@ -165,15 +139,26 @@ def overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be between 0 and 1, got {alpha}.")
-    grey = to_display(image)
+    grey = to_display(image, window=window)
     return _paint(grey, _check_label(label, grey.shape), alpha, outline)
 
 
-def _legend_handles(roi_names: Sequence[str]) -> list[Patch]:
-    return [
+def _add_legend(fig: Figure, roi_names: Sequence[str], *, max_columns: int) -> None:
+    """Put the ROI legend under the pictures in as many columns as fit the figure's width, and
+    make the figure that much taller: a legend wider than the figure loses its first and last
+    ROIs at the edges."""
+    handles = [
         Patch(facecolor=roi_colour_hex(k), edgecolor="black", linewidth=0.5, label=name)
         for k, name in enumerate(roi_names, 1)
     ]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for columns in range(min(len(handles), max_columns), 0, -1):
+        legend = fig.legend(handles=handles, loc="outside lower center", ncol=columns)
+        extent = legend.get_window_extent(renderer)
+        if columns == 1 or extent.width <= 0.98 * fig.bbox.width:
+            break
+        legend.remove()
+    fig.set_figheight(fig.get_figheight() + extent.height / fig.dpi + 0.1)
 
 
 def figure_path(path: Path | str) -> Path:
@@ -235,7 +220,7 @@ def overlay_figure(
     labels = _check_label(label, grey.shape)
     names = _names(roi_names, int(labels.max(initial=0)))
     aspect = grey.shape[0] / grey.shape[1]
-    fig = Figure(figsize=(8.0, 4.0 * aspect + 0.5 + 0.22 * (1 + (len(names) - 1) // 4)), dpi=100)
+    fig = Figure(figsize=(8.0, 4.0 * aspect + 0.5), dpi=100)
     fig.set_layout_engine("constrained")
     left, right = fig.subplots(1, 2)
     left.imshow(grey, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -245,7 +230,7 @@ def overlay_figure(
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.legend(handles=_legend_handles(names), loc="outside lower center", ncol=min(len(names), 4))
+    _add_legend(fig, names, max_columns=4)
     return fig
 
 
@@ -257,10 +242,19 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
 
 
+def _fitted(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
+    """``text``, or its start and end around "…" to fit ``width``: a long title keeps both its
+    slice number and its file name."""
+    full, kept = text, len(text)
+    while kept > 0 and font.getlength(text) > width:
+        kept -= 1
+        text = f"{full[: (kept + 1) // 2]}…{full[len(full) - kept // 2 :]}" if kept else ""
+    return text
+
+
 def _text_strip(text: str, width: int, size: int) -> Image.Image:
     font = _font(size)
-    while text and font.getlength(text) > width - size:
-        text = text[:-2] + "…" if len(text) > 2 else ""
+    text = _fitted(text, font, width - size)
     strip = Image.new("RGB", (width, int(size * 1.7)), BACKGROUND_RGB)
     ImageDraw.Draw(strip).text((size // 2, size // 3), text, fill=TEXT_RGB, font=font)
     return strip
@@ -283,17 +277,6 @@ def _legend_strip(roi_names: Sequence[str], width: int, size: int) -> Image.Imag
     return strip
 
 
-def _resize(
-    grey: np.ndarray, label: np.ndarray, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    if grey.shape == shape:
-        return grey, label
-    size = (shape[1], shape[0])
-    smooth = Image.fromarray(grey).resize(size, Image.Resampling.LANCZOS)
-    nearest = Image.fromarray(label.astype(np.int32)).resize(size, Image.Resampling.NEAREST)
-    return np.asarray(smooth), np.asarray(nearest).astype(np.int64)
-
-
 def _stack(parts: Sequence[Image.Image]) -> Image.Image:
     canvas = Image.new("RGB", (parts[0].width, sum(p.height for p in parts)), BACKGROUND_RGB)
     y = 0
@@ -310,11 +293,14 @@ def save_overlay(
     roi_names: Sequence[str],
     *,
     title: str | None = None,
+    window: tuple[float, float] | None = None,
+    spacing_mm: tuple[float, float] | None = None,
 ) -> Path:
     """Save the image beside its overlay at native resolution, with a title and an ROI legend.
 
     Small images are enlarged by a whole factor (nearest neighbour for labels) to at least
-    256 pixels, so that the picture stays faithful pixel for pixel.
+    256 pixels, so that the picture stays faithful pixel for pixel; with ``spacing_mm``, the
+    axis of coarser spacing is stretched so that the anatomy keeps its true shape.
 
     Args:
         path: output file; ``.jpg``/``.jpeg`` or ``.png`` chooses the format.
@@ -322,6 +308,9 @@ def save_overlay(
         label: (rows, cols) label map, 0..K.
         roi_names: names of ROIs 1..K.
         title: written above the pictures (e.g. the slice's file name).
+        window: the (low, high) values shown black and white (`display_window`); None takes
+            the image's percentiles.
+        spacing_mm: the (row, col) pixel spacing; None shows the grid as it is.
 
     Returns:
         ``path``.
@@ -335,10 +324,11 @@ def save_overlay(
     target = Path(path)
     if target.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise ConfigError(f"{target}: overlays are saved as .jpg or .png, got {target.suffix!r}.")
-    grey = to_display(image)
+    grey = to_display(image, window=window)
     labels = _check_label(label, grey.shape)
-    factor = max(1, -(-256 // max(grey.shape)))
-    grey, labels = _resize(grey, labels, (grey.shape[0] * factor, grey.shape[1] * factor))
+    rows, cols = display_shape(grey.shape, spacing_mm)
+    factor = max(1, -(-256 // max(rows, cols)))
+    grey, labels = resize_pair(grey, labels, (rows * factor, cols * factor))
     gap = 8
     panel = Image.new("RGB", (2 * grey.shape[1] + gap, grey.shape[0]), BACKGROUND_RGB)
     panel.paste(Image.fromarray(grey).convert("RGB"), (0, 0))
@@ -375,19 +365,18 @@ def plot_batch(
     Raises:
         ConfigError: the batch shapes do not match.
     """
-    pictures, maps = _numpy(images), _numpy(labels)
+    pictures, maps = as_array(images), as_array(labels)
     if pictures.ndim == 4:  # a 2.5D batch's slices sit between their neighbours
         pictures = pictures[:, pictures.shape[1] // 2]
     if pictures.ndim != 3 or maps.shape != pictures.shape:
         raise ConfigError(
-            f"expected images (B, I, H, W) and labels (B, H, W), got {_numpy(images).shape} "
+            f"expected images (B, I, H, W) and labels (B, H, W), got {as_array(images).shape} "
             f"and {maps.shape}."
         )
     count = max(1, min(len(pictures), max_items))
     names = _names(roi_names, int(maps[:count].max(initial=0)))
     aspect = pictures.shape[1] / pictures.shape[2]
-    rows_legend = 1 + (len(names) - 1) // 6
-    fig = Figure(figsize=(2.0 * count + 0.6, 4.0 * aspect + 0.7 + 0.3 * rows_legend), dpi=100)
+    fig = Figure(figsize=(2.0 * count + 0.6, 4.0 * aspect + 0.7), dpi=100)
     fig.set_layout_engine("constrained")
     axes = fig.subplots(2, count, squeeze=False)
     for i in range(count):
@@ -401,18 +390,30 @@ def plot_batch(
     axes[0, 0].set_ylabel("image", fontsize=9)
     axes[1, 0].set_ylabel("labels", fontsize=9)
     fig.suptitle(f"First augmented batch ({count} of {len(pictures)} samples)", fontsize=11)
-    fig.legend(handles=_legend_handles(names), loc="outside lower center", ncol=min(len(names), 6))
+    _add_legend(fig, names, max_columns=6)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
+def _gif_box(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The (rows, cols) every frame shares: each shape fitted to at most `MAX_GIF_SIZE`."""
+    longest = min(MAX_GIF_SIZE, max(max(shape) for shape in shapes))
+    fits = [(r * longest / max(r, c), c * longest / max(r, c)) for r, c in shapes]
+    return round(max(f[0] for f in fits)), round(max(f[1] for f in fits))
+
+
 def _gif_frame(
-    grey: np.ndarray, label: np.ndarray, box: tuple[int, int], title: str, names: list[str]
+    grey: np.ndarray,
+    label: np.ndarray,
+    shown: tuple[int, int],
+    box: tuple[int, int],
+    title: str,
+    names: list[str],
 ) -> Image.Image:
-    scale = min(box[0] / grey.shape[0], box[1] / grey.shape[1])
-    shape = (max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
-    small, small_label = _resize(grey, label, shape)
+    scale = min(box[0] / shown[0], box[1] / shown[1])
+    shape = (max(1, round(shown[0] * scale)), max(1, round(shown[1] * scale)))
+    small, small_label = resize_pair(grey, label, shape)
     panel = Image.new("RGB", (box[1], box[0]), (0, 0, 0))
     offset = ((box[1] - shape[1]) // 2, (box[0] - shape[0]) // 2)
     panel.paste(Image.fromarray(_paint(small, small_label, 0.45, True)), offset)
@@ -428,6 +429,8 @@ def save_animation(
     *,
     titles: Sequence[str] | None = None,
     fps: float = 4,
+    window: tuple[float, float] | None = None,
+    spacings_mm: Sequence[tuple[float, float] | None] | None = None,
 ) -> Path:
     """Save an animated GIF that steps through the slices in order, each with its overlay.
 
@@ -441,6 +444,10 @@ def save_animation(
         roi_names: names of ROIs 1..K.
         titles: one title per slice (e.g. file names); default "slice i".
         fps: frames per second.
+        window: the (low, high) values shown black and white (`display_window`); None takes
+            each image's percentiles.
+        spacings_mm: each slice's (row, col) pixel spacing, for its true aspect; None (or a
+            None entry) shows the grid as it is.
 
     Returns:
         ``path``.
@@ -457,19 +464,17 @@ def save_animation(
         raise ConfigError(f"need one title per image, got {len(titles)} for {len(images)}.")
     if fps <= 0:
         raise ConfigError(f"fps must be positive, got {fps}.")
-    greys = [to_display(image) for image in images]
+    greys = [to_display(image, window=window) for image in images]
     maps = [_check_label(label, grey.shape) for label, grey in zip(labels, greys, strict=True)]
-    longest = min(MAX_GIF_SIZE, max(max(grey.shape) for grey in greys))
-    fits = [
-        (g.shape[0] * longest / max(g.shape), g.shape[1] * longest / max(g.shape)) for g in greys
-    ]
-    box = (round(max(f[0] for f in fits)), round(max(f[1] for f in fits)))
+    spacings = list(spacings_mm) if spacings_mm is not None else [None] * len(greys)
+    shown = [display_shape(g.shape, s) for g, s in zip(greys, spacings, strict=True)]
+    box = _gif_box(shown)
     names = _names(roi_names, max(int(m.max(initial=0)) for m in maps))
     count = len(greys)
     frames = []
     for i, (grey, label) in enumerate(zip(greys, maps, strict=True)):
         name = titles[i] if titles is not None else f"slice {i + 1}"
-        frame = _gif_frame(grey, label, box, f"{i + 1}/{count}  {name}", names)
+        frame = _gif_frame(grey, label, shown[i], box, f"{i + 1}/{count}  {name}", names)
         frames.append(
             frame.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         )
