@@ -15,9 +15,9 @@ from matplotlib.text import Text
 from PIL import Image
 
 from sliceseg.errors import ConfigError
+from sliceseg.report.colours import ROI_COLOURS
 from sliceseg.report.plots import plot_areas, plot_bland_altman, plot_history
 from sliceseg.report.visualize import (
-    ROI_COLOURS,
     _fitted,
     _font,
     overlay,
@@ -64,8 +64,23 @@ class TestRoiColour:
         assert len(set(colours)) == 12
         assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colours)
 
-    def test_cycles_after_twelve(self):
-        assert roi_colour(13) == roi_colour(1)
+    def test_every_roi_of_a_large_model_has_its_own_colour_none_grey(self):
+        colours = [roi_colour(k) for k in range(1, 41)]
+        assert len(set(colours)) == 40  # ROI 13 is no longer ROI 1's red
+        for r, g, b in colours[12:]:
+            assert max(r, g, b) - min(r, g, b) >= 0.5 * max(r, g, b)  # saturated, not grey
+            assert 100 <= max(r, g, b) <= 255  # neither black nor white on grey anatomy
+
+    def test_the_first_twelve_keep_their_colours(self):
+        assert roi_colour(1) == (230, 25, 75) and roi_colour(12) == (170, 110, 40)
+
+    def test_the_cohort_report_draws_each_roi_in_its_colour(self):
+        import pandas as pd
+
+        from sliceseg.report.cohort import _histogram
+
+        figure = _histogram(pd.Series([10.0, 12.0, 13.0]), "psoas", "mm²", colour="#e6194b")
+        assert "fill='#e6194b'" in figure and "#0b5cad" not in figure
 
     def test_background_has_no_colour(self):
         with pytest.raises(ValueError, match="0 is background"):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
+from sliceseg.report.colours import roi_colour_hex
 
 __all__ = ["REVIEW_FIRST", "SHOWN_LINES", "CohortSummary", "review_order", "write_cohort_report"]
 
@@ -99,7 +100,10 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
             _failed(summary.failed),
             _review(table, count),
             f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
-            + "".join(_histogram(_means(summary, roi), roi, unit) for roi in summary.roi_names)
+            + "".join(
+                _histogram(_means(summary, roi), roi, unit, colour=roi_colour_hex(k))
+                for k, roi in enumerate(summary.roi_names, start=1)
+            )
             + "</div>",
         ]
     else:
@@ -210,8 +214,8 @@ def _review(table: pd.DataFrame, count: int) -> str:
     )
 
 
-def _histogram(values: pd.Series, roi: str, unit: str) -> str:
-    """An inline SVG histogram of the series' mean area of one ROI."""
+def _histogram(values: pd.Series, roi: str, unit: str, *, colour: str) -> str:
+    """An inline SVG histogram of the series' mean area of one ROI, in the ROI's colour."""
     if not len(values):  # said, not left out: the model found this ROI nowhere
         return f"<figure><figcaption>{html.escape(roi)}: in no series</figcaption></figure>"
     low, high = float(values.min()), float(values.max())
@@ -223,7 +227,7 @@ def _histogram(values: pd.Series, roi: str, unit: str) -> str:
     top = max(int(counts.max()), 1)
     bars = "".join(
         f"<rect x='{i * width / _BINS:.1f}' y='{height - c * height / top:.1f}' "
-        f"width='{width / _BINS - 1:.1f}' height='{c * height / top:.1f}' fill='#0b5cad'/>"
+        f"width='{width / _BINS - 1:.1f}' height='{c * height / top:.1f}' fill='{colour}'/>"
         for i, c in enumerate(counts)
     )
     caption = (

@@ -27,7 +27,7 @@ from sliceseg.io.dicom_seg import write_dicom_seg
 from sliceseg.io.identity import series_key, series_names
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
-from sliceseg.report.visualize import roi_colour
+from sliceseg.report.colours import roi_colour
 
 EXPORT_FORMATS = ("seg", "nifti", "nrrd")
 """``seg``: DICOM-SEG (``<series>.seg.dcm``), ``nifti``: ``<series>.nii.gz``, ``nrrd``:

@@ -24,9 +24,9 @@ from sliceseg.measure.areas import (
     least_confident,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.report.colours import roi_colour
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
-from sliceseg.report.visualize import roi_colour
 
 __all__ = ["area_warnings", "sided_pairs_from_names", "write_report"]
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}

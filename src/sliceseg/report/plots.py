@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import is_summary_row
-from sliceseg.report.visualize import roi_colour_hex, save_figure
+from sliceseg.report.colours import roi_colour_hex
+from sliceseg.report.visualize import save_figure
 
 
 def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
+from sliceseg.report.colours import roi_colour, roi_colour_hex
 from sliceseg.report.display import as_array, display_shape, resize_pair, to_display
 
 
@@ -26,45 +27,9 @@ class TensorLike(Protocol):
     def detach(self) -> Any: ...
 
 
-# Distinct colours that stay visible on grey CT/MR (no grey, white or black); ROI k uses entry
-# (k - 1) mod 12 everywhere: overlays, batch grids, animations, plots and the report.
-ROI_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75),  # red
-    (60, 180, 75),  # green
-    (255, 225, 25),  # yellow
-    (0, 130, 200),  # blue
-    (245, 130, 48),  # orange
-    (145, 30, 180),  # purple
-    (70, 240, 240),  # cyan
-    (240, 50, 230),  # magenta
-    (210, 245, 60),  # lime
-    (250, 190, 212),  # pink
-    (0, 128, 128),  # teal
-    (170, 110, 40),  # brown
-)
 BACKGROUND_RGB = (24, 24, 24)
 TEXT_RGB = (235, 235, 235)
 MAX_GIF_SIZE = 384
-
-
-def roi_colour(k: int) -> tuple[int, int, int]:
-    """Return the fixed (r, g, b) colour, 0–255, of ROI number ``k`` (1..K; cycles after 12).
-
-    Raises:
-        ValueError: ``k`` < 1 (0 is background, which is transparent).
-
-    Example:
-        >>> roi_colour(1)
-        (230, 25, 75)
-    """
-    if k < 1:
-        raise ValueError(f"ROI numbers start at 1, got {k}; 0 is background and has no colour.")
-    return ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]
-
-
-def roi_colour_hex(k: int) -> str:
-    """Return ROI ``k``'s colour as ``"#rrggbb"`` for matplotlib."""
-    return "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
 
 
 def _names(roi_names: Sequence[str], num_labels: int) -> list[str]:
