@@ -88,11 +88,26 @@ class _Cells(HTMLParser):
 def test_the_first_warnings_are_the_warning_text_cut_not_its_html(tmp_path):
     """The 300 characters shown are the warning's, not those of its escaped HTML, where one
     ``&`` is five: the cell showed 180 characters, or ended in a broken ``&am``."""
-    text = "s01.dcm: left/right psoas ratio 0.41 & <0.5 of the series median | " * 6
+    warning = "s01.dcm: left/right psoas ratio 0.41 & <0.5 of the series median"
+    text = " | ".join([warning] * 6)
     page = _page(tmp_path, [_row("p01", warnings=6, warning_text=text)])
     parser = _Cells()
     parser.feed(page)
-    assert text[:300] in parser.cells
+    assert " | ".join([warning] * 4) + " | … (2 more)" in parser.cells
+
+
+def test_the_first_warnings_end_at_a_warning_s_end_and_say_how_many_more(tmp_path):
+    """Cut at 300 characters, the cell ended in the middle of a word ("… | sub")."""
+    warnings = [f"sub{n:02d}/slice_{n:03d}.dcm: right psoas area 41 % of the series median"
+                for n in range(1, 9)]  # fmt: skip
+    page = _page(tmp_path, [_row("p01", warnings=8, warning_text=" | ".join(warnings))])
+    parser = _Cells()
+    parser.feed(page)
+    (cell,) = [c for c in parser.cells if c.startswith("sub01/")]
+    shown, rest = cell.split(" | … (")
+    assert shown.split(" | ") == warnings[: len(shown.split(" | "))]
+    assert rest == f"{len(warnings) - len(shown.split(' | '))} more)"
+    assert len(shown) <= 300
 
 
 def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):

@@ -54,6 +54,7 @@ from sliceseg.report.cohort import (
     REVIEW_FIRST,
     SHOWN_LINES,
     CohortSummary,
+    first_warnings,
     review_order,
     write_cohort_report,
 )
@@ -365,7 +366,8 @@ class _SeriesPass:
             float(len(self.names)),  # ties: series order
         )
         shown = {k: row[k] for k in ("series", "slices", "lowest_confidence", "unlike_training")}
-        shown |= {"warnings": row["warnings"], "warning_text": str(row["warning_text"])[:300]}
+        text = first_warnings(str(row["warning_text"]))
+        shown |= {"warnings": row["warnings"], "warning_text": text}
         shown["report"] = row["report"]
         self.review.append((key, shown))
         if len(self.review) > 4 * REVIEW_FIRST:

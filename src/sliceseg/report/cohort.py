@@ -21,12 +21,22 @@ import pandas as pd
 from sliceseg.io.files import atomic_write_text
 from sliceseg.report.colours import roi_colour_hex
 
-__all__ = ["REVIEW_FIRST", "SHOWN_LINES", "CohortSummary", "review_order", "write_cohort_report"]
+__all__ = [
+    "REVIEW_FIRST",
+    "SHOWN_LINES",
+    "WARNING_CHARS",
+    "CohortSummary",
+    "first_warnings",
+    "review_order",
+    "write_cohort_report",
+]
 
 REVIEW_FIRST = 30
 """Series listed under "Review first"."""
 SHOWN_LINES = 200
 """Lines shown per list (series unlike the training data, files left out, failed series)."""
+WARNING_CHARS = 300
+"""About how much of a series' warnings "Review first" shows (`first_warnings`)."""
 
 _BINS = 20
 _STYLE = """
@@ -203,7 +213,7 @@ def _review(table: pd.DataFrame, count: int) -> str:
         rows.append(
             f"<tr><td>{_link(str(r.series), r.report)}{mark}</td><td class='num'>{r.slices}</td>"
             f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
-            f"<td>{html.escape(str(r.warning_text or '')[:300])}</td></tr>"
+            f"<td>{html.escape(first_warnings(str(r.warning_text or '')))}</td></tr>"
         )
     return (
         f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series to review first: "
@@ -212,6 +222,26 @@ def _review(table: pd.DataFrame, count: int) -> str:
         "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
         f"<th>first warnings</th></tr>{''.join(rows)}</table>"
     )
+
+
+def first_warnings(text: str, limit: int = WARNING_CHARS) -> str:
+    """A series' warnings (" | "-joined) cut to about ``limit`` characters at a warning's end,
+    "… (N more)" saying what was left out, so that no warning is shown cut in the middle.
+
+    Example:
+        >>> first_warnings("a too small | b too large | c absent", limit=14)
+        'a too small | … (2 more)'
+    """
+    if len(text) <= limit:
+        return text
+    warnings = text.split(" | ")
+    kept: list[str] = []
+    for warning in warnings:
+        if kept and len(" | ".join([*kept, warning])) > limit:
+            break
+        kept.append(warning)  # the first is kept whole, however long
+    left = len(warnings) - len(kept)
+    return " | ".join(kept) + (f" | … ({left} more)" if left else "")
 
 
 def _histogram(values: pd.Series, roi: str, unit: str, *, colour: str) -> str:
