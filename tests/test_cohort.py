@@ -507,6 +507,7 @@ def test_a_series_of_damaged_files_is_skipped_file_by_file(
     assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub02", "sub04"]
     assert "sub03_s00.dcm" in (out / "report.html").read_text(encoding="utf-8")
+    assert "not finished" not in err  # its files are named: it is not a series still to do
 
 
 @pytest.mark.slow
@@ -849,3 +850,81 @@ def test_a_second_run_into_an_out_being_written_is_refused(tiny_model, cohort_di
     with run_lock(out, whole=False):  # shard 2/2 running: shard 1/2 goes on beside it
         run = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)
     assert run.finished == ["sub01", "sub03"]
+
+
+def full_disk(monkeypatch, written: str) -> None:
+    """Make writing the files whose (temporary) name starts with ``written`` fail as a full
+    disk does: an OSError that names no file."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    real = io.open
+
+    def full(file, mode="r", *args, **kwargs):
+        named = isinstance(file, (str, os.PathLike))
+        if named and "w" in mode and Path(file).name.startswith(written):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", full)
+    monkeypatch.setattr(builtins, "open", full)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_written(
+    tiny_model, cohort_dir, tmp_path, monkeypatch, capsys
+):
+    """sub03 failed and its failure record could not be written (the disk is full): the run
+    ended as a bug of ours (exit 4, "internal error"), naming no file."""
+    out = tmp_path / "out"
+    fail_writing(monkeypatch, "sub03")
+    full_disk(monkeypatch, ".sliceseg-tmp.sub03.")  # OUT/failed/sub03.json
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"error: {out / 'failed' / 'sub03.json'}: cannot write it (No space left on device); "
+        "free space on its disk, or choose another output folder, and run the command again."
+    )
+    finished = sorted(p.parent.name for p in (out / "series").glob("*/record.json"))
+    assert finished == ["sub01", "sub02", "sub04"]
+
+
+@pytest.mark.slow
+def test_a_merge_on_a_full_disk_keeps_the_earlier_tables(tiny_model, cohort_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    before = snapshot(out)
+    with pytest.MonkeyPatch.context() as patch:
+        full_disk(patch, ".sliceseg-tmp.failed.")
+        assert main(["merge", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {out / 'failed.csv'}: cannot write it (No space left on")
+    assert snapshot(out) == before  # series.csv, written before, stays too
+
+
+@pytest.mark.slow
+def test_a_merge_names_the_series_of_the_input_not_finished(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """A merge while a shard still ran (or after one was stopped), or over a damaged
+    record.json, left those series out of every table without a word."""
+    out = tmp_path / "out"
+    shard = CohortOptions(workers=0, shard=Shard(1, 2), merge=False)
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)  # sub01, sub03
+    record = out / "series" / "sub03" / "record.json"
+    record.write_text(record.read_text()[:40])
+    assert main(["merge", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "Merged 1 series (3 slices), 0 failed" in printed.out
+    assert printed.err.strip() == (
+        "warning: 3 series of the input not finished, left out (sub02, sub03, sub04): a predict "
+        "run or shard still running, stopped or not run, or a damaged record.json; run the "
+        "predict command (each shard) again, which skips the finished series, then `sliceseg "
+        f"merge {out}`."
+    )
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)
+    assert again.finished == ["sub03"]  # the damaged record's series is redone
+    assert merge.merge_cohort(out).unfinished == ("sub02", "sub04")

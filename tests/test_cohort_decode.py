@@ -130,3 +130,17 @@ def test_the_workers_help_says_that_only_a_worker_contains_a_decoder_crash(capsy
         "0 decodes in the main process, which is faster on small machines but does not contain "
         "a crash of a pixel decoder: it ends the run, where with 1 or more only that series fails"
     ) in shown
+
+
+@pytest.mark.slow
+def test_a_decoding_worker_leaves_ctrl_c_to_the_main_process():
+    """Ctrl-C reaches every process of the terminal: each decoding worker printed its own
+    KeyboardInterrupt traceback under the run's one line ("interrupted; ..."), exit 130."""
+    import signal
+
+    pool = cohort_decode._started_pool()
+    assert pool is not None
+    try:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+    finally:
+        pool.shutdown()

@@ -1,5 +1,6 @@
 """Atomic writes keep the old file on failure and give outputs normal permissions."""
 
+import errno
 import os
 import stat
 
@@ -39,6 +40,23 @@ def test_inside_a_temporary_folder_the_target_is_written_directly(tmp_path, monk
     assert sorted(p.name for p in folder.iterdir()) == ["csa.csv"]
     with pytest.raises(AssertionError, match="temporary file"):
         atomic_write_text(tmp_path / "final.csv", "x")  # elsewhere: atomic as before
+
+
+@pytest.mark.parametrize("folder", ["", f"{TEMP_PREFIX}p01.123"])
+def test_a_full_disk_names_the_file_and_the_fix(tmp_path, folder):
+    """A full disk fails a write with an OSError that names no file: the command line took it
+    for a bug of ours (exit 4, "internal error"); an input's error inside the block stays."""
+    target = atomic_write_text(tmp_path / folder / "a.csv", "old")
+    expected = r"a\.csv: cannot write it \(No space left on device\); free space on its disk"
+    with pytest.raises(ConfigError, match=expected), atomic_path(target) as path:
+        path.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if folder:  # written directly there, removed when the write fails
+        assert not target.exists()
+    else:
+        assert target.read_text() == "old"
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "b.csv"):
+        (tmp_path / "an input.csv").read_text()
 
 
 def test_outputs_are_readable_by_others(tmp_path):

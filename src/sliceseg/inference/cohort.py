@@ -78,6 +78,7 @@ WRITE_THREADS = 2  # series written at once; the queue of finished series waits 
 MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
+_Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
 
 
 @dataclass(frozen=True)
@@ -209,10 +210,10 @@ def predict_cohort(
         except SlicesegError:
             undo_run_record(out, [n for n, _ in failed], previous=previous, previous_inputs=inputs)
             raise
-        skipped = [*plan.skipped, *unreadable]
+        skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
         merged = None
         if options.merge if options.merge is not None else options.shard.is_whole:
-            merged = merge_cohort(out, skipped=skipped)
+            merged = merge_cohort(out, skipped=skipped, unread=unreadable.keys())
         summaries = [summary for _, summary in finished]
         return CohortRun(
             out,
@@ -266,16 +267,16 @@ def _stream(
     record: RunRecord,
     options: CohortOptions,
     log: Callable[[str], None],
-) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]], list[SkippedFile]]:
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]], _Unread]:
     """Decode ahead in workers, predict in batches here, write behind in threads.
 
     Returns:
-        The finished series (name, summary), the failed ones (name, error), and the files of
-        series of which no file could be decoded (skipped, as damaged files always were).
+        The finished series (name, summary), the failed ones (name, error), and the series of
+        which no file could be decoded, with their files (skipped, as damaged files always were).
     """
     finished: list[tuple[str, dict[str, Any]]] = []
     failed: list[tuple[str, Exception]] = []
-    unreadable: list[SkippedFile] = []
+    unreadable: _Unread = {}
     if not todo:
         return finished, failed, unreadable
     engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
@@ -301,7 +302,7 @@ def _stream(
                 _fail(series, result, out, failed, log)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                unreadable += result.skipped
+                unreadable[series.name] = result.skipped
                 log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")
                 continue
             batch.append(result)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
+import signal
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -127,7 +128,7 @@ def decoded_alone(
 def _started_pool() -> futures.ProcessPoolExecutor | None:
     """One spawned worker process that has started (None: it cannot start)."""
     context = multiprocessing.get_context("spawn")
-    pool = futures.ProcessPoolExecutor(1, mp_context=context, initializer=_one_thread)
+    pool = futures.ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker)
     try:
         pool.submit(int).result()
     except futures.process.BrokenProcessPool:
@@ -154,22 +155,36 @@ def decoded_in_workers(
     the caller still has every series not yet decoded.
     """
     context = multiprocessing.get_context("spawn")  # safe beside CUDA and threads
-    with futures.ProcessPoolExecutor(count, mp_context=context, initializer=_one_thread) as pool:
-        jobs: deque[futures.Future[Any]] = deque()
-        while pending:
-            while len(jobs) < min(len(pending), count * DECODE_AHEAD):
-                files = [f.source for f in pending[len(jobs)].files]
-                jobs.append(pool.submit(job, files))
-            done = jobs.popleft()
-            try:
-                result = done.result()
-            except futures.process.BrokenProcessPool:
-                raise
-            except Exception as error:  # a worker raised: this series only
-                yield pending.popleft(), error
-                continue
-            series = pending.popleft()
-            yield series, _unpacked(series, result)
+    with futures.ProcessPoolExecutor(count, mp_context=context, initializer=_start_worker) as pool:
+        try:
+            yield from _decoded_ahead(pool, pending, count, job)
+        except BaseException:  # Ctrl-C, or the run ends early: the queued series are not waited
+            pool.shutdown(wait=False, cancel_futures=True)  # for (each worker ends its own)
+            raise
+
+
+def _decoded_ahead(
+    pool: futures.ProcessPoolExecutor,
+    pending: deque[PlannedSeries],
+    count: int,
+    job: Callable[[list[Path]], Any],
+) -> Iterator[tuple[PlannedSeries, DecodedSeries | Exception]]:
+    """`decoded_in_workers` in its pool: submit ahead, yield in order."""
+    jobs: deque[futures.Future[Any]] = deque()
+    while pending:
+        while len(jobs) < min(len(pending), count * DECODE_AHEAD):
+            files = [f.source for f in pending[len(jobs)].files]
+            jobs.append(pool.submit(job, files))
+        done = jobs.popleft()
+        try:
+            result = done.result()
+        except futures.process.BrokenProcessPool:
+            raise
+        except Exception as error:  # a worker raised: this series only
+            yield pending.popleft(), error
+            continue
+        series = pending.popleft()
+        yield series, _unpacked(series, result)
 
 
 def _unpacked(series: PlannedSeries, result: Any) -> DecodedSeries:
@@ -182,10 +197,13 @@ def _unpacked(series: PlannedSeries, result: Any) -> DecodedSeries:
     return decoded
 
 
-def _one_thread() -> None:
-    """A decoding worker uses one CPU thread for torch (the network has the others)."""
+def _start_worker() -> None:
+    """A decoding worker uses one CPU thread for torch (the network has the others), and leaves
+    Ctrl-C to the main process: else every worker printed its own KeyboardInterrupt traceback
+    under the run's one line (the main process stops the run and the pool)."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

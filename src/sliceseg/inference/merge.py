@@ -19,7 +19,7 @@ written the series; merging twice gives the same files.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +66,7 @@ __all__ = [
     "left_out_notes",
     "merge_cohort",
     "outdated_notes",
+    "unfinished_notes",
 ]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
@@ -86,6 +87,8 @@ class MergeResult:
             ``--overwrite`` run not done yet), left out of the tables.
         gone: finished or failed series not in the latest run's input (``input_series.json``),
             left out of every table; their folders stay.
+        unfinished: series of the latest run's input neither finished nor failed (a shard
+            still running, stopped or not run, or a damaged ``record.json``).
     """
 
     out_dir: Path
@@ -95,11 +98,12 @@ class MergeResult:
     unit: str = "mm2"
     outdated: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
+    unfinished: tuple[str, ...] = ()
 
     @property
     def notes(self) -> list[str]:
         """One line per kind of series left out (`left_out_notes`)."""
-        return left_out_notes(self.out_dir, self.outdated, self.gone)
+        return left_out_notes(self.out_dir, self.outdated, self.gone, self.unfinished)
 
     @property
     def slices(self) -> int:
@@ -129,12 +133,16 @@ class MergeResult:
         return pd.read_csv(self.out_dir / "series.csv", dtype={"series": str})
 
 
-def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
+def merge_cohort(
+    out_dir: Path | str, *, skipped: Sequence[SkippedFile] = (), unread: Collection[str] = ()
+) -> MergeResult:
     """Build the cohort tables and report from the finished series under ``out_dir``.
 
     Args:
         out_dir: a ``predict`` output folder (any shards).
         skipped: input files the run left out, named in the report.
+        unread: series of which the run could read no file (their files are in ``skipped``),
+            not named as unfinished.
 
     Returns:
         The tables written (when every series failed: ``failed`` and the report, no areas).
@@ -169,13 +177,15 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
             f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
     counts = _area_tables(out, seen)
     unit = next(iter(seen.units), "mm2")
+    done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread}
+    unfinished = tuple(sorted((left.inputs or frozenset()) - done))
     summary = CohortSummary(
         series=seen.review_table(),
         failed=failed,
         unit=unit,
         roi_names=list(settings["roi_names"]),
         notes=[
-            *left_out_notes(out, left.outdated, left.gone_names),
+            *left_out_notes(out, left.outdated, left.gone_names, unfinished),
             *(f"Skipped {s.describe()}" for s in skipped),
         ],
         unlike_training=seen.unlike,
@@ -187,7 +197,9 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     # `predict --no-report` asked for no report.html, the cohort's included
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
-    return MergeResult(out, failed, report, counts, unit, tuple(left.outdated), left.gone_names)
+    return MergeResult(
+        out, failed, report, counts, unit, tuple(left.outdated), left.gone_names, unfinished
+    )
 
 
 def _check_one_unit(out: Path, units: dict[str, str]) -> None:
@@ -264,10 +276,28 @@ def outdated_notes(outdated: Sequence[str]) -> list[str]:
     ]
 
 
-def left_out_notes(out: Path, outdated: Sequence[str], gone: Sequence[str]) -> list[str]:
+def left_out_notes(
+    out: Path, outdated: Sequence[str], gone: Sequence[str], unfinished: Sequence[str] = ()
+) -> list[str]:
     """The lines naming the series a merge left out: another model's or settings'
-    (`outdated_notes`), not in the latest run's input (`gone_notes`)."""
-    return [*outdated_notes(outdated), *gone_notes(out, gone)]
+    (`outdated_notes`), not in the latest run's input (`gone_notes`), not finished
+    (`unfinished_notes`)."""
+    return [*outdated_notes(outdated), *gone_notes(out, gone), *unfinished_notes(out, unfinished)]
+
+
+def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
+    """One line naming the series of the latest run's input that neither finished nor failed
+    (a merge while a shard still runs, after one was stopped, or a damaged ``record.json``):
+    without it the tables silently lacked them."""
+    if not unfinished:
+        return []
+    names = ", ".join(unfinished[:10]) + (", …" if len(unfinished) > 10 else "")
+    return [
+        f"{len(unfinished)} series of the input not finished, left out ({names}): a predict run "
+        "or shard still running, stopped or not run, or a damaged record.json; run the predict "
+        "command (each shard) again, which skips the finished series, then `sliceseg merge "
+        f"{out}`."
+    ]
 
 
 def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:

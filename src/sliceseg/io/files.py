@@ -55,13 +55,37 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        # mkstemp creates 0600; outputs are meant for colleagues, so give them the usual mode.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, target)
+        with _writing(target, tmp):
+            yield tmp
+            # mkstemp creates 0600; outputs are meant for colleagues, so give them the usual mode.
+            os.chmod(tmp, 0o666 & ~_current_umask())
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def _writing(target: Path, written: Path) -> Iterator[None]:
+    """Say in one line which output could not be written, and the fix.
+
+    A full disk (ENOSPC) or a quota fails a write with an `OSError` that names no file, which
+    the command line took for a bug of ours (exit 4); an error naming another file (an input
+    read inside the block) is left as it is.
+
+    Raises:
+        ConfigError: the file system refused to write ``target`` (``written``: the path the
+            block writes to, itself or its temporary file).
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None and str(error.filename) not in (str(written), str(target)):
+            raise
+        raise ConfigError(
+            f"{target}: cannot write it ({error.strerror or error}); free space on its disk, or "
+            "choose another output folder, and run the command again."
+        ) from error
 
 
 def in_temporary_folder(path: Path) -> bool:
@@ -78,7 +102,8 @@ def _direct_path(target: Path) -> Iterator[Path]:
     """`atomic_path` inside a temporary folder: the target itself, removed if the block fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        yield target
+        with _writing(target, target):
+            yield target
     except BaseException:
         target.unlink(missing_ok=True)
         raise
