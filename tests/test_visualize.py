@@ -217,6 +217,14 @@ class TestSaveAnimation:
             expected = np.rint(255 * 0.55 + np.array(roi_colour(k)) * 0.45)
             np.testing.assert_allclose(centre, expected, atol=6)
 
+    def test_a_small_grid_is_enlarged_so_its_legend_fits(self, tmp_path):
+        """A 64-pixel phantom series made a 64-pixel GIF whose legend names were cut off."""
+        label = np.zeros((64, 64), np.uint8)
+        label[20:40, 20:40] = 1
+        path = save_animation(tmp_path / "a.gif", [np.ones((64, 64))], [label], NAMES)
+        frame = iio.imread(path, index=None)[0]
+        assert frame.shape[1] == 256
+
     def test_counts_must_match(self, tmp_path):
         with pytest.raises(ConfigError, match="one label map per image"):
             save_animation(tmp_path / "a.gif", [np.zeros((4, 4))], [], NAMES)

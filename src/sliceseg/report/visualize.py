@@ -30,6 +30,7 @@ class TensorLike(Protocol):
 BACKGROUND_RGB = (24, 24, 24)
 TEXT_RGB = (235, 235, 235)
 MAX_GIF_SIZE = 384
+MIN_GIF_SIZE = 256  # as overlays: a small grid is enlarged, so its legend and title fit
 
 
 def _names(roi_names: Sequence[str], num_labels: int) -> list[str]:
@@ -362,8 +363,9 @@ def plot_batch(
 
 
 def _gif_box(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """The (rows, cols) every frame shares: each shape fitted to at most `MAX_GIF_SIZE`."""
-    longest = min(MAX_GIF_SIZE, max(max(shape) for shape in shapes))
+    """The (rows, cols) every frame shares: each shape fitted to its longest side between
+    `MIN_GIF_SIZE` and `MAX_GIF_SIZE` (its own size where that lies between)."""
+    longest = min(MAX_GIF_SIZE, max(MIN_GIF_SIZE, max(max(shape) for shape in shapes)))
     fits = [(r * longest / max(r, c), c * longest / max(r, c)) for r, c in shapes]
     return round(max(f[0] for f in fits)), round(max(f[1] for f in fits))
 
@@ -399,8 +401,9 @@ def save_animation(
 ) -> Path:
     """Save an animated GIF that steps through the slices in order, each with its overlay.
 
-    Frames share one size: each slice is scaled (aspect kept) to fit a box of at most
-    384 pixels and centred on black. Each frame carries its title and an ROI legend.
+    Frames share one size: each slice is scaled (aspect kept) to fit a box of 256 to 384
+    pixels (a small grid enlarged, a large one reduced) and centred on black. Each frame
+    carries its title and an ROI legend.
 
     Args:
         path: output ``.gif``.
