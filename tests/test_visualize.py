@@ -246,6 +246,14 @@ class TestPlotHistory:
         assert Image.open(tmp_path / "h.png").size == _png_size(fig)
         assert set(NAMES) <= set(_legend_texts(fig))
 
+    def test_epochs_are_whole_numbers_on_the_axis(self):
+        history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.4], "val_dice": [0.1] * 3})
+        fig = plot_history(history)
+        FigureCanvasAgg(fig).draw()
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+            assert ticks and all(float(t).is_integer() for t in ticks)
+
     def test_needs_epoch(self):
         with pytest.raises(ConfigError, match="'epoch' column"):
             plot_history(pd.DataFrame({"loss": [1.0]}))

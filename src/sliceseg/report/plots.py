@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import is_summary_row
@@ -81,6 +82,8 @@ def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Fi
     dice_ax.set(xlabel="epoch", ylabel="Dice", title="Dice (1 = perfect overlap)", ylim=(0, 1.02))
     if dice_ax.get_legend_handles_labels()[0]:
         dice_ax.legend(fontsize=8, loc="lower right", ncol=1 + len(roi_columns) // 8)
+    for ax in (loss_ax, dice_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     return _finish(fig, path)
 
 
