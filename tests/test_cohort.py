@@ -894,6 +894,26 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_written(
     assert finished == ["sub01", "sub02", "sub04"]
 
 
+def test_a_series_failing_while_written_leaves_no_hidden_copy(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """Its half-written temporary folder stayed (taking space on a full disk) until the next
+    run's recovery."""
+    real = cohort_series.write_outputs
+
+    def full(folder, *args, **kwargs):
+        written = real(folder, *args, **kwargs)  # the outputs are written, then the disk is full
+        if kwargs["series_name"] == "sub03":
+            raise OSError(28, "No space left on device")
+        return written
+
+    monkeypatch.setattr(cohort_series, "write_outputs", full)
+    run = predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
+    assert [name for name, _ in run.failed] == ["sub03"]
+    left = sorted(p.name for p in (tmp_path / "out" / "series").iterdir())
+    assert left == ["sub01", "sub02", "sub04"]  # no .sliceseg-tmp.sub03.<pid> beside them
+
+
 @pytest.mark.slow
 def test_a_merge_on_a_full_disk_keeps_the_earlier_tables(tiny_model, cohort_dir, tmp_path, capsys):
     out = tmp_path / "out"

@@ -8,11 +8,12 @@ is whole or absent. ``--visuals`` decides its pictures (`visual_mode`, `choose_v
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,29 +129,31 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     ]
     unlike_lines = [unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else []
     final = series_dir(context.out, series.name)
-    temporary = _temporary_folder(final)
-    _animations, _report, exported = write_outputs(
-        temporary,
-        predictions,
-        areas,
-        warnings,
-        decoded.skipped,
-        roi_names=names,
-        settings=_report_settings(context, series) if _has_report(context) else None,
-        unlike_training=unlike_lines,
-        exports=settings.exports,
-        root_name=context.root.resolve().name,
-        progress=False,
-        visuals=choose_visuals(context.visuals, keys, decoded.confidence, warnings, unlike_lines),
-        series_name=series.name,
-    )
-    warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
-    summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
-    summary["unlike_training"] = None if unlike is None else unlike.describe()
-    summary["export_notes"] = [note for e in exported for note in e.notes]
-    data = series_record(context.record, series, context.root, summary)
-    atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
-    _replace_folder(temporary, final)
+    with _temporary_folder(final) as temporary:
+        _animations, _report, exported = write_outputs(
+            temporary,
+            predictions,
+            areas,
+            warnings,
+            decoded.skipped,
+            roi_names=names,
+            settings=_report_settings(context, series) if _has_report(context) else None,
+            unlike_training=unlike_lines,
+            exports=settings.exports,
+            root_name=context.root.resolve().name,
+            progress=False,
+            visuals=choose_visuals(
+                context.visuals, keys, decoded.confidence, warnings, unlike_lines
+            ),
+            series_name=series.name,
+        )
+        warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
+        summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
+        summary["unlike_training"] = None if unlike is None else unlike.describe()
+        summary["export_notes"] = [note for e in exported for note in e.notes]
+        data = series_record(context.record, series, context.root, summary)
+        atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
+        _replace_folder(temporary, final)
     failure_path(context.out, series.name).unlink(missing_ok=True)
     return summary
 
@@ -256,12 +259,19 @@ def _number(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _temporary_folder(final: Path) -> Path:
-    """An empty folder beside ``final`` (hidden: TEMP_PREFIX + name + .pid) to write it in."""
+@contextlib.contextmanager
+def _temporary_folder(final: Path) -> Iterator[Path]:
+    """An empty folder beside ``final`` (hidden: TEMP_PREFIX + name + .pid) to write it in,
+    removed when writing fails: a failed series leaves no half-written copy taking space (a
+    full disk) until the next run's `recover_folders`."""
     temporary = final.parent / f"{TEMP_PREFIX}{final.name}.{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    return temporary
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 _ASIDE = ".old"  # an older series folder moved aside: TEMP_PREFIX + name + _ASIDE + .pid
