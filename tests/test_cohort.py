@@ -938,7 +938,7 @@ def test_a_merge_names_the_series_of_the_input_not_finished(
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)  # sub01, sub03
     record = out / "series" / "sub03" / "record.json"
     record.write_text(record.read_text()[:40])
-    assert main(["merge", str(out)]) == 0
+    assert main(["merge", str(out)]) == 3  # not complete
     printed = capsys.readouterr()
     assert "Merged 1 series (3 slices), 0 failed" in printed.out
     assert printed.err.strip() == (
@@ -950,3 +950,72 @@ def test_a_merge_names_the_series_of_the_input_not_finished(
     again = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=shard)
     assert again.finished == ["sub03"]  # the damaged record's series is redone
     assert merge.merge_cohort(out).unfinished == ("sub02", "sub04")
+
+
+def _shard(k: int, *, merge: bool = False) -> CohortOptions:
+    return CohortOptions(workers=0, shard=Shard(k, 2), merge=merge)
+
+
+@pytest.mark.slow
+def test_a_merge_before_every_shard_ran_exits_3_until_they_have(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """A merge after shard 1 of 2 (shard 2 killed by a time limit, or still running) exited 0:
+    `afterok` and `$?` took the cohort for complete."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=_shard(1))
+    capsys.readouterr()
+    assert main(["merge", str(out)]) == 3
+    printed = capsys.readouterr()
+    assert "Merged 2 series (6 slices), 0 failed" in printed.out
+    assert printed.err.startswith(
+        "warning: 2 series of the input not finished, left out (sub02, sub04): "
+    )
+    assert "run the predict command (each shard) again" in printed.err
+    merged = merge.merge_cohort(out)
+    assert merged.unfinished == ("sub02", "sub04") and not merged.is_complete
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=_shard(2))
+    assert main(["merge", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "Merged 4 series (12 slices), 0 failed" in printed.out and printed.err == ""
+
+
+@pytest.mark.slow
+def test_a_series_of_damaged_files_is_known_to_a_later_merge(
+    tiny_model, cohort_dir, tiny_phantom, tmp_path, capsys
+):
+    """A series whose every file is damaged was recorded nowhere: a standalone merge named it
+    as not finished. Now ``OUT/unreadable/<name>.json`` keeps its files until it finishes."""
+    corrupt_series(cohort_dir / "sub03")
+    out = tmp_path / "out"
+    reported = dataclasses.replace(LEAN, report=True)  # the cohort's report.html only
+    for k in (1, 2):
+        predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=_shard(k))
+    capsys.readouterr()
+    code = main(["merge", str(out)])
+    printed = capsys.readouterr()
+    assert printed.err.strip() == (
+        "warning: 1 series of the input with no readable file left out (sub03): every file "
+        f"damaged, each named with why in {out / 'unreadable'}/<name>.json; replace the files "
+        "and run the predict command again."
+    )
+    assert code == 0 and "Merged 3 series (9 slices), 0 failed" in printed.out
+    record = json.loads((out / "unreadable" / "sub03.json").read_text(encoding="utf-8"))
+    assert [Path(f["path"]).name for f in record["skipped"]] == [
+        f"sub03_s0{i}.dcm" for i in range(3)
+    ]
+    assert all("cannot decode pixel data" in f["reason"] for f in record["skipped"])
+    assert "sub03_s00.dcm: cannot decode pixel data" in (out / "report.html").read_text()
+    assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
+    assert merge.merge_cohort(out).unreadable == ("sub03",)
+    shutil.rmtree(cohort_dir / "sub03")  # the files mended: the series finishes
+    shutil.copytree(next(tiny_phantom.glob("*/dicoms/sub03")), cohort_dir / "sub03")
+    predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=_shard(1))
+    assert not (out / "unreadable" / "sub03.json").exists()
+    assert main(["merge", str(out)]) == 0
+    assert "Merged 4 series (12 slices), 0 failed" in capsys.readouterr().out
+    corrupt_series(cohort_dir / "sub03")  # damaged again: its older result is not merged
+    predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=_shard(1))
+    merged = merge.merge_cohort(out)
+    assert list(merged.series["series"]) == ["sub01", "sub02", "sub04"]
+    assert merged.unreadable == ("sub03",) and merged.is_complete

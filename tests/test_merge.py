@@ -379,6 +379,29 @@ def test_a_merge_where_every_series_failed_lists_them_and_exits_3(tmp_path, caps
         _ = merge.merge_cohort(out).areas
 
 
+def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
+    """A failed series whose files are all damaged since is unreadable (skipped, no longer in
+    failed.csv), and the other way round: never both."""
+    from sliceseg.inference.records import (
+        failure_path,
+        unreadable_path,
+        write_failure,
+        write_unreadable,
+    )
+    from sliceseg.io.dicom import SkippedFile
+    from sliceseg.io.series_plan import PlannedSeries
+
+    out = _all_failed(tmp_path / "out")
+    p01 = PlannedSeries("1.2.3", "p01", ())
+    write_unreadable(out, p01, [SkippedFile(Path("p01/a.dcm"), "p01/a.dcm: cannot decode")])
+    assert not failure_path(out, "p01").exists()
+    merged = merge.merge_cohort(out)
+    assert list(merged.failed["series"]) == ["p02"] and merged.unreadable == ("p01",)
+    write_failure(out, p01, "RuntimeError: disk full")
+    assert not unreadable_path(out, "p01").exists()
+    assert list(merge.merge_cohort(out).failed["series"]) == ["p01", "p02"]
+
+
 def test_a_merge_with_no_series_at_all_is_a_user_error(tmp_path, capsys):
     from sliceseg.cli import main
     from sliceseg.inference.records import RunRecord, check_out_dir

@@ -24,8 +24,8 @@ __all__ = [
 ]
 
 USER_ERROR = 2  # a SlicesegError or a refused file-system operation: one line, no traceback
-SOME_INPUTS_FAILED = 3  # predict / merge: some series failed; measure / evaluate: some label
-# maps were left out; the others are complete
+SOME_INPUTS_FAILED = 3  # predict / merge: some series failed or (merge) are not finished;
+# measure / evaluate: some label maps were left out; the others are complete
 BUG = 4  # an unexpected exception: a bug of ours, the traceback in a log file
 REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
 

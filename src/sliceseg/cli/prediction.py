@@ -36,7 +36,8 @@ def add_predict(sub: Subcommands) -> None:
         "predict",
         help="segment a folder of DICOMs (a cohort: resumable, shardable) and measure every ROI",
         description="Exit codes: 0 every series done; 2 a user error; 3 some series failed "
-        "(listed in OUT/failed.csv; run the same command again to retry them).",
+        "(listed in OUT/failed.csv; run the same command again to retry them) or, when it "
+        "merges, some series of the input are not finished (named in one line).",
     )
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("dicom_dir", help="folder of DICOM slices (searched recursively)")
@@ -93,7 +94,11 @@ def _add_cohort_args(parser: argparse.ArgumentParser) -> None:
 def add_merge(sub: Subcommands) -> None:
     """Add ``sliceseg merge OUT``."""
     p = sub.add_parser(
-        "merge", help="build OUT's cohort tables and report from its finished series (shards)"
+        "merge",
+        help="build OUT's cohort tables and report from its finished series (shards)",
+        description="Exit codes: 0 every series of the input finished (or had no readable "
+        "file); 2 a user error; 3 some series failed (OUT/failed.csv) or are not finished yet "
+        "(named in one line: run the predict command, or each shard, again, then merge).",
     )
     p.add_argument("out", help="the --out of `sliceseg predict` (every shard's)")
     p.set_defaults(func=_cmd_merge)
@@ -156,7 +161,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         log=_progress,
     )
     _print_run(run)
-    return SOME_INPUTS_FAILED if run.failed else 0
+    incomplete = run.merged is not None and not run.merged.is_complete
+    return SOME_INPUTS_FAILED if run.failed or incomplete else 0
 
 
 def _print_run(run: CohortRun) -> None:
@@ -191,7 +197,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     )
     for note in merged.notes:
         print(f"warning: {note}", file=sys.stderr)
-    return SOME_INPUTS_FAILED if len(merged.failed) else 0
+    return 0 if merged.is_complete else SOME_INPUTS_FAILED
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:

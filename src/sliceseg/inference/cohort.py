@@ -51,6 +51,7 @@ from sliceseg.inference.records import (
     undo_run_record,
     write_failure,
     write_input_series,
+    write_unreadable,
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
@@ -161,11 +162,12 @@ def predict_cohort(
     """Segment every series under ``dicom_dir`` (this shard's share), resumably, into ``out_dir``.
 
     Writes ``OUT/series/<name>/`` per series (the layout of `sliceseg.inference.outputs`, plus
-    ``record.json``), ``OUT/failed/<name>.json`` per failed series, ``OUT/cohort.json`` and
-    ``OUT/input_series.json`` (the names of every series of the input: the merge leaves out
-    finished series whose inputs were removed since); an unsharded run then writes
-    ``csa.csv``, ``csa_long.csv``, ``series.csv``, ``failed.csv`` and ``report.html``
-    (`merge_cohort`).
+    ``record.json``), ``OUT/failed/<name>.json`` per failed series,
+    ``OUT/unreadable/<name>.json`` per series of which no file could be read,
+    ``OUT/cohort.json`` and ``OUT/input_series.json`` (the names of every series of the
+    input: the merge leaves out finished series whose inputs were removed since); an unsharded
+    run then writes ``csa.csv``, ``csa_long.csv``, ``series.csv``, ``failed.csv`` and
+    ``report.html`` (`merge_cohort`).
 
     Args:
         model: a loaded bundle or a model file (its SHA-256 goes into the records).
@@ -213,7 +215,7 @@ def predict_cohort(
         skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
         merged = None
         if options.merge if options.merge is not None else options.shard.is_whole:
-            merged = merge_cohort(out, skipped=skipped, unread=unreadable.keys())
+            merged = merge_cohort(out, skipped=plan.skipped)  # unreadable series: their records
         summaries = [summary for _, summary in finished]
         return CohortRun(
             out,
@@ -302,8 +304,7 @@ def _stream(
                 _fail(series, result, out, failed, log)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                unreadable[series.name] = result.skipped
-                log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")
+                _unreadable(result, out, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -480,3 +481,14 @@ def _fail(
     write_failure(out, series, reason)
     failed.append((series.name, error))
     log(f"warning: series {series.name} failed: {reason}")
+
+
+def _unreadable(
+    decoded: DecodedSeries, out: Path, unreadable: _Unread, log: Callable[[str], None]
+) -> None:
+    """Record a series none of whose files could be read (`write_unreadable`: so that a later
+    merge does not take it for a series still to do), keep its files, and go on."""
+    series = decoded.series
+    write_unreadable(out, series, decoded.skipped)
+    unreadable[series.name] = decoded.skipped
+    log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")

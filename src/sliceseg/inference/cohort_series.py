@@ -34,7 +34,7 @@ from sliceseg.inference.outputs import Visuals, write_outputs
 from sliceseg.inference.predict import Prediction
 from sliceseg.inference.records import (
     RunRecord,
-    failure_path,
+    forget_attempts,
     series_dir,
     series_record,
 )
@@ -154,7 +154,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         data = series_record(context.record, series, context.root, summary)
         atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
         _replace_folder(temporary, final)
-    failure_path(context.out, series.name).unlink(missing_ok=True)
+    forget_attempts(context.out, series.name)
     return summary
 
 

@@ -3,8 +3,10 @@
 Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
 `sliceseg.inference.records`), in name order, but those not in the latest run's input
 (``input_series.json``: their inputs were removed since; named in one line, as are another
-model's), and writes ``csa.csv`` and ``csa_long.csv`` (the columns of a single run: slices
-numbered 1..N over the cohort, series 1..S; `sliceseg.inference.merge_tables`),
+model's, the series of which no file could be read (``OUT/unreadable/``) and those neither
+finished, failed nor unreadable: not finished), and writes ``csa.csv`` and ``csa_long.csv``
+(the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
+`sliceseg.inference.merge_tables`),
 ``series.csv`` (one row per series), ``failed.csv`` (the series of the input whose last
 attempt failed; only a header when none did) and a small ``report.html``
 (`sliceseg.report.cohort`); when every series failed there are no areas: ``series.csv`` is a
@@ -19,9 +21,10 @@ written the series; merging twice gives the same files.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,8 +46,10 @@ from sliceseg.inference.records import (
     read_failures,
     read_input_series,
     read_run_record,
+    read_unreadable,
     same_run,
     series_dir,
+    unreadable_files,
 )
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
@@ -67,6 +72,7 @@ __all__ = [
     "merge_cohort",
     "outdated_notes",
     "unfinished_notes",
+    "unreadable_notes",
 ]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
@@ -87,8 +93,11 @@ class MergeResult:
             ``--overwrite`` run not done yet), left out of the tables.
         gone: finished or failed series not in the latest run's input (``input_series.json``),
             left out of every table; their folders stay.
-        unfinished: series of the latest run's input neither finished nor failed (a shard
-            still running, stopped or not run, or a damaged ``record.json``).
+        unfinished: series of the latest run's input neither finished nor failed nor
+            unreadable (a shard still running, stopped or not run, or a damaged
+            ``record.json``): the cohort is not complete (`is_complete`).
+        unreadable: series of the input of which no file could be read (every file damaged;
+            ``OUT/unreadable/<name>.json``): skipped, not failed.
     """
 
     out_dir: Path
@@ -99,11 +108,20 @@ class MergeResult:
     outdated: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
     unfinished: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
 
     @property
     def notes(self) -> list[str]:
         """One line per kind of series left out (`left_out_notes`)."""
-        return left_out_notes(self.out_dir, self.outdated, self.gone, self.unfinished)
+        return left_out_notes(
+            self.out_dir, self.outdated, self.gone, self.unfinished, self.unreadable
+        )
+
+    @property
+    def is_complete(self) -> bool:
+        """True when every series of the input finished or was unreadable: none failed, none
+        is still to do (else ``predict`` and ``merge`` exit 3)."""
+        return not len(self.failed) and not self.unfinished
 
     @property
     def slices(self) -> int:
@@ -133,16 +151,13 @@ class MergeResult:
         return pd.read_csv(self.out_dir / "series.csv", dtype={"series": str})
 
 
-def merge_cohort(
-    out_dir: Path | str, *, skipped: Sequence[SkippedFile] = (), unread: Collection[str] = ()
-) -> MergeResult:
+def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
     """Build the cohort tables and report from the finished series under ``out_dir``.
 
     Args:
         out_dir: a ``predict`` output folder (any shards).
-        skipped: input files the run left out, named in the report.
-        unread: series of which the run could read no file (their files are in ``skipped``),
-            not named as unfinished.
+        skipped: input files the run left out, named in the report (the files of a series
+            of which none could be read are read from ``OUT/unreadable/``).
 
     Returns:
         The tables written (when every series failed: ``failed`` and the report, no areas).
@@ -177,6 +192,7 @@ def merge_cohort(
             f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
     counts = _area_tables(out, seen)
     unit = next(iter(seen.units), "mm2")
+    unread = _unreadable(out, {*seen.names, *failed["series"].astype(str)}, left)
     done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread}
     unfinished = tuple(sorted((left.inputs or frozenset()) - done))
     summary = CohortSummary(
@@ -185,8 +201,8 @@ def merge_cohort(
         unit=unit,
         roi_names=list(settings["roi_names"]),
         notes=[
-            *left_out_notes(out, left.outdated, left.gone_names, unfinished),
-            *(f"Skipped {s.describe()}" for s in skipped),
+            *left_out_notes(out, left.outdated, left.gone_names, unfinished, tuple(unread)),
+            *(f"Skipped {s.describe()}" for s in [*skipped, *chain.from_iterable(unread.values())]),
         ],
         unlike_training=seen.unlike,
         series_count=len(seen.names),
@@ -197,9 +213,8 @@ def merge_cohort(
     # `predict --no-report` asked for no report.html, the cohort's included
     wants_report = settings.get("report", True)
     report = write_cohort_report(out / "report.html", summary) if wants_report else None
-    return MergeResult(
-        out, failed, report, counts, unit, tuple(left.outdated), left.gone_names, unfinished
-    )
+    left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread))
+    return MergeResult(out, failed, report, counts, unit, *left_out)
 
 
 def _check_one_unit(out: Path, units: dict[str, str]) -> None:
@@ -269,7 +284,7 @@ def outdated_notes(outdated: Sequence[str]) -> list[str]:
     ``--overwrite`` run not done yet); none when there are none."""
     if not outdated:
         return []
-    names = ", ".join(outdated[:10]) + (", …" if len(outdated) > 10 else "")
+    names = _first_names(outdated)
     return [
         f"{len(outdated)} series made by another model or settings left out ({names}); run "
         "the predict command again to redo them."
@@ -277,12 +292,51 @@ def outdated_notes(outdated: Sequence[str]) -> list[str]:
 
 
 def left_out_notes(
-    out: Path, outdated: Sequence[str], gone: Sequence[str], unfinished: Sequence[str] = ()
+    out: Path,
+    outdated: Sequence[str],
+    gone: Sequence[str],
+    unfinished: Sequence[str] = (),
+    unreadable: Sequence[str] = (),
 ) -> list[str]:
     """The lines naming the series a merge left out: another model's or settings'
-    (`outdated_notes`), not in the latest run's input (`gone_notes`), not finished
-    (`unfinished_notes`)."""
-    return [*outdated_notes(outdated), *gone_notes(out, gone), *unfinished_notes(out, unfinished)]
+    (`outdated_notes`), not in the latest run's input (`gone_notes`), with no readable file
+    (`unreadable_notes`), not finished (`unfinished_notes`)."""
+    return [
+        *outdated_notes(outdated),
+        *gone_notes(out, gone),
+        *unreadable_notes(out, unreadable),
+        *unfinished_notes(out, unfinished),
+    ]
+
+
+def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:
+    """One line naming the series of the input none of whose files could be read (each file
+    is named with why in the report and in its record); none when there are none."""
+    if not unreadable:
+        return []
+    names = _first_names(unreadable)
+    return [
+        f"{len(unreadable)} series of the input with no readable file left out ({names}): "
+        f"every file damaged, each named with why in {out / 'unreadable'}/<name>.json; replace "
+        "the files and run the predict command again."
+    ]
+
+
+def _first_names(names: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` names, joined ("…" when there are more)."""
+    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+
+
+def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[SkippedFile]]:
+    """The series of the input (`write_unreadable`'s records) of which no file could be read,
+    by name, with their files; not those finished or failed since, nor those not in the input
+    (their record says nothing of this input)."""
+    found = {}
+    for record in read_unreadable(out):
+        name = str(record.get("series"))
+        if name not in done and (left.inputs is None or name in left.inputs):
+            found[name] = unreadable_files(record)
+    return found
 
 
 def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
@@ -291,7 +345,7 @@ def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
     without it the tables silently lacked them."""
     if not unfinished:
         return []
-    names = ", ".join(unfinished[:10]) + (", …" if len(unfinished) > 10 else "")
+    names = _first_names(unfinished)
     return [
         f"{len(unfinished)} series of the input not finished, left out ({names}): a predict run "
         "or shard still running, stopped or not run, or a damaged record.json; run the predict "
@@ -306,7 +360,7 @@ def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:
     """
     if not gone:
         return []
-    names = ", ".join(gone[:10]) + (", …" if len(gone) > 10 else "")
+    names = _first_names(gone)
     return [
         f"{len(gone)} series not in the input of the latest predict run left out ({names}); "
         "to merge them, run predict on a folder that holds their inputs too, or delete "

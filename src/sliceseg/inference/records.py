@@ -7,7 +7,10 @@ one line naming the difference, unless ``--overwrite``. Each finished series has
 path, size, mtime) and a summary for ``series.csv``. The series folder is written under a
 temporary name and renamed last, so a series folder with its record is complete; a series
 whose record names other inputs, another model or other settings is redone. A series that
-failed has ``OUT/failed/<name>.json`` with the reason until a later run finishes it.
+failed has ``OUT/failed/<name>.json`` with the reason, and one of which no file could be read
+(every file damaged: skipped, not failed) has ``OUT/unreadable/<name>.json`` with its files and
+why, until a later run finishes it (or records the other); so a merge tells both from a series
+not finished.
 ``OUT/input_series.json`` names the series of the latest run's input (every shard plans the
 same), so that the merge leaves out the series whose inputs were removed since; it is kept
 apart from ``cohort.json``, which is compared between runs: a changed input is no refusal.
@@ -27,6 +30,7 @@ from typing import Any
 
 from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_text, create_output_dir
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
@@ -41,13 +45,17 @@ __all__ = [
     "check_not_inputs",
     "check_out_dir",
     "file_sha256",
+    "forget_attempts",
     "is_done",
     "read_input_series",
     "read_series_record",
+    "read_unreadable",
     "run_lock",
     "series_dir",
+    "unreadable_files",
     "write_failure",
     "write_input_series",
+    "write_unreadable",
 ]
 
 FORMAT_VERSION = 1
@@ -56,6 +64,7 @@ INPUT_SERIES = "input_series.json"
 SERIES_RECORD = "record.json"
 SERIES_DIR = "series"
 FAILED_DIR = "failed"
+UNREADABLE_DIR = "unreadable"
 
 _SETTING_FLAGS: dict[str, str] = {
     "roi_names": "--labels",
@@ -258,7 +267,7 @@ def undo_run_record(
         failure_path(out, name).unlink(missing_ok=True)
     _put_back(out / RUN_RECORD, previous)
     _put_back(out / INPUT_SERIES, previous_inputs)
-    for folder in (out / FAILED_DIR, out / SERIES_DIR):
+    for folder in (out / FAILED_DIR, out / UNREADABLE_DIR, out / SERIES_DIR):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
@@ -346,27 +355,74 @@ def series_record(
 def write_failure(out: Path, series: PlannedSeries, reason: str) -> Path:
     """Keep why a series failed (one line), for ``failed.csv``; a later success removes it."""
     data = {"series": series.name, "slices": series.num_slices, "reason": reason}
+    unreadable_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
     return atomic_write_text(failure_path(out, series.name), json.dumps(data) + "\n")
+
+
+def unreadable_path(out: Path, name: str) -> Path:
+    """``OUT/unreadable/<name>.json``: the files of a series none of which could be read."""
+    return out / UNREADABLE_DIR / f"{name}.json"
+
+
+def write_unreadable(out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile]) -> Path:
+    """Keep that no file of a series could be read, each file with why (one line of JSON).
+
+    Damaged files are skipped, not a failure; the record lets a later ``sliceseg merge`` name
+    them and tell the series from one not finished. A later success (or failure) removes it.
+    """
+    files = [{"path": str(f.path), "reason": f.reason} for f in skipped]
+    data = {"series": series.name, "slices": series.num_slices, "skipped": files}
+    failure_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
+    return atomic_write_text(unreadable_path(out, series.name), json.dumps(data) + "\n")
+
+
+def forget_attempts(out: Path, name: str) -> None:
+    """Remove a series' failure and unreadable records: it finished."""
+    failure_path(out, name).unlink(missing_ok=True)
+    unreadable_path(out, name).unlink(missing_ok=True)
 
 
 def read_failures(out: Path) -> list[dict[str, Any]]:
     """Every failed series' record, by name."""
-    found = [_read_json(p) for p in sorted((out / FAILED_DIR).glob("*.json"))]
+    return _read_records(out / FAILED_DIR)
+
+
+def read_unreadable(out: Path) -> list[dict[str, Any]]:
+    """Every record of a series of which no file could be read (`write_unreadable`), by name."""
+    return _read_records(out / UNREADABLE_DIR)
+
+
+def _read_records(folder: Path) -> list[dict[str, Any]]:
+    found = [_read_json(p) for p in sorted(folder.glob("*.json"))]
     return [f for f in found if f is not None]
 
 
+def unreadable_files(record: Mapping[str, Any]) -> list[SkippedFile]:
+    """The files of an unreadable series' record, each with why it could not be read."""
+    files = record.get("skipped")
+    if not isinstance(files, list):
+        return []
+    return [
+        SkippedFile(Path(str(f.get("path"))), str(f.get("reason")))
+        for f in files
+        if isinstance(f, dict)
+    ]
+
+
 def failed_since_finished(out: Path) -> set[str]:
-    """The series whose failure record is newer than their finished folder's record: an older
-    result (other inputs, another model or settings) whose redo failed; it is not merged."""
+    """The series whose failure (or unreadable) record is newer than their finished folder's
+    record: an older result (other inputs, another model or settings) whose redo failed or
+    found no readable file; it is not merged."""
     found = set()
-    for failure in (out / FAILED_DIR).glob("*.json"):
-        name = failure.name.removesuffix(".json")
+    records = [*(out / FAILED_DIR).glob("*.json"), *(out / UNREADABLE_DIR).glob("*.json")]
+    for attempt in records:
+        name = attempt.name.removesuffix(".json")
         try:
-            failed_ns = failure.stat().st_mtime_ns
+            attempt_ns = attempt.stat().st_mtime_ns
             finished_ns = (series_dir(out, name) / SERIES_RECORD).stat().st_mtime_ns
-        except OSError:  # no finished folder (or no failure any more): nothing to hide
+        except OSError:  # no finished folder (or no such record any more): nothing to hide
             continue
-        if failed_ns >= finished_ns:
+        if attempt_ns >= finished_ns:
             found.add(name)
     return found
 
