@@ -419,3 +419,19 @@ def test_train_says_how_its_best_model_was_chosen(
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"Best model: {out / 'best.pt'} {said}; history: ")
     assert "Dice nan" not in line
+
+
+def test_output_cut_off_by_a_closed_pipe_is_not_reported_as_a_bug(tiny_phantom):
+    """`sliceseg check DATA --json | head` closed the pipe early; that is the reader's choice,
+    not a bug of ours: no 'internal error' line, no log file, the shell's SIGPIPE status."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    argv = [sys.executable, "-m", "sliceseg", "check", str(tiny_phantom / "train"), "--json"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the check writes a byte: its first write meets no reader
+    err = process.stderr.read().decode()
+    assert (process.wait(timeout=120), err) == (141, "")

@@ -519,7 +519,7 @@ def test_a_copied_file_is_measured_once(tiny_model, cohort_dir, tmp_path):
     shutil.copy(original, original.with_name("zz_copy.dcm"))
     run = predict_cohort(tiny_model, cohort_dir, tmp_path / "copied", settings=LEAN, options=HERE)
     assert run.slices == plain.slices == 12
-    assert run.notes == [
+    assert run.unread == [
         f"{original.with_name('zz_copy.dcm')}: the same image as {original} (same series, "
         "number, position and pixels); measured once, from that file; remove the copy."
     ]
@@ -567,8 +567,9 @@ def test_the_dicom_folder_itself_is_refused_as_out(tiny_model, cohort_dir, capsy
 
 @pytest.mark.slow
 def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tmp_path, capsys):
-    """Its series is measured without it; the note says the file's name once, then why (the
-    reason used to repeat it: "sub03_s01.dcm: /…/sub03_s01.dcm: cannot decode …")."""
+    """Its series is measured without it; the line says the file's name once, then why (the
+    reason used to repeat it: "sub03_s01.dcm: /…/sub03_s01.dcm: cannot decode …"), and begins
+    `skipped` as the manual says of every damaged file (it began `warning:`)."""
     damaged = sorted((cohort_dir / "sub03").glob("*.dcm"))[1]
     ds = pydicom.dcmread(damaged)
     ds.PixelData = ds.PixelData[:10]
@@ -578,7 +579,7 @@ def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tm
     assert code == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if damaged.name in line]
     assert len(notes) == 1 and notes[0].count(damaged.name) == 1, notes
-    assert notes[0].startswith(f"warning: {damaged}: cannot decode pixel data")
+    assert notes[0].startswith(f"skipped {damaged}: cannot decode pixel data")
     assert pd.read_csv(out / "series.csv").set_index("series").loc["sub03", "slices"] == 2
 
 

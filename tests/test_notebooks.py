@@ -64,6 +64,21 @@ def test_train_notebook_passes_the_live_figure_to_train():
     assert any("TrainingCurves()" in s and "on_checkpoint=curves" in s for s in sources)
 
 
+def test_train_settings_keep_the_defaults_of_the_command_line():
+    """The manual's defaults hold in the notebook too: its `dropout_rate = 0.0` took the
+    pyramid's published 0.2 away from whoever chose `arch = "pyramid"` there."""
+    import dataclasses
+
+    from sliceseg.training.config import TrainConfig
+
+    (cell,) = [c for c in code_cells("train.ipynb") if "parameters" in c.metadata.get("tags", [])]
+    settings = {s.targets[0].id: ast.literal_eval(s.value) for s in ast.parse(cell.source).body}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    chosen = {"data_dir", "epochs", "augment_params"}  # the phantom; 100 epochs, as unbudgeted
+    shared = {k: v for k, v in settings.items() if k in defaults and k not in chosen}
+    assert {k for k, v in shared.items() if v != defaults[k]} == set()
+
+
 def test_the_area_cell_names_the_summary_rows_in_the_table_s_order():
     """The markdown above the area table names its rows as a two-series table holds them."""
     from sliceseg.io.dicom import Slice

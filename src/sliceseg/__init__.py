@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "measure_areas": "sliceseg.measure.areas",
     "measure_label_folder": "sliceseg.label_areas",
     "SpacingFallback": "sliceseg.measure.areas",
+    "TissueSettings": "sliceseg.measure.tissue",
+    "suggest_slices": "sliceseg.inference.suggest",
     "evaluate_model": "sliceseg.inference.evaluate",
     "run_demo": "sliceseg.demo",
 }

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sliceseg._version import __version__
-from sliceseg.cli.exits import USER_ERROR, one_line, report_bug, show_warning
+from sliceseg.cli.exits import USER_ERROR, closed_pipe, one_line, report_bug, show_warning
 from sliceseg.cli.info import add_info
 from sliceseg.cli.measurement import add_evaluate, add_measure
 from sliceseg.cli.phantom import add_demo, add_phantom
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted; files already written are kept.", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader stopped (`| head`): its choice, not a bug
+            return closed_pipe()
         except OSError as error:
             if error.filename is None:
                 return report_bug(error, args, argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -15,9 +16,11 @@ from sliceseg._version import __version__
 
 __all__ = [
     "BUG",
+    "CLOSED_PIPE",
     "REPORT_HINT",
     "SOME_INPUTS_FAILED",
     "USER_ERROR",
+    "closed_pipe",
     "one_line",
     "report_bug",
     "show_warning",
@@ -27,7 +30,17 @@ USER_ERROR = 2  # a SlicesegError or a refused file-system operation: one line, 
 SOME_INPUTS_FAILED = 3  # predict / merge: some series failed or (merge) are not finished;
 # measure / evaluate: some label maps were left out; the others are complete
 BUG = 4  # an unexpected exception: a bug of ours, the traceback in a log file
+CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader stopped (`| head`)
 REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
+
+
+def closed_pipe() -> int:
+    """Stop writing to a stdout whose reader went away, quietly; return `CLOSED_PIPE`."""
+    # Python flushes stdout again at exit: /dev/null takes that, so nothing more is raised. A
+    # stream without a file descriptor (a notebook's) has nothing to flush.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return CLOSED_PIPE
 
 
 def report_bug(error: BaseException, args: argparse.Namespace, argv: list[str] | None) -> int:

@@ -169,8 +169,8 @@ def _print_run(run: CohortRun) -> None:
     """Print the run's notes, skipped files, areas and warnings (a small run's in full)."""
     for note in [*run.notes, *(run.merged.notes if run.merged is not None else ())]:
         print(f"warning: {note}", file=sys.stderr)
-    for skipped in run.skipped:
-        print(f"skipped {skipped.describe()}", file=sys.stderr)
+    for skipped in [*(s.describe() for s in run.skipped), *run.unread]:
+        print(f"skipped {skipped}", file=sys.stderr)
     is_small = run.merged is not None and run.merged.slices <= PRINTED_SLICES
     if is_small and run.merged is not None and run.merged.counts:  # none: every series failed
         print(run.merged.areas.to_text())

@@ -119,7 +119,9 @@ class CohortRun:
         seconds: wall time of the whole run.
         slices: slices segmented now.
         warnings: plausibility warnings of the series finished now.
-        notes: exports not written, files of a series that could not be decoded.
+        notes: exports not written.
+        unread: files of the series finished now left out on decoding (damaged pixels, a
+            copy of another file), each ``path: why``.
     """
 
     out_dir: Path
@@ -134,6 +136,7 @@ class CohortRun:
     slices: int = 0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """One line: what was done, what failed, where the outputs are."""
@@ -213,9 +216,8 @@ def predict_cohort(
             undo_run_record(out, [n for n, _ in failed], previous=previous, previous_inputs=inputs)
             raise
         skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
-        merged = None
-        if options.merge if options.merge is not None else options.shard.is_whole:
-            merged = merge_cohort(out, skipped=plan.skipped)  # unreadable series: their records
+        is_merge = options.merge if options.merge is not None else options.shard.is_whole
+        merged = merge_cohort(out, skipped=plan.skipped) if is_merge else None  # + unreadable/
         summaries = [summary for _, summary in finished]
         return CohortRun(
             out,
@@ -229,7 +231,8 @@ def predict_cohort(
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
             warnings=[w for s in summaries for w in s["warnings"]],
-            notes=[n for s in summaries for n in (*s["skipped_files"], *s["export_notes"])],
+            notes=[n for s in summaries for n in s["export_notes"]],
+            unread=[n for s in summaries for n in s["skipped_files"]],
         )
 
 
