@@ -584,6 +584,26 @@ def test_a_damaged_file_inside_a_series_is_named_once(tiny_model, cohort_dir, tm
 
 
 @pytest.mark.slow
+def test_the_cohort_report_names_a_file_left_out_while_decoding(tiny_model, cohort_dir, tmp_path):
+    """A file whose pixels cannot be decoded, in a series that finishes without it: the
+    manual says damaged files are named in the report; the cohort's named only the files the
+    plan left out. The merge reads them from the series' records, so a standalone merge too."""
+    damaged = sorted((cohort_dir / "sub03").glob("*.dcm"))[1]
+    ds = pydicom.dcmread(damaged)
+    ds.PixelData = ds.PixelData[:10]
+    ds.save_as(damaged)
+    out = tmp_path / "out"
+    reported = dataclasses.replace(LEAN, report=True)  # the cohort's report.html only
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=HERE)
+    assert run.finished == ["sub01", "sub02", "sub03", "sub04"]
+    line = f"<li>Skipped {damaged}: cannot decode pixel data"
+    assert (out / "report.html").read_text(encoding="utf-8").count(line) == 1
+    (out / "report.html").unlink()
+    assert main(["merge", str(out)]) == 0
+    assert (out / "report.html").read_text(encoding="utf-8").count(line) == 1
+
+
+@pytest.mark.slow
 def test_a_uidless_folder_is_one_series_per_folder_everywhere(tiny_model, cohort_dir, tmp_path):
     for path in cohort_dir.rglob("*.dcm"):
         ds = pydicom.dcmread(path)

@@ -148,3 +148,14 @@ def test_failed_series_past_the_shown_lines_are_counted(tmp_path):
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
     assert page.count("<tr class='fail'>") == 200
     assert "… 50 more failed series in failed.csv" in page
+
+
+def test_files_left_out_past_the_shown_lines_are_counted_from_notes_count(tmp_path):
+    """A merge keeps the first lines of the files left out and counts them all."""
+    notes = [f"Skipped s{k:06d}/a.dcm: cannot decode pixel data" for k in range(200)]
+    summary = CohortSummary(
+        pd.DataFrame([_row("p01")]), FAILED, "mm2", ["psoas"], notes=notes, notes_count=100_000
+    )
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    assert page.count("<li>Skipped s") == 200
+    assert "<li>… 99800 more</li>" in page

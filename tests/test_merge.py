@@ -432,3 +432,22 @@ def test_series_in_pixels_beside_series_in_mm2_are_refused_naming_both(mixed, tm
         ConfigError, match=r"series sub02 is measured in pixels .* series sub01 is in mm².*--fov"
     ):
         merge.merge_cohort(out)
+
+
+def test_the_files_left_out_stay_bounded_however_many_series_left_some_out():
+    """100,000 finished series with a damaged file each: the first lines kept, all counted;
+    the plan's files come first and the total is theirs plus the series'."""
+    from sliceseg.inference.merge_notes import SkippedLines
+    from sliceseg.io.dicom import SkippedFile
+    from sliceseg.report.cohort import SHOWN_LINES
+
+    decoding = SkippedLines()
+    for k in range(100_000):
+        decoding.add([f"s{k:06d}/a.dcm: cannot decode pixel data"])
+    assert (len(decoding.lines), decoding.count) == (SHOWN_LINES, 100_000)
+    assert decoding.lines[0] == "Skipped s000000/a.dcm: cannot decode pixel data"
+    files = SkippedLines()
+    files.add_files([SkippedFile(Path("notes.txt"), "notes.txt: not DICOM")])
+    files.extend(decoding)
+    assert files.lines[:2] == ["Skipped notes.txt: not DICOM", decoding.lines[0]]
+    assert (len(files.lines), files.count) == (SHOWN_LINES, 100_001)

@@ -71,8 +71,7 @@ class TestSuggestSlices:
         expected = ["sub03/sub03_s01", "sub01/sub01_s01", "sub02/sub02_s01", "sub03/sub03_s00"]
         assert [s.key for s in found] == expected
         assert [s.rank for s in found] == [1, 2, 3, 4]
-        series = [s.series for s in found]  # numbered in scan order
-        assert sorted(series[:3]) == [1, 2, 3] and series[3] == series[0]
+        assert [s.series for s in found] == ["sub03", "sub01", "sub02", "sub03"]
         assert [s.confidence for s in found] == pytest.approx(
             [_confidence(INSIDE[k]) for k in expected]
         )
@@ -90,12 +89,12 @@ class TestSuggestSlices:
         found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=labels)
         assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
 
-    def test_series_numbered_as_predicts_tables(self, known_probabilities, tiny_model):
-        """``series`` is csa.csv's number of the slice's series: series sorted by name (sub01
-        is 1, sub03 is 3), not by SeriesInstanceUID (the phantom's sub03 UID sorts first)."""
+    def test_series_named_as_predict_names_them(self, known_probabilities, tiny_model):
+        """``series`` is the series' name, predict's folder name (its folder here), not a
+        number nor its SeriesInstanceUID."""
         found = suggest_slices(tiny_model, known_probabilities, n=9)
         assert {s.key.split("/")[0]: s.series for s in found} == {
-            "sub01": 1, "sub02": 2, "sub03": 3,
+            "sub01": "sub01", "sub02": "sub02", "sub03": "sub03",
         }  # fmt: skip
 
     def test_labelled_neighbours_still_seen(self, monkeypatch, tiny_phantom, tiny_model, tmp_path):
@@ -162,7 +161,7 @@ def test_cli_suggest_lists_and_saves(tiny_model, tiny_phantom, tmp_path, capsys)
     code = main(["suggest", str(tiny_model), str(dicoms), "--n", "3", "--out", str(out)])
     assert code == 0
     table = pd.read_csv(out)
-    assert sorted(table["series"]) == [1, 2, 3]
+    assert sorted(table["series"]) == ["sub01", "sub02", "sub03"]
     assert table["confidence"].is_monotonic_increasing
     printed = capsys.readouterr().out
     assert all(key in printed for key in table["key"])
@@ -227,3 +226,33 @@ def test_cli_suggest_out_that_is_a_folder_names_it(tiny_model, tiny_phantom, tmp
     err = capsys.readouterr().err
     assert code == 2 and f"error: {folder}: a folder" in err and ".sliceseg-tmp" not in err
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_suggest_names_each_series_as_predict_s_folder_of_it(tiny_model, tiny_phantom, tmp_path):
+    """One identity for a series: suggest's ``series`` is the folder ``predict`` writes the
+    slice's series into (OUT/series/<name>/), here for a nested folder (``site_p01``), two
+    series in one folder (``mixed``, ``mixed_2``) and a series at the top (the folder's name)."""
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+    from sliceseg.inference.records import RunSettings
+    from sliceseg.measure.areas import is_summary_row
+
+    train, dicoms = tiny_phantom / "train" / "dicoms", tmp_path / "scans"
+    shutil.copytree(train / "sub01", dicoms / "site" / "p01")
+    shutil.copytree(train / "sub02", dicoms / "mixed")
+    for path in (train / "sub03").glob("*.dcm"):
+        shutil.copy(path, dicoms / "mixed" / path.name)
+    for path in (tiny_phantom / "test" / "dicoms" / "sub04").glob("*.dcm"):
+        shutil.copy(path, dicoms / path.name)
+    out = tmp_path / "out"
+    lean = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
+    predict_cohort(tiny_model, dicoms, out, settings=lean, options=CohortOptions(workers=0))
+    written = {}  # slice key -> the folder predict wrote its series into
+    for folder in (out / "series").iterdir():
+        table = pd.read_csv(folder / "csa.csv", dtype=str)
+        rows = [not is_summary_row(index) for index in table["slice"]]
+        written |= dict.fromkeys(table.loc[rows, "file"], folder.name)
+    found = suggest_slices(tiny_model, dicoms, n=12, device="cpu")
+    assert len(found) == len(written) == 12
+    assert {s.key: s.series for s in found} == written
+    assert set(written.values()) == {"site_p01", "mixed", "mixed_2", "scans"}

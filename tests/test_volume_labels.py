@@ -15,13 +15,9 @@ from conftest import small_phantom
 from sliceseg.cli import main
 from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import check_dataset, load_samples
-from sliceseg.dataset.volume_labels import (
-    find_label_volumes,
-    load_volume_labels,
-    pair_volumes,
-    series_labels,
-)
-from sliceseg.errors import ConfigError, LabelError
+from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
+from sliceseg.dataset.volume_pairing import find_label_volumes, pair_volumes
+from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.io.label_volume import LabelVolume
@@ -289,6 +285,70 @@ class TestCheckWithVolumes:
         samples, report = load_samples(data)
         assert report.is_trainable and len(samples) == 12
         assert report.roi_names == tuple(names_of(phantom))
+
+
+def add_nifti_beside(data: Path, subject: str) -> Path:
+    """Save the subject's .seg.nrrd labels again as labels/<subject>.nii.gz (nibabel, RAS)."""
+    import nibabel as nib
+
+    volume = read_label_volume(data / "labels" / f"{subject}.seg.nrrd")
+    ras_from_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    path = data / "labels" / f"{subject}.nii.gz"
+    nib.save(nib.Nifti1Image(volume.values, ras_from_lps @ volume.ijk_to_lps), path)
+    return path
+
+
+TWICE = (
+    r"2 label volumes for the series 'sub01' \(sub01\.nii\.gz, sub01\.seg\.nrrd\); expected one "
+    r"label volume per series; keep one of them"
+)
+
+
+class TestASeriesLabelledByTwoVolumes:
+    """A NIfTI beside a .seg.nrrd of one series: neither is used, one line names both."""
+
+    def test_check_says_unfit_naming_the_series_and_both_files(self, phantom, tmp_path, capsys):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        add_nifti_beside(data, "sub01")
+        report = check_dataset(data)
+        (twice,) = [p for p in report.errors if p.kind == "duplicate"]
+        assert re.fullmatch(TWICE + r" \(delete or rename the others\)\.", twice.message)
+        assert report.num_pairs == 8 and not report.is_trainable
+        assert [p.kind for p in report.problems] == ["duplicate"]  # not "without labels"
+        assert main(["check", str(data)]) == 1
+        assert re.search(TWICE, capsys.readouterr().out)
+
+    def test_training_refuses_with_the_line(self, phantom, tmp_path):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        add_nifti_beside(data, "sub01")
+        with pytest.raises(PairingError, match=TWICE):
+            load_samples(data)
+
+    def test_measure_leaves_the_series_out_and_names_both(self, phantom, tmp_path, capsys):
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        add_nifti_beside(data, "sub01")
+        dicoms, out = str(data / "dicoms"), tmp_path / "out"
+        code = main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        (line,) = [line for line in err.splitlines() if line.startswith("not measured: ")]
+        assert re.match("not measured: " + TWICE, line), line
+        files = set(pd_column(out / "csa.csv", "file"))
+        assert {f.split("/")[0] for f in files if "/" in f} == {"sub02", "sub03"}
+
+    def test_evaluate_leaves_the_series_out_and_names_both(self, phantom, tmp_path, capsys):
+        from test_evaluate import model_with_values
+
+        data = volume_dataset(phantom, tmp_path, names_file=True)
+        add_nifti_beside(data, "sub01")
+        model = model_with_values(tmp_path / "m.pt", range(7), names_of(phantom))
+        code = main(["evaluate", str(model), str(data), "--out", str(tmp_path / "ev")])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        (line,) = [line for line in err.splitlines() if line.startswith("not evaluated: ")]
+        assert re.match("not evaluated: " + TWICE, line), line
+        keys = set(pd_column(tmp_path / "ev" / "evaluation_per_slice.csv", "key"))
+        assert {key.split("/")[0] for key in keys} == {"sub02", "sub03"}
 
 
 def relabel_values(values: np.ndarray, remap: dict[int, int]) -> np.ndarray:

@@ -20,6 +20,7 @@ from sliceseg.dataset.pairing import (
     DataSource,
     Pairing,
     Sample,
+    duplicate_message,
     near_misses,
     refuse_repeated_names,
 )
@@ -258,16 +259,11 @@ def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Pro
 
 def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
     """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
-    problems = [
-        Problem(
-            "error",
-            "duplicate",
-            f"{len(paths)} files share the name '{strip_dicom_suffix(paths[0].stem)}' in one "
-            "folder; expected one file per slice; delete or rename the extra.",
-            tuple(paths),
-        )
-        for paths in pairing.duplicates
-    ]
+    problems = []
+    for shared in pairing.duplicates:
+        found = f"{len(shared)} files share the name '{strip_dicom_suffix(shared[0].stem)}'"
+        message = duplicate_message(f"{found} in one folder", shared, "one file per slice")
+        problems.append(Problem("error", "duplicate", message, tuple(shared)))
     for kind, paths, what, use in (
         (
             "unmatched_image",

@@ -35,6 +35,7 @@ __all__ = [
     "Pair",
     "Pairing",
     "Sample",
+    "duplicate_message",
     "image_key",
     "label_key",
     "near_misses",
@@ -304,6 +305,20 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         ],
         skipped=skipped,
         duplicates=duplicates,
+    )
+
+
+def duplicate_message(found: str, paths: Sequence[Path], expected: str) -> str:
+    """The one wording for files that each claim the same slice or series, so none is used:
+    two label maps of one slice (`Pairing.duplicates`), two label volumes of one series.
+
+    Example:
+        >>> duplicate_message("2 label volumes for the series 'p01'", paths, "one per series")
+        "2 label volumes for the series 'p01' (p01.nii.gz, p01.seg.nrrd); expected one per ..."
+    """
+    files = ", ".join(path.name for path in paths)
+    return (
+        f"{found} ({files}); expected {expected}; keep one of them (delete or rename the others)."
     )
 
 

@@ -1,15 +1,8 @@
-"""Label volumes as training labels: find them, pair them with series, take each slice's plane.
+"""Label volumes as training labels: read those paired with a series, take each slice's plane.
 
 A label folder may hold, beside (or instead of) per-slice label files, one label volume per
-series: a 3D Slicer ``.seg.nrrd``, a NIfTI / NRRD label map, or a DICOM-SEG. Pairing rules, in
-order (keys are paths relative to the label / DICOM folder, without suffix):
-
-1. a DICOM-SEG pairs with the series it references, (0008,1115) ReferencedSeriesSequence;
-2. ``labels/p01.seg.nrrd`` pairs with every DICOM file under ``dicoms/p01/``;
-3. ``labels/p01/scan_3.nii.gz`` pairs with the file ``dicoms/p01/scan_3.dcm`` (e.g. multi-frame);
-4. the only volume in ``labels/p01/`` (Slicer's ``Segmentation.seg.nrrd``) pairs with
-   ``dicoms/p01/``.
-
+series (a 3D Slicer ``.seg.nrrd``, a NIfTI / NRRD label map, or a DICOM-SEG); which series each
+one labels is `sliceseg.dataset.volume_pairing`'s (a series labelled twice is an error here).
 Each slice then takes the volume's plane at its own position (`slice_plane`), never by order.
 Named segments (Slicer, DICOM-SEG) must mean the same value in every file; where they do not,
 `sliceseg.dataset.segment_names.harmonise_segments` renumbers them and says so. Slices the volume
@@ -18,8 +11,8 @@ leaves empty are skipped or kept as background (``unlabelled="skip" | "backgroun
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,48 +20,26 @@ from pathlib import Path
 import numpy as np
 
 from sliceseg.dataset.check import Problem
-from sliceseg.dataset.pairing import UNLABELLED_CHOICES, Pair, Pairing, slice_key
+from sliceseg.dataset.pairing import (
+    UNLABELLED_CHOICES,
+    Pair,
+    Pairing,
+    duplicate_message,
+    slice_key,
+)
 from sliceseg.dataset.segment_names import SegmentMapping, harmonise_segments, relabel
+from sliceseg.dataset.volume_pairing import (
+    VolumePair,
+    VolumePairing,
+    find_label_volumes,
+    pair_volumes,
+)
 from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import Slice, read_slices
-from sliceseg.io.dicom_files import (
-    SkippedFile,
-    is_dicom_file,
-    natural_key,
-    strip_dicom_suffix,
-    visible_files,
-)
-from sliceseg.io.dicom_seg import is_dicom_seg, referenced_series_uid
+from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.label_volume import LabelVolume
-from sliceseg.io.labels import LABEL_SUFFIXES
-from sliceseg.io.series_plan import read_series_uid
 from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
-from sliceseg.io.volumes import is_volume_name, read_label_volume, strip_volume_suffix
-
-
-@dataclass(frozen=True)
-class VolumePair:
-    """A label volume and the DICOM files of its series.
-
-    Attributes:
-        volume: the label volume file.
-        key: the series key, e.g. ``p01`` (the DICOM folder or file it paired with).
-        image_paths: the DICOM files, naturally sorted.
-        rule: how it paired: "referenced series", "folder", "file" or "parent folder".
-    """
-
-    volume: Path
-    key: str
-    image_paths: tuple[Path, ...]
-    rule: str
-
-
-@dataclass(frozen=True)
-class VolumePairing:
-    """The result of `pair_volumes`: pairs, and volumes that found no series."""
-
-    pairs: list[VolumePair]
-    unmatched: list[Path]
+from sliceseg.io.volumes import read_label_volume
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,114 +97,10 @@ class VolumeLabels:
 
     @property
     def labelled_images(self) -> set[Path]:
-        """DICOM files whose labels come from a volume (so they are not 'without labels')."""
-        return {path for pair in self.pairing.pairs for path in pair.image_paths}
-
-
-def find_label_volumes(labels_dir: Path | str) -> list[Path]:
-    """Find the label volumes under a label folder: by suffix, and DICOM-SEG by content.
-
-    Args:
-        labels_dir: the label folder (recursive; hidden files ignored).
-
-    Returns:
-        The volume files, naturally sorted.
-
-    Example:
-        >>> find_label_volumes(Path("data/train/labels"))
-        [PosixPath('data/train/labels/p01.seg.nrrd'), PosixPath('data/train/labels/p02.nii.gz')]
-    """
-    return [
-        path
-        for path in visible_files(Path(labels_dir))
-        if is_volume_name(path.name)
-        or (
-            path.suffix.lower() not in LABEL_SUFFIXES and is_dicom_file(path) and is_dicom_seg(path)
-        )
-    ]
-
-
-def pair_volumes(
-    volume_paths: Sequence[Path],
-    labels_dir: Path | str,
-    images_dir: Path | str,
-    image_paths: Sequence[Path],
-) -> VolumePairing:
-    """Pair each label volume with the DICOM files of its series (rules in the module doc).
-
-    Args:
-        volume_paths: from `find_label_volumes`.
-        labels_dir: the label folder.
-        images_dir: the DICOM folder.
-        image_paths: its DICOM files (e.g. from ``find_dicom_files``).
-
-    Returns:
-        The pairs, and the volumes that found no series.
-
-    Example:
-        >>> pairing = pair_volumes(volumes, labels, dicoms, find_dicom_files(dicoms)[0])
-        >>> [(p.volume.name, p.key, len(p.image_paths)) for p in pairing.pairs]
-        [('p01.seg.nrrd', 'p01', 12)]
-    """
-    labels_dir, images_dir = Path(labels_dir), Path(images_dir)
-    by_folder: dict[str, list[Path]] = defaultdict(list)
-    by_file: dict[str, Path] = {}
-    for path in image_paths:
-        relative = path.relative_to(images_dir)
-        by_file[relative.parent.joinpath(strip_dicom_suffix(path.name)).as_posix()] = path
-        for depth in range(1, len(relative.parts)):
-            by_folder[Path(*relative.parts[:depth]).as_posix()].append(path)
-    per_folder = Counter(p.parent for p in volume_paths)
-    uids = (
-        _series_uids(image_paths) if any(not is_volume_name(p.name) for p in volume_paths) else {}
-    )
-    pairs, unmatched = [], []
-    for volume in volume_paths:
-        relative = volume.relative_to(labels_dir)
-        key = relative.parent.joinpath(strip_volume_suffix(volume.name)).as_posix()
-        parent = relative.parent.as_posix()
-        if not is_volume_name(volume.name):
-            uid = _referenced_series(volume)
-            files = [p for p in image_paths if uids.get(p) == uid] if uid else []
-            found = (_series_key(files, images_dir), files, "referenced series")
-        elif key in by_folder:
-            found = (key, by_folder[key], "folder")
-        elif key in by_file:
-            found = (key, [by_file[key]], "file")
-        elif parent in by_folder and per_folder[volume.parent] == 1:
-            found = (parent, by_folder[parent], "parent folder")
-        else:
-            found = (key, [], "")
-        if found[1]:
-            files = sorted(found[1], key=lambda p: natural_key(p.as_posix()))
-            pairs.append(VolumePair(volume, found[0], tuple(files), found[2]))
-        else:
-            unmatched.append(volume)
-    return VolumePairing(pairs, unmatched)
-
-
-def _series_key(files: Sequence[Path], images_dir: Path) -> str:
-    if not files:
-        return ""
-    parents = {p.parent.relative_to(images_dir).as_posix() for p in files}
-    return parents.pop() if len(parents) == 1 else ",".join(sorted(parents))
-
-
-def _series_uids(paths: Iterable[Path]) -> dict[Path, str]:
-    uids = {}
-    for path in paths:
-        try:
-            uids[path] = read_series_uid(path)
-        except DicomReadError:  # an unreadable image belongs to no referenced series
-            uids[path] = ""
-    return uids
-
-
-def _referenced_series(path: Path) -> str:
-    try:
-        return referenced_series_uid(path)
-    except LabelError:  # an unreadable DICOM-SEG references nothing: left unmatched
-        return ""
+        """DICOM files whose labels come from a volume, or from two (an error): either way they
+        are not 'without labels', nor paired with per-slice label files."""
+        pairs = [*self.pairing.pairs, *(p for group in self.pairing.duplicates for p in group)]
+        return {path for pair in pairs for path in pair.image_paths}
 
 
 def series_labels(
@@ -466,7 +333,8 @@ def _unnamed_problems(pairing: Pairing, found: VolumeLabels) -> list[Problem]:
 
 
 def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> list[Problem]:
-    """Check-report lines for the volumes: labelled twice (error), renumbered, unlabelled slices.
+    """Check-report lines for the volumes: a slice or a series labelled twice (errors),
+    renumbered segments, unlabelled slices.
 
     Args:
         pairing: the per-slice pairing (before `merge_pairing`).
@@ -483,6 +351,12 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
             )
             paths = (pair.label_path, by_image[pair.image_path])
             problems.append(Problem("error", "duplicate", message, paths))
+    for group in found.pairing.duplicates:
+        series = " / ".join(dict.fromkeys(pair.key for pair in group))
+        found_text = f"{len(group)} label volumes for the series '{series}'"
+        volumes = tuple(pair.volume for pair in group)
+        message = duplicate_message(found_text, volumes, "one label volume per series")
+        problems.append(Problem("error", "duplicate", message, volumes))
     problems += found.segments.problems + _unnamed_problems(pairing, found)
     by_volume: dict[Path, list[str]] = defaultdict(list)
     for key, volume in found.unlabelled:

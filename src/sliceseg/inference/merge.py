@@ -13,7 +13,9 @@ attempt failed; only a header when none did) and a small ``report.html``
 header, the area tables are not written (nor left from an earlier merge) and the report says
 so. Everything streams: series after series, the rows are written as
 they are read, and what the report needs is kept in bounded form (the series to review first,
-the first lines unlike the training data, each series' mean areas as numbers), so memory does
+the first lines unlike the training data, the first files left out, also those a finished
+series' record names (`sliceseg.inference.merge_notes`), each series' mean areas as numbers),
+so memory does
 not grow with the cohort but for a few numbers per series. Any number of shards may have
 written the series; merging twice gives the same files.
 """
@@ -33,6 +35,7 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.familiarity import unlike_line
+from sliceseg.inference.merge_notes import SkippedLines, left_out_notes
 from sliceseg.inference.merge_tables import (
     CHUNK_SERIES,
     TIDY_TEXT,
@@ -64,16 +67,7 @@ from sliceseg.report.cohort import (
     write_cohort_report,
 )
 
-__all__ = [
-    "FAILED_COLUMNS",
-    "MergeResult",
-    "gone_notes",
-    "left_out_notes",
-    "merge_cohort",
-    "outdated_notes",
-    "unfinished_notes",
-    "unreadable_notes",
-]
+__all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
 AREA_TABLES = ("csa.csv", "csa_long.csv")
@@ -156,8 +150,9 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
 
     Args:
         out_dir: a ``predict`` output folder (any shards).
-        skipped: input files the run left out, named in the report (the files of a series
-            of which none could be read are read from ``OUT/unreadable/``).
+        skipped: input files the run's plan left out, named in the report (the files of a
+            series of which none could be read are read from ``OUT/unreadable/``, those a
+            finished series left out while decoding from its record).
 
     Returns:
         The tables written (when every series failed: ``failed`` and the report, no areas).
@@ -195,15 +190,17 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     unread = _unreadable(out, {*seen.names, *failed["series"].astype(str)}, left)
     done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread}
     unfinished = tuple(sorted((left.inputs or frozenset()) - done))
+    notes = left_out_notes(out, left.outdated, left.gone_names, unfinished, tuple(unread))
+    files = SkippedLines()
+    files.add_files(chain(skipped, *unread.values()))
+    files.extend(seen.skipped)  # those the finished series left out while decoding
     summary = CohortSummary(
         series=seen.review_table(),
         failed=failed,
         unit=unit,
         roi_names=list(settings["roi_names"]),
-        notes=[
-            *left_out_notes(out, left.outdated, left.gone_names, unfinished, tuple(unread)),
-            *(f"Skipped {s.describe()}" for s in [*skipped, *chain.from_iterable(unread.values())]),
-        ],
+        notes=[*notes, *files.lines],
+        notes_count=len(notes) + files.count,
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,
@@ -279,54 +276,6 @@ def _current_records(out: Path, left: _LeftOut) -> Iterator[tuple[str, dict[str,
             left.outdated.append(name)
 
 
-def outdated_notes(outdated: Sequence[str]) -> list[str]:
-    """One line naming the finished series left out as another model's or settings' (an
-    ``--overwrite`` run not done yet); none when there are none."""
-    if not outdated:
-        return []
-    names = _first_names(outdated)
-    return [
-        f"{len(outdated)} series made by another model or settings left out ({names}); run "
-        "the predict command again to redo them."
-    ]
-
-
-def left_out_notes(
-    out: Path,
-    outdated: Sequence[str],
-    gone: Sequence[str],
-    unfinished: Sequence[str] = (),
-    unreadable: Sequence[str] = (),
-) -> list[str]:
-    """The lines naming the series a merge left out: another model's or settings'
-    (`outdated_notes`), not in the latest run's input (`gone_notes`), with no readable file
-    (`unreadable_notes`), not finished (`unfinished_notes`)."""
-    return [
-        *outdated_notes(outdated),
-        *gone_notes(out, gone),
-        *unreadable_notes(out, unreadable),
-        *unfinished_notes(out, unfinished),
-    ]
-
-
-def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:
-    """One line naming the series of the input none of whose files could be read (each file
-    is named with why in the report and in its record); none when there are none."""
-    if not unreadable:
-        return []
-    names = _first_names(unreadable)
-    return [
-        f"{len(unreadable)} series of the input with no readable file left out ({names}): "
-        f"every file damaged, each named with why in {out / 'unreadable'}/<name>.json; replace "
-        "the files and run the predict command again."
-    ]
-
-
-def _first_names(names: Sequence[str], shown: int = 10) -> str:
-    """The first ``shown`` names, joined ("…" when there are more)."""
-    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
-
-
 def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[SkippedFile]]:
     """The series of the input (`write_unreadable`'s records) of which no file could be read,
     by name, with their files; not those finished or failed since, nor those not in the input
@@ -337,35 +286,6 @@ def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[Ski
         if name not in done and (left.inputs is None or name in left.inputs):
             found[name] = unreadable_files(record)
     return found
-
-
-def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
-    """One line naming the series of the latest run's input that neither finished nor failed
-    (a merge while a shard still runs, after one was stopped, or a damaged ``record.json``):
-    without it the tables silently lacked them."""
-    if not unfinished:
-        return []
-    names = _first_names(unfinished)
-    return [
-        f"{len(unfinished)} series of the input not finished, left out ({names}): a predict run "
-        "or shard still running, stopped or not run, or a damaged record.json; run the predict "
-        "command (each shard) again, which skips the finished series, then `sliceseg merge "
-        f"{out}`."
-    ]
-
-
-def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:
-    """One line naming the series left out because the latest run's input no longer holds
-    them (removed from the input folder since they were predicted); none when there are none.
-    """
-    if not gone:
-        return []
-    names = _first_names(gone)
-    return [
-        f"{len(gone)} series not in the input of the latest predict run left out ({names}); "
-        "to merge them, run predict on a folder that holds their inputs too, or delete "
-        f"{out / 'series'}/<name> (and {out / 'failed'}/<name>.json)."
-    ]
 
 
 def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
@@ -397,6 +317,7 @@ class _SeriesPass:
     review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
     unlike_count: int = 0
+    skipped: SkippedLines = field(default_factory=SkippedLines)  # files left out in decoding
     columns: list[str] = field(default_factory=list)
 
     def write(self, out: Path, records: Iterator[tuple[str, dict[str, Any]]], f: IO[str]) -> None:
@@ -429,6 +350,7 @@ class _SeriesPass:
         self.names.append(name)
         self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))
+        self.skipped.add(record.get("summary", {}).get("skipped_files", []))
         for key, value in row.items():
             if key.startswith("mean "):
                 self.means.setdefault(key.removeprefix("mean "), array("d")).append(

@@ -31,7 +31,8 @@ class Suggestion:
         rank: 1 = label this first.
         key: the slice's path below the DICOM folder, without suffix (a label's name).
         path: the DICOM file.
-        series: the series' number in predict's tables (``csa.csv``): 1, 2, ... by name.
+        series: the series' name as ``predict`` names it: its folder ``OUT/series/<name>/``
+            and its row in ``series.csv`` (`sliceseg.io.identity.series_names`), e.g. ``p01``.
         confidence: the slice's confidence (its least confident ROI's; 1 = sure).
         weakest_roi: the name of the ROI the model is least sure of there.
         weakest_confidence: that ROI's confidence.
@@ -41,7 +42,7 @@ class Suggestion:
     rank: int
     key: str
     path: Path
-    series: int
+    series: str
     confidence: float
     weakest_roi: str
     weakest_confidence: float
@@ -117,16 +118,16 @@ def suggest_slices(
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
-    numbers = _series_numbers(images, root)
-    flagged = _unfamiliar(bundle, images, labels, numbers)
-    ranked = ([float(scores[i]) for i in wanted], [numbers[i] for i in wanted])
+    names = _series_names(images, root)
+    flagged = _unfamiliar(bundle, images, labels, names)
+    ranked = ([float(scores[i]) for i in wanted], [names[i] for i in wanted])
     chosen = least_confident(*ranked, n=n, spread=spread, flagged=[flagged[i] for i in wanted])
     return [
         Suggestion(
             rank=rank,
             key=slice_key(images[i], root),
             path=images[i].source,
-            series=numbers[i],
+            series=names[i],
             confidence=float(scores[i]),
             weakest_roi=bundle.roi_names[int(per_roi[i].argmin())],
             weakest_confidence=float(per_roi[i].min()),
@@ -136,27 +137,28 @@ def suggest_slices(
     ]
 
 
-def _series_numbers(images: list[Slice], root: Path) -> list[int]:
-    """Each slice's series number as in predict's tables: series 1..S sorted by their name
-    (`series_names`, taken in the files' natural order, as `plan_cohort` does)."""
+def _series_names(images: list[Slice], root: Path) -> list[str]:
+    """Each slice's series name as predict's: `series_names` over the series taken in the
+    files' natural order, with the input folder's name at the top, as `plan_cohort` does."""
     groups: dict[str, list[str]] = {}
     for image in sorted(images, key=lambda image: natural_key(str(image.source))):
         groups.setdefault(series_key(image), []).append(slice_key(image, root))
     names = series_names(groups, root_name=root.resolve().name)
-    order = {key: k for k, key in enumerate(sorted(groups, key=names.__getitem__), 1)}
-    return [order[series_key(image)] for image in images]
+    return [names[series_key(image)] for image in images]
 
 
 def _unfamiliar(
-    bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[int]
+    bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[str]
 ) -> list[bool]:
     """Per slice, whether its series is unlike the training data (all False without a profile)."""
-    verdicts = check_run(bundle, images, labels, [image.name for image in images], series)
+    numbers = {name: k for k, name in enumerate(sorted(set(series)), 1)}  # as csa_long.csv's
+    per_slice = [numbers[name] for name in series]
+    verdicts = check_run(bundle, images, labels, [image.name for image in images], per_slice)
     if verdicts is None:
         warn_no_profile()
         return [False] * len(images)
     flagged = {v.series for v in verdicts if v.is_flagged}
-    return [k in flagged for k in series]
+    return [k in flagged for k in per_slice]
 
 
 def _scan(root: Path) -> list[Slice]:
@@ -200,11 +202,12 @@ def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
 
 def suggestions_text(suggestions: list[Suggestion]) -> str:
     """Return the suggestions as aligned text, one line per slice."""
-    lines = [f"{'rank':>4}  {'series':>6}  {'confidence':>10}  {'weakest ROI':<32}  slice"]
+    width = max([6, *(len(s.series) for s in suggestions)])
+    lines = [f"{'rank':>4}  {'series':<{width}}  {'confidence':>10}  {'weakest ROI':<32}  slice"]
     for s in suggestions:
         weakest = f"{s.weakest_roi} ({s.weakest_confidence:.3f})"
         note = "  (series unlike the training data)" if s.unlike_training else ""
         lines.append(
-            f"{s.rank:>4}  {s.series:>6}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}{note}"
+            f"{s.rank:>4}  {s.series:<{width}}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}{note}"
         )
     return "\n".join(lines)

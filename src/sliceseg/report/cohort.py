@@ -64,7 +64,7 @@ class CohortSummary:
         failed: ``failed.csv``'s table (series, slices, reason).
         unit: "mm2" or "pixels".
         roi_names: the ROIs, in order.
-        notes: one line per input file left out.
+        notes: one line per series or input file left out (the first `SHOWN_LINES` are shown).
         unlike_training: one line per series unlike the training data (a banner on top; the
             first `SHOWN_LINES` are shown).
         series_count: how many series there are (None: ``len(series)``); with it, ``series``
@@ -73,6 +73,8 @@ class CohortSummary:
         slices: slices over all series (None: the sum of ``series``' column).
         unlike_count: series unlike the training data (None: ``len(unlike_training)``).
         means: per ROI, every series' mean area (None: ``series``' ``mean <roi>`` columns).
+        notes_count: how many lines ``notes`` stands for (None: ``len(notes)``); with it,
+            ``notes`` may hold only the first lines (a merge keeps no list of every file).
     """
 
     series: pd.DataFrame
@@ -85,6 +87,7 @@ class CohortSummary:
     slices: int | None = None
     unlike_count: int | None = None
     means: Mapping[str, np.ndarray] | None = None
+    notes_count: int | None = None
 
 
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
@@ -119,8 +122,10 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
     else:
         parts.append(_failed(summary.failed))
     if summary.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in summary.notes[:200])
-        more = f"<li>… {len(summary.notes) - 200} more</li>" if len(summary.notes) > 200 else ""
+        shown = summary.notes[:SHOWN_LINES]
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in shown)
+        count = len(summary.notes) if summary.notes_count is None else summary.notes_count
+        more = f"<li>… {count - len(shown)} more</li>" if count > len(shown) else ""
         parts.append(f"<h2>Files left out</h2><ul>{items}{more}</ul>")
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -1,0 +1,136 @@
+"""What a cohort's merge says it left out: one line per kind of series, and the damaged files.
+
+The series lines (another run's, not in the input, unreadable, not finished) are printed by
+``predict`` and ``merge`` and shown in ``report.html``; the files are listed in the report only
+(``Skipped <file>: why``): those the plan left out, those of the series none of whose files
+could be read, and those the finished series left out while decoding (read back from their
+records, so a standalone ``sliceseg merge`` names them too), at most `SHOWN_LINES` of them,
+all counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sliceseg.io.dicom_files import SkippedFile
+from sliceseg.report.cohort import SHOWN_LINES
+
+__all__ = [
+    "SkippedLines",
+    "gone_notes",
+    "left_out_notes",
+    "outdated_notes",
+    "unfinished_notes",
+    "unreadable_notes",
+]
+
+
+@dataclass
+class SkippedLines:
+    """The files a merge names as left out: the first `SHOWN_LINES` lines kept, all counted
+    (memory stays flat however many series left files out).
+
+    Example:
+        >>> lines = SkippedLines()
+        >>> lines.add(["p01/a.dcm: cannot decode pixel data"])
+        >>> lines.lines, lines.count
+        (['Skipped p01/a.dcm: cannot decode pixel data'], 1)
+    """
+
+    lines: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, described: Iterable[str]) -> None:
+        """Count files described as `SkippedFile.describe` writes them; keep the first lines."""
+        for text in described:
+            self.count += 1
+            if len(self.lines) < SHOWN_LINES:
+                self.lines.append(f"Skipped {text}")
+
+    def add_files(self, files: Iterable[SkippedFile]) -> None:
+        """Count and keep `SkippedFile`s, as `add`."""
+        self.add(item.describe() for item in files)
+
+    def extend(self, other: SkippedLines) -> None:
+        """Append another's lines (up to `SHOWN_LINES` in all) and its count."""
+        self.lines += other.lines[: max(SHOWN_LINES - len(self.lines), 0)]
+        self.count += other.count
+
+
+def outdated_notes(outdated: Sequence[str]) -> list[str]:
+    """One line naming the finished series left out as another model's or settings' (an
+    ``--overwrite`` run not done yet); none when there are none."""
+    if not outdated:
+        return []
+    names = _first_names(outdated)
+    return [
+        f"{len(outdated)} series made by another model or settings left out ({names}); run "
+        "the predict command again to redo them."
+    ]
+
+
+def left_out_notes(
+    out: Path,
+    outdated: Sequence[str],
+    gone: Sequence[str],
+    unfinished: Sequence[str] = (),
+    unreadable: Sequence[str] = (),
+) -> list[str]:
+    """The lines naming the series a merge left out: another model's or settings'
+    (`outdated_notes`), not in the latest run's input (`gone_notes`), with no readable file
+    (`unreadable_notes`), not finished (`unfinished_notes`)."""
+    return [
+        *outdated_notes(outdated),
+        *gone_notes(out, gone),
+        *unreadable_notes(out, unreadable),
+        *unfinished_notes(out, unfinished),
+    ]
+
+
+def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:
+    """One line naming the series of the input none of whose files could be read (each file
+    is named with why in the report and in its record); none when there are none."""
+    if not unreadable:
+        return []
+    names = _first_names(unreadable)
+    return [
+        f"{len(unreadable)} series of the input with no readable file left out ({names}): "
+        f"every file damaged, each named with why in {out / 'unreadable'}/<name>.json; replace "
+        "the files and run the predict command again."
+    ]
+
+
+def _first_names(names: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` names, joined ("…" when there are more)."""
+    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+
+
+def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
+    """One line naming the series of the latest run's input that neither finished nor failed
+    (a merge while a shard still runs, after one was stopped, or a damaged ``record.json``):
+    without it the tables silently lacked them."""
+    if not unfinished:
+        return []
+    names = _first_names(unfinished)
+    return [
+        f"{len(unfinished)} series of the input not finished, left out ({names}): a predict run "
+        "or shard still running, stopped or not run, or a damaged record.json; run the predict "
+        "command (each shard) again, which skips the finished series, then `sliceseg merge "
+        f"{out}`."
+    ]
+
+
+def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:
+    """One line naming the series left out because the latest run's input no longer holds
+    them (removed from the input folder since they were predicted); none when there are none.
+    """
+    if not gone:
+        return []
+    names = _first_names(gone)
+    return [
+        f"{len(gone)} series not in the input of the latest predict run left out ({names}); "
+        "to merge them, run predict on a folder that holds their inputs too, or delete "
+        f"{out / 'series'}/<name> (and {out / 'failed'}/<name>.json)."
+    ]
