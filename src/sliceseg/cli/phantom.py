@@ -32,7 +32,9 @@ def add_demo(sub: Subcommands) -> None:
     """Add ``sliceseg demo``."""
     p = sub.add_parser("demo", help="phantom → train → predict → areas vs truth, in minutes")
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--minutes", type=float, default=6.0, help="training budget")
+    p.add_argument(
+        "--minutes", type=float, default=6.0, help="training budget in minutes (default 6)"
+    )
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_demo)
 
