@@ -16,7 +16,7 @@ from sliceseg.cli import main
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.inference import cohort, cohort_decode, cohort_series, merge
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
-from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir
+from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir, series_dir
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import SpacingFallback, is_summary_row
@@ -115,6 +115,11 @@ def test_two_shards_and_merge_equal_one_run(tiny_model, cohort_dir, tmp_path):
         own = pd.read_csv(tmp_path / "one" / "series" / name / "csa.csv", index_col="slice")
         parts.append(own.loc[[i for i in own.index if not is_summary_row(i)], ["file", *ROIS]])
     expected = summarised(pd.concat(parts), [k for k in range(1, 5) for _ in range(3)])
+    names = list(series["series"])  # the rows name each series: "mean series sub02"
+    expected.index = [
+        f"{i.split()[0]} series {names[int(i.split()[2]) - 1]}" if "series" in i else i
+        for i in expected.index
+    ]
     rows = [i for i in expected.index if i.isdigit() or "series" in i]  # overall rows aside
     pd.testing.assert_frame_equal(
         wide.loc[rows, ["file", *ROIS]], expected.loc[rows], check_dtype=False, check_names=False
@@ -246,7 +251,7 @@ def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, 
     ]
     assert main(["merge", str(out)]) == 0
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
-    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2}
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {"sub01", "sub03"}
     assert "2 series made by another model or settings left out (sub02, sub04)" in (
         capsys.readouterr().err
     )
@@ -259,6 +264,34 @@ def three_series(cohort_dir: Path) -> list[str]:
     """Remove sub04 from the cohort: sub01, sub02 and sub03 are left (their names)."""
     shutil.rmtree(cohort_dir / "sub04")
     return sorted(p.name for p in cohort_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_the_tables_name_each_series_as_series_csv_and_its_folder(tiny_model, cohort_dir, tmp_path):
+    """csa_long.csv's ``series`` held 1..S and csa.csv's rows said ``mean series 3`` while
+    series.csv and OUT/series/<name>/ name the series: a join on ``series`` matched nothing."""
+    three_series(cohort_dir)
+    (cohort_dir / "sub03").rename(cohort_dir / "site 01")  # a name with a space and digits
+    names = ["site 01", "sub01", "sub02"]
+    rows = [f"{row} series {name}" for name in names for row in ("mean", "std", "n")]
+    for out, shards in (("one", [Shard(1, 1)]), ("two", [Shard(1, 2), Shard(2, 2)])):
+        for shard in shards:
+            options = CohortOptions(workers=0, shard=shard)
+            predict_cohort(tiny_model, cohort_dir, tmp_path / out, settings=LEAN, options=options)
+        assert main(["merge", str(tmp_path / out)]) == 0
+        series = pd.read_csv(tmp_path / out / "series.csv", dtype={"series": str})
+        folders = sorted(p.name for p in (tmp_path / out / "series").iterdir())
+        assert list(series["series"]) == names == folders
+        long = pd.read_csv(tmp_path / out / "csa_long.csv", dtype={"series": str})
+        assert list(dict.fromkeys(long["series"])) == names
+        assert len(long.merge(series, on="series")) == len(long) == 9 * len(ROIS)
+        wide = pd.read_csv(tmp_path / out / "csa.csv", index_col="slice", dtype={"slice": str})
+        assert [i for i in wide.index if is_summary_row(i)] == [*rows, "mean", "std", "n"]
+        assert wide.loc["n series site 01", "file"].endswith("(3 slices)")
+        for name in names:
+            own = pd.read_csv(series_dir(tmp_path / out, name) / "csa_long.csv", dtype=str)
+            assert set(own["series"]) == {name}
+    assert_same_tables(tmp_path / "one", tmp_path / "two")
 
 
 @pytest.mark.slow
@@ -278,7 +311,7 @@ def test_a_series_removed_from_the_input_is_left_out_of_the_merge(
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
     wide = pd.read_csv(out / "csa.csv", index_col="slice")
     assert not wide["file"].astype(str).str.startswith("sub02").any()
-    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2}
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {"sub01", "sub03"}
     printed = capsys.readouterr()
     assert "2 series already done, skipped; 0 to do" in printed.out
     assert f"warning: {GONE}" in printed.err
@@ -425,7 +458,7 @@ def test_a_finished_series_that_fails_when_redone_is_failed_not_merged(
     failed = pd.read_csv(out / "failed.csv")
     assert list(failed["series"]) == ["sub02"] and "no PixelSpacing" in failed["reason"][0]
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03", "sub04"]
-    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {1, 2, 3}
+    assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {"sub01", "sub03", "sub04"}
     assert main(["merge", str(out)]) == 3
 
 
@@ -619,9 +652,9 @@ def test_a_uidless_folder_is_one_series_per_folder_everywhere(tiny_model, cohort
         assert (folder / "segmentation.gif").is_file() and (folder / "areas.png").is_file()
         assert [p.name for p in (folder / "exports").iterdir()] == [f"{name}.nii.gz"]
     long = pd.read_csv(out / "csa_long.csv")
-    assert sorted(set(long["series"])) == [1, 2, 3, 4]
+    assert sorted(set(long["series"])) == names
     wide = pd.read_csv(out / "csa.csv", index_col="slice")
-    assert {f"mean series {k}" for k in range(1, 5)} <= set(wide.index)
+    assert {f"mean series {name}" for name in names} <= set(wide.index)
     html = (out / "report.html").read_text(encoding="utf-8")
     assert all(f"series/{name}/report.html" in html for name in names)
 

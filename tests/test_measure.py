@@ -16,6 +16,7 @@ from sliceseg.measure.areas import (
     FAMILIARITY_COLUMN,
     SpacingFallback,
     area_mm2,
+    is_summary_row,
     measure_areas,
     resolve_spacing,
     with_fallback_spacing,
@@ -198,6 +199,20 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     assert (long["patient_name"] == "Phantom^" + subjects).all()
 
 
+def test_measure_names_each_series_as_predict_does(tiny_phantom, tmp_path):
+    from sliceseg.label_areas import measure_label_folder
+
+    train = tiny_phantom / "train"
+    table, (wide_csv, long_csv), _ = measure_label_folder(
+        train / "labels", train / "dicoms", tmp_path / "m"
+    )
+    names = sorted(p.name for p in (train / "dicoms").iterdir())
+    assert sorted(set(pd.read_csv(long_csv, dtype=str)["series"])) == names
+    wide = pd.read_csv(wide_csv, index_col="slice", dtype={"slice": str})
+    assert {f"n series {name}" for name in names} <= set(wide.index)
+    assert "mean series sub01" in table.to_text()
+
+
 def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):
     """`measure --fov` measured the files without PixelSpacing in mm² but said "their areas
     are in pixels"; the note now says where their spacing came from, and the areas agree."""
@@ -289,6 +304,24 @@ class TestSummaryRows:
         assert table.series == (1, 1, 2)
         assert table.long["series"].tolist() == [1, 1, 2]
         assert table.per_slice["roi"].tolist() == [20.0, 5.0, 8.0]
+
+    def test_named_tables_show_each_series_name_and_keep_the_numbers(self, tmp_path):
+        """The written tables name series k ``names[k - 1]`` (spaces and digits allowed);
+        the rows stay summary rows and ``series`` still groups by number."""
+        images = [series_slice("a1", "A"), series_slice("a2", "A"), series_slice("b1", "B")]
+        table = measure_areas([square(20), square(5), square(8)], images, ["roi"])
+        named = table.named(["site 01", "p2"])
+        assert list(named.wide.index)[3:9] == [
+            *("mean series site 01", "std series site 01", "n series site 01"),
+            *("mean series p2", "std series p2", "n series p2"),
+        ]
+        assert all(is_summary_row(label) for label in list(named.wide.index)[3:])
+        assert named.long["series"].tolist() == ["site 01", "site 01", "p2"]
+        assert named.series == (1, 1, 2) and table.long["series"].tolist() == [1, 1, 2]
+        assert named.named(["site 01", "p2"]).wide.index.equals(named.wide.index)
+        lines = named.save(tmp_path)[0].read_text().splitlines()
+        assert lines[6] == "n series site 01,a1 … a2 (2 slices),2"
+        assert lines[9] == "n series p2,b1 (1 slice),1"
 
     def test_single_slice_std_is_an_empty_cell(self, tmp_path):
         table = measure_areas([square(4)], [series_slice("a1", "A", (0.5, 0.5))], ["roi"])

@@ -114,7 +114,7 @@ def _whole_merge(out: Path, into: Path) -> None:
             for k, (n, r) in enumerate(zip(counts, reasons, strict=True), 1)
         ]
         areas = with_familiarity(areas, verdicts)
-    areas.save(into)
+    areas.named([name for name, _ in finished]).save(into)
 
 
 @pytest.mark.slow
@@ -127,7 +127,8 @@ def test_streamed_merge_writes_the_whole_table_merge_bytes(predicted, tmp_path, 
     for name in ("csa.csv", "csa_long.csv"):
         assert (predicted / name).read_bytes() == (tmp_path / name).read_bytes(), name
     wide = pd.read_csv(predicted / "csa.csv", index_col="slice", dtype={"slice": str})
-    assert "mean series 5" in wide.index and len(merged.counts) == 5 and merged.slices == 15
+    last = finished_series(predicted)[-1][0]
+    assert f"mean series {last}" in wide.index and len(merged.counts) == 5 and merged.slices == 15
     series = pd.read_csv(predicted / "series.csv")
     assert series["series"].tolist() == ["sub01", "sub02", "sub02x", "sub03", "sub04"]
     assert series["slices"].tolist() == [3] * 5
@@ -213,15 +214,13 @@ def test_counts_are_whole_numbers_in_every_table(predicted):
     merge.merge_cohort(predicted)
     wide = pd.read_csv(predicted / "csa.csv", dtype=str, keep_default_na=False)
     counts = wide[[is_count_row(s) for s in wide["slice"]]]
-    assert len(counts) == 5 + 1  # n series 1..5, n
+    assert len(counts) == 5 + 1  # n series <name> of each of the 5 series, n
     rois = [c for c in wide.columns[2:] if c not in (CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
     assert counts[rois].map(str.isdigit).all().all(), counts[rois]
     if FAMILIARITY_COLUMN in wide:
         assert set(wide[FAMILIARITY_COLUMN]) == {"0", "1", ""}
     long = pd.read_csv(predicted / "csa_long.csv", dtype=str)
-    whole = ["slice", "series", "roi", "pixels"] + [FAMILIARITY_COLUMN] * (
-        FAMILIARITY_COLUMN in long
-    )
+    whole = ["slice", "roi", "pixels"] + [FAMILIARITY_COLUMN] * (FAMILIARITY_COLUMN in long)
     assert long[whole].map(str.isdigit).all().all()
     series = pd.read_csv(predicted / "series.csv", dtype=str)
     whole = ["slices", "warnings", *(c for c in series.columns if c.startswith("n "))]
@@ -265,15 +264,15 @@ def test_a_folder_of_ct_and_mr_series_merges_with_the_ct_columns_where_they_appl
     assert not set(CT_COLUMNS) & set(own["sub01"].columns)
     long = pd.read_csv(mixed / "csa_long.csv")
     assert list(long.columns) == list(own["sub01ct"].columns)  # where the CT series has them
-    for number, (name, table) in enumerate(own.items(), 1):
-        merged = long[long["series"] == number].reset_index(drop=True)
+    for name, table in own.items():
+        merged = long[long["series"] == name].reset_index(drop=True)
         expected = table.reindex(columns=long.columns).drop(columns=["slice", "series"])
         pd.testing.assert_frame_equal(
             merged.drop(columns=["slice", "series"]), expected, check_dtype=False, obj=name
         )
-    ct_rows = long[long["series"] == 2]
+    ct_rows = long[long["series"] == "sub01ct"]
     assert ct_rows["muscle_radiodensity_hu"].notna().any()  # measured, not left empty
-    assert long.loc[long["series"] != 2, list(CT_COLUMNS)].isna().all().all()
+    assert long.loc[long["series"] != "sub01ct", list(CT_COLUMNS)].isna().all().all()
     wide = pd.read_csv(mixed / "csa.csv", index_col="slice", dtype={"slice": str})
     assert wide.loc["n"].drop("file").astype(float).max() <= 9  # three series of three slices
 
@@ -303,13 +302,14 @@ def test_a_merged_run_reads_back_names_that_look_like_numbers_as_names(tmp_path)
 
     (tmp_path / "csa.csv").write_text("slice,file,VB\n1,00012,10.5\nmean,,10.5\n")
     (tmp_path / "csa_long.csv").write_text(
-        "slice,series,file,roi,roi_name,area_mm2\n1,1,00012,1,007,10.5\n"
+        "slice,series,file,roi,roi_name,area_mm2\n1,0001,00012,1,007,10.5\n"
     )
     (tmp_path / "series.csv").write_text("series,slices\n0001,1\n")
     run = MergeResult(tmp_path, pd.DataFrame(), None, (1,))
     assert run.areas.wide["file"].tolist()[0] == "00012"
     assert run.areas.long["file"].tolist() == ["00012"]
     assert run.areas.long["roi_name"].tolist() == ["007"]
+    assert run.areas.long["series"].tolist() == ["0001"]  # series.csv's name
     assert run.series["series"].tolist() == ["0001"]
 
 

@@ -67,3 +67,20 @@ def test_predict_restores_model_mode(tiny_model, tiny_phantom):
     labels = predict_slices(bundle, images, tta=True)
     assert bundle.model.training
     assert [label.shape for label in labels] == [image.shape for image in images]
+
+
+def test_the_tables_name_each_series_as_its_exports(tiny_model, tiny_phantom, tmp_path):
+    """A folder of three series: csa_long.csv's ``series`` held 1..3 and csa.csv's rows
+    ``mean series 2``, while the exports (and a cohort's series.csv) name them sub01..."""
+    dicoms = tiny_phantom / "train" / "dicoms"
+    run = predict_folder(tiny_model, dicoms, tmp_path / "out", report=False, exports=("nifti",))
+    names = [export.name for export in run.exports]
+    assert sorted(names) == sorted(p.name for p in dicoms.iterdir()) and len(names) == 3
+    long = pd.read_csv(run.out_dir / "csa_long.csv", dtype={"series": str})
+    assert list(dict.fromkeys(long["series"])) == names
+    wide = pd.read_csv(run.out_dir / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert [f"mean series {name}" for name in names] == [
+        i for i in wide.index if i.startswith("mean series")
+    ]
+    assert run.areas.long["series"].tolist() == long["series"].tolist()  # in memory too
+    assert run.areas.series[0] == 1  # a number still groups the slices

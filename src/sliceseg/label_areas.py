@@ -12,6 +12,7 @@ from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
+from sliceseg.io.identity import slices_series_names
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
 
@@ -58,7 +59,8 @@ def measure_label_folder(
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
 
     Returns:
-        ``(table, (csa.csv, csa_long.csv), notes)``: one note per problem, ``not measured:
+        ``(table, (csa.csv, csa_long.csv), notes)``, the table naming each series as ``predict``
+        does (`AreaTable.named`); one note per problem, ``not measured:
         ...`` for label maps left out (`left_out` counts them), ``warning: ...`` for the rest.
 
     Raises:
@@ -95,6 +97,12 @@ def measure_label_folder(
         keep_patient_info=keep_patient_info,
         tissue=tissue,
     )
+    series = slices_series_names(
+        [s.image for s in samples],
+        [s.key for s in samples],
+        root_name=Path(dicom_dir).resolve().name,
+    )
+    table = table.named(list(series.values()))  # as predict names them
     with output_run(out_dir, overwrite=overwrite) as out:
         paths = table.save(out)
     return table, paths, notes

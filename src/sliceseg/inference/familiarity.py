@@ -360,7 +360,8 @@ def with_familiarity(
     wide = with_slice_column(areas.wide, FAMILIARITY_COLUMN, marks)
     long = areas.long.copy()
     if len(long):
-        long[FAMILIARITY_COLUMN] = [int(k in flagged) for k in long["series"]]
+        # by the row's slice: the table may name its series (`AreaTable.named`)
+        long[FAMILIARITY_COLUMN] = [int(series[k - 1] in flagged) for k in long["slice"]]
     if flagged and leave_out:
         _leave_out(wide, areas.per_slice, marks, len(flagged))
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})

@@ -29,7 +29,7 @@ from sliceseg.io.dicom import (
     scan_dicom_folder,
 )
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import slice_key
+from sliceseg.io.identity import slice_key, slices_series_names
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -177,6 +177,8 @@ def _segment_into(
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
     unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
     warnings = _neighbour_lines(bundle, predictions, areas) + _area_warnings(areas, names)
+    keys = [p.key for p in predictions]  # the tables in memory name series as the files do
+    areas = areas.named(list(slices_series_names(scan.slices, keys, root_name=root.name).values()))
     identified = scan.slices if measuring.keep_patient_info else []
     settings = _report_settings(bundle, root, predicting.tta, identified)
     animations, report_path, exported = write_outputs(

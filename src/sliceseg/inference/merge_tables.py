@@ -30,7 +30,7 @@ from sliceseg.measure.areas import (
     is_summary_row,
     with_whole_counts,
 )
-from sliceseg.measure.summary_rows import PRESENT, series_label, summary_stats
+from sliceseg.measure.summary_rows import PRESENT, series_label, series_row, summary_stats
 from sliceseg.measure.tissue import CT_COLUMNS
 
 __all__ = ["CHUNK_SERIES", "TIDY_TEXT", "WIDE_TEXT", "write_area_tables"]
@@ -45,6 +45,7 @@ TIDY_TEXT = {
     "patient_id": str,
     "patient_name": str,
     "roi_name": str,
+    "series": str,
     "spacing_source": str,
 }
 """The tidy table's columns of names, read back as written (a PatientID 00123 stays "00123")."""
@@ -194,8 +195,8 @@ class _Tables:
         table = slices.table(index_col="slice", dtype=WIDE_TEXT)
         part = self._slice_rows(table, slices.counts, first, wide)
         if self.several:
-            self._series_rows(summaries, part["file"].tolist(), slices.counts, first, rows)
-        self._tidy_rows(tidy, slices.counts, first, long)
+            self._series_rows(summaries, part["file"].tolist(), slices.counts, names, rows)
+        self._tidy_rows(tidy, slices.counts, first, names, long)
         self.counts += slices.counts
         self.total += len(table)
 
@@ -242,9 +243,14 @@ class _Tables:
         return part
 
     def _series_rows(
-        self, lines: _Lines, files: list[str], counts: list[int], first: int, rows: IO[str]
+        self,
+        lines: _Lines,
+        files: list[str],
+        counts: list[int],
+        names: Sequence[str],
+        rows: IO[str],
     ) -> None:
-        """Each series' own summary rows, named ``mean series k`` ... with its span."""
+        """Each series' own summary rows, labelled ``mean series <name>`` ... with its span."""
         table = lines.table(index_col="slice", dtype=WIDE_TEXT)
         starts = np.cumsum([0, *counts[:-1]])
         labels = [
@@ -256,20 +262,23 @@ class _Tables:
         for roi in self.rois:
             part[roi] = table[roi].astype(float)
         part.index = [
-            f"{label} series {first + j + 1}" for label, j in zip(table.index, numbers, strict=True)
+            series_row(label, names[j]) for label, j in zip(table.index, numbers, strict=True)
         ]
         with_whole_counts(part.reindex(columns=self.columns)).to_csv(rows, header=False)
 
-    def _tidy_rows(self, lines: _Lines, counts: list[int], first: int, long: IO[str]) -> None:
-        """The chunk's tidy rows: slices and series numbered over the cohort."""
+    def _tidy_rows(
+        self, lines: _Lines, counts: list[int], first: int, names: Sequence[str], long: IO[str]
+    ) -> None:
+        """The chunk's tidy rows: slices numbered over the cohort, series by name (as
+        ``series.csv`` and ``OUT/series/<name>/``); ``first``: series before the chunk."""
         table = lines.table(self.tidy, dtype=TIDY_TEXT)
         done = self.total
         offsets = done + np.cumsum([0, *counts[:-1]])
         table["slice"] = table["slice"].to_numpy() + np.repeat(offsets, lines.counts)
-        numbers = [first + j + 1 for j, n in enumerate(lines.counts) for _ in range(n)]
-        table["series"] = numbers
+        members = [j for j, n in enumerate(lines.counts) for _ in range(n)]
+        table["series"] = [names[j] for j in members]
         if self.flagged is not None and len(table):
-            table[FAMILIARITY_COLUMN] = [int(self.flagged[k - 1]) for k in numbers]
+            table[FAMILIARITY_COLUMN] = [int(self.flagged[first + j]) for j in members]
         table.to_csv(long, header=first == 0, index=False)
 
     def finish(self, wide: IO[str]) -> None:

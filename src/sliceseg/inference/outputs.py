@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.identity import series_key
+from sliceseg.io.identity import series_key, slices_series_names
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
@@ -157,17 +157,21 @@ def write_outputs(
 ) -> tuple[list[Path], Path | None, list[SeriesExport]]:
     """Write tables, label maps, overlays, animations, exports and (with settings) the report.
 
-    ``series_name``: the cohort's name of the one series given (its exports take it).
+    ``series_name``: the cohort's name of the one series given (its exports take it). The
+    tables and the report name each series as its exports do (`slices_series_names`).
     """
     names = list(roi_names)
+    images, keys = [p.image for p in predictions], [p.key for p in predictions]
+    series = slices_series_names(images, keys, root_name=root_name, series_name=series_name)
+    areas = areas.named(list(series.values()))
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)
     animations = write_animations(out, predictions, names) if visuals.animations else []
     exported = export_predictions(
         out / "exports",
-        [p.image for p in predictions],
+        images,
         [p.label for p in predictions],
-        [p.key for p in predictions],
+        keys,
         names,
         formats=exports,
         root_name=root_name,

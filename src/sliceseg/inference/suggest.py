@@ -151,7 +151,7 @@ def _unfamiliar(
     bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[str]
 ) -> list[bool]:
     """Per slice, whether its series is unlike the training data (all False without a profile)."""
-    numbers = {name: k for k, name in enumerate(sorted(set(series)), 1)}  # as csa_long.csv's
+    numbers = {name: k for k, name in enumerate(sorted(set(series)), 1)}  # as check_run groups
     per_slice = [numbers[name] for name in series]
     verdicts = check_run(bundle, images, labels, [image.name for image in images], per_slice)
     if verdicts is None:

@@ -25,6 +25,7 @@ __all__ = [
     "series_name",
     "series_names",
     "slice_key",
+    "slices_series_names",
 ]
 
 MAX_NAME_BYTES = 200
@@ -145,3 +146,34 @@ def series_names(
         names[key] = f"{stem}_{counts[stem]}"
         taken.add(names[key])
     return names
+
+
+def slices_series_names(
+    images: Sequence[Identified],
+    keys: Sequence[str],
+    *,
+    root_name: str = "series",
+    series_name: str | None = None,
+) -> dict[str, str]:
+    """Name the series of some slices, as their exports' files and their tables do.
+
+    Args:
+        images: the slices; grouped by `series_key`, series in order of first appearance
+            (the order of `sliceseg.measure.areas.AreaTable.series`' numbers).
+        keys: each slice's `slice_key`.
+        root_name: the name of a series lying at the top of the DICOM folder.
+        series_name: the name a cohort gave these slices, when they are one series.
+
+    Returns:
+        Per series key, its name (`series_names`).
+
+    Example:
+        >>> list(slices_series_names(slices, ["p01/a", "p02/a"]).values())
+        ['p01', 'p02']
+    """
+    groups: dict[str, list[str]] = {}
+    for image, key in zip(images, keys, strict=True):
+        groups.setdefault(series_key(image), []).append(key)
+    if series_name is not None and len(groups) == 1:
+        return dict.fromkeys(groups, series_name)
+    return series_names(groups, root_name=root_name)

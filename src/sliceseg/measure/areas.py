@@ -15,7 +15,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
-from sliceseg.measure.summary_rows import with_summary_rows
+from sliceseg.measure.summary_rows import series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -31,10 +31,11 @@ FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the
 
 
 def is_summary_row(label: object) -> bool:
-    """True for a wide table's summary rows: ``mean`` / ``std`` / ``n``, ``mean series 2`` / ...
+    """True for a wide table's summary rows: ``mean`` / ``std`` / ``n``, ``mean series p01`` / ...
+    (a series' name may hold spaces and digits; a slice row's label is its number).
 
     Example:
-        >>> [is_summary_row(label) for label in ("3", "mean series 1", "std", "n series 2")]
+        >>> [is_summary_row(label) for label in ("3", "mean series site 01", "std", "n series 2")]
         [False, True, True, True]
     """
     words = str(label).split()
@@ -282,14 +283,17 @@ class AreaTable:
         wide: one row per slice (index "1".."N", columns ``file`` then one per ROI name), then,
             when the slices come from two or more series, ``mean series k``, ``std series k``
             and ``n series k`` for each series k (its ``file`` cell names its first and last
-            slice), then the overall ``mean``, ``std`` and ``n`` rows, as in the user manual.
+            slice; `named` puts the series' names in k's place, as the written tables have
+            them), then the overall ``mean``, ``std`` and ``n`` rows, as in the user manual.
             Mean and std are over the slices where the ROI is present (area > 0), the number a
             paper reports; ``n`` counts those slices. ``std`` is NaN (an empty cell in the CSV)
             over a single slice, mean and std are NaN where an ROI is on no slice (``n`` 0).
         long: tidy table (slice, series, file, roi, roi_name, pixels, area_mm2, mean_intensity,
-            spacing) for statistics tools; ``series`` numbers the series 1, 2, ... in order.
+            spacing) for statistics tools; ``series`` numbers the series 1, 2, ... in order
+            (`named`: their names).
         unit: "mm2", or "pixels" when no slice had a spacing.
-        series: the series number of each slice row of ``wide``, in order.
+        series: the series number of each slice row of ``wide``, in order: the key that
+            groups slices, also once the tables name the series.
     """
 
     wide: pd.DataFrame
@@ -305,6 +309,27 @@ class AreaTable:
             .drop(columns=["file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN], errors="ignore")
             .astype(float)
         )
+
+    def named(self, names: Sequence[str]) -> AreaTable:
+        """The table as a user reads it: series k is ``names[k - 1]`` in the tidy table's
+        ``series`` column and in the per-series rows (``mean series p01``); ``series`` stays.
+
+        Example:
+            >>> table.named(["p01", "p02"]).long["series"].unique().tolist()
+            ['p01', 'p02']
+        """
+        if not self.series:
+            return self
+        groups = sorted(set(self.series))  # the per-series rows' order (`with_summary_rows`)
+        per_series = (label for label in self.wide.index if str(label).split()[1:2] == ["series"])
+        labels = {
+            label: series_row(str(label).split()[0], names[groups[j // 3] - 1])
+            for j, label in enumerate(per_series)
+        }
+        long = self.long.copy()
+        if len(long):  # by each row's slice, so naming twice names the same
+            long["series"] = [names[self.series[k - 1] - 1] for k in long["slice"]]
+        return dataclasses.replace(self, wide=self.wide.rename(index=labels), long=long)
 
     def to_text(self) -> str:
         """Return the wide table as aligned text with one decimal (an empty std as "–")."""

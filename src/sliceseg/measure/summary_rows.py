@@ -12,9 +12,27 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PRESENT", "series_label", "summarised", "summary_stats", "with_summary_rows"]
+__all__ = [
+    "PRESENT",
+    "series_label",
+    "series_row",
+    "summarised",
+    "summary_stats",
+    "with_summary_rows",
+]
 
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+
+
+def series_row(row: str, series: object) -> str:
+    """The label of a series' own summary row: ``row`` (mean, std or n) and the series, whose
+    name the written tables show (``mean series p01``; numbered while only grouping slices).
+
+    Example:
+        >>> series_row("mean", "p01"), series_row("n", 2)
+        ('mean series p01', 'n series 2')
+    """
+    return f"{row} series {series}"
 
 
 def series_label(files: Sequence[str]) -> str:
@@ -72,7 +90,7 @@ def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataF
     for number in groups if len(groups) > 1 else []:
         members = rows_of[number]
         blocks.append(summary_stats(values[members]))
-        names += [f"{row} series {number}" for row in ("mean", "std", "n")]
+        names += [series_row(row, number) for row in ("mean", "std", "n")]
         labels += [series_label([str(files[i]) for i in members])] * 3
     blocks.append(summary_stats(values))
     names += ["mean", "std", "n"]

@@ -24,7 +24,7 @@ import numpy as np
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_seg import write_dicom_seg
-from sliceseg.io.identity import series_key, series_names
+from sliceseg.io.identity import series_key, slices_series_names
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
 from sliceseg.report.colours import roi_colour
@@ -179,11 +179,7 @@ def export_predictions(
     groups: dict[str, list[int]] = {}
     for index, image in enumerate(slices):
         groups.setdefault(series_key(image), []).append(index)
-    names = series_names(
-        {key: [keys[i] for i in members] for key, members in groups.items()}, root_name=root_name
-    )
-    if series_name is not None and len(groups) == 1:
-        names = dict.fromkeys(groups, series_name)
+    names = slices_series_names(slices, keys, root_name=root_name, series_name=series_name)
     runs = []
     for key, members in groups.items():
         name = names[key]
