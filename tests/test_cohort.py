@@ -1073,3 +1073,49 @@ def test_a_series_of_damaged_files_is_known_to_a_later_merge(
     merged = merge.merge_cohort(out)
     assert list(merged.series["series"]) == ["sub01", "sub02", "sub04"]
     assert merged.unreadable == ("sub03",) and merged.is_complete
+
+
+@pytest.mark.slow
+def test_sharded_and_unsharded_reports_name_the_planned_out_files_alike(
+    tiny_model, cohort_dir, tmp_path
+):
+    """A file the plan left out (not DICOM) was passed to an unsharded run's merge in memory
+    only: a standalone merge after shards did not name it, so one cohort had two reports.
+    ``input_series.json`` keeps it (path under the input, why), and every merge reads it."""
+    (cohort_dir / "sub02" / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    reported = dataclasses.replace(LEAN, report=True)
+    predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=HERE)
+    whole = (out / "report.html").read_text(encoding="utf-8")
+    line = (
+        "<li>Skipped sub02/notes.txt: not a DICOM file (no &#x27;DICM&#x27; marker and not "
+        "readable as DICOM)</li>"
+    )
+    shutil.rmtree(out)
+    for k in (1, 2):
+        predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=_shard(k))
+    assert main(["merge", str(out)]) == 0
+    assert (out / "report.html").read_text(encoding="utf-8") == whole
+    assert whole.count(line) == 1
+
+
+@pytest.mark.slow
+def test_a_merge_of_a_cohort_with_no_readable_series_says_so(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Every series' files damaged: the merge said "no finished or failed series to merge; run
+    `sliceseg predict` into this folder first" after predict had run; it now says why."""
+    for folder in cohort_dir.iterdir():
+        corrupt_series(folder)
+    out = tmp_path / "out"
+    expected = (
+        f"error: {out}: no series to merge: every file of every series of the input is "
+        "unreadable (4 series: sub01, sub02, sub03, sub04); each file is named with why in "
+        f"{out / 'unreadable'}/<name>.json; replace the files (or give the right input folder) "
+        "and run the predict command again."
+    )
+    args = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == expected
+    assert main(["merge", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == expected

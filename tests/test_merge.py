@@ -451,3 +451,28 @@ def test_the_files_left_out_stay_bounded_however_many_series_left_some_out():
     files.extend(decoding)
     assert files.lines[:2] == ["Skipped notes.txt: not DICOM", decoding.lines[0]]
     assert (len(files.lines), files.count) == (SHOWN_LINES, 100_001)
+
+
+def test_the_plans_left_out_files_are_kept_compact_and_counted(tmp_path):
+    """100,000 files left out while planning: ``input_series.json`` keeps the first lines the
+    report shows (path under the input, why) and the count, not 100,000 paths; written twice,
+    it is not rewritten."""
+    from sliceseg.inference.merge_notes import SkippedLines
+    from sliceseg.inference.records import read_input_skipped, write_input_series
+    from sliceseg.io.dicom import SkippedFile
+    from sliceseg.io.series_plan import CohortPlan
+    from sliceseg.report.cohort import SHOWN_LINES
+
+    root = tmp_path / "in"
+    left = [SkippedFile(root / f"f{k:06d}.txt", "not a DICOM file") for k in range(100_000)]
+    plan = CohortPlan(root, (), tuple(left))
+    assert write_input_series(tmp_path, plan) == ""
+    assert (tmp_path / "input_series.json").stat().st_size < 20_000  # 100,000 lines: megabytes
+    assert write_input_series(tmp_path, plan) is None
+    files, count = read_input_skipped(tmp_path)
+    assert (len(files), count) == (SHOWN_LINES, 100_000)
+    lines = SkippedLines()
+    lines.add_files(files, count=count)
+    assert lines.lines[0] == "Skipped f000000.txt: not a DICOM file"
+    assert (len(lines.lines), lines.count) == (SHOWN_LINES, 100_000)
+    assert read_input_skipped(tmp_path / "older") == ([], 0)

@@ -46,7 +46,6 @@ from sliceseg.inference.records import (
     check_out_dir,
     file_sha256,
     is_done,
-    names_of,
     run_lock,
     undo_run_record,
     write_failure,
@@ -200,7 +199,7 @@ def predict_cohort(
     plan = plan_cohort(Path(dicom_dir), exclude=out)
     with run_lock(out, whole=options.shard.is_whole):  # two runs would undo each other's
         previous = check_out_dir(out, record, overwrite=options.overwrite)
-        inputs = write_input_series(out, names_of(plan.series))  # the merge's cohort
+        inputs = write_input_series(out, plan)  # the merge's cohort and left-out files
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
         todo = [s for s in mine if not is_done(out, s, record, plan.root)]
@@ -217,7 +216,7 @@ def predict_cohort(
             raise
         skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
         is_merge = options.merge if options.merge is not None else options.shard.is_whole
-        merged = merge_cohort(out, skipped=plan.skipped) if is_merge else None  # + unreadable/
+        merged = merge_cohort(out) if is_merge else None
         summaries = [summary for _, summary in finished]
         return CohortRun(
             out,

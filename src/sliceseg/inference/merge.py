@@ -35,7 +35,11 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.familiarity import unlike_line
-from sliceseg.inference.merge_notes import SkippedLines, left_out_notes
+from sliceseg.inference.merge_notes import (
+    SkippedLines,
+    left_out_notes,
+    nothing_readable_message,
+)
 from sliceseg.inference.merge_tables import (
     CHUNK_SERIES,
     TIDY_TEXT,
@@ -48,6 +52,7 @@ from sliceseg.inference.records import (
     finished_records,
     read_failures,
     read_input_series,
+    read_input_skipped,
     read_run_record,
     read_unreadable,
     same_run,
@@ -145,21 +150,21 @@ class MergeResult:
         return pd.read_csv(self.out_dir / "series.csv", dtype={"series": str})
 
 
-def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) -> MergeResult:
+def merge_cohort(out_dir: Path | str) -> MergeResult:
     """Build the cohort tables and report from the finished series under ``out_dir``.
 
     Args:
-        out_dir: a ``predict`` output folder (any shards).
-        skipped: input files the run's plan left out, named in the report (the files of a
-            series of which none could be read are read from ``OUT/unreadable/``, those a
-            finished series left out while decoding from its record).
+        out_dir: a ``predict`` output folder (any shards). The report names the files left
+            out: those the plan left out (``input_series.json``), those of a series of which
+            none could be read (``OUT/unreadable/``), those a finished series left out while
+            decoding (its record).
 
     Returns:
         The tables written (when every series failed: ``failed`` and the report, no areas).
 
     Raises:
         ConfigError: ``out_dir`` is not a cohort output folder, or holds neither a finished
-            nor a failed series.
+            nor a failed series (the message says when every series' files are unreadable).
 
     Example:
         >>> merged = merge_cohort("results/")
@@ -178,10 +183,7 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
         _check_one_unit(out, seen.units)
         failed = _failed_table(out, set(seen.names), left)
         if not seen.names and not len(failed):  # series.csv stays as it was
-            raise ConfigError(
-                f"{out}: no finished or failed series to merge; run `sliceseg predict` into "
-                "this folder first."
-            )
+            raise _nothing_to_merge(out, left)
         settings = (seen.first or read_run_record(out) or {}).get("settings", {})
         if not seen.names:  # every series failed: a header and no row
             f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
@@ -192,7 +194,9 @@ def merge_cohort(out_dir: Path | str, *, skipped: Sequence[SkippedFile] = ()) ->
     unfinished = tuple(sorted((left.inputs or frozenset()) - done))
     notes = left_out_notes(out, left.outdated, left.gone_names, unfinished, tuple(unread))
     files = SkippedLines()
-    files.add_files(chain(skipped, *unread.values()))
+    planned, planned_count = read_input_skipped(out)
+    files.add_files(planned, count=planned_count)
+    files.add_files(chain(*unread.values()))
     files.extend(seen.skipped)  # those the finished series left out while decoding
     summary = CohortSummary(
         series=seen.review_table(),
@@ -286,6 +290,17 @@ def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[Ski
         if name not in done and (left.inputs is None or name in left.inputs):
             found[name] = unreadable_files(record)
     return found
+
+
+def _nothing_to_merge(out: Path, left: _LeftOut) -> ConfigError:
+    """Why there is nothing to merge: every series of the input unreadable, or none run."""
+    unread = sorted(_unreadable(out, set(), left))
+    if unread:
+        return ConfigError(nothing_readable_message(out, unread))
+    return ConfigError(
+        f"{out}: no finished or failed series to merge; run `sliceseg predict` into this "
+        "folder first."
+    )
 
 
 def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:

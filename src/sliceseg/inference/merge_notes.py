@@ -21,6 +21,7 @@ __all__ = [
     "SkippedLines",
     "gone_notes",
     "left_out_notes",
+    "nothing_readable_message",
     "outdated_notes",
     "unfinished_notes",
     "unreadable_notes",
@@ -49,9 +50,13 @@ class SkippedLines:
             if len(self.lines) < SHOWN_LINES:
                 self.lines.append(f"Skipped {text}")
 
-    def add_files(self, files: Iterable[SkippedFile]) -> None:
-        """Count and keep `SkippedFile`s, as `add`."""
+    def add_files(self, files: Iterable[SkippedFile], *, count: int | None = None) -> None:
+        """Count and keep `SkippedFile`s, as `add`; ``count``: how many there were when
+        ``files`` are only the first of them (a record keeps only those the report shows)."""
+        before = self.count
         self.add(item.describe() for item in files)
+        if count is not None:
+            self.count = before + max(count, self.count - before)
 
     def extend(self, other: SkippedLines) -> None:
         """Append another's lines (up to `SHOWN_LINES` in all) and its count."""
@@ -100,6 +105,17 @@ def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:
         f"every file damaged, each named with why in {out / 'unreadable'}/<name>.json; replace "
         "the files and run the predict command again."
     ]
+
+
+def nothing_readable_message(out: Path, unreadable: Sequence[str]) -> str:
+    """The one line of a merge that finds no series to merge because no file of any series of
+    the input could be read (each series' files named with why in ``OUT/unreadable/``)."""
+    return (
+        f"{out}: no series to merge: every file of every series of the input is unreadable "
+        f"({len(unreadable)} series: {_first_names(unreadable, 5)}); each file is named with why "
+        f"in {out / 'unreadable'}/<name>.json; replace the files (or give the right input "
+        "folder) and run the predict command again."
+    )
 
 
 def _first_names(names: Sequence[str], shown: int = 10) -> str:

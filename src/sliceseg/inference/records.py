@@ -12,7 +12,8 @@ failed has ``OUT/failed/<name>.json`` with the reason, and one of which no file 
 why, until a later run finishes it (or records the other); so a merge tells both from a series
 not finished.
 ``OUT/input_series.json`` names the series of the latest run's input (every shard plans the
-same), so that the merge leaves out the series whose inputs were removed since; it is kept
+same), so that the merge leaves out the series whose inputs were removed since, and the files
+its plan left out, so that every merge's report names them; it is kept
 apart from ``cohort.json``, which is compared between runs: a changed input is no refusal.
 """
 
@@ -32,10 +33,11 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_text, create_output_dir
-from sliceseg.io.series_plan import PlannedSeries
+from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
 from sliceseg.measure.tissue import FLAGS as TISSUE_FLAGS
 from sliceseg.measure.tissue import TissueSettings
+from sliceseg.report.cohort import SHOWN_LINES
 from sliceseg.report.exports import DEFAULT_EXPORTS
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "forget_attempts",
     "is_done",
     "read_input_series",
+    "read_input_skipped",
     "read_series_record",
     "read_unreadable",
     "run_lock",
@@ -280,18 +283,25 @@ def _put_back(path: Path, previous: str | None) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_input_series(out: Path, names: Sequence[str]) -> str | None:
-    """Keep the names of the series the run's input holds: ``OUT/input_series.json``.
+def write_input_series(out: Path, plan: CohortPlan) -> str | None:
+    """Keep what the run's input holds: ``OUT/input_series.json``, the names of its series and
+    the files its plan left out (path under the input, why; the first `SHOWN_LINES`, all
+    counted, as the report shows them: compact however many).
 
     Every shard plans the whole input, so every shard writes the same text (atomically; one
-    line of JSON: each name and 4 bytes). The merge leaves out the finished series not named
-    (`read_input_series`).
+    line of JSON). The merge leaves out the finished series not named (`read_input_series`)
+    and names the files in the report (`read_input_skipped`), after shards as unsharded.
 
     Returns:
-        None when the file already held these names; else what it held before ("" when there
-        was none), for `undo_run_record`.
+        None when the file already held this; else what it held before ("" when there was
+        none), for `undo_run_record`.
     """
-    text = json.dumps({"format_version": FORMAT_VERSION, "series": list(names)}) + "\n"
+    skipped = [
+        {"path": _under(f.path, plan.root), "reason": f.reason.removeprefix(f"{f.path}: ")}
+        for f in plan.skipped[:SHOWN_LINES]
+    ]
+    data = {"series": names_of(plan.series), "skipped": skipped, "skipped_count": len(plan.skipped)}
+    text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
     path = out / INPUT_SERIES
     try:
         previous = path.read_text(encoding="utf-8")
@@ -303,12 +313,29 @@ def write_input_series(out: Path, names: Sequence[str]) -> str | None:
     return previous
 
 
+def _under(path: Path, root: Path) -> str:
+    """``path`` relative to the input folder ``root`` (as given when it is not under it)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def read_input_series(out: Path) -> frozenset[str] | None:
     """The names in ``OUT/input_series.json``; None when absent or unreadable (a folder written
     before sliceseg kept it: every finished series counts, as then)."""
     data = _read_json(out / INPUT_SERIES)
     names = None if data is None else data.get("series")
     return frozenset(map(str, names)) if isinstance(names, list) else None
+
+
+def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
+    """The files the latest run's plan left out, as kept in ``OUT/input_series.json`` (the
+    first `SHOWN_LINES`), and how many there were; none in a folder written before."""
+    data = _read_json(out / INPUT_SERIES) or {}
+    files = unreadable_files(data)
+    count = data.get("skipped_count")
+    return files, count if isinstance(count, int) and count >= len(files) else len(files)
 
 
 def _has_visible_files(folder: Path) -> bool:
@@ -398,7 +425,8 @@ def _read_records(folder: Path) -> list[dict[str, Any]]:
 
 
 def unreadable_files(record: Mapping[str, Any]) -> list[SkippedFile]:
-    """The files of an unreadable series' record, each with why it could not be read."""
+    """The files of a record's ``skipped`` list (an unreadable series', or
+    ``input_series.json``'s), each with why it was left out."""
     files = record.get("skipped")
     if not isinstance(files, list):
         return []
