@@ -50,7 +50,9 @@ class TestWholeSliceSpacing:
 
 def test_the_view_setting_is_checked():
     assert TrainConfig().view == "auto"
-    with pytest.raises(ConfigError, match="view must be one of auto, native, whole, wide"):
+    with pytest.raises(
+        ConfigError, match=r"--view \(view\) must be one of auto, native, whole, wide"
+    ):
         TrainConfig(view="all")
 
 

@@ -483,7 +483,10 @@ def test_the_setting_must_be_a_boolean():
     from sliceseg.errors import ConfigError
     from sliceseg.training.config import TrainConfig
 
-    with pytest.raises(ConfigError, match=r"^area_calibration must be true or false, got 'no'\.$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^--area-calibration \(area_calibration\) must be true or false, got 'no'\.$",
+    ):
         TrainConfig(area_calibration="no")  # type: ignore[arg-type]
     assert TrainConfig().area_calibration is False  # off by default since issue 18
 

@@ -54,15 +54,42 @@ def test_invalid_toml_names_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"epochs": 0}, "epochs must be a whole number ≥ 1, got 0"),
-        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
-        ({"validation_fraction": 1.5}, r"validation_fraction must be in \[0, 1\)"),
-        ({"model_filename": "a/b"}, "model_filename must be a plain file stem"),
+        ({"epochs": 0}, r"^--epochs \(epochs\) must be a whole number ≥ 1, got 0\.$"),
+        ({"learning_rate": -1.0}, r"^--learning-rate \(learning_rate\) must be > 0"),
+        ({"validation_fraction": 1.5}, r"\(validation_fraction\) must be in \[0, 1\)"),
+        ({"model_filename": "a/b"}, r"\(model_filename\) must be a plain file stem"),
+        ({"foreground_fraction": 2.0}, r"^foreground_fraction must be in \[0, 1\]"),  # no flag
     ],
 )
-def test_bad_values_name_the_setting(change, message):
+def test_bad_values_name_the_flag_and_the_setting(change, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**change)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--max-minutes", "0"], "--max-minutes (max_minutes) must be > 0, got 0.0."),
+        (["--epochs", "0"], "--epochs (epochs) must be a whole number ≥ 1, got 0."),
+        (["--ema-decay", "1"], "--ema-decay (ema_decay) must be in [0, 1)"),
+    ],
+)
+def test_cli_train_names_the_flag_the_user_typed(tmp_path, capsys, flags, said):
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "model"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and said in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "model").exists()
+
+
+def test_every_flag_named_in_messages_is_an_option_of_train():
+    from sliceseg.cli.command import build_parser
+    from sliceseg.training.config import FLAGS
+
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._actions if a.choices).choices["train"]
+    options = {o for action in train._actions for o in action.option_strings}
+    assert set(FLAGS.values()) <= options
+    assert set(FLAGS) <= set(TrainConfig().to_dict())
 
 
 def test_round_trip_through_plain_data():
@@ -121,7 +148,9 @@ class TestTypedSettings:
             TrainConfig(arch=arch, hyperparameters=hyper)
 
     def test_input_shape_is_checked_against_the_given_depth(self):
-        with pytest.raises(ConfigError, match="input_shape 72 is not divisible by 16"):
+        with pytest.raises(
+            ConfigError, match=r"--input-shape \(input_shape\) 72 is not divisible by 16"
+        ):
             TrainConfig(input_shape=72)
         assert TrainConfig(input_shape=72, hyperparameters={"depth": 4}).input_shape == 72
 

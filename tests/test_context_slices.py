@@ -102,7 +102,9 @@ def test_context_slices_out_of_range_is_refused_with_the_setting_named(
     tmp_path: Path, value: object, shown: str
 ):
     with pytest.raises(
-        ConfigError, match=f"context_slices must be a whole number from 0 to 3, got {shown}"
+        ConfigError,
+        match=rf"--context-slices \(context_slices\) must be a whole number from 0 to 3, "
+        rf"got {shown}",
     ):
         tiny_config(tmp_path, tmp_path / "m", context_slices=value)
 

@@ -105,6 +105,37 @@ def test_cli_preview_out_that_is_a_folder_is_one_line(tiny_phantom, tmp_path, ca
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["labels.txt", "sub01_s00.png"])
+def test_cli_preview_never_replaces_an_existing_file_without_overwrite(
+    tiny_phantom, tmp_path, capsys, name
+):
+    """A mistyped ``--out`` (the ROI names, a label map): exit 2 naming it, the file kept."""
+    from sliceseg.cli import main
+
+    train = tiny_phantom / "train"
+    labels = train / "labels"
+    source = train / "labels.txt" if name == "labels.txt" else next(labels.rglob("*.png"))
+    out = tmp_path / name
+    out.write_bytes(source.read_bytes())
+    code = main(["preview", str(train), "--input-shape", "64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(out) in err and len(err.strip().splitlines()) == 1
+    if name.endswith(".png"):
+        assert f"{out} already exists; pass --overwrite or give another --out." in err
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_cli_preview_overwrite_replaces_an_earlier_preview(tiny_phantom, tmp_path, capsys):
+    from sliceseg.cli import main
+
+    out = tmp_path / "preview.png"
+    out.write_bytes(b"an earlier preview")
+    args = ["preview", str(tiny_phantom / "train"), "--input-shape", "64", "--out", str(out)]
+    assert main([*args, "--overwrite"]) == 0
+    assert f"First augmented batch drawn in {out}" in capsys.readouterr().out
+    assert Image.open(out).size[0] > 0
+
+
 def test_a_flip_pair_beyond_the_datasets_rois_is_refused_before_a_batch(tiny_phantom, tmp_path):
     # a flip would turn ROI k into k + 1, a label the network has no output for
     k = len(ROI_NAMES)

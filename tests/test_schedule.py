@@ -29,7 +29,7 @@ class TestPlannedEpochs:
         assert TrainConfig().planned_epochs == 100
 
     def test_zero_epochs_is_refused(self):
-        with pytest.raises(ConfigError, match="epochs must be a whole number ≥ 1"):
+        with pytest.raises(ConfigError, match=r"--epochs \(epochs\) must be a whole number ≥ 1"):
             TrainConfig(epochs=0)
 
 

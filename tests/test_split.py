@@ -202,5 +202,8 @@ class TestHoldOutLevels:
         assert hold_out_levels(train, val) == (train, val)
 
     def test_the_setting_is_checked(self):
-        with pytest.raises(ConfigError, match="validation_split must be one of patient, levels"):
+        with pytest.raises(
+            ConfigError,
+            match=r"--validation-split \(validation_split\) must be one of patient, levels",
+        ):
             TrainConfig(validation_split="slices")

@@ -245,7 +245,9 @@ class TestTrain:
         assert (tmp_path / "m" / "keep.txt").read_text() == "x"
 
     def test_input_size_the_network_cannot_take_is_explained(self, tiny_phantom, tmp_path):
-        with pytest.raises(ConfigError, match="input_shape 70 is not divisible by"):
+        with pytest.raises(
+            ConfigError, match=r"--input-shape \(input_shape\) 70 is not divisible by"
+        ):
             train(tiny_config(tiny_phantom / "train", tmp_path / "m", input_shape=70))
 
     def test_pyramid_trains_and_its_loss_falls(self, tiny_phantom, tmp_path):

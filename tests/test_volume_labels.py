@@ -437,7 +437,10 @@ def test_measure_gives_the_same_table_from_volumes(phantom, tmp_path):
 
 
 def test_the_setting_is_checked_where_it_is_given(phantom, tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"unlabelled_slices must be one of skip, background"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--unlabelled-slices \(unlabelled_slices\) must be one of skip, background",
+    ):
         TrainConfig(data_dir="x", unlabelled_slices="all")
     with pytest.raises(ConfigError, match=r"unlabelled_slices='all': expected one of skip"):
         DataSource.from_dirs(phantom / "train", unlabelled_slices="all")

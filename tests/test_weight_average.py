@@ -53,7 +53,7 @@ class TestWeightAverage:
 
     @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5, True])
     def test_a_decay_outside_0_1_is_refused_by_the_settings(self, decay):
-        with pytest.raises(ConfigError, match="ema_decay must be in"):
+        with pytest.raises(ConfigError, match=r"--ema-decay \(ema_decay\) must be in"):
             TrainConfig(ema_decay=decay)
 
 

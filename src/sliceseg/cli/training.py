@@ -36,7 +36,16 @@ def add_preview(sub: Subcommands) -> None:
     """Add ``sliceseg preview DATA_DIR --out PNG``."""
     p = sub.add_parser("preview", help="draw the first augmented training batch")
     _add_train_args(p)
-    p.add_argument("--out", default="preview.png", help="PNG to draw (default preview.png)")
+    p.add_argument(
+        "--out",
+        default="preview.png",
+        help="picture to draw: .png, .jpg, .pdf, .svg, ... (default preview.png)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out when it exists (an earlier preview); without it a file is kept",
+    )
     p.set_defaults(func=_cmd_preview)
 
 
@@ -244,7 +253,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     from sliceseg.training.preview import preview_batch
 
-    preview_batch(overrides=user_settings(args), path=Path(args.out))
+    preview_batch(overrides=user_settings(args), path=Path(args.out), overwrite=args.overwrite)
     print(f"First augmented batch drawn in {args.out}")
     return 0
 

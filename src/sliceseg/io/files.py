@@ -152,6 +152,16 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
     return create_output_dir(out)
 
 
+def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an existing output file (``--out``) unless ``overwrite`` is set.
+
+    Raises:
+        ConfigError: ``path`` exists and ``overwrite`` is False.
+    """
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite or give another --out.")
+
+
 def create_output_dir(out: Path) -> Path:
     """Create ``out`` (and its parents) or say in one line why it cannot be.
 

@@ -40,6 +40,32 @@ pixels a side at 0.9–1.4 mm: 45–65 %). docs/benchmarks.md, the spine512 set.
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
 
+FLAGS: dict[str, str] = {
+    "images_dir": "--images",
+    "labels_dir": "--labels",
+    "model_filename": "--model-filename",
+    "input_shape": "--input-shape",
+    "num_labels": "--num-labels",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "num_workers": "--num-workers",
+    "learning_rate": "--learning-rate",
+    "dropout_rate": "--dropout-rate",
+    "print_checkpoint": "--print-checkpoint",
+    "save_checkpoint": "--save-checkpoint",
+    "validation_fraction": "--validation-fraction",
+    "max_minutes": "--max-minutes",
+    "unlabelled_slices": "--unlabelled-slices",
+    "area_calibration": "--area-calibration",
+    "normalisation": "--normalisation",
+    "validation_split": "--validation-split",
+    "view": "--view",
+    "context_slices": "--context-slices",
+    "ema_decay": "--ema-decay",
+}
+"""The flag of `train` (and `preview`) that sets each `TrainConfig` setting it checks; messages
+name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -155,30 +181,35 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._check_numbers()
         if self.view not in VIEW_CHOICES:
-            raise ConfigError(f"view must be one of {', '.join(VIEW_CHOICES)}, got {self.view!r}.")
+            raise ConfigError(
+                f"{_named('view')} must be one of {', '.join(VIEW_CHOICES)}, got {self.view!r}."
+            )
         if self.validation_split not in SPLIT_CHOICES:
             raise ConfigError(
-                f"validation_split must be one of {', '.join(SPLIT_CHOICES)}, got "
+                f"{_named('validation_split')} must be one of {', '.join(SPLIT_CHOICES)}, got "
                 f"{self.validation_split!r}."
             )
         if self.normalisation not in NORMALISATION_CHOICES:
             raise ConfigError(
-                f"normalisation must be one of {', '.join(NORMALISATION_CHOICES)}, got "
+                f"{_named('normalisation')} must be one of {', '.join(NORMALISATION_CHOICES)}, got "
                 f"{self.normalisation!r}."
             )
         if not isinstance(self.area_calibration, bool):
             raise ConfigError(
-                f"area_calibration must be true or false, got {self.area_calibration!r}."
+                f"{_named('area_calibration')} must be true or false, got "
+                f"{self.area_calibration!r}."
             )
         if not self.model_filename or "/" in self.model_filename:
             raise ConfigError(
-                f"model_filename must be a plain file stem, got {self.model_filename!r}."
+                f"{_named('model_filename')} must be a plain file stem, got "
+                f"{self.model_filename!r}."
             )
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
-                f"unlabelled_slices must be one of {', '.join(UNLABELLED_CHOICES)}, got "
+                f"{_named('unlabelled_slices')} must be one of "
+                f"{', '.join(UNLABELLED_CHOICES)}, got "
                 f"{self.unlabelled_slices!r}."
             )
         for name in ("data_dir", "images_dir", "labels_dir", "out_dir"):
@@ -205,38 +236,46 @@ class TrainConfig:
             if value is None and name == "epochs":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}.")
+                raise ConfigError(f"{_named(name)} must be a whole number ≥ 1, got {value!r}.")
         k = self.context_slices
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
-            raise ConfigError(f"context_slices must be a whole number from 0 to 3, got {k!r}.")
+            raise ConfigError(
+                f"{_named('context_slices')} must be a whole number from 0 to 3, got {k!r}."
+            )
         if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(
-                f"ema_decay must be in [0, 1) (0 = off; default 0.998), got {self.ema_decay!r}."
+                f"{_named('ema_decay')} must be in [0, 1) (0 = off; default 0.998), got "
+                f"{self.ema_decay!r}."
             )
         if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers!r}.")
+            raise ConfigError(f"{_named('num_workers')} must be ≥ 0, got {self.num_workers!r}.")
         if self.num_labels is not None and self.num_labels < 1:
             raise ConfigError(
-                f"num_labels must be ≥ 1 (ROIs, background excluded), got {self.num_labels!r}."
+                f"{_named('num_labels')} must be ≥ 1 (ROIs, background excluded), got "
+                f"{self.num_labels!r}."
             )
         if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+            raise ConfigError(f"{_named('learning_rate')} must be > 0, got {self.learning_rate!r}.")
         if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
-            raise ConfigError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+            raise ConfigError(
+                f"{_named('dropout_rate')} must be in [0, 1), got {self.dropout_rate!r}."
+            )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
+                f"{_named('validation_fraction')} must be in [0, 1), got "
+                f"{self.validation_fraction!r}."
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes!r}.")
+            raise ConfigError(f"{_named('max_minutes')} must be > 0, got {self.max_minutes!r}.")
 
     def _check_input_shape(self) -> None:
         divisor = required_divisor(self.arch, self.model_hyperparameters())
         if self.input_shape % divisor:
             below = (self.input_shape // divisor) * divisor
             raise ConfigError(
-                f"input_shape {self.input_shape} is not divisible by {divisor}, which the "
-                f"'{self.arch}' network needs; use {below or divisor} or {below + divisor}."
+                f"{_named('input_shape')} {self.input_shape} is not divisible by {divisor}, "
+                f"which the '{self.arch}' network needs; use {below or divisor} or "
+                f"{below + divisor}."
             )
 
     def _check_sampling(self) -> None:
@@ -344,6 +383,12 @@ class TrainConfig:
             ConfigError: a name is not a setting, or a value is invalid.
         """
         return TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
+
+
+def _named(setting: str) -> str:
+    """A setting as a message names it: ``--epochs (epochs)``, or its name alone (`FLAGS`)."""
+    flag = FLAGS.get(setting)
+    return f"{flag} ({setting})" if flag else setting
 
 
 def refuse_unknown_settings(names: Iterable[str], *, source: Path | None = None) -> None:

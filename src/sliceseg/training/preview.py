@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
+from sliceseg.io.files import refuse_existing_file
 from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
 from sliceseg.report.visualize import figure_path, plot_batch
@@ -34,6 +35,7 @@ def preview_batch(
     overrides: Mapping[str, Any] | None = None,
     path: Path | str | None = None,
     start: Bundle | None = None,
+    overwrite: bool = False,
 ) -> Figure:
     """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
 
@@ -46,19 +48,22 @@ def preview_batch(
         path: where to save the picture (PNG), or None to only return it.
         start: the ``config.init_from`` model when the caller has opened it already; None
             opens it here.
+        overwrite: replace ``path`` when it exists (an earlier preview); False refuses, so a
+            mistyped ``--out`` cannot destroy a label map or another file.
 
     Returns:
         The matplotlib figure (shown inline in a notebook).
 
     Raises:
         SlicesegError: the data is unfit for training.
-        ConfigError: ``path`` is a folder or has no picture suffix (.png, .jpg, ...).
+        ConfigError: ``path`` is a folder, has no picture suffix (.png, .jpg, ...), or
+            exists and ``overwrite`` is False.
 
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
     """
-    if path is not None:
-        figure_path(path)  # a bad --out is said before the data is read
+    if path is not None:  # a bad --out is said before the data is read
+        refuse_existing_file(figure_path(path), overwrite=overwrite)
     planned, start = plan_new_run(config, overrides, start=start)
     data = load_training_data(planned, start, progress=sys.stderr.isatty())
     return draw_first_batch(data, planned, path=path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.files import refuse_existing_file
 from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import load_bundle
@@ -124,8 +125,7 @@ def _check_target(source: Path, target: Path, *, overwrite: bool) -> None:
             f"{target}: the reprofiled model is written to a new file and the original is "
             "kept; give another --out."
         )
-    if target.exists() and not overwrite:
-        raise ConfigError(f"{target} already exists; pass --overwrite or give another --out.")
+    refuse_existing_file(target, overwrite=overwrite)
 
 
 def _as_text(folders: dict[str, Path | str | None]) -> dict[str, str | None]:
