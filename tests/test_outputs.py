@@ -12,6 +12,7 @@ from PIL import Image
 from sliceseg.inference.outputs import series_figures, write_animations, write_slice_outputs
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import Slice
+from sliceseg.io.identity import series_key
 from sliceseg.measure.areas import AreaTable
 from sliceseg.report.display import CT_WINDOW_HU, display_window
 from sliceseg.report.visualize import roi_colour
@@ -40,7 +41,7 @@ def test_the_gif_steps_through_the_slices_by_position_not_instance_number(tmp_pa
             instance_number=instance, position_mm=position,
         )  # fmt: skip
         predictions.append(Prediction(image=image, label=label, key=f"s{k}"))
-    (path,) = write_animations(tmp_path, predictions, NAMES)
+    (path,) = write_animations(tmp_path, predictions, NAMES, {series_key(image): "s"})
     panels = iio.imread(path, index=None)[:, 40:120, :, :3]  # below the title, above the legend
     shown = [
         next(k for k in (1, 2, 3) if (panel == roi_colour(k)).all(axis=2).any()) for panel in panels
@@ -102,5 +103,5 @@ def test_area_plots_of_pixel_counts_say_pixels(tmp_path, monkeypatch):
         Prediction(_slice(np.zeros((8, 8)), spacing_mm=None), np.zeros((8, 8), np.uint8), key)
         for key in ("a", "b")
     ]
-    series_figures(tmp_path, predictions, areas)
+    series_figures(tmp_path, predictions, areas, {series_key(p.image): "s" for p in predictions})
     assert [fig.get_supylabel() for fig in drawn] == ["area (pixels)"]

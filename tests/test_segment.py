@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import imageio.v3 as iio
 import numpy as np
 import pandas as pd
@@ -84,3 +86,23 @@ def test_the_tables_name_each_series_as_its_exports(tiny_model, tiny_phantom, tm
     ]
     assert run.areas.long["series"].tolist() == long["series"].tolist()  # in memory too
     assert run.areas.series[0] == 1  # a number still groups the slices
+
+
+def test_each_series_plot_and_gif_take_the_tables_name(tiny_model, tiny_phantom, tmp_path):
+    """Two series: ``areas_1.png`` and ``segmentation_1.gif`` were numbered while csa_long.csv
+    named the series sub01...; now the files and the report's captions take those names."""
+    dicoms = tmp_path / "two"
+    for subject in sorted((tiny_phantom / "train" / "dicoms").iterdir())[:2]:
+        shutil.copytree(subject, dicoms / subject.name)
+    run = predict_folder(tiny_model, dicoms, tmp_path / "out")
+    names = list(dict.fromkeys(pd.read_csv(run.out_dir / "csa_long.csv", dtype=str)["series"]))
+    assert len(names) == 2 and all(name.startswith("sub") for name in names)
+    assert sorted(p.name for p in run.out_dir.glob("areas*.png")) == [
+        f"areas_{name}.png" for name in sorted(names)
+    ]
+    assert sorted(p.name for p in run.out_dir.glob("segmentation*.gif")) == [
+        f"segmentation_{name}.gif" for name in sorted(names)
+    ]
+    assert [p.name for p in run.animations] == [f"segmentation_{name}.gif" for name in names]
+    html = run.report.read_text(encoding="utf-8")
+    assert all(f"series {name} (" in html for name in names)

@@ -93,7 +93,8 @@ def predict_folder(
     Writes ``labels/<key>.png`` (pixel value = ROI number), ``overlays/<key>.jpg``,
     ``thumbnails/<key>.jpg``, ``segmentation.gif`` (one per series), ``csa.csv``,
     ``csa_long.csv`` (both with a ``confidence`` column, see `sliceseg.inference.confidence`),
-    ``areas.png`` (``areas_<k>.png`` per series), ``report.html`` and,
+    ``areas.png`` (``areas_<series>.png`` / ``segmentation_<series>.gif`` per series when there
+    are several, named as the tables and exports name them), ``report.html`` and,
     per series, ``exports/<series>.nii.gz`` / ``.seg.nrrd`` / ``.seg.dcm`` (see ``exports``).
 
     Args:

@@ -8,7 +8,7 @@ each series of a cohort (``OUT/series/<name>/``): ``labels/<key>.png``, ``overla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,40 +92,52 @@ def thumbnail_path(out: Path, key: str) -> Path:
 
 
 def series_figures(
-    out: Path, predictions: Sequence[Prediction], areas: AreaTable
+    out: Path, predictions: Sequence[Prediction], areas: AreaTable, names: Mapping[str, str]
 ) -> list[tuple[str, Path]]:
-    """One area-along-the-series plot per series: ``areas.png`` or ``areas_<k>.png``."""
+    """One area-along-the-series plot per series: ``areas.png``, or ``areas_<name>.png`` for
+    several, named as the tables and exports name the series (``names``: `slices_series_names`).
+    """
     table = areas.per_slice
     table.insert(0, "file", [p.key for p in predictions])
-    series = list(areas.series) or [1] * len(predictions)
+    series = [names[series_key(p.image)] for p in predictions]
     groups = list(dict.fromkeys(series))
     figures = []
-    for number, uid in enumerate(groups, 1):
-        rows = table[[k == uid for k in series]]
-        path = out / ("areas.png" if len(groups) == 1 else f"areas_{number}.png")
+    for name in groups:
+        rows = table[[s == name for s in series]]
+        path = _series_file(out, "areas", ".png", name, several=len(groups) > 1)
         plot_areas(rows, path=path, unit="mm²" if areas.unit == "mm2" else "pixels")
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
         caption = "Area of each ROI along the series"
         if len(groups) > 1:
-            caption += f" — series {number} ({first} … {last}, {len(rows)} slices)"
+            caption += f" — series {name} ({first} … {last}, {len(rows)} slices)"
         figures.append((caption, path))
     return figures
 
 
+def _series_file(out: Path, stem: str, suffix: str, name: str, *, several: bool) -> Path:
+    """A per-series picture's path: ``<stem><suffix>`` alone, ``<stem>_<name><suffix>`` among
+    several series (``areas_p01.png``)."""
+    return out / (f"{stem}_{name}{suffix}" if several else f"{stem}{suffix}")
+
+
 def write_animations(
-    out: Path, predictions: Sequence[Prediction], roi_names: Sequence[str]
+    out: Path,
+    predictions: Sequence[Prediction],
+    roi_names: Sequence[str],
+    names: Mapping[str, str],
 ) -> list[Path]:
-    """One GIF per series: ``segmentation.gif``, or ``segmentation_<k>.gif`` for several.
+    """One GIF per series: ``segmentation.gif``, or ``segmentation_<name>.gif`` for several
+    (``names``: per `series_key`, the series' name, `slices_series_names`).
 
     Its frames step along the slice normal (`series_order`: by position where the headers
     give one), whatever order the InstanceNumbers or file names put the slices in.
     """
     groups = series_groups(predictions)
     paths = []
-    for number, (_uid, members) in enumerate(groups, 1):
+    for uid, members in groups:
         by_image = {id(p.image): p for p in members}
         ordered = [by_image[id(image)] for image in series_order([p.image for p in members])]
-        path = out / ("segmentation.gif" if len(groups) == 1 else f"segmentation_{number}.gif")
+        path = _series_file(out, "segmentation", ".gif", names[uid], several=len(groups) > 1)
         save_animation(
             path,
             [p.image.display_pixels for p in ordered],
@@ -166,7 +178,7 @@ def write_outputs(
     areas = areas.named(list(series.values()))
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)
-    animations = write_animations(out, predictions, names) if visuals.animations else []
+    animations = write_animations(out, predictions, names, series) if visuals.animations else []
     exported = export_predictions(
         out / "exports",
         images,
@@ -188,7 +200,7 @@ def write_outputs(
             skipped,
             settings,
             unlike_training,
-            figures=visuals.figures,
+            figures=series if visuals.figures else None,
         )
     return animations, report_path, exported
 
@@ -203,16 +215,17 @@ def write_run_report(
     settings: dict[str, object],
     unlike_training: Sequence[str] = (),
     *,
-    figures: bool = True,
+    figures: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``out/report.html``: settings, areas, the drawn slices, area plots, warnings."""
+    """Write ``out/report.html``: settings, areas, the drawn slices, warnings and, given the
+    series' names (``figures``: `slices_series_names`), an area plot per series."""
     return write_report(
         out / "report.html",
         title="sliceseg segmentation report",
         settings=settings,
         area_table=areas.wide,
         overlays=overlays,
-        figures=series_figures(out, predictions, areas) if figures else [],
+        figures=series_figures(out, predictions, areas, figures) if figures is not None else [],
         warnings=warnings,
         notes=[f"Skipped {s.describe()}" for s in skipped],
         area_unit="mm²" if areas.unit == "mm2" else "pixels",
