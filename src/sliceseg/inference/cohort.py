@@ -113,7 +113,8 @@ class CohortRun:
         already_done: series skipped because a previous run finished them.
         finished: names of the series finished now.
         failed: (name, reason) of the series that failed now.
-        skipped: input files left out (not DICOM, no image, unreadable), with the reason.
+        skipped: input files left out (not DICOM, no image, unreadable), with the reason, each
+            named by its path under the input folder.
         merged: the cohort tables, when this run merged.
         seconds: wall time of the whole run.
         slices: slices segmented now.
@@ -225,7 +226,7 @@ def predict_cohort(
             len(mine) - len(todo),
             [name for name, _ in finished],
             [(name, _reason(error)) for name, error in failed],
-            skipped,
+            [f.under(plan.root) for f in skipped],  # as the records and the report name them
             merged,
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
@@ -306,7 +307,7 @@ def _stream(
                 _fail(series, result, out, failed, log)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                _unreadable(result, out, unreadable, log)
+                _unreadable(result, context, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -486,11 +487,11 @@ def _fail(
 
 
 def _unreadable(
-    decoded: DecodedSeries, out: Path, unreadable: _Unread, log: Callable[[str], None]
+    decoded: DecodedSeries, context: SeriesContext, unreadable: _Unread, log: Callable[[str], None]
 ) -> None:
     """Record a series none of whose files could be read (`write_unreadable`: so that a later
     merge does not take it for a series still to do), keep its files, and go on."""
     series = decoded.series
-    write_unreadable(out, series, decoded.skipped)
+    write_unreadable(context.out, series, decoded.skipped, context.root)
     unreadable[series.name] = decoded.skipped
     log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")
