@@ -379,29 +379,6 @@ def test_a_merge_where_every_series_failed_lists_them_and_exits_3(tmp_path, caps
         _ = merge.merge_cohort(out).areas
 
 
-def test_an_unreadable_record_keeps_the_path_under_the_input_and_an_older_one_is_read_as_is(
-    tmp_path,
-):
-    """The files of a series none of whose files could be read were kept by the absolute path
-    they were read from (one node's); kept under the input folder now. A record written
-    before names them as it did: the report shows that path, unchanged."""
-    from sliceseg.inference.records import unreadable_path, write_unreadable
-    from sliceseg.io.dicom import SkippedFile
-    from sliceseg.io.series_plan import PlannedSeries
-
-    out = _all_failed(tmp_path / "out")
-    root = Path("/node7/in")
-    damaged = [SkippedFile(root / "p03/a.dcm", "/node7/in/p03/a.dcm: cannot decode")]
-    write_unreadable(out, PlannedSeries("1.2.3", "p03", ()), damaged, root)
-    record = json.loads(unreadable_path(out, "p03").read_text(encoding="utf-8"))
-    assert record["skipped"] == [{"path": "p03/a.dcm", "reason": "cannot decode"}]
-    older = {"series": "p04", "slices": 1, "skipped": [{"path": "/n/in/p04/b.dcm", "reason": "x"}]}
-    unreadable_path(out, "p04").write_text(json.dumps(older) + "\n", encoding="utf-8")
-    page = (merge.merge_cohort(out).out_dir / "report.html").read_text(encoding="utf-8")
-    assert "<li>Skipped p03/a.dcm: cannot decode" in page
-    assert "<li>Skipped /n/in/p04/b.dcm: x" in page
-
-
 def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
     """A failed series whose files are all damaged since is unreadable (skipped, no longer in
     failed.csv), and the other way round: never both."""
@@ -416,8 +393,7 @@ def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
 
     out = _all_failed(tmp_path / "out")
     p01 = PlannedSeries("1.2.3", "p01", ())
-    damaged = [SkippedFile(Path("p01/a.dcm"), "p01/a.dcm: cannot decode")]
-    write_unreadable(out, p01, damaged, tmp_path)
+    write_unreadable(out, p01, [SkippedFile(Path("p01/a.dcm"), "p01/a.dcm: cannot decode")])
     assert not failure_path(out, "p01").exists()
     merged = merge.merge_cohort(out)
     assert list(merged.failed["series"]) == ["p02"] and merged.unreadable == ("p01",)

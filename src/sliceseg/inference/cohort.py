@@ -113,8 +113,7 @@ class CohortRun:
         already_done: series skipped because a previous run finished them.
         finished: names of the series finished now.
         failed: (name, reason) of the series that failed now.
-        skipped: input files left out (not DICOM, no image, unreadable), with the reason, each
-            named by its path under the input folder.
+        skipped: input files left out (not DICOM, no image, unreadable), with the reason.
         merged: the cohort tables, when this run merged.
         seconds: wall time of the whole run.
         slices: slices segmented now.
@@ -226,7 +225,7 @@ def predict_cohort(
             len(mine) - len(todo),
             [name for name, _ in finished],
             [(name, _reason(error)) for name, error in failed],
-            [f.under(plan.root) for f in skipped],  # as the records and the report name them
+            skipped,
             merged,
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
@@ -307,7 +306,7 @@ def _stream(
                 _fail(series, result, out, failed, log)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                _unreadable(result, context, unreadable, log)
+                _unreadable(result, out, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -487,11 +486,11 @@ def _fail(
 
 
 def _unreadable(
-    decoded: DecodedSeries, context: SeriesContext, unreadable: _Unread, log: Callable[[str], None]
+    decoded: DecodedSeries, out: Path, unreadable: _Unread, log: Callable[[str], None]
 ) -> None:
     """Record a series none of whose files could be read (`write_unreadable`: so that a later
     merge does not take it for a series still to do), keep its files, and go on."""
     series = decoded.series
-    write_unreadable(context.out, series, decoded.skipped, context.root)
+    write_unreadable(out, series, decoded.skipped)
     unreadable[series.name] = decoded.skipped
     log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")

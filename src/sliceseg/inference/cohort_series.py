@@ -148,7 +148,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
             series_name=series.name,
         )
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
-        summary = _summary(areas, decoded.confidence, warnings, decoded.skipped, context.root)
+        summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
         summary["unlike_training"] = None if unlike is None else unlike.describe()
         summary["export_notes"] = [note for e in exported for note in e.notes]
         data = series_record(context.record, series, context.root, summary)
@@ -234,7 +234,6 @@ def _summary(
     confidence: Sequence[np.ndarray],
     warnings: Sequence[str],
     skipped: Sequence[SkippedFile],
-    root: Path,
 ) -> dict[str, Any]:
     """The series' row of ``series.csv``: slices, per ROI mean/std/n, lowest confidence,
     warnings."""
@@ -251,7 +250,7 @@ def _summary(
         "n": {name: int(n[name]) for name in rois},  # slices with the ROI
         "lowest_confidence": _number(np.nanmin(scores)) if len(scores) else None,
         "warnings": list(warnings),
-        "skipped_files": [s.under(root).describe() for s in skipped],  # as records name them
+        "skipped_files": [s.describe() for s in skipped],
     }
 
 

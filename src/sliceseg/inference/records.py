@@ -296,7 +296,10 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
         None when the file already held this; else what it held before ("" when there was
         none), for `undo_run_record`.
     """
-    skipped = _file_records(plan.skipped[:SHOWN_LINES], plan.root)
+    skipped = [
+        {"path": _under(f.path, plan.root), "reason": f.reason.removeprefix(f"{f.path}: ")}
+        for f in plan.skipped[:SHOWN_LINES]
+    ]
     data = {"series": names_of(plan.series), "skipped": skipped, "skipped_count": len(plan.skipped)}
     text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
     path = out / INPUT_SERIES
@@ -310,11 +313,12 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
     return previous
 
 
-def _file_records(files: Sequence[SkippedFile], root: Path) -> list[dict[str, str]]:
-    """Left-out files as a record keeps them: path under the input folder ``root``, why
-    (`SkippedFile.under`; `unreadable_files` reads them back, an older record's absolute
-    paths as they are)."""
-    return [{"path": str(f.path), "reason": f.reason} for f in (s.under(root) for s in files)]
+def _under(path: Path, root: Path) -> str:
+    """``path`` relative to the input folder ``root`` (as given when it is not under it)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def read_input_series(out: Path) -> frozenset[str] | None:
@@ -387,16 +391,13 @@ def unreadable_path(out: Path, name: str) -> Path:
     return out / UNREADABLE_DIR / f"{name}.json"
 
 
-def write_unreadable(
-    out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile], root: Path
-) -> Path:
-    """Keep that no file of a series could be read, each file (by its path under the input
-    folder ``root``) with why (one line of JSON).
+def write_unreadable(out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile]) -> Path:
+    """Keep that no file of a series could be read, each file with why (one line of JSON).
 
     Damaged files are skipped, not a failure; the record lets a later ``sliceseg merge`` name
     them and tell the series from one not finished. A later success (or failure) removes it.
     """
-    files = _file_records(skipped, root)
+    files = [{"path": str(f.path), "reason": f.reason} for f in skipped]
     data = {"series": series.name, "slices": series.num_slices, "skipped": files}
     failure_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
     return atomic_write_text(unreadable_path(out, series.name), json.dumps(data) + "\n")

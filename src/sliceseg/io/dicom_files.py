@@ -23,7 +23,6 @@ __all__ = [
     "find_dicom_files",
     "is_dicom_file",
     "natural_key",
-    "path_under",
     "strip_dicom_suffix",
     "visible_files",
 ]
@@ -71,31 +70,6 @@ class SkippedFile:
             'a/x.dcm: not DICOM'
         """
         return f"{self.path}: {self.reason.removeprefix(f'{self.path}: ')}"
-
-    def under(self, root: Path) -> SkippedFile:
-        """The same file named by its path under the input folder ``root`` (`path_under`),
-        as every record and report names it: absolute paths differ between cluster nodes.
-
-        Example:
-            >>> SkippedFile(Path("/in/a/x.dcm"), "/in/a/x.dcm: not DICOM").under(Path("/in"))
-            SkippedFile(path=PosixPath('a/x.dcm'), reason='not DICOM')
-        """
-        reason = self.reason.removeprefix(f"{self.path}: ")
-        return SkippedFile(Path(path_under(self.path, root)), reason)
-
-
-def path_under(path: Path, root: Path) -> str:
-    """``path`` relative to the input folder ``root``, '/'-joined (as given when not under it):
-    how records, tables and reports name an input file.
-
-    Example:
-        >>> path_under(Path("/in/p01/a.dcm"), Path("/in"))
-        'p01/a.dcm'
-    """
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def strip_dicom_suffix(name: str) -> str:

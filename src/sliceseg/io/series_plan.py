@@ -19,13 +19,7 @@ import pydicom
 
 from sliceseg.errors import DicomReadError, PairingError
 from sliceseg.io.dicom import Slice, read_files, read_slices
-from sliceseg.io.dicom_files import (
-    READ_ERRORS,
-    SkippedFile,
-    find_dicom_files,
-    path_under,
-    strip_dicom_suffix,
-)
+from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import not_an_image
 from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.thread_warnings import silenced
@@ -89,7 +83,7 @@ class PlannedSeries:
         """Its input files as plain data (relative path, size, mtime): a record's ``inputs``."""
         return [
             {
-                "file": path_under(f.source, root),
+                "file": f.source.relative_to(root).as_posix(),
                 "size_bytes": f.size_bytes,
                 "mtime_ns": f.mtime_ns,
             }
