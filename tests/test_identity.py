@@ -94,7 +94,7 @@ def test_a_uidless_folder_has_one_series_identity_everywhere(tiny_model, tiny_ph
     run = predict_folder(tiny_model, dicoms, tmp_path / "out", device="cpu", report=False)
     assert all(p.image.series_uid == "" for p in run.predictions)
     assert sorted(set(run.areas.series)) == [1, 2]
-    assert sorted(p.name for p in run.animations) == ["segmentation_1.gif", "segmentation_2.gif"]
+    assert sorted(p.name for p in run.animations) == [f"segmentation_{f}.gif" for f in folders]
     assert sorted(e.name for e in run.exports) == folders
     found = suggest_slices(tiny_model, dicoms, n=6, device="cpu")
     by_folder = {s.key.split("/")[0]: s.series for s in found}
