@@ -9,6 +9,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -307,3 +308,20 @@ def warning_from_another_thread(message: str) -> Iterator[Callable[[], None]]:
     finally:
         inside.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def warning_during(
+    monkeypatch: pytest.MonkeyPatch, owner: object, attribute: str, message: str
+) -> Iterator[None]:
+    """Inside the block, ``owner.attribute`` first lets another thread warn ``message``
+    (`warning_from_another_thread`), then does its work: the warning falls inside that call."""
+    real = getattr(owner, attribute)
+    with warning_from_another_thread(message) as pause:
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            pause()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, attribute, paused)
+        yield

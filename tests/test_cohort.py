@@ -235,6 +235,15 @@ def test_other_settings_into_the_same_out_name_the_flag(tmp_path, changed, expec
     )
 
 
+def half_with_another_model(model: Path, cohort: Path, out: Path, tmp_path: Path) -> list[str]:
+    """Shard 1 of 2 of another model (another checksum) into ``out`` with --overwrite; the
+    series it finished."""
+    other = tmp_path / "other.pt"
+    other.write_bytes(Path(model).read_bytes() + b"\0")
+    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
+    return predict_cohort(other, cohort, out, settings=LEAN, options=half).finished
+
+
 @pytest.mark.slow
 def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, tmp_path, capsys):
     """A new model into the same --out with --overwrite, one shard of two done so far: the
@@ -242,13 +251,7 @@ def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, 
     left out now, and named."""
     out = tmp_path / "out"
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
-    other = tmp_path / "other.pt"
-    other.write_bytes(Path(tiny_model).read_bytes() + b"\0")  # another checksum
-    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
-    assert predict_cohort(other, cohort_dir, out, settings=LEAN, options=half).finished == [
-        "sub01",
-        "sub03",
-    ]
+    assert half_with_another_model(tiny_model, cohort_dir, out, tmp_path) == ["sub01", "sub03"]
     assert main(["merge", str(out)]) == 0
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
     assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {"sub01", "sub03"}
@@ -338,13 +341,7 @@ def test_an_overwrite_names_a_removed_series_as_gone_not_outdated(tiny_model, co
     out = tmp_path / "out"
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
     shutil.rmtree(cohort_dir / "sub04")
-    other = tmp_path / "other.pt"
-    other.write_bytes(Path(tiny_model).read_bytes() + b"\0")  # another checksum
-    half = CohortOptions(workers=0, shard=Shard(1, 2), overwrite=True)
-    assert predict_cohort(other, cohort_dir, out, settings=LEAN, options=half).finished == [
-        "sub01",
-        "sub03",
-    ]
+    assert half_with_another_model(tiny_model, cohort_dir, out, tmp_path) == ["sub01", "sub03"]
     merged = merge.merge_cohort(out)
     assert (merged.outdated, merged.gone) == (("sub02",), ("sub04",))
     assert merged.notes[0].startswith("1 series made by another model or settings left out")

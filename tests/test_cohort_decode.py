@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from conftest import warning_from_another_thread
+from conftest import warning_during
 from sliceseg.inference import cohort_decode
 
 
@@ -30,16 +30,11 @@ def test_a_series_decoding_notes_are_its_own_while_another_thread_warns(tmp_path
 
     path = tmp_path / "padded.dcm"
     shutil.copy(get_testdata_file("MR_small_padded.dcm", download=False), path)
-    pixel_array = pydicom.pixels.pixel_array
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with warning_from_another_thread("series 7: psoas area varies") as pause:
-
-            def decoded_while_the_other_thread_warns(*args, **kwargs):
-                pause()
-                return pixel_array(*args, **kwargs)
-
-            monkeypatch.setattr(pydicom.pixels, "pixel_array", decoded_while_the_other_thread_warns)
+        with warning_during(
+            monkeypatch, pydicom.pixels, "pixel_array", "series 7: psoas area varies"
+        ):
             slices, _, notes, _ = cohort_decode.decode_and_prepare(
                 [path], fallback=SpacingFallback(), preparation=None
             )

@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from conftest import warning_from_another_thread, write_ct_dicom, write_test_dicom
+from conftest import warning_during, write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom import (
     DicomScan,
@@ -374,16 +374,11 @@ def test_a_file_s_warnings_are_its_own_while_another_thread_warns(tmp_path, monk
     file's ("<file>: series 7: ...") and never showed it as itself."""
     path = tmp_path / "padded.dcm"
     shutil.copy(pydicom_file("MR_small_padded.dcm"), path)
-    pixel_array = pydicom.pixels.pixel_array
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with warning_from_another_thread("series 7: psoas area varies") as pause:
-
-            def decoded_while_the_other_thread_warns(*args: Any, **kwargs: Any) -> np.ndarray:
-                pause()
-                return pixel_array(*args, **kwargs)
-
-            monkeypatch.setattr(pydicom.pixels, "pixel_array", decoded_while_the_other_thread_warns)
+        with warning_during(
+            monkeypatch, pydicom.pixels, "pixel_array", "series 7: psoas area varies"
+        ):
             slices, _ = decode_series([path])
     said = [str(w.message) for w in caught]
     assert len(slices) == 1 and len(said) == 2, said

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 import torch
 
-from conftest import tiny_config, warning_from_another_thread, with_network_checks_open
+from conftest import tiny_config, warning_during, with_network_checks_open
 from sliceseg.cli import main
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
@@ -720,13 +720,7 @@ def test_the_check_drops_its_orientation_notes_but_no_other_thread_s_warning(
     prepare = Preparation.prepare
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with warning_from_another_thread("p02/t1.dcm: odd header") as pause:
-
-            def prepared_while_the_other_thread_warns(*args, **kwargs):
-                pause()
-                return prepare(*args, **kwargs)
-
-            monkeypatch.setattr(Preparation, "prepare", prepared_while_the_other_thread_warns)
+        with warning_during(monkeypatch, Preparation, "prepare", "p02/t1.dcm: odd header"):
             traits = series_traits(bundle, slices, labels)
     assert len(traits) == len(slices) == 3
     assert [str(w.message) for w in caught] == ["p02/t1.dcm: odd header"]
