@@ -159,3 +159,14 @@ def test_files_left_out_past_the_shown_lines_are_counted_from_notes_count(tmp_pa
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
     assert page.count("<li>Skipped s") == 200
     assert "<li>… 99800 more</li>" in page
+
+
+def test_warnings_cut_by_the_merge_keep_their_count_when_the_report_cuts_them():
+    """The merge keeps a series' warnings cut (`first_warnings`), the report cuts them again:
+    four 95-character warnings of six came out as "… (1 more)" instead of "… (3 more)"."""
+    from sliceseg.report.cohort import first_warnings
+
+    warnings = [f"{n}" * 95 for n in range(1, 7)]
+    once = first_warnings(" | ".join(warnings))
+    assert once == " | ".join(warnings[:3]) + " | … (3 more)"
+    assert first_warnings(once) == once

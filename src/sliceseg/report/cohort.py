@@ -9,6 +9,7 @@ series with the reason, and counts. Every series' own ``report.html`` is linked 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -229,9 +230,13 @@ def _review(table: pd.DataFrame, count: int) -> str:
     )
 
 
+_MORE = re.compile(r"… \((\d+) more\)")  # how `first_warnings` ends what it cut
+
+
 def first_warnings(text: str, limit: int = WARNING_CHARS) -> str:
     """A series' warnings (" | "-joined) cut to about ``limit`` characters at a warning's end,
-    "… (N more)" saying what was left out, so that no warning is shown cut in the middle.
+    "… (N more)" saying what was left out, so that no warning is shown cut in the middle; a
+    text it cut already keeps its count when cut again.
 
     Example:
         >>> first_warnings("a too small | b too large | c absent", limit=14)
@@ -240,12 +245,15 @@ def first_warnings(text: str, limit: int = WARNING_CHARS) -> str:
     if len(text) <= limit:
         return text
     warnings = text.split(" | ")
+    earlier = _MORE.fullmatch(warnings[-1])  # a text cut before (the merge keeps it so)
+    if earlier:
+        warnings.pop()
     kept: list[str] = []
     for warning in warnings:
         if kept and len(" | ".join([*kept, warning])) > limit:
             break
         kept.append(warning)  # the first is kept whole, however long
-    left = len(warnings) - len(kept)
+    left = len(warnings) - len(kept) + (int(earlier[1]) if earlier else 0)
     return " | ".join(kept) + (f" | … ({left} more)" if left else "")
 
 
