@@ -626,11 +626,65 @@ def test_the_cohort_report_names_a_file_left_out_while_decoding(tiny_model, coho
     reported = dataclasses.replace(LEAN, report=True)  # the cohort's report.html only
     run = predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=HERE)
     assert run.finished == ["sub01", "sub02", "sub03", "sub04"]
-    line = f"<li>Skipped {damaged}: cannot decode pixel data"
+    line = f"<li>Skipped sub03/{damaged.name}: cannot decode pixel data"  # under the input
     assert (out / "report.html").read_text(encoding="utf-8").count(line) == 1
     (out / "report.html").unlink()
     assert main(["merge", str(out)]) == 0
     assert (out / "report.html").read_text(encoding="utf-8").count(line) == 1
+
+
+def cut_pixels(path: Path) -> Path:
+    """Cut one file's pixel data: its header stays readable, decoding it fails."""
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:10]
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.slow
+def test_the_cohort_files_name_every_left_out_file_under_the_input(
+    tiny_model, cohort_dir, tmp_path
+):
+    """Files left out while planning were named under the input folder, those left out while
+    decoding (the records, a copy's original, a failure's reason) by absolute path: one report
+    spelt files two ways, and a results folder moved elsewhere showed the author's paths. The
+    printed ``skipped`` lines (`CohortRun.unread`) still name the files as found."""
+    (cohort_dir / "sub02" / "notes.txt").write_text("not an image")  # left out while planning
+    original = sorted((cohort_dir / "sub02").glob("*.dcm"))[1]
+    copy = shutil.copy(original, original.with_name("zz_copy.dcm"))  # the rest while decoding
+    damaged = cut_pixels(sorted((cohort_dir / "sub04").glob("*.dcm"))[1])
+    corrupt_series(cohort_dir / "sub03")  # no readable file: OUT/unreadable/sub03.json
+    drop_spacing(cohort_dir / "sub01")  # fails: failed.csv
+    out = tmp_path / "out"
+    settings = RunSettings(roi_names=(), visuals="auto", exports=(), report=True)
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert [line.split(": ")[0] for line in run.unread] == [str(copy), str(damaged)]
+    assert f"as {original} (same" in run.unread[0]
+    same = f"the same image as sub02/{original.name} (same series, number, position and pixels)"
+    lines = [
+        "<li>Skipped sub02/notes.txt: not a DICOM file",
+        "<li>Skipped sub03/sub03_s00.dcm: cannot decode pixel data",
+        f"<li>Skipped sub02/zz_copy.dcm: {same}",
+        f"<li>Skipped sub04/{damaged.name}: cannot decode pixel data",
+    ]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert [report.count(line) for line in lines] == [1, 1, 1, 1]
+    assert f"Skipped sub04/{damaged.name}: cannot decode" in (
+        out / "series" / "sub04" / "report.html"
+    ).read_text(encoding="utf-8")
+    record = json.loads((out / "unreadable" / "sub03.json").read_text(encoding="utf-8"))
+    assert [f["path"] for f in record["skipped"]] == [f"sub03/sub03_s0{i}.dcm" for i in range(3)]
+    assert record["skipped"][0]["reason"].startswith("sub03/sub03_s00.dcm: cannot decode pixel")
+    reason = pd.read_csv(out / "failed.csv")["reason"][0]
+    assert reason.startswith("sub01/sub01_s0") and "no PixelSpacing" in reason, reason
+    absolute = {str(cohort_dir).encode(), str(cohort_dir.resolve()).encode()}
+    named = [
+        p for p in out.rglob("*") if p.is_file() and any(a in p.read_bytes() for a in absolute)
+    ]
+    assert named == []
+    (out / "report.html").unlink()  # a standalone merge reads the same records
+    assert main(["merge", str(out)]) == 3
+    assert (out / "report.html").read_text(encoding="utf-8") == report
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 
 from sliceseg.io.identity import (
     MAX_NAME_BYTES,
+    relative_to_input,
     series_key,
     series_name,
     series_names,
@@ -30,6 +31,35 @@ def test_slice_key_is_the_path_under_the_root_without_suffix(tmp_path: Path):
     assert slice_key(image, tmp_path / "scans") == "p01/slice_1"
     with pytest.raises(ValueError, match="not inside"):
         slice_key(image, tmp_path / "elsewhere")
+
+
+class TestRelativeToInput:
+    @pytest.mark.parametrize(
+        ("text", "root", "expected"),
+        [
+            ("/d/scans/p01/a.dcm", "/d/scans", "p01/a.dcm"),
+            (
+                "/d/scans/p01/b.dcm: the same image as /d/scans/p01/a.dcm (same",
+                "/d/scans/",
+                "p01/b.dcm: the same image as p01/a.dcm (same",
+            ),
+            ("scans/p01/a.dcm: cannot decode", "scans", "p01/a.dcm: cannot decode"),
+            ("../x/scans/a.dcm: cut", "../x/scans", "a.dcm: cut"),  # ".." as given
+            ("p01/a.dcm: cut", ".", "p01/a.dcm: cut"),
+            (
+                "/d/scans2/a.dcm and /e/d/scans/a.dcm",
+                "/d/scans",
+                "/d/scans2/a.dcm and /e/d/scans/a.dcm",
+            ),
+            ("/d/out/scans/a.dcm: x", "scans", "/d/out/scans/a.dcm: x"),  # inside another path
+        ],
+    )
+    def test_paths_under_the_root_lose_it_and_others_stay(self, text, root, expected):
+        assert relative_to_input(text, Path(root)) == expected
+
+    def test_a_relative_root_also_names_its_absolute_paths(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        assert relative_to_input(f"{tmp_path}/scans/p01/a.dcm: cut", "scans") == "p01/a.dcm: cut"
 
 
 def test_series_key_is_the_uid_else_the_folder(tmp_path: Path):

@@ -393,11 +393,12 @@ def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
 
     out = _all_failed(tmp_path / "out")
     p01 = PlannedSeries("1.2.3", "p01", ())
-    write_unreadable(out, p01, [SkippedFile(Path("p01/a.dcm"), "p01/a.dcm: cannot decode")])
+    skipped = [SkippedFile(Path("p01/a.dcm"), "p01/a.dcm: cannot decode")]
+    write_unreadable(out, p01, skipped, root=Path("."))
     assert not failure_path(out, "p01").exists()
     merged = merge.merge_cohort(out)
     assert list(merged.failed["series"]) == ["p02"] and merged.unreadable == ("p01",)
-    write_failure(out, p01, "RuntimeError: disk full")
+    write_failure(out, p01, "RuntimeError: disk full", root=Path("."))
     assert not unreadable_path(out, "p01").exists()
     assert list(merge.merge_cohort(out).failed["series"]) == ["p01", "p02"]
 

@@ -54,11 +54,7 @@ from sliceseg.inference.records import (
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.series_plan import (
-    CohortPlan,
-    PlannedSeries,
-    plan_cohort,
-)
+from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.model_space.batches import SpacedTensors
@@ -79,6 +75,7 @@ MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
+_Fail = Callable[[PlannedSeries, Exception], None]  # `_fail`, bound to the run
 
 
 @dataclass(frozen=True)
@@ -288,12 +285,13 @@ def _stream(
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
     context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
     batch: list[DecodedSeries] = []
-    predict = _bound_predict(engine, options.predict.batch_size, out, failed, log)
+    fail: _Fail = functools.partial(_fail, context=context, failed=failed, log=log)
+    predict = _bound_predict(engine, options.predict.batch_size, fail)
 
     def collect(block: bool) -> None:
         while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
             series, job = writing.popleft()
-            _settle(series, job, out, finished, failed, log)
+            _settle(series, job, finished, fail)
 
     with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
         job = functools.partial(
@@ -303,10 +301,10 @@ def _stream(
             if not isinstance(result, Exception):
                 result = _with_spacing(result, record.settings.fallback)
             if isinstance(result, Exception):
-                _fail(series, result, out, failed, log)
+                fail(series, result)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                _unreadable(result, out, unreadable, log)
+                _unreadable(result, context, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -340,17 +338,11 @@ def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedS
 
 
 def _bound_predict(
-    engine: Engine,
-    batch_size: int,
-    out: Path,
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    engine: Engine, batch_size: int, fail: _Fail
 ) -> Callable[[list[DecodedSeries]], list[DecodedSeries]]:
     """`_predict` for this run, the ROIs expected on every slice read from the profile once."""
     expected = always_present_rois(engine.bundle)
-    return functools.partial(
-        _predict, engine, batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
-    )
+    return functools.partial(_predict, engine, batch_size=batch_size, fail=fail, expected=expected)
 
 
 def _predict(
@@ -358,9 +350,7 @@ def _predict(
     batch: list[DecodedSeries],
     *,
     batch_size: int,
-    out: Path,
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    fail: _Fail,
     expected: np.ndarray | None,
 ) -> list[DecodedSeries]:
     """Label maps and confidences for a batch of series; a failing batch is retried per series.
@@ -374,13 +364,11 @@ def _predict(
         return batch
     except Exception as error:
         if len(batch) == 1:
-            _fail(batch[0].series, error, out, failed, log)
+            fail(batch[0].series, error)
             return []
     kept = []
     for one in batch:
-        kept += _predict(
-            engine, [one], batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
-        )
+        kept += _predict(engine, [one], batch_size=batch_size, fail=fail, expected=expected)
     return kept
 
 
@@ -448,15 +436,13 @@ def _passes(
 def _settle(
     series: PlannedSeries,
     job: futures.Future[Any],
-    out: Path,
     finished: list[tuple[str, dict[str, Any]]],
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    fail: _Fail,
 ) -> None:
     try:
         finished.append((series.name, _brief(job.result())))
     except Exception as error:
-        _fail(series, error, out, failed, log)
+        fail(series, error)
 
 
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
@@ -474,23 +460,25 @@ def _reason(error: Exception) -> str:
 def _fail(
     series: PlannedSeries,
     error: Exception,
-    out: Path,
+    *,
+    context: SeriesContext,
     failed: list[tuple[str, Exception]],
     log: Callable[[str], None],
 ) -> None:
-    """Record a failed series (its reason in one line) and go on."""
+    """Record a failed series (its reason in one line) and go on; the record names files
+    under the input folder, the printed line as they were found."""
     reason = _reason(error)
-    write_failure(out, series, reason)
+    write_failure(context.out, series, reason, root=context.root)
     failed.append((series.name, error))
     log(f"warning: series {series.name} failed: {reason}")
 
 
 def _unreadable(
-    decoded: DecodedSeries, out: Path, unreadable: _Unread, log: Callable[[str], None]
+    decoded: DecodedSeries, context: SeriesContext, unreadable: _Unread, log: Callable[[str], None]
 ) -> None:
     """Record a series none of whose files could be read (`write_unreadable`: so that a later
     merge does not take it for a series still to do), keep its files, and go on."""
     series = decoded.series
-    write_unreadable(out, series, decoded.skipped)
+    write_unreadable(context.out, series, decoded.skipped, root=context.root)
     unreadable[series.name] = decoded.skipped
     log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")

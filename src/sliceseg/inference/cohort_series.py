@@ -135,7 +135,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
             predictions,
             areas,
             warnings,
-            decoded.skipped,
+            [f.relative_to_input(context.root) for f in decoded.skipped],  # as the records
             roi_names=names,
             settings=_report_settings(context, series) if _has_report(context) else None,
             unlike_training=unlike_lines,

@@ -15,6 +15,7 @@ not finished.
 same), so that the merge leaves out the series whose inputs were removed since, and the files
 its plan left out, so that every merge's report names them; it is kept
 apart from ``cohort.json``, which is compared between runs: a changed input is no refusal.
+Every record names an input file by its path under the input folder (`relative_to_input`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_text, create_output_dir
+from sliceseg.io.identity import relative_to_input
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
 from sliceseg.measure.tissue import FLAGS as TISSUE_FLAGS
@@ -296,9 +298,9 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
         None when the file already held this; else what it held before ("" when there was
         none), for `undo_run_record`.
     """
+    shown = [f.relative_to_input(plan.root) for f in plan.skipped[:SHOWN_LINES]]
     skipped = [
-        {"path": _under(f.path, plan.root), "reason": f.reason.removeprefix(f"{f.path}: ")}
-        for f in plan.skipped[:SHOWN_LINES]
+        {"path": f.path.as_posix(), "reason": f.reason.removeprefix(f"{f.path}: ")} for f in shown
     ]
     data = {"series": names_of(plan.series), "skipped": skipped, "skipped_count": len(plan.skipped)}
     text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
@@ -311,14 +313,6 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
         return None
     atomic_write_text(path, text)
     return previous
-
-
-def _under(path: Path, root: Path) -> str:
-    """``path`` relative to the input folder ``root`` (as given when it is not under it)."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def read_input_series(out: Path) -> frozenset[str] | None:
@@ -370,18 +364,22 @@ def is_done(out: Path, series: PlannedSeries, record: RunRecord, root: Path) -> 
 def series_record(
     record: RunRecord, series: PlannedSeries, root: Path, summary: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A finished series' ``record.json`` content."""
+    """A finished series' ``record.json`` content: the files it left out named under the input
+    folder ``root``, as every file of the cohort's own (`relative_to_input`)."""
+    skipped = [relative_to_input(text, root) for text in summary.get("skipped_files", ())]
     return {
         **record.to_dict(),
         "series": {"name": series.name, "slices": series.num_slices},
         "inputs": series.inputs(root),
-        "summary": dict(summary),
+        "summary": {**summary, "skipped_files": skipped},
     }
 
 
-def write_failure(out: Path, series: PlannedSeries, reason: str) -> Path:
-    """Keep why a series failed (one line), for ``failed.csv``; a later success removes it."""
-    data = {"series": series.name, "slices": series.num_slices, "reason": reason}
+def write_failure(out: Path, series: PlannedSeries, reason: str, *, root: Path) -> Path:
+    """Keep why a series failed (one line, files named under the input folder ``root``), for
+    ``failed.csv``; a later success removes it."""
+    why = relative_to_input(reason, root)
+    data = {"series": series.name, "slices": series.num_slices, "reason": why}
     unreadable_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
     return atomic_write_text(failure_path(out, series.name), json.dumps(data) + "\n")
 
@@ -391,13 +389,17 @@ def unreadable_path(out: Path, name: str) -> Path:
     return out / UNREADABLE_DIR / f"{name}.json"
 
 
-def write_unreadable(out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile]) -> Path:
-    """Keep that no file of a series could be read, each file with why (one line of JSON).
+def write_unreadable(
+    out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile], *, root: Path
+) -> Path:
+    """Keep that no file of a series could be read, each file with why (one line of JSON),
+    named under the input folder ``root``.
 
     Damaged files are skipped, not a failure; the record lets a later ``sliceseg merge`` name
     them and tell the series from one not finished. A later success (or failure) removes it.
     """
-    files = [{"path": str(f.path), "reason": f.reason} for f in skipped]
+    shown = [f.relative_to_input(root) for f in skipped]
+    files = [{"path": f.path.as_posix(), "reason": f.reason} for f in shown]
     data = {"series": series.name, "slices": series.num_slices, "skipped": files}
     failure_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
     return atomic_write_text(unreadable_path(out, series.name), json.dumps(data) + "\n")

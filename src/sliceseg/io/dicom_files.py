@@ -12,6 +12,7 @@ import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from sliceseg.errors import PairingError
+from sliceseg.io.identity import relative_to_input
 from sliceseg.thread_warnings import silenced
 
 __all__ = [
@@ -70,6 +71,18 @@ class SkippedFile:
             'a/x.dcm: not DICOM'
         """
         return f"{self.path}: {self.reason.removeprefix(f'{self.path}: ')}"
+
+    def relative_to_input(self, root: Path) -> SkippedFile:
+        """The same file and reason, each path under the input folder ``root`` written relative
+        to it (`relative_to_input`): as a cohort's own files name it.
+
+        Example:
+            >>> SkippedFile(Path("/s/p01/x.dcm"), "/s/p01/x.dcm: not DICOM").relative_to_input(
+            ...     Path("/s")).describe()
+            'p01/x.dcm: not DICOM'
+        """
+        path = Path(relative_to_input(str(self.path), root))
+        return SkippedFile(path, relative_to_input(self.reason, root))
 
 
 def strip_dicom_suffix(name: str) -> str:

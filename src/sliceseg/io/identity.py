@@ -7,13 +7,15 @@ SeriesInstanceUID; files without one form one series per folder. Areas, plots, G
 halves all group slices with `series_key`, so a folder without UIDs gets the same series
 everywhere. A series' name on disk (`series_names`) is the folder of its
 slices' keys, else the name of the DICOM folder; names shared by several series get ``_2``,
-``_3`` in order.
+``_3`` in order. A file is named in a cohort's own files by its path under the input folder
+(`relative_to_input`), so that a results folder moved elsewhere names no one's absolute paths.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +23,7 @@ from typing import Protocol
 __all__ = [
     "MAX_NAME_BYTES",
     "Identified",
+    "relative_to_input",
     "series_key",
     "series_name",
     "series_names",
@@ -79,6 +82,25 @@ def slice_key(image: Identified, root: Path | str) -> str:
                 f"{image.source}: not inside {root}; name slices relative to their own folder."
             ) from None
     return folder.joinpath(image.name).as_posix()
+
+
+def relative_to_input(text: str, root: Path | str) -> str:
+    """Write every path under the input folder ``root`` in ``text`` relative to it.
+
+    ``text`` is a path, or a message naming files (``"<file>: the same image as <file> ..."``).
+    A path counts when it begins with ``root`` as given or as an absolute path, not inside
+    another path; other text is kept as it is.
+
+    Example:
+        >>> relative_to_input("/data/scans/p01/b.dcm: the same image as /data/scans/p01/a.dcm",
+        ...                   Path("/data/scans"))
+        'p01/b.dcm: the same image as p01/a.dcm'
+    """
+    # as given, its files are ``root / name`` (``Path`` keeps ".."); "." names them bare
+    prefixes = {os.path.join(folder, "") for folder in (str(Path(root)), os.path.abspath(root))}
+    prefixes.discard(os.path.join(".", ""))
+    found = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+    return re.sub(rf"(?<![\w./\\~-])(?:{found})", "", text)
 
 
 def series_key(image: Identified) -> str:
