@@ -202,6 +202,13 @@ class TestSnapLossy:
         np.testing.assert_array_equal(snapped, [0, 0, 0, 40, 40, 80, 80])
         assert changed == 5
 
+    def test_roi_numbers_in_a_jpeg_are_refused(self, tmp_path):
+        # JPEG moves 0..K values by a unit or more: every moved pixel would be another ROI
+        with pytest.raises(LabelError, match=r"a\.jpg: JPEG label map .* 0\.\.2, 1 apart.*PNG"):
+            snap_lossy(np.array([0, 1, 2]), LabelScheme((0, 1, 2)), source=tmp_path / "a.jpg")
+        with pytest.raises(LabelError, match="8 apart"):
+            snap_lossy(np.array([0, 8]), LabelScheme((0, 8, 16), is_display_scaled=True))
+
 
 class TestDominantValues:
     def test_jpeg_noise_is_not_a_label(self, tmp_path):

@@ -6,7 +6,8 @@ negative values, coloured overlays, transparency, wrong dimensionality) raise `L
 are never passed on silently. `infer_label_scheme` decides, once for the whole dataset, which stored
 values mean ROI 0..K: plain maps store 0..K; maps saved for viewing store evenly spaced values
 (0, 40, 80, ... or 0/255) and are "display-scaled". JPEG maps are lossy and are snapped to the
-scheme's nearest stored value with `snap_lossy`.
+scheme's nearest stored value with `snap_lossy`, or refused where the values are too close
+(ROI numbers 0..K) for JPEG noise to be told from another ROI.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from sliceseg.io.files import atomic_path
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
+# JPEG moves a label map's values by up to about 8 even at quality 95 (phantom maps, step 1..42):
+# stored values closer than this cannot be told apart, and snapping turns one ROI into another.
+MIN_LOSSY_STEP = 16
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -259,22 +263,37 @@ def infer_label_scheme(
     return LabelScheme(stored, is_display_scaled=True)
 
 
-def snap_lossy(values: np.ndarray, scheme: LabelScheme) -> tuple[np.ndarray, int]:
+def snap_lossy(
+    values: np.ndarray, scheme: LabelScheme, *, source: Path | None = None
+) -> tuple[np.ndarray, int]:
     """Snap lossy (JPEG) values to the scheme's nearest stored value.
 
     Args:
         values: integer array of stored values, any shape.
         scheme: the dataset's scheme.
+        source: the file the values came from, named in the error message.
 
     Returns:
         (snapped int64 array of stored values, number of pixels changed). Ties go to the lower
         stored value.
+
+    Raises:
+        LabelError: stored values lie closer than `MIN_LOSSY_STEP` (ROI numbers 0..K): JPEG
+            noise of ±1 is already another ROI, so the map cannot be recovered.
 
     Example:
         >>> snap_lossy(np.array([0, 37, 44, 90]), LabelScheme((0, 40, 80), is_display_scaled=True))
         (array([ 0, 40, 40, 80]), 3)
     """
     stored = np.asarray(scheme.stored_values, dtype=np.int64)
+    step = int(np.diff(stored).min()) if len(stored) > 1 else MIN_LOSSY_STEP
+    if step < MIN_LOSSY_STEP:
+        raise LabelError(
+            f"{source or 'label map'}: JPEG label map with label values {scheme.describe()}, "
+            f"{step} apart: JPEG changes pixel values by several units, so one ROI turns into "
+            f"another (areas wrong); expected values at least {MIN_LOSSY_STEP} apart; save the "
+            "label map as PNG or NPY."
+        )
     upper = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
     lower = np.maximum(upper - 1, 0)
     use_upper = np.abs(stored[upper] - values) < np.abs(values - stored[lower])
