@@ -90,6 +90,20 @@ class TestReadLabelFile:
         image.save(tmp_path / "p.png")
         np.testing.assert_array_equal(read_label_file(tmp_path / "p.png").values, LABEL)
 
+    def test_quantized_grey_palette_gives_the_grey_levels_not_the_reordered_indices(self, tmp_path):
+        # Pillow's quantize stores grey 80 as index 0 and grey 0 as index 2: the indices read
+        # background as ROI 2 and ROI 2 as background, and looked like plain ROI numbers.
+        Image.fromarray(LABEL * 40).quantize(3).save(tmp_path / "q.png")
+        with Image.open(tmp_path / "q.png") as image:
+            assert np.asarray(image)[0, 0] == 2  # the trap: index 2 is background here
+        np.testing.assert_array_equal(read_label_file(tmp_path / "q.png").values, LABEL * 40)
+
+    def test_grey_palette_in_index_order_gives_indices(self, tmp_path):
+        image = Image.fromarray(LABEL, mode="P")
+        image.putpalette([0, 0, 0, 40, 40, 40, 80, 80, 80] + [0] * 759)
+        image.save(tmp_path / "g.png")
+        np.testing.assert_array_equal(read_label_file(tmp_path / "g.png").values, LABEL)
+
     def test_rgb_with_equal_channels_and_opaque_alpha(self, tmp_path):
         rgba = np.stack([LABEL, LABEL, LABEL, np.full_like(LABEL, 255)], axis=-1)
         iio.imwrite(tmp_path / "a.png", rgba)

@@ -141,7 +141,8 @@ def read_label_file(path: Path) -> RawLabel:
 
     Args:
         path: a .npy (integer, bool, or float holding whole numbers), .png (8/16-bit grey, or
-            palette: the palette indices are the values), .tif/.tiff or .jpg/.jpeg file.
+            palette: the palette indices are the values, but the grey levels shown where a grey
+            palette is out of index order), .tif/.tiff or .jpg/.jpeg file.
 
     Returns:
         The values as stored (int64), with ``is_lossy`` set for JPEG.
@@ -341,11 +342,28 @@ def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
         if suffix == ".png":
             with Image.open(path) as image:
                 if image.mode == "P":
-                    return np.asarray(image), False, False
+                    return _palette_values(image), False, False
         array = iio.imread(path)
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from exc
     return array, array.ndim == 3, False
+
+
+def _palette_values(image: Image.Image) -> np.ndarray:
+    """A palette PNG's indices; or, when the indices used show distinct greys in another order,
+    those greys: Pillow's quantize (and editors' "optimum palette") reorder a grey label map's
+    levels, so background 0 may be stored as index 6 and ROI 6 as index 0."""
+    indices = np.asarray(image)
+    palette = np.asarray(image.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+    used = np.unique(indices)
+    if used.size == 0 or used[-1] >= len(palette):
+        return indices
+    greys = palette[used]
+    is_grey = bool(np.all(greys == greys[:, :1]))
+    levels = greys[:, 0]
+    if not is_grey or np.all(np.diff(levels) > 0) or len(set(levels.tolist())) < len(levels):
+        return indices  # colours (VOC-style class palette), greys in index order, or ambiguous
+    return palette[indices, 0]
 
 
 def _unreadable(path: Path, exc: BaseException) -> LabelError:
