@@ -84,6 +84,13 @@ class TestReadLabelFile:
         np.testing.assert_array_equal(read_label_file(path).values, LABEL)
         assert [p.name for p in path.parent.iterdir()] == ["a.png"]  # no temporary left
 
+    def test_npy_with_a_channel_axis_is_the_map(self, tmp_path):
+        # Keras-style masks are (rows, cols, 1); they were refused as "label is 12×16×1".
+        np.save(tmp_path / "a.npy", LABEL[..., np.newaxis])
+        np.save(tmp_path / "cine.npy", np.stack([LABEL, LABEL])[..., np.newaxis])
+        np.testing.assert_array_equal(read_label_file(tmp_path / "a.npy").values, LABEL)
+        assert read_label_file(tmp_path / "cine.npy").values.shape == (2, 12, 16)
+
     def test_palette_png_gives_indices(self, tmp_path):
         image = Image.fromarray(LABEL).convert("P")
         image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)

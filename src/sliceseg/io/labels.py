@@ -140,7 +140,8 @@ def read_label_file(path: Path) -> RawLabel:
     """Read one label map and check that its values can be ROI numbers.
 
     Args:
-        path: a .npy (integer, bool, or float holding whole numbers), .png (8/16-bit grey, or
+        path: a .npy (integer, bool, or float holding whole numbers; a trailing length-1
+            channel axis, (rows, cols, 1), is dropped), .png (8/16-bit grey, or
             palette: the palette indices are the values, but the grey levels shown where a grey
             palette is out of index order), .tif/.tiff or .jpg/.jpeg file.
 
@@ -328,9 +329,11 @@ def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
     """Return (array, has channels last, may hold frames); LabelError when the file is damaged."""
     if suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False), False, True
+            array = np.load(path, allow_pickle=False)
         except _NPY_ERRORS as exc:
             raise _unreadable(path, exc) from exc
+        # (rows, cols, 1), as Keras-style code saves a mask: a channel axis (no image is 1 wide)
+        return array, array.ndim >= 3 and array.shape[-1] == 1, True
     if suffix in (".tif", ".tiff"):
         try:
             with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
