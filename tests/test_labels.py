@@ -223,6 +223,15 @@ class TestSnapLossy:
         np.testing.assert_array_equal(snapped, [0, 0, 0, 40, 40, 80, 80])
         assert changed == 5
 
+    def test_a_blurred_edge_takes_the_values_on_either_side_not_an_roi_in_between(self):
+        # 0 | 240 blurred to 0, 100, 140, 240: the nearest stored values 80 and 120 were ROIs 2
+        # and 3, which are nowhere near
+        scheme = LabelScheme(tuple(range(0, 241, 40)), is_display_scaled=True)
+        values = np.array([[0, 0, 0, 100, 140, 240, 240, 240]] * 3)
+        snapped, changed = snap_lossy(values, scheme)
+        np.testing.assert_array_equal(snapped[1], [0, 0, 0, 0, 240, 240, 240, 240])
+        assert changed == 6
+
     def test_roi_numbers_in_a_jpeg_are_refused(self, tmp_path):
         # JPEG moves 0..K values by a unit or more: every moved pixel would be another ROI
         with pytest.raises(LabelError, match=r"a\.jpg: JPEG label map .* 0\.\.2, 1 apart.*PNG"):

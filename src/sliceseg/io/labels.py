@@ -36,6 +36,7 @@ MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved
 # JPEG moves a label map's values by up to about 8 even at quality 95 (phantom maps, step 1..42):
 # stored values closer than this cannot be told apart, and snapping turns one ROI into another.
 MIN_LOSSY_STEP = 16
+LOSSY_RADIUS_PX = 2  # how far `snap_lossy` looks for the values a blurred pixel lies between
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -268,10 +269,14 @@ def infer_label_scheme(
 def snap_lossy(
     values: np.ndarray, scheme: LabelScheme, *, source: Path | None = None
 ) -> tuple[np.ndarray, int]:
-    """Snap lossy (JPEG) values to the scheme's nearest stored value.
+    """Snap lossy (JPEG) values to the nearest stored value seen within `LOSSY_RADIUS_PX`.
+
+    A blurred edge between 0 and 240 holds 40..200: the nearest stored value there would be an
+    ROI that is not there. So a pixel takes the nearest of the values found close to it (within
+    a quarter step of a stored value), or the nearest stored value when none is.
 
     Args:
-        values: integer array of stored values, any shape.
+        values: integer array of stored values, any shape (the last two axes are rows, cols).
         scheme: the dataset's scheme.
         source: the file the values came from, named in the error message.
 
@@ -299,8 +304,24 @@ def snap_lossy(
     upper = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
     lower = np.maximum(upper - 1, 0)
     use_upper = np.abs(stored[upper] - values) < np.abs(values - stored[lower])
-    snapped = np.where(use_upper, stored[upper], stored[lower])
+    nearest = np.where(use_upper, stored[upper], stored[lower])
+    snapped = _nearest_seen(values, nearest, step)
     return snapped, int(np.count_nonzero(snapped != values))
+
+
+def _nearest_seen(values: np.ndarray, nearest: np.ndarray, step: int) -> np.ndarray:
+    from scipy import ndimage  # only JPEG labels need it
+
+    clean = np.abs(values - nearest) * 4 <= step
+    width = 2 * LOSSY_RADIUS_PX + 1
+    footprint = np.ones((1,) * max(values.ndim - 2, 0) + (width,) * min(values.ndim, 2), bool)
+    snapped, best = nearest.copy(), np.full(values.shape, np.inf)
+    for value in np.unique(nearest[clean]):  # ascending: a tie keeps the lower value
+        seen = ndimage.binary_dilation(clean & (nearest == value), structure=footprint)
+        distance = np.where(seen, np.abs(values - value), np.inf)
+        closer = distance < best
+        snapped[closer], best[closer] = value, distance[closer]
+    return snapped
 
 
 def dominant_values(
