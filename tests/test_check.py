@@ -65,6 +65,14 @@ def test_a_label_named_but_for_case_or_a_mask_ending_gets_the_fix(tmp_path):
     assert report.num_pairs == 1  # told, not guessed
 
 
+def test_a_label_named_with_the_dicom_suffix_kept_gets_the_fix(tmp_path):
+    """`s1.dcm.png` (the DICOM's file name plus .png) was only 'without a DICOM file'."""
+    add_pair(tmp_path, "p01/s0", square_label())
+    add_pair(tmp_path, "p01/s1.dcm", square_label(), image_name="p01/s1.dcm")
+    (message,) = messages(check_dataset(tmp_path), "near_miss")
+    assert message.endswith("(e.g. p01/s1.dcm.png → p01/s1.png)")
+
+
 @pytest.mark.parametrize("folder", ["P01", "export/p01"])  # letter case; one level deeper
 def test_a_label_folder_named_otherwise_gets_the_rename_of_its_path(tmp_path, folder):
     """The example rename names the folder that differs (not 's1.png → s1.png')."""

@@ -84,11 +84,32 @@ class TestReadLabelFile:
         np.testing.assert_array_equal(read_label_file(path).values, LABEL)
         assert [p.name for p in path.parent.iterdir()] == ["a.png"]  # no temporary left
 
+    def test_npy_with_a_channel_axis_is_the_map(self, tmp_path):
+        # Keras-style masks are (rows, cols, 1); they were refused as "label is 12×16×1".
+        np.save(tmp_path / "a.npy", LABEL[..., np.newaxis])
+        np.save(tmp_path / "cine.npy", np.stack([LABEL, LABEL])[..., np.newaxis])
+        np.testing.assert_array_equal(read_label_file(tmp_path / "a.npy").values, LABEL)
+        assert read_label_file(tmp_path / "cine.npy").values.shape == (2, 12, 16)
+
     def test_palette_png_gives_indices(self, tmp_path):
         image = Image.fromarray(LABEL).convert("P")
         image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
         image.save(tmp_path / "p.png")
         np.testing.assert_array_equal(read_label_file(tmp_path / "p.png").values, LABEL)
+
+    def test_quantized_grey_palette_gives_the_grey_levels_not_the_reordered_indices(self, tmp_path):
+        # Pillow's quantize stores grey 80 as index 0 and grey 0 as index 2: the indices read
+        # background as ROI 2 and ROI 2 as background, and looked like plain ROI numbers.
+        Image.fromarray(LABEL * 40).quantize(3).save(tmp_path / "q.png")
+        with Image.open(tmp_path / "q.png") as image:
+            assert np.asarray(image)[0, 0] == 2  # the trap: index 2 is background here
+        np.testing.assert_array_equal(read_label_file(tmp_path / "q.png").values, LABEL * 40)
+
+    def test_grey_palette_in_index_order_gives_indices(self, tmp_path):
+        image = Image.fromarray(LABEL, mode="P")
+        image.putpalette([0, 0, 0, 40, 40, 40, 80, 80, 80] + [0] * 759)
+        image.save(tmp_path / "g.png")
+        np.testing.assert_array_equal(read_label_file(tmp_path / "g.png").values, LABEL)
 
     def test_rgb_with_equal_channels_and_opaque_alpha(self, tmp_path):
         rgba = np.stack([LABEL, LABEL, LABEL, np.full_like(LABEL, 255)], axis=-1)
@@ -201,6 +222,22 @@ class TestSnapLossy:
         snapped, changed = snap_lossy(np.array([0, 3, 20, 37, 41, 80, 200]), scheme)
         np.testing.assert_array_equal(snapped, [0, 0, 0, 40, 40, 80, 80])
         assert changed == 5
+
+    def test_a_blurred_edge_takes_the_values_on_either_side_not_an_roi_in_between(self):
+        # 0 | 240 blurred to 0, 100, 140, 240: the nearest stored values 80 and 120 were ROIs 2
+        # and 3, which are nowhere near
+        scheme = LabelScheme(tuple(range(0, 241, 40)), is_display_scaled=True)
+        values = np.array([[0, 0, 0, 100, 140, 240, 240, 240]] * 3)
+        snapped, changed = snap_lossy(values, scheme)
+        np.testing.assert_array_equal(snapped[1], [0, 0, 0, 0, 240, 240, 240, 240])
+        assert changed == 6
+
+    def test_roi_numbers_in_a_jpeg_are_refused(self, tmp_path):
+        # JPEG moves 0..K values by a unit or more: every moved pixel would be another ROI
+        with pytest.raises(LabelError, match=r"a\.jpg: JPEG label map .* 0\.\.2, 1 apart.*PNG"):
+            snap_lossy(np.array([0, 1, 2]), LabelScheme((0, 1, 2)), source=tmp_path / "a.jpg")
+        with pytest.raises(LabelError, match="8 apart"):
+            snap_lossy(np.array([0, 8]), LabelScheme((0, 8, 16), is_display_scaled=True))
 
 
 class TestDominantValues:

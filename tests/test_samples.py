@@ -40,6 +40,19 @@ class TestCheckDataset:
         assert changed > 0 and "save labels as PNG or NPY" in lossy
         np.testing.assert_array_equal(samples[1].label, samples[0].label)
 
+    def test_jpeg_of_roi_numbers_is_left_out_not_measured_wrong(self, tmp_path):
+        # A 0..2 JPEG: compression turns background pixels into ROI 1 and ROI 2 into ROI 1 or
+        # 3; snapping them kept a wrong area with only a warning.
+        label = np.kron(square_label(1, second=2), np.ones((3, 3), np.uint8))
+        for key in ("p01/s1", "p02/s1"):
+            add_pair(tmp_path, key, label, image_shape=label.shape)
+        add_pair(tmp_path, "p03/s1", label, label_suffix=".jpg", image_shape=label.shape)
+        samples, report = load_usable_samples(tmp_path)
+        assert [s.key for s in samples] == ["p01/s1", "p02/s1"]
+        (error,) = [p for p in report.errors if "s1.jpg" in p.message]
+        assert "0..2, 1 apart" in error.message and "save the label map as PNG" in error.message
+        assert not messages(report, "lossy_label")
+
     def test_jpeg_only_dataset_guesses_the_values_with_a_warning(self, tmp_path):
         label = np.kron(square_label(40, second=80), np.ones((3, 3), np.uint8))
         for key in ("p01/s1", "p02/s1"):

@@ -155,6 +155,23 @@ class TestLoadVolumeLabels:
             per_slice = next((phantom / "train" / "labels").glob(f"{label.key}.*"))
             np.testing.assert_array_equal(label.values, slicer_files.read_label(per_slice))
 
+    def test_labels_on_a_plane_without_its_dicom_are_named_not_dropped_silently(
+        self, phantom, tmp_path
+    ):
+        # The per-slice label of a missing DICOM is a warning; the volume's was not (its area
+        # vanished from `measure`'s table without a word).
+        data = dataset_with_volumes(phantom, tmp_path)
+        (data / "dicoms" / "sub01" / "sub01_s02.dcm").unlink()
+        _, report = load_samples(data)
+        (problem,) = [p for p in report.problems if p.kind == "untaken_planes"]
+        # phantom_volume puts the top slice (s00, highest z) at k = 0: s02 is k = 2
+        assert problem.message.startswith(
+            "sub01.seg.nrrd: 1 labelled plane(s) (k = 2) lie on no DICOM slice of the series; "
+            "their labels are not used; add the missing DICOM file(s)"
+        )
+        assert problem.paths == (data / "labels" / "sub01.seg.nrrd",)
+        assert report.is_trainable and report.num_samples == 11
+
     def test_unknown_segment_names_name_the_file(self, phantom, tmp_path):
         data = dataset_with_volumes(phantom, tmp_path)
         dicoms, _ = find_dicom_files(data / "dicoms")

@@ -349,8 +349,9 @@ LABEL_ENDINGS = ("_label", "_labels", "_mask", "_seg", "_gt", "-label", "-mask",
 
 def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[tuple[Path, str]]:
     """Unmatched label maps that would pair with an unmatched DICOM but for the letter case of
-    their path, an ending such as ``_mask`` (`LABEL_ENDINGS`), or one folder more on either side
-    (``labels/export/p01/s01.png`` for ``dicoms/p01/s01.dcm``).
+    their path, an ending such as ``_mask`` (`LABEL_ENDINGS`), the DICOM's suffix kept
+    (``s01.dcm.png``), or one folder more on either side (``labels/export/p01/s01.png`` for
+    ``dicoms/p01/s01.dcm``).
 
     Returns:
         (label map, the key it should have: the DICOM's `image_key`) per near miss.
@@ -363,7 +364,8 @@ def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[tuple[Path
     def loose(key: str) -> str:
         key = key.lower()
         ending = next((e for e in LABEL_ENDINGS if key.endswith(e)), "")
-        return key.removesuffix(ending) if ending else key
+        # s01.dcm.png: the DICOM's whole file name with .png added
+        return strip_dicom_suffix(key.removesuffix(ending) if ending else key)
 
     def deeper(key: str) -> str:
         return key.split("/", 1)[-1]

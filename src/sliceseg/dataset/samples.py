@@ -401,9 +401,9 @@ def _normalise(
     lossy: dict[Path, int] = {}
     for item in loaded:
         values = item.raw.values
-        if item.raw.is_lossy:
-            values, lossy[item.raw.source] = snap_lossy(values, scheme)
         try:
+            if item.raw.is_lossy:
+                values, lossy[item.raw.source] = snap_lossy(values, scheme, source=item.raw.source)
             classes = scheme.to_classes(values, source=item.raw.source)
         except LabelError as exc:
             problems.append(Problem("error", "label_values", str(exc), (item.raw.source,)))

@@ -38,7 +38,7 @@ from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.label_volume import LabelVolume
-from sliceseg.io.volume_slices import TOLERANCE_VOXELS, slice_plane
+from sliceseg.io.volume_slices import TOLERANCE_VOXELS, locate_slice_plane
 from sliceseg.io.volumes import read_label_volume
 
 
@@ -61,11 +61,13 @@ class SliceLabel:
 
 @dataclass(frozen=True, eq=False)
 class SeriesLabels:
-    """What one volume gives its series: labelled slices and those it leaves empty."""
+    """What one volume gives its series: labelled slices, those it leaves empty, and its
+    labelled planes that no slice lies on (``untaken``: (axis 0..2, plane index) pairs)."""
 
     volume: LabelVolume
     labelled: list[tuple[Slice, np.ndarray]]
     unlabelled: list[Slice]
+    untaken: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +82,7 @@ class VolumeLabels:
         skipped: DICOM files of paired series that could not be read.
         unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
         unfit: an error per volume left out (``leave_out_unfit``), naming the file.
+        untaken: per volume, its labelled planes no DICOM slice lies on (`SeriesLabels`).
     """
 
     labels: list[SliceLabel]
@@ -89,6 +92,7 @@ class VolumeLabels:
     skipped: list[SkippedFile] = field(default_factory=list)
     unnamed: list[Path] = field(default_factory=list)
     unfit: list[Problem] = field(default_factory=list)
+    untaken: dict[Path, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
     @property
     def names_by_value(self) -> dict[int, str]:
@@ -164,23 +168,34 @@ def _one_series(
 ) -> SeriesLabels:
     labelled: list[tuple[Slice, np.ndarray]] = []
     empty: list[Slice] = []
-    reached = 0
+    taken: dict[int, set[int]] = defaultdict(set)  # normal axis -> plane indices
     for image in slices:
-        plane = slice_plane(volume, image, tolerance_voxels=tolerance)
-        reached += plane is not None
-        if plane is not None and np.any(plane):
-            labelled.append((image, plane))
+        found = locate_slice_plane(volume, image, tolerance_voxels=tolerance)
+        if found is not None:
+            taken[found.normal_axis].add(found.index)
+        if found is not None and np.any(found.values):
+            labelled.append((image, found.values))
             continue
         empty.append(image)
         if unlabelled == "background":
             labelled.append((image, np.zeros(image.shape, dtype=volume.values.dtype)))
-    if not reached:
+    if not taken:
         raise LabelError(
             f"{volume.source}: the volume reaches none of the {len(slices)} slices of series "
             f"{slices[0].series_uid or slices[0].source.parent} ({_extent(volume, slices)}); "
             "expected the segmentation of this series; check the pairing of file names."
         )
-    return SeriesLabels(volume, labelled, empty)
+    return SeriesLabels(volume, labelled, empty, _untaken_planes(volume, taken))
+
+
+def _untaken_planes(volume: LabelVolume, taken: dict[int, set[int]]) -> tuple[tuple[int, int], ...]:
+    """The volume's labelled planes that no slice lies on (a DICOM file missing, say)."""
+    if len(taken) != 1:  # slices along several axes: no one stack of planes to compare
+        return ()
+    ((axis, indices),) = taken.items()
+    others = tuple(a for a in range(3) if a != axis)
+    labelled = np.flatnonzero(np.any(volume.values, axis=others))
+    return tuple((axis, int(k)) for k in labelled if int(k) not in indices)
 
 
 def _extent(volume: LabelVolume, slices: Sequence[Slice]) -> str:
@@ -260,7 +275,8 @@ def load_volume_labels(
         empty = result.unlabelled if result else []
         left_out += [(slice_key(image, images_dir), volume.source) for image in empty]
     unnamed = [volume.source for volume in volumes if not volume.segments]
-    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed, unfit or [])
+    untaken = {volume.source: result.untaken for volume, result in series if result}
+    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken)
 
 
 def _fitting_series(
@@ -369,4 +385,21 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
     for volume, keys in by_volume.items():
         message = f"{volume.name}: {len(keys)} slice(s) the volume leaves empty, {action}"
         problems.append(Problem("warning", "unlabelled_slices", message, (volume,)))
+    return problems + _untaken_problems(found)
+
+
+def _untaken_problems(found: VolumeLabels) -> list[Problem]:
+    """Warn about labels on volume planes that no DICOM slice lies on: they are not used, as a
+    label map without its DICOM file is not."""
+    problems = []
+    for volume, planes in found.untaken.items():
+        if not planes:
+            continue
+        where = ", ".join(f"{'ijk'[axis]} = {index}" for axis, index in planes[:8])
+        message = (
+            f"{volume.name}: {len(planes)} labelled plane(s) ({where}{', ...' * (len(planes) > 8)})"
+            " lie on no DICOM slice of the series; their labels are not used; add the missing "
+            "DICOM file(s), or remove those labels"
+        )
+        problems.append(Problem("warning", "untaken_planes", message, (volume,)))
     return problems

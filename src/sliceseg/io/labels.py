@@ -6,7 +6,8 @@ negative values, coloured overlays, transparency, wrong dimensionality) raise `L
 are never passed on silently. `infer_label_scheme` decides, once for the whole dataset, which stored
 values mean ROI 0..K: plain maps store 0..K; maps saved for viewing store evenly spaced values
 (0, 40, 80, ... or 0/255) and are "display-scaled". JPEG maps are lossy and are snapped to the
-scheme's nearest stored value with `snap_lossy`.
+scheme's nearest stored value with `snap_lossy`, or refused where the values are too close
+(ROI numbers 0..K) for JPEG noise to be told from another ROI.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from sliceseg.io.files import atomic_path
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
+# JPEG moves a label map's values by up to about 8 even at quality 95 (phantom maps, step 1..42):
+# stored values closer than this cannot be told apart, and snapping turns one ROI into another.
+MIN_LOSSY_STEP = 16
+LOSSY_RADIUS_PX = 2  # how far `snap_lossy` looks for the values a blurred pixel lies between
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -136,8 +141,10 @@ def read_label_file(path: Path) -> RawLabel:
     """Read one label map and check that its values can be ROI numbers.
 
     Args:
-        path: a .npy (integer, bool, or float holding whole numbers), .png (8/16-bit grey, or
-            palette: the palette indices are the values), .tif/.tiff or .jpg/.jpeg file.
+        path: a .npy (integer, bool, or float holding whole numbers; a trailing length-1
+            channel axis, (rows, cols, 1), is dropped), .png (8/16-bit grey, or
+            palette: the palette indices are the values, but the grey levels shown where a grey
+            palette is out of index order), .tif/.tiff or .jpg/.jpeg file.
 
     Returns:
         The values as stored (int64), with ``is_lossy`` set for JPEG.
@@ -259,27 +266,62 @@ def infer_label_scheme(
     return LabelScheme(stored, is_display_scaled=True)
 
 
-def snap_lossy(values: np.ndarray, scheme: LabelScheme) -> tuple[np.ndarray, int]:
-    """Snap lossy (JPEG) values to the scheme's nearest stored value.
+def snap_lossy(
+    values: np.ndarray, scheme: LabelScheme, *, source: Path | None = None
+) -> tuple[np.ndarray, int]:
+    """Snap lossy (JPEG) values to the nearest stored value seen within `LOSSY_RADIUS_PX`.
+
+    A blurred edge between 0 and 240 holds 40..200: the nearest stored value there would be an
+    ROI that is not there. So a pixel takes the nearest of the values found close to it (within
+    a quarter step of a stored value), or the nearest stored value when none is.
 
     Args:
-        values: integer array of stored values, any shape.
+        values: integer array of stored values, any shape (the last two axes are rows, cols).
         scheme: the dataset's scheme.
+        source: the file the values came from, named in the error message.
 
     Returns:
         (snapped int64 array of stored values, number of pixels changed). Ties go to the lower
         stored value.
+
+    Raises:
+        LabelError: stored values lie closer than `MIN_LOSSY_STEP` (ROI numbers 0..K): JPEG
+            noise of ±1 is already another ROI, so the map cannot be recovered.
 
     Example:
         >>> snap_lossy(np.array([0, 37, 44, 90]), LabelScheme((0, 40, 80), is_display_scaled=True))
         (array([ 0, 40, 40, 80]), 3)
     """
     stored = np.asarray(scheme.stored_values, dtype=np.int64)
+    step = int(np.diff(stored).min()) if len(stored) > 1 else MIN_LOSSY_STEP
+    if step < MIN_LOSSY_STEP:
+        raise LabelError(
+            f"{source or 'label map'}: JPEG label map with label values {scheme.describe()}, "
+            f"{step} apart: JPEG changes pixel values by several units, so one ROI turns into "
+            f"another (areas wrong); expected values at least {MIN_LOSSY_STEP} apart; save the "
+            "label map as PNG or NPY."
+        )
     upper = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
     lower = np.maximum(upper - 1, 0)
     use_upper = np.abs(stored[upper] - values) < np.abs(values - stored[lower])
-    snapped = np.where(use_upper, stored[upper], stored[lower])
+    nearest = np.where(use_upper, stored[upper], stored[lower])
+    snapped = _nearest_seen(values, nearest, step)
     return snapped, int(np.count_nonzero(snapped != values))
+
+
+def _nearest_seen(values: np.ndarray, nearest: np.ndarray, step: int) -> np.ndarray:
+    from scipy import ndimage  # only JPEG labels need it
+
+    clean = np.abs(values - nearest) * 4 <= step
+    width = 2 * LOSSY_RADIUS_PX + 1
+    footprint = np.ones((1,) * max(values.ndim - 2, 0) + (width,) * min(values.ndim, 2), bool)
+    snapped, best = nearest.copy(), np.full(values.shape, np.inf)
+    for value in np.unique(nearest[clean]):  # ascending: a tie keeps the lower value
+        seen = ndimage.binary_dilation(clean & (nearest == value), structure=footprint)
+        distance = np.where(seen, np.abs(values - value), np.inf)
+        closer = distance < best
+        snapped[closer], best[closer] = value, distance[closer]
+    return snapped
 
 
 def dominant_values(
@@ -308,9 +350,11 @@ def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
     """Return (array, has channels last, may hold frames); LabelError when the file is damaged."""
     if suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False), False, True
+            array = np.load(path, allow_pickle=False)
         except _NPY_ERRORS as exc:
             raise _unreadable(path, exc) from exc
+        # (rows, cols, 1), as Keras-style code saves a mask: a channel axis (no image is 1 wide)
+        return array, array.ndim >= 3 and array.shape[-1] == 1, True
     if suffix in (".tif", ".tiff"):
         try:
             with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
@@ -322,11 +366,28 @@ def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
         if suffix == ".png":
             with Image.open(path) as image:
                 if image.mode == "P":
-                    return np.asarray(image), False, False
+                    return _palette_values(image), False, False
         array = iio.imread(path)
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from exc
     return array, array.ndim == 3, False
+
+
+def _palette_values(image: Image.Image) -> np.ndarray:
+    """A palette PNG's indices; or, when the indices used show distinct greys in another order,
+    those greys: Pillow's quantize (and editors' "optimum palette") reorder a grey label map's
+    levels, so background 0 may be stored as index 6 and ROI 6 as index 0."""
+    indices = np.asarray(image)
+    palette = np.asarray(image.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+    used = np.unique(indices)
+    if used.size == 0 or used[-1] >= len(palette):
+        return indices
+    greys = palette[used]
+    is_grey = bool(np.all(greys == greys[:, :1]))
+    levels = greys[:, 0]
+    if not is_grey or np.all(np.diff(levels) > 0) or len(set(levels.tolist())) < len(levels):
+        return indices  # colours (VOC-style class palette), greys in index order, or ambiguous
+    return palette[indices, 0]
 
 
 def _unreadable(path: Path, exc: BaseException) -> LabelError:

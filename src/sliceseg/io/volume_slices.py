@@ -142,6 +142,33 @@ def slice_plane(
     Example:
         >>> plane = slice_plane(read_label_volume(Path("labels/p01.seg.nrrd")), slices[0])
     """
+    found = locate_slice_plane(volume, image, tolerance_voxels=tolerance_voxels)
+    return None if found is None else found.values
+
+
+@dataclass(frozen=True, eq=False)
+class PlaneOfSlice:
+    """Where a slice lies in a volume, and the labels there.
+
+    Attributes:
+        normal_axis: the volume axis (0, 1, 2 for i, j, k) along the slice normal.
+        index: the plane's index along ``normal_axis``.
+        values: (rows, cols) label values on the slice's grid.
+    """
+
+    normal_axis: int
+    index: int
+    values: np.ndarray
+
+
+def locate_slice_plane(
+    volume: LabelVolume, image: Slice, *, tolerance_voxels: float = TOLERANCE_VOXELS
+) -> PlaneOfSlice | None:
+    """`slice_plane`, with the plane's axis and index (to find labelled planes no slice takes).
+
+    Raises:
+        LabelError: as `slice_plane`.
+    """
     geometry = slice_geometry(image)
     to_voxel = np.linalg.inv(volume.ijk_to_lps)[:3]
     rows, cols = geometry.shape
@@ -165,7 +192,8 @@ def slice_plane(
         return None
     first = _in_plane_start(volume, start, (axis_row, axis_col), where, tolerance_voxels)
     signs = (int(np.sign(step_row[axis_row])), int(np.sign(step_col[axis_col])))
-    return _sample(volume, plane, normal_axis, (axis_row, axis_col), first, signs, (rows, cols))
+    values = _sample(volume, plane, normal_axis, (axis_row, axis_col), first, signs, (rows, cols))
+    return PlaneOfSlice(normal_axis, plane, values)
 
 
 def _matching_axis(
