@@ -26,6 +26,7 @@ import torch
 
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
+from sliceseg.inference.attempts import RunAttempts
 from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
 from sliceseg.inference.cohort_series import (
     VISUALS,
@@ -48,9 +49,7 @@ from sliceseg.inference.records import (
     is_done,
     run_lock,
     undo_run_record,
-    write_failure,
     write_input_series,
-    write_unreadable,
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
@@ -79,6 +78,7 @@ MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
+_Fail = Callable[[PlannedSeries, Exception], None]  # records a failed series (`_fail`)
 
 
 @dataclass(frozen=True)
@@ -207,13 +207,13 @@ def predict_cohort(
             f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
             f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
         )
-        finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
-        try:  # a shard's series are not the cohort: its failures stay for the merge
-            if options.shard.is_whole:
-                _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
-        except SlicesegError:
-            undo_run_record(out, [n for n, _ in failed], previous=previous, previous_inputs=inputs)
-            raise
+        attempts = RunAttempts(out)  # its failure and unreadable records, to take back
+        finished, failed, unreadable = _stream(bundle, plan, todo, attempts, record, options, log)
+        error = _one_user_error(finished, failed, len(mine) - len(todo))
+        if error is not None and options.shard.is_whole:  # a shard's failures stay for the merge
+            attempts.undo()
+            undo_run_record(out, previous=previous, previous_inputs=inputs)
+            raise error
         skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
         is_merge = options.merge if options.merge is not None else options.shard.is_whole
         merged = merge_cohort(out) if is_merge else None
@@ -247,32 +247,34 @@ def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bu
     return bundle, RunRecord(source.name if source else "in-memory", digest, settings)
 
 
-def _raise_if_nothing_worked(
+def _one_user_error(
     finished: Sequence[tuple[str, dict[str, Any]]],
     failed: Sequence[tuple[str, Exception]],
     done: int,
-) -> None:
-    """A whole run whose every series failed on one kind of user error says it as one (exit 2).
-
-    The error of the first series by name is raised (e.g. no PixelSpacing and no ``--fov``).
+) -> SlicesegError | None:
+    """The error a whole run whose every series failed on one kind of user error raises as
+    one (exit 2): the first series' by name (e.g. no PixelSpacing and no ``--fov``); else None.
     """
     if finished or done or not failed:
-        return
+        return None
     errors = [error for _, error in sorted(failed, key=lambda item: item[0])]
-    if all(isinstance(e, SlicesegError) for e in errors) and len({type(e) for e in errors}) == 1:
-        raise errors[0]
+    first = errors[0]
+    if isinstance(first, SlicesegError) and all(type(e) is type(first) for e in errors):
+        return first
+    return None
 
 
 def _stream(
     bundle: Bundle,
     plan: CohortPlan,
     todo: Sequence[PlannedSeries],
-    out: Path,
+    attempts: RunAttempts,
     record: RunRecord,
     options: CohortOptions,
     log: Callable[[str], None],
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]], _Unread]:
-    """Decode ahead in workers, predict in batches here, write behind in threads.
+    """Decode ahead in workers, predict in batches here, write behind in threads (into
+    ``attempts.out``, where ``attempts`` records the series that fail or have no readable file).
 
     Returns:
         The finished series (name, summary), the failed ones (name, error), and the series of
@@ -286,14 +288,15 @@ def _stream(
     engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-    context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
+    context = SeriesContext(attempts.out, plan.root, record, visuals, bundle, model_profile(bundle))
     batch: list[DecodedSeries] = []
-    predict = _bound_predict(engine, options.predict.batch_size, out, failed, log)
+    fail = functools.partial(_fail, attempts=attempts, failed=failed, log=log)
+    predict = _bound_predict(engine, options.predict.batch_size, fail)
 
     def collect(block: bool) -> None:
         while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
             series, job = writing.popleft()
-            _settle(series, job, out, finished, failed, log)
+            _settle(series, job, finished, fail)
 
     with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
         job = functools.partial(
@@ -303,10 +306,10 @@ def _stream(
             if not isinstance(result, Exception):
                 result = _with_spacing(result, record.settings.fallback)
             if isinstance(result, Exception):
-                _fail(series, result, out, failed, log)
+                fail(series, result)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                _unreadable(result, out, unreadable, log)
+                _unreadable(result, attempts, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -340,17 +343,11 @@ def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedS
 
 
 def _bound_predict(
-    engine: Engine,
-    batch_size: int,
-    out: Path,
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    engine: Engine, batch_size: int, fail: _Fail
 ) -> Callable[[list[DecodedSeries]], list[DecodedSeries]]:
     """`_predict` for this run, the ROIs expected on every slice read from the profile once."""
     expected = always_present_rois(engine.bundle)
-    return functools.partial(
-        _predict, engine, batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
-    )
+    return functools.partial(_predict, engine, batch_size=batch_size, fail=fail, expected=expected)
 
 
 def _predict(
@@ -358,9 +355,7 @@ def _predict(
     batch: list[DecodedSeries],
     *,
     batch_size: int,
-    out: Path,
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    fail: _Fail,
     expected: np.ndarray | None,
 ) -> list[DecodedSeries]:
     """Label maps and confidences for a batch of series; a failing batch is retried per series.
@@ -374,13 +369,11 @@ def _predict(
         return batch
     except Exception as error:
         if len(batch) == 1:
-            _fail(batch[0].series, error, out, failed, log)
+            fail(batch[0].series, error)
             return []
     kept = []
     for one in batch:
-        kept += _predict(
-            engine, [one], batch_size=batch_size, out=out, failed=failed, log=log, expected=expected
-        )
+        kept += _predict(engine, [one], batch_size=batch_size, fail=fail, expected=expected)
     return kept
 
 
@@ -448,15 +441,13 @@ def _passes(
 def _settle(
     series: PlannedSeries,
     job: futures.Future[Any],
-    out: Path,
     finished: list[tuple[str, dict[str, Any]]],
-    failed: list[tuple[str, Exception]],
-    log: Callable[[str], None],
+    fail: _Fail,
 ) -> None:
     try:
         finished.append((series.name, _brief(job.result())))
     except Exception as error:
-        _fail(series, error, out, failed, log)
+        fail(series, error)
 
 
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
@@ -474,23 +465,24 @@ def _reason(error: Exception) -> str:
 def _fail(
     series: PlannedSeries,
     error: Exception,
-    out: Path,
+    *,
+    attempts: RunAttempts,
     failed: list[tuple[str, Exception]],
     log: Callable[[str], None],
 ) -> None:
     """Record a failed series (its reason in one line) and go on."""
     reason = _reason(error)
-    write_failure(out, series, reason)
+    attempts.write_failure(series, reason)
     failed.append((series.name, error))
     log(f"warning: series {series.name} failed: {reason}")
 
 
 def _unreadable(
-    decoded: DecodedSeries, out: Path, unreadable: _Unread, log: Callable[[str], None]
+    decoded: DecodedSeries, attempts: RunAttempts, unreadable: _Unread, log: Callable[[str], None]
 ) -> None:
     """Record a series none of whose files could be read (`write_unreadable`: so that a later
     merge does not take it for a series still to do), keep its files, and go on."""
     series = decoded.series
-    write_unreadable(out, series, decoded.skipped)
+    attempts.write_unreadable(series, decoded.skipped)
     unreadable[series.name] = decoded.skipped
     log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")
