@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import errno
+import io
+import os
 import shutil
 import threading
 import warnings
@@ -325,3 +329,37 @@ def warning_during(
 
         monkeypatch.setattr(owner, attribute, paused)
         yield
+
+
+class FullDiskFile(io.RawIOBase):
+    """A file on a full disk: opened, but every write fails as the OS's does (no file named)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def full_disk_on_write(monkeypatch, written: str) -> None:
+    """Make the writes (not the opening) of the files whose (temporary) name starts with
+    ``written`` fail as on a full disk: text is buffered, so the first write to fail is often
+    the flush when the file is closed."""
+    real = io.open
+
+    def full(file, mode="r", *args, **kwargs):
+        named = isinstance(file, (str, os.PathLike))
+        if not (named and "w" in mode and Path(file).name.startswith(written)):
+            return real(file, mode, *args, **kwargs)
+        given = dict(zip(("buffering", "encoding", "errors", "newline"), args, strict=False))
+        given |= kwargs
+        if "b" in mode and given.get("buffering") == 0:
+            return FullDiskFile()
+        buffered = io.BufferedWriter(FullDiskFile())
+        if "b" in mode:
+            return buffered
+        text = {key: given.get(key) for key in ("encoding", "errors", "newline")}
+        return io.TextIOWrapper(buffered, **text)
+
+    monkeypatch.setattr(io, "open", full)
+    monkeypatch.setattr(builtins, "open", full)

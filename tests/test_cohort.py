@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import errno
+import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pandas as pd
 import pydicom
 import pytest
 
+from conftest import full_disk_on_write
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.inference import cohort, cohort_decode, cohort_series, merge
@@ -962,11 +967,6 @@ def test_a_second_run_into_an_out_being_written_is_refused(tiny_model, cohort_di
 def full_disk(monkeypatch, written: str) -> None:
     """Make writing the files whose (temporary) name starts with ``written`` fail as a full
     disk does: an OSError that names no file."""
-    import builtins
-    import errno
-    import io
-    import os
-
     real = io.open
 
     def full(file, mode="r", *args, **kwargs):
@@ -1030,6 +1030,56 @@ def test_a_merge_on_a_full_disk_keeps_the_earlier_tables(tiny_model, cohort_dir,
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {out / 'failed.csv'}: cannot write it (No space left on")
     assert snapshot(out) == before  # series.csv, written before, stays too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("full", [full_disk, full_disk_on_write])
+def test_a_full_disk_while_merging_csa_csv_names_csa_csv(
+    tiny_model, cohort_dir, tmp_path, capsys, full
+):
+    """csa.csv and csa_long.csv are written together: a full disk while writing csa.csv was
+    reported as a failure to write csa_long.csv (the error names no file; the inner write took
+    it for its own). Neither table is replaced: the two stay one merge's."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    for name in ("csa.csv", "csa_long.csv"):
+        (out / name).write_text(f"an earlier merge's {name}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        full(patch, ".sliceseg-tmp.csa.")  # csa.csv's temporary file, not csa_long.csv's
+        assert main(["merge", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out / 'csa.csv'}: cannot write it (No space left on device); free space on "
+        "its disk, or choose another output folder, and run the command again."
+    )
+    for name in ("csa.csv", "csa_long.csv"):
+        assert (out / name).read_text() == f"an earlier merge's {name}\n"
+    assert not list(out.glob(".sliceseg-tmp.*"))
+
+
+@pytest.mark.slow
+def test_a_run_ending_on_a_user_error_takes_back_its_unreadable_records(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """A run that ends on a user error (exit 2) takes back what it recorded; the series it
+    found with no readable file stayed in OUT/unreadable/ (and the earlier run's record of
+    such a series was written over), so a merge named them for the earlier run's results."""
+    for name in ("sub01", "sub02", "sub04"):
+        drop_spacing(cohort_dir / name)
+    corrupt_series(cohort_dir / "sub03")  # unreadable in both runs
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--visuals", "none", "--fov", "200"]) == 0
+    earlier = snapshot(out / "unreadable")
+    corrupt_series(cohort_dir / "sub04")  # unreadable in the second run only
+    capsys.readouterr()
+    assert main([*argv, "--visuals", "none", "--tta", "--overwrite"]) == 2
+    printed = capsys.readouterr()
+    assert "series sub04: none of its 3 file(s) could be read" in printed.out
+    assert "no PixelSpacing" in printed.err.strip().splitlines()[-1]
+    assert snapshot(out / "unreadable") == earlier  # sub03.json: the same bytes and mtime
+    assert list(earlier) == ["sub03.json"] and not (out / "failed").exists()
+    merged = merge.merge_cohort(out)
+    assert merged.unreadable == ("sub03",) and merged.is_complete
 
 
 @pytest.mark.slow

@@ -6,8 +6,15 @@ import stat
 
 import pytest
 
+from conftest import full_disk_on_write
 from sliceseg.errors import ConfigError
-from sliceseg.io.files import TEMP_PREFIX, atomic_path, atomic_write_text, prepare_output_dir
+from sliceseg.io.files import (
+    TEMP_PREFIX,
+    atomic_path,
+    atomic_write_text,
+    named_text,
+    prepare_output_dir,
+)
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
@@ -40,6 +47,29 @@ def test_inside_a_temporary_folder_the_target_is_written_directly(tmp_path, monk
     assert sorted(p.name for p in folder.iterdir()) == ["csa.csv"]
     with pytest.raises(AssertionError, match="temporary file"):
         atomic_write_text(tmp_path / "final.csv", "x")  # elsewhere: atomic as before
+
+
+@pytest.mark.parametrize("full", ["outer", "inner"])
+def test_a_full_disk_names_the_one_of_two_open_files_it_failed(tmp_path, monkeypatch, full):
+    """Two atomic writes open at once (the merged csa.csv and csa_long.csv): a full disk's
+    error names no file, so the inner write took the outer one's failure for its own. Neither
+    file is replaced: both are written out before either is renamed."""
+    for name in ("outer", "inner"):
+        atomic_write_text(tmp_path / f"{name}.csv", "old\n")
+    full_disk_on_write(monkeypatch, f"{TEMP_PREFIX}{full}.")
+    expected = rf"{full}\.csv: cannot write it \(No space left on device\); free space"
+    outer, inner = tmp_path / "outer.csv", tmp_path / "inner.csv"
+    with (
+        pytest.raises(ConfigError, match=expected),
+        atomic_path(outer) as outer_tmp,
+        atomic_path(inner) as inner_tmp,
+        named_text(outer_tmp, outer) as outer_file,
+        named_text(inner_tmp, inner) as inner_file,
+    ):
+        outer_file.write("new\n")
+        inner_file.write("new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inner.csv", "outer.csv"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"old\n"}
 
 
 @pytest.mark.parametrize("folder", ["", f"{TEMP_PREFIX}p01.123"])

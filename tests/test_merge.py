@@ -339,7 +339,8 @@ def test_patient_ids_with_leading_zeros_reach_the_cohort_table_as_written(
 def _all_failed(out: Path) -> Path:
     """A shards' folder whose every series failed, each for its own reason, after an earlier
     merge had written area tables (of series since redone and failed)."""
-    from sliceseg.inference.records import RunRecord, check_out_dir, failure_path
+    from sliceseg.inference.attempts import failure_path
+    from sliceseg.inference.records import RunRecord, check_out_dir
 
     check_out_dir(
         out, RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",))), overwrite=False
@@ -382,7 +383,7 @@ def test_a_merge_where_every_series_failed_lists_them_and_exits_3(tmp_path, caps
 def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
     """A failed series whose files are all damaged since is unreadable (skipped, no longer in
     failed.csv), and the other way round: never both."""
-    from sliceseg.inference.records import (
+    from sliceseg.inference.attempts import (
         failure_path,
         unreadable_path,
         write_failure,

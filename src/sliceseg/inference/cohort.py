@@ -26,6 +26,7 @@ import torch
 
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
+from sliceseg.inference.attempts import RunAttempts
 from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
 from sliceseg.inference.cohort_series import (
     VISUALS,
@@ -48,9 +49,7 @@ from sliceseg.inference.records import (
     is_done,
     run_lock,
     undo_run_record,
-    write_failure,
     write_input_series,
-    write_unreadable,
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
@@ -75,7 +74,7 @@ MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
-_Fail = Callable[[PlannedSeries, Exception], None]  # `_fail`, bound to the run
+_Fail = Callable[[PlannedSeries, Exception], None]  # records a failed series (`_fail`)
 
 
 @dataclass(frozen=True)
@@ -204,13 +203,13 @@ def predict_cohort(
             f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
             f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
         )
-        finished, failed, unreadable = _stream(bundle, plan, todo, out, record, options, log)
-        try:  # a shard's series are not the cohort: its failures stay for the merge
-            if options.shard.is_whole:
-                _raise_if_nothing_worked(finished, failed, len(mine) - len(todo))
-        except SlicesegError:
-            undo_run_record(out, [n for n, _ in failed], previous=previous, previous_inputs=inputs)
-            raise
+        attempts = RunAttempts(out, plan.root)  # its failure and unreadable records, to take back
+        finished, failed, unreadable = _stream(bundle, plan, todo, attempts, record, options, log)
+        error = _one_user_error(finished, failed, len(mine) - len(todo))
+        if error is not None and options.shard.is_whole:  # a shard's failures stay for the merge
+            attempts.undo()
+            undo_run_record(out, previous=previous, previous_inputs=inputs)
+            raise error
         skipped = [*plan.skipped, *(f for files in unreadable.values() for f in files)]
         is_merge = options.merge if options.merge is not None else options.shard.is_whole
         merged = merge_cohort(out) if is_merge else None
@@ -244,32 +243,34 @@ def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bu
     return bundle, RunRecord(source.name if source else "in-memory", digest, settings)
 
 
-def _raise_if_nothing_worked(
+def _one_user_error(
     finished: Sequence[tuple[str, dict[str, Any]]],
     failed: Sequence[tuple[str, Exception]],
     done: int,
-) -> None:
-    """A whole run whose every series failed on one kind of user error says it as one (exit 2).
-
-    The error of the first series by name is raised (e.g. no PixelSpacing and no ``--fov``).
+) -> SlicesegError | None:
+    """The error a whole run whose every series failed on one kind of user error raises as
+    one (exit 2): the first series' by name (e.g. no PixelSpacing and no ``--fov``); else None.
     """
     if finished or done or not failed:
-        return
+        return None
     errors = [error for _, error in sorted(failed, key=lambda item: item[0])]
-    if all(isinstance(e, SlicesegError) for e in errors) and len({type(e) for e in errors}) == 1:
-        raise errors[0]
+    first = errors[0]
+    if isinstance(first, SlicesegError) and all(type(e) is type(first) for e in errors):
+        return first
+    return None
 
 
 def _stream(
     bundle: Bundle,
     plan: CohortPlan,
     todo: Sequence[PlannedSeries],
-    out: Path,
+    attempts: RunAttempts,
     record: RunRecord,
     options: CohortOptions,
     log: Callable[[str], None],
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, Exception]], _Unread]:
-    """Decode ahead in workers, predict in batches here, write behind in threads.
+    """Decode ahead in workers, predict in batches here, write behind in threads (into
+    ``attempts.out``, where ``attempts`` records the series that fail or have no readable file).
 
     Returns:
         The finished series (name, summary), the failed ones (name, error), and the series of
@@ -283,9 +284,9 @@ def _stream(
     engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-    context = SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
+    context = SeriesContext(attempts.out, plan.root, record, visuals, bundle, model_profile(bundle))
     batch: list[DecodedSeries] = []
-    fail: _Fail = functools.partial(_fail, context=context, failed=failed, log=log)
+    fail = functools.partial(_fail, attempts=attempts, failed=failed, log=log)
     predict = _bound_predict(engine, options.predict.batch_size, fail)
 
     def collect(block: bool) -> None:
@@ -304,7 +305,7 @@ def _stream(
                 fail(series, result)
                 continue
             if not result.slices:  # every file damaged: skipped with its reason, not a failure
-                _unreadable(result, context, unreadable, log)
+                _unreadable(result, attempts, unreadable, log)
                 continue
             batch.append(result)
             if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
@@ -461,24 +462,24 @@ def _fail(
     series: PlannedSeries,
     error: Exception,
     *,
-    context: SeriesContext,
+    attempts: RunAttempts,
     failed: list[tuple[str, Exception]],
     log: Callable[[str], None],
 ) -> None:
     """Record a failed series (its reason in one line) and go on; the record names files
     under the input folder, the printed line as they were found."""
     reason = _reason(error)
-    write_failure(context.out, series, reason, root=context.root)
+    attempts.write_failure(series, reason)
     failed.append((series.name, error))
     log(f"warning: series {series.name} failed: {reason}")
 
 
 def _unreadable(
-    decoded: DecodedSeries, context: SeriesContext, unreadable: _Unread, log: Callable[[str], None]
+    decoded: DecodedSeries, attempts: RunAttempts, unreadable: _Unread, log: Callable[[str], None]
 ) -> None:
     """Record a series none of whose files could be read (`write_unreadable`: so that a later
     merge does not take it for a series still to do), keep its files, and go on."""
     series = decoded.series
-    write_unreadable(context.out, series, decoded.skipped, root=context.root)
+    attempts.write_unreadable(series, decoded.skipped)
     unreadable[series.name] = decoded.skipped
     log(f"series {series.name}: none of its {len(series.files)} file(s) could be read")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sliceseg.inference.attempts import forget_attempts
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
     PredictionLook,
@@ -32,12 +33,7 @@ from sliceseg.inference.familiarity import (
 )
 from sliceseg.inference.outputs import Visuals, write_outputs
 from sliceseg.inference.predict import Prediction
-from sliceseg.inference.records import (
-    RunRecord,
-    forget_attempts,
-    series_dir,
-    series_record,
-)
+from sliceseg.inference.records import RunRecord, series_dir, series_record
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
 from sliceseg.io.identity import slice_key

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
+from sliceseg.inference.attempts import failed_since_finished, read_failures, read_unreadable
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_notes import (
     SkippedLines,
@@ -48,13 +49,10 @@ from sliceseg.inference.merge_tables import (
 )
 from sliceseg.inference.records import (
     RUN_RECORD,
-    failed_since_finished,
     finished_records,
-    read_failures,
     read_input_series,
     read_input_skipped,
     read_run_record,
-    read_unreadable,
     same_run,
     series_dir,
     unreadable_files,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.records import series_dir
-from sliceseg.io.files import atomic_path
+from sliceseg.io.files import atomic_path, named_text
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
@@ -71,12 +71,13 @@ def write_area_tables(
             the CT columns may differ (a CT series' muscles have them, an MR series' do not).
     """
     tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=tidy_columns(out, names))
-    with (
+    with (  # a failing write names its file (a full disk's error names none)
         atomic_path(out / "csa.csv") as wide_path,
         atomic_path(out / "csa_long.csv") as long_path,
-        wide_path.open("w", encoding="utf-8", newline="") as wide,
-        long_path.open("w", encoding="utf-8", newline="") as long,
-        tempfile.TemporaryFile("w+", encoding="utf-8", newline="", dir=out) as rows,
+        named_text(wide_path, out / "csa.csv") as wide,  # written out before either is renamed
+        named_text(long_path, out / "csa_long.csv") as long,
+        # the series' summary rows, csa.csv's: its name on a failing write
+        named_text(tempfile.TemporaryFile("w+b", buffering=0, dir=out), out / "csa.csv") as rows,
     ):
         for start in range(0, len(names), CHUNK_SERIES):
             tables.add(out, names[start : start + CHUNK_SERIES], wide, long, rows)

@@ -6,11 +6,8 @@ one line naming the difference, unless ``--overwrite``. Each finished series has
 ``OUT/series/<name>/record.json``: the same model and settings, its input files (relative
 path, size, mtime) and a summary for ``series.csv``. The series folder is written under a
 temporary name and renamed last, so a series folder with its record is complete; a series
-whose record names other inputs, another model or other settings is redone. A series that
-failed has ``OUT/failed/<name>.json`` with the reason, and one of which no file could be read
-(every file damaged: skipped, not failed) has ``OUT/unreadable/<name>.json`` with its files and
-why, until a later run finishes it (or records the other); so a merge tells both from a series
-not finished.
+whose record names other inputs, another model or other settings is redone. The series that
+failed or had no readable file are recorded apart (`sliceseg.inference.attempts`).
 ``OUT/input_series.json`` names the series of the latest run's input (every shard plans the
 same), so that the merge leaves out the series whose inputs were removed since, and the files
 its plan left out, so that every merge's report names them; it is kept
@@ -49,18 +46,16 @@ __all__ = [
     "check_not_inputs",
     "check_out_dir",
     "file_sha256",
-    "forget_attempts",
     "is_done",
     "read_input_series",
     "read_input_skipped",
+    "read_json",
     "read_series_record",
-    "read_unreadable",
     "run_lock",
     "series_dir",
+    "undo_run_record",
     "unreadable_files",
-    "write_failure",
     "write_input_series",
-    "write_unreadable",
 ]
 
 FORMAT_VERSION = 1
@@ -68,8 +63,6 @@ RUN_RECORD = "cohort.json"
 INPUT_SERIES = "input_series.json"
 SERIES_RECORD = "record.json"
 SERIES_DIR = "series"
-FAILED_DIR = "failed"
-UNREADABLE_DIR = "unreadable"
 
 _SETTING_FLAGS: dict[str, str] = {
     "roi_names": "--labels",
@@ -241,7 +234,7 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-    stored = _read_json(out / RUN_RECORD)
+    stored = read_json(out / RUN_RECORD)
     if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
@@ -259,22 +252,19 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
     return None
 
 
-def undo_run_record(
-    out: Path, failed: Sequence[str], *, previous: str | None, previous_inputs: str | None = None
-) -> None:
-    """Take back what a run that did nothing wrote: its failure records, its ``cohort.json``
+def undo_run_record(out: Path, *, previous: str | None, previous_inputs: str | None = None) -> None:
+    """Take back the folder records of a run that did nothing: its ``cohort.json``
     (``previous``, from `check_out_dir`: the earlier one put back, or none) and its
     ``input_series.json`` (``previous_inputs``, from `write_input_series`, alike).
 
-    So that a user error (exit 2) leaves an earlier run's outputs as they were.
+    So that a user error (exit 2) leaves an earlier run's outputs as they were (its series'
+    records: `sliceseg.inference.attempts.RunAttempts.undo`).
     """
-    for name in failed:
-        failure_path(out, name).unlink(missing_ok=True)
     _put_back(out / RUN_RECORD, previous)
     _put_back(out / INPUT_SERIES, previous_inputs)
-    for folder in (out / FAILED_DIR, out / UNREADABLE_DIR, out / SERIES_DIR):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    series = out / SERIES_DIR
+    if series.is_dir() and not any(series.iterdir()):
+        series.rmdir()
 
 
 def _put_back(path: Path, previous: str | None) -> None:
@@ -318,7 +308,7 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
 def read_input_series(out: Path) -> frozenset[str] | None:
     """The names in ``OUT/input_series.json``; None when absent or unreadable (a folder written
     before sliceseg kept it: every finished series counts, as then)."""
-    data = _read_json(out / INPUT_SERIES)
+    data = read_json(out / INPUT_SERIES)
     names = None if data is None else data.get("series")
     return frozenset(map(str, names)) if isinstance(names, list) else None
 
@@ -326,7 +316,7 @@ def read_input_series(out: Path) -> frozenset[str] | None:
 def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
     """The files the latest run's plan left out, as kept in ``OUT/input_series.json`` (the
     first `SHOWN_LINES`), and how many there were; none in a folder written before."""
-    data = _read_json(out / INPUT_SERIES) or {}
+    data = read_json(out / INPUT_SERIES) or {}
     files = unreadable_files(data)
     count = data.get("skipped_count")
     return files, count if isinstance(count, int) and count >= len(files) else len(files)
@@ -341,14 +331,9 @@ def series_dir(out: Path, name: str) -> Path:
     return out / SERIES_DIR / name
 
 
-def failure_path(out: Path, name: str) -> Path:
-    """Where a failed series' reason is kept: ``OUT/failed/<name>.json``."""
-    return out / FAILED_DIR / f"{name}.json"
-
-
 def read_series_record(out: Path, name: str) -> dict[str, Any] | None:
     """The record of a finished series, or None (not finished, or unreadable)."""
-    return _read_json(series_dir(out, name) / SERIES_RECORD)
+    return read_json(series_dir(out, name) / SERIES_RECORD)
 
 
 def is_done(out: Path, series: PlannedSeries, record: RunRecord, root: Path) -> bool:
@@ -375,57 +360,6 @@ def series_record(
     }
 
 
-def write_failure(out: Path, series: PlannedSeries, reason: str, *, root: Path) -> Path:
-    """Keep why a series failed (one line, files named under the input folder ``root``), for
-    ``failed.csv``; a later success removes it."""
-    why = relative_to_input(reason, root)
-    data = {"series": series.name, "slices": series.num_slices, "reason": why}
-    unreadable_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
-    return atomic_write_text(failure_path(out, series.name), json.dumps(data) + "\n")
-
-
-def unreadable_path(out: Path, name: str) -> Path:
-    """``OUT/unreadable/<name>.json``: the files of a series none of which could be read."""
-    return out / UNREADABLE_DIR / f"{name}.json"
-
-
-def write_unreadable(
-    out: Path, series: PlannedSeries, skipped: Sequence[SkippedFile], *, root: Path
-) -> Path:
-    """Keep that no file of a series could be read, each file with why (one line of JSON),
-    named under the input folder ``root``.
-
-    Damaged files are skipped, not a failure; the record lets a later ``sliceseg merge`` name
-    them and tell the series from one not finished. A later success (or failure) removes it.
-    """
-    shown = [f.relative_to_input(root) for f in skipped]
-    files = [{"path": f.path.as_posix(), "reason": f.reason} for f in shown]
-    data = {"series": series.name, "slices": series.num_slices, "skipped": files}
-    failure_path(out, series.name).unlink(missing_ok=True)  # the latest attempt's record
-    return atomic_write_text(unreadable_path(out, series.name), json.dumps(data) + "\n")
-
-
-def forget_attempts(out: Path, name: str) -> None:
-    """Remove a series' failure and unreadable records: it finished."""
-    failure_path(out, name).unlink(missing_ok=True)
-    unreadable_path(out, name).unlink(missing_ok=True)
-
-
-def read_failures(out: Path) -> list[dict[str, Any]]:
-    """Every failed series' record, by name."""
-    return _read_records(out / FAILED_DIR)
-
-
-def read_unreadable(out: Path) -> list[dict[str, Any]]:
-    """Every record of a series of which no file could be read (`write_unreadable`), by name."""
-    return _read_records(out / UNREADABLE_DIR)
-
-
-def _read_records(folder: Path) -> list[dict[str, Any]]:
-    found = [_read_json(p) for p in sorted(folder.glob("*.json"))]
-    return [f for f in found if f is not None]
-
-
 def unreadable_files(record: Mapping[str, Any]) -> list[SkippedFile]:
     """The files of a record's ``skipped`` list (an unreadable series', or
     ``input_series.json``'s), each with why it was left out."""
@@ -439,27 +373,9 @@ def unreadable_files(record: Mapping[str, Any]) -> list[SkippedFile]:
     ]
 
 
-def failed_since_finished(out: Path) -> set[str]:
-    """The series whose failure (or unreadable) record is newer than their finished folder's
-    record: an older result (other inputs, another model or settings) whose redo failed or
-    found no readable file; it is not merged."""
-    found = set()
-    records = [*(out / FAILED_DIR).glob("*.json"), *(out / UNREADABLE_DIR).glob("*.json")]
-    for attempt in records:
-        name = attempt.name.removesuffix(".json")
-        try:
-            attempt_ns = attempt.stat().st_mtime_ns
-            finished_ns = (series_dir(out, name) / SERIES_RECORD).stat().st_mtime_ns
-        except OSError:  # no finished folder (or no such record any more): nothing to hide
-            continue
-        if attempt_ns >= finished_ns:
-            found.add(name)
-    return found
-
-
 def read_run_record(out: Path) -> dict[str, Any] | None:
     """``OUT/cohort.json``: the model and settings of the folder's latest run (None: absent)."""
-    return _read_json(out / RUN_RECORD)
+    return read_json(out / RUN_RECORD)
 
 
 def same_run(record: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
@@ -479,12 +395,13 @@ def finished_records(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name, read one at a time."""
     folders = sorted(p.name for p in (out / SERIES_DIR).glob("*") if not p.name.startswith("."))
     for name in folders:
-        data = _read_json(out / SERIES_DIR / name / SERIES_RECORD)
+        data = read_json(out / SERIES_DIR / name / SERIES_RECORD)
         if data is not None:
             yield name, data
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A record file's JSON object; None when absent, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

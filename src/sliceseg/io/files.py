@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from sliceseg.errors import ConfigError
 
@@ -86,6 +88,77 @@ def _writing(target: Path, written: Path) -> Iterator[None]:
             f"{target}: cannot write it ({error.strerror or error}); free space on its disk, or "
             "choose another output folder, and run the command again."
         ) from error
+
+
+def named_text(file: Path | IO[bytes], name: Path) -> IO[str]:
+    """Open UTF-8 text (newlines as written) over ``file`` (a path: opened for writing; else an
+    unbuffered binary file), naming ``name`` in the error of its opening or a write that names
+    no file (a full disk's), so that the `atomic_path` of ``name`` reports it as its own.
+
+    With two atomic writes open at once, the inner one claimed the outer one's unnamed error
+    (or the other way round). Open every file inside all the `atomic_path` blocks, so that each
+    is written out before any is renamed into place: all land, or none.
+
+    Example:
+        >>> with atomic_path(out / "a.csv") as a_tmp, atomic_path(out / "b.csv") as b_tmp:
+        ...     with named_text(a_tmp, out / "a.csv") as a, named_text(b_tmp, out / "b.csv") as b:
+        ...         _ = a.write("x"), b.write("y")
+    """
+    try:  # closed with the text file it returns
+        raw = open(file, "wb", buffering=0) if isinstance(file, Path) else file  # noqa: SIM115
+    except OSError as error:
+        _name_in(error, name)
+        raise
+    named = _NamedWrites(raw, name)
+    buffered = io.BufferedRandom(named) if raw.readable() else io.BufferedWriter(named)
+    return io.TextIOWrapper(buffered, encoding="utf-8", newline="")
+
+
+def _name_in(error: OSError, name: Path | str) -> None:
+    """Make ``error`` name ``name`` when it names no file."""
+    if error.filename is None:
+        error.filename = str(name)
+
+
+class _NamedWrites(io.RawIOBase):
+    """An unbuffered file that names ``name`` in an OSError of a write that names no file."""
+
+    def __init__(self, raw: IO[bytes], name: Path) -> None:
+        super().__init__()
+        self._raw, self._name = raw, str(name)
+
+    def readable(self) -> bool:
+        return self._raw.readable()
+
+    def writable(self) -> bool:
+        return self._raw.writable()
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._raw.write(data)
+        except OSError as error:
+            _name_in(error, self._name)
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def in_temporary_folder(path: Path) -> bool:
