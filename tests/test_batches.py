@@ -143,6 +143,7 @@ def test_a_view_that_a_set_spacing_overrides_is_said_not_silently_ignored(
     given = [*args, "--out", str(tmp_path / "c"), "--target-spacing", "3", "--view", "wide"]
     assert main(given) == 0
     assert (
-        "View wide has no effect: the target spacing is set (3 × 3 mm, target_spacing_mm)"
-        in capsys.readouterr().out
+        "View wide has no effect: the target spacing is set (3 × 3 mm, --target-spacing "
+        "(target_spacing_mm)); leave out --target-spacing (target_spacing_mm) (or, "
+        "fine-tuning, train a new model) to let the view choose it." in capsys.readouterr().out
     )

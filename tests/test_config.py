@@ -1,6 +1,9 @@
 """Training settings: defaults, TOML, overrides and validation messages."""
 
+import copy
+import dataclasses
 import json
+import pickle
 
 import pytest
 import torch
@@ -9,7 +12,8 @@ from sliceseg.augment.params import AugmentParams
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError
 from sliceseg.models.registry import PyramidHyperparameters, UNetHyperparameters, build_model
-from sliceseg.training.config import TrainConfig, load_config
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.settings_file import load_config
 
 
 def test_toml_with_train_table_and_overrides(tmp_path):
@@ -72,6 +76,7 @@ def test_bad_values_name_the_flag_and_the_setting(change, message):
         (["--max-minutes", "0"], "--max-minutes (max_minutes) must be > 0, got 0.0."),
         (["--epochs", "0"], "--epochs (epochs) must be a whole number ≥ 1, got 0."),
         (["--ema-decay", "1"], "--ema-decay (ema_decay) must be in [0, 1)"),
+        (["--target-spacing", "-1"], "--target-spacing (target_spacing_mm) must be a spacing"),
     ],
 )
 def test_cli_train_names_the_flag_the_user_typed(tmp_path, capsys, flags, said):
@@ -90,6 +95,49 @@ def test_every_flag_named_in_messages_is_an_option_of_train():
     options = {o for action in train._actions for o in action.option_strings}
     assert set(FLAGS.values()) <= options
     assert set(FLAGS) <= set(TrainConfig().to_dict())
+
+
+class TestGivenNames:
+    """Which settings were given, not left at their defaults: a setting given at its default
+    value counted as not given, so a model file's value replaced it (`plan_new_run`)."""
+
+    def test_the_names_given_to_the_constructor_even_at_their_defaults(self):
+        config = TrainConfig(arch="unet", input_shape=160, epochs=None)  # None: not given
+        assert config.given_names() == {"arch", "input_shape"}
+        assert TrainConfig().given_names() == set()
+
+    def test_invisible_to_eq_repr_and_plain_data(self):
+        config = TrainConfig(arch="unet")
+        assert config == TrainConfig() and repr(config) == repr(TrainConfig())
+        assert "_given" not in config.to_dict() and "_given" not in repr(config)
+        assert "_given" not in {f.name for f in dataclasses.fields(TrainConfig)}
+
+    def test_replace_and_with_settings_add_what_they_set(self):
+        config = TrainConfig(arch="unet", dropout_rate=0.1).replace(seed=3, epochs=None)
+        assert config.given_names() == {"arch", "dropout_rate", "seed"}
+        config = config.with_settings({"dropout_rate": None})  # None: unset, not given
+        assert config.given_names() == {"arch", "seed"}
+        assert config.with_settings({"context_slices": 0}).given_names() == {
+            "arch",
+            "seed",
+            "context_slices",
+        }
+
+    @pytest.mark.parametrize(
+        "copied", [pickle.loads, copy.copy, copy.deepcopy], ids=["pickle", "copy", "deepcopy"]
+    )
+    def test_copies_keep_them(self, copied):
+        config = TrainConfig(arch="unet", input_shape=96)
+        again = copied(pickle.dumps(config) if copied is pickle.loads else config)
+        assert again == config and again.given_names() == {"arch", "input_shape"}
+
+    def test_a_copy_of_every_setting_judges_by_the_defaults(self):
+        """dataclasses.replace and a whole saved settings file name every setting: not all of
+        them were typed."""
+        config = TrainConfig(arch="unet", input_shape=96)
+        assert dataclasses.replace(config, seed=3).given_names() == {"input_shape", "seed"}
+        assert TrainConfig.from_dict(config.to_dict()).given_names() == {"input_shape"}
+        assert TrainConfig.from_dict({"arch": "unet"}).given_names() == {"arch"}
 
 
 def test_round_trip_through_plain_data():
@@ -214,11 +262,17 @@ class TestTargetSpacing:
     @pytest.mark.parametrize(
         ("change", "message"),
         [
-            ({"target_spacing_mm": -1.0}, "target_spacing_mm must be a spacing in mm"),
-            ({"target_spacing_mm": [1.0, 0.0]}, "target_spacing_mm must be a spacing in mm"),
+            (
+                {"target_spacing_mm": -1.0},
+                r"^--target-spacing \(target_spacing_mm\) must be a spacing in mm",
+            ),
+            (
+                {"target_spacing_mm": [1.0, 0.0]},
+                r"^--target-spacing \(target_spacing_mm\) must be a spacing in mm",
+            ),
             ({"foreground_fraction": 1.5}, r"foreground_fraction must be in \[0, 1\]"),
         ],
     )
-    def test_bad_values_name_the_setting(self, change, message):
+    def test_bad_values_name_the_flag_and_the_setting(self, change, message):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**change)

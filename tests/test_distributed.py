@@ -1,9 +1,13 @@
 """Tests for sliceseg.training.distributed: torchrun's variables read once, sums over the ranks,
-and the epoch's training Dice from every rank's pixels.
+and the epoch's training Dice and losses from every rank's pixels and slices.
 
 Two ranks' hand-made counts of one ROI: rank 0 finds all of its 100 ROI pixels (tp 100, Dice
 1), rank 1 misses all of its 10 (fn 10, Dice 0). The mean of their Dice is 0.5; the Dice of the
 epoch's 110 ROI pixels is 2·100 / (2·100 + 0 + 10) = 200/210.
+
+Their losses: rank 0 trained on 6 slices at a mean loss of 0.5 (Dice loss 0.25), rank 1 on 2
+at 1.5 (1.25). The mean of their means is 1.0 (0.75); the mean over the epoch's 8 slices is
+(6·0.5 + 2·1.5) / 8 = 0.75 ((6·0.25 + 2·1.25) / 8 = 0.5).
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from sliceseg.errors import ConfigError
 from sliceseg.training import loop
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext, init_distributed
+from sliceseg.training.steps import EpochStats, train_one_epoch
 
 RANK_COUNTS = ([[100], [0], [0]], [[0], [0], [10]])  # tp, fp, fn of ROI 1, per rank
 POOLED_DICE = 200 / 210
+RANK_LOSSES = ((0.5, 0.25, 6), (1.5, 1.25, 2))  # loss, Dice loss, slices, per rank
+POOLED_LOSSES = (0.75, 0.5)
 
 
 def test_a_rank_that_is_not_a_number_is_one_line(monkeypatch):
@@ -45,26 +52,24 @@ def test_one_process_sums_and_means_nothing():
     context = DistributedContext()
     counts = np.array(RANK_COUNTS[0], dtype=np.int64)
     assert context.summed(counts) is counts
-    assert context.mean(0.25) == 0.25
 
 
-def test_the_epochs_training_dice_pools_every_ranks_pixels(monkeypatch):
-    """``train_dice`` was the mean of the ranks' Dice (0.5 here), not the epoch's Dice."""
+def test_the_epochs_training_dice_and_losses_pool_every_ranks_pixels_and_slices(monkeypatch):
+    """``train_dice`` was the mean of the ranks' Dice (0.5 here), not the epoch's Dice;
+    ``loss`` and ``dice_loss`` the mean of the ranks' means (1.0 and 0.75 here)."""
     rank_stats = [
-        SimpleNamespace(
-            loss=0.5 + rank,
-            dice_loss=0.25 + rank,
-            dice=1.0 - rank,  # each rank's own Dice, from its counts
+        EpochStats(
+            loss=loss,
+            dice_loss=dice_loss,
             counts=np.array(counts, dtype=np.int64),
             seconds=1.0,
+            samples=samples,
         )
-        for rank, counts in enumerate(RANK_COUNTS)
+        for (loss, dice_loss, samples), counts in zip(RANK_LOSSES, RANK_COUNTS, strict=True)
     ]
     # rank 1's tensor of the same call, by rank 0's: what all_reduce adds on rank 0
     second = {
-        (0.5,): [1.5],
-        (0.25,): [1.25],
-        (1.0,): [0.0],
+        (3.0, 1.5, 6.0): rank_stats[1].loss_sums(),
         (100, 0, 0): rank_stats[1].counts,
     }
 
@@ -87,19 +92,45 @@ def test_the_epochs_training_dice_pools_every_ranks_pixels(monkeypatch):
     )
     row, _stats = loop.train_epoch(session, 1, SimpleNamespace(elapsed=lambda: 0.0))  # type: ignore[arg-type]
     assert row["train_dice"] == pytest.approx(POOLED_DICE)
-    assert (row["loss"], row["dice_loss"]) == (pytest.approx(1.0), pytest.approx(0.75))
+    assert (row["loss"], row["dice_loss"]) == pytest.approx(POOLED_LOSSES)
+
+
+def test_a_ranks_losses_weigh_each_batch_by_its_slices():
+    """A last batch of 1 slice counted as much as one of 4 (mean of batch means 2.5)."""
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+            return [torch.cat([images, -images], dim=1) * self.scale]
+
+    def slices_as_loss(outputs: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return outputs[0].sum() * 0 + len(labels)  # a batch of n slices: loss n
+
+    images, labels = torch.ones(5, 1, 4, 4), torch.zeros(5, 4, 4, dtype=torch.long)
+    batches = [(images[:4], labels[:4]), (images[4:], labels[4:])]
+    model = Logits()
+    stats = train_one_epoch(model, batches, slices_as_loss, slices_as_loss,  # type: ignore[arg-type]
+                            torch.optim.SGD(model.parameters(), lr=0.0), device=torch.device("cpu"),
+                            num_classes=2, augment=None)  # fmt: skip
+    assert stats.samples == 5
+    assert (stats.loss, stats.dice_loss) == (pytest.approx(3.4), pytest.approx(3.4))  # 17 / 5
 
 
 CHILD = textwrap.dedent(
     """
     import json, numpy as np, torch
     from sliceseg.training.distributed import close_distributed, init_distributed
-    from sliceseg.training.steps import pooled_dice
+    from sliceseg.training.steps import EpochStats, pooled_dice, pooled_losses
     context = init_distributed(torch.device("cpu"))
     summed = context.summed(np.array({counts}[context.rank], dtype=np.int64))
+    loss, dice_loss, samples = {losses}[context.rank]
+    stats = EpochStats(loss, dice_loss, summed, 1.0, samples)
     print(json.dumps({{"rank": context.rank, "counts": summed.tolist(),
                       "dtype": str(summed.dtype), "dice": pooled_dice(summed),
-                      "mean": context.mean(float(context.rank))}}))
+                      "losses": pooled_losses(context.summed(stats.loss_sums()))}}))
     close_distributed(context)
     """
 )
@@ -114,7 +145,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_gloo_ranks_sum_their_counts_exactly():
     """Two real processes (gloo, as torchrun on the CPU): every rank gets the summed int64
-    counts, so every rank's training Dice is the epoch's pooled one."""
+    counts, so every rank's training Dice is the epoch's pooled one, and so are its losses."""
     env = {
         **os.environ,
         "WORLD_SIZE": "2",
@@ -122,7 +153,7 @@ def test_two_gloo_ranks_sum_their_counts_exactly():
         "MASTER_PORT": str(_free_port()),
         "OMP_NUM_THREADS": "1",
     }
-    script = CHILD.format(counts=list(RANK_COUNTS))
+    script = CHILD.format(counts=list(RANK_COUNTS), losses=list(RANK_LOSSES))
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", script],
@@ -141,4 +172,4 @@ def test_two_gloo_ranks_sum_their_counts_exactly():
         assert result["counts"] == [[100], [0], [10]]
         assert result["dtype"] == "int64"
         assert result["dice"] == pytest.approx(POOLED_DICE)
-        assert result["mean"] == 0.5
+        assert result["losses"] == pytest.approx(list(POOLED_LOSSES))

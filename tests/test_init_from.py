@@ -107,7 +107,7 @@ class TestInitFrom:
                              init_from=str(tiny_model))  # fmt: skip
         expected = (
             r"^--init-from .*: the model's intensity normalisation is 'robust_zscore' but this "
-            r"run's is 'ct_dataset' \(normalisation = ct\); "
+            r"run's is 'ct_dataset' \(--normalisation \(normalisation\) ct\); leave it at auto "
         )
         with pytest.raises(ConfigError, match=expected):
             train(config, **QUIET)
@@ -200,6 +200,42 @@ class TestDropoutOfTheModelFile:
         assert tuned.hyperparameters == start.hyperparameters
         assert tuned.hyperparameters["dropout_rate"] == 0.0
         assert tuned.target_spacing_mm == start.target_spacing_mm
+
+    def test_a_python_setting_given_at_its_default_is_refused_not_replaced(
+        self, old_pyramid, tiny_phantom, tmp_path
+    ):
+        """`TrainConfig(arch="unet", init_from=pyramid)` trained the file's pyramid: "unet"
+        is the default, so it counted as not given."""
+        config = TrainConfig(data_dir=str(tiny_phantom / "train"), out_dir=str(tmp_path / "ft"),
+                             arch="unet", epochs=1, init_from=str(old_pyramid))  # fmt: skip
+        with pytest.raises(ConfigError) as error:
+            train(config, **QUIET)
+        assert str(error.value) == (
+            f"--init-from {old_pyramid}: the model's architecture is 'pyramid' but this run's is "
+            "'unet'; leave out --arch (arch) to take the model's, or train a new model without "
+            "--init-from."
+        )
+        assert not (tmp_path / "ft").exists()  # refused before any data is read
+
+    @pytest.mark.parametrize(
+        ("flags", "said"),
+        [(["--arch", "unet"], "the model's architecture is 'pyramid' but this run's is 'unet'; "
+                              "leave out --arch (arch) to take"),
+         (["--input-shape", "160"], "the model's model grid (input_shape) is 64 but this run's "
+                                    "is 160; leave out --input-shape (input_shape) to take"),
+         (["--target-spacing", "1"], "the model's target spacing is ")],
+    )  # fmt: skip
+    def test_a_flag_given_at_another_value_is_refused_in_one_line(
+        self, old_pyramid, tiny_phantom, tmp_path, capsys, flags, said
+    ):
+        """--input-shape 160 was refused for the pyramid's hyper-parameters, after reading the
+        data; each now names the flag and both values."""
+        code = main(["train", str(tiny_phantom / "train"), "--init-from", str(old_pyramid),
+                     "--out", str(tmp_path / "ft"), "--epochs", "1", *flags])  # fmt: skip
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == ""
+        err = captured.err.strip()
+        assert f"--init-from {old_pyramid}: {said}" in err and "\n" not in err
 
     def test_a_dropout_rate_given_wins_over_the_files_hyperparameters(
         self, tiny_model, tiny_phantom, tmp_path

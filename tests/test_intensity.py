@@ -145,6 +145,9 @@ class TestChooseNormalisation:
     def test_an_unknown_setting_lists_the_choices(self):
         with pytest.raises(ConfigError, match="normalisation must be one of auto, slice, ct"):
             choose_normalisation("hu", ["CT"])
+        flag = "--normalisation (normalisation)"
+        with pytest.raises(ConfigError, match=r"^--normalisation \(normalisation\) must be one"):
+            choose_normalisation("hu", ["CT"], name=flag)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from sliceseg.launchers import (
     TorchrunRanks,
     launcher_numbers,
     listed,
+    local_world_size,
     torchrun_ranks,
 )
 
@@ -81,6 +82,28 @@ class TestLauncherNumbers:
             "SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_MAX are set but SLURM_ARRAY_TASK_MIN, "
             "SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_STEP are not"
         )
+
+
+class TestLocalWorldSize:
+    def test_what_torchrun_sets_and_unset(self):
+        assert local_world_size({"LOCAL_WORLD_SIZE": "4"}) == 4
+        assert local_world_size({}) is None
+        assert local_world_size({"LOCAL_WORLD_SIZE": ""}) is None  # empty counts as unset
+
+    @pytest.mark.parametrize(
+        ("text", "found"),
+        [("x", "LOCAL_WORLD_SIZE='x' is not a whole number"),
+         ("0", "LOCAL_WORLD_SIZE='0' is not a whole number ≥ 1"),
+         ("-2", "LOCAL_WORLD_SIZE='-2' is not a whole number ≥ 1")],
+    )  # fmt: skip
+    def test_a_malformed_value_is_one_line(self, text, found):
+        """rank_cpus read 'x' and '0' as one process: a rank took every CPU of the machine."""
+        with pytest.raises(LauncherError) as caught:
+            local_world_size({"LOCAL_WORLD_SIZE": text})
+        assert caught.value.found == found
+        assert str(caught.value).startswith(f"{found}: torchrun sets it")
+        assert str(caught.value).endswith("launch with torchrun, or unset it.")
+        assert "\n" not in str(caught.value)
 
 
 def test_listed():

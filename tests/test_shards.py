@@ -232,4 +232,12 @@ class TestRankThreads:
     def test_decoding_workers_share_the_same_cpus(self):
         assert rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16) == 4
         assert rank_cpus({}, cpus=16) == 16
-        assert rank_cpus({"LOCAL_WORLD_SIZE": "x"}, cpus=6) == 6  # not torchrun's: ignored
+
+    @pytest.mark.parametrize("text", ["x", "0"])
+    def test_a_malformed_local_world_size_is_refused(self, text):
+        """It was read as one process: every rank took all of the machine's CPUs."""
+        expected = rf"^LOCAL_WORLD_SIZE='{text}' is not a whole number"
+        with pytest.raises(LauncherError, match=expected):
+            rank_cpus({"LOCAL_WORLD_SIZE": text}, cpus=6)
+        with pytest.raises(LauncherError, match=expected):
+            rank_threads("cpu", {"LOCAL_WORLD_SIZE": text, "OMP_NUM_THREADS": "1"}, cpus=6)

@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "generate_phantom": "sliceseg.phantom.generate",
     "system_info": "sliceseg.system",
     "TrainConfig": "sliceseg.training.config",
-    "load_config": "sliceseg.training.config",
+    "load_config": "sliceseg.training.settings_file",
     "preview_batch": "sliceseg.training.preview",
     "train": "sliceseg.training.loop",
     "reprofile": "sliceseg.training.reprofile",

@@ -20,6 +20,7 @@ __all__ = [
     "TorchrunRanks",
     "launcher_numbers",
     "listed",
+    "local_world_size",
     "torchrun_ranks",
 ]
 
@@ -64,6 +65,32 @@ def torchrun_ranks(environ: Mapping[str, str] | None = None) -> TorchrunRanks | 
     rank, world_size = found
     local = launcher_numbers(("LOCAL_RANK",), env, launcher="torchrun")
     return TorchrunRanks(rank, world_size, local[0] if local else 0)
+
+
+def local_world_size(environ: Mapping[str, str] | None = None) -> int | None:
+    """The processes torchrun started on this machine (LOCAL_WORLD_SIZE); None when unset.
+
+    Raises:
+        LauncherError: the value is not a whole number ≥ 1.
+
+    Example:
+        >>> local_world_size({"LOCAL_WORLD_SIZE": "4"}), local_world_size({})
+        (4, None)
+    """
+    env = os.environ if environ is None else environ
+    found = launcher_numbers(("LOCAL_WORLD_SIZE",), env, launcher="torchrun")
+    if found is None:
+        return None
+    if found[0] < 1:  # the machine's CPUs would be shared among no process
+        raise LauncherError(
+            f"LOCAL_WORLD_SIZE={env['LOCAL_WORLD_SIZE']!r} is not a whole number ≥ 1",
+            "torchrun sets it to the processes it starts on this machine; launch with "
+            "torchrun, or unset it.",
+            names=("LOCAL_WORLD_SIZE",),
+            given=("LOCAL_WORLD_SIZE",),
+            missing=(),
+        )
+    return found[0]
 
 
 def launcher_numbers(

@@ -226,10 +226,12 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
 def user_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Return the training settings the user gave: the ``--config`` file's, then the flags'.
 
-    A run with ``--init-from`` takes the rest of its network from the model file, a resumed
-    one from its checkpoint: the training layer does both (`train`, `preview_batch`).
+    Each counts as given, even at its default value: a run with ``--init-from`` takes the
+    rest of its network from the model file and refuses one of these at another value (as a
+    notebook's `TrainConfig.given_names`), a resumed one takes the rest from its checkpoint;
+    the training layer does both (`train`, `preview_batch`).
     """
-    from sliceseg.training.config import read_settings
+    from sliceseg.training.settings_file import read_settings
 
     return {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sliceseg.errors import ConfigError, LauncherError
-from sliceseg.launchers import SLURM_ARRAY, launcher_numbers, listed, torchrun_ranks
+from sliceseg.launchers import (
+    SLURM_ARRAY,
+    launcher_numbers,
+    listed,
+    local_world_size,
+    torchrun_ranks,
+)
 
 __all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
 
@@ -166,6 +172,9 @@ def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None)
     """The CPUs of this process (its affinity, or ``cpus``), shared evenly among the processes
     torchrun started on this machine (``LOCAL_WORLD_SIZE``); at least one.
 
+    Raises:
+        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
+
     Example:
         >>> rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16)
         4
@@ -176,9 +185,7 @@ def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None)
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             cpus = os.cpu_count() or 1
-    local = env.get("LOCAL_WORLD_SIZE", "1")
-    ranks = int(local) if local.isdigit() and int(local) > 0 else 1
-    return max(1, cpus // ranks)
+    return max(1, cpus // (local_world_size(env) or 1))
 
 
 def rank_threads(
@@ -189,12 +196,15 @@ def rank_threads(
     None (torch's own choice stands) outside torchrun, on a GPU, or when the user set
     ``OMP_NUM_THREADS``: to anything but 1, since torchrun itself sets 1 when it is unset.
 
+    Raises:
+        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
+
     Example:
         >>> rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}, cpus=16)
         8
     """
     env = os.environ if environ is None else environ
-    if device != "cpu" or "LOCAL_WORLD_SIZE" not in env:
+    if device != "cpu" or local_world_size(env) is None:
         return None
     if env.get("OMP_NUM_THREADS", "1") != "1":
         return None

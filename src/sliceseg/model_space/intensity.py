@@ -210,15 +210,18 @@ def _foreground(pixels: np.ndarray, label: np.ndarray) -> np.ndarray:
     return values
 
 
-def choose_normalisation(setting: str, modalities: Sequence[str]) -> str:
+def choose_normalisation(
+    setting: str, modalities: Sequence[str], *, name: str = "normalisation"
+) -> str:
     """Return the normalisation a run uses: `CT_NAME` or `PER_SLICE_NAME`.
 
     Args:
         setting: one of `NORMALISATION_CHOICES`.
         modalities: (0008,0060) Modality of every training slice.
+        name: the setting as the message names it (``train`` passes its flag too).
 
     Raises:
-        ConfigError: ``setting`` is not a choice.
+        ConfigError: ``setting`` is not a choice; the message names ``name``.
 
     Example:
         >>> choose_normalisation("auto", ["CT", "CT"]), choose_normalisation("auto", ["MR"])
@@ -226,7 +229,7 @@ def choose_normalisation(setting: str, modalities: Sequence[str]) -> str:
     """
     if setting not in NORMALISATION_CHOICES:
         raise ConfigError(
-            f"normalisation must be one of {', '.join(NORMALISATION_CHOICES)}, got {setting!r}."
+            f"{name} must be one of {', '.join(NORMALISATION_CHOICES)}, got {setting!r}."
         )
     is_ct = setting == "ct" or (
         setting == "auto" and bool(modalities) and all(m.upper() == "CT" for m in modalities)

@@ -1,13 +1,13 @@
-"""Training settings: one frozen ``TrainConfig`` from defaults, a TOML file and overrides."""
+"""Training settings: one frozen ``TrainConfig`` from defaults and overrides (a TOML file's:
+`sliceseg.training.settings_file`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, ClassVar
 
 from sliceseg.augment.params import AugmentParams
 from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
@@ -18,12 +18,6 @@ from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
 from sliceseg.model_space.resample import parse_spacing
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 
 VIEW_SHARES = {"whole": 1.0, "wide": 0.7}
 """Share of the median slice extent a crop shows, per ``view`` coarser than "native"."""
@@ -41,6 +35,7 @@ DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
 
 FLAGS: dict[str, str] = {
+    "arch": "--arch",
     "images_dir": "--images",
     "labels_dir": "--labels",
     "model_filename": "--model-filename",
@@ -58,6 +53,7 @@ FLAGS: dict[str, str] = {
     "unlabelled_slices": "--unlabelled-slices",
     "area_calibration": "--area-calibration",
     "normalisation": "--normalisation",
+    "target_spacing_mm": "--target-spacing",
     "validation_split": "--validation-split",
     "view": "--view",
     "context_slices": "--context-slices",
@@ -178,37 +174,54 @@ class TrainConfig:
     context_slices: int = 0
     ema_decay: float = 0.998
 
+    # Not a setting, so no field (eq, repr and to_dict skip it): each instance's own is set by
+    # __new__; None: not known, judged by the defaults (`given_names`).
+    _given: ClassVar[frozenset[str] | None] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        """Record which settings the caller gave (`given_names`), before __init__ fills in
+        the defaults of the others."""
+        config = super().__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        named = {**dict(zip(names, args, strict=False)), **kwargs}
+        given = frozenset(name for name, value in named.items() if value is not None)
+        # every setting named: a copy (dataclasses.replace, a saved settings file), which cannot
+        # tell what was typed; `given_names` then judges by the defaults
+        object.__setattr__(config, "_given", None if len(named) == len(names) else given)
+        return config
+
     def __post_init__(self) -> None:
         self._check_numbers()
         if self.view not in VIEW_CHOICES:
             raise ConfigError(
-                f"{_named('view')} must be one of {', '.join(VIEW_CHOICES)}, got {self.view!r}."
+                f"{named_setting('view')} must be one of {', '.join(VIEW_CHOICES)}, got "
+                f"{self.view!r}."
             )
         if self.validation_split not in SPLIT_CHOICES:
             raise ConfigError(
-                f"{_named('validation_split')} must be one of {', '.join(SPLIT_CHOICES)}, got "
-                f"{self.validation_split!r}."
+                f"{named_setting('validation_split')} must be one of "
+                f"{', '.join(SPLIT_CHOICES)}, got {self.validation_split!r}."
             )
         if self.normalisation not in NORMALISATION_CHOICES:
             raise ConfigError(
-                f"{_named('normalisation')} must be one of {', '.join(NORMALISATION_CHOICES)}, got "
-                f"{self.normalisation!r}."
+                f"{named_setting('normalisation')} must be one of "
+                f"{', '.join(NORMALISATION_CHOICES)}, got {self.normalisation!r}."
             )
         if not isinstance(self.area_calibration, bool):
             raise ConfigError(
-                f"{_named('area_calibration')} must be true or false, got "
+                f"{named_setting('area_calibration')} must be true or false, got "
                 f"{self.area_calibration!r}."
             )
         if not self.model_filename or "/" in self.model_filename:
             raise ConfigError(
-                f"{_named('model_filename')} must be a plain file stem, got "
+                f"{named_setting('model_filename')} must be a plain file stem, got "
                 f"{self.model_filename!r}."
             )
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
-                f"{_named('unlabelled_slices')} must be one of "
+                f"{named_setting('unlabelled_slices')} must be one of "
                 f"{', '.join(UNLABELLED_CHOICES)}, got "
                 f"{self.unlabelled_slices!r}."
             )
@@ -224,63 +237,66 @@ class TrainConfig:
         self._check_sampling()
 
     def _check_numbers(self) -> None:
-        positive_ints = (
-            "input_shape",
-            "epochs",
-            "batch_size",
-            "print_checkpoint",
-            "save_checkpoint",
-        )
-        for name in positive_ints:
+        for name in ("input_shape", "epochs", "batch_size", "print_checkpoint", "save_checkpoint"):
             value = getattr(self, name)
             if value is None and name == "epochs":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{_named(name)} must be a whole number ≥ 1, got {value!r}.")
+                raise ConfigError(
+                    f"{named_setting(name)} must be a whole number ≥ 1, got {value!r}."
+                )
         k = self.context_slices
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
             raise ConfigError(
-                f"{_named('context_slices')} must be a whole number from 0 to 3, got {k!r}."
+                f"{named_setting('context_slices')} must be a whole number from 0 to 3, got {k!r}."
             )
         if isinstance(self.ema_decay, bool) or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(
-                f"{_named('ema_decay')} must be in [0, 1) (0 = off; default 0.998), got "
+                f"{named_setting('ema_decay')} must be in [0, 1) (0 = off; default 0.998), got "
                 f"{self.ema_decay!r}."
             )
         if self.num_workers < 0:
-            raise ConfigError(f"{_named('num_workers')} must be ≥ 0, got {self.num_workers!r}.")
+            raise ConfigError(
+                f"{named_setting('num_workers')} must be ≥ 0, got {self.num_workers!r}."
+            )
         if self.num_labels is not None and self.num_labels < 1:
             raise ConfigError(
-                f"{_named('num_labels')} must be ≥ 1 (ROIs, background excluded), got "
+                f"{named_setting('num_labels')} must be ≥ 1 (ROIs, background excluded), got "
                 f"{self.num_labels!r}."
             )
         if not self.learning_rate > 0:
-            raise ConfigError(f"{_named('learning_rate')} must be > 0, got {self.learning_rate!r}.")
+            raise ConfigError(
+                f"{named_setting('learning_rate')} must be > 0, got {self.learning_rate!r}."
+            )
         if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
             raise ConfigError(
-                f"{_named('dropout_rate')} must be in [0, 1), got {self.dropout_rate!r}."
+                f"{named_setting('dropout_rate')} must be in [0, 1), got {self.dropout_rate!r}."
             )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(
-                f"{_named('validation_fraction')} must be in [0, 1), got "
+                f"{named_setting('validation_fraction')} must be in [0, 1), got "
                 f"{self.validation_fraction!r}."
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ConfigError(f"{_named('max_minutes')} must be > 0, got {self.max_minutes!r}.")
+            raise ConfigError(
+                f"{named_setting('max_minutes')} must be > 0, got {self.max_minutes!r}."
+            )
 
     def _check_input_shape(self) -> None:
         divisor = required_divisor(self.arch, self.model_hyperparameters())
         if self.input_shape % divisor:
             below = (self.input_shape // divisor) * divisor
             raise ConfigError(
-                f"{_named('input_shape')} {self.input_shape} is not divisible by {divisor}, "
+                f"{named_setting('input_shape')} {self.input_shape} is not divisible by {divisor}, "
                 f"which the '{self.arch}' network needs; use {below or divisor} or "
                 f"{below + divisor}."
             )
 
     def _check_sampling(self) -> None:
         if self.target_spacing_mm is not None:
-            row, col = parse_spacing(self.target_spacing_mm)
+            row, col = parse_spacing(
+                self.target_spacing_mm, name=named_setting("target_spacing_mm")
+            )
             object.__setattr__(self, "target_spacing_mm", row if row == col else (row, col))
         if not 0 <= self.foreground_fraction <= 1:
             raise ConfigError(
@@ -323,7 +339,7 @@ class TrainConfig:
         """The target spacing as ``(row, col)`` mm, or None for the training set's median."""
         if self.target_spacing_mm is None:
             return None
-        return parse_spacing(self.target_spacing_mm)
+        return parse_spacing(self.target_spacing_mm, name=named_setting("target_spacing_mm"))
 
     def model_hyperparameters(self) -> dict[str, Any]:
         """Return every hyper-parameter of the network for this grid, as the model file stores
@@ -373,20 +389,49 @@ class TrainConfig:
         return cls(**dict(data))
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """Return a copy with some settings changed (None values are ignored)."""
+        """Return a copy with some settings changed (None values are ignored); the copy's
+        `given_names` are this config's and those changed."""
         return self.with_settings({k: v for k, v in changes.items() if v is not None})
 
     def with_settings(self, settings: Mapping[str, Any]) -> TrainConfig:
-        """Return a copy with ``settings`` applied as given (None sets a setting to None).
+        """Return a copy with ``settings`` applied as given (None sets a setting to None); the
+        copy's `given_names` are this config's and those set (to other than None).
 
         Raises:
             ConfigError: a name is not a setting, or a value is invalid.
         """
-        return TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
+        changed = TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
+        unset = {name for name, value in settings.items() if value is None}
+        object.__setattr__(changed, "_given", (self.given_names() | set(settings)) - unset)
+        return changed
+
+    def given_names(self) -> frozenset[str]:
+        """Return the settings given, rather than left at their defaults: those named (not as
+        None) to the constructor, to `from_dict`, `replace` or `with_settings`.
+
+        A run from a model file takes the file's network where these do not set it
+        (`sliceseg.training.init_from.plan_new_run`). A copy that names every setting
+        (``dataclasses.replace``, a whole saved settings file) cannot tell what was typed: its
+        given settings are those that differ from the defaults; `replace` keeps track.
+
+        Example:
+            >>> config = TrainConfig(arch="unet", epochs=None).replace(seed=3)
+            >>> sorted(config.given_names())
+            ['arch', 'seed']
+        """
+        if self._given is not None:
+            return self._given
+        defaults, held = TrainConfig().to_dict(), self.to_dict()
+        return frozenset(name for name, value in held.items() if value != defaults[name])
 
 
-def _named(setting: str) -> str:
-    """A setting as a message names it: ``--epochs (epochs)``, or its name alone (`FLAGS`)."""
+def named_setting(setting: str) -> str:
+    """A setting as a message names it: ``--epochs (epochs)``, or its name alone (`FLAGS`).
+
+    Example:
+        >>> named_setting("target_spacing_mm"), named_setting("foreground_fraction")
+        ('--target-spacing (target_spacing_mm)', 'foreground_fraction')
+    """
     flag = FLAGS.get(setting)
     return f"{flag} ({setting})" if flag else setting
 
@@ -419,61 +464,3 @@ def normalise_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(settings.get("roi_names"), str):
         settings["roi_names"] = tuple(n.strip() for n in settings["roi_names"].split(","))
     return settings
-
-
-def read_settings(path: Path | str) -> dict[str, Any]:
-    """Return the settings a TOML file gives (top level or a ``[train]`` table), unvalidated.
-
-    Raises:
-        ConfigError: the file is missing or not valid TOML.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
-        >>> _ = path.write_text('[train]\\nepochs = 50\\nroi_names = "a, b"\\n')
-        >>> read_settings(path)
-        {'epochs': 50, 'roi_names': ('a', 'b')}
-    """
-    source = Path(path)
-    try:
-        parsed = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ConfigError(f"{source}: settings file not found.") from error
-    except IsADirectoryError as error:
-        raise ConfigError(
-            f"{source}: is a folder; give the TOML settings file in it (e.g. train.toml)."
-        ) from error
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{source}: not a UTF-8 text file; give a TOML settings file.") from error
-    except OSError as error:
-        raise ConfigError(f"{source}: cannot be read ({error.strerror}).") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML ({error}); fix the line it names.") from error
-    settings = normalise_settings(parsed.get("train", parsed))
-    refuse_unknown_settings(settings, source=source)
-    return settings
-
-
-def load_config(path: Path | str | None = None, **overrides: Any) -> TrainConfig:
-    """Read settings from a TOML file (top level or a ``[train]`` table) and apply overrides.
-
-    Args:
-        path: TOML file, or None for the defaults.
-        **overrides: settings given on the command line or in a notebook; None means "not given".
-
-    Returns:
-        The frozen configuration.
-
-    Raises:
-        ConfigError: the file is missing or not valid TOML, or a setting is unknown or invalid.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "train.toml"
-        >>> _ = path.write_text('[train]\\nepochs = 5\\nbatch_size = 8\\n')
-        >>> load_config(path, epochs=50, seed=None).epochs  # seed None: not given
-        50
-    """
-    data = read_settings(path) if path is not None else {}
-    data.update(normalise_settings({k: v for k, v in overrides.items() if v is not None}))
-    return TrainConfig.from_dict(data)

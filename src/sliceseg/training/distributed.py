@@ -51,10 +51,6 @@ class DistributedContext:
         dist.broadcast(tensor, src=0)
         return bool(tensor.item() > 0.5)
 
-    def mean(self, value: float) -> float:
-        """Return the mean of ``value`` over all ranks."""
-        return float(self.summed(np.array([value], dtype=np.float64))[0]) / self.world_size
-
     def summed(self, values: np.ndarray) -> np.ndarray:
         """Return the element-wise sum of ``values`` over all ranks, in their shape and dtype
         (int64 pixel counts sum exactly); ``values`` itself is left as it is."""

@@ -14,7 +14,7 @@ run, `check_dropout_fits`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from sliceseg.errors import ConfigError
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, recorded_hyperparameters
-from sliceseg.training.config import TrainConfig
+from sliceseg.training.config import TrainConfig, named_setting
 
 MATCHED: tuple[tuple[str, str], ...] = (
     ("roi_names", "label scheme (ROI names)"),
@@ -38,6 +38,16 @@ MATCHED: tuple[tuple[str, str], ...] = (
     ("context_slices", "neighbouring slices (context_slices)"),
 )
 """Metadata entries a fine-tuned run must share with its starting model, with their names."""
+
+NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("arch", "arch"),
+    ("input_shape", "input_size"),
+    ("context_slices", "context_slices"),
+    ("target_spacing_mm", "target_spacing_mm"),
+    ("hyperparameters", "hyperparameters"),
+)
+"""The settings of `model_settings` a run may give only at its model file's value (dropout
+aside: `check_dropout_fits`), each with the `MATCHED` entry it sets."""
 
 
 def model_settings(start: Bundle) -> dict[str, Any]:
@@ -80,9 +90,11 @@ def plan_new_run(
 
     A run from a model file takes the file's network and settings (`model_settings`: arch,
     input_shape, hyperparameters, context_slices, target spacing, dropout rate) except those
-    the user gives: a setting in ``overrides``, or one ``config`` holds at other than its
-    default. The CLI passes what was typed (and its ``--config`` file) as ``overrides``; a
-    notebook's ``TrainConfig(init_from=...)`` needs no ``arch`` or ``input_shape``.
+    the user gives: a setting in ``overrides``, or one given to ``config``
+    (`TrainConfig.given_names`). The CLI passes what was typed (and its ``--config`` file) as
+    ``overrides``; a notebook's ``TrainConfig(init_from=...)`` needs no ``arch`` or
+    ``input_shape``. A network setting given at another value than the file's is refused
+    (`check_given_network`).
 
     Args:
         config: the settings of the run (None: the defaults).
@@ -91,7 +103,7 @@ def plan_new_run(
             here, once.
 
     Raises:
-        ConfigError: a setting is invalid.
+        ConfigError: a setting is invalid, or a network setting given differs from the file's.
         BundleError: the ``init_from`` file is not a sliceseg model.
 
     Example:
@@ -104,13 +116,49 @@ def plan_new_run(
     if init_from is None:
         return base.with_settings(given) if given else base, None
     start = start if start is not None else load_bundle(init_from)  # the one load
-    defaults, held = TrainConfig().to_dict(), base.to_dict()
-    taken = {
-        name: value
-        for name, value in model_settings(start).items()
-        if name not in given and held[name] == defaults[name]
+    named = base.given_names() | given.keys()
+    taken = {k: v for k, v in model_settings(start).items() if k not in named}
+    planned = base.with_settings({**taken, **given})
+    check_given_network(planned, start, named, source=str(init_from))
+    return planned, start
+
+
+def check_given_network(
+    config: TrainConfig, start: Bundle, given: Collection[str], *, source: str
+) -> None:
+    """Refuse a network setting the user gave at another value than the model file's.
+
+    Entries the file does not record (older files) and settings given as None are not
+    compared; the dropout rate is `check_dropout_fits`'.
+
+    Args:
+        config: the run's settings, planned from the file's and the given ones.
+        start: the ``init_from`` model.
+        given: the names of the settings the user gave.
+        source: the model's file, for the message.
+
+    Raises:
+        ConfigError: the first of `NETWORK_SETTINGS` given and different, in one line naming
+            it, its flag and both values.
+    """
+    hyper = config.model_hyperparameters()
+    mine = {
+        "arch": config.arch,
+        "input_size": config.input_shape,
+        "context_slices": config.context_slices,
+        "target_spacing_mm": config.target_spacing_pair(),
+        "hyperparameters": {k: v for k, v in hyper.items() if k != "dropout_rate"},
     }
-    return base.with_settings({**taken, **given}), start
+    theirs, what = _compared(start.metadata), dict(MATCHED)
+    for name, key in NETWORK_SETTINGS:
+        ours, its = _plain(mine[key]), _plain(theirs.get(key))
+        if name not in given or ours is None or its is None or ours == its:
+            continue
+        raise ConfigError(
+            f"--init-from {source}: the model's {what[key]} is {its!r} but this run's is "
+            f"{ours!r}; leave out {named_setting(name)} to take the model's, or train a new "
+            "model without --init-from."
+        )
 
 
 def starting_model(path: Path | str | None) -> Bundle | None:

@@ -69,6 +69,7 @@ from sliceseg.training.steps import (
     learning_rate_at,
     optimizer_step,
     pooled_dice,
+    pooled_losses,
     train_one_epoch,
 )
 from sliceseg.training.validation import no_roi_line, validate_timed
@@ -346,10 +347,11 @@ def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow,
         description=f"epoch {epoch}/{config.planned_epochs or '…'}",
         after_step=session.after_step,
     )
+    loss, dice_loss = pooled_losses(context.summed(stats.loss_sums()))  # every rank's slices
     row: HistoryRow = {
         "epoch": epoch,
-        "loss": context.mean(stats.loss),
-        "dice_loss": context.mean(stats.dice_loss),
+        "loss": loss,
+        "dice_loss": dice_loss,
         "train_dice": pooled_dice(context.summed(stats.counts)),  # every rank's pixels
         "val_dice": float("nan"),
         **{f"val_dice_{n}": float("nan") for n in session.data.roi_names},

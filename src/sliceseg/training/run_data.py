@@ -20,7 +20,7 @@ from sliceseg.model_space.intensity import (
     ct_normalisation,
 )
 from sliceseg.models.bundle import Bundle
-from sliceseg.training.config import AUTO_MIN_SHARE, VIEW_SHARES, TrainConfig
+from sliceseg.training.config import AUTO_MIN_SHARE, VIEW_SHARES, TrainConfig, named_setting
 from sliceseg.training.init_from import model_target_spacing
 from sliceseg.training.session import TrainingData
 
@@ -94,7 +94,7 @@ def _grid(
     """The run's target spacing (None: each slice's own, older square grids) and the line
     that says how it was chosen, when that needs saying: what view auto coarsened to, or a
     ``view`` that a set spacing overrides."""
-    spacing, source = config.target_spacing_pair(), "target_spacing_mm"
+    spacing, source = config.target_spacing_pair(), named_setting("target_spacing_mm")
     if spacing is None and start is not None:  # fine-tuning (or resuming): the model's scale
         spacing, source = model_target_spacing(start), ""
     if config.init_from and start is not None and spacing == model_target_spacing(start):
@@ -105,8 +105,9 @@ def _grid(
     if config.view in VIEW_SHARES and source:  # wide / whole choose a spacing: set here
         return spacing, (
             f"View {config.view} has no effect: the target spacing is set "
-            f"({spacing[0]:.3g} × {spacing[1]:.3g} mm, {source}); leave out target_spacing_mm "
-            "(or, fine-tuning, train a new model) to let the view choose it."
+            f"({spacing[0]:.3g} × {spacing[1]:.3g} mm, {source}); leave out "
+            f"{named_setting('target_spacing_mm')} (or, fine-tuning, train a new model) to let "
+            "the view choose it."
         )
     return spacing, ""
 
@@ -164,21 +165,25 @@ def run_normalisation(
     Raises:
         ConfigError: ``start`` given and a ``normalisation`` other than "auto" that is not its.
     """
+    setting = named_setting("normalisation")
     if start is not None:
         meta = start.metadata
-        asked = choose_normalisation(config.normalisation, [])  # "auto": the model's, below
+        # "auto": the model's, below
+        asked = choose_normalisation(config.normalisation, [], name=setting)
         if config.normalisation != "auto" and asked != meta.normalisation:
             raise ConfigError(
                 f"--init-from {config.init_from or 'the model'}: the model's intensity "
                 f"normalisation is {meta.normalisation!r} but this run's is {asked!r} "
-                f"(normalisation = {config.normalisation}); leave normalisation at auto to "
-                "fine-tune with the model's, or train a new model without --init-from."
+                f"({setting} {config.normalisation}); leave it at auto to fine-tune with the "
+                "model's, or train a new model without --init-from."
             )
         return IntensityNormalisation.from_metadata(
             meta.normalisation, meta.intensity, source=config.init_from or "the model"
         )
     every = train if dataset is None else dataset  # an MR patient held out: not a CT set
-    name = choose_normalisation(config.normalisation, [s.image.modality for s in every])
+    name = choose_normalisation(
+        config.normalisation, [s.image.modality for s in every], name=setting
+    )
     if name == PER_SLICE.name:
         return PER_SLICE
     return ct_normalisation([s.image.pixels for s in train], [s.label for s in train])

@@ -34,17 +34,27 @@ class EpochStats:
     """What one training epoch measured on this process.
 
     Attributes:
-        loss: mean training loss over its batches.
-        dice_loss: mean Dice loss over its batches.
+        loss: mean training loss over its slices (each batch's mean weighted by its slices).
+        dice_loss: mean Dice loss over its slices, likewise.
         counts: (3, K) int64 tp, fp and fn pixels of ROIs 1..K, pooled over its batches (the
             processes of a torchrun run sum them for the epoch's Dice: `pooled_dice`).
         seconds: how long it took.
+        samples: the slices it trained on (the processes of a torchrun run pool their losses
+            by them: `loss_sums`).
     """
 
     loss: float
     dice_loss: float
     counts: np.ndarray
     seconds: float
+    samples: int
+
+    def loss_sums(self) -> np.ndarray:
+        """Return (loss × slices, Dice loss × slices, slices), float64: summed over the
+        processes of a torchrun run, their ratios are the epoch's losses over every slice
+        (`pooled_losses`), not a mean of the processes' means."""
+        weighted = (self.loss * self.samples, self.dice_loss * self.samples, self.samples)
+        return np.array(weighted, dtype=np.float64)
 
     @property
     def dice(self) -> float:
@@ -86,6 +96,18 @@ def pooled_dice(counts: np.ndarray) -> float:
         0.9523809523809523
     """
     return mean_dice(dice_from_counts(*counts))
+
+
+def pooled_losses(sums: np.ndarray) -> tuple[float, float]:
+    """Return the mean loss and Dice loss per slice from `EpochStats.loss_sums`, summed over
+    processes.
+
+    Example:
+        >>> pooled_losses(np.array([3.0, 1.5, 6.0]) + np.array([3.0, 2.5, 2.0]))  # 6 + 2 slices
+        (0.75, 0.5)
+    """
+    loss_sum, dice_loss_sum, samples = (float(v) for v in sums)
+    return loss_sum / samples, dice_loss_sum / samples
 
 
 def mean_dice(per_roi: np.ndarray) -> float:
@@ -149,7 +171,7 @@ def train_one_epoch(
     ``after_step`` is called after each optimiser step (the weight average's update)."""
     model.train()
     start = time.perf_counter()
-    losses, dice_losses, counter = [], [], DiceCounter(num_classes)
+    losses, dice_losses, sizes, counter = [], [], [], DiceCounter(num_classes)
     batches = tqdm(loader, desc=description, leave=False, disable=not show_progress)
     for images, labels in batches:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -166,11 +188,13 @@ def train_one_epoch(
             dice_losses.append(float(dice_loss_fn([o.float() for o in outputs], labels)))
             counter.update(outputs[0].float().cpu(), labels.cpu())
         losses.append(float(loss.detach()))
+        sizes.append(len(labels))
     return EpochStats(
-        loss=float(np.mean(losses)),
-        dice_loss=float(np.mean(dice_losses)),
+        loss=float(np.average(losses, weights=sizes)),
+        dice_loss=float(np.average(dice_losses, weights=sizes)),
         counts=counter.counts,
         seconds=time.perf_counter() - start,
+        samples=int(sum(sizes)),
     )
 
 
