@@ -15,6 +15,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
+from sliceseg.io.labels import check_class_map
 from sliceseg.measure.summary_rows import series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
@@ -381,6 +382,7 @@ def measure_areas(
     Raises:
         ConfigError: a label map's shape differs from its slice, a slice has no spacing
             and no fallback was given, or ``tissue.muscle_rois`` names an ROI not measured.
+        LabelError: a label map holds a value other than 0..K (K = ``len(roi_names)``).
 
     Example:
         >>> table = measure_areas([label], [image], ["vertebral body"])
@@ -394,11 +396,7 @@ def measure_areas(
     units: dict[str, str] = {}  # unit -> the first slice measured in it
     not_hu = _tissue_warnings(images, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
-        if label.shape != image.shape:
-            raise ConfigError(
-                f"{name}: label map is {label.shape[0]}×{label.shape[1]} but the image is "
-                f"{image.shape[0]}×{image.shape[1]}; a label must be on its image's own grid."
-            )
+        check_class_map(label, image.shape, len(roi_names), name=name)
         spacing, source = resolve_spacing(image, fallback)
         units.setdefault("pixels" if spacing is None else "mm2", str(image.source))
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
