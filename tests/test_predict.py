@@ -166,6 +166,39 @@ class TestPasses:
         assert np.array_equal(labels, np.repeat(np.repeat(blocks, 16, 0), 16, 1))
 
 
+class TestPredictSlicesArguments:
+    """``predict_slices`` takes a model file as the other workflows do, and refuses a batch
+    size that predicts nothing, in sliceseg's own one-line errors."""
+
+    @pytest.mark.parametrize("as_text", [True, False])
+    def test_a_model_file_path_or_str_is_loaded(self, tmp_path, as_text):
+        torch.manual_seed(0)
+        model = build_model("unet", num_classes=2, input_size=32, depth=3)
+        torch.save(bundle_payload(model, metadata(input_size=32, hyperparameters={"depth": 3})),
+                   tmp_path / "m.pt")  # fmt: skip
+        image = ellipse_slice(tmp_path)
+        path = tmp_path / "m.pt"
+        (label,) = predict_slices(str(path) if as_text else path, [image], device="cpu")
+        expected = predict_slices(load_bundle(path), [image], device="cpu")[0]
+        assert label.shape == (112, 96) and np.array_equal(label, expected)
+
+    def test_a_missing_model_file_is_named(self, tmp_path):
+        from sliceseg.errors import BundleError
+
+        with pytest.raises(BundleError, match=r"missing\.pt: model file not found"):
+            predict_slices(str(tmp_path / "missing.pt"), [ellipse_slice(tmp_path)])
+
+    @pytest.mark.parametrize("size", [0, -1, 2.0])
+    def test_a_batch_size_below_one_is_refused(self, tmp_path, size):
+        from sliceseg.errors import ConfigError
+
+        bundle = Bundle(Threshold(), metadata())
+        with pytest.raises(
+            ConfigError, match=f"--batch-size must be a whole number ≥ 1, got {size}"
+        ):
+            predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu", batch_size=size)
+
+
 class TestOlderModelFiles:
     """A file written before target spacings predicts on its square grid, exactly as before."""
 

@@ -27,7 +27,7 @@ from sliceseg.measure.metrics import (
     icc,
     iou_per_class,
 )
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.report.plots import plot_bland_altman
 
 ICC_KIND = "3,1"
@@ -261,7 +261,7 @@ def evaluate_model(
         >>> result = evaluate_model("model/sliceseg_best.pt", "phantom/test", "evaluation/")
         >>> result.summary["dice_mean"]
     """
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     source = DataSource.from_dirs(
         data_dir,
         images_dir=images_dir,

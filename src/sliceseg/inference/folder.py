@@ -38,7 +38,7 @@ from sliceseg.measure.areas import (
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.models.model_info import model_summary
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
 
@@ -134,7 +134,7 @@ def predict_folder(
     formats = parse_exports(exports)  # a bad name fails before any work, not after predicting
     show = sys.stderr.isatty() if progress is None else progress
     predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     if roi_names is not None:
         bundle = bundle.with_roi_names(list(roi_names))
     check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted

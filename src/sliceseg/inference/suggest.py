@@ -20,7 +20,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def suggest_slices(
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}.")
     PredictOptions(batch_size=batch_size)  # checks --batch-size as predict does
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     root = Path(dicom_dir)
     images = [with_fallback_spacing(i, fallback) for i in _scan(root)]
     wanted = _unlabelled(root, labels_dir, images)

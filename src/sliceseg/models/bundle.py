@@ -291,6 +291,24 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
     return Bundle(model, metadata, source, payload.get("training_state"))
 
 
+def as_bundle(model: Bundle | Path | str) -> Bundle:
+    """Return ``model`` itself when loaded, else the model loaded from its file.
+
+    Args:
+        model: a loaded model, or the path of a model file from training.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        BundleError: as for `load_bundle`.
+
+    Example:
+        >>> as_bundle("model/sliceseg_best.pt").roi_names
+    """
+    return model if isinstance(model, Bundle) else load_bundle(model)
+
+
 _NOT_A_MODEL = "give a .pt written by `sliceseg train`"
 
 
