@@ -3,7 +3,6 @@ their DICOMs; no model."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sliceseg.io.files import output_run
 from sliceseg.io.identity import slices_series_names
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
+from sliceseg.progress_bars import shows_progress
 
 NOT_MEASURED = "not measured"  # how a note on a label map left out begins
 
@@ -77,7 +77,7 @@ def measure_label_folder(
         roi_names=roi_names,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
+    samples, report = load_usable_samples(source, progress=shows_progress())
     if not samples:
         raise PairingError(
             f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "

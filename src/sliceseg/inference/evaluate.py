@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from sliceseg.measure.metrics import (
     iou_per_class,
 )
 from sliceseg.models.bundle import Bundle, as_bundle
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.plots import plot_bland_altman
 
 ICC_KIND = "3,1"
@@ -131,7 +131,7 @@ def load_test_samples(
         PairingError: a folder does not exist.
     """
     given = dataclasses.replace(source, label_values=scheme.stored_values)
-    samples, report = load_usable_samples(given, progress=sys.stderr.isatty())
+    samples, report = load_usable_samples(given, progress=shows_progress())
     unknown = [p for p in report.errors if p.kind == "label_values"]
     if unknown:  # "<file>: values [9] in 16 pixels are not in the dataset's label scheme ..."
         found = unknown[0].message.split(" are not in the dataset's label scheme")[0]
@@ -280,7 +280,7 @@ def evaluate_model(
             images,
             device=device,
             tta=tta,
-            progress=sys.stderr.isatty(),
+            progress=shows_progress(),
             context_pool=pool,
         )
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)

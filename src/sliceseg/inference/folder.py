@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.models.model_info import model_summary
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
 
 
@@ -116,7 +116,7 @@ def predict_folder(
             requires), "nifti" (``<series>.nii.gz``), "nrrd" (``<series>.seg.nrrd``, 3D Slicer);
             default nifti and nrrd, which hold no patient data. A string is read as ``--export``
             reads it: ``"seg,nifti"``, ``"all"``, ``"none"``.
-        progress: show progress bars (default: when stderr is a terminal).
+        progress: show progress bars (default: in a terminal or a Jupyter notebook).
 
     Returns:
         The predictions, the area table and the paths written.
@@ -132,7 +132,7 @@ def predict_folder(
         >>> print(run.areas.to_text())
     """
     formats = parse_exports(exports)  # a bad name fails before any work, not after predicting
-    show = sys.stderr.isatty() if progress is None else progress
+    show = shows_progress() if progress is None else progress
     predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
     bundle = as_bundle(model)
     if roi_names is not None:

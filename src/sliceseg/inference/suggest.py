@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, as_bundle
+from sliceseg.progress_bars import shows_progress
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def suggest_slices(
         batch_size=batch_size,
         tta=tta,
         on_probabilities=collector,
-        progress=sys.stderr.isatty(),
+        progress=shows_progress(),
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
@@ -162,7 +162,7 @@ def _unfamiliar(
 
 
 def _scan(root: Path) -> list[Slice]:
-    scan = scan_dicom_folder(root, progress=sys.stderr.isatty())
+    scan = scan_dicom_folder(root, progress=shows_progress())
     if not scan.slices:
         raise PairingError(f"{root}: no readable DICOM files found; point to the .dcm slices.")
     return scan.slices
