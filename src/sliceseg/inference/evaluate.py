@@ -252,6 +252,23 @@ def evaluate_model(
     (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note
     says it is not drawn).
 
+    Args:
+        model: a loaded model, or the path of a model file.
+        data_dir: the test folder (``dicoms/`` and ``labels/``), or None with both
+            ``images_dir`` and ``labels_dir``.
+        out_dir: where the CSVs and the plot go.
+        images_dir: DICOM folder, when not ``data_dir/dicoms``.
+        labels_dir: label folder, when not ``data_dir/labels``.
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
+        tta: average over small rotations and zooms (4× slower).
+        fallback: spacing for files without PixelSpacing.
+        overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
+
+    Returns:
+        An `EvaluationResult`: ``per_slice`` and ``summary`` DataFrames, the files written
+        and the notes.
+
     Raises:
         LabelError: a test label holds a value outside the model's label scheme.
         ConfigError: a slice has no spacing and no fallback was given, or the output is in use.
