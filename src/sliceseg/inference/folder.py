@@ -61,7 +61,7 @@ class SegmentationRun:
     """
 
     out_dir: Path
-    predictions: list[Prediction]
+    predictions: list[Prediction] = field(repr=False)  # every slice's pixels: not for a repr
     areas: AreaTable
     skipped: list[SkippedFile]
     animations: list[Path]

@@ -92,7 +92,7 @@ class ModelMetadata:
     orientation: str | None = ORIENTATION_CONVENTION
     target_spacing_mm: tuple[float, float] | None = None
     postprocessing: dict[str, Any] | None = None
-    familiarity: dict[str, Any] | None = None
+    familiarity: dict[str, Any] | None = field(default=None, repr=False)
     intensity: dict[str, Any] | None = None
     context_slices: int = 0
     context_step_mm: float | None = None
@@ -187,10 +187,12 @@ class Bundle:
         training_state: optimiser / random state / history for resuming, or None.
     """
 
-    model: nn.Module
+    # repr=False: a notebook's `bundle` shows the names and settings, not the network's layers,
+    # the resume state or the training profile (hundreds of kilobytes of numbers)
+    model: nn.Module = field(repr=False)
     metadata: ModelMetadata
     source: Path | None = None
-    training_state: dict[str, Any] | None = None
+    training_state: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def roi_names(self) -> tuple[str, ...]:
