@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -309,6 +310,17 @@ class TestPredictFolderArguments:
         run = self._run(tmp_path, "nifti")
         (exported,) = run.exports
         assert [f.name for f in exported.files] == ["in.nii.gz"]
+
+    def test_a_second_run_into_the_same_folder_names_the_python_argument(self, tmp_path):
+        """A notebook cell run twice: refused as the CLI refuses, naming ``overwrite=True``."""
+        from sliceseg.errors import ConfigError
+
+        first = self._run(tmp_path, "none")
+        label = (first.out_dir / "labels" / "a.png").read_bytes()
+        expected = "not empty; choose another --out or pass --overwrite (overwrite=True)."
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            self._run(tmp_path, "none")
+        assert (first.out_dir / "labels" / "a.png").read_bytes() == label
 
     def test_an_unknown_format_fails_before_any_output_is_written(self, tmp_path):
         from sliceseg.errors import ConfigError
