@@ -190,6 +190,16 @@ class TestTypedSettings:
         assert any(isinstance(m, torch.nn.Dropout2d) and m.p == 0.2 for m in network.modules())
 
 
+@pytest.mark.parametrize(
+    ("given", "names"), [("muscle", ("muscle",)), ("psoas, disc", ("psoas", "disc"))]
+)
+def test_roi_names_as_a_string_are_names_not_letters(given, names):
+    """`TrainConfig(roi_names="muscle")` in a notebook named six ROIs 'm', 'u', 's', ...; a
+    string is read as in a settings file: comma-separated names."""
+    assert TrainConfig(data_dir="d", roi_names=given).roi_names == names
+    assert load_config(None, data_dir="d", roi_names=given).roi_names == names
+
+
 def test_folders_given_as_paths_are_kept_as_text(tmp_path):
     import json
 

@@ -107,6 +107,13 @@ class TestMeasureAreas:
         with pytest.raises(LabelError, match="s1: float values that are not whole numbers"):
             measure_areas([label], [make_slice((4, 4), (1.0, 1.0))], ["a"])
 
+    def test_one_roi_name_as_a_string_is_one_column(self):
+        """``roi_names="muscle"`` gave the columns m, u, s, c, l, e (label 1 measured as "m")."""
+        label = np.ones((4, 4), np.uint8)
+        table = measure_areas([label], [make_slice((4, 4), (0.5, 0.5))], "muscle")
+        assert list(table.wide.columns) == ["file", "muscle"]
+        assert table.wide.loc["1", "muscle"] == pytest.approx(4.0)
+
     def test_whole_float_and_bool_label_maps_are_measured(self):
         images = [make_slice((4, 4), (0.5, 0.5))] * 2
         table = measure_areas([np.ones((4, 4)), np.ones((4, 4), bool)], images, ["a"])

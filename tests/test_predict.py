@@ -322,6 +322,16 @@ class TestPredictFolderArguments:
             self._run(tmp_path, "none")
         assert (first.out_dir / "labels" / "a.png").read_bytes() == label
 
+    def test_one_roi_name_as_a_string_names_the_one_roi(self, tmp_path):
+        """``roi_names="psoas"`` for a one-ROI model was refused as five names."""
+        from sliceseg.inference.folder import predict_folder
+
+        ellipse_slice(tmp_path / "in")
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=SPACING))
+        run = predict_folder(bundle, tmp_path / "in", tmp_path / "out", device="cpu",
+                             report=False, exports="none", roi_names="psoas")  # fmt: skip
+        assert "psoas" in run.areas.wide.columns and "p" not in run.areas.wide.columns
+
     def test_an_unknown_format_fails_before_any_output_is_written(self, tmp_path):
         from sliceseg.errors import ConfigError
 

@@ -76,7 +76,7 @@ def predict_folder(
     dicom_dir: Path | str,
     out_dir: Path | str,
     *,
-    roi_names: Sequence[str] | None = None,
+    roi_names: str | Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 8,
     tta: bool = False,
@@ -136,7 +136,7 @@ def predict_folder(
     predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
     bundle = as_bundle(model)
     if roi_names is not None:
-        bundle = bundle.with_roi_names(list(roi_names))
+        bundle = bundle.with_roi_names(roi_names)
     check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted
     root = Path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)

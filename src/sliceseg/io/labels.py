@@ -176,6 +176,19 @@ def read_label_file(path: Path) -> RawLabel:
     return RawLabel(values=values, source=path, is_lossy=is_lossy)
 
 
+def parse_roi_names(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the names of ROIs 1..K as a tuple; a string is a comma-separated list, as in
+    ``--labels`` and a settings file, so ``"psoas"`` is one name, never its letters.
+
+    Example:
+        >>> parse_roi_names("muscle"), parse_roi_names("psoas, disc"), parse_roi_names(["a"])
+        (('muscle',), ('psoas', 'disc'), ('a',))
+    """
+    if isinstance(names, str):
+        return tuple(name.strip() for name in names.split(","))
+    return tuple(str(name) for name in names)
+
+
 def check_class_map(
     label: np.ndarray, image_shape: tuple[int, ...], num_labels: int, *, name: str
 ) -> None:

@@ -15,7 +15,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
-from sliceseg.io.labels import check_class_map
+from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.measure.summary_rows import series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
@@ -355,7 +355,7 @@ class AreaTable:
 def measure_areas(
     labels: Sequence[np.ndarray],
     images: Sequence[Slice],
-    roi_names: Sequence[str],
+    roi_names: str | Sequence[str],
     *,
     names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
@@ -367,7 +367,7 @@ def measure_areas(
     Args:
         labels: label maps (rows, cols), values 0..K, one per slice, on each slice's grid.
         images: the slices, for spacing and mean intensity.
-        roi_names: names of ROIs 1..K.
+        roi_names: names of ROIs 1..K (a string: comma-separated names).
         names: file names to show per slice; defaults to each slice's name.
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add each slice's PatientID and PatientName to the tidy table; left
@@ -388,6 +388,7 @@ def measure_areas(
         >>> table = measure_areas([label], [image], ["vertebral body"])
         >>> table.wide.loc["mean", "vertebral body"]
     """
+    roi_names = parse_roi_names(roi_names)  # "muscle" is one ROI, not six
     if len(labels) != len(images):
         raise ConfigError(f"{len(labels)} label maps for {len(images)} slices; give one per slice.")
     check_muscle_rois(tissue, roi_names)

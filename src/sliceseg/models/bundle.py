@@ -11,7 +11,7 @@ import io
 import itertools
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sliceseg._version import __version__
 from sliceseg.dataset.pairing import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
@@ -199,18 +200,18 @@ class Bundle:
         """Names of ROIs 1..K."""
         return self.metadata.roi_names
 
-    def with_roi_names(self, roi_names: list[str] | tuple[str, ...]) -> Bundle:
+    def with_roi_names(self, roi_names: str | Sequence[str]) -> Bundle:
         """Return a copy whose ROI names are replaced (e.g. from ``--labels``).
 
         Raises:
             ConfigError: the number of names differs from the model's number of ROIs, or a
                 name is given twice.
         """
-        names = tuple(n.strip() for n in roi_names)
-        refuse_repeated_names(names, source="--labels")
+        names = tuple(n.strip() for n in parse_roi_names(roi_names))
+        refuse_repeated_names(names, source="--labels (roi_names)")
         if len(names) != self.metadata.num_labels:
             raise ConfigError(
-                f"--labels gives {len(names)} names but the model segments "
+                f"--labels (roi_names) gives {len(names)} names but the model segments "
                 f"{self.metadata.num_labels} ROIs ({', '.join(self.metadata.roi_names)}); "
                 "give one name per ROI, in label order."
             )

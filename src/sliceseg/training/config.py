@@ -13,6 +13,7 @@ from sliceseg.augment.params import AugmentParams
 from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
+from sliceseg.io.labels import parse_roi_names
 from sliceseg.model_space.batches import native_crop_share, whole_slice_spacing
 from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
@@ -205,7 +206,7 @@ class TrainConfig:
                 f"{self.model_filename!r}."
             )
         if self.roi_names is not None:
-            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+            object.__setattr__(self, "roi_names", parse_roi_names(self.roi_names))
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
                 f"{_named('unlabelled_slices')} must be one of "
@@ -417,7 +418,7 @@ def normalise_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """Return settings with user-friendly forms made canonical (``"a, b"`` roi_names → a tuple)."""
     settings = dict(data)
     if isinstance(settings.get("roi_names"), str):
-        settings["roi_names"] = tuple(n.strip() for n in settings["roi_names"].split(","))
+        settings["roi_names"] = parse_roi_names(settings["roi_names"])
     return settings
 
 
