@@ -232,3 +232,9 @@ class TestTargetSpacing:
     def test_bad_values_name_the_setting(self, change, message):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**change)
+
+
+def test_a_misspelt_setting_in_python_lists_the_valid_ones():
+    """`TrainConfig(epoch=50)` in a notebook raised dataclass's TypeError, no valid names."""
+    with pytest.raises(ConfigError, match=r"^unknown setting\(s\) epoch; valid settings: .*epochs"):
+        TrainConfig(data_dir="d", epoch=50)

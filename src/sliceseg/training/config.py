@@ -179,6 +179,11 @@ class TrainConfig:
     context_slices: int = 0
     ema_decay: float = 0.998
 
+    def __new__(cls, *args: Any, **settings: Any) -> TrainConfig:
+        # a notebook's typo (`epoch=50`) gets the valid settings, not dataclass's TypeError
+        refuse_unknown_settings(settings)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         self._check_numbers()
         if self.view not in VIEW_CHOICES:
