@@ -43,3 +43,19 @@ def test_every_exported_function_documents_its_arguments_result_and_an_example()
         if signature.return_annotation is inspect.Signature.empty:
             gaps.append(f"{name}: no return type")
     assert gaps == []
+
+
+def test_every_exported_path_argument_takes_a_string_too(tiny_phantom):
+    """A notebook passes folders as text; the hints said `read_series` took a Path only."""
+    import inspect
+
+    narrow = [
+        f"{name}({p.name}: {p.annotation})"
+        for name in sliceseg.__all__
+        if inspect.isfunction(function := getattr(sliceseg, name))
+        for p in inspect.signature(function).parameters.values()
+        if "Path" in str(p.annotation) and "str" not in str(p.annotation)
+    ]
+    assert narrow == []
+    folder = str(tiny_phantom / "test" / "dicoms" / "sub04")
+    assert [s.name for s in sliceseg.read_series(folder)][:1] == ["sub04_s00"]

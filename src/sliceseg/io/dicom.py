@@ -142,7 +142,7 @@ class DicomScan:
     skipped: list[SkippedFile]
 
 
-def read_slices(path: Path) -> list[Slice]:
+def read_slices(path: Path | str) -> list[Slice]:
     """Read one DICOM file into one `Slice` per frame.
 
     Args:
@@ -294,7 +294,7 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
     ]
 
 
-def read_series(folder: Path) -> list[Slice]:
+def read_series(folder: Path | str) -> list[Slice]:
     """Read all DICOM slices under ``folder``, ordered by `order_slices`.
 
     Args:
@@ -309,7 +309,7 @@ def read_series(folder: Path) -> list[Slice]:
     Example:
         >>> slices = read_series(Path("scans/p01"))
     """
-    scan = scan_dicom_folder(folder)
+    scan = scan_dicom_folder(Path(folder))
     if not scan.slices:
         detail = f"; first skipped: {scan.skipped[0].describe()}"
         raise PairingError(
