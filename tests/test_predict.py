@@ -332,6 +332,12 @@ class TestPredictFolderArguments:
                              report=False, exports="none", roi_names="psoas")  # fmt: skip
         assert "psoas" in run.areas.wide.columns and "p" not in run.areas.wide.columns
 
+    def test_the_run_lists_each_slice_s_overlay(self, tmp_path):
+        """The test notebook found its overlay by globbing ``out_dir/overlays`` itself."""
+        run = self._run(tmp_path, "none")
+        assert run.overlays == [tmp_path / "out" / "overlays" / "a.jpg"]
+        assert run.overlays[0].stat().st_size > 1_000
+
     def test_an_unknown_format_fails_before_any_output_is_written(self, tmp_path):
         from sliceseg.errors import ConfigError
 

@@ -18,7 +18,7 @@ from sliceseg.inference.familiarity import (
     warn_no_profile,
     with_familiarity,
 )
-from sliceseg.inference.outputs import write_outputs
+from sliceseg.inference.outputs import overlay_path, write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
 from sliceseg.io.dicom import (
@@ -69,6 +69,15 @@ class SegmentationRun:
     warnings: list[str]
     exports: list[SeriesExport] = field(default_factory=list)
     familiarity: list[SeriesVerdict] = field(default_factory=list)
+
+    @property
+    def overlays(self) -> list[Path]:
+        """Each slice's overlay picture (``overlays/<key>.jpg``), in the order of ``predictions``.
+
+        Example:
+            >>> Image(filename=str(run.overlays[0]))  # in a notebook
+        """
+        return [overlay_path(self.out_dir, p.key) for p in self.predictions]
 
 
 def predict_folder(
