@@ -148,7 +148,9 @@ class TestPredictErrors:
             "--labels",
             "a,b",
         )
-        assert code == 2 and "--labels gives 2 names but the model segments 6 ROIs" in err
+        assert (
+            code == 2 and "--labels (roi_names) gives 2 names but the model segments 6 ROIs" in err
+        )
 
     def test_a_label_name_given_twice(self, tiny_model, tiny_phantom, tmp_path, capsys):
         """Two ROIs of one name would share one column of csa.csv: refused before predicting."""
@@ -158,7 +160,7 @@ class TestPredictErrors:
             capsys, "predict", str(tiny_model), dicoms, "--out", str(out), "--labels", names
         )
         assert code == 2 and err.count("\n") == 1
-        assert "--labels: ROI name 'a' (ROIs 1, 6) given more than once" in err
+        assert "--labels (roi_names): ROI name 'a' (ROIs 1, 6) given more than once" in err
         assert not (out / "csa.csv").exists()
 
     def test_corrupt_file_among_good_ones_is_skipped(

@@ -236,7 +236,8 @@ def test_other_settings_into_the_same_out_name_the_flag(tmp_path, changed, expec
     with pytest.raises(ConfigError) as refused:
         check_out_dir(tmp_path, again, overwrite=False)
     assert str(refused.value) == (
-        f"{tmp_path}: {expected}; use another --out, or pass --overwrite to redo every series."
+        f"{tmp_path}: {expected}; use another --out, or pass --overwrite (overwrite=True) to redo "
+        "every series."
     )
 
 

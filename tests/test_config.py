@@ -238,6 +238,16 @@ class TestTypedSettings:
         assert any(isinstance(m, torch.nn.Dropout2d) and m.p == 0.2 for m in network.modules())
 
 
+@pytest.mark.parametrize(
+    ("given", "names"), [("muscle", ("muscle",)), ("psoas, disc", ("psoas", "disc"))]
+)
+def test_roi_names_as_a_string_are_names_not_letters(given, names):
+    """`TrainConfig(roi_names="muscle")` in a notebook named six ROIs 'm', 'u', 's', ...; a
+    string is read as in a settings file: comma-separated names."""
+    assert TrainConfig(data_dir="d", roi_names=given).roi_names == names
+    assert load_config(None, data_dir="d", roi_names=given).roi_names == names
+
+
 def test_folders_given_as_paths_are_kept_as_text(tmp_path):
     import json
 
@@ -276,3 +286,9 @@ class TestTargetSpacing:
     def test_bad_values_name_the_flag_and_the_setting(self, change, message):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**change)
+
+
+def test_a_misspelt_setting_in_python_lists_the_valid_ones():
+    """`TrainConfig(epoch=50)` in a notebook raised dataclass's TypeError, no valid names."""
+    with pytest.raises(ConfigError, match=r"^unknown setting\(s\) epoch; valid settings: .*epochs"):
+        TrainConfig(data_dir="d", epoch=50)

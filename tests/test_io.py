@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import stat
 
 import pytest
@@ -132,7 +133,9 @@ def test_writer_threads_leave_the_umask_as_it_was(tmp_path, monkeypatch):
 
 
 def test_non_empty_output_folder_needs_overwrite(tmp_path):
+    """The refusal names the flag and, for a notebook's call, the argument that overrides it."""
     (tmp_path / "f.txt").write_text("keep")
-    with pytest.raises(ConfigError, match="not empty; choose another --out or pass --overwrite"):
+    expected = "not empty; choose another --out or pass --overwrite (overwrite=True)."
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         prepare_output_dir(tmp_path, overwrite=False)
     assert prepare_output_dir(tmp_path, overwrite=True) == tmp_path

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
@@ -85,6 +86,38 @@ class TestMeasureAreas:
     def test_shape_mismatch_names_the_slice(self):
         with pytest.raises(ConfigError, match="s1: label map is 4×4 but the image is 8×8"):
             measure_areas([np.zeros((4, 4), np.uint8)], [make_slice((8, 8), (1.0, 1.0))], ["r"])
+
+    @pytest.mark.parametrize(
+        ("values", "names", "found"),
+        [
+            ((0, 255), ["muscle"], "[255]"),
+            ((0, 1, 2, 3), ["a", "b"], "[3]"),
+            ((0, -1), ["a"], "[-1]"),
+        ],
+    )
+    def test_label_values_outside_the_roi_names_are_refused(self, values, names, found):
+        """A 0/255 mask, or a map with more ROIs than names, measured 0 mm² without a word."""
+        label = np.array([values * 4] * 8)
+        expected = f"s1: label values {found} are not ROIs 0..{len(names)} ({len(names)} ROI names"
+        with pytest.raises(LabelError, match=re.escape(expected)):
+            measure_areas([label], [make_slice(label.shape, (1.0, 1.0))], names)
+
+    def test_fractional_label_values_are_refused(self):
+        label = np.full((4, 4), 0.5)
+        with pytest.raises(LabelError, match="s1: float values that are not whole numbers"):
+            measure_areas([label], [make_slice((4, 4), (1.0, 1.0))], ["a"])
+
+    def test_one_roi_name_as_a_string_is_one_column(self):
+        """``roi_names="muscle"`` gave the columns m, u, s, c, l, e (label 1 measured as "m")."""
+        label = np.ones((4, 4), np.uint8)
+        table = measure_areas([label], [make_slice((4, 4), (0.5, 0.5))], "muscle")
+        assert list(table.wide.columns) == ["file", "muscle"]
+        assert table.wide.loc["1", "muscle"] == pytest.approx(4.0)
+
+    def test_whole_float_and_bool_label_maps_are_measured(self):
+        images = [make_slice((4, 4), (0.5, 0.5))] * 2
+        table = measure_areas([np.ones((4, 4)), np.ones((4, 4), bool)], images, ["a"])
+        assert table.per_slice["a"].tolist() == [4.0, 4.0]
 
     def test_save_writes_wide_and_long_csv(self, tmp_path):
         label = np.ones((4, 4), np.uint8)

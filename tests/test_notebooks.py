@@ -323,3 +323,46 @@ def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path):
     np.testing.assert_array_equal(areas.loc["n", rois].astype(float), present.count())
     assert truth.to_numpy().sum() > 0  # the tiny model segments something
     assert len(iio.imread(results / "segmentation.gif", index=None)) == len(truth)
+
+
+class TestWhatACellShows:
+    """An object left last in a cell is shown by its repr: the names and paths a researcher
+    wants, not the network's layers, a training profile or every slice's pixels."""
+
+    def test_a_model_shows_its_names_and_file_not_its_profile(self):
+        import torch
+
+        from sliceseg.models.bundle import Bundle, ModelMetadata
+
+        profile = {"features_mean": [0.5] * 50_000}  # a real one is hundreds of kilobytes
+        metadata = ModelMetadata(arch="unet", hyperparameters={}, num_classes=2, input_size=32,
+                                 roi_names=("psoas",), familiarity=profile)  # fmt: skip
+        network = torch.nn.Sequential(*[torch.nn.Conv2d(1, 1, 3) for _ in range(50)])
+        text = repr(Bundle(network, metadata, Path("m.pt"), {"optimizer": [0.0] * 50_000}))
+        assert "roi_names=('psoas',)" in text and "source=PosixPath('m.pt')" in text
+        assert "features_mean" not in text and "Conv2d" not in text and "optimizer" not in text
+        assert len(text) < 1_000
+
+    def test_a_segmentation_run_shows_its_outputs_not_every_slice(self, tmp_path):
+        from sliceseg.inference.folder import SegmentationRun
+        from sliceseg.inference.predict import Prediction
+        from sliceseg.io.dicom import Slice
+        from sliceseg.measure.areas import measure_areas
+
+        image = Slice(pixels=np.zeros((64, 64), np.float32), spacing_mm=(1.0, 1.0),
+                      spacing_source="PixelSpacing", source=tmp_path / "a.dcm")  # fmt: skip
+        label = np.zeros((64, 64), np.uint8)
+        run = SegmentationRun(
+            out_dir=tmp_path, predictions=[Prediction(image, label, "a")] * 500,
+            areas=measure_areas([label], [image], ["psoas"]), skipped=[], animations=[],
+            report=tmp_path / "report.html", warnings=[],
+        )  # fmt: skip
+        text = repr(run)
+        assert "pixels=array" not in text and "Prediction(" not in text
+        assert f"report={tmp_path / 'report.html'!r}" in text
+
+    def test_a_check_report_shows_its_findings_not_every_pair(self, tiny_phantom):
+        from sliceseg.dataset.samples import check_dataset
+
+        text = repr(check_dataset(tiny_phantom / "train"))
+        assert "Pair(" not in text and "roi_names=('vertebral body'," in text

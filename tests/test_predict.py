@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -166,6 +167,39 @@ class TestPasses:
         assert np.array_equal(labels, np.repeat(np.repeat(blocks, 16, 0), 16, 1))
 
 
+class TestPredictSlicesArguments:
+    """``predict_slices`` takes a model file as the other workflows do, and refuses a batch
+    size that predicts nothing, in sliceseg's own one-line errors."""
+
+    @pytest.mark.parametrize("as_text", [True, False])
+    def test_a_model_file_path_or_str_is_loaded(self, tmp_path, as_text):
+        torch.manual_seed(0)
+        model = build_model("unet", num_classes=2, input_size=32, depth=3)
+        torch.save(bundle_payload(model, metadata(input_size=32, hyperparameters={"depth": 3})),
+                   tmp_path / "m.pt")  # fmt: skip
+        image = ellipse_slice(tmp_path)
+        path = tmp_path / "m.pt"
+        (label,) = predict_slices(str(path) if as_text else path, [image], device="cpu")
+        expected = predict_slices(load_bundle(path), [image], device="cpu")[0]
+        assert label.shape == (112, 96) and np.array_equal(label, expected)
+
+    def test_a_missing_model_file_is_named(self, tmp_path):
+        from sliceseg.errors import BundleError
+
+        with pytest.raises(BundleError, match=r"missing\.pt: model file not found"):
+            predict_slices(str(tmp_path / "missing.pt"), [ellipse_slice(tmp_path)])
+
+    @pytest.mark.parametrize("size", [0, -1, 2.0])
+    def test_a_batch_size_below_one_is_refused(self, tmp_path, size):
+        from sliceseg.errors import ConfigError
+
+        bundle = Bundle(Threshold(), metadata())
+        with pytest.raises(
+            ConfigError, match=f"--batch-size must be a whole number ≥ 1, got {size}"
+        ):
+            predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu", batch_size=size)
+
+
 class TestOlderModelFiles:
     """A file written before target spacings predicts on its square grid, exactly as before."""
 
@@ -276,6 +310,33 @@ class TestPredictFolderArguments:
         run = self._run(tmp_path, "nifti")
         (exported,) = run.exports
         assert [f.name for f in exported.files] == ["in.nii.gz"]
+
+    def test_a_second_run_into_the_same_folder_names_the_python_argument(self, tmp_path):
+        """A notebook cell run twice: refused as the CLI refuses, naming ``overwrite=True``."""
+        from sliceseg.errors import ConfigError
+
+        first = self._run(tmp_path, "none")
+        label = (first.out_dir / "labels" / "a.png").read_bytes()
+        expected = "not empty; choose another --out or pass --overwrite (overwrite=True)."
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            self._run(tmp_path, "none")
+        assert (first.out_dir / "labels" / "a.png").read_bytes() == label
+
+    def test_one_roi_name_as_a_string_names_the_one_roi(self, tmp_path):
+        """``roi_names="psoas"`` for a one-ROI model was refused as five names."""
+        from sliceseg.inference.folder import predict_folder
+
+        ellipse_slice(tmp_path / "in")
+        bundle = Bundle(Threshold(), metadata(input_size=32, target_spacing_mm=SPACING))
+        run = predict_folder(bundle, tmp_path / "in", tmp_path / "out", device="cpu",
+                             report=False, exports="none", roi_names="psoas")  # fmt: skip
+        assert "psoas" in run.areas.wide.columns and "p" not in run.areas.wide.columns
+
+    def test_the_run_lists_each_slice_s_overlay(self, tmp_path):
+        """The test notebook found its overlay by globbing ``out_dir/overlays`` itself."""
+        run = self._run(tmp_path, "none")
+        assert run.overlays == [tmp_path / "out" / "overlays" / "a.jpg"]
+        assert run.overlays[0].stat().st_size > 1_000
 
     def test_an_unknown_format_fails_before_any_output_is_written(self, tmp_path):
         from sliceseg.errors import ConfigError

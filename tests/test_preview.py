@@ -121,7 +121,8 @@ def test_cli_preview_never_replaces_an_existing_file_without_overwrite(
     err = capsys.readouterr().err
     assert code == 2 and str(out) in err and len(err.strip().splitlines()) == 1
     if name.endswith(".png"):
-        assert f"{out} already exists; pass --overwrite or give another --out." in err
+        expected = f"{out} already exists; pass --overwrite (overwrite=True) or give another --out."
+        assert expected in err
     assert out.read_bytes() == source.read_bytes()
 
 

@@ -15,7 +15,7 @@ from sliceseg.inference.folder import SegmentationRun, predict_folder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, prepare_output_dir
 from sliceseg.measure.areas import AreaTable, measure_areas
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.phantom.generate import generate_phantom
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.training.config import TrainConfig
@@ -74,7 +74,7 @@ def area_bias_on_test(
     Returns:
         One row per ROI (`sliceseg.inference.area_bias.AREA_BIAS_COLUMNS`).
     """
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     images, keys = [p.image for p in run.predictions], [p.key for p in run.predictions]
     plain = measure_areas(
         predict_slices(without_area_calibration(bundle), images), images, bundle.roi_names,

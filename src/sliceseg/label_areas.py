@@ -3,7 +3,6 @@ their DICOMs; no model."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +12,10 @@ from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import slices_series_names
+from sliceseg.io.labels import parse_roi_names
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
+from sliceseg.progress_bars import shows_progress
 
 NOT_MEASURED = "not measured"  # how a note on a label map left out begins
 
@@ -34,7 +35,7 @@ def measure_label_folder(
     dicom_dir: Path | str,
     out_dir: Path | str,
     *,
-    roi_names: Sequence[str] | None = None,
+    roi_names: str | Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
     tissue: TissueSettings = TissueSettings(),
     keep_patient_info: bool = False,
@@ -70,6 +71,7 @@ def measure_label_folder(
     Example:
         >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
     """
+    roi_names = parse_roi_names(roi_names) if roi_names is not None else None
     source = DataSource.from_dirs(
         images_dir=dicom_dir,
         labels_dir=labels_dir,
@@ -77,7 +79,7 @@ def measure_label_folder(
         roi_names=roi_names,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, report = load_usable_samples(source, progress=sys.stderr.isatty())
+    samples, report = load_usable_samples(source, progress=shows_progress())
     if not samples:
         raise PairingError(
             f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sliceseg.cli.options import OVERWRITE_HELP
+from sliceseg.progress_bars import shows_progress
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -49,7 +49,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         slices_per_subject=args.slices,
         seed=args.seed,
         overwrite=args.overwrite,
-        progress=sys.stderr.isatty(),
+        progress=shows_progress(),
     )
     print(
         f"Phantom written to {summary.out_dir}: {summary.n_train_slices} training slices in "

@@ -20,6 +20,7 @@ from sliceseg.cli.options import (
     tissue_settings,
 )
 from sliceseg.errors import ConfigError
+from sliceseg.progress_bars import shows_progress
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -137,7 +138,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers must be 0 or more, got {args.workers}.")
-    show = sys.stderr.isatty()
+    show = shows_progress()
     run = predict_cohort(
         Path(args.model),
         Path(args.dicom_dir),

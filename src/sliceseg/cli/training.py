@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
+from sliceseg.progress_bars import shows_progress
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -247,7 +247,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         num_labels=args.num_labels,
         unlabelled_slices=args.unlabelled_slices or "skip",
     )
-    report = check_dataset(source, progress=sys.stderr.isatty() and not args.json)
+    report = check_dataset(source, progress=shows_progress() and not args.json)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0 if report.is_trainable else 1
 
@@ -288,7 +288,7 @@ def _cmd_reprofile(args: argparse.Namespace) -> int:
         images_dir=args.images,
         labels_dir=args.labels,
         overwrite=args.overwrite,
-        progress=sys.stderr.isatty(),
+        progress=shows_progress(),
     )
     print(
         f"Stored the training data's profile (version {done.profile.to_dict()['version']}, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +97,7 @@ class CheckReport:
 
     images_dir: Path
     labels_dir: Path
-    pairing: Pairing
+    pairing: Pairing = field(repr=False)  # one entry per slice: `to_text` summarises it
     num_samples: int
     scheme: LabelScheme | None
     roi_names: tuple[str, ...]

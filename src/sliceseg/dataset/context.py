@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from sliceseg.dataset.pairing import Sample
 from sliceseg.io.dicom import Slice

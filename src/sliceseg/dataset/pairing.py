@@ -27,7 +27,7 @@ from sliceseg.io.dicom_files import (
 )
 from sliceseg.io.dicom_seg import is_dicom_seg
 from sliceseg.io.identity import slice_key
-from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.labels import LABEL_SUFFIXES, parse_roi_names
 from sliceseg.io.volumes import is_volume_name
 
 __all__ = [
@@ -90,7 +90,7 @@ class DataSource:
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.roi_names is not None:
-            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+            object.__setattr__(self, "roi_names", parse_roi_names(self.roi_names))
         if self.num_labels is not None and (
             isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
         ):
@@ -119,7 +119,7 @@ class DataSource:
         images_dir: Path | str | None = None,
         labels_dir: Path | str | None = None,
         num_labels: int | None = None,
-        roi_names: Sequence[str] | None = None,
+        roi_names: str | Sequence[str] | None = None,
         unlabelled_slices: str = "skip",
     ) -> DataSource:
         """Resolve the folders (default ``DATA_DIR/dicoms`` and ``DATA_DIR/labels``); check them.
@@ -158,7 +158,7 @@ class DataSource:
             labels_dir=labels,
             data_dir=Path(data_dir) if data_dir is not None else None,
             num_labels=num_labels,
-            roi_names=tuple(roi_names) if roi_names is not None else None,
+            roi_names=parse_roi_names(roi_names) if roi_names is not None else None,
             unlabelled_slices=unlabelled_slices,
         )
         for folder, role in ((images, "DICOM"), (labels, "label")):

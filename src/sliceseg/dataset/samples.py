@@ -8,13 +8,12 @@ all label files together.
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from sliceseg.dataset.check import (
     CheckReport,
@@ -46,6 +45,7 @@ from sliceseg.io.labels import (
     read_label_file,
     snap_lossy,
 )
+from sliceseg.progress_bars import shows_progress
 from sliceseg.thread_warnings import recorded, silenced
 
 __all__ = ["check_dataset", "load_samples"]
@@ -63,7 +63,7 @@ def check_dataset(source: DataSource | Path | str, *, progress: bool = False) ->
     Args:
         source: the dataset; a path is DATA_DIR, holding ``dicoms/`` and ``labels/``
             (`DataSource.from_dirs`).
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (only in a terminal or a Jupyter notebook: `shows_progress`).
 
     Returns:
         The `CheckReport`; ``report.is_trainable`` says whether training can proceed.
@@ -85,7 +85,7 @@ def load_samples(
 
     Args:
         source: the dataset, as `check_dataset`.
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (only in a terminal or a Jupyter notebook: `shows_progress`).
 
     Returns:
         (the samples of the good pairs, labels uint8 0..K on the image grid and keyed by
@@ -127,7 +127,7 @@ def load_usable_samples(
 
     Args:
         source: the dataset, as `check_dataset`.
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (only in a terminal or a Jupyter notebook: `shows_progress`).
 
     Returns:
         (samples, possibly empty; the `CheckReport`).
@@ -277,7 +277,7 @@ def _volume_items(volumes: VolumeLabels) -> list[_Loaded]:
 
 def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -> list[_Loaded]:
     loaded = []
-    disable = not (progress and sys.stderr.isatty())
+    disable = not (progress and shows_progress())
     for pair in tqdm(pairs, desc="Checking pairs", unit="pair", disable=disable):
         slices = raw = None
         try:

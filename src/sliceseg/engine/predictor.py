@@ -83,11 +83,15 @@ class PredictOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        from sliceseg.errors import ConfigError
+        check_batch_size(self.batch_size)
 
-        size = self.batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {size!r}.")
+
+def check_batch_size(size: object) -> None:
+    """Refuse a batch size that is not a whole number ≥ 1 (a `ConfigError`)."""
+    from sliceseg.errors import ConfigError
+
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {size!r}.")
 
 
 def _affine(angle_deg: float, zoom: float) -> torch.Tensor:

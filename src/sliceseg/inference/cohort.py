@@ -57,7 +57,7 @@ from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.model_space.batches import SpacedTensors
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
 
 __all__ = [
@@ -233,7 +233,7 @@ def predict_cohort(
 
 def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bundle, RunRecord]:
     """Load the model (with the settings' ROI names) and describe it for the records."""
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     if settings.roi_names:
         bundle = bundle.with_roi_names(list(settings.roi_names))
     settings = replace(settings, roi_names=tuple(bundle.roi_names))

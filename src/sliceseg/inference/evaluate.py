@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,8 @@ from sliceseg.measure.metrics import (
     icc,
     iou_per_class,
 )
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.plots import plot_bland_altman
 
 ICC_KIND = "3,1"
@@ -131,7 +131,7 @@ def load_test_samples(
         PairingError: a folder does not exist.
     """
     given = dataclasses.replace(source, label_values=scheme.stored_values)
-    samples, report = load_usable_samples(given, progress=sys.stderr.isatty())
+    samples, report = load_usable_samples(given, progress=shows_progress())
     unknown = [p for p in report.errors if p.kind == "label_values"]
     if unknown:  # "<file>: values [9] in 16 pixels are not in the dataset's label scheme ..."
         found = unknown[0].message.split(" are not in the dataset's label scheme")[0]
@@ -252,6 +252,23 @@ def evaluate_model(
     (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note
     says it is not drawn).
 
+    Args:
+        model: a loaded model, or the path of a model file.
+        data_dir: the test folder (``dicoms/`` and ``labels/``), or None with both
+            ``images_dir`` and ``labels_dir``.
+        out_dir: where the CSVs and the plot go.
+        images_dir: DICOM folder, when not ``data_dir/dicoms``.
+        labels_dir: label folder, when not ``data_dir/labels``.
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
+        tta: average over small rotations and zooms (4× slower).
+        fallback: spacing for files without PixelSpacing.
+        overwrite: allow writing into a non-empty ``out_dir``.
+        unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
+
+    Returns:
+        An `EvaluationResult`: ``per_slice`` and ``summary`` DataFrames, the files written
+        and the notes.
+
     Raises:
         LabelError: a test label holds a value outside the model's label scheme.
         ConfigError: a slice has no spacing and no fallback was given, or the output is in use.
@@ -261,7 +278,7 @@ def evaluate_model(
         >>> result = evaluate_model("model/sliceseg_best.pt", "phantom/test", "evaluation/")
         >>> result.summary["dice_mean"]
     """
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     source = DataSource.from_dirs(
         data_dir,
         images_dir=images_dir,
@@ -280,7 +297,7 @@ def evaluate_model(
             images,
             device=device,
             tta=tta,
-            progress=sys.stderr.isatty(),
+            progress=shows_progress(),
             context_pool=pool,
         )
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)

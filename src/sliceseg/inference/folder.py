@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from sliceseg.inference.familiarity import (
     warn_no_profile,
     with_familiarity,
 )
-from sliceseg.inference.outputs import write_outputs
+from sliceseg.inference.outputs import overlay_path, write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
 from sliceseg.io.dicom import (
@@ -38,8 +37,9 @@ from sliceseg.measure.areas import (
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.models.model_info import model_summary
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
 
 
@@ -61,7 +61,7 @@ class SegmentationRun:
     """
 
     out_dir: Path
-    predictions: list[Prediction]
+    predictions: list[Prediction] = field(repr=False)  # every slice's pixels: not for a repr
     areas: AreaTable
     skipped: list[SkippedFile]
     animations: list[Path]
@@ -70,13 +70,22 @@ class SegmentationRun:
     exports: list[SeriesExport] = field(default_factory=list)
     familiarity: list[SeriesVerdict] = field(default_factory=list)
 
+    @property
+    def overlays(self) -> list[Path]:
+        """Each slice's overlay picture (``overlays/<key>.jpg``), in the order of ``predictions``.
+
+        Example:
+            >>> Image(filename=str(run.overlays[0]))  # in a notebook
+        """
+        return [overlay_path(self.out_dir, p.key) for p in self.predictions]
+
 
 def predict_folder(
     model: Bundle | Path | str,
     dicom_dir: Path | str,
     out_dir: Path | str,
     *,
-    roi_names: Sequence[str] | None = None,
+    roi_names: str | Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 8,
     tta: bool = False,
@@ -116,7 +125,7 @@ def predict_folder(
             requires), "nifti" (``<series>.nii.gz``), "nrrd" (``<series>.seg.nrrd``, 3D Slicer);
             default nifti and nrrd, which hold no patient data. A string is read as ``--export``
             reads it: ``"seg,nifti"``, ``"all"``, ``"none"``.
-        progress: show progress bars (default: when stderr is a terminal).
+        progress: show progress bars (default: in a terminal or a Jupyter notebook).
 
     Returns:
         The predictions, the area table and the paths written.
@@ -132,11 +141,11 @@ def predict_folder(
         >>> print(run.areas.to_text())
     """
     formats = parse_exports(exports)  # a bad name fails before any work, not after predicting
-    show = sys.stderr.isatty() if progress is None else progress
+    show = shows_progress() if progress is None else progress
     predicting = PredictOptions(device=device, batch_size=batch_size, tta=tta, progress=show)
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     if roi_names is not None:
-        bundle = bundle.with_roi_names(list(roi_names))
+        bundle = bundle.with_roi_names(roi_names)
     check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted
     root = Path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)

@@ -74,16 +74,21 @@ def write_slice_outputs(
             continue
         image = prediction.image
         shown = {"window": display_window(image), "spacing_mm": image.spacing_mm}
-        overlay_path = out / "overlays" / f"{prediction.key}.jpg"
+        overlay = overlay_path(out, prediction.key)
         save_overlay(
-            overlay_path, image.display_pixels, prediction.label, roi_names,
+            overlay, image.display_pixels, prediction.label, roi_names,
             title=prediction.key, **shown,
         )  # fmt: skip
         save_thumbnail(
             thumbnail_path(out, prediction.key), image.display_pixels, prediction.label, **shown
         )
-        overlays.append((prediction.key, overlay_path))
+        overlays.append((prediction.key, overlay))
     return overlays
+
+
+def overlay_path(out: Path, key: str) -> Path:
+    """Where slice ``key``'s overlay (its label map over the image, with a legend) lies."""
+    return out / "overlays" / f"{key}.jpg"
 
 
 def thumbnail_path(out: Path, key: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,10 +15,11 @@ from sliceseg.engine.predictor import (
     Engine,
     ProbabilitySink,
     calibrated_argmax,
+    check_batch_size,
     spaced_subset,
 )
 from sliceseg.io.dicom import Slice
-from sliceseg.models.bundle import Bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
 
 __all__ = [
@@ -45,7 +47,7 @@ class Prediction:
 
 
 def predict_slices(
-    bundle: Bundle,
+    bundle: Bundle | Path | str,
     images: Sequence[Slice],
     *,
     device: str | torch.device = "auto",
@@ -65,7 +67,7 @@ def predict_slices(
     (no target spacing / no orientation) predict as they were trained.
 
     Args:
-        bundle: a loaded model.
+        bundle: a loaded model (`load_bundle`), or the path of a model file.
         images: the slices, any sizes.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         batch_size: slices per forward pass.
@@ -79,7 +81,9 @@ def predict_slices(
         uint8 label maps (rows, cols) with values 0..K.
 
     Raises:
-        BundleError: the model records an orientation convention this sliceseg does not know.
+        BundleError: the model file is missing or not a sliceseg model, or the model records an
+            orientation convention this sliceseg does not know.
+        ConfigError: ``batch_size`` is not a whole number ≥ 1, or ``device`` is unknown.
 
     Warns:
         OrientationWarning: once per series for slices without orientation or oblique ones.
@@ -87,7 +91,9 @@ def predict_slices(
     Example:
         >>> labels = predict_slices(load_bundle("model/sliceseg_best.pt"), read_series("scans"))
     """
+    check_batch_size(batch_size)
     target = device if isinstance(device, torch.device) else select_device(device)
+    bundle = as_bundle(bundle)
     model = bundle.model
     original_device = next(model.parameters()).device
     was_training = model.training

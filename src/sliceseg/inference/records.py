@@ -30,7 +30,7 @@ from typing import Any
 from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import atomic_write_text, create_output_dir
+from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir
 from sliceseg.io.identity import relative_to_input
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
@@ -237,12 +237,12 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
     stored = read_json(out / RUN_RECORD)
     if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
         raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
+            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
         )
     why = None if stored is None else record.difference(stored)
     if why is not None and not overwrite:
         raise ConfigError(
-            f"{out}: {why}; use another --out, or pass --overwrite to redo every series."
+            f"{out}: {why}; use another --out, or pass {OVERWRITE} to redo every series."
         )
     create_output_dir(out)
     if stored is None or why is not None:

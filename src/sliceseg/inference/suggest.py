@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
+from sliceseg.progress_bars import shows_progress
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def suggest_slices(
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}.")
     PredictOptions(batch_size=batch_size)  # checks --batch-size as predict does
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    bundle = as_bundle(model)
     root = Path(dicom_dir)
     images = [with_fallback_spacing(i, fallback) for i in _scan(root)]
     wanted = _unlabelled(root, labels_dir, images)
@@ -114,7 +114,7 @@ def suggest_slices(
         batch_size=batch_size,
         tta=tta,
         on_probabilities=collector,
-        progress=sys.stderr.isatty(),
+        progress=shows_progress(),
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
@@ -162,7 +162,7 @@ def _unfamiliar(
 
 
 def _scan(root: Path) -> list[Slice]:
-    scan = scan_dicom_folder(root, progress=sys.stderr.isatty())
+    scan = scan_dicom_folder(root, progress=shows_progress())
     if not scan.slices:
         raise PairingError(f"{root}: no readable DICOM files found; point to the .dcm slices.")
     return scan.slices

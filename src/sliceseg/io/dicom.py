@@ -16,7 +16,6 @@ caller relies on:
 
 from __future__ import annotations
 
-import sys
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import get_nr_frames
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, natural_key, strip_dicom_suffix
@@ -40,6 +39,7 @@ from sliceseg.io.dicom_headers import (
     slice_position,
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
+from sliceseg.progress_bars import shows_progress
 
 __all__ = [
     "USER_SPACING_SOURCE",
@@ -142,7 +142,7 @@ class DicomScan:
     skipped: list[SkippedFile]
 
 
-def read_slices(path: Path) -> list[Slice]:
+def read_slices(path: Path | str) -> list[Slice]:
     """Read one DICOM file into one `Slice` per frame.
 
     Args:
@@ -225,7 +225,7 @@ def scan_dicom_folder(folder: Path, *, progress: bool = False) -> DicomScan:
 
     Args:
         folder: the folder to read (recursive).
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (only in a terminal or a Jupyter notebook: `shows_progress`).
 
     Returns:
         The ordered slices and the skipped files (non-DICOM, corrupt, no image).
@@ -238,7 +238,7 @@ def scan_dicom_folder(folder: Path, *, progress: bool = False) -> DicomScan:
         >>> len(scan.slices), [s.reason for s in scan.skipped]
     """
     paths, skipped = find_dicom_files(folder)
-    disable = not (progress and sys.stderr.isatty())
+    disable = not (progress and shows_progress())
     slices, unread = read_files(tqdm(paths, desc="Reading DICOM", unit="file", disable=disable))
     return DicomScan(slices=slices, skipped=[*skipped, *unread])
 
@@ -294,7 +294,7 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
     ]
 
 
-def read_series(folder: Path) -> list[Slice]:
+def read_series(folder: Path | str) -> list[Slice]:
     """Read all DICOM slices under ``folder``, ordered by `order_slices`.
 
     Args:
@@ -309,7 +309,7 @@ def read_series(folder: Path) -> list[Slice]:
     Example:
         >>> slices = read_series(Path("scans/p01"))
     """
-    scan = scan_dicom_folder(folder)
+    scan = scan_dicom_folder(Path(folder))
     if not scan.slices:
         detail = f"; first skipped: {scan.skipped[0].describe()}"
         raise PairingError(

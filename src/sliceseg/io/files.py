@@ -19,6 +19,8 @@ TEMP_PREFIX = ".sliceseg-tmp."
 # Present in an output folder while a run writes into it; a folder still marked after the run was
 # killed may be reused by a rerun without --overwrite.
 INCOMPLETE_MARKER = ".sliceseg-incomplete"
+OVERWRITE = "--overwrite (overwrite=True)"
+"""How a refusal names the way to replace an output: the flag, and the argument in Python."""
 
 
 @contextlib.contextmanager
@@ -220,7 +222,7 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
     is_interrupted = (out / INCOMPLETE_MARKER).is_file()
     if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
         raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass --overwrite."
+            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
         )
     return create_output_dir(out)
 
@@ -232,7 +234,7 @@ def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
         ConfigError: ``path`` exists and ``overwrite`` is False.
     """
     if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists; pass --overwrite or give another --out.")
+        raise ConfigError(f"{path} already exists; pass {OVERWRITE} or give another --out.")
 
 
 def create_output_dir(out: Path) -> Path:

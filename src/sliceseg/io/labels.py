@@ -183,6 +183,57 @@ def read_label_file(path: Path) -> RawLabel:
     return RawLabel(values=values, source=path, is_lossy=is_lossy)
 
 
+def parse_roi_names(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the names of ROIs 1..K as a tuple; a string is a comma-separated list, as in
+    ``--labels`` and a settings file, so ``"psoas"`` is one name, never its letters.
+
+    Example:
+        >>> parse_roi_names("muscle"), parse_roi_names("psoas, disc"), parse_roi_names(["a"])
+        (('muscle',), ('psoas', 'disc'), ('a',))
+    """
+    if isinstance(names, str):
+        return tuple(name.strip() for name in names.split(","))
+    return tuple(str(name) for name in names)
+
+
+def check_class_map(
+    label: np.ndarray, image_shape: tuple[int, ...], num_labels: int, *, name: str
+) -> None:
+    """Refuse a label map that cannot be measured as ROIs 1..K on its image's grid.
+
+    Areas count the pixels equal to 1..K, so any other value (a 0/255 mask, a map with more
+    ROIs than names, a resized map's fractions) would be measured as no ROI at all.
+
+    Args:
+        label: the label map (rows, cols), any integer, bool or whole-number float dtype.
+        image_shape: the shape of its slice's pixels.
+        num_labels: K, the number of ROI names given.
+        name: the slice's name, for the messages.
+
+    Raises:
+        ConfigError: the label map's shape is not its image's.
+        LabelError: a value is not a whole number in 0..K.
+
+    Example:
+        >>> check_class_map(np.array([[0, 255]]), (1, 2), 1, name="s1")
+        Traceback (most recent call last):
+        LabelError: s1: label values [255] are not ROIs 0..1 (1 ROI names given); ...
+    """
+    if label.shape != image_shape:
+        raise ConfigError(
+            f"{name}: label map is {'×'.join(map(str, label.shape))} but the image is "
+            f"{'×'.join(map(str, image_shape))}; a label must be on its image's own grid."
+        )
+    values = _whole_numbers(np.asarray(label), name)
+    outside = (values < 0) | (values > num_labels)
+    if np.any(outside):
+        raise LabelError(
+            f"{name}: label values {_short_list(np.unique(values[outside]))} are not ROIs "
+            f"0..{num_labels} ({num_labels} ROI names given); give one name per ROI in label "
+            "order, or map the values to 0..K first (a 0/255 mask: label // 255)."
+        )
+
+
 LABEL_PNG_LEVEL = 1
 """zlib level of the label PNGs ``predict`` writes (lossless at every level)."""
 
@@ -438,7 +489,7 @@ def _merge_channels(array: np.ndarray, path: Path, *, is_lossy: bool) -> np.ndar
     )
 
 
-def _whole_numbers(array: np.ndarray, path: Path) -> np.ndarray:
+def _whole_numbers(array: np.ndarray, path: Path | str) -> np.ndarray:
     kind = array.dtype.kind
     if kind in "biu":
         return array.astype(np.int64)

@@ -15,6 +15,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
+from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.measure.summary_rows import series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
@@ -354,7 +355,7 @@ class AreaTable:
 def measure_areas(
     labels: Sequence[np.ndarray],
     images: Sequence[Slice],
-    roi_names: Sequence[str],
+    roi_names: str | Sequence[str],
     *,
     names: Sequence[str] | None = None,
     fallback: SpacingFallback = SpacingFallback(),
@@ -366,7 +367,7 @@ def measure_areas(
     Args:
         labels: label maps (rows, cols), values 0..K, one per slice, on each slice's grid.
         images: the slices, for spacing and mean intensity.
-        roi_names: names of ROIs 1..K.
+        roi_names: names of ROIs 1..K (a string: comma-separated names).
         names: file names to show per slice; defaults to each slice's name.
         fallback: spacing for files without PixelSpacing.
         keep_patient_info: add each slice's PatientID and PatientName to the tidy table; left
@@ -381,11 +382,13 @@ def measure_areas(
     Raises:
         ConfigError: a label map's shape differs from its slice, a slice has no spacing
             and no fallback was given, or ``tissue.muscle_rois`` names an ROI not measured.
+        LabelError: a label map holds a value other than 0..K (K = ``len(roi_names)``).
 
     Example:
         >>> table = measure_areas([label], [image], ["vertebral body"])
         >>> table.wide.loc["mean", "vertebral body"]
     """
+    roi_names = parse_roi_names(roi_names)  # "muscle" is one ROI, not six
     if len(labels) != len(images):
         raise ConfigError(f"{len(labels)} label maps for {len(images)} slices; give one per slice.")
     check_muscle_rois(tissue, roi_names)
@@ -394,11 +397,7 @@ def measure_areas(
     units: dict[str, str] = {}  # unit -> the first slice measured in it
     not_hu = _tissue_warnings(images, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
-        if label.shape != image.shape:
-            raise ConfigError(
-                f"{name}: label map is {label.shape[0]}×{label.shape[1]} but the image is "
-                f"{image.shape[0]}×{image.shape[1]}; a label must be on its image's own grid."
-            )
+        check_class_map(label, image.shape, len(roi_names), name=name)
         spacing, source = resolve_spacing(image, fallback)
         units.setdefault("pixels" if spacing is None else "mm2", str(image.source))
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}

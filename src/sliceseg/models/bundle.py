@@ -11,7 +11,7 @@ import io
 import itertools
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sliceseg._version import __version__
 from sliceseg.dataset.pairing import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
@@ -92,7 +93,7 @@ class ModelMetadata:
     orientation: str | None = ORIENTATION_CONVENTION
     target_spacing_mm: tuple[float, float] | None = None
     postprocessing: dict[str, Any] | None = None
-    familiarity: dict[str, Any] | None = None
+    familiarity: dict[str, Any] | None = field(default=None, repr=False)
     intensity: dict[str, Any] | None = None
     context_slices: int = 0
     context_step_mm: float | None = None
@@ -187,28 +188,30 @@ class Bundle:
         training_state: optimiser / random state / history for resuming, or None.
     """
 
-    model: nn.Module
+    # repr=False: a notebook's `bundle` shows the names and settings, not the network's layers,
+    # the resume state or the training profile (hundreds of kilobytes of numbers)
+    model: nn.Module = field(repr=False)
     metadata: ModelMetadata
     source: Path | None = None
-    training_state: dict[str, Any] | None = None
+    training_state: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def roi_names(self) -> tuple[str, ...]:
         """Names of ROIs 1..K."""
         return self.metadata.roi_names
 
-    def with_roi_names(self, roi_names: list[str] | tuple[str, ...]) -> Bundle:
+    def with_roi_names(self, roi_names: str | Sequence[str]) -> Bundle:
         """Return a copy whose ROI names are replaced (e.g. from ``--labels``).
 
         Raises:
             ConfigError: the number of names differs from the model's number of ROIs, or a
                 name is given twice.
         """
-        names = tuple(n.strip() for n in roi_names)
-        refuse_repeated_names(names, source="--labels")
+        names = tuple(n.strip() for n in parse_roi_names(roi_names))
+        refuse_repeated_names(names, source="--labels (roi_names)")
         if len(names) != self.metadata.num_labels:
             raise ConfigError(
-                f"--labels gives {len(names)} names but the model segments "
+                f"--labels (roi_names) gives {len(names)} names but the model segments "
                 f"{self.metadata.num_labels} ROIs ({', '.join(self.metadata.roi_names)}); "
                 "give one name per ROI, in label order."
             )
@@ -289,6 +292,24 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
     metadata = _checked_metadata(source, payload)
     model = _rebuilt_model(source, metadata, payload["state_dict"])
     return Bundle(model, metadata, source, payload.get("training_state"))
+
+
+def as_bundle(model: Bundle | Path | str) -> Bundle:
+    """Return ``model`` itself when loaded, else the model loaded from its file.
+
+    Args:
+        model: a loaded model, or the path of a model file from training.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        BundleError: as for `load_bundle`.
+
+    Example:
+        >>> as_bundle("model/sliceseg_best.pt").roi_names
+    """
+    return model if isinstance(model, Bundle) else load_bundle(model)
 
 
 _NOT_A_MODEL = "give a .pt written by `sliceseg train`"

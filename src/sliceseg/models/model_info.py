@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
-from sliceseg.models.bundle import Bundle, load_bundle
+from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = ["model_summary"]
@@ -31,7 +31,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         >>> model_summary("model/sliceseg_best.pt")["area calibration (chosen on validation)"]
         'disc: area bias +0.8 → -0.1 % (background ×1.28; held-out half +0.9 → +0.2 %); ...'
     """
-    bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
+    bundle = as_bundle(model)
     meta = bundle.metadata
     post = PostProcessing.from_dict(meta.postprocessing or {})
     return {

@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_bytes, atomic_write_text, prepare_output_dir
@@ -43,6 +42,7 @@ from sliceseg.phantom.render import (
     slice_params,
     to_stored,
 )
+from sliceseg.progress_bars import shows_progress
 
 ROI_NAMES: tuple[str, ...] = (
     "vertebral body",
@@ -133,7 +133,7 @@ def generate_phantom(
         slices_per_subject: slices per series.
         seed: seed of every random draw.
         overwrite: allow a non-empty ``out_dir``; its ``train/`` and ``test/`` are replaced.
-        progress: show a progress bar (only when stderr is a terminal).
+        progress: show a progress bar (only in a terminal or a Jupyter notebook: `shows_progress`).
         matrix_sizes: (rows, cols) per subject, cycled; default :data:`DEFAULT_MATRIX_SIZES`.
 
     Returns:
@@ -165,7 +165,7 @@ def generate_phantom(
         total=total * slices_per_subject,
         desc="phantom",
         unit="slice",
-        disable=not (progress and sys.stderr.isatty()),
+        disable=not (progress and shows_progress()),
     )
     with bar:
         for index in range(1, total + 1):

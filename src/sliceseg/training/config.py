@@ -13,6 +13,7 @@ from sliceseg.augment.params import AugmentParams
 from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
+from sliceseg.io.labels import parse_roi_names
 from sliceseg.model_space.batches import native_crop_share, whole_slice_spacing
 from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
@@ -179,8 +180,10 @@ class TrainConfig:
     _given: ClassVar[frozenset[str] | None] = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
-        """Record which settings the caller gave (`given_names`), before __init__ fills in
-        the defaults of the others."""
+        """Refuse an unknown setting (a notebook's typo, `epoch=50`, gets the valid settings,
+        not dataclass's TypeError) and record which settings the caller gave (`given_names`),
+        before __init__ fills in the defaults of the others."""
+        refuse_unknown_settings(kwargs)
         config = super().__new__(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         named = {**dict(zip(names, args, strict=False)), **kwargs}
@@ -218,7 +221,7 @@ class TrainConfig:
                 f"{self.model_filename!r}."
             )
         if self.roi_names is not None:
-            object.__setattr__(self, "roi_names", tuple(str(n) for n in self.roi_names))
+            object.__setattr__(self, "roi_names", parse_roi_names(self.roi_names))
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
                 f"{named_setting('unlabelled_slices')} must be one of "
@@ -462,5 +465,5 @@ def normalise_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """Return settings with user-friendly forms made canonical (``"a, b"`` roi_names → a tuple)."""
     settings = dict(data)
     if isinstance(settings.get("roi_names"), str):
-        settings["roi_names"] = tuple(n.strip() for n in settings["roi_names"].split(","))
+        settings["roi_names"] = parse_roi_names(settings["roi_names"])
     return settings

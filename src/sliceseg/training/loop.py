@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
+from sliceseg.progress_bars import shows_progress
 from sliceseg.system import select_device
 from sliceseg.training.budget import Budget, Clock
 from sliceseg.training.config import TrainConfig
@@ -236,7 +236,7 @@ def _run(
     torch.manual_seed(config.seed)
     # start: the checkpoint (the run's own spacing and normalisation, not re-derived) or the
     # init_from model, opened once by plan_run
-    data = load_training_data(config, start, progress=context.is_main and sys.stderr.isatty())
+    data = load_training_data(config, start, progress=context.is_main and shows_progress())
     session = set_up(config, context, data, log)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
         session.model.load_state_dict(
@@ -343,7 +343,7 @@ def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow,
         num_classes=session.data.num_classes,
         augment=_augmenter(session),
         scaler=session.scaler,
-        show_progress=context.is_main and sys.stderr.isatty(),
+        show_progress=context.is_main and shows_progress(),
         description=f"epoch {epoch}/{config.planned_epochs or '…'}",
         after_step=session.after_step,
     )

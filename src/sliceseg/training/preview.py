@@ -8,7 +8,6 @@ spacing, the ``--init-from`` model's spacing and normalisation) and draw it with
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sliceseg.augment.transforms import augment_batch
 from sliceseg.io.files import refuse_existing_file
 from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.visualize import figure_path, plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import plan_new_run
@@ -65,7 +65,7 @@ def preview_batch(
     if path is not None:  # a bad --out is said before the data is read
         refuse_existing_file(figure_path(path), overwrite=overwrite)
     planned, start = plan_new_run(config, overrides, start=start)
-    data = load_training_data(planned, start, progress=sys.stderr.isatty())
+    data = load_training_data(planned, start, progress=shows_progress())
     return draw_first_batch(data, planned, path=path)
 
 

@@ -82,6 +82,10 @@ def reprofile(
             training slices (no profile can be made).
         LabelError: the folder's ROIs are not the model's.
         BundleError: the model file cannot be read.
+
+    Example:
+        >>> reprofile("model/sliceseg_best.pt", "phantom/train").path
+        PosixPath('model/sliceseg_best_reprofiled.pt')
     """
     source = Path(model)
     target = Path(out) if out is not None else reprofiled_path(source)
