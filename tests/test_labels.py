@@ -11,12 +11,11 @@ from PIL import Image
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.labels import (
     LabelScheme,
-    dominant_values,
     infer_label_scheme,
     read_label_file,
-    snap_lossy,
     write_label_png,
 )
+from sliceseg.io.lossy_labels import dominant_values, snap_lossy
 
 LABEL = np.zeros((12, 16), np.uint8)
 LABEL[2:6, 3:9] = 1

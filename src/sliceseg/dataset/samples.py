@@ -40,11 +40,10 @@ from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import (
     LabelScheme,
     RawLabel,
-    dominant_values,
     infer_label_scheme,
     read_label_file,
-    snap_lossy,
 )
+from sliceseg.io.lossy_labels import dominant_values, snap_lossy
 from sliceseg.progress_bars import shows_progress
 from sliceseg.thread_warnings import recorded, silenced
 
