@@ -18,6 +18,8 @@ from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
 from sliceseg.model_space.resample import parse_spacing
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
+from sliceseg.training.setting_kinds import canonical_kinds
+from sliceseg.training.setting_kinds import named as _named
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,32 +41,6 @@ pixels a side at 0.9–1.4 mm: 45–65 %). docs/benchmarks.md, the spine512 set.
 
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
-
-FLAGS: dict[str, str] = {
-    "images_dir": "--images",
-    "labels_dir": "--labels",
-    "model_filename": "--model-filename",
-    "input_shape": "--input-shape",
-    "num_labels": "--num-labels",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "num_workers": "--num-workers",
-    "learning_rate": "--learning-rate",
-    "dropout_rate": "--dropout-rate",
-    "print_checkpoint": "--print-checkpoint",
-    "save_checkpoint": "--save-checkpoint",
-    "validation_fraction": "--validation-fraction",
-    "max_minutes": "--max-minutes",
-    "unlabelled_slices": "--unlabelled-slices",
-    "area_calibration": "--area-calibration",
-    "normalisation": "--normalisation",
-    "validation_split": "--validation-split",
-    "view": "--view",
-    "context_slices": "--context-slices",
-    "ema_decay": "--ema-decay",
-}
-"""The flag of `train` (and `preview`) that sets each `TrainConfig` setting it checks; messages
-name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +155,9 @@ class TrainConfig:
     ema_decay: float = 0.998
 
     def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in canonical_kinds(values).items():  # plain: a model file holds them
+            object.__setattr__(self, name, value)
         self._check_numbers()
         if self.view not in VIEW_CHOICES:
             raise ConfigError(
@@ -193,11 +172,6 @@ class TrainConfig:
             raise ConfigError(
                 f"{_named('normalisation')} must be one of {', '.join(NORMALISATION_CHOICES)}, got "
                 f"{self.normalisation!r}."
-            )
-        if not isinstance(self.area_calibration, bool):
-            raise ConfigError(
-                f"{_named('area_calibration')} must be true or false, got "
-                f"{self.area_calibration!r}."
             )
         if not self.model_filename or "/" in self.model_filename:
             raise ConfigError(
@@ -383,12 +357,6 @@ class TrainConfig:
             ConfigError: a name is not a setting, or a value is invalid.
         """
         return TrainConfig.from_dict({**self.to_dict(), **normalise_settings(settings)})
-
-
-def _named(setting: str) -> str:
-    """A setting as a message names it: ``--epochs (epochs)``, or its name alone (`FLAGS`)."""
-    flag = FLAGS.get(setting)
-    return f"{flag} ({setting})" if flag else setting
 
 
 def refuse_unknown_settings(names: Iterable[str], *, source: Path | None = None) -> None:

@@ -382,6 +382,11 @@ def report_progress(
     per_roi = {n: row[f"val_dice_{n}"] for n in names}
     if len(session.data.validation) and np.isfinite(row["val_dice"]):
         parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
+        # else an ROI absent from validation vanishes from the line, the mean and the best
+        # model's choice without a word
+        unscored = [n for n, d in per_roi.items() if not np.isfinite(d)]
+        if unscored:
+            parts.append(f"not in the validation labels, not scored: {', '.join(unscored)}")
         log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
     elif len(session.data.validation):
         log("Validation dice: none, the validation slices hold no ROI.")
