@@ -158,6 +158,24 @@ def test_both_config_and_resume_is_refused(tmp_path):
         train(TrainConfig(data_dir=str(tmp_path)), resume=tmp_path / "x.pt")
 
 
+def test_a_new_run_into_a_killed_runs_folder_names_the_resume(tmp_path, capsys):
+    """The command of a killed run, typed again, said only 'pass --overwrite', which removes
+    the checkpoints it could have gone on from."""
+    out = tmp_path / "m"
+    out.mkdir()
+    for name in ("sliceseg_10.pt", "sliceseg_20.pt", "sliceseg_best.pt"):
+        (out / name).write_bytes(b"an earlier run")
+    before = snapshot_files(out)
+    assert main(["train", str(tmp_path / "data"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {out}: holds the checkpoints of an earlier run (the latest: sliceseg_20.pt); "
+        f"continue it with `sliceseg train --resume {out / 'sliceseg_20.pt'}`, or choose another "
+        "--out, or pass --overwrite to start over there (its checkpoints are removed)."
+    ]
+    assert snapshot_files(out) == before
+
+
 @pytest.mark.slow
 class TestResumeInProcess:
     def test_cli_passes_only_typed_flags_and_logs_the_override(

@@ -201,6 +201,26 @@ class Resumption:
     notes: tuple[str, ...]
 
 
+def _epoch_checkpoints(out: Path, name: str) -> list[Path]:
+    """The ``<name>_<epoch>.pt`` files in ``out``, the earliest epoch first."""
+    epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
+    return sorted(epochs, key=lambda p: int(p.stem.removeprefix(f"{name}_")))
+
+
+def _refuse_an_earlier_run(config: TrainConfig) -> None:
+    """Refuse a new run into a folder holding an earlier run's checkpoints unless
+    ``overwrite``, naming the resume: a run that was killed, typed again, got only "pass
+    --overwrite", which removes the checkpoints it could have gone on from."""
+    out = Path(config.out_dir)
+    epochs = _epoch_checkpoints(out, config.model_filename) if out.is_dir() else []
+    if epochs and not config.overwrite:
+        raise ConfigError(
+            f"{out}: holds the checkpoints of an earlier run (the latest: {epochs[-1].name}); "
+            f"continue it with `sliceseg train --resume {epochs[-1]}`, or choose another "
+            "--out, or pass --overwrite to start over there (its checkpoints are removed)."
+        )
+
+
 def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
     """A new run into a used folder (``--overwrite``) removes the model files an earlier run
     left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model),
@@ -208,10 +228,10 @@ def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> Non
     as today's latest epoch, and yesterday's best would stand for today's run."""
     name = config.model_filename
     start = Path(config.init_from).resolve() if config.init_from else None
-    epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
-    epochs.sort(key=lambda p: int(p.stem.removeprefix(f"{name}_")))
     best = out / f"{name}_best.pt"
-    earlier = [p for p in (*epochs, best) if p.exists() and p.resolve() != start]
+    earlier = [
+        p for p in (*_epoch_checkpoints(out, name), best) if p.exists() and p.resolve() != start
+    ]
     for path in earlier:
         path.unlink()
     if earlier:
@@ -230,6 +250,7 @@ def _run(
     start: Bundle | None = None,
 ) -> TrainResult:
     if resumption is None and context.is_main:
+        _refuse_an_earlier_run(config)
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
