@@ -158,6 +158,47 @@ def test_both_config_and_resume_is_refused(tmp_path):
         train(TrainConfig(data_dir=str(tmp_path)), resume=tmp_path / "x.pt")
 
 
+def test_a_resume_from_another_folder_says_where_its_data_path_came_from(tmp_path, monkeypatch):
+    """The checkpoint keeps data_dir as typed ("data/train"); resumed from elsewhere it read
+    'data/train/dicoms: DICOM folder does not exist', not where the path came from."""
+    from sliceseg.training.state import check_data_found
+
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    config = TrainConfig(data_dir="data/train", labels_dir="data/labels")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        check_data_found(config, {}, source="m/sliceseg_4.pt")
+    assert str(caught.value) == (
+        "m/sliceseg_4.pt: its run read labels_dir 'data/labels' (as typed when it started), not "
+        f"found from {tmp_path}; resume from the folder the run started in, or give it again: "
+        "sliceseg train --labels DIR --resume m/sliceseg_4.pt."
+    )
+    check_data_found(config, {"labels_dir": "/elsewhere/labels"}, source="m/sliceseg_4.pt")
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"read data_dir 'data/train' .* train DATA --resume"):
+        check_data_found(config, {}, source="m/sliceseg_4.pt")
+
+
+def test_cli_resume_from_another_folder_names_the_checkpoint_s_data_path(
+    tmp_path, monkeypatch, capsys
+):
+    from sliceseg.models.bundle import save_bundle
+    from test_model_info import small_unet
+    from test_predict import metadata
+
+    settings = TrainConfig(data_dir="data/train", epochs=4, input_shape=32).to_dict()
+    state = TrainingState(epoch=2, planned_epochs=4, max_minutes=None, elapsed_seconds=1.0,
+                          best_val_dice=None, history=(), optimizer={})  # fmt: skip
+    meta = metadata(hyperparameters={"depth": 3}, input_size=32, settings=settings)
+    checkpoint = tmp_path / "m" / "sliceseg_2.pt"
+    save_bundle(checkpoint, small_unet(), meta, training_state=state.to_dict())
+    monkeypatch.chdir(tmp_path)  # the run started elsewhere, where data/train was
+    assert main(["train", "--resume", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "its run read data_dir 'data/train' (as typed when it started), not found" in err
+    assert f"sliceseg train DATA --resume {checkpoint}." in err
+
+
 def test_a_new_run_into_a_killed_runs_folder_names_the_resume(tmp_path, capsys):
     """The command of a killed run, typed again, said only 'pass --overwrite', which removes
     the checkpoints it could have gone on from."""

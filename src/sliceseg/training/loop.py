@@ -43,6 +43,7 @@ from sliceseg.training.init_from import (
     plan_new_run,
     with_model_dropout,
 )
+from sliceseg.training.output_folder import refuse_an_earlier_run, remove_earlier_checkpoints
 from sliceseg.training.preview import draw_first_batch
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
@@ -61,7 +62,7 @@ from sliceseg.training.session import (
     save_checkpoint,
     set_up,
 )
-from sliceseg.training.state import HistoryRow, TrainingState, resume_config
+from sliceseg.training.state import HistoryRow, TrainingState, check_data_found, resume_config
 from sliceseg.training.steps import (
     Augment,
     DiceCounter,
@@ -187,6 +188,7 @@ def plan_run(
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
     settings = {**checkpoint.metadata.settings, "out_dir": str(Path(resume).parent)}
     resumed, notes = resume_config(settings, state, overrides, source=str(resume))
+    check_data_found(resumed, overrides, source=str(resume))
     # a pyramid older than its dropout goes on without it
     resumed = with_model_dropout(resumed, checkpoint)
     return resumed, Resumption(checkpoint, state, notes), checkpoint
@@ -201,44 +203,6 @@ class Resumption:
     notes: tuple[str, ...]
 
 
-def _epoch_checkpoints(out: Path, name: str) -> list[Path]:
-    """The ``<name>_<epoch>.pt`` files in ``out``, the earliest epoch first."""
-    epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
-    return sorted(epochs, key=lambda p: int(p.stem.removeprefix(f"{name}_")))
-
-
-def _refuse_an_earlier_run(config: TrainConfig) -> None:
-    """Refuse a new run into a folder holding an earlier run's checkpoints unless
-    ``overwrite``, naming the resume: a run that was killed, typed again, got only "pass
-    --overwrite", which removes the checkpoints it could have gone on from."""
-    out = Path(config.out_dir)
-    epochs = _epoch_checkpoints(out, config.model_filename) if out.is_dir() else []
-    if epochs and not config.overwrite:
-        raise ConfigError(
-            f"{out}: holds the checkpoints of an earlier run (the latest: {epochs[-1].name}); "
-            f"continue it with `sliceseg train --resume {epochs[-1]}`, or choose another "
-            "--out, or pass --overwrite to start over there (its checkpoints are removed)."
-        )
-
-
-def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
-    """A new run into a used folder (``--overwrite``) removes the model files an earlier run
-    left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model),
-    saying so: a ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads
-    as today's latest epoch, and yesterday's best would stand for today's run."""
-    name = config.model_filename
-    start = Path(config.init_from).resolve() if config.init_from else None
-    best = out / f"{name}_best.pt"
-    earlier = [
-        p for p in (*_epoch_checkpoints(out, name), best) if p.exists() and p.resolve() != start
-    ]
-    for path in earlier:
-        path.unlink()
-    if earlier:
-        names = ", ".join(p.name for p in earlier)
-        log(f"Removed {len(earlier)} model file(s) an earlier run left in {out}: {names}.")
-
-
 def _run(
     config: TrainConfig,
     resumption: Resumption | None,
@@ -250,7 +214,7 @@ def _run(
     start: Bundle | None = None,
 ) -> TrainResult:
     if resumption is None and context.is_main:
-        _refuse_an_earlier_run(config)
+        refuse_an_earlier_run(config)
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
@@ -266,7 +230,7 @@ def _run(
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
     if resumption is None and context.is_main:  # only once the data and start are accepted
-        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
+        remove_earlier_checkpoints(Path(config.out_dir), config, log)
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state
