@@ -150,6 +150,32 @@ class TestTrain:
             "scored: psoas, fat"
         )
 
+    def test_ctrl_c_names_the_checkpoint_to_resume_and_what_is_lost(self, tiny_phantom, tmp_path):
+        """Ctrl-C said only 'interrupted; files already written are kept': not which epochs
+        were lost, nor the checkpoint the run goes on from (or that there is none)."""
+        out = tmp_path / "m"
+
+        def stop_at_epoch_2(event: ProgressEvent) -> None:
+            if event.epoch == 2:
+                raise KeyboardInterrupt
+
+        lines: list[str] = []
+        config = tiny_config(tiny_phantom / "train", out, epochs=3, save_checkpoint=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, log=lines.append, on_checkpoint=stop_at_epoch_2)
+        assert lines[-1] == (
+            f"Interrupted: the epochs after sliceseg_1.pt are lost; `sliceseg train --resume "
+            f"{out / 'sliceseg_1.pt'}` goes on from it."
+        )
+        lines.clear()
+        config = tiny_config(tiny_phantom / "train", tmp_path / "n", epochs=3, save_checkpoint=3)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, log=lines.append, on_checkpoint=stop_at_epoch_2)
+        assert lines[-1] == (
+            "Interrupted before the first checkpoint (one every 3 epochs, --save-checkpoint): "
+            "there is nothing to resume from; a smaller --save-checkpoint loses less."
+        )
+
     def test_a_new_run_into_a_used_folder_removes_the_earlier_runs_checkpoints(
         self, tiny_phantom, tmp_path
     ):

@@ -58,6 +58,7 @@ from sliceseg.training.session import (
     capture_state,
     drop_abandoned_best,
     fresh_state,
+    interrupted_line,
     restore,
     save_checkpoint,
     set_up,
@@ -244,7 +245,11 @@ def _run(
         state = drop_abandoned_best(session, state, resumption.checkpoint, log)
     elif context.is_main:  # the picture `sliceseg preview` draws
         draw_first_batch(session.data, config, path=session.path("first_batch.png"))
-    state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+    try:
+        state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+    except KeyboardInterrupt:  # Ctrl-C: say what is lost and where the run goes on from
+        log(interrupted_line(session, None if resumption is None else resumption.checkpoint))
+        raise
     return finish(session, state, log)
 
 

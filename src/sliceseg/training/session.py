@@ -73,6 +73,7 @@ class Session:
         loss_fn: the training loss.
         dice_loss_fn: the soft Dice loss the progress lines report.
         averaged: the weights' running average with ``ema_decay``, else None.
+        saved: the checkpoints this process wrote, the latest last.
     """
 
     config: TrainConfig
@@ -90,6 +91,7 @@ class Session:
     loss_fn: MultiOutputLoss
     dice_loss_fn: MultiOutputLoss
     averaged: WeightAverage | None = None
+    saved: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -363,7 +365,24 @@ def save_checkpoint(
     metadata = session.metadata_at(state.epoch, postprocessing)
     save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
     write_history(session.out_dir, session.config.model_filename, state.history)
+    session.saved.append(path)
     return path
+
+
+def interrupted_line(session: Session, resumed: Bundle | None = None) -> str:
+    """The line an interrupted run (Ctrl-C) says: the checkpoint it goes on from (the last it
+    saved, else the one it resumed) and that later epochs are lost, or that there is none."""
+    latest = session.saved[-1] if session.saved else resumed.source if resumed else None
+    if latest is None:
+        return (
+            "Interrupted before the first checkpoint (one every "
+            f"{session.config.save_checkpoint} epochs, --save-checkpoint): there is nothing to "
+            "resume from; a smaller --save-checkpoint loses less."
+        )
+    return (
+        f"Interrupted: the epochs after {Path(latest).name} are lost; "
+        f"`sliceseg train --resume {latest}` goes on from it."
+    )
 
 
 def write_history(
