@@ -283,6 +283,30 @@ class TestResumeInProcess:
         assert settings["best_val_dice"] == dice[best_epoch - 1]
         replaced = [line for line in lines if line.startswith("Replaced sliceseg_best.pt")]
         assert len(replaced) == 1 and f"with epoch {best_epoch}'s model" in replaced[0]
+        assert (
+            f"sliceseg_3.pt, sliceseg_4.pt in {out}: of the epochs after 2 that this resume "
+            "abandons; kept, but not this run's (it replaces each one it reaches)." in lines
+        )
+        assert (out / "sliceseg_4.pt").exists()  # kept: a resume from the wrong file loses nothing
+
+
+def test_checkpoints_a_resume_abandons_are_named_and_kept(tmp_path):
+    """Resumed from sliceseg_2.pt for one more epoch, the folder kept sliceseg_4.pt to
+    sliceseg_8.pt of the abandoned epochs beside the run's last, sliceseg_3.pt, without a word:
+    sliceseg_8.pt read as the latest."""
+    from sliceseg.training.output_folder import note_abandoned_checkpoints
+
+    for name in ("sliceseg_2.pt", "sliceseg_10.pt", "sliceseg_4.pt", "sliceseg_best.pt",
+                 "other_8.pt"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    lines: list[str] = []
+    note_abandoned_checkpoints(tmp_path, "sliceseg", 2, lines.append)
+    assert lines == [
+        f"sliceseg_4.pt, sliceseg_10.pt in {tmp_path}: of the epochs after 2 that this resume "
+        "abandons; kept, but not this run's (it replaces each one it reaches)."
+    ]
+    note_abandoned_checkpoints(tmp_path, "sliceseg", 10, lines.append)
+    assert len(lines) == 1 and (tmp_path / "sliceseg_10.pt").exists()
 
 
 def snapshot_files(folder: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from sliceseg.errors import ConfigError
 from sliceseg.training.config import TrainConfig
 
-__all__ = ["refuse_an_earlier_run", "remove_earlier_checkpoints"]
+__all__ = ["note_abandoned_checkpoints", "refuse_an_earlier_run", "remove_earlier_checkpoints"]
 
 Log = Callable[[str], None]
 
@@ -51,3 +51,15 @@ def remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None
     if earlier:
         names = ", ".join(p.name for p in earlier)
         log(f"Removed {len(earlier)} model file(s) an earlier run left in {out}: {names}.")
+
+
+def note_abandoned_checkpoints(out: Path, name: str, epoch: int, log: Log) -> None:
+    """Name the checkpoints of epochs after ``epoch`` that a resume from it abandons: they are
+    kept (a resume from the wrong file loses nothing), but ``sliceseg_8.pt`` beside this run's
+    last, ``sliceseg_3.pt``, read as this run's latest."""
+    later = [p for p in _epoch_checkpoints(out, name) if int(p.stem.rsplit("_", 1)[1]) > epoch]
+    if later:
+        log(
+            f"{', '.join(p.name for p in later)} in {out}: of the epochs after {epoch} that "
+            "this resume abandons; kept, but not this run's (it replaces each one it reaches)."
+        )

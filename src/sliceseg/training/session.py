@@ -30,6 +30,7 @@ from sliceseg.training.averaging import WeightAverage
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext
 from sliceseg.training.losses import MultiOutputLoss, build_loss
+from sliceseg.training.output_folder import note_abandoned_checkpoints
 from sliceseg.training.state import HistoryRow, TrainingState
 
 Log = Callable[[str], None]
@@ -292,9 +293,12 @@ def drop_abandoned_best(
 
     The best is the file of the checkpoint's best epoch (``<name>_<epoch>.pt``) when it is
     still there, else the checkpoint itself, with its own validation Dice. One line says so.
-    Only the main process writes the best model (`keep_best`), so only it looks.
+    Only the main process writes the best model (`keep_best`), so only it looks; it also
+    names the later epochs' checkpoints, which stay (`note_abandoned_checkpoints`).
     """
     best_path = session.path("best.pt")
+    if session.context.is_main:
+        note_abandoned_checkpoints(session.out_dir, session.config.model_filename, state.epoch, log)
     if not session.context.is_main or state.best_val_dice is None or not best_path.exists():
         return state
     try:
