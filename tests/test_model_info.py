@@ -41,7 +41,8 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     assert "target spacing: 0.5 × 0.8 mm (row × column)" in lines
     assert "neighbouring slices: none: each slice alone (2D)" in lines
     assert "weights: as trained at the epoch saved" in lines
-    assert "post-processing (chosen on validation): ROI 1: largest_component" in lines
+    # named as the ROIs line and the calibration name them, not "ROI 1"
+    assert "post-processing (chosen on validation): a: largest_component" in lines
     expected = "background ×7.39 (validation area bias +3.0 → +0.2 %)"
     assert f"area calibration (chosen on validation): {expected}" in lines
     assert main(["info", str(path), "--json"]) == 0

@@ -42,7 +42,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "target spacing": _spacing_text(meta.target_spacing_mm),
         "neighbouring slices": _context_text(meta.context_slices, meta.context_step_mm),
         "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
-        "post-processing (chosen on validation)": post.describe(),
+        "post-processing (chosen on validation)": post.describe(meta.roi_names),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
         "training data profile": _profile_text(meta.familiarity, _best_name(bundle)),

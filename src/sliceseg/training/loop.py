@@ -382,7 +382,7 @@ def report_progress(
         log("Validation dice: none, the validation slices hold no ROI.")
     if post is not None:
         log(
-            f"Post-processing chosen on validation: {post.describe()} | "
+            f"Post-processing chosen on validation: {post.describe(names)} | "
             f"area calibration: {post.calibration.describe(names)}"
         )
     if on_checkpoint is not None:
