@@ -258,18 +258,24 @@ class TestSettingKinds:
             ('learning_rate = "0.01"', "--learning-rate (learning_rate) must be a number, got "
              "'0.01'; write it without quotes in the settings file."),
             ('max_minutes = "30"', "--max-minutes (max_minutes) must be a number, got '30'"),
-            ('seed = "a"', "seed must be a whole number, got 'a'"),
+            ('seed = "a"', "--seed (seed) must be a whole number, got 'a'"),
             ('num_workers = "2"', "--num-workers (num_workers) must be a whole number, got '2'"),
-            ("seed = 1.5", "seed must be a whole number, got 1.5."),
+            ("seed = 1.5", "--seed (seed) must be a whole number, got 1.5."),
             ('overwrite = "false"', "overwrite must be true or false, got 'false'; write it"),
             ('augment = "no"', "augment must be true or false, got 'no'"),
+            ("max_minutes = inf", "--max-minutes (max_minutes) must be a finite number, got inf."),
+            ("learning_rate = inf", "--learning-rate (learning_rate) must be a finite number"),
+            ("seed = -1", "--seed (seed) must be a whole number ≥ 0, got -1."),
+            ('loss = "dice-ce"', "--loss (loss) 'dice-ce' is unknown; use one of dice, dice_ce"),
         ],
     )  # fmt: skip
     def test_a_value_of_the_wrong_kind_in_toml_is_one_line_exit_2(
         self, tmp_path, capsys, line, said
     ):
         """Text for a number was a TypeError ('internal error ... a bug in sliceseg', exit 4);
-        text for true/false was taken as true: overwrite = "false" overwrote."""
+        text for true/false was taken as true: overwrite = "false" overwrote; an infinite
+        budget trained for ever, an infinite learning rate and a negative seed were internal
+        errors, and a bad loss was refused only once the data had been read."""
         path = tmp_path / "train.toml"
         path.write_text(f"[train]\n{line}\n", encoding="utf-8")
         code = main(["train", str(tmp_path), "--config", str(path), "--out", str(tmp_path / "m")])

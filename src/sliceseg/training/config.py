@@ -18,6 +18,7 @@ from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
 from sliceseg.model_space.resample import parse_spacing
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
+from sliceseg.training.losses import check_loss
 from sliceseg.training.setting_kinds import canonical_kinds
 from sliceseg.training.setting_kinds import named as _named
 
@@ -159,6 +160,7 @@ class TrainConfig:
         for name, value in canonical_kinds(values).items():  # plain: a model file holds them
             object.__setattr__(self, name, value)
         self._check_numbers()
+        check_loss(self.loss, setting=_named("loss"))  # before the data is read, not after
         if self.view not in VIEW_CHOICES:
             raise ConfigError(
                 f"{_named('view')} must be one of {', '.join(VIEW_CHOICES)}, got {self.view!r}."
@@ -211,6 +213,8 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{_named(name)} must be a whole number ≥ 1, got {value!r}.")
+        if self.seed < 0:
+            raise ConfigError(f"{_named('seed')} must be a whole number ≥ 0, got {self.seed!r}.")
         k = self.context_slices
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
             raise ConfigError(

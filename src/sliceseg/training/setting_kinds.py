@@ -8,6 +8,7 @@ Plain values matter beyond the check: the settings travel inside every model fil
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,8 @@ FLAGS: dict[str, str] = {
     "view": "--view",
     "context_slices": "--context-slices",
     "ema_decay": "--ema-decay",
+    "loss": "--loss",
+    "seed": "--seed",
 }
 """The flag of `train` (and `preview`) that sets each `TrainConfig` setting it checks; messages
 name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""
@@ -99,8 +102,11 @@ def _canonical(name: str, value: Any) -> Any:
         return bool(value)
     if name in WHOLE and isinstance(value, numbers.Integral) and not is_truth:
         return int(value)
-    if name in REAL and isinstance(value, numbers.Real) and not is_truth:
+    is_real = name in REAL and isinstance(value, numbers.Real) and not is_truth
+    if is_real and math.isfinite(value):
         return float(value)
+    if is_real:  # an infinite budget never ends; an infinite learning rate gives NaN weights
+        raise ConfigError(f"{named(name)} must be a finite number, got {value!r}.")
     kind = {**dict.fromkeys(WHOLE, "a whole number"), **dict.fromkeys(REAL, "a number")}
     expected = kind.get(name, "true or false")
     hint = "; write it without quotes in the settings file" if isinstance(value, str) else ""
