@@ -5,6 +5,7 @@ import dataclasses
 import json
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,7 +89,7 @@ def test_cli_train_names_the_flag_the_user_typed(tmp_path, capsys, flags, said):
 
 def test_every_flag_named_in_messages_is_an_option_of_train():
     from sliceseg.cli.command import build_parser
-    from sliceseg.training.config import FLAGS
+    from sliceseg.training.setting_kinds import FLAGS
 
     parser = build_parser()
     train = next(a for a in parser._subparsers._actions if a.choices).choices["train"]
@@ -292,3 +293,62 @@ def test_a_misspelt_setting_in_python_lists_the_valid_ones():
     """`TrainConfig(epoch=50)` in a notebook raised dataclass's TypeError, no valid names."""
     with pytest.raises(ConfigError, match=r"^unknown setting\(s\) epoch; valid settings: .*epochs"):
         TrainConfig(data_dir="d", epoch=50)
+
+
+class TestSettingKinds:
+    def test_numpy_numbers_become_plain_values_that_a_model_file_can_hold(self, tmp_path):
+        """A notebook's np.float64 learning rate (np.logspace) was kept as a numpy scalar: the
+        whole run trained, and then no model file of it opened (weights_only refused it)."""
+        from sliceseg.models.bundle import load_bundle, save_bundle
+        from test_model_info import small_unet
+        from test_predict import metadata
+
+        config = TrainConfig(
+            learning_rate=np.float64(0.01),
+            seed=np.int64(3),
+            epochs=np.int64(5),
+            validation_fraction=np.float32(0.25),
+            augment=np.bool_(False),
+        )
+        settings = config.to_dict()
+        assert [type(settings[n]) for n in ("learning_rate", "seed", "epochs", "augment")] == [
+            float,
+            int,
+            int,
+            bool,
+        ]
+        assert (settings["epochs"], settings["validation_fraction"]) == (5, 0.25)
+        meta = metadata(hyperparameters={"depth": 3}, input_size=32, settings=settings)
+        path = save_bundle(tmp_path / "m.pt", small_unet(), meta)
+        assert load_bundle(path).metadata.settings["learning_rate"] == 0.01
+
+    @pytest.mark.parametrize(
+        ("line", "said"),
+        [
+            ('learning_rate = "0.01"', "--learning-rate (learning_rate) must be a number, got "
+             "'0.01'; write it without quotes in the settings file."),
+            ('max_minutes = "30"', "--max-minutes (max_minutes) must be a number, got '30'"),
+            ('seed = "a"', "--seed (seed) must be a whole number, got 'a'"),
+            ('num_workers = "2"', "--num-workers (num_workers) must be a whole number, got '2'"),
+            ("seed = 1.5", "--seed (seed) must be a whole number, got 1.5."),
+            ('overwrite = "false"', "overwrite must be true or false, got 'false'; write it"),
+            ('augment = "no"', "augment must be true or false, got 'no'"),
+            ("max_minutes = inf", "--max-minutes (max_minutes) must be a finite number, got inf."),
+            ("learning_rate = inf", "--learning-rate (learning_rate) must be a finite number"),
+            ("seed = -1", "--seed (seed) must be a whole number ≥ 0, got -1."),
+            ('loss = "dice-ce"', "--loss (loss) 'dice-ce' is unknown; use one of dice, dice_ce"),
+        ],
+    )  # fmt: skip
+    def test_a_value_of_the_wrong_kind_in_toml_is_one_line_exit_2(
+        self, tmp_path, capsys, line, said
+    ):
+        """Text for a number was a TypeError ('internal error ... a bug in sliceseg', exit 4);
+        text for true/false was taken as true: overwrite = "false" overwrote; an infinite
+        budget trained for ever, an infinite learning rate and a negative seed were internal
+        errors, and a bad loss was refused only once the data had been read."""
+        path = tmp_path / "train.toml"
+        path.write_text(f"[train]\n{line}\n", encoding="utf-8")
+        code = main(["train", str(tmp_path), "--config", str(path), "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "m").exists()

@@ -7,6 +7,7 @@ import json
 from sliceseg.cli import main
 from sliceseg.models import build_model
 from sliceseg.models.bundle import save_bundle
+from sliceseg.models.model_info import model_summary
 from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
 from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import metadata
@@ -40,7 +41,8 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     assert "target spacing: 0.5 × 0.8 mm (row × column)" in lines
     assert "neighbouring slices: none: each slice alone (2D)" in lines
     assert "weights: as trained at the epoch saved" in lines
-    assert "post-processing (chosen on validation): ROI 1: largest_component" in lines
+    # named as the ROIs line and the calibration name them, not "ROI 1"
+    assert "post-processing (chosen on validation): a: largest_component" in lines
     expected = "background ×7.39 (validation area bias +3.0 → +0.2 %)"
     assert f"area calibration (chosen on validation): {expected}" in lines
     assert main(["info", str(path), "--json"]) == 0
@@ -96,3 +98,19 @@ def test_info_names_a_moving_average_of_the_weights(tmp_path, capsys):
     assert main(["info", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "weights: moving average over the training steps (decay 0.998 per step)" in lines
+
+
+def test_an_epoch_checkpoint_without_a_profile_points_to_the_best_model(tmp_path, capsys):
+    """sliceseg_100.pt of today's run read 'an older model file: sliceseg reprofile adds it';
+    training stores the profile in the best model only."""
+    meta = metadata(hyperparameters={"depth": 3}, settings={"model_filename": "spine"})
+    path = save_bundle(tmp_path / "spine_100.pt", small_unet(), meta, training_state={"epoch": 1})
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "training data profile: none: series are not checked against the training data (an "
+        "epoch checkpoint: training stores the profile in spine_best.pt only; predict with that "
+        "file, or 'sliceseg reprofile MODEL TRAIN_DIR' adds it)" in lines
+    )
+    weights_only = save_bundle(tmp_path / "old.pt", small_unet(), meta)
+    assert "an older model file" in model_summary(weights_only)["training data profile"]

@@ -95,6 +95,8 @@ class TestChoosePostprocessing:
         assert choice.dice_after[1] > choice.dice_before[1]
         assert choice.dice_after[2] == choice.dice_before[2] == 1.0
         assert choice.describe() == "ROI 1: largest_component + fill_holes"
+        # the log and info name ROIs as the Dice and calibration lines do, not by number
+        assert choice.describe(("disc", "psoas")) == "disc: largest_component + fill_holes"
 
     def test_a_gain_below_the_margin_keeps_nothing(self):
         truth, predicted = truth_and_prediction()

@@ -158,6 +158,65 @@ def test_both_config_and_resume_is_refused(tmp_path):
         train(TrainConfig(data_dir=str(tmp_path)), resume=tmp_path / "x.pt")
 
 
+def test_a_resume_from_another_folder_says_where_its_data_path_came_from(tmp_path, monkeypatch):
+    """The checkpoint keeps data_dir as typed ("data/train"); resumed from elsewhere it read
+    'data/train/dicoms: DICOM folder does not exist', not where the path came from."""
+    from sliceseg.training.state import check_data_found
+
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    config = TrainConfig(data_dir="data/train", labels_dir="data/labels")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        check_data_found(config, {}, source="m/sliceseg_4.pt")
+    assert str(caught.value) == (
+        "m/sliceseg_4.pt: its run read labels_dir 'data/labels' (as typed when it started), not "
+        f"found from {tmp_path}; resume from the folder the run started in, or give it again: "
+        "sliceseg train --labels DIR --resume m/sliceseg_4.pt."
+    )
+    check_data_found(config, {"labels_dir": "/elsewhere/labels"}, source="m/sliceseg_4.pt")
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"read data_dir 'data/train' .* train DATA --resume"):
+        check_data_found(config, {}, source="m/sliceseg_4.pt")
+
+
+def test_cli_resume_from_another_folder_names_the_checkpoint_s_data_path(
+    tmp_path, monkeypatch, capsys
+):
+    from sliceseg.models.bundle import save_bundle
+    from test_model_info import small_unet
+    from test_predict import metadata
+
+    settings = TrainConfig(data_dir="data/train", epochs=4, input_shape=32).to_dict()
+    state = TrainingState(epoch=2, planned_epochs=4, max_minutes=None, elapsed_seconds=1.0,
+                          best_val_dice=None, history=(), optimizer={})  # fmt: skip
+    meta = metadata(hyperparameters={"depth": 3}, input_size=32, settings=settings)
+    checkpoint = tmp_path / "m" / "sliceseg_2.pt"
+    save_bundle(checkpoint, small_unet(), meta, training_state=state.to_dict())
+    monkeypatch.chdir(tmp_path)  # the run started elsewhere, where data/train was
+    assert main(["train", "--resume", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "its run read data_dir 'data/train' (as typed when it started), not found" in err
+    assert f"sliceseg train DATA --resume {checkpoint}." in err
+
+
+def test_a_new_run_into_a_killed_runs_folder_names_the_resume(tmp_path, capsys):
+    """The command of a killed run, typed again, said only 'pass --overwrite', which removes
+    the checkpoints it could have gone on from."""
+    out = tmp_path / "m"
+    out.mkdir()
+    for name in ("sliceseg_10.pt", "sliceseg_20.pt", "sliceseg_best.pt"):
+        (out / name).write_bytes(b"an earlier run")
+    before = snapshot_files(out)
+    assert main(["train", str(tmp_path / "data"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {out}: holds the checkpoints of an earlier run (the latest: sliceseg_20.pt); "
+        f"continue it with `sliceseg train --resume {out / 'sliceseg_20.pt'}`, or choose another "
+        "--out, or pass --overwrite to start over there (its checkpoints are removed)."
+    ]
+    assert snapshot_files(out) == before
+
+
 @pytest.mark.slow
 class TestResumeInProcess:
     def test_cli_passes_only_typed_flags_and_logs_the_override(
@@ -224,6 +283,30 @@ class TestResumeInProcess:
         assert settings["best_val_dice"] == dice[best_epoch - 1]
         replaced = [line for line in lines if line.startswith("Replaced sliceseg_best.pt")]
         assert len(replaced) == 1 and f"with epoch {best_epoch}'s model" in replaced[0]
+        assert (
+            f"sliceseg_3.pt, sliceseg_4.pt in {out}: of the epochs after 2 that this resume "
+            "abandons; kept, but not this run's (it replaces each one it reaches)." in lines
+        )
+        assert (out / "sliceseg_4.pt").exists()  # kept: a resume from the wrong file loses nothing
+
+
+def test_checkpoints_a_resume_abandons_are_named_and_kept(tmp_path):
+    """Resumed from sliceseg_2.pt for one more epoch, the folder kept sliceseg_4.pt to
+    sliceseg_8.pt of the abandoned epochs beside the run's last, sliceseg_3.pt, without a word:
+    sliceseg_8.pt read as the latest."""
+    from sliceseg.training.output_folder import note_abandoned_checkpoints
+
+    for name in ("sliceseg_2.pt", "sliceseg_10.pt", "sliceseg_4.pt", "sliceseg_best.pt",
+                 "other_8.pt"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    lines: list[str] = []
+    note_abandoned_checkpoints(tmp_path, "sliceseg", 2, lines.append)
+    assert lines == [
+        f"sliceseg_4.pt, sliceseg_10.pt in {tmp_path}: of the epochs after 2 that this resume "
+        "abandons; kept, but not this run's (it replaces each one it reaches)."
+    ]
+    note_abandoned_checkpoints(tmp_path, "sliceseg", 10, lines.append)
+    assert len(lines) == 1 and (tmp_path / "sliceseg_10.pt").exists()
 
 
 def snapshot_files(folder: Path) -> dict[str, bytes]:

@@ -128,6 +128,54 @@ class TestTrain:
             "-0.4 → -0.4 % (unchanged); psoas: area bias +46.7 → -2.5 % (background ×7.39)"
         )
 
+    def test_the_validation_line_names_the_rois_validation_cannot_score(self):
+        """An ROI on no validation slice has no Dice: it left the line, the mean and the best
+        model's choice without a word, so 'mean 0.900' read as every ROI's."""
+        from types import SimpleNamespace
+
+        from sliceseg.training.loop import report_progress
+
+        names = ("disc", "psoas", "fat")
+        session = SimpleNamespace(
+            config=SimpleNamespace(planned_epochs=5, epochs=5),
+            data=SimpleNamespace(roi_names=names, validation=[object()]),
+        )
+        row = {"epoch": 1, "dice_loss": 0.5, "train_dice": 0.5, "val_dice": 0.9, "lr": 1e-3,
+               "elapsed_seconds": 1.0, "val_dice_disc": 0.9, "val_dice_psoas": float("nan"),
+               "val_dice_fat": float("nan")}  # fmt: skip
+        lines: list[str] = []
+        report_progress(session, row, log=lines.append, on_checkpoint=None)
+        assert lines[-1] == (
+            "Validation dice: mean 0.900 | disc 0.900 | not in the validation labels, not "
+            "scored: psoas, fat"
+        )
+
+    def test_ctrl_c_names_the_checkpoint_to_resume_and_what_is_lost(self, tiny_phantom, tmp_path):
+        """Ctrl-C said only 'interrupted; files already written are kept': not which epochs
+        were lost, nor the checkpoint the run goes on from (or that there is none)."""
+        out = tmp_path / "m"
+
+        def stop_at_epoch_2(event: ProgressEvent) -> None:
+            if event.epoch == 2:
+                raise KeyboardInterrupt
+
+        lines: list[str] = []
+        config = tiny_config(tiny_phantom / "train", out, epochs=3, save_checkpoint=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, log=lines.append, on_checkpoint=stop_at_epoch_2)
+        assert lines[-1] == (
+            f"Interrupted: the epochs after sliceseg_1.pt are lost; `sliceseg train --resume "
+            f"{out / 'sliceseg_1.pt'}` goes on from it."
+        )
+        lines.clear()
+        config = tiny_config(tiny_phantom / "train", tmp_path / "n", epochs=3, save_checkpoint=3)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, log=lines.append, on_checkpoint=stop_at_epoch_2)
+        assert lines[-1] == (
+            "Interrupted before the first checkpoint (one every 3 epochs, --save-checkpoint): "
+            "there is nothing to resume from; a smaller --save-checkpoint loses less."
+        )
+
     def test_a_new_run_into_a_used_folder_removes_the_earlier_runs_checkpoints(
         self, tiny_phantom, tmp_path
     ):

@@ -42,10 +42,10 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "target spacing": _spacing_text(meta.target_spacing_mm),
         "neighbouring slices": _context_text(meta.context_slices, meta.context_step_mm),
         "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
-        "post-processing (chosen on validation)": post.describe(),
+        "post-processing (chosen on validation)": post.describe(meta.roi_names),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
-        "training data profile": _profile_text(meta.familiarity),
+        "training data profile": _profile_text(meta.familiarity, _best_name(bundle)),
         "intensity check": _intensity_text(meta.familiarity),
         "ROIs expected on every slice": _expected_text(meta.familiarity, meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
@@ -67,7 +67,21 @@ def _expected_text(familiarity: dict[str, Any] | None, roi_names: Sequence[str])
     return f"{', '.join(names)} ({share}): a slice missing one has confidence 0"
 
 
-def _profile_text(familiarity: dict[str, Any] | None) -> str:
+def _best_name(bundle: Bundle) -> str | None:
+    """An epoch checkpoint's best model file (``<name>_best.pt``), which training gives the
+    profile; None for any other model file."""
+    if bundle.training_state is None:
+        return None
+    return f"{bundle.metadata.settings.get('model_filename') or 'sliceseg'}_best.pt"
+
+
+def _profile_text(familiarity: dict[str, Any] | None, best_name: str | None = None) -> str:
+    if familiarity is None and best_name is not None:
+        return (
+            "none: series are not checked against the training data (an epoch checkpoint: "
+            f"training stores the profile in {best_name} only; predict with that file, or "
+            "'sliceseg reprofile MODEL TRAIN_DIR' adds it)"
+        )
     if familiarity is None:
         return (
             "none: series are not checked against the training data (an older model file: "

@@ -153,9 +153,16 @@ class PostProcessing:
                 out = apply_step(out, roi, step)
         return out if out is not label else label.copy()
 
-    def describe(self) -> str:
-        """One line: what is applied to which ROI, e.g. ``ROI 1: largest_component``."""
-        parts = [f"ROI {roi}: {' + '.join(s)}" for roi, s in sorted(self.steps.items()) if s]
+    def describe(self, roi_names: Sequence[str] | None = None) -> str:
+        """One line: what is applied to which ROI (``roi_names`` in ROI order, as the
+        calibration's line and the validation Dice name them, else ``ROI 1``, …), e.g.
+        ``psoas: largest_component``."""
+        names = list(roi_names or ())
+        parts = [
+            f"{names[roi - 1] if 0 < roi <= len(names) else f'ROI {roi}'}: {' + '.join(s)}"
+            for roi, s in sorted(self.steps.items())
+            if s
+        ]
         return "; ".join(parts) if parts else "none"
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
 from sliceseg.model_space.resample import parse_spacing
 from sliceseg.models.registry import Hyperparameters, parse_hyperparameters, required_divisor
+from sliceseg.training.losses import check_loss
+from sliceseg.training.setting_kinds import canonical_kinds, named_setting
 
 VIEW_SHARES = {"whole": 1.0, "wide": 0.7}
 """Share of the median slice extent a crop shows, per ``view`` coarser than "native"."""
@@ -34,34 +36,6 @@ pixels a side at 0.9–1.4 mm: 45–65 %). docs/benchmarks.md, the spine512 set.
 
 DEFAULT_EPOCHS = 100
 """Epochs of a run given neither ``epochs`` nor ``max_minutes``."""
-
-FLAGS: dict[str, str] = {
-    "arch": "--arch",
-    "images_dir": "--images",
-    "labels_dir": "--labels",
-    "model_filename": "--model-filename",
-    "input_shape": "--input-shape",
-    "num_labels": "--num-labels",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "num_workers": "--num-workers",
-    "learning_rate": "--learning-rate",
-    "dropout_rate": "--dropout-rate",
-    "print_checkpoint": "--print-checkpoint",
-    "save_checkpoint": "--save-checkpoint",
-    "validation_fraction": "--validation-fraction",
-    "max_minutes": "--max-minutes",
-    "unlabelled_slices": "--unlabelled-slices",
-    "area_calibration": "--area-calibration",
-    "normalisation": "--normalisation",
-    "target_spacing_mm": "--target-spacing",
-    "validation_split": "--validation-split",
-    "view": "--view",
-    "context_slices": "--context-slices",
-    "ema_decay": "--ema-decay",
-}
-"""The flag of `train` (and `preview`) that sets each `TrainConfig` setting it checks; messages
-name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +168,11 @@ class TrainConfig:
         return config
 
     def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in canonical_kinds(values).items():  # plain: a model file holds them
+            object.__setattr__(self, name, value)
         self._check_numbers()
+        check_loss(self.loss, setting=named_setting("loss"))  # before the data is read, not after
         if self.view not in VIEW_CHOICES:
             raise ConfigError(
                 f"{named_setting('view')} must be one of {', '.join(VIEW_CHOICES)}, got "
@@ -209,11 +187,6 @@ class TrainConfig:
             raise ConfigError(
                 f"{named_setting('normalisation')} must be one of "
                 f"{', '.join(NORMALISATION_CHOICES)}, got {self.normalisation!r}."
-            )
-        if not isinstance(self.area_calibration, bool):
-            raise ConfigError(
-                f"{named_setting('area_calibration')} must be true or false, got "
-                f"{self.area_calibration!r}."
             )
         if not self.model_filename or "/" in self.model_filename:
             raise ConfigError(
@@ -248,6 +221,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"{named_setting(name)} must be a whole number ≥ 1, got {value!r}."
                 )
+        if self.seed < 0:
+            raise ConfigError(
+                f"{named_setting('seed')} must be a whole number ≥ 0, got {self.seed!r}."
+            )
         k = self.context_slices
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 3:
             raise ConfigError(
@@ -426,17 +403,6 @@ class TrainConfig:
             return self._given
         defaults, held = TrainConfig().to_dict(), self.to_dict()
         return frozenset(name for name, value in held.items() if value != defaults[name])
-
-
-def named_setting(setting: str) -> str:
-    """A setting as a message names it: ``--epochs (epochs)``, or its name alone (`FLAGS`).
-
-    Example:
-        >>> named_setting("target_spacing_mm"), named_setting("foreground_fraction")
-        ('--target-spacing (target_spacing_mm)', 'foreground_fraction')
-    """
-    flag = FLAGS.get(setting)
-    return f"{flag} ({setting})" if flag else setting
 
 
 def refuse_unknown_settings(names: Iterable[str], *, source: Path | None = None) -> None:

@@ -23,7 +23,8 @@ from torch import nn
 
 from sliceseg.errors import ConfigError
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, recorded_hyperparameters
-from sliceseg.training.config import TrainConfig, named_setting
+from sliceseg.training.config import TrainConfig
+from sliceseg.training.setting_kinds import named_setting
 
 MATCHED: tuple[tuple[str, str], ...] = (
     ("roi_names", "label scheme (ROI names)"),

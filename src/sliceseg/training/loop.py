@@ -43,6 +43,7 @@ from sliceseg.training.init_from import (
     plan_new_run,
     with_model_dropout,
 )
+from sliceseg.training.output_folder import refuse_an_earlier_run, remove_earlier_checkpoints
 from sliceseg.training.preview import draw_first_batch
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
@@ -57,11 +58,12 @@ from sliceseg.training.session import (
     capture_state,
     drop_abandoned_best,
     fresh_state,
+    interrupted_line,
     restore,
     save_checkpoint,
     set_up,
 )
-from sliceseg.training.state import HistoryRow, TrainingState, resume_config
+from sliceseg.training.state import HistoryRow, TrainingState, check_data_found, resume_config
 from sliceseg.training.steps import (
     Augment,
     DiceCounter,
@@ -188,6 +190,7 @@ def plan_run(
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
     settings = {**checkpoint.metadata.settings, "out_dir": str(Path(resume).parent)}
     resumed, notes = resume_config(settings, state, overrides, source=str(resume))
+    check_data_found(resumed, overrides, source=str(resume))
     # a pyramid older than its dropout goes on without it
     resumed = with_model_dropout(resumed, checkpoint)
     return resumed, Resumption(checkpoint, state, notes), checkpoint
@@ -202,24 +205,6 @@ class Resumption:
     notes: tuple[str, ...]
 
 
-def _remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
-    """A new run into a used folder (``--overwrite``) removes the model files an earlier run
-    left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model),
-    saying so: a ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads
-    as today's latest epoch, and yesterday's best would stand for today's run."""
-    name = config.model_filename
-    start = Path(config.init_from).resolve() if config.init_from else None
-    epochs = [p for p in out.glob(f"{name}_*.pt") if p.stem.removeprefix(f"{name}_").isdigit()]
-    epochs.sort(key=lambda p: int(p.stem.removeprefix(f"{name}_")))
-    best = out / f"{name}_best.pt"
-    earlier = [p for p in (*epochs, best) if p.exists() and p.resolve() != start]
-    for path in earlier:
-        path.unlink()
-    if earlier:
-        names = ", ".join(p.name for p in earlier)
-        log(f"Removed {len(earlier)} model file(s) an earlier run left in {out}: {names}.")
-
-
 def _run(
     config: TrainConfig,
     resumption: Resumption | None,
@@ -231,6 +216,7 @@ def _run(
     start: Bundle | None = None,
 ) -> TrainResult:
     if resumption is None and context.is_main:
+        refuse_an_earlier_run(config)
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
@@ -246,7 +232,7 @@ def _run(
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
     if resumption is None and context.is_main:  # only once the data and start are accepted
-        _remove_earlier_checkpoints(Path(config.out_dir), config, log)
+        remove_earlier_checkpoints(Path(config.out_dir), config, log)
     state = fresh_state(config)
     if resumption is not None:
         state = resumption.state
@@ -260,7 +246,11 @@ def _run(
         state = drop_abandoned_best(session, state, resumption.checkpoint, log)
     elif context.is_main:  # the picture `sliceseg preview` draws
         draw_first_batch(session.data, config, path=session.path("first_batch.png"))
-    state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+    try:
+        state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+    except KeyboardInterrupt:  # Ctrl-C: say what is lost and where the run goes on from
+        log(interrupted_line(session, None if resumption is None else resumption.checkpoint))
+        raise
     return finish(session, state, log)
 
 
@@ -384,12 +374,17 @@ def report_progress(
     per_roi = {n: row[f"val_dice_{n}"] for n in names}
     if len(session.data.validation) and np.isfinite(row["val_dice"]):
         parts = [f"{n} {d:.3f}" for n, d in per_roi.items() if np.isfinite(d)]
+        # else an ROI absent from validation vanishes from the line, the mean and the best
+        # model's choice without a word
+        unscored = [n for n, d in per_roi.items() if not np.isfinite(d)]
+        if unscored:
+            parts.append(f"not in the validation labels, not scored: {', '.join(unscored)}")
         log(f"Validation dice: mean {row['val_dice']:.3f} | " + " | ".join(parts))
     elif len(session.data.validation):
         log("Validation dice: none, the validation slices hold no ROI.")
     if post is not None:
         log(
-            f"Post-processing chosen on validation: {post.describe()} | "
+            f"Post-processing chosen on validation: {post.describe(names)} | "
             f"area calibration: {post.calibration.describe(names)}"
         )
     if on_checkpoint is not None:

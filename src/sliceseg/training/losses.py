@@ -123,9 +123,19 @@ def build_loss(name: str) -> nn.Module:
     Example:
         >>> loss_fn = MultiOutputLoss(build_loss("dice_ce"))
     """
-    if name not in LOSSES:
-        raise ConfigError(f"loss {name!r} is unknown; use one of {', '.join(LOSSES)}.")
+    check_loss(name)
     return LOSSES[name]()
+
+
+def check_loss(name: str, *, setting: str = "loss") -> None:
+    """Refuse a loss name not in `LOSSES`, naming ``setting`` (``--loss (loss)``) and the
+    known names.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    if name not in LOSSES:
+        raise ConfigError(f"{setting} {name!r} is unknown; use one of {', '.join(LOSSES)}.")
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

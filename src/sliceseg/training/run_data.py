@@ -20,9 +20,10 @@ from sliceseg.model_space.intensity import (
     ct_normalisation,
 )
 from sliceseg.models.bundle import Bundle
-from sliceseg.training.config import AUTO_MIN_SHARE, VIEW_SHARES, TrainConfig, named_setting
+from sliceseg.training.config import AUTO_MIN_SHARE, VIEW_SHARES, TrainConfig
 from sliceseg.training.init_from import model_target_spacing
 from sliceseg.training.session import TrainingData
+from sliceseg.training.setting_kinds import named_setting
 
 __all__ = ["load_training_data", "run_normalisation"]
 

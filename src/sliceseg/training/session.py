@@ -30,6 +30,7 @@ from sliceseg.training.averaging import WeightAverage
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext
 from sliceseg.training.losses import MultiOutputLoss, build_loss
+from sliceseg.training.output_folder import note_abandoned_checkpoints
 from sliceseg.training.state import HistoryRow, TrainingState
 
 Log = Callable[[str], None]
@@ -73,6 +74,7 @@ class Session:
         loss_fn: the training loss.
         dice_loss_fn: the soft Dice loss the progress lines report.
         averaged: the weights' running average with ``ema_decay``, else None.
+        saved: the checkpoints this process wrote, the latest last.
     """
 
     config: TrainConfig
@@ -90,6 +92,7 @@ class Session:
     loss_fn: MultiOutputLoss
     dice_loss_fn: MultiOutputLoss
     averaged: WeightAverage | None = None
+    saved: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -290,9 +293,12 @@ def drop_abandoned_best(
 
     The best is the file of the checkpoint's best epoch (``<name>_<epoch>.pt``) when it is
     still there, else the checkpoint itself, with its own validation Dice. One line says so.
-    Only the main process writes the best model (`keep_best`), so only it looks.
+    Only the main process writes the best model (`keep_best`), so only it looks; it also
+    names the later epochs' checkpoints, which stay (`note_abandoned_checkpoints`).
     """
     best_path = session.path("best.pt")
+    if session.context.is_main:
+        note_abandoned_checkpoints(session.out_dir, session.config.model_filename, state.epoch, log)
     if not session.context.is_main or state.best_val_dice is None or not best_path.exists():
         return state
     try:
@@ -363,7 +369,24 @@ def save_checkpoint(
     metadata = session.metadata_at(state.epoch, postprocessing)
     save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
     write_history(session.out_dir, session.config.model_filename, state.history)
+    session.saved.append(path)
     return path
+
+
+def interrupted_line(session: Session, resumed: Bundle | None = None) -> str:
+    """The line an interrupted run (Ctrl-C) says: the checkpoint it goes on from (the last it
+    saved, else the one it resumed) and that later epochs are lost, or that there is none."""
+    latest = session.saved[-1] if session.saved else resumed.source if resumed else None
+    if latest is None:
+        return (
+            "Interrupted before the first checkpoint (one every "
+            f"{session.config.save_checkpoint} epochs, --save-checkpoint): there is nothing to "
+            "resume from; a smaller --save-checkpoint loses less."
+        )
+    return (
+        f"Interrupted: the epochs after {Path(latest).name} are lost; "
+        f"`sliceseg train --resume {latest}` goes on from it."
+    )
 
 
 def write_history(

@@ -221,6 +221,30 @@ def resume_config(
     return config, tuple(notes)
 
 
+_DATA_FLAGS = {"data_dir": "DATA", "images_dir": "--images DIR", "labels_dir": "--labels DIR"}
+
+
+def check_data_found(config: TrainConfig, overrides: Mapping[str, Any], *, source: str) -> None:
+    """Refuse a resumed run whose data folders, as the checkpoint gives them, are not found.
+
+    The checkpoint keeps them as typed when the run started (``data/train``, relative to the
+    folder it started in), so a resume from elsewhere read "data/train/dicoms: DICOM folder
+    does not exist" without saying where the path came from or how to give it.
+
+    Raises:
+        ConfigError: a data folder of the checkpoint, not given again, does not exist.
+    """
+    for name, flag in _DATA_FLAGS.items():
+        folder = getattr(config, name)
+        if folder is None or name in overrides or Path(folder).exists():
+            continue
+        raise ConfigError(
+            f"{source}: its run read {name} {folder!r} (as typed when it started), not found "
+            f"from {Path.cwd()}; resume from the folder the run started in, or give it again: "
+            f"sliceseg train {flag} --resume {source}."
+        )
+
+
 def _same_path(name: str, a: TrainConfig, b: TrainConfig) -> bool:
     if name != "out_dir":
         return False
