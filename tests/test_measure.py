@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from csv_text import numeric_cells, significant_digits
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
@@ -409,6 +411,26 @@ class TestSummaryRows:
         )
         text = with_whole_counts(wide).to_csv(index_label="slice").splitlines()
         assert text[1:] == ["1,a,2.5,0.5,0", "2,b,1.0,1.0,1", f"n,{PRESENT},2,,"]
+
+    def test_the_tables_write_areas_without_binary_noise(self, tmp_path):
+        """401 pixels of 0.8203 × 0.8203 mm are 269.82972809 mm², computed as the float
+        269.82972809000006, which csa.csv and csa_long.csv wrote as is (repr's noise)."""
+        labels = [np.zeros((20, 21), np.uint8) for _ in range(2)]
+        labels[0].flat[:401], labels[1].flat[:377] = 1, 1
+        images = [make_slice((20, 21), (0.8203, 0.8203), f"s{i}") for i in range(2)]
+        table = measure_areas(labels, images, ["roi"])
+        assert table.wide.loc["1", "roi"] == 401 * 0.8203 * 0.8203  # in memory: unrounded
+        wide_csv, long_csv = table.save(tmp_path)
+        for path in (wide_csv, long_csv):
+            text = path.read_text()
+            assert "269.82972809000006" not in text and "269.82972809" in numeric_cells(text)
+            assert max(map(significant_digits, numeric_cells(text))) <= 12, text
+        exact = [float(Decimal(n) * Decimal("0.8203") ** 2) for n in (401, 377)]
+        assert pd.read_csv(long_csv)["area_mm2"].tolist() == pytest.approx(exact, rel=1e-9)
+        wide = pd.read_csv(wide_csv, index_col="slice")
+        assert wide.loc[["1", "2"], "roi"].tolist() == pytest.approx(exact, rel=1e-9)
+        assert wide.loc["mean", "roi"] == pytest.approx(np.mean(exact), rel=1e-9)
+        assert wide.loc["std", "roi"] == pytest.approx(np.std(exact, ddof=1), rel=1e-9)
 
     def test_slices_without_series_uid_group_by_folder(self):
         images = [make_slice((10, 10), (1.0, 1.0), f"p{i // 2}/s{i}") for i in range(3)]

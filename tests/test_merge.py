@@ -14,11 +14,13 @@ import pydicom
 import pytest
 
 from conftest import with_network_checks_open
+from csv_text import numeric_cells, significant_digits
 from sliceseg.errors import ConfigError
 from sliceseg.inference import merge, merge_tables
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.familiarity import SeriesVerdict, with_familiarity
 from sliceseg.inference.records import RunSettings, finished_series, series_dir
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
@@ -144,7 +146,7 @@ def test_the_series_table_and_report_equal_those_of_every_row_at_once(predicted,
     rows = [merge._series_row(predicted, n, r["summary"]) for n, r in finished_series(predicted)]
     whole = pd.DataFrame(rows)
     buffer = io.StringIO()
-    whole.to_csv(buffer, index=False)
+    write_csv(whole, buffer, index=False)  # the one rule for user CSVs' numbers
     assert text == buffer.getvalue()
     report = merged.report.read_text()
     assert "5 series, 15 slices" in report
@@ -226,6 +228,23 @@ def test_counts_are_whole_numbers_in_every_table(predicted):
     whole = ["slices", "warnings", *(c for c in series.columns if c.startswith("n "))]
     assert len(whole) == 2 + 6
     assert series[whole].map(str.isdigit).all().all()
+
+
+@pytest.mark.slow
+def test_every_table_of_a_cohort_writes_its_numbers_without_binary_noise(predicted):
+    """The phantom's spacings (4 decimals) gave areas such as 268.29082176000003 in the series'
+    tables and the cohort's; each cell has at most 12 significant digits, and an area still
+    reads back as pixels × row spacing × column spacing."""
+    merge.merge_cohort(predicted)
+    tables = [*(predicted / name for name in TABLES), *predicted.glob("series/*/csa*.csv")]
+    assert len(tables) == 4 + 2 * 5
+    for path in tables:
+        cells = numeric_cells(path.read_text(encoding="utf-8"))
+        assert max(map(significant_digits, cells), default=0) <= 12, path
+    long = pd.read_csv(predicted / "csa_long.csv")
+    exact = long["pixels"] * long["row_spacing_mm"] * long["col_spacing_mm"]
+    assert long["area_mm2"].to_numpy() == pytest.approx(exact.to_numpy(), rel=1e-9)
+    assert (long["area_mm2"] > 0).any()
 
 
 def _ct_copy(source: Path, target: Path) -> None:

@@ -14,6 +14,7 @@ from sliceseg.inference.evaluate import EvaluationResult, evaluate_model
 from sliceseg.inference.folder import SegmentationRun, predict_folder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.phantom.generate import generate_phantom
@@ -144,7 +145,7 @@ def run_demo(
     log(run.areas.to_text())
     errors = compare_with_truth(run.areas, phantom.truth_csv)
     with atomic_path(out / "predictions" / "area_errors.csv") as tmp:
-        errors.to_csv(tmp)
+        write_csv(errors, tmp)
     log("4/4 Evaluating against the manual labels ...")
     evaluation = evaluate_model(
         training.best_model, phantom.test_dir, out / "evaluation", overwrite=True
@@ -153,7 +154,7 @@ def run_demo(
     log(errors.to_string(float_format=lambda v: f"{v:.2f}"))
     bias = area_bias_on_test(run, training.best_model, phantom.truth_csv)
     with atomic_path(out / "predictions" / "area_bias.csv") as tmp:
-        bias.to_csv(tmp)
+        write_csv(bias, tmp)
     log("\nArea bias per ROI on the test subjects (mean signed error against the true areas):")
     log("plain argmax vs the area calibration chosen on validation (never on these slices)")
     log(format_area_bias(bias))

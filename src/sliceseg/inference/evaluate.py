@@ -18,6 +18,7 @@ from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, area_mm2, with_fallback_spacing
 from sliceseg.measure.metrics import (
     bland_altman,
@@ -374,9 +375,9 @@ def _write(
     ]
     rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
     with atomic_path(files[0]) as tmp:
-        per_slice.rename(columns=rename).to_csv(tmp, index=False)
+        write_csv(per_slice.rename(columns=rename), tmp, index=False)
     with atomic_path(files[1]) as tmp:
-        summary.rename(columns=rename).to_csv(tmp)
+        write_csv(summary.rename(columns=rename), tmp)
     pairs = per_slice[per_slice["area_manual_mm2"] > 0]
     if len(pairs) < 2:
         files[2].unlink(missing_ok=True)  # an earlier run's (--overwrite) is not this one's

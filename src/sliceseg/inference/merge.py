@@ -59,6 +59,7 @@ from sliceseg.inference.records import (
 )
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
 from sliceseg.report.cohort import (
@@ -313,7 +314,7 @@ def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
         [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
     )
     with atomic_path(out / "failed.csv") as tmp:
-        failed.to_csv(tmp, index=False)
+        write_csv(failed, tmp, index=False)
     return failed
 
 
@@ -352,7 +353,7 @@ class _SeriesPass:
         table = table.reindex(columns=self.columns)
         counts = [c for c in self.columns if c in ("slices", "warnings") or c.startswith("n ")]
         table[counts] = table[counts].astype("Int64")  # whole numbers; an older record's gap
-        table.to_csv(f, header=f.tell() == 0, index=False)
+        write_csv(table, f, header=f.tell() == 0, index=False)
         rows.clear()
 
     def _keep(self, out: Path, name: str, record: dict[str, Any]) -> dict[str, object]:

@@ -24,6 +24,7 @@ import pandas as pd
 from sliceseg.errors import ConfigError
 from sliceseg.inference.records import series_dir
 from sliceseg.io.files import atomic_path, named_text
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
@@ -228,7 +229,7 @@ class _Tables:
             extra = [CONFIDENCE_COLUMN] * (confidence is not None)
             extra += [FAMILIARITY_COLUMN] * (self.flagged is not None)
             self.columns = ["file", *self.rois, *extra]
-            pd.DataFrame(columns=self.columns).to_csv(wide, index_label="slice")
+            write_csv(pd.DataFrame(columns=self.columns), wide, index_label="slice")
         part = table[["file"]].copy()
         for roi in self.rois:
             part[roi] = table[roi].astype(float)
@@ -239,7 +240,7 @@ class _Tables:
         if self.flagged is not None:
             marks = [self.flagged[first + j] for j, n in enumerate(counts) for _ in range(n)]
             part[FAMILIARITY_COLUMN] = np.asarray(marks, dtype=float)
-        with_whole_counts(part).to_csv(wide, header=False)
+        write_csv(with_whole_counts(part), wide, header=False)
         self.areas.append(part[self.rois].to_numpy(dtype=float))
         return part
 
@@ -265,7 +266,7 @@ class _Tables:
         part.index = [
             series_row(label, names[j]) for label, j in zip(table.index, numbers, strict=True)
         ]
-        with_whole_counts(part.reindex(columns=self.columns)).to_csv(rows, header=False)
+        write_csv(with_whole_counts(part.reindex(columns=self.columns)), rows, header=False)
 
     def _tidy_rows(
         self, lines: _Lines, counts: list[int], first: int, names: Sequence[str], long: IO[str]
@@ -280,7 +281,7 @@ class _Tables:
         table["series"] = [names[j] for j in members]
         if self.flagged is not None and len(table):
             table[FAMILIARITY_COLUMN] = [int(self.flagged[first + j]) for j in members]
-        table.to_csv(long, header=first == 0, index=False)
+        write_csv(table, long, header=first == 0, index=False)
 
     def finish(self, wide: IO[str]) -> None:
         """The overall mean, std and n rows (without the flagged series' slices)."""
@@ -293,7 +294,7 @@ class _Tables:
         rows.insert(0, "file", PRESENT)
         if self.flagged is not None and any(self.flagged):
             _leave_out(rows, values, self.flagged, self.counts)
-        with_whole_counts(rows.reindex(columns=self.columns)).to_csv(wide, header=False)
+        write_csv(with_whole_counts(rows.reindex(columns=self.columns)), wide, header=False)
 
 
 def _leave_out(

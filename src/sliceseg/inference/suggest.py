@@ -18,6 +18,7 @@ from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress
@@ -196,7 +197,7 @@ def suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
 def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
     """Write the suggestions as a CSV atomically; return ``path``."""
     with atomic_path(Path(path)) as tmp:
-        suggestions_frame(suggestions).to_csv(tmp, index=False)
+        write_csv(suggestions_frame(suggestions), tmp, index=False)
     return Path(path)
 
 

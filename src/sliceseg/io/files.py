@@ -38,7 +38,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
     Example:
         >>> with atomic_path(tmp_path / "areas.csv") as tmp:
-        ...     table.to_csv(tmp)
+        ...     write_csv(table, tmp)  # sliceseg.io.tables
     """
     target = Path(path)
     if target.is_dir():  # else the rename fails naming the temporary file, not the user's path

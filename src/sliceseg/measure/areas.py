@@ -16,6 +16,7 @@ from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
+from sliceseg.io.tables import write_csv
 from sliceseg.measure.summary_rows import series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
@@ -346,9 +347,9 @@ class AreaTable:
         out = Path(out_dir)
         wide_path, long_path = out / "csa.csv", out / "csa_long.csv"
         with atomic_path(wide_path) as tmp:
-            with_whole_counts(self.wide).to_csv(tmp, index_label="slice")
+            write_csv(with_whole_counts(self.wide), tmp, index_label="slice")
         with atomic_path(long_path) as tmp:
-            self.long.to_csv(tmp, index=False)
+            write_csv(self.long, tmp, index=False)
         return wide_path, long_path
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_write_bytes, atomic_write_text, prepare_output_dir
+from sliceseg.io.tables import csv_value
 from sliceseg.phantom.files import dicom_bytes, label_bytes, series_ids
 from sliceseg.phantom.render import (
     RESCALE_INTERCEPT,
@@ -195,7 +196,7 @@ def _write_truth_and_names(out: Path, rows: list[dict[str, object]]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({column: csv_value(value) for column, value in row.items()} for row in rows)
     atomic_write_text(truth_csv, buffer.getvalue())
     names = "".join(f"{name}\n" for name in ROI_NAMES)
     for folder in (out, out / "train", out / "test"):

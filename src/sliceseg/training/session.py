@@ -19,6 +19,7 @@ from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
 from sliceseg.errors import BundleError
 from sliceseg.io.files import atomic_path
+from sliceseg.io.tables import write_csv
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation
@@ -396,6 +397,6 @@ def write_history(
     frame = pd.DataFrame(list(history))
     csv_path, png_path = out_dir / f"{name}_history.csv", out_dir / f"{name}_history.png"
     with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
+        write_csv(frame, tmp, index=False)
     plot_history(frame, path=png_path)
     return csv_path, png_path
