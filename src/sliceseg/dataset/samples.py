@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from sliceseg.dataset.binary_masks import binary_mask_problems
 from sliceseg.dataset.check import (
     CheckReport,
     Problem,
@@ -172,15 +173,16 @@ def _read_dataset(
         )
         scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
     problems += warning_problems(caught)
-    samples, value_files, class_sets = (
+    samples, label_files, value_files, class_sets = (
         _normalise(loaded, scheme, problems, images_dir=source.images_dir)
         if scheme
-        else ([], {}, {})
+        else ([], [], {}, {})
     )
     final_names = _final_names(names, scheme.num_labels if scheme else (expected_k or 0))
     if scheme is not None:
         problems += _name_count_problems(names, names_source, scheme)
         problems += consistency_problems(class_sets, scheme, final_names, stray=expected_k is None)
+        problems += binary_mask_problems(samples, label_files, final_names)
         problems += spacing_problems(samples)
     report = CheckReport(
         images_dir=source.images_dir,
@@ -393,8 +395,10 @@ def _count_or_names(paths: list[Path]) -> str:
 
 def _normalise(
     loaded: list[_Loaded], scheme: LabelScheme, problems: list[Problem], *, images_dir: Path
-) -> tuple[list[Sample], dict[int, int], dict[Path, set[int]]]:
+) -> tuple[list[Sample], list[Path], dict[int, int], dict[Path, set[int]]]:
+    """The samples, the label file of each, files per stored value, and each file's ROIs."""
     samples: list[Sample] = []
+    label_files: list[Path] = []
     value_files: dict[int, int] = defaultdict(int)
     class_sets: dict[Path, set[int]] = {}
     lossy: dict[Path, int] = {}
@@ -413,5 +417,6 @@ def _normalise(
         frames = classes if classes.ndim == 3 else classes[np.newaxis]
         for image, label in zip(item.slices, frames, strict=True):
             samples.append(Sample(key=slice_key(image, images_dir), image=image, label=label))
+            label_files.append(item.raw.source)
     problems += scheme_problems(scheme, lossy)
-    return samples, dict(value_files), class_sets
+    return samples, label_files, dict(value_files), class_sets
