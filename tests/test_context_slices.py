@@ -191,9 +191,9 @@ def context_model(sparse_phantom: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_a_2_5d_model_records_its_neighbours_and_takes_three_channels(context_model: Path):
+    from sliceseg.engine.model_info import model_summary
     from sliceseg.models.bundle import load_bundle
     from sliceseg.models.features import input_channels
-    from sliceseg.models.model_info import model_summary
 
     bundle = load_bundle(context_model)
     assert bundle.metadata.context_slices == 1

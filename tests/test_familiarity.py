@@ -17,6 +17,7 @@ import torch
 
 from conftest import tiny_config, warning_during, with_network_checks_open
 from sliceseg.cli import main
+from sliceseg.engine.model_info import model_summary
 from sliceseg.inference.confidence import least_confident
 from sliceseg.inference.familiarity import FamiliarityWarning, model_profile
 from sliceseg.inference.folder import predict_folder
@@ -38,7 +39,6 @@ from sliceseg.measure.slice_traits import (
 from sliceseg.models import build_model
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features, deepest_module
-from sliceseg.models.model_info import model_summary
 
 NAMES = ("disc", "muscle")
 

@@ -1,13 +1,16 @@
-"""Tests for sliceseg.models.model_info and ``sliceseg info MODEL``: what a model file holds."""
+"""Tests for sliceseg.engine.model_info and ``sliceseg info MODEL``: what a model file holds."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from sliceseg.cli import main
+from sliceseg.engine.model_info import model_summary
 from sliceseg.models import build_model
 from sliceseg.models.bundle import save_bundle
-from sliceseg.models.model_info import model_summary
 from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
 from sliceseg.postprocess.cleanup import PostProcessing
 from test_predict import metadata
@@ -114,3 +117,99 @@ def test_an_epoch_checkpoint_without_a_profile_points_to_the_best_model(tmp_path
     )
     weights_only = save_bundle(tmp_path / "old.pt", small_unet(), meta)
     assert "an older model file" in model_summary(weights_only)["training data profile"]
+
+
+def ct_model(tmp_path, **settings):
+    """A model file of a CT run with ``normalisation`` auto: the dataset's HU numbers stored
+    (`normalisation: ct_dataset`, `intensity`), as tests/test_intensity.py builds one."""
+    meta = metadata(
+        hyperparameters={"depth": 3},
+        input_size=32,
+        target_spacing_mm=(0.8, 0.8),
+        normalisation="ct_dataset",
+        intensity={"clip": [-200.0, 250.0], "mean": 40.0, "std": 20.0},
+        settings={
+            "normalisation": "auto",
+            "loss": "dice_ce",
+            "learning_rate": 0.003,
+            "epochs": 50,
+            "max_minutes": 30,
+            "view": "wide",
+            "target_spacing_mm": None,
+            "ema_decay": 0.998,
+            **settings,
+        },
+    )
+    return save_bundle(tmp_path / "ct.pt", small_unet(), meta)
+
+
+def test_info_shows_a_ct_models_hu_numbers_and_its_training(tmp_path, capsys):
+    path = ct_model(tmp_path)
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "intensity normalisation: CT: HU clipped to [-200, 250], minus 40, divided by 20 (the "
+        "training foreground's 0.5–99.5 percentiles, mean and std); normalisation auto: every "
+        "training slice was CT" in lines
+    )
+    assert "loss: dice_ce" in lines
+    assert "learning rate: 0.003 at the start, decaying to 0 over the planned training" in lines
+    assert "planned training: 50 epochs, or fewer within a time budget of 30 minutes" in lines
+    expected_view = "view: wide: coarser where needed, so that one crop shows most of a slice"
+    assert expected_view in lines
+    assert "weights: moving average over the training steps (decay 0.998 per step)" in lines
+    fine_tuned = model_summary(ct_model(tmp_path, init_from="base.pt", target_spacing_mm=0.8))
+    assert fine_tuned["intensity normalisation"].endswith(
+        "; taken from the model it was fine-tuned from"
+    )
+    assert fine_tuned["view"] == "wide (no effect: target_spacing_mm was set)"
+
+
+def test_info_shows_an_mr_models_per_slice_z_score(tmp_path):
+    settings = {"normalisation": "auto", "epochs": None, "max_minutes": 20, "view": "auto"}
+    meta = metadata(hyperparameters={"depth": 3}, target_spacing_mm=(1.0, 1.0), settings=settings)
+    rows = model_summary(save_bundle(tmp_path / "mr.pt", small_unet(), meta))
+    assert rows["intensity normalisation"] == (
+        "per-slice z-score: each slice clipped to its own 0.5–99.5 percentiles, minus its mean, "
+        "divided by its std; normalisation auto: not every training slice was CT"
+    )
+    assert rows["planned training"] == (
+        "until a time budget of 20 minutes (no epoch count; the learning rate decays over it)"
+    )
+    assert rows["view"].startswith("auto: wide where a crop at the training slices' median")
+
+
+def test_an_older_model_file_says_predict_z_scores_each_slice(tmp_path):
+    """Files from before the normalisation setting store no settings of it and no intensity
+    numbers; predict z-scores their every slice, a CT's too (`model_preparation`)."""
+    spaced = metadata(hyperparameters={"depth": 3}, target_spacing_mm=(1.0, 1.0))
+    for old in (spaced, metadata(hyperparameters={"depth": 3})):  # and a square-grid file
+        rows = model_summary(save_bundle(tmp_path / "old.pt", small_unet(), old))
+        assert rows["intensity normalisation"] == (
+            "per-slice z-score: each slice clipped to its own 0.5–99.5 percentiles, minus its "
+            "mean, divided by its std; a model file from before the normalisation setting: "
+            "predict z-scores every slice, a CT's too"
+        )
+        assert rows["loss"] == rows["planned training"] == "not recorded (an older model file)"
+        assert rows["learning rate"] == "not recorded (an older model file)"
+    assert rows["view"] == "none: an older square-grid model file"
+
+
+@pytest.mark.filterwarnings("ignore:no familiarity check")
+def test_the_report_s_model_section_shows_the_normalisation(tmp_path):
+    from conftest import write_ct_dicom
+    from sliceseg.inference.folder import predict_folder
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    stored = np.full((40, 40), 24, dtype=np.uint16)  # air: -1000 HU
+    stored[10:30, 10:30] = 1064  # soft tissue: 40 HU
+    write_ct_dicom(scans / "a.dcm", stored, intercept=-1024)
+    predict_folder(ct_model(tmp_path), scans, tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    settings = html.split('id="settings"')[1].split("</table>")[0]
+    assert (
+        "<tr><th>intensity normalisation</th><td>CT: HU clipped to [-200, 250], minus 40, "
+        "divided by 20" in settings
+    )
+    assert "<tr><th>planned training</th><td>50 epochs, or fewer within" in settings

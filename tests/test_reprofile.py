@@ -12,11 +12,11 @@ import torch
 
 from conftest import one_slice_patients, tiny_config
 from sliceseg.cli import main
+from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.inference.familiarity import NO_PROFILE_NOTE
 from sliceseg.measure.familiarity import PROFILE_VERSION
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
-from sliceseg.models.model_info import model_summary
 from sliceseg.training.loop import train
 from sliceseg.training.reprofile import reprofile, reprofiled_path
 

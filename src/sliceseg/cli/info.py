@@ -18,7 +18,10 @@ def add_info(sub: Subcommands) -> None:
         "info", help="system characteristics (RAM, GPU, device memory), or what a model file holds"
     )
     p.add_argument(
-        "model", nargs="?", help="a model file: its network, spacing, post-processing, calibration"
+        "model",
+        nargs="?",
+        help="a model file: its network, training, spacing, normalisation, post-processing, "
+        "calibration",
     )
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
@@ -26,7 +29,7 @@ def add_info(sub: Subcommands) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     if args.model is not None:
-        from sliceseg.models.model_info import model_summary
+        from sliceseg.engine.model_info import model_summary
 
         rows = model_summary(args.model)
         text = "\n".join(f"{name}: {value}" for name, value in rows.items())

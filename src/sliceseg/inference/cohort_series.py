@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sliceseg.engine.model_info import model_summary
 from sliceseg.inference.attempts import forget_attempts
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
@@ -43,7 +44,6 @@ from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
-from sliceseg.models.model_info import model_summary
 
 _MODEL_LOCK = threading.Lock()
 

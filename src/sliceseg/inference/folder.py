@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sliceseg.engine.model_info import model_summary
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import PairingError
 from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
@@ -38,7 +39,6 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, as_bundle
-from sliceseg.models.model_info import model_summary
 from sliceseg.progress_bars import shows_progress
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
 

@@ -115,18 +115,24 @@ class IntensityNormalisation:
         return self.apply(image.display_pixels if self.name == PER_SLICE_NAME else image.pixels)
 
     def describe(self) -> str:
-        """One line for logs and reports.
+        """One line for logs, reports and ``sliceseg info``: what a slice's intensities become.
 
         Example:
             >>> IntensityNormalisation("ct_dataset", (-120.0, 250.0), 40.0, 60.0).describe()
-            'CT: HU clipped to [-120, 250], minus 40, divided by 60 (training foreground)'
+            ... # doctest: +ELLIPSIS
+            "CT: HU clipped to [-120, 250], minus 40, divided by 60 (the training foreground's ...)"
         """
+        low_pct, high_pct = CLIP_PERCENTILES
+        percentiles = f"{low_pct:g}–{high_pct:g} percentiles"
         if self.name == PER_SLICE_NAME or self.clip is None:
-            return "each slice z-scored on its own"
+            return (
+                f"per-slice z-score: each slice clipped to its own {percentiles}, minus its "
+                "mean, divided by its std"
+            )
         low, high = self.clip
         return (
             f"CT: HU clipped to [{low:.4g}, {high:.4g}], minus {self.mean:.4g}, divided by "
-            f"{self.std:.4g} (training foreground)"
+            f"{self.std:.4g} (the training foreground's {percentiles}, mean and std)"
         )
 
     def to_dict(self) -> dict[str, Any] | None:

@@ -1,8 +1,10 @@
 """What a model file holds, in words: for the report, ``sliceseg info MODEL`` and methods sections.
 
 A researcher who publishes areas needs to say how they were made: the network, its training,
-the spacing it works at, and what ``predict`` does after the network (the area calibration and
-the per-ROI clean-up chosen on validation).
+the spacing it works at, how ``predict`` normalises intensities for it, and what ``predict`` does
+after the network (the area calibration and the per-ROI clean-up chosen on validation). It sits
+in the engine, above both the model file (`models`) and the intensity normalisation
+(`model_space`), so that it reads the normalisation as `engine.predictor` applies it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sliceseg.engine.predictor import model_preparation
+from sliceseg.errors import BundleError
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
+from sliceseg.model_space.intensity import PER_SLICE
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 
@@ -40,7 +45,12 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "trained epochs": str(meta.epoch),
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
+        "view": _view_text(meta.settings, meta.target_spacing_mm),
+        "intensity normalisation": _normalisation_text(bundle),
         "neighbouring slices": _context_text(meta.context_slices, meta.context_step_mm),
+        "loss": str(meta.settings.get("loss") or _UNRECORDED),
+        "learning rate": _learning_rate_text(meta.settings.get("learning_rate")),
+        "planned training": _length_text(meta.settings),
         "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
         "post-processing (chosen on validation)": post.describe(meta.roi_names),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
@@ -50,6 +60,77 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "ROIs expected on every slice": _expected_text(meta.familiarity, meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
     }
+
+
+_UNRECORDED = "not recorded (an older model file)"
+
+_VIEWS = {
+    "native": "the training slices' median spacing",
+    "whole": "coarser where needed, so that a whole slice fits one crop",
+    "wide": "coarser where needed, so that one crop shows most of a slice",
+    "auto": "wide where a crop at the training slices' median spacing showed too little of a "
+    "slice, else native",
+}
+"""What each ``view`` setting trained at (`sliceseg.training.config.TrainConfig.view`)."""
+
+
+def _normalisation_text(bundle: Bundle) -> str:
+    """The intensity normalisation predict applies to the model's slices, and why it is that."""
+    try:
+        preparation = model_preparation(bundle)  # None: an older square-grid file
+    except BundleError as error:
+        return f"not one this sliceseg knows, so predict refuses the file: {error}"
+    normalisation = PER_SLICE if preparation is None else preparation.normalisation
+    settings = bundle.metadata.settings
+    setting = settings.get("normalisation")
+    if settings.get("init_from"):
+        why = "taken from the model it was fine-tuned from"
+    elif setting is None and normalisation == PER_SLICE:  # written before CT normalisation
+        why = (
+            "a model file from before the normalisation setting: predict z-scores every slice, "
+            "a CT's too"
+        )
+    elif setting == "auto":
+        every = "every" if normalisation != PER_SLICE else "not every"
+        why = f"normalisation auto: {every} training slice was CT"
+    else:
+        why = f"normalisation {setting}" if setting else ""
+    return f"{normalisation.describe()}; {why}" if why else normalisation.describe()
+
+
+def _view_text(settings: dict[str, Any], spacing_mm: tuple[float, float] | None) -> str:
+    """The ``view`` the model trained with, and whether it chose the target spacing."""
+    view = settings.get("view")
+    if spacing_mm is None:
+        return "none: an older square-grid model file"
+    if view is None:
+        return _UNRECORDED
+    if settings.get("target_spacing_mm") is not None:
+        return f"{view} (no effect: target_spacing_mm was set)"
+    if settings.get("init_from"):
+        return f"{view} (no effect: fine-tuned at the spacing of the model it started from)"
+    return f"{view}: {_VIEWS[view]}" if view in _VIEWS else str(view)
+
+
+def _learning_rate_text(rate: object) -> str:
+    if not isinstance(rate, (int, float)):
+        return _UNRECORDED
+    return f"{rate:g} at the start, decaying to 0 over the planned training"
+
+
+def _length_text(settings: dict[str, Any]) -> str:
+    """The epochs and the time budget the run was given (``epochs``, ``max_minutes``)."""
+    if "epochs" not in settings:
+        return _UNRECORDED
+    epochs, minutes = settings.get("epochs"), settings.get("max_minutes")
+    budget = None if minutes is None else f"{float(minutes):g} minutes"
+    if epochs is not None and budget is not None:
+        return f"{int(epochs)} epochs, or fewer within a time budget of {budget}"
+    if epochs is not None:
+        return f"{int(epochs)} epochs, no time budget"
+    if budget is not None:
+        return f"until a time budget of {budget} (no epoch count; the learning rate decays over it)"
+    return "the default number of epochs (neither epochs nor max_minutes set), no time budget"
 
 
 def _expected_text(familiarity: dict[str, Any] | None, roi_names: Sequence[str]) -> str:
