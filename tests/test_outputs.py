@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -105,3 +107,17 @@ def test_area_plots_of_pixel_counts_say_pixels(tmp_path, monkeypatch):
     ]
     series_figures(tmp_path, predictions, areas, {series_key(p.image): "s" for p in predictions})
     assert [fig.get_supylabel() for fig in drawn] == ["area (pixels)"]
+
+
+def test_a_run_without_pictures_imports_no_drawing_library(tiny_model, tiny_phantom, tmp_path):
+    """matplotlib takes about 0.3 s of CPU to import: a lean cohort run (``--visuals none``) is
+    spared it, while a run that draws still draws (the tests above)."""
+    argv = [str(tiny_model), str(tiny_phantom / "test" / "dicoms"), "--out", str(tmp_path / "out")]
+    code = (
+        "import sys; from sliceseg.cli import main; "
+        f"code = main(['predict', *{argv!r}, '--visuals', 'none', '--export', 'none', "
+        "'--workers', '0']); "
+        "print(code, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr

@@ -5,18 +5,19 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import is_summary_row
 from sliceseg.report.colours import roi_colour_hex
-from sliceseg.report.visualize import save_figure
+from sliceseg.report.visualize import new_figure, save_figure
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn (`new_figure`)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _slice_values(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -49,8 +50,9 @@ def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Fi
     """
     if "epoch" not in history.columns:
         raise ConfigError(f"history needs an 'epoch' column; it has {list(history.columns)}.")
-    fig = Figure(figsize=(11.0, 4.2), dpi=100)
-    fig.set_layout_engine("constrained")
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure(11.0, 4.2)
     loss_ax, dice_ax = fig.subplots(1, 2)
 
     def draw(ax: Axes, column: str, label: str, **style: Any) -> None:
@@ -125,8 +127,7 @@ def plot_areas(
     columns = min(3, max(1, values.shape[1]))
     rows = -(-values.shape[1] // columns)
     width = min(16.0, max(8.0, 3.0 + 0.12 * len(values) * columns))
-    fig = Figure(figsize=(width, 2.6 * rows + 0.6), dpi=100)
-    fig.set_layout_engine("constrained")
+    fig = new_figure(width, 2.6 * rows + 0.6)
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     x = np.arange(1, len(values) + 1)
     for k, (ax, name) in enumerate(zip(axes, values.columns, strict=False), 1):
@@ -214,8 +215,7 @@ def plot_bland_altman(
         raise ConfigError(f"a Bland–Altman plot needs at least 2 complete pairs, got {keep.sum()}.")
     mean, diff = (a[keep] + m[keep]) / 2.0, a[keep] - m[keep]
     bias, sd = float(diff.mean()), float(diff.std(ddof=1))
-    fig = Figure(figsize=(7.5, 5.0), dpi=100)
-    fig.set_layout_engine("constrained")
+    fig = new_figure(7.5, 5.0)
     ax = fig.subplots()
     if group is None:
         ax.scatter(mean, diff, s=14, color=roi_colour_hex(4), alpha=0.7)

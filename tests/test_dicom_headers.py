@@ -1,0 +1,94 @@
+"""Tests for sliceseg.io.dicom_headers: the header read decodes each element as pydicom does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_charset_files, get_testdata_file
+from pydicom.dataset import Dataset
+
+from sliceseg.errors import DicomReadError
+from sliceseg.io.dicom_headers import _convert_elements, read_dataset
+
+# Explicit and implicit VR, big endian, no meta header, sequences (nested, private, UN),
+# ambiguous VRs ('US or SS' in implicit VR files, LUT descriptors), enhanced multi-frame.
+FILES = [
+    "MR_small.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_bigendian.dcm",
+    "ExplVR_BigEndNoMeta.dcm",
+    "no_meta.dcm",
+    "CT_small.dcm",
+    "rtplan.dcm",
+    "rtdose.dcm",
+    "rtstruct.dcm",
+    "reportsi.dcm",
+    "nested_priv_SQ.dcm",
+    "UN_sequence.dcm",
+    "examples_palette.dcm",
+    "liver_1frame.dcm",
+    "emri_small.dcm",
+]
+# Text in other character sets: Japanese, Korean, Greek, Arabic, German, French (multi-valued).
+CHARSET_FILES = ["chrH31.dcm", "chrX1.dcm", "chrGreek.dcm", "chrArab.dcm", "chrFrenMulti.dcm"]
+
+
+def pydicom_file(name: str) -> Path:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        matches = get_charset_files(name)
+        path = matches[0] if matches else None
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install pydicom-data)")
+    return Path(path)
+
+
+def converted_by_pydicom(ds: Dataset) -> None:
+    """pydicom's own lazy conversion, element by element (``ds[tag]``), sequences included."""
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                converted_by_pydicom(item)
+
+
+def elements(ds: Dataset) -> list[tuple[str, str, str]]:
+    """(tag, VR, value) of every public element, items of sequences included, as stored."""
+    found = []
+    for tag, element in ds.items():
+        if tag.is_private:
+            continue
+        assert not isinstance(element, pydicom.dataelem.RawDataElement), tag
+        if element.VR == "SQ":
+            found.append((str(tag), "SQ", str(len(element.value))))
+            found.extend(e for item in element.value for e in elements(item))
+        else:
+            found.append((str(tag), str(element.VR), repr(element.value)))
+    return found
+
+
+@pytest.mark.parametrize("name", FILES + CHARSET_FILES)
+def test_every_public_element_is_decoded_as_pydicom_decodes_it(name):
+    path = pydicom_file(name)
+    ours, theirs = pydicom.dcmread(path, force=True), pydicom.dcmread(path, force=True)
+    for ds in (ours.file_meta, ours):
+        _convert_elements(ds)
+    for ds in (theirs.file_meta, theirs):
+        converted_by_pydicom(ds)
+    assert elements(ours) == elements(theirs)
+    assert elements(ours.file_meta) == elements(theirs.file_meta)
+
+
+def test_an_element_of_unknown_vr_fails_in_the_reader_naming_the_file(tmp_path):
+    data = pydicom_file("MR_small.dcm").read_bytes()
+    tag = b"\x28\x00\x30\x00DS"  # (0028,0030) PixelSpacing, explicit VR little endian
+    assert data.count(tag) == 1
+    path = tmp_path / "bad_vr.dcm"
+    path.write_bytes(data.replace(tag, b"\x28\x00\x30\x00Q!"))
+    found = r"\(Unknown Value Representation '0x51 0x21' in tag \(0028,0030\)\); the file may be"
+    with pytest.raises(DicomReadError, match=rf"^{path}: cannot read the DICOM header {found}"):
+        read_dataset(path)
