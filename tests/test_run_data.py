@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pydicom
 
 from conftest import add_pair, square_label, tiny_config
-from sliceseg.dataset.samples import load_samples
+from sliceseg.cli import main
+from sliceseg.dataset.check import Problem
+from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.split import split_by_patient
 from sliceseg.model_space.intensity import PER_SLICE_NAME
-from sliceseg.training.run_data import load_training_data
+from sliceseg.training.run_data import SHOWN_WARNINGS, check_warning_lines, load_training_data
+from test_binary_masks import phantom_copy, rewrite
 
 
 def ct_and_mr_set(root: Path) -> None:
@@ -40,3 +46,52 @@ class TestLoadTrainingData:
         data = load_training_data(config, None)
         assert {len(data.train), len(data.validation)} == {5, 1}
         assert data.normalisation.name == PER_SLICE_NAME
+
+
+def train_one_epoch(data: Path, out: Path, capsys) -> list[str]:
+    """Train one tiny epoch through the CLI; return the lines it printed."""
+    argv = ["train", str(data), "--out", str(out), "--epochs", "1", "--input-shape", "64"]
+    assert main(argv) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def main_check_lines(data: Path, capsys) -> list[str]:
+    """The lines `sliceseg check DATA` prints."""
+    main(["check", str(data)])
+    return capsys.readouterr().out.splitlines()
+
+
+class TestCheckWarnings:
+    """What `sliceseg check` warns about, train shows before its first epoch (and counts)."""
+
+    def test_train_shows_a_binary_mask_warning_naming_its_file(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        data = phantom_copy(tiny_phantom, tmp_path)
+        rewrite(data, "sub01/sub01_s00", lambda label: label > 0)
+        printed = train_one_epoch(data, tmp_path / "m", capsys)
+        heading = "Data check: 1 warning(s); training goes on with the data as it is:"
+        (warning,) = check_dataset(data).warnings
+        line = f"  - [binary_mask] {warning.message} -- labels/sub01/sub01_s00.npy"
+        assert printed[printed.index(heading) + 1] == line
+        assert printed.index(line) < next(
+            i for i, text in enumerate(printed) if text.startswith("Completed epochs: 1/1")
+        )  # before the first epoch's line
+        assert line in main_check_lines(data, capsys)  # the very line check prints
+        settings = json.loads((tmp_path / "m" / "sliceseg_settings.json").read_text())
+        assert settings["data_check_warnings"] == 1
+
+    def test_the_untouched_phantom_shows_no_warning(self, tiny_phantom, tmp_path, capsys):
+        printed = train_one_epoch(tiny_phantom / "train", tmp_path / "m", capsys)
+        assert [line for line in printed if "Data check" in line or "- [" in line] == []
+        settings = json.loads((tmp_path / "m" / "sliceseg_settings.json").read_text())
+        assert settings["data_check_warnings"] == 0
+
+    def test_past_the_first_ones_it_says_how_many_more_and_where_to_see_them(self, tiny_phantom):
+        source = DataSource.from_dirs(tiny_phantom / "train")
+        found = [Problem("warning", f"kind_{n}", f"finding {n}.") for n in range(12)]
+        report = dataclasses.replace(check_dataset(source), problems=found)
+        lines = check_warning_lines(report, source)
+        assert lines[0] == "Data check: 12 warning(s); training goes on with the data as it is:"
+        assert lines[1:-1] == tuple(f"  - [kind_{n}] finding {n}." for n in range(SHOWN_WARNINGS))
+        assert lines[-1] == f"  (2 more; run `sliceseg check {tiny_phantom / 'train'}` for all)"

@@ -197,10 +197,12 @@ class CheckReport:
         for title, group in (("Errors", self.errors), ("Warnings", self.warnings)):
             if group:
                 lines += ["", f"{title} ({len(group)}):"]
-                lines += [
-                    f"  - [{p.kind}] {p.message}{self._names(p.paths, max_names)}" for p in group
-                ]
+                lines += [self.problem_line(p, max_names=max_names) for p in group]
         return "\n".join(lines)
+
+    def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
+        """Return the report's line of one problem: ``  - [kind] message -- a, b``."""
+        return f"  - [{problem.kind}] {problem.message}{self._names(problem.paths, max_names)}"
 
     def _names(self, paths: tuple[Path, ...], limit: int) -> str:
         """Return " -- a, b ... and N more" with paths relative to the data folder."""

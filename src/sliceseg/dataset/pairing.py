@@ -111,6 +111,13 @@ class DataSource:
                 "name per ROI 1..K."
             )
 
+    @property
+    def check_command(self) -> str:
+        """The `sliceseg check` command line that reports on this dataset in full."""
+        if self.data_dir:
+            return f"sliceseg check {self.data_dir}"
+        return f"sliceseg check --images {self.images_dir} --labels {self.labels_dir}"
+
     @classmethod
     def from_dirs(
         cls,

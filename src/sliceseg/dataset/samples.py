@@ -104,15 +104,10 @@ def load_samples(
     if report.is_trainable:
         return samples, report
     errors = report.errors
-    command = (
-        f"sliceseg check {source.data_dir}"
-        if source.data_dir
-        else f"sliceseg check --images {source.images_dir} --labels {source.labels_dir}"
-    )
     error_type = PairingError if errors and errors[0].kind in _PAIRING_KINDS else LabelError
     raise error_type(
         f"{source.data_dir or source.labels_dir}: not fit for training ({len(errors)} error(s)): "
-        f"{report.summary_line()} Run `{command}` for the full report."
+        f"{report.summary_line()} Run `{source.check_command}` for the full report."
     )
 
 

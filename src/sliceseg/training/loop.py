@@ -448,6 +448,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
                 "hyperparameters": session.metadata.hyperparameters,
             },
             "roi_names": list(session.data.roi_names),
+            "data_check_warnings": session.data.num_check_warnings,
             "epochs_completed": epoch,
             "best_val_dice": state.best_val_dice,
             "world_size": context.world_size,

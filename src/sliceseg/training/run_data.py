@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sliceseg.dataset.check import CheckReport
 from sliceseg.dataset.context import context_pool
-from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
@@ -25,7 +26,9 @@ from sliceseg.training.init_from import model_target_spacing
 from sliceseg.training.session import TrainingData
 from sliceseg.training.setting_kinds import named_setting
 
-__all__ = ["load_training_data", "run_normalisation"]
+__all__ = ["check_warning_lines", "load_training_data", "run_normalisation"]
+
+SHOWN_WARNINGS = 10  # training's log shows the first ones; `sliceseg check` lists them all
 
 
 def load_training_data(
@@ -41,7 +44,8 @@ def load_training_data(
 
     Returns:
         The training and validation slices at the target spacing (by default the training
-        slices' median, or what ``config.view`` asks; ``start``'s when fine-tuning), normalised.
+        slices' median, or what ``config.view`` asks; ``start``'s when fine-tuning), normalised,
+        with the lines that show the check's warnings (`check_warning_lines`).
 
     Raises:
         SlicesegError: the data is unfit for training (the check report's reasons).
@@ -72,6 +76,29 @@ def load_training_data(
         normalisation=normalisation,
         context_step_mm=_step(samples, neighbours),
         view_note=view_note,
+        check_lines=check_warning_lines(report, config.data_source()),
+        num_check_warnings=len(report.warnings),
+    )
+
+
+def check_warning_lines(report: CheckReport, source: DataSource) -> tuple[str, ...]:
+    """The check's warnings as training logs them before its first epoch: a heading, then
+    the first `SHOWN_WARNINGS` lines as `sliceseg check` prints them and how many more.
+
+    Example:
+        >>> source = DataSource.from_dirs("phantom/train")
+        >>> check_warning_lines(check_dataset(source), source)  # the phantom: none
+        ()
+    """
+    found = report.warnings
+    if not found:
+        return ()
+    shown = [report.problem_line(p) for p in found[:SHOWN_WARNINGS]]
+    more = len(found) - len(shown)
+    return (
+        f"Data check: {len(found)} warning(s); training goes on with the data as it is:",
+        *shown,
+        *([f"  ({more} more; run `{source.check_command}` for all)"] if more else []),
     )
 
 

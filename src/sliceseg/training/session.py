@@ -48,6 +48,8 @@ class TrainingData:
     normalisation: IntensityNormalisation = PER_SLICE
     context_step_mm: float | None = None  # a 2.5D run's neighbour distance (neighbour_step_mm)
     view_note: str = ""  # what view "auto" chose, when it coarsened the grid
+    check_lines: tuple[str, ...] = ()  # the check's warnings, as the log shows them
+    num_check_warnings: int = 0  # all of them, shown or not (recorded in the settings file)
 
     @property
     def num_classes(self) -> int:
@@ -140,10 +142,7 @@ def set_up(
         f"device {context.device}"
         + (f" × {context.world_size} processes" if context.is_distributed else "")
     )
-    if data.view_note:
-        log(data.view_note)
-    if data.normalisation.name != PER_SLICE.name:
-        log(f"Intensity normalisation: {data.normalisation.describe()}.")
+    _log_data_notes(data, log)
     hyper = config.model_hyperparameters()
     model = build_model(
         config.arch,
@@ -178,6 +177,16 @@ def set_up(
         dice_loss_fn=MultiOutputLoss(build_loss("dice")),
         averaged=averaged,
     )
+
+
+def _log_data_notes(data: TrainingData, log: Log) -> None:
+    """Log what the data check warned about (training goes on regardless), the grid the view
+    chose and the intensity normalisation."""
+    for line in (*data.check_lines, data.view_note):
+        if line:
+            log(line)
+    if data.normalisation.name != PER_SLICE.name:
+        log(f"Intensity normalisation: {data.normalisation.describe()}.")
 
 
 def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) -> ModelMetadata:
