@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from sliceseg.user_paths import user_path
+
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
 
@@ -18,7 +20,10 @@ def add_info(sub: Subcommands) -> None:
         "info", help="system characteristics (RAM, GPU, device memory), or what a model file holds"
     )
     p.add_argument(
-        "model", nargs="?", help="a model file: its network, spacing, post-processing, calibration"
+        "model",
+        nargs="?",
+        type=user_path,
+        help="a model file: its network, spacing, post-processing, calibration",
     )
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)

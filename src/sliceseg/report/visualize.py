@@ -19,6 +19,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
 from sliceseg.report.colours import roi_colour, roi_colour_hex
 from sliceseg.report.display import as_array, display_shape, resize_pair, to_display
+from sliceseg.user_paths import user_path
 
 
 class TensorLike(Protocol):
@@ -137,7 +138,7 @@ def figure_path(path: Path | str) -> Path:
         >>> figure_path("preview.png")
         PosixPath('preview.png')
     """
-    target = Path(path)
+    target = user_path(path)
     if target.is_dir():
         raise ConfigError(f"{target}: a folder, not a file; give the path of the picture to write.")
     formats = FigureCanvasBase.get_supported_filetypes()
