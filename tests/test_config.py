@@ -163,6 +163,28 @@ class TestTypedSettings:
         hyper = config.model_hyperparameters()
         assert (hyper["depth"], hyper["base_channels"], hyper["max_channels"]) == (4, 16, 256)
 
+    def test_numpy_hyperparameters_are_their_plain_values(self, tmp_path):
+        """A notebook's np.int64(8) is 8: accepted, and stored as a plain int in the model file."""
+        given = {
+            "base_channels": np.int64(8),
+            "dropout_rate": np.float64(0.25),
+            "deep_supervision": np.bool_(True),
+            "norm": np.str_("instance"),
+        }
+        config = TrainConfig(hyperparameters=given)
+        stored = config.to_dict()["hyperparameters"]
+        assert stored == {
+            "base_channels": 8,
+            "dropout_rate": 0.25,
+            "deep_supervision": True,
+            "norm": "instance",
+        }
+        assert [type(stored[name]) for name in given] == [int, float, bool, str]
+        hyper = config.model_hyperparameters()
+        assert not any(isinstance(v, np.generic) for v in hyper.values())
+        torch.save({"hyper": hyper, "settings": config.to_dict()}, tmp_path / "m.pt")
+        assert torch.load(tmp_path / "m.pt", weights_only=True)["hyper"] == hyper
+
     def test_to_dict_is_plain_data_that_round_trips(self):
         config = TrainConfig(
             arch="pyramid", hyperparameters={"base_channels": 4}, augment_params={"aug_prob": 0.2}

@@ -497,3 +497,27 @@ def test_the_plans_left_out_files_are_kept_compact_and_counted(tmp_path):
     assert lines.lines[0] == "Skipped f000000.txt: not a DICOM file"
     assert (len(lines.lines), lines.count) == (SHOWN_LINES, 100_000)
     assert read_input_skipped(tmp_path / "older") == ([], 0)
+
+
+def test_merging_a_predict_folder_output_says_it_needs_no_merge(tiny_model, tiny_phantom, tmp_path):
+    from sliceseg.inference.folder import predict_folder
+
+    out = tmp_path / "run"
+    predict_folder(tiny_model, tiny_phantom / "test" / "dicoms", out, device="cpu", report=False)
+    with pytest.raises(ConfigError) as caught:
+        merge.merge_cohort(out)
+    assert str(caught.value) == (
+        f"{out}: holds csa.csv but no cohort.json: a predict_folder (or `sliceseg measure`) "
+        "output, whose tables are written whole already; it needs no merge. merge_cohort "
+        "(`sliceseg merge`) joins the series of a predict_cohort (`sliceseg predict`) run."
+    )
+    assert (out / "csa.csv").is_file() and not (out / "series.csv").exists()
+
+
+def test_merging_a_folder_that_is_no_run_says_which_run_it_takes(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        merge.merge_cohort(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path}: no cohort.json, so not the output folder of a predict_cohort (`sliceseg "
+        "predict`) run; give the --out of such a run."
+    )

@@ -195,7 +195,8 @@ class TestPredictSlicesArguments:
 
         bundle = Bundle(Threshold(), metadata())
         with pytest.raises(
-            ConfigError, match=f"--batch-size must be a whole number ≥ 1, got {size}"
+            ConfigError,
+            match=re.escape(f"--batch-size (batch_size) must be a whole number ≥ 1, got {size}"),
         ):
             predict_slices(bundle, [ellipse_slice(tmp_path)], device="cpu", batch_size=size)
 

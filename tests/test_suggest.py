@@ -214,7 +214,7 @@ def test_cli_suggest_batch_size_below_one_is_one_line(tiny_model, tiny_phantom, 
     dicoms = tiny_phantom / "test" / "dicoms"
     code = main(["suggest", str(tiny_model), str(dicoms), "--batch-size", size])
     err = capsys.readouterr().err
-    assert code == 2 and f"--batch-size must be a whole number ≥ 1, got {size}" in err
+    assert code == 2 and f"--batch-size (batch_size) must be a whole number ≥ 1, got {size}" in err
 
 
 def test_cli_suggest_out_that_is_a_folder_names_it(tiny_model, tiny_phantom, tmp_path, capsys):
@@ -256,3 +256,19 @@ def test_suggest_names_each_series_as_predict_s_folder_of_it(tiny_model, tiny_ph
     assert len(found) == len(written) == 12
     assert {s.key: s.series for s in found} == written
     assert set(written.values()) == {"site_p01", "mixed", "mixed_2", "scans"}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"n": 0}, "--n (n) must be at least 1, got 0."),
+        ({"batch_size": 0}, "--batch-size (batch_size) must be a whole number ≥ 1, got 0."),
+    ],
+)
+def test_a_bad_count_from_python_names_the_argument_too(tiny_model, tiny_phantom, given, message):
+    """A notebook user passed ``n=``, not ``--n``: the message names both."""
+    from sliceseg.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        suggest_slices(tiny_model, tiny_phantom / "test" / "dicoms", **given)
+    assert str(caught.value) == message

@@ -63,3 +63,14 @@ class LauncherError(ConfigError):
     ) -> None:
         super().__init__(f"{found}: {remedy}")
         self.found, self.names, self.given, self.missing = found, names, given, missing
+
+
+def option_name(flag: str, name: str) -> str:
+    """An option as a message names it: the command line's flag and the Python argument, so
+    that a user of either finds the one they typed.
+
+    Example:
+        >>> option_name("--max-minutes", "max_minutes")
+        '--max-minutes (max_minutes)'
+    """
+    return f"{flag} ({name})"

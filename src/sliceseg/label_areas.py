@@ -16,6 +16,7 @@ from sliceseg.io.labels import parse_roi_names
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 NOT_MEASURED = "not measured"  # how a note on a label map left out begins
 
@@ -102,7 +103,7 @@ def measure_label_folder(
     series = slices_series_names(
         [s.image for s in samples],
         [s.key for s in samples],
-        root_name=Path(dicom_dir).resolve().name,
+        root_name=user_path(dicom_dir).resolve().name,
     )
     table = table.named(list(series.values()))  # as predict names them
     with output_run(out_dir, overwrite=overwrite) as out:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sliceseg.report.plots import plot_history
+from sliceseg.user_paths import user_path
 
 NO_FRONTEND = "without a widget frontend (a headless run: papermill, nbconvert, a plain terminal)"
 CURVES_ALT = "sliceseg training curves"
@@ -76,7 +76,7 @@ class FolderChoice:
 
 def start_folder(path: Path | str) -> Path:
     """Return ``path`` when it is a folder, else its nearest existing parent folder."""
-    folder = Path(path).expanduser().absolute()
+    folder = user_path(path).absolute()
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent
     return folder
@@ -98,7 +98,7 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
         >>> picker.selected
         'phantom/test/dicoms'
     """
-    default = os.path.expanduser(default)
+    default = str(user_path(default))
     try:
         from ipyfilechooser import FileChooser
     except ImportError:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from sliceseg.user_paths import user_path
+
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
 
@@ -20,6 +22,7 @@ def add_info(sub: Subcommands) -> None:
     p.add_argument(
         "model",
         nargs="?",
+        type=user_path,
         help="a model file: its network, training, spacing, normalisation, post-processing, "
         "calibration",
     )

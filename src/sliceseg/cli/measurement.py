@@ -20,6 +20,7 @@ from sliceseg.cli.options import (
     spacing_fallback,
     tissue_settings,
 )
+from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -30,9 +31,11 @@ __all__ = ["add_evaluate", "add_measure"]
 def add_measure(sub: Subcommands) -> None:
     """Add ``sliceseg measure LABELS_DIR --dicoms DIR --out OUT``."""
     p = sub.add_parser("measure", help="areas in mm² from existing label maps")
-    p.add_argument("labels_dir", help="folder of label maps (or label volumes)")
-    p.add_argument("--dicoms", required=True, help="the DICOM folder the labels belong to")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("labels_dir", type=user_path, help="folder of label maps (or label volumes)")
+    p.add_argument(
+        "--dicoms", required=True, type=user_path, help="the DICOM folder the labels belong to"
+    )
+    p.add_argument("--out", required=True, type=user_path, help="output folder (new or empty)")
     add_measurement_args(p)
     add_unlabelled_arg(p)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
@@ -42,9 +45,9 @@ def add_measure(sub: Subcommands) -> None:
 def add_evaluate(sub: Subcommands) -> None:
     """Add ``sliceseg evaluate MODEL DATA_DIR --out OUT``."""
     p = sub.add_parser("evaluate", help="Dice, HD95, Bland–Altman and ICC against manual labels")
-    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("model", type=user_path, help=MODEL_HELP)
     add_data_args(p)
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--out", required=True, type=user_path, help="output folder (new or empty)")
     add_spacing_args(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tta", action="store_true", help="test-time augmentation")

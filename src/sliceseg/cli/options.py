@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from sliceseg.user_paths import user_path
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -37,10 +39,13 @@ BATCH_HELP = "slices per forward pass (default 8)"
 def add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """Add DATA_DIR, ``--images``, ``--labels``, ``--num-labels`` and ``--unlabelled-slices``."""
     parser.add_argument(
-        "data_dir", nargs=None if required else "?", help="folder with dicoms/ and labels/"
+        "data_dir",
+        nargs=None if required else "?",
+        type=user_path,
+        help="folder with dicoms/ and labels/",
     )
-    parser.add_argument("--images", help="DICOM folder (default DATA_DIR/dicoms)")
-    parser.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
+    parser.add_argument("--images", type=user_path, help="DICOM folder (default DATA_DIR/dicoms)")
+    parser.add_argument("--labels", type=user_path, help="label folder (default DATA_DIR/labels)")
     parser.add_argument(
         "--num-labels", type=int, help="number of ROIs K (checked against the data)"
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sliceseg.cli.options import OVERWRITE_HELP
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -18,7 +19,9 @@ __all__ = ["add_demo", "add_phantom"]
 def add_phantom(sub: Subcommands) -> None:
     """Add ``sliceseg phantom OUT_DIR``."""
     p = sub.add_parser("phantom", help="generate the synthetic lumbar phantom with known areas")
-    p.add_argument("out_dir", help="folder to write train/, test/ and truth.csv into")
+    p.add_argument(
+        "out_dir", type=user_path, help="folder to write train/, test/ and truth.csv into"
+    )
     # Many subjects with fewer slices each: neighbouring slices look alike, subjects do not.
     p.add_argument("--train-subjects", type=int, default=16, help="subjects in train/ (default 16)")
     p.add_argument("--test-subjects", type=int, default=4, help="subjects in test/ (default 4)")
@@ -31,7 +34,9 @@ def add_phantom(sub: Subcommands) -> None:
 def add_demo(sub: Subcommands) -> None:
     """Add ``sliceseg demo``."""
     p = sub.add_parser("demo", help="phantom → train → predict → areas vs truth, in minutes")
-    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument(
+        "--out", default="demo_output", type=user_path, help="output folder (default demo_output)"
+    )
     p.add_argument(
         "--minutes", type=float, default=6.0, help="training budget in minutes (default 6)"
     )

@@ -21,6 +21,7 @@ from sliceseg.cli.options import (
 )
 from sliceseg.errors import ConfigError
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -40,9 +41,11 @@ def add_predict(sub: Subcommands) -> None:
         "(listed in OUT/failed.csv; run the same command again to retry them) or, when it "
         "merges, some series of the input are not finished (named in one line).",
     )
-    p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("dicom_dir", help="folder of DICOM slices (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("model", type=user_path, help=MODEL_HELP)
+    p.add_argument(
+        "dicom_dir", type=user_path, help="folder of DICOM slices (searched recursively)"
+    )
+    p.add_argument("--out", required=True, type=user_path, help="output folder (new or empty)")
     add_measurement_args(p)
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -101,7 +104,7 @@ def add_merge(sub: Subcommands) -> None:
         "file); 2 a user error; 3 some series failed (OUT/failed.csv) or are not finished yet "
         "(named in one line: run the predict command, or each shard, again, then merge).",
     )
-    p.add_argument("out", help="the --out of `sliceseg predict` (every shard's)")
+    p.add_argument("out", type=user_path, help="the --out of `sliceseg predict` (every shard's)")
     p.set_defaults(func=_cmd_merge)
 
 
@@ -114,11 +117,15 @@ def add_suggest(sub: Subcommands) -> None:
         "`sliceseg predict`, so that the network sees them at the same scale and the "
         "confidences agree; without it they are taken to be at the model's spacing.",
     )
-    p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("dicom_dir", help="folder of unlabelled DICOM slices (searched recursively)")
+    p.add_argument("model", type=user_path, help=MODEL_HELP)
+    p.add_argument(
+        "dicom_dir", type=user_path, help="folder of unlabelled DICOM slices (searched recursively)"
+    )
     p.add_argument("--n", type=int, default=20, help="how many slices (default 20)")
-    p.add_argument("--labels", help="label folder: slices labelled there are left out")
-    p.add_argument("--out", help="also write the list as a CSV")
+    p.add_argument(
+        "--labels", type=user_path, help="label folder: slices labelled there are left out"
+    )
+    p.add_argument("--out", type=user_path, help="also write the list as a CSV")
     p.add_argument(
         "--no-spread", action="store_true", help="rank all slices together, not series in turns"
     )

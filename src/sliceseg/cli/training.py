@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
@@ -39,6 +40,7 @@ def add_preview(sub: Subcommands) -> None:
     p.add_argument(
         "--out",
         default="preview.png",
+        type=user_path,
         help="picture to draw: .png, .jpg, .pdf, .svg, ... (default preview.png)",
     )
     p.add_argument(
@@ -64,11 +66,15 @@ def add_reprofile(sub: Subcommands) -> None:
         "reprofile",
         help="give a model trained by an older sliceseg today's 'unlike the training data' checks",
     )
-    p.add_argument("model", help="the model file (sliceseg_best.pt)")
-    p.add_argument("data_dir", help="the training folder it was trained on (dicoms/, labels/)")
-    p.add_argument("--images", help="DICOM folder (default DATA_DIR/dicoms)")
-    p.add_argument("--labels", help="label folder (default DATA_DIR/labels)")
-    p.add_argument("--out", help="the new model file (default MODEL_reprofiled.pt beside it)")
+    p.add_argument("model", type=user_path, help="the model file (sliceseg_best.pt)")
+    p.add_argument(
+        "data_dir", type=user_path, help="the training folder it was trained on (dicoms/, labels/)"
+    )
+    p.add_argument("--images", type=user_path, help="DICOM folder (default DATA_DIR/dicoms)")
+    p.add_argument("--labels", type=user_path, help="label folder (default DATA_DIR/labels)")
+    p.add_argument(
+        "--out", type=user_path, help="the new model file (default MODEL_reprofiled.pt beside it)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     p.set_defaults(func=_cmd_reprofile)
 
@@ -76,7 +82,9 @@ def add_reprofile(sub: Subcommands) -> None:
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
     """The options ``preview`` and ``train`` share."""
     add_data_args(parser)
-    parser.add_argument("--config", help="TOML file of settings (flags override it)")
+    parser.add_argument(
+        "--config", type=user_path, help="TOML file of settings (flags override it)"
+    )
     parser.add_argument(
         "--input-shape",
         type=int,
@@ -94,7 +102,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_what_to_train(p: argparse.ArgumentParser) -> None:
     """Output, network, length, view, validation split and intensities."""
-    p.add_argument("--out", help="output folder (default: model)")
+    p.add_argument("--out", type=user_path, help="output folder (default: model)")
     p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
     p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
     p.add_argument(
@@ -172,17 +180,24 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
     p.add_argument("--device", help=DEVICE_HELP)
+    _add_where_to_start(p)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def _add_where_to_start(p: argparse.ArgumentParser) -> None:
+    """``--resume`` a checkpoint, or ``--init-from`` a model's weights."""
     p.add_argument(
         "--resume",
+        type=user_path,
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
     )
     p.add_argument(
         "--init-from",
+        type=user_path,
         metavar="MODEL",
         help="fine-tune: start from this model's weights and network (same label scheme)",
     )
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:

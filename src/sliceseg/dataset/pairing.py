@@ -29,6 +29,7 @@ from sliceseg.io.dicom_seg import is_dicom_seg
 from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES, parse_roi_names
 from sliceseg.io.volumes import is_volume_name
+from sliceseg.user_paths import user_path
 
 __all__ = [
     "DataSource",
@@ -83,12 +84,12 @@ class DataSource:
     label_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "images_dir", Path(self.images_dir))
+        object.__setattr__(self, "images_dir", user_path(self.images_dir))
         if self.label_values is not None:
             object.__setattr__(self, "label_values", tuple(int(v) for v in self.label_values))
-        object.__setattr__(self, "labels_dir", Path(self.labels_dir))
+        object.__setattr__(self, "labels_dir", user_path(self.labels_dir))
         if self.data_dir is not None:
-            object.__setattr__(self, "data_dir", Path(self.data_dir))
+            object.__setattr__(self, "data_dir", user_path(self.data_dir))
         if self.roi_names is not None:
             object.__setattr__(self, "roi_names", parse_roi_names(self.roi_names))
         if self.num_labels is not None and (
@@ -157,13 +158,13 @@ class DataSource:
                 "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both images_dir "
                 "and labels_dir."
             )
-        root = Path(data_dir) if data_dir is not None else Path(".")
-        images = Path(images_dir) if images_dir is not None else root / "dicoms"
-        labels = Path(labels_dir) if labels_dir is not None else root / "labels"
+        root = user_path(data_dir) if data_dir is not None else Path(".")
+        images = user_path(images_dir) if images_dir is not None else root / "dicoms"
+        labels = user_path(labels_dir) if labels_dir is not None else root / "labels"
         source = cls(
             images_dir=images,
             labels_dir=labels,
-            data_dir=Path(data_dir) if data_dir is not None else None,
+            data_dir=user_path(data_dir) if data_dir is not None else None,
             num_labels=num_labels,
             roi_names=parse_roi_names(roi_names) if roi_names is not None else None,
             unlabelled_slices=unlabelled_slices,

@@ -88,10 +88,11 @@ class PredictOptions:
 
 def check_batch_size(size: object) -> None:
     """Refuse a batch size that is not a whole number ≥ 1 (a `ConfigError`)."""
-    from sliceseg.errors import ConfigError
+    from sliceseg.errors import ConfigError, option_name
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"--batch-size must be a whole number ≥ 1, got {size!r}.")
+        batch_size = option_name("--batch-size", "batch_size")
+        raise ConfigError(f"{batch_size} must be a whole number ≥ 1, got {size!r}.")
 
 
 def _affine(angle_deg: float, zoom: float) -> torch.Tensor:

@@ -59,6 +59,7 @@ from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
+from sliceseg.user_paths import user_path
 
 __all__ = [
     "VISUALS",
@@ -190,9 +191,9 @@ def predict_cohort(
     """
     start = time.perf_counter()
     bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
-    out = Path(out_dir)
-    check_not_inputs(out, Path(dicom_dir))
-    plan = plan_cohort(Path(dicom_dir), exclude=out)
+    out, root = user_path(out_dir), user_path(dicom_dir)
+    check_not_inputs(out, root)
+    plan = plan_cohort(root, exclude=out)
     with run_lock(out, whole=options.shard.is_whole):  # two runs would undo each other's
         previous = check_out_dir(out, record, overwrite=options.overwrite)
         inputs = write_input_series(out, plan)  # the merge's cohort and left-out files

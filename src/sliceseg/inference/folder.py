@@ -41,6 +41,7 @@ from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress
 from sliceseg.report.exports import DEFAULT_EXPORTS, SeriesExport, parse_exports
+from sliceseg.user_paths import user_path
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def predict_folder(
     if roi_names is not None:
         bundle = bundle.with_roi_names(roi_names)
     check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted
-    root = Path(dicom_dir)
+    root = user_path(dicom_dir)
     scan = _scan_inputs(root, fallback, progress=show)
     measuring = RunSettings(
         tuple(bundle.roi_names),

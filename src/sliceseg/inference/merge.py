@@ -70,6 +70,7 @@ from sliceseg.report.cohort import (
     review_order,
     write_cohort_report,
 )
+from sliceseg.user_paths import user_path
 
 __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
 
@@ -169,12 +170,9 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         >>> merged = merge_cohort("results/")
         >>> merged.series[["series", "slices", "lowest_confidence"]].head()
     """
-    out = Path(out_dir)
+    out = user_path(out_dir)
     if not (out / RUN_RECORD).is_file():
-        raise ConfigError(
-            f"{out}: no {RUN_RECORD}, so not a `sliceseg predict` output folder; give the --out "
-            "of a predict run."
-        )
+        raise ConfigError(_not_a_cohort(out))
     seen = _SeriesPass()
     left = _LeftOut(read_input_series(out))
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
@@ -316,6 +314,21 @@ def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
     with atomic_path(out / "failed.csv") as tmp:
         write_csv(failed, tmp, index=False)
     return failed
+
+
+def _not_a_cohort(out: Path) -> str:
+    """Why ``out`` cannot be merged: what it is, and what to do instead."""
+    if (out / "csa.csv").is_file():  # predict_folder's (or `sliceseg measure`'s) whole tables
+        return (
+            f"{out}: holds csa.csv but no {RUN_RECORD}: a predict_folder (or `sliceseg "
+            "measure`) output, whose tables are written whole already; it needs no merge. "
+            "merge_cohort (`sliceseg merge`) joins the series of a predict_cohort "
+            "(`sliceseg predict`) run."
+        )
+    return (
+        f"{out}: no {RUN_RECORD}, so not the output folder of a predict_cohort (`sliceseg "
+        "predict`) run; give the --out of such a run."
+    )
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.engine.predictor import PredictOptions
-from sliceseg.errors import ConfigError, PairingError
+from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
@@ -22,6 +22,7 @@ from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,10 @@ def suggest_slices(
         ...     print(s.rank, s.key, f"{s.confidence:.3f}")
     """
     if n < 1:
-        raise ConfigError(f"--n must be at least 1, got {n}.")
+        raise ConfigError(f"{option_name('--n', 'n')} must be at least 1, got {n!r}.")
     PredictOptions(batch_size=batch_size)  # checks --batch-size as predict does
     bundle = as_bundle(model)
-    root = Path(dicom_dir)
+    root = user_path(dicom_dir)
     images = [with_fallback_spacing(i, fallback) for i in _scan(root)]
     wanted = _unlabelled(root, labels_dir, images)
     collector = ConfidenceCollector(always_present_rois(bundle))
@@ -173,7 +174,7 @@ def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) 
     """The positions of the slices without a label file in ``labels_dir`` (all without one)."""
     if labels_dir is None:
         return list(range(len(images)))
-    labels = Path(labels_dir)
+    labels = user_path(labels_dir)
     if not labels.is_dir():
         raise PairingError(f"{labels}: label folder not found; give the folder of label files.")
     wanted = [

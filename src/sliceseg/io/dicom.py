@@ -40,6 +40,7 @@ from sliceseg.io.dicom_headers import (
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
 from sliceseg.progress_bars import shows_progress
+from sliceseg.user_paths import user_path
 
 __all__ = [
     "USER_SPACING_SOURCE",
@@ -159,7 +160,7 @@ def read_slices(path: Path | str) -> list[Slice]:
         >>> [s.shape for s in read_slices(Path("dicoms/p01/slice_1.dcm"))]
         [(64, 64)]
     """
-    path = Path(path)
+    path = user_path(path)
     ds = read_dataset(path)
     frames = decode_frames(ds, path, index=None)
     return [_build_slice(ds, path, raw, frame, len(frames)) for frame, raw in enumerate(frames)]
@@ -183,7 +184,7 @@ def read_slice(path: Path, *, frame: int = 0) -> Slice:
         >>> read_slice(Path("cine.dcm"), frame=3).name
         'cine_f003'
     """
-    path = Path(path)
+    path = user_path(path)
     ds = read_dataset(path)
     num_frames = max(1, int(get_nr_frames(ds, warn=False)))
     if not 0 <= frame < num_frames:
@@ -309,7 +310,7 @@ def read_series(folder: Path | str) -> list[Slice]:
     Example:
         >>> slices = read_series(Path("scans/p01"))
     """
-    scan = scan_dicom_folder(Path(folder))
+    scan = scan_dicom_folder(user_path(folder))
     if not scan.slices:
         detail = f"; first skipped: {scan.skipped[0].describe()}"
         raise PairingError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sliceseg.errors import ConfigError
+from sliceseg.user_paths import user_path
 
 # Temporary files of atomic writes start with this (hidden, so readers skip them); a run that was
 # killed may leave some behind, and a rerun in the same folder removes them.
@@ -216,7 +217,7 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
     Raises:
         ConfigError: the folder exists and holds files, and ``overwrite`` is False.
     """
-    out = Path(path)
+    out = user_path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
     is_interrupted = (out / INCOMPLETE_MARKER).is_file()

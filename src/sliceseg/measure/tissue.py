@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, option_name
 from sliceseg.io.dicom import Slice
 
 MUSCLE_WORDS: tuple[str, ...] = (
@@ -346,7 +346,7 @@ def _is_ct(modality: str) -> bool:
 
 def _named(field: str) -> str:
     """A `TissueSettings` field as a message names it: ``--adipose-hu (adipose_hu)``."""
-    return f"{FLAGS[field]} ({field})"
+    return option_name(FLAGS[field], field)
 
 
 def _range(values: tuple[float, float], between: str = " ") -> str:

@@ -27,6 +27,7 @@ from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
+from sliceseg.user_paths import user_path
 
 BUNDLE_FORMAT = "sliceseg-model"
 BUNDLE_FORMAT_VERSION = 1
@@ -285,7 +286,7 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
         >>> bundle = load_bundle("model/sliceseg_best.pt")
         >>> bundle.roi_names
     """
-    source = Path(path)
+    source = user_path(path)
     if not source.is_file():
         raise BundleError(f"{source}: model file not found; give the path of a .pt from training.")
     payload = _read_payload(source, map_location)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+import numpy as np
 from torch import nn
 
 from sliceseg.errors import ConfigError
@@ -66,7 +67,11 @@ class Hyperparameters:
     rules: ClassVar[dict[str, Rule]] = {}
 
     def __post_init__(self) -> None:
-        for name, value in self.to_dict().items():
+        for name, given in self.to_dict().items():
+            # a notebook's np.int64(8) is its value: checked as one, stored plain in the model
+            # file (which `torch.load(weights_only=True)` opens only when it holds plain data)
+            value = given.item() if isinstance(given, np.generic) else given
+            object.__setattr__(self, name, value)
             rule = self.rules[name]
             if not rule.accepts(value):
                 raise ConfigError(

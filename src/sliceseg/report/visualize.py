@@ -14,6 +14,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.files import atomic_path
 from sliceseg.report.colours import roi_colour, roi_colour_hex
 from sliceseg.report.display import as_array, display_shape, resize_pair, to_display
+from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:  # matplotlib is imported when a picture is drawn (`new_figure`)
     from matplotlib.figure import Figure
@@ -153,7 +154,7 @@ def figure_path(path: Path | str) -> Path:
     """
     from matplotlib.backend_bases import FigureCanvasBase
 
-    target = Path(path)
+    target = user_path(path)
     if target.is_dir():
         raise ConfigError(f"{target}: a folder, not a file; give the path of the picture to write.")
     formats = FigureCanvasBase.get_supported_filetypes()

@@ -75,6 +75,7 @@ from sliceseg.training.steps import (
     train_one_epoch,
 )
 from sliceseg.training.validation import no_roi_line, validate_timed
+from sliceseg.user_paths import user_path
 
 __all__ = ["DiceCounter", "EpochStats", "TrainResult", "optimizer_step", "train"]
 
@@ -181,6 +182,7 @@ def plan_run(
             "train(): give either config or resume=, not both; a resumed run keeps its "
             "checkpoint's settings, so pass the ones to change as overrides={...}."
         )
+    resume = user_path(resume)
     checkpoint = load_bundle(resume)
     if checkpoint.training_state is None:
         raise ConfigError(
@@ -188,7 +190,7 @@ def plan_run(
             "<name>_<epoch>.pt checkpoint."
         )
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
-    settings = {**checkpoint.metadata.settings, "out_dir": str(Path(resume).parent)}
+    settings = {**checkpoint.metadata.settings, "out_dir": str(resume.parent)}
     resumed, notes = resume_config(settings, state, overrides, source=str(resume))
     check_data_found(resumed, overrides, source=str(resume))
     # a pyramid older than its dropout goes on without it

@@ -24,6 +24,7 @@ from sliceseg.models.bundle import load_bundle
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.profile import add_profile
 from sliceseg.training.run_data import load_training_data
+from sliceseg.user_paths import user_path
 
 __all__ = ["Reprofiled", "reprofile", "reprofiled_path"]
 
@@ -87,8 +88,8 @@ def reprofile(
         >>> reprofile("model/sliceseg_best.pt", "phantom/train").path
         PosixPath('model/sliceseg_best_reprofiled.pt')
     """
-    source = Path(model)
-    target = Path(out) if out is not None else reprofiled_path(source)
+    source = user_path(model)
+    target = user_path(out) if out is not None else reprofiled_path(source)
     _check_target(source, target, overwrite=overwrite)
     bundle = load_bundle(source)
     meta = bundle.metadata

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, option_name
+from sliceseg.user_paths import user_path
 
 __all__ = ["FLAGS", "canonical_kinds", "named_setting"]
 
@@ -70,6 +72,7 @@ REAL = (
     "ema_decay",
 )
 TRUTH = ("augment", "overwrite", "area_calibration")
+PATHS = ("data_dir", "images_dir", "labels_dir", "out_dir", "init_from")  # text, `~` expanded
 
 
 def named_setting(setting: str) -> str:
@@ -80,12 +83,13 @@ def named_setting(setting: str) -> str:
         ('--target-spacing (target_spacing_mm)', 'foreground_fraction')
     """
     flag = FLAGS.get(setting)
-    return f"{flag} ({setting})" if flag else setting
+    return option_name(flag, setting) if flag else setting
 
 
 def canonical_kinds(values: Mapping[str, Any]) -> dict[str, Any]:
     """Return the numeric and true/false settings among ``values`` as plain ``int``, ``float``
-    and ``bool`` (a numpy number becomes its Python value; None stays None).
+    and ``bool`` (a numpy number becomes its Python value; None stays None), and the folder and
+    file settings as text with ``~`` expanded (`sliceseg.user_paths.user_path`).
 
     Raises:
         ConfigError: a value of another kind (text such as ``"0.01"``, a fraction where a whole
@@ -97,10 +101,16 @@ def canonical_kinds(values: Mapping[str, Any]) -> dict[str, Any]:
     """
     plain: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None or name not in (*WHOLE, *REAL, *TRUTH):
+        if value is None or name not in (*WHOLE, *REAL, *TRUTH, *PATHS):
             continue
-        plain[name] = _canonical(name, value)
+        plain[name] = _expanded(value) if name in PATHS else _canonical(name, value)
     return plain
+
+
+def _expanded(value: Any) -> Any:
+    """A path setting as text, ``~`` expanded; "" (not set) and other kinds stay as they are."""
+    is_path = isinstance(value, str | os.PathLike) and os.fspath(value) != ""
+    return str(user_path(value)) if is_path else value
 
 
 def _canonical(name: str, value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sliceseg.errors import ConfigError
 from sliceseg.training.config import TrainConfig, normalise_settings, refuse_unknown_settings
+from sliceseg.user_paths import user_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +29,7 @@ def read_settings(path: Path | str) -> dict[str, Any]:
         >>> read_settings(path)
         {'epochs': 50, 'roi_names': ('a', 'b')}
     """
-    source = Path(path)
+    source = user_path(path)
     try:
         parsed = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
