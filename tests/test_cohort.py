@@ -9,6 +9,10 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1221,3 +1225,53 @@ def test_a_merge_of_a_cohort_with_no_readable_series_says_so(
     assert capsys.readouterr().err.strip().splitlines()[-1] == expected
     assert main(["merge", str(out)]) == 2
     assert capsys.readouterr().err.strip() == expected
+
+
+# A real `sliceseg predict` that stalls when it starts to decode sub03 (the earlier series
+# decoded, perhaps written): it says so in a file, so that the test sends SIGTERM right there.
+STALLED_PREDICT = """
+import sys, time
+from pathlib import Path
+from sliceseg.cli import main
+from sliceseg.inference import cohort_decode
+real = cohort_decode.decode_here
+def stalled(series):
+    if series.name == "sub03":
+        Path(sys.argv[1]).touch()
+        time.sleep(120)
+    return real(series)
+cohort_decode.decode_here = stalled
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sigtermed_run_removes_the_series_being_written_and_a_rerun_finishes_it(
+    tiny_model, cohort_dir, tmp_path
+):
+    """SIGTERM (`kill`, a SLURM job's time limit) ended the process at once, without a line
+    (and a series being written stayed in its hidden temporary folder); now it ends as on
+    Ctrl-C: the series in hand are written or removed, one line, exit 143."""
+    from cohort_runs import clean_env
+
+    out, ready = tmp_path / "out", tmp_path / "sub03-decoding"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    argv += ["--visuals", "none"]
+    command = [sys.executable, "-c", STALLED_PREDICT, str(ready), *argv]
+    child = subprocess.Popen(command, env=clean_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "terminated (SIGTERM); files already written are kept; the same command again goes on "
+        "(the finished series are skipped)."
+    )
+    assert not list(out.rglob(".sliceseg-tmp.*"))  # no hidden half-written series
+    assert main(argv) == 0
+    whole = tmp_path / "whole"
+    assert main([*argv[:4], str(whole), *argv[5:]]) == 0
+    assert_same_tables(out, whole)

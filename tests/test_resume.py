@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import full_disk_on_write, tiny_config
 from sliceseg.cli import main
 from sliceseg.errors import BundleError, ConfigError
+from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.models.bundle import load_bundle
 from sliceseg.training import validation
 from sliceseg.training.config import TrainConfig
@@ -413,3 +414,87 @@ class TestRestoreOnEveryRank:
         assert not torch.equal(draws[1], draws[0])
         assert not torch.equal(draws[2], draws[0])
         assert not torch.equal(draws[2], draws[1])
+
+
+@pytest.mark.slow
+def test_a_sigtermed_run_names_its_checkpoint_as_ctrl_c_does_and_exits_143(tiny_phantom, tmp_path):
+    """SIGTERM (`kill`, SLURM at a job's time limit) ended `sliceseg train` at once: no line,
+    no word of the checkpoint to resume from."""
+    out = tmp_path / "m"
+    command = [sys.executable, "-m", "sliceseg", "train", str(tiny_phantom / "train")]
+    child = subprocess.Popen(
+        [*command, "--out", str(out), *RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 120
+    while not checkpoints(out):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, stdout + stderr
+    last = checkpoints(out)[max(checkpoints(out))]
+    assert stdout.strip().splitlines()[-1] == (
+        f"Interrupted: the epochs after {last.name} are lost; "
+        f"`sliceseg train --resume {last}` goes on from it."
+    )
+    assert stderr.strip().splitlines()[-1] == (
+        "terminated (SIGTERM); files already written are kept; `sliceseg train --resume` with "
+        "the checkpoint named above goes on from it."
+    )
+    state = load_bundle(last).training_state
+    assert state is not None and state["epoch"] == int(last.stem.split("_")[1])
+
+
+def killed_write(out: Path, name: str, *, age_s: float) -> Path:
+    """A temporary checkpoint file as a run killed while writing it leaves, ``age_s`` old."""
+    path = out / f"{TEMP_PREFIX}{name}.k1ll3d.pt"
+    path.write_bytes(b"half a checkpoint")
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+@pytest.mark.slow
+def test_a_resume_or_overwrite_removes_the_temporary_files_of_a_killed_write(
+    tiny_phantom, tmp_path
+):
+    """A kill while a checkpoint was written left its hidden temporary file (as large as the
+    model) in the folder for ever; one written after the run started is not a leftover."""
+    out = tmp_path / "m"
+    train(tiny_config(tiny_phantom / "train", out, epochs=1), log=lambda _line: None)
+    stale = killed_write(out, "sliceseg_2", age_s=3600)
+    being_written = killed_write(out, "sliceseg_9", age_s=-3600)  # "newer" than the run
+    lines: list[str] = []
+    train(resume=out / "sliceseg_1.pt", overrides={"epochs": 2}, log=lines.append)
+    said = f"that a run killed while writing left in {out}."
+    assert f"Removed 1 temporary file(s) ({TEMP_PREFIX}*) {said}" in lines
+    assert not stale.exists() and being_written.exists()
+    stale = killed_write(out, "sliceseg_1", age_s=60)
+    lines.clear()
+    config = tiny_config(tiny_phantom / "train", out, epochs=1, overwrite=True)
+    train(config, log=lines.append)
+    assert f"Removed 1 temporary file(s) ({TEMP_PREFIX}*) {said}" in lines
+    assert not stale.exists() and being_written.exists()
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_checkpoint_names_the_resume_that_goes_on(
+    tiny_phantom, tmp_path, monkeypatch, capsys
+):
+    """It said "run the command again": that is refused (the folder holds checkpoints), and
+    with --overwrite it starts over; the run goes on with --resume of its last checkpoint."""
+    out = tmp_path / "m"
+    full_disk_on_write(monkeypatch, f"{TEMP_PREFIX}sliceseg_2.")
+    data = str(tiny_phantom / "train")
+    argv = ["train", data, "--out", str(out), "--epochs", "3", "--input-shape", "64"]
+    assert main([*argv, "--save-checkpoint", "1", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {out / 'sliceseg_2.pt'}: cannot write it (No space left on device); free "
+        f"space on its disk, then `sliceseg train --resume {out / 'sliceseg_1.pt'}` goes on "
+        "from its last checkpoint."
+    )
+    assert load_bundle(out / "sliceseg_1.pt").training_state is not None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from conftest import tiny_config
@@ -10,8 +13,8 @@ from sliceseg.models.bundle import load_bundle
 from sliceseg.training import loop, validation
 from sliceseg.training.budget import Budget
 from sliceseg.training.config import DEFAULT_EPOCHS, TrainConfig
-from sliceseg.training.state import TrainingState, resume_config
-from sliceseg.training.steps import learning_rate_at
+from sliceseg.training.state import TrainingState, rescheduled, resume_config
+from sliceseg.training.steps import ScheduleStart, learning_rate_at
 
 LR = 3e-3
 
@@ -237,3 +240,37 @@ class TestBudget:
         assert resumed.next_epoch_fits(150.0, saves_now=False)
         assert not resumed.next_epoch_fits(151.0, saves_now=False)
         assert Budget.from_dict(5.0, {}).next_epoch_fits(299.0, saves_now=False)  # older file
+
+
+@pytest.mark.slow
+def test_a_larger_budget_on_resume_continues_the_decay_from_the_rate_reached(
+    tiny_phantom, tmp_path, slow_epochs
+):
+    """Stopped at its 5-minute budget and resumed with 10: epoch 6 trained at lr·(1 − 300/600)
+    ^0.9, above epoch 5's lr·0.2^0.9. Now the rate goes on from epoch 5's and decays to 0 over
+    the 300 s added; a resume of that run keeps the same schedule."""
+    out = tmp_path / "m"
+    config = tiny_config(tiny_phantom / "train", out, epochs=None, max_minutes=5)
+    loop.train(config, log=lambda _line: None, clock=slow_epochs)
+    grown = loop.train(
+        resume=out / "sliceseg_5.pt",
+        overrides={"max_minutes": 10},
+        log=lambda _line: None,
+        clock=slow_epochs,
+    )
+    reached = LR * 0.2**0.9  # epoch 5's rate, from 240 s of 300
+    assert grown.history["epoch"].tolist() == list(range(1, 11))
+    expected = [reached * (1.0 - share) ** 0.9 for share in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    assert grown.history["lr"].tolist()[5:] == pytest.approx(expected, rel=1e-9)
+    assert np.all(np.diff(grown.history["lr"].to_numpy()) <= 0)
+    again = loop.train(resume=out / "sliceseg_7.pt", log=lambda _line: None, clock=slow_epochs)
+    assert again.history["lr"].tolist() == pytest.approx(grown.history["lr"].tolist(), rel=1e-12)
+
+
+def test_a_resume_that_keeps_the_plan_keeps_the_schedule():
+    state = TrainingState(epoch=3, planned_epochs=None, max_minutes=5.0, elapsed_seconds=180.0,
+                          best_val_dice=None, history=({"lr": 0.001},), optimizer={})  # fmt: skip
+    assert rescheduled(state, TrainConfig(max_minutes=5.0), learning_rate=LR) is state
+    grown = rescheduled(state, TrainConfig(max_minutes=8.0), learning_rate=LR).schedule
+    assert grown == ScheduleStart(epoch=3, elapsed_seconds=180.0, scale=pytest.approx(1 / 3))
+    assert TrainingState.from_dict(replace(state, schedule=grown).to_dict()).schedule == grown

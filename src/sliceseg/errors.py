@@ -8,7 +8,8 @@
     ├── PairingError              images and labels do not pair, or a folder holds nothing usable
     ├── BundleError               a model file is not a sliceseg model, or is incompatible
     └── ConfigError               a setting has a bad value or name
-        └── LauncherError         a part of torchrun's or a SLURM array's variables, or not numbers
+        ├── LauncherError         a part of torchrun's or a SLURM array's variables, or not numbers
+        └── UnwritableError       the file system refused to write an output (a full disk)
 
 Third-party exceptions are caught at our boundary and re-raised ``from`` the original.
 """
@@ -74,3 +75,20 @@ def option_name(flag: str, name: str) -> str:
         '--max-minutes (max_minutes)'
     """
     return f"{flag} ({name})"
+
+
+class UnwritableError(ConfigError):
+    """The file system refused to write an output: a full disk, a quota, permissions.
+
+    Raised by `sliceseg.io.files.atomic_path`; a command whose rerun is not simply "the same
+    command again" (``train``: ``--resume``) words its own remedy from the attributes.
+
+    Attributes:
+        path: the output that could not be written.
+        reason: the operating system's words, e.g. ``"No space left on device"``.
+    """
+
+    def __init__(self, message: str, *, path: str, reason: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sliceseg._version import __version__
-from sliceseg.cli.exits import USER_ERROR, closed_pipe, one_line, report_bug, show_warning
+from sliceseg.cli.exits import (
+    USER_ERROR,
+    closed_pipe,
+    interrupted,
+    one_line,
+    report_bug,
+    show_warning,
+    sigterm_as_interrupt,
+)
 from sliceseg.cli.info import add_info
 from sliceseg.cli.measurement import add_evaluate, add_measure
 from sliceseg.cli.phantom import add_demo, add_phantom
@@ -53,16 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sliceseg`` command and return its exit code."""
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), sigterm_as_interrupt():
         warnings.showwarning = show_warning
         try:
             return int(args.func(args))
         except SlicesegError as error:
             print(f"error: {one_line(error)}", file=sys.stderr)
             return USER_ERROR
-        except KeyboardInterrupt:
-            print("interrupted; files already written are kept.", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`kill`, a job's time limit)
+            return interrupted(stop, args.command)
         except BrokenPipeError:  # the reader stopped (`| head`): its choice, not a bug
             return closed_pipe()
         except OSError as error:

@@ -7,9 +7,12 @@ import contextlib
 import datetime
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from sliceseg._version import __version__
@@ -17,21 +20,67 @@ from sliceseg._version import __version__
 __all__ = [
     "BUG",
     "CLOSED_PIPE",
+    "INTERRUPTED",
     "REPORT_HINT",
     "SOME_INPUTS_FAILED",
+    "TERMINATED",
     "USER_ERROR",
+    "Terminated",
     "closed_pipe",
+    "interrupted",
     "one_line",
     "report_bug",
     "show_warning",
+    "sigterm_as_interrupt",
 ]
 
 USER_ERROR = 2  # a SlicesegError or a refused file-system operation: one line, no traceback
 SOME_INPUTS_FAILED = 3  # predict / merge: some series failed or (merge) are not finished;
 # measure / evaluate: some label maps were left out; the others are complete
 BUG = 4  # an unexpected exception: a bug of ours, the traceback in a log file
+INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM: `kill`, or a batch job's time limit (SLURM, then SIGKILL)
 CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader stopped (`| head`)
 REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
+# What the line of an interrupted command adds: how to go on from the files it kept.
+_GOING_ON = {
+    "train": "; `sliceseg train --resume` with the checkpoint named above goes on from it",
+    "predict": "; the same command again goes on (the finished series are skipped)",
+}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it ends as on Ctrl-C: a training run names
+    its checkpoint, a series being written is removed (a subclass, so every ``except
+    KeyboardInterrupt`` already handles it)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Raise `Terminated` on SIGTERM inside the block; the previous handler is put back after.
+
+    Python's default ends the process at once, without a word or any clean-up. Only the main
+    thread may set a handler: elsewhere (``main`` called from a thread) SIGTERM is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(stop: KeyboardInterrupt, command: str) -> int:
+    """Say in one line that ``command`` was stopped and how to go on; return its exit code."""
+    what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+    print(f"{what}; files already written are kept{_GOING_ON.get(command, '')}.", file=sys.stderr)
+    return TERMINATED if isinstance(stop, Terminated) else INTERRUPTED
 
 
 def closed_pipe() -> int:

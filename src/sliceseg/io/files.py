@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, UnwritableError
 from sliceseg.user_paths import user_path
 
 # Temporary files of atomic writes start with this (hidden, so readers skip them); a run that was
@@ -79,17 +79,20 @@ def _writing(target: Path, written: Path) -> Iterator[None]:
     read inside the block) is left as it is.
 
     Raises:
-        ConfigError: the file system refused to write ``target`` (``written``: the path the
-            block writes to, itself or its temporary file).
+        UnwritableError: the file system refused to write ``target`` (``written``: the path
+            the block writes to, itself or its temporary file).
     """
     try:
         yield
     except OSError as error:
         if error.filename is not None and str(error.filename) not in (str(written), str(target)):
             raise
-        raise ConfigError(
-            f"{target}: cannot write it ({error.strerror or error}); free space on its disk, or "
-            "choose another output folder, and run the command again."
+        reason = error.strerror or str(error)
+        raise UnwritableError(
+            f"{target}: cannot write it ({reason}); free space on its disk, or choose another "
+            "output folder, and run the command again.",
+            path=str(target),
+            reason=reason,
         ) from error
 
 

@@ -23,7 +23,7 @@ import torch
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, UnwritableError
 from sliceseg.io.files import atomic_write_text, prepare_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
@@ -43,7 +43,11 @@ from sliceseg.training.init_from import (
     plan_new_run,
     with_model_dropout,
 )
-from sliceseg.training.output_folder import refuse_an_earlier_run, remove_earlier_checkpoints
+from sliceseg.training.output_folder import (
+    refuse_an_earlier_run,
+    remove_earlier_checkpoints,
+    remove_killed_writes,
+)
 from sliceseg.training.preview import draw_first_batch
 from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
@@ -62,12 +66,21 @@ from sliceseg.training.session import (
     restore,
     save_checkpoint,
     set_up,
+    unwritable_error,
 )
-from sliceseg.training.state import HistoryRow, TrainingState, check_data_found, resume_config
+from sliceseg.training.state import (
+    HistoryRow,
+    TrainingState,
+    check_data_found,
+    rescheduled,
+    resume_config,
+)
 from sliceseg.training.steps import (
+    FROM_THE_START,
     Augment,
     DiceCounter,
     EpochStats,
+    ScheduleStart,
     learning_rate_at,
     optimizer_step,
     pooled_dice,
@@ -192,6 +205,8 @@ def plan_run(
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
     settings = {**checkpoint.metadata.settings, "out_dir": str(resume.parent)}
     resumed, notes = resume_config(settings, state, overrides, source=str(resume))
+    saved_rate = float(settings.get("learning_rate", resumed.learning_rate))
+    state = rescheduled(state, resumed, learning_rate=saved_rate)
     check_data_found(resumed, overrides, source=str(resume))
     # a pyramid older than its dropout goes on without it
     resumed = with_model_dropout(resumed, checkpoint)
@@ -217,6 +232,7 @@ def _run(
     *,
     start: Bundle | None = None,
 ) -> TrainResult:
+    started = time.time()
     if resumption is None and context.is_main:
         refuse_an_earlier_run(config)
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
@@ -233,27 +249,35 @@ def _run(
         if session.averaged is not None:  # the average starts from the loaded weights
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
-    if resumption is None and context.is_main:  # only once the data and start are accepted
-        remove_earlier_checkpoints(Path(config.out_dir), config, log)
-    state = fresh_state(config)
+    if context.is_main:  # only once the data and start are accepted
+        if resumption is None:
+            remove_earlier_checkpoints(Path(config.out_dir), config, log)
+        remove_killed_writes(Path(config.out_dir), before=started, log=log)
     if resumption is not None:
-        state = resumption.state
-        checkpoint = resumption.checkpoint
-        check_dropout_fits(
-            session.model, checkpoint, session.metadata, source=str(checkpoint.source)
-        )
-        restore(session, checkpoint, state)
-        for note in resumption.notes:
-            log(note)
-        state = drop_abandoned_best(session, state, resumption.checkpoint, log)
-    elif context.is_main:  # the picture `sliceseg preview` draws
-        draw_first_batch(session.data, config, path=session.path("first_batch.png"))
+        state = _resumed_state(session, resumption, log)
+    else:
+        state = fresh_state(config)
+        if context.is_main:  # the picture `sliceseg preview` draws
+            draw_first_batch(session.data, config, path=session.path("first_batch.png"))
+    resumed = None if resumption is None else resumption.checkpoint
     try:
         state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
-    except KeyboardInterrupt:  # Ctrl-C: say what is lost and where the run goes on from
-        log(interrupted_line(session, None if resumption is None else resumption.checkpoint))
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: say what is lost and where the run goes on from
+        log(interrupted_line(session, resumed))
         raise
+    except UnwritableError as error:  # a full disk: the remedy is a resume, not the same command
+        raise unwritable_error(session, error, resumed) from error
     return finish(session, state, log)
+
+
+def _resumed_state(session: Session, resumption: Resumption, log: Log) -> TrainingState:
+    """Put a resumed run's weights, optimiser and random state back; return its state."""
+    checkpoint = resumption.checkpoint
+    check_dropout_fits(session.model, checkpoint, session.metadata, source=str(checkpoint.source))
+    restore(session, checkpoint, resumption.state)
+    for note in resumption.notes:
+        log(note)
+    return drop_abandoned_best(session, resumption.state, checkpoint, log)
 
 
 def run_epochs(
@@ -276,7 +300,7 @@ def run_epochs(
     )
     for epoch in epochs:
         began = clock.elapsed()
-        row, _stats = train_epoch(session, epoch, clock)
+        row, _stats = train_epoch(session, epoch, clock, schedule=start.schedule)
         budget.training_s.append(row["elapsed_seconds"] - began)
         is_print, is_save = _due(session, epoch, is_last=epoch == planned)
         post: PostProcessing | None = None
@@ -298,6 +322,7 @@ def run_epochs(
             elapsed_seconds=clock.elapsed(),  # with this epoch's validation: a resume goes on
             budget_spent=stop,
             timings=budget.to_dict(),
+            schedule=start.schedule,
         )
         if is_save:
             saving = clock.elapsed()
@@ -317,10 +342,13 @@ def _due(session: Session, epoch: int, *, is_last: bool) -> tuple[bool, bool]:
     return is_print, is_main and _is_due(epoch, config.save_checkpoint, is_last=is_last)
 
 
-def train_epoch(session: Session, epoch: int, clock: Clock) -> tuple[HistoryRow, EpochStats]:
-    """Set the learning rate, train one epoch, and return its history row (not yet validated)."""
+def train_epoch(
+    session: Session, epoch: int, clock: Clock, *, schedule: ScheduleStart = FROM_THE_START
+) -> tuple[HistoryRow, EpochStats]:
+    """Set the learning rate (its decay from ``schedule``), train one epoch, and return its
+    history row (not yet validated)."""
     config, context = session.config, session.context
-    lr = learning_rate_at(config, epoch, clock.elapsed())
+    lr = learning_rate_at(config, epoch, clock.elapsed(), start=schedule)
     for group in session.optimizer.param_groups:
         group["lr"] = lr
     if session.sampler is not None:

@@ -4,13 +4,20 @@ this run's."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 from sliceseg.errors import ConfigError
+from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.training.config import TrainConfig
 
-__all__ = ["note_abandoned_checkpoints", "refuse_an_earlier_run", "remove_earlier_checkpoints"]
+__all__ = [
+    "note_abandoned_checkpoints",
+    "refuse_an_earlier_run",
+    "remove_earlier_checkpoints",
+    "remove_killed_writes",
+]
 
 Log = Callable[[str], None]
 
@@ -62,4 +69,22 @@ def note_abandoned_checkpoints(out: Path, name: str, epoch: int, log: Log) -> No
         log(
             f"{', '.join(p.name for p in later)} in {out}: of the epochs after {epoch} that "
             "this resume abandons; kept, but not this run's (it replaces each one it reaches)."
+        )
+
+
+def remove_killed_writes(out: Path, *, before: float, log: Log) -> None:
+    """Remove the temporary files (``.sliceseg-tmp.*``, `sliceseg.io.files.atomic_path`'s) that
+    a run killed while writing left in ``out``, saying how many: a checkpoint's is as large as
+    the model, and nothing else ever removed them. Only those last written before ``before``
+    (this run's start, `time.time`), never one being written now."""
+    removed = 0
+    for path in out.glob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile: not ours to count
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+                removed += 1
+    if removed:
+        log(
+            f"Removed {removed} temporary file(s) ({TEMP_PREFIX}*) that a run killed while "
+            f"writing left in {out}."
         )

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
-from sliceseg.errors import BundleError
+from sliceseg.errors import BundleError, UnwritableError
 from sliceseg.io.files import atomic_path
 from sliceseg.io.tables import write_csv
 from sliceseg.model_space.batches import SpacedTensors
@@ -33,6 +33,7 @@ from sliceseg.training.distributed import DistributedContext
 from sliceseg.training.losses import MultiOutputLoss, build_loss
 from sliceseg.training.output_folder import note_abandoned_checkpoints
 from sliceseg.training.state import HistoryRow, TrainingState
+from sliceseg.training.steps import FROM_THE_START, ScheduleStart
 
 Log = Callable[[str], None]
 
@@ -344,10 +345,12 @@ def capture_state(
     elapsed_seconds: float,
     budget_spent: bool = False,
     timings: dict[str, list[float]] | None = None,
+    schedule: ScheduleStart = FROM_THE_START,
 ) -> TrainingState:
     """Return the run's state now (the optimiser's tensors are shared until saved);
     ``budget_spent``: the run stops here, its next epoch would pass the time budget;
-    ``timings``: the budget's recent step timings (`Budget.to_dict`)."""
+    ``timings``: the budget's recent step timings (`Budget.to_dict`); ``schedule``: where the
+    learning rate's decay starts (`TrainingState.schedule`)."""
     rng = {"torch": torch.get_rng_state()}
     if session.context.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(session.context.device)
@@ -367,6 +370,7 @@ def capture_state(
         else {"trained": session.model.state_dict(), "updates": session.averaged.updates},
         budget_spent=budget_spent,
         timings=dict(timings or {}),
+        schedule=schedule,
     )
 
 
@@ -378,15 +382,23 @@ def save_checkpoint(
     path = session.path(f"{state.epoch}.pt")
     metadata = session.metadata_at(state.epoch, postprocessing)
     save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
-    write_history(session.out_dir, session.config.model_filename, state.history)
+    # in place: a run stopped while the history is written still names it to resume from
     session.saved.append(path)
+    write_history(session.out_dir, session.config.model_filename, state.history)
     return path
 
 
+def last_checkpoint(session: Session, resumed: Bundle | None = None) -> Path | None:
+    """The checkpoint a stopped run goes on from: the last it saved, else the one it resumed."""
+    if session.saved:
+        return session.saved[-1]
+    return None if resumed is None else resumed.source
+
+
 def interrupted_line(session: Session, resumed: Bundle | None = None) -> str:
-    """The line an interrupted run (Ctrl-C) says: the checkpoint it goes on from (the last it
-    saved, else the one it resumed) and that later epochs are lost, or that there is none."""
-    latest = session.saved[-1] if session.saved else resumed.source if resumed else None
+    """The line an interrupted run (Ctrl-C, SIGTERM) says: the checkpoint it goes on from
+    (`last_checkpoint`) and that later epochs are lost, or that there is none."""
+    latest = last_checkpoint(session, resumed)
     if latest is None:
         return (
             "Interrupted before the first checkpoint (one every "
@@ -394,8 +406,26 @@ def interrupted_line(session: Session, resumed: Bundle | None = None) -> str:
             "resume from; a smaller --save-checkpoint loses less."
         )
     return (
-        f"Interrupted: the epochs after {Path(latest).name} are lost; "
+        f"Interrupted: the epochs after {latest.name} are lost; "
         f"`sliceseg train --resume {latest}` goes on from it."
+    )
+
+
+def unwritable_error(
+    session: Session, error: UnwritableError, resumed: Bundle | None = None
+) -> UnwritableError:
+    """The error of a run whose checkpoint or history could not be written (a full disk), with
+    its remedy: "run the command again" restarted the run, or was refused (--overwrite)."""
+    latest = last_checkpoint(session, resumed)
+    then = (
+        f"`sliceseg train --resume {latest}` goes on from its last checkpoint"
+        if latest is not None
+        else "run it again (with --overwrite: no checkpoint was saved)"
+    )
+    return UnwritableError(
+        f"{error.path}: cannot write it ({error.reason}); free space on its disk, then {then}.",
+        path=error.path,
+        reason=error.reason,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.progress import format_elapsed
+from sliceseg.training.steps import FROM_THE_START, ScheduleStart
 
 TRAINING_STATE_VERSION = 1
 
@@ -63,6 +65,8 @@ class TrainingState:
             time budget (False in checkpoints from before it was kept).
         timings: recent seconds of each step of an epoch (`Budget.to_dict`), so that a
             resumed run's budget still counts its validation; empty in older checkpoints.
+        schedule: where the learning rate's decay starts (`rescheduled`); the run's start in
+            older checkpoints.
 
     Example:
         >>> state = TrainingState(epoch=2, planned_epochs=40, max_minutes=None,
@@ -82,6 +86,7 @@ class TrainingState:
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     averaging: dict[str, Any] | None = None
     budget_spent: bool = False
+    schedule: ScheduleStart = FROM_THE_START
     timings: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -109,6 +114,7 @@ class TrainingState:
             "timings": {
                 name: [float(s) for s in seconds] for name, seconds in self.timings.items()
             },
+            "schedule": dataclasses.asdict(self.schedule),
         }
 
     @classmethod
@@ -159,6 +165,7 @@ class TrainingState:
             averaging=None if data.get("averaging") is None else dict(data["averaging"]),
             budget_spent=bool(data.get("budget_spent", False)),
             timings={name: list(seconds) for name, seconds in data.get("timings", {}).items()},
+            schedule=ScheduleStart(**data.get("schedule", {})),  # older files: from the start
         )
 
 
@@ -219,6 +226,31 @@ def resume_config(
         parts = [f"{n} {_shown(getattr(saved, n))} → {_shown(getattr(config, n))}" for n in changed]
         notes.append(f"Overriding the checkpoint's settings as given: {', '.join(parts)}.")
     return config, tuple(notes)
+
+
+def rescheduled(
+    state: TrainingState, config: TrainConfig, *, learning_rate: float
+) -> TrainingState:
+    """The state a resume under ``config`` goes on from: when it changes the planned epochs or
+    the budget, the learning rate's decay starts anew here, from the rate the last epoch
+    trained with, and decays to 0 over what is left of the new plan; the same plan goes on
+    with the same schedule. ``learning_rate``: the checkpoint's (the history's rates are
+    shares of it; a --learning-rate given with the resume scales the rest).
+
+    A larger budget made ``lr·(1 − elapsed/budget)^0.9`` jump back up at the resume.
+
+    Example:
+        >>> state = TrainingState(epoch=5, planned_epochs=None, max_minutes=5.0,
+        ...     elapsed_seconds=300.0, best_val_dice=None, history=({"lr": 0.5},), optimizer={})
+        >>> rescheduled(state, TrainConfig(max_minutes=10.0), learning_rate=1.0).schedule
+        ScheduleStart(epoch=5, elapsed_seconds=300.0, scale=0.5)
+    """
+    plan = (config.planned_epochs, config.max_minutes)
+    if plan == (state.planned_epochs, state.max_minutes) or not state.history:
+        return state
+    scale = float(state.history[-1]["lr"]) / learning_rate
+    start = ScheduleStart(state.epoch, state.elapsed_seconds, scale)
+    return dataclasses.replace(state, schedule=start)
 
 
 _DATA_FLAGS = {"data_dir": "DATA", "images_dir": "--images DIR", "labels_dir": "--labels DIR"}

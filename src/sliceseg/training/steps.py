@@ -134,8 +134,28 @@ def optimizer_step(
         optimizer.step()
 
 
-def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float:
-    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget.
+@dataclass(frozen=True)
+class ScheduleStart:
+    """Where a run's decay starts: after ``epoch``, ``elapsed_seconds`` into the run, from
+    ``scale`` × the learning rate. A fresh run starts at 0, 0 s, 1; a resume that changes the
+    planned epochs or the budget starts anew at its checkpoint, from the rate its last epoch
+    trained with (`sliceseg.training.state.rescheduled`): the rate of the new plan at that
+    point was higher (a larger budget's ``1 − elapsed/budget``), and it jumped back up."""
+
+    epoch: int = 0
+    elapsed_seconds: float = 0.0
+    scale: float = 1.0
+
+
+FROM_THE_START = ScheduleStart()
+"""A fresh run's schedule: it decays from the full learning rate over the whole plan."""
+
+
+def learning_rate_at(
+    config: TrainConfig, epoch: int, elapsed_s: float, *, start: ScheduleStart = FROM_THE_START
+) -> float:
+    """Polynomial decay (power 0.9) over whichever ends first: the epochs or the time budget,
+    counted from ``start`` (the run's start, or a resume's that changed them).
 
     Without ``epochs`` and with ``max_minutes`` (`TrainConfig.planned_epochs` None) the decay
     follows the elapsed share of the budget alone ("poly on time").
@@ -144,12 +164,17 @@ def learning_rate_at(config: TrainConfig, epoch: int, elapsed_s: float) -> float
         >>> config = TrainConfig(learning_rate=1.0, max_minutes=10)
         >>> round(learning_rate_at(config, epoch=7, elapsed_s=300.0), 4)  # 0.5 ** 0.9
         0.5359
+        >>> resumed = ScheduleStart(epoch=6, elapsed_seconds=300.0, scale=0.5)
+        >>> round(learning_rate_at(config, epoch=8, elapsed_s=450.0, start=resumed), 4)
+        0.2679
     """
     planned = config.planned_epochs
-    progress = (epoch - 1) / planned if planned is not None else 0.0
+    done = epoch - 1 - start.epoch  # epochs trained since the start
+    progress = done / max(planned - start.epoch, 1) if planned is not None else 0.0
     if config.max_minutes is not None:
-        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
-    return config.learning_rate * max(1.0 - min(progress, 1.0), 0.0) ** 0.9
+        left_s = 60.0 * config.max_minutes - start.elapsed_seconds
+        progress = max(progress, (elapsed_s - start.elapsed_seconds) / max(left_s, 1e-9))
+    return config.learning_rate * start.scale * max(1.0 - min(progress, 1.0), 0.0) ** 0.9
 
 
 def train_one_epoch(
