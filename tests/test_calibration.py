@@ -485,7 +485,8 @@ def test_the_setting_must_be_a_boolean():
 
     with pytest.raises(
         ConfigError,
-        match=r"^--area-calibration \(area_calibration\) must be true or false, got 'no'\.$",
+        match=r"^--area-calibration \(area_calibration\) must be true or false, got 'no'; in a "
+        r"settings file, write it without quotes\.$",
     ):
         TrainConfig(area_calibration="no")  # type: ignore[arg-type]
     assert TrainConfig().area_calibration is False  # off by default since issue 18

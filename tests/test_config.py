@@ -348,12 +348,12 @@ class TestSettingKinds:
         ("line", "said"),
         [
             ('learning_rate = "0.01"', "--learning-rate (learning_rate) must be a number, got "
-             "'0.01'; write it without quotes in the settings file."),
+             "'0.01'; in a settings file, write it without quotes."),
             ('max_minutes = "30"', "--max-minutes (max_minutes) must be a number, got '30'"),
             ('seed = "a"', "--seed (seed) must be a whole number, got 'a'"),
             ('num_workers = "2"', "--num-workers (num_workers) must be a whole number, got '2'"),
             ("seed = 1.5", "--seed (seed) must be a whole number, got 1.5."),
-            ('overwrite = "false"', "overwrite must be true or false, got 'false'; write it"),
+            ('overwrite = "false"', "overwrite must be true or false, got 'false'; in a settings file"),
             ('augment = "no"', "augment must be true or false, got 'no'"),
             ("max_minutes = inf", "--max-minutes (max_minutes) must be a finite number, got inf."),
             ("learning_rate = inf", "--learning-rate (learning_rate) must be a finite number"),

@@ -51,9 +51,12 @@ class TestWeightAverage:
         average.update(net)
         assert float(net[0].weight.detach().flatten()[0]) == 3.0
 
-    @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5, True])
-    def test_a_decay_outside_0_1_is_refused_by_the_settings(self, decay):
-        with pytest.raises(ConfigError, match=r"--ema-decay \(ema_decay\) must be in"):
+    @pytest.mark.parametrize(
+        ("decay", "said"),
+        [(-0.1, "in"), (1.0, "in"), (1.5, "in"), (True, "a number, got True")],
+    )
+    def test_a_decay_outside_0_1_is_refused_by_the_settings(self, decay, said):
+        with pytest.raises(ConfigError, match=rf"--ema-decay \(ema_decay\) must be {said}"):
             TrainConfig(ema_decay=decay)
 
 

@@ -126,5 +126,5 @@ def _canonical(name: str, value: Any) -> Any:
         raise ConfigError(f"{named_setting(name)} must be a finite number, got {value!r}.")
     kind = {**dict.fromkeys(WHOLE, "a whole number"), **dict.fromkeys(REAL, "a number")}
     expected = kind.get(name, "true or false")
-    hint = "; write it without quotes in the settings file" if isinstance(value, str) else ""
+    hint = "; in a settings file, write it without quotes" if isinstance(value, str) else ""
     raise ConfigError(f"{named_setting(name)} must be {expected}, got {value!r}{hint}.")
