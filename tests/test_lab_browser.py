@@ -286,7 +286,9 @@ def choose_subfolder_and_rerun(page: Any, chooser: Any, dicom_dir: Path) -> None
     n_slices = len(list((dicom_dir / subject).rglob("*.dcm")))
     output = cell.locator(".jp-OutputArea-output", has_text=f"Segmented {n_slices} slices")
     output.wait_for(timeout=60_000)
-    assert f"DICOM folder to segment: {dicom_dir / subject} (chosen above)." in output.inner_text()
+    # the progress bar's widget splits the cell's printed lines into several outputs
+    shown = cell.locator(".jp-Cell-outputArea").inner_text()
+    assert f"DICOM folder to segment: {dicom_dir / subject} (chosen above)." in shown
 
 
 @needs_chromium
