@@ -353,7 +353,7 @@ class TestSettingKinds:
             ('seed = "a"', "--seed (seed) must be a whole number, got 'a'"),
             ('num_workers = "2"', "--num-workers (num_workers) must be a whole number, got '2'"),
             ("seed = 1.5", "--seed (seed) must be a whole number, got 1.5."),
-            ('overwrite = "false"', "overwrite must be true or false, got 'false'; in a settings file"),
+            ('overwrite = "false"', "overwrite must be true or false, got 'false'; in a settings"),
             ('augment = "no"', "augment must be true or false, got 'no'"),
             ("max_minutes = inf", "--max-minutes (max_minutes) must be a finite number, got inf."),
             ("learning_rate = inf", "--learning-rate (learning_rate) must be a finite number"),
