@@ -437,3 +437,22 @@ def test_output_cut_off_by_a_closed_pipe_is_not_reported_as_a_bug(tiny_phantom):
     process.stdout.close()  # before the check writes a byte: its first write meets no reader
     err = process.stderr.read().decode()
     assert (process.wait(timeout=120), err) == (141, "")
+
+
+def test_measure_and_evaluate_help_say_what_they_do_with_empty_slices():
+    """Their --unlabelled-slices help said "train on them as background"; evaluate's
+    --num-labels is checked against the model, not the data."""
+    from sliceseg.cli import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction"
+    ).choices
+    helps = {
+        name: " ".join(commands[name].format_help().split())
+        for name in ("measure", "evaluate", "train")
+    }
+    assert "or measure them as background (0 mm² for every ROI)" in helps["measure"]
+    assert "or score them as background (every ROI absent)" in helps["evaluate"]
+    assert "(checked against the model)" in helps["evaluate"]
+    assert "or train on them as background" in helps["train"]
+    assert "train on them" not in helps["measure"] + helps["evaluate"]

@@ -160,6 +160,21 @@ class TestSpacing:
         written = pd.read_csv(tmp_path / "ev" / "evaluation_summary.csv")
         assert "ba_bias_px2" in written.columns and "ba_bias_mm2" not in written.columns
 
+    def test_pixels_with_mixed_spacing_names_a_file_of_each(self, tmp_path):
+        from conftest import write_test_dicom
+        from sliceseg.errors import ConfigError
+        from sliceseg.measure.areas import SpacingFallback
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        label = stored({1: (slice(0, 4), slice(0, 5))})
+        data = labelled_slices(tmp_path / "d", [label, label])
+        write_test_dicom(data / "dicoms" / "s1.dcm", np.full((20, 20), 100), spacing=None)
+        with pytest.raises(
+            ConfigError,
+            match=r"dicoms/s1\.dcm: no PixelSpacing .*\(e\.g\. .*dicoms/s0\.dcm\); give --fov",
+        ):
+            evaluate_model(model, data, tmp_path / "ev", fallback=SpacingFallback(pixels_only=True))
+
     def test_spacing_is_the_files_own(self, tmp_path):
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         label = stored({1: (slice(0, 4), slice(0, 5))})
@@ -287,3 +302,17 @@ def test_dicoms_without_a_label_map_are_said_not_evaluated(tmp_path, monkeypatch
         "a model trained with --context-slices reads them as neighbours) -- dicoms/lonely.dcm"
     )
     assert result.left_out == 0
+
+
+def test_num_labels_the_model_contradicts_is_refused(tmp_path, capsys):
+    """`--num-labels` was accepted and ignored: the help said it was checked."""
+    from sliceseg.cli.command import main
+
+    model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+    data = labelled_slices(tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 5))})])
+    argv = ["evaluate", str(model), str(data), "--num-labels", "3", "--out", str(tmp_path / "ev")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--num-labels 3: the model" in err
+    assert "has 2 ROIs (a, b)" in err and "give 2" in err
+    assert not (tmp_path / "ev").exists()

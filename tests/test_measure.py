@@ -381,8 +381,8 @@ class TestSummaryRows:
         assert np.isnan(absent["mean"]) and np.isnan(absent["std"]) and absent["n"] == 0
         text = table.to_text().splitlines()
         assert text[-2].split() == ["n", "2", "0"]
-        assert text[-1] == (
-            "mean, std: over the slices where the ROI is present (area > 0); n: how many"
+        assert text[-1] == (  # which std a paper reports: the sample one, stated
+            "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
         )
         wide = pd.read_csv(table.save(tmp_path)[0], index_col="slice")
         assert wide.loc["mean", "file"] == "slices with the ROI (area > 0)"
@@ -495,3 +495,17 @@ class TestPlausibility:
         table = measure_areas([square(5), square(0), square(5), square(0)], images, ["roi"])
         (warning,) = area_warnings(table.wide, roi_names=["roi"], series=table.series)
         assert warning.startswith("a1: roi is missing")
+
+
+def test_measure_missing_label_folder_gets_no_flag_it_lacks(tmp_path):
+    """`measure nope --dicoms ...` was told to "pass ... (--images / --labels)": measure's
+    --labels is the ROI names, and it has no --images."""
+    from sliceseg.errors import PairingError
+    from sliceseg.label_areas import measure_label_folder
+
+    (tmp_path / "dicoms").mkdir()
+    with pytest.raises(PairingError) as raised:
+        measure_label_folder(tmp_path / "nope", tmp_path / "dicoms", tmp_path / "m")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'nope'}: label folder does not exist (folders in")
+    assert message.endswith("; check the path.") and "--labels" not in message

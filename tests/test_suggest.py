@@ -89,6 +89,13 @@ class TestSuggestSlices:
         found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=labels)
         assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
 
+    def test_labels_with_upper_case_suffixes_count(self, known_probabilities, tiny_model, tmp_path):
+        """Training pairs `S1.PNG` (its suffix in any case); suggest did not see it as labelled
+        and suggested the slice again."""
+        labels = _labelled(tmp_path, "sub03_s01.PNG", "sub03_s00.Npy")
+        found = suggest_slices(tiny_model, known_probabilities, n=3, labels_dir=labels)
+        assert [s.key for s in found] == ["sub01/sub01_s01", "sub03/sub03_s02", "sub02/sub02_s01"]
+
     def test_series_named_as_predict_names_them(self, known_probabilities, tiny_model):
         """``series`` is the series' name, predict's folder name (its folder here), not a
         number nor its SeriesInstanceUID."""

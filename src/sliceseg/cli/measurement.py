@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from sliceseg.cli.options import (
     spacing_fallback,
     tissue_settings,
 )
+from sliceseg.errors import ConfigError
 from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ def add_measure(sub: Subcommands) -> None:
     )
     p.add_argument("--out", required=True, type=user_path, help="output folder (new or empty)")
     add_measurement_args(p)
-    add_unlabelled_arg(p)
+    add_unlabelled_arg(p, use="measure them as background (0 mm² for every ROI)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_measure)
 
@@ -46,7 +48,7 @@ def add_evaluate(sub: Subcommands) -> None:
     """Add ``sliceseg evaluate MODEL DATA_DIR --out OUT``."""
     p = sub.add_parser("evaluate", help="Dice, HD95, Bland–Altman and ICC against manual labels")
     p.add_argument("model", type=user_path, help=MODEL_HELP)
-    add_data_args(p)
+    add_data_args(p, use="score them as background (every ROI absent)", checked_against="the model")
     p.add_argument("--out", required=True, type=user_path, help="output folder (new or empty)")
     add_spacing_args(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -78,9 +80,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sliceseg.inference.evaluate import evaluate_model
+    from sliceseg.models.bundle import load_bundle
 
+    model = load_bundle(Path(args.model))
+    _check_num_labels(args.num_labels, model.roi_names, args.model)
     result = evaluate_model(
-        Path(args.model),
+        model,
         Path(args.data_dir) if args.data_dir else None,
         Path(args.out),
         images_dir=args.images,
@@ -96,3 +101,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
     return SOME_INPUTS_FAILED if result.left_out else 0
+
+
+def _check_num_labels(num_labels: int | None, roi_names: Sequence[str], model: Path) -> None:
+    """Refuse a ``--num-labels`` the model contradicts: the test labels are read with the
+    model's own label values, so the flag can only confirm the model's count."""
+    if num_labels is not None and num_labels != len(roi_names):
+        raise ConfigError(
+            f"--num-labels {num_labels}: the model {model} has {len(roi_names)} ROIs "
+            f"({', '.join(roi_names)}) and reads the test labels with its own label values; "
+            f"leave --num-labels out or give {len(roi_names)}."
+        )

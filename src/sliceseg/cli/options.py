@@ -36,8 +36,16 @@ DEVICE_HELP = "auto (default: CUDA when present), cpu, cuda, cuda:N (GPU number 
 BATCH_HELP = "slices per forward pass (default 8)"
 
 
-def add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add DATA_DIR, ``--images``, ``--labels``, ``--num-labels`` and ``--unlabelled-slices``."""
+def add_data_args(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = False,
+    use: str = "train on them as background",
+    checked_against: str = "the data",
+) -> None:
+    """Add DATA_DIR, ``--images``, ``--labels``, ``--num-labels`` and ``--unlabelled-slices``
+    (``use``: what the command does with a volume's empty slices; ``checked_against``: what
+    ``--num-labels`` is checked against)."""
     parser.add_argument(
         "data_dir",
         nargs=None if required else "?",
@@ -47,18 +55,21 @@ def add_data_args(parser: argparse.ArgumentParser, *, required: bool = False) ->
     parser.add_argument("--images", type=user_path, help="DICOM folder (default DATA_DIR/dicoms)")
     parser.add_argument("--labels", type=user_path, help="label folder (default DATA_DIR/labels)")
     parser.add_argument(
-        "--num-labels", type=int, help="number of ROIs K (checked against the data)"
+        "--num-labels", type=int, help=f"number of ROIs K (checked against {checked_against})"
     )
-    add_unlabelled_arg(parser)
+    add_unlabelled_arg(parser, use=use)
 
 
-def add_unlabelled_arg(parser: argparse.ArgumentParser) -> None:
-    """Add ``--unlabelled-slices``: what a label volume's empty slices are."""
+def add_unlabelled_arg(
+    parser: argparse.ArgumentParser, *, use: str = "train on them as background"
+) -> None:
+    """Add ``--unlabelled-slices``: what a label volume's empty slices are (``use``: what the
+    command does with them)."""
     parser.add_argument(
         "--unlabelled-slices",
         choices=("skip", "background"),
         help="slices a label volume (.seg.nrrd, NIfTI, DICOM-SEG) leaves empty: skip them "
-        "(default) or train on them as background",
+        f"(default) or {use}",
     )
 
 

@@ -169,9 +169,12 @@ class DataSource:
             roi_names=parse_roi_names(roi_names) if roi_names is not None else None,
             unlabelled_slices=unlabelled_slices,
         )
-        for folder, role in ((images, "DICOM"), (labels, "label")):
+        for folder, role, given in (
+            (images, "DICOM", images_dir is not None),
+            (labels, "label", labels_dir is not None),
+        ):
             if not folder.is_dir():
-                _raise_missing(folder, role)
+                _raise_missing(folder, role, is_given=given)
         return source
 
 
@@ -414,11 +417,18 @@ def label_key(path: Path, root: Path) -> str:
     return path.parent.relative_to(root).joinpath(path.stem).as_posix()
 
 
-def _raise_missing(folder: Path, role: str) -> None:
+def _raise_missing(folder: Path, role: str, *, is_given: bool) -> None:
+    """Refuse a missing folder; one given itself (``measure``'s LABELS_DIR, ``--images``) gets
+    no DATA_DIR layout hint, whose flags another command may not have."""
     parent = folder.parent
     found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    fix = (
+        "check the path"
+        if is_given
+        else "expected DATA_DIR/dicoms/ and DATA_DIR/labels/, or pass images_dir / labels_dir "
+        "(--images / --labels)"
+    )
     raise PairingError(
         f"{folder}: {role} folder does not exist (folders in {parent}: "
-        f"{', '.join(found) or 'none'}); expected DATA_DIR/dicoms/ and DATA_DIR/labels/, "
-        "or pass images_dir / labels_dir (--images / --labels)."
+        f"{', '.join(found) or 'none'}); {fix}."
     )

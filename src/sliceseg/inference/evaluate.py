@@ -16,6 +16,7 @@ from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
+from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
 from sliceseg.io.tables import write_csv
@@ -289,7 +290,7 @@ def evaluate_model(
     samples, notes = _labelled_test_set(bundle, source, fov_given=fallback.fov_mm is not None)
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
-    unit = _unit(spacings)
+    unit = _unit(images)
     k = bundle.metadata.context_slices  # a 2.5D model also reads the unlabelled neighbours
     pool = context_pool(samples, source.images_dir, k) if k else []
     with output_run(out_dir, overwrite=overwrite) as out:
@@ -350,14 +351,22 @@ def _per_slice_table(
     return pd.DataFrame(rows)
 
 
-def _unit(spacings: Sequence[tuple[float, float] | None]) -> str:
-    kinds = {spacing is None for spacing in spacings}
-    if len(kinds) > 1:
+def _unit(images: Sequence[Slice]) -> str:
+    """ "mm", or "pixels" when no slice has a spacing (``--pixels``).
+
+    Raises:
+        ConfigError: some slices have a spacing and others not (names a file of each).
+    """
+    first: dict[bool, Path] = {}
+    for image in images:
+        first.setdefault(image.spacing_mm is None, image.source)
+    if len(first) > 1:
         raise ConfigError(
-            "some test slices have a pixel spacing and others do not; give --fov / --matrix so "
-            "every slice is measured in mm."
+            f"{first[True]}: no PixelSpacing (0028,0030), while other test slices have one (e.g. "
+            f"{first[False]}); give --fov MM (and --matrix ROWS COLS) so every slice is measured "
+            "in mm."
         )
-    return "pixels" if kinds == {True} else "mm"
+    return "pixels" if True in first else "mm"
 
 
 def _write(

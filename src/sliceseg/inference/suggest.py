@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliceseg.dataset.pairing import label_key
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, scan_dicom_folder
-from sliceseg.io.dicom_files import natural_key
+from sliceseg.io.dicom_files import natural_key, visible_files
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key, series_names, slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
@@ -177,11 +178,12 @@ def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) 
     labels = user_path(labels_dir)
     if not labels.is_dir():
         raise PairingError(f"{labels}: label folder not found; give the folder of label files.")
-    wanted = [
-        i
-        for i, image in enumerate(images)
-        if not any((labels / f"{slice_key(image, root)}{s}").exists() for s in LABEL_SUFFIXES)
-    ]
+    labelled = {  # as training pairs them: any case of suffix (S1.PNG), hidden files aside
+        label_key(path, labels)
+        for path in visible_files(labels)
+        if path.suffix.lower() in LABEL_SUFFIXES
+    }
+    wanted = [i for i, image in enumerate(images) if slice_key(image, root) not in labelled]
     if not wanted:
         raise PairingError(
             f"every one of the {len(images)} slices in {root} has a label in {labels}; "

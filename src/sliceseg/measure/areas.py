@@ -27,7 +27,7 @@ from sliceseg.measure.tissue import (
 )
 
 SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
-SUMMARY_NOTE = "mean, std: over the slices where the ROI is present (area > 0); n: how many"
+SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
