@@ -168,6 +168,27 @@ class TestResolveSpacing:
         with pytest.raises(ConfigError, match=r"--fov takes one or two numbers .* got 3: 90 90 80"):
             SpacingFallback.from_flags([90.0, 90.0, 80.0])
 
+    def test_a_matrix_without_a_fov_is_refused_not_ignored(self, tiny_phantom, tmp_path, capsys):
+        """`measure ... --matrix 10 10` on files with PixelSpacing exited 0: the matrix alone
+        changes nothing, and the user's intent (a spacing from it) was dropped without a word."""
+        from sliceseg.cli import main
+
+        train = tiny_phantom / "train"
+        out = tmp_path / "areas"
+        code = main(
+            ["measure", str(train / "labels"), "--dicoms", str(train / "dicoms"), "--out",
+             str(out), "--matrix", "10", "10"]
+        )  # fmt: skip
+        assert code == 2 and not out.exists()
+        assert (
+            capsys.readouterr()
+            .err.strip()
+            .endswith(
+                "--matrix 10 10 without --fov: the matrix only turns a field of view into a pixel "
+                "spacing; give --fov MM [MM] with it, or leave --matrix out."
+            )
+        )
+
     @pytest.mark.parametrize("fov", [240, 240.0, (240,), [240.0]])
     def test_one_fov_number_in_python_is_a_square_fov(self, fov):
         """The test notebook's ``fov_mm = 240`` (documented: one number, a square FOV) gave a
