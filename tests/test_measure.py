@@ -180,13 +180,10 @@ class TestResolveSpacing:
              str(out), "--matrix", "10", "10"]
         )  # fmt: skip
         assert code == 2 and not out.exists()
-        assert (
-            capsys.readouterr()
-            .err.strip()
-            .endswith(
-                "--matrix 10 10 without --fov: the matrix only turns a field of view into a pixel "
-                "spacing; give --fov MM [MM] with it, or leave --matrix out."
-            )
+        said = capsys.readouterr().err.strip()
+        assert said == (
+            "error: --matrix 10 10 without --fov changes nothing; give --fov MM [MM] with it, "
+            "or leave --matrix out."
         )
 
     @pytest.mark.parametrize("fov", [240, 240.0, (240,), [240.0]])

@@ -121,8 +121,16 @@ def _add_hu_range(parser: argparse.ArgumentParser, flag: str, what: str, default
 
 
 def spacing_fallback(args: argparse.Namespace) -> SpacingFallback:
-    """Return the spacing of files without one, from ``--fov``, ``--matrix`` and ``--pixels``."""
+    """Return the spacing of files without one, from ``--fov``, ``--matrix`` and ``--pixels``;
+    ``--matrix`` alone, which changes nothing, is refused rather than ignored."""
+    from sliceseg.errors import ConfigError
     from sliceseg.measure.areas import SpacingFallback
+
+    if args.matrix and not args.fov:
+        raise ConfigError(
+            f"--matrix {' '.join(map(str, args.matrix))} without --fov changes nothing; give "
+            "--fov MM [MM] with it, or leave --matrix out."
+        )
 
     # a command without --pixels measures nothing: a slice without spacing stays as it is
     pixels_only = getattr(args, "pixels", True)

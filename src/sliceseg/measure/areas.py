@@ -191,20 +191,13 @@ class SpacingFallback:
         """Build the fallback from ``--fov MM [MM]``, ``--matrix ROWS COLS`` and ``--pixels``.
 
         Raises:
-            ConfigError: ``--fov`` has more than two values, or a value is not positive, or
-                ``--matrix`` is given without ``--fov`` (it would be ignored without a word).
+            ConfigError: ``--fov`` has more than two values, or a value is not positive.
 
         Example:
             >>> SpacingFallback.from_flags([90.0]).fov_mm
             (90.0, 90.0)
         """
         fov = tuple(float(v) for v in fov_mm) if fov_mm else None
-        if matrix and fov is None:
-            raise ConfigError(
-                f"--matrix {' '.join(str(n) for n in matrix)} without --fov: the matrix only "
-                "turns a field of view into a pixel spacing; give --fov MM [MM] with it, or "
-                "leave --matrix out."
-            )
         if fov is not None and len(fov) > 2:
             raise ConfigError(
                 f"--fov takes one or two numbers (rows mm [cols mm]), got {len(fov)}: "
