@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from sliceseg.dataset.binary_masks import binary_mask_problems
-from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import check_dataset
-from sliceseg.io.dicom import Slice
+from test_check import sample_on
 
 
 def phantom_copy(tiny_phantom: Path, tmp_path: Path) -> Path:
@@ -86,16 +85,6 @@ class TestOnThePhantom:
         assert [s.num_slices for s in report.roi_stats] == [8, 3, 3, 7, 7, 8]
 
 
-def sample(label: np.ndarray, spacing_mm: tuple[float, float] | None = (0.5, 0.5)) -> Sample:
-    image = Slice(
-        pixels=np.zeros(label.shape, np.float32),
-        spacing_mm=spacing_mm,
-        spacing_source="PixelSpacing" if spacing_mm else "none",
-        source=Path("/data/s.dcm"),
-    )
-    return Sample(key="s", image=image, label=label)
-
-
 def squares(size: int, *, second: bool, value: int = 1) -> np.ndarray:
     label = np.zeros((40, 40), np.uint8)
     label[:size, :size] = value
@@ -109,7 +98,10 @@ class TestRule:
     def test_more_than_three_times_the_largest_beside_other_rois(self, size, flagged):
         # ROI 1 beside ROI 2: 10×10 px at 0.5 mm = 25 mm²; alone: 17×17 = 72.25 mm² (2.9×),
         # 18×18 = 81 mm² (3.2×).
-        samples = [sample(squares(10, second=True)), sample(squares(size, second=False))]
+        samples = [
+            sample_on((0.5, 0.5), squares(10, second=True)),
+            sample_on((0.5, 0.5), squares(size, second=False)),
+        ]
         files = [Path("a.npy"), Path("b.npy")]
         problems = binary_mask_problems(samples, files, ("disc", "muscle"))
         assert [p.paths for p in problems] == ([(Path("b.npy"),)] if flagged else [])
@@ -121,7 +113,10 @@ class TestRule:
 
     def test_no_reference_no_warning(self):
         """An ROI never beside another (or a dataset of one ROI) cannot be judged by size."""
-        samples = [sample(squares(5, second=False)), sample(squares(30, second=False))]
+        samples = [
+            sample_on((0.5, 0.5), squares(5, second=False)),
+            sample_on((0.5, 0.5), squares(30, second=False)),
+        ]
         assert binary_mask_problems(samples, [Path("a"), Path("b")], ("disc", "muscle")) == []
 
     def test_slices_without_spacing_compare_pixels(self):
@@ -129,10 +124,10 @@ class TestRule:
         without spacing (not 0.8× the 400 px at 0.1 mm); 324 px at 0.1 mm is 3.24 mm², 0.8×
         the 4 mm² beside ROI 2 there (not 3.24× 100 px)."""
         samples = [
-            sample(squares(20, second=True), (0.1, 0.1)),
-            sample(squares(10, second=True), None),
-            sample(squares(18, second=False), None),
-            sample(squares(18, second=False), (0.1, 0.1)),
+            sample_on((0.1, 0.1), squares(20, second=True)),
+            sample_on(None, squares(10, second=True)),
+            sample_on(None, squares(18, second=False)),
+            sample_on((0.1, 0.1), squares(18, second=False)),
         ]
         files = [Path("a"), Path("b"), Path("c"), Path("d")]
         (problem,) = binary_mask_problems(samples, files, ("disc", "muscle"))
