@@ -109,6 +109,31 @@ def test_area_plots_of_pixel_counts_say_pixels(tmp_path, monkeypatch):
     assert [fig.get_supylabel() for fig in drawn] == ["area (pixels)"]
 
 
+def test_the_area_plot_goes_along_the_series_as_the_gif_does(tmp_path, monkeypatch):
+    """InstanceNumbers 1, 2, 3 at 30, 10 and 20 mm (the table's order): the plot joins 10, 20
+    and 30 mm, the GIF's order, not 30 → 10 → 20."""
+    import sliceseg.inference.outputs as outputs
+
+    drawn = []
+    monkeypatch.setattr(outputs, "plot_areas", lambda rows, **_: drawn.append(rows))
+    predictions = [
+        Prediction(
+            _slice(np.zeros((8, 8)), name=f"s{n}.dcm", instance_number=n, position_mm=mm),
+            np.zeros((8, 8), np.uint8), f"s{n}",
+        )
+        for n, mm in ((1, 30.0), (2, 10.0), (3, 20.0))
+    ]  # fmt: skip
+    wide = pd.DataFrame(
+        {"file": ["s1", "s2", "s3"], **{name: [30.0, 10.0, 20.0] for name in NAMES}},
+        index=["1", "2", "3"],
+    )
+    areas = AreaTable(wide=wide, long=pd.DataFrame(), unit="mm2", series=(1, 1, 1))
+    series_figures(tmp_path, predictions, areas, {series_key(predictions[0].image): "s"})
+    (rows,) = drawn
+    assert rows["file"].tolist() == ["s2", "s3", "s1"]
+    assert rows[NAMES[0]].tolist() == [10.0, 20.0, 30.0]
+
+
 def test_a_run_without_pictures_imports_no_drawing_library(tiny_model, tiny_phantom, tmp_path):
     """matplotlib takes about 0.3 s of CPU to import: a lean cohort run (``--visuals none``) is
     spared it, while a run that draws still draws (the tests above)."""

@@ -28,6 +28,7 @@ from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
     EXPORT_FORMATS,
@@ -255,6 +256,46 @@ class TestExportsAsLabels:
             np.testing.assert_array_equal(by_key[key], label)
 
 
+WORLD_NAMES = ["Wirbelkörper", "椎体", "Fett – außen", "right erector", "left erector", "fat"]
+
+
+class TestNamesBeyondAscii:
+    """ROI names in German, with a dash, in Chinese: each export keeps them as given."""
+
+    def test_a_seg_nrrd_holds_them_in_utf8_as_3d_slicer_writes_them(self, phantom, tmp_path):
+        files, labels = phantom_labels(phantom, "sub01")
+        slices = read_series(files[0].parent)
+        result = export_series(
+            tmp_path, "s", slices, [labels[s.source] for s in slices], WORLD_NAMES,
+            formats=["nrrd"],
+        )  # fmt: skip
+        assert result.notes == ()  # it was "'ascii' codec can't encode" and the series failed
+        header = (tmp_path / "s.seg.nrrd").read_bytes().split(b"\n\n", 1)[0]
+        assert "Segment0_Name:=Wirbelkörper\n".encode() in header
+        assert "Segment1_Name:=椎体\n".encode() in header
+        volume = read_label_volume(tmp_path / "s.seg.nrrd")
+        assert list(volume.names_by_value.values()) == WORLD_NAMES
+
+    def test_a_dicom_seg_holds_them_in_utf8(self, phantom, tmp_path):
+        files, labels = phantom_labels(phantom, "sub01")
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for f in files:  # a Latin-1 source with a patient name beyond ASCII
+            ds = pydicom.dcmread(f)
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            ds.PatientName = "Müller^Jürgen"
+            ds.save_as(folder / f.name)
+        slices = read_series(folder)
+        by_name = {f.name: labels[f] for f in files}
+        export_series(
+            tmp_path, "s", slices, [by_name[s.source.name] for s in slices], WORLD_NAMES,
+            formats=["seg"],
+        )  # fmt: skip
+        seg = hd.seg.segread(tmp_path / "s.seg.dcm")
+        assert [s.SegmentLabel for s in seg.SegmentSequence] == WORLD_NAMES  # was '??', '?'
+        assert str(seg.PatientName) == "Müller^Jürgen"
+
+
 class TestSeriesNotes:
     def test_an_irregular_series_gets_a_seg_and_a_note(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")
@@ -298,6 +339,33 @@ class TestSeriesNotes:
         assert "has no PixelSpacing (its spacing came from --fov / --matrix)" in note
         assert note.endswith("use --export nifti,nrrd.")
         assert "attribute" not in note  # not highdicom's own words
+
+    def test_notes_name_no_written_path_and_point_to_the_label_maps(self, phantom, tmp_path):
+        """Slices without (0020,0032): no format can place them. A cohort writes into a temporary
+        folder renamed after, so a note naming the file named a folder that is gone; the
+        volumes' notes said to "use per-slice label files", a training fix."""
+        files, labels = phantom_labels(phantom, "sub01")
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for f in files:
+            ds = pydicom.dcmread(f)
+            del ds.ImagePositionPatient
+            ds.save_as(folder / f.name)
+        slices = read_series(folder)
+        by_name = {f.name: labels[f] for f in files}
+        out = tmp_path / ".sliceseg-tmp.sub01.123" / "exports"
+        result = export_series(
+            out, "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=EXPORT_FORMATS,
+        )  # fmt: skip
+        assert result.files == ()
+        seg, nifti, nrrd_note = result.notes
+        assert seg.startswith("sub01: seg not written: highdicom refused the source images")
+        for note in result.notes:
+            assert str(out) not in note
+        for note in (nifti, nrrd_note):
+            assert "no ImagePositionPatient in the DICOM header" in note
+            assert note.endswith("this series' label maps (labels/) hold its predictions.")
 
     def test_no_patient_data_in_nifti_and_nrrd(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")

@@ -55,6 +55,12 @@ def series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Pre
     return list(groups.items())
 
 
+def along_normal(members: Sequence[Prediction]) -> list[Prediction]:
+    """One series' predictions in order along the slice normal (`series_order`)."""
+    by_image = {id(p.image): p for p in members}
+    return [by_image[id(image)] for image in series_order([p.image for p in members])]
+
+
 def write_slice_outputs(
     out: Path,
     predictions: Sequence[Prediction],
@@ -101,14 +107,18 @@ def series_figures(
 ) -> list[tuple[str, Path]]:
     """One area-along-the-series plot per series: ``areas.png``, or ``areas_<name>.png`` for
     several, named as the tables and exports name the series (``names``: `slices_series_names`).
+
+    Its slices go along the slice normal, as the series' GIF frames do (`along_normal`): the
+    lines join neighbouring slices whatever order the InstanceNumbers put the table in.
     """
     table = areas.per_slice
     table.insert(0, "file", [p.key for p in predictions])
-    series = [names[series_key(p.image)] for p in predictions]
-    groups = list(dict.fromkeys(series))
+    row_of = {id(p): n for n, p in enumerate(predictions)}
+    groups = series_groups(predictions)
     figures = []
-    for name in groups:
-        rows = table[[s == name for s in series]]
+    for uid, members in groups:
+        name = names[uid]
+        rows = table.iloc[[row_of[id(p)] for p in along_normal(members)]]
         path = _series_file(out, "areas", ".png", name, several=len(groups) > 1)
         plot_areas(rows, path=path, unit="mm²" if areas.unit == "mm2" else "pixels")
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
@@ -140,8 +150,7 @@ def write_animations(
     groups = series_groups(predictions)
     paths = []
     for uid, members in groups:
-        by_image = {id(p.image): p for p in members}
-        ordered = [by_image[id(image)] for image in series_order([p.image for p in members])]
+        ordered = along_normal(members)
         path = _series_file(out, "segmentation", ".gif", names[uid], several=len(groups) > 1)
         save_animation(
             path,

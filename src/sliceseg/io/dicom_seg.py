@@ -172,6 +172,10 @@ def write_dicom_seg(
             f"{path}: DICOM-SEG not written: highdicom refused the source images of series "
             f"{slices[0].series_uid} ({' '.join(str(exc).split())}); use --export nifti,nrrd."
         ) from exc
+    if not all(name.isascii() for name in roi_names):
+        # highdicom keeps the sources' character set (none: ASCII; or Latin-1), where "椎体" or
+        # "–" would be saved as "?"; UTF-8 holds every name and the copied patient module
+        seg.SpecificCharacterSet = "ISO_IR 192"
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return Path(path)

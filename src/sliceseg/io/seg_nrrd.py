@@ -4,10 +4,14 @@ written as .seg.nrrd with ROI names and colours.
 Slicer segmentations with several layers (overlapping segments stored as 4D) are merged into one
 label map when the segments do not overlap; each segment keeps its value unless two layers reuse
 a value, then segment ``n`` (header order) gets value ``n + 1``.
+
+Segment names are UTF-8 in the header, as 3D Slicer writes them; pynrrd (under slicerio) reads and
+writes its header as ASCII only, so names are read and written here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,8 +72,34 @@ def read_nrrd(path: Path) -> LabelVolume:
         )
     if not header_segments:
         return LabelVolume(as_labels(as_3d(voxels, path), path), affine, (), path, "nrrd")
+    for segment, name in zip(header_segments, _segment_names(path), strict=False):
+        if name is not None:
+            segment["name"] = name
     values, segments = _merge_layers(np.asarray(voxels), header_segments, path)
     return LabelVolume(values, affine, segments, path, "seg.nrrd")
+
+
+_NAME_LINE = re.compile(r"^Segment(\d+)_Name:=(.*)$", re.MULTILINE)
+_SEGMENT_FIELD = re.compile(r"^Segment(\d+)_", re.MULTILINE)
+
+
+def _header_text(path: Path) -> str:
+    """The NRRD header (up to the blank line before the data) as UTF-8 text."""
+    header = b""
+    with open(path, "rb") as file:
+        while (chunk := file.read(1 << 16)) and not re.search(rb"\r?\n\r?\n", header + chunk):
+            header += chunk
+        header += chunk
+    text = re.split(rb"\r?\n\r?\n", header, maxsplit=1)[0].decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n")
+
+
+def _segment_names(path: Path) -> list[str | None]:
+    """Each segment's name in slicerio's order (by its header index), read as UTF-8: pynrrd
+    drops the bytes of "ö" or "椎" from ``Segment0_Name`` (None: a segment without a name)."""
+    text = _header_text(path)
+    names = {int(index): name for index, name in _NAME_LINE.findall(text)}
+    return [names.get(index) for index in sorted({int(i) for i in _SEGMENT_FIELD.findall(text)})]
 
 
 def _has_geometry(segmentation: dict[str, Any]) -> bool:
@@ -165,10 +195,12 @@ def write_seg_nrrd(
     grid = series_grid(slices, step_mm=step_mm)
     voxels = grid.volume(labels)
     check_roi_values(voxels, roi_names, slices[0])
+    # pynrrd writes ASCII only: a stand-in name now, the UTF-8 name into the header after
+    stand_ins = {f"sliceseg-roi-{k}": name for k, name in enumerate(roi_names, 1)}
     segments = [
         {
             "id": f"Segment_{k}",
-            "name": name,
+            "name": f"sliceseg-roi-{k}",
             "labelValue": k,
             "layer": 0,
             "color": [round(c / 255, 6) for c in colour],
@@ -187,4 +219,14 @@ def write_seg_nrrd(
     }
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), segmentation, compression_level=6)
+        _write_names(tmp, stand_ins)
     return Path(path)
+
+
+def _write_names(path: Path, stand_ins: dict[str, str]) -> None:
+    """Put each segment's name, UTF-8 as 3D Slicer writes it, in place of its stand-in."""
+    data = path.read_bytes()
+    header, data = data.split(b"\n\n", 1)
+    for stand_in, name in stand_ins.items():
+        header = header.replace(f"_Name:={stand_in}\n".encode(), f"_Name:={name}\n".encode(), 1)
+    path.write_bytes(header + b"\n\n" + data)

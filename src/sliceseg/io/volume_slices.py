@@ -86,8 +86,15 @@ class SeriesGrid:
 _PLANE_SOURCES = ("PixelSpacing", USER_SPACING_SOURCE)  # spacing in the patient's plane
 
 
-def slice_geometry(image: Slice) -> SliceGeometry:
+_PER_SLICE_LABELS = "use per-slice label files for these images"
+_OWN_LABEL_MAPS = "this series' label maps (labels/) hold its predictions"
+
+
+def slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeometry:
     """Return a slice's pixel grid in LPS, or raise when its header lacks the geometry.
+
+    ``fix``: what the message tells the user to do instead (reading labels: per-slice label
+    files; exporting predictions: their label maps).
 
     Raises:
         LabelError: no ImagePositionPatient, ImageOrientationPatient or PixelSpacing.
@@ -104,8 +111,7 @@ def slice_geometry(image: Slice) -> SliceGeometry:
     if missing or image.orientation is None or image.spacing_mm is None:
         raise LabelError(
             f"{image.source}: no {', '.join(missing)} in the DICOM header; a label volume can "
-            "only be placed on slices with their position, orientation and spacing; use "
-            "per-slice label files for these images."
+            f"only be placed on slices with their position, orientation and spacing; {fix}."
         )
     cosines = np.asarray(image.orientation, dtype=np.float64)
     return SliceGeometry(
@@ -346,7 +352,7 @@ def series_grid(
     """
     if not slices:
         raise LabelError("no slices: a series grid needs at least one DICOM slice.")
-    geometries = [slice_geometry(s) for s in slices]
+    geometries = [slice_geometry(s, fix=_OWN_LABEL_MAPS) for s in slices]
     reference = geometries[0]
     where = f"{Path(slices[0].source).parent}: series {slices[0].series_uid or '(no UID)'}"
     for image, geometry in zip(slices, geometries, strict=True):
@@ -394,8 +400,7 @@ def _check_same_grid(
             f"{where}: slice {image.source.name} has another orientation, size or spacing "
             f"({geometry.shape}, {geometry.spacing_mm} mm, {angle_deg:.2f}° from the first's "
             f"orientation) than the first ({reference.shape}, {reference.spacing_mm} mm); a "
-            "volume (or a DICOM-SEG) needs one grid; this series' label maps (labels/) hold "
-            "its predictions."
+            f"volume (or a DICOM-SEG) needs one grid; {_OWN_LABEL_MAPS}."
         )
 
 

@@ -135,7 +135,10 @@ def export_series(
             else:
                 files.append(write_seg_nrrd(path, slices, labels, roi_names, colours_rgb=colours))
         except SlicesegError as exc:
-            notes.append(f"{name}: {fmt} not written: {exc}")
+            # a writer names the file it was given: in a cohort, a temporary folder's, gone
+            # once the series is renamed into place; the note's "<name>: <format>" names it
+            reason = str(exc).removeprefix(f"{path}: ").removeprefix("DICOM-SEG not written: ")
+            notes.append(f"{name}: {fmt} not written: {reason}")
     return SeriesExport(name, slices[0].series_uid if slices else "", tuple(files), tuple(notes))
 
 
