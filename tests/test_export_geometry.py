@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.volumes import read_label_volume
 from sliceseg.phantom.files import dicom_bytes, series_ids
 from sliceseg.report.exports import EXPORT_FORMATS, export_series
 
@@ -309,3 +310,39 @@ def test_a_one_frame_enhanced_file_keeps_its_slice_thickness(tmp_path):
     )
     header = nrrd.read_header(str(tmp_path / "out" / "geo.seg.nrrd"))
     np.testing.assert_allclose(header["space directions"][2], [0.0, 3.0, 0.0], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("heights_mm", "edit", "thickness_mm"),
+    [
+        ([0], {"SpacingBetweenSlices": "0"}, 3.0),  # a one-slice scan's "no step"
+        ([0], {"SpacingBetweenSlices": None, "SliceThickness": None}, 1.0),  # as the NIfTI's
+        ([0, 3, 6], {"SliceThickness": ""}, 3.0),  # type 2: present and empty; the step
+        ([0, 3, 6], {"SliceThickness": None}, 3.0),
+    ],
+    ids=["one slice, step 0", "one slice, no step or thickness", "empty thickness", "none"],
+)
+def test_a_dicom_seg_reads_back_whatever_the_images_say_of_step_and_thickness(
+    tmp_path, heights_mm, edit, thickness_mm
+):
+    """highdicom copies both into the DICOM-SEG's pixel measures: a step of 0 or an empty
+    thickness gave a file that highdicom (and `check` / `train` on it) could not read back, and
+    a missing thickness no DICOM-SEG at all."""
+    write_series(tmp_path / "in", heights_mm=heights_mm)
+    for path in (tmp_path / "in").iterdir():
+        ds = pydicom.dcmread(path)
+        for keyword, value in edit.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path)
+    marked = len(heights_mm) // 2 + 1
+    _, _, target, result = export_marker(tmp_path / "in", tmp_path / "out", marked)
+    assert [p.name for p in result.files if p.suffix == ".dcm"] == ["geo.seg.dcm"], result.notes
+    path = tmp_path / "out" / "geo.seg.dcm"
+    np.testing.assert_allclose(seg_marker(path), target, atol=1e-3)
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == thickness_mm
+    volume = read_label_volume(path)  # as `check` and `train` read it
+    assert int(np.count_nonzero(volume.values == 2)) == 1

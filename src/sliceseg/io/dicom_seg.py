@@ -23,6 +23,7 @@ from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
+from sliceseg.io.neighbours import neighbour_step_mm
 from sliceseg.thread_warnings import silenced
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def write_dicom_seg(
     stack = np.stack([np.asarray(labels[i], dtype=np.uint8) for i in order])
     check_roi_values(stack, roi_names, slices[0])
     descriptions = _segment_descriptions(roi_names, colours_rgb)
-    datasets = _without_step([pydicom.dcmread(p, stop_before_pixels=True) for p in sources])
+    datasets = _prepared([pydicom.dcmread(p, stop_before_pixels=True) for p in sources], slices)
     digest = hashlib.sha256(stack.tobytes() + "|".join(roi_names).encode()).hexdigest()
     uid = pydicom.uid.generate_uid(entropy_srcs=[_UID_ROOT, slices[0].series_uid, digest])
     try:
@@ -172,13 +173,18 @@ def write_dicom_seg(
             f"{path}: DICOM-SEG not written: highdicom refused the source images of series "
             f"{slices[0].series_uid} ({' '.join(str(exc).split())}); use --export nifti,nrrd."
         ) from exc
+    _save(seg, Path(path), roi_names)
+    return Path(path)
+
+
+def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
+    """Write the DICOM-SEG atomically; in UTF-8 (ISO_IR 192) when a name is not ASCII:
+    highdicom keeps its sources' character set (none: ASCII; or Latin-1), where "椎体" or "–"
+    would be saved as "?". UTF-8 holds every name and the copied patient module."""
     if not all(name.isascii() for name in roi_names):
-        # highdicom keeps the sources' character set (none: ASCII; or Latin-1), where "椎体" or
-        # "–" would be saved as "?"; UTF-8 holds every name and the copied patient module
         seg.SpecificCharacterSet = "ISO_IR 192"
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
-    return Path(path)
 
 
 def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
@@ -241,20 +247,42 @@ def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
             )
 
 
-def _without_step(datasets: list[Dataset]) -> list[Dataset]:
-    """The source headers, in memory, without (0018,0088) SpacingBetweenSlices when there are
-    several: highdicom then takes the DICOM-SEG's step from the frames' positions.
+def _prepared(datasets: list[Dataset], slices: Sequence[Slice]) -> list[Dataset]:
+    """The source headers, in memory, with the slice step and thickness that highdicom copies
+    into the DICOM-SEG's (0028,9110) PixelMeasuresSequence, as its readers need them.
 
-    A header's SpacingBetweenSlices often disagrees with its series' positions (a vendor's gap
-    between slices, a thinned-out series); copied into the DICOM-SEG, readers (highdicom's
-    ``get_volume``, sliceseg's own training labels) refuse the file as "not regularly spaced".
-    A single image keeps it: its position tells no step.
+    (0018,0088) SpacingBetweenSlices is removed when there are several images: highdicom then
+    takes the step from the frames' positions (a header's value often disagrees with them: a
+    vendor's gap, a thinned-out series, and readers, highdicom's ``get_volume`` and sliceseg's
+    own training labels, refuse the file as "not regularly spaced"). A single image keeps it
+    where it is positive: its position tells no step, and a "0" one is refused as a step of 0.
+
+    (0018,0050) SliceThickness may be absent or empty in an image (type 2) but not in a
+    DICOM-SEG's pixel measures (highdicom refuses the images, or writes a file it cannot read
+    back): a missing one is the series' step (`neighbour_step_mm`), a single image's positive
+    SpacingBetweenSlices, else 1 mm, as the NIfTI export takes.
     """
-    if len(datasets) > 1:
-        for ds in datasets:
-            if "SpacingBetweenSlices" in ds:
-                del ds.SpacingBetweenSlices
+    single = len(datasets) == 1
+    for ds in datasets:
+        if "SpacingBetweenSlices" in ds and not (single and _positive(ds, "SpacingBetweenSlices")):
+            del ds.SpacingBetweenSlices
+    if slices[0].num_frames > 1:  # an enhanced file's measures lie in its functional groups
+        return datasets
+    step = neighbour_step_mm(slices) if not single else None
+    for ds in datasets:
+        if not _positive(ds, "SliceThickness"):
+            thickness = step or _positive(ds, "SpacingBetweenSlices") or 1.0
+            ds.SliceThickness = f"{thickness:.6g}"  # a DS holds 16 characters
     return datasets
+
+
+def _positive(ds: Dataset, keyword: str) -> float | None:
+    """A header's number where it is one above 0, else None."""
+    try:
+        value = float(ds.get(keyword) or 0.0)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
 
 
 def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:
