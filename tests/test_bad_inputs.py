@@ -679,7 +679,7 @@ CASES = [
         "measure_too_few_names",
         2,
         "above num_labels=2",
-        r"raise num_labels \(--num-labels, or one --labels name per ROI\)",
+        r"raise num_labels \(check / train: --num-labels; measure: one name per ROI in --labels",
     ),
     Case("--out is a file", "evaluate_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out is a file", "train_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),

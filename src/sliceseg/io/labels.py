@@ -435,7 +435,8 @@ def _check_num_rois(values: list[int], top_roi: int, num_labels: int | None) -> 
         raise LabelError(
             f"label values {_short_list(values)} reach ROI {top_roi}, above num_labels="
             f"{num_labels}; expected values 0..{num_labels}; fix the files holding higher "
-            "values, or raise num_labels (--num-labels, or one --labels name per ROI)."
+            "values, or raise num_labels (check / train: --num-labels; measure: one name per ROI "
+            "in --labels)."
         )
     missing = top_roi + 1 - len(values)
     if num_labels is None and 2 * missing > top_roi:
