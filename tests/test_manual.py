@@ -96,3 +96,21 @@ def test_predict_writes_each_label_map_and_column_where_the_manual_says(
 def test_every_command_is_in_the_manual_s_table(command):
     table = USAGE.split("\n## ", 1)[0]
     assert f"`sliceseg {command}" in table
+
+
+def test_every_dependency_of_pyproject_is_in_the_readme_s_table():
+    """README's "Why each dependency is there" names every package pyproject.toml installs (it
+    once left out ``tomli``, which Python 3.10 needs to read a settings file)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = [r for group in project["optional-dependencies"].values() for r in group]
+    requirements = [*project["dependencies"], *extras]
+    names = {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in requirements}
+    names.discard("sliceseg")  # the dev extra's `sliceseg[notebooks]`
+    table = README.split("## Why each dependency is there", 1)[1].strip().split("\n\n", 1)[0]
+    listed = {name.lower() for name in re.findall(r"`([A-Za-z0-9_.-]+)(?:==[^`]*)?`", table)}
+    assert sorted(names - listed) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -148,3 +150,46 @@ def test_a_flip_pair_beyond_the_datasets_rois_is_refused_before_a_batch(tiny_pha
     with pytest.raises(ConfigError, match=rf"flip_pairs names ROI {k + 1}.* {k} ROIs"):
         preview_batch(config, path=tmp_path / "preview.png")
     assert not (tmp_path / "preview.png").exists()
+
+
+class TestCliPreviewTakesTrainsBatchFlags:
+    """docs/usage.md: `sliceseg preview` draws, with train's flags, the batch training saves."""
+
+    BATCH_FLAGS = (
+        *("--view", "native", "--context-slices", "1", "--validation-split", "levels"),
+        *("--validation-fraction", "0.3", "--normalisation", "slice", "--no-augment"),
+        *("--init-from", "model/sliceseg_best.pt"),
+    )
+
+    def test_each_flag_gives_the_setting_train_gets(self):
+        from sliceseg.cli.command import build_parser
+        from sliceseg.cli.training import user_settings
+
+        parse = build_parser().parse_args
+        previewed = user_settings(parse(["preview", "data", *self.BATCH_FLAGS]))
+        previewed.pop("out_dir")  # preview's --out is its picture
+        trained = user_settings(parse(["train", "data", *self.BATCH_FLAGS]))
+        expected = {
+            "data_dir": Path("data"),
+            "view": "native",
+            "context_slices": 1,
+            "validation_split": "levels",
+            "validation_fraction": 0.3,
+            "normalisation": "slice",
+            "augment": False,
+            "init_from": Path("model/sliceseg_best.pt"),
+        }
+        assert previewed == expected
+        assert trained == expected
+
+    def test_the_drawn_batch_follows_them(self, tiny_phantom, tmp_path, monkeypatch, capsys):
+        from sliceseg.cli import main
+
+        drawn = _drawn_batches(monkeypatch)
+        data = tiny_phantom / "train"
+        args = ["preview", str(data), "--input-shape", "64", "--view", "native", "--no-augment"]
+        assert main([*args, "--out", str(tmp_path / "p.png")]) == 0
+        preview_batch(tiny_config(data, tmp_path / "m", view="native", augment=False))
+        (images, labels), (expected_images, expected_labels) = drawn
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(labels, expected_labels)

@@ -98,19 +98,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, help="slices per step (default 4)")
     parser.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
+    _add_batch_args(parser)
 
 
-def _add_what_to_train(p: argparse.ArgumentParser) -> None:
-    """Output, network, length, view, validation split and intensities."""
-    p.add_argument("--out", type=user_path, help="output folder (default: model)")
-    p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
-    p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        help="passes over the training slices (default: until --max-minutes, the learning "
-        "rate decaying over the budget; without a budget 100)",
-    )
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    """The rest of what shapes the training batches, so that ``preview`` takes it as ``train``
+    does: view, neighbours, split, intensities, augmentation, the ``--init-from`` model."""
     p.add_argument(
         "--view",
         choices=("auto", "native", "whole", "wide"),
@@ -133,15 +126,40 @@ def _add_what_to_train(p: argparse.ArgumentParser) -> None:
         "at levels no training slice shows, as a test on new levels)",
     )
     p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of patients held out for validation (default 0.2)",
+    )
+    p.add_argument(
         "--normalisation",
         choices=("auto", "slice", "ct"),
         help="intensities: auto (default: CT's HU clipped and z-scored with the training "
         "set's numbers when every slice is CT, else each slice z-scored), slice or ct",
     )
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument(
+        "--init-from",
+        type=user_path,
+        metavar="MODEL",
+        help="fine-tune: start from this model's weights and network (same label scheme)",
+    )
+
+
+def _add_what_to_train(p: argparse.ArgumentParser) -> None:
+    """Output, network and length."""
+    p.add_argument("--out", type=user_path, help="output folder (default: model)")
+    p.add_argument("--model-filename", help="stem of the files written (default: sliceseg)")
+    p.add_argument("--arch", help="unet (default) or pyramid (the published network)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training slices (default: until --max-minutes, the learning "
+        "rate decaying over the budget; without a budget 100)",
+    )
 
 
 def _add_how_to_train(p: argparse.ArgumentParser) -> None:
-    """Optimisation, checkpoints, budget, device, and where the weights start from."""
+    """Optimisation, checkpoints, budget, device, and the checkpoint to resume."""
     p.add_argument(
         "--learning-rate", type=float, help="initial learning rate, decays to 0 (default 3e-3)"
     )
@@ -160,7 +178,6 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
-    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
         "--area-calibration",
         action="store_true",
@@ -173,11 +190,6 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
     p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
-    p.add_argument(
-        "--validation-fraction",
-        type=float,
-        help="share of patients held out for validation (default 0.2)",
-    )
     p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
     p.add_argument("--device", help=DEVICE_HELP)
     _add_where_to_start(p)
@@ -185,18 +197,12 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
 
 
 def _add_where_to_start(p: argparse.ArgumentParser) -> None:
-    """``--resume`` a checkpoint, or ``--init-from`` a model's weights."""
+    """``--resume`` a checkpoint (``--init-from`` shapes the batch too: `_add_batch_args`)."""
     p.add_argument(
         "--resume",
         type=user_path,
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
-    )
-    p.add_argument(
-        "--init-from",
-        type=user_path,
-        metavar="MODEL",
-        help="fine-tune: start from this model's weights and network (same label scheme)",
     )
 
 
