@@ -58,10 +58,32 @@ class TestSystemInfo:
             ),
             ("9:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
             ("9:memory:/gone\n", {}, None),
+            (  # SLURM sets --mem on the job; its tasks' own groups say "max"
+                "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n",
+                {
+                    "memory.max": "max\n",
+                    "system.slice/slurmstepd.scope/job_7/memory.max": "8589934592\n",
+                    "system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max\n",
+                    "system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max": "max\n",
+                },
+                8 * GIB,
+            ),
+            (  # v1: the step's 4 GiB is below the job's 8 GiB
+                "9:memory:/slurm/uid_0/job_7/step_0/task_0\n",
+                {
+                    "memory/slurm/uid_0/job_7/memory.limit_in_bytes": "8589934592\n",
+                    "memory/slurm/uid_0/job_7/step_0/memory.limit_in_bytes": "4294967296\n",
+                    "memory/slurm/uid_0/job_7/step_0/task_0/memory.limit_in_bytes": (
+                        "9223372036854771712\n"
+                    ),
+                },
+                4 * GIB,
+            ),
         ],
     )
     def test_the_cgroups_memory_limit_is_read(self, tmp_path, cgroup, files, limit):
-        """cgroup v2 (a SLURM job's --mem), none ("max"), v1, v1's "no limit" number, none."""
+        """cgroup v2 (a SLURM job's --mem), none ("max"), v1, v1's "no limit" number, none; a
+        limit set on a group above the process's own."""
         (tmp_path / "cgroup").write_text(cgroup)
         for name, text in files.items():
             (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)

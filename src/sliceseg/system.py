@@ -127,6 +127,9 @@ def cgroup_memory_limit(
     """The memory limit in bytes of this process's control group (v2 ``memory.max`` or v1
     ``memory.limit_in_bytes``), or None: no limit, or not on Linux.
 
+    The lowest limit of the group and the groups above it: a SLURM job's ``--mem`` is set on
+    ``job_N``, and its processes run in ``job_N/step_0/user/task_0``, whose own file says "max".
+
     Example:
         >>> cgroup_memory_limit(Path("/proc/self/cgroup"))  # doctest: +SKIP
         17179869184
@@ -139,14 +142,22 @@ def cgroup_memory_limit(
         hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
         place = path.strip().lstrip("/")
         if hierarchy == "0" and not controllers:  # v2: one unified hierarchy
-            found = _limit_file(root / place / "memory.max")
+            found = _lowest_limit(root, place, "memory.max")
         elif "memory" in controllers.split(","):  # v1: the memory controller's own
-            found = _limit_file(root / "memory" / place / "memory.limit_in_bytes")
+            found = _lowest_limit(root / "memory", place, "memory.limit_in_bytes")
         else:
             continue
         if found is not None:
             return found
     return None
+
+
+def _lowest_limit(root: Path, place: str, name: str) -> int | None:
+    """The lowest limit in file ``name`` of the group at ``place`` below ``root`` and of every
+    group above it (a child never gets more than its parents allow)."""
+    parts = Path(place).parts
+    limits = [_limit_file(root.joinpath(*parts[:depth], name)) for depth in range(len(parts) + 1)]
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def _limit_file(path: Path) -> int | None:

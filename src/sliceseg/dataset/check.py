@@ -20,12 +20,12 @@ from sliceseg.dataset.pairing import (
     DataSource,
     Pairing,
     Sample,
+    duplicate_finding,
     duplicate_message,
     near_misses,
     refuse_repeated_names,
 )
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
 
@@ -263,8 +263,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
     problems = []
     for shared in pairing.duplicates:
-        found = f"{len(shared)} files share the name '{strip_dicom_suffix(shared[0].stem)}'"
-        message = duplicate_message(f"{found} in one folder", shared, "one file per slice")
+        message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
     for kind, paths, what, use in (
         (
