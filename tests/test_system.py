@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from sliceseg.errors import ConfigError
-from sliceseg.system import GIB, SystemInfo, cgroup_memory_limit, select_device, system_info
+from sliceseg.system import (
+    GIB,
+    SystemInfo,
+    cgroup_cpu_limit,
+    cgroup_memory_limit,
+    select_device,
+    system_info,
+)
 
 
 class _Memory:
@@ -89,6 +96,39 @@ class TestSystemInfo:
             (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "fs" / name).write_text(text)
         assert cgroup_memory_limit(tmp_path / "cgroup", tmp_path / "fs") == limit
+
+    @pytest.mark.parametrize(
+        ("cgroup", "files", "cores"),
+        [
+            ("0::/docker/abc\n", {"docker/abc/cpu.max": "200000 100000\n"}, 2.0),
+            ("0::/docker/abc\n", {"cpu.max": "max 100000\n"}, None),
+            (
+                "4:cpu,cpuacct:/kubepods/pod1/c1\n",
+                {
+                    "cpu/kubepods/pod1/cpu.cfs_quota_us": "150000\n",
+                    "cpu/kubepods/pod1/cpu.cfs_period_us": "100000\n",
+                    "cpu/kubepods/pod1/c1/cpu.cfs_quota_us": "-1\n",
+                    "cpu/kubepods/pod1/c1/cpu.cfs_period_us": "100000\n",
+                },
+                1.5,
+            ),
+        ],
+    )
+    def test_the_cgroups_cpu_quota_is_read(self, tmp_path, cgroup, files, cores):
+        """v2 (`docker --cpus 2`), none ("max"), v1 set on the pod above the container."""
+        (tmp_path / "cgroup").write_text(cgroup)
+        for name, text in files.items():
+            (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "fs" / name).write_text(text)
+        assert cgroup_cpu_limit(tmp_path / "cgroup", tmp_path / "fs") == cores
+
+    def test_cpu_line_counts_a_cpu_quota(self, monkeypatch):
+        """`docker --cpus 2` on a 64-core machine: every core in the affinity, 2 cores' time;
+        `info` said 64 cores."""
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 64)
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+        monkeypatch.setattr("sliceseg.system.cgroup_cpu_limit", lambda: 1.5)
+        assert "(2 of 64 logical cores usable by this process)" in system_info().to_text()
 
     def test_info_says_the_jobs_memory_limit(self, monkeypatch):
         """A SLURM job given 8 GiB on a 512 GiB node: `info` showed only the node's memory."""
