@@ -140,6 +140,8 @@ class TestCheckDataset:
         np.save(tmp_path / "labels" / "cine.npy", square_label())
         (message,) = messages(check_dataset(tmp_path), "shape_mismatch")
         assert "3 frames of 20×24" in message and "(3, 20, 24) .npy" in message
+        # the map is on the DICOM's grid: re-exporting it "on the DICOM's own grid" fixes nothing
+        assert message.endswith("or save each frame's map as cine_f000 .. cine_f002.")
 
 
 class TestLoadSamples:

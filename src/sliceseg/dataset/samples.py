@@ -316,7 +316,8 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
             problems.append(Problem("error", "unreadable_label", str(exc), (pair.label_path,)))
         if slices is None or raw is None:
             continue
-        mismatch = shape_mismatch(slices[0].shape, len(slices), raw.values.shape)
+        name = strip_dicom_suffix(pair.image_path.name)
+        mismatch = shape_mismatch(slices[0].shape, len(slices), raw.values.shape, name=name)
         if mismatch:
             paths = (pair.image_path, pair.label_path)
             problems.append(Problem("error", "shape_mismatch", f"{pair.key}: {mismatch}", paths))
