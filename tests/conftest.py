@@ -255,7 +255,11 @@ def add_pair(
     image_shape: tuple[int, int] = (LABEL_ROWS, LABEL_COLS),
     patient_id: str | None = None,
 ) -> None:
-    """Write dicoms/<key>.dcm (or ``image_name``) and labels/<key><label_suffix> under ``root``."""
+    """Write dicoms/<key>.dcm (or ``image_name``) and labels/<key><label_suffix> under ``root``.
+
+    Each key gets an InstanceNumber (and position) of its own: two files of one series, number,
+    position and pixels are one image copied (`sliceseg.io.dicom.find_copies`).
+    """
     import imageio.v3 as iio
     import tifffile
 
@@ -263,7 +267,15 @@ def add_pair(
     image_path = root / "dicoms" / (image_name or f"{key}.dcm")
     pixels = np.full(image_shape, 100)
     uid = series_uid or f"1.2.{zlib.crc32(subject.encode()) % 997}"
-    write_test_dicom(image_path, pixels, spacing=spacing, series_uid=uid, patient_id=patient_id)
+    instance = zlib.crc32(key.encode()) % 9973 + 1
+    write_test_dicom(
+        image_path,
+        pixels,
+        spacing=spacing,
+        series_uid=uid,
+        instance=instance,
+        patient_id=patient_id,
+    )
     if label is None:
         return
     label_path = root / "labels" / f"{key}{label_suffix}"

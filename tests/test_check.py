@@ -184,6 +184,19 @@ class TestCheckReport:
         (message,) = messages(report, "missing_roi")
         assert message.startswith("inconsistent labelling: ROI 2 (value 2) is in 10 of 11")
 
+    def test_a_label_map_of_only_background_is_named_once(self, tmp_path):
+        """A blank export passed without a word (and, among 10 or more maps, as one
+        "inconsistent labelling" line per ROI): it trains the slice's muscles as background."""
+        for i in range(10):
+            add_pair(tmp_path, f"p01/s{i}", square_label())
+        add_pair(tmp_path, "p02/blank", np.zeros((LABEL_ROWS, LABEL_COLS), np.uint8))
+        report = check_dataset(tmp_path)
+        assert report.is_trainable and report.num_samples == 11
+        assert [p.kind for p in report.problems] == ["empty_label"]
+        (empty,) = report.problems
+        assert empty.message.startswith("1 label map(s) hold no ROI, only background (0)")
+        assert [p.name for p in empty.paths] == ["blank.png"]
+
     def test_empty_folder_is_not_trainable(self, tmp_path):
         (tmp_path / "dicoms").mkdir()
         (tmp_path / "labels").mkdir()

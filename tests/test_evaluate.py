@@ -57,11 +57,13 @@ def model_with_values(path, label_values, roi_names=("a", "b")):
 
 
 def labelled_slices(root, labels, *, spacing=(0.5, 0.8)):
-    """Write one 20×20 DICOM per label map under root/dicoms and the maps under root/labels."""
+    """Write one 20×20 DICOM per label map under root/dicoms and the maps under root/labels
+    (each its own InstanceNumber: files of one number and pixels are one image copied)."""
     from conftest import write_test_dicom
 
     for i, label in enumerate(labels):
-        write_test_dicom(root / "dicoms" / f"s{i}.dcm", np.full((20, 20), 100), spacing=spacing)
+        path = root / "dicoms" / f"s{i}.dcm"
+        write_test_dicom(path, np.full((20, 20), 100), spacing=spacing, instance=i + 1)
         (root / "labels").mkdir(parents=True, exist_ok=True)
         np.save(root / "labels" / f"s{i}.npy", label.astype(np.uint8))
     return root
@@ -168,7 +170,8 @@ class TestSpacing:
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         label = stored({1: (slice(0, 4), slice(0, 5))})
         data = labelled_slices(tmp_path / "d", [label, label])
-        write_test_dicom(data / "dicoms" / "s1.dcm", np.full((20, 20), 100), spacing=None)
+        s1 = data / "dicoms" / "s1.dcm"
+        write_test_dicom(s1, np.full((20, 20), 100), spacing=None, instance=2)
         with pytest.raises(
             ConfigError,
             match=r"dicoms/s1\.dcm: no PixelSpacing .*\(e\.g\. .*dicoms/s0\.dcm\); give --fov",

@@ -39,6 +39,23 @@ class TestDataSourceFromDirs:
         ):
             DataSource.from_dirs(tmp_path)
 
+    def test_a_file_given_for_a_folder_is_called_a_file(self, tmp_path):
+        """`--labels labels/s1.png` or `check labels.txt` said "folder does not exist"."""
+        add_pair(tmp_path, "p01/s1", square_label())
+        label = tmp_path / "labels" / "p01" / "s1.png"
+        with pytest.raises(PairingError) as given:
+            DataSource.from_dirs(images_dir=tmp_path / "dicoms", labels_dir=label)
+        assert str(given.value) == (
+            f"{label}: a file, not a folder; give the folder that holds the label files, e.g. "
+            f"{label.parent}."
+        )
+        (tmp_path / "labels.txt").write_text("a\nb\n")
+        with pytest.raises(PairingError) as data_dir:
+            DataSource.from_dirs(tmp_path / "labels.txt")
+        assert str(data_dir.value).startswith(
+            f"{tmp_path / 'labels.txt'}: a file, not a folder; give the folder that holds dicoms/"
+        )
+
     def test_no_folder_given(self):
         with pytest.raises(ConfigError, match="give DATA_DIR"):
             DataSource.from_dirs(None, images_dir="x")
@@ -106,6 +123,22 @@ class TestPairFiles:
         assert [p.name for p in pairing.labels_without_images] == ["s9.npy"]
         assert [s.path.name for s in pairing.skipped] == ["notes.txt"]
         assert [sorted(p.name for p in d) for d in pairing.duplicates] == [["s3.npy", "s3.png"]]
+
+    @pytest.mark.parametrize("labels", ["dicoms", "dicoms/labels"])
+    def test_labels_in_or_under_the_dicom_folder_are_not_skipped_files(self, tmp_path, labels):
+        """`--images d --labels d` (or d/labels) paired, but called every label map "skipped:
+        not a DICOM file" and (in one folder) every DICOM "skipped: not a label map"."""
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(tmp_path, key, square_label())
+            (tmp_path / labels / "p01").mkdir(parents=True, exist_ok=True)
+            label = tmp_path / "labels" / f"{key}.png"
+            label.replace(tmp_path / labels / f"{key}.png")
+        (tmp_path / labels / "p01" / "notes.txt").write_text("x")
+        pairing = pair_files(tmp_path / "dicoms", tmp_path / labels)
+        assert [p.key for p in pairing.pairs] == ["p01/s1", "p01/s2"]
+        assert [p.label_path.parent for p in pairing.pairs] == [tmp_path / labels / "p01"] * 2
+        assert not pairing.images_without_labels and not pairing.labels_without_images
+        assert {s.path.name for s in pairing.skipped} == {"notes.txt"}
 
 
 class TestSliceKey:

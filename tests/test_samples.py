@@ -140,6 +140,8 @@ class TestCheckDataset:
         np.save(tmp_path / "labels" / "cine.npy", square_label())
         (message,) = messages(check_dataset(tmp_path), "shape_mismatch")
         assert "3 frames of 20×24" in message and "(3, 20, 24) .npy" in message
+        # the map is on the DICOM's grid: re-exporting it "on the DICOM's own grid" fixes nothing
+        assert message.endswith("or save each frame's map as cine_f000 .. cine_f002.")
 
 
 class TestLoadSamples:
@@ -154,7 +156,7 @@ class TestLoadSamples:
     def test_multi_frame_keys_are_slice_names(self, tmp_path):
         frames = np.zeros((3, LABEL_ROWS, LABEL_COLS))
         write_test_dicom(tmp_path / "dicoms" / "cine.dcm", frames)
-        write_test_dicom(tmp_path / "dicoms" / "p01" / "cine.dcm", frames)
+        write_test_dicom(tmp_path / "dicoms" / "p01" / "cine.dcm", frames, series_uid="1.2.3")
         for key in ("cine", "p01/cine"):
             (tmp_path / "labels" / key).parent.mkdir(parents=True, exist_ok=True)
             np.save(tmp_path / "labels" / f"{key}.npy", np.stack([square_label()] * 3))
@@ -195,6 +197,33 @@ class TestLoadUsableSamples:
         assert [s.key for s in samples] == ["p01/s1"]
         assert not report.is_trainable and messages(report, "unreadable_label")
 
+    def test_a_labelled_copy_of_a_dicom_is_left_out_and_named(self, tmp_path):
+        """A patient folder copied under another name passed as FIT: each slice counted and
+        trained twice, and without PatientID on both sides of the validation split."""
+        import shutil
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label(second=None))
+        add_pair(tmp_path, "p02/s1", square_label())
+        for folder in ("dicoms", "labels"):
+            shutil.copytree(tmp_path / folder / "p01", tmp_path / folder / "p01_old")
+        samples, report = load_usable_samples(tmp_path)
+        assert [s.key for s in samples] == ["p01/s1", "p01/s2", "p02/s1"]
+        assert not report.is_trainable and report.num_pairs == 5
+        (copied,) = [p for p in report.problems if p.kind == "copied_image"]
+        assert copied.message.startswith(
+            "2 labelled DICOM file(s) hold the same image as another labelled file (same "
+            "series, InstanceNumber, position and pixels; e.g. p01_old/s1 is p01/s1)"
+        )
+        assert [p.relative_to(tmp_path).as_posix() for p in copied.paths] == [
+            "dicoms/p01_old/s1.dcm",
+            "labels/p01_old/s1.png",
+            "dicoms/p01_old/s2.dcm",
+            "labels/p01_old/s2.png",
+        ]
+        with pytest.raises(PairingError, match="hold the same image as another labelled file"):
+            load_samples(tmp_path)
+
 
 class TestPerFrameLabelMaps:
     """Label maps of a multi-frame file's frames, named as ``predict`` writes them."""
@@ -224,3 +253,17 @@ class TestPerFrameLabelMaps:
         assert [s.key for s in samples] == ["cine_f000"]
         (message,) = messages(report, "shape_mismatch")
         assert message.startswith("cine_f005: frame 5 of cine.dcm, which has 2 frames (0 to 1)")
+
+    def test_two_label_maps_of_one_frame_are_a_duplicate(self, tmp_path):
+        """cine_f001 and cine_f0001 both name frame 1: that slice was counted and trained twice."""
+        write_test_dicom(tmp_path / "dicoms" / "cine.dcm", np.zeros((3, LABEL_ROWS, LABEL_COLS)))
+        (tmp_path / "labels").mkdir()
+        for name in ("cine_f000", "cine_f001", "cine_f0001"):
+            np.save(tmp_path / "labels" / f"{name}.npy", square_label())
+        samples, report = load_usable_samples(tmp_path)
+        assert [s.key for s in samples] == ["cine_f000"]
+        assert not report.is_trainable and not messages(report, "unmatched_label")
+        (message,) = messages(report, "duplicate")
+        assert message.startswith(
+            "2 label maps name the same frame of one DICOM file (cine_f0001.npy, cine_f001.npy)"
+        )

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from sliceseg.errors import ConfigError
-from sliceseg.system import GIB, SystemInfo, cgroup_memory_limit, select_device, system_info
+from sliceseg.system import (
+    GIB,
+    SystemInfo,
+    cgroup_cpu_limit,
+    cgroup_memory_limit,
+    select_device,
+    system_info,
+)
 
 
 class _Memory:
@@ -58,15 +65,70 @@ class TestSystemInfo:
             ),
             ("9:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
             ("9:memory:/gone\n", {}, None),
+            (  # SLURM sets --mem on the job; its tasks' own groups say "max"
+                "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n",
+                {
+                    "memory.max": "max\n",
+                    "system.slice/slurmstepd.scope/job_7/memory.max": "8589934592\n",
+                    "system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max\n",
+                    "system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max": "max\n",
+                },
+                8 * GIB,
+            ),
+            (  # v1: the step's 4 GiB is below the job's 8 GiB
+                "9:memory:/slurm/uid_0/job_7/step_0/task_0\n",
+                {
+                    "memory/slurm/uid_0/job_7/memory.limit_in_bytes": "8589934592\n",
+                    "memory/slurm/uid_0/job_7/step_0/memory.limit_in_bytes": "4294967296\n",
+                    "memory/slurm/uid_0/job_7/step_0/task_0/memory.limit_in_bytes": (
+                        "9223372036854771712\n"
+                    ),
+                },
+                4 * GIB,
+            ),
         ],
     )
     def test_the_cgroups_memory_limit_is_read(self, tmp_path, cgroup, files, limit):
-        """cgroup v2 (a SLURM job's --mem), none ("max"), v1, v1's "no limit" number, none."""
+        """cgroup v2 (a SLURM job's --mem), none ("max"), v1, v1's "no limit" number, none; a
+        limit set on a group above the process's own."""
         (tmp_path / "cgroup").write_text(cgroup)
         for name, text in files.items():
             (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "fs" / name).write_text(text)
         assert cgroup_memory_limit(tmp_path / "cgroup", tmp_path / "fs") == limit
+
+    @pytest.mark.parametrize(
+        ("cgroup", "files", "cores"),
+        [
+            ("0::/docker/abc\n", {"docker/abc/cpu.max": "200000 100000\n"}, 2.0),
+            ("0::/docker/abc\n", {"cpu.max": "max 100000\n"}, None),
+            (
+                "4:cpu,cpuacct:/kubepods/pod1/c1\n",
+                {
+                    "cpu/kubepods/pod1/cpu.cfs_quota_us": "150000\n",
+                    "cpu/kubepods/pod1/cpu.cfs_period_us": "100000\n",
+                    "cpu/kubepods/pod1/c1/cpu.cfs_quota_us": "-1\n",
+                    "cpu/kubepods/pod1/c1/cpu.cfs_period_us": "100000\n",
+                },
+                1.5,
+            ),
+        ],
+    )
+    def test_the_cgroups_cpu_quota_is_read(self, tmp_path, cgroup, files, cores):
+        """v2 (`docker --cpus 2`), none ("max"), v1 set on the pod above the container."""
+        (tmp_path / "cgroup").write_text(cgroup)
+        for name, text in files.items():
+            (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "fs" / name).write_text(text)
+        assert cgroup_cpu_limit(tmp_path / "cgroup", tmp_path / "fs") == cores
+
+    def test_cpu_line_counts_a_cpu_quota(self, monkeypatch):
+        """`docker --cpus 2` on a 64-core machine: every core in the affinity, 2 cores' time;
+        `info` said 64 cores."""
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 64)
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+        monkeypatch.setattr("sliceseg.system.cgroup_cpu_limit", lambda: 1.5)
+        assert "(2 of 64 logical cores usable by this process)" in system_info().to_text()
 
     def test_info_says_the_jobs_memory_limit(self, monkeypatch):
         """A SLURM job given 8 GiB on a 512 GiB node: `info` showed only the node's memory."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,10 +117,50 @@ def _cpu_model() -> str:
 
 
 def _usable_cores() -> int | None:
+    """The cores of the CPU affinity (SLURM, ``taskset``), fewer under a cgroup CPU quota
+    (``docker --cpus 2``, a Kubernetes CPU limit), which lets the process run on every core
+    but only for that many cores' time."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return None
+    quota = cgroup_cpu_limit()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> float | None:
+    """The CPU quota of this process's control group in cores (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; the lowest of its group and those above),
+    or None: no quota, or not on Linux.
+
+    Example:
+        >>> cgroup_cpu_limit(Path("/proc/self/cgroup"))  # doctest: +SKIP
+        2.0
+    """
+    return _cgroup_limit(
+        proc_cgroup, root, "cpu", lambda group: _ratio(group / "cpu.max"), _cfs_quota
+    )
+
+
+def _ratio(path: Path) -> float | None:
+    """cgroup v2 ``cpu.max``: "QUOTA PERIOD" in µs, or "max PERIOD" (no quota)."""
+    try:
+        quota, period = path.read_text(encoding="utf-8").split()[:2]
+        return int(quota) / int(period) if int(period) > 0 and int(quota) > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _cfs_quota(group: Path) -> float | None:
+    """cgroup v1: ``cpu.cfs_quota_us`` (-1: no quota) over ``cpu.cfs_period_us``."""
+    try:
+        quota = int((group / "cpu.cfs_quota_us").read_text(encoding="utf-8"))
+        period = int((group / "cpu.cfs_period_us").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def cgroup_memory_limit(
@@ -127,10 +169,32 @@ def cgroup_memory_limit(
     """The memory limit in bytes of this process's control group (v2 ``memory.max`` or v1
     ``memory.limit_in_bytes``), or None: no limit, or not on Linux.
 
+    The lowest limit of the group and the groups above it: a SLURM job's ``--mem`` is set on
+    ``job_N``, and its processes run in ``job_N/step_0/user/task_0``, whose own file says "max".
+
     Example:
         >>> cgroup_memory_limit(Path("/proc/self/cgroup"))  # doctest: +SKIP
         17179869184
     """
+    found = _cgroup_limit(
+        proc_cgroup,
+        root,
+        "memory",
+        lambda group: _limit_file(group / "memory.max"),
+        lambda group: _limit_file(group / "memory.limit_in_bytes"),
+    )
+    return None if found is None else int(found)  # exact: limits are far below 2**53 bytes
+
+
+def _cgroup_limit(
+    proc_cgroup: Path,
+    root: Path,
+    controller: str,
+    read_v2: Callable[[Path], float | None],
+    read_v1: Callable[[Path], float | None],
+) -> float | None:
+    """The lowest limit ``read_v2`` (cgroup v2) or ``read_v1`` (v1: in the ``controller``'s
+    own hierarchy) finds in this process's group or a group above it."""
     try:
         lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -139,14 +203,22 @@ def cgroup_memory_limit(
         hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
         place = path.strip().lstrip("/")
         if hierarchy == "0" and not controllers:  # v2: one unified hierarchy
-            found = _limit_file(root / place / "memory.max")
-        elif "memory" in controllers.split(","):  # v1: the memory controller's own
-            found = _limit_file(root / "memory" / place / "memory.limit_in_bytes")
+            found = _lowest_limit(root, place, read_v2)
+        elif controller in controllers.split(","):  # v1: the controller's own
+            found = _lowest_limit(root / controller, place, read_v1)
         else:
             continue
         if found is not None:
             return found
     return None
+
+
+def _lowest_limit(root: Path, place: str, read: Callable[[Path], float | None]) -> float | None:
+    """The lowest limit of the group at ``place`` below ``root`` and of every group above it
+    (a child never gets more than its parents allow)."""
+    parts = Path(place).parts
+    limits = [read(root.joinpath(*parts[:depth])) for depth in range(len(parts) + 1)]
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def _limit_file(path: Path) -> int | None:

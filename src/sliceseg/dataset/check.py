@@ -20,12 +20,12 @@ from sliceseg.dataset.pairing import (
     DataSource,
     Pairing,
     Sample,
+    duplicate_finding,
     duplicate_message,
     near_misses,
     refuse_repeated_names,
 )
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
 
@@ -263,8 +263,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
     problems = []
     for shared in pairing.duplicates:
-        found = f"{len(shared)} files share the name '{strip_dicom_suffix(shared[0].stem)}'"
-        message = duplicate_message(f"{found} in one folder", shared, "one file per slice")
+        message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
     for kind, paths, what, use in (
         (
@@ -301,12 +300,13 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
 
 
 def shape_mismatch(
-    image_shape: tuple[int, int], num_frames: int, label_shape: tuple[int, ...]
+    image_shape: tuple[int, int], num_frames: int, label_shape: tuple[int, ...], *, name: str = ""
 ) -> str:
     """Return why a label of ``label_shape`` does not fit the image, or "" when it does.
 
     A single-frame image takes a (rows, cols) or (1, rows, cols) label; a multi-frame image
-    takes (frames, rows, cols).
+    takes (frames, rows, cols), or one map per frame named ``<name>_f000`` ... (``name``: the
+    DICOM's name without suffix).
     """
     rows, cols = image_shape
     if num_frames == 1 and label_shape in ((rows, cols), (1, rows, cols)):
@@ -316,9 +316,12 @@ def shape_mismatch(
     image = f"{num_frames} frames of {rows}×{cols}" if num_frames > 1 else f"{rows}×{cols}"
     expected = f"a ({num_frames}, {rows}, {cols}) .npy, one map per frame"
     hint = " (it looks transposed)" if label_shape == (cols, rows) else ""
+    fix = "re-export the label on the DICOM's own grid."
+    if num_frames > 1 and label_shape[-2:] == (rows, cols):  # the grid is right, the frames not
+        fix = f"or save each frame's map as {name}_f000 .. {name}_f{num_frames - 1:03d}."
     return (
         f"image is {image} but the label is {'×'.join(map(str, label_shape))}{hint}; expected "
-        f"{expected if num_frames > 1 else image}; re-export the label on the DICOM's own grid."
+        f"{expected if num_frames > 1 else image}; {fix}"
     )
 
 

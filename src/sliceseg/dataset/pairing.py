@@ -36,6 +36,7 @@ __all__ = [
     "Pair",
     "Pairing",
     "Sample",
+    "duplicate_finding",
     "duplicate_message",
     "image_key",
     "label_key",
@@ -229,8 +230,9 @@ class Pairing:
         images_without_labels: DICOM files with no label map of the same key.
         labels_without_images: label maps with no DICOM of the same key.
         skipped: non-DICOM files in the image folder, non-label files in the label folder.
-        duplicates: files sharing one key inside a folder (``slice_1.png`` + ``slice_1.npy``);
-            they are not paired.
+        duplicates: files sharing one key inside a folder (``slice_1.png`` + ``slice_1.npy``),
+            or label maps naming one frame (``cine_f001.png`` + ``cine_f0001.png``); they are
+            not paired.
     """
 
     pairs: list[Pair]
@@ -281,9 +283,15 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         ['p01/slice_1', 'p01/slice_2']
     """
     images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-    image_paths, skipped = find_dicom_files(images_dir)
+    # A label folder inside the DICOM folder (or the same folder) holds the other side's files:
+    # neither side's are "skipped" by the other.
+    image_paths, skipped = find_dicom_files(images_dir, exclude=labels_dir)
     if not labels_dir.is_dir():
         raise PairingError(f"{labels_dir}: folder does not exist; check the path to the labels.")
+    is_shared = labels_dir.resolve() == images_dir.resolve()
+    if is_shared:
+        skipped = [s for s in skipped if not _is_label_name(s.path.name)]
+    shared_images = set(image_paths) if is_shared else set()
     images: dict[str, list[Path]] = defaultdict(list)
     for path in image_paths:
         images[image_key(path, images_dir)].append(path)
@@ -291,8 +299,8 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     for path in visible_files(labels_dir):
         if path.suffix.lower() in LABEL_SUFFIXES:
             labels[label_key(path, labels_dir)].append(path)
-        elif is_volume_name(path.name) or is_dicom_seg(path):
-            continue  # paired per series by sliceseg.dataset.volume_labels
+        elif is_volume_name(path.name) or is_dicom_seg(path) or path in shared_images:
+            continue  # paired per series by sliceseg.dataset.volume_labels, or an image
         else:
             valid = ", ".join(LABEL_SUFFIXES)
             reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
@@ -301,8 +309,9 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
     single_labels = {k: v[0] for k, v in labels.items() if len(v) == 1}
     keys = single_images.keys() & single_labels.keys()
-    framed = _frame_pairs(single_images, single_labels, set(labels))
-    framed_images, framed_keys = {p.image_path for p in framed}, {p.key for p in framed}
+    all_framed = _frame_pairs(single_images, single_labels, set(labels))
+    framed_images, framed_keys = {p.image_path for p in all_framed}, {p.key for p in all_framed}
+    framed, frame_duplicates = _one_label_per_frame(all_framed)
     return Pairing(
         pairs=sorted(
             [Pair(k, single_images[k], single_labels[k]) for k in keys] + framed,
@@ -315,8 +324,26 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
             p for k, p in single_labels.items() if k not in images and k not in framed_keys
         ],
         skipped=skipped,
-        duplicates=duplicates,
+        duplicates=duplicates + frame_duplicates,
     )
+
+
+def _is_label_name(name: str) -> bool:
+    """A label map's or label volume's file name (by suffix)."""
+    return Path(name).suffix.lower() in LABEL_SUFFIXES or is_volume_name(name)
+
+
+def duplicate_finding(shared: Sequence[Path]) -> str:
+    """What files of `Pairing.duplicates` share: a name in one folder, or one frame.
+
+    Example:
+        >>> duplicate_finding((Path("l/s1.png"), Path("l/s1.npy")))
+        "2 files share the name 's1' in one folder"
+    """
+    names = {strip_dicom_suffix(path.stem) for path in shared}
+    if len(names) == 1:
+        return f"{len(shared)} files share the name '{names.pop()}' in one folder"
+    return f"{len(shared)} label maps name the same frame of one DICOM file"
 
 
 def duplicate_message(found: str, paths: Sequence[Path], expected: str) -> str:
@@ -352,6 +379,21 @@ def _frame_pairs(
             continue
         pairs.append(Pair(key, images[match[1]], label, frame=int(match[2])))
     return pairs
+
+
+def _one_label_per_frame(framed: list[Pair]) -> tuple[list[Pair], list[tuple[Path, ...]]]:
+    """The frame pairs, and the label maps that name one frame twice (``cine_f001.png`` beside
+    ``cine_f0001.png``): none of those is used, as with two label maps of one slice."""
+    by_frame: dict[tuple[Path, int | None], list[Pair]] = defaultdict(list)
+    for pair in framed:
+        by_frame[(pair.image_path, pair.frame)].append(pair)
+    kept = [pairs[0] for pairs in by_frame.values() if len(pairs) == 1]
+    shared = [
+        tuple(sorted((p.label_path for p in pairs), key=lambda x: (natural_key(x.name), x.name)))
+        for pairs in by_frame.values()
+        if len(pairs) > 1
+    ]
+    return kept, shared
 
 
 LABEL_ENDINGS = ("_label", "_labels", "_mask", "_seg", "_gt", "-label", "-mask", "-seg", "_roi")
@@ -421,6 +463,12 @@ def _raise_missing(folder: Path, role: str, *, is_given: bool) -> None:
     """Refuse a missing folder; one given itself (``measure``'s LABELS_DIR, ``--images``) gets
     no DATA_DIR layout hint, whose flags another command may not have."""
     parent = folder.parent
+    if folder.is_file() or (not is_given and parent.is_file()):  # a file given for a folder
+        file = folder if folder.is_file() else parent
+        holds = f"the {role} files" if file is folder else "dicoms/ and labels/ (DATA_DIR)"
+        raise PairingError(
+            f"{file}: a file, not a folder; give the folder that holds {holds}, e.g. {file.parent}."
+        )
     found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
     fix = (
         "check the path"

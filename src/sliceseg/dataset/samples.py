@@ -36,9 +36,10 @@ from sliceseg.dataset.volume_labels import (
     volume_problems,
 )
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.io.dicom import Slice, read_slice, read_slices
+from sliceseg.io.dicom import Slice, find_copies, read_slice, read_slices
 from sliceseg.io.dicom_files import strip_dicom_suffix
 from sliceseg.io.labels import (
+    LABEL_SUFFIXES,
     LabelScheme,
     RawLabel,
     infer_label_scheme,
@@ -50,7 +51,7 @@ from sliceseg.thread_warnings import recorded, silenced
 
 __all__ = ["check_dataset", "load_samples"]
 
-_PAIRING_KINDS = ("empty", "duplicate", "unreadable_image", "shape_mismatch")
+_PAIRING_KINDS = ("empty", "duplicate", "unreadable_image", "shape_mismatch", "copied_image")
 
 
 def check_dataset(source: DataSource | Path | str, *, progress: bool = False) -> CheckReport:
@@ -176,7 +177,7 @@ def _read_dataset(
     final_names = _final_names(names, scheme.num_labels if scheme else (expected_k or 0))
     if scheme is not None:
         problems += _name_count_problems(names, names_source, scheme)
-        problems += consistency_problems(class_sets, scheme, final_names, stray=expected_k is None)
+        problems += _content_problems(class_sets, scheme, final_names, stray=expected_k is None)
         problems += binary_mask_problems(samples, label_files, final_names)
         problems += spacing_problems(samples)
     report = CheckReport(
@@ -222,6 +223,32 @@ def _name_count_problems(
         f"{scheme.describe()}); expected one name per ROI 1..{k}; fix the names or the labels."
     )
     return [Problem("error", "roi_names", message)]
+
+
+def _content_problems(
+    class_sets: dict[Path, set[int]], scheme: LabelScheme, names: tuple[str, ...], *, stray: bool
+) -> list[Problem]:
+    """`consistency_problems`, and a warning naming the per-slice label maps that hold no ROI.
+
+    A blank export (all background) would teach the network that the slice's muscles are
+    background, and ``measure`` would give it 0 mm². A label volume's empty slices are left
+    out (or kept as background) by ``--unlabelled-slices``, so only label maps (.png, .npy,
+    ...) count here; those are left out of the per-ROI comparison, which would name them once
+    per ROI.
+    """
+    empty = tuple(
+        p for p, found in class_sets.items() if found == {0} and p.suffix.lower() in LABEL_SUFFIXES
+    )
+    rest = {p: found for p, found in class_sets.items() if p not in empty}
+    problems = consistency_problems(rest, scheme, names, stray=stray)
+    if empty:
+        message = (
+            f"{len(empty)} label map(s) hold no ROI, only background (0): trained as slices "
+            "without any ROI, measured as 0 mm²; label the ROIs, or remove the map if the "
+            "slice was not labelled"
+        )
+        problems.append(Problem("warning", "empty_label", message, empty))
+    return problems
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,13 +316,33 @@ def _load_pairs(pairs: list[Pair], problems: list[Problem], *, progress: bool) -
             problems.append(Problem("error", "unreadable_label", str(exc), (pair.label_path,)))
         if slices is None or raw is None:
             continue
-        mismatch = shape_mismatch(slices[0].shape, len(slices), raw.values.shape)
+        name = strip_dicom_suffix(pair.image_path.name)
+        mismatch = shape_mismatch(slices[0].shape, len(slices), raw.values.shape, name=name)
         if mismatch:
             paths = (pair.image_path, pair.label_path)
             problems.append(Problem("error", "shape_mismatch", f"{pair.key}: {mismatch}", paths))
         else:
             loaded.append(_Loaded(pair, slices, raw))
-    return loaded
+    return _without_copies(loaded, problems)
+
+
+def _without_copies(loaded: list[_Loaded], problems: list[Problem]) -> list[_Loaded]:
+    """Leave out, as an error, a pair whose DICOM file copies another pair's (`find_copies`: a
+    folder copied under another name): that slice would be trained on, counted and measured
+    twice, and under another folder name it may even sit on both sides of the split."""
+    pair_of = {item.pair.image_path: item.pair for item in loaded}
+    copies = {c.source: o.source for c, o in find_copies([s for i in loaded for s in i.slices])}
+    if copies:
+        copy, original = next(iter(copies.items()))
+        message = (
+            f"{len(copies)} labelled DICOM file(s) hold the same image as another labelled file "
+            f"(same series, InstanceNumber, position and pixels; e.g. {pair_of[copy].key} is "
+            f"{pair_of[original].key}): each slice would count twice; expected each slice once; "
+            "remove the copies and their label maps"
+        )
+        paths = tuple(path for c in copies for path in (c, pair_of[c].label_path))
+        problems.append(Problem("error", "copied_image", message, paths))
+    return [item for item in loaded if item.pair.image_path not in copies]
 
 
 class _MissingFrame(Exception):

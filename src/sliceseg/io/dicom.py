@@ -47,6 +47,7 @@ __all__ = [
     "DicomScan",
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
+    "find_copies",
     "order_slices",
     "read_files",
     "read_series",
@@ -273,18 +274,12 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
         >>> copies[0].reason
         '.../copy_of_a.dcm: the same image as .../a.dcm (same series, number, position and ...'
     """
-    first: dict[tuple[object, ...], Slice] = {}
-    kept: list[Slice] = []
+    found = find_copies(slices)
+    copied = {id(image) for image, _ in found}
+    kept = [image for image in slices if id(image) not in copied]
     copies: dict[Path, Path] = {}
-    for image in slices:
-        checksum = zlib.crc32(np.ascontiguousarray(image.pixels).data)  # then compared whole
-        key = (image.series_uid, image.instance_number, image.position_mm, checksum)
-        seen = first.setdefault(key, image)
-        is_copy = seen is not image and seen.source != image.source
-        if is_copy and np.array_equal(seen.pixels, image.pixels):
-            copies.setdefault(image.source, seen.source)
-            continue
-        kept.append(image)
+    for image, original in found:
+        copies.setdefault(image.source, original.source)
     return kept, [
         SkippedFile(
             path,
@@ -293,6 +288,26 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
         )
         for path, original in copies.items()
     ]
+
+
+def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
+    """Return (copy, original) for each slice that an earlier slice of another file holds:
+    the same series, InstanceNumber, position and pixels (the rule of `drop_copies`).
+
+    Example:
+        >>> [(c.source.name, o.source.name) for c, o in find_copies(slices_of_a_and_its_copy)]
+        [('copy_of_a.dcm', 'a.dcm')]
+    """
+    first: dict[tuple[object, ...], Slice] = {}
+    found = []
+    for image in slices:
+        checksum = zlib.crc32(np.ascontiguousarray(image.pixels).data)  # then compared whole
+        key = (image.series_uid, image.instance_number, image.position_mm, checksum)
+        seen = first.setdefault(key, image)
+        is_copy = seen is not image and seen.source != image.source
+        if is_copy and np.array_equal(seen.pixels, image.pixels):
+            found.append((image, seen))
+    return found
 
 
 def read_series(folder: Path | str) -> list[Slice]:
