@@ -127,6 +127,20 @@ class TestNrrdAndNifti:
         np.testing.assert_allclose(volume.directions, np.eye(3), atol=1e-7)
         np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0), rtol=1e-6)
 
+    def test_nifti_without_geometry_is_an_error(self, tmp_path):
+        """Before: nibabel's stand-in affine (1 mm voxels around the origin) was taken as the
+        volume's, so pairing it with a 0.3 mm series blamed a "resampled volume"."""
+        nib.save(nib.Nifti1Image(_blocks((8, 6, 3)), None), tmp_path / "bare.nii.gz")
+        with pytest.raises(LabelError, match=r"bare\.nii\.gz: NIfTI without geometry \(qform"):
+            read_label_volume(tmp_path / "bare.nii.gz")
+
+    def test_nifti_with_only_a_qform_keeps_it(self, tmp_path):
+        image = nib.Nifti1Image(_blocks((8, 6, 3)), None)
+        image.header.set_qform(np.diag([0.8, 0.6, 5.0, 1.0]), code=1)
+        nib.save(image, tmp_path / "q.nii.gz")
+        volume = read_label_volume(tmp_path / "q.nii.gz")
+        np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0), rtol=1e-6)
+
     def test_nifti_with_fractions_is_an_error(self, tmp_path):
         data = np.zeros((4, 4, 2), np.float32)
         data[1, 1, 0] = 0.5
