@@ -115,6 +115,24 @@ class TestNrrdAndNifti:
         with pytest.raises(LabelError, match=r"bare\.nrrd: NRRD without 'space directions'"):
             read_label_volume(tmp_path / "bare.nrrd")
 
+    def test_nrrd_with_an_origin_but_no_directions_is_an_error(self, tmp_path):
+        """Before: read with 1 mm voxels (its 'spacings' ignored), so `check` blamed a
+        "resampled volume" instead of the missing 'space directions'."""
+        header = {"space": "left-posterior-superior", "space origin": np.array([5.0, 6.0, 7.0])}
+        header["spacings"] = [0.8, 0.6, 5.0]
+        nrrd.write(str(tmp_path / "half.nrrd"), _blocks((8, 6, 3)), header)
+        with pytest.raises(LabelError, match=r"half\.nrrd: NRRD without 'space directions'"):
+            read_label_volume(tmp_path / "half.nrrd")
+
+    def test_nrrd_of_1_mm_voxels_at_the_origin_has_geometry(self, tmp_path):
+        """Before: refused as "NRRD without 'space directions' / 'space origin'"."""
+        header = {"space": "left-posterior-superior", "space directions": np.eye(3)}
+        header["space origin"] = np.zeros(3)
+        nrrd.write(str(tmp_path / "unit.nrrd"), _blocks((8, 6, 3)), header)
+        np.testing.assert_array_equal(
+            read_label_volume(tmp_path / "unit.nrrd").ijk_to_lps, np.eye(4)
+        )
+
     def test_nifti_affine_is_turned_from_ras_to_lps(self, tmp_path):
         affine = np.array(
             [[-0.8, 0, 0, 100.0], [0, -0.6, 0, 80.0], [0, 0, 5.0, -20.0], [0, 0, 0, 1]]
