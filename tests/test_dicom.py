@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from conftest import warning_during, write_ct_dicom, write_test_dicom
-from sliceseg.errors import ConfigError, DicomReadError, PairingError
+from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
 from sliceseg.io.dicom import (
     DicomScan,
     Slice,
@@ -166,6 +166,13 @@ class TestReadSlices:
         with pytest.raises(DicomReadError, match=r"JPEG-lossy\.dcm.*JPEG Extended.*pylibjpeg"):
             read_slices(path)
 
+    def test_a_stream_the_installed_decoders_refuse_is_not_called_corrupt(self):
+        """Before: "the decoder is installed, so the compressed pixel data is corrupt": pydicom's
+        valid 12-bit JPEG Extended file, which pylibjpeg and Pillow refuse and GDCM decodes."""
+        path = pydicom_file("JPEG-lossy.dcm")
+        with pytest.raises(DicomReadError, match=r"or a variant only GDCM decodes; try `pip inst"):
+            read_slices(path)
+
     def test_truncated_file_raises_with_file_name(self, tmp_path):
         data = pydicom_file("CT_small.dcm").read_bytes()
         path = tmp_path / "cut.dcm"
@@ -301,6 +308,25 @@ class TestScanDicomFolder:
         assert [s.source.name for s in slices] == ["s1.dcm", "s3.dcm", "s2.dcm"]
         assert {s.path.name for s in skipped} == {"s1_again.dcm", "s1_reexport.dcm"}
         assert all(f"the same image as {tmp_path / 's1.dcm'}" in s.reason for s in skipped)
+
+    def test_a_recompressed_copy_with_its_uid_counts_once(self, tmp_path):
+        """Before: a PACS's lossy copy of an image (its SOPInstanceUID kept, pixels changed by
+        the compression) was read as a second slice and weighed twice in the series' mean."""
+        pixels = np.arange(16.0).reshape(4, 4)
+        write_test_dicom(tmp_path / "a.dcm", pixels, instance=1)
+        lossy = pydicom.dcmread(tmp_path / "a.dcm")
+        lossy.PixelData = (pixels + np.eye(4)).astype(np.uint16).tobytes()
+        lossy.save_as(tmp_path / "b.dcm")
+        uid_reused = pydicom.dcmread(tmp_path / "a.dcm")  # one UID for every image: kept
+        uid_reused.InstanceNumber, uid_reused.ImagePositionPatient = 2, [0.0, 0.0, 2.0]
+        uid_reused.save_as(tmp_path / "c.dcm")
+        slices, skipped = read_files(sorted(tmp_path.glob("*.dcm")))
+        assert [s.source.name for s in slices] == ["a.dcm", "c.dcm"]
+        assert [s.describe() for s in skipped] == [
+            f"{tmp_path / 'b.dcm'}: the same SOPInstanceUID, series, number and position as "
+            f"{tmp_path / 'a.dcm'} but other pixels (recompressed or edited?); measured once, "
+            "from that file; remove the copy you do not want measured."
+        ]
 
     def test_orders_slices(self, tmp_path):
         for instance, name in ((3, "x"), (1, "y"), (2, "z")):
@@ -474,6 +500,58 @@ def test_slice_step_is_spacing_between_slices_else_thickness(tmp_path, attribute
     assert slice_step_mm(path) == expected
 
 
+def test_slice_step_of_a_preamble_less_file(tmp_path):
+    """Before: None (so a single-slice NIfTI / seg.nrrd export took 1 mm planes): the file
+    was read without ``force``, unlike everywhere else."""
+    path = write_test_dicom(tmp_path / "bare", np.zeros((4, 4), np.uint16), preamble=False)
+    ds = pydicom.dcmread(path, force=True)
+    ds.SliceThickness = "3.5"
+    pydicom.dcmwrite(path, ds, enforce_file_format=False)
+    assert read_slices(path)[0].spacing_mm == (0.5, 0.8)
+    assert slice_step_mm(path) == 3.5
+
+
 def test_slice_step_of_an_unreadable_file_is_none(tmp_path):
     (tmp_path / "a.dcm").write_bytes(b"not a dicom")
     assert slice_step_mm(tmp_path / "a.dcm") is None
+
+
+class TestImageOrientation:
+    """(0020,0037) ImageOrientationPatient that is no pixel grid is treated as missing."""
+
+    @pytest.mark.parametrize(
+        "cosines",
+        [
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # an exporter's placeholder
+            [1.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # rows and columns along one axis
+            [1.0, 0.0, 0.0, 0.5, 0.5, 0.0],  # 45° apart, column not unit
+        ],
+    )
+    def test_a_degenerate_orientation_is_missing_with_a_warning(self, tmp_path, cosines):
+        """Before: kept as read; a NIfTI / seg.nrrd export wrote a singular (or NaN) affine,
+        or the series grid blamed "another orientation" comparing a slice with itself, and the
+        slice's position along a zero normal was 0.0 mm."""
+        from sliceseg.io.volume_slices import series_grid
+
+        path = write_test_dicom(tmp_path / "a.dcm", np.zeros((4, 4), np.uint16))
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = cosines
+        ds.save_as(path)
+        with pytest.warns(UserWarning, match=r"a.dcm: ImageOrientationPatient .* not two perp"):
+            (image,) = read_slices(path)
+        assert image.orientation is None
+        assert image.position_mm is None
+        with pytest.raises(LabelError, match=r"a.dcm: no ImageOrientationPatient"):
+            series_grid([image])
+
+    def test_an_oblique_orientation_gives_the_position_on_the_unit_normal(self, tmp_path):
+        path = write_test_dicom(tmp_path / "a.dcm", np.zeros((4, 4), np.uint16), instance=6)
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.6, 0.8]  # normal (0, -0.8, 0.6)
+        ds.ImagePositionPatient = [0.0, -5.0, 10.0]
+        ds.save_as(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (image,) = read_slices(path)
+        assert image.orientation == (1.0, 0.0, 0.0, 0.0, 0.6, 0.8)
+        assert image.position_mm == pytest.approx(10.0)  # 4 + 6

@@ -213,7 +213,8 @@ class TestLoadUsableSamples:
         (copied,) = [p for p in report.problems if p.kind == "copied_image"]
         assert copied.message.startswith(
             "2 labelled DICOM file(s) hold the same image as another labelled file (same "
-            "series, InstanceNumber, position and pixels; e.g. p01_old/s1 is p01/s1)"
+            "series, InstanceNumber and position, and the same pixels or SOPInstanceUID; e.g. "
+            "p01_old/s1 is p01/s1)"
         )
         assert [p.relative_to(tmp_path).as_posix() for p in copied.paths] == [
             "dicoms/p01_old/s1.dcm",

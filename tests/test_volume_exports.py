@@ -367,6 +367,24 @@ class TestSeriesNotes:
             assert "no ImagePositionPatient in the DICOM header" in note
             assert note.endswith("this series' label maps (labels/) hold its predictions.")
 
+    def test_a_projection_image_gets_no_seg_and_no_advice_that_fails_too(self, tmp_path):
+        """Before: highdicom's "'FileDataset' object has no attribute 'PixelSpacing'" and "use
+        --export nifti,nrrd", which an ImagerPixelSpacing image cannot have either."""
+        source = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+        del source.PixelSpacing
+        source.ImagerPixelSpacing = [0.2, 0.2]
+        source.save_as(tmp_path / "cr.dcm")
+        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+            slices = read_series(tmp_path)
+        labels = [np.ones(slices[0].shape, np.uint8)]
+        result = export_series(
+            tmp_path / "out", "cr", slices, labels, NAMES, formats=EXPORT_FORMATS
+        )
+        assert result.files == ()
+        (note,) = [n for n in result.notes if "DICOM-SEG" in n]
+        assert "has no PixelSpacing (only ImagerPixelSpacing)" in note
+        assert note.endswith("this series' label maps (labels/) hold its predictions.")
+
     def test_no_patient_data_in_nifti_and_nrrd(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")
         slices = read_series(files[0].parent)

@@ -136,6 +136,16 @@ class TestSlicePlane:
         with pytest.raises(LabelError, match=r"in-plane size 6×11 voxels does not fit .* 6×8"):
             slice_plane(volume, axial(0.0))
 
+    def test_a_volume_shifted_out_of_the_image_is_not_called_too_large(self):
+        """Before: "in-plane size 6×8 voxels does not fit the series' 6×8 pixels": an image-sized
+        volume whose affine puts it 2 columns beyond the image (another series, or LPS saved as
+        RAS) was blamed on its size."""
+        volume = volume_of([truth(0)], affine(origin=(-10.0 + 2 * COL_MM, -20.0)))
+        with pytest.raises(
+            LabelError, match=r"vol\.nii\.gz: its 6×8 voxels lie shifted .* \(2 voxels beyond"
+        ):
+            slice_plane(volume, axial(0.0))
+
     def test_a_half_voxel_shift_is_an_error(self):
         volume = volume_of([truth(0)], affine(origin=(-10.0 + COL_MM / 2, -20.0)))
         with pytest.raises(LabelError, match=r"in-plane shift of 0\.4 mm \(0\.50 voxel\)"):

@@ -115,6 +115,24 @@ class TestNrrdAndNifti:
         with pytest.raises(LabelError, match=r"bare\.nrrd: NRRD without 'space directions'"):
             read_label_volume(tmp_path / "bare.nrrd")
 
+    def test_nrrd_with_an_origin_but_no_directions_is_an_error(self, tmp_path):
+        """Before: read with 1 mm voxels (its 'spacings' ignored), so `check` blamed a
+        "resampled volume" instead of the missing 'space directions'."""
+        header = {"space": "left-posterior-superior", "space origin": np.array([5.0, 6.0, 7.0])}
+        header["spacings"] = [0.8, 0.6, 5.0]
+        nrrd.write(str(tmp_path / "half.nrrd"), _blocks((8, 6, 3)), header)
+        with pytest.raises(LabelError, match=r"half\.nrrd: NRRD without 'space directions'"):
+            read_label_volume(tmp_path / "half.nrrd")
+
+    def test_nrrd_of_1_mm_voxels_at_the_origin_has_geometry(self, tmp_path):
+        """Before: refused as "NRRD without 'space directions' / 'space origin'"."""
+        header = {"space": "left-posterior-superior", "space directions": np.eye(3)}
+        header["space origin"] = np.zeros(3)
+        nrrd.write(str(tmp_path / "unit.nrrd"), _blocks((8, 6, 3)), header)
+        np.testing.assert_array_equal(
+            read_label_volume(tmp_path / "unit.nrrd").ijk_to_lps, np.eye(4)
+        )
+
     def test_nifti_affine_is_turned_from_ras_to_lps(self, tmp_path):
         affine = np.array(
             [[-0.8, 0, 0, 100.0], [0, -0.6, 0, 80.0], [0, 0, 5.0, -20.0], [0, 0, 0, 1]]
@@ -125,6 +143,20 @@ class TestNrrdAndNifti:
         np.testing.assert_array_equal(volume.values, voxels)
         np.testing.assert_allclose(volume.origin_mm, (-100.0, -80.0, -20.0))
         np.testing.assert_allclose(volume.directions, np.eye(3), atol=1e-7)
+        np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0), rtol=1e-6)
+
+    def test_nifti_without_geometry_is_an_error(self, tmp_path):
+        """Before: nibabel's stand-in affine (1 mm voxels around the origin) was taken as the
+        volume's, so pairing it with a 0.3 mm series blamed a "resampled volume"."""
+        nib.save(nib.Nifti1Image(_blocks((8, 6, 3)), None), tmp_path / "bare.nii.gz")
+        with pytest.raises(LabelError, match=r"bare\.nii\.gz: NIfTI without geometry \(qform"):
+            read_label_volume(tmp_path / "bare.nii.gz")
+
+    def test_nifti_with_only_a_qform_keeps_it(self, tmp_path):
+        image = nib.Nifti1Image(_blocks((8, 6, 3)), None)
+        image.header.set_qform(np.diag([0.8, 0.6, 5.0, 1.0]), code=1)
+        nib.save(image, tmp_path / "q.nii.gz")
+        volume = read_label_volume(tmp_path / "q.nii.gz")
         np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0), rtol=1e-6)
 
     def test_nifti_with_fractions_is_an_error(self, tmp_path):

@@ -336,8 +336,9 @@ def _without_copies(loaded: list[_Loaded], problems: list[Problem]) -> list[_Loa
         copy, original = next(iter(copies.items()))
         message = (
             f"{len(copies)} labelled DICOM file(s) hold the same image as another labelled file "
-            f"(same series, InstanceNumber, position and pixels; e.g. {pair_of[copy].key} is "
-            f"{pair_of[original].key}): each slice would count twice; expected each slice once; "
+            "(same series, InstanceNumber and position, and the same pixels or SOPInstanceUID; "
+            f"e.g. {pair_of[copy].key} is {pair_of[original].key}): each slice would count twice; "
+            "expected each slice once; "
             "remove the copies and their label maps"
         )
         paths = tuple(path for c in copies for path in (c, pair_of[c].label_path))

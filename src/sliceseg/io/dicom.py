@@ -94,6 +94,8 @@ class Slice:
             RescaleSlope / (0028,1052) RescaleIntercept), "lut" ((0028,3000)
             ModalityLUTSequence), "none" (the file has neither: the stored values as they are),
             "colour" (grey luminance of a colour image); "" for a slice not read from a file.
+        sop_instance_uid: (0008,0018) SOPInstanceUID, "" when absent: the image's identity
+            (`drop_copies` measures two files of one instance once).
     """
 
     pixels: np.ndarray
@@ -112,6 +114,7 @@ class Slice:
     modality: str = ""
     photometric: str = "MONOCHROME2"
     modality_lut: str = ""
+    sop_instance_uid: str = ""
 
     @property
     def display_pixels(self) -> np.ndarray:
@@ -265,9 +268,10 @@ def read_files(paths: Iterable[Path]) -> tuple[list[Slice], list[SkippedFile]]:
 
 def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]]:
     """Keep one slice of each image: a slice of the same series, InstanceNumber and position
-    with the same pixels as an earlier one is a copy (a file exported twice, or under two
-    transfer syntaxes) and would count twice in the series' mean; its file is named with the
-    original. Equal pixels in slices of other numbers or positions (blank slices) are kept.
+    as an earlier one, with the same pixels or the same (0008,0018) SOPInstanceUID, is a copy
+    (a file exported twice, under two transfer syntaxes, or recompressed by a PACS that kept
+    its UID) and would count twice in the series' mean; its file is named with the original.
+    Equal pixels in slices of other numbers or positions (blank slices) are kept.
 
     Example:
         >>> kept, copies = drop_copies(read_slices(a) + read_slices(copy_of_a))
@@ -277,22 +281,32 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
     found = find_copies(slices)
     copied = {id(image) for image, _ in found}
     kept = [image for image in slices if id(image) not in copied]
-    copies: dict[Path, Path] = {}
+    copies: dict[Path, tuple[Path, bool]] = {}  # copy -> (original, same pixels)
     for image, original in found:
-        copies.setdefault(image.source, original.source)
-    return kept, [
-        SkippedFile(
+        same = bool(np.array_equal(image.pixels, original.pixels))
+        copies.setdefault(image.source, (original.source, same))
+    return kept, [_copy_skipped(path, original, same) for path, (original, same) in copies.items()]
+
+
+def _copy_skipped(path: Path, original: Path, is_same_pixels: bool) -> SkippedFile:
+    if is_same_pixels:
+        return SkippedFile(
             path,
             f"{path}: the same image as {original} (same series, number, position and pixels); "
             "measured once, from that file; remove the copy.",
         )
-        for path, original in copies.items()
-    ]
+    return SkippedFile(
+        path,
+        f"{path}: the same SOPInstanceUID, series, number and position as {original} but other "
+        "pixels (recompressed or edited?); measured once, from that file; remove the copy you "
+        "do not want measured.",
+    )
 
 
 def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
     """Return (copy, original) for each slice that an earlier slice of another file holds:
-    the same series, InstanceNumber, position and pixels (the rule of `drop_copies`).
+    the same series, InstanceNumber and position with the same pixels, or with the same
+    SOPInstanceUID (and frame, position) but other pixels — the rule of `drop_copies`.
 
     Example:
         >>> [(c.source.name, o.source.name) for c, o in find_copies(slices_of_a_and_its_copy)]
@@ -301,12 +315,18 @@ def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
     first: dict[tuple[object, ...], Slice] = {}
     found = []
     for image in slices:
+        place = (image.series_uid, image.instance_number, image.position_mm)
         checksum = zlib.crc32(np.ascontiguousarray(image.pixels).data)  # then compared whole
-        key = (image.series_uid, image.instance_number, image.position_mm, checksum)
-        seen = first.setdefault(key, image)
+        seen = first.setdefault((*place, checksum), image)
         is_copy = seen is not image and seen.source != image.source
         if is_copy and np.array_equal(seen.pixels, image.pixels):
             found.append((image, seen))
+            continue
+        if image.sop_instance_uid:
+            instance = (image.sop_instance_uid, image.frame, image.image_position_mm)
+            seen = first.setdefault((*place, *instance), image)
+            if seen is not image and seen.source != image.source:
+                found.append((image, seen))
     return found
 
 
@@ -338,6 +358,8 @@ def read_series(folder: Path | str) -> list[Slice]:
 def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
     spacing, source = pixel_spacing(ds, path, frame)
     pixels, modality_lut = modality_pixels(ds, path, raw, frame)
+    orientation = orientation_cosines(ds, frame, path)
+    position = image_position(ds, frame)
     return Slice(
         pixels=pixels,
         spacing_mm=spacing,
@@ -347,12 +369,13 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         num_frames=num_frames,
         series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
         instance_number=as_int(ds.get("InstanceNumber")),
-        position_mm=slice_position(ds, frame, num_frames),
+        position_mm=slice_position(ds, num_frames, orientation, position),
         patient_id=str(ds.get("PatientID", "") or ""),
         patient_name=str(ds.get("PatientName", "") or ""),
-        orientation=orientation_cosines(ds, frame),
-        image_position_mm=image_position(ds, frame),
+        orientation=orientation,
+        image_position_mm=position,
         modality=str(ds.get("Modality", "") or ""),
         photometric=photometric_interpretation(ds),
         modality_lut=modality_lut,
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
     )

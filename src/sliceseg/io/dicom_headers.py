@@ -3,7 +3,8 @@
 
 Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
 (0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none").
-Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``.
+Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``; so is an
+(0020,0037) ImageOrientationPatient that is not two perpendicular unit vectors.
 """
 
 from __future__ import annotations
@@ -246,24 +247,24 @@ def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] 
     return None
 
 
-def slice_position(ds: Dataset, frame: int, num_frames: int) -> float | None:
-    position = frame_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
-    orientation = frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
+def slice_position(
+    ds: Dataset,
+    num_frames: int,
+    orientation: tuple[float, ...] | None,
+    position_mm: tuple[float, ...] | None,
+) -> float | None:
+    """(0020,1041) SliceLocation of a single-frame file, else the frame's (0020,0032)
+    ImagePositionPatient on the unit slice normal of its checked `orientation_cosines`."""
     try:
         location = float(ds.get("SliceLocation")) if num_frames == 1 else math.nan
         if math.isfinite(location):
             return location
     except (TypeError, ValueError):
         pass
-    try:
-        point = np.asarray([float(v) for v in position], dtype=np.float64)
-        cosines = np.asarray([float(v) for v in orientation], dtype=np.float64)
-    except (TypeError, ValueError):
+    if orientation is None or position_mm is None:
         return None
-    if point.shape != (3,) or cosines.shape != (6,):
-        return None
-    normal = np.cross(cosines[:3], cosines[3:])
-    return float(point @ normal)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return float(np.asarray(position_mm) @ (normal / np.linalg.norm(normal)))
 
 
 def _float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
@@ -276,12 +277,35 @@ def _float_tuple(value: Any, length: int) -> tuple[float, ...] | None:
     return numbers
 
 
+# How far (0020,0037)'s two vectors may be from unit length and from perpendicular: six
+# decimals of rounding are far inside; a zero, parallel or skewed pair is no pixel grid.
+_COSINE_TOLERANCE = 0.01
+
+
 def orientation_cosines(
-    ds: Dataset, frame: int
+    ds: Dataset, frame: int, path: Path
 ) -> tuple[float, float, float, float, float, float] | None:
+    """The frame's (0020,0037) ImageOrientationPatient; None, with a ``UserWarning`` when it is
+    present, unless it is two perpendicular unit vectors."""
     value = frame_value(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
     cosines = _float_tuple(value, 6)
-    return cosines  # type: ignore[return-value]  # length checked above
+    if cosines is None and value in (None, ""):
+        return None
+    if cosines is not None:
+        row, col = np.asarray(cosines[:3]), np.asarray(cosines[3:])
+        lengths = np.linalg.norm(row), np.linalg.norm(col)
+        if (
+            max(abs(n - 1.0) for n in lengths) <= _COSINE_TOLERANCE
+            and abs(float(row @ col)) <= _COSINE_TOLERANCE
+        ):
+            return cosines  # type: ignore[return-value]  # length checked above
+    warnings.warn(
+        f"{path}: ImageOrientationPatient {value!r} is not two perpendicular unit vectors (row, "
+        "column direction); treating the orientation as missing.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return None
 
 
 def image_position(ds: Dataset, frame: int) -> tuple[float, float, float] | None:
@@ -301,7 +325,8 @@ def slice_step_mm(path: Path, *, frame: int = 0) -> float | None:
     The plane spacing of a volume made of a single slice (its neighbours give it otherwise).
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # force: a preamble-less file (read as DICOM everywhere else) has a step too
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         for keyword in ("SpacingBetweenSlices", "SliceThickness"):
             value = float(frame_value(ds, frame, "PixelMeasuresSequence", keyword) or 0.0)
             if value > 0:

@@ -51,8 +51,14 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     StopIteration,  # fewer encapsulated frames than NumberOfFrames says
 )
 _CORRUPT_HINT = (
-    "the decoder is installed, so the compressed pixel data is corrupt or truncated; export the "
-    "image again from the scanner/PACS"
+    "the installed decoders refused it, so the compressed pixel data is corrupt or truncated; "
+    "export the image again from the scanner/PACS"
+)
+# pylibjpeg and Pillow refuse some valid streams GDCM decodes (12-bit JPEG Extended, say).
+_GDCM_HINT = (
+    "the installed decoders refused it: the pixel data is corrupt or truncated, or a variant "
+    "only GDCM decodes; try `pip install python-gdcm`, else export the image again from the "
+    "scanner/PACS"
 )
 _TRUNCATED_HINT = (
     "the file is truncated or its header (Rows, Columns, BitsAllocated) does not match the pixel "
@@ -71,7 +77,7 @@ def decode_frames(ds: Dataset, path: Path, *, index: int | None) -> np.ndarray:
             raise
         hint = _TRUNCATED_HINT
         if syntax.is_compressed:
-            hint = _CORRUPT_HINT if _has_decoder(syntax) else _DECODER_HINT
+            hint = _failed_decoder_hint(syntax)
         raise DicomReadError(
             f"{path}: cannot decode pixel data with transfer syntax {syntax.name} ({syntax}): "
             f"{one_line(exc)}; {hint}."
@@ -112,12 +118,18 @@ def _native_stderr_muted(is_muted: bool) -> Iterator[None]:
                 sys.stderr.write(written.decode(errors="replace"))
 
 
-def _has_decoder(syntax: UID) -> bool:
-    """True when a pixel data plugin for ``syntax`` is installed."""
+def _failed_decoder_hint(syntax: UID) -> str:
+    """What to do when no installed plugin decoded compressed ``syntax``: install one, try
+    GDCM as well, or export again."""
     try:
-        return bool(get_decoder(syntax).is_available)
+        decoder = get_decoder(syntax)
     except NotImplementedError:  # no decoder exists for this syntax at all
-        return False
+        return _DECODER_HINT
+    if not decoder.is_available:
+        return _DECODER_HINT
+    is_gdcm_missing = any(m.startswith("gdcm") for m in decoder.missing_dependencies)
+    # pydicom's own RLE decoder reads every valid RLE stream
+    return _GDCM_HINT if is_gdcm_missing and syntax != RLELossless else _CORRUPT_HINT
 
 
 def _is_panic(exc: BaseException) -> bool:

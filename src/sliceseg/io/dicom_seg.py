@@ -189,14 +189,25 @@ def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
 
 def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
     """A DICOM-SEG takes its pixel spacing from its source files: one without (0028,0030)
-    PixelSpacing, measured with the user's ``--fov`` / ``--matrix``, cannot be referenced."""
-    given = [image for image in slices if image.spacing_source == USER_SPACING_SOURCE]
-    if given:
+    PixelSpacing cannot be referenced. Measured with the user's ``--fov`` / ``--matrix`` it
+    still has a NIfTI / NRRD grid; with (0018,1164) ImagerPixelSpacing (a projection image,
+    not a plane in the patient) it has none."""
+    given = [image for image in slices if image.spacing_source != "PixelSpacing"]
+    if not given:
+        return
+    image = given[0]
+    if image.spacing_source == USER_SPACING_SOURCE:
         raise LabelError(
-            f"{path}: DICOM-SEG not written: {given[0].source} has no PixelSpacing (its spacing "
+            f"{path}: DICOM-SEG not written: {image.source} has no PixelSpacing (its spacing "
             "came from --fov / --matrix), which a DICOM-SEG takes from its source images; use "
             "--export nifti,nrrd."
         )
+    has = "only ImagerPixelSpacing" if image.spacing_source == "ImagerPixelSpacing" else "none"
+    raise LabelError(
+        f"{path}: DICOM-SEG not written: {image.source} has no PixelSpacing ({has}), which a "
+        "DICOM-SEG takes from its source images; no volume export fits it; this series' label "
+        "maps (labels/) hold its predictions."
+    )
 
 
 def _segment_descriptions(

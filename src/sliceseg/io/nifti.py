@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg._version import __version__
+from sliceseg.errors import LabelError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_headers import slice_step_mm
 from sliceseg.io.files import atomic_write_bytes
@@ -52,8 +53,21 @@ def read_nifti(path: Path) -> LabelVolume:
         affine = np.asarray(image.affine, dtype=np.float64)
     except nifti_errors as exc:
         raise unreadable(path, exc, "NIfTI file") from exc
+    _check_has_geometry(image.header, path)
     values = as_labels(as_3d(data, path), path)
     return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
+
+
+def _check_has_geometry(header: Any, path: Path) -> None:
+    """Refuse a NIfTI whose qform_code and sform_code are both 0: it holds no position or
+    orientation, and nibabel's stand-in (1 mm voxels around the origin) would be compared with
+    the DICOM's grid as if it were the volume's, to blame a "resampled" spacing."""
+    if int(header.get("qform_code", 0)) == 0 and int(header.get("sform_code", 0)) == 0:
+        raise LabelError(
+            f"{path}: NIfTI without geometry (qform_code and sform_code are 0); its voxels cannot "
+            "be placed on the DICOM slices; save it with the DICOM series' affine (3D Slicer, "
+            "dcm2niix, or nibabel's Nifti1Image(labels, affine))."
+        )
 
 
 def write_nifti(path: Path | str, slices: Sequence[Slice], labels: Sequence[np.ndarray]) -> Path:

@@ -54,18 +54,21 @@ def read_nrrd(path: Path) -> LabelVolume:
         >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
         {1: 'vertebral body', 2: 'right psoas major'}
     """
+    import nrrd
     import slicerio
     from nrrd.errors import NRRDError
 
     try:
         with silenced():
             segmentation = slicerio.read_segmentation(str(path))
+            # slicerio keeps no trace of the geometry fields: identity stands in for absent ones
+            header = nrrd.read_header(str(path))
     except (*_NRRD_ERRORS, NRRDError) as exc:
         raise unreadable(path, exc, "NRRD file") from exc
     affine = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
     header_segments = segmentation.get("segments") or []
     voxels = segmentation["voxels"]
-    if not _has_geometry(segmentation):
+    if "space directions" not in header or "space origin" not in header:
         raise LabelError(
             f"{path}: NRRD without 'space directions' / 'space origin'; its voxels cannot be "
             "placed on the DICOM slices; save it from 3D Slicer, which writes the geometry."
@@ -100,10 +103,6 @@ def _segment_names(path: Path) -> list[str | None]:
     text = _header_text(path)
     names = {int(index): name for index, name in _NAME_LINE.findall(text)}
     return [names.get(index) for index in sorted({int(i) for i in _SEGMENT_FIELD.findall(text)})]
-
-
-def _has_geometry(segmentation: dict[str, Any]) -> bool:
-    return "space" in segmentation or not np.allclose(segmentation["ijkToLPS"], np.eye(4))
 
 
 def _merge_layers(

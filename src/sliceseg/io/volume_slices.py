@@ -300,13 +300,7 @@ def _sample(
     for n, axis in enumerate(axes):
         inside = (indices[n] >= 0) & (indices[n] < volume.shape[axis])
         if int(np.count_nonzero(inside)) < volume.shape[axis]:
-            size = "×".join(str(volume.shape[a]) for a in axes)
-            raise LabelError(
-                f"{volume.source}: in-plane size {size} voxels does not fit the series' "
-                f"{shape[0]}×{shape[1]} pixels ({volume.shape[axis] - int(inside.sum())} "
-                f"voxels beyond the image along the {_AXES[axis]} axis); expected the series' "
-                "own grid (or a crop of it); save the segmentation on this series."
-            )
+            raise _beyond_image_error(volume, axes, axis, shape, int(inside.sum()))
     plane_values = np.take(volume.values, plane, axis=normal_axis)
     kept = [a if a < normal_axis else a - 1 for a in axes]
     plane_values = np.transpose(plane_values, kept)  # (row axis, column axis)
@@ -317,6 +311,27 @@ def _sample(
         np.ix_(indices[0][inside_rows], indices[1][inside_cols])
     ]
     return out
+
+
+def _beyond_image_error(
+    volume: LabelVolume, axes: tuple[int, int], axis: int, shape: tuple[int, int], inside: int
+) -> LabelError:
+    """A volume with voxels beyond the image: larger than it, or shifted out of it."""
+    size = "×".join(str(volume.shape[a]) for a in axes)
+    beyond = f"{volume.shape[axis] - inside} voxels beyond the image along the {_AXES[axis]} axis"
+    if all(volume.shape[a] <= n for a, n in zip(axes, shape, strict=True)):
+        return LabelError(
+            f"{volume.source}: its {size} voxels lie shifted against the series' "
+            f"{shape[0]}×{shape[1]} pixels ({beyond}); expected the series' own grid (or a crop "
+            "of it); the volume belongs to another series, or its affine is wrong (an LPS "
+            "affine saved as a NIfTI's RAS one mirrors x and y); save the segmentation on this "
+            "series."
+        )
+    return LabelError(
+        f"{volume.source}: in-plane size {size} voxels does not fit the series' "
+        f"{shape[0]}×{shape[1]} pixels ({beyond}); expected the series' own grid (or a crop of "
+        "it); save the segmentation on this series."
+    )
 
 
 def series_grid(
