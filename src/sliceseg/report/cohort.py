@@ -77,7 +77,7 @@ class CohortSummary:
         notes_count: how many lines ``notes`` stands for (None: ``len(notes)``); with it,
             ``notes`` may hold only the first lines (a merge keeps no list of every file).
         left_out: one line per kind of series of the input left out of the tables (not
-            finished, another model's, ...): the cohort is not complete, said under the title.
+            finished, another model's, removed from the input, ...), shown under the counts.
     """
 
     series: pd.DataFrame
