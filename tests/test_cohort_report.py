@@ -170,3 +170,49 @@ def test_warnings_cut_by_the_merge_keep_their_count_when_the_report_cuts_them():
     once = first_warnings(" | ".join(warnings))
     assert once == " | ".join(warnings[:3]) + " | … (3 more)"
     assert first_warnings(once) == once
+
+
+def test_the_banner_says_the_overall_rows_are_over_every_series_when_every_one_is_unlike(
+    tmp_path,
+):
+    """Every series unlike the training data: csa.csv's overall rows are over all of them, but
+    the banner said they were left out of them; with one of two, it still says so."""
+    rows = [_row(f"p{k}", unlike_training="contrast") for k in (1, 2)]
+    lines = [f"series p{k} is unlike the training data: contrast" for k in (1, 2)]
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], unlike_training=lines)
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    banner = page.split("<section class='unlike'>")[1].split("</section>")[0]
+    assert "the overall mean and std of csa.csv are over all of them" in banner
+    assert "left out of the overall mean" not in banner
+    summary = CohortSummary(
+        pd.DataFrame([rows[0], _row("p3")]), FAILED, "mm2", ["psoas"], unlike_training=lines[:1]
+    )
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    assert "They are left out of the overall mean and std of csa.csv" in page
+
+
+def test_series_left_out_are_said_under_the_counts_not_among_the_files(tmp_path):
+    """A merge after one shard of two: the counts read as a whole cohort, and the line naming
+    the series not finished sat at the bottom under "Files left out"."""
+    line = "2 series of the input not finished, left out (p3, p4): a shard still running"
+    files = ["Skipped p1/a.dcm: cannot decode pixel data"]
+    summary = CohortSummary(
+        pd.DataFrame([_row("p1"), _row("p2")]), FAILED, "mm2", ["psoas"], notes=files,
+        left_out=[line],
+    )  # fmt: skip
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    head, rest = page.split("<h2>Series left out</h2>")
+    assert "Some series are left out of the tables: see Series left out." in head
+    assert rest.index(line) < rest.index("<h2>Review first</h2>")
+    files_left_out = page.split("<h2>Files left out</h2>")[1]
+    assert files[0] in files_left_out and line not in files_left_out
+    failed = pd.DataFrame([["p1", 3, "no PixelSpacing"]], columns=FAILED.columns)
+    summary = CohortSummary(pd.DataFrame(), failed, "mm2", ["psoas"], series_count=0, slices=0)
+    assert "No series finished: all 1 failed" in write_cohort_report(
+        tmp_path / "all.html", summary
+    ).read_text(encoding="utf-8")
+    summary = CohortSummary(
+        pd.DataFrame(), failed, "mm2", ["psoas"], series_count=0, slices=0, left_out=[line]
+    )
+    page = write_cohort_report(tmp_path / "some.html", summary).read_text(encoding="utf-8")
+    assert "No series finished: 1 failed</b>" in page and line in page

@@ -521,3 +521,97 @@ def test_merging_a_folder_that_is_no_run_says_which_run_it_takes(tmp_path):
         f"{tmp_path}: no cohort.json, so not the output folder of a predict_cohort (`sliceseg "
         "predict`) run; give the --out of such a run."
     )
+
+
+def _shard_folder(out: Path, *, finished: str, inputs: list[str]) -> Path:
+    """A cohort folder (cohort.json of model ``ab…``) holding series ``finished`` made by
+    another model (``cd…``), and an input of the series ``inputs``."""
+    from sliceseg.inference.records import RunRecord, check_out_dir
+
+    record = RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",)))
+    check_out_dir(out, record, overwrite=False)
+    older = {**record.to_dict(), "model": {"name": "old.pt", "sha256": "cd" * 32}}
+    series_dir(out, finished).mkdir(parents=True)
+    (series_dir(out, finished) / "record.json").write_text(json.dumps(older))
+    (out / "input_series.json").write_text(json.dumps({"series": inputs}))
+    return out
+
+
+def test_a_merge_of_another_models_series_only_names_them_not_an_empty_folder(tmp_path):
+    """``predict --overwrite`` with a new model, its shard not done yet: the merge said "no
+    finished or failed series to merge; run `sliceseg predict` into this folder first", of a
+    folder holding the earlier model's series and a shard still to run."""
+    out = _shard_folder(tmp_path / "out", finished="p01", inputs=["p01", "p02"])
+    with pytest.raises(ConfigError) as caught:
+        merge.merge_cohort(out)
+    assert str(caught.value) == (
+        f"{out}: no series of the latest predict run's model and settings finished or failed "
+        "yet: 1 series made by another model or settings (p01); 1 series of the input not "
+        f"finished (p02); run the predict command (each shard) again, then `sliceseg merge {out}`."
+    )
+
+
+def test_a_damaged_cohort_json_is_refused_in_one_line(tmp_path, capsys):
+    """A cohort.json that is not JSON: a merge whose series had all failed ended in an
+    internal error (KeyError: 'roi_names'); one with finished series called them another
+    model's and said to run predict first."""
+    from sliceseg.cli import main
+
+    out = _all_failed(tmp_path / "out")
+    (out / "cohort.json").write_text("{")
+    assert main(["merge", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out / 'cohort.json'}: damaged (not the JSON record of a predict run), so the "
+        "model and settings of the series are unknown; run the predict command again with "
+        f"--overwrite, which rewrites it and skips the series of that model and settings, then "
+        f"`sliceseg merge {out}`."
+    )
+
+
+def test_merging_a_folder_that_is_not_there_says_so(tmp_path):
+    """A typo in the folder's name was answered "no cohort.json", as if the folder were there."""
+    for path, what in ((tmp_path / "typo", "no such folder"), (tmp_path / "f.txt", "not a folder")):
+        if what == "not a folder":
+            path.write_text("x")
+        with pytest.raises(ConfigError) as caught:
+            merge.merge_cohort(path)
+        assert str(caught.value) == (
+            f"{path}: {what}; give the --out of a predict_cohort (`sliceseg predict`) run."
+        )
+
+
+@pytest.mark.slow
+def test_series_of_another_model_left_out_make_the_merge_exit_3(predicted, tmp_path, capsys):
+    """A new model with --overwrite, one shard done: the merge left the earlier model's
+    series out of the tables and exited 0, so `afterok` jobs ran on half a cohort."""
+    from sliceseg.cli import main
+
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    name, record = finished_series(out)[0]
+    record["model"]["sha256"] = "cd" * 32
+    (series_dir(out, name) / "record.json").write_text(json.dumps(record))
+    assert main(["merge", str(out)]) == 3
+    assert f"1 series made by another model or settings left out ({name})" in (
+        capsys.readouterr().err
+    )
+    merged = merge.merge_cohort(out)
+    assert not merged.is_complete and merged.outdated == (name,)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Series left out</h2>" in page and "Some series are left out of the tables" in page
+
+
+@pytest.mark.slow
+def test_a_run_without_report_removes_an_earlier_cohort_report(predicted, tmp_path):
+    """``predict --no-report --overwrite`` into a folder with a report: the earlier run's
+    report.html stayed, showing the earlier series as this run's."""
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    assert merge.merge_cohort(out).report == out / "report.html"
+    for path in [out / "cohort.json", *(out / "series").glob("*/record.json")]:
+        data = json.loads(path.read_text())
+        data["settings"]["report"] = False
+        path.write_text(json.dumps(data))
+    merged = merge.merge_cohort(out)
+    assert merged.report is None and not (out / "report.html").exists()
+    assert merged.is_complete and len(merged.series) == 5

@@ -219,6 +219,24 @@ class TestWriteReport:
         assert "the mean and standard deviation over the slices where each ROI is present " \
             "(area &gt; 0), and n, how many" in page  # fmt: skip
 
+    def test_the_banner_says_where_the_unlike_series_are_in_the_mean(self, tmp_path):
+        """A cohort series' own report, its series unlike the training data: the banner said
+        its areas were left out of the mean and std, which the table beneath is over."""
+        line = "series p01 is unlike the training data: contrast"
+        pages = {}
+        for marks in ((1,) * 6, (1, 1, 1, 0, 0, 0)):
+            table = _area_table()
+            table["unlike_training"] = [*marks, "", ""]
+            pages[marks] = write_report(
+                tmp_path / "r.html", title="t", settings={}, area_table=table,
+                overlays=[], figures=[], warnings=[], unlike_training=[line],
+            ).read_text(encoding="utf-8")  # fmt: skip
+        every, some = pages[(1,) * 6], pages[(1, 1, 1, 0, 0, 0)]
+        assert "Every slice here is of such a series: the mean and standard deviation are " \
+            "over them, and their slices come first" in every  # fmt: skip
+        assert "left out of the overall mean" not in every
+        assert "They are left out of the overall mean and standard deviation" in some
+
     def test_missing_image(self, tmp_path):
         with pytest.raises(ConfigError, match=r"gone\.png: cannot read the overlay"):
             write_report(

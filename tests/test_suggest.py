@@ -235,6 +235,23 @@ def test_cli_suggest_out_that_is_a_folder_names_it(tiny_model, tiny_phantom, tmp
     assert list(folder.iterdir()) == []
 
 
+def test_cli_suggest_out_that_is_a_folder_is_refused_before_predicting(
+    tmp_path, monkeypatch, capsys
+):
+    """``--out`` a folder was refused only once every slice of the input was predicted (hours
+    on a cohort), and the list was lost: it is refused before."""
+
+    def predicted(*args, **kwargs):
+        raise AssertionError("predicted before --out was checked")
+
+    monkeypatch.setattr(suggest, "suggest_slices", predicted)
+    code = main(["suggest", "model.pt", str(tmp_path), "--out", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path}: a folder, not a file; give the path of the file to write."
+    )
+
+
 @pytest.mark.slow
 def test_suggest_names_each_series_as_predict_s_folder_of_it(tiny_model, tiny_phantom, tmp_path):
     """One identity for a series: suggest's ``series`` is the folder ``predict`` writes the

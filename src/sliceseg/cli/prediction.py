@@ -210,7 +210,10 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
     from sliceseg.inference.suggest import suggest_slices, suggestions_text, write_suggestions
+    from sliceseg.io.files import file_target
 
+    if args.out:  # refused now, not after predicting every slice
+        file_target(args.out)
     suggestions = suggest_slices(
         Path(args.model),
         Path(args.dicom_dir),

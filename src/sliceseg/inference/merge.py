@@ -38,7 +38,9 @@ from sliceseg.inference.attempts import failed_since_finished, read_failures, re
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_notes import (
     SkippedLines,
+    damaged_run_record_message,
     left_out_notes,
+    nothing_current_message,
     nothing_readable_message,
 )
 from sliceseg.inference.merge_tables import (
@@ -119,8 +121,9 @@ class MergeResult:
     @property
     def is_complete(self) -> bool:
         """True when every series of the input finished or was unreadable: none failed, none
-        is still to do (else ``predict`` and ``merge`` exit 3)."""
-        return not len(self.failed) and not self.unfinished
+        is still to do, none is another model's or settings' (else ``predict`` and ``merge``
+        exit 3: the tables lack them)."""
+        return not len(self.failed) and not self.unfinished and not self.outdated
 
     @property
     def slices(self) -> int:
@@ -163,8 +166,10 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         The tables written (when every series failed: ``failed`` and the report, no areas).
 
     Raises:
-        ConfigError: ``out_dir`` is not a cohort output folder, or holds neither a finished
-            nor a failed series (the message says when every series' files are unreadable).
+        ConfigError: ``out_dir`` is not a cohort output folder, its ``cohort.json`` is
+            damaged, or it holds neither a finished nor a failed series of the latest run (the
+            message names those of another model or settings, those not finished, or says
+            when every series' files are unreadable).
 
     Example:
         >>> merged = merge_cohort("results/")
@@ -173,15 +178,18 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
     out = user_path(out_dir)
     if not (out / RUN_RECORD).is_file():
         raise ConfigError(_not_a_cohort(out))
+    run = read_run_record(out)
+    if run is None or not isinstance(run.get("settings"), dict):
+        raise ConfigError(damaged_run_record_message(out))
     seen = _SeriesPass()
     left = _LeftOut(read_input_series(out))
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
-        seen.write(out, _current_records(out, left), f)
+        seen.write(out, _current_records(out, run, left), f)
         _check_one_unit(out, seen.units)
         failed = _failed_table(out, set(seen.names), left)
         if not seen.names and not len(failed):  # series.csv stays as it was
             raise _nothing_to_merge(out, left)
-        settings = (seen.first or read_run_record(out) or {}).get("settings", {})
+        settings = (seen.first or run).get("settings", {})
         if not seen.names:  # every series failed: a header and no row
             f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
     counts = _area_tables(out, seen)
@@ -200,19 +208,27 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         failed=failed,
         unit=unit,
         roi_names=list(settings["roi_names"]),
-        notes=[*notes, *files.lines],
-        notes_count=len(notes) + files.count,
+        notes=files.lines,
+        notes_count=files.count,
+        left_out=notes,
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,
         unlike_count=seen.unlike_count,
         means={roi: np.asarray(values) for roi, values in seen.means.items()},
     )
-    # `predict --no-report` asked for no report.html, the cohort's included
-    wants_report = settings.get("report", True)
-    report = write_cohort_report(out / "report.html", summary) if wants_report else None
+    report = _report(out, settings, summary)
     left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread))
     return MergeResult(out, failed, report, counts, unit, *left_out)
+
+
+def _report(out: Path, settings: dict[str, Any], summary: CohortSummary) -> Path | None:
+    """``report.html``, or none after `predict --no-report`, which asked for no report (the
+    cohort's included): an earlier run's is removed, since it shows that run's series."""
+    if settings.get("report", True):
+        return write_cohort_report(out / "report.html", summary)
+    (out / "report.html").unlink(missing_ok=True)
+    return None
 
 
 def _check_one_unit(out: Path, units: dict[str, str]) -> None:
@@ -263,11 +279,13 @@ class _LeftOut:
         return tuple(sorted(self.gone))
 
 
-def _current_records(out: Path, left: _LeftOut) -> Iterator[tuple[str, dict[str, Any]]]:
+def _current_records(
+    out: Path, run: dict[str, Any], left: _LeftOut
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """The finished series of the latest run's input, of the run ``cohort.json`` names (its
-    model and settings), that did not fail since (`failed_since_finished`: failed.csv lists
-    them); the others' names go to ``left``."""
-    run, stale = read_run_record(out) or {}, failed_since_finished(out)
+    model and settings: ``run``), that did not fail since (`failed_since_finished`: failed.csv
+    lists them); the others' names go to ``left``."""
+    stale = failed_since_finished(out)
     for name, record in finished_records(out):
         if left.is_gone(name) or name in stale:
             continue
@@ -290,8 +308,12 @@ def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[Ski
 
 
 def _nothing_to_merge(out: Path, left: _LeftOut) -> ConfigError:
-    """Why there is nothing to merge: every series of the input unreadable, or none run."""
+    """Why there is nothing to merge: every series of the input unreadable, the series there
+    are another model's or settings' or not finished yet, or none run."""
     unread = sorted(_unreadable(out, set(), left))
+    unfinished = sorted((left.inputs or frozenset()) - {*unread, *left.outdated})
+    if left.outdated or unfinished:
+        return ConfigError(nothing_current_message(out, left.outdated, unfinished))
     if unread:
         return ConfigError(nothing_readable_message(out, unread))
     return ConfigError(
@@ -318,6 +340,9 @@ def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
 
 def _not_a_cohort(out: Path) -> str:
     """Why ``out`` cannot be merged: what it is, and what to do instead."""
+    if not out.is_dir():  # a typo, or a file: "no cohort.json" sent users looking for one
+        what = "not a folder" if out.exists() else "no such folder"
+        return f"{out}: {what}; give the --out of a predict_cohort (`sliceseg predict`) run."
     if (out / "csa.csv").is_file():  # predict_folder's (or `sliceseg measure`'s) whole tables
         return (
             f"{out}: holds csa.csv but no {RUN_RECORD}: a predict_folder (or `sliceseg "

@@ -19,8 +19,10 @@ from sliceseg.report.cohort import SHOWN_LINES
 
 __all__ = [
     "SkippedLines",
+    "damaged_run_record_message",
     "gone_notes",
     "left_out_notes",
+    "nothing_current_message",
     "nothing_readable_message",
     "outdated_notes",
     "unfinished_notes",
@@ -115,6 +117,36 @@ def nothing_readable_message(out: Path, unreadable: Sequence[str]) -> str:
         f"({len(unreadable)} series: {_first_names(unreadable, 5)}); each file is named with why "
         f"in {out / 'unreadable'}/<name>.json; replace the files (or give the right input "
         "folder) and run the predict command again."
+    )
+
+
+def nothing_current_message(out: Path, outdated: Sequence[str], unfinished: Sequence[str]) -> str:
+    """The one line of a merge that finds no series of the latest run (``cohort.json``'s model
+    and settings) finished or failed: those there are another run's (an ``--overwrite`` run
+    not done yet), and those of the input not finished (a shard still running or not run)."""
+    found = [
+        f"{len(names)} series {what} ({_first_names(names, 5)})"
+        for names, what in (
+            (outdated, "made by another model or settings"),
+            (unfinished, "of the input not finished"),
+        )
+        if names
+    ]
+    return (
+        f"{out}: no series of the latest predict run's model and settings finished or failed yet: "
+        f"{'; '.join(found)}; run the predict command (each shard) again, then `sliceseg merge "
+        f"{out}`."
+    )
+
+
+def damaged_run_record_message(out: Path) -> str:
+    """The one line of a merge whose ``cohort.json`` cannot be read, so that no series can be
+    told to be of the latest run's model and settings."""
+    return (
+        f"{out / 'cohort.json'}: damaged (not the JSON record of a predict run), so the model "
+        "and settings of the series are unknown; run the predict command again with "
+        "--overwrite, which rewrites it and skips the series of that model and settings, then "
+        f"`sliceseg merge {out}`."
     )
 
 

@@ -41,9 +41,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         >>> with atomic_path(tmp_path / "areas.csv") as tmp:
         ...     write_csv(table, tmp)  # sliceseg.io.tables
     """
-    target = Path(path)
-    if target.is_dir():  # else the rename fails naming the temporary file, not the user's path
-        raise ConfigError(f"{target}: a folder, not a file; give the path of the file to write.")
+    target = file_target(path)
     if in_temporary_folder(target):
         yield from _direct_path(target)
         return
@@ -68,6 +66,19 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def file_target(path: Path | str) -> Path:
+    """``path`` as the file an output is written to, refused when it is a folder (check it
+    before a long computation whose result goes there).
+
+    Raises:
+        ConfigError: ``path`` is a folder.
+    """
+    target = Path(path)
+    if target.is_dir():  # else the rename fails naming the temporary file, not the user's path
+        raise ConfigError(f"{target}: a folder, not a file; give the path of the file to write.")
+    return target
 
 
 @contextlib.contextmanager

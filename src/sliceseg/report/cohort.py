@@ -65,7 +65,7 @@ class CohortSummary:
         failed: ``failed.csv``'s table (series, slices, reason).
         unit: "mm2" or "pixels".
         roi_names: the ROIs, in order.
-        notes: one line per series or input file left out (the first `SHOWN_LINES` are shown).
+        notes: one line per input file left out (the first `SHOWN_LINES` are shown).
         unlike_training: one line per series unlike the training data (a banner on top; the
             first `SHOWN_LINES` are shown).
         series_count: how many series there are (None: ``len(series)``); with it, ``series``
@@ -76,6 +76,8 @@ class CohortSummary:
         means: per ROI, every series' mean area (None: ``series``' ``mean <roi>`` columns).
         notes_count: how many lines ``notes`` stands for (None: ``len(notes)``); with it,
             ``notes`` may hold only the first lines (a merge keeps no list of every file).
+        left_out: one line per kind of series of the input left out of the tables (not
+            finished, another model's, removed from the input, ...), shown under the counts.
     """
 
     series: pd.DataFrame
@@ -89,6 +91,7 @@ class CohortSummary:
     unlike_count: int | None = None
     means: Mapping[str, np.ndarray] | None = None
     notes_count: int | None = None
+    left_out: list[str] = field(default_factory=list)
 
 
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
@@ -104,12 +107,13 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
     count = len(table) if summary.series_count is None else summary.series_count
     unit = "mm²" if summary.unit == "mm2" else "pixels"
     unlike = len(summary.unlike_training)
-    parts = [_heading(summary, count)]
+    parts = [_heading(summary, count), _left_out(summary.left_out)]
     if count:
         parts += [
             _unlike(
                 summary.unlike_training,
                 unlike if summary.unlike_count is None else summary.unlike_count,
+                count,
             ),
             _failed(summary.failed),
             _review(table, count),
@@ -143,17 +147,28 @@ def _heading(summary: CohortSummary, count: int) -> str:
         slices = int(pd.to_numeric(summary.series["slices"], errors="coerce").fillna(0).sum())
     written = f"written {datetime.now():%Y-%m-%d %H:%M}"
     if not count:  # no areas: csa.csv and csa_long.csv are not written
+        failed = f"{'' if summary.left_out else 'all '}{len(summary.failed)} failed"
         return (
-            f"<h1>sliceseg cohort report</h1><p class='fail'><b>No series finished: all "
-            f"{len(summary.failed)} failed</b>, so there are no areas; {written}. Their reasons "
-            'are below and in <a href="failed.csv">failed.csv</a>.</p>'
+            f"<h1>sliceseg cohort report</h1><p class='fail'><b>No series finished: {failed}"
+            f"</b>, so there are no areas; {written}. Their reasons are below and in "
+            '<a href="failed.csv">failed.csv</a>.</p>'
         )
+    left_out = " <b>Some series are left out of the tables: see Series left out.</b>"
     return (
         f"<h1>sliceseg cohort report</h1><p>{count} series, {slices} slices, "
-        f"{len(summary.failed)} failed series; {written}. "
+        f"{len(summary.failed)} failed series; {written}."
+        f"{left_out if summary.left_out else ''} "
         'Tables: <a href="csa.csv">csa.csv</a>, <a href="csa_long.csv">csa_long.csv</a>, '
         '<a href="series.csv">series.csv</a>, <a href="failed.csv">failed.csv</a>.</p>'
     )
+
+
+def _left_out(lines: list[str]) -> str:
+    """The series of the input the tables lack, one line per kind, right under the counts."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<section class='fail'><h2>Series left out</h2><ul>{items}</ul></section>"
 
 
 def _link(name: str, report: object) -> str:
@@ -172,15 +187,21 @@ def _means(summary: CohortSummary, roi: str) -> pd.Series:
     return values.dropna()
 
 
-def _unlike(lines: list[str], count: int) -> str:
+def _unlike(lines: list[str], count: int, series: int) -> str:
+    """The banner of the ``count`` series (of ``series``) unlike the training data."""
     if not count:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[:SHOWN_LINES])
+    mean = (  # as csa.csv's overall rows (`write_area_tables`): over all when all are unlike
+        "Every series is: the overall mean and std of csa.csv are over all of them; they"
+        if count >= series
+        else "They are left out of the overall mean and std of csa.csv and"
+    )
     return (
         f"<section class='unlike'><h2>⚠ {count} series unlike the training data</h2><p>"
         "The model was not trained on data like these: their areas may be wrong however "
-        "confident it looks. They are left out of the overall mean and std of csa.csv and "
-        f"come first under Review first.</p><ul>{items}</ul></section>"
+        f"confident it looks. {mean} come first under Review first.</p><ul>{items}</ul>"
+        "</section>"
     )
 
 

@@ -173,7 +173,7 @@ def _warning_item(warning: str, slices: _Slices) -> str:
     return f"<li>{slices.link(label, head)}: {_e(rest)}</li>"
 
 
-def _banner(unlike_training: Sequence[str]) -> str:
+def _banner(unlike_training: Sequence[str], slices: _Slices) -> str:
     """The box above everything else: the series unlike the training data, one line each."""
     if not unlike_training:
         return ""
@@ -182,10 +182,17 @@ def _banner(unlike_training: Sequence[str]) -> str:
     return (
         f'<section class="box unlike" id="unlike-training"><h2>⚠ {count} series unlike the '
         f"training data</h2><p>The model was not trained on data like this: its areas there "
-        f"may be wrong however confident it looks. They are left out of the overall mean and "
-        f"standard deviation, and their slices come first under Review first.</p>"
-        f"<ul>{items}</ul></section>"
+        f"may be wrong however confident it looks. {_left_out_of_mean(slices)}, and their "
+        f"slices come first under Review first.</p><ul>{items}</ul></section>"
     )
+
+
+def _left_out_of_mean(slices: _Slices) -> str:
+    """Whether the table's overall rows leave the unlike series out: not when every slice is
+    theirs (`with_familiarity` keeps the rows over all of them, as a series' own table)."""
+    if slices.labels and len(slices.unfamiliar) == len(slices.labels):
+        return "Every slice here is of such a series: the mean and standard deviation are over them"
+    return "They are left out of the overall mean and standard deviation"
 
 
 def _messages(warnings: Sequence[str], notes: Sequence[str], slices: _Slices) -> str:
@@ -431,7 +438,7 @@ def write_report(
     slices = _Slices.of(area_table, warnings, low_confidence_share, drawn=drawn)
     body = [
         _header(title, figures=bool(figures), overlays=bool(overlays), review=bool(slices.low)),
-        _banner(unlike_training),
+        _banner(unlike_training, slices),
         _messages(warnings, notes, slices),
         _review(slices),
         _settings(settings),
