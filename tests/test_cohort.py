@@ -179,6 +179,28 @@ def test_resume_after_a_failure_keeps_finished_series_untouched(
 
 
 @pytest.mark.slow
+def test_a_series_whose_redo_failed_is_redone_when_its_older_settings_come_back(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """Issue found by review: sub03 finished, its redo with --tta --overwrite failed (out of
+    memory), and the run without --tta came back: sub03's folder matched it, so every run
+    skipped it as done while the newer failure record kept it out of the tables and in
+    failed.csv: exit 3 for ever, whatever was run."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    real = fail_writing(monkeypatch, "sub03")
+    tta = dataclasses.replace(LEAN, tta=True)
+    redo = dataclasses.replace(HERE, overwrite=True)
+    assert predict_cohort(tiny_model, cohort_dir, out, settings=tta, options=redo).failed
+    monkeypatch.setattr(cohort, "write_series", real)
+    back = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=redo)
+    assert "sub03" in back.finished and not back.failed
+    assert back.merged is not None and back.merged.is_complete
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub02", "sub03", "sub04"]
+    assert (out / "failed.csv").read_text().strip() == "series,slices,reason"
+
+
+@pytest.mark.slow
 def test_a_half_written_series_is_redone(tiny_model, cohort_dir, tmp_path):
     out = tmp_path / "out"
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
@@ -258,16 +280,21 @@ def half_with_another_model(model: Path, cohort: Path, out: Path, tmp_path: Path
 def test_merge_leaves_out_the_series_another_model_made(tiny_model, cohort_dir, tmp_path, capsys):
     """A new model into the same --out with --overwrite, one shard of two done so far: the
     merge mixed both models' areas in csa.csv without a word. The earlier model's series are
-    left out now, and named."""
+    left out now, and named; and the merge exits 3 (it exited 0: `afterok` and `$?` took the
+    cohort, half of it missing from the tables, for complete) until they are redone."""
     out = tmp_path / "out"
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
     assert half_with_another_model(tiny_model, cohort_dir, out, tmp_path) == ["sub01", "sub03"]
-    assert main(["merge", str(out)]) == 3  # their areas are not in the tables
+    assert main(["merge", str(out)]) == 3
+    assert not merge.merge_cohort(out).is_complete
     assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub01", "sub03"]
     assert set(pd.read_csv(out / "csa_long.csv")["series"]) == {"sub01", "sub03"}
     assert "2 series made by another model or settings left out (sub02, sub04)" in (
         capsys.readouterr().err
     )
+    second = CohortOptions(workers=0, shard=Shard(2, 2), merge=True)
+    predict_cohort(tmp_path / "other.pt", cohort_dir, out, settings=LEAN, options=second)
+    assert main(["merge", str(out)]) == 0
 
 
 GONE = "1 series not in the input of the latest predict run left out (sub02); to merge them, run "
@@ -410,6 +437,20 @@ def test_a_run_refused_on_a_user_error_puts_the_input_list_back(tiny_model, coho
         predict_cohort(tiny_model, other, out, settings=LEAN, options=HERE)
     assert (out / "input_series.json").read_bytes() == before
     assert merge.merge_cohort(out).gone == ()
+
+
+def test_a_device_that_is_not_there_is_refused_before_out_is_written(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Issue found by review: `--device gpu` (or cuda on a machine without one) was refused
+    after cohort.json was written, so the corrected command with other settings was then
+    refused as "made with" the run that made nothing."""
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    assert main([*argv, "--device", "gpu", "--visuals", "none"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*argv, "--device", "cpu", "--visuals", "none", "--tta"]) == 0
 
 
 def corrupt_series(folder: Path) -> None:
@@ -734,6 +775,31 @@ def test_two_series_in_one_folder_export_under_their_own_names(tiny_model, cohor
     for name in run.finished:
         exports = out / "series" / name / "exports"
         assert [p.name for p in exports.iterdir()] == [f"{name}.nii.gz"]
+
+
+@pytest.mark.slow
+def test_an_export_not_written_is_named_in_the_series_folder_not_its_temporary_one(
+    tiny_model, cohort_dir, tmp_path
+):
+    """Issue found by review: a series of two slice sizes (no volume) said
+    ``OUT/series/.sliceseg-tmp.sub01.<pid>/exports/sub01.seg.dcm: DICOM-SEG not written``, a
+    folder gone when the line is read, and its record.json named the input folder by the path
+    it was given (the author's absolute path) where every other record names files under it."""
+    ds = pydicom.dcmread(cohort_dir / "sub02" / "sub02_s00.dcm")  # 96×96 beside 112×96
+    first = pydicom.dcmread(cohort_dir / "sub01" / "sub01_s00.dcm")
+    ds.SeriesInstanceUID, ds.InstanceNumber = first.SeriesInstanceUID, 9
+    ds.ImagePositionPatient = [*first.ImagePositionPatient[:2], 0.0]
+    ds.save_as(cohort_dir / "sub01" / "sub01_s09.dcm")
+    out = tmp_path / "out"
+    settings = dataclasses.replace(LEAN, exports=("seg", "nifti"))
+    run = predict_cohort(tiny_model, cohort_dir.resolve(), out, settings=settings, options=HERE)
+    seg, nifti = [note for note in run.notes if note.startswith("sub01: ")]
+    assert seg.startswith("sub01: seg not written: slice sub01_s09.dcm has 96×96 pixels")
+    assert ".sliceseg-tmp" not in seg + nifti
+    record = json.loads((out / "series" / "sub01" / "record.json").read_text(encoding="utf-8"))
+    assert record["summary"]["export_notes"][0] == seg
+    assert record["summary"]["export_notes"][1].startswith("sub01: nifti not written: sub01: ")
+    assert str(cohort_dir.resolve()) in nifti  # the printed line names it as found
 
 
 def test_visuals_auto_draws_every_slice_of_a_small_run_only():
@@ -1114,6 +1180,34 @@ def test_a_merge_names_the_series_of_the_input_not_finished(
 
 def _shard(k: int, *, merge: bool = False) -> CohortOptions:
     return CohortOptions(workers=0, shard=Shard(k, 2), merge=merge)
+
+
+@pytest.mark.slow
+def test_a_merge_leaves_out_a_finished_series_whose_files_changed_since(
+    tiny_model, cohort_dir, tmp_path, capsys
+):
+    """Issue found by review: a file removed from sub01 after the cohort was predicted, then a
+    rerun of shard 2 only (shard 1 killed by its time limit) and a merge: csa.csv still held the
+    removed file's slice, and the merge exited 0 as if the cohort were complete."""
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
+    (cohort_dir / "sub01" / "sub01_s02.dcm").unlink()
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=_shard(2))
+    capsys.readouterr()
+    assert main(["merge", str(out)]) == 3
+    printed = capsys.readouterr()
+    assert "Merged 3 series (9 slices), 0 failed" in printed.out
+    assert printed.err.strip() == (
+        "warning: 1 series whose input files changed since they were predicted left out "
+        "(sub01); run the predict command (each shard) again to redo them."
+    )
+    assert list(pd.read_csv(out / "series.csv")["series"]) == ["sub02", "sub03", "sub04"]
+    assert "sub01" not in set(pd.read_csv(out / "csa_long.csv")["series"])
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=_shard(1))
+    assert main(["merge", str(out)]) == 0
+    wide = pd.read_csv(out / "csa.csv", index_col="slice", dtype={"slice": str})
+    slices = wide.loc[[not is_summary_row(i) for i in wide.index], "file"]
+    assert [f for f in slices if f.startswith("sub01/")] == ["sub01/sub01_s00", "sub01/sub01_s01"]
 
 
 @pytest.mark.slow

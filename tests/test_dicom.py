@@ -236,6 +236,26 @@ class TestFindDicomFiles:
         assert [s.path.name for s in skipped] == ["readme.txt"]
         assert "not a DICOM file" in skipped[0].reason
 
+    def test_a_linked_patient_folder_is_searched_and_a_link_back_up_is_not(self, tmp_path):
+        """Issue found by review: a cohort gathered as links to its patients' folders lost
+        every linked patient without a word (``Path.rglob`` does not enter a folder link), in
+        predict, check, train and measure alike."""
+        store, cohort = tmp_path / "store", tmp_path / "cohort"
+        write_test_dicom(store / "p02" / "s1.dcm", np.zeros((2, 2)), series_uid="1.2.826.0.2")
+        write_test_dicom(store / "s2.dcm", np.zeros((2, 2)), instance=2)
+        write_test_dicom(cohort / "p01" / "s1.dcm", np.zeros((2, 2)))
+        (cohort / "p02").symlink_to(store / "p02", target_is_directory=True)
+        (cohort / "p01" / "up").symlink_to(cohort, target_is_directory=True)  # a loop
+        (cohort / "p01" / "s2.dcm").symlink_to(store / "s2.dcm")
+        found, skipped = find_dicom_files(cohort)
+        assert [p.relative_to(cohort).as_posix() for p in found] == [
+            "p01/s1.dcm",
+            "p01/s2.dcm",
+            "p02/s1.dcm",
+        ]
+        assert skipped == []
+        assert [s.name for s in plan_cohort(cohort).series] == ["p01", "p02"]
+
     def test_missing_folder(self, tmp_path):
         with pytest.raises(PairingError, match="folder does not exist"):
             find_dicom_files(tmp_path / "nope")

@@ -4,7 +4,9 @@ A series that failed has ``OUT/failed/<name>.json`` with the reason, and one of 
 could be read (every file damaged: skipped, not failed) has ``OUT/unreadable/<name>.json``
 with its files and why, until a later run finishes it (or records the other); so a merge tells
 both from a series not finished. A run writes them through `RunAttempts`, which keeps what
-each file held before, so that a run ending on a user error (exit 2) puts them back.
+each file held before, so that a run ending on a user error (exit 2) puts them back. A
+series whose latest attempt failed is to do again (`series_to_do`), even where an older
+finished folder matches the run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sliceseg.inference.records import SERIES_RECORD, read_json, series_dir
+from sliceseg.inference.records import SERIES_RECORD, RunRecord, is_done, read_json, series_dir
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_bytes, atomic_write_text
 from sliceseg.io.identity import relative_to_input
@@ -28,6 +30,7 @@ __all__ = [
     "forget_attempts",
     "read_failures",
     "read_unreadable",
+    "series_to_do",
     "unreadable_path",
     "write_failure",
     "write_unreadable",
@@ -159,3 +162,13 @@ def failed_since_finished(out: Path) -> set[str]:
         if attempt_ns >= finished_ns:
             found.add(name)
     return found
+
+
+def series_to_do(
+    out: Path, mine: Sequence[PlannedSeries], record: RunRecord, root: Path
+) -> list[PlannedSeries]:
+    """The series of ``mine`` not done (`is_done`), and those whose redo failed since their
+    folder was finished (`failed_since_finished`): that folder may match this run's settings
+    again, but the merge lists the failure, not the folder, until a redo finishes."""
+    stale = failed_since_finished(out)
+    return [s for s in mine if s.name in stale or not is_done(out, s, record, root)]

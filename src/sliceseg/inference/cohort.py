@@ -26,7 +26,7 @@ import torch
 
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
-from sliceseg.inference.attempts import RunAttempts
+from sliceseg.inference.attempts import RunAttempts, series_to_do
 from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
 from sliceseg.inference.cohort_series import (
     VISUALS,
@@ -46,7 +46,6 @@ from sliceseg.inference.records import (
     check_not_inputs,
     check_out_dir,
     file_sha256,
-    is_done,
     run_lock,
     undo_run_record,
     write_input_series,
@@ -182,7 +181,8 @@ def predict_cohort(
     Raises:
         PairingError: the folder holds no DICOM image.
         ConfigError: ``out_dir`` was made by another model or settings (without overwrite),
-            or holds other files; or every series failed on the same user error.
+            or holds other files; or every series failed on the same user error; or the
+            device is unknown or absent (before ``out_dir`` is touched).
         BundleError: the model file is not a sliceseg model.
 
     Example:
@@ -190,7 +190,7 @@ def predict_cohort(
         >>> run.finished[:2], run.failed
     """
     start = time.perf_counter()
-    bundle, record = _model_record(model, settings or RunSettings(roi_names=()))
+    bundle, record = _model_record(model, settings or RunSettings(roi_names=()), options)
     out, root = user_path(out_dir), user_path(dicom_dir)
     check_not_inputs(out, root)
     plan = plan_cohort(root, exclude=out)
@@ -199,7 +199,7 @@ def predict_cohort(
         inputs = write_input_series(out, plan)  # the merge's cohort and left-out files
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
-        todo = [s for s in mine if not is_done(out, s, record, plan.root)]
+        todo = series_to_do(out, mine, record, plan.root)
         log(
             f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
             f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
@@ -232,8 +232,13 @@ def predict_cohort(
         )
 
 
-def _model_record(model: Bundle | Path | str, settings: RunSettings) -> tuple[Bundle, RunRecord]:
-    """Load the model (with the settings' ROI names) and describe it for the records."""
+def _model_record(
+    model: Bundle | Path | str, settings: RunSettings, options: CohortOptions
+) -> tuple[Bundle, RunRecord]:
+    """Load the model (with the settings' ROI names) and describe it for the records; refuse
+    a device that is not there before anything is written (a run that made nothing would
+    leave its ``cohort.json``, and the next run's other settings would be refused)."""
+    select_device(shard_device(options.predict.device))
     bundle = as_bundle(model)
     if settings.roi_names:
         bundle = bundle.with_roi_names(list(settings.roi_names))

@@ -3,8 +3,9 @@
 Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
 `sliceseg.inference.records`), in name order, but those not in the latest run's input
 (``input_series.json``: their inputs were removed since; named in one line, as are another
-model's, the series of which no file could be read (``OUT/unreadable/``) and those neither
-finished, failed nor unreadable: not finished), and writes ``csa.csv`` and ``csa_long.csv``
+model's, those whose input files changed since they finished (the checksums there), the series
+of which no file could be read (``OUT/unreadable/``) and those neither finished, failed nor
+unreadable: not finished), and writes ``csa.csv`` and ``csa_long.csv``
 (the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
 `sliceseg.inference.merge_tables`),
 ``series.csv`` (one row per series), ``failed.csv`` (the series of the input whose last
@@ -38,6 +39,7 @@ from sliceseg.inference.attempts import failed_since_finished, read_failures, re
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_notes import (
     SkippedLines,
+    changed_notes,
     damaged_run_record_message,
     left_out_notes,
     nothing_current_message,
@@ -52,6 +54,8 @@ from sliceseg.inference.merge_tables import (
 from sliceseg.inference.records import (
     RUN_RECORD,
     finished_records,
+    inputs_digest,
+    read_input_digests,
     read_input_series,
     read_input_skipped,
     read_run_record,
@@ -99,6 +103,8 @@ class MergeResult:
             ``record.json``): the cohort is not complete (`is_complete`).
         unreadable: series of the input of which no file could be read (every file damaged;
             ``OUT/unreadable/<name>.json``): skipped, not failed.
+        changed: finished series whose input files changed (added, removed, rewritten) since
+            they were predicted: their areas are of the old files; left out, not complete.
     """
 
     out_dir: Path
@@ -110,20 +116,21 @@ class MergeResult:
     gone: tuple[str, ...] = ()
     unfinished: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
     @property
     def notes(self) -> list[str]:
         """One line per kind of series left out (`left_out_notes`)."""
         return left_out_notes(
-            self.out_dir, self.outdated, self.gone, self.unfinished, self.unreadable
+            self.out_dir, self.outdated, self.gone, self.unfinished, self.unreadable, self.changed
         )
 
     @property
     def is_complete(self) -> bool:
         """True when every series of the input finished or was unreadable: none failed, none
-        is still to do, none is another model's or settings' (else ``predict`` and ``merge``
-        exit 3: the tables lack them)."""
-        return not len(self.failed) and not self.unfinished and not self.outdated
+        is still to do, none is left as another model's or settings' (an ``--overwrite`` run
+        not done yet: its tables lack them); else ``predict`` and ``merge`` exit 3."""
+        return not len(self.failed) and not (self.unfinished or self.outdated or self.changed)
 
     @property
     def slices(self) -> int:
@@ -182,7 +189,7 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
     if run is None or not isinstance(run.get("settings"), dict):
         raise ConfigError(damaged_run_record_message(out))
     seen = _SeriesPass()
-    left = _LeftOut(read_input_series(out))
+    left = _LeftOut(read_input_series(out), read_input_digests(out))
     with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
         seen.write(out, _current_records(out, run, left), f)
         _check_one_unit(out, seen.units)
@@ -195,9 +202,11 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
     counts = _area_tables(out, seen)
     unit = next(iter(seen.units), "mm2")
     unread = _unreadable(out, {*seen.names, *failed["series"].astype(str)}, left)
-    done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread}
+    done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread, *left.changed}
     unfinished = tuple(sorted((left.inputs or frozenset()) - done))
-    notes = left_out_notes(out, left.outdated, left.gone_names, unfinished, tuple(unread))
+    changed = tuple(left.changed)
+    left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread), changed)
+    notes = left_out_notes(out, *left_out)
     files = SkippedLines()
     planned, planned_count = read_input_skipped(out)
     files.add_files(planned, count=planned_count)
@@ -218,7 +227,6 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         means={roi: np.asarray(values) for roi, values in seen.means.items()},
     )
     report = _report(out, settings, summary)
-    left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread))
     return MergeResult(out, failed, report, counts, unit, *left_out)
 
 
@@ -263,8 +271,19 @@ class _LeftOut:
     """The series a merge leaves out, by why: not in the input, or another run's."""
 
     inputs: frozenset[str] | None  # `read_input_series`; None: an older folder, all count
+    digests: dict[str, str] | None = None  # `read_input_digests`; None: not compared
     gone: set[str] = field(default_factory=set)  # their inputs were removed since
     outdated: list[str] = field(default_factory=list)  # another model's or settings'
+    changed: list[str] = field(default_factory=list)  # of other files than the input's now
+
+    def is_changed(self, name: str, record: dict[str, Any]) -> bool:
+        """True (and kept) when the series' record is of other input files than the latest
+        run's input holds (a file added, removed or rewritten since it was predicted)."""
+        digest = None if self.digests is None else self.digests.get(name)
+        if digest is None or digest == inputs_digest(record.get("inputs") or []):
+            return False
+        self.changed.append(name)
+        return True
 
     def is_gone(self, name: str) -> bool:
         """True (and kept) when ``name`` is not in the input of the latest run."""
@@ -284,10 +303,10 @@ def _current_records(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The finished series of the latest run's input, of the run ``cohort.json`` names (its
     model and settings: ``run``), that did not fail since (`failed_since_finished`: failed.csv
-    lists them); the others' names go to ``left``."""
+    lists them) and whose input files did not change since; the others' names go to ``left``."""
     stale = failed_since_finished(out)
     for name, record in finished_records(out):
-        if left.is_gone(name) or name in stale:
+        if left.is_gone(name) or name in stale or left.is_changed(name, record):
             continue
         if same_run(record, run):
             yield name, record
@@ -311,11 +330,13 @@ def _nothing_to_merge(out: Path, left: _LeftOut) -> ConfigError:
     """Why there is nothing to merge: every series of the input unreadable, the series there
     are another model's or settings' or not finished yet, or none run."""
     unread = sorted(_unreadable(out, set(), left))
-    unfinished = sorted((left.inputs or frozenset()) - {*unread, *left.outdated})
+    unfinished = sorted((left.inputs or frozenset()) - {*unread, *left.outdated, *left.changed})
     if left.outdated or unfinished:
         return ConfigError(nothing_current_message(out, left.outdated, unfinished))
     if unread:
         return ConfigError(nothing_readable_message(out, unread))
+    if left.changed:
+        return ConfigError(f"{out}: no series to merge: {changed_notes(left.changed)[0]}")
     return ConfigError(
         f"{out}: no finished or failed series to merge; run `sliceseg predict` into this "
         "folder first."

@@ -19,6 +19,7 @@ from sliceseg.report.cohort import SHOWN_LINES
 
 __all__ = [
     "SkippedLines",
+    "changed_notes",
     "damaged_run_record_message",
     "gone_notes",
     "left_out_notes",
@@ -84,15 +85,31 @@ def left_out_notes(
     gone: Sequence[str],
     unfinished: Sequence[str] = (),
     unreadable: Sequence[str] = (),
+    changed: Sequence[str] = (),
 ) -> list[str]:
     """The lines naming the series a merge left out: another model's or settings'
     (`outdated_notes`), not in the latest run's input (`gone_notes`), with no readable file
-    (`unreadable_notes`), not finished (`unfinished_notes`)."""
+    (`unreadable_notes`), finished from files changed since (`changed_notes`), not finished
+    (`unfinished_notes`)."""
     return [
         *outdated_notes(outdated),
         *gone_notes(out, gone),
         *unreadable_notes(out, unreadable),
+        *changed_notes(changed),
         *unfinished_notes(out, unfinished),
+    ]
+
+
+def changed_notes(changed: Sequence[str]) -> list[str]:
+    """One line naming the finished series whose input files changed (added, removed or
+    rewritten) since they were predicted, so their areas are not of the input's files now;
+    none when there are none."""
+    if not changed:
+        return []
+    names = _first_names(changed)
+    return [
+        f"{len(changed)} series whose input files changed since they were predicted left out "
+        f"({names}); run the predict command (each shard) again to redo them."
     ]
 
 

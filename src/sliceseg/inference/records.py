@@ -9,8 +9,10 @@ temporary name and renamed last, so a series folder with its record is complete;
 whose record names other inputs, another model or other settings is redone. The series that
 failed or had no readable file are recorded apart (`sliceseg.inference.attempts`).
 ``OUT/input_series.json`` names the series of the latest run's input (every shard plans the
-same), so that the merge leaves out the series whose inputs were removed since, and the files
-its plan left out, so that every merge's report names them; it is kept
+same), so that the merge leaves out the series whose inputs were removed since, a checksum of
+each one's files, so that the merge leaves out a finished series whose files changed since (its
+areas are of the old files), and the files its plan left out, so that every merge's report
+names them; it is kept
 apart from ``cohort.json``, which is compared between runs: a changed input is no refusal.
 Every record names an input file by its path under the input folder (`relative_to_input`).
 """
@@ -46,7 +48,9 @@ __all__ = [
     "check_not_inputs",
     "check_out_dir",
     "file_sha256",
+    "inputs_digest",
     "is_done",
+    "read_input_digests",
     "read_input_series",
     "read_input_skipped",
     "read_json",
@@ -276,9 +280,10 @@ def _put_back(path: Path, previous: str | None) -> None:
 
 
 def write_input_series(out: Path, plan: CohortPlan) -> str | None:
-    """Keep what the run's input holds: ``OUT/input_series.json``, the names of its series and
-    the files its plan left out (path under the input, why; the first `SHOWN_LINES`, all
-    counted, as the report shows them: compact however many).
+    """Keep what the run's input holds: ``OUT/input_series.json``, the names of its series, the
+    `inputs_digest` of each one's files, and the files its plan left out (path under the
+    input, why; the first `SHOWN_LINES`, all counted, as the report shows them: compact
+    however many).
 
     Every shard plans the whole input, so every shard writes the same text (atomically; one
     line of JSON). The merge leaves out the finished series not named (`read_input_series`)
@@ -292,7 +297,13 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
     skipped = [
         {"path": f.path.as_posix(), "reason": f.reason.removeprefix(f"{f.path}: ")} for f in shown
     ]
-    data = {"series": names_of(plan.series), "skipped": skipped, "skipped_count": len(plan.skipped)}
+    inputs = {s.name: inputs_digest(s.inputs(plan.root)) for s in plan.series}
+    data = {
+        "series": names_of(plan.series),
+        "inputs": inputs,  # so that a merge knows a finished series whose files changed since
+        "skipped": skipped,
+        "skipped_count": len(plan.skipped),
+    }
     text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
     path = out / INPUT_SERIES
     try:
@@ -311,6 +322,22 @@ def read_input_series(out: Path) -> frozenset[str] | None:
     data = read_json(out / INPUT_SERIES)
     names = None if data is None else data.get("series")
     return frozenset(map(str, names)) if isinstance(names, list) else None
+
+
+def inputs_digest(inputs: Sequence[Mapping[str, Any]]) -> str:
+    """A short checksum of a series' input files as a record lists them (path, size, mtime:
+    `PlannedSeries.inputs`), to tell in ``input_series.json`` whether a finished series'
+    record is of the files the input holds now."""
+    text = json.dumps(list(inputs), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_input_digests(out: Path) -> dict[str, str] | None:
+    """Per series of the latest run's input, the `inputs_digest` of its files then; None in a
+    folder written before sliceseg kept them (its finished series are not compared)."""
+    data = read_json(out / INPUT_SERIES)
+    found = None if data is None else data.get("inputs")
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
@@ -349,14 +376,16 @@ def is_done(out: Path, series: PlannedSeries, record: RunRecord, root: Path) -> 
 def series_record(
     record: RunRecord, series: PlannedSeries, root: Path, summary: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A finished series' ``record.json`` content: the files it left out named under the input
-    folder ``root``, as every file of the cohort's own (`relative_to_input`)."""
+    """A finished series' ``record.json`` content: the files it left out and those its export
+    notes name under the input folder ``root``, as every file of the cohort's own
+    (`relative_to_input`)."""
     skipped = [relative_to_input(text, root) for text in summary.get("skipped_files", ())]
+    notes = [relative_to_input(text, root) for text in summary.get("export_notes", ())]
     return {
         **record.to_dict(),
         "series": {"name": series.name, "slices": series.num_slices},
         "inputs": series.inputs(root),
-        "summary": {**summary, "skipped_files": skipped},
+        "summary": {**summary, "skipped_files": skipped, "export_notes": notes},
     }
 
 

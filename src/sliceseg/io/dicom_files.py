@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,16 +111,35 @@ def visible_files(folder: Path, exclude: Path | None = None) -> list[Path]:
 
     A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
     ``exclude``: a folder whose files are left out too (an output folder inside the inputs).
+    Links to folders are followed (a cohort gathered as links to its patients' folders; a
+    link back to a folder it lies in is not, which would never end), as links to files are.
     """
     left_out = _inside(Path(folder), exclude)
     files = [
         p
-        for p in Path(folder).rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and (left_out is None or p.relative_to(folder).parts[: len(left_out)] != left_out)
+        for p in _walk(Path(folder), frozenset({os.path.realpath(folder)}))
+        if left_out is None or p.relative_to(folder).parts[: len(left_out)] != left_out
     ]
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def _walk(folder: Path, above: frozenset[str]) -> Iterator[Path]:
+    """The visible files under ``folder``, through links to folders; ``above``: the real paths
+    of the folders it lies in (a link to one of them is a loop). An unreadable folder is
+    passed over, as ``Path.rglob`` passes it over."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():  # a link to a folder too
+            real = os.path.realpath(entry.path)
+            if real not in above:
+                yield from _walk(folder / entry.name, above | {real})
+        elif entry.is_file():
+            yield folder / entry.name
 
 
 def _inside(folder: Path, other: Path | None) -> tuple[str, ...] | None:
