@@ -187,7 +187,8 @@ def _segment_into(
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
     keys = [p.key for p in predictions]  # the tables and warnings name series as the files do
-    series = list(slices_series_names(scan.slices, keys, root_name=root.name).values())
+    named = slices_series_names(scan.slices, keys, root_name=root.resolve().name)  # "." too
+    series = list(named.values())
     unlike = [unlike_line(series[v.series - 1], v.verdict) for v in verdicts if v.is_flagged]
     warnings = _neighbour_lines(bundle, predictions, areas, series) + _area_warnings(areas, names)
     areas = areas.named(series)
@@ -203,7 +204,7 @@ def _segment_into(
         settings=settings if report else None,
         unlike_training=unlike,
         exports=exports,
-        root_name=root.name,
+        root_name=root.resolve().name,
         progress=predicting.progress,
     )
     found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
@@ -270,7 +271,8 @@ def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> Di
     slices = [with_fallback_spacing(image, fallback) for image in scan.slices]
     # series in the order of their names, as a cohort takes them (`plan_cohort`): read in
     # SeriesInstanceUID order, sub05 could come before sub04
-    names = slices_series_names(slices, [slice_key(s, root) for s in slices], root_name=root.name)
+    keys = [slice_key(image, root) for image in slices]
+    names = slices_series_names(slices, keys, root_name=root.resolve().name)
     slices.sort(key=lambda image: names[series_key(image)])  # stable: a series' order stays
     return DicomScan(slices=slices, skipped=scan.skipped)
 
