@@ -153,7 +153,8 @@ def _note(name: str, fmt: str, reason: str, slices: Sequence[Slice], written: li
     written_seg = [p.name for p in written if p.name.endswith(_SUFFIXES["seg"])]
     if fmt == "seg":
         if written_volumes:
-            fix = f"its {' and '.join(written_volumes)} hold its predictions"
+            holds = "hold" if len(written_volumes) > 1 else "holds"
+            fix = f"its {' and '.join(written_volumes)} {holds} its predictions"
         else:
             fix = "use --export nifti,nrrd" if _fits_a_volume(slices) else PREDICTED_LABEL_MAPS
         return f"{name}: seg not written: {reason}; {fix}."
