@@ -300,9 +300,10 @@ def test_predict_says_a_lone_slice_has_no_neighbours(
         main(["predict", str(context_model), str(lone.parent), "--out", str(tmp_path / "o")]) == 0
     )
     said = capsys.readouterr()
-    assert "one slice, so this 2.5D model (context_slices 1)" in said.out + said.err
+    assert "series p01: one slice, so this 2.5D model (context_slices 1)" in said.out + said.err
     run = predict_folder(context_model, lone.parent, tmp_path / "f", report=False)
-    assert any("one slice, so this 2.5D model" in line for line in run.warnings)
+    # named as the command (and the tables) name it: it was "series 1 (p01/slice … p01/slice)"
+    assert any(line.startswith("series p01: one slice, so this 2.5D") for line in run.warnings)
 
 
 def test_evaluate_reads_the_unlabelled_neighbours_and_predicts_the_labelled_slices(

@@ -243,6 +243,23 @@ def test_a_tilted_slice_is_named_with_its_angle_and_a_fix_that_works(tmp_path):
         assert f"slice {tilted.name} has another orientation" in by_format[fmt]
         assert "3.00° from the first" in by_format[fmt]
         assert "--export seg" not in by_format[fmt]
+    assert "--export nifti" not in by_format["seg"]  # NIfTI and NRRD failed on it too
+    assert by_format["seg"].endswith("; this series' label maps (labels/) hold its predictions.")
+
+
+def test_a_mirrored_slice_s_seg_note_names_no_format_that_failed(tmp_path):
+    """One slice's rows run right to left: no format holds the series."""
+    write_series(tmp_path / "in", heights_mm=[0, 3, 6])
+    files = (tmp_path / "in").iterdir()
+    mirrored = next(p for p in files if pydicom.dcmread(p).InstanceNumber == 2)
+    ds = pydicom.dcmread(mirrored)
+    ds.ImageOrientationPatient = ["-1", "0", "0", "0", "1", "0"]
+    ds.save_as(mirrored)
+    _, _, _, result = export_marker(tmp_path / "in", tmp_path / "out", 1)
+    assert result.files == ()
+    (seg,) = [note for note in result.notes if note.startswith("geo: seg not written: ")]
+    assert "--export" not in seg
+    assert seg.endswith("; this series' label maps (labels/) hold its predictions.")
 
 
 def write_enhanced(path: Path, heights_mm: list[float], *, thickness_mm: float = 3.0) -> None:

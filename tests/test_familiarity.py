@@ -503,7 +503,8 @@ def test_inverted_copy_is_flagged_named_and_left_out(
     flagged = [v for v in run.familiarity if v.is_flagged]
     assert len(run.familiarity) == 2 and len(flagged) == 1
     (line,) = [w for w in run.warnings if "unlike the training data" in w]
-    assert line.startswith(f"series {flagged[0].series} (inverted/")
+    # named as csa_long.csv and the cohort command name it (it was "series 2 (inverted/...")
+    assert line.startswith("series inverted is unlike the training data: ")
     assert "intensity quantiles far outside training (inverted contrast?)" in line
     wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
     long = pd.read_csv(tmp_path / "out" / "csa_long.csv")
@@ -519,6 +520,42 @@ def test_inverted_copy_is_flagged_named_and_left_out(
     html = (tmp_path / "out" / "report.html").read_text()
     assert "1 series unlike the training data</h2>" in html
     assert "inverted contrast?" in html
+
+
+def test_predict_folder_takes_series_in_the_order_of_their_names(
+    tiny_model: Path, tiny_phantom: Path, tmp_path: Path
+):
+    """sub05's SeriesInstanceUID sorts before sub04's: the series came out sub05 first, where
+    the cohort command (and every listing by name) has sub04 first."""
+    (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
+    for name, uid in (("sub05", "1.2.826.0.1.3680043.8.498.1"), ("sub04", "1.2.826.0.1.9")):
+        (tmp_path / "scans" / name).mkdir(parents=True)
+        for path in sorted(subject.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.save_as(tmp_path / "scans" / name / path.name)
+    run = predict_folder(tiny_model, tmp_path / "scans", tmp_path / "out", report=False)
+    assert [p.key.split("/")[0] for p in run.predictions] == ["sub04"] * 3 + ["sub05"] * 3
+    assert run.areas.long["series"].unique().tolist() == ["sub04", "sub05"]
+    wide = pd.read_csv(tmp_path / "out" / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert [label for label in wide.index if "series" in label][::3] == [
+        "mean series sub04",
+        "mean series sub05",
+    ]
+
+
+def test_predict_folder_names_a_series_at_the_top_of_dot_as_the_cohort_does(
+    tiny_model: Path, tiny_phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``predict_folder(model, ".")``: its folder's name (as `predict`, `suggest`, `measure`),
+    not "series"."""
+    (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
+    shutil.copytree(subject, tmp_path / "sub04")
+    monkeypatch.chdir(tmp_path / "sub04")
+    run = predict_folder(tiny_model, ".", tmp_path / "out", report=False)
+    assert run.areas.long["series"].unique().tolist() == ["sub04"]
+    assert [p.name for e in run.exports for p in e.files] == ["sub04.nii.gz", "sub04.seg.nrrd"]
 
 
 def _cut_series(source: Path, target: Path, keep: float) -> None:
@@ -543,7 +580,7 @@ def test_a_cut_field_of_view_is_flagged_and_named(
     _cut_series(two_series / "original", scans / "cut", keep=0.6)
     run = predict_folder(model, scans, tmp_path / "out")
     (line,) = [w for w in run.warnings if "unlike the training data" in w]
-    assert line.startswith("series ") and "(cut/" in line
+    assert line.startswith("series cut is unlike the training data: ")  # as csa.csv names it
     assert "the body reaches the image's edge (field of view cut? " in line
 
 
@@ -646,7 +683,7 @@ def test_a_study_of_one_odd_series_keeps_its_overall_rows(
     note = "every series is unlike the training data (3 slices): over all of them"
     assert note in wide.loc["mean", "file"]
     line = run.warnings[0]  # what predict prints must not contradict the table
-    assert line.startswith("series 1 (sub04_s00 … sub04_s02, 3 slices) is unlike the training")
+    assert line.startswith("series inverted is unlike the training")  # as csa.csv names it
     assert "(unless every series is unlike the training data: then those are over all" in line
 
 

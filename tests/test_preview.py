@@ -182,6 +182,19 @@ class TestCliPreviewTakesTrainsBatchFlags:
         assert previewed == expected
         assert trained == expected
 
+    def test_out_and_overwrite_are_the_picture_s_not_training_settings(self, tmp_path, monkeypatch):
+        """preview's --out is a picture, not a training run's out_dir (nor --overwrite its)."""
+        import sliceseg.training.preview as preview
+        from sliceseg.cli import main
+
+        given: dict = {}
+        monkeypatch.setattr(
+            preview, "preview_batch", lambda *, overrides, path, overwrite: given.update(overrides)
+        )
+        picture = tmp_path / "p.png"
+        assert main(["preview", "data", "--out", str(picture), "--overwrite"]) == 0
+        assert given == {"data_dir": Path("data")}
+
     def test_the_drawn_batch_follows_them(self, tiny_phantom, tmp_path, monkeypatch, capsys):
         from sliceseg.cli import main
 

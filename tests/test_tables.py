@@ -35,9 +35,14 @@ class TestCsvValue:
         assert csv_value(np.float32(0.1)) == "0.1"
         assert np.float32(csv_value(np.float32(268.29083))) == np.float32(268.29083)
 
-    @pytest.mark.parametrize("value", [7, np.int64(7), True, "0001", None])
+    @pytest.mark.parametrize("value", [7, np.int64(7), "0001", None])
     def test_other_values_are_written_as_they_are(self, value):
         assert csv_value(value) is value
+
+    @pytest.mark.parametrize(("value", "cell"), [(True, 1), (False, 0), (np.bool_(True), 1)])
+    def test_a_boolean_is_1_or_0(self, value, cell):
+        """As csa.csv's unlike_training: one form of a flag in every CSV."""
+        assert csv_value(value) == cell and type(csv_value(value)) is int
 
     def test_nan_stays_an_empty_cell(self):
         assert np.isnan(csv_value(float("nan")))
@@ -71,6 +76,19 @@ class TestWriteCsv:
             "1,268.29082176,0.3,0.1,401,a,1",
             "n,,3,0.2,2,,",
         ]
+
+    def test_boolean_columns_are_1_and_0(self):
+        """to_label.csv's unlike_training, evaluation_per_slice.csv's missed / false_positive."""
+        table = pd.DataFrame(
+            {
+                "missed": [True, False],
+                "unlike_training": pd.Series([False, True], dtype=object),
+                "flag": pd.array([True, None], dtype="boolean"),
+            }
+        )
+        out = io.StringIO()
+        write_csv(table, out, index=False)
+        assert out.getvalue().splitlines() == ["missed,unlike_training,flag", "1,0,1", "0,1,"]
 
     def test_the_table_itself_is_not_rounded(self):
         table = pd.DataFrame({"area": [268.29082176000003]})

@@ -25,7 +25,7 @@ from conftest import small_phantom
 from sliceseg._version import __version__
 from sliceseg.cli import main
 from sliceseg.dataset.volume_labels import load_volume_labels
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.io.volumes import read_label_volume
@@ -296,6 +296,37 @@ class TestNamesBeyondAscii:
         assert str(seg.PatientName) == "Müller^Jürgen"
 
 
+class TestDicomSegSegmentLabels:
+    """(0062,0005) SegmentLabel is an LO: 64 characters, and a backslash separates values."""
+
+    LONG = "musculus erector spinae pars lumbalis, " * 2  # 78 characters
+
+    def test_long_and_backslashed_names_stay_distinct_and_single_valued(self, phantom, tmp_path):
+        files, labels = phantom_labels(phantom, "sub01")
+        slices = read_series(files[0].parent)
+        names = [*NAMES[:3], f"{self.LONG}right", f"{self.LONG}left", "fat\\water"]
+        with pytest.warns(UserWarning) as said:
+            result = export_series(
+                tmp_path, "s", slices, [labels[s.source] for s in slices], names,
+                formats=["seg"],
+            )  # fmt: skip
+        assert result.notes == ()
+        written = [s.SegmentLabel for s in hd.seg.segread(tmp_path / "s.seg.dcm").SegmentSequence]
+        assert written[:3] == NAMES[:3]
+        assert written[3] == self.LONG[:64]
+        assert written[4] == f"{self.LONG[:60]} (5)"  # cut alike, it was the same as ROI 4's
+        assert written[5] == "fat/water"  # it read back as ["fat", "water"]
+        assert all(isinstance(label, str) and len(label) <= 64 for label in written)
+        assert len(set(written)) == len(written)
+        messages = [str(w.message) for w in said if "SegmentLabel" in str(w.message)]
+        assert [m.split("'s name")[0] for m in messages] == [
+            "DICOM-SEG: ROI 4",
+            "DICOM-SEG: ROI 5",
+            "DICOM-SEG: ROI 6",
+        ]
+        assert "'fat\\water' is written as SegmentLabel 'fat/water'" in messages[2]
+
+
 class TestSeriesNotes:
     def test_an_irregular_series_gets_a_seg_and_a_note(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")
@@ -314,8 +345,17 @@ class TestSeriesNotes:
         )  # fmt: skip
         assert [p.name for p in result.files] == ["sub01.seg.dcm"]
         assert len(result.notes) == 2
-        assert result.notes[0].startswith("sub01: nifti not written: ")
-        assert "not on a regular grid" in result.notes[0]
+        for note in result.notes:
+            assert note.startswith(("sub01: nifti not written: ", "sub01: nrrd not written: "))
+            assert "not on a regular grid" in note
+            assert "export DICOM-SEG only" not in note  # it is written already
+            assert note.endswith(
+                "this series' label maps (labels/) hold its predictions; its DICOM-SEG "
+                "(sub01.seg.dcm) holds them for a viewer (PACS, OHIF, 3D Slicer) but cannot be "
+                "read back as training labels, which need a regular grid."
+            )
+        with pytest.raises(LabelError, match="not on a regular grid"):  # as the note says
+            read_label_volume(result.files[0])
 
     def test_a_series_measured_with_the_users_fov_gets_no_seg_and_a_plain_note(
         self, phantom, tmp_path
@@ -337,8 +377,41 @@ class TestSeriesNotes:
         assert "sub01.seg.dcm" not in [p.name for p in result.files]
         (note,) = [n for n in result.notes if "DICOM-SEG" in n]
         assert "has no PixelSpacing (its spacing came from --fov / --matrix)" in note
-        assert note.endswith("use --export nifti,nrrd.")
+        assert note.endswith("; its sub01.nii.gz and sub01.seg.nrrd hold its predictions.")
         assert "attribute" not in note  # not highdicom's own words
+        only_seg = export_series(
+            tmp_path / "seg", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=["seg"],
+        )  # fmt: skip
+        assert only_seg.notes[0].endswith("; use --export nifti,nrrd.")  # they hold it
+
+    def test_imager_pixel_spacing_gets_a_plain_note_naming_what_holds_the_series(
+        self, phantom, tmp_path
+    ):
+        """highdicom's own words were "'FileDataset' object has no attribute 'PixelSpacing'",
+        and the note sent the user to NIfTI / NRRD, which cannot place such slices either."""
+        files, labels = phantom_labels(phantom, "sub01")
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for f in files:
+            ds = pydicom.dcmread(f)
+            ds.ImagerPixelSpacing = ds.PixelSpacing
+            del ds.PixelSpacing
+            ds.save_as(folder / f.name)
+        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+            slices = read_series(folder)
+        by_name = {f.name: labels[f] for f in files}
+        result = export_series(
+            tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=EXPORT_FORMATS,
+        )  # fmt: skip
+        assert result.files == ()
+        note = result.notes[0]
+        assert note == (
+            f"sub01: seg not written: {slices[0].source.name} has no PixelSpacing (its spacing "
+            "is (0018,1164) ImagerPixelSpacing, at the detector), which a DICOM-SEG takes from "
+            "its source images; this series' label maps (labels/) hold its predictions."
+        )
 
     def test_notes_name_no_written_path_and_point_to_the_label_maps(self, phantom, tmp_path):
         """Slices without (0020,0032): no format can place them. A cohort writes into a temporary
@@ -361,6 +434,8 @@ class TestSeriesNotes:
         assert result.files == ()
         seg, nifti, nrrd_note = result.notes
         assert seg.startswith("sub01: seg not written: highdicom refused the source images")
+        assert "--export nifti" not in seg  # they cannot place these slices either
+        assert seg.endswith("; this series' label maps (labels/) hold its predictions.")
         for note in result.notes:
             assert str(out) not in note
         for note in (nifti, nrrd_note):
@@ -382,7 +457,7 @@ class TestSeriesNotes:
         )
         assert result.files == ()
         (note,) = [n for n in result.notes if "DICOM-SEG" in n]
-        assert "has no PixelSpacing (only ImagerPixelSpacing)" in note
+        assert "has no PixelSpacing (its spacing is (0018,1164) ImagerPixelSpacing" in note
         assert note.endswith("this series' label maps (labels/) hold its predictions.")
 
     def test_no_patient_data_in_nifti_and_nrrd(self, phantom, tmp_path):

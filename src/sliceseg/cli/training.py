@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,8 +245,9 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in flags.items() if value is not None}
 
 
-def user_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the training settings the user gave: the ``--config`` file's, then the flags'.
+def user_settings(args: argparse.Namespace, *, leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """Return the training settings the user gave: the ``--config`` file's, then the flags'
+    (but those named in ``leave_out``: a flag of the same name that means something else).
 
     Each counts as given, even at its default value: a run with ``--init-from`` takes the
     rest of its network from the model file and refuses one of these at another value (as a
@@ -254,7 +256,8 @@ def user_settings(args: argparse.Namespace) -> dict[str, Any]:
     """
     from sliceseg.training.settings_file import read_settings
 
-    return {**(read_settings(args.config) if args.config else {}), **given_settings(args)}
+    flags = {k: v for k, v in given_settings(args).items() if k not in leave_out}
+    return {**(read_settings(args.config) if args.config else {}), **flags}
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -276,7 +279,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     from sliceseg.training.preview import preview_batch
 
-    preview_batch(overrides=user_settings(args), path=Path(args.out), overwrite=args.overwrite)
+    # preview's --out / --overwrite are its picture's, not a training run's out_dir / overwrite
+    settings = user_settings(args, leave_out=("out_dir", "overwrite"))
+    preview_batch(overrides=settings, path=Path(args.out), overwrite=args.overwrite)
     print(f"First augmented batch drawn in {args.out}")
     return 0
 

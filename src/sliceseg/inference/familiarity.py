@@ -47,7 +47,6 @@ __all__ = [
     "neighbour_spacing_line",
     "series_traits",
     "unlike_line",
-    "verdict_line",
     "warn_no_profile",
     "with_familiarity",
 ]
@@ -92,17 +91,6 @@ class SeriesVerdict:
     def is_flagged(self) -> bool:
         """True when the series is unlike the training data."""
         return self.verdict.is_flagged
-
-
-def verdict_line(item: SeriesVerdict) -> str:
-    """One line naming a flagged series and why.
-
-    Example:
-        >>> verdict_line(SeriesVerdict(2, "a/s00", "a/s09", 10, Verdict(True, ("odd",))))[:40]
-        'series 2 (a/s00 … a/s09, 10 slices) is u'
-    """
-    span = item.first if item.slices == 1 else f"{item.first} … {item.last}"
-    return unlike_line(f"{item.series} ({span}, {item.slices} slices)", item.verdict)
 
 
 def neighbour_spacing_line(name: str, slices: Sequence[Slice], meta: ModelMetadata) -> str | None:

@@ -15,7 +15,7 @@ from sliceseg.inference.familiarity import (
     always_present_rois,
     check_run,
     neighbour_spacing_line,
-    verdict_line,
+    unlike_line,
     warn_no_profile,
     with_familiarity,
 )
@@ -29,7 +29,7 @@ from sliceseg.io.dicom import (
     scan_dicom_folder,
 )
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import slice_key, slices_series_names
+from sliceseg.io.identity import series_key, slice_key, slices_series_names
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -186,10 +186,12 @@ def _segment_into(
         bundle, scan.slices, root, predicting=predicting, measuring=measuring
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
-    unlike = [verdict_line(v) for v in verdicts if v.is_flagged]
-    warnings = _neighbour_lines(bundle, predictions, areas) + _area_warnings(areas, names)
-    keys = [p.key for p in predictions]  # the tables in memory name series as the files do
-    areas = areas.named(list(slices_series_names(scan.slices, keys, root_name=root.name).values()))
+    keys = [p.key for p in predictions]  # the tables and warnings name series as the files do
+    named = slices_series_names(scan.slices, keys, root_name=root.resolve().name)  # "." too
+    series = list(named.values())
+    unlike = [unlike_line(series[v.series - 1], v.verdict) for v in verdicts if v.is_flagged]
+    warnings = _neighbour_lines(bundle, predictions, areas, series) + _area_warnings(areas, names)
+    areas = areas.named(series)
     identified = scan.slices if measuring.keep_patient_info else []
     settings = _report_settings(bundle, root, predicting.tta, identified)
     animations, report_path, exported = write_outputs(
@@ -202,7 +204,7 @@ def _segment_into(
         settings=settings if report else None,
         unlike_training=unlike,
         exports=exports,
-        root_name=root.name,
+        root_name=root.resolve().name,
         progress=predicting.progress,
     )
     found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
@@ -212,18 +214,18 @@ def _segment_into(
 
 
 def _neighbour_lines(
-    bundle: Bundle, predictions: Sequence[Prediction], areas: AreaTable
+    bundle: Bundle, predictions: Sequence[Prediction], areas: AreaTable, series: Sequence[str]
 ) -> list[str]:
-    """A 2.5D model's warnings on series whose slice spacing is not its training one."""
+    """A 2.5D model's warnings on series whose slice spacing is not its training one
+    (``series``: the names of series 1, 2, ...)."""
     numbers = list(areas.series) or [1] * len(predictions)  # as _check_familiarity groups
-    groups: dict[object, list[Prediction]] = {}
+    groups: dict[int, list[Prediction]] = {}
     for prediction, number in zip(predictions, numbers, strict=True):
         groups.setdefault(number, []).append(prediction)
     lines = []
-    for series, members in groups.items():
-        name = f"{series} ({members[0].key} … {members[-1].key})"
+    for number, members in groups.items():
         slices = [p.image for p in members]
-        line = neighbour_spacing_line(name, slices, bundle.metadata)
+        line = neighbour_spacing_line(series[number - 1], slices, bundle.metadata)
         lines += [line] if line else []
     return lines
 
@@ -253,7 +255,8 @@ def _check_familiarity(
 
 
 def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
-    """Read the folder; fail on no DICOM or on missing spacing before any work is done.
+    """Read the folder, its series in the order of their names; fail on no DICOM or on
+    missing spacing before any work is done.
 
     A slice without PixelSpacing takes the user's ``--fov`` / ``--matrix`` spacing as its own,
     so that resampling to the model's spacing, areas and exports all use it.
@@ -266,6 +269,11 @@ def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> Di
             + "; point to the folder holding the .dcm slices."
         )
     slices = [with_fallback_spacing(image, fallback) for image in scan.slices]
+    # series in the order of their names, as a cohort takes them (`plan_cohort`): read in
+    # SeriesInstanceUID order, sub05 could come before sub04
+    keys = [slice_key(image, root) for image in slices]
+    names = slices_series_names(slices, keys, root_name=root.resolve().name)
+    slices.sort(key=lambda image: names[series_key(image)])  # stable: a series' order stays
     return DicomScan(slices=slices, skipped=scan.skipped)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ _DICOM_SEG_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,  # highdicom: frames that do not form a regularly spaced volume
 )
 _UID_ROOT = "sliceseg-export"
+_MAX_LABEL = 64  # (0062,0005) SegmentLabel is an LO: at most 64 characters, one value
 
 
 def is_dicom_seg(path: Path) -> bool:
@@ -130,8 +132,9 @@ def write_dicom_seg(
 
     Raises:
         LabelError: the slices mix several series or several multi-frame files, sizes or
-            pixel spacings, a label value exceeds K, or highdicom refuses the source images
-            (the message says why).
+            pixel spacings, a slice has no (0028,0030) PixelSpacing, a label value exceeds K,
+            or highdicom refuses the source images (the message says why; what to use
+            instead is the caller's to say: `sliceseg.report.exports` knows what else works).
 
     Example:
         >>> write_dicom_seg(out / "p01.seg.dcm", slices, labels, names, colours_rgb=colours)
@@ -171,7 +174,7 @@ def write_dicom_seg(
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise LabelError(
             f"{path}: DICOM-SEG not written: highdicom refused the source images of series "
-            f"{slices[0].series_uid} ({' '.join(str(exc).split())}); use --export nifti,nrrd."
+            f"{slices[0].series_uid} ({' '.join(str(exc).split())})."
         ) from exc
     _save(seg, Path(path), roi_names)
     return Path(path)
@@ -187,27 +190,23 @@ def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
         seg.save_as(tmp)
 
 
+_SPACING_ORIGINS = {
+    USER_SPACING_SOURCE: "came from --fov / --matrix",
+    "ImagerPixelSpacing": "is (0018,1164) ImagerPixelSpacing, at the detector",
+}
+
+
 def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
-    """A DICOM-SEG takes its pixel spacing from its source files: one without (0028,0030)
-    PixelSpacing cannot be referenced. Measured with the user's ``--fov`` / ``--matrix`` it
-    still has a NIfTI / NRRD grid; with (0018,1164) ImagerPixelSpacing (a projection image,
-    not a plane in the patient) it has none."""
+    """A DICOM-SEG takes its pixel spacing from its source files' (0028,0030) PixelSpacing: one
+    measured otherwise (ImagerPixelSpacing, the user's ``--fov`` / ``--matrix``) cannot be
+    referenced (highdicom fails on it in its own words, "no attribute 'PixelSpacing'")."""
     given = [image for image in slices if image.spacing_source != "PixelSpacing"]
-    if not given:
-        return
-    image = given[0]
-    if image.spacing_source == USER_SPACING_SOURCE:
+    if given:
+        origin = _SPACING_ORIGINS.get(given[0].spacing_source, "is unknown")
         raise LabelError(
-            f"{path}: DICOM-SEG not written: {image.source} has no PixelSpacing (its spacing "
-            "came from --fov / --matrix), which a DICOM-SEG takes from its source images; use "
-            "--export nifti,nrrd."
+            f"{path}: DICOM-SEG not written: {given[0].source.name} has no PixelSpacing (its "
+            f"spacing {origin}), which a DICOM-SEG takes from its source images."
         )
-    has = "only ImagerPixelSpacing" if image.spacing_source == "ImagerPixelSpacing" else "none"
-    raise LabelError(
-        f"{path}: DICOM-SEG not written: {image.source} has no PixelSpacing ({has}), which a "
-        "DICOM-SEG takes from its source images; no volume export fits it; this series' label "
-        "maps (labels/) hold its predictions."
-    )
 
 
 def _segment_descriptions(
@@ -223,15 +222,47 @@ def _segment_descriptions(
     return [
         hd.seg.SegmentDescription(
             segment_number=k,
-            segment_label=name[:64],
+            segment_label=label,
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
             display_color=hd.color.CIELabColor.from_rgb(*colour),
         )
-        for k, (name, colour) in enumerate(zip(roi_names, colours_rgb, strict=True), start=1)
+        for k, (label, colour) in enumerate(
+            zip(segment_labels(roi_names), colours_rgb, strict=True), start=1
+        )
     ]
+
+
+def segment_labels(roi_names: Sequence[str]) -> list[str]:
+    """The (0062,0005) SegmentLabel of each ROI: its name where an LO holds it, else a distinct,
+    single-valued one; each changed name is said once (a warning naming the ROI).
+
+    An LO holds 64 characters and no backslash (the value separator: ``a\\b`` reads back as
+    two values), so a long name is cut, and one cut to a name already given (two names that
+    differ past character 64) ends in its ROI number: ``… (3)``.
+
+    Example:
+        >>> segment_labels(["disc", "left\\right"])
+        ['disc', 'left/right']
+    """
+    labels: list[str] = []
+    for k, name in enumerate(roi_names, start=1):
+        label = name.replace("\\", "/")[:_MAX_LABEL]
+        if label in labels:
+            suffix = f" ({k})"
+            label = label[: _MAX_LABEL - len(suffix)] + suffix
+        if label != name:
+            warnings.warn(
+                f"DICOM-SEG: ROI {k}'s name '{name}' is written as SegmentLabel '{label}' (at "
+                f"most {_MAX_LABEL} characters, no backslash, one name per segment); the "
+                ".seg.nrrd export and the tables keep the whole name.",
+                UserWarning,
+                stacklevel=2,
+            )
+        labels.append(label)
+    return labels
 
 
 def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
@@ -253,8 +284,7 @@ def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
                 f"{path}: DICOM-SEG not written: slice {image.source.name} has "
                 f"{image.shape[0]}×{image.shape[1]} pixels of {image.spacing_mm} mm, the first "
                 f"({first.source.name}) {first.shape[0]}×{first.shape[1]} of {first.spacing_mm} "
-                "mm; a DICOM-SEG holds one pixel grid per series; this series' label maps "
-                "(labels/) hold its predictions."
+                "mm; a DICOM-SEG holds one pixel grid per series."
             )
 
 
@@ -311,5 +341,5 @@ def _sources(slices: Sequence[Slice]) -> tuple[list[Path], list[int]]:
         return files, sorted(range(len(slices)), key=lambda i: slices[i].frame)
     raise LabelError(
         f"{slices[0].source}: a DICOM-SEG of a multi-frame image needs all its frames and no "
-        f"other file (got {len(slices)} slices from {len(files)} files); use --export nifti,nrrd."
+        f"other file (got {len(slices)} slices from {len(files)} files)."
     )

@@ -4,10 +4,11 @@ A float written as Python's ``repr`` shows the noise of binary arithmetic: 401 p
 0.8203 × 0.8203 mm are 269.82972809 mm², but the computed float reads ``269.82972809000006``.
 Every CSV sliceseg writes for users goes through `write_csv` (or `csv_value`, cell by cell),
 so each float is written rounded to :data:`SIGNIFICANT_DIGITS` significant digits, in the
-shortest form that reads back as that number; integers and text are written as they are, and
-an empty (NaN) cell stays empty. Only the writing rounds: means and standard deviations are
-computed from the unrounded values before (a cohort's merge reads the series' written tables,
-whose rounding moves its overall rows by at most 5e-13 of their value).
+shortest form that reads back as that number; a boolean is written as 1 or 0 (as the tables'
+flags, ``unlike_training``, are: one form in every CSV, summed as it is); integers and text are
+written as they are, and an empty (NaN) cell stays empty. Only the writing rounds: means and
+standard deviations are computed from the unrounded values before (a cohort's merge reads the
+series' written tables, whose rounding moves its overall rows by at most 5e-13 of their value).
 """
 
 from __future__ import annotations
@@ -26,15 +27,18 @@ SIGNIFICANT_DIGITS = 12
 
 
 def csv_value(value: object) -> object:
-    """Return a float as the text of its CSV cell; any other value (int, text, NaN) as it is.
+    """Return a float as the text of its CSV cell, a boolean as 1 or 0; any other value (int,
+    text, NaN) as it is.
 
     A float32 is taken at its own shortest digits (``0.1``), not at the float64 it widens to
     (``0.100000001490``).
 
     Example:
-        >>> [csv_value(v) for v in (268.29082176000003, 0.1, 1234567.891, 1e-7, 3.0, 7)]
-        ['268.29082176', '0.1', '1234567.891', '1e-07', '3.0', 7]
+        >>> [csv_value(v) for v in (268.29082176000003, 0.1, 1234567.891, 1e-7, 3.0, 7, True)]
+        ['268.29082176', '0.1', '1234567.891', '1e-07', '3.0', 7, 1]
     """
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
     if not isinstance(value, (float, np.floating)) or value != value:  # NaN: an empty cell
         return value
     if isinstance(value, np.floating) and value.dtype.itemsize < 8:
@@ -66,7 +70,9 @@ def write_csv(table: pd.DataFrame, target: Path | IO[str], **options: Any) -> No
 
 
 def _cells(column: pd.Series) -> pd.Series:
-    """One column with its floats as text (a column of ints, bools or text as it is)."""
+    """One column with its floats as text, its booleans as 1 / 0 (ints and text as they are)."""
+    if column.dtype.kind == "b":
+        return column.astype("Int64")  # a nullable one keeps its empty cells
     if column.dtype.kind not in "fO":
         return column
     # to_numpy, not tolist: a float32 stays a float32 (tolist widens it to a Python float)

@@ -87,7 +87,8 @@ _PLANE_SOURCES = ("PixelSpacing", USER_SPACING_SOURCE)  # spacing in the patient
 
 
 _PER_SLICE_LABELS = "use per-slice label files for these images"
-_OWN_LABEL_MAPS = "this series' label maps (labels/) hold its predictions"
+PREDICTED_LABEL_MAPS = "this series' label maps (labels/) hold its predictions"
+"""What to use where an export cannot hold a series: its per-slice label maps (``predict``)."""
 
 
 def slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeometry:
@@ -367,7 +368,7 @@ def series_grid(
     """
     if not slices:
         raise LabelError("no slices: a series grid needs at least one DICOM slice.")
-    geometries = [slice_geometry(s, fix=_OWN_LABEL_MAPS) for s in slices]
+    geometries = [slice_geometry(s, fix=PREDICTED_LABEL_MAPS) for s in slices]
     reference = geometries[0]
     where = f"{Path(slices[0].source).parent}: series {slices[0].series_uid or '(no UID)'}"
     for image, geometry in zip(slices, geometries, strict=True):
@@ -384,7 +385,7 @@ def series_grid(
             raise LabelError(
                 f"{where}: slice {image.source.name} is shifted in-plane by "
                 f"{np.linalg.norm(drift):.3g} mm against the others; a volume needs aligned "
-                "slices; export DICOM-SEG only (--export seg)."
+                f"slices; {PREDICTED_LABEL_MAPS}."
             )
     row_mm, col_mm = reference.spacing_mm
     affine = np.eye(4)
@@ -415,7 +416,7 @@ def _check_same_grid(
             f"{where}: slice {image.source.name} has another orientation, size or spacing "
             f"({geometry.shape}, {geometry.spacing_mm} mm, {angle_deg:.2f}° from the first's "
             f"orientation) than the first ({reference.shape}, {reference.spacing_mm} mm); a "
-            f"volume (or a DICOM-SEG) needs one grid; {_OWN_LABEL_MAPS}."
+            f"volume (or a DICOM-SEG) needs one grid; {PREDICTED_LABEL_MAPS}."
         )
 
 
@@ -447,6 +448,6 @@ def _plane_step(
         raise LabelError(
             f"{where}: slice positions are not on a regular grid (gaps "
             f"{', '.join(f'{g:.3g}' for g in gaps)} mm); NIfTI and NRRD need equal steps; "
-            "export DICOM-SEG only (--export seg)."
+            f"{PREDICTED_LABEL_MAPS}."
         )
     return step

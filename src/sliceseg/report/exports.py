@@ -27,6 +27,7 @@ from sliceseg.io.dicom_seg import write_dicom_seg
 from sliceseg.io.identity import series_key, slices_series_names
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
+from sliceseg.io.volume_slices import PREDICTED_LABEL_MAPS, series_grid
 from sliceseg.report.colours import roi_colour
 
 EXPORT_FORMATS = ("seg", "nifti", "nrrd")
@@ -103,7 +104,8 @@ def export_series(
     """Write the chosen exports of one series as ``out_dir/<name><suffix>``.
 
     A format that cannot be written for this series (e.g. NIfTI of slices on an irregular grid)
-    is left out with a note; the others are still written.
+    is left out with a note; the others are still written. A note's advice names only what
+    holds this series (`_note`).
 
     Args:
         out_dir: the folder to write into.
@@ -124,7 +126,8 @@ def export_series(
     """
     formats = parse_exports(list(formats))
     colours = [roi_colour(k) for k in range(1, len(roi_names) + 1)]
-    files, notes = [], []
+    files: list[Path] = []
+    failed: dict[str, str] = {}
     for fmt in formats:
         path = Path(out_dir) / f"{name}{_SUFFIXES[fmt]}"
         try:
@@ -138,8 +141,38 @@ def export_series(
             # a writer names the file it was given: in a cohort, a temporary folder's, gone
             # once the series is renamed into place; the note's "<name>: <format>" names it
             reason = str(exc).removeprefix(f"{path}: ").removeprefix("DICOM-SEG not written: ")
-            notes.append(f"{name}: {fmt} not written: {reason}")
-    return SeriesExport(name, slices[0].series_uid if slices else "", tuple(files), tuple(notes))
+            failed[fmt] = reason.rstrip(".")
+    notes = tuple(_note(name, fmt, reason, slices, files) for fmt, reason in failed.items())
+    return SeriesExport(name, slices[0].series_uid if slices else "", tuple(files), notes)
+
+
+def _note(name: str, fmt: str, reason: str, slices: Sequence[Slice], written: list[Path]) -> str:
+    """One line: the format not written, why, and what holds the series instead (only what
+    works for it: a volume format only where its slices form a regular grid)."""
+    written_volumes = [p.name for p in written if not p.name.endswith(_SUFFIXES["seg"])]
+    written_seg = [p.name for p in written if p.name.endswith(_SUFFIXES["seg"])]
+    if fmt == "seg":
+        if written_volumes:
+            holds = "hold" if len(written_volumes) > 1 else "holds"
+            fix = f"its {' and '.join(written_volumes)} {holds} its predictions"
+        else:
+            fix = "use --export nifti,nrrd" if _fits_a_volume(slices) else PREDICTED_LABEL_MAPS
+        return f"{name}: seg not written: {reason}; {fix}."
+    if written_seg:  # written, yet off a regular grid: highdicom's get_volume refuses it too
+        reason += (
+            f"; its DICOM-SEG ({written_seg[0]}) holds them for a viewer (PACS, OHIF, "
+            "3D Slicer) but cannot be read back as training labels, which need a regular grid"
+        )
+    return f"{name}: {fmt} not written: {reason}."
+
+
+def _fits_a_volume(slices: Sequence[Slice]) -> bool:
+    """Whether the series' slices form the regular grid NIfTI and .seg.nrrd need."""
+    try:
+        series_grid(slices)
+    except SlicesegError:
+        return False
+    return True
 
 
 def export_predictions(
