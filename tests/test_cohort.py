@@ -1096,7 +1096,7 @@ def test_a_merge_on_a_full_disk_keeps_the_earlier_tables(tiny_model, cohort_dir,
     predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=HERE)
     before = snapshot(out)
     with pytest.MonkeyPatch.context() as patch:
-        full_disk(patch, ".sliceseg-tmp.failed.")
+        full_disk(patch, "failed.csv")  # in the merge's hidden folder
         assert main(["merge", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {out / 'failed.csv'}: cannot write it (No space left on")
@@ -1116,7 +1116,7 @@ def test_a_full_disk_while_merging_csa_csv_names_csa_csv(
     for name in ("csa.csv", "csa_long.csv"):
         (out / name).write_text(f"an earlier merge's {name}\n")
     with pytest.MonkeyPatch.context() as patch:
-        full(patch, ".sliceseg-tmp.csa.")  # csa.csv's temporary file, not csa_long.csv's
+        full(patch, "csa.csv")  # csa.csv's file in the merge's hidden folder, not csa_long.csv's
         assert main(["merge", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {out / 'csa.csv'}: cannot write it (No space left on device); free space on "

@@ -615,3 +615,141 @@ def test_a_run_without_report_removes_an_earlier_cohort_report(predicted, tmp_pa
     merged = merge.merge_cohort(out)
     assert merged.report is None and not (out / "report.html").exists()
     assert merged.is_complete and len(merged.series) == 5
+
+
+COHORT_OUTPUTS = ("csa.csv", "csa_long.csv", "series.csv", "failed.csv", "report.html")
+
+
+def test_a_merge_with_nothing_to_merge_removes_the_earlier_merges_outputs(tmp_path, capsys):
+    """``predict --overwrite`` with a new model, no shard done yet: the merge stopped (exit 2)
+    and left the earlier model's csa.csv, series.csv and report.html, read as this run's."""
+    from sliceseg.cli import main
+
+    out = _shard_folder(tmp_path / "out", finished="p01", inputs=["p01", "p02"])
+    for name in COHORT_OUTPUTS:
+        (out / name).write_text("earlier\n")
+    assert main(["merge", str(out)]) == 2
+    assert [name for name in COHORT_OUTPUTS if (out / name).exists()] == []
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out}: no series of the latest predict run's model and settings finished or "
+        "failed yet: 1 series made by another model or settings (p01); 1 series of the input "
+        f"not finished (p02); run the predict command (each shard) again, then `sliceseg merge "
+        f"{out}`. Removed the earlier merge's csa.csv, csa_long.csv, series.csv, failed.csv, "
+        "report.html: they showed series this run does not hold."
+    )
+
+
+def _fail(*_args: object, **_kwargs: object) -> None:
+    raise ConfigError("disk full")
+
+
+def _earlier_outputs(out: Path) -> dict[str, str]:
+    """Mark every cohort output as an earlier merge's; return what each holds."""
+    for name in COHORT_OUTPUTS:
+        (out / name).write_text(f"earlier {name}\n")
+    return {name: f"earlier {name}\n" for name in COHORT_OUTPUTS}
+
+
+def test_a_merge_whose_report_fails_leaves_the_earlier_outputs_all_as_they_were(
+    tmp_path, monkeypatch
+):
+    """failed.csv and series.csv were renamed into place (and the area tables removed) before
+    the report was written: a failing report left new tables beside the earlier report."""
+    out = _all_failed(tmp_path / "out")
+    earlier = _earlier_outputs(out)
+    monkeypatch.setattr(merge, "write_cohort_report", _fail)
+    with pytest.raises(ConfigError, match="disk full"):
+        merge.merge_cohort(out)
+    assert {name: (out / name).read_text() for name in COHORT_OUTPUTS} == earlier
+    assert list(out.glob(".sliceseg-tmp*")) == []
+
+
+@pytest.mark.slow
+def test_a_merge_whose_area_tables_fail_leaves_the_earlier_outputs_as_they_were(
+    predicted, tmp_path, monkeypatch
+):
+    """series.csv was renamed into place before the area tables were written: a merge that
+    failed there left a new series.csv beside the earlier csa.csv and report."""
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    earlier = _earlier_outputs(out)
+    monkeypatch.setattr(merge, "write_area_tables", _fail)
+    with pytest.raises(ConfigError, match="disk full"):
+        merge.merge_cohort(out)
+    assert {name: (out / name).read_text() for name in COHORT_OUTPUTS} == earlier
+    assert list(out.glob(".sliceseg-tmp*")) == []
+
+
+def _damage(out: Path, table: str, damage: str) -> tuple[str, str]:
+    """Damage the table of the second series; return its name and the reason the merge gives."""
+    name, record = finished_series(out)[1]
+    path = series_dir(out, name) / table
+    roi = next(iter(record["summary"]["mean"]))
+    if damage == "missing":
+        path.unlink()
+        return name, f"{table} is missing"
+    if damage == "empty":
+        path.write_text("")
+        return name, f"{table} is empty"
+    if damage == "garbage":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+        return name, f"{table} is not a readable CSV table"
+    if damage == "wrong columns":
+        header, rest = path.read_text().split("\n", 1)
+        path.write_text(header.replace(f",{roi},", ",x,") + "\n" + rest)
+        return name, f"{table} lacks the column {roi}"
+    path.write_text(path.read_text() + "1,2\n")  # a cut-off row
+    return name, f"{table} has ragged rows"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("table", "damage"),
+    [
+        ("csa.csv", "missing"),
+        ("csa.csv", "empty"),
+        ("csa.csv", "garbage"),
+        ("csa.csv", "wrong columns"),
+        ("csa_long.csv", "missing"),
+        ("csa_long.csv", "cut off"),
+    ],
+)
+def test_a_series_with_a_damaged_table_is_left_out_and_named(
+    predicted, tmp_path, capsys, table, damage
+):
+    """One damaged series table made the whole merge refuse (exit 2): no cohort tables."""
+    from sliceseg.cli import main
+
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    name, why = _damage(out, table, damage)
+    assert main(["merge", str(out)]) == 3
+    assert (
+        f"warning: 1 series with a damaged table left out ({name}: {why}) in {out / 'series'}"
+        f"/<name>/; run the predict command again, which redoes them, then `sliceseg merge "
+        f"{out}`."
+    ) in capsys.readouterr().err.splitlines()
+    kept = pd.read_csv(out / "series.csv", dtype={"series": str})["series"].tolist()
+    assert len(kept) == 4 and name not in kept
+    assert sorted(set(pd.read_csv(out / "csa_long.csv", dtype=str)["series"])) == kept
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Series left out</h2>" in page and f"({name}: {why})" in page
+    merged = merge.merge_cohort(out)
+    assert merged.damaged == ((name, why),) and not merged.is_complete
+
+
+@pytest.mark.slow
+def test_predict_redoes_a_series_whose_table_is_damaged(predicted, tmp_path):
+    """The resume took a series with a record as finished, whatever its tables held: every
+    later run skipped it and every merge left it out."""
+    out = tmp_path / "out"
+    shutil.copytree(predicted, out)
+    name, _ = _damage(out, "csa.csv", "empty")
+    model = predicted.parent / json.loads((out / "cohort.json").read_text())["model"]["file"]
+    settings = RunSettings(roi_names=(), visuals="none", exports=())
+    run = predict_cohort(
+        model, predicted.parent / "cohort", out, settings=settings, options=CohortOptions(workers=0)
+    )
+    assert run.merged is not None and run.merged.is_complete and run.merged.damaged == ()
+    redone = (series_dir(out, name) / "csa.csv").read_text()
+    assert redone == (series_dir(predicted, name) / "csa.csv").read_text()

@@ -3,22 +3,22 @@
 Reads every ``OUT/series/<name>/`` that holds a ``record.json`` (see
 `sliceseg.inference.records`), in name order, but those not in the latest run's input
 (``input_series.json``: their inputs were removed since; named in one line, as are another
-model's, those whose input files changed since they finished (the checksums there), the series
-of which no file could be read (``OUT/unreadable/``) and those neither finished, failed nor
-unreadable: not finished), and writes ``csa.csv`` and ``csa_long.csv``
-(the columns of a single run: slices numbered 1..N over the cohort, series 1..S;
-`sliceseg.inference.merge_tables`),
+model's, those whose input files changed since they finished (the checksums there), those
+whose own table is damaged (`damaged_tables`), the series of which no file could be read
+(``OUT/unreadable/``) and those neither finished, failed nor unreadable: not finished), and
+writes ``csa.csv`` and ``csa_long.csv`` (the columns of a single run: slices numbered 1..N over
+the cohort, series 1..S; `sliceseg.inference.merge_tables`),
 ``series.csv`` (one row per series), ``failed.csv`` (the series of the input whose last
 attempt failed; only a header when none did) and a small ``report.html``
-(`sliceseg.report.cohort`); when every series failed there are no areas: ``series.csv`` is a
-header, the area tables are not written (nor left from an earlier merge) and the report says
-so. Everything streams: series after series, the rows are written as
-they are read, and what the report needs is kept in bounded form (the series to review first,
-the first lines unlike the training data, the first files left out, also those a finished
-series' record names (`sliceseg.inference.merge_notes`), each series' mean areas as numbers),
-so memory does
-not grow with the cohort but for a few numbers per series. Any number of shards may have
-written the series; merging twice gives the same files.
+(`sliceseg.report.cohort`), all in a hidden folder first, moved into place together
+(`files_together`: a failed merge leaves an earlier one's as they were); when every series
+failed there are no areas: ``series.csv`` is a header, the area tables are not written (nor
+left from an earlier merge) and the report says so. Everything streams: series after series,
+the rows are written as they are read, and what the report needs is kept in bounded form (the
+series to review first, the first lines unlike the training data, the first files left out,
+also those a finished series' record names (`sliceseg.inference.merge_notes`), each series'
+mean areas as numbers), so memory does not grow with the cohort but for a few numbers per
+series. Any number of shards may have written the series; merging twice gives the same files.
 """
 
 from __future__ import annotations
@@ -35,16 +35,20 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.inference.attempts import failed_since_finished, read_failures, read_unreadable
+from sliceseg.inference.attempts import read_failures
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_notes import (
     SkippedLines,
     changed_notes,
     damaged_run_record_message,
     left_out_notes,
+    mixed_units_message,
+    not_a_cohort_message,
     nothing_current_message,
     nothing_readable_message,
+    removed_outputs_note,
 )
+from sliceseg.inference.merge_selection import LeftOut, current_records, unreadable_series
 from sliceseg.inference.merge_tables import (
     CHUNK_SERIES,
     TIDY_TEXT,
@@ -53,18 +57,15 @@ from sliceseg.inference.merge_tables import (
 )
 from sliceseg.inference.records import (
     RUN_RECORD,
-    finished_records,
-    inputs_digest,
+    damaged_tables,
     read_input_digests,
     read_input_series,
     read_input_skipped,
     read_run_record,
-    same_run,
     series_dir,
-    unreadable_files,
 )
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import atomic_path
+from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
@@ -82,6 +83,9 @@ __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
 AREA_TABLES = ("csa.csv", "csa_long.csv")
+OUTPUTS = (*AREA_TABLES, "series.csv", "failed.csv", "report.html")
+"""The cohort's outputs, written together (`files_together`): never one beside an earlier
+merge's other."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ class MergeResult:
             ``OUT/unreadable/<name>.json``): skipped, not failed.
         changed: finished series whose input files changed (added, removed, rewritten) since
             they were predicted: their areas are of the old files; left out, not complete.
+        damaged: finished series whose ``csa.csv`` or ``csa_long.csv`` cannot be merged,
+            with why (`damaged_tables`), left out of every table: the next predict run redoes
+            them.
     """
 
     out_dir: Path
@@ -117,20 +124,28 @@ class MergeResult:
     unfinished: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    damaged: tuple[tuple[str, str], ...] = ()
 
     @property
     def notes(self) -> list[str]:
         """One line per kind of series left out (`left_out_notes`)."""
         return left_out_notes(
-            self.out_dir, self.outdated, self.gone, self.unfinished, self.unreadable, self.changed
+            self.out_dir,
+            self.outdated,
+            self.gone,
+            self.unfinished,
+            self.unreadable,
+            self.changed,
+            self.damaged,
         )
 
     @property
     def is_complete(self) -> bool:
         """True when every series of the input finished or was unreadable: none failed, none
-        is still to do, none is left as another model's or settings' (an ``--overwrite`` run
-        not done yet: its tables lack them); else ``predict`` and ``merge`` exit 3."""
-        return not len(self.failed) and not (self.unfinished or self.outdated or self.changed)
+        is still to do or has a damaged table, none is another model's or settings' or from input
+        files changed since (else ``predict`` and ``merge`` exit 3: the tables lack them)."""
+        left_out = self.unfinished or self.outdated or self.changed or self.damaged
+        return not len(self.failed) and not left_out
 
     @property
     def slices(self) -> int:
@@ -184,168 +199,119 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
     """
     out = user_path(out_dir)
     if not (out / RUN_RECORD).is_file():
-        raise ConfigError(_not_a_cohort(out))
+        raise ConfigError(not_a_cohort_message(out, RUN_RECORD))
     run = read_run_record(out)
     if run is None or not isinstance(run.get("settings"), dict):
         raise ConfigError(damaged_run_record_message(out))
     seen = _SeriesPass()
-    left = _LeftOut(read_input_series(out), read_input_digests(out))
-    with atomic_path(out / "series.csv") as path, path.open("w", encoding="utf-8", newline="") as f:
-        seen.write(out, _current_records(out, run, left), f)
-        _check_one_unit(out, seen.units)
-        failed = _failed_table(out, set(seen.names), left)
-        if not seen.names and not len(failed):  # series.csv stays as it was
-            raise _nothing_to_merge(out, left)
-        settings = (seen.first or run).get("settings", {})
-        if not seen.names:  # every series failed: a header and no row
-            f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
-    counts = _area_tables(out, seen)
-    unit = next(iter(seen.units), "mm2")
-    unread = _unreadable(out, {*seen.names, *failed["series"].astype(str)}, left)
-    done = {*seen.names, *failed["series"].astype(str), *left.outdated, *unread, *left.changed}
-    unfinished = tuple(sorted((left.inputs or frozenset()) - done))
-    changed = tuple(left.changed)
-    left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread), changed)
-    notes = left_out_notes(out, *left_out)
+    left = LeftOut(read_input_series(out), read_input_digests(out))
+    with files_together(out, OUTPUTS) as stage:  # renamed into place only once all are written
+        with (
+            atomic_path(stage / "series.csv") as path,
+            path.open("w", encoding="utf-8", newline="") as f,
+        ):
+            seen.write(out, current_records(out, run, left), f)
+            if len(seen.units) > 1:  # one table, mean and report would mix them silently
+                raise ConfigError(mixed_units_message(out, seen.units))
+            failed = _failed_table(out, stage, {*seen.names, *seen.damaged_names}, left)
+            if not seen.names and not len(failed) and not seen.damaged:
+                raise _nothing_to_merge(out, left)
+            settings = (seen.first or run).get("settings", {})
+            if not seen.names:  # every series failed or is damaged: a header and no row
+                f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
+        counts = _area_tables(out, stage, seen)
+        done = {*seen.names, *seen.damaged_names, *failed["series"].astype(str)}
+        unread = unreadable_series(out, done, left)
+        left_alone = {*left.outdated, *unread, *left.changed}
+        unfinished = tuple(sorted((left.inputs or frozenset()) - done - left_alone))
+        changed = tuple(left.changed)
+        left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread), changed)
+        notes = left_out_notes(out, *left_out, seen.damaged)
+        summary = _summary(out, seen, failed, settings, notes, unread)
+        report = _report(out, stage, settings, summary)
+    return MergeResult(out, failed, report, counts, seen.unit, *left_out, tuple(seen.damaged))
+
+
+def _summary(
+    out: Path,
+    seen: _SeriesPass,
+    failed: pd.DataFrame,
+    settings: dict[str, Any],
+    left_out: list[str],
+    unread: dict[str, list[SkippedFile]],
+) -> CohortSummary:
+    """What the cohort's report shows: the series kept in bounded form, the series and the
+    files left out (those the plan left out, the unreadable series', the decoders')."""
     files = SkippedLines()
     planned, planned_count = read_input_skipped(out)
     files.add_files(planned, count=planned_count)
     files.add_files(chain(*unread.values()))
     files.extend(seen.skipped)  # those the finished series left out while decoding
-    summary = CohortSummary(
+    return CohortSummary(
         series=seen.review_table(),
         failed=failed,
-        unit=unit,
+        unit=seen.unit,
         roi_names=list(settings["roi_names"]),
         notes=files.lines,
         notes_count=files.count,
-        left_out=notes,
+        left_out=left_out,
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,
         unlike_count=seen.unlike_count,
         means={roi: np.asarray(values) for roi, values in seen.means.items()},
     )
-    report = _report(out, settings, summary)
-    return MergeResult(out, failed, report, counts, unit, *left_out)
 
 
-def _report(out: Path, settings: dict[str, Any], summary: CohortSummary) -> Path | None:
-    """``report.html``, or none after `predict --no-report`, which asked for no report (the
-    cohort's included): an earlier run's is removed, since it shows that run's series."""
-    if settings.get("report", True):
-        return write_cohort_report(out / "report.html", summary)
-    (out / "report.html").unlink(missing_ok=True)
-    return None
+def _report(
+    out: Path, stage: Path, settings: dict[str, Any], summary: CohortSummary
+) -> Path | None:
+    """``report.html`` (written in ``stage``, renamed with the tables), or none after
+    `predict --no-report`, which asked for no report (the cohort's included): an earlier
+    run's is removed (`files_together`), since it shows that run's series."""
+    if not settings.get("report", True):
+        return None
+    write_cohort_report(stage / "report.html", summary)
+    return out / "report.html"
 
 
-def _check_one_unit(out: Path, units: dict[str, str]) -> None:
-    """Refuse series measured in pixels (``--pixels``, no PixelSpacing) beside series in mm²:
-    one table, one mean and one report over both would mix the units without a word.
-
-    Raises:
-        ConfigError: both units occur; the message names a series of each and the fix.
-    """
-    if len(units) > 1:
-        raise ConfigError(
-            f"{out}: series {units['pixels']} is measured in pixels (no PixelSpacing (0028,0030), "
-            f"--pixels) while series {units['mm2']} is in mm², so the cohort's areas and means "
-            "would mix the two; give --fov MM (and --matrix ROWS COLS) and run again with "
-            "--overwrite, or predict the series without a spacing into another --out."
-        )
-
-
-def _area_tables(out: Path, seen: _SeriesPass) -> tuple[int, ...]:
-    """``csa.csv`` and ``csa_long.csv`` of the finished series (`write_area_tables`); when none
-    finished, none, and an earlier merge's removed: its areas are not this run's."""
+def _area_tables(out: Path, stage: Path, seen: _SeriesPass) -> tuple[int, ...]:
+    """``csa.csv`` and ``csa_long.csv`` of the finished series (`write_area_tables`), written in
+    ``stage``; when none finished, none (an earlier merge's are removed: not this run's)."""
     if not seen.names:
-        for name in AREA_TABLES:
-            (out / name).unlink(missing_ok=True)
         return ()
     flagged = None if all(r is None for r in seen.reasons) else [bool(r) for r in seen.reasons]
-    return write_area_tables(out, seen.names, flagged)
+    return write_area_tables(out, seen.names, flagged, into=stage)
 
 
-@dataclass
-class _LeftOut:
-    """The series a merge leaves out, by why: not in the input, or another run's."""
-
-    inputs: frozenset[str] | None  # `read_input_series`; None: an older folder, all count
-    digests: dict[str, str] | None = None  # `read_input_digests`; None: not compared
-    gone: set[str] = field(default_factory=set)  # their inputs were removed since
-    outdated: list[str] = field(default_factory=list)  # another model's or settings'
-    changed: list[str] = field(default_factory=list)  # of other files than the input's now
-
-    def is_changed(self, name: str, record: dict[str, Any]) -> bool:
-        """True (and kept) when the series' record is of other input files than the latest
-        run's input holds (a file added, removed or rewritten since it was predicted)."""
-        digest = None if self.digests is None else self.digests.get(name)
-        if digest is None or digest == inputs_digest(record.get("inputs") or []):
-            return False
-        self.changed.append(name)
-        return True
-
-    def is_gone(self, name: str) -> bool:
-        """True (and kept) when ``name`` is not in the input of the latest run."""
-        if self.inputs is None or name in self.inputs:
-            return False
-        self.gone.add(name)
-        return True
-
-    @property
-    def gone_names(self) -> tuple[str, ...]:
-        """The series not in the input, by name (a finished one may have failed since too)."""
-        return tuple(sorted(self.gone))
-
-
-def _current_records(
-    out: Path, run: dict[str, Any], left: _LeftOut
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The finished series of the latest run's input, of the run ``cohort.json`` names (its
-    model and settings: ``run``), that did not fail since (`failed_since_finished`: failed.csv
-    lists them) and whose input files did not change since; the others' names go to ``left``."""
-    stale = failed_since_finished(out)
-    for name, record in finished_records(out):
-        if left.is_gone(name) or name in stale or left.is_changed(name, record):
-            continue
-        if same_run(record, run):
-            yield name, record
-        else:
-            left.outdated.append(name)
-
-
-def _unreadable(out: Path, done: set[str], left: _LeftOut) -> dict[str, list[SkippedFile]]:
-    """The series of the input (`write_unreadable`'s records) of which no file could be read,
-    by name, with their files; not those finished or failed since, nor those not in the input
-    (their record says nothing of this input)."""
-    found = {}
-    for record in read_unreadable(out):
-        name = str(record.get("series"))
-        if name not in done and (left.inputs is None or name in left.inputs):
-            found[name] = unreadable_files(record)
-    return found
-
-
-def _nothing_to_merge(out: Path, left: _LeftOut) -> ConfigError:
+def _nothing_to_merge(out: Path, left: LeftOut) -> ConfigError:
     """Why there is nothing to merge: every series of the input unreadable, the series there
-    are another model's or settings' or not finished yet, or none run."""
-    unread = sorted(_unreadable(out, set(), left))
+    are another model's or settings' or not finished yet, or none run. An earlier merge's
+    outputs are removed (and named): they show series this run does not hold, which a user
+    would read as this run's."""
+    removed = [name for name in OUTPUTS if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    unread = sorted(unreadable_series(out, set(), left))
     unfinished = sorted((left.inputs or frozenset()) - {*unread, *left.outdated, *left.changed})
     if left.outdated or unfinished:
-        return ConfigError(nothing_current_message(out, left.outdated, unfinished))
-    if unread:
-        return ConfigError(nothing_readable_message(out, unread))
-    if left.changed:
-        return ConfigError(f"{out}: no series to merge: {changed_notes(left.changed)[0]}")
-    return ConfigError(
-        f"{out}: no finished or failed series to merge; run `sliceseg predict` into this "
-        "folder first."
-    )
+        message = nothing_current_message(out, left.outdated, unfinished)
+    elif unread:
+        message = nothing_readable_message(out, unread)
+    elif left.changed:
+        message = f"{out}: no series to merge: {changed_notes(left.changed)[0]}"
+    else:
+        message = (
+            f"{out}: no finished or failed series to merge; run `sliceseg predict` into this "
+            "folder first."
+        )
+    return ConfigError(message + removed_outputs_note(removed))
 
 
-def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
-    """``failed.csv``: the series of the input whose last attempt failed (not those finished
-    since; one no longer in the input goes to ``left``, as a finished one does)."""
+def _failed_table(out: Path, stage: Path, done: set[str], left: LeftOut) -> pd.DataFrame:
+    """``failed.csv`` (written in ``stage``): the series of the input whose last attempt failed
+    (not those finished since; one no longer in the input goes to ``left``, as a finished one
+    does)."""
     failures = [
         f
         for f in read_failures(out)
@@ -354,27 +320,9 @@ def _failed_table(out: Path, done: set[str], left: _LeftOut) -> pd.DataFrame:
     failed = pd.DataFrame(
         [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
     )
-    with atomic_path(out / "failed.csv") as tmp:
-        write_csv(failed, tmp, index=False)
+    with atomic_path(stage / "failed.csv") as path:  # a full disk named as failed.csv's
+        write_csv(failed, path, index=False)
     return failed
-
-
-def _not_a_cohort(out: Path) -> str:
-    """Why ``out`` cannot be merged: what it is, and what to do instead."""
-    if not out.is_dir():  # a typo, or a file: "no cohort.json" sent users looking for one
-        what = "not a folder" if out.exists() else "no such folder"
-        return f"{out}: {what}; give the --out of a predict_cohort (`sliceseg predict`) run."
-    if (out / "csa.csv").is_file():  # predict_folder's (or `sliceseg measure`'s) whole tables
-        return (
-            f"{out}: holds csa.csv but no {RUN_RECORD}: a predict_folder (or `sliceseg "
-            "measure`) output, whose tables are written whole already; it needs no merge. "
-            "merge_cohort (`sliceseg merge`) joins the series of a predict_cohort "
-            "(`sliceseg predict`) run."
-        )
-    return (
-        f"{out}: no {RUN_RECORD}, so not the output folder of a predict_cohort (`sliceseg "
-        "predict`) run; give the --out of such a run."
-    )
 
 
 @dataclass
@@ -392,11 +340,27 @@ class _SeriesPass:
     unlike_count: int = 0
     skipped: SkippedLines = field(default_factory=SkippedLines)  # files left out in decoding
     columns: list[str] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (series, why) left out
+
+    @property
+    def unit(self) -> str:
+        """The series' unit (one: `mixed_units_message`), "mm2" when none finished."""
+        return next(iter(self.units), "mm2")
+
+    @property
+    def damaged_names(self) -> list[str]:
+        """The series left out for a damaged table (`damaged_tables`)."""
+        return [name for name, _ in self.damaged]
 
     def write(self, out: Path, records: Iterator[tuple[str, dict[str, Any]]], f: IO[str]) -> None:
-        """Read every record once; write ``series.csv`` chunk by chunk."""
+        """Read every record once; write ``series.csv`` chunk by chunk (not the series whose
+        tables are damaged: ``damaged`` names them, and predict redoes them)."""
         rows: list[dict[str, object]] = []
         for name, record in records:
+            why = damaged_tables(series_dir(out, name), record)
+            if why is not None:
+                self.damaged.append((name, why))
+                continue
             self.first = self.first or record
             rows.append(self._keep(out, name, record))
             if len(rows) == CHUNK_SERIES:

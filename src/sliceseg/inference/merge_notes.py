@@ -10,7 +10,7 @@ all counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +20,16 @@ from sliceseg.report.cohort import SHOWN_LINES
 __all__ = [
     "SkippedLines",
     "changed_notes",
+    "damaged_notes",
     "damaged_run_record_message",
     "gone_notes",
     "left_out_notes",
+    "mixed_units_message",
+    "not_a_cohort_message",
     "nothing_current_message",
     "nothing_readable_message",
     "outdated_notes",
+    "removed_outputs_note",
     "unfinished_notes",
     "unreadable_notes",
 ]
@@ -86,17 +90,19 @@ def left_out_notes(
     unfinished: Sequence[str] = (),
     unreadable: Sequence[str] = (),
     changed: Sequence[str] = (),
+    damaged: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The lines naming the series a merge left out: another model's or settings'
     (`outdated_notes`), not in the latest run's input (`gone_notes`), with no readable file
     (`unreadable_notes`), finished from files changed since (`changed_notes`), not finished
-    (`unfinished_notes`)."""
+    (`unfinished_notes`), with a damaged table (`damaged_notes`)."""
     return [
         *outdated_notes(outdated),
         *gone_notes(out, gone),
         *unreadable_notes(out, unreadable),
         *changed_notes(changed),
         *unfinished_notes(out, unfinished),
+        *damaged_notes(out, damaged),
     ]
 
 
@@ -111,6 +117,60 @@ def changed_notes(changed: Sequence[str]) -> list[str]:
         f"{len(changed)} series whose input files changed since they were predicted left out "
         f"({names}); run the predict command (each shard) again to redo them."
     ]
+
+
+def damaged_notes(out: Path, damaged: Sequence[tuple[str, str]]) -> list[str]:
+    """One line naming the finished series whose ``csa.csv`` or ``csa_long.csv`` could not be
+    merged (series, why: `sliceseg.inference.records.damaged_tables`); none when there are
+    none. A next predict run redoes them (it takes such a series as not finished)."""
+    if not damaged:
+        return []
+    shown = _first_names([f"{name}: {why}" for name, why in damaged], 5)
+    return [
+        f"{len(damaged)} series with a damaged table left out ({shown}) in "
+        f"{out / 'series'}/<name>/; run the predict command again, which redoes them, then "
+        f"`sliceseg merge {out}`."
+    ]
+
+
+def removed_outputs_note(removed: Sequence[str]) -> str:
+    """The sentence a merge that stops adds when it removed an earlier merge's outputs (they
+    showed series this folder's latest run does not hold); "" when it removed none."""
+    if not removed:
+        return ""
+    return (
+        f" Removed the earlier merge's {', '.join(removed)}: they showed series this run "
+        "does not hold."
+    )
+
+
+def mixed_units_message(out: Path, units: Mapping[str, str]) -> str:
+    """The one line refusing series measured in pixels (``--pixels``, no PixelSpacing) beside
+    series in mm² (``units``: each unit's first series), with the fix."""
+    return (
+        f"{out}: series {units['pixels']} is measured in pixels (no PixelSpacing (0028,0030), "
+        f"--pixels) while series {units['mm2']} is in mm², so the cohort's areas and means "
+        "would mix the two; give --fov MM (and --matrix ROWS COLS) and run again with "
+        "--overwrite, or predict the series without a spacing into another --out."
+    )
+
+
+def not_a_cohort_message(out: Path, run_record: str) -> str:
+    """Why ``out`` cannot be merged (no ``run_record``): what it is, and what to do instead."""
+    if not out.is_dir():  # a typo, or a file: "no cohort.json" sent users looking for one
+        what = "not a folder" if out.exists() else "no such folder"
+        return f"{out}: {what}; give the --out of a predict_cohort (`sliceseg predict`) run."
+    if (out / "csa.csv").is_file():  # predict_folder's (or `sliceseg measure`'s) whole tables
+        return (
+            f"{out}: holds csa.csv but no {run_record}: a predict_folder (or `sliceseg "
+            "measure`) output, whose tables are written whole already; it needs no merge. "
+            "merge_cohort (`sliceseg merge`) joins the series of a predict_cohort "
+            "(`sliceseg predict`) run."
+        )
+    return (
+        f"{out}: no {run_record}, so not the output folder of a predict_cohort (`sliceseg "
+        "predict`) run; give the --out of such a run."
+    )
 
 
 def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:

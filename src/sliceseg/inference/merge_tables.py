@@ -53,12 +53,14 @@ TIDY_TEXT = {
 
 
 def write_area_tables(
-    out: Path, names: Sequence[str], flagged: Sequence[bool] | None
+    out: Path, names: Sequence[str], flagged: Sequence[bool] | None, *, into: Path | None = None
 ) -> tuple[int, ...]:
     """Write ``OUT/csa.csv`` and ``OUT/csa_long.csv`` of the finished series ``names``.
 
     Args:
         out: the cohort's output folder.
+        into: the folder to write the two tables in (default ``out``; the merge writes them
+            beside its other outputs first, `sliceseg.io.files.files_together`).
         names: the finished series, in order (series 1, 2, ...).
         flagged: per series, unlike the training data (None: the model file has no training
             profile, so the tables have no ``unlike_training`` column); flagged series are
@@ -72,13 +74,14 @@ def write_area_tables(
             the CT columns may differ (a CT series' muscles have them, an MR series' do not).
     """
     tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=tidy_columns(out, names))
+    into = out if into is None else into
     with (  # a failing write names its file (a full disk's error names none)
-        atomic_path(out / "csa.csv") as wide_path,
-        atomic_path(out / "csa_long.csv") as long_path,
-        named_text(wide_path, out / "csa.csv") as wide,  # written out before either is renamed
-        named_text(long_path, out / "csa_long.csv") as long,
+        atomic_path(into / "csa.csv") as wide_path,
+        atomic_path(into / "csa_long.csv") as long_path,
+        named_text(wide_path, into / "csa.csv") as wide,  # written out before either is renamed
+        named_text(long_path, into / "csa_long.csv") as long,
         # the series' summary rows, csa.csv's: its name on a failing write
-        named_text(tempfile.TemporaryFile("w+b", buffering=0, dir=out), out / "csa.csv") as rows,
+        named_text(tempfile.TemporaryFile("w+b", buffering=0, dir=out), into / "csa.csv") as rows,
     ):
         for start in range(0, len(names), CHUNK_SERIES):
             tables.add(out, names[start : start + CHUNK_SERIES], wide, long, rows)

@@ -20,8 +20,10 @@ Every record names an input file by its path under the input folder (`relative_t
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +49,7 @@ __all__ = [
     "RunSettings",
     "check_not_inputs",
     "check_out_dir",
+    "damaged_tables",
     "file_sha256",
     "inputs_digest",
     "is_done",
@@ -364,13 +367,60 @@ def read_series_record(out: Path, name: str) -> dict[str, Any] | None:
 
 
 def is_done(out: Path, series: PlannedSeries, record: RunRecord, root: Path) -> bool:
-    """True when the series' folder holds a record of this model, settings and input files."""
+    """True when the series' folder holds a record of this model, settings and input files,
+    and tables the merge can read (`damaged_tables`: a damaged one is redone)."""
     stored = read_series_record(out, series.name)
     return (
         stored is not None
         and record.difference(stored) is None
         and stored.get("inputs") == series.inputs(root)
+        and damaged_tables(series_dir(out, series.name), stored) is None
     )
+
+
+def damaged_tables(folder: Path, record: Mapping[str, Any]) -> str | None:
+    """Why a finished series' ``csa.csv`` or ``csa_long.csv`` cannot be merged (missing, empty,
+    not CSV, lacking a column, cells not numbers, other slices than its ``record``'s), or None.
+
+    Example:
+        >>> damaged_tables(series_dir(out, "p03"), read_series_record(out, "p03"))
+        'csa.csv is empty'
+    """
+    summary = record.get("summary") or {}
+    rois = [str(roi) for roi in summary.get("mean") or {}]
+    for name, needed, numeric in (
+        ("csa.csv", ["slice", "file", *rois], rois),
+        ("csa_long.csv", ["slice"], ["slice"]),
+    ):
+        try:
+            rows = list(csv.reader(io.StringIO((folder / name).read_text(encoding="utf-8"))))
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return f"{name} is not a readable CSV table"
+        if not rows:
+            return f"{name} is empty"
+        lacking = [column for column in needed if column not in rows[0]]
+        if lacking or any(len(row) != len(rows[0]) for row in rows[1:]):
+            return f"{name} " + (f"lacks the column {lacking[0]}" if lacking else "has ragged rows")
+        if not _numbers(rows, [rows[0].index(column) for column in numeric]):
+            return f"{name} holds cells that are not numbers"
+        found = sum(row[0].isdigit() for row in rows[1:])
+        slices = summary.get("slices")
+        if name == "csa.csv" and isinstance(slices, int) and found != slices:
+            return f"csa.csv holds {found} slice rows, its record {slices}"
+    return None
+
+
+def _numbers(rows: list[list[str]], columns: list[int]) -> bool:
+    """True when every cell of ``columns`` below the header is a number or empty."""
+    try:
+        for row in rows[1:]:
+            for k in columns:
+                float(row[k] or 0)
+    except ValueError:
+        return False
+    return True
 
 
 def series_record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -209,6 +210,43 @@ def _current_umask() -> int:
         mask = os.umask(0)
         os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def files_together(folder: Path, names: tuple[str, ...]) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``folder`` to write the files ``names`` in; when
+    the block succeeds each is renamed onto its name in ``folder``, and each of ``names`` not
+    written is removed there (an earlier run's, which would sit beside the new ones).
+
+    So that files that belong together (a cohort's tables and report) appear together: a
+    failing block leaves the earlier ones all as they were, never some new beside some old.
+
+    Example:
+        >>> with files_together(out, ("a.csv", "b.csv")) as tmp:
+        ...     write_csv(a, tmp / "a.csv"); write_csv(b, tmp / "b.csv")
+    """
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}together.", dir=folder))
+    except OSError as error:
+        raise ConfigError(
+            f"{folder}: cannot write here ({_why(folder, error)}); choose another output path."
+        ) from error
+    try:
+        try:
+            yield stage
+        except UnwritableError as error:  # name the output, not the hidden folder
+            if Path(error.path).parent != stage:
+                raise
+            target = str(folder / Path(error.path).name)
+            message = str(error).replace(error.path, target, 1)
+            raise UnwritableError(message, path=target, reason=error.reason) from error
+        for name in names:
+            if (stage / name).is_file():
+                os.replace(stage / name, folder / name)
+            else:
+                (folder / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
