@@ -800,11 +800,12 @@ def test_killed_predict_reruns_to_completion(corpus: Corpus, tmp_path: Path):
     scans = tmp_path / "scans"
     scans.mkdir()
     source = sorted((corpus.phantom / "train" / "dicoms").rglob("*.dcm"))
-    for i in range(60):  # 60 slices of their own: one pixel each tells them from a copy
+    for i in range(60):  # 60 slices of their own: one pixel and a UID each tell them from a copy
         ds = pydicom.dcmread(source[i % len(source)])
         pixels = ds.pixel_array.copy()
         pixels[0, 0] = i
         ds.PixelData = pixels.tobytes()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
         ds.save_as(scans / f"s{i:02d}.dcm")
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "sliceseg", "predict", str(corpus.model), str(scans), "--out"]
