@@ -82,7 +82,9 @@ class TestReadSlices:
         assert image.pixels.min() < 0
         assert image.series_uid.startswith("1.3.6.1.4.1.5962")
         assert image.instance_number == 1
-        assert image.position_mm == pytest.approx(-77.2040634155)
+        # placed by ImagePositionPatient on the normal; its SliceLocation is kept, not used
+        assert image.position_mm == pytest.approx(-75.699997)
+        assert image.slice_location_mm == pytest.approx(-77.2040634155)
 
     def test_compressed_files_decode_to_the_uncompressed_pixels(self):
         reference = read_slices(pydicom_file("MR_small.dcm"))[0].pixels

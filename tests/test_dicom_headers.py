@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
 from pydicom.dataset import Dataset
 
+from conftest import write_test_dicom
 from sliceseg.errors import DicomReadError
+from sliceseg.io.dicom import read_slices
 from sliceseg.io.dicom_headers import _convert_elements, read_dataset
 
 # Explicit and implicit VR, big endian, no meta header, sequences (nested, private, UN),
@@ -82,3 +86,49 @@ def test_an_element_of_unknown_vr_fails_in_the_reader_naming_the_file(tmp_path):
     found = r"\(Unknown Value Representation '0x51 0x21' in tag \(0028,0030\)\); the file may be"
     with pytest.raises(DicomReadError, match=rf"^{path}: cannot read the DICOM header {found}"):
         read_dataset(path)
+
+
+def _enhanced(path: Path, *, per_frame: object, top: object) -> Path:
+    """A 2-frame file whose per-frame PixelMeasuresSequence holds ``per_frame`` and whose top
+    level holds ``top`` as (0028,0030) PixelSpacing."""
+    write_test_dicom(path, np.zeros((2, 4, 4), np.uint16), spacing=None)
+    ds = pydicom.dcmread(path)
+    frames = []
+    for _ in range(2):
+        measures = Dataset()
+        measures.PixelSpacing = per_frame
+        group = Dataset()
+        group.PixelMeasuresSequence = [measures]
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelSpacing = top
+    ds.save_as(path)
+    return path
+
+
+class TestPixelSpacing:
+    def test_a_malformed_functional_group_spacing_gives_way_to_the_valid_top_level(self, tmp_path):
+        # before: the valid top-level 0.7 mm was hidden and the frames had no spacing at all
+        path = _enhanced(tmp_path / "mf.dcm", per_frame=["0.0", "0.0"], top=[0.7, 0.9])
+        with pytest.warns(
+            UserWarning,
+            match=r"mf\.dcm: \(0028,0030\) PixelSpacing .* in the per-frame functional groups is "
+            r"malformed or not > 0; using the top-level PixelSpacing \(0\.7, 0\.9\) instead",
+        ):
+            slices = read_slices(path)
+        assert [(s.spacing_mm, s.spacing_source) for s in slices] == [
+            ((0.7, 0.9), "PixelSpacing")
+        ] * 2
+
+    def test_a_valid_functional_group_spacing_wins_over_a_malformed_top_level(self, tmp_path):
+        path = _enhanced(tmp_path / "mf.dcm", per_frame=[0.5, 0.6], top=["-1", "0"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            slices = read_slices(path)
+        assert [s.spacing_mm for s in slices] == [(0.5, 0.6)] * 2
+
+    def test_no_valid_spacing_anywhere_is_told_and_missing(self, tmp_path):
+        path = _enhanced(tmp_path / "mf.dcm", per_frame=["0.0", "0.0"], top=["-1", "0"])
+        with pytest.warns(UserWarning, match=r"mf\.dcm: PixelSpacing .* treating the spacing"):
+            slices = read_slices(path)
+        assert [(s.spacing_mm, s.spacing_source) for s in slices] == [(None, "none")] * 2

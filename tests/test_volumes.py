@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -419,3 +420,37 @@ class TestBadInputs:
         (tmp_path / "zero.seg.dcm").write_bytes(b"")
         with pytest.raises(LabelError, match=r"zero\.seg\.dcm: cannot read the DICOM-SEG header"):
             referenced_series_uid(tmp_path / "zero.seg.dcm")
+
+
+class TestNiftiForms:
+    """A NIfTI's sform and qform: nibabel reads the sform, ITK-based tools may read the qform."""
+
+    def _write(self, path: Path, sform: np.ndarray, qform: np.ndarray) -> Path:
+        image = nib.Nifti1Image(_blocks((8, 6, 3)), None)
+        image.header.set_sform(sform, code=2)
+        image.header.set_qform(qform, code=1)
+        nib.save(image, path)
+        return path
+
+    def test_disagreeing_forms_are_told_naming_the_file_and_the_form_used(self, tmp_path):
+        sform = np.diag([0.8, 0.6, 5.0, 1.0])
+        qform = sform.copy()
+        qform[2, 3] = 10.0  # two slices further along: the labels land elsewhere in Slicer
+        path = self._write(tmp_path / "p01.nii.gz", sform, qform)
+        with pytest.warns(
+            UserWarning,
+            match=r"p01\.nii\.gz: NIfTI sform and qform disagree \(by up to 10 mm\); "
+            r"used the sform",
+        ) as caught:
+            volume = read_label_volume(path)
+        assert len(caught) == 1 and "\n" not in str(caught[0].message)
+        np.testing.assert_allclose(volume.origin_mm, (0.0, 0.0, 0.0), atol=1e-6)
+
+    def test_agreeing_forms_are_read_quietly(self, tmp_path):
+        sform = np.diag([0.8, 0.6, 5.0, 1.0])
+        sform[:3, 3] = (-100.0, 80.123456, 40.0)
+        path = self._write(tmp_path / "p01.nii.gz", sform, sform)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            volume = read_label_volume(path)
+        np.testing.assert_allclose(volume.origin_mm, (100.0, -80.123456, 40.0), atol=1e-4)

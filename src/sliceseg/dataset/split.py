@@ -137,8 +137,8 @@ def split_by_patient(
 
 
 def relative_levels(samples: Sequence[Sample]) -> list[float | None]:
-    """Each sample's level within its patient: 0 at the patient's lowest (0020,1041)
-    SliceLocation / projected (0020,0032) ImagePositionPatient, 1 at the highest.
+    """Each sample's level within its patient: 0 at the patient's lowest position (projected
+    (0020,0032) ImagePositionPatient, else (0020,1041) SliceLocation), 1 at the highest.
 
     None for a slice without a position, or of a patient with fewer than `MIN_LEVELS`
     distinct positions.

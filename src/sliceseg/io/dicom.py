@@ -36,6 +36,7 @@ from sliceseg.io.dicom_headers import (
     photometric_interpretation,
     pixel_spacing,
     read_dataset,
+    slice_location,
     slice_position,
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
@@ -77,8 +78,9 @@ class Slice:
         num_frames: number of frames in the file.
         series_uid: (0020,000E) SeriesInstanceUID, "" when absent.
         instance_number: (0020,0013) InstanceNumber, ``None`` when absent or malformed.
-        position_mm: (0020,1041) SliceLocation, else (0020,0032) ImagePositionPatient projected on
-            the slice normal from (0020,0037) ImageOrientationPatient; ``None`` when neither exists.
+        position_mm: (0020,0032) ImagePositionPatient projected on the slice normal from
+            (0020,0037) ImageOrientationPatient, else (0020,1041) SliceLocation; ``None`` when
+            neither exists (`sliceseg.io.neighbours.series_order` keeps a series to one source).
         patient_id: (0010,0020) PatientID, "" when absent. Kept in memory only; outputs leave it
             out unless the user asks for it (``--keep-patient-info``).
         patient_name: (0010,0010) PatientName as text, "" when absent; same rule.
@@ -96,6 +98,8 @@ class Slice:
             "colour" (grey luminance of a colour image); "" for a slice not read from a file.
         sop_instance_uid: (0008,0018) SOPInstanceUID, "" when absent: the image's identity
             (`drop_copies` measures two files of one instance once).
+        slice_location_mm: (0020,1041) SliceLocation as stored, ``None`` when absent: checked
+            against ``position_mm`` per series, never used to place a slice beside positions.
     """
 
     pixels: np.ndarray
@@ -115,6 +119,7 @@ class Slice:
     photometric: str = "MONOCHROME2"
     modality_lut: str = ""
     sop_instance_uid: str = ""
+    slice_location_mm: float | None = None
 
     @property
     def display_pixels(self) -> np.ndarray:
@@ -378,4 +383,5 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         photometric=photometric_interpretation(ds),
         modality_lut=modality_lut,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        slice_location_mm=slice_location(ds, num_frames),
     )

@@ -31,6 +31,7 @@ __all__ = [
     "NOT_IMAGES",
     "as_int",
     "frame_value",
+    "frame_values",
     "image_position",
     "named_warnings",
     "not_an_image",
@@ -39,6 +40,7 @@ __all__ = [
     "photometric_interpretation",
     "pixel_spacing",
     "read_dataset",
+    "slice_location",
     "slice_position",
     "slice_step_mm",
 ]
@@ -199,24 +201,47 @@ def photometric_interpretation(ds: Dataset) -> str:
 
 def frame_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
     """Look ``keyword`` up in the frame's functional groups, then the shared ones, then the top."""
-    for groups_keyword, index in (
-        ("PerFrameFunctionalGroupsSequence", frame),
-        ("SharedFunctionalGroupsSequence", 0),
+    found = frame_values(ds, frame, sequence, keyword)
+    return found[0][1] if found else None
+
+
+def frame_values(ds: Dataset, frame: int, sequence: str, keyword: str) -> list[tuple[str, Any]]:
+    """Every (where, value) of ``keyword`` in `frame_value`'s order, where it is present:
+    "per-frame functional groups", "shared functional groups", "top-level"."""
+    found = []
+    for groups_keyword, index, where in (
+        ("PerFrameFunctionalGroupsSequence", frame, "per-frame functional groups"),
+        ("SharedFunctionalGroupsSequence", 0, "shared functional groups"),
     ):
         groups = ds.get(groups_keyword)
         if groups is not None and index < len(groups):
             items = groups[index].get(sequence)
             if items and keyword in items[0]:
-                return items[0][keyword].value
-    return ds.get(keyword)
+                found.append((where, items[0][keyword].value))
+    if keyword in ds:
+        found.append(("top-level", ds[keyword].value))
+    return found
 
 
 def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, float] | None, str]:
-    pixel = _parse_spacing(
-        frame_value(ds, frame, "PixelMeasuresSequence", "PixelSpacing"), path, "PixelSpacing"
-    )
-    if pixel is not None:
-        return pixel, "PixelSpacing"
+    # Malformed is missing (the module's rule), so a malformed value in the functional groups
+    # lets the next place speak rather than hiding a valid spacing behind it.
+    found = frame_values(ds, frame, "PixelMeasuresSequence", "PixelSpacing")
+    present = [(where, value) for where, value in found if value is not None and value != ""]
+    for n, (where, value) in enumerate(present):
+        pixel = _spacing_numbers(value)
+        if pixel is not None and n > 0:
+            bad_where, bad = present[0]
+            warnings.warn(
+                f"{path}: (0028,0030) PixelSpacing {bad!r} in the {bad_where} is malformed or "
+                f"not > 0; using the {where} PixelSpacing {pixel} instead; check the spacing.",
+                UserWarning,
+                stacklevel=4,
+            )
+        if pixel is not None:
+            return pixel, "PixelSpacing"
+    for _, value in present:
+        _parse_spacing(value, path, "PixelSpacing")  # tells each malformed one
     imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
     if imager is not None:
         warnings.warn(
@@ -232,12 +257,9 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
 def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] | None:
     if value is None or value == "":
         return None
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        numbers = ()
-    if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
-        return numbers[0], numbers[1]
+    numbers = _spacing_numbers(value)
+    if numbers is not None:
+        return numbers
     warnings.warn(
         f"{path}: {keyword} {value!r} is malformed or not > 0; expected two positive numbers "
         "(row mm, column mm); treating the spacing as missing.",
@@ -247,24 +269,40 @@ def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] 
     return None
 
 
+def _spacing_numbers(value: Any) -> tuple[float, float] | None:
+    """Two positive finite numbers (row, column) from a spacing value, else None."""
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
+        return numbers[0], numbers[1]
+    return None
+
+
 def slice_position(
     ds: Dataset,
     num_frames: int,
     orientation: tuple[float, ...] | None,
     position_mm: tuple[float, ...] | None,
 ) -> float | None:
-    """(0020,1041) SliceLocation of a single-frame file, else the frame's (0020,0032)
-    ImagePositionPatient on the unit slice normal of its checked `orientation_cosines`."""
-    try:
-        location = float(ds.get("SliceLocation")) if num_frames == 1 else math.nan
-        if math.isfinite(location):
-            return location
-    except (TypeError, ValueError):
-        pass
+    """The frame's (0020,0032) ImagePositionPatient on the unit slice normal of its checked
+    `orientation_cosines`, else (0020,1041) `slice_location` (as ITK and dicom2nifti do: one
+    coordinate system for every slice of a series that has positions, whatever an anonymiser or
+    reformatter left in SliceLocation)."""
     if orientation is None or position_mm is None:
-        return None
+        return slice_location(ds, num_frames)
     normal = np.cross(orientation[:3], orientation[3:])
     return float(np.asarray(position_mm) @ (normal / np.linalg.norm(normal)))
+
+
+def slice_location(ds: Dataset, num_frames: int) -> float | None:
+    """(0020,1041) SliceLocation of a single-frame file; None when absent or not a number."""
+    try:
+        location = float(ds.get("SliceLocation")) if num_frames == 1 else math.nan
+    except (TypeError, ValueError):
+        return None
+    return location if math.isfinite(location) else None
 
 
 def _float_tuple(value: Any, length: int) -> tuple[float, ...] | None:

@@ -9,6 +9,7 @@ slice that exists stands in, down to the slice itself: a lone L3 slice still wor
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,17 +23,59 @@ SPACING_TOLERANCE = 1.5
 """A series whose slice step is more than this factor off a 2.5D model's training step is told."""
 
 
+# How far (0020,1041) SliceLocation may stray from the position along the normal (up to a
+# shift and a sign, which DICOM leaves open) before the two disagree: far above DS rounding.
+LOCATION_TOLERANCE_MM = 0.1
+
+
 def series_order(slices: Sequence[Slice]) -> list[Slice]:
     """One series' slices in order along the slice normal.
 
-    By position (SliceLocation, else ImagePositionPatient on the normal) when every slice has
-    one, else as `order_slices` orders them (InstanceNumber, then name): the physical order
-    where the headers give it, whatever the InstanceNumbers say.
+    By position when every slice has one from the same source (ImagePositionPatient on the
+    normal, else SliceLocation for every slice), else as `order_slices` orders them
+    (InstanceNumber, then name) with a ``UserWarning``: never by a mix of the two coordinate
+    systems. A SliceLocation that disagrees with the position is told, naming the series.
     """
-    if slices and all(s.position_mm is not None for s in slices):
-        ordered = order_slices(slices)  # ties keep a stable, documented order
-        return sorted(ordered, key=lambda s: float(s.position_mm or 0.0))
+    if not slices:
+        return []
+    _warn_disagreeing_locations(slices)
+    if all(s.position_mm is not None for s in slices):
+        if len({_is_projected(s) for s in slices}) == 1:
+            ordered = order_slices(slices)  # ties keep a stable, documented order
+            return sorted(ordered, key=lambda s: float(s.position_mm or 0.0))
+        warnings.warn(
+            f"series {series_key(slices[0])}: some slices have only (0020,1041) SliceLocation, "
+            "others (0020,0032) ImagePositionPatient; ordered by InstanceNumber, not by the two "
+            "mixed coordinate systems; give every file its ImagePositionPatient.",
+            UserWarning,
+            stacklevel=2,
+        )
     return order_slices(slices)
+
+
+def _is_projected(image: Slice) -> bool:
+    """Whether ``position_mm`` is ImagePositionPatient on the normal (else SliceLocation)."""
+    return image.image_position_mm is not None and image.orientation is not None
+
+
+def _warn_disagreeing_locations(slices: Sequence[Slice]) -> None:
+    both = [s for s in slices if _is_projected(s) and s.slice_location_mm is not None]
+    if len(both) < 2:
+        return
+    pairs = np.asarray([(s.slice_location_mm, s.position_mm) for s in both], dtype=np.float64)
+    # DICOM leaves SliceLocation's origin and sign open: it agrees up to a shift and a sign.
+    offsets = min((pairs[:, 0] - pairs[:, 1], pairs[:, 0] + pairs[:, 1]), key=np.ptp)
+    if np.ptp(offsets) <= LOCATION_TOLERANCE_MM:
+        return
+    worst = both[int(np.argmax(np.abs(offsets - np.median(offsets))))]
+    warnings.warn(
+        f"series {series_key(worst)}: (0020,1041) SliceLocation disagrees with (0020,0032) "
+        f"ImagePositionPatient along the slice normal (e.g. {worst.source.name}: "
+        f"{worst.slice_location_mm:g} vs {worst.position_mm:g} mm; an anonymiser or reformatter "
+        "may have changed one); slices are placed by ImagePositionPatient; check the series.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def slice_neighbours(

@@ -7,6 +7,7 @@ directions go through `LPS_FROM_RAS`. A NIfTI label map carries no segment names
 from __future__ import annotations
 
 import gzip
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ def read_nifti(path: Path) -> LabelVolume:
     except nifti_errors as exc:
         raise unreadable(path, exc, "NIfTI file") from exc
     _check_has_geometry(image.header, path)
+    _warn_forms_disagree(image.header, path)
     values = as_labels(as_3d(data, path), path)
     return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
 
@@ -68,6 +70,32 @@ def _check_has_geometry(header: Any, path: Path) -> None:
             "be placed on the DICOM slices; save it with the DICOM series' affine (3D Slicer, "
             "dcm2niix, or nibabel's Nifti1Image(labels, affine))."
         )
+
+
+# How far (mm, or direction units) the sform and qform may differ: the qform's float32
+# quaternion rounds far inside this; a shifted or flipped affine is far outside.
+_FORM_TOLERANCE = 1e-2
+
+
+def _warn_forms_disagree(header: Any, path: Path) -> None:
+    """Tell a NIfTI whose sform and qform are both set and differ: nibabel (and so sliceseg)
+    takes the sform, while ITK-based tools (3D Slicer) may take the qform, so the labels would
+    land on other voxels there; silence would hide which one the areas were measured with."""
+    sform, sform_code = header.get_sform(coded=True)
+    qform, qform_code = header.get_qform(coded=True)
+    if not sform_code or not qform_code:
+        return
+    difference = float(np.max(np.abs(np.asarray(sform) - np.asarray(qform))))
+    if difference <= _FORM_TOLERANCE:
+        return
+    warnings.warn(
+        f"{path}: NIfTI sform and qform disagree (by up to {difference:.3g} mm); used the sform "
+        f"(sform_code {int(sform_code)}, nibabel's rule), while ITK-based tools such as 3D "
+        "Slicer may use the qform; check where the labels land and save the file with one "
+        "affine in both.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def write_nifti(path: Path | str, slices: Sequence[Slice], labels: Sequence[np.ndarray]) -> Path:

@@ -413,8 +413,8 @@ def _along_normal(image: Slice, change: Reorientation, near: Sequence[Slice]) ->
     """A slice's neighbours ``(-k, ..., -1, +1, ..., +k)`` in the order of its canonical
     normal, as a 2.5D network takes them whatever the series' storage.
 
-    `slice_neighbours` orders them by SliceLocation (whose sign DICOM leaves open) or by
-    ImagePositionPatient along the stored normal, which an odd number of flips and transposes
+    `slice_neighbours` orders them by ImagePositionPatient along the stored normal (else by
+    SliceLocation, whose sign DICOM leaves open), which an odd number of flips and transposes
     to the canonical orientation turns round. Where (0020,0032) ImagePositionPatient and
     (0020,0037) ImageOrientationPatient say that the ``+k`` side lies behind the ``-k`` side
     along the canonical normal, the order is reversed; without them it is kept.
