@@ -173,6 +173,8 @@ class TestCheckReport:
         (message,) = messages(report, "stray_value")
         assert "value 7 (ROI 7) appears in only 1 of 6 label files" in message
         assert "while the others hold at most 6" in message
+        # Both a CLI user and a Python caller read what to type.
+        assert message.endswith("or set --num-labels (num_labels) to 7 if it is a real ROI.")
         assert "labels/p01/s9.png" in report.to_text()
 
     def test_missing_common_roi_is_a_warning(self, tmp_path):

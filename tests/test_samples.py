@@ -7,7 +7,7 @@ import pytest
 
 import sliceseg
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
-from sliceseg.dataset.check import CheckReport
+from sliceseg.dataset.check import NOT_TRAINED_ON, CheckReport
 from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import check_dataset, load_samples, load_usable_samples
 from sliceseg.errors import ConfigError, LabelError, PairingError
@@ -114,6 +114,7 @@ class TestCheckDataset:
         assert not report.is_trainable and report.scheme is None
         assert "do not form one scheme" in messages(report, "label_scheme")[0]
         assert "40: p01/s2.png" in messages(report, "label_scheme")[0]
+        assert "set --num-labels (num_labels) to K if" in messages(report, "label_scheme")[0]
 
     def test_roi_names_from_labels_txt_set_k(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())
@@ -254,6 +255,28 @@ class TestPerFrameLabelMaps:
         assert [s.key for s in samples] == ["cine_f000"]
         (message,) = messages(report, "shape_mismatch")
         assert message.startswith("cine_f005: frame 5 of cine.dcm, which has 2 frames (0 to 1)")
+
+    def test_frames_without_a_label_map_are_listed_as_unlabelled(self, tmp_path):
+        """Frames 2 and 3 of a 4-frame file labelled frame by frame went unmentioned, while a
+        single-frame DICOM without a label map is listed."""
+        write_test_dicom(
+            tmp_path / "dicoms" / "p01" / "cine.dcm", np.ones((4, LABEL_ROWS, LABEL_COLS))
+        )
+        (tmp_path / "labels" / "p01").mkdir(parents=True)
+        for frame in (0, 1):
+            np.save(tmp_path / "labels" / "p01" / f"cine_f00{frame}.npy", square_label())
+        add_pair(tmp_path, "p01/s1", square_label())
+        write_test_dicom(tmp_path / "dicoms" / "p01" / "s2.dcm", np.ones((LABEL_ROWS, LABEL_COLS)))
+        report = check_dataset(tmp_path)
+        assert report.is_trainable and report.num_samples == 3
+        assert messages(report, "unmatched_image") == [
+            f"1 DICOM file(s) without a label map of the same relative name ({NOT_TRAINED_ON})",
+            "2 frame(s) of multi-frame DICOM file(s) without a label map named for the frame "
+            f"({NOT_TRAINED_ON})",
+        ]
+        text = report.to_text()
+        assert "-- dicoms/p01/s2.dcm\n" in text
+        assert "-- dicoms/p01/cine_f002, dicoms/p01/cine_f003" in text
 
     def test_two_label_maps_of_one_frame_are_a_duplicate(self, tmp_path):
         """cine_f001 and cine_f0001 both name frame 1: that slice was counted and trained twice."""

@@ -104,6 +104,35 @@ class TestSuggestSlices:
             "sub01": "sub01", "sub02": "sub02", "sub03": "sub03",
         }  # fmt: skip
 
+    def test_a_series_that_does_not_decode_keeps_its_name(
+        self, monkeypatch, tiny_phantom, tiny_model, tmp_path
+    ):
+        """Two series in one folder, the first's files all truncated (headers readable): predict
+        plans both (``p01``, ``p01_2``) and writes the second as ``p01_2``; suggest read the
+        pixels first, lost the first series and called the second ``p01``."""
+        from sliceseg.io.series_plan import plan_cohort
+
+        train, dicoms = tiny_phantom / "train" / "dicoms", tmp_path / "scans"
+        (dicoms / "p01").mkdir(parents=True)
+        for subject, prefix in (("sub01", "a"), ("sub02", "b")):
+            for path in sorted((train / subject).glob("*.dcm")):
+                shutil.copy(path, dicoms / "p01" / f"{prefix}_{path.name}")
+        for path in (dicoms / "p01").glob("a_*.dcm"):
+            path.write_bytes(path.read_bytes()[:-500])  # the pixels cut short
+        planned = {s.name: [f.source.name[0] for f in s.files] for s in plan_cohort(dicoms).series}
+        assert planned == {"p01": ["a"] * 3, "p01_2": ["b"] * 3}
+
+        def unsure(bundle, images, *, on_probabilities, **_options):
+            labels = [np.zeros(image.shape, np.uint8) for image in images]
+            for label in labels:
+                on_probabilities(torch.full((7, *label.shape), 1 / 7), label)
+            return labels
+
+        monkeypatch.setattr(suggest, "predict_slices", unsure)
+        found = suggest_slices(tiny_model, dicoms, n=9)
+        assert sorted(s.key for s in found) == [f"p01/b_sub02_s0{i}" for i in range(3)]
+        assert {s.series for s in found} == {"p01_2"}
+
     def test_labelled_neighbours_still_seen(self, monkeypatch, tiny_phantom, tiny_model, tmp_path):
         """A slice's confidence is predict's, whose (2.5D) network sees each series whole: the
         labelled slices beside it are still its neighbours, though they are not suggested."""

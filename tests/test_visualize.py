@@ -15,6 +15,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice
 from sliceseg.report.colours import ROI_COLOURS
 from sliceseg.report.plots import plot_areas, plot_bland_altman, plot_history
 from sliceseg.report.visualize import (
@@ -135,6 +136,21 @@ class TestOverlayFigure:
         image, label = _phantom()
         fig = overlay_figure(image, label, NAMES, title="s01")
         assert _legend_texts(fig) == NAMES
+
+    def test_a_slice_is_drawn_as_predict_draws_it(self, tmp_path):
+        """A 0.5 × 1.0 mm CT slice was drawn square and in percentiles, unlike predict's."""
+        hu = np.full((20, 20), 40.0, np.float32)  # muscle
+        hu[0, 0], hu[0, 1] = -1000.0, 1000.0  # air and bone would stretch the percentiles
+        image = Slice(hu, (0.5, 1.0), "PixelSpacing", tmp_path / "ct.dcm", modality="CT")
+        label = np.zeros((20, 20), np.uint8)
+        label[5:10, 5:10] = 1
+        left = overlay_figure(image, label, NAMES[:1]).axes[0].images[0].get_array()
+        assert left.shape == (20, 40)  # columns twice as coarse as rows: twice as wide
+        assert left[10, 20] == 128  # 40 HU mid-grey in the soft-tissue window (-160, 240)
+        right = np.asarray(overlay_figure(image, label, NAMES[:1]).axes[1].images[0].get_array())
+        coloured = np.ptp(right.astype(int), axis=2) > 0  # the ROI, stretched with its image
+        assert (np.flatnonzero(coloured.any(1))[[0, -1]] == [5, 9]).all()
+        assert (np.flatnonzero(coloured.any(0))[[0, -1]] == [10, 19]).all()
 
 
 class TestTitles:

@@ -26,7 +26,7 @@ from sliceseg.dataset.pairing import (
     refuse_repeated_names,
 )
 from sliceseg.errors import ConfigError
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.labels import NUM_LABELS_OPTION, LabelScheme
 from sliceseg.measure.areas import area_mm2
 
 ROI_NAMES_FILE = "labels.txt"
@@ -371,7 +371,7 @@ def consistency_problems(
             message = (
                 f"value {value} ({name}) appears in only {len(paths)} of {total} label files "
                 f"while the others hold at most {scheme.stored_values[top_common]}; fix those "
-                f"pixels, or pass num_labels={k} if it is a real ROI."
+                f"pixels, or set {NUM_LABELS_OPTION} to {k} if it is a real ROI."
             )
             problems.append(Problem("error", "stray_value", message, tuple(paths)))
         elif not paths:

@@ -292,6 +292,8 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     if is_shared:
         skipped = [s for s in skipped if not _is_label_name(s.path.name)]
     shared_images = set(image_paths) if is_shared else set()
+    # In one folder a stray file (notes.txt) is already skipped as no DICOM: list it once.
+    skipped_paths = {s.path for s in skipped}
     images: dict[str, list[Path]] = defaultdict(list)
     for path in image_paths:
         images[image_key(path, images_dir)].append(path)
@@ -299,8 +301,10 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     for path in visible_files(labels_dir):
         if path.suffix.lower() in LABEL_SUFFIXES:
             labels[label_key(path, labels_dir)].append(path)
-        elif is_volume_name(path.name) or is_dicom_seg(path) or path in shared_images:
-            continue  # paired per series by sliceseg.dataset.volume_labels, or an image
+        elif path in shared_images or path in skipped_paths:
+            continue  # an image, or listed as skipped by the image side
+        elif is_volume_name(path.name) or is_dicom_seg(path):
+            continue  # paired per series by sliceseg.dataset.volume_labels
         else:
             valid = ", ".join(LABEL_SUFFIXES)
             reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"

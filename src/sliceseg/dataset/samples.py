@@ -9,7 +9,7 @@ all label files together.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.dataset.binary_masks import binary_mask_problems
 from sliceseg.dataset.check import (
+    NOT_TRAINED_ON,
     CheckReport,
     Problem,
     consistency_problems,
@@ -162,11 +163,10 @@ def _read_dataset(
         claimed = volumes.labelled_images
         slice_pairs = [p for p in per_slice.pairs if p.image_path not in claimed]
         loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
-        note = (
-            f" (K = {len(names)} ROI names in {names_source})"
-            if names and num_labels is None
-            else ""
-        )
+        problems += _unlabelled_frames(slice_pairs, loaded, source.images_dir)
+        note = ""
+        if names and num_labels is None:
+            note = f" (K = {len(names)} ROI names in {names_source})"
         scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
     problems += warning_problems(caught)
     samples, label_files, value_files, class_sets = (
@@ -369,6 +369,32 @@ def _pair_slices(pair: Pair) -> list[Slice]:
             f"frame named {strip_dicom_suffix(pair.image_path.name)}_f000 .. _f{frames - 1:03d}; "
             f"rename or remove {pair.label_path.name}."
         ) from exc
+
+
+def _unlabelled_frames(pairs: list[Pair], loaded: list[_Loaded], images_dir: Path) -> list[Problem]:
+    """A warning naming, by slice key, the frames without a label map of a multi-frame file
+    labelled frame by frame (``cine_f002`` beside ``cine_f000.png``, ``cine_f001.png``), as
+    `pairing_problems` names the DICOM files without one: neither is trained on."""
+    labelled: dict[Path, set[int]] = defaultdict(set)
+    for pair in pairs:
+        if pair.frame is not None:
+            labelled[pair.image_path].add(pair.frame)
+    framed = {
+        item.pair.image_path: item.slices[0] for item in loaded if item.pair.frame is not None
+    }
+    keys = [
+        slice_key(replace(image, frame=frame), images_dir)
+        for path, image in framed.items()
+        for frame in range(image.num_frames)
+        if frame not in labelled[path]
+    ]
+    if not keys:
+        return []
+    message = (
+        f"{len(keys)} frame(s) of multi-frame DICOM file(s) without a label map named for the "
+        f"frame ({NOT_TRAINED_ON})"
+    )
+    return [Problem("warning", "unmatched_image", message, tuple(images_dir / k for k in keys))]
 
 
 def _given_scheme(source: DataSource) -> LabelScheme | None:

@@ -20,7 +20,7 @@ from sliceseg.io.identity import series_key, slices_series_names
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
-from sliceseg.report.display import display_window
+from sliceseg.report.display import display_window, shown_as
 from sliceseg.report.exports import SeriesExport, export_predictions
 from sliceseg.report.html import write_report
 from sliceseg.report.plots import plot_areas
@@ -78,16 +78,16 @@ def write_slice_outputs(
         write_label_png(out / "labels" / f"{prediction.key}.png", prediction.label)
         if not visuals.draws(prediction.key):
             continue
-        image = prediction.image
-        shown = {"window": display_window(image), "spacing_mm": image.spacing_mm}
+        pixels, window, spacing_mm = shown_as(prediction.image)
         overlay = overlay_path(out, prediction.key)
         save_overlay(
-            overlay, image.display_pixels, prediction.label, roi_names,
-            title=prediction.key, **shown,
+            overlay, pixels, prediction.label, roi_names,
+            title=prediction.key, window=window, spacing_mm=spacing_mm,
         )  # fmt: skip
         save_thumbnail(
-            thumbnail_path(out, prediction.key), image.display_pixels, prediction.label, **shown
-        )
+            thumbnail_path(out, prediction.key), pixels, prediction.label,
+            window=window, spacing_mm=spacing_mm,
+        )  # fmt: skip
         overlays.append((prediction.key, overlay))
     return overlays
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from sliceseg.dataset.pairing import label_key
 from sliceseg.engine.predictor import PredictOptions
@@ -14,11 +15,12 @@ from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import Slice, scan_dicom_folder
-from sliceseg.io.dicom_files import natural_key, visible_files
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_files import visible_files
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import series_key, series_names, slice_key
+from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.series_plan import decode_series, plan_cohort
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, as_bundle
@@ -107,7 +109,8 @@ def suggest_slices(
     PredictOptions(batch_size=batch_size)  # checks --batch-size as predict does
     bundle = as_bundle(model)
     root = user_path(dicom_dir)
-    images = [with_fallback_spacing(i, fallback) for i in _scan(root)]
+    scanned, names = _scan(root)
+    images = [with_fallback_spacing(i, fallback) for i in scanned]
     wanted = _unlabelled(root, labels_dir, images)
     collector = ConfidenceCollector(always_present_rois(bundle))
     labels = predict_slices(  # every slice: each series whole, as predict sees it
@@ -121,7 +124,6 @@ def suggest_slices(
     )
     per_roi = collector.per_roi
     scores = slice_confidence(per_roi)
-    names = _series_names(images, root)
     flagged = _unfamiliar(bundle, images, labels, names)
     ranked = ([float(scores[i]) for i in wanted], [names[i] for i in wanted])
     chosen = least_confident(*ranked, n=n, spread=spread, flagged=[flagged[i] for i in wanted])
@@ -140,16 +142,6 @@ def suggest_slices(
     ]
 
 
-def _series_names(images: list[Slice], root: Path) -> list[str]:
-    """Each slice's series name as predict's: `series_names` over the series taken in the
-    files' natural order, with the input folder's name at the top, as `plan_cohort` does."""
-    groups: dict[str, list[str]] = {}
-    for image in sorted(images, key=lambda image: natural_key(str(image.source))):
-        groups.setdefault(series_key(image), []).append(slice_key(image, root))
-    names = series_names(groups, root_name=root.resolve().name)
-    return [names[series_key(image)] for image in images]
-
-
 def _unfamiliar(
     bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[str]
 ) -> list[bool]:
@@ -164,11 +156,21 @@ def _unfamiliar(
     return [k in flagged for k in per_slice]
 
 
-def _scan(root: Path) -> list[Slice]:
-    scan = scan_dicom_folder(root, progress=shows_progress())
-    if not scan.slices:
+def _scan(root: Path) -> tuple[list[Slice], list[str]]:
+    """Every slice under ``root`` and its series' name, from predict's plan (`plan_cohort`):
+    a series none of whose files decode still takes its name, as in predict, so that the
+    others keep theirs (``p01_2`` stays ``p01_2``)."""
+    plan = plan_cohort(root)
+    images: list[Slice] = []
+    names: list[str] = []
+    bar = tqdm(plan.series, desc="Reading DICOM", unit="series", disable=not shows_progress())
+    for series in bar:
+        slices, _skipped = decode_series([f.source for f in series.files])
+        images += slices
+        names += [series.name] * len(slices)
+    if not images:
         raise PairingError(f"{root}: no readable DICOM files found; point to the .dcm slices.")
-    return scan.slices
+    return images, names
 
 
 def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) -> list[int]:

@@ -27,12 +27,14 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from sliceseg.errors import ConfigError, LabelError
+from sliceseg.errors import ConfigError, LabelError, option_name
 from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
+# How a message asks for K: check / train take it as a flag, Python callers as an argument.
+NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -447,7 +449,7 @@ def _inconsistent(values: list[int]) -> LabelError:
     return LabelError(
         f"label values {_short_list(values)} do not form one scheme; expected 0..K (ROI numbers) "
         "or evenly spaced display values (0, 40, 80, ...) in every file; re-export the odd "
-        "files the same way as the rest, or pass num_labels=K if ROIs are absent."
+        f"files the same way as the rest, or set {NUM_LABELS_OPTION} to K if ROIs are absent."
     )
 
 

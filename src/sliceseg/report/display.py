@@ -32,6 +32,18 @@ def display_window(image: Slice) -> tuple[float, float] | None:
     return (-high, -low) if image.photometric == "MONOCHROME1" else (low, high)
 
 
+def shown_as(
+    image: Slice,
+) -> tuple[np.ndarray, tuple[float, float] | None, tuple[float, float] | None]:
+    """Return what a picture of ``image`` draws: its display pixels, its `display_window` and its
+    (row, col) PixelSpacing (for `display_shape`), so every overlay of a slice looks alike.
+
+    Example:
+        >>> pixels, window, spacing_mm = shown_as(read_slice(Path("ct/IM-0001.dcm")))
+    """
+    return image.display_pixels, display_window(image), image.spacing_mm
+
+
 def as_array(array: object) -> np.ndarray:
     """Return an array or a torch tensor (without importing torch here) as a numpy array."""
     if hasattr(array, "detach"):
@@ -103,3 +115,22 @@ def resize_pair(
     smooth = Image.fromarray(grey).resize(size, Image.Resampling.LANCZOS)
     nearest = Image.fromarray(label.astype(np.int32)).resize(size, Image.Resampling.NEAREST)
     return np.asarray(smooth), np.asarray(nearest).astype(np.int64)
+
+
+def true_shape(
+    grey: np.ndarray,
+    label: np.ndarray,
+    spacing_mm: tuple[float, float] | None,
+    *,
+    min_side: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a uint8 grey image and its label map at their true aspect (`display_shape`),
+    enlarged by a whole factor to at least ``min_side`` pixels, as every overlay draws them.
+
+    Example:
+        >>> [a.shape for a in true_shape(grey, label, (0.5, 1.0))]  # grey: 100 × 100
+        [(100, 200), (100, 200)]
+    """
+    rows, cols = display_shape(grey.shape, spacing_mm)
+    factor = max(1, -(-min_side // max(rows, cols)))
+    return resize_pair(grey, label, (rows * factor, cols * factor))

@@ -11,9 +11,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sliceseg.errors import ConfigError
+from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.report.colours import roi_colour, roi_colour_hex
-from sliceseg.report.display import as_array, display_shape, resize_pair, to_display
+from sliceseg.report.display import (
+    as_array,
+    display_shape,
+    resize_pair,
+    shown_as,
+    to_display,
+    true_shape,
+)
 from sliceseg.user_paths import user_path
 
 if TYPE_CHECKING:  # matplotlib is imported when a picture is drawn (`new_figure`)
@@ -183,24 +191,44 @@ def save_figure(fig: Figure, path: Path | str) -> Path:
 
 
 def overlay_figure(
-    image: np.ndarray, label: np.ndarray, roi_names: Sequence[str], *, title: str | None = None
+    image: Slice | np.ndarray,
+    label: np.ndarray,
+    roi_names: Sequence[str],
+    *,
+    title: str | None = None,
+    window: tuple[float, float] | None = None,
+    spacing_mm: tuple[float, float] | None = None,
 ) -> Figure:
     """Draw the grey image beside its overlay, with a legend naming every ROI in its colour.
 
+    A `Slice` is drawn as ``predict``'s overlays draw it (`shown_as`): CT in its soft-tissue
+    window, and pixels at their true shape (a 0.5 × 1.0 mm grid twice as wide as tall).
+
     Args:
-        image: (rows, cols) grey image.
+        image: a `Slice`, or a (rows, cols) grey image.
         label: (rows, cols) label map, 0..K.
         roi_names: names of ROIs 1..K.
         title: shown above the pictures (e.g. the slice's file name).
+        window: the (low, high) values shown black and white; None takes a Slice's
+            `display_window`, or an array's percentiles.
+        spacing_mm: the (row, col) pixel spacing; None takes a Slice's, or shows an array's
+            grid as it is.
 
     Returns:
         The figure (shown inline in a notebook).
 
     Raises:
         ConfigError: shapes differ or labels are negative.
+
+    Example:
+        >>> fig = overlay_figure(read_slice(Path("dicoms/s01.dcm")), label, ["vertebral body"])
     """
-    grey = to_display(image)
-    labels = _check_label(label, grey.shape)
+    if isinstance(image, Slice):
+        image, slice_window, slice_spacing = shown_as(image)
+        window = slice_window if window is None else window
+        spacing_mm = slice_spacing if spacing_mm is None else spacing_mm
+    grey = to_display(image, window=window)
+    grey, labels = true_shape(grey, _check_label(label, grey.shape), spacing_mm)
     names = _names(roi_names, int(labels.max(initial=0)))
     aspect = grey.shape[0] / grey.shape[1]
     fig = new_figure(8.0, 4.0 * aspect + 0.5)
@@ -309,10 +337,7 @@ def save_overlay(
     if target.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise ConfigError(f"{target}: overlays are saved as .jpg or .png, got {target.suffix!r}.")
     grey = to_display(image, window=window)
-    labels = _check_label(label, grey.shape)
-    rows, cols = display_shape(grey.shape, spacing_mm)
-    factor = max(1, -(-256 // max(rows, cols)))
-    grey, labels = resize_pair(grey, labels, (rows * factor, cols * factor))
+    grey, labels = true_shape(grey, _check_label(label, grey.shape), spacing_mm, min_side=256)
     gap = 8
     panel = Image.new("RGB", (2 * grey.shape[1] + gap, grey.shape[0]), BACKGROUND_RGB)
     panel.paste(Image.fromarray(grey).convert("RGB"), (0, 0))
