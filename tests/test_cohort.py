@@ -1369,3 +1369,29 @@ def test_a_sigtermed_run_removes_the_series_being_written_and_a_rerun_finishes_i
     whole = tmp_path / "whole"
     assert main([*argv[:4], str(whole), *argv[5:]]) == 0
     assert_same_tables(out, whole)
+
+
+def test_a_renamed_segment_label_is_said_once_per_run(tiny_model, cohort_dir, tmp_path, capsys):
+    """Issue found by review: a model ROI name DICOM-SEG must change (a backslash) was said
+    once per series of a cohort; it is the model's name, so the run says it once."""
+    from sliceseg.models.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(tiny_model)
+    names = ("fat\\water", *bundle.metadata.roi_names[1:])
+    metadata = dataclasses.replace(bundle.metadata, roi_names=names)
+    model = save_bundle(tmp_path / "m.pt", bundle.model, metadata)
+    out = tmp_path / "out"
+    argv = ["predict", str(model), str(cohort_dir), "--out", str(out), "--export", "seg"]
+    assert main([*argv, "--workers", "0", "--visuals", "none", "--no-report"]) == 0
+    printed = capsys.readouterr()
+    said = [
+        line
+        for line in (printed.out + printed.err).splitlines()
+        if "is written as SegmentLabel" in line
+    ]
+    assert said == [
+        "warning: DICOM-SEG: ROI 1's name 'fat\\water' is written as SegmentLabel 'fat/water' "
+        "(at most 64 characters, no backslash, one name per segment); the .seg.nrrd export and "
+        "the tables keep the whole name."
+    ]
+    assert len(list(out.glob("series/*/exports/*.seg.dcm"))) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pydicom
@@ -111,6 +112,32 @@ def test_a_name_of_nested_long_folders_is_shortened_to_a_valid_file_name():
         assert len(names[key].encode()) <= MAX_NAME_BYTES == 200
         assert names[key].startswith("ä" * 60 + "_" + "b" * 20 if key == "1" else "ä" * 60)
     assert series_name([f"{first}/s2"]) == names["1"]  # the same folder, the same name
+
+
+def test_a_series_name_never_looks_like_a_temporary_folder():
+    """Issue found by review: a DICOM folder ``.scans`` holding its files gave a series named
+    ``.scans``, a hidden folder in OUT/series/ the merge passed over as a temporary one: "not
+    finished" for ever, while every predict run skipped it as done."""
+    assert series_name(["a", "b"], root_name=".scans") == "scans"
+    assert series_name(["...", "b"], root_name="...") == "series"
+    names = series_names({"1": ["a"], "2": ["scans/a"]}, root_name=".scans")
+    assert names == {"1": "scans", "2": "scans_2"}
+
+
+def test_a_dot_named_dicom_folder_is_merged(tiny_model, tiny_phantom, tmp_path):
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+    from sliceseg.inference.merge import merge_cohort
+    from sliceseg.inference.records import RunSettings
+
+    scans = tmp_path / ".scans"
+    shutil.copytree(sorted((tiny_phantom / "train" / "dicoms").iterdir())[0], scans)
+    settings = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
+    run = predict_cohort(
+        tiny_model, scans, tmp_path / "out", settings=settings, options=CohortOptions(workers=0)
+    )
+    assert run.finished == ["scans"]
+    merged = merge_cohort(tmp_path / "out")
+    assert merged.is_complete and list(merged.series["series"]) == ["scans"]
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -753,3 +754,28 @@ def test_predict_redoes_a_series_whose_table_is_damaged(predicted, tmp_path):
     assert run.merged is not None and run.merged.is_complete and run.merged.damaged == ()
     redone = (series_dir(out, name) / "csa.csv").read_text()
     assert redone == (series_dir(predicted, name) / "csa.csv").read_text()
+
+
+def test_a_merge_clears_what_a_killed_merge_left_but_not_a_running_one_s(tmp_path):
+    """Issue found by review: a merge killed outright left its hidden folder in OUT
+    (``.sliceseg-tmp.together.*``), and nothing ever removed it."""
+    import socket
+    import subprocess
+    import sys
+
+    out = _all_failed(tmp_path / "out")
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that has ended
+    dead.wait()
+    stages = {
+        "killed": f".sliceseg-tmp.together.{host}-{dead.pid}.k2j3_a9x",
+        "unnamed": ".sliceseg-tmp.together.abc_1234",  # named before names held the process
+        "running": f".sliceseg-tmp.together.{host}-{os.getppid()}.zz9_abcd",
+        "elsewhere": ".sliceseg-tmp.together.node-7.example.org-4242.q1w2e3r4",
+    }
+    for name in stages.values():
+        (out / name).mkdir()
+        (out / name / "series.csv").write_text("half\n")
+    merge.merge_cohort(out)
+    left = sorted(p.name for p in out.glob(".sliceseg-tmp*"))
+    assert left == sorted([stages["running"], stages["elsewhere"]])

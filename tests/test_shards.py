@@ -227,11 +227,36 @@ class TestRankThreads:
     def test_the_users_threads_a_gpu_and_no_torchrun_are_left_alone(self):
         assert rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "3"}, 16) is None
         assert rank_threads("cuda", {"LOCAL_WORLD_SIZE": "2"}, cpus=16) is None
-        assert rank_threads("cpu", {}, cpus=16) is None
+        import torch
+
+        fits = torch.get_num_threads()  # torch's own count, no more than the usable CPUs
+        assert rank_threads("cpu", {}, cpus=fits) is None
 
     def test_decoding_workers_share_the_same_cpus(self):
         assert rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16) == 4
         assert rank_cpus({}, cpus=16) == 16
+
+    def test_a_cgroup_cpu_quota_caps_the_workers_and_threads(self, monkeypatch):
+        """Issue found by review: ``docker --cpus 2`` on a 64-core host: `info` said 2, but
+        predict's defaults read the affinity alone (63 decoding workers, 32 torch threads)."""
+        import torch
+
+        from sliceseg import system
+        from sliceseg.inference import cohort_decode
+
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+        monkeypatch.setattr(system, "cgroup_cpu_limit", lambda: 2.0)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(32)  # torch's own count on such a host
+        try:
+            assert rank_threads("cpu", {}) == 2
+            assert rank_threads("cpu", {"OMP_NUM_THREADS": "4"}) is None  # the user's choice
+        finally:
+            torch.set_num_threads(threads)
+        assert rank_cpus({}) == 2 and rank_cpus({"LOCAL_WORLD_SIZE": "2"}) == 1
+        assert cohort_decode.default_workers() == 0  # 2 CPUs: the main process decodes
+        monkeypatch.setattr(system, "cgroup_cpu_limit", lambda: 8.5)  # a fraction: its core too
+        assert rank_cpus({}) == 9 and cohort_decode.default_workers() == 8
 
     @pytest.mark.parametrize("text", ["x", "0"])
     def test_a_malformed_local_world_size_is_refused(self, text):

@@ -27,6 +27,22 @@ def test_silenced_drops_this_thread_s_warnings_only():
     assert _messages(caught) == ["theirs"]
 
 
+def test_silenced_with_a_category_drops_only_that_category():
+    """A cohort's writer silences the DICOM-SEG renaming warning the run said once; the other
+    warnings of its series are still shown."""
+
+    class Said(UserWarning):
+        pass
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with warning_from_another_thread("theirs") as pause, silenced(Said):
+            warnings.warn("said by the run", Said, stacklevel=1)
+            warnings.warn("mine", UserWarning, stacklevel=1)
+            pause()
+    assert sorted(_messages(caught)) == ["mine", "theirs"]
+
+
 def test_recorded_keeps_this_thread_s_warnings_each_time_and_no_other_s():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # shown once: the block still records each one

@@ -128,6 +128,19 @@ def _usable_cores() -> int | None:
     return cores if quota is None else max(1, min(cores, math.ceil(quota)))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use (`_usable_cores`: its affinity, fewer under a cgroup CPU
+    quota); off Linux, the machine's. What default worker and thread counts start from: more
+    than the quota only take turns on it (a ``docker --cpus 2`` on 64 cores thrashed).
+
+    Example:
+        >>> usable_cpus()  # in a container started with --cpus 2  # doctest: +SKIP
+        2
+    """
+    cores = _usable_cores()
+    return cores if cores is not None else os.cpu_count() or 1
+
+
 def cgroup_cpu_limit(
     proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
 ) -> float | None:

@@ -25,8 +25,12 @@ _local = threading.local()  # .scopes: this thread's open blocks, innermost last
 _LOCK = threading.Lock()  # one thread at a time edits the filter list
 
 
-def _innermost() -> list[warnings.WarningMessage] | bool | None:
-    """This thread's innermost block: its record list, None (silenced), or False (none)."""
+_Scope = list[warnings.WarningMessage] | tuple[type[Warning], ...] | None
+
+
+def _innermost() -> _Scope | bool:
+    """This thread's innermost block: its record list, None (all silenced), the categories it
+    silences, or False (none)."""
     scopes = getattr(_local, "scopes", None)
     return scopes[-1] if scopes else False
 
@@ -36,8 +40,11 @@ class _ThisThread(type):
 
     def __subclasscheck__(cls, subclass: type) -> bool:
         scope = _innermost()
-        is_mine = scope is None if cls is _Silenced else isinstance(scope, list)
-        return is_mine and type.__subclasscheck__(Warning, subclass)
+        if cls is _Silenced:
+            chosen = (Warning,) if scope is None else scope if isinstance(scope, tuple) else ()
+        else:
+            chosen = (Warning,) if isinstance(scope, list) else ()
+        return any(type.__subclasscheck__(category, subclass) for category in chosen)
 
 
 class _Silenced(Warning, metaclass=_ThisThread):
@@ -82,7 +89,7 @@ def _install() -> None:
 
 
 @contextlib.contextmanager
-def _scope(scope: list[warnings.WarningMessage] | None) -> Iterator[None]:
+def _scope(scope: _Scope) -> Iterator[None]:
     _install()
     scopes = _local.__dict__.setdefault("scopes", [])
     scopes.append(scope)
@@ -93,14 +100,15 @@ def _scope(scope: list[warnings.WarningMessage] | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def silenced() -> Iterator[None]:
-    """Drop the warnings this thread raises inside the block; other threads' are untouched.
+def silenced(*categories: type[Warning]) -> Iterator[None]:
+    """Drop the warnings this thread raises inside the block (of ``categories`` only, when
+    given: others are shown, not recorded by an outer `recorded`); other threads' are untouched.
 
     Example:
         >>> with silenced():
         ...     warnings.warn("not shown")
     """
-    with _scope(None):
+    with _scope(tuple(categories) if categories else None):
         yield
 
 

@@ -32,13 +32,12 @@ from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
     DecodedSeries,
-    SeriesContext,
     recover_folders,
-    visual_mode,
+    series_context,
     write_series,
 )
 from sliceseg.inference.confidence import ConfidenceCollector
-from sliceseg.inference.familiarity import always_present_rois, model_profile
+from sliceseg.inference.familiarity import always_present_rois
 from sliceseg.inference.merge import MergeResult, merge_cohort
 from sliceseg.inference.records import (
     RunRecord,
@@ -288,9 +287,8 @@ def _stream(
     if not todo:
         return finished, failed, unreadable
     engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
-    visuals = visual_mode(record.settings.visuals, plan.num_slices)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
-    context = SeriesContext(attempts.out, plan.root, record, visuals, bundle, model_profile(bundle))
+    context = series_context(attempts.out, plan, record, bundle, log)
     batch: list[DecodedSeries] = []
     fail = functools.partial(_fail, attempts=attempts, failed=failed, log=log)
     predict = _bound_predict(engine, options.predict.batch_size, fail)

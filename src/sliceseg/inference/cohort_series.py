@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from sliceseg.inference.familiarity import (
     PredictionLook,
     SeriesVerdict,
     check_series,
+    model_profile,
     neighbour_spacing_line,
     unlike_line,
     warn_no_profile,
@@ -36,15 +37,17 @@ from sliceseg.inference.outputs import Visuals, write_outputs
 from sliceseg.inference.predict import Prediction
 from sliceseg.inference.records import RunRecord, series_dir, series_record
 from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.dicom_seg import SegmentLabelWarning, renamed_segments
 from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
 from sliceseg.io.identity import slice_key
-from sliceseg.io.series_plan import PlannedSeries
+from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.report.exports import SeriesExport
+from sliceseg.thread_warnings import silenced
 
 _MODEL_LOCK = threading.Lock()
 
@@ -55,6 +58,7 @@ __all__ = [
     "SeriesContext",
     "choose_visuals",
     "recover_folders",
+    "series_context",
     "visual_mode",
     "write_series",
 ]
@@ -102,6 +106,18 @@ class SeriesContext:
     profile: TrainingProfile | None = None
 
 
+def series_context(
+    out: Path, plan: CohortPlan, record: RunRecord, bundle: Bundle, log: Callable[[str], None]
+) -> SeriesContext:
+    """What every series' writer needs; says once what concerns them all: the ROI names
+    DICOM-SEG changes (`renamed_segments`), the model's, which `write_series` is silent about."""
+    if "seg" in record.settings.exports:
+        for line in renamed_segments(record.settings.roi_names):
+            log(f"warning: {line}")
+    visuals = visual_mode(record.settings.visuals, plan.num_slices)
+    return SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
+
+
 def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, Any]:
     """Measure one series and write it whole: a temporary folder, renamed last."""
     settings = context.record.settings
@@ -126,7 +142,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     ]
     unlike_lines = [unlike_line(series.name, unlike)] if unlike and unlike.is_flagged else []
     final = series_dir(context.out, series.name)
-    with _temporary_folder(final) as temporary:
+    with _temporary_folder(final) as temporary, silenced(SegmentLabelWarning):  # said by the run
         _animations, _report, exported = write_outputs(
             temporary,
             predictions,

@@ -29,6 +29,7 @@ from sliceseg.launchers import (
     local_world_size,
     torchrun_ranks,
 )
+from sliceseg.system import usable_cpus
 
 __all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
 
@@ -169,8 +170,9 @@ def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:
 
 
 def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
-    """The CPUs of this process (its affinity, or ``cpus``), shared evenly among the processes
-    torchrun started on this machine (``LOCAL_WORLD_SIZE``); at least one.
+    """The CPUs of this process (`sliceseg.system.usable_cpus`: its affinity and cgroup CPU
+    quota, or ``cpus``), shared evenly among the processes torchrun started on this machine
+    (``LOCAL_WORLD_SIZE``); at least one.
 
     Raises:
         LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
@@ -181,20 +183,21 @@ def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None)
     """
     env = os.environ if environ is None else environ
     if cpus is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cpus = os.cpu_count() or 1
+        cpus = usable_cpus()
     return max(1, cpus // (local_world_size(env) or 1))
 
 
 def rank_threads(
     device: str, environ: Mapping[str, str] | None = None, cpus: int | None = None
 ) -> int | None:
-    """Torch threads for a torchrun rank predicting on the CPU: its share (`rank_cpus`).
+    """Torch threads for a process predicting on the CPU: a torchrun rank's share
+    (`rank_cpus`); outside torchrun, the CPUs this process may use (``cpus``, else
+    `sliceseg.system.usable_cpus`) where they are fewer than torch's own count, which ignores
+    a cgroup CPU quota (``docker --cpus 2`` on 64 cores: 32 threads taking turns on 2).
 
-    None (torch's own choice stands) outside torchrun, on a GPU, or when the user set
-    ``OMP_NUM_THREADS``: to anything but 1, since torchrun itself sets 1 when it is unset.
+    None (torch's own choice stands) on a GPU, when the user set ``OMP_NUM_THREADS`` (under
+    torchrun: to anything but 1, since torchrun itself sets 1 when it is unset), or outside
+    torchrun when torch's count already fits.
 
     Raises:
         LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
@@ -204,8 +207,15 @@ def rank_threads(
         8
     """
     env = os.environ if environ is None else environ
-    if device != "cpu" or local_world_size(env) is None:
+    if device != "cpu":
         return None
+    if local_world_size(env) is None:
+        if "OMP_NUM_THREADS" in env:
+            return None
+        import torch
+
+        usable = usable_cpus() if cpus is None else cpus
+        return usable if usable < torch.get_num_threads() else None
     if env.get("OMP_NUM_THREADS", "1") != "1":
         return None
     return rank_cpus(env, cpus)

@@ -110,23 +110,25 @@ def visible_files(folder: Path, exclude: Path | None = None) -> list[Path]:
     """Return the files under ``folder`` (recursive), naturally sorted, hidden ones left out.
 
     A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
-    ``exclude``: a folder whose files are left out too (an output folder inside the inputs).
+    ``exclude``: a folder whose files are left out too (an output folder inside the inputs),
+    however it is reached: by its real path, so a link to it (or to a file in it) is left out,
+    and so is a link through which it lies under ``folder``.
     Links to folders are followed (a cohort gathered as links to its patients' folders; a
     link back to a folder it lies in is not, which would never end), as links to files are.
     """
-    left_out = _inside(Path(folder), exclude)
-    files = [
-        p
-        for p in _walk(Path(folder), frozenset({os.path.realpath(folder)}))
-        if left_out is None or p.relative_to(folder).parts[: len(left_out)] != left_out
-    ]
+    root = os.path.realpath(folder)
+    left_out = None if exclude is None else os.path.realpath(exclude)
+    if _within(root, left_out):  # the inputs inside the output folder: nothing to leave out
+        left_out = None
+    files = _walk(Path(folder), frozenset({root}), left_out)
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
 
-def _walk(folder: Path, above: frozenset[str]) -> Iterator[Path]:
+def _walk(folder: Path, above: frozenset[str], left_out: str | None) -> Iterator[Path]:
     """The visible files under ``folder``, through links to folders; ``above``: the real paths
-    of the folders it lies in (a link to one of them is a loop). An unreadable folder is
-    passed over, as ``Path.rglob`` passes it over."""
+    of the folders it lies in (a link to one of them is a loop); ``left_out``: the real path
+    of a folder passed over. An unreadable folder is passed over, as ``Path.rglob`` passes it
+    over."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -136,20 +138,19 @@ def _walk(folder: Path, above: frozenset[str]) -> Iterator[Path]:
             continue
         if entry.is_dir():  # a link to a folder too
             real = os.path.realpath(entry.path)
-            if real not in above:
-                yield from _walk(folder / entry.name, above | {real})
-        elif entry.is_file():
+            if real not in above and not _within(real, left_out):
+                yield from _walk(folder / entry.name, above | {real}, left_out)
+        elif entry.is_file() and not (
+            entry.is_symlink() and _within(os.path.realpath(entry.path), left_out)
+        ):  # a file that is no link lies in its folder, whose real path was checked
             yield folder / entry.name
 
 
-def _inside(folder: Path, other: Path | None) -> tuple[str, ...] | None:
-    """``other``'s path relative to ``folder`` as parts, or None when it is not inside it."""
-    if other is None:
-        return None
-    try:
-        return Path(other).resolve().relative_to(folder.resolve()).parts or None
-    except ValueError:
-        return None
+def _within(real: str, folder: str | None) -> bool:
+    """Whether the real path ``real`` is the real path ``folder`` or lies under it."""
+    return folder is not None and (
+        real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+    )
 
 
 def is_dicom_file(path: Path) -> bool:

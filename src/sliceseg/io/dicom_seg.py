@@ -235,9 +235,14 @@ def _segment_descriptions(
     ]
 
 
+class SegmentLabelWarning(UserWarning):
+    """A ROI's name changed to fit (0062,0005) SegmentLabel (`segment_labels`)."""
+
+
 def segment_labels(roi_names: Sequence[str]) -> list[str]:
     """The (0062,0005) SegmentLabel of each ROI: its name where an LO holds it, else a distinct,
-    single-valued one; each changed name is said once (a warning naming the ROI).
+    single-valued one; each changed name is said once (a `SegmentLabelWarning` naming the ROI,
+    as `renamed_segments` words it).
 
     An LO holds 64 characters and no backslash (the value separator: ``a\\b`` reads back as
     two values), so a long name is cut, and one cut to a name already given (two names that
@@ -247,20 +252,35 @@ def segment_labels(roi_names: Sequence[str]) -> list[str]:
         >>> segment_labels(["disc", "left\\right"])
         ['disc', 'left/right']
     """
+    for line in renamed_segments(roi_names):
+        warnings.warn(line, SegmentLabelWarning, stacklevel=2)
+    return _labels(roi_names)
+
+
+def renamed_segments(roi_names: Sequence[str]) -> list[str]:
+    """One line per ROI whose SegmentLabel (`segment_labels`) is not its name: a model's
+    names, so a run of many series says them once.
+
+    Example:
+        >>> len(renamed_segments(["disc", "left\\right"]))
+        1
+    """
+    return [
+        f"DICOM-SEG: ROI {k}'s name '{name}' is written as SegmentLabel '{label}' (at most "
+        f"{_MAX_LABEL} characters, no backslash, one name per segment); the .seg.nrrd export "
+        "and the tables keep the whole name."
+        for k, (name, label) in enumerate(zip(roi_names, _labels(roi_names), strict=True), 1)
+        if label != name
+    ]
+
+
+def _labels(roi_names: Sequence[str]) -> list[str]:
     labels: list[str] = []
     for k, name in enumerate(roi_names, start=1):
         label = name.replace("\\", "/")[:_MAX_LABEL]
         if label in labels:
             suffix = f" ({k})"
             label = label[: _MAX_LABEL - len(suffix)] + suffix
-        if label != name:
-            warnings.warn(
-                f"DICOM-SEG: ROI {k}'s name '{name}' is written as SegmentLabel '{label}' (at "
-                f"most {_MAX_LABEL} characters, no backslash, one name per segment); the "
-                ".seg.nrrd export and the tables keep the whole name.",
-                UserWarning,
-                stacklevel=2,
-            )
         labels.append(label)
     return labels
 

@@ -6,11 +6,14 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import psutil
 
 from sliceseg.errors import ConfigError, UnwritableError
 from sliceseg.user_paths import user_path
@@ -225,8 +228,9 @@ def files_together(folder: Path, names: tuple[str, ...]) -> Iterator[Path]:
         >>> with files_together(out, ("a.csv", "b.csv")) as tmp:
         ...     write_csv(a, tmp / "a.csv"); write_csv(b, tmp / "b.csv")
     """
+    clear_killed_stages(folder)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}together.", dir=folder))
+        stage = Path(tempfile.mkdtemp(prefix=f"{_TOGETHER}{_owner()}.", dir=folder))
     except OSError as error:
         raise ConfigError(
             f"{folder}: cannot write here ({_why(folder, error)}); choose another output path."
@@ -247,6 +251,35 @@ def files_together(folder: Path, names: tuple[str, ...]) -> Iterator[Path]:
                 (folder / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+_TOGETHER = f"{TEMP_PREFIX}together."  # + "<host>-<pid>." + mkdtemp's random end
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def clear_killed_stages(folder: Path) -> list[Path]:
+    """Remove the hidden folders of `files_together` calls in ``folder`` whose process was
+    killed (on this host, and no longer running), and those named before their names held a
+    process; never a live one's, nor another host's. Returns those removed.
+
+    Example:
+        >>> clear_killed_stages(Path("out"))  # a merge killed by SIGKILL left one
+        [PosixPath('out/.sliceseg-tmp.together.node7-4242.k2j3_a9x')]
+    """
+    removed = []
+    for stage in sorted(folder.glob(f"{_TOGETHER}*")):
+        owner = stage.name.removeprefix(_TOGETHER).rpartition(".")[0]
+        host, _, pid = owner.rpartition("-")
+        if owner and (host != socket.gethostname() or not pid.isdigit()):
+            continue  # another host's: whether it still runs cannot be told from here
+        if owner and (int(pid) == os.getpid() or psutil.pid_exists(int(pid))):
+            continue
+        shutil.rmtree(stage, ignore_errors=True)
+        removed.append(stage)
+    return removed
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:

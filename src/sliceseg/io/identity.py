@@ -118,6 +118,8 @@ def series_name(keys: Sequence[str], *, root_name: str = "series") -> str:
 
     A name longer than `MAX_NAME_BYTES` (nested long folders) keeps its start and ends in 12
     hex digits of its SHA-256, so that it is still one name per folder and a valid file name.
+    A name never starts with "." (a DICOM folder ``.scans``: ``scans``): a hidden folder is a
+    temporary one to the cohort's readers (`sliceseg.inference.records`), which never saw it.
 
     Example:
         >>> series_name(["p01/slice_1", "p01/slice_2"]), series_name(["a", "b"], root_name="scans")
@@ -125,7 +127,7 @@ def series_name(keys: Sequence[str], *, root_name: str = "series") -> str:
     """
     folders = {key.rsplit("/", 1)[0] if "/" in key else "" for key in keys}
     stem = (folders.pop() if len(folders) == 1 else "") or root_name or "series"
-    return _shortened(stem.replace("/", "_"))
+    return _shortened(stem.replace("/", "_").lstrip(".") or "series")
 
 
 def _shortened(name: str) -> str:
