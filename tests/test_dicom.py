@@ -286,7 +286,9 @@ class TestFindDicomFiles:
 
     def test_a_file_given_for_the_folder_names_its_folder(self, tmp_path):
         path = write_test_dicom(tmp_path / "s1.dcm", np.zeros((2, 2)))
-        with pytest.raises(PairingError, match=rf"s1.dcm: a file, not a folder; .* \({tmp_path}\)"):
+        # worded as the label folder's and DATA_DIR's refusal (`not_a_folder`)
+        expected = rf"s1.dcm: a file, not a folder; .* the DICOM files, e\.g\. {tmp_path}\.$"
+        with pytest.raises(PairingError, match=expected):
             find_dicom_files(path)
 
 

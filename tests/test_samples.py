@@ -255,6 +255,7 @@ class TestPerFrameLabelMaps:
         assert [s.key for s in samples] == ["cine_f000"]
         (message,) = messages(report, "shape_mismatch")
         assert message.startswith("cine_f005: frame 5 of cine.dcm, which has 2 frames (0 to 1)")
+        assert "one label map per frame named cine_f000 .. cine_f001;" in message  # as check's
 
     def test_frames_without_a_label_map_are_listed_as_unlabelled(self, tmp_path):
         """Frames 2 and 3 of a 4-frame file labelled frame by frame went unmentioned, while a

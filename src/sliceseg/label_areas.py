@@ -11,7 +11,7 @@ from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import slices_series_names
+from sliceseg.io.identity import slices_series_names, top_series_name
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
@@ -103,7 +103,7 @@ def measure_label_folder(
     series = slices_series_names(
         [s.image for s in samples],
         [s.key for s in samples],
-        root_name=user_path(dicom_dir).resolve().name,
+        root_name=top_series_name(user_path(dicom_dir)),
     )
     table = table.named(list(series.values()))  # as predict names them
     with output_run(out_dir, overwrite=overwrite) as out:

@@ -22,6 +22,7 @@ from sliceseg.dataset.pairing import (
     Sample,
     duplicate_finding,
     duplicate_message,
+    frame_map_names,
     near_misses,
     refuse_repeated_names,
 )
@@ -318,7 +319,7 @@ def shape_mismatch(
     hint = " (it looks transposed)" if label_shape == (cols, rows) else ""
     fix = "re-export the label on the DICOM's own grid."
     if num_frames > 1 and label_shape[-2:] == (rows, cols):  # the grid is right, the frames not
-        fix = f"or save each frame's map as {name}_f000 .. {name}_f{num_frames - 1:03d}."
+        fix = f"or save each frame's map as {frame_map_names(name, num_frames)}."
     return (
         f"image is {image} but the label is {'×'.join(map(str, label_shape))}{hint}; expected "
         f"{expected if num_frames > 1 else image}; {fix}"

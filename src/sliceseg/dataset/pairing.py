@@ -22,6 +22,7 @@ from sliceseg.io.dicom_files import (
     SkippedFile,
     find_dicom_files,
     natural_key,
+    not_a_folder,
     strip_dicom_suffix,
     visible_files,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Sample",
     "duplicate_finding",
     "duplicate_message",
+    "frame_map_names",
     "image_key",
     "label_key",
     "near_misses",
@@ -368,6 +370,17 @@ _FRAME_KEY = re.compile(r"(.+)_f(\d{3,})")
 """A frame's slice key: the file's key, ``_f`` and the frame number (``p01/cine_f003``)."""
 
 
+def frame_map_names(name: str, frames: int) -> str:
+    """The names of a multi-frame DICOM file's per-frame label maps, first to last, as
+    `_FRAME_KEY` reads them (``name``: the file's name without suffix).
+
+    Example:
+        >>> frame_map_names("cine", 3)
+        'cine_f000 .. cine_f002'
+    """
+    return f"{name}_f000 .. {name}_f{frames - 1:03d}"
+
+
 def _frame_pairs(
     images: dict[str, Path], labels: dict[str, Path], label_keys: set[str]
 ) -> list[Pair]:
@@ -470,9 +483,7 @@ def _raise_missing(folder: Path, role: str, *, is_given: bool) -> None:
     if folder.is_file() or (not is_given and parent.is_file()):  # a file given for a folder
         file = folder if folder.is_file() else parent
         holds = f"the {role} files" if file is folder else "dicoms/ and labels/ (DATA_DIR)"
-        raise PairingError(
-            f"{file}: a file, not a folder; give the folder that holds {holds}, e.g. {file.parent}."
-        )
+        raise not_a_folder(file, holds)
     found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
     fix = (
         "check the path"

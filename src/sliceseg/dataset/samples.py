@@ -29,7 +29,15 @@ from sliceseg.dataset.check import (
     spacing_problems,
     warning_problems,
 )
-from sliceseg.dataset.pairing import DataSource, Pair, Pairing, Sample, pair_files, slice_key
+from sliceseg.dataset.pairing import (
+    DataSource,
+    Pair,
+    Pairing,
+    Sample,
+    frame_map_names,
+    pair_files,
+    slice_key,
+)
 from sliceseg.dataset.volume_labels import (
     VolumeLabels,
     load_volume_labels,
@@ -366,7 +374,7 @@ def _pair_slices(pair: Pair) -> list[Slice]:
         raise _MissingFrame(
             f"{pair.key}: frame {pair.frame} of {pair.image_path.name}, which has {frames} "
             f"frame{'s' if frames > 1 else ''} (0 to {frames - 1}); expected one label map per "
-            f"frame named {strip_dicom_suffix(pair.image_path.name)}_f000 .. _f{frames - 1:03d}; "
+            f"frame named {frame_map_names(strip_dicom_suffix(pair.image_path.name), frames)}; "
             f"rename or remove {pair.label_path.name}."
         ) from exc
 

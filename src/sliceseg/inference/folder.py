@@ -29,7 +29,7 @@ from sliceseg.io.dicom import (
     scan_dicom_folder,
 )
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import series_key, slice_key, slices_series_names
+from sliceseg.io.identity import series_key, slice_key, slices_series_names, top_series_name
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -187,7 +187,7 @@ def _segment_into(
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
     keys = [p.key for p in predictions]  # the tables and warnings name series as the files do
-    named = slices_series_names(scan.slices, keys, root_name=root.resolve().name)  # "." too
+    named = slices_series_names(scan.slices, keys, root_name=top_series_name(root))  # "." too
     series = list(named.values())
     unlike = [unlike_line(series[v.series - 1], v.verdict) for v in verdicts if v.is_flagged]
     warnings = _neighbour_lines(bundle, predictions, areas, series) + _area_warnings(areas, names)
@@ -204,7 +204,7 @@ def _segment_into(
         settings=settings if report else None,
         unlike_training=unlike,
         exports=exports,
-        root_name=root.resolve().name,
+        root_name=top_series_name(root),
         progress=predicting.progress,
     )
     found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
@@ -272,7 +272,7 @@ def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> Di
     # series in the order of their names, as a cohort takes them (`plan_cohort`): read in
     # SeriesInstanceUID order, sub05 could come before sub04
     keys = [slice_key(image, root) for image in slices]
-    names = slices_series_names(slices, keys, root_name=root.resolve().name)
+    names = slices_series_names(slices, keys, root_name=top_series_name(root))
     slices.sort(key=lambda image: names[series_key(image)])  # stable: a series' order stays
     return DicomScan(slices=slices, skipped=scan.skipped)
 

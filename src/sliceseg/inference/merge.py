@@ -222,8 +222,7 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         counts = _area_tables(out, stage, seen)
         done = {*seen.names, *seen.damaged_names, *failed["series"].astype(str)}
         unread = unreadable_series(out, done, left)
-        left_alone = {*left.outdated, *unread, *left.changed}
-        unfinished = tuple(sorted((left.inputs or frozenset()) - done - left_alone))
+        unfinished = left.unfinished(done, set(unread))
         changed = tuple(left.changed)
         left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread), changed)
         notes = left_out_notes(out, *left_out, seen.damaged)
@@ -293,7 +292,7 @@ def _nothing_to_merge(out: Path, left: LeftOut) -> ConfigError:
     for name in removed:
         (out / name).unlink()
     unread = sorted(unreadable_series(out, set(), left))
-    unfinished = sorted((left.inputs or frozenset()) - {*unread, *left.outdated, *left.changed})
+    unfinished = left.unfinished(set(), set(unread))
     if left.outdated or unfinished:
         message = nothing_current_message(out, left.outdated, unfinished)
     elif unread:

@@ -47,6 +47,12 @@ class LeftOut:
         self.gone.add(name)
         return True
 
+    def unfinished(self, done: set[str], unread: set[str]) -> tuple[str, ...]:
+        """The series of the input neither ``done`` (finished, damaged or failed), unreadable
+        (``unread``), another run's nor from input files changed since: not finished."""
+        left_alone = {*self.outdated, *unread, *self.changed}
+        return tuple(sorted((self.inputs or frozenset()) - done - left_alone))
+
     @property
     def gone_names(self) -> tuple[str, ...]:
         """The series not in the input, by name (a finished one may have failed since too)."""

@@ -26,6 +26,7 @@ __all__ = [
     "find_dicom_files",
     "is_dicom_file",
     "natural_key",
+    "not_a_folder",
     "strip_dicom_suffix",
     "visible_files",
 ]
@@ -212,6 +213,18 @@ def _is_dicomdir(path: Path, head: bytes) -> bool:
     return head[at + 8 : at + 8 + length].rstrip(b"\x00 ") == _DIRECTORY_CLASS.encode()
 
 
+def not_a_folder(file: Path, holds: str) -> PairingError:
+    """The one refusal of a file given where the folder that holds ``holds`` is expected.
+
+    Example:
+        >>> str(not_a_folder(Path("scans/s1.dcm"), "the DICOM files"))
+        'scans/s1.dcm: a file, not a folder; give the folder that holds the DICOM files, e.g. scans.'
+    """  # noqa: E501
+    return PairingError(
+        f"{file}: a file, not a folder; give the folder that holds {holds}, e.g. {file.parent}."
+    )
+
+
 def find_dicom_files(
     folder: Path, *, exclude: Path | None = None
 ) -> tuple[list[Path], list[SkippedFile]]:
@@ -236,10 +249,7 @@ def find_dicom_files(
     """
     folder = Path(folder)
     if folder.is_file():
-        raise PairingError(
-            f"{folder}: a file, not a folder; give the folder that holds the DICOM files "
-            f"({folder.parent})."
-        )
+        raise not_a_folder(folder, "the DICOM files")
     if not folder.is_dir():
         raise PairingError(f"{folder}: folder does not exist; check the path to the DICOM folder.")
     found: list[Path] = []

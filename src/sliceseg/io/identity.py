@@ -29,6 +29,7 @@ __all__ = [
     "series_names",
     "slice_key",
     "slices_series_names",
+    "top_series_name",
 ]
 
 MAX_NAME_BYTES = 200
@@ -137,6 +138,18 @@ def _shortened(name: str) -> str:
     digest = hashlib.sha256(data).hexdigest()[:12]
     head = data[: MAX_NAME_BYTES - len(digest) - 1].decode(errors="ignore")
     return f"{head}_{digest}"
+
+
+def top_series_name(root: Path | str) -> str:
+    """The name of a series lying at the top of the DICOM folder ``root`` (`series_name`'s
+    ``root_name``): the folder's own name, from its real path, so that every command names a
+    series in "." as the folder it is.
+
+    Example:
+        >>> top_series_name(Path("scans/p01/"))
+        'p01'
+    """
+    return Path(root).resolve().name
 
 
 def series_names(

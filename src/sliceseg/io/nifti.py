@@ -54,22 +54,9 @@ def read_nifti(path: Path) -> LabelVolume:
         affine = np.asarray(image.affine, dtype=np.float64)
     except nifti_errors as exc:
         raise unreadable(path, exc, "NIfTI file") from exc
-    _check_has_geometry(image.header, path)
-    _warn_forms_disagree(image.header, path)
+    _check_forms(image.header, path)
     values = as_labels(as_3d(data, path), path)
     return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
-
-
-def _check_has_geometry(header: Any, path: Path) -> None:
-    """Refuse a NIfTI whose qform_code and sform_code are both 0: it holds no position or
-    orientation, and nibabel's stand-in (1 mm voxels around the origin) would be compared with
-    the DICOM's grid as if it were the volume's, to blame a "resampled" spacing."""
-    if int(header.get("qform_code", 0)) == 0 and int(header.get("sform_code", 0)) == 0:
-        raise LabelError(
-            f"{path}: NIfTI without geometry (qform_code and sform_code are 0); its voxels cannot "
-            "be placed on the DICOM slices; save it with the DICOM series' affine (3D Slicer, "
-            "dcm2niix, or nibabel's Nifti1Image(labels, affine))."
-        )
 
 
 # How far (mm, or direction units) the sform and qform may differ: the qform's float32
@@ -77,12 +64,23 @@ def _check_has_geometry(header: Any, path: Path) -> None:
 _FORM_TOLERANCE = 1e-2
 
 
-def _warn_forms_disagree(header: Any, path: Path) -> None:
-    """Tell a NIfTI whose sform and qform are both set and differ: nibabel (and so sliceseg)
-    takes the sform, while ITK-based tools (3D Slicer) may take the qform, so the labels would
-    land on other voxels there; silence would hide which one the areas were measured with."""
+def _check_forms(header: Any, path: Path) -> None:
+    """Refuse a NIfTI whose qform_code and sform_code are both 0: it holds no position or
+    orientation, and nibabel's stand-in (1 mm voxels around the origin) would be compared with
+    the DICOM's grid as if it were the volume's, to blame a "resampled" spacing.
+
+    Tell one whose sform and qform are both set and differ: nibabel (and so sliceseg) takes the
+    sform, while ITK-based tools (3D Slicer) may take the qform, so the labels would land on
+    other voxels there; silence would hide which one the areas were measured with.
+    """
     sform, sform_code = header.get_sform(coded=True)
     qform, qform_code = header.get_qform(coded=True)
+    if not sform_code and not qform_code:
+        raise LabelError(
+            f"{path}: NIfTI without geometry (qform_code and sform_code are 0); its voxels cannot "
+            "be placed on the DICOM slices; save it with the DICOM series' affine (3D Slicer, "
+            "dcm2niix, or nibabel's Nifti1Image(labels, affine))."
+        )
     if not sform_code or not qform_code:
         return
     difference = float(np.max(np.abs(np.asarray(sform) - np.asarray(qform))))

@@ -54,28 +54,26 @@ def read_nrrd(path: Path) -> LabelVolume:
         >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
         {1: 'vertebral body', 2: 'right psoas major'}
     """
-    import nrrd
     import slicerio
     from nrrd.errors import NRRDError
 
     try:
         with silenced():
             segmentation = slicerio.read_segmentation(str(path))
-            # slicerio keeps no trace of the geometry fields: identity stands in for absent ones
-            header = nrrd.read_header(str(path))
+        header = _header_text(path)  # the fields slicerio drops or misreads
     except (*_NRRD_ERRORS, NRRDError) as exc:
         raise unreadable(path, exc, "NRRD file") from exc
     affine = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
     header_segments = segmentation.get("segments") or []
     voxels = segmentation["voxels"]
-    if "space directions" not in header or "space origin" not in header:
+    if not _has_geometry(header):
         raise LabelError(
             f"{path}: NRRD without 'space directions' / 'space origin'; its voxels cannot be "
             "placed on the DICOM slices; save it from 3D Slicer, which writes the geometry."
         )
     if not header_segments:
         return LabelVolume(as_labels(as_3d(voxels, path), path), affine, (), path, "nrrd")
-    for segment, name in zip(header_segments, _segment_names(path), strict=False):
+    for segment, name in zip(header_segments, _segment_names(header), strict=False):
         if name is not None:
             segment["name"] = name
     values, segments = _merge_layers(np.asarray(voxels), header_segments, path)
@@ -97,10 +95,19 @@ def _header_text(path: Path) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _segment_names(path: Path) -> list[str | None]:
-    """Each segment's name in slicerio's order (by its header index), read as UTF-8: pynrrd
-    drops the bytes of "ö" or "椎" from ``Segment0_Name`` (None: a segment without a name)."""
-    text = _header_text(path)
+def _has_geometry(text: str) -> bool:
+    """Whether the header (`_header_text`) has both 'space directions' and 'space origin':
+    slicerio keeps no trace of them, and identity stands in for absent ones. A field is named
+    as pynrrd names it: the line up to ``:`` or ``:=``, comments (``#``) aside."""
+    lines = text.split("\n")[1:]  # the first is the NRRD000X magic line
+    fields = {re.split(r":=?", line, maxsplit=1)[0].strip() for line in lines if line[:1] != "#"}
+    return {"space directions", "space origin"} <= fields
+
+
+def _segment_names(text: str) -> list[str | None]:
+    """Each segment's name in slicerio's order (by its header index) from the header
+    (`_header_text`), read as UTF-8: pynrrd drops the bytes of "ö" or "椎" from
+    ``Segment0_Name`` (None: a segment without a name)."""
     names = {int(index): name for index, name in _NAME_LINE.findall(text)}
     return [names.get(index) for index in sorted({int(i) for i in _SEGMENT_FIELD.findall(text)})]
 

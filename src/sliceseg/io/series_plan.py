@@ -21,7 +21,7 @@ from sliceseg.errors import DicomReadError, PairingError
 from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import not_an_image
-from sliceseg.io.identity import series_key, series_names, slice_key
+from sliceseg.io.identity import series_key, series_names, slice_key, top_series_name
 from sliceseg.thread_warnings import silenced
 
 __all__ = [
@@ -153,7 +153,7 @@ def plan_cohort(root: Path | str, *, exclude: Path | None = None) -> CohortPlan:
         groups.setdefault(series_key(item), []).append(item)
     names = series_names(
         {key: [slice_key(f, root) for f in files] for key, files in groups.items()},
-        root_name=root.resolve().name,
+        root_name=top_series_name(root),
     )
     series = [PlannedSeries(key, names[key], tuple(files)) for key, files in groups.items()]
     return CohortPlan(root, tuple(sorted(series, key=lambda s: s.name)), tuple(skipped))
