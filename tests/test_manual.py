@@ -23,7 +23,7 @@ WORKFLOWS += ("info",)
 # Flags of the tools the manual runs sliceseg under (sbatch, torchrun, papermill), not ours.
 FOREIGN = {"--array", "--cpus-per-task", "--cwd", "--dependency", "--gres", "--job-name", "--mem"}
 FOREIGN |= {"--nnodes", "--nproc_per_node", "--output", "--parsable", "--rdzv-endpoint"}
-FOREIGN |= {"--standalone", "--time", "--wrap", "--help"}
+FOREIGN |= {"--standalone", "--time", "--wrap", "--help", "--cpus"}  # docker run --cpus
 
 
 def _flags_by_command() -> dict[str, set[str]]:
