@@ -339,7 +339,7 @@ def _without_copies(loaded: list[_Loaded], problems: list[Problem]) -> list[_Loa
     folder copied under another name): that slice would be trained on, counted and measured
     twice, and under another folder name it may even sit on both sides of the split."""
     pair_of = {item.pair.image_path: item.pair for item in loaded}
-    copies = {c.source: o.source for c, o in find_copies([s for i in loaded for s in i.slices])}
+    copies = {c.source: o.source for c, o, _ in find_copies([s for i in loaded for s in i.slices])}
     if copies:
         copy, original = next(iter(copies.items()))
         message = (

@@ -284,11 +284,10 @@ def drop_copies(slices: Sequence[Slice]) -> tuple[list[Slice], list[SkippedFile]
         '.../copy_of_a.dcm: the same image as .../a.dcm (same series, number, position and ...'
     """
     found = find_copies(slices)
-    copied = {id(image) for image, _ in found}
+    copied = {id(image) for image, _, _ in found}
     kept = [image for image in slices if id(image) not in copied]
     copies: dict[Path, tuple[Path, bool]] = {}  # copy -> (original, same pixels)
-    for image, original in found:
-        same = bool(np.array_equal(image.pixels, original.pixels))
+    for image, original, same in found:
         copies.setdefault(image.source, (original.source, same))
     return kept, [_copy_skipped(path, original, same) for path, (original, same) in copies.items()]
 
@@ -308,13 +307,14 @@ def _copy_skipped(path: Path, original: Path, is_same_pixels: bool) -> SkippedFi
     )
 
 
-def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
-    """Return (copy, original) for each slice that an earlier slice of another file holds:
-    the same series, InstanceNumber and position with the same pixels, or with the same
-    SOPInstanceUID (and frame, position) but other pixels — the rule of `drop_copies`.
+def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice, bool]]:
+    """Return (copy, original, same pixels) for each slice that an earlier slice of another
+    file holds: the same series, InstanceNumber and position with the same pixels (True), or
+    with the same SOPInstanceUID (and frame, position) but other pixels (False) — the rule of
+    `drop_copies`.
 
     Example:
-        >>> [(c.source.name, o.source.name) for c, o in find_copies(slices_of_a_and_its_copy)]
+        >>> [(c.source.name, o.source.name) for c, o, _ in find_copies(slices_of_a_and_its_copy)]
         [('copy_of_a.dcm', 'a.dcm')]
     """
     first: dict[tuple[object, ...], Slice] = {}
@@ -325,13 +325,13 @@ def find_copies(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
         seen = first.setdefault((*place, checksum), image)
         is_copy = seen is not image and seen.source != image.source
         if is_copy and np.array_equal(seen.pixels, image.pixels):
-            found.append((image, seen))
+            found.append((image, seen, True))
             continue
         if image.sop_instance_uid:
             instance = (image.sop_instance_uid, image.frame, image.image_position_mm)
             seen = first.setdefault((*place, *instance), image)
             if seen is not image and seen.source != image.source:
-                found.append((image, seen))
+                found.append((image, seen, False))
     return found
 
 
