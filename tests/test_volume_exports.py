@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import highdicom as hd
@@ -157,6 +158,20 @@ def phantom_labels(phantom: Path, subject: str) -> tuple[list[Path], dict[Path, 
     return files, {f: slicer_files.read_label(next(folder.glob(f"{f.stem}.*"))) for f in files}
 
 
+def edited_sub01(
+    phantom: Path, folder: Path, edit: Callable[[pydicom.Dataset, int], None]
+) -> dict[str, np.ndarray]:
+    """The phantom's sub01 written into ``folder``, each file changed by ``edit(ds, n)`` (``n``:
+    its place in the series); its label maps by file name."""
+    files, labels = phantom_labels(phantom, "sub01")
+    folder.mkdir()
+    for n, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        edit(ds, n)
+        ds.save_as(folder / f.name)
+    return {f.name: labels[f] for f in files}
+
+
 class TestRoundTrip:
     def test_phantom_series(self, phantom, tmp_path):
         files, labels = phantom_labels(phantom, "sub01")
@@ -277,16 +292,12 @@ class TestNamesBeyondAscii:
         assert list(volume.names_by_value.values()) == WORLD_NAMES
 
     def test_a_dicom_seg_holds_them_in_utf8(self, phantom, tmp_path):
-        files, labels = phantom_labels(phantom, "sub01")
-        folder = tmp_path / "in"
-        folder.mkdir()
-        for f in files:  # a Latin-1 source with a patient name beyond ASCII
-            ds = pydicom.dcmread(f)
+        def latin1(ds: pydicom.Dataset, _: int) -> None:  # a patient name beyond ASCII
             ds.SpecificCharacterSet = "ISO_IR 100"
             ds.PatientName = "Müller^Jürgen"
-            ds.save_as(folder / f.name)
-        slices = read_series(folder)
-        by_name = {f.name: labels[f] for f in files}
+
+        by_name = edited_sub01(phantom, tmp_path / "in", latin1)
+        slices = read_series(tmp_path / "in")
         export_series(
             tmp_path, "s", slices, [by_name[s.source.name] for s in slices], WORLD_NAMES,
             formats=["seg"],
@@ -329,16 +340,12 @@ class TestDicomSegSegmentLabels:
 
 class TestSeriesNotes:
     def test_an_irregular_series_gets_a_seg_and_a_note(self, phantom, tmp_path):
-        files, labels = phantom_labels(phantom, "sub01")
-        folder = tmp_path / "in"
-        folder.mkdir()
-        for n, f in enumerate(files):
-            ds = pydicom.dcmread(f)
+        def fourth_moved(ds: pydicom.Dataset, n: int) -> None:
             if n == 3:
                 ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) - 1.5
-            ds.save_as(folder / f.name)
-        slices = read_series(folder)
-        by_name = {f.name: labels[f] for f in files}
+
+        by_name = edited_sub01(phantom, tmp_path / "in", fourth_moved)
+        slices = read_series(tmp_path / "in")
         result = export_series(
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=EXPORT_FORMATS,
@@ -360,16 +367,9 @@ class TestSeriesNotes:
     def test_a_series_measured_with_the_users_fov_gets_no_seg_and_a_plain_note(
         self, phantom, tmp_path
     ):
-        files, labels = phantom_labels(phantom, "sub01")
-        folder = tmp_path / "in"
-        folder.mkdir()
-        for f in files:
-            ds = pydicom.dcmread(f)
-            del ds.PixelSpacing
-            ds.save_as(folder / f.name)
+        by_name = edited_sub01(phantom, tmp_path / "in", lambda ds, _: delattr(ds, "PixelSpacing"))
         fallback = SpacingFallback(fov_mm=(100.0, 100.0))
-        slices = [with_fallback_spacing(s, fallback) for s in read_series(folder)]
-        by_name = {f.name: labels[f] for f in files}
+        slices = [with_fallback_spacing(s, fallback) for s in read_series(tmp_path / "in")]
         result = export_series(
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=EXPORT_FORMATS,
@@ -390,17 +390,14 @@ class TestSeriesNotes:
     ):
         """highdicom's own words were "'FileDataset' object has no attribute 'PixelSpacing'",
         and the note sent the user to NIfTI / NRRD, which cannot place such slices either."""
-        files, labels = phantom_labels(phantom, "sub01")
-        folder = tmp_path / "in"
-        folder.mkdir()
-        for f in files:
-            ds = pydicom.dcmread(f)
+
+        def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
             ds.ImagerPixelSpacing = ds.PixelSpacing
             del ds.PixelSpacing
-            ds.save_as(folder / f.name)
+
+        by_name = edited_sub01(phantom, tmp_path / "in", at_the_detector)
         with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
-            slices = read_series(folder)
-        by_name = {f.name: labels[f] for f in files}
+            slices = read_series(tmp_path / "in")
         result = export_series(
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=EXPORT_FORMATS,
@@ -417,15 +414,10 @@ class TestSeriesNotes:
         """Slices without (0020,0032): no format can place them. A cohort writes into a temporary
         folder renamed after, so a note naming the file named a folder that is gone; the
         volumes' notes said to "use per-slice label files", a training fix."""
-        files, labels = phantom_labels(phantom, "sub01")
-        folder = tmp_path / "in"
-        folder.mkdir()
-        for f in files:
-            ds = pydicom.dcmread(f)
-            del ds.ImagePositionPatient
-            ds.save_as(folder / f.name)
-        slices = read_series(folder)
-        by_name = {f.name: labels[f] for f in files}
+        by_name = edited_sub01(
+            phantom, tmp_path / "in", lambda ds, _: delattr(ds, "ImagePositionPatient")
+        )
+        slices = read_series(tmp_path / "in")
         out = tmp_path / ".sliceseg-tmp.sub01.123" / "exports"
         result = export_series(
             out, "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
