@@ -167,6 +167,60 @@ class TestPasses:
         assert np.array_equal(labels, np.repeat(np.repeat(blocks, 16, 0), 16, 1))
 
 
+class Recorder(torch.nn.Module):
+    """A 'network' that keeps a copy of every batch it is given (background logits only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.inputs.append(x.clone())
+        return [torch.cat([torch.ones_like(x), torch.zeros_like(x)], dim=1)]
+
+
+def second_moments(mask: torch.Tensor) -> tuple[float, float]:
+    """The (larger, smaller) principal second moments of a mask's pixels."""
+    rows, cols = torch.nonzero(mask, as_tuple=True)
+    covariance = np.cov(np.stack([rows.numpy(), cols.numpy()]).astype(np.float64))
+    larger, smaller = sorted(np.linalg.eigvalsh(covariance), reverse=True)
+    return float(larger), float(smaller)
+
+
+class TestTestTimeAugmentation:
+    """The TTA views are views training's augmentation could have made: rotations that turn
+    pixels on a window of any shape, padded with the image's minimum (its background)."""
+
+    def views(self, rows: int, cols: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        from sliceseg.engine.predictor import network_probabilities
+
+        centre_r, centre_c = (
+            torch.arange(n, dtype=torch.float32) - (n - 1) / 2 for n in (rows, cols)
+        )
+        disc = centre_r[:, None] ** 2 + centre_c[None, :] ** 2 <= 20.0**2
+        image = torch.where(disc, 1.0, -1.0)[None, None]  # background -1: the minimum
+        network = Recorder()
+        network_probabilities(network, image, tta=True)
+        return image, network.inputs
+
+    def test_a_rotated_view_of_a_wide_window_keeps_a_disc_round(self):
+        """On a 64 × 160 window (a size-free network's whole slice) the 6° views turned the
+        normalised square: a 20-pixel disc became an ellipse of axes 1.25 : 1."""
+        _, views = self.views(64, 160)
+        for view in views[1:3]:  # ±6°
+            larger, smaller = second_moments(view[0, 0] > 0)
+            assert larger / smaller == pytest.approx(1.0, abs=0.03)
+
+    def test_views_are_padded_with_the_images_minimum(self):
+        """What comes in at the corners of a rotated or zoomed-out view was 0, the slice's
+        mean intensity (a CT model's foreground mean): training pads with the minimum."""
+        image, views = self.views(64, 64)
+        for view in views[1:]:
+            assert float(view[0, 0, 0, 0]) == pytest.approx(-1.0)
+            assert float(view.min()) == pytest.approx(-1.0) and float(view.max()) <= 1.0
+        assert torch.equal(views[0], image)
+
+
 class TestPredictSlicesArguments:
     """``predict_slices`` takes a model file as the other workflows do, and refuses a batch
     size that predicts nothing, in sliceseg's own one-line errors."""

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ELASTIC_SALT", "blur", "elastic_offsets", "swap_labels", "warp"]
+__all__ = ["ELASTIC_SALT", "blur", "elastic_offsets", "sample_images", "swap_labels", "warp"]
 
 ELASTIC_SALT = 0x5EED_E1A5
 """XORed into the noise seed for the elastic draws (which samples: the salt; their
@@ -50,15 +50,7 @@ def warp(
     grid = F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
     if offsets is not None:
         grid = grid + offsets.to(grid.dtype)
-    low = images.amin(dim=(-2, -1), keepdim=True)
-    warped = F.grid_sample(
-        images - low,
-        grid.to(images.dtype),
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    images = torch.where(moved.view(-1, 1, 1, 1), warped + low, images)
+    images = torch.where(moved.view(-1, 1, 1, 1), sample_images(images, grid), images)
     # float32 holds every label value below 2**24 exactly; nearest never mixes values
     sampled = F.grid_sample(
         labels[:, None].to(torch.float32),
@@ -69,6 +61,20 @@ def warp(
     )
     sampled = sampled[:, 0].round().to(labels.dtype)
     return images, torch.where(moved.view(-1, 1, 1), sampled, labels)
+
+
+def sample_images(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Sample ``(B, C, H, W)`` images bilinearly at ``grid`` (``F.affine_grid``'s normalised
+    ``(B, H', W', 2)``), padded with each image's own minimum per channel (its background)."""
+    low = images.amin(dim=(-2, -1), keepdim=True)
+    warped = F.grid_sample(
+        images - low,
+        grid.to(images.dtype),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )
+    return warped + low
 
 
 def swap_labels(

@@ -12,7 +12,6 @@ or writes files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sliceseg.augment.pixels import sample_images
+from sliceseg.augment.transforms import affine_matrices
 from sliceseg.io.dicom import Slice
 from sliceseg.model_space.batches import SpacedTensors, slices_to_grid, slices_to_spacing
 from sliceseg.model_space.grid import probabilities_from_grid
@@ -57,8 +58,8 @@ __all__ = [
     "spaced_window_probabilities",
 ]
 
-# Test-time augmentation: small rotations and zooms whose effect is undone on the
-# probabilities. No left/right flip: labels are sided.
+# Test-time augmentation: small rotations and a zoom out, views as training's augmentation
+# makes them, undone on the probabilities. No left/right flip: labels are sided.
 TTA_TRANSFORMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (6.0, 1.0), (-6.0, 1.0), (0.0, 0.92))
 
 ProbabilitySink = Callable[[torch.Tensor, np.ndarray], None]
@@ -95,17 +96,15 @@ def check_batch_size(size: object) -> None:
         raise ConfigError(f"{batch_size} must be a whole number ≥ 1, got {size!r}.")
 
 
-def _affine(angle_deg: float, zoom: float) -> torch.Tensor:
-    """Return a 3×3 affine (normalised coordinates) rotating by ``angle_deg`` and zooming."""
-    a = math.radians(angle_deg)
-    c, s = math.cos(a) / zoom, math.sin(a) / zoom
-    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _warp(batch: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    theta = matrix[:2].to(batch).expand(batch.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+def _tta_grid(batch: torch.Tensor, angle: float, zoom: float, back: bool) -> torch.Tensor:
+    """``F.affine_grid`` of a TTA view of ``batch`` (`affine_matrices`, as training: pixels
+    turned by ``angle``° on windows of any shape, zoomed out); ``back``: view to window."""
+    shape = (int(batch.shape[-2]), int(batch.shape[-1]))
+    theta = affine_matrices(1, rotation_deg=angle, scale_xy=(zoom, zoom), image_shape=shape)
+    if back:
+        theta = torch.linalg.inv(torch.cat([theta[0], torch.tensor([[0.0, 0.0, 1.0]])]))[None, :2]
+    theta = theta.to(batch).expand(batch.shape[0], 2, 3)
+    return F.affine_grid(theta, list(batch.shape), align_corners=False)
 
 
 @torch.inference_mode()
@@ -121,12 +120,14 @@ def network_probabilities(
     transforms = TTA_TRANSFORMS if tta else TTA_TRANSFORMS[:1]
     total = torch.zeros((), device=device)  # 0 + p == p exactly
     for angle, zoom in transforms:
-        matrix = _affine(angle, zoom)
-        warped = images if (angle, zoom) == (0.0, 1.0) else _warp(images, matrix)
+        is_view = (angle, zoom) != (0.0, 1.0)
+        # a view padded with the background, as training's augmentation pads
+        warped = sample_images(images, _tta_grid(images, angle, zoom, False)) if is_view else images
         with torch.autocast(device_type=device.type, enabled=amp):
             probs = torch.softmax(model(warped)[0].float(), dim=1)
-        if (angle, zoom) != (0.0, 1.0):
-            probs = _warp(probs, torch.linalg.inv(matrix))
+        if is_view:  # back onto the window; outside the view no class has any probability
+            back = _tta_grid(probs, angle, zoom, True)
+            probs = F.grid_sample(probs, back, padding_mode="zeros", align_corners=False)
         total = total + probs
     return total / len(transforms)
 
