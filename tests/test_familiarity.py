@@ -626,6 +626,21 @@ def test_old_model_file_predicts_as_before_and_says_so_once(
         )
 
 
+def test_a_cohort_says_once_that_an_old_model_file_has_no_check(
+    tiny_model: Path, two_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`predict` said the "no familiarity check" note once per series (each series' writer
+    warned it, and the thread-local warning filters reset Python's "once" registry): a
+    cohort of 10,000 series printed it 10,000 times. The run says it once."""
+    bundle = load_bundle(tiny_model)
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+    path = save_bundle(tmp_path / "old.pt", bundle.model, old)
+    argv = ["predict", str(path), str(two_series), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu", "--visuals", "none", "--export", "none"]) == 0
+    said = capsys.readouterr().err.count("no familiarity check in this model file")
+    assert said == 1
+
+
 def test_flagged_slices_come_first_with_their_turns():
     confidence = [0.9, 0.2, 0.95, 0.3, 0.5]
     series = ["a", "a", "b", "b", "c"]
