@@ -126,6 +126,41 @@ def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):
     ]
 
 
+def _captions(page: str) -> list[str]:
+    """The captions of the report's histograms of the series' mean areas."""
+    parser = _Cells()
+    parser.feed(page.split("<h2>Mean area per series")[1].replace("figcaption", "td"))
+    return parser.cells
+
+
+def test_the_histograms_leave_out_the_series_unlike_the_training_data(tmp_path):
+    """csa.csv's overall rows leave such a series out, but the histogram of the series' means
+    (its median and range) held it without a word: an inverted-contrast series' 3,800 mm²
+    vertebral body stretched it. It is left out and counted, unless every series is unlike
+    the training data (then, as csa.csv's rows, it is over all of them)."""
+    rows = [_row("p1", **{"mean psoas": 1000.0}), _row("p2", **{"mean psoas": 1002.0})]
+    rows.append(_row("odd", **{"mean psoas": 9000.0}, unlike_training="contrast"))
+    lines = ["series odd is unlike the training data: contrast"]
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], unlike_training=lines)
+    expected = [
+        "psoas: 2 series, median 1001.0 mm², range 1000.0–1002.0; 1 series unlike the "
+        "training data left out"
+    ]
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    assert _captions(page) == expected
+    assert "left out of the overall mean and std of csa.csv and of the histograms" in page
+    merged = CohortSummary(  # as the merge gives them: per ROI every series' mean and mark
+        pd.DataFrame(rows[:1]), FAILED, "mm2", ["psoas"], unlike_training=lines,
+        series_count=3, means={"psoas": np.array([1000.0, 1002.0, 9000.0])},
+        means_unlike={"psoas": np.array([False, False, True])},
+    )  # fmt: skip
+    page = write_cohort_report(tmp_path / "merged.html", merged).read_text(encoding="utf-8")
+    assert _captions(page) == expected
+    every = [row | {"unlike_training": "contrast"} for row in rows]
+    page = _page(tmp_path, every)
+    assert _captions(page) == ["psoas: 3 series, median 1002.0 mm², range 1000.0–9000.0"]
+
+
 def test_a_series_unlike_the_training_data_is_marked_where_it_comes_first(tmp_path):
     """It is listed above less confident series, under a heading that said the list was by
     confidence, with nothing saying why: it now says so in its row and in the heading."""

@@ -25,6 +25,7 @@ from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
     PROFILE_VERSION,
     TrainingProfile,
+    Verdict,
     build_profile,
     judge_series,
     slice_oddness,
@@ -626,6 +627,21 @@ def test_old_model_file_predicts_as_before_and_says_so_once(
         )
 
 
+def test_a_cohort_says_once_that_an_old_model_file_has_no_check(
+    tiny_model: Path, two_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`predict` said the "no familiarity check" note once per series (each series' writer
+    warned it, and the thread-local warning filters reset Python's "once" registry): a
+    cohort of 10,000 series printed it 10,000 times. The run says it once."""
+    bundle = load_bundle(tiny_model)
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+    path = save_bundle(tmp_path / "old.pt", bundle.model, old)
+    argv = ["predict", str(path), str(two_series), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu", "--visuals", "none", "--export", "none"]) == 0
+    said = capsys.readouterr().err.count("no familiarity check in this model file")
+    assert said == 1
+
+
 def test_flagged_slices_come_first_with_their_turns():
     confidence = [0.9, 0.2, 0.95, 0.3, 0.5]
     series = ["a", "a", "b", "b", "c"]
@@ -666,6 +682,28 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
     assert "1 series unlike the training data</h2>" in report
     review = report.split("<h2>Review first</h2>")[1]
     assert review.index("inverted") < review.index("original")
+
+
+def test_the_printed_table_says_which_series_its_overall_rows_leave_out():
+    """`predict` prints the table with the overall rows' file cells blanked: the mean printed
+    there left out a series unlike the training data without a word beside it."""
+    from sliceseg.inference.familiarity import SeriesVerdict, with_familiarity
+    from sliceseg.measure.areas import SUMMARY_NOTE, AreaTable
+    from sliceseg.measure.summary_rows import with_summary_rows
+
+    slices = pd.DataFrame({"file": ["a/1", "a/2", "b/1"], "disc": [100.0, 200.0, 900.0]})
+    table = AreaTable(with_summary_rows(slices, (1, 1, 2)), pd.DataFrame(), series=(1, 1, 2))
+    verdicts = [
+        SeriesVerdict(1, "a/1", "a/2", 2, Verdict(False)),
+        SeriesVerdict(2, "b/1", "b/1", 1, Verdict(True, ("contrast",))),
+    ]
+    lines = with_familiarity(table, verdicts).to_text().splitlines()
+    assert lines[-4].split() == ["mean", "150.0"]  # the overall rows: without series b
+    assert lines[-1] == (
+        f"{SUMMARY_NOTE}; the overall mean, std and n: without 1 series unlike the training "
+        "data (1 slice)"
+    )
+    assert table.to_text().splitlines()[-1] == SUMMARY_NOTE  # nothing left out: nothing said
 
 
 def test_a_study_of_one_odd_series_keeps_its_overall_rows(

@@ -138,6 +138,20 @@ def test_streamed_merge_writes_the_whole_table_merge_bytes(predicted, tmp_path, 
     assert merged.areas.wide.shape == wide.shape  # read back from the files
 
 
+def test_the_reports_histograms_leave_out_the_flagged_series_as_csa_csv_does(predicted):
+    """The cohort report's histogram of the series' mean areas held the inverted series
+    that csa.csv's overall rows leave out."""
+    merged = merge.merge_cohort(predicted)
+    series = pd.read_csv(predicted / "series.csv", keep_default_na=False)
+    flagged = series["unlike_training"] != ""
+    roi = series.columns[2].removeprefix("mean ")
+    means = pd.to_numeric(series[f"mean {roi}"], errors="coerce")[~flagged].dropna()
+    section = merged.report.read_text(encoding="utf-8").split("<h2>Mean area per series")[1]
+    caption = section.split("<figcaption>")[1].split("</figcaption>")[0]
+    assert caption.startswith(f"{roi}: {len(means)} series, median {means.median():.1f} mm²")
+    assert caption.endswith("; 1 series unlike the training data left out") == flagged.any()
+
+
 @pytest.mark.slow
 def test_the_series_table_and_report_equal_those_of_every_row_at_once(predicted, monkeypatch):
     monkeypatch.setattr(merge, "CHUNK_SERIES", 2)

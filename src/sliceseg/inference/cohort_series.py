@@ -110,12 +110,17 @@ def series_context(
     out: Path, plan: CohortPlan, record: RunRecord, bundle: Bundle, log: Callable[[str], None]
 ) -> SeriesContext:
     """What every series' writer needs; says once what concerns them all: the ROI names
-    DICOM-SEG changes (`renamed_segments`), the model's, which `write_series` is silent about."""
+    DICOM-SEG changes (`renamed_segments`) and a model file without a training profile, the
+    model's, which `write_series` is silent about (a writer thread's warning is shown again
+    for every series: the thread-local filters reset Python's "once")."""
     if "seg" in record.settings.exports:
         for line in renamed_segments(record.settings.roi_names):
             log(f"warning: {line}")
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
-    return SeriesContext(out, plan.root, record, visuals, bundle, model_profile(bundle))
+    profile = model_profile(bundle)
+    if profile is None:
+        warn_no_profile()
+    return SeriesContext(out, plan.root, record, visuals, bundle, profile)
 
 
 def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, Any]:
@@ -191,11 +196,11 @@ def _warnings(
 def _familiarity(
     context: SeriesContext, decoded: DecodedSeries, keys: Sequence[str], areas: AreaTable
 ) -> tuple[AreaTable, Verdict | None]:
-    """The series judged against the model's training profile (None, said once, without one),
-    and its tables with the ``unlike_training`` column. The network's inputs and features come
-    from the prediction (`PredictionLook`); only slices it has no features of are looked at."""
+    """The series judged against the model's training profile (None without one: the run
+    says so once, `series_context`), and its tables with the ``unlike_training`` column. The
+    network's inputs and features come from the prediction (`PredictionLook`); only slices it
+    has no features of are looked at."""
     if context.profile is None:
-        warn_no_profile()
         return areas, None
     inputs = decoded.spaced.images if decoded.spaced is not None else ()
     seen = PredictionLook(inputs, decoded.features)

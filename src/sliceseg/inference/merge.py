@@ -259,6 +259,7 @@ def _summary(
         slices=seen.slices,
         unlike_count=seen.unlike_count,
         means={roi: np.asarray(values) for roi, values in seen.means.items()},
+        means_unlike={roi: np.asarray(marks, bool) for roi, marks in seen.means_unlike.items()},
     )
 
 
@@ -334,6 +335,7 @@ class _SeriesPass:
     units: dict[str, str] = field(default_factory=dict)  # "mm2" / "pixels" → its first series
     slices: int = 0
     means: dict[str, array[float]] = field(default_factory=dict)  # per ROI, per series
+    means_unlike: dict[str, array[int]] = field(default_factory=dict)  # ... and its mark
     review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
     unlike_count: int = 0
@@ -389,9 +391,9 @@ class _SeriesPass:
         self.skipped.add(record.get("summary", {}).get("skipped_files", []))
         for key, value in row.items():
             if key.startswith("mean "):
-                self.means.setdefault(key.removeprefix("mean "), array("d")).append(
-                    _number(value, np.nan)
-                )
+                roi = key.removeprefix("mean ")
+                self.means.setdefault(roi, array("d")).append(_number(value, np.nan))
+                self.means_unlike.setdefault(roi, array("b")).append(bool(reason))
         if reason:
             self.unlike_count += 1
             if len(self.unlike) < SHOWN_LINES:

@@ -17,7 +17,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import series_row, with_summary_rows
+from sliceseg.measure.summary_rows import overall_note, series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -334,13 +334,15 @@ class AreaTable:
         return dataclasses.replace(self, wide=self.wide.rename(index=labels), long=long)
 
     def to_text(self) -> str:
-        """Return the wide table as aligned text with one decimal (an empty std as "–")."""
+        """Return the wide table as text (one decimal, empty std "–"; overall rows' note last)."""
         shown = self.wide.drop(columns=[CONFIDENCE_COLUMN, FAMILIARITY_COLUMN], errors="ignore")
         for column in shown.columns[1:]:
             shown[column] = [_shown(v, label) for label, v in shown[column].items()]
+        more = overall_note(shown.loc["mean", "file"]) if "mean" in shown.index else ""
         shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
-        return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}"
+        note = f"; the overall mean, std and n: {more}" if more else ""
+        return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
         """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""

@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "overall_note",
     "series_label",
     "series_row",
     "summarised",
@@ -22,6 +23,17 @@ __all__ = [
 ]
 
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+
+
+def overall_note(cell: object) -> str:
+    """What an overall row's ``file`` cell says beyond :data:`PRESENT`: the series unlike the
+    training data it leaves out (`sliceseg.inference.familiarity.with_familiarity`), or "".
+
+    Example:
+        >>> overall_note(f"{PRESENT}; without 1 series unlike the training data (3 slices)")
+        'without 1 series unlike the training data (3 slices)'
+    """
+    return str(cell).removeprefix(PRESENT).lstrip("; ")
 
 
 def series_row(row: str, series: object) -> str:

@@ -74,6 +74,8 @@ class CohortSummary:
         slices: slices over all series (None: the sum of ``series``' column).
         unlike_count: series unlike the training data (None: ``len(unlike_training)``).
         means: per ROI, every series' mean area (None: ``series``' ``mean <roi>`` columns).
+        means_unlike: per ROI, for each of ``means``, whether that series is unlike the
+            training data (None: none is; with ``means`` None, ``series``' column says).
         notes_count: how many lines ``notes`` stands for (None: ``len(notes)``); with it,
             ``notes`` may hold only the first lines (a merge keeps no list of every file).
         left_out: one line per kind of series of the input left out of the tables (not
@@ -90,6 +92,7 @@ class CohortSummary:
     slices: int | None = None
     unlike_count: int | None = None
     means: Mapping[str, np.ndarray] | None = None
+    means_unlike: Mapping[str, np.ndarray] | None = None
     notes_count: int | None = None
     left_out: list[str] = field(default_factory=list)
 
@@ -119,7 +122,7 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
             _review(table, count),
             f"<h2>Mean area per series ({unit})</h2><div class='grid'>"
             + "".join(
-                _histogram(_means(summary, roi), roi, unit, colour=roi_colour_hex(k))
+                _histogram(*_means(summary, roi), roi, unit, colour=roi_colour_hex(k))
                 for k, roi in enumerate(summary.roi_names, start=1)
             )
             + "</div>",
@@ -177,14 +180,24 @@ def _link(name: str, report: object) -> str:
     return f'<a href="{html.escape(quote(str(report)))}">{text}</a>' if report else text
 
 
-def _means(summary: CohortSummary, roi: str) -> pd.Series:
-    """Every series' mean area of one ROI (those with a number)."""
+def _means(summary: CohortSummary, roi: str) -> tuple[pd.Series, int]:
+    """Every series' mean area of one ROI (those with a number) but those of the series unlike
+    the training data, as csa.csv's overall rows (`write_area_tables`): over all when every
+    series is; and how many series were left out."""
     if summary.means is not None:
-        values = pd.Series(summary.means.get(roi, np.zeros(0)), dtype=float)
+        values = np.asarray(summary.means.get(roi, np.zeros(0)), dtype=float)
+        marks = (summary.means_unlike or {}).get(roi)
+        unlike = np.zeros(len(values), bool) if marks is None else np.asarray(marks, bool)
     else:
-        column = summary.series.get(f"mean {roi}", pd.Series(dtype=float))
-        values = pd.to_numeric(column, errors="coerce")
-    return values.dropna()
+        table = summary.series
+        column = table.get(f"mean {roi}", pd.Series(np.nan, index=table.index))
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        reasons = table.get("unlike_training", pd.Series("", index=table.index))
+        unlike = (reasons.fillna("").astype(str) != "").to_numpy()
+    if unlike.all():
+        unlike = np.zeros(len(values), bool)
+    kept = pd.Series(values[~unlike], dtype=float)
+    return kept.dropna(), int(unlike.sum())
 
 
 def _unlike(lines: list[str], count: int, series: int) -> str:
@@ -195,7 +208,8 @@ def _unlike(lines: list[str], count: int, series: int) -> str:
     mean = (  # as csa.csv's overall rows (`write_area_tables`): over all when all are unlike
         "Every series is: the overall mean and std of csa.csv are over all of them; they"
         if count >= series
-        else "They are left out of the overall mean and std of csa.csv and"
+        else "They are left out of the overall mean and std of csa.csv and of the histograms "
+        "below, and"
     )
     return (
         f"<section class='unlike'><h2>⚠ {count} series unlike the training data</h2><p>"
@@ -278,10 +292,14 @@ def first_warnings(text: str, limit: int = WARNING_CHARS) -> str:
     return " | ".join(kept) + (f" | … ({left} more)" if left else "")
 
 
-def _histogram(values: pd.Series, roi: str, unit: str, *, colour: str) -> str:
-    """An inline SVG histogram of the series' mean area of one ROI, in the ROI's colour."""
+def _histogram(values: pd.Series, unlike: int, roi: str, unit: str, *, colour: str) -> str:
+    """An inline SVG histogram of the series' mean area of one ROI, in the ROI's colour
+    (``unlike``: series unlike the training data left out of ``values``)."""
+    left_out = f"; {unlike} series unlike the training data left out" if unlike else ""
     if not len(values):  # said, not left out: the model found this ROI nowhere
-        return f"<figure><figcaption>{html.escape(roi)}: in no series</figcaption></figure>"
+        return (
+            f"<figure><figcaption>{html.escape(roi)}: in no series{left_out}</figcaption></figure>"
+        )
     low, high = float(values.min()), float(values.max())
     # means that differ only by rounding make a range numpy cannot split into bins
     scale = max(abs(low), 1.0)
@@ -296,7 +314,7 @@ def _histogram(values: pd.Series, roi: str, unit: str, *, colour: str) -> str:
     )
     caption = (
         f"{html.escape(roi)}: {len(values)} series, median {np.median(values):.1f} {unit}, "
-        f"range {edges[0]:.1f}–{edges[-1]:.1f}"
+        f"range {edges[0]:.1f}–{edges[-1]:.1f}{left_out}"
     )
     return (
         f"<figure><svg width='{width}' height='{height}' role='img'>{bars}</svg>"
