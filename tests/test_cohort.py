@@ -1395,3 +1395,23 @@ def test_a_renamed_segment_label_is_said_once_per_run(tiny_model, cohort_dir, tm
         "the tables keep the whole name."
     ]
     assert len(list(out.glob("series/*/exports/*.seg.dcm"))) == 4
+
+
+def test_a_dicom_folder_inside_out_is_refused_and_its_dicoms_kept(
+    tiny_model, tiny_phantom, tmp_path, capsys
+):
+    """`--out study --overwrite` with the DICOMs in study/series: each series' folder
+    OUT/series/<name> was its input folder, replaced whole by its outputs (every DICOM deleted).
+    Refused before a header is read, whatever --overwrite says."""
+    study = tmp_path / "study"
+    dicoms = study / "series"
+    for folder in sorted((tiny_phantom / "train" / "dicoms").iterdir()):
+        shutil.copytree(folder, dicoms / folder.name)
+    before = snapshot(study)
+    argv = ["predict", str(tiny_model), str(dicoms), "--out", str(study), "--overwrite"]
+    assert main([*argv, "--workers", "0", "--visuals", "none"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {dicoms}: the DICOM folder is inside --out {study}, where a run replaces each "
+        "series' folder whole (its DICOMs would be deleted); choose an --out outside it."
+    )
+    assert snapshot(study) == before
