@@ -177,11 +177,9 @@ def file_sha256(path: Path) -> str:
 
 
 def check_not_inputs(out: Path, inputs: Path) -> None:
-    """Refuse an output folder that is the input folder itself or holds it (one inside it is
-    fine: it is not read as input), before a single header is read.
-
-    A run replaces each series' folder ``OUT/series/<name>`` whole: with the DICOMs in
-    ``OUT/series`` (``--out study`` for ``study/series``) that deleted them.
+    """Refuse an output folder that is the input folder itself or holds it (a run replaces each
+    ``OUT/series/<name>`` whole: ``--out study`` deleted ``study/series``), before a single
+    header is read; one inside the input is fine (it is not read as input).
 
     Raises:
         ConfigError: ``out`` is ``inputs``, or ``inputs`` is inside ``out``.
