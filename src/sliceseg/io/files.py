@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -109,6 +110,25 @@ def _writing(target: Path, written: Path) -> Iterator[None]:
             path=str(target),
             reason=reason,
         ) from error
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException) -> OSError | None:
+    """The full disk (ENOSPC) or quota (EDQUOT) behind ``error`` (itself or what it was raised
+    from, as `UnwritableError`), or None: a cause no later output of the run can escape.
+
+    Example:
+        >>> disk_full(OSError(errno.ENOSPC, "No space left on device")).strerror
+        'No space left on device'
+    """
+    found: BaseException | None = error
+    while found is not None:
+        if isinstance(found, OSError) and found.errno in _DISK_FULL:
+            return found
+        found = found.__cause__
+    return None
 
 
 def named_text(file: Path | IO[bytes], name: Path) -> IO[str]:
