@@ -1073,21 +1073,58 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_written(
 def test_a_series_failing_while_written_leaves_no_hidden_copy(
     tiny_model, cohort_dir, tmp_path, monkeypatch
 ):
-    """Its half-written temporary folder stayed (taking space on a full disk) until the next
-    run's recovery."""
+    """Its half-written temporary folder stayed (taking space) until the next run's recovery.
+    (A full disk stops the run: `test_a_full_disk_while_a_series_is_written_stops_the_run...`.)"""
     real = cohort_series.write_outputs
 
-    def full(folder, *args, **kwargs):
-        written = real(folder, *args, **kwargs)  # the outputs are written, then the disk is full
+    def failing(folder, *args, **kwargs):
+        written = real(folder, *args, **kwargs)  # the outputs are written, then a write fails
         if kwargs["series_name"] == "sub03":
-            raise OSError(28, "No space left on device")
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         return written
 
-    monkeypatch.setattr(cohort_series, "write_outputs", full)
+    monkeypatch.setattr(cohort_series, "write_outputs", failing)
     run = predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
     assert [name for name, _ in run.failed] == ["sub03"]
     left = sorted(p.name for p in (tmp_path / "out" / "series").iterdir())
     assert left == ["sub01", "sub02", "sub04"]  # no .sliceseg-tmp.sub03.<pid> beside them
+
+
+def test_a_full_disk_while_a_series_is_written_stops_the_run_and_a_rerun_goes_on(
+    tiny_model, cohort_dir, tmp_path, monkeypatch, capsys
+):
+    """The disk filled up while sub02's outputs were written, with room left for the small
+    failure records: every later series was decoded, predicted and failed in turn (a cohort of
+    100,000 spent its hours failing them), exit 3, failed.csv naming a hidden temporary file.
+    The run now stops at the full disk, in one line naming the series' folder and the fix."""
+    out = tmp_path / "out"
+    real = io.open
+
+    def full(file, mode="r", *args, **kwargs):
+        if "w" in mode and "/series/.sliceseg-tmp.sub02." in Path(file).as_posix():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(file, mode, *args, **kwargs)
+
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    with monkeypatch.context() as patch:
+        patch.setattr(io, "open", full)
+        patch.setattr(builtins, "open", full)
+        assert main([*argv, "--visuals", "none", "--batch-size", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {out / 'series' / 'sub02'}: cannot write the series' outputs (No space left on "
+        "device); free space on its disk, then run the same command again (the finished series "
+        "are skipped)."
+    )
+    assert not (out / "failed").exists() and not (out / "failed.csv").exists()
+    assert not list((out / "series").glob(".*"))  # no half-written copy left taking space
+    assert main([*argv, "--visuals", "none"]) == 0
+    assert "0 failed" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in (out / "series").glob("*/record.json")) == [
+        "sub01",
+        "sub02",
+        "sub03",
+        "sub04",
+    ]
 
 
 @pytest.mark.slow
@@ -1395,3 +1432,23 @@ def test_a_renamed_segment_label_is_said_once_per_run(tiny_model, cohort_dir, tm
         "the tables keep the whole name."
     ]
     assert len(list(out.glob("series/*/exports/*.seg.dcm"))) == 4
+
+
+def test_a_dicom_folder_inside_out_is_refused_and_its_dicoms_kept(
+    tiny_model, tiny_phantom, tmp_path, capsys
+):
+    """`--out study --overwrite` with the DICOMs in study/series: each series' folder
+    OUT/series/<name> was its input folder, replaced whole by its outputs (every DICOM deleted).
+    Refused before a header is read, whatever --overwrite says."""
+    study = tmp_path / "study"
+    dicoms = study / "series"
+    for folder in sorted((tiny_phantom / "train" / "dicoms").iterdir()):
+        shutil.copytree(folder, dicoms / folder.name)
+    before = snapshot(study)
+    argv = ["predict", str(tiny_model), str(dicoms), "--out", str(study), "--overwrite"]
+    assert main([*argv, "--workers", "0", "--visuals", "none"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {dicoms}: the DICOM folder is inside --out {study}, where a run replaces each "
+        "series' folder whole (its DICOMs would be deleted); choose an --out outside it."
+    )
+    assert snapshot(study) == before

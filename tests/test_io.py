@@ -3,16 +3,20 @@
 import errno
 import os
 import re
+import signal
 import stat
 
 import pytest
 
 from conftest import full_disk_on_write
+from sliceseg.cli.exits import Terminated, sigterm_as_interrupt
 from sliceseg.errors import ConfigError
+from sliceseg.io import files
 from sliceseg.io.files import (
     TEMP_PREFIX,
     atomic_path,
     atomic_write_text,
+    files_together,
     named_text,
     prepare_output_dir,
 )
@@ -139,3 +143,28 @@ def test_non_empty_output_folder_needs_overwrite(tmp_path):
     with pytest.raises(ConfigError, match=re.escape(expected)):
         prepare_output_dir(tmp_path, overwrite=False)
     assert prepare_output_dir(tmp_path, overwrite=True) == tmp_path
+
+
+def test_a_sigterm_among_the_renames_of_files_together_lands_them_all(tmp_path, monkeypatch):
+    """SIGTERM (a job's time limit) arriving after the first of a merge's renames ended it
+    there: a new csa.csv beside the earlier merge's series.csv, the rest of the new ones
+    removed with the hidden folder. The renames now finish, then the run ends as terminated."""
+    for name in ("a.csv", "b.csv", "c.csv"):
+        atomic_write_text(tmp_path / name, "old")
+    real = os.replace
+
+    def replace_then_sigterm(source, target):
+        real(source, target)
+        signal.raise_signal(signal.SIGTERM)
+
+    names = ("a.csv", "b.csv", "c.csv")
+    with (
+        sigterm_as_interrupt(),
+        pytest.raises(Terminated),
+        files_together(tmp_path, names) as stage,
+    ):
+        for name in names:
+            (stage / name).write_text("new")
+        monkeypatch.setattr(files.os, "replace", replace_then_sigterm)
+    monkeypatch.undo()
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == dict.fromkeys(names, "new")

@@ -498,3 +498,33 @@ def test_a_full_disk_at_a_checkpoint_names_the_resume_that_goes_on(
         "from its last checkpoint."
     )
     assert load_bundle(out / "sliceseg_1.pt").training_state is not None
+
+
+@pytest.mark.slow
+def test_a_sigterm_just_after_a_checkpoint_is_written_names_that_checkpoint(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    """SIGTERM right after sliceseg_2.pt was renamed into place, before the run noted it:
+    the line sent the resume to sliceseg_1.pt ("the epochs after it are lost") beside a
+    whole sliceseg_2.pt, and that resume abandoned epoch 2."""
+    from sliceseg.cli.exits import Terminated, sigterm_as_interrupt
+    from sliceseg.training import session
+
+    real = session.save_bundle
+
+    def save_then_sigterm(path, *args, **kwargs):
+        saved = real(path, *args, **kwargs)
+        if Path(path).name == "sliceseg_2.pt":
+            signal.raise_signal(signal.SIGTERM)
+        return saved
+
+    monkeypatch.setattr(session, "save_bundle", save_then_sigterm)
+    out = tmp_path / "m"
+    lines: list[str] = []
+    config = tiny_config(tiny_phantom / "train", out, epochs=3, print_checkpoint=3)
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        train(config, log=lines.append)
+    assert lines[-1] == (
+        f"Interrupted: the epochs after sliceseg_2.pt are lost; "
+        f"`sliceseg train --resume {out / 'sliceseg_2.pt'}` goes on from it."
+    )

@@ -69,15 +69,16 @@ class TestParseShardAuto:
         assert {s.count for s in shards} == {6}
 
     def test_a_task_outside_the_array_says_how_to_retry(self):
-        """`--array=3,7` (retrying two tasks) gives MIN 3, MAX 7, COUNT 2: no shard layout fits."""
+        """`--array=3,7` (retrying two tasks) gives MIN 3, MAX 7, COUNT 2: no shard layout fits.
+        The line said that task 3 "is not one of the 2 tasks of --array=3-4"."""
         for task in (3, 7):  # 3 would otherwise take shard 1/2: half of every series
             with pytest.raises(ConfigError) as error:
                 parse_shard("auto", array_task(task, 3, 7, count=2))
             assert str(error.value) == (
-                f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the 2 tasks of "
-                "--array=3-4 (a list such as --array=3,7 cannot say which shards they were); to "
-                "retry, run the whole array again (finished series are skipped), or give "
-                "--shard K/N."
+                f"--shard auto: SLURM_ARRAY_TASK_ID={task} is one of a list of 2 tasks from 3 "
+                "to 7, not a range (a list such as --array=3,7 cannot say which shards they "
+                "were); to retry, run the whole array again (finished series are skipped), or "
+                "give --shard K/N."
             )
 
     def test_slurm_stepped_array(self):

@@ -51,6 +51,7 @@ from sliceseg.inference.records import (
 )
 from sliceseg.inference.shards import Shard, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile
+from sliceseg.io.files import disk_full
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
@@ -447,6 +448,8 @@ def _settle(
     try:
         finished.append((series.name, _brief(job.result())))
     except Exception as error:
+        if disk_full(error) is not None:  # every later series would fail too: stop the run
+            raise
         fail(series, error)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.engine.model_info import model_summary
+from sliceseg.errors import UnwritableError
 from sliceseg.inference.attempts import forget_attempts
 from sliceseg.inference.confidence import slice_confidence, with_confidence
 from sliceseg.inference.familiarity import (
@@ -38,7 +39,7 @@ from sliceseg.inference.predict import Prediction
 from sliceseg.inference.records import RunRecord, series_dir, series_record
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.dicom_seg import SegmentLabelWarning, renamed_segments
-from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
+from sliceseg.io.files import TEMP_PREFIX, atomic_write_text, disk_full
 from sliceseg.io.identity import slice_key, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
@@ -287,15 +288,28 @@ def _number(value: Any) -> float | None:
 def _temporary_folder(final: Path) -> Iterator[Path]:
     """An empty folder beside ``final`` (hidden: TEMP_PREFIX + name + .pid) to write it in,
     removed when writing fails: a failed series leaves no half-written copy taking space (a
-    full disk) until the next run's `recover_folders`."""
+    full disk) until the next run's `recover_folders`.
+
+    Raises:
+        UnwritableError: the disk or quota is full (`disk_full`), naming ``final``.
+    """
     temporary = final.parent / f"{TEMP_PREFIX}{final.name}.{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
     try:
+        temporary.mkdir(parents=True)
         yield temporary
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        full = disk_full(error)
+        if full is None:
+            raise
+        reason = full.strerror or str(full)
+        raise UnwritableError(  # the folder it would have been, not the hidden one
+            f"{final}: cannot write the series' outputs ({reason}); free space on its disk, "
+            "then run the same command again (the finished series are skipped).",
+            path=str(final),
+            reason=reason,
+        ) from error
 
 
 _ASIDE = ".old"  # an older series folder moved aside: TEMP_PREFIX + name + _ASIDE + .pid

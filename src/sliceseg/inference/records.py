@@ -177,16 +177,23 @@ def file_sha256(path: Path) -> str:
 
 
 def check_not_inputs(out: Path, inputs: Path) -> None:
-    """Refuse an output folder that is the input folder itself (one inside it is fine: it is
-    not read as input), before a single header is read.
+    """Refuse an output folder that is the input folder itself or holds it (a run replaces each
+    ``OUT/series/<name>`` whole: ``--out study`` deleted ``study/series``), before a single
+    header is read; one inside the input is fine (it is not read as input).
 
     Raises:
-        ConfigError: ``out`` is ``inputs``.
+        ConfigError: ``out`` is ``inputs``, or ``inputs`` is inside ``out``.
     """
-    if Path(out).resolve() == Path(inputs).resolve():
+    found, holder = Path(inputs).resolve(), Path(out).resolve()
+    if found == holder:
         raise ConfigError(
             f"{out}: --out is the DICOM folder itself, so the outputs would be read as inputs by "
             f"the next run; choose a folder of its own (e.g. {Path(out) / 'results'})."
+        )
+    if found.is_relative_to(holder):
+        raise ConfigError(
+            f"{inputs}: the DICOM folder is inside --out {out}, where a run replaces each "
+            "series' folder whole (its DICOMs would be deleted); choose an --out outside it."
         )
 
 

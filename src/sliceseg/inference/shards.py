@@ -113,11 +113,16 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
     index = (task - low) // step + 1
     is_list = (high - low) // step + 1 != count  # --array=3,7: MIN..MAX
     if is_list or not 1 <= index <= count or (task - low) % step:
+        tasks = f"--array={low}-{low + (count - 1) * step}{f':{step}' if step > 1 else ''}"
+        why = (
+            f" is one of a list of {count} tasks from {low} to {high}, not a range"
+            if is_list
+            else f" is not one of the {count} tasks of {tasks}"
+        )
         raise ConfigError(
-            f"--shard auto: SLURM_ARRAY_TASK_ID={task} is not one of the {count} tasks of "
-            f"--array={low}-{low + (count - 1) * step}{f':{step}' if step > 1 else ''} (a list "
-            "such as --array=3,7 cannot say which shards they were); to retry, run the whole "
-            "array again (finished series are skipped), or give --shard K/N."
+            f"--shard auto: SLURM_ARRAY_TASK_ID={task}{why} (a list such as --array=3,7 "
+            "cannot say which shards they were); to retry, run the whole array again (finished "
+            "series are skipped), or give --shard K/N."
         )
     return Shard(index, count, "SLURM")
 

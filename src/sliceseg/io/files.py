@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -109,6 +111,25 @@ def _writing(target: Path, written: Path) -> Iterator[None]:
             path=str(target),
             reason=reason,
         ) from error
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException) -> OSError | None:
+    """The full disk (ENOSPC) or quota (EDQUOT) behind ``error`` (itself or what it was raised
+    from, as `UnwritableError`), or None: a cause no later output of the run can escape.
+
+    Example:
+        >>> disk_full(OSError(errno.ENOSPC, "No space left on device")).strerror
+        'No space left on device'
+    """
+    found: BaseException | None = error
+    while found is not None:
+        if isinstance(found, OSError) and found.errno in _DISK_FULL:
+            return found
+        found = found.__cause__
+    return None
 
 
 def named_text(file: Path | IO[bytes], name: Path) -> IO[str]:
@@ -244,13 +265,47 @@ def files_together(folder: Path, names: tuple[str, ...]) -> Iterator[Path]:
             target = str(folder / Path(error.path).name)
             message = str(error).replace(error.path, target, 1)
             raise UnwritableError(message, path=target, reason=error.reason) from error
-        for name in names:
-            if (stage / name).is_file():
-                os.replace(stage / name, folder / name)
-            else:
-                (folder / name).unlink(missing_ok=True)
+        with signals_held():  # Ctrl-C or SIGTERM between two renames mixed old and new files
+            for name in names:
+                if (stage / name).is_file():
+                    os.replace(stage / name, folder / name)
+                else:
+                    (folder / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then act on the first as it would
+    have (`sliceseg.cli.exits.sigterm_as_interrupt`: raise there), so that a few quick file
+    operations that belong together all happen. Only the main thread receives signals: in
+    others, and for ``kill -9``, nothing is held.
+    """
+    is_python = all(signal.getsignal(number) is not None for number in _HELD)
+    if threading.current_thread() is not threading.main_thread() or not is_python:
+        yield  # (a handler not set from Python could not be put back)
+        return
+    caught: list[tuple[int, Any]] = []
+
+    def hold(number: int, frame: Any) -> None:
+        caught.append((number, frame))
+
+    previous = {number: signal.signal(number, hold) for number in _HELD}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for got, frame in caught[:1]:
+            handler = previous[signal.Signals(got)]
+            if callable(handler):
+                handler(got, frame)
+            elif handler == signal.SIG_DFL:  # the process ends, as it would have
+                signal.raise_signal(got)
 
 
 _TOGETHER = f"{TEMP_PREFIX}together."  # + "<host>-<pid>." + mkdtemp's random end

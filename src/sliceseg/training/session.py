@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
 from sliceseg.errors import BundleError, UnwritableError
-from sliceseg.io.files import atomic_path
+from sliceseg.io.files import atomic_path, signals_held
 from sliceseg.io.tables import write_csv
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset
@@ -381,9 +381,10 @@ def save_checkpoint(
     validation for these weights) and the history so far."""
     path = session.path(f"{state.epoch}.pt")
     metadata = session.metadata_at(state.epoch, postprocessing)
-    save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
-    # in place: a run stopped while the history is written still names it to resume from
-    session.saved.append(path)
+    with signals_held():  # a SIGTERM between the two named the checkpoint before as the last
+        save_bundle(path, session.evaluated, metadata, training_state=state.to_dict())
+        # in place: a run stopped while the history is written still names it to resume from
+        session.saved.append(path)
     write_history(session.out_dir, session.config.model_filename, state.history)
     return path
 
