@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sliceseg.io.dicom import Slice, order_slices
+from sliceseg.io.dicom_headers import projected_position
 from sliceseg.io.identity import series_key
 
 __all__ = ["SPACING_TOLERANCE", "neighbour_step_mm", "series_order", "slice_neighbours"]
@@ -55,7 +56,7 @@ def series_order(slices: Sequence[Slice]) -> list[Slice]:
 
 def _is_projected(image: Slice) -> bool:
     """Whether ``position_mm`` is ImagePositionPatient on the normal (else SliceLocation)."""
-    return image.image_position_mm is not None and image.orientation is not None
+    return projected_position(image.orientation, image.image_position_mm) is not None
 
 
 def _warn_disagreeing_locations(slices: Sequence[Slice]) -> None:
