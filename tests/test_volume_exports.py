@@ -29,6 +29,7 @@ from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.identity import slices_series_names
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
@@ -258,7 +259,8 @@ class TestExportsAsLabels:
             slicer_files.read_label(next((phantom / "train" / "labels").glob(f"{k}.*")))
             for k in keys
         ]
-        export_predictions(data / "labels", slices, per_slice, keys, NAMES, formats=[fmt])
+        named = slices_series_names(slices, keys)
+        export_predictions(data / "labels", slices, per_slice, named, NAMES, formats=[fmt])
         dicoms, _ = find_dicom_files(data / "dicoms")
         found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
         assert [p.rule for p in found.pairing.pairs] == [

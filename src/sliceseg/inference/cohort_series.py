@@ -39,7 +39,7 @@ from sliceseg.inference.records import RunRecord, series_dir, series_record
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.dicom_seg import SegmentLabelWarning, renamed_segments
 from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
-from sliceseg.io.identity import slice_key, top_series_name
+from sliceseg.io.identity import slice_key, slices_series_names, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
@@ -153,12 +153,16 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
             settings=_report_settings(context, series) if _has_report(context) else None,
             unlike_training=unlike_lines,
             exports=settings.exports,
-            root_name=top_series_name(context.root),
+            series_names=slices_series_names(
+                decoded.slices,
+                keys,
+                root_name=top_series_name(context.root),
+                series_name=series.name,
+            ),
             progress=False,
             visuals=choose_visuals(
                 context.visuals, keys, decoded.confidence, warnings, unlike_lines
             ),
-            series_name=series.name,
         )
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.identity import series_key, slices_series_names
+from sliceseg.io.identity import series_key
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
@@ -175,20 +175,20 @@ def write_outputs(
     roi_names: Sequence[str],
     settings: dict[str, object] | None,
     exports: Sequence[str],
-    root_name: str,
+    series_names: Mapping[str, str],
     progress: bool,
     unlike_training: Sequence[str] = (),
     visuals: Visuals = Visuals(),
-    series_name: str | None = None,
 ) -> tuple[list[Path], Path | None, list[SeriesExport]]:
     """Write tables, label maps, overlays, animations, exports and (with settings) the report.
 
-    ``series_name``: the cohort's name of the one series given (its exports take it). The
-    tables and the report name each series as its exports do (`slices_series_names`).
+    ``series_names``: per `series_key`, the series' name (`slices_series_names`), which its
+    exports, pictures, tables and the report all take.
     """
     names = list(roi_names)
-    images, keys = [p.image for p in predictions], [p.key for p in predictions]
-    series = slices_series_names(images, keys, root_name=root_name, series_name=series_name)
+    images = [p.image for p in predictions]
+    # in order of appearance: the order of `AreaTable.series`' numbers
+    series = {key: series_names[key] for key in dict.fromkeys(map(series_key, images))}
     areas = areas.named(list(series.values()))
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)
@@ -197,11 +197,9 @@ def write_outputs(
         out / "exports",
         images,
         [p.label for p in predictions],
-        keys,
+        series,
         names,
         formats=exports,
-        root_name=root_name,
-        series_name=series_name,
     )
     report_path = None
     if settings is not None:
