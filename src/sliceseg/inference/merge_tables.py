@@ -31,7 +31,13 @@ from sliceseg.measure.areas import (
     is_summary_row,
     with_whole_counts,
 )
-from sliceseg.measure.summary_rows import PRESENT, series_label, series_row, summary_stats
+from sliceseg.measure.summary_rows import (
+    PRESENT,
+    leave_out_flagged,
+    series_label,
+    series_row,
+    summary_stats,
+)
 from sliceseg.measure.tissue import CT_COLUMNS
 
 __all__ = ["CHUNK_SERIES", "TIDY_TEXT", "WIDE_TEXT", "write_area_tables"]
@@ -296,23 +302,6 @@ class _Tables:
         )
         rows.insert(0, "file", PRESENT)
         if self.flagged is not None and any(self.flagged):
-            _leave_out(rows, values, self.flagged, self.counts)
+            marks = np.repeat(np.asarray(self.flagged, dtype=bool), self.counts).tolist()
+            leave_out_flagged(rows, values, marks, sum(self.flagged))
         write_csv(with_whole_counts(rows.reindex(columns=self.columns)), wide, header=False)
-
-
-def _leave_out(
-    rows: pd.DataFrame, values: pd.DataFrame, flagged: Sequence[bool], counts: Sequence[int]
-) -> None:
-    """The overall rows without the flagged series' slices (all of them when all are flagged),
-    their file cells saying so (as `sliceseg.inference.familiarity.with_familiarity`)."""
-    marks = np.repeat(np.asarray(flagged, dtype=bool), counts)
-    kept = np.flatnonzero(~marks)
-    left_out = len(marks) - len(kept)
-    count = f"{left_out} slice{'s' * (left_out != 1)}"
-    if len(kept):
-        part = values.iloc[kept]
-        rows.loc[:, list(values.columns)] = summary_stats(part.to_numpy())
-        note = f"without {sum(flagged)} series unlike the training data ({count})"
-    else:
-        note = f"every series is unlike the training data ({count}): over all of them"
-    rows["file"] = [f"{cell}; {note}".lstrip("; ") for cell in rows["file"]]
