@@ -27,7 +27,7 @@ from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
-from sliceseg.measure.summary_rows import leave_out_flagged
+from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata
@@ -128,9 +128,8 @@ def unlike_line(name: str, verdict: Verdict) -> str:
         'series p01/t1 is unlike the training data: ROI areas outside the trained range (disc); its areas are left out of the overall mean and std (unless every series is unlike the training data: then those are over all of them).'
     """  # noqa: E501
     return (
-        f"series {name} is unlike the training data: {verdict.describe()}; its areas are left "
-        "out of the overall mean and std (unless every series is unlike the training data: then "
-        "those are over all of them)."
+        f"series {name} is unlike the training data: {verdict.describe()}; "
+        f"{overall_mean_clause('its areas')}."
     )
 
 

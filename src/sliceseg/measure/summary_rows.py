@@ -2,8 +2,9 @@
 
 One definition of the numbers (`summary_stats`) for a series' own table (`with_summary_rows`,
 called by `sliceseg.measure.areas.measure_areas`), for tables put together from parts
-(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`); and one of the
-overall rows without the series unlike the training data (`leave_out_flagged`), for both.
+(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`); one of the
+overall rows without the series unlike the training data (`leave_out_flagged`), for both, and
+one wording of that rule (`overall_mean_clause`) for every line and report that says it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 __all__ = [
     "PRESENT",
     "leave_out_flagged",
+    "overall_mean_clause",
     "series_label",
     "series_row",
     "summarised",
@@ -112,6 +114,28 @@ def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
         >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
     """
     return with_summary_rows(slices.reset_index(drop=True), tuple(series))
+
+
+def overall_mean_clause(subject: str, *, is_every_series: bool | None = None) -> str:
+    """Say what the overall mean and std (`leave_out_flagged`) do with series unlike the
+    training data, in the words of every line and report that says it.
+
+    Args:
+        subject: what is left out, e.g. "its areas" (one series), "their areas".
+        is_every_series: whether every series is unlike the training data (then they are over
+            all of them); None where the sayer does not know (a line on one series).
+
+    Example:
+        >>> overall_mean_clause("their areas", is_every_series=False)
+        'their areas are left out of the overall mean and std'
+    """
+    every = "every series is unlike the training data"
+    if is_every_series:
+        return f"{every}: the overall mean and std are over all of them"
+    clause = f"{subject} are left out of the overall mean and std"
+    if is_every_series is None:
+        clause += f" (unless {every}: then those are over all of them)"
+    return clause
 
 
 def leave_out_flagged(
