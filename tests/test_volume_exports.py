@@ -7,6 +7,7 @@ maps and geometry are compared with the per-slice labels and the DICOM headers r
 from __future__ import annotations
 
 import gzip
+import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
 from sliceseg.io.identity import slices_series_names
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
@@ -411,6 +413,29 @@ class TestSeriesNotes:
             "is (0018,1164) ImagerPixelSpacing, at the detector), which a DICOM-SEG takes from "
             "its source images; this series' label maps (labels/) hold its predictions."
         )
+
+    def test_the_writer_names_its_file_and_the_note_takes_only_its_reason(self, phantom, tmp_path):
+        """The DICOM-SEG writer built "<path>: DICOM-SEG not written: <why>" and the exports
+        cut both off again to word the note; now the note takes the refusal's reason."""
+
+        def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
+            ds.ImagerPixelSpacing = ds.PixelSpacing
+            del ds.PixelSpacing
+
+        by_name = edited_sub01(phantom, tmp_path / "in", at_the_detector)
+        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+            slices = read_series(tmp_path / "in")
+        labels = [by_name[s.source.name] for s in slices]
+        path = tmp_path / "out" / "sub01.seg.dcm"
+        with pytest.raises(SegNotWritten) as refused:
+            write_dicom_seg(path, slices, labels, NAMES, colours_rgb=[(1, 2, 3)] * len(NAMES))
+        why = f"{slices[0].source.name} has no PixelSpacing (its spacing is (0018,1164)"
+        assert str(refused.value).startswith(f"{path}: DICOM-SEG not written: {why}")
+        assert refused.value.reason.startswith(why)
+        again = pickle.loads(pickle.dumps(refused.value))  # as a worker process sends it
+        assert (str(again), again.reason) == (str(refused.value), refused.value.reason)
+        result = export_series(tmp_path / "out", "sub01", slices, labels, NAMES, formats=["seg"])
+        assert result.notes[0].startswith(f"sub01: seg not written: {why}")
 
     def test_notes_name_no_written_path_and_point_to_the_label_maps(self, phantom, tmp_path):
         """Slices without (0020,0032): no format can place them. A cohort writes into a temporary

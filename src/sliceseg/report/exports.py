@@ -23,7 +23,7 @@ import numpy as np
 
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.io.dicom import Slice
-from sliceseg.io.dicom_seg import write_dicom_seg
+from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
 from sliceseg.io.identity import series_key
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
@@ -138,9 +138,9 @@ def export_series(
             else:
                 files.append(write_seg_nrrd(path, slices, labels, roi_names, colours_rgb=colours))
         except SlicesegError as exc:
-            # a writer names the file it was given: in a cohort, a temporary folder's, gone
-            # once the series is renamed into place; the note's "<name>: <format>" names it
-            reason = str(exc).removeprefix(f"{path}: ").removeprefix("DICOM-SEG not written: ")
+            # the reason only, not the file the writer was given (in a cohort, a temporary
+            # folder's, gone once the series is in place): the note's "<name>: <format>" says it
+            reason = exc.reason if isinstance(exc, SegNotWritten) else str(exc)
             failed[fmt] = reason.rstrip(".")
     notes = tuple(_note(name, fmt, reason, slices, files) for fmt, reason in failed.items())
     return SeriesExport(name, slices[0].series_uid if slices else "", tuple(files), notes)
