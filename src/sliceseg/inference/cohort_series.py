@@ -46,7 +46,6 @@ from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
-from sliceseg.report.exports import SeriesExport
 from sliceseg.thread_warnings import silenced
 
 _MODEL_LOCK = threading.Lock()
@@ -167,18 +166,12 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
         summary["unlike_training"] = None if unlike is None else unlike.describe()
-        summary["export_notes"] = _export_notes(exported, temporary, final)
+        summary["export_notes"] = [note for e in exported for note in e.notes]  # no path
         data = series_record(context.record, series, context.root, summary)
         atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
         _replace_folder(temporary, final)
     forget_attempts(context.out, series.name)
     return summary
-
-
-def _export_notes(exported: Sequence[SeriesExport], temporary: Path, final: Path) -> list[str]:
-    """The exports' notes, a file not written named in the series' final folder (the
-    temporary one it was written in is gone when the line is read)."""
-    return [note.replace(str(temporary), str(final)) for e in exported for note in e.notes]
 
 
 def _warnings(
