@@ -248,7 +248,7 @@ class _Tables:
             part[CONFIDENCE_COLUMN] = confidence.to_numpy(dtype=float)
         if self.flagged is not None:
             marks = [self.flagged[first + j] for j, n in enumerate(counts) for _ in range(n)]
-            part[FAMILIARITY_COLUMN] = np.asarray(marks, dtype=float)
+            part[FAMILIARITY_COLUMN] = marks  # booleans: write_csv writes them 1 / 0
         write_csv(with_whole_counts(part), wide, header=False)
         self.areas.append(part[self.rois].to_numpy(dtype=float))
         return part
@@ -289,7 +289,7 @@ class _Tables:
         members = [j for j, n in enumerate(lines.counts) for _ in range(n)]
         table["series"] = [names[j] for j in members]
         if self.flagged is not None and len(table):
-            table[FAMILIARITY_COLUMN] = [int(self.flagged[first + j]) for j in members]
+            table[FAMILIARITY_COLUMN] = [self.flagged[first + j] for j in members]  # 1 / 0
         write_csv(table, long, header=first == 0, index=False)
 
     def finish(self, wide: IO[str]) -> None:
