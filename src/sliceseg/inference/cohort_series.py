@@ -1,6 +1,6 @@
 """One series of a cohort, from its label maps to its finished folder: measured, drawn, renamed.
 
-`write_series` measures the series (`measure_areas`, confidence, plausibility warnings), writes
+`write_series` measures the series (`measure_with_confidence`, plausibility warnings), writes
 its folder with `sliceseg.inference.outputs.write_outputs` under a temporary name beside
 ``OUT/series/<name>``, puts ``record.json`` in it and renames it last, so that a series folder
 is whole or absent. ``--visuals`` decides its pictures (`visual_mode`, `choose_visuals`).
@@ -22,7 +22,7 @@ import numpy as np
 
 from sliceseg.engine.model_info import model_summary
 from sliceseg.inference.attempts import forget_attempts
-from sliceseg.inference.confidence import slice_confidence, with_confidence
+from sliceseg.inference.confidence import measure_with_confidence, slice_confidence
 from sliceseg.inference.familiarity import (
     PredictionLook,
     SeriesVerdict,
@@ -41,7 +41,7 @@ from sliceseg.io.dicom_seg import SegmentLabelWarning, renamed_segments
 from sliceseg.io.files import TEMP_PREFIX, atomic_write_text
 from sliceseg.io.identity import slice_key, slices_series_names, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
-from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
@@ -122,16 +122,8 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     settings = context.record.settings
     names = list(settings.roi_names)
     keys = [slice_key(image, context.root) for image in decoded.slices]
-    areas = measure_areas(
-        decoded.labels,
-        decoded.slices,
-        names,
-        names=keys,
-        fallback=settings.fallback,
-        keep_patient_info=settings.keep_patient_info,
-        tissue=settings.tissue,
-    )
-    areas = with_confidence(areas, np.asarray(decoded.confidence))
+    confidence = np.asarray(decoded.confidence)
+    areas = measure_with_confidence(decoded.labels, decoded.slices, keys, settings, confidence)
     areas, unlike = _familiarity(context, decoded, keys, areas)
     warnings = _warnings(context, decoded, areas, names)
     series = decoded.series

@@ -9,7 +9,7 @@ from pathlib import Path
 from sliceseg.engine.model_info import model_summary
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import PairingError
-from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
+from sliceseg.inference.confidence import ConfidenceCollector, measure_with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
     always_present_rois,
@@ -34,7 +34,6 @@ from sliceseg.io.identity import series_key, slice_key, slices_series_names, top
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
-    measure_areas,
     with_fallback_spacing,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
@@ -315,16 +314,8 @@ def _predict_and_measure(
         for image, label in zip(images, labels, strict=True)
     ]
     keys = [p.key for p in predictions]
-    areas = measure_areas(
-        labels,
-        images,
-        bundle.roi_names,
-        names=keys,
-        fallback=measuring.fallback,
-        keep_patient_info=measuring.keep_patient_info,
-        tissue=measuring.tissue,
-    )
-    return predictions, with_confidence(areas, confidence.per_roi)
+    areas = measure_with_confidence(labels, images, keys, measuring, confidence.per_roi)
+    return predictions, areas
 
 
 def _report_settings(
