@@ -79,7 +79,7 @@ def write_area_tables(
         ConfigError: the series' tables have different columns (another run's series); only
             the CT columns may differ (a CT series' muscles have them, an MR series' do not).
     """
-    tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=tidy_columns(out, names))
+    tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=_tidy_columns(out, names))
     into = out if into is None else into
     with (  # a failing write names its file (a full disk's error names none)
         atomic_path(into / "csa.csv") as wide_path,
@@ -97,7 +97,7 @@ def write_area_tables(
     return tuple(tables.counts)
 
 
-def tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
+def _tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
     """The columns of the cohort's ``csa_long.csv``: every series' own, in their order.
 
     A CT series' muscles have the CT columns and an MR series' do not, so a folder of both
@@ -189,7 +189,7 @@ class _Tables:
     ) -> None:
         self.several = several
         self.flagged = flagged
-        self.tidy = list(tidy)  # csa_long.csv's columns (`tidy_columns`)
+        self.tidy = list(tidy)  # csa_long.csv's columns (`_tidy_columns`)
         self.wide_header: str | None = None
         self.columns: list[str] = []  # of the wide table, after its index
         self.rois: list[str] = []

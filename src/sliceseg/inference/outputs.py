@@ -47,7 +47,7 @@ class Visuals:
         return self.keys is None or key in self.keys
 
 
-def series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
+def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
     """The predictions grouped by `series_key`, series in order of first appearance."""
     groups: dict[str, list[Prediction]] = {}
     for prediction in predictions:
@@ -85,7 +85,7 @@ def write_slice_outputs(
             title=prediction.key, window=window, spacing_mm=spacing_mm,
         )  # fmt: skip
         save_thumbnail(
-            thumbnail_path(out, prediction.key), pixels, prediction.label,
+            _thumbnail_path(out, prediction.key), pixels, prediction.label,
             window=window, spacing_mm=spacing_mm,
         )  # fmt: skip
         overlays.append((prediction.key, overlay))
@@ -97,7 +97,7 @@ def overlay_path(out: Path, key: str) -> Path:
     return out / "overlays" / f"{key}.jpg"
 
 
-def thumbnail_path(out: Path, key: str) -> Path:
+def _thumbnail_path(out: Path, key: str) -> Path:
     """Where slice ``key``'s thumbnail lies under ``out``."""
     return out / "thumbnails" / f"{key}.jpg"
 
@@ -114,7 +114,7 @@ def series_figures(
     table = areas.per_slice
     table.insert(0, "file", [p.key for p in predictions])
     row_of = {id(p): n for n, p in enumerate(predictions)}
-    groups = series_groups(predictions)
+    groups = _series_groups(predictions)
     figures = []
     for uid, members in groups:
         name = names[uid]
@@ -147,7 +147,7 @@ def write_animations(
     Its frames step along the slice normal (`series_order`: by position where the headers
     give one), whatever order the InstanceNumbers or file names put the slices in.
     """
-    groups = series_groups(predictions)
+    groups = _series_groups(predictions)
     paths = []
     for uid, members in groups:
         ordered = along_normal(members)
@@ -203,7 +203,7 @@ def write_outputs(
     )
     report_path = None
     if settings is not None:
-        report_path = write_run_report(
+        report_path = _write_run_report(
             out,
             predictions,
             areas,
@@ -217,7 +217,7 @@ def write_outputs(
     return animations, report_path, exported
 
 
-def write_run_report(
+def _write_run_report(
     out: Path,
     predictions: Sequence[Prediction],
     areas: AreaTable,
@@ -241,6 +241,6 @@ def write_run_report(
         warnings=warnings,
         notes=[f"Skipped {s.describe()}" for s in skipped],
         area_unit="mm²" if areas.unit == "mm2" else "pixels",
-        thumbnails=[thumbnail_path(out, key) for key, _path in overlays],
+        thumbnails=[_thumbnail_path(out, key) for key, _path in overlays],
         unlike_training=unlike_training,
     )

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from highdicom.seg import SegmentDescription
     from pydicom import Dataset
 
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 """(0008,0016) SOPClassUID of Segmentation Storage (DICOM-SEG)."""
 
 _DICOM_SEG_ERRORS: tuple[type[BaseException], ...] = (
@@ -70,7 +70,7 @@ def is_dicom_seg(path: Path) -> bool:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
     except READ_ERRORS:
         return False
-    return str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+    return str(ds.get("SOPClassUID", "")) == _SEGMENTATION_STORAGE
 
 
 def referenced_series_uid(path: Path) -> str:

@@ -26,7 +26,7 @@ SPACING_TOLERANCE = 1.5
 
 # How far (0020,1041) SliceLocation may stray from the position along the normal (up to a
 # shift and a sign, which DICOM leaves open) before the two disagree: far above DS rounding.
-LOCATION_TOLERANCE_MM = 0.1
+_LOCATION_TOLERANCE_MM = 0.1
 
 
 def series_order(slices: Sequence[Slice]) -> list[Slice]:
@@ -66,7 +66,7 @@ def _warn_disagreeing_locations(slices: Sequence[Slice]) -> None:
     pairs = np.asarray([(s.slice_location_mm, s.position_mm) for s in both], dtype=np.float64)
     # DICOM leaves SliceLocation's origin and sign open: it agrees up to a shift and a sign.
     offsets = min((pairs[:, 0] - pairs[:, 1], pairs[:, 0] + pairs[:, 1]), key=np.ptp)
-    if np.ptp(offsets) <= LOCATION_TOLERANCE_MM:
+    if np.ptp(offsets) <= _LOCATION_TOLERANCE_MM:
         return
     worst = both[int(np.argmax(np.abs(offsets - np.median(offsets))))]
     warnings.warn(

@@ -91,7 +91,7 @@ PREDICTED_LABEL_MAPS = "this series' label maps (labels/) hold its predictions"
 """What to use where an export cannot hold a series: its per-slice label maps (``predict``)."""
 
 
-def slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeometry:
+def _slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeometry:
     """Return a slice's pixel grid in LPS, or raise when its header lacks the geometry.
 
     ``fix``: what the message tells the user to do instead (reading labels: per-slice label
@@ -176,7 +176,7 @@ def locate_slice_plane(
     Raises:
         LabelError: as `slice_plane`.
     """
-    geometry = slice_geometry(image)
+    geometry = _slice_geometry(image)
     to_voxel = np.linalg.inv(volume.ijk_to_lps)[:3]
     rows, cols = geometry.shape
     row_mm, col_mm = geometry.spacing_mm
@@ -368,7 +368,7 @@ def series_grid(
     """
     if not slices:
         raise LabelError("no slices: a series grid needs at least one DICOM slice.")
-    geometries = [slice_geometry(s, fix=PREDICTED_LABEL_MAPS) for s in slices]
+    geometries = [_slice_geometry(s, fix=PREDICTED_LABEL_MAPS) for s in slices]
     reference = geometries[0]
     where = f"{Path(slices[0].source).parent}: series {slices[0].series_uid or '(no UID)'}"
     for image, geometry in zip(slices, geometries, strict=True):
