@@ -250,6 +250,19 @@ def read_series_of(files: list[Path], folder: Path):
     return read_series(folder)
 
 
+def _at_the_detector_sub01(phantom: Path, folder: Path) -> tuple[dict[str, np.ndarray], list]:
+    """sub01 with (0018,1164) ImagerPixelSpacing in place of its PixelSpacing: its labels by
+    file name and its slices (read with the warning that says so)."""
+
+    def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
+        ds.ImagerPixelSpacing = ds.PixelSpacing
+        del ds.PixelSpacing
+
+    by_name = edited_sub01(phantom, folder, at_the_detector)
+    with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+        return by_name, read_series(folder)
+
+
 class TestExportsAsLabels:
     @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
     def test_an_export_gives_back_the_per_slice_labels(self, phantom, tmp_path, fmt):
@@ -394,14 +407,7 @@ class TestSeriesNotes:
     ):
         """highdicom's own words were "'FileDataset' object has no attribute 'PixelSpacing'",
         and the note sent the user to NIfTI / NRRD, which cannot place such slices either."""
-
-        def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
-            ds.ImagerPixelSpacing = ds.PixelSpacing
-            del ds.PixelSpacing
-
-        by_name = edited_sub01(phantom, tmp_path / "in", at_the_detector)
-        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
-            slices = read_series(tmp_path / "in")
+        by_name, slices = _at_the_detector_sub01(phantom, tmp_path / "in")
         result = export_series(
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=EXPORT_FORMATS,
@@ -417,14 +423,7 @@ class TestSeriesNotes:
     def test_the_writer_names_its_file_and_the_note_takes_only_its_reason(self, phantom, tmp_path):
         """The DICOM-SEG writer built "<path>: DICOM-SEG not written: <why>" and the exports
         cut both off again to word the note; now the note takes the refusal's reason."""
-
-        def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
-            ds.ImagerPixelSpacing = ds.PixelSpacing
-            del ds.PixelSpacing
-
-        by_name = edited_sub01(phantom, tmp_path / "in", at_the_detector)
-        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
-            slices = read_series(tmp_path / "in")
+        by_name, slices = _at_the_detector_sub01(phantom, tmp_path / "in")
         labels = [by_name[s.source.name] for s in slices]
         path = tmp_path / "out" / "sub01.seg.dcm"
         with pytest.raises(SegNotWritten) as refused:
