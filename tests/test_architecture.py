@@ -252,3 +252,68 @@ def test_the_slice_fields_on_the_page_are_the_code_s():
     block = page.split("class Slice:\n", 1)[1].split("\n\n", 1)[0]
     listed = re.findall(r"^    ([a-z_]+):", block, re.M)
     assert listed == [field.name for field in dataclasses.fields(Slice)]
+
+
+def _top_level_names(tree: ast.Module) -> tuple[set[str], list[str]]:
+    """A module's ``__all__`` and the names it defines at its top level, in order."""
+    exported: set[str] = set()
+    names: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id == "__all__":
+                exported = {e.value for e in node.value.elts}  # type: ignore[union-attr]
+            elif isinstance(target, ast.Name):
+                names.append(target.id)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+    return exported, names
+
+
+def _shown_by_public_api(tree: ast.Module, name: str) -> bool:
+    """Whether a public def's or class's signature or docstring in the module names ``name``."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if node.name.startswith("_") and not node.name.startswith("__"):
+            continue
+        shown = [ast.get_docstring(node) or ""]
+        if isinstance(node, ast.ClassDef):
+            shown += [ast.unparse(item) for item in node.body if isinstance(item, ast.AnnAssign)]
+        else:
+            shown += [ast.unparse(node.args), ast.unparse(node.returns or ast.Constant(None))]
+        if any(word.search(text) for text in shown):
+            return True
+    return bool(word.search(ast.get_docstring(tree) or ""))
+
+
+def test_a_public_name_is_used_outside_its_module():
+    """A name without a leading underscore is API: another module, the tests, bench/,
+    notebooks/ or the docs use it, it is in ``__all__`` or a public signature shows it. One
+    only its own module uses is private (``_name``), so that readers know where it ends."""
+    root = SRC.parents[1]
+    texts = {path: path.read_text(encoding="utf-8") for path in _modules()}
+    outside = "\n".join(
+        path.read_text(encoding="utf-8")
+        for pattern in ("tests/**/*.py", "bench/**/*.py", "notebooks/*.ipynb")
+        for path in root.glob(pattern)
+    ) + "".join(
+        (root / "docs" / f).read_text(encoding="utf-8") for f in ("usage.md", "architecture.md")
+    )
+    only_here = []
+    for path, text in texts.items():
+        tree = ast.parse(text)
+        exported, names = _top_level_names(tree)
+        for name in names:
+            if name.startswith("_") or name in exported:
+                continue
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            if any(word.search(other) for p, other in texts.items() if p != path):
+                continue
+            if word.search(outside) or _shown_by_public_api(tree, name):
+                continue
+            only_here.append(f"{path.relative_to(SRC)}: {name}")
+    assert not only_here, "used only in their own module; name them _name:\n" + "\n".join(only_here)

@@ -1079,7 +1079,7 @@ def test_a_series_failing_while_written_leaves_no_hidden_copy(
 
     def failing(folder, *args, **kwargs):
         written = real(folder, *args, **kwargs)  # the outputs are written, then a write fails
-        if kwargs["series_name"] == "sub03":
+        if "sub03" in kwargs["series_names"].values():
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return written
 

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import numpy as np
 import pandas as pd
 
+from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.cohort import CohortSummary, write_cohort_report
 
 FAILED = pd.DataFrame(columns=["series", "slices", "reason"])
@@ -217,13 +218,37 @@ def test_the_banner_says_the_overall_rows_are_over_every_series_when_every_one_i
     summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], unlike_training=lines)
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
     banner = page.split("<section class='unlike'>")[1].split("</section>")[0]
-    assert "the overall mean and std of csa.csv are over all of them" in banner
+    assert overall_mean_clause("", is_every_series=True) in banner  # a series report's words
     assert "left out of the overall mean" not in banner
     summary = CohortSummary(
         pd.DataFrame([rows[0], _row("p3")]), FAILED, "mm2", ["psoas"], unlike_training=lines[:1]
     )
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
-    assert "They are left out of the overall mean and std of csa.csv" in page
+    assert "their areas are left out of the overall mean and std, and these series" in page
+
+
+def test_a_series_line_a_series_report_and_the_cohort_report_word_the_rule_alike(tmp_path):
+    """Three places said what the overall rows do with series unlike the training data, each
+    in its own words; now all take `overall_mean_clause`'s."""
+    from sliceseg.inference.familiarity import unlike_line
+    from sliceseg.measure.familiarity import Verdict
+    from sliceseg.report.html import write_report
+
+    line = unlike_line("p1", Verdict(True, ("contrast",)))
+    assert line.endswith(f"; {overall_mean_clause('its areas')}.")
+    table = pd.DataFrame(
+        {"file": ["a", "b", "x"], "psoas": [1.0, 2.0, 1.5], "unlike_training": [1, 0, ""]},
+        index=["1", "2", "mean"],
+    )
+    page = write_report(
+        tmp_path / "r.html", title="t", settings={}, area_table=table, overlays=[],
+        figures=[], warnings=[], unlike_training=[line],
+    ).read_text(encoding="utf-8")  # fmt: skip
+    rows = [_row("p1", unlike_training="contrast"), _row("p2")]
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], unlike_training=[line])
+    cohort = write_cohort_report(tmp_path / "c.html", summary).read_text(encoding="utf-8")
+    clause = overall_mean_clause("their areas", is_every_series=False)
+    assert clause in page and clause in cohort
 
 
 def test_series_left_out_are_said_under_the_counts_not_among_the_files(tmp_path):

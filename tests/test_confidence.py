@@ -16,13 +16,15 @@ from sliceseg.inference.confidence import (
     ConfidenceCollector,
     _roi_confidence_on_device,
     least_confident,
+    measure_with_confidence,
     roi_confidence,
     slice_confidence,
     with_confidence,
 )
 from sliceseg.inference.predict import predict_slices
+from sliceseg.inference.records import RunSettings
 from sliceseg.io.dicom import Slice, scan_dicom_folder
-from sliceseg.measure.areas import measure_areas
+from sliceseg.measure.areas import SpacingFallback, measure_areas
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
 from sliceseg.postprocess.cleanup import PostProcessing
@@ -136,6 +138,21 @@ class TestWithConfidence:
         areas, per_roi = _table()
         scores = with_confidence(areas, per_roi).wide["confidence"].loc[["1", "2", "3"]]
         assert least_confident(scores.tolist(), ["s"] * 3, n=2) == [1, 2]
+
+
+class TestMeasureWithConfidence:
+    def test_a_run_s_settings_measure_the_slices_with_their_scores(self):
+        """``predict_folder`` and a cohort's series each measured with their own copy."""
+        images = [
+            Slice(np.zeros((4, 4), np.float32), None, "none", Path(f"s{i}.dcm")) for i in range(2)
+        ]
+        labels = [np.pad(np.ones((2, 2), np.uint8), 1), np.zeros((4, 4), np.uint8)]
+        settings = RunSettings(("disc",), fallback=SpacingFallback(fov_mm=(2.0, 2.0)))
+        per_roi = np.array([[0.9], [0.4]])
+        areas = measure_with_confidence(labels, images, ["p/s0", "p/s1"], settings, per_roi)
+        assert areas.wide.loc[["1", "2"], "disc"].tolist() == [1.0, 0.0]  # 4 px of 0.5 × 0.5
+        assert areas.wide.loc[["1", "2"], "file"].tolist() == ["p/s0", "p/s1"]
+        assert areas.wide.loc[["1", "2"], "confidence"].tolist() == [0.9, 0.4]
 
 
 class TestLeastConfident:

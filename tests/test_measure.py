@@ -25,7 +25,7 @@ from sliceseg.measure.areas import (
     with_fallback_spacing,
     with_whole_counts,
 )
-from sliceseg.measure.summary_rows import PRESENT
+from sliceseg.measure.summary_rows import PRESENT, leave_out_flagged
 from sliceseg.model_space.resample import spacing_geometry
 
 
@@ -454,6 +454,32 @@ class TestSummaryRows:
         images = [make_slice((10, 10), (1.0, 1.0), f"p{i // 2}/s{i}") for i in range(3)]
         table = measure_areas([square(1), square(2), square(3)], images, ["roi"])
         assert table.series == (1, 1, 2)  # /data/p0/ and /data/p1/
+
+
+class TestLeaveOutFlagged:
+    """One rule for the overall rows without the series unlike the training data: a series'
+    table (`with_familiarity`) and the cohort's merge (`merge_tables`) both call it."""
+
+    @staticmethod
+    def overall() -> pd.DataFrame:
+        return pd.DataFrame({"file": [PRESENT] * 3, "roi": [0.0] * 3}, index=["mean", "std", "n"])
+
+    def test_the_marked_slices_are_left_out_and_the_file_cells_say_so(self):
+        rows = self.overall()
+        values = pd.DataFrame({"roi": [2.0, 4.0, 0.0, 100.0]})  # 0: no ROI, not averaged
+        leave_out_flagged(rows, values, [False, False, False, True], 1)
+        assert rows["roi"].tolist() == [3.0, pytest.approx(math.sqrt(2)), 2.0]
+        assert rows.loc["mean", "file"] == (
+            f"{PRESENT}; without 1 series unlike the training data (1 slice)"
+        )
+
+    def test_every_slice_marked_keeps_the_rows_over_all_of_them(self):
+        rows = self.overall()
+        leave_out_flagged(rows, pd.DataFrame({"roi": [2.0, 4.0]}), [True, True], 2)
+        assert rows["roi"].tolist() == [0.0, 0.0, 0.0]  # as they were
+        assert rows.loc["n", "file"].endswith(
+            "; every series is unlike the training data (2 slices): over all of them"
+        )
 
 
 class TestPlausibility:

@@ -60,3 +60,18 @@ class TestSeriesOrder:
         ds.save_as(path)
         with pytest.warns(UserWarning, match=r"some slices have only \(0020,1041\) SliceLoc"):
             assert _order(folder) == ["f2", "f1", "f0"]  # InstanceNumbers 7, 8, 9
+
+    def test_a_malformed_orientation_places_its_slice_by_slice_location_in_both(self, tmp_path):
+        # ImagePositionPatient but a zero ImageOrientationPatient: no normal to project on, so
+        # the reader places the slice by its SliceLocation and the order sees a mixed series
+        folder = _axial_series(tmp_path, [0.0, 2.0, 4.0], [50.0, 52.0, 54.0])
+        path = folder / "f1.dcm"
+        ds = pydicom.dcmread(path)
+        ds.ImageOrientationPatient = [0, 0, 0, 0, 0, 0]
+        ds.save_as(path)
+        with pytest.warns(UserWarning, match="ImageOrientationPatient"):
+            slices = read_series(folder)
+        odd = next(s for s in slices if s.source.stem == "f1")
+        assert (odd.image_position_mm, odd.orientation, odd.position_mm) == ((0, 0, 2.0), None, 52)
+        with pytest.warns(UserWarning, match=r"some slices have only \(0020,1041\) SliceLoc"):
+            assert [s.source.stem for s in series_order(slices)] == ["f2", "f1", "f0"]

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from sliceseg.errors import ConfigError
+from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.html import area_warnings, sided_pairs_from_names, write_report
 from sliceseg.report.plots import plot_areas
 from sliceseg.report.visualize import save_overlay
@@ -232,10 +233,12 @@ class TestWriteReport:
                 overlays=[], figures=[], warnings=[], unlike_training=[line],
             ).read_text(encoding="utf-8")  # fmt: skip
         every, some = pages[(1,) * 6], pages[(1, 1, 1, 0, 0, 0)]
-        assert "Every slice here is of such a series: the mean and standard deviation are " \
-            "over them, and their slices come first" in every  # fmt: skip
+        # the words of every line and report on the overall rows (`overall_mean_clause`)
+        assert "every series is unlike the training data: the overall mean and std are over " \
+            "all of them, and their slices come first" in every  # fmt: skip
         assert "left out of the overall mean" not in every
-        assert "They are left out of the overall mean and standard deviation" in some
+        assert overall_mean_clause("their areas", is_every_series=False) in some
+        assert overall_mean_clause("their areas", is_every_series=True) not in some
 
     def test_missing_image(self, tmp_path):
         with pytest.raises(ConfigError, match=r"gone\.png: cannot read the overlay"):

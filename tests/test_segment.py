@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import write_test_dicom
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import read_series
 from sliceseg.io.labels import read_label_file
+from sliceseg.io.series_plan import plan_cohort
 from sliceseg.models.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
@@ -106,3 +108,20 @@ def test_each_series_plot_and_gif_take_the_tables_name(tiny_model, tiny_phantom,
     assert [p.name for p in run.animations] == [f"segmentation_{name}.gif" for name in names]
     html = run.report.read_text(encoding="utf-8")
     assert all(f"series {name} (" in html for name in names)
+
+
+def test_series_of_one_folder_are_named_once_as_the_cohort_names_them(tiny_model, tmp_path):
+    """Eleven series in one folder, their files' order against their UIDs' order: the folder
+    run named them by UID order to sort them, then again in the sorted order, where
+    ``p01_10`` comes before ``p01_2``: a series' name hung on the order of the others. Now
+    each is named once, as ``sliceseg predict`` (`plan_cohort`) names it."""
+    root = tmp_path / "scans"
+    for k in range(11):
+        pixels = np.full((16, 16), 100 + k, np.uint16)
+        write_test_dicom(root / "p01" / f"s{k:02d}.dcm", pixels, series_uid=f"1.2.826.0.1.{20 - k}")
+    run = predict_folder(tiny_model, root, tmp_path / "out", report=False, exports=("nifti",))
+    cohort = {series.key: series.name for series in plan_cohort(root).series}
+    assert {export.series_uid: export.name for export in run.exports} == cohort
+    long = pd.read_csv(run.out_dir / "csa_long.csv", dtype={"series": str})
+    assert list(dict.fromkeys(long["series"])) == sorted(cohort.values())  # as the cohort
+    assert cohort["1.2.826.0.1.18"] == "p01_3"  # the third file

@@ -7,6 +7,7 @@ maps and geometry are compared with the per-slice labels and the DICOM headers r
 from __future__ import annotations
 
 import gzip
+import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,8 @@ from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
+from sliceseg.io.identity import slices_series_names
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
@@ -247,6 +250,19 @@ def read_series_of(files: list[Path], folder: Path):
     return read_series(folder)
 
 
+def _at_the_detector_sub01(phantom: Path, folder: Path) -> tuple[dict[str, np.ndarray], list]:
+    """sub01 with (0018,1164) ImagerPixelSpacing in place of its PixelSpacing: its labels by
+    file name and its slices (read with the warning that says so)."""
+
+    def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
+        ds.ImagerPixelSpacing = ds.PixelSpacing
+        del ds.PixelSpacing
+
+    by_name = edited_sub01(phantom, folder, at_the_detector)
+    with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
+        return by_name, read_series(folder)
+
+
 class TestExportsAsLabels:
     @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
     def test_an_export_gives_back_the_per_slice_labels(self, phantom, tmp_path, fmt):
@@ -258,7 +274,8 @@ class TestExportsAsLabels:
             slicer_files.read_label(next((phantom / "train" / "labels").glob(f"{k}.*")))
             for k in keys
         ]
-        export_predictions(data / "labels", slices, per_slice, keys, NAMES, formats=[fmt])
+        named = slices_series_names(slices, keys)
+        export_predictions(data / "labels", slices, per_slice, named, NAMES, formats=[fmt])
         dicoms, _ = find_dicom_files(data / "dicoms")
         found = load_volume_labels(data / "labels", data / "dicoms", dicoms)
         assert [p.rule for p in found.pairing.pairs] == [
@@ -390,14 +407,7 @@ class TestSeriesNotes:
     ):
         """highdicom's own words were "'FileDataset' object has no attribute 'PixelSpacing'",
         and the note sent the user to NIfTI / NRRD, which cannot place such slices either."""
-
-        def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
-            ds.ImagerPixelSpacing = ds.PixelSpacing
-            del ds.PixelSpacing
-
-        by_name = edited_sub01(phantom, tmp_path / "in", at_the_detector)
-        with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
-            slices = read_series(tmp_path / "in")
+        by_name, slices = _at_the_detector_sub01(phantom, tmp_path / "in")
         result = export_series(
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=EXPORT_FORMATS,
@@ -409,6 +419,22 @@ class TestSeriesNotes:
             "is (0018,1164) ImagerPixelSpacing, at the detector), which a DICOM-SEG takes from "
             "its source images; this series' label maps (labels/) hold its predictions."
         )
+
+    def test_the_writer_names_its_file_and_the_note_takes_only_its_reason(self, phantom, tmp_path):
+        """The DICOM-SEG writer built "<path>: DICOM-SEG not written: <why>" and the exports
+        cut both off again to word the note; now the note takes the refusal's reason."""
+        by_name, slices = _at_the_detector_sub01(phantom, tmp_path / "in")
+        labels = [by_name[s.source.name] for s in slices]
+        path = tmp_path / "out" / "sub01.seg.dcm"
+        with pytest.raises(SegNotWritten) as refused:
+            write_dicom_seg(path, slices, labels, NAMES, colours_rgb=[(1, 2, 3)] * len(NAMES))
+        why = f"{slices[0].source.name} has no PixelSpacing (its spacing is (0018,1164)"
+        assert str(refused.value).startswith(f"{path}: DICOM-SEG not written: {why}")
+        assert refused.value.reason.startswith(why)
+        again = pickle.loads(pickle.dumps(refused.value))  # as a worker process sends it
+        assert (str(again), again.reason) == (str(refused.value), refused.value.reason)
+        result = export_series(tmp_path / "out", "sub01", slices, labels, NAMES, formats=["seg"])
+        assert result.notes[0].startswith(f"sub01: seg not written: {why}")
 
     def test_notes_name_no_written_path_and_point_to_the_label_maps(self, phantom, tmp_path):
         """Slices without (0020,0032): no format can place them. A cohort writes into a temporary

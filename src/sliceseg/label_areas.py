@@ -18,7 +18,7 @@ from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 
-NOT_MEASURED = "not measured"  # how a note on a label map left out begins
+_NOT_MEASURED = "not measured"  # how a note on a label map left out begins
 
 
 def left_out(notes: Sequence[str]) -> int:
@@ -28,7 +28,7 @@ def left_out(notes: Sequence[str]) -> int:
         >>> left_out(["not measured: CT_small: image is 128×128 but the label is 100×100 ..."])
         1
     """
-    return count_left_out(notes, NOT_MEASURED)
+    return count_left_out(notes, _NOT_MEASURED)
 
 
 def measure_label_folder(
@@ -88,7 +88,7 @@ def measure_label_folder(
             "details."
         )
     notes = report.problem_lines(
-        NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=NOT_MEASURED
+        _NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=_NOT_MEASURED
     )
     names = list(roi_names) if roi_names else list(report.roi_names)
     table = measure_areas(

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from sliceseg.report.plots import plot_history
 from sliceseg.user_paths import user_path
 
-NO_FRONTEND = "without a widget frontend (a headless run: papermill, nbconvert, a plain terminal)"
+_NO_FRONTEND = "without a widget frontend (a headless run: papermill, nbconvert, a plain terminal)"
 CURVES_ALT = "sliceseg training curves"
 
 
@@ -68,13 +68,13 @@ class FolderChoice:
             return {"text/plain": text}
         bundle = dict(self.chooser._repr_mimebundle_(include=include, exclude=exclude))
         bundle["text/plain"] = (
-            f"{self.title}: a folder chooser starting at {start_folder(self.default)}; "
-            f"{NO_FRONTEND} it cannot be shown and the Settings path is used: {self.default}"
+            f"{self.title}: a folder chooser starting at {_start_folder(self.default)}; "
+            f"{_NO_FRONTEND} it cannot be shown and the Settings path is used: {self.default}"
         )
         return bundle
 
 
-def start_folder(path: Path | str) -> Path:
+def _start_folder(path: Path | str) -> Path:
     """Return ``path`` when it is a folder, else its nearest existing parent folder."""
     folder = user_path(path).absolute()
     while not folder.is_dir() and folder != folder.parent:
@@ -104,7 +104,7 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
     except ImportError:
         return FolderChoice(str(default), title)
     chooser = FileChooser(
-        str(start_folder(default)), title=f"<b>{html.escape(title)}</b>", show_only_dirs=True
+        str(_start_folder(default)), title=f"<b>{html.escape(title)}</b>", show_only_dirs=True
     )
     return FolderChoice(str(default), title, chooser)
 

@@ -30,7 +30,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.labels import NUM_LABELS_OPTION, LabelScheme
 from sliceseg.measure.areas import area_mm2
 
-ROI_NAMES_FILE = "labels.txt"
+_ROI_NAMES_FILE = "labels.txt"
 
 if TYPE_CHECKING:
     import warnings
@@ -148,7 +148,7 @@ class CheckReport:
     @staticmethod
     def _message(problem: Problem, fov_given: bool, unlabelled_use: str) -> str:
         if fov_given and problem.kind == "no_spacing":
-            return problem.message.replace(IN_PIXELS, FROM_FOV)
+            return problem.message.replace(_IN_PIXELS, _FROM_FOV)
         if unlabelled_use and problem.kind == "unmatched_image":
             return problem.message.replace(NOT_TRAINED_ON, unlabelled_use)
         return problem.message
@@ -390,8 +390,8 @@ def consistency_problems(
 
 NOT_TRAINED_ON = "not trained on; a --context-slices run reads them as neighbours"
 """What `check` / `train` say of DICOMs without a label map (`problem_lines` rewords it)."""
-IN_PIXELS = "their areas are in pixels."
-FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their areas are in mm²."
+_IN_PIXELS = "their areas are in pixels."
+_FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their areas are in mm²."
 
 
 def spacing_problems(samples: list[Sample]) -> list[Problem]:
@@ -401,7 +401,7 @@ def spacing_problems(samples: list[Sample]) -> list[Problem]:
         return []
     message = (
         f"{len(without)} of {len(samples)} slices have no pixel spacing ((0028,0030) "
-        f"PixelSpacing); {IN_PIXELS}"
+        f"PixelSpacing); {_IN_PIXELS}"
     )
     paths = tuple(dict.fromkeys(s.image.source for s in without))
     return [Problem("warning", "no_spacing", message, paths)]
@@ -457,7 +457,7 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     if source.roi_names is not None:
         return list(source.roi_names), "roi_names"
     folders = ([source.data_dir] if source.data_dir else []) + [source.labels_dir.parent]
-    for path in (folder / ROI_NAMES_FILE for folder in folders):
+    for path in (folder / _ROI_NAMES_FILE for folder in folders):
         if path.is_file():
             try:
                 lines = path.read_text(encoding="utf-8-sig").splitlines()

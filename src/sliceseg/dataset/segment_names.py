@@ -70,7 +70,7 @@ class SegmentMapping:
         return {v: n for n, v in self.values_by_name.items()}
 
 
-def normalise_name(name: str) -> str:
+def _normalise_name(name: str) -> str:
     """The form in which segment names match: case-folded, spaces collapsed and trimmed."""
     return " ".join(name.split()).casefold()
 
@@ -108,8 +108,8 @@ def harmonise_segments(
         return SegmentMapping({}, {})
     if roi_names is not None:
         _check_known(named, roi_names, names_source)
-        order = [normalise_name(n) for n in roi_names]
-        spelled = {normalise_name(n): str(n) for n in roi_names}
+        order = [_normalise_name(n) for n in roi_names]
+        spelled = {_normalise_name(n): str(n) for n in roi_names}
         source, how = names_source, f"as listed in {names_source}"
     else:
         order, spelled = _dataset_order(named)
@@ -126,9 +126,9 @@ def harmonise_segments(
 
 
 def _check_known(named: Sequence[LabelVolume], roi_names: Sequence[str], source: str) -> None:
-    known = {normalise_name(n) for n in roi_names}
+    known = {_normalise_name(n) for n in roi_names}
     for volume in named:
-        unknown = [s.name for s in volume.segments if normalise_name(s.name) not in known]
+        unknown = [s.name for s in volume.segments if _normalise_name(s.name) not in known]
         if unknown:
             raise LabelError(
                 f"{volume.source}: segment name(s) {unknown} not in {source} "
@@ -145,7 +145,7 @@ def _dataset_order(volumes: Sequence[LabelVolume]) -> tuple[list[str], dict[str,
     spelled: dict[str, str] = {}
     for index, volume in enumerate(volumes):
         for segment in sorted(volume.segments, key=lambda s: s.label_value):
-            name = normalise_name(segment.name)
+            name = _normalise_name(segment.name)
             votes[name][segment.label_value] += 1
             first_file.setdefault((name, segment.label_value), index)
             first_seen.setdefault(name, len(first_seen))
@@ -165,9 +165,9 @@ def _renumber(
     problems = []
     for volume in volumes:
         remap = {
-            s.label_value: values[normalise_name(s.name)]
+            s.label_value: values[_normalise_name(s.name)]
             for s in volume.segments
-            if values[normalise_name(s.name)] != s.label_value
+            if values[_normalise_name(s.name)] != s.label_value
         }
         if remap:
             remaps[volume.source] = remap
@@ -183,7 +183,7 @@ def _spelling_problems(volumes: Sequence[LabelVolume], spelled: dict[str, str]) 
     others: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for volume in volumes:
         for segment in volume.segments:
-            name = normalise_name(segment.name)
+            name = _normalise_name(segment.name)
             if segment.name != spelled[name]:
                 others[name][segment.name].append(volume.source)
     problems = []
@@ -203,7 +203,7 @@ def _missing_problems(volumes: Sequence[LabelVolume], spelled: dict[str, str]) -
     holders: dict[str, set[Path]] = defaultdict(set)
     for volume in volumes:
         for segment in volume.segments:
-            holders[normalise_name(segment.name)].add(volume.source)
+            holders[_normalise_name(segment.name)].add(volume.source)
     problems = []
     for name, files in holders.items():
         lacking = tuple(v.source for v in volumes if v.source not in files)
@@ -223,7 +223,7 @@ def _merged_problems(volumes: Sequence[LabelVolume]) -> list[Problem]:
     for volume in volumes:
         by_name: dict[str, list[str]] = defaultdict(list)
         for segment in volume.segments:
-            by_name[normalise_name(segment.name)].append(
+            by_name[_normalise_name(segment.name)].append(
                 f"'{segment.name}' ({segment.label_value})"
             )
         for same in (names for names in by_name.values() if len(names) > 1):

@@ -36,18 +36,18 @@ __all__ = [
     "write_unreadable",
 ]
 
-FAILED_DIR = "failed"
-UNREADABLE_DIR = "unreadable"
+_FAILED_DIR = "failed"
+_UNREADABLE_DIR = "unreadable"
 
 
 def failure_path(out: Path, name: str) -> Path:
     """Where a failed series' reason is kept: ``OUT/failed/<name>.json``."""
-    return out / FAILED_DIR / f"{name}.json"
+    return out / _FAILED_DIR / f"{name}.json"
 
 
 def unreadable_path(out: Path, name: str) -> Path:
     """``OUT/unreadable/<name>.json``: the files of a series none of which could be read."""
-    return out / UNREADABLE_DIR / f"{name}.json"
+    return out / _UNREADABLE_DIR / f"{name}.json"
 
 
 def write_failure(out: Path, series: PlannedSeries, reason: str, *, root: Path) -> Path:
@@ -120,7 +120,7 @@ class RunAttempts:
             data, mtime_ns = before
             atomic_write_bytes(path, data)
             os.utime(path, ns=(mtime_ns, mtime_ns))
-        for folder in (self.out / FAILED_DIR, self.out / UNREADABLE_DIR):
+        for folder in (self.out / _FAILED_DIR, self.out / _UNREADABLE_DIR):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
@@ -133,12 +133,12 @@ def forget_attempts(out: Path, name: str) -> None:
 
 def read_failures(out: Path) -> list[dict[str, Any]]:
     """Every failed series' record, by name."""
-    return _read_records(out / FAILED_DIR)
+    return _read_records(out / _FAILED_DIR)
 
 
 def read_unreadable(out: Path) -> list[dict[str, Any]]:
     """Every record of a series of which no file could be read (`write_unreadable`), by name."""
-    return _read_records(out / UNREADABLE_DIR)
+    return _read_records(out / _UNREADABLE_DIR)
 
 
 def _read_records(folder: Path) -> list[dict[str, Any]]:
@@ -151,7 +151,7 @@ def failed_since_finished(out: Path) -> set[str]:
     record: an older result (other inputs, another model or settings) whose redo failed or
     found no readable file; it is not merged."""
     found = set()
-    records = [*(out / FAILED_DIR).glob("*.json"), *(out / UNREADABLE_DIR).glob("*.json")]
+    records = [*(out / _FAILED_DIR).glob("*.json"), *(out / _UNREADABLE_DIR).glob("*.json")]
     for attempt in records:
         name = attempt.name.removesuffix(".json")
         try:

@@ -69,9 +69,9 @@ __all__ = [
     "predict_cohort",
 ]
 
-WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
-MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
-BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
+_WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
+_MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
+_BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
 # so that each size among them fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
 _Fail = Callable[[PlannedSeries, Exception], None]  # records a failed series (`_fail`)
@@ -295,11 +295,11 @@ def _stream(
     predict = _bound_predict(engine, options.predict.batch_size, fail)
 
     def collect(block: bool) -> None:
-        while writing and (block or writing[0][1].done() or len(writing) > 2 * WRITE_THREADS):
+        while writing and (block or writing[0][1].done() or len(writing) > 2 * _WRITE_THREADS):
             series, job = writing.popleft()
             _settle(series, job, finished, fail)
 
-    with futures.ThreadPoolExecutor(WRITE_THREADS) as writer:
+    with futures.ThreadPoolExecutor(_WRITE_THREADS) as writer:
         job = functools.partial(
             decode_and_prepare, fallback=record.settings.fallback, preparation=engine.preparation
         )
@@ -313,7 +313,7 @@ def _stream(
                 _unreadable(result, attempts, unreadable, log)
                 continue
             batch.append(result)
-            if sum(len(d.slices) for d in batch) >= BATCH_SLICES * options.predict.batch_size:
+            if sum(len(d.slices) for d in batch) >= _BATCH_SLICES * options.predict.batch_size:
                 for done in predict(batch):
                     writing.append((done.series, writer.submit(write_series, context, done)))
                 batch = []
@@ -456,7 +456,7 @@ def _settle(
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     """What a run keeps of a finished series (its record holds the rest): memory stays flat."""
     kept = ("warnings", "skipped_files", "export_notes")
-    return {"slices": summary["slices"], **{key: summary[key][:MAX_LINES] for key in kept}}
+    return {"slices": summary["slices"], **{key: summary[key][:_MAX_LINES] for key in kept}}
 
 
 def _reason(error: Exception) -> str:

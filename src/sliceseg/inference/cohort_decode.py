@@ -74,7 +74,7 @@ def decoded_series(
             yield from decoded_in_workers(pending, count, job)
         except futures.process.BrokenProcessPool:  # a worker died: find the series that did it
             in_flight = min(len(pending), count * DECODE_AHEAD)
-            if (yield from decoded_alone(pending, in_flight, job)):
+            if (yield from _decoded_alone(pending, in_flight, job)):
                 continue
         else:
             return
@@ -92,7 +92,7 @@ def decoded_series(
         return
 
 
-def decoded_alone(
+def _decoded_alone(
     pending: deque[PlannedSeries], count: int, job: Callable[[list[Path]], Any]
 ) -> Generator[tuple[PlannedSeries, DecodedSeries | Exception], None, bool]:
     """Decode the first ``count`` pending series one at a time, each alone in a worker process,

@@ -1,6 +1,6 @@
 """One series of a cohort, from its label maps to its finished folder: measured, drawn, renamed.
 
-`write_series` measures the series (`measure_areas`, confidence, plausibility warnings), writes
+`write_series` measures the series (`measure_with_confidence`, plausibility warnings), writes
 its folder with `sliceseg.inference.outputs.write_outputs` under a temporary name beside
 ``OUT/series/<name>``, puts ``record.json`` in it and renames it last, so that a series folder
 is whole or absent. ``--visuals`` decides its pictures (`visual_mode`, `choose_visuals`).
@@ -23,7 +23,7 @@ import numpy as np
 from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import UnwritableError
 from sliceseg.inference.attempts import forget_attempts
-from sliceseg.inference.confidence import slice_confidence, with_confidence
+from sliceseg.inference.confidence import measure_with_confidence, slice_confidence
 from sliceseg.inference.familiarity import (
     PredictionLook,
     SeriesVerdict,
@@ -40,14 +40,13 @@ from sliceseg.inference.records import RunRecord, series_dir, series_record
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.dicom_seg import SegmentLabelWarning, renamed_segments
 from sliceseg.io.files import TEMP_PREFIX, atomic_write_text, disk_full
-from sliceseg.io.identity import slice_key, top_series_name
+from sliceseg.io.identity import slice_key, slices_series_names, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
-from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
-from sliceseg.report.exports import SeriesExport
 from sliceseg.thread_warnings import silenced
 
 _MODEL_LOCK = threading.Lock()
@@ -129,16 +128,8 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     settings = context.record.settings
     names = list(settings.roi_names)
     keys = [slice_key(image, context.root) for image in decoded.slices]
-    areas = measure_areas(
-        decoded.labels,
-        decoded.slices,
-        names,
-        names=keys,
-        fallback=settings.fallback,
-        keep_patient_info=settings.keep_patient_info,
-        tissue=settings.tissue,
-    )
-    areas = with_confidence(areas, np.asarray(decoded.confidence))
+    confidence = np.asarray(decoded.confidence)
+    areas = measure_with_confidence(decoded.labels, decoded.slices, keys, settings, confidence)
     areas, unlike = _familiarity(context, decoded, keys, areas)
     warnings = _warnings(context, decoded, areas, names)
     series = decoded.series
@@ -159,28 +150,26 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
             settings=_report_settings(context, series) if _has_report(context) else None,
             unlike_training=unlike_lines,
             exports=settings.exports,
-            root_name=top_series_name(context.root),
+            series_names=slices_series_names(
+                decoded.slices,
+                keys,
+                root_name=top_series_name(context.root),
+                series_name=series.name,
+            ),
             progress=False,
             visuals=choose_visuals(
                 context.visuals, keys, decoded.confidence, warnings, unlike_lines
             ),
-            series_name=series.name,
         )
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
         summary["unlike_training"] = None if unlike is None else unlike.describe()
-        summary["export_notes"] = _export_notes(exported, temporary, final)
+        summary["export_notes"] = [note for e in exported for note in e.notes]  # no path
         data = series_record(context.record, series, context.root, summary)
         atomic_write_text(temporary / "record.json", json.dumps(data, indent=1) + "\n")
         _replace_folder(temporary, final)
     forget_attempts(context.out, series.name)
     return summary
-
-
-def _export_notes(exported: Sequence[SeriesExport], temporary: Path, final: Path) -> list[str]:
-    """The exports' notes, a file not written named in the series' final folder (the
-    temporary one it was written in is gone when the line is read)."""
-    return [note.replace(str(temporary), str(final)) for e in exported for note in e.notes]
 
 
 def _warnings(

@@ -26,10 +26,13 @@ import pandas as pd
 import torch
 
 from sliceseg.errors import ConfigError
+from sliceseg.inference.records import RunSettings
+from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     AreaTable,
     least_confident,
+    measure_areas,
     slice_positions,
 )
 
@@ -41,6 +44,7 @@ __all__ = [
     "CONFIDENCE_COLUMN",
     "ConfidenceCollector",
     "least_confident",
+    "measure_with_confidence",
     "roi_confidence",
     "slice_confidence",
     "with_confidence",
@@ -166,6 +170,36 @@ class ConfidenceCollector:
     def per_roi(self) -> np.ndarray:
         """(slices, K) scores so far."""
         return np.stack(self._scores) if self._scores else np.zeros((0, 0))
+
+
+def measure_with_confidence(
+    labels: Sequence[np.ndarray],
+    images: Sequence[Slice],
+    keys: Sequence[str],
+    settings: RunSettings,
+    per_roi: np.ndarray,
+) -> AreaTable:
+    """Measure predicted slices as a run's settings say (`measure_areas`: its ROI names,
+    spacing fallback, tissue thresholds, patient columns), with their confidence
+    (`with_confidence`): one rule for ``predict_folder`` and each series of a cohort.
+
+    Args:
+        labels: the label maps, one per slice.
+        images: the slices.
+        keys: each slice's `slice_key`, the tables' ``file``.
+        settings: the run's settings.
+        per_roi: (slices, K) scores from :func:`roi_confidence`, same order.
+    """
+    areas = measure_areas(
+        labels,
+        images,
+        settings.roi_names,
+        names=keys,
+        fallback=settings.fallback,
+        keep_patient_info=settings.keep_patient_info,
+        tissue=settings.tissue,
+    )
+    return with_confidence(areas, per_roi)
 
 
 def with_confidence(areas: AreaTable, per_roi: np.ndarray) -> AreaTable:

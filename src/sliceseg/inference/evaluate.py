@@ -32,8 +32,8 @@ from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress
 from sliceseg.report.plots import plot_bland_altman
 
-ICC_KIND = "3,1"
-NOT_EVALUATED = "not evaluated"  # how a note on a test file left out begins
+_ICC_KIND = "3,1"
+_NOT_EVALUATED = "not evaluated"  # how a note on a test file left out begins
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class EvaluationResult:
     @property
     def left_out(self) -> int:
         """Test files the notes say were left out (``not evaluated: ...``)."""
-        return count_left_out(self.notes, NOT_EVALUATED)
+        return count_left_out(self.notes, _NOT_EVALUATED)
 
     def to_text(self) -> str:
         """Return the summary as aligned text."""
@@ -143,9 +143,9 @@ def load_test_samples(
             f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
-    unlabelled = f"{NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
+    unlabelled = f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
     return samples, report.problem_lines(
-        NOT_EVALUATED, fov_given=fov_given, unlabelled_use=unlabelled
+        _NOT_EVALUATED, fov_given=fov_given, unlabelled_use=unlabelled
     )
 
 
@@ -209,7 +209,7 @@ def _summarise(per_slice: pd.DataFrame, roi_names: Sequence[str]) -> pd.DataFram
                 "icc_3_1": icc(
                     present["area_auto_mm2"].to_numpy(),
                     present["area_manual_mm2"].to_numpy(),
-                    kind=ICC_KIND,
+                    kind=_ICC_KIND,
                 )
                 if len(present) >= 2
                 else np.nan,

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
 from sliceseg.engine.predictor import model_preparation
@@ -28,6 +27,7 @@ from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
+from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata
@@ -128,9 +128,8 @@ def unlike_line(name: str, verdict: Verdict) -> str:
         'series p01/t1 is unlike the training data: ROI areas outside the trained range (disc); its areas are left out of the overall mean and std (unless every series is unlike the training data: then those are over all of them).'
     """  # noqa: E501
     return (
-        f"series {name} is unlike the training data: {verdict.describe()}; its areas are left "
-        "out of the overall mean and std (unless every series is unlike the training data: then "
-        "those are over all of them)."
+        f"series {name} is unlike the training data: {verdict.describe()}; "
+        f"{overall_mean_clause('its areas')}."
     )
 
 
@@ -305,28 +304,6 @@ def check_run(
     return verdicts
 
 
-def _leave_out(wide: pd.DataFrame, per_slice: pd.DataFrame, marks: list[int], series: int) -> None:
-    """Recompute the overall rows of ``wide`` in place without the marked slices (kept over
-    every slice when every series is marked, so a study of one odd series still has numbers)."""
-    kept = [row for row, mark in enumerate(marks) if not mark]  # marks[i]: per_slice's row i
-    left_out = len(marks) - len(kept)
-    count = f"{left_out} slice{'s' * (left_out != 1)}"
-    if kept:
-        values = per_slice.iloc[kept]
-        values = values.where(values > 0)  # as measure_areas: over the slices with the ROI
-        rois = list(values.columns)
-        wide.loc["mean", rois] = values.mean(axis=0).to_numpy()
-        wide.loc["std", rois] = values.std(axis=0, ddof=1).to_numpy()
-        if "n" in wide.index:
-            wide.loc["n", rois] = values.count(axis=0).astype(float).to_numpy()
-        note = f"without {series} series unlike the training data ({count})"
-    else:
-        note = f"every series is unlike the training data ({count}): over all of them"
-    for row in ("mean", "std", "n"):
-        if row in wide.index:
-            wide.loc[row, "file"] = f"{wide.loc[row, 'file']}; {note}".lstrip("; ")
-
-
 def with_familiarity(
     areas: AreaTable, verdicts: Sequence[SeriesVerdict], *, leave_out: bool = True
 ) -> AreaTable:
@@ -351,5 +328,5 @@ def with_familiarity(
         # by the row's slice: the table may name its series (`AreaTable.named`)
         long[FAMILIARITY_COLUMN] = [int(series[k - 1] in flagged) for k in long["slice"]]
     if flagged and leave_out:
-        _leave_out(wide, areas.per_slice, marks, len(flagged))
+        leave_out_flagged(wide, areas.per_slice, [bool(m) for m in marks], len(flagged))
     return AreaTable(**{**vars(areas), "wide": wide, "long": long})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sliceseg.engine.model_info import model_summary
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import PairingError
-from sliceseg.inference.confidence import ConfidenceCollector, with_confidence
+from sliceseg.inference.confidence import ConfidenceCollector, measure_with_confidence
 from sliceseg.inference.familiarity import (
     SeriesVerdict,
     always_present_rois,
@@ -28,12 +28,12 @@ from sliceseg.io.dicom import (
     Slice,
     scan_dicom_folder,
 )
+from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, slice_key, slices_series_names, top_series_name
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
-    measure_areas,
     with_fallback_spacing,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
@@ -149,7 +149,7 @@ def predict_folder(
         bundle = bundle.with_roi_names(roi_names)
     check_muscle_rois(tissue, bundle.roi_names)  # before any slice is predicted
     root = user_path(dicom_dir)
-    scan = _scan_inputs(root, fallback, progress=show)
+    scan, series_names = _scan_inputs(root, fallback, progress=show)
     measuring = RunSettings(
         tuple(bundle.roi_names),
         fallback=fallback,
@@ -162,6 +162,7 @@ def predict_folder(
             bundle,
             scan,
             root,
+            series_names,
             predicting=predicting,
             measuring=measuring,
             report=report,
@@ -174,21 +175,22 @@ def _segment_into(
     bundle: Bundle,
     scan: DicomScan,
     root: Path,
+    series_names: Mapping[str, str],
     *,
     predicting: PredictOptions,
     measuring: RunSettings,
     report: bool,
     exports: Sequence[str],
 ) -> SegmentationRun:
-    """Everything after the inputs are read: segment, measure, judge, write into ``out``."""
+    """Everything after the inputs are read: segment, measure, judge, write into ``out``
+    (``series_names``: `_scan_inputs`' names, which the tables, warnings and files take)."""
     names = bundle.roi_names
     predictions, areas = _predict_and_measure(
         bundle, scan.slices, root, predicting=predicting, measuring=measuring
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
-    keys = [p.key for p in predictions]  # the tables and warnings name series as the files do
-    named = slices_series_names(scan.slices, keys, root_name=top_series_name(root))  # "." too
-    series = list(named.values())
+    # the names of series 1, 2, ...: `AreaTable.series` numbers them in order of appearance
+    series = list(dict.fromkeys(series_names[series_key(image)] for image in scan.slices))
     unlike = [unlike_line(series[v.series - 1], v.verdict) for v in verdicts if v.is_flagged]
     warnings = _neighbour_lines(bundle, predictions, areas, series) + _area_warnings(areas, names)
     areas = areas.named(series)
@@ -204,7 +206,7 @@ def _segment_into(
         settings=settings if report else None,
         unlike_training=unlike,
         exports=exports,
-        root_name=top_series_name(root),
+        series_names=series_names,
         progress=predicting.progress,
     )
     found = (unlike + warnings, exported, verdicts)  # series unlike the training data first
@@ -254,9 +256,12 @@ def _check_familiarity(
     return with_familiarity(areas, verdicts), verdicts
 
 
-def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> DicomScan:
-    """Read the folder, its series in the order of their names; fail on no DICOM or on
-    missing spacing before any work is done.
+def _scan_inputs(
+    root: Path, fallback: SpacingFallback, *, progress: bool
+) -> tuple[DicomScan, dict[str, str]]:
+    """Read the folder, its series in the order of their names, and name them (per
+    `series_key`: `_series_names`); fail on no DICOM or on missing spacing before any work is
+    done.
 
     A slice without PixelSpacing takes the user's ``--fov`` / ``--matrix`` spacing as its own,
     so that resampling to the model's spacing, areas and exports all use it.
@@ -269,12 +274,20 @@ def _scan_inputs(root: Path, fallback: SpacingFallback, *, progress: bool) -> Di
             + "; point to the folder holding the .dcm slices."
         )
     slices = [with_fallback_spacing(image, fallback) for image in scan.slices]
+    names = _series_names(slices, root)
     # series in the order of their names, as a cohort takes them (`plan_cohort`): read in
     # SeriesInstanceUID order, sub05 could come before sub04
-    keys = [slice_key(image, root) for image in slices]
-    names = slices_series_names(slices, keys, root_name=top_series_name(root))
     slices.sort(key=lambda image: names[series_key(image)])  # stable: a series' order stays
-    return DicomScan(slices=slices, skipped=scan.skipped)
+    return DicomScan(slices=slices, skipped=scan.skipped), names
+
+
+def _series_names(slices: Sequence[Slice], root: Path) -> dict[str, str]:
+    """Per `series_key`, the series' name as ``sliceseg predict`` (`plan_cohort`) gives it:
+    series that share a folder take ``_2``, ``_3``, ... in the order of their files' paths,
+    not of their SeriesInstanceUIDs (the order the slices are read in)."""
+    by_file = sorted(slices, key=lambda s: natural_key(s.source.relative_to(root).as_posix()))
+    keys = [slice_key(image, root) for image in by_file]
+    return slices_series_names(by_file, keys, root_name=top_series_name(root))  # "." too
 
 
 def _predict_and_measure(
@@ -301,16 +314,8 @@ def _predict_and_measure(
         for image, label in zip(images, labels, strict=True)
     ]
     keys = [p.key for p in predictions]
-    areas = measure_areas(
-        labels,
-        images,
-        bundle.roi_names,
-        names=keys,
-        fallback=measuring.fallback,
-        keep_patient_info=measuring.keep_patient_info,
-        tissue=measuring.tissue,
-    )
-    return predictions, with_confidence(areas, confidence.per_roi)
+    areas = measure_with_confidence(labels, images, keys, measuring, confidence.per_roi)
+    return predictions, areas
 
 
 def _report_settings(

@@ -82,8 +82,8 @@ from sliceseg.user_paths import user_path
 __all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
 
 FAILED_COLUMNS = ("series", "slices", "reason")
-AREA_TABLES = ("csa.csv", "csa_long.csv")
-OUTPUTS = (*AREA_TABLES, "series.csv", "failed.csv", "report.html")
+_AREA_TABLES = ("csa.csv", "csa_long.csv")
+OUTPUTS = (*_AREA_TABLES, "series.csv", "failed.csv", "report.html")
 """The cohort's outputs, written together (`files_together`): never one beside an earlier
 merge's other."""
 

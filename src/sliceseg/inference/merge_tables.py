@@ -31,7 +31,13 @@ from sliceseg.measure.areas import (
     is_summary_row,
     with_whole_counts,
 )
-from sliceseg.measure.summary_rows import PRESENT, series_label, series_row, summary_stats
+from sliceseg.measure.summary_rows import (
+    PRESENT,
+    leave_out_flagged,
+    series_label,
+    series_row,
+    summary_stats,
+)
 from sliceseg.measure.tissue import CT_COLUMNS
 
 __all__ = ["CHUNK_SERIES", "TIDY_TEXT", "WIDE_TEXT", "write_area_tables"]
@@ -73,7 +79,7 @@ def write_area_tables(
         ConfigError: the series' tables have different columns (another run's series); only
             the CT columns may differ (a CT series' muscles have them, an MR series' do not).
     """
-    tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=tidy_columns(out, names))
+    tables = _Tables(several=len(names) > 1, flagged=flagged, tidy=_tidy_columns(out, names))
     into = out if into is None else into
     with (  # a failing write names its file (a full disk's error names none)
         atomic_path(into / "csa.csv") as wide_path,
@@ -91,7 +97,7 @@ def write_area_tables(
     return tuple(tables.counts)
 
 
-def tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
+def _tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
     """The columns of the cohort's ``csa_long.csv``: every series' own, in their order.
 
     A CT series' muscles have the CT columns and an MR series' do not, so a folder of both
@@ -183,7 +189,7 @@ class _Tables:
     ) -> None:
         self.several = several
         self.flagged = flagged
-        self.tidy = list(tidy)  # csa_long.csv's columns (`tidy_columns`)
+        self.tidy = list(tidy)  # csa_long.csv's columns (`_tidy_columns`)
         self.wide_header: str | None = None
         self.columns: list[str] = []  # of the wide table, after its index
         self.rois: list[str] = []
@@ -242,7 +248,7 @@ class _Tables:
             part[CONFIDENCE_COLUMN] = confidence.to_numpy(dtype=float)
         if self.flagged is not None:
             marks = [self.flagged[first + j] for j, n in enumerate(counts) for _ in range(n)]
-            part[FAMILIARITY_COLUMN] = np.asarray(marks, dtype=float)
+            part[FAMILIARITY_COLUMN] = marks  # booleans: write_csv writes them 1 / 0
         write_csv(with_whole_counts(part), wide, header=False)
         self.areas.append(part[self.rois].to_numpy(dtype=float))
         return part
@@ -283,7 +289,7 @@ class _Tables:
         members = [j for j, n in enumerate(lines.counts) for _ in range(n)]
         table["series"] = [names[j] for j in members]
         if self.flagged is not None and len(table):
-            table[FAMILIARITY_COLUMN] = [int(self.flagged[first + j]) for j in members]
+            table[FAMILIARITY_COLUMN] = [self.flagged[first + j] for j in members]  # 1 / 0
         write_csv(table, long, header=first == 0, index=False)
 
     def finish(self, wide: IO[str]) -> None:
@@ -296,23 +302,6 @@ class _Tables:
         )
         rows.insert(0, "file", PRESENT)
         if self.flagged is not None and any(self.flagged):
-            _leave_out(rows, values, self.flagged, self.counts)
+            marks = np.repeat(np.asarray(self.flagged, dtype=bool), self.counts).tolist()
+            leave_out_flagged(rows, values, marks, sum(self.flagged))
         write_csv(with_whole_counts(rows.reindex(columns=self.columns)), wide, header=False)
-
-
-def _leave_out(
-    rows: pd.DataFrame, values: pd.DataFrame, flagged: Sequence[bool], counts: Sequence[int]
-) -> None:
-    """The overall rows without the flagged series' slices (all of them when all are flagged),
-    their file cells saying so (as `sliceseg.inference.familiarity.with_familiarity`)."""
-    marks = np.repeat(np.asarray(flagged, dtype=bool), counts)
-    kept = np.flatnonzero(~marks)
-    left_out = len(marks) - len(kept)
-    count = f"{left_out} slice{'s' * (left_out != 1)}"
-    if len(kept):
-        part = values.iloc[kept]
-        rows.loc[:, list(values.columns)] = summary_stats(part.to_numpy())
-        note = f"without {sum(flagged)} series unlike the training data ({count})"
-    else:
-        note = f"every series is unlike the training data ({count}): over all of them"
-    rows["file"] = [f"{cell}; {note}".lstrip("; ") for cell in rows["file"]]

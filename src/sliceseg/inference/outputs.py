@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.identity import series_key, slices_series_names
+from sliceseg.io.identity import series_key
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
@@ -47,7 +47,7 @@ class Visuals:
         return self.keys is None or key in self.keys
 
 
-def series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
+def _series_groups(predictions: Sequence[Prediction]) -> list[tuple[str, list[Prediction]]]:
     """The predictions grouped by `series_key`, series in order of first appearance."""
     groups: dict[str, list[Prediction]] = {}
     for prediction in predictions:
@@ -85,7 +85,7 @@ def write_slice_outputs(
             title=prediction.key, window=window, spacing_mm=spacing_mm,
         )  # fmt: skip
         save_thumbnail(
-            thumbnail_path(out, prediction.key), pixels, prediction.label,
+            _thumbnail_path(out, prediction.key), pixels, prediction.label,
             window=window, spacing_mm=spacing_mm,
         )  # fmt: skip
         overlays.append((prediction.key, overlay))
@@ -97,7 +97,7 @@ def overlay_path(out: Path, key: str) -> Path:
     return out / "overlays" / f"{key}.jpg"
 
 
-def thumbnail_path(out: Path, key: str) -> Path:
+def _thumbnail_path(out: Path, key: str) -> Path:
     """Where slice ``key``'s thumbnail lies under ``out``."""
     return out / "thumbnails" / f"{key}.jpg"
 
@@ -114,7 +114,7 @@ def series_figures(
     table = areas.per_slice
     table.insert(0, "file", [p.key for p in predictions])
     row_of = {id(p): n for n, p in enumerate(predictions)}
-    groups = series_groups(predictions)
+    groups = _series_groups(predictions)
     figures = []
     for uid, members in groups:
         name = names[uid]
@@ -147,7 +147,7 @@ def write_animations(
     Its frames step along the slice normal (`series_order`: by position where the headers
     give one), whatever order the InstanceNumbers or file names put the slices in.
     """
-    groups = series_groups(predictions)
+    groups = _series_groups(predictions)
     paths = []
     for uid, members in groups:
         ordered = along_normal(members)
@@ -175,20 +175,20 @@ def write_outputs(
     roi_names: Sequence[str],
     settings: dict[str, object] | None,
     exports: Sequence[str],
-    root_name: str,
+    series_names: Mapping[str, str],
     progress: bool,
     unlike_training: Sequence[str] = (),
     visuals: Visuals = Visuals(),
-    series_name: str | None = None,
 ) -> tuple[list[Path], Path | None, list[SeriesExport]]:
     """Write tables, label maps, overlays, animations, exports and (with settings) the report.
 
-    ``series_name``: the cohort's name of the one series given (its exports take it). The
-    tables and the report name each series as its exports do (`slices_series_names`).
+    ``series_names``: per `series_key`, the series' name (`slices_series_names`), which its
+    exports, pictures, tables and the report all take.
     """
     names = list(roi_names)
-    images, keys = [p.image for p in predictions], [p.key for p in predictions]
-    series = slices_series_names(images, keys, root_name=root_name, series_name=series_name)
+    images = [p.image for p in predictions]
+    # in order of appearance: the order of `AreaTable.series`' numbers
+    series = {key: series_names[key] for key in dict.fromkeys(map(series_key, images))}
     areas = areas.named(list(series.values()))
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)
@@ -197,15 +197,13 @@ def write_outputs(
         out / "exports",
         images,
         [p.label for p in predictions],
-        keys,
+        series,
         names,
         formats=exports,
-        root_name=root_name,
-        series_name=series_name,
     )
     report_path = None
     if settings is not None:
-        report_path = write_run_report(
+        report_path = _write_run_report(
             out,
             predictions,
             areas,
@@ -219,7 +217,7 @@ def write_outputs(
     return animations, report_path, exported
 
 
-def write_run_report(
+def _write_run_report(
     out: Path,
     predictions: Sequence[Prediction],
     areas: AreaTable,
@@ -243,6 +241,6 @@ def write_run_report(
         warnings=warnings,
         notes=[f"Skipped {s.describe()}" for s in skipped],
         area_unit="mm²" if areas.unit == "mm2" else "pixels",
-        thumbnails=[thumbnail_path(out, key) for key, _path in overlays],
+        thumbnails=[_thumbnail_path(out, key) for key, _path in overlays],
         unlike_training=unlike_training,
     )

@@ -67,9 +67,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 RUN_RECORD = "cohort.json"
-INPUT_SERIES = "input_series.json"
+_INPUT_SERIES = "input_series.json"
 SERIES_RECORD = "record.json"
-SERIES_DIR = "series"
+_SERIES_DIR = "series"
 
 _SETTING_FLAGS: dict[str, str] = {
     "roi_names": "--labels",
@@ -275,8 +275,8 @@ def undo_run_record(out: Path, *, previous: str | None, previous_inputs: str | N
     records: `sliceseg.inference.attempts.RunAttempts.undo`).
     """
     _put_back(out / RUN_RECORD, previous)
-    _put_back(out / INPUT_SERIES, previous_inputs)
-    series = out / SERIES_DIR
+    _put_back(out / _INPUT_SERIES, previous_inputs)
+    series = out / _SERIES_DIR
     if series.is_dir() and not any(series.iterdir()):
         series.rmdir()
 
@@ -315,7 +315,7 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
         "skipped_count": len(plan.skipped),
     }
     text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
-    path = out / INPUT_SERIES
+    path = out / _INPUT_SERIES
     try:
         previous = path.read_text(encoding="utf-8")
     except OSError:
@@ -329,7 +329,7 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
 def read_input_series(out: Path) -> frozenset[str] | None:
     """The names in ``OUT/input_series.json``; None when absent or unreadable (a folder written
     before sliceseg kept it: every finished series counts, as then)."""
-    data = read_json(out / INPUT_SERIES)
+    data = read_json(out / _INPUT_SERIES)
     names = None if data is None else data.get("series")
     return frozenset(map(str, names)) if isinstance(names, list) else None
 
@@ -345,7 +345,7 @@ def inputs_digest(inputs: Sequence[Mapping[str, Any]]) -> str:
 def read_input_digests(out: Path) -> dict[str, str] | None:
     """Per series of the latest run's input, the `inputs_digest` of its files then; None in a
     folder written before sliceseg kept them (its finished series are not compared)."""
-    data = read_json(out / INPUT_SERIES)
+    data = read_json(out / _INPUT_SERIES)
     found = None if data is None else data.get("inputs")
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
@@ -353,7 +353,7 @@ def read_input_digests(out: Path) -> dict[str, str] | None:
 def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
     """The files the latest run's plan left out, as kept in ``OUT/input_series.json`` (the
     first `SHOWN_LINES`), and how many there were; none in a folder written before."""
-    data = read_json(out / INPUT_SERIES) or {}
+    data = read_json(out / _INPUT_SERIES) or {}
     files = unreadable_files(data)
     count = data.get("skipped_count")
     return files, count if isinstance(count, int) and count >= len(files) else len(files)
@@ -365,7 +365,7 @@ def _has_visible_files(folder: Path) -> bool:
 
 def series_dir(out: Path, name: str) -> Path:
     """The finished folder of series ``name``: ``OUT/series/<name>``."""
-    return out / SERIES_DIR / name
+    return out / _SERIES_DIR / name
 
 
 def read_series_record(out: Path, name: str) -> dict[str, Any] | None:
@@ -479,9 +479,9 @@ def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def finished_records(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name, read one at a time."""
-    folders = sorted(p.name for p in (out / SERIES_DIR).glob("*") if not p.name.startswith("."))
+    folders = sorted(p.name for p in (out / _SERIES_DIR).glob("*") if not p.name.startswith("."))
     for name in folders:
-        data = read_json(out / SERIES_DIR / name / SERIES_RECORD)
+        data = read_json(out / _SERIES_DIR / name / SERIES_RECORD)
         if data is not None:
             yield name, data
 

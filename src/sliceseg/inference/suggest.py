@@ -194,7 +194,7 @@ def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) 
     return wanted
 
 
-def suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
+def _suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
     """Return the suggestions as a table (rank, key, path, series, confidence, weakest ROI)."""
     return pd.DataFrame([{**vars(s), "path": str(s.path)} for s in suggestions])
 
@@ -202,7 +202,7 @@ def suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
 def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
     """Write the suggestions as a CSV atomically; return ``path``."""
     with atomic_path(Path(path)) as tmp:
-        write_csv(suggestions_frame(suggestions), tmp, index=False)
+        write_csv(_suggestions_frame(suggestions), tmp, index=False)
     return Path(path)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "orientation_cosines",
     "photometric_interpretation",
     "pixel_spacing",
+    "projected_position",
     "read_dataset",
     "slice_location",
     "slice_position",
@@ -286,12 +287,27 @@ def slice_position(
     orientation: tuple[float, ...] | None,
     position_mm: tuple[float, ...] | None,
 ) -> float | None:
-    """The frame's (0020,0032) ImagePositionPatient on the unit slice normal of its checked
-    `orientation_cosines`, else (0020,1041) `slice_location` (as ITK and dicom2nifti do: one
-    coordinate system for every slice of a series that has positions, whatever an anonymiser or
-    reformatter left in SliceLocation)."""
+    """The frame's `projected_position`, else its (0020,1041) `slice_location` (as ITK and
+    dicom2nifti do: one coordinate system for every slice of a series that has positions,
+    whatever an anonymiser or reformatter left in SliceLocation)."""
+    projected = projected_position(orientation, position_mm)
+    return slice_location(ds, num_frames) if projected is None else projected
+
+
+def projected_position(
+    orientation: tuple[float, ...] | None, position_mm: tuple[float, ...] | None
+) -> float | None:
+    """(0020,0032) ImagePositionPatient on the unit slice normal of the checked (0020,0037)
+    `orientation_cosines`; None unless both are there. A slice placed without it (by its
+    SliceLocation, `slice_position`) is in another coordinate system: a series with slices of
+    both keeps its InstanceNumber order (`sliceseg.io.neighbours.series_order`).
+
+    Example:
+        >>> projected_position((1, 0, 0, 0, 1, 0), (5.0, 5.0, -4.0)), projected_position(None, (5.0, 5.0, -4.0))
+        (-4.0, None)
+    """  # noqa: E501
     if orientation is None or position_mm is None:
-        return slice_location(ds, num_frames)
+        return None
     normal = np.cross(orientation[:3], orientation[3:])
     return float(np.asarray(position_mm) @ (normal / np.linalg.norm(normal)))
 

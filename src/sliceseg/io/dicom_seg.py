@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from highdicom.seg import SegmentDescription
     from pydicom import Dataset
 
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 """(0008,0016) SOPClassUID of Segmentation Storage (DICOM-SEG)."""
 
 _DICOM_SEG_ERRORS: tuple[type[BaseException], ...] = (
@@ -46,6 +46,21 @@ _UID_ROOT = "sliceseg-export"
 _MAX_LABEL = 64  # (0062,0005) SegmentLabel is an LO: at most 64 characters, one value
 
 
+class SegNotWritten(LabelError):
+    """A DICOM-SEG `write_dicom_seg` refused: ``path: DICOM-SEG not written: reason``.
+
+    ``reason`` alone says why (without the file it was to be: an export note names the series
+    and the format, `sliceseg.report.exports`).
+    """
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: DICOM-SEG not written: {reason}")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self) -> tuple[type[SegNotWritten], tuple[Path | str, str]]:
+        return type(self), (self.path, self.reason)  # pickled as it was made
+
+
 def is_dicom_seg(path: Path) -> bool:
     """Tell whether ``path`` is a DICOM Segmentation Storage object (reads the header only)."""
     import pydicom
@@ -55,7 +70,7 @@ def is_dicom_seg(path: Path) -> bool:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
     except READ_ERRORS:
         return False
-    return str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+    return str(ds.get("SOPClassUID", "")) == _SEGMENTATION_STORAGE
 
 
 def referenced_series_uid(path: Path) -> str:
@@ -131,9 +146,10 @@ def write_dicom_seg(
         ``path``.
 
     Raises:
-        LabelError: the slices mix several series or several multi-frame files, sizes or
-            pixel spacings, a slice has no (0028,0030) PixelSpacing, a label value exceeds K,
-            or highdicom refuses the source images (the message says why; what to use
+        LabelError: the slices mix several series or several multi-frame files, or a label
+            value exceeds K.
+        SegNotWritten: slices of several sizes or pixel spacings, a slice without (0028,0030)
+            PixelSpacing, or source images highdicom refuses (the reason says why; what to use
             instead is the caller's to say: `sliceseg.report.exports` knows what else works).
 
     Example:
@@ -172,9 +188,10 @@ def write_dicom_seg(
                 omit_empty_frames=False,
             )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise LabelError(
-            f"{path}: DICOM-SEG not written: highdicom refused the source images of series "
-            f"{slices[0].series_uid} ({' '.join(str(exc).split())})."
+        raise SegNotWritten(
+            path,
+            f"highdicom refused the source images of series {slices[0].series_uid} "
+            f"({' '.join(str(exc).split())}).",
         ) from exc
     _save(seg, Path(path), roi_names)
     return Path(path)
@@ -203,9 +220,10 @@ def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
     given = [image for image in slices if image.spacing_source != "PixelSpacing"]
     if given:
         origin = _SPACING_ORIGINS.get(given[0].spacing_source, "is unknown")
-        raise LabelError(
-            f"{path}: DICOM-SEG not written: {given[0].source.name} has no PixelSpacing (its "
-            f"spacing {origin}), which a DICOM-SEG takes from its source images."
+        raise SegNotWritten(
+            path,
+            f"{given[0].source.name} has no PixelSpacing (its spacing {origin}), which a "
+            "DICOM-SEG takes from its source images.",
         )
 
 
@@ -291,7 +309,7 @@ def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
     would lie at the wrong place in the patient; several sizes do not stack into its frames.
 
     Raises:
-        LabelError: a slice's size or PixelSpacing differs from the first's (names both).
+        SegNotWritten: a slice's size or PixelSpacing differs from the first's (names both).
     """
     first = slices[0]
     for image in slices[1:]:
@@ -300,11 +318,12 @@ def _check_one_grid(path: Path | str, slices: Sequence[Slice]) -> None:
             mm is not None and first_mm is not None and np.allclose(mm, first_mm, rtol=1e-4)
         )
         if image.shape != first.shape or not same_spacing:
-            raise LabelError(
-                f"{path}: DICOM-SEG not written: slice {image.source.name} has "
-                f"{image.shape[0]}×{image.shape[1]} pixels of {image.spacing_mm} mm, the first "
-                f"({first.source.name}) {first.shape[0]}×{first.shape[1]} of {first.spacing_mm} "
-                "mm; a DICOM-SEG holds one pixel grid per series."
+            raise SegNotWritten(
+                path,
+                f"slice {image.source.name} has {image.shape[0]}×{image.shape[1]} pixels of "
+                f"{image.spacing_mm} mm, the first ({first.source.name}) {first.shape[0]}×"
+                f"{first.shape[1]} of {first.spacing_mm} mm; a DICOM-SEG holds one pixel grid "
+                "per series.",
             )
 
 

@@ -25,7 +25,7 @@ from sliceseg.user_paths import user_path
 TEMP_PREFIX = ".sliceseg-tmp."
 # Present in an output folder while a run writes into it; a folder still marked after the run was
 # killed may be reused by a rerun without --overwrite.
-INCOMPLETE_MARKER = ".sliceseg-incomplete"
+_INCOMPLETE_MARKER = ".sliceseg-incomplete"
 OVERWRITE = "--overwrite (overwrite=True)"
 """How a refusal names the way to replace an output: the flag, and the argument in Python."""
 
@@ -360,7 +360,7 @@ def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
     out = user_path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-    is_interrupted = (out / INCOMPLETE_MARKER).is_file()
+    is_interrupted = (out / _INCOMPLETE_MARKER).is_file()
     if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
@@ -418,7 +418,7 @@ def output_run(path: Path | str, *, overwrite: bool) -> Iterator[Path]:
         ...     table.save(out)
     """
     out = prepare_output_dir(path, overwrite=overwrite)
-    marker = out / INCOMPLETE_MARKER
+    marker = out / _INCOMPLETE_MARKER
     if marker.is_file():
         for stale in out.rglob(f"{TEMP_PREFIX}*"):
             if stale.is_file():

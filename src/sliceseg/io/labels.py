@@ -31,8 +31,8 @@ from sliceseg.errors import ConfigError, LabelError, option_name
 from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
-MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
+_LOSSY_SUFFIXES = (".jpg", ".jpeg")
+_MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
 # How a message asks for K: check / train take it as a flag, Python callers as an argument.
 NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
@@ -163,7 +163,7 @@ def read_label_file(path: Path) -> RawLabel:
             f"{path}: suffix '{path.suffix}' is not a label format; expected one of "
             f"{', '.join(LABEL_SUFFIXES)}."
         )
-    is_lossy = suffix in LOSSY_SUFFIXES
+    is_lossy = suffix in _LOSSY_SUFFIXES
     array, has_channels, allows_frames = _load(path, suffix)
     if has_channels:
         array = _merge_channels(array, path, is_lossy=is_lossy)
@@ -396,7 +396,7 @@ def _merge_channels(array: np.ndarray, path: Path, *, is_lossy: bool) -> np.ndar
     spread = array.max(axis=-1).astype(np.int64) - array.min(axis=-1)
     if not np.any(spread):
         return array[..., 0]
-    if is_lossy and spread.max() <= MAX_LOSSY_CHANNEL_SPREAD:
+    if is_lossy and spread.max() <= _MAX_LOSSY_CHANNEL_SPREAD:
         return np.rint(array.mean(axis=-1))
     where = tuple(int(i) for i in np.argwhere(spread > 0)[0])
     raise LabelError(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sliceseg.io.dicom import Slice, order_slices
+from sliceseg.io.dicom_headers import projected_position
 from sliceseg.io.identity import series_key
 
 __all__ = ["SPACING_TOLERANCE", "neighbour_step_mm", "series_order", "slice_neighbours"]
@@ -25,7 +26,7 @@ SPACING_TOLERANCE = 1.5
 
 # How far (0020,1041) SliceLocation may stray from the position along the normal (up to a
 # shift and a sign, which DICOM leaves open) before the two disagree: far above DS rounding.
-LOCATION_TOLERANCE_MM = 0.1
+_LOCATION_TOLERANCE_MM = 0.1
 
 
 def series_order(slices: Sequence[Slice]) -> list[Slice]:
@@ -55,7 +56,7 @@ def series_order(slices: Sequence[Slice]) -> list[Slice]:
 
 def _is_projected(image: Slice) -> bool:
     """Whether ``position_mm`` is ImagePositionPatient on the normal (else SliceLocation)."""
-    return image.image_position_mm is not None and image.orientation is not None
+    return projected_position(image.orientation, image.image_position_mm) is not None
 
 
 def _warn_disagreeing_locations(slices: Sequence[Slice]) -> None:
@@ -65,7 +66,7 @@ def _warn_disagreeing_locations(slices: Sequence[Slice]) -> None:
     pairs = np.asarray([(s.slice_location_mm, s.position_mm) for s in both], dtype=np.float64)
     # DICOM leaves SliceLocation's origin and sign open: it agrees up to a shift and a sign.
     offsets = min((pairs[:, 0] - pairs[:, 1], pairs[:, 0] + pairs[:, 1]), key=np.ptp)
-    if np.ptp(offsets) <= LOCATION_TOLERANCE_MM:
+    if np.ptp(offsets) <= _LOCATION_TOLERANCE_MM:
         return
     worst = both[int(np.argmax(np.abs(offsets - np.median(offsets))))]
     warnings.warn(

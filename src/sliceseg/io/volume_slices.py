@@ -37,7 +37,7 @@ _AXES = "ijk"
 
 
 @dataclass(frozen=True)
-class SliceGeometry:
+class _SliceGeometry:
     """A slice's pixel grid in patient LPS.
 
     Attributes:
@@ -91,7 +91,7 @@ PREDICTED_LABEL_MAPS = "this series' label maps (labels/) hold its predictions"
 """What to use where an export cannot hold a series: its per-slice label maps (``predict``)."""
 
 
-def slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeometry:
+def _slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> _SliceGeometry:
     """Return a slice's pixel grid in LPS, or raise when its header lacks the geometry.
 
     ``fix``: what the message tells the user to do instead (reading labels: per-slice label
@@ -115,7 +115,7 @@ def slice_geometry(image: Slice, *, fix: str = _PER_SLICE_LABELS) -> SliceGeomet
             f"only be placed on slices with their position, orientation and spacing; {fix}."
         )
     cosines = np.asarray(image.orientation, dtype=np.float64)
-    return SliceGeometry(
+    return _SliceGeometry(
         position_mm=np.asarray(image.image_position_mm, dtype=np.float64),
         row_direction=cosines[:3] / np.linalg.norm(cosines[:3]),
         column_direction=cosines[3:] / np.linalg.norm(cosines[3:]),
@@ -176,7 +176,7 @@ def locate_slice_plane(
     Raises:
         LabelError: as `slice_plane`.
     """
-    geometry = slice_geometry(image)
+    geometry = _slice_geometry(image)
     to_voxel = np.linalg.inv(volume.ijk_to_lps)[:3]
     rows, cols = geometry.shape
     row_mm, col_mm = geometry.spacing_mm
@@ -210,7 +210,7 @@ def _matching_axis(
     count: int,
     where: str,
     along: str,
-    geometry: SliceGeometry,
+    geometry: _SliceGeometry,
     tolerance: float,
 ) -> int:
     """The volume axis a pixel step follows; check direction and spacing over the whole image."""
@@ -233,7 +233,7 @@ def _matching_axis(
 
 
 def _orientation_error(
-    where: str, volume: LabelVolume, geometry: SliceGeometry, angle_deg: float
+    where: str, volume: LabelVolume, geometry: _SliceGeometry, angle_deg: float
 ) -> LabelError:
     rows = ", ".join(f"{v:.3f}" for v in (*geometry.row_direction, *geometry.column_direction))
     axes = "; ".join(
@@ -368,7 +368,7 @@ def series_grid(
     """
     if not slices:
         raise LabelError("no slices: a series grid needs at least one DICOM slice.")
-    geometries = [slice_geometry(s, fix=PREDICTED_LABEL_MAPS) for s in slices]
+    geometries = [_slice_geometry(s, fix=PREDICTED_LABEL_MAPS) for s in slices]
     reference = geometries[0]
     where = f"{Path(slices[0].source).parent}: series {slices[0].series_uid or '(no UID)'}"
     for image, geometry in zip(slices, geometries, strict=True):
@@ -398,7 +398,7 @@ def series_grid(
 
 
 def _check_same_grid(
-    reference: SliceGeometry, geometry: SliceGeometry, image: Slice, where: str
+    reference: _SliceGeometry, geometry: _SliceGeometry, image: Slice, where: str
 ) -> None:
     same_orientation = np.allclose(
         [*reference.row_direction, *reference.column_direction],

@@ -16,19 +16,19 @@ from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.nifti import read_nifti
 from sliceseg.io.seg_nrrd import read_nrrd
 
-VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
+_VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
 """Suffixes (case-insensitive) of label volumes; a DICOM-SEG is recognised by content."""
 
 
 def is_volume_name(name: str) -> bool:
     """Tell whether a file name has a label-volume suffix (.seg.nrrd, .nrrd, .nii, .nii.gz)."""
-    return name.lower().endswith(VOLUME_SUFFIXES)
+    return name.lower().endswith(_VOLUME_SUFFIXES)
 
 
 def strip_volume_suffix(name: str) -> str:
     """Return ``name`` without its label-volume or DICOM suffix: ``p01.seg.nrrd`` → ``p01``."""
     lower = name.lower()
-    for suffix in (*VOLUME_SUFFIXES, ".seg.dcm", ".dcm"):
+    for suffix in (*_VOLUME_SUFFIXES, ".seg.dcm", ".dcm"):
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
@@ -64,6 +64,6 @@ def read_label_volume(path: Path | str) -> LabelVolume:
     if is_dicom_seg(path):
         return read_dicom_seg(path)
     raise LabelError(
-        f"{path}: not a label volume (suffix not one of {', '.join(VOLUME_SUFFIXES)}, and not a "
+        f"{path}: not a label volume (suffix not one of {', '.join(_VOLUME_SUFFIXES)}, and not a "
         "DICOM-SEG); save the segmentation from 3D Slicer as .seg.nrrd, .nii.gz or DICOM-SEG."
     )

@@ -26,8 +26,8 @@ from sliceseg.measure.tissue import (
     series_notes,
 )
 
-SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
-SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
+_SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
+_SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
@@ -41,7 +41,7 @@ def is_summary_row(label: object) -> bool:
         [False, True, True, True]
     """
     words = str(label).split()
-    return bool(words) and words[0] in SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
+    return bool(words) and words[0] in _SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
 
 
 def is_count_row(label: object) -> bool:
@@ -339,10 +339,10 @@ class AreaTable:
         for column in shown.columns[1:]:
             shown[column] = [_shown(v, label) for label, v in shown[column].items()]
         more = overall_note(shown.loc["mean", "file"]) if "mean" in shown.index else ""
-        shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""
+        shown.loc[[row for row in _SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
         note = f"; the overall mean, std and n: {more}" if more else ""
-        return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
+        return f"{header}\n{shown.to_string()}\n{_SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
         """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""

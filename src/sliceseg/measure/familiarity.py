@@ -61,9 +61,9 @@ FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
 """The feature threshold: ``FEATURE_MARGIN`` × this quantile of the reference distances."""
 INTENSITY_MARGIN = 3.0
 """A series' median quantile may pass the training range by this many training std."""
-AREA_FACTOR = 1.5
+_AREA_FACTOR = 1.5
 """An ROI's area is out of range below min / factor or above max × factor of training."""
-DISTANCE_MARGIN_MM = 15.0
+_DISTANCE_MARGIN_MM = 15.0
 """An ROI's distance from the centre of all ROIs may pass the training range by this much."""
 SHAPE_SHARE = 0.5
 """A series is flagged for areas / positions when more than this share of slices is off."""
@@ -72,7 +72,7 @@ MIN_REFERENCE, MAX_LEFT_OUT = 5, 64
 fit in turn (at most this many, evenly spread) and measured like new ones."""
 MIN_SERIES = 3
 """Training series needed to learn the intensity distance's threshold (leaving each out)."""
-MIN_SERIES_SLICES = 3
+_MIN_SERIES_SLICES = 3
 """Slices a series needs for its median intensity distance to meet the series threshold."""
 EDGE_MARGIN = 0.1
 """A series may cover an image edge with body by this share of a side more than any training
@@ -349,12 +349,13 @@ def slice_oddness(profile: TrainingProfile, traits: Sequence[SliceTraits]) -> Sl
     distances = np.stack([t.distances_mm for t in traits]) if n else areas.copy()
     missing = (areas <= 0) & profile.always_present
     outside = (areas > 0) & (
-        (areas < profile.area_low_mm2 / AREA_FACTOR) | (areas > profile.area_high_mm2 * AREA_FACTOR)
+        (areas < profile.area_low_mm2 / _AREA_FACTOR)
+        | (areas > profile.area_high_mm2 * _AREA_FACTOR)
     )
     far = np.nan_to_num(distances, nan=0.0)
     astray = (areas > 0) & (
-        (far < profile.distance_low_mm - DISTANCE_MARGIN_MM)
-        | (far > profile.distance_high_mm + DISTANCE_MARGIN_MM)
+        (far < profile.distance_low_mm - _DISTANCE_MARGIN_MM)
+        | (far > profile.distance_high_mm + _DISTANCE_MARGIN_MM)
     )
     return SliceOddness(ratio, excess, missing | outside, astray)
 
@@ -435,8 +436,8 @@ def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
 
 
 def _is_series(slices: int) -> bool:
-    """Whether the median over ``slices`` is a series' median (:data:`MIN_SERIES_SLICES` on)."""
-    return slices >= MIN_SERIES_SLICES
+    """Whether the median over ``slices`` is a series' median (:data:`_MIN_SERIES_SLICES` on)."""
+    return slices >= _MIN_SERIES_SLICES
 
 
 def _limit(slices: int, series_threshold: float, slice_threshold: float) -> float:

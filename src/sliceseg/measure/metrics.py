@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from sliceseg.errors import ConfigError, LabelError
 
-ICC_KINDS: tuple[str, ...] = ("3,1", "2,1")
+_ICC_KINDS: tuple[str, ...] = ("3,1", "2,1")
 
 
 def _to_numpy(labels: Any) -> np.ndarray:
@@ -254,8 +254,8 @@ def icc_from_ratings(ratings: Any, *, kind: str = "3,1") -> float:
     Raises:
         ConfigError: unknown ``kind``, or not an (n, k ≥ 2) table.
     """
-    if kind not in ICC_KINDS:
-        raise ConfigError(f"ICC kind {kind!r} is unknown; use one of {', '.join(ICC_KINDS)}.")
+    if kind not in _ICC_KINDS:
+        raise ConfigError(f"ICC kind {kind!r} is unknown; use one of {', '.join(_ICC_KINDS)}.")
     table = np.asarray(ratings, np.float64)
     if table.ndim != 2 or table.shape[1] < 2:
         raise ConfigError(f"ratings must be (targets, raters >= 2), got shape {table.shape}.")

@@ -28,7 +28,7 @@ INTENSITY_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 EDGE_BAND, EDGE_BODY_LEVEL = 0.02, 0.2
 """`body_at_edges`: a band of this share of each side; body is above this share of the way from
 the 1st to the 99th percentile."""
-PRESENT_PIXELS = 1
+_PRESENT_PIXELS = 1
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def roi_geometry(
         mine = values == k
         count = int(np.count_nonzero(mine))
         areas[k - 1] = count * pixel_mm2
-        if count >= PRESENT_PIXELS:
+        if count >= _PRESENT_PIXELS:
             at = np.array([rows[mine].mean() * spacing_mm[0], cols[mine].mean() * spacing_mm[1]])
             distances[k - 1] = float(np.linalg.norm(at - centre))
     return areas, distances

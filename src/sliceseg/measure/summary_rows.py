@@ -2,7 +2,9 @@
 
 One definition of the numbers (`summary_stats`) for a series' own table (`with_summary_rows`,
 called by `sliceseg.measure.areas.measure_areas`), for tables put together from parts
-(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`).
+(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`); one of the
+overall rows without the series unlike the training data (`leave_out_flagged`), for both, and
+one wording of that rule (`overall_mean_clause`) for every line and report that says it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "leave_out_flagged",
+    "overall_mean_clause",
     "overall_note",
     "series_label",
     "series_row",
@@ -122,3 +126,59 @@ def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
         >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
     """
     return with_summary_rows(slices.reset_index(drop=True), tuple(series))
+
+
+def overall_mean_clause(subject: str, *, is_every_series: bool | None = None) -> str:
+    """Say what the overall mean and std (`leave_out_flagged`) do with series unlike the
+    training data, in the words of every line and report that says it.
+
+    Args:
+        subject: what is left out, e.g. "its areas" (one series), "their areas".
+        is_every_series: whether every series is unlike the training data (then they are over
+            all of them); None where the sayer does not know (a line on one series).
+
+    Example:
+        >>> overall_mean_clause("their areas", is_every_series=False)
+        'their areas are left out of the overall mean and std'
+    """
+    every = "every series is unlike the training data"
+    if is_every_series:
+        return f"{every}: the overall mean and std are over all of them"
+    clause = f"{subject} are left out of the overall mean and std"
+    if is_every_series is None:
+        clause += f" (unless {every}: then those are over all of them)"
+    return clause
+
+
+def leave_out_flagged(
+    overall: pd.DataFrame, values: pd.DataFrame, marks: Sequence[bool], series: int
+) -> None:
+    """Recompute the ``mean`` / ``std`` / ``n`` rows of ``overall`` (those it has) in place
+    without the marked slices, their ``file`` cells saying what was left out; over every slice
+    when every slice is marked, so that a study of one odd series still has numbers.
+
+    Args:
+        overall: a table with a ``file`` column and the ROI columns of ``values``.
+        values: per slice, its area per ROI (columns: the ROIs).
+        marks: per slice, whether its series is unlike the training data.
+        series: how many series are unlike the training data.
+
+    Example:
+        >>> leave_out_flagged(wide, per_slice, [False, False, True], 1)
+        >>> wide.loc["mean", "file"]
+        'slices with the ROI (area > 0); without 1 series unlike the training data (1 slice)'
+    """
+    kept = [row for row, mark in enumerate(marks) if not mark]
+    left_out = len(marks) - len(kept)
+    count = f"{left_out} slice{'s' * (left_out != 1)}"
+    if kept:
+        numbers = summary_stats(values.iloc[kept].to_numpy(dtype=float))
+        for row, row_numbers in zip(("mean", "std", "n"), numbers, strict=True):
+            if row in overall.index:
+                overall.loc[row, list(values.columns)] = row_numbers
+        note = f"without {series} series unlike the training data ({count})"
+    else:
+        note = f"every series is unlike the training data ({count}): over all of them"
+    for row in ("mean", "std", "n"):
+        if row in overall.index:
+            overall.loc[row, "file"] = f"{overall.loc[row, 'file']}; {note}".lstrip("; ")

@@ -29,8 +29,8 @@ from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
 from sliceseg.user_paths import user_path
 
-BUNDLE_FORMAT = "sliceseg-model"
-BUNDLE_FORMAT_VERSION = 1
+_BUNDLE_FORMAT = "sliceseg-model"
+_BUNDLE_FORMAT_VERSION = 1
 
 UNRECORDED_HYPERPARAMETERS: dict[str, Any] = {"dropout_rate": 0.0}
 """What a hyper-parameter a model file does not record meant in the version that wrote it, for
@@ -220,7 +220,7 @@ class Bundle:
         return Bundle(self.model, meta, self.source, self.training_state)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
+def _unwrap_model(model: nn.Module) -> nn.Module:
     """Return the plain module inside a DistributedDataParallel / DataParallel wrapper."""
     inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
@@ -230,10 +230,10 @@ def bundle_payload(
     model: nn.Module, metadata: ModelMetadata, *, training_state: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Return the plain-data dict that :func:`save_bundle` writes."""
-    state = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in _unwrap_model(model).state_dict().items()}
     payload: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "format_version": BUNDLE_FORMAT_VERSION,
+        "format": _BUNDLE_FORMAT,
+        "format_version": _BUNDLE_FORMAT_VERSION,
         "metadata": metadata.to_dict(),
         "state_dict": state,
     }
@@ -332,14 +332,14 @@ def _read_payload(source: Path, map_location: str | torch.device) -> dict[str, A
             f"{source}: not a sliceseg model file, or damaged / truncated ({type(error).__name__}:"
             f" {' '.join(str(error).split())[:120]}); {_NOT_A_MODEL}."
         ) from error
-    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != _BUNDLE_FORMAT:
         raise BundleError(
-            f"{source}: not a sliceseg model file (no '{BUNDLE_FORMAT}' header); {_NOT_A_MODEL}."
+            f"{source}: not a sliceseg model file (no '{_BUNDLE_FORMAT}' header); {_NOT_A_MODEL}."
         )
     version = payload.get("format_version", 0)
     if not isinstance(version, int):
         raise BundleError(f"{source}: format_version {version!r} is not a number; damaged file.")
-    if version > BUNDLE_FORMAT_VERSION:
+    if version > _BUNDLE_FORMAT_VERSION:
         raise BundleError(
             f"{source}: written by a newer sliceseg (format {version}); "
             f"upgrade sliceseg (this is {__version__})."

@@ -64,7 +64,7 @@ def pyramid_divisor(hyper: dict[str, Any]) -> int:
     return 2 * 2 ** (int(hyper.get("levels", 5)) - 1)
 
 
-class ConvAct(nn.Sequential):
+class _ConvAct(nn.Sequential):
     """Convolution (same padding, optional dilation), normalisation and PReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, *, kernel_size: int, dilation: int, norm: str):
@@ -82,14 +82,14 @@ class ConvAct(nn.Sequential):
         )
 
 
-class ResidualBlock(nn.Module):
+class _ResidualBlock(nn.Module):
     """``n`` conv–norm–PReLU units with a residual connection: ``PReLU(convs(x) + x)``."""
 
     def __init__(self, channels: int, n: int, *, kernel_size: int, dilation: int, norm: str):
         super().__init__()
         self.convs = nn.Sequential(
             *(
-                ConvAct(channels, channels, kernel_size=kernel_size, dilation=dilation, norm=norm)
+                _ConvAct(channels, channels, kernel_size=kernel_size, dilation=dilation, norm=norm)
                 for _ in range(n)
             )
         )
@@ -104,7 +104,7 @@ def _resample(conv: nn.Module, channels: int, norm: str, dropout: float) -> nn.S
     return nn.Sequential(*layers, conv, make_norm(norm, channels), nn.PReLU(channels))
 
 
-class VNet2d(nn.Module):
+class _VNet2d(nn.Module):
     """One stage of the pyramid: a 2D V-Net returning logits at its input's resolution.
 
     Args:
@@ -128,7 +128,7 @@ class VNet2d(nn.Module):
     ) -> None:
         super().__init__()
         deep = len(widths) - 2
-        self.input_conv = ConvAct(
+        self.input_conv = _ConvAct(
             in_channels, widths[0], kernel_size=kernel_size, dilation=1, norm=norm
         )
         self.input_skip = nn.Conv2d(in_channels, widths[0], 1)
@@ -140,7 +140,7 @@ class VNet2d(nn.Module):
             self.downs.append(_resample(down, widths[level], norm, drop))
             dilation = 2 if level >= max(deep, 2) else 1
             self.encoder.append(
-                ResidualBlock(
+                _ResidualBlock(
                     widths[level],
                     min(level, 3),
                     kernel_size=kernel_size,
@@ -156,7 +156,7 @@ class VNet2d(nn.Module):
             self.ups.append(_resample(up, widths[level], norm, drop))
             channels = 2 * widths[level]
             self.decoder.append(
-                ResidualBlock(
+                _ResidualBlock(
                     channels, 2 if level >= 2 else 1, kernel_size=kernel_size, dilation=1, norm=norm
                 )
             )
@@ -229,7 +229,7 @@ class PyramidNet(nn.Module):
         self.in_channels = in_channels
         check_input_size(input_size, divisor=self.divisor, arch=self.arch)
         self.widths = [base_channels * 2**level for level in range(levels)]
-        self.stage1 = VNet2d(
+        self.stage1 = _VNet2d(
             in_channels,
             num_classes,
             self.widths,
@@ -237,7 +237,7 @@ class PyramidNet(nn.Module):
             dropout_rate=dropout_rate,
             norm=norm,
         )
-        self.stage2 = VNet2d(
+        self.stage2 = _VNet2d(
             in_channels + num_classes,
             num_classes,
             self.widths,

@@ -66,7 +66,7 @@ def unet_divisor(hyper: dict[str, Any]) -> int:
     return 2 ** (int(hyper.get("depth", 5)) - 1)
 
 
-class UNetEncoder(nn.Module):
+class _UNetEncoder(nn.Module):
     """The contracting path: returns the features of every level, finest first."""
 
     def __init__(
@@ -94,7 +94,7 @@ class UNetEncoder(nn.Module):
         return features
 
 
-class UpBlock(nn.Module):
+class _UpBlock(nn.Module):
     """Double the resolution, concatenate the skip, then two conv–norm–act units."""
 
     def __init__(self, in_channels: int, out_channels: int, *, norm: str, upsample: str) -> None:
@@ -115,13 +115,13 @@ class UpBlock(nn.Module):
         return self.convs(torch.cat([self.up(x), skip], dim=1))
 
 
-class UNetDecoder(nn.Module):
+class _UNetDecoder(nn.Module):
     """The expanding path: returns the decoder features, finest first."""
 
     def __init__(self, widths: list[int], *, norm: str, upsample: str) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            UpBlock(widths[level + 1], widths[level], norm=norm, upsample=upsample)
+            _UpBlock(widths[level + 1], widths[level], norm=norm, upsample=upsample)
             for level in reversed(range(len(widths) - 1))
         )
 
@@ -189,10 +189,10 @@ class UNet(nn.Module):
         check_input_size(input_size, divisor=self.divisor, arch=self.arch)
         widths = [min(base_channels * 2**level, max_channels) for level in range(depth)]
         self.widths = widths
-        self.encoder = UNetEncoder(
+        self.encoder = _UNetEncoder(
             widths, norm=norm, dropout_rate=dropout_rate, in_channels=in_channels
         )
-        self.decoder = UNetDecoder(widths, norm=norm, upsample=upsample)
+        self.decoder = _UNetDecoder(widths, norm=norm, upsample=upsample)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         levels = range(1, min(3, depth - 1)) if deep_supervision else range(0)
         self.aux_heads = nn.ModuleList(nn.Conv2d(widths[lv], num_classes, 1) for lv in levels)

@@ -28,7 +28,7 @@ from sliceseg.phantom.shapes import (
 
 ROI_VERTEBRA, ROI_PSOAS_R, ROI_PSOAS_L, ROI_ERECTOR_R, ROI_ERECTOR_L, ROI_FAT = 1, 2, 3, 4, 5, 6
 NUM_ROIS = 6
-PSOAS_FAT_PLANE_MM = 2.5
+_PSOAS_FAT_PLANE_MM = 2.5
 """Width of the fat plane around each psoas, before the subject's size factor."""
 FINE, MEDIUM, COARSE = 0, 1, 2
 """Texture fields: unit-std noise smoothed at about 0.5 pixel, 1.5 mm and 4 mm."""
@@ -354,7 +354,7 @@ def _back_and_psoas(a: Anatomy, c: Contrast, p: _Plan, fascia: Star) -> list[Lay
     # The psoas is retroperitoneal: a thin fat plane (its fascia, perirenal fat) parts it from
     # the kidney and bowel, as on real MR. Without it those touched the psoas with no edge at
     # all, which no reader could draw. Unlabelled, so the truth stays the psoas's own shape.
-    rim = PSOAS_FAT_PLANE_MM * a.size
+    rim = _PSOAS_FAT_PLANE_MM * a.size
     fat_plane = Tissue(0.85 * c.fat, MEDIUM, 0.04)
     for side, roi in ((-1, ROI_PSOAS_R), (1, ROI_PSOAS_L)):
         plane = SuperEllipse(side * ps_u, ps_v, ps_a + rim, ps_b + rim, -side * angle, 2.2)

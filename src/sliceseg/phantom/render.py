@@ -38,7 +38,7 @@ RESCALE_INTERCEPT = -50.0
 """(0028,1052) RescaleIntercept written to every file."""
 SUPERSAMPLING = 2
 """Image samples per pixel side; their mean is the pixel (partial-volume effect)."""
-TRUTH_SAMPLE_MM = 0.2
+_TRUTH_SAMPLE_MM = 0.2
 """Sample pitch (mm) of the true areas at ROI boundaries (6–32 samples per pixel side): the areas
 then agree with a far finer rasterisation of the shapes to within about 0.1 %."""
 
@@ -245,7 +245,7 @@ def render_slice(params: SliceParams, rng: np.random.Generator) -> PhantomSlice:
 
     grid = SampleGrid(xs, ys, frame)
     label = paint_labels(layers, grid)
-    refine = min(max(math.ceil(max(row_mm, col_mm) / TRUTH_SAMPLE_MM), 6), 32)
+    refine = min(max(math.ceil(max(row_mm, col_mm) / _TRUTH_SAMPLE_MM), 6), 32)
     areas = true_pixel_areas(layers, grid, label, num_labels=NUM_ROIS, refine=refine)
     areas *= row_mm * col_mm
     return PhantomSlice(

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-TABLE_SIZE = 1024
+_TABLE_SIZE = 1024
 
 
 def _pseudo_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -37,8 +37,8 @@ def _pseudo_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _angles() -> np.ndarray:
-    """The polar angles of pseudo-angles ``4 k / TABLE_SIZE`` (the inverse of the above)."""
-    p = np.arange(TABLE_SIZE) * (4.0 / TABLE_SIZE)
+    """The polar angles of pseudo-angles ``4 k / _TABLE_SIZE`` (the inverse of the above)."""
+    p = np.arange(_TABLE_SIZE) * (4.0 / _TABLE_SIZE)
     v = np.where(p <= 2, p - 1, 3 - p)
     u = np.where(p <= 2, 1 - np.abs(v), np.abs(v) - 1)
     return np.arctan2(v, u)
@@ -79,8 +79,8 @@ class Points:
 
 def table_position(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Table index and fraction of the direction of each ``(u, v)`` from the origin."""
-    pos = _pseudo_angle(u, v) * np.asarray(TABLE_SIZE / 4.0, u.dtype)
-    index = np.minimum(pos.astype(np.intp), TABLE_SIZE - 1)
+    pos = _pseudo_angle(u, v) * np.asarray(_TABLE_SIZE / 4.0, u.dtype)
+    index = np.minimum(pos.astype(np.intp), _TABLE_SIZE - 1)
     return index, pos - index
 
 
@@ -97,11 +97,11 @@ def _interpolate(
 def radius_at(table: np.ndarray, angle: float) -> float:
     """The radius (mm) of a table at the polar angle ``angle`` (rad, ``atan2(v, u)``)."""
     index, frac = table_position(np.array([math.cos(angle)]), np.array([math.sin(angle)]))
-    following = table[(index + 1) % TABLE_SIZE]
+    following = table[(index + 1) % _TABLE_SIZE]
     return float((table[index] + (following - table[index]) * frac)[0])
 
 
-def make_points(u: np.ndarray, v: np.ndarray) -> Points:
+def _make_points(u: np.ndarray, v: np.ndarray) -> Points:
     """Return :class:`Points` for anatomy-frame coordinates ``u``, ``v`` (mm)."""
     index, frac = table_position(u, v)
     return Points(u, v, np.sqrt(u * u + v * v), index, frac)
@@ -226,7 +226,7 @@ def encloses(region: Star, shape: Star, *, margin_mm: float = 1.0) -> bool:
     only points of that region.
     """
     grown = shape.outer + margin_mm
-    outline = make_points(shape.cu + grown * COS, shape.cv + grown * SIN)
+    outline = _make_points(shape.cu + grown * COS, shape.cv + grown * SIN)
     return bool(region.contains(outline).all())
 
 
@@ -280,7 +280,7 @@ class SampleGrid:
         self.xs, self.ys, self.frame = xs, ys, frame
         self.shape = (len(ys), len(xs))
         u, v = frame.to_anatomy(xs[None, :], ys[:, None])
-        self.pts = make_points(u.astype(dtype), v.astype(dtype))
+        self.pts = _make_points(u.astype(dtype), v.astype(dtype))
 
     def select(self, bbox: BBox) -> tuple[tuple[slice, slice], Points] | None:
         """Return the window of grid points that may lie inside ``bbox``, or None if empty."""
@@ -375,7 +375,7 @@ def true_pixel_areas(
     # float32 (about 1e-5 mm here) halves the memory traffic; the areas move by < 1e-6.
     u = (centre_u[:, None] + (off_u - origin_u)[None, :]).astype(np.float32)
     v = (centre_v[:, None] + (off_v - origin_v)[None, :]).astype(np.float32)
-    fine = make_points(u, v)
+    fine = _make_points(u, v)
     margin = 0.75 * max(dx, dy)
     values = np.zeros(u.shape, np.uint8)
     for layer in layers:

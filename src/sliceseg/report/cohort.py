@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
+from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.colours import roi_colour_hex
 
 __all__ = [
@@ -205,17 +206,16 @@ def _unlike(lines: list[str], count: int, series: int) -> str:
     if not count:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[:SHOWN_LINES])
-    mean = (  # as csa.csv's overall rows (`write_area_tables`): over all when all are unlike
-        "Every series is: the overall mean and std of csa.csv are over all of them; they"
-        if count >= series
-        else "They are left out of the overall mean and std of csa.csv and of the histograms "
-        "below, and"
-    )
+    # as csa.csv's overall rows (`leave_out_flagged`) and the histograms: over all when all
+    # are unlike
+    mean = overall_mean_clause("their areas", is_every_series=count >= series)
+    if count < series:
+        mean += ", and of the histograms below"
     return (
         f"<section class='unlike'><h2>⚠ {count} series unlike the training data</h2><p>"
         "The model was not trained on data like these: their areas may be wrong however "
-        f"confident it looks. {mean} come first under Review first.</p><ul>{items}</ul>"
-        "</section>"
+        f"confident it looks; {mean}, and these series come first under Review "
+        f"first.</p><ul>{items}</ul></section>"
     )
 
 

@@ -15,7 +15,7 @@ it, so that a PACS files it with them); nothing else about the patient is writte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.io.dicom import Slice
-from sliceseg.io.dicom_seg import write_dicom_seg
-from sliceseg.io.identity import series_key, slices_series_names
+from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
+from sliceseg.io.identity import series_key
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
 from sliceseg.io.volume_slices import PREDICTED_LABEL_MAPS, series_grid
@@ -138,9 +138,9 @@ def export_series(
             else:
                 files.append(write_seg_nrrd(path, slices, labels, roi_names, colours_rgb=colours))
         except SlicesegError as exc:
-            # a writer names the file it was given: in a cohort, a temporary folder's, gone
-            # once the series is renamed into place; the note's "<name>: <format>" names it
-            reason = str(exc).removeprefix(f"{path}: ").removeprefix("DICOM-SEG not written: ")
+            # the reason only, not the file the writer was given (in a cohort, a temporary
+            # folder's, gone once the series is in place): the note's "<name>: <format>" says it
+            reason = exc.reason if isinstance(exc, SegNotWritten) else str(exc)
             failed[fmt] = reason.rstrip(".")
     notes = tuple(_note(name, fmt, reason, slices, files) for fmt, reason in failed.items())
     return SeriesExport(name, slices[0].series_uid if slices else "", tuple(files), notes)
@@ -179,34 +179,28 @@ def export_predictions(
     out_dir: Path | str,
     slices: Sequence[Slice],
     labels: Sequence[np.ndarray],
-    keys: Sequence[str],
+    series_names: Mapping[str, str],
     roi_names: Sequence[str],
     *,
     formats: Sequence[str] = DEFAULT_EXPORTS,
-    root_name: str = "series",
-    series_name: str | None = None,
 ) -> list[SeriesExport]:
     """Group predictions by series and write each series' exports into ``out_dir``.
-
-    A series is named after the folder of its slices' keys (``p01`` for ``p01/slice_1``), or
-    ``root_name`` when they lie at the top; a second series with the same name gets ``_2``.
 
     Args:
         out_dir: the folder to write into (e.g. ``<predict --out>/exports``).
         slices: every predicted slice.
         labels: its label maps.
-        keys: its keys (path below the DICOM folder without suffix).
+        series_names: per `series_key`, the series' name, its files' stem
+            (`sliceseg.io.identity.slices_series_names`: ``p01``, ``p01_2``).
         roi_names: names of ROIs 1..K.
         formats: a subset of `EXPORT_FORMATS`; empty writes nothing.
-        root_name: the name of a series at the top of the DICOM folder.
-        series_name: the name of the one series given (a cohort's series folder, named with
-            every series of the folder in view: ``p01_2``); None names them here.
 
     Returns:
         One `SeriesExport` per series, in the order the series first appear.
 
     Example:
-        >>> runs = export_predictions(out / "exports", slices, labels, keys, names)
+        >>> named = slices_series_names(slices, [slice_key(s, root) for s in slices])
+        >>> runs = export_predictions(out / "exports", slices, labels, named, names)
         >>> [f.name for run in runs for f in run.files]
         ['p01.nii.gz', 'p01.seg.nrrd']
     """
@@ -215,14 +209,12 @@ def export_predictions(
     groups: dict[str, list[int]] = {}
     for index, image in enumerate(slices):
         groups.setdefault(series_key(image), []).append(index)
-    names = slices_series_names(slices, keys, root_name=root_name, series_name=series_name)
     runs = []
     for key, members in groups.items():
-        name = names[key]
         runs.append(
             export_series(
                 out_dir,
-                name,
+                series_names[key],
                 [slices[i] for i in members],
                 [labels[i] for i in members],
                 roi_names,

@@ -24,6 +24,7 @@ from sliceseg.measure.areas import (
     least_confident,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.colours import roi_colour
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
@@ -182,7 +183,7 @@ def _banner(unlike_training: Sequence[str], slices: _Slices) -> str:
     return (
         f'<section class="box unlike" id="unlike-training"><h2>⚠ {count} series unlike the '
         f"training data</h2><p>The model was not trained on data like this: its areas there "
-        f"may be wrong however confident it looks. {_left_out_of_mean(slices)}, and their "
+        f"may be wrong however confident it looks; {_left_out_of_mean(slices)}, and their "
         f"slices come first under Review first.</p><ul>{items}</ul></section>"
     )
 
@@ -190,9 +191,8 @@ def _banner(unlike_training: Sequence[str], slices: _Slices) -> str:
 def _left_out_of_mean(slices: _Slices) -> str:
     """Whether the table's overall rows leave the unlike series out: not when every slice is
     theirs (`with_familiarity` keeps the rows over all of them, as a series' own table)."""
-    if slices.labels and len(slices.unfamiliar) == len(slices.labels):
-        return "Every slice here is of such a series: the mean and standard deviation are over them"
-    return "They are left out of the overall mean and standard deviation"
+    every = bool(slices.labels) and len(slices.unfamiliar) == len(slices.labels)
+    return overall_mean_clause("their areas", is_every_series=every)
 
 
 def _messages(warnings: Sequence[str], notes: Sequence[str], slices: _Slices) -> str:

@@ -34,10 +34,10 @@ class TensorLike(Protocol):
     def detach(self) -> Any: ...
 
 
-BACKGROUND_RGB = (24, 24, 24)
-TEXT_RGB = (235, 235, 235)
-MAX_GIF_SIZE = 384
-MIN_GIF_SIZE = 256  # as overlays: a small grid is enlarged, so its legend and title fit
+_BACKGROUND_RGB = (24, 24, 24)
+_TEXT_RGB = (235, 235, 235)
+_MAX_GIF_SIZE = 384
+_MIN_GIF_SIZE = 256  # as overlays: a small grid is enlarged, so its legend and title fit
 
 
 def _names(roi_names: Sequence[str], num_labels: int) -> list[str]:
@@ -267,8 +267,8 @@ def _fitted(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width
 def _text_strip(text: str, width: int, size: int) -> Image.Image:
     font = _font(size)
     text = _fitted(text, font, width - size)
-    strip = Image.new("RGB", (width, int(size * 1.7)), BACKGROUND_RGB)
-    ImageDraw.Draw(strip).text((size // 2, size // 3), text, fill=TEXT_RGB, font=font)
+    strip = Image.new("RGB", (width, int(size * 1.7)), _BACKGROUND_RGB)
+    ImageDraw.Draw(strip).text((size // 2, size // 3), text, fill=_TEXT_RGB, font=font)
     return strip
 
 
@@ -281,16 +281,16 @@ def _legend_strip(roi_names: Sequence[str], width: int, size: int) -> Image.Imag
             x, y = pad, y + line
         spots.append((k, name, x, y))
         x += item
-    strip = Image.new("RGB", (width, y + line + pad // 2), BACKGROUND_RGB)
+    strip = Image.new("RGB", (width, y + line + pad // 2), _BACKGROUND_RGB)
     draw = ImageDraw.Draw(strip)
     for k, name, x, y in spots:
         draw.rectangle((x, y + 2, x + size - 2, y + size), fill=roi_colour(k))
-        draw.text((x + size + pad // 2, y), name, fill=TEXT_RGB, font=font)
+        draw.text((x + size + pad // 2, y), name, fill=_TEXT_RGB, font=font)
     return strip
 
 
 def _stack(parts: Sequence[Image.Image]) -> Image.Image:
-    canvas = Image.new("RGB", (parts[0].width, sum(p.height for p in parts)), BACKGROUND_RGB)
+    canvas = Image.new("RGB", (parts[0].width, sum(p.height for p in parts)), _BACKGROUND_RGB)
     y = 0
     for part in parts:
         canvas.paste(part, (0, y))
@@ -339,7 +339,7 @@ def save_overlay(
     grey = to_display(image, window=window)
     grey, labels = true_shape(grey, _check_label(label, grey.shape), spacing_mm, min_side=256)
     gap = 8
-    panel = Image.new("RGB", (2 * grey.shape[1] + gap, grey.shape[0]), BACKGROUND_RGB)
+    panel = Image.new("RGB", (2 * grey.shape[1] + gap, grey.shape[0]), _BACKGROUND_RGB)
     panel.paste(Image.fromarray(grey).convert("RGB"), (0, 0))
     panel.paste(Image.fromarray(_paint(grey, labels, 0.45, True)), (grey.shape[1] + gap, 0))
     size = max(12, panel.width // 45)
@@ -406,8 +406,8 @@ def plot_batch(
 
 def _gif_box(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """The (rows, cols) every frame shares: each shape fitted to its longest side between
-    `MIN_GIF_SIZE` and `MAX_GIF_SIZE` (its own size where that lies between)."""
-    longest = min(MAX_GIF_SIZE, max(MIN_GIF_SIZE, max(max(shape) for shape in shapes)))
+    `_MIN_GIF_SIZE` and `_MAX_GIF_SIZE` (its own size where that lies between)."""
+    longest = min(_MAX_GIF_SIZE, max(_MIN_GIF_SIZE, max(max(shape) for shape in shapes)))
     fits = [(r * longest / max(r, c), c * longest / max(r, c)) for r, c in shapes]
     return round(max(f[0] for f in fits)), round(max(f[1] for f in fits))
 

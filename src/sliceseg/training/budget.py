@@ -12,7 +12,7 @@ import numpy as np
 from sliceseg.training.progress import format_elapsed
 
 # Estimates follow the last few timings: the first epochs run slower (warm-up, caches).
-RECENT = 3
+_RECENT = 3
 
 
 class Clock:
@@ -72,7 +72,7 @@ class Budget:
 
     def to_dict(self) -> dict[str, Any]:
         """The recent timings as plain data, for the checkpoint's training state."""
-        return {name: [float(s) for s in getattr(self, name)[-RECENT:]] for name in _TIMINGS}
+        return {name: [float(s) for s in getattr(self, name)[-_RECENT:]] for name in _TIMINGS}
 
     def next_epoch_fits(self, elapsed_s: float, *, saves_now: bool) -> bool:
         """Whether, ``elapsed_s`` into the run and this epoch's validation done when it was
@@ -98,4 +98,4 @@ _TIMINGS = ("training_s", "validation_s", "checkpoint_s")
 
 def _recent(seconds: list[float]) -> float:
     """The median of the last few timings; 0 before the first."""
-    return float(np.median(seconds[-RECENT:])) if seconds else 0.0
+    return float(np.median(seconds[-_RECENT:])) if seconds else 0.0

@@ -261,7 +261,7 @@ def _run(
             draw_first_batch(session.data, config, path=session.path("first_batch.png"))
     resumed = None if resumption is None else resumption.checkpoint
     try:
-        state = run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+        state = _run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM: say what is lost and where the run goes on from
         log(interrupted_line(session, resumed))
         raise
@@ -280,7 +280,7 @@ def _resumed_state(session: Session, resumption: Resumption, log: Log) -> Traini
     return drop_abandoned_best(session, resumption.state, checkpoint, log)
 
 
-def run_epochs(
+def _run_epochs(
     session: Session,
     start: TrainingState,
     *,

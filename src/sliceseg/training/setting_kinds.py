@@ -52,7 +52,7 @@ FLAGS: dict[str, str] = {
 name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""
 
 # The settings of each kind; None is allowed where it means "not set" (see TrainConfig).
-WHOLE = (
+_WHOLE = (
     "input_shape",
     "epochs",
     "batch_size",
@@ -63,7 +63,7 @@ WHOLE = (
     "num_labels",
     "context_slices",
 )
-REAL = (
+_REAL = (
     "learning_rate",
     "dropout_rate",
     "validation_fraction",
@@ -71,8 +71,8 @@ REAL = (
     "foreground_fraction",
     "ema_decay",
 )
-TRUTH = ("augment", "overwrite", "area_calibration")
-PATHS = ("data_dir", "images_dir", "labels_dir", "out_dir", "init_from")  # text, `~` expanded
+_TRUTH = ("augment", "overwrite", "area_calibration")
+_PATHS = ("data_dir", "images_dir", "labels_dir", "out_dir", "init_from")  # text, `~` expanded
 
 
 def named_setting(setting: str) -> str:
@@ -101,9 +101,9 @@ def canonical_kinds(values: Mapping[str, Any]) -> dict[str, Any]:
     """
     plain: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None or name not in (*WHOLE, *REAL, *TRUTH, *PATHS):
+        if value is None or name not in (*_WHOLE, *_REAL, *_TRUTH, *_PATHS):
             continue
-        plain[name] = _expanded(value) if name in PATHS else _canonical(name, value)
+        plain[name] = _expanded(value) if name in _PATHS else _canonical(name, value)
     return plain
 
 
@@ -115,16 +115,16 @@ def _expanded(value: Any) -> Any:
 
 def _canonical(name: str, value: Any) -> Any:
     is_truth = isinstance(value, bool | np.bool_)
-    if name in TRUTH and is_truth:
+    if name in _TRUTH and is_truth:
         return bool(value)
-    if name in WHOLE and isinstance(value, numbers.Integral) and not is_truth:
+    if name in _WHOLE and isinstance(value, numbers.Integral) and not is_truth:
         return int(value)
-    is_real = name in REAL and isinstance(value, numbers.Real) and not is_truth
+    is_real = name in _REAL and isinstance(value, numbers.Real) and not is_truth
     if is_real and math.isfinite(value):
         return float(value)
     if is_real:  # an infinite budget never ends; an infinite learning rate gives NaN weights
         raise ConfigError(f"{named_setting(name)} must be a finite number, got {value!r}.")
-    kind = {**dict.fromkeys(WHOLE, "a whole number"), **dict.fromkeys(REAL, "a number")}
+    kind = {**dict.fromkeys(_WHOLE, "a whole number"), **dict.fromkeys(_REAL, "a number")}
     expected = kind.get(name, "true or false")
     hint = "; in a settings file, write it without quotes" if isinstance(value, str) else ""
     raise ConfigError(f"{named_setting(name)} must be {expected}, got {value!r}{hint}.")
