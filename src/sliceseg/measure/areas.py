@@ -27,7 +27,7 @@ from sliceseg.measure.tissue import (
 )
 
 _SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
-_SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
+SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
@@ -342,7 +342,7 @@ class AreaTable:
         shown.loc[[row for row in _SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
         note = f"; the overall mean, std and n: {more}" if more else ""
-        return f"{header}\n{shown.to_string()}\n{_SUMMARY_NOTE}{note}"
+        return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
         """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""
