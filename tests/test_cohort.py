@@ -844,6 +844,16 @@ def test_flagged_visuals_draw_only_the_slice_a_warning_names():
     assert chosen.keys == frozenset({"p01/s10", "p01/s11", "p01/s12"})  # + the least confident
 
 
+def test_flagged_visuals_draw_the_slice_a_warning_names_when_its_name_holds_a_colon():
+    """The key ended at the warning's first ": ", so a warning about ``p01/scan: 2`` drew
+    nothing (past 500 slices its picture was missing from the report the warning links to)."""
+    keys = ["p01/scan", "p01/scan: 2", "p01/scan: 3"]
+    scores = [np.array([0.9]), np.array([0.95]), np.array([0.5])]
+    warnings = ["p01/scan: 2: psoas is missing (area 0) although both neighbouring slices have it"]
+    chosen = cohort_series.choose_visuals("flagged", keys, scores, warnings)
+    assert chosen.keys == frozenset({"p01/scan: 2", "p01/scan: 3"})  # + the least confident
+
+
 def test_all_visuals_draw_no_gif_or_plot_for_a_one_slice_series():
     lone = cohort_series.choose_visuals("all", ["p01/l3"], [np.array([0.4])], [])
     assert lone.keys is None and not lone.animations and not lone.figures
