@@ -237,6 +237,36 @@ class TestResolveSpacing:
         assert "Area (pixels)" in table.to_text()
 
 
+def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
+    """A digitised film with (0018,2010) NominalScannedPixelSpacing and no PixelSpacing was
+    refused as having no spacing at all; the line now names the film's spacing, says why it is
+    not used (it measures the film, not the patient) and what to give instead."""
+    import pydicom
+
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    path = write_test_dicom(tmp_path / "dicoms" / "film.dcm", np.zeros((4, 4)), spacing=None)
+    ds = pydicom.dcmread(path)
+    ds.NominalScannedPixelSpacing = [0.1, 0.1]
+    ds.save_as(path)
+    label = np.zeros((4, 4), np.uint8)
+    label[:2, :2] = 1
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "film.npy", label)
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {path}: no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing"
+        ", a scanned film's spacing, which is not used: it measures the film, not the patient (a "
+        "film shows the anatomy at a print scale the file does not record), so areas in mm² are "
+        "unknown; "
+        "give --fov MM (the anatomy's extent across the image, e.g. from the film's scale bar), "
+        "or --pixels to report pixel counts."
+    )
+
+
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 

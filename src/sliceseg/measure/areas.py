@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice, no_spacing_message
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
@@ -240,10 +240,7 @@ def resolve_spacing(
         return spacing, USER_SPACING_SOURCE
     if fallback.pixels_only:
         return None, "pixels"
-    raise ConfigError(
-        f"{image.source}: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; "
-        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
-    )
+    raise ConfigError(no_spacing_message(image))
 
 
 def with_fallback_spacing(image: Slice, fallback: SpacingFallback) -> Slice:
