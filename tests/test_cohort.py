@@ -1405,3 +1405,21 @@ def test_a_renamed_segment_label_is_said_once_per_run(tiny_model, cohort_dir, tm
         "the tables keep the whole name."
     ]
     assert len(list(out.glob("series/*/exports/*.seg.dcm"))) == 4
+
+
+def test_a_cohort_in_pixels_says_so_in_its_tables_and_resumes(tiny_model, cohort_dir, tmp_path):
+    """``predict --pixels``: every csa.csv (the series' and the cohort's) names the unit in its
+    ROI columns, the merge reads them, and a rerun finds the series done (their tables whole)."""
+    for path in cohort_dir.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    out = tmp_path / "out"
+    pixels = dataclasses.replace(LEAN, fallback=SpacingFallback(pixels_only=True))
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
+    assert run.merged is not None and run.merged.is_complete and len(run.finished) == 4
+    columns = ["file", *(f"{roi} (pixels)" for roi in ROIS), "confidence"]
+    for table in (out / "csa.csv", out / "series" / "sub01" / "csa.csv"):
+        assert list(pd.read_csv(table, index_col="slice").columns)[: len(columns)] == columns
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
+    assert again.already_done == 4 and again.finished == []

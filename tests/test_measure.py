@@ -282,6 +282,37 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     assert (long["patient_name"] == "Phantom^" + subjects).all()
 
 
+def test_measure_in_pixels_says_so_in_the_wide_table(tmp_path, capsys):
+    """``measure --pixels`` wrote csa.csv exactly as in mm² (``slice,file,r``): a reader of
+    the file could not tell 9 pixels from 9 mm². Its ROI columns now name the unit; the
+    tidy table has the counts in ``pixels`` and ``area_mm2`` empty, as before."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    write_test_dicom(tmp_path / "dicoms" / "a.dcm", np.zeros((4, 4)), spacing=None)
+    (tmp_path / "labels").mkdir()
+    label = np.zeros((4, 4), np.uint8)
+    label[:3, :3] = 1
+    np.save(tmp_path / "labels" / "a.npy", label)
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--labels", "r,s", "--pixels"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "px")]) == 0
+    wide = pd.read_csv(tmp_path / "px" / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert list(wide.columns) == ["file", "r (pixels)", "s (pixels)"]
+    assert wide.loc["1", "r (pixels)"] == 9 and wide.loc["1", "s (pixels)"] == 0
+    long = pd.read_csv(tmp_path / "px" / "csa_long.csv")
+    assert list(long["pixels"]) == [9, 0] and long["area_mm2"].isna().all()
+    assert "Area (pixels)" in capsys.readouterr().out
+
+
+def test_measure_in_mm2_keeps_the_roi_names_as_columns(tiny_phantom, tmp_path):
+    from sliceseg.label_areas import measure_label_folder
+
+    test = tiny_phantom / "test"
+    table, (wide_csv, _), _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path)
+    assert list(pd.read_csv(wide_csv).columns) == ["slice", "file", *table.per_slice.columns]
+
+
 def test_measure_names_each_series_as_predict_does(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 

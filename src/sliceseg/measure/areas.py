@@ -17,7 +17,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import series_row, with_summary_rows
+from sliceseg.measure.summary_rows import area_column, series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -340,11 +340,14 @@ class AreaTable:
         return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
-        """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""
+        """Write ``csa.csv`` (wide; in pixels its ROI columns say so: ``psoas (pixels)``) and
+        ``csa_long.csv`` (tidy) atomically; return their paths."""
         out = Path(out_dir)
         wide_path, long_path = out / "csa.csv", out / "csa_long.csv"
+        units = {roi: area_column(roi, self.unit) for roi in self.per_slice.columns}
+        wide = with_whole_counts(self.wide).rename(columns=units)
         with atomic_path(wide_path) as tmp:
-            write_csv(with_whole_counts(self.wide), tmp, index_label="slice")
+            write_csv(wide, tmp, index_label="slice")
         with atomic_path(long_path) as tmp:
             write_csv(self.long, tmp, index=False)
         return wide_path, long_path

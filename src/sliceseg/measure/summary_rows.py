@@ -2,7 +2,8 @@
 
 One definition of the numbers (`summary_stats`) for a series' own table (`with_summary_rows`,
 called by `sliceseg.measure.areas.measure_areas`), for tables put together from parts
-(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`).
+(`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`); and of the
+written table's ROI columns (`area_column`), which its readers look for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "area_column",
     "series_label",
     "series_row",
     "summarised",
@@ -22,6 +24,17 @@ __all__ = [
 ]
 
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+
+
+def area_column(roi: str, unit: str) -> str:
+    """The written wide table's column of an ROI's areas: its name, and in pixels (``unit``
+    "pixels") the unit too, since nothing else in ``csa.csv`` tells pixel counts from mm².
+
+    Example:
+        >>> area_column("psoas", "pixels"), area_column("psoas", "mm2")
+        ('psoas (pixels)', 'psoas')
+    """
+    return f"{roi} (pixels)" if unit == "pixels" else roi
 
 
 def series_row(row: str, series: object) -> str:
