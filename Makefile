@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8888
 TOKEN ?=
 
-.PHONY: install demo test lab lint bench clean
+.PHONY: install demo test lab notebooks lint bench clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,10 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-# The notebooks extra (JupyterLab, widgets, papermill) and a kernel named "sliceseg".
+# The notebooks extra (JupyterLab, widgets, papermill) and the kernel the notebooks name,
+# "Python (sliceseg)": `make notebooks` alone before a headless papermill run.
+notebooks: $(VENV)/.notebooks
+
 $(VENV)/.notebooks: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[notebooks]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name sliceseg --display-name "Python (sliceseg)"

@@ -22,6 +22,21 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 TEST_SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
+NOTEBOOK_KERNEL = ("sliceseg", "Python (sliceseg)")
+"""The kernel the notebooks name and ``make lab`` registers: (name, display name)."""
+
+
+def write_notebook_kernel(jupyter_dir: Path) -> Path:
+    """Register the notebooks' kernel (`NOTEBOOK_KERNEL`) as ``make lab`` does, but in a
+    Jupyter folder of the test's own (``jupyter_dir/kernels/sliceseg``; give ``jupyter_dir``
+    as JUPYTER_PATH or JUPYTER_DATA_DIR): this interpreter, so the notebooks run the sliceseg
+    under test."""
+    from ipykernel.kernelspec import write_kernel_spec
+
+    name, display_name = NOTEBOOK_KERNEL
+    path = jupyter_dir / "kernels" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(write_kernel_spec(path, overrides={"display_name": display_name}))
 
 
 def write_test_dicom(

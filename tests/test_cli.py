@@ -456,3 +456,26 @@ def test_measure_and_evaluate_help_say_what_they_do_with_empty_slices():
     assert "(checked against the model)" in helps["evaluate"]
     assert "or train on them as background" in helps["train"]
     assert "train on them" not in helps["measure"] + helps["evaluate"]
+
+
+def test_train_help_says_how_long_training_runs_by_default(capsys):
+    """``train --help`` said the default epochs only under --epochs: not under --max-minutes,
+    whose budget without --epochs is how long training runs, nor the checkpoints' defaults."""
+    from sliceseg.cli import main
+    from sliceseg.training.config import DEFAULT_EPOCHS, TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "How long: --epochs N epochs; with --max-minutes and no --epochs, until the budget (the "
+        f"learning rate decaying over it); with neither, {DEFAULT_EPOCHS} epochs."
+    ) in shown
+    assert (
+        "wall-clock budget in minutes: training stops cleanly within it and, without --epochs, "
+        f"runs until it (default: no budget, {DEFAULT_EPOCHS} epochs)"
+    ) in shown
+    assert f"without a budget {DEFAULT_EPOCHS})" in shown  # --epochs
+    defaults = TrainConfig(data_dir="d")
+    assert f"every N epochs (default {defaults.print_checkpoint})" in shown
+    assert f"every M epochs (default {defaults.save_checkpoint})" in shown

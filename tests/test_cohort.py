@@ -844,6 +844,16 @@ def test_flagged_visuals_draw_only_the_slice_a_warning_names():
     assert chosen.keys == frozenset({"p01/s10", "p01/s11", "p01/s12"})  # + the least confident
 
 
+def test_flagged_visuals_draw_the_slice_a_warning_names_when_its_name_holds_a_colon():
+    """The key ended at the warning's first ": ", so a warning about ``p01/scan: 2`` drew
+    nothing (past 500 slices its picture was missing from the report the warning links to)."""
+    keys = ["p01/scan", "p01/scan: 2", "p01/scan: 3"]
+    scores = [np.array([0.9]), np.array([0.95]), np.array([0.5])]
+    warnings = ["p01/scan: 2: psoas is missing (area 0) although both neighbouring slices have it"]
+    chosen = cohort_series.choose_visuals("flagged", keys, scores, warnings)
+    assert chosen.keys == frozenset({"p01/scan: 2", "p01/scan: 3"})  # + the least confident
+
+
 def test_all_visuals_draw_no_gif_or_plot_for_a_one_slice_series():
     lone = cohort_series.choose_visuals("all", ["p01/l3"], [np.array([0.4])], [])
     assert lone.keys is None and not lone.animations and not lone.figures
@@ -1452,3 +1462,21 @@ def test_a_dicom_folder_inside_out_is_refused_and_its_dicoms_kept(
         "series' folder whole (its DICOMs would be deleted); choose an --out outside it."
     )
     assert snapshot(study) == before
+
+
+def test_a_cohort_in_pixels_says_so_in_its_tables_and_resumes(tiny_model, cohort_dir, tmp_path):
+    """``predict --pixels``: every csa.csv (the series' and the cohort's) names the unit in its
+    ROI columns, the merge reads them, and a rerun finds the series done (their tables whole)."""
+    for path in cohort_dir.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    out = tmp_path / "out"
+    pixels = dataclasses.replace(LEAN, fallback=SpacingFallback(pixels_only=True))
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
+    assert run.merged is not None and run.merged.is_complete and len(run.finished) == 4
+    columns = ["file", *(f"{roi} (pixels)" for roi in ROIS), "confidence"]
+    for table in (out / "csa.csv", out / "series" / "sub01" / "csa.csv"):
+        assert list(pd.read_csv(table, index_col="slice").columns)[: len(columns)] == columns
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
+    assert again.already_done == 4 and again.finished == []

@@ -19,6 +19,45 @@ def test_default_workers_leave_small_machines_to_the_main_process(monkeypatch, c
     assert cohort_decode.default_workers() == workers
 
 
+@pytest.mark.parametrize(
+    ("workers", "cpus", "decoding"),
+    [
+        (None, 2, "decoding in the main process (--workers 0)"),
+        (None, 4, "3 decoding worker processes (--workers)"),
+        (1, 8, "1 decoding worker process (--workers)"),
+        (0, 8, "decoding in the main process (--workers 0)"),
+    ],
+)
+def test_predict_s_workers_in_words(monkeypatch, workers, cpus, decoding):
+    """The default count depends on the machine (none on 2 CPUs): predict did not say it."""
+    monkeypatch.setattr(cohort_decode, "rank_cpus", lambda: cpus)
+    monkeypatch.setattr(cohort_decode, "rank_threads", lambda device: 3)
+    said = cohort_decode.describe_workers(workers, "cpu", writers=2)
+    assert said == f"{decoding}; the network on cpu with 3 threads; 2 threads writing"
+
+
+def test_predict_s_first_line_names_its_workers_and_threads(
+    tiny_model, tiny_phantom, tmp_path, capsys
+):
+    """``sliceseg predict`` began with the series to do, not who does them: decoding workers
+    (a default that depends on the machine), the network's threads, the writing threads."""
+    import re
+
+    from sliceseg.cli import main
+
+    out, dicoms = tmp_path / "out", tiny_phantom / "test" / "dicoms"
+    argv = ["predict", str(tiny_model), str(dicoms), "--out", str(out), "--workers", "0",
+            "--visuals", "none", "--no-report", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(
+        r"shard 1/1 \(single\): 1 of 1 series; 0 series already done, skipped; 1 to do; "
+        r"decoding in the main process \(--workers 0\); the network on cpu with \d+ threads; "
+        r"2 threads writing",
+        first,
+    ), first
+
+
 def test_a_series_decoding_notes_are_its_own_while_another_thread_warns(tmp_path, monkeypatch):
     """The notes a decode brings back for its series (said again by the main process) were
     recorded with `catch_warnings`, process-wide: run beside writer threads (``workers`` 0, a

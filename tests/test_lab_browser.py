@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import write_notebook_kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -199,6 +201,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "--LabApp.extension_manager=readonly",
     ]
     log = home / "lab.log"
+    write_notebook_kernel(home / "data")  # JUPYTER_DATA_DIR: as `make lab` registers it
     with running(command, cwd=root, env=jupyter_env(home), log=log) as process:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base}/api/status?token={token}", process, log, timeout_s=120)
@@ -228,8 +231,8 @@ ALL_RUN_OR_FAILED = """() => {
 }"""
 
 
-# The status bar reads "Python 3 (ipykernel) | Idle" once the notebook's kernel is connected.
-KERNEL_IDLE = r"""() => /\(ipykernel\) \| Idle/.test(
+# The status bar reads "Python (sliceseg) | Idle" once the notebook's kernel is connected.
+KERNEL_IDLE = r"""() => /Python \(sliceseg\) \| Idle/.test(
     document.querySelector('#jp-main-statusbar')?.innerText ?? '')"""
 
 

@@ -237,6 +237,36 @@ class TestResolveSpacing:
         assert "Area (pixels)" in table.to_text()
 
 
+def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
+    """A digitised film with (0018,2010) NominalScannedPixelSpacing and no PixelSpacing was
+    refused as having no spacing at all; the line now names the film's spacing, says why it is
+    not used (it measures the film, not the patient) and what to give instead."""
+    import pydicom
+
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    path = write_test_dicom(tmp_path / "dicoms" / "film.dcm", np.zeros((4, 4)), spacing=None)
+    ds = pydicom.dcmread(path)
+    ds.NominalScannedPixelSpacing = [0.1, 0.1]
+    ds.save_as(path)
+    label = np.zeros((4, 4), np.uint8)
+    label[:2, :2] = 1
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "film.npy", label)
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {path}: no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing"
+        ", a scanned film's spacing, which is not used: it measures the film, not the patient (a "
+        "film shows the anatomy at a print scale the file does not record), so areas in mm² are "
+        "unknown; "
+        "give --fov MM (the anatomy's extent across the image, e.g. from the film's scale bar), "
+        "or --pixels to report pixel counts."
+    )
+
+
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 
@@ -250,6 +280,37 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     subjects = long["file"].str.split("/").str[0]
     assert (long["patient_id"] == "PHANTOM-7-" + subjects).all()
     assert (long["patient_name"] == "Phantom^" + subjects).all()
+
+
+def test_measure_in_pixels_says_so_in_the_wide_table(tmp_path, capsys):
+    """``measure --pixels`` wrote csa.csv exactly as in mm² (``slice,file,r``): a reader of
+    the file could not tell 9 pixels from 9 mm². Its ROI columns now name the unit; the
+    tidy table has the counts in ``pixels`` and ``area_mm2`` empty, as before."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    write_test_dicom(tmp_path / "dicoms" / "a.dcm", np.zeros((4, 4)), spacing=None)
+    (tmp_path / "labels").mkdir()
+    label = np.zeros((4, 4), np.uint8)
+    label[:3, :3] = 1
+    np.save(tmp_path / "labels" / "a.npy", label)
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--labels", "r,s", "--pixels"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "px")]) == 0
+    wide = pd.read_csv(tmp_path / "px" / "csa.csv", index_col="slice", dtype={"slice": str})
+    assert list(wide.columns) == ["file", "r (pixels)", "s (pixels)"]
+    assert wide.loc["1", "r (pixels)"] == 9 and wide.loc["1", "s (pixels)"] == 0
+    long = pd.read_csv(tmp_path / "px" / "csa_long.csv")
+    assert list(long["pixels"]) == [9, 0] and long["area_mm2"].isna().all()
+    assert "Area (pixels)" in capsys.readouterr().out
+
+
+def test_measure_in_mm2_keeps_the_roi_names_as_columns(tiny_phantom, tmp_path):
+    from sliceseg.label_areas import measure_label_folder
+
+    test = tiny_phantom / "test"
+    table, (wide_csv, _), _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path)
+    assert list(pd.read_csv(wide_csv).columns) == ["slice", "file", *table.per_slice.columns]
 
 
 def test_measure_names_each_series_as_predict_does(tiny_phantom, tmp_path):

@@ -464,6 +464,11 @@ def test_series_in_pixels_beside_series_in_mm2_are_refused_naming_both(mixed, tm
     data = json.loads(record.read_text())
     data["summary"]["unit"] = "pixels"
     record.write_text(json.dumps(data))
+    table = series_dir(out, "sub02") / "csa.csv"  # a pixel series' ROI columns name the unit
+    header, rest = table.read_text().split("\n", 1)
+    rois = set(data["summary"]["mean"])
+    named = [f"{c} (pixels)" if c in rois else c for c in header.split(",")]
+    table.write_text(",".join(named) + "\n" + rest)
     with pytest.raises(
         ConfigError, match=r"series sub02 is measured in pixels .* series sub01 is in mm².*--fov"
     ):

@@ -6,6 +6,7 @@ import ast
 import base64
 import io
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pydicom
 import pytest
 
+from conftest import NOTEBOOK_KERNEL, write_notebook_kernel
 from sliceseg import notebook as helpers
 from sliceseg.notebook import TrainingCurves, checkpoint_row, choose_folder
 from sliceseg.training.progress import ProgressEvent
@@ -54,14 +56,39 @@ class TestCommittedNotebooks:
             defines = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
             assert not defines, cell.source[:60]
 
-    def test_kernel_is_one_every_environment_has(self, name):
-        notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-        assert notebook.metadata.kernelspec.name == "python3"
+    def test_kernel_is_the_one_make_lab_registers(self, name):
+        """The notebooks named "Python 3 (ipykernel)", not the "Python (sliceseg)" kernel that
+        ``make lab`` (``make notebooks``) registers for them."""
+        spec = nbformat.read(NOTEBOOKS / name, as_version=4).metadata.kernelspec
+        assert (spec.name, spec.display_name) == NOTEBOOK_KERNEL
+        makefile = (NOTEBOOKS.parent / "Makefile").read_text(encoding="utf-8")
+        registered = f'--name {spec.name} --display-name "{spec.display_name}"'
+        assert f"ipykernel install --sys-prefix {registered}" in makefile
 
 
 def test_train_notebook_passes_the_live_figure_to_train():
     sources = [c.source for c in code_cells("train.ipynb")]
     assert any("TrainingCurves()" in s and "on_checkpoint=curves" in s for s in sources)
+
+
+def test_the_check_cell_shows_the_verdict_and_stops_on_errors_only(tiny_phantom, tmp_path, capsys):
+    """The cell asserted the verdict: an AssertionError (gone under ``python -O``). It now
+    prints the report, goes on with warnings (as ``sliceseg train`` does) and stops on errors
+    with sliceseg's own error, as ``sliceseg check`` exits 1."""
+    import sliceseg
+
+    cell = python_of(next(c for c in code_cells("train.ipynb") if "check_dataset(" in c.source))
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "train", data)
+    next((data / "labels" / "sub01").iterdir()).unlink()  # a DICOM without its label: a warning
+    exec(cell, {"sliceseg": sliceseg, "data_dir": str(data)})
+    shown = capsys.readouterr().out
+    assert "Verdict: FIT for training (" in shown and "1 warning(s)" in shown
+    label = next((data / "labels" / "sub02").iterdir())
+    shutil.copy(label, label.with_suffix(".tif" if label.suffix != ".tif" else ".png"))
+    with pytest.raises(sliceseg.SlicesegError, match=r"^NOT FIT for training: fix the errors"):
+        exec(cell, {"sliceseg": sliceseg, "data_dir": str(data)})  # two label maps of a slice
+    assert "Verdict: NOT FIT for training (" in capsys.readouterr().out
 
 
 def test_train_settings_keep_the_defaults_of_the_command_line():
@@ -239,8 +266,17 @@ class TestTrainingCurves:
         assert "Training curves after epoch 4/9" in bundle["text/html"]
 
 
+@pytest.fixture
+def notebook_kernel(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """The kernel the notebooks name, registered as ``make notebooks`` does, for papermill."""
+    jupyter = tmp_path_factory.mktemp("jupyter")
+    write_notebook_kernel(jupyter)
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
+
+
 def run_papermill(name: str, out: Path, parameters: dict[str, object]) -> nbformat.NotebookNode:
-    """Run a notebook as the user manual's headless command does, in ``out``."""
+    """Run a notebook as the user manual's headless command does, in ``out``, with the kernel
+    the notebook names (the `notebook_kernel` fixture registers it)."""
     papermill = pytest.importorskip("papermill")
     papermill.execute_notebook(
         str(NOTEBOOKS / name),
@@ -277,7 +313,7 @@ def areas_of_label_maps(results: Path, dicom_dir: Path, roi_names: list[str]) ->
 
 
 @pytest.mark.slow
-def test_train_notebook_headless(tiny_phantom, tmp_path):
+def test_train_notebook_headless(tiny_phantom, tmp_path, notebook_kernel):
     settings = dict(
         data_dir=str(tiny_phantom / "train"),
         out_dir="model",
@@ -302,7 +338,7 @@ def test_train_notebook_headless(tiny_phantom, tmp_path):
 
 
 @pytest.mark.slow
-def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path):
+def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path, notebook_kernel):
     dicom_dir = tiny_phantom / "test" / "dicoms"
     notebook = run_papermill(
         "test.ipynb", tmp_path, {"dicom_dir": str(dicom_dir), "model_path": str(tiny_model)}

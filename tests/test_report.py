@@ -188,6 +188,21 @@ class TestWriteReport:
         assert '<li><a href="#slice-3">s03.dcm</a>: vertebral body is missing</li>' in page
         assert "Skipped notes.txt" in page
 
+    def test_a_warning_links_a_file_whose_name_holds_a_colon_and_space(self, tmp_path):
+        """The file name ended at the warning's first ": ", so ``scan: 2.dcm`` lost its link
+        and its row its flag; the longest name of a slice before a ": " is the file."""
+        table = _area_table(rows=3)
+        table["file"] = ["scan", "scan: 2.dcm", "a: b: c.dcm", "", ""]
+        warnings = ["scan: 2.dcm: vertebral body is missing", "a: b: c.dcm: ratio: 2.0", "x: y"]
+        page = write_report(
+            tmp_path / "r.html", title="t", settings={}, area_table=table,
+            overlays=[], figures=[], warnings=warnings,
+        ).read_text(encoding="utf-8")  # fmt: skip
+        assert '<li><a href="#row-2">scan: 2.dcm</a>: vertebral body is missing</li>' in page
+        assert '<li><a href="#row-3">a: b: c.dcm</a>: ratio: 2.0</li>' in page
+        assert "<li>x: y</li>" in page
+        assert '<tr id="row-2" class="flagged">' in page and '<tr id="row-1">' in page
+
     def test_no_warnings_box(self, tmp_path):
         report, _ = _write_run(tmp_path)
         assert "No warnings" in report.read_text(encoding="utf-8")

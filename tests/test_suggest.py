@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from sliceseg.cli import main
-from sliceseg.errors import PairingError
 from sliceseg.inference import suggest
 from sliceseg.inference.familiarity import SeriesVerdict
 from sliceseg.inference.suggest import suggest_slices
@@ -180,12 +179,37 @@ class TestSuggestSlices:
         found = suggest_slices(tiny_model, known_probabilities, n=1, labels_dir=labels)
         assert [(s.key, s.unlike_training) for s in found] == [("sub03/sub03_s02", True)]
 
-    def test_everything_labelled(self, tiny_model, tiny_phantom):
-        with pytest.raises(PairingError, match=r"every one of the 9 slices .* has a label"):
-            suggest_slices(
-                tiny_model, tiny_phantom / "train" / "dicoms",
-                labels_dir=tiny_phantom / "train" / "labels",
-            )  # fmt: skip
+    def test_slices_a_label_volume_labels_are_left_out(
+        self, known_probabilities, tiny_model, tiny_phantom, tmp_path
+    ):
+        """A series labelled in 3D Slicer (``labels/sub03.seg.nrrd``) was suggested again: only
+        per-slice label files counted. The volume pairs as ``check`` pairs it, and a plane it
+        leaves empty (sub03_s02) is a slice still to label, as training skips it."""
+        import slicer_files
+
+        names = (tiny_phantom / "labels.txt").read_text().split("\n")[:-1]
+        voxels, affine, files = slicer_files.phantom_volume(
+            known_probabilities / "sub03", tiny_phantom / "train" / "labels" / "sub03"
+        )
+        voxels[..., [f.stem for f in files].index("sub03_s02")] = 0
+        labels = tmp_path / "labels"
+        segments = slicer_files.named_segments(names)
+        volume = labels / "sub03.seg.nrrd"
+        slicer_files.write_slicer_seg(volume, voxels, segments, ijk_to_lps=affine)
+        found = suggest_slices(tiny_model, known_probabilities, n=9, labels_dir=labels)
+        assert sorted(s.key for s in found) == [
+            *(f"sub0{k}/sub0{k}_s0{i}" for k in (1, 2) for i in range(3)), "sub03/sub03_s02",
+        ]  # fmt: skip
+
+    def test_everything_labelled_is_nothing_to_suggest(self, tiny_model, tiny_phantom, monkeypatch):
+        """It was an error (exit 2); nothing to suggest is one line, and nothing is predicted."""
+        monkeypatch.setattr(suggest, "predict_slices", None)  # not called
+        said: list[str] = []
+        dicoms, labels = tiny_phantom / "train" / "dicoms", tiny_phantom / "train" / "labels"
+        assert suggest_slices(tiny_model, dicoms, labels_dir=labels, log=said.append) == []
+        assert said == [
+            f"Nothing to suggest: every one of the 9 slices in {dicoms} has a label in {labels}."
+        ]
 
 
 @pytest.mark.slow
@@ -242,6 +266,26 @@ def test_cli_suggest_fov_scales_the_network_input_as_predict_does(tiny_model, tm
     # (the familiarity check also probes the network once with a 64 × 64 input)
     assert seen["with"] == {(64, 64)}
     assert max(seen["without"]) == (208, 208)
+
+
+def test_cli_suggest_with_every_slice_labelled_says_so_and_exits_0(
+    tiny_model, tiny_phantom, tmp_path, capsys
+):
+    """Exit 2 ("error: every one of the 9 slices ... has a label"): nothing to suggest is not
+    a failure. One line, and ``--out`` holds the list's header, so a script finds no rows."""
+    dicoms, labels = tiny_phantom / "train" / "dicoms", tiny_phantom / "train" / "labels"
+    out = tmp_path / "to_label.csv"
+    argv = ["suggest", str(tiny_model), str(dicoms), "--labels", str(labels), "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == [
+        f"Nothing to suggest: every one of the 9 slices in {dicoms} has a label in {labels}.",
+        f"Saved {out}",
+    ]
+    assert printed.err == ""
+    assert out.read_text().splitlines() == [
+        "rank,key,path,series,confidence,weakest_roi,weakest_confidence,unlike_training"
+    ]
 
 
 @pytest.mark.parametrize("size", ["0", "-2"])

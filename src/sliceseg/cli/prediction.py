@@ -225,7 +225,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         tta=args.tta,
         fallback=spacing_fallback(args),
     )
-    print(suggestions_text(suggestions))
+    if suggestions:  # none: suggest_slices said why in one line
+        print(suggestions_text(suggestions))
     if args.out:
         print(f"Saved {write_suggestions(Path(args.out), suggestions)}")
     return 0

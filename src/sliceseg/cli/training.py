@@ -54,7 +54,12 @@ def add_preview(sub: Subcommands) -> None:
 
 def add_train(sub: Subcommands) -> None:
     """Add ``sliceseg train DATA_DIR``: what to train, then how."""
-    p = sub.add_parser("train", help="train a model (torchrun -m sliceseg train for many GPUs)")
+    p = sub.add_parser(
+        "train",
+        help="train a model (torchrun -m sliceseg train for many GPUs)",
+        description="How long: --epochs N epochs; with --max-minutes and no --epochs, until "
+        "the budget (the learning rate decaying over it); with neither, 100 epochs.",
+    )
     _add_train_args(p)
     _add_what_to_train(p)
     _add_how_to_train(p)
@@ -189,9 +194,18 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the plain argmax (the default; overrides a settings file's true)",
     )
-    p.add_argument("--print-checkpoint", type=int, help="print and validate every N epochs")
-    p.add_argument("--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs")
-    p.add_argument("--max-minutes", type=float, help="stop cleanly before this wall-clock budget")
+    p.add_argument(
+        "--print-checkpoint", type=int, help="print and validate every N epochs (default 10)"
+    )
+    p.add_argument(
+        "--save-checkpoint", type=int, help="save <name>_<epoch>.pt every M epochs (default 50)"
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="wall-clock budget in minutes: training stops cleanly within it and, without "
+        "--epochs, runs until it (default: no budget, 100 epochs)",
+    )
     p.add_argument("--device", help=DEVICE_HELP)
     _add_where_to_start(p)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)

@@ -27,7 +27,12 @@ import torch
 from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.attempts import RunAttempts, series_to_do
-from sliceseg.inference.cohort_decode import decode_and_prepare, decoded_series, default_workers
+from sliceseg.inference.cohort_decode import (
+    decode_and_prepare,
+    decoded_series,
+    default_workers,
+    describe_workers,
+)
 from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
@@ -200,10 +205,7 @@ def predict_cohort(
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
         todo = series_to_do(out, mine, record, plan.root)
-        log(
-            f"{options.shard.describe()}: {len(mine)} of {len(plan.series)} series; "
-            f"{len(mine) - len(todo)} series already done, skipped; {len(todo)} to do"
-        )
+        log(_first_line(options, len(plan.series), len(mine), len(todo)))
         attempts = RunAttempts(out, plan.root)  # its failure and unreadable records, to take back
         finished, failed, unreadable = _stream(bundle, plan, todo, attempts, record, options, log)
         error = _one_user_error(finished, failed, len(mine) - len(todo))
@@ -230,6 +232,15 @@ def predict_cohort(
             notes=[n for s in summaries for n in s["export_notes"]],
             unread=[n for s in summaries for n in s["skipped_files"]],
         )
+
+
+def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> str:
+    """What the run does, and who does it (`describe_workers`) when it has work."""
+    workers = describe_workers(options.workers, options.predict.device, writers=WRITE_THREADS)
+    return (
+        f"{options.shard.describe()}: {mine} of {planned} series; {mine - todo} series already "
+        f"done, skipped; {todo} to do" + (f"; {workers}" if todo else "")
+    )
 
 
 def _model_record(

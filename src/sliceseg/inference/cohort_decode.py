@@ -29,14 +29,22 @@ from typing import Any
 from sliceseg.engine.predictor import Preparation
 from sliceseg.errors import DicomReadError, SlicesegError
 from sliceseg.inference.cohort_series import DecodedSeries
-from sliceseg.inference.shards import rank_cpus
+from sliceseg.inference.shards import rank_cpus, rank_threads, shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.system import select_device
 from sliceseg.thread_warnings import recorded
 
-__all__ = ["DECODE_AHEAD", "decode_and_prepare", "decode_here", "decoded_series", "default_workers"]
+__all__ = [
+    "DECODE_AHEAD",
+    "decode_and_prepare",
+    "decode_here",
+    "decoded_series",
+    "default_workers",
+    "describe_workers",
+]
 
 DECODE_AHEAD = 2  # series decoded ahead per worker
 WORKERS_FROM_CPUS = 3  # fewer CPUs: no decoding worker by default
@@ -53,6 +61,26 @@ def default_workers() -> int:
     """
     cpus = rank_cpus()
     return cpus - 1 if cpus >= WORKERS_FROM_CPUS else 0
+
+
+def describe_workers(workers: int | None, device: str, *, writers: int) -> str:
+    """Who does a run's work, for ``predict``'s first line: the decoding workers (``workers``
+    None: `default_workers`), the network's device and its threads (those the engine sets,
+    `rank_threads`, else torch's own), and the threads writing series (``writers``).
+
+    Example:
+        >>> describe_workers(0, "cpu", writers=2)
+        'decoding in the main process (--workers 0); the network on cpu with 2 threads; 2 ...'
+    """
+    import torch
+
+    count = default_workers() if workers is None else workers
+    decoding = f"{count} decoding worker process{'es' if count > 1 else ''} (--workers)"
+    chosen = select_device(shard_device(device))
+    threads = rank_threads(chosen.type) or torch.get_num_threads()
+    network = f"the network on {chosen}" + (f" with {threads} threads" * (chosen.type == "cpu"))
+    decoding = decoding if count > 0 else "decoding in the main process (--workers 0)"
+    return f"{decoding}; {network}; {writers} threads writing"
 
 
 def decoded_series(

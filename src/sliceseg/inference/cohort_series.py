@@ -44,7 +44,7 @@ from sliceseg.io.identity import slice_key, slices_series_names, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
-from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.thread_warnings import silenced
@@ -235,8 +235,8 @@ def choose_visuals(
         return Visuals(animations=len(keys) > 1, figures=len(keys) > 1)
     if mode == "none":
         return Visuals(keys=frozenset(), animations=False, figures=False)
-    warned = {warning.split(": ", 1)[0] for warning in warnings}  # "<key>: ...", as the report
-    chosen = {key for key in keys if key in warned}
+    names = set(keys)
+    chosen = {key for warning in warnings if (key := warned_slice(warning, names))}
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     if (len(keys) > 1 or unlike) and len(scores) and np.isfinite(scores).any():
         chosen.add(keys[int(np.nanargmin(scores))])

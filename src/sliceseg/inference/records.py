@@ -38,6 +38,7 @@ from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir
 from sliceseg.io.identity import relative_to_input
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
+from sliceseg.measure.summary_rows import area_column
 from sliceseg.measure.tissue import FLAGS as TISSUE_FLAGS
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.report.cohort import SHOWN_LINES
@@ -394,7 +395,8 @@ def damaged_tables(folder: Path, record: Mapping[str, Any]) -> str | None:
         'csa.csv is empty'
     """
     summary = record.get("summary") or {}
-    rois = [str(roi) for roi in summary.get("mean") or {}]
+    unit = summary.get("unit", "mm2")
+    rois = [area_column(str(roi), unit) for roi in summary.get("mean") or {}]
     for name, needed, numeric in (
         ("csa.csv", ["slice", "file", *rois], rois),
         ("csa_long.csv", ["slice"], ["slice"]),

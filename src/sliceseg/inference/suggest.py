@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sliceseg.dataset.pairing import label_key
+from sliceseg.dataset.labelled_slices import labelled_slices
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
-from sliceseg.io.dicom_files import visible_files
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import slice_key
-from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.series_plan import decode_series, plan_cohort
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
@@ -65,6 +65,7 @@ def suggest_slices(
     batch_size: int = 8,
     tta: bool = False,
     fallback: SpacingFallback = SpacingFallback(pixels_only=True),
+    log: Callable[[str], None] = print,
 ) -> list[Suggestion]:
     """Return the ``n`` unlabelled slices under a folder the model is least confident on.
 
@@ -79,9 +80,11 @@ def suggest_slices(
         model: a loaded bundle or a model file.
         dicom_dir: folder of DICOMs, searched recursively.
         n: how many slices to suggest.
-        labels_dir: a label folder; slices that already have a label file there (same key,
-            any label suffix) are left out of the list, not of the prediction: every series is
-            predicted and judged whole, as ``predict`` does (a 2.5D model's neighbours).
+        labels_dir: a label folder; slices it labels, paired as ``check`` pairs them (a label
+            map of the slice, or its series' label volume where the volume's plane at the
+            slice holds an ROI: `labelled_slices`), are left out of the list, not of the
+            prediction: every series is predicted and judged whole, as ``predict`` does (a
+            2.5D model's neighbours).
         spread: take the series in turns; False ranks every slice together.
         device: one of `sliceseg.system.DEVICE_CHOICES` ("auto", "cpu", "cuda", ...).
         batch_size: slices per forward pass.
@@ -90,12 +93,14 @@ def suggest_slices(
             ``--matrix``): give ``predict``'s, so that the network sees such a slice at the
             same scale as there and the confidences agree. The default leaves those slices
             as they are: taken to be at the model's spacing already.
+        log: where the line saying that nothing is left to suggest goes.
 
     Returns:
-        Up to ``n`` suggestions, rank 1 first.
+        Up to ``n`` suggestions, rank 1 first; none when every slice is labelled (nothing to
+        suggest is not an error: one line to ``log`` says so, and nothing is predicted).
 
     Raises:
-        PairingError: the folder holds no readable DICOM, or every slice is labelled.
+        PairingError: the folder holds no readable DICOM, or ``labels_dir`` is not a folder.
         ConfigError: ``n`` or ``batch_size`` is below 1, or ``fallback`` gives no spacing to a
             slice without one or a ``--matrix`` that is not its shape.
         BundleError: the model file is not a sliceseg model.
@@ -111,7 +116,9 @@ def suggest_slices(
     root = user_path(dicom_dir)
     scanned, names = _scan(root)
     images = [with_fallback_spacing(i, fallback) for i in scanned]
-    wanted = _unlabelled(root, labels_dir, images)
+    wanted = _unlabelled(root, labels_dir, images, log)
+    if not wanted:
+        return []
     collector = ConfidenceCollector(always_present_rois(bundle))
     labels = predict_slices(  # every slice: each series whole, as predict sees it
         bundle,
@@ -122,8 +129,7 @@ def suggest_slices(
         on_probabilities=collector,
         progress=shows_progress(),
     )
-    per_roi = collector.per_roi
-    scores = slice_confidence(per_roi)
+    scores, per_roi = slice_confidence(collector.per_roi), collector.per_roi
     flagged = _unfamiliar(bundle, images, labels, names)
     ranked = ([float(scores[i]) for i in wanted], [names[i] for i in wanted])
     chosen = least_confident(*ranked, n=n, spread=spread, flagged=[flagged[i] for i in wanted])
@@ -173,30 +179,32 @@ def _scan(root: Path) -> tuple[list[Slice], list[str]]:
     return images, names
 
 
-def _unlabelled(root: Path, labels_dir: Path | str | None, images: list[Slice]) -> list[int]:
-    """The positions of the slices without a label file in ``labels_dir`` (all without one)."""
+def _unlabelled(
+    root: Path, labels_dir: Path | str | None, images: list[Slice], log: Callable[[str], None]
+) -> list[int]:
+    """The positions of the slices ``labels_dir`` does not label (all without one); none
+    is nothing to suggest, which ``log`` is told in one line."""
     if labels_dir is None:
         return list(range(len(images)))
     labels = user_path(labels_dir)
     if not labels.is_dir():
         raise PairingError(f"{labels}: label folder not found; give the folder of label files.")
-    labelled = {  # as training pairs them: any case of suffix (S1.PNG), hidden files aside
-        label_key(path, labels)
-        for path in visible_files(labels)
-        if path.suffix.lower() in LABEL_SUFFIXES
-    }
-    wanted = [i for i, image in enumerate(images) if slice_key(image, root) not in labelled]
+    found = labelled_slices(labels, root, images)
+    for line in found.unfit:
+        warnings.warn(f"{line} Its slices count as unlabelled.", UserWarning, stacklevel=3)
+    wanted = [i for i, image in enumerate(images) if slice_key(image, root) not in found.keys]
     if not wanted:
-        raise PairingError(
-            f"every one of the {len(images)} slices in {root} has a label in {labels}; "
-            "nothing is left to suggest."
+        log(
+            f"Nothing to suggest: every one of the {len(images)} slices in {root} has a label "
+            f"in {labels_dir}."
         )
     return wanted
 
 
 def _suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
     """Return the suggestions as a table (rank, key, path, series, confidence, weakest ROI)."""
-    return pd.DataFrame([{**vars(s), "path": str(s.path)} for s in suggestions])
+    columns = [field.name for field in fields(Suggestion)]  # an empty list's header too
+    return pd.DataFrame([{**vars(s), "path": str(s.path)} for s in suggestions], columns=columns)
 
 
 def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:

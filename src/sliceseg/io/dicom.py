@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, natural_key, strip_dicom_suffix
 from sliceseg.io.dicom_headers import (
+    FILM_SPACING_SOURCE,
     as_int,
     image_position,
     orientation_cosines,
@@ -44,11 +45,13 @@ from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 
 __all__ = [
+    "FILM_SPACING_SOURCE",
     "USER_SPACING_SOURCE",
     "DicomScan",
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
     "find_copies",
+    "no_spacing_message",
     "order_slices",
     "read_files",
     "read_series",
@@ -71,8 +74,10 @@ class Slice:
             inverted for MONOCHROME1, see `display_pixels`).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
-        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read; "fov/matrix"
-            (:data:`USER_SPACING_SOURCE`) once the user's ``--fov`` / ``--matrix`` gave it.
+        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read, or
+            "NominalScannedPixelSpacing" (:data:`FILM_SPACING_SOURCE`: no spacing in mm, only a
+            scanned film's, `no_spacing_message`); "fov/matrix" (:data:`USER_SPACING_SOURCE`)
+            once the user's ``--fov`` / ``--matrix`` gave it.
         source: the file the slice came from.
         frame: frame index inside a multi-frame file (0 for single-frame files).
         num_frames: number of frames in the file.
@@ -150,6 +155,31 @@ class DicomScan:
 
     slices: list[Slice]
     skipped: list[SkippedFile]
+
+
+def no_spacing_message(image: Slice) -> str:
+    """The one line refusing to measure a slice without a spacing in mm, and the fix.
+
+    A scanned film's (0018,2010) NominalScannedPixelSpacing is named and not used: it is the
+    spacing on the film, which shows the anatomy at a print scale that the file does not record.
+
+    Example:
+        >>> no_spacing_message(image)
+        'scans/a.dcm: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; ...'
+    """
+    found = "no PixelSpacing (0028,0030) in the file"
+    fov = "--fov MM (and --matrix ROWS COLS)"
+    if image.spacing_source == FILM_SPACING_SOURCE:
+        found = (
+            "no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing, a "
+            "scanned film's spacing, which is not used: it measures the film, not the patient "
+            "(a film shows the anatomy at a print scale the file does not record)"
+        )
+        fov = "--fov MM (the anatomy's extent across the image, e.g. from the film's scale bar)"
+    return (
+        f"{image.source}: {found}, so areas in mm² are unknown; give {fov}, or --pixels to "
+        "report pixel counts."
+    )
 
 
 def read_slices(path: Path | str) -> list[Slice]:

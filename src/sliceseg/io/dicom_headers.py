@@ -2,7 +2,8 @@
 `Slice` it gives (spacing, position, orientation, ids), per frame for enhanced multi-frame files.
 
 Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
-(0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none").
+(0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none", or
+"NominalScannedPixelSpacing" where only a scanned film's spacing is there: never used).
 Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``; so is an
 (0020,0037) ImageOrientationPatient that is not two perpendicular unit vectors.
 """
@@ -27,6 +28,7 @@ from sliceseg.io.dicom_files import DICOMDIR_REASON, PIXEL_KEYWORDS, READ_ERRORS
 from sliceseg.thread_warnings import recorded
 
 __all__ = [
+    "FILM_SPACING_SOURCE",
     "MAX_PIXELS_PER_FILE",
     "NOT_IMAGES",
     "as_int",
@@ -45,6 +47,10 @@ __all__ = [
     "slice_position",
     "slice_step_mm",
 ]
+
+FILM_SPACING_SOURCE = "NominalScannedPixelSpacing"
+"""``Slice.spacing_source`` of a file whose only spacing is (0018,2010) NominalScannedPixelSpacing:
+a scanned film's, which measures the film, not the patient, so the slice has no spacing in mm."""
 
 # Image Pixel module elements that must be one whole number for the pixel data to be decoded.
 _PIXEL_MODULE_INTS = (
@@ -252,6 +258,8 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
             stacklevel=4,
         )
         return imager, "ImagerPixelSpacing"
+    if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
+        return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
     return None, "none"
 
 

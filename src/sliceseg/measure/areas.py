@@ -12,12 +12,17 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice, no_spacing_message
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import overall_note, series_row, with_summary_rows
+from sliceseg.measure.summary_rows import (
+    area_column,
+    overall_note,
+    series_row,
+    with_summary_rows,
+)
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -240,10 +245,7 @@ def resolve_spacing(
         return spacing, USER_SPACING_SOURCE
     if fallback.pixels_only:
         return None, "pixels"
-    raise ConfigError(
-        f"{image.source}: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; "
-        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
-    )
+    raise ConfigError(no_spacing_message(image))
 
 
 def with_fallback_spacing(image: Slice, fallback: SpacingFallback) -> Slice:
@@ -345,11 +347,14 @@ class AreaTable:
         return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
-        """Write ``csa.csv`` (wide) and ``csa_long.csv`` (tidy) atomically; return their paths."""
+        """Write ``csa.csv`` (wide; in pixels its ROI columns say so: ``psoas (pixels)``) and
+        ``csa_long.csv`` (tidy) atomically; return their paths."""
         out = Path(out_dir)
         wide_path, long_path = out / "csa.csv", out / "csa_long.csv"
+        units = {roi: area_column(roi, self.unit) for roi in self.per_slice.columns}
+        wide = with_whole_counts(self.wide).rename(columns=units)
         with atomic_path(wide_path) as tmp:
-            write_csv(with_whole_counts(self.wide), tmp, index_label="slice")
+            write_csv(wide, tmp, index_label="slice")
         with atomic_path(long_path) as tmp:
             write_csv(self.long, tmp, index=False)
         return wide_path, long_path

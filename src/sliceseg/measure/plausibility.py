@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,6 +116,22 @@ def area_warnings(
                 values.iloc[rows], [slices[i] for i in rows], rows, (left, right), ratio_tolerance
             )
     return [message for _, message in sorted(found, key=lambda item: item[0])]
+
+
+def warned_slice(warning: str, names: Container[str]) -> str | None:
+    """The slice a warning is about: the name of ``names`` it starts with (``"<name>: ..."``).
+
+    A file name may hold ": " itself (``scan: 2.dcm``), so every ": " is a candidate end of
+    the name; the longest name wins. None when the warning names no slice of ``names``.
+
+    Example:
+        >>> warned_slice("scan: 2.dcm: psoas is missing", {"scan", "scan: 2.dcm"})
+        'scan: 2.dcm'
+    """
+    for end in reversed([found.start() for found in re.finditer(": ", warning)]):
+        if warning[:end] in names:
+            return warning[:end]
+    return None
 
 
 def _gaps(

@@ -4,7 +4,8 @@ One definition of the numbers (`summary_stats`) for a series' own table (`with_s
 called by `sliceseg.measure.areas.measure_areas`), for tables put together from parts
 (`summarised`) and for the cohort's merge (`sliceseg.inference.merge_tables`); one of the
 overall rows without the series unlike the training data (`leave_out_flagged`), for both, and
-one wording of that rule (`overall_mean_clause`) for every line and report that says it.
+one wording of that rule (`overall_mean_clause`) for every line and report that says it; and of
+the written table's ROI columns (`area_column`), which its readers look for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "area_column",
     "leave_out_flagged",
     "overall_mean_clause",
     "overall_note",
@@ -38,6 +40,17 @@ def overall_note(cell: object) -> str:
         'without 1 series unlike the training data (3 slices)'
     """
     return str(cell).removeprefix(PRESENT).lstrip("; ")
+
+
+def area_column(roi: str, unit: str) -> str:
+    """The written wide table's column of an ROI's areas: its name, and in pixels (``unit``
+    "pixels") the unit too, since nothing else in ``csa.csv`` tells pixel counts from mm².
+
+    Example:
+        >>> area_column("psoas", "pixels"), area_column("psoas", "mm2")
+        ('psoas (pixels)', 'psoas')
+    """
+    return f"{roi} (pixels)" if unit == "pixels" else roi
 
 
 def series_row(row: str, series: object) -> str:

@@ -23,7 +23,7 @@ from sliceseg.measure.areas import (
     is_summary_row,
     least_confident,
 )
-from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.colours import roi_colour
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
@@ -119,7 +119,7 @@ class _Slices:
         else:
             confidence = [math.nan] * len(labels)
         by_file = {file: label for label, file in zip(labels, files, strict=True)}
-        flagged = {label for w in warnings if (label := _warned_slice(w, by_file)) is not None}
+        flagged = {by_file[file] for w in warnings if (file := warned_slice(w, by_file))}
         unfamiliar = frozenset(
             label
             for label in labels
@@ -159,19 +159,12 @@ def _review_order(
     return tuple(labels[known[k]] for k in chosen)
 
 
-def _warned_slice(warning: str, by_file: Mapping[str, str]) -> str | None:
-    """The row label of the slice a warning starts with (``"<file>: ..."``), or None."""
-    head = warning.split(": ", 1)[0]
-    return by_file.get(head)
-
-
 def _warning_item(warning: str, slices: _Slices) -> str:
     by_file = dict(zip(slices.files, slices.labels, strict=True))
-    label = _warned_slice(warning, by_file)
-    if label is None:
+    file = warned_slice(warning, by_file)
+    if file is None:
         return f"<li>{_e(warning)}</li>"
-    head, rest = warning.split(": ", 1)
-    return f"<li>{slices.link(label, head)}: {_e(rest)}</li>"
+    return f"<li>{slices.link(by_file[file], file)}: {_e(warning[len(file) + 2 :])}</li>"
 
 
 def _banner(unlike_training: Sequence[str], slices: _Slices) -> str:
