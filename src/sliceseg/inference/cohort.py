@@ -76,8 +76,7 @@ __all__ = [
 
 _WRITE_THREADS = 2  # series written at once; the queue of finished series waits beyond 2×
 _MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
-_BATCH_SLICES = 4  # × --batch-size: slices gathered (over series) before the network runs,
-# so that each size among them fills its passes
+_BATCH_SLICES = 4  # × --batch-size: slices gathered over series, so each size fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
 _Fail = Callable[[PlannedSeries, Exception], None]  # records a failed series (`_fail`)
 
@@ -89,9 +88,8 @@ class CohortOptions:
     Attributes:
         predict: device, batch size, progress (``tta`` lives in `RunSettings`).
         shard: which series this process takes.
-        workers: decoding processes; 0 decodes in the main process (no process start, no
-            copies; but a crash of a pixel decoder there ends the run, where a worker's fails
-            only its series); None: `default_workers`.
+        workers: decoding processes; 0 decodes in the main process (no start, no copies, but
+            a pixel decoder's crash ends the run, not one series); None: `default_workers`.
         overwrite: redo series made by another model or settings instead of refusing.
         merge: build the cohort tables at the end; None: when the shard is the whole run.
     """
@@ -120,8 +118,7 @@ class CohortRun:
         slices: slices segmented now.
         warnings: plausibility warnings of the series finished now.
         notes: exports not written.
-        unread: files of the series finished now left out on decoding (damaged pixels, a
-            copy of another file), each ``path: why``.
+        unread: files left out on decoding (damaged pixels, a copy), each ``path: why``.
     """
 
     out_dir: Path
@@ -236,7 +233,7 @@ def predict_cohort(
 
 def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> str:
     """What the run does, and who does it (`describe_workers`) when it has work."""
-    workers = describe_workers(options.workers, options.predict.device, writers=WRITE_THREADS)
+    workers = describe_workers(options.workers, options.predict.device, writers=_WRITE_THREADS)
     return (
         f"{options.shard.describe()}: {mine} of {planned} series; {mine - todo} series already "
         f"done, skipped; {todo} to do" + (f"; {workers}" if todo else "")
@@ -246,9 +243,9 @@ def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> s
 def _model_record(
     model: Bundle | Path | str, settings: RunSettings, options: CohortOptions
 ) -> tuple[Bundle, RunRecord]:
-    """Load the model (with the settings' ROI names) and describe it for the records; refuse
-    a device that is not there before anything is written (a run that made nothing would
-    leave its ``cohort.json``, and the next run's other settings would be refused)."""
+    """Load the model (with the settings' ROI names) and describe it for the records; refuse a
+    missing device before anything is written (a run that made nothing would leave a
+    ``cohort.json`` refusing the next run's other settings)."""
     select_device(shard_device(options.predict.device))
     bundle = as_bundle(model)
     if settings.roi_names:

@@ -17,12 +17,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import (
-    area_column,
-    overall_note,
-    series_row,
-    with_summary_rows,
-)
+from sliceseg.measure.summary_rows import area_column, overall_note, series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
