@@ -80,7 +80,7 @@ def extract_crop(
         pad_value: image value outside the slice (labels are 0 there).
 
     Returns:
-        ``(image (1, S, S), label (S, S))``.
+        ``(image (I, S, S), label (S, S))``: every channel of ``image``.
     """
     out_image = image.new_full((image.shape[0], size, size), pad_value)
     out_label = label.new_zeros((size, size))
