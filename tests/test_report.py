@@ -160,6 +160,23 @@ class TestAreaWarnings:
             "s04.dcm: left psoas major / right psoas major area ratio is 2.5"
         )
 
+    def test_the_ratio_message_says_the_factor_the_rule_checks(self):
+        """The rule is symmetric on a log scale (1.5 × or 1 / 1.5 × the median), but the
+        message said "more than 50 % off" of a ratio 0.6 × the median: 40 % off."""
+        table = _area_table()
+        table[NAMES[1]] = table[NAMES[2]]  # ratio 1 on every slice: the median is 1
+        table.loc["4", "left psoas major"] = 0.6 * table.loc["4", "right psoas major"]
+        pairs = sided_pairs_from_names(NAMES)
+        (found,) = area_warnings(table, roi_names=NAMES, sided_pairs=pairs)
+        assert found == (
+            "s04.dcm: left psoas major / right psoas major area ratio is 0.60, far from the "
+            "series median 1.00 (below it by a factor of 1.67, more than the 1.5 allowed either "
+            "way); check that left and right are not swapped, merged or cut."
+        )
+        table.loc["4", "left psoas major"] = 1.6 * table.loc["4", "right psoas major"]
+        (found,) = area_warnings(table, roi_names=NAMES, sided_pairs=pairs)
+        assert "(above it by a factor of 1.60, more than the 1.5 allowed either way)" in found
+
     def test_unknown_roi(self):
         with pytest.raises(ConfigError, match=r"\['spleen'\] are not columns"):
             area_warnings(_area_table(), roi_names=["spleen"])
