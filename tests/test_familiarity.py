@@ -117,6 +117,24 @@ class TestVerdict:
         # 4 of 10 slices is not a series unlike the training data
         assert not judge_series(profile, small[4:] + traits[:6], NAMES).is_flagged
 
+    def test_an_roi_no_training_slice_showed_is_said_never_seen(self):
+        """An ROI absent from every training slice has no trained range: found on most slices
+        of a series it was said to have "areas / positions outside the trained range"."""
+        rng = np.random.default_rng(3)
+
+        def with_third(traits: list[SliceTraits], area: float) -> list[SliceTraits]:
+            return [
+                SliceTraits(t.features, t.intensity, np.append(t.areas_mm2, area * (i < 7)),
+                            np.append(t.distances_mm, 30.0 if area * (i < 7) else np.nan))
+                for i, t in enumerate(traits)
+            ]  # fmt: skip
+
+        trained = build_profile(with_third(_traits(rng, 40), 0.0), None)
+        verdict = judge_series(trained, with_third(_traits(rng, 10), 50.0), (*NAMES, "spleen"))
+        assert verdict.reasons == ("ROI never seen in training found on most slices (spleen)",)
+        seen_on_few = with_third(_traits(rng, 10), 50.0)[5:]  # 2 of 5 slices
+        assert not judge_series(trained, seen_on_few, (*NAMES, "spleen")).is_flagged
+
     def test_a_missing_roi_is_off_and_a_far_one_astray(self, profile: TrainingProfile):
         t = _traits(np.random.default_rng(2), 1)[0]
         missing = SliceTraits(t.features, t.intensity, np.array([0.0, 900.0]), t.distances_mm)
