@@ -660,6 +660,35 @@ def test_a_cohort_says_once_that_an_old_model_file_has_no_check(
     assert said == 1
 
 
+def test_a_damaged_profile_says_once_which_checks_are_off(
+    tiny_model: Path, two_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """NaN or infinite numbers in a hand-edited profile switched the checks they feed off
+    without a word (the inverted series was no longer flagged). Predict runs with the other
+    checks and says once which are off; a folder's predict too."""
+    bundle = load_bundle(with_network_checks_open(tiny_model, tmp_path / "open.pt"))
+    data = dict(bundle.metadata.familiarity or {})
+    data["intensity_low"] = [float("nan"), *data["intensity_low"][1:]]
+    data["feature_threshold"] = float("inf")
+    damaged = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    path = save_bundle(tmp_path / "damaged.pt", bundle.model, damaged)
+    argv = ["predict", str(path), str(two_series), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu", "--visuals", "none", "--export", "none"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("its training data profile is damaged") == 1
+    assert (
+        f"{path}: its training data profile is damaged (NaN or infinite numbers in "
+        "feature_threshold, intensity_low): the deepest-features check and the intensity range "
+        "check are off for every series, the other checks run; 'sliceseg reprofile MODEL "
+        "TRAIN_DIR' rebuilds it." in err
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_folder(path, two_series, tmp_path / "folder")
+    said = [w for w in caught if "profile is damaged" in str(w.message)]
+    assert len(said) == 1 and issubclass(said[0].category, FamiliarityWarning)
+
+
 def test_flagged_slices_come_first_with_their_turns():
     confidence = [0.9, 0.2, 0.95, 0.3, 0.5]
     series = ["a", "a", "b", "b", "c"]
