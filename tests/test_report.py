@@ -254,6 +254,33 @@ class TestWriteReport:
         assert "left out of the overall mean" not in every
         assert "They are left out of the overall mean and standard deviation" in some
 
+    def test_rows_of_an_unlike_series_are_marked_and_the_filter_says_what_it_keeps(self, tmp_path):
+        """The table did not mark the rows of a series unlike the training data, and its
+        "lowest confidence (N)" filter kept that series' slices first, however confident."""
+        pages = {}
+        for marks in ((1, 1, 1, 0, 0, 0), (0,) * 6):
+            table = _area_table()
+            table["confidence"] = [0.9, 0.9, 0.9, 0.2, 0.5, 0.6, np.nan, np.nan]
+            table["unlike_training"] = [*marks, "", ""]
+            pages[marks] = write_report(
+                tmp_path / "r.html", title="t", settings={}, area_table=table,
+                overlays=[], figures=[], warnings=[], low_confidence_share=0.5,
+            ).read_text(encoding="utf-8")  # fmt: skip
+        some, none = pages[(1, 1, 1, 0, 0, 0)], pages[(0,) * 6]
+        rows = dict(re.findall(r'<tr id="row-(\d+)"(?: class="([^"]*)")?>', some))
+        assert [("unlike" in rows[str(k)].split()) for k in range(1, 7)] == [True] * 3 + [False] * 3
+        assert "the rows of a series unlike the training data are marked ⚠ and tinted red" in some
+        assert '<option value="unlike">series unlike the training data (3)</option>' in some
+        assert (
+            '<option value="low">review first: series unlike the training data first, then '
+            "lowest confidence (3)</option>" in some
+        )
+        assert "Review first (3): series unlike the training data first, then lowest" in some
+        assert '<option value="low">review first: lowest confidence (3)</option>' in none
+        assert 'value="unlike"' not in none and "unlike" not in "".join(
+            re.findall(r'<tr id="row-\d+"(?: class="[^"]*")?>', none)
+        )
+
     def test_missing_image(self, tmp_path):
         with pytest.raises(ConfigError, match=r"gone\.png: cannot read the overlay"):
             write_report(
