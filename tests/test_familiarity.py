@@ -731,6 +731,32 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
     assert review.index("inverted") < review.index("original")
 
 
+def test_merge_and_a_large_run_say_which_series_the_overall_rows_leave_out(
+    tiny_model: Path,
+    two_series: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """`merge`, and `predict` past 200 slices (no table printed), never said that csa.csv's
+    overall mean and std leave out the series unlike the training data: only the files did."""
+    import sliceseg.cli.prediction
+
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sliceseg.cli.prediction, "PRINTED_SLICES", 5)  # 6 slices: not printed
+    argv = ["predict", str(model), str(two_series), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--visuals", "none", "--export", "none"]) == 0
+    line = (
+        f"the overall mean, std and n of {out / 'csa.csv'}: without 1 series unlike the "
+        "training data (3 slices)"
+    )
+    printed = capsys.readouterr().out
+    assert "Cross-sectional area" not in printed and printed.splitlines()[-1] == line
+    assert main(["merge", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line
+
+
 def test_the_printed_table_says_which_series_its_overall_rows_leave_out():
     """`predict` prints the table with the overall rows' file cells blanked: the mean printed
     there left out a series unlike the training data without a word beside it."""

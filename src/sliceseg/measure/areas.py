@@ -17,7 +17,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import overall_note, series_row, with_summary_rows
+from sliceseg.measure.summary_rows import overall_line, overall_note, series_row, with_summary_rows
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -341,7 +341,7 @@ class AreaTable:
         more = overall_note(shown.loc["mean", "file"]) if "mean" in shown.index else ""
         shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
-        note = f"; the overall mean, std and n: {more}" if more else ""
+        note = f"; {overall_line(more)}" if more else ""
         return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "overall_line",
     "overall_note",
     "series_label",
     "series_row",
@@ -34,6 +35,19 @@ def overall_note(cell: object) -> str:
         'without 1 series unlike the training data (3 slices)'
     """
     return str(cell).removeprefix(PRESENT).lstrip("; ")
+
+
+def overall_line(note: str, *, of: str = "") -> str:
+    """What the overall rows leave out, in words ("" when nothing): under a printed table, or
+    after a run that prints none (``of``: the file whose rows they are).
+
+    Example:
+        >>> overall_line("without 1 series unlike the training data (3 slices)", of="csa.csv")
+        'the overall mean, std and n of csa.csv: without 1 series unlike the training data (3 slices)'
+    """  # noqa: E501
+    if not note:
+        return ""
+    return f"the overall mean, std and n{f' of {of}' if of else ''}: {note}"
 
 
 def series_row(row: str, series: object) -> str:
