@@ -959,7 +959,7 @@ def test_cohort_histogram_of_means_equal_but_for_rounding():
     from sliceseg.report.cohort import _histogram
 
     svg = _histogram(
-        pd.Series([1234.5, 1234.5000000000002, 1234.5]), "psoas", "mm²", colour="#e6194b"
+        pd.Series([1234.5, 1234.5000000000002, 1234.5]), 0, "psoas", "mm²", colour="#e6194b"
     )
     assert svg.count("<rect") == 20
     assert "psoas: 3 series, median 1234.5 mm²" in svg

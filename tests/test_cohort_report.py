@@ -123,7 +123,7 @@ def test_an_roi_found_in_no_series_is_named_not_left_out(tmp_path):
     parser.feed(section.replace("figcaption", "td"))  # the captions' text
     assert parser.cells == [
         "psoas: in no series",
-        "iliacus: 2 series, median 500.5 mm², range 500.0–501.0",
+        "iliacus: 2 series, median 500.5 mm², range 500.0–501.0 mm²",
     ]
 
 
@@ -144,7 +144,7 @@ def test_the_histograms_leave_out_the_series_unlike_the_training_data(tmp_path):
     lines = ["series odd is unlike the training data: contrast"]
     summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], unlike_training=lines)
     expected = [
-        "psoas: 2 series, median 1001.0 mm², range 1000.0–1002.0; 1 series unlike the "
+        "psoas: 2 series, median 1001.0 mm², range 1000.0–1002.0 mm²; 1 series unlike the "
         "training data left out"
     ]
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
@@ -159,7 +159,7 @@ def test_the_histograms_leave_out_the_series_unlike_the_training_data(tmp_path):
     assert _captions(page) == expected
     every = [row | {"unlike_training": "contrast"} for row in rows]
     page = _page(tmp_path, every)
-    assert _captions(page) == ["psoas: 3 series, median 1002.0 mm², range 1000.0–9000.0"]
+    assert _captions(page) == ["psoas: 3 series, median 1002.0 mm², range 1000.0–9000.0 mm²"]
 
 
 def test_a_series_unlike_the_training_data_is_marked_where_it_comes_first(tmp_path):
@@ -184,6 +184,28 @@ def test_failed_series_past_the_shown_lines_are_counted(tmp_path):
     page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
     assert page.count("<tr class='fail'>") == 200
     assert "… 50 more failed series in failed.csv" in page
+
+
+def test_slice_counts_are_whole_numbers_and_a_missing_one_a_dash(tmp_path):
+    """failed.csv's ``slices`` is empty for a failure recorded before its slices were counted:
+    the column read as floats, and the report showed "3.0" and "nan"."""
+    failed = pd.DataFrame([["s1", 3, "no PixelSpacing"], ["s2", None, "unreadable"]],
+                          columns=FAILED.columns)  # fmt: skip
+    rows = [_row("p01"), _row("p02", slices=pd.NA, warnings=2)]
+    summary = CohortSummary(pd.DataFrame(rows), failed, "mm2", ["psoas"])
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    parser = _Cells()
+    parser.feed(page.split("<h2>Failed series</h2>")[1].split("<h2>")[0])
+    assert parser.cells == ["s1", "3", "no PixelSpacing", "s2", "–", "unreadable"]
+    parser = _Cells()
+    parser.feed(page.split("<h2>Review first</h2>")[1].split("<h2>")[0])
+    assert parser.cells == ["p02", "–", "0.500", "2", "", "p01", "3", "0.500", "0", ""]
+
+
+def test_the_histogram_range_has_its_unit(tmp_path):
+    """The caption said "median 1001.0 mm², range 1000.0–1002.0": the range had no unit."""
+    rows = [_row("p1", **{"mean psoas": 1000.0}), _row("p2", **{"mean psoas": 1002.0})]
+    assert _captions(_page(tmp_path, rows))[0].endswith("range 1000.0–1002.0 mm²")
 
 
 def test_files_left_out_past_the_shown_lines_are_counted_from_notes_count(tmp_path):

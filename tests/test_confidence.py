@@ -229,5 +229,5 @@ def test_predict_folder_writes_confidence(tiny_model: Path, tiny_phantom: Path, 
     np.testing.assert_allclose(wide.loc[["1", "2", "3"], "confidence"], per_slice, atol=1e-12)
     assert long["confidence"].between(0, 1).all()
     page = run.report.read_text(encoding="utf-8")
-    assert "Review first: the 1 least confident slices" in page
+    assert "Review first (1): " in page
     assert len(list((tmp_path / "out" / "thumbnails").rglob("*.jpg"))) == 3

@@ -117,6 +117,24 @@ class TestVerdict:
         # 4 of 10 slices is not a series unlike the training data
         assert not judge_series(profile, small[4:] + traits[:6], NAMES).is_flagged
 
+    def test_an_roi_no_training_slice_showed_is_said_never_seen(self):
+        """An ROI absent from every training slice has no trained range: found on most slices
+        of a series it was said to have "areas / positions outside the trained range"."""
+        rng = np.random.default_rng(3)
+
+        def with_third(traits: list[SliceTraits], area: float) -> list[SliceTraits]:
+            return [
+                SliceTraits(t.features, t.intensity, np.append(t.areas_mm2, area * (i < 7)),
+                            np.append(t.distances_mm, 30.0 if area * (i < 7) else np.nan))
+                for i, t in enumerate(traits)
+            ]  # fmt: skip
+
+        trained = build_profile(with_third(_traits(rng, 40), 0.0), None)
+        verdict = judge_series(trained, with_third(_traits(rng, 10), 50.0), (*NAMES, "spleen"))
+        assert verdict.reasons == ("ROI never seen in training found on most slices (spleen)",)
+        seen_on_few = with_third(_traits(rng, 10), 50.0)[5:]  # 2 of 5 slices
+        assert not judge_series(trained, seen_on_few, (*NAMES, "spleen")).is_flagged
+
     def test_a_missing_roi_is_off_and_a_far_one_astray(self, profile: TrainingProfile):
         t = _traits(np.random.default_rng(2), 1)[0]
         missing = SliceTraits(t.features, t.intensity, np.array([0.0, 900.0]), t.distances_mm)
@@ -642,6 +660,35 @@ def test_a_cohort_says_once_that_an_old_model_file_has_no_check(
     assert said == 1
 
 
+def test_a_damaged_profile_says_once_which_checks_are_off(
+    tiny_model: Path, two_series: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """NaN or infinite numbers in a hand-edited profile switched the checks they feed off
+    without a word (the inverted series was no longer flagged). Predict runs with the other
+    checks and says once which are off; a folder's predict too."""
+    bundle = load_bundle(with_network_checks_open(tiny_model, tmp_path / "open.pt"))
+    data = dict(bundle.metadata.familiarity or {})
+    data["intensity_low"] = [float("nan"), *data["intensity_low"][1:]]
+    data["feature_threshold"] = float("inf")
+    damaged = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    path = save_bundle(tmp_path / "damaged.pt", bundle.model, damaged)
+    argv = ["predict", str(path), str(two_series), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu", "--visuals", "none", "--export", "none"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("its training data profile is damaged") == 1
+    assert (
+        f"{path}: its training data profile is damaged (NaN or infinite numbers in "
+        "feature_threshold, intensity_low): the deepest-features check and the intensity range "
+        "check are off for every series, the other checks run; 'sliceseg reprofile MODEL "
+        "TRAIN_DIR' rebuilds it." in err
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_folder(path, two_series, tmp_path / "folder")
+    said = [w for w in caught if "profile is damaged" in str(w.message)]
+    assert len(said) == 1 and issubclass(said[0].category, FamiliarityWarning)
+
+
 def test_flagged_slices_come_first_with_their_turns():
     confidence = [0.9, 0.2, 0.95, 0.3, 0.5]
     series = ["a", "a", "b", "b", "c"]
@@ -682,6 +729,32 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
     assert "1 series unlike the training data</h2>" in report
     review = report.split("<h2>Review first</h2>")[1]
     assert review.index("inverted") < review.index("original")
+
+
+def test_merge_and_a_large_run_say_which_series_the_overall_rows_leave_out(
+    tiny_model: Path,
+    two_series: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """`merge`, and `predict` past 200 slices (no table printed), never said that csa.csv's
+    overall mean and std leave out the series unlike the training data: only the files did."""
+    import sliceseg.cli.prediction
+
+    model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sliceseg.cli.prediction, "PRINTED_SLICES", 5)  # 6 slices: not printed
+    argv = ["predict", str(model), str(two_series), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--visuals", "none", "--export", "none"]) == 0
+    line = (
+        f"the overall mean, std and n of {out / 'csa.csv'}: without 1 series unlike the "
+        "training data (3 slices)"
+    )
+    printed = capsys.readouterr().out
+    assert "Cross-sectional area" not in printed and printed.splitlines()[-1] == line
+    assert main(["merge", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line
 
 
 def test_the_printed_table_says_which_series_its_overall_rows_leave_out():

@@ -161,6 +161,23 @@ class TestAreaWarnings:
             "s04.dcm: left psoas major / right psoas major area ratio is 2.5"
         )
 
+    def test_the_ratio_message_says_the_factor_the_rule_checks(self):
+        """The rule is symmetric on a log scale (1.5 × or 1 / 1.5 × the median), but the
+        message said "more than 50 % off" of a ratio 0.6 × the median: 40 % off."""
+        table = _area_table()
+        table[NAMES[1]] = table[NAMES[2]]  # ratio 1 on every slice: the median is 1
+        table.loc["4", "left psoas major"] = 0.6 * table.loc["4", "right psoas major"]
+        pairs = sided_pairs_from_names(NAMES)
+        (found,) = area_warnings(table, roi_names=NAMES, sided_pairs=pairs)
+        assert found == (
+            "s04.dcm: left psoas major / right psoas major area ratio is 0.60, far from the "
+            "series median 1.00 (below it by a factor of 1.67, more than the 1.5 allowed either "
+            "way); check that left and right are not swapped, merged or cut."
+        )
+        table.loc["4", "left psoas major"] = 1.6 * table.loc["4", "right psoas major"]
+        (found,) = area_warnings(table, roi_names=NAMES, sided_pairs=pairs)
+        assert "(above it by a factor of 1.60, more than the 1.5 allowed either way)" in found
+
     def test_unknown_roi(self):
         with pytest.raises(ConfigError, match=r"\['spleen'\] are not columns"):
             area_warnings(_area_table(), roi_names=["spleen"])
@@ -254,6 +271,33 @@ class TestWriteReport:
         assert "left out of the overall mean" not in every
         assert overall_mean_clause("their areas", is_every_series=False) in some
         assert overall_mean_clause("their areas", is_every_series=True) not in some
+
+    def test_rows_of_an_unlike_series_are_marked_and_the_filter_says_what_it_keeps(self, tmp_path):
+        """The table did not mark the rows of a series unlike the training data, and its
+        "lowest confidence (N)" filter kept that series' slices first, however confident."""
+        pages = {}
+        for marks in ((1, 1, 1, 0, 0, 0), (0,) * 6):
+            table = _area_table()
+            table["confidence"] = [0.9, 0.9, 0.9, 0.2, 0.5, 0.6, np.nan, np.nan]
+            table["unlike_training"] = [*marks, "", ""]
+            pages[marks] = write_report(
+                tmp_path / "r.html", title="t", settings={}, area_table=table,
+                overlays=[], figures=[], warnings=[], low_confidence_share=0.5,
+            ).read_text(encoding="utf-8")  # fmt: skip
+        some, none = pages[(1, 1, 1, 0, 0, 0)], pages[(0,) * 6]
+        rows = dict(re.findall(r'<tr id="row-(\d+)"(?: class="([^"]*)")?>', some))
+        assert [("unlike" in rows[str(k)].split()) for k in range(1, 7)] == [True] * 3 + [False] * 3
+        assert "the rows of a series unlike the training data are marked ⚠ and tinted red" in some
+        assert '<option value="unlike">series unlike the training data (3)</option>' in some
+        assert (
+            '<option value="low">review first: series unlike the training data first, then '
+            "lowest confidence (3)</option>" in some
+        )
+        assert "Review first (3): series unlike the training data first, then lowest" in some
+        assert '<option value="low">review first: lowest confidence (3)</option>' in none
+        assert 'value="unlike"' not in none and "unlike" not in "".join(
+            re.findall(r'<tr id="row-\d+"(?: class="[^"]*")?>', none)
+        )
 
     def test_missing_image(self, tmp_path):
         with pytest.raises(ConfigError, match=r"gone\.png: cannot read the overlay"):

@@ -9,6 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sliceseg.model_space.padding import background
+
 __all__ = ["ELASTIC_SALT", "blur", "elastic_offsets", "sample_images", "swap_labels", "warp"]
 
 ELASTIC_SALT = 0x5EED_E1A5
@@ -65,8 +67,8 @@ def warp(
 
 def sample_images(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Sample ``(B, C, H, W)`` images bilinearly at ``grid`` (``F.affine_grid``'s normalised
-    ``(B, H', W', 2)``), padded with each image's own minimum per channel (its background)."""
-    low = images.amin(dim=(-2, -1), keepdim=True)
+    ``(B, H', W', 2)``), padded with each image's own minimum per channel (its `background`)."""
+    low = background(images)
     warped = F.grid_sample(
         images - low,
         grid.to(images.dtype),

@@ -26,6 +26,7 @@ from sliceseg.user_paths import user_path
 if TYPE_CHECKING:
     from sliceseg.cli.options import Subcommands
     from sliceseg.inference.cohort import CohortRun
+    from sliceseg.inference.merge import MergeResult
 
 __all__ = ["PRINTED_SLICES", "add_merge", "add_predict", "add_suggest"]
 
@@ -187,6 +188,17 @@ def _print_run(run: CohortRun) -> None:
     if run.warnings and not is_small:
         print(f"{len(run.warnings)} warnings: see series.csv and report.html in {run.out_dir}/")
     print(run.describe())
+    if run.merged is not None and not is_small:  # a small run's line is under its table
+        _print_overall(run.merged)
+
+
+def _print_overall(merged: MergeResult) -> None:
+    """Say which series csa.csv's overall rows leave out, when the table is not printed."""
+    from sliceseg.measure.summary_rows import overall_line
+
+    line = overall_line(merged.overall_note, of=str(merged.out_dir / "csa.csv"))
+    if line:
+        print(line)
 
 
 def _progress(line: str) -> None:
@@ -205,6 +217,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     )
     for note in merged.notes:
         print(f"warning: {note}", file=sys.stderr)
+    _print_overall(merged)
     return 0 if merged.is_complete else SOME_INPUTS_FAILED
 
 

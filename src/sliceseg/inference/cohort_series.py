@@ -110,14 +110,15 @@ def series_context(
     out: Path, plan: CohortPlan, record: RunRecord, bundle: Bundle, log: Callable[[str], None]
 ) -> SeriesContext:
     """What every series' writer needs; says once what concerns them all: the ROI names
-    DICOM-SEG changes (`renamed_segments`) and a model file without a training profile, the
-    model's, which `write_series` is silent about (a writer thread's warning is shown again
-    for every series: the thread-local filters reset Python's "once")."""
+    DICOM-SEG changes (`renamed_segments`) and a model file without a training profile, or
+    with a damaged one (`model_profile`), which `write_series` is silent about (a writer
+    thread's warning is shown again for every series: the thread-local filters reset Python's
+    "once")."""
     if "seg" in record.settings.exports:
         for line in renamed_segments(record.settings.roi_names):
             log(f"warning: {line}")
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
-    profile = model_profile(bundle)
+    profile = model_profile(bundle, say_damage=True)
     if profile is None:
         warn_no_profile()
     return SeriesContext(out, plan.root, record, visuals, bundle, profile)

@@ -31,10 +31,10 @@ from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     AreaTable,
-    least_confident,
     measure_areas,
     slice_positions,
 )
+from sliceseg.measure.review_order import least_confident
 
 # Below this a pixel's probability of an ROI is leakage, not belief (see the module's docstring).
 BELIEF_FLOOR = 0.05

@@ -7,7 +7,8 @@ slices (evenly spread), and the areas and positions of its predicted ROIs on eve
 features come from the prediction's own forward passes where it hands them over
 (`PredictionLook`, from `sliceseg.engine.predictor.Engine.labels`: the same numbers), else
 from one extra look at part of the network. A model file without a profile (older files) gets
-no check, said once by :data:`NO_PROFILE_NOTE`.
+no check, said once by :data:`NO_PROFILE_NOTE`; one whose profile holds damaged numbers gets
+the checks they do not feed, said once by `damaged_profile_note`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
+from sliceseg.measure.profile_damage import damaged_checks, without_checks
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel
@@ -43,6 +45,7 @@ __all__ = [
     "always_present_rois",
     "check_run",
     "check_series",
+    "damaged_profile_note",
     "model_profile",
     "neighbour_spacing_line",
     "series_traits",
@@ -62,7 +65,8 @@ NO_PROFILE_NOTE = (
 
 
 class FamiliarityWarning(UserWarning):
-    """The model file has no training profile, so no series is checked (said once)."""
+    """The model file has no training profile, so no series is checked, or a damaged one, so
+    some checks are off (said once a run)."""
 
 
 def warn_no_profile() -> None:
@@ -133,8 +137,12 @@ def unlike_line(name: str, verdict: Verdict) -> str:
     )
 
 
-def model_profile(bundle: Bundle) -> TrainingProfile | None:
+def model_profile(bundle: Bundle, *, say_damage: bool = False) -> TrainingProfile | None:
     """The model file's training profile, or None when it has none.
+
+    The checks fed by numbers training never writes (NaN, infinite: a hand-edited or damaged
+    file) are off (`without_checks`), not silently half-working; ``say_damage`` warns which
+    (:func:`damaged_profile_note`): the callers that judge a run's series pass it, once a run.
 
     Raises:
         BundleError: the section is there but malformed.
@@ -143,12 +151,36 @@ def model_profile(bundle: Bundle) -> TrainingProfile | None:
     if data is None:
         return None
     try:
-        return TrainingProfile.from_dict(data)
+        profile = TrainingProfile.from_dict(data)
     except (KeyError, TypeError, ValueError) as error:
         raise BundleError(
             f"{bundle.source or 'the model'}: its familiarity section is malformed "
             f"({type(error).__name__}: {error}); the file was edited; retrain or restore it."
         ) from error
+    damaged = damaged_checks(profile)
+    if not damaged:
+        return profile
+    if say_damage:
+        warnings.warn(damaged_profile_note(bundle, damaged), FamiliarityWarning, stacklevel=2)
+    return without_checks(profile, damaged)
+
+
+def damaged_profile_note(bundle: Bundle, damaged: dict[str, list[str]]) -> str:
+    """One line: the model file's profile is damaged, in which numbers, and which checks are
+    off (`damaged_checks`).
+
+    Example:
+        >>> damaged_profile_note(bundle, {"field-of-view check": ["edge_slice_threshold"]})[-60:]
+        "the other checks run; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it."
+    """
+    fields = ", ".join(name for names in damaged.values() for name in names)
+    checks = " and the ".join(damaged)
+    return (
+        f"{bundle.source or 'the model file'}: its training data profile is damaged (NaN or "
+        f"infinite numbers in {fields}): the {checks} {'is' if len(damaged) == 1 else 'are'} "
+        "off for every series, the other checks run; 'sliceseg reprofile MODEL TRAIN_DIR' "
+        "rebuilds it."
+    )
 
 
 def always_present_rois(bundle: Bundle) -> np.ndarray | None:
@@ -289,7 +321,7 @@ def check_run(
     Returns:
         One verdict per series, in series order.
     """
-    profile = model_profile(bundle)
+    profile = model_profile(bundle, say_damage=True)  # once: a run judges its series here
     if profile is None:
         return None
     verdicts = []

@@ -112,6 +112,8 @@ class MergeResult:
         damaged: finished series whose ``csa.csv`` or ``csa_long.csv`` cannot be merged,
             with why (`damaged_tables`), left out of every table: the next predict run redoes
             them.
+        overall_note: the series unlike the training data that ``csa.csv``'s overall mean,
+            std and n leave out, as its ``file`` cells say it (`overall_note`; "" when none).
     """
 
     out_dir: Path
@@ -125,6 +127,7 @@ class MergeResult:
     unreadable: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     damaged: tuple[tuple[str, str], ...] = ()
+    overall_note: str = ""
 
     @property
     def notes(self) -> list[str]:
@@ -219,7 +222,7 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
             settings = (seen.first or run).get("settings", {})
             if not seen.names:  # every series failed or is damaged: a header and no row
                 f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
-        counts = _area_tables(out, stage, seen)
+        counts, overall = _area_tables(out, stage, seen)
         done = {*seen.names, *seen.damaged_names, *failed["series"].astype(str)}
         unread = unreadable_series(out, done, left)
         unfinished = left.unfinished(done, set(unread))
@@ -228,7 +231,8 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         notes = left_out_notes(out, *left_out, seen.damaged)
         summary = _summary(out, seen, failed, settings, notes, unread)
         report = _report(out, stage, settings, summary)
-    return MergeResult(out, failed, report, counts, seen.unit, *left_out, tuple(seen.damaged))
+    damaged = tuple(seen.damaged)
+    return MergeResult(out, failed, report, counts, seen.unit, *left_out, damaged, overall)
 
 
 def _summary(
@@ -275,11 +279,11 @@ def _report(
     return out / "report.html"
 
 
-def _area_tables(out: Path, stage: Path, seen: _SeriesPass) -> tuple[int, ...]:
+def _area_tables(out: Path, stage: Path, seen: _SeriesPass) -> tuple[tuple[int, ...], str]:
     """``csa.csv`` and ``csa_long.csv`` of the finished series (`write_area_tables`), written in
     ``stage``; when none finished, none (an earlier merge's are removed: not this run's)."""
     if not seen.names:
-        return ()
+        return (), ""
     flagged = None if all(r is None for r in seen.reasons) else [bool(r) for r in seen.reasons]
     return write_area_tables(out, seen.names, flagged, into=stage)
 

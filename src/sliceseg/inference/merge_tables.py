@@ -34,6 +34,7 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.summary_rows import (
     PRESENT,
     leave_out_flagged,
+    overall_note,
     series_label,
     series_row,
     summary_stats,
@@ -60,7 +61,7 @@ TIDY_TEXT = {
 
 def write_area_tables(
     out: Path, names: Sequence[str], flagged: Sequence[bool] | None, *, into: Path | None = None
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, ...], str]:
     """Write ``OUT/csa.csv`` and ``OUT/csa_long.csv`` of the finished series ``names``.
 
     Args:
@@ -73,7 +74,8 @@ def write_area_tables(
             left out of the overall mean, std and n (`with_familiarity`).
 
     Returns:
-        The number of slices of each series.
+        The number of slices of each series, and what the overall rows' ``file`` cells say
+        beyond :data:`PRESENT` (`overall_note`: the series left out, or "").
 
     Raises:
         ConfigError: the series' tables have different columns (another run's series); only
@@ -93,8 +95,8 @@ def write_area_tables(
             tables.add(out, names[start : start + CHUNK_SERIES], wide, long, rows)
         rows.seek(0)
         shutil.copyfileobj(rows, wide)
-        tables.finish(wide)
-    return tuple(tables.counts)
+        note = tables.finish(wide)
+    return tuple(tables.counts), note
 
 
 def _tidy_columns(out: Path, names: Sequence[str]) -> list[str]:
@@ -292,8 +294,9 @@ class _Tables:
             table[FAMILIARITY_COLUMN] = [self.flagged[first + j] for j in members]  # 1 / 0
         write_csv(table, long, header=first == 0, index=False)
 
-    def finish(self, wide: IO[str]) -> None:
-        """The overall mean, std and n rows (without the flagged series' slices)."""
+    def finish(self, wide: IO[str]) -> str:
+        """The overall mean, std and n rows (without the flagged series' slices); returns what
+        their ``file`` cells say of the series left out (`overall_note`)."""
         values = pd.DataFrame(
             {roi: np.concatenate([a[:, k] for a in self.areas]) for k, roi in enumerate(self.rois)}
         )
@@ -305,3 +308,4 @@ class _Tables:
             marks = np.repeat(np.asarray(self.flagged, dtype=bool), self.counts).tolist()
             leave_out_flagged(rows, values, marks, sum(self.flagged))
         write_csv(with_whole_counts(rows.reindex(columns=self.columns)), wide, header=False)
+        return overall_note(rows.loc["mean", "file"])

@@ -17,7 +17,13 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.summary_rows import area_column, overall_note, series_row, with_summary_rows
+from sliceseg.measure.summary_rows import (
+    area_column,
+    overall_line,
+    overall_note,
+    series_row,
+    with_summary_rows,
+)
 from sliceseg.measure.tissue import (
     TissueSettings,
     check_muscle_rois,
@@ -55,8 +61,8 @@ def is_count_row(label: object) -> bool:
 
 
 def slice_positions(wide: pd.DataFrame) -> list[int]:
-    """Positions of a wide table's slice rows (not its summary rows), in order: for ``iloc``,
-    which on a one-slice series' table costs a fraction of ``loc`` with the row labels.
+    """Positions of a wide table's slice rows (not its summary rows), in order, for ``iloc``
+    (a fraction of ``loc``'s cost on a one-slice series' table).
 
     Example:
         >>> slice_positions(pd.DataFrame({"disc": [1.0, 1.0, 0.0]}, index=["1", "2", "mean"]))
@@ -91,56 +97,6 @@ def with_whole_counts(wide: pd.DataFrame) -> pd.DataFrame:
 def _whole(value: object) -> object:
     """A count or a mark as an int (an empty cell stays empty)."""
     return value if pd.isna(value) else int(float(value))  # type: ignore[arg-type]
-
-
-def least_confident(
-    confidence: Sequence[float],
-    series: Sequence[object],
-    *,
-    n: int,
-    spread: bool = True,
-    flagged: Sequence[bool] | None = None,
-) -> list[int]:
-    """Return the positions of the ``n`` least confident slices, least confident first.
-
-    With ``spread`` the series take turns: first the least confident slice of every series
-    (those in confidence order), then the second of every series, and so on; so one poor
-    series cannot fill the list, and every series is looked at before any is looked at twice.
-    Slices of series unlike the training data (``flagged``) come before all others, in the
-    same order among themselves.
-
-    Args:
-        confidence: one score per slice.
-        series: one series id per slice (any hashable).
-        n: at most this many positions.
-        spread: take the series in turns; False ranks all slices together.
-        flagged: per slice, True when its series is unlike the training data.
-
-    Raises:
-        ConfigError: ``n`` is below 1 or the lengths differ.
-
-    Example:
-        >>> least_confident([0.9, 0.2, 0.3, 0.8], ["a", "a", "a", "b"], n=3)
-        [1, 3, 2]
-    """
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}.")
-    if len(confidence) != len(series):
-        raise ConfigError(f"{len(confidence)} scores for {len(series)} series ids; give one each.")
-    later = [not is_flagged for is_flagged in flagged] if flagged else [False] * len(confidence)
-    if len(later) != len(confidence):
-        raise ConfigError(
-            f"{len(flagged or ())} flags for {len(confidence)} scores; give one each."
-        )
-    order = sorted(range(len(confidence)), key=lambda i: (later[i], confidence[i], i))
-    if spread:
-        seen: dict[object, int] = {}
-        turn = {}
-        for i in order:  # the k-th least confident of its series is in turn k
-            turn[i] = seen.get(series[i], 0)
-            seen[series[i]] = turn[i] + 1
-        order.sort(key=lambda i: (later[i], turn[i], confidence[i], i))
-    return order[:n]
 
 
 @dataclass(frozen=True)
@@ -338,7 +294,7 @@ class AreaTable:
         more = overall_note(shown.loc["mean", "file"]) if "mean" in shown.index else ""
         shown.loc[[row for row in _SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
-        note = f"; the overall mean, std and n: {more}" if more else ""
+        note = f"; {overall_line(more)}" if more else ""
         return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"
 
     def save(self, out_dir: Path | str) -> tuple[Path, Path]:
@@ -434,10 +390,8 @@ def _roi_rows(
     tissue: TissueSettings,
     is_hu: bool,
 ) -> tuple[dict[str, float], list[dict[str, object]]]:
-    """One slice's area per ROI (its wide row) and its tidy rows, tissue statistics included.
-
-    ``spacing`` is `resolve_spacing`'s (spacing or None for pixel counts, its source).
-    """
+    """One slice's area per ROI (its wide row) and its tidy rows, tissue statistics included;
+    ``spacing``: `resolve_spacing`'s (spacing or None for pixel counts, its source)."""
     row_col, source = spacing
     areas: dict[str, float] = {}
     rows: list[dict[str, object]] = []
@@ -483,8 +437,7 @@ def _shown(value: float, label: object) -> str:
 def _tissue_warnings(
     images: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings
 ) -> set[int]:
-    """Warn once per series about tissue columns it lacks; return the positions in ``images``
-    of the slices not in HU."""
+    """Warn once per series about tissue columns it lacks; return the slices not in HU."""
     groups: dict[str, list[int]] = {}
     for position, image in enumerate(images):
         groups.setdefault(series_key(image), []).append(position)

@@ -391,7 +391,8 @@ def judge_series(
     threshold, its intensities are further from training than every training series was from
     the others (or its median intensity quantiles leave the training range by more than
     :data:`INTENSITY_MARGIN` std), or more of its slices than :data:`SHAPE_SHARE` (and than
-    on the validation slices) have an ROI whose area or position is outside the trained range.
+    on the validation slices) have an ROI whose area or position is outside the trained range
+    (or an ROI that no training slice showed: "never seen in training").
 
     Example:
         >>> judge_series(profile, traits, ["vertebral body"]).describe()  # doctest: +SKIP
@@ -412,11 +413,17 @@ def judge_series(
         reasons += _intensity_reasons(profile, np.stack(intensity))
     reasons += _edge_reasons(profile, np.array([t.edge for t in traits]))
     limits = np.maximum(SHAPE_SHARE, _validation_shares(profile))
+    unseen = np.asarray(profile.presence) <= 0  # no trained range: every area of it is off
     for what, off in (("areas", odd.area_off), ("positions", odd.distance_off)):
         shares = off.mean(axis=0)
-        rois = [name for k, name in enumerate(roi_names) if shares[k] > limits[k]]
+        off_rois = (shares > limits) & ~unseen
+        rois = [name for k, name in enumerate(roi_names) if off_rois[k]]
         if rois:
             reasons.append(f"ROI {what} outside the trained range ({', '.join(rois)})")
+    shares = odd.area_off.mean(axis=0)  # of an unseen ROI: the slices that show it
+    rois = [name for k, name in enumerate(roi_names) if unseen[k] and shares[k] > limits[k]]
+    if rois:
+        reasons.append(f"ROI never seen in training found on most slices ({', '.join(rois)})")
     return Verdict(bool(reasons), tuple(reasons))
 
 

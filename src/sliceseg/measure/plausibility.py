@@ -78,8 +78,10 @@ def area_warnings(
             (see :func:`sided_pairs_from_names`); checked within a series where both areas are
             above 0 on at least 3 of its slices.
         series: the series of each slice row (e.g. ``AreaTable.series``); None: one series.
-        ratio_tolerance: flag a slice whose left/right ratio is more than this fraction away
-            from its series' median ratio, i.e. ``|log(ratio / median)| > log(1 + tolerance)``.
+        ratio_tolerance: flag a slice whose left/right ratio is more than a factor of
+            ``1 + ratio_tolerance`` above or below its series' median ratio, i.e.
+            ``|log(ratio / median)| > log(1 + tolerance)`` (symmetric, so that the right/left
+            ratio flags the same slices: 0.5 flags 1.5 × and 1 / 1.5 = 0.67 × the median).
 
     Returns:
         One line per finding, naming the slice and the ROI, in slice order.
@@ -169,10 +171,13 @@ def _skewed_ratios(
     found = []
     for i, ratio in zip(both, ratios, strict=True):
         if abs(math.log(ratio / median)) > math.log1p(tolerance):
+            side = "above" if ratio > median else "below"
+            factor = max(ratio / median, median / ratio)
             message = (
                 f"{slices[i]}: {left} / {right} area ratio is {ratio:.2f}, far from the "
-                f"series median {median:.2f} (more than {tolerance:.0%} off); check "
-                "that left and right are not swapped, merged or cut."
+                f"series median {median:.2f} ({side} it by a factor of {factor:.2f}, more than "
+                f"the {1 + tolerance:.3g} allowed either way); check that left and right are "
+                "not swapped, merged or cut."
             )
             found.append((int(rows[i]), message))
     return found

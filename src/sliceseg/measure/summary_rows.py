@@ -19,6 +19,7 @@ __all__ = [
     "PRESENT",
     "area_column",
     "leave_out_flagged",
+    "overall_line",
     "overall_mean_clause",
     "overall_note",
     "series_label",
@@ -51,6 +52,19 @@ def area_column(roi: str, unit: str) -> str:
         ('psoas (pixels)', 'psoas')
     """
     return f"{roi} (pixels)" if unit == "pixels" else roi
+
+
+def overall_line(note: str, *, of: str = "") -> str:
+    """What the overall rows leave out, in words ("" when nothing): under a printed table, or
+    after a run that prints none (``of``: the file whose rows they are).
+
+    Example:
+        >>> overall_line("without 1 series unlike the training data (3 slices)", of="csa.csv")
+        'the overall mean, std and n of csa.csv: without 1 series unlike the training data (3 slices)'
+    """  # noqa: E501
+    if not note:
+        return ""
+    return f"the overall mean, std and n{f' of {of}' if of else ''}: {note}"
 
 
 def series_row(row: str, series: object) -> str:

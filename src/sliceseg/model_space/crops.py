@@ -2,13 +2,13 @@
 
 The network trains on crops of ``input_shape`` pixels a side at the model's spacing, as nnU-Net
 trains on patches: a slice larger than the crop is seen a part at a time (a different part each
-epoch), a smaller one whole, centred and padded with its own minimum (its background). A share
-of the crops (``foreground_fraction``, nnU-Net: 1/3) is centred on a pixel of an ROI, so that
-small ROIs are seen often; the rest lie anywhere in the slice. Which ROI (``foreground_balance``):
-"slice" draws one of the ROIs present in the crop's own slice; "roi" draws one of the training
-set's ROIs, each equally often, and moves the crop to a slice that holds it, so an ROI present on
-a quarter of the slices is seen as often as one on every slice (2D slices hold few of a volume's
-ROIs, unlike nnU-Net's 3D cases).
+epoch), a smaller one whole, centred and padded with each channel's own minimum (its background:
+`sliceseg.model_space.padding`). A share of the crops (``foreground_fraction``, nnU-Net: 1/3) is
+centred on a pixel of an ROI, so that small ROIs are seen often; the rest lie anywhere in the
+slice. Which ROI (``foreground_balance``): "slice" draws one of the ROIs present in the crop's
+own slice; "roi" draws one of the training set's ROIs, each equally often, and moves the crop to
+a slice that holds it, so an ROI present on a quarter of the slices is seen as often as one on
+every slice (2D slices hold few of a volume's ROIs, unlike nnU-Net's 3D cases).
 
 Every random number comes from one CPU ``torch.Generator`` (five per crop with "slice", six with
 "roi", whatever is decided), so a run is reproducible and a resumed run continues the sequence.
@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from sliceseg.errors import ConfigError
 from sliceseg.model_space.batches import SpacedTensors
+from sliceseg.model_space.padding import background
 
 __all__ = [
     "FOREGROUND_BALANCES",
@@ -68,7 +69,7 @@ def extract_crop(
     origin: tuple[int, int],
     size: int,
     *,
-    pad_value: float,
+    pad_value: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the ``size × size`` window at ``origin`` (may lie partly outside), padding around.
 
@@ -77,12 +78,14 @@ def extract_crop(
         label: ``(H, W)`` integer label map.
         origin: ``(row, col)`` of the crop's top-left pixel in slice coordinates.
         size: side of the crop.
-        pad_value: image value outside the slice (labels are 0 there).
+        pad_value: image value outside the slice: one number, or one per channel ``(I, 1, 1)``
+            (`background`, what training pads with); labels are 0 there.
 
     Returns:
-        ``(image (1, S, S), label (S, S))``.
+        ``(image (I, S, S), label (S, S))``: every channel of ``image``.
     """
-    out_image = image.new_full((image.shape[0], size, size), pad_value)
+    fill = torch.as_tensor(pad_value, dtype=image.dtype, device=image.device)
+    out_image = fill.expand(image.shape[0], size, size).clone()
     out_label = label.new_zeros((size, size))
     spans = [_overlap(o, size, n) for o, n in zip(origin, label.shape, strict=True)]
     (src_r, dst_r), (src_c, dst_c) = spans
@@ -135,7 +138,7 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.balance = foreground_balance
         self.size, self.foreground_fraction = size, float(foreground_fraction)
         self.generator = generator
-        self.pad_values = [float(image.min()) if image.numel() else 0.0 for image in self.images]
+        self.pad_values = [background(image) for image in self.images]  # each channel's own
         self.present = [[int(v) for v in label.unique() if v > 0] for label in self.labels]
         self.holders = _slices_holding(self.present)
         self.rois = sorted(self.holders)

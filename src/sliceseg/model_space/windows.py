@@ -1,12 +1,12 @@
 """Sliding-window probabilities at the target spacing; one pass when a slice fits the window.
 
-A slice smaller than a window is padded around it (centred, with the slice's own minimum, as in
-training) and predicted in one pass; a larger one is covered by windows placed as MONAI's
-``sliding_window_inference`` places them (overlap 0.25, the last window flush with the far
-edge) and their probabilities blended with MONAI's Gaussian weights (sigma 1/8 of the window
-side, floored at 1e-3: window centres count more than their edges). The result equals MONAI's
-(``tests/test_windows.py`` checks it) without importing MONAI, which costs seconds at start-up.
-Windows of many slices share each network call.
+A slice smaller than a window is padded around it (centred, each channel with its own minimum,
+as in training: `sliceseg.model_space.padding`) and predicted in one pass; a larger one is
+covered by windows placed as MONAI's ``sliding_window_inference`` places them (overlap 0.25,
+the last window flush with the far edge) and their probabilities blended with MONAI's Gaussian
+weights (sigma 1/8 of the window side, floored at 1e-3: window centres count more than their
+edges). The result equals MONAI's (``tests/test_windows.py`` checks it) without importing
+MONAI, which costs seconds at start-up. Windows of many slices share each network call.
 
 Which window (:func:`prediction_window`): a network with instance norms normalises by
 statistics over what it sees, so it sees windows of ``input_shape`` pixels, as it saw crops in
@@ -29,7 +29,8 @@ from functools import lru_cache
 from typing import cast
 
 import torch
-import torch.nn.functional as F
+
+from sliceseg.model_space.padding import padded_by
 
 __all__ = [
     "GAUSSIAN_SIGMA_SCALE",
@@ -135,7 +136,7 @@ def gaussian_weights(window: Window, sigma_scale: float = GAUSSIAN_SIGMA_SCALE) 
 class _Slice:
     """One slice padded to at least a window, and where its windows are."""
 
-    padded: torch.Tensor  # (1, H', W')
+    padded: torch.Tensor  # (I, H', W')
     crop: tuple[slice, slice]  # the slice inside ``padded``
     origins: tuple[tuple[int, int], ...]
 
@@ -210,12 +211,12 @@ def _pair(window: Window) -> tuple[int, int]:
 
 
 def _place(image: torch.Tensor, window: tuple[int, int], overlap: float) -> _Slice:
-    """Pad a ``(1, h, w)`` slice to at least the window (centred, as MONAI does); place windows."""
+    """Pad an ``(I, h, w)`` slice to at least the window (centred, as MONAI does; each channel
+    with its own minimum, `padded_by`); place its windows."""
     rows, cols = int(image.shape[-2]), int(image.shape[-1])
     top, left = max(window[0] - rows, 0) // 2, max(window[1] - cols, 0) // 2
     bottom, right = max(window[0] - rows, 0) - top, max(window[1] - cols, 0) - left
-    pad = float(image.min()) if image.numel() else 0.0
-    padded = F.pad(image, (left, right, top, bottom), mode="constant", value=pad)
+    padded = padded_by(image, top, bottom, left, right)
     starts = [window_starts(int(padded.shape[a]), window[a], overlap=overlap) for a in (-2, -1)]
     origins = tuple((r, c) for r in starts[0] for c in starts[1])
     return _Slice(padded, (slice(top, top + rows), slice(left, left + cols)), origins)

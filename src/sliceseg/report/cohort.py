@@ -9,6 +9,7 @@ series with the reason, and counts. Every series' own ``report.html`` is linked 
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -223,7 +224,8 @@ def _failed(failed: pd.DataFrame) -> str:
     if not len(failed):
         return "<h2>Failed series</h2><p>None.</p>"
     rows = "".join(
-        f"<tr class='fail'><td>{html.escape(str(r.series))}</td><td class='num'>{r.slices}</td>"
+        f"<tr class='fail'><td>{html.escape(str(r.series))}</td>"
+        f"<td class='num'>{_count(r.slices)}</td>"
         f"<td>{html.escape(str(r.reason))}</td></tr>"
         for r in failed.head(SHOWN_LINES).itertuples()
     )
@@ -233,6 +235,16 @@ def _failed(failed: pd.DataFrame) -> str:
         "<h2>Failed series</h2><p>Run the same command again to retry them.</p>"
         f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>{rest}"
     )
+
+
+def _count(value: object) -> str:
+    """A count as a whole number ("3", not "3.0"); "–" when not known (a failure recorded before
+    its series' slices were counted: an empty cell, not "nan")."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # pandas' NA, None, text
+        return "–"
+    return "–" if math.isnan(number) else f"{number:.0f}"
 
 
 def review_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -252,8 +264,9 @@ def _review(table: pd.DataFrame, count: int) -> str:
         unlike = getattr(r, "unlike_training", "")
         mark = " <b>⚠ unlike the training data</b>" if isinstance(unlike, str) and unlike else ""
         rows.append(
-            f"<tr><td>{_link(str(r.series), r.report)}{mark}</td><td class='num'>{r.slices}</td>"
-            f"<td class='num'>{confidence}</td><td class='num'>{r.warnings}</td>"
+            f"<tr><td>{_link(str(r.series), r.report)}{mark}</td>"
+            f"<td class='num'>{_count(r.slices)}</td><td class='num'>{confidence}</td>"
+            f"<td class='num'>{_count(r.warnings)}</td>"
             f"<td>{html.escape(first_warnings(str(r.warning_text or '')))}</td></tr>"
         )
     return (
@@ -314,7 +327,7 @@ def _histogram(values: pd.Series, unlike: int, roi: str, unit: str, *, colour: s
     )
     caption = (
         f"{html.escape(roi)}: {len(values)} series, median {np.median(values):.1f} {unit}, "
-        f"range {edges[0]:.1f}–{edges[-1]:.1f}{left_out}"
+        f"range {edges[0]:.1f}–{edges[-1]:.1f} {unit}{left_out}"
     )
     return (
         f"<figure><svg width='{width}' height='{height}' role='img'>{bars}</svg>"

@@ -21,9 +21,9 @@ from sliceseg.measure.areas import (
     FAMILIARITY_COLUMN,
     is_count_row,
     is_summary_row,
-    least_confident,
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
+from sliceseg.measure.review_order import least_confident
 from sliceseg.measure.summary_rows import overall_mean_clause
 from sliceseg.report.colours import roi_colour
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
@@ -135,11 +135,20 @@ class _Slices:
         return f'<a href="#{target}-{_e(label)}">{_e(text)}</a>'
 
     def css(self, label: str) -> str:
-        return " ".join(
-            name
-            for name, on in (("flagged", label in self.flagged), ("low", label in self.low))
-            if on
+        marks = (
+            ("flagged", label in self.flagged),
+            ("low", label in self.low),
+            ("unlike", label in self.unfamiliar),
         )
+        return " ".join(name for name, on in marks if on)
+
+    @property
+    def review_name(self) -> str:
+        """What "review first" holds: the least confident slices, after those of a series
+        unlike the training data when it holds some (`least_confident` puts them first)."""
+        if self.low & self.unfamiliar:
+            return "series unlike the training data first, then lowest confidence"
+        return "lowest confidence"
 
 
 def _review_order(
@@ -206,7 +215,8 @@ def _messages(warnings: Sequence[str], notes: Sequence[str], slices: _Slices) ->
 
 
 def _review(slices: _Slices) -> str:
-    """The "review first" list: the lowest-confidence slices, least confident first."""
+    """The "review first" list: the slices of a series unlike the training data, then the
+    least confident (`least_confident`), as its heading says."""
     if not slices.low:
         return ""
     by_label = dict(zip(slices.labels, slices.files, strict=True))
@@ -218,10 +228,10 @@ def _review(slices: _Slices) -> str:
         for label in slices.review
     )
     return (
-        f'<section class="box note review" id="review"><h2>Review first: the {len(slices.low)} '
-        'least confident slices</h2><p class="hint">Confidence is the Dice the model expects '
-        "between its label map and its own probabilities, for the slice's least sure ROI (1 = "
-        "sure of every pixel; 0 = an ROI every training slice showed is missing); low "
+        f'<section class="box note review" id="review"><h2>Review first ({len(slices.low)}): '
+        f'{_e(slices.review_name)}</h2><p class="hint">Confidence is the Dice the model expects '
+        "between its label map and its own probabilities, for the slice's least sure "
+        "ROI (1 = sure of every pixel; 0 = an ROI every training slice showed is missing); low "
         "scores are where its errors concentrate. Slices of a series unlike the training data "
         "come first. Correct these first.</p>"
         f"<ol>{items}</ol></section>"
@@ -291,7 +301,7 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
         f'<h2 id="areas">Cross-sectional areas ({_e(unit)})</h2>'
         f'<p class="hint">One row per slice in series order; at the bottom, the mean and '
         "standard deviation over the slices where each ROI is present (area &gt; 0), and n, how "
-        f"many; an ROI not found on a slice shows 0.0 in red. Numbers are "
+        f"many; an ROI not found on a slice shows 0.0 in red{_unlike_hint(slices)}. Numbers are "
         "rounded to 0.1 here; the CSV has them in full. Click a column to sort by it."
         f"</p>{_filter(slices)}"
         f'<div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
@@ -300,14 +310,22 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
     )
 
 
+def _unlike_hint(slices: _Slices) -> str:
+    """How the table marks the slices of a series unlike the training data (when it has some)."""
+    if not slices.unfamiliar:
+        return ""
+    return "; the rows of a series unlike the training data are marked ⚠ and tinted red"
+
+
 def _filter(slices: _Slices) -> str:
     options = [("all", f"all {len(slices.labels)} slices")]
     options.append(("flagged", f"flagged by a warning ({len(slices.flagged)})"))
+    if slices.unfamiliar:
+        options.append(("unlike", f"series unlike the training data ({len(slices.unfamiliar)})"))
     if slices.low:
-        options.append(("low", f"lowest confidence ({len(slices.low)})"))
-        options.append(
-            ("review", f"flagged or lowest confidence ({len(slices.flagged | slices.low)})")
-        )
+        options.append(("low", f"review first: {slices.review_name} ({len(slices.low)})"))
+        either = len(slices.flagged | slices.low)
+        options.append(("review", f"flagged by a warning or review first ({either})"))
     choices = "".join(f'<option value="{v}">{_e(text)}</option>' for v, text in options)
     return (
         '<p class="controls"><label for="row-filter">Show</label>'

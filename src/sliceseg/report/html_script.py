@@ -92,6 +92,8 @@ CSS = """
 #area-table tr.flagged > th:first-child { box-shadow: inset 4px 0 0 #e3b341; }
 #area-table tr.low > th:first-child { color: #b42318; }
 #area-table td.conf.low { color: #b42318; font-weight: 600; }
+#area-table tbody tr.unlike { background: #fdecea; }
+#area-table tr.unlike > th:first-child::after { content: " ⚠"; color: #b42318; }
 .controls { margin: 8px 0; font-size: 14px; }
 .controls select { font: inherit; margin: 0 8px; }
 .review ol { margin: 4px 0; padding-left: 26px; columns: 2; column-gap: 32px; }
@@ -101,6 +103,7 @@ CSS = """
 .thumbs figure { background: var(--soft); padding: 5px; border-radius: 6px; }
 .thumbs figure.flagged { outline: 2px solid #e3b341; }
 .thumbs figure.low { outline: 2px solid #d1242f; }
+.thumbs figure.unlike { background: #fdecea; }
 .thumbs img { width: 100%; height: auto; display: block; border-radius: 3px; }
 .thumbs figcaption { font-size: 12px; padding-top: 3px; overflow-wrap: anywhere; }
 dialog#viewer { max-width: 96vw; max-height: 96vh; padding: 8px; border: 0; border-radius: 8px; }
