@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,3 +57,48 @@ class TestRunAttempts:
         attempts.write_unreadable(P02, DAMAGED)
         attempts.undo()
         assert list(tmp_path.iterdir()) == []
+
+
+class TestKilledWrites:
+    def test_the_next_run_removes_the_temporary_records_of_killed_writes_only(self, tmp_path):
+        """A record write killed before its rename left its hidden temporary file in
+        ``OUT/failed/`` or ``OUT/unreadable/``, and nothing ever removed it; a live
+        process's (another shard writing now) or another host's must stay."""
+        import socket
+
+        from sliceseg.io.files import TEMP_PREFIX
+
+        write_failure(tmp_path, P01, "RuntimeError: disk full", root=tmp_path)
+        here, dead = socket.gethostname(), 2**22 + 7  # above Linux's pid_max: no such process
+        names = {
+            "killed": f"{TEMP_PREFIX}p02.{here}-{dead}~abc123de.json",
+            "older sliceseg": f"{TEMP_PREFIX}p03.abc123de.json",
+            "live": f"{TEMP_PREFIX}p04.{here}-{os.getpid()}~abc123de.json",
+            "other host": f"{TEMP_PREFIX}p05.elsewhere.cluster-{dead}~abc123de.json",
+        }
+        for folder in ("failed", "unreadable"):
+            for name in names.values():
+                (tmp_path / folder).mkdir(exist_ok=True)
+                (tmp_path / folder / name).write_text("{}")
+        RunAttempts(tmp_path, tmp_path)  # made at a run's start (`predict_cohort`)
+        kept = {names["live"], names["other host"]}
+        assert {p.name for p in (tmp_path / "failed").iterdir()} == {"p01.json", *kept}
+        assert {p.name for p in (tmp_path / "unreadable").iterdir()} == kept
+
+    def test_a_record_s_temporary_file_names_its_process(self, tmp_path, monkeypatch):
+        """So that `clear_killed_attempts` can tell a killed write's file from a live one's."""
+        import socket
+
+        import sliceseg.io.files as files
+
+        seen = []
+
+        def replace(source, target):
+            seen.append(Path(source).name)
+            raise KeyboardInterrupt  # as a kill before the rename, nothing caught
+
+        monkeypatch.setattr(files.os, "replace", replace)
+        with contextlib.suppress(KeyboardInterrupt):
+            write_failure(tmp_path, P01, "RuntimeError: disk full", root=tmp_path)
+        owner = f".{socket.gethostname()}-{os.getpid()}~"
+        assert len(seen) == 1 and seen[0].startswith(f"{files.TEMP_PREFIX}p01{owner}")

@@ -798,3 +798,20 @@ def test_a_merge_clears_what_a_killed_merge_left_but_not_a_running_one_s(tmp_pat
     merge.merge_cohort(out)
     left = sorted(p.name for p in out.glob(".sliceseg-tmp*"))
     assert left == sorted([stages["running"], stages["elsewhere"]])
+
+
+def test_a_failure_record_half_renamed_by_a_killed_run_is_listed_once(tmp_path):
+    """``kill -9`` between writing a failure record and renaming it left its temporary file
+    (``OUT/failed/.sliceseg-tmp.p01.<random>.json``, whole JSON), and the merge read it as a
+    record of its own: p01 was listed twice in failed.csv."""
+    from sliceseg.inference.attempts import failure_path, unreadable_path
+
+    out = _all_failed(tmp_path / "out")
+    for record in (failure_path(out, "p01"), unreadable_path(out, "p03")):
+        record.parent.mkdir(exist_ok=True)
+        data = {"series": record.stem, "slices": 3, "reason": "x", "skipped": []}
+        (record.parent / f".sliceseg-tmp.{record.stem}.k1ll3d.json").write_text(json.dumps(data))
+    merged = merge.merge_cohort(out)
+    assert list(merged.failed["series"]) == ["p01", "p02"]
+    assert merged.unreadable == ()
+    assert list(pd.read_csv(out / "failed.csv")["series"]) == ["p01", "p02"]

@@ -267,3 +267,83 @@ class TestRankThreads:
             rank_cpus({"LOCAL_WORLD_SIZE": text}, cpus=6)
         with pytest.raises(LauncherError, match=expected):
             rank_threads("cpu", {"LOCAL_WORLD_SIZE": text, "OMP_NUM_THREADS": "1"}, cpus=6)
+
+
+class TestShardAutoOddLaunches:
+    def test_an_array_of_one_task_runs_the_whole_cohort_and_says_how_to_retry_one(self):
+        """``sbatch --array=3`` (to retry task 3 of an earlier ``--array=0-3``) ran the whole
+        cohort as shard 1/1 without a word: not the retry the user meant."""
+        shard = parse_shard("auto", array_task(3, 3, 3))
+        assert (shard.index, shard.count) == (1, 1)
+        assert shard.note == (
+            "--shard auto: a SLURM array of one task (3): running the whole cohort as one shard "
+            "(finished series are skipped); to rerun only task 3 of an earlier array, give "
+            "--shard K/N with K = 3 - its first task + 1 and N its task count (e.g. --shard 4/4 "
+            "for --array=0-3)."
+        )
+        retry, task = parse_shard("4/4"), parse_shard("auto", array_task(3, 0, 3))
+        assert (retry.index, retry.count) == (task.index, task.count) == (4, 4)
+        assert task.note == ""
+
+    def test_the_cli_prints_the_one_task_arrays_line(self, monkeypatch, capsys):
+        from sliceseg.cli import main
+        from sliceseg.inference import cohort
+
+        def stop(*args, **kwargs):
+            raise ConfigError("stopped here")
+
+        monkeypatch.setattr(cohort, "predict_cohort", stop)
+        for name, value in array_task(0, 0, 0).items():
+            monkeypatch.setenv(name, value)
+        assert main(["predict", "m.pt", "in", "--out", "out", "--shard", "auto"]) == 2
+        assert capsys.readouterr().out.startswith(
+            "--shard auto: a SLURM array of one task (0): running the whole cohort as one shard"
+        )
+
+    @staticmethod
+    def srun_task(rank: int, tasks: int, step: str = "0") -> dict[str, str]:
+        """What ``srun -n tasks`` sets in task ``rank`` of job step ``step`` (as seen in Slurm
+        22.05: ``sbatch -n 2`` gives its batch script SLURM_NTASKS=2 and SLURM_PROCID=0 but no
+        SLURM_STEP_ID; an ``srun -n 2`` in it gives each task SLURM_STEP_ID=0,
+        SLURM_STEP_NUM_TASKS=2 and its SLURM_PROCID)."""
+        return {
+            "SLURM_STEP_ID": step,
+            "SLURM_PROCID": str(rank),
+            "SLURM_NTASKS": str(tasks),
+            "SLURM_STEP_NUM_TASKS": str(tasks),
+        }
+
+    def test_the_tasks_of_an_srun_step_take_a_shard_each(self):
+        """``srun -n 4 sliceseg predict --shard auto`` (no array, no torchrun): every task ran
+        the whole cohort."""
+        shards = [parse_shard("auto", self.srun_task(rank, 4)) for rank in range(4)]
+        assert shards == [Shard(k, 4, "srun") for k in (1, 2, 3, 4)]
+        assert parse_shard("auto", self.srun_task(1, 2, step="12")).describe() == "shard 2/2 (srun)"
+
+    @pytest.mark.parametrize(
+        "step",
+        [
+            None,  # a batch script where Slurm sets no SLURM_STEP_ID
+            "4294967291",  # its batch step (SLURM_BATCH_SCRIPT)
+            "4294967290",  # salloc's interactive step
+            "batch",
+        ],
+    )
+    def test_a_batch_script_of_many_tasks_is_not_a_step_of_them(self, step):
+        env = self.srun_task(0, 4, step or "")
+        assert parse_shard("auto", env) == Shard()
+
+    def test_one_task_of_srun_and_torchrun_in_an_srun_step_leave_the_rest_in_charge(self):
+        assert parse_shard("auto", self.srun_task(0, 1)) == Shard()
+        torchrun = {"RANK": "5", "WORLD_SIZE": "8"}  # one torchrun per node, ranks span them
+        assert parse_shard("auto", {**self.srun_task(1, 2), **torchrun}) == Shard(6, 8, "torchrun")
+
+    def test_an_srun_step_in_an_array_task_splits_the_task_s_share(self):
+        env = {**array_task(1, 0, 1), **self.srun_task(2, 3)}
+        assert parse_shard("auto", env) == Shard(6, 6, "SLURM × srun")
+
+    def test_a_step_without_its_task_count_is_refused_naming_it(self):
+        env = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "1"}
+        with pytest.raises(ConfigError, match=r"SLURM_STEP_NUM_TASKS") as caught:
+            parse_shard("auto", env)
+        assert "\n" not in str(caught.value)

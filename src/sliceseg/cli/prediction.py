@@ -147,6 +147,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers must be 0 or more, got {args.workers}.")
     show = shows_progress()
+    shard = parse_shard(args.shard)
+    if shard.note:
+        _progress(shard.note)
     run = predict_cohort(
         Path(args.model),
         Path(args.dicom_dir),
@@ -163,7 +166,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         ),
         options=CohortOptions(
             predict=PredictOptions(device=args.device, batch_size=args.batch_size, progress=show),
-            shard=parse_shard(args.shard),
+            shard=shard,
             workers=args.workers,
             overwrite=args.overwrite,
         ),

@@ -19,12 +19,18 @@ from typing import Any
 
 from sliceseg.inference.records import SERIES_RECORD, RunRecord, is_done, read_json, series_dir
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import atomic_write_bytes, atomic_write_text
+from sliceseg.io.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    clear_killed_writes,
+    finished_outputs,
+)
 from sliceseg.io.identity import relative_to_input
 from sliceseg.io.series_plan import PlannedSeries
 
 __all__ = [
     "RunAttempts",
+    "clear_killed_attempts",
     "failed_since_finished",
     "failure_path",
     "forget_attempts",
@@ -77,7 +83,8 @@ def write_unreadable(
 
 class RunAttempts:
     """The failure and unreadable records one run writes into ``out``, each file's earlier
-    state (bytes and mtime, or absent) kept the first time the run touches it, for `undo`.
+    state (bytes and mtime, or absent) kept the first time the run touches it, for `undo`;
+    made at the run's start, it removes what killed record writes left (`clear_killed_attempts`).
 
     Memory holds the earlier records of the series this run failed or found unreadable (as
     many as its own lists name), never the cohort's. One thread writes them (the run's main).
@@ -91,6 +98,7 @@ class RunAttempts:
     def __init__(self, out: Path, root: Path) -> None:
         self.out, self.root = out, root  # the output folder; the input folder, for names
         self._before: dict[Path, tuple[bytes, int] | None] = {}
+        clear_killed_attempts(out)  # what an earlier run's record writes killed left
 
     def write_failure(self, series: PlannedSeries, reason: str) -> Path:
         """`write_failure`, the series' records kept first."""
@@ -142,8 +150,16 @@ def read_unreadable(out: Path) -> list[dict[str, Any]]:
 
 
 def _read_records(folder: Path) -> list[dict[str, Any]]:
-    found = [read_json(p) for p in sorted(folder.glob("*.json"))]
+    found = [read_json(p) for p in finished_outputs(folder, "*.json")]
     return [f for f in found if f is not None]
+
+
+def clear_killed_attempts(out: Path) -> None:
+    """Remove the temporary files of record writes that a killed run left in ``OUT/failed/``
+    and ``OUT/unreadable/`` (`clear_killed_writes`: never a live shard's); the readers skip
+    them (`finished_outputs`), so they only took space."""
+    for folder in (out / _FAILED_DIR, out / _UNREADABLE_DIR):
+        clear_killed_writes(folder)
 
 
 def failed_since_finished(out: Path) -> set[str]:
@@ -151,7 +167,8 @@ def failed_since_finished(out: Path) -> set[str]:
     record: an older result (other inputs, another model or settings) whose redo failed or
     found no readable file; it is not merged."""
     found = set()
-    records = [*(out / _FAILED_DIR).glob("*.json"), *(out / _UNREADABLE_DIR).glob("*.json")]
+    folders = (out / _FAILED_DIR, out / _UNREADABLE_DIR)
+    records = [p for folder in folders for p in finished_outputs(folder, "*.json")]
     for attempt in records:
         name = attempt.name.removesuffix(".json")
         try:

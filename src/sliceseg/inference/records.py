@@ -34,7 +34,7 @@ from typing import Any
 from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir
+from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir, finished_outputs
 from sliceseg.io.identity import relative_to_input
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
@@ -250,7 +250,7 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
     stored = read_json(out / RUN_RECORD)
-    if not overwrite and stored is None and out.is_dir() and _has_visible_files(out):
+    if not overwrite and stored is None and out.is_dir() and finished_outputs(out):
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
         )
@@ -358,10 +358,6 @@ def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
     files = unreadable_files(data)
     count = data.get("skipped_count")
     return files, count if isinstance(count, int) and count >= len(files) else len(files)
-
-
-def _has_visible_files(folder: Path) -> bool:
-    return any(not p.name.startswith(".") for p in folder.iterdir())
 
 
 def series_dir(out: Path, name: str) -> Path:
@@ -481,8 +477,7 @@ def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def finished_records(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every finished series folder with its record, by name, read one at a time."""
-    folders = sorted(p.name for p in (out / _SERIES_DIR).glob("*") if not p.name.startswith("."))
-    for name in folders:
+    for name in [p.name for p in finished_outputs(out / _SERIES_DIR)]:
         data = read_json(out / _SERIES_DIR / name / SERIES_RECORD)
         if data is not None:
             yield name, data

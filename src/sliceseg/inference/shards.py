@@ -5,10 +5,14 @@ the series at positions K-1, K-1+N, K-1+2N, ... of that sorted list, so every se
 exactly one shard, the shards differ by at most one series, and N may exceed the number of
 series (the extra shards have nothing to do). ``auto`` reads a SLURM job array
 (``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_MIN``, ``_MAX``, ``_COUNT`` and ``_STEP``,
-which Slurm sets in every array task), else torchrun's ``RANK`` and ``WORLD_SIZE``
-(``LOCAL_RANK`` picks the GPU), else runs everything as one shard. A launcher's variables are
-read all or none by `sliceseg.launchers`: a part of them is refused, since guessing the rest
-would run series twice or not at all (every rank would take every series). The processes
+which Slurm sets in every array task; an array of one task, ``--array=3``, runs the whole
+cohort and says so), and inside it (or alone) torchrun's ``RANK`` and ``WORLD_SIZE``
+(``LOCAL_RANK`` picks the GPU), else the tasks of a job step that ``srun -n N`` started
+(``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``, where ``SLURM_STEP_ID`` is srun's: never in the
+batch script itself, where they are the job's); with none, it runs everything as one shard.
+A launcher's variables are read all or none by `sliceseg.launchers`: a part of them is
+refused, since guessing the rest would run series twice or not at all (every rank would take
+every series). The processes
 torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly (`rank_cpus`,
 `rank_threads`).
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sliceseg.errors import ConfigError, LauncherError
@@ -43,12 +47,14 @@ class Shard:
     Attributes:
         index: 1..count.
         count: number of shards, ≥ 1.
-        source: where it came from ("--shard", "SLURM", "torchrun" or "single").
+        source: where it came from ("--shard", "SLURM", "torchrun", "srun" or "single").
+        note: a line for the user where ``auto`` did what they may not have meant, or "".
     """
 
     index: int = 1
     count: int = 1
     source: str = "single"
+    note: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 1 <= self.index <= self.count:
@@ -90,8 +96,8 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     env = os.environ if environ is None else environ
     if text is None:
         return Shard()
-    if text == "auto":
-        return _combined(_from_slurm(env), _from_torchrun(env))
+    if text == "auto":  # torchrun's ranks span the nodes where srun started one torchrun each
+        return _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if found is None:
         raise ConfigError(
@@ -124,7 +130,19 @@ def _from_slurm(env: Mapping[str, str]) -> Shard | None:
             "cannot say which shards they were); to retry, run the whole array again (finished "
             "series are skipped), or give --shard K/N."
         )
-    return Shard(index, count, "SLURM")
+    return Shard(index, count, "SLURM", _one_task_note(task) if count == 1 else "")
+
+
+def _one_task_note(task: int) -> str:
+    """What ``--shard auto`` did in an array of one task (``--array=3``, the natural way to
+    retry a task of an earlier array, whose size no variable tells)."""
+    size = max(task + 1, 2)
+    return (
+        f"--shard auto: a SLURM array of one task ({task}): running the whole cohort as one "
+        f"shard (finished series are skipped); to rerun only task {task} of an earlier array, "
+        f"give --shard K/N with K = {task} - its first task + 1 and N its task count (e.g. "
+        f"--shard {task + 1}/{size} for --array=0-{size - 1})."
+    )
 
 
 def _refused(error: LauncherError, how: str) -> ConfigError:
@@ -146,7 +164,7 @@ def _combined(slurm: Shard | None, ranks: Shard | None) -> Shard:
     if slurm is None or ranks is None or ranks.is_whole:
         return slurm or ranks or Shard()
     index = (slurm.index - 1) * ranks.count + ranks.index
-    return Shard(index, slurm.count * ranks.count, "SLURM × torchrun")
+    return Shard(index, slurm.count * ranks.count, f"SLURM × {ranks.source}")
 
 
 def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
@@ -155,6 +173,32 @@ def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
     except LauncherError as error:
         raise _refused(error, "run it under torchrun") from None
     return None if ranks is None else Shard(ranks.rank + 1, ranks.world_size, "torchrun")
+
+
+SRUN_STEP = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")  # what srun sets in each task of a step
+_SPECIAL_STEPS = 0xFFFFFFF0  # step IDs from here on: batch, extern, interactive (not srun's)
+
+
+def _from_srun(env: Mapping[str, str]) -> Shard | None:
+    """The task of a job step that ``srun -n N`` started (N > 1), or None: in a batch script
+    (its batch step), ``salloc``'s shell or outside Slurm, where ``SLURM_PROCID`` is 0 and
+    ``SLURM_NTASKS`` the job's, every process is alone."""
+    step = env.get("SLURM_STEP_ID") or ""
+    if not step.isdigit() or int(step) >= _SPECIAL_STEPS:
+        return None
+    try:
+        found = launcher_numbers(SRUN_STEP, env, launcher="srun")
+    except LauncherError as error:
+        raise _refused(error, "run it as a task of srun") from None
+    if found is None or found[1] <= 1:
+        return None
+    rank, tasks = found
+    if not 0 <= rank < tasks:
+        raise ConfigError(
+            f"--shard auto: SLURM_PROCID={rank} is not one of the {tasks} tasks of the job step "
+            f"(SLURM_STEP_NUM_TASKS); run it under srun as set, or give --shard K/N."
+        )
+    return Shard(rank + 1, tasks, "srun")
 
 
 def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:

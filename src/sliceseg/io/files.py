@@ -20,9 +20,10 @@ import psutil
 from sliceseg.errors import ConfigError, UnwritableError
 from sliceseg.user_paths import user_path
 
-# Temporary files of atomic writes start with this (hidden, so readers skip them); a run that was
-# killed may leave some behind, and a rerun in the same folder removes them.
+# Temporary files of atomic writes start with this (hidden, so readers skip them: `is_finished`);
+# a run that was killed may leave some behind, and a rerun in the same folder removes them.
 TEMP_PREFIX = ".sliceseg-tmp."
+_OWNER_END = "~"  # ends "<host>-<pid>" in a temporary file's name (no host name holds it)
 # Present in an output folder while a run writes into it; a folder still marked after the run was
 # killed may be reused by a rerun without --overwrite.
 _INCOMPLETE_MARKER = ".sliceseg-incomplete"
@@ -53,8 +54,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
+        fd, name = tempfile.mkstemp(  # named for its process: `clear_killed_writes`
+            prefix=f"{TEMP_PREFIX}{target.stem}.{_owner()}{_OWNER_END}",
+            suffix=target.suffix,
+            dir=target.parent,
         )
     except OSError as error:
         raise ConfigError(
@@ -317,8 +320,7 @@ def _owner() -> str:
 
 def clear_killed_stages(folder: Path) -> list[Path]:
     """Remove the hidden folders of `files_together` calls in ``folder`` whose process was
-    killed (on this host, and no longer running), and those named before their names held a
-    process; never a live one's, nor another host's. Returns those removed.
+    killed (`_is_killed`). Returns those removed.
 
     Example:
         >>> clear_killed_stages(Path("out"))  # a merge killed by SIGKILL left one
@@ -326,15 +328,57 @@ def clear_killed_stages(folder: Path) -> list[Path]:
     """
     removed = []
     for stage in sorted(folder.glob(f"{_TOGETHER}*")):
-        owner = stage.name.removeprefix(_TOGETHER).rpartition(".")[0]
-        host, _, pid = owner.rpartition("-")
-        if owner and (host != socket.gethostname() or not pid.isdigit()):
-            continue  # another host's: whether it still runs cannot be told from here
-        if owner and (int(pid) == os.getpid() or psutil.pid_exists(int(pid))):
-            continue
-        shutil.rmtree(stage, ignore_errors=True)
-        removed.append(stage)
+        if _is_killed(stage.name.removeprefix(_TOGETHER).rpartition(".")[0]):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
     return removed
+
+
+def clear_killed_writes(folder: Path) -> list[Path]:
+    """Remove the temporary files that `atomic_path` writes in ``folder`` killed before their
+    rename left (`_is_killed`: never a live one's, nor another host's). Returns those removed.
+
+    Example:
+        >>> clear_killed_writes(Path("out/failed"))  # a run killed by SIGKILL left one
+        [PosixPath('out/failed/.sliceseg-tmp.p01.node7-4242~k2j3_a9x.json')]
+    """
+    removed = []
+    for path in sorted(folder.glob(f"{TEMP_PREFIX}*")):
+        head, mark, _ = path.name.rpartition(_OWNER_END)  # ".sliceseg-tmp.<stem>.<owner>"
+        if path.is_file() and _is_killed(head if mark else "", within=True):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _is_killed(owner: str, *, within: bool = False) -> bool:
+    """True when ``owner`` ("<host>-<pid>", or a text ending with ".<host>-<pid>" when
+    ``within``) names a process of this host no longer running, or is "" (a name from before
+    sliceseg named the process); never this process, a live one, or another host's (whether
+    it still runs cannot be told from here)."""
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition("-")
+    here = socket.gethostname()
+    if not pid.isdigit() or not (host.endswith(f".{here}") if within else host == here):
+        return False
+    return int(pid) != os.getpid() and not psutil.pid_exists(int(pid))
+
+
+def is_finished(path: Path) -> bool:
+    """True when ``path`` names a finished output: not hidden, as the temporary files and
+    folders of writes are (`TEMP_PREFIX`; a killed run may leave one, whole or cut off).
+
+    Example:
+        >>> is_finished(Path("out/failed/.sliceseg-tmp.p01.node7-4242~k2j3_a9x.json"))
+        False
+    """
+    return not path.name.startswith(".")
+
+
+def finished_outputs(folder: Path, pattern: str = "*") -> list[Path]:
+    """The finished outputs (`is_finished`) in ``folder`` matching ``pattern``, by name."""
+    return sorted(p for p in folder.glob(pattern) if is_finished(p))
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
