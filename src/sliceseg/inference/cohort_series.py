@@ -31,7 +31,7 @@ from sliceseg.inference.familiarity import (
     model_profile,
     neighbour_spacing_line,
     unlike_line,
-    warn_no_profile,
+    warn_unchecked,
     with_familiarity,
 )
 from sliceseg.inference.outputs import Visuals, write_outputs
@@ -110,8 +110,9 @@ def series_context(
     out: Path, plan: CohortPlan, record: RunRecord, bundle: Bundle, log: Callable[[str], None]
 ) -> SeriesContext:
     """What every series' writer needs; says once what concerns them all: the ROI names
-    DICOM-SEG changes (`renamed_segments`) and a model file without a training profile, or
-    with a damaged one (`model_profile`), which `write_series` is silent about (a writer
+    DICOM-SEG changes (`renamed_segments`) and what the model file cannot check (no training
+    profile or Modality: `warn_unchecked`; a damaged profile: `model_profile`), which
+    `write_series` is silent about (a writer
     thread's warning is shown again for every series: the thread-local filters reset Python's
     "once")."""
     if "seg" in record.settings.exports:
@@ -119,8 +120,7 @@ def series_context(
             log(f"warning: {line}")
     visuals = visual_mode(record.settings.visuals, plan.num_slices)
     profile = model_profile(bundle, say_damage=True)
-    if profile is None:
-        warn_no_profile()
+    warn_unchecked(bundle)
     return SeriesContext(out, plan.root, record, visuals, bundle, profile)
 
 

@@ -9,6 +9,11 @@ features come from the prediction's own forward passes where it hands them over
 from one extra look at part of the network. A model file without a profile (older files) gets
 no check, said once by :data:`NO_PROFILE_NOTE`; one whose profile holds damaged numbers gets
 the checks they do not feed, said once by `damaged_profile_note`.
+
+The same verdict says when a series is not of the model's modality (`sliceseg.measure.modality`:
+its Modality, CT against not CT, and a CT model's Hounsfield units), so tables, reports,
+``suggest`` and the overall mean treat it as any series unlike the training data. A file without
+the training slices' Modality (older files) compares none, said once by :data:`NO_MODALITY_NOTE`.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
+from sliceseg.measure.modality import is_ct_only, modality_reason
 from sliceseg.measure.profile_damage import damaged_checks, without_checks
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel
+from sliceseg.model_space.intensity import CT_NAME
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import Bundle, ModelMetadata
 from sliceseg.models.features import deepest_features
@@ -38,6 +45,7 @@ from sliceseg.models.folding import inference_network
 
 __all__ = [
     "MAX_SLICES",
+    "NO_MODALITY_NOTE",
     "NO_PROFILE_NOTE",
     "FamiliarityWarning",
     "PredictionLook",
@@ -46,11 +54,13 @@ __all__ = [
     "check_run",
     "check_series",
     "damaged_profile_note",
+    "modality_check",
     "model_profile",
     "neighbour_spacing_line",
     "series_traits",
     "unlike_line",
     "warn_no_profile",
+    "warn_unchecked",
     "with_familiarity",
 ]
 
@@ -63,15 +73,41 @@ NO_PROFILE_NOTE = (
     "adds it without retraining."
 )
 
+NO_MODALITY_NOTE = (
+    "no modality check in this model file (written before sliceseg stored its training "
+    "slices' (0008,0060) Modality): a series of another modality is not flagged for its "
+    "Modality (a CT-normalised model still flags values that are not Hounsfield units); "
+    "'sliceseg reprofile MODEL TRAIN_DIR' adds it without retraining."
+)
+
 
 class FamiliarityWarning(UserWarning):
-    """The model file has no training profile, so no series is checked, or a damaged one, so
-    some checks are off (said once a run)."""
+    """The model file has no training profile, so no series is checked; a damaged one, so
+    some checks are off; or no training Modality, so none is compared (said once a run)."""
 
 
 def warn_no_profile() -> None:
     """Say once that the model file has no familiarity check."""
     warnings.warn(NO_PROFILE_NOTE, FamiliarityWarning, stacklevel=2)
+
+
+def warn_unchecked(bundle: Bundle) -> None:
+    """Say once what the model file cannot check: no profile (no check at all), else no
+    training Modality (`NO_MODALITY_NOTE`)."""
+    if bundle.metadata.familiarity is None:
+        warn_no_profile()
+    elif bundle.metadata.modalities is None:
+        warnings.warn(NO_MODALITY_NOTE, FamiliarityWarning, stacklevel=2)
+
+
+def modality_check(bundle: Bundle, images: Sequence[Slice]) -> str | None:
+    """Why a series is not of the model's modality (`modality_reason`), None when it is or
+    the model file cannot tell. A CT-normalised model expects Hounsfield units unless its
+    training slices were not all CT (normalisation "ct" chosen for other data)."""
+    meta = bundle.metadata
+    trained = meta.modalities
+    expects_hu = meta.normalisation == CT_NAME and (not trained or is_ct_only(trained))
+    return modality_reason(images, trained, expects_hu=expects_hu)
 
 
 @dataclass(frozen=True)
@@ -286,7 +322,8 @@ def check_series(
     profile: TrainingProfile | None = None,
     seen: PredictionLook = PredictionLook(),
 ) -> Verdict | None:
-    """Judge one series against the model's training profile (None: the model has none).
+    """Judge one series against the model's training profile (None: the model has none)
+    and its training modality (`modality_check`: that reason first).
 
     ``seen``: what the prediction already computed (see `series_traits`).
 
@@ -299,7 +336,9 @@ def check_series(
     if profile is None:
         return None
     traits = series_traits(bundle, images, labels, seen=seen)
-    return judge_series(profile, traits, bundle.roi_names)
+    verdict = judge_series(profile, traits, bundle.roi_names)
+    other = modality_check(bundle, images)
+    return verdict if other is None else Verdict(True, (other, *verdict.reasons))
 
 
 def check_run(

@@ -16,7 +16,7 @@ from sliceseg.inference.familiarity import (
     check_run,
     neighbour_spacing_line,
     unlike_line,
-    warn_no_profile,
+    warn_unchecked,
     with_familiarity,
 )
 from sliceseg.inference.outputs import overlay_path, write_outputs
@@ -240,8 +240,8 @@ def _area_warnings(areas: AreaTable, names: Sequence[str]) -> list[str]:
 def _check_familiarity(
     bundle: Bundle, predictions: Sequence[Prediction], areas: AreaTable
 ) -> tuple[AreaTable, list[SeriesVerdict]]:
-    """Judge each series against the model's training profile; mark the tables (unchanged,
-    and said once, for a model file without a profile)."""
+    """Judge each series against the model's training profile and modality; mark the tables
+    (unchanged for a model file without a profile; what it cannot check is said once)."""
     series = list(areas.series) or [1] * len(predictions)
     verdicts = check_run(
         bundle,
@@ -250,8 +250,8 @@ def _check_familiarity(
         [p.key for p in predictions],
         series,
     )
+    warn_unchecked(bundle)
     if verdicts is None:
-        warn_no_profile()
         return areas, []
     return with_familiarity(areas, verdicts), verdicts
 

@@ -15,7 +15,7 @@ from sliceseg.dataset.labelled_slices import labelled_slices
 from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.inference.confidence import ConfidenceCollector, least_confident, slice_confidence
-from sliceseg.inference.familiarity import always_present_rois, check_run, warn_no_profile
+from sliceseg.inference.familiarity import always_present_rois, check_run, warn_unchecked
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
@@ -155,8 +155,8 @@ def _unfamiliar(
     numbers = {name: k for k, name in enumerate(sorted(set(series)), 1)}  # as check_run groups
     per_slice = [numbers[name] for name in series]
     verdicts = check_run(bundle, images, labels, [image.name for image in images], per_slice)
+    warn_unchecked(bundle)
     if verdicts is None:
-        warn_no_profile()
         return [False] * len(images)
     flagged = {v.series for v in verdicts if v.is_flagged}
     return [k in flagged for k in per_slice]

@@ -79,6 +79,10 @@ class ModelMetadata:
             slice alone.
         context_step_mm: the median distance between a training slice and its neighbours
             (`sliceseg.io.neighbours.neighbour_step_mm`); ``None`` when not 2.5D or unknown.
+        modalities: the distinct (0008,0060) Modality values of the training slices (both
+            sides of the split; `sliceseg.measure.modality.modality_values`), which
+            ``predict`` compares each series' with; ``None`` (files from before): unknown,
+            no such check.
     """
 
     arch: str
@@ -98,6 +102,7 @@ class ModelMetadata:
     intensity: dict[str, Any] | None = None
     context_slices: int = 0
     context_step_mm: float | None = None
+    modalities: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -119,6 +124,7 @@ class ModelMetadata:
             "intensity": None if self.intensity is None else dict(self.intensity),
             "context_slices": int(self.context_slices),
             "context_step_mm": self.context_step_mm,
+            "modalities": None if self.modalities is None else list(self.modalities),
         }
 
     @classmethod
@@ -146,6 +152,9 @@ class ModelMetadata:
             context_step_mm=None
             if data.get("context_step_mm") is None
             else float(data["context_step_mm"]),
+            modalities=None
+            if data.get("modalities") is None
+            else tuple(str(m) for m in data["modalities"]),
         )
 
     @property

@@ -30,10 +30,16 @@ __all__ = ["add_profile", "training_profile"]
 
 
 def add_profile(
-    path: Path, train: SpacedTensors, validation: SpacedTensors | None, *, divisor: int
+    path: Path,
+    train: SpacedTensors,
+    validation: SpacedTensors | None,
+    *,
+    divisor: int,
+    modalities: tuple[str, ...] | None = None,
 ) -> TrainingProfile:
     """Rewrite the model file at ``path`` with the profile of its own network (see
     :func:`training_profile`) in its ``familiarity`` section; return the profile.
+    ``modalities`` (the training slices' Modality values), when given, are stored too.
 
     Raises:
         BundleError: the file cannot be read.
@@ -51,6 +57,8 @@ def add_profile(
         post=PostProcessing.from_dict(meta.postprocessing or {}),
     )
     data = {**bundle.metadata.to_dict(), "familiarity": profile.to_dict()}
+    if modalities is not None:  # reprofile: an older file gains them too
+        data["modalities"] = list(modalities)
     save_bundle(
         path, bundle.model, ModelMetadata.from_dict(data), training_state=bundle.training_state
     )

@@ -5,7 +5,8 @@ checks that came later (the field-of-view check of profile version 3, the learnt
 threshold of version 2) and says so. Its training folder and the settings stored in the model
 file are enough to rebuild the profile exactly as training writes it today: the same split
 (validation fraction, seed, split kind), the model's own target spacing and intensity
-normalisation, the network's own features. The weights are not touched, and the original file
+normalisation, the network's own features; the training slices' Modality values are stored
+too (older files lack them: no modality check). The weights are not touched, and the original file
 is kept: the result is a new file.
 """
 
@@ -117,7 +118,9 @@ def reprofile(
     divisor = required_divisor(meta.arch, meta.hyperparameters)
     try:
         shutil.copyfile(source, temporary)
-        profile = add_profile(temporary, data.train, data.validation, divisor=divisor)
+        profile = add_profile(
+            temporary, data.train, data.validation, divisor=divisor, modalities=data.modalities
+        )
         os.replace(temporary, target)  # whole or not at all
     finally:
         temporary.unlink(missing_ok=True)  # a failed profile leaves no half file

@@ -13,6 +13,7 @@ from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
+from sliceseg.measure.modality import modality_values
 from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
     PER_SLICE,
@@ -78,6 +79,7 @@ def load_training_data(
         view_note=view_note,
         check_lines=check_warning_lines(report, config.data_source()),
         num_check_warnings=len(report.warnings),
+        modalities=modality_values(s.image.modality for s in samples),
     )
 
 

@@ -51,6 +51,7 @@ class TrainingData:
     view_note: str = ""  # what view "auto" chose, when it coarsened the grid
     check_lines: tuple[str, ...] = ()  # the check's warnings, as the log shows them
     num_check_warnings: int = 0  # all of them, shown or not (recorded in the settings file)
+    modalities: tuple[str, ...] = ()  # the slices' Modality values (`modality_values`)
 
     @property
     def num_classes(self) -> int:
@@ -205,6 +206,7 @@ def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) ->
         intensity=data.normalisation.to_dict(),
         context_slices=config.context_slices,
         context_step_mm=data.context_step_mm,
+        modalities=data.modalities,
     )
 
 
