@@ -1496,5 +1496,13 @@ def test_a_cohort_in_pixels_says_so_in_its_tables_and_resumes(tiny_model, cohort
     columns = ["file", *(f"{roi} (pixels)" for roi in ROIS), "confidence"]
     for table in (out / "csa.csv", out / "series" / "sub01" / "csa.csv"):
         assert list(pd.read_csv(table, index_col="slice").columns)[: len(columns)] == columns
+    series = pd.read_csv(out / "series.csv")  # a mean in pixels said so there too
+    rois = [f"{statistic} {roi}" for statistic in ("mean", "std") for roi in ROIS]
+    assert list(series.columns[2 : 2 + 3 * len(ROIS)]) == [
+        *(f"{column} (pixels)" for column in rois),
+        *(f"n {roi}" for roi in ROIS),
+    ]
+    assert series[f"mean {ROIS[0]} (pixels)"].notna().all()
     again = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
     assert again.already_done == 4 and again.finished == []
+    assert pd.read_csv(out / "series.csv").equals(series)  # a resume's merge: the same table
