@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import datetime
 import errno
 import io
 import json
@@ -33,6 +34,7 @@ from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.summary_rows import summarised
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.phantom.generate import ROI_NAMES
+from sliceseg.report import cohort as cohort_report
 
 LEAN = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
 HERE = CohortOptions(workers=0)
@@ -47,6 +49,22 @@ def cohort_dir(tiny_phantom: Path, tmp_path: Path) -> Path:
         for folder in sorted((tiny_phantom / split / "dicoms").iterdir()):
             shutil.copytree(folder, out / folder.name)
     return out
+
+
+class _StoppedClock(datetime.datetime):
+    """A clock that always reads 2026-01-02 03:04, whatever the test's wall time."""
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> _StoppedClock:
+        return cls(2026, 1, 2, 3, 4, tzinfo=tz)
+
+
+@pytest.fixture
+def report_clock(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The cohort report's time stamp, one for every run of a test: two runs that wrote the
+    same report in different minutes (20:20, 20:21) made a page comparison fail at random."""
+    monkeypatch.setattr(cohort_report, "datetime", _StoppedClock)
+    return "written 2026-01-02 03:04"
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -694,7 +712,7 @@ def cut_pixels(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_the_cohort_files_name_every_left_out_file_under_the_input(
-    tiny_model, cohort_dir, tmp_path
+    tiny_model, cohort_dir, tmp_path, report_clock
 ):
     """Files left out while planning were named under the input folder, those left out while
     decoding (the records, a copy's original, a failure's reason) by absolute path: one report
@@ -719,7 +737,7 @@ def test_the_cohort_files_name_every_left_out_file_under_the_input(
         f"<li>Skipped sub04/{damaged.name}: cannot decode pixel data",
     ]
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert [report.count(line) for line in lines] == [1, 1, 1, 1]
+    assert [report.count(line) for line in lines] == [1, 1, 1, 1] and report_clock in report
     assert f"Skipped sub04/{damaged.name}: cannot decode" in (
         out / "series" / "sub04" / "report.html"
     ).read_text(encoding="utf-8")
@@ -1324,7 +1342,7 @@ def test_a_series_of_damaged_files_is_known_to_a_later_merge(
 
 @pytest.mark.slow
 def test_sharded_and_unsharded_reports_name_the_planned_out_files_alike(
-    tiny_model, cohort_dir, tmp_path
+    tiny_model, cohort_dir, tmp_path, report_clock
 ):
     """A file the plan left out (not DICOM) was passed to an unsharded run's merge in memory
     only: a standalone merge after shards did not name it, so one cohort had two reports.
@@ -1343,7 +1361,7 @@ def test_sharded_and_unsharded_reports_name_the_planned_out_files_alike(
         predict_cohort(tiny_model, cohort_dir, out, settings=reported, options=_shard(k))
     assert main(["merge", str(out)]) == 0
     assert (out / "report.html").read_text(encoding="utf-8") == whole
-    assert whole.count(line) == 1
+    assert whole.count(line) == 1 and whole.count(report_clock) == 1
 
 
 @pytest.mark.slow
@@ -1478,5 +1496,13 @@ def test_a_cohort_in_pixels_says_so_in_its_tables_and_resumes(tiny_model, cohort
     columns = ["file", *(f"{roi} (pixels)" for roi in ROIS), "confidence"]
     for table in (out / "csa.csv", out / "series" / "sub01" / "csa.csv"):
         assert list(pd.read_csv(table, index_col="slice").columns)[: len(columns)] == columns
+    series = pd.read_csv(out / "series.csv")  # a mean in pixels said so there too
+    rois = [f"{statistic} {roi}" for statistic in ("mean", "std") for roi in ROIS]
+    assert list(series.columns[2 : 2 + 3 * len(ROIS)]) == [
+        *(f"{column} (pixels)" for column in rois),
+        *(f"n {roi}" for roi in ROIS),
+    ]
+    assert series[f"mean {ROIS[0]} (pixels)"].notna().all()
     again = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
     assert again.already_done == 4 and again.finished == []
+    assert pd.read_csv(out / "series.csv").equals(series)  # a resume's merge: the same table

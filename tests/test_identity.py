@@ -15,6 +15,7 @@ from sliceseg.io.identity import (
     series_name,
     series_names,
     slice_key,
+    slices_series_names,
 )
 
 
@@ -156,3 +157,14 @@ def test_a_uidless_folder_has_one_series_identity_everywhere(tiny_model, tiny_ph
     found = suggest_slices(tiny_model, dicoms, n=6, device="cpu")
     by_folder = {s.key.split("/")[0]: s.series for s in found}
     assert by_folder == {folder: folder for folder in folders}  # the series' names
+
+
+def test_slices_series_names_number_a_folder_s_series_in_the_order_of_their_files(tmp_path):
+    """Eleven series in p01/, given in another order than their files' (a table's, the UIDs'):
+    the names followed the given order, so a caller could name s1's series p01_10 where
+    `sliceseg predict` (`plan_cohort`) names it p01_2; the order given is kept in the result."""
+    images = [_Planned(tmp_path / "p01" / f"s{i}.dcm", f"1.2.9.{i}") for i in range(11)]
+    shuffled = images[::-1]
+    names = slices_series_names(shuffled, [f"p01/{image.name}" for image in shuffled])
+    assert list(names) == [image.series_uid for image in shuffled]
+    assert names == {f"1.2.9.{i}": "p01" if i == 0 else f"p01_{i + 1}" for i in range(11)}

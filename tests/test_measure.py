@@ -327,6 +327,32 @@ def test_measure_names_each_series_as_predict_does(tiny_phantom, tmp_path):
     assert "mean series sub01" in table.to_text()
 
 
+def test_measure_and_predict_name_eleven_series_of_one_folder_alike(tiny_model, tmp_path):
+    """Eleven series in p01/ (their UIDs in the reverse order of their files), the first one
+    without label maps: measure named the series it measured, the first of them p01, while
+    `sliceseg predict` names every series of the folder in the order of their files' paths
+    (`plan_cohort`), so one slice was series p01 in one table and p01_2 in the other."""
+    from conftest import add_pair
+    from sliceseg.inference.folder import predict_folder
+    from sliceseg.label_areas import measure_label_folder
+
+    label = np.zeros((20, 24), np.uint8)
+    label[5:10, 5:10] = 1
+    for i in range(11):
+        add_pair(tmp_path, f"p01/s{i}", label if i else None, series_uid=f"1.2.9.{20 - i}")
+    measured = measure_label_folder(tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m")
+    predicted = predict_folder(
+        tiny_model, tmp_path / "dicoms", tmp_path / "p", report=False, exports=(), progress=False
+    )
+    named = [
+        pd.read_csv(table, dtype=str).drop_duplicates("file").set_index("file")["series"]
+        for table in (measured[1][1], predicted.out_dir / "csa_long.csv")
+    ]
+    expected = {f"p01/s{i}": "p01" if i == 0 else f"p01_{i + 1}" for i in range(11)}
+    assert named[1].to_dict() == expected
+    assert named[0].to_dict() == {k: v for k, v in expected.items() if k != "p01/s0"}
+
+
 def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):
     """`measure --fov` measured the files without PixelSpacing in mm² but said "their areas
     are in pixels"; the note now says where their spacing came from, and the areas agree."""

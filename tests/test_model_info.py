@@ -143,6 +143,23 @@ def ct_model(tmp_path, **settings):
     return save_bundle(tmp_path / "ct.pt", small_unet(), meta)
 
 
+@pytest.mark.parametrize(
+    ("epochs", "minutes", "expected"),
+    [
+        (1, 1, "1 epoch, or fewer within a time budget of 1 minute"),
+        (1, None, "1 epoch, no time budget"),
+        (2, 0.5, "2 epochs, or fewer within a time budget of 0.5 minutes"),
+    ],
+)
+def test_info_counts_one_epoch_and_one_minute_in_the_singular(
+    tmp_path, capsys, epochs, minutes, expected
+):
+    """`sliceseg info` printed "1 epochs" and "1 minutes"."""
+    path = ct_model(tmp_path, epochs=epochs, max_minutes=minutes)
+    assert main(["info", str(path)]) == 0
+    assert f"planned training: {expected}" in capsys.readouterr().out.splitlines()
+
+
 def test_info_shows_a_ct_models_hu_numbers_and_its_training(tmp_path, capsys):
     path = ct_model(tmp_path)
     assert main(["info", str(path)]) == 0

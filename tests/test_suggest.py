@@ -369,3 +369,16 @@ def test_a_bad_count_from_python_names_the_argument_too(tiny_model, tiny_phantom
     with pytest.raises(ConfigError) as caught:
         suggest_slices(tiny_model, tiny_phantom / "test" / "dicoms", **given)
     assert str(caught.value) == message
+
+
+def test_the_suggestions_table_sizes_the_weakest_roi_column_to_the_names():
+    """The column was 32 characters wide: a longer ROI name pushed its row's slice out of line."""
+    long_name = "left psoas major at the level of the third lumbar vertebra"
+    rows = [
+        suggest.Suggestion(1, "p01/a", Path("p01/a.dcm"), "p01", 0.25, long_name, 0.25),
+        suggest.Suggestion(2, "p01/b", Path("p01/b.dcm"), "p01", 0.5, "fat", 0.5),
+    ]
+    lines = suggest.suggestions_text(rows).splitlines()
+    column = lines[0].index("slice")
+    assert [line[column:] for line in lines] == ["slice", "p01/a", "p01/b"]
+    assert lines[1][column - 2 - len(f"{long_name} (0.250)") : column] == f"{long_name} (0.250)  "

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sliceseg.dataset.check import count_left_out
-from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import slices_series_names, top_series_name
 from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
@@ -100,12 +101,22 @@ def measure_label_folder(
         keep_patient_info=keep_patient_info,
         tissue=tissue,
     )
-    series = slices_series_names(
+    table = table.named(_series_names(samples, dicom_dir, labels_dir))
+    with output_run(out_dir, overwrite=overwrite) as out:
+        paths = table.save(out)
+    return table, paths, notes
+
+
+def _series_names(
+    samples: Sequence[Sample], dicom_dir: Path | str, labels_dir: Path | str
+) -> list[str]:
+    """The table's series' names (in its numbers' order) as `sliceseg predict` gives them: from
+    every DICOM file of the folder (`plan_cohort`), so that a series without label maps, or
+    with a first file without one, does not shift the ``_2``, ``_3``, ... of the others."""
+    planned = {s.key: s.name for s in plan_cohort(dicom_dir, exclude=Path(labels_dir)).series}
+    found = slices_series_names(  # a series the plan did not see (not expected): its own name
         [s.image for s in samples],
         [s.key for s in samples],
         root_name=top_series_name(user_path(dicom_dir)),
     )
-    table = table.named(list(series.values()))  # as predict names them
-    with output_run(out_dir, overwrite=overwrite) as out:
-        paths = table.save(out)
-    return table, paths, notes
+    return [planned.get(key, name) for key, name in found.items()]

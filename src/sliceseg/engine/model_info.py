@@ -118,16 +118,21 @@ def _learning_rate_text(rate: object) -> str:
     return f"{rate:g} at the start, decaying to 0 over the planned training"
 
 
+def _counted(number: float, unit: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``0.5 minutes``: the unit singular for exactly one."""
+    return f"{number:g} {unit}{'' if number == 1 else 's'}"
+
+
 def _length_text(settings: dict[str, Any]) -> str:
     """The epochs and the time budget the run was given (``epochs``, ``max_minutes``)."""
     if "epochs" not in settings:
         return _UNRECORDED
     epochs, minutes = settings.get("epochs"), settings.get("max_minutes")
-    budget = None if minutes is None else f"{float(minutes):g} minutes"
+    budget = None if minutes is None else _counted(float(minutes), "minute")
     if epochs is not None and budget is not None:
-        return f"{int(epochs)} epochs, or fewer within a time budget of {budget}"
+        return f"{_counted(int(epochs), 'epoch')}, or fewer within a time budget of {budget}"
     if epochs is not None:
-        return f"{int(epochs)} epochs, no time budget"
+        return f"{_counted(int(epochs), 'epoch')}, no time budget"
     if budget is not None:
         return f"until a time budget of {budget} (no epoch count; the learning rate decays over it)"
     return "the default number of epochs (neither epochs nor max_minutes set), no time budget"

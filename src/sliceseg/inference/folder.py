@@ -28,7 +28,6 @@ from sliceseg.io.dicom import (
     Slice,
     scan_dicom_folder,
 )
-from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, slice_key, slices_series_names, top_series_name
 from sliceseg.measure.areas import (
@@ -285,9 +284,8 @@ def _series_names(slices: Sequence[Slice], root: Path) -> dict[str, str]:
     """Per `series_key`, the series' name as ``sliceseg predict`` (`plan_cohort`) gives it:
     series that share a folder take ``_2``, ``_3``, ... in the order of their files' paths,
     not of their SeriesInstanceUIDs (the order the slices are read in)."""
-    by_file = sorted(slices, key=lambda s: natural_key(s.source.relative_to(root).as_posix()))
-    keys = [slice_key(image, root) for image in by_file]
-    return slices_series_names(by_file, keys, root_name=top_series_name(root))  # "." too
+    keys = [slice_key(image, root) for image in slices]
+    return slices_series_names(slices, keys, root_name=top_series_name(root))  # "." too
 
 
 def _predict_and_measure(

@@ -69,6 +69,7 @@ from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.summary_rows import area_column
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
     SHOWN_LINES,
@@ -221,7 +222,9 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
                 raise _nothing_to_merge(out, left)
             settings = (seen.first or run).get("settings", {})
             if not seen.names:  # every series failed or is damaged: a header and no row
-                f.write(",".join(series_columns(settings.get("roi_names") or ())) + "\n")
+                pixels = (settings.get("fallback") or {}).get("pixels_only")
+                names = settings.get("roi_names") or ()
+                f.write(",".join(series_columns(names, "pixels" if pixels else "mm2")) + "\n")
         counts, overall = _area_tables(out, stage, seen)
         done = {*seen.names, *seen.damaged_names, *failed["series"].astype(str)}
         unread = unreadable_series(out, done, left)
@@ -377,7 +380,7 @@ class _SeriesPass:
         table = pd.DataFrame(rows)
         if not self.columns:  # from the run's ROIs: an older first record drops no column
             names = self.first.get("settings", {}).get("roi_names") or ()
-            self.columns = series_columns(names) if names else list(table.columns)
+            self.columns = series_columns(names, self.unit) if names else list(table.columns)
         table = table.reindex(columns=self.columns)
         counts = [c for c in self.columns if c in ("slices", "warnings") or c.startswith("n ")]
         table[counts] = table[counts].astype("Int64")  # whole numbers; an older record's gap
@@ -386,18 +389,17 @@ class _SeriesPass:
 
     def _keep(self, out: Path, name: str, record: dict[str, Any]) -> dict[str, object]:
         """The series' row of ``series.csv``; what the report and the area tables need."""
-        row = _series_row(out, name, record.get("summary", {}))
-        reason = record.get("summary", {}).get("unlike_training")
-        self.units.setdefault(record.get("summary", {}).get("unit", "mm2"), name)
+        summary = record.get("summary", {})
+        row = _series_row(out, name, summary)
+        reason = summary.get("unlike_training")
+        self.units.setdefault(summary.get("unit", "mm2"), name)
         self.names.append(name)
         self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))
         self.skipped.add(record.get("summary", {}).get("skipped_files", []))
-        for key, value in row.items():
-            if key.startswith("mean "):
-                roi = key.removeprefix("mean ")
-                self.means.setdefault(roi, array("d")).append(_number(value, np.nan))
-                self.means_unlike.setdefault(roi, array("b")).append(bool(reason))
+        for roi, value in (summary.get("mean") or {}).items():  # by ROI name, unit aside
+            self.means.setdefault(str(roi), array("d")).append(_number(value, np.nan))
+            self.means_unlike.setdefault(str(roi), array("b")).append(bool(reason))
         if reason:
             self.unlike_count += 1
             if len(self.unlike) < SHOWN_LINES:
@@ -428,9 +430,10 @@ class _SeriesPass:
         return review_order(table).reset_index(drop=True) if len(table) else table
 
 
-def series_columns(roi_names: Sequence[str]) -> list[str]:
+def series_columns(roi_names: Sequence[str], unit: str = "mm2") -> list[str]:
     """The columns of ``series.csv``, in order (`_series_row` fills them)."""
-    per_roi = [f"{statistic} {roi}" for statistic in ("mean", "std", "n") for roi in roi_names]
+    statistics = ("mean", "std", "n")
+    per_roi = [_roi_column(statistic, roi, unit) for statistic in statistics for roi in roi_names]
     tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report"]
     return ["series", "slices", *per_roi, *tail]
 
@@ -441,7 +444,7 @@ def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, obje
     row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
     for statistic in ("mean", "std", "n"):
         for roi, value in summary.get(statistic, {}).items():
-            row[f"{statistic} {roi}"] = value
+            row[_roi_column(statistic, roi, summary.get("unit", "mm2"))] = value
     warnings = summary.get("warnings", [])
     row["lowest_confidence"] = summary.get("lowest_confidence")
     row["unlike_training"] = summary.get("unlike_training") or ""
@@ -450,6 +453,12 @@ def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, obje
     report = series_dir(out, name) / "report.html"
     row["report"] = report.relative_to(out).as_posix() if report.is_file() else ""
     return row
+
+
+def _roi_column(statistic: str, roi: str, unit: str) -> str:
+    """``series.csv``'s column of an ROI's mean, std or n: an area's names the unit in pixels
+    as ``csa.csv`` does (`area_column`); n counts slices, in no unit."""
+    return f"{statistic} {roi if statistic == 'n' else area_column(roi, unit)}"
 
 
 def _number(value: object, missing: float) -> float:

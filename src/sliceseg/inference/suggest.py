@@ -217,11 +217,12 @@ def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
 def suggestions_text(suggestions: list[Suggestion]) -> str:
     """Return the suggestions as aligned text, one line per slice."""
     width = max([6, *(len(s.series) for s in suggestions)])
-    lines = [f"{'rank':>4}  {'series':<{width}}  {'confidence':>10}  {'weakest ROI':<32}  slice"]
-    for s in suggestions:
-        weakest = f"{s.weakest_roi} ({s.weakest_confidence:.3f})"
+    weakest = [f"{s.weakest_roi} ({s.weakest_confidence:.3f})" for s in suggestions]
+    roi = max([len("weakest ROI"), *map(len, weakest)])  # sized to the names: none overflows
+    lines = [f"{'rank':>4}  {'series':<{width}}  {'confidence':>10}  {'weakest ROI':<{roi}}  slice"]
+    for s, cell in zip(suggestions, weakest, strict=True):
         note = "  (series unlike the training data)" if s.unlike_training else ""
         lines.append(
-            f"{s.rank:>4}  {s.series:<{width}}  {s.confidence:>10.3f}  {weakest:<32}  {s.key}{note}"
+            f"{s.rank:>4}  {s.series:<{width}}  {s.confidence:>10.3f}  {cell:<{roi}}  {s.key}{note}"
         )
     return "\n".join(lines)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from sliceseg.errors import PairingError
-from sliceseg.io.identity import relative_to_input
+from sliceseg.io.identity import natural_key, relative_to_input
 from sliceseg.thread_warnings import silenced
 
 __all__ = [
@@ -100,11 +98,6 @@ def strip_dicom_suffix(name: str) -> str:
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def natural_key(text: str) -> tuple[Any, ...]:
-    """Sort key that orders ``slice_2`` before ``slice_10``."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def visible_files(folder: Path, exclude: Path | None = None) -> list[Path]:

@@ -18,11 +18,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "MAX_NAME_BYTES",
     "Identified",
+    "natural_key",
     "relative_to_input",
     "series_key",
     "series_name",
@@ -102,6 +103,11 @@ def relative_to_input(text: str, root: Path | str) -> str:
     prefixes.discard(os.path.join(".", ""))
     found = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
     return re.sub(rf"(?<![\w./\\~-])(?:{found})", "", text)
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders ``slice_2`` before ``slice_10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def series_key(image: Identified) -> str:
@@ -192,11 +198,15 @@ def slices_series_names(
     root_name: str = "series",
     series_name: str | None = None,
 ) -> dict[str, str]:
-    """Name the series of some slices, as their exports' files and their tables do.
+    """Name the series of some slices, as their exports' files and their tables do: series
+    that share a name take ``_2``, ``_3``, ... in the order of their files' paths, as
+    `sliceseg predict` names them (`sliceseg.io.series_plan.plan_cohort`), whatever the order
+    of ``images``.
 
     Args:
         images: the slices; grouped by `series_key`, series in order of first appearance
-            (the order of `sliceseg.measure.areas.AreaTable.series`' numbers).
+            (the order of `sliceseg.measure.areas.AreaTable.series`' numbers, and of the
+            result).
         keys: each slice's `slice_key`.
         root_name: the name of a series lying at the top of the DICOM folder.
         series_name: the name a cohort gave these slices, when they are one series.
@@ -213,4 +223,10 @@ def slices_series_names(
         groups.setdefault(series_key(image), []).append(key)
     if series_name is not None and len(groups) == 1:
         return dict.fromkeys(groups, series_name)
-    return series_names(groups, root_name=root_name)
+    first: dict[str, tuple[Any, ...]] = {}  # per series, its first file's path
+    for image in images:
+        path = natural_key(image.source.as_posix())
+        first[series_key(image)] = min(first.get(series_key(image), path), path)
+    by_path = {key: groups[key] for key in sorted(groups, key=first.__getitem__)}
+    names = series_names(by_path, root_name=root_name)
+    return {key: names[key] for key in groups}

@@ -306,6 +306,9 @@ def orient_slice(image: Slice, reorientation: Reorientation) -> Slice:
         row_dir = -row_dir if reorientation.flip_cols else row_dir
         col_dir = -col_dir if reorientation.flip_rows else col_dir
         orientation = tuple(float(v) for v in (*row_dir, *col_dir))  # type: ignore[assignment]
+    # ``position_mm`` stays as read, along the stored normal, which each flip and the transpose
+    # turn round: nothing reads it from an oriented slice (series order, 2.5D neighbours, copies
+    # and splits use the slices as read; the grids and exports use the two fields above).
     return replace(
         image,
         pixels=reorientation.apply(image.pixels),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.summary_rows import overall_mean_clause
+from sliceseg.measure.summary_rows import area_column, overall_mean_clause
 from sliceseg.report.colours import roi_colour_hex
 
 __all__ = [
@@ -192,7 +192,8 @@ def _means(summary: CohortSummary, roi: str) -> tuple[pd.Series, int]:
         unlike = np.zeros(len(values), bool) if marks is None else np.asarray(marks, bool)
     else:
         table = summary.series
-        column = table.get(f"mean {roi}", pd.Series(np.nan, index=table.index))
+        name = f"mean {area_column(roi, summary.unit)}"  # as series.csv names it
+        column = table.get(name, pd.Series(np.nan, index=table.index))
         values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
         reasons = table.get("unlike_training", pd.Series("", index=table.index))
         unlike = (reasons.fillna("").astype(str) != "").to_numpy()
