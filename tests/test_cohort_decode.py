@@ -36,6 +36,13 @@ def test_predict_s_workers_in_words(monkeypatch, workers, cpus, decoding):
     assert said == f"{decoding}; the network on cpu with 3 threads; 2 threads writing"
 
 
+def test_one_network_thread_is_said_in_the_singular(monkeypatch):
+    """A CPU shard given one core said "the network on cpu with 1 threads"."""
+    monkeypatch.setattr(cohort_decode, "rank_threads", lambda device: 1)
+    said = cohort_decode.describe_workers(0, "cpu", writers=2)
+    assert said.endswith("; the network on cpu with 1 thread; 2 threads writing")
+
+
 def test_predict_s_first_line_names_its_workers_and_threads(
     tiny_model, tiny_phantom, tmp_path, capsys
 ):

@@ -132,6 +132,7 @@ class TestChooseNormalisation:
         [
             ("auto", ["CT", "CT"], "ct_dataset"),
             ("auto", ["ct"], "ct_dataset"),
+            ("auto", [" CT", "CT "], "ct_dataset"),  # padded: CT, as the CT columns read it
             ("auto", ["CT", "MR"], "robust_zscore"),  # mixed: nothing shared to keep
             ("auto", ["MR"], "robust_zscore"),
             ("auto", [""], "robust_zscore"),  # no Modality

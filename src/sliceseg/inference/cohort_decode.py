@@ -78,7 +78,8 @@ def describe_workers(workers: int | None, device: str, *, writers: int) -> str:
     decoding = f"{count} decoding worker process{'es' if count > 1 else ''} (--workers)"
     chosen = select_device(shard_device(device))
     threads = rank_threads(chosen.type) or torch.get_num_threads()
-    network = f"the network on {chosen}" + (f" with {threads} threads" * (chosen.type == "cpu"))
+    on_cpu = f" with {threads} thread{'s' * (threads != 1)}" * (chosen.type == "cpu")
+    network = f"the network on {chosen}{on_cpu}"
     decoding = decoding if count > 0 else "decoding in the main process (--workers 0)"
     return f"{decoding}; {network}; {writers} threads writing"
 

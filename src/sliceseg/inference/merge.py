@@ -396,7 +396,7 @@ class _SeriesPass:
         self.names.append(name)
         self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))
-        self.skipped.add(record.get("summary", {}).get("skipped_files", []))
+        self.skipped.add(summary.get("skipped_files", []))
         for roi, value in (summary.get("mean") or {}).items():  # by ROI name, unit aside
             self.means.setdefault(str(roi), array("d")).append(_number(value, np.nan))
             self.means_unlike.setdefault(str(roi), array("b")).append(bool(reason))

@@ -20,6 +20,7 @@ from sliceseg.io.identity import series_key
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
+from sliceseg.measure.summary_rows import unit_name
 from sliceseg.report.display import display_window, shown_as
 from sliceseg.report.exports import SeriesExport, export_predictions
 from sliceseg.report.html import write_report
@@ -120,7 +121,7 @@ def series_figures(
         name = names[uid]
         rows = table.iloc[[row_of[id(p)] for p in along_normal(members)]]
         path = _series_file(out, "areas", ".png", name, several=len(groups) > 1)
-        plot_areas(rows, path=path, unit="mm²" if areas.unit == "mm2" else "pixels")
+        plot_areas(rows, path=path, unit=unit_name(areas.unit))
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
         caption = "Area of each ROI along the series"
         if len(groups) > 1:
@@ -240,7 +241,7 @@ def _write_run_report(
         figures=series_figures(out, predictions, areas, figures) if figures is not None else [],
         warnings=warnings,
         notes=[f"Skipped {s.describe()}" for s in skipped],
-        area_unit="mm²" if areas.unit == "mm2" else "pixels",
+        area_unit=unit_name(areas.unit),
         thumbnails=[_thumbnail_path(out, key) for key, _path in overlays],
         unlike_training=unlike_training,
     )

@@ -175,7 +175,7 @@ def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
     return None if ranks is None else Shard(ranks.rank + 1, ranks.world_size, "torchrun")
 
 
-SRUN_STEP = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")  # what srun sets in each task of a step
+_SRUN_STEP = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")  # what srun sets in each task of a step
 _SPECIAL_STEPS = 0xFFFFFFF0  # step IDs from here on: batch, extern, interactive (not srun's)
 
 
@@ -187,7 +187,7 @@ def _from_srun(env: Mapping[str, str]) -> Shard | None:
     if not step.isdigit() or int(step) >= _SPECIAL_STEPS:
         return None
     try:
-        found = launcher_numbers(SRUN_STEP, env, launcher="srun")
+        found = launcher_numbers(_SRUN_STEP, env, launcher="srun")
     except LauncherError as error:
         raise _refused(error, "run it as a task of srun") from None
     if found is None or found[1] <= 1:

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.tissue import hu_problem
+from sliceseg.measure.tissue import hu_problem, is_ct
 
 __all__ = ["is_ct_only", "modality_reason", "modality_values"]
 
-CT = "CT"
 _UNTRUSTED = "its areas are not trustworthy"
 
 
@@ -39,8 +38,8 @@ def modality_values(modalities: Iterable[str]) -> tuple[str, ...]:
 
 
 def is_ct_only(modalities: Sequence[str]) -> bool:
-    """True when there are Modality values and every one is CT."""
-    return bool(modalities) and all(m == CT for m in modalities)
+    """True when there are Modality values and every one is CT (`is_ct`)."""
+    return bool(modalities) and all(map(is_ct, modalities))
 
 
 def modality_reason(
@@ -63,7 +62,7 @@ def modality_reason(
         'its Modality is MR but the model was trained on CT: its areas are not trustworthy'
     """
     series = modality_values(s.modality for s in slices)
-    if trained and series and not {m == CT for m in series} <= {m == CT for m in trained}:
+    if trained and series and not set(map(is_ct, series)) <= set(map(is_ct, trained)):
         return (
             f"its Modality is {', '.join(series)} but the model was trained on "
             f"{', '.join(trained)}: {_UNTRUSTED}"
@@ -71,10 +70,8 @@ def modality_reason(
     problem = hu_problem(slices) if expects_hu else None
     if problem is None:
         return None
-    lowest = min(float(slices[i].pixels.min()) for i in problem.slices)
-    ct = sum(modality_values([s.modality]) == (CT,) for s in slices)
     return (
-        f"{len(problem.slices)} of its {ct} CT slices are not in Hounsfield units (lowest "
-        f"value {lowest:g}; air is -1000 HU, fat about -100 HU) but the model was trained on "
-        f"CT in HU (RescaleSlope/Intercept lost?): {_UNTRUSTED}"
+        f"{len(problem.slices)} of its {problem.ct_slices} CT slices are not in Hounsfield "
+        f"units (lowest value {problem.lowest:g}; air is -1000 HU, fat about -100 HU) but the "
+        f"model was trained on CT in HU (RescaleSlope/Intercept lost?): {_UNTRUSTED}"
     )

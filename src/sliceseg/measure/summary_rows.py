@@ -26,6 +26,7 @@ __all__ = [
     "series_row",
     "summarised",
     "summary_stats",
+    "unit_name",
     "with_summary_rows",
 ]
 
@@ -43,15 +44,26 @@ def overall_note(cell: object) -> str:
     return str(cell).removeprefix(PRESENT).lstrip("; ")
 
 
+def unit_name(unit: str) -> str:
+    """An area table's unit (`AreaTable.unit`: "mm2" or "pixels") as people read it.
+
+    Example:
+        >>> unit_name("mm2"), unit_name("pixels")
+        ('mm²', 'pixels')
+    """
+    return "mm²" if unit == "mm2" else "pixels"
+
+
 def area_column(roi: str, unit: str) -> str:
     """The written wide table's column of an ROI's areas: its name, and in pixels (``unit``
-    "pixels") the unit too, since nothing else in ``csa.csv`` tells pixel counts from mm².
+    "pixels") the unit too (`unit_name`), since nothing else in ``csa.csv`` tells pixel counts
+    from mm².
 
     Example:
         >>> area_column("psoas", "pixels"), area_column("psoas", "mm2")
         ('psoas (pixels)', 'psoas')
     """
-    return f"{roi} (pixels)" if unit == "pixels" else roi
+    return f"{roi} ({unit_name(unit)})" if unit == "pixels" else roi
 
 
 def overall_line(note: str, *, of: str = "") -> str:

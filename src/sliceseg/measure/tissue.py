@@ -186,7 +186,7 @@ def tissue_statistics(
         "std_intensity": np.nan if empty else float(pixels.std()),
         "median_intensity": np.nan if empty else float(np.median(pixels)),
     }
-    if _is_ct(modality) and settings.is_muscle(roi_name):
+    if is_ct(modality) and settings.is_muscle(roi_name):
         if is_hu:
             stats.update(_muscle_composition(pixels, pixel_mm2, settings))
         else:
@@ -231,10 +231,14 @@ class HuProblem:
     Attributes:
         note: the sentence that says which, why and what to do.
         slices: their positions in the series given to `hu_problem`, in order.
+        lowest: the lowest value of those slices.
+        ct_slices: how many slices of the series are CT (`is_ct`).
     """
 
     note: str
     slices: tuple[int, ...]
+    lowest: float
+    ct_slices: int
 
 
 def hu_problem(series: Sequence[Slice]) -> HuProblem | None:
@@ -253,14 +257,16 @@ def hu_problem(series: Sequence[Slice]) -> HuProblem | None:
         >>> hu_problem(read_series(Path("ct_without_rescale"))).note
         'CT without a rescale ... lowest value is 0 ...'
     """
-    lowest = {i: float(s.pixels.min()) for i, s in enumerate(series) if _is_ct(s.modality)}
+    lowest = {i: float(s.pixels.min()) for i, s in enumerate(series) if is_ct(s.modality)}
     stored = [i for i, low in lowest.items() if low > HU_FAT_CEILING]
     if not stored:
         return None
     slices, low = [series[i] for i in stored], min(lowest[i] for i in stored)
     if len(stored) == len(lowest):
-        return HuProblem(note=_series_not_hu(slices, low), slices=tuple(stored))
-    return HuProblem(note=_slices_not_hu(slices, low, len(lowest)), slices=tuple(stored))
+        note = _series_not_hu(slices, low)
+    else:
+        note = _slices_not_hu(slices, low, len(lowest))
+    return HuProblem(note=note, slices=tuple(stored), lowest=low, ct_slices=len(lowest))
 
 
 def _series_not_hu(ct: Sequence[Slice], lowest: float) -> str:
@@ -340,7 +346,15 @@ _APPLIED = {
 """`Slice.modality_lut` kinds that turn stored values into HU, as `hu_problem` names them."""
 
 
-def _is_ct(modality: str) -> bool:
+def is_ct(modality: str) -> bool:
+    """True when a (0008,0060) Modality value says CT, case and padding aside: the one test of
+    the CT columns, `hu_problem`, the CT display window, the CT normalisation's "auto" and the
+    modality check.
+
+    Example:
+        >>> is_ct(" ct"), is_ct("MR"), is_ct("")
+        (True, False, False)
+    """
     return modality.strip().upper() == "CT"
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.dicom import Slice
+from sliceseg.measure.tissue import is_ct
 
 __all__ = [
     "CLIP_PERCENTILES",
@@ -237,7 +238,7 @@ def choose_normalisation(
         raise ConfigError(
             f"{name} must be one of {', '.join(NORMALISATION_CHOICES)}, got {setting!r}."
         )
-    is_ct = setting == "ct" or (
-        setting == "auto" and bool(modalities) and all(m.upper() == "CT" for m in modalities)
+    is_ct_set = setting == "ct" or (
+        setting == "auto" and bool(modalities) and all(map(is_ct, modalities))
     )
-    return CT_NAME if is_ct else PER_SLICE_NAME
+    return CT_NAME if is_ct_set else PER_SLICE_NAME

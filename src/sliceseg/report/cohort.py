@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.summary_rows import area_column, overall_mean_clause
+from sliceseg.measure.summary_rows import area_column, overall_mean_clause, unit_name
 from sliceseg.report.colours import roi_colour_hex
 
 __all__ = [
@@ -110,7 +110,7 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
     """
     table = summary.series
     count = len(table) if summary.series_count is None else summary.series_count
-    unit = "mm²" if summary.unit == "mm2" else "pixels"
+    unit = unit_name(summary.unit)
     unlike = len(summary.unlike_training)
     parts = [_heading(summary, count), _left_out(summary.left_out)]
     if count:

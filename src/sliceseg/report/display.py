@@ -7,7 +7,7 @@ from PIL import Image
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.tissue import HU_FAT_CEILING
+from sliceseg.measure.tissue import HU_FAT_CEILING, is_ct
 
 CT_WINDOW_HU = (-160.0, 240.0)
 """CT's soft-tissue window (level 40, width 400 HU), the one an abdomen is read in: fat
@@ -26,7 +26,7 @@ def display_window(image: Slice) -> tuple[float, float] | None:
         >>> display_window(read_slice(Path("ct/IM-0001.dcm")))
         (-160.0, 240.0)
     """
-    if image.modality.strip().upper() != "CT" or float(np.min(image.pixels)) > HU_FAT_CEILING:
+    if not is_ct(image.modality) or float(np.min(image.pixels)) > HU_FAT_CEILING:
         return None
     low, high = CT_WINDOW_HU
     return (-high, -low) if image.photometric == "MONOCHROME1" else (low, high)
