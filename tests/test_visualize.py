@@ -80,7 +80,7 @@ class TestRoiColour:
 
         from sliceseg.report.cohort import _histogram
 
-        figure = _histogram(pd.Series([10.0, 12.0, 13.0]), "psoas", "mm²", colour="#e6194b")
+        figure = _histogram(pd.Series([10.0, 12.0, 13.0]), 0, "psoas", "mm²", colour="#e6194b")
         assert "fill='#e6194b'" in figure and "#0b5cad" not in figure
 
     def test_background_has_no_colour(self):

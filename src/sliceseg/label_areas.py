@@ -113,10 +113,9 @@ def _series_names(
     """The table's series' names (in its numbers' order) as `sliceseg predict` gives them: from
     every DICOM file of the folder (`plan_cohort`), so that a series without label maps, or
     with a first file without one, does not shift the ``_2``, ``_3``, ... of the others."""
-    planned = {s.key: s.name for s in plan_cohort(dicom_dir, exclude=Path(labels_dir)).series}
+    root = user_path(dicom_dir)  # "~/data" as the pairing read it
+    planned = {s.key: s.name for s in plan_cohort(root, exclude=user_path(labels_dir)).series}
     found = slices_series_names(  # a series the plan did not see (not expected): its own name
-        [s.image for s in samples],
-        [s.key for s in samples],
-        root_name=top_series_name(user_path(dicom_dir)),
+        [s.image for s in samples], [s.key for s in samples], root_name=top_series_name(root)
     )
     return [planned.get(key, name) for key, name in found.items()]
