@@ -11,6 +11,7 @@ import dataclasses
 
 import torch
 
+from recording_network import Recorder
 from sliceseg.augment.transforms import AugmentationDraw, affine_matrices, apply_augmentation
 from sliceseg.engine.predictor import network_probabilities
 from sliceseg.model_space.batches import SpacedTensors
@@ -32,18 +33,6 @@ def stack(rows: int = 20, cols: int = 30) -> torch.Tensor:
 def corner(image: torch.Tensor) -> list[float]:
     """The top-left pixel of each channel: padding, in every test here."""
     return image[..., 0, 0].flatten().tolist()
-
-
-class Recorder(torch.nn.Module):
-    """A 'network' that keeps every batch it is given (one class: background)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self.inputs.append(x.clone())
-        return [x[:, :1] * 0]
 
 
 class TestBackground:

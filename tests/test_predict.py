@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import write_test_dicom
+from recording_network import Recorder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice, read_slice
 from sliceseg.model_space.intensity import normalise_intensity
@@ -165,18 +166,6 @@ class TestPasses:
         labels = alone.argmax(dim=0).numpy()  # the block pattern from the slice's own corner
         blocks = small[0].numpy().reshape(7, 16, 6, 16).mean(axis=(1, 3)) > 0
         assert np.array_equal(labels, np.repeat(np.repeat(blocks, 16, 0), 16, 1))
-
-
-class Recorder(torch.nn.Module):
-    """A 'network' that keeps a copy of every batch it is given (background logits only)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self.inputs.append(x.clone())
-        return [torch.cat([torch.ones_like(x), torch.zeros_like(x)], dim=1)]
 
 
 def second_moments(mask: torch.Tensor) -> tuple[float, float]:
