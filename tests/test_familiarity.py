@@ -894,3 +894,17 @@ def test_cohort_check_takes_the_prediction_features(
     assert sorted(run.finished) == ["inverted", "original"] and run.failed == []
     (line,) = [w for w in run.warnings if "unlike the training data" in w]
     assert line.startswith("series inverted") and "(inverted contrast?)" in line
+
+
+def test_info_says_which_checks_a_damaged_profile_switches_off(tiny_model: Path, tmp_path: Path):
+    """`sliceseg info` described a damaged profile as a working one; predict said otherwise."""
+    bundle = load_bundle(tiny_model)
+    data = dict(bundle.metadata.familiarity or {})
+    data["edge_slice_threshold"] = float("inf")
+    damaged = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": data})
+    row = model_summary(save_bundle(tmp_path / "d.pt", bundle.model, damaged))
+    assert row["training data profile"].endswith(
+        " (damaged: NaN or infinite numbers in edge_slice_threshold, so predict runs without "
+        "the field-of-view check; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
+    )
+    assert "damaged" not in model_summary(bundle)["training data profile"]

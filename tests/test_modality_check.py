@@ -195,3 +195,23 @@ def test_reprofile_gives_an_old_file_its_training_modality(
     old = _with(load_bundle(tiny_model), tmp_path / "old.pt", modalities=None)
     done = reprofile(old, tiny_phantom / "train")
     assert load_bundle(done.path).metadata.modalities == ("MR",)
+
+
+def test_info_names_the_training_modality_and_whether_it_is_checked(
+    tiny_model: Path, tmp_path: Path
+):
+    """`sliceseg info` said nothing of the training slices' Modality: a reader could not tell
+    whether a series of another modality would be flagged."""
+    from sliceseg.engine.model_info import model_summary
+
+    bundle = load_bundle(tiny_model)
+    assert model_summary(bundle)["training modality"] == (
+        "MR: a series of another modality is flagged"
+    )
+    rows = {
+        name: model_summary(_with(bundle, tmp_path / f"{name}.pt", modalities=modalities))
+        for name, modalities in (("old", None), ("blank", ()))
+    }
+    rows = {name: row["training modality"] for name, row in rows.items()}
+    assert rows["old"].startswith("not recorded (an older model file): a series of another")
+    assert rows["blank"].startswith("none: the training slices had no (0008,0060) Modality")

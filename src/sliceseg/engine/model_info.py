@@ -16,6 +16,7 @@ from typing import Any
 from sliceseg.engine.predictor import model_preparation
 from sliceseg.errors import BundleError
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
+from sliceseg.measure.profile_damage import damaged_checks
 from sliceseg.model_space.intensity import PER_SLICE
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
@@ -56,6 +57,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
         "ROIs": ", ".join(meta.roi_names),
         "training data profile": _profile_text(meta.familiarity, _best_name(bundle)),
+        "training modality": _modality_text(meta.modalities, meta.familiarity),
         "intensity check": _intensity_text(meta.familiarity),
         "ROIs expected on every slice": _expected_text(meta.familiarity, meta.roi_names),
         "sliceseg version (model)": str(meta.sliceseg_version),
@@ -188,7 +190,43 @@ def _profile_text(familiarity: dict[str, Any] | None, best_name: str | None = No
             " (no feature check: 2 training slices and no validation slice leave no slice "
             "outside the fit to set its threshold; train on 3 or more)"
         )
-    return text
+    return text + _damage_text(familiarity)
+
+
+def _damage_text(familiarity: dict[str, Any]) -> str:
+    """What predict will say of a damaged profile (`damaged_checks`), or nothing."""
+    try:
+        damaged = damaged_checks(TrainingProfile.from_dict(familiarity))
+    except (KeyError, TypeError, ValueError):
+        return " (unreadable: predict refuses the file; retrain or restore it)"
+    if not damaged:
+        return ""
+    fields = ", ".join(name for names in damaged.values() for name in names)
+    return (
+        f" (damaged: NaN or infinite numbers in {fields}, so predict runs without the "
+        f"{' and the '.join(damaged)}; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
+    )
+
+
+def _modality_text(modalities: Sequence[str] | None, familiarity: dict[str, Any] | None) -> str:
+    """The training slices' (0008,0060) Modality and whether predict checks a series' own."""
+    if familiarity is None:
+        return (
+            ", ".join(modalities) + " (not checked: no training data profile)"
+            if modalities
+            else "not recorded, not checked (no training data profile)"
+        )
+    if modalities is None:
+        return (
+            "not recorded (an older model file): a series of another modality is not flagged; "
+            "'sliceseg reprofile MODEL TRAIN_DIR' adds it"
+        )
+    if not modalities:
+        return (
+            "none: the training slices had no (0008,0060) Modality, so a series of another "
+            "modality is not flagged"
+        )
+    return f"{', '.join(modalities)}: a series of another modality is flagged"
 
 
 def _intensity_text(familiarity: dict[str, Any] | None) -> str:
