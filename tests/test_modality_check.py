@@ -16,6 +16,7 @@ import pytest
 from sliceseg.cli import main
 from sliceseg.inference.familiarity import (
     NO_MODALITY_NOTE,
+    NO_TRAINING_MODALITY_NOTE,
     FamiliarityWarning,
     check_series,
     modality_check,
@@ -215,3 +216,17 @@ def test_info_names_the_training_modality_and_whether_it_is_checked(
     rows = {name: row["training modality"] for name, row in rows.items()}
     assert rows["old"].startswith("not recorded (an older model file): a series of another")
     assert rows["blank"].startswith("none: the training slices had no (0008,0060) Modality")
+
+
+def test_a_model_trained_without_modality_says_once_it_cannot_check_it(
+    tiny_model: Path, relabelled: Path, tmp_path: Path
+):
+    """Training slices without a Modality stored none, and predict said nothing: a series of
+    another modality went unflagged without a word."""
+    blank = _with(load_bundle(tiny_model), tmp_path / "blank.pt", modalities=())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        run = predict_folder(blank, relabelled, tmp_path / "out")
+    said = [str(w.message) for w in caught if issubclass(w.category, FamiliarityWarning)]
+    assert said == [NO_TRAINING_MODALITY_NOTE]
+    assert [v.is_flagged for v in run.familiarity] == [False, False]

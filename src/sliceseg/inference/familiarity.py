@@ -47,6 +47,7 @@ __all__ = [
     "MAX_SLICES",
     "NO_MODALITY_NOTE",
     "NO_PROFILE_NOTE",
+    "NO_TRAINING_MODALITY_NOTE",
     "FamiliarityWarning",
     "PredictionLook",
     "SeriesVerdict",
@@ -91,13 +92,24 @@ def warn_no_profile() -> None:
     warnings.warn(NO_PROFILE_NOTE, FamiliarityWarning, stacklevel=2)
 
 
+NO_TRAINING_MODALITY_NOTE = (
+    "no modality check in this model file: its training slices had no (0008,0060) Modality, "
+    "so a series of another modality is not flagged for its Modality (a CT-normalised model "
+    "still flags values that are not Hounsfield units)."
+)
+
+
 def warn_unchecked(bundle: Bundle) -> None:
     """Say once what the model file cannot check: no profile (no check at all), else no
-    training Modality (`NO_MODALITY_NOTE`)."""
+    training Modality (`NO_MODALITY_NOTE`; `NO_TRAINING_MODALITY_NOTE` when the training
+    slices had none)."""
+    modalities = bundle.metadata.modalities
     if bundle.metadata.familiarity is None:
         warn_no_profile()
-    elif bundle.metadata.modalities is None:
+    elif modalities is None:
         warnings.warn(NO_MODALITY_NOTE, FamiliarityWarning, stacklevel=2)
+    elif not modalities:
+        warnings.warn(NO_TRAINING_MODALITY_NOTE, FamiliarityWarning, stacklevel=2)
 
 
 def modality_check(bundle: Bundle, images: Sequence[Slice]) -> str | None:
