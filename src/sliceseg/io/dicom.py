@@ -10,7 +10,8 @@ caller relies on:
   modality units (Hounsfield units on CT), ``Slice.photometric`` records it, and
   ``Slice.display_pixels`` (what the network and the pictures see) is negated, so that bright
   means what a viewer shows bright.
-- Spacing comes from (0028,0030) PixelSpacing, else (0018,1164) ImagerPixelSpacing with a
+- Spacing comes from (0028,0030) PixelSpacing, else (0018,1164) ImagerPixelSpacing (divided by
+  (0018,1114) EstimatedRadiographicMagnificationFactor where present) with a
   ``UserWarning``, else ``None`` (spacing_source "none"); see `sliceseg.io.dicom_headers`.
 """
 
