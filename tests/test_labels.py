@@ -51,6 +51,20 @@ class TestReadLabelFile:
         ):
             read_label_file(tmp_path / "interp.npy")
 
+    def test_float_rounding_noise_is_shown_and_named(self, tmp_path):
+        """Before: "not whole numbers (..., e.g. 1)": the example printed as the whole number
+        it was said not to be, and no word that the fix is a rounding."""
+        values = LABEL.astype(np.float32)
+        values[values == 1] = np.float32(1.0000001)
+        np.save(tmp_path / "noise.npy", values)
+        with pytest.raises(
+            LabelError,
+            match=r"noise\.npy: float values that are not whole numbers \(\d+ pixels, e\.g\. "
+            r"1\.0000001\), all within 0\.001 of one \(float rounding\); save "
+            r"np\.rint\(label\)\.astype\(np\.uint8\)",
+        ):
+            read_label_file(tmp_path / "noise.npy")
+
     def test_nan_values(self, tmp_path):
         values = LABEL.astype(np.float64)
         values[1, 1] = np.nan

@@ -32,6 +32,7 @@ from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 _LOSSY_SUFFIXES = (".jpg", ".jpeg")
+_FLOAT_NOISE = 1e-3  # a float map this close to whole numbers was rounded, not interpolated
 _MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
 # How a message asks for K: check / train take it as a flag, Python callers as an argument.
 NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
@@ -423,11 +424,18 @@ def _whole_numbers(array: np.ndarray, path: Path | str) -> np.ndarray:
         )
     whole = array == np.round(array)
     if not np.all(whole):
-        examples = np.unique(array[~whole])[:3]
+        odd = array[~whole]
+        # each in as many digits as it needs: 1.0000001 is not shown as the 1 it is not
+        shown = ", ".join(np.format_float_positional(v) for v in np.unique(odd)[:3])
+        found = f"float values that are not whole numbers ({odd.size} pixels, e.g. {shown})"
+        if np.all(np.abs(odd - np.round(odd)) <= _FLOAT_NOISE):
+            raise LabelError(
+                f"{path}: {found}, all within {_FLOAT_NOISE:g} of one (float rounding); save "
+                "np.rint(label).astype(np.uint8) as the label map."
+            )
         raise LabelError(
-            f"{path}: float values that are not whole numbers ({np.count_nonzero(~whole)} pixels,"
-            f" e.g. {', '.join(f'{v:g}' for v in examples)}); expected whole ROI numbers 0..K "
-            f"(was the map resized with interpolation?); {_SAVE_HINT}."
+            f"{path}: {found}; expected whole ROI numbers 0..K (was the map resized with "
+            f"interpolation?); {_SAVE_HINT}."
         )
     return array.astype(np.int64)
 
