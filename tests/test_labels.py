@@ -220,6 +220,19 @@ class TestLabelScheme:
         with pytest.raises(LabelError, match=r"s1\.png: values \[50\] in 1 pixels are not"):
             LabelScheme((0, 40, 80)).to_classes(np.array([0, 50]), source=tmp_path / "s1.png")
 
+    def test_a_value_above_k_names_the_option_that_sets_k(self, tmp_path):
+        """Before: "or pass num_labels if more ROIs exist", to a user who had passed it (as
+        --num-labels, or as the names of labels.txt)."""
+        with pytest.raises(
+            LabelError,
+            match=r"s1\.npy: values \[3\] in 1 pixels are not in the dataset's label scheme "
+            r"0\.\.2; "
+            r"fix those pixels, or, if the dataset has ROIs up to 3, raise num_labels to 3 \(check "
+            r"/ train: --num-labels; measure: one name per ROI in --labels; labels\.txt: one name "
+            r"per line\)\.$",
+        ):
+            LabelScheme((0, 1, 2)).to_classes(np.array([0, 3]), source=tmp_path / "s1.npy")
+
     def test_invalid_stored_values(self):
         with pytest.raises(LabelError, match="strictly increasing values starting at 0"):
             LabelScheme((1, 2))

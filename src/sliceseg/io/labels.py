@@ -128,10 +128,17 @@ class LabelScheme:
         known = stored[index] == values
         if not np.all(known):
             unknown = np.unique(np.asarray(values)[~known])
+            more = ""
+            if not self.is_display_scaled and unknown.min() > self.num_labels:
+                more = (
+                    f", or, if the dataset has ROIs up to {unknown.max()}, raise num_labels to "
+                    f"{unknown.max()} (check / train: --num-labels; measure: one name per ROI "
+                    "in --labels; labels.txt: one name per line)"
+                )
             raise LabelError(
                 f"{source or 'label map'}: values {_short_list(unknown)} in "
                 f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
-                f"{self.describe()}; fix those pixels, or pass num_labels if more ROIs exist."
+                f"{self.describe()}; fix those pixels{more}."
             )
         return index.astype(np.uint8)
 
