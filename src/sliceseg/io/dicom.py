@@ -72,7 +72,9 @@ class Slice:
 
     Attributes:
         pixels: (rows, cols) float32 in modality units (modality LUT or rescale applied; never
-            inverted for MONOCHROME1, see `display_pixels`).
+            inverted for MONOCHROME1, see `display_pixels`); pixels marked by (0028,0120)
+            PixelPaddingValue take the darkest displayed value of the others
+            (`sliceseg.io.dicom_pixels`).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
         spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read, or
