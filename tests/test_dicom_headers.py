@@ -132,3 +132,40 @@ class TestPixelSpacing:
         with pytest.warns(UserWarning, match=r"mf\.dcm: PixelSpacing .* treating the spacing"):
             slices = read_slices(path)
         assert [(s.spacing_mm, s.spacing_source) for s in slices] == [(None, "none")] * 2
+
+
+class TestImagerPixelSpacing:
+    """Issue 19 (inputs): the detector's spacing measured the patient magnified."""
+
+    def imager_file(self, tmp_path: Path, **header: object) -> Path:
+        path = write_test_dicom(tmp_path / "dx.dcm", np.zeros((4, 4)), spacing=None)
+        ds = pydicom.dcmread(path)
+        ds.ImagerPixelSpacing = [0.2, 0.3]
+        for keyword, value in header.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+        return path
+
+    def test_the_estimated_magnification_is_taken_out(self, tmp_path):
+        """Before: 0.2 × 0.3 mm, the detector's: areas 1.25² = 1.56 times the patient's."""
+        path = self.imager_file(tmp_path, EstimatedRadiographicMagnificationFactor=1.25)
+        with pytest.warns(UserWarning, match=r"dx.dcm: .*ImagerPixelSpacing \(0.2, 0.3\) divided"):
+            (image,) = read_slices(path)
+        assert image.spacing_mm == pytest.approx((0.16, 0.24))
+        assert image.spacing_source == "ImagerPixelSpacing"
+
+    @pytest.mark.parametrize("factor", ["0", "-1.2", "nan"])
+    def test_a_malformed_magnification_leaves_the_detector_s_spacing(self, tmp_path, factor):
+        path = self.imager_file(tmp_path, EstimatedRadiographicMagnificationFactor=factor)
+        with pytest.warns(UserWarning, match="areas may be magnified"):
+            (image,) = read_slices(path)
+        assert image.spacing_mm == (0.2, 0.3)
+
+    def test_pixel_spacing_wins_over_the_detector_s(self, tmp_path):
+        path = self.imager_file(
+            tmp_path, PixelSpacing=[0.1, 0.1], EstimatedRadiographicMagnificationFactor=1.25
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (image,) = read_slices(path)
+        assert image.spacing_mm == (0.1, 0.1)

@@ -51,6 +51,20 @@ class TestReadLabelFile:
         ):
             read_label_file(tmp_path / "interp.npy")
 
+    def test_float_rounding_noise_is_shown_and_named(self, tmp_path):
+        """Before: "not whole numbers (..., e.g. 1)": the example printed as the whole number
+        it was said not to be, and no word that the fix is a rounding."""
+        values = LABEL.astype(np.float32)
+        values[values == 1] = np.float32(1.0000001)
+        np.save(tmp_path / "noise.npy", values)
+        with pytest.raises(
+            LabelError,
+            match=r"noise\.npy: float values that are not whole numbers \(\d+ pixels, e\.g\. "
+            r"1\.0000001\), all within 0\.001 of one \(float rounding\); save "
+            r"np\.rint\(label\)\.astype\(np\.uint8\)",
+        ):
+            read_label_file(tmp_path / "noise.npy")
+
     def test_nan_values(self, tmp_path):
         values = LABEL.astype(np.float64)
         values[1, 1] = np.nan
@@ -205,6 +219,19 @@ class TestLabelScheme:
     def test_unknown_values_name_the_file(self, tmp_path):
         with pytest.raises(LabelError, match=r"s1\.png: values \[50\] in 1 pixels are not"):
             LabelScheme((0, 40, 80)).to_classes(np.array([0, 50]), source=tmp_path / "s1.png")
+
+    def test_a_value_above_k_names_the_option_that_sets_k(self, tmp_path):
+        """Before: "or pass num_labels if more ROIs exist", to a user who had passed it (as
+        --num-labels, or as the names of labels.txt)."""
+        with pytest.raises(
+            LabelError,
+            match=r"s1\.npy: values \[3\] in 1 pixels are not in the dataset's label scheme "
+            r"0\.\.2; "
+            r"fix those pixels, or, if the dataset has ROIs up to 3, raise num_labels to 3 \(check "
+            r"/ train: --num-labels; measure: one name per ROI in --labels; labels\.txt: one name "
+            r"per line\)\.$",
+        ):
+            LabelScheme((0, 1, 2)).to_classes(np.array([0, 3]), source=tmp_path / "s1.npy")
 
     def test_invalid_stored_values(self):
         with pytest.raises(LabelError, match="strictly increasing values starting at 0"):

@@ -10,7 +10,8 @@ caller relies on:
   modality units (Hounsfield units on CT), ``Slice.photometric`` records it, and
   ``Slice.display_pixels`` (what the network and the pictures see) is negated, so that bright
   means what a viewer shows bright.
-- Spacing comes from (0028,0030) PixelSpacing, else (0018,1164) ImagerPixelSpacing with a
+- Spacing comes from (0028,0030) PixelSpacing, else (0018,1164) ImagerPixelSpacing (divided by
+  (0018,1114) EstimatedRadiographicMagnificationFactor where present) with a
   ``UserWarning``, else ``None`` (spacing_source "none"); see `sliceseg.io.dicom_headers`.
 """
 
@@ -71,7 +72,9 @@ class Slice:
 
     Attributes:
         pixels: (rows, cols) float32 in modality units (modality LUT or rescale applied; never
-            inverted for MONOCHROME1, see `display_pixels`).
+            inverted for MONOCHROME1, see `display_pixels`); pixels marked by (0028,0120)
+            PixelPaddingValue take the darkest displayed value of the others
+            (`sliceseg.io.dicom_pixels`).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
         spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read, or

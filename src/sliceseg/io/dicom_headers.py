@@ -2,7 +2,8 @@
 `Slice` it gives (spacing, position, orientation, ids), per frame for enhanced multi-frame files.
 
 Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
-(0018,1164) ImagerPixelSpacing with a ``UserWarning``, else ``None`` (spacing_source "none", or
+(0018,1164) ImagerPixelSpacing (divided by (0018,1114) EstimatedRadiographicMagnificationFactor
+where there is one) with a ``UserWarning``, else ``None`` (spacing_source "none", or
 "NominalScannedPixelSpacing" where only a scanned film's spacing is there: never used).
 Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``; so is an
 (0020,0037) ImageOrientationPatient that is not two perpendicular unit vectors.
@@ -249,18 +250,42 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
             return pixel, "PixelSpacing"
     for _, value in present:
         _parse_spacing(value, path, "PixelSpacing")  # tells each malformed one
-    imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
+    imager = _imager_spacing(ds, path)
     if imager is not None:
-        warnings.warn(
-            f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing "
-            f"{imager}, measured at the detector, so areas may be magnified.",
-            UserWarning,
-            stacklevel=4,
-        )
         return imager, "ImagerPixelSpacing"
     if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
         return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
     return None, "none"
+
+
+def _imager_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
+    """(0018,1164) ImagerPixelSpacing, at the detector, divided by (0018,1114)
+    EstimatedRadiographicMagnificationFactor where there is one (PS3.3 C.8.11.7: the spacing at
+    the patient, as the scanner estimated it); with a ``UserWarning`` either way."""
+    imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
+    if imager is None:
+        return None
+    try:
+        factor = float(ds.get("EstimatedRadiographicMagnificationFactor"))
+    except (TypeError, ValueError):
+        factor = math.nan
+    if not (math.isfinite(factor) and factor > 0):
+        warnings.warn(
+            f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing "
+            f"{imager}, measured at the detector, so areas may be magnified.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return imager
+    patient = (imager[0] / factor, imager[1] / factor)
+    warnings.warn(
+        f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing {imager} "
+        f"divided by (0018,1114) EstimatedRadiographicMagnificationFactor {factor:g}: "
+        f"({patient[0]:.6g}, {patient[1]:.6g}) mm at the patient, as the scanner estimated it.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return patient
 
 
 def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] | None:

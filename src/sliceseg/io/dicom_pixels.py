@@ -8,6 +8,11 @@ colour to grey, and one-line errors for what cannot be decoded.
   per-frame / shared functional groups. ``Slice.modality_lut`` records which applied.
 - Colour images (RGB, YBR, PALETTE COLOR) are converted to grey luminance (ITU-R BT.601 weights
   0.299, 0.587, 0.114) with a ``UserWarning``.
+- Pixels whose stored value is (0028,0120) PixelPaddingValue (to (0028,0121)
+  PixelPaddingRangeLimit, both included) are not part of the image (PS3.3 C.7.5.1.1.2): a CT's
+  corners outside the reconstruction circle, often -2000 stored (-3024 HU). They take the
+  darkest displayed value of the other pixels (their lowest; highest for MONOCHROME1), as a
+  scanner that pads with air shows them, so they move no z-score, quantile or lowest value.
 """
 
 from __future__ import annotations
@@ -188,7 +193,37 @@ def to_modality_units(
         return grey.astype(np.float32), "colour"
     values = raw.astype(np.int64) if raw.dtype.kind in "iub" else raw
     modality, how = _apply_rescale(values, ds, frame)
-    return modality.astype(np.float32), how
+    return _without_padding(modality, _padding_mask(ds, raw), photometric), how
+
+
+def _padding_mask(ds: Dataset, raw: np.ndarray) -> np.ndarray | None:
+    """The stored values (0028,0120) PixelPaddingValue to (0028,0121) PixelPaddingRangeLimit mark
+    as padding; None when the header marks none (or the pixels are not whole numbers)."""
+    found = [ds.get(k) for k in ("PixelPaddingValue", "PixelPaddingRangeLimit")]
+    ends = [_as_stored(v, raw.dtype) for v in found if isinstance(v, int)]
+    if not ends or raw.dtype.kind not in "iu" or not isinstance(found[0], int):
+        return None
+    return (raw >= min(ends)) & (raw <= max(ends))
+
+
+def _as_stored(value: int, dtype: np.dtype) -> int:
+    """The padding value as the pixels hold it: a signed -2000 written as US 63536 (GE, with
+    PixelRepresentation 1) wraps to -2000 beside signed pixels, and back beside unsigned ones."""
+    bits = 8 * dtype.itemsize
+    value %= 2**bits
+    return value - 2**bits if dtype.kind == "i" and value >= 2 ** (bits - 1) else value
+
+
+def _without_padding(
+    pixels: np.ndarray, padding: np.ndarray | None, photometric: str
+) -> np.ndarray:
+    """float32 pixels whose padding took the darkest displayed value of the others."""
+    pixels = pixels.astype(np.float32)
+    if padding is None or padding.all() or not padding.any():
+        return pixels
+    image = pixels[~padding]
+    pixels[padding] = image.max() if photometric == "MONOCHROME1" else image.min()
+    return pixels
 
 
 def _apply_rescale(values: np.ndarray, ds: Dataset, frame: int) -> tuple[np.ndarray, str]:

@@ -32,6 +32,7 @@ from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 _LOSSY_SUFFIXES = (".jpg", ".jpeg")
+_FLOAT_NOISE = 1e-3  # a float map this close to whole numbers was rounded, not interpolated
 _MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
 # How a message asks for K: check / train take it as a flag, Python callers as an argument.
 NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
@@ -127,10 +128,17 @@ class LabelScheme:
         known = stored[index] == values
         if not np.all(known):
             unknown = np.unique(np.asarray(values)[~known])
+            more = ""
+            if not self.is_display_scaled and unknown.min() > self.num_labels:
+                more = (
+                    f", or, if the dataset has ROIs up to {unknown.max()}, raise num_labels to "
+                    f"{unknown.max()} (check / train: --num-labels; measure: one name per ROI "
+                    "in --labels; labels.txt: one name per line)"
+                )
             raise LabelError(
                 f"{source or 'label map'}: values {_short_list(unknown)} in "
                 f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
-                f"{self.describe()}; fix those pixels, or pass num_labels if more ROIs exist."
+                f"{self.describe()}; fix those pixels{more}."
             )
         return index.astype(np.uint8)
 
@@ -423,11 +431,18 @@ def _whole_numbers(array: np.ndarray, path: Path | str) -> np.ndarray:
         )
     whole = array == np.round(array)
     if not np.all(whole):
-        examples = np.unique(array[~whole])[:3]
+        odd = array[~whole]
+        # each in as many digits as it needs: 1.0000001 is not shown as the 1 it is not
+        shown = ", ".join(np.format_float_positional(v) for v in np.unique(odd)[:3])
+        found = f"float values that are not whole numbers ({odd.size} pixels, e.g. {shown})"
+        if np.all(np.abs(odd - np.round(odd)) <= _FLOAT_NOISE):
+            raise LabelError(
+                f"{path}: {found}, all within {_FLOAT_NOISE:g} of one (float rounding); save "
+                "np.rint(label).astype(np.uint8) as the label map."
+            )
         raise LabelError(
-            f"{path}: float values that are not whole numbers ({np.count_nonzero(~whole)} pixels,"
-            f" e.g. {', '.join(f'{v:g}' for v in examples)}); expected whole ROI numbers 0..K "
-            f"(was the map resized with interpolation?); {_SAVE_HINT}."
+            f"{path}: {found}; expected whole ROI numbers 0..K (was the map resized with "
+            f"interpolation?); {_SAVE_HINT}."
         )
     return array.astype(np.int64)
 
