@@ -164,8 +164,18 @@ class TestNrrdAndNifti:
         data = np.zeros((4, 4, 2), np.float32)
         data[1, 1, 0] = 0.5
         nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "prob.nii")
-        with pytest.raises(LabelError, match=r"prob\.nii: label values are not whole .* 0\.5"):
+        with pytest.raises(LabelError, match=r"prob\.nii: float values that are not whole .* 0\.5"):
             read_label_volume(tmp_path / "prob.nii")
+
+    def test_nifti_with_rounding_noise_shows_it_and_the_fix(self, tmp_path):
+        """Before: "not whole numbers (e.g. 1)", the example printed as a whole number."""
+        data = np.zeros((4, 4, 2), np.float32)
+        data[1, 1, 0] = np.float32(1.0000001)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "noise.nii")
+        with pytest.raises(LabelError) as raised:
+            read_label_volume(tmp_path / "noise.nii")
+        assert "e.g. 1.0000001" in str(raised.value)
+        assert "within 0.001 of one (float rounding)" in str(raised.value)
 
     def test_2d_nifti_is_one_plane(self, tmp_path):
         nib.save(nib.Nifti1Image(np.ones((5, 4), np.uint8), np.eye(4)), tmp_path / "one.nii")
@@ -316,7 +326,7 @@ def _bad_volumes(folder: Path, good: dict[str, Path]) -> dict[str, str]:
     nrrd.write(str(folder / "inf.nrrd"), np.full((8, 6, 3), np.inf, np.float32), header)
     nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 2), np.uint8), np.eye(4)), folder / "4d.nii.gz")
     for name in ("nan.nii.gz", "nan.nrrd", "inf.nrrd"):
-        expected[name] = "not whole numbers"
+        expected[name] = "values are NaN or infinite"
     expected["4d.nii.gz"] = "expected a 3D label map"
     for kind in ("nrrd", "seg.nrrd"):  # a header that promises 10^15 voxels
         text = good[kind].read_bytes()

@@ -25,6 +25,7 @@ import numpy as np
 
 from sliceseg.errors import LabelError
 from sliceseg.io.dicom import Slice
+from sliceseg.io.labels import whole_numbers
 
 # What reading a damaged or wrong file raises, per reader: these, and only these, mean
 # "unreadable" (one LabelError line); anything else (TypeError, NameError, ...) is a bug of ours
@@ -142,16 +143,10 @@ def as_labels(array: np.ndarray, path: Path, *, ndim: int = 3) -> np.ndarray:
         raise LabelError(f"{path}: label voxels of shape {array.shape}; expected {ndim}D.")
     if array.size == 0:
         raise LabelError(f"{path}: label volume holds no voxels; save it again.")
-    if array.dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all() or not np.array_equal(array, np.round(array)):
-            bad = array[~finite] if not finite.all() else array[array != np.round(array)]
-            raise LabelError(
-                f"{path}: label values are not whole numbers (e.g. {float(bad.flat[0]):g}); a "
-                "label map holds integers 0..K; export a label map, not a probability image."
-            )
-    elif array.dtype.kind not in "iub":
-        raise LabelError(f"{path}: voxel type {array.dtype}; expected integer label values.")
+    if array.dtype.kind not in "iub":  # integers pass as they are: no int64 copy of a volume
+        array = whole_numbers(
+            array, path, save_hint="export a label map of ROI numbers, not a probability image"
+        )
     low, high = float(array.min()), float(array.max())
     if low < 0 or high > 65535:
         raise LabelError(

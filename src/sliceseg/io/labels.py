@@ -175,7 +175,7 @@ def read_label_file(path: Path) -> RawLabel:
     array, has_channels, allows_frames = _load(path, suffix)
     if has_channels:
         array = _merge_channels(array, path, is_lossy=is_lossy)
-    values = _whole_numbers(array, path)
+    values = whole_numbers(array, path)
     if (values.ndim != 2 and not (allows_frames and values.ndim == 3)) or values.size == 0:
         raise LabelError(
             f"{path}: label array of shape {values.shape}; expected (rows, cols), or (frames, "
@@ -230,7 +230,7 @@ def check_class_map(
             f"{name}: label map is {'×'.join(map(str, label.shape))} but the image is "
             f"{'×'.join(map(str, image_shape))}; a label must be on its image's own grid."
         )
-    values = _whole_numbers(np.asarray(label), name)
+    values = whole_numbers(np.asarray(label), name)
     outside = (values < 0) | (values > num_labels)
     if np.any(outside):
         raise LabelError(
@@ -415,19 +415,24 @@ def _merge_channels(array: np.ndarray, path: Path, *, is_lossy: bool) -> np.ndar
     )
 
 
-def _whole_numbers(array: np.ndarray, path: Path | str) -> np.ndarray:
+def whole_numbers(
+    array: np.ndarray, path: Path | str, *, save_hint: str = _SAVE_HINT
+) -> np.ndarray:
+    """The ROI numbers of a label array as int64, or a one-line `LabelError` naming ``path``:
+    a non-numeric type, NaN or infinite values, or values off whole numbers (float rounding
+    noise named as such, with its fix); ``save_hint`` says how to save it right."""
     kind = array.dtype.kind
     if kind in "biu":
         return array.astype(np.int64)
     if kind != "f":
         raise LabelError(
-            f"{path}: values of type {array.dtype}; expected integer ROI numbers; {_SAVE_HINT}."
+            f"{path}: values of type {array.dtype}; expected integer ROI numbers; {save_hint}."
         )
     finite = np.isfinite(array)
     if not np.all(finite):
         raise LabelError(
             f"{path}: {np.count_nonzero(~finite)} values are NaN or infinite; expected whole ROI "
-            f"numbers 0..K; {_SAVE_HINT}."
+            f"numbers 0..K; {save_hint}."
         )
     whole = array == np.round(array)
     if not np.all(whole):
@@ -442,7 +447,7 @@ def _whole_numbers(array: np.ndarray, path: Path | str) -> np.ndarray:
             )
         raise LabelError(
             f"{path}: {found}; expected whole ROI numbers 0..K (was the map resized with "
-            f"interpolation?); {_SAVE_HINT}."
+            f"interpolation?); {save_hint}."
         )
     return array.astype(np.int64)
 
