@@ -131,7 +131,9 @@ class TestPixelSpacing:
         path = _enhanced(tmp_path / "mf.dcm", per_frame=["0.0", "0.0"], top=["-1", "0"])
         with pytest.warns(UserWarning, match=r"mf\.dcm: PixelSpacing .* treating the spacing"):
             slices = read_slices(path)
-        assert [(s.spacing_mm, s.spacing_source) for s in slices] == [(None, "none")] * 2
+        assert [(s.spacing_mm, s.spacing_source) for s in slices] == [
+            (None, "PixelSpacing (malformed)")
+        ] * 2
 
 
 class TestImagerPixelSpacing:

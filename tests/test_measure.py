@@ -267,6 +267,31 @@ def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
     )
 
 
+def test_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
+    """A file whose PixelSpacing is there but malformed ("0.5", one number) was refused as
+    having "no PixelSpacing (0028,0030) in the file", which its header contradicts."""
+    import pydicom
+
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    path = write_test_dicom(tmp_path / "dicoms" / "one.dcm", np.zeros((4, 4)), spacing=None)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = "0.5"
+    ds.save_as(path)
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "one.npy", np.ones((4, 4), np.uint8))
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {path}: its PixelSpacing (0028,0030) is malformed or not > 0 (expected two "
+        "positive numbers, row mm and column mm; the warning before names the value), so areas "
+        "in mm² are unknown; give --fov MM (and --matrix ROWS COLS), or --pixels to report "
+        "pixel counts."
+    )
+
+
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 

@@ -32,6 +32,7 @@ from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, natural_key, strip_dicom_suffix
 from sliceseg.io.dicom_headers import (
     FILM_SPACING_SOURCE,
+    MALFORMED_SPACING_SOURCE,
     as_int,
     image_position,
     orientation_cosines,
@@ -79,8 +80,10 @@ class Slice:
             when the file has no usable spacing.
         spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read, or
             "NominalScannedPixelSpacing" (:data:`FILM_SPACING_SOURCE`: no spacing in mm, only a
-            scanned film's, `no_spacing_message`); "fov/matrix" (:data:`USER_SPACING_SOURCE`)
-            once the user's ``--fov`` / ``--matrix`` gave it.
+            scanned film's, `no_spacing_message`), "PixelSpacing (malformed)"
+            (:data:`MALFORMED_SPACING_SOURCE`: there, but not two positive numbers);
+            "fov/matrix" (:data:`USER_SPACING_SOURCE`) once the user's ``--fov`` / ``--matrix``
+            gave it.
         source: the file the slice came from.
         frame: frame index inside a multi-frame file (0 for single-frame files).
         num_frames: number of frames in the file.
@@ -179,6 +182,11 @@ def no_spacing_message(image: Slice) -> str:
             "(a film shows the anatomy at a print scale the file does not record)"
         )
         fov = "--fov MM (the anatomy's extent across the image, e.g. from the film's scale bar)"
+    elif image.spacing_source == MALFORMED_SPACING_SOURCE:
+        found = (
+            "its PixelSpacing (0028,0030) is malformed or not > 0 (expected two positive "
+            "numbers, row mm and column mm; the warning before names the value)"
+        )
     return (
         f"{image.source}: {found}, so areas in mm² are unknown; give {fov}, or --pixels to "
         "report pixel counts."

@@ -30,6 +30,7 @@ from sliceseg.thread_warnings import recorded
 
 __all__ = [
     "FILM_SPACING_SOURCE",
+    "MALFORMED_SPACING_SOURCE",
     "MAX_PIXELS_PER_FILE",
     "NOT_IMAGES",
     "as_int",
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 FILM_SPACING_SOURCE = "NominalScannedPixelSpacing"
+MALFORMED_SPACING_SOURCE = "PixelSpacing (malformed)"
+"""``Slice.spacing_source`` of a file whose (0028,0030) PixelSpacing is there but not two
+positive numbers (and which has no other spacing in mm): the refusal must not say it is absent."""
 """``Slice.spacing_source`` of a file whose only spacing is (0018,2010) NominalScannedPixelSpacing:
 a scanned film's, which measures the film, not the patient, so the slice has no spacing in mm."""
 
@@ -255,7 +259,7 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
         return imager, "ImagerPixelSpacing"
     if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
         return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
-    return None, "none"
+    return None, MALFORMED_SPACING_SOURCE if present else "none"
 
 
 def _imager_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
