@@ -48,6 +48,51 @@ def test_a_rank_that_is_not_a_number_is_one_line(monkeypatch):
     )
 
 
+@pytest.fixture
+def torch_threads():
+    """Give back torch's thread count after a test that changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _machine(monkeypatch, cores: int, quota: float | None) -> None:
+    from sliceseg import system
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(system, "cgroup_cpu_limit", lambda: quota)
+    for name in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_training_keeps_to_a_cgroup_cpu_quota(monkeypatch, torch_threads):
+    """`docker --cpus 2` on 64 cores: predict took 2 threads, training torch's 32 (taking turns
+    on 2 cores)."""
+    _machine(monkeypatch, cores=64, quota=2.0)
+    torch.set_num_threads(32)
+    init_distributed(torch.device("cpu"))
+    assert torch.get_num_threads() == 2
+
+
+def test_a_torchrun_rank_on_the_cpu_takes_its_share_of_the_cores(monkeypatch, torch_threads):
+    """torchrun sets OMP_NUM_THREADS=1 when unset: each rank trained on one thread of 8 cores."""
+    _machine(monkeypatch, cores=8, quota=None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    torch.set_num_threads(1)
+    init_distributed(torch.device("cpu"))
+    assert torch.get_num_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice stands
+    torch.set_num_threads(3)
+    init_distributed(torch.device("cpu"))
+    assert torch.get_num_threads() == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "0")
+    with pytest.raises(ConfigError, match=r"^LOCAL_WORLD_SIZE='0' is not a whole number ≥ 1"):
+        init_distributed(torch.device("cpu"))
+
+
 def test_one_process_sums_and_means_nothing():
     context = DistributedContext()
     counts = np.array(RANK_COUNTS[0], dtype=np.int64)

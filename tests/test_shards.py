@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from sliceseg.errors import ConfigError, LauncherError
-from sliceseg.inference.shards import Shard, parse_shard, rank_cpus, rank_threads, shard_device
+from sliceseg.inference.shards import Shard, parse_shard, shard_device
+from sliceseg.system import rank_cpus, rank_threads
 
 
 def array_task(task: int, low: int, high: int, step: int = 1, **count: int) -> dict[str, str]:

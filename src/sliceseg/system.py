@@ -6,7 +6,7 @@ import math
 import os
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import psutil
 import torch
 
 from sliceseg.errors import ConfigError
+from sliceseg.launchers import local_world_size
 
 GIB = 1024**3
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -332,3 +333,53 @@ def select_device(preference: str = "auto") -> torch.device:
             raise ConfigError("device 'mps': no Apple MPS GPU found; use --device cpu.")
         return torch.device("mps")
     raise ConfigError(f"unknown device {preference!r}; choose one of: {', '.join(DEVICE_CHOICES)}.")
+
+
+def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
+    """The CPUs of this process (`usable_cpus`: its affinity and cgroup CPU
+    quota, or ``cpus``), shared evenly among the processes torchrun started on this machine
+    (``LOCAL_WORLD_SIZE``); at least one.
+
+    Raises:
+        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
+
+    Example:
+        >>> rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16)
+        4
+    """
+    env = os.environ if environ is None else environ
+    if cpus is None:
+        cpus = usable_cpus()
+    return max(1, cpus // (local_world_size(env) or 1))
+
+
+def rank_threads(
+    device: str, environ: Mapping[str, str] | None = None, cpus: int | None = None
+) -> int | None:
+    """Torch threads for a process predicting on the CPU: a torchrun rank's share
+    (`rank_cpus`); outside torchrun, the CPUs this process may use (``cpus``, else
+    `usable_cpus`) where they are fewer than torch's own count, which ignores
+    a cgroup CPU quota (``docker --cpus 2`` on 64 cores: 32 threads taking turns on 2).
+
+    None (torch's own choice stands) on a GPU, when the user set ``OMP_NUM_THREADS`` (under
+    torchrun: to anything but 1, since torchrun itself sets 1 when it is unset), or outside
+    torchrun when torch's count already fits.
+
+    Raises:
+        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
+
+    Example:
+        >>> rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}, cpus=16)
+        8
+    """
+    env = os.environ if environ is None else environ
+    if device != "cpu":
+        return None
+    if local_world_size(env) is None:
+        if "OMP_NUM_THREADS" in env:
+            return None
+        usable = usable_cpus() if cpus is None else cpus
+        return usable if usable < torch.get_num_threads() else None
+    if env.get("OMP_NUM_THREADS", "1") != "1":
+        return None
+    return rank_cpus(env, cpus)

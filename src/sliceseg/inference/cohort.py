@@ -54,7 +54,7 @@ from sliceseg.inference.records import (
     undo_run_record,
     write_input_series,
 )
-from sliceseg.inference.shards import Shard, rank_threads, shard_device
+from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
@@ -62,7 +62,7 @@ from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle, as_bundle
-from sliceseg.system import select_device
+from sliceseg.system import rank_threads, select_device
 from sliceseg.user_paths import user_path
 
 __all__ = [

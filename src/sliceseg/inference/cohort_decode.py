@@ -29,12 +29,12 @@ from typing import Any
 from sliceseg.engine.predictor import Preparation
 from sliceseg.errors import DicomReadError, SlicesegError
 from sliceseg.inference.cohort_series import DecodedSeries
-from sliceseg.inference.shards import rank_cpus, rank_threads, shard_device
+from sliceseg.inference.shards import shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.model_space.batches import SpacedTensors
-from sliceseg.system import select_device
+from sliceseg.system import rank_cpus, rank_threads, select_device
 from sliceseg.thread_warnings import recorded
 
 __all__ = [

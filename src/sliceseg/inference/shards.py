@@ -13,8 +13,8 @@ batch script itself, where they are the job's); with none, it runs everything as
 A launcher's variables are read all or none by `sliceseg.launchers`: a part of them is
 refused, since guessing the rest would run series twice or not at all (every rank would take
 every series). The processes
-torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly (`rank_cpus`,
-`rank_threads`).
+torchrun starts on one machine (``LOCAL_WORLD_SIZE``) share its CPUs evenly
+(`sliceseg.system.rank_cpus`, `sliceseg.system.rank_threads`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from sliceseg.launchers import (
     SLURM_ARRAY,
     launcher_numbers,
     listed,
-    local_world_size,
     torchrun_ranks,
 )
-from sliceseg.system import usable_cpus
 
-__all__ = ["Shard", "parse_shard", "rank_cpus", "rank_threads", "shard_device"]
+__all__ = ["Shard", "parse_shard", "shard_device"]
 
 T = TypeVar("T")
 
@@ -216,55 +214,3 @@ def shard_device(device: str, environ: Mapping[str, str] | None = None) -> str:
     if not torch.cuda.is_available():
         return device
     return f"cuda:{ranks.local_rank % max(torch.cuda.device_count(), 1)}"
-
-
-def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
-    """The CPUs of this process (`sliceseg.system.usable_cpus`: its affinity and cgroup CPU
-    quota, or ``cpus``), shared evenly among the processes torchrun started on this machine
-    (``LOCAL_WORLD_SIZE``); at least one.
-
-    Raises:
-        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
-
-    Example:
-        >>> rank_cpus({"LOCAL_WORLD_SIZE": "4"}, cpus=16)
-        4
-    """
-    env = os.environ if environ is None else environ
-    if cpus is None:
-        cpus = usable_cpus()
-    return max(1, cpus // (local_world_size(env) or 1))
-
-
-def rank_threads(
-    device: str, environ: Mapping[str, str] | None = None, cpus: int | None = None
-) -> int | None:
-    """Torch threads for a process predicting on the CPU: a torchrun rank's share
-    (`rank_cpus`); outside torchrun, the CPUs this process may use (``cpus``, else
-    `sliceseg.system.usable_cpus`) where they are fewer than torch's own count, which ignores
-    a cgroup CPU quota (``docker --cpus 2`` on 64 cores: 32 threads taking turns on 2).
-
-    None (torch's own choice stands) on a GPU, when the user set ``OMP_NUM_THREADS`` (under
-    torchrun: to anything but 1, since torchrun itself sets 1 when it is unset), or outside
-    torchrun when torch's count already fits.
-
-    Raises:
-        LauncherError: LOCAL_WORLD_SIZE is not a whole number ≥ 1 (`local_world_size`).
-
-    Example:
-        >>> rank_threads("cpu", {"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}, cpus=16)
-        8
-    """
-    env = os.environ if environ is None else environ
-    if device != "cpu":
-        return None
-    if local_world_size(env) is None:
-        if "OMP_NUM_THREADS" in env:
-            return None
-        import torch
-
-        usable = usable_cpus() if cpus is None else cpus
-        return usable if usable < torch.get_num_threads() else None
-    if env.get("OMP_NUM_THREADS", "1") != "1":
-        return None
-    return rank_cpus(env, cpus)

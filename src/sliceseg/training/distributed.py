@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from sliceseg.errors import ConfigError, LauncherError
 from sliceseg.launchers import torchrun_ranks
+from sliceseg.system import rank_threads
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,26 @@ class DistributedContext:
 def init_distributed(device: torch.device) -> DistributedContext:
     """Join the process group when launched by torchrun; else return a single-process context.
 
-    NCCL is used on CUDA, gloo on the CPU. Each CUDA rank takes the GPU of its LOCAL_RANK.
+    NCCL is used on CUDA, gloo on the CPU. Each CUDA rank takes the GPU of its LOCAL_RANK. On
+    the CPU the torch threads are those `predict` takes (`rank_threads`): a torchrun rank's share
+    of the machine's CPUs (torchrun's own OMP_NUM_THREADS=1 left one thread per rank), and no
+    more than a cgroup CPU quota allows.
 
     Raises:
         ConfigError: only one of RANK and WORLD_SIZE is set (torchrun sets both): each
-            process would train the whole run into the same folder; or one is not a number.
+            process would train the whole run into the same folder; or one is not a number
+            (LOCAL_WORLD_SIZE too).
     """
     try:
         ranks = torchrun_ranks()
+        threads = rank_threads(device.type)
     except LauncherError as error:
         raise ConfigError(
             f"{error.found}: start several training processes with torchrun (it sets both), or "
             "unset it for one process."
         ) from None
+    if threads is not None:
+        torch.set_num_threads(threads)
     if ranks is None or ranks.world_size <= 1:
         return DistributedContext(device=device)
     if device.type == "cuda":

@@ -143,6 +143,7 @@ def set_up(
         f"input {config.input_shape}×{config.input_shape} at {row_mm:.3g}×{col_mm:.3g} mm | "
         f"device {context.device}"
         + (f" × {context.world_size} processes" if context.is_distributed else "")
+        + (_threads_text(context) if context.device.type == "cpu" else "")
     )
     _log_data_notes(data, log)
     hyper = config.model_hyperparameters()
@@ -442,3 +443,10 @@ def write_history(
         write_csv(frame, tmp, index=False)
     plot_history(frame, path=png_path)
     return csv_path, png_path
+
+
+def _threads_text(context: DistributedContext) -> str:
+    """How many torch threads train on the CPU (each process's, under torchrun)."""
+    threads = torch.get_num_threads()
+    each = " each" if context.is_distributed else ""
+    return f", {threads} thread{'' if threads == 1 else 's'}{each}"
