@@ -24,6 +24,7 @@ __all__ = [
     "overall_note",
     "series_label",
     "series_row",
+    "shown_number",
     "summarised",
     "summary_stats",
     "unit_name",
@@ -52,6 +53,20 @@ def unit_name(unit: str) -> str:
         ('mm²', 'pixels')
     """
     return "mm²" if unit == "mm2" else "pixels"
+
+
+def shown_number(value: object, *, is_count: bool = False) -> str:
+    """A table's number as the printed table, the report and the area plots show it: an area
+    (or its mean, std) to 0.1 (0.5 % of a 20 mm² structure), a count whole, an empty cell "–".
+
+    Example:
+        >>> shown_number(20.44), shown_number(3.0, is_count=True), shown_number(float("nan"))
+        ('20.4', '3', '–')
+    """
+    number = float(value)  # type: ignore[arg-type]
+    if number != number:
+        return "–"
+    return f"{number:.0f}" if is_count else f"{number:.1f}"
 
 
 def area_column(roi: str, unit: str) -> str:
