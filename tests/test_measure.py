@@ -7,6 +7,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
@@ -351,6 +352,42 @@ def test_measure_and_predict_name_eleven_series_of_one_folder_alike(tiny_model, 
     expected = {f"p01/s{i}": "p01" if i == 0 else f"p01_{i + 1}" for i in range(11)}
     assert named[1].to_dict() == expected
     assert named[0].to_dict() == {k: v for k, v in expected.items() if k != "p01/s0"}
+
+
+def test_measure_orders_slices_and_series_as_predict_does(tmp_path):
+    """A series whose file names run against its InstanceNumbers and positions (a: 3, b: 2,
+    c: 1), beside p10/: measure listed the slices by file name and the series naturally (p9
+    before p10), while `predict`'s tables list the series by name and each series' slices by
+    InstanceNumber, then position (`order_slices`), so slice 1 of one table was slice 3 of the
+    other. Both now list c, b, a after p10's; each row's area stays its own slice's."""
+    from conftest import write_test_dicom
+    from sliceseg.inference.folder import _scan_inputs
+    from sliceseg.io.identity import slice_key
+    from sliceseg.label_areas import measure_label_folder
+
+    for series, uid, files in (("p9", "1.2.9", "abc"), ("p10", "1.2.10", "de")):
+        for i, name in enumerate(files):
+            key = f"{series}/{name}"
+            write_test_dicom(
+                tmp_path / "dicoms" / f"{key}.dcm",
+                np.full((20, 24), 100),
+                series_uid=uid,
+                instance=len(files) - i,  # against the file names; the position follows it
+            )
+            label = np.zeros((20, 24), np.uint8)
+            label[: i + 1, :10] = 1  # 10 (i + 1) pixels of 0.5 × 0.8 mm: 4 (i + 1) mm²
+            (tmp_path / "labels" / series).mkdir(parents=True, exist_ok=True)
+            iio.imwrite(tmp_path / "labels" / f"{key}.png", label)
+    _, (wide_csv, _), _ = measure_label_folder(
+        tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m", roi_names=["disc"]
+    )
+    wide = pd.read_csv(wide_csv, index_col="slice", dtype={"slice": str})
+    rows = wide.loc[[str(i) for i in range(1, 6)]]
+    scan, _names = _scan_inputs(tmp_path / "dicoms", SpacingFallback(), progress=False)
+    predicted = [slice_key(image, tmp_path / "dicoms") for image in scan.slices]
+    assert rows["file"].tolist() == predicted == ["p10/e", "p10/d", "p9/c", "p9/b", "p9/a"]
+    assert rows["disc"].tolist() == [8.0, 4.0, 12.0, 8.0, 4.0]
+    assert wide.index[5:8].tolist() == ["mean series p10", "std series p10", "n series p10"]
 
 
 def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):
