@@ -500,13 +500,44 @@ class TestSummaryRows:
         assert lines[6] == "n series site 01,a1 … a2 (2 slices),2"
         assert lines[9] == "n series p2,b1 (1 slice),1"
 
+    def test_the_std_rows_say_they_are_the_sample_std_in_every_written_table(self, tmp_path):
+        """csa.csv's std rows said only "slices with the ROI (area > 0)": a reader could not
+        tell the sample std (n − 1) from the population one. Every std row, a single run's and
+        a cohort's merged table's, per series and overall, now says which; the numbers are
+        numpy's ddof=1 of the slices with the ROI."""
+        from sliceseg.inference.merge_tables import write_area_tables
+        from sliceseg.inference.records import series_dir
+
+        images = [series_slice("a1", "A"), series_slice("a2", "A"), series_slice("b1", "B")]
+        labels = [square(20), square(5), np.zeros((10, 10), np.uint8)]
+        wide_csv, _ = measure_areas(labels, images, ["roi"]).named(["A", "B"]).save(tmp_path)
+        for name, members in (("A", [0, 1]), ("B", [2])):
+            folder = series_dir(tmp_path / "cohort", name)
+            folder.mkdir(parents=True)
+            chosen = [labels[i] for i in members], [images[i] for i in members]
+            measure_areas(*chosen, ["roi"]).named([name]).save(folder)
+        write_area_tables(tmp_path / "cohort", ["A", "B"], None)
+        std = np.std([20.0, 5.0], ddof=1)
+        for table in (wide_csv, tmp_path / "cohort" / "csa.csv"):
+            wide = pd.read_csv(table, index_col="slice", dtype={"slice": str})
+            assert wide.loc["std", "file"] == f"{PRESENT}; sample std (n − 1)"
+            assert wide.loc["std series A", "file"] == "a1 … a2 (2 slices); sample std (n − 1)"
+            assert wide.loc["mean", "file"] == PRESENT  # the rule is said once, on its row
+            assert (wide.loc["std", "roi"], wide.loc["std series A", "roi"]) == (
+                pytest.approx(std),
+                pytest.approx(std),
+            )
+            assert np.isnan(wide.loc["std series B", "roi"])  # B has no slice with the ROI
+
     def test_single_slice_std_is_an_empty_cell(self, tmp_path):
         table = measure_areas([square(4)], [series_slice("a1", "A", (0.5, 0.5))], ["roi"])
         assert list(table.wide.index) == ["1", "mean", "std", "n"]
         assert table.wide.loc["mean", "roi"] == pytest.approx(1.0)
         assert np.isnan(table.wide.loc["std", "roi"])
         wide_csv, _ = table.save(tmp_path)
-        assert wide_csv.read_text().splitlines()[-2] == "std,slices with the ROI (area > 0),"
+        assert wide_csv.read_text().splitlines()[-2] == (
+            "std,slices with the ROI (area > 0); sample std (n − 1),"
+        )
         assert "–" in table.to_text().splitlines()[-3]
 
     def test_mean_and_std_are_over_the_slices_where_the_roi_is_present(self, tmp_path):

@@ -309,6 +309,8 @@ class TestPlotAreas:
         mean, std, _n = summary_stats(table.to_numpy())[:, 0]
         assert (round(mean, 6), round(std, 6)) == (20.4, 0.4)
         assert title == f"{NAMES[0]}: 20.4 ± 0.4"
+        suptitle = plot_areas(table).get_suptitle()
+        assert suptitle == "Area of each ROI along the series (mean ± sample SD where present)"
 
     def test_long_names_wrap_in_dark_text_and_the_colour_is_a_swatch(self):
         names = ["right quadratus lumborum muscle", "right erector spinae", "left multifidus"]

@@ -300,9 +300,10 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
     return (
         f'<h2 id="areas">Cross-sectional areas ({_e(unit)})</h2>'
         f'<p class="hint">One row per slice in series order; at the bottom, the mean and '
-        "standard deviation over the slices where each ROI is present (area &gt; 0), and n, how "
-        f"many; an ROI not found on a slice shows 0.0 in red{_unlike_hint(slices)}. Numbers are "
-        "rounded to 0.1 here; the CSV has them in full. Click a column to sort by it."
+        "sample standard deviation (n − 1) over the slices where each ROI is present (area "
+        "&gt; 0), and n, how many; an ROI not found on a slice shows 0.0 in red"
+        f"{_unlike_hint(slices)}. Numbers are rounded to 0.1 here; the CSV has them in full. "
+        "Click a column to sort by it."
         f"</p>{_filter(slices)}"
         f'<div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody><tbody class="summary-rows">{"".join(summary)}</tbody>'

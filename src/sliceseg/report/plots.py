@@ -159,7 +159,7 @@ def plot_areas(
         ax.set_xticks(x[::step], labels, rotation=60, ha="right", fontsize=6)
     fig.supxlabel("slice (series order)", fontsize=9)
     fig.supylabel(f"area ({unit})", fontsize=9)
-    fig.suptitle("Area of each ROI along the series (mean ± SD where present)", fontsize=11)
+    fig.suptitle("Area of each ROI along the series (mean ± sample SD where present)", fontsize=11)
     return _finish(fig, path)
 
 
