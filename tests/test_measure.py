@@ -7,6 +7,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
@@ -378,6 +379,42 @@ def test_measure_and_predict_name_eleven_series_of_one_folder_alike(tiny_model, 
     assert named[0].to_dict() == {k: v for k, v in expected.items() if k != "p01/s0"}
 
 
+def test_measure_orders_slices_and_series_as_predict_does(tmp_path):
+    """A series whose file names run against its InstanceNumbers and positions (a: 3, b: 2,
+    c: 1), beside p10/: measure listed the slices by file name and the series naturally (p9
+    before p10), while `predict`'s tables list the series by name and each series' slices by
+    InstanceNumber, then position (`order_slices`), so slice 1 of one table was slice 3 of the
+    other. Both now list c, b, a after p10's; each row's area stays its own slice's."""
+    from conftest import write_test_dicom
+    from sliceseg.inference.folder import _scan_inputs
+    from sliceseg.io.identity import slice_key
+    from sliceseg.label_areas import measure_label_folder
+
+    for series, uid, files in (("p9", "1.2.9", "abc"), ("p10", "1.2.10", "de")):
+        for i, name in enumerate(files):
+            key = f"{series}/{name}"
+            write_test_dicom(
+                tmp_path / "dicoms" / f"{key}.dcm",
+                np.full((20, 24), 100),
+                series_uid=uid,
+                instance=len(files) - i,  # against the file names; the position follows it
+            )
+            label = np.zeros((20, 24), np.uint8)
+            label[: i + 1, :10] = 1  # 10 (i + 1) pixels of 0.5 × 0.8 mm: 4 (i + 1) mm²
+            (tmp_path / "labels" / series).mkdir(parents=True, exist_ok=True)
+            iio.imwrite(tmp_path / "labels" / f"{key}.png", label)
+    _, (wide_csv, _), _ = measure_label_folder(
+        tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m", roi_names=["disc"]
+    )
+    wide = pd.read_csv(wide_csv, index_col="slice", dtype={"slice": str})
+    rows = wide.loc[[str(i) for i in range(1, 6)]]
+    scan, _names = _scan_inputs(tmp_path / "dicoms", SpacingFallback(), progress=False)
+    predicted = [slice_key(image, tmp_path / "dicoms") for image in scan.slices]
+    assert rows["file"].tolist() == predicted == ["p10/e", "p10/d", "p9/c", "p9/b", "p9/a"]
+    assert rows["disc"].tolist() == [8.0, 4.0, 12.0, 8.0, 4.0]
+    assert wide.index[5:8].tolist() == ["mean series p10", "std series p10", "n series p10"]
+
+
 def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):
     """`measure --fov` measured the files without PixelSpacing in mm² but said "their areas
     are in pixels"; the note now says where their spacing came from, and the areas agree."""
@@ -488,13 +525,44 @@ class TestSummaryRows:
         assert lines[6] == "n series site 01,a1 … a2 (2 slices),2"
         assert lines[9] == "n series p2,b1 (1 slice),1"
 
+    def test_the_std_rows_say_they_are_the_sample_std_in_every_written_table(self, tmp_path):
+        """csa.csv's std rows said only "slices with the ROI (area > 0)": a reader could not
+        tell the sample std (n − 1) from the population one. Every std row, a single run's and
+        a cohort's merged table's, per series and overall, now says which; the numbers are
+        numpy's ddof=1 of the slices with the ROI."""
+        from sliceseg.inference.merge_tables import write_area_tables
+        from sliceseg.inference.records import series_dir
+
+        images = [series_slice("a1", "A"), series_slice("a2", "A"), series_slice("b1", "B")]
+        labels = [square(20), square(5), np.zeros((10, 10), np.uint8)]
+        wide_csv, _ = measure_areas(labels, images, ["roi"]).named(["A", "B"]).save(tmp_path)
+        for name, members in (("A", [0, 1]), ("B", [2])):
+            folder = series_dir(tmp_path / "cohort", name)
+            folder.mkdir(parents=True)
+            chosen = [labels[i] for i in members], [images[i] for i in members]
+            measure_areas(*chosen, ["roi"]).named([name]).save(folder)
+        write_area_tables(tmp_path / "cohort", ["A", "B"], None)
+        std = np.std([20.0, 5.0], ddof=1)
+        for table in (wide_csv, tmp_path / "cohort" / "csa.csv"):
+            wide = pd.read_csv(table, index_col="slice", dtype={"slice": str})
+            assert wide.loc["std", "file"] == f"{PRESENT}; sample std (n − 1)"
+            assert wide.loc["std series A", "file"] == "a1 … a2 (2 slices); sample std (n − 1)"
+            assert wide.loc["mean", "file"] == PRESENT  # the rule is said once, on its row
+            assert (wide.loc["std", "roi"], wide.loc["std series A", "roi"]) == (
+                pytest.approx(std),
+                pytest.approx(std),
+            )
+            assert np.isnan(wide.loc["std series B", "roi"])  # B has no slice with the ROI
+
     def test_single_slice_std_is_an_empty_cell(self, tmp_path):
         table = measure_areas([square(4)], [series_slice("a1", "A", (0.5, 0.5))], ["roi"])
         assert list(table.wide.index) == ["1", "mean", "std", "n"]
         assert table.wide.loc["mean", "roi"] == pytest.approx(1.0)
         assert np.isnan(table.wide.loc["std", "roi"])
         wide_csv, _ = table.save(tmp_path)
-        assert wide_csv.read_text().splitlines()[-2] == "std,slices with the ROI (area > 0),"
+        assert wide_csv.read_text().splitlines()[-2] == (
+            "std,slices with the ROI (area > 0); sample std (n − 1),"
+        )
         assert "–" in table.to_text().splitlines()[-3]
 
     def test_mean_and_std_are_over_the_slices_where_the_roi_is_present(self, tmp_path):

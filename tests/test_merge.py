@@ -30,7 +30,7 @@ from sliceseg.measure.areas import (
     is_summary_row,
 )
 from sliceseg.measure.familiarity import Verdict
-from sliceseg.measure.summary_rows import series_label, summarised
+from sliceseg.measure.summary_rows import series_label, summarised, summary_cell
 from sliceseg.measure.tissue import CT_COLUMNS
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.report.cohort import review_order
@@ -101,7 +101,10 @@ def _whole_merge(out: Path, into: Path) -> None:
     files = table["file"].astype(str).tolist()
     starts = np.cumsum([0, *counts[:-1]])
     labels = [series_label(files[s : s + n]) for s, n in zip(starts, counts, strict=True)]
-    own["file"] = [labels[k - 1] for _, k in summaries]
+    own["file"] = [
+        summary_cell(str(row), labels[k - 1])
+        for row, (_, k) in zip(own.index, summaries, strict=True)
+    ]
     own.index = [f"{i} series {k}" for i, (_, k) in zip(own.index, summaries, strict=True)]
     wide = pd.concat([whole.iloc[: len(table)], own, whole.iloc[len(table) :]])[list(table.columns)]
     wide[CONFIDENCE_COLUMN] = float("nan")

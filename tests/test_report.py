@@ -249,8 +249,8 @@ class TestWriteReport:
         ).read_text(encoding="utf-8")  # fmt: skip
         assert '<th>n</th><td>slices with the ROI (area &gt; 0)</td><td class="num" data-value' \
             '="6.0">6</td><td class="num" data-value="5.0">5</td>' in page  # fmt: skip
-        assert "the mean and standard deviation over the slices where each ROI is present " \
-            "(area &gt; 0), and n, how many" in page  # fmt: skip
+        assert "the mean and sample standard deviation (n − 1) over the slices where each ROI " \
+            "is present (area &gt; 0), and n, how many" in page  # fmt: skip
 
     def test_the_banner_says_where_the_unlike_series_are_in_the_mean(self, tmp_path):
         """A cohort series' own report, its series unlike the training data: the banner said

@@ -190,6 +190,40 @@ class TestMeasureAreasTissueColumns:
             measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)
 
 
+class TestTissueOptionsThatMeasureNothing:
+    def test_ct_options_on_an_mr_series_are_said(self):
+        """``--adipose-hu`` on an MR series measured nothing, unsaid: a reader of the tables
+        could not tell a run that ignored the option from one that never had it."""
+        hu, label = _known_hu()
+        settings = TissueSettings(adipose_hu=(-200.0, -40.0), muscle_rois=("left psoas major",))
+        with pytest.warns(UserWarning) as caught:
+            table = measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES, tissue=settings)
+        (warning,) = [str(w.message) for w in caught]
+        assert warning == (
+            "series (ct/s01.dcm, ...): its Modality is MR, not CT, so --adipose-hu (adipose_hu) "
+            "-200 -40 and --muscle-rois (muscle_rois) measure nothing on it: the CT columns "
+            "(imat_fraction, imat_mm2, muscle_radiodensity_hu) are for CT slices only."
+        )
+        assert not set(CT_COLUMNS) & set(table.long.columns)
+        with warnings.catch_warnings():  # the defaults: nothing asked, nothing to say
+            warnings.simplefilter("error")
+            measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES)
+            measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)  # CT: measured
+
+    def test_hu_ranges_without_a_muscle_roi_are_refused(self):
+        """``--muscle-hu`` when no ROI is a muscle by name changed nothing, unsaid; refused
+        like ``--matrix`` without ``--fov``, naming the ROIs and the flag that would help."""
+        hu, label = _known_hu()
+        settings = TissueSettings(muscle_hu=(-20.0, 140.0))
+        with pytest.raises(ConfigError) as caught:
+            measure_areas([label], [_ct_slice(hu)], ["vertebral body", "SMA"], tissue=settings)
+        assert str(caught.value) == (
+            "--muscle-hu (muscle_hu) -20 140: no ROI of this run is a muscle by its name "
+            "('vertebral body', 'SMA'), so it would measure nothing; name the muscles with "
+            "--muscle-rois (muscle_rois), or leave it out."
+        )
+
+
 def test_cli_measure_takes_the_thresholds(tmp_path):
     """``sliceseg measure --adipose-hu -300 -150 --muscle-hu -120 100``: the −100 HU pixels
     are no longer fat (IMAT 0) and count as muscle (radiodensity (20·−100 + 80·50) / 100 = 20)."""

@@ -16,6 +16,7 @@ from PIL import Image
 
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
+from sliceseg.measure.summary_rows import summary_stats
 from sliceseg.report.colours import ROI_COLOURS
 from sliceseg.report.plots import plot_areas, plot_bland_altman, plot_history
 from sliceseg.report.visualize import (
@@ -286,7 +287,7 @@ class TestPlotAreas:
             assert line.get_label() == name
             assert to_hex(line.get_color()) == "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
             assert list(line.get_ydata()) == [1.0, 2.0, 3.0]  # the mean row is left out
-            assert ax.get_title(loc="left") == f"{name}: 2 ± 1"
+            assert ax.get_title(loc="left") == f"{name}: 2.0 ± 1.0"
 
     def test_mean_and_sd_are_over_the_slices_with_the_roi_as_in_csa_csv(self):
         """csa.csv's mean and std leave out the slices without the ROI (area 0): so does the
@@ -295,10 +296,21 @@ class TestPlotAreas:
         table = pd.DataFrame(dict(zip(NAMES, areas, strict=True)))
         titles = [ax.get_title(loc="left") for ax in plot_areas(table).axes[: len(NAMES)]]
         assert titles == [
-            f"{NAMES[0]}: 150 ± 71",
-            f"{NAMES[1]}: 50 (1 slice)",
+            f"{NAMES[0]}: 150.0 ± 70.7",
+            f"{NAMES[1]}\n50.0 (1 slice)",  # wrapped to the panel's width
             f"{NAMES[2]}: on no slice",
         ]
+
+    def test_a_small_roi_s_title_reads_as_csa_csv_s_rows_in_the_report(self):
+        """A 20 mm² structure: the title keeps the report's 0.1 mm², the numbers of the table's
+        mean and std rows (`summary_stats`), not whole mm² ("20 ± 0" hid 20.4 ± 0.4)."""
+        table = pd.DataFrame({NAMES[0]: [20.0, 20.4, 20.8, 0.0]})
+        (title,) = [ax.get_title(loc="left") for ax in plot_areas(table).axes[:1]]
+        mean, std, _n = summary_stats(table.to_numpy())[:, 0]
+        assert (round(mean, 6), round(std, 6)) == (20.4, 0.4)
+        assert title == f"{NAMES[0]}: 20.4 ± 0.4"
+        suptitle = plot_areas(table).get_suptitle()
+        assert suptitle == "Area of each ROI along the series (mean ± sample SD where present)"
 
     def test_long_names_wrap_in_dark_text_and_the_colour_is_a_swatch(self):
         names = ["right quadratus lumborum muscle", "right erector spinae", "left multifidus"]
@@ -306,9 +318,9 @@ class TestPlotAreas:
         fig = plot_areas(table)  # 8 inches, 3 panels: about 32 characters per title line
         titles = [ax.get_title(loc="left") for ax in fig.axes]
         assert titles == [
-            "right quadratus lumborum muscle\n2 ± 1",
-            "right erector spinae: 2 ± 1",
-            "left multifidus: 2 ± 1",
+            "right quadratus lumborum muscle\n2.0 ± 1.0",
+            "right erector spinae: 2.0 ± 1.0",
+            "left multifidus: 2.0 ± 1.0",
         ]
         for k, (ax, title) in enumerate(zip(fig.axes, titles, strict=True), 1):
             (text,) = [t for t in ax.findobj(Text) if t.get_text() == title]

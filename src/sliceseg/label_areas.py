@@ -3,15 +3,16 @@ their DICOMs; no model."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sliceseg.dataset.check import count_left_out
 from sliceseg.dataset.pairing import DataSource, Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.errors import PairingError
+from sliceseg.io.dicom import order_slices
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import slices_series_names, top_series_name
+from sliceseg.io.identity import series_key, slices_series_names, top_series_name
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
@@ -62,8 +63,9 @@ def measure_label_folder(
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
 
     Returns:
-        ``(table, (csa.csv, csa_long.csv), notes)``, the table naming each series as ``predict``
-        does (`AreaTable.named`); one note per problem, ``not measured:
+        ``(table, (csa.csv, csa_long.csv), notes)``, the table naming each series and
+        ordering the slices as ``predict`` does (`AreaTable.named`, `order_slices`); one note
+        per problem, ``not measured:
         ...`` for label maps left out (`left_out` counts them), ``warning: ...`` for the rest.
 
     Raises:
@@ -92,6 +94,8 @@ def measure_label_folder(
         _NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=_NOT_MEASURED
     )
     names = list(roi_names) if roi_names else list(report.roi_names)
+    series = _series_names(samples, dicom_dir, labels_dir)
+    samples = _in_predict_order(samples, series)
     table = measure_areas(
         [s.label for s in samples],
         [s.image for s in samples],
@@ -101,21 +105,29 @@ def measure_label_folder(
         keep_patient_info=keep_patient_info,
         tissue=tissue,
     )
-    table = table.named(_series_names(samples, dicom_dir, labels_dir))
+    table = table.named(list(dict.fromkeys(series[series_key(s.image)] for s in samples)))
     with output_run(out_dir, overwrite=overwrite) as out:
         paths = table.save(out)
     return table, paths, notes
 
 
+def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> list[Sample]:
+    """The samples in the order `sliceseg predict`'s tables give their slices: series by name
+    (``series``: per `series_key`), as `plan_cohort` sorts them, and each series' slices by
+    `order_slices` (InstanceNumber, then position, then name), not by their files' names."""
+    rank = {id(image): i for i, image in enumerate(order_slices([s.image for s in samples]))}
+    return sorted(samples, key=lambda s: (series[series_key(s.image)], rank[id(s.image)]))
+
+
 def _series_names(
     samples: Sequence[Sample], dicom_dir: Path | str, labels_dir: Path | str
-) -> list[str]:
-    """The table's series' names (in its numbers' order) as `sliceseg predict` gives them: from
-    every DICOM file of the folder (`plan_cohort`), so that a series without label maps, or
-    with a first file without one, does not shift the ``_2``, ``_3``, ... of the others."""
+) -> dict[str, str]:
+    """Per `series_key`, the series' name as `sliceseg predict` gives it: from every DICOM
+    file of the folder (`plan_cohort`), so that a series without label maps, or with a first
+    file without one, does not shift the ``_2``, ``_3``, ... of the others."""
     root = user_path(dicom_dir)  # "~/data" as the pairing read it
     planned = {s.key: s.name for s in plan_cohort(root, exclude=user_path(labels_dir)).series}
     found = slices_series_names(  # a series the plan did not see (not expected): its own name
         [s.image for s in samples], [s.key for s in samples], root_name=top_series_name(root)
     )
-    return [planned.get(key, name) for key, name in found.items()]
+    return {key: planned.get(key, name) for key, name in found.items()}

@@ -37,6 +37,7 @@ from sliceseg.measure.summary_rows import (
     overall_note,
     series_label,
     series_row,
+    summary_cell,
     summary_stats,
 )
 from sliceseg.measure.tissue import CT_COLUMNS
@@ -271,7 +272,9 @@ class _Tables:
         ]
         numbers = [j for j, n in enumerate(lines.counts) for _ in range(n)]
         part = table[["file"]].copy()
-        part["file"] = [labels[j] for j in numbers]
+        part["file"] = [
+            summary_cell(str(row), labels[j]) for row, j in zip(table.index, numbers, strict=True)
+        ]
         for roi in self.rois:
             part[roi] = table[roi].astype(float)
         part.index = [
@@ -303,7 +306,7 @@ class _Tables:
         rows = pd.DataFrame(
             summary_stats(values.to_numpy()), index=["mean", "std", "n"], columns=self.rois
         )
-        rows.insert(0, "file", PRESENT)
+        rows.insert(0, "file", [summary_cell(row, PRESENT) for row in rows.index])
         if self.flagged is not None and any(self.flagged):
             marks = np.repeat(np.asarray(self.flagged, dtype=bool), self.counts).tolist()
             leave_out_flagged(rows, values, marks, sum(self.flagged))

@@ -22,6 +22,7 @@ from sliceseg.measure.summary_rows import (
     overall_line,
     overall_note,
     series_row,
+    shown_number,
     with_summary_rows,
 )
 from sliceseg.measure.tissue import (
@@ -428,10 +429,8 @@ def _patient(image: Slice) -> dict[str, str]:
 
 
 def _shown(value: float, label: object) -> str:
-    """A wide table's cell as text: a count whole, an area to 0.1, an empty one as "–"."""
-    if pd.isna(value):
-        return "–"
-    return f"{float(value):.0f}" if is_count_row(label) else f"{float(value):.1f}"
+    """A wide table's cell as text (`shown_number`): a count whole, an area to 0.1."""
+    return shown_number(value, is_count=is_count_row(label))
 
 
 def _tissue_warnings(

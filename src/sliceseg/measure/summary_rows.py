@@ -17,6 +17,7 @@ import pandas as pd
 
 __all__ = [
     "PRESENT",
+    "SAMPLE_STD",
     "area_column",
     "leave_out_flagged",
     "overall_line",
@@ -24,13 +25,27 @@ __all__ = [
     "overall_note",
     "series_label",
     "series_row",
+    "shown_number",
     "summarised",
+    "summary_cell",
     "summary_stats",
     "unit_name",
     "with_summary_rows",
 ]
 
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+SAMPLE_STD = "sample std (n − 1)"  # which std the std rows hold (`summary_cell`)
+
+
+def summary_cell(row: str, cell: str) -> str:
+    """The ``file`` cell of a summary row (``row``: mean, std or n): ``cell``, and on the std
+    rows which std they are (`summary_stats`: the sample one), so the file says it.
+
+    Example:
+        >>> summary_cell("std", PRESENT), summary_cell("mean", PRESENT)
+        ('slices with the ROI (area > 0); sample std (n − 1)', 'slices with the ROI (area > 0)')
+    """
+    return f"{cell}; {SAMPLE_STD}" if row == "std" else cell
 
 
 def overall_note(cell: object) -> str:
@@ -52,6 +67,20 @@ def unit_name(unit: str) -> str:
         ('mm²', 'pixels')
     """
     return "mm²" if unit == "mm2" else "pixels"
+
+
+def shown_number(value: object, *, is_count: bool = False) -> str:
+    """A table's number as the printed table, the report and the area plots show it: an area
+    (or its mean, std) to 0.1 (0.5 % of a 20 mm² structure), a count whole, an empty cell "–".
+
+    Example:
+        >>> shown_number(20.44), shown_number(3.0, is_count=True), shown_number(float("nan"))
+        ('20.4', '3', '–')
+    """
+    number = float(value)  # type: ignore[arg-type]
+    if number != number:
+        return "–"
+    return f"{number:.0f}" if is_count else f"{number:.1f}"
 
 
 def area_column(roi: str, unit: str) -> str:
@@ -127,12 +156,16 @@ def summary_stats(values: np.ndarray) -> np.ndarray:
     return np.vstack([mean, std, n.astype(float)])
 
 
+_ROWS = ("mean", "std", "n")
+
+
 def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
     """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
 
     Mean and std are over the slices where the ROI is present (area > 0), n counts them; the
     standard deviation is the sample one (ddof 1): NaN, not 0, over a single slice
-    (`summary_stats`). Built in one piece: a cohort writes this table for every series.
+    (`summary_stats`), as the std rows' ``file`` cells say (`summary_cell`). Built in one
+    piece: a cohort writes this table for every series.
     """
     rois = [column for column in slices.columns if column != "file"]
     values = slices[rois].to_numpy(dtype=float)
@@ -145,11 +178,12 @@ def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataF
     for number in groups if len(groups) > 1 else []:
         members = rows_of[number]
         blocks.append(summary_stats(values[members]))
-        names += [series_row(row, number) for row in ("mean", "std", "n")]
-        labels += [series_label([str(files[i]) for i in members])] * 3
+        names += [series_row(row, number) for row in _ROWS]
+        span = series_label([str(files[i]) for i in members])
+        labels += [summary_cell(row, span) for row in _ROWS]
     blocks.append(summary_stats(values))
-    names += ["mean", "std", "n"]
-    labels += [PRESENT] * 3
+    names += list(_ROWS)
+    labels += [summary_cell(row, PRESENT) for row in _ROWS]
     wide = pd.DataFrame(np.vstack(blocks), index=names, columns=rois)
     wide.insert(0, "file", pd.Series(labels, index=names, dtype=object))
     return wide

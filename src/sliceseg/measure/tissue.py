@@ -131,12 +131,15 @@ class TissueSettings:
 
 
 def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> None:
-    """Refuse `TissueSettings.muscle_rois` that name no measured ROI (``--muscle-rois``).
+    """Refuse `TissueSettings.muscle_rois` that name no measured ROI (``--muscle-rois``), and
+    HU ranges changed from the defaults (``--adipose-hu``, ``--muscle-hu``) with no muscle ROI.
 
-    Such a name would match nothing, and the muscle's CT columns would be missing unsaid.
+    Such a name would match nothing, and the muscle's CT columns would be missing unsaid; such
+    ranges would measure nothing, as ``--matrix`` without ``--fov`` would change nothing.
 
     Raises:
-        ConfigError: a name is not one of ``roi_names``; the message lists them.
+        ConfigError: a name is not one of ``roi_names``, or changed ranges find no muscle;
+            the message lists the ROIs.
 
     Example:
         >>> check_muscle_rois(TissueSettings(muscle_rois=("psoas",)), ["psoas", "disc"])
@@ -148,6 +151,25 @@ def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> Non
             f"{'is not an ROI' if len(unknown) == 1 else 'are not ROIs'} of this run; its ROIs "
             f"are {', '.join(map(repr, roi_names))}: give their names exactly."
         )
+    ranges = _changed(settings, ("adipose_hu", "muscle_hu"))
+    if ranges and not any(map(settings.is_muscle, roi_names)):  # like --matrix without --fov
+        one = len(ranges) == 1
+        raise ConfigError(
+            f"{' and '.join(ranges)}: no ROI of this run is a muscle by its name "
+            f"({', '.join(map(repr, roi_names))}), so {'it' if one else 'they'} would measure "
+            f"nothing; name the muscles with {_named('muscle_rois')}, or leave "
+            f"{'it' if one else 'them'} out."
+        )
+
+
+def _changed(settings: TissueSettings, fields: Sequence[str]) -> list[str]:
+    """The ``fields`` of ``settings`` changed from the defaults (the options a user gave), as
+    messages name them: ``--adipose-hu (adipose_hu) -200 -40``, ``--muscle-rois (muscle_rois)``."""
+    given = [name for name in fields if getattr(settings, name) != getattr(TissueSettings, name)]
+    return [
+        _named(name) + ("" if name == "muscle_rois" else f" {_range(getattr(settings, name))}")
+        for name in given
+    ]
 
 
 def tissue_statistics(
@@ -327,15 +349,27 @@ def series_notes(
 
     Returns:
         `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
-        no (0008,0060) Modality and so no CT columns; the caller names the series.
+        no (0008,0060) Modality and so no CT columns, or that it is not CT while ``settings``
+        were changed from the defaults (the CT options, which then measure nothing on it); the
+        caller names the series.
     """
     if hu is not None:
         return [hu.note]
-    if any(s.modality.strip() for s in series) or not any(map(settings.is_muscle, roi_names)):
+    if not any(map(settings.is_muscle, roi_names)):
+        return []
+    modalities = sorted({s.modality.strip() for s in series} - {""})
+    if not modalities:
+        return [
+            "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
+            f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
+        ]
+    given = _changed(settings, ("adipose_hu", "muscle_hu", "muscle_rois"))
+    if not given or any(is_ct(s.modality) for s in series):
         return []
     return [
-        "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
-        f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
+        f"its Modality is {' and '.join(modalities)}, not CT, so {' and '.join(given)} measure"
+        f"{'s' * (len(given) == 1)} nothing on it: the CT columns ({', '.join(CT_COLUMNS)}) "
+        "are for CT slices only."
     ]
 
 

@@ -24,7 +24,7 @@ from sliceseg.measure.areas import (
 )
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.review_order import least_confident
-from sliceseg.measure.summary_rows import overall_mean_clause
+from sliceseg.measure.summary_rows import overall_mean_clause, shown_number
 from sliceseg.report.colours import roi_colour
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
@@ -248,7 +248,7 @@ def _number_cell(value: object, *, mark_zero: bool, is_count: bool = False) -> s
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return f"<td>{_e(value)}</td>"
-    shown = "–" if math.isnan(number) else f"{number:.0f}" if is_count else f"{number:.1f}"
+    shown = shown_number(number, is_count=is_count)
     css = "num zero" if mark_zero and number == 0 else "num"
     return f'<td class="{css}" data-value="{number!r}">{shown}</td>'
 
@@ -300,9 +300,10 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
     return (
         f'<h2 id="areas">Cross-sectional areas ({_e(unit)})</h2>'
         f'<p class="hint">One row per slice in series order; at the bottom, the mean and '
-        "standard deviation over the slices where each ROI is present (area &gt; 0), and n, how "
-        f"many; an ROI not found on a slice shows 0.0 in red{_unlike_hint(slices)}. Numbers are "
-        "rounded to 0.1 here; the CSV has them in full. Click a column to sort by it."
+        "sample standard deviation (n − 1) over the slices where each ROI is present (area "
+        "&gt; 0), and n, how many; an ROI not found on a slice shows 0.0 in red"
+        f"{_unlike_hint(slices)}. Numbers are rounded to 0.1 here; the CSV has them in full. "
+        "Click a column to sort by it."
         f"</p>{_filter(slices)}"
         f'<div class="scroll"><table id="area-table"><thead><tr>{"".join(head)}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody><tbody class="summary-rows">{"".join(summary)}</tbody>'

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import is_summary_row
+from sliceseg.measure.summary_rows import shown_number, summary_stats
 from sliceseg.report.colours import roi_colour_hex
 from sliceseg.report.visualize import new_figure, save_figure
 
@@ -158,18 +159,19 @@ def plot_areas(
         ax.set_xticks(x[::step], labels, rotation=60, ha="right", fontsize=6)
     fig.supxlabel("slice (series order)", fontsize=9)
     fig.supylabel(f"area ({unit})", fontsize=9)
-    fig.suptitle("Area of each ROI along the series (mean ± SD where present)", fontsize=11)
+    fig.suptitle("Area of each ROI along the series (mean ± sample SD where present)", fontsize=11)
     return _finish(fig, path)
 
 
 def _present_stats(area: np.ndarray) -> str:
-    """``mean ± SD`` over the slices where the ROI is present (area > 0), as csa.csv's rows."""
-    present = area[np.isfinite(area) & (area > 0)]
-    if len(present) == 0:
+    """``mean ± SD`` of csa.csv's rows (`summary_stats`: over the slices where the ROI is
+    present, area > 0), shown as the report shows them (`shown_number`)."""
+    mean, std, n = summary_stats(area[:, None])[:, 0]
+    if n == 0:
         return "on no slice"
-    if len(present) == 1:
-        return f"{present[0]:.0f} (1 slice)"
-    return f"{present.mean():.0f} ± {present.std(ddof=1):.0f}"
+    if n == 1:
+        return f"{shown_number(mean)} (1 slice)"
+    return f"{shown_number(mean)} ± {shown_number(std)}"
 
 
 def _panel_title(name: str, stats: str, panel_inches: float) -> str:
