@@ -134,6 +134,23 @@ def test_the_area_plot_goes_along_the_series_as_the_gif_does(tmp_path, monkeypat
     assert rows[NAMES[0]].tolist() == [10.0, 20.0, 30.0]
 
 
+def test_the_area_plot_s_axis_says_it_goes_along_the_normal(tmp_path, monkeypatch):
+    """Its x-axis said "slice (series order)" while the tables beside it go by InstanceNumber:
+    where the two orders differ, point k was read as row k."""
+    import sliceseg.inference.outputs as outputs
+
+    drawn = []
+    real = outputs.plot_areas
+    monkeypatch.setattr(outputs, "plot_areas", lambda *a, **k: drawn.append(real(*a, **k)))
+    wide = pd.DataFrame({"file": ["a"], **{name: [10.0] for name in NAMES}}, index=["1"])
+    areas = AreaTable(wide=wide, long=pd.DataFrame(), unit="mm2", series=(1,))
+    prediction = Prediction(_slice(np.zeros((8, 8))), np.zeros((8, 8), np.uint8), "a")
+    series_figures(tmp_path, [prediction], areas, {series_key(prediction.image): "s"})
+    assert [fig.get_supxlabel() for fig in drawn] == [
+        "slice (along the slice normal; the tables go by InstanceNumber)"
+    ]
+
+
 def test_a_run_without_pictures_imports_no_drawing_library(tiny_model, tiny_phantom, tmp_path):
     """matplotlib takes about 0.3 s of CPU to import: a lean cohort run (``--visuals none``) is
     spared it, while a run that draws still draws (the tests above)."""

@@ -96,6 +96,7 @@ def plot_areas(
     path: Path | str | None = None,
     unit: str = "mm²",
     series: Sequence[str] | None = None,
+    order: str = "series order",
 ) -> Figure:
     """Plot each ROI's area along the series: one panel per ROI, in the ROI's colour.
 
@@ -112,6 +113,7 @@ def plot_areas(
         path: save the figure here (PNG) when given.
         unit: the unit of the areas, for the axis label.
         series: one series id per slice (e.g. SeriesInstanceUID), same order as the rows.
+        order: what orders the rows, for the x-axis label (``slice (<order>)``).
 
     Returns:
         The figure; ``fig.axes[k - 1]`` is ROI k's panel.
@@ -157,7 +159,7 @@ def plot_areas(
         lowest_in_column = index + columns >= values.shape[1]
         labels = [slices[i] for i in range(0, len(x), step)] if lowest_in_column else []
         ax.set_xticks(x[::step], labels, rotation=60, ha="right", fontsize=6)
-    fig.supxlabel("slice (series order)", fontsize=9)
+    fig.supxlabel(f"slice ({order})", fontsize=9)
     fig.supylabel(f"area ({unit})", fontsize=9)
     fig.suptitle("Area of each ROI along the series (mean ± sample SD where present)", fontsize=11)
     return _finish(fig, path)
