@@ -245,6 +245,10 @@ class TestResumeInProcess:
         assert result.epochs_completed == 2
         last = out / "sliceseg_2.pt"
         before = snapshot_files(out)
+        settings = json.loads((out / "sliceseg_settings.json").read_text())
+        assert settings["ended_by"] == "time budget: the next epoch would have passed 2 minutes"
+        spent = load_bundle(last).training_state["elapsed_seconds"]  # type: ignore[index]
+        assert settings["elapsed_seconds"] == spent
         assert main(["train", "--resume", str(last)]) == 2
         err = capsys.readouterr().err
         assert f"error: {last}: the run already stopped at its 2-minute budget" in err
@@ -563,7 +567,8 @@ def test_a_run_stopped_while_finishing_is_finished_by_its_resume(
     result = train(resume=last, log=lines.append)
     assert (result.epochs_completed, last.read_bytes()) == (2, weights)  # nothing trained
     assert pd.read_csv(out / "sliceseg_history.csv").equals(history)
-    assert json.loads((out / "sliceseg_settings.json").read_text())["epochs_completed"] == 2
+    settings = json.loads((out / "sliceseg_settings.json").read_text())
+    assert (settings["epochs_completed"], settings["ended_by"]) == (2, "planned epochs: 2 of 2")
     assert load_bundle(out / "sliceseg_best.pt").metadata.familiarity is not None
     assert f"Finishing the run of {last}: its 2 planned epochs are trained; writing what it " \
         "did not (the settings file, the best model's profile)." in lines  # fmt: skip

@@ -86,6 +86,13 @@ def _best_epoch(session: Session, state: TrainingState) -> float:
     return float(load_bundle(best_path).metadata.epoch)
 
 
+def _ended_by(state: TrainingState) -> str:
+    """Why the run ended, in the settings file's words."""
+    if state.budget_spent:
+        return f"time budget: the next epoch would have passed {state.max_minutes:g} minutes"
+    return f"planned epochs: {state.epoch} of {state.planned_epochs}"
+
+
 def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     """Write the settings (and a best model when nothing was validated); return the result."""
     context, epoch = session.context, state.epoch
@@ -113,6 +120,8 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
             "roi_names": list(session.data.roi_names),
             "data_check_warnings": session.data.num_check_warnings,
             "epochs_completed": epoch,
+            "ended_by": _ended_by(state),
+            "elapsed_seconds": state.elapsed_seconds,
             "best_val_dice": state.best_val_dice,
             "best_epoch": best_epoch,
             "world_size": context.world_size,
