@@ -397,13 +397,15 @@ def test_predict_help_and_manual_name_the_folder_it_writes_per_series_files_into
 @pytest.mark.parametrize(
     ("dice", "said"),
     [
-        (0.9234, "(validation Dice 0.923)"),
-        (float("nan"), "(no validation Dice to choose by: the last epoch's weights)"),
+        (0.9234, "(epoch 3 of 5, validation Dice 0.923)"),
+        (float("nan"), "(epoch 5 of 5: no validation Dice to choose by, the last epoch's)"),
     ],
 )
 def test_train_says_how_its_best_model_was_chosen(
     tiny_phantom, tmp_path, capsys, monkeypatch, dice, said
 ):
+    """The line named no epoch: which of the run's epochs the best model holds was in no
+    output but the model file's metadata."""
     import pandas as pd
 
     from sliceseg.training import loop
@@ -413,7 +415,7 @@ def test_train_says_how_its_best_model_was_chosen(
     def trained(config=None, **_kwargs):
         return loop.TrainResult(
             out, out / "final.pt", out / "best.pt", out / "h.csv", out / "h.png", out / "s.json",
-            1, dice, pd.DataFrame(),
+            5, dice, pd.DataFrame(), best_epoch=3 if dice == dice else 5,
         )  # fmt: skip
 
     monkeypatch.setattr(loop, "train", trained)

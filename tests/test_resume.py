@@ -245,6 +245,10 @@ class TestResumeInProcess:
         assert result.epochs_completed == 2
         last = out / "sliceseg_2.pt"
         before = snapshot_files(out)
+        settings = json.loads((out / "sliceseg_settings.json").read_text())
+        assert settings["ended_by"] == "time budget: the next epoch would have passed 2 minutes"
+        spent = load_bundle(last).training_state["elapsed_seconds"]  # type: ignore[index]
+        assert settings["elapsed_seconds"] == spent
         assert main(["train", "--resume", str(last)]) == 2
         err = capsys.readouterr().err
         assert f"error: {last}: the run already stopped at its 2-minute budget" in err
@@ -527,4 +531,94 @@ def test_a_sigterm_just_after_a_checkpoint_is_written_names_that_checkpoint(
     assert lines[-1] == (
         f"Interrupted: the epochs after sliceseg_2.pt are lost; "
         f"`sliceseg train --resume {out / 'sliceseg_2.pt'}` goes on from it."
+    )
+
+
+def stop_while_profiling(monkeypatch, stop: BaseException) -> None:
+    """Make the end of a run (the best model's profile, after the last checkpoint) raise."""
+    from sliceseg.training import profile
+
+    def stopped(*_args, **_kwargs):
+        raise stop
+
+    monkeypatch.setattr(profile, "training_profile", stopped)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_finishing_is_finished_by_its_resume(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    """Ctrl-C after the last checkpoint, while the best model's profile was computed: the line
+    named no checkpoint, and the resume of the last one was refused ("already completed 2 of
+    2 planned epochs"), so the settings file and the profile were never written."""
+    out, lines = tmp_path / "m", []
+    stop_while_profiling(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_phantom / "train", out, epochs=2), log=lines.append)
+    last = out / "sliceseg_2.pt"
+    assert lines[-1] == (
+        f"Interrupted while finishing the run (epoch 2, the last, is trained and saved): "
+        f"`sliceseg train --resume {last}` writes what is missing."
+    )
+    assert not (out / "sliceseg_settings.json").exists()
+    monkeypatch.undo()
+    history, weights = pd.read_csv(out / "sliceseg_history.csv"), last.read_bytes()
+    lines.clear()
+    result = train(resume=last, log=lines.append)
+    assert (result.epochs_completed, last.read_bytes()) == (2, weights)  # nothing trained
+    assert pd.read_csv(out / "sliceseg_history.csv").equals(history)
+    settings = json.loads((out / "sliceseg_settings.json").read_text())
+    assert (settings["epochs_completed"], settings["ended_by"]) == (2, "planned epochs: 2 of 2")
+    assert load_bundle(out / "sliceseg_best.pt").metadata.familiarity is not None
+    assert f"Finishing the run of {last}: its 2 planned epochs are trained; writing what it " \
+        "did not (the settings file, the best model's profile)." in lines  # fmt: skip
+    with pytest.raises(ConfigError, match="already completed 2 of 2 planned epochs"):
+        train(resume=last, log=lines.append)  # finished now: refused as before
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_finishing_names_the_resume_that_finishes_it(
+    tiny_phantom, tmp_path, monkeypatch, capsys
+):
+    """It said "free space ... and run the command again": the same command is refused (the
+    folder holds the run's checkpoints), and --overwrite trains the whole run again."""
+    out = tmp_path / "m"
+    full_disk_on_write(monkeypatch, f"{TEMP_PREFIX}sliceseg_settings.")
+    argv = ["train", str(tiny_phantom / "train"), "--out", str(out), "--epochs", "1"]
+    assert main([*argv, "--input-shape", "64", "--device", "cpu"]) == 2
+    last = out / "sliceseg_1.pt"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {out / 'sliceseg_settings.json'}: cannot write it (No space left on device); "
+        f"free space on its disk, then `sliceseg train --resume {last}` goes on from its last "
+        "checkpoint."
+    )
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(last)]) == 0
+    assert json.loads((out / "sliceseg_settings.json").read_text())["epochs_completed"] == 1
+
+
+@pytest.mark.slow
+def test_a_resume_into_a_folder_without_its_best_model_puts_the_best_epoch_back(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    """Resumed where sliceseg_best.pt was missing (removed, or only the checkpoints copied),
+    with no later epoch better: the run's last epoch was saved as the best model, while the
+    result, the settings and the history named epoch 1's validation Dice."""
+    dice = (0.9, 0.5, 0.6, 0.7)
+
+    def validate(session, row):
+        return {**row, "val_dice": dice[int(row["epoch"]) - 1]}, None
+
+    monkeypatch.setattr(validation, "validate", validate)
+    out, lines = tmp_path / "m", []
+    train(tiny_config(tiny_phantom / "train", out, epochs=3), log=lambda _line: None)
+    (out / "sliceseg_best.pt").unlink()
+    result = train(resume=out / "sliceseg_3.pt", overrides={"epochs": 4}, log=lines.append)
+    best = load_bundle(out / "sliceseg_best.pt")
+    assert (best.metadata.epoch, result.best_val_dice, result.best_epoch) == (1, 0.9, 1)
+    kept = load_bundle(out / "sliceseg_1.pt").model.state_dict()
+    assert all(torch.equal(v, best.model.state_dict()[k]) for k, v in kept.items())
+    assert (
+        f"Restored sliceseg_best.pt (missing from {out}) with epoch 1's model, the best up to "
+        "epoch 3 that is still there (validation Dice 0.900)." in lines
     )

@@ -305,11 +305,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     # a resumed run: the checkpoint's settings, changed only by what was given
     result = train(resume=args.resume, overrides=user_settings(args))
-    dice = result.best_val_dice
+    dice, epoch = result.best_val_dice, f"epoch {result.best_epoch} of {result.epochs_completed}"
     chosen = (
-        f"validation Dice {dice:.3f}"
+        f"{epoch}, validation Dice {dice:.3f}"
         if dice == dice  # NaN: no validation slice held an ROI, or none were kept
-        else "no validation Dice to choose by: the last epoch's weights"
+        else f"{epoch}: no validation Dice to choose by, the last epoch's"
     )
     print(
         f"Best model: {result.best_model} ({chosen}); history: {result.history_csv}, "

@@ -9,23 +9,19 @@ train, validate when due, checkpoint when due, log → finish (best model, setti
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from sliceseg._version import __version__
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.errors import ConfigError, UnwritableError
-from sliceseg.io.files import atomic_write_text, prepare_output_dir
-from sliceseg.models.bundle import Bundle, load_bundle, save_bundle
+from sliceseg.io.files import prepare_output_dir
+from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.progress_bars import shows_progress
 from sliceseg.system import select_device
@@ -35,8 +31,8 @@ from sliceseg.training.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
-    parameter_checksum,
 )
+from sliceseg.training.finish import TrainResult, finish, is_finished
 from sliceseg.training.init_from import (
     check_dropout_fits,
     initial_state,
@@ -49,7 +45,6 @@ from sliceseg.training.output_folder import (
     remove_killed_writes,
 )
 from sliceseg.training.preview import draw_first_batch
-from sliceseg.training.profile import add_profile
 from sliceseg.training.progress import (
     OnCheckpoint,
     ProgressEvent,
@@ -67,11 +62,13 @@ from sliceseg.training.session import (
     save_checkpoint,
     set_up,
     unwritable_error,
+    write_history,
 )
 from sliceseg.training.state import (
     HistoryRow,
     TrainingState,
     check_data_found,
+    no_work_left,
     rescheduled,
     resume_config,
 )
@@ -87,27 +84,12 @@ from sliceseg.training.steps import (
     pooled_losses,
     train_one_epoch,
 )
-from sliceseg.training.validation import no_roi_line, validate_timed
+from sliceseg.training.validation import validate_timed
 from sliceseg.user_paths import user_path
 
-__all__ = ["DiceCounter", "EpochStats", "TrainResult", "optimizer_step", "train"]
+__all__ = ["DiceCounter", "EpochStats", "TrainResult", "finish", "optimizer_step", "train"]
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Files and numbers of a finished training run."""
-
-    out_dir: Path
-    final_model: Path
-    best_model: Path
-    history_csv: Path
-    history_png: Path
-    settings_json: Path
-    epochs_completed: int
-    best_val_dice: float
-    history: pd.DataFrame = field(repr=False)
 
 
 def train(
@@ -204,22 +186,32 @@ def plan_run(
         )
     state = TrainingState.from_dict(checkpoint.training_state, source=str(resume))
     settings = {**checkpoint.metadata.settings, "out_dir": str(resume.parent)}
-    resumed, notes = resume_config(settings, state, overrides, source=str(resume))
+    name = str(settings.get("model_filename", TrainConfig.model_filename))
+    resumed, notes = resume_config(
+        settings,
+        state,
+        overrides,
+        source=str(resume),
+        is_finished=is_finished(resume, name, state.epoch),
+    )
     saved_rate = float(settings.get("learning_rate", resumed.learning_rate))
     state = rescheduled(state, resumed, learning_rate=saved_rate)
     check_data_found(resumed, overrides, source=str(resume))
     # a pyramid older than its dropout goes on without it
     resumed = with_model_dropout(resumed, checkpoint)
-    return resumed, Resumption(checkpoint, state, notes), checkpoint
+    trains = no_work_left(resumed, state, source=str(resume)) is None
+    return resumed, Resumption(checkpoint, state, notes, trains=trains), checkpoint
 
 
 @dataclass(frozen=True)
 class Resumption:
-    """A checkpoint to continue from: its weights, its state, and the settings changed."""
+    """A checkpoint to continue from: its weights, its state, and the settings changed;
+    ``trains`` False: its epochs are done, the resume only finishes the run."""
 
     checkpoint: Bundle
     state: TrainingState
     notes: tuple[str, ...]
+    trains: bool = True
 
 
 def _run(
@@ -259,15 +251,33 @@ def _run(
         state = fresh_state(config)
         if context.is_main:  # the picture `sliceseg preview` draws
             draw_first_batch(session.data, config, path=session.path("first_batch.png"))
+    return _train_and_finish(session, state, resumption, log, on_checkpoint, clock)
+
+
+def _train_and_finish(
+    session: Session,
+    state: TrainingState,
+    resumption: Resumption | None,
+    log: Log,
+    on_checkpoint: OnCheckpoint | None,
+    clock: Callable[[], float],
+) -> TrainResult:
+    """Train the epochs left (none when a resume only finishes the run), then `finish`; a stop
+    on the way (Ctrl-C, SIGTERM, a full disk) names the checkpoint to resume from."""
     resumed = None if resumption is None else resumption.checkpoint
+    finishing = False  # the epochs are done and saved: `finish` writes the run's end
     try:
-        state = _run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+        if resumption is None or resumption.trains:
+            state = _run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
+        elif session.context.is_main:  # stopped while finishing: its history may be older
+            write_history(session.out_dir, session.config.model_filename, state.history)
+        finishing = True
+        return finish(session, state, log)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM: say what is lost and where the run goes on from
-        log(interrupted_line(session, resumed))
+        log(interrupted_line(session, resumed, finishing_after=state.epoch if finishing else None))
         raise
     except UnwritableError as error:  # a full disk: the remedy is a resume, not the same command
         raise unwritable_error(session, error, resumed) from error
-    return finish(session, state, log)
 
 
 def _resumed_state(session: Session, resumption: Resumption, log: Log) -> TrainingState:
@@ -434,67 +444,3 @@ def report_progress(
 
 def _is_due(epoch: int, every: int, *, is_last: bool, first: bool = False) -> bool:
     return is_last or epoch % every == 0 or (first and epoch == 1)
-
-
-def _store_profile(session: Session, best_path: Path, log: Log) -> None:
-    """Add the training data's profile to the best model; a run of one training slice (two
-    patients of one slice each) has none to learn, and says so."""
-    train = session.data.train
-    if len(train) < 2:
-        log(
-            f"No training data profile in {best_path.name}: it needs at least 2 training "
-            f"slices, this run has {len(train)}; predict will not say which series are unlike "
-            "the training data."
-        )
-        return
-    profile = add_profile(best_path, train, session.data.validation, divisor=session.divisor)
-    log(
-        f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
-        "slices): predict warns when a series is unlike it."
-    )
-
-
-def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
-    """Write the settings (and a best model when nothing was validated); return the result."""
-    context, epoch = session.context, state.epoch
-    checksums = context.gather_floats(parameter_checksum(session.model))
-    # only rank 0 validates and keeps the best; every rank returns (and the CLI prints) its Dice
-    best = math.nan if state.best_val_dice is None else state.best_val_dice
-    best = context.gather_floats(best)[0]
-    context.barrier()
-    best_path, settings_path = session.path("best.pt"), session.path("settings.json")
-    if context.is_main:
-        # nothing validated (or a resumed run's folder without its best file): the last model
-        # is the best we know; an earlier run's best was removed when this run began
-        if state.best_val_dice is None or not best_path.exists():
-            save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
-        if state.best_val_dice is None and len(session.data.validation):
-            log(no_roi_line(best_path.name, epoch))
-        _store_profile(session, best_path, log)
-        settings = {
-            "settings": session.config.to_dict(),
-            "model": {
-                "arch": session.metadata.arch,
-                "hyperparameters": session.metadata.hyperparameters,
-            },
-            "roi_names": list(session.data.roi_names),
-            "data_check_warnings": session.data.num_check_warnings,
-            "epochs_completed": epoch,
-            "best_val_dice": state.best_val_dice,
-            "world_size": context.world_size,
-            "parameter_checksums": checksums,
-            "sliceseg_version": __version__,
-        }
-        atomic_write_text(settings_path, json.dumps(settings, indent=2))
-        log(f"Saved models, history and settings in {session.out_dir}/ (best: {best_path.name}).")
-    return TrainResult(
-        out_dir=session.out_dir,
-        final_model=session.path(f"{epoch}.pt"),
-        best_model=best_path,
-        history_csv=session.path("history.csv"),
-        history_png=session.path("history.png"),
-        settings_json=settings_path,
-        epochs_completed=epoch,
-        best_val_dice=best,
-        history=pd.DataFrame(list(state.history)),
-    )

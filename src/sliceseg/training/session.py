@@ -303,7 +303,9 @@ def drop_abandoned_best(
 ) -> TrainingState:
     """Put the resumed checkpoint's best model back as ``<name>_best.pt`` when the file is of a
     later epoch (a resume from an earlier checkpoint than the last abandons those epochs, and
-    their best model was never this run's); return ``state`` with the best it then holds.
+    their best model was never this run's) or missing (removed, or only the checkpoints were
+    copied: the run's last epoch would have stood in, under the best epoch's Dice); return
+    ``state`` with the best it then holds.
 
     The best is the file of the checkpoint's best epoch (``<name>_<epoch>.pt``) when it is
     still there, else the checkpoint itself, with its own validation Dice. One line says so.
@@ -313,14 +315,36 @@ def drop_abandoned_best(
     best_path = session.path("best.pt")
     if session.context.is_main:
         note_abandoned_checkpoints(session.out_dir, session.config.model_filename, state.epoch, log)
-    if not session.context.is_main or state.best_val_dice is None or not best_path.exists():
+    if not session.context.is_main or state.best_val_dice is None:
         return state
-    try:
-        written: int | None = load_bundle(best_path).metadata.epoch
-    except BundleError:
-        written = None  # unreadable: not a best model to keep
-    if written is not None and written <= state.epoch:
-        return state
+    is_missing = not best_path.exists()
+    written: int | None = None
+    if not is_missing:
+        with contextlib.suppress(BundleError):  # unreadable: not a best model to keep
+            written = load_bundle(best_path).metadata.epoch
+        if written is not None and written <= state.epoch:
+            return state
+    source, epoch, dice = _best_still_there(session, state, checkpoint)
+    save_bundle(best_path, source.model, source.metadata)
+    was = (
+        f"missing from {session.out_dir}"
+        if is_missing
+        else f"epoch {written if written is not None else '?'}, after the resumed epoch "
+        f"{state.epoch}: a best model of the epochs this resume abandons"
+    )
+    log(
+        f"{'Restored' if is_missing else 'Replaced'} {best_path.name} ({was}) with epoch "
+        f"{epoch}'s model, the best up to epoch {state.epoch} that is still there "
+        f"(validation Dice {dice:.3f})."
+    )
+    return dataclasses.replace(state, best_val_dice=dice)
+
+
+def _best_still_there(
+    session: Session, state: TrainingState, checkpoint: Bundle
+) -> tuple[Bundle, int, float]:
+    """The model file of the best epoch up to the checkpoint's that is still in the folder (the
+    checkpoint itself when that epoch's is gone), its epoch and its validation Dice."""
     rows = [r for r in state.history if math.isfinite(r.get("val_dice", math.nan))]
     top = max(rows, key=lambda r: r["val_dice"])  # the first of equals, as `keep_best`
     source, epoch = checkpoint, state.epoch
@@ -328,15 +352,7 @@ def drop_abandoned_best(
     if int(top["epoch"]) != state.epoch and candidate.exists():
         with contextlib.suppress(BundleError):  # unreadable: the checkpoint stands in for it
             source, epoch = load_bundle(candidate), int(top["epoch"])
-    dice = next(r["val_dice"] for r in rows if int(r["epoch"]) == epoch)
-    save_bundle(best_path, source.model, source.metadata)
-    log(
-        f"Replaced {best_path.name} (epoch {written if written is not None else '?'}, after the "
-        f"resumed epoch {state.epoch}: a best model of the epochs this resume abandons) with "
-        f"epoch {epoch}'s model, the best up to epoch {state.epoch} that is still there "
-        f"(validation Dice {dice:.3f})."
-    )
-    return dataclasses.replace(state, best_val_dice=dice)
+    return source, epoch, next(r["val_dice"] for r in rows if int(r["epoch"]) == epoch)
 
 
 def capture_state(
@@ -399,10 +415,18 @@ def last_checkpoint(session: Session, resumed: Bundle | None = None) -> Path | N
     return None if resumed is None else resumed.source
 
 
-def interrupted_line(session: Session, resumed: Bundle | None = None) -> str:
+def interrupted_line(
+    session: Session, resumed: Bundle | None = None, *, finishing_after: int | None = None
+) -> str:
     """The line an interrupted run (Ctrl-C, SIGTERM) says: the checkpoint it goes on from
-    (`last_checkpoint`) and that later epochs are lost, or that there is none."""
+    (`last_checkpoint`) and that later epochs are lost, or that there is none;
+    ``finishing_after``: the run was writing its end after that last epoch, and lost none."""
     latest = last_checkpoint(session, resumed)
+    if latest is not None and finishing_after is not None:
+        return (
+            f"Interrupted while finishing the run (epoch {finishing_after}, the last, is "
+            f"trained and saved): `sliceseg train --resume {latest}` writes what is missing."
+        )
     if latest is None:
         return (
             "Interrupted before the first checkpoint (one every "

@@ -175,11 +175,14 @@ def resume_config(
     overrides: Mapping[str, Any],
     *,
     source: str = "checkpoint",
+    is_finished: bool = True,
 ) -> tuple[TrainConfig, tuple[str, ...]]:
     """Return the settings a resumed run continues with, and the lines to log about it.
 
     The checkpoint's settings are kept, with its planned epochs and budget; each override that
-    differs from them is applied and named in one line.
+    differs from them is applied and named in one line. A run with no epoch left to train
+    (`no_work_left`) is refused, unless it was stopped while writing its end (not
+    ``is_finished``, `sliceseg.training.finish.is_finished`): the resume then only finishes it.
 
     Args:
         settings: the checkpoint's ``TrainConfig.to_dict()`` (its ``out_dir`` set to the
@@ -187,13 +190,14 @@ def resume_config(
         state: the checkpoint's training state.
         overrides: settings the user gave explicitly (command-line flags, a notebook's dict).
         source: the checkpoint's path, for messages.
+        is_finished: the run wrote its end (settings file, the best model's profile).
 
     Returns:
         The configuration, and log lines ("Resuming from ...", then the overrides if any).
 
     Raises:
         ConfigError: an override of a setting in ``FIXED_ON_RESUME``, or nothing left to do
-            (the planned epochs are done, or the budget is spent).
+            (the planned epochs are done, or the budget is spent) in a finished run.
 
     Example:
         >>> settings = TrainConfig(data_dir="data/train", epochs=40).to_dict()
@@ -220,8 +224,13 @@ def resume_config(
                 f"{getattr(saved, name)!r}, given: {getattr(config, name)!r}); start a new run "
                 "in another --out folder instead."
             )
-    _check_work_left(config, state, source=source)
-    notes = [_resume_line(config, state, source)]
+    refusal = no_work_left(config, state, source=source)
+    # a plan changed with the resume is the user's to make fit, not a run to finish
+    if refusal is not None and (is_finished or {"epochs", "max_minutes"} & set(changed)):
+        raise ConfigError(refusal)
+    notes = [
+        _resume_line(config, state, source) if refusal is None else _finishing_line(state, source)
+    ]
     if changed:
         parts = [f"{n} {_shown(getattr(saved, n))} → {_shown(getattr(config, n))}" for n in changed]
         notes.append(f"Overriding the checkpoint's settings as given: {', '.join(parts)}.")
@@ -287,26 +296,40 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _check_work_left(config: TrainConfig, state: TrainingState, *, source: str) -> None:
+def no_work_left(config: TrainConfig, state: TrainingState, *, source: str) -> str | None:
+    """Why a resume of ``state`` under ``config`` has no epoch to train (a refusal's text), or
+    None: the planned epochs are done, or the run stopped at (or spent) the same budget."""
     planned = config.planned_epochs
     if planned is not None and planned <= state.epoch:
-        raise ConfigError(
+        return (
             f"{source}: the run already completed {state.epoch} of {planned} planned "
             f"epochs; give --epochs above {state.epoch} to train longer."
         )
     budget = config.max_minutes
     is_same_budget = budget is not None and budget <= (state.max_minutes or 0.0)
     if state.budget_spent and is_same_budget:
-        raise ConfigError(
+        return (
             f"{source}: the run already stopped at its {budget:g}-minute budget after epoch "
             f"{state.epoch} ({format_elapsed(state.elapsed_seconds)}: the next epoch would have "
             "passed it), so it is finished; give a larger --max-minutes to train longer."
         )
-    if config.max_minutes is not None and state.elapsed_seconds >= 60.0 * config.max_minutes:
-        raise ConfigError(
-            f"{source}: the run already spent its {config.max_minutes:g}-minute budget "
+    if budget is not None and state.elapsed_seconds >= 60.0 * budget:
+        return (
+            f"{source}: the run already spent its {budget:g}-minute budget "
             f"({format_elapsed(state.elapsed_seconds)}); give a larger --max-minutes."
         )
+    return None
+
+
+def _finishing_line(state: TrainingState, source: str) -> str:
+    """What a resume of a run stopped while writing its end (after its last epoch) says."""
+    return (
+        f"Finishing the run of {source}: its {state.epoch} planned epochs are trained; "
+        "writing what it did not (the settings file, the best model's profile)."
+        if state.planned_epochs == state.epoch
+        else f"Finishing the run of {source}: it stopped at its budget after epoch "
+        f"{state.epoch}; writing what it did not (the settings file, the best model's profile)."
+    )
 
 
 def _resume_line(config: TrainConfig, state: TrainingState, source: str) -> str:
