@@ -103,7 +103,7 @@ def _thumbnail_path(out: Path, key: str) -> Path:
     return out / "thumbnails" / f"{key}.jpg"
 
 
-ALONG_NORMAL = "along the slice normal; the tables go by InstanceNumber"
+_ALONG_NORMAL = "along the slice normal; the tables go by InstanceNumber"
 """The area plots' x-axis order (`series_figures`), said on the axis: where InstanceNumbers do
 not follow the position, the plot's k-th point is not the table's k-th row."""
 
@@ -126,7 +126,7 @@ def series_figures(
         name = names[uid]
         rows = table.iloc[[row_of[id(p)] for p in along_normal(members)]]
         path = _series_file(out, "areas", ".png", name, several=len(groups) > 1)
-        plot_areas(rows, path=path, unit=unit_name(areas.unit), order=ALONG_NORMAL)
+        plot_areas(rows, path=path, unit=unit_name(areas.unit), order=_ALONG_NORMAL)
         first, last = rows["file"].iloc[0], rows["file"].iloc[-1]
         caption = "Area of each ROI along the series"
         if len(groups) > 1:
