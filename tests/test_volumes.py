@@ -111,6 +111,48 @@ class TestNrrdAndNifti:
         np.testing.assert_allclose(volume.origin_mm, (-10.0, -20.0, 30.0))  # RAS → LPS
         np.testing.assert_allclose(volume.directions, np.diag([-1.0, -1.0, 1.0]))
 
+    @pytest.mark.parametrize(
+        ("space", "to_lps"),
+        [
+            ("RAS", (-1.0, -1.0, 1.0)),
+            ("LPS", (1.0, 1.0, 1.0)),
+            ("Right-Anterior-Superior", (-1.0, -1.0, 1.0)),
+            ("left-anterior-superior", (1.0, -1.0, 1.0)),
+            ("LAS", (1.0, -1.0, 1.0)),
+        ],
+    )
+    def test_every_patient_space_of_the_nrrd_standard_is_turned_to_lps(
+        self, tmp_path, space, to_lps
+    ):
+        """NRRD names a space in full or abbreviated, in any case; slicerio took only the two
+        full lower-case names and refused the rest as "truncated or damaged". Directions are
+        oblique and the k axis runs downwards."""
+        turn = np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]])
+        ijk_to_space = np.eye(4)
+        ijk_to_space[:3, :3] = turn @ np.diag([0.8, 0.6, -5.0])
+        ijk_to_space[:3, 3] = [10.0, 20.0, 30.0]
+        header = {"space": space, "space directions": ijk_to_space[:3, :3].T}
+        header["space origin"] = ijk_to_space[:3, 3]
+        nrrd.write(str(tmp_path / "p01.nrrd"), _blocks((8, 6, 3)), header)
+        volume = read_label_volume(tmp_path / "p01.nrrd")
+        np.testing.assert_allclose(volume.ijk_to_lps, np.diag([*to_lps, 1.0]) @ ijk_to_space)
+        np.testing.assert_array_equal(volume.values, _blocks((8, 6, 3)))
+
+    @pytest.mark.parametrize(
+        "space", ["scanner-xyz", "3D-right-handed", "right-anterior-superior-time"]
+    )
+    def test_a_space_not_tied_to_the_patient_is_named_with_the_fix(self, tmp_path, space):
+        header = {"space": space, "space directions": np.eye(3), "space origin": np.zeros(3)}
+        nrrd.write(str(tmp_path / "p01.nrrd"), _blocks((8, 6, 3)), header)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(tmp_path / "p01.nrrd")
+        assert str(caught.value) == (
+            f"{tmp_path / 'p01.nrrd'}: NRRD 'space: {space}'; expected a patient space "
+            "(left-posterior-superior, right-anterior-superior, left-anterior-superior, or "
+            "their abbreviations LPS, RAS, LAS), as 3D Slicer writes; save the label map from "
+            "3D Slicer, or give its 'space' in patient axes."
+        )
+
     def test_nrrd_without_geometry_is_an_error(self, tmp_path):
         nrrd.write(str(tmp_path / "bare.nrrd"), _blocks((8, 6, 3)))
         with pytest.raises(LabelError, match=r"bare\.nrrd: NRRD without 'space directions'"):
