@@ -195,6 +195,30 @@ def test_an_export_reads_back_as_the_training_labels(tmp_path, fmt):
     assert found.names_by_value == ({} if fmt == "nifti" else {1: "left", 2: "right"})
 
 
+@pytest.mark.parametrize(
+    "heights_mm",
+    [[0, 3, 6.1, 9], [0, 3, 6.04, 9, 12, 15], [0, 0.5, 1.0, 1.55, 2.0]],
+    ids=["3 mm, one 0.1 mm off", "3 mm, one 0.04 mm off", "0.5 mm, one 0.05 mm off"],
+)
+def test_slices_a_little_off_their_grid_read_back_from_every_format(tmp_path, heights_mm):
+    """Positions as scanners round them: NIfTI and NRRD placed each slice on its plane (within
+    0.2 of a step), but the DICOM-SEG was written and could not be read back (highdicom's
+    1% rule for "regularly spaced" frames): "cannot read the DICOM-SEG"."""
+    write_series(tmp_path / "data" / "dicoms" / "geo", heights_mm=heights_mm)
+    slices, labels, _, result = export_marker(tmp_path / "data" / "dicoms" / "geo",
+                                              tmp_path / "out", 2)  # fmt: skip
+    assert result.notes == ()
+    dicoms, _ = find_dicom_files(tmp_path / "data" / "dicoms")
+    for fmt, suffix in SUFFIXES.items():
+        folder = tmp_path / "data" / f"labels_{fmt}"
+        folder.mkdir()
+        shutil.copy(tmp_path / "out" / f"geo{suffix}", folder)
+        found = load_volume_labels(folder, tmp_path / "data" / "dicoms", dicoms)
+        by_name = {label.image.source.name: label.values for label in found.labels}
+        for image, label in zip(slices, labels, strict=True):
+            np.testing.assert_array_equal(by_name[image.source.name], label, err_msg=fmt)
+
+
 def test_a_slice_with_another_pixel_spacing_is_not_misplaced_in_the_dicom_seg(tmp_path):
     """One slice of four has 0.6 mm rows where the others have 0.5 mm: the DICOM-SEG's one
     PixelSpacing put its marker at row 5 0.5 mm off (its last row 4.7 mm)."""

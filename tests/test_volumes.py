@@ -261,6 +261,78 @@ class TestDicomSeg:
         assert int(np.count_nonzero(volume.values == 2)) == 100
 
 
+def _seg_of(folder: Path, masks: np.ndarray, kind: str = "BINARY", **options) -> Path:
+    """A DICOM-SEG made with highdicom on a 3-slice series (48 × 64 pixels) written with pydicom;
+    ``masks`` (slices, rows, cols, segments) in InstanceNumber order."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from test_export_geometry import write_series
+
+    write_series(folder / "dicoms", heights_mm=[0.0, 3.0, 6.0])
+    files = sorted(folder.joinpath("dicoms").iterdir(), key=lambda f: -int(f.name[1:3]))
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=k, segment_label=f"s{k}", segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Muscle, algorithm_type="MANUAL",
+        )
+        for k in range(1, masks.shape[-1] + 1)
+    ]  # fmt: skip
+    sources = [pydicom.dcmread(f) for f in files]
+    seg = hd.seg.Segmentation(sources, masks, kind, descriptions, hd.UID(), 2, hd.UID(), 1,
+                              "test", "test", "1", "1", **options)  # fmt: skip
+    seg.save_as(folder / "p01.seg.dcm")
+    return folder / "p01.seg.dcm"
+
+
+class TestDicomSegContent:
+    """What a DICOM-SEG holds that sliceseg cannot take is said as such, not as a damaged file."""
+
+    def test_overlapping_segments_say_so_and_how_to_remove_the_overlap(self, tmp_path):
+        masks = np.zeros((3, 48, 64, 2), bool)
+        masks[1, 5:10, 5:10, 0] = masks[1, 8:12, 8:12, 1] = True  # 2 × 2 pixels in both
+        path = _seg_of(tmp_path, masks)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: DICOM-SEG segments overlap (a pixel in two segments); sliceseg needs one "
+            "label per pixel; remove the overlap (3D Slicer: Segment Editor, masking 'Allow "
+            "overlap' off) and export it again."
+        )
+
+    def test_a_fractional_segmentation_says_what_to_save_instead(self, tmp_path):
+        masks = np.zeros((3, 48, 64), np.float32)
+        masks[1, 5:10, 5:10] = 1.0
+        masks[1, 10, 10] = 0.5
+        path = _seg_of(tmp_path, masks, "FRACTIONAL")
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: a FRACTIONAL DICOM-SEG (values between 0 and 1); expected one label per "
+            "pixel; export a BINARY or LABELMAP segmentation."
+        )
+
+    def test_frames_without_positions_say_what_is_missing(self, tmp_path):
+        """Before: "cannot read the DICOM-SEG ... ((0020,9113)); the file may be truncated"."""
+        import pydicom
+
+        masks = np.zeros((3, 48, 64), bool)
+        masks[1, 5:10, 5:10] = True
+        path = _seg_of(tmp_path, masks)
+        seg = pydicom.dcmread(path)
+        for frame in seg.PerFrameFunctionalGroupsSequence:
+            del frame.PlanePositionSequence
+        seg.save_as(path)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: DICOM-SEG frames without (0020,9113) PlanePositionSequence; sliceseg "
+            "places each frame by its position; export it again from a tool that writes them "
+            "(3D Slicer, highdicom, dcmqi)."
+        )
+
+
 class TestTruncated:
     @pytest.mark.parametrize("name", ["p01.seg.nrrd", "p01.nii.gz", "seg.dcm"])
     def test_a_truncated_file_is_one_line_naming_it(self, tmp_path, name):
