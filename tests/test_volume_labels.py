@@ -280,6 +280,23 @@ class TestGantryTilt:
         )
 
 
+def test_check_counts_a_nifti_whose_sform_and_qform_disagree_among_its_warnings(tmp_path):
+    """The warning was printed above the report, whose verdict said "0 warning(s)"."""
+    slices = tilted_series(tmp_path / "data" / "dicoms" / "p01", drift_mm=0.0)
+    (tmp_path / "data" / "labels").mkdir()
+    path = nifti_over(slices, tmp_path / "data" / "labels" / "p01.nii.gz", k_step_lps=(0, 0, 5))
+    image = nib.load(path)
+    qform = image.affine.copy()
+    qform[2, 3] += 5.0  # one plane higher
+    image.header.set_qform(qform, code=1)
+    nib.save(image, path)
+    (tmp_path / "data" / "labels.txt").write_text("mark\n")
+    report = check_dataset(tmp_path / "data")
+    (warning,) = [p for p in report.warnings if "sform and qform disagree" in p.message]
+    assert warning.message.startswith(f"{path}: NIfTI sform and qform disagree (by up to 5 mm)")
+    assert report.num_samples == 4
+
+
 def volume_dataset(phantom: Path, tmp_path: Path, *, names_file: bool = False) -> Path:
     """Every subject as labels/<subject>.seg.nrrd with the phantom's ROI names; no labels.txt."""
     data = tmp_path / "vols"

@@ -158,7 +158,8 @@ def _read_dataset(
     names, names_source = _given_names(source)
     num_labels = source.num_labels
     per_slice = pair_files(source.images_dir, source.labels_dir)
-    volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
+    with recorded() as volume_warnings:  # a NIfTI's sform and qform disagreeing: a report line
+        volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
     if names is None and volumes.names_by_value:
         names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
         names_source = "the segment names of the label volumes"
@@ -176,7 +177,7 @@ def _read_dataset(
         if names and num_labels is None:
             note = f" (K = {len(names)} ROI names in {names_source})"
         scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
-    problems += warning_problems(caught)
+    problems += warning_problems(volume_warnings + caught)
     samples, label_files, value_files, class_sets = (
         _normalise(loaded, scheme, problems, images_dir=source.images_dir)
         if scheme
