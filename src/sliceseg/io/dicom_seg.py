@@ -120,6 +120,13 @@ def read_dicom_seg(path: Path) -> LabelVolume:
     try:
         with silenced():
             volume = _combined_volume(seg, path)
+    except RuntimeError as exc:  # highdicom: the frames' positions form no volume
+        raise LabelError(
+            f"{path}: cannot read the DICOM-SEG as a volume: its frames are not on a regular "
+            f"grid ({' '.join(str(exc).split())}): slices at irregular gaps, or stacked "
+            "obliquely to their normal (a gantry tilt); a viewer shows it, but use per-slice "
+            "label files for this series as training labels."
+        ) from exc
     except _DICOM_SEG_ERRORS as exc:
         raise unreadable(path, exc, what) from exc
     segments = tuple(
