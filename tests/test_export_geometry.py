@@ -20,6 +20,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from sliceseg.dataset.volume_labels import load_volume_labels
+from sliceseg.errors import LabelError
 from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.io.volumes import read_label_volume
@@ -193,6 +194,51 @@ def test_an_export_reads_back_as_the_training_labels(tmp_path, fmt):
     for image, label in zip(slices, labels, strict=True):
         np.testing.assert_array_equal(by_name[image.source.name], label)
     assert found.names_by_value == ({} if fmt == "nifti" else {1: "left", 2: "right"})
+
+
+@pytest.mark.parametrize(
+    "heights_mm",
+    [[0, 3, 6.1, 9], [0, 3, 6.04, 9, 12, 15], [0, 0.5, 1.0, 1.55, 2.0]],
+    ids=["3 mm, one 0.1 mm off", "3 mm, one 0.04 mm off", "0.5 mm, one 0.05 mm off"],
+)
+def test_slices_a_little_off_their_grid_read_back_from_every_format(tmp_path, heights_mm):
+    """Positions as scanners round them: NIfTI and NRRD placed each slice on its plane (within
+    0.2 of a step), but the DICOM-SEG was written and could not be read back (highdicom's
+    1% rule for "regularly spaced" frames): "cannot read the DICOM-SEG"."""
+    write_series(tmp_path / "data" / "dicoms" / "geo", heights_mm=heights_mm)
+    slices, labels, _, result = export_marker(tmp_path / "data" / "dicoms" / "geo",
+                                              tmp_path / "out", 2)  # fmt: skip
+    assert result.notes == ()
+    dicoms, _ = find_dicom_files(tmp_path / "data" / "dicoms")
+    for fmt, suffix in SUFFIXES.items():
+        folder = tmp_path / "data" / f"labels_{fmt}"
+        folder.mkdir()
+        shutil.copy(tmp_path / "out" / f"geo{suffix}", folder)
+        found = load_volume_labels(folder, tmp_path / "data" / "dicoms", dicoms)
+        by_name = {label.image.source.name: label.values for label in found.labels}
+        for image, label in zip(slices, labels, strict=True):
+            np.testing.assert_array_equal(by_name[image.source.name], label, err_msg=fmt)
+
+
+def test_the_dicom_seg_of_a_gantry_tilted_series_says_why_it_is_no_training_label(tmp_path):
+    """Its frames are stacked 15° from their normal: readable by a viewer, not as a volume;
+    the reader called it "truncated or damaged" and sent the user to save it again."""
+    write_series(tmp_path / "in", heights_mm=[0, 5, 10, 15])
+    for path in (tmp_path / "in").iterdir():
+        ds = pydicom.dcmread(path)
+        n = int(ds.InstanceNumber) - 1
+        ds.ImagePositionPatient = [-100.0, -80.0 + n * 1.34, 20.0 + n * 5.0]
+        ds.save_as(path)
+    export_marker(tmp_path / "in", tmp_path / "out", 2)
+    path = tmp_path / "out" / "geo.seg.dcm"
+    with pytest.raises(LabelError) as caught:
+        read_label_volume(path)
+    assert str(caught.value) == (
+        f"{path}: cannot read the DICOM-SEG as a volume: its frames are not on a regular grid "
+        "(Frame positions do not form a regularly-spaced volume.): slices at irregular gaps, or "
+        "stacked obliquely to their normal (a gantry tilt); a viewer shows it, but use per-slice "
+        "label files for this series as training labels."
+    )
 
 
 def test_a_slice_with_another_pixel_spacing_is_not_misplaced_in_the_dicom_seg(tmp_path):

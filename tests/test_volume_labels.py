@@ -7,7 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 import slicer_files
@@ -24,6 +26,7 @@ from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import measure_areas
 from sliceseg.training.config import TrainConfig
+from test_export_geometry import write_series
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +222,79 @@ class TestSeriesLabels:
         result = series_labels(volume, slices)
         assert {image.source.parent.name for image, _ in result.labelled} == {"sub02"}
         assert len(result.labelled) == 4
+
+
+def tilted_series(folder: Path, *, drift_mm: float, step_mm: float = 5.0) -> list:
+    """Four axial slices (0.7 mm pixels) stacked as a CT gantry tilted about x stacks them:
+    each ``step_mm`` up along the normal, ``drift_mm`` along +y (posterior)."""
+    write_series(folder, heights_mm=[0.0, step_mm, 2 * step_mm, 3 * step_mm], spacing_mm=(0.7, 0.7))
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        n = int(ds.InstanceNumber) - 1
+        ds.ImagePositionPatient = [-100.0, -80.0 + n * drift_mm, 20.0 + n * step_mm]
+        ds.save_as(path)
+    return sorted(read_series(folder), key=lambda image: image.image_position_mm[2])
+
+
+def marks(image) -> np.ndarray:
+    """A different mark on each slice: rows 10..12, columns 20 + 2n, value 1."""
+    label = np.zeros(image.shape, np.uint8)
+    n = round((image.image_position_mm[2] - 20.0) / 5.0)
+    label[10:13, 20 + 2 * n] = 1
+    return label
+
+
+def nifti_over(slices: list, path: Path, *, k_step_lps: tuple[float, float, float]) -> Path:
+    """The slices' marks as a NIfTI (nibabel, RAS), cropped in-plane to rows 5..19 and columns
+    15..34 as 3D Slicer saves a segmentation's extent, its planes stacked along ``k_step_lps``."""
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = np.column_stack([[0.7, 0, 0], [0, 0.7, 0], k_step_lps])
+    ijk_to_lps[:3, 3] = np.add(slices[0].image_position_mm, [15 * 0.7, 5 * 0.7, 0.0])
+    voxels = np.stack([marks(image)[5:20, 15:35].T for image in slices], axis=-1)
+    nib.save(nib.Nifti1Image(voxels, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps), path)
+    return path
+
+
+class TestGantryTilt:
+    def test_a_volume_stacked_as_the_tilted_slices_lands_on_their_pixels(self, tmp_path):
+        slices = tilted_series(tmp_path / "p01", drift_mm=1.34)  # a 15° tilt
+        path = nifti_over(slices, tmp_path / "p01.nii.gz", k_step_lps=(0.0, 1.34, 5.0))
+        result = series_labels(read_label_volume(path), slices)
+        assert len(result.labelled) == 4
+        for image, values in result.labelled:
+            np.testing.assert_array_equal(values, marks(image))
+
+    def test_planes_along_the_normal_are_refused_naming_the_tilt(self, tmp_path):
+        """Each slice 0.7 mm (one pixel) further posterior: a volume of planes along the normal
+        (3D Slicer's loading of a tilted CT) put slice n's labels n pixels off, without a word."""
+        slices = tilted_series(tmp_path / "p01", drift_mm=0.7)
+        path = nifti_over(slices, tmp_path / "p01.nii.gz", k_step_lps=(0.0, 0.0, 5.0))
+        with pytest.raises(LabelError) as caught:
+            series_labels(read_label_volume(path), slices)
+        assert str(caught.value) == (
+            f"{path}: the slices of series {slices[0].series_uid} are stacked 7.97° from their "
+            "normal (a gantry tilt: 2.1 mm sideways over 15 mm), the volume's planes 0.00°, so "
+            "its voxels lie up to 2.1 mm off the DICOM pixels; expected a volume stacked as the "
+            "slices are (3D Slicer's loading of a tilted CT and dcm2niix's tilt correction "
+            "stack planes along the normal); use per-slice label files for this series."
+        )
+
+
+def test_check_counts_a_nifti_whose_sform_and_qform_disagree_among_its_warnings(tmp_path):
+    """The warning was printed above the report, whose verdict said "0 warning(s)"."""
+    slices = tilted_series(tmp_path / "data" / "dicoms" / "p01", drift_mm=0.0)
+    (tmp_path / "data" / "labels").mkdir()
+    path = nifti_over(slices, tmp_path / "data" / "labels" / "p01.nii.gz", k_step_lps=(0, 0, 5))
+    image = nib.load(path)
+    qform = image.affine.copy()
+    qform[2, 3] += 5.0  # one plane higher
+    image.header.set_qform(qform, code=1)
+    nib.save(image, path)
+    (tmp_path / "data" / "labels.txt").write_text("mark\n")
+    report = check_dataset(tmp_path / "data")
+    (warning,) = [p for p in report.warnings if "sform and qform disagree" in p.message]
+    assert warning.message.startswith(f"{path}: NIfTI sform and qform disagree (by up to 5 mm)")
+    assert report.num_samples == 4
 
 
 def volume_dataset(phantom: Path, tmp_path: Path, *, names_file: bool = False) -> Path:

@@ -111,6 +111,48 @@ class TestNrrdAndNifti:
         np.testing.assert_allclose(volume.origin_mm, (-10.0, -20.0, 30.0))  # RAS → LPS
         np.testing.assert_allclose(volume.directions, np.diag([-1.0, -1.0, 1.0]))
 
+    @pytest.mark.parametrize(
+        ("space", "to_lps"),
+        [
+            ("RAS", (-1.0, -1.0, 1.0)),
+            ("LPS", (1.0, 1.0, 1.0)),
+            ("Right-Anterior-Superior", (-1.0, -1.0, 1.0)),
+            ("left-anterior-superior", (1.0, -1.0, 1.0)),
+            ("LAS", (1.0, -1.0, 1.0)),
+        ],
+    )
+    def test_every_patient_space_of_the_nrrd_standard_is_turned_to_lps(
+        self, tmp_path, space, to_lps
+    ):
+        """NRRD names a space in full or abbreviated, in any case; slicerio took only the two
+        full lower-case names and refused the rest as "truncated or damaged". Directions are
+        oblique and the k axis runs downwards."""
+        turn = np.array([[0.96, -0.28, 0.0], [0.28, 0.96, 0.0], [0.0, 0.0, 1.0]])
+        ijk_to_space = np.eye(4)
+        ijk_to_space[:3, :3] = turn @ np.diag([0.8, 0.6, -5.0])
+        ijk_to_space[:3, 3] = [10.0, 20.0, 30.0]
+        header = {"space": space, "space directions": ijk_to_space[:3, :3].T}
+        header["space origin"] = ijk_to_space[:3, 3]
+        nrrd.write(str(tmp_path / "p01.nrrd"), _blocks((8, 6, 3)), header)
+        volume = read_label_volume(tmp_path / "p01.nrrd")
+        np.testing.assert_allclose(volume.ijk_to_lps, np.diag([*to_lps, 1.0]) @ ijk_to_space)
+        np.testing.assert_array_equal(volume.values, _blocks((8, 6, 3)))
+
+    @pytest.mark.parametrize(
+        "space", ["scanner-xyz", "3D-right-handed", "right-anterior-superior-time"]
+    )
+    def test_a_space_not_tied_to_the_patient_is_named_with_the_fix(self, tmp_path, space):
+        header = {"space": space, "space directions": np.eye(3), "space origin": np.zeros(3)}
+        nrrd.write(str(tmp_path / "p01.nrrd"), _blocks((8, 6, 3)), header)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(tmp_path / "p01.nrrd")
+        assert str(caught.value) == (
+            f"{tmp_path / 'p01.nrrd'}: NRRD 'space: {space}'; expected a patient space "
+            "(left-posterior-superior, right-anterior-superior, left-anterior-superior, or "
+            "their abbreviations LPS, RAS, LAS), as 3D Slicer writes; save the label map from "
+            "3D Slicer, or give its 'space' in patient axes."
+        )
+
     def test_nrrd_without_geometry_is_an_error(self, tmp_path):
         nrrd.write(str(tmp_path / "bare.nrrd"), _blocks((8, 6, 3)))
         with pytest.raises(LabelError, match=r"bare\.nrrd: NRRD without 'space directions'"):
@@ -227,6 +269,78 @@ class TestDicomSeg:
         assert sorted(np.unique(volume.values).tolist()) == [0, 1, 2]
         assert int(np.count_nonzero(volume.values == 1)) == 200
         assert int(np.count_nonzero(volume.values == 2)) == 100
+
+
+def _seg_of(folder: Path, masks: np.ndarray, kind: str = "BINARY", **options) -> Path:
+    """A DICOM-SEG made with highdicom on a 3-slice series (48 × 64 pixels) written with pydicom;
+    ``masks`` (slices, rows, cols, segments) in InstanceNumber order."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from test_export_geometry import write_series
+
+    write_series(folder / "dicoms", heights_mm=[0.0, 3.0, 6.0])
+    files = sorted(folder.joinpath("dicoms").iterdir(), key=lambda f: -int(f.name[1:3]))
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=k, segment_label=f"s{k}", segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Muscle, algorithm_type="MANUAL",
+        )
+        for k in range(1, masks.shape[-1] + 1)
+    ]  # fmt: skip
+    sources = [pydicom.dcmread(f) for f in files]
+    seg = hd.seg.Segmentation(sources, masks, kind, descriptions, hd.UID(), 2, hd.UID(), 1,
+                              "test", "test", "1", "1", **options)  # fmt: skip
+    seg.save_as(folder / "p01.seg.dcm")
+    return folder / "p01.seg.dcm"
+
+
+class TestDicomSegContent:
+    """What a DICOM-SEG holds that sliceseg cannot take is said as such, not as a damaged file."""
+
+    def test_overlapping_segments_say_so_and_how_to_remove_the_overlap(self, tmp_path):
+        masks = np.zeros((3, 48, 64, 2), bool)
+        masks[1, 5:10, 5:10, 0] = masks[1, 8:12, 8:12, 1] = True  # 2 × 2 pixels in both
+        path = _seg_of(tmp_path, masks)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: DICOM-SEG segments overlap (a pixel in two segments); sliceseg needs one "
+            "label per pixel; remove the overlap (3D Slicer: Segment Editor, masking 'Allow "
+            "overlap' off) and export it again."
+        )
+
+    def test_a_fractional_segmentation_says_what_to_save_instead(self, tmp_path):
+        masks = np.zeros((3, 48, 64), np.float32)
+        masks[1, 5:10, 5:10] = 1.0
+        masks[1, 10, 10] = 0.5
+        path = _seg_of(tmp_path, masks, "FRACTIONAL")
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: a FRACTIONAL DICOM-SEG (values between 0 and 1); expected one label per "
+            "pixel; export a BINARY or LABELMAP segmentation."
+        )
+
+    def test_frames_without_positions_say_what_is_missing(self, tmp_path):
+        """Before: "cannot read the DICOM-SEG ... ((0020,9113)); the file may be truncated"."""
+        import pydicom
+
+        masks = np.zeros((3, 48, 64), bool)
+        masks[1, 5:10, 5:10] = True
+        path = _seg_of(tmp_path, masks)
+        seg = pydicom.dcmread(path)
+        for frame in seg.PerFrameFunctionalGroupsSequence:
+            del frame.PlanePositionSequence
+        seg.save_as(path)
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: DICOM-SEG frames without (0020,9113) PlanePositionSequence; sliceseg "
+            "places each frame by its position; export it again from a tool that writes them "
+            "(3D Slicer, highdicom, dcmqi)."
+        )
 
 
 class TestTruncated:

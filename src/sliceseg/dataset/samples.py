@@ -1,9 +1,8 @@
 """Reading a labelled dataset: every pair checked, label values mapped to ROIs 0..K, samples.
 
 `check_dataset` reads every pair of a `DataSource` and returns a `CheckReport` (what is wrong,
-what is usable); `load_samples` returns the samples beside the report and raises when the data
-is unfit for training. The label scheme (which stored value is which ROI) is inferred here from
-all label files together.
+what is usable); `load_samples` returns the samples beside it and raises when the data is unfit
+for training. The label scheme (stored value → ROI) is inferred from all label files together.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from sliceseg.dataset.check import (
     spacing_problems,
     warning_problems,
 )
+from sliceseg.dataset.laterality import mirrored_side_problems
 from sliceseg.dataset.pairing import (
     DataSource,
     Pair,
@@ -158,16 +158,16 @@ def _read_dataset(
     names, names_source = _given_names(source)
     num_labels = source.num_labels
     per_slice = pair_files(source.images_dir, source.labels_dir)
-    volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
-    if names is None and volumes.names_by_value:
-        names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
-        names_source = "the segment names of the label volumes"
-    expected_k = num_labels if num_labels is not None else (len(names) if names else None)
-    expected_k = len(source.label_values) - 1 if source.label_values else expected_k
-    pairing = merge_pairing(per_slice, volumes)
-    problems = volumes.unfit + pairing_problems(pairing, source.images_dir, source.labels_dir)
-    problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
-    with recorded() as caught:
+    with recorded() as caught:  # the readers' warnings: a NIfTI's sform and qform disagreeing too
+        volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
+        if names is None and volumes.names_by_value:
+            names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
+            names_source = "the segment names of the label volumes"
+        expected_k = num_labels if num_labels is not None else (len(names) if names else None)
+        expected_k = len(source.label_values) - 1 if source.label_values else expected_k
+        pairing = merge_pairing(per_slice, volumes)
+        problems = volumes.unfit + pairing_problems(pairing, source.images_dir, source.labels_dir)
+        problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
         claimed = volumes.labelled_images
         slice_pairs = [p for p in per_slice.pairs if p.image_path not in claimed]
         loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
@@ -186,7 +186,8 @@ def _read_dataset(
     if scheme is not None:
         problems += _name_count_problems(names, names_source, scheme)
         problems += _content_problems(class_sets, scheme, final_names, stray=expected_k is None)
-        problems += binary_mask_problems(samples, label_files, final_names)
+        for check in (binary_mask_problems, mirrored_side_problems):  # what the pixels show
+            problems += check(samples, label_files, final_names)
         problems += spacing_problems(samples)
     report = CheckReport(
         images_dir=source.images_dir,
@@ -223,8 +224,7 @@ def _final_names(names: list[str] | None, k: int) -> tuple[str, ...]:
 def _name_count_problems(
     names: list[str] | None, names_source: str, scheme: LabelScheme
 ) -> list[Problem]:
-    k = scheme.num_labels
-    if names is None or len(names) == k:
+    if names is None or len(names) == (k := scheme.num_labels):
         return []
     message = (
         f"{names_source}: {len(names)} ROI names for {k} ROIs (label values "

@@ -166,6 +166,7 @@ def series_labels(
 def _one_series(
     volume: LabelVolume, slices: Sequence[Slice], unlabelled: str, tolerance: float
 ) -> SeriesLabels:
+    _check_stacking(volume, slices, tolerance)
     labelled: list[tuple[Slice, np.ndarray]] = []
     empty: list[Slice] = []
     taken: dict[int, set[int]] = defaultdict(set)  # normal axis -> plane indices
@@ -186,6 +187,46 @@ def _one_series(
             "expected the segmentation of this series; check the pairing of file names."
         )
     return SeriesLabels(volume, labelled, empty, _untaken_planes(volume, taken))
+
+
+def _check_stacking(volume: LabelVolume, slices: Sequence[Slice], tolerance: float) -> None:
+    """Refuse a volume whose planes are stacked along another line than the slices are.
+
+    A CT series acquired with a gantry tilt stacks its slices obliquely to their normal; a
+    volume of planes along the normal over it (3D Slicer's loading, dcm2niix's tilt
+    correction) holds slice n's labels a different distance sideways on each plane: a whole
+    number of pixels put them on other pixels without a word, a fraction blamed a half-voxel
+    shift. Other misfits (orientation, spacing) are `locate_slice_plane`'s to name.
+    """
+    placed = [s for s in slices if s.image_position_mm is not None and s.orientation]
+    if len(placed) < 2 or not placed[0].spacing_mm or placed[0].orientation is None:
+        return
+    cosines = np.asarray(placed[0].orientation, dtype=np.float64)
+    normal = np.cross(cosines[:3], cosines[3:])
+    normal /= np.linalg.norm(normal)
+    positions = np.asarray([s.image_position_mm for s in placed], dtype=np.float64)
+    heights = positions @ normal
+    span = float(heights.max() - heights.min())
+    axis = int(np.argmax(np.abs(volume.directions.T @ normal)))
+    in_plane = [abs(float(volume.directions[:, a] @ normal)) < 1e-3 for a in range(3) if a != axis]
+    if span <= 0 or volume.shape[axis] < 2 or not all(in_plane):
+        return
+    drift = positions[np.argmax(heights)] - positions[np.argmin(heights)] - span * normal
+    step = volume.ijk_to_lps[:3, axis]
+    volume_drift = span * step / float(step @ normal) - span * normal
+    off_mm = float(np.linalg.norm(drift - volume_drift))
+    if off_mm <= tolerance * min(placed[0].spacing_mm):
+        return
+    angles = [np.degrees(np.arctan(np.linalg.norm(d) / span)) for d in (drift, volume_drift)]
+    raise LabelError(
+        f"{volume.source}: the slices of series {placed[0].series_uid or placed[0].source.parent} "
+        f"are stacked {angles[0]:.2f}° from their normal (a gantry tilt: "
+        f"{np.linalg.norm(drift):.3g} mm sideways over {span:.3g} mm), the volume's planes "
+        f"{angles[1]:.2f}°, so its voxels lie up to {off_mm:.3g} mm off the DICOM pixels; "
+        "expected a volume stacked as the slices are (3D Slicer's loading of a tilted CT and "
+        "dcm2niix's tilt correction stack planes along the normal); use per-slice label files "
+        "for this series."
+    )
 
 
 def _untaken_planes(volume: LabelVolume, taken: dict[int, set[int]]) -> tuple[tuple[int, int], ...]:

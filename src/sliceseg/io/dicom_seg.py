@@ -25,10 +25,12 @@ from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
 from sliceseg.io.neighbours import neighbour_step_mm
+from sliceseg.io.volume_slices import TOLERANCE_VOXELS, series_grid
 from sliceseg.thread_warnings import silenced
 
 if TYPE_CHECKING:
-    from highdicom.seg import SegmentDescription
+    from highdicom import Volume
+    from highdicom.seg import Segmentation, SegmentDescription
     from pydicom import Dataset
 
 _SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -94,8 +96,13 @@ def referenced_series_uid(path: Path) -> str:
 def read_dicom_seg(path: Path) -> LabelVolume:
     """Read a DICOM-SEG as one label map: segment numbers as values, SegmentLabel as names.
 
+    Frames are placed by their (0020,0032) positions in the PlanePositionSequence; they form a
+    volume where each lies within `TOLERANCE_VOXELS` of a step of a regular grid (highdicom's
+    own rule, 1% of the step, refused a series whose scanner rounds its positions).
+
     Raises:
-        LabelError: the file is damaged, or its frames do not form a regularly spaced volume.
+        LabelError: the file is damaged, its frames have no positions or do not form a
+            regularly spaced volume, its segments overlap, or it is FRACTIONAL.
 
     Example:
         >>> read_dicom_seg(Path("labels/p01.seg.dcm")).series_uid
@@ -103,12 +110,25 @@ def read_dicom_seg(path: Path) -> LabelVolume:
     """
     import highdicom as hd
 
+    what = "DICOM-SEG (or its frames are not on a regular grid)"
     try:
         with silenced():
             seg = hd.seg.segread(path)
-            volume = seg.get_volume(combine_segments=True, relabel=False)
     except _DICOM_SEG_ERRORS as exc:
-        raise unreadable(path, exc, "DICOM-SEG (or its frames are not on a regular grid)") from exc
+        _check_positions(path)
+        raise unreadable(path, exc, what) from exc
+    try:
+        with silenced():
+            volume = _combined_volume(seg, path)
+    except RuntimeError as exc:  # highdicom: the frames' positions form no volume
+        raise LabelError(
+            f"{path}: cannot read the DICOM-SEG as a volume: its frames are not on a regular "
+            f"grid ({' '.join(str(exc).split())}): slices at irregular gaps, or stacked "
+            "obliquely to their normal (a gantry tilt); a viewer shows it, but use per-slice "
+            "label files for this series as training labels."
+        ) from exc
+    except _DICOM_SEG_ERRORS as exc:
+        raise unreadable(path, exc, what) from exc
     segments = tuple(
         Segment(str(item.SegmentLabel), int(item.SegmentNumber)) for item in seg.SegmentSequence
     )
@@ -118,6 +138,54 @@ def read_dicom_seg(path: Path) -> LabelVolume:
     return LabelVolume(
         values, np.asarray(volume.affine, np.float64), segments, path, "dicom-seg", series_uid
     )
+
+
+def _check_positions(path: Path) -> None:
+    """Where highdicom could not read a DICOM-SEG: say so if its frames have no position (they
+    could only be placed by the images they reference, which a label volume does not hold)."""
+    import pydicom
+
+    try:
+        with silenced():
+            ds = pydicom.dcmread(path, defer_size=1024)  # the pixels left on disk
+    except READ_ERRORS:
+        return
+    groups = [*(ds.get("SharedFunctionalGroupsSequence") or [])[:1]]
+    frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    placed = [g for g in (*groups, *frames) if "PlanePositionSequence" in g]
+    if placed or not frames or "PixelData" not in ds:  # a header cut short says nothing
+        return
+    raise LabelError(
+        f"{path}: DICOM-SEG frames without (0020,9113) PlanePositionSequence; sliceseg places "
+        "each frame by its position; export it again from a tool that writes them (3D Slicer, "
+        "highdicom, dcmqi)."
+    )
+
+
+def _combined_volume(seg: Segmentation, path: Path) -> Volume:
+    """highdicom's volume of the segment numbers; a FRACTIONAL one, or overlapping segments,
+    refused as such (highdicom's error read as a damaged file).
+
+    Raises:
+        LabelError: overlapping segments, or fractional values.
+    """
+    try:
+        return seg.get_volume(combine_segments=True, relabel=False, rtol=TOLERANCE_VOXELS)
+    except (RuntimeError, ValueError) as exc:
+        if str(seg.get("SegmentationType", "")) == "FRACTIONAL":
+            raise LabelError(
+                f"{path}: a FRACTIONAL DICOM-SEG (values between 0 and 1); expected one label "
+                "per pixel; export a BINARY or LABELMAP segmentation."
+            ) from exc
+        try:  # where it reads without the overlap check, the overlap was what failed
+            seg.get_volume(combine_segments=True, rtol=TOLERANCE_VOXELS, skip_overlap_checks=True)
+        except (RuntimeError, ValueError):
+            raise exc from None
+        raise LabelError(
+            f"{path}: DICOM-SEG segments overlap (a pixel in two segments); sliceseg needs one "
+            "label per pixel; remove the overlap (3D Slicer: Segment Editor, masking 'Allow "
+            "overlap' off) and export it again."
+        ) from exc
 
 
 def write_dicom_seg(
@@ -331,11 +399,13 @@ def _prepared(datasets: list[Dataset], slices: Sequence[Slice]) -> list[Dataset]
     """The source headers, in memory, with the slice step and thickness that highdicom copies
     into the DICOM-SEG's (0028,9110) PixelMeasuresSequence, as its readers need them.
 
-    (0018,0088) SpacingBetweenSlices is removed when there are several images: highdicom then
-    takes the step from the frames' positions (a header's value often disagrees with them: a
-    vendor's gap, a thinned-out series, and readers, highdicom's ``get_volume`` and sliceseg's
-    own training labels, refuse the file as "not regularly spaced"). A single image keeps it
-    where it is positive: its position tells no step, and a "0" one is refused as a step of 0.
+    (0018,0088) SpacingBetweenSlices of several images becomes the step of the series' grid
+    (`series_grid`, fitted to the positions): a header's value often disagrees with them (a
+    vendor's gap, a thinned-out series), and without one highdicom's ``get_volume`` takes the
+    smallest gap, from which positions as scanners round them (3 mm, one slice 0.1 mm off)
+    fall off the grid: the file was refused as "not regularly spaced". Slices on no grid get
+    none. A single image keeps it where it is positive: its position tells no step, and a "0"
+    one is refused as a step of 0.
 
     (0018,0050) SliceThickness may be absent or empty in an image (type 2) but not in a
     DICOM-SEG's pixel measures (highdicom refuses the images, or writes a file it cannot read
@@ -343,8 +413,13 @@ def _prepared(datasets: list[Dataset], slices: Sequence[Slice]) -> list[Dataset]
     SpacingBetweenSlices, else 1 mm, as the NIfTI export takes.
     """
     single = len(datasets) == 1
+    grid_step = None if single else _grid_step_mm(slices)
     for ds in datasets:
-        if "SpacingBetweenSlices" in ds and not (single and _positive(ds, "SpacingBetweenSlices")):
+        if single and _positive(ds, "SpacingBetweenSlices"):
+            continue
+        if grid_step:
+            ds.SpacingBetweenSlices = f"{grid_step:.6g}"  # a DS holds 16 characters
+        elif "SpacingBetweenSlices" in ds:
             del ds.SpacingBetweenSlices
     if slices[0].num_frames > 1:  # an enhanced file's measures lie in its functional groups
         return datasets
@@ -354,6 +429,16 @@ def _prepared(datasets: list[Dataset], slices: Sequence[Slice]) -> list[Dataset]
             thickness = step or _positive(ds, "SpacingBetweenSlices") or 1.0
             ds.SliceThickness = f"{thickness:.6g}"  # a DS holds 16 characters
     return datasets
+
+
+def _grid_step_mm(slices: Sequence[Slice]) -> float | None:
+    """The plane step of the series' grid, as the NIfTI and NRRD exports take it; None where
+    the slices form no grid (irregular gaps, a gantry tilt)."""
+    try:
+        grid = series_grid(slices)
+    except LabelError:
+        return None
+    return float(np.linalg.norm(grid.ijk_to_lps[:3, 2]))
 
 
 def _positive(ds: Dataset, keyword: str) -> float | None:

@@ -1,12 +1,12 @@
-"""3D Slicer segmentations (slicerio): .seg.nrrd and plain .nrrd label maps read, a series' labels
-written as .seg.nrrd with ROI names and colours.
+"""3D Slicer segmentations: .seg.nrrd and plain .nrrd label maps read (pynrrd), a series' labels
+written as .seg.nrrd with ROI names and colours (slicerio).
 
 Slicer segmentations with several layers (overlapping segments stored as 4D) are merged into one
 label map when the segments do not overlap; each segment keeps its value unless two layers reuse
 a value, then segment ``n`` (header order) gets value ``n + 1``.
 
-Segment names are UTF-8 in the header, as 3D Slicer writes them; pynrrd (under slicerio) reads and
-writes its header as ASCII only, so names are read and written here.
+Segment names are UTF-8 in the header, as 3D Slicer writes them; pynrrd (also under slicerio) reads
+and writes its header as ASCII only, so names are read and written here.
 """
 
 from __future__ import annotations
@@ -46,42 +46,79 @@ def read_nrrd(path: Path) -> LabelVolume:
     """Read a 3D Slicer segmentation (.seg.nrrd: named segments, layers merged) or a plain NRRD
     label map (no names), geometry in LPS.
 
+    Read with pynrrd (which slicerio wraps): slicerio takes only the two full lower-case names
+    of a 'space' and refuses the others the NRRD standard allows ("RAS", "LAS", any case).
+
     Raises:
-        LabelError: the file is truncated or damaged, has no geometry, is not 3D, holds negative
-            or non-whole values, overlapping segments, or values without a segment in its header.
+        LabelError: the file is truncated or damaged, has no geometry or a space that is not
+            the patient's, is not 3D, holds negative or non-whole values, overlapping segments,
+            or values without a segment in its header.
 
     Example:
         >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
         {1: 'vertebral body', 2: 'right psoas major'}
     """
-    import slicerio
+    import nrrd
     from nrrd.errors import NRRDError
 
     try:
         with silenced():
-            segmentation = slicerio.read_segmentation(str(path))
-        header = _header_text(path)  # the fields slicerio drops or misreads
+            voxels, header = nrrd.read(str(path), index_order="F")
+        text = _header_text(path)  # segment names as UTF-8, which pynrrd drops
+        affine = _ijk_to_lps(header, path)
+        header_segments = _header_segments(header, text)
     except (*_NRRD_ERRORS, NRRDError) as exc:
         raise unreadable(path, exc, "NRRD file") from exc
-    affine = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
-    header_segments = segmentation.get("segments") or []
-    voxels = segmentation["voxels"]
-    if not _has_geometry(header):
-        raise LabelError(
-            f"{path}: NRRD without 'space directions' / 'space origin'; its voxels cannot be "
-            "placed on the DICOM slices; save it from 3D Slicer, which writes the geometry."
-        )
     if not header_segments:
         return LabelVolume(as_labels(as_3d(voxels, path), path), affine, (), path, "nrrd")
-    for segment, name in zip(header_segments, _segment_names(header), strict=False):
-        if name is not None:
-            segment["name"] = name
     values, segments = _merge_layers(np.asarray(voxels), header_segments, path)
     return LabelVolume(values, affine, segments, path, "seg.nrrd")
 
 
+_PATIENT_SPACES = {
+    name: np.diag([*signs, 1.0])
+    for names, signs in (
+        (("left-posterior-superior", "lps"), (1.0, 1.0, 1.0)),
+        (("right-anterior-superior", "ras"), (-1.0, -1.0, 1.0)),
+        (("left-anterior-superior", "las"), (1.0, -1.0, 1.0)),
+    )
+    for name in names
+}
+"""NRRD's 3D patient spaces (full and abbreviated names, lower case), each to LPS."""
+
+
+def _ijk_to_lps(header: dict[str, Any], path: Path) -> np.ndarray:
+    """The voxel → LPS affine from 'space', 'space directions' and 'space origin'.
+
+    Raises:
+        LabelError: 'space directions' or 'space origin' is absent (identity would stand in
+            for them), or 'space' names no patient axes (scanner-xyz, 3D-right-handed, a
+            space with time).
+    """
+    if "space directions" not in header or "space origin" not in header:
+        raise LabelError(
+            f"{path}: NRRD without 'space directions' / 'space origin'; its voxels cannot be "
+            "placed on the DICOM slices; save it from 3D Slicer, which writes the geometry."
+        )
+    space = str(header.get("space", "left-posterior-superior"))  # none: LPS, as ITK reads it
+    to_lps = _PATIENT_SPACES.get(space.strip().lower())
+    if to_lps is None:
+        raise LabelError(
+            f"{path}: NRRD 'space: {space}'; expected a patient space (left-posterior-superior, "
+            "right-anterior-superior, left-anterior-superior, or their abbreviations LPS, RAS, "
+            "LAS), as 3D Slicer writes; save the label map from 3D Slicer, or give its 'space' "
+            "in patient axes."
+        )
+    directions = np.asarray(header["space directions"], dtype=np.float64)
+    directions = directions[~np.isnan(directions).any(axis=1)]  # a layer axis is "none"
+    affine = np.eye(4)
+    affine[:3, :3] = directions.T  # one row per axis in the file, one column here
+    affine[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
+    return to_lps @ affine
+
+
 _NAME_LINE = re.compile(r"^Segment(\d+)_Name:=(.*)$", re.MULTILINE)
-_SEGMENT_FIELD = re.compile(r"^Segment(\d+)_", re.MULTILINE)
+_SEGMENT_FIELD = re.compile(r"^Segment(\d+)_(LabelValue|Layer|Color)$")
 
 
 def _header_text(path: Path) -> str:
@@ -95,21 +132,25 @@ def _header_text(path: Path) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _has_geometry(text: str) -> bool:
-    """Whether the header (`_header_text`) has both 'space directions' and 'space origin':
-    slicerio keeps no trace of them, and identity stands in for absent ones. A field is named
-    as pynrrd names it: the line up to ``:`` or ``:=``, comments (``#``) aside."""
-    lines = text.split("\n")[1:]  # the first is the NRRD000X magic line
-    fields = {re.split(r":=?", line, maxsplit=1)[0].strip() for line in lines if line[:1] != "#"}
-    return {"space directions", "space origin"} <= fields
+def _header_segments(header: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """Each segment's fields (3D Slicer's ``Segment<N>_*``), in header index order: ``name``
+    (read as UTF-8 from ``text``: pynrrd drops the bytes of "ö" or "椎"), ``labelValue``,
+    ``layer`` and ``color`` where given.
 
-
-def _segment_names(text: str) -> list[str | None]:
-    """Each segment's name in slicerio's order (by its header index) from the header
-    (`_header_text`), read as UTF-8: pynrrd drops the bytes of "ö" or "椎" from
-    ``Segment0_Name`` (None: a segment without a name)."""
-    names = {int(index): name for index, name in _NAME_LINE.findall(text)}
-    return [names.get(index) for index in sorted({int(i) for i in _SEGMENT_FIELD.findall(text)})]
+    Raises:
+        ValueError: a number that does not parse.
+    """
+    indices = {int(m[1]) for key in header if (m := re.match(r"Segment(\d+)_", key))}
+    segments: dict[int, dict[str, Any]] = {index: {} for index in sorted(indices)}
+    for index, name in _NAME_LINE.findall(text):
+        segments[int(index)]["name"] = name
+    for key, value in header.items():
+        if match := _SEGMENT_FIELD.match(key):
+            field = {"LabelValue": "labelValue", "Layer": "layer", "Color": "color"}[match[2]]
+            text_value = str(value).strip()
+            parsed = [float(v) for v in text_value.split()] if field == "color" else int(text_value)
+            segments[int(match[1])][field] = parsed
+    return list(segments.values())
 
 
 def _merge_layers(
