@@ -25,7 +25,7 @@ from sliceseg.measure.areas import (
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.review_order import least_confident
 from sliceseg.measure.summary_rows import overall_mean_clause, shown_number
-from sliceseg.report.colours import roi_colour
+from sliceseg.report.colours import roi_colour_hex
 from sliceseg.report.html_script import CSS as SCRIPT_CSS
 from sliceseg.report.html_script import SCRIPT
 
@@ -283,7 +283,7 @@ def _area_table(table: pd.DataFrame, unit: str, slices: _Slices) -> str:
     rois = [c for c in table.columns if c not in ("file", CONFIDENCE_COLUMN, FAMILIARITY_COLUMN)]
     head = ["<th>slice</th>"] + (["<th>file</th>"] if "file" in table.columns else [])
     for k, name in enumerate(rois, 1):
-        colour = "#{:02x}{:02x}{:02x}".format(*roi_colour(k))
+        colour = roi_colour_hex(k)
         head.append(f'<th><span class="swatch" style="background:{colour}"></span>{_e(name)}</th>')
     if CONFIDENCE_COLUMN in table.columns:
         head.append("<th>confidence</th>")
