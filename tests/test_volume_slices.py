@@ -195,6 +195,20 @@ class TestSeriesGrid:
         with pytest.raises(LabelError, match=r"b\.dcm is shifted in-plane by 5 mm"):
             series_grid(slices)
 
+    def test_a_gantry_tilt_is_named_with_its_angle(self):
+        """A tilted CT's exports were refused as "shifted in-plane by 1.34 mm" alone."""
+        slices = [axial(5.0 * k, name=f"s{k}.dcm", y0=-20.0 + 5.0 * k * np.tan(np.radians(15)))
+                  for k in range(3)]  # fmt: skip
+        with pytest.raises(LabelError) as raised:
+            series_grid(slices)
+        assert (
+            "s1.dcm is shifted in-plane by 1.34 mm against the others: stacked 15° from their "
+            "normal (a gantry tilt); a volume needs" in str(raised.value)
+        )
+        shifted = [*slices[:2], axial(10.0, name="s2.dcm", x0=-13.0)]  # one slice moved: no tilt
+        with pytest.raises(LabelError, match=r"the others; a volume needs"):
+            series_grid(shifted)
+
     def test_grid_and_plane_agree_on_a_tilted_series(self):
         # An oblique series: rows along (cos, sin, 0), columns along -z.
         c, s = np.cos(0.3), np.sin(0.3)

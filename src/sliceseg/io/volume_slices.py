@@ -379,13 +379,15 @@ def series_grid(
     step = _plane_step(heights[order], slices, order, step_mm, where, tolerance_voxels)
     planes = np.rint((heights - heights[order[0]]) / step).astype(int)
     origin = geometries[int(order[0])].position_mm
-    for image, geometry in zip(slices, geometries, strict=True):
-        drift = geometry.position_mm - origin - ((geometry.position_mm - origin) @ normal) * normal
-        if np.linalg.norm(drift) > tolerance_voxels * min(reference.spacing_mm):
+    offsets = np.asarray([g.position_mm - origin for g in geometries])
+    drifts = offsets - np.outer(offsets @ normal, normal)
+    limit = tolerance_voxels * min(reference.spacing_mm)
+    for image, drift in zip(slices, np.linalg.norm(drifts, axis=1), strict=True):
+        if drift > limit:
             raise LabelError(
-                f"{where}: slice {image.source.name} is shifted in-plane by "
-                f"{np.linalg.norm(drift):.3g} mm against the others; a volume needs aligned "
-                f"slices; {PREDICTED_LABEL_MAPS}."
+                f"{where}: slice {image.source.name} is shifted in-plane by {drift:.3g} mm "
+                f"against the others{_tilt_clause(drifts, offsets @ normal, limit)}; a volume "
+                f"needs aligned slices; {PREDICTED_LABEL_MAPS}."
             )
     row_mm, col_mm = reference.spacing_mm
     affine = np.eye(4)
@@ -395,6 +397,18 @@ def series_grid(
     affine[:3, 3] = origin
     rows, cols = reference.shape
     return SeriesGrid(affine, (cols, rows, int(planes.max()) + 1), tuple(int(k) for k in planes))
+
+
+def _tilt_clause(drifts: np.ndarray, heights: np.ndarray, limit_mm: float) -> str:
+    """How far from their normal the slices are stacked, when every slice's in-plane drift is
+    one direction times its height (a gantry tilt; three slices at least), as a clause."""
+    if len(heights) < 3 or not heights.any():
+        return ""
+    per_mm = drifts.T @ heights / (heights @ heights)  # the drift per mm along the normal
+    if np.linalg.norm(drifts - np.outer(heights, per_mm), axis=1).max() > limit_mm:
+        return ""
+    angle = float(np.degrees(np.arctan(np.linalg.norm(per_mm))))
+    return f": stacked {angle:.3g}° from their normal (a gantry tilt)"
 
 
 def _check_same_grid(
