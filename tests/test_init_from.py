@@ -12,10 +12,12 @@ import torch
 
 from conftest import tiny_config
 from sliceseg.cli import main
+from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import ConfigError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.io.dicom import scan_dicom_folder
+from sliceseg.io.files import file_sha256
 from sliceseg.io.labels import read_label_file
 from sliceseg.measure.metrics import dice_per_class
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
@@ -132,6 +134,13 @@ class TestInitFrom:
         before, after = load_bundle(out / "sliceseg_2.pt"), load_bundle(result.final_model)
         assert after.metadata.target_spacing_mm == before.metadata.target_spacing_mm
         assert after.metadata.intensity == before.metadata.intensity
+        # where the weights came from outlives the starting file, and says which it was
+        digest, epochs = file_sha256(tiny_model), load_bundle(tiny_model).metadata.epoch
+        assert model_summary(result.final_model)["started from"] == (
+            f"{start.resolve()} (sha256 {digest[:12]}…, {epochs} epochs): fine-tuned from its "
+            "weights with a fresh optimiser and learning-rate schedule"
+        )
+        assert model_summary(tiny_model)["started from"] == "random weights (a new model)"
 
     def test_missing_model_file(self, tiny_phantom, tmp_path, capsys):
         code = main(["train", str(tiny_phantom / "train"), "--init-from", str(tmp_path / "no.pt"),

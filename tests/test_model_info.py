@@ -180,6 +180,7 @@ def test_info_shows_a_ct_models_hu_numbers_and_its_training(tmp_path, capsys):
         "; taken from the model it was fine-tuned from"
     )
     assert fine_tuned["view"] == "wide (no effect: target_spacing_mm was set)"
+    assert fine_tuned["started from"] == "base.pt (as given; not recorded (an older model file))"
 
 
 def test_info_shows_an_mr_models_per_slice_z_score(tmp_path):

@@ -44,6 +44,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "model file": str(bundle.source) if bundle.source else "(in memory)",
         "architecture": meta.arch,
         "trained epochs": str(meta.epoch),
+        "started from": _start_text(meta.started_from, meta.settings),
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
         "view": _view_text(meta.settings, meta.target_spacing_mm),
@@ -98,6 +99,20 @@ def _normalisation_text(bundle: Bundle) -> str:
     else:
         why = f"normalisation {setting}" if setting else ""
     return f"{normalisation.describe()}; {why}" if why else normalisation.describe()
+
+
+def _start_text(start: dict[str, Any] | None, settings: dict[str, Any]) -> str:
+    """The weights training started from: the ``--init-from`` file it records, or random."""
+    if start is None:
+        if settings.get("init_from"):  # fine-tuned before the file recorded its start
+            return f"{settings['init_from']} (as given; {_UNRECORDED})"
+        return "random weights (a new model)" if settings else _UNRECORDED
+    digest = start.get("sha256")
+    what = f"sha256 {str(digest)[:12]}…, " if digest else ""
+    return (
+        f"{start.get('file')} ({what}{_counted(int(start.get('epoch') or 0), 'epoch')}): "
+        "fine-tuned from its weights with a fresh optimiser and learning-rate schedule"
+    )
 
 
 def _view_text(settings: dict[str, Any], spacing_mm: tuple[float, float] | None) -> str:

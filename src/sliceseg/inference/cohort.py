@@ -49,14 +49,13 @@ from sliceseg.inference.records import (
     RunSettings,
     check_not_inputs,
     check_out_dir,
-    file_sha256,
     run_lock,
     undo_run_record,
     write_input_series,
 )
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import disk_full
+from sliceseg.io.files import disk_full, file_sha256
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois

@@ -51,7 +51,6 @@ __all__ = [
     "check_not_inputs",
     "check_out_dir",
     "damaged_tables",
-    "file_sha256",
     "inputs_digest",
     "is_done",
     "read_input_digests",
@@ -166,15 +165,6 @@ def _first_difference(
             return _first_difference(before, now, f"{prefix}{name}.")
         return f"{prefix}{name}", before, now
     return None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_not_inputs(out: Path, inputs: Path) -> None:

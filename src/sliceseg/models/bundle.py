@@ -83,6 +83,8 @@ class ModelMetadata:
             sides of the split; `sliceseg.measure.modality.modality_values`), which
             ``predict`` compares each series' with; ``None`` (files from before): unknown,
             no such check.
+        started_from: the model file whose weights training started from (``--init-from``):
+            its ``file`` (absolute path), ``sha256`` and ``epoch``; ``None``: random weights.
     """
 
     arch: str
@@ -103,6 +105,7 @@ class ModelMetadata:
     context_slices: int = 0
     context_step_mm: float | None = None
     modalities: tuple[str, ...] | None = None
+    started_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -125,6 +128,7 @@ class ModelMetadata:
             "context_slices": int(self.context_slices),
             "context_step_mm": self.context_step_mm,
             "modalities": None if self.modalities is None else list(self.modalities),
+            "started_from": None if self.started_from is None else dict(self.started_from),
         }
 
     @classmethod
@@ -155,6 +159,7 @@ class ModelMetadata:
             modalities=None
             if data.get("modalities") is None
             else tuple(str(m) for m in data["modalities"]),
+            started_from=None if data.get("started_from") is None else dict(data["started_from"]),
         )
 
     @property

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sliceseg.errors import ConfigError
+from sliceseg.io.files import file_sha256
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, recorded_hyperparameters
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.setting_kinds import named_setting
@@ -169,6 +170,26 @@ def starting_model(path: Path | str | None) -> Bundle | None:
         BundleError: the file is not a sliceseg model.
     """
     return None if path is None else load_bundle(path)
+
+
+def started_from(start: Bundle | None, *, resumed: bool) -> dict[str, Any] | None:
+    """Return what a run's model file records of the weights it started from
+    (`ModelMetadata.started_from`): the ``--init-from`` file's absolute path, SHA-256 and
+    epochs, so that a fine-tuned model names its origin after the file moved or changed; a
+    resumed run keeps its checkpoint's record; None for random weights.
+
+    Example:
+        >>> started_from(starting_model("model/sliceseg_best.pt"), resumed=False)["epoch"]
+        30
+    """
+    if start is None or resumed:
+        return None if start is None else start.metadata.started_from
+    source = start.source
+    return {
+        "file": str(source.resolve()) if source is not None else "(in memory)",
+        "sha256": file_sha256(source) if source is not None and source.is_file() else None,
+        "epoch": int(start.metadata.epoch),
+    }
 
 
 def model_target_spacing(start: Bundle) -> tuple[float, float] | None:

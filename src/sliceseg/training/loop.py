@@ -233,7 +233,7 @@ def _run(
     # start: the checkpoint (the run's own spacing and normalisation, not re-derived) or the
     # init_from model, opened once by plan_run
     data = load_training_data(config, start, progress=context.is_main and shows_progress())
-    session = set_up(config, context, data, log)
+    session = set_up(config, context, data, log, start=start, resumed=resumption is not None)
     if resumption is None and start is not None and config.init_from is not None:  # fine-tuning
         session.model.load_state_dict(
             initial_state(start, session.metadata, source=config.init_from, network=session.model)

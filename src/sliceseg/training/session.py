@@ -30,6 +30,7 @@ from sliceseg.report.plots import plot_history
 from sliceseg.training.averaging import WeightAverage
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import DistributedContext
+from sliceseg.training.init_from import started_from
 from sliceseg.training.losses import MultiOutputLoss, build_loss
 from sliceseg.training.output_folder import note_abandoned_checkpoints
 from sliceseg.training.state import HistoryRow, TrainingState
@@ -133,19 +134,17 @@ class Session:
 
 
 def set_up(
-    config: TrainConfig, context: DistributedContext, data: TrainingData, log: Log
+    config: TrainConfig,
+    context: DistributedContext,
+    data: TrainingData,
+    log: Log,
+    *,
+    start: Bundle | None = None,
+    resumed: bool = False,
 ) -> Session:
-    """Build the model (fresh weights from the global seed), optimiser and loader of a run."""
-    row_mm, col_mm = data.train.target_spacing_mm
-    log(
-        f"Training on {len(data.train)} slices, validating on {len(data.validation)} "
-        f"({len(data.roi_names)} ROIs: {', '.join(data.roi_names)}) | arch {config.arch} | "
-        f"input {config.input_shape}×{config.input_shape} at {row_mm:.3g}×{col_mm:.3g} mm | "
-        f"device {context.device}"
-        + (f" × {context.world_size} processes" if context.is_distributed else "")
-        + (_threads_text(context) if context.device.type == "cpu" else "")
-    )
-    _log_data_notes(data, log)
+    """Build the model (fresh weights from the global seed), optimiser and loader of a run;
+    its model file records the weights ``start`` gives it (`started_from`)."""
+    _log_run(config, context, data, log)
     hyper = config.model_hyperparameters()
     model = build_model(
         config.arch,
@@ -169,7 +168,7 @@ def set_up(
         data=data,
         model=model,
         network=_wrap(model, context),
-        metadata=_metadata(config, data, hyper),
+        metadata=_metadata(config, data, hyper, started_from(start, resumed=resumed)),
         optimizer=torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4),
         scaler=torch.amp.GradScaler("cuda") if context.device.type == "cuda" else None,
         loader=loader,
@@ -182,6 +181,22 @@ def set_up(
     )
 
 
+def _log_run(
+    config: TrainConfig, context: DistributedContext, data: TrainingData, log: Log
+) -> None:
+    """Log what the run trains on, where and at what grid, then the data notes."""
+    row_mm, col_mm = data.train.target_spacing_mm
+    log(
+        f"Training on {len(data.train)} slices, validating on {len(data.validation)} "
+        f"({len(data.roi_names)} ROIs: {', '.join(data.roi_names)}) | arch {config.arch} | "
+        f"input {config.input_shape}×{config.input_shape} at {row_mm:.3g}×{col_mm:.3g} mm | "
+        f"device {context.device}"
+        + (f" × {context.world_size} processes" if context.is_distributed else "")
+        + (_threads_text(context) if context.device.type == "cpu" else "")
+    )
+    _log_data_notes(data, log)
+
+
 def _log_data_notes(data: TrainingData, log: Log) -> None:
     """Log what the data check warned about (training goes on regardless), the grid the view
     chose and the intensity normalisation."""
@@ -192,7 +207,12 @@ def _log_data_notes(data: TrainingData, log: Log) -> None:
         log(f"Intensity normalisation: {data.normalisation.describe()}.")
 
 
-def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) -> ModelMetadata:
+def _metadata(
+    config: TrainConfig,
+    data: TrainingData,
+    hyper: dict[str, Any],
+    start: dict[str, Any] | None,
+) -> ModelMetadata:
     return ModelMetadata(
         arch=config.arch,
         hyperparameters=hyper,
@@ -208,6 +228,7 @@ def _metadata(config: TrainConfig, data: TrainingData, hyper: dict[str, Any]) ->
         context_slices=config.context_slices,
         context_step_mm=data.context_step_mm,
         modalities=data.modalities,
+        started_from=start,
     )
 
 
