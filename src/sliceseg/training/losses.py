@@ -89,14 +89,20 @@ class DiceCELoss(nn.Module):
 class AreaLoss(nn.Module):
     """Each ROI's expected area against its true area, per slice: the number users publish.
 
-    For slice b and ROI c present in its labels, with softmax probabilities p and one-hot
-    labels t summed over the slice's pixels: ``|Σ p − Σ t| / Σ t``; the loss is the mean over
-    those (slice, ROI) pairs (0 when no ROI is present). An ROI absent from a crop adds nothing:
-    counting its stray probability against a fixed area taught the network to drop a rare ROI
-    (A/B 26's first round, docs/benchmarks.md); cross-entropy and Dice answer for it there.
-    Added to Dice + cross-entropy (`DiceCEAreaLoss`) it pulls against the area bias of the Dice
-    term (Bertels et al., MICCAI 2020).
+    For slice b and ROI c, with softmax probabilities p and one-hot labels t summed over the
+    slice's pixels: ``|Σ p − Σ t| / (Σ t + smooth)``; the loss is the mean over slices and ROIs.
+    ``smooth`` (pixels) keeps an ROI absent from a slice from dividing by zero: stray probability
+    there costs its mass over ``smooth``. Added to Dice + cross-entropy (`DiceCEAreaLoss`) it
+    pulls against the area bias of the Dice term (Bertels et al., MICCAI 2020) without the
+    cross-entropy alone's starving of rare ROIs (docs/benchmarks.md, A/B 12).
+
+    Args:
+        smooth: pixels added to the true area.
     """
+
+    def __init__(self, *, smooth: float = 64.0) -> None:
+        super().__init__()
+        self.smooth = smooth
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return the mean relative area error (see ``SoftDiceLoss.forward`` for the shapes)."""
@@ -104,10 +110,7 @@ class AreaLoss(nn.Module):
         probs = torch.softmax(logits.float(), dim=1)[:, 1:]
         onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
         predicted, true = probs.sum(dim=(2, 3)), onehot.sum(dim=(2, 3))
-        present = true > 0
-        if not present.any():
-            return probs.sum() * 0.0  # keeps the graph: a batch without ROIs
-        return ((predicted - true).abs()[present] / true[present]).mean()
+        return ((predicted - true).abs() / (true + self.smooth)).mean()
 
 
 class DiceCEAreaLoss(DiceCELoss):
