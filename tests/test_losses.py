@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from sliceseg.errors import ConfigError
 from sliceseg.training.losses import (
-    AreaLoss,
     DiceCELoss,
     MultiOutputLoss,
     SoftDiceLoss,
@@ -86,27 +85,6 @@ class TestDiceCELoss:
         assert isinstance(loss.cross_entropy, torch.nn.CrossEntropyLoss)
 
 
-class TestAreaLoss:
-    def test_hand_computed_relative_area_errors(self):
-        """Slice 0: ROI 1 true 16 px, predicted with probability 1/2 on 32 px (expected 16):
-        0; ROI 2 true 16 px, predicted nowhere: 16 / (16 + 64) = 0.2. Slice 1: no ROI, all
-        background with certainty: 0, 0. Mean over 2 slices × 2 ROIs = 0.05."""
-        labels = torch.zeros(2, 8, 8, dtype=torch.long)
-        labels[0, :4, :4] = 1
-        labels[0, 4:, 4:] = 2
-        logits = torch.full((2, 3, 8, 8), -50.0)
-        logits[:, 0] = 50.0
-        logits[0, :, :4, :] = torch.tensor([0.0, 0.0, -50.0])[:, None, None]  # bg / ROI 1 halves
-        expected = 16 / (16 + 64) / 4
-        assert float(AreaLoss()(logits, labels)) == pytest.approx(expected, rel=1e-5)
-
-    def test_dice_ce_area_adds_the_area_term(self):
-        torch.manual_seed(0)
-        logits, labels = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
-        expected = DiceCELoss()(logits, labels) + AreaLoss()(logits, labels)
-        assert float(build_loss("dice_ce_area")(logits, labels)) == pytest.approx(float(expected))
-
-
 class TestBuildLoss:
     def test_names(self):
         assert isinstance(build_loss("dice"), SoftDiceLoss)
@@ -119,7 +97,7 @@ class TestBuildLoss:
         assert float(build_loss("ce")(logits, labels)) == pytest.approx(expected, rel=1e-6)
 
     def test_unknown_name_lists_known(self):
-        known = r"use one of dice, dice_ce, ce, dice_ce_area"
+        known = r"use one of dice, dice_ce, ce"
         with pytest.raises(ConfigError, match=rf"loss 'focal' is unknown; {known}"):
             build_loss("focal")
 

@@ -182,7 +182,7 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
         help="validate and save a moving average of the weights, D per step (default "
         "0.998; 0: the weights as trained)",
     )
-    p.add_argument("--loss", help="dice_ce (default), dice, ce or dice_ce_area")
+    p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
     p.add_argument(
         "--area-calibration",

@@ -60,9 +60,8 @@ class TrainConfig:
         learning_rate: initial learning rate (decays polynomially to 0).
         dropout_rate: dropout probability inside the network; None: the architecture's own
             (the pyramid's published 0.2 in its deep levels, none in the U-Net).
-        loss: "dice_ce" (Dice + cross-entropy, default), "dice" (the published soft Dice),
-            "ce" (cross-entropy alone) or "dice_ce_area" (Dice + cross-entropy + each ROI's
-            relative area error per slice).
+        loss: "dice_ce" (Dice + cross-entropy, default), "dice" (the published soft Dice) or
+            "ce" (cross-entropy alone).
         augment: whether to augment training batches.
         augment_params: the manual's augmentation parameters (aug_prob, rot_range, ...); a
             plain dict (a TOML table) is accepted and converted.

@@ -86,45 +86,6 @@ class DiceCELoss(nn.Module):
         return self.dice_weight * dice + self.ce_weight * self.cross_entropy(logits, labels)
 
 
-class AreaLoss(nn.Module):
-    """Each ROI's expected area against its true area, per slice: the number users publish.
-
-    For slice b and ROI c, with softmax probabilities p and one-hot labels t summed over the
-    slice's pixels: ``|Σ p − Σ t| / (Σ t + smooth)``; the loss is the mean over slices and ROIs.
-    ``smooth`` (pixels) keeps an ROI absent from a slice from dividing by zero: stray probability
-    there costs its mass over ``smooth``. Added to Dice + cross-entropy (`DiceCEAreaLoss`) it
-    pulls against the area bias of the Dice term (Bertels et al., MICCAI 2020) without the
-    cross-entropy alone's starving of rare ROIs (docs/benchmarks.md, A/B 12).
-
-    Args:
-        smooth: pixels added to the true area.
-    """
-
-    def __init__(self, *, smooth: float = 64.0) -> None:
-        super().__init__()
-        self.smooth = smooth
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the mean relative area error (see ``SoftDiceLoss.forward`` for the shapes)."""
-        _check_pair(logits, labels)
-        probs = torch.softmax(logits.float(), dim=1)[:, 1:]
-        onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
-        predicted, true = probs.sum(dim=(2, 3)), onehot.sum(dim=(2, 3))
-        return ((predicted - true).abs() / (true + self.smooth)).mean()
-
-
-class DiceCEAreaLoss(DiceCELoss):
-    """Dice + cross-entropy + the relative area error of each ROI per slice (`AreaLoss`), 1:1:1."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.area = AreaLoss()
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return ``Dice + CE + area error`` (see ``SoftDiceLoss.forward`` for the shapes)."""
-        return super().forward(logits, labels) + self.area(logits, labels)
-
-
 class CrossEntropyLoss(nn.CrossEntropyLoss):
     """Pixel-wise cross-entropy over all classes, computed in float32.
 
@@ -143,7 +104,6 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "dice": SoftDiceLoss,
     "dice_ce": DiceCELoss,
     "ce": CrossEntropyLoss,
-    "dice_ce_area": DiceCEAreaLoss,
 }
 
 
@@ -152,8 +112,7 @@ def build_loss(name: str) -> nn.Module:
 
     Args:
         name: "dice" (the published soft Dice over ROIs), "dice_ce" (Dice + cross-entropy,
-            the default for training), "ce" (cross-entropy alone) or "dice_ce_area" (Dice +
-            cross-entropy + each ROI's relative area error per slice, `AreaLoss`).
+            the default for training) or "ce" (cross-entropy alone).
 
     Returns:
         The loss module.
