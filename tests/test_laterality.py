@@ -91,3 +91,22 @@ def test_check_warns_of_a_centred_nifti_saved_with_its_lps_affine_as_ras(tmp_pat
     (problem,) = [p for p in report.warnings if p.kind == "mirrored_sides"]
     assert problem.paths == (data / "labels" / "p01.nii.gz",)
     assert "in 3 of the 3 slices holding both" in problem.message
+
+
+class TestSidePairsLikeThePlausibilityCheck:
+    """`side_pairs` read only the words left / right, while the area tables' left/right ratio
+    check (`sided_pairs_from_names`) pairs "psoas_L" / "psoas_R" and "lt" / "rt" too: labels
+    so named were never checked for mirrored sides."""
+
+    def test_short_side_words_pair_up_as_in_the_area_tables(self):
+        names = ["psoas_R", "vertebral body", "psoas_L", "Lt erector", "Rt erector"]
+        assert side_pairs(names) == [(3, 1), (4, 5)]
+
+    def test_labels_turned_180_degrees_are_named_for_short_side_names(self):
+        samples = [Sample(f"p01/s{z}", axial(z), np.rot90(psoas_label(), 2)) for z in (0, 5)]
+        names = ("psoas_L", "psoas_R", "vertebral body")
+        (problem,) = mirrored_side_problems(samples, [Path("p01.nii.gz")] * 2, names)
+        assert problem.message.startswith(
+            "1 label file(s) put ROI 1 (psoas_L) on the patient's right of ROI 2 (psoas_R), in "
+            "2 of the 2 slices holding both"
+        )

@@ -10,7 +10,6 @@ Names without a side (one vertebral body) give nothing to compare, and nothing i
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,25 +18,22 @@ import numpy as np
 
 from sliceseg.dataset.check import Problem
 from sliceseg.dataset.pairing import Sample
+from sliceseg.measure.plausibility import sided_pairs_from_names
 
 __all__ = ["mirrored_side_problems", "side_pairs"]
 
-_SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
-
 
 def side_pairs(names: Sequence[str]) -> list[tuple[int, int]]:
-    """The (left, right) ROI numbers (1..K) of names equal but for the word left / right.
+    """The (left, right) ROI numbers (1..K) of names equal but for a side word, paired as the
+    area tables' left/right ratio check pairs them (`sided_pairs_from_names`: left / right,
+    L / R, lt / rt, in any case).
 
     Example:
-        >>> side_pairs(["right psoas", "vertebral body", "Left Psoas"])
-        [(3, 1)]
+        >>> side_pairs(["right psoas", "vertebral body", "Left Psoas", "erector_L", "erector_R"])
+        [(3, 1), (4, 5)]
     """
-    by_side: dict[str, dict[str, int]] = defaultdict(dict)
-    for k, name in enumerate(names, start=1):
-        sides = _SIDE.findall(name)
-        if len(sides) == 1:
-            by_side[_SIDE.sub("*", name.lower())][sides[0].lower()] = k
-    return [(s["left"], s["right"]) for s in by_side.values() if {"left", "right"} <= s.keys()]
+    number = {name: k for k, name in reversed(list(enumerate(names, start=1)))}  # the first
+    return [(number[left], number[right]) for left, right in sided_pairs_from_names(names)]
 
 
 def mirrored_side_problems(
