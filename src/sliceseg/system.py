@@ -1,4 +1,5 @@
-"""System characteristics (RAM, CPU, GPU, device memory) and the choice of the torch device."""
+"""System characteristics (RAM, CPU, GPU, device memory), the choice of the torch device, and
+the CPUs and torch threads a process takes (a torchrun rank's share)."""
 
 from __future__ import annotations
 
@@ -356,7 +357,7 @@ def rank_cpus(environ: Mapping[str, str] | None = None, cpus: int | None = None)
 def rank_threads(
     device: str, environ: Mapping[str, str] | None = None, cpus: int | None = None
 ) -> int | None:
-    """Torch threads for a process predicting on the CPU: a torchrun rank's share
+    """Torch threads for a process predicting or training on the CPU: a torchrun rank's share
     (`rank_cpus`); outside torchrun, the CPUs this process may use (``cpus``, else
     `usable_cpus`) where they are fewer than torch's own count, which ignores
     a cgroup CPU quota (``docker --cpus 2`` on 64 cores: 32 threads taking turns on 2).

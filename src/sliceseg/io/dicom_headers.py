@@ -51,11 +51,11 @@ __all__ = [
 ]
 
 FILM_SPACING_SOURCE = "NominalScannedPixelSpacing"
+"""``Slice.spacing_source`` of a file whose only spacing is (0018,2010) NominalScannedPixelSpacing:
+a scanned film's, which measures the film, not the patient, so the slice has no spacing in mm."""
 MALFORMED_SPACING_SOURCE = "PixelSpacing (malformed)"
 """``Slice.spacing_source`` of a file whose (0028,0030) PixelSpacing is there but not two
 positive numbers (and which has no other spacing in mm): the refusal must not say it is absent."""
-"""``Slice.spacing_source`` of a file whose only spacing is (0018,2010) NominalScannedPixelSpacing:
-a scanned film's, which measures the film, not the patient, so the slice has no spacing in mm."""
 
 # Image Pixel module elements that must be one whole number for the pixel data to be decoded.
 _PIXEL_MODULE_INTS = (

@@ -13,11 +13,13 @@ body-composition literature (Mitsiopoulos et al. 1998; Aubrey et al. 2014; Comp2
 An ROI is a muscle when its name holds a muscle word (:data:`MUSCLE_WORDS`: "psoas",
 "multifidus", "erector", ...) unless `TissueSettings.muscle_rois` names them.
 
-Two cases are said once per series rather than passed over (`series_notes`): a CT slice whose
+Three cases are said once per series rather than passed over (`series_notes`): a CT slice whose
 lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left the stored values,
 such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN), and the note
 names the series when every slice is such, else those slices; a series without (0008,0060)
-Modality gets no CT columns at all.
+Modality gets no CT columns at all; a series of another Modality given CT options changed from
+the defaults measures nothing with them. HU ranges changed while no ROI is a muscle are refused
+(`check_muscle_rois`).
 """
 
 from __future__ import annotations
