@@ -210,6 +210,18 @@ class TestTissueOptionsThatMeasureNothing:
             measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES)
             measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)  # CT: measured
 
+    def test_the_default_ranges_given_as_lists_are_not_a_change(self):
+        """A notebook's ``TissueSettings(adipose_hu=[-190, -30])``, the defaults as a list, was
+        taken for a changed range (a list is never equal to the default tuple): refused where no
+        ROI is a muscle, and said to measure nothing on an MR series."""
+        hu, label = _known_hu()
+        settings = TissueSettings(adipose_hu=[-190, -30], muscle_hu=[-29, 150])  # type: ignore[arg-type]
+        assert (settings.adipose_hu, settings.muscle_hu) == ((-190.0, -30.0), (-29.0, 150.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            measure_areas([label], [_ct_slice(hu)], ["vertebral body", "SMA"], tissue=settings)
+            measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES, tissue=settings)
+
     def test_hu_ranges_without_a_muscle_roi_are_refused(self):
         """``--muscle-hu`` when no ROI is a muscle by name changed nothing, unsaid; refused
         like ``--matrix`` without ``--fov``, naming the ROIs and the flag that would help."""

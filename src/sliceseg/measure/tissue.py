@@ -98,7 +98,9 @@ class TissueSettings:
 
     def __post_init__(self) -> None:
         for name in ("adipose_hu", "muscle_hu"):
-            low, high = getattr(self, name)
+            # a notebook's [-190, -30] is the default (-190.0, -30.0): `_changed` compares them
+            low, high = (float(v) for v in getattr(self, name))
+            object.__setattr__(self, name, (low, high))
             if not low < high:
                 raise ConfigError(
                     f"{_named(name)} must be LOW HIGH with LOW < HIGH, got {low:g} {high:g}; "
