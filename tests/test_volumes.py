@@ -219,6 +219,16 @@ class TestNrrdAndNifti:
         assert "e.g. 1.0000001" in str(raised.value)
         assert "within 0.001 of one (float rounding)" in str(raised.value)
 
+    def test_rounding_noise_above_255_is_not_told_to_become_uint8(self, tmp_path):
+        """A volume may hold values up to 65535: the fix given, ``astype(np.uint8)``, turned
+        300 into 44 (another ROI, or none) without a word."""
+        data = np.zeros((4, 4, 2), np.float64)
+        data[1, 1, 0] = 300.0000001
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "noise.nii")
+        with pytest.raises(LabelError) as raised:
+            read_label_volume(tmp_path / "noise.nii")
+        assert str(raised.value).endswith("save np.rint(label).astype(np.uint16) as the label map.")
+
     def test_2d_nifti_is_one_plane(self, tmp_path):
         nib.save(nib.Nifti1Image(np.ones((5, 4), np.uint8), np.eye(4)), tmp_path / "one.nii")
         assert read_label_volume(tmp_path / "one.nii").shape == (5, 4, 1)

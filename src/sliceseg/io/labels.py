@@ -441,9 +441,10 @@ def whole_numbers(
         shown = ", ".join(np.format_float_positional(v) for v in np.unique(odd)[:3])
         found = f"float values that are not whole numbers ({odd.size} pixels, e.g. {shown})"
         if np.all(np.abs(odd - np.round(odd)) <= _FLOAT_NOISE):
+            dtype = "uint8" if array.max() < 255.5 else "uint16"  # 300 as uint8 is 44
             raise LabelError(
                 f"{path}: {found}, all within {_FLOAT_NOISE:g} of one (float rounding); save "
-                "np.rint(label).astype(np.uint8) as the label map."
+                f"np.rint(label).astype(np.{dtype}) as the label map."
             )
         raise LabelError(
             f"{path}: {found}; expected whole ROI numbers 0..K (was the map resized with "
