@@ -33,6 +33,7 @@ from sliceseg.measure.areas import (
 )
 from sliceseg.measure.summary_rows import (
     PRESENT,
+    SUMMARY_ROWS,
     leave_out_flagged,
     overall_note,
     series_label,
@@ -304,7 +305,7 @@ class _Tables:
             {roi: np.concatenate([a[:, k] for a in self.areas]) for k, roi in enumerate(self.rois)}
         )
         rows = pd.DataFrame(
-            summary_stats(values.to_numpy()), index=["mean", "std", "n"], columns=self.rois
+            summary_stats(values.to_numpy()), index=list(SUMMARY_ROWS), columns=self.rois
         )
         rows.insert(0, "file", [summary_cell(row, PRESENT) for row in rows.index])
         if self.flagged is not None and any(self.flagged):

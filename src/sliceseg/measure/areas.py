@@ -18,6 +18,9 @@ from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.summary_rows import (
+    PRESENT,
+    SAMPLE_STD,
+    SUMMARY_ROWS,
     area_column,
     overall_line,
     overall_note,
@@ -33,8 +36,7 @@ from sliceseg.measure.tissue import (
     series_notes,
 )
 
-_SUMMARY_ROWS = ("mean", "std", "n")  # the overall rows, last in the wide table
-SUMMARY_NOTE = "mean, sample std (n − 1): over the slices with the ROI (area > 0); n: how many"
+SUMMARY_NOTE = f"mean, {SAMPLE_STD}: over the {PRESENT}; n: how many"  # under the printed table
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
 FAMILIARITY_COLUMN = "unlike_training"  # 1 on the slices of a series unlike the training data
 
@@ -48,7 +50,7 @@ def is_summary_row(label: object) -> bool:
         [False, True, True, True]
     """
     words = str(label).split()
-    return bool(words) and words[0] in _SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
+    return bool(words) and words[0] in SUMMARY_ROWS and (len(words) == 1 or words[1] == "series")
 
 
 def is_count_row(label: object) -> bool:
@@ -293,7 +295,7 @@ class AreaTable:
         for column in shown.columns[1:]:
             shown[column] = [_shown(v, label) for label, v in shown[column].items()]
         more = overall_note(shown.loc["mean", "file"]) if "mean" in shown.index else ""
-        shown.loc[[row for row in _SUMMARY_ROWS if row in shown.index], "file"] = ""
+        shown.loc[[row for row in SUMMARY_ROWS if row in shown.index], "file"] = ""
         header = "Cross-sectional area (mm²)" if self.unit == "mm2" else "Area (pixels)"
         note = f"; {overall_line(more)}" if more else ""
         return f"{header}\n{shown.to_string()}\n{SUMMARY_NOTE}{note}"

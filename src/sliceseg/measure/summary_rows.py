@@ -18,6 +18,7 @@ import pandas as pd
 __all__ = [
     "PRESENT",
     "SAMPLE_STD",
+    "SUMMARY_ROWS",
     "area_column",
     "leave_out_flagged",
     "overall_line",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 PRESENT = "slices with the ROI (area > 0)"  # the file cell of the overall summary rows
+SUMMARY_ROWS = ("mean", "std", "n")  # the summary rows of each series and overall, in order
 SAMPLE_STD = "sample std (n − 1)"  # which std the std rows hold (`summary_cell`)
 
 
@@ -156,9 +158,6 @@ def summary_stats(values: np.ndarray) -> np.ndarray:
     return np.vstack([mean, std, n.astype(float)])
 
 
-_ROWS = ("mean", "std", "n")
-
-
 def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataFrame:
     """Index the slice rows "1".."N"; add mean / std / n per series (two or more) and overall.
 
@@ -178,12 +177,12 @@ def with_summary_rows(slices: pd.DataFrame, series: tuple[int, ...]) -> pd.DataF
     for number in groups if len(groups) > 1 else []:
         members = rows_of[number]
         blocks.append(summary_stats(values[members]))
-        names += [series_row(row, number) for row in _ROWS]
+        names += [series_row(row, number) for row in SUMMARY_ROWS]
         span = series_label([str(files[i]) for i in members])
-        labels += [summary_cell(row, span) for row in _ROWS]
+        labels += [summary_cell(row, span) for row in SUMMARY_ROWS]
     blocks.append(summary_stats(values))
-    names += list(_ROWS)
-    labels += [summary_cell(row, PRESENT) for row in _ROWS]
+    names += list(SUMMARY_ROWS)
+    labels += [summary_cell(row, PRESENT) for row in SUMMARY_ROWS]
     wide = pd.DataFrame(np.vstack(blocks), index=names, columns=rois)
     wide.insert(0, "file", pd.Series(labels, index=names, dtype=object))
     return wide
@@ -246,12 +245,12 @@ def leave_out_flagged(
     count = f"{left_out} slice{'s' * (left_out != 1)}"
     if kept:
         numbers = summary_stats(values.iloc[kept].to_numpy(dtype=float))
-        for row, row_numbers in zip(("mean", "std", "n"), numbers, strict=True):
+        for row, row_numbers in zip(SUMMARY_ROWS, numbers, strict=True):
             if row in overall.index:
                 overall.loc[row, list(values.columns)] = row_numbers
         note = f"without {series} series unlike the training data ({count})"
     else:
         note = f"every series is unlike the training data ({count}): over all of them"
-    for row in ("mean", "std", "n"):
+    for row in SUMMARY_ROWS:
         if row in overall.index:
             overall.loc[row, "file"] = f"{overall.loc[row, 'file']}; {note}".lstrip("; ")
