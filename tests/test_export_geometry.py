@@ -49,8 +49,10 @@ def write_series(
     spacing_mm: tuple[float, float] = (0.5, 0.8),
     shape: tuple[int, int] = (48, 64),
     step_header_mm: float = 3.0,
+    tilt_shift_mm: float = 0.0,
 ) -> None:
-    """One file per height along the normal, written in reverse order (never sorted by name)."""
+    """One file per height along the normal, written in reverse order (never sorted by name);
+    slice n lies ``n × tilt_shift_mm`` further along the columns (a CT gantry tilt)."""
     folder.mkdir(parents=True)
     ids = series_ids("geo", seed=1, series_number=1)
     row, column = np.asarray(row_direction, float), np.asarray(column_direction, float)
@@ -65,7 +67,8 @@ def write_series(
             )
         )  # fmt: skip
         ds = pydicom.dcmread(path)
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(origin_mm) + height * normal]
+        position = np.asarray(origin_mm) + height * normal + n * tilt_shift_mm * column
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *column)]
         ds.save_as(path)
 
@@ -223,12 +226,7 @@ def test_slices_a_little_off_their_grid_read_back_from_every_format(tmp_path, he
 def test_the_dicom_seg_of_a_gantry_tilted_series_says_why_it_is_no_training_label(tmp_path):
     """Its frames are stacked 15° from their normal: readable by a viewer, not as a volume;
     the reader called it "truncated or damaged" and sent the user to save it again."""
-    write_series(tmp_path / "in", heights_mm=[0, 5, 10, 15])
-    for path in (tmp_path / "in").iterdir():
-        ds = pydicom.dcmread(path)
-        n = int(ds.InstanceNumber) - 1
-        ds.ImagePositionPatient = [-100.0, -80.0 + n * 1.34, 20.0 + n * 5.0]
-        ds.save_as(path)
+    write_series(tmp_path / "in", heights_mm=[0, 5, 10, 15], tilt_shift_mm=1.34)
     export_marker(tmp_path / "in", tmp_path / "out", 2)
     path = tmp_path / "out" / "geo.seg.dcm"
     with pytest.raises(LabelError) as caught:

@@ -227,12 +227,8 @@ class TestSeriesLabels:
 def tilted_series(folder: Path, *, drift_mm: float, step_mm: float = 5.0) -> list:
     """Four axial slices (0.7 mm pixels) stacked as a CT gantry tilted about x stacks them:
     each ``step_mm`` up along the normal, ``drift_mm`` along +y (posterior)."""
-    write_series(folder, heights_mm=[0.0, step_mm, 2 * step_mm, 3 * step_mm], spacing_mm=(0.7, 0.7))
-    for path in folder.iterdir():
-        ds = pydicom.dcmread(path)
-        n = int(ds.InstanceNumber) - 1
-        ds.ImagePositionPatient = [-100.0, -80.0 + n * drift_mm, 20.0 + n * step_mm]
-        ds.save_as(path)
+    heights = [0.0, step_mm, 2 * step_mm, 3 * step_mm]
+    write_series(folder, heights_mm=heights, spacing_mm=(0.7, 0.7), tilt_shift_mm=drift_mm)
     return sorted(read_series(folder), key=lambda image: image.image_position_mm[2])
 
 
@@ -597,7 +593,6 @@ def write_dicom_seg(
 ) -> None:
     """labels/<subject>.seg.dcm made with highdicom: segment number n is named ``names[n]``."""
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     files = sorted((data / "dicoms" / subject).glob("*.dcm"))
