@@ -250,13 +250,24 @@ def read_series_of(files: list[Path], folder: Path):
     return read_series(folder)
 
 
-def _at_the_detector_sub01(phantom: Path, folder: Path) -> tuple[dict[str, np.ndarray], list]:
-    """sub01 with (0018,1164) ImagerPixelSpacing in place of its PixelSpacing: its labels by
+IMAGER_ORIGIN = (
+    "is from (0018,1164) ImagerPixelSpacing: the detector's, divided by (0018,1114) "
+    "EstimatedRadiographicMagnificationFactor where the file has one"
+)
+
+
+def _at_the_detector_sub01(
+    phantom: Path, folder: Path, magnification: float | None = None
+) -> tuple[dict[str, np.ndarray], list]:
+    """sub01 with (0018,1164) ImagerPixelSpacing in place of its PixelSpacing (and (0018,1114)
+    EstimatedRadiographicMagnificationFactor ``magnification`` where given): its labels by
     file name and its slices (read with the warning that says so)."""
 
     def at_the_detector(ds: pydicom.Dataset, _: int) -> None:
         ds.ImagerPixelSpacing = ds.PixelSpacing
         del ds.PixelSpacing
+        if magnification is not None:
+            ds.EstimatedRadiographicMagnificationFactor = magnification
 
     by_name = edited_sub01(phantom, folder, at_the_detector)
     with pytest.warns(UserWarning, match="ImagerPixelSpacing"):
@@ -416,9 +427,22 @@ class TestSeriesNotes:
         note = result.notes[0]
         assert note == (
             f"sub01: seg not written: {slices[0].source.name} has no PixelSpacing (its spacing "
-            "is (0018,1164) ImagerPixelSpacing, at the detector), which a DICOM-SEG takes from "
-            "its source images; this series' label maps (labels/) hold its predictions."
+            f"{IMAGER_ORIGIN}), which a DICOM-SEG takes from its source images; this series' "
+            "label maps (labels/) hold its predictions."
         )
+
+    def test_a_magnification_taken_out_is_not_called_the_detector_s_spacing(
+        self, phantom, tmp_path
+    ):
+        """The note said "at the detector" of a spacing divided by (0018,1114)
+        EstimatedRadiographicMagnificationFactor: the patient's, as the scanner estimated it."""
+        by_name, slices = _at_the_detector_sub01(phantom, tmp_path / "in", magnification=1.25)
+        result = export_series(
+            tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=["seg"],
+        )  # fmt: skip
+        assert "at the detector" not in result.notes[0]
+        assert f"(its spacing {IMAGER_ORIGIN})" in result.notes[0]
 
     def test_the_writer_names_its_file_and_the_note_takes_only_its_reason(self, phantom, tmp_path):
         """The DICOM-SEG writer built "<path>: DICOM-SEG not written: <why>" and the exports
@@ -428,7 +452,7 @@ class TestSeriesNotes:
         path = tmp_path / "out" / "sub01.seg.dcm"
         with pytest.raises(SegNotWritten) as refused:
             write_dicom_seg(path, slices, labels, NAMES, colours_rgb=[(1, 2, 3)] * len(NAMES))
-        why = f"{slices[0].source.name} has no PixelSpacing (its spacing is (0018,1164)"
+        why = f"{slices[0].source.name} has no PixelSpacing (its spacing {IMAGER_ORIGIN})"
         assert str(refused.value).startswith(f"{path}: DICOM-SEG not written: {why}")
         assert refused.value.reason.startswith(why)
         again = pickle.loads(pickle.dumps(refused.value))  # as a worker process sends it
@@ -475,7 +499,7 @@ class TestSeriesNotes:
         )
         assert result.files == ()
         (note,) = [n for n in result.notes if "DICOM-SEG" in n]
-        assert "has no PixelSpacing (its spacing is (0018,1164) ImagerPixelSpacing" in note
+        assert f"has no PixelSpacing (its spacing {IMAGER_ORIGIN})" in note
         assert note.endswith("this series' label maps (labels/) hold its predictions.")
 
     def test_no_patient_data_in_nifti_and_nrrd(self, phantom, tmp_path):

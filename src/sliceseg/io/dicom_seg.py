@@ -277,7 +277,10 @@ def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
 
 _SPACING_ORIGINS = {
     USER_SPACING_SOURCE: "came from --fov / --matrix",
-    "ImagerPixelSpacing": "is (0018,1164) ImagerPixelSpacing, at the detector",
+    "ImagerPixelSpacing": (  # `pixel_spacing` takes a magnification out where it is given
+        "is from (0018,1164) ImagerPixelSpacing: the detector's, divided by (0018,1114) "
+        "EstimatedRadiographicMagnificationFactor where the file has one"
+    ),
 }
 
 
