@@ -179,7 +179,8 @@ def modality_pixels(ds: Dataset, path: Path, raw: np.ndarray, frame: int) -> tup
 def to_modality_units(
     ds: Dataset, path: Path, raw: np.ndarray, frame: int
 ) -> tuple[np.ndarray, str]:
-    """Return the frame in modality units and which transform gave them (Slice.modality_lut)."""
+    """Return the frame in modality units and which transform gave them (Slice.modality_lut);
+    (0028,0120) PixelPaddingValue pixels take the darkest displayed value of the others."""
     photometric = photometric_interpretation(ds)
     if photometric == "PALETTE COLOR" or raw.ndim == 3:
         rgb = apply_color_lut(raw, ds) if photometric == "PALETTE COLOR" else raw
