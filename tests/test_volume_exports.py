@@ -250,9 +250,10 @@ def read_series_of(files: list[Path], folder: Path):
     return read_series(folder)
 
 
-IMAGER_ORIGIN = (
-    "is from (0018,1164) ImagerPixelSpacing: the detector's, divided by (0018,1114) "
-    "EstimatedRadiographicMagnificationFactor where the file has one"
+IMAGER_ORIGIN = "is (0018,1164) ImagerPixelSpacing, the detector's"
+MAGNIFIED_ORIGIN = (
+    "is (0018,1164) ImagerPixelSpacing divided by (0018,1114) "
+    "EstimatedRadiographicMagnificationFactor, the patient's as the scanner estimated it"
 )
 
 
@@ -441,8 +442,8 @@ class TestSeriesNotes:
             tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
             formats=["seg"],
         )  # fmt: skip
-        assert "at the detector" not in result.notes[0]
-        assert f"(its spacing {IMAGER_ORIGIN})" in result.notes[0]
+        assert "the detector's" not in result.notes[0]
+        assert f"(its spacing {MAGNIFIED_ORIGIN})" in result.notes[0]
 
     def test_the_writer_names_its_file_and_the_note_takes_only_its_reason(self, phantom, tmp_path):
         """The DICOM-SEG writer built "<path>: DICOM-SEG not written: <why>" and the exports

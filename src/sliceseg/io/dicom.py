@@ -32,6 +32,7 @@ from sliceseg.errors import ConfigError, DicomReadError, PairingError
 from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, natural_key, strip_dicom_suffix
 from sliceseg.io.dicom_headers import (
     FILM_SPACING_SOURCE,
+    MAGNIFIED_SPACING_SOURCE,
     MALFORMED_SPACING_SOURCE,
     as_int,
     image_position,
@@ -48,6 +49,7 @@ from sliceseg.user_paths import user_path
 
 __all__ = [
     "FILM_SPACING_SOURCE",
+    "MAGNIFIED_SPACING_SOURCE",
     "USER_SPACING_SOURCE",
     "DicomScan",
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
@@ -78,7 +80,9 @@ class Slice:
             (`sliceseg.io.dicom_pixels`).
         spacing_mm: (row, col) spacing in mm from (0028,0030) PixelSpacing, row first; ``None``
             when the file has no usable spacing.
-        spacing_source: "PixelSpacing", "ImagerPixelSpacing" or "none" as read, or
+        spacing_source: "PixelSpacing", "ImagerPixelSpacing" (the detector's), "ImagerPixelSpacing
+            / EstimatedRadiographicMagnificationFactor" (:data:`MAGNIFIED_SPACING_SOURCE`: the
+            patient's, as the scanner estimated it) or "none" as read, or
             "NominalScannedPixelSpacing" (:data:`FILM_SPACING_SOURCE`: no spacing in mm, only a
             scanned film's, `no_spacing_message`), "PixelSpacing (malformed)"
             (:data:`MALFORMED_SPACING_SOURCE`: there, but not two positive numbers);

@@ -30,6 +30,7 @@ from sliceseg.thread_warnings import recorded
 
 __all__ = [
     "FILM_SPACING_SOURCE",
+    "MAGNIFIED_SPACING_SOURCE",
     "MALFORMED_SPACING_SOURCE",
     "MAX_PIXELS_PER_FILE",
     "NOT_IMAGES",
@@ -53,6 +54,9 @@ __all__ = [
 FILM_SPACING_SOURCE = "NominalScannedPixelSpacing"
 """``Slice.spacing_source`` of a file whose only spacing is (0018,2010) NominalScannedPixelSpacing:
 a scanned film's, which measures the film, not the patient, so the slice has no spacing in mm."""
+MAGNIFIED_SPACING_SOURCE = "ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor"
+"""``Slice.spacing_source`` of a radiograph's detector spacing divided by the magnification the
+scanner estimated at the patient: the patient's, unlike "ImagerPixelSpacing" alone."""
 MALFORMED_SPACING_SOURCE = "PixelSpacing (malformed)"
 """``Slice.spacing_source`` of a file whose (0028,0030) PixelSpacing is there but not two
 positive numbers (and which has no other spacing in mm): the refusal must not say it is absent."""
@@ -254,21 +258,22 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
             return pixel, "PixelSpacing"
     for _, value in present:
         _parse_spacing(value, path, "PixelSpacing")  # tells each malformed one
-    imager = _imager_spacing(ds, path)
+    imager, source = _imager_spacing(ds, path)
     if imager is not None:
-        return imager, "ImagerPixelSpacing"
+        return imager, source
     if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
         return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
     return None, MALFORMED_SPACING_SOURCE if present else "none"
 
 
-def _imager_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
+def _imager_spacing(ds: Dataset, path: Path) -> tuple[tuple[float, float] | None, str]:
     """(0018,1164) ImagerPixelSpacing, at the detector, divided by (0018,1114)
     EstimatedRadiographicMagnificationFactor where there is one (PS3.3 C.8.11.7: the spacing at
-    the patient, as the scanner estimated it); with a ``UserWarning`` either way."""
+    the patient, as the scanner estimated it: :data:`MAGNIFIED_SPACING_SOURCE`); with a
+    ``UserWarning`` either way."""
     imager = _parse_spacing(ds.get("ImagerPixelSpacing"), path, "ImagerPixelSpacing")
     if imager is None:
-        return None
+        return None, "none"
     try:
         factor = float(ds.get("EstimatedRadiographicMagnificationFactor"))
     except (TypeError, ValueError):
@@ -280,7 +285,7 @@ def _imager_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
             UserWarning,
             stacklevel=5,
         )
-        return imager
+        return imager, "ImagerPixelSpacing"
     patient = (imager[0] / factor, imager[1] / factor)
     warnings.warn(
         f"{path}: no (0028,0030) PixelSpacing; using (0018,1164) ImagerPixelSpacing {imager} "
@@ -289,7 +294,7 @@ def _imager_spacing(ds: Dataset, path: Path) -> tuple[float, float] | None:
         UserWarning,
         stacklevel=5,
     )
-    return patient
+    return patient, MAGNIFIED_SPACING_SOURCE
 
 
 def _parse_spacing(value: Any, path: Path, keyword: str) -> tuple[float, float] | None:

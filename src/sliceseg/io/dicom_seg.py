@@ -20,7 +20,7 @@ import numpy as np
 
 from sliceseg._version import __version__
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import MAGNIFIED_SPACING_SOURCE, USER_SPACING_SOURCE, Slice
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
@@ -277,9 +277,10 @@ def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
 
 _SPACING_ORIGINS = {
     USER_SPACING_SOURCE: "came from --fov / --matrix",
-    "ImagerPixelSpacing": (  # `pixel_spacing` takes a magnification out where it is given
-        "is from (0018,1164) ImagerPixelSpacing: the detector's, divided by (0018,1114) "
-        "EstimatedRadiographicMagnificationFactor where the file has one"
+    "ImagerPixelSpacing": "is (0018,1164) ImagerPixelSpacing, the detector's",
+    MAGNIFIED_SPACING_SOURCE: (
+        "is (0018,1164) ImagerPixelSpacing divided by (0018,1114) "
+        "EstimatedRadiographicMagnificationFactor, the patient's as the scanner estimated it"
     ),
 }
 
