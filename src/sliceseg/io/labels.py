@@ -36,6 +36,11 @@ _FLOAT_NOISE = 1e-3  # a float map this close to whole numbers was rounded, not 
 _MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
 # How a message asks for K: check / train take it as a flag, Python callers as an argument.
 NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
+_WHERE_K_IS_SET = (
+    "check / train: --num-labels; measure: one name per ROI in --labels; labels.txt: one name "
+    "per line"
+)
+"""Where each command takes the number of ROIs K from, for a message asking to raise it."""
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -132,8 +137,7 @@ class LabelScheme:
             if not self.is_display_scaled and unknown.min() > self.num_labels:
                 more = (
                     f", or, if the dataset has ROIs up to {unknown.max()}, raise num_labels to "
-                    f"{unknown.max()} (check / train: --num-labels; measure: one name per ROI "
-                    "in --labels; labels.txt: one name per line)"
+                    f"{unknown.max()} ({_WHERE_K_IS_SET})"
                 )
             raise LabelError(
                 f"{source or 'label map'}: values {_short_list(unknown)} in "
@@ -458,8 +462,7 @@ def _check_num_rois(values: list[int], top_roi: int, num_labels: int | None) -> 
         raise LabelError(
             f"label values {_short_list(values)} reach ROI {top_roi}, above num_labels="
             f"{num_labels}; expected values 0..{num_labels}; fix the files holding higher "
-            "values, or raise num_labels (check / train: --num-labels; measure: one name per ROI "
-            "in --labels)."
+            f"values, or raise num_labels ({_WHERE_K_IS_SET})."
         )
     missing = top_roi + 1 - len(values)
     if num_labels is None and 2 * missing > top_roi:
