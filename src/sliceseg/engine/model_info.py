@@ -16,7 +16,7 @@ from typing import Any
 from sliceseg.engine.predictor import model_preparation
 from sliceseg.errors import BundleError
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
-from sliceseg.measure.profile_damage import damaged_checks
+from sliceseg.measure.profile_damage import damage_in_words, damaged_checks
 from sliceseg.model_space.intensity import PER_SLICE
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
@@ -216,10 +216,10 @@ def _damage_text(familiarity: dict[str, Any]) -> str:
         return " (unreadable: predict refuses the file; retrain or restore it)"
     if not damaged:
         return ""
-    fields = ", ".join(name for names in damaged.values() for name in names)
+    fields, checks = damage_in_words(damaged)
     return (
         f" (damaged: NaN or infinite numbers in {fields}, so predict runs without the "
-        f"{' and the '.join(damaged)}; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
+        f"{checks}; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it)"
     )
 
 

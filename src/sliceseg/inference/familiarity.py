@@ -33,7 +33,7 @@ from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
 from sliceseg.measure.modality import is_ct_only, modality_reason
-from sliceseg.measure.profile_damage import damaged_checks, without_checks
+from sliceseg.measure.profile_damage import damage_in_words, damaged_checks, without_checks
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel
@@ -221,8 +221,7 @@ def damaged_profile_note(bundle: Bundle, damaged: dict[str, list[str]]) -> str:
         >>> damaged_profile_note(bundle, {"field-of-view check": ["edge_slice_threshold"]})[-60:]
         "the other checks run; 'sliceseg reprofile MODEL TRAIN_DIR' rebuilds it."
     """
-    fields = ", ".join(name for names in damaged.values() for name in names)
-    checks = " and the ".join(damaged)
+    fields, checks = damage_in_words(damaged)
     return (
         f"{bundle.source or 'the model file'}: its training data profile is damaged (NaN or "
         f"infinite numbers in {fields}): the {checks} {'is' if len(damaged) == 1 else 'are'} "

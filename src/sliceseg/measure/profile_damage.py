@@ -21,7 +21,7 @@ import numpy as np
 
 from sliceseg.measure.familiarity import TrainingProfile
 
-__all__ = ["CHECK_FIELDS", "damaged_checks", "without_checks"]
+__all__ = ["CHECK_FIELDS", "damage_in_words", "damaged_checks", "without_checks"]
 
 CHECK_FIELDS: dict[str, tuple[str, ...]] = {
     "deepest-features check": ("feature_mean", "feature_precision", "feature_threshold"),
@@ -61,6 +61,17 @@ def damaged_checks(profile: TrainingProfile) -> dict[str, list[str]]:
         if bad:
             found[check] = bad
     return found
+
+
+def damage_in_words(damaged: dict[str, list[str]]) -> tuple[str, str]:
+    """The damaged fields and the checks they switch off, as a message names them.
+
+    Example:
+        >>> damage_in_words({"field-of-view check": ["edge_slice_threshold"]})
+        ('edge_slice_threshold', 'field-of-view check')
+    """
+    fields = ", ".join(name for names in damaged.values() for name in names)
+    return fields, " and the ".join(damaged)
 
 
 def without_checks(profile: TrainingProfile, checks: Iterable[str]) -> TrainingProfile:
