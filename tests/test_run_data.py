@@ -10,8 +10,8 @@ import pydicom
 
 from conftest import add_pair, square_label, tiny_config
 from sliceseg.cli import main
-from sliceseg.dataset.check import Problem
 from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.split import split_by_patient
 from sliceseg.model_space.intensity import PER_SLICE_NAME

@@ -15,19 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.dataset.binary_masks import binary_mask_problems
-from sliceseg.dataset.check import (
-    NOT_TRAINED_ON,
-    CheckReport,
-    Problem,
-    consistency_problems,
-    find_roi_names,
-    pairing_problems,
-    roi_stats,
-    scheme_problems,
-    shape_mismatch,
-    spacing_problems,
-    warning_problems,
-)
+from sliceseg.dataset.check import CheckReport, find_roi_names, roi_stats
 from sliceseg.dataset.laterality import mirrored_side_problems
 from sliceseg.dataset.pairing import (
     DataSource,
@@ -37,6 +25,16 @@ from sliceseg.dataset.pairing import (
     frame_map_names,
     pair_files,
     slice_key,
+)
+from sliceseg.dataset.problems import (
+    NOT_TRAINED_ON,
+    Problem,
+    consistency_problems,
+    pairing_problems,
+    scheme_problems,
+    shape_mismatch,
+    spacing_problems,
+    warning_problems,
 )
 from sliceseg.dataset.volume_labels import (
     VolumeLabels,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.check import Problem
 from sliceseg.dataset.pairing import (
     UNLABELLED_CHOICES,
     Pair,
@@ -27,6 +26,7 @@ from sliceseg.dataset.pairing import (
     duplicate_message,
     slice_key,
 )
+from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.segment_names import SegmentMapping, harmonise_segments, relabel
 from sliceseg.dataset.volume_pairing import (
     VolumePair,
