@@ -142,7 +142,8 @@ def network_rate(
     """
     import torch
 
-    from sliceseg.engine.predictor import Engine, spaced_window_probabilities
+    from sliceseg.engine.predictor import Engine
+    from sliceseg.engine.probabilities import spaced_window_probabilities
     from sliceseg.io.dicom import read_series
     from sliceseg.model_space.batches import slices_to_spacing
     from sliceseg.models.bundle import load_bundle
