@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from sliceseg.dataset.pairing import DataSource, Pairing, Sample, refuse_repeated_names
+from sliceseg.dataset.pairing import Pairing, Sample
 from sliceseg.dataset.problems import Problem, reworded
+from sliceseg.dataset.source import DataSource, refuse_repeated_names
 from sliceseg.errors import ConfigError
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2

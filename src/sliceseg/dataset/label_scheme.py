@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.problems import Problem
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import LabelError
 from sliceseg.io.labels import LabelScheme, RawLabel, infer_label_scheme
 from sliceseg.io.lossy_labels import dominant_values

@@ -18,15 +18,7 @@ from sliceseg.dataset.binary_masks import binary_mask_problems
 from sliceseg.dataset.check import CheckReport, find_roi_names, roi_stats
 from sliceseg.dataset.label_scheme import given_scheme, infer_scheme
 from sliceseg.dataset.laterality import mirrored_side_problems
-from sliceseg.dataset.pairing import (
-    DataSource,
-    Pair,
-    Pairing,
-    Sample,
-    frame_map_names,
-    pair_files,
-    slice_key,
-)
+from sliceseg.dataset.pairing import Pair, Pairing, Sample, frame_map_names, pair_files, slice_key
 from sliceseg.dataset.problems import (
     NOT_TRAINED_ON,
     Problem,
@@ -37,6 +29,7 @@ from sliceseg.dataset.problems import (
     spacing_problems,
     warning_problems,
 )
+from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import (
     VolumeLabels,
     load_volume_labels,
