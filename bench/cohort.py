@@ -142,7 +142,8 @@ def network_rate(
     """
     import torch
 
-    from sliceseg.engine.predictor import Engine, spaced_window_probabilities
+    from sliceseg.engine.predictor import Engine
+    from sliceseg.engine.probabilities import spaced_window_probabilities
     from sliceseg.io.dicom import read_series
     from sliceseg.model_space.batches import slices_to_spacing
     from sliceseg.models.bundle import load_bundle
@@ -215,12 +216,14 @@ class Bench:
 
 
 LEAN = ("--visuals", "none", "--export", "none")
+_ENGINE = "engine: network, native grid, argmax, confidence"
 STAGES = {  # (module, attribute) → stage name; summed over every call in any thread
     ("sliceseg.inference.cohort", "plan_cohort"): "plan from headers",
     ("sliceseg.inference.cohort", "decode_series"): "decode (read pixels, order)",
     ("sliceseg.inference.cohort_decode", "decode_series"): "decode (read pixels, order)",
     ("sliceseg.engine.predictor", "slices_to_spacing"): "network input (resample, normalise)",
-    ("sliceseg.inference.cohort", "_label"): "engine: network, native grid, argmax, confidence",
+    ("sliceseg.inference.cohort", "_label"): _ENGINE,  # before cohort_network.py
+    ("sliceseg.inference.cohort_network", "_label"): _ENGINE,
     ("sliceseg.engine.predictor", "spaced_probabilities"): "  of which the network",
     ("sliceseg.engine.predictor", "probabilities_to_native"): "  of which back to the native grid",
     ("sliceseg.engine.predictor", "finish_label"): "  of which argmax + post-processing",

@@ -328,7 +328,7 @@ def _options(parser, command: str = "") -> dict[tuple[str, str], object]:
 
 def _library_choices() -> dict[str, tuple[str, ...]]:
     """The library's own lists, which the CLI copies so that ``--help`` stays free of torch."""
-    from sliceseg.dataset.pairing import UNLABELLED_CHOICES
+    from sliceseg.dataset.source import UNLABELLED_CHOICES
     from sliceseg.dataset.split import SPLIT_CHOICES
     from sliceseg.inference.cohort_series import VISUALS
     from sliceseg.model_space.intensity import NORMALISATION_CHOICES

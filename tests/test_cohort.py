@@ -24,7 +24,7 @@ import pytest
 from conftest import full_disk_on_write
 from sliceseg.cli import main
 from sliceseg.errors import ConfigError, SlicesegError
-from sliceseg.inference import cohort, cohort_decode, cohort_series, merge
+from sliceseg.inference import cohort, cohort_decode, cohort_network, cohort_series, merge
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
 from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir, series_dir
 from sliceseg.inference.shards import Shard
@@ -938,12 +938,12 @@ def test_predict_scores_with_the_model_s_always_present_rois(
 
     given: list[object] = []
 
-    class Recording(cohort.ConfidenceCollector):
+    class Recording(cohort_network.ConfidenceCollector):
         def __init__(self, always_present=None):
             given.append(always_present)
             super().__init__(always_present)
 
-    monkeypatch.setattr(cohort, "ConfidenceCollector", Recording)
+    monkeypatch.setattr(cohort_network, "ConfidenceCollector", Recording)
     predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
     expected = always_present_rois(load_bundle(tiny_model))
     assert expected is not None and given

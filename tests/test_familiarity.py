@@ -802,7 +802,7 @@ def test_a_study_of_one_odd_series_keeps_its_overall_rows(
 
 
 def test_slice_features_keep_only_slices_run_as_the_separate_look_runs_them():
-    from sliceseg.engine.predictor import slice_features
+    from sliceseg.engine.probabilities import slice_features
 
     images = [
         torch.zeros(1, 50, 70),  # padded to (64, 80) = the window: the separate look's input

@@ -13,7 +13,7 @@ import torch
 
 from recording_network import Recorder
 from sliceseg.augment.transforms import AugmentationDraw, affine_matrices, apply_augmentation
-from sliceseg.engine.predictor import network_probabilities
+from sliceseg.engine.probabilities import network_probabilities
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset, extract_crop
 from sliceseg.model_space.padding import background, padded_by

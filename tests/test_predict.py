@@ -147,7 +147,7 @@ class TestPasses:
         engine's `spaced_window_probabilities`: a slice there must get the probabilities it
         gets alone (as predict's passes of one shape give it), not those of a window padded
         to the largest slice of the set."""
-        from sliceseg.engine.predictor import spaced_window_probabilities
+        from sliceseg.engine.probabilities import spaced_window_probabilities
 
         generator = torch.Generator().manual_seed(0)
         small = torch.randn((1, 112, 96), generator=generator)
@@ -181,7 +181,7 @@ class TestTestTimeAugmentation:
     pixels on a window of any shape, padded with the image's minimum (its background)."""
 
     def views(self, rows: int, cols: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        from sliceseg.engine.predictor import network_probabilities
+        from sliceseg.engine.probabilities import network_probabilities
 
         centre_r, centre_c = (
             torch.arange(n, dtype=torch.float32) - (n - 1) / 2 for n in (rows, cols)

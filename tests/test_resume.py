@@ -384,8 +384,8 @@ class TestRestoreOnEveryRank:
     def restored(rank: int, state: TrainingState):
         from types import SimpleNamespace
 
+        from sliceseg.training.checkpoints import restore
         from sliceseg.training.distributed import DistributedContext
-        from sliceseg.training.session import restore
 
         model = torch.nn.Linear(2, 2)
         session = SimpleNamespace(
@@ -512,9 +512,9 @@ def test_a_sigterm_just_after_a_checkpoint_is_written_names_that_checkpoint(
     the line sent the resume to sliceseg_1.pt ("the epochs after it are lost") beside a
     whole sliceseg_2.pt, and that resume abandoned epoch 2."""
     from sliceseg.cli.exits import Terminated, sigterm_as_interrupt
-    from sliceseg.training import session
+    from sliceseg.training import checkpoints
 
-    real = session.save_bundle
+    real = checkpoints.save_bundle
 
     def save_then_sigterm(path, *args, **kwargs):
         saved = real(path, *args, **kwargs)
@@ -522,7 +522,7 @@ def test_a_sigterm_just_after_a_checkpoint_is_written_names_that_checkpoint(
             signal.raise_signal(signal.SIGTERM)
         return saved
 
-    monkeypatch.setattr(session, "save_bundle", save_then_sigterm)
+    monkeypatch.setattr(checkpoints, "save_bundle", save_then_sigterm)
     out = tmp_path / "m"
     lines: list[str] = []
     config = tiny_config(tiny_phantom / "train", out, epochs=3, print_checkpoint=3)

@@ -10,9 +10,9 @@ import pydicom
 
 from conftest import add_pair, square_label, tiny_config
 from sliceseg.cli import main
-from sliceseg.dataset.check import Problem
-from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.samples import check_dataset, load_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import split_by_patient
 from sliceseg.model_space.intensity import PER_SLICE_NAME
 from sliceseg.training.run_data import SHOWN_WARNINGS, check_warning_lines, load_training_data

@@ -7,9 +7,10 @@ import pytest
 
 import sliceseg
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
-from sliceseg.dataset.check import NOT_TRAINED_ON, CheckReport
-from sliceseg.dataset.pairing import DataSource
+from sliceseg.dataset.check import CheckReport
+from sliceseg.dataset.problems import NOT_TRAINED_ON
 from sliceseg.dataset.samples import check_dataset, load_samples, load_usable_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError, LabelError, PairingError
 
 

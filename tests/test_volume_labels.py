@@ -15,8 +15,8 @@ import pytest
 import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
-from sliceseg.dataset.pairing import DataSource
 from sliceseg.dataset.samples import check_dataset, load_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
 from sliceseg.dataset.volume_pairing import find_label_volumes, pair_volumes
 from sliceseg.errors import ConfigError, LabelError, PairingError

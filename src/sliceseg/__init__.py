@@ -21,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "SlicesegError": "sliceseg.errors",
     "read_series": "sliceseg.io.dicom",
     "read_slices": "sliceseg.io.dicom",
-    "DataSource": "sliceseg.dataset.pairing",
+    "DataSource": "sliceseg.dataset.source",
     "check_dataset": "sliceseg.dataset.samples",
     "load_samples": "sliceseg.dataset.samples",
     "generate_phantom": "sliceseg.phantom.generate",

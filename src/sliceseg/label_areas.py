@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sliceseg.dataset.check import count_left_out
-from sliceseg.dataset.pairing import DataSource, Sample
+from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import order_slices
 from sliceseg.io.files import output_run

@@ -275,8 +275,8 @@ def user_settings(args: argparse.Namespace, *, leave_out: Sequence[str] = ()) ->
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from sliceseg.dataset.pairing import DataSource
     from sliceseg.dataset.samples import check_dataset
+    from sliceseg.dataset.source import DataSource
 
     source = DataSource.from_dirs(
         args.data_dir,

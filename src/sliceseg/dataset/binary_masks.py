@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.check import Problem
 from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.problems import Problem
 from sliceseg.measure.areas import area_mm2
 
 __all__ = ["MASK_FACTOR", "binary_mask_problems"]

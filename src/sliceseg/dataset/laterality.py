@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.check import Problem
 from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.problems import Problem
 from sliceseg.measure.plausibility import sided_pairs_from_names
 
 __all__ = ["mirrored_side_problems", "side_pairs"]

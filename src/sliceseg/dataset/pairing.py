@@ -1,4 +1,4 @@
-"""Where a labelled dataset lives (`DataSource`), how its DICOMs pair with label maps, slice keys.
+"""How a labelled dataset's DICOMs pair with its label maps, and the slice keys they pair by.
 
 Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix, so
 ``dicoms/p01/slice_1.dcm`` pairs with ``labels/p01/slice_1.png``. A slice is named everywhere
@@ -16,24 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.errors import ConfigError, PairingError
+from sliceseg.errors import PairingError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_files import (
     SkippedFile,
     find_dicom_files,
     natural_key,
-    not_a_folder,
     strip_dicom_suffix,
     visible_files,
 )
 from sliceseg.io.dicom_seg import is_dicom_seg
 from sliceseg.io.identity import slice_key
-from sliceseg.io.labels import LABEL_SUFFIXES, parse_roi_names
+from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.volumes import is_volume_name
-from sliceseg.user_paths import user_path
 
 __all__ = [
-    "DataSource",
     "Pair",
     "Pairing",
     "Sample",
@@ -44,168 +41,8 @@ __all__ = [
     "label_key",
     "near_misses",
     "pair_files",
-    "refuse_repeated_names",
     "slice_key",
 ]
-
-UNLABELLED_CHOICES = ("skip", "background")
-"""What to do with slices a label volume leaves empty: leave them out, or train on them as
-background (``--unlabelled-slices``)."""
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A labelled dataset: its DICOM and label folders and what the user said about its ROIs.
-
-    Build it with `DataSource.from_dirs`, which fills in the default folders and checks that
-    they exist.
-
-    Attributes:
-        images_dir: folder of DICOM files (nested patient folders allowed).
-        labels_dir: folder of label maps mirroring ``images_dir``.
-        data_dir: the folder holding both by default (``dicoms/``, ``labels/``, ``labels.txt``);
-            None when both folders were given on their own.
-        num_labels: K, the number of ROIs, when known (checked against the data).
-        roi_names: names of ROIs 1..K when given; otherwise ``labels.txt`` or "ROI k".
-        unlabelled_slices: slices a label volume leaves empty: "skip" (default) or
-            "background".
-        label_values: the stored value of each ROI 0..K, 0 first, when known (a model's
-            ``label_values``, for evaluation): the label scheme is then taken as given, never
-            inferred from the files, and a value outside it is an error naming the file.
-
-    Raises:
-        ConfigError: ``num_labels`` < 1, as many ROI names as ``num_labels`` were not given, or
-            ``unlabelled_slices`` is not "skip" or "background".
-    """
-
-    images_dir: Path
-    labels_dir: Path
-    data_dir: Path | None = None
-    num_labels: int | None = None
-    roi_names: tuple[str, ...] | None = None
-    unlabelled_slices: str = "skip"
-    label_values: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "images_dir", user_path(self.images_dir))
-        if self.label_values is not None:
-            object.__setattr__(self, "label_values", tuple(int(v) for v in self.label_values))
-        object.__setattr__(self, "labels_dir", user_path(self.labels_dir))
-        if self.data_dir is not None:
-            object.__setattr__(self, "data_dir", user_path(self.data_dir))
-        if self.roi_names is not None:
-            object.__setattr__(self, "roi_names", parse_roi_names(self.roi_names))
-        if self.num_labels is not None and (
-            isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
-        ):
-            raise ConfigError(f"num_labels={self.num_labels!r}: expected a whole number ≥ 1.")
-        if self.num_labels is not None and self.num_labels < 1:
-            raise ConfigError(f"num_labels={self.num_labels}: expected at least 1 ROI.")
-        if self.unlabelled_slices not in UNLABELLED_CHOICES:
-            raise ConfigError(
-                f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
-                f"{', '.join(UNLABELLED_CHOICES)}."
-            )
-        names = self.roi_names
-        if names is not None:
-            refuse_repeated_names(names, source="roi_names")
-        if names is not None and self.num_labels is not None and len(names) != self.num_labels:
-            raise ConfigError(
-                f"roi_names: {len(names)} ROI names but num_labels={self.num_labels}; give one "
-                "name per ROI 1..K."
-            )
-
-    @property
-    def check_command(self) -> str:
-        """The `sliceseg check` command line that reports on this dataset in full."""
-        if self.data_dir:
-            return f"sliceseg check {self.data_dir}"
-        return f"sliceseg check --images {self.images_dir} --labels {self.labels_dir}"
-
-    @classmethod
-    def from_dirs(
-        cls,
-        data_dir: Path | str | None = None,
-        *,
-        images_dir: Path | str | None = None,
-        labels_dir: Path | str | None = None,
-        num_labels: int | None = None,
-        roi_names: str | Sequence[str] | None = None,
-        unlabelled_slices: str = "skip",
-    ) -> DataSource:
-        """Resolve the folders (default ``DATA_DIR/dicoms`` and ``DATA_DIR/labels``); check them.
-
-        Args:
-            data_dir: the folder holding ``dicoms/`` and ``labels/``; may be None when both
-                ``images_dir`` and ``labels_dir`` are given.
-            images_dir: overrides ``DATA_DIR/dicoms``.
-            labels_dir: overrides ``DATA_DIR/labels``.
-            num_labels: K, the number of ROIs, when known.
-            roi_names: names of ROIs 1..K.
-            unlabelled_slices: "skip" or "background" (see the class).
-
-        Returns:
-            The `DataSource`.
-
-        Raises:
-            ConfigError: neither ``data_dir`` nor both overrides are given; a bad ``num_labels``
-                or ``roi_names`` (see the class).
-            PairingError: a folder does not exist (the message lists the folders that do).
-
-        Example:
-            >>> DataSource.from_dirs("data/train").images_dir
-            PosixPath('data/train/dicoms')
-        """
-        if data_dir is None and (images_dir is None or labels_dir is None):
-            raise ConfigError(
-                "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both images_dir "
-                "and labels_dir."
-            )
-        root = user_path(data_dir) if data_dir is not None else Path(".")
-        images = user_path(images_dir) if images_dir is not None else root / "dicoms"
-        labels = user_path(labels_dir) if labels_dir is not None else root / "labels"
-        source = cls(
-            images_dir=images,
-            labels_dir=labels,
-            data_dir=user_path(data_dir) if data_dir is not None else None,
-            num_labels=num_labels,
-            roi_names=parse_roi_names(roi_names) if roi_names is not None else None,
-            unlabelled_slices=unlabelled_slices,
-        )
-        for folder, role, given in (
-            (images, "DICOM", images_dir is not None),
-            (labels, "label", labels_dir is not None),
-        ):
-            if not folder.is_dir():
-                _raise_missing(folder, role, is_given=given)
-        return source
-
-
-def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:
-    """Refuse ROI names given twice: each ROI is a column of the area tables, found by its name,
-    so two ROIs of one name would both show one ROI's areas.
-
-    Args:
-        names: the names of ROIs 1..K.
-        source: where they came from (``labels.txt``'s path, ``roi_names``, ``--labels``).
-
-    Raises:
-        ConfigError: a name is given more than once (names the ROIs sharing it and the fix).
-
-    Example:
-        >>> refuse_repeated_names(["psoas", "disc"], source="labels.txt")
-    """
-    rois: dict[str, list[int]] = defaultdict(list)
-    for roi, name in enumerate(names, 1):
-        rois[name].append(roi)
-    repeated = [
-        f"'{name}' (ROIs {', '.join(map(str, r))})" for name, r in rois.items() if len(r) > 1
-    ]
-    if repeated:
-        raise ConfigError(
-            f"{source}: ROI name {'; '.join(repeated)} given more than once; expected a name of "
-            "its own for each ROI 1..K (the area tables have one column per name); rename one."
-        )
 
 
 @dataclass(frozen=True)
@@ -474,24 +311,3 @@ def label_key(path: Path, root: Path) -> str:
         'p01/s1'
     """
     return path.parent.relative_to(root).joinpath(path.stem).as_posix()
-
-
-def _raise_missing(folder: Path, role: str, *, is_given: bool) -> None:
-    """Refuse a missing folder; one given itself (``measure``'s LABELS_DIR, ``--images``) gets
-    no DATA_DIR layout hint, whose flags another command may not have."""
-    parent = folder.parent
-    if folder.is_file() or (not is_given and parent.is_file()):  # a file given for a folder
-        file = folder if folder.is_file() else parent
-        holds = f"the {role} files" if file is folder else "dicoms/ and labels/ (DATA_DIR)"
-        raise not_a_folder(file, holds)
-    found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    fix = (
-        "check the path"
-        if is_given
-        else "expected DATA_DIR/dicoms/ and DATA_DIR/labels/, or pass images_dir / labels_dir "
-        "(--images / --labels)"
-    )
-    raise PairingError(
-        f"{folder}: {role} folder does not exist (folders in {parent}: "
-        f"{', '.join(found) or 'none'}); {fix}."
-    )

@@ -15,29 +15,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.dataset.binary_masks import binary_mask_problems
-from sliceseg.dataset.check import (
+from sliceseg.dataset.check import CheckReport, find_roi_names, roi_stats
+from sliceseg.dataset.label_scheme import given_scheme, infer_scheme
+from sliceseg.dataset.laterality import mirrored_side_problems
+from sliceseg.dataset.pairing import Pair, Pairing, Sample, frame_map_names, pair_files, slice_key
+from sliceseg.dataset.problems import (
     NOT_TRAINED_ON,
-    CheckReport,
     Problem,
     consistency_problems,
-    find_roi_names,
     pairing_problems,
-    roi_stats,
     scheme_problems,
     shape_mismatch,
     spacing_problems,
     warning_problems,
 )
-from sliceseg.dataset.laterality import mirrored_side_problems
-from sliceseg.dataset.pairing import (
-    DataSource,
-    Pair,
-    Pairing,
-    Sample,
-    frame_map_names,
-    pair_files,
-    slice_key,
-)
+from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import (
     VolumeLabels,
     load_volume_labels,
@@ -51,12 +43,11 @@ from sliceseg.io.labels import (
     LABEL_SUFFIXES,
     LabelScheme,
     RawLabel,
-    infer_label_scheme,
     read_label_file,
 )
-from sliceseg.io.lossy_labels import dominant_values, snap_lossy
+from sliceseg.io.lossy_labels import snap_lossy
 from sliceseg.progress_bars import shows_progress
-from sliceseg.thread_warnings import recorded, silenced
+from sliceseg.thread_warnings import recorded
 
 __all__ = ["check_dataset", "load_samples"]
 
@@ -156,15 +147,11 @@ def _read_dataset(
     """Pair, read and check; ``leave_out``: a damaged or unfit label volume is an error line
     (its series left out), not a LabelError."""
     names, names_source = _given_names(source)
-    num_labels = source.num_labels
     per_slice = pair_files(source.images_dir, source.labels_dir)
     with recorded() as caught:  # the readers' warnings: a NIfTI's sform and qform disagreeing too
         volumes = _read_volumes(source, per_slice, names, names_source, leave_out=leave_out)
-        if names is None and volumes.names_by_value:
-            names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
-            names_source = "the segment names of the label volumes"
-        expected_k = num_labels if num_labels is not None else (len(names) if names else None)
-        expected_k = len(source.label_values) - 1 if source.label_values else expected_k
+        names, names_source = _with_segment_names(names, names_source, volumes)
+        expected_k = _fixed_k(source, names)
         pairing = merge_pairing(per_slice, volumes)
         problems = volumes.unfit + pairing_problems(pairing, source.images_dir, source.labels_dir)
         problems += volume_problems(per_slice, volumes, source.unlabelled_slices)
@@ -173,9 +160,10 @@ def _read_dataset(
         loaded = _load_pairs(slice_pairs, problems, progress=progress) + _volume_items(volumes)
         problems += _unlabelled_frames(slice_pairs, loaded, source.images_dir)
         note = ""
-        if names and num_labels is None:
+        if names and source.num_labels is None:
             note = f" (K = {len(names)} ROI names in {names_source})"
-        scheme = _given_scheme(source) or _infer_scheme(loaded, expected_k, problems, note=note)
+        raws = [item.raw for item in loaded]
+        scheme = given_scheme(source) or infer_scheme(raws, expected_k, problems, note=note)
     problems += warning_problems(caught)
     samples, label_files, value_files, class_sets = (
         _normalise(loaded, scheme, problems, images_dir=source.images_dir)
@@ -214,6 +202,26 @@ def _given_names(source: DataSource) -> tuple[list[str] | None, str]:
             "per ROI 1..K."
         )
     return names, names_source
+
+
+def _with_segment_names(
+    names: list[str] | None, names_source: str, volumes: VolumeLabels
+) -> tuple[list[str] | None, str]:
+    """The given names (and where from), else the label volumes' segment names by value."""
+    if names is None and volumes.names_by_value:
+        names = [volumes.names_by_value[v] for v in sorted(volumes.names_by_value)]
+        names_source = "the segment names of the label volumes"
+    return names, names_source
+
+
+def _fixed_k(source: DataSource, names: list[str] | None) -> int | None:
+    """K as the caller fixes it: a model's label values, ``num_labels``, else the names' count;
+    None to infer it from the label files."""
+    if source.label_values:
+        return len(source.label_values) - 1
+    if source.num_labels is not None:
+        return source.num_labels
+    return len(names) if names else None
 
 
 def _final_names(names: list[str] | None, k: int) -> tuple[str, ...]:
@@ -403,71 +411,6 @@ def _unlabelled_frames(pairs: list[Pair], loaded: list[_Loaded], images_dir: Pat
         f"frame ({NOT_TRAINED_ON})"
     )
     return [Problem("warning", "unmatched_image", message, tuple(images_dir / k for k in keys))]
-
-
-def _given_scheme(source: DataSource) -> LabelScheme | None:
-    """The scheme the caller knows (a model's label values), taken as it is; None to infer."""
-    values = source.label_values
-    if not values:
-        return None
-    return LabelScheme(values, is_display_scaled=values != tuple(range(len(values))))
-
-
-def _infer_scheme(
-    loaded: list[_Loaded], num_labels: int | None, problems: list[Problem], *, note: str
-) -> LabelScheme | None:
-    lossless = [item.raw for item in loaded if not item.raw.is_lossy]
-    raws = lossless or [item.raw for item in loaded]
-    if not raws:
-        return None
-    sets = [
-        set(np.unique(r.values).tolist()) if not r.is_lossy else dominant_values(r.values)
-        for r in raws
-    ]
-    if not lossless:
-        message = (
-            "no lossless (PNG/NPY/TIFF) label map: the label values were guessed from the JPEG "
-            "files; save labels as PNG or NPY, or pass num_labels."
-        )
-        problems.append(Problem("warning", "lossy_only", message, tuple(r.source for r in raws)))
-    try:
-        with silenced():
-            return infer_label_scheme(sets, num_labels=num_labels)
-    except LabelError as exc:
-        # A few files with stray values must not hide the rest of the report: infer the scheme
-        # from the files without them; those files then fail one by one in _normalise.
-        common = _scheme_without_rare_values(sets, num_labels)
-        if common is not None:
-            return common
-        by_value: dict[int, list[Path]] = defaultdict(list)
-        for raw, values in zip(raws, sets, strict=True):
-            for v in values:
-                by_value[v].append(raw.source)
-        detail = "; ".join(f"{v}: {_count_or_names(p)}" for v, p in sorted(by_value.items()))
-        message = f"{exc}{note} Files per value: {detail}."
-        problems.append(Problem("error", "label_scheme", message))
-        return None
-
-
-def _scheme_without_rare_values(sets: list[set[int]], num_labels: int | None) -> LabelScheme | None:
-    counts: dict[int, int] = defaultdict(int)
-    for values in sets:
-        for v in values:
-            counts[v] += 1
-    rare = {v for v, n in counts.items() if n <= max(1, len(sets) // 10)}
-    kept = [values for values in sets if not values & rare]
-    if not rare or not kept:
-        return None
-    try:
-        with silenced():
-            return infer_label_scheme(kept, num_labels=num_labels)
-    except LabelError:
-        return None
-
-
-def _count_or_names(paths: list[Path]) -> str:
-    names = [f"{p.parent.name}/{p.name}" for p in paths]
-    return ", ".join(names) if len(paths) <= 3 else f"{len(paths)} files"
 
 
 def _normalise(

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.check import Problem
+from sliceseg.dataset.problems import Problem
 from sliceseg.errors import LabelError
 from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.label_volume import LabelVolume

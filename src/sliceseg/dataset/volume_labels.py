@@ -19,15 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.check import Problem
-from sliceseg.dataset.pairing import (
-    UNLABELLED_CHOICES,
-    Pair,
-    Pairing,
-    duplicate_message,
-    slice_key,
-)
+from sliceseg.dataset.pairing import Pair, Pairing, duplicate_message, slice_key
+from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.segment_names import SegmentMapping, harmonise_segments, relabel
+from sliceseg.dataset.source import UNLABELLED_CHOICES
 from sliceseg.dataset.volume_pairing import (
     VolumePair,
     VolumePairing,

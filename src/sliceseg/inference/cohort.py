@@ -21,10 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from sliceseg.engine.predictor import Engine, PredictOptions, spaced_subset
+from sliceseg.engine.predictor import PredictOptions
 from sliceseg.errors import SlicesegError
 from sliceseg.inference.attempts import RunAttempts, series_to_do
 from sliceseg.inference.cohort_decode import (
@@ -33,6 +30,7 @@ from sliceseg.inference.cohort_decode import (
     default_workers,
     describe_workers,
 )
+from sliceseg.inference.cohort_network import Fail, bound_predict, cohort_engine
 from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
@@ -41,8 +39,6 @@ from sliceseg.inference.cohort_series import (
     series_context,
     write_series,
 )
-from sliceseg.inference.confidence import ConfidenceCollector
-from sliceseg.inference.familiarity import always_present_rois
 from sliceseg.inference.merge import MergeResult, merge_cohort
 from sliceseg.inference.records import (
     RunRecord,
@@ -59,9 +55,8 @@ from sliceseg.io.files import disk_full, file_sha256
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
-from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle, as_bundle
-from sliceseg.system import rank_threads, select_device
+from sliceseg.system import select_device
 from sliceseg.user_paths import user_path
 
 __all__ = [
@@ -77,7 +72,6 @@ _WRITE_THREADS = 2  # series written at once; the queue of finished series waits
 _MAX_LINES = 20  # warnings and notes a run keeps per series for its printout
 _BATCH_SLICES = 4  # × --batch-size: slices gathered over series, so each size fills its passes
 _Unread = dict[str, list[SkippedFile]]  # series of which no file could be read: their files
-_Fail = Callable[[PlannedSeries, Exception], None]  # records a failed series (`_fail`)
 
 
 @dataclass(frozen=True)
@@ -294,12 +288,12 @@ def _stream(
     unreadable: _Unread = {}
     if not todo:
         return finished, failed, unreadable
-    engine = _engine(bundle, options.predict.device, tta=record.settings.tta)
+    engine = cohort_engine(bundle, options.predict.device, tta=record.settings.tta)
     writing: deque[tuple[PlannedSeries, futures.Future[Any]]] = deque()
     context = series_context(attempts.out, plan, record, bundle, log)
     batch: list[DecodedSeries] = []
     fail = functools.partial(_fail, attempts=attempts, failed=failed, log=log)
-    predict = _bound_predict(engine, options.predict.batch_size, fail)
+    predict = bound_predict(engine, options.predict.batch_size, fail)
 
     def collect(block: bool) -> None:
         while writing and (block or writing[0][1].done() or len(writing) > 2 * _WRITE_THREADS):
@@ -331,15 +325,6 @@ def _stream(
     return finished, failed, unreadable
 
 
-def _engine(bundle: Bundle, device: str, *, tta: bool) -> Engine:
-    """The run's engine on its device (torchrun ranks on one machine share its CPUs)."""
-    chosen = select_device(shard_device(device))
-    threads = rank_threads(chosen.type)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return Engine(bundle, chosen, tta=tta)
-
-
 def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedSeries | Exception:
     """Give slices without PixelSpacing the user's ``--fov`` / ``--matrix`` spacing as their
     own, so that the network sees them at the model's spacing (not only the areas)."""
@@ -350,107 +335,11 @@ def _with_spacing(decoded: DecodedSeries, fallback: SpacingFallback) -> DecodedS
     return decoded
 
 
-def _bound_predict(
-    engine: Engine, batch_size: int, fail: _Fail
-) -> Callable[[list[DecodedSeries]], list[DecodedSeries]]:
-    """`_predict` for this run, the ROIs expected on every slice read from the profile once."""
-    expected = always_present_rois(engine.bundle)
-    return functools.partial(_predict, engine, batch_size=batch_size, fail=fail, expected=expected)
-
-
-def _predict(
-    engine: Engine,
-    batch: list[DecodedSeries],
-    *,
-    batch_size: int,
-    fail: _Fail,
-    expected: np.ndarray | None,
-) -> list[DecodedSeries]:
-    """Label maps and confidences for a batch of series; a failing batch is retried per series.
-
-    ``expected``: the ROIs the model's training slices always showed (`always_present_rois`).
-    """
-    if not batch:
-        return []
-    try:
-        _label(engine, batch, batch_size, expected)
-        return batch
-    except Exception as error:
-        if len(batch) == 1:
-            fail(batch[0].series, error)
-            return []
-    kept = []
-    for one in batch:
-        kept += _predict(engine, [one], batch_size=batch_size, fail=fail, expected=expected)
-    return kept
-
-
-def _label(
-    engine: Engine, batch: list[DecodedSeries], batch_size: int, expected: np.ndarray | None
-) -> None:
-    """Run the network over every slice of the batch, slices of small series together; each
-    series gets its label maps, confidences and deepest features (for the familiarity check).
-    """
-    preparation = engine.preparation
-    for decoded in batch:  # what no worker prepared is prepared here, once
-        if decoded.spaced is None and preparation is not None:
-            decoded.spaced = preparation.prepare(decoded.slices)
-    images = [image for decoded in batch for image in decoded.slices]
-    prepared = [(d.spaced, j) for d in batch if d.spaced is not None for j in range(len(d.spaced))]
-    if len(prepared) != len(images):  # an older model file: the engine's square grid
-        prepared = []
-    found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-    for chunk in _passes(batch, prepared, batch_size):
-        collector = ConfidenceCollector(expected)
-        features: list[np.ndarray | None] = []
-        spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
-        labels = engine.labels(
-            [images[i] for i in chunk], sink=collector, spaced=spaced, features=features
-        )
-        for i, *each in zip(chunk, labels, collector.per_roi, features, strict=True):
-            found[i] = (each[0], each[1], each[2])
-    position = 0
-    for decoded in batch:
-        mine = [found[i] for i in range(position, position + len(decoded.slices))]
-        decoded.labels = [label for label, _, _ in mine]
-        decoded.confidence = [score for _, score, _ in mine]
-        decoded.features = [feature for _, _, feature in mine]
-        position += len(decoded.slices)
-
-
-def _passes(
-    batch: Sequence[DecodedSeries],
-    prepared: Sequence[tuple[SpacedTensors, int]],
-    batch_size: int,
-) -> list[list[int]]:
-    """The slices (indices over the batch) of each forward pass, at most ``batch_size``.
-
-    Only slices of one size at the model's spacing (older model files: of one native shape,
-    spacing and orientation) share a pass: the window of a size-free network is the largest
-    slice of its pass, so a slice's labels and features then never depend on the other slices
-    of its batch, shard or run (up to float rounding of the batch's size).
-    """
-    images = [image for decoded in batch for image in decoded.slices]
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for index, image in enumerate(images):
-        if prepared:
-            spaced, j = prepared[index]
-            key: tuple[object, ...] = tuple(spaced.images[j].shape)
-        else:
-            key = (image.shape, image.spacing_mm, image.orientation)
-        groups.setdefault(key, []).append(index)
-    return [
-        members[start : start + batch_size]
-        for members in groups.values()
-        for start in range(0, len(members), batch_size)
-    ]
-
-
 def _settle(
     series: PlannedSeries,
     job: futures.Future[Any],
     finished: list[tuple[str, dict[str, Any]]],
-    fail: _Fail,
+    fail: Fail,
 ) -> None:
     try:
         finished.append((series.name, _brief(job.result())))

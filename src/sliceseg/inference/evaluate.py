@@ -12,8 +12,9 @@ import pandas as pd
 
 from sliceseg.dataset.check import count_left_out
 from sliceseg.dataset.context import context_pool
-from sliceseg.dataset.pairing import DataSource, Sample
+from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError, LabelError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice

@@ -11,13 +11,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sliceseg.engine.predictor import (
-    TTA_TRANSFORMS,
     Engine,
     ProbabilitySink,
     calibrated_argmax,
     check_batch_size,
     spaced_subset,
 )
+from sliceseg.engine.probabilities import TTA_TRANSFORMS
 from sliceseg.io.dicom import Slice
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device

@@ -380,23 +380,42 @@ def series_grid(
     planes = np.rint((heights - heights[order[0]]) / step).astype(int)
     origin = geometries[int(order[0])].position_mm
     offsets = np.asarray([g.position_mm - origin for g in geometries])
-    drifts = offsets - np.outer(offsets @ normal, normal)
     limit = tolerance_voxels * min(reference.spacing_mm)
+    _check_aligned(slices, offsets, normal, limit, where)
+    rows, cols = reference.shape
+    affine = _grid_affine(reference, step, origin)
+    return SeriesGrid(affine, (cols, rows, int(planes.max()) + 1), tuple(int(k) for k in planes))
+
+
+def _check_aligned(
+    slices: Sequence[Slice], offsets: np.ndarray, normal: np.ndarray, limit_mm: float, where: str
+) -> None:
+    """Refuse a slice shifted in-plane by more than ``limit_mm``: its offset from the lowest
+    slice's position (``offsets``, one row per slice) strays from the ``normal``.
+
+    Raises:
+        LabelError: names the slice and its shift, and a gantry tilt when that explains it.
+    """
+    drifts = offsets - np.outer(offsets @ normal, normal)
     for image, drift in zip(slices, np.linalg.norm(drifts, axis=1), strict=True):
-        if drift > limit:
+        if drift > limit_mm:
             raise LabelError(
                 f"{where}: slice {image.source.name} is shifted in-plane by {drift:.3g} mm "
-                f"against the others{_tilt_clause(drifts, offsets @ normal, limit)}; a volume "
+                f"against the others{_tilt_clause(drifts, offsets @ normal, limit_mm)}; a volume "
                 f"needs aligned slices; {PREDICTED_LABEL_MAPS}."
             )
+
+
+def _grid_affine(reference: _SliceGeometry, step_mm: float, origin: np.ndarray) -> np.ndarray:
+    """The grid's voxel-to-LPS affine: columns, rows, planes ``step_mm`` apart along the normal,
+    from ``origin`` (the lowest slice's position)."""
     row_mm, col_mm = reference.spacing_mm
     affine = np.eye(4)
     affine[:3, 0] = reference.row_direction * col_mm
     affine[:3, 1] = reference.column_direction * row_mm
-    affine[:3, 2] = normal * step
+    affine[:3, 2] = reference.normal * step_mm
     affine[:3, 3] = origin
-    rows, cols = reference.shape
-    return SeriesGrid(affine, (cols, rows, int(planes.max()) + 1), tuple(int(k) for k in planes))
+    return affine
 
 
 def _tilt_clause(drifts: np.ndarray, heights: np.ndarray, limit_mm: float) -> str:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sliceseg._version import __version__
-from sliceseg.dataset.pairing import refuse_repeated_names
+from sliceseg.dataset.source import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.labels import parse_roi_names

@@ -14,7 +14,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.measure.areas import is_summary_row
 from sliceseg.measure.summary_rows import shown_number, summary_stats
 from sliceseg.report.colours import roi_colour_hex
-from sliceseg.report.visualize import new_figure, save_figure
+from sliceseg.report.figures import new_figure, save_figure
 
 if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn (`new_figure`)
     from matplotlib.axes import Axes

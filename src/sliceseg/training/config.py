@@ -10,7 +10,8 @@ from pathlib import Path, PurePath
 from typing import Any, ClassVar
 
 from sliceseg.augment.params import AugmentParams
-from sliceseg.dataset.pairing import UNLABELLED_CHOICES, DataSource, Sample
+from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.source import UNLABELLED_CHOICES, DataSource
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
 from sliceseg.io.labels import parse_roi_names

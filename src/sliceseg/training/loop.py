@@ -26,6 +26,16 @@ from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.progress_bars import shows_progress
 from sliceseg.system import select_device
 from sliceseg.training.budget import Budget, Clock
+from sliceseg.training.checkpoints import (
+    capture_state,
+    drop_abandoned_best,
+    fresh_state,
+    interrupted_line,
+    restore,
+    save_checkpoint,
+    unwritable_error,
+    write_history,
+)
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.distributed import (
     DistributedContext,
@@ -52,18 +62,7 @@ from sliceseg.training.progress import (
     progress_line,
 )
 from sliceseg.training.run_data import load_training_data
-from sliceseg.training.session import (
-    Session,
-    capture_state,
-    drop_abandoned_best,
-    fresh_state,
-    interrupted_line,
-    restore,
-    save_checkpoint,
-    set_up,
-    unwritable_error,
-    write_history,
-)
+from sliceseg.training.session import Session, set_up
 from sliceseg.training.state import (
     HistoryRow,
     TrainingState,

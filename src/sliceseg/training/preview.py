@@ -20,7 +20,8 @@ from sliceseg.io.files import refuse_existing_file
 from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
 from sliceseg.progress_bars import shows_progress
-from sliceseg.report.visualize import figure_path, plot_batch
+from sliceseg.report.figures import figure_path
+from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import plan_new_run
 from sliceseg.training.run_data import load_training_data

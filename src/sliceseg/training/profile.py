@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sliceseg.engine.predictor import finish_label, spaced_window_probabilities
+from sliceseg.engine.predictor import finish_label
+from sliceseg.engine.probabilities import spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile
 from sliceseg.measure.slice_traits import slice_traits
 from sliceseg.model_space.batches import SpacedTensors, centre_channel

@@ -8,8 +8,9 @@ from typing import Any
 
 from sliceseg.dataset.check import CheckReport
 from sliceseg.dataset.context import context_pool
-from sliceseg.dataset.pairing import DataSource, Sample
+from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
+from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm

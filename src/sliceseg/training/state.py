@@ -217,13 +217,7 @@ def resume_config(
     )
     config = saved.with_settings(overrides)
     changed = [name for name in overrides if getattr(config, name) != getattr(saved, name)]
-    for name in changed:
-        if name in FIXED_ON_RESUME and not _same_path(name, config, saved):
-            raise ConfigError(
-                f"{name} cannot change when resuming {source} (checkpoint: "
-                f"{getattr(saved, name)!r}, given: {getattr(config, name)!r}); start a new run "
-                "in another --out folder instead."
-            )
+    _refuse_fixed_changes(changed, config, saved, source=source)
     refusal = no_work_left(config, state, source=source)
     # a plan changed with the resume is the user's to make fit, not a run to finish
     if refusal is not None and (is_finished or {"epochs", "max_minutes"} & set(changed)):
@@ -284,6 +278,24 @@ def check_data_found(config: TrainConfig, overrides: Mapping[str, Any], *, sourc
             f"from {Path.cwd()}; resume from the folder the run started in, or give it again: "
             f"sliceseg train {flag} --resume {source}."
         )
+
+
+def _refuse_fixed_changes(
+    changed: list[str], config: TrainConfig, saved: TrainConfig, *, source: str
+) -> None:
+    """Refuse a change, among the ``changed`` settings, of one in ``FIXED_ON_RESUME`` (a path
+    written otherwise but naming the same folder is no change).
+
+    Raises:
+        ConfigError: names the setting, the checkpoint's value and the one given.
+    """
+    for name in changed:
+        if name in FIXED_ON_RESUME and not _same_path(name, config, saved):
+            raise ConfigError(
+                f"{name} cannot change when resuming {source} (checkpoint: "
+                f"{getattr(saved, name)!r}, given: {getattr(config, name)!r}); start a new run "
+                "in another --out folder instead."
+            )
 
 
 def _same_path(name: str, a: TrainConfig, b: TrainConfig) -> bool:

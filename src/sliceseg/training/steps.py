@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sliceseg.engine.predictor import spaced_window_probabilities
+from sliceseg.engine.probabilities import spaced_window_probabilities
 from sliceseg.measure.metrics import confusion_counts, dice_from_counts
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.folding import inference_network

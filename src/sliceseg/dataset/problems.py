@@ -1,0 +1,225 @@
+"""The dataset check's findings: `Problem`, and the finders that turn the data into them.
+
+Each finder returns `Problem`s of one line each (what was found, expected, what to do);
+`check_dataset` (in `sliceseg.dataset.samples`) gathers them into the `CheckReport` of
+`sliceseg.dataset.check`, which words them for the command that asked (`reworded`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sliceseg.dataset.pairing import (
+    Pairing,
+    Sample,
+    duplicate_finding,
+    duplicate_message,
+    frame_map_names,
+    near_misses,
+)
+from sliceseg.io.labels import NUM_LABELS_OPTION, LabelScheme
+
+if TYPE_CHECKING:
+    import warnings
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of `check_dataset`; errors make the data unfit, warnings do not.
+
+    Attributes:
+        severity: "error" or "warning".
+        kind: e.g. "unmatched_image", "shape_mismatch", "stray_value", "lossy_label".
+        message: one line: what was found, what was expected, what to do.
+        paths: the files concerned.
+    """
+
+    severity: str
+    kind: str
+    message: str
+    paths: tuple[Path, ...] = ()
+
+
+def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
+    """One warning naming the label maps `near_misses` finds, with the first one's rename.
+
+    Example:
+        >>> near_miss_problems(pairing, Path("dicoms"), Path("labels"))[0].message
+        '1 label map(s) would pair with a DICOM but for ... (e.g. S01_mask.png → s01.png)'
+    """
+    found = near_misses(pairing, images, labels)
+    if not found:
+        return []
+    label, key = found[0]
+    example = f"{label.relative_to(labels).as_posix()} → {key}{label.suffix}"
+    message = (
+        f"{len(found)} label map(s) would pair with a DICOM but for their path's letter case, "
+        "an ending such as _mask, or one folder more; name each as its DICOM is named, at the "
+        f"same path below the label folder (e.g. {example})"
+    )
+    return [Problem("warning", "near_miss", message, tuple(label for label, _ in found))]
+
+
+def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
+    """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
+    problems = []
+    for shared in pairing.duplicates:
+        message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
+        problems.append(Problem("error", "duplicate", message, tuple(shared)))
+    for kind, paths, what, use in (
+        (
+            "unmatched_image",
+            pairing.images_without_labels,
+            "DICOM file(s) without a label map",
+            NOT_TRAINED_ON,
+        ),
+        (
+            "unmatched_label",
+            pairing.labels_without_images,
+            "label map(s) without a DICOM file",
+            "left out; name each as its DICOM is named",
+        ),
+    ):
+        if paths:
+            message = f"{len(paths)} {what} of the same relative name ({use})"
+            problems.append(Problem("warning", kind, message, tuple(paths)))
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    for item in pairing.skipped:
+        by_reason[item.reason].append(item.path)
+    for reason, paths in by_reason.items():
+        problems.append(
+            Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
+        )
+    problems += near_miss_problems(pairing, images, labels)
+    if not pairing.pairs:
+        message = (
+            f"no DICOM file in {images} pairs with a label map in {labels}; expected "
+            "DATA_DIR/dicoms/<name>.dcm beside DATA_DIR/labels/<name>.png (same relative path)."
+        )
+        problems.append(Problem("error", "empty", message))
+    return problems
+
+
+def shape_mismatch(
+    image_shape: tuple[int, int], num_frames: int, label_shape: tuple[int, ...], *, name: str = ""
+) -> str:
+    """Return why a label of ``label_shape`` does not fit the image, or "" when it does.
+
+    A single-frame image takes a (rows, cols) or (1, rows, cols) label; a multi-frame image
+    takes (frames, rows, cols), or one map per frame named ``<name>_f000`` ... (``name``: the
+    DICOM's name without suffix).
+    """
+    rows, cols = image_shape
+    if num_frames == 1 and label_shape in ((rows, cols), (1, rows, cols)):
+        return ""
+    if label_shape == (num_frames, rows, cols):
+        return ""
+    image = f"{num_frames} frames of {rows}×{cols}" if num_frames > 1 else f"{rows}×{cols}"
+    expected = f"a ({num_frames}, {rows}, {cols}) .npy, one map per frame"
+    hint = " (it looks transposed)" if label_shape == (cols, rows) else ""
+    fix = "re-export the label on the DICOM's own grid."
+    if num_frames > 1 and label_shape[-2:] == (rows, cols):  # the grid is right, the frames not
+        fix = f"or save each frame's map as {frame_map_names(name, num_frames)}."
+    return (
+        f"image is {image} but the label is {'×'.join(map(str, label_shape))}{hint}; expected "
+        f"{expected if num_frames > 1 else image}; {fix}"
+    )
+
+
+def scheme_problems(scheme: LabelScheme, lossy: dict[Path, int]) -> list[Problem]:
+    """Warn about JPEG labels (``lossy`` maps file -> pixels snapped) and display-scaled values."""
+    problems: list[Problem] = []
+    if lossy:
+        message = (
+            f"{len(lossy)} JPEG label map(s): {sum(lossy.values())} pixels snapped to the nearest "
+            "label value; JPEG blurs edges: save labels as PNG or NPY."
+        )
+        problems.append(Problem("warning", "lossy_label", message, tuple(lossy)))
+    if scheme.is_display_scaled:
+        mapping = ", ".join(f"{v}→{k}" for k, v in enumerate(scheme.stored_values))
+        message = (
+            f"label values {scheme.describe()} look saved for viewing; mapped in order: {mapping}."
+        )
+        problems.append(Problem("warning", "display_scaled", message))
+    return problems
+
+
+def consistency_problems(
+    class_sets: dict[Path, set[int]], scheme: LabelScheme, names: tuple[str, ...], *, stray: bool
+) -> list[Problem]:
+    """Compare the ROIs present in each label file with the rest of the dataset.
+
+    With ``stray`` (K not given by the user), an ROI above every common ROI that only a small
+    minority of files hold (at most max(1, 5 %) of them, and fewer than half) is an error: a
+    stray value such as 7 in one file when the others hold 0..6. An ROI that 90 % or more of the
+    files hold is a warning for the files lacking it; an ROI in no file is a warning.
+
+    Args:
+        class_sets: label file -> the class indices (0..K) it contains.
+        scheme: the dataset's scheme.
+        names: names of ROIs 1..K.
+        stray: look for stray values.
+    """
+    problems: list[Problem] = []
+    total = len(class_sets)
+    holders = {k: [p for p, s in class_sets.items() if k in s] for k in range(1, len(names) + 1)}
+    few = max(1, total // 20)
+    minority = {k for k, p in holders.items() if p and len(p) <= few and 2 * len(p) < total}
+    top_common = max((k for k, p in holders.items() if p and k not in minority), default=0)
+    for k, paths in holders.items():
+        value, name = scheme.stored_values[k], names[k - 1]
+        if stray and k in minority and k > top_common:
+            message = (
+                f"value {value} ({name}) appears in only {len(paths)} of {total} label files "
+                f"while the others hold at most {scheme.stored_values[top_common]}; fix those "
+                f"pixels, or set {NUM_LABELS_OPTION} to {k} if it is a real ROI."
+            )
+            problems.append(Problem("error", "stray_value", message, tuple(paths)))
+        elif not paths:
+            message = f"{name} (value {value}) appears in no label file."
+            problems.append(Problem("warning", "absent_roi", message))
+        elif 10 * len(paths) >= 9 * total and len(paths) < total:
+            lacking = tuple(p for p, s in class_sets.items() if k not in s)
+            message = (
+                f"inconsistent labelling: {name} (value {value}) is in {len(paths)} of {total} "
+                f"label files but missing from {len(lacking)}"
+            )
+            problems.append(Problem("warning", "missing_roi", message, lacking))
+    return problems
+
+
+NOT_TRAINED_ON = "not trained on; a --context-slices run reads them as neighbours"
+"""What `check` / `train` say of DICOMs without a label map (`problem_lines` rewords it)."""
+_IN_PIXELS = "their areas are in pixels."
+_FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their areas are in mm²."
+
+
+def spacing_problems(samples: list[Sample]) -> list[Problem]:
+    """Warn about slices without pixel spacing (their areas are counted in pixels)."""
+    without = [s for s in samples if s.image.spacing_mm is None]
+    if not without:
+        return []
+    message = (
+        f"{len(without)} of {len(samples)} slices have no pixel spacing ((0028,0030) "
+        f"PixelSpacing); {_IN_PIXELS}"
+    )
+    paths = tuple(dict.fromkeys(s.image.source for s in without))
+    return [Problem("warning", "no_spacing", message, paths)]
+
+
+def warning_problems(caught: list[warnings.WarningMessage]) -> list[Problem]:
+    """Turn the warnings raised while reading files into report warnings (duplicates dropped)."""
+    messages = dict.fromkeys(" ".join(str(w.message).split()) for w in caught)
+    return [Problem("warning", "reader", m) for m in messages]
+
+
+def reworded(problem: Problem, *, fov_given: bool, unlabelled_use: str) -> str:
+    """Return ``problem``'s message as a command words it (see `CheckReport.problem_lines`)."""
+    if fov_given and problem.kind == "no_spacing":
+        return problem.message.replace(_IN_PIXELS, _FROM_FOV)
+    if unlabelled_use and problem.kind == "unmatched_image":
+        return problem.message.replace(NOT_TRAINED_ON, unlabelled_use)
+    return problem.message
