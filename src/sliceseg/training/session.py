@@ -63,7 +63,7 @@ class Session:
         data: training and validation tensors and the ROI names.
         model: the plain network as trained (saved and validated unless ``averaged``).
         network: ``model`` or its DistributedDataParallel wrapper (what is trained).
-        metadata: the model file's metadata (epoch 0; see `_at_epoch`).
+        metadata: the model file's metadata (epoch 0; see `metadata_at`).
         optimizer: AdamW.
         scaler: the AMP gradient scaler on CUDA, else None.
         loader: the training batches.
