@@ -328,3 +328,24 @@ def test_fine_tuning_on_corrected_worst_slices_raises_test_dice(tmp_path):
     # fine-tuning epochs; 4 gave +0.048). The margin leaves room for other CPUs and library
     # versions while still failing when the weights are not carried over.
     assert after >= before + 0.05
+
+
+def test_a_spacing_typed_as_shown_is_the_models_and_a_refusal_shows_it_so(tiny_model, tmp_path):
+    """`--target-spacing 3.43224` for a model of 3.4322399999999997 mm was refused, printing
+    "[3.4322399999999997, ...] but this run's is [3.43224, ...]"."""
+    from sliceseg.training.init_from import check_given_network
+
+    start = load_bundle(tiny_model)
+    odd = 3.4322399999999997
+    meta = ModelMetadata.from_dict({**start.metadata.to_dict(), "target_spacing_mm": [odd, odd]})
+    model = load_bundle(save_bundle(tmp_path / "m.pt", start.model, meta))
+    config = TrainConfig(init_from=str(tiny_model), input_shape=meta.input_size,
+                         target_spacing_mm=3.43224)  # fmt: skip
+    check_given_network(config, model, {"target_spacing_mm"}, source="m.pt")  # no refusal
+    other = TrainConfig(init_from=str(tiny_model), input_shape=meta.input_size,
+                        target_spacing_mm=3.5)  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        check_given_network(other, model, {"target_spacing_mm"}, source="m.pt")
+    assert "the model's target spacing is [3.43224, 3.43224] but this run's is [3.5, 3.5]" in str(
+        error.value
+    )

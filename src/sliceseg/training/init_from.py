@@ -292,9 +292,9 @@ def check_same_model(start: ModelMetadata, run: ModelMetadata, *, source: str) -
     for key, what in MATCHED:
         if key in mine and key in theirs and _plain(mine[key]) != _plain(theirs[key]):
             raise ConfigError(
-                f"--init-from {source}: the model's {what} is {mine[key]!r} but this run's is "
-                f"{theirs[key]!r}; fine-tune on data and settings with the model's {what}, or "
-                "train a new model without --init-from."
+                f"--init-from {source}: the model's {what} is {_plain(mine[key])!r} but this "
+                f"run's is {_plain(theirs[key])!r}; fine-tune on data and settings with the "
+                f"model's {what}, or train a new model without --init-from."
             )
 
 
@@ -307,7 +307,11 @@ def _compared(meta: ModelMetadata) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Lists and tuples compare alike (a model file stores lists)."""
+    """Lists and tuples compare alike (a model file stores lists); a float to 6 significant
+    digits, as `sliceseg info` shows it and a user types it back (3.4322399999999997 is the
+    3.43224 of ``--target-spacing 3.43224``)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
