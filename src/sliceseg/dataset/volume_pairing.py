@@ -25,11 +25,11 @@ from pathlib import Path
 from sliceseg.errors import DicomReadError, LabelError
 from sliceseg.io.dicom_files import (
     is_dicom_file,
-    natural_key,
     strip_dicom_suffix,
     visible_files,
 )
 from sliceseg.io.dicom_seg import is_dicom_seg, referenced_series_uid
+from sliceseg.io.identity import natural_key
 from sliceseg.io.labels import LABEL_SUFFIXES
 from sliceseg.io.series_plan import read_series_uid
 from sliceseg.io.volumes import is_volume_name, strip_volume_suffix

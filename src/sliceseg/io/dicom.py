@@ -29,7 +29,7 @@ from pydicom.pixels.utils import get_nr_frames
 from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError, DicomReadError, PairingError
-from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, natural_key, strip_dicom_suffix
+from sliceseg.io.dicom_files import SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import (
     FILM_SPACING_SOURCE,
     MAGNIFIED_SPACING_SOURCE,
@@ -44,6 +44,7 @@ from sliceseg.io.dicom_headers import (
     slice_position,
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
+from sliceseg.io.identity import natural_key
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 

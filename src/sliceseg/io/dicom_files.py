@@ -23,7 +23,6 @@ __all__ = [
     "SkippedFile",
     "find_dicom_files",
     "is_dicom_file",
-    "natural_key",
     "not_a_folder",
     "strip_dicom_suffix",
     "visible_files",
