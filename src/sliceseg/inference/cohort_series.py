@@ -45,6 +45,7 @@ from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
+from sliceseg.measure.summary_rows import SUMMARY_ROWS
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.thread_warnings import silenced
@@ -254,7 +255,7 @@ def _summary(
     warnings."""
     per_slice = areas.per_slice
     rois = list(per_slice.columns)
-    summary_rows = areas.wide.loc[["mean", "std", "n"], rois].to_numpy(dtype=float)
+    summary_rows = areas.wide.loc[list(SUMMARY_ROWS), rois].to_numpy(dtype=float)
     mean, std, n = (dict(zip(rois, values, strict=True)) for values in summary_rows)
     scores = slice_confidence(np.asarray(confidence)) if len(confidence) else np.zeros(0)
     return {  # the series' own summary rows: one definition of its mean and std

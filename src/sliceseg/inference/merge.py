@@ -69,7 +69,7 @@ from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
-from sliceseg.measure.summary_rows import area_column
+from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
     SHOWN_LINES,
@@ -432,8 +432,7 @@ class _SeriesPass:
 
 def series_columns(roi_names: Sequence[str], unit: str = "mm2") -> list[str]:
     """The columns of ``series.csv``, in order (`_series_row` fills them)."""
-    statistics = ("mean", "std", "n")
-    per_roi = [_roi_column(statistic, roi, unit) for statistic in statistics for roi in roi_names]
+    per_roi = [_roi_column(statistic, roi, unit) for statistic in SUMMARY_ROWS for roi in roi_names]
     tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report"]
     return ["series", "slices", *per_roi, *tail]
 
@@ -442,7 +441,7 @@ def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, obje
     """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings
     (n: the slices of the series that show the ROI, which its mean and std are over)."""
     row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
-    for statistic in ("mean", "std", "n"):
+    for statistic in SUMMARY_ROWS:
         for roi, value in summary.get(statistic, {}).items():
             row[_roi_column(statistic, roi, summary.get("unit", "mm2"))] = value
     warnings = summary.get("warnings", [])

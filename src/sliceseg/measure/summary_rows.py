@@ -72,14 +72,18 @@ def unit_name(unit: str) -> str:
 
 
 def shown_number(value: object, *, is_count: bool = False) -> str:
-    """A table's number as the printed table, the report and the area plots show it: an area
-    (or its mean, std) to 0.1 (0.5 % of a 20 mm² structure), a count whole, an empty cell "–".
+    """A table's number as the printed table, the reports and the area plots show it: an area
+    (or its mean, std) to 0.1 (0.5 % of a 20 mm² structure), a count whole ("3", not "3.0"), an
+    empty cell "–" (NaN, pandas' NA, None or text: a count not recorded).
 
     Example:
         >>> shown_number(20.44), shown_number(3.0, is_count=True), shown_number(float("nan"))
         ('20.4', '3', '–')
     """
-    number = float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
     if number != number:
         return "–"
     return f"{number:.0f}" if is_count else f"{number:.1f}"

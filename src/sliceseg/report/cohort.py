@@ -9,7 +9,6 @@ series with the reason, and counts. Every series' own ``report.html`` is linked 
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,12 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
-from sliceseg.measure.summary_rows import area_column, overall_mean_clause, unit_name
+from sliceseg.measure.summary_rows import (
+    area_column,
+    overall_mean_clause,
+    shown_number,
+    unit_name,
+)
 from sliceseg.report.colours import roi_colour_hex
 
 __all__ = [
@@ -226,7 +230,7 @@ def _failed(failed: pd.DataFrame) -> str:
         return "<h2>Failed series</h2><p>None.</p>"
     rows = "".join(
         f"<tr class='fail'><td>{html.escape(str(r.series))}</td>"
-        f"<td class='num'>{_count(r.slices)}</td>"
+        f"<td class='num'>{shown_number(r.slices, is_count=True)}</td>"
         f"<td>{html.escape(str(r.reason))}</td></tr>"
         for r in failed.head(SHOWN_LINES).itertuples()
     )
@@ -236,16 +240,6 @@ def _failed(failed: pd.DataFrame) -> str:
         "<h2>Failed series</h2><p>Run the same command again to retry them.</p>"
         f"<table><tr><th>series</th><th>slices</th><th>reason</th></tr>{rows}</table>{rest}"
     )
-
-
-def _count(value: object) -> str:
-    """A count as a whole number ("3", not "3.0"); "–" when not known (a failure recorded before
-    its series' slices were counted: an empty cell, not "nan")."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # pandas' NA, None, text
-        return "–"
-    return "–" if math.isnan(number) else f"{number:.0f}"
 
 
 def review_order(table: pd.DataFrame) -> pd.DataFrame:
@@ -266,8 +260,9 @@ def _review(table: pd.DataFrame, count: int) -> str:
         mark = " <b>⚠ unlike the training data</b>" if isinstance(unlike, str) and unlike else ""
         rows.append(
             f"<tr><td>{_link(str(r.series), r.report)}{mark}</td>"
-            f"<td class='num'>{_count(r.slices)}</td><td class='num'>{confidence}</td>"
-            f"<td class='num'>{_count(r.warnings)}</td>"
+            f"<td class='num'>{shown_number(r.slices, is_count=True)}</td>"
+            f"<td class='num'>{confidence}</td>"
+            f"<td class='num'>{shown_number(r.warnings, is_count=True)}</td>"
             f"<td>{html.escape(first_warnings(str(r.warning_text or '')))}</td></tr>"
         )
     return (
