@@ -74,11 +74,18 @@ NO_PROFILE_NOTE = (
     "adds it without retraining."
 )
 
+_NOT_COMPARED = (
+    "a series of another modality is not flagged for its Modality (a CT-normalised model still "
+    "flags values that are not Hounsfield units)"
+)
 NO_MODALITY_NOTE = (
     "no modality check in this model file (written before sliceseg stored its training "
-    "slices' (0008,0060) Modality): a series of another modality is not flagged for its "
-    "Modality (a CT-normalised model still flags values that are not Hounsfield units); "
-    "'sliceseg reprofile MODEL TRAIN_DIR' adds it without retraining."
+    f"slices' (0008,0060) Modality): {_NOT_COMPARED}; 'sliceseg reprofile MODEL TRAIN_DIR' "
+    "adds it without retraining."
+)
+NO_TRAINING_MODALITY_NOTE = (
+    "no modality check in this model file: its training slices had no (0008,0060) Modality, "
+    f"so {_NOT_COMPARED}."
 )
 
 
@@ -90,13 +97,6 @@ class FamiliarityWarning(UserWarning):
 def warn_no_profile() -> None:
     """Say once that the model file has no familiarity check."""
     warnings.warn(NO_PROFILE_NOTE, FamiliarityWarning, stacklevel=2)
-
-
-NO_TRAINING_MODALITY_NOTE = (
-    "no modality check in this model file: its training slices had no (0008,0060) Modality, "
-    "so a series of another modality is not flagged for its Modality (a CT-normalised model "
-    "still flags values that are not Hounsfield units)."
-)
 
 
 def warn_unchecked(bundle: Bundle) -> None:
