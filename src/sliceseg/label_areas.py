@@ -13,7 +13,7 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import order_slices
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import series_key, slices_series_names, top_series_name
+from sliceseg.io.identity import series_key, slices_series_names, top_series_name, used_series_names
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
@@ -106,7 +106,7 @@ def measure_label_folder(
         keep_patient_info=keep_patient_info,
         tissue=tissue,
     )
-    table = table.named(list(dict.fromkeys(series[series_key(s.image)] for s in samples)))
+    table = table.named(list(used_series_names([s.image for s in samples], series).values()))
     with output_run(out_dir, overwrite=overwrite) as out:
         paths = table.save(out)
     return table, paths, notes

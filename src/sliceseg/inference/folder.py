@@ -29,7 +29,13 @@ from sliceseg.io.dicom import (
     scan_dicom_folder,
 )
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import series_key, slice_key, slices_series_names, top_series_name
+from sliceseg.io.identity import (
+    series_key,
+    slice_key,
+    slices_series_names,
+    top_series_name,
+    used_series_names,
+)
 from sliceseg.measure.areas import (
     AreaTable,
     SpacingFallback,
@@ -188,8 +194,7 @@ def _segment_into(
         bundle, scan.slices, root, predicting=predicting, measuring=measuring
     )
     areas, verdicts = _check_familiarity(bundle, predictions, areas)
-    # the names of series 1, 2, ...: `AreaTable.series` numbers them in order of appearance
-    series = list(dict.fromkeys(series_names[series_key(image)] for image in scan.slices))
+    series = list(used_series_names(scan.slices, series_names).values())  # of series 1, 2, ...
     unlike = [unlike_line(series[v.series - 1], v.verdict) for v in verdicts if v.is_flagged]
     warnings = _neighbour_lines(bundle, predictions, areas, series) + _area_warnings(areas, names)
     areas = areas.named(series)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sliceseg.inference.predict import Prediction
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.identity import series_key
+from sliceseg.io.identity import series_key, used_series_names
 from sliceseg.io.labels import write_label_png
 from sliceseg.io.neighbours import series_order
 from sliceseg.measure.areas import AreaTable
@@ -193,8 +193,7 @@ def write_outputs(
     """
     names = list(roi_names)
     images = [p.image for p in predictions]
-    # in order of appearance: the order of `AreaTable.series`' numbers
-    series = {key: series_names[key] for key in dict.fromkeys(map(series_key, images))}
+    series = used_series_names(images, series_names)
     areas = areas.named(list(series.values()))
     areas.save(out)
     overlays = write_slice_outputs(out, predictions, names, progress, visuals)

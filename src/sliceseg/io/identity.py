@@ -31,6 +31,7 @@ __all__ = [
     "slice_key",
     "slices_series_names",
     "top_series_name",
+    "used_series_names",
 ]
 
 MAX_NAME_BYTES = 200
@@ -230,3 +231,15 @@ def slices_series_names(
     by_path = {key: groups[key] for key in sorted(groups, key=first.__getitem__)}
     names = series_names(by_path, root_name=root_name)
     return {key: names[key] for key in groups}
+
+
+def used_series_names(images: Sequence[Identified], names: Mapping[str, str]) -> dict[str, str]:
+    """The named series (``names``: per `series_key`, as `slices_series_names` gives them) of
+    ``images``, in order of their first slice: the order of
+    `sliceseg.measure.areas.AreaTable.series`' numbers, which the tables name by it.
+
+    Example:
+        >>> list(used_series_names(slices, {"uid2": "p02", "uid1": "p01"}).values())
+        ['p01', 'p02']
+    """
+    return {key: names[key] for key in dict.fromkeys(map(series_key, images))}
