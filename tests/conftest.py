@@ -106,6 +106,33 @@ def write_test_dicom(
     return path
 
 
+def copy_series(
+    source: Path,
+    target: Path,
+    edit: Callable[[Dataset], None] | None = None,
+    *,
+    uid: str | None = None,
+) -> Path:
+    """Copy the DICOM series in ``source`` into ``target`` as another series: its own
+    SeriesInstanceUID (``uid``, else a new one), new SOPInstanceUIDs, each file changed by
+    ``edit`` first (pixels inverted, Modality relabelled, columns cut, ...)."""
+    target.mkdir(parents=True)
+    uid = uid or generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        if edit is not None:
+            edit(ds)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.save_as(target / path.name)
+    return target
+
+
+def invert_pixels(ds: Dataset) -> None:
+    """Invert a file's stored values (a contrast unlike any training slice's): for `copy_series`."""
+    pixels = ds.pixel_array
+    ds.PixelData = (int(pixels.max()) - pixels).astype(pixels.dtype).tobytes()
+
+
 def write_ct_dicom(
     path: Path,
     stored: np.ndarray,

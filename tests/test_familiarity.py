@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,13 @@ import pydicom
 import pytest
 import torch
 
-from conftest import tiny_config, warning_during, with_network_checks_open
+from conftest import (
+    copy_series,
+    invert_pixels,
+    tiny_config,
+    warning_during,
+    with_network_checks_open,
+)
 from sliceseg.cli import main
 from sliceseg.engine.model_info import model_summary
 from sliceseg.inference.confidence import least_confident
@@ -405,26 +412,13 @@ class TestFeatures:
 # --- with a trained model: the profile in the model file, predict, suggest -----------------
 
 
-def _invert_series(source: Path, target: Path) -> None:
-    """Copy a DICOM series with its stored values inverted and a new series UID."""
-    target.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for path in sorted(source.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
-        ds.PixelData = (int(pixels.max()) - pixels).astype(pixels.dtype).tobytes()
-        ds.SeriesInstanceUID = uid
-        ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.save_as(target / path.name)
-
-
 @pytest.fixture(scope="module")
 def two_series(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The phantom's test subject, and an inverted-contrast copy of it (folder ``inverted``)."""
     root = tmp_path_factory.mktemp("two") / "scans"
     (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
     shutil.copytree(subject, root / "original")
-    _invert_series(subject, root / "inverted")
+    copy_series(subject, root / "inverted", invert_pixels)
     return root
 
 
@@ -548,12 +542,7 @@ def test_predict_folder_takes_series_in_the_order_of_their_names(
     the cohort command (and every listing by name) has sub04 first."""
     (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
     for name, uid in (("sub05", "1.2.826.0.1.3680043.8.498.1"), ("sub04", "1.2.826.0.1.9")):
-        (tmp_path / "scans" / name).mkdir(parents=True)
-        for path in sorted(subject.glob("*.dcm")):
-            ds = pydicom.dcmread(path)
-            ds.SeriesInstanceUID = uid
-            ds.SOPInstanceUID = pydicom.uid.generate_uid()
-            ds.save_as(tmp_path / "scans" / name / path.name)
+        copy_series(subject, tmp_path / "scans" / name, uid=uid)
     run = predict_folder(tiny_model, tmp_path / "scans", tmp_path / "out", report=False)
     assert [p.key.split("/")[0] for p in run.predictions] == ["sub04"] * 3 + ["sub05"] * 3
     assert run.areas.long["series"].unique().tolist() == ["sub04", "sub05"]
@@ -577,17 +566,15 @@ def test_predict_folder_names_a_series_at_the_top_of_dot_as_the_cohort_does(
     assert [p.name for e in run.exports for p in e.files] == ["sub04.nii.gz", "sub04.seg.nrrd"]
 
 
-def _cut_series(source: Path, target: Path, keep: float) -> None:
-    """Copy a DICOM series keeping only the left ``keep`` of its columns (a narrower field of
-    view that cuts the body), with a new series UID."""
-    target.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for path in sorted(source.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
+def _cut_columns(keep: float) -> Callable[[pydicom.Dataset], None]:
+    """Keep only the left ``keep`` of a file's columns (a narrower field of view that cuts the
+    body): an edit for `copy_series`."""
+
+    def cut(ds: pydicom.Dataset) -> None:
         pixels = np.ascontiguousarray(ds.pixel_array[:, : round(keep * ds.Columns)])
         ds.PixelData, ds.Columns = pixels.tobytes(), pixels.shape[1]
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
-        ds.save_as(target / path.name)
+
+    return cut
 
 
 def test_a_cut_field_of_view_is_flagged_and_named(
@@ -596,7 +583,7 @@ def test_a_cut_field_of_view_is_flagged_and_named(
     model = with_network_checks_open(tiny_model, tmp_path / "open.pt")
     scans = tmp_path / "scans"
     shutil.copytree(two_series / "original", scans / "original")
-    _cut_series(two_series / "original", scans / "cut", keep=0.6)
+    copy_series(two_series / "original", scans / "cut", _cut_columns(0.6))
     run = predict_folder(model, scans, tmp_path / "out")
     (line,) = [w for w in run.warnings if "unlike the training data" in w]
     assert line.startswith("series cut is unlike the training data: ")  # as csa.csv names it

@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from conftest import with_network_checks_open
+from conftest import copy_series, invert_pixels, with_network_checks_open
 from csv_text import numeric_cells, significant_digits
 from sliceseg.errors import ConfigError
 from sliceseg.inference import merge, merge_tables
@@ -38,17 +38,6 @@ from sliceseg.report.cohort import review_order
 TABLES = ("csa.csv", "csa_long.csv", "series.csv", "failed.csv")
 
 
-def _inverted_copy(source: Path, target: Path) -> None:
-    """A series with its stored values inverted (unlike the training data) and its own UID."""
-    target.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for path in sorted(source.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        ds.PixelData = (int(ds.pixel_array.max()) - ds.pixel_array).astype("<u2").tobytes()
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
-        ds.save_as(target / path.name)
-
-
 @pytest.fixture(scope="module", params=["profile", "no profile"])
 def predicted(request, tiny_model, tiny_phantom, tmp_path_factory) -> Path:
     """A cohort output: five series of three slices, one of them inverted (flagged when the
@@ -58,7 +47,7 @@ def predicted(request, tiny_model, tiny_phantom, tmp_path_factory) -> Path:
     for split in ("train", "test"):
         for folder in sorted((tiny_phantom / split / "dicoms").iterdir()):
             shutil.copytree(folder, cohort / folder.name)
-    _inverted_copy(cohort / "sub02", cohort / "sub02x")
+    copy_series(cohort / "sub02", cohort / "sub02x", invert_pixels)
     model = with_network_checks_open(tiny_model, root / "open.pt")
     if request.param == "no profile":
         bundle = load_bundle(model)
@@ -265,15 +254,9 @@ def test_every_table_of_a_cohort_writes_its_numbers_without_binary_noise(predict
     assert (long["area_mm2"] > 0).any()
 
 
-def _ct_copy(source: Path, target: Path) -> None:
-    """A series relabelled CT (stored values − 1024 as HU) with its own UID."""
-    target.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for path in sorted(source.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        ds.Modality, ds.RescaleIntercept, ds.RescaleSlope = "CT", -1024, 1
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
-        ds.save_as(target / path.name)
+def _as_ct(ds: pydicom.Dataset) -> None:
+    """Relabel a file CT, its stored values − 1024 as HU: an edit for `copy_series`."""
+    ds.Modality, ds.RescaleIntercept, ds.RescaleSlope = "CT", -1024, 1
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +266,7 @@ def mixed(tiny_model, tiny_phantom, tmp_path_factory) -> Path:
     cohort = root / "cohort"
     for name in ("sub01", "sub02"):
         shutil.copytree(tiny_phantom / "train" / "dicoms" / name, cohort / name)
-    _ct_copy(cohort / "sub01", cohort / "sub01ct")
+    copy_series(cohort / "sub01", cohort / "sub01ct", _as_ct)
     settings = RunSettings(roi_names=(), visuals="none", exports=())
     predict_cohort(
         tiny_model, cohort, root / "out", settings=settings, options=CohortOptions(workers=0)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 import pytest
 
+from conftest import copy_series
 from sliceseg.cli import main
 from sliceseg.inference.familiarity import (
     NO_MODALITY_NOTE,
@@ -92,24 +92,13 @@ def _with(bundle: Bundle, path: Path, **changes: object) -> Path:
     return save_bundle(path, bundle.model, ModelMetadata.from_dict(data))
 
 
-def _relabel(source: Path, target: Path, modality: str) -> None:
-    """Copy a DICOM series with another Modality and a new series UID (pixels untouched)."""
-    target.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for path in sorted(source.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        ds.Modality, ds.SeriesInstanceUID = modality, uid
-        ds.SOPInstanceUID = pydicom.uid.generate_uid()
-        ds.save_as(target / path.name)
-
-
 @pytest.fixture(scope="module")
 def relabelled(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The phantom's (MR) test subject, and a copy of it whose Modality says CT."""
     root = tmp_path_factory.mktemp("modality") / "scans"
     (subject,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
     shutil.copytree(subject, root / "original")
-    _relabel(subject, root / "relabelled", "CT")
+    copy_series(subject, root / "relabelled", lambda ds: setattr(ds, "Modality", "CT"))
     return root
 
 
