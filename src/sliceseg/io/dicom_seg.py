@@ -20,7 +20,12 @@ import numpy as np
 
 from sliceseg._version import __version__
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import MAGNIFIED_SPACING_SOURCE, USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import (
+    MAGNIFIED_SPACING_SOURCE,
+    ULTRASOUND_SPACING_SOURCE,
+    USER_SPACING_SOURCE,
+    Slice,
+)
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
@@ -281,6 +286,9 @@ _SPACING_ORIGINS = {
     MAGNIFIED_SPACING_SOURCE: (
         "is (0018,1164) ImagerPixelSpacing divided by (0018,1114) "
         "EstimatedRadiographicMagnificationFactor, the patient's as the scanner estimated it"
+    ),
+    ULTRASOUND_SPACING_SOURCE: (
+        "is (0018,6011) SequenceOfUltrasoundRegions' PhysicalDeltaY / PhysicalDeltaX, in cm"
     ),
 }
 
