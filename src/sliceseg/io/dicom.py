@@ -58,7 +58,9 @@ __all__ = [
     "FILM_SPACING_SOURCE",
     "MAGNIFIED_SPACING_SOURCE",
     "ULTRASOUND_SPACING_SOURCE",
+    "USER_OVER_MALFORMED_SOURCE",
     "USER_SPACING_SOURCE",
+    "USER_SPACING_SOURCES",
     "DicomScan",
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
@@ -75,6 +77,11 @@ __all__ = [
 USER_SPACING_SOURCE = "fov/matrix"
 """``Slice.spacing_source`` of a spacing the user gave (``--fov`` / ``--matrix``) for a file
 without one; set by `sliceseg.measure.areas.with_fallback_spacing`."""
+USER_OVER_MALFORMED_SOURCE = "fov/matrix (PixelSpacing malformed)"
+"""``Slice.spacing_source`` of the user's ``--fov`` / ``--matrix`` spacing for a file whose
+(0028,0030) PixelSpacing is there but malformed (:data:`MALFORMED_SPACING_SOURCE`): not absent."""
+USER_SPACING_SOURCES = (USER_SPACING_SOURCE, USER_OVER_MALFORMED_SOURCE)
+"""Every ``Slice.spacing_source`` of a spacing the user gave."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +106,8 @@ class Slice:
             "SequenceOfUltrasoundRegions (regions disagree)" / "(not in cm)"
             (`sliceseg.io.ultrasound_regions`: no one spacing in cm);
             "fov/matrix" (:data:`USER_SPACING_SOURCE`) once the user's ``--fov`` / ``--matrix``
-            gave it.
+            gave it, "fov/matrix (PixelSpacing malformed)" (:data:`USER_OVER_MALFORMED_SOURCE`)
+            where they replaced a malformed PixelSpacing.
         source: the file the slice came from.
         frame: frame index inside a multi-frame file (0 for single-frame files).
         num_frames: number of frames in the file.
