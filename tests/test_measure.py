@@ -293,6 +293,36 @@ def test_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
     )
 
 
+def test_the_users_fov_over_a_malformed_spacing_says_it_is_malformed(tmp_path, capsys):
+    """Issue 20 (inputs): with --fov, a malformed PixelSpacing was told as "no pixel spacing"
+    and its areas' spacing_source as plain "fov/matrix"."""
+    import pandas as pd
+    import pydicom
+
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    path = write_test_dicom(tmp_path / "dicoms" / "one.dcm", np.zeros((4, 4)), spacing=None)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = "0.5"
+    ds.save_as(path)
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "one.npy", np.ones((4, 4), np.uint8))
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out"), "--fov", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert (
+        "warning: 1 of 1 slices have a malformed pixel spacing ((0028,0030) PixelSpacing not two "
+        "positive numbers); their spacing is field of view / matrix (--fov, --matrix): their "
+        "areas are in mm². -- dicoms/one.dcm"
+    ) in capsys.readouterr().err.splitlines()
+    (row,) = pd.read_csv(tmp_path / "out" / "csa_long.csv").to_dict("records")
+    assert (row["area_mm2"], row["spacing_source"]) == (
+        pytest.approx(4.0),  # 16 pixels of 0.5 × 0.5 mm
+        "fov/matrix (PixelSpacing malformed)",
+    )
+
+
 def test_patient_info_only_on_request(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 

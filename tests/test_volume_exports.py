@@ -414,6 +414,26 @@ class TestSeriesNotes:
         )  # fmt: skip
         assert only_seg.notes[0].endswith("; use --export nifti,nrrd.")  # they hold it
 
+    def test_a_malformed_pixel_spacing_is_not_called_absent_in_the_note(self, phantom, tmp_path):
+        """Issue 20 (inputs): the user's --fov over a malformed PixelSpacing was described as
+        "has no PixelSpacing", which the file's header contradicts."""
+
+        def malformed(ds: pydicom.Dataset, _: int) -> None:
+            ds.PixelSpacing = "0.5"
+
+        by_name = edited_sub01(phantom, tmp_path / "in", malformed)
+        fallback = SpacingFallback(fov_mm=(100.0, 100.0))
+        with pytest.warns(UserWarning, match="PixelSpacing '0.5' is malformed"):
+            slices = [with_fallback_spacing(s, fallback) for s in read_series(tmp_path / "in")]
+        assert {s.spacing_source for s in slices} == {"fov/matrix (PixelSpacing malformed)"}
+        result = export_series(
+            tmp_path / "out", "sub01", slices, [by_name[s.source.name] for s in slices], NAMES,
+            formats=EXPORT_FORMATS,
+        )  # fmt: skip
+        assert "sub01.nii.gz" in [p.name for p in result.files]  # placed as with --fov alone
+        (note,) = [n for n in result.notes if "DICOM-SEG" in n]
+        assert "has a malformed PixelSpacing (its spacing came from --fov / --matrix)" in note
+
     def test_imager_pixel_spacing_gets_a_plain_note_naming_what_holds_the_series(
         self, phantom, tmp_path
     ):

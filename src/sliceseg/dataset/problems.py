@@ -20,6 +20,7 @@ from sliceseg.dataset.pairing import (
     frame_map_names,
     near_misses,
 )
+from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.labels import NUM_LABELS_OPTION, LabelScheme
 
 if TYPE_CHECKING:
@@ -198,14 +199,20 @@ _FROM_FOV = "their spacing is field of view / matrix (--fov, --matrix): their ar
 
 
 def spacing_problems(samples: list[Sample]) -> list[Problem]:
-    """Warn about slices without pixel spacing (their areas are counted in pixels)."""
+    """Warn about slices without pixel spacing (their areas are counted in pixels); one whose
+    (0028,0030) PixelSpacing is there but malformed is not called absent."""
     without = [s for s in samples if s.image.spacing_mm is None]
     if not without:
         return []
-    message = (
-        f"{len(without)} of {len(samples)} slices have no pixel spacing ((0028,0030) "
-        f"PixelSpacing); {_IN_PIXELS}"
-    )
+    malformed = sum(s.image.spacing_source == MALFORMED_SPACING_SOURCE for s in without)
+    what = "no pixel spacing ((0028,0030) PixelSpacing)"
+    if malformed:
+        what = (
+            "a malformed pixel spacing ((0028,0030) PixelSpacing not two positive numbers)"
+            if malformed == len(without)
+            else f"no pixel spacing ((0028,0030) PixelSpacing; malformed in {malformed} of them)"
+        )
+    message = f"{len(without)} of {len(samples)} slices have {what}; {_IN_PIXELS}"
     paths = tuple(dict.fromkeys(s.image.source for s in without))
     return [Problem("warning", "no_spacing", message, paths)]
 

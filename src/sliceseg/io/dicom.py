@@ -12,7 +12,8 @@ caller relies on:
   means what a viewer shows bright.
 - Spacing comes from (0028,0030) PixelSpacing, else (0018,1164) ImagerPixelSpacing (divided by
   (0018,1114) EstimatedRadiographicMagnificationFactor where present) with a
-  ``UserWarning``, else ``None`` (spacing_source "none"); see `sliceseg.io.dicom_headers`.
+  ``UserWarning``, else an ultrasound image's (0018,6011) SequenceOfUltrasoundRegions, else
+  ``None`` (spacing_source "none"); see `sliceseg.io.dicom_headers`.
 """
 
 from __future__ import annotations
@@ -45,13 +46,21 @@ from sliceseg.io.dicom_headers import (
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
 from sliceseg.io.identity import natural_key
+from sliceseg.io.ultrasound_regions import (
+    ULTRASOUND_DISAGREE_SOURCE,
+    ULTRASOUND_NOT_CM_SOURCE,
+    ULTRASOUND_SPACING_SOURCE,
+)
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 
 __all__ = [
     "FILM_SPACING_SOURCE",
     "MAGNIFIED_SPACING_SOURCE",
+    "ULTRASOUND_SPACING_SOURCE",
+    "USER_OVER_MALFORMED_SOURCE",
     "USER_SPACING_SOURCE",
+    "USER_SPACING_SOURCES",
     "DicomScan",
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
@@ -68,6 +77,11 @@ __all__ = [
 USER_SPACING_SOURCE = "fov/matrix"
 """``Slice.spacing_source`` of a spacing the user gave (``--fov`` / ``--matrix``) for a file
 without one; set by `sliceseg.measure.areas.with_fallback_spacing`."""
+USER_OVER_MALFORMED_SOURCE = "fov/matrix (PixelSpacing malformed)"
+"""``Slice.spacing_source`` of the user's ``--fov`` / ``--matrix`` spacing for a file whose
+(0028,0030) PixelSpacing is there but malformed (:data:`MALFORMED_SPACING_SOURCE`): not absent."""
+USER_SPACING_SOURCES = (USER_SPACING_SOURCE, USER_OVER_MALFORMED_SOURCE)
+"""Every ``Slice.spacing_source`` of a spacing the user gave."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,12 +97,17 @@ class Slice:
             when the file has no usable spacing.
         spacing_source: "PixelSpacing", "ImagerPixelSpacing" (the detector's), "ImagerPixelSpacing
             / EstimatedRadiographicMagnificationFactor" (:data:`MAGNIFIED_SPACING_SOURCE`: the
-            patient's, as the scanner estimated it) or "none" as read, or
+            patient's, as the scanner estimated it), "SequenceOfUltrasoundRegions PhysicalDeltaY
+            / PhysicalDeltaX" (:data:`ULTRASOUND_SPACING_SOURCE`: an ultrasound image's regions,
+            all in cm and alike) or "none" as read, or
             "NominalScannedPixelSpacing" (:data:`FILM_SPACING_SOURCE`: no spacing in mm, only a
             scanned film's, `no_spacing_message`), "PixelSpacing (malformed)"
-            (:data:`MALFORMED_SPACING_SOURCE`: there, but not two positive numbers);
+            (:data:`MALFORMED_SPACING_SOURCE`: there, but not two positive numbers),
+            "SequenceOfUltrasoundRegions (regions disagree)" / "(not in cm)"
+            (`sliceseg.io.ultrasound_regions`: no one spacing in cm);
             "fov/matrix" (:data:`USER_SPACING_SOURCE`) once the user's ``--fov`` / ``--matrix``
-            gave it.
+            gave it, "fov/matrix (PixelSpacing malformed)" (:data:`USER_OVER_MALFORMED_SOURCE`)
+            where they replaced a malformed PixelSpacing.
         source: the file the slice came from.
         frame: frame index inside a multi-frame file (0 for single-frame files).
         num_frames: number of frames in the file.
@@ -168,30 +187,50 @@ class DicomScan:
     skipped: list[SkippedFile]
 
 
+_NO_SPACING_FOUND = {
+    FILM_SPACING_SOURCE: (
+        "no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing, a scanned "
+        "film's spacing, which is not used: it measures the film, not the patient (a film "
+        "shows the anatomy at a print scale the file does not record)"
+    ),
+    MALFORMED_SPACING_SOURCE: (
+        "its PixelSpacing (0028,0030) is malformed or not > 0 (expected two positive numbers, "
+        "row mm and column mm; the warning before names the value)"
+    ),
+    ULTRASOUND_DISAGREE_SOURCE: (
+        "no PixelSpacing (0028,0030), and the regions of its (0018,6011) "
+        "SequenceOfUltrasoundRegions have different spacings (PhysicalDeltaX / PhysicalDeltaY), "
+        "so no one spacing holds for the whole image"
+    ),
+    ULTRASOUND_NOT_CM_SOURCE: (
+        "no PixelSpacing (0028,0030), and a region of its (0018,6011) "
+        "SequenceOfUltrasoundRegions is not in cm (a Doppler or M-mode strip in seconds or "
+        "cm/s) or has a PhysicalDeltaX / PhysicalDeltaY not > 0, so no one spacing holds for "
+        "the whole image"
+    ),
+}
+_NO_SPACING_FIX = {
+    FILM_SPACING_SOURCE: (
+        "--fov MM (the anatomy's extent across the image, e.g. from the film's scale bar)"
+    ),
+    ULTRASOUND_DISAGREE_SOURCE: "--fov ROWS_MM COLS_MM (the whole image's height and width)",
+    ULTRASOUND_NOT_CM_SOURCE: "--fov ROWS_MM COLS_MM (the whole image's height and width)",
+}
+
+
 def no_spacing_message(image: Slice) -> str:
     """The one line refusing to measure a slice without a spacing in mm, and the fix.
 
     A scanned film's (0018,2010) NominalScannedPixelSpacing is named and not used: it is the
     spacing on the film, which shows the anatomy at a print scale that the file does not record.
+    An ultrasound image whose regions give no one spacing in cm says which way they fail.
 
     Example:
         >>> no_spacing_message(image)
         'scans/a.dcm: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; ...'
     """
-    found = "no PixelSpacing (0028,0030) in the file"
-    fov = "--fov MM (and --matrix ROWS COLS)"
-    if image.spacing_source == FILM_SPACING_SOURCE:
-        found = (
-            "no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing, a "
-            "scanned film's spacing, which is not used: it measures the film, not the patient "
-            "(a film shows the anatomy at a print scale the file does not record)"
-        )
-        fov = "--fov MM (the anatomy's extent across the image, e.g. from the film's scale bar)"
-    elif image.spacing_source == MALFORMED_SPACING_SOURCE:
-        found = (
-            "its PixelSpacing (0028,0030) is malformed or not > 0 (expected two positive "
-            "numbers, row mm and column mm; the warning before names the value)"
-        )
+    found = _NO_SPACING_FOUND.get(image.spacing_source, "no PixelSpacing (0028,0030) in the file")
+    fov = _NO_SPACING_FIX.get(image.spacing_source, "--fov MM (and --matrix ROWS COLS)")
     return (
         f"{image.source}: {found}, so areas in mm² are unknown; give {fov}, or --pixels to "
         "report pixel counts."

@@ -3,7 +3,8 @@
 
 Spacing comes from (0028,0030) PixelSpacing (functional groups first for multi-frame files), else
 (0018,1164) ImagerPixelSpacing (divided by (0018,1114) EstimatedRadiographicMagnificationFactor
-where there is one) with a ``UserWarning``, else ``None`` (spacing_source "none", or
+where there is one) with a ``UserWarning``, else an ultrasound image's regions' spacing
+(`sliceseg.io.ultrasound_regions`), else ``None`` (spacing_source "none", or
 "NominalScannedPixelSpacing" where only a scanned film's spacing is there: never used).
 Values that are malformed or <= 0 are treated as missing, with a ``UserWarning``; so is an
 (0020,0037) ImageOrientationPatient that is not two perpendicular unit vectors.
@@ -26,6 +27,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from sliceseg.errors import DicomReadError
 from sliceseg.io.dicom_files import DICOMDIR_REASON, PIXEL_KEYWORDS, READ_ERRORS, is_dicom_file
+from sliceseg.io.ultrasound_regions import ultrasound_spacing
 from sliceseg.thread_warnings import recorded
 
 __all__ = [
@@ -261,6 +263,9 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
     imager, source = _imager_spacing(ds, path)
     if imager is not None:
         return imager, source
+    regions, source = ultrasound_spacing(ds, path)
+    if regions is not None or source != "none":  # a region's refusal too
+        return regions, source
     if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
         return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
     return None, MALFORMED_SPACING_SOURCE if present else "none"

@@ -20,7 +20,13 @@ import numpy as np
 
 from sliceseg._version import __version__
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import MAGNIFIED_SPACING_SOURCE, USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import (
+    MAGNIFIED_SPACING_SOURCE,
+    ULTRASOUND_SPACING_SOURCE,
+    USER_OVER_MALFORMED_SOURCE,
+    USER_SPACING_SOURCE,
+    Slice,
+)
 from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
@@ -277,10 +283,14 @@ def _save(seg: Dataset, path: Path, roi_names: Sequence[str]) -> None:
 
 _SPACING_ORIGINS = {
     USER_SPACING_SOURCE: "came from --fov / --matrix",
+    USER_OVER_MALFORMED_SOURCE: "came from --fov / --matrix",
     "ImagerPixelSpacing": "is (0018,1164) ImagerPixelSpacing, the detector's",
     MAGNIFIED_SPACING_SOURCE: (
         "is (0018,1164) ImagerPixelSpacing divided by (0018,1114) "
         "EstimatedRadiographicMagnificationFactor, the patient's as the scanner estimated it"
+    ),
+    ULTRASOUND_SPACING_SOURCE: (
+        "is (0018,6011) SequenceOfUltrasoundRegions' PhysicalDeltaY / PhysicalDeltaX, in cm"
     ),
 }
 
@@ -292,10 +302,12 @@ def _check_own_spacing(path: Path | str, slices: Sequence[Slice]) -> None:
     given = [image for image in slices if image.spacing_source != "PixelSpacing"]
     if given:
         origin = _SPACING_ORIGINS.get(given[0].spacing_source, "is unknown")
+        malformed = given[0].spacing_source == USER_OVER_MALFORMED_SOURCE
+        has = "a malformed PixelSpacing" if malformed else "no PixelSpacing"
         raise SegNotWritten(
             path,
-            f"{given[0].source.name} has no PixelSpacing (its spacing {origin}), which a "
-            "DICOM-SEG takes from its source images.",
+            f"{given[0].source.name} has {has} (its spacing {origin}), which a DICOM-SEG takes "
+            "from its source images.",
         )
 
 

@@ -1,7 +1,8 @@
 """NIfTI label volumes (nibabel): read from .nii / .nii.gz, and a series' labels written as .nii.gz.
 
 NIfTI stores its affine in RAS; sliceseg works in LPS (`sliceseg.io.label_volume`), so both
-directions go through `LPS_FROM_RAS`. A NIfTI label map carries no segment names.
+directions go through `LPS_FROM_RAS`. An affine in metres or microns (``xyzt_units``) is scaled
+to mm, with a ``UserWarning``. A NIfTI label map carries no segment names.
 """
 
 from __future__ import annotations
@@ -56,7 +57,35 @@ def read_nifti(path: Path) -> LabelVolume:
         raise unreadable(path, exc, "NIfTI file") from exc
     _check_forms(image.header, path)
     values = as_labels(as_3d(data, path), path)
-    return LabelVolume(values, LPS_FROM_RAS @ affine, (), path, "nifti")
+    return LabelVolume(values, LPS_FROM_RAS @ _in_mm(affine, image.header, path), (), path, "nifti")
+
+
+# (xyz code, its name, × to mm) of the spatial units NIfTI allows besides mm (code 2) and
+# "unknown" (0, taken as mm: what every tool writes).
+_NOT_MM = {1: ("metres", 1000.0), 3: ("microns (µm)", 0.001)}
+
+
+def _in_mm(affine: np.ndarray, header: Any, path: Path) -> np.ndarray:
+    """The affine in mm, whose ``xyzt_units`` may say metres or microns: compared with the DICOM
+    grid as mm, 0.0008 "mm" voxels were refused as a resampled volume. The volume must still
+    coincide with the series' grid (the areas use the DICOM's spacing), so a wrong unit in the
+    header is refused there, not measured."""
+    unit = _NOT_MM.get(_xyz_code(header))
+    if unit is None:
+        return affine
+    name, scale = unit
+    warnings.warn(
+        f"{path}: NIfTI xyzt_units say {name}; its affine was scaled × {scale:g} to mm.",
+        UserWarning,
+        stacklevel=3,
+    )
+    scaled = affine.copy()
+    scaled[:3, :] *= scale
+    return scaled
+
+
+def _xyz_code(header: Any) -> int:
+    return int(header["xyzt_units"]) % 8  # the low 3 bits: space; the rest: time
 
 
 # How far (mm, or direction units) the sform and qform may differ: the qform's float32
@@ -83,7 +112,8 @@ def _check_forms(header: Any, path: Path) -> None:
         )
     if not sform_code or not qform_code:
         return
-    difference = float(np.max(np.abs(np.asarray(sform) - np.asarray(qform))))
+    mm_per_unit = _NOT_MM.get(_xyz_code(header), ("mm", 1.0))[1]
+    difference = mm_per_unit * float(np.max(np.abs(np.asarray(sform) - np.asarray(qform))))
     if difference <= _FORM_TOLERANCE:
         return
     warnings.warn(

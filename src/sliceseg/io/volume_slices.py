@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom import USER_SPACING_SOURCES, Slice
 from sliceseg.io.label_volume import LabelVolume
 
 ORIENTATION_CONVENTION = "radiological-v1"
@@ -83,7 +83,7 @@ class SeriesGrid:
         return out
 
 
-_PLANE_SOURCES = ("PixelSpacing", USER_SPACING_SOURCE)  # spacing in the patient's plane
+_PLANE_SOURCES = ("PixelSpacing", *USER_SPACING_SOURCES)  # spacing in the patient's plane
 
 
 _PER_SLICE_LABELS = "use per-slice label files for these images"

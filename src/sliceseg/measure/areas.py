@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import USER_SPACING_SOURCE, Slice, no_spacing_message
+from sliceseg.io.dicom import (
+    USER_OVER_MALFORMED_SOURCE,
+    USER_SPACING_SOURCE,
+    Slice,
+    no_spacing_message,
+)
+from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
@@ -179,8 +185,9 @@ def resolve_spacing(
         fallback: FOV / matrix for files without spacing.
 
     Returns:
-        ``(spacing_mm, source)``: source is the DICOM keyword, ``"fov/matrix"``, or ``"pixels"``
-        (then spacing is None and areas are pixel counts).
+        ``(spacing_mm, source)``: source is the DICOM keyword, ``"fov/matrix"`` (``"fov/matrix
+        (PixelSpacing malformed)"`` where the file's PixelSpacing is malformed), or
+        ``"pixels"`` (then spacing is None and areas are pixel counts).
 
     Raises:
         ConfigError: the file has no spacing and no fallback was given, or ``--matrix`` does
@@ -196,6 +203,8 @@ def resolve_spacing(
                 f"says {matrix[0]}×{matrix[1]}; give the matrix the image was stored with."
             )
         spacing = (fallback.fov_mm[0] / matrix[0], fallback.fov_mm[1] / matrix[1])
+        if image.spacing_source == MALFORMED_SPACING_SOURCE:  # there, not absent: say so
+            return spacing, USER_OVER_MALFORMED_SOURCE
         return spacing, USER_SPACING_SOURCE
     if fallback.pixels_only:
         return None, "pixels"
