@@ -52,6 +52,7 @@ from sliceseg.inference.records import (
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
+from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
@@ -260,7 +261,7 @@ def _one_user_error(
     """
     if finished or done or not failed:
         return None
-    errors = [error for _, error in sorted(failed, key=lambda item: item[0])]
+    errors = [error for _, error in sorted(failed, key=lambda item: series_name_key(item[0]))]
     first = errors[0]
     if isinstance(first, SlicesegError) and all(type(e) is type(first) for e in errors):
         return first

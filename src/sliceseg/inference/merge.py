@@ -66,6 +66,7 @@ from sliceseg.inference.records import (
 )
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path, files_together
+from sliceseg.io.identity import series_name_key
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
@@ -299,7 +300,7 @@ def _nothing_to_merge(out: Path, left: LeftOut) -> ConfigError:
     removed = [name for name in OUTPUTS if (out / name).is_file()]
     for name in removed:
         (out / name).unlink()
-    unread = sorted(unreadable_series(out, set(), left))
+    unread = sorted(unreadable_series(out, set(), left), key=series_name_key)
     unfinished = left.unfinished(set(), set(unread))
     if left.outdated or unfinished:
         message = nothing_current_message(out, left.outdated, unfinished)
