@@ -70,6 +70,7 @@ from sliceseg.io.identity import series_name_key
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.review_order import review_key
 from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
@@ -344,7 +345,7 @@ class _SeriesPass:
     slices: int = 0
     means: dict[str, array[float]] = field(default_factory=dict)  # per ROI, per series
     means_unlike: dict[str, array[int]] = field(default_factory=dict)  # ... and its mark
-    review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
+    review: list[tuple[tuple[bool, float, int], dict[str, object]]] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
     unlike_count: int = 0
     skipped: SkippedLines = field(default_factory=SkippedLines)  # files left out in decoding
@@ -410,11 +411,10 @@ class _SeriesPass:
 
     def _consider(self, row: dict[str, object]) -> None:
         """Keep the row if it is among the `REVIEW_FIRST` to review first so far."""
-        key = (  # as `review_order`: unlike the training data, confidence, warnings
-            float(row["unlike_training"] == ""),
-            _number(row["lowest_confidence"], np.inf),
-            -_number(row["warnings"], 0.0),
-            float(len(self.names)),  # ties: series order
+        key = review_key(  # as `review_order` sorts: ties in series order
+            is_unlike=row["unlike_training"] != "",
+            confidence=_number(row["lowest_confidence"], np.nan),
+            position=len(self.names),
         )
         shown = {k: row[k] for k in ("series", "slices", "lowest_confidence", "unlike_training")}
         text = first_warnings(str(row["warning_text"]))
