@@ -71,7 +71,7 @@ from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.review_order import review_key
-from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column
+from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column, series_note
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
     SHOWN_LINES,
@@ -434,13 +434,14 @@ class _SeriesPass:
 def series_columns(roi_names: Sequence[str], unit: str = "mm2") -> list[str]:
     """The columns of ``series.csv``, in order (`_series_row` fills them)."""
     per_roi = [_roi_column(statistic, roi, unit) for statistic in SUMMARY_ROWS for roi in roi_names]
-    tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report"]
+    tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report", "notes"]
     return ["series", "slices", *per_roi, *tail]
 
 
 def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, object]:
-    """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings
-    (n: the slices of the series that show the ROI, which its mean and std are over)."""
+    """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings,
+    and the notes saying what they are over (n: the slices of the series that show the ROI,
+    which its mean and std are over)."""
     row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
     for statistic in SUMMARY_ROWS:
         for roi, value in summary.get(statistic, {}).items():
@@ -452,6 +453,7 @@ def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, obje
     row["warning_text"] = " | ".join(warnings)
     report = series_dir(out, name) / "report.html"
     row["report"] = report.relative_to(out).as_posix() if report.is_file() else ""
+    row["notes"] = series_note()  # what the numbers are over, in the file itself
     return row
 
 
