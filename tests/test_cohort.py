@@ -1506,3 +1506,23 @@ def test_a_cohort_in_pixels_says_so_in_its_tables_and_resumes(tiny_model, cohort
     again = predict_cohort(tiny_model, cohort_dir, out, settings=pixels, options=HERE)
     assert again.already_done == 4 and again.finished == []
     assert pd.read_csv(out / "series.csv").equals(series)  # a resume's merge: the same table
+
+
+def test_ct_options_on_mr_series_are_said_once_a_run(tiny_model, cohort_dir, tmp_path):
+    """``--adipose-hu`` on a cohort of MR series printed its line once per series (hundreds in
+    a mixed cohort); the run says it once, naming how many series and the first few."""
+    import warnings
+
+    settings = dataclasses.replace(LEAN, tissue=TissueSettings(adipose_hu=(-200.0, -40.0)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = predict_cohort(
+            tiny_model, cohort_dir, tmp_path / "out", settings=settings, options=HERE
+        )
+    said = [str(w.message) for w in caught if "not CT" in str(w.message)]
+    said += [note for note in run.notes if "not CT" in note]
+    assert said == [
+        "4 series are not CT (sub01, sub02, sub03 and 1 more; Modality MR), so --adipose-hu "
+        "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
+        "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
+    ]

@@ -199,7 +199,8 @@ def test_slice_counts_are_whole_numbers_and_a_missing_one_a_dash(tmp_path):
     assert parser.cells == ["s1", "3", "no PixelSpacing", "s2", "–", "unreadable"]
     parser = _Cells()
     parser.feed(page.split("<h2>Review first</h2>")[1].split("<h2>")[0])
-    assert parser.cells == ["p02", "–", "0.500", "2", "", "p01", "3", "0.500", "0", ""]
+    # tied on confidence: in series order (`review_key`), not by warnings
+    assert parser.cells == ["p01", "3", "0.500", "0", "", "p02", "–", "0.500", "2", ""]
 
 
 def test_the_histogram_range_has_its_unit(tmp_path):
@@ -299,3 +300,27 @@ def test_series_left_out_are_said_under_the_counts_not_among_the_files(tmp_path)
     )
     page = write_cohort_report(tmp_path / "some.html", summary).read_text(encoding="utf-8")
     assert "No series finished: 1 failed</b>" in page and line in page
+
+
+def test_series_tied_on_confidence_are_in_csa_long_order_as_suggest_ranks_them():
+    """Two series with the same lowest confidence, the later one (in csa_long.csv's order)
+    with more warnings: the cohort report put it first (ties by warnings) while `suggest`
+    (`least_confident`) ranks the same scores in the tables' order; both now follow the one
+    review order (`review_key`): unlike the training data, confidence, csa_long.csv's order."""
+    from sliceseg.measure.review_order import least_confident
+    from sliceseg.report.cohort import review_order
+
+    table = pd.DataFrame(
+        [
+            _row("p9", lowest_confidence=0.4),
+            _row("p10", lowest_confidence=0.4, warnings=3),
+            _row("p11", lowest_confidence=0.2),
+            _row("p12", lowest_confidence=0.9, unlike_training="its Modality is CT"),
+        ]
+    )
+    reviewed = review_order(table)["series"].tolist()
+    flagged = [bool(text) for text in table["unlike_training"]]
+    ranked = least_confident(
+        table["lowest_confidence"].tolist(), table["series"], n=4, flagged=flagged
+    )
+    assert reviewed == [table["series"][i] for i in ranked] == ["p12", "p11", "p9", "p10"]

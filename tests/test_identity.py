@@ -168,3 +168,85 @@ def test_slices_series_names_number_a_folder_s_series_in_the_order_of_their_file
     names = slices_series_names(shuffled, [f"p01/{image.name}" for image in shuffled])
     assert list(names) == [image.series_uid for image in shuffled]
     assert names == {f"1.2.9.{i}": "p01" if i == 0 else f"p01_{i + 1}" for i in range(11)}
+
+
+PATIENTS_IN_ORDER = ["p9", "p10", "patient2", "patient10"]  # as a person reads them
+
+
+def _patients_with_labels(root: Path) -> None:
+    """Four one-slice series, p10 and patient10 written first (file order is no help)."""
+    from conftest import add_pair, square_label
+
+    for i, name in enumerate(["p10", "patient10", "patient2", "p9"]):
+        add_pair(root, f"{name}/s1", square_label(), series_uid=f"1.2.77.{i}")
+
+
+def test_series_order_compares_digit_runs_as_numbers():
+    """``p10`` came before ``p9`` and ``patient2`` after ``patient10`` (plain string order)."""
+    from sliceseg.io.identity import series_name_key
+
+    assert sorted(["patient10", "p10", "patient2", "p9"], key=series_name_key) == PATIENTS_IN_ORDER
+    assert sorted(["p01", "p1", "p2"], key=series_name_key) == ["p01", "p1", "p2"]  # one order
+
+
+def test_plan_records_failures_and_measure_list_series_in_natural_order(tmp_path):
+    """The cohort's plan (hence its shards), the merge's reading of the finished series and of
+    the failed ones, and ``sliceseg measure``'s tables all sorted plain strings: p10 before p9."""
+    from sliceseg.inference.attempts import read_failures
+    from sliceseg.inference.records import finished_records
+    from sliceseg.io.series_plan import plan_cohort
+    from sliceseg.label_areas import measure_label_folder
+
+    _patients_with_labels(tmp_path)
+    plan = plan_cohort(tmp_path / "dicoms")
+    assert [s.name for s in plan.series] == PATIENTS_IN_ORDER
+    out = tmp_path / "out"
+    for name in reversed(PATIENTS_IN_ORDER):
+        (out / "series" / name).mkdir(parents=True)
+        (out / "series" / name / "record.json").write_text("{}")
+        (out / "failed").mkdir(exist_ok=True)
+        (out / "failed" / f"{name}.json").write_text(f'{{"series": "{name}"}}')
+    assert [name for name, _ in finished_records(out)] == PATIENTS_IN_ORDER
+    assert [f["series"] for f in read_failures(out)] == PATIENTS_IN_ORDER
+    table, _, _ = measure_label_folder(tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m")
+    assert list(dict.fromkeys(table.long["series"])) == PATIENTS_IN_ORDER
+    rows = [label for label in table.wide.index if str(label).startswith("mean series")]
+    assert rows == [f"mean series {name}" for name in PATIENTS_IN_ORDER]
+
+
+@pytest.mark.slow
+def test_predict_a_cohort_and_its_shards_list_series_in_natural_order(
+    tiny_model, tiny_phantom, tmp_path
+):
+    """predict_folder, one cohort run and two shards merged: one series order, p9
+    before p10, and the sharded tables equal the single run's."""
+    import pandas as pd
+
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+    from sliceseg.inference.folder import predict_folder
+    from sliceseg.inference.merge import merge_cohort
+    from sliceseg.inference.records import RunSettings
+    from sliceseg.inference.shards import Shard
+
+    scans = tmp_path / "scans"
+    subjects = sorted((tiny_phantom / "train" / "dicoms").iterdir())
+    subjects.append(next((tiny_phantom / "test" / "dicoms").iterdir()))
+    for subject, name in zip(subjects, ["patient10", "p10", "patient2", "p9"], strict=True):
+        shutil.copytree(subject, scans / name)
+    run = predict_folder(tiny_model, scans, tmp_path / "study", device="cpu", report=False)
+    assert list(dict.fromkeys(run.areas.long["series"])) == PATIENTS_IN_ORDER
+    lean = RunSettings(roi_names=(), visuals="none", exports=(), report=False)
+    predict_cohort(
+        tiny_model, scans, tmp_path / "one", settings=lean, options=CohortOptions(workers=0)
+    )
+    for k in (1, 2):
+        options = CohortOptions(workers=0, shard=Shard(k, 2))
+        predict_cohort(tiny_model, scans, tmp_path / "two", settings=lean, options=options)
+    merge_cohort(tmp_path / "two")
+    for name in ("csa.csv", "csa_long.csv", "series.csv"):
+        one, two = (pd.read_csv(tmp_path / d / name) for d in ("one", "two"))
+        pd.testing.assert_frame_equal(one, two, check_exact=True, obj=name)
+    series = pd.read_csv(tmp_path / "one" / "series.csv")
+    assert list(series["series"]) == PATIENTS_IN_ORDER
+    long = pd.read_csv(tmp_path / "one" / "csa_long.csv")
+    assert list(dict.fromkeys(long["series"])) == PATIENTS_IN_ORDER

@@ -414,7 +414,8 @@ def test_measure_orders_slices_and_series_as_predict_does(tmp_path):
     c: 1), beside p10/: measure listed the slices by file name and the series naturally (p9
     before p10), while `predict`'s tables list the series by name and each series' slices by
     InstanceNumber, then position (`order_slices`), so slice 1 of one table was slice 3 of the
-    other. Both now list c, b, a after p10's; each row's area stays its own slice's."""
+    other. Both now list c, b, a, then p10's (p9 before p10: `series_name_key`, as both order
+    series since session 20); each row's area stays its own slice's."""
     from conftest import write_test_dicom
     from sliceseg.inference.folder import _scan_inputs
     from sliceseg.io.identity import slice_key
@@ -440,9 +441,9 @@ def test_measure_orders_slices_and_series_as_predict_does(tmp_path):
     rows = wide.loc[[str(i) for i in range(1, 6)]]
     scan, _names = _scan_inputs(tmp_path / "dicoms", SpacingFallback(), progress=False)
     predicted = [slice_key(image, tmp_path / "dicoms") for image in scan.slices]
-    assert rows["file"].tolist() == predicted == ["p10/e", "p10/d", "p9/c", "p9/b", "p9/a"]
-    assert rows["disc"].tolist() == [8.0, 4.0, 12.0, 8.0, 4.0]
-    assert wide.index[5:8].tolist() == ["mean series p10", "std series p10", "n series p10"]
+    assert rows["file"].tolist() == predicted == ["p9/c", "p9/b", "p9/a", "p10/e", "p10/d"]
+    assert rows["disc"].tolist() == [12.0, 8.0, 4.0, 8.0, 4.0]
+    assert wide.index[5:8].tolist() == ["mean series p9", "std series p9", "n series p9"]
 
 
 def test_measure_with_fov_says_the_slices_without_spacing_are_in_mm2(tiny_phantom, tmp_path):

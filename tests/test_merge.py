@@ -196,6 +196,20 @@ def test_series_columns_are_the_keys_of_a_series_row(tmp_path):
     assert list(row) == merge.series_columns(["a", "b"])
 
 
+def test_series_csv_says_what_its_mean_std_and_n_are_over(predicted):
+    """series.csv's mean / std / n columns said their rules only in the docs (which slices
+    count, the sample std, the series unlike the training data); its last column, ``notes``,
+    says them on every row, as csa.csv's summary rows say theirs in their ``file`` cell."""
+    series = pd.read_csv(predicted / "series.csv", keep_default_na=False)
+    assert list(series.columns)[-1] == "notes"
+    assert set(series["notes"]) == {
+        "mean, sample std (n − 1): over the series' slices with the ROI (area > 0), the std "
+        "empty below 2 of them; n: how many; a series unlike the training data keeps its own "
+        "numbers here; in csa.csv its areas are left out of the overall mean and std (unless "
+        "every series is unlike the training data: then those are over all of them)"
+    }
+
+
 @pytest.mark.slow
 def test_an_older_first_record_keeps_the_count_columns(predicted, tmp_path):
     """A record written before ``n <roi>`` existed, first in merge order, leaves its own count

@@ -200,8 +200,8 @@ class TestTissueOptionsThatMeasureNothing:
             table = measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES, tissue=settings)
         (warning,) = [str(w.message) for w in caught]
         assert warning == (
-            "series (ct/s01.dcm, ...): its Modality is MR, not CT, so --adipose-hu (adipose_hu) "
-            "-200 -40 and --muscle-rois (muscle_rois) measure nothing on it: the CT columns "
+            "1 series is not CT (series; Modality MR), so --adipose-hu (adipose_hu) -200 -40 "
+            "and --muscle-rois (muscle_rois) measure nothing on it: the CT columns "
             "(imat_fraction, imat_mm2, muscle_radiodensity_hu) are for CT slices only."
         )
         assert not set(CT_COLUMNS) & set(table.long.columns)
@@ -209,6 +209,28 @@ class TestTissueOptionsThatMeasureNothing:
             warnings.simplefilter("error")
             measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES)
             measure_areas([label], [_ct_slice(hu)], NAMES, tissue=settings)  # CT: measured
+
+    def test_ct_options_on_many_mr_series_are_said_once(self):
+        """A mixed cohort of hundreds of MR series printed the CT-options line once per
+        series; it is one line for the run, naming how many and the first few."""
+        hu, label = _known_hu()
+        settings = TissueSettings(adipose_hu=(-200.0, -40.0))
+        images = [
+            dataclasses.replace(
+                _ct_slice(hu, modality="MR" if i else "CT"), source=Path(f"p{i}/s01.dcm"),
+                series_uid=f"1.2.{i}",
+            )
+            for i in range(12)
+        ]  # fmt: skip
+        keys = [f"p{i}/s01" for i in range(12)]
+        with pytest.warns(UserWarning) as caught:
+            measure_areas([label] * 12, images, NAMES, names=keys, tissue=settings)
+        lines = [str(w.message) for w in caught if "not CT" in str(w.message)]
+        assert lines == [
+            "11 series are not CT (p1, p2, p3 and 8 more; Modality MR), so --adipose-hu "
+            "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
+            "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
+        ]
 
     def test_the_default_ranges_given_as_lists_are_not_a_change(self):
         """A notebook's ``TissueSettings(adipose_hu=[-190, -30])``, the defaults as a list, was

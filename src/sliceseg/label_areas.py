@@ -13,7 +13,13 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import order_slices
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import series_key, slices_series_names, top_series_name, used_series_names
+from sliceseg.io.identity import (
+    series_key,
+    series_name_key,
+    slices_series_names,
+    top_series_name,
+    used_series_names,
+)
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
@@ -114,10 +120,12 @@ def measure_label_folder(
 
 def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> list[Sample]:
     """The samples in the order `sliceseg predict`'s tables give their slices: series by name
-    (``series``: per `series_key`), as `plan_cohort` sorts them, and each series' slices by
-    `order_slices` (InstanceNumber, then position, then name), not by their files' names."""
+    (``series``: per `series_key`), in `series_name_key` as `plan_cohort` sorts them, and each
+    series' slices by `order_slices` (InstanceNumber, then position, then name), not by their
+    files' names."""
     rank = {id(image): i for i, image in enumerate(order_slices([s.image for s in samples]))}
-    return sorted(samples, key=lambda s: (series[series_key(s.image)], rank[id(s.image)]))
+    order = {key: series_name_key(name) for key, name in series.items()}
+    return sorted(samples, key=lambda s: (order[series_key(s.image)], rank[id(s.image)]))
 
 
 def _series_names(

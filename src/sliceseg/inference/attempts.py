@@ -25,7 +25,7 @@ from sliceseg.io.files import (
     clear_killed_writes,
     finished_outputs,
 )
-from sliceseg.io.identity import relative_to_input
+from sliceseg.io.identity import relative_to_input, series_name_key
 from sliceseg.io.series_plan import PlannedSeries
 
 __all__ = [
@@ -140,17 +140,19 @@ def forget_attempts(out: Path, name: str) -> None:
 
 
 def read_failures(out: Path) -> list[dict[str, Any]]:
-    """Every failed series' record, by name."""
+    """Every failed series' record, by name (`series_name_key`)."""
     return _read_records(out / _FAILED_DIR)
 
 
 def read_unreadable(out: Path) -> list[dict[str, Any]]:
-    """Every record of a series of which no file could be read (`write_unreadable`), by name."""
+    """Every record of a series of which no file could be read (`write_unreadable`), by name
+    (`series_name_key`)."""
     return _read_records(out / _UNREADABLE_DIR)
 
 
 def _read_records(folder: Path) -> list[dict[str, Any]]:
-    found = [read_json(p) for p in finished_outputs(folder, "*.json")]
+    paths = finished_outputs(folder, "*.json")
+    found = [read_json(p) for p in sorted(paths, key=lambda p: series_name_key(p.stem))]
     return [f for f in found if f is not None]
 
 

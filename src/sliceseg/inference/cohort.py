@@ -52,9 +52,10 @@ from sliceseg.inference.records import (
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
+from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
-from sliceseg.measure.tissue import check_muscle_rois
+from sliceseg.measure.tissue import check_muscle_rois, ct_options_line
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
 from sliceseg.user_paths import user_path
@@ -110,7 +111,8 @@ class CohortRun:
         seconds: wall time of the whole run.
         slices: slices segmented now.
         warnings: plausibility warnings of the series finished now.
-        notes: exports not written.
+        notes: exports not written; CT options that measure nothing on the series that are
+            not CT (one line for the run, `ct_options_line`).
         unread: files left out on decoding (damaged pixels, a copy), each ``path: why``.
     """
 
@@ -219,9 +221,19 @@ def predict_cohort(
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
             warnings=[w for s in summaries for w in s["warnings"]],
-            notes=[n for s in summaries for n in s["export_notes"]],
+            notes=[n for s in summaries for n in s["export_notes"]] + _ct_options(finished, record),
             unread=[n for s in summaries for n in s["skipped_files"]],
         )
+
+
+def _ct_options(finished: Sequence[tuple[str, dict[str, Any]]], record: RunRecord) -> list[str]:
+    """The run's one line on CT options that measure nothing on its series that are not CT
+    (`ct_options_line`; each series' writer keeps quiet about it)."""
+    settings = record.settings
+    in_order = sorted(finished, key=lambda item: series_name_key(item[0]))  # not as they ended
+    modalities = {name: summary["modality"] for name, summary in in_order}
+    line = ct_options_line(modalities, settings.roi_names, settings.tissue)
+    return [line] if line else []
 
 
 def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> str:
@@ -260,7 +272,7 @@ def _one_user_error(
     """
     if finished or done or not failed:
         return None
-    errors = [error for _, error in sorted(failed, key=lambda item: item[0])]
+    errors = [error for _, error in sorted(failed, key=lambda item: series_name_key(item[0]))]
     first = errors[0]
     if isinstance(first, SlicesegError) and all(type(e) is type(first) for e in errors):
         return first
@@ -352,7 +364,8 @@ def _settle(
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     """What a run keeps of a finished series (its record holds the rest): memory stays flat."""
     kept = ("warnings", "skipped_files", "export_notes")
-    return {"slices": summary["slices"], **{key: summary[key][:_MAX_LINES] for key in kept}}
+    brief = {"slices": summary["slices"], "modality": summary.get("modality", [])}
+    return brief | {key: summary[key][:_MAX_LINES] for key in kept}
 
 
 def _reason(error: Exception) -> str:

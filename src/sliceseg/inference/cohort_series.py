@@ -46,6 +46,7 @@ from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.summary_rows import SUMMARY_ROWS
+from sliceseg.measure.tissue import CtOptionsWarning, modalities_of
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.thread_warnings import silenced
@@ -131,7 +132,8 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     names = list(settings.roi_names)
     keys = [slice_key(image, context.root) for image in decoded.slices]
     confidence = np.asarray(decoded.confidence)
-    areas = measure_with_confidence(decoded.labels, decoded.slices, keys, settings, confidence)
+    with silenced(CtOptionsWarning):  # the run says it once for all its series (its `modality`)
+        areas = measure_with_confidence(decoded.labels, decoded.slices, keys, settings, confidence)
     areas, unlike = _familiarity(context, decoded, keys, areas)
     warnings = _warnings(context, decoded, areas, names)
     series = decoded.series
@@ -165,6 +167,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         )
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
+        summary["modality"] = modalities_of(decoded.slices)
         summary["unlike_training"] = None if unlike is None else unlike.describe()
         summary["export_notes"] = [note for e in exported for note in e.notes]  # no path
         data = series_record(context.record, series, context.root, summary)

@@ -31,6 +31,7 @@ from sliceseg.io.dicom import (
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import (
     series_key,
+    series_name_key,
     slice_key,
     slices_series_names,
     top_series_name,
@@ -281,7 +282,7 @@ def _scan_inputs(
     names = _series_names(slices, root)
     # series in the order of their names, as a cohort takes them (`plan_cohort`): read in
     # SeriesInstanceUID order, sub05 could come before sub04
-    slices.sort(key=lambda image: names[series_key(image)])  # stable: a series' order stays
+    slices.sort(key=lambda image: series_name_key(names[series_key(image)]))  # stable: within too
     return DicomScan(slices=slices, skipped=scan.skipped), names
 
 

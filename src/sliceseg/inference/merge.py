@@ -66,10 +66,12 @@ from sliceseg.inference.records import (
 )
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path, files_together
+from sliceseg.io.identity import series_name_key
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
-from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column
+from sliceseg.measure.review_order import review_key
+from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column, series_note
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
     SHOWN_LINES,
@@ -299,7 +301,7 @@ def _nothing_to_merge(out: Path, left: LeftOut) -> ConfigError:
     removed = [name for name in OUTPUTS if (out / name).is_file()]
     for name in removed:
         (out / name).unlink()
-    unread = sorted(unreadable_series(out, set(), left))
+    unread = sorted(unreadable_series(out, set(), left), key=series_name_key)
     unfinished = left.unfinished(set(), set(unread))
     if left.outdated or unfinished:
         message = nothing_current_message(out, left.outdated, unfinished)
@@ -343,7 +345,7 @@ class _SeriesPass:
     slices: int = 0
     means: dict[str, array[float]] = field(default_factory=dict)  # per ROI, per series
     means_unlike: dict[str, array[int]] = field(default_factory=dict)  # ... and its mark
-    review: list[tuple[tuple[float, ...], dict[str, object]]] = field(default_factory=list)
+    review: list[tuple[tuple[bool, float, int], dict[str, object]]] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # the first SHOWN_LINES
     unlike_count: int = 0
     skipped: SkippedLines = field(default_factory=SkippedLines)  # files left out in decoding
@@ -409,11 +411,10 @@ class _SeriesPass:
 
     def _consider(self, row: dict[str, object]) -> None:
         """Keep the row if it is among the `REVIEW_FIRST` to review first so far."""
-        key = (  # as `review_order`: unlike the training data, confidence, warnings
-            float(row["unlike_training"] == ""),
-            _number(row["lowest_confidence"], np.inf),
-            -_number(row["warnings"], 0.0),
-            float(len(self.names)),  # ties: series order
+        key = review_key(  # as `review_order` sorts: ties in series order
+            is_unlike=row["unlike_training"] != "",
+            confidence=_number(row["lowest_confidence"], np.nan),
+            position=len(self.names),
         )
         shown = {k: row[k] for k in ("series", "slices", "lowest_confidence", "unlike_training")}
         text = first_warnings(str(row["warning_text"]))
@@ -433,13 +434,14 @@ class _SeriesPass:
 def series_columns(roi_names: Sequence[str], unit: str = "mm2") -> list[str]:
     """The columns of ``series.csv``, in order (`_series_row` fills them)."""
     per_roi = [_roi_column(statistic, roi, unit) for statistic in SUMMARY_ROWS for roi in roi_names]
-    tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report"]
+    tail = ["lowest_confidence", "unlike_training", "warnings", "warning_text", "report", "notes"]
     return ["series", "slices", *per_roi, *tail]
 
 
 def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, object]:
-    """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings
-    (n: the slices of the series that show the ROI, which its mean and std are over)."""
+    """One row of ``series.csv``: slices, mean, std and n per ROI, lowest confidence, warnings,
+    and the notes saying what they are over (n: the slices of the series that show the ROI,
+    which its mean and std are over)."""
     row: dict[str, object] = {"series": name, "slices": summary.get("slices")}
     for statistic in SUMMARY_ROWS:
         for roi, value in summary.get(statistic, {}).items():
@@ -451,6 +453,7 @@ def _series_row(out: Path, name: str, summary: dict[str, Any]) -> dict[str, obje
     row["warning_text"] = " | ".join(warnings)
     report = series_dir(out, name) / "report.html"
     row["report"] = report.relative_to(out).as_posix() if report.is_file() else ""
+    row["notes"] = series_note()  # what the numbers are over, in the file itself
     return row
 
 

@@ -17,6 +17,7 @@ from sliceseg.inference.records import (
     unreadable_files,
 )
 from sliceseg.io.dicom import SkippedFile
+from sliceseg.io.identity import series_name_key
 
 __all__ = ["LeftOut", "current_records", "unreadable_series"]
 
@@ -51,12 +52,12 @@ class LeftOut:
         """The series of the input neither ``done`` (finished, damaged or failed), unreadable
         (``unread``), another run's nor from input files changed since: not finished."""
         left_alone = {*self.outdated, *unread, *self.changed}
-        return tuple(sorted((self.inputs or frozenset()) - done - left_alone))
+        return tuple(sorted((self.inputs or frozenset()) - done - left_alone, key=series_name_key))
 
     @property
     def gone_names(self) -> tuple[str, ...]:
         """The series not in the input, by name (a finished one may have failed since too)."""
-        return tuple(sorted(self.gone))
+        return tuple(sorted(self.gone, key=series_name_key))
 
 
 def current_records(

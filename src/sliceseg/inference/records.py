@@ -35,7 +35,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir, finished_outputs
-from sliceseg.io.identity import relative_to_input
+from sliceseg.io.identity import relative_to_input, series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
 from sliceseg.measure.summary_rows import area_column
@@ -461,13 +461,14 @@ def same_run(record: Mapping[str, Any], run: Mapping[str, Any]) -> bool:
 
 
 def finished_series(out: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Every finished series folder with its record, by name."""
+    """Every finished series folder with its record, by name (`series_name_key`)."""
     return list(finished_records(out))
 
 
 def finished_records(out: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every finished series folder with its record, by name, read one at a time."""
-    for name in [p.name for p in finished_outputs(out / _SERIES_DIR)]:
+    """Every finished series folder with its record, by name (`series_name_key`: the plan's
+    order, so a merge of shards lists the series as one run does), read one at a time."""
+    for name in sorted((p.name for p in finished_outputs(out / _SERIES_DIR)), key=series_name_key):
         data = read_json(out / _SERIES_DIR / name / SERIES_RECORD)
         if data is not None:
             yield name, data

@@ -19,7 +19,7 @@ from sliceseg.inference.familiarity import always_present_rois, check_run, warn_
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import slice_key
+from sliceseg.io.identity import series_name_key, slice_key
 from sliceseg.io.series_plan import decode_series, plan_cohort
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
@@ -152,7 +152,7 @@ def _unfamiliar(
     bundle: Bundle, images: list[Slice], labels: list[np.ndarray], series: list[str]
 ) -> list[bool]:
     """Per slice, whether its series is unlike the training data (all False without a profile)."""
-    numbers = {name: k for k, name in enumerate(sorted(set(series)), 1)}  # as check_run groups
+    numbers = {name: k for k, name in enumerate(sorted(set(series), key=series_name_key), 1)}
     per_slice = [numbers[name] for name in series]
     verdicts = check_run(bundle, images, labels, [image.name for image in images], per_slice)
     warn_unchecked(bundle)

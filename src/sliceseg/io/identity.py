@@ -27,6 +27,7 @@ __all__ = [
     "relative_to_input",
     "series_key",
     "series_name",
+    "series_name_key",
     "series_names",
     "slice_key",
     "slices_series_names",
@@ -109,6 +110,19 @@ def relative_to_input(text: str, root: Path | str) -> str:
 def natural_key(text: str) -> tuple[Any, ...]:
     """Sort key that orders ``slice_2`` before ``slice_10``."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def series_name_key(name: str) -> tuple[Any, ...]:
+    """Sort key of a series by its name: the one order of series in every plan, table,
+    report and merge (digit runs compared as numbers: ``p9`` before ``p10``, ``patient2``
+    before ``patient10``; then the name itself, so ``p1`` and ``p01`` keep one order), so
+    that a cohort's shards, its merge and a single run list the series alike.
+
+    Example:
+        >>> sorted(["p10", "patient10", "p9", "patient2"], key=series_name_key)
+        ['p9', 'p10', 'patient2', 'patient10']
+    """
+    return (natural_key(name), name)
 
 
 def series_key(image: Identified) -> str:

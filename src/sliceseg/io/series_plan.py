@@ -5,7 +5,8 @@ NumberOfFrames, read with ``stop_before_pixels``), so it costs about a milliseco
 no memory per slice. Each series is then decoded on its own (`decode_series`, which orders its
 slices with `order_slices`), so that a run holds one series' pixels at a time. Series are
 grouped by `sliceseg.io.identity.series_key` and named by `series_names`; the plan lists them
-by name, which is also the order in which shards take them (`sliceseg.inference.shards`).
+by name (`series_name_key`: ``p9`` before ``p10``), which is also the order in which shards
+take them (`sliceseg.inference.shards`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from sliceseg.errors import DicomReadError, PairingError
 from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import not_an_image
-from sliceseg.io.identity import series_key, series_names, slice_key, top_series_name
+from sliceseg.io.identity import (
+    series_key,
+    series_name_key,
+    series_names,
+    slice_key,
+    top_series_name,
+)
 from sliceseg.thread_warnings import silenced
 
 __all__ = [
@@ -120,7 +127,8 @@ def plan_cohort(root: Path | str, *, exclude: Path | None = None) -> CohortPlan:
             exports are not inputs).
 
     Returns:
-        The series sorted by name, and the skipped files.
+        The series in name order (`series_name_key`: ``p9`` before ``p10``), and the skipped
+        files.
 
     Raises:
         PairingError: ``root`` does not exist, or holds no DICOM image.
@@ -156,7 +164,9 @@ def plan_cohort(root: Path | str, *, exclude: Path | None = None) -> CohortPlan:
         root_name=top_series_name(root),
     )
     series = [PlannedSeries(key, names[key], tuple(files)) for key, files in groups.items()]
-    return CohortPlan(root, tuple(sorted(series, key=lambda s: s.name)), tuple(skipped))
+    return CohortPlan(
+        root, tuple(sorted(series, key=lambda s: series_name_key(s.name))), tuple(skipped)
+    )
 
 
 def read_series_uid(path: Path) -> str:

@@ -20,7 +20,7 @@ from sliceseg.io.dicom import (
 )
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import series_key
+from sliceseg.io.identity import series_key, slices_series_names
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.summary_rows import (
@@ -35,9 +35,12 @@ from sliceseg.measure.summary_rows import (
     with_summary_rows,
 )
 from sliceseg.measure.tissue import (
+    CtOptionsWarning,
     TissueSettings,
     check_muscle_rois,
+    ct_options_line,
     hu_problem,
+    modalities_of,
     roi_tissue,
     series_notes,
 )
@@ -366,7 +369,7 @@ def measure_areas(
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
     units: dict[str, str] = {}  # unit -> the first slice measured in it
-    not_hu = _tissue_warnings(images, roi_names, tissue)
+    not_hu = _tissue_warnings(images, names, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
         check_class_map(label, image.shape, len(roi_names), name=name)
         spacing, source = resolve_spacing(image, fallback)
@@ -445,12 +448,22 @@ def _shown(value: float, label: object) -> str:
 
 
 def _tissue_warnings(
-    images: Sequence[Slice], roi_names: Sequence[str], settings: TissueSettings
+    images: Sequence[Slice],
+    names: Sequence[str],
+    roi_names: Sequence[str],
+    settings: TissueSettings,
 ) -> set[int]:
-    """Warn once per series about tissue columns it lacks; return the slices not in HU."""
+    """Warn once per series about tissue columns it lacks, and once for all series about CT
+    options that measure nothing on them (``names``: the slices' keys, which name the series
+    as the tables do); return the slices not in HU."""
     groups: dict[str, list[int]] = {}
     for position, image in enumerate(images):
         groups.setdefault(series_key(image), []).append(position)
+    series = slices_series_names(images, names)
+    modalities = {series[key]: modalities_of(images[i] for i in groups[key]) for key in groups}
+    line = ct_options_line(modalities, roi_names, settings)
+    if line:
+        warnings.warn(line, CtOptionsWarning, stacklevel=3)
     not_hu: set[int] = set()
     for positions in groups.values():
         members = [images[i] for i in positions]

@@ -1,13 +1,28 @@
-"""The order in which a person reviews slices: series unlike the training data first, then
-the least confident, every series before any twice (`least_confident`)."""
+"""The order in which a person reviews slices and series: those unlike the training data first,
+then the least confident, ties in the tables' order (`review_key`); slices with every series
+before any twice (`least_confident`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from sliceseg.errors import ConfigError
 
-__all__ = ["least_confident"]
+__all__ = ["least_confident", "review_key"]
+
+
+def review_key(*, is_unlike: bool, confidence: float, position: int) -> tuple[bool, float, int]:
+    """Sort key of a slice or series in the review order: unlike the training data first, then
+    the least confident (an unscored one, NaN, last), then ``position``, its place in the tables
+    (csa_long.csv's order: series by name, slices in series order). The one rule of `suggest`
+    and the study report (`least_confident`) and of the cohort report's series.
+
+    Example:
+        >>> review_key(is_unlike=False, confidence=0.4, position=2)
+        (True, 0.4, 2)
+    """
+    return (not is_unlike, math.inf if math.isnan(confidence) else confidence, position)
 
 
 def least_confident(
@@ -24,7 +39,7 @@ def least_confident(
     (those in confidence order), then the second of every series, and so on; so one poor
     series cannot fill the list, and every series is looked at before any is looked at twice.
     Slices of series unlike the training data (``flagged``) come before all others, in the
-    same order among themselves.
+    same order among themselves; ties go by position (`review_key`).
 
     Args:
         confidence: one score per slice.
@@ -49,12 +64,16 @@ def least_confident(
         raise ConfigError(
             f"{len(flagged or ())} flags for {len(confidence)} scores; give one each."
         )
-    order = sorted(range(len(confidence)), key=lambda i: (later[i], confidence[i], i))
+    keys = [
+        review_key(is_unlike=not later[i], confidence=confidence[i], position=i)
+        for i in range(len(confidence))
+    ]
+    order = sorted(range(len(confidence)), key=keys.__getitem__)
     if spread:
         seen: dict[object, int] = {}
         turn = {}
         for i in order:  # the k-th least confident of its series is in turn k
             turn[i] = seen.get(series[i], 0)
             seen[series[i]] = turn[i] + 1
-        order.sort(key=lambda i: (later[i], turn[i], confidence[i], i))
+        order.sort(key=lambda i: (later[i], turn[i], keys[i]))
     return order[:n]

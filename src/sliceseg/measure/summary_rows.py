@@ -25,6 +25,7 @@ __all__ = [
     "overall_mean_clause",
     "overall_note",
     "series_label",
+    "series_note",
     "series_row",
     "shown_number",
     "summarised",
@@ -202,6 +203,22 @@ def summarised(slices: pd.DataFrame, series: Sequence[int]) -> pd.DataFrame:
         >>> summarised(pd.DataFrame({"file": ["a", "b"], "disc": [1.0, 3.0]}), [1, 1]).loc["mean"]
     """
     return with_summary_rows(slices.reset_index(drop=True), tuple(series))
+
+
+def series_note() -> str:
+    """The ``notes`` cell of each row of a cohort's ``series.csv``: what its mean, std and n
+    columns are over, in the words of the area tables' summary rows (`summary_cell`) and of
+    the overall rows' rule (`overall_mean_clause`), so that the file says it, not only the docs.
+
+    Example:
+        >>> series_note().split(";")[0]
+        "mean, sample std (n − 1): over the series' slices with the ROI (area > 0), the std empty below 2 of them"
+    """  # noqa: E501
+    return (
+        f"mean, {SAMPLE_STD}: over the series' {PRESENT}, the std empty below 2 of them; "
+        "n: how many; a series unlike the training data keeps its own numbers here; in csa.csv "
+        + overall_mean_clause("its areas")
+    )
 
 
 def overall_mean_clause(subject: str, *, is_every_series: bool | None = None) -> str:

@@ -17,15 +17,16 @@ Three cases are said once per series rather than passed over (`series_notes`): a
 lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left the stored values,
 such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN), and the note
 names the series when every slice is such, else those slices; a series without (0008,0060)
-Modality gets no CT columns at all; a series of another Modality given CT options changed from
-the defaults measures nothing with them. HU ranges changed while no ROI is a muscle are refused
-(`check_muscle_rois`).
+Modality gets no CT columns at all. Series of another Modality given CT options changed from
+the defaults measure nothing with them: said once a run for all of them (`ct_options_line`, a
+`CtOptionsWarning`), naming how many and the first few. HU ranges changed while no ROI is a
+muscle are refused (`check_muscle_rois`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -343,7 +344,9 @@ def series_notes(
     settings: TissueSettings,
     hu: HuProblem | None,
 ) -> list[str]:
-    """The tissue columns one series will not have, in words (empty when it has them all).
+    """The tissue columns one series will not have for want of HU or a Modality, in words
+    (empty when it has them all; CT options on a series of another Modality are the run's one
+    line, `ct_options_line`).
 
     Args:
         series: the slices of one series.
@@ -353,28 +356,68 @@ def series_notes(
 
     Returns:
         `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
-        no (0008,0060) Modality and so no CT columns, or that it is not CT while ``settings``
-        were changed from the defaults (the CT options, which then measure nothing on it); the
-        caller names the series.
+        no (0008,0060) Modality and so no CT columns; the caller names the series.
     """
     if hu is not None:
         return [hu.note]
     if not any(map(settings.is_muscle, roi_names)):
         return []
-    modalities = sorted({s.modality.strip() for s in series} - {""})
-    if not modalities:
+    if not modalities_of(series):
         return [
             "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
             f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
         ]
+    return []
+
+
+class CtOptionsWarning(UserWarning):
+    """CT options changed from the defaults on a run with series that are not CT: one line a
+    run (`ct_options_line`; a cohort's writers silence their series' own and the run says it)."""
+
+
+SHOWN_SERIES = 3
+"""How many series `ct_options_line` names before it counts the rest."""
+
+
+def modalities_of(series: Iterable[Slice]) -> list[str]:
+    """The (0008,0060) Modality values of a series' slices, sorted, padding and blanks aside."""
+    return sorted({s.modality.strip() for s in series} - {""})
+
+
+def ct_options_line(
+    modalities: Mapping[str, Sequence[str]], roi_names: Sequence[str], settings: TissueSettings
+) -> str:
+    """Say once for a run that its CT options measure nothing on its series that are not CT.
+
+    Args:
+        modalities: per series name (in the tables' order), its Modality values
+            (`modalities_of`); a series with none, or with a CT slice, is not named.
+        roi_names: the ROIs measured (no muscle among them: nothing to say).
+        settings: the run's tissue settings; only those changed from the defaults are named.
+
+    Returns:
+        One line naming how many series and the first `SHOWN_SERIES`, or "" when none is such.
+
+    Example:
+        >>> ct_options_line({"p1": ["MR"], "p2": ["CT"]}, ["psoas"], TissueSettings(adipose_hu=(-200, -40)))
+        '1 series is not CT (p1; Modality MR), so --adipose-hu (adipose_hu) -200 -40 measures nothing on it: ...'
+    """  # noqa: E501
+    named = {
+        name: found for name, found in modalities.items() if found and not any(map(is_ct, found))
+    }
     given = _changed(settings, ("adipose_hu", "muscle_hu", "muscle_rois"))
-    if not given or any(is_ct(s.modality) for s in series):
-        return []
-    return [
-        f"its Modality is {' and '.join(modalities)}, not CT, so {' and '.join(given)} measure"
-        f"{'s' * (len(given) == 1)} nothing on it: the CT columns ({', '.join(CT_COLUMNS)}) "
-        "are for CT slices only."
-    ]
+    if not named or not given or not any(map(settings.is_muscle, roi_names)):
+        return ""
+    shown, more = list(named)[:SHOWN_SERIES], len(named) - SHOWN_SERIES
+    names = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    kinds = " and ".join(sorted({m for found in named.values() for m in found}))
+    one = len(named) == 1
+    return (
+        f"{len(named)} series {'is' if one else 'are'} not CT ({names}; Modality {kinds}), so "
+        f"{' and '.join(given)} measure{'s' * (len(given) == 1)} nothing on "
+        f"{'it' if one else 'them'}: the CT columns ({', '.join(CT_COLUMNS)}) are for CT "
+        "slices only."
+    )
 
 
 _APPLIED = {

@@ -1,8 +1,8 @@
 """The cohort report: small and fast at 100,000 slices (distributions, review first, failures).
 
 It embeds no pictures: one histogram per ROI of the series' mean areas (inline SVG), the series
-to review first (lowest confidence, then warnings) with links to their own reports, the failed
-series with the reason, and counts. Every series' own ``report.html`` is linked from
+to review first (unlike the training data, then lowest confidence: `review_key`) with links to
+their own reports, the failed series with the reason, and counts. Every series' own ``report.html`` is linked from
 ``series.csv`` (column ``report``) and from the rows shown here.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sliceseg.io.files import atomic_write_text
+from sliceseg.measure.review_order import review_key
 from sliceseg.measure.summary_rows import (
     area_column,
     overall_mean_clause,
@@ -243,13 +244,17 @@ def _failed(failed: pd.DataFrame) -> str:
 
 
 def review_order(table: pd.DataFrame) -> pd.DataFrame:
-    """Series to review first: those unlike the training data, then lowest confidence first,
-    then those with the most warnings."""
-    confidence = pd.to_numeric(table["lowest_confidence"], errors="coerce").fillna(np.inf)
+    """Series to review first (``table``: rows of series.csv, in its order): by `review_key`,
+    as `suggest` and the study report rank slices (unlike the training data, then the lowest
+    confidence, ties in the table's order, csa_long.csv's)."""
+    confidence = pd.to_numeric(table["lowest_confidence"], errors="coerce").to_numpy(float)
     unlike = table.get("unlike_training", pd.Series([""] * len(table), index=table.index))
-    later = (unlike.fillna("").astype(str) == "").to_numpy()
-    order = np.lexsort((-table["warnings"].to_numpy(dtype=float), confidence.to_numpy(), later))
-    return table.iloc[order]
+    is_unlike = (unlike.fillna("").astype(str) != "").to_numpy()
+    keys = [
+        review_key(is_unlike=bool(is_unlike[i]), confidence=float(confidence[i]), position=i)
+        for i in range(len(table))
+    ]
+    return table.iloc[sorted(range(len(table)), key=keys.__getitem__)]
 
 
 def _review(table: pd.DataFrame, count: int) -> str:
@@ -267,8 +272,8 @@ def _review(table: pd.DataFrame, count: int) -> str:
         )
     return (
         f"<h2>Review first</h2><p>The {min(REVIEW_FIRST, count)} series to review first: "
-        "those unlike the training data first, then the lowest slice confidence (then the "
-        "most warnings); every series is in series.csv.</p><table>"
+        "those unlike the training data first, then the lowest slice confidence (ties in "
+        "series order, as csa_long.csv); every series is in series.csv.</p><table>"
         "<tr><th>series</th><th>slices</th><th>lowest confidence</th><th>warnings</th>"
         f"<th>first warnings</th></tr>{''.join(rows)}</table>"
     )
