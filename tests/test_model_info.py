@@ -54,6 +54,12 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     assert rows["ROIs"] == "a"
 
 
+def test_an_older_model_file_says_its_validation_series_are_not_recorded(tmp_path, capsys):
+    assert main(["info", str(saved_model(tmp_path))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "validation series (held out): not recorded (an older model file)" in lines
+
+
 def test_info_prints_each_roi_s_bias_before_and_after(tmp_path, capsys):
     calibration = AreaCalibration(
         per_roi={

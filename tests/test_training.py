@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from conftest import one_slice_patients, tiny_config
+from sliceseg.cli import main
 from sliceseg.dataset.samples import load_samples
+from sliceseg.dataset.split import split_by_patient
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
@@ -204,6 +206,25 @@ class TestTrain:
         train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
         assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
         assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
+
+    def test_the_held_out_series_are_logged_recorded_and_shown_by_info(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        """The split goes by PatientID or series; nothing said which series validated."""
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1)
+        samples, _ = load_samples(config.data_source())
+        _, validation = split_by_patient(samples, validation_fraction=0.2, seed=config.seed)
+        (subject,) = {s.key.split("/")[0] for s in validation}  # one of the three subjects
+        lines: list[str] = []
+        result = train(config, log=lines.append)
+        assert lines[1] == f"Held out for validation: 1 series (3 slices): {subject} (3 slices)."
+        recorded = [{"series": subject, "slices": 3}]
+        assert json.loads(result.settings_json.read_text())["validation_series"] == recorded
+        for model in (result.best_model, result.final_model):
+            assert load_bundle(model).metadata.validation_series == ((subject, 3),)
+        assert main(["info", str(result.best_model)]) == 0
+        row = f"validation series (held out): 1 series (3 slices): {subject} (3 slices)"
+        assert row in capsys.readouterr().out.splitlines()
 
     def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
         self, tiny_phantom, tmp_path

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sliceseg.dataset.split import held_out_text
 from sliceseg.engine.predictor import model_preparation
 from sliceseg.errors import BundleError
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
@@ -53,6 +54,9 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "loss": str(meta.settings.get("loss") or _UNRECORDED),
         "learning rate": _learning_rate_text(meta.settings.get("learning_rate")),
         "planned training": _length_text(meta.settings),
+        "validation series (held out)": _UNRECORDED
+        if meta.validation_series is None
+        else held_out_text(meta.validation_series),
         "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
         "post-processing (chosen on validation)": post.describe(meta.roi_names),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),

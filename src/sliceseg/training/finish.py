@@ -118,6 +118,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
                 "hyperparameters": session.metadata.hyperparameters,
             },
             "roi_names": list(session.data.roi_names),
+            "validation_series": session.metadata.to_dict()["validation_series"],
             "data_check_warnings": session.data.num_check_warnings,
             "epochs_completed": epoch,
             "ended_by": _ended_by(state),
