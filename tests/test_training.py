@@ -22,6 +22,7 @@ from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
+from sliceseg.training import loop
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.loop import DiceCounter, train
 from sliceseg.training.progress import ProgressEvent
@@ -189,7 +190,7 @@ class TestTrain:
         lines: list[str] = []
         train(tiny_config(tiny_phantom / "train", out, epochs=2, overwrite=True), log=lines.append)
         assert (
-            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
+            f"Removed 2 file(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
             in lines
         )
         kept = sorted(p.name for p in out.glob("*.pt"))
@@ -225,6 +226,29 @@ class TestTrain:
         assert main(["info", str(result.best_model)]) == 0
         row = f"validation series (held out): 1 series (3 slices): {subject} (3 slices)"
         assert row in capsys.readouterr().out.splitlines()
+
+    def test_an_overwrite_run_that_fails_early_leaves_no_earlier_settings_file(
+        self, tiny_phantom, tmp_path, monkeypatch
+    ):
+        """The earlier run's settings file stayed until the new run ended: a new run that
+        failed after its first checkpoint left that checkpoint beside the old settings."""
+        out = tmp_path / "m"
+        train(tiny_config(tiny_phantom / "train", out, epochs=1), log=lambda _line: None)
+        assert json.loads((out / "sliceseg_settings.json").read_text())["epochs_completed"] == 1
+        trained = loop.train_epoch
+
+        def fail_at_epoch_2(session, epoch, *args, **kwargs):
+            if epoch == 2:
+                raise RuntimeError("injected")
+            return trained(session, epoch, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "train_epoch", fail_at_epoch_2)
+        again = tiny_config(tiny_phantom / "train", out, epochs=3, overwrite=True)
+        with pytest.raises(RuntimeError, match="injected"):
+            train(again, log=lambda _line: None)
+        assert not (out / "sliceseg_settings.json").exists()
+        assert pd.read_csv(out / "sliceseg_history.csv")["epoch"].tolist() == [1]
+        assert load_bundle(out / "sliceseg_1.pt").metadata.settings["epochs"] == 3
 
     def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
         self, tiny_phantom, tmp_path
@@ -265,8 +289,8 @@ class TestTrain:
             config = dataclasses.replace(config, validation_fraction=0.0, overwrite=True)
             train(config, log=lines.append)
         assert (
-            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_1.pt, "
-            "sliceseg_best.pt." in lines
+            f"Removed 5 file(s) an earlier run left in {out}: sliceseg_1.pt, sliceseg_best.pt, "
+            "sliceseg_settings.json, sliceseg_history.csv, sliceseg_history.png." in lines
         )
         assert load_bundle(out / "sliceseg_best.pt").metadata.settings["input_shape"] == 64
 
