@@ -18,11 +18,12 @@ from conftest import one_slice_patients, tiny_config
 from sliceseg.cli import main
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.split import split_by_patient
+from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
-from sliceseg.training import loop
+from sliceseg.training import loop, validation
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.loop import DiceCounter, train
 from sliceseg.training.progress import ProgressEvent
@@ -249,6 +250,26 @@ class TestTrain:
         assert not (out / "sliceseg_settings.json").exists()
         assert pd.read_csv(out / "sliceseg_history.csv")["epoch"].tolist() == [1]
         assert load_bundle(out / "sliceseg_1.pt").metadata.settings["epochs"] == 3
+
+    def test_the_best_model_records_of_how_many_epochs_it_is_the_best(
+        self, tiny_phantom, tmp_path, monkeypatch
+    ):
+        """`sliceseg info` on a _best.pt gave its epoch, not of how many the run trained."""
+        dice = iter((0.9, 0.5))
+
+        def validate(session, row):
+            return {**row, "val_dice": next(dice)}, None
+
+        monkeypatch.setattr(validation, "validate", validate)
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=2)
+        result = train(config, log=lambda _line: None)
+        end = {"epochs_completed": 2, "ended_by": "planned epochs: 2 of 2", "best_val_dice": 0.9}
+        assert load_bundle(result.best_model).metadata.run_end == end
+        assert load_bundle(result.final_model).metadata.run_end is None  # a checkpoint
+        assert model_summary(result.best_model)["trained epochs"] == (
+            "1: the best by validation Dice (0.900) of the 2 epochs the run trained "
+            "(it ended by planned epochs: 2 of 2)"
+        )
 
     def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
         self, tiny_phantom, tmp_path

@@ -87,6 +87,10 @@ class ModelMetadata:
             its ``file`` (absolute path), ``sha256`` and ``epoch``; ``None``: random weights.
         validation_series: the series validation held out, each ``(name, slices)``
             (`sliceseg.dataset.split.held_out_series`); ``None`` (files from before): unknown.
+        run_end: on a run's best model, how the run ended, written as it ended: the
+            ``epochs_completed`` it trained, ``ended_by`` and ``best_val_dice`` (None: nothing
+            validated, the last epoch's model), as in its settings file; ``None``: a
+            checkpoint, a best model of a run that has not ended, or a file from before.
     """
 
     arch: str
@@ -109,6 +113,7 @@ class ModelMetadata:
     modalities: tuple[str, ...] | None = None
     started_from: dict[str, Any] | None = None
     validation_series: tuple[tuple[str, int], ...] | None = None
+    run_end: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -133,6 +138,7 @@ class ModelMetadata:
             "modalities": None if self.modalities is None else list(self.modalities),
             "started_from": None if self.started_from is None else dict(self.started_from),
             "validation_series": _series_list(self.validation_series),
+            "run_end": None if self.run_end is None else dict(self.run_end),
         }
 
     @classmethod
@@ -165,6 +171,7 @@ class ModelMetadata:
             else tuple(str(m) for m in data["modalities"]),
             started_from=None if data.get("started_from") is None else dict(data["started_from"]),
             validation_series=_series_pairs(data.get("validation_series")),
+            run_end=None if data.get("run_end") is None else dict(data["run_end"]),
         )
 
     @property
