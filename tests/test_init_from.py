@@ -129,7 +129,8 @@ class TestInitFrom:
         start.unlink()
         lines: list[str] = []
         result = train(resume=out / "sliceseg_2.pt", overrides={"epochs": 3}, log=lines.append)
-        assert lines[1] == f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3."
+        assert lines[1].startswith("Held out for validation: 1 series (3 slices): sub0")
+        assert lines[2] == f"Resuming from {out / 'sliceseg_2.pt'} after epoch 2 of 3."
         assert result.history["epoch"].tolist() == [1, 2, 3]
         before, after = load_bundle(out / "sliceseg_2.pt"), load_bundle(result.final_model)
         assert after.metadata.target_spacing_mm == before.metadata.target_spacing_mm

@@ -54,6 +54,53 @@ def test_info_prints_spacing_post_processing_and_calibration(tmp_path, capsys):
     assert rows["ROIs"] == "a"
 
 
+def test_an_older_model_file_says_its_validation_series_are_not_recorded(tmp_path, capsys):
+    assert main(["info", str(saved_model(tmp_path))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "validation series (held out): not recorded (an older model file)" in lines
+
+
+class TestBestModelEpochs:
+    """`sliceseg info` on a ``_best.pt`` gave its epoch only, not of how many it was the best."""
+
+    def best_model(self, tmp_path, **changes):
+        settings = {"model_filename": "run"}
+        meta = metadata(hyperparameters={"depth": 3}, epoch=7, settings=settings, **changes)
+        return save_bundle(tmp_path / "run_best.pt", small_unet(), meta)
+
+    def write_settings(self, tmp_path, best_epoch):
+        end = {"epochs_completed": 20, "ended_by": "planned epochs: 20 of 20"}
+        settings = {**end, "best_val_dice": 0.8614, "best_epoch": best_epoch}
+        (tmp_path / "run_settings.json").write_text(json.dumps(settings))
+
+    def test_the_run_s_end_the_file_records(self, tmp_path):
+        end = {"epochs_completed": 20, "ended_by": "planned epochs: 20 of 20",
+               "best_val_dice": 0.8614}  # fmt: skip
+        path = self.best_model(tmp_path, run_end=end)
+        assert model_summary(path)["trained epochs"] == (
+            "7: the best by validation Dice (0.861) of the 20 epochs the run trained "
+            "(it ended by planned epochs: 20 of 20)"
+        )
+
+    def test_an_older_best_model_reads_the_settings_file_beside_it(self, tmp_path):
+        path = self.best_model(tmp_path)
+        self.write_settings(tmp_path, best_epoch=7)
+        assert model_summary(path)["trained epochs"] == (
+            "7: the best by validation Dice (0.861) of the 20 epochs the run trained "
+            "(it ended by planned epochs: 20 of 20; from run_settings.json beside it)"
+        )
+
+    @pytest.mark.parametrize("settings_epoch", [None, 5])  # none beside it; another run's best
+    def test_a_best_model_of_a_run_not_ended_says_best_so_far(self, tmp_path, settings_epoch):
+        path = self.best_model(tmp_path)
+        if settings_epoch is not None:
+            self.write_settings(tmp_path, best_epoch=settings_epoch)
+        assert model_summary(path)["trained epochs"] == (
+            "7: the best so far at epoch 7 (the run had not ended when it was written, or its "
+            "settings file is not beside it: how many epochs it trained is not recorded)"
+        )
+
+
 def test_info_prints_each_roi_s_bias_before_and_after(tmp_path, capsys):
     calibration = AreaCalibration(
         per_roi={

@@ -21,7 +21,7 @@ from sliceseg.cli import main
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import TEMP_PREFIX
 from sliceseg.models.bundle import load_bundle
-from sliceseg.training import validation
+from sliceseg.training import loop, validation
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.loop import train
 from sliceseg.training.state import TRAINING_STATE_VERSION, TrainingState, resume_config
@@ -293,6 +293,41 @@ class TestResumeInProcess:
             "abandons; kept, but not this run's (it replaces each one it reaches)." in lines
         )
         assert (out / "sliceseg_4.pt").exists()  # kept: a resume from the wrong file loses nothing
+
+
+def test_a_resume_rewrites_the_history_to_its_checkpoints_epochs(
+    tiny_phantom, tmp_path, monkeypatch
+):
+    """A resume from an earlier checkpoint kept the rows of the epochs it abandons in the
+    history until its own first checkpoint: a resume stopped before then left them there.
+    Each epoch's validation Dice is a number of its own, so the rows tell the runs apart."""
+    dice = iter(range(1, 100))
+
+    def validate(session, row):
+        return {**row, "val_dice": next(dice) / 100}, None
+
+    monkeypatch.setattr(validation, "validate", validate)
+    out = tmp_path / "m"
+    train(tiny_config(tiny_phantom / "train", out, epochs=4), log=lambda _line: None)
+    trained = loop.train_epoch
+
+    def fail_at_epoch_3(session, epoch, *args, **kwargs):
+        if epoch == 3:
+            raise RuntimeError("injected")
+        return trained(session, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", fail_at_epoch_3)
+    with pytest.raises(RuntimeError, match="injected"):
+        train(resume=out / "sliceseg_2.pt", log=lambda _line: None)
+    history = pd.read_csv(out / "sliceseg_history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert history["val_dice"].tolist() == [0.01, 0.02]
+    monkeypatch.setattr(loop, "train_epoch", trained)
+    result = train(resume=out / "sliceseg_2.pt", log=lambda _line: None)
+    history = pd.read_csv(out / "sliceseg_history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # each epoch once, the last resume's
+    assert history["val_dice"].tolist() == [0.01, 0.02, 0.05, 0.06]
+    assert result.history["val_dice"].tolist() == history["val_dice"].tolist()
 
 
 def test_checkpoints_a_resume_abandons_are_named_and_kept(tmp_path):

@@ -13,7 +13,14 @@ import pytest
 from conftest import add_pair, square_label
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
-from sliceseg.dataset.split import hold_out_levels, patient_group, relative_levels, split_by_patient
+from sliceseg.dataset.split import (
+    held_out_series,
+    held_out_text,
+    hold_out_levels,
+    patient_group,
+    relative_levels,
+    split_by_patient,
+)
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.training.config import TrainConfig
@@ -207,3 +214,29 @@ class TestHoldOutLevels:
             match=r"--validation-split \(validation_split\) must be one of patient, levels",
         ):
             TrainConfig(validation_split="slices")
+
+
+class TestHeldOutSeries:
+    def test_series_are_named_by_folder_and_counted_in_natural_order(self):
+        validation = [
+            make_sample("p10/mr/s1", "1.2.10"),
+            make_sample("p2/mr/s1", "1.2.2"),
+            make_sample("p10/mr/s2", "1.2.10"),
+            make_sample("p2/ct/s1", "1.2.3"),
+        ]
+        assert held_out_series(validation) == (("p2/ct", 1), ("p2/mr", 1), ("p10/mr", 2))
+
+    def test_two_series_in_one_folder_add_their_uid(self):
+        validation = [make_sample("s1", "1.2.7"), make_sample("s2", "1.2.8")]
+        assert held_out_series(validation) == (
+            (". (SeriesInstanceUID 1.2.7)", 1),
+            (". (SeriesInstanceUID 1.2.8)", 1),
+        )
+
+    def test_text_counts_the_series_and_slices_and_names_the_first_few(self):
+        series = [("sub01", 3), ("sub03", 1), ("sub04", 3)]
+        assert held_out_text(series, shown=2) == (
+            "3 series (7 slices): sub01 (3 slices), sub03 (1 slice) and 1 more"
+        )
+        assert held_out_text(series).endswith("sub04 (3 slices)")
+        assert held_out_text([]) == "none (no series held out for validation)"

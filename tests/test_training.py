@@ -15,11 +15,15 @@ import pytest
 import torch
 
 from conftest import one_slice_patients, tiny_config
+from sliceseg.cli import main
 from sliceseg.dataset.samples import load_samples
+from sliceseg.dataset.split import split_by_patient
+from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.model_space.batches import samples_to_grid
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import LOG_WEIGHTS
+from sliceseg.training import loop, validation
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.loop import DiceCounter, train
 from sliceseg.training.progress import ProgressEvent
@@ -187,7 +191,7 @@ class TestTrain:
         lines: list[str] = []
         train(tiny_config(tiny_phantom / "train", out, epochs=2, overwrite=True), log=lines.append)
         assert (
-            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
+            f"Removed 2 file(s) an earlier run left in {out}: sliceseg_3.pt, sliceseg_94.pt."
             in lines
         )
         kept = sorted(p.name for p in out.glob("*.pt"))
@@ -204,6 +208,68 @@ class TestTrain:
         train(dataclasses.replace(again, init_from=str(out / "sliceseg_2.pt")), log=lines.append)
         assert (out / "sliceseg_2.pt").is_file() and (out / "sliceseg_1.pt").is_file()
         assert f"Starting from the weights of {out / 'sliceseg_2.pt'}." in lines
+
+    def test_the_held_out_series_are_logged_recorded_and_shown_by_info(
+        self, tiny_phantom, tmp_path, capsys
+    ):
+        """The split goes by PatientID or series; nothing said which series validated."""
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=1)
+        samples, _ = load_samples(config.data_source())
+        _, validation = split_by_patient(samples, validation_fraction=0.2, seed=config.seed)
+        (subject,) = {s.key.split("/")[0] for s in validation}  # one of the three subjects
+        lines: list[str] = []
+        result = train(config, log=lines.append)
+        assert lines[1] == f"Held out for validation: 1 series (3 slices): {subject} (3 slices)."
+        recorded = [{"series": subject, "slices": 3}]
+        assert json.loads(result.settings_json.read_text())["validation_series"] == recorded
+        for model in (result.best_model, result.final_model):
+            assert load_bundle(model).metadata.validation_series == ((subject, 3),)
+        assert main(["info", str(result.best_model)]) == 0
+        row = f"validation series (held out): 1 series (3 slices): {subject} (3 slices)"
+        assert row in capsys.readouterr().out.splitlines()
+
+    def test_an_overwrite_run_that_fails_early_leaves_no_earlier_settings_file(
+        self, tiny_phantom, tmp_path, monkeypatch
+    ):
+        """The earlier run's settings file stayed until the new run ended: a new run that
+        failed after its first checkpoint left that checkpoint beside the old settings."""
+        out = tmp_path / "m"
+        train(tiny_config(tiny_phantom / "train", out, epochs=1), log=lambda _line: None)
+        assert json.loads((out / "sliceseg_settings.json").read_text())["epochs_completed"] == 1
+        trained = loop.train_epoch
+
+        def fail_at_epoch_2(session, epoch, *args, **kwargs):
+            if epoch == 2:
+                raise RuntimeError("injected")
+            return trained(session, epoch, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "train_epoch", fail_at_epoch_2)
+        again = tiny_config(tiny_phantom / "train", out, epochs=3, overwrite=True)
+        with pytest.raises(RuntimeError, match="injected"):
+            train(again, log=lambda _line: None)
+        assert not (out / "sliceseg_settings.json").exists()
+        assert pd.read_csv(out / "sliceseg_history.csv")["epoch"].tolist() == [1]
+        assert load_bundle(out / "sliceseg_1.pt").metadata.settings["epochs"] == 3
+
+    def test_the_best_model_records_of_how_many_epochs_it_is_the_best(
+        self, tiny_phantom, tmp_path, monkeypatch
+    ):
+        """`sliceseg info` on a _best.pt gave its epoch, not of how many the run trained."""
+        dice = iter((0.9, 0.5))
+
+        def validate(session, row):
+            return {**row, "val_dice": next(dice)}, None
+
+        monkeypatch.setattr(validation, "validate", validate)
+        config = tiny_config(tiny_phantom / "train", tmp_path / "m", epochs=2)
+        result = train(config, log=lambda _line: None)
+        end = {"epochs_completed": 2, "ended_by": "planned epochs: 2 of 2", "best_val_dice": 0.9}
+        assert load_bundle(result.best_model).metadata.run_end == end
+        assert load_bundle(result.final_model).metadata.run_end is None  # a checkpoint
+        assert model_summary(result.best_model)["trained epochs"] == (
+            "1: the best by validation Dice (0.900) of the 2 epochs the run trained "
+            "(it ended by planned epochs: 2 of 2)"
+        )
 
     def test_a_refused_run_into_a_used_folder_keeps_the_earlier_runs_models(
         self, tiny_phantom, tmp_path
@@ -244,8 +310,8 @@ class TestTrain:
             config = dataclasses.replace(config, validation_fraction=0.0, overwrite=True)
             train(config, log=lines.append)
         assert (
-            f"Removed 2 model file(s) an earlier run left in {out}: sliceseg_1.pt, "
-            "sliceseg_best.pt." in lines
+            f"Removed 5 file(s) an earlier run left in {out}: sliceseg_1.pt, sliceseg_best.pt, "
+            "sliceseg_settings.json, sliceseg_history.csv, sliceseg_history.png." in lines
         )
         assert load_bundle(out / "sliceseg_best.pt").metadata.settings["input_shape"] == 64
 

@@ -10,10 +10,13 @@ import numpy as np
 from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import natural_key
+from sliceseg.io.identity import series_key
 
 __all__ = [
     "LEVEL_BANDS",
     "SPLIT_CHOICES",
+    "held_out_series",
+    "held_out_text",
     "hold_out_levels",
     "patient_group",
     "patient_groups",
@@ -199,3 +202,51 @@ def hold_out_levels(
     train_levels = relative_levels(train)
     kept_train = [s for s, lev in zip(train, train_levels, strict=True) if not in_band(lev)]
     return kept_train, kept_val
+
+
+def held_out_series(validation: Sequence[Sample]) -> tuple[tuple[str, int], ...]:
+    """Name the series validation holds out, each with its number of slices, in natural order.
+
+    A series (`series_key`: (0020,000E) SeriesInstanceUID, else its folder) is named by the
+    folder of its slices' keys under the DICOM folder ("." for the folder itself); where two
+    held-out series share a folder, each name adds its SeriesInstanceUID. The PatientID the
+    split may go by is never used (sliceseg does not write it).
+
+    Example:
+        >>> held_out_series(validation)  # sub03's three slices, one series
+        (('sub03', 3),)
+    """
+    keys: dict[str, list[str]] = {}
+    for sample in validation:
+        keys.setdefault(series_key(sample.image), []).append(sample.key)
+    folders = {
+        uid: " + ".join(sorted({k.rsplit("/", 1)[0] if "/" in k else "." for k in series}))
+        for uid, series in keys.items()
+    }
+    shared = {f for f in folders.values() if list(folders.values()).count(f) > 1}
+    named = [
+        (f"{folder} (SeriesInstanceUID {uid})" if folder in shared else folder, len(keys[uid]))
+        for uid, folder in folders.items()
+    ]
+    return tuple(sorted(named, key=lambda pair: (natural_key(pair[0]), pair[0])))
+
+
+def held_out_text(series: Sequence[tuple[str, int]], *, shown: int | None = None) -> str:
+    """Say which series validation holds out: their count and slices, then each name with its
+    slices (the first ``shown`` of them and how many more; None: all).
+
+    Example:
+        >>> held_out_text([("sub01", 3), ("sub03", 2), ("sub04", 3)], shown=2)
+        '3 series (8 slices): sub01 (3 slices), sub03 (2 slices) and 1 more'
+    """
+    if not series:
+        return "none (no series held out for validation)"
+    listed = series if shown is None else series[:shown]
+    names = ", ".join(f"{name} ({_slices(n)})" for name, n in listed)
+    more = len(series) - len(listed)
+    total = _slices(sum(n for _, n in series))
+    return f"{len(series)} series ({total}): {names}" + (f" and {more} more" if more else "")
+
+
+def _slices(count: int) -> str:
+    return f"{count} slice{'' if count == 1 else 's'}"

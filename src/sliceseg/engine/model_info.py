@@ -9,10 +9,12 @@ in the engine, above both the model file (`models`) and the intensity normalisat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sliceseg.dataset.split import held_out_text
 from sliceseg.engine.predictor import model_preparation
 from sliceseg.errors import BundleError
 from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingProfile
@@ -43,7 +45,7 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
     return {
         "model file": str(bundle.source) if bundle.source else "(in memory)",
         "architecture": meta.arch,
-        "trained epochs": str(meta.epoch),
+        "trained epochs": _epochs_text(bundle),
         "started from": _start_text(meta.started_from, meta.settings),
         "model grid": f"{meta.input_size}×{meta.input_size}",
         "target spacing": _spacing_text(meta.target_spacing_mm),
@@ -53,6 +55,9 @@ def model_summary(model: Bundle | Path | str) -> dict[str, str]:
         "loss": str(meta.settings.get("loss") or _UNRECORDED),
         "learning rate": _learning_rate_text(meta.settings.get("learning_rate")),
         "planned training": _length_text(meta.settings),
+        "validation series (held out)": _UNRECORDED
+        if meta.validation_series is None
+        else held_out_text(meta.validation_series),
         "weights": _weights_text(float(meta.settings.get("ema_decay") or 0.0)),
         "post-processing (chosen on validation)": post.describe(meta.roi_names),
         "area calibration (chosen on validation)": post.calibration.describe(meta.roi_names),
@@ -175,7 +180,59 @@ def _best_name(bundle: Bundle) -> str | None:
     profile; None for any other model file."""
     if bundle.training_state is None:
         return None
-    return f"{bundle.metadata.settings.get('model_filename') or 'sliceseg'}_best.pt"
+    return f"{_run_name(bundle)}_best.pt"
+
+
+def _run_name(bundle: Bundle) -> str:
+    """The run's ``model_filename``, which names its files."""
+    return str(bundle.metadata.settings.get("model_filename") or "sliceseg")
+
+
+def _epochs_text(bundle: Bundle) -> str:
+    """The epochs the weights trained; for a run's best model, of how many it chose them."""
+    epoch, end = bundle.metadata.epoch, bundle.metadata.run_end
+    source = bundle.source
+    is_best = source is not None and source.name == f"{_run_name(bundle)}_best.pt"
+    if end is None and is_best and source is not None:
+        end = _ended_beside(source, epoch, _run_name(bundle))
+    if end is None:
+        if not is_best or bundle.training_state is not None:
+            return str(epoch)
+        return (
+            f"{epoch}: the best so far at epoch {epoch} (the run had not ended when it was "
+            "written, or its settings file is not beside it: how many epochs it trained is "
+            "not recorded)"
+        )
+    dice = end.get("best_val_dice")
+    chosen = (
+        "the last (no validation Dice chose it)"
+        if dice is None
+        else f"the best by validation Dice ({float(dice):.3f})"
+    )
+    why = [f"it ended by {end['ended_by']}"] if end.get("ended_by") else []
+    why += [f"from {end['read_from']} beside it"] if end.get("read_from") else []
+    return (
+        f"{epoch}: {chosen} of the {_counted(int(end['epochs_completed']), 'epoch')} the run "
+        "trained" + (f" ({'; '.join(why)})" if why else "")
+    )
+
+
+def _ended_beside(best: Path, epoch: int, name: str) -> dict[str, Any] | None:
+    """How the run ended, from the settings file beside a best model written before the run
+    recorded it in the file; None when that file is missing, unreadable, of another best epoch
+    or older than the model (a later run's best)."""
+    path = best.parent / f"{name}_settings.json"
+    try:
+        written = json.loads(path.read_text(encoding="utf-8"))
+        is_newer = path.stat().st_mtime >= best.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if not (is_newer and isinstance(written, dict) and written.get("best_epoch") == epoch):
+        return None
+    if "epochs_completed" not in written:
+        return None
+    fields = ("epochs_completed", "ended_by", "best_val_dice")
+    return {**{k: written.get(k) for k in fields}, "read_from": path.name}
 
 
 def _profile_text(familiarity: dict[str, Any] | None, best_name: str | None = None) -> str:

@@ -85,6 +85,12 @@ class ModelMetadata:
             no such check.
         started_from: the model file whose weights training started from (``--init-from``):
             its ``file`` (absolute path), ``sha256`` and ``epoch``; ``None``: random weights.
+        validation_series: the series validation held out, each ``(name, slices)``
+            (`sliceseg.dataset.split.held_out_series`); ``None`` (files from before): unknown.
+        run_end: on a run's best model, how the run ended, written as it ended: the
+            ``epochs_completed`` it trained, ``ended_by`` and ``best_val_dice`` (None: nothing
+            validated, the last epoch's model), as in its settings file; ``None``: a
+            checkpoint, a best model of a run that has not ended, or a file from before.
     """
 
     arch: str
@@ -106,6 +112,8 @@ class ModelMetadata:
     context_step_mm: float | None = None
     modalities: tuple[str, ...] | None = None
     started_from: dict[str, Any] | None = None
+    validation_series: tuple[tuple[str, int], ...] | None = None
+    run_end: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as plain data (lists, dicts, numbers, strings)."""
@@ -129,6 +137,8 @@ class ModelMetadata:
             "context_step_mm": self.context_step_mm,
             "modalities": None if self.modalities is None else list(self.modalities),
             "started_from": None if self.started_from is None else dict(self.started_from),
+            "validation_series": _series_list(self.validation_series),
+            "run_end": None if self.run_end is None else dict(self.run_end),
         }
 
     @classmethod
@@ -160,6 +170,8 @@ class ModelMetadata:
             if data.get("modalities") is None
             else tuple(str(m) for m in data["modalities"]),
             started_from=None if data.get("started_from") is None else dict(data["started_from"]),
+            validation_series=_series_pairs(data.get("validation_series")),
+            run_end=None if data.get("run_end") is None else dict(data["run_end"]),
         )
 
     @property
@@ -179,6 +191,16 @@ def recorded_hyperparameters(arch: str, recorded: Mapping[str, Any]) -> dict[str
     rules = MODELS[arch].hyperparameters.rules if arch in MODELS else {}
     unrecorded = {k: v for k, v in UNRECORDED_HYPERPARAMETERS.items() if k in rules}
     return {**unrecorded, **recorded}
+
+
+def _series_list(series: Sequence[tuple[str, int]] | None) -> list[dict[str, Any]] | None:
+    return None if series is None else [{"series": n, "slices": int(k)} for n, k in series]
+
+
+def _series_pairs(value: Any) -> tuple[tuple[str, int], ...] | None:
+    if value is None:
+        return None
+    return tuple((str(item["series"]), int(item["slices"])) for item in value)
 
 
 def _spacing_list(spacing: tuple[float, float] | None) -> list[float] | None:

@@ -8,12 +8,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from sliceseg._version import __version__
 from sliceseg.io.files import atomic_write_text
-from sliceseg.models.bundle import load_bundle, save_bundle
+from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.training.distributed import parameter_checksum
 from sliceseg.training.profile import add_profile
 from sliceseg.training.session import Session
@@ -104,13 +105,7 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
     context.barrier()
     best_path, settings_path = session.path("best.pt"), session.path("settings.json")
     if context.is_main:
-        # nothing validated (or a resumed run's folder without its best file): the last model
-        # is the best we know; an earlier run's best was removed when this run began
-        if state.best_val_dice is None or not best_path.exists():
-            save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
-        if state.best_val_dice is None and len(session.data.validation):
-            log(no_roi_line(best_path.name, epoch))
-        _store_profile(session, best_path, log)
+        _write_best(session, state, log)
         settings = {
             "settings": session.config.to_dict(),
             "model": {
@@ -118,11 +113,10 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
                 "hyperparameters": session.metadata.hyperparameters,
             },
             "roi_names": list(session.data.roi_names),
+            "validation_series": session.metadata.to_dict()["validation_series"],
             "data_check_warnings": session.data.num_check_warnings,
-            "epochs_completed": epoch,
-            "ended_by": _ended_by(state),
+            **_run_end(state),
             "elapsed_seconds": state.elapsed_seconds,
-            "best_val_dice": state.best_val_dice,
             "best_epoch": best_epoch,
             "world_size": context.world_size,
             "parameter_checksums": checksums,
@@ -142,3 +136,28 @@ def finish(session: Session, state: TrainingState, log: Log) -> TrainResult:
         history=pd.DataFrame(list(state.history)),
         best_epoch=best_epoch,
     )
+
+
+def _run_end(state: TrainingState) -> dict[str, Any]:
+    """How the run ended, as its settings file and its best model (`ModelMetadata.run_end`)
+    record it."""
+    return {
+        "epochs_completed": state.epoch,
+        "ended_by": _ended_by(state),
+        "best_val_dice": state.best_val_dice,
+    }
+
+
+def _write_best(session: Session, state: TrainingState, log: Log) -> None:
+    """Give the best model the run's end (the epochs it chose from) and the training data's
+    profile; when nothing was validated, or a resumed folder lacks it, the last epoch's model
+    is the best we know (an earlier run's best was removed when this run began)."""
+    best_path, epoch = session.path("best.pt"), state.epoch
+    if state.best_val_dice is None or not best_path.exists():
+        save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
+    if state.best_val_dice is None and len(session.data.validation):
+        log(no_roi_line(best_path.name, epoch))
+    bundle = load_bundle(best_path)
+    ended = {**bundle.metadata.to_dict(), "run_end": _run_end(state)}
+    save_bundle(best_path, bundle.model, ModelMetadata.from_dict(ended))
+    _store_profile(session, best_path, log)

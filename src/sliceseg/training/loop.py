@@ -266,10 +266,12 @@ def _train_and_finish(
     resumed = None if resumption is None else resumption.checkpoint
     finishing = False  # the epochs are done and saved: `finish` writes the run's end
     try:
+        if resumption is not None and session.context.is_main:
+            # the checkpoint's epochs only: rows of epochs this resume abandons (or that a
+            # run stopped while finishing had not written yet) would stand in the folder
+            write_history(session.out_dir, session.config.model_filename, state.history)
         if resumption is None or resumption.trains:
             state = _run_epochs(session, state, log=log, on_checkpoint=on_checkpoint, now=clock)
-        elif session.context.is_main:  # stopped while finishing: its history may be older
-            write_history(session.out_dir, session.config.model_filename, state.history)
         finishing = True
         return finish(session, state, log)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM: say what is lost and where the run goes on from

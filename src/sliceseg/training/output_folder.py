@@ -1,6 +1,6 @@
 """A new run's output folder: an earlier run's checkpoints there are refused, naming the resume
-that continues them, or (with ``overwrite``) removed, so that every numbered checkpoint is
-this run's."""
+that continues them, or (with ``overwrite``) removed with its best model, settings and history,
+so that every file of the run's name is this run's."""
 
 from __future__ import annotations
 
@@ -44,20 +44,25 @@ def refuse_an_earlier_run(config: TrainConfig) -> None:
 
 def remove_earlier_checkpoints(out: Path, config: TrainConfig, log: Log) -> None:
     """A new run into a used folder (``--overwrite``) removes the model files an earlier run
-    left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model),
-    saying so: a ``sliceseg_94.pt`` of yesterday's run beside today's ``sliceseg_84.pt`` reads
-    as today's latest epoch, and yesterday's best would stand for today's run."""
+    left there (``<name>_<epoch>.pt`` and ``<name>_best.pt``; never its ``--init-from`` model)
+    and its settings and history files, saying so: a ``sliceseg_94.pt`` of yesterday's run
+    beside today's ``sliceseg_84.pt`` reads as today's latest epoch, yesterday's best would
+    stand for today's run, and its settings file for today's run stopped early."""
     name = config.model_filename
     start = Path(config.init_from).resolve() if config.init_from else None
-    best = out / f"{name}_best.pt"
+    records = [out / f"{name}_{suffix}" for suffix in _RECORDS]
     earlier = [
-        p for p in (*_epoch_checkpoints(out, name), best) if p.exists() and p.resolve() != start
+        p for p in (*_epoch_checkpoints(out, name), *records) if p.exists() and p.resolve() != start
     ]
     for path in earlier:
         path.unlink()
     if earlier:
         names = ", ".join(p.name for p in earlier)
-        log(f"Removed {len(earlier)} model file(s) an earlier run left in {out}: {names}.")
+        log(f"Removed {len(earlier)} file(s) an earlier run left in {out}: {names}.")
+
+
+_RECORDS = ("best.pt", "settings.json", "history.csv", "history.png")
+"""What a run writes beside its checkpoints (`finish`, `write_history`) under its name."""
 
 
 def note_abandoned_checkpoints(out: Path, name: str, epoch: int, log: Log) -> None:

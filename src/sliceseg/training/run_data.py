@@ -11,7 +11,7 @@ from sliceseg.dataset.context import context_pool
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.source import DataSource
-from sliceseg.dataset.split import hold_out_levels, split_by_patient
+from sliceseg.dataset.split import held_out_series, hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
 from sliceseg.measure.modality import modality_values
@@ -81,6 +81,7 @@ def load_training_data(
         check_lines=check_warning_lines(report, config.data_source()),
         num_check_warnings=len(report.warnings),
         modalities=modality_values(s.image.modality for s in samples),
+        validation_series=held_out_series(val_samples),
     )
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sliceseg._version import __version__
 from sliceseg.augment.transforms import AugmentParams
+from sliceseg.dataset.split import held_out_text
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.model_space.crops import CropDataset
 from sliceseg.model_space.intensity import PER_SLICE, IntensityNormalisation
@@ -30,6 +31,8 @@ from sliceseg.training.init_from import started_from
 from sliceseg.training.losses import MultiOutputLoss, build_loss
 
 Log = Callable[[str], None]
+
+_SHOWN_SERIES = 3  # training's first lines name this many held-out series
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class TrainingData:
     check_lines: tuple[str, ...] = ()  # the check's warnings, as the log shows them
     num_check_warnings: int = 0  # all of them, shown or not (recorded in the settings file)
     modalities: tuple[str, ...] = ()  # the slices' Modality values (`modality_values`)
+    validation_series: tuple[tuple[str, int], ...] = ()  # `held_out_series`: name, slices
 
     @property
     def num_classes(self) -> int:
@@ -187,6 +191,9 @@ def _log_run(
         + (f" × {context.world_size} processes" if context.is_distributed else "")
         + (_threads_text(context) if context.device.type == "cpu" else "")
     )
+    if data.validation_series:  # which series judged the model (`sliceseg info` lists all)
+        held_out = held_out_text(data.validation_series, shown=_SHOWN_SERIES)
+        log(f"Held out for validation: {held_out}.")
     _log_data_notes(data, log)
 
 
@@ -222,6 +229,7 @@ def _metadata(
         context_step_mm=data.context_step_mm,
         modalities=data.modalities,
         started_from=start,
+        validation_series=data.validation_series,
     )
 
 
