@@ -302,6 +302,28 @@ def test_a_malformed_spacing_is_refused_naming_its_value(tmp_path, capsys, store
     ]
 
 
+def test_pixels_beside_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
+    """``measure --pixels`` with one file measured in mm² and one whose PixelSpacing is
+    malformed said the latter had "no PixelSpacing (0028,0030)"."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    bad = malformed_spacing_dicom(tmp_path / "dicoms" / "a.dcm", b"0.7\\abc ")
+    good = write_test_dicom(tmp_path / "dicoms" / "b.dcm", np.zeros((4, 4)), instance=2)
+    (tmp_path / "labels").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "labels" / f"{name}.npy", np.ones((4, 4), np.uint8))
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out"), "--pixels"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'error: {bad}: its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 '
+        "(expected two positive numbers, row mm and column mm), while other slices have a "
+        f"spacing in mm (e.g. {good}); give --fov MM (and --matrix ROWS COLS) so every slice is "
+        "measured in mm²."
+    ]
+
+
 def test_the_users_fov_over_a_malformed_spacing_says_it_is_malformed(tmp_path, capsys):
     """Issue 20 (inputs): with --fov, a malformed PixelSpacing was told as "no pixel spacing"
     and its areas' spacing_source as plain "fov/matrix"."""
