@@ -481,3 +481,23 @@ def test_train_help_says_how_long_training_runs_by_default(capsys):
     defaults = TrainConfig(data_dir="d")
     assert f"every N epochs (default {defaults.print_checkpoint})" in shown
     assert f"every M epochs (default {defaults.save_checkpoint})" in shown
+
+
+def test_train_stopped_before_its_first_checkpoint_promises_no_checkpoint(
+    tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C before the first checkpoint (or while the data is read) ended on "`sliceseg
+    train --resume` with the checkpoint named above goes on from it": none was named (the line
+    above, if any, says there is nothing to resume from)."""
+    from sliceseg.training import loop
+
+    def stopped(**_kwargs):
+        print("Interrupted before the first checkpoint ...: there is nothing to resume from.")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", stopped)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "m")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "interrupted; files already written are kept; where a checkpoint is named above, "
+        "`sliceseg train --resume` with it goes on."
+    ]
