@@ -501,3 +501,14 @@ def test_train_stopped_before_its_first_checkpoint_promises_no_checkpoint(
         "interrupted; files already written are kept; where a checkpoint is named above, "
         "`sliceseg train --resume` with it goes on."
     ]
+
+
+@pytest.mark.parametrize("given", [[], ["--images", "dicoms"]], ids=["none", "images only"])
+def test_no_data_folder_names_the_options_of_the_command(tmp_path, capsys, given):
+    """`sliceseg check` without a data folder said "give DATA_DIR ..., or both images_dir and
+    labels_dir": no option of the command has those names (they are --images and --labels)."""
+    assert main(["check", *given]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: no data folder: give DATA_DIR (holding dicoms/ and labels/), or both --images "
+        "and --labels (data_dir, or images_dir and labels_dir, in Python or a settings file)."
+    ]
