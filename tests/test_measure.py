@@ -794,3 +794,23 @@ def test_measure_missing_label_folder_gets_no_flag_it_lacks(tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{tmp_path / 'nope'}: label folder does not exist (folders in")
     assert message.endswith("; check the path.") and "--labels" not in message
+
+
+def test_nothing_to_measure_names_the_check_command_that_reports_it(tmp_path, capsys):
+    """``measure`` pairing nothing said "Run `sliceseg check` for details": without its
+    folders that command only refuses (no data folder). It now names the folders, and the
+    command it names runs and reports on them."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    write_test_dicom(tmp_path / "dicoms" / "a.dcm", np.zeros((4, 4)))
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "b.npy", np.ones((4, 4), np.uint8))
+    dicoms, labels = tmp_path / "dicoms", tmp_path / "labels"
+    argv = ["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    named = f"sliceseg check --images {dicoms} --labels {labels}"
+    assert line.endswith(f" Run `{named}` for details.")
+    assert main(named.split()[1:]) == 1  # a verdict on the data, not a refused command
+    assert "no DICOM file in" in capsys.readouterr().out
