@@ -512,3 +512,26 @@ def test_no_data_folder_names_the_options_of_the_command(tmp_path, capsys, given
         "error: no data folder: give DATA_DIR (holding dicoms/ and labels/), or both --images "
         "and --labels (data_dir, or images_dir and labels_dir, in Python or a settings file)."
     ]
+
+
+def test_a_shards_warnings_are_not_sent_to_tables_it_did_not_write(tmp_path, capsys):
+    """A shard (no merge) with warnings said "see series.csv and report.html in OUT/": the
+    shard writes neither, `sliceseg merge` does; nor is there a report.html after
+    ``--no-report``."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from sliceseg.cli.prediction import _print_run, _where_warnings_are
+    from sliceseg.inference.cohort import CohortRun
+    from sliceseg.inference.shards import Shard
+
+    out = tmp_path / "out"
+    run = CohortRun(out, Shard(1, 2, "--shard"), 1, 0, ["p1"], warnings=["p1: odd area"])
+    _print_run(run)
+    assert f"1 warnings: series.csv lists them once `sliceseg merge {out}` has run." in (
+        capsys.readouterr().out.splitlines()
+    )
+    merged = dataclasses.replace(run, merged=SimpleNamespace(report=None))
+    assert _where_warnings_are(merged) == f"1 warnings: see series.csv in {out}/"
+    merged = dataclasses.replace(run, merged=SimpleNamespace(report=out / "report.html"))
+    assert _where_warnings_are(merged) == f"1 warnings: see series.csv and report.html in {out}/"
