@@ -481,3 +481,57 @@ def test_train_help_says_how_long_training_runs_by_default(capsys):
     defaults = TrainConfig(data_dir="d")
     assert f"every N epochs (default {defaults.print_checkpoint})" in shown
     assert f"every M epochs (default {defaults.save_checkpoint})" in shown
+
+
+def test_train_stopped_before_its_first_checkpoint_promises_no_checkpoint(
+    tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C before the first checkpoint (or while the data is read) ended on "`sliceseg
+    train --resume` with the checkpoint named above goes on from it": none was named (the line
+    above, if any, says there is nothing to resume from)."""
+    from sliceseg.training import loop
+
+    def stopped(**_kwargs):
+        print("Interrupted before the first checkpoint ...: there is nothing to resume from.")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", stopped)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "m")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "interrupted; files already written are kept; where a checkpoint is named above, "
+        "`sliceseg train --resume` with it goes on."
+    ]
+
+
+@pytest.mark.parametrize("given", [[], ["--images", "dicoms"]], ids=["none", "images only"])
+def test_no_data_folder_names_the_options_of_the_command(tmp_path, capsys, given):
+    """`sliceseg check` without a data folder said "give DATA_DIR ..., or both images_dir and
+    labels_dir": no option of the command has those names (they are --images and --labels)."""
+    assert main(["check", *given]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: no data folder: give DATA_DIR (holding dicoms/ and labels/), or both --images "
+        "and --labels (data_dir, or images_dir and labels_dir, in Python or a settings file)."
+    ]
+
+
+def test_a_shards_warnings_are_not_sent_to_tables_it_did_not_write(tmp_path, capsys):
+    """A shard (no merge) with warnings said "see series.csv and report.html in OUT/": the
+    shard writes neither, `sliceseg merge` does; nor is there a report.html after
+    ``--no-report``."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from sliceseg.cli.prediction import _print_run, _where_warnings_are
+    from sliceseg.inference.cohort import CohortRun
+    from sliceseg.inference.shards import Shard
+
+    out = tmp_path / "out"
+    run = CohortRun(out, Shard(1, 2, "--shard"), 1, 0, ["p1"], warnings=["p1: odd area"])
+    _print_run(run)
+    assert f"1 warnings: series.csv lists them once `sliceseg merge {out}` has run." in (
+        capsys.readouterr().out.splitlines()
+    )
+    merged = dataclasses.replace(run, merged=SimpleNamespace(report=None))
+    assert _where_warnings_are(merged) == f"1 warnings: see series.csv in {out}/"
+    merged = dataclasses.replace(run, merged=SimpleNamespace(report=out / "report.html"))
+    assert _where_warnings_are(merged) == f"1 warnings: see series.csv and report.html in {out}/"

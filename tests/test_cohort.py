@@ -457,6 +457,38 @@ def test_a_run_refused_on_a_user_error_puts_the_input_list_back(tiny_model, coho
     assert merge.merge_cohort(out).gone == ()
 
 
+@pytest.mark.slow
+def test_a_series_failed_on_a_malformed_spacing_names_its_value(tmp_path, capsys):
+    """The refusal of a malformed PixelSpacing said "the warning before names the value": no
+    warning comes before it in failed.csv, nor in ``measure``. It now names the value; alone,
+    the series ends the run on that line (exit 2)."""
+    from conftest import write_test_dicom
+    from test_evaluate import model_with_values
+    from test_measure import malformed_spacing_dicom
+
+    model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+    write_test_dicom(tmp_path / "dicoms" / "p0" / "a.dcm", np.zeros((4, 4)), series_uid="1.2.3")
+    malformed_spacing_dicom(tmp_path / "dicoms" / "p1" / "a.dcm", b"0.7\\abc ")
+    out = tmp_path / "out"
+    argv = ["predict", str(model), str(tmp_path / "dicoms"), "--out", str(out), "--workers", "0",
+            "--visuals", "none"]  # fmt: skip
+    assert main(argv) == 3  # p0 measured, p1 failed
+    reason = (
+        'its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 (expected two '
+        "positive numbers, row mm and column mm), so areas in mm² are unknown; give --fov MM "
+        "(and --matrix ROWS COLS), or --pixels to report pixel counts."
+    )
+    path = tmp_path / "dicoms" / "p1" / "a.dcm"
+    assert f"warning: series p1 failed: {path}: {reason}" in capsys.readouterr().err.splitlines()
+    failed = pd.read_csv(out / "failed.csv")
+    assert failed.to_dict("records") == [
+        {"series": "p1", "slices": 1, "reason": f"p1/a.dcm: {reason}"}
+    ]
+    alone = [*argv[:2], str(path.parent), "--out", str(tmp_path / "alone"), *argv[5:]]
+    assert main(alone) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {path}: {reason}"
+
+
 def test_a_device_that_is_not_there_is_refused_before_out_is_written(
     tiny_model, cohort_dir, tmp_path, capsys
 ):

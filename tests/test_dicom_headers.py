@@ -134,6 +134,8 @@ class TestPixelSpacing:
         assert [(s.spacing_mm, s.spacing_source) for s in slices] == [
             (None, "PixelSpacing (malformed)")
         ] * 2
+        # as the functional groups store it, for the refusal to name (they are read first)
+        assert [s.malformed_spacing for s in slices] == ["0.0\\0.0"] * 2
 
 
 class TestImagerPixelSpacing:

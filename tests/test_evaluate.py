@@ -178,6 +178,29 @@ class TestSpacing:
         ):
             evaluate_model(model, data, tmp_path / "ev", fallback=SpacingFallback(pixels_only=True))
 
+    def test_pixels_beside_a_malformed_spacing_is_not_called_absent(self, tmp_path, capsys):
+        """``evaluate --pixels`` said a file whose PixelSpacing is there but malformed had "no
+        PixelSpacing (0028,0030)"; the refusal now says malformed and names the value."""
+        from conftest import write_test_dicom
+        from sliceseg.cli import main
+        from test_measure import malformed_spacing_dicom
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = tmp_path / "d"
+        good = write_test_dicom(data / "dicoms" / "a.dcm", np.zeros((4, 4)), instance=1)
+        bad = malformed_spacing_dicom(data / "dicoms" / "b.dcm", b"0.7\\abc ", instance=2)
+        (data / "labels").mkdir()
+        for name in ("a", "b"):
+            np.save(data / "labels" / f"{name}.npy", np.ones((4, 4), np.uint8))
+        argv = ["evaluate", str(model), str(data), "--out", str(tmp_path / "ev"), "--pixels"]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f'error: {bad}: its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 '
+            "(expected two positive numbers, row mm and column mm), while other test slices have "
+            f"a spacing in mm (e.g. {good}); give --fov MM (and --matrix ROWS COLS) so every "
+            "slice is measured in mm²."
+        )
+
     def test_spacing_is_the_files_own(self, tmp_path):
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         label = stored({1: (slice(0, 4), slice(0, 5))})

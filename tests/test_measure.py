@@ -268,29 +268,60 @@ def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
     )
 
 
-def test_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
-    """A file whose PixelSpacing is there but malformed ("0.5", one number) was refused as
-    having "no PixelSpacing (0028,0030) in the file", which its header contradicts."""
-    import pydicom
-
+def malformed_spacing_dicom(path: Path, stored: bytes, *, instance: int = 1) -> Path:
+    """A 4 × 4 DICOM whose (0028,0030) PixelSpacing holds ``stored`` (8 bytes, as written)."""
     from conftest import write_test_dicom
+
+    write_test_dicom(path, np.zeros((4, 4)), spacing=(0.5, 0.5), instance=instance)
+    data = path.read_bytes()
+    assert data.count(b"DS\x08\x000.5\\0.5 ") == 1 and len(stored) == 8
+    path.write_bytes(data.replace(b"DS\x08\x000.5\\0.5 ", b"DS\x08\x00" + stored))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"), [(b"0.5     ", "0.5"), (b"0.7\\abc ", "0.7\\abc")], ids=["one", "abc"]
+)
+def test_a_malformed_spacing_is_refused_naming_its_value(tmp_path, capsys, stored, shown):
+    """A file whose PixelSpacing is there but malformed was refused as having "no PixelSpacing
+    (0028,0030) in the file"; then as malformed, saying "the warning before names the value":
+    ``measure`` prints its warnings only once it has measured, so on this refusal none came.
+    The refusal now names the value itself."""
     from sliceseg.cli import main
 
-    path = write_test_dicom(tmp_path / "dicoms" / "one.dcm", np.zeros((4, 4)), spacing=None)
-    ds = pydicom.dcmread(path)
-    ds.PixelSpacing = "0.5"
-    ds.save_as(path)
+    path = malformed_spacing_dicom(tmp_path / "dicoms" / "one.dcm", stored)
     (tmp_path / "labels").mkdir()
     np.save(tmp_path / "labels" / "one.npy", np.ones((4, 4), np.uint8))
     argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: {path}: its PixelSpacing (0028,0030) is malformed or not > 0 (expected two "
-        "positive numbers, row mm and column mm; the warning before names the value), so areas "
-        "in mm² are unknown; give --fov MM (and --matrix ROWS COLS), or --pixels to report "
-        "pixel counts."
-    )
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'error: {path}: its PixelSpacing (0028,0030) "{shown}" is malformed or not > 0 '
+        "(expected two positive numbers, row mm and column mm), so areas in mm² are unknown; "
+        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
+    ]
+
+
+def test_pixels_beside_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
+    """``measure --pixels`` with one file measured in mm² and one whose PixelSpacing is
+    malformed said the latter had "no PixelSpacing (0028,0030)"."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    bad = malformed_spacing_dicom(tmp_path / "dicoms" / "a.dcm", b"0.7\\abc ")
+    good = write_test_dicom(tmp_path / "dicoms" / "b.dcm", np.zeros((4, 4)), instance=2)
+    (tmp_path / "labels").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "labels" / f"{name}.npy", np.ones((4, 4), np.uint8))
+    argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
+            "--out", str(tmp_path / "out"), "--pixels"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f'error: {bad}: its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 '
+        "(expected two positive numbers, row mm and column mm), while other slices have a "
+        f"spacing in mm (e.g. {good}); give --fov MM (and --matrix ROWS COLS) so every slice is "
+        "measured in mm²."
+    ]
 
 
 def test_the_users_fov_over_a_malformed_spacing_says_it_is_malformed(tmp_path, capsys):
@@ -764,3 +795,23 @@ def test_measure_missing_label_folder_gets_no_flag_it_lacks(tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{tmp_path / 'nope'}: label folder does not exist (folders in")
     assert message.endswith("; check the path.") and "--labels" not in message
+
+
+def test_nothing_to_measure_names_the_check_command_that_reports_it(tmp_path, capsys):
+    """``measure`` pairing nothing said "Run `sliceseg check` for details": without its
+    folders that command only refuses (no data folder). It now names the folders, and the
+    command it names runs and reports on them."""
+    from conftest import write_test_dicom
+    from sliceseg.cli import main
+
+    write_test_dicom(tmp_path / "dicoms" / "a.dcm", np.zeros((4, 4)))
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "b.npy", np.ones((4, 4), np.uint8))
+    dicoms, labels = tmp_path / "dicoms", tmp_path / "labels"
+    argv = ["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    named = f"sliceseg check --images {dicoms} --labels {labels}"
+    assert line.endswith(f" Run `{named}` for details.")
+    assert main(named.split()[1:]) == 1  # a verdict on the data, not a refused command
+    assert "no DICOM file in" in capsys.readouterr().out

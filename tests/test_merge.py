@@ -469,10 +469,15 @@ def test_series_in_pixels_beside_series_in_mm2_are_refused_naming_both(mixed, tm
     rois = set(data["summary"]["mean"])
     named = [f"{c} (pixels)" if c in rois else c for c in header.split(",")]
     table.write_text(",".join(named) + "\n" + rest)
-    with pytest.raises(
-        ConfigError, match=r"series sub02 is measured in pixels .* series sub01 is in mm².*--fov"
-    ):
+    with pytest.raises(ConfigError) as refused:
         merge.merge_cohort(out)
+    # it said "(no PixelSpacing (0028,0030), --pixels)", untrue of a malformed one
+    assert str(refused.value) == (
+        f"{out}: series sub02 is measured in pixels (--pixels: its files have no spacing in mm) "
+        "while series sub01 is in mm², so the cohort's areas and means would mix the two; give "
+        "--fov MM (and --matrix ROWS COLS) and run again with --overwrite, or predict the "
+        "series without a spacing into another --out."
+    )
 
 
 def test_the_files_left_out_stay_bounded_however_many_series_left_some_out():

@@ -481,8 +481,8 @@ def test_a_sigtermed_run_names_its_checkpoint_as_ctrl_c_does_and_exits_143(tiny_
         f"`sliceseg train --resume {last}` goes on from it."
     )
     assert stderr.strip().splitlines()[-1] == (
-        "terminated (SIGTERM); files already written are kept; `sliceseg train --resume` with "
-        "the checkpoint named above goes on from it."
+        "terminated (SIGTERM); files already written are kept; where a checkpoint is named "
+        "above, `sliceseg train --resume` with it goes on."
     )
     state = load_bundle(last).training_state
     assert state is not None and state["epoch"] == int(last.stem.split("_")[1])

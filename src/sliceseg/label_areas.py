@@ -94,8 +94,8 @@ def measure_label_folder(
     if not samples:
         raise PairingError(
             f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
-            f"relative path without suffix): {report.summary_line()} Run `sliceseg check` for "
-            "details."
+            f"relative path without suffix): {report.summary_line()} Run "
+            f"`{source.check_command}` for details."
         )
     notes = report.problem_lines(
         _NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=_NOT_MEASURED

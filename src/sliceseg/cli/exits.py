@@ -44,7 +44,8 @@ CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader sto
 REPORT_HINT = "see 'Reporting a bug' in docs/usage.md"
 # What the line of an interrupted command adds: how to go on from the files it kept.
 _GOING_ON = {
-    "train": "; `sliceseg train --resume` with the checkpoint named above goes on from it",
+    # a run stopped before its first checkpoint, or before training, names none above
+    "train": "; where a checkpoint is named above, `sliceseg train --resume` with it goes on",
     "predict": "; the same command again goes on (the finished series are skipped)",
 }
 

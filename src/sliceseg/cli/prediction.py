@@ -189,10 +189,20 @@ def _print_run(run: CohortRun) -> None:
     for warning in run.warnings if is_small else []:
         print(f"warning: {warning}")
     if run.warnings and not is_small:
-        print(f"{len(run.warnings)} warnings: see series.csv and report.html in {run.out_dir}/")
+        print(_where_warnings_are(run))
     print(run.describe())
     if run.merged is not None and not is_small:  # a small run's line is under its table
         _print_overall(run.merged)
+
+
+def _where_warnings_are(run: CohortRun) -> str:
+    """The line pointing to a large run's warnings: in the cohort's series.csv (and report.html
+    unless ``--no-report``), which a shard leaves to `sliceseg merge`."""
+    count = f"{len(run.warnings)} warnings"
+    if run.merged is None:
+        return f"{count}: series.csv lists them once `sliceseg merge {run.out_dir}` has run."
+    where = "series.csv and report.html" if run.merged.report else "series.csv"
+    return f"{count}: see {where} in {run.out_dir}/"
 
 
 def _print_overall(merged: MergeResult) -> None:

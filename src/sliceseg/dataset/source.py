@@ -132,8 +132,9 @@ class DataSource:
         """
         if data_dir is None and (images_dir is None or labels_dir is None):
             raise ConfigError(
-                "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both images_dir "
-                "and labels_dir."
+                "no data folder: give DATA_DIR (holding dicoms/ and labels/), or both --images "
+                "and --labels (data_dir, or images_dir and labels_dir, in Python or a settings "
+                "file)."
             )
         root = user_path(data_dir) if data_dir is not None else Path(".")
         images = user_path(images_dir) if images_dir is not None else root / "dicoms"

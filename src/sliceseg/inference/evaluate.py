@@ -21,7 +21,12 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.areas import SpacingFallback, area_mm2, with_fallback_spacing
+from sliceseg.measure.areas import (
+    SpacingFallback,
+    area_mm2,
+    pixels_beside_mm_message,
+    with_fallback_spacing,
+)
 from sliceseg.measure.metrics import (
     bland_altman,
     dice_per_class,
@@ -358,15 +363,11 @@ def _unit(images: Sequence[Slice]) -> str:
     Raises:
         ConfigError: some slices have a spacing and others not (names a file of each).
     """
-    first: dict[bool, Path] = {}
+    first: dict[bool, Slice] = {}
     for image in images:
-        first.setdefault(image.spacing_mm is None, image.source)
+        first.setdefault(image.spacing_mm is None, image)
     if len(first) > 1:
-        raise ConfigError(
-            f"{first[True]}: no PixelSpacing (0028,0030), while other test slices have one (e.g. "
-            f"{first[False]}); give --fov MM (and --matrix ROWS COLS) so every slice is measured "
-            "in mm."
-        )
+        raise ConfigError(pixels_beside_mm_message(first[True], first[False], slices="test slices"))
     return "pixels" if True in first else "mm"
 
 

@@ -145,11 +145,12 @@ def removed_outputs_note(removed: Sequence[str]) -> str:
 
 
 def mixed_units_message(out: Path, units: Mapping[str, str]) -> str:
-    """The one line refusing series measured in pixels (``--pixels``, no PixelSpacing) beside
-    series in mm² (``units``: each unit's first series), with the fix."""
+    """The one line refusing series measured in pixels (``--pixels``: no spacing in mm) beside
+    series in mm² (``units``: each unit's first series), with the fix. Its record keeps no
+    spacing source, so the line says no more of why (absent, malformed, a film's ...)."""
     return (
-        f"{out}: series {units['pixels']} is measured in pixels (no PixelSpacing (0028,0030), "
-        f"--pixels) while series {units['mm2']} is in mm², so the cohort's areas and means "
+        f"{out}: series {units['pixels']} is measured in pixels (--pixels: its files have no "
+        f"spacing in mm) while series {units['mm2']} is in mm², so the cohort's areas and means "
         "would mix the two; give --fov MM (and --matrix ROWS COLS) and run again with "
         "--overwrite, or predict the series without a spacing into another --out."
     )

@@ -43,6 +43,7 @@ from sliceseg.io.dicom_headers import (
     read_dataset,
     slice_location,
     slice_position,
+    stored_pixel_spacing,
 )
 from sliceseg.io.dicom_pixels import decode_frames, modality_pixels
 from sliceseg.io.identity import natural_key
@@ -65,6 +66,7 @@ __all__ = [
     "SkippedFile",  # defined in sliceseg.io.dicom_files; part of a DicomScan
     "Slice",
     "find_copies",
+    "missing_spacing",
     "no_spacing_message",
     "order_slices",
     "read_files",
@@ -72,6 +74,7 @@ __all__ = [
     "read_slice",
     "read_slices",
     "scan_dicom_folder",
+    "spacing_fix",
 ]
 
 USER_SPACING_SOURCE = "fov/matrix"
@@ -135,6 +138,8 @@ class Slice:
             (`drop_copies` measures two files of one instance once).
         slice_location_mm: (0020,1041) SliceLocation as stored, ``None`` when absent: checked
             against ``position_mm`` per series, never used to place a slice beside positions.
+        malformed_spacing: the malformed (0028,0030) PixelSpacing as stored ("0.7\\abc") where
+            ``spacing_source`` is "PixelSpacing (malformed)", "" otherwise: refusals name it.
     """
 
     pixels: np.ndarray
@@ -155,6 +160,7 @@ class Slice:
     modality_lut: str = ""
     sop_instance_uid: str = ""
     slice_location_mm: float | None = None
+    malformed_spacing: str = ""
 
     @property
     def display_pixels(self) -> np.ndarray:
@@ -193,10 +199,6 @@ _NO_SPACING_FOUND = {
         "film's spacing, which is not used: it measures the film, not the patient (a film "
         "shows the anatomy at a print scale the file does not record)"
     ),
-    MALFORMED_SPACING_SOURCE: (
-        "its PixelSpacing (0028,0030) is malformed or not > 0 (expected two positive numbers, "
-        "row mm and column mm; the warning before names the value)"
-    ),
     ULTRASOUND_DISAGREE_SOURCE: (
         "no PixelSpacing (0028,0030), and the regions of its (0018,6011) "
         "SequenceOfUltrasoundRegions have different spacings (PhysicalDeltaX / PhysicalDeltaY), "
@@ -218,6 +220,28 @@ _NO_SPACING_FIX = {
 }
 
 
+def missing_spacing(image: Slice) -> str:
+    """Why a slice has no spacing in mm, in words, for each line that refuses it: absent,
+    malformed (naming the value, as a refusal may be the only line the user sees), a scanned
+    film's, or ultrasound regions that give no one spacing.
+
+    Example:
+        >>> missing_spacing(image)
+        'its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 (expected two ...)'
+    """
+    if image.spacing_source == MALFORMED_SPACING_SOURCE:
+        return (
+            f'its PixelSpacing (0028,0030) "{image.malformed_spacing}" is malformed or not > 0 '
+            "(expected two positive numbers, row mm and column mm)"
+        )
+    return _NO_SPACING_FOUND.get(image.spacing_source, "no PixelSpacing (0028,0030) in the file")
+
+
+def spacing_fix(image: Slice) -> str:
+    """The ``--fov`` (and ``--matrix``) that gives a slice without a spacing in mm one."""
+    return _NO_SPACING_FIX.get(image.spacing_source, "--fov MM (and --matrix ROWS COLS)")
+
+
 def no_spacing_message(image: Slice) -> str:
     """The one line refusing to measure a slice without a spacing in mm, and the fix.
 
@@ -229,11 +253,9 @@ def no_spacing_message(image: Slice) -> str:
         >>> no_spacing_message(image)
         'scans/a.dcm: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; ...'
     """
-    found = _NO_SPACING_FOUND.get(image.spacing_source, "no PixelSpacing (0028,0030) in the file")
-    fov = _NO_SPACING_FIX.get(image.spacing_source, "--fov MM (and --matrix ROWS COLS)")
     return (
-        f"{image.source}: {found}, so areas in mm² are unknown; give {fov}, or --pixels to "
-        "report pixel counts."
+        f"{image.source}: {missing_spacing(image)}, so areas in mm² are unknown; give "
+        f"{spacing_fix(image)}, or --pixels to report pixel counts."
     )
 
 
@@ -447,6 +469,7 @@ def read_series(folder: Path | str) -> list[Slice]:
 
 def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frames: int) -> Slice:
     spacing, source = pixel_spacing(ds, path, frame)
+    malformed = stored_pixel_spacing(ds, frame) if source == MALFORMED_SPACING_SOURCE else ""
     pixels, modality_lut = modality_pixels(ds, path, raw, frame)
     orientation = orientation_cosines(ds, frame, path)
     position = image_position(ds, frame)
@@ -469,4 +492,5 @@ def _build_slice(ds: Dataset, path: Path, raw: np.ndarray, frame: int, num_frame
         modality_lut=modality_lut,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
         slice_location_mm=slice_location(ds, num_frames),
+        malformed_spacing=malformed,
     )

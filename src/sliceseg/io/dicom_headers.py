@@ -51,6 +51,7 @@ __all__ = [
     "slice_location",
     "slice_position",
     "slice_step_mm",
+    "stored_pixel_spacing",
 ]
 
 FILM_SPACING_SOURCE = "NominalScannedPixelSpacing"
@@ -269,6 +270,19 @@ def pixel_spacing(ds: Dataset, path: Path, frame: int) -> tuple[tuple[float, flo
     if _spacing_numbers(ds.get("NominalScannedPixelSpacing")) is not None:
         return None, FILM_SPACING_SOURCE  # the film's, not the patient's: never used
     return None, MALFORMED_SPACING_SOURCE if present else "none"
+
+
+def stored_pixel_spacing(ds: Dataset, frame: int) -> str:
+    """(0028,0030) PixelSpacing as the file stores it where `pixel_spacing` looks first, its
+    values joined by backslashes as in DICOM ("0.7\\abc"); "" when absent. A refusal of a
+    malformed one names it, so the user sees the value without the reader's warning."""
+    for _, value in frame_values(ds, frame, "PixelMeasuresSequence", "PixelSpacing"):
+        if value is None or value == "":
+            continue
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            return str(value)
+        return "\\".join(str(v) for v in value)
+    return ""
 
 
 def _imager_spacing(ds: Dataset, path: Path) -> tuple[tuple[float, float] | None, str]:

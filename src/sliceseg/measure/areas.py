@@ -16,7 +16,9 @@ from sliceseg.io.dicom import (
     USER_OVER_MALFORMED_SOURCE,
     USER_SPACING_SOURCE,
     Slice,
+    missing_spacing,
     no_spacing_message,
+    spacing_fix,
 )
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.files import atomic_path
@@ -235,6 +237,21 @@ def with_fallback_spacing(image: Slice, fallback: SpacingFallback) -> Slice:
     return dataclasses.replace(image, spacing_mm=spacing, spacing_source=source)
 
 
+def pixels_beside_mm_message(pixels: Slice, measured: Slice, *, slices: str) -> str:
+    """The line refusing pixel counts beside areas in mm² (``--pixels`` where some slices have a
+    spacing): ``pixels`` has none (`missing_spacing` says why), ``measured`` has one.
+
+    Example:
+        >>> pixels_beside_mm_message(bare, image, slices="test slices")
+        'b.dcm: no PixelSpacing (0028,0030) in the file, while other test slices have a ...'
+    """
+    return (
+        f"{pixels.source}: {missing_spacing(pixels)}, while other {slices} have a spacing in mm "
+        f"(e.g. {measured.source}); give {spacing_fix(pixels)} so every slice is measured in "
+        "mm²."
+    )
+
+
 def area_mm2(mask: np.ndarray, spacing_mm: tuple[float, float]) -> float:
     """Return the area of a boolean mask: pixel count × row spacing × column spacing.
 
@@ -368,12 +385,12 @@ def measure_areas(
     check_muscle_rois(tissue, roi_names)
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
-    units: dict[str, str] = {}  # unit -> the first slice measured in it
+    units: dict[str, Slice] = {}  # unit -> the first slice measured in it
     not_hu = _tissue_warnings(images, names, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
         check_class_map(label, image.shape, len(roi_names), name=name)
         spacing, source = resolve_spacing(image, fallback)
-        units.setdefault("pixels" if spacing is None else "mm2", str(image.source))
+        units.setdefault("pixels" if spacing is None else "mm2", image)
         ids = {"slice": number, "file": name, **(_patient(image) if keep_patient_info else {})}
         areas, rows = _roi_rows(
             label, image, roi_names, ids, spacing=(spacing, source), tissue=tissue,
@@ -382,11 +399,7 @@ def measure_areas(
         wide_rows.append({"file": name, **areas})
         long_rows.extend(rows)
     if len(units) > 1:
-        raise ConfigError(
-            f"{units['pixels']}: no PixelSpacing (0028,0030), while other slices have one (e.g. "
-            f"{units['mm2']}); give --fov MM (and --matrix ROWS COLS) so every slice is measured "
-            "in mm²."
-        )
+        raise ConfigError(pixels_beside_mm_message(units["pixels"], units["mm2"], slices="slices"))
     numbers = _series_numbers(images)
     long = pd.DataFrame(long_rows)
     if len(long):
