@@ -2,8 +2,8 @@
 
 It embeds no pictures: one histogram per ROI of the series' mean areas (inline SVG), the series
 to review first (unlike the training data, then lowest confidence: `review_key`) with links to
-their own reports, the failed series with the reason, and counts. Every series' own ``report.html`` is linked from
-``series.csv`` (column ``report``) and from the rows shown here.
+their own reports, the failed series with the reason, and counts. Every series' own
+``report.html`` is linked from ``series.csv`` (column ``report``) and from the rows shown here.
 """
 
 from __future__ import annotations
