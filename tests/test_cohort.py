@@ -1063,6 +1063,28 @@ def test_a_second_run_into_an_out_being_written_is_refused(tiny_model, cohort_di
     assert run.finished == ["sub01", "sub03"]
 
 
+@pytest.mark.slow
+def test_a_shard_started_twice_at_once_is_refused(tiny_model, cohort_dir, tmp_path, capsys):
+    """A SLURM requeue of shard 1/2 while the first still ran: both predicted and wrote the
+    same series into one folder (shards share the folder's lock)."""
+    from sliceseg.inference.shard_lock import shard_lock
+
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    out.mkdir()
+    lock = out / ".sliceseg-lock.shard-1-of-2"
+    with shard_lock(out, Shard(1, 2)):
+        assert main([*argv, "--visuals", "none", "--shard", "1/2"]) == 2
+        assert not (out / "series").exists()
+        assert main([*argv, "--visuals", "none", "--shard", "2/2"]) == 0
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(error) == 1 and f"delete {lock} and run again." in error[0]
+    assert error[0].startswith(f"error: {out}: shard 1/2 is already running (pid {os.getpid()} ")
+    assert sorted(p.name for p in (out / "series").iterdir()) == ["sub02", "sub04"]
+    assert main([*argv, "--visuals", "none", "--shard", "1/2"]) == 0  # its holder ended
+    assert not lock.exists()
+
+
 def full_disk(monkeypatch, written: str) -> None:
     """Make writing the files whose (temporary) name starts with ``written`` fail as a full
     disk does: an OSError that names no file."""

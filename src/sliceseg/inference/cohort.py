@@ -49,6 +49,7 @@ from sliceseg.inference.records import (
     undo_run_record,
     write_input_series,
 )
+from sliceseg.inference.shard_lock import shard_lock
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
@@ -189,7 +190,7 @@ def predict_cohort(
     out, root = user_path(out_dir), user_path(dicom_dir)
     check_not_inputs(out, root)
     plan = plan_cohort(root, exclude=out)
-    with run_lock(out, whole=options.shard.is_whole):  # two runs would undo each other's
+    with run_lock(out, whole=options.shard.is_whole), shard_lock(out, options.shard):
         previous = check_out_dir(out, record, overwrite=options.overwrite)
         inputs = write_input_series(out, plan)  # the merge's cohort and left-out files
         mine = options.shard.take(plan.series)
