@@ -348,3 +348,11 @@ class TestShardAutoOddLaunches:
         with pytest.raises(ConfigError, match=r"SLURM_STEP_NUM_TASKS") as caught:
             parse_shard("auto", env)
         assert "\n" not in str(caught.value)
+
+
+def test_a_shard_names_its_launch_however_it_was_given():
+    """So that the shards of one SLURM array split the same series (`shard_plan`)."""
+    env = {**array_task(1, 0, 1), "SLURM_ARRAY_JOB_ID": "812"}
+    assert parse_shard("auto", env).run == "SLURM array job 812"
+    assert parse_shard("2/2", env).run == "SLURM array job 812"
+    assert parse_shard("2/2", {}).run == ""
