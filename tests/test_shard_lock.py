@@ -93,7 +93,7 @@ class TestShardLock:
 
     def test_a_lock_of_a_dead_process_of_this_host_is_taken_over(self, tmp_path, monkeypatch):
         """Also where the file system has no flock: the pid no longer runs."""
-        monkeypatch.setattr(locks, "_flock", lambda fd, exclusive=True: False)
+        monkeypatch.setattr(locks, "_flock", lambda fd, **how: False)
         left_lock(tmp_path, Shard(1, 3), host=HOST, pid=dead_pid())
         take(tmp_path, Shard(1, 3))
         started = psutil.Process().create_time()
@@ -119,3 +119,13 @@ class TestShardLock:
         running = r": a run of every series is already running"
         with shard_lock(tmp_path, Shard()), pytest.raises(ConfigError, match=running):
             take(tmp_path, Shard(1, 1, "--shard"))
+
+    def test_an_empty_lock_is_a_process_starting_until_it_is_old(self, tmp_path):
+        """Tasks started at once on two nodes (whose file system locks per node) both took an
+        empty lock file as free, between its creation and its holder filling it in."""
+        path = lock_path(tmp_path, Shard(1, 2))
+        path.write_text("")
+        with pytest.raises(ConfigError, match=r"shard 1/2 is already running \(a process; "):
+            take(tmp_path, Shard(1, 2))
+        os.utime(path, (time.time() - 61, time.time() - 61))
+        take(tmp_path, Shard(1, 2))

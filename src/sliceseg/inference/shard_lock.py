@@ -36,6 +36,7 @@ _LOCK_PREFIX = ".sliceseg-lock.shard-"  # hidden: never an output (`sliceseg.io.
 STALE_AFTER_S = 600.0
 """Another host's lock not refreshed for this long is taken as its process's, which is gone."""
 _REFRESH_S = 60.0  # how often the holder touches its lock (well under STALE_AFTER_S)
+_STARTING_S = 60.0  # an empty lock this young: its creator is filling it in
 
 
 def lock_path(out: Path, shard: Shard) -> Path:
@@ -98,12 +99,18 @@ def _held_by_another(path: Path) -> bool:
 
 
 def _acquire(path: Path, shard: Shard) -> int:
-    """Open, lock and fill in the lock file; refuse when another process holds it."""
+    """Create (or open), lock and fill in the lock file; refuse when another process holds it."""
     for _ in range(3):  # the file was removed between open and flock: take the new one
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        locked = _flock(fd)
-        holder = _holder(fd)
-        if locked is None or _is_alive(holder, locked=locked, age_s=_age_s(fd)):
+        try:  # created here: no one holds it (another may be looking: wait for its flock)
+            fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            try:
+                fd, created = os.open(path, os.O_RDWR), False
+            except FileNotFoundError:
+                continue
+        locked = _flock(fd, wait=created)
+        holder = {} if created else _holder(fd)
+        if locked is None or (not created and _is_alive(holder, locked=locked, age_s=_age_s(fd))):
             os.close(fd)
             raise ConfigError(_held_message(path, shard, holder))
         if not _is_current(fd, path):
@@ -116,15 +123,16 @@ def _acquire(path: Path, shard: Shard) -> int:
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
 
 
-def _flock(fd: int, *, exclusive: bool = True) -> bool | None:
+def _flock(fd: int, *, exclusive: bool = True, wait: bool = False) -> bool | None:
     """Take a ``flock``: True when taken, False where the file system has none, None when
-    another process holds it."""
+    another process holds it (``wait``: until it lets go)."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         return False
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return None
     except OSError:
@@ -156,8 +164,8 @@ def _age_s(fd: int) -> float:
 
 def _is_alive(holder: Mapping[str, Any], *, locked: bool, age_s: float) -> bool:
     """Whether the holder a lock file names may still run (``locked``: its flock was free)."""
-    if not holder.get("pid"):
-        return False
+    if not holder.get("pid"):  # just created, not filled in yet (or by a process killed then)
+        return age_s < _STARTING_S
     if holder.get("host") != socket.gethostname():
         return age_s < STALE_AFTER_S
     if locked:  # a live holder on this host would hold the flock
