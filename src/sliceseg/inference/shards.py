@@ -98,7 +98,7 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     """
     env = os.environ if environ is None else environ
     if text is None:
-        return Shard()
+        return _alone(env)
     if text == "auto":  # torchrun's ranks span the nodes where srun started one torchrun each
         shard = _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
         return replace(shard, run=launch_id(env))
@@ -109,6 +109,25 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
             "(from SLURM_ARRAY_TASK_ID or torchrun's RANK)."
         )
     return Shard(int(found[1]), int(found[2]), "--shard", run=launch_id(env))
+
+
+def _alone(env: Mapping[str, str]) -> Shard:
+    """No ``--shard``: every series, with a line when a launcher started this process as one
+    of several (``srun -n 4`` without ``--shard auto``): each would take every series, and
+    while one runs the others into the same folder are refused (its lock). Not split by itself:
+    the tasks may well be given folders of their own."""
+    try:
+        found = _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
+    except ConfigError:  # launcher variables in part: only --shard auto needs them
+        return Shard()
+    if found.is_whole:
+        return Shard()
+    return Shard(
+        note=f"no --shard: {found.source} started this process as one of {found.count} "
+        f"(--shard auto would make it shard {found.index}/{found.count}); it takes every "
+        "series, and the others into the same --out are refused while it runs; to split the "
+        "series among them, give --shard auto (then `sliceseg merge OUT`)."
+    )
 
 
 def _from_slurm(env: Mapping[str, str]) -> Shard | None:
