@@ -1095,6 +1095,85 @@ def test_a_second_run_into_an_out_being_written_is_refused(tiny_model, cohort_di
     assert run.finished == ["sub01", "sub03"]
 
 
+@pytest.mark.slow
+def test_a_shard_started_twice_at_once_is_refused(tiny_model, cohort_dir, tmp_path, capsys):
+    """A SLURM requeue of shard 1/2 while the first still ran: both predicted and wrote the
+    same series into one folder (shards share the folder's lock)."""
+    from sliceseg.inference.shard_lock import shard_lock
+
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    out.mkdir()
+    lock = out / ".sliceseg-lock.shard-1-of-2"
+    with shard_lock(out, Shard(1, 2)):
+        assert main([*argv, "--visuals", "none", "--shard", "1/2"]) == 2
+        assert not (out / "series").exists()
+        assert main([*argv, "--visuals", "none", "--shard", "2/2"]) == 0
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(error) == 1 and f"delete {lock} and run again." in error[0]
+    assert error[0].startswith(f"error: {out}: shard 1/2 is already running (pid {os.getpid()} ")
+    assert sorted(p.name for p in (out / "series").iterdir()) == ["sub02", "sub04"]
+    assert main([*argv, "--visuals", "none", "--shard", "1/2"]) == 0  # its holder ended
+    assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_the_shards_of_one_run_split_the_same_series_or_refuse(
+    tiny_model, cohort_dir, tmp_path, monkeypatch, capsys
+):
+    """A series added after shard 1/2 of a SLURM array started: shard 2/2 split another list
+    (sub01, sub01b, sub02, ...), so sub02 and sub04 went unpredicted and sub01b twice."""
+    from conftest import copy_series
+
+    out = tmp_path / "out"
+    argv = ["predict", str(tiny_model), str(cohort_dir), "--out", str(out), "--workers", "0"]
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "812")
+    assert main([*argv, "--visuals", "none", "--shard", "1/2"]) == 0
+    copy_series(cohort_dir / "sub01", cohort_dir / "sub01b")
+    shutil.rmtree(cohort_dir / "sub03")
+    capsys.readouterr()
+    assert main([*argv, "--visuals", "none", "--shard", "2/2"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"error: {out / 'input_series.json'}: the input folder {cohort_dir} changed since "
+        "another shard of this run (SLURM array job 812) planned it: 1 series added (sub01b), "
+        "1 series removed (sub03); the 2 shards of a run must split the same series, or some "
+        f"would be predicted twice and others never. Put {cohort_dir} back as it was and run "
+        "shard 2/2 again, or let the running shards end, then run all of them again as a new "
+        "run (finished series are skipped)."
+    )
+    assert sorted(p.name for p in (out / "series").iterdir()) == ["sub01", "sub03"]
+    assert main(["merge", str(out)]) == 3  # the plan is shard 1/2's: 2/2's share not done
+    assert "2 series of the input not finished, left out (sub02, sub04)" in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "813")  # the array submitted again: a new run
+    for shard in ("1/2", "2/2"):
+        assert main([*argv, "--visuals", "none", "--shard", shard]) == 0
+    assert main(["merge", str(out)]) == 0
+    series = pd.read_csv(out / "series.csv")["series"].tolist()
+    assert series == ["sub01", "sub01b", "sub02", "sub04"]
+
+
+@pytest.mark.slow
+def test_shards_given_by_hand_split_the_same_series_while_one_runs(
+    tiny_model, cohort_dir, tmp_path
+):
+    """Outside a launch (no job ID) shards of one count are one run while another runs."""
+    from sliceseg.inference.shard_lock import shard_lock
+
+    out = tmp_path / "out"
+    first = CohortOptions(workers=0, shard=Shard(1, 2), merge=False)
+    predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=first)
+    shutil.rmtree(cohort_dir / "sub04")
+    second = dataclasses.replace(first, shard=Shard(2, 2))
+    with (
+        shard_lock(out, Shard(1, 2)),
+        pytest.raises(ConfigError, match=r"1 series removed \(sub04\);"),
+    ):
+        predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=second)
+    run = predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=second)
+    assert run.finished == ["sub02"]  # 1/2 had ended: a new run of 3 series
+
+
 def full_disk(monkeypatch, written: str) -> None:
     """Make writing the files whose (temporary) name starts with ``written`` fail as a full
     disk does: an OSError that names no file."""

@@ -9,11 +9,29 @@ from sliceseg.launchers import (
     SLURM_ARRAY,
     TORCHRUN,
     TorchrunRanks,
+    launch_id,
     launcher_numbers,
     listed,
     local_world_size,
     torchrun_ranks,
 )
+
+
+class TestLaunchId:
+    @pytest.mark.parametrize(
+        ("env", "expected"),
+        [
+            ({"SLURM_ARRAY_JOB_ID": "812", "SLURM_JOB_ID": "815", "SLURM_STEP_ID": "0"},
+             "SLURM array job 812"),  # every task of the array, a requeued one too
+            ({"SLURM_JOB_ID": "90", "SLURM_STEP_ID": "3", "TORCHELASTIC_RUN_ID": "x"},
+             "SLURM job step 90.3"),
+            ({"SLURM_JOB_ID": "90", "SLURM_STEP_ID": "4294967291"}, ""),  # the batch script
+            ({"SLURM_JOB_ID": "90", "TORCHELASTIC_RUN_ID": "ab12"}, "torchrun run ab12"),
+            ({"RANK": "0", "WORLD_SIZE": "2"}, ""),
+        ],
+    )  # fmt: skip
+    def test_what_the_processes_of_one_launch_share(self, env, expected):
+        assert launch_id(env) == expected
 
 
 class TestTorchrunRanks:

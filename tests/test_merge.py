@@ -3,6 +3,7 @@ the whole-table merge wrote (kept below as the reference), whatever the chunk si
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -820,3 +821,55 @@ def test_a_failure_record_half_renamed_by_a_killed_run_is_listed_once(tmp_path):
     assert list(merged.failed["series"]) == ["p01", "p02"]
     assert merged.unreadable == ()
     assert list(pd.read_csv(out / "failed.csv")["series"]) == ["p01", "p02"]
+
+
+class _Killed(BaseException):
+    """``kill -9``: nothing after it runs, no cleanup either."""
+
+
+@pytest.mark.slow
+def test_a_merge_run_again_after_a_kill_between_its_renames_writes_the_uninterrupted_tables(
+    predicted, tmp_path, monkeypatch
+):
+    """``kill -9`` after some of the merge's renames leaves new tables beside an earlier merge's
+    (and its hidden folder): merging again gives every table an uninterrupted merge gives."""
+    from sliceseg.io import files
+    from sliceseg.report import cohort as cohort_report
+
+    class Stopped(cohort_report.datetime):  # type: ignore[name-defined,misc]
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, tzinfo=tz)
+
+    monkeypatch.setattr(cohort_report, "datetime", Stopped)
+    names = (*TABLES, "report.html")
+    whole = tmp_path / "whole"
+    shutil.copytree(predicted, whole)
+    merge.merge_cohort(whole)
+    expected = {name: (whole / name).read_bytes() for name in names}
+    real_replace = os.replace
+    for step in range(len(names) + 1):
+        out = tmp_path / f"killed-at-{step}"
+        shutil.copytree(predicted, out)
+        shutil.move(series_dir(out, "sub04"), tmp_path / f"aside-{step}")
+        merge.merge_cohort(out)  # the earlier merge: without sub04
+        old = {name: (out / name).read_bytes() for name in names}
+        shutil.move(tmp_path / f"aside-{step}", series_dir(out, "sub04"))
+        renamed: list[str] = []
+
+        def replace(source, target, renamed=renamed, step=step):
+            if len(renamed) == step:
+                raise _Killed
+            renamed.append(Path(target).name)
+            real_replace(source, target)
+
+        with monkeypatch.context() as killed:
+            killed.setattr(files.os, "replace", replace)
+            killed.setattr(files.shutil, "rmtree", lambda *args, **kwargs: None)
+            with pytest.raises(_Killed) if step < len(names) else contextlib.nullcontext():
+                merge.merge_cohort(out)
+        found = {name: (out / name).read_bytes() for name in names}
+        assert found == {n: (expected if n in renamed else old)[n] for n in names}  # mixed
+        assert old["csa.csv"] != expected["csa.csv"]
+        merge.merge_cohort(out)
+        assert {name: (out / name).read_bytes() for name in names} == expected, step

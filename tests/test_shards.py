@@ -348,3 +348,34 @@ class TestShardAutoOddLaunches:
         with pytest.raises(ConfigError, match=r"SLURM_STEP_NUM_TASKS") as caught:
             parse_shard("auto", env)
         assert "\n" not in str(caught.value)
+
+
+def test_a_shard_names_its_launch_however_it_was_given():
+    """So that the shards of one SLURM array split the same series (`shard_plan`)."""
+    env = {**array_task(1, 0, 1), "SLURM_ARRAY_JOB_ID": "812"}
+    assert parse_shard("auto", env).run == "SLURM array job 812"
+    assert parse_shard("2/2", env).run == "SLURM array job 812"
+    assert parse_shard("2/2", {}).run == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "launch"),
+    [
+        (TestShardAutoOddLaunches.srun_task(1, 4),
+         "srun started this process as one of 4 (--shard auto would make it shard 2/4)"),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, "torchrun started this process as one of 2 "
+         "(--shard auto would make it shard 1/2)"),
+    ],
+)  # fmt: skip
+def test_a_task_of_several_without_shard_takes_every_series_and_says_so(env, launch):
+    """``srun -n 4 sliceseg predict`` without --shard: every task planned the whole cohort,
+    and nothing said why three of them were refused (or all four ran, on per-node locks)."""
+    shard = parse_shard(None, env)
+    assert shard == Shard() and shard.is_whole
+    assert shard.note == (
+        f"no --shard: {launch}; it takes every series, and the others into the same --out are "
+        "refused while it runs; to split the series among them, give --shard auto (then "
+        "`sliceseg merge OUT`)."
+    )
+    assert parse_shard(None, TestShardAutoOddLaunches.srun_task(0, 1)).note == ""
+    assert parse_shard(None, {"RANK": "1"}).note == ""  # a part: only --shard auto refuses it

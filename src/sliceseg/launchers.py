@@ -16,8 +16,10 @@ from sliceseg.errors import LauncherError
 
 __all__ = [
     "SLURM_ARRAY",
+    "SPECIAL_STEPS",
     "TORCHRUN",
     "TorchrunRanks",
+    "launch_id",
     "launcher_numbers",
     "listed",
     "local_world_size",
@@ -27,6 +29,7 @@ __all__ = [
 # What torchrun sets in every rank (LOCAL_RANK too), and sbatch --array in every task
 TORCHRUN = ("RANK", "WORLD_SIZE")
 SLURM_ARRAY = tuple(f"SLURM_ARRAY_TASK_{name}" for name in ("ID", "MIN", "MAX", "COUNT", "STEP"))
+SPECIAL_STEPS = 0xFFFFFFF0  # SLURM step IDs from here on: batch, extern, interactive (not srun's)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,26 @@ def torchrun_ranks(environ: Mapping[str, str] | None = None) -> TorchrunRanks | 
     rank, world_size = found
     local = launcher_numbers(("LOCAL_RANK",), env, launcher="torchrun")
     return TorchrunRanks(rank, world_size, local[0] if local else 0)
+
+
+def launch_id(environ: Mapping[str, str] | None = None) -> str:
+    """What the processes one launch started share, to tell its shards from another launch's:
+    a SLURM job array's job ID (every task's, a requeued one's too), else an srun job step's,
+    else torchrun's run ID (``--rdzv-id``; ``--standalone`` draws one); "" outside them.
+
+    Example:
+        >>> launch_id({"SLURM_ARRAY_JOB_ID": "812", "SLURM_JOB_ID": "815"}), launch_id({})
+        ('SLURM array job 812', '')
+    """
+    env = os.environ if environ is None else environ
+    step = env.get("SLURM_STEP_ID") or ""
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"SLURM array job {env['SLURM_ARRAY_JOB_ID']}"
+    if step.isdigit() and int(step) < SPECIAL_STEPS and env.get("SLURM_JOB_ID"):
+        return f"SLURM job step {env['SLURM_JOB_ID']}.{step}"
+    if env.get("TORCHELASTIC_RUN_ID"):
+        return f"torchrun run {env['TORCHELASTIC_RUN_ID']}"
+    return ""
 
 
 def local_world_size(environ: Mapping[str, str] | None = None) -> int | None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
+from sliceseg.inference.shards import Shard
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir, finished_outputs
 from sliceseg.io.identity import relative_to_input, series_name_key
@@ -280,11 +281,11 @@ def _put_back(path: Path, previous: str | None) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_input_series(out: Path, plan: CohortPlan) -> str | None:
+def write_input_series(out: Path, plan: CohortPlan, *, shard: Shard | None = None) -> str | None:
     """Keep what the run's input holds: ``OUT/input_series.json``, the names of its series, the
     `inputs_digest` of each one's files, and the files its plan left out (path under the
     input, why; the first `SHOWN_LINES`, all counted, as the report shows them: compact
-    however many).
+    however many), and the run and shard count that planned it (`sliceseg.inference.shard_plan`).
 
     Every shard plans the whole input, so every shard writes the same text (atomically; one
     line of JSON). The merge leaves out the finished series not named (`read_input_series`)
@@ -304,6 +305,8 @@ def write_input_series(out: Path, plan: CohortPlan) -> str | None:
         "inputs": inputs,  # so that a merge knows a finished series whose files changed since
         "skipped": skipped,
         "skipped_count": len(plan.skipped),
+        "run": shard.run if shard else "",  # so that a later shard of this run splits the same list
+        "count": shard.count if shard else 1,
     }
     text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
     path = out / _INPUT_SERIES

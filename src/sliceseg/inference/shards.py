@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sliceseg.errors import ConfigError, LauncherError
 from sliceseg.launchers import (
     SLURM_ARRAY,
+    SPECIAL_STEPS,
+    launch_id,
     launcher_numbers,
     listed,
     torchrun_ranks,
@@ -47,12 +49,15 @@ class Shard:
         count: number of shards, ≥ 1.
         source: where it came from ("--shard", "SLURM", "torchrun", "srun" or "single").
         note: a line for the user where ``auto`` did what they may not have meant, or "".
+        run: what the shards of one launch share (`sliceseg.launchers.launch_id`: a SLURM
+            array's job ID, ...), or "": all shards of one run must split the same series.
     """
 
     index: int = 1
     count: int = 1
     source: str = "single"
     note: str = field(default="", repr=False, compare=False)
+    run: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 1 <= self.index <= self.count:
@@ -93,16 +98,36 @@ def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> S
     """
     env = os.environ if environ is None else environ
     if text is None:
-        return Shard()
+        return _alone(env)
     if text == "auto":  # torchrun's ranks span the nodes where srun started one torchrun each
-        return _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
+        shard = _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
+        return replace(shard, run=launch_id(env))
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if found is None:
         raise ConfigError(
             f"--shard {text!r}: expected K/N (e.g. 1/4, K counting from 1) or 'auto' "
             "(from SLURM_ARRAY_TASK_ID or torchrun's RANK)."
         )
-    return Shard(int(found[1]), int(found[2]), "--shard")
+    return Shard(int(found[1]), int(found[2]), "--shard", run=launch_id(env))
+
+
+def _alone(env: Mapping[str, str]) -> Shard:
+    """No ``--shard``: every series, with a line when a launcher started this process as one
+    of several (``srun -n 4`` without ``--shard auto``): each would take every series, and
+    while one runs the others into the same folder are refused (its lock). Not split by itself:
+    the tasks may well be given folders of their own."""
+    try:
+        found = _combined(_from_slurm(env), _from_torchrun(env) or _from_srun(env))
+    except ConfigError:  # launcher variables in part: only --shard auto needs them
+        return Shard()
+    if found.is_whole:
+        return Shard()
+    return Shard(
+        note=f"no --shard: {found.source} started this process as one of {found.count} "
+        f"(--shard auto would make it shard {found.index}/{found.count}); it takes every "
+        "series, and the others into the same --out are refused while it runs; to split the "
+        "series among them, give --shard auto (then `sliceseg merge OUT`)."
+    )
 
 
 def _from_slurm(env: Mapping[str, str]) -> Shard | None:
@@ -174,7 +199,6 @@ def _from_torchrun(env: Mapping[str, str]) -> Shard | None:
 
 
 _SRUN_STEP = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")  # what srun sets in each task of a step
-_SPECIAL_STEPS = 0xFFFFFFF0  # step IDs from here on: batch, extern, interactive (not srun's)
 
 
 def _from_srun(env: Mapping[str, str]) -> Shard | None:
@@ -182,7 +206,7 @@ def _from_srun(env: Mapping[str, str]) -> Shard | None:
     (its batch step), ``salloc``'s shell or outside Slurm, where ``SLURM_PROCID`` is 0 and
     ``SLURM_NTASKS`` the job's, every process is alone."""
     step = env.get("SLURM_STEP_ID") or ""
-    if not step.isdigit() or int(step) >= _SPECIAL_STEPS:
+    if not step.isdigit() or int(step) >= SPECIAL_STEPS:
         return None
     try:
         found = launcher_numbers(_SRUN_STEP, env, launcher="srun")
