@@ -13,7 +13,7 @@ import torch
 from sliceseg.inference.familiarity import model_profile
 from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.measure.feature_pooling import BODY_POOLING, SLICE_POOLING, feature_pooling_of
-from sliceseg.measure.slice_traits import body_at_edges, body_mask
+from sliceseg.measure.slice_traits import body_at_edges, body_mask, intensity_quantiles
 from sliceseg.models import build_model
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features, deepest_module
@@ -71,6 +71,16 @@ class TestPooling:
     def test_an_unknown_pooling_is_refused(self):
         with pytest.raises(ValueError, match="unknown feature pooling 'max'"):
             deepest_features(_network(), [torch.zeros(1, 64, 64)], divisor=8, pooling="max")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (7, 5), (64, 64), (97, 131)])
+def test_the_body_of_a_slice_is_the_same_with_or_without_its_quantiles(shape):
+    """The pooling's partial sort finds the same 1st / 99th percentiles as `np.quantile`."""
+    rng = np.random.default_rng(sum(shape))
+    for image in (rng.normal(size=shape), rng.gamma(2.0, size=shape).astype(np.float32)):
+        image.ravel()[: image.size // 3] = image.min()  # ties, as padding makes them
+        given = body_mask(image, intensity_quantiles(image))
+        np.testing.assert_array_equal(body_mask(image), given)
 
 
 def test_the_edge_check_and_the_pooling_share_one_body():
