@@ -27,6 +27,7 @@ from sliceseg.engine.probabilities import (
     slice_features,
 )
 from sliceseg.io.dicom import Slice
+from sliceseg.measure.feature_pooling import feature_pooling_of
 from sliceseg.model_space.batches import SpacedTensors, slices_to_grid, slices_to_spacing
 from sliceseg.model_space.grid import probabilities_from_grid
 from sliceseg.model_space.intensity import IntensityNormalisation
@@ -205,6 +206,7 @@ class Engine:
         self.network = inference_network(model) if self.is_spaced else model
         self.post = PostProcessing.from_dict(meta.postprocessing or {})
         self.divisor = required_divisor(meta.arch, meta.hyperparameters)
+        self.feature_pooling = feature_pooling_of(meta.familiarity)  # as its profile's
         self._feature_layer: torch.nn.Module | None = None
 
     @property
@@ -304,16 +306,16 @@ class Engine:
             self.network, images, input_size=meta.input_size, divisor=self.divisor
         )
         tapping = wants_features and not autocasts(self.device)
-        tap = FeatureTap(self.feature_layer) if tapping else None
+        tap = FeatureTap(self.feature_layer, pooling=self.feature_pooling) if tapping else None
         passes: list[torch.Tensor] = []
 
         def predictor(batch: torch.Tensor) -> torch.Tensor:
             if tap is None:
                 return network_probabilities(self.network, batch, tta=self.tta)
-            with tap:
+            # The untransformed pass runs first (TTA_TRANSFORMS): the tap takes that one.
+            with tap, tap.watching(batch):
                 probs = network_probabilities(self.network, batch, tta=self.tta)
-            passes.append(tap.taken[0])  # the untransformed pass runs first (TTA_TRANSFORMS)
-            tap.taken.clear()
+            passes.append(tap.taken.pop())
             return probs
 
         probs = spaced_probabilities(

@@ -32,6 +32,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
+from sliceseg.measure.feature_pooling import feature_pooling_of
 from sliceseg.measure.modality import is_ct_only, modality_reason
 from sliceseg.measure.profile_damage import damage_in_words, damaged_checks, without_checks
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
@@ -319,7 +320,10 @@ def _features(
         meta = bundle.metadata
         network = inference_network(bundle.model)
         divisor = required_divisor(meta.arch, meta.hyperparameters)
-        looked = deepest_features(network, [inputs[k] for k in missing], divisor=divisor)
+        pooling = feature_pooling_of(meta.familiarity)  # as the profile's features were
+        looked = deepest_features(
+            network, [inputs[k] for k in missing], divisor=divisor, pooling=pooling
+        )
         for k, row in zip(missing, looked, strict=True):
             taken[k] = row
     return np.stack([np.asarray(row, dtype=np.float64) for row in taken])

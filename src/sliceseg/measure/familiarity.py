@@ -6,6 +6,9 @@ area (mm²) and its distance from the centre of all ROIs (mm, orientation-free),
 ROI is present, and the statistics of the network's deepest features (mean and a covariance
 shrunk towards its diagonal, so that the Mahalanobis distance of a slice measures how unlike
 the training slices the network found it, as distance-based out-of-distribution detectors do).
+A slice's features are its deepest map averaged over its body (:data:`BODY_POOLING`), so that
+how much background a scanner frames around the body does not move them; profiles before
+version 5 averaged over the whole slice (:data:`SLICE_POOLING`) and keep doing so.
 The feature distance's threshold is a high quantile of the distances of slices the fit did
 not see (the validation slices, and training slices each left out of it), with a margin; two
 training slices and no validation slice leave none (one slice left out is no fit), so the
@@ -39,12 +42,13 @@ slices for ranking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from sliceseg.measure.feature_pooling import BODY_POOLING, SLICE_POOLING, checked_pooling
 from sliceseg.measure.slice_traits import INTENSITY_QUANTILES, SliceTraits
 
 __all__ = [
@@ -56,7 +60,7 @@ __all__ = [
     "slice_oddness",
 ]
 
-PROFILE_VERSION = 4
+PROFILE_VERSION = 5
 FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
 """The feature threshold: ``FEATURE_MARGIN`` × this quantile of the reference distances."""
 INTENSITY_MARGIN = 3.0
@@ -107,6 +111,7 @@ class TrainingProfile:
     edge_series_threshold: float = float("nan")
     edge_slice_threshold: float = float("nan")
     num_series: int = 0  # training series (`series_key`); 0: not known (before version 4)
+    feature_pooling: str = SLICE_POOLING  # what the features are averaged over (version 5 on)
 
     @property
     def always_present(self) -> np.ndarray:
@@ -126,8 +131,9 @@ class TrainingProfile:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingProfile:
         """Rebuild from :meth:`to_dict` (a version-1 profile lacks the learnt thresholds, a
         version-2 one the edge check's: those checks are off; before version 4 the number of
-        series is not known: 0); KeyError / ValueError when malformed."""
-        scalars = {
+        series is not known: 0; before version 5 the features were averaged over the whole
+        slice); KeyError / ValueError when malformed."""
+        scalars: dict[str, Callable[[Any], Any]] = {
             "feature_threshold": float,
             "intensity_skew": float,
             "num_slices": int,
@@ -136,6 +142,7 @@ class TrainingProfile:
             "edge_series_threshold": float,
             "edge_slice_threshold": float,
             "num_series": int,
+            "feature_pooling": checked_pooling,
         }
         values: dict[str, Any] = {}
         for name, spec in cls.__dataclass_fields__.items():
@@ -167,6 +174,7 @@ def build_profile(
     *,
     series: Sequence[str] | None = None,
     checked: Sequence[SliceTraits] = (),
+    feature_pooling: str = BODY_POOLING,
 ) -> TrainingProfile:
     """Describe the training slices.
 
@@ -180,6 +188,7 @@ def build_profile(
             learnt: only the intensity range is checked).
         checked: the validation slices' traits with the model's *predicted* label maps: the
             share of them on which each ROI is off sets that ROI's share threshold.
+        feature_pooling: what the traits' features were averaged over (`FEATURE_POOLINGS`).
 
     Returns:
         The profile.
@@ -220,6 +229,7 @@ def build_profile(
         edge_series_threshold=edges[0],
         edge_slice_threshold=edges[1],
         num_series=len(set(series)) if series is not None else 0,
+        feature_pooling=checked_pooling(feature_pooling),
     )
     if checked:
         odd = slice_oddness(profile, checked)

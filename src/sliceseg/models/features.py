@@ -6,7 +6,11 @@ González et al. 2022) describe what a network "saw" in training by the statisti
 deepest features. For any of our networks the deepest features are the output of the module
 that finishes last among those whose output has the smallest spatial size (the U-Net's last
 encoder stage; the pyramid's first-stage bottleneck). Each slice gives one vector: that map
-averaged over space (global average pooling), so slices of any size compare.
+averaged over the slice's body (`sliceseg.measure.slice_traits.body_mask` of the network
+input, each map cell weighted by its share of body), so slices of any size compare and the
+background a scanner frames around the body does not move it (a clean series framed more
+tightly than every training series was flagged by the plain mean over space, which profiles
+before version 5 used and still get: ``pooling``).
 
 `deepest_features` runs the network only until that module: the rest of the forward pass is
 skipped. `FeatureTap` instead takes the same features from passes that run anyway (the
@@ -18,15 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sliceseg.measure.feature_pooling import BODY_POOLING, checked_pooling
+from sliceseg.measure.slice_traits import body_mask
+
 __all__ = [
     "FeatureTap",
+    "body_weights",
     "deepest_features",
     "deepest_module",
     "input_channels",
@@ -86,14 +94,16 @@ def deepest_features(
     *,
     divisor: int,
     layer: nn.Module | None = None,
+    pooling: str = BODY_POOLING,
 ) -> np.ndarray:
-    """Return each image's deepest features, averaged over space.
+    """Return each image's deepest features, averaged over its body (or the whole slice).
 
     Args:
         network: the model, in eval mode.
         images: per slice ``(I, R, C)`` normalised intensities at the model's spacing.
         divisor: the sides are padded (with the slice's minimum) up to a multiple of this.
         layer: the module to read (default :func:`deepest_module`).
+        pooling: ``BODY_POOLING`` or ``SLICE_POOLING`` (a profile's `feature_pooling`).
 
     Returns:
         ``(slices, channels)`` float64.
@@ -102,33 +112,38 @@ def deepest_features(
         >>> feats = deepest_features(model.eval(), [torch.zeros(1, 64, 64)], divisor=16)
     """
     target = layer if layer is not None else deepest_module(network, side=4 * divisor)
-    taken: list[torch.Tensor] = []
-    mine = threading.get_ident()
-
-    def take(_module: nn.Module, _inputs: object, output: object) -> None:
-        if threading.get_ident() != mine:
-            return
-        assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
-        taken.append(pooled(output))
-        raise _Reached
-
-    handle = target.register_forward_hook(take)
+    tap = FeatureTap(target, pooling=pooling)
     device = _device_of(network)
-    try:
-        with torch.inference_mode():
-            for image in images:
-                with contextlib.suppress(_Reached):
-                    network(_padded(image, divisor).unsqueeze(0).to(device))
-    finally:
-        handle.remove()
-    if not taken:
+    with torch.inference_mode(), tap:
+        for image in images:
+            batch = _padded(image, divisor).unsqueeze(0)
+            with contextlib.suppress(_Reached), tap.watching(batch, stop=True):
+                network(batch.to(device))
+    if not tap.taken:
         return np.zeros((0, 0))
-    return torch.cat(taken).double().numpy()
+    return torch.cat(tap.taken).double().numpy()
 
 
-def pooled(output: torch.Tensor) -> torch.Tensor:
-    """``(B, C)`` float32 on the CPU: a ``(B, C, H, W)`` feature map averaged over space."""
-    return output.float().mean(dim=(2, 3)).cpu()
+def pooled(output: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, C)`` float32 on the CPU: a ``(B, C, H, W)`` feature map averaged over space, each
+    cell weighted by ``weights`` ``(B, 1, H, W)`` when given (`body_weights`; a slice without
+    body: the plain mean)."""
+    output = output.float()
+    if weights is None:
+        return output.mean(dim=(2, 3)).cpu()
+    weights = weights.to(output.device, output.dtype)
+    total = weights.sum(dim=(2, 3))
+    plain = output.mean(dim=(2, 3))
+    weighted = (output * weights).sum(dim=(2, 3)) / total.clamp_min(1e-12)
+    return torch.where(total > 0, weighted, plain).cpu()
+
+
+def body_weights(inputs: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``(B, 1, h, w)``: per network input ``(B, I, H, W)`` the share of body (`body_mask` of
+    its centre channel) in each cell of a ``size`` = ``(h, w)`` feature map."""
+    centre = inputs[:, inputs.shape[1] // 2].detach().float().cpu().numpy()
+    masks = np.stack([body_mask(image) for image in centre]).astype(np.float32)
+    return F.adaptive_avg_pool2d(torch.from_numpy(masks)[:, None], (int(size[0]), int(size[1])))
 
 
 def padded_shape(shape: Sequence[int], divisor: int) -> tuple[int, int]:
@@ -142,20 +157,34 @@ def padded_shape(shape: Sequence[int], divisor: int) -> tuple[int, int]:
 
 
 class FeatureTap:
-    """While open, the pooled deepest features (`pooled`) of every forward pass of a network
-    in the opening thread, one ``(B, C)`` tensor per pass in ``taken``; passes run in full.
+    """While open, the pooled deepest features (`pooled`) of the first forward pass of a
+    network in the opening thread after each `watching` (given that pass's input), one
+    ``(B, C)`` tensor per pass in ``taken``.
 
     Example:
-        >>> with FeatureTap(deepest_module(network)) as tap:
+        >>> with FeatureTap(deepest_module(network)) as tap, tap.watching(images):
         ...     network(images)
         >>> tap.taken[0].shape  # (batch, channels)
     """
 
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: nn.Module, *, pooling: str = BODY_POOLING) -> None:
         self.layer = layer
+        self.pooling = checked_pooling(pooling)
         self.taken: list[torch.Tensor] = []
         self._thread = threading.get_ident()
         self._handle: torch.utils.hooks.RemovableHandle | None = None
+        self._inputs: torch.Tensor | None = None
+        self._stop = False
+
+    @contextlib.contextmanager
+    def watching(self, inputs: torch.Tensor, *, stop: bool = False) -> Iterator[FeatureTap]:
+        """Take the features of the next pass, whose input is ``inputs`` (later passes, such
+        as test-time augmentation's views, are not taken); ``stop``: end that pass there."""
+        self._inputs, self._stop = inputs, stop
+        try:
+            yield self
+        finally:
+            self._inputs = None
 
     def __enter__(self) -> FeatureTap:
         self._thread = threading.get_ident()
@@ -168,8 +197,15 @@ class FeatureTap:
             self._handle = None
 
     def _take(self, _module: nn.Module, _inputs: object, output: object) -> None:
-        if threading.get_ident() == self._thread and isinstance(output, torch.Tensor):
-            self.taken.append(pooled(output))
+        inputs = self._inputs
+        if threading.get_ident() != self._thread or inputs is None:
+            return
+        assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
+        body = self.pooling == BODY_POOLING
+        self.taken.append(pooled(output, body_weights(inputs, output.shape[2:]) if body else None))
+        self._inputs = None
+        if self._stop:
+            raise _Reached
 
 
 def _padded(image: torch.Tensor, divisor: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch import nn
 from sliceseg.engine.predictor import finish_label
 from sliceseg.engine.probabilities import spaced_window_probabilities
 from sliceseg.measure.familiarity import TrainingProfile, build_profile
+from sliceseg.measure.feature_pooling import BODY_POOLING
 from sliceseg.measure.slice_traits import slice_traits
 from sliceseg.model_space.batches import SpacedTensors, centre_channel
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
@@ -102,11 +103,13 @@ def training_profile(
     if train.labels is None:
         raise ValueError("the training slices carry no labels")
     network = inference_network(model)  # an eval-mode copy, as predict's check uses
-    features = deepest_features(network, train.images, divisor=divisor)
+    features = deepest_features(network, train.images, divisor=divisor, pooling=BODY_POOLING)
     reference = None
     checked = []
     if validation is not None and len(validation):
-        reference = deepest_features(network, validation.images, divisor=divisor)
+        reference = deepest_features(
+            network, validation.images, divisor=divisor, pooling=BODY_POOLING
+        )
         if input_size is not None:
             labels = _predicted(network, validation, input_size, divisor, post)
             spacings = [validation.target_spacing_mm] * len(validation)
@@ -118,7 +121,13 @@ def training_profile(
         [train.target_spacing_mm] * len(train),
         num_labels,
     )
-    return build_profile(traits, reference, series=train.series or None, checked=checked)
+    return build_profile(
+        traits,
+        reference,
+        series=train.series or None,
+        checked=checked,
+        feature_pooling=BODY_POOLING,
+    )
 
 
 def _predicted(
