@@ -13,6 +13,7 @@ from conftest import write_test_dicom
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import read_series
+from sliceseg.io.identity import series_name_key
 from sliceseg.io.labels import read_label_file
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.models.bundle import load_bundle
@@ -123,5 +124,7 @@ def test_series_of_one_folder_are_named_once_as_the_cohort_names_them(tiny_model
     cohort = {series.key: series.name for series in plan_cohort(root).series}
     assert {export.series_uid: export.name for export in run.exports} == cohort
     long = pd.read_csv(run.out_dir / "csa_long.csv", dtype={"series": str})
-    assert list(dict.fromkeys(long["series"])) == sorted(cohort.values())  # as the cohort
+    order = sorted(cohort.values(), key=series_name_key)  # as the cohort: p01_2 before p01_10
+    assert list(dict.fromkeys(long["series"])) == order
+    assert order.index("p01_2") < order.index("p01_10")
     assert cohort["1.2.826.0.1.18"] == "p01_3"  # the third file
