@@ -142,6 +142,20 @@ def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path, capsys):
     ]
 
 
+def test_a_training_folder_given_as_the_model_names_its_best_model(tmp_path, capsys):
+    """``sliceseg info model/`` said "model file not found" of a folder that exists."""
+    path = save_bundle(tmp_path / "model" / "sliceseg_best.pt", small_unet(), metadata())
+    assert main(["info", str(path.parent)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {path.parent}: a folder, not a model file; give its model file, e.g. {path}."
+    ]
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path}: a folder, not a model file; it holds no .pt file; give the path "
+        "of a .pt from training."
+    )
+
+
 def test_info_names_a_moving_average_of_the_weights(tmp_path, capsys):
     meta = metadata(hyperparameters={"depth": 3}, settings={"ema_decay": 0.998})
     path = save_bundle(tmp_path / "m.pt", small_unet(), meta)

@@ -91,6 +91,67 @@ def test_the_check_cell_shows_the_verdict_and_stops_on_errors_only(tiny_phantom,
     assert "Verdict: NOT FIT for training (" in capsys.readouterr().out
 
 
+def run_cells(name: str, namespace: dict[str, object], *markers: str) -> dict[str, object]:
+    """Execute the notebook's import cell, then each code cell holding one of ``markers``, in
+    the notebook's order, in ``namespace`` (the Settings a test gives)."""
+    cells = [c for c in code_cells(name) if "import sliceseg" in c.source]
+    cells += [c for c in code_cells(name) if any(m in c.source for m in markers)]
+    for cell in cells:
+        exec(python_of(cell), namespace)
+    return namespace
+
+
+class TestThePhantomCell:
+    """The train notebook's cell after the folder chooser, as written, on a fresh machine: the
+    phantom (a small one here) generated where Settings' ``data_dir`` is missing."""
+
+    @pytest.fixture(autouse=True)
+    def _small_phantom(self, monkeypatch):
+        import functools
+
+        import sliceseg
+        from sliceseg.phantom.generate import generate_phantom
+
+        small = functools.partial(
+            generate_phantom, train_subjects=2, test_subjects=1, slices_per_subject=2
+        )
+        monkeypatch.setattr(helpers, "generate_phantom", small, raising=False)
+        monkeypatch.setattr(sliceseg, "generate_phantom", small, raising=False)
+
+    def test_phantom_train_generates_the_phantom_folder(self, tmp_path, capsys):
+        data_dir = tmp_path / "phantom" / "train"
+        settings = {"data_dir": str(data_dir), "make_phantom": True}
+        shown = run_cells("train.ipynb", settings, "choose_folder(", "picker.selected")
+        assert shown["data_dir"] == str(data_dir)
+        assert (data_dir / "dicoms" / "sub01").is_dir() and (data_dir / "labels.txt").is_file()
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            f"Phantom generated: 4 training slices in {data_dir}, 2 test slices in "
+            f"{tmp_path / 'phantom' / 'test'}"
+        )
+
+    def test_a_folder_not_named_train_is_refused_in_one_line(self, tmp_path):
+        """``data_dir = "data/mine"``: the phantom went to ``data/train`` unsaid, and the data
+        check then said ``data/mine/dicoms`` does not exist."""
+        import sliceseg
+
+        settings = {"data_dir": str(tmp_path / "mine"), "make_phantom": True}
+        with pytest.raises(sliceseg.SlicesegError) as error:
+            run_cells("train.ipynb", settings, "choose_folder(", "picker.selected")
+        assert str(error.value) == (
+            f"{tmp_path / 'mine'}: does not exist, and the phantom cannot be generated there: "
+            f'it writes its training data to a folder named train; set data_dir = "'
+            f'{tmp_path / "train"}", or make_phantom = False and a folder that exists.'
+        )
+        assert list(tmp_path.iterdir()) == []
+
+    def test_an_existing_folder_or_make_phantom_false_generates_nothing(self, tmp_path, capsys):
+        for data_dir, make in ((tmp_path, True), (tmp_path / "train", False)):
+            run_cells("train.ipynb", {"data_dir": str(data_dir), "make_phantom": make},
+                      "choose_folder(", "picker.selected")  # fmt: skip
+            assert "Phantom generated" not in capsys.readouterr().out
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_train_settings_keep_the_defaults_of_the_command_line():
     """The manual's defaults hold in the notebook too: its `dropout_rate = 0.0` took the
     pyramid's published 0.2 away from whoever chose `arch = "pyramid"` there."""
@@ -331,6 +392,14 @@ def test_train_notebook_headless(tiny_phantom, tmp_path, notebook_kernel):
     assert (tmp_path / "model" / "sliceseg_first_batch.png").stat().st_size > 10_000
     history = pd.read_csv(tmp_path / "model" / "sliceseg_history.csv")
     assert list(history["epoch"]) == [1, 2]
+    preview = next(c for c in notebook.cells if "preview_batch(" in c.source)
+    assert [o.output_type for o in preview.outputs if "image/png" in o.get("data", {})] == [
+        "execute_result"  # the figure, shown once
+    ]
+    last = notebook.cells[-1].outputs  # the history table, then its plot (the file itself)
+    assert "dice_loss" in last[0]["data"]["text/html"] and len(last) == 2
+    shown = base64.b64decode(last[1]["data"]["image/png"])
+    assert shown == (tmp_path / "model" / "sliceseg_history.png").read_bytes()
     training = next(c for c in notebook.cells if "on_checkpoint=curves" in c.source)
     pictures = [o for o in training.outputs if "image/png" in o.get("data", {})]
     assert len(pictures) == 1  # one figure, updated in place
@@ -339,12 +408,24 @@ def test_train_notebook_headless(tiny_phantom, tmp_path, notebook_kernel):
 
 @pytest.mark.slow
 def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path, notebook_kernel):
-    dicom_dir = tiny_phantom / "test" / "dicoms"
+    dicom_dir = shutil.copytree(tiny_phantom / "test" / "dicoms", tmp_path / "scans")
+    first = sorted(dicom_dir.rglob("*.dcm"))[0]
+    damaged = first.with_name("damaged.dcm")  # a header without its pixel data: left out
+    damaged.write_bytes(first.read_bytes()[:400])
     notebook = run_papermill(
         "test.ipynb", tmp_path, {"dicom_dir": str(dicom_dir), "model_path": str(tiny_model)}
     )
     text = texts(notebook)
     assert f"DICOM folder to segment: {dicom_dir} (the Settings path;" in text
+    assert f"\nskipped {damaged}: the header declares an image" in text
+    assert text.count(str(damaged)) == 1  # the file named once, as `sliceseg predict` names it
+    assert "Segmented 3 slices into results (areas: results/csa.csv; report: " in text
+    shown = [o.get("data", {}) for c in notebook.cells for o in c.get("outputs", [])]
+    pictures = [d for d in shown if {"image/jpeg", "image/gif"} & set(d)]  # overlay, animation
+    overlay = base64.b64decode(pictures[0]["image/jpeg"])
+    assert overlay in {p.read_bytes() for p in (tmp_path / "results" / "overlays").rglob("*.jpg")}
+    gif = (tmp_path / "results" / "segmentation.gif").read_bytes()
+    assert base64.b64decode(pictures[1]["image/gif"]) == gif
     chooser = next(c for c in notebook.cells if "choose_folder(" in c.source)
     assert WIDGET_VIEW in chooser.outputs[0]["data"]
     results = tmp_path / "results"
@@ -352,7 +433,7 @@ def test_test_notebook_headless(tiny_phantom, tiny_model, tmp_path, notebook_ker
     rois = [c for c in areas.columns[1:] if c not in ("confidence", "unlike_training")]
     per_slice = areas.drop(index=["mean", "std", "n"]).set_index("file")[rois].astype(float)
     truth = areas_of_label_maps(results, dicom_dir, rois)
-    assert len(truth) == len(list(dicom_dir.rglob("*.dcm"))) == len(per_slice)
+    assert len(truth) == len(list(dicom_dir.rglob("*.dcm"))) - 1 == len(per_slice)
     np.testing.assert_allclose(per_slice.loc[truth.index].to_numpy(), truth.to_numpy(), rtol=1e-9)
     present = truth.where(truth > 0)  # the mean is over the slices where the ROI is present
     np.testing.assert_allclose(areas.loc["mean", rois].astype(float), present.mean(), rtol=1e-9)
@@ -396,6 +477,28 @@ class TestWhatACellShows:
         text = repr(run)
         assert "pixels=array" not in text and "Prediction(" not in text
         assert f"report={tmp_path / 'report.html'!r}" in text
+
+    def test_a_segmentation_run_says_what_it_wrote_and_each_file_left_out(self, tmp_path):
+        """The test notebook printed ``skipped <file>: <file>: why`` (a read error's reason
+        begins with its file); it now prints the lines ``sliceseg predict`` prints."""
+        from sliceseg.inference.folder import SegmentationRun
+        from sliceseg.io.dicom import SkippedFile
+        from sliceseg.measure.areas import measure_areas
+
+        damaged = tmp_path / "scans" / "t.dcm"
+        run = SegmentationRun(
+            out_dir=tmp_path / "results", predictions=[], areas=measure_areas([], [], ["psoas"]),
+            skipped=[SkippedFile(damaged, f"{damaged}: ends before its pixel data"),
+                     SkippedFile(tmp_path / "a.txt", "not a DICOM file")],
+            animations=[], report=None, warnings=[],
+        )  # fmt: skip
+        assert run.describe().splitlines() == [
+            f"Segmented 0 slices into {tmp_path / 'results'} (areas: "
+            f"{tmp_path / 'results' / 'csa.csv'})",
+            f"skipped {damaged}: ends before its pixel data",
+            f"skipped {tmp_path / 'a.txt'}: not a DICOM file",
+        ]
+        assert run.warnings_text() == "No warnings on the areas."
 
     def test_a_check_report_shows_its_findings_not_every_pair(self, tiny_phantom):
         from sliceseg.dataset.samples import check_dataset

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import platform
 import re
 
 import psutil
 import pytest
 import torch
 
+from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.system import (
     GIB,
@@ -141,6 +143,23 @@ class TestSystemInfo:
         )
         monkeypatch.setattr("sliceseg.system.cgroup_memory_limit", lambda: 1024 * GIB)
         assert system_info().ram_limit_gib is None  # above the installed memory: no limit
+
+    def test_says_the_torch_threads_a_cpu_run_takes_and_the_versions(self, monkeypatch):
+        """`docker --cpus 2` on 64 cores: torch's own count is 64, a run on the CPU takes 2;
+        `info` named no thread count, nor the Python or sliceseg version."""
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+        monkeypatch.setattr("sliceseg.system.cgroup_cpu_limit", lambda: 2.0)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+        for name in ("OMP_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        info = system_info()
+        assert info.to_text().splitlines()[-1] == (
+            f"PyTorch: {torch.__version__} (2 threads on the CPU) | "
+            f"Python {platform.python_version()} | sliceseg {__version__}"
+        )
+        assert (info.torch_threads, info.sliceseg_version) == (2, __version__)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands: torch's count
+        assert system_info().torch_threads == 64
 
     @needs_no_gpu
     def test_no_gpu_says_cpu(self):

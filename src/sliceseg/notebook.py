@@ -1,11 +1,12 @@
-"""Notebook display helpers: a folder chooser with a headless fallback, live training curves."""
+"""Notebook helpers: a folder chooser with a headless fallback, the phantom where the Settings
+path is missing, live training curves."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,6 +14,9 @@ from typing import Any, Protocol
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sliceseg.errors import ConfigError
+from sliceseg.phantom.generate import PhantomSummary, generate_phantom
+from sliceseg.progress_bars import shows_progress
 from sliceseg.report.plots import plot_history
 from sliceseg.user_paths import user_path
 
@@ -107,6 +111,50 @@ def choose_folder(default: Path | str, *, title: str) -> FolderChoice:
         str(_start_folder(default)), title=f"<b>{html.escape(title)}</b>", show_only_dirs=True
     )
     return FolderChoice(str(default), title, chooser)
+
+
+def generate_phantom_if_missing(
+    data_dir: Path | str, *, enabled: bool = True, log: Callable[[str], None] = print
+) -> PhantomSummary | None:
+    """Generate the synthetic phantom (`generate_phantom`, as ``sliceseg phantom``) so that the
+    training data folder ``data_dir`` exists, when it does not and ``enabled``.
+
+    The phantom writes its training data to ``<folder>/train`` (its test data beside it, in
+    ``<folder>/test``), so ``data_dir`` must be a folder named ``train``: ``phantom/train``
+    generates ``phantom/``.
+
+    Args:
+        data_dir: the training data folder of Settings (``dicoms/`` and ``labels/``).
+        enabled: the Settings' ``make_phantom``; False leaves a missing folder to the data
+            check, which names it.
+        log: where the line saying what was generated goes.
+
+    Returns:
+        What was generated, or None when nothing was (the folder exists, or not ``enabled``).
+
+    Raises:
+        ConfigError: ``data_dir`` is missing and not named ``train``; or, from
+            `generate_phantom`, its parent folder exists and is not empty.
+
+    Example:
+        >>> generate_phantom_if_missing("phantom/train")
+        Phantom generated: 160 training slices in phantom/train, 40 test slices in phantom/test
+    """
+    folder = user_path(data_dir)
+    if not enabled or folder.exists():
+        return None
+    if folder.name != "train":
+        raise ConfigError(
+            f"{folder}: does not exist, and the phantom cannot be generated there: it writes "
+            f"its training data to a folder named train; set data_dir = "
+            f'"{folder.parent / "train"}", or make_phantom = False and a folder that exists.'
+        )
+    phantom = generate_phantom(folder.parent, progress=shows_progress())
+    log(
+        f"Phantom generated: {phantom.n_train_slices} training slices in {phantom.train_dir}, "
+        f"{phantom.n_test_slices} test slices in {phantom.test_dir}"
+    )
+    return phantom
 
 
 class Checkpoint(Protocol):

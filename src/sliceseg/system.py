@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from sliceseg.errors import ConfigError
+from sliceseg._version import __version__
+from sliceseg.errors import ConfigError, LauncherError
 from sliceseg.launchers import local_world_size
 
 GIB = 1024**3
@@ -33,6 +34,11 @@ class SystemInfo:
         cpu_usable_cores: the logical cores this process may run on (its CPU affinity, as a
             SLURM job or ``taskset`` sets it), or None where the system does not say.
         torch_version: the installed PyTorch version.
+        torch_threads: the torch threads a run on the CPU takes (`rank_threads`: fewer than
+            torch's own count under a cgroup CPU quota or as a torchrun rank), or None where
+            not known.
+        python_version: the running Python's version.
+        sliceseg_version: the installed sliceseg version.
         gpu_enabled: a CUDA GPU is usable by torch.
         gpu_count: number of CUDA GPUs.
         device_name: name of CUDA GPU 0, or None without one.
@@ -58,6 +64,9 @@ class SystemInfo:
     mps_available: bool = False
     cpu_usable_cores: int | None = None
     ram_limit_gib: float | None = None
+    torch_threads: int | None = None
+    python_version: str = ""
+    sliceseg_version: str = ""
 
     def to_text(self) -> str:
         """Return the characteristics as a few human-readable lines.
@@ -67,7 +76,7 @@ class SystemInfo:
             Available RAM: 21.3 GiB of 23.4 GiB
             CPU: Intel(R) Xeon(R) ... (2 logical cores)
             GPU enabled: no (training runs on the CPU)
-            PyTorch: 2.13.0+cpu
+            PyTorch: 2.13.0+cpu (2 threads on the CPU) | Python 3.11.9 | sliceseg 0.1.0
         """
         ram = f"Available RAM: {self.ram_available_gib:.1f} GiB of {self.ram_total_gib:.1f} GiB"
         if self.ram_limit_gib is not None:
@@ -76,9 +85,18 @@ class SystemInfo:
             ram,
             f"CPU: {self.cpu_model} ({self._cores()})",
             self._gpu_line(),
-            f"PyTorch: {self.torch_version}",
+            self._versions_line(),
         ]
         return "\n".join(lines)
+
+    def _versions_line(self) -> str:
+        threads = self.torch_threads
+        line = f"PyTorch: {self.torch_version}"
+        if threads is not None:
+            line += f" ({threads} thread{'' if threads == 1 else 's'} on the CPU)"
+        if self.python_version:
+            line += f" | Python {self.python_version}"
+        return line + (f" | sliceseg {self.sliceseg_version}" if self.sliceseg_version else "")
 
     def _cores(self) -> str:
         usable = self.cpu_usable_cores
@@ -257,8 +275,17 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def _cpu_threads() -> int:
+    """The torch threads training or predicting on the CPU takes (`rank_threads`, else torch's
+    own count); torch's own count where LOCAL_WORLD_SIZE is malformed (a run refuses that)."""
+    try:
+        return rank_threads("cpu") or torch.get_num_threads()
+    except LauncherError:
+        return torch.get_num_threads()
+
+
 def system_info() -> SystemInfo:
-    """Collect RAM, CPU, PyTorch and GPU characteristics of this machine.
+    """Collect RAM, CPU, GPU, torch threads and versions of this machine.
 
     Returns:
         A frozen :class:`SystemInfo`; device fields are None when no CUDA GPU is usable.
@@ -292,6 +319,9 @@ def system_info() -> SystemInfo:
         gpu_enabled=gpu_enabled,
         mps_available=_mps_available(),
         ram_limit_gib=_limit_below(cgroup_memory_limit(), memory.total),
+        torch_threads=_cpu_threads(),
+        python_version=platform.python_version(),
+        sliceseg_version=__version__,
         **fields,  # type: ignore[arg-type]
     )
 

@@ -17,7 +17,9 @@ __all__ = ["add_info"]
 def add_info(sub: Subcommands) -> None:
     """Add ``sliceseg info [MODEL] [--json]``."""
     p = sub.add_parser(
-        "info", help="system characteristics (RAM, GPU, device memory), or what a model file holds"
+        "info",
+        help="system characteristics (RAM, CPU, GPU, torch threads, versions), or what a model "
+        "file holds",
     )
     p.add_argument(
         "model",

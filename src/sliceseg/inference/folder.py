@@ -86,6 +86,28 @@ class SegmentationRun:
         """
         return [overlay_path(self.out_dir, p.key) for p in self.predictions]
 
+    def describe(self) -> str:
+        """What was segmented and where the tables and report are, then each file left out as
+        ``sliceseg predict`` prints it (``skipped <file>: why``, the file named once).
+
+        Example:
+            >>> print(run.describe())  # in a notebook
+            Segmented 40 slices into results (areas: results/csa.csv; report: results/report.html)
+        """
+        report = f"; report: {self.report}" if self.report else ""
+        areas = self.out_dir / "csa.csv"
+        done = (
+            f"Segmented {len(self.predictions)} slices into {self.out_dir} (areas: {areas}{report})"
+        )
+        return "\n".join([done, *(f"skipped {s.describe()}" for s in self.skipped)])
+
+    def warnings_text(self) -> str:
+        """The warnings on the areas, one ``warning: ...`` line each as ``sliceseg predict``
+        prints them (series unlike the training data first), or a line saying there are none."""
+        if not self.warnings:
+            return "No warnings on the areas."
+        return "\n".join(f"warning: {warning}" for warning in self.warnings)
+
 
 def predict_folder(
     model: Bundle | Path | str,

@@ -323,12 +323,26 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
         >>> bundle.roi_names
     """
     source = user_path(path)
+    if source.is_dir():  # the training run's folder, given for its best model
+        raise BundleError(f"{source}: a folder, not a model file; {_models_in(source)}")
     if not source.is_file():
         raise BundleError(f"{source}: model file not found; give the path of a .pt from training.")
     payload = _read_payload(source, map_location)
     metadata = _checked_metadata(source, payload)
     model = _rebuilt_model(source, metadata, payload["state_dict"])
     return Bundle(model, metadata, source, payload.get("training_state"))
+
+
+def _models_in(folder: Path) -> str:
+    """What to give instead of ``folder``: its best model, else its model files."""
+    found = sorted(p.name for p in folder.glob("*.pt"))
+    best = [name for name in found if name.endswith("_best.pt")]
+    if best:
+        return f"give its model file, e.g. {folder / best[0]}."
+    if found:
+        more = ", ..." if len(found) > 5 else ""
+        return f"give one of its model files ({', '.join(found[:5])}{more})."
+    return "it holds no .pt file; give the path of a .pt from training."
 
 
 def as_bundle(model: Bundle | Path | str) -> Bundle:

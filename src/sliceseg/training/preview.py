@@ -24,8 +24,9 @@ from sliceseg.report.figures import figure_path
 from sliceseg.report.visualize import plot_batch
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.init_from import plan_new_run
+from sliceseg.training.progress import print_flush
 from sliceseg.training.run_data import load_training_data
-from sliceseg.training.session import TrainingData
+from sliceseg.training.session import Log, TrainingData, log_data_notes
 
 __all__ = ["draw_first_batch", "first_batch", "preview_batch"]
 
@@ -37,6 +38,7 @@ def preview_batch(
     path: Path | str | None = None,
     start: Bundle | None = None,
     overwrite: bool = False,
+    log: Log = print_flush,
 ) -> Figure:
     """Draw the first augmented batch: each image and its overlay, one colour per ROI, a legend.
 
@@ -51,6 +53,8 @@ def preview_batch(
             opens it here.
         overwrite: replace ``path`` when it exists (an earlier preview); False refuses, so a
             mistyped ``--out`` cannot destroy a label map or another file.
+        log: where the data notes go, as training logs them (`log_data_notes`: the check's
+            warnings, such as files left out, the grid the view chose, the normalisation).
 
     Returns:
         The matplotlib figure (shown inline in a notebook).
@@ -67,6 +71,7 @@ def preview_batch(
         refuse_existing_file(figure_path(path), overwrite=overwrite)
     planned, start = plan_new_run(config, overrides, start=start)
     data = load_training_data(planned, start, progress=shows_progress())
+    log_data_notes(data, log)
     return draw_first_batch(data, planned, path=path)
 
 

@@ -194,12 +194,12 @@ def _log_run(
     if data.validation_series:  # which series judged the model (`sliceseg info` lists all)
         held_out = held_out_text(data.validation_series, shown=_SHOWN_SERIES)
         log(f"Held out for validation: {held_out}.")
-    _log_data_notes(data, log)
+    log_data_notes(data, log)
 
 
-def _log_data_notes(data: TrainingData, log: Log) -> None:
+def log_data_notes(data: TrainingData, log: Log) -> None:
     """Log what the data check warned about (training goes on regardless), the grid the view
-    chose and the intensity normalisation."""
+    chose and the intensity normalisation: before training's first epoch and a preview."""
     for line in (*data.check_lines, data.view_note):
         if line:
             log(line)
