@@ -121,13 +121,16 @@ class TestSpacing:
     """Spacing is resolved as by predict and measure: never a silent 1 mm."""
 
     def test_missing_spacing_is_an_error_naming_the_file(self, tmp_path):
-        from sliceseg.errors import ConfigError
+        """Its only slice left out (not evaluated, naming the file): nothing to evaluate."""
+        from sliceseg.errors import PairingError
 
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         data = labelled_slices(
             tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})], spacing=None
         )
-        with pytest.raises(ConfigError, match=r"dicoms/s0\.dcm: no PixelSpacing .* --pixels"):
+        with pytest.raises(
+            PairingError, match=r"first problem: not evaluated: \S+dicoms/s0\.dcm: no PixelSpacing"
+        ):
             evaluate_model(model, data, tmp_path / "ev")
 
     def test_field_of_view_fallback_gives_mm(self, tmp_path):
@@ -252,7 +255,7 @@ class TestBlandAltmanPlot:
             tmp_path, monkeypatch, manual, auto, roi_names=("a",), overwrite=True
         )
         written = sorted(p.name for p in (tmp_path / "ev").iterdir())
-        assert written == ["evaluation_per_slice.csv", "evaluation_summary.csv"]
+        assert written == ["evaluation_per_slice.csv", "evaluation_summary.csv", "failed.csv"]
         assert result.summary.loc["a", "ba_bias_mm2"] == pytest.approx(4.0) and not drawn
         assert any("bland_altman.png" in note and "2 slices" in note for note in result.notes)
 
@@ -342,3 +345,45 @@ def test_num_labels_the_model_contradicts_is_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "--num-labels 3: the model" in err
     assert "has 2 ROIs (a, b)" in err and "give 2" in err
     assert not (tmp_path / "ev").exists()
+
+
+class TestLeftOut:
+    """One test slice that cannot be evaluated stopped the run: it is now left out and named."""
+
+    def _evaluate(self, model, data, out):
+        from sliceseg.cli import main
+
+        return main(["evaluate", str(model), str(data), "--out", str(out), "--device", "cpu"])
+
+    def test_a_slice_without_spacing_is_left_out_and_the_others_evaluated(self, tmp_path, capsys):
+        from conftest import write_test_dicom
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        labels = [stored({1: (slice(0, 4), slice(0, 5 + i))}) for i in range(3)]
+        clean = labelled_slices(tmp_path / "clean", labels)
+        assert self._evaluate(model, clean, tmp_path / "clean_ev") == 0
+        data = labelled_slices(tmp_path / "d", labels)
+        bad = write_test_dicom(data / "dicoms" / "z.dcm", np.full((20, 20), 100), spacing=None,
+                               instance=9)  # fmt: skip
+        np.save(data / "labels" / "z.npy", labels[0])
+        capsys.readouterr()
+        assert self._evaluate(model, data, tmp_path / "ev") == 3
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert f"not evaluated: {bad}: no PixelSpacing (0028,0030) in the file" in err
+        for name in ("evaluation_per_slice.csv", "evaluation_summary.csv"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(tmp_path / "ev" / name), pd.read_csv(tmp_path / "clean_ev" / name)
+            )
+        (failed,) = pd.read_csv(tmp_path / "ev" / "failed.csv").to_dict("records")
+        assert failed["reason"].startswith(f"{bad}: no PixelSpacing") and failed["slices"] == 1
+
+    def test_the_warnings_come_before_a_refusal_after_reading(self, tmp_path, capsys):
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})])
+        (tmp_path / "ev").mkdir()
+        (tmp_path / "ev" / "mine.txt").write_text("in use")
+        assert self._evaluate(model, data, tmp_path / "ev") == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[0] == "warning: ROI 2 (value 2) appears in no label file."
+        assert lines[-1].startswith(f"error: {tmp_path / 'ev'}")

@@ -257,14 +257,15 @@ def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
     np.save(tmp_path / "labels" / "film.npy", label)
     argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
             "--out", str(tmp_path / "out")]  # fmt: skip
-    assert main(argv) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: {path}: no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing"
+    assert main(argv) == 2  # its only slice left out: nothing to measure
+    assert capsys.readouterr().err.strip().splitlines()[0] == (
+        f"not measured: {path}: no PixelSpacing (0028,0030), only (0018,2010) "
+        "NominalScannedPixelSpacing"
         ", a scanned film's spacing, which is not used: it measures the film, not the patient (a "
         "film shows the anatomy at a print scale the file does not record), so areas in mm² are "
         "unknown; "
         "give --fov MM (the anatomy's extent across the image, e.g. from the film's scale bar), "
-        "or --pixels to report pixel counts."
+        "or --pixels to report pixel counts. -- dicoms/film.dcm"
     )
 
 
@@ -294,12 +295,13 @@ def test_a_malformed_spacing_is_refused_naming_its_value(tmp_path, capsys, store
     np.save(tmp_path / "labels" / "one.npy", np.ones((4, 4), np.uint8))
     argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
             "--out", str(tmp_path / "out")]  # fmt: skip
-    assert main(argv) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        f'error: {path}: its PixelSpacing (0028,0030) "{shown}" is malformed or not > 0 '
+    assert main(argv) == 2  # its only slice left out: nothing to measure
+    assert (
+        f'not measured: {path}: its PixelSpacing (0028,0030) "{shown}" is malformed or not > 0 '
         "(expected two positive numbers, row mm and column mm), so areas in mm² are unknown; "
-        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
-    ]
+        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts. -- "
+        "dicoms/one.dcm"
+    ) in capsys.readouterr().err.strip().splitlines()
 
 
 def test_pixels_beside_a_malformed_spacing_is_not_called_absent(tmp_path, capsys):
@@ -316,7 +318,7 @@ def test_pixels_beside_a_malformed_spacing_is_not_called_absent(tmp_path, capsys
     argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
             "--out", str(tmp_path / "out"), "--pixels"]  # fmt: skip
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
+    assert capsys.readouterr().err.strip().splitlines()[-1:] == [
         f'error: {bad}: its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 '
         "(expected two positive numbers, row mm and column mm), while other slices have a "
         f"spacing in mm (e.g. {good}); give --fov MM (and --matrix ROWS COLS) so every slice is "
@@ -359,7 +361,7 @@ def test_patient_info_only_on_request(tiny_phantom, tmp_path):
 
     test = tiny_phantom / "test"
     plain, _, _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path / "a")
-    _, (_, long_csv), _ = measure_label_folder(
+    _, (_, long_csv, _), _ = measure_label_folder(
         test / "labels", test / "dicoms", tmp_path / "b", keep_patient_info=True
     )
     assert "patient_id" not in plain.long.columns
@@ -396,7 +398,7 @@ def test_measure_in_mm2_keeps_the_roi_names_as_columns(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 
     test = tiny_phantom / "test"
-    table, (wide_csv, _), _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path)
+    table, (wide_csv, _, _), _ = measure_label_folder(test / "labels", test / "dicoms", tmp_path)
     assert list(pd.read_csv(wide_csv).columns) == ["slice", "file", *table.per_slice.columns]
 
 
@@ -404,7 +406,7 @@ def test_measure_names_each_series_as_predict_does(tiny_phantom, tmp_path):
     from sliceseg.label_areas import measure_label_folder
 
     train = tiny_phantom / "train"
-    table, (wide_csv, long_csv), _ = measure_label_folder(
+    table, (wide_csv, long_csv, _), _ = measure_label_folder(
         train / "labels", train / "dicoms", tmp_path / "m"
     )
     names = sorted(p.name for p in (train / "dicoms").iterdir())
@@ -465,7 +467,7 @@ def test_measure_orders_slices_and_series_as_predict_does(tmp_path):
             label[: i + 1, :10] = 1  # 10 (i + 1) pixels of 0.5 × 0.8 mm: 4 (i + 1) mm²
             (tmp_path / "labels" / series).mkdir(parents=True, exist_ok=True)
             iio.imwrite(tmp_path / "labels" / f"{key}.png", label)
-    _, (wide_csv, _), _ = measure_label_folder(
+    _, (wide_csv, _, _), _ = measure_label_folder(
         tmp_path / "labels", tmp_path / "dicoms", tmp_path / "m", roi_names=["disc"]
     )
     wide = pd.read_csv(wide_csv, index_col="slice", dtype={"slice": str})
@@ -810,7 +812,7 @@ def test_nothing_to_measure_names_the_check_command_that_reports_it(tmp_path, ca
     dicoms, labels = tmp_path / "dicoms", tmp_path / "labels"
     argv = ["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "out")]
     assert main(argv) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the notes on a.dcm, b.npy
     named = f"sliceseg check --images {dicoms} --labels {labels}"
     assert line.endswith(f" Run `{named}` for details.")
     assert main(named.split()[1:]) == 1  # a verdict on the data, not a refused command

@@ -40,7 +40,7 @@ def test_read_series_finds_the_dicoms_under_home(home):
 
 def test_measure_label_folder_writes_under_home_not_into_a_folder_named_tilde(home):
     _, paths, _ = measure_label_folder("~/data/labels", "~/data/dicoms", "~/areas")
-    assert [p.name for p in paths] == ["csa.csv", "csa_long.csv"]
+    assert [p.name for p in paths] == ["csa.csv", "csa_long.csv", "failed.csv"]
     assert all(p.parent == home / "areas" and p.is_file() for p in paths)
     assert not Path("~").exists()
 

@@ -3,10 +3,12 @@ their DICOMs; no model."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from sliceseg.dataset.check import count_left_out
+from sliceseg.dataset.check import CheckReport, count_left_out
+from sliceseg.dataset.left_out import failed_rows, leave_out_unusable, series_of_files
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
@@ -21,11 +23,11 @@ from sliceseg.io.identity import (
     used_series_names,
 )
 from sliceseg.io.labels import parse_roi_names
-from sliceseg.io.series_plan import plan_cohort
+from sliceseg.io.series_plan import CohortPlan, plan_cohort
+from sliceseg.io.tables import failed_table, write_failed
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
-from sliceseg.user_paths import user_path
 
 _NOT_MEASURED = "not measured"  # how a note on a label map left out begins
 
@@ -51,33 +53,41 @@ def measure_label_folder(
     keep_patient_info: bool = False,
     overwrite: bool = False,
     unlabelled_slices: str = "skip",
-) -> tuple[AreaTable, tuple[Path, Path], list[str]]:
+    log: Callable[[str], None] | None = None,
+) -> tuple[AreaTable, tuple[Path, Path, Path], list[str]]:
     """Measure every ROI of existing label maps at their DICOM's native resolution.
 
     Label maps pair with DICOMs by relative path without suffix, exactly as for training, so
-    manual and automatic areas of the same slices can be compared.
+    manual and automatic areas of the same slices can be compared. A file that cannot be
+    measured (an unreadable DICOM or label map, a label without a DICOM or on another grid, a
+    value above the ROI count, a slice without a usable spacing) is left out with one ``not
+    measured:`` note naming it and the fix, and listed in ``failed.csv``; the others are
+    measured.
 
     Args:
         labels_dir: folder of label maps (.png, .npy, .tif, .jpg) or label volumes per series
             (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG).
         dicom_dir: folder of the DICOMs they belong to.
-        out_dir: where ``csa.csv`` and ``csa_long.csv`` go.
+        out_dir: where ``csa.csv``, ``csa_long.csv`` and ``failed.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").
         fallback: spacing for files without PixelSpacing.
         tissue: CT thresholds of the muscle composition in ``csa_long.csv``.
         keep_patient_info: add PatientID / PatientName to ``csa_long.csv`` (off by default).
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background" (0 mm²).
+        log: called with each note as soon as the files are read (the CLI prints them), so
+            that a refusal after reading (mixed units, output folder in use) still shows them.
 
     Returns:
-        ``(table, (csa.csv, csa_long.csv), notes)``, the table naming each series and
-        ordering the slices as ``predict`` does (`AreaTable.named`, `order_slices`); one note
-        per problem, ``not measured:
-        ...`` for label maps left out (`left_out` counts them), ``warning: ...`` for the rest.
+        ``(table, (csa.csv, csa_long.csv, failed.csv), notes)``, the table naming each series
+        and ordering the slices as ``predict`` does (`AreaTable.named`, `order_slices`);
+        ``failed.csv`` lists the files left out (`FAILED_COLUMNS`, a header only when none);
+        one note per problem, ``not measured: ...`` for files left out (`left_out` counts
+        them), ``warning: ...`` for the rest.
 
     Raises:
-        PairingError: no label map pairs with a DICOM.
-        ConfigError: missing spacing without fallback, output folder in use.
+        PairingError: no label map pairs with a DICOM, or none of them can be measured.
+        ConfigError: slices in pixels (``--pixels``) beside slices in mm², output folder in use.
 
     Example:
         >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
@@ -90,18 +100,10 @@ def measure_label_folder(
         roi_names=roi_names,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, report = load_usable_samples(source, progress=shows_progress())
-    if not samples:
-        raise PairingError(
-            f"{labels_dir}: nothing to measure with the DICOMs in {dicom_dir} (pairing is by "
-            f"relative path without suffix): {report.summary_line()} Run "
-            f"`{source.check_command}` for details."
-        )
-    notes = report.problem_lines(
-        _NOT_MEASURED, fov_given=fallback.fov_mm is not None, unlabelled_use=_NOT_MEASURED
-    )
+    samples, report = _measurable(source, fallback, log=log)
     names = list(roi_names) if roi_names else list(report.roi_names)
-    series = _series_names(samples, dicom_dir, labels_dir)
+    plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
+    series = _series_names(samples, plan)
     samples = _in_predict_order(samples, series)
     table = measure_areas(
         [s.label for s in samples],
@@ -113,9 +115,38 @@ def measure_label_folder(
         tissue=tissue,
     )
     table = table.named(list(used_series_names([s.image for s in samples], series).values()))
+    failed = failed_table(failed_rows(report, series_of_files(plan), **_worded(fallback)))
     with output_run(out_dir, overwrite=overwrite) as out:
-        paths = table.save(out)
-    return table, paths, notes
+        paths = (*table.save(out), write_failed(failed, out))
+    return table, paths, report.problem_lines(_NOT_MEASURED, **_worded(fallback))
+
+
+def _measurable(
+    source: DataSource, fallback: SpacingFallback, *, log: Callable[[str], None] | None
+) -> tuple[list[Sample], CheckReport]:
+    """The samples that can be measured and the report naming those left out (its lines given
+    to ``log`` before any refusal).
+
+    Raises:
+        PairingError: none can be measured.
+    """
+    samples, report = load_usable_samples(source, progress=shows_progress())
+    samples, report = leave_out_unusable(samples, report, fallback)
+    for note in report.problem_lines(_NOT_MEASURED, **_worded(fallback)):
+        if log is not None:
+            log(note)
+    if not samples:
+        raise PairingError(
+            f"{source.labels_dir}: nothing to measure with the DICOMs in {source.images_dir} "
+            f"(pairing is by relative path without suffix): {report.summary_line()} Run "
+            f"`{source.check_command}` for details."
+        )
+    return samples, report
+
+
+def _worded(fallback: SpacingFallback) -> dict[str, Any]:
+    """How measure words the check's problems (`CheckReport.problem_lines`)."""
+    return {"fov_given": fallback.fov_mm is not None, "unlabelled_use": _NOT_MEASURED}
 
 
 def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> list[Sample]:
@@ -128,15 +159,12 @@ def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> l
     return sorted(samples, key=lambda s: (order[series_key(s.image)], rank[id(s.image)]))
 
 
-def _series_names(
-    samples: Sequence[Sample], dicom_dir: Path | str, labels_dir: Path | str
-) -> dict[str, str]:
+def _series_names(samples: Sequence[Sample], plan: CohortPlan) -> dict[str, str]:
     """Per `series_key`, the series' name as `sliceseg predict` gives it: from every DICOM
-    file of the folder (`plan_cohort`), so that a series without label maps, or with a first
-    file without one, does not shift the ``_2``, ``_3``, ... of the others."""
-    root = user_path(dicom_dir)  # "~/data" as the pairing read it
-    planned = {s.key: s.name for s in plan_cohort(root, exclude=user_path(labels_dir)).series}
+    file of the folder (``plan``: `plan_cohort`), so that a series without label maps, or with
+    a first file without one, does not shift the ``_2``, ``_3``, ... of the others."""
+    planned = {s.key: s.name for s in plan.series}
     found = slices_series_names(  # a series the plan did not see (not expected): its own name
-        [s.image for s in samples], [s.key for s in samples], root_name=top_series_name(root)
+        [s.image for s in samples], [s.key for s in samples], root_name=top_series_name(plan.root)
     )
     return {key: planned.get(key, name) for key, name in found.items()}

@@ -70,12 +70,11 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         keep_patient_info=args.keep_patient_info,
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
+        log=_note,
     )
-    for note in notes:
-        print(note, file=sys.stderr)
     print(table.to_text())
     print(f"Saved {', '.join(str(p) for p in paths)}")
-    return SOME_INPUTS_FAILED if left_out(notes) else 0
+    return _finished(left_out(notes), "not measured", paths[-1])
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -95,12 +94,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         fallback=spacing_fallback(args),
         overwrite=args.overwrite,
         unlabelled_slices=args.unlabelled_slices or "skip",
+        log=_note,
     )
-    for note in result.notes:
-        print(note, file=sys.stderr)
     print(result.to_text())
     print(f"Saved {', '.join(str(p) for p in result.files)}")
-    return SOME_INPUTS_FAILED if result.left_out else 0
+    return _finished(result.left_out, "not evaluated", result.files[-1])
 
 
 def _check_num_labels(num_labels: int | None, roi_names: Sequence[str], model: Path) -> None:
@@ -112,3 +110,21 @@ def _check_num_labels(num_labels: int | None, roi_names: Sequence[str], model: P
             f"({', '.join(roi_names)}) and reads the test labels with its own label values; "
             f"leave --num-labels out or give {len(roi_names)}."
         )
+
+
+def _note(line: str) -> None:
+    """Print a note of the reading (a warning, a file left out) as soon as it is known: a
+    refusal after it (mixed units, output folder in use) must not swallow it."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _finished(left: int, what: str, failed_csv: Path) -> int:
+    """Exit 0, or `SOME_INPUTS_FAILED` with one line saying where the files left out are listed."""
+    if not left:
+        return 0
+    print(
+        f"finished with failures: {left} problem(s) left files out (the `{what}:` lines "
+        f"above, listed in {failed_csv}); the other files are in the tables.",
+        file=sys.stderr,
+    )
+    return SOME_INPUTS_FAILED

@@ -113,10 +113,17 @@ class CheckReport:
         """
         return [
             f"{left_out if p.severity == 'error' else p.severity}: "
-            f"{reworded(p, fov_given=fov_given, unlabelled_use=unlabelled_use)}"
-            f"{self._names(p.paths, 3)}"
+            f"{self.described(p, fov_given=fov_given, unlabelled_use=unlabelled_use)}"
             for p in self.problems
         ]
+
+    def described(
+        self, problem: Problem, *, fov_given: bool = False, unlabelled_use: str = ""
+    ) -> str:
+        """Return one problem's line without its severity: the message as the command words it
+        (see `problem_lines`), then up to 3 of its files (``failed.csv``'s reason)."""
+        message = reworded(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
+        return f"{message}{self._names(problem.paths, 3)}"
 
     def summary_line(self) -> str:
         """Return one line: counts, then the first errors (or warnings)."""

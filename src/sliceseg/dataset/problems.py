@@ -96,9 +96,11 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         )
     problems += near_miss_problems(pairing, images, labels)
     if not pairing.pairs:
+        # the folders as given (DATA_DIR's, or --images / --labels, or measure's LABELS_DIR and
+        # --dicoms): a layout one command does not have would send the user looking for it
         message = (
             f"no DICOM file in {images} pairs with a label map in {labels}; expected "
-            "DATA_DIR/dicoms/<name>.dcm beside DATA_DIR/labels/<name>.png (same relative path)."
+            f"{images / '<name>.dcm'} beside {labels / '<name>.png'} (same relative path)."
         )
         problems.append(Problem("error", "empty", message))
     return problems

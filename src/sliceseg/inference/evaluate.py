@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sliceseg.dataset.check import count_left_out
+from sliceseg.dataset.check import CheckReport, count_left_out
 from sliceseg.dataset.context import context_pool
+from sliceseg.dataset.left_out import failed_rows, leave_out_unusable, series_of_files
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
@@ -20,7 +22,8 @@ from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
-from sliceseg.io.tables import write_csv
+from sliceseg.io.series_plan import plan_cohort
+from sliceseg.io.tables import failed_table, write_csv, write_failed
 from sliceseg.measure.areas import (
     SpacingFallback,
     area_mm2,
@@ -117,21 +120,20 @@ def load_test_samples(
     scheme: LabelScheme,
     *,
     model_name: str = "the model",
-    fov_given: bool = False,
-) -> tuple[list[Sample], list[str]]:
+    fallback: SpacingFallback = SpacingFallback(),
+) -> tuple[list[Sample], CheckReport]:
     """Read a labelled test set with the model's own label scheme, never a guessed one.
 
     Args:
         source: the test data (label maps or label volumes, as for training).
         scheme: the model's label values (`model_label_scheme`).
         model_name: the model file, named in messages.
-        fov_given: ``--fov`` gives the files without PixelSpacing their spacing (the notes
-            say their areas are in mm², not in pixels).
+        fallback: spacing for files without PixelSpacing; a slice it gives none is left out.
 
     Returns:
-        ``(samples, notes)``: the usable slices (labels 0..K) and one line per problem:
-        ``not evaluated: ...`` for a file left out (unreadable, unpaired, duplicated, on
-        another grid), ``warning: ...`` for the rest.
+        ``(samples, report)``: the usable slices (labels 0..K), and the check's report with
+        an error per problem that left files out (unreadable, unpaired, duplicated, on another
+        grid, no usable spacing: `leave_out_unusable`).
 
     Raises:
         LabelError: a label map holds a value outside the model's scheme (the message names
@@ -149,10 +151,13 @@ def load_test_samples(
             f"({scheme.describe()}, the values of its training data){more}; label the test set "
             "the same way as the training set."
         )
+    return leave_out_unusable(samples, report, fallback)
+
+
+def _worded(fallback: SpacingFallback) -> dict[str, Any]:
+    """How evaluate words the check's problems (`CheckReport.problem_lines`)."""
     unlabelled = f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
-    return samples, report.problem_lines(
-        _NOT_EVALUATED, fov_given=fov_given, unlabelled_use=unlabelled
-    )
+    return {"fov_given": fallback.fov_mm is not None, "unlabelled_use": unlabelled}
 
 
 def _slice_rows(
@@ -238,6 +243,7 @@ def evaluate_model(
     fallback: SpacingFallback = SpacingFallback(),
     overwrite: bool = False,
     unlabelled_slices: str = "skip",
+    log: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Compare a model's segmentations with manual labels at each slice's native resolution.
 
@@ -256,9 +262,10 @@ def evaluate_model(
     Bland–Altman and ICC are over); ``dice_slices`` those with the ROI in either map (what
     ``dice_mean``, ``dice_std`` and ``iou_mean`` are over, false positives' Dice 0 included).
 
-    Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv`` and ``bland_altman.png``
+    Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv``, ``bland_altman.png``
     (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note
-    says it is not drawn).
+    says it is not drawn) and ``failed.csv`` (the test files left out, one line each with
+    why: unreadable, unpaired, on another grid, no usable spacing; the others are evaluated).
 
     Args:
         model: a loaded model, or the path of a model file.
@@ -272,6 +279,8 @@ def evaluate_model(
         fallback: spacing for files without PixelSpacing.
         overwrite: allow writing into a non-empty ``out_dir``.
         unlabelled_slices: slices a label volume leaves empty: "skip" or "background".
+        log: called with each note as soon as it is known (the CLI prints them), so that a
+            refusal after reading (mixed units, output folder in use) still shows them.
 
     Returns:
         An `EvaluationResult`: ``per_slice`` and ``summary`` DataFrames, the files written
@@ -279,7 +288,8 @@ def evaluate_model(
 
     Raises:
         LabelError: a test label holds a value outside the model's label scheme.
-        ConfigError: a slice has no spacing and no fallback was given, or the output is in use.
+        ConfigError: slices in pixels (``--pixels``) beside slices in mm², or the output is in
+            use.
         PairingError: a folder is missing, or no test slice pairs with a readable label map.
 
     Example:
@@ -293,8 +303,8 @@ def evaluate_model(
         labels_dir=labels_dir,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, notes = _labelled_test_set(bundle, source, fov_given=fallback.fov_mm is not None)
-    images = [with_fallback_spacing(sample.image, fallback) for sample in samples]
+    samples, notes, failed = _labelled_test_set(bundle, source, fallback=fallback, log=log)
+    images = [with_fallback_spacing(sample.image, fallback) for sample in samples]  # all spaced
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(images)
     k = bundle.metadata.context_slices  # a 2.5D model also reads the unlabelled neighbours
@@ -311,6 +321,8 @@ def evaluate_model(
         per_slice = _per_slice_table(samples, predicted, spacings, bundle.roi_names)
         summary = _summarise(per_slice, bundle.roi_names)
         files, plot_notes = _write(out, per_slice, summary, unit)
+        files.append(write_failed(failed, out))
+    _tell(log, plot_notes)  # the notes of the reading went to it before
     rename = {c: _in_unit(c, unit) for c in [*per_slice.columns, *summary.columns]}
     return EvaluationResult(
         per_slice=per_slice.rename(columns=rename),
@@ -322,26 +334,46 @@ def evaluate_model(
 
 
 def _labelled_test_set(
-    bundle: Bundle, source: DataSource, *, fov_given: bool
-) -> tuple[list[Sample], list[str]]:
-    """The test slices read with the model's label scheme, and the notes on files left out.
+    bundle: Bundle,
+    source: DataSource,
+    *,
+    fallback: SpacingFallback,
+    log: Callable[[str], None] | None,
+) -> tuple[list[Sample], list[str], pd.DataFrame]:
+    """The test slices read with the model's label scheme, the notes (given to ``log`` before
+    any refusal) and ``failed.csv``'s table of the files left out.
 
     Raises:
         PairingError: no slice is usable (the message gives the first problem, if any).
     """
-    samples, notes = load_test_samples(
+    samples, report = load_test_samples(
         source,
         model_label_scheme(bundle),
         model_name=str(bundle.source or "in memory"),
-        fov_given=fov_given,
+        fallback=fallback,
     )
+    notes = report.problem_lines(_NOT_EVALUATED, **_worded(fallback))
+    _tell(log, notes)
     if not samples:
-        first = f"; first problem: {notes[0]}" if notes else ""
+        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")] or notes
+        first = f"; first problem: {shown[0]}" if shown else ""
         raise PairingError(
             f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
             f"without suffix with {source.images_dir}){first}"
         )
-    return samples, notes
+    plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
+    return (
+        samples,
+        notes,
+        failed_table(failed_rows(report, series_of_files(plan), **_worded(fallback))),
+    )
+
+
+def _tell(log: Callable[[str], None] | None, notes: Sequence[str]) -> None:
+    """Give each note to ``log``, if any."""
+    if log is not None:
+        for note in notes:
+            log(note)
 
 
 def _per_slice_table(

@@ -67,7 +67,7 @@ from sliceseg.inference.records import (
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.identity import series_name_key
-from sliceseg.io.tables import write_csv
+from sliceseg.io.tables import FAILED_CSV, failed_table, write_csv, write_failed
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.review_order import review_key
@@ -82,11 +82,10 @@ from sliceseg.report.cohort import (
 )
 from sliceseg.user_paths import user_path
 
-__all__ = ["FAILED_COLUMNS", "MergeResult", "merge_cohort"]
+__all__ = ["MergeResult", "merge_cohort"]
 
-FAILED_COLUMNS = ("series", "slices", "reason")
 _AREA_TABLES = ("csa.csv", "csa_long.csv")
-OUTPUTS = (*_AREA_TABLES, "series.csv", "failed.csv", "report.html")
+OUTPUTS = (*_AREA_TABLES, "series.csv", FAILED_CSV, "report.html")
 """The cohort's outputs, written together (`files_together`): never one beside an earlier
 merge's other."""
 
@@ -326,11 +325,8 @@ def _failed_table(out: Path, stage: Path, done: set[str], left: LeftOut) -> pd.D
         for f in read_failures(out)
         if f.get("series") not in done and not left.is_gone(str(f.get("series")))
     ]
-    failed = pd.DataFrame(
-        [[f.get(c) for c in FAILED_COLUMNS] for f in failures], columns=list(FAILED_COLUMNS)
-    )
-    with atomic_path(stage / "failed.csv") as path:  # a full disk named as failed.csv's
-        write_csv(failed, path, index=False)
+    failed = failed_table(failures)
+    write_failed(failed, stage)
     return failed
 
 

@@ -13,17 +13,34 @@ series' written tables, whose rounding moves its overall rows by at most 5e-13 o
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["SIGNIFICANT_DIGITS", "csv_cells", "csv_value", "write_csv"]
+__all__ = [
+    "FAILED_COLUMNS",
+    "FAILED_CSV",
+    "SIGNIFICANT_DIGITS",
+    "csv_cells",
+    "csv_value",
+    "failed_table",
+    "write_csv",
+    "write_failed",
+]
 
 # 12 digits: 5e-13 of the value (10⁻⁷ mm² of a 10⁵ mm² area), far below any measurement's
 # precision, while float64 arithmetic's noise (~1e-16 relative, 1e-15 after sums) never shows.
 SIGNIFICANT_DIGITS = 12
+
+FAILED_CSV = "failed.csv"
+"""What a run could not use and why, one row each, beside its tables: a series `predict` failed
+on, or the slices of a label map `measure` / `evaluate` left out (a header only when none)."""
+FAILED_COLUMNS = ("series", "slices", "reason")
+"""``failed.csv``'s columns: the series' name (as the tables name it; empty where no readable
+DICOM tells it), how many of its slices are missing from the tables, and why (one line)."""
 
 
 def csv_value(value: object) -> object:
@@ -67,6 +84,29 @@ def write_csv(table: pd.DataFrame, target: Path | IO[str], **options: Any) -> No
         ...     write_csv(table, tmp, index=False)
     """
     csv_cells(table).to_csv(target, **options)
+
+
+def failed_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """Return ``failed.csv``'s table of ``rows`` (each with the `FAILED_COLUMNS`; a missing one is
+    an empty cell), written by `write_csv` with ``index=False``.
+
+    Example:
+        >>> failed_table([{"series": "p01", "slices": 1, "reason": "p01/a.dcm: no PixelSpacing"}])
+          series  slices                      reason
+        0    p01       1  p01/a.dcm: no PixelSpacing
+    """
+    return pd.DataFrame(
+        [[row.get(c) for c in FAILED_COLUMNS] for row in rows], columns=list(FAILED_COLUMNS)
+    )
+
+
+def write_failed(failed: pd.DataFrame, folder: Path) -> Path:
+    """Write `failed_table`'s ``failed`` as ``folder/failed.csv`` (atomically); return its path."""
+    from sliceseg.io.files import atomic_path  # files.py writes, this module only words cells
+
+    with atomic_path(folder / FAILED_CSV) as tmp:  # a full disk named as failed.csv's
+        write_csv(failed, tmp, index=False)
+    return folder / FAILED_CSV
 
 
 def _cells(column: pd.Series) -> pd.Series:

@@ -1,0 +1,109 @@
+"""The slices a measuring command (``measure``, ``evaluate``) leaves out, and why.
+
+One bad file must not stop the rest: a label map the dataset check finds unusable (unreadable,
+on another grid, a value above the ROI count, ...) and a slice whose spacing is unknown are
+left out, each named on one line with the fix, and the others are measured. `failed_rows` gives
+them as the rows of ``failed.csv`` (`sliceseg.io.tables.FAILED_COLUMNS`), as ``predict`` lists
+its failed series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from sliceseg.dataset.check import CheckReport
+from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.problems import Problem
+from sliceseg.errors import ConfigError
+from sliceseg.io.identity import series_name_key
+from sliceseg.io.series_plan import CohortPlan
+from sliceseg.measure.areas import SpacingFallback, resolve_spacing
+
+__all__ = ["failed_rows", "leave_out_unusable", "series_of_files"]
+
+
+def leave_out_unusable(
+    samples: Sequence[Sample], report: CheckReport, fallback: SpacingFallback
+) -> tuple[list[Sample], CheckReport]:
+    """Leave out the samples whose spacing `resolve_spacing` refuses, each an error of the
+    report, and make the label maps without a DICOM an error too: none of them is measured.
+
+    Refused: no PixelSpacing (or a malformed one) without ``--fov`` or ``--pixels``, a
+    ``--matrix`` that is not the image's shape. Without a fallback the report's warning on
+    slices without spacing ("their areas are in pixels") is dropped: those slices are not
+    measured at all, and their own lines say so. (A label map without a DICOM is a warning
+    for training, which goes on without it; a measuring command was asked for its areas.)
+
+    Returns:
+        ``(the samples kept, the report with an error per problem that leaves files out)``.
+
+    Example:
+        >>> samples, report = leave_out_unusable(samples, report, SpacingFallback())
+    """
+    kept: list[Sample] = []
+    refused: dict[str, Problem] = {}  # by message: the frames of one file, one line
+    for sample in samples:
+        try:
+            resolve_spacing(sample.image, fallback)
+        except ConfigError as error:
+            message = str(error)  # names the file
+            refused.setdefault(
+                message, Problem("error", "spacing", message, (sample.image.source,))
+            )
+        else:
+            kept.append(sample)
+    has_fallback = fallback.fov_mm is not None or fallback.pixels_only
+    problems = [
+        replace(p, severity="error") if p.kind == "unmatched_label" else p
+        for p in report.problems
+        if has_fallback or p.kind != "no_spacing"
+    ]
+    problems += refused.values()
+    return kept, replace(report, problems=problems, num_samples=len(kept))
+
+
+def failed_rows(
+    report: CheckReport,
+    series_of: Mapping[Path, str],
+    *,
+    fov_given: bool = False,
+    unlabelled_use: str = "",
+) -> list[dict[str, object]]:
+    """One ``failed.csv`` row per error of the report: what it left out of the tables, and why.
+
+    Args:
+        report: the dataset check, after `leave_out_unusable`.
+        series_of: each DICOM file's series as the tables name it (``predict``'s names).
+        fov_given, unlabelled_use: as `CheckReport.problem_lines` words the reason.
+
+    Returns:
+        Rows with ``series`` (the names of the series of its slices, ``, ``-joined; None where
+        no DICOM of the input pairs with the file), ``slices`` (how many slices it leaves out;
+        None where not known) and ``reason`` (its line, naming the files).
+
+    Example:
+        >>> failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
+        [{'series': 'p01', 'slices': 1, 'reason': 'scans/p01/a.dcm: no PixelSpacing ...'}]
+    """
+    rows: list[dict[str, object]] = []
+    for problem in report.errors:
+        named = set(problem.paths)
+        pairs = [p for p in report.pairing.pairs if {p.label_path, p.image_path} & named]
+        series = sorted({series_of[p.image_path] for p in pairs if p.image_path in series_of})
+        reason = report.described(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
+        rows.append(
+            {
+                "series": ", ".join(sorted(series, key=series_name_key)) or None,
+                "slices": len({(p.image_path, p.frame) for p in pairs}) or None,
+                "reason": reason,
+            }
+        )
+    return rows
+
+
+def series_of_files(plan: CohortPlan) -> dict[Path, str]:
+    """Each DICOM file of the plan with its series' name (as ``predict`` names it), for
+    `failed_rows`."""
+    return {f.source: series.name for series in plan.series for f in series.files}

@@ -1,0 +1,175 @@
+"""``measure`` leaves out the files it cannot use, names each with why, and measures the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import add_pair, square_label
+from sliceseg.cli import main
+
+GOOD = ("p01/s0", "p01/s1", "p01/s2")
+NAMES = ["--labels", "psoas,body"]  # K = 2: a value 7 is above the ROI count
+
+
+def _no_spacing(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label(), spacing=None)
+    return f"{root / 'dicoms/p01/bad.dcm'}: no PixelSpacing (0028,0030) in the file"
+
+
+def _malformed_spacing(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label())
+    path = root / "dicoms/p01/bad.dcm"
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"DS\x08\x000.5\\0.8 ", b"DS\x08\x000.5\\abc "))
+    return f'{path}: its PixelSpacing (0028,0030) "0.5\\abc" is malformed'
+
+
+def _truncated_dicom(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label())
+    path = root / "dicoms/p01/bad.dcm"
+    path.write_bytes(path.read_bytes()[:-300])
+    return f"{path}: cannot decode pixel data"
+
+
+def _label_on_another_grid(root: Path) -> str:
+    add_pair(root, "p01/bad", np.zeros((5, 5), np.uint8))
+    return "p01/bad: image is 20×24 but the label is 5×5; expected 20×24"
+
+
+def _value_above_the_roi_count(root: Path) -> str:
+    label = square_label()
+    label[0, 0] = 7
+    add_pair(root, "p01/bad", label)
+    return f"{root / 'labels/p01/bad.png'}: values [7] in 1 pixels are not in the dataset's"
+
+
+def _unreadable_label(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label())
+    (root / "labels/p01/bad.png").write_bytes(b"not a png")
+    return f"{root / 'labels/p01/bad.png'}: cannot read the label map"
+
+
+def _label_without_a_dicom(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label())
+    (root / "dicoms/p01/bad.dcm").write_bytes(b"not a DICOM file at all")
+    return "1 label map(s) without a DICOM file of the same relative name"
+
+
+BAD_KINDS: dict[str, Callable[[Path], str]] = {
+    "no spacing": _no_spacing,
+    "malformed spacing": _malformed_spacing,
+    "truncated DICOM": _truncated_dicom,
+    "label on another grid": _label_on_another_grid,
+    "value above the ROI count": _value_above_the_roi_count,
+    "unreadable label": _unreadable_label,
+    "label without a DICOM": _label_without_a_dicom,
+}
+
+
+def _measure(root: Path, out: Path, *extra: str) -> int:
+    labels, dicoms = str(root / "labels"), str(root / "dicoms")
+    return main(["measure", labels, "--dicoms", dicoms, "--out", str(out), *NAMES, *extra])
+
+
+def _good_folder(root: Path) -> Path:
+    for key in GOOD:
+        add_pair(root, key, square_label())
+    return root
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS, ids=list(BAD_KINDS))
+def test_one_bad_file_is_left_out_and_the_good_ones_are_measured(tmp_path, capsys, kind):
+    """One slice without a usable spacing stopped the whole run (exit 2, no table): every
+    per-file problem now leaves that file out, named with why, and the others are measured
+    exactly as without it; failed.csv lists it, and the exit code is 3."""
+    clean = _good_folder(tmp_path / "clean")
+    assert _measure(clean, tmp_path / "clean_out") == 0
+    capsys.readouterr()
+    mixed = _good_folder(tmp_path / "mixed")
+    reason = BAD_KINDS[kind](mixed)
+    assert _measure(mixed, tmp_path / "out") == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("not measured: ")]
+    assert reason in line
+    assert err.splitlines()[-1] == (
+        "finished with failures: 1 problem(s) left files out (the `not measured:` lines above, "
+        f"listed in {tmp_path / 'out' / 'failed.csv'}); the other files are in the tables."
+    )
+    for table in ("csa.csv", "csa_long.csv"):
+        measured = pd.read_csv(tmp_path / "out" / table)
+        pd.testing.assert_frame_equal(measured, pd.read_csv(tmp_path / "clean_out" / table))
+    assert list(pd.read_csv(tmp_path / "out" / "csa.csv")["psoas"][:3]) == [40.0] * 3
+    (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
+    assert reason in failed["reason"]
+    if kind == "label without a DICOM":  # no DICOM says its series
+        assert np.isnan(failed["series"]) and np.isnan(failed["slices"])
+    else:
+        assert (failed["series"], failed["slices"]) == ("p01", 1)
+
+
+def test_a_clean_run_writes_a_failed_csv_with_its_header_only(tmp_path, capsys):
+    """As predict's: a failed.csv of an earlier run (--overwrite) never stays beside the tables."""
+    root = _good_folder(tmp_path / "data")
+    assert _measure(root, tmp_path / "out") == 0
+    assert (tmp_path / "out" / "failed.csv").read_text() == "series,slices,reason\n"
+    assert "finished with failures" not in capsys.readouterr().err
+
+
+def test_every_slice_without_spacing_is_still_a_refusal_naming_one(tmp_path, capsys):
+    """Nothing left to measure: the run is refused (exit 2), each file named on its line."""
+    for key in GOOD:
+        add_pair(tmp_path, key, square_label(), spacing=None)
+    assert _measure(tmp_path, tmp_path / "out") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len([ln for ln in lines if ln.startswith("not measured: ")]) == 3
+    assert lines[-1].startswith(f"error: {tmp_path / 'labels'}: nothing to measure with the DICOMs")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pixels_beside_mm2_still_refuses_the_run(tmp_path, capsys):
+    """Mixing pixel counts and mm² in one table concerns the whole run, not one file."""
+    _good_folder(tmp_path)
+    add_pair(tmp_path, "p01/bare", square_label(), spacing=None)
+    assert _measure(tmp_path, tmp_path / "out", "--pixels") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {tmp_path / 'dicoms/p01/bare.dcm'}: no PixelSpacing")
+    assert "while other slices have a spacing in mm" in last
+
+
+def test_the_warnings_come_before_a_refusal_after_reading(tmp_path, capsys):
+    """measure printed its reader's warnings only after success: a refusal after reading (here
+    the output folder in use) dropped them. They now come first, then the refusal."""
+    _good_folder(tmp_path)
+    add_pair(tmp_path, "p01/lonely")  # a DICOM without a label map: a warning
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("in use")
+    assert _measure(tmp_path, tmp_path / "out") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (
+        "warning: 1 DICOM file(s) without a label map of the same relative name (not measured)"
+        " -- dicoms/p01/lonely.dcm"
+    )
+    assert lines[-1].startswith(f"error: {tmp_path / 'out'}")
+
+
+def test_nothing_to_measure_names_measure_s_own_folders(tmp_path, capsys):
+    """The line said "expected DATA_DIR/dicoms/<name>.dcm beside DATA_DIR/labels/...", a layout
+    measure does not have (it takes LABELS_DIR and --dicoms); it names the folders given."""
+    add_pair(tmp_path, "p01/a")
+    (tmp_path / "manual").mkdir()
+    np.save(tmp_path / "manual" / "b.npy", square_label())
+    dicoms, labels = tmp_path / "dicoms", tmp_path / "manual"
+    argv = ["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "DATA_DIR" not in last
+    assert (
+        f"no DICOM file in {dicoms} pairs with a label map in {labels}; expected "
+        f"{dicoms}/<name>.dcm beside {labels}/<name>.png (same relative path)."
+    ) in last
