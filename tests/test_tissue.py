@@ -232,6 +232,21 @@ class TestTissueOptionsThatMeasureNothing:
             "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
         ]
 
+    def test_modality_values_are_named_once_whatever_their_case(self):
+        """The CT-options line kept its own reading of the Modality values (case kept), beside
+        `modality_values` (upper-cased): a series of "mr" and "MR" slices read "Modality MR
+        and mr"."""
+        hu, label = _known_hu()
+        settings = TissueSettings(adipose_hu=(-200.0, -40.0))
+        images = [
+            dataclasses.replace(_ct_slice(hu, modality=m), source=Path(f"p1/s{i}.dcm"))
+            for i, m in enumerate(["mr", "MR "])
+        ]
+        with pytest.warns(UserWarning) as caught:
+            measure_areas([label] * 2, images, NAMES, names=["p1/s0", "p1/s1"], tissue=settings)
+        (line,) = [str(w.message) for w in caught if "not CT" in str(w.message)]
+        assert line.startswith("1 series is not CT (p1; Modality MR), so --adipose-hu")
+
     def test_the_default_ranges_given_as_lists_are_not_a_change(self):
         """A notebook's ``TissueSettings(adipose_hu=[-190, -30])``, the defaults as a list, was
         taken for a changed range (a list is never equal to the default tuple): refused where no

@@ -42,7 +42,7 @@ from sliceseg.measure.tissue import (
     check_muscle_rois,
     ct_options_line,
     hu_problem,
-    modalities_of,
+    modality_values,
     roi_tissue,
     series_notes,
 )
@@ -473,7 +473,9 @@ def _tissue_warnings(
     for position, image in enumerate(images):
         groups.setdefault(series_key(image), []).append(position)
     series = slices_series_names(images, names)
-    modalities = {series[key]: modalities_of(images[i] for i in groups[key]) for key in groups}
+    modalities = {
+        series[key]: modality_values(images[i].modality for i in groups[key]) for key in groups
+    }
     line = ct_options_line(modalities, roi_names, settings)
     if line:
         warnings.warn(line, CtOptionsWarning, stacklevel=3)

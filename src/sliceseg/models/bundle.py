@@ -80,7 +80,7 @@ class ModelMetadata:
         context_step_mm: the median distance between a training slice and its neighbours
             (`sliceseg.io.neighbours.neighbour_step_mm`); ``None`` when not 2.5D or unknown.
         modalities: the distinct (0008,0060) Modality values of the training slices (both
-            sides of the split; `sliceseg.measure.modality.modality_values`), which
+            sides of the split; `sliceseg.measure.tissue.modality_values`), which
             ``predict`` compares each series' with; ``None`` (files from before): unknown,
             no such check.
         started_from: the model file whose weights training started from (``--init-from``):
