@@ -22,7 +22,7 @@ from torch import nn
 from sliceseg._version import __version__
 from sliceseg.dataset.source import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
-from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.files import atomic_write_bytes, finished_outputs
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
@@ -334,8 +334,9 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
 
 
 def _models_in(folder: Path) -> str:
-    """What to give instead of ``folder``: its best model, else its model files."""
-    found = sorted(p.name for p in folder.glob("*.pt"))
+    """What to give instead of ``folder``: its best model, else its model files (never a
+    killed write's temporary one, `finished_outputs`)."""
+    found = [p.name for p in finished_outputs(folder, "*.pt")]
     best = [name for name in found if name.endswith("_best.pt")]
     if best:
         return f"give its model file, e.g. {folder / best[0]}."
