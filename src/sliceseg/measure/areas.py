@@ -461,13 +461,10 @@ def _shown(value: float, label: object) -> str:
 
 
 def _root_name(images: Sequence[Slice], keys: Sequence[str]) -> str:
-    """The name the tables give a series at the top of the DICOM folder (`top_series_name`):
-    a slice whose key has no folder lies there, so its file's folder is the DICOM folder."""
-    at_top = (
-        image.source.parent for image, key in zip(images, keys, strict=True) if "/" not in key
-    )
-    top = next(at_top, None)
-    return "series" if top is None else top_series_name(top)
+    """The tables' name of a series at the top of the DICOM folder (`top_series_name`): a slice
+    whose key has no folder lies there."""
+    top = [image.source.parent for image, key in zip(images, keys, strict=True) if "/" not in key]
+    return top_series_name(top[0]) if top else "series"
 
 
 def _tissue_warnings(
