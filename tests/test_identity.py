@@ -250,3 +250,12 @@ def test_predict_a_cohort_and_its_shards_list_series_in_natural_order(
     assert list(series["series"]) == PATIENTS_IN_ORDER
     long = pd.read_csv(tmp_path / "one" / "csa_long.csv")
     assert list(dict.fromkeys(long["series"])) == PATIENTS_IN_ORDER
+
+
+def test_series_order_takes_superscript_digits_as_text():
+    """``str.isdigit`` is True for "²" (not a decimal digit, so ``\\d`` does not split it off)
+    and ``int("²")`` failed: a folder named ``T1²`` ended predict with a traceback."""
+    from sliceseg.io.identity import series_name_key
+
+    names = ["T2", "T1²", "²", "T1", "T10"]
+    assert sorted(names, key=series_name_key) == ["T1", "T1²", "T2", "T10", "²"]

@@ -156,6 +156,18 @@ def test_a_training_folder_given_as_the_model_names_its_best_model(tmp_path, cap
     )
 
 
+def test_a_folder_given_as_the_model_never_offers_a_cut_off_write(tmp_path, capsys):
+    """A killed run's temporary file (``.sliceseg-tmp.sliceseg_4.<owner>.pt``, cut off) was
+    offered as one of the folder's model files to give instead."""
+    (tmp_path / "sliceseg_3.pt").write_bytes(b"")
+    (tmp_path / ".sliceseg-tmp.sliceseg_4.node7-42~k2j3.pt").write_bytes(b"")
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path}: a folder, not a model file; give one of its model files "
+        "(sliceseg_3.pt)."
+    )
+
+
 def test_info_names_a_moving_average_of_the_weights(tmp_path, capsys):
     meta = metadata(hyperparameters={"depth": 3}, settings={"ema_decay": 0.998})
     path = save_bundle(tmp_path / "m.pt", small_unet(), meta)

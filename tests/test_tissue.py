@@ -193,14 +193,18 @@ class TestMeasureAreasTissueColumns:
 class TestTissueOptionsThatMeasureNothing:
     def test_ct_options_on_an_mr_series_are_said(self):
         """``--adipose-hu`` on an MR series measured nothing, unsaid: a reader of the tables
-        could not tell a run that ignored the option from one that never had it."""
+        could not tell a run that ignored the option from one that never had it. A series at
+        the top of the DICOM folder (``ct/s01.dcm``, key ``s01``) is named as the tables name
+        it, ``ct``, not "series"."""
         hu, label = _known_hu()
         settings = TissueSettings(adipose_hu=(-200.0, -40.0), muscle_rois=("left psoas major",))
         with pytest.warns(UserWarning) as caught:
-            table = measure_areas([label], [_ct_slice(hu, modality="MR")], NAMES, tissue=settings)
+            table = measure_areas(
+                [label], [_ct_slice(hu, modality="MR")], NAMES, names=["s01"], tissue=settings
+            )
         (warning,) = [str(w.message) for w in caught]
         assert warning == (
-            "1 series is not CT (series; Modality MR), so --adipose-hu (adipose_hu) -200 -40 "
+            "1 series is not CT (ct; Modality MR), so --adipose-hu (adipose_hu) -200 -40 "
             "and --muscle-rois (muscle_rois) measure nothing on it: the CT columns "
             "(imat_fraction, imat_mm2, muscle_radiodensity_hu) are for CT slices only."
         )
@@ -231,6 +235,21 @@ class TestTissueOptionsThatMeasureNothing:
             "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
             "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
         ]
+
+    def test_modality_values_are_named_once_whatever_their_case(self):
+        """The CT-options line kept its own reading of the Modality values (case kept), beside
+        `modality_values` (upper-cased): a series of "mr" and "MR" slices read "Modality MR
+        and mr"."""
+        hu, label = _known_hu()
+        settings = TissueSettings(adipose_hu=(-200.0, -40.0))
+        images = [
+            dataclasses.replace(_ct_slice(hu, modality=m), source=Path(f"p1/s{i}.dcm"))
+            for i, m in enumerate(["mr", "MR "])
+        ]
+        with pytest.warns(UserWarning) as caught:
+            measure_areas([label] * 2, images, NAMES, names=["p1/s0", "p1/s1"], tissue=settings)
+        (line,) = [str(w.message) for w in caught if "not CT" in str(w.message)]
+        assert line.startswith("1 series is not CT (p1; Modality MR), so --adipose-hu")
 
     def test_the_default_ranges_given_as_lists_are_not_a_change(self):
         """A notebook's ``TissueSettings(adipose_hu=[-190, -30])``, the defaults as a list, was

@@ -46,7 +46,7 @@ from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.summary_rows import SUMMARY_ROWS
-from sliceseg.measure.tissue import CtOptionsWarning, modalities_of
+from sliceseg.measure.tissue import CtOptionsWarning, modality_values
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.thread_warnings import silenced
@@ -167,7 +167,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         )
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
-        summary["modality"] = modalities_of(decoded.slices)
+        summary["modality"] = list(modality_values(s.modality for s in decoded.slices))
         summary["unlike_training"] = None if unlike is None else unlike.describe()
         summary["export_notes"] = [note for e in exported for note in e.notes]  # no path
         data = series_record(context.record, series, context.root, summary)

@@ -19,6 +19,7 @@ from sliceseg.inference.merge_notes import first_names
 from sliceseg.inference.records import read_json
 from sliceseg.inference.shard_lock import live_shards
 from sliceseg.inference.shards import Shard
+from sliceseg.io.identity import series_name_key
 
 __all__ = ["check_shard_plan"]
 
@@ -73,9 +74,9 @@ def _described(shard: Shard) -> str:
 
 
 def _changes(before: set[str], now: set[str]) -> str:
-    """E.g. ``"2 series added (p09, p10), 1 series removed (p03)"``."""
+    """E.g. ``"2 series added (p9, p10), 1 series removed (p03)"``, in the plan's order."""
     parts = [
-        f"{len(found)} series {how} ({first_names(sorted(found))})"
+        f"{len(found)} series {how} ({first_names(sorted(found, key=series_name_key))})"
         for found, how in ((now - before, "added"), (before - now, "removed"))
         if found
     ]

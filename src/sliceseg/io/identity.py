@@ -109,7 +109,8 @@ def relative_to_input(text: str, root: Path | str) -> str:
 
 def natural_key(text: str) -> tuple[Any, ...]:
     """Sort key that orders ``slice_2`` before ``slice_10``."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+    # isdecimal, not isdigit: "²" is a digit to isdigit, not to \d, and int() refuses it
+    return tuple(int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", text))
 
 
 def series_name_key(name: str) -> tuple[Any, ...]:

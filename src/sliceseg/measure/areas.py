@@ -22,7 +22,7 @@ from sliceseg.io.dicom import (
 )
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import series_key, slices_series_names
+from sliceseg.io.identity import series_key, slices_series_names, top_series_name
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.summary_rows import (
@@ -42,7 +42,7 @@ from sliceseg.measure.tissue import (
     check_muscle_rois,
     ct_options_line,
     hu_problem,
-    modalities_of,
+    modality_values,
     roi_tissue,
     series_notes,
 )
@@ -460,6 +460,13 @@ def _shown(value: float, label: object) -> str:
     return shown_number(value, is_count=is_count_row(label))
 
 
+def _root_name(images: Sequence[Slice], keys: Sequence[str]) -> str:
+    """The tables' name of a series at the top of the DICOM folder (`top_series_name`): a slice
+    whose key has no folder lies there."""
+    top = [image.source.parent for image, key in zip(images, keys, strict=True) if "/" not in key]
+    return top_series_name(top[0]) if top else "series"
+
+
 def _tissue_warnings(
     images: Sequence[Slice],
     names: Sequence[str],
@@ -472,8 +479,10 @@ def _tissue_warnings(
     groups: dict[str, list[int]] = {}
     for position, image in enumerate(images):
         groups.setdefault(series_key(image), []).append(position)
-    series = slices_series_names(images, names)
-    modalities = {series[key]: modalities_of(images[i] for i in groups[key]) for key in groups}
+    series = slices_series_names(images, names, root_name=_root_name(images, names))
+    modalities = {
+        series[key]: modality_values(images[i].modality for i in groups[key]) for key in groups
+    }
     line = ct_options_line(modalities, roi_names, settings)
     if line:
         warnings.warn(line, CtOptionsWarning, stacklevel=3)

@@ -17,24 +17,14 @@ respect (the caller adds it to the familiarity verdict, `inference.familiarity`)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.tissue import hu_problem, is_ct
+from sliceseg.measure.tissue import hu_problem, is_ct, modality_values
 
-__all__ = ["is_ct_only", "modality_reason", "modality_values"]
+__all__ = ["is_ct_only", "modality_reason"]
 
 _UNTRUSTED = "its areas are not trustworthy"
-
-
-def modality_values(modalities: Iterable[str]) -> tuple[str, ...]:
-    """The distinct (0008,0060) Modality values, upper-cased and sorted; blanks left out.
-
-    Example:
-        >>> modality_values(["ct", "CT ", "", "MR"])
-        ('CT', 'MR')
-    """
-    return tuple(sorted({m.strip().upper() for m in modalities} - {""}))
 
 
 def is_ct_only(modalities: Sequence[str]) -> bool:

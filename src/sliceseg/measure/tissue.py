@@ -362,7 +362,7 @@ def series_notes(
         return [hu.note]
     if not any(map(settings.is_muscle, roi_names)):
         return []
-    if not modalities_of(series):
+    if not modality_values(s.modality for s in series):
         return [
             "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
             f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
@@ -379,9 +379,15 @@ SHOWN_SERIES = 3
 """How many series `ct_options_line` names before it counts the rest."""
 
 
-def modalities_of(series: Iterable[Slice]) -> list[str]:
-    """The (0008,0060) Modality values of a series' slices, sorted, padding and blanks aside."""
-    return sorted({s.modality.strip() for s in series} - {""})
+def modality_values(modalities: Iterable[str]) -> tuple[str, ...]:
+    """The distinct (0008,0060) Modality values, upper-cased and sorted; blanks left out: the
+    one reading of a series' or the training slices' Modality.
+
+    Example:
+        >>> modality_values(["ct", "CT ", "", "MR"])
+        ('CT', 'MR')
+    """
+    return tuple(sorted({m.strip().upper() for m in modalities} - {""}))
 
 
 def ct_options_line(
@@ -391,7 +397,7 @@ def ct_options_line(
 
     Args:
         modalities: per series name (in the tables' order), its Modality values
-            (`modalities_of`); a series with none, or with a CT slice, is not named.
+            (`modality_values`); a series with none, or with a CT slice, is not named.
         roi_names: the ROIs measured (no muscle among them: nothing to say).
         settings: the run's tissue settings; only those changed from the defaults are named.
 

@@ -22,7 +22,7 @@ from torch import nn
 from sliceseg._version import __version__
 from sliceseg.dataset.source import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
-from sliceseg.io.files import atomic_write_bytes
+from sliceseg.io.files import atomic_write_bytes, finished_outputs
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
@@ -80,7 +80,7 @@ class ModelMetadata:
         context_step_mm: the median distance between a training slice and its neighbours
             (`sliceseg.io.neighbours.neighbour_step_mm`); ``None`` when not 2.5D or unknown.
         modalities: the distinct (0008,0060) Modality values of the training slices (both
-            sides of the split; `sliceseg.measure.modality.modality_values`), which
+            sides of the split; `sliceseg.measure.tissue.modality_values`), which
             ``predict`` compares each series' with; ``None`` (files from before): unknown,
             no such check.
         started_from: the model file whose weights training started from (``--init-from``):
@@ -334,8 +334,9 @@ def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -
 
 
 def _models_in(folder: Path) -> str:
-    """What to give instead of ``folder``: its best model, else its model files."""
-    found = sorted(p.name for p in folder.glob("*.pt"))
+    """What to give instead of ``folder``: its best model, else its model files (never a
+    killed write's temporary one, `finished_outputs`)."""
+    found = [p.name for p in finished_outputs(folder, "*.pt")]
     best = [name for name in found if name.endswith("_best.pt")]
     if best:
         return f"give its model file, e.g. {folder / best[0]}."

@@ -14,7 +14,7 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import held_out_series, hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
-from sliceseg.measure.modality import modality_values
+from sliceseg.measure.tissue import modality_values
 from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
     PER_SLICE,
