@@ -259,3 +259,36 @@ class TestRoiNamesFile:
         assert main(["check", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "labels.txt: not UTF-8" in err
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("background\npsoas\ndisc\n", "line 1 'background' names the background (0)"),
+            ("0 background\n1 psoas\n2 disc\n", "line 1 '0 background' names the background"),
+            ("1: psoas\n\n1: disc\n", "line 3 '1: disc' is numbered 1 but names ROI 2"),
+        ],
+    )
+    def test_a_background_line_or_a_number_off_its_line_is_one_line(
+        self, tmp_path, capsys, text, expected
+    ):
+        """Names are read in line order: a background line gave ROI 1's areas the name
+        'background', ROI 2's 'psoas', ..., FIT for training with one warning."""
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text(text)
+        assert main(["check", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"labels.txt: {expected}" in err
+        assert "ROI 1's name on line 1" in err
+
+    def test_lines_numbered_in_their_order_are_read_as_written(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("1 psoas\n2 disc\n")
+        assert check_dataset(tmp_path).roi_names == ("1 psoas", "2 disc")
+
+    def test_a_background_name_given_in_python_is_refused(self):
+        from sliceseg.dataset.source import DataSource
+
+        with pytest.raises(ConfigError, match=r"roi_names: 'Background' names the background"):
+            DataSource(Path("d"), Path("l"), roi_names=("Background", "psoas"))
