@@ -146,6 +146,30 @@ class TestCheckReport:
         ]
         assert "without a label map" not in report.to_text()
 
+    def test_a_label_of_a_dicom_that_is_no_dicom_names_both(self, tmp_path):
+        """An empty or non-DICOM `s2.dcm` beside `s2.png` was "1 label map(s) without a DICOM
+        file of the same relative name ... name each as its DICOM is named" (it is) and FIT,
+        while a truncated DICOM is an unreadable-image error."""
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label())
+        (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
+        (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
+        report = check_dataset(tmp_path)
+        assert [p.kind for p in report.problems] == ["unreadable_image", "skipped"]
+        unreadable, skipped = report.problems
+        assert unreadable.severity == "error"
+        assert unreadable.message == (
+            "1 label map(s) whose file in the DICOM folder is not a DICOM file (no 'DICM' "
+            "marker and not readable as DICOM), e.g. p01/s2.dcm: the slice is left out; copy "
+            "the DICOM file again from the scanner or PACS, or remove its label map"
+        )
+        assert [p.name for p in unreadable.paths] == ["s2.dcm", "s2.png"]
+        assert [p.name for p in skipped.paths] == ["notes.txt"]
+        assert report.num_samples == 1 and report.roi_stats[0].num_slices == 1
+        assert main(["check", str(tmp_path)]) == 1
+
     def test_long_name_lists_are_truncated(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())
         for i in range(8):
