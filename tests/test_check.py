@@ -170,6 +170,22 @@ class TestCheckReport:
         assert report.num_samples == 1 and report.roi_stats[0].num_slices == 1
         assert main(["check", str(tmp_path)]) == 1
 
+    def test_a_mask_saved_as_0_255_among_roi_numbers_is_named_as_such(self, tmp_path):
+        """One map saved for viewing (0/255) beside maps of 0..2 was told to "raise num_labels
+        to 255", which would make 253 empty ROIs."""
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(tmp_path, key, square_label())
+        add_pair(tmp_path, "p01/s3", square_label(255, second=None))
+        report = check_dataset(tmp_path)
+        (message,) = messages(report, "label_values")
+        assert message.endswith(
+            "labels/p01/s3.png: values [255] in 100 pixels are not in the dataset's label "
+            "scheme 0..2; a mask saved for viewing (0/255)? save the ROI's number (1..2) in "
+            "place of 255."
+        )
+        assert "num_labels" not in message
+        assert report.num_samples == 2 and not report.is_trainable
+
     def test_long_name_lists_are_truncated(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())
         for i in range(8):
