@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
@@ -254,6 +255,60 @@ class TestCheckReport:
         assert report.roi_stats[0].mean_area_px == 100
         assert "100 px on 1 slices without spacing" in report.to_text()
         assert "1 of 1 slices have no pixel spacing" in messages(report, "no_spacing")[0]
+
+
+def _transposed(root: Path) -> None:
+    add_pair(root, "p01/s3", square_label().T.copy())
+
+
+def _os_clutter(root: Path) -> None:
+    for folder in (root / "dicoms" / "p01", root / "labels" / "p01"):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: ignored
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+        (folder / "notes.txt").write_text("scanner notes")
+
+
+def _bmp_label(root: Path) -> None:
+    add_pair(root, "p01/s3")
+    iio.imwrite(root / "labels" / "p01" / "s3.bmp", square_label())
+
+
+@pytest.mark.parametrize(
+    ("build", "found", "code"),
+    [
+        (_transposed, [("error", "shape_mismatch", "24×20 (it looks transposed)")], 1),
+        (
+            _os_clutter,
+            [
+                ("warning", "skipped", "2 file(s) skipped: not a DICOM file"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.db'"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.txt'"),
+            ],
+            0,
+        ),
+        (
+            _bmp_label,
+            [
+                ("warning", "unmatched_image", "1 DICOM file(s) without a label map"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.bmp'"),
+            ],
+            0,
+        ),
+    ],
+    ids=["transposed", "os_clutter", "bmp_label"],
+)
+def test_a_messy_folder_names_each_problem_and_keeps_the_good_pairs(tmp_path, build, found, code):
+    from sliceseg.cli import main
+
+    for key in ("p01/s1", "p01/s2"):
+        add_pair(tmp_path, key, square_label())
+    build(tmp_path)
+    report = check_dataset(tmp_path)
+    assert [(p.severity, p.kind) for p in report.problems] == [f[:2] for f in found]
+    for problem, (_, _, fragment) in zip(report.problems, found, strict=True):
+        assert fragment in problem.message and problem.paths
+    assert report.num_samples == 2 and report.roi_stats[0].num_slices == 2
+    assert main(["check", str(tmp_path)]) == code
 
 
 class TestRoiNamesFile:
