@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
@@ -146,6 +147,46 @@ class TestCheckReport:
         ]
         assert "without a label map" not in report.to_text()
 
+    def test_a_label_of_a_dicom_that_is_no_dicom_names_both(self, tmp_path):
+        """An empty or non-DICOM `s2.dcm` beside `s2.png` was "1 label map(s) without a DICOM
+        file of the same relative name ... name each as its DICOM is named" (it is) and FIT,
+        while a truncated DICOM is an unreadable-image error."""
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label())
+        (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
+        (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
+        report = check_dataset(tmp_path)
+        assert [p.kind for p in report.problems] == ["unreadable_image", "skipped"]
+        unreadable, skipped = report.problems
+        assert unreadable.severity == "error"
+        assert unreadable.message == (
+            "1 label map(s) whose file in the DICOM folder is not a DICOM file (no 'DICM' "
+            "marker and not readable as DICOM), e.g. p01/s2.dcm: the slice is left out; copy "
+            "the DICOM file again from the scanner or PACS, or remove its label map"
+        )
+        assert [p.name for p in unreadable.paths] == ["s2.dcm", "s2.png"]
+        assert [p.name for p in skipped.paths] == ["notes.txt"]
+        assert report.num_samples == 1 and report.roi_stats[0].num_slices == 1
+        assert main(["check", str(tmp_path)]) == 1
+
+    def test_a_mask_saved_as_0_255_among_roi_numbers_is_named_as_such(self, tmp_path):
+        """One map saved for viewing (0/255) beside maps of 0..2 was told to "raise num_labels
+        to 255", which would make 253 empty ROIs."""
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(tmp_path, key, square_label())
+        add_pair(tmp_path, "p01/s3", square_label(255, second=None))
+        report = check_dataset(tmp_path)
+        (message,) = messages(report, "label_values")
+        assert message.endswith(
+            "labels/p01/s3.png: values [255] in 100 pixels are not in the dataset's label "
+            "scheme 0..2; a mask saved for viewing (0/255)? save the ROI's number (1..2) in "
+            "place of 255."
+        )
+        assert "num_labels" not in message
+        assert report.num_samples == 2 and not report.is_trainable
+
     def test_long_name_lists_are_truncated(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())
         for i in range(8):
@@ -216,6 +257,60 @@ class TestCheckReport:
         assert "1 of 1 slices have no pixel spacing" in messages(report, "no_spacing")[0]
 
 
+def _transposed(root: Path) -> None:
+    add_pair(root, "p01/s3", square_label().T.copy())
+
+
+def _os_clutter(root: Path) -> None:
+    for folder in (root / "dicoms" / "p01", root / "labels" / "p01"):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: ignored
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+        (folder / "notes.txt").write_text("scanner notes")
+
+
+def _bmp_label(root: Path) -> None:
+    add_pair(root, "p01/s3")
+    iio.imwrite(root / "labels" / "p01" / "s3.bmp", square_label())
+
+
+@pytest.mark.parametrize(
+    ("build", "found", "code"),
+    [
+        (_transposed, [("error", "shape_mismatch", "24×20 (it looks transposed)")], 1),
+        (
+            _os_clutter,
+            [
+                ("warning", "skipped", "2 file(s) skipped: not a DICOM file"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.db'"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.txt'"),
+            ],
+            0,
+        ),
+        (
+            _bmp_label,
+            [
+                ("warning", "unmatched_image", "1 DICOM file(s) without a label map"),
+                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.bmp'"),
+            ],
+            0,
+        ),
+    ],
+    ids=["transposed", "os_clutter", "bmp_label"],
+)
+def test_a_messy_folder_names_each_problem_and_keeps_the_good_pairs(tmp_path, build, found, code):
+    from sliceseg.cli import main
+
+    for key in ("p01/s1", "p01/s2"):
+        add_pair(tmp_path, key, square_label())
+    build(tmp_path)
+    report = check_dataset(tmp_path)
+    assert [(p.severity, p.kind) for p in report.problems] == [f[:2] for f in found]
+    for problem, (_, _, fragment) in zip(report.problems, found, strict=True):
+        assert fragment in problem.message and problem.paths
+    assert report.num_samples == 2 and report.roi_stats[0].num_slices == 2
+    assert main(["check", str(tmp_path)]) == code
+
+
 class TestRoiNamesFile:
     """labels.txt as Windows editors save it: names read as written, or one line naming it."""
 
@@ -259,3 +354,36 @@ class TestRoiNamesFile:
         assert main(["check", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "labels.txt: not UTF-8" in err
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("background\npsoas\ndisc\n", "line 1 'background' names the background (0)"),
+            ("0 background\n1 psoas\n2 disc\n", "line 1 '0 background' names the background"),
+            ("1: psoas\n\n1: disc\n", "line 3 '1: disc' is numbered 1 but names ROI 2"),
+        ],
+    )
+    def test_a_background_line_or_a_number_off_its_line_is_one_line(
+        self, tmp_path, capsys, text, expected
+    ):
+        """Names are read in line order: a background line gave ROI 1's areas the name
+        'background', ROI 2's 'psoas', ..., FIT for training with one warning."""
+        from sliceseg.cli import main
+
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text(text)
+        assert main(["check", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"labels.txt: {expected}" in err
+        assert "ROI 1's name on line 1" in err
+
+    def test_lines_numbered_in_their_order_are_read_as_written(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("1 psoas\n2 disc\n")
+        assert check_dataset(tmp_path).roi_names == ("1 psoas", "2 disc")
+
+    def test_a_background_name_given_in_python_is_refused(self):
+        from sliceseg.dataset.source import DataSource
+
+        with pytest.raises(ConfigError, match=r"roi_names: 'Background' names the background"):
+            DataSource(Path("d"), Path("l"), roi_names=("Background", "psoas"))

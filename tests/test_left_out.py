@@ -56,8 +56,14 @@ def _unreadable_label(root: Path) -> str:
 
 def _label_without_a_dicom(root: Path) -> str:
     add_pair(root, "p01/bad", square_label())
-    (root / "dicoms/p01/bad.dcm").write_bytes(b"not a DICOM file at all")
+    (root / "dicoms/p01/bad.dcm").unlink()
     return "1 label map(s) without a DICOM file of the same relative name"
+
+
+def _label_of_a_file_that_is_no_dicom(root: Path) -> str:
+    add_pair(root, "p01/bad", square_label())
+    (root / "dicoms/p01/bad.dcm").write_bytes(b"not a DICOM file at all")
+    return "1 label map(s) whose file in the DICOM folder is not a DICOM file"
 
 
 BAD_KINDS: dict[str, Callable[[Path], str]] = {
@@ -68,6 +74,7 @@ BAD_KINDS: dict[str, Callable[[Path], str]] = {
     "value above the ROI count": _value_above_the_roi_count,
     "unreadable label": _unreadable_label,
     "label without a DICOM": _label_without_a_dicom,
+    "label of a file that is no DICOM": _label_of_a_file_that_is_no_dicom,
 }
 
 
@@ -107,7 +114,7 @@ def test_one_bad_file_is_left_out_and_the_good_ones_are_measured(tmp_path, capsy
     assert list(pd.read_csv(tmp_path / "out" / "csa.csv")["psoas"][:3]) == [40.0] * 3
     (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
     assert reason in failed["reason"]
-    if kind == "label without a DICOM":  # no DICOM says its series
+    if kind.startswith("label without") or kind.endswith("no DICOM"):  # none says its series
         assert np.isnan(failed["series"]) and np.isnan(failed["slices"])
     else:
         assert (failed["series"], failed["slices"]) == ("p01", 1)

@@ -359,13 +359,22 @@ class TestCheckWithVolumes:
         background, _ = load_samples(source)
         assert (len(skip), len(background)) == (10, 12)
 
-    def test_a_slice_labelled_twice_is_an_error(self, phantom, tmp_path):
+    def test_slices_labelled_twice_are_one_error_per_volume(self, phantom, tmp_path):
+        """The per-slice maps kept beside their series' .seg.nrrd were one error line per
+        slice: a 40-slice series, 40 lines saying the same."""
         data = volume_dataset(phantom, tmp_path)
         shutil.copytree(phantom / "train" / "labels" / "sub01", data / "labels" / "sub01")
         report = check_dataset(data)
-        duplicates = [p for p in report.errors if p.kind == "duplicate"]
-        assert len(duplicates) == 4 and not report.is_trainable
-        assert "labelled twice, by sub01_s00" in duplicates[0].message
+        (duplicate,) = [p for p in report.errors if p.kind == "duplicate"]
+        assert not report.is_trainable
+        assert duplicate.message == (
+            "4 slice(s) labelled twice, by their label maps and by the volume sub01.seg.nrrd "
+            "(e.g. sub01/sub01_s00: sub01_s00.png); expected one label per slice; remove the "
+            "label maps or the volume."
+        )
+        assert [p.name for p in duplicate.paths] == ["sub01.seg.nrrd"] + [
+            f"sub01_s0{i}.png" for i in range(4)
+        ]
 
     def test_mixed_with_per_slice_files(self, phantom, tmp_path):
         data = volume_dataset(phantom, tmp_path, names_file=True)

@@ -7,6 +7,7 @@ finders of `sliceseg.dataset.problems` return. This module knows pairs and sampl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from sliceseg.dataset.pairing import Pairing, Sample
 from sliceseg.dataset.problems import Problem, reworded
-from sliceseg.dataset.source import DataSource, refuse_repeated_names
+from sliceseg.dataset.source import DataSource, is_background_name, refuse_repeated_names
 from sliceseg.errors import ConfigError
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
@@ -250,8 +251,8 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     with or without the byte order mark Windows editors put first.
 
     Raises:
-        ConfigError: ``labels.txt`` is not UTF-8 text, or names an ROI twice (names the file and
-            the fix).
+        ConfigError: ``labels.txt`` is not UTF-8 text, names an ROI twice, has a line for the
+            background or a line numbered other than its place (names the file and the fix).
     """
     if source.roi_names is not None:
         return list(source.roi_names), "roi_names"
@@ -266,10 +267,43 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
                     f"{exc.start}); expected one ROI name per line; save it as UTF-8 (e.g. "
                     "Notepad: Save as, Encoding UTF-8)."
                 ) from exc
+            _refuse_misread_lines(lines, path)
             names = [line.strip() for line in lines if line.strip()]
             refuse_repeated_names(names, source=str(path))
             return names, str(path)
     return None, ""
+
+
+_NUMBERED = re.compile(r"(\d+)\s*[:=.)\t -]\s*(\S.*)")
+"""A line numbered as label tools list ROIs: ``0 background``, ``1: psoas``, ``2=disc``."""
+
+
+def _refuse_misread_lines(lines: Sequence[str], path: Path) -> None:
+    """Refuse a line of ``labels.txt`` that names the background, or is numbered other than the
+    ROI its place gives it: names are read in line order, so either would put one ROI's areas
+    under another's name.
+
+    Raises:
+        ConfigError: names the file, the line and the fix.
+    """
+    roi = 0
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        roi += 1
+        numbered = _NUMBERED.fullmatch(text)
+        if is_background_name(numbered[2] if numbered else text):
+            found = "names the background (0)"
+        elif numbered and int(numbered[1]) != roi:
+            found = f"is numbered {numbered[1]} but names ROI {roi}"
+        else:
+            continue
+        raise ConfigError(
+            f"{path}: line {number} '{text}' {found}; expected ROI 1's name on line 1, ROI 2's "
+            "on the next, ... (names are read in line order; the background, 0, has no line); "
+            "remove the background's line, or order the lines by ROI number."
+        )
 
 
 def _relative(path: Path, *folders: Path) -> str:

@@ -18,10 +18,13 @@ from sliceseg.dataset.pairing import (
     duplicate_finding,
     duplicate_message,
     frame_map_names,
+    image_key,
+    label_key,
     near_misses,
 )
+from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
-from sliceseg.io.labels import NUM_LABELS_OPTION, LabelScheme
+from sliceseg.io.labels import LABEL_SUFFIXES, NUM_LABELS_OPTION, LabelScheme
 
 if TYPE_CHECKING:
     import warnings
@@ -65,11 +68,14 @@ def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Pro
 
 
 def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
-    """Report duplicates and an empty pairing (errors); unmatched and skipped files (warnings)."""
+    """Report duplicates, label maps of skipped DICOM files and an empty pairing (errors);
+    unmatched and skipped files (warnings)."""
     problems = []
     for shared in pairing.duplicates:
         message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
+    unreadable = _labels_of_skipped_images(pairing, images, labels)
+    problems += _unreadable_image_problems(unreadable, images)
     for kind, paths, what, use in (
         (
             "unmatched_image",
@@ -79,7 +85,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         ),
         (
             "unmatched_label",
-            pairing.labels_without_images,
+            [p for p in pairing.labels_without_images if p not in unreadable],
             "label map(s) without a DICOM file",
             "left out; name each as its DICOM is named",
         ),
@@ -88,8 +94,10 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             message = f"{len(paths)} {what} of the same relative name ({use})"
             problems.append(Problem("warning", kind, message, tuple(paths)))
     by_reason: dict[str, list[Path]] = defaultdict(list)
+    named = {item.path for item in unreadable.values()}
     for item in pairing.skipped:
-        by_reason[item.reason].append(item.path)
+        if item.path not in named:
+            by_reason[item.reason].append(item.path)
     for reason, paths in by_reason.items():
         problems.append(
             Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
@@ -103,6 +111,39 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             f"{images / '<name>.dcm'} beside {labels / '<name>.png'} (same relative path)."
         )
         problems.append(Problem("error", "empty", message))
+    return problems
+
+
+def _labels_of_skipped_images(
+    pairing: Pairing, images: Path, labels: Path
+) -> dict[Path, SkippedFile]:
+    """The label maps without a DICOM whose DICOM file is there but was skipped (empty, not
+    DICOM): label map -> its skipped file. Such a slice was labelled to be used, as one whose
+    DICOM cannot be decoded."""
+    by_key = {
+        image_key(item.path, images): item
+        for item in pairing.skipped
+        if item.path.is_relative_to(images) and item.path.suffix.lower() not in LABEL_SUFFIXES
+    }
+    found = {label: by_key.get(label_key(label, labels)) for label in pairing.labels_without_images}
+    return {label: item for label, item in found.items() if item is not None}
+
+
+def _unreadable_image_problems(unreadable: dict[Path, SkippedFile], images: Path) -> list[Problem]:
+    """One error per skip reason naming each skipped DICOM file and its label map."""
+    by_reason: dict[str, list[tuple[Path, Path]]] = defaultdict(list)
+    for label, item in unreadable.items():
+        by_reason[item.reason].append((item.path, label))
+    problems = []
+    for reason, files in by_reason.items():
+        example = files[0][0].relative_to(images).as_posix()
+        message = (
+            f"{len(files)} label map(s) whose file in the DICOM folder is {reason}, e.g. "
+            f"{example}: the slice is left out; copy the DICOM file again from the scanner or "
+            "PACS, or remove its label map"
+        )
+        paths = tuple(path for pair in files for path in pair)
+        problems.append(Problem("error", "unreadable_image", message, paths))
     return problems
 
 

@@ -20,7 +20,13 @@ from sliceseg.io.dicom_files import not_a_folder
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.user_paths import user_path
 
-__all__ = ["UNLABELLED_CHOICES", "DataSource", "refuse_repeated_names"]
+__all__ = [
+    "UNLABELLED_CHOICES",
+    "DataSource",
+    "is_background_name",
+    "refuse_background_name",
+    "refuse_repeated_names",
+]
 
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
@@ -83,6 +89,7 @@ class DataSource:
         names = self.roi_names
         if names is not None:
             refuse_repeated_names(names, source="roi_names")
+            refuse_background_name(names, source="roi_names")
         if names is not None and self.num_labels is not None and len(names) != self.num_labels:
             raise ConfigError(
                 f"roi_names: {len(names)} ROI names but num_labels={self.num_labels}; give one "
@@ -181,6 +188,37 @@ def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:
             f"{source}: ROI name {'; '.join(repeated)} given more than once; expected a name of "
             "its own for each ROI 1..K (the area tables have one column per name); rename one."
         )
+
+
+_BACKGROUND_NAMES = frozenset({"background", "bg", "clear label"})  # "Clear Label": ITK-SNAP's 0
+
+
+def is_background_name(name: str) -> bool:
+    """Whether ``name`` names the background (0), which has no name: given as ROI 1's, it
+    shifts every name one ROI up, so ROI 1's areas are called 'background', ROI 2's 'psoas'.
+
+    Example:
+        >>> is_background_name(" Background"), is_background_name("psoas")
+        (True, False)
+    """
+    return name.strip().lower() in _BACKGROUND_NAMES
+
+
+def refuse_background_name(names: Sequence[str], *, source: str) -> None:
+    """Refuse a name of the background among the names of ROIs 1..K (`is_background_name`).
+
+    Raises:
+        ConfigError: a name names the background (names it, ``source`` and the fix).
+
+    Example:
+        >>> refuse_background_name(["psoas", "disc"], source="roi_names")
+    """
+    for name in names:
+        if is_background_name(name):
+            raise ConfigError(
+                f"{source}: '{name}' names the background (0), which has no name; expected the "
+                "names of ROIs 1..K only, ROI 1's first; remove it."
+            )
 
 
 def _raise_missing(folder: Path, role: str, *, is_given: bool) -> None:

@@ -395,14 +395,18 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
     """
     problems = []
     by_image = {path: pair.volume for pair in found.pairing.pairs for path in pair.image_paths}
+    twice: dict[Path, list[Pair]] = defaultdict(list)  # one line per volume, not per slice
     for pair in pairing.pairs:
         if pair.image_path in by_image:
-            message = (
-                f"{pair.key}: labelled twice, by {pair.label_path.name} and by the volume "
-                f"{by_image[pair.image_path].name}; expected one label per slice; remove one."
-            )
-            paths = (pair.label_path, by_image[pair.image_path])
-            problems.append(Problem("error", "duplicate", message, paths))
+            twice[by_image[pair.image_path]].append(pair)
+    for volume, pairs in twice.items():
+        message = (
+            f"{len(pairs)} slice(s) labelled twice, by their label maps and by the volume "
+            f"{volume.name} (e.g. {pairs[0].key}: {pairs[0].label_path.name}); expected one "
+            "label per slice; remove the label maps or the volume."
+        )
+        paths = (volume, *(pair.label_path for pair in pairs))
+        problems.append(Problem("error", "duplicate", message, paths))
     for group in found.pairing.duplicates:
         series = " / ".join(dict.fromkeys(pair.key for pair in group))
         found_text = f"{len(group)} label volumes for the series '{series}'"

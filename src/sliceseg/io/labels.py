@@ -133,16 +133,22 @@ class LabelScheme:
         known = stored[index] == values
         if not np.all(known):
             unknown = np.unique(np.asarray(values)[~known])
-            more = ""
-            if not self.is_display_scaled and unknown.min() > self.num_labels:
-                more = (
+            fix = "fix those pixels"
+            if unknown.tolist() == [255] and not self.is_display_scaled:  # a viewer's 0/255 mask
+                k = self.num_labels
+                fix = (
+                    "a mask saved for viewing (0/255)? save the ROI's number "
+                    f"({f'1..{k}' if k > 1 else '1'}) in place of 255"
+                )
+            elif not self.is_display_scaled and unknown.min() > self.num_labels:
+                fix += (
                     f", or, if the dataset has ROIs up to {unknown.max()}, raise num_labels to "
                     f"{unknown.max()} ({_WHERE_K_IS_SET})"
                 )
             raise LabelError(
                 f"{source or 'label map'}: values {_short_list(unknown)} in "
                 f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
-                f"{self.describe()}; fix those pixels{more}."
+                f"{self.describe()}; {fix}."
             )
         return index.astype(np.uint8)
 
