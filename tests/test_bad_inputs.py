@@ -731,7 +731,8 @@ def test_case(case: Case, corpus: Corpus, outcomes: dict[str, Outcome]):
     assert lines, f"no line names {culprit!r}:\n{ran.text[-3000:]}"
     assert any(re.search(case.message, line) for line in lines), "\n".join(lines)
     # Nothing but one-line messages on stderr: errors, warnings, skipped / left-out files.
-    prefixes = ("error: ", "warning: ", "skipped ", "not measured: ", "not evaluated: ")
+    prefixes = ("error: ", "warning: ", "skipped ", "not measured: ", "not evaluated: ",
+                "finished with failures: ")  # fmt: skip
     argparse = ("usage: ", "sliceseg: error: ")
     odd = [line for line in ran.err.splitlines() if not line.startswith(prefixes + argparse)]
     assert odd == [], odd

@@ -239,7 +239,7 @@ def test_the_familiarity_check_sees_a_ct_models_own_input(monkeypatch):
     bundle = Bundle(build_model("unet", num_classes=2, input_size=32, depth=3).eval(), meta)
     seen: list[torch.Tensor] = []
 
-    def spy(network, images, *, divisor):
+    def spy(network, images, *, divisor, pooling):
         seen.extend(images)
         return np.zeros((len(images), 4))
 

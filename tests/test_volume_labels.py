@@ -820,7 +820,9 @@ class TestMeasureAndEvaluateLeaveOutBadVolumes:
         files = set(pd_column(out / "csa.csv", "file"))
         assert not any(name.startswith("sub01/") for name in files)
 
-    def test_measure_with_every_volume_damaged_is_one_line(self, phantom, tmp_path, capsys):
+    def test_measure_with_every_volume_damaged_names_each_then_refuses(
+        self, phantom, tmp_path, capsys
+    ):
         data = volume_dataset(phantom, tmp_path, names_file=True)
         for subject in ("sub01", "sub02", "sub03"):
             path = data / "labels" / f"{subject}.seg.nrrd"
@@ -829,8 +831,11 @@ class TestMeasureAndEvaluateLeaveOutBadVolumes:
         code = main(["measure", str(data / "labels"), "--dicoms", dicoms, "--out", out])
         err = capsys.readouterr().err
         assert code == 2, err
-        assert err.count("\n") == 1 and err.startswith("error: "), err
-        assert "sub01.seg.nrrd: cannot read the NRRD file" in err and "Traceback" not in err
+        lines = err.strip().splitlines()  # each volume on its line, then the one refusal
+        assert len(lines) == 4 and lines[-1].startswith("error: "), err
+        for subject, line in zip(("sub01", "sub02", "sub03"), lines, strict=False):
+            assert line.startswith("not measured: ") and f"{subject}.seg.nrrd: cannot read" in line
+        assert "nothing to measure" in lines[-1] and "Traceback" not in err
 
     @pytest.mark.parametrize("damage", ["text", "wider"])
     def test_evaluate_names_the_volume_and_evaluates_the_others(

@@ -4,6 +4,7 @@ their DICOMs; no model."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,9 @@ def _measurable(
     """
     samples, report = load_usable_samples(source, progress=shows_progress())
     samples, report = leave_out_unusable(samples, report, fallback)
-    for note in report.problem_lines(_NOT_MEASURED, **_worded(fallback)):
+    # "no pairs at all" concerns the run, not a file left out: the refusal below says it
+    per_file = replace(report, problems=[p for p in report.problems if p.kind != "empty"])
+    for note in per_file.problem_lines(_NOT_MEASURED, **_worded(fallback)):
         if log is not None:
             log(note)
     if not samples:
