@@ -141,20 +141,21 @@ def test_cli_preview_overwrite_replaces_an_earlier_preview(tiny_phantom, tmp_pat
 
 
 def test_cli_preview_names_the_files_the_check_left_out(tiny_phantom, tmp_path, capsys):
-    """A damaged DICOM among the training slices: `preview` drew the batch without a word,
-    where `train` names it before its first epoch; both now say it in the same lines."""
+    """A file that is no DICOM among the training slices (no label map: a warning, the data
+    stays fit): `preview` drew the batch without a word, where `train` names it before its
+    first epoch; both now say it in the same lines."""
     from sliceseg.cli import main
 
     data = tmp_path / "data"
     shutil.copytree(tiny_phantom / "train", data)
-    damaged = sorted((data / "dicoms" / "sub01").iterdir())[0]
+    damaged = data / "dicoms" / "sub01" / "zz_extra.dcm"
     damaged.write_bytes(b"not a DICOM file")
     args = ["preview", str(data), "--input-shape", "64", "--out", str(tmp_path / "p.png")]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    heading = "Data check: 2 warning(s); training goes on with the data as it is:"
+    heading = "Data check: 1 warning(s); training goes on with the data as it is:"
     skipped = next(line for line in lines if "[skipped]" in line)
-    assert lines[lines.index(heading) + 2] == skipped and skipped.endswith(
+    assert lines[lines.index(heading) + 1] == skipped and skipped.endswith(
         f"-- dicoms/sub01/{damaged.name}"
     )
     assert lines[-1] == f"First augmented batch drawn in {tmp_path / 'p.png'}"
