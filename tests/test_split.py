@@ -23,6 +23,7 @@ from sliceseg.dataset.split import (
 )
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
+from sliceseg.io.identity import slices_series_names
 from sliceseg.training.config import TrainConfig
 
 
@@ -216,22 +217,30 @@ class TestHoldOutLevels:
             TrainConfig(validation_split="slices")
 
 
+def _held_out(validation: list[Sample], others: tuple[Sample, ...] = (), root: str = "scans"):
+    """`held_out_series` with the names predict gives every series of the folder."""
+    every = [*validation, *others]
+    names = slices_series_names([s.image for s in every], [s.key for s in every], root_name=root)
+    return held_out_series(validation, names)
+
+
 class TestHeldOutSeries:
-    def test_series_are_named_by_folder_and_counted_in_natural_order(self):
+    def test_series_are_named_as_predict_names_them_in_natural_order(self):
         validation = [
             make_sample("p10/mr/s1", "1.2.10"),
             make_sample("p2/mr/s1", "1.2.2"),
             make_sample("p10/mr/s2", "1.2.10"),
             make_sample("p2/ct/s1", "1.2.3"),
         ]
-        assert held_out_series(validation) == (("p2/ct", 1), ("p2/mr", 1), ("p10/mr", 2))
+        assert _held_out(validation) == (("p2_ct", 1), ("p2_mr", 1), ("p10_mr", 2))
 
-    def test_two_series_in_one_folder_add_their_uid(self):
-        validation = [make_sample("s1", "1.2.7"), make_sample("s2", "1.2.8")]
-        assert held_out_series(validation) == (
-            (". (SeriesInstanceUID 1.2.7)", 1),
-            (". (SeriesInstanceUID 1.2.8)", 1),
-        )
+    def test_two_series_of_one_folder_are_named_as_predict_names_them(self):
+        """The held-out series is the second of its folder: ``p01_2`` in predict's tables,
+        also when the first (``p01``) trains; the folder's own series by the folder's name."""
+        first, second = make_sample("p01/a", "1.2.7"), make_sample("p01/b", "1.2.8")
+        assert _held_out([second], (first,)) == (("p01_2", 1),)
+        top = [make_sample("s1", "1.2.5"), make_sample("s2", "1.2.6")]
+        assert _held_out(top[1:], (top[0],)) == (("scans_2", 1),)
 
     def test_text_counts_the_series_and_slices_and_names_the_first_few(self):
         series = [("sub01", 3), ("sub03", 1), ("sub04", 3)]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import natural_key
-from sliceseg.io.identity import series_key
+from sliceseg.io.identity import series_key, series_name_key
 
 __all__ = [
     "LEVEL_BANDS",
@@ -204,31 +204,28 @@ def hold_out_levels(
     return kept_train, kept_val
 
 
-def held_out_series(validation: Sequence[Sample]) -> tuple[tuple[str, int], ...]:
-    """Name the series validation holds out, each with its number of slices, in natural order.
+def held_out_series(
+    validation: Sequence[Sample], names: Mapping[str, str]
+) -> tuple[tuple[str, int], ...]:
+    """Name the series validation holds out, each with its number of slices, in the one series
+    order (`series_name_key`).
 
-    A series (`series_key`: (0020,000E) SeriesInstanceUID, else its folder) is named by the
-    folder of its slices' keys under the DICOM folder ("." for the folder itself); where two
-    held-out series share a folder, each name adds its SeriesInstanceUID. The PatientID the
-    split may go by is never used (sliceseg does not write it).
+    A series (`series_key`: (0020,000E) SeriesInstanceUID, else its folder) is named as the
+    tables of `sliceseg predict` name it: ``names`` is `slices_series_names` of every slice of
+    the training folder (``p2/ct`` → ``p2_ct``; two series of one folder ``p01`` and
+    ``p01_2``; the DICOM folder's own series by its name). The PatientID the split may go by
+    is never used (sliceseg does not write it).
 
     Example:
-        >>> held_out_series(validation)  # sub03's three slices, one series
+        >>> held_out_series(validation, names)  # sub03's three slices, one series
         (('sub03', 3),)
     """
-    keys: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     for sample in validation:
-        keys.setdefault(series_key(sample.image), []).append(sample.key)
-    folders = {
-        uid: " + ".join(sorted({k.rsplit("/", 1)[0] if "/" in k else "." for k in series}))
-        for uid, series in keys.items()
-    }
-    shared = {f for f in folders.values() if list(folders.values()).count(f) > 1}
-    named = [
-        (f"{folder} (SeriesInstanceUID {uid})" if folder in shared else folder, len(keys[uid]))
-        for uid, folder in folders.items()
-    ]
-    return tuple(sorted(named, key=lambda pair: (natural_key(pair[0]), pair[0])))
+        key = series_key(sample.image)
+        counts[key] = counts.get(key, 0) + 1
+    named = [(names[key], count) for key, count in counts.items()]
+    return tuple(sorted(named, key=lambda pair: series_name_key(pair[0])))
 
 
 def held_out_text(series: Sequence[tuple[str, int]], *, shown: int | None = None) -> str:
