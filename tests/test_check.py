@@ -191,7 +191,7 @@ class TestCheckReport:
         add_pair(tmp_path, "p01/s1", square_label())
         for i in range(8):
             add_pair(tmp_path, f"p01/x{i}")
-        assert "... and 3 more" in check_dataset(tmp_path).to_text(max_names=5)
+        assert "dicoms/p01/x4.dcm and 3 more" in check_dataset(tmp_path).to_text(max_names=5)
 
     def test_shape_mismatch_is_named(self, tmp_path):
         add_pair(tmp_path, "p01/s1", square_label())

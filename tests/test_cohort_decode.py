@@ -185,3 +185,12 @@ def test_a_decoding_worker_leaves_ctrl_c_to_the_main_process():
         assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
     finally:
         pool.shutdown()
+
+
+def test_a_died_decoding_names_the_first_file_and_counts_the_rest(tmp_path):
+    """It said "(a.dcm, ...)", where every other list says "and 2 more" (`few_of`)."""
+    from sliceseg.io.series_plan import PlannedFile, PlannedSeries
+
+    files = tuple(PlannedFile(tmp_path / f"{n}.dcm", "1.2", 1, 0, 0) for n in "abc")
+    error = cohort_decode._died(PlannedSeries("1.2", "p01", files))
+    assert f"its 3 file(s) ({tmp_path / 'a.dcm'} and 2 more); the other series" in str(error)

@@ -330,6 +330,21 @@ def test_merge_order_puts_a_new_column_after_its_neighbour():
     assert merge_tables.merge_order([], ["imat_mm2", "a"], "x") == ["imat_mm2", "a"]
 
 
+def test_a_merges_notes_name_the_first_series_and_count_the_rest(tmp_path):
+    """They ended a cut list with ", …", where every other list says "and 2 more" (`few_of`)."""
+    from sliceseg.inference.merge_notes import gone_notes, nothing_readable_message
+
+    names = [f"p{i:02d}" for i in range(1, 13)]
+    (line,) = gone_notes(tmp_path, names)
+    assert line.startswith(
+        "12 series not in the input of the latest predict run left out (p01, p02, p03, p04, "
+        "p05, p06, p07, p08, p09, p10 and 2 more); "
+    )
+    assert "(12 series: p01, p02, p03, p04, p05 and 7 more); " in nothing_readable_message(
+        tmp_path, names
+    )
+
+
 def test_a_merged_run_reads_back_names_that_look_like_numbers_as_names(tmp_path):
     """Slice keys, file names and series folders such as "00012" are names: read back as the
     numbers 12 they would no longer match the files or series.csv."""

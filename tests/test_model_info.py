@@ -168,6 +168,17 @@ def test_a_folder_given_as_the_model_never_offers_a_cut_off_write(tmp_path, caps
     )
 
 
+def test_a_folder_of_many_models_names_five_and_counts_the_rest(tmp_path, capsys):
+    """It ended the list with ", ...", where every other list says "and 2 more" (`few_of`)."""
+    for epoch in range(1, 8):
+        (tmp_path / f"sliceseg_{epoch}.pt").write_bytes(b"")
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path}: a folder, not a model file; give one of its model files "
+        "(sliceseg_1.pt, sliceseg_2.pt, sliceseg_3.pt, sliceseg_4.pt, sliceseg_5.pt and 2 more)."
+    )
+
+
 def test_info_names_a_moving_average_of_the_weights(tmp_path, capsys):
     meta = metadata(hyperparameters={"depth": 3}, settings={"ema_decay": 0.998})
     path = save_bundle(tmp_path / "m.pt", small_unet(), meta)

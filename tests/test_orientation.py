@@ -435,6 +435,20 @@ def test_a_series_without_orientation_warns_once_even_in_many_batches(tmp_path):
     assert [label.shape for label in labels] == [(6, 8)] * 4
 
 
+def test_a_warning_names_three_files_and_counts_the_rest(tmp_path):
+    """It said "(+2 more files)", where every other list says "and 2 more" (`few_of`)."""
+    pixels = np.arange(48, dtype=np.uint16).reshape(6, 8)
+    for instance in range(1, 6):
+        _with_orientation(
+            write_test_dicom(tmp_path / f"s{instance}.dcm", pixels, instance=instance), None
+        )
+    with pytest.warns(OrientationWarning) as record:
+        reorientations_for(read_series(tmp_path))
+    (message,) = _orientation_warnings(record)
+    first = ", ".join(str(tmp_path / f"s{i}.dcm") for i in (1, 2, 3))
+    assert message.startswith(f"{first} and 2 more: no usable (0020,0037) ImageOrientationPatient")
+
+
 def test_slices_to_grid_checks_one_reorientation_per_slice(blob_folders):
     images = read_series(blob_folders["original"])
     with pytest.raises(ValueError, match="reorientations has 1 entries for 2 slices"):

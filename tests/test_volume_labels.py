@@ -6,6 +6,7 @@ import csv
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
+from sliceseg.dataset import volume_labels
 from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
@@ -174,6 +176,15 @@ class TestLoadVolumeLabels:
         )
         assert problem.paths == (data / "labels" / "sub01.seg.nrrd",)
         assert report.is_trainable and report.num_samples == 11
+
+    def test_many_untaken_planes_are_named_eight_and_counted(self):
+        """It ended the list with ", ...", where every other list says "and 2 more" (`few_of`)."""
+        found = SimpleNamespace(untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]})
+        (problem,) = volume_labels._untaken_problems(found)
+        planes = ", ".join(f"k = {k}" for k in range(8))
+        assert problem.message.startswith(
+            f"p01.seg.nrrd: 10 labelled plane(s) ({planes} and 2 more) lie on no DICOM slice"
+        )
 
     def test_unknown_segment_names_name_the_file(self, phantom, tmp_path):
         data = dataset_with_volumes(phantom, tmp_path)

@@ -21,6 +21,7 @@ from sliceseg.dataset.source import DataSource, is_background_name, refuse_repea
 from sliceseg.errors import ConfigError
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
+from sliceseg.wording import few_of
 
 _ROI_NAMES_FILE = "labels.txt"
 
@@ -143,7 +144,7 @@ class CheckReport:
         )
 
     def to_text(self, *, max_names: int = 5) -> str:
-        """Return a readable multi-line report; long file lists end with "... and N more"."""
+        """Return a readable multi-line report; long file lists end with "and N more" (`few_of`)."""
         verdict = "FIT for training" if self.is_trainable else "NOT FIT for training"
         lines = [
             f"Dataset check: {self.images_dir} + {self.labels_dir}",
@@ -179,12 +180,11 @@ class CheckReport:
         return f"  - [{problem.kind}] {problem.message}{self._names(problem.paths, max_names)}"
 
     def _names(self, paths: tuple[Path, ...], limit: int) -> str:
-        """Return " -- a, b ... and N more" with paths relative to the data folder."""
+        """Return " -- a, b and N more" with paths relative to the data folder."""
         if not paths:
             return ""
-        shown = ", ".join(_relative(p, self.images_dir, self.labels_dir) for p in paths[:limit])
-        more = f" ... and {len(paths) - limit} more" if len(paths) > limit else ""
-        return f" -- {shown}{more}"
+        relative = [_relative(p, self.images_dir, self.labels_dir) for p in paths]
+        return f" -- {few_of(relative, shown=limit)}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-serialisable data (paths as strings)."""

@@ -11,6 +11,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import natural_key
 from sliceseg.io.identity import series_key, series_name_key
+from sliceseg.wording import few_of
 
 __all__ = [
     "LEVEL_BANDS",
@@ -238,11 +239,11 @@ def held_out_text(series: Sequence[tuple[str, int]], *, shown: int | None = None
     """
     if not series:
         return "none (no series held out for validation)"
-    listed = series if shown is None else series[:shown]
-    names = ", ".join(f"{name} ({_slices(n)})" for name, n in listed)
-    more = len(series) - len(listed)
-    total = _slices(sum(n for _, n in series))
-    return f"{len(series)} series ({total}): {names}" + (f" and {more} more" if more else "")
+    names = few_of(
+        [f"{name} ({_slices(n)})" for name, n in series],
+        shown=len(series) if shown is None else shown,
+    )
+    return f"{len(series)} series ({_slices(sum(n for _, n in series))}): {names}"
 
 
 def _slices(count: int) -> str:

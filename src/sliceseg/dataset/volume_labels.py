@@ -35,6 +35,7 @@ from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.volume_slices import TOLERANCE_VOXELS, locate_slice_plane
 from sliceseg.io.volumes import read_label_volume
+from sliceseg.wording import few_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -435,9 +436,9 @@ def _untaken_problems(found: VolumeLabels) -> list[Problem]:
     for volume, planes in found.untaken.items():
         if not planes:
             continue
-        where = ", ".join(f"{'ijk'[axis]} = {index}" for axis, index in planes[:8])
+        where = few_of([f"{'ijk'[axis]} = {index}" for axis, index in planes], shown=8)
         message = (
-            f"{volume.name}: {len(planes)} labelled plane(s) ({where}{', ...' * (len(planes) > 8)})"
+            f"{volume.name}: {len(planes)} labelled plane(s) ({where})"
             " lie on no DICOM slice of the series; their labels are not used; add the missing "
             "DICOM file(s), or remove those labels"
         )

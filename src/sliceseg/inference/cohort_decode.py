@@ -36,6 +36,7 @@ from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.system import rank_cpus, rank_threads, select_device
 from sliceseg.thread_warnings import recorded
+from sliceseg.wording import few_of
 
 __all__ = [
     "DECODE_AHEAD",
@@ -167,10 +168,10 @@ def _started_pool() -> futures.ProcessPoolExecutor | None:
 
 
 def _died(series: PlannedSeries) -> DicomReadError:
-    first = series.files[0].source if series.files else "?"
+    files = few_of([str(file.source) for file in series.files], shown=1) or "?"
     return DicomReadError(
         f"series {series.name}: the process decoding its files died (a crash in a pixel decoder, "
-        f"or out of memory) while reading its {len(series.files)} file(s) ({first}, ...); the "
+        f"or out of memory) while reading its {len(series.files)} file(s) ({files}); the "
         "other series went on; check or remove these files."
     )
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.report.cohort import SHOWN_LINES
+from sliceseg.wording import few_of
 
 __all__ = [
     "SkippedLines",
     "changed_notes",
     "damaged_notes",
     "damaged_run_record_message",
-    "first_names",
     "gone_notes",
     "left_out_notes",
     "mixed_units_message",
@@ -77,7 +77,7 @@ def outdated_notes(outdated: Sequence[str]) -> list[str]:
     ``--overwrite`` run not done yet); none when there are none."""
     if not outdated:
         return []
-    names = first_names(outdated)
+    names = few_of(outdated, shown=10)
     return [
         f"{len(outdated)} series made by another model or settings left out ({names}); run "
         "the predict command again to redo them."
@@ -113,7 +113,7 @@ def changed_notes(changed: Sequence[str]) -> list[str]:
     none when there are none."""
     if not changed:
         return []
-    names = first_names(changed)
+    names = few_of(changed, shown=10)
     return [
         f"{len(changed)} series whose input files changed since they were predicted left out "
         f"({names}); run the predict command (each shard) again to redo them."
@@ -126,7 +126,7 @@ def damaged_notes(out: Path, damaged: Sequence[tuple[str, str]]) -> list[str]:
     none. A next predict run redoes them (it takes such a series as not finished)."""
     if not damaged:
         return []
-    shown = first_names([f"{name}: {why}" for name, why in damaged], 5)
+    shown = few_of([f"{name}: {why}" for name, why in damaged], shown=5)
     return [
         f"{len(damaged)} series with a damaged table left out ({shown}) in "
         f"{out / 'series'}/<name>/; run the predict command again, which redoes them, then "
@@ -180,7 +180,7 @@ def unreadable_notes(out: Path, unreadable: Sequence[str]) -> list[str]:
     is named with why in the report and in its record); none when there are none."""
     if not unreadable:
         return []
-    names = first_names(unreadable)
+    names = few_of(unreadable, shown=10)
     return [
         f"{len(unreadable)} series of the input with no readable file left out ({names}): "
         f"every file damaged, each named with why in {out / 'unreadable'}/<name>.json; replace "
@@ -193,7 +193,7 @@ def nothing_readable_message(out: Path, unreadable: Sequence[str]) -> str:
     the input could be read (each series' files named with why in ``OUT/unreadable/``)."""
     return (
         f"{out}: no series to merge: every file of every series of the input is unreadable "
-        f"({len(unreadable)} series: {first_names(unreadable, 5)}); each file is named with why "
+        f"({len(unreadable)} series: {few_of(unreadable, shown=5)}); each file is named with why "
         f"in {out / 'unreadable'}/<name>.json; replace the files (or give the right input "
         "folder) and run the predict command again."
     )
@@ -204,7 +204,7 @@ def nothing_current_message(out: Path, outdated: Sequence[str], unfinished: Sequ
     and settings) finished or failed: those there are another run's (an ``--overwrite`` run
     not done yet), and those of the input not finished (a shard still running or not run)."""
     found = [
-        f"{len(names)} series {what} ({first_names(names, 5)})"
+        f"{len(names)} series {what} ({few_of(names, shown=5)})"
         for names, what in (
             (outdated, "made by another model or settings"),
             (unfinished, "of the input not finished"),
@@ -229,18 +229,13 @@ def damaged_run_record_message(out: Path) -> str:
     )
 
 
-def first_names(names: Sequence[str], shown: int = 10) -> str:
-    """The first ``shown`` names, joined ("…" when there are more)."""
-    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
-
-
 def unfinished_notes(out: Path, unfinished: Sequence[str]) -> list[str]:
     """One line naming the series of the latest run's input that neither finished nor failed
     (a merge while a shard still runs, after one was stopped, or a damaged ``record.json``):
     without it the tables silently lacked them."""
     if not unfinished:
         return []
-    names = first_names(unfinished)
+    names = few_of(unfinished, shown=10)
     return [
         f"{len(unfinished)} series of the input not finished, left out ({names}): a predict run "
         "or shard still running, stopped or not run, or a damaged record.json; run the predict "
@@ -255,7 +250,7 @@ def gone_notes(out: Path, gone: Sequence[str]) -> list[str]:
     """
     if not gone:
         return []
-    names = first_names(gone)
+    names = few_of(gone, shown=10)
     return [
         f"{len(gone)} series not in the input of the latest predict run left out ({names}); "
         "to merge them, run predict on a folder that holds their inputs too, or delete "

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sliceseg.errors import ConfigError
-from sliceseg.inference.merge_notes import first_names
 from sliceseg.inference.records import read_json
 from sliceseg.inference.shard_lock import live_shards
 from sliceseg.inference.shards import Shard
 from sliceseg.io.identity import series_name_key
+from sliceseg.wording import few_of
 
 __all__ = ["check_shard_plan"]
 
@@ -76,7 +76,7 @@ def _described(shard: Shard) -> str:
 def _changes(before: set[str], now: set[str]) -> str:
     """E.g. ``"2 series added (p9, p10), 1 series removed (p03)"``, in the plan's order."""
     parts = [
-        f"{len(found)} series {how} ({first_names(sorted(found, key=series_name_key))})"
+        f"{len(found)} series {how} ({few_of(sorted(found, key=series_name_key), shown=10)})"
         for found, how in ((now - before, "added"), (before - now, "removed"))
         if found
     ]

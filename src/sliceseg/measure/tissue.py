@@ -33,6 +33,7 @@ import numpy as np
 
 from sliceseg.errors import ConfigError, option_name
 from sliceseg.io.dicom import Slice
+from sliceseg.wording import few_of
 
 MUSCLE_WORDS: tuple[str, ...] = (
     "muscle",
@@ -319,8 +320,9 @@ def _series_not_hu(ct: Sequence[Slice], lowest: float) -> str:
 def _slices_not_hu(bad: Sequence[Slice], lowest: float, ct_count: int) -> str:
     """`hu_problem`'s sentence when some CT slices of the series are in HU and ``bad`` are not."""
     one = len(bad) == 1
-    shown = [s.source.name + (f" frame {s.frame}" if s.num_frames > 1 else "") for s in bad[:5]]
-    names = ", ".join(shown) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    names = few_of(
+        [s.source.name + (f" frame {s.frame}" if s.num_frames > 1 else "") for s in bad], shown=5
+    )
     applied = sorted({_APPLIED[s.modality_lut] for s in bad if s.modality_lut in _APPLIED})
     how = (
         f"a lowest value of {lowest:g} after {' and '.join(applied)}"
@@ -414,8 +416,7 @@ def ct_options_line(
     given = _changed(settings, ("adipose_hu", "muscle_hu", "muscle_rois"))
     if not named or not given or not any(map(settings.is_muscle, roi_names)):
         return ""
-    shown, more = list(named)[:SHOWN_SERIES], len(named) - SHOWN_SERIES
-    names = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    names = few_of(list(named), shown=SHOWN_SERIES)
     kinds = " and ".join(sorted({m for found in named.values() for m in found}))
     one = len(named) == 1
     return (

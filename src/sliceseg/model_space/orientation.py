@@ -51,6 +51,7 @@ import torch
 from sliceseg.errors import BundleError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
+from sliceseg.wording import few_of
 
 __all__ = [
     "IDENTITY",
@@ -381,8 +382,7 @@ def _series_name(image: Slice) -> str:
 
 def _files(images: Sequence[Slice]) -> str:
     paths = list(dict.fromkeys(str(image.source) for image in images))  # frames share a file
-    more = len(paths) - _MAX_NAMED_FILES
-    return ", ".join(paths[:_MAX_NAMED_FILES]) + (f" (+{more} more files)" if more > 0 else "")
+    return few_of(paths, shown=_MAX_NAMED_FILES)
 
 
 def _warn(message: str) -> None:

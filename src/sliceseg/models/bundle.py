@@ -28,6 +28,7 @@ from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.thread_warnings import silenced
 from sliceseg.user_paths import user_path
+from sliceseg.wording import few_of
 
 _BUNDLE_FORMAT = "sliceseg-model"
 _BUNDLE_FORMAT_VERSION = 1
@@ -341,8 +342,7 @@ def _models_in(folder: Path) -> str:
     if best:
         return f"give its model file, e.g. {folder / best[0]}."
     if found:
-        more = ", ..." if len(found) > 5 else ""
-        return f"give one of its model files ({', '.join(found[:5])}{more})."
+        return f"give one of its model files ({few_of(found, shown=5)})."
     return "it holds no .pt file; give the path of a .pt from training."
 
 
