@@ -1637,3 +1637,44 @@ def test_ct_options_on_mr_series_are_said_once_a_run(tiny_model, cohort_dir, tmp
         "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
         "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
     ]
+
+
+@pytest.mark.parametrize(
+    ("modality", "said"),
+    [
+        (
+            None,
+            "4 series have no (0008,0060) Modality in their files (sub01, sub02, sub03 and 1 "
+            "more), so their muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
+            "muscle_radiodensity_hu); if they are CT, set Modality to CT in the files.",
+        ),
+        (
+            "CT",
+            "4 CT series have values that are not Hounsfield units (sub01, sub02, sub03 and 1 "
+            "more); the first, sub01: CT whose lowest value after (0028,1052) RescaleIntercept "
+            "/ (0028,1053) RescaleSlope is ",
+        ),
+    ],
+    ids=["no Modality", "not in HU"],
+)
+def test_series_lacking_tissue_columns_are_said_once_a_run(
+    tiny_model, cohort_dir, tmp_path, modality, said
+):
+    """A cohort whose series had no Modality, or were CT without their rescale, printed that
+    note once per series (hundreds in a cohort); the run says it once, naming how many series
+    and the first few."""
+    import warnings
+
+    for path in cohort_dir.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        if modality is None:
+            del ds.Modality
+        else:
+            ds.Modality = modality
+        ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = predict_cohort(tiny_model, cohort_dir, tmp_path / "out", settings=LEAN, options=HERE)
+    lines = [str(w.message) for w in caught] + run.notes
+    found = [line for line in lines if "Modality in" in line or "Hounsfield" in line]
+    assert len(found) == 1 and found[0].startswith(said)

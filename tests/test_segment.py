@@ -128,3 +128,47 @@ def test_series_of_one_folder_are_named_once_as_the_cohort_names_them(tiny_model
     assert list(dict.fromkeys(long["series"])) == order
     assert order.index("p01_2") < order.index("p01_10")
     assert cohort["1.2.826.0.1.18"] == "p01_3"  # the third file
+
+
+@pytest.mark.parametrize(
+    ("modality", "said"),
+    [
+        (
+            None,
+            "3 series have no (0008,0060) Modality in their files (sub01, sub02, sub03), so "
+            "their muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
+            "muscle_radiodensity_hu); if they are CT, set Modality to CT in the files.",
+        ),
+        (
+            "CT",
+            "3 CT series have values that are not Hounsfield units (sub01, sub02, sub03); the "
+            "first, sub01: CT whose lowest value after (0028,1052) RescaleIntercept / "
+            "(0028,1053) RescaleSlope is ",
+        ),
+    ],
+    ids=["no Modality", "not in HU"],
+)
+def test_series_lacking_tissue_columns_are_said_once(
+    tiny_model, tiny_phantom, tmp_path, modality, said
+):
+    """A folder of several series without Modality, or CT without their rescale, printed that
+    note once per series; a run says it once, naming how many series and the first few."""
+    import warnings
+
+    import pydicom
+
+    dicoms = tmp_path / "dicoms"
+    shutil.copytree(tiny_phantom / "train" / "dicoms", dicoms)
+    for path in dicoms.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        if modality is None:
+            del ds.Modality
+        else:
+            ds.Modality = modality
+        ds.save_as(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_folder(tiny_model, dicoms, tmp_path / "out", report=False, exports=())
+    lines = [str(w.message) for w in caught]
+    found = [line for line in lines if "Modality in" in line or "Hounsfield" in line]
+    assert len(found) == 1 and found[0].startswith(said)

@@ -342,7 +342,9 @@ class TestHounsfieldUnits:
         with pytest.warns(UserWarning) as caught:
             table = measure_areas([label, label], images, NAMES)
         (warning,) = [str(w.message) for w in caught]  # once for the series, not per slice
-        assert warning.startswith(f"series 1.2.3.17 ({tmp_path / 's1.dcm'}, ...): CT without")
+        assert warning.startswith(  # the series named as the tables name it: its folder
+            f"1 CT series has values that are not Hounsfield units ({tmp_path.name}): CT without"
+        )
         assert "lowest value is 24 (air is -1000 HU)" in warning
         assert "not Hounsfield units" in warning
         assert "intensity columns hold stored values" in warning
@@ -366,7 +368,8 @@ class TestHounsfieldUnits:
             psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
         (warning,) = [str(w.message) for w in caught]
         assert warning == (
-            f"series 1.2.3.17 ({path}, ...): CT whose lowest value after (0028,1052) "
+            f"1 CT series has values that are not Hounsfield units ({tmp_path.name}): "
+            "CT whose lowest value after (0028,1052) "
             "RescaleIntercept / (0028,1053) RescaleSlope is 24 (air is -1000 HU, fat about -100 "
             "HU), so its values are not Hounsfield units: its intensity columns hold these "
             "values and its CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu) are "
@@ -404,7 +407,8 @@ class TestHounsfieldUnits:
             table = measure_areas([label] * 3, [read_slice(p) for p in paths], NAMES)
         (warning,) = [str(w.message) for w in caught]
         assert warning == (
-            f"series 1.2.3.17 ({paths[0]}, ...): 1 of its 3 CT slices (s2.dcm) has no "
+            f"1 CT series has values that are not Hounsfield units ({tmp_path.name}): "
+            "1 of its 3 CT slices (s2.dcm) has no "
             "(0028,1052) RescaleIntercept / (0028,1053) RescaleSlope and a lowest value of 24 "
             "(air is -1000 HU, fat about -100 HU) while the others reach air or fat, so its "
             "values are not Hounsfield units: its intensity columns hold these values and its "
@@ -440,6 +444,50 @@ class TestHounsfieldUnits:
             "export those files again with the rescale of the other slices."
         )
 
+    def test_many_series_not_in_hu_are_said_in_one_line(self):
+        """A cohort of hundreds of CT series that lost their rescale printed its HU note once
+        per series; it is one line for the run: how many, the first few, the first's note."""
+        hu, label = _known_hu()
+        images = [
+            dataclasses.replace(
+                _ct_slice(hu + (1024 if i else 0)), source=Path(f"p{i}/s01.dcm"),
+                series_uid=f"1.2.{i}", modality_lut="none",
+            )
+            for i in range(6)
+        ]  # fmt: skip
+        keys = [f"p{i}/s01" for i in range(6)]
+        with pytest.warns(UserWarning) as caught:
+            table = measure_areas([label] * 6, images, NAMES, names=keys)
+        assert [str(w.message) for w in caught] == [
+            "5 CT series have values that are not Hounsfield units (p1, p2, p3 and 2 more); "
+            "the first, p1: CT without (0028,1052) RescaleIntercept / (0028,1053) RescaleSlope "
+            "whose lowest value is 24 (air is -1000 HU), so its values are not Hounsfield "
+            "units: its intensity columns hold stored values and its CT columns (imat_fraction, "
+            "imat_mm2, muscle_radiodensity_hu) are left empty; export the series again with "
+            "its rescale."
+        ]
+        psoas = table.long[table.long["roi_name"] == "left psoas major"].set_index("slice")
+        assert psoas.loc[1, "imat_fraction"] == pytest.approx(0.2)  # p0 is in HU: measured
+        assert psoas.loc[2:, list(CT_COLUMNS)].isna().all().all()
+
+    def test_many_series_without_modality_are_said_in_one_line(self):
+        hu, label = _known_hu()
+        images = [
+            dataclasses.replace(
+                _ct_slice(hu, modality="" if i else "CT"), source=Path(f"p{i}/s01.dcm"),
+                series_uid=f"1.2.{i}",
+            )
+            for i in range(5)
+        ]  # fmt: skip
+        keys = [f"p{i}/s01" for i in range(5)]
+        with pytest.warns(UserWarning) as caught:
+            measure_areas([label] * 5, images, NAMES, names=keys)
+        assert [str(w.message) for w in caught] == [
+            "4 series have no (0008,0060) Modality in their files (p1, p2, p3 and 1 more), so "
+            "their muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
+            "muscle_radiodensity_hu); if they are CT, set Modality to CT in the files."
+        ]
+
     def test_signed_hu_stored_without_a_rescale_are_hu(self, tmp_path):
         hu, label = _known_hu()  # air at −1000: below −500, so these are HU as stored
         path = _ct_file(tmp_path / "ct.dcm", hu.astype(np.int16))
@@ -448,7 +496,7 @@ class TestHounsfieldUnits:
             psoas = _psoas(measure_areas([label], [read_slice(path)], NAMES))
         assert psoas["imat_fraction"] == pytest.approx(0.2)
 
-    def test_missing_modality_is_said_once_per_series(self, tmp_path):
+    def test_missing_modality_is_said(self, tmp_path):
         hu, label = _known_hu()
         stored = (hu + 1024).astype(np.uint16)
         images = [
@@ -460,8 +508,8 @@ class TestHounsfieldUnits:
             table = measure_areas([label, label], images, NAMES)
         (warning,) = [str(w.message) for w in caught]
         assert warning == (
-            f"series 1.2.3.17 ({tmp_path / 's1.dcm'}, ...): no (0008,0060) Modality in its "
-            "files, so its muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
+            f"1 series has no (0008,0060) Modality in its files ({tmp_path.name}), so its "
+            "muscle ROIs get no CT columns (imat_fraction, imat_mm2, "
             "muscle_radiodensity_hu); if it is CT, set Modality to CT in the files."
         )
         assert not set(CT_COLUMNS) & set(table.long.columns)

@@ -58,7 +58,8 @@ from sliceseg.io.files import disk_full, file_sha256
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
-from sliceseg.measure.tissue import check_muscle_rois, ct_options_line
+from sliceseg.measure.tissue import check_muscle_rois
+from sliceseg.measure.tissue_notes import SeriesTissue, tissue_lines
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
 from sliceseg.user_paths import user_path
@@ -114,8 +115,8 @@ class CohortRun:
         seconds: wall time of the whole run.
         slices: slices segmented now.
         warnings: plausibility warnings of the series finished now.
-        notes: exports not written; CT options that measure nothing on the series that are
-            not CT (one line for the run, `ct_options_line`).
+        notes: exports not written; the series that lack tissue columns (no Modality, not in
+            HU, not CT given CT options: one line each for the run, `tissue_lines`).
         unread: files left out on decoding (damaged pixels, a copy), each ``path: why``.
     """
 
@@ -225,19 +226,22 @@ def predict_cohort(
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
             warnings=[w for s in summaries for w in s["warnings"]],
-            notes=[n for s in summaries for n in s["export_notes"]] + _ct_options(finished, record),
+            notes=_notes(finished, record),
             unread=[n for s in summaries for n in s["skipped_files"]],
         )
 
 
-def _ct_options(finished: Sequence[tuple[str, dict[str, Any]]], record: RunRecord) -> list[str]:
-    """The run's one line on CT options that measure nothing on its series that are not CT
-    (`ct_options_line`; each series' writer keeps quiet about it)."""
+def _notes(finished: Sequence[tuple[str, dict[str, Any]]], record: RunRecord) -> list[str]:
+    """The exports not written, then the run's one line each on the series that lack tissue
+    columns (`tissue_lines`; each series' writer keeps quiet about them)."""
+    exports = [note for _, summary in finished for note in summary["export_notes"]]
     settings = record.settings
     in_order = sorted(finished, key=lambda item: series_name_key(item[0]))  # not as they ended
-    modalities = {name: summary["modality"] for name, summary in in_order}
-    line = ct_options_line(modalities, settings.roi_names, settings.tissue)
-    return [line] if line else []
+    series = {
+        name: SeriesTissue(tuple(summary["modality"]), summary["not_hu"])
+        for name, summary in in_order
+    }
+    return [*exports, *tissue_lines(series, settings.roi_names, settings.tissue)]
 
 
 def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> str:
@@ -368,7 +372,7 @@ def _settle(
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     """What a run keeps of a finished series (its record holds the rest): memory stays flat."""
     kept = ("warnings", "skipped_files", "export_notes")
-    brief = {"slices": summary["slices"], "modality": summary.get("modality", [])}
+    brief = {key: summary[key] for key in ("slices", "modality", "not_hu")}
     return brief | {key: summary[key][:_MAX_LINES] for key in kept}
 
 

@@ -46,7 +46,8 @@ from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.familiarity import TrainingProfile, Verdict
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
 from sliceseg.measure.summary_rows import SUMMARY_ROWS
-from sliceseg.measure.tissue import CtOptionsWarning, modality_values
+from sliceseg.measure.tissue import modality_values
+from sliceseg.measure.tissue_notes import TissueWarning
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.models.bundle import Bundle
 from sliceseg.thread_warnings import silenced
@@ -132,7 +133,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
     names = list(settings.roi_names)
     keys = [slice_key(image, context.root) for image in decoded.slices]
     confidence = np.asarray(decoded.confidence)
-    with silenced(CtOptionsWarning):  # the run says it once for all its series (its `modality`)
+    with silenced(TissueWarning):  # the run says it once for all its series (`modality`, `not_hu`)
         areas = measure_with_confidence(decoded.labels, decoded.slices, keys, settings, confidence)
     areas, unlike = _familiarity(context, decoded, keys, areas)
     warnings = _warnings(context, decoded, areas, names)
@@ -168,6 +169,7 @@ def write_series(context: SeriesContext, decoded: DecodedSeries) -> dict[str, An
         warnings = [*unlike_lines, *warnings]  # unlike the training data: the first warning
         summary = _summary(areas, decoded.confidence, warnings, decoded.skipped)
         summary["modality"] = list(modality_values(s.modality for s in decoded.slices))
+        summary["not_hu"] = " ".join(t.not_hu for t in areas.tissue if t.not_hu)  # `hu_problem`
         summary["unlike_training"] = None if unlike is None else unlike.describe()
         summary["export_notes"] = [note for e in exported for note in e.notes]  # no path
         data = series_record(context.record, series, context.root, summary)

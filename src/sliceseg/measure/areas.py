@@ -22,7 +22,7 @@ from sliceseg.io.dicom import (
 )
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.files import atomic_path
-from sliceseg.io.identity import series_key, slices_series_names, top_series_name
+from sliceseg.io.identity import series_key
 from sliceseg.io.labels import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.summary_rows import (
@@ -36,16 +36,8 @@ from sliceseg.measure.summary_rows import (
     shown_number,
     with_summary_rows,
 )
-from sliceseg.measure.tissue import (
-    CtOptionsWarning,
-    TissueSettings,
-    check_muscle_rois,
-    ct_options_line,
-    hu_problem,
-    modality_values,
-    roi_tissue,
-    series_notes,
-)
+from sliceseg.measure.tissue import TissueSettings, check_muscle_rois, roi_tissue
+from sliceseg.measure.tissue_notes import SeriesTissue, TissueWarning, series_tissue, tissue_lines
 
 SUMMARY_NOTE = f"mean, {SAMPLE_STD}: over the {PRESENT}; n: how many"  # under the printed table
 CONFIDENCE_COLUMN = "confidence"  # a wide table's per-slice confidence, not an area
@@ -281,12 +273,14 @@ class AreaTable:
         unit: "mm2", or "pixels" when no slice had a spacing.
         series: the series number of each slice row of ``wide``, in order: the key that
             groups slices, also once the tables name the series.
+        tissue: per series number, what leaves its tissue columns out (`series_tissue`).
     """
 
     wide: pd.DataFrame
     long: pd.DataFrame
     unit: str = "mm2"
     series: tuple[int, ...] = ()
+    tissue: tuple[SeriesTissue, ...] = ()
 
     @property
     def per_slice(self) -> pd.DataFrame:
@@ -386,7 +380,7 @@ def measure_areas(
     names = list(names) if names is not None else [image.name for image in images]
     wide_rows, long_rows = [], []
     units: dict[str, Slice] = {}  # unit -> the first slice measured in it
-    not_hu = _tissue_warnings(images, names, roi_names, tissue)
+    found, not_hu = _tissue_warnings(images, names, roi_names, tissue)
     for number, (label, image, name) in enumerate(zip(labels, images, names, strict=True), 1):
         check_class_map(label, image.shape, len(roi_names), name=name)
         spacing, source = resolve_spacing(image, fallback)
@@ -405,7 +399,8 @@ def measure_areas(
     if len(long):
         long.insert(1, "series", [numbers[row - 1] for row in long["slice"]])
     wide = with_summary_rows(pd.DataFrame(wide_rows, columns=["file", *roi_names]), numbers)
-    return AreaTable(wide=wide, long=long, unit=next(iter(units), "mm2"), series=numbers)
+    unit = next(iter(units), "mm2")
+    return AreaTable(wide=wide, long=long, unit=unit, series=numbers, tissue=found)
 
 
 def _roi_rows(
@@ -460,39 +455,16 @@ def _shown(value: float, label: object) -> str:
     return shown_number(value, is_count=is_count_row(label))
 
 
-def _root_name(images: Sequence[Slice], keys: Sequence[str]) -> str:
-    """The tables' name of a series at the top of the DICOM folder (`top_series_name`): a slice
-    whose key has no folder lies there."""
-    top = [image.source.parent for image, key in zip(images, keys, strict=True) if "/" not in key]
-    return top_series_name(top[0]) if top else "series"
-
-
 def _tissue_warnings(
     images: Sequence[Slice],
     names: Sequence[str],
     roi_names: Sequence[str],
     settings: TissueSettings,
-) -> set[int]:
-    """Warn once per series about tissue columns it lacks, and once for all series about CT
-    options that measure nothing on them (``names``: the slices' keys, which name the series
-    as the tables do); return the slices not in HU."""
-    groups: dict[str, list[int]] = {}
-    for position, image in enumerate(images):
-        groups.setdefault(series_key(image), []).append(position)
-    series = slices_series_names(images, names, root_name=_root_name(images, names))
-    modalities = {
-        series[key]: modality_values(images[i].modality for i in groups[key]) for key in groups
-    }
-    line = ct_options_line(modalities, roi_names, settings)
-    if line:
-        warnings.warn(line, CtOptionsWarning, stacklevel=3)
-    not_hu: set[int] = set()
-    for positions in groups.values():
-        members = [images[i] for i in positions]
-        first, problem = members[0], hu_problem(members)
-        if problem is not None:
-            not_hu.update(positions[i] for i in problem.slices)
-        name = f"series {first.series_uid}" if first.series_uid else "series"
-        for note in series_notes(members, roi_names, settings, problem):
-            warnings.warn(f"{name} ({first.source}, ...): {note}", UserWarning, stacklevel=3)
-    return not_hu
+) -> tuple[tuple[SeriesTissue, ...], set[int]]:
+    """Say once for all series what tissue columns they lack (`tissue_lines`; ``names``: the
+    slices' keys, which name the series as the tables do); return what each series lacks and
+    the slices not in HU."""
+    found, not_hu = series_tissue(images, names)
+    for line in tissue_lines(found, roi_names, settings):
+        warnings.warn(line, TissueWarning, stacklevel=3)
+    return tuple(found.values()), not_hu

@@ -13,20 +13,18 @@ body-composition literature (Mitsiopoulos et al. 1998; Aubrey et al. 2014; Comp2
 An ROI is a muscle when its name holds a muscle word (:data:`MUSCLE_WORDS`: "psoas",
 "multifidus", "erector", ...) unless `TissueSettings.muscle_rois` names them.
 
-Three cases are said once per series rather than passed over (`series_notes`): a CT slice whose
-lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left the stored values,
-such as RescaleIntercept 0) is not in HU, so its CT columns are left empty (NaN), and the note
-names the series when every slice is such, else those slices; a series without (0008,0060)
-Modality gets no CT columns at all. Series of another Modality given CT options changed from
-the defaults measure nothing with them: said once a run for all of them (`ct_options_line`, a
-`CtOptionsWarning`), naming how many and the first few. HU ranges changed while no ROI is a
-muscle are refused (`check_muscle_rois`).
+A CT slice whose lowest value is above :data:`HU_FAT_CEILING` (no rescale, or one that left
+the stored values, such as RescaleIntercept 0) is not in HU, so its CT columns are left empty
+(NaN) and `hu_problem` says why; a series without (0008,0060) Modality gets no CT columns at
+all. A run says each of these once for all its series, as it does CT options that measure
+nothing on series of another Modality (`sliceseg.measure.tissue_notes`). HU ranges changed
+while no ROI is a muscle are refused (`check_muscle_rois`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +98,7 @@ class TissueSettings:
 
     def __post_init__(self) -> None:
         for name in ("adipose_hu", "muscle_hu"):
-            # a notebook's [-190, -30] is the default (-190.0, -30.0): `_changed` compares them
+            # a notebook's [-190, -30] is the default (-190.0, -30.0): `changed_options` sees it
             low, high = (float(v) for v in getattr(self, name))
             object.__setattr__(self, name, (low, high))
             if not low < high:
@@ -157,7 +155,7 @@ def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> Non
             f"{'is not an ROI' if len(unknown) == 1 else 'are not ROIs'} of this run; its ROIs "
             f"are {', '.join(map(repr, roi_names))}: give their names exactly."
         )
-    ranges = _changed(settings, ("adipose_hu", "muscle_hu"))
+    ranges = changed_options(settings, ("adipose_hu", "muscle_hu"))
     if ranges and not any(map(settings.is_muscle, roi_names)):  # like --matrix without --fov
         one = len(ranges) == 1
         raise ConfigError(
@@ -168,7 +166,7 @@ def check_muscle_rois(settings: TissueSettings, roi_names: Sequence[str]) -> Non
         )
 
 
-def _changed(settings: TissueSettings, fields: Sequence[str]) -> list[str]:
+def changed_options(settings: TissueSettings, fields: Sequence[str]) -> list[str]:
     """The ``fields`` of ``settings`` changed from the defaults (the options a user gave), as
     messages name them: ``--adipose-hu (adipose_hu) -200 -40``, ``--muscle-rois (muscle_rois)``."""
     given = [name for name in fields if getattr(settings, name) != getattr(TissueSettings, name)]
@@ -340,47 +338,6 @@ def _slices_not_hu(bad: Sequence[Slice], lowest: float, ct_count: int) -> str:
     )
 
 
-def series_notes(
-    series: Sequence[Slice],
-    roi_names: Sequence[str],
-    settings: TissueSettings,
-    hu: HuProblem | None,
-) -> list[str]:
-    """The tissue columns one series will not have for want of HU or a Modality, in words
-    (empty when it has them all; CT options on a series of another Modality are the run's one
-    line, `ct_options_line`).
-
-    Args:
-        series: the slices of one series.
-        roi_names: the ROIs measured.
-        settings: which ROIs are muscles.
-        hu: `hu_problem` of the series (the caller needs it too: one pass over its pixels).
-
-    Returns:
-        `hu_problem`'s sentence, or, when an ROI is a muscle, one saying that the series has
-        no (0008,0060) Modality and so no CT columns; the caller names the series.
-    """
-    if hu is not None:
-        return [hu.note]
-    if not any(map(settings.is_muscle, roi_names)):
-        return []
-    if not modality_values(s.modality for s in series):
-        return [
-            "no (0008,0060) Modality in its files, so its muscle ROIs get no CT columns "
-            f"({', '.join(CT_COLUMNS)}); if it is CT, set Modality to CT in the files."
-        ]
-    return []
-
-
-class CtOptionsWarning(UserWarning):
-    """CT options changed from the defaults on a run with series that are not CT: one line a
-    run (`ct_options_line`; a cohort's writers silence their series' own and the run says it)."""
-
-
-SHOWN_SERIES = 3
-"""How many series `ct_options_line` names before it counts the rest."""
-
-
 def modality_values(modalities: Iterable[str]) -> tuple[str, ...]:
     """The distinct (0008,0060) Modality values, upper-cased and sorted; blanks left out: the
     one reading of a series' or the training slices' Modality.
@@ -390,41 +347,6 @@ def modality_values(modalities: Iterable[str]) -> tuple[str, ...]:
         ('CT', 'MR')
     """
     return tuple(sorted({m.strip().upper() for m in modalities} - {""}))
-
-
-def ct_options_line(
-    modalities: Mapping[str, Sequence[str]], roi_names: Sequence[str], settings: TissueSettings
-) -> str:
-    """Say once for a run that its CT options measure nothing on its series that are not CT.
-
-    Args:
-        modalities: per series name (in the tables' order), its Modality values
-            (`modality_values`); a series with none, or with a CT slice, is not named.
-        roi_names: the ROIs measured (no muscle among them: nothing to say).
-        settings: the run's tissue settings; only those changed from the defaults are named.
-
-    Returns:
-        One line naming how many series and the first `SHOWN_SERIES`, or "" when none is such.
-
-    Example:
-        >>> ct_options_line({"p1": ["MR"], "p2": ["CT"]}, ["psoas"], TissueSettings(adipose_hu=(-200, -40)))
-        '1 series is not CT (p1; Modality MR), so --adipose-hu (adipose_hu) -200 -40 measures nothing on it: ...'
-    """  # noqa: E501
-    named = {
-        name: found for name, found in modalities.items() if found and not any(map(is_ct, found))
-    }
-    given = _changed(settings, ("adipose_hu", "muscle_hu", "muscle_rois"))
-    if not named or not given or not any(map(settings.is_muscle, roi_names)):
-        return ""
-    names = few_of(list(named), shown=SHOWN_SERIES)
-    kinds = " and ".join(sorted({m for found in named.values() for m in found}))
-    one = len(named) == 1
-    return (
-        f"{len(named)} series {'is' if one else 'are'} not CT ({names}; Modality {kinds}), so "
-        f"{' and '.join(given)} measure{'s' * (len(given) == 1)} nothing on "
-        f"{'it' if one else 'them'}: the CT columns ({', '.join(CT_COLUMNS)}) are for CT "
-        "slices only."
-    )
 
 
 _APPLIED = {
