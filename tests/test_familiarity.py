@@ -707,7 +707,7 @@ def test_cohort_run_flags_marks_and_leaves_out(tiny_model: Path, two_series: Pat
         assert wide.loc["mean", roi] == pytest.approx(kept[kept > 0].mean(), nan_ok=True)
         assert wide.loc["n", roi] == (kept > 0).sum()
     assert "without 1 series unlike the training data (3 slices)" in wide.loc["mean", "file"]
-    series = pd.read_csv(out / "series.csv").fillna("")
+    series = pd.read_csv(out / "series.csv", dtype=str, keep_default_na=False)
     flagged = series.set_index("series")["unlike_training"]
     assert flagged.str.contains("inverted contrast").tolist() == [
         name.startswith("inverted") for name in flagged.index
