@@ -31,6 +31,16 @@ def _ct_slice(pixels: np.ndarray, *, modality: str = "CT") -> Slice:
     )
 
 
+def _series_of_one_slice(slices: list[Slice]) -> tuple[list[Slice], list[str]]:
+    """Slice i as the one slice of series ``p{i}`` (its folder, its own SeriesInstanceUID), and
+    the slices' keys, which name the series as the tables do."""
+    images = [
+        dataclasses.replace(image, source=Path(f"p{i}/s01.dcm"), series_uid=f"1.2.{i}")
+        for i, image in enumerate(slices)
+    ]
+    return images, [f"p{i}/s01" for i in range(len(slices))]
+
+
 def _known_hu() -> tuple[np.ndarray, np.ndarray]:
     """A psoas of 100 pixels: 20 at −100 HU (fat), 80 at +50 HU; a vertebra of 12 at 300 HU.
 
@@ -219,14 +229,9 @@ class TestTissueOptionsThatMeasureNothing:
         series; it is one line for the run, naming how many and the first few."""
         hu, label = _known_hu()
         settings = TissueSettings(adipose_hu=(-200.0, -40.0))
-        images = [
-            dataclasses.replace(
-                _ct_slice(hu, modality="MR" if i else "CT"), source=Path(f"p{i}/s01.dcm"),
-                series_uid=f"1.2.{i}",
-            )
-            for i in range(12)
-        ]  # fmt: skip
-        keys = [f"p{i}/s01" for i in range(12)]
+        images, keys = _series_of_one_slice(
+            [_ct_slice(hu, modality="MR" if i else "CT") for i in range(12)]
+        )
         with pytest.warns(UserWarning) as caught:
             measure_areas([label] * 12, images, NAMES, names=keys, tissue=settings)
         lines = [str(w.message) for w in caught if "not CT" in str(w.message)]
@@ -448,14 +453,12 @@ class TestHounsfieldUnits:
         """A cohort of hundreds of CT series that lost their rescale printed its HU note once
         per series; it is one line for the run: how many, the first few, the first's note."""
         hu, label = _known_hu()
-        images = [
-            dataclasses.replace(
-                _ct_slice(hu + (1024 if i else 0)), source=Path(f"p{i}/s01.dcm"),
-                series_uid=f"1.2.{i}", modality_lut="none",
-            )
-            for i in range(6)
-        ]  # fmt: skip
-        keys = [f"p{i}/s01" for i in range(6)]
+        images, keys = _series_of_one_slice(
+            [
+                dataclasses.replace(_ct_slice(hu + (1024 if i else 0)), modality_lut="none")
+                for i in range(6)
+            ]
+        )
         with pytest.warns(UserWarning) as caught:
             table = measure_areas([label] * 6, images, NAMES, names=keys)
         assert [str(w.message) for w in caught] == [
@@ -472,14 +475,9 @@ class TestHounsfieldUnits:
 
     def test_many_series_without_modality_are_said_in_one_line(self):
         hu, label = _known_hu()
-        images = [
-            dataclasses.replace(
-                _ct_slice(hu, modality="" if i else "CT"), source=Path(f"p{i}/s01.dcm"),
-                series_uid=f"1.2.{i}",
-            )
-            for i in range(5)
-        ]  # fmt: skip
-        keys = [f"p{i}/s01" for i in range(5)]
+        images, keys = _series_of_one_slice(
+            [_ct_slice(hu, modality="" if i else "CT") for i in range(5)]
+        )
         with pytest.warns(UserWarning) as caught:
             measure_areas([label] * 5, images, NAMES, names=keys)
         assert [str(w.message) for w in caught] == [
