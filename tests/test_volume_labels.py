@@ -477,6 +477,13 @@ class TestCheckCommandOnBadVolumes:
             ("names", r"sub01\.seg\.nrrd: segment name\(s\) \['liver'\] not in .*labels\.txt"),
             ("truncated", r"sub01\.seg\.nrrd: cannot read the NRRD file .* truncated"),
             ("wider", r"sub01\.seg\.nrrd: in-plane size 64×70 voxels does not fit .* 64×64"),
+            (
+                "oversampled",
+                r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: .* the volume is 2× finer, as 3D "
+                r"Slicer saves a segmentation with oversampling factor 2; set its geometry to this "
+                r"series with oversampling factor 1 \(Segment Editor: Specify geometry\) and save "
+                r"it again",
+            ),
         ],
     )
     def test_one_line_and_exit_2(self, phantom, tmp_path, capsys, damage, expected):
@@ -497,6 +504,10 @@ class TestCheckCommandOnBadVolumes:
             names = [*names[:5], "liver"]
         elif damage == "wider":
             voxels = np.concatenate([voxels, np.zeros((6, *voxels.shape[1:]), voxels.dtype)])
+        elif damage == "oversampled":  # Slicer's factor 2: half the voxel, corners kept
+            voxels = voxels.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+            affine[:3, 3] -= affine[:3, :3] @ np.full(3, 0.25)
+            affine[:3, :3] /= 2.0
         segments = slicer_files.named_segments(names)
         slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=affine)
         if damage == "truncated":
