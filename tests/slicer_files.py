@@ -16,8 +16,11 @@ def slicer_header(
     *,
     shape: tuple[int, ...],
     ijk_to_lps: np.ndarray,
+    extent_offset: tuple[int, int, int] = (0, 0, 0),
 ) -> dict[str, object]:
-    """A .seg.nrrd header as 3D Slicer 5 writes it (fields Segment<N>_*, Segmentation_*)."""
+    """A .seg.nrrd header as 3D Slicer 5 writes it (fields Segment<N>_*, Segmentation_*); a
+    cropped one gives its first voxel's index in the reference grid as ``extent_offset`` (and
+    that voxel's position in ``ijk_to_lps``, as Slicer moves the origin)."""
     directions = np.asarray(ijk_to_lps)[:3, :3].T  # one row per axis, as NRRD stores them
     header: dict[str, object] = {
         "type": "unsigned char",
@@ -31,7 +34,7 @@ def slicer_header(
         else np.vstack([[np.nan] * 3, directions]),
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|Closed surface|",
         "Segmentation_MasterRepresentation": "Binary labelmap",
-        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+        "Segmentation_ReferenceImageExtentOffset": " ".join(map(str, extent_offset)),
     }
     for n, segment in enumerate(segments):
         fields = {
@@ -48,11 +51,18 @@ def slicer_header(
 
 
 def write_slicer_seg(
-    path: Path, voxels: np.ndarray, segments: list[dict[str, str]], *, ijk_to_lps: np.ndarray
+    path: Path,
+    voxels: np.ndarray,
+    segments: list[dict[str, str]],
+    *,
+    ijk_to_lps: np.ndarray,
+    extent_offset: tuple[int, int, int] = (0, 0, 0),
 ) -> Path:
     """Write ``voxels`` ([i, j, k] or [layer, i, j, k]) as a Slicer .seg.nrrd with pynrrd."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = slicer_header(segments, shape=voxels.shape, ijk_to_lps=ijk_to_lps)
+    header = slicer_header(
+        segments, shape=voxels.shape, ijk_to_lps=ijk_to_lps, extent_offset=extent_offset
+    )
     nrrd.write(str(path), voxels, header, index_order="F")
     return path
 

@@ -149,6 +149,47 @@ class TestLoadVolumeLabels:
         with pytest.raises(ConfigError, match=r"unlabelled_slices='none': expected one of skip"):
             load_volume_labels(data / "labels", data / "dicoms", dicoms, unlabelled="none")
 
+    def test_a_segmentation_cropped_as_slicer_5_saves_it_labels_the_right_files(
+        self, phantom, tmp_path
+    ):
+        # Slicer 5 crops to the segments' bounding box, moves 'space origin' to its first
+        # voxel and keeps the crop's start in Segmentation_ReferenceImageExtentOffset.
+        data = dataset_with_volumes(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        voxels = volume.values.copy()
+        voxels[:, :, [0, 3]] = 0  # only the slices on planes 1 and 2 (s01, s02) labelled
+        low = np.argwhere(voxels).min(axis=0)
+        high = np.argwhere(voxels).max(axis=0) + 1
+        assert low.tolist() != [0, 0, 0] and low[2] == 1
+        cropped = voxels[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
+        moved = volume.ijk_to_lps.copy()
+        moved[:3, 3] += moved[:3, :3] @ low
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(
+            path, cropped, segments, ijk_to_lps=moved, extent_offset=tuple(low.tolist())
+        )
+        dicoms, _ = find_dicom_files(data / "dicoms")
+        found = load_volume_labels(
+            data / "labels", data / "dicoms", dicoms, unlabelled="background"
+        )
+        names = names_of(phantom)
+        ours = [label for label in found.labels if label.key.startswith("sub01")]
+        areas = measure_areas([s.values for s in ours], [s.image for s in ours], names).per_slice
+        per_slice = [
+            slicer_files.read_label(next((phantom / "train" / "labels").glob(f"{s.key}.*")))
+            for s in ours
+        ]
+        truth = measure_areas(per_slice, [s.image for s in ours], names).per_slice
+        for row, label in enumerate(ours):
+            for name in names:  # s00 and s03, outside the crop: background, 0 mm²
+                expected = 0.0 if label.key[-3:] in ("s00", "s03") else truth[name].iloc[row]
+                assert areas[name].iloc[row] == pytest.approx(expected), (label.key, name)
+        assert sorted(key for key, _ in found.unlabelled if key.startswith("sub01")) == [
+            "sub01/sub01_s00",
+            "sub01/sub01_s03",
+        ]
+
     def test_a_missing_dicom_slice_is_fine(self, phantom, tmp_path):
         data = dataset_with_volumes(phantom, tmp_path)
         (data / "dicoms" / "sub01" / "sub01_s02.dcm").unlink()
@@ -477,6 +518,13 @@ class TestCheckCommandOnBadVolumes:
             ("names", r"sub01\.seg\.nrrd: segment name\(s\) \['liver'\] not in .*labels\.txt"),
             ("truncated", r"sub01\.seg\.nrrd: cannot read the NRRD file .* truncated"),
             ("wider", r"sub01\.seg\.nrrd: in-plane size 64×70 voxels does not fit .* 64×64"),
+            (
+                "oversampled",
+                r"sub01\.seg\.nrrd: slice sub01_s00\.dcm: .* the volume is 2× finer, as 3D "
+                r"Slicer saves a segmentation with oversampling factor 2; set its geometry to this "
+                r"series with oversampling factor 1 \(Segment Editor: Specify geometry\) and save "
+                r"it again",
+            ),
         ],
     )
     def test_one_line_and_exit_2(self, phantom, tmp_path, capsys, damage, expected):
@@ -497,6 +545,10 @@ class TestCheckCommandOnBadVolumes:
             names = [*names[:5], "liver"]
         elif damage == "wider":
             voxels = np.concatenate([voxels, np.zeros((6, *voxels.shape[1:]), voxels.dtype)])
+        elif damage == "oversampled":  # Slicer's factor 2: half the voxel, corners kept
+            voxels = voxels.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+            affine[:3, 3] -= affine[:3, :3] @ np.full(3, 0.25)
+            affine[:3, :3] /= 2.0
         segments = slicer_files.named_segments(names)
         slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=affine)
         if damage == "truncated":

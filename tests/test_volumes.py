@@ -100,6 +100,23 @@ class TestSlicerSegNrrd:
         with pytest.raises(LabelError, match=r"stray\.seg\.nrrd: voxel values \[2, 5\]"):
             read_label_volume(path)
 
+    def test_the_legacy_format_is_refused_as_it_would_land_on_other_slices(self, tmp_path):
+        # Slicer's legacy writer put the origin of the reference grid (index 0) in 'space
+        # origin' and the data from 'Segmentation_Extent' on: read by the origin alone, its
+        # labels landed 2 planes and 3 columns off, on other DICOM slices, without a word.
+        header = slicer_files.slicer_header(
+            [{"Name": "vertebral body", "LabelValue": "1"}], shape=(8, 6, 3), ijk_to_lps=AFFINE
+        )
+        del header["Segmentation_ReferenceImageExtentOffset"]
+        header["Segmentation_Extent"] = "3 10 0 5 2 4"
+        path = tmp_path / "old.seg.nrrd"
+        nrrd.write(str(path), (_blocks((8, 6, 3)) == 1).astype(np.uint8), header, index_order="F")
+        with pytest.raises(
+            LabelError, match=r"old\.seg\.nrrd: .* legacy format \('Segmentation_Extent: 3 10"
+        ) as info:
+            read_label_volume(path)
+        assert str(info.value).endswith("open it in a current 3D Slicer and save it again.")
+
 
 class TestNrrdAndNifti:
     def test_plain_nrrd_label_map_has_no_names(self, tmp_path):

@@ -50,9 +50,9 @@ def read_nrrd(path: Path) -> LabelVolume:
     of a 'space' and refuses the others the NRRD standard allows ("RAS", "LAS", any case).
 
     Raises:
-        LabelError: the file is truncated or damaged, has no geometry or a space that is not
-            the patient's, is not 3D, holds negative or non-whole values, overlapping segments,
-            or values without a segment in its header.
+        LabelError: the file is truncated or damaged, is in Slicer's legacy format, has no
+            geometry or a space that is not the patient's, is not 3D, holds negative or
+            non-whole values, overlapping segments, or values without a segment in its header.
 
     Example:
         >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
@@ -65,6 +65,7 @@ def read_nrrd(path: Path) -> LabelVolume:
         with silenced():
             voxels, header = nrrd.read(str(path), index_order="F")
         text = _header_text(path)  # segment names as UTF-8, which pynrrd drops
+        _check_not_legacy(header, path)
         affine = _ijk_to_lps(header, path)
         header_segments = _header_segments(header, text)
     except (*_NRRD_ERRORS, NRRDError) as exc:
@@ -115,6 +116,26 @@ def _ijk_to_lps(header: dict[str, Any], path: Path) -> np.ndarray:
     affine[:3, :3] = directions.T  # one row per axis in the file, one column here
     affine[:3, 3] = np.asarray(header["space origin"], dtype=np.float64)
     return to_lps @ affine
+
+
+def _check_not_legacy(header: dict[str, Any], path: Path) -> None:
+    """Refuse 3D Slicer's legacy segmentation format, marked by ``Segmentation_Extent``.
+
+    Its 'space origin' is the reference grid's index 0, and the voxels start at the extent's
+    first index: placed by the origin alone they land whole planes and pixels off, on other
+    DICOM slices. Slicer itself reads such a file with another reader, and saves it anew with
+    the origin on the first voxel (``Segmentation_ReferenceImageExtentOffset``).
+
+    Raises:
+        LabelError: the header has ``Segmentation_Extent``.
+    """
+    if "Segmentation_Extent" in header:
+        raise LabelError(
+            f"{path}: a 3D Slicer segmentation in the legacy format ('Segmentation_Extent: "
+            f"{header['Segmentation_Extent']}' in the header), whose 'space origin' is not its "
+            "first voxel's, so its labels would land on other slices; expected the current "
+            "format; open it in a current 3D Slicer and save it again."
+        )
 
 
 _NAME_LINE = re.compile(r"^Segment(\d+)_Name:=(.*)$", re.MULTILINE)

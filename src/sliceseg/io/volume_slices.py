@@ -225,11 +225,25 @@ def _matching_axis(
         raise LabelError(
             f"{where}: pixel spacing along the image {along} is {slice_mm:.4g} mm, the volume's "
             f"voxel spacing there ({_AXES[axis]} axis) is {volume.spacing_mm[axis]:.4g} mm "
-            f"({100 * abs(scale - 1):.1f}% apart); expected the series' own grid; save the "
-            "segmentation on the DICOM series (Slicer: Segment Editor with this series as source "
-            "geometry) instead of a resampled volume."
+            f"({100 * abs(scale - 1):.1f}% apart); expected the series' own grid; "
+            f"{_spacing_fix(scale)}."
         )
     return axis
+
+
+def _spacing_fix(voxels_per_pixel: float) -> str:
+    """The fix for another spacing; a whole factor finer is Slicer's oversampling of this series."""
+    factor = round(voxels_per_pixel)
+    if factor >= 2 and abs(voxels_per_pixel - factor) < 0.01:
+        return (
+            f"the volume is {factor}× finer, as 3D Slicer saves a segmentation with oversampling "
+            f"factor {factor}; set its geometry to this series with oversampling factor 1 "
+            "(Segment Editor: Specify geometry) and save it again"
+        )
+    return (
+        "save the segmentation on the DICOM series (Slicer: Segment Editor with this series as "
+        "source geometry) instead of a resampled volume"
+    )
 
 
 def _orientation_error(
