@@ -378,6 +378,22 @@ class TestLeftOut:
         (failed,) = pd.read_csv(tmp_path / "ev" / "failed.csv").to_dict("records")
         assert failed["reason"].startswith(f"{bad}: no PixelSpacing") and failed["slices"] == 1
 
+    def test_no_pairs_at_all_is_said_once_by_the_refusal(self, tmp_path, capsys):
+        """evaluate printed "not evaluated: no DICOM file ... pairs with a label map ..." just
+        before its refusal said it again: that concerns the run, not a file left out."""
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})])
+        (data / "labels" / "s0.npy").unlink()
+        assert self._evaluate(model, data, tmp_path / "ev") == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert not [ln for ln in lines if ln.startswith("not evaluated: ")]
+        assert [ln for ln in lines if "pairs with a label map" in ln] == [lines[-1]]
+        assert lines[-1].endswith(
+            f"first problem: no DICOM file in {data / 'dicoms'} pairs with a label map in "
+            f"{data / 'labels'}; expected {data / 'dicoms'}/<name>.dcm beside "
+            f"{data / 'labels'}/<name>.png (same relative path)."
+        )
+
     def test_the_warnings_come_before_a_refusal_after_reading(self, tmp_path, capsys):
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         data = labelled_slices(tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})])

@@ -6,14 +6,13 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sliceseg.dataset.check import CheckReport, count_left_out
 from sliceseg.dataset.context import context_pool
-from sliceseg.dataset.left_out import failed_rows, leave_out_unusable, series_of_files
+from sliceseg.dataset.left_out import LeftOutFiles, leave_out_unusable
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
@@ -23,7 +22,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
 from sliceseg.io.series_plan import plan_cohort
-from sliceseg.io.tables import failed_table, write_csv, write_failed
+from sliceseg.io.tables import write_csv, write_failed
 from sliceseg.measure.areas import (
     SpacingFallback,
     area_mm2,
@@ -43,6 +42,9 @@ from sliceseg.report.plots import plot_bland_altman
 
 _ICC_KIND = "3,1"
 _NOT_EVALUATED = "not evaluated"  # how a note on a test file left out begins
+_UNLABELLED_USE = (  # what evaluate does with a test DICOM without a label map
+    f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
+)
 
 
 @dataclass(frozen=True)
@@ -152,12 +154,6 @@ def load_test_samples(
             "the same way as the training set."
         )
     return leave_out_unusable(samples, report, fallback)
-
-
-def _worded(fallback: SpacingFallback) -> dict[str, Any]:
-    """How evaluate words the check's problems (`CheckReport.problem_lines`)."""
-    unlabelled = f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
-    return {"fov_given": fallback.fov_mm is not None, "unlabelled_use": unlabelled}
 
 
 def _slice_rows(
@@ -352,21 +348,19 @@ def _labelled_test_set(
         model_name=str(bundle.source or "in memory"),
         fallback=fallback,
     )
-    notes = report.problem_lines(_NOT_EVALUATED, **_worded(fallback))
+    left_out_files = LeftOutFiles(report, _NOT_EVALUATED, fallback, _UNLABELLED_USE)
+    notes = left_out_files.lines
     _tell(log, notes)
-    if not samples:
-        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")] or notes
+    if not samples:  # the first file left out, else why none pairs (not among the notes)
+        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")]
+        shown = shown or [p.message for p in report.errors] or notes
         first = f"; first problem: {shown[0]}" if shown else ""
         raise PairingError(
             f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
             f"without suffix with {source.images_dir}){first}"
         )
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
-    return (
-        samples,
-        notes,
-        failed_table(failed_rows(report, series_of_files(plan), **_worded(fallback))),
-    )
+    return samples, notes, left_out_files.failed_table(plan)
 
 
 def _tell(log: Callable[[str], None] | None, notes: Sequence[str]) -> None:
