@@ -171,6 +171,22 @@ class TestCheckReport:
         assert report.num_samples == 1 and report.roi_stats[0].num_slices == 1
         assert main(["check", str(tmp_path)]) == 1
 
+    def test_the_unmatched_line_counts_a_label_of_an_unreadable_dicom_as_such(self, tmp_path):
+        """The summary counted a label map whose DICOM is there but empty or not a DICOM as a
+        "label without DICOM" (and its DICOM again among the skipped), while its error line
+        says what it is: the label's DICOM file is unreadable."""
+        add_pair(tmp_path, "p01/s1", square_label())
+        add_pair(tmp_path, "p01/s2", square_label())
+        add_pair(tmp_path, "p01/s3", square_label())
+        (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
+        (tmp_path / "dicoms" / "p01" / "s3.dcm").unlink()
+        (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
+        (line,) = [ln for ln in check_dataset(tmp_path).to_text().splitlines() if "Unmatched" in ln]
+        assert line == (
+            "Unmatched: 0 DICOM without label, 1 label without DICOM, 1 label whose DICOM is "
+            "unreadable, 1 skipped"
+        )
+
     def test_a_mask_saved_as_0_255_among_roi_numbers_is_named_as_such(self, tmp_path):
         """One map saved for viewing (0/255) beside maps of 0..2 was told to "raise num_labels
         to 255", which would make 253 empty ROIs."""

@@ -97,14 +97,29 @@ class TestModelLabelScheme:
         assert manual["a"] == 0.0 and manual["b"] == pytest.approx(2 * 30 * 0.4)
 
     def test_value_outside_the_scheme_names_the_file(self, tmp_path):
-        from sliceseg.errors import LabelError
-
+        """The file is left out on its own line (`TestLeftOut`), in the model's terms."""
         model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
         labels = [stored({2: (slice(0, 2), slice(0, 2))}), stored({3: (slice(0, 2), slice(0, 2))})]
         data = labelled_slices(tmp_path / "d", labels)
+        result = evaluate_model(model, data, tmp_path / "ev")
+        assert result.left_out == 1 and set(result.per_slice["key"]) == {"s0"}
+        (note,) = [n for n in result.notes if n.startswith("not evaluated: ")]
+        assert note.startswith(
+            f"not evaluated: {data / 'labels' / 's1.npy'}: values [3] in 4 pixels are not in the "
+            f"label scheme of the model {tmp_path / 'm.pt'} (0, 2, 4 (display-scaled), the "
+            "values of its training data); label the test set the same way as the training set."
+        )
+
+    def test_no_file_in_the_model_s_scheme_refuses_the_run_naming_the_first(self, tmp_path):
+        """Every file left out (a test set labelled another way): nothing to evaluate."""
+        from sliceseg.errors import PairingError
+
+        model = model_with_values(tmp_path / "m.pt", (0, 2, 4))
+        data = labelled_slices(tmp_path / "d", [stored({3: (slice(0, 2), slice(0, 2))})] * 2)
         with pytest.raises(
-            LabelError,
-            match=r"labels/s1\.npy: values \[3\] in 4 pixels are not in the label scheme of the",
+            PairingError,
+            match=r"first problem: not evaluated: \S+labels/s0\.npy: values \[3\] in 4 pixels are "
+            "not in the label scheme of the model",
         ):
             evaluate_model(model, data, tmp_path / "ev")
         assert not (tmp_path / "ev").exists()
@@ -377,6 +392,52 @@ class TestLeftOut:
             )
         (failed,) = pd.read_csv(tmp_path / "ev" / "failed.csv").to_dict("records")
         assert failed["reason"].startswith(f"{bad}: no PixelSpacing") and failed["slices"] == 1
+
+    def test_a_value_the_model_does_not_know_leaves_that_file_out(self, tmp_path, capsys):
+        """One label map holding 7 (the model has ROIs 1..2) refused the whole run (exit 2, no
+        table): it is left out on one line naming it and the fix, listed in failed.csv, and the
+        others are evaluated exactly as without it (exit 3), as measure does."""
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        labels = [stored({1: (slice(0, 4), slice(0, 5 + i))}) for i in range(3)]
+        assert (
+            self._evaluate(model, labelled_slices(tmp_path / "clean", labels), tmp_path / "c") == 0
+        )
+        bad = stored({1: (slice(0, 4), slice(0, 5)), 7: (slice(10, 12), slice(10, 12))})
+        data = labelled_slices(tmp_path / "d", [*labels, bad])
+        capsys.readouterr()
+        assert self._evaluate(model, data, tmp_path / "ev") == 3
+        err = capsys.readouterr().err
+        reason = (
+            f"{data / 'labels' / 's3.npy'}: values [7] in 4 pixels are not in the label scheme of "
+            f"the model {tmp_path / 'm.pt'} (0..2, the values of its training data); label the "
+            "test set the same way as the training set. -- labels/s3.npy"
+        )
+        assert [ln for ln in err.splitlines() if ln.startswith("not evaluated: ")] == [
+            f"not evaluated: {reason}"
+        ]
+        assert err.splitlines()[-1].startswith("finished with failures: 1 problem(s) left files")
+        for name in ("evaluation_per_slice.csv", "evaluation_summary.csv"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(tmp_path / "ev" / name), pd.read_csv(tmp_path / "c" / name)
+            )
+        (failed,) = pd.read_csv(tmp_path / "ev" / "failed.csv").to_dict("records")
+        assert (failed["reason"], failed["slices"]) == (reason, 1)
+
+    def test_no_pairs_at_all_is_said_once_by_the_refusal(self, tmp_path, capsys):
+        """evaluate printed "not evaluated: no DICOM file ... pairs with a label map ..." just
+        before its refusal said it again: that concerns the run, not a file left out."""
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        data = labelled_slices(tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})])
+        (data / "labels" / "s0.npy").unlink()
+        assert self._evaluate(model, data, tmp_path / "ev") == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert not [ln for ln in lines if ln.startswith("not evaluated: ")]
+        assert [ln for ln in lines if "pairs with a label map" in ln] == [lines[-1]]
+        assert lines[-1].endswith(
+            f"first problem: no DICOM file in {data / 'dicoms'} pairs with a label map in "
+            f"{data / 'labels'}; expected {data / 'dicoms'}/<name>.dcm beside "
+            f"{data / 'labels'}/<name>.png (same relative path)."
+        )
 
     def test_the_warnings_come_before_a_refusal_after_reading(self, tmp_path, capsys):
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))

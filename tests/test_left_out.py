@@ -180,3 +180,32 @@ def test_nothing_to_measure_names_measure_s_own_folders(tmp_path, capsys):
         f"no DICOM file in {dicoms} pairs with a label map in {labels}; expected "
         f"{dicoms}/<name>.dcm beside {labels}/<name>.png (same relative path)."
     ) in last
+
+
+def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp_path):
+    """``measure`` and ``evaluate`` name their files left out through one `LeftOutFiles`:
+    "no DICOM pairs with any label map" is the run's refusal, not a file left out (evaluate
+    printed it as a ``not evaluated:`` line just before its refusal said it again)."""
+    from sliceseg.dataset.left_out import LeftOutFiles, leave_out_unusable
+    from sliceseg.dataset.samples import load_usable_samples
+    from sliceseg.io.series_plan import plan_cohort
+    from sliceseg.measure.areas import SpacingFallback
+
+    add_pair(tmp_path, "p01/a")  # a DICOM without a label map
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "b.npy", square_label())  # a label map without a DICOM
+    fallback = SpacingFallback()
+    samples, report = leave_out_unusable(*load_usable_samples(tmp_path), fallback)
+    assert samples == [] and "empty" in [p.kind for p in report.errors]
+    files = LeftOutFiles(report, "not measured", fallback, unlabelled_use="not measured")
+    unmatched = (
+        "1 label map(s) without a DICOM file of the same relative name (left out; name each as "
+        "its DICOM is named) -- labels/b.npy"
+    )
+    assert [line for line in files.lines if not line.startswith("warning: ROI")] == [
+        "warning: 1 DICOM file(s) without a label map of the same relative name (not measured) "
+        "-- dicoms/p01/a.dcm",
+        f"not measured: {unmatched}",
+    ]
+    failed = files.failed_table(plan_cohort(tmp_path / "dicoms", exclude=tmp_path / "labels"))
+    assert failed["reason"].tolist() == [unmatched]

@@ -4,12 +4,10 @@ their DICOMs; no model."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from sliceseg.dataset.check import CheckReport, count_left_out
-from sliceseg.dataset.left_out import failed_rows, leave_out_unusable, series_of_files
+from sliceseg.dataset.check import count_left_out
+from sliceseg.dataset.left_out import LeftOutFiles, leave_out_unusable
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
@@ -25,7 +23,7 @@ from sliceseg.io.identity import (
 )
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.series_plan import CohortPlan, plan_cohort
-from sliceseg.io.tables import failed_table, write_failed
+from sliceseg.io.tables import write_failed
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
@@ -101,7 +99,8 @@ def measure_label_folder(
         roi_names=roi_names,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, report = _measurable(source, fallback, log=log)
+    samples, left_out_files = _measurable(source, fallback, log=log)
+    report = left_out_files.report
     names = list(roi_names) if roi_names else list(report.roi_names)
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
     series = _series_names(samples, plan)
@@ -116,26 +115,25 @@ def measure_label_folder(
         tissue=tissue,
     )
     table = table.named(list(used_series_names([s.image for s in samples], series).values()))
-    failed = failed_table(failed_rows(report, series_of_files(plan), **_worded(fallback)))
+    failed = left_out_files.failed_table(plan)
     with output_run(out_dir, overwrite=overwrite) as out:
         paths = (*table.save(out), write_failed(failed, out))
-    return table, paths, report.problem_lines(_NOT_MEASURED, **_worded(fallback))
+    return table, paths, left_out_files.lines
 
 
 def _measurable(
     source: DataSource, fallback: SpacingFallback, *, log: Callable[[str], None] | None
-) -> tuple[list[Sample], CheckReport]:
-    """The samples that can be measured and the report naming those left out (its lines given
-    to ``log`` before any refusal).
+) -> tuple[list[Sample], LeftOutFiles]:
+    """The samples that can be measured and the files left out (their lines given to ``log``
+    before any refusal).
 
     Raises:
         PairingError: none can be measured.
     """
     samples, report = load_usable_samples(source, progress=shows_progress())
     samples, report = leave_out_unusable(samples, report, fallback)
-    # "no pairs at all" concerns the run, not a file left out: the refusal below says it
-    per_file = replace(report, problems=[p for p in report.problems if p.kind != "empty"])
-    for note in per_file.problem_lines(_NOT_MEASURED, **_worded(fallback)):
+    left_out_files = LeftOutFiles(report, _NOT_MEASURED, fallback, unlabelled_use=_NOT_MEASURED)
+    for note in left_out_files.lines:
         if log is not None:
             log(note)
     if not samples:
@@ -144,12 +142,7 @@ def _measurable(
             f"(pairing is by relative path without suffix): {report.summary_line()} Run "
             f"`{source.check_command}` for details."
         )
-    return samples, report
-
-
-def _worded(fallback: SpacingFallback) -> dict[str, Any]:
-    """How measure words the check's problems (`CheckReport.problem_lines`)."""
-    return {"fov_given": fallback.fov_mm is not None, "unlabelled_use": _NOT_MEASURED}
+    return samples, left_out_files
 
 
 def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> list[Sample]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.dataset.pairing import Pairing, Sample
-from sliceseg.dataset.problems import Problem, reworded
+from sliceseg.dataset.problems import Problem, labels_of_skipped_images, reworded
 from sliceseg.dataset.source import DataSource, is_background_name, refuse_repeated_names
 from sliceseg.errors import ConfigError
 from sliceseg.io.labels import LabelScheme
@@ -151,9 +151,7 @@ class CheckReport:
             f"Verdict: {verdict} ({self._counts()})",
             "",
             f"Pairs: {self.num_pairs} ({self.num_samples} usable slices)",
-            f"Unmatched: {len(self.pairing.images_without_labels)} DICOM without label, "
-            f"{len(self.pairing.labels_without_images)} label without DICOM, "
-            f"{len(self.pairing.skipped)} skipped",
+            self._unmatched_line(),
         ]
         if self.value_files:
             seen = ", ".join(f"{v} ({n} files)" for v, n in sorted(self.value_files.items()))
@@ -174,6 +172,20 @@ class CheckReport:
                 lines += ["", f"{title} ({len(group)}):"]
                 lines += [self.problem_line(p, max_names=max_names) for p in group]
         return "\n".join(lines)
+
+    def _unmatched_line(self) -> str:
+        """The files left unpaired, each counted once as what it is: a label map whose DICOM is
+        there but unreadable (empty, not DICOM) is neither a label without a DICOM nor, its
+        DICOM, one more skipped file (its error line names both)."""
+        pairing = self.pairing
+        unreadable = labels_of_skipped_images(pairing, self.images_dir, self.labels_dir)
+        their_images = {item.path for item in unreadable.values()}
+        of_unreadable = f"{len(unreadable)} label whose DICOM is unreadable, " if unreadable else ""
+        return (
+            f"Unmatched: {len(pairing.images_without_labels)} DICOM without label, "
+            f"{len(pairing.labels_without_images) - len(unreadable)} label without DICOM, "
+            f"{of_unreadable}{len(pairing.skipped) - len(their_images)} skipped"
+        )
 
     def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
         """Return the report's line of one problem: ``  - [kind] message -- a, b``."""

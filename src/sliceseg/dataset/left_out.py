@@ -2,16 +2,19 @@
 
 One bad file must not stop the rest: a label map the dataset check finds unusable (unreadable,
 on another grid, a value above the ROI count, ...) and a slice whose spacing is unknown are
-left out, each named on one line with the fix, and the others are measured. `failed_rows` gives
-them as the rows of ``failed.csv`` (`sliceseg.io.tables.FAILED_COLUMNS`), as ``predict`` lists
-its failed series.
+left out, each named on one line with the fix, and the others are measured. `LeftOutFiles`
+gives both commands the lines naming them and ``failed.csv``'s table
+(`sliceseg.io.tables.FAILED_COLUMNS`, as ``predict`` lists its failed series).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from sliceseg.dataset.check import CheckReport
 from sliceseg.dataset.pairing import Sample
@@ -19,9 +22,63 @@ from sliceseg.dataset.problems import Problem
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan
+from sliceseg.io.tables import failed_table
 from sliceseg.measure.areas import SpacingFallback, resolve_spacing
 
-__all__ = ["failed_rows", "leave_out_unusable", "series_of_files"]
+__all__ = ["LeftOutFiles", "failed_rows", "leave_out_unusable", "series_of_files"]
+
+
+_RUN_LEVEL = frozenset({"empty"})
+"""Problems of the whole run, not of a file: no DICOM pairs with any label map. The command's
+own refusal says it; a line naming it as a file left out would say it twice."""
+
+
+@dataclass(frozen=True)
+class LeftOutFiles:
+    """The files a measuring command left out, as it names them: its lines and ``failed.csv``.
+
+    Attributes:
+        report: the dataset check, after `leave_out_unusable`.
+        left_out: what a line of a file left out starts with ("not measured").
+        fallback: the spacing given for files without PixelSpacing (``--fov`` rewords the
+            note on them: their areas are in mm²).
+        unlabelled_use: what the command does with DICOMs without a label map (see
+            `CheckReport.problem_lines`).
+
+    Example:
+        >>> files = LeftOutFiles(report, "not measured", SpacingFallback(), "not measured")
+        >>> files.lines[0]
+        'not measured: .../p01/bad.dcm: no PixelSpacing (0028,0030) in the file ...'
+    """
+
+    report: CheckReport
+    left_out: str
+    fallback: SpacingFallback
+    unlabelled_use: str
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per problem of the files (`CheckReport.problem_lines`), to log before any
+        refusal; a problem of the whole run (`_RUN_LEVEL`) is left to the refusal."""
+        return self._per_file.problem_lines(self.left_out, **self._wording)
+
+    def failed_table(self, plan: CohortPlan) -> pd.DataFrame:
+        """``failed.csv``'s table: one row per problem that left files out (`failed_rows`),
+        their series named as ``predict`` names them from ``plan`` (`plan_cohort` of the
+        DICOM folder)."""
+        return failed_table(failed_rows(self._per_file, series_of_files(plan), **self._wording))
+
+    @property
+    def _per_file(self) -> CheckReport:
+        kept = [p for p in self.report.problems if p.kind not in _RUN_LEVEL]
+        return replace(self.report, problems=kept)
+
+    @property
+    def _wording(self) -> dict[str, Any]:
+        return {
+            "fov_given": self.fallback.fov_mm is not None,
+            "unlabelled_use": self.unlabelled_use,
+        }
 
 
 def leave_out_unusable(

@@ -74,7 +74,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     for shared in pairing.duplicates:
         message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
-    unreadable = _labels_of_skipped_images(pairing, images, labels)
+    unreadable = labels_of_skipped_images(pairing, images, labels)
     problems += _unreadable_image_problems(unreadable, images)
     for kind, paths, what, use in (
         (
@@ -114,12 +114,17 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     return problems
 
 
-def _labels_of_skipped_images(
+def labels_of_skipped_images(
     pairing: Pairing, images: Path, labels: Path
 ) -> dict[Path, SkippedFile]:
     """The label maps without a DICOM whose DICOM file is there but was skipped (empty, not
     DICOM): label map -> its skipped file. Such a slice was labelled to be used, as one whose
-    DICOM cannot be decoded."""
+    DICOM cannot be decoded: an error naming both files, not a label without a DICOM.
+
+    Example:
+        >>> labels_of_skipped_images(pairing, Path("dicoms"), Path("labels"))
+        {PosixPath('labels/p01/s2.png'): SkippedFile(path=PosixPath('dicoms/p01/s2.dcm'), ...)}
+    """
     by_key = {
         image_key(item.path, images): item
         for item in pairing.skipped

@@ -6,24 +6,24 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sliceseg.dataset.check import CheckReport, count_left_out
 from sliceseg.dataset.context import context_pool
-from sliceseg.dataset.left_out import failed_rows, leave_out_unusable, series_of_files
+from sliceseg.dataset.left_out import LeftOutFiles, leave_out_unusable
 from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
-from sliceseg.errors import ConfigError, LabelError, PairingError
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
 from sliceseg.io.series_plan import plan_cohort
-from sliceseg.io.tables import failed_table, write_csv, write_failed
+from sliceseg.io.tables import write_csv, write_failed
 from sliceseg.measure.areas import (
     SpacingFallback,
     area_mm2,
@@ -43,6 +43,9 @@ from sliceseg.report.plots import plot_bland_altman
 
 _ICC_KIND = "3,1"
 _NOT_EVALUATED = "not evaluated"  # how a note on a test file left out begins
+_UNLABELLED_USE = (  # what evaluate does with a test DICOM without a label map
+    f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class EvaluationResult:
             area error, Bland–Altman and ICC), and ``dice_slices``, those with the ROI in
             either map (Dice and IoU: a false positive's 0 included).
         files: the CSV and PNG files written.
-        notes: one line per test file left out (unreadable, unpaired, wrong shape), and
+        notes: one line per test file left out (unreadable, unpaired, wrong shape, a value
+            the model does not know), and
             warnings (e.g. too few areas for the Bland–Altman plot).
         unit: "mm", or "pixels" with ``--pixels`` (then the ``_mm`` / ``_mm2`` columns are
             named ``_px`` / ``_px2``).
@@ -133,31 +137,33 @@ def load_test_samples(
     Returns:
         ``(samples, report)``: the usable slices (labels 0..K), and the check's report with
         an error per problem that left files out (unreadable, unpaired, duplicated, on another
-        grid, no usable spacing: `leave_out_unusable`).
+        grid, a value outside the model's scheme, no usable spacing: `leave_out_unusable`).
 
     Raises:
-        LabelError: a label map holds a value outside the model's scheme (the message names
-            the file and the values).
         PairingError: a folder does not exist.
     """
     given = dataclasses.replace(source, label_values=scheme.stored_values)
     samples, report = load_usable_samples(given, progress=shows_progress())
-    unknown = [p for p in report.errors if p.kind == "label_values"]
-    if unknown:  # "<file>: values [9] in 16 pixels are not in the dataset's label scheme ..."
-        found = unknown[0].message.split(" are not in the dataset's label scheme")[0]
-        more = f" (and {len(unknown) - 1} more file(s))" if len(unknown) > 1 else ""
-        raise LabelError(
-            f"{found} are not in the label scheme of the model {model_name} "
-            f"({scheme.describe()}, the values of its training data){more}; label the test set "
-            "the same way as the training set."
-        )
+    problems = [_in_model_terms(p, scheme, model_name) for p in report.problems]
+    report = dataclasses.replace(report, problems=problems)
     return leave_out_unusable(samples, report, fallback)
 
 
-def _worded(fallback: SpacingFallback) -> dict[str, Any]:
-    """How evaluate words the check's problems (`CheckReport.problem_lines`)."""
-    unlabelled = f"{_NOT_EVALUATED}; a model trained with --context-slices reads them as neighbours"
-    return {"fov_given": fallback.fov_mm is not None, "unlabelled_use": unlabelled}
+_NOT_IN_SCHEME = " are not in the dataset's label scheme"
+"""How `LabelScheme.to_classes` says a label map holds an unknown value."""
+
+
+def _in_model_terms(problem: Problem, scheme: LabelScheme, model_name: str) -> Problem:
+    """A label map's value outside the scheme, said as the model's: the scheme is its training
+    data's, so the fix is to label the test set the same way, not to raise num_labels."""
+    if problem.kind != "label_values" or _NOT_IN_SCHEME not in problem.message:
+        return problem
+    found = problem.message.split(_NOT_IN_SCHEME)[0]  # "<file>: values [9] in 16 pixels"
+    message = (
+        f"{found} are not in the label scheme of the model {model_name} ({scheme.describe()}, "
+        "the values of its training data); label the test set the same way as the training set."
+    )
+    return dataclasses.replace(problem, message=message)
 
 
 def _slice_rows(
@@ -265,7 +271,8 @@ def evaluate_model(
     Writes ``evaluation_per_slice.csv``, ``evaluation_summary.csv``, ``bland_altman.png``
     (the summary's pairs, each slice and ROI with a manual area; with fewer than 2 a note
     says it is not drawn) and ``failed.csv`` (the test files left out, one line each with
-    why: unreadable, unpaired, on another grid, no usable spacing; the others are evaluated).
+    why: unreadable, unpaired, on another grid, a value outside the model's label scheme, no
+    usable spacing; the others are evaluated).
 
     Args:
         model: a loaded model, or the path of a model file.
@@ -287,7 +294,6 @@ def evaluate_model(
         and the notes.
 
     Raises:
-        LabelError: a test label holds a value outside the model's label scheme.
         ConfigError: slices in pixels (``--pixels``) beside slices in mm², or the output is in
             use.
         PairingError: a folder is missing, or no test slice pairs with a readable label map.
@@ -352,21 +358,19 @@ def _labelled_test_set(
         model_name=str(bundle.source or "in memory"),
         fallback=fallback,
     )
-    notes = report.problem_lines(_NOT_EVALUATED, **_worded(fallback))
+    left_out_files = LeftOutFiles(report, _NOT_EVALUATED, fallback, _UNLABELLED_USE)
+    notes = left_out_files.lines
     _tell(log, notes)
-    if not samples:
-        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")] or notes
+    if not samples:  # the first file left out, else why none pairs (not among the notes)
+        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")]
+        shown = shown or [p.message for p in report.errors] or notes
         first = f"; first problem: {shown[0]}" if shown else ""
         raise PairingError(
             f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
             f"without suffix with {source.images_dir}){first}"
         )
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
-    return (
-        samples,
-        notes,
-        failed_table(failed_rows(report, series_of_files(plan), **_worded(fallback))),
-    )
+    return samples, notes, left_out_files.failed_table(plan)
 
 
 def _tell(log: Callable[[str], None] | None, notes: Sequence[str]) -> None:
