@@ -171,6 +171,32 @@ class TestCheckReport:
         assert report.num_samples == 1 and report.roi_stats[0].num_slices == 1
         assert main(["check", str(tmp_path)]) == 1
 
+    def test_a_reader_message_names_its_file_as_the_file_list_does(self, tmp_path, monkeypatch):
+        """A label map that cannot be read was "/abs/d/labels/p01/s2.png: cannot read ... --
+        labels/p01/s2.png": each line names files relative to the folder given, as given
+        absolute or relative; the line of no pairs at all names the folders as given."""
+        data = tmp_path / "d"
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(data, key, square_label())
+        (data / "labels" / "p01" / "s2.png").write_bytes(b"not a png")
+        monkeypatch.chdir(tmp_path)
+        for given in (data, Path("d")):
+            report = check_dataset(given)
+            (line,) = [report.problem_line(p) for p in report.problems]
+            assert line.startswith("  - [unreadable_label] labels/p01/s2.png: cannot read")
+            assert line.endswith(" -- labels/p01/s2.png") and str(tmp_path) not in line
+            (described,) = report.problem_lines()
+            assert described.startswith("error: labels/p01/s2.png: cannot read")
+            assert report.summary_line().endswith(
+                ": labels/p01/s2.png: cannot read the label "
+                "map (cannot identify image file 'labels/p01/s2.png'); expected a readable .png "
+                "file; export it again."
+            )
+        (data / "labels" / "p01" / "s1.png").unlink()
+        (data / "labels" / "p01" / "s2.png").unlink()
+        (empty,) = messages(check_dataset(data), "empty")
+        assert empty.startswith(f"no DICOM file in {data / 'dicoms'} pairs with")
+
     def test_a_mask_saved_as_0_255_among_roi_numbers_is_named_as_such(self, tmp_path):
         """One map saved for viewing (0/255) beside maps of 0..2 was told to "raise num_labels
         to 255", which would make 253 empty ROIs."""
