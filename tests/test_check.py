@@ -158,7 +158,7 @@ class TestCheckReport:
         (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
         (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
         report = check_dataset(tmp_path)
-        assert [p.kind for p in report.problems] == ["unreadable_image", "skipped"]
+        assert [p.kind for p in report.problems] == ["unreadable_image", "sidecar"]
         unreadable, skipped = report.problems
         assert unreadable.severity == "error"
         assert unreadable.message == (
@@ -288,10 +288,14 @@ def _transposed(root: Path) -> None:
 
 
 def _os_clutter(root: Path) -> None:
+    """Thumbs.db and desktop.ini were one warning each per side ("not a label map: suffix
+    '.db'"), notes.txt one per side: a user read 4 warnings about files they never made."""
     for folder in (root / "dicoms" / "p01", root / "labels" / "p01"):
         (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: ignored
-        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))  # hidden on Windows
+        (folder / "desktop.ini").write_text("[.ShellClassInfo]")
         (folder / "notes.txt").write_text("scanner notes")
+    (root / "labels" / "volumes.csv").write_text("slice,area\n")
 
 
 def _bmp_label(root: Path) -> None:
@@ -305,11 +309,7 @@ def _bmp_label(root: Path) -> None:
         (_transposed, [("error", "shape_mismatch", "24×20 (it looks transposed)")], 1),
         (
             _os_clutter,
-            [
-                ("warning", "skipped", "2 file(s) skipped: not a DICOM file"),
-                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.db'"),
-                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.txt'"),
-            ],
+            [("note", "sidecar", "3 text or table file(s) left out (not images)")],
             0,
         ),
         (
@@ -335,6 +335,29 @@ def test_a_messy_folder_names_each_problem_and_keeps_the_good_pairs(tmp_path, bu
         assert fragment in problem.message and problem.paths
     assert report.num_samples == 2 and report.roi_stats[0].num_slices == 2
     assert main(["check", str(tmp_path)]) == code
+    text = report.to_text()
+    assert "Thumbs.db" not in text and "desktop.ini" not in text
+
+
+def test_notes_beside_the_data_are_one_note_not_a_warning(tmp_path):
+    """notes.txt and a table beside the label maps: told once, in no warning count."""
+    for key in ("p01/s1", "p01/s2"):
+        add_pair(tmp_path, key, square_label())
+    (tmp_path / "labels" / "p01" / "notes.txt").write_text("s2 is hard")
+    (tmp_path / "labels" / "Areas.CSV").write_text("slice,area\n")
+    report = check_dataset(tmp_path)
+    assert report.problem_lines() == [
+        "note: 2 text or table file(s) left out (not images) -- labels/Areas.CSV, "
+        "labels/p01/notes.txt"
+    ]
+    assert (
+        report.warnings == []
+        and report.summary_line() == "2 pairs, 2 slices, 0 error(s), 0 warning(s)."
+    )
+    assert report.to_text().endswith(
+        "Notes (1):\n  - [sidecar] 2 text or table file(s) left out (not images) -- "
+        "labels/Areas.CSV, labels/p01/notes.txt"
+    )
 
 
 class TestRoiNamesFile:

@@ -97,6 +97,11 @@ class CheckReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     @property
+    def notes(self) -> list[Problem]:
+        """Findings for the record only (notes and tables beside the data)."""
+        return [p for p in self.problems if p.severity == "note"]
+
+    @property
     def is_trainable(self) -> bool:
         """True when at least one sample is good and no error was found."""
         return self.num_samples > 0 and not self.errors
@@ -181,7 +186,8 @@ class CheckReport:
                 f"      {s.label:>2}  {s.name:<{width}}  {s.num_slices:>6}  {_area(s)}"
                 for s in self.roi_stats
             ]
-        for title, group in (("Errors", self.errors), ("Warnings", self.warnings)):
+        groups = (("Errors", self.errors), ("Warnings", self.warnings), ("Notes", self.notes))
+        for title, group in groups:
             if group:
                 lines += ["", f"{title} ({len(group)}):"]
                 lines += [self.problem_line(p, max_names=max_names) for p in group]

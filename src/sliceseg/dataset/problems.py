@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of `check_dataset`; errors make the data unfit, warnings do not.
+    """One finding of `check_dataset`; errors make the data unfit, warnings do not, notes are
+    for the record (a notes file beside the data: nothing to fix).
 
     Attributes:
-        severity: "error" or "warning".
+        severity: "error", "warning" or "note".
         kind: e.g. "unmatched_image", "shape_mismatch", "stray_value", "lossy_label".
         message: one line: what was found, what was expected, what to do.
         paths: the files concerned.
@@ -93,15 +94,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         if paths:
             message = f"{len(paths)} {what} of the same relative name ({use})"
             problems.append(Problem("warning", kind, message, tuple(paths)))
-    by_reason: dict[str, list[Path]] = defaultdict(list)
-    named = {item.path for item in unreadable.values()}
-    for item in pairing.skipped:
-        if item.path not in named:
-            by_reason[item.reason].append(item.path)
-    for reason, paths in by_reason.items():
-        problems.append(
-            Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
-        )
+    problems += _skipped_problems(pairing, unreadable)
     problems += near_miss_problems(pairing, images, labels)
     if not pairing.pairs:
         # the folders as given (DATA_DIR's, or --images / --labels, or measure's LABELS_DIR and
@@ -111,6 +104,35 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             f"{images / '<name>.dcm'} beside {labels / '<name>.png'} (same relative path)."
         )
         problems.append(Problem("error", "empty", message))
+    return problems
+
+
+SIDECAR_SUFFIXES = frozenset(
+    {".txt", ".csv", ".tsv", ".json", ".md", ".rtf", ".doc", ".docx", ".odt", ".xls", ".xlsx"}
+    | {".ods", ".pdf", ".log", ".xml", ".yaml", ".yml", ".ini", ".html", ".htm", ".py", ".ipynb"}
+    | {".mrml"}  # a 3D Slicer scene saved beside its segmentations
+)
+"""Suffixes of the notes, tables and scripts users keep beside their data: never an image."""
+
+
+def _skipped_problems(pairing: Pairing, unreadable: dict[Path, SkippedFile]) -> list[Problem]:
+    """One warning per reason files were skipped (a .bmp label map, a damaged DICOM); the
+    notes and tables among them (`SIDECAR_SUFFIXES`) are one note: nothing to fix."""
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    named = {item.path for item in unreadable.values()}
+    sidecars = []
+    for item in (item for item in pairing.skipped if item.path not in named):
+        if item.path.suffix.lower() in SIDECAR_SUFFIXES:
+            sidecars.append(item.path)
+        else:
+            by_reason[item.reason].append(item.path)
+    problems = [
+        Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
+        for reason, paths in by_reason.items()
+    ]
+    if sidecars:
+        message = f"{len(sidecars)} text or table file(s) left out (not images)"
+        problems.append(Problem("note", "sidecar", message, tuple(sidecars)))
     return problems
 
 
