@@ -20,11 +20,13 @@ from sliceseg.dataset.pairing import (
     frame_map_names,
     image_key,
     label_key,
+    likely_images,
     near_misses,
 )
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.labels import LABEL_SUFFIXES, NUM_LABELS_OPTION, LabelScheme
+from sliceseg.wording import few_of
 
 if TYPE_CHECKING:
     import warnings
@@ -77,6 +79,8 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
     unreadable = _labels_of_skipped_images(pairing, images, labels)
     problems += _unreadable_image_problems(unreadable, images)
+    explained = [label for label, _ in near_misses(pairing, images, labels)]
+    typos = likely_images(pairing, images, labels, leave_out=[*explained, *unreadable])
     for kind, paths, what, use in (
         (
             "unmatched_image",
@@ -88,7 +92,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             "unmatched_label",
             [p for p in pairing.labels_without_images if p not in unreadable],
             "label map(s) without a DICOM file",
-            "left out; name each as its DICOM is named",
+            "left out; name each as its DICOM is named" + _typo_hint(typos, images, labels),
         ),
     ):
         if paths:
@@ -134,6 +138,17 @@ def _skipped_problems(pairing: Pairing, unreadable: dict[Path, SkippedFile]) -> 
         message = f"{len(sidecars)} text or table file(s) left out (not images)"
         problems.append(Problem("note", "sidecar", message, tuple(sidecars)))
     return problems
+
+
+def _typo_hint(typos: list[tuple[Path, Path]], images: Path, labels: Path) -> str:
+    """``; did you mean <DICOM> for <label map>, ...?`` for `likely_images`' finds; "" for none."""
+    if not typos:
+        return ""
+    named = [
+        f"{image.relative_to(images).as_posix()} for {label.relative_to(labels).as_posix()}"
+        for label, image in typos
+    ]
+    return f"; did you mean {few_of(named)}?"
 
 
 def _labels_of_skipped_images(
