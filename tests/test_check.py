@@ -158,7 +158,7 @@ class TestCheckReport:
         (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
         (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
         report = check_dataset(tmp_path)
-        assert [p.kind for p in report.problems] == ["unreadable_image", "skipped"]
+        assert [p.kind for p in report.problems] == ["unreadable_image", "sidecar"]
         unreadable, skipped = report.problems
         assert unreadable.severity == "error"
         assert unreadable.message == (
@@ -186,6 +186,32 @@ class TestCheckReport:
             "Unmatched: 0 DICOM without label, 1 label without DICOM, 1 label whose DICOM is "
             "unreadable, 1 skipped"
         )
+
+    def test_a_reader_message_names_its_file_as_the_file_list_does(self, tmp_path, monkeypatch):
+        """A label map that cannot be read was "/abs/d/labels/p01/s2.png: cannot read ... --
+        labels/p01/s2.png": each line names files relative to the folder given, as given
+        absolute or relative; the line of no pairs at all names the folders as given."""
+        data = tmp_path / "d"
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(data, key, square_label())
+        (data / "labels" / "p01" / "s2.png").write_bytes(b"not a png")
+        monkeypatch.chdir(tmp_path)
+        for given in (data, Path("d")):
+            report = check_dataset(given)
+            (line,) = [report.problem_line(p) for p in report.problems]
+            assert line.startswith("  - [unreadable_label] labels/p01/s2.png: cannot read")
+            assert line.endswith(" -- labels/p01/s2.png") and str(tmp_path) not in line
+            (described,) = report.problem_lines()
+            assert described.startswith("error: labels/p01/s2.png: cannot read")
+            assert report.summary_line().endswith(
+                ": labels/p01/s2.png: cannot read the label "
+                "map (cannot identify image file 'labels/p01/s2.png'); expected a readable .png "
+                "file; export it again."
+            )
+        (data / "labels" / "p01" / "s1.png").unlink()
+        (data / "labels" / "p01" / "s2.png").unlink()
+        (empty,) = messages(check_dataset(data), "empty")
+        assert empty.startswith(f"no DICOM file in {data / 'dicoms'} pairs with")
 
     def test_a_mask_saved_as_0_255_among_roi_numbers_is_named_as_such(self, tmp_path):
         """One map saved for viewing (0/255) beside maps of 0..2 was told to "raise num_labels
@@ -278,10 +304,14 @@ def _transposed(root: Path) -> None:
 
 
 def _os_clutter(root: Path) -> None:
+    """Thumbs.db and desktop.ini were one warning each per side ("not a label map: suffix
+    '.db'"), notes.txt one per side: a user read 4 warnings about files they never made."""
     for folder in (root / "dicoms" / "p01", root / "labels" / "p01"):
         (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: ignored
-        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))  # hidden on Windows
+        (folder / "desktop.ini").write_text("[.ShellClassInfo]")
         (folder / "notes.txt").write_text("scanner notes")
+    (root / "labels" / "volumes.csv").write_text("slice,area\n")
 
 
 def _bmp_label(root: Path) -> None:
@@ -295,11 +325,7 @@ def _bmp_label(root: Path) -> None:
         (_transposed, [("error", "shape_mismatch", "24×20 (it looks transposed)")], 1),
         (
             _os_clutter,
-            [
-                ("warning", "skipped", "2 file(s) skipped: not a DICOM file"),
-                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.db'"),
-                ("warning", "skipped", "1 file(s) skipped: not a label map: suffix '.txt'"),
-            ],
+            [("note", "sidecar", "3 text or table file(s) left out (not images)")],
             0,
         ),
         (
@@ -325,6 +351,29 @@ def test_a_messy_folder_names_each_problem_and_keeps_the_good_pairs(tmp_path, bu
         assert fragment in problem.message and problem.paths
     assert report.num_samples == 2 and report.roi_stats[0].num_slices == 2
     assert main(["check", str(tmp_path)]) == code
+    text = report.to_text()
+    assert "Thumbs.db" not in text and "desktop.ini" not in text
+
+
+def test_notes_beside_the_data_are_one_note_not_a_warning(tmp_path):
+    """notes.txt and a table beside the label maps: told once, in no warning count."""
+    for key in ("p01/s1", "p01/s2"):
+        add_pair(tmp_path, key, square_label())
+    (tmp_path / "labels" / "p01" / "notes.txt").write_text("s2 is hard")
+    (tmp_path / "labels" / "Areas.CSV").write_text("slice,area\n")
+    report = check_dataset(tmp_path)
+    assert report.problem_lines() == [
+        "note: 2 text or table file(s) left out (not images) -- labels/Areas.CSV, "
+        "labels/p01/notes.txt"
+    ]
+    assert (
+        report.warnings == []
+        and report.summary_line() == "2 pairs, 2 slices, 0 error(s), 0 warning(s)."
+    )
+    assert report.to_text().endswith(
+        "Notes (1):\n  - [sidecar] 2 text or table file(s) left out (not images) -- "
+        "labels/Areas.CSV, labels/p01/notes.txt"
+    )
 
 
 class TestRoiNamesFile:

@@ -325,6 +325,9 @@ class TestScanDicomFolder:
         shutil.copy(source, tmp_path / "c")
         (tmp_path / "notes.txt").write_text("hello")
         (tmp_path / ".DS_Store").write_bytes(b"\0" * 200)
+        # Windows' hidden system files: ignored as .DS_Store is, not "skipped: not DICOM"
+        (tmp_path / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(200))
+        (tmp_path / "DESKTOP.INI").write_text("[.ShellClassInfo]")
         data = source.read_bytes()
         (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 500])
         scan = scan_dicom_folder(tmp_path, progress=True)

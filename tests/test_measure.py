@@ -259,7 +259,7 @@ def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 2  # its only slice left out: nothing to measure
     assert capsys.readouterr().err.strip().splitlines()[0] == (
-        f"not measured: {path}: no PixelSpacing (0028,0030), only (0018,2010) "
+        "not measured: dicoms/film.dcm: no PixelSpacing (0028,0030), only (0018,2010) "
         "NominalScannedPixelSpacing"
         ", a scanned film's spacing, which is not used: it measures the film, not the patient (a "
         "film shows the anatomy at a print scale the file does not record), so areas in mm² are "
@@ -290,14 +290,15 @@ def test_a_malformed_spacing_is_refused_naming_its_value(tmp_path, capsys, store
     The refusal now names the value itself."""
     from sliceseg.cli import main
 
-    path = malformed_spacing_dicom(tmp_path / "dicoms" / "one.dcm", stored)
+    malformed_spacing_dicom(tmp_path / "dicoms" / "one.dcm", stored)
     (tmp_path / "labels").mkdir()
     np.save(tmp_path / "labels" / "one.npy", np.ones((4, 4), np.uint8))
     argv = ["measure", str(tmp_path / "labels"), "--dicoms", str(tmp_path / "dicoms"),
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 2  # its only slice left out: nothing to measure
     assert (
-        f'not measured: {path}: its PixelSpacing (0028,0030) "{shown}" is malformed or not > 0 '
+        f'not measured: dicoms/one.dcm: its PixelSpacing (0028,0030) "{shown}" is malformed or '
+        "not > 0 "
         "(expected two positive numbers, row mm and column mm), so areas in mm² are unknown; "
         "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts. -- "
         "dicoms/one.dcm"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import LABEL_COLS, LABEL_ROWS, add_pair, square_label, write_test_dicom
-from sliceseg.dataset.pairing import pair_files, slice_key
+from sliceseg.dataset.pairing import likely_images, pair_files, slice_key
 from sliceseg.io.dicom import read_slice, read_slices
 
 
@@ -106,3 +106,49 @@ class TestSliceKey:
         image = read_slice(write_test_dicom(tmp_path / "a" / "s1.dcm", np.zeros((4, 4))))
         with pytest.raises(ValueError, match=r"s1.dcm: not inside .*b"):
             slice_key(image, tmp_path / "b")
+
+
+def _typo_folder(root: Path, image_name: str, *, neighbours: bool = True) -> None:
+    """p01/img0001..0003 labelled, the label p01/img0012.npy, its DICOM named ``image_name``;
+    unlabelled neighbours p01/img0011 and p01/img0013 (as close to img0012 as a typo is)."""
+    for key in ("p01/img0001", "p01/img0002", "p01/img0003"):
+        add_pair(root, key, square_label())
+    add_pair(root, "p01/img0012", square_label(), label_suffix=".npy", image_name=image_name)
+    for key in ("p01/img0011", "p01/img0013") if neighbours else ():
+        add_pair(root, key)
+
+
+class TestLikelyImages:
+    @pytest.mark.parametrize(
+        "image_name", ["p01/img00l2.dcm", "p01/lmg0012.dcm", "p1/img0012.dcm", "p01/img012.dcm"]
+    )
+    def test_a_mistyped_name_gets_its_dicom_not_a_neighbour(self, tmp_path, image_name):
+        """A label whose name differs from its DICOM's by a typo was only "without a DICOM
+        file"; the DICOMs of the next slices, as close in spelling, are never offered."""
+        from sliceseg.dataset.samples import check_dataset
+
+        _typo_folder(tmp_path, image_name)
+        pairing = pair_files(tmp_path / "dicoms", tmp_path / "labels")
+        found = likely_images(pairing, tmp_path / "dicoms", tmp_path / "labels")
+        assert found == [(tmp_path / "labels/p01/img0012.npy", tmp_path / "dicoms" / image_name)]
+        (line,) = [
+            p.message for p in check_dataset(tmp_path).problems if p.kind == "unmatched_label"
+        ]
+        assert line == (
+            "1 label map(s) without a DICOM file of the same relative name (left out; name each "
+            f"as its DICOM is named; did you mean {image_name} for p01/img0012.npy?)"
+        )
+
+    def test_another_slice_number_or_a_tie_is_no_hint(self, tmp_path):
+        """img0012's DICOM deleted: img0011 and img0013 are other slices, never a typo."""
+        _typo_folder(tmp_path, "p01/img0012.dcm")
+        (tmp_path / "dicoms/p01/img0012.dcm").unlink()
+        add_pair(tmp_path, "p02/img0012")  # p01/img0012 and p02/img0012: two folders off
+        pairing = pair_files(tmp_path / "dicoms", tmp_path / "labels")
+        assert likely_images(pairing, tmp_path / "dicoms", tmp_path / "labels") == []
+
+    def test_a_labelled_dicom_is_not_offered(self, tmp_path):
+        _typo_folder(tmp_path, "p01/img00l2.dcm", neighbours=False)
+        np.save(tmp_path / "labels/p01/img00l2.npy", square_label())
+        pairing = pair_files(tmp_path / "dicoms", tmp_path / "labels")
+        assert likely_images(pairing, tmp_path / "dicoms", tmp_path / "labels") == []

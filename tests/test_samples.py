@@ -153,7 +153,7 @@ class TestLoadSamples:
         (sample,), report = load_samples(tmp_path)
         assert sample.key == "p01/s1"
         assert sample.label.dtype == np.uint8 and sample.label.shape == sample.image.shape
-        assert report.num_samples == 1 and messages(report, "skipped")
+        assert report.num_samples == 1 and messages(report, "sidecar")
 
     def test_multi_frame_keys_are_slice_names(self, tmp_path):
         frames = np.zeros((3, LABEL_ROWS, LABEL_COLS))

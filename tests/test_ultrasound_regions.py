@@ -97,7 +97,8 @@ class TestUltrasoundSpacing:
         assert main(argv) == 2  # its only slice left out: nothing to measure
         lines = capsys.readouterr().err.strip().splitlines()
         said = (
-            f"not measured: {path}: {refusal}, so areas in mm² are unknown; give --fov ROWS_MM "
+            f"not measured: {path.relative_to(tmp_path).as_posix()}: {refusal}, so areas in mm² "
+            "are unknown; give --fov ROWS_MM "
             "COLS_MM (the whole image's height and width), or --pixels to report pixel counts."
         )
         assert any(line.startswith(said) for line in lines)

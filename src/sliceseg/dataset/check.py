@@ -19,6 +19,7 @@ from sliceseg.dataset.pairing import Pairing, Sample
 from sliceseg.dataset.problems import Problem, labels_of_skipped_images, reworded
 from sliceseg.dataset.source import DataSource, is_background_name, refuse_repeated_names
 from sliceseg.errors import ConfigError
+from sliceseg.io.identity import relative_to_input
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
 from sliceseg.wording import few_of
@@ -96,6 +97,11 @@ class CheckReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     @property
+    def notes(self) -> list[Problem]:
+        """Findings for the record only (notes and tables beside the data)."""
+        return [p for p in self.problems if p.severity == "note"]
+
+    @property
     def is_trainable(self) -> bool:
         """True when at least one sample is good and no error was found."""
         return self.num_samples > 0 and not self.errors
@@ -125,11 +131,22 @@ class CheckReport:
         """Return one problem's line without its severity: the message as the command words it
         (see `problem_lines`), then up to 3 of its files (``failed.csv``'s reason)."""
         message = reworded(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
-        return f"{message}{self._names(problem.paths, 3)}"
+        return f"{self._relative_message(message, problem)}{self._names(problem.paths, 3)}"
+
+    def _relative_message(self, message: str, problem: Problem) -> str:
+        """``message`` with each file under the data folder named as `_names` names it (a
+        reader's ``/abs/d/labels/p01/s2.png: cannot read ...`` beside ``-- labels/p01/s2.png``).
+        The line of no pairs at all keeps the folders as given: the layout it expects."""
+        if problem.kind == "empty":
+            return message
+        for folder in (self.images_dir, self.labels_dir):
+            if folder.parent != Path(folder.anchor):  # "/" would strip every absolute path
+                message = relative_to_input(message, folder.parent)
+        return message
 
     def summary_line(self) -> str:
         """Return one line: counts, then the first errors (or warnings)."""
-        first = [p.message for p in (self.errors or self.warnings)[:2]]
+        first = [self._relative_message(p.message, p) for p in (self.errors or self.warnings)[:2]]
         more = len(self.errors or self.warnings) - len(first)
         return (
             self._counts()
@@ -167,7 +184,8 @@ class CheckReport:
                 f"      {s.label:>2}  {s.name:<{width}}  {s.num_slices:>6}  {_area(s)}"
                 for s in self.roi_stats
             ]
-        for title, group in (("Errors", self.errors), ("Warnings", self.warnings)):
+        groups = (("Errors", self.errors), ("Warnings", self.warnings), ("Notes", self.notes))
+        for title, group in groups:
             if group:
                 lines += ["", f"{title} ({len(group)}):"]
                 lines += [self.problem_line(p, max_names=max_names) for p in group]
@@ -189,7 +207,8 @@ class CheckReport:
 
     def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
         """Return the report's line of one problem: ``  - [kind] message -- a, b``."""
-        return f"  - [{problem.kind}] {problem.message}{self._names(problem.paths, max_names)}"
+        message = self._relative_message(problem.message, problem)
+        return f"  - [{problem.kind}] {message}{self._names(problem.paths, max_names)}"
 
     def _names(self, paths: tuple[Path, ...], limit: int) -> str:
         """Return " -- a, b and N more" with paths relative to the data folder."""

@@ -8,6 +8,7 @@ Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix,
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "frame_map_names",
     "image_key",
     "label_key",
+    "likely_images",
     "near_misses",
     "pair_files",
     "slice_key",
@@ -291,6 +293,94 @@ def near_misses(pairing: Pairing, images: Path, labels: Path) -> list[tuple[Path
         if match is not None:
             found.append((label, match))
     return found
+
+
+TYPO_CUTOFF = 0.8
+"""The least `difflib` ratio of a label map's key to a DICOM's for `likely_images`."""
+# DICOMs compared per label map, and in all: bound the cost in 100,000-file folders (about a
+# second a 100,000 comparisons); past them no DICOM is named
+_MAX_CANDIDATES, _MAX_COMPARISONS = 200, 200_000
+_LOOKALIKE = re.compile(r"(?<=\d)[lo]|[lo](?=\d)")  # a letter typed for a digit: img00l2
+
+
+def likely_images(
+    pairing: Pairing, images: Path, labels: Path, *, leave_out: Sequence[Path] = ()
+) -> list[tuple[Path, Path]]:
+    """Unmatched label maps whose path looks mistyped from one unlabelled DICOM's: a letter
+    for a digit (``img00l2``), a character left out, added or swapped, ``p1`` for ``p01``.
+
+    Only DICOMs without a label map whose path holds the same numbers (``l`` and ``o`` beside
+    a digit read as 1 and 0, leading zeros dropped) are compared: the next slice's DICOM
+    (img0013 for img0012) or another patient's (p02/img0012) is never offered. The best
+    `difflib` ratio of the keys (lower case) must reach `TYPO_CUTOFF` and beat every other
+    DICOM's, else no DICOM is named.
+
+    Args:
+        leave_out: label maps already explained (`near_misses`).
+
+    Returns:
+        (label map, the DICOM it likely labels) per label map, in the pairing's order.
+
+    Example:
+        >>> likely_images(pairing, Path("dicoms"), Path("labels"))
+        [(PosixPath('labels/p01/img0012.npy'), PosixPath('dicoms/p01/img00l2.dcm'))]
+    """
+    # by the numbers, and by the numbers and folder (tried where the first holds too many)
+    by_numbers: dict[tuple[object, ...], list[tuple[str, Path]]] = defaultdict(list)
+    for image in pairing.images_without_labels:
+        key = _typed(image_key(image, images))
+        by_numbers[_numbers(key)].append((key, image))
+        by_numbers[_numbers_in_folder(key)].append((key, image))
+    found, compared, explained = [], 0, set(leave_out)
+    for label in (p for p in pairing.labels_without_images if p not in explained):
+        key = _typed(label_key(label, labels))
+        candidates = by_numbers.get(_numbers(key), [])
+        if len(candidates) > _MAX_CANDIDATES:
+            candidates = by_numbers.get(_numbers_in_folder(key), [])
+        if len(candidates) > _MAX_CANDIDATES:
+            continue
+        compared += len(candidates)
+        if compared > _MAX_COMPARISONS:
+            break
+        best = _unique_best(key, candidates)
+        if best is not None:
+            found.append((label, best))
+    return found
+
+
+def _typed(key: str) -> str:
+    """A key as `likely_images` compares it: lower case, an l or o beside a digit a 1 or 0."""
+    return _LOOKALIKE.sub(lambda m: "1" if m[0] == "l" else "0", key.lower())
+
+
+def _numbers(key: str) -> tuple[int, ...]:
+    """The numbers in a key, folders too (``p01/img0012`` -> (1, 12)): a patient's number."""
+    return tuple(int(n) for n in re.findall(r"\d+", key))
+
+
+def _numbers_in_folder(key: str) -> tuple[object, ...]:
+    """`_numbers` and the key's folder: the DICOMs of one folder with those numbers."""
+    folder = key.rpartition("/")[0]
+    return (*_numbers(key), folder)
+
+
+def _unique_best(key: str, candidates: list[tuple[str, Path]]) -> Path | None:
+    """The candidate whose key is closest to ``key`` by `difflib`, when it reaches
+    `TYPO_CUTOFF` and no other is as close."""
+    matcher = difflib.SequenceMatcher(b=key, autojunk=False)
+    scores = []
+    for other, path in candidates:
+        matcher.set_seq1(other)
+        if matcher.real_quick_ratio() >= TYPO_CUTOFF and matcher.quick_ratio() >= TYPO_CUTOFF:
+            scores.append((matcher.ratio(), path))
+    scores.sort(key=lambda score: score[0], reverse=True)
+    if (
+        not scores
+        or scores[0][0] < TYPO_CUTOFF
+        or (len(scores) > 1 and scores[1][0] == scores[0][0])
+    ):
+        return None
+    return scores[0][1]
 
 
 def image_key(path: Path, root: Path) -> str:

@@ -20,11 +20,13 @@ from sliceseg.dataset.pairing import (
     frame_map_names,
     image_key,
     label_key,
+    likely_images,
     near_misses,
 )
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.labels import LABEL_SUFFIXES, NUM_LABELS_OPTION, LabelScheme
+from sliceseg.wording import few_of
 
 if TYPE_CHECKING:
     import warnings
@@ -32,10 +34,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of `check_dataset`; errors make the data unfit, warnings do not.
+    """One finding of `check_dataset`; errors make the data unfit, warnings do not, notes are
+    for the record (a notes file beside the data: nothing to fix).
 
     Attributes:
-        severity: "error" or "warning".
+        severity: "error", "warning" or "note".
         kind: e.g. "unmatched_image", "shape_mismatch", "stray_value", "lossy_label".
         message: one line: what was found, what was expected, what to do.
         paths: the files concerned.
@@ -76,6 +79,8 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
     unreadable = labels_of_skipped_images(pairing, images, labels)
     problems += _unreadable_image_problems(unreadable, images)
+    explained = [label for label, _ in near_misses(pairing, images, labels)]
+    typos = likely_images(pairing, images, labels, leave_out=[*explained, *unreadable])
     for kind, paths, what, use in (
         (
             "unmatched_image",
@@ -87,21 +92,13 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
             "unmatched_label",
             [p for p in pairing.labels_without_images if p not in unreadable],
             "label map(s) without a DICOM file",
-            "left out; name each as its DICOM is named",
+            "left out; name each as its DICOM is named" + _typo_hint(typos, images, labels),
         ),
     ):
         if paths:
             message = f"{len(paths)} {what} of the same relative name ({use})"
             problems.append(Problem("warning", kind, message, tuple(paths)))
-    by_reason: dict[str, list[Path]] = defaultdict(list)
-    named = {item.path for item in unreadable.values()}
-    for item in pairing.skipped:
-        if item.path not in named:
-            by_reason[item.reason].append(item.path)
-    for reason, paths in by_reason.items():
-        problems.append(
-            Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
-        )
+    problems += _skipped_problems(pairing, unreadable)
     problems += near_miss_problems(pairing, images, labels)
     if not pairing.pairs:
         # the folders as given (DATA_DIR's, or --images / --labels, or measure's LABELS_DIR and
@@ -112,6 +109,46 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         )
         problems.append(Problem("error", "empty", message))
     return problems
+
+
+SIDECAR_SUFFIXES = frozenset(
+    {".txt", ".csv", ".tsv", ".json", ".md", ".rtf", ".doc", ".docx", ".odt", ".xls", ".xlsx"}
+    | {".ods", ".pdf", ".log", ".xml", ".yaml", ".yml", ".ini", ".html", ".htm", ".py", ".ipynb"}
+    | {".mrml"}  # a 3D Slicer scene saved beside its segmentations
+)
+"""Suffixes of the notes, tables and scripts users keep beside their data: never an image."""
+
+
+def _skipped_problems(pairing: Pairing, unreadable: dict[Path, SkippedFile]) -> list[Problem]:
+    """One warning per reason files were skipped (a .bmp label map, a damaged DICOM); the
+    notes and tables among them (`SIDECAR_SUFFIXES`) are one note: nothing to fix."""
+    by_reason: dict[str, list[Path]] = defaultdict(list)
+    named = {item.path for item in unreadable.values()}
+    sidecars = []
+    for item in (item for item in pairing.skipped if item.path not in named):
+        if item.path.suffix.lower() in SIDECAR_SUFFIXES:
+            sidecars.append(item.path)
+        else:
+            by_reason[item.reason].append(item.path)
+    problems = [
+        Problem("warning", "skipped", f"{len(paths)} file(s) skipped: {reason}", tuple(paths))
+        for reason, paths in by_reason.items()
+    ]
+    if sidecars:
+        message = f"{len(sidecars)} text or table file(s) left out (not images)"
+        problems.append(Problem("note", "sidecar", message, tuple(sidecars)))
+    return problems
+
+
+def _typo_hint(typos: list[tuple[Path, Path]], images: Path, labels: Path) -> str:
+    """``; did you mean <DICOM> for <label map>, ...?`` for `likely_images`' finds; "" for none."""
+    if not typos:
+        return ""
+    named = [
+        f"{image.relative_to(images).as_posix()} for {label.relative_to(labels).as_posix()}"
+        for label, image in typos
+    ]
+    return f"; did you mean {few_of(named)}?"
 
 
 def labels_of_skipped_images(

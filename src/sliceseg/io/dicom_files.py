@@ -18,11 +18,13 @@ from sliceseg.thread_warnings import silenced
 __all__ = [
     "DICOMDIR_REASON",
     "DICOM_SUFFIXES",
+    "OS_FILES",
     "PIXEL_KEYWORDS",
     "READ_ERRORS",
     "SkippedFile",
     "find_dicom_files",
     "is_dicom_file",
+    "is_hidden_name",
     "not_a_folder",
     "strip_dicom_suffix",
     "visible_files",
@@ -99,10 +101,28 @@ def strip_dicom_suffix(name: str) -> str:
     return name
 
 
+OS_FILES = frozenset(
+    {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r"}
+    | {"$recycle.bin", "system volume information", "__macosx"}
+)
+"""Names (lower case) of the files and folders an OS's file browser writes into any folder it
+shows, hidden there as '.DS_Store' is on a Mac: never anyone's data."""
+
+
+def is_hidden_name(name: str) -> bool:
+    """Whether a file or folder named ``name`` is hidden: a dot name, or one of `OS_FILES`.
+
+    Example:
+        >>> is_hidden_name(".DS_Store"), is_hidden_name("Thumbs.db"), is_hidden_name("s1.png")
+        (True, True, False)
+    """
+    return name.startswith(".") or name.lower() in OS_FILES
+
+
 def visible_files(folder: Path, exclude: Path | None = None) -> list[Path]:
     """Return the files under ``folder`` (recursive), naturally sorted, hidden ones left out.
 
-    A file is hidden when its name or a folder between it and ``folder`` starts with '.'.
+    A file is hidden when its name or a folder between it and ``folder`` is (`is_hidden_name`).
     ``exclude``: a folder whose files are left out too (an output folder inside the inputs),
     however it is reached: by its real path, so a link to it (or to a file in it) is left out,
     and so is a link through which it lies under ``folder``.
@@ -127,7 +147,7 @@ def _walk(folder: Path, above: frozenset[str], left_out: str | None) -> Iterator
     except OSError:
         return
     for entry in entries:
-        if entry.name.startswith("."):
+        if is_hidden_name(entry.name):
             continue
         if entry.is_dir():  # a link to a folder too
             real = os.path.realpath(entry.path)
