@@ -305,6 +305,14 @@ def save_bundle(
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def saved_bundle(path: Path, model: nn.Module, metadata: ModelMetadata) -> Bundle:
+    """Return the `Bundle` that ``load_bundle(path)`` gives once ``save_bundle(path, model,
+    metadata)`` has written it, without writing (the network rebuilt on the CPU, in eval mode)."""
+    payload = bundle_payload(model, metadata)
+    rebuilt = ModelMetadata.from_dict(payload["metadata"])
+    return Bundle(_rebuilt_model(path, rebuilt, payload["state_dict"]), rebuilt, path)
+
+
 def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -> Bundle:
     """Load a model file safely (``weights_only=True``) and rebuild its network.
 
