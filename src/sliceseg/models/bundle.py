@@ -26,6 +26,7 @@ from sliceseg.io.files import atomic_write_bytes, finished_outputs
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
+from sliceseg.models.run_end import checked_run_end
 from sliceseg.thread_warnings import silenced
 from sliceseg.user_paths import user_path
 from sliceseg.wording import few_of
@@ -172,7 +173,7 @@ class ModelMetadata:
             else tuple(str(m) for m in data["modalities"]),
             started_from=None if data.get("started_from") is None else dict(data["started_from"]),
             validation_series=_series_pairs(data.get("validation_series")),
-            run_end=None if data.get("run_end") is None else dict(data["run_end"]),
+            run_end=checked_run_end(data.get("run_end")),
         )
 
     @property
