@@ -133,8 +133,27 @@ def measure_load(report: Path, *, repeats: int = 3) -> dict[str, float]:
     }
 
 
+def missing_browser() -> str | None:
+    """The one line that says what to install when playwright or Chromium is missing (the
+    ``bench`` and ``dev`` extras bring playwright; Debian's package, Chromium); None: both there."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return (
+            "bench/report_size.py: playwright is not installed; pip install -e '.[bench]' "
+            f"(it drives Debian's {CHROMIUM}; no browser is downloaded)."
+        )
+    if not Path(CHROMIUM).is_file():
+        return (
+            f"bench/report_size.py: no Chromium at {CHROMIUM}; apt-get install chromium "
+            "(playwright drives it; no browser is downloaded)."
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Build the study's report, print its size and load time."""
+    """Build the study's report, print its size and load time; 2 (one line) without the
+    browser it drives."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--size", type=int, default=256, help="rows = cols of each slice")
@@ -142,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unique", type=int, default=50, help="distinct phantom slices drawn")
     parser.add_argument("--out", type=Path, default=Path("report_size_output"))
     args = parser.parse_args(argv)
+    missing = missing_browser()  # before the study is built, which takes minutes
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
     started = time.perf_counter()
     report = build_study(args.out, slices=args.slices, size=args.size, series=args.series,
                          unique=args.unique)  # fmt: skip

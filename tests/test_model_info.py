@@ -100,6 +100,37 @@ class TestBestModelEpochs:
             "settings file is not beside it: how many epochs it trained is not recorded)"
         )
 
+    @pytest.mark.parametrize(
+        ("end", "found"),
+        [
+            ({"epochs_completed": None, "ended_by": None, "best_val_dice": None},
+             "run_end's epochs_completed is None, not a whole number of epochs"),
+            ({"epochs_completed": 20, "ended_by": None, "best_val_dice": "high"},
+             "run_end's best_val_dice is 'high', not a number or null (nothing validated)"),
+            ({"epochs_completed": 20, "ended_by": 3, "best_val_dice": None},
+             "run_end's ended_by is 3, not text or null"),
+        ],
+    )  # fmt: skip
+    def test_a_hand_edited_run_end_is_refused_in_one_line_naming_the_field(
+        self, tmp_path, capsys, end, found
+    ):
+        """A run_end with nulls made `sliceseg info` report a bug (int(None) in its text)."""
+        path = self.best_model(tmp_path, run_end=end)
+        assert main(["info", str(path)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: {path}: the model's metadata is incomplete or malformed (ValueError: "
+            f"{found}); the file is damaged or was edited."
+        ]
+
+    def test_a_hand_edited_settings_file_beside_it_is_not_read(self, tmp_path):
+        path = self.best_model(tmp_path)
+        settings = {"epochs_completed": None, "best_val_dice": 0.8614, "best_epoch": 7}
+        (tmp_path / "run_settings.json").write_text(json.dumps(settings))
+        assert model_summary(path)["trained epochs"] == (
+            "7: the best so far at epoch 7 (the run had not ended when it was written, or its "
+            "settings file is not beside it: how many epochs it trained is not recorded)"
+        )
+
 
 def test_info_prints_each_roi_s_bias_before_and_after(tmp_path, capsys):
     calibration = AreaCalibration(

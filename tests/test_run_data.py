@@ -14,6 +14,7 @@ from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import split_by_patient
+from sliceseg.io.series_plan import plan_cohort
 from sliceseg.model_space.intensity import PER_SLICE_NAME
 from sliceseg.training.run_data import SHOWN_WARNINGS, check_warning_lines, load_training_data
 from test_binary_masks import phantom_copy, rewrite
@@ -46,6 +47,26 @@ class TestLoadTrainingData:
         data = load_training_data(config, None)
         assert {len(data.train), len(data.validation)} == {5, 1}
         assert data.normalisation.name == PER_SLICE_NAME
+
+    def test_validation_series_are_named_as_predict_names_them(self, tmp_path):
+        """An unlabelled series in p0/ whose file sorts first: `sliceseg predict` names it p0
+        and the labelled one p0_2 (every series of the folder, `plan_cohort`), while training
+        named only the labelled ones, so the validation series it recorded was p0."""
+        for i in range(5):
+            add_pair(tmp_path, f"p{i}/s1", square_label(), patient_id=f"P{i}")
+        add_pair(tmp_path, "p0/a0", None, series_uid="1.2.99", patient_id="P0")
+        samples, _ = load_samples(tmp_path)
+        seed = next(
+            seed
+            for seed in range(50)
+            if [s.key for s in split_by_patient(samples, validation_fraction=0.2, seed=seed)[1]]
+            == ["p0/s1"]
+        )
+        config = tiny_config(tmp_path, tmp_path / "m", seed=seed, validation_fraction=0.2)
+        data = load_training_data(config, None)
+        planned = {s.name for s in plan_cohort(tmp_path / "dicoms").series}
+        assert planned == {"p0", "p0_2", "p1", "p2", "p3", "p4"}
+        assert data.validation_series == (("p0_2", 1),)
 
 
 def train_one_epoch(data: Path, out: Path, capsys) -> list[str]:

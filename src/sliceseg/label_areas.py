@@ -14,15 +14,9 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import order_slices
 from sliceseg.io.files import output_run
-from sliceseg.io.identity import (
-    series_key,
-    series_name_key,
-    slices_series_names,
-    top_series_name,
-    used_series_names,
-)
+from sliceseg.io.identity import series_key, series_name_key, used_series_names
 from sliceseg.io.labels import parse_roi_names
-from sliceseg.io.series_plan import CohortPlan, plan_cohort
+from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.io.tables import write_failed
 from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
 from sliceseg.measure.tissue import TissueSettings
@@ -103,7 +97,7 @@ def measure_label_folder(
     report = left_out_files.report
     names = list(roi_names) if roi_names else list(report.roi_names)
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
-    series = _series_names(samples, plan)
+    series = planned_series_names(plan, [s.image for s in samples], [s.key for s in samples])
     samples = _in_predict_order(samples, series)
     table = measure_areas(
         [s.label for s in samples],
@@ -153,14 +147,3 @@ def _in_predict_order(samples: Sequence[Sample], series: Mapping[str, str]) -> l
     rank = {id(image): i for i, image in enumerate(order_slices([s.image for s in samples]))}
     order = {key: series_name_key(name) for key, name in series.items()}
     return sorted(samples, key=lambda s: (order[series_key(s.image)], rank[id(s.image)]))
-
-
-def _series_names(samples: Sequence[Sample], plan: CohortPlan) -> dict[str, str]:
-    """Per `series_key`, the series' name as `sliceseg predict` gives it: from every DICOM
-    file of the folder (``plan``: `plan_cohort`), so that a series without label maps, or with
-    a first file without one, does not shift the ``_2``, ``_3``, ... of the others."""
-    planned = {s.key: s.name for s in plan.series}
-    found = slices_series_names(  # a series the plan did not see (not expected): its own name
-        [s.image for s in samples], [s.key for s in samples], root_name=top_series_name(plan.root)
-    )
-    return {key: planned.get(key, name) for key, name in found.items()}

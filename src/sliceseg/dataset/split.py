@@ -212,10 +212,11 @@ def held_out_series(
     order (`series_name_key`).
 
     A series (`series_key`: (0020,000E) SeriesInstanceUID, else its folder) is named as the
-    tables of `sliceseg predict` name it: ``names`` is `slices_series_names` of every slice of
-    the training folder (``p2/ct`` → ``p2_ct``; two series of one folder ``p01`` and
-    ``p01_2``; the DICOM folder's own series by its name). The PatientID the split may go by
-    is never used (sliceseg does not write it).
+    tables of `sliceseg predict` name it: ``names`` is
+    `sliceseg.io.series_plan.planned_series_names` of the training slices, over every series
+    of their DICOM folder (``p2/ct`` → ``p2_ct``; two series of one folder ``p01`` and
+    ``p01_2``, an unlabelled one counted; the DICOM folder's own series by its name). The
+    PatientID the split may go by is never used (sliceseg does not write it).
 
     Example:
         >>> held_out_series(validation, names)  # sub03's three slices, one series

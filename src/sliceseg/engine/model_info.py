@@ -21,6 +21,7 @@ from sliceseg.measure.familiarity import ALWAYS_PRESENT, MIN_SERIES, TrainingPro
 from sliceseg.measure.profile_damage import damage_in_words, damaged_checks
 from sliceseg.model_space.intensity import PER_SLICE
 from sliceseg.models.bundle import Bundle, as_bundle
+from sliceseg.models.run_end import checked_run_end
 from sliceseg.postprocess.cleanup import PostProcessing
 
 __all__ = ["model_summary"]
@@ -229,10 +230,12 @@ def _ended_beside(best: Path, epoch: int, name: str) -> dict[str, Any] | None:
         return None
     if not (is_newer and isinstance(written, dict) and written.get("best_epoch") == epoch):
         return None
-    if "epochs_completed" not in written:
-        return None
     fields = ("epochs_completed", "ended_by", "best_val_dice")
-    return {**{k: written.get(k) for k in fields}, "read_from": path.name}
+    try:  # one edited by hand (a null count of epochs) is not a record of the run's end
+        end = checked_run_end({k: written.get(k) for k in fields})
+    except ValueError:
+        return None
+    return None if end is None else {**end, "read_from": path.name}
 
 
 def _profile_text(familiarity: dict[str, Any] | None, best_name: str | None = None) -> str:

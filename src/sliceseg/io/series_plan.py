@@ -23,10 +23,12 @@ from sliceseg.io.dicom import Slice, read_files, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
 from sliceseg.io.dicom_headers import not_an_image
 from sliceseg.io.identity import (
+    Identified,
     series_key,
     series_name_key,
     series_names,
     slice_key,
+    slices_series_names,
     top_series_name,
 )
 from sliceseg.thread_warnings import silenced
@@ -37,6 +39,7 @@ __all__ = [
     "PlannedSeries",
     "decode_series",
     "plan_cohort",
+    "planned_series_names",
     "read_series_uid",
 ]
 
@@ -167,6 +170,32 @@ def plan_cohort(root: Path | str, *, exclude: Path | None = None) -> CohortPlan:
     return CohortPlan(
         root, tuple(sorted(series, key=lambda s: series_name_key(s.name))), tuple(skipped)
     )
+
+
+def planned_series_names(
+    plan: CohortPlan, images: Sequence[Identified], keys: Sequence[str]
+) -> dict[str, str]:
+    """Name the series of some of a folder's slices (a labelled set's) as `sliceseg predict`
+    names them: over every DICOM file of the folder (``plan``), so that a series without label
+    maps, or whose first file has none, does not shift the ``_2``, ``_3``, ... of the others.
+
+    Args:
+        plan: the folder's plan (`plan_cohort`).
+        images: some of its slices.
+        keys: each slice's `slice_key`.
+
+    Returns:
+        Per `series_key` of ``images``, the series' name.
+
+    Example:
+        >>> planned_series_names(plan_cohort(Path("train/dicoms")), slices, keys)
+        {'1.2.3': 'p01_2'}
+    """
+    planned = {s.key: s.name for s in plan.series}
+    found = slices_series_names(  # a series the plan did not see (not expected): its own name
+        images, keys, root_name=top_series_name(plan.root)
+    )
+    return {key: planned.get(key, name) for key, name in found.items()}
 
 
 def read_series_uid(path: Path) -> str:

@@ -26,6 +26,7 @@ from sliceseg.io.files import atomic_write_bytes, finished_outputs
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
+from sliceseg.models.run_end import checked_run_end
 from sliceseg.thread_warnings import silenced
 from sliceseg.user_paths import user_path
 from sliceseg.wording import few_of
@@ -172,7 +173,7 @@ class ModelMetadata:
             else tuple(str(m) for m in data["modalities"]),
             started_from=None if data.get("started_from") is None else dict(data["started_from"]),
             validation_series=_series_pairs(data.get("validation_series")),
-            run_end=None if data.get("run_end") is None else dict(data["run_end"]),
+            run_end=checked_run_end(data.get("run_end")),
         )
 
     @property
@@ -303,6 +304,14 @@ def save_bundle(
     buffer = io.BytesIO()
     torch.save(bundle_payload(model, metadata, training_state=training_state), buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def saved_bundle(path: Path, model: nn.Module, metadata: ModelMetadata) -> Bundle:
+    """Return the `Bundle` that ``load_bundle(path)`` gives once ``save_bundle(path, model,
+    metadata)`` has written it, without writing (the network rebuilt on the CPU, in eval mode)."""
+    payload = bundle_payload(model, metadata)
+    rebuilt = ModelMetadata.from_dict(payload["metadata"])
+    return Bundle(_rebuilt_model(path, rebuilt, payload["state_dict"]), rebuilt, path)
 
 
 def load_bundle(path: Path | str, *, map_location: str | torch.device = "cpu") -> Bundle:

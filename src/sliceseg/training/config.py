@@ -50,7 +50,15 @@ class TrainConfig:
         out_dir: where models, history and settings are written.
         model_filename: stem of every file written (``<model_filename>_<epoch>.pt``).
         arch: architecture name ("unet" or "pyramid").
-        input_shape: side of the square model grid in pixels (aspect of slices is kept).
+        input_shape: side in pixels of the square crops the network trains on (and of the
+            windows a network with instance norms predicts by), at the model's spacing: every
+            slice is resampled to that spacing, aspect kept, and seen a crop at a time, never
+            squeezed onto an ``input_shape``² grid. The spacing is ``target_spacing_mm``, else
+            as ``view`` decides: "native", the training slices' median; "whole" / "wide", the
+            median or coarser, so that ``input_shape`` pixels span that share of the median
+            slice (a larger ``input_shape``: finer pixels, down to the median); "auto", one of
+            "native" and "wide" by the share an ``input_shape`` crop at the median shows.
+            Divisible by the architecture's divisor (a U-Net of depth 5: 16).
         num_labels: number of ROIs K; inferred from the data when None, checked when given.
         roi_names: names of ROIs 1..K; from ``labels.txt`` or "ROI k" when None.
         epochs: number of passes over the training slices; None (default): with

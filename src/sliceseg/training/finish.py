@@ -14,9 +14,10 @@ import pandas as pd
 
 from sliceseg._version import __version__
 from sliceseg.io.files import atomic_write_text
-from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.measure.familiarity import TrainingProfile
+from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, save_bundle, saved_bundle
 from sliceseg.training.distributed import parameter_checksum
-from sliceseg.training.profile import add_profile
+from sliceseg.training.profile import bundle_profile
 from sliceseg.training.session import Session
 from sliceseg.training.state import TrainingState
 from sliceseg.training.validation import no_roi_line
@@ -59,22 +60,18 @@ def is_finished(checkpoint: Path, model_filename: str, epoch: int) -> bool:
     return is_newer and isinstance(written, dict) and written.get("epochs_completed") == epoch
 
 
-def _store_profile(session: Session, best_path: Path, log: Log) -> None:
-    """Add the training data's profile to the best model; a run of one training slice (two
-    patients of one slice each) has none to learn, and says so."""
+def _profile(session: Session, best: Bundle, log: Log) -> TrainingProfile | None:
+    """The training data's profile for the best model; None for a run of one training slice
+    (two patients of one slice each), which has none to learn, and says so."""
     train = session.data.train
     if len(train) < 2:
         log(
-            f"No training data profile in {best_path.name}: it needs at least 2 training "
-            f"slices, this run has {len(train)}; predict will not say which series are unlike "
-            "the training data."
+            f"No training data profile in {session.path('best.pt').name}: it needs at least 2 "
+            f"training slices, this run has {len(train)}; predict will not say which series "
+            "are unlike the training data."
         )
-        return
-    profile = add_profile(best_path, train, session.data.validation, divisor=session.divisor)
-    log(
-        f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
-        "slices): predict warns when a series is unlike it."
-    )
+        return None
+    return bundle_profile(best, train, session.data.validation, divisor=session.divisor)
 
 
 def _best_epoch(session: Session, state: TrainingState) -> float:
@@ -149,15 +146,24 @@ def _run_end(state: TrainingState) -> dict[str, Any]:
 
 
 def _write_best(session: Session, state: TrainingState, log: Log) -> None:
-    """Give the best model the run's end (the epochs it chose from) and the training data's
-    profile; when nothing was validated, or a resumed folder lacks it, the last epoch's model
-    is the best we know (an earlier run's best was removed when this run began)."""
+    """Write the best model with the run's end (the epochs it chose from) and the training
+    data's profile, in one write; when nothing was validated, or a resumed folder lacks it,
+    the last epoch's model is the best we know (an earlier run's best was removed when this
+    run began)."""
     best_path, epoch = session.path("best.pt"), state.epoch
     if state.best_val_dice is None or not best_path.exists():
-        save_bundle(best_path, session.evaluated, session.metadata_at(epoch))
+        best = saved_bundle(best_path, session.evaluated, session.metadata_at(epoch))
+    else:
+        best = load_bundle(best_path)
     if state.best_val_dice is None and len(session.data.validation):
         log(no_roi_line(best_path.name, epoch))
-    bundle = load_bundle(best_path)
-    ended = {**bundle.metadata.to_dict(), "run_end": _run_end(state)}
-    save_bundle(best_path, bundle.model, ModelMetadata.from_dict(ended))
-    _store_profile(session, best_path, log)
+    ended = {**best.metadata.to_dict(), "run_end": _run_end(state)}
+    profile = _profile(session, best, log)
+    if profile is not None:
+        ended["familiarity"] = profile.to_dict()
+    save_bundle(best_path, best.model, ModelMetadata.from_dict(ended))
+    if profile is not None:
+        log(
+            f"Stored the training data's profile in {best_path.name} ({profile.num_slices} "
+            "slices): predict warns when a series is unlike it."
+        )

@@ -23,12 +23,12 @@ from sliceseg.measure.familiarity import TrainingProfile, build_profile
 from sliceseg.measure.feature_pooling import BODY_POOLING
 from sliceseg.measure.slice_traits import slice_traits
 from sliceseg.model_space.batches import SpacedTensors, centre_channel
-from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
+from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, save_bundle
 from sliceseg.models.features import deepest_features
 from sliceseg.models.folding import inference_network
 from sliceseg.postprocess.cleanup import PostProcessing
 
-__all__ = ["add_profile", "training_profile"]
+__all__ = ["add_profile", "bundle_profile", "training_profile"]
 
 
 def add_profile(
@@ -48,8 +48,27 @@ def add_profile(
         ValueError: the training set has no labels or fewer than two slices.
     """
     bundle = load_bundle(path)
+    profile = bundle_profile(bundle, train, validation, divisor=divisor)
+    data = {**bundle.metadata.to_dict(), "familiarity": profile.to_dict()}
+    if modalities is not None:  # reprofile: an older file gains them too
+        data["modalities"] = list(modalities)
+    save_bundle(
+        path, bundle.model, ModelMetadata.from_dict(data), training_state=bundle.training_state
+    )
+    return profile
+
+
+def bundle_profile(
+    bundle: Bundle, train: SpacedTensors, validation: SpacedTensors | None, *, divisor: int
+) -> TrainingProfile:
+    """The profile of ``bundle``'s network (:func:`training_profile`), its validation slices
+    predicted with the file's own input size and post-processing.
+
+    Raises:
+        ValueError: the training set has no labels or fewer than two slices.
+    """
     meta = bundle.metadata
-    profile = training_profile(
+    return training_profile(
         bundle.model,
         train,
         validation,
@@ -58,13 +77,6 @@ def add_profile(
         input_size=meta.input_size,
         post=PostProcessing.from_dict(meta.postprocessing or {}),
     )
-    data = {**bundle.metadata.to_dict(), "familiarity": profile.to_dict()}
-    if modalities is not None:  # reprofile: an older file gains them too
-        data["modalities"] = list(modalities)
-    save_bundle(
-        path, bundle.model, ModelMetadata.from_dict(data), training_state=bundle.training_state
-    )
-    return profile
 
 
 def training_profile(

@@ -13,8 +13,8 @@ from sliceseg.dataset.samples import load_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import held_out_series, hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.identity import slices_series_names, top_series_name
 from sliceseg.io.neighbours import neighbour_step_mm
+from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.measure.tissue import modality_values
 from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
@@ -82,14 +82,17 @@ def load_training_data(
         check_lines=check_warning_lines(report, config.data_source()),
         num_check_warnings=len(report.warnings),
         modalities=modality_values(s.image.modality for s in samples),
-        validation_series=held_out_series(val_samples, _series_names(samples, config)),
+        validation_series=held_out_series(
+            val_samples, _series_names(samples, config.data_source())
+        ),
     )
 
 
-def _series_names(samples: Sequence[Sample], config: TrainConfig) -> dict[str, str]:
-    """Every training slice's series named as `sliceseg predict`'s tables name it."""
-    root = top_series_name(config.data_source().images_dir)
-    return slices_series_names([s.image for s in samples], [s.key for s in samples], root_name=root)
+def _series_names(samples: Sequence[Sample], source: DataSource) -> dict[str, str]:
+    """Every training slice's series named as `sliceseg predict` names it in the DICOM folder
+    (an unlabelled series beside it included, `planned_series_names`)."""
+    plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
+    return planned_series_names(plan, [s.image for s in samples], [s.key for s in samples])
 
 
 def check_warning_lines(report: CheckReport, source: DataSource) -> tuple[str, ...]:
