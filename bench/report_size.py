@@ -43,6 +43,7 @@ def build_study(out: Path, *, slices: int, size: int, series: int, unique: int) 
 
     images, labels, spacings = make_phantom_arrays(unique, size=(size, size), seed=1)
     per_series = -(-slices // series)
+    series = -(-slices // per_series)  # 2 slices asked in 5 series make 2 series, not 3 empty
     keys = [f"series{1 + i // per_series}/s{i:04d}" for i in range(slices)]
     picks = [i % unique for i in range(slices)]
     stack = [

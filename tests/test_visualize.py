@@ -340,6 +340,12 @@ class TestPlotAreas:
         with pytest.raises(ConfigError, match="3 series ids for 2 slices"):
             plot_areas(table, series=["a", "b", "c"])
 
+    def test_a_table_without_slices_is_refused_in_words(self):
+        """An empty table (only summary rows) crashed inside zip() ("argument 2 is longer")."""
+        table = pd.DataFrame({n: [1.0] for n in NAMES}, index=["mean"])
+        with pytest.raises(ConfigError, match="no slice row to plot"):
+            plot_areas(table)
+
 
 class TestPlotBlandAltman:
     def test_bias_and_limits_are_labelled(self, tmp_path):

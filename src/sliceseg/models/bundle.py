@@ -48,7 +48,8 @@ class ModelMetadata:
         arch: registry name of the architecture ("unet", "pyramid").
         hyperparameters: the architecture's hyper-parameters, as passed to ``build_model``.
         num_classes: output channels, ROIs plus background (K + 1).
-        input_size: side of the square model grid in pixels.
+        input_size: side in pixels of the square training crops and prediction windows, at
+            ``target_spacing_mm`` (files without one: the grid every slice is squeezed onto).
         roi_names: names of ROIs 1..K, in label order.
         normalisation: name of the intensity normalisation applied before the model:
             "robust_zscore" (each slice z-scored on its own; every file before CT's) or

@@ -119,9 +119,12 @@ def plot_areas(
         The figure; ``fig.axes[k - 1]`` is ROI k's panel.
 
     Raises:
-        ConfigError: ``series`` has a different length from the table.
+        ConfigError: ``series`` has a different length from the table, or the table has no
+            slice row.
     """
     values, slices = _slice_values(area_table)
+    if values.empty:
+        raise ConfigError("the area table has no slice row to plot; measure at least one slice.")
     ids = list(series) if series is not None else [""] * len(values)
     if len(ids) != len(values):
         raise ConfigError(f"{len(ids)} series ids for {len(values)} slices; give one per slice.")
