@@ -8,8 +8,10 @@ process ends, ``kill -9`` too) and refreshes its mtime every minute, so that a l
 process that is gone does not block for ever: on the same host, a lock whose ``flock`` is free
 or whose process no longer runs is taken over; on another host (whether its process runs cannot
 be told from here, and some cluster file systems lock per node) one not refreshed for
-`STALE_AFTER_S` is. The folder's own lock (`sliceseg.inference.records.run_lock`) keeps a run of
-every series apart from shards.
+`STALE_AFTER_S` is, by the file system's clock (a file touched now: hosts' clocks differ). A
+stale lock is taken over by moving it aside first, so that of two processes that both found it
+stale, one takes it and the other is refused. The folder's own lock
+(`sliceseg.inference.records.run_lock`) keeps a run of every series apart from shards.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ STALE_AFTER_S = 600.0
 """Another host's lock not refreshed for this long is taken as its process's, which is gone."""
 _REFRESH_S = 60.0  # how often the holder touches its lock (well under STALE_AFTER_S)
 _STARTING_S = 60.0  # an empty lock this young: its creator is filling it in
+_CLOCK_PREFIX = ".sliceseg-lock.clock."  # a file touched to read the file system's clock
 
 
 def lock_path(out: Path, shard: Shard) -> Path:
@@ -93,14 +96,15 @@ def _held_by_another(path: Path) -> bool:
         return False
     try:
         locked = _flock(fd, exclusive=False)  # a shared one: it needs no write access
-        return locked is None or _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd))
+        age_s = _age_s(fd, path.parent)
+        return locked is None or _is_alive(_holder(fd), locked=locked, age_s=age_s)
     finally:
         os.close(fd)  # releases a flock taken only to look
 
 
 def _acquire(path: Path, shard: Shard) -> int:
     """Create (or open), lock and fill in the lock file; refuse when another process holds it."""
-    for _ in range(3):  # the file was removed between open and flock: take the new one
+    for _ in range(3):  # the file was removed or replaced meanwhile: look at the new one
         try:  # created here: no one holds it (another may be looking: wait for its flock)
             fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
         except FileExistsError:
@@ -110,17 +114,47 @@ def _acquire(path: Path, shard: Shard) -> int:
                 continue
         locked = _flock(fd, wait=created)
         holder = {} if created else _holder(fd)
-        if locked is None or (not created and _is_alive(holder, locked=locked, age_s=_age_s(fd))):
+        is_held = locked is None or (
+            not created and _is_alive(holder, locked=locked, age_s=_age_s(fd, path.parent))
+        )
+        if is_held:
             os.close(fd)
             raise ConfigError(_held_message(path, shard, holder))
-        if not _is_current(fd, path):
+        if not created:  # stale: taken over by whoever moves it aside first, then created anew
+            _move_aside(fd, path)
+        if not created or not _is_current(fd, path):
             os.close(fd)
             continue
         mine = json.dumps({**_this_process(), "shard": f"{shard.index}/{shard.count}"})
-        os.ftruncate(fd, 0)
         os.pwrite(fd, (mine + "\n").encode(), 0)
         return fd
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
+
+
+def _move_aside(fd: int, path: Path) -> None:
+    """Move the stale lock ``fd`` away from ``path``: of processes on two hosts (or without
+    ``flock``) that both found it stale, one rename succeeds; the other finds it gone, or
+    finds it moved the lock the first one created since, and puts that back."""
+    aside = path.with_name(f"{path.name}.stale.{_owner_id()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another process took it over first
+        return
+    try:
+        if os.stat(aside).st_ino != os.fstat(fd).st_ino:  # not the stale one: a new holder's
+            _put_back(aside, path)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """Put a live lock moved to ``aside`` back at ``path``, unless yet another was created."""
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        os.rename(aside, path)
 
 
 def _flock(fd: int, *, exclusive: bool = True, wait: bool = False) -> bool | None:
@@ -157,9 +191,29 @@ def _holder(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _age_s(fd: int) -> float:
-    """Seconds since the lock was last refreshed."""
-    return time.time() - os.fstat(fd).st_mtime
+def _age_s(fd: int, folder: Path) -> float:
+    """Seconds since the lock was last refreshed, by the clock of the file system that holds
+    it (`_file_system_now`): the hosts' own clocks may differ by minutes."""
+    return _file_system_now(folder) - os.fstat(fd).st_mtime
+
+
+def _file_system_now(folder: Path) -> float:
+    """The time the file system in ``folder`` gives a file touched now, as `_refresh` touches
+    a lock (a network file system's server sets it); this host's clock where it cannot."""
+    probe = folder / f"{_CLOCK_PREFIX}{_owner_id()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError:  # a folder this process cannot write to: it only looks
+        return time.time()
+    try:
+        os.utime(probe)
+        return os.fstat(fd).st_mtime
+    except OSError:
+        return time.time()
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def _is_alive(holder: Mapping[str, Any], *, locked: bool, age_s: float) -> bool:
@@ -216,3 +270,8 @@ def _held_message(path: Path, shard: Shard, holder: Mapping[str, Any]) -> str:
         "processes of one shard would write the same series: let it end, or stop it first. "
         f"If it no longer runs (a failed node), delete {path} and run again{stale}."
     )
+
+
+def _owner_id() -> str:
+    """This host, process and thread: a name no other taker of a lock uses at once."""
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
