@@ -45,13 +45,11 @@ from sliceseg.inference.records import (
     RunSettings,
     check_not_inputs,
     check_out_dir,
-    names_of,
     run_lock,
     undo_run_record,
-    write_input_series,
 )
 from sliceseg.inference.shard_lock import shard_lock
-from sliceseg.inference.shard_plan import check_shard_plan
+from sliceseg.inference.shard_plan import check_shard_count, write_shard_plan
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
@@ -197,8 +195,8 @@ def predict_cohort(
     plan = plan_cohort(root, exclude=out)
     with run_lock(out, whole=options.shard.is_whole), shard_lock(out, options.shard):
         previous = check_out_dir(out, record, overwrite=options.overwrite)
-        check_shard_plan(out, names_of(plan.series), options.shard, root=root)
-        inputs = write_input_series(out, plan, shard=options.shard)  # the merge's cohort
+        check_shard_count(out, options.shard)
+        inputs = write_shard_plan(out, plan, options.shard, root=root)  # the merge's cohort
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
         todo = series_to_do(out, mine, record, plan.root)

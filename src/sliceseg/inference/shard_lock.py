@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -31,15 +32,15 @@ import psutil
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
+from sliceseg.io.files import temporary_beside
 
-__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "shard_lock"]
+__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "move_aside", "shard_lock"]
 
 _LOCK_PREFIX = ".sliceseg-lock.shard-"  # hidden: never an output (`sliceseg.io.files.is_finished`)
 STALE_AFTER_S = 600.0
 """Another host's lock not refreshed for this long is taken as its process's, which is gone."""
 _REFRESH_S = 60.0  # how often the holder touches its lock (well under STALE_AFTER_S)
 _STARTING_S = 60.0  # an empty lock this young: its creator is filling it in
-_CLOCK_PREFIX = ".sliceseg-lock.clock."  # a file touched to read the file system's clock
 
 
 def lock_path(out: Path, shard: Shard) -> Path:
@@ -78,14 +79,15 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
         os.close(fd)
 
 
-def live_shards(out: Path, count: int) -> list[Shard]:
-    """The shards of ``count`` whose lock a live process holds now (`shard_lock`), by index."""
+def live_shards(out: Path, count: int | None = None) -> list[Shard]:
+    """The shards of ``count`` (of every count: None) whose lock a live process holds now
+    (`shard_lock`), by count and index."""
     found = []
-    for path in sorted(out.glob(f"{_LOCK_PREFIX}*-of-{count}")):
-        index = path.name.removeprefix(_LOCK_PREFIX).partition("-of-")[0]
-        if index.isdigit() and _held_by_another(path):
-            found.append(Shard(int(index), count))
-    return sorted(found, key=lambda shard: shard.index)
+    for path in out.glob(f"{_LOCK_PREFIX}*-of-{count or '*'}"):
+        numbers = re.fullmatch(r"(\d+)-of-(\d+)", path.name.removeprefix(_LOCK_PREFIX))
+        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path):
+            found.append(Shard(int(numbers[1]), int(numbers[2])))
+    return sorted(found, key=lambda shard: (shard.count, shard.index))
 
 
 def _held_by_another(path: Path) -> bool:
@@ -121,7 +123,7 @@ def _acquire(path: Path, shard: Shard) -> int:
             os.close(fd)
             raise ConfigError(_held_message(path, shard, holder))
         if not created:  # stale: taken over by whoever moves it aside first, then created anew
-            _move_aside(fd, path)
+            move_aside(fd, path)
         if not created or not _is_current(fd, path):
             os.close(fd)
             continue
@@ -131,24 +133,29 @@ def _acquire(path: Path, shard: Shard) -> int:
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
 
 
-def _move_aside(fd: int, path: Path) -> None:
-    """Move the stale lock ``fd`` away from ``path``: of processes on two hosts (or without
-    ``flock``) that both found it stale, one rename succeeds; the other finds it gone, or
-    finds it moved the lock the first one created since, and puts that back."""
-    aside = path.with_name(f"{path.name}.stale.{_owner_id()}")
+def move_aside(fd: int, path: Path) -> bool:
+    """Move the file ``fd`` has open away from ``path``, to take its place: of processes that
+    both judged it (a stale lock, another run's plan), one moves it; another finds it gone, or
+    finds it moved the file the first one created since, and puts that back.
+
+    Returns:
+        True when this process moved the file ``fd`` has open (then removed).
+    """
+    aside = temporary_beside(path)
     try:
         os.rename(path, aside)
-    except FileNotFoundError:  # another process took it over first
-        return
-    try:
-        if os.stat(aside).st_ino != os.fstat(fd).st_ino:  # not the stale one: a new holder's
-            _put_back(aside, path)
+        if os.stat(aside).st_ino == os.fstat(fd).st_ino:
+            return True
+        _put_back(aside, path)
+        return False
+    except FileNotFoundError:  # another process moved it first
+        return False
     finally:
         aside.unlink(missing_ok=True)
 
 
 def _put_back(aside: Path, path: Path) -> None:
-    """Put a live lock moved to ``aside`` back at ``path``, unless yet another was created."""
+    """Put a file moved to ``aside`` back at ``path``, unless yet another was created there."""
     try:
         os.link(aside, path)
     except FileExistsError:
@@ -200,20 +207,17 @@ def _age_s(fd: int, folder: Path) -> float:
 def _file_system_now(folder: Path) -> float:
     """The time the file system in ``folder`` gives a file touched now, as `_refresh` touches
     a lock (a network file system's server sets it); this host's clock where it cannot."""
-    probe = folder / f"{_CLOCK_PREFIX}{_owner_id()}"
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o644)
-    except OSError:  # a folder this process cannot write to: it only looks
+        probe = temporary_beside(folder / "clock")
+    except ConfigError:  # a folder this process cannot write to: it only looks
         return time.time()
     try:
         os.utime(probe)
-        return os.fstat(fd).st_mtime
+        return probe.stat().st_mtime
     except OSError:
         return time.time()
     finally:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            probe.unlink()
+        probe.unlink(missing_ok=True)
 
 
 def _is_alive(holder: Mapping[str, Any], *, locked: bool, age_s: float) -> bool:
@@ -270,8 +274,3 @@ def _held_message(path: Path, shard: Shard, holder: Mapping[str, Any]) -> str:
         "processes of one shard would write the same series: let it end, or stop it first. "
         f"If it no longer runs (a failed node), delete {path} and run again{stale}."
     )
-
-
-def _owner_id() -> str:
-    """This host, process and thread: a name no other taker of a lock uses at once."""
-    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
