@@ -1748,3 +1748,26 @@ def test_shards_of_another_count_are_refused_while_those_run(tiny_model, cohort_
         f"{out / '.sliceseg-lock.shard-1-of-4'}), and this is shard 2/8: shards of 4 and of 8 "
     )
     assert not (out / "series").exists()
+
+
+def test_a_resumed_run_says_its_ct_options_line_of_every_series(tiny_model, cohort_dir, tmp_path):
+    """A resumed run (sub03 redone, three series done before) said "1 series is not CT
+    (sub03 ...)" under a csa.csv of four MR series: the line counted only those it predicted."""
+    import warnings
+
+    settings = dataclasses.replace(LEAN, tissue=TissueSettings(adipose_hu=(-200.0, -40.0)))
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    shutil.rmtree(series_dir(out, "sub03"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert (run.already_done, run.finished) == (3, ["sub03"])
+    assert [note for note in run.notes if "not CT" in note] == [
+        "4 series are not CT (sub01, sub02, sub03 and 1 more; Modality MR), so --adipose-hu "
+        "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
+        "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
+    ]
+    assert pd.read_csv(out / "series.csv")["series"].tolist() == [f"sub0{k}" for k in range(1, 5)]
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert again.finished == [] and [n for n in again.notes if "not CT" in n] == run.notes[-1:]
