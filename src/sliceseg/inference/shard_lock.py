@@ -98,8 +98,9 @@ def _held_by_another(path: Path) -> bool:
         return False
     try:
         locked = _flock(fd, exclusive=False)  # a shared one: it needs no write access
-        age_s = _age_s(fd, path.parent)
-        return locked is None or _is_alive(_holder(fd), locked=locked, age_s=age_s)
+        if locked is None:
+            return True
+        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, path.parent))
     finally:
         os.close(fd)  # releases a flock taken only to look
 
