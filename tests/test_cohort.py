@@ -1678,3 +1678,96 @@ def test_series_lacking_tissue_columns_are_said_once_a_run(
     lines = [str(w.message) for w in caught] + run.notes
     found = [line for line in lines if "Modality in" in line or "Hounsfield" in line]
     assert len(found) == 1 and found[0].startswith(said)
+
+
+class _Planned(Exception):
+    """Raised where a shard would start predicting: the test is of its plan only."""
+
+
+def test_two_shards_of_one_run_planning_at_once_split_one_list(
+    tiny_model, cohort_dir, tmp_path, monkeypatch
+):
+    """Shards 1/2 and 2/2 of one SLURM array started in the same moment, sub04 removed
+    between their plans: both found no plan, both wrote their own and both ran, splitting two
+    lists (sub04 was predicted by neither, or twice)."""
+    import threading
+
+    from sliceseg.inference import records
+
+    fewer = tmp_path / "fewer"
+    shutil.copytree(cohort_dir, fewer)
+    shutil.rmtree(fewer / "sub04")
+    both_planned, digest, seen = threading.Barrier(2, timeout=20), records.inputs_digest, set()
+
+    def inputs_digest(inputs):  # the worst moment: each has planned, neither has written
+        if threading.current_thread().name not in seen:
+            seen.add(threading.current_thread().name)
+            both_planned.wait()
+        return digest(inputs)
+
+    def planned(*args, **kwargs):
+        raise _Planned
+
+    monkeypatch.setattr(records, "inputs_digest", inputs_digest)
+    monkeypatch.setattr(cohort, "recover_folders", planned)
+    out, ended = tmp_path / "out", {}
+
+    def shard(index: int, root: Path) -> None:
+        options = CohortOptions(workers=0, shard=Shard(index, 2, run="SLURM array job 7"))
+        try:
+            predict_cohort(tiny_model, root, out, settings=LEAN, options=options)
+        except (_Planned, ConfigError) as error:
+            ended[index] = error
+
+    second = threading.Thread(target=shard, args=(2, fewer), name="2")
+    second.start()
+    shard(1, cohort_dir)
+    second.join(30)
+    assert sorted(type(error).__name__ for error in ended.values()) == ["ConfigError", "_Planned"]
+    refused = next(error for error in ended.values() if isinstance(error, ConfigError))
+    assert "changed since another shard of this run (SLURM array job 7) planned it: 1 series " in (
+        str(refused)
+    )
+    kept = json.loads((out / "input_series.json").read_text())["series"]
+    winner = cohort_dir if isinstance(ended[1], _Planned) else fewer
+    assert kept == sorted(p.name for p in winner.iterdir())
+
+
+def test_shards_of_another_count_are_refused_while_those_run(tiny_model, cohort_dir, tmp_path):
+    """``--shard 1/4`` running and ``--shard 2/8`` into the same folder: they split the series
+    differently (sub02 is 2/4's and 2/8's), and nothing but the documentation said not to."""
+    from sliceseg.inference.shard_lock import shard_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    options = CohortOptions(workers=0, shard=Shard(2, 8), merge=False)
+    with shard_lock(out, Shard(1, 4)), pytest.raises(ConfigError) as refused:
+        predict_cohort(tiny_model, cohort_dir, out, settings=LEAN, options=options)
+    assert str(refused.value).startswith(
+        f"{out}: shards of 4 are running into it (shard 1/4; lock file "
+        f"{out / '.sliceseg-lock.shard-1-of-4'}), and this is shard 2/8: shards of 4 and of 8 "
+    )
+    assert not (out / "series").exists()
+
+
+def test_a_resumed_run_says_its_ct_options_line_of_every_series(tiny_model, cohort_dir, tmp_path):
+    """A resumed run (sub03 redone, three series done before) said "1 series is not CT
+    (sub03 ...)" under a csa.csv of four MR series: the line counted only those it predicted."""
+    import warnings
+
+    settings = dataclasses.replace(LEAN, tissue=TissueSettings(adipose_hu=(-200.0, -40.0)))
+    out = tmp_path / "out"
+    predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    shutil.rmtree(series_dir(out, "sub03"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert (run.already_done, run.finished) == (3, ["sub03"])
+    assert [note for note in run.notes if "not CT" in note] == [
+        "4 series are not CT (sub01, sub02, sub03 and 1 more; Modality MR), so --adipose-hu "
+        "(adipose_hu) -200 -40 measures nothing on them: the CT columns (imat_fraction, "
+        "imat_mm2, muscle_radiodensity_hu) are for CT slices only."
+    ]
+    assert pd.read_csv(out / "series.csv")["series"].tolist() == [f"sub0{k}" for k in range(1, 5)]
+    again = predict_cohort(tiny_model, cohort_dir, out, settings=settings, options=HERE)
+    assert again.finished == [] and [n for n in again.notes if "not CT" in n] == run.notes[-1:]

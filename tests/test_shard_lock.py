@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -129,3 +130,69 @@ class TestShardLock:
             take(tmp_path, Shard(1, 2))
         os.utime(path, (time.time() - 61, time.time() - 61))
         take(tmp_path, Shard(1, 2))
+
+
+class TestStaleTakeover:
+    def test_two_takers_of_one_stale_lock_leave_one_holder(self, tmp_path, monkeypatch):
+        """Tasks on two nodes (whose file system locks per node, or not at all) both found
+        another host's lock stale and both wrote themselves into it: both ran shard 1/2."""
+        monkeypatch.setattr(locks, "_flock", lambda fd, **how: False)
+        path = left_lock(tmp_path, Shard(1, 2), host="node7", pid=4242, age_s=STALE_AFTER_S + 1)
+        b_judged, a_holds = threading.Event(), threading.Event()
+        judged = locks._is_alive
+        names = {}
+
+        def is_alive(holder, *, locked, age_s):  # the worst order: B judges, A takes, B goes on
+            is_b = threading.current_thread().name == "B"
+            if holder.get("host") == "node7" and not is_b:
+                b_judged.wait(5)
+            verdict = judged(holder, locked=locked, age_s=age_s)
+            if holder.get("host") == "node7" and is_b:
+                b_judged.set()
+                a_holds.wait(5)
+            return verdict
+
+        def taker(name: str) -> None:
+            try:
+                names[name] = locks._acquire(path, Shard(1, 2))
+            except ConfigError as error:
+                names[name] = error
+            finally:
+                if name == "A":
+                    a_holds.set()
+
+        monkeypatch.setattr(locks, "_is_alive", is_alive)
+        b = threading.Thread(target=taker, args=("B",), name="B")
+        b.start()
+        taker("A")
+        b.join(10)
+        assert isinstance(names["A"], int)
+        assert os.fstat(names["A"]).st_ino == path.stat().st_ino  # A's lock is the one there
+        assert isinstance(names["B"], ConfigError)
+        assert str(names["B"]).startswith(f"{tmp_path}: shard 1/2 is already running (pid ")
+        assert json.loads(path.read_text())["host"] == HOST
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # nothing left aside
+        os.close(names["A"])
+
+
+class TestClockSkew:
+    def test_a_live_lock_of_another_host_is_not_stale_by_a_clock_ahead(self, tmp_path, monkeypatch):
+        """A host whose clock ran 15 minutes ahead took another host's lock, refreshed a
+        minute ago by the file system's clock, as stale and ran the same shard again."""
+        path = left_lock(tmp_path, Shard(2, 4), host="node7", pid=4242, age_s=60)
+        ahead = time.time() + 15 * 60
+        monkeypatch.setattr(locks.time, "time", lambda: ahead)
+        with pytest.raises(
+            ConfigError, match=r"shard 2/4 is already running \(pid 4242 on host node7"
+        ):
+            take(tmp_path, Shard(2, 4))
+        assert live_shards(tmp_path, 4) == [Shard(2, 4)]
+        assert json.loads(path.read_text())["pid"] == 4242
+
+    def test_a_stale_lock_of_another_host_is_stale_by_a_clock_behind(self, tmp_path, monkeypatch):
+        left_lock(tmp_path, Shard(2, 4), host="node7", pid=4242, age_s=STALE_AFTER_S + 60)
+        behind = time.time() - 15 * 60
+        monkeypatch.setattr(locks.time, "time", lambda: behind)
+        assert live_shards(tmp_path, 4) == []
+        take(tmp_path, Shard(2, 4))
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # no clock probe left

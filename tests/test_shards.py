@@ -379,17 +379,3 @@ def test_a_task_of_several_without_shard_takes_every_series_and_says_so(env, lau
     )
     assert parse_shard(None, TestShardAutoOddLaunches.srun_task(0, 1)).note == ""
     assert parse_shard(None, {"RANK": "1"}).note == ""  # a part: only --shard auto refuses it
-
-
-def test_a_changed_plan_names_the_series_in_the_plan_order(tmp_path):
-    """The refusal listed the added series in plain string order (``p10, p9``), unlike the
-    plan, the tables and every other line (`series_name_key`)."""
-    import json
-
-    from sliceseg.inference.shard_plan import check_shard_plan
-
-    stored = {"series": ["p1", "p2"], "run": "SLURM array job 7", "count": 2}
-    (tmp_path / "input_series.json").write_text(json.dumps(stored))
-    shard = Shard(2, 2, run="SLURM array job 7")
-    with pytest.raises(ConfigError, match=r": 2 series added \(p9, p10\); the 2 shards"):
-        check_shard_plan(tmp_path, ["p1", "p2", "p9", "p10"], shard, root=tmp_path)

@@ -16,7 +16,7 @@ import concurrent.futures as futures
 import functools
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,12 @@ from sliceseg.inference.records import (
     RunSettings,
     check_not_inputs,
     check_out_dir,
-    names_of,
+    read_series_record,
     run_lock,
     undo_run_record,
-    write_input_series,
 )
 from sliceseg.inference.shard_lock import shard_lock
-from sliceseg.inference.shard_plan import check_shard_plan
+from sliceseg.inference.shard_plan import check_shard_count, write_shard_plan
 from sliceseg.inference.shards import Shard, shard_device
 from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
@@ -116,7 +115,8 @@ class CohortRun:
         slices: slices segmented now.
         warnings: plausibility warnings of the series finished now.
         notes: exports not written; the series that lack tissue columns (no Modality, not in
-            HU, not CT given CT options: one line each for the run, `tissue_lines`).
+            HU, not CT given CT options: one line each for the run, `tissue_lines`), of every
+            series of its share (a resume: those done before too, from their records).
         unread: files left out on decoding (damaged pixels, a copy), each ``path: why``.
     """
 
@@ -197,8 +197,8 @@ def predict_cohort(
     plan = plan_cohort(root, exclude=out)
     with run_lock(out, whole=options.shard.is_whole), shard_lock(out, options.shard):
         previous = check_out_dir(out, record, overwrite=options.overwrite)
-        check_shard_plan(out, names_of(plan.series), options.shard, root=root)
-        inputs = write_input_series(out, plan, shard=options.shard)  # the merge's cohort
+        check_shard_count(out, options.shard)
+        inputs = write_shard_plan(out, plan, options.shard, root=root)  # the merge's cohort
         mine = options.shard.take(plan.series)
         recover_folders(out, {s.name for s in mine})  # what a killed run left
         todo = series_to_do(out, mine, record, plan.root)
@@ -226,22 +226,42 @@ def predict_cohort(
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
             warnings=[w for s in summaries for w in s["warnings"]],
-            notes=_notes(finished, record),
+            notes=_notes(finished, _done_summaries(out, mine, todo), record),
             unread=[n for s in summaries for n in s["skipped_files"]],
         )
 
 
-def _notes(finished: Sequence[tuple[str, dict[str, Any]]], record: RunRecord) -> list[str]:
-    """The exports not written, then the run's one line each on the series that lack tissue
-    columns (`tissue_lines`; each series' writer keeps quiet about them)."""
+def _notes(
+    finished: Sequence[tuple[str, dict[str, Any]]],
+    done: Mapping[str, Mapping[str, Any]],
+    record: RunRecord,
+) -> list[str]:
+    """The exports not written now, then the run's one line each on the series that lack tissue
+    columns (`tissue_lines`; each series' writer keeps quiet about them): of every series of
+    its share, those finished now and those ``done`` before (a resume), as its tables hold them."""
     exports = [note for _, summary in finished for note in summary["export_notes"]]
     settings = record.settings
-    in_order = sorted(finished, key=lambda item: series_name_key(item[0]))  # not as they ended
+    summaries = {**done, **dict(finished)}
     series = {
-        name: SeriesTissue(tuple(summary["modality"]), summary["not_hu"])
-        for name, summary in in_order
+        name: SeriesTissue(tuple(summaries[name]["modality"]), summaries[name].get("not_hu", ""))
+        for name in sorted(summaries, key=series_name_key)  # not as they ended
     }
     return [*exports, *tissue_lines(series, settings.roi_names, settings.tissue)]
+
+
+def _done_summaries(
+    out: Path, mine: Sequence[PlannedSeries], todo: Sequence[PlannedSeries]
+) -> dict[str, dict[str, Any]]:
+    """The summaries in the records of the series of ``mine`` done before this run (those of
+    records written before sliceseg kept the series' Modality are left out)."""
+    redone = {s.name for s in todo}
+    found = {}
+    for series in mine:
+        stored = None if series.name in redone else read_series_record(out, series.name)
+        summary = (stored or {}).get("summary")
+        if isinstance(summary, dict) and isinstance(summary.get("modality"), list):
+            found[series.name] = summary
+    return found
 
 
 def _first_line(options: CohortOptions, planned: int, mine: int, todo: int) -> str:

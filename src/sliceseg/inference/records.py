@@ -52,6 +52,7 @@ __all__ = [
     "check_not_inputs",
     "check_out_dir",
     "damaged_tables",
+    "input_series_text",
     "inputs_digest",
     "is_done",
     "read_input_digests",
@@ -282,18 +283,34 @@ def _put_back(path: Path, previous: str | None) -> None:
 
 
 def write_input_series(out: Path, plan: CohortPlan, *, shard: Shard | None = None) -> str | None:
-    """Keep what the run's input holds: ``OUT/input_series.json``, the names of its series, the
-    `inputs_digest` of each one's files, and the files its plan left out (path under the
-    input, why; the first `SHOWN_LINES`, all counted, as the report shows them: compact
-    however many), and the run and shard count that planned it (`sliceseg.inference.shard_plan`).
-
-    Every shard plans the whole input, so every shard writes the same text (atomically; one
-    line of JSON). The merge leaves out the finished series not named (`read_input_series`)
-    and names the files in the report (`read_input_skipped`), after shards as unsharded.
+    """Keep what the run's input holds: ``OUT/input_series.json`` (`input_series_text`), as a
+    run of every series writes it (shards: `sliceseg.inference.shard_plan.write_shard_plan`).
 
     Returns:
         None when the file already held this; else what it held before ("" when there was
         none), for `undo_run_record`.
+    """
+    text = input_series_text(plan, shard=shard)
+    path = out / _INPUT_SERIES
+    try:
+        previous = path.read_text(encoding="utf-8")
+    except OSError:
+        previous = ""
+    if previous == text:
+        return None
+    atomic_write_text(path, text)
+    return previous
+
+
+def input_series_text(plan: CohortPlan, *, shard: Shard | None = None) -> str:
+    """``OUT/input_series.json``'s text: the names of the input's series, the `inputs_digest`
+    of each one's files, and the files its plan left out (path under the input, why; the first
+    `SHOWN_LINES`, all counted, as the report shows them: compact however many), and the run
+    and shard count that planned it (`sliceseg.inference.shard_plan`); one line of JSON.
+
+    Every shard plans the whole input, so every shard of a run has the same. The merge leaves
+    out the finished series not named (`read_input_series`) and names the files in the report
+    (`read_input_skipped`), after shards as unsharded.
     """
     shown = [f.relative_to_input(plan.root) for f in plan.skipped[:SHOWN_LINES]]
     skipped = [
@@ -308,16 +325,7 @@ def write_input_series(out: Path, plan: CohortPlan, *, shard: Shard | None = Non
         "run": shard.run if shard else "",  # so that a later shard of this run splits the same list
         "count": shard.count if shard else 1,
     }
-    text = json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
-    path = out / _INPUT_SERIES
-    try:
-        previous = path.read_text(encoding="utf-8")
-    except OSError:
-        previous = ""
-    if previous == text:
-        return None
-    atomic_write_text(path, text)
-    return previous
+    return json.dumps({"format_version": FORMAT_VERSION, **data}) + "\n"
 
 
 def read_input_series(out: Path) -> frozenset[str] | None:

@@ -8,8 +8,10 @@ process ends, ``kill -9`` too) and refreshes its mtime every minute, so that a l
 process that is gone does not block for ever: on the same host, a lock whose ``flock`` is free
 or whose process no longer runs is taken over; on another host (whether its process runs cannot
 be told from here, and some cluster file systems lock per node) one not refreshed for
-`STALE_AFTER_S` is. The folder's own lock (`sliceseg.inference.records.run_lock`) keeps a run of
-every series apart from shards.
+`STALE_AFTER_S` is, by the file system's clock (a file touched now: hosts' clocks differ). A
+stale lock is taken over by moving it aside first, so that of two processes that both found it
+stale, one takes it and the other is refused. The folder's own lock
+(`sliceseg.inference.records.run_lock`) keeps a run of every series apart from shards.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -29,8 +32,9 @@ import psutil
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
+from sliceseg.io.files import temporary_beside
 
-__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "shard_lock"]
+__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "move_aside", "shard_lock"]
 
 _LOCK_PREFIX = ".sliceseg-lock.shard-"  # hidden: never an output (`sliceseg.io.files.is_finished`)
 STALE_AFTER_S = 600.0
@@ -75,14 +79,15 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
         os.close(fd)
 
 
-def live_shards(out: Path, count: int) -> list[Shard]:
-    """The shards of ``count`` whose lock a live process holds now (`shard_lock`), by index."""
+def live_shards(out: Path, count: int | None = None) -> list[Shard]:
+    """The shards of ``count`` (of every count: None) whose lock a live process holds now
+    (`shard_lock`), by count and index."""
     found = []
-    for path in sorted(out.glob(f"{_LOCK_PREFIX}*-of-{count}")):
-        index = path.name.removeprefix(_LOCK_PREFIX).partition("-of-")[0]
-        if index.isdigit() and _held_by_another(path):
-            found.append(Shard(int(index), count))
-    return sorted(found, key=lambda shard: shard.index)
+    for path in out.glob(f"{_LOCK_PREFIX}*-of-{count or '*'}"):
+        numbers = re.fullmatch(r"(\d+)-of-(\d+)", path.name.removeprefix(_LOCK_PREFIX))
+        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path):
+            found.append(Shard(int(numbers[1]), int(numbers[2])))
+    return sorted(found, key=lambda shard: (shard.count, shard.index))
 
 
 def _held_by_another(path: Path) -> bool:
@@ -93,14 +98,16 @@ def _held_by_another(path: Path) -> bool:
         return False
     try:
         locked = _flock(fd, exclusive=False)  # a shared one: it needs no write access
-        return locked is None or _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd))
+        if locked is None:
+            return True
+        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, path.parent))
     finally:
         os.close(fd)  # releases a flock taken only to look
 
 
 def _acquire(path: Path, shard: Shard) -> int:
     """Create (or open), lock and fill in the lock file; refuse when another process holds it."""
-    for _ in range(3):  # the file was removed between open and flock: take the new one
+    for _ in range(3):  # the file was removed or replaced meanwhile: look at the new one
         try:  # created here: no one holds it (another may be looking: wait for its flock)
             fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
         except FileExistsError:
@@ -110,17 +117,52 @@ def _acquire(path: Path, shard: Shard) -> int:
                 continue
         locked = _flock(fd, wait=created)
         holder = {} if created else _holder(fd)
-        if locked is None or (not created and _is_alive(holder, locked=locked, age_s=_age_s(fd))):
+        is_held = locked is None or (
+            not created and _is_alive(holder, locked=locked, age_s=_age_s(fd, path.parent))
+        )
+        if is_held:
             os.close(fd)
             raise ConfigError(_held_message(path, shard, holder))
-        if not _is_current(fd, path):
+        if not created:  # stale: taken over by whoever moves it aside first, then created anew
+            move_aside(fd, path)
+        if not created or not _is_current(fd, path):
             os.close(fd)
             continue
         mine = json.dumps({**_this_process(), "shard": f"{shard.index}/{shard.count}"})
-        os.ftruncate(fd, 0)
         os.pwrite(fd, (mine + "\n").encode(), 0)
         return fd
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
+
+
+def move_aside(fd: int, path: Path) -> bool:
+    """Move the file ``fd`` has open away from ``path``, to take its place: of processes that
+    both judged it (a stale lock, another run's plan), one moves it; another finds it gone, or
+    finds it moved the file the first one created since, and puts that back.
+
+    Returns:
+        True when this process moved the file ``fd`` has open (then removed).
+    """
+    aside = temporary_beside(path)
+    try:
+        os.rename(path, aside)
+        if os.stat(aside).st_ino == os.fstat(fd).st_ino:
+            return True
+        _put_back(aside, path)
+        return False
+    except FileNotFoundError:  # another process moved it first
+        return False
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """Put a file moved to ``aside`` back at ``path``, unless yet another was created there."""
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        os.rename(aside, path)
 
 
 def _flock(fd: int, *, exclusive: bool = True, wait: bool = False) -> bool | None:
@@ -157,9 +199,26 @@ def _holder(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _age_s(fd: int) -> float:
-    """Seconds since the lock was last refreshed."""
-    return time.time() - os.fstat(fd).st_mtime
+def _age_s(fd: int, folder: Path) -> float:
+    """Seconds since the lock was last refreshed, by the clock of the file system that holds
+    it (`_file_system_now`): the hosts' own clocks may differ by minutes."""
+    return _file_system_now(folder) - os.fstat(fd).st_mtime
+
+
+def _file_system_now(folder: Path) -> float:
+    """The time the file system in ``folder`` gives a file touched now, as `_refresh` touches
+    a lock (a network file system's server sets it); this host's clock where it cannot."""
+    try:
+        probe = temporary_beside(folder / "clock")
+    except ConfigError:  # a folder this process cannot write to: it only looks
+        return time.time()
+    try:
+        os.utime(probe)
+        return probe.stat().st_mtime
+    except OSError:
+        return time.time()
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def _is_alive(holder: Mapping[str, Any], *, locked: bool, age_s: float) -> bool:

@@ -53,25 +53,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     if in_temporary_folder(target):
         yield from _direct_path(target)
         return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(  # named for its process: `clear_killed_writes`
-            prefix=f"{TEMP_PREFIX}{target.stem}.{_owner()}{_OWNER_END}",
-            suffix=target.suffix,
-            dir=target.parent,
-        )
-    except OSError as error:
-        raise ConfigError(
-            f"{target}: cannot write here ({_why(target.parent, error)}); choose another output "
-            "path."
-        ) from error
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temporary_beside(target)
     try:
         with _writing(target, tmp):
             yield tmp
-            # mkstemp creates 0600; outputs are meant for colleagues, so give them the usual mode.
-            os.chmod(tmp, 0o666 & ~_current_umask())
             os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -310,6 +295,31 @@ def signals_held() -> Iterator[None]:
                 handler(got, frame)
             elif handler == signal.SIG_DFL:  # the process ends, as it would have
                 signal.raise_signal(got)
+
+
+def temporary_beside(target: Path) -> Path:
+    """Create an empty hidden file beside ``target``, named for this process (so that a run
+    killed before removing it leaves one that `clear_killed_writes` removes).
+
+    Raises:
+        ConfigError: the folder cannot be written to.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{target.stem}.{_owner()}{_OWNER_END}",
+            suffix=target.suffix,
+            dir=target.parent,
+        )
+    except OSError as error:
+        raise ConfigError(
+            f"{target}: cannot write here ({_why(target.parent, error)}); choose another output "
+            "path."
+        ) from error
+    os.close(fd)
+    # mkstemp creates 0600; outputs are meant for colleagues, so give them the usual mode.
+    os.chmod(name, 0o666 & ~_current_umask())
+    return Path(name)
 
 
 _TOGETHER = f"{TEMP_PREFIX}together."  # + "<host>-<pid>." + mkdtemp's random end
