@@ -33,7 +33,8 @@ from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.label_volume import LabelVolume
-from sliceseg.io.volume_slices import TOLERANCE_VOXELS, locate_slice_plane
+from sliceseg.io.slice_geometry import TOLERANCE_VOXELS
+from sliceseg.io.volume_slices import locate_slice_plane
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.wording import few_of
 

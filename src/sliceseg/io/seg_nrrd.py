@@ -31,7 +31,7 @@ from sliceseg.io.label_volume import (
     check_roi_values,
     unreadable,
 )
-from sliceseg.io.volume_slices import series_grid
+from sliceseg.io.series_grid import series_grid
 from sliceseg.thread_warnings import silenced
 
 _NRRD_ERRORS: tuple[type[BaseException], ...] = (
