@@ -58,12 +58,14 @@ def write_slicer_seg(
     ijk_to_lps: np.ndarray,
     extent_offset: tuple[int, int, int] = (0, 0, 0),
 ) -> Path:
-    """Write ``voxels`` ([i, j, k] or [layer, i, j, k]) as a Slicer .seg.nrrd with pynrrd."""
+    """Write ``voxels`` ([i, j, k] or [layer, i, j, k]) as a Slicer .seg.nrrd with pynrrd; a
+    ``path`` ending in .nhdr gets a detached header, its data in ``<stem>.raw.gz`` beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = slicer_header(
         segments, shape=voxels.shape, ijk_to_lps=ijk_to_lps, extent_offset=extent_offset
     )
-    nrrd.write(str(path), voxels, header, index_order="F")
+    detached = path.suffix == ".nhdr"
+    nrrd.write(str(path), voxels, header, index_order="F", detached_header=detached)
     return path
 
 

@@ -428,6 +428,24 @@ class TestCheckWithVolumes:
             f"sub01_s0{i}.png" for i in range(4)
         ]
 
+    def test_a_detached_seg_nhdr_labels_its_series_and_its_data_file_is_not_skipped(
+        self, phantom, tmp_path
+    ):
+        data = volume_dataset(phantom, tmp_path)
+        volume = read_label_volume(data / "labels" / "sub02.seg.nrrd")
+        (data / "labels" / "sub02.seg.nrrd").unlink()
+        segments = slicer_files.named_segments(names_of(phantom))
+        target = data / "labels" / "sub02.seg.nhdr"
+        slicer_files.write_slicer_seg(target, volume.values, segments, ijk_to_lps=volume.ijk_to_lps)
+        samples, report = load_samples(data)
+        reference_samples, _ = load_samples(phantom / "train")
+        assert report.is_trainable and report.problems == []
+        assert report.pairing.skipped == []  # sub02.seg.raw.gz is the header's, not a stray file
+        by_key = {s.key: s.label for s in reference_samples}
+        assert sorted(s.key for s in samples) == sorted(by_key)
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
     def test_mixed_with_per_slice_files(self, phantom, tmp_path):
         data = volume_dataset(phantom, tmp_path, names_file=True)
         (data / "labels" / "sub03.seg.nrrd").unlink()
