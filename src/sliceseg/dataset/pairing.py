@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sliceseg.dataset.source import ROI_NAMES_FILE
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_files import (
@@ -133,8 +134,12 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     data_files = _volume_data_files(label_files)
     is_shared = labels_dir.resolve() == images_dir.resolve()
     if is_shared:
-        skipped = [
-            s for s in skipped if not _is_label_name(s.path.name) and s.path not in data_files
+        skipped = [  # a label file, a volume's data, ROI names: the label side says what they are
+            s
+            for s in skipped
+            if not _is_label_name(s.path.name)
+            and s.path not in data_files
+            and s.path.name.lower() != ROI_NAMES_FILE
         ]
     # In one folder a stray file (notes.txt) is already skipped as no DICOM: list it once.
     known = (set(image_paths) if is_shared else set()) | {s.path for s in skipped} | data_files
@@ -188,10 +193,25 @@ def _label_maps(
         elif is_volume_name(path.name) or is_dicom_seg(path):
             continue  # paired per series by sliceseg.dataset.volume_labels
         else:
-            valid = ", ".join(LABEL_SUFFIXES)
-            reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
-            skipped.append(SkippedFile(path, reason))
+            skipped.append(SkippedFile(path, _not_a_label_map(path, labels_dir)))
     return labels, skipped
+
+
+def _not_a_label_map(path: Path, labels_dir: Path) -> str:
+    """Why a file of the label folder is skipped; ROI names there get where they are read."""
+    if path.name.lower() == ROI_NAMES_FILE:
+        beside = labels_dir.parent / ROI_NAMES_FILE
+        fix = (
+            f"the names are read from {beside}; remove this one"
+            if beside.is_file()
+            else f"move it to {beside}"
+        )
+        return (
+            f"ROI names inside the label folder are not read; expected {ROI_NAMES_FILE} beside "
+            f"the label folder; {fix}"
+        )
+    valid = ", ".join(LABEL_SUFFIXES)
+    return f"not a label map: suffix '{path.suffix}' is not one of {valid}"
 
 
 def _is_label_name(name: str) -> bool:
