@@ -218,9 +218,39 @@ class TestLoadVolumeLabels:
         assert problem.paths == (data / "labels" / "sub01.seg.nrrd",)
         assert report.is_trainable and report.num_samples == 11
 
+    def test_a_volume_finer_only_along_the_normal_is_named_with_its_fix(self, phantom, tmp_path):
+        """Drawn on a thin reconstruction (6 planes per slice): the planes between the slices
+        were blamed on missing DICOM files, and the fix given was to add them."""
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        fine = np.repeat(volume.values, 6, axis=2)[:, :, :19]  # slice k on plane 6 k
+        affine = volume.ijk_to_lps.copy()
+        affine[:3, 2] /= 6
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, fine, segments, ijk_to_lps=affine)
+        samples, report = load_samples(data)
+        step = volume.spacing_mm[2]
+        (problem,) = [p for p in report.problems if p.kind == "untaken_planes"]
+        assert problem.severity == "warning" and problem.paths == (path,)
+        assert problem.message == (
+            f"sub01.seg.nrrd: its planes lie {step / 6:.3g} mm apart along the slice normal, the "
+            f"series' slices {step:.3g} mm (6 planes per slice: drawn on a thinner "
+            "reconstruction); only the planes on the slices are used, the labels of 15 planes "
+            "between them are not; give the segmentation this series as its reference geometry "
+            "(Segment Editor: Specify geometry, oversampling 1) and save it again"
+        )
+        reference, _ = load_samples(phantom / "train")
+        by_key = {s.key: s.label for s in reference}
+        assert len(samples) == 12
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
     def test_many_untaken_planes_are_named_eight_and_counted(self):
         """It ended the list with ", ...", where every other list says "and 2 more" (`few_of`)."""
-        found = SimpleNamespace(untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]})
+        found = SimpleNamespace(
+            untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]}, finer_planes={}
+        )
         (problem,) = volume_labels._untaken_problems(found)
         planes = ", ".join(f"k = {k}" for k in range(8))
         assert problem.message.startswith(

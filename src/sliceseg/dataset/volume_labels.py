@@ -58,13 +58,16 @@ class SliceLabel:
 
 @dataclass(frozen=True, eq=False)
 class SeriesLabels:
-    """What one volume gives its series: labelled slices, those it leaves empty, and its
-    labelled planes that no slice lies on (``untaken``: (axis 0..2, plane index) pairs)."""
+    """What one volume gives its series: labelled slices, those it leaves empty, its labelled
+    planes that no slice lies on (``untaken``: (axis 0..2, plane index) pairs), and how many
+    planes apart its slices lie (``plane_stride``: 2 or more where the volume is finer along
+    the normal than the series, as one drawn on a thinner reconstruction is)."""
 
     volume: LabelVolume
     labelled: list[tuple[Slice, np.ndarray]]
     unlabelled: list[Slice]
     untaken: tuple[tuple[int, int], ...] = ()
+    plane_stride: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +83,8 @@ class VolumeLabels:
         unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
         unfit: an error per volume left out (``leave_out_unfit``), naming the file.
         untaken: per volume, its labelled planes no DICOM slice lies on (`SeriesLabels`).
+        finer_planes: per volume finer along the normal than its series (untaken planes
+            between the slices): (planes per slice, plane spacing in mm).
     """
 
     labels: list[SliceLabel]
@@ -90,6 +95,7 @@ class VolumeLabels:
     unnamed: list[Path] = field(default_factory=list)
     unfit: list[Problem] = field(default_factory=list)
     untaken: dict[Path, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    finer_planes: dict[Path, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def names_by_value(self) -> dict[int, str]:
@@ -183,7 +189,8 @@ def _one_series(
             f"{slices[0].series_uid or slices[0].source.parent} ({_extent(volume, slices)}); "
             "expected the segmentation of this series; check the pairing of file names."
         )
-    return SeriesLabels(volume, labelled, empty, _untaken_planes(volume, taken))
+    untaken = _untaken_planes(volume, taken)
+    return SeriesLabels(volume, labelled, empty, untaken, _plane_stride(taken))
 
 
 def _check_stacking(volume: LabelVolume, slices: Sequence[Slice], tolerance: float) -> None:
@@ -234,6 +241,13 @@ def _untaken_planes(volume: LabelVolume, taken: dict[int, set[int]]) -> tuple[tu
     others = tuple(a for a in range(3) if a != axis)
     labelled = np.flatnonzero(np.any(volume.values, axis=others))
     return tuple((axis, int(k)) for k in labelled if int(k) not in indices)
+
+
+def _plane_stride(taken: dict[int, set[int]]) -> int:
+    """The fewest planes between two slices' planes (1 where that cannot be told)."""
+    if len(taken) != 1 or len(indices := next(iter(taken.values()))) < 2:
+        return 1
+    return int(np.diff(sorted(indices)).min())
 
 
 def _extent(volume: LabelVolume, slices: Sequence[Slice]) -> str:
@@ -314,7 +328,14 @@ def load_volume_labels(
         left_out += [(slice_key(image, images_dir), volume.source) for image in empty]
     unnamed = [volume.source for volume in volumes if not volume.segments]
     untaken = {volume.source: result.untaken for volume, result in series if result}
-    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken)
+    finer = {
+        volume.source: (result.plane_stride, volume.spacing_mm[result.untaken[0][0]])
+        for volume, result in series
+        if result and result.untaken and result.plane_stride > 1
+    }
+    return VolumeLabels(
+        labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken, finer
+    )
 
 
 def _fitting_series(
@@ -439,9 +460,23 @@ def _untaken_problems(found: VolumeLabels) -> list[Problem]:
             continue
         where = few_of([f"{'ijk'[axis]} = {index}" for axis, index in planes], shown=8)
         message = (
-            f"{volume.name}: {len(planes)} labelled plane(s) ({where})"
-            " lie on no DICOM slice of the series; their labels are not used; add the missing "
-            "DICOM file(s), or remove those labels"
+            _finer_planes_message(volume, len(planes), *found.finer_planes[volume])
+            if volume in found.finer_planes
+            else f"{volume.name}: {len(planes)} labelled plane(s) ({where}) lie on no DICOM "
+            "slice of the series; their labels are not used; add the missing DICOM file(s), or "
+            "remove those labels"
         )
         problems.append(Problem("warning", "untaken_planes", message, (volume,)))
     return problems
+
+
+def _finer_planes_message(volume: Path, count: int, stride: int, spacing: float) -> str:
+    """The ``count`` untaken planes of a volume ``stride`` times finer along the normal than its
+    series (planes ``spacing`` mm apart): they lie between the slices, no DICOM file is missing."""
+    return (
+        f"{volume.name}: its planes lie {spacing:.3g} mm apart along the slice normal, the "
+        f"series' slices {spacing * stride:.3g} mm ({stride} planes per slice: drawn on a thinner "
+        f"reconstruction); only the planes on the slices are used, the labels of {count} "
+        "planes between them are not; give the segmentation this series as its reference "
+        "geometry (Segment Editor: Specify geometry, oversampling 1) and save it again"
+    )
