@@ -16,7 +16,7 @@ import pytest
 import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
-from sliceseg.dataset import volume_labels
+from sliceseg.dataset import volume_report
 from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
@@ -251,7 +251,7 @@ class TestLoadVolumeLabels:
         found = SimpleNamespace(
             untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]}, finer_planes={}
         )
-        (problem,) = volume_labels._untaken_problems(found)
+        (problem,) = volume_report._untaken_problems(found)
         planes = ", ".join(f"k = {k}" for k in range(8))
         assert problem.message.startswith(
             f"p01.seg.nrrd: 10 labelled plane(s) ({planes} and 2 more) lie on no DICOM slice"
