@@ -476,6 +476,39 @@ class TestCheckWithVolumes:
         for sample in samples:
             np.testing.assert_array_equal(sample.label, by_key[sample.key])
 
+    @pytest.mark.parametrize("geometry", ["painted_then_erased", "never_painted"])
+    @pytest.mark.parametrize("unlabelled", ["skip", "background"])
+    def test_an_empty_slicer_segmentation_is_named_empty(
+        self, phantom, tmp_path, geometry, unlabelled
+    ):
+        """Slicer saves a segmentation whose segments are all empty as one voxel: on the
+        reference grid it was 'N slice(s) the volume leaves empty'; on VTK's default grid a
+        refusal blaming the pixel spacing (save on the DICOM series) that stopped the check."""
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        grid = read_label_volume(path).ijk_to_lps
+        affine = grid if geometry == "painted_then_erased" else np.diag([-1.0, -1.0, 1.0, 1.0])
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_empty_slicer_seg(path, segments, ijk_to_lps=affine)
+        source = DataSource.from_dirs(data, unlabelled_slices=unlabelled)
+        samples, report = load_samples(source)
+        (problem,) = [p for p in report.problems if p.kind == "empty_volume"]
+        action = (
+            "left out (--unlabelled-slices background trains on them as background)"
+            if unlabelled == "skip"
+            else "used as background (--unlabelled-slices background)"
+        )
+        assert problem.message == (
+            "sub01.seg.nrrd: the segmentation is empty (none of its segments holds a voxel; 3D "
+            f"Slicer saves it as a single voxel), its 4 slice(s) {action}; paint the segments "
+            "and save it again, or remove the file"
+        )
+        assert problem.severity == "warning" and problem.paths == (path,)
+        assert [p.kind for p in report.problems] == ["empty_volume"]
+        ours = [s for s in samples if s.key.startswith("sub01")]
+        assert len(ours) == (0 if unlabelled == "skip" else 4)
+        assert not any(s.label.any() for s in ours) and len(samples) == 8 + len(ours)
+
     def test_mixed_with_per_slice_files(self, phantom, tmp_path):
         data = volume_dataset(phantom, tmp_path, names_file=True)
         (data / "labels" / "sub03.seg.nrrd").unlink()

@@ -82,6 +82,7 @@ class VolumeLabels:
         unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
         unfit: an error per volume left out (``leave_out_unfit``), naming the file.
         untaken: per volume, its labelled planes no DICOM slice lies on (`SeriesLabels`).
+        empty: the paired volumes without a label voxel (all their slices are unlabelled).
         finer_planes: per volume finer along the normal than its series (untaken planes
             between the slices): (planes per slice, plane spacing in mm).
     """
@@ -95,6 +96,7 @@ class VolumeLabels:
     unfit: list[Problem] = field(default_factory=list)
     untaken: dict[Path, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     finer_planes: dict[Path, tuple[int, float]] = field(default_factory=dict)
+    empty: list[Path] = field(default_factory=list)
 
     @property
     def names_by_value(self) -> dict[int, str]:
@@ -119,7 +121,8 @@ def series_labels(
     """Give every slice of a series the volume's plane at its position.
 
     When the slices hold several series (one DICOM folder, several SeriesInstanceUIDs), the one
-    series whose grid the volume matches is used.
+    series whose grid the volume matches is used. An empty volume (no label voxel: 3D Slicer
+    saves an all-empty segmentation as one voxel, on no grid of ours) leaves every slice empty.
 
     Args:
         volume: the label volume.
@@ -144,6 +147,9 @@ def series_labels(
         raise ConfigError(
             f"unlabelled_slices={unlabelled!r}: expected one of {', '.join(UNLABELLED_CHOICES)}."
         )
+    if not volume.values.any():  # its geometry says nothing: one voxel, anywhere
+        kept = [(s, np.zeros(s.shape, dtype=volume.values.dtype)) for s in slices]
+        return SeriesLabels(volume, kept if unlabelled == "background" else [], list(slices))
     groups: dict[str, list[Slice]] = defaultdict(list)
     for image in slices:
         groups[image.series_uid].append(image)
@@ -332,8 +338,9 @@ def load_volume_labels(
         for volume, result in series
         if result and result.untaken and result.plane_stride > 1
     }
+    blank = [volume.source for volume in volumes if not volume.values.any()]
     return VolumeLabels(
-        labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken, finer
+        labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken, finer, blank
     )
 
 

@@ -64,6 +64,11 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
         message = duplicate_message(found_text, volumes, "one label volume per series")
         problems.append(Problem("error", "duplicate", message, volumes))
     problems += found.segments.problems + _unnamed_problems(pairing, found)
+    return problems + _unlabelled_problems(found, unlabelled) + _untaken_problems(found)
+
+
+def _unlabelled_problems(found: VolumeLabels, unlabelled: str) -> list[Problem]:
+    """Warn, per volume, about the slices it leaves empty; an empty volume is named so."""
     by_volume: dict[Path, list[str]] = defaultdict(list)
     for key, volume in found.unlabelled:
         by_volume[volume].append(key)
@@ -72,10 +77,19 @@ def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> l
         if unlabelled == "skip"
         else "used as background (--unlabelled-slices background)"
     )
+    problems = []
     for volume, keys in by_volume.items():
+        if volume in found.empty:
+            message = (
+                f"{volume.name}: the segmentation is empty (none of its segments holds a voxel; "
+                f"3D Slicer saves it as a single voxel), its {len(keys)} slice(s) {action}; "
+                "paint the segments and save it again, or remove the file"
+            )
+            problems.append(Problem("warning", "empty_volume", message, (volume,)))
+            continue
         message = f"{volume.name}: {len(keys)} slice(s) the volume leaves empty, {action}"
         problems.append(Problem("warning", "unlabelled_slices", message, (volume,)))
-    return problems + _untaken_problems(found)
+    return problems
 
 
 def _untaken_problems(found: VolumeLabels) -> list[Problem]:
