@@ -58,12 +58,29 @@ def write_slicer_seg(
     ijk_to_lps: np.ndarray,
     extent_offset: tuple[int, int, int] = (0, 0, 0),
 ) -> Path:
-    """Write ``voxels`` ([i, j, k] or [layer, i, j, k]) as a Slicer .seg.nrrd with pynrrd."""
+    """Write ``voxels`` ([i, j, k] or [layer, i, j, k]) as a Slicer .seg.nrrd with pynrrd; a
+    ``path`` ending in .nhdr gets a detached header, its data in ``<stem>.raw.gz`` beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = slicer_header(
         segments, shape=voxels.shape, ijk_to_lps=ijk_to_lps, extent_offset=extent_offset
     )
-    nrrd.write(str(path), voxels, header, index_order="F")
+    detached = path.suffix == ".nhdr"
+    nrrd.write(str(path), voxels, header, index_order="F", detached_header=detached)
+    return path
+
+
+def write_empty_slicer_seg(
+    path: Path, segments: list[dict[str, str]], *, ijk_to_lps: np.ndarray
+) -> Path:
+    """Write a segmentation whose segments are all empty as 3D Slicer 5 saves it: one voxel of
+    0 and every ``Segment<N>_Extent`` empty ("0 -1 0 -1 0 -1"). Its geometry is the reference
+    grid's first voxel where a segment was painted and erased, else VTK's default (1 mm voxels
+    at the origin, RAS axes: ``diag(-1, -1, 1, 1)`` in LPS)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = slicer_header(segments, shape=(1, 1, 1), ijk_to_lps=ijk_to_lps)
+    for n in range(len(segments)):
+        header[f"Segment{n}_Extent"] = "0 -1 0 -1 0 -1"
+    nrrd.write(str(path), np.zeros((1, 1, 1), np.uint8), header, index_order="F")
     return path
 
 

@@ -379,6 +379,34 @@ def test_notes_beside_the_data_are_one_note_not_a_warning(tmp_path):
 class TestRoiNamesFile:
     """labels.txt as Windows editors save it: names read as written, or one line naming it."""
 
+    @pytest.mark.parametrize("inside", ["labels.txt", "p01/labels.txt"])
+    def test_one_put_inside_the_label_folder_is_named_with_where_it_belongs(self, tmp_path, inside):
+        """It got "skipped: not a label map: suffix '.txt'", and its names were silently not
+        used; usage.md puts it beside the label folder (DATA/labels.txt), where it is read."""
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels" / inside).write_text("psoas\n")
+        report = check_dataset(tmp_path)
+        (skipped,) = [p for p in report.problems if p.kind == "skipped"]
+        assert skipped.message == (
+            "1 file(s) skipped: ROI names inside the label folder are not read; expected "
+            f"labels.txt beside the label folder; move it to {tmp_path / 'labels.txt'}"
+        )
+        assert skipped.paths == (tmp_path / "labels" / inside,)
+        (tmp_path / "labels" / inside).rename(tmp_path / "labels.txt")
+        assert check_dataset(tmp_path).roi_names == ("psoas",)
+
+    def test_one_inside_beside_the_one_read_is_told_to_go(self, tmp_path):
+        add_pair(tmp_path, "p01/s1", square_label())
+        (tmp_path / "labels.txt").write_text("psoas\n")
+        (tmp_path / "labels" / "labels.txt").write_text("disc\n")
+        report = check_dataset(tmp_path)
+        (skipped,) = [p for p in report.problems if p.kind == "skipped"]
+        assert skipped.message.endswith(
+            f"beside the label folder; the names are read from {tmp_path / 'labels.txt'}; "
+            "remove this one"
+        )
+        assert report.roi_names == ("psoas",)
+
     def test_a_name_given_twice_is_one_line_naming_the_file(self, tmp_path, capsys):
         """Each ROI is a column found by its name: ROI 2's areas would fill both columns."""
         from sliceseg.cli import main

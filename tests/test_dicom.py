@@ -580,7 +580,7 @@ class TestImageOrientation:
         """Before: kept as read; a NIfTI / seg.nrrd export wrote a singular (or NaN) affine,
         or the series grid blamed "another orientation" comparing a slice with itself, and the
         slice's position along a zero normal was 0.0 mm."""
-        from sliceseg.io.volume_slices import series_grid
+        from sliceseg.io.series_grid import series_grid
 
         path = write_test_dicom(tmp_path / "a.dcm", np.zeros((4, 4), np.uint16))
         ds = pydicom.dcmread(path)

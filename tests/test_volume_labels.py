@@ -16,7 +16,7 @@ import pytest
 import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
-from sliceseg.dataset import volume_labels
+from sliceseg.dataset import volume_report
 from sliceseg.dataset.samples import check_dataset, load_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
@@ -218,10 +218,40 @@ class TestLoadVolumeLabels:
         assert problem.paths == (data / "labels" / "sub01.seg.nrrd",)
         assert report.is_trainable and report.num_samples == 11
 
+    def test_a_volume_finer_only_along_the_normal_is_named_with_its_fix(self, phantom, tmp_path):
+        """Drawn on a thin reconstruction (6 planes per slice): the planes between the slices
+        were blamed on missing DICOM files, and the fix given was to add them."""
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        volume = read_label_volume(path)
+        fine = np.repeat(volume.values, 6, axis=2)[:, :, :19]  # slice k on plane 6 k
+        affine = volume.ijk_to_lps.copy()
+        affine[:3, 2] /= 6
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_slicer_seg(path, fine, segments, ijk_to_lps=affine)
+        samples, report = load_samples(data)
+        step = volume.spacing_mm[2]
+        (problem,) = [p for p in report.problems if p.kind == "untaken_planes"]
+        assert problem.severity == "warning" and problem.paths == (path,)
+        assert problem.message == (
+            f"sub01.seg.nrrd: its planes lie {step / 6:.3g} mm apart along the slice normal, the "
+            f"series' slices {step:.3g} mm (6 planes per slice: drawn on a thinner "
+            "reconstruction); only the planes on the slices are used, the labels of 15 planes "
+            "between them are not; give the segmentation this series as its reference geometry "
+            "(Segment Editor: Specify geometry, oversampling 1) and save it again"
+        )
+        reference, _ = load_samples(phantom / "train")
+        by_key = {s.key: s.label for s in reference}
+        assert len(samples) == 12
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
     def test_many_untaken_planes_are_named_eight_and_counted(self):
         """It ended the list with ", ...", where every other list says "and 2 more" (`few_of`)."""
-        found = SimpleNamespace(untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]})
-        (problem,) = volume_labels._untaken_problems(found)
+        found = SimpleNamespace(
+            untaken={Path("p01.seg.nrrd"): [(2, k) for k in range(10)]}, finer_planes={}
+        )
+        (problem,) = volume_report._untaken_problems(found)
         planes = ", ".join(f"k = {k}" for k in range(8))
         assert problem.message.startswith(
             f"p01.seg.nrrd: 10 labelled plane(s) ({planes} and 2 more) lie on no DICOM slice"
@@ -427,6 +457,57 @@ class TestCheckWithVolumes:
         assert [p.name for p in duplicate.paths] == ["sub01.seg.nrrd"] + [
             f"sub01_s0{i}.png" for i in range(4)
         ]
+
+    def test_a_detached_seg_nhdr_labels_its_series_and_its_data_file_is_not_skipped(
+        self, phantom, tmp_path
+    ):
+        data = volume_dataset(phantom, tmp_path)
+        volume = read_label_volume(data / "labels" / "sub02.seg.nrrd")
+        (data / "labels" / "sub02.seg.nrrd").unlink()
+        segments = slicer_files.named_segments(names_of(phantom))
+        target = data / "labels" / "sub02.seg.nhdr"
+        slicer_files.write_slicer_seg(target, volume.values, segments, ijk_to_lps=volume.ijk_to_lps)
+        samples, report = load_samples(data)
+        reference_samples, _ = load_samples(phantom / "train")
+        assert report.is_trainable and report.problems == []
+        assert report.pairing.skipped == []  # sub02.seg.raw.gz is the header's, not a stray file
+        by_key = {s.key: s.label for s in reference_samples}
+        assert sorted(s.key for s in samples) == sorted(by_key)
+        for sample in samples:
+            np.testing.assert_array_equal(sample.label, by_key[sample.key])
+
+    @pytest.mark.parametrize("geometry", ["painted_then_erased", "never_painted"])
+    @pytest.mark.parametrize("unlabelled", ["skip", "background"])
+    def test_an_empty_slicer_segmentation_is_named_empty(
+        self, phantom, tmp_path, geometry, unlabelled
+    ):
+        """Slicer saves a segmentation whose segments are all empty as one voxel: on the
+        reference grid it was 'N slice(s) the volume leaves empty'; on VTK's default grid a
+        refusal blaming the pixel spacing (save on the DICOM series) that stopped the check."""
+        data = volume_dataset(phantom, tmp_path)
+        path = data / "labels" / "sub01.seg.nrrd"
+        grid = read_label_volume(path).ijk_to_lps
+        affine = grid if geometry == "painted_then_erased" else np.diag([-1.0, -1.0, 1.0, 1.0])
+        segments = slicer_files.named_segments(names_of(phantom))
+        slicer_files.write_empty_slicer_seg(path, segments, ijk_to_lps=affine)
+        source = DataSource.from_dirs(data, unlabelled_slices=unlabelled)
+        samples, report = load_samples(source)
+        (problem,) = [p for p in report.problems if p.kind == "empty_volume"]
+        action = (
+            "left out (--unlabelled-slices background trains on them as background)"
+            if unlabelled == "skip"
+            else "used as background (--unlabelled-slices background)"
+        )
+        assert problem.message == (
+            "sub01.seg.nrrd: the segmentation is empty (none of its segments holds a voxel; 3D "
+            f"Slicer saves it as a single voxel), its 4 slice(s) {action}; paint the segments "
+            "and save it again, or remove the file"
+        )
+        assert problem.severity == "warning" and problem.paths == (path,)
+        assert [p.kind for p in report.problems] == ["empty_volume"]
+        ours = [s for s in samples if s.key.startswith("sub01")]
+        assert len(ours) == (0 if unlabelled == "skip" else 4)
+        assert not any(s.label.any() for s in ours) and len(samples) == 8 + len(ours)
 
     def test_mixed_with_per_slice_files(self, phantom, tmp_path):
         data = volume_dataset(phantom, tmp_path, names_file=True)

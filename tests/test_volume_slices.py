@@ -10,7 +10,8 @@ import pytest
 from sliceseg.errors import LabelError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.label_volume import LabelVolume
-from sliceseg.io.volume_slices import series_grid, slice_plane
+from sliceseg.io.series_grid import series_grid
+from sliceseg.io.volume_slices import slice_plane
 
 ROWS, COLS = 6, 8
 ROW_MM, COL_MM = 0.5, 0.8

@@ -29,6 +29,12 @@ def write_slicer_seg(path: Path, voxels: np.ndarray, segments: list[dict[str, st
     return slicer_files.write_slicer_seg(path, voxels, segments, ijk_to_lps=AFFINE)
 
 
+SEGMENTS_125 = [
+    {"Name": name, "LabelValue": value, "Layer": "0", "Color": "0.5 0.5 0.5"}
+    for name, value in (("vertebral body", "1"), ("right psoas", "2"), ("left psoas", "5"))
+]
+
+
 def _blocks(shape: tuple[int, int, int]) -> np.ndarray:
     voxels = np.zeros(shape, np.uint8)
     voxels[1:4, 2:5, 0] = 1
@@ -57,6 +63,30 @@ class TestSlicerSegNrrd:
         np.testing.assert_allclose(volume.origin_mm, ORIGIN)
         np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0))
         np.testing.assert_allclose(volume.directions, np.diag([1.0, 1.0, -1.0]))
+
+    @pytest.mark.parametrize("name", ["p01.seg.nhdr", "p01.nhdr"])
+    def test_a_detached_header_is_read_with_the_data_file_beside_it(self, tmp_path, name):
+        """3D Slicer can save a segmentation as a .seg.nhdr header with its voxels in a separate
+        data file; it was not recognised as a label volume at all."""
+        voxels = _blocks((8, 6, 3))
+        path = write_slicer_seg(tmp_path / name, voxels, SEGMENTS_125)
+        assert (tmp_path / name.replace(".nhdr", ".raw.gz")).is_file()  # as pynrrd names it
+        volume = read_label_volume(path)
+        assert volume.names_by_value == {1: "vertebral body", 2: "right psoas", 5: "left psoas"}
+        np.testing.assert_array_equal(volume.values, voxels)
+        np.testing.assert_allclose(volume.origin_mm, ORIGIN)
+        np.testing.assert_allclose(volume.spacing_mm, (0.8, 0.6, 5.0))
+
+    def test_a_detached_header_without_its_data_file_names_both(self, tmp_path):
+        path = write_slicer_seg(tmp_path / "p01.seg.nhdr", _blocks((8, 6, 3)), SEGMENTS_125)
+        (tmp_path / "p01.seg.raw.gz").unlink()
+        with pytest.raises(LabelError) as caught:
+            read_label_volume(path)
+        assert str(caught.value) == (
+            f"{path}: its voxels are in the data file {tmp_path / 'p01.seg.raw.gz'} (NRRD 'data "
+            "file'), which does not exist; expected it beside the header; copy it there with "
+            "the header, or save the segmentation from 3D Slicer as one .seg.nrrd."
+        )
 
     def test_two_layers_are_merged_and_reused_values_renumbered(self, tmp_path):
         layers = np.zeros((2, 4, 4, 2), np.uint8)
@@ -406,6 +436,8 @@ class TestNames:
             ("P01.NII.GZ", "P01", True),
             ("p01.nii", "p01", True),
             ("p01.nrrd", "p01", True),
+            ("p01.seg.nhdr", "p01", True),
+            ("P01.NHDR", "P01", True),
             ("p01.seg.dcm", "p01", False),
             ("slice_1.png", "slice_1.png", False),
         ],

@@ -59,7 +59,7 @@ def measure_label_folder(
 
     Args:
         labels_dir: folder of label maps (.png, .npy, .tif, .jpg) or label volumes per series
-            (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG).
+            (.seg.nrrd, .nrrd, .seg.nhdr, .nhdr, .nii, .nii.gz, DICOM-SEG).
         dicom_dir: folder of the DICOMs they belong to.
         out_dir: where ``csa.csv``, ``csa_long.csv`` and ``failed.csv`` go.
         roi_names: names of ROIs 1..K (default: ``labels.txt`` beside the labels, or "ROI k").

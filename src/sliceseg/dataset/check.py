@@ -17,14 +17,17 @@ import numpy as np
 
 from sliceseg.dataset.pairing import Pairing, Sample
 from sliceseg.dataset.problems import Problem, labels_of_skipped_images, reworded
-from sliceseg.dataset.source import DataSource, is_background_name, refuse_repeated_names
+from sliceseg.dataset.source import (
+    ROI_NAMES_FILE,
+    DataSource,
+    is_background_name,
+    refuse_repeated_names,
+)
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import relative_to_input
 from sliceseg.io.labels import LabelScheme
 from sliceseg.measure.areas import area_mm2
 from sliceseg.wording import few_of
-
-_ROI_NAMES_FILE = "labels.txt"
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ def find_roi_names(source: DataSource) -> tuple[list[str] | None, str]:
     if source.roi_names is not None:
         return list(source.roi_names), "roi_names"
     folders = ([source.data_dir] if source.data_dir else []) + [source.labels_dir.parent]
-    for path in (folder / _ROI_NAMES_FILE for folder in folders):
+    for path in (folder / ROI_NAMES_FILE for folder in folders):
         if path.is_file():
             try:
                 lines = path.read_text(encoding="utf-8-sig").splitlines()

@@ -9,6 +9,7 @@ Files pair by their path relative to ``dicoms/`` and ``labels/`` without suffix,
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sliceseg.dataset.source import ROI_NAMES_FILE
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_files import (
@@ -29,6 +31,7 @@ from sliceseg.io.dicom_files import (
 from sliceseg.io.dicom_seg import is_dicom_seg
 from sliceseg.io.identity import slice_key
 from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.seg_nrrd import detached_data_file
 from sliceseg.io.volumes import is_volume_name
 
 __all__ = [
@@ -105,9 +108,9 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     Image keys drop only a DICOM suffix (.dcm, .dicom, .ima, any case); files without one keep
     their full name. Label keys drop the label suffix (.npy, .png, .tif, .tiff, .jpg, .jpeg);
     ``cine_f003.png`` pairs with frame 3 of ``cine.dcm`` when no label map is named ``cine``;
-    label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG) are left to
-    `sliceseg.dataset.volume_labels`; other files in the label folder are skipped with a reason.
-    Hidden files are ignored.
+    label volumes (.seg.nrrd, .nrrd, .nii, .nii.gz, DICOM-SEG; a .seg.nhdr with its data file)
+    are left to `sliceseg.dataset.volume_labels`; other files in the label folder are skipped
+    with a reason. Hidden files are ignored.
 
     Args:
         images_dir: folder of DICOM files (nested patient folders allowed).
@@ -129,27 +132,24 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
     image_paths, skipped = find_dicom_files(images_dir, exclude=labels_dir)
     if not labels_dir.is_dir():
         raise PairingError(f"{labels_dir}: folder does not exist; check the path to the labels.")
+    label_files = visible_files(labels_dir)
+    data_files = _volume_data_files(label_files)
     is_shared = labels_dir.resolve() == images_dir.resolve()
     if is_shared:
-        skipped = [s for s in skipped if not _is_label_name(s.path.name)]
-    shared_images = set(image_paths) if is_shared else set()
+        skipped = [  # a label file, a volume's data, ROI names: the label side says what they are
+            s
+            for s in skipped
+            if not _is_label_name(s.path.name)
+            and s.path not in data_files
+            and s.path.name.lower() != ROI_NAMES_FILE
+        ]
     # In one folder a stray file (notes.txt) is already skipped as no DICOM: list it once.
-    skipped_paths = {s.path for s in skipped}
+    known = (set(image_paths) if is_shared else set()) | {s.path for s in skipped} | data_files
     images: dict[str, list[Path]] = defaultdict(list)
     for path in image_paths:
         images[image_key(path, images_dir)].append(path)
-    labels: dict[str, list[Path]] = defaultdict(list)
-    for path in visible_files(labels_dir):
-        if path.suffix.lower() in LABEL_SUFFIXES:
-            labels[label_key(path, labels_dir)].append(path)
-        elif path in shared_images or path in skipped_paths:
-            continue  # an image, or listed as skipped by the image side
-        elif is_volume_name(path.name) or is_dicom_seg(path):
-            continue  # paired per series by sliceseg.dataset.volume_labels
-        else:
-            valid = ", ".join(LABEL_SUFFIXES)
-            reason = f"not a label map: suffix '{path.suffix}' is not one of {valid}"
-            skipped.append(SkippedFile(path, reason))
+    labels, not_labels = _label_maps(label_files, labels_dir, known)
+    skipped += not_labels
     duplicates = [tuple(v) for d in (images, labels) for v in d.values() if len(v) > 1]
     single_images = {k: v[0] for k, v in images.items() if len(v) == 1}
     single_labels = {k: v[0] for k, v in labels.items() if len(v) == 1}
@@ -171,6 +171,49 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
         skipped=skipped,
         duplicates=duplicates + frame_duplicates,
     )
+
+
+def _volume_data_files(paths: Sequence[Path]) -> set[Path]:
+    """The data files that detached NRRD headers (3D Slicer's .seg.nhdr) among ``paths`` name:
+    part of their label volume, not stray files."""
+    found = (detached_data_file(p) for p in paths if p.name.lower().endswith(".nhdr"))
+    return {Path(os.path.normpath(data)) for data in found if data is not None}
+
+
+def _label_maps(
+    paths: Sequence[Path], labels_dir: Path, known: set[Path]
+) -> tuple[dict[str, list[Path]], list[SkippedFile]]:
+    """The label maps among a label folder's files by key, and its other files skipped with a
+    reason; ``known`` files (the image side's, a volume's data files) are neither."""
+    labels: dict[str, list[Path]] = defaultdict(list)
+    skipped = []
+    for path in paths:
+        if path.suffix.lower() in LABEL_SUFFIXES:
+            labels[label_key(path, labels_dir)].append(path)
+        elif path in known:
+            continue
+        elif is_volume_name(path.name) or is_dicom_seg(path):
+            continue  # paired per series by sliceseg.dataset.volume_labels
+        else:
+            skipped.append(SkippedFile(path, _not_a_label_map(path, labels_dir)))
+    return labels, skipped
+
+
+def _not_a_label_map(path: Path, labels_dir: Path) -> str:
+    """Why a file of the label folder is skipped; ROI names there get where they are read."""
+    if path.name.lower() == ROI_NAMES_FILE:
+        beside = labels_dir.parent / ROI_NAMES_FILE
+        fix = (
+            f"the names are read from {beside}; remove this one"
+            if beside.is_file()
+            else f"move it to {beside}"
+        )
+        return (
+            f"ROI names inside the label folder are not read; expected {ROI_NAMES_FILE} beside "
+            f"the label folder; {fix}"
+        )
+    valid = ", ".join(LABEL_SUFFIXES)
+    return f"not a label map: suffix '{path.suffix}' is not one of {valid}"
 
 
 def _is_label_name(name: str) -> bool:

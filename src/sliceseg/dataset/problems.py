@@ -23,6 +23,7 @@ from sliceseg.dataset.pairing import (
     likely_images,
     near_misses,
 )
+from sliceseg.dataset.source import ROI_NAMES_FILE
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.labels import LABEL_SUFFIXES, NUM_LABELS_OPTION, LabelScheme
@@ -126,7 +127,8 @@ def _skipped_problems(pairing: Pairing, unreadable: dict[Path, SkippedFile]) -> 
     named = {item.path for item in unreadable.values()}
     sidecars = []
     for item in (item for item in pairing.skipped if item.path not in named):
-        if item.path.suffix.lower() in SIDECAR_SUFFIXES:
+        # a labels.txt in the wrong folder keeps its own warning: its names are not used
+        if item.path.suffix.lower() in SIDECAR_SUFFIXES and item.path.name != ROI_NAMES_FILE:
             sidecars.append(item.path)
         else:
             by_reason[item.reason].append(item.path)

@@ -34,8 +34,8 @@ from sliceseg.dataset.volume_labels import (
     VolumeLabels,
     load_volume_labels,
     merge_pairing,
-    volume_problems,
 )
+from sliceseg.dataset.volume_report import volume_problems
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
 from sliceseg.io.dicom import Slice, find_copies, read_slice, read_slices
 from sliceseg.io.dicom_files import strip_dicom_suffix

@@ -28,6 +28,9 @@ __all__ = [
     "refuse_repeated_names",
 ]
 
+ROI_NAMES_FILE = "labels.txt"
+"""The ROI names file, read beside the label folder (``DATA/labels.txt``), never inside it."""
+
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
 background (``--unlabelled-slices``)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.pairing import Pair, Pairing, duplicate_message, slice_key
+from sliceseg.dataset.pairing import Pair, Pairing, slice_key
 from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.segment_names import SegmentMapping, harmonise_segments, relabel
 from sliceseg.dataset.source import UNLABELLED_CHOICES
@@ -33,9 +33,9 @@ from sliceseg.errors import ConfigError, DicomReadError, LabelError
 from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.label_volume import LabelVolume
-from sliceseg.io.volume_slices import TOLERANCE_VOXELS, locate_slice_plane
+from sliceseg.io.slice_geometry import TOLERANCE_VOXELS
+from sliceseg.io.volume_slices import locate_slice_plane
 from sliceseg.io.volumes import read_label_volume
-from sliceseg.wording import few_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,13 +57,16 @@ class SliceLabel:
 
 @dataclass(frozen=True, eq=False)
 class SeriesLabels:
-    """What one volume gives its series: labelled slices, those it leaves empty, and its
-    labelled planes that no slice lies on (``untaken``: (axis 0..2, plane index) pairs)."""
+    """What one volume gives its series: labelled slices, those it leaves empty, its labelled
+    planes that no slice lies on (``untaken``: (axis 0..2, plane index) pairs), and how many
+    planes apart its slices lie (``plane_stride``: 2 or more where the volume is finer along
+    the normal than the series, as one drawn on a thinner reconstruction is)."""
 
     volume: LabelVolume
     labelled: list[tuple[Slice, np.ndarray]]
     unlabelled: list[Slice]
     untaken: tuple[tuple[int, int], ...] = ()
+    plane_stride: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +82,9 @@ class VolumeLabels:
         unnamed: the paired volumes that name no segment (NIfTI, plain NRRD).
         unfit: an error per volume left out (``leave_out_unfit``), naming the file.
         untaken: per volume, its labelled planes no DICOM slice lies on (`SeriesLabels`).
+        empty: the paired volumes without a label voxel (all their slices are unlabelled).
+        finer_planes: per volume finer along the normal than its series (untaken planes
+            between the slices): (planes per slice, plane spacing in mm).
     """
 
     labels: list[SliceLabel]
@@ -89,6 +95,8 @@ class VolumeLabels:
     unnamed: list[Path] = field(default_factory=list)
     unfit: list[Problem] = field(default_factory=list)
     untaken: dict[Path, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    finer_planes: dict[Path, tuple[int, float]] = field(default_factory=dict)
+    empty: list[Path] = field(default_factory=list)
 
     @property
     def names_by_value(self) -> dict[int, str]:
@@ -113,7 +121,8 @@ def series_labels(
     """Give every slice of a series the volume's plane at its position.
 
     When the slices hold several series (one DICOM folder, several SeriesInstanceUIDs), the one
-    series whose grid the volume matches is used.
+    series whose grid the volume matches is used. An empty volume (no label voxel: 3D Slicer
+    saves an all-empty segmentation as one voxel, on no grid of ours) leaves every slice empty.
 
     Args:
         volume: the label volume.
@@ -138,6 +147,9 @@ def series_labels(
         raise ConfigError(
             f"unlabelled_slices={unlabelled!r}: expected one of {', '.join(UNLABELLED_CHOICES)}."
         )
+    if not volume.values.any():  # its geometry says nothing: one voxel, anywhere
+        kept = [(s, np.zeros(s.shape, dtype=volume.values.dtype)) for s in slices]
+        return SeriesLabels(volume, kept if unlabelled == "background" else [], list(slices))
     groups: dict[str, list[Slice]] = defaultdict(list)
     for image in slices:
         groups[image.series_uid].append(image)
@@ -182,7 +194,8 @@ def _one_series(
             f"{slices[0].series_uid or slices[0].source.parent} ({_extent(volume, slices)}); "
             "expected the segmentation of this series; check the pairing of file names."
         )
-    return SeriesLabels(volume, labelled, empty, _untaken_planes(volume, taken))
+    untaken = _untaken_planes(volume, taken)
+    return SeriesLabels(volume, labelled, empty, untaken, _plane_stride(taken))
 
 
 def _check_stacking(volume: LabelVolume, slices: Sequence[Slice], tolerance: float) -> None:
@@ -233,6 +246,13 @@ def _untaken_planes(volume: LabelVolume, taken: dict[int, set[int]]) -> tuple[tu
     others = tuple(a for a in range(3) if a != axis)
     labelled = np.flatnonzero(np.any(volume.values, axis=others))
     return tuple((axis, int(k)) for k in labelled if int(k) not in indices)
+
+
+def _plane_stride(taken: dict[int, set[int]]) -> int:
+    """The fewest planes between two slices' planes (1 where that cannot be told)."""
+    if len(taken) != 1 or len(indices := next(iter(taken.values()))) < 2:
+        return 1
+    return int(np.diff(sorted(indices)).min())
 
 
 def _extent(volume: LabelVolume, slices: Sequence[Slice]) -> str:
@@ -313,7 +333,15 @@ def load_volume_labels(
         left_out += [(slice_key(image, images_dir), volume.source) for image in empty]
     unnamed = [volume.source for volume in volumes if not volume.segments]
     untaken = {volume.source: result.untaken for volume, result in series if result}
-    return VolumeLabels(labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken)
+    finer = {
+        volume.source: (result.plane_stride, volume.spacing_mm[result.untaken[0][0]])
+        for volume, result in series
+        if result and result.untaken and result.plane_stride > 1
+    }
+    blank = [volume.source for volume in volumes if not volume.values.any()]
+    return VolumeLabels(
+        labels, left_out, pairing, mapping, skipped, unnamed, unfit or [], untaken, finer, blank
+    )
 
 
 def _fitting_series(
@@ -364,83 +392,3 @@ def merge_pairing(pairing: Pairing, found: VolumeLabels) -> Pairing:
         skipped=pairing.skipped + found.skipped,
         duplicates=pairing.duplicates,
     )
-
-
-def _unnamed_problems(pairing: Pairing, found: VolumeLabels) -> list[Problem]:
-    """Warn when named segments were renumbered but other label files carry no names."""
-    renumbered = any(p.kind == "renumbered" for p in found.segments.problems)
-    if not (renumbered and found.segments.is_from_segment_names):
-        return []
-    claimed = found.labelled_images
-    paths = tuple(
-        dict.fromkeys([p.label_path for p in pairing.pairs if p.image_path not in claimed])
-    ) + tuple(found.unnamed)
-    if not paths:
-        return []
-    message = (
-        f"{len(paths)} label file(s) without segment names are read with the ROI values of the "
-        "segment names (renumbered); check that their values follow that order, or add "
-        "labels.txt (one name per line)"
-    )
-    return [Problem("warning", "unnamed_labels", message, paths)]
-
-
-def volume_problems(pairing: Pairing, found: VolumeLabels, unlabelled: str) -> list[Problem]:
-    """Check-report lines for the volumes: a slice or a series labelled twice (errors),
-    renumbered segments, unlabelled slices.
-
-    Args:
-        pairing: the per-slice pairing (before `merge_pairing`).
-        found: from `load_volume_labels`.
-        unlabelled: "skip" or "background", as given.
-    """
-    problems = []
-    by_image = {path: pair.volume for pair in found.pairing.pairs for path in pair.image_paths}
-    twice: dict[Path, list[Pair]] = defaultdict(list)  # one line per volume, not per slice
-    for pair in pairing.pairs:
-        if pair.image_path in by_image:
-            twice[by_image[pair.image_path]].append(pair)
-    for volume, pairs in twice.items():
-        message = (
-            f"{len(pairs)} slice(s) labelled twice, by their label maps and by the volume "
-            f"{volume.name} (e.g. {pairs[0].key}: {pairs[0].label_path.name}); expected one "
-            "label per slice; remove the label maps or the volume."
-        )
-        paths = (volume, *(pair.label_path for pair in pairs))
-        problems.append(Problem("error", "duplicate", message, paths))
-    for group in found.pairing.duplicates:
-        series = " / ".join(dict.fromkeys(pair.key for pair in group))
-        found_text = f"{len(group)} label volumes for the series '{series}'"
-        volumes = tuple(pair.volume for pair in group)
-        message = duplicate_message(found_text, volumes, "one label volume per series")
-        problems.append(Problem("error", "duplicate", message, volumes))
-    problems += found.segments.problems + _unnamed_problems(pairing, found)
-    by_volume: dict[Path, list[str]] = defaultdict(list)
-    for key, volume in found.unlabelled:
-        by_volume[volume].append(key)
-    action = (
-        "left out (--unlabelled-slices background trains on them as background)"
-        if unlabelled == "skip"
-        else "used as background (--unlabelled-slices background)"
-    )
-    for volume, keys in by_volume.items():
-        message = f"{volume.name}: {len(keys)} slice(s) the volume leaves empty, {action}"
-        problems.append(Problem("warning", "unlabelled_slices", message, (volume,)))
-    return problems + _untaken_problems(found)
-
-
-def _untaken_problems(found: VolumeLabels) -> list[Problem]:
-    """Warn about labels on volume planes that no DICOM slice lies on: they are not used, as a
-    label map without its DICOM file is not."""
-    problems = []
-    for volume, planes in found.untaken.items():
-        if not planes:
-            continue
-        where = few_of([f"{'ijk'[axis]} = {index}" for axis, index in planes], shown=8)
-        message = (
-            f"{volume.name}: {len(planes)} labelled plane(s) ({where})"
-            " lie on no DICOM slice of the series; their labels are not used; add the missing "
-            "DICOM file(s), or remove those labels"
-        )
-        problems.append(Problem("warning", "untaken_planes", message, (volume,)))
-    return problems

@@ -31,7 +31,8 @@ from sliceseg.io.dicom_files import READ_ERRORS
 from sliceseg.io.files import atomic_path
 from sliceseg.io.label_volume import LabelVolume, Segment, as_labels, check_roi_values, unreadable
 from sliceseg.io.neighbours import neighbour_step_mm
-from sliceseg.io.volume_slices import TOLERANCE_VOXELS, series_grid
+from sliceseg.io.series_grid import series_grid
+from sliceseg.io.slice_geometry import TOLERANCE_VOXELS
 from sliceseg.thread_warnings import silenced
 
 if TYPE_CHECKING:

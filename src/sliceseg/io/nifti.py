@@ -21,7 +21,7 @@ from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_headers import slice_step_mm
 from sliceseg.io.files import atomic_write_bytes
 from sliceseg.io.label_volume import FILE_ERRORS, LabelVolume, as_3d, as_labels, unreadable
-from sliceseg.io.volume_slices import series_grid
+from sliceseg.io.series_grid import series_grid
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """Turns a RAS affine into an LPS one (and back: it is its own inverse)."""

@@ -1,5 +1,5 @@
-"""3D Slicer segmentations: .seg.nrrd and plain .nrrd label maps read (pynrrd), a series' labels
-written as .seg.nrrd with ROI names and colours (slicerio).
+"""3D Slicer segmentations: .seg.nrrd and plain .nrrd label maps (or their detached .nhdr headers)
+read (pynrrd), a series' labels written as .seg.nrrd with ROI names and colours (slicerio).
 
 Slicer segmentations with several layers (overlapping segments stored as 4D) are merged into one
 label map when the segments do not overlap; each segment keeps its value unless two layers reuse
@@ -31,7 +31,7 @@ from sliceseg.io.label_volume import (
     check_roi_values,
     unreadable,
 )
-from sliceseg.io.volume_slices import series_grid
+from sliceseg.io.series_grid import series_grid
 from sliceseg.thread_warnings import silenced
 
 _NRRD_ERRORS: tuple[type[BaseException], ...] = (
@@ -44,15 +44,17 @@ _NRRD_ERRORS: tuple[type[BaseException], ...] = (
 
 def read_nrrd(path: Path) -> LabelVolume:
     """Read a 3D Slicer segmentation (.seg.nrrd: named segments, layers merged) or a plain NRRD
-    label map (no names), geometry in LPS.
+    label map (no names), geometry in LPS; a detached header (.seg.nhdr, .nhdr) with its data
+    file (`detached_data_file`) too.
 
     Read with pynrrd (which slicerio wraps): slicerio takes only the two full lower-case names
     of a 'space' and refuses the others the NRRD standard allows ("RAS", "LAS", any case).
 
     Raises:
-        LabelError: the file is truncated or damaged, is in Slicer's legacy format, has no
-            geometry or a space that is not the patient's, is not 3D, holds negative or
-            non-whole values, overlapping segments, or values without a segment in its header.
+        LabelError: the file is truncated or damaged, its data file is missing, is in Slicer's
+            legacy format, has no geometry or a space that is not the patient's, is not 3D,
+            holds negative or non-whole values, overlapping segments, or values without a
+            segment in its header.
 
     Example:
         >>> read_nrrd(Path("labels/p01.seg.nrrd")).names_by_value
@@ -61,6 +63,7 @@ def read_nrrd(path: Path) -> LabelVolume:
     import nrrd
     from nrrd.errors import NRRDError
 
+    _check_data_file(path)
     try:
         with silenced():
             voxels, header = nrrd.read(str(path), index_order="F")
@@ -74,6 +77,42 @@ def read_nrrd(path: Path) -> LabelVolume:
         return LabelVolume(as_labels(as_3d(voxels, path), path), affine, (), path, "nrrd")
     values, segments = _merge_layers(np.asarray(voxels), header_segments, path)
     return LabelVolume(values, affine, segments, path, "seg.nrrd")
+
+
+def detached_data_file(path: Path) -> Path | None:
+    """The separate data file a NRRD header names ('data file', as 3D Slicer writes beside a
+    .seg.nhdr), resolved as pynrrd does (relative to the header's folder); None when the voxels
+    follow the header in the same file, or the header cannot be read (the reader says why).
+
+    Example:
+        >>> detached_data_file(Path("labels/p01.seg.nhdr"))
+        PosixPath('labels/p01.seg.raw.gz')
+    """
+    import nrrd
+    from nrrd.errors import NRRDError
+
+    try:
+        with silenced():
+            header = nrrd.read_header(str(path))
+    except (*_NRRD_ERRORS, NRRDError):
+        return None
+    name = header.get("datafile", header.get("data file"))
+    return None if name is None else path.parent / str(name)
+
+
+def _check_data_file(path: Path) -> None:
+    """Refuse a detached header whose data file is not there (pynrrd: "No such file").
+
+    Raises:
+        LabelError: names the header and the data file.
+    """
+    data = detached_data_file(path)
+    if data is not None and not data.is_file():
+        raise LabelError(
+            f"{path}: its voxels are in the data file {data} (NRRD 'data file'), which does not "
+            "exist; expected it beside the header; copy it there with the header, or save the "
+            "segmentation from 3D Slicer as one .seg.nrrd."
+        )
 
 
 _PATIENT_SPACES = {

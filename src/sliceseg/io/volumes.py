@@ -1,5 +1,5 @@
 """Reading any label volume into one `LabelVolume`: the format chosen by suffix (3D Slicer
-.seg.nrrd, NRRD, NIfTI) or by content (DICOM-SEG).
+.seg.nrrd or its detached .seg.nhdr, NRRD, NIfTI) or by content (DICOM-SEG).
 
 Each format's reader and writer live together (`sliceseg.io.seg_nrrd`, `sliceseg.io.nifti`,
 `sliceseg.io.dicom_seg`); `sliceseg.io.label_volume` holds what they share: `LabelVolume` (LPS
@@ -16,12 +16,13 @@ from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.nifti import read_nifti
 from sliceseg.io.seg_nrrd import read_nrrd
 
-_VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii")
+_VOLUME_SUFFIXES = (".seg.nrrd", ".nrrd", ".seg.nhdr", ".nhdr", ".nii.gz", ".nii")
 """Suffixes (case-insensitive) of label volumes; a DICOM-SEG is recognised by content."""
 
 
 def is_volume_name(name: str) -> bool:
-    """Tell whether a file name has a label-volume suffix (.seg.nrrd, .nrrd, .nii, .nii.gz)."""
+    """Tell whether a file name has a label-volume suffix (.seg.nrrd, .nrrd, a detached .seg.nhdr
+    or .nhdr header, .nii, .nii.gz)."""
     return name.lower().endswith(_VOLUME_SUFFIXES)
 
 
@@ -35,7 +36,7 @@ def strip_volume_suffix(name: str) -> str:
 
 
 def read_label_volume(path: Path | str) -> LabelVolume:
-    """Read a label volume: .seg.nrrd / .nrrd (slicerio), .nii / .nii.gz (nibabel), DICOM-SEG.
+    """Read a label volume: .seg.nrrd / .nrrd / .nhdr (pynrrd), .nii / .nii.gz (nibabel), DICOM-SEG.
 
     Args:
         path: the file; the kind is chosen by suffix, a DICOM-SEG by content.
@@ -44,9 +45,10 @@ def read_label_volume(path: Path | str) -> LabelVolume:
         The volume, its LPS geometry and its segment names.
 
     Raises:
-        LabelError: the file is missing, truncated or unreadable, has no geometry, is not 3D,
-            holds negative or non-whole values, overlapping segments, or values without a
-            segment in a Slicer header. The message names the file.
+        LabelError: the file (or a detached header's data file) is missing, truncated or
+            unreadable, has no geometry, is not 3D, holds negative or non-whole values,
+            overlapping segments, or values without a segment in a Slicer header. The message
+            names the file.
 
     Example:
         >>> volume = read_label_volume(Path("labels/p01.seg.nrrd"))
@@ -59,7 +61,7 @@ def read_label_volume(path: Path | str) -> LabelVolume:
     lower = path.name.lower()
     if lower.endswith((".nii", ".nii.gz")):
         return read_nifti(path)
-    if lower.endswith(".nrrd"):
+    if lower.endswith((".nrrd", ".nhdr")):
         return read_nrrd(path)
     if is_dicom_seg(path):
         return read_dicom_seg(path)

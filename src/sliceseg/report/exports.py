@@ -27,7 +27,8 @@ from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
 from sliceseg.io.identity import series_key
 from sliceseg.io.nifti import write_nifti
 from sliceseg.io.seg_nrrd import write_seg_nrrd
-from sliceseg.io.volume_slices import PREDICTED_LABEL_MAPS, series_grid
+from sliceseg.io.series_grid import series_grid
+from sliceseg.io.slice_geometry import PREDICTED_LABEL_MAPS
 from sliceseg.report.colours import roi_colour
 
 EXPORT_FORMATS = ("seg", "nifti", "nrrd")

@@ -90,6 +90,16 @@ def plot_history(history: pd.DataFrame, *, path: Path | str | None = None) -> Fi
     return _finish(fig, path)
 
 
+def _series_ids(values: pd.DataFrame, series: Sequence[str] | None) -> list[str]:
+    """One series id per slice row (``""`` each without ``series``); refuse a mismatch."""
+    if values.empty:
+        raise ConfigError("the area table has no slice row to plot; measure at least one slice.")
+    ids = list(series) if series is not None else [""] * len(values)
+    if len(ids) != len(values):
+        raise ConfigError(f"{len(ids)} series ids for {len(values)} slices; give one per slice.")
+    return ids
+
+
 def plot_areas(
     area_table: pd.DataFrame,
     *,
@@ -123,11 +133,7 @@ def plot_areas(
             slice row.
     """
     values, slices = _slice_values(area_table)
-    if values.empty:
-        raise ConfigError("the area table has no slice row to plot; measure at least one slice.")
-    ids = list(series) if series is not None else [""] * len(values)
-    if len(ids) != len(values):
-        raise ConfigError(f"{len(ids)} series ids for {len(values)} slices; give one per slice.")
+    ids = _series_ids(values, series)
     starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
     segments = list(zip(starts, [*starts[1:], len(ids)], strict=True))
     columns = min(3, max(1, values.shape[1]))
