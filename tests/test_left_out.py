@@ -209,3 +209,24 @@ def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp
     ]
     failed = files.failed_table(plan_cohort(tmp_path / "dicoms", exclude=tmp_path / "labels"))
     assert failed["reason"].tolist() == [unmatched]
+
+
+def test_a_line_whose_message_begins_with_its_only_file_names_it_once(tmp_path, capsys):
+    """``not measured: labels/p01/bad.png: cannot read ... -- labels/p01/bad.png`` named the
+    file twice, on the line and in failed.csv's reason; the list after ``--`` is kept where
+    it adds files (an unreadable DICOM's line names it and its label map)."""
+    root = _good_folder(tmp_path / "data")
+    _unreadable_label(root)
+    _label_of_a_file_that_is_no_dicom(_good_folder(tmp_path / "other"))
+    assert _measure(root, tmp_path / "out") == 3
+    reason = (
+        "labels/p01/bad.png: cannot read the label map (cannot identify image file "
+        "'labels/p01/bad.png'); expected a readable .png file; export it again."
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert [ln for ln in err if ln.startswith("not measured: ")] == [f"not measured: {reason}"]
+    (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
+    assert (failed["series"], failed["slices"], failed["reason"]) == ("p01", 1, reason)
+    assert _measure(tmp_path / "other", tmp_path / "other_out") == 3
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("not measured")]
+    assert line.endswith(" -- dicoms/p01/bad.dcm, labels/p01/bad.png")

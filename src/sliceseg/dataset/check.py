@@ -129,9 +129,11 @@ class CheckReport:
         self, problem: Problem, *, fov_given: bool = False, unlabelled_use: str = ""
     ) -> str:
         """Return one problem's line without its severity: the message as the command words it
-        (see `problem_lines`), then up to 3 of its files (``failed.csv``'s reason)."""
+        (see `problem_lines`), then up to 3 of its files, unless it begins with its only one
+        (``failed.csv``'s reason)."""
         message = reworded(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
-        return f"{self._relative_message(message, problem)}{self._names(problem.paths, 3)}"
+        message = self._relative_message(message, problem)
+        return f"{message}{self._names(message, problem.paths, 3)}"
 
     def _relative_message(self, message: str, problem: Problem) -> str:
         """``message`` with each file under the data folder named as `_names` names it (a
@@ -208,13 +210,17 @@ class CheckReport:
     def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
         """Return the report's line of one problem: ``  - [kind] message -- a, b``."""
         message = self._relative_message(problem.message, problem)
-        return f"  - [{problem.kind}] {message}{self._names(problem.paths, max_names)}"
+        return f"  - [{problem.kind}] {message}{self._names(message, problem.paths, max_names)}"
 
-    def _names(self, paths: tuple[Path, ...], limit: int) -> str:
-        """Return " -- a, b and N more" with paths relative to the data folder."""
+    def _names(self, message: str, paths: tuple[Path, ...], limit: int) -> str:
+        """Return " -- a, b and N more" with paths relative to the data folder; "" when
+        ``message`` (as `_relative_message` words it) begins with its only file: a reader's
+        ``labels/p01/s2.png: cannot read ...`` needs no ``-- labels/p01/s2.png``."""
         if not paths:
             return ""
         relative = [_relative(p, self.images_dir, self.labels_dir) for p in paths]
+        if len(relative) == 1 and message.startswith(f"{relative[0]}: "):
+            return ""
         return f" -- {few_of(relative, shown=limit)}"
 
     def to_dict(self) -> dict[str, Any]:
