@@ -135,7 +135,10 @@ def test_every_slice_without_spacing_is_still_a_refusal_naming_one(tmp_path, cap
     assert _measure(tmp_path, tmp_path / "out") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len([ln for ln in lines if ln.startswith("not measured: ")]) == 3
-    assert lines[-1].startswith(f"error: {tmp_path / 'labels'}: nothing to measure with the DICOMs")
+    assert lines[-1].startswith(
+        f"error: nothing to measure in {tmp_path / 'labels'}: 3 problem(s) left out every "
+        "labelled slice (the `not measured:` lines); the first: dicoms/p01/s0.dcm: no PixelSpacing"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -176,10 +179,11 @@ def test_nothing_to_measure_names_measure_s_own_folders(tmp_path, capsys):
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "DATA_DIR" not in last
-    assert (
-        f"no DICOM file in {dicoms} pairs with a label map in {labels}; expected "
-        f"{dicoms}/<name>.dcm beside {labels}/<name>.png (same relative path)."
-    ) in last
+    assert last == (
+        f"error: nothing to measure: no DICOM file in {dicoms} pairs with a label map in "
+        f"{labels}; expected {dicoms}/<name>.dcm beside {labels}/<name>.png (same relative "
+        f"path); run `sliceseg check --images {dicoms} --labels {labels}` for the full report."
+    )
 
 
 def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp_path):

@@ -814,6 +814,6 @@ def test_nothing_to_measure_names_the_check_command_that_reports_it(tmp_path, ca
     assert main(argv) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]  # after the notes on a.dcm, b.npy
     named = f"sliceseg check --images {dicoms} --labels {labels}"
-    assert line.endswith(f" Run `{named}` for details.")
+    assert line.endswith(f"; run `{named}` for the full report.")
     assert main(named.split()[1:]) == 1  # a verdict on the data, not a refused command
     assert "no DICOM file in" in capsys.readouterr().out

@@ -19,6 +19,7 @@ import pandas as pd
 from sliceseg.dataset.check import CheckReport
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.problems import Problem
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan
@@ -61,6 +62,32 @@ class LeftOutFiles:
         """One line per problem of the files (`CheckReport.problem_lines`), to log before any
         refusal; a problem of the whole run (`_RUN_LEVEL`) is left to the refusal."""
         return self._per_file.problem_lines(self.left_out, **self._wording)
+
+    def refusal(self, verb: str, source: DataSource) -> str:
+        """The one line a measuring command refuses with when it left every slice out: "nothing
+        to <verb>", then why, said once: no DICOM pairs with any label map (that line alone),
+        else how many problems left files out and the first (their lines are logged before).
+
+        Example:
+            >>> files.refusal("measure", source)
+            'nothing to measure in labels: 1 problem(s) left out every labelled slice ...'
+        """
+        run_level = [p for p in self.report.errors if p.kind in _RUN_LEVEL]
+        per_file = self._per_file.errors
+        if run_level:
+            why = f": {run_level[0].message}"
+        elif per_file:
+            first = self.report.described(per_file[0], **self._wording)
+            why = (
+                f" in {source.labels_dir}: {len(per_file)} problem(s) left out every labelled "
+                f"slice (the `{self.left_out}:` lines); the first: {first}"
+            )
+        else:  # not expected: no slice, yet no problem left one out
+            why = f" in {source.labels_dir}: {self.report.summary_line()}"
+        return (
+            f"nothing to {verb}{why.removesuffix('.')}; run `{source.check_command}` for the "
+            "full report."
+        )
 
     def failed_table(self, plan: CohortPlan) -> pd.DataFrame:
         """``failed.csv``'s table: one row per problem that left files out (`failed_rows`),
