@@ -234,3 +234,16 @@ def test_a_line_whose_message_begins_with_its_only_file_names_it_once(tmp_path, 
     assert _measure(tmp_path / "other", tmp_path / "other_out") == 3
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("not measured")]
     assert line.endswith(" -- dicoms/p01/bad.dcm, labels/p01/bad.png")
+
+
+def test_left_out_exports_only_what_the_commands_call():
+    """`failed_rows` and `series_of_files` stayed in ``__all__`` after `LeftOutFiles` became
+    their only caller: the module's API is what other modules of sliceseg use."""
+    import re
+
+    import sliceseg.dataset.left_out as left_out
+
+    here = Path(left_out.__file__)
+    others = "\n".join(p.read_text() for p in here.parents[1].rglob("*.py") if p != here)
+    unused = [n for n in left_out.__all__ if not re.search(rf"\b{n}\b", others)]
+    assert unused == [] and set(left_out.__all__) == {"LeftOutFiles", "leave_out_unusable"}

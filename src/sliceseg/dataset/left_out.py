@@ -26,7 +26,7 @@ from sliceseg.io.series_plan import CohortPlan
 from sliceseg.io.tables import failed_table
 from sliceseg.measure.areas import SpacingFallback, resolve_spacing
 
-__all__ = ["LeftOutFiles", "failed_rows", "leave_out_unusable", "series_of_files"]
+__all__ = ["LeftOutFiles", "leave_out_unusable"]
 
 
 _RUN_LEVEL = frozenset({"empty"})
@@ -90,10 +90,10 @@ class LeftOutFiles:
         )
 
     def failed_table(self, plan: CohortPlan) -> pd.DataFrame:
-        """``failed.csv``'s table: one row per problem that left files out (`failed_rows`),
+        """``failed.csv``'s table: one row per problem that left files out (`_failed_rows`),
         their series named as ``predict`` names them from ``plan`` (`plan_cohort` of the
         DICOM folder)."""
-        return failed_table(failed_rows(self._per_file, series_of_files(plan), **self._wording))
+        return failed_table(_failed_rows(self._per_file, _series_of_files(plan), **self._wording))
 
     @property
     def _per_file(self) -> CheckReport:
@@ -148,7 +148,7 @@ def leave_out_unusable(
     return kept, replace(report, problems=problems, num_samples=len(kept))
 
 
-def failed_rows(
+def _failed_rows(
     report: CheckReport,
     series_of: Mapping[Path, str],
     *,
@@ -168,7 +168,7 @@ def failed_rows(
         None where not known) and ``reason`` (its line, naming the files).
 
     Example:
-        >>> failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
+        >>> _failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
         [{'series': 'p01', 'slices': 1, 'reason': 'scans/p01/a.dcm: no PixelSpacing ...'}]
     """
     rows: list[dict[str, object]] = []
@@ -187,7 +187,7 @@ def failed_rows(
     return rows
 
 
-def series_of_files(plan: CohortPlan) -> dict[Path, str]:
+def _series_of_files(plan: CohortPlan) -> dict[Path, str]:
     """Each DICOM file of the plan with its series' name (as ``predict`` names it), for
-    `failed_rows`."""
+    `_failed_rows`."""
     return {f.source: series.name for series in plan.series for f in series.files}
