@@ -187,6 +187,32 @@ class TestCheckReport:
             "unreadable, 1 skipped"
         )
 
+    def test_the_json_lists_the_files_the_unmatched_line_counts(self, tmp_path):
+        """``--json`` still listed a label map whose DICOM is unreadable under
+        ``labels_without_images`` (and its DICOM under ``skipped``), unlike the text's
+        ``Unmatched:`` line: both now come from `CheckReport.unmatched`."""
+        for key in ("p01/s1", "p01/s2", "p01/s3"):
+            add_pair(tmp_path, key, square_label())
+        (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
+        (tmp_path / "dicoms" / "p01" / "s3.dcm").unlink()
+        (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
+        report = check_dataset(tmp_path)
+        data = json.loads(json.dumps(report.to_dict()))
+        labels, dicoms = tmp_path / "labels" / "p01", tmp_path / "dicoms" / "p01"
+        assert data["labels_without_images"] == [str(labels / "s3.png")]
+        (unreadable,) = data["labels_of_unreadable_images"]
+        assert (unreadable["label"], unreadable["image"]) == (
+            str(labels / "s2.png"),
+            str(dicoms / "s2.dcm"),
+        )
+        assert [item["path"] for item in data["skipped"]] == [str(dicoms / "notes.txt")]
+        counts = [len(data[k]) for k in ("images_without_labels", "labels_without_images")]
+        counts += [len(data["labels_of_unreadable_images"]), len(data["skipped"])]
+        assert (
+            f"Unmatched: {counts[0]} DICOM without label, {counts[1]} label without DICOM, "
+            f"{counts[2]} label whose DICOM is unreadable, {counts[3]} skipped" in report.to_text()
+        )
+
     def test_a_reader_message_names_its_file_once(self, tmp_path, monkeypatch):
         """A label map that cannot be read was "/abs/d/labels/p01/s2.png: cannot read ... --
         labels/p01/s2.png": each line names files relative to the folder given, as given

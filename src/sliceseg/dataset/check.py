@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.dataset.pairing import Pairing, Sample
-from sliceseg.dataset.problems import Problem, labels_of_skipped_images, reworded
+from sliceseg.dataset.problems import Problem, Unmatched, reworded, unmatched_files
 from sliceseg.dataset.source import DataSource, is_background_name, refuse_repeated_names
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import relative_to_input
@@ -193,18 +193,21 @@ class CheckReport:
                 lines += [self.problem_line(p, max_names=max_names) for p in group]
         return "\n".join(lines)
 
+    @property
+    def unmatched(self) -> Unmatched:
+        """The files left unpaired, each once as what it is (see `Unmatched`)."""
+        return unmatched_files(self.pairing, self.images_dir, self.labels_dir)
+
     def _unmatched_line(self) -> str:
-        """The files left unpaired, each counted once as what it is: a label map whose DICOM is
-        there but unreadable (empty, not DICOM) is neither a label without a DICOM nor, its
-        DICOM, one more skipped file (its error line names both)."""
-        pairing = self.pairing
-        unreadable = labels_of_skipped_images(pairing, self.images_dir, self.labels_dir)
-        their_images = {item.path for item in unreadable.values()}
-        of_unreadable = f"{len(unreadable)} label whose DICOM is unreadable, " if unreadable else ""
+        """``Unmatched:`` and how many files of each kind `unmatched` holds (a label map whose
+        DICOM is unreadable only where there is one: its error line names both files)."""
+        found = self.unmatched
+        unreadable = len(found.labels_of_unreadable_images)
+        of_unreadable = f"{unreadable} label whose DICOM is unreadable, " if unreadable else ""
         return (
-            f"Unmatched: {len(pairing.images_without_labels)} DICOM without label, "
-            f"{len(pairing.labels_without_images) - len(unreadable)} label without DICOM, "
-            f"{of_unreadable}{len(pairing.skipped) - len(their_images)} skipped"
+            f"Unmatched: {len(found.images_without_labels)} DICOM without label, "
+            f"{len(found.labels_without_images)} label without DICOM, "
+            f"{of_unreadable}{len(found.skipped)} skipped"
         )
 
     def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
@@ -224,17 +227,22 @@ class CheckReport:
         return f" -- {few_of(relative, shown=limit)}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-serialisable data (paths as strings)."""
-        scheme = self.scheme
+        """Return the report as JSON-serialisable data (paths as strings); the unmatched files
+        as `unmatched` holds them, the lists the text's ``Unmatched:`` line counts."""
+        scheme, unmatched = self.scheme, self.unmatched
         return {
             "images_dir": str(self.images_dir),
             "labels_dir": str(self.labels_dir),
             "is_trainable": self.is_trainable,
             "num_pairs": self.num_pairs,
             "num_samples": self.num_samples,
-            "images_without_labels": [str(p) for p in self.pairing.images_without_labels],
-            "labels_without_images": [str(p) for p in self.pairing.labels_without_images],
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.pairing.skipped],
+            "images_without_labels": [str(p) for p in unmatched.images_without_labels],
+            "labels_without_images": [str(p) for p in unmatched.labels_without_images],
+            "labels_of_unreadable_images": [
+                {"label": str(label), "image": str(image.path), "reason": image.reason}
+                for label, image in unmatched.labels_of_unreadable_images.items()
+            ],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in unmatched.skipped],
             "scheme": None
             if scheme is None
             else {
