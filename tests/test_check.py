@@ -60,10 +60,26 @@ def test_a_label_named_but_for_case_or_a_mask_ending_gets_the_fix(tmp_path):
     assert [p.name for p in near.paths] == ["s2.png", "s3_mask.png"]
     assert near.message == (
         "2 label map(s) would pair with a DICOM but for their path's letter case, an ending such "
-        "as _mask, or one folder more; name each as its DICOM is named, at the same path below "
-        "the label folder (e.g. p01/s2.png → p01/S2.png)"
+        "as _mask, or one folder more (left out); name each as its DICOM is named, at the same "
+        "path below the label folder (e.g. p01/s2.png → p01/S2.png)"
     )
     assert report.num_pairs == 1  # told, not guessed
+
+
+def test_a_label_the_rename_line_names_is_on_no_other_line(tmp_path):
+    """A label map the rename line names was also on the "without a DICOM file" line: each is
+    named once, the others without a DICOM on their line (with its count)."""
+    add_pair(tmp_path, "p01/s1", square_label())
+    add_pair(tmp_path, "p01/s3_mask", square_label(), image_name="p01/s3.dcm")
+    add_pair(tmp_path, "p01/s4", square_label(), image_name="p01/other.dcm")  # no near name
+    report = check_dataset(tmp_path)
+    (near,) = [p for p in report.problems if p.kind == "near_miss"]
+    (unmatched,) = [p for p in report.problems if p.kind == "unmatched_label"]
+    assert [p.name for p in near.paths] == ["s3_mask.png"]
+    assert [p.name for p in unmatched.paths] == ["s4.png"]
+    assert unmatched.message.startswith("1 label map(s) without a DICOM file")
+    assert report.to_text().count("labels/p01/s3_mask.png") == 1
+    assert "Unmatched: 2 DICOM without label, 2 label without DICOM, 0 skipped" in report.to_text()
 
 
 def test_a_label_named_with_the_dicom_suffix_kept_gets_the_fix(tmp_path):

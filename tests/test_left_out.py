@@ -247,3 +247,22 @@ def test_left_out_exports_only_what_the_commands_call():
     others = "\n".join(p.read_text() for p in here.parents[1].rglob("*.py") if p != here)
     unused = [n for n in left_out.__all__ if not re.search(rf"\b{n}\b", others)]
     assert unused == [] and set(left_out.__all__) == {"LeftOutFiles", "leave_out_unusable"}
+
+
+def test_a_label_named_but_for_its_case_is_one_line_and_one_failed_row(tmp_path, capsys):
+    """measure left a label map named but for its letter case out twice in words: a `not
+    measured:` line "without a DICOM file" and a warning with its rename, both naming it. It is
+    one `not measured:` line now, the rename's, and one failed.csv row."""
+    root = _good_folder(tmp_path / "data")
+    add_pair(root, "p01/s3", square_label(), image_name="p01/S3.dcm")  # labels/p01/s3.png
+    assert _measure(root, tmp_path / "out") == 3
+    err = capsys.readouterr().err.splitlines()
+    named = [ln for ln in err if "p01/s3.png" in ln]
+    reason = (
+        "1 label map(s) would pair with a DICOM but for their path's letter case, an ending such "
+        "as _mask, or one folder more (left out); name each as its DICOM is named, at the same "
+        "path below the label folder (e.g. p01/s3.png → p01/S3.png) -- labels/p01/s3.png"
+    )
+    assert named == [f"not measured: {reason}"]
+    (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
+    assert failed["reason"] == reason

@@ -34,6 +34,11 @@ _RUN_LEVEL = frozenset({"empty"})
 own refusal says it; a line naming it as a file left out would say it twice."""
 
 
+_UNPAIRED_LABELS = frozenset({"unmatched_label", "near_miss"})
+"""Label maps without a DICOM (those a rename would pair on the rename's line): none is
+measured, so each is a file left out."""
+
+
 @dataclass(frozen=True)
 class LeftOutFiles:
     """The files a measuring command left out, as it names them: its lines and ``failed.csv``.
@@ -117,8 +122,9 @@ def leave_out_unusable(
     Refused: no PixelSpacing (or a malformed one) without ``--fov`` or ``--pixels``, a
     ``--matrix`` that is not the image's shape. Without a fallback the report's warning on
     slices without spacing ("their areas are in pixels") is dropped: those slices are not
-    measured at all, and their own lines say so. (A label map without a DICOM is a warning
-    for training, which goes on without it; a measuring command was asked for its areas.)
+    measured at all, and their own lines say so. (A label map without a DICOM, on its line or
+    the rename line, is a warning for training, which goes on without it; a measuring command
+    was asked for its areas.)
 
     Returns:
         ``(the samples kept, the report with an error per problem that leaves files out)``.
@@ -140,7 +146,7 @@ def leave_out_unusable(
             kept.append(sample)
     has_fallback = fallback.fov_mm is not None or fallback.pixels_only
     problems = [
-        replace(p, severity="error") if p.kind == "unmatched_label" else p
+        replace(p, severity="error") if p.kind in _UNPAIRED_LABELS else p
         for p in report.problems
         if has_fallback or p.kind != "no_spacing"
     ]

@@ -100,8 +100,8 @@ def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Pro
     example = f"{label.relative_to(labels).as_posix()} → {key}{label.suffix}"
     message = (
         f"{len(found)} label map(s) would pair with a DICOM but for their path's letter case, "
-        "an ending such as _mask, or one folder more; name each as its DICOM is named, at the "
-        f"same path below the label folder (e.g. {example})"
+        "an ending such as _mask, or one folder more (left out); name each as its DICOM is "
+        f"named, at the same path below the label folder (e.g. {example})"
     )
     return [Problem("warning", "near_miss", message, tuple(label for label, _ in found))]
 
@@ -116,7 +116,8 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     found = unmatched_files(pairing, images, labels)
     unreadable = found.labels_of_unreadable_images
     problems += _unreadable_image_problems(unreadable, images)
-    explained = [label for label, _ in near_misses(pairing, images, labels)]
+    # the rename line names these: each label map on one line
+    explained = {label for label, _ in near_misses(pairing, images, labels)}
     typos = likely_images(pairing, images, labels, leave_out=[*explained, *unreadable])
     for kind, paths, what, use in (
         (
@@ -127,7 +128,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         ),
         (
             "unmatched_label",
-            found.labels_without_images,
+            [p for p in found.labels_without_images if p not in explained],
             "label map(s) without a DICOM file",
             "left out; name each as its DICOM is named" + _typo_hint(typos, images, labels),
         ),
