@@ -604,7 +604,7 @@ BAD_DICOM_REASONS = {
 CASES = [
     *(Case(f"{n}.dcm", "predict_mixed", 0, _bad(n), r) for n, r in BAD_DICOM_REASONS.items()),
     *(
-        Case(f"{n}.dcm", "check_mixed", 1, _bad(n), r"\[unreadable_image\]")
+        Case(f"{n}.dcm", "check_mixed", 1, f"dicoms/sub04/{n}.dcm", r"\[unreadable_image\]")
         for n in BAD_DICOM_REASONS
         if n not in ("zero_bytes", "text")
     ),

@@ -60,10 +60,26 @@ def test_a_label_named_but_for_case_or_a_mask_ending_gets_the_fix(tmp_path):
     assert [p.name for p in near.paths] == ["s2.png", "s3_mask.png"]
     assert near.message == (
         "2 label map(s) would pair with a DICOM but for their path's letter case, an ending such "
-        "as _mask, or one folder more; name each as its DICOM is named, at the same path below "
-        "the label folder (e.g. p01/s2.png → p01/S2.png)"
+        "as _mask, or one folder more (left out); name each as its DICOM is named, at the same "
+        "path below the label folder (e.g. p01/s2.png → p01/S2.png)"
     )
     assert report.num_pairs == 1  # told, not guessed
+
+
+def test_a_label_the_rename_line_names_is_on_no_other_line(tmp_path):
+    """A label map the rename line names was also on the "without a DICOM file" line: each is
+    named once, the others without a DICOM on their line (with its count)."""
+    add_pair(tmp_path, "p01/s1", square_label())
+    add_pair(tmp_path, "p01/s3_mask", square_label(), image_name="p01/s3.dcm")
+    add_pair(tmp_path, "p01/s4", square_label(), image_name="p01/other.dcm")  # no near name
+    report = check_dataset(tmp_path)
+    (near,) = [p for p in report.problems if p.kind == "near_miss"]
+    (unmatched,) = [p for p in report.problems if p.kind == "unmatched_label"]
+    assert [p.name for p in near.paths] == ["s3_mask.png"]
+    assert [p.name for p in unmatched.paths] == ["s4.png"]
+    assert unmatched.message.startswith("1 label map(s) without a DICOM file")
+    assert report.to_text().count("labels/p01/s3_mask.png") == 1
+    assert "Unmatched: 2 DICOM without label, 2 label without DICOM, 0 skipped" in report.to_text()
 
 
 def test_a_label_named_with_the_dicom_suffix_kept_gets_the_fix(tmp_path):
@@ -187,10 +203,37 @@ class TestCheckReport:
             "unreadable, 1 skipped"
         )
 
-    def test_a_reader_message_names_its_file_as_the_file_list_does(self, tmp_path, monkeypatch):
+    def test_the_json_lists_the_files_the_unmatched_line_counts(self, tmp_path):
+        """``--json`` still listed a label map whose DICOM is unreadable under
+        ``labels_without_images`` (and its DICOM under ``skipped``), unlike the text's
+        ``Unmatched:`` line: both now come from `CheckReport.unmatched`."""
+        for key in ("p01/s1", "p01/s2", "p01/s3"):
+            add_pair(tmp_path, key, square_label())
+        (tmp_path / "dicoms" / "p01" / "s2.dcm").write_bytes(b"")
+        (tmp_path / "dicoms" / "p01" / "s3.dcm").unlink()
+        (tmp_path / "dicoms" / "p01" / "notes.txt").write_text("scanner notes")
+        report = check_dataset(tmp_path)
+        data = json.loads(json.dumps(report.to_dict()))
+        labels, dicoms = tmp_path / "labels" / "p01", tmp_path / "dicoms" / "p01"
+        assert data["labels_without_images"] == [str(labels / "s3.png")]
+        (unreadable,) = data["labels_of_unreadable_images"]
+        assert (unreadable["label"], unreadable["image"]) == (
+            str(labels / "s2.png"),
+            str(dicoms / "s2.dcm"),
+        )
+        assert [item["path"] for item in data["skipped"]] == [str(dicoms / "notes.txt")]
+        counts = [len(data[k]) for k in ("images_without_labels", "labels_without_images")]
+        counts += [len(data["labels_of_unreadable_images"]), len(data["skipped"])]
+        assert (
+            f"Unmatched: {counts[0]} DICOM without label, {counts[1]} label without DICOM, "
+            f"{counts[2]} label whose DICOM is unreadable, {counts[3]} skipped" in report.to_text()
+        )
+
+    def test_a_reader_message_names_its_file_once(self, tmp_path, monkeypatch):
         """A label map that cannot be read was "/abs/d/labels/p01/s2.png: cannot read ... --
         labels/p01/s2.png": each line names files relative to the folder given, as given
-        absolute or relative; the line of no pairs at all names the folders as given."""
+        absolute or relative, and a message that begins with its only file is not followed by
+        it again; the line of no pairs at all names the folders as given."""
         data = tmp_path / "d"
         for key in ("p01/s1", "p01/s2"):
             add_pair(data, key, square_label())
@@ -199,10 +242,12 @@ class TestCheckReport:
         for given in (data, Path("d")):
             report = check_dataset(given)
             (line,) = [report.problem_line(p) for p in report.problems]
-            assert line.startswith("  - [unreadable_label] labels/p01/s2.png: cannot read")
-            assert line.endswith(" -- labels/p01/s2.png") and str(tmp_path) not in line
-            (described,) = report.problem_lines()
-            assert described.startswith("error: labels/p01/s2.png: cannot read")
+            message = (
+                "labels/p01/s2.png: cannot read the label map (cannot identify image file "
+                "'labels/p01/s2.png'); expected a readable .png file; export it again."
+            )
+            assert line == f"  - [unreadable_label] {message}"
+            assert report.problem_lines() == [f"error: {message}"]
             assert report.summary_line().endswith(
                 ": labels/p01/s2.png: cannot read the label "
                 "map (cannot identify image file 'labels/p01/s2.png'); expected a readable .png "

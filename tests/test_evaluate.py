@@ -104,8 +104,8 @@ class TestModelLabelScheme:
         result = evaluate_model(model, data, tmp_path / "ev")
         assert result.left_out == 1 and set(result.per_slice["key"]) == {"s0"}
         (note,) = [n for n in result.notes if n.startswith("not evaluated: ")]
-        assert note.startswith(
-            f"not evaluated: {data / 'labels' / 's1.npy'}: values [3] in 4 pixels are not in the "
+        assert note == (
+            "not evaluated: labels/s1.npy: values [3] in 4 pixels are not in the "
             f"label scheme of the model {tmp_path / 'm.pt'} (0, 2, 4 (display-scaled), the "
             "values of its training data); label the test set the same way as the training set."
         )
@@ -118,8 +118,9 @@ class TestModelLabelScheme:
         data = labelled_slices(tmp_path / "d", [stored({3: (slice(0, 2), slice(0, 2))})] * 2)
         with pytest.raises(
             PairingError,
-            match=r"first problem: not evaluated: \S+labels/s0\.npy: values \[3\] in 4 pixels are "
-            "not in the label scheme of the model",
+            match=r"^nothing to evaluate in \S+labels: 2 problem\(s\) left out every labelled "
+            r"slice \(the `not evaluated:` lines\); the first: labels/s0\.npy: values \[3\] in 4 "
+            "pixels are not in the label scheme of the model",
         ):
             evaluate_model(model, data, tmp_path / "ev")
         assert not (tmp_path / "ev").exists()
@@ -144,7 +145,7 @@ class TestSpacing:
             tmp_path / "d", [stored({1: (slice(0, 4), slice(0, 4))})], spacing=None
         )
         with pytest.raises(
-            PairingError, match=r"first problem: not evaluated: \S+dicoms/s0\.dcm: no PixelSpacing"
+            PairingError, match=r"left out every labelled slice .*; the first: dicoms/s0\.dcm: no "
         ):
             evaluate_model(model, data, tmp_path / "ev")
 
@@ -378,20 +379,22 @@ class TestLeftOut:
         clean = labelled_slices(tmp_path / "clean", labels)
         assert self._evaluate(model, clean, tmp_path / "clean_ev") == 0
         data = labelled_slices(tmp_path / "d", labels)
-        bad = write_test_dicom(data / "dicoms" / "z.dcm", np.full((20, 20), 100), spacing=None,
-                               instance=9)  # fmt: skip
+        write_test_dicom(data / "dicoms" / "z.dcm", np.full((20, 20), 100), spacing=None,
+                         instance=9)  # fmt: skip
         np.save(data / "labels" / "z.npy", labels[0])
         capsys.readouterr()
         assert self._evaluate(model, data, tmp_path / "ev") == 3
         err = capsys.readouterr().err
         assert "Traceback" not in err
-        assert f"not evaluated: {bad}: no PixelSpacing (0028,0030) in the file" in err
+        (line,) = [ln for ln in err.splitlines() if ln.startswith("not evaluated: ")]
+        assert line.startswith("not evaluated: dicoms/z.dcm: no PixelSpacing (0028,0030) in the")
+        assert line.count("z.dcm") == 1  # not again after " -- "
         for name in ("evaluation_per_slice.csv", "evaluation_summary.csv"):
             pd.testing.assert_frame_equal(
                 pd.read_csv(tmp_path / "ev" / name), pd.read_csv(tmp_path / "clean_ev" / name)
             )
         (failed,) = pd.read_csv(tmp_path / "ev" / "failed.csv").to_dict("records")
-        assert failed["reason"].startswith(f"{bad}: no PixelSpacing") and failed["slices"] == 1
+        assert f"not evaluated: {failed['reason']}" == line and failed["slices"] == 1
 
     def test_a_value_the_model_does_not_know_leaves_that_file_out(self, tmp_path, capsys):
         """One label map holding 7 (the model has ROIs 1..2) refused the whole run (exit 2, no
@@ -408,9 +411,9 @@ class TestLeftOut:
         assert self._evaluate(model, data, tmp_path / "ev") == 3
         err = capsys.readouterr().err
         reason = (
-            f"{data / 'labels' / 's3.npy'}: values [7] in 4 pixels are not in the label scheme of "
+            "labels/s3.npy: values [7] in 4 pixels are not in the label scheme of "
             f"the model {tmp_path / 'm.pt'} (0..2, the values of its training data); label the "
-            "test set the same way as the training set. -- labels/s3.npy"
+            "test set the same way as the training set."
         )
         assert [ln for ln in err.splitlines() if ln.startswith("not evaluated: ")] == [
             f"not evaluated: {reason}"
@@ -433,11 +436,39 @@ class TestLeftOut:
         lines = capsys.readouterr().err.strip().splitlines()
         assert not [ln for ln in lines if ln.startswith("not evaluated: ")]
         assert [ln for ln in lines if "pairs with a label map" in ln] == [lines[-1]]
-        assert lines[-1].endswith(
-            f"first problem: no DICOM file in {data / 'dicoms'} pairs with a label map in "
-            f"{data / 'labels'}; expected {data / 'dicoms'}/<name>.dcm beside "
-            f"{data / 'labels'}/<name>.png (same relative path)."
+        assert lines[-1] == (
+            f"error: nothing to evaluate: no DICOM file in {data / 'dicoms'} pairs with a label "
+            f"map in {data / 'labels'}; expected {data / 'dicoms'}/<name>.dcm beside "
+            f"{data / 'labels'}/<name>.png (same relative path); run `sliceseg check {data}` for "
+            "the full report."
         )
+
+    def test_measure_and_evaluate_refuse_in_one_wording(self, tmp_path, capsys):
+        """measure refused with its counts and first two messages ("0 pairs, 0 slices, 2
+        error(s) ...: a | b"), evaluate with "no labelled test slice to evaluate (...); first
+        problem: ..." (and, with no pairs, said it twice): one line now, in each one's verb."""
+        from sliceseg.cli import main
+
+        model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
+        label = stored({1: (slice(0, 4), slice(0, 4))})
+        data = labelled_slices(tmp_path / "d", [label, label], spacing=None)
+        dicoms, labels = data / "dicoms", data / "labels"
+        measure = ["measure", str(labels), "--dicoms", str(dicoms), "--out", str(tmp_path / "me")]
+        check = f"--images {dicoms} --labels {labels}"
+        capsys.readouterr()
+        for run, verb, left_out, command in (
+            (lambda: self._evaluate(model, data, tmp_path / "ev"), "evaluate", "not evaluated",
+             str(data)),
+            (lambda: main(measure), "measure", "not measured", check),
+        ):  # fmt: skip
+            assert run() == 2
+            assert capsys.readouterr().err.strip().splitlines()[-1] == (
+                f"error: nothing to {verb} in {labels}: 2 problem(s) left out every labelled "
+                f"slice (the `{left_out}:` lines); the first: dicoms/s0.dcm: no PixelSpacing "
+                "(0028,0030) in the file, so areas in mm² are unknown; give --fov MM (and "
+                "--matrix ROWS COLS), or --pixels to report pixel counts; run `sliceseg check "
+                f"{command}` for the full report."
+            )
 
     def test_the_warnings_come_before_a_refusal_after_reading(self, tmp_path, capsys):
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))

@@ -135,7 +135,10 @@ def test_every_slice_without_spacing_is_still_a_refusal_naming_one(tmp_path, cap
     assert _measure(tmp_path, tmp_path / "out") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len([ln for ln in lines if ln.startswith("not measured: ")]) == 3
-    assert lines[-1].startswith(f"error: {tmp_path / 'labels'}: nothing to measure with the DICOMs")
+    assert lines[-1].startswith(
+        f"error: nothing to measure in {tmp_path / 'labels'}: 3 problem(s) left out every "
+        "labelled slice (the `not measured:` lines); the first: dicoms/p01/s0.dcm: no PixelSpacing"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -176,10 +179,11 @@ def test_nothing_to_measure_names_measure_s_own_folders(tmp_path, capsys):
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "DATA_DIR" not in last
-    assert (
-        f"no DICOM file in {dicoms} pairs with a label map in {labels}; expected "
-        f"{dicoms}/<name>.dcm beside {labels}/<name>.png (same relative path)."
-    ) in last
+    assert last == (
+        f"error: nothing to measure: no DICOM file in {dicoms} pairs with a label map in "
+        f"{labels}; expected {dicoms}/<name>.dcm beside {labels}/<name>.png (same relative "
+        f"path); run `sliceseg check --images {dicoms} --labels {labels}` for the full report."
+    )
 
 
 def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp_path):
@@ -209,3 +213,56 @@ def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp
     ]
     failed = files.failed_table(plan_cohort(tmp_path / "dicoms", exclude=tmp_path / "labels"))
     assert failed["reason"].tolist() == [unmatched]
+
+
+def test_a_line_whose_message_begins_with_its_only_file_names_it_once(tmp_path, capsys):
+    """``not measured: labels/p01/bad.png: cannot read ... -- labels/p01/bad.png`` named the
+    file twice, on the line and in failed.csv's reason; the list after ``--`` is kept where
+    it adds files (an unreadable DICOM's line names it and its label map)."""
+    root = _good_folder(tmp_path / "data")
+    _unreadable_label(root)
+    _label_of_a_file_that_is_no_dicom(_good_folder(tmp_path / "other"))
+    assert _measure(root, tmp_path / "out") == 3
+    reason = (
+        "labels/p01/bad.png: cannot read the label map (cannot identify image file "
+        "'labels/p01/bad.png'); expected a readable .png file; export it again."
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert [ln for ln in err if ln.startswith("not measured: ")] == [f"not measured: {reason}"]
+    (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
+    assert (failed["series"], failed["slices"], failed["reason"]) == ("p01", 1, reason)
+    assert _measure(tmp_path / "other", tmp_path / "other_out") == 3
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("not measured")]
+    assert line.endswith(" -- dicoms/p01/bad.dcm, labels/p01/bad.png")
+
+
+def test_left_out_exports_only_what_the_commands_call():
+    """`failed_rows` and `series_of_files` stayed in ``__all__`` after `LeftOutFiles` became
+    their only caller: the module's API is what other modules of sliceseg use."""
+    import re
+
+    import sliceseg.dataset.left_out as left_out
+
+    here = Path(left_out.__file__)
+    others = "\n".join(p.read_text() for p in here.parents[1].rglob("*.py") if p != here)
+    unused = [n for n in left_out.__all__ if not re.search(rf"\b{n}\b", others)]
+    assert unused == [] and set(left_out.__all__) == {"LeftOutFiles", "leave_out_unusable"}
+
+
+def test_a_label_named_but_for_its_case_is_one_line_and_one_failed_row(tmp_path, capsys):
+    """measure left a label map named but for its letter case out twice in words: a `not
+    measured:` line "without a DICOM file" and a warning with its rename, both naming it. It is
+    one `not measured:` line now, the rename's, and one failed.csv row."""
+    root = _good_folder(tmp_path / "data")
+    add_pair(root, "p01/s3", square_label(), image_name="p01/S3.dcm")  # labels/p01/s3.png
+    assert _measure(root, tmp_path / "out") == 3
+    err = capsys.readouterr().err.splitlines()
+    named = [ln for ln in err if "p01/s3.png" in ln]
+    reason = (
+        "1 label map(s) would pair with a DICOM but for their path's letter case, an ending such "
+        "as _mask, or one folder more (left out); name each as its DICOM is named, at the same "
+        "path below the label folder (e.g. p01/s3.png → p01/S3.png) -- labels/p01/s3.png"
+    )
+    assert named == [f"not measured: {reason}"]
+    (failed,) = pd.read_csv(tmp_path / "out" / "failed.csv").to_dict("records")
+    assert failed["reason"] == reason

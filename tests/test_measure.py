@@ -265,7 +265,7 @@ def test_a_scanned_film_s_spacing_is_named_and_not_used(tmp_path, capsys):
         "film shows the anatomy at a print scale the file does not record), so areas in mm² are "
         "unknown; "
         "give --fov MM (the anatomy's extent across the image, e.g. from the film's scale bar), "
-        "or --pixels to report pixel counts. -- dicoms/film.dcm"
+        "or --pixels to report pixel counts."
     )
 
 
@@ -300,8 +300,7 @@ def test_a_malformed_spacing_is_refused_naming_its_value(tmp_path, capsys, store
         f'not measured: dicoms/one.dcm: its PixelSpacing (0028,0030) "{shown}" is malformed or '
         "not > 0 "
         "(expected two positive numbers, row mm and column mm), so areas in mm² are unknown; "
-        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts. -- "
-        "dicoms/one.dcm"
+        "give --fov MM (and --matrix ROWS COLS), or --pixels to report pixel counts."
     ) in capsys.readouterr().err.strip().splitlines()
 
 
@@ -815,6 +814,6 @@ def test_nothing_to_measure_names_the_check_command_that_reports_it(tmp_path, ca
     assert main(argv) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]  # after the notes on a.dcm, b.npy
     named = f"sliceseg check --images {dicoms} --labels {labels}"
-    assert line.endswith(f" Run `{named}` for details.")
+    assert line.endswith(f"; run `{named}` for the full report.")
     assert main(named.split()[1:]) == 1  # a verdict on the data, not a refused command
     assert "no DICOM file in" in capsys.readouterr().out

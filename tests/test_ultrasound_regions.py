@@ -102,7 +102,7 @@ class TestUltrasoundSpacing:
             "COLS_MM (the whole image's height and width), or --pixels to report pixel counts."
         )
         assert any(line.startswith(said) for line in lines)
-        assert lines[-1].startswith(f"error: {tmp_path / 'labels'}: nothing to measure")
+        assert lines[-1].startswith(f"error: nothing to measure in {tmp_path / 'labels'}: ")
 
     def test_measure_gives_the_area_and_names_the_source(self, tmp_path):
         """A 4 × 4 label of 16 pixels at 0.3 × 0.2 mm is 0.96 mm²."""

@@ -131,11 +131,7 @@ def _measurable(
         if log is not None:
             log(note)
     if not samples:
-        raise PairingError(
-            f"{source.labels_dir}: nothing to measure with the DICOMs in {source.images_dir} "
-            f"(pairing is by relative path without suffix): {report.summary_line()} Run "
-            f"`{source.check_command}` for details."
-        )
+        raise PairingError(left_out_files.refusal("measure", source))
     return samples, left_out_files
 
 

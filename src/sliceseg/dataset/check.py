@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sliceseg.dataset.pairing import Pairing, Sample
-from sliceseg.dataset.problems import Problem, labels_of_skipped_images, reworded
+from sliceseg.dataset.problems import Problem, Unmatched, reworded, unmatched_files
 from sliceseg.dataset.source import (
     ROI_NAMES_FILE,
     DataSource,
@@ -132,9 +132,11 @@ class CheckReport:
         self, problem: Problem, *, fov_given: bool = False, unlabelled_use: str = ""
     ) -> str:
         """Return one problem's line without its severity: the message as the command words it
-        (see `problem_lines`), then up to 3 of its files (``failed.csv``'s reason)."""
+        (see `problem_lines`), then up to 3 of its files, unless it begins with its only one
+        (``failed.csv``'s reason)."""
         message = reworded(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
-        return f"{self._relative_message(message, problem)}{self._names(problem.paths, 3)}"
+        message = self._relative_message(message, problem)
+        return f"{message}{self._names(message, problem.paths, 3)}"
 
     def _relative_message(self, message: str, problem: Problem) -> str:
         """``message`` with each file under the data folder named as `_names` names it (a
@@ -194,44 +196,56 @@ class CheckReport:
                 lines += [self.problem_line(p, max_names=max_names) for p in group]
         return "\n".join(lines)
 
+    @property
+    def unmatched(self) -> Unmatched:
+        """The files left unpaired, each once as what it is (see `Unmatched`)."""
+        return unmatched_files(self.pairing, self.images_dir, self.labels_dir)
+
     def _unmatched_line(self) -> str:
-        """The files left unpaired, each counted once as what it is: a label map whose DICOM is
-        there but unreadable (empty, not DICOM) is neither a label without a DICOM nor, its
-        DICOM, one more skipped file (its error line names both)."""
-        pairing = self.pairing
-        unreadable = labels_of_skipped_images(pairing, self.images_dir, self.labels_dir)
-        their_images = {item.path for item in unreadable.values()}
-        of_unreadable = f"{len(unreadable)} label whose DICOM is unreadable, " if unreadable else ""
+        """``Unmatched:`` and how many files of each kind `unmatched` holds (a label map whose
+        DICOM is unreadable only where there is one: its error line names both files)."""
+        found = self.unmatched
+        unreadable = len(found.labels_of_unreadable_images)
+        of_unreadable = f"{unreadable} label whose DICOM is unreadable, " if unreadable else ""
         return (
-            f"Unmatched: {len(pairing.images_without_labels)} DICOM without label, "
-            f"{len(pairing.labels_without_images) - len(unreadable)} label without DICOM, "
-            f"{of_unreadable}{len(pairing.skipped) - len(their_images)} skipped"
+            f"Unmatched: {len(found.images_without_labels)} DICOM without label, "
+            f"{len(found.labels_without_images)} label without DICOM, "
+            f"{of_unreadable}{len(found.skipped)} skipped"
         )
 
     def problem_line(self, problem: Problem, *, max_names: int = 5) -> str:
         """Return the report's line of one problem: ``  - [kind] message -- a, b``."""
         message = self._relative_message(problem.message, problem)
-        return f"  - [{problem.kind}] {message}{self._names(problem.paths, max_names)}"
+        return f"  - [{problem.kind}] {message}{self._names(message, problem.paths, max_names)}"
 
-    def _names(self, paths: tuple[Path, ...], limit: int) -> str:
-        """Return " -- a, b and N more" with paths relative to the data folder."""
+    def _names(self, message: str, paths: tuple[Path, ...], limit: int) -> str:
+        """Return " -- a, b and N more" with paths relative to the data folder; "" when
+        ``message`` (as `_relative_message` words it) begins with its only file: a reader's
+        ``labels/p01/s2.png: cannot read ...`` needs no ``-- labels/p01/s2.png``."""
         if not paths:
             return ""
         relative = [_relative(p, self.images_dir, self.labels_dir) for p in paths]
+        if len(relative) == 1 and message.startswith(f"{relative[0]}: "):
+            return ""
         return f" -- {few_of(relative, shown=limit)}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-serialisable data (paths as strings)."""
-        scheme = self.scheme
+        """Return the report as JSON-serialisable data (paths as strings); the unmatched files
+        as `unmatched` holds them, the lists the text's ``Unmatched:`` line counts."""
+        scheme, unmatched = self.scheme, self.unmatched
         return {
             "images_dir": str(self.images_dir),
             "labels_dir": str(self.labels_dir),
             "is_trainable": self.is_trainable,
             "num_pairs": self.num_pairs,
             "num_samples": self.num_samples,
-            "images_without_labels": [str(p) for p in self.pairing.images_without_labels],
-            "labels_without_images": [str(p) for p in self.pairing.labels_without_images],
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.pairing.skipped],
+            "images_without_labels": [str(p) for p in unmatched.images_without_labels],
+            "labels_without_images": [str(p) for p in unmatched.labels_without_images],
+            "labels_of_unreadable_images": [
+                {"label": str(label), "image": str(image.path), "reason": image.reason}
+                for label, image in unmatched.labels_of_unreadable_images.items()
+            ],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in unmatched.skipped],
             "scheme": None
             if scheme is None
             else {

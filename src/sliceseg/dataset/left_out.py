@@ -19,18 +19,24 @@ import pandas as pd
 from sliceseg.dataset.check import CheckReport
 from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.problems import Problem
+from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan
 from sliceseg.io.tables import failed_table
 from sliceseg.measure.areas import SpacingFallback, resolve_spacing
 
-__all__ = ["LeftOutFiles", "failed_rows", "leave_out_unusable", "series_of_files"]
+__all__ = ["LeftOutFiles", "leave_out_unusable"]
 
 
 _RUN_LEVEL = frozenset({"empty"})
 """Problems of the whole run, not of a file: no DICOM pairs with any label map. The command's
 own refusal says it; a line naming it as a file left out would say it twice."""
+
+
+_UNPAIRED_LABELS = frozenset({"unmatched_label", "near_miss"})
+"""Label maps without a DICOM (those a rename would pair on the rename's line): none is
+measured, so each is a file left out."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,37 @@ class LeftOutFiles:
         refusal; a problem of the whole run (`_RUN_LEVEL`) is left to the refusal."""
         return self._per_file.problem_lines(self.left_out, **self._wording)
 
+    def refusal(self, verb: str, source: DataSource) -> str:
+        """The one line a measuring command refuses with when it left every slice out: "nothing
+        to <verb>", then why, said once: no DICOM pairs with any label map (that line alone),
+        else how many problems left files out and the first (their lines are logged before).
+
+        Example:
+            >>> files.refusal("measure", source)
+            'nothing to measure in labels: 1 problem(s) left out every labelled slice ...'
+        """
+        run_level = [p for p in self.report.errors if p.kind in _RUN_LEVEL]
+        per_file = self._per_file.errors
+        if run_level:
+            why = f": {run_level[0].message}"
+        elif per_file:
+            first = self.report.described(per_file[0], **self._wording)
+            why = (
+                f" in {source.labels_dir}: {len(per_file)} problem(s) left out every labelled "
+                f"slice (the `{self.left_out}:` lines); the first: {first}"
+            )
+        else:  # not expected: no slice, yet no problem left one out
+            why = f" in {source.labels_dir}: {self.report.summary_line()}"
+        return (
+            f"nothing to {verb}{why.removesuffix('.')}; run `{source.check_command}` for the "
+            "full report."
+        )
+
     def failed_table(self, plan: CohortPlan) -> pd.DataFrame:
-        """``failed.csv``'s table: one row per problem that left files out (`failed_rows`),
+        """``failed.csv``'s table: one row per problem that left files out (`_failed_rows`),
         their series named as ``predict`` names them from ``plan`` (`plan_cohort` of the
         DICOM folder)."""
-        return failed_table(failed_rows(self._per_file, series_of_files(plan), **self._wording))
+        return failed_table(_failed_rows(self._per_file, _series_of_files(plan), **self._wording))
 
     @property
     def _per_file(self) -> CheckReport:
@@ -90,8 +122,9 @@ def leave_out_unusable(
     Refused: no PixelSpacing (or a malformed one) without ``--fov`` or ``--pixels``, a
     ``--matrix`` that is not the image's shape. Without a fallback the report's warning on
     slices without spacing ("their areas are in pixels") is dropped: those slices are not
-    measured at all, and their own lines say so. (A label map without a DICOM is a warning
-    for training, which goes on without it; a measuring command was asked for its areas.)
+    measured at all, and their own lines say so. (A label map without a DICOM, on its line or
+    the rename line, is a warning for training, which goes on without it; a measuring command
+    was asked for its areas.)
 
     Returns:
         ``(the samples kept, the report with an error per problem that leaves files out)``.
@@ -113,7 +146,7 @@ def leave_out_unusable(
             kept.append(sample)
     has_fallback = fallback.fov_mm is not None or fallback.pixels_only
     problems = [
-        replace(p, severity="error") if p.kind == "unmatched_label" else p
+        replace(p, severity="error") if p.kind in _UNPAIRED_LABELS else p
         for p in report.problems
         if has_fallback or p.kind != "no_spacing"
     ]
@@ -121,7 +154,7 @@ def leave_out_unusable(
     return kept, replace(report, problems=problems, num_samples=len(kept))
 
 
-def failed_rows(
+def _failed_rows(
     report: CheckReport,
     series_of: Mapping[Path, str],
     *,
@@ -141,7 +174,7 @@ def failed_rows(
         None where not known) and ``reason`` (its line, naming the files).
 
     Example:
-        >>> failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
+        >>> _failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
         [{'series': 'p01', 'slices': 1, 'reason': 'scans/p01/a.dcm: no PixelSpacing ...'}]
     """
     rows: list[dict[str, object]] = []
@@ -160,7 +193,7 @@ def failed_rows(
     return rows
 
 
-def series_of_files(plan: CohortPlan) -> dict[Path, str]:
+def _series_of_files(plan: CohortPlan) -> dict[Path, str]:
     """Each DICOM file of the plan with its series' name (as ``predict`` names it), for
-    `failed_rows`."""
+    `_failed_rows`."""
     return {f.source: series.name for series in plan.series for f in series.files}

@@ -51,6 +51,42 @@ class Problem:
     paths: tuple[Path, ...] = ()
 
 
+@dataclass(frozen=True)
+class Unmatched:
+    """The files left unpaired, each once as what it is: the ``Unmatched:`` line counts these
+    lists and ``--json`` gives them.
+
+    Attributes:
+        images_without_labels: DICOM files without a label map.
+        labels_without_images: label maps without a DICOM file (none whose DICOM is there).
+        labels_of_unreadable_images: label map -> its DICOM file, there but skipped (empty, not
+            DICOM): neither a label without a DICOM nor, its DICOM, one more skipped file.
+        skipped: the other files skipped.
+    """
+
+    images_without_labels: list[Path]
+    labels_without_images: list[Path]
+    labels_of_unreadable_images: dict[Path, SkippedFile]
+    skipped: list[SkippedFile]
+
+
+def unmatched_files(pairing: Pairing, images: Path, labels: Path) -> Unmatched:
+    """The pairing's unpaired files, each once as what it is (see `Unmatched`).
+
+    Example:
+        >>> unmatched_files(pairing, Path("dicoms"), Path("labels")).labels_without_images
+        [PosixPath('labels/p01/s3.png')]
+    """
+    unreadable = labels_of_skipped_images(pairing, images, labels)
+    their_images = {item.path for item in unreadable.values()}
+    return Unmatched(
+        images_without_labels=list(pairing.images_without_labels),
+        labels_without_images=[p for p in pairing.labels_without_images if p not in unreadable],
+        labels_of_unreadable_images=unreadable,
+        skipped=[item for item in pairing.skipped if item.path not in their_images],
+    )
+
+
 def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Problem]:
     """One warning naming the label maps `near_misses` finds, with the first one's rename.
 
@@ -65,8 +101,8 @@ def near_miss_problems(pairing: Pairing, images: Path, labels: Path) -> list[Pro
     example = f"{label.relative_to(labels).as_posix()} → {key}{label.suffix}"
     message = (
         f"{len(found)} label map(s) would pair with a DICOM but for their path's letter case, "
-        "an ending such as _mask, or one folder more; name each as its DICOM is named, at the "
-        f"same path below the label folder (e.g. {example})"
+        "an ending such as _mask, or one folder more (left out); name each as its DICOM is "
+        f"named, at the same path below the label folder (e.g. {example})"
     )
     return [Problem("warning", "near_miss", message, tuple(label for label, _ in found))]
 
@@ -78,9 +114,11 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
     for shared in pairing.duplicates:
         message = duplicate_message(duplicate_finding(shared), shared, "one file per slice")
         problems.append(Problem("error", "duplicate", message, tuple(shared)))
-    unreadable = labels_of_skipped_images(pairing, images, labels)
+    found = unmatched_files(pairing, images, labels)
+    unreadable = found.labels_of_unreadable_images
     problems += _unreadable_image_problems(unreadable, images)
-    explained = [label for label, _ in near_misses(pairing, images, labels)]
+    # the rename line names these: each label map on one line
+    explained = {label for label, _ in near_misses(pairing, images, labels)}
     typos = likely_images(pairing, images, labels, leave_out=[*explained, *unreadable])
     for kind, paths, what, use in (
         (
@@ -91,7 +129,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         ),
         (
             "unmatched_label",
-            [p for p in pairing.labels_without_images if p not in unreadable],
+            [p for p in found.labels_without_images if p not in explained],
             "label map(s) without a DICOM file",
             "left out; name each as its DICOM is named" + _typo_hint(typos, images, labels),
         ),
@@ -99,7 +137,7 @@ def pairing_problems(pairing: Pairing, images: Path, labels: Path) -> list[Probl
         if paths:
             message = f"{len(paths)} {what} of the same relative name ({use})"
             problems.append(Problem("warning", kind, message, tuple(paths)))
-    problems += _skipped_problems(pairing, unreadable)
+    problems += _skipped_problems(found.skipped)
     problems += near_miss_problems(pairing, images, labels)
     if not pairing.pairs:
         # the folders as given (DATA_DIR's, or --images / --labels, or measure's LABELS_DIR and
@@ -120,13 +158,13 @@ SIDECAR_SUFFIXES = frozenset(
 """Suffixes of the notes, tables and scripts users keep beside their data: never an image."""
 
 
-def _skipped_problems(pairing: Pairing, unreadable: dict[Path, SkippedFile]) -> list[Problem]:
-    """One warning per reason files were skipped (a .bmp label map, a damaged DICOM); the
-    notes and tables among them (`SIDECAR_SUFFIXES`) are one note: nothing to fix."""
+def _skipped_problems(skipped: list[SkippedFile]) -> list[Problem]:
+    """One warning per reason files were skipped (a .bmp label map, a damaged DICOM; not the
+    DICOMs of `Unmatched.labels_of_unreadable_images`); the notes and tables among them
+    (`SIDECAR_SUFFIXES`) are one note: nothing to fix."""
     by_reason: dict[str, list[Path]] = defaultdict(list)
-    named = {item.path for item in unreadable.values()}
     sidecars = []
-    for item in (item for item in pairing.skipped if item.path not in named):
+    for item in skipped:
         # a labels.txt in the wrong folder keeps its own warning: its names are not used
         if item.path.suffix.lower() in SIDECAR_SUFFIXES and item.path.name != ROI_NAMES_FILE:
             sidecars.append(item.path)

@@ -350,7 +350,7 @@ def _labelled_test_set(
     any refusal) and ``failed.csv``'s table of the files left out.
 
     Raises:
-        PairingError: no slice is usable (the message gives the first problem, if any).
+        PairingError: no slice is usable (`LeftOutFiles.refusal`: why, said once).
     """
     samples, report = load_test_samples(
         source,
@@ -361,14 +361,8 @@ def _labelled_test_set(
     left_out_files = LeftOutFiles(report, _NOT_EVALUATED, fallback, _UNLABELLED_USE)
     notes = left_out_files.lines
     _tell(log, notes)
-    if not samples:  # the first file left out, else why none pairs (not among the notes)
-        shown = [n for n in notes if n.startswith(f"{_NOT_EVALUATED}: ")]
-        shown = shown or [p.message for p in report.errors] or notes
-        first = f"; first problem: {shown[0]}" if shown else ""
-        raise PairingError(
-            f"{source.labels_dir}: no labelled test slice to evaluate (pairing is by relative path "
-            f"without suffix with {source.images_dir}){first}"
-        )
+    if not samples:
+        raise PairingError(left_out_files.refusal("evaluate", source))
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
     return samples, notes, left_out_files.failed_table(plan)
 
