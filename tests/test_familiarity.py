@@ -789,7 +789,7 @@ def test_a_study_of_one_odd_series_keeps_its_overall_rows(
 
 
 def test_slice_features_keep_only_slices_run_as_the_separate_look_runs_them():
-    from sliceseg.engine.probabilities import slice_features
+    from sliceseg.engine.probabilities import feature_windows, slice_features
 
     images = [
         torch.zeros(1, 50, 70),  # padded to (64, 80) = the window: the separate look's input
@@ -797,11 +797,18 @@ def test_slice_features_keep_only_slices_run_as_the_separate_look_runs_them():
         torch.zeros(1, 130, 70),  # three windows (rows 0, 48, 66): no single pass
         torch.zeros(1, 64, 80),  # exactly the window
     ]
-    passes = [torch.arange(6.0)[:, None] * torch.ones(1, 3)]  # windows: 1 + 1 + 3 + 1
+    # windows: 1 + 1 + 3 + 1; only the first and the last are pooled
+    assert feature_windows(images, (64, 80), 16) == [True] + [False] * 4 + [True]
+    passes = [torch.tensor([[0.0] * 3]), torch.tensor([[5.0] * 3])]
     found = slice_features(images, (64, 80), passes, 16)
     assert found[1] is None and found[2] is None
     assert found[0].tolist() == [0.0] * 3 and found[0].dtype == np.float64
-    assert found[3].tolist() == [5.0] * 3  # after the third slice's three windows
+    assert found[3].tolist() == [5.0] * 3
+    # the check reads the last slice alone: the first is not pooled, its row not taken
+    wanted = [False, True, True, True]
+    assert feature_windows(images, (64, 80), 16, wanted=wanted) == [False] * 5 + [True]
+    found = slice_features(images, (64, 80), passes[1:], 16, wanted=wanted)
+    assert found[:3] == [None] * 3 and found[3].tolist() == [5.0] * 3
 
 
 def _engine_look(model: Path, folder: Path, batch_size: int):

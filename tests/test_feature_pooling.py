@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from conftest import copy_series, invert_pixels
 from sliceseg.inference.familiarity import model_profile
 from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.measure.feature_pooling import BODY_POOLING, SLICE_POOLING, feature_pooling_of
@@ -132,3 +134,139 @@ class TestProfiles:
             looked = series_traits(loaded, slices, labels)  # the check's own look
             np.testing.assert_array_equal(np.stack([t.features for t in looked]), expected)
             assert model_profile(loaded).feature_pooling == pooling
+
+
+# --- pooled only where the check reads: at most MAX_SLICES slices of a series ----------------
+
+
+@pytest.fixture(scope="module")
+def long_and_short(tiny_phantom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A series of 20 slices, its inverted-contrast copy (flagged) and the 3-slice test subject."""
+    from sliceseg.phantom.generate import generate_phantom
+
+    made = tmp_path_factory.mktemp("long") / "phantom"
+    generate_phantom(made, train_subjects=1, test_subjects=1, slices_per_subject=20, seed=7,
+                     matrix_sizes=[(96, 96)])  # fmt: skip
+    root = tmp_path_factory.mktemp("scans") / "scans"
+    (long,) = sorted((made / "test" / "dicoms").iterdir())
+    (short,) = sorted((tiny_phantom / "test" / "dicoms").iterdir())
+    copy_series(long, root / "long")
+    copy_series(long, root / "long_inverted", invert_pixels)
+    copy_series(short, root / "short")
+    return root
+
+
+def _cohort(model: Path, scans: Path, out: Path):
+    from sliceseg.inference.cohort import CohortOptions, predict_cohort
+
+    options = CohortOptions(workers=0)  # the network and the check in this process
+    return predict_cohort(model, scans, out, options=options, log=lambda _line: None)
+
+
+def _counting_pooled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the slices whose deepest features are pooled (`FeatureTap`: the prediction's
+    and any look of the check's own; over the body, each finds its body first)."""
+    from sliceseg.models import features
+
+    found: list[int] = []
+    pooled = features.pooled
+
+    def counted(output: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        found.extend([1] * len(output))
+        return pooled(output, weights)
+
+    monkeypatch.setattr(features, "pooled", counted)
+    return found
+
+
+def _pooling_every_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prediction as before: every slice's features pooled, the check picking its own."""
+    from sliceseg.engine.predictor import Engine
+
+    labels = Engine.labels
+
+    def every(self, images, *, feature_slices=None, **options):
+        return labels(self, images, **options)
+
+    monkeypatch.setattr(Engine, "labels", every)
+
+
+def test_a_cohort_pools_only_the_features_the_check_reads(
+    tiny_model: Path, long_and_short: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Each slice's body was found for its pooled features, though the check reads those of
+    16 slices a series: about 2 ms a 256² slice wasted on long series."""
+    pooled = _counting_pooled(monkeypatch)
+    run = _cohort(tiny_model, long_and_short, tmp_path / "out")
+    assert sorted(run.finished) == ["long", "long_inverted", "short"] and run.failed == []
+    assert len(pooled) == 16 + 16 + 3  # and no second look at the network for the check
+    (line,) = [w for w in run.warnings if "unlike the training data" in w]
+    assert line.startswith("series long_inverted") and "(inverted contrast?)" in line
+
+
+def test_a_model_file_without_a_profile_pools_no_features(
+    tiny_model: Path, long_and_short: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bundle = load_bundle(tiny_model)
+    old = ModelMetadata.from_dict({**bundle.metadata.to_dict(), "familiarity": None})
+    model = save_bundle(tmp_path / "old.pt", bundle.model, old)
+    pooled = _counting_pooled(monkeypatch)
+    run = _cohort(model, long_and_short, tmp_path / "out")
+    assert sorted(run.finished) == ["long", "long_inverted", "short"] and pooled == []
+
+
+def test_a_cohort_writes_what_it_wrote_when_every_slice_was_pooled(
+    tiny_model: Path, long_and_short: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _cohort(tiny_model, long_and_short, tmp_path / "now")
+    _pooling_every_slice(monkeypatch)
+    pooled = _counting_pooled(monkeypatch)
+    _cohort(tiny_model, long_and_short, tmp_path / "before")
+    assert len(pooled) == 20 + 20 + 3
+    for name in ("csa.csv", "csa_long.csv"):
+        assert (tmp_path / "now" / name).read_text() == (tmp_path / "before" / name).read_text()
+    now, before = (pd.read_csv(tmp_path / d / "series.csv", dtype=str) for d in ("now", "before"))
+    assert now["unlike_training"].tolist() == before["unlike_training"].tolist()
+    assert now["unlike_training"].notna().tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("name", ["long", "long_inverted", "short"])
+def test_the_check_reads_the_numbers_it_read_when_every_slice_was_pooled(
+    tiny_model: Path, long_and_short: Path, name: str
+):
+    from sliceseg.engine.predictor import Engine
+    from sliceseg.inference.familiarity import (
+        PredictionLook,
+        check_series,
+        checked_slices,
+        series_traits,
+    )
+    from sliceseg.io.dicom import read_series
+
+    bundle = load_bundle(tiny_model)
+    engine = Engine(bundle, torch.device("cpu"))
+    slices = read_series(long_and_short / name)
+    spaced = engine.preparation.prepare(slices)
+    every: list = []  # before: every slice pooled, the check picking its slices
+    engine.labels(slices, spaced=spaced, features=every)
+    chosen = checked_slices(len(slices))
+    assert len(chosen) == min(len(slices), 16)
+    some: list = []
+    labels = engine.labels(slices, spaced=spaced, features=some, feature_slices=chosen)
+    assert [i for i, row in enumerate(some) if row is not None] == chosen
+    for i in chosen:
+        assert np.array_equal(some[i], every[i])  # bit for bit
+    was, now = (PredictionLook(spaced.images, rows) for rows in (every, some))
+    before, after = (series_traits(bundle, slices, labels, seen=s) for s in (was, now))
+    for old, new in zip(before, after, strict=True):
+        assert np.array_equal(old.features, new.features)
+        assert np.array_equal(old.intensity, new.intensity)
+    assert {before[i].features.shape for i in chosen} == {(128,)}  # measured: 128 channels
+    profile = model_profile(bundle)
+    assert profile is not None
+    measured = np.stack([before[i].features for i in chosen])
+    distances = profile.feature_distance(np.stack([after[i].features for i in chosen]))
+    assert np.array_equal(distances, profile.feature_distance(measured))
+    verdicts = [check_series(bundle, slices, labels, seen=s) for s in (was, now)]
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[1].is_flagged == (name == "long_inverted")

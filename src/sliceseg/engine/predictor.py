@@ -12,7 +12,7 @@ or writes files.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -21,6 +21,7 @@ import torch
 
 from sliceseg.engine.probabilities import (
     autocasts,
+    feature_windows,
     network_probabilities,
     network_window,
     shape_groups,
@@ -251,6 +252,7 @@ class Engine:
         batch_size: int = 8,
         spaced: SpacedTensors | None = None,
         features: list[np.ndarray | None] | None = None,
+        feature_slices: Collection[int] | None = None,
     ) -> list[np.ndarray]:
         """Label maps of a few slices, each on its own grid (uint8, values 0..K).
 
@@ -258,6 +260,8 @@ class Engine:
         ``features``: when given, gets per slice its deepest features from the same passes
         (`slice_features`; None where they would differ from a separate look: several
         windows, a window larger than the slice needs, autocast on CUDA, older model files).
+        ``feature_slices``: the slices (indices into ``images``) whose features are pooled
+        (None: all); the others get None (e.g. those the familiarity check never reads).
         """
         meta = self.bundle.metadata
         if meta.target_spacing_mm is None:  # older files: the square grid they trained on
@@ -267,7 +271,9 @@ class Engine:
             return self._grid_labels(images, changes, sink)
         if spaced is None:
             spaced = self.prepare(images, changes)
-        probs = self._probabilities(spaced.images, batch_size, features)
+        chosen = range(len(images)) if feature_slices is None else set(feature_slices)
+        wanted = [i in chosen for i in range(len(images))] if features is not None else None
+        probs = self._probabilities(spaced.images, batch_size, features, wanted)
         labels = []
         for prob, geometry, change in zip(
             probs, spaced.geometries, spaced.reorientations, strict=True
@@ -281,15 +287,18 @@ class Engine:
         images: Sequence[torch.Tensor],
         batch_size: int,
         features: list[np.ndarray | None] | None,
+        wanted: Sequence[bool] | None,
     ) -> list[torch.Tensor]:
         """Probabilities at the target spacing, left on the device (native grid, argmax and
-        confidence are taken there); per slice its deepest features into ``features``. Slices
-        of one shape share passes (`shape_groups`), whatever else the call holds."""
+        confidence are taken there); per slice its deepest features into ``features`` (those
+        ``wanted``). Slices of one shape share passes (`shape_groups`), whatever else the call
+        holds."""
         probs: list[torch.Tensor | None] = [None] * len(images)
         found: list[np.ndarray | None] = [None] * len(images)
         for members in shape_groups(images):
             group = [images[i] for i in members]
-            answers = self._group_probabilities(group, batch_size, features is not None)
+            wants = [wanted[i] for i in members] if wanted is not None else None
+            answers = self._group_probabilities(group, batch_size, wants)
             for i, each, feature in zip(members, *answers, strict=True):
                 probs[i], found[i] = each, feature
         if features is not None:
@@ -297,23 +306,31 @@ class Engine:
         return [cast(torch.Tensor, p) for p in probs]
 
     def _group_probabilities(
-        self, images: Sequence[torch.Tensor], batch_size: int, wants_features: bool
+        self, images: Sequence[torch.Tensor], batch_size: int, wanted: Sequence[bool] | None
     ) -> tuple[list[torch.Tensor], list[np.ndarray | None]]:
-        """`_probabilities` of slices of one shape, in one window, and their features (None
-        where they are not the separate look's, or not asked for)."""
+        """`_probabilities` of slices of one shape, in one window, and the features of those
+        ``wanted`` (None where they are not the separate look's, or not asked for)."""
         meta = self.bundle.metadata
         window = network_window(
             self.network, images, input_size=meta.input_size, divisor=self.divisor
         )
-        tapping = wants_features and not autocasts(self.device)
+        # per window run, whether to pool its features (none asked for: none)
+        tapped = (
+            [] if wanted is None else feature_windows(images, window, self.divisor, wanted=wanted)
+        )
+        tapping = any(tapped) and not autocasts(self.device)
         tap = FeatureTap(self.feature_layer, pooling=self.feature_pooling) if tapping else None
         passes: list[torch.Tensor] = []
+        ran = 0  # windows run so far, in `spaced_probabilities`' order
 
         def predictor(batch: torch.Tensor) -> torch.Tensor:
-            if tap is None:
+            nonlocal ran
+            rows = [k for k, is_tapped in enumerate(tapped[ran : ran + len(batch)]) if is_tapped]
+            ran += len(batch)
+            if tap is None or not rows:
                 return network_probabilities(self.network, batch, tta=self.tta)
             # The untransformed pass runs first (TTA_TRANSFORMS): the tap takes that one.
-            with tap, tap.watching(batch):
+            with tap, tap.watching(batch, rows=rows):
                 probs = network_probabilities(self.network, batch, tta=self.tta)
             passes.append(tap.taken.pop())
             return probs
@@ -326,7 +343,7 @@ class Engine:
             batch_size=batch_size,
             keep_on_device=True,
         )
-        found = slice_features(images, window, passes, self.divisor) if tap else None
+        found = slice_features(images, window, passes, self.divisor, wanted=wanted) if tap else None
         return probs, found or [None] * len(images)
 
     def _grid_labels(

@@ -25,6 +25,7 @@ from sliceseg.models.folding import is_size_free
 __all__ = [
     "TTA_TRANSFORMS",
     "autocasts",
+    "feature_windows",
     "network_probabilities",
     "network_window",
     "shape_groups",
@@ -95,6 +96,8 @@ def slice_features(
     window: tuple[int, int],
     passes: Sequence[torch.Tensor],
     divisor: int,
+    *,
+    wanted: Sequence[bool] | None = None,
 ) -> list[np.ndarray | None]:
     """Per slice its deepest features from the prediction's own passes, where they are those of
     `sliceseg.models.features.deepest_features`: a slice in one window that is the slice
@@ -103,22 +106,59 @@ def slice_features(
     Args:
         images: the slices as predicted, ``(I, H, W)`` each.
         window: their window (`network_window`).
-        passes: per network call the ``(windows, C)`` pooled features, in the order
-            `spaced_probabilities` runs the windows (slice by slice).
+        passes: per network call the ``(windows, C)`` pooled features of the windows
+            `feature_windows` marks, in the order `spaced_probabilities` runs them.
         divisor: what the network needs sides to divide by.
+        wanted: per slice, whether its features are asked for (None: all; the others get None).
 
     Returns:
         Per slice ``(C,)`` float64, or None.
     """
-    rows = torch.cat(list(passes)) if passes else torch.zeros(0, 0)
+    rows = iter(torch.cat(list(passes))) if passes else iter(())
     found: list[np.ndarray | None] = []
-    at = 0
-    for image in images:
-        count = count_windows(tuple(image.shape[-2:]), window)
-        same = count == 1 and padded_shape(image.shape, divisor) == tuple(window)
-        found.append(rows[at].double().numpy() if same and at < len(rows) else None)
-        at += count
+    for is_pooled in _pooled_slices(images, window, divisor, wanted):
+        row = next(rows, None) if is_pooled else None
+        found.append(None if row is None else row.double().numpy())
     return found
+
+
+def feature_windows(
+    images: Sequence[torch.Tensor],
+    window: tuple[int, int],
+    divisor: int,
+    *,
+    wanted: Sequence[bool] | None = None,
+) -> list[bool]:
+    """Per window `spaced_probabilities` runs (slice by slice), whether the prediction pools
+    its features: a wanted slice's that `slice_features` hands on (finding the body of the
+    others would be wasted).
+
+    Example:
+        >>> feature_windows([torch.zeros(1, 64, 64), torch.zeros(1, 64, 130)], (64, 64), 16)
+        [True, False, False, False]
+    """
+    pooled = _pooled_slices(images, window, divisor, wanted)
+    flags: list[bool] = []
+    for image, is_pooled in zip(images, pooled, strict=True):
+        flags += [is_pooled] + [False] * (count_windows(tuple(image.shape[-2:]), window) - 1)
+    return flags
+
+
+def _pooled_slices(
+    images: Sequence[torch.Tensor],
+    window: tuple[int, int],
+    divisor: int,
+    wanted: Sequence[bool] | None,
+) -> list[bool]:
+    """Per slice: wanted (None: all), and run in one window that is the slice padded up to
+    ``divisor``, as `deepest_features` runs it."""
+    wanted = [True] * len(images) if wanted is None else wanted
+    return [
+        wants
+        and count_windows(tuple(image.shape[-2:]), window) == 1
+        and padded_shape(image.shape, divisor) == tuple(window)
+        for image, wants in zip(images, wanted, strict=True)
+    ]
 
 
 def shape_groups(images: Sequence[torch.Tensor]) -> list[list[int]]:

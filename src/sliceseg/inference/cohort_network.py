@@ -17,7 +17,7 @@ import torch
 from sliceseg.engine.predictor import Engine, spaced_subset
 from sliceseg.inference.cohort_series import DecodedSeries
 from sliceseg.inference.confidence import ConfidenceCollector
-from sliceseg.inference.familiarity import always_present_rois
+from sliceseg.inference.familiarity import always_present_rois, checked_slices
 from sliceseg.inference.shards import shard_device
 from sliceseg.io.series_plan import PlannedSeries
 from sliceseg.model_space.batches import SpacedTensors
@@ -89,12 +89,17 @@ def _label(
     if len(prepared) != len(images):  # an older model file: the engine's square grid
         prepared = []
     found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    read = _checked(batch, checks=expected is not None)  # None: no profile, so no check
     for chunk in _passes(batch, prepared, batch_size):
         collector = ConfidenceCollector(expected)
         features: list[np.ndarray | None] = []
         spaced = spaced_subset([prepared[i] for i in chunk]) if prepared else None
         labels = engine.labels(
-            [images[i] for i in chunk], sink=collector, spaced=spaced, features=features
+            [images[i] for i in chunk],
+            sink=collector,
+            spaced=spaced,
+            features=features,
+            feature_slices=[k for k, i in enumerate(chunk) if i in read],
         )
         for i, *each in zip(chunk, labels, collector.per_roi, features, strict=True):
             found[i] = (each[0], each[1], each[2])
@@ -105,6 +110,18 @@ def _label(
         decoded.confidence = [score for _, score, _ in mine]
         decoded.features = [feature for _, _, feature in mine]
         position += len(decoded.slices)
+
+
+def _checked(batch: Sequence[DecodedSeries], *, checks: bool) -> set[int]:
+    """The slices (indices over the batch) whose features the familiarity check reads
+    (`checked_slices` of each series; none when the model file has no profile: no check)."""
+    read: set[int] = set()
+    position = 0
+    for decoded in batch:
+        count = len(decoded.slices)
+        read.update(position + j for j in checked_slices(count) if checks)
+        position += count
+    return read
 
 
 def _passes(

@@ -55,6 +55,7 @@ __all__ = [
     "always_present_rois",
     "check_run",
     "check_series",
+    "checked_slices",
     "damaged_profile_note",
     "modality_check",
     "model_profile",
@@ -275,9 +276,7 @@ def series_traits(
         One `SliceTraits` per slice (features / intensity empty where not measured).
     """
     count = len(images)
-    chosen = list(range(count))
-    if max_slices is not None and count > max_slices:
-        chosen = sorted({round(i) for i in np.linspace(0, count - 1, max_slices)})
+    chosen = checked_slices(count, max_slices=max_slices)
     features: np.ndarray | None = None
     normalised: list[np.ndarray | None] = [None] * count
     if bundle.metadata.target_spacing_mm is not None and chosen:
@@ -290,6 +289,20 @@ def series_traits(
             normalised[i] = centre_channel(image).numpy()
     spacings = [image.spacing_mm for image in images]
     return slice_traits(features, normalised, labels, spacings, bundle.metadata.num_labels)
+
+
+def checked_slices(count: int, *, max_slices: int | None = MAX_SLICES) -> list[int]:
+    """The slices of a series of ``count`` whose features and intensities the check measures
+    (`series_traits`): all of up to ``max_slices`` (None: all), else that many evenly spread.
+    The prediction pools the features of these alone (`Engine.labels`' ``feature_slices``).
+
+    Example:
+        >>> checked_slices(3), checked_slices(31)[:4]
+        ([0, 1, 2], [0, 2, 4, 6])
+    """
+    if max_slices is None or count <= max_slices:
+        return list(range(count))
+    return sorted({round(i) for i in np.linspace(0, count - 1, max_slices)})
 
 
 def _network_inputs(

@@ -159,7 +159,7 @@ def padded_shape(shape: Sequence[int], divisor: int) -> tuple[int, int]:
 class FeatureTap:
     """While open, the pooled deepest features (`pooled`) of the first forward pass of a
     network in the opening thread after each `watching` (given that pass's input), one
-    ``(B, C)`` tensor per pass in ``taken``.
+    ``(B, C)`` tensor per pass in ``taken`` (``B``: the rows watched).
 
     Example:
         >>> with FeatureTap(deepest_module(network)) as tap, tap.watching(images):
@@ -175,12 +175,17 @@ class FeatureTap:
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._inputs: torch.Tensor | None = None
         self._stop = False
+        self._rows: Sequence[int] | None = None
 
     @contextlib.contextmanager
-    def watching(self, inputs: torch.Tensor, *, stop: bool = False) -> Iterator[FeatureTap]:
+    def watching(
+        self, inputs: torch.Tensor, *, stop: bool = False, rows: Sequence[int] | None = None
+    ) -> Iterator[FeatureTap]:
         """Take the features of the next pass, whose input is ``inputs`` (later passes, such
-        as test-time augmentation's views, are not taken); ``stop``: end that pass there."""
-        self._inputs, self._stop = inputs, stop
+        as test-time augmentation's views, are not taken); ``stop``: end that pass there;
+        ``rows``: pool only these rows of the batch (None: all; finding a slice's body is
+        what pooling costs, `body_weights`)."""
+        self._inputs, self._stop, self._rows = inputs, stop, rows
         try:
             yield self
         finally:
@@ -201,6 +206,8 @@ class FeatureTap:
         if threading.get_ident() != self._thread or inputs is None:
             return
         assert isinstance(output, torch.Tensor)  # deepest_module chose a tensor output
+        if self._rows is not None:
+            inputs, output = inputs[list(self._rows)], output[list(self._rows)]
         body = self.pooling == BODY_POOLING
         self.taken.append(pooled(output, body_weights(inputs, output.shape[2:]) if body else None))
         self._inputs = None
