@@ -147,11 +147,29 @@ def sparse_phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data / "train"
 
 
-def test_training_reads_the_unlabelled_neighbours_of_the_labelled_slices(sparse_phantom, tmp_path):
+def test_training_reads_the_unlabelled_neighbours_of_the_labelled_slices(
+    sparse_phantom, tmp_path, monkeypatch
+):
+    """A 2.5D run planned the DICOM folder twice from its headers, once to name the series
+    (the validation series) and once to find the neighbours: once now, the names and the
+    neighbours as before."""
+    import sliceseg.io.series_plan as series_plan
     from sliceseg.training.run_data import load_training_data
 
+    headers_read: list[Path] = []
+    plan_file = series_plan._plan_file
+    monkeypatch.setattr(
+        series_plan, "_plan_file", lambda path: headers_read.append(path) or plan_file(path)
+    )
     flat = load_training_data(tiny_config(sparse_phantom, tmp_path / "a"), None)
+    dicoms = sorted((sparse_phantom / "dicoms").rglob("*.dcm"))
+    assert sorted(headers_read) == dicoms and len(dicoms) == 15  # one pass: 3 subjects × 5
+    headers_read.clear()
     data = load_training_data(tiny_config(sparse_phantom, tmp_path / "b", context_slices=1), None)
+    assert sorted(headers_read) == dicoms  # was each file twice
+    assert data.validation_series == flat.validation_series
+    (name, count), *_ = data.validation_series
+    assert [key.split("/")[0] for key in data.validation.keys] == [name] * count == [name] * 3
     assert len(data.train) + len(data.validation) == 9  # 3 labelled of 5 per subject
     assert {tuple(t.shape[:1]) for t in data.train.images} == {(3,)}
     assert {tuple(t.shape[:1]) for t in flat.train.images} == {(1,)}
@@ -307,13 +325,22 @@ def test_predict_says_a_lone_slice_has_no_neighbours(
 
 
 def test_evaluate_reads_the_unlabelled_neighbours_and_predicts_the_labelled_slices(
-    context_model, sparse_phantom, tmp_path
+    context_model, sparse_phantom, tmp_path, monkeypatch
 ):
+    """evaluate reads a 2.5D model's neighbours from the one header pass of the DICOM folder
+    that also names failed.csv's series (it planned the folder twice)."""
+    import sliceseg.io.series_plan as series_plan
     from sliceseg.inference.evaluate import evaluate_model
     from sliceseg.inference.predict import predict_slices
     from sliceseg.models.bundle import load_bundle
 
+    headers_read: list[Path] = []
+    plan_file = series_plan._plan_file
+    monkeypatch.setattr(
+        series_plan, "_plan_file", lambda path: headers_read.append(path) or plan_file(path)
+    )
     result = evaluate_model(context_model, sparse_phantom, out_dir=tmp_path / "e")
+    assert sorted(headers_read) == sorted((sparse_phantom / "dicoms").rglob("*.dcm"))
     table = result.per_slice
     series = read_series(sparse_phantom / "dicoms" / "sub03")  # all five, neighbours included
     labels = predict_slices(load_bundle(context_model), series, device="cpu")

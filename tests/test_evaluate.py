@@ -119,8 +119,8 @@ class TestModelLabelScheme:
         with pytest.raises(
             PairingError,
             match=r"^nothing to evaluate in \S+labels: 2 problem\(s\) left out every labelled "
-            r"slice \(the `not evaluated:` lines\); the first: labels/s0\.npy: values \[3\] in 4 "
-            "pixels are not in the label scheme of the model",
+            r"slice \(among the `not evaluated:` lines\); the first: labels/s0\.npy: values "
+            r"\[3\] in 4 pixels are not in the label scheme of the model",
         ):
             evaluate_model(model, data, tmp_path / "ev")
         assert not (tmp_path / "ev").exists()
@@ -464,7 +464,7 @@ class TestLeftOut:
             assert run() == 2
             assert capsys.readouterr().err.strip().splitlines()[-1] == (
                 f"error: nothing to {verb} in {labels}: 2 problem(s) left out every labelled "
-                f"slice (the `{left_out}:` lines); the first: dicoms/s0.dcm: no PixelSpacing "
+                f"slice (among the `{left_out}:` lines); the first: dicoms/s0.dcm: no PixelSpacing "
                 "(0028,0030) in the file, so areas in mm² are unknown; give --fov MM (and "
                 "--matrix ROWS COLS), or --pixels to report pixel counts; run `sliceseg check "
                 f"{command}` for the full report."

@@ -137,9 +137,29 @@ def test_every_slice_without_spacing_is_still_a_refusal_naming_one(tmp_path, cap
     assert len([ln for ln in lines if ln.startswith("not measured: ")]) == 3
     assert lines[-1].startswith(
         f"error: nothing to measure in {tmp_path / 'labels'}: 3 problem(s) left out every "
-        "labelled slice (the `not measured:` lines); the first: dicoms/p01/s0.dcm: no PixelSpacing"
+        "labelled slice (among the `not measured:` lines); the first: dicoms/p01/s0.dcm: no "
+        "PixelSpacing"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_nothing_to_measure_counts_only_the_problems_that_left_a_slice_out(tmp_path, capsys):
+    """The refusal said "2 problem(s) left out every labelled slice" and named first "1 label
+    map(s) without a DICOM file": a label map without a DICOM labels no slice, yet it was
+    counted, and named as the first reason. Its line stays; the count and the first are the slice left out."""
+    add_pair(tmp_path, "p01/s0", square_label(), spacing=None)
+    _label_without_a_dicom(tmp_path)
+    assert _measure(tmp_path, tmp_path / "out") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len([ln for ln in lines if ln.startswith("not measured: ")]) == 2
+    dicoms, labels = tmp_path / "dicoms", tmp_path / "labels"
+    assert lines[-1] == (
+        f"error: nothing to measure in {labels}: 1 problem(s) left out every labelled slice "
+        "(among the `not measured:` lines); the first: dicoms/p01/s0.dcm: no PixelSpacing "
+        "(0028,0030) in the file, so areas in mm² are unknown; give --fov MM (and --matrix ROWS "
+        f"COLS), or --pixels to report pixel counts; run `sliceseg check --images {dicoms} "
+        f"--labels {labels}` for the full report."
+    )
 
 
 def test_pixels_beside_mm2_still_refuses_the_run(tmp_path, capsys):
@@ -246,7 +266,11 @@ def test_left_out_exports_only_what_the_commands_call():
     here = Path(left_out.__file__)
     others = "\n".join(p.read_text() for p in here.parents[1].rglob("*.py") if p != here)
     unused = [n for n in left_out.__all__ if not re.search(rf"\b{n}\b", others)]
-    assert unused == [] and set(left_out.__all__) == {"LeftOutFiles", "leave_out_unusable"}
+    assert unused == [] and set(left_out.__all__) == {
+        "LeftOutFiles",
+        "leave_out_unusable",
+        "no_slice_refusal",
+    }
 
 
 def test_a_label_named_but_for_its_case_is_one_line_and_one_failed_row(tmp_path, capsys):

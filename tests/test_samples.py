@@ -177,6 +177,22 @@ class TestLoadSamples:
             load_samples(tmp_path)
         assert "\n" not in str(info.value)
 
+    def test_no_usable_slice_is_refused_as_measure_and_evaluate_refuse(self, tmp_path):
+        """Training refused "not fit for training (2 error(s)): 2 pairs, 0 slices, ...: a | b
+        Run `...` for the full report.", measure and evaluate "nothing to <verb>": with no
+        slice left, training says it in their words ("train on"; no lines came before it)."""
+        for key in ("p01/s1", "p01/s2"):
+            add_pair(tmp_path, key, square_label())
+            (tmp_path / "labels" / f"{key}.png").write_bytes(b"not a png")
+        with pytest.raises(LabelError) as info:
+            load_samples(tmp_path)
+        assert str(info.value) == (
+            f"nothing to train on in {tmp_path / 'labels'}: 2 problem(s) left out every labelled "
+            "slice; the first: labels/p01/s1.png: cannot read the label map (cannot identify "
+            "image file 'labels/p01/s1.png'); expected a readable .png file; export it again; "
+            f"run `sliceseg check {tmp_path}` for the full report."
+        )
+
     def test_empty_raises_pairing_error(self, tmp_path):
         (tmp_path / "dicoms").mkdir()
         (tmp_path / "labels").mkdir()

@@ -2,15 +2,15 @@
 
 A 2.5D model (``context_slices = k``) sees each slice with the k slices on either side of it
 in its series. A researcher labels some slices of a series and leaves the others beside them
-in the DICOM folder: those are read here, headers first (`plan_cohort`), then the pixels of
-the labelled slices' series one series at a time, and only the slices that are some labelled
+in the DICOM folder: those are found in the folder's plan (`plan_cohort`, one header pass,
+which the caller builds once and also names the series by), then the pixels of the labelled
+slices' series are read one series at a time, and only the slices that are some labelled
 slice's neighbour are kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -18,20 +18,21 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.io.dicom import Slice
 from sliceseg.io.identity import series_key
 from sliceseg.io.neighbours import slice_neighbours
-from sliceseg.io.series_plan import PlannedFile, decode_series, plan_cohort
+from sliceseg.io.series_plan import CohortPlan, PlannedFile, decode_series
 from sliceseg.thread_warnings import silenced
 
 __all__ = ["context_pool"]
 
 
 def context_pool(
-    samples: Sequence[Sample], images_dir: Path | str, k: int, *, progress: bool = False
+    samples: Sequence[Sample], plan: CohortPlan, k: int, *, progress: bool = False
 ) -> list[Slice]:
     """The unlabelled slices that are within ``k`` places of a labelled slice in its series.
 
     Args:
         samples: the labelled slices.
-        images_dir: the dataset's DICOM folder (labelled and unlabelled files).
+        plan: the dataset's DICOM folder, planned from its headers (`plan_cohort`: labelled
+            and unlabelled files), as the caller names its series by.
         k: neighbours on each side (0: none are read).
         progress: show a progress bar over the series read.
 
@@ -40,7 +41,8 @@ def context_pool(
         out: their labelled neighbours see the nearest slice that can).
 
     Example:
-        >>> pool = context_pool(samples, Path("data/dicoms"), 1)
+        >>> plan = plan_cohort(Path("data/dicoms"), exclude=Path("data/labels"))
+        >>> pool = context_pool(samples, plan, 1)
     """
     if k <= 0 or not samples:
         return []
@@ -48,7 +50,6 @@ def context_pool(
     for sample in samples:
         by_series.setdefault(series_key(sample.image), []).append(sample.image)
     labelled = {str(sample.image.source) for sample in samples}
-    plan = plan_cohort(images_dir)
     chosen = [series for series in plan.series if series.key in by_series]
     pool: list[Slice] = []
     for series in tqdm(chosen, desc="neighbours", unit="series", disable=not progress):

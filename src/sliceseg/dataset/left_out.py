@@ -4,7 +4,8 @@ One bad file must not stop the rest: a label map the dataset check finds unusabl
 on another grid, a value above the ROI count, ...) and a slice whose spacing is unknown are
 left out, each named on one line with the fix, and the others are measured. `LeftOutFiles`
 gives both commands the lines naming them and ``failed.csv``'s table
-(`sliceseg.io.tables.FAILED_COLUMNS`, as ``predict`` lists its failed series).
+(`sliceseg.io.tables.FAILED_COLUMNS`, as ``predict`` lists its failed series). When no
+labelled slice is left, these commands and training refuse in one line (`no_slice_refusal`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sliceseg.io.series_plan import CohortPlan
 from sliceseg.io.tables import failed_table
 from sliceseg.measure.areas import SpacingFallback, resolve_spacing
 
-__all__ = ["LeftOutFiles", "leave_out_unusable"]
+__all__ = ["LeftOutFiles", "leave_out_unusable", "no_slice_refusal"]
 
 
 _RUN_LEVEL = frozenset({"empty"})
@@ -69,30 +70,14 @@ class LeftOutFiles:
         return self._per_file.problem_lines(self.left_out, **self._wording)
 
     def refusal(self, verb: str, source: DataSource) -> str:
-        """The one line a measuring command refuses with when it left every slice out: "nothing
-        to <verb>", then why, said once: no DICOM pairs with any label map (that line alone),
-        else how many problems left files out and the first (their lines are logged before).
+        """The one line a measuring command refuses with when it left every slice out
+        (`no_slice_refusal`, pointing at the lines logged before it).
 
         Example:
             >>> files.refusal("measure", source)
             'nothing to measure in labels: 1 problem(s) left out every labelled slice ...'
         """
-        run_level = [p for p in self.report.errors if p.kind in _RUN_LEVEL]
-        per_file = self._per_file.errors
-        if run_level:
-            why = f": {run_level[0].message}"
-        elif per_file:
-            first = self.report.described(per_file[0], **self._wording)
-            why = (
-                f" in {source.labels_dir}: {len(per_file)} problem(s) left out every labelled "
-                f"slice (the `{self.left_out}:` lines); the first: {first}"
-            )
-        else:  # not expected: no slice, yet no problem left one out
-            why = f" in {source.labels_dir}: {self.report.summary_line()}"
-        return (
-            f"nothing to {verb}{why.removesuffix('.')}; run `{source.check_command}` for the "
-            "full report."
-        )
+        return no_slice_refusal(verb, self.report, source, logged_as=self.left_out, **self._wording)
 
     def failed_table(self, plan: CohortPlan) -> pd.DataFrame:
         """``failed.csv``'s table: one row per problem that left files out (`_failed_rows`),
@@ -111,6 +96,53 @@ class LeftOutFiles:
             "fov_given": self.fallback.fov_mm is not None,
             "unlabelled_use": self.unlabelled_use,
         }
+
+
+def no_slice_refusal(
+    verb: str,
+    report: CheckReport,
+    source: DataSource,
+    *,
+    logged_as: str = "",
+    fov_given: bool = False,
+    unlabelled_use: str = "",
+) -> str:
+    """The one line a command refuses with when no labelled slice is left: "nothing to
+    <verb>", then why, said once: no DICOM pairs with any label map (that line alone), else how
+    many problems left a labelled slice out and the first of them. A label map without a DICOM
+    (`_UNPAIRED_LABELS`) labels no slice: its line stands among the others but is not counted.
+
+    Args:
+        verb: what the command would do ("measure", "evaluate", "train on").
+        report: the dataset check (after `leave_out_unusable` for a measuring command).
+        source: the dataset (its label folder and ``check`` command are named).
+        logged_as: what the lines of the files left out, logged before the refusal, start
+            with ("not measured"); "" where none was logged (training refuses at once).
+        fov_given, unlabelled_use: as `CheckReport.problem_lines` words the first problem.
+
+    Example:
+        >>> no_slice_refusal("train on", report, source)
+        'nothing to train on in data/labels: 2 problem(s) left out every labelled slice; ...'
+    """
+    run_level = [p for p in report.errors if p.kind in _RUN_LEVEL]
+    left_slices_out = [p for p in report.errors if p.kind not in _RUN_LEVEL | _UNPAIRED_LABELS]
+    if run_level:
+        why = f": {run_level[0].message}"
+    elif left_slices_out:
+        first = report.described(
+            left_slices_out[0], fov_given=fov_given, unlabelled_use=unlabelled_use
+        )
+        among = f" (among the `{logged_as}:` lines)" if logged_as else ""
+        why = (
+            f" in {source.labels_dir}: {len(left_slices_out)} problem(s) left out every "
+            f"labelled slice{among}; the first: {first}"
+        )
+    else:  # not expected: no slice, yet no problem left one out
+        why = f" in {source.labels_dir}: {report.summary_line()}"
+    return (
+        f"nothing to {verb}{why.removesuffix('.')}; run `{source.check_command}` for the "
+        "full report."
+    )
 
 
 def leave_out_unusable(

@@ -18,6 +18,7 @@ from sliceseg.dataset.binary_masks import binary_mask_problems
 from sliceseg.dataset.check import CheckReport, find_roi_names, roi_stats
 from sliceseg.dataset.label_scheme import given_scheme, infer_scheme
 from sliceseg.dataset.laterality import mirrored_side_problems
+from sliceseg.dataset.left_out import no_slice_refusal
 from sliceseg.dataset.pairing import Pair, Pairing, Sample, frame_map_names, pair_files, slice_key
 from sliceseg.dataset.problems import (
     NOT_TRAINED_ON,
@@ -95,6 +96,9 @@ def load_samples(
     Raises:
         PairingError: no pairs, duplicates, unreadable DICOMs or shape mismatches.
         LabelError: damaged or inconsistent labels.
+        (Both: where no slice is usable, "nothing to train on", as `no_slice_refusal` words it
+        for ``measure`` and ``evaluate``; else "not fit for training", counts and the first
+        errors.)
         ConfigError: as `check_dataset`.
 
     Example:
@@ -106,6 +110,8 @@ def load_samples(
         return samples, report
     errors = report.errors
     error_type = PairingError if errors and errors[0].kind in _PAIRING_KINDS else LabelError
+    if report.num_samples == 0:  # as measure and evaluate say it (their lines: `check`'s)
+        raise error_type(no_slice_refusal("train on", report, source))
     raise error_type(
         f"{source.data_dir or source.labels_dir}: not fit for training ({len(errors)} error(s)): "
         f"{report.summary_line()} Run `{source.check_command}` for the full report."

@@ -22,7 +22,7 @@ from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
 from sliceseg.io.labels import LabelScheme
-from sliceseg.io.series_plan import plan_cohort
+from sliceseg.io.series_plan import CohortPlan, plan_cohort
 from sliceseg.io.tables import write_csv, write_failed
 from sliceseg.measure.areas import (
     SpacingFallback,
@@ -309,12 +309,12 @@ def evaluate_model(
         labels_dir=labels_dir,
         unlabelled_slices=unlabelled_slices,
     )
-    samples, notes, failed = _labelled_test_set(bundle, source, fallback=fallback, log=log)
+    samples, notes, failed, plan = _labelled_test_set(bundle, source, fallback=fallback, log=log)
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]  # all spaced
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none
     unit = _unit(images)
     k = bundle.metadata.context_slices  # a 2.5D model also reads the unlabelled neighbours
-    pool = context_pool(samples, source.images_dir, k) if k else []
+    pool = context_pool(samples, plan, k) if k else []
     with output_run(out_dir, overwrite=overwrite) as out:
         predicted = predict_slices(
             bundle,
@@ -345,9 +345,10 @@ def _labelled_test_set(
     *,
     fallback: SpacingFallback,
     log: Callable[[str], None] | None,
-) -> tuple[list[Sample], list[str], pd.DataFrame]:
+) -> tuple[list[Sample], list[str], pd.DataFrame, CohortPlan]:
     """The test slices read with the model's label scheme, the notes (given to ``log`` before
-    any refusal) and ``failed.csv``'s table of the files left out.
+    any refusal), ``failed.csv``'s table of the files left out, and the DICOM folder's plan
+    (one header pass: it names the series there and holds a 2.5D model's neighbours).
 
     Raises:
         PairingError: no slice is usable (`LeftOutFiles.refusal`: why, said once).
@@ -364,7 +365,7 @@ def _labelled_test_set(
     if not samples:
         raise PairingError(left_out_files.refusal("evaluate", source))
     plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
-    return samples, notes, left_out_files.failed_table(plan)
+    return samples, notes, left_out_files.failed_table(plan), plan
 
 
 def _tell(log: Callable[[str], None] | None, notes: Sequence[str]) -> None:

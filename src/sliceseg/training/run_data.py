@@ -14,7 +14,7 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.split import held_out_series, hold_out_levels, split_by_patient
 from sliceseg.errors import ConfigError, LabelError
 from sliceseg.io.neighbours import neighbour_step_mm
-from sliceseg.io.series_plan import plan_cohort, planned_series_names
+from sliceseg.io.series_plan import CohortPlan, plan_cohort, planned_series_names
 from sliceseg.measure.tissue import modality_values
 from sliceseg.model_space.batches import native_crop_share, samples_to_spacing
 from sliceseg.model_space.intensity import (
@@ -56,7 +56,8 @@ def load_training_data(
     Example:
         >>> data = load_training_data(TrainConfig(data_dir="phantom/train"), None)
     """
-    samples, report = load_samples(config.data_source(), progress=progress)
+    source = config.data_source()
+    samples, report = load_samples(source, progress=progress)
     if report.scheme is None:  # load_samples refuses unfit data, which this would be
         raise LabelError(f"{config.data_dir}: no label scheme could be inferred; run check.")
     _check_flip_pairs(config, report.roi_names)
@@ -67,7 +68,9 @@ def load_training_data(
         train_samples, val_samples = hold_out_levels(train_samples, val_samples)
     spacing, view_note = _grid(config, train_samples, start)
     normalisation = run_normalisation(config, train_samples, start, dataset=samples)
-    neighbours = _neighbour_pool(config, samples, progress=progress)
+    # one header pass of the DICOM folder: the series' names and a 2.5D run's neighbours
+    plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
+    neighbours = _neighbour_pool(config, samples, plan, progress=progress)
     train = samples_to_spacing(train_samples, spacing, normalisation=normalisation, **neighbours)
     return TrainingData(
         train=train,
@@ -79,19 +82,16 @@ def load_training_data(
         normalisation=normalisation,
         context_step_mm=_step(samples, neighbours),
         view_note=view_note,
-        check_lines=check_warning_lines(report, config.data_source()),
+        check_lines=check_warning_lines(report, source),
         num_check_warnings=len(report.warnings),
         modalities=modality_values(s.image.modality for s in samples),
-        validation_series=held_out_series(
-            val_samples, _series_names(samples, config.data_source())
-        ),
+        validation_series=held_out_series(val_samples, _series_names(samples, plan)),
     )
 
 
-def _series_names(samples: Sequence[Sample], source: DataSource) -> dict[str, str]:
+def _series_names(samples: Sequence[Sample], plan: CohortPlan) -> dict[str, str]:
     """Every training slice's series named as `sliceseg predict` names it in the DICOM folder
-    (an unlabelled series beside it included, `planned_series_names`)."""
-    plan = plan_cohort(source.images_dir, exclude=source.labels_dir)
+    (``plan``: an unlabelled series beside it included, `planned_series_names`)."""
     return planned_series_names(plan, [s.image for s in samples], [s.key for s in samples])
 
 
@@ -174,15 +174,15 @@ def _auto_view_note(
 
 
 def _neighbour_pool(
-    config: TrainConfig, samples: Sequence[Sample], *, progress: bool
+    config: TrainConfig, samples: Sequence[Sample], plan: CohortPlan, *, progress: bool
 ) -> dict[str, Any]:
     """What a 2.5D run's slices take their neighbours from: every labelled slice (on either
-    side of the split) and the unlabelled ones beside them."""
+    side of the split) and the unlabelled ones beside them (found in ``plan``, the DICOM
+    folder's, which also names the series)."""
     k = config.context_slices
     if k == 0:
         return {}
-    images_dir = config.data_source().images_dir
-    pool = context_pool(samples, images_dir, k, progress=progress)
+    pool = context_pool(samples, plan, k, progress=progress)
     return {"context_slices": k, "context_pool": [*pool, *(s.image for s in samples)]}
 
 
