@@ -146,7 +146,8 @@ def test_every_slice_without_spacing_is_still_a_refusal_naming_one(tmp_path, cap
 def test_nothing_to_measure_counts_only_the_problems_that_left_a_slice_out(tmp_path, capsys):
     """The refusal said "2 problem(s) left out every labelled slice" and named first "1 label
     map(s) without a DICOM file": a label map without a DICOM labels no slice, yet it was
-    counted, and named as the first reason. Its line stays; the count and the first are the slice left out."""
+    counted, and named as the first reason. Its line stays; the count and the first are the
+    slice left out."""
     add_pair(tmp_path, "p01/s0", square_label(), spacing=None)
     _label_without_a_dicom(tmp_path)
     assert _measure(tmp_path, tmp_path / "out") == 2
