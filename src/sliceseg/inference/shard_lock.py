@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +83,18 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
 def live_shards(out: Path, count: int | None = None) -> list[Shard]:
     """The shards of ``count`` (of every count: None) whose lock a live process holds now
     (`shard_lock`), by count and index."""
+    now = functools.cache(lambda: _file_system_now(out))  # one probe a call, when one is needed
     found = []
     for path in out.glob(f"{_LOCK_PREFIX}*-of-{count or '*'}"):
         numbers = re.fullmatch(r"(\d+)-of-(\d+)", path.name.removeprefix(_LOCK_PREFIX))
-        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path):
+        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path, now):
             found.append(Shard(int(numbers[1]), int(numbers[2])))
     return sorted(found, key=lambda shard: (shard.count, shard.index))
 
 
-def _held_by_another(path: Path) -> bool:
-    """True when a live process other than this one holds the lock at ``path``."""
+def _held_by_another(path: Path, now: Callable[[], float]) -> bool:
+    """True when a live process other than this one holds the lock at ``path`` (``now``: the
+    file system's time, `_file_system_now`)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -100,7 +103,7 @@ def _held_by_another(path: Path) -> bool:
         locked = _flock(fd, exclusive=False)  # a shared one: it needs no write access
         if locked is None:
             return True
-        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, path.parent))
+        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, now()))
     finally:
         os.close(fd)  # releases a flock taken only to look
 
@@ -118,7 +121,8 @@ def _acquire(path: Path, shard: Shard) -> int:
         locked = _flock(fd, wait=created)
         holder = {} if created else _holder(fd)
         is_held = locked is None or (
-            not created and _is_alive(holder, locked=locked, age_s=_age_s(fd, path.parent))
+            not created
+            and _is_alive(holder, locked=locked, age_s=_age_s(fd, _file_system_now(path.parent)))
         )
         if is_held:
             os.close(fd)
@@ -199,10 +203,10 @@ def _holder(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _age_s(fd: int, folder: Path) -> float:
+def _age_s(fd: int, now: float) -> float:
     """Seconds since the lock was last refreshed, by the clock of the file system that holds
-    it (`_file_system_now`): the hosts' own clocks may differ by minutes."""
-    return _file_system_now(folder) - os.fstat(fd).st_mtime
+    it (``now``: `_file_system_now`): the hosts' own clocks may differ by minutes."""
+    return now - os.fstat(fd).st_mtime
 
 
 def _file_system_now(folder: Path) -> float:
