@@ -390,7 +390,8 @@ def _all_failed(out: Path) -> Path:
     """A shards' folder whose every series failed, each for its own reason, after an earlier
     merge had written area tables (of series since redone and failed)."""
     from sliceseg.inference.attempts import failure_path
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     check_out_dir(
         out, RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",))), overwrite=False
@@ -456,7 +457,8 @@ def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
 
 def test_a_merge_with_no_series_at_all_is_a_user_error(tmp_path, capsys):
     from sliceseg.cli import main
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     out = tmp_path / "out"
     check_out_dir(
@@ -567,7 +569,8 @@ def test_merging_a_folder_that_is_no_run_says_which_run_it_takes(tmp_path):
 def _shard_folder(out: Path, *, finished: str, inputs: list[str]) -> Path:
     """A cohort folder (cohort.json of model ``ab…``) holding series ``finished`` made by
     another model (``cd…``), and an input of the series ``inputs``."""
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     record = RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",)))
     check_out_dir(out, record, overwrite=False)

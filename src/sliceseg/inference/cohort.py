@@ -31,6 +31,7 @@ from sliceseg.inference.cohort_decode import (
     describe_workers,
 )
 from sliceseg.inference.cohort_network import Fail, bound_predict, cohort_engine
+from sliceseg.inference.cohort_record import check_out_dir
 from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
@@ -44,7 +45,6 @@ from sliceseg.inference.records import (
     RunRecord,
     RunSettings,
     check_not_inputs,
-    check_out_dir,
     read_series_record,
     run_lock,
     undo_run_record,

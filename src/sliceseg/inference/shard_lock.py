@@ -35,7 +35,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
 from sliceseg.io.files import temporary_beside
 
-__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "move_aside", "shard_lock"]
+__all__ = ["STALE_AFTER_S", "create_whole", "live_shards", "lock_path", "move_aside", "shard_lock"]
 
 _LOCK_PREFIX = ".sliceseg-lock.shard-"  # hidden: never an output (`sliceseg.io.files.is_finished`)
 STALE_AFTER_S = 600.0
@@ -62,7 +62,7 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
         ConfigError: a live process (or one of another host refreshed less than
             `STALE_AFTER_S` ago) holds it; the message names it, the file and how to clear it.
     """
-    if not out.is_dir():  # `check_out_dir` says why
+    if not out.is_dir():  # `cohort_record.check_out_dir` says why
         yield
         return
     path = lock_path(out, shard)
@@ -136,6 +136,32 @@ def _acquire(path: Path, shard: Shard) -> int:
         os.pwrite(fd, (mine + "\n").encode(), 0)
         return fd
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
+
+
+def create_whole(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless a file is there: a hard link of a finished
+    temporary file, so that no one reads half of it and, of processes creating it at once
+    (shards starting together: their plan, ``cohort.json``), exactly one does.
+
+    Returns:
+        True when this call created it; False when a file was there (left as it was). Where
+        the file system has no hard links, it is replaced, as an atomic write does: True.
+
+    Raises:
+        ConfigError: the folder cannot be written to (`temporary_beside`).
+    """
+    mine = temporary_beside(path)
+    try:
+        mine.write_text(text, encoding="utf-8")
+        try:
+            os.link(mine, path)  # fails when a file is there: never half of one, nor two
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links (none there)
+            os.replace(mine, path)
+        return True
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def move_aside(fd: int, path: Path) -> bool:
