@@ -72,7 +72,7 @@ def _created(out: Path, text: str, *, overwrite: bool) -> bool:
     """
     path = out / RUN_RECORD
     if not overwrite and out.is_dir() and finished_outputs(out):
-        if read_json(path) is not None:  # another shard's, with its plan beside it by now
+        if read_json(path) is not None:  # another shard created it since it was looked for
             return False
         raise ConfigError(
             f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
