@@ -26,7 +26,8 @@ from sliceseg.cli import main
 from sliceseg.errors import ConfigError, SlicesegError
 from sliceseg.inference import cohort, cohort_decode, cohort_network, cohort_series, merge
 from sliceseg.inference.cohort import CohortOptions, predict_cohort
-from sliceseg.inference.records import RunRecord, RunSettings, check_out_dir, series_dir
+from sliceseg.inference.cohort_record import check_out_dir
+from sliceseg.inference.records import RunRecord, RunSettings, series_dir
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import SpacingFallback, is_summary_row

@@ -390,7 +390,8 @@ def _all_failed(out: Path) -> Path:
     """A shards' folder whose every series failed, each for its own reason, after an earlier
     merge had written area tables (of series since redone and failed)."""
     from sliceseg.inference.attempts import failure_path
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     check_out_dir(
         out, RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",))), overwrite=False
@@ -456,7 +457,8 @@ def test_a_series_keeps_the_record_of_its_latest_attempt_only(tmp_path):
 
 def test_a_merge_with_no_series_at_all_is_a_user_error(tmp_path, capsys):
     from sliceseg.cli import main
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     out = tmp_path / "out"
     check_out_dir(
@@ -567,7 +569,8 @@ def test_merging_a_folder_that_is_no_run_says_which_run_it_takes(tmp_path):
 def _shard_folder(out: Path, *, finished: str, inputs: list[str]) -> Path:
     """A cohort folder (cohort.json of model ``ab…``) holding series ``finished`` made by
     another model (``cd…``), and an input of the series ``inputs``."""
-    from sliceseg.inference.records import RunRecord, check_out_dir
+    from sliceseg.inference.cohort_record import check_out_dir
+    from sliceseg.inference.records import RunRecord
 
     record = RunRecord("m.pt", "ab" * 32, RunSettings(roi_names=("psoas",)))
     check_out_dir(out, record, overwrite=False)
@@ -888,3 +891,76 @@ def test_a_merge_run_again_after_a_kill_between_its_renames_writes_the_uninterru
         assert old["csa.csv"] != expected["csa.csv"]
         merge.merge_cohort(out)
         assert {name: (out / name).read_bytes() for name in names} == expected, step
+
+
+@pytest.mark.slow
+def test_a_merge_of_shards_says_the_cohort_s_tissue_line_once(
+    tiny_model, tiny_phantom, tmp_path, capsys
+):
+    """Shards 1/2 and 2/2 of four MR series with --adipose-hu: each shard's log said "2 series
+    are not CT (...)" of its own share, and `sliceseg merge` said nothing, so a reader of the
+    merged csa.csv had no single line for the cohort; the merge says it once, as a run of
+    every series words it."""
+    from sliceseg.cli import main
+    from sliceseg.inference.shards import Shard
+    from sliceseg.measure.tissue import TissueSettings
+
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    for split in ("train", "test"):
+        for folder in sorted((tiny_phantom / split / "dicoms").iterdir()):
+            shutil.copytree(folder, cohort / folder.name)
+    settings = RunSettings(roi_names=(), visuals="none", exports=(), report=False,
+                           tissue=TissueSettings(adipose_hu=(-200.0, -40.0)))  # fmt: skip
+    shard_options = [CohortOptions(workers=0, shard=Shard(k, 2)) for k in (1, 2)]
+    shards = [predict_cohort(tiny_model, cohort, out, settings=settings, options=options)
+              for options in shard_options]  # fmt: skip
+    said = (
+        "series are not CT ({}; Modality MR), so --adipose-hu (adipose_hu) -200 -40 measures "
+        "nothing on them: the CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu) "
+        "are for CT slices only."
+    )
+    assert [run.notes for run in shards] == [
+        [f"2 {said.format('sub01, sub03')}"],
+        [f"2 {said.format('sub02, sub04')}"],
+    ]
+    capsys.readouterr()
+    assert main(["merge", str(out)]) == 0
+    printed = capsys.readouterr().err.splitlines()
+    cohort_line = f"4 {said.format('sub01, sub02, sub03 and 1 more')}"
+    assert printed == [f"warning: {cohort_line}"]
+    assert merge.merge_cohort(out).tissue_notes == (cohort_line,)
+
+
+def test_the_merge_keeps_only_the_series_a_tissue_line_names():
+    """The cohort's tissue lines from the series' record summaries: what they say is the
+    run's wording over every series, while only the series a line names are kept (a CT
+    cohort of thousands keeps none) and a record written before sliceseg kept Modality adds
+    nothing."""
+    from sliceseg.inference.merge_notes import TissueLines
+    from sliceseg.measure.tissue import TissueSettings
+    from sliceseg.measure.tissue_notes import SeriesTissue, tissue_lines
+
+    summaries = {
+        "p1": {"modality": ["CT"], "not_hu": ""},
+        "p2": {"modality": ["MR"], "not_hu": ""},
+        "p3": {"modality": [], "not_hu": ""},
+        "p4": {"modality": ["CT"], "not_hu": "CT whose lowest value is 12"},
+        "p5": {"slices": 3},  # an older record
+    }
+    kept = TissueLines()
+    for name, summary in summaries.items():
+        kept.add(name, summary)
+    assert list(kept.series) == ["p2", "p3", "p4"]
+    settings = {"roi_names": ["psoas"], "tissue": {"adipose_hu": [-200, -40], "muscle_hu":
+                [-29.0, 150.0], "muscle_rois": None}}  # fmt: skip
+    every = {name: SeriesTissue(tuple(s["modality"]), s["not_hu"])
+             for name, s in list(summaries.items())[:4]}  # fmt: skip
+    tissue = TissueSettings(adipose_hu=(-200, -40))
+    assert kept.lines(settings) == tissue_lines(every, ["psoas"], tissue)
+    no_modality, not_hu, not_ct = kept.lines(settings)
+    assert no_modality.startswith("1 series has no (0008,0060) Modality in its files (p3), ")
+    assert not_hu == (
+        "1 CT series has values that are not Hounsfield units (p4): CT whose lowest value is 12"
+    )
+    assert not_ct.startswith("1 series is not CT (p2; Modality MR), so --adipose-hu (adipose_hu) "
+                             "-200 -40 measures nothing on it: ")  # fmt: skip

@@ -196,3 +196,23 @@ class TestClockSkew:
         assert live_shards(tmp_path, 4) == []
         take(tmp_path, Shard(2, 4))
         assert sorted(p.name for p in tmp_path.iterdir()) == []  # no clock probe left
+
+    def test_live_shards_probes_the_file_system_clock_once_a_call(self, tmp_path, monkeypatch):
+        """Looking at four locks of another host created and removed a clock probe file per
+        lock (every shard of a large array looks at every lock of its run)."""
+        for index in (1, 2, 3):
+            left_lock(tmp_path, Shard(index, 8), host="node7", pid=4242, age_s=60 * index)
+        left_lock(tmp_path, Shard(4, 8), host="node7", pid=4242, age_s=STALE_AFTER_S + 60)
+        probes: list[Path] = []
+        probe = locks.temporary_beside
+
+        def counted(target: Path) -> Path:
+            probes.append(target)
+            return probe(target)
+
+        monkeypatch.setattr(locks, "temporary_beside", counted)
+        assert live_shards(tmp_path, 8) == [Shard(1, 8), Shard(2, 8), Shard(3, 8)]
+        assert probes == [tmp_path / "clock"]
+        probes.clear()
+        assert live_shards(tmp_path, 2) == []  # no lock looked at: no probe
+        assert probes == []

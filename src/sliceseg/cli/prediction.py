@@ -228,7 +228,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         f"Merged {len(merged.series)} series ({slices} slices), {len(merged.failed)} failed; "
         f"tables in {merged.out_dir}/" + (f" (report: {merged.report})" if merged.report else "")
     )
-    for note in merged.notes:
+    for note in [*merged.tissue_notes, *merged.notes]:  # as predict says them
         print(f"warning: {note}", file=sys.stderr)
     _print_overall(merged)
     return 0 if merged.is_complete else SOME_INPUTS_FAILED

@@ -31,6 +31,7 @@ from sliceseg.inference.cohort_decode import (
     describe_workers,
 )
 from sliceseg.inference.cohort_network import Fail, bound_predict, cohort_engine
+from sliceseg.inference.cohort_record import check_out_dir
 from sliceseg.inference.cohort_series import (
     VISUALS,
     VISUALS_ALL_UP_TO,
@@ -44,7 +45,6 @@ from sliceseg.inference.records import (
     RunRecord,
     RunSettings,
     check_not_inputs,
-    check_out_dir,
     read_series_record,
     run_lock,
     undo_run_record,
@@ -58,7 +58,7 @@ from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
 from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
-from sliceseg.measure.tissue_notes import SeriesTissue, tissue_lines
+from sliceseg.measure.tissue_notes import recorded_tissue, tissue_lines
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.system import select_device
 from sliceseg.user_paths import user_path
@@ -242,10 +242,9 @@ def _notes(
     exports = [note for _, summary in finished for note in summary["export_notes"]]
     settings = record.settings
     summaries = {**done, **dict(finished)}
-    series = {
-        name: SeriesTissue(tuple(summaries[name]["modality"]), summaries[name].get("not_hu", ""))
-        for name in sorted(summaries, key=series_name_key)  # not as they ended
-    }
+    ordered = sorted(summaries, key=series_name_key)  # not as they ended
+    found = {name: recorded_tissue(summaries[name]) for name in ordered}
+    series = {name: tissue for name, tissue in found.items() if tissue is not None}
     return [*exports, *tissue_lines(series, settings.roi_names, settings.tissue)]
 
 

@@ -19,6 +19,8 @@ series to review first, the first lines unlike the training data, the first file
 also those a finished series' record names (`sliceseg.inference.merge_notes`), each series'
 mean areas as numbers), so memory does not grow with the cohort but for a few numbers per
 series. Any number of shards may have written the series; merging twice gives the same files.
+The merge says once for the cohort which of its series lack tissue columns (`TissueLines`),
+where each shard said it of its own share.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sliceseg.inference.attempts import read_failures
 from sliceseg.inference.familiarity import unlike_line
 from sliceseg.inference.merge_notes import (
     SkippedLines,
+    TissueLines,
     changed_notes,
     damaged_run_record_message,
     left_out_notes,
@@ -116,6 +119,8 @@ class MergeResult:
             them.
         overall_note: the series unlike the training data that ``csa.csv``'s overall mean,
             std and n leave out, as its ``file`` cells say it (`overall_note`; "" when none).
+        tissue_notes: one line each on the series of the tables that lack tissue columns (no
+            Modality, not in HU, not CT given CT options: `TissueLines`), for the cohort.
     """
 
     out_dir: Path
@@ -130,6 +135,7 @@ class MergeResult:
     changed: tuple[str, ...] = ()
     damaged: tuple[tuple[str, str], ...] = ()
     overall_note: str = ""
+    tissue_notes: tuple[str, ...] = ()
 
     @property
     def notes(self) -> list[str]:
@@ -235,8 +241,8 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         notes = left_out_notes(out, *left_out, seen.damaged)
         summary = _summary(out, seen, failed, settings, notes, unread)
         report = _report(out, stage, settings, summary)
-    damaged = tuple(seen.damaged)
-    return MergeResult(out, failed, report, counts, seen.unit, *left_out, damaged, overall)
+    damaged, tissue = tuple(seen.damaged), tuple(seen.tissue.lines(settings))
+    return MergeResult(out, failed, report, counts, seen.unit, *left_out, damaged, overall, tissue)
 
 
 def _summary(
@@ -347,6 +353,7 @@ class _SeriesPass:
     skipped: SkippedLines = field(default_factory=SkippedLines)  # files left out in decoding
     columns: list[str] = field(default_factory=list)
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (series, why) left out
+    tissue: TissueLines = field(default_factory=TissueLines)
 
     @property
     def unit(self) -> str:
@@ -395,6 +402,7 @@ class _SeriesPass:
         self.reasons.append(None if reason is None else bool(reason))
         self.slices += int(_number(row["slices"], 0.0))
         self.skipped.add(summary.get("skipped_files", []))
+        self.tissue.add(name, summary)
         for roi, value in (summary.get("mean") or {}).items():  # by ROI name, unit aside
             self.means.setdefault(str(roi), array("d")).append(_number(value, np.nan))
             self.means_unlike.setdefault(str(roi), array("b")).append(bool(reason))

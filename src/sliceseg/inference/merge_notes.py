@@ -1,4 +1,5 @@
-"""What a cohort's merge says it left out: one line per kind of series, and the damaged files.
+"""What a cohort's merge says it left out: one line per kind of series, and the damaged files;
+and once for the cohort, its series that lack tissue columns (`TissueLines`).
 
 The series lines (another run's, not in the input, unreadable, not finished) are printed by
 ``predict`` and ``merge`` and shown in ``report.html``; the files are listed in the report only
@@ -13,13 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from sliceseg.errors import ConfigError
 from sliceseg.io.dicom_files import SkippedFile
+from sliceseg.measure.tissue import TissueSettings
+from sliceseg.measure.tissue_notes import SeriesTissue, recorded_tissue, tissue_lines
 from sliceseg.report.cohort import SHOWN_LINES
 from sliceseg.wording import few_of
 
 __all__ = [
     "SkippedLines",
+    "TissueLines",
     "changed_notes",
     "damaged_notes",
     "damaged_run_record_message",
@@ -70,6 +76,31 @@ class SkippedLines:
         """Append another's lines (up to `SHOWN_LINES` in all) and its count."""
         self.lines += other.lines[: max(SHOWN_LINES - len(self.lines), 0)]
         self.count += other.count
+
+
+@dataclass
+class TissueLines:
+    """The cohort's lines on its series that lack tissue columns (`tissue_lines`: no Modality,
+    not in HU, not CT given CT options), said once by the merge of however many shards, each of
+    which said its own share's; of each series only what a line may name is kept
+    (`SeriesTissue.is_noted`).
+    """
+
+    series: dict[str, SeriesTissue] = field(default_factory=dict)
+
+    def add(self, name: str, summary: Mapping[str, Any]) -> None:
+        """Keep what the record summary of series ``name`` (read in the tables' order) says."""
+        found = recorded_tissue(summary)
+        if found is not None and found.is_noted:
+            self.series[name] = found
+
+    def lines(self, settings: Mapping[str, Any]) -> list[str]:
+        """`tissue_lines` under the run's settings as its records keep them."""
+        try:
+            tissue = TissueSettings.from_dict(settings.get("tissue"))
+        except (ConfigError, TypeError, ValueError):  # a damaged record: no CT options given
+            tissue = TissueSettings()
+        return tissue_lines(self.series, list(settings.get("roi_names") or ()), tissue)
 
 
 def outdated_notes(outdated: Sequence[str]) -> list[str]:

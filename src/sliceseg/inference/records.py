@@ -35,7 +35,7 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir, finished_outputs
+from sliceseg.io.files import atomic_write_text, create_output_dir, finished_outputs
 from sliceseg.io.identity import relative_to_input, series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import SpacingFallback
@@ -50,7 +50,6 @@ __all__ = [
     "RunRecord",
     "RunSettings",
     "check_not_inputs",
-    "check_out_dir",
     "damaged_tables",
     "input_series_text",
     "inputs_digest",
@@ -205,7 +204,7 @@ def run_lock(out: Path, *, whole: bool) -> Iterator[None]:
     except ImportError:  # not POSIX: no lock
         yield
         return
-    if out.exists() and not out.is_dir():  # `check_out_dir` says why
+    if out.exists() and not out.is_dir():  # `cohort_record.check_out_dir` says why
         yield
         return
     folder = os.open(create_output_dir(out), os.O_RDONLY)
@@ -226,43 +225,11 @@ def run_lock(out: Path, *, whole: bool) -> Iterator[None]:
         os.close(folder)
 
 
-def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | None:
-    """Refuse an output folder made by another model or settings, or not by a cohort run.
-
-    Then write ``cohort.json`` (same content from every shard).
-
-    Returns:
-        None when this call left ``cohort.json`` as it was; else what it held before ("" when
-        there was none), for `undo_run_record`.
-
-    Raises:
-        ConfigError: the folder holds other files, or another model / other settings made it,
-            and ``overwrite`` is False.
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-    stored = read_json(out / RUN_RECORD)
-    if not overwrite and stored is None and out.is_dir() and finished_outputs(out):
-        raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
-        )
-    why = None if stored is None else record.difference(stored)
-    if why is not None and not overwrite:
-        raise ConfigError(
-            f"{out}: {why}; use another --out, or pass {OVERWRITE} to redo every series."
-        )
-    create_output_dir(out)
-    if stored is None or why is not None:
-        previous = "" if stored is None else (out / RUN_RECORD).read_text(encoding="utf-8")
-        atomic_write_text(out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n")
-        return previous
-    return None
-
-
 def undo_run_record(out: Path, *, previous: str | None, previous_inputs: str | None = None) -> None:
     """Take back the folder records of a run that did nothing: its ``cohort.json``
-    (``previous``, from `check_out_dir`: the earlier one put back, or none) and its
-    ``input_series.json`` (``previous_inputs``, from `write_input_series`, alike).
+    (``previous``, from `sliceseg.inference.cohort_record.check_out_dir`: the earlier one put
+    back, or none) and its ``input_series.json`` (``previous_inputs``, from
+    `write_input_series`, alike).
 
     So that a user error (exit 2) leaves an earlier run's outputs as they were (its series'
     records: `sliceseg.inference.attempts.RunAttempts.undo`).

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
 from sliceseg.io.files import temporary_beside
 
-__all__ = ["STALE_AFTER_S", "live_shards", "lock_path", "move_aside", "shard_lock"]
+__all__ = ["STALE_AFTER_S", "create_whole", "live_shards", "lock_path", "move_aside", "shard_lock"]
 
 _LOCK_PREFIX = ".sliceseg-lock.shard-"  # hidden: never an output (`sliceseg.io.files.is_finished`)
 STALE_AFTER_S = 600.0
@@ -61,7 +62,7 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
         ConfigError: a live process (or one of another host refreshed less than
             `STALE_AFTER_S` ago) holds it; the message names it, the file and how to clear it.
     """
-    if not out.is_dir():  # `check_out_dir` says why
+    if not out.is_dir():  # `cohort_record.check_out_dir` says why
         yield
         return
     path = lock_path(out, shard)
@@ -82,16 +83,18 @@ def shard_lock(out: Path, shard: Shard) -> Iterator[None]:
 def live_shards(out: Path, count: int | None = None) -> list[Shard]:
     """The shards of ``count`` (of every count: None) whose lock a live process holds now
     (`shard_lock`), by count and index."""
+    now = functools.cache(lambda: _file_system_now(out))  # one probe a call, when one is needed
     found = []
     for path in out.glob(f"{_LOCK_PREFIX}*-of-{count or '*'}"):
         numbers = re.fullmatch(r"(\d+)-of-(\d+)", path.name.removeprefix(_LOCK_PREFIX))
-        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path):
+        if numbers and 1 <= int(numbers[1]) <= int(numbers[2]) and _held_by_another(path, now):
             found.append(Shard(int(numbers[1]), int(numbers[2])))
     return sorted(found, key=lambda shard: (shard.count, shard.index))
 
 
-def _held_by_another(path: Path) -> bool:
-    """True when a live process other than this one holds the lock at ``path``."""
+def _held_by_another(path: Path, now: Callable[[], float]) -> bool:
+    """True when a live process other than this one holds the lock at ``path`` (``now``: the
+    file system's time, `_file_system_now`)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -100,7 +103,7 @@ def _held_by_another(path: Path) -> bool:
         locked = _flock(fd, exclusive=False)  # a shared one: it needs no write access
         if locked is None:
             return True
-        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, path.parent))
+        return _is_alive(_holder(fd), locked=locked, age_s=_age_s(fd, now()))
     finally:
         os.close(fd)  # releases a flock taken only to look
 
@@ -118,7 +121,8 @@ def _acquire(path: Path, shard: Shard) -> int:
         locked = _flock(fd, wait=created)
         holder = {} if created else _holder(fd)
         is_held = locked is None or (
-            not created and _is_alive(holder, locked=locked, age_s=_age_s(fd, path.parent))
+            not created
+            and _is_alive(holder, locked=locked, age_s=_age_s(fd, _file_system_now(path.parent)))
         )
         if is_held:
             os.close(fd)
@@ -132,6 +136,32 @@ def _acquire(path: Path, shard: Shard) -> int:
         os.pwrite(fd, (mine + "\n").encode(), 0)
         return fd
     raise ConfigError(f"{path}: the lock of {_what(shard)} keeps being replaced; run again.")
+
+
+def create_whole(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless a file is there: a hard link of a finished
+    temporary file, so that no one reads half of it and, of processes creating it at once
+    (shards starting together: their plan, ``cohort.json``), exactly one does.
+
+    Returns:
+        True when this call created it; False when a file was there (left as it was). Where
+        the file system has no hard links, it is replaced, as an atomic write does: True.
+
+    Raises:
+        ConfigError: the folder cannot be written to (`temporary_beside`).
+    """
+    mine = temporary_beside(path)
+    try:
+        mine.write_text(text, encoding="utf-8")
+        try:
+            os.link(mine, path)  # fails when a file is there: never half of one, nor two
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links (none there)
+            os.replace(mine, path)
+        return True
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def move_aside(fd: int, path: Path) -> bool:
@@ -199,10 +229,10 @@ def _holder(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _age_s(fd: int, folder: Path) -> float:
+def _age_s(fd: int, now: float) -> float:
     """Seconds since the lock was last refreshed, by the clock of the file system that holds
-    it (`_file_system_now`): the hosts' own clocks may differ by minutes."""
-    return _file_system_now(folder) - os.fstat(fd).st_mtime
+    it (``now``: `_file_system_now`): the hosts' own clocks may differ by minutes."""
+    return now - os.fstat(fd).st_mtime
 
 
 def _file_system_now(folder: Path) -> float:

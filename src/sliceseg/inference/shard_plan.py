@@ -22,9 +22,9 @@ from typing import Any
 
 from sliceseg.errors import ConfigError
 from sliceseg.inference.records import input_series_text, names_of, write_input_series
-from sliceseg.inference.shard_lock import live_shards, lock_path, move_aside
+from sliceseg.inference.shard_lock import create_whole, live_shards, lock_path, move_aside
 from sliceseg.inference.shards import Shard
-from sliceseg.io.files import atomic_write_text, temporary_beside
+from sliceseg.io.files import atomic_write_text
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan
 from sliceseg.wording import few_of
@@ -61,30 +61,18 @@ def write_shard_plan(out: Path, plan: CohortPlan, shard: Shard, *, root: Path) -
     """  # noqa: E501
     if shard.is_whole:
         return write_input_series(out, plan, shard=shard)
-    path = out / _INPUT_SERIES
     text = input_series_text(plan, shard=shard)
-    mine = temporary_beside(path)
-    try:
-        mine.write_text(text, encoding="utf-8")
-        return _settled(path, mine, names_of(plan.series), shard, root=root)
-    finally:
-        mine.unlink(missing_ok=True)
+    return _settled(out / _INPUT_SERIES, text, names_of(plan.series), shard, root=root)
 
 
 def _settled(
-    path: Path, mine: Path, names: Sequence[str], shard: Shard, *, root: Path
+    path: Path, text: str, names: Sequence[str], shard: Shard, *, root: Path
 ) -> str | None:
-    """Link ``mine`` (this shard's finished plan) to ``path`` unless a plan of this run is
-    there, which it is compared with (`write_shard_plan`)."""
+    """Create ``path`` holding ``text`` (this shard's plan) unless a plan of this run is there,
+    which it is compared with (`write_shard_plan`)."""
     previous = ""
     for _ in range(5):  # the plan was replaced meanwhile: look at the new one
-        try:
-            os.link(mine, path)  # fails when a plan is there: never half of one, nor two
-            return previous
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links (none there): renamed, as before
-            os.replace(mine, path)
+        if create_whole(path, text):
             return previous
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -94,7 +82,7 @@ def _settled(
             stored = _read(fd)
             if _is_this_runs(path.parent, stored, shard):
                 _check(path, stored, names, shard, root=root)
-                return _refreshed(path, mine, stored)
+                return _refreshed(path, text, stored)
             if move_aside(fd, path):  # an earlier run's: its place is this run's
                 previous = stored
         finally:
@@ -109,10 +97,9 @@ def _read(fd: int) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _refreshed(path: Path, mine: Path, stored: str) -> str | None:
+def _refreshed(path: Path, text: str, stored: str) -> str | None:
     """The same series as this run's plan: keep each one's `inputs_digest` as this shard found
     them (a requeued task after a series' files changed), as a run of every series does."""
-    text = mine.read_text(encoding="utf-8")
     if text == stored:
         return None
     atomic_write_text(path, text)

@@ -23,9 +23,11 @@ while no ROI is a muscle are refused (`check_muscle_rois`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -120,6 +122,17 @@ class TissueSettings:
             object.__setattr__(self, "muscle_rois", (self.muscle_rois,))
         elif self.muscle_rois is not None:
             object.__setattr__(self, "muscle_rois", tuple(str(n) for n in self.muscle_rois))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TissueSettings:
+        """The settings a record keeps as plain data (`dataclasses.asdict`: lists for tuples),
+        the defaults for what it lacks (a record written before a field was added).
+
+        Raises:
+            ConfigError: a range as `TissueSettings` refuses it.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in (data or {}).items() if name in known})
 
     def is_muscle(self, roi_name: str) -> bool:
         """Whether an ROI is a muscle: named in ``muscle_rois``, else by a muscle word.

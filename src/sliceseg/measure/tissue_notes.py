@@ -5,13 +5,15 @@ measure nothing on series not CT. A cohort of hundreds of series got each of the
 series; a run now says each in one line naming how many series and the first `SHOWN_SERIES`
 (`tissue_lines`), from what measuring found in each series (`SeriesTissue`, kept on the area
 table so that a cohort says them for the series its writers measured, and each series'
-``record.json`` keeps its own HU note).
+``record.json`` keeps its Modality values and its own HU note: `recorded_tissue`, read by a
+resumed run and by the merge, which says the cohort's lines once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sliceseg.io.dicom import Slice
 from sliceseg.io.identity import series_key, slices_series_names, top_series_name
@@ -45,6 +47,22 @@ class SeriesTissue:
 
     modality: tuple[str, ...] = ()
     not_hu: str = ""
+
+    @property
+    def is_noted(self) -> bool:
+        """Whether a line of `tissue_lines` may name it (no Modality, not in HU, or not CT):
+        the others add nothing to them, so a merge keeps only these."""
+        return not self.modality or bool(self.not_hu) or not any(map(is_ct, self.modality))
+
+
+def recorded_tissue(summary: Mapping[str, Any]) -> SeriesTissue | None:
+    """A cohort series' `SeriesTissue` as its ``record.json`` summary keeps it (``modality``,
+    ``not_hu``): the one reading of a resumed run and of the merge; None for a record written
+    before sliceseg kept them."""
+    modality = summary.get("modality")
+    if not isinstance(modality, list):
+        return None
+    return SeriesTissue(tuple(map(str, modality)), str(summary.get("not_hu") or ""))
 
 
 def series_tissue(
