@@ -47,6 +47,7 @@ from sliceseg.report.exports import DEFAULT_EXPORTS
 
 __all__ = [
     "FORMAT_VERSION",
+    "INPUT_SERIES_FILE",
     "RunRecord",
     "RunSettings",
     "check_not_inputs",
@@ -68,7 +69,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 RUN_RECORD = "cohort.json"
-_INPUT_SERIES = "input_series.json"
+INPUT_SERIES_FILE = "input_series.json"
 SERIES_RECORD = "record.json"
 _SERIES_DIR = "series"
 
@@ -235,7 +236,7 @@ def undo_run_record(out: Path, *, previous: str | None, previous_inputs: str | N
     records: `sliceseg.inference.attempts.RunAttempts.undo`).
     """
     _put_back(out / RUN_RECORD, previous)
-    _put_back(out / _INPUT_SERIES, previous_inputs)
+    _put_back(out / INPUT_SERIES_FILE, previous_inputs)
     series = out / _SERIES_DIR
     if series.is_dir() and not any(series.iterdir()):
         series.rmdir()
@@ -258,7 +259,7 @@ def write_input_series(out: Path, plan: CohortPlan, *, shard: Shard | None = Non
         none), for `undo_run_record`.
     """
     text = input_series_text(plan, shard=shard)
-    path = out / _INPUT_SERIES
+    path = out / INPUT_SERIES_FILE
     try:
         previous = path.read_text(encoding="utf-8")
     except OSError:
@@ -298,7 +299,7 @@ def input_series_text(plan: CohortPlan, *, shard: Shard | None = None) -> str:
 def read_input_series(out: Path) -> frozenset[str] | None:
     """The names in ``OUT/input_series.json``; None when absent or unreadable (a folder written
     before sliceseg kept it: every finished series counts, as then)."""
-    data = read_json(out / _INPUT_SERIES)
+    data = read_json(out / INPUT_SERIES_FILE)
     names = None if data is None else data.get("series")
     return frozenset(map(str, names)) if isinstance(names, list) else None
 
@@ -314,7 +315,7 @@ def inputs_digest(inputs: Sequence[Mapping[str, Any]]) -> str:
 def read_input_digests(out: Path) -> dict[str, str] | None:
     """Per series of the latest run's input, the `inputs_digest` of its files then; None in a
     folder written before sliceseg kept them (its finished series are not compared)."""
-    data = read_json(out / _INPUT_SERIES)
+    data = read_json(out / INPUT_SERIES_FILE)
     found = None if data is None else data.get("inputs")
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
@@ -322,7 +323,7 @@ def read_input_digests(out: Path) -> dict[str, str] | None:
 def read_input_skipped(out: Path) -> tuple[list[SkippedFile], int]:
     """The files the latest run's plan left out, as kept in ``OUT/input_series.json`` (the
     first `SHOWN_LINES`), and how many there were; none in a folder written before."""
-    data = read_json(out / _INPUT_SERIES) or {}
+    data = read_json(out / INPUT_SERIES_FILE) or {}
     files = unreadable_files(data)
     count = data.get("skipped_count")
     return files, count if isinstance(count, int) and count >= len(files) else len(files)

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from sliceseg.errors import ConfigError
-from sliceseg.inference.records import input_series_text, names_of, write_input_series
+from sliceseg.inference.records import (
+    INPUT_SERIES_FILE,
+    input_series_text,
+    names_of,
+    write_input_series,
+)
 from sliceseg.inference.shard_lock import create_whole, live_shards, lock_path, move_aside
 from sliceseg.inference.shards import Shard
 from sliceseg.io.files import atomic_write_text
@@ -30,8 +35,6 @@ from sliceseg.io.series_plan import CohortPlan
 from sliceseg.wording import few_of
 
 __all__ = ["check_shard_count", "write_shard_plan"]
-
-_INPUT_SERIES = "input_series.json"
 
 
 def write_shard_plan(out: Path, plan: CohortPlan, shard: Shard, *, root: Path) -> str | None:
@@ -62,7 +65,7 @@ def write_shard_plan(out: Path, plan: CohortPlan, shard: Shard, *, root: Path) -
     if shard.is_whole:
         return write_input_series(out, plan, shard=shard)
     text = input_series_text(plan, shard=shard)
-    return _settled(out / _INPUT_SERIES, text, names_of(plan.series), shard, root=root)
+    return _settled(out / INPUT_SERIES_FILE, text, names_of(plan.series), shard, root=root)
 
 
 def _settled(
