@@ -33,7 +33,7 @@ from sliceseg.io.dicom_files import find_dicom_files
 from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
 from sliceseg.io.identity import slices_series_names
 from sliceseg.io.volumes import read_label_volume
-from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
     EXPORT_FORMATS,
     export_predictions,

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "merge_cohort": "sliceseg.inference.merge",
     "measure_areas": "sliceseg.measure.areas",
     "measure_label_folder": "sliceseg.label_areas",
-    "SpacingFallback": "sliceseg.measure.areas",
+    "SpacingFallback": "sliceseg.measure.spacing",
     "TissueSettings": "sliceseg.measure.tissue",
     "suggest_slices": "sliceseg.inference.suggest",
     "evaluate_model": "sliceseg.inference.evaluate",

@@ -18,7 +18,8 @@ from sliceseg.io.identity import series_key, series_name_key, used_series_names
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.io.tables import write_failed
-from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
+from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
 

@@ -37,12 +37,9 @@ from sliceseg.io.identity import (
     top_series_name,
     used_series_names,
 )
-from sliceseg.measure.areas import (
-    AreaTable,
-    SpacingFallback,
-    with_fallback_spacing,
-)
+from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress

@@ -79,7 +79,7 @@ __all__ = [
 
 USER_SPACING_SOURCE = "fov/matrix"
 """``Slice.spacing_source`` of a spacing the user gave (``--fov`` / ``--matrix``) for a file
-without one; set by `sliceseg.measure.areas.with_fallback_spacing`."""
+without one; set by `sliceseg.measure.spacing.with_fallback_spacing`."""
 USER_OVER_MALFORMED_SOURCE = "fov/matrix (PixelSpacing malformed)"
 """``Slice.spacing_source`` of the user's ``--fov`` / ``--matrix`` spacing for a file whose
 (0028,0030) PixelSpacing is there but malformed (:data:`MALFORMED_SPACING_SOURCE`): not absent."""
