@@ -109,7 +109,7 @@ class TestProfiles:
         """The prediction's features, and the check's, are those its profile was built with."""
         from sliceseg.engine.predictor import Engine
         from sliceseg.inference.familiarity import series_traits
-        from sliceseg.io.dicom import read_series
+        from sliceseg.io.dicom_folder import read_series
         from sliceseg.models.folding import inference_network
 
         bundle = load_bundle(tiny_model)

@@ -19,7 +19,7 @@ from sliceseg._version import __version__
 
 _EXPORTS: dict[str, str] = {
     "SlicesegError": "sliceseg.errors",
-    "read_series": "sliceseg.io.dicom",
+    "read_series": "sliceseg.io.dicom_folder",
     "read_slices": "sliceseg.io.dicom",
     "DataSource": "sliceseg.dataset.source",
     "check_dataset": "sliceseg.dataset.samples",

@@ -12,7 +12,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
-from sliceseg.io.dicom import order_slices
+from sliceseg.io.dicom_folder import order_slices
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, series_name_key, used_series_names
 from sliceseg.io.labels import parse_roi_names

@@ -22,12 +22,8 @@ from sliceseg.inference.familiarity import (
 from sliceseg.inference.outputs import overlay_path, write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
-from sliceseg.io.dicom import (
-    DicomScan,
-    SkippedFile,
-    Slice,
-    scan_dicom_folder,
-)
+from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.dicom_folder import DicomScan, scan_dicom_folder
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import (
     series_key,

@@ -9,15 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import (
-    USER_OVER_MALFORMED_SOURCE,
-    USER_SPACING_SOURCE,
-    Slice,
-    missing_spacing,
-    no_spacing_message,
-    spacing_fix,
-)
-from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
+from sliceseg.io.dicom import USER_OVER_MALFORMED_SOURCE, USER_SPACING_SOURCE, Slice
+from sliceseg.io.dicom_headers import FILM_SPACING_SOURCE, MALFORMED_SPACING_SOURCE
+from sliceseg.io.ultrasound_regions import ULTRASOUND_DISAGREE_SOURCE, ULTRASOUND_NOT_CM_SOURCE
 
 
 @dataclass(frozen=True)
@@ -156,4 +150,70 @@ def pixels_beside_mm_message(pixels: Slice, measured: Slice, *, slices: str) -> 
         f"{pixels.source}: {missing_spacing(pixels)}, while other {slices} have a spacing in mm "
         f"(e.g. {measured.source}); give {spacing_fix(pixels)} so every slice is measured in "
         "mm²."
+    )
+
+
+_NO_SPACING_FOUND = {
+    FILM_SPACING_SOURCE: (
+        "no PixelSpacing (0028,0030), only (0018,2010) NominalScannedPixelSpacing, a scanned "
+        "film's spacing, which is not used: it measures the film, not the patient (a film "
+        "shows the anatomy at a print scale the file does not record)"
+    ),
+    ULTRASOUND_DISAGREE_SOURCE: (
+        "no PixelSpacing (0028,0030), and the regions of its (0018,6011) "
+        "SequenceOfUltrasoundRegions have different spacings (PhysicalDeltaX / PhysicalDeltaY), "
+        "so no one spacing holds for the whole image"
+    ),
+    ULTRASOUND_NOT_CM_SOURCE: (
+        "no PixelSpacing (0028,0030), and a region of its (0018,6011) "
+        "SequenceOfUltrasoundRegions is not in cm (a Doppler or M-mode strip in seconds or "
+        "cm/s) or has a PhysicalDeltaX / PhysicalDeltaY not > 0, so no one spacing holds for "
+        "the whole image"
+    ),
+}
+_NO_SPACING_FIX = {
+    FILM_SPACING_SOURCE: (
+        "--fov MM (the anatomy's extent across the image, e.g. from the film's scale bar)"
+    ),
+    ULTRASOUND_DISAGREE_SOURCE: "--fov ROWS_MM COLS_MM (the whole image's height and width)",
+    ULTRASOUND_NOT_CM_SOURCE: "--fov ROWS_MM COLS_MM (the whole image's height and width)",
+}
+
+
+def missing_spacing(image: Slice) -> str:
+    """Why a slice has no spacing in mm, in words, for each line that refuses it: absent,
+    malformed (naming the value, as a refusal may be the only line the user sees), a scanned
+    film's, or ultrasound regions that give no one spacing.
+
+    Example:
+        >>> missing_spacing(image)
+        'its PixelSpacing (0028,0030) "0.7\\abc" is malformed or not > 0 (expected two ...)'
+    """
+    if image.spacing_source == MALFORMED_SPACING_SOURCE:
+        return (
+            f'its PixelSpacing (0028,0030) "{image.malformed_spacing}" is malformed or not > 0 '
+            "(expected two positive numbers, row mm and column mm)"
+        )
+    return _NO_SPACING_FOUND.get(image.spacing_source, "no PixelSpacing (0028,0030) in the file")
+
+
+def spacing_fix(image: Slice) -> str:
+    """The ``--fov`` (and ``--matrix``) that gives a slice without a spacing in mm one."""
+    return _NO_SPACING_FIX.get(image.spacing_source, "--fov MM (and --matrix ROWS COLS)")
+
+
+def no_spacing_message(image: Slice) -> str:
+    """The one line refusing to measure a slice without a spacing in mm, and the fix.
+
+    A scanned film's (0018,2010) NominalScannedPixelSpacing is named and not used: it is the
+    spacing on the film, which shows the anatomy at a print scale that the file does not record.
+    An ultrasound image whose regions give no one spacing in cm says which way they fail.
+
+    Example:
+        >>> no_spacing_message(image)
+        'scans/a.dcm: no PixelSpacing (0028,0030) in the file, so areas in mm² are unknown; ...'
+    """
+    return (
+        f"{image.source}: {missing_spacing(image)}, so areas in mm² are unknown; give "
+        f"{spacing_fix(image)}, or --pixels to report pixel counts."
     )
