@@ -15,7 +15,7 @@ from sliceseg.errors import PairingError
 from sliceseg.io.dicom_folder import order_slices
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, series_name_key, used_series_names
-from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.io.tables import write_failed
 from sliceseg.measure.areas import AreaTable, measure_areas

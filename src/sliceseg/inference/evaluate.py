@@ -21,7 +21,7 @@ from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.roi_values import LabelScheme
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.io.tables import write_csv, write_failed
 from sliceseg.measure.areas import area_mm2

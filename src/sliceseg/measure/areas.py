@@ -15,7 +15,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_key
-from sliceseg.io.labels import check_class_map, parse_roi_names
+from sliceseg.io.roi_values import check_class_map, parse_roi_names
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.spacing import SpacingFallback, pixels_beside_mm_message, resolve_spacing
 from sliceseg.measure.summary_rows import (
