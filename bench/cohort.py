@@ -144,7 +144,7 @@ def network_rate(
 
     from sliceseg.engine.predictor import Engine
     from sliceseg.engine.probabilities import spaced_window_probabilities
-    from sliceseg.io.dicom import read_series
+    from sliceseg.io.dicom_folder import read_series
     from sliceseg.model_space.batches import slices_to_spacing
     from sliceseg.models.bundle import load_bundle
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.io.dicom import Slice, read_series
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.labels import read_label_file
 
 LEVEL_BEYOND_MM = {"strong": (16.0, 24.0), "mild": (4.0, 8.0)}

@@ -128,7 +128,7 @@ def measure_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from sliceseg.inference.folder import predict_folder
-    from sliceseg.io.dicom import read_series
+    from sliceseg.io.dicom_folder import read_series
     from sliceseg.models.bundle import load_bundle
 
     torch.set_num_threads(config["threads"])

@@ -22,7 +22,7 @@ import torch
 
 from real_mr_score import MIN_AREA_MM2, read_truth
 from sliceseg.engine.predictor import Engine, ProbabilitySink
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.models.bundle import load_bundle
 
 COLUMNS = ("key", "roi", "true_mm2", "label_mm2", "soft_mm2")

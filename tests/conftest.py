@@ -300,7 +300,7 @@ def add_pair(
     """Write dicoms/<key>.dcm (or ``image_name``) and labels/<key><label_suffix> under ``root``.
 
     Each key gets an InstanceNumber (and position) of its own: two files of one series, number,
-    position and pixels are one image copied (`sliceseg.io.dicom.find_copies`).
+    position and pixels are one image copied (`sliceseg.io.dicom_folder.find_copies`).
     """
     import imageio.v3 as iio
     import tifffile

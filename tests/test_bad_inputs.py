@@ -928,14 +928,14 @@ class TestBugsAreNotBadFiles:
             dicom_files.is_dicom_file(bare)
 
     def test_read_slices_and_scan_let_a_bug_through(self, monkeypatch, tmp_path):
-        from sliceseg.io import dicom, dicom_pixels
+        from sliceseg.io import dicom, dicom_folder, dicom_pixels
 
         write_test_dicom(tmp_path / "scans" / "a.dcm", np.ones((4, 4)))
         monkeypatch.setattr(dicom_pixels, "to_modality_units", _raise_type_error)
         with pytest.raises(TypeError, match="a bug of ours"):
             dicom.read_slices(tmp_path / "scans" / "a.dcm")
         with pytest.raises(TypeError, match="a bug of ours"):
-            dicom.scan_dicom_folder(tmp_path / "scans")
+            dicom_folder.scan_dicom_folder(tmp_path / "scans")
 
     def test_decoder_bug_is_not_reported_as_corrupt_pixels(self, monkeypatch, tmp_path):
         from sliceseg.io import dicom, dicom_pixels

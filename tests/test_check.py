@@ -15,7 +15,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import check_dataset
 from sliceseg.errors import ConfigError
 from sliceseg.io.dicom import Slice
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.roi_values import LabelScheme
 
 
 def messages(report: CheckReport, kind: str) -> list[str]:

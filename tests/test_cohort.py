@@ -30,8 +30,9 @@ from sliceseg.inference.cohort_record import check_out_dir
 from sliceseg.inference.records import RunRecord, RunSettings, series_dir
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
-from sliceseg.measure.areas import SpacingFallback, is_summary_row
+from sliceseg.measure.areas import is_summary_row
 from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.summary_rows import summarised
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.phantom.generate import ROI_NAMES

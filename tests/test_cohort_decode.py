@@ -72,7 +72,7 @@ def test_a_series_decoding_notes_are_its_own_while_another_thread_warns(tmp_path
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.spacing import SpacingFallback
 
     path = tmp_path / "padded.dcm"
     shutil.copy(get_testdata_file("MR_small_padded.dcm", download=False), path)

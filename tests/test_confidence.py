@@ -23,8 +23,10 @@ from sliceseg.inference.confidence import (
 )
 from sliceseg.inference.predict import predict_slices
 from sliceseg.inference.records import RunSettings
-from sliceseg.io.dicom import Slice, scan_dicom_folder
-from sliceseg.measure.areas import SpacingFallback, measure_areas
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_folder import scan_dicom_folder
+from sliceseg.measure.areas import measure_areas
+from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.models.bundle import load_bundle
 from sliceseg.postprocess.calibration import AreaCalibration, RoiCalibration
 from sliceseg.postprocess.cleanup import PostProcessing

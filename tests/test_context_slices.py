@@ -11,7 +11,8 @@ import torch
 
 from conftest import small_phantom, tiny_config
 from sliceseg.errors import ConfigError
-from sliceseg.io.dicom import Slice, read_series, read_slices
+from sliceseg.io.dicom import Slice, read_slices
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.neighbours import slice_neighbours
 from sliceseg.model_space.batches import centre_channel, slices_to_spacing
 

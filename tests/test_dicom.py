@@ -15,17 +15,15 @@ from pydicom.pixels import apply_modality_lut
 
 from conftest import warning_during, write_ct_dicom, write_test_dicom
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.io.dicom import (
+from sliceseg.io.dicom import Slice, read_slice, read_slices
+from sliceseg.io.dicom_files import find_dicom_files, is_dicom_file, strip_dicom_suffix
+from sliceseg.io.dicom_folder import (
     DicomScan,
-    Slice,
     order_slices,
     read_files,
     read_series,
-    read_slice,
-    read_slices,
     scan_dicom_folder,
 )
-from sliceseg.io.dicom_files import find_dicom_files, is_dicom_file, strip_dicom_suffix
 from sliceseg.io.dicom_headers import slice_step_mm
 from sliceseg.io.series_plan import decode_series, plan_cohort
 

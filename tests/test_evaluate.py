@@ -150,7 +150,7 @@ class TestSpacing:
             evaluate_model(model, data, tmp_path / "ev")
 
     def test_field_of_view_fallback_gives_mm(self, tmp_path):
-        from sliceseg.measure.areas import SpacingFallback
+        from sliceseg.measure.spacing import SpacingFallback
 
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         data = labelled_slices(
@@ -165,7 +165,7 @@ class TestSpacing:
         assert "in pixels" not in note and "(--fov, --matrix): their areas are in mm²" in note
 
     def test_pixels_fallback_names_the_unit(self, tmp_path):
-        from sliceseg.measure.areas import SpacingFallback
+        from sliceseg.measure.spacing import SpacingFallback
 
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         data = labelled_slices(
@@ -184,7 +184,7 @@ class TestSpacing:
     def test_pixels_with_mixed_spacing_names_a_file_of_each(self, tmp_path):
         from conftest import write_test_dicom
         from sliceseg.errors import ConfigError
-        from sliceseg.measure.areas import SpacingFallback
+        from sliceseg.measure.spacing import SpacingFallback
 
         model = model_with_values(tmp_path / "m.pt", (0, 1, 2))
         label = stored({1: (slice(0, 4), slice(0, 5))})

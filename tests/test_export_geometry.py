@@ -21,8 +21,8 @@ from pydicom.dataset import Dataset
 
 from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import LabelError
-from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.phantom.files import dicom_bytes, series_ids
 from sliceseg.report.exports import EXPORT_FORMATS, export_series

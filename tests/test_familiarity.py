@@ -813,7 +813,7 @@ def test_slice_features_keep_only_slices_run_as_the_separate_look_runs_them():
 
 def _engine_look(model: Path, folder: Path, batch_size: int):
     from sliceseg.engine.predictor import Engine
-    from sliceseg.io.dicom import read_series
+    from sliceseg.io.dicom_folder import read_series
 
     bundle = load_bundle(model)
     engine = Engine(bundle, torch.device("cpu"))
@@ -854,7 +854,7 @@ def test_the_check_drops_its_orientation_notes_but_no_other_thread_s_warning(
     them with a warning filter (process-wide) dropped the other threads' warnings too."""
     from sliceseg.engine.predictor import Preparation, model_preparation
     from sliceseg.inference.familiarity import series_traits
-    from sliceseg.io.dicom import read_series
+    from sliceseg.io.dicom_folder import read_series
 
     bundle = load_bundle(tiny_model)
     slices = [replace(image, orientation=None) for image in read_series(two_series / "original")]

@@ -111,7 +111,7 @@ class TestProfiles:
         """The prediction's features, and the check's, are those its profile was built with."""
         from sliceseg.engine.predictor import Engine
         from sliceseg.inference.familiarity import series_traits
-        from sliceseg.io.dicom import read_series
+        from sliceseg.io.dicom_folder import read_series
         from sliceseg.models.folding import inference_network
 
         bundle = load_bundle(tiny_model)
@@ -241,7 +241,7 @@ def test_the_check_reads_the_numbers_it_read_when_every_slice_was_pooled(
         checked_slices,
         series_traits,
     )
-    from sliceseg.io.dicom import read_series
+    from sliceseg.io.dicom_folder import read_series
 
     bundle = load_bundle(tiny_model)
     engine = Engine(bundle, torch.device("cpu"))

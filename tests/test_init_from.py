@@ -16,7 +16,7 @@ from sliceseg.engine.model_info import model_summary
 from sliceseg.errors import ConfigError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.inference.suggest import suggest_slices
-from sliceseg.io.dicom import scan_dicom_folder
+from sliceseg.io.dicom_folder import scan_dicom_folder
 from sliceseg.io.files import file_sha256
 from sliceseg.io.labels import read_label_file
 from sliceseg.measure.metrics import dice_per_class

@@ -9,13 +9,9 @@ import tifffile
 from PIL import Image
 
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.labels import (
-    LabelScheme,
-    infer_label_scheme,
-    read_label_file,
-    write_label_png,
-)
+from sliceseg.io.labels import read_label_file, write_label_png
 from sliceseg.io.lossy_labels import dominant_values, snap_lossy
+from sliceseg.io.roi_values import LabelScheme, infer_label_scheme
 
 LABEL = np.zeros((12, 16), np.uint8)
 LABEL[2:6, 3:9] = 1

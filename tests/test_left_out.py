@@ -214,7 +214,7 @@ def test_the_lines_and_failed_csv_leave_the_run_s_own_problem_to_the_refusal(tmp
     from sliceseg.dataset.left_out import LeftOutFiles, leave_out_unusable
     from sliceseg.dataset.samples import load_usable_samples
     from sliceseg.io.series_plan import plan_cohort
-    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.spacing import SpacingFallback
 
     add_pair(tmp_path, "p01/a")  # a DICOM without a label map
     (tmp_path / "labels").mkdir()

@@ -18,14 +18,12 @@ from sliceseg.io.dicom import Slice
 from sliceseg.measure.areas import (
     CONFIDENCE_COLUMN,
     FAMILIARITY_COLUMN,
-    SpacingFallback,
     area_mm2,
     is_summary_row,
     measure_areas,
-    resolve_spacing,
-    with_fallback_spacing,
     with_whole_counts,
 )
+from sliceseg.measure.spacing import SpacingFallback, resolve_spacing, with_fallback_spacing
 from sliceseg.measure.summary_rows import PRESENT, leave_out_flagged
 from sliceseg.model_space.resample import spacing_geometry
 

@@ -22,7 +22,8 @@ from sliceseg.inference.familiarity import (
     modality_check,
 )
 from sliceseg.inference.folder import predict_folder
-from sliceseg.io.dicom import Slice, read_series
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.measure.modality import modality_reason
 from sliceseg.models.bundle import Bundle, ModelMetadata, load_bundle, save_bundle
 

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from conftest import write_test_dicom
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.neighbours import series_order
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sliceseg.cli import main
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.nifti import read_nifti, write_nifti
 from test_export_geometry import write_series
 

@@ -17,7 +17,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.errors import BundleError
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.model_space.batches import samples_to_grid, slices_to_grid
 from sliceseg.model_space.orientation import (
     IDENTITY,

@@ -314,7 +314,7 @@ class TestFieldOfViewSpacing:
         200 · 0.45 / 0.9 = 100 pixels a side, padded to what depth 5 divides (16): 112.
         Before, the slice was taken to be at 0.9 mm already and reached the network at 208."""
         from sliceseg.inference.folder import predict_folder
-        from sliceseg.measure.areas import SpacingFallback
+        from sliceseg.measure.spacing import SpacingFallback
 
         rows, cols = np.mgrid[0:200, 0:200]
         pixels = np.where((rows - 100) ** 2 + (cols - 100) ** 2 <= 60**2, 300, 100)

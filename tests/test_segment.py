@@ -12,7 +12,7 @@ import pytest
 from conftest import write_test_dicom
 from sliceseg.inference.folder import predict_folder
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.labels import read_label_file
 from sliceseg.io.series_plan import plan_cohort

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sliceseg.cli.command import main
-from sliceseg.io.dicom import read_series
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.label_areas import measure_label_folder
 from sliceseg.training.config import TrainConfig
 

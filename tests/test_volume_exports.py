@@ -28,12 +28,12 @@ from sliceseg._version import __version__
 from sliceseg.cli import main
 from sliceseg.dataset.volume_labels import load_volume_labels
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.dicom_seg import SegNotWritten, write_dicom_seg
 from sliceseg.io.identity import slices_series_names
 from sliceseg.io.volumes import read_label_volume
-from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.report.exports import (
     EXPORT_FORMATS,
     export_predictions,

@@ -22,8 +22,8 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
 from sliceseg.dataset.volume_pairing import find_label_volumes, pair_volumes
 from sliceseg.errors import ConfigError, LabelError, PairingError
-from sliceseg.io.dicom import read_series
 from sliceseg.io.dicom_files import find_dicom_files
+from sliceseg.io.dicom_folder import read_series
 from sliceseg.io.label_volume import LabelVolume
 from sliceseg.io.volumes import read_label_volume
 from sliceseg.measure.areas import measure_areas

@@ -19,7 +19,7 @@ from sliceseg._version import __version__
 
 _EXPORTS: dict[str, str] = {
     "SlicesegError": "sliceseg.errors",
-    "read_series": "sliceseg.io.dicom",
+    "read_series": "sliceseg.io.dicom_folder",
     "read_slices": "sliceseg.io.dicom",
     "DataSource": "sliceseg.dataset.source",
     "check_dataset": "sliceseg.dataset.samples",
@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "merge_cohort": "sliceseg.inference.merge",
     "measure_areas": "sliceseg.measure.areas",
     "measure_label_folder": "sliceseg.label_areas",
-    "SpacingFallback": "sliceseg.measure.areas",
+    "SpacingFallback": "sliceseg.measure.spacing",
     "TissueSettings": "sliceseg.measure.tissue",
     "suggest_slices": "sliceseg.inference.suggest",
     "evaluate_model": "sliceseg.inference.evaluate",

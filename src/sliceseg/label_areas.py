@@ -12,13 +12,14 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
-from sliceseg.io.dicom import order_slices
+from sliceseg.io.dicom_folder import order_slices
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, series_name_key, used_series_names
-from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.io.tables import write_failed
-from sliceseg.measure.areas import AreaTable, SpacingFallback, measure_areas
+from sliceseg.measure.areas import AreaTable, measure_areas
+from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.tissue import TissueSettings
 from sliceseg.progress_bars import shows_progress
 

@@ -10,7 +10,7 @@ from sliceseg.user_paths import user_path
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.spacing import SpacingFallback
     from sliceseg.measure.tissue import TissueSettings
 
     Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -124,7 +124,7 @@ def spacing_fallback(args: argparse.Namespace) -> SpacingFallback:
     """Return the spacing of files without one, from ``--fov``, ``--matrix`` and ``--pixels``;
     ``--matrix`` alone, which changes nothing, is refused rather than ignored."""
     from sliceseg.errors import ConfigError
-    from sliceseg.measure.areas import SpacingFallback
+    from sliceseg.measure.spacing import SpacingFallback
 
     if args.matrix and not args.fov:
         raise ConfigError(

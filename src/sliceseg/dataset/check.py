@@ -25,7 +25,7 @@ from sliceseg.dataset.source import (
 )
 from sliceseg.errors import ConfigError
 from sliceseg.io.identity import relative_to_input
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.roi_values import LabelScheme
 from sliceseg.measure.areas import area_mm2
 from sliceseg.wording import few_of
 

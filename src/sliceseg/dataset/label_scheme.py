@@ -1,6 +1,6 @@
 """A dataset's label scheme (stored value → ROI 0..K): given, or inferred from its label files.
 
-`sliceseg.io.labels.infer_label_scheme` infers it from the values of every file together; here
+`sliceseg.io.roi_values.infer_label_scheme` infers it from the values of every file together; here
 a few files with stray values are set aside so that they fail one by one, JPEG-only data has its
 values guessed, and a scheme that cannot be inferred is an error naming the files per value.
 """
@@ -15,8 +15,9 @@ import numpy as np
 from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.source import DataSource
 from sliceseg.errors import LabelError
-from sliceseg.io.labels import LabelScheme, RawLabel, infer_label_scheme
+from sliceseg.io.labels import RawLabel
 from sliceseg.io.lossy_labels import dominant_values
+from sliceseg.io.roi_values import LabelScheme, infer_label_scheme
 from sliceseg.thread_warnings import silenced
 
 __all__ = ["given_scheme", "infer_scheme"]

@@ -25,7 +25,7 @@ from sliceseg.errors import ConfigError
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan
 from sliceseg.io.tables import failed_table
-from sliceseg.measure.areas import SpacingFallback, resolve_spacing
+from sliceseg.measure.spacing import SpacingFallback, resolve_spacing
 
 __all__ = ["LeftOutFiles", "leave_out_unusable", "no_slice_refusal"]
 

@@ -26,7 +26,8 @@ from sliceseg.dataset.pairing import (
 from sliceseg.dataset.source import ROI_NAMES_FILE
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
-from sliceseg.io.labels import LABEL_SUFFIXES, NUM_LABELS_OPTION, LabelScheme
+from sliceseg.io.labels import LABEL_SUFFIXES
+from sliceseg.io.roi_values import NUM_LABELS_OPTION, LabelScheme
 from sliceseg.wording import few_of
 
 if TYPE_CHECKING:

@@ -38,15 +38,12 @@ from sliceseg.dataset.volume_labels import (
 )
 from sliceseg.dataset.volume_report import volume_problems
 from sliceseg.errors import ConfigError, DicomReadError, LabelError, PairingError
-from sliceseg.io.dicom import Slice, find_copies, read_slice, read_slices
+from sliceseg.io.dicom import Slice, read_slice, read_slices
 from sliceseg.io.dicom_files import strip_dicom_suffix
-from sliceseg.io.labels import (
-    LABEL_SUFFIXES,
-    LabelScheme,
-    RawLabel,
-    read_label_file,
-)
+from sliceseg.io.dicom_folder import find_copies
+from sliceseg.io.labels import LABEL_SUFFIXES, RawLabel, read_label_file
 from sliceseg.io.lossy_labels import snap_lossy
+from sliceseg.io.roi_values import LabelScheme
 from sliceseg.progress_bars import shows_progress
 from sliceseg.thread_warnings import recorded
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.io.dicom_files import not_a_folder
-from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.user_paths import user_path
 
 __all__ = [

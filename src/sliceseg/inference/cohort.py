@@ -56,7 +56,7 @@ from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import disk_full, file_sha256
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries, plan_cohort
-from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import check_muscle_rois
 from sliceseg.measure.tissue_notes import recorded_tissue, tissue_lines
 from sliceseg.models.bundle import Bundle, as_bundle

@@ -32,7 +32,7 @@ from sliceseg.inference.cohort_series import DecodedSeries
 from sliceseg.inference.shards import shard_device
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.series_plan import PlannedSeries, decode_series
-from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.model_space.batches import SpacedTensors
 from sliceseg.system import rank_cpus, rank_threads, select_device
 from sliceseg.thread_warnings import recorded

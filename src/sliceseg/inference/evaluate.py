@@ -21,21 +21,21 @@ from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path, output_run
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.roi_values import LabelScheme
 from sliceseg.io.series_plan import CohortPlan, plan_cohort
 from sliceseg.io.tables import write_csv, write_failed
-from sliceseg.measure.areas import (
-    SpacingFallback,
-    area_mm2,
-    pixels_beside_mm_message,
-    with_fallback_spacing,
-)
+from sliceseg.measure.areas import area_mm2
 from sliceseg.measure.metrics import (
     bland_altman,
     dice_per_class,
     hausdorff95_mm,
     icc,
     iou_per_class,
+)
+from sliceseg.measure.spacing import (
+    SpacingFallback,
+    pixels_beside_mm_message,
+    with_fallback_spacing,
 )
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress

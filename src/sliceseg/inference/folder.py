@@ -22,12 +22,8 @@ from sliceseg.inference.familiarity import (
 from sliceseg.inference.outputs import overlay_path, write_outputs
 from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
-from sliceseg.io.dicom import (
-    DicomScan,
-    SkippedFile,
-    Slice,
-    scan_dicom_folder,
-)
+from sliceseg.io.dicom import SkippedFile, Slice
+from sliceseg.io.dicom_folder import DicomScan, scan_dicom_folder
 from sliceseg.io.files import output_run
 from sliceseg.io.identity import (
     series_key,
@@ -37,12 +33,9 @@ from sliceseg.io.identity import (
     top_series_name,
     used_series_names,
 )
-from sliceseg.measure.areas import (
-    AreaTable,
-    SpacingFallback,
-    with_fallback_spacing,
-)
+from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.measure.tissue import TissueSettings, check_muscle_rois
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress

@@ -38,7 +38,7 @@ from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_text, create_output_dir, finished_outputs
 from sliceseg.io.identity import relative_to_input, series_name_key
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
-from sliceseg.measure.areas import SpacingFallback
+from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.summary_rows import area_column
 from sliceseg.measure.tissue import FLAGS as TISSUE_FLAGS
 from sliceseg.measure.tissue import TissueSettings

@@ -22,7 +22,7 @@ from sliceseg.io.files import atomic_path
 from sliceseg.io.identity import series_name_key, slice_key
 from sliceseg.io.series_plan import decode_series, plan_cohort
 from sliceseg.io.tables import write_csv
-from sliceseg.measure.areas import SpacingFallback, with_fallback_spacing
+from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
 from sliceseg.models.bundle import Bundle, as_bundle
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path

@@ -1,13 +1,9 @@
-"""Label maps: reading (.npy/.png/.tif/.jpg), detecting damage, normalising values to 0..K;
-writing the PNGs `predict` saves.
+"""Label map files: reading (.npy/.png/.tif/.jpg) and detecting damage; writing the PNGs
+`predict` saves.
 
 A label map holds one ROI number per pixel (0 background). Damaged maps (non-whole floats,
 negative values, coloured overlays, transparency, wrong dimensionality) raise `LabelError`; they
-are never passed on silently. `infer_label_scheme` decides, once for the whole dataset, which stored
-values mean ROI 0..K: plain maps store 0..K; maps saved for viewing store evenly spaced values
-(0, 40, 80, ... or 0/255) and are "display-scaled". JPEG maps are lossy and are snapped to the
-scheme's nearest stored value (`io/lossy_labels.py`), or refused where the values are too close
-(ROI numbers 0..K) for JPEG noise to be told from another ROI.
+are never passed on silently. Which stored values mean ROI 0..K: `sliceseg.io.roi_values`.
 """
 
 from __future__ import annotations
@@ -16,9 +12,8 @@ import contextlib
 import logging
 import struct
 import tokenize
-import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,20 +22,13 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from sliceseg.errors import ConfigError, LabelError, option_name
+from sliceseg.errors import LabelError
 from sliceseg.io.files import atomic_path
 
 LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 _LOSSY_SUFFIXES = (".jpg", ".jpeg")
 _FLOAT_NOISE = 1e-3  # a float map this close to whole numbers was rounded, not interpolated
 _MAX_LOSSY_CHANNEL_SPREAD = 16  # JPEG chroma noise tolerated in a grey map saved as RGB
-# How a message asks for K: check / train take it as a flag, Python callers as an argument.
-NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
-_WHERE_K_IS_SET = (
-    "check / train: --num-labels; measure: one name per ROI in --labels; labels.txt: one name "
-    "per line"
-)
-"""Where each command takes the number of ROIs K from, for a message asking to raise it."""
 _SAVE_HINT = "save the label map as a single-channel PNG or NPY of ROI numbers 0..K"
 # What numpy, Pillow, imageio and tifffile raise on a damaged or mislabelled file (Pillow raises
 # SyntaxError for a broken PNG chunk, zlib.error for bad compressed data). Anything else is a bug.
@@ -76,81 +64,6 @@ class RawLabel:
     values: np.ndarray
     source: Path
     is_lossy: bool
-
-
-@dataclass(frozen=True)
-class LabelScheme:
-    """Which stored values mean ROI 0..K, the same for every file of a dataset.
-
-    Attributes:
-        stored_values: sorted stored values, 0 first; position k holds the value of ROI k.
-        is_display_scaled: True when the maps were saved for viewing (0, 40, 80, ... or 0/255).
-    """
-
-    stored_values: tuple[int, ...]
-    is_display_scaled: bool = False
-
-    def __post_init__(self) -> None:
-        values = self.stored_values
-        if not values or values[0] != 0 or list(values) != sorted(set(values)) or len(values) > 256:
-            raise LabelError(
-                f"stored_values={values}: expected strictly increasing values starting at 0, "
-                "at most 256 of them (background + 255 ROIs)."
-            )
-
-    @property
-    def num_labels(self) -> int:
-        """K, the number of ROIs (background excluded)."""
-        return len(self.stored_values) - 1
-
-    def describe(self) -> str:
-        """Return the scheme in words, e.g. ``0..6`` or ``0, 40, 80 (display-scaled)``."""
-        values = self.stored_values
-        if values == tuple(range(len(values))):
-            return f"0..{values[-1]}"
-        shown = ", ".join(str(v) for v in values[:4]) + (f", ..., {values[-1]}" * (len(values) > 4))
-        return shown + (" (display-scaled)" if self.is_display_scaled else "")
-
-    def to_classes(self, values: np.ndarray, *, source: Path | None = None) -> np.ndarray:
-        """Map stored values to class indices 0..K.
-
-        Args:
-            values: integer array of stored values, any shape.
-            source: the file the values came from, named in the error message.
-
-        Returns:
-            uint8 array of the same shape, values 0..K.
-
-        Raises:
-            LabelError: a value is not one of ``stored_values``.
-
-        Example:
-            >>> LabelScheme((0, 40, 80), is_display_scaled=True).to_classes(np.array([0, 80]))
-            array([0, 2], dtype=uint8)
-        """
-        stored = np.asarray(self.stored_values, dtype=np.int64)
-        index = np.minimum(np.searchsorted(stored, values), len(stored) - 1)
-        known = stored[index] == values
-        if not np.all(known):
-            unknown = np.unique(np.asarray(values)[~known])
-            fix = "fix those pixels"
-            if unknown.tolist() == [255] and not self.is_display_scaled:  # a viewer's 0/255 mask
-                k = self.num_labels
-                fix = (
-                    "a mask saved for viewing (0/255)? save the ROI's number "
-                    f"({f'1..{k}' if k > 1 else '1'}) in place of 255"
-                )
-            elif not self.is_display_scaled and unknown.min() > self.num_labels:
-                fix += (
-                    f", or, if the dataset has ROIs up to {unknown.max()}, raise num_labels to "
-                    f"{unknown.max()} ({_WHERE_K_IS_SET})"
-                )
-            raise LabelError(
-                f"{source or 'label map'}: values {_short_list(unknown)} in "
-                f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
-                f"{self.describe()}; {fix}."
-            )
-        return index.astype(np.uint8)
 
 
 def read_label_file(path: Path) -> RawLabel:
@@ -199,57 +112,6 @@ def read_label_file(path: Path) -> RawLabel:
     return RawLabel(values=values, source=path, is_lossy=is_lossy)
 
 
-def parse_roi_names(names: str | Sequence[str]) -> tuple[str, ...]:
-    """Return the names of ROIs 1..K as a tuple; a string is a comma-separated list, as in
-    ``--labels`` and a settings file, so ``"psoas"`` is one name, never its letters.
-
-    Example:
-        >>> parse_roi_names("muscle"), parse_roi_names("psoas, disc"), parse_roi_names(["a"])
-        (('muscle',), ('psoas', 'disc'), ('a',))
-    """
-    if isinstance(names, str):
-        return tuple(name.strip() for name in names.split(","))
-    return tuple(str(name) for name in names)
-
-
-def check_class_map(
-    label: np.ndarray, image_shape: tuple[int, ...], num_labels: int, *, name: str
-) -> None:
-    """Refuse a label map that cannot be measured as ROIs 1..K on its image's grid.
-
-    Areas count the pixels equal to 1..K, so any other value (a 0/255 mask, a map with more
-    ROIs than names, a resized map's fractions) would be measured as no ROI at all.
-
-    Args:
-        label: the label map (rows, cols), any integer, bool or whole-number float dtype.
-        image_shape: the shape of its slice's pixels.
-        num_labels: K, the number of ROI names given.
-        name: the slice's name, for the messages.
-
-    Raises:
-        ConfigError: the label map's shape is not its image's.
-        LabelError: a value is not a whole number in 0..K.
-
-    Example:
-        >>> check_class_map(np.array([[0, 255]]), (1, 2), 1, name="s1")
-        Traceback (most recent call last):
-        LabelError: s1: label values [255] are not ROIs 0..1 (1 ROI names given); ...
-    """
-    if label.shape != image_shape:
-        raise ConfigError(
-            f"{name}: label map is {'×'.join(map(str, label.shape))} but the image is "
-            f"{'×'.join(map(str, image_shape))}; a label must be on its image's own grid."
-        )
-    values = whole_numbers(np.asarray(label), name)
-    outside = (values < 0) | (values > num_labels)
-    if np.any(outside):
-        raise LabelError(
-            f"{name}: label values {_short_list(np.unique(values[outside]))} are not ROIs "
-            f"0..{num_labels} ({num_labels} ROI names given); give one name per ROI in label "
-            "order, or map the values to 0..K first (a 0/255 mask: label // 255)."
-        )
-
-
 LABEL_PNG_LEVEL = 1
 """zlib level of the label PNGs ``predict`` writes (lossless at every level)."""
 
@@ -270,67 +132,6 @@ def write_label_png(path: Path, label: np.ndarray) -> Path:
             tmp, format="PNG", compress_level=LABEL_PNG_LEVEL
         )
     return path
-
-
-def infer_label_scheme(
-    value_sets: Sequence[set[int]], *, num_labels: int | None = None
-) -> LabelScheme:
-    """Decide, for the whole dataset, which stored values mean ROI 0..K.
-
-    Plain maps store 0..K. Maps whose non-zero values are evenly spaced with a step of 2 or more
-    (0, 40, 80, ...; rounding by 1 allowed, so 0, 42, 85, ... fits; or exactly 0/255) are
-    display-scaled and mapped to 0..K in order, with a ``UserWarning``. When ``num_labels`` is
-    given and every value is <= it, the maps are plain 0..num_labels (ROIs absent from the whole
-    dataset still count).
-
-    Args:
-        value_sets: the set of values of each lossless label file.
-        num_labels: K, the number of ROIs, when known.
-
-    Returns:
-        The scheme.
-
-    Raises:
-        LabelError: the values are not one consistent scheme (e.g. 0..6 mixed with 0, 40, 80), a
-            value is above ``num_labels``, or no map holds any ROI (only background).
-        ConfigError: ``num_labels`` < 1.
-
-    Example:
-        >>> infer_label_scheme([{0, 40, 80}, {0, 80}]).stored_values
-        (0, 40, 80)
-    """
-    if num_labels is not None and num_labels < 1:
-        raise ConfigError(f"num_labels={num_labels}: expected at least 1 ROI.")
-    values = sorted({int(v) for s in value_sets for v in s} | {0})
-    top = values[-1]
-    if values[0] < 0:
-        raise LabelError(f"label values {_short_list(values)}: negative values are not ROIs.")
-    if top == 0:  # even with num_labels given: nothing to learn from or to measure
-        raise LabelError(
-            "no label map contains any ROI: the label maps hold only background (0); "
-            "expected ROIs 1..K; check that the labels were exported with their ROIs."
-        )
-    if num_labels is not None and top <= num_labels:
-        return LabelScheme(tuple(range(num_labels + 1)))
-    smallest_step = int(np.diff(values).min())
-    if smallest_step == 1:
-        _check_num_rois(values, top, num_labels)
-        return LabelScheme(tuple(range(top + 1)))
-    step = top / round(top / smallest_step)
-    ks = [round(v / step) for v in values]
-    if any(abs(v - k * step) > 1 for v, k in zip(values, ks, strict=True)):
-        raise _inconsistent(values)
-    _check_num_rois(values, ks[-1], num_labels)
-    num_rois = num_labels if num_labels is not None else ks[-1]
-    observed = dict(zip(ks, values, strict=True))
-    stored = tuple(observed.get(k, round(k * step)) for k in range(num_rois + 1))
-    warnings.warn(
-        f"label values {_short_list(values)} look saved for viewing (display-scaled, step "
-        f"{step:g}); mapping them to ROIs 0..{num_rois} in order.",
-        UserWarning,
-        stacklevel=2,
-    )
-    return LabelScheme(stored, is_display_scaled=True)
 
 
 def _load(path: Path, suffix: str) -> tuple[np.ndarray, bool, bool]:
@@ -461,29 +262,3 @@ def whole_numbers(
             f"interpolation?); {save_hint}."
         )
     return array.astype(np.int64)
-
-
-def _check_num_rois(values: list[int], top_roi: int, num_labels: int | None) -> None:
-    if num_labels is not None and top_roi > num_labels:
-        raise LabelError(
-            f"label values {_short_list(values)} reach ROI {top_roi}, above num_labels="
-            f"{num_labels}; expected values 0..{num_labels}; fix the files holding higher "
-            f"values, or raise num_labels ({_WHERE_K_IS_SET})."
-        )
-    missing = top_roi + 1 - len(values)
-    if num_labels is None and 2 * missing > top_roi:
-        raise _inconsistent(values)
-
-
-def _inconsistent(values: list[int]) -> LabelError:
-    return LabelError(
-        f"label values {_short_list(values)} do not form one scheme; expected 0..K (ROI numbers) "
-        "or evenly spaced display values (0, 40, 80, ...) in every file; re-export the odd "
-        f"files the same way as the rest, or set {NUM_LABELS_OPTION} to K if ROIs are absent."
-    )
-
-
-def _short_list(values: Sequence[int] | np.ndarray, limit: int = 12) -> str:
-    items = [int(v) for v in values]
-    shown = ", ".join(str(v) for v in items[:limit])
-    return f"[{shown}{', ...' if len(items) > limit else ''}]"

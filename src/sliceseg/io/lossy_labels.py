@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sliceseg.errors import LabelError
-from sliceseg.io.labels import LabelScheme
+from sliceseg.io.roi_values import LabelScheme
 
 __all__ = ["LOSSY_RADIUS_PX", "MIN_LOSSY_STEP", "dominant_values", "snap_lossy"]
 

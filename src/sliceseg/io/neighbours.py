@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sliceseg.io.dicom import Slice, order_slices
+from sliceseg.io.dicom import Slice
+from sliceseg.io.dicom_folder import order_slices
 from sliceseg.io.dicom_headers import projected_position
 from sliceseg.io.identity import series_key
 

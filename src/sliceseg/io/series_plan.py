@@ -19,8 +19,9 @@ from pathlib import Path
 import pydicom
 
 from sliceseg.errors import DicomReadError, PairingError
-from sliceseg.io.dicom import Slice, read_files, read_slices
+from sliceseg.io.dicom import Slice, read_slices
 from sliceseg.io.dicom_files import READ_ERRORS, SkippedFile, find_dicom_files, strip_dicom_suffix
+from sliceseg.io.dicom_folder import read_files
 from sliceseg.io.dicom_headers import not_an_image
 from sliceseg.io.identity import (
     Identified,

@@ -23,7 +23,7 @@ from sliceseg._version import __version__
 from sliceseg.dataset.source import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes, finished_outputs
-from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.models.run_end import checked_run_end

@@ -14,7 +14,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.source import UNLABELLED_CHOICES, DataSource
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
-from sliceseg.io.labels import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.model_space.batches import native_crop_share, whole_slice_spacing
 from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
