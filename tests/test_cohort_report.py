@@ -256,7 +256,7 @@ def test_a_series_line_a_series_report_and_the_cohort_report_word_the_rule_alike
     """Three places said what the overall rows do with series unlike the training data, each
     in its own words; now all take `overall_mean_clause`'s."""
     from sliceseg.inference.familiarity import unlike_line
-    from sliceseg.measure.familiarity import Verdict
+    from sliceseg.measure.series_verdict import Verdict
     from sliceseg.report.html import write_report
 
     line = unlike_line("p1", Verdict(True, ("contrast",)))

@@ -30,7 +30,7 @@ from sliceseg.measure.areas import (
     is_count_row,
     is_summary_row,
 )
-from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.summary_rows import series_label, summarised, summary_cell
 from sliceseg.measure.tissue import CT_COLUMNS
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle

@@ -72,8 +72,8 @@ from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.tables import FAILED_CSV, failed_table, write_csv, write_failed
 from sliceseg.measure.areas import AreaTable
-from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.review_order import review_key
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column, series_note
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
