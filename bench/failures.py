@@ -75,14 +75,9 @@ from sliceseg.inference.confidence import ConfidenceCollector, slice_confidence
 from sliceseg.inference.familiarity import model_profile, series_traits
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
-from sliceseg.measure.familiarity import (
-    SliceOddness,
-    TrainingProfile,
-    Verdict,
-    judge_series,
-    slice_oddness,
-)
+from sliceseg.measure.familiarity import SliceOddness, TrainingProfile, slice_oddness
 from sliceseg.measure.metrics import dice_per_class
+from sliceseg.measure.series_verdict import Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.phantom.generate import DEFAULT_MATRIX_SIZES, _subject_rng

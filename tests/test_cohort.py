@@ -31,7 +31,7 @@ from sliceseg.inference.records import RunRecord, RunSettings, series_dir
 from sliceseg.inference.shards import Shard
 from sliceseg.io.series_plan import plan_cohort
 from sliceseg.measure.areas import is_summary_row
-from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.summary_rows import summarised
 from sliceseg.measure.tissue import TissueSettings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
@@ -255,7 +256,7 @@ def test_a_series_line_a_series_report_and_the_cohort_report_word_the_rule_alike
     """Three places said what the overall rows do with series unlike the training data, each
     in its own words; now all take `overall_mean_clause`'s."""
     from sliceseg.inference.familiarity import unlike_line
-    from sliceseg.measure.familiarity import Verdict
+    from sliceseg.measure.series_verdict import Verdict
     from sliceseg.report.html import write_report
 
     line = unlike_line("p1", Verdict(True, ("contrast",)))
@@ -324,3 +325,24 @@ def test_series_tied_on_confidence_are_in_csa_long_order_as_suggest_ranks_them()
         table["lowest_confidence"].tolist(), table["series"], n=4, flagged=flagged
     )
     assert reviewed == [table["series"][i] for i in ranked] == ["p12", "p11", "p9", "p10"]
+
+
+def test_the_runs_tissue_lines_are_shown_once_under_the_counts(tmp_path):
+    """The lines on the series that lack tissue columns were printed only: a researcher who
+    reads report.html beside csa.csv found empty CT columns without a word."""
+    from sliceseg.measure.tissue import TissueSettings
+    from sliceseg.measure.tissue_notes import SeriesTissue, tissue_lines
+
+    series = {"p2": SeriesTissue(("MR",)), "p3": SeriesTissue(()), "p4": SeriesTissue(("CT",))}
+    lines = tissue_lines(series, ["psoas"], TissueSettings(adipose_hu=(-200, -40)))
+    assert len(lines) == 2  # no Modality (p3), not CT given CT options (p2)
+    rows = [_row(name) for name in ("p1", "p2", "p3", "p4")]
+    summary = CohortSummary(pd.DataFrame(rows), FAILED, "mm2", ["psoas"], tissue_notes=lines)
+    page = write_cohort_report(tmp_path / "report.html", summary).read_text(encoding="utf-8")
+    head, rest = page.split("<h2>Tissue columns</h2>")
+    assert "<h1>sliceseg cohort report</h1><p>4 series" in head
+    for line in lines:
+        assert page.count(html.escape(line)) == 1 and rest.index(html.escape(line)) < rest.index(
+            "<h2>Review first</h2>"
+        )
+    assert "Tissue columns" not in _page(tmp_path, rows)

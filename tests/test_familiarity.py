@@ -32,11 +32,10 @@ from sliceseg.inference.suggest import suggest_slices
 from sliceseg.measure.familiarity import (
     PROFILE_VERSION,
     TrainingProfile,
-    Verdict,
     build_profile,
-    judge_series,
     slice_oddness,
 )
+from sliceseg.measure.series_verdict import Verdict, judge_series
 from sliceseg.measure.slice_traits import (
     INTENSITY_QUANTILES,
     SliceTraits,

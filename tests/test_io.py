@@ -18,8 +18,8 @@ from sliceseg.io.files import (
     atomic_write_text,
     files_together,
     named_text,
-    prepare_output_dir,
 )
+from sliceseg.io.output_folders import prepare_output_dir
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

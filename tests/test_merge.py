@@ -30,7 +30,7 @@ from sliceseg.measure.areas import (
     is_count_row,
     is_summary_row,
 )
-from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.summary_rows import series_label, summarised, summary_cell
 from sliceseg.measure.tissue import CT_COLUMNS
 from sliceseg.models.bundle import ModelMetadata, load_bundle, save_bundle
@@ -964,3 +964,72 @@ def test_the_merge_keeps_only_the_series_a_tissue_line_names():
     )
     assert not_ct.startswith("1 series is not CT (p2; Modality MR), so --adipose-hu (adipose_hu) "
                              "-200 -40 measures nothing on it: ")  # fmt: skip
+
+
+def _no_modality(ds: pydicom.Dataset) -> None:
+    """Remove (0008,0060) Modality: an edit for `copy_series`."""
+    del ds.Modality
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "adipose_hu", "said"),
+    [
+        (
+            None,
+            (-200.0, -40.0),
+            "1 series is not CT (p3; Modality MR), so --adipose-hu (adipose_hu) -200 -40 "
+            "measures nothing on it: the CT columns (imat_fraction, imat_mm2, "
+            "muscle_radiodensity_hu) are for CT slices only.",
+        ),
+        (
+            _no_modality,
+            None,
+            "1 series has no (0008,0060) Modality in its files (p3), so its muscle ROIs get no "
+            "CT columns (imat_fraction, imat_mm2, muscle_radiodensity_hu); if it is CT, set "
+            "Modality to CT in the files.",
+        ),
+    ],
+    ids=["not CT", "no Modality"],
+)
+def test_the_cohort_report_shows_the_runs_tissue_line_once_merged_or_not(
+    tiny_model, tiny_phantom, tmp_path, monkeypatch, edit, adipose_hu, said
+):
+    """An MR series (or one without Modality) among CT ones: predict and merge printed the
+    line, while report.html, which a researcher reads beside csa.csv, did not say it; it shows
+    it once, and a merge of two shards shows the page a single run shows."""
+    from sliceseg.inference.shards import Shard
+    from sliceseg.measure.tissue import TissueSettings
+    from sliceseg.report import cohort as cohort_report
+
+    class Stopped(cohort_report.datetime):  # type: ignore[name-defined,misc]
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, tzinfo=tz)
+
+    monkeypatch.setattr(cohort_report, "datetime", Stopped)
+    cohort = tmp_path / "cohort"
+    for name, source in (("p1", "sub01"), ("p2", "sub02")):
+        copy_series(tiny_phantom / "train" / "dicoms" / source, cohort / name, _as_ct)
+    copy_series(tiny_phantom / "train" / "dicoms" / "sub03", cohort / "p3", edit)
+    tissue = TissueSettings() if adipose_hu is None else TissueSettings(adipose_hu=adipose_hu)
+    settings = RunSettings(roi_names=(), visuals="none", exports=(), tissue=tissue)
+    run = predict_cohort(tiny_model, cohort, tmp_path / "whole", settings=settings,
+                         options=CohortOptions(workers=0))  # fmt: skip
+    assert run.notes == [said] and run.merged is not None and run.merged.report is not None
+    page = run.merged.report.read_text(encoding="utf-8")
+    assert page.count("<h2>Tissue columns</h2>") == 1 and page.count(said) == 1
+    for k in (1, 2):
+        options = CohortOptions(workers=0, shard=Shard(k, 2))
+        predict_cohort(tiny_model, cohort, tmp_path / "shards", settings=settings, options=options)
+    merged = merge.merge_cohort(tmp_path / "shards")
+    assert merged.tissue_notes == (said,) and merged.report is not None
+    assert merged.report.read_text(encoding="utf-8") == page
+
+
+@pytest.mark.slow
+def test_a_cohort_report_without_series_lacking_tissue_columns_shows_no_tissue_line(mixed):
+    """Two MR series beside a CT one, no CT option given: nothing to say about tissue columns."""
+    page = (mixed / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Tissue columns</h2>" not in page
+    assert "no (0008,0060) Modality" not in page and "Hounsfield" not in page

@@ -11,8 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sliceseg.measure.familiarity import TrainingProfile, build_profile, judge_series
+from sliceseg.measure.familiarity import TrainingProfile, build_profile
 from sliceseg.measure.profile_damage import CHECK_FIELDS, damaged_checks, without_checks
+from sliceseg.measure.series_verdict import judge_series
 from sliceseg.measure.slice_traits import SliceTraits, intensity_quantiles
 
 NAMES = ("disc", "muscle", "spleen")

@@ -15,7 +15,7 @@ from sliceseg.inference import suggest
 from sliceseg.inference.familiarity import SeriesVerdict
 from sliceseg.inference.suggest import suggest_slices
 from sliceseg.io.identity import series_key, slice_key
-from sliceseg.measure.familiarity import Verdict
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.models.bundle import load_bundle
 
 # p(ROI 1) inside its predicted 2×2 block, per slice: its confidence is 2a / (1 + a), the

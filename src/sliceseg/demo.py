@@ -13,7 +13,8 @@ from sliceseg.inference.area_bias import area_bias_table, format_area_bias, with
 from sliceseg.inference.evaluate import EvaluationResult, evaluate_model
 from sliceseg.inference.folder import SegmentationRun, predict_folder
 from sliceseg.inference.predict import predict_slices
-from sliceseg.io.files import atomic_path, prepare_output_dir
+from sliceseg.io.files import atomic_path
+from sliceseg.io.output_folders import prepare_output_dir
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.areas import AreaTable, measure_areas
 from sliceseg.models.bundle import Bundle, as_bundle

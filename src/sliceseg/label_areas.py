@@ -13,8 +13,8 @@ from sliceseg.dataset.samples import load_usable_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom_folder import order_slices
-from sliceseg.io.files import output_run
 from sliceseg.io.identity import series_key, series_name_key, used_series_names
+from sliceseg.io.output_folders import output_run
 from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.io.series_plan import plan_cohort, planned_series_names
 from sliceseg.io.tables import write_failed

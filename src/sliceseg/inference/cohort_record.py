@@ -17,7 +17,8 @@ from pathlib import Path
 from sliceseg.errors import ConfigError
 from sliceseg.inference.records import RUN_RECORD, RunRecord, read_json
 from sliceseg.inference.shard_lock import create_whole
-from sliceseg.io.files import OVERWRITE, atomic_write_text, create_output_dir, finished_outputs
+from sliceseg.io.files import atomic_write_text, finished_outputs
+from sliceseg.io.output_folders import OVERWRITE, create_output_dir
 
 __all__ = ["check_out_dir"]
 

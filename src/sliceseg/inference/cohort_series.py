@@ -43,8 +43,9 @@ from sliceseg.io.files import TEMP_PREFIX, atomic_write_text, disk_full
 from sliceseg.io.identity import slice_key, slices_series_names, top_series_name
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.areas import AreaTable
-from sliceseg.measure.familiarity import TrainingProfile, Verdict
+from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names, warned_slice
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.summary_rows import SUMMARY_ROWS
 from sliceseg.measure.tissue import modality_values
 from sliceseg.measure.tissue_notes import TissueWarning

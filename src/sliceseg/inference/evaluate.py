@@ -20,7 +20,8 @@ from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError, PairingError
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
-from sliceseg.io.files import atomic_path, output_run
+from sliceseg.io.files import atomic_path
+from sliceseg.io.output_folders import output_run
 from sliceseg.io.roi_values import LabelScheme
 from sliceseg.io.series_plan import CohortPlan, plan_cohort
 from sliceseg.io.tables import write_csv, write_failed

@@ -31,10 +31,11 @@ from sliceseg.inference.confidence import with_slice_column
 from sliceseg.io.dicom import Slice
 from sliceseg.io.neighbours import SPACING_TOLERANCE, neighbour_step_mm
 from sliceseg.measure.areas import FAMILIARITY_COLUMN, AreaTable
-from sliceseg.measure.familiarity import TrainingProfile, Verdict, judge_series
+from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.measure.feature_pooling import feature_pooling_of
 from sliceseg.measure.modality import is_ct_only, modality_reason
 from sliceseg.measure.profile_damage import damage_in_words, damaged_checks, without_checks
+from sliceseg.measure.series_verdict import Verdict, judge_series
 from sliceseg.measure.slice_traits import SliceTraits, slice_traits
 from sliceseg.measure.summary_rows import leave_out_flagged, overall_mean_clause
 from sliceseg.model_space.batches import centre_channel

@@ -24,7 +24,6 @@ from sliceseg.inference.predict import Prediction, predict_slices
 from sliceseg.inference.records import RunSettings
 from sliceseg.io.dicom import SkippedFile, Slice
 from sliceseg.io.dicom_folder import DicomScan, scan_dicom_folder
-from sliceseg.io.files import output_run
 from sliceseg.io.identity import (
     series_key,
     series_name_key,
@@ -33,6 +32,7 @@ from sliceseg.io.identity import (
     top_series_name,
     used_series_names,
 )
+from sliceseg.io.output_folders import output_run
 from sliceseg.measure.areas import AreaTable
 from sliceseg.measure.plausibility import area_warnings, sided_pairs_from_names
 from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing

@@ -72,8 +72,8 @@ from sliceseg.io.files import atomic_path, files_together
 from sliceseg.io.identity import series_name_key
 from sliceseg.io.tables import FAILED_CSV, failed_table, write_csv, write_failed
 from sliceseg.measure.areas import AreaTable
-from sliceseg.measure.familiarity import Verdict
 from sliceseg.measure.review_order import review_key
+from sliceseg.measure.series_verdict import Verdict
 from sliceseg.measure.summary_rows import SUMMARY_ROWS, area_column, series_note
 from sliceseg.report.cohort import (
     REVIEW_FIRST,
@@ -239,10 +239,13 @@ def merge_cohort(out_dir: Path | str) -> MergeResult:
         changed = tuple(left.changed)
         left_out = (tuple(left.outdated), left.gone_names, unfinished, tuple(unread), changed)
         notes = left_out_notes(out, *left_out, seen.damaged)
-        summary = _summary(out, seen, failed, settings, notes, unread)
+        tissue = seen.tissue.lines(settings)  # said once: printed and in the report
+        summary = _summary(out, seen, failed, settings, notes, unread, tissue=tissue)
         report = _report(out, stage, settings, summary)
-    damaged, tissue = tuple(seen.damaged), tuple(seen.tissue.lines(settings))
-    return MergeResult(out, failed, report, counts, seen.unit, *left_out, damaged, overall, tissue)
+    damaged = tuple(seen.damaged)
+    return MergeResult(
+        out, failed, report, counts, seen.unit, *left_out, damaged, overall, tuple(tissue)
+    )
 
 
 def _summary(
@@ -252,9 +255,12 @@ def _summary(
     settings: dict[str, Any],
     left_out: list[str],
     unread: dict[str, list[SkippedFile]],
+    *,
+    tissue: list[str],
 ) -> CohortSummary:
     """What the cohort's report shows: the series kept in bounded form, the series and the
-    files left out (those the plan left out, the unreadable series', the decoders')."""
+    files left out (those the plan left out, the unreadable series', the decoders'), and the
+    run's tissue lines (`TissueLines.lines`)."""
     files = SkippedLines()
     planned, planned_count = read_input_skipped(out)
     files.add_files(planned, count=planned_count)
@@ -268,6 +274,7 @@ def _summary(
         notes=files.lines,
         notes_count=files.count,
         left_out=left_out,
+        tissue_notes=tissue,
         unlike_training=seen.unlike,
         series_count=len(seen.names),
         slices=seen.slices,

@@ -35,8 +35,9 @@ from sliceseg._version import __version__
 from sliceseg.errors import ConfigError
 from sliceseg.inference.shards import Shard
 from sliceseg.io.dicom import SkippedFile
-from sliceseg.io.files import atomic_write_text, create_output_dir, finished_outputs
+from sliceseg.io.files import atomic_write_text, finished_outputs
 from sliceseg.io.identity import relative_to_input, series_name_key
+from sliceseg.io.output_folders import create_output_dir
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.summary_rows import area_column

@@ -19,17 +19,11 @@ from typing import IO, Any
 import psutil
 
 from sliceseg.errors import ConfigError, UnwritableError
-from sliceseg.user_paths import user_path
 
 # Temporary files of atomic writes start with this (hidden, so readers skip them: `is_finished`);
 # a run that was killed may leave some behind, and a rerun in the same folder removes them.
 TEMP_PREFIX = ".sliceseg-tmp."
 _OWNER_END = "~"  # ends "<host>-<pid>" in a temporary file's name (no host name holds it)
-# Present in an output folder while a run writes into it; a folder still marked after the run was
-# killed may be reused by a rerun without --overwrite.
-_INCOMPLETE_MARKER = ".sliceseg-incomplete"
-OVERWRITE = "--overwrite (overwrite=True)"
-"""How a refusal names the way to replace an output: the flag, and the argument in Python."""
 
 
 @contextlib.contextmanager
@@ -243,7 +237,8 @@ def files_together(folder: Path, names: tuple[str, ...]) -> Iterator[Path]:
         stage = Path(tempfile.mkdtemp(prefix=f"{_TOGETHER}{_owner()}.", dir=folder))
     except OSError as error:
         raise ConfigError(
-            f"{folder}: cannot write here ({_why(folder, error)}); choose another output path."
+            f"{folder}: cannot write here ({unwritable_reason(folder, error)}); choose another "
+            "output path."
         ) from error
     try:
         try:
@@ -313,8 +308,8 @@ def temporary_beside(target: Path) -> Path:
         )
     except OSError as error:
         raise ConfigError(
-            f"{target}: cannot write here ({_why(target.parent, error)}); choose another output "
-            "path."
+            f"{target}: cannot write here ({unwritable_reason(target.parent, error)}); choose "
+            "another output path."
         ) from error
     os.close(fd)
     # mkstemp creates 0600; outputs are meant for colleagues, so give them the usual mode.
@@ -406,84 +401,12 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     return Path(path)
 
 
-def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
-    """Create an output folder, refusing to reuse a non-empty one unless ``overwrite`` is set.
-
-    Raises:
-        ConfigError: the folder exists and holds files, and ``overwrite`` is False.
-    """
-    out = user_path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
-    is_interrupted = (out / _INCOMPLETE_MARKER).is_file()
-    if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
-        raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
-        )
-    return create_output_dir(out)
-
-
-def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
-    """Refuse to replace an existing output file (``--out``) unless ``overwrite`` is set.
-
-    Raises:
-        ConfigError: ``path`` exists and ``overwrite`` is False.
-    """
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists; pass {OVERWRITE} or give another --out.")
-
-
-def create_output_dir(out: Path) -> Path:
-    """Create ``out`` (and its parents) or say in one line why it cannot be.
-
-    Raises:
-        ConfigError: a file stands in the way, or the OS refuses (permissions, disk).
-    """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(
-            f"{out}: cannot create the output folder ({_why(out, error)}); choose another --out."
-        ) from error
-    return out
-
-
-def _why(folder: Path, error: OSError) -> str:
+def unwritable_reason(folder: Path, error: OSError) -> str:
     """Say why ``folder`` cannot be created or written: a file in its way, or the OS's reason."""
     for part in (folder, *folder.parents):
         if part.exists() and not part.is_dir():
             return f"{part} is a file, not a folder"
     return f"{error.strerror or error}: {error.filename}"
-
-
-@contextlib.contextmanager
-def output_run(path: Path | str, *, overwrite: bool) -> Iterator[Path]:
-    """Prepare an output folder (see `prepare_output_dir`) and mark it incomplete until done.
-
-    The marker file ``.sliceseg-incomplete`` stays when the run fails or is killed, so that the
-    same command can be run again into that folder without ``--overwrite``; the rerun first
-    removes the temporary files the killed run left behind. Every output is written atomically,
-    so no final file is ever half-written; the marker says that some may be missing.
-
-    Raises:
-        ConfigError: as `prepare_output_dir`.
-
-    Example:
-        >>> with output_run("results/", overwrite=False) as out:
-        ...     table.save(out)
-    """
-    out = prepare_output_dir(path, overwrite=overwrite)
-    marker = out / _INCOMPLETE_MARKER
-    if marker.is_file():
-        for stale in out.rglob(f"{TEMP_PREFIX}*"):
-            if stale.is_file():
-                stale.unlink()
-    marker.write_text(
-        "sliceseg is writing into this folder, or a run was interrupted; run it again.\n",
-        encoding="utf-8",
-    )
-    yield out
-    marker.unlink()
 
 
 def file_sha256(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Is a series like the training data? A compact profile of the training slices, and a verdict.
+"""What the training slices looked like to the model: a compact profile, and each slice's oddness.
 
 The profile (:class:`TrainingProfile`, plain data in the model file) holds what the training
 slices looked like to the model: the quantiles of their normalised intensities, each ROI's
@@ -31,13 +31,11 @@ Two thresholds are learnt from the training data itself rather than fixed:
   the body more than any training series' did is flagged;
 - the area and position check's, per ROI: the share of the validation slices on which the
   model's *own* predicted ROI was off. A series is flagged for an ROI only when more of its
-  slices are off than :data:`SHAPE_SHARE` and than on the validation slices, so an ROI the
-  model gets wrong on data like its training data does not flag every series.
+  slices are off than `series_verdict.SHAPE_SHARE` and than on the validation slices, so an
+  ROI the model gets wrong on data like its training data does not flag every series.
 
-:func:`judge_series` compares one series with the profile and returns a :class:`Verdict`:
-flagged or not, and the reasons in words. A series is judged as a whole (medians and shares
-over its slices), so one odd slice does not flag it; :func:`slice_oddness` scores single
-slices for ranking.
+:func:`slice_oddness` scores single slices against the profile, for ranking and for the
+verdict on a whole series (`sliceseg.measure.series_verdict.judge_series`).
 """
 
 from __future__ import annotations
@@ -54,30 +52,24 @@ from sliceseg.measure.slice_traits import INTENSITY_QUANTILES, SliceTraits
 __all__ = [
     "PROFILE_VERSION",
     "TrainingProfile",
-    "Verdict",
     "build_profile",
-    "judge_series",
+    "excess_over_training",
+    "quantile_skew",
     "slice_oddness",
 ]
 
 PROFILE_VERSION = 5
 FEATURE_QUANTILE, FEATURE_MARGIN = 0.99, 1.5
 """The feature threshold: ``FEATURE_MARGIN`` × this quantile of the reference distances."""
-INTENSITY_MARGIN = 3.0
-"""A series' median quantile may pass the training range by this many training std."""
 _AREA_FACTOR = 1.5
 """An ROI's area is out of range below min / factor or above max × factor of training."""
 _DISTANCE_MARGIN_MM = 15.0
 """An ROI's distance from the centre of all ROIs may pass the training range by this much."""
-SHAPE_SHARE = 0.5
-"""A series is flagged for areas / positions when more than this share of slices is off."""
 MIN_REFERENCE, MAX_LEFT_OUT = 5, 64
 """Validation slices the feature threshold needs; fewer: training slices are left out of the
 fit in turn (at most this many, evenly spread) and measured like new ones."""
 MIN_SERIES = 3
 """Training series needed to learn the intensity distance's threshold (leaving each out)."""
-_MIN_SERIES_SLICES = 3
-"""Slices a series needs for its median intensity distance to meet the series threshold."""
 EDGE_MARGIN = 0.1
 """A series may cover an image edge with body by this share of a side more than any training
 series (`body_at_edges`)."""
@@ -215,7 +207,7 @@ def build_profile(
         intensity_low=intensity.min(axis=0),
         intensity_high=intensity.max(axis=0),
         intensity_std=np.maximum(intensity.std(axis=0), 1e-3),
-        intensity_skew=float(np.median(_skew(intensity))),
+        intensity_skew=float(np.median(quantile_skew(intensity))),
         area_low_mm2=np.array([_min_present(areas[:, k]) for k in range(areas.shape[1])]),
         area_high_mm2=areas.max(axis=0),
         presence=present.mean(axis=0),
@@ -307,7 +299,7 @@ def _mahalanobis(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) 
     return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0.0))
 
 
-def _skew(intensity: np.ndarray) -> np.ndarray:
+def quantile_skew(intensity: np.ndarray) -> np.ndarray:
     """Per slice, (q95 − q50) − (q50 − q5): positive when bright tails are longer than dark."""
     q5, q50, q95 = (INTENSITY_QUANTILES.index(q) for q in (0.05, 0.5, 0.95))
     return (intensity[:, q95] - intensity[:, q50]) - (intensity[:, q50] - intensity[:, q5])
@@ -352,7 +344,7 @@ def slice_oddness(profile: TrainingProfile, traits: Sequence[SliceTraits]) -> Sl
         ratio[measured] = profile.feature_distance(features) / profile.feature_threshold
     with_intensity = [i for i, t in enumerate(traits) if t.intensity.size]
     if with_intensity:
-        excess[with_intensity] = _intensity_excess(
+        excess[with_intensity] = excess_over_training(
             profile, np.stack([traits[i].intensity for i in with_intensity])
         ).max(axis=1)
     areas = np.stack([t.areas_mm2 for t in traits]) if n else np.zeros((0, len(profile.presence)))
@@ -370,121 +362,9 @@ def slice_oddness(profile: TrainingProfile, traits: Sequence[SliceTraits]) -> Sl
     return SliceOddness(ratio, excess, missing | outside, astray)
 
 
-def _intensity_excess(profile: TrainingProfile, intensity: np.ndarray) -> np.ndarray:
+def excess_over_training(profile: TrainingProfile, intensity: np.ndarray) -> np.ndarray:
+    """Per slice and quantile of ``(slices, quantiles)`` intensities, how far each passes the
+    training range, in training standard deviations (0 inside)."""
     below = (profile.intensity_low - intensity) / profile.intensity_std
     above = (intensity - profile.intensity_high) / profile.intensity_std
     return np.maximum(np.maximum(below, above), 0.0)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a series is unlike the training data, and why.
-
-    Attributes:
-        is_flagged: True when any check failed.
-        reasons: one phrase per failed check, e.g. "ROI areas outside the trained range
-            (left psoas major)".
-    """
-
-    is_flagged: bool
-    reasons: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """The reasons joined into one line ("" when not flagged)."""
-        return "; ".join(self.reasons)
-
-
-def judge_series(
-    profile: TrainingProfile, traits: Sequence[SliceTraits], roi_names: Sequence[str]
-) -> Verdict:
-    """Judge one series: unlike the training data when its median feature distance passes the
-    threshold, its intensities are further from training than every training series was from
-    the others (or its median intensity quantiles leave the training range by more than
-    :data:`INTENSITY_MARGIN` std), or more of its slices than :data:`SHAPE_SHARE` (and than
-    on the validation slices) have an ROI whose area or position is outside the trained range
-    (or an ROI that no training slice showed: "never seen in training").
-
-    Example:
-        >>> judge_series(profile, traits, ["vertebral body"]).describe()  # doctest: +SKIP
-        'intensity quantiles far outside training (inverted contrast?)'
-    """
-    if not traits:
-        return Verdict(False)
-    odd = slice_oddness(profile, traits)
-    reasons = []
-    if np.isfinite(odd.feature_ratio).any() and np.nanmedian(odd.feature_ratio) > 1:
-        distance = np.nanmedian(odd.feature_ratio) * profile.feature_threshold
-        reasons.append(
-            f"the network's deepest features are far from training (distance {distance:.0f}, "
-            f"training ≤ {profile.feature_threshold:.0f})"
-        )
-    intensity = [t.intensity for t in traits if t.intensity.size]
-    if intensity:
-        reasons += _intensity_reasons(profile, np.stack(intensity))
-    reasons += _edge_reasons(profile, np.array([t.edge for t in traits]))
-    limits = np.maximum(SHAPE_SHARE, _validation_shares(profile))
-    unseen = np.asarray(profile.presence) <= 0  # no trained range: every area of it is off
-    for what, off in (("areas", odd.area_off), ("positions", odd.distance_off)):
-        shares = off.mean(axis=0)
-        off_rois = (shares > limits) & ~unseen
-        rois = [name for k, name in enumerate(roi_names) if off_rois[k]]
-        if rois:
-            reasons.append(f"ROI {what} outside the trained range ({', '.join(rois)})")
-    shares = odd.area_off.mean(axis=0)  # of an unseen ROI: the slices that show it
-    rois = [name for k, name in enumerate(roi_names) if unseen[k] and shares[k] > limits[k]]
-    if rois:
-        reasons.append(f"ROI never seen in training found on most slices ({', '.join(rois)})")
-    return Verdict(bool(reasons), tuple(reasons))
-
-
-def _edge_reasons(profile: TrainingProfile, edge: np.ndarray) -> list[str]:
-    """The field-of-view check: the series' median `body_at_edges` against training's."""
-    edge = edge[np.isfinite(edge)]
-    if not len(edge):
-        return []
-    limit = _limit(len(edge), profile.edge_series_threshold, profile.edge_slice_threshold)
-    median = float(np.median(edge))
-    if median > limit:  # False when not learnt (NaN)
-        return [
-            f"the body reaches the image's edge (field of view cut? {median:.0%} of a side, "
-            f"training ≤ {limit - EDGE_MARGIN:.0%})"
-        ]
-    return []
-
-
-def _is_series(slices: int) -> bool:
-    """Whether the median over ``slices`` is a series' median (:data:`_MIN_SERIES_SLICES` on)."""
-    return slices >= _MIN_SERIES_SLICES
-
-
-def _limit(slices: int, series_threshold: float, slice_threshold: float) -> float:
-    """A learnt threshold for a series of ``slices``: the series one when its median is a
-    series' (`_is_series`), else the single-slice one."""
-    return series_threshold if _is_series(slices) else slice_threshold
-
-
-def _validation_shares(profile: TrainingProfile) -> np.ndarray:
-    """Per ROI the share of validation slices the model's own prediction had off (0: unknown)."""
-    k = len(profile.presence)
-    shares = profile.shape_off_validation
-    return shares if shares.shape == (k,) else np.zeros(k)
-
-
-def _intensity_reasons(profile: TrainingProfile, intensity: np.ndarray) -> list[str]:
-    """The intensity check of a series' ``(slices, quantiles)``: its range, then its distance."""
-    median = np.median(intensity, axis=0)
-    skew = float(_skew(median[None])[0])
-    inverted = " (inverted contrast?)" * (skew * profile.intensity_skew < 0 and abs(skew) > 0.2)
-    if _intensity_excess(profile, median[None]).max() > INTENSITY_MARGIN:
-        return ["intensity quantiles far outside training" + inverted]
-    distance = profile.intensity_distance(intensity)
-    is_series = _is_series(len(intensity))
-    limit = _limit(
-        len(intensity), profile.intensity_series_threshold, profile.intensity_slice_threshold
-    )
-    if distance > limit:  # False when not learnt (NaN)
-        return [
-            f"intensities unlike every training {'series' if is_series else 'slice'} "
-            f"(distance {distance:.1f}, training ≤ {limit:.1f}){inverted}"
-        ]
-    return []

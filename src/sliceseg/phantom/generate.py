@@ -27,7 +27,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sliceseg.errors import ConfigError
-from sliceseg.io.files import atomic_write_bytes, atomic_write_text, prepare_output_dir
+from sliceseg.io.files import atomic_write_bytes, atomic_write_text
+from sliceseg.io.output_folders import prepare_output_dir
 from sliceseg.io.tables import csv_value
 from sliceseg.phantom.files import dicom_bytes, label_bytes, series_ids
 from sliceseg.phantom.render import (

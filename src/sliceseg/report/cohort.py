@@ -2,7 +2,8 @@
 
 It embeds no pictures: one histogram per ROI of the series' mean areas (inline SVG), the series
 to review first (unlike the training data, then lowest confidence: `review_key`) with links to
-their own reports, the failed series with the reason, and counts. Every series' own
+their own reports, the failed series with the reason, counts, and the run's lines on the
+series that lack tissue columns (`tissue_lines`, as printed). Every series' own
 ``report.html`` is linked from ``series.csv`` (column ``report``) and from the rows shown here.
 """
 
@@ -59,6 +60,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid { display: flex; flex-wrap: wrap; gap: 18px; }
 figure { margin: 0; } figcaption { font-size: 13px; color: #59636e; }
 .fail { background: #fdecea; }
+.note { background: #fff8c5; border-radius: 8px; padding: 2px 16px; }
 """
 
 
@@ -87,6 +89,8 @@ class CohortSummary:
             ``notes`` may hold only the first lines (a merge keeps no list of every file).
         left_out: one line per kind of series of the input left out of the tables (not
             finished, another model's, removed from the input, ...), shown under the counts.
+        tissue_notes: the run's lines on its series that lack tissue columns (no Modality, not
+            in HU, not CT given CT options: `tissue_lines`), shown under those.
     """
 
     series: pd.DataFrame
@@ -102,6 +106,7 @@ class CohortSummary:
     means_unlike: Mapping[str, np.ndarray] | None = None
     notes_count: int | None = None
     left_out: list[str] = field(default_factory=list)
+    tissue_notes: list[str] = field(default_factory=list)
 
 
 def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
@@ -117,7 +122,7 @@ def write_cohort_report(path: Path | str, summary: CohortSummary) -> Path:
     count = len(table) if summary.series_count is None else summary.series_count
     unit = unit_name(summary.unit)
     unlike = len(summary.unlike_training)
-    parts = [_heading(summary, count), _left_out(summary.left_out)]
+    parts = [_heading(summary, count), _left_out(summary.left_out), _tissue(summary.tissue_notes)]
     if count:
         parts += [
             _unlike(
@@ -179,6 +184,15 @@ def _left_out(lines: list[str]) -> str:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return f"<section class='fail'><h2>Series left out</h2><ul>{items}</ul></section>"
+
+
+def _tissue(lines: list[str]) -> str:
+    """The run's lines on the series whose tissue columns are empty or not in HU: a reader of
+    the tables learns it here, not only from the log."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<section class='note'><h2>Tissue columns</h2><ul>{items}</ul></section>"
 
 
 def _link(name: str, report: object) -> str:

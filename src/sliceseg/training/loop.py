@@ -20,7 +20,7 @@ import torch
 
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.errors import ConfigError, UnwritableError
-from sliceseg.io.files import prepare_output_dir
+from sliceseg.io.output_folders import prepare_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.progress_bars import shows_progress

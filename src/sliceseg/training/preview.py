@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from sliceseg.augment.transforms import augment_batch
-from sliceseg.io.files import refuse_existing_file
+from sliceseg.io.output_folders import refuse_existing_file
 from sliceseg.model_space.crops import first_crops
 from sliceseg.models.bundle import Bundle
 from sliceseg.progress_bars import shows_progress

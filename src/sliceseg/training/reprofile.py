@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sliceseg.errors import ConfigError, LabelError
-from sliceseg.io.files import refuse_existing_file
+from sliceseg.io.output_folders import refuse_existing_file
 from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.models import required_divisor
 from sliceseg.models.bundle import load_bundle
