@@ -226,22 +226,26 @@ def predict_cohort(
             time.perf_counter() - start,
             slices=sum(int(s["slices"]) for s in summaries),
             warnings=[w for s in summaries for w in s["warnings"]],
-            notes=_notes(finished, _done_summaries(out, mine, todo), record),
+            notes=_notes(finished, merged, lambda: _done_summaries(out, mine, todo), record),
             unread=[n for s in summaries for n in s["skipped_files"]],
         )
 
 
 def _notes(
     finished: Sequence[tuple[str, dict[str, Any]]],
-    done: Mapping[str, Mapping[str, Any]],
+    merged: MergeResult | None,
+    done: Callable[[], Mapping[str, Mapping[str, Any]]],
     record: RunRecord,
 ) -> list[str]:
     """The exports not written now, then the run's one line each on the series that lack tissue
-    columns (`tissue_lines`; each series' writer keeps quiet about them): of every series of
-    its share, those finished now and those ``done`` before (a resume), as its tables hold them."""
+    columns (`tissue_lines`; each series' writer keeps quiet about them): those of the merged
+    tables when the run merged (what csa.csv and report.html hold), else of every series of its
+    share, those finished now and those ``done`` before (a resume)."""
     exports = [note for _, summary in finished for note in summary["export_notes"]]
+    if merged is not None:
+        return [*exports, *merged.tissue_notes]
     settings = record.settings
-    summaries = {**done, **dict(finished)}
+    summaries = {**done(), **dict(finished)}
     ordered = sorted(summaries, key=series_name_key)  # not as they ended
     found = {name: recorded_tissue(summaries[name]) for name in ordered}
     series = {name: tissue for name, tissue in found.items() if tissue is not None}
