@@ -535,3 +535,13 @@ def test_a_shards_warnings_are_not_sent_to_tables_it_did_not_write(tmp_path, cap
     assert _where_warnings_are(merged) == f"1 warnings: see series.csv in {out}/"
     merged = dataclasses.replace(run, merged=SimpleNamespace(report=out / "report.html"))
     assert _where_warnings_are(merged) == f"1 warnings: see series.csv and report.html in {out}/"
+
+
+def test_area_calibration_on_and_off_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "data", "--area-calibration", "--no-area-calibration"])
+    assert stop.value.code == 2
+    assert (
+        "argument --no-area-calibration: not allowed with argument --area-calibration"
+        in capsys.readouterr().err
+    )

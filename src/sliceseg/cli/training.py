@@ -184,12 +184,14 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
-    p.add_argument(
+    # both at once contradict each other: refused in words rather than the last one winning
+    calibration = p.add_mutually_exclusive_group()
+    calibration.add_argument(
         "--area-calibration",
         action="store_true",
         help="choose, per ROI, a background weight on validation that makes its areas unbiased",
     )
-    p.add_argument(
+    calibration.add_argument(
         "--no-area-calibration",
         action="store_true",
         help="keep the plain argmax (the default; overrides a settings file's true)",
@@ -340,7 +342,8 @@ def _cmd_reprofile(args: argparse.Namespace) -> int:
 
 
 def _area_calibration(args: argparse.Namespace) -> bool | None:
-    """``--area-calibration`` / ``--no-area-calibration`` (the latter wins), else None."""
+    """``--area-calibration`` / ``--no-area-calibration`` (never both: the parser refuses
+    them together), else None."""
     if getattr(args, "no_area_calibration", False):
         return False
     return True if getattr(args, "area_calibration", False) else None
