@@ -545,3 +545,29 @@ def test_area_calibration_on_and_off_together_are_refused(capsys):
         "argument --no-area-calibration: not allowed with argument --area-calibration"
         in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_out_in_the_label_folder_is_refused(command, tiny_model, tiny_phantom, tmp_path, capsys):
+    """An --out in the labels: the next run read its pictures (bland_altman.png, the history
+    plot) as label maps without a DICOM and exited 3; it is refused, and nothing written."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "test", data)
+    out = data / "labels" / "results"
+    start = [str(tiny_model)] if command == "evaluate" else []
+    short = [] if command == "evaluate" else ["--epochs", "1", "--input-shape", "64"]
+    code, _, err = run(capsys, command, *start, str(data), "--out", str(out), *short)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"error: {out}: --out lies in the label folder {data / 'labels'}, where the next run "
+        "would read the pictures written there as its own files; choose a folder outside it "
+        f"(e.g. beside it: {data / 'results'})."
+    )
+    assert not out.exists()
+
+
+def test_train_without_its_data_folder_makes_no_out_folder(tmp_path, capsys):
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "train", str(tmp_path / "missing"), "--out", str(out))
+    assert code == 2 and "missing/dicoms: DICOM folder does not exist" in err
+    assert not out.exists()

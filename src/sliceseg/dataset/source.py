@@ -165,6 +165,28 @@ class DataSource:
                 _raise_missing(folder, role, is_given=given)
         return source
 
+    def refuse_output_inside(self, out: Path | str) -> None:
+        """Refuse an output folder that is, or lies in, the DICOM or the label folder: the
+        pictures written there would be read by the next run of the data as label maps
+        without a DICOM (left out, exit 3) or as files that are no DICOM.
+
+        Raises:
+            ConfigError: ``out`` is or lies in ``images_dir`` or ``labels_dir``.
+
+        Example:
+            >>> DataSource.from_dirs("data/test").refuse_output_inside("evaluation/")
+        """
+        target = user_path(out).resolve()
+        for folder, role in ((self.labels_dir, "label"), (self.images_dir, "DICOM")):
+            if not target.is_relative_to(folder.resolve()):
+                continue
+            beside = folder.parent / ("results" if target == folder.resolve() else target.name)
+            raise ConfigError(
+                f"{out}: --out lies in the {role} folder {folder}, where the next run would read "
+                f"the pictures written there as its own files; choose a folder outside it (e.g. "
+                f"beside it: {beside})."
+            )
+
 
 def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:
     """Refuse ROI names given twice: each ROI is a column of the area tables, found by its name,
