@@ -571,3 +571,13 @@ def test_train_without_its_data_folder_makes_no_out_folder(tmp_path, capsys):
     code, _, err = run(capsys, "train", str(tmp_path / "missing"), "--out", str(out))
     assert code == 2 and "missing/dicoms: DICOM folder does not exist" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_check_num_labels_below_one_names_the_flag(tiny_phantom, count, capsys):
+    """As train's: the flag and the Python name, not only ``num_labels=0``."""
+    code, _, err = run(capsys, "check", str(tiny_phantom / "test"), "--num-labels", count)
+    assert code == 2
+    assert err == (
+        f"error: --num-labels (num_labels) must be ≥ 1 (ROIs, background excluded), got {count}.\n"
+    )

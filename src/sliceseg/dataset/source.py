@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.errors import ConfigError, PairingError
+from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.io.dicom_files import not_a_folder
 from sliceseg.io.labels import parse_roi_names
 from sliceseg.user_paths import user_path
@@ -31,6 +31,7 @@ __all__ = [
 ROI_NAMES_FILE = "labels.txt"
 """The ROI names file, read beside the label folder (``DATA/labels.txt``), never inside it."""
 
+_NUM_LABELS = option_name("--num-labels", "num_labels")
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
 background (``--unlabelled-slices``)."""
@@ -81,9 +82,11 @@ class DataSource:
         if self.num_labels is not None and (
             isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
         ):
-            raise ConfigError(f"num_labels={self.num_labels!r}: expected a whole number ≥ 1.")
+            raise ConfigError(f"{_NUM_LABELS} must be a whole number ≥ 1, got {self.num_labels!r}.")
         if self.num_labels is not None and self.num_labels < 1:
-            raise ConfigError(f"num_labels={self.num_labels}: expected at least 1 ROI.")
+            raise ConfigError(
+                f"{_NUM_LABELS} must be ≥ 1 (ROIs, background excluded), got {self.num_labels}."
+            )
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
                 f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
