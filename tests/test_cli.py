@@ -581,3 +581,38 @@ def test_check_num_labels_below_one_names_the_flag(tiny_phantom, count, capsys):
     assert err == (
         f"error: --num-labels (num_labels) must be ≥ 1 (ROIs, background excluded), got {count}.\n"
     )
+
+
+def _options_with_hidden_defaults(parser, path: str) -> list[str]:
+    """Every option of ``parser`` and its subcommands whose default value (not None / off)
+    its help does not state."""
+    import argparse
+
+    hidden = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                hidden += _options_with_hidden_defaults(sub, f"{path} {name}")
+        elif action.default not in (None, False, argparse.SUPPRESS) and "default" not in (
+            action.help or ""
+        ):
+            hidden.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    return hidden
+
+
+def test_every_option_with_a_default_says_it():
+    from sliceseg.cli import build_parser
+
+    assert _options_with_hidden_defaults(build_parser(), "sliceseg") == []
+
+
+def test_train_overwrite_help_says_what_it_removes(capsys):
+    """``--overwrite`` was "write into a folder that already holds outputs"; a new run there
+    removes the earlier run's checkpoints (`remove_earlier_checkpoints`), which it now says."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--overwrite start over in a folder that holds outputs: an earlier run's checkpoints, "
+        "best model, settings and history of the same --model-filename there are removed"
+    ) in help_text

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
+from sliceseg.cli.options import DEVICE_HELP, add_data_args
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 
@@ -210,7 +210,12 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help=DEVICE_HELP)
     _add_where_to_start(p)
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a folder that holds outputs: an earlier run's checkpoints, best "
+        "model, settings and history of the same --model-filename there are removed",
+    )
 
 
 def _add_where_to_start(p: argparse.ArgumentParser) -> None:
