@@ -616,3 +616,15 @@ def test_train_overwrite_help_says_what_it_removes(capsys):
         "--overwrite start over in a folder that holds outputs: an earlier run's checkpoints, "
         "best model, settings and history of the same --model-filename there are removed"
     ) in help_text
+
+
+def test_resume_into_another_out_names_the_flag(tiny_model, tmp_path, capsys):
+    """A resume with ``--out`` elsewhere named the setting ``out_dir`` alone, a name the
+    command line never shows; it names ``--out (out_dir)`` as every flag's message does."""
+    checkpoint = next(tiny_model.parent.glob("sliceseg_[0-9]*.pt"))
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--out", str(tmp_path))
+    assert code == 2
+    assert err.startswith(
+        f"error: --out (out_dir) cannot change when resuming {checkpoint} (checkpoint: "
+    )
+    assert err.endswith(f"given: '{tmp_path}'); start a new run in another --out folder instead.\n")
