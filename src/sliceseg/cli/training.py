@@ -210,21 +210,22 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help=DEVICE_HELP)
     _add_where_to_start(p)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start over in a folder that holds outputs: an earlier run's checkpoints, best "
-        "model, settings and history of the same --model-filename there are removed",
-    )
 
 
 def _add_where_to_start(p: argparse.ArgumentParser) -> None:
-    """``--resume`` a checkpoint (``--init-from`` shapes the batch too: `_add_batch_args`)."""
+    """``--resume`` a checkpoint, or ``--overwrite`` to start over (``--init-from`` shapes the
+    batch too: `_add_batch_args`)."""
     p.add_argument(
         "--resume",
         type=user_path,
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a folder that holds outputs: an earlier run's checkpoints, best "
+        "model, settings and history of the same --model-filename there are removed",
     )
 
 
