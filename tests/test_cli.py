@@ -535,3 +535,96 @@ def test_a_shards_warnings_are_not_sent_to_tables_it_did_not_write(tmp_path, cap
     assert _where_warnings_are(merged) == f"1 warnings: see series.csv in {out}/"
     merged = dataclasses.replace(run, merged=SimpleNamespace(report=out / "report.html"))
     assert _where_warnings_are(merged) == f"1 warnings: see series.csv and report.html in {out}/"
+
+
+def test_area_calibration_on_and_off_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "data", "--area-calibration", "--no-area-calibration"])
+    assert stop.value.code == 2
+    assert (
+        "argument --no-area-calibration: not allowed with argument --area-calibration"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_out_in_the_label_folder_is_refused(command, tiny_model, tiny_phantom, tmp_path, capsys):
+    """An --out in the labels: the next run read its pictures (bland_altman.png, the history
+    plot) as label maps without a DICOM and exited 3; it is refused, and nothing written."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "test", data)
+    out = data / "labels" / "results"
+    start = [str(tiny_model)] if command == "evaluate" else []
+    short = [] if command == "evaluate" else ["--epochs", "1", "--input-shape", "64"]
+    code, _, err = run(capsys, command, *start, str(data), "--out", str(out), *short)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"error: {out}: --out lies in the label folder {data / 'labels'}, where the next run "
+        "would read the pictures written there as its own files; choose a folder outside it "
+        f"(e.g. beside it: {data / 'results'})."
+    )
+    assert not out.exists()
+
+
+def test_train_without_its_data_folder_makes_no_out_folder(tmp_path, capsys):
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "train", str(tmp_path / "missing"), "--out", str(out))
+    assert code == 2 and "missing/dicoms: DICOM folder does not exist" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_check_num_labels_below_one_names_the_flag(tiny_phantom, count, capsys):
+    """As train's: the flag and the Python name, not only ``num_labels=0``."""
+    code, _, err = run(capsys, "check", str(tiny_phantom / "test"), "--num-labels", count)
+    assert code == 2
+    assert err == (
+        f"error: --num-labels (num_labels) must be ≥ 1 (ROIs, background excluded), got {count}.\n"
+    )
+
+
+def _options_with_hidden_defaults(parser, path: str) -> list[str]:
+    """Every option of ``parser`` and its subcommands whose default value (not None / off)
+    its help does not state."""
+    import argparse
+
+    hidden = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                hidden += _options_with_hidden_defaults(sub, f"{path} {name}")
+        elif action.default not in (None, False, argparse.SUPPRESS) and "default" not in (
+            action.help or ""
+        ):
+            hidden.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    return hidden
+
+
+def test_every_option_with_a_default_says_it():
+    from sliceseg.cli import build_parser
+
+    assert _options_with_hidden_defaults(build_parser(), "sliceseg") == []
+
+
+def test_train_overwrite_help_says_what_it_removes(capsys):
+    """``--overwrite`` was "write into a folder that already holds outputs"; a new run there
+    removes the earlier run's checkpoints (`remove_earlier_checkpoints`), which it now says."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--overwrite start over in a folder that holds outputs: an earlier run's checkpoints, "
+        "best model, settings and history of the same --model-filename there are removed"
+    ) in help_text
+
+
+def test_resume_into_another_out_names_the_flag(tiny_model, tmp_path, capsys):
+    """A resume with ``--out`` elsewhere named the setting ``out_dir`` alone, a name the
+    command line never shows; it names ``--out (out_dir)`` as every flag's message does."""
+    checkpoint = next(tiny_model.parent.glob("sliceseg_[0-9]*.pt"))
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--out", str(tmp_path))
+    assert code == 2
+    assert err.startswith(
+        f"error: --out (out_dir) cannot change when resuming {checkpoint} (checkpoint: "
+    )
+    assert err.endswith(f"given: '{tmp_path}'); start a new run in another --out folder instead.\n")

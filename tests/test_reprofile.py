@@ -115,6 +115,23 @@ def test_cli_says_what_it_wrote_and_refuses_in_one_line(tiny_model, tiny_phantom
     assert error.startswith("error: ") and "already exists" in error and error.count("\n") == 1
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_cli_out_that_is_a_folder_is_refused_before_reading(
+    tiny_model, tmp_path, capsys, overwrite
+):
+    """``--out FOLDER`` was told "already exists; pass --overwrite", and with it failed only
+    after reading the training data, naming a temporary file: one line naming the folder now,
+    before any data is read (the data folder here does not exist)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    argv = ["reprofile", str(tiny_model), str(tmp_path / "nodata"), "--out", str(folder)]
+    assert main([*argv, *overwrite]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder}: a folder, not a file; give the path of the file to write.\n"
+    )
+    assert list(folder.iterdir()) == []
+
+
 def test_a_model_trained_on_one_slice_is_not_sent_to_reprofile(tiny_phantom, tmp_path, capsys):
     """Two patients of one slice each: the model has no profile, and predict and info told the
     user to run reprofile, which then ended in an internal error (a profile needs 2 slices)."""

@@ -119,12 +119,18 @@ class TestResumeConfig:
     @pytest.mark.parametrize(
         ("override", "message"),
         [
-            ({"arch": "pyramid"}, "arch cannot change when resuming"),
-            ({"seed": 9}, "seed cannot change when resuming"),
-            ({"context_slices": 1}, "context_slices cannot change when resuming"),
-            ({"ema_decay": 0.99}, "ema_decay cannot change when resuming"),
-            ({"normalisation": "ct"}, "normalisation cannot change when resuming"),
-            ({"init_from": "other.pt"}, "init_from cannot change when resuming"),
+            ({"arch": "pyramid"}, r"--arch \(arch\) cannot change when resuming"),
+            ({"seed": 9}, r"--seed \(seed\) cannot change when resuming"),
+            (
+                {"context_slices": 1},
+                r"--context-slices \(context_slices\) cannot change when resuming",
+            ),
+            ({"ema_decay": 0.99}, r"--ema-decay \(ema_decay\) cannot change when resuming"),
+            (
+                {"normalisation": "ct"},
+                r"--normalisation \(normalisation\) cannot change when resuming",
+            ),
+            ({"init_from": "other.pt"}, r"--init-from \(init_from\) cannot change when resuming"),
             ({"epochs": 4}, "already completed 4 of 4 planned epochs; give --epochs above 4"),
         ],
     )

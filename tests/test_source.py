@@ -58,7 +58,9 @@ class TestDataSourceFromDirs:
 
     @pytest.mark.parametrize("num_labels", [0, -1])
     def test_num_labels_below_one_is_refused(self, tmp_path, num_labels):
-        with pytest.raises(ConfigError, match=rf"num_labels={num_labels}: expected at least 1"):
+        with pytest.raises(
+            ConfigError, match=rf"\(num_labels\) must be ≥ 1 .*, got {num_labels}\."
+        ):
             DataSource(tmp_path / "dicoms", tmp_path / "labels", num_labels=num_labels)
 
     def test_a_name_given_twice_is_refused(self, tmp_path):
@@ -68,3 +70,30 @@ class TestDataSourceFromDirs:
     def test_names_must_match_num_labels(self, tmp_path):
         with pytest.raises(ConfigError, match="roi_names: 1 ROI names but num_labels=2"):
             DataSource(tmp_path / "d", tmp_path / "l", num_labels=2, roi_names=("only",))
+
+
+class TestRefuseOutputInside:
+    @pytest.fixture
+    def source(self, tmp_path):
+        for folder in ("dicoms", "labels"):
+            (tmp_path / "data" / folder).mkdir(parents=True)
+        return DataSource.from_dirs(tmp_path / "data")
+
+    def test_a_folder_in_the_labels_is_refused_naming_one_beside_them(self, source, tmp_path):
+        out = tmp_path / "data" / "labels" / "ev"
+        message = (
+            f"{out}: --out lies in the label folder {source.labels_dir}, where the next run "
+            "would read the pictures written there as its own files; choose a folder outside "
+            f"it (e.g. beside it: {tmp_path / 'data' / 'ev'})."
+        )
+        with pytest.raises(ConfigError) as refused:
+            source.refuse_output_inside(out)
+        assert str(refused.value) == message
+
+    def test_the_dicom_folder_itself_is_refused(self, source, tmp_path):
+        with pytest.raises(ConfigError, match=r"lies in the DICOM folder .* beside it: .*results"):
+            source.refuse_output_inside(tmp_path / "data" / "dicoms")
+
+    @pytest.mark.parametrize("out", ["data", "data/ev", "data/labels_ev", "ev"])
+    def test_a_folder_outside_both_is_accepted(self, source, tmp_path, out):
+        source.refuse_output_inside(tmp_path / out)

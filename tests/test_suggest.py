@@ -325,6 +325,28 @@ def test_cli_suggest_out_that_is_a_folder_is_refused_before_predicting(
     )
 
 
+def test_cli_suggest_out_that_exists_is_kept_without_overwrite(tmp_path, monkeypatch, capsys):
+    """``--out labels.txt`` (a slip for ``--labels``) replaced the ROI names with the list, and a
+    second run an earlier list: an existing file is refused, before predicting, as by
+    ``preview``; ``--overwrite`` replaces it."""
+
+    def predicted(*args, **kwargs):
+        raise AssertionError("predicted before --out was checked")
+
+    names = tmp_path / "labels.txt"
+    names.write_text("psoas\n", encoding="utf-8")
+    monkeypatch.setattr(suggest, "suggest_slices", predicted)
+    code = main(["suggest", "model.pt", str(tmp_path), "--out", str(names)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {names} already exists; pass --overwrite (overwrite=True) or give another --out."
+    )
+    assert names.read_text(encoding="utf-8") == "psoas\n"
+    monkeypatch.setattr(suggest, "suggest_slices", lambda *args, **kwargs: [])
+    assert main(["suggest", "model.pt", str(tmp_path), "--out", str(names), "--overwrite"]) == 0
+    assert names.read_text(encoding="utf-8").startswith("rank,key,path,series,")
+
+
 @pytest.mark.slow
 def test_suggest_names_each_series_as_predict_s_folder_of_it(tiny_model, tiny_phantom, tmp_path):
     """One identity for a series: suggest's ``series`` is the folder ``predict`` writes the

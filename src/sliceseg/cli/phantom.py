@@ -25,7 +25,7 @@ def add_phantom(sub: Subcommands) -> None:
     # Many subjects with fewer slices each: neighbouring slices look alike, subjects do not.
     p.add_argument("--train-subjects", type=int, default=16, help="subjects in train/ (default 16)")
     p.add_argument("--test-subjects", type=int, default=4, help="subjects in test/ (default 4)")
-    p.add_argument("--slices", type=int, default=10, help="slices per subject")
+    p.add_argument("--slices", type=int, default=10, help="slices per subject (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random subjects (default 0)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=_cmd_phantom)

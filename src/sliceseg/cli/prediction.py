@@ -128,6 +128,11 @@ def add_suggest(sub: Subcommands) -> None:
     )
     p.add_argument("--out", type=user_path, help="also write the list as a CSV")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out when it exists (an earlier list); without it a file is kept",
+    )
+    p.add_argument(
         "--no-spread", action="store_true", help="rank all slices together, not series in turns"
     )
     p.add_argument("--tta", action="store_true", help="test-time augmentation")
@@ -235,11 +240,15 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
-    from sliceseg.inference.suggest import suggest_slices, suggestions_text, write_suggestions
-    from sliceseg.io.files import file_target
+    from sliceseg.inference.suggest import (
+        suggest_slices,
+        suggestions_target,
+        suggestions_text,
+        write_suggestions,
+    )
 
     if args.out:  # refused now, not after predicting every slice
-        file_target(args.out)
+        suggestions_target(args.out, overwrite=args.overwrite)
     suggestions = suggest_slices(
         Path(args.model),
         Path(args.dicom_dir),
@@ -254,5 +263,5 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     if suggestions:  # none: suggest_slices said why in one line
         print(suggestions_text(suggestions))
     if args.out:
-        print(f"Saved {write_suggestions(Path(args.out), suggestions)}")
+        print(f"Saved {write_suggestions(args.out, suggestions, overwrite=args.overwrite)}")
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sliceseg.cli.options import DEVICE_HELP, OVERWRITE_HELP, add_data_args
+from sliceseg.cli.options import DEVICE_HELP, add_data_args
 from sliceseg.progress_bars import shows_progress
 from sliceseg.user_paths import user_path
 
@@ -184,12 +184,14 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loss", help="dice_ce (default), dice or ce")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes (default 0)")
-    p.add_argument(
+    # both at once contradict each other: refused in words rather than the last one winning
+    calibration = p.add_mutually_exclusive_group()
+    calibration.add_argument(
         "--area-calibration",
         action="store_true",
         help="choose, per ROI, a background weight on validation that makes its areas unbiased",
     )
-    p.add_argument(
+    calibration.add_argument(
         "--no-area-calibration",
         action="store_true",
         help="keep the plain argmax (the default; overrides a settings file's true)",
@@ -208,16 +210,22 @@ def _add_how_to_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help=DEVICE_HELP)
     _add_where_to_start(p)
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def _add_where_to_start(p: argparse.ArgumentParser) -> None:
-    """``--resume`` a checkpoint (``--init-from`` shapes the batch too: `_add_batch_args`)."""
+    """``--resume`` a checkpoint, or ``--overwrite`` to start over (``--init-from`` shapes the
+    batch too: `_add_batch_args`)."""
     p.add_argument(
         "--resume",
         type=user_path,
         help="continue the run of a <name>_<epoch>.pt checkpoint with its settings; "
         "flags given with it override them",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a folder that holds outputs: an earlier run's checkpoints, best "
+        "model, settings and history of the same --model-filename there are removed",
     )
 
 
@@ -340,7 +348,8 @@ def _cmd_reprofile(args: argparse.Namespace) -> int:
 
 
 def _area_calibration(args: argparse.Namespace) -> bool | None:
-    """``--area-calibration`` / ``--no-area-calibration`` (the latter wins), else None."""
+    """``--area-calibration`` / ``--no-area-calibration`` (never both: the parser refuses
+    them together), else None."""
     if getattr(args, "no_area_calibration", False):
         return False
     return True if getattr(args, "area_calibration", False) else None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.errors import ConfigError, PairingError
+from sliceseg.errors import ConfigError, PairingError, option_name
 from sliceseg.io.dicom_files import not_a_folder
 from sliceseg.io.roi_values import parse_roi_names
 from sliceseg.user_paths import user_path
@@ -31,6 +31,7 @@ __all__ = [
 ROI_NAMES_FILE = "labels.txt"
 """The ROI names file, read beside the label folder (``DATA/labels.txt``), never inside it."""
 
+_NUM_LABELS = option_name("--num-labels", "num_labels")
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
 background (``--unlabelled-slices``)."""
@@ -81,9 +82,11 @@ class DataSource:
         if self.num_labels is not None and (
             isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
         ):
-            raise ConfigError(f"num_labels={self.num_labels!r}: expected a whole number ≥ 1.")
+            raise ConfigError(f"{_NUM_LABELS} must be a whole number ≥ 1, got {self.num_labels!r}.")
         if self.num_labels is not None and self.num_labels < 1:
-            raise ConfigError(f"num_labels={self.num_labels}: expected at least 1 ROI.")
+            raise ConfigError(
+                f"{_NUM_LABELS} must be ≥ 1 (ROIs, background excluded), got {self.num_labels}."
+            )
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
                 f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
@@ -164,6 +167,28 @@ class DataSource:
             if not folder.is_dir():
                 _raise_missing(folder, role, is_given=given)
         return source
+
+    def refuse_output_inside(self, out: Path | str) -> None:
+        """Refuse an output folder that is, or lies in, the DICOM or the label folder: the
+        pictures written there would be read by the next run of the data as label maps
+        without a DICOM (left out, exit 3) or as files that are no DICOM.
+
+        Raises:
+            ConfigError: ``out`` is or lies in ``images_dir`` or ``labels_dir``.
+
+        Example:
+            >>> DataSource.from_dirs("data/test").refuse_output_inside("evaluation/")
+        """
+        target = user_path(out).resolve()
+        for folder, role in ((self.labels_dir, "label"), (self.images_dir, "DICOM")):
+            if not target.is_relative_to(folder.resolve()):
+                continue
+            beside = folder.parent / ("results" if target == folder.resolve() else target.name)
+            raise ConfigError(
+                f"{out}: --out lies in the {role} folder {folder}, where the next run would read "
+                f"the pictures written there as its own files; choose a folder outside it (e.g. "
+                f"beside it: {beside})."
+            )
 
 
 def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:

@@ -295,8 +295,8 @@ def evaluate_model(
         and the notes.
 
     Raises:
-        ConfigError: slices in pixels (``--pixels``) beside slices in mm², or the output is in
-            use.
+        ConfigError: slices in pixels (``--pixels``) beside slices in mm², the output is in
+            use, or it lies in the DICOM or the label folder.
         PairingError: a folder is missing, or no test slice pairs with a readable label map.
 
     Example:
@@ -310,6 +310,7 @@ def evaluate_model(
         labels_dir=labels_dir,
         unlabelled_slices=unlabelled_slices,
     )
+    source.refuse_output_inside(out_dir)
     samples, notes, failed, plan = _labelled_test_set(bundle, source, fallback=fallback, log=log)
     images = [with_fallback_spacing(sample.image, fallback) for sample in samples]  # all spaced
     spacings = [image.spacing_mm for image in images]  # the user's, where a file has none

@@ -18,8 +18,9 @@ from sliceseg.inference.confidence import ConfidenceCollector, least_confident, 
 from sliceseg.inference.familiarity import always_present_rois, check_run, warn_unchecked
 from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
-from sliceseg.io.files import atomic_path
+from sliceseg.io.files import atomic_path, file_target
 from sliceseg.io.identity import series_name_key, slice_key
+from sliceseg.io.output_folders import refuse_existing_file
 from sliceseg.io.series_plan import decode_series, plan_cohort
 from sliceseg.io.tables import write_csv
 from sliceseg.measure.spacing import SpacingFallback, with_fallback_spacing
@@ -207,11 +208,31 @@ def _suggestions_frame(suggestions: list[Suggestion]) -> pd.DataFrame:
     return pd.DataFrame([{**vars(s), "path": str(s.path)} for s in suggestions], columns=columns)
 
 
-def write_suggestions(path: Path | str, suggestions: list[Suggestion]) -> Path:
-    """Write the suggestions as a CSV atomically; return ``path``."""
-    with atomic_path(Path(path)) as tmp:
+def suggestions_target(path: Path | str, *, overwrite: bool = False) -> Path:
+    """``path`` as the CSV `write_suggestions` writes (check it before predicting): an
+    existing file is replaced only with ``overwrite``, so that a mistyped ``--out`` cannot
+    destroy a label map, ``labels.txt`` or an earlier list.
+
+    Raises:
+        ConfigError: ``path`` is a folder, or exists and ``overwrite`` is False.
+    """
+    target = file_target(path)
+    refuse_existing_file(target, overwrite=overwrite)
+    return target
+
+
+def write_suggestions(
+    path: Path | str, suggestions: list[Suggestion], *, overwrite: bool = False
+) -> Path:
+    """Write the suggestions as a CSV atomically; return ``path``.
+
+    Raises:
+        ConfigError: as `suggestions_target`.
+    """
+    target = suggestions_target(path, overwrite=overwrite)
+    with atomic_path(target) as tmp:
         write_csv(_suggestions_frame(suggestions), tmp, index=False)
-    return Path(path)
+    return target
 
 
 def suggestions_text(suggestions: list[Suggestion]) -> str:

@@ -226,6 +226,8 @@ def _run(
     started = time.time()
     if resumption is None and context.is_main:
         refuse_an_earlier_run(config)
+        # a missing data folder is said before --out is made, and --out kept out of the data
+        config.data_source().refuse_output_inside(config.out_dir)
         prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sliceseg.errors import ConfigError, LabelError
+from sliceseg.io.files import file_target
 from sliceseg.io.output_folders import refuse_existing_file
 from sliceseg.measure.familiarity import TrainingProfile
 from sliceseg.models import required_divisor
@@ -79,7 +80,7 @@ def reprofile(
         The new file, its profile and the number of validation slices.
 
     Raises:
-        ConfigError: ``out`` is the model itself or exists (without ``overwrite``), the
+        ConfigError: ``out`` is the model itself, a folder, or exists (without ``overwrite``), the
             model file does not say how it was trained, or its split leaves fewer than two
             training slices (no profile can be made).
         LabelError: the folder's ROIs are not the model's.
@@ -133,7 +134,8 @@ def _check_target(source: Path, target: Path, *, overwrite: bool) -> None:
             f"{target}: the reprofiled model is written to a new file and the original is "
             "kept; give another --out."
         )
-    refuse_existing_file(target, overwrite=overwrite)
+    # a folder is never replaced, --overwrite or not (`file_target` says so)
+    refuse_existing_file(file_target(target), overwrite=overwrite)
 
 
 def _as_text(folders: dict[str, Path | str | None]) -> dict[str, str | None]:

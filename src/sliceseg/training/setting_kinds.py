@@ -47,6 +47,8 @@ FLAGS: dict[str, str] = {
     "ema_decay": "--ema-decay",
     "loss": "--loss",
     "seed": "--seed",
+    "out_dir": "--out",
+    "init_from": "--init-from",
 }
 """The flag of `train` (and `preview`) that sets each `TrainConfig` setting it checks; messages
 name such a setting by both (``--max-minutes (max_minutes)``), a setting without one by name."""

@@ -13,6 +13,7 @@ import torch
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.training.config import TrainConfig
 from sliceseg.training.progress import format_elapsed
+from sliceseg.training.setting_kinds import named_setting
 from sliceseg.training.steps import FROM_THE_START, ScheduleStart
 
 TRAINING_STATE_VERSION = 1
@@ -292,7 +293,7 @@ def _refuse_fixed_changes(
     for name in changed:
         if name in FIXED_ON_RESUME and not _same_path(name, config, saved):
             raise ConfigError(
-                f"{name} cannot change when resuming {source} (checkpoint: "
+                f"{named_setting(name)} cannot change when resuming {source} (checkpoint: "
                 f"{getattr(saved, name)!r}, given: {getattr(config, name)!r}); start a new run "
                 "in another --out folder instead."
             )
