@@ -171,9 +171,10 @@ class DataSource:
         return source
 
     def refuse_output_inside(self, out: Path | str) -> None:
-        """Refuse an output folder that is, or lies in, the DICOM or the label folder: the
-        pictures written there would be read by the next run of the data as label maps
-        without a DICOM (left out, exit 3) or as files that are no DICOM.
+        """Refuse an output (folder, or ``preview``'s picture) that is, or lies in, the DICOM or
+        the label folder: the pictures and tables written there would be read by the next run
+        of the data as label maps without a DICOM (left out, exit 3) or as files that are no
+        DICOM. ``train``, ``preview``, ``evaluate`` and ``measure`` call it.
 
         Raises:
             ConfigError: ``out`` is or lies in ``images_dir`` or ``labels_dir``.
@@ -188,8 +189,8 @@ class DataSource:
             beside = folder.parent / ("results" if target == folder.resolve() else target.name)
             raise ConfigError(
                 f"{out}: --out lies in the {role} folder {folder}, where the next run would read "
-                f"the pictures written there as its own files; choose a folder outside it (e.g. "
-                f"beside it: {beside})."
+                f"the files written there as its own; choose a folder outside it (e.g. beside "
+                f"it: {beside})."
             )
 
 
