@@ -604,6 +604,21 @@ def test_train_without_its_data_folder_makes_no_out_folder(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_train_refusing_its_data_leaves_no_out_folder(tiny_phantom, tmp_path, capsys):
+    """--out was made before the data was read: data without one usable pair left it empty."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "test" / "dicoms", data / "dicoms")
+    shutil.copytree(tiny_phantom / "test" / "labels", data / "labels" / "elsewhere")
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "train", str(data), "--out", str(out), "--epochs", "1")
+    assert code == 2
+    assert err.splitlines()[-1].startswith(
+        f"error: nothing to train on: no DICOM file in {data / 'dicoms'} pairs with a label map "
+        f"in {data / 'labels'}; "
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("count", ["0", "-2"])
 def test_check_num_labels_below_one_names_the_flag(tiny_phantom, count, capsys):
     """As train's: the flag and the Python name, not only ``num_labels=0``."""
