@@ -560,8 +560,39 @@ def test_out_in_the_label_folder_is_refused(command, tiny_model, tiny_phantom, t
     assert code == 2
     assert err.splitlines()[-1] == (
         f"error: {out}: --out lies in the label folder {data / 'labels'}, where the next run "
-        "would read the pictures written there as its own files; choose a folder outside it "
+        "would read the files written there as its own; choose a folder outside it "
         f"(e.g. beside it: {data / 'results'})."
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "folder", "written"),
+    [
+        ("preview", "labels", "p.png"),
+        ("measure", "labels", "areas"),
+        ("measure", "dicoms", "areas"),
+    ],
+)
+def test_preview_or_measure_out_in_the_data_is_refused(
+    command, folder, written, tiny_phantom, tmp_path, capsys
+):
+    """As train's and evaluate's: preview's picture in the labels was read back as a label map
+    without a DICOM, measure's tables as files that are no label map (or no DICOM)."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "test", data)
+    out = data / folder / written
+    if command == "preview":
+        given = [str(data), "--input-shape", "64"]
+    else:
+        given = [str(data / "labels"), "--dicoms", str(data / "dicoms")]
+    code, _, err = run(capsys, command, *given, "--out", str(out))
+    assert code == 2
+    role = "label" if folder == "labels" else "DICOM"
+    assert err.splitlines()[-1] == (
+        f"error: {out}: --out lies in the {role} folder {data / folder}, where the next run "
+        "would read the files written there as its own; choose a folder outside it "
+        f"(e.g. beside it: {data / written})."
     )
     assert not out.exists()
 
@@ -570,6 +601,21 @@ def test_train_without_its_data_folder_makes_no_out_folder(tmp_path, capsys):
     out = tmp_path / "model"
     code, _, err = run(capsys, "train", str(tmp_path / "missing"), "--out", str(out))
     assert code == 2 and "missing/dicoms: DICOM folder does not exist" in err
+    assert not out.exists()
+
+
+def test_train_refusing_its_data_leaves_no_out_folder(tiny_phantom, tmp_path, capsys):
+    """--out was made before the data was read: data without one usable pair left it empty."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_phantom / "test" / "dicoms", data / "dicoms")
+    shutil.copytree(tiny_phantom / "test" / "labels", data / "labels" / "elsewhere")
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "train", str(data), "--out", str(out), "--epochs", "1")
+    assert code == 2
+    assert err.splitlines()[-1].startswith(
+        f"error: nothing to train on: no DICOM file in {data / 'dicoms'} pairs with a label map "
+        f"in {data / 'labels'}; "
+    )
     assert not out.exists()
 
 

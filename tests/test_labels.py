@@ -200,9 +200,13 @@ class TestInferLabelScheme:
         with pytest.raises(LabelError, match="only background"):
             infer_label_scheme([{0}, {0}])
 
-    def test_bad_num_labels(self):
-        with pytest.raises(ConfigError, match="num_labels=0"):
+    def test_bad_num_labels_is_worded_as_check_and_train_word_it(self):
+        """It said ``num_labels=0: expected at least 1 ROI.``, without the flag."""
+        with pytest.raises(ConfigError) as refused:
             infer_label_scheme([{0, 1}], num_labels=0)
+        assert str(refused.value) == (
+            "--num-labels (num_labels) must be ≥ 1 (ROIs, background excluded), got 0."
+        )
 
 
 class TestLabelScheme:

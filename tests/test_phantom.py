@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
+from sliceseg.cli import main
 from sliceseg.errors import ConfigError
 from sliceseg.phantom import shapes
 from sliceseg.phantom.anatomy import build_layers
@@ -128,6 +129,25 @@ class TestGeneratePhantom:
         (tmp_path / "notes.txt").write_text("keep me")
         with pytest.raises(ConfigError, match=r"not empty.*--overwrite"):
             generate_phantom(tmp_path, train_subjects=1, test_subjects=0, slices_per_subject=1)
+
+    @pytest.mark.parametrize("in_the_way", ["file", "folder"])
+    def test_refusal_names_out_dir_not_a_flag_phantom_has_not(self, in_the_way, tmp_path, capsys):
+        """`sliceseg phantom OUT_DIR` takes its folder as an argument: "choose another --out"
+        named a flag it has not."""
+        out = tmp_path / "taken"
+        if in_the_way == "file":
+            out.write_text("keep me")
+        else:
+            out.mkdir()
+            (out / "notes.txt").write_text("keep me")
+        assert main(["phantom", str(out), "--train-subjects", "1", "--test-subjects", "0"]) == 2
+        why = (
+            "exists and is not a folder; choose another OUT_DIR (out_dir)."
+            if in_the_way == "file"
+            else "folder exists and is not empty; choose another OUT_DIR (out_dir) or pass "
+            "--overwrite (overwrite=True)."
+        )
+        assert capsys.readouterr().err == f"error: {out}: {why}\n"
 
     def test_overwrite_replaces_an_earlier_phantom(self, tmp_path):
         kwargs = {"slices_per_subject": 1, "matrix_sizes": [(64, 64)]}

@@ -83,8 +83,8 @@ class TestRefuseOutputInside:
         out = tmp_path / "data" / "labels" / "ev"
         message = (
             f"{out}: --out lies in the label folder {source.labels_dir}, where the next run "
-            "would read the pictures written there as its own files; choose a folder outside "
-            f"it (e.g. beside it: {tmp_path / 'data' / 'ev'})."
+            "would read the files written there as its own; choose a folder outside it (e.g. "
+            f"beside it: {tmp_path / 'data' / 'ev'})."
         )
         with pytest.raises(ConfigError) as refused:
             source.refuse_output_inside(out)

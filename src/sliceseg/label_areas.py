@@ -81,7 +81,8 @@ def measure_label_folder(
 
     Raises:
         PairingError: no label map pairs with a DICOM, or none of them can be measured.
-        ConfigError: slices in pixels (``--pixels``) beside slices in mm², output folder in use.
+        ConfigError: slices in pixels (``--pixels``) beside slices in mm², output folder in use
+            or inside ``labels_dir`` or ``dicom_dir``.
 
     Example:
         >>> table, paths, notes = measure_label_folder("manual/", "scans/", "areas/")
@@ -94,6 +95,7 @@ def measure_label_folder(
         roi_names=roi_names,
         unlabelled_slices=unlabelled_slices,
     )
+    source.refuse_output_inside(out_dir)  # its tables would be read back as label maps
     samples, left_out_files = _measurable(source, fallback, log=log)
     report = left_out_files.report
     names = list(roi_names) if roi_names else list(report.roi_names)

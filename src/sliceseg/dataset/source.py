@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.errors import ConfigError, PairingError, option_name
+from sliceseg.errors import ConfigError, PairingError
 from sliceseg.io.dicom_files import not_a_folder
-from sliceseg.io.roi_values import parse_roi_names
+from sliceseg.io.roi_values import (
+    NUM_LABELS_OPTION,
+    parse_roi_names,
+    refuse_num_labels_below_one,
+)
 from sliceseg.user_paths import user_path
 
 __all__ = [
@@ -31,7 +35,6 @@ __all__ = [
 ROI_NAMES_FILE = "labels.txt"
 """The ROI names file, read beside the label folder (``DATA/labels.txt``), never inside it."""
 
-_NUM_LABELS = option_name("--num-labels", "num_labels")
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as
 background (``--unlabelled-slices``)."""
@@ -82,11 +85,10 @@ class DataSource:
         if self.num_labels is not None and (
             isinstance(self.num_labels, bool) or not isinstance(self.num_labels, (int, np.integer))
         ):
-            raise ConfigError(f"{_NUM_LABELS} must be a whole number ≥ 1, got {self.num_labels!r}.")
-        if self.num_labels is not None and self.num_labels < 1:
             raise ConfigError(
-                f"{_NUM_LABELS} must be ≥ 1 (ROIs, background excluded), got {self.num_labels}."
+                f"{NUM_LABELS_OPTION} must be a whole number ≥ 1, got {self.num_labels!r}."
             )
+        refuse_num_labels_below_one(self.num_labels)
         if self.unlabelled_slices not in UNLABELLED_CHOICES:
             raise ConfigError(
                 f"unlabelled_slices={self.unlabelled_slices!r}: expected one of "
@@ -169,9 +171,10 @@ class DataSource:
         return source
 
     def refuse_output_inside(self, out: Path | str) -> None:
-        """Refuse an output folder that is, or lies in, the DICOM or the label folder: the
-        pictures written there would be read by the next run of the data as label maps
-        without a DICOM (left out, exit 3) or as files that are no DICOM.
+        """Refuse an output (folder, or ``preview``'s picture) that is, or lies in, the DICOM or
+        the label folder: the pictures and tables written there would be read by the next run
+        of the data as label maps without a DICOM (left out, exit 3) or as files that are no
+        DICOM. ``train``, ``preview``, ``evaluate`` and ``measure`` call it.
 
         Raises:
             ConfigError: ``out`` is or lies in ``images_dir`` or ``labels_dir``.
@@ -186,8 +189,8 @@ class DataSource:
             beside = folder.parent / ("results" if target == folder.resolve() else target.name)
             raise ConfigError(
                 f"{out}: --out lies in the {role} folder {folder}, where the next run would read "
-                f"the pictures written there as its own files; choose a folder outside it (e.g. "
-                f"beside it: {beside})."
+                f"the files written there as its own; choose a folder outside it (e.g. beside "
+                f"it: {beside})."
             )
 
 

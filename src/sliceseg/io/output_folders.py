@@ -18,21 +18,42 @@ OVERWRITE = "--overwrite (overwrite=True)"
 """How a refusal names the way to replace an output: the flag, and the argument in Python."""
 
 
-def prepare_output_dir(path: Path | str, *, overwrite: bool) -> Path:
+def prepare_output_dir(path: Path | str, *, overwrite: bool, argument: str = "--out") -> Path:
     """Create an output folder, refusing to reuse a non-empty one unless ``overwrite`` is set.
 
+    Args:
+        path: the folder.
+        overwrite: allow a non-empty folder.
+        argument: how the refusals name the caller's argument for the folder: ``--out``, or
+            ``OUT_DIR (out_dir)`` for a command that takes it positionally.
+
     Raises:
-        ConfigError: the folder exists and holds files, and ``overwrite`` is False.
+        ConfigError: as `refuse_used_output_dir` and `create_output_dir`.
+    """
+    out = refuse_used_output_dir(path, overwrite=overwrite, argument=argument)
+    return create_output_dir(out, argument=argument)
+
+
+def refuse_used_output_dir(path: Path | str, *, overwrite: bool, argument: str = "--out") -> Path:
+    """Refuse an output folder `prepare_output_dir` would refuse, without creating it: a run
+    that checks its data afterwards leaves no empty folder behind when the data is refused.
+
+    Returns:
+        The folder, ``~`` expanded.
+
+    Raises:
+        ConfigError: a file stands at ``path``, or the folder holds files and ``overwrite`` is
+            False (a folder an interrupted run marked incomplete is reused).
     """
     out = user_path(path)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
+        raise ConfigError(f"{out}: exists and is not a folder; choose another {argument}.")
     is_interrupted = (out / _INCOMPLETE_MARKER).is_file()
     if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
         raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
+            f"{out}: folder exists and is not empty; choose another {argument} or pass {OVERWRITE}."
         )
-    return create_output_dir(out)
+    return out
 
 
 def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
@@ -45,8 +66,9 @@ def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
         raise ConfigError(f"{path} already exists; pass {OVERWRITE} or give another --out.")
 
 
-def create_output_dir(out: Path) -> Path:
-    """Create ``out`` (and its parents) or say in one line why it cannot be.
+def create_output_dir(out: Path, *, argument: str = "--out") -> Path:
+    """Create ``out`` (and its parents) or say in one line why it cannot be (``argument``: as
+    `prepare_output_dir`).
 
     Raises:
         ConfigError: a file stands in the way, or the OS refuses (permissions, disk).
@@ -56,7 +78,7 @@ def create_output_dir(out: Path) -> Path:
     except OSError as error:
         raise ConfigError(
             f"{out}: cannot create the output folder ({unwritable_reason(out, error)}); choose "
-            "another --out."
+            f"another {argument}."
         ) from error
     return out
 

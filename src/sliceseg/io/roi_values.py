@@ -105,6 +105,22 @@ class LabelScheme:
         return index.astype(np.uint8)
 
 
+def refuse_num_labels_below_one(num_labels: int | None) -> None:
+    """Refuse a number of ROIs K below 1 (background is not counted), in the one wording
+    ``check``, ``train``, `sliceseg.dataset.source.DataSource` and `infer_label_scheme` share.
+
+    Raises:
+        ConfigError: ``num_labels`` < 1 (None, "not given", passes).
+
+    Example:
+        >>> refuse_num_labels_below_one(4)
+    """
+    if num_labels is not None and num_labels < 1:
+        raise ConfigError(
+            f"{NUM_LABELS_OPTION} must be ≥ 1 (ROIs, background excluded), got {num_labels!r}."
+        )
+
+
 def infer_label_scheme(
     value_sets: Sequence[set[int]], *, num_labels: int | None = None
 ) -> LabelScheme:
@@ -132,8 +148,7 @@ def infer_label_scheme(
         >>> infer_label_scheme([{0, 40, 80}, {0, 80}]).stored_values
         (0, 40, 80)
     """
-    if num_labels is not None and num_labels < 1:
-        raise ConfigError(f"num_labels={num_labels}: expected at least 1 ROI.")
+    refuse_num_labels_below_one(num_labels)
     values = sorted({int(v) for s in value_sets for v in s} | {0})
     top = values[-1]
     if values[0] < 0:

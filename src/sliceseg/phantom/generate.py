@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from sliceseg.errors import ConfigError
+from sliceseg.errors import ConfigError, option_name
 from sliceseg.io.files import atomic_write_bytes, atomic_write_text
 from sliceseg.io.output_folders import prepare_output_dir
 from sliceseg.io.tables import csv_value
@@ -76,6 +76,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 
 
 _MIN_SIZE, _MAX_SIZE = 64, 2048
+_OUT_DIR = option_name("OUT_DIR", "out_dir")  # `sliceseg phantom OUT_DIR`: an argument, no flag
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def generate_phantom(
     _check_count(test_subjects, name="test_subjects", minimum=0, flag="--test-subjects")
     _check_count(slices_per_subject, name="slices_per_subject", minimum=1, flag="--slices")
     sizes = DEFAULT_MATRIX_SIZES if matrix_sizes is None else _parse_sizes(matrix_sizes)
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    out = prepare_output_dir(out_dir, overwrite=overwrite, argument=_OUT_DIR)
     for split in ("train", "test"):
         if (out / split).is_dir():
             shutil.rmtree(out / split)

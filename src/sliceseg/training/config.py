@@ -14,7 +14,7 @@ from sliceseg.dataset.pairing import Sample
 from sliceseg.dataset.source import UNLABELLED_CHOICES, DataSource
 from sliceseg.dataset.split import SPLIT_CHOICES
 from sliceseg.errors import ConfigError
-from sliceseg.io.roi_values import parse_roi_names
+from sliceseg.io.roi_values import parse_roi_names, refuse_num_labels_below_one
 from sliceseg.model_space.batches import native_crop_share, whole_slice_spacing
 from sliceseg.model_space.crops import FOREGROUND_BALANCES
 from sliceseg.model_space.intensity import NORMALISATION_CHOICES
@@ -248,11 +248,7 @@ class TrainConfig:
             raise ConfigError(
                 f"{named_setting('num_workers')} must be ≥ 0, got {self.num_workers!r}."
             )
-        if self.num_labels is not None and self.num_labels < 1:
-            raise ConfigError(
-                f"{named_setting('num_labels')} must be ≥ 1 (ROIs, background excluded), got "
-                f"{self.num_labels!r}."
-            )
+        refuse_num_labels_below_one(self.num_labels)
         if not self.learning_rate > 0:
             raise ConfigError(
                 f"{named_setting('learning_rate')} must be > 0, got {self.learning_rate!r}."

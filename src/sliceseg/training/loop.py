@@ -20,7 +20,7 @@ import torch
 
 from sliceseg.augment.transforms import augment_batch
 from sliceseg.errors import ConfigError, UnwritableError
-from sliceseg.io.output_folders import prepare_output_dir
+from sliceseg.io.output_folders import create_output_dir, refuse_used_output_dir
 from sliceseg.models.bundle import Bundle, load_bundle
 from sliceseg.postprocess.cleanup import PostProcessing
 from sliceseg.progress_bars import shows_progress
@@ -226,9 +226,10 @@ def _run(
     started = time.time()
     if resumption is None and context.is_main:
         refuse_an_earlier_run(config)
-        # a missing data folder is said before --out is made, and --out kept out of the data
+        # a missing data folder and a used --out are said before the data is read, --out is
+        # kept out of the data, and made only once the data is accepted (see below)
         config.data_source().refuse_output_inside(config.out_dir)
-        prepare_output_dir(Path(config.out_dir), overwrite=config.overwrite)
+        refuse_used_output_dir(config.out_dir, overwrite=config.overwrite)
     context.barrier()
     torch.manual_seed(config.seed)
     # start: the checkpoint (the run's own spacing and normalisation, not re-derived) or the
@@ -242,8 +243,9 @@ def _run(
         if session.averaged is not None:  # the average starts from the loaded weights
             session.averaged.restart(session.model)
         log(f"Starting from the weights of {config.init_from}.")
-    if context.is_main:  # only once the data and start are accepted
+    if context.is_main:  # only once the data and start are accepted: a refusal leaves no folder
         if resumption is None:
+            create_output_dir(Path(config.out_dir))
             remove_earlier_checkpoints(Path(config.out_dir), config, log)
         remove_killed_writes(Path(config.out_dir), before=started, log=log)
     if resumption is not None:

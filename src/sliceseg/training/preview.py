@@ -61,8 +61,8 @@ def preview_batch(
 
     Raises:
         SlicesegError: the data is unfit for training.
-        ConfigError: ``path`` is a folder, has no picture suffix (.png, .jpg, ...), or
-            exists and ``overwrite`` is False.
+        ConfigError: ``path`` is a folder, has no picture suffix (.png, .jpg, ...), lies in
+            the DICOM or the label folder, or exists and ``overwrite`` is False.
 
     Example:
         >>> preview_batch(TrainConfig(data_dir="phantom/train"), path="preview.png")
@@ -70,6 +70,8 @@ def preview_batch(
     if path is not None:  # a bad --out is said before the data is read
         refuse_existing_file(figure_path(path), overwrite=overwrite)
     planned, start = plan_new_run(config, overrides, start=start)
+    if path is not None:  # as train's --out: not read back as a label map by the next run
+        planned.data_source().refuse_output_inside(path)
     data = load_training_data(planned, start, progress=shows_progress())
     log_data_notes(data, log)
     return draw_first_batch(data, planned, path=path)
