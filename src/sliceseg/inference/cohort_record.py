@@ -18,7 +18,12 @@ from sliceseg.errors import ConfigError
 from sliceseg.inference.records import RUN_RECORD, RunRecord, read_json
 from sliceseg.inference.shard_lock import create_whole
 from sliceseg.io.files import atomic_write_text, finished_outputs
-from sliceseg.io.output_folders import OVERWRITE, create_output_dir
+from sliceseg.io.output_folders import (
+    OVERWRITE,
+    create_output_dir,
+    folder_in_use,
+    not_a_folder,
+)
 
 __all__ = ["check_out_dir"]
 
@@ -43,7 +48,7 @@ def check_out_dir(out: Path, record: RunRecord, *, overwrite: bool) -> str | Non
         ''
     """  # noqa: E501
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another --out.")
+        raise not_a_folder(out)
     path, text = out / RUN_RECORD, json.dumps(record.to_dict(), indent=2) + "\n"
     for _ in range(3):  # created (or replaced) by another shard meanwhile: look at it
         stored = read_json(path)
@@ -75,9 +80,7 @@ def _created(out: Path, text: str, *, overwrite: bool) -> bool:
     if not overwrite and out.is_dir() and finished_outputs(out):
         if read_json(path) is not None:  # another shard created it since it was looked for
             return False
-        raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another --out or pass {OVERWRITE}."
-        )
+        raise folder_in_use(out)
     create_output_dir(out)
     if create_whole(path, text):
         return True

@@ -47,13 +47,23 @@ def refuse_used_output_dir(path: Path | str, *, overwrite: bool, argument: str =
     """
     out = user_path(path)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another {argument}.")
+        raise not_a_folder(out, argument)
     is_interrupted = (out / _INCOMPLETE_MARKER).is_file()
     if out.is_dir() and any(out.iterdir()) and not overwrite and not is_interrupted:
-        raise ConfigError(
-            f"{out}: folder exists and is not empty; choose another {argument} or pass {OVERWRITE}."
-        )
+        raise folder_in_use(out, argument)
     return out
+
+
+def not_a_folder(out: Path, argument: str = "--out") -> ConfigError:
+    """The refusal of an output folder where a file stands."""
+    return ConfigError(f"{out}: exists and is not a folder; choose another {argument}.")
+
+
+def folder_in_use(out: Path, argument: str = "--out") -> ConfigError:
+    """The refusal of an output folder that holds files, without ``--overwrite``."""
+    return ConfigError(
+        f"{out}: folder exists and is not empty; choose another {argument} or pass {OVERWRITE}."
+    )
 
 
 def refuse_existing_file(path: Path, *, overwrite: bool) -> None:
