@@ -424,7 +424,7 @@ def test_notes_beside_the_data_are_one_note_not_a_warning(tmp_path):
 class TestRoiNamesFile:
     """labels.txt as Windows editors save it: names read as written, or one line naming it."""
 
-    @pytest.mark.parametrize("inside", ["labels.txt", "p01/labels.txt"])
+    @pytest.mark.parametrize("inside", ["labels.txt", "p01/labels.txt", "p01/Labels.txt"])
     def test_one_put_inside_the_label_folder_is_named_with_where_it_belongs(self, tmp_path, inside):
         """It got "skipped: not a label map: suffix '.txt'", and its names were silently not
         used; usage.md puts it beside the label folder (DATA/labels.txt), where it is read."""

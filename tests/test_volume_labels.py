@@ -17,7 +17,7 @@ import slicer_files
 from conftest import small_phantom
 from sliceseg.cli import main
 from sliceseg.dataset import volume_report
-from sliceseg.dataset.samples import check_dataset, load_samples
+from sliceseg.dataset.samples import check_dataset, load_samples, load_usable_samples
 from sliceseg.dataset.source import DataSource
 from sliceseg.dataset.volume_labels import load_volume_labels, series_labels
 from sliceseg.dataset.volume_pairing import find_label_volumes, pair_volumes
@@ -508,6 +508,28 @@ class TestCheckWithVolumes:
         ours = [s for s in samples if s.key.startswith("sub01")]
         assert len(ours) == (0 if unlabelled == "skip" else 4)
         assert not any(s.label.any() for s in ours) and len(samples) == 8 + len(ours)
+
+    def test_an_empty_segmentation_in_a_folder_of_two_series_labels_neither(
+        self, phantom, tmp_path
+    ):
+        """An empty volume skipped the choice of its series: every series of its DICOM folder
+        (a scout beside the axials, two contrasts) became its slices, all background with
+        --unlabelled-slices background, and evaluate would have scored them against zeros."""
+        data = volume_dataset(phantom, tmp_path)
+        for dicom in sorted((data / "dicoms" / "sub02").iterdir()):
+            shutil.copy(dicom, data / "dicoms" / "sub01" / f"other_{dicom.name}")
+        path = data / "labels" / "sub01.seg.nrrd"
+        segments = slicer_files.named_segments(names_of(phantom))
+        grid = read_label_volume(path).ijk_to_lps
+        slicer_files.write_empty_slicer_seg(path, segments, ijk_to_lps=grid)
+        source = DataSource.from_dirs(data, unlabelled_slices="background")
+        samples, report = load_usable_samples(source)
+        assert not any(s.key.startswith("sub01") for s in samples)
+        assert [p.message for p in report.problems if path in p.paths] == [
+            f"{path}: the segmentation is empty, and its DICOM folder holds 2 series, so which "
+            "one it was drawn on cannot be told; put each series in its own folder (one volume "
+            "per series)."
+        ]
 
     def test_mixed_with_per_slice_files(self, phantom, tmp_path):
         data = volume_dataset(phantom, tmp_path, names_file=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sliceseg.dataset.source import ROI_NAMES_FILE
+from sliceseg.dataset.source import ROI_NAMES_FILE, is_roi_names_file
 from sliceseg.errors import PairingError
 from sliceseg.io.dicom import Slice
 from sliceseg.io.dicom_files import (
@@ -141,7 +141,7 @@ def pair_files(images_dir: Path, labels_dir: Path) -> Pairing:
             for s in skipped
             if not _is_label_name(s.path.name)
             and s.path not in data_files
-            and s.path.name.lower() != ROI_NAMES_FILE
+            and not is_roi_names_file(s.path)
         ]
     # In one folder a stray file (notes.txt) is already skipped as no DICOM: list it once.
     known = (set(image_paths) if is_shared else set()) | {s.path for s in skipped} | data_files
@@ -201,7 +201,7 @@ def _label_maps(
 
 def _not_a_label_map(path: Path, labels_dir: Path) -> str:
     """Why a file of the label folder is skipped; ROI names there get where they are read."""
-    if path.name.lower() == ROI_NAMES_FILE:
+    if is_roi_names_file(path):
         beside = labels_dir.parent / ROI_NAMES_FILE
         fix = (
             f"the names are read from {beside}; remove this one"

@@ -23,7 +23,7 @@ from sliceseg.dataset.pairing import (
     likely_images,
     near_misses,
 )
-from sliceseg.dataset.source import ROI_NAMES_FILE
+from sliceseg.dataset.source import is_roi_names_file
 from sliceseg.io.dicom_files import SkippedFile
 from sliceseg.io.dicom_headers import MALFORMED_SPACING_SOURCE
 from sliceseg.io.labels import LABEL_SUFFIXES
@@ -167,7 +167,7 @@ def _skipped_problems(skipped: list[SkippedFile]) -> list[Problem]:
     sidecars = []
     for item in skipped:
         # a labels.txt in the wrong folder keeps its own warning: its names are not used
-        if item.path.suffix.lower() in SIDECAR_SUFFIXES and item.path.name != ROI_NAMES_FILE:
+        if item.path.suffix.lower() in SIDECAR_SUFFIXES and not is_roi_names_file(item.path):
             sidecars.append(item.path)
         else:
             by_reason[item.reason].append(item.path)

@@ -28,12 +28,19 @@ __all__ = [
     "UNLABELLED_CHOICES",
     "DataSource",
     "is_background_name",
+    "is_roi_names_file",
     "refuse_background_name",
     "refuse_repeated_names",
 ]
 
 ROI_NAMES_FILE = "labels.txt"
 """The ROI names file, read beside the label folder (``DATA/labels.txt``), never inside it."""
+
+
+def is_roi_names_file(path: Path) -> bool:
+    """Whether ``path`` is named as the ROI names file (`ROI_NAMES_FILE`, in any letter case)."""
+    return path.name.lower() == ROI_NAMES_FILE
+
 
 UNLABELLED_CHOICES = ("skip", "background")
 """What to do with slices a label volume leaves empty: leave them out, or train on them as

@@ -12,7 +12,7 @@ leaves empty are skipped or kept as background (``unlabelled="skip" | "backgroun
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -147,14 +147,13 @@ def series_labels(
         raise ConfigError(
             f"unlabelled_slices={unlabelled!r}: expected one of {', '.join(UNLABELLED_CHOICES)}."
         )
-    if not volume.values.any():  # its geometry says nothing: one voxel, anywhere
-        kept = [(s, np.zeros(s.shape, dtype=volume.values.dtype)) for s in slices]
-        return SeriesLabels(volume, kept if unlabelled == "background" else [], list(slices))
     groups: dict[str, list[Slice]] = defaultdict(list)
     for image in slices:
         groups[image.series_uid].append(image)
     if volume.series_uid and volume.series_uid in groups:
         groups = {volume.series_uid: groups[volume.series_uid]}
+    if not volume.values.any():  # its geometry says nothing: one voxel, anywhere
+        return _empty_volume_labels(volume, groups, unlabelled)
     results, errors = [], []
     for members in groups.values():
         try:
@@ -169,6 +168,26 @@ def series_labels(
             "DICOM folder; put each series in its own folder (one volume per series)."
         )
     raise errors[0]
+
+
+def _empty_volume_labels(
+    volume: LabelVolume, groups: Mapping[str, list[Slice]], unlabelled: str
+) -> SeriesLabels:
+    """Every slice of the volume's one series left empty (all background with "background").
+
+    Raises:
+        LabelError: the folder holds several series: an empty volume's geometry cannot say
+            which one it was drawn on.
+    """
+    if len(groups) > 1:
+        raise LabelError(
+            f"{volume.source}: the segmentation is empty, and its DICOM folder holds "
+            f"{len(groups)} series, so which one it was drawn on cannot be told; put each series "
+            "in its own folder (one volume per series)."
+        )
+    (members,) = groups.values()
+    kept = [(s, np.zeros(s.shape, dtype=volume.values.dtype)) for s in members]
+    return SeriesLabels(volume, kept if unlabelled == "background" else [], list(members))
 
 
 def _one_series(

@@ -255,14 +255,14 @@ def _notes(
 def _done_summaries(
     out: Path, mine: Sequence[PlannedSeries], todo: Sequence[PlannedSeries]
 ) -> dict[str, dict[str, Any]]:
-    """The summaries in the records of the series of ``mine`` done before this run (those of
-    records written before sliceseg kept the series' Modality are left out)."""
+    """The summaries in the records of the series of ``mine`` done before this run (whether a
+    record holds the series' Modality, `recorded_tissue` decides)."""
     redone = {s.name for s in todo}
     found = {}
     for series in mine:
         stored = None if series.name in redone else read_series_record(out, series.name)
         summary = (stored or {}).get("summary")
-        if isinstance(summary, dict) and isinstance(summary.get("modality"), list):
+        if isinstance(summary, dict):
             found[series.name] = summary
     return found
 
