@@ -22,7 +22,7 @@ from sliceseg.inference.predict import predict_slices
 from sliceseg.io.dicom import Slice
 from sliceseg.io.files import atomic_path
 from sliceseg.io.output_folders import output_run
-from sliceseg.io.roi_values import LabelScheme
+from sliceseg.io.roi_values import NOT_IN_SCHEME, LabelScheme
 from sliceseg.io.series_plan import CohortPlan, plan_cohort
 from sliceseg.io.tables import write_csv, write_failed
 from sliceseg.measure.areas import area_mm2
@@ -150,16 +150,12 @@ def load_test_samples(
     return leave_out_unusable(samples, report, fallback)
 
 
-_NOT_IN_SCHEME = " are not in the dataset's label scheme"
-"""How `LabelScheme.to_classes` says a label map holds an unknown value."""
-
-
 def _in_model_terms(problem: Problem, scheme: LabelScheme, model_name: str) -> Problem:
     """A label map's value outside the scheme, said as the model's: the scheme is its training
     data's, so the fix is to label the test set the same way, not to raise num_labels."""
-    if problem.kind != "label_values" or _NOT_IN_SCHEME not in problem.message:
+    if problem.kind != "label_values" or NOT_IN_SCHEME not in problem.message:
         return problem
-    found = problem.message.split(_NOT_IN_SCHEME)[0]  # "<file>: values [9] in 16 pixels"
+    found = problem.message.split(NOT_IN_SCHEME)[0]  # "<file>: values [9] in 16 pixels"
     message = (
         f"{found} are not in the label scheme of the model {model_name} ({scheme.describe()}, "
         "the values of its training data); label the test set the same way as the training set."

@@ -29,6 +29,10 @@ _WHERE_K_IS_SET = (
 )
 """Where each command takes the number of ROIs K from, for a message asking to raise it."""
 
+NOT_IN_SCHEME = " are not in the dataset's label scheme"
+"""How `LabelScheme.to_classes` says a label map holds values it does not know (evaluate
+rewords it as the model's scheme)."""
+
 
 @dataclass(frozen=True)
 class LabelScheme:
@@ -99,8 +103,7 @@ class LabelScheme:
                 )
             raise LabelError(
                 f"{source or 'label map'}: values {_short_list(unknown)} in "
-                f"{np.count_nonzero(~known)} pixels are not in the dataset's label scheme "
-                f"{self.describe()}; {fix}."
+                f"{np.count_nonzero(~known)} pixels{NOT_IN_SCHEME} {self.describe()}; {fix}."
             )
         return index.astype(np.uint8)
 
