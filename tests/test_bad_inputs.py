@@ -505,7 +505,7 @@ def define_runs(c: Corpus) -> dict[str, Run]:
         "measure_too_few_names": Run(
             [
                 *("measure", test / "labels", "--dicoms", dicoms),
-                *("--out", r / "m_few", "--labels", "a,b"),
+                *("--out", r / "m_few", "--roi-names", "a,b"),
             ]
         ),
         "evaluate_out_is_a_file": Run(["evaluate", c.model, test, "--out", c.a_file]),
@@ -676,11 +676,11 @@ CASES = [
     Case("--out is a file", "predict_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out is a file", "measure_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case(
-        "fewer --labels names than ROIs",
+        "fewer --roi-names names than ROIs",
         "measure_too_few_names",
         2,
         "above num_labels=2",
-        r"raise num_labels \(check / train: --num-labels; measure: one name per ROI in --labels",
+        r"raise num_labels \(check / train: --num-labels; measure: one name per ROI in --roi-names",
     ),
     Case("--out is a file", "evaluate_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),
     Case("--out is a file", "train_out_is_a_file", 2, lambda c: c.a_file, "not a folder"),

@@ -145,11 +145,12 @@ class TestPredictErrors:
             str(tiny_phantom / "test" / "dicoms"),
             "--out",
             str(tmp_path / "o"),
-            "--labels",
+            "--roi-names",
             "a,b",
         )
         assert (
-            code == 2 and "--labels (roi_names) gives 2 names but the model segments 6 ROIs" in err
+            code == 2
+            and "--roi-names (roi_names) gives 2 names but the model segments 6 ROIs" in err
         )
 
     def test_a_label_name_given_twice(self, tiny_model, tiny_phantom, tmp_path, capsys):
@@ -160,7 +161,7 @@ class TestPredictErrors:
             capsys, "predict", str(tiny_model), dicoms, "--out", str(out), "--labels", names
         )
         assert code == 2 and err.count("\n") == 1
-        assert "--labels (roi_names): ROI name 'a' (ROIs 1, 6) given more than once" in err
+        assert "--roi-names (roi_names): ROI name 'a' (ROIs 1, 6) given more than once" in err
         assert not (out / "csa.csv").exists()
 
     def test_corrupt_file_among_good_ones_is_skipped(
@@ -674,3 +675,33 @@ def test_resume_into_another_out_names_the_flag(tiny_model, tmp_path, capsys):
         f"error: --out (out_dir) cannot change when resuming {checkpoint} (checkpoint: "
     )
     assert err.endswith(f"given: '{tmp_path}'); start a new run in another --out folder instead.\n")
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_roi_names_option_and_its_older_name_give_the_same_names(command):
+    """predict's and measure's ``--labels`` was the ROI names, where check / train / evaluate /
+    suggest take the label folder: ``--roi-names`` says what it is, and ``--labels`` still works
+    (existing command lines), to the same names."""
+    from sliceseg.cli import build_parser
+    from sliceseg.cli.options import names
+
+    inputs = ["m.pt", "dicoms"] if command == "predict" else ["labels", "--dicoms", "d"]
+    argv = [command, *inputs, "--out", "o"]
+    parser = build_parser()
+    new = parser.parse_args([*argv, "--roi-names", "psoas, disc"])
+    old = parser.parse_args([*argv, "--labels", "psoas, disc"])
+    assert names(new.roi_labels) == names(old.roi_labels) == ["psoas", "disc"]
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_roi_names_help_shows_the_new_name_and_the_old_one_once(command, monkeypatch):
+    from sliceseg.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "200")  # argparse would wrap "--roi-names" at its hyphen
+
+    commands = next(
+        a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction"
+    ).choices
+    shown = " ".join(commands[command].format_help().split())
+    assert "--roi-names NAMES, --labels NAMES" in shown
+    assert shown.count("--labels: the older name of --roi-names") == 1

@@ -228,8 +228,8 @@ class TestLabelScheme:
             match=r"s1\.npy: values \[3\] in 1 pixels are not in the dataset's label scheme "
             r"0\.\.2; "
             r"fix those pixels, or, if the dataset has ROIs up to 3, raise num_labels to 3 \(check "
-            r"/ train: --num-labels; measure: one name per ROI in --labels; labels\.txt: one name "
-            r"per line\)\.$",
+            r"/ train: --num-labels; measure: one name per ROI in --roi-names; labels\.txt: one "
+            r"name per line\)\.$",
         ):
             LabelScheme((0, 1, 2)).to_classes(np.array([0, 3]), source=tmp_path / "s1.npy")
 

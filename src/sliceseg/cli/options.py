@@ -100,11 +100,15 @@ def add_measurement_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write PatientID / PatientName into csa_long.csv (and the report); off by default",
     )
+    # --labels is the label folder in check / train / evaluate / suggest; kept here as an alias
+    # so that existing command lines still run.
     parser.add_argument(
+        "--roi-names",
         "--labels",
         dest="roi_labels",
         metavar="NAMES",
-        help='ROI names, comma-separated: "vertebral body,right psoas major,..."',
+        help='ROI names, comma-separated: "vertebral body,right psoas major,..." '
+        "(--labels: the older name of --roi-names)",
     )
     _add_hu_range(parser, "--adipose-hu", "intramuscular adipose tissue range", "-190 -30")
     _add_hu_range(parser, "--muscle-hu", "muscle range for the radiodensity", "-29 150")

@@ -207,7 +207,7 @@ def refuse_repeated_names(names: Sequence[str], *, source: str) -> None:
 
     Args:
         names: the names of ROIs 1..K.
-        source: where they came from (``labels.txt``'s path, ``roi_names``, ``--labels``).
+        source: where they came from (``labels.txt``'s path, ``roi_names``, ``--roi-names``).
 
     Raises:
         ConfigError: a name is given more than once (names the ROIs sharing it and the fix).

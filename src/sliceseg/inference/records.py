@@ -38,6 +38,7 @@ from sliceseg.io.dicom import SkippedFile
 from sliceseg.io.files import atomic_write_text, finished_outputs
 from sliceseg.io.identity import relative_to_input, series_name_key
 from sliceseg.io.output_folders import create_output_dir
+from sliceseg.io.roi_values import ROI_NAMES_FLAG
 from sliceseg.io.series_plan import CohortPlan, PlannedSeries
 from sliceseg.measure.spacing import SpacingFallback
 from sliceseg.measure.summary_rows import area_column
@@ -75,7 +76,7 @@ SERIES_RECORD = "record.json"
 _SERIES_DIR = "series"
 
 _SETTING_FLAGS: dict[str, str] = {
-    "roi_names": "--labels",
+    "roi_names": ROI_NAMES_FLAG,
     "tta": "--tta",
     "fallback.fov_mm": "--fov",
     "fallback.matrix": "--matrix",

@@ -23,9 +23,12 @@ from sliceseg.io.labels import whole_numbers
 
 # How a message asks for K: check / train take it as a flag, Python callers as an argument.
 NUM_LABELS_OPTION = option_name("--num-labels", "num_labels")
+ROI_NAMES_FLAG = "--roi-names"
+"""predict's and measure's flag for the ROI names (``--labels`` is its older name there)."""
+ROI_NAMES_OPTION = option_name(ROI_NAMES_FLAG, "roi_names")
 _WHERE_K_IS_SET = (
-    "check / train: --num-labels; measure: one name per ROI in --labels; labels.txt: one name "
-    "per line"
+    f"check / train: --num-labels; measure: one name per ROI in {ROI_NAMES_FLAG}; labels.txt: "
+    "one name per line"
 )
 """Where each command takes the number of ROIs K from, for a message asking to raise it."""
 
@@ -186,7 +189,7 @@ def infer_label_scheme(
 
 def parse_roi_names(names: str | Sequence[str]) -> tuple[str, ...]:
     """Return the names of ROIs 1..K as a tuple; a string is a comma-separated list, as in
-    ``--labels`` and a settings file, so ``"psoas"`` is one name, never its letters.
+    ``--roi-names`` and a settings file, so ``"psoas"`` is one name, never its letters.
 
     Example:
         >>> parse_roi_names("muscle"), parse_roi_names("psoas, disc"), parse_roi_names(["a"])

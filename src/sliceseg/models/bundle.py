@@ -23,7 +23,7 @@ from sliceseg._version import __version__
 from sliceseg.dataset.source import refuse_repeated_names
 from sliceseg.errors import BundleError, ConfigError
 from sliceseg.io.files import atomic_write_bytes, finished_outputs
-from sliceseg.io.roi_values import parse_roi_names
+from sliceseg.io.roi_values import ROI_NAMES_OPTION, parse_roi_names
 from sliceseg.io.volume_slices import ORIENTATION_CONVENTION
 from sliceseg.models import MODELS, build_model, context_channels
 from sliceseg.models.run_end import checked_run_end
@@ -241,17 +241,17 @@ class Bundle:
         return self.metadata.roi_names
 
     def with_roi_names(self, roi_names: str | Sequence[str]) -> Bundle:
-        """Return a copy whose ROI names are replaced (e.g. from ``--labels``).
+        """Return a copy whose ROI names are replaced (e.g. from ``--roi-names``).
 
         Raises:
             ConfigError: the number of names differs from the model's number of ROIs, or a
                 name is given twice.
         """
         names = tuple(n.strip() for n in parse_roi_names(roi_names))
-        refuse_repeated_names(names, source="--labels (roi_names)")
+        refuse_repeated_names(names, source=ROI_NAMES_OPTION)
         if len(names) != self.metadata.num_labels:
             raise ConfigError(
-                f"--labels (roi_names) gives {len(names)} names but the model segments "
+                f"{ROI_NAMES_OPTION} gives {len(names)} names but the model segments "
                 f"{self.metadata.num_labels} ROIs ({', '.join(self.metadata.roi_names)}); "
                 "give one name per ROI, in label order."
             )
