@@ -10,6 +10,7 @@ labelled slice is left, these commands and training refuse in one line (`no_slic
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from sliceseg.dataset.check import CheckReport
-from sliceseg.dataset.pairing import Sample
+from sliceseg.dataset.pairing import Pair, Sample
 from sliceseg.dataset.problems import Problem
 from sliceseg.dataset.source import DataSource
 from sliceseg.errors import ConfigError
@@ -209,10 +210,13 @@ def _failed_rows(
         >>> _failed_rows(report, {Path("scans/p01/a.dcm"): "p01"})
         [{'series': 'p01', 'slices': 1, 'reason': 'scans/p01/a.dcm: no PixelSpacing ...'}]
     """
+    pairs_of: dict[Path, list[Pair]] = defaultdict(list)  # one pass, not one per error
+    for pair in report.pairing.pairs:
+        pairs_of[pair.label_path].append(pair)
+        pairs_of[pair.image_path].append(pair)
     rows: list[dict[str, object]] = []
     for problem in report.errors:
-        named = set(problem.paths)
-        pairs = [p for p in report.pairing.pairs if {p.label_path, p.image_path} & named]
+        pairs = list(dict.fromkeys(p for path in problem.paths for p in pairs_of.get(path, ())))
         series = sorted({series_of[p.image_path] for p in pairs if p.image_path in series_of})
         reason = report.described(problem, fov_given=fov_given, unlabelled_use=unlabelled_use)
         rows.append(
